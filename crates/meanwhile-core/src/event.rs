@@ -1,0 +1,67 @@
+//! Events: every state change, in the order the store committed them.
+
+use crate::task::{TaskId, Timestamp};
+use serde::{Deserialize, Serialize};
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A task was submitted.
+    Submitted,
+    /// An attempt started.
+    Started,
+    /// An attempt ended and the task moved on (its new state is in the data).
+    AttemptEnded,
+    /// A task reached a terminal state.
+    Finished,
+    /// A task reported progress.
+    Progress,
+    /// A stop was requested.
+    StopRequested,
+    /// A finished task was put back to pending by hand.
+    Retried,
+    /// A task was removed.
+    Removed,
+    /// A queue was created or changed.
+    Queue,
+}
+
+/// One entry of the durable event log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Position in the log, increasing.
+    pub seq: i64,
+    /// When it was committed.
+    pub at: Timestamp,
+    /// What happened.
+    pub kind: EventKind,
+    /// The task it concerns, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<TaskId>,
+    /// Details (new state, exit code, progress, ...).
+    #[serde(default)]
+    pub data: serde_json::Value,
+}
+
+impl EventKind {
+    /// The name used on the wire and in the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Submitted => "submitted",
+            EventKind::Started => "started",
+            EventKind::AttemptEnded => "attempt_ended",
+            EventKind::Finished => "finished",
+            EventKind::Progress => "progress",
+            EventKind::StopRequested => "stop_requested",
+            EventKind::Retried => "retried",
+            EventKind::Removed => "removed",
+            EventKind::Queue => "queue",
+        }
+    }
+
+    /// Parses an event kind name.
+    pub fn parse(s: &str) -> Option<EventKind> {
+        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+    }
+}

@@ -1,0 +1,31 @@
+//! meanwhile's vocabulary: task ids, specs, states, transitions, retry arithmetic,
+//! notifications and events. This crate does no I/O: every clock reading and every
+//! random sample is passed in, so all of it is testable with plain values.
+#![warn(missing_docs)]
+
+mod duration;
+mod event;
+mod notification;
+mod spec;
+mod state;
+mod task;
+
+pub use duration::{format_duration, parse_duration, serde_duration, serde_opt_duration};
+pub use event::{Event, EventKind};
+pub use notification::Notification;
+pub use spec::{
+    AgentSpec, DEFAULT_QUEUE, MAX_NAME_LEN, RetryPolicy, SpecError, TaskSpec, ValidSpec, Work,
+};
+pub use state::{AttemptOutcome, IllegalTransition, TaskState, Transition, transition};
+pub use task::{Attempt, Progress, QueueInfo, TaskId, TaskKind, TaskRecord, Timestamp};
+
+/// Shortens `s` to at most `max` characters, marking the cut with an ellipsis.
+pub fn shorten(s: &str, max: usize) -> String {
+    let one_line: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() <= max {
+        return one_line;
+    }
+    let mut out: String = one_line.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}

@@ -1,0 +1,464 @@
+//! What a user asks for when submitting a task, and its validation.
+
+use crate::task::{TaskId, TaskKind, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The queue every task lands in unless it names another; it always exists.
+pub const DEFAULT_QUEUE: &str = "default";
+/// Longest accepted task name, in bytes.
+pub const MAX_NAME_LEN: usize = 200;
+
+/// A submitted task, as written by a user (CLI, HTTP, MCP, library).
+///
+/// Exactly one of `command`, `argv` and `agent` says what to run (the library's
+/// in-process closures set none of them). Everything else is optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    /// A command line run with `sh -c`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// A program and its arguments, run without a shell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argv: Option<Vec<String>>,
+    /// A prompt for a sub-agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentSpec>,
+    /// Working directory (absolute). Defaults to the submitter's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<PathBuf>,
+    /// Variables added to the inherited environment.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// A short name for people and models; defaults to the shortened command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Free-form labels to filter by.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// The queue to run in; `default` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    /// Higher runs first within a queue.
+    #[serde(default)]
+    pub priority: i32,
+    /// Stop an attempt that runs longer than this.
+    #[serde(
+        default,
+        with = "crate::serde_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout: Option<Duration>,
+    /// Time between SIGTERM and SIGKILL when stopping; the runtime's default when absent.
+    #[serde(
+        default,
+        with = "crate::serde_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub grace: Option<Duration>,
+    /// How failed attempts are retried.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// Submitting the same key again returns the first task instead of a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// Do not start before this time (milliseconds since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_after: Option<Timestamp>,
+    /// Do not start before this long after submission.
+    #[serde(
+        default,
+        with = "crate::serde_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub delay: Option<Duration>,
+    /// Start only after all of these tasks succeeded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<TaskId>,
+    /// The session to notify when the task ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+}
+
+/// What a sub-agent task runs: a prompt with its model, tools and limits.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSpec {
+    /// The task for the sub-agent.
+    pub prompt: String,
+    /// Model name; the configured default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Provider name; the configured default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// Tools the sub-agent may use; all of its default tools when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<String>>,
+    /// Most model calls the sub-agent may make.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_turns: Option<u32>,
+    /// Most tokens (input plus output) the sub-agent may use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    /// Most US dollars the sub-agent may spend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
+    /// Directory the sub-agent's file tools are confined to; the task's cwd when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<PathBuf>,
+}
+
+/// Retry policy: attempts, and exponential backoff with jitter and a cap.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryPolicy {
+    /// Attempts in all, including the first (1 = no retries).
+    pub max_attempts: u32,
+    /// Delay before the first retry; doubled for each one after.
+    #[serde(with = "crate::serde_duration")]
+    pub backoff: Duration,
+    /// The delay never exceeds this.
+    #[serde(with = "crate::serde_duration")]
+    pub backoff_max: Duration,
+    /// Fraction (0 to 1) by which a delay is randomly shortened or lengthened.
+    pub jitter: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 1,
+            backoff: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+            jitter: 0.2,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before the attempt after `attempt` (counting from 1).
+    /// `sample` is a uniform random number in `[0, 1)`, passed in so that this stays pure.
+    pub fn delay_after(&self, attempt: u32, sample: f64) -> Duration {
+        let exp = attempt.saturating_sub(1).min(62);
+        let base = self.backoff.as_secs_f64() * 2f64.powi(exp as i32);
+        let capped = base.min(self.backoff_max.as_secs_f64());
+        let factor = 1.0 + self.jitter * (2.0 * sample.clamp(0.0, 1.0) - 1.0);
+        let secs = (capped * factor).clamp(0.0, self.backoff_max.as_secs_f64());
+        Duration::from_secs_f64(secs)
+    }
+}
+
+/// What a valid spec runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Work {
+    /// `sh -c <command>`.
+    Shell(String),
+    /// A program and arguments.
+    Argv(Vec<String>),
+    /// A sub-agent.
+    Agent(AgentSpec),
+    /// An in-process closure of the library API.
+    Function,
+}
+
+impl Work {
+    /// The kind of task this work makes.
+    pub fn kind(&self) -> TaskKind {
+        match self {
+            Work::Shell(_) | Work::Argv(_) => TaskKind::Shell,
+            Work::Agent(_) => TaskKind::Agent,
+            Work::Function => TaskKind::Function,
+        }
+    }
+}
+
+/// A spec that passed validation. Only [`TaskSpec::validate`] makes one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidSpec {
+    spec: TaskSpec,
+    work: Work,
+}
+
+impl ValidSpec {
+    /// The spec as submitted.
+    pub fn spec(&self) -> &TaskSpec {
+        &self.spec
+    }
+    /// What the task runs.
+    pub fn work(&self) -> &Work {
+        &self.work
+    }
+    /// The queue, `default` when none was named.
+    pub fn queue(&self) -> &str {
+        self.spec.queue.as_deref().unwrap_or(DEFAULT_QUEUE)
+    }
+    /// The display name: the given name, else the shortened command or prompt.
+    pub fn display_name(&self) -> String {
+        if let Some(n) = &self.spec.name {
+            return n.clone();
+        }
+        match &self.work {
+            Work::Shell(c) => crate::shorten(c, 80),
+            Work::Argv(a) => crate::shorten(&a.join(" "), 80),
+            Work::Agent(a) => format!("agent: {}", crate::shorten(&a.prompt, 70)),
+            Work::Function => "function".to_string(),
+        }
+    }
+    /// The earliest start time given the submission time `now`.
+    pub fn run_after(&self, now: Timestamp) -> Option<Timestamp> {
+        let from_delay = self
+            .spec
+            .delay
+            .map(|d| Timestamp(now.0.saturating_add(d.as_millis() as i64)));
+        match (self.spec.run_after, from_delay) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+    /// Unwraps into the submitted spec.
+    pub fn into_spec(self) -> TaskSpec {
+        self.spec
+    }
+}
+
+/// A spec field that is wrong, and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct SpecError {
+    /// The field's name as written in the spec (`retry.max_attempts`).
+    pub field: &'static str,
+    /// What is wrong and what to do instead.
+    pub message: String,
+}
+
+fn err(field: &'static str, message: impl Into<String>) -> SpecError {
+    SpecError {
+        field,
+        message: message.into(),
+    }
+}
+
+fn check_identifier(field: &'static str, value: &str) -> Result<(), SpecError> {
+    if value.is_empty() || value.len() > 100 {
+        return Err(err(field, "must be 1 to 100 characters long"));
+    }
+    if !value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/' | '@'))
+    {
+        return Err(err(
+            field,
+            format!("{value:?} may only contain letters, digits and - _ . : / @"),
+        ));
+    }
+    Ok(())
+}
+
+impl TaskSpec {
+    /// A spec running `sh -c command`.
+    pub fn shell(command: impl Into<String>) -> TaskSpec {
+        TaskSpec {
+            command: Some(command.into()),
+            ..TaskSpec::default()
+        }
+    }
+
+    /// A spec running `argv` without a shell.
+    pub fn argv<I: IntoIterator<Item = S>, S: Into<String>>(argv: I) -> TaskSpec {
+        TaskSpec {
+            argv: Some(argv.into_iter().map(Into::into).collect()),
+            ..TaskSpec::default()
+        }
+    }
+
+    /// Checks every field; the error names the first wrong one and says how to fix it.
+    pub fn validate(self) -> Result<ValidSpec, SpecError> {
+        let work = match (&self.command, &self.argv, &self.agent) {
+            (Some(c), None, None) => {
+                if c.trim().is_empty() {
+                    return Err(err("command", "must not be empty"));
+                }
+                if c.contains('\0') {
+                    return Err(err("command", "must not contain NUL bytes"));
+                }
+                Work::Shell(c.clone())
+            }
+            (None, Some(a), None) => {
+                if a.is_empty() || a[0].is_empty() {
+                    return Err(err("argv", "must name a program as its first element"));
+                }
+                if a.iter().any(|s| s.contains('\0')) {
+                    return Err(err("argv", "must not contain NUL bytes"));
+                }
+                Work::Argv(a.clone())
+            }
+            (None, None, Some(a)) => {
+                if a.prompt.trim().is_empty() {
+                    return Err(err("agent.prompt", "must not be empty"));
+                }
+                if a.max_turns == Some(0) {
+                    return Err(err("agent.max_turns", "must be at least 1"));
+                }
+                if a.max_cost_usd.is_some_and(|c| !(c >= 0.0 && c.is_finite())) {
+                    return Err(err("agent.max_cost_usd", "must be a non-negative number"));
+                }
+                Work::Agent(a.clone())
+            }
+            (None, None, None) => Work::Function,
+            _ => {
+                return Err(err(
+                    "command",
+                    "give exactly one of command, argv and agent",
+                ));
+            }
+        };
+        if let Some(cwd) = &self.cwd
+            && !cwd.is_absolute()
+        {
+            return Err(err(
+                "cwd",
+                format!(
+                    "must be an absolute path, got {:?}",
+                    cwd.display().to_string()
+                ),
+            ));
+        }
+        for (k, v) in &self.env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+                return Err(err(
+                    "env",
+                    format!("{k:?} is not a valid variable name (no '=', no NUL, not empty)"),
+                ));
+            }
+        }
+        if let Some(name) = &self.name
+            && (name.trim().is_empty() || name.len() > MAX_NAME_LEN)
+        {
+            return Err(err(
+                "name",
+                format!("must be 1 to {MAX_NAME_LEN} characters long"),
+            ));
+        }
+        for l in &self.labels {
+            check_identifier("labels", l)?;
+        }
+        if let Some(q) = &self.queue {
+            check_identifier("queue", q)?;
+        }
+        if let Some(s) = &self.session {
+            check_identifier("session", s)?;
+        }
+        if self.timeout == Some(Duration::ZERO) {
+            return Err(err(
+                "timeout",
+                "must be longer than 0s; leave it out for none",
+            ));
+        }
+        let r = &self.retry;
+        if r.max_attempts == 0 || r.max_attempts > 1000 {
+            return Err(err(
+                "retry.max_attempts",
+                "must be between 1 (no retries) and 1000",
+            ));
+        }
+        if !(0.0..=1.0).contains(&r.jitter) {
+            return Err(err("retry.jitter", "must be between 0 and 1"));
+        }
+        if r.backoff > r.backoff_max {
+            return Err(err(
+                "retry.backoff",
+                "must not be longer than retry.backoff_max",
+            ));
+        }
+        if let Some(k) = &self.idempotency_key
+            && (k.is_empty() || k.len() > 200)
+        {
+            return Err(err("idempotency_key", "must be 1 to 200 characters long"));
+        }
+        if self.after.iter().any(|id| id.0 <= 0) {
+            return Err(err("after", "task ids are positive integers"));
+        }
+        Ok(ValidSpec { spec: self, work })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(json: &str) -> &'static str {
+        let spec: TaskSpec = serde_json::from_str(json).expect("parses");
+        spec.validate().expect_err("is invalid").field
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(field_of(r#"{"command": " "}"#), "command");
+        assert_eq!(field_of(r#"{"argv": []}"#), "argv");
+        assert_eq!(field_of(r#"{"command": "x", "argv": ["y"]}"#), "command");
+        assert_eq!(field_of(r#"{"command": "x", "cwd": "rel"}"#), "cwd");
+        assert_eq!(field_of(r#"{"command": "x", "queue": "a b"}"#), "queue");
+        assert_eq!(field_of(r#"{"command": "x", "timeout": "0s"}"#), "timeout");
+        assert_eq!(
+            field_of(r#"{"command": "x", "retry": {"max_attempts": 0}}"#),
+            "retry.max_attempts"
+        );
+        assert_eq!(
+            field_of(r#"{"command": "x", "retry": {"jitter": 2}}"#),
+            "retry.jitter"
+        );
+        assert_eq!(field_of(r#"{"command": "x", "after": [0]}"#), "after");
+        assert_eq!(field_of(r#"{"command": "x", "env": {"A=B": "1"}}"#), "env");
+        assert_eq!(field_of(r#"{"agent": {"prompt": ""}}"#), "agent.prompt");
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_durations_are_rejected() {
+        let e = serde_json::from_str::<TaskSpec>(r#"{"command": "x", "colour": 1}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `colour`"), "{e}");
+        let e = serde_json::from_str::<TaskSpec>(r#"{"command": "x", "timeout": "fast"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("like 30s"), "{e}");
+    }
+
+    #[test]
+    fn durations_accept_strings_and_seconds() {
+        let s: TaskSpec = serde_json::from_str(r#"{"command": "x", "timeout": "5m"}"#).unwrap();
+        assert_eq!(s.timeout, Some(Duration::from_secs(300)));
+        let s: TaskSpec = serde_json::from_str(r#"{"command": "x", "timeout": 1.5}"#).unwrap();
+        assert_eq!(s.timeout, Some(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn backoff_doubles_is_capped_and_jittered() {
+        let p = RetryPolicy {
+            max_attempts: 10,
+            backoff: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(10),
+            jitter: 0.5,
+        };
+        assert_eq!(p.delay_after(1, 0.5), Duration::from_secs(1));
+        assert_eq!(p.delay_after(2, 0.5), Duration::from_secs(2));
+        assert_eq!(p.delay_after(3, 0.5), Duration::from_secs(4));
+        assert_eq!(p.delay_after(9, 0.5), Duration::from_secs(10));
+        assert_eq!(p.delay_after(9, 0.999), Duration::from_secs(10));
+        assert_eq!(p.delay_after(1, 0.0), Duration::from_millis(500));
+        assert_eq!(p.delay_after(200, 0.0), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn display_name_prefers_the_name() {
+        let v = TaskSpec::shell("cargo   test\n --all").validate().unwrap();
+        assert_eq!(v.display_name(), "cargo test --all");
+        let mut s = TaskSpec::shell("x");
+        s.name = Some("build".into());
+        assert_eq!(s.validate().unwrap().display_name(), "build");
+    }
+}

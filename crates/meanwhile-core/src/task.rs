@@ -1,0 +1,262 @@
+//! Task ids, timestamps and the records the store keeps about tasks and queues.
+
+use crate::spec::TaskSpec;
+use crate::state::TaskState;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// A task's short integer id, assigned by the store (`7`, not a UUID).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskId(pub i64);
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl FromStr for TaskId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim().trim_start_matches('#');
+        match t.parse::<i64>() {
+            Ok(n) if n > 0 => Ok(TaskId(n)),
+            _ => Err(format!("task ids are positive integers like 7, got {s:?}")),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, UTC.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
+#[serde(transparent)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// Milliseconds from `self` to `later`, never negative.
+    pub fn millis_until(self, later: Timestamp) -> u64 {
+        later.0.saturating_sub(self.0).max(0) as u64
+    }
+}
+
+/// The kind of work a task does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// A command line or argv run as a process tree.
+    Shell,
+    /// A prompt run by a sub-agent.
+    Agent,
+    /// An async closure of the in-process library API.
+    Function,
+}
+
+impl TaskKind {
+    /// The name used on the wire and in the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Shell => "shell",
+            TaskKind::Agent => "agent",
+            TaskKind::Function => "function",
+        }
+    }
+    /// Parses a kind name.
+    pub fn parse(s: &str) -> Option<TaskKind> {
+        match s {
+            "shell" => Some(TaskKind::Shell),
+            "agent" => Some(TaskKind::Agent),
+            "function" => Some(TaskKind::Function),
+            _ => None,
+        }
+    }
+}
+
+/// Progress a task reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// 0 to 100, when the task said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<f32>,
+    /// What it is doing.
+    #[serde(default)]
+    pub message: String,
+    /// When it said so.
+    pub at: Timestamp,
+}
+
+impl Progress {
+    /// Parses the text after `::progress ` in a task's output: an optional percentage
+    /// (`40` or `40%`) followed by a message.
+    pub fn parse_line(rest: &str, at: Timestamp) -> Progress {
+        let rest = rest.trim();
+        let (first, tail) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+        match first.trim_end_matches('%').parse::<f32>() {
+            Ok(p) if p.is_finite() => Progress {
+                percent: Some(p.clamp(0.0, 100.0)),
+                message: tail.trim().to_string(),
+                at,
+            },
+            _ => Progress {
+                percent: None,
+                message: rest.to_string(),
+                at,
+            },
+        }
+    }
+}
+
+/// One execution of a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// From 1.
+    pub number: u32,
+    /// The node that ran it.
+    pub node: String,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// When it ended, once it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<Timestamp>,
+    /// How it ended, once it has (`exited`, `signaled`, `timed_out`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// Exit code, when it exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The signal that ended it, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// Why it ended the way it did, in words, when there is more to say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The task's process id (and process group id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    /// Peak resident memory of the task's main process, in KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_kb: Option<u64>,
+    /// User plus system CPU time, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_ms: Option<u64>,
+}
+
+/// Everything the store knows about a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// The task's id.
+    pub id: TaskId,
+    /// What kind of work it is.
+    pub kind: TaskKind,
+    /// Its display name.
+    pub name: String,
+    /// Its state.
+    pub state: TaskState,
+    /// Its queue.
+    pub queue: String,
+    /// Its priority.
+    pub priority: i32,
+    /// Its labels.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// The session it notifies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// The spec as submitted.
+    pub spec: TaskSpec,
+    /// When it was submitted.
+    pub created_at: Timestamp,
+    /// Earliest start of its next attempt, when it is waiting for a time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_after: Option<Timestamp>,
+    /// When its latest attempt started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    /// When it reached its terminal state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// Exit code of the latest attempt, when it exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Signal that ended the latest attempt, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// Why the task is in its state, when there is more to say than the state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The latest progress it reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+    /// The final answer of an agent task, or the value an in-process task returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    /// The node holding its lease while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// A stop was requested and is being carried out.
+    #[serde(default)]
+    pub stop_requested: bool,
+}
+
+impl TaskRecord {
+    /// How long the task ran (latest attempt), or has been running until `now`.
+    pub fn duration_ms(&self, now: Timestamp) -> Option<u64> {
+        let start = self.started_at?;
+        Some(start.millis_until(self.finished_at.unwrap_or(now)))
+    }
+}
+
+/// A queue and its limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueInfo {
+    /// Its name.
+    pub name: String,
+    /// How many of its tasks may run at once.
+    pub max_parallel: u32,
+    /// A paused queue starts nothing new.
+    pub paused: bool,
+    /// Tasks waiting in it.
+    #[serde(default)]
+    pub pending: u64,
+    /// Tasks running in it.
+    #[serde(default)]
+    pub running: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines_parse() {
+        let at = Timestamp(1);
+        let p = Progress::parse_line("40 compiling", at);
+        assert_eq!((p.percent, p.message.as_str()), (Some(40.0), "compiling"));
+        let p = Progress::parse_line("75%  linking crates ", at);
+        assert_eq!(
+            (p.percent, p.message.as_str()),
+            (Some(75.0), "linking crates")
+        );
+        let p = Progress::parse_line("warming up", at);
+        assert_eq!((p.percent, p.message.as_str()), (None, "warming up"));
+        let p = Progress::parse_line("250", at);
+        assert_eq!(p.percent, Some(100.0));
+    }
+
+    #[test]
+    fn ids_parse_with_clear_errors() {
+        assert_eq!("7".parse::<TaskId>(), Ok(TaskId(7)));
+        assert_eq!("#12".parse::<TaskId>(), Ok(TaskId(12)));
+        assert!(
+            "abc"
+                .parse::<TaskId>()
+                .unwrap_err()
+                .contains("positive integers")
+        );
+        assert!("0".parse::<TaskId>().is_err());
+    }
+}
