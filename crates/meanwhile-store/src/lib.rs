@@ -1,1 +1,280 @@
-//! placeholder
+//! The `Store` trait, meanwhile's only source of truth, and its SQLite implementation.
+//!
+//! Claims are lease-based (claim runnable tasks for a node until a lease expiry, renew,
+//! finish) so that a shared PostgreSQL can implement the same trait for a fleet.
+//! Every write commits its events (and, where a task ends, its notification) in the
+//! same transaction as the state change, and publishes them only after the commit.
+#![warn(missing_docs)]
+
+mod sqlite;
+
+pub use sqlite::{SCHEMA_VERSION, SqliteStore};
+
+use meanwhile_core::{
+    Attempt, AttemptOutcome, Event, IllegalTransition, Notification, Progress, QueueInfo, TaskId,
+    TaskKind, TaskRecord, TaskState, Timestamp, ValidSpec,
+};
+use std::future::Future;
+use std::pin::Pin;
+use tokio::sync::broadcast;
+
+/// A boxed future returned by [`Store`] methods, so the trait stays object-safe.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No task has this id.
+    #[error("unknown task {0} (see 'meanwhile ls')")]
+    UnknownTask(TaskId),
+    /// The task's state does not allow what was asked.
+    #[error("task {id}: {source}")]
+    Illegal {
+        /// The task.
+        id: TaskId,
+        /// The refused transition.
+        #[source]
+        source: IllegalTransition,
+    },
+    /// A field of the request is wrong.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// Stored data did not decode; the store was written by something else.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    /// The database file belongs to a newer meanwhile.
+    #[error(
+        "the database has schema version {found}, newer than this meanwhile's {supported}; upgrade meanwhile"
+    )]
+    TooNew {
+        /// Version found in the file.
+        found: i64,
+        /// Newest version this build knows.
+        supported: i64,
+    },
+    /// The store is shutting down.
+    #[error("the store is closed")]
+    Closed,
+    /// The transaction holding this write failed to commit; nothing of it was kept.
+    #[error("commit failed: {0}")]
+    CommitFailed(String),
+    /// I/O outside the database (opening the home, for instance).
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A validated task to insert.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// The spec.
+    pub spec: ValidSpec,
+    /// Submission time.
+    pub now: Timestamp,
+}
+
+/// The result of submitting one task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submitted {
+    /// A new task was created.
+    Created(TaskId),
+    /// The idempotency key was known: this is the task it names.
+    Existing(TaskId),
+}
+
+impl Submitted {
+    /// The task's id, either way.
+    pub fn id(self) -> TaskId {
+        match self {
+            Submitted::Created(id) | Submitted::Existing(id) => id,
+        }
+    }
+}
+
+/// Which tasks to list. Results are newest first; page with `before`.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Only tasks in one of these states (all states when empty).
+    pub states: Vec<TaskState>,
+    /// Only tasks in this queue.
+    pub queue: Option<String>,
+    /// Only tasks carrying this label.
+    pub label: Option<String>,
+    /// Only tasks notifying this session.
+    pub session: Option<String>,
+    /// Only tasks with exactly this name.
+    pub name: Option<String>,
+    /// Only tasks with an id below this one (the cursor of the previous page).
+    pub before: Option<TaskId>,
+    /// At most this many (default 100, at most 1000).
+    pub limit: Option<u32>,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The tasks, newest first.
+    pub tasks: Vec<TaskRecord>,
+    /// Pass as `before` to get the next page; `None` on the last page.
+    pub next: Option<TaskId>,
+}
+
+/// A claim of runnable tasks for one node.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    /// The claiming node.
+    pub node: String,
+    /// The current time: tasks whose run-after time is later are not runnable.
+    pub now: Timestamp,
+    /// The lease's expiry; the node renews it while the tasks run.
+    pub lease_until: Timestamp,
+    /// The kinds this node can run.
+    pub kinds: Vec<TaskKind>,
+    /// At most this many tasks in all.
+    pub limit: u32,
+}
+
+/// A task claimed for an attempt.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// The task, now `running`.
+    pub task: TaskRecord,
+    /// The attempt's number, from 1.
+    pub attempt: u32,
+}
+
+/// How an attempt ended, as the supervisor saw it.
+#[derive(Debug, Clone)]
+pub struct AttemptEnd {
+    /// The task.
+    pub id: TaskId,
+    /// The attempt that ended; a stale attempt number is ignored.
+    pub attempt: u32,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
+    /// When it ended.
+    pub ended_at: Timestamp,
+    /// Exit code, when it exited.
+    pub exit_code: Option<i32>,
+    /// Signal, when one ended it.
+    pub signal: Option<i32>,
+    /// Why, in words, when there is more to say.
+    pub reason: Option<String>,
+    /// Peak RSS of the main process, KiB.
+    pub peak_rss_kb: Option<u64>,
+    /// CPU time, ms.
+    pub cpu_ms: Option<u64>,
+    /// When to start the next attempt if the policy retries.
+    pub retry_at: Timestamp,
+    /// The last lines of output, for the notification.
+    pub tail: String,
+    /// Total output bytes, for the notification.
+    pub output_bytes: u64,
+    /// The final answer (agent) or returned value (function), if any.
+    pub result: Option<String>,
+}
+
+/// What finishing an attempt did.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// The task after the change.
+    pub task: TaskRecord,
+    /// Dependents that failed because this task did not succeed.
+    pub cascaded: Vec<TaskRecord>,
+}
+
+/// What a stop request did.
+#[derive(Debug, Clone)]
+pub enum StopOutcome {
+    /// The task had not started; it is now cancelled (with its failed dependents).
+    Cancelled(Finished),
+    /// The task is running; its node must stop it. The flag is recorded.
+    Stopping(TaskRecord),
+}
+
+/// Retention: which finished tasks to remove.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CleanRequest {
+    /// Remove tasks that finished before this time.
+    pub finished_before: Option<Timestamp>,
+    /// Keep at most this many finished tasks (the newest).
+    pub keep_last: Option<u64>,
+}
+
+/// The durable store behind a runtime: SQLite for one machine, PostgreSQL for a fleet.
+///
+/// Every method that changes state does it through [`meanwhile_core::transition`] in
+/// one transaction with its events, and publishes the events after the commit.
+pub trait Store: Send + Sync + 'static {
+    /// Inserts tasks (deduplicating by idempotency key), each with a `submitted` event.
+    /// One result per task, in order; an invalid one does not stop the others.
+    fn submit(&self, tasks: Vec<NewTask>) -> StoreFuture<'_, Vec<Result<Submitted, StoreError>>>;
+    /// One task.
+    fn get(&self, id: TaskId) -> StoreFuture<'_, TaskRecord>;
+    /// A page of tasks, newest first.
+    fn list(&self, filter: ListFilter) -> StoreFuture<'_, Page>;
+    /// The attempts of a task, oldest first.
+    fn attempts(&self, id: TaskId) -> StoreFuture<'_, Vec<Attempt>>;
+    /// Claims runnable tasks: pending, run-after reached, dependencies succeeded, queue
+    /// not paused and below its `max_parallel`; priority order within each queue.
+    fn claim(&self, req: ClaimRequest) -> StoreFuture<'_, Vec<Claimed>>;
+    /// Records the process id of a running attempt.
+    fn set_pid(&self, id: TaskId, attempt: u32, pid: i32) -> StoreFuture<'_, ()>;
+    /// Extends the lease of every task `node` runs; returns how many.
+    fn renew(&self, node: &str, lease_until: Timestamp) -> StoreFuture<'_, u64>;
+    /// Records the end of an attempt and moves the task on; `None` when the attempt is
+    /// no longer the task's current one (already finished elsewhere).
+    fn finish_attempt(&self, end: AttemptEnd) -> StoreFuture<'_, Option<Finished>>;
+    /// Cancels a pending task, or flags a running one for its node to stop.
+    fn request_stop(&self, id: TaskId, now: Timestamp) -> StoreFuture<'_, StopOutcome>;
+    /// Puts a finished task back to pending, with a fresh retry budget.
+    fn retry(&self, id: TaskId, now: Timestamp) -> StoreFuture<'_, TaskRecord>;
+    /// Records progress a task reported.
+    fn set_progress(&self, id: TaskId, progress: Progress) -> StoreFuture<'_, ()>;
+    /// Running tasks, with their current attempt: those of `node`, or whose lease
+    /// expired before `expired_before` (any node).
+    fn running(
+        &self,
+        node: Option<&str>,
+        expired_before: Option<Timestamp>,
+    ) -> StoreFuture<'_, Vec<(TaskRecord, Attempt)>>;
+    /// The earliest future run-after time of a pending task, to set a timer for.
+    fn next_wakeup(&self, now: Timestamp) -> StoreFuture<'_, Option<Timestamp>>;
+    /// Removes finished tasks; returns their ids (so their logs can go too).
+    fn remove(&self, ids: Vec<TaskId>) -> StoreFuture<'_, Vec<TaskId>>;
+    /// Removes finished tasks by age or count; returns their ids.
+    fn clean(&self, req: CleanRequest) -> StoreFuture<'_, Vec<TaskId>>;
+    /// All queues with their counts.
+    fn queues(&self) -> StoreFuture<'_, Vec<QueueInfo>>;
+    /// Creates or changes a queue.
+    fn set_queue(
+        &self,
+        name: &str,
+        max_parallel: Option<u32>,
+        paused: Option<bool>,
+    ) -> StoreFuture<'_, QueueInfo>;
+    /// Tasks per state (all queues), from counters kept in step with every change.
+    fn counts(&self) -> StoreFuture<'_, Vec<(String, TaskState, u64)>>;
+    /// Returns a session's undelivered notifications and marks them delivered, in one
+    /// transaction: each is returned exactly once, in order.
+    fn drain_notifications(&self, session: &str, limit: u32) -> StoreFuture<'_, Vec<Notification>>;
+    /// A session's undelivered notifications, without marking them.
+    fn peek_notifications(&self, session: &str, limit: u32) -> StoreFuture<'_, Vec<Notification>>;
+    /// Events after `seq`, oldest first.
+    fn events_after(&self, seq: i64, limit: u32) -> StoreFuture<'_, Vec<Event>>;
+    /// Events as they are committed.
+    fn subscribe(&self) -> broadcast::Receiver<Event>;
+}

@@ -1,0 +1,337 @@
+//! The SQLite store: one writer thread that group-commits, and a pool of readers.
+//!
+//! Writes from every caller queue up for the writer thread, which runs all that are
+//! waiting in one transaction (each in its own savepoint, so one failing write does not
+//! undo the others), commits once, publishes the events, then answers the callers.
+//! Durability therefore costs one commit per batch, not one per write.
+
+mod ops;
+mod schema;
+
+pub use schema::SCHEMA_VERSION;
+
+use crate::{
+    AttemptEnd, ClaimRequest, Claimed, CleanRequest, Finished, ListFilter, NewTask, Page,
+    StopOutcome, Store, StoreError, StoreFuture, Submitted,
+};
+use meanwhile_core::{
+    Attempt, Event, Notification, Progress, QueueInfo, TaskId, TaskRecord, TaskState, Timestamp,
+};
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use tokio::sync::{broadcast, oneshot};
+
+type Completer = Box<dyn FnOnce(Option<&str>) + Send>;
+type Job = Box<dyn FnOnce(&Connection, &mut Vec<Event>) -> (bool, Completer) + Send>;
+
+/// Most writes folded into one transaction.
+const MAX_BATCH: usize = 512;
+/// Idle reader connections kept open.
+const MAX_IDLE_READERS: usize = 8;
+
+/// A [`Store`] on one SQLite file in WAL mode.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<mpsc::Sender<Job>>,
+    readers: Mutex<Vec<Connection>>,
+    events: broadcast::Sender<Event>,
+}
+
+fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    // NORMAL in WAL mode keeps every commit across a crash of the process; only a
+    // power loss can take back the last commits before a checkpoint.
+    conn.execute_batch(
+        "PRAGMA busy_timeout = 10000;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA cache_size = -8192;
+         PRAGMA temp_store = MEMORY;",
+    )?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                what: format!("creating {}", dir.display()),
+                source,
+            })?;
+        }
+        let mut conn = open_connection(path, false)?;
+        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+        schema::migrate(&mut conn)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let (events, _) = broadcast::channel(4096);
+        let publisher = events.clone();
+        std::thread::Builder::new()
+            .name("meanwhile-store-writer".into())
+            .spawn(move || writer_loop(conn, rx, publisher))
+            .map_err(|source| StoreError::Io {
+                what: "starting the store's writer thread".into(),
+                source,
+            })?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                writer: Mutex::new(tx),
+                readers: Mutex::new(Vec::new()),
+                events,
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` in the writer's next batch; answers after the batch commits.
+    fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection, &mut Vec<Event>) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'static, T> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn, events| {
+            let result = f(conn, events);
+            let ok = result.is_ok();
+            let complete: Completer = Box::new(move |commit_error| {
+                let _ = tx.send(match commit_error {
+                    Some(e) => Err(StoreError::CommitFailed(e.to_string())),
+                    None => result,
+                });
+            });
+            (ok, complete)
+        });
+        let sent = self
+            .inner
+            .writer
+            .lock()
+            .map_err(|_| StoreError::Closed)
+            .and_then(|w| w.send(job).map_err(|_| StoreError::Closed));
+        Box::pin(async move {
+            sent?;
+            rx.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    /// Runs `f` on a reader connection, off the async threads.
+    fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'static, T> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let pooled = inner.readers.lock().ok().and_then(|mut p| p.pop());
+                let conn = match pooled {
+                    Some(c) => c,
+                    None => open_connection(&inner.path, true)?,
+                };
+                let result = f(&conn);
+                if let Ok(mut pool) = inner.readers.lock()
+                    && pool.len() < MAX_IDLE_READERS
+                {
+                    pool.push(conn);
+                }
+                result
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    /// Inserts `n` finished tasks at once, for benchmarks that need a large store.
+    #[doc(hidden)]
+    pub fn seed_finished(&self, n: u64, now: Timestamp) -> StoreFuture<'static, ()> {
+        self.write(move |conn, _| ops::seed_finished(conn, n, now))
+    }
+}
+
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, events: broadcast::Sender<Event>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut completers = Vec::with_capacity(batch.len());
+        let mut committed_events = Vec::new();
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            // Nothing runs; dropping the jobs answers each caller with `Closed`.
+            tracing::error!("could not begin a write transaction: {e}");
+            drop(batch);
+            continue;
+        }
+        for job in batch {
+            let _ = conn.execute_batch("SAVEPOINT job");
+            let mut job_events = Vec::new();
+            let (ok, complete) = job(&conn, &mut job_events);
+            if ok {
+                let _ = conn.execute_batch("RELEASE job");
+                committed_events.append(&mut job_events);
+            } else {
+                let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            }
+            completers.push(complete);
+        }
+        match conn.execute_batch("COMMIT") {
+            Ok(()) => {
+                for e in committed_events {
+                    let _ = events.send(e);
+                }
+                for complete in completers {
+                    complete(None);
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                let _ = conn.execute_batch("ROLLBACK");
+                for complete in completers {
+                    complete(Some(&msg));
+                }
+            }
+        }
+    }
+}
+
+fn owned(s: &str) -> String {
+    s.to_string()
+}
+
+impl Store for SqliteStore {
+    fn submit(&self, tasks: Vec<NewTask>) -> StoreFuture<'_, Vec<Result<Submitted, StoreError>>> {
+        self.write(move |conn, ev| {
+            Ok(tasks
+                .iter()
+                .map(|t| {
+                    conn.execute_batch("SAVEPOINT one")?;
+                    let r = ops::insert_task(conn, ev, t);
+                    if r.is_ok() {
+                        conn.execute_batch("RELEASE one")?;
+                    } else {
+                        conn.execute_batch("ROLLBACK TO one; RELEASE one")?;
+                    }
+                    r
+                })
+                .collect())
+        })
+    }
+
+    fn get(&self, id: TaskId) -> StoreFuture<'_, TaskRecord> {
+        self.read(move |conn| ops::load_task(conn, id))
+    }
+
+    fn list(&self, filter: ListFilter) -> StoreFuture<'_, Page> {
+        self.read(move |conn| ops::list(conn, &filter))
+    }
+
+    fn attempts(&self, id: TaskId) -> StoreFuture<'_, Vec<Attempt>> {
+        self.read(move |conn| ops::attempts(conn, id))
+    }
+
+    fn claim(&self, req: ClaimRequest) -> StoreFuture<'_, Vec<Claimed>> {
+        self.write(move |conn, ev| ops::claim(conn, ev, &req))
+    }
+
+    fn set_pid(&self, id: TaskId, attempt: u32, pid: i32) -> StoreFuture<'_, ()> {
+        self.write(move |conn, _| ops::set_pid(conn, id, attempt, pid))
+    }
+
+    fn renew(&self, node: &str, lease_until: Timestamp) -> StoreFuture<'_, u64> {
+        let node = owned(node);
+        self.write(move |conn, _| ops::renew(conn, &node, lease_until))
+    }
+
+    fn finish_attempt(&self, end: AttemptEnd) -> StoreFuture<'_, Option<Finished>> {
+        self.write(move |conn, ev| ops::finish_attempt(conn, ev, &end))
+    }
+
+    fn request_stop(&self, id: TaskId, now: Timestamp) -> StoreFuture<'_, StopOutcome> {
+        self.write(move |conn, ev| ops::request_stop(conn, ev, id, now))
+    }
+
+    fn retry(&self, id: TaskId, now: Timestamp) -> StoreFuture<'_, TaskRecord> {
+        self.write(move |conn, ev| ops::retry(conn, ev, id, now))
+    }
+
+    fn set_progress(&self, id: TaskId, progress: Progress) -> StoreFuture<'_, ()> {
+        self.write(move |conn, ev| ops::set_progress(conn, ev, id, &progress))
+    }
+
+    fn running(
+        &self,
+        node: Option<&str>,
+        expired_before: Option<Timestamp>,
+    ) -> StoreFuture<'_, Vec<(TaskRecord, Attempt)>> {
+        let node = node.map(owned);
+        self.read(move |conn| ops::running(conn, node.as_deref(), expired_before))
+    }
+
+    fn next_wakeup(&self, now: Timestamp) -> StoreFuture<'_, Option<Timestamp>> {
+        self.read(move |conn| ops::next_wakeup(conn, now))
+    }
+
+    fn remove(&self, ids: Vec<TaskId>) -> StoreFuture<'_, Vec<TaskId>> {
+        self.write(move |conn, ev| ops::remove(conn, ev, &ids))
+    }
+
+    fn clean(&self, req: CleanRequest) -> StoreFuture<'_, Vec<TaskId>> {
+        self.write(move |conn, ev| {
+            let ids = ops::clean_candidates(conn, &req)?;
+            ops::remove(conn, ev, &ids)
+        })
+    }
+
+    fn queues(&self) -> StoreFuture<'_, Vec<QueueInfo>> {
+        self.read(ops::queues)
+    }
+
+    fn set_queue(
+        &self,
+        name: &str,
+        max_parallel: Option<u32>,
+        paused: Option<bool>,
+    ) -> StoreFuture<'_, QueueInfo> {
+        let name = owned(name);
+        self.write(move |conn, ev| ops::set_queue(conn, ev, &name, max_parallel, paused))
+    }
+
+    fn counts(&self) -> StoreFuture<'_, Vec<(String, TaskState, u64)>> {
+        self.read(ops::counts)
+    }
+
+    fn drain_notifications(&self, session: &str, limit: u32) -> StoreFuture<'_, Vec<Notification>> {
+        let session = owned(session);
+        self.write(move |conn, _| ops::drain_notifications(conn, &session, limit))
+    }
+
+    fn peek_notifications(&self, session: &str, limit: u32) -> StoreFuture<'_, Vec<Notification>> {
+        let session = owned(session);
+        self.read(move |conn| ops::peek_notifications(conn, &session, limit))
+    }
+
+    fn events_after(&self, seq: i64, limit: u32) -> StoreFuture<'_, Vec<Event>> {
+        self.read(move |conn| ops::events_after(conn, seq, limit))
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+}

@@ -1,0 +1,131 @@
+//! The SQLite schema and its migrations, applied in order and recorded in a version table.
+
+use crate::StoreError;
+use rusqlite::Connection;
+
+/// Each entry moves the schema one version up. Never edit a released entry: add one.
+const MIGRATIONS: &[&str] = &[
+    // Version 1: tasks, attempts, queues, counters, events, notifications.
+    r#"
+    CREATE TABLE tasks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        state TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 0,
+        labels TEXT NOT NULL DEFAULT '[]',
+        session TEXT,
+        spec TEXT NOT NULL,
+        idempotency_key TEXT UNIQUE,
+        created_at INTEGER NOT NULL,
+        run_after INTEGER,
+        started_at INTEGER,
+        finished_at INTEGER,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        attempt_base INTEGER NOT NULL DEFAULT 0,
+        max_attempts INTEGER NOT NULL DEFAULT 1,
+        exit_code INTEGER,
+        signal INTEGER,
+        reason TEXT,
+        progress TEXT,
+        result TEXT,
+        node TEXT,
+        lease_until INTEGER,
+        stop_requested INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX tasks_pending ON tasks(queue, priority DESC, id) WHERE state = 'pending';
+    CREATE INDEX tasks_pending_time ON tasks(run_after) WHERE state = 'pending' AND run_after IS NOT NULL;
+    CREATE INDEX tasks_running ON tasks(queue, node) WHERE state = 'running';
+    CREATE INDEX tasks_state ON tasks(state, id);
+    CREATE INDEX tasks_queue ON tasks(queue, id);
+    CREATE INDEX tasks_session ON tasks(session, id) WHERE session IS NOT NULL;
+    CREATE INDEX tasks_name ON tasks(name, id);
+    CREATE INDEX tasks_finished ON tasks(finished_at) WHERE finished_at IS NOT NULL;
+    CREATE TABLE task_labels (
+        label TEXT NOT NULL,
+        task_id INTEGER NOT NULL,
+        PRIMARY KEY (label, task_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE deps (
+        task_id INTEGER NOT NULL,
+        dep_id INTEGER NOT NULL,
+        PRIMARY KEY (task_id, dep_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX deps_reverse ON deps(dep_id, task_id);
+    CREATE TABLE attempts (
+        task_id INTEGER NOT NULL,
+        number INTEGER NOT NULL,
+        node TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        ended_at INTEGER,
+        outcome TEXT,
+        exit_code INTEGER,
+        signal INTEGER,
+        reason TEXT,
+        pid INTEGER,
+        peak_rss_kb INTEGER,
+        cpu_ms INTEGER,
+        PRIMARY KEY (task_id, number)
+    ) WITHOUT ROWID;
+    CREATE TABLE queues (
+        name TEXT PRIMARY KEY,
+        max_parallel INTEGER NOT NULL,
+        paused INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO queues (name, max_parallel, paused) VALUES ('default', 4, 0);
+    CREATE TABLE counts (
+        queue TEXT NOT NULL,
+        state TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (queue, state)
+    ) WITHOUT ROWID;
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        task_id INTEGER,
+        data TEXT NOT NULL
+    );
+    CREATE TABLE notifications (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        session TEXT NOT NULL,
+        task_id INTEGER NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX notifications_session ON notifications(session, seq);
+    CREATE TABLE sessions (
+        name TEXT PRIMARY KEY,
+        cursor INTEGER NOT NULL DEFAULT 0
+    );
+    "#,
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database up to [`SCHEMA_VERSION`], one migration per transaction.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
+    let current: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+        [],
+        |r| r.get(0),
+    )?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            found: current,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            [i as i64 + 1],
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}

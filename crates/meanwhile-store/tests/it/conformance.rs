@@ -1,0 +1,387 @@
+//! Behaviour every store must show, checked against a real SQLite file.
+
+use meanwhile_core::{
+    AttemptOutcome, RetryPolicy, TaskId, TaskKind, TaskSpec, TaskState, Timestamp,
+};
+use meanwhile_store::{
+    AttemptEnd, ClaimRequest, ListFilter, NewTask, SqliteStore, StopOutcome, Store, Submitted,
+};
+use std::time::Duration;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: SqliteStore,
+}
+
+fn open() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("meanwhile.db")).unwrap();
+    Fixture { _dir: dir, store }
+}
+
+const NOW: Timestamp = Timestamp(1_000_000);
+
+async fn submit(store: &dyn Store, spec: TaskSpec) -> TaskId {
+    let r = store
+        .submit(vec![NewTask {
+            spec: spec.validate().unwrap(),
+            now: NOW,
+        }])
+        .await
+        .unwrap();
+    r.into_iter().next().unwrap().unwrap().id()
+}
+
+fn claim_req(limit: u32) -> ClaimRequest {
+    ClaimRequest {
+        node: "n1".into(),
+        now: NOW,
+        lease_until: Timestamp(NOW.0 + 60_000),
+        kinds: vec![TaskKind::Shell],
+        limit,
+    }
+}
+
+fn end(id: TaskId, attempt: u32, outcome: AttemptOutcome) -> AttemptEnd {
+    AttemptEnd {
+        id,
+        attempt,
+        outcome,
+        ended_at: Timestamp(NOW.0 + 500),
+        exit_code: match outcome {
+            AttemptOutcome::Exited { code } => Some(code),
+            _ => None,
+        },
+        signal: None,
+        reason: None,
+        peak_rss_kb: None,
+        cpu_ms: None,
+        retry_at: Timestamp(NOW.0 + 1000),
+        tail: "last line\n".into(),
+        output_bytes: 10,
+        result: None,
+    }
+}
+
+#[tokio::test]
+async fn ids_are_short_integers_and_idempotency_keys_dedupe() {
+    let f = open();
+    let a = submit(&f.store, TaskSpec::shell("true")).await;
+    assert_eq!(a, TaskId(1));
+    let mut spec = TaskSpec::shell("echo once");
+    spec.idempotency_key = Some("k1".into());
+    let b = submit(&f.store, spec.clone()).await;
+    let again = f
+        .store
+        .submit(vec![NewTask {
+            spec: spec.validate().unwrap(),
+            now: NOW,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(again[0].as_ref().unwrap(), &Submitted::Existing(b));
+}
+
+#[tokio::test]
+async fn unknown_dependency_names_the_field_and_keeps_the_rest_of_the_batch() {
+    let f = open();
+    let mut bad = TaskSpec::shell("true");
+    bad.after = vec![TaskId(99)];
+    let results = f
+        .store
+        .submit(vec![
+            NewTask {
+                spec: bad.validate().unwrap(),
+                now: NOW,
+            },
+            NewTask {
+                spec: TaskSpec::shell("true").validate().unwrap(),
+                now: NOW,
+            },
+        ])
+        .await
+        .unwrap();
+    let err = results[0].as_ref().unwrap_err().to_string();
+    assert!(err.starts_with("after: unknown task 99"), "{err}");
+    let ok = results[1].as_ref().unwrap().id();
+    assert_eq!(f.store.get(ok).await.unwrap().state, TaskState::Pending);
+    let page = f.store.list(ListFilter::default()).await.unwrap();
+    assert_eq!(page.tasks.len(), 1, "the invalid task left nothing behind");
+}
+
+#[tokio::test]
+async fn claim_honours_max_parallel_priority_and_pause() {
+    let f = open();
+    f.store.set_queue("default", Some(2), None).await.unwrap();
+    let low = submit(&f.store, TaskSpec::shell("low")).await;
+    let mut hi = TaskSpec::shell("high");
+    hi.priority = 10;
+    let high = submit(&f.store, hi).await;
+    let mid = submit(&f.store, TaskSpec::shell("mid")).await;
+    let claimed = f.store.claim(claim_req(10)).await.unwrap();
+    let ids: Vec<TaskId> = claimed.iter().map(|c| c.task.id).collect();
+    assert_eq!(
+        ids,
+        vec![high, low],
+        "priority first, then submission order"
+    );
+    assert!(
+        f.store.claim(claim_req(10)).await.unwrap().is_empty(),
+        "queue full"
+    );
+    f.store
+        .finish_attempt(end(high, 1, AttemptOutcome::Exited { code: 0 }))
+        .await
+        .unwrap()
+        .unwrap();
+    f.store
+        .set_queue("default", None, Some(true))
+        .await
+        .unwrap();
+    assert!(
+        f.store.claim(claim_req(10)).await.unwrap().is_empty(),
+        "paused"
+    );
+    f.store
+        .set_queue("default", None, Some(false))
+        .await
+        .unwrap();
+    let claimed = f.store.claim(claim_req(10)).await.unwrap();
+    assert_eq!(claimed[0].task.id, mid);
+}
+
+#[tokio::test]
+async fn run_after_and_dependencies_gate_claims_and_failures_cascade() {
+    let f = open();
+    let mut later = TaskSpec::shell("later");
+    later.run_after = Some(Timestamp(NOW.0 + 5_000));
+    let later = submit(&f.store, later).await;
+    let first = submit(&f.store, TaskSpec::shell("first")).await;
+    let mut dep = TaskSpec::shell("dependent");
+    dep.after = vec![first];
+    let dependent = submit(&f.store, dep).await;
+    let mut dep2 = TaskSpec::shell("second level");
+    dep2.after = vec![dependent];
+    dep2.session = Some("s".into());
+    let second = submit(&f.store, dep2).await;
+    assert_eq!(
+        f.store.next_wakeup(NOW).await.unwrap(),
+        Some(Timestamp(NOW.0 + 5_000))
+    );
+    let claimed = f.store.claim(claim_req(10)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].task.id, first);
+    let done = f
+        .store
+        .finish_attempt(end(first, 1, AttemptOutcome::Exited { code: 2 }))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.task.state, TaskState::Failed);
+    let cascaded: Vec<TaskId> = done.cascaded.iter().map(|t| t.id).collect();
+    assert_eq!(cascaded, vec![dependent, second]);
+    let d = f.store.get(dependent).await.unwrap();
+    assert_eq!(d.state, TaskState::Failed);
+    assert!(d.reason.unwrap().contains("dependency 2 ended failed"));
+    let notes = f.store.drain_notifications("s", 10).await.unwrap();
+    assert_eq!(notes.len(), 1);
+    assert!(
+        notes[0].text().contains("dependency 3 ended failed"),
+        "{}",
+        notes[0].text()
+    );
+    assert_eq!(f.store.get(later).await.unwrap().state, TaskState::Pending);
+}
+
+#[tokio::test]
+async fn retries_then_quarantine_and_manual_retry_gives_a_fresh_budget() {
+    let f = open();
+    let mut spec = TaskSpec::shell("flaky");
+    spec.retry = RetryPolicy {
+        max_attempts: 2,
+        backoff: Duration::from_millis(10),
+        ..RetryPolicy::default()
+    };
+    let id = submit(&f.store, spec).await;
+    f.store.claim(claim_req(1)).await.unwrap();
+    let r = f
+        .store
+        .finish_attempt(end(id, 1, AttemptOutcome::Exited { code: 1 }))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.task.state, TaskState::Pending);
+    assert_eq!(r.task.run_after, Some(Timestamp(NOW.0 + 1000)));
+    let mut req = claim_req(1);
+    req.now = Timestamp(NOW.0 + 1000);
+    assert_eq!(f.store.claim(req.clone()).await.unwrap()[0].attempt, 2);
+    let r = f
+        .store
+        .finish_attempt(end(id, 2, AttemptOutcome::TimedOut))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.task.state, TaskState::Quarantined);
+    assert!(
+        r.task
+            .reason
+            .unwrap()
+            .contains("quarantined after 2 attempts")
+    );
+    // A stale end for an old attempt changes nothing.
+    assert!(
+        f.store
+            .finish_attempt(end(id, 1, AttemptOutcome::Exited { code: 0 }))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let t = f.store.retry(id, NOW).await.unwrap();
+    assert_eq!(t.state, TaskState::Pending);
+    assert_eq!(f.store.claim(req.clone()).await.unwrap()[0].attempt, 3);
+    let r = f
+        .store
+        .finish_attempt(end(id, 3, AttemptOutcome::Exited { code: 1 }))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        r.task.state,
+        TaskState::Pending,
+        "fresh budget of 2 attempts"
+    );
+    assert_eq!(f.store.attempts(id).await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn stopping_a_pending_task_cancels_it_and_a_running_one_is_flagged() {
+    let f = open();
+    let a = submit(&f.store, TaskSpec::shell("a")).await;
+    f.store.claim(claim_req(1)).await.unwrap();
+    let b = submit(&f.store, TaskSpec::shell("b")).await;
+    match f.store.request_stop(b, NOW).await.unwrap() {
+        StopOutcome::Cancelled(fin) => assert_eq!(fin.task.state, TaskState::Cancelled),
+        other => panic!("expected cancelled, got {other:?}"),
+    }
+    match f.store.request_stop(a, NOW).await.unwrap() {
+        StopOutcome::Stopping(t) => assert!(t.stop_requested),
+        other => panic!("expected stopping, got {other:?}"),
+    }
+    let err = f.store.request_stop(b, NOW).await.unwrap_err().to_string();
+    assert_eq!(err, "task 2: a cancelled task cannot be cancelled");
+    let err = f.store.get(TaskId(42)).await.unwrap_err().to_string();
+    assert_eq!(err, "unknown task 42 (see 'meanwhile ls')");
+}
+
+#[tokio::test]
+async fn notifications_drain_once_in_order_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meanwhile.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        for i in 0..3 {
+            let mut s = TaskSpec::shell(format!("t{i}"));
+            s.session = Some("agent-1".into());
+            submit(&store, s).await;
+        }
+        let claimed = store.claim(claim_req(10)).await.unwrap();
+        for c in &claimed {
+            store
+                .finish_attempt(end(c.task.id, 1, AttemptOutcome::Exited { code: 0 }))
+                .await
+                .unwrap();
+        }
+        let first = store.drain_notifications("agent-1", 2).await.unwrap();
+        let ids: Vec<i64> = first.iter().map(|n| n.task_id.0).collect();
+        assert_eq!(ids, vec![1, 2]);
+        assert_eq!(
+            store.peek_notifications("agent-1", 10).await.unwrap().len(),
+            1
+        );
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let rest = store.drain_notifications("agent-1", 10).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].task_id, TaskId(3));
+    assert!(
+        store
+            .drain_notifications("agent-1", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .drain_notifications("other", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn list_filters_and_pages_newest_first() {
+    let f = open();
+    for i in 0..25 {
+        let mut s = TaskSpec::shell(format!("job {i}"));
+        if i % 5 == 0 {
+            s.labels = vec!["fifth".into()];
+        }
+        submit(&f.store, s).await;
+    }
+    let mut filter = ListFilter {
+        limit: Some(10),
+        ..ListFilter::default()
+    };
+    let mut seen = Vec::new();
+    loop {
+        let page = f.store.list(filter.clone()).await.unwrap();
+        seen.extend(page.tasks.iter().map(|t| t.id.0));
+        match page.next {
+            Some(n) => filter.before = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (1..=25).rev().collect::<Vec<_>>());
+    let labelled = f
+        .store
+        .list(ListFilter {
+            label: Some("fifth".into()),
+            ..ListFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(labelled.tasks.len(), 5);
+    let counts = f.store.counts().await.unwrap();
+    assert_eq!(
+        counts,
+        vec![("default".to_string(), TaskState::Pending, 25)]
+    );
+}
+
+#[tokio::test]
+async fn events_are_durable_and_published_after_commit() {
+    let f = open();
+    let mut rx = f.store.subscribe();
+    let id = submit(&f.store, TaskSpec::shell("x")).await;
+    let e = rx.recv().await.unwrap();
+    assert_eq!(e.task_id, Some(id));
+    let stored = f.store.events_after(0, 100).await.unwrap();
+    assert_eq!(stored, vec![e]);
+}
+
+#[tokio::test]
+async fn removing_a_running_task_is_refused() {
+    let f = open();
+    let id = submit(&f.store, TaskSpec::shell("x")).await;
+    f.store.claim(claim_req(1)).await.unwrap();
+    let err = f.store.remove(vec![id]).await.unwrap_err().to_string();
+    assert!(err.contains("stop it before removing it"), "{err}");
+    f.store
+        .finish_attempt(end(id, 1, AttemptOutcome::Exited { code: 0 }))
+        .await
+        .unwrap();
+    assert_eq!(f.store.remove(vec![id]).await.unwrap(), vec![id]);
+    assert!(f.store.get(id).await.is_err());
+    assert!(f.store.counts().await.unwrap().is_empty());
+}

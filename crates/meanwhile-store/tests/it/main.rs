@@ -1,0 +1,3 @@
+//! The store's conformance suite: every `Store` implementation must pass these.
+
+mod conformance;
