@@ -45,8 +45,11 @@ impl AnthropicProvider {
 
     async fn call(&self, request: &Request) -> Result<Response, LlmError> {
         let model = request.model.as_deref().unwrap_or(&self.model);
-        let reply = self.http.post_json(&request_body(request, model)).await?;
-        let parsed = parse_response(&reply.body)?;
+        let reply = self
+            .http
+            .post_json(&request_body(request, model), parse_response)
+            .await?;
+        let parsed = reply.parsed;
         let model = if parsed.model.is_empty() {
             model.to_owned()
         } else {

@@ -80,6 +80,20 @@ impl fmt::Display for ProviderKind {
     }
 }
 
+// As its name, so that configuration files write `provider = "openrouter"`.
+impl serde::Serialize for ProviderKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ProviderKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl FromStr for ProviderKind {
     type Err = LlmError;
 
@@ -202,8 +216,8 @@ impl Resolved {
             )));
         }
 
-        let base_from_user = explicit(&config.base_url)
-            .or_else(|| kind.base_url_env().and_then(&from_env));
+        let base_from_user =
+            explicit(&config.base_url).or_else(|| kind.base_url_env().and_then(&from_env));
         let base_given = base_from_user.is_some();
         let base_url = match base_from_user.or_else(|| kind.default_base_url().map(str::to_owned)) {
             Some(url) => url,
@@ -293,6 +307,12 @@ mod tests {
         );
         let err = "gemini".parse::<ProviderKind>().unwrap_err();
         assert!(err.to_string().contains("\"gemini\""), "{err}");
+
+        let kind: ProviderKind = serde_json::from_str("\"openrouter\"").unwrap();
+        assert_eq!(kind, ProviderKind::OpenRouter);
+        assert_eq!(serde_json::to_string(&kind).unwrap(), "\"openrouter\"");
+        let err = serde_json::from_str::<ProviderKind>("\"gemini\"").unwrap_err();
+        assert!(err.to_string().contains("unknown LLM provider"), "{err}");
     }
 
     #[test]

@@ -227,7 +227,7 @@ impl std::ops::AddAssign for Usage {
 }
 
 /// The model's reply to one [`Request`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Response {
     /// The model that answered, as the provider reported it (it may be a dated
     /// variant of the one asked for).

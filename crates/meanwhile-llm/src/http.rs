@@ -34,9 +34,9 @@ impl fmt::Debug for HttpTransport {
     }
 }
 
-/// A successful answer: its body, and how many attempts it took.
-pub(crate) struct Reply {
-    pub body: Vec<u8>,
+/// A successful answer, parsed, and how many attempts it took.
+pub(crate) struct Reply<T> {
+    pub parsed: T,
     pub attempts: u32,
 }
 
@@ -97,17 +97,28 @@ impl HttpTransport {
         })
     }
 
-    /// POSTs `body`, retrying retryable failures as configured.
-    pub async fn post_json(&self, body: &Value) -> Result<Reply, LlmError> {
+    /// POSTs `body` and parses a successful answer with `parse`, retrying retryable
+    /// failures as configured. Parsing is inside the retry loop because some
+    /// providers (OpenRouter) report an upstream outage as HTTP 200 with an error
+    /// body, which `parse` turns into a retryable error.
+    pub async fn post_json<T>(
+        &self,
+        body: &Value,
+        parse: impl Fn(&[u8]) -> Result<T, LlmError>,
+    ) -> Result<Reply<T>, LlmError> {
         // Serialized once: every attempt sends the same bytes (a copy per attempt
         // is cheap next to a model call).
         let bytes = bytes_of(body);
         let mut attempt: u32 = 1;
         loop {
-            let err = match self.attempt(bytes.clone()).await {
-                Ok(body) => {
+            let err = match self
+                .attempt(bytes.clone())
+                .await
+                .and_then(|body| parse(&body))
+            {
+                Ok(parsed) => {
                     return Ok(Reply {
-                        body,
+                        parsed,
                         attempts: attempt,
                     });
                 }

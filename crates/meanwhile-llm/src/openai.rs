@@ -51,8 +51,12 @@ impl OpenAiProvider {
     async fn call(&self, request: &Request) -> Result<Response, LlmError> {
         let model = request.model.as_deref().unwrap_or(&self.model);
         let body = request_body(request, model, self.kind);
-        let reply = self.http.post_json(&body).await?;
-        let parsed = parse_response(self.kind.name(), &reply.body)?;
+        let provider = self.kind.name();
+        let reply = self
+            .http
+            .post_json(&body, |bytes| parse_response(provider, bytes))
+            .await?;
+        let parsed = reply.parsed;
         let model = if parsed.model.is_empty() {
             model.to_owned()
         } else {

@@ -211,7 +211,7 @@ impl PriceTable {
 }
 
 /// The cost of one call.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cost {
     /// The model that was billed.
     pub model: String,
@@ -242,7 +242,9 @@ impl fmt::Display for Cost {
 }
 
 /// Token usage and cost summed over the calls of a run.
-#[derive(Debug, Clone, Default, PartialEq)]
+///
+/// It is a plain value: an agent running calls concurrently keeps it behind a mutex.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunUsage {
     /// Number of calls recorded.
     pub calls: u64,

@@ -273,3 +273,24 @@ async fn an_unreachable_provider_is_a_retryable_connect_error() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn an_upstream_error_inside_a_200_is_retried() {
+    // OpenRouter answers 200 with an error body when the model's host is down.
+    let server = FakeServer::start(vec![
+        Reply::json(
+            200,
+            json!({"error": {"message": "Provider returned error", "code": 502}}),
+        ),
+        openai_ok(),
+    ])
+    .await;
+    let llm = provider(&config(
+        ProviderKind::OpenRouter,
+        "openai/gpt-4.1",
+        &server.url,
+    ));
+    let reply = llm.complete(&request()).await.unwrap();
+    assert_eq!(reply.attempts, 2);
+    assert_eq!(server.count(), 2);
+}
