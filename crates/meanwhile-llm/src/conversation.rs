@@ -136,9 +136,10 @@ pub struct Request {
     /// Upper bound on the tokens the model may produce in its reply.
     pub max_tokens: u32,
     /// Sampling temperature; `None` leaves the provider's default (some models,
-    /// such as OpenAI's reasoning models, reject any other value).
+    /// such as OpenAI's reasoning models, reject any other value). An `f64` so
+    /// that 0.7 goes on the wire as 0.7, not 0.699999988.
     #[serde(default)]
-    pub temperature: Option<f32>,
+    pub temperature: Option<f64>,
     /// Ask the provider to cache the prompt prefix where caching must be requested
     /// explicitly (Anthropic). An agent loop resends a growing prefix on every call,
     /// so this is on by default; providers that cache automatically ignore it.
