@@ -1,1 +1,113 @@
-//! placeholder
+//! meanwhile's engine, usable in-process: `Runtime::open(home)`.
+//!
+//! The dispatcher claims runnable tasks from the store when something wakes it (a
+//! submit, an exit, a timer); the supervisor runs each attempt as a process tree (or an
+//! in-process future), streams its output to `tasks/<id>/output.log`, enforces its
+//! timeout, stops it on request, and commits how it ended together with the session's
+//! notification. A runtime opened on a home that a dead process left behind finds the
+//! tasks it was running and records their true end.
+#![warn(missing_docs)]
+
+mod attempt;
+mod config;
+mod context;
+mod dispatch;
+mod home;
+mod output;
+mod recover;
+mod runtime;
+mod spawn;
+mod watch;
+
+pub use config::{RuntimeConfig, ShutdownMode};
+pub use context::{Executor, TaskContext, TaskFuture};
+pub use home::Home;
+pub use meanwhile_core as core;
+pub use meanwhile_store as store;
+pub use output::{DEFAULT_PAGE_BYTES, OutputChunk, OutputQuery, WaitFor};
+pub use runtime::{Runtime, StopMode, WaitMode, WaitOutcome};
+
+use meanwhile_core::{SpecError, Timestamp};
+use meanwhile_store::StoreError;
+
+/// What can go wrong in the runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A submitted spec is invalid.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A request field is invalid.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// Another runtime holds the home.
+    #[error(
+        "another meanwhile runtime is using {home}; stop it, or set MEANWHILE_HOME to another directory"
+    )]
+    Locked {
+        /// The home.
+        home: String,
+    },
+    /// I/O on the home failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The runtime has shut down.
+    #[error("the runtime has shut down")]
+    ShutDown,
+}
+
+impl Error {
+    /// The request field the error is about, when there is one.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            Error::Spec(e) => Some(e.field),
+            Error::Invalid { field, .. } => Some(field),
+            Error::Store(StoreError::Invalid { field, .. }) => Some(field),
+            _ => None,
+        }
+    }
+
+    /// True when the error is the caller's: bad input, an unknown task, an illegal
+    /// transition. False for failures of meanwhile or the machine.
+    pub fn is_caller_error(&self) -> bool {
+        matches!(
+            self,
+            Error::Spec(_)
+                | Error::Invalid { .. }
+                | Error::Store(
+                    StoreError::Invalid { .. }
+                        | StoreError::UnknownTask(_)
+                        | StoreError::Illegal { .. }
+                )
+        )
+    }
+
+    fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let what = what.into();
+        move |source| Error::Io { what, source }
+    }
+}
+
+/// A result with the runtime's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The current time.
+pub fn now() -> Timestamp {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp(d.as_millis() as i64)
+}

@@ -1,0 +1,495 @@
+//! One attempt of a task on this node: start it, watch it, stop it, record its end.
+
+use crate::ShutdownMode;
+use crate::context::{TaskContext, TaskFuture};
+use crate::runtime::{Inner, StopMode};
+use crate::spawn::{self, SpawnRequest, Spawned};
+use meanwhile_core::{
+    AttemptOutcome, TaskId, TaskKind, TaskRecord, Timestamp, Work, format_duration,
+};
+use meanwhile_store::{AttemptEnd, Claimed};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+/// How an attempt ended, before it is committed.
+#[derive(Debug, Clone)]
+pub(crate) struct Ended {
+    pub outcome: AttemptOutcome,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub reason: Option<String>,
+    pub peak_rss_kb: Option<u64>,
+    pub cpu_ms: Option<u64>,
+    pub ended_at: Timestamp,
+    pub result: Option<String>,
+}
+
+impl Ended {
+    fn new(outcome: AttemptOutcome, reason: Option<String>) -> Ended {
+        Ended {
+            outcome,
+            exit_code: None,
+            signal: None,
+            reason,
+            peak_rss_kb: None,
+            cpu_ms: None,
+            ended_at: crate::now(),
+            result: None,
+        }
+    }
+
+    fn failed(reason: impl Into<String>) -> Ended {
+        Ended::new(AttemptOutcome::Failed, Some(reason.into()))
+    }
+
+    pub(crate) fn lost(reason: impl Into<String>) -> Ended {
+        Ended::new(AttemptOutcome::Lost, Some(reason.into()))
+    }
+}
+
+/// Runs a claimed attempt to its end and commits it.
+pub(crate) async fn run(
+    inner: Arc<Inner>,
+    c: Claimed,
+    stop: mpsc::UnboundedReceiver<StopMode>,
+    size: watch::Sender<u64>,
+) {
+    let id = c.task.id;
+    let ended = match c.task.kind {
+        TaskKind::Shell => run_shell(&inner, &c, stop, size).await,
+        TaskKind::Function => {
+            let f = inner.functions.lock().await.get(&id).cloned();
+            match f {
+                Some(f) => run_in_process(&inner, &c, stop, size, move |ctx| f(ctx)).await,
+                None => Some(Ended::lost(
+                    "its function was registered by a process that has exited; submit it again",
+                )),
+            }
+        }
+        kind => {
+            let executor = inner
+                .executors
+                .read()
+                .ok()
+                .and_then(|e| e.get(&kind).cloned());
+            match executor {
+                Some(ex) => {
+                    let task = c.task.clone();
+                    run_in_process(&inner, &c, stop, size, move |ctx| ex.run(task, ctx)).await
+                }
+                None => Some(Ended::failed(format!(
+                    "no executor for {} tasks is registered on node {}",
+                    kind.as_str(),
+                    inner.node
+                ))),
+            }
+        }
+    };
+    if let Some(ended) = ended {
+        finish(&inner, &c.task, c.attempt, ended).await;
+    }
+    end_of_attempt(&inner, id).await;
+}
+
+/// Forgets an attempt that is over (or abandoned at shutdown) and wakes whoever waits.
+pub(crate) async fn end_of_attempt(inner: &Arc<Inner>, id: TaskId) {
+    inner.active.lock().await.remove(&id);
+    if inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+        inner.idle.notify_waiters();
+    }
+    inner.wake.notify_one();
+}
+
+fn open_log(path: &Path) -> std::io::Result<File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// Notes in the log why an attempt could not start, so readers of the output see it.
+fn log_start_failure(log: &mut File, reason: &str) {
+    let _ = writeln!(log, "meanwhile: {reason}");
+}
+
+fn build_env(inner: &Inner, task: &TaskRecord, attempt: u32) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = inner
+        .base_env
+        .iter()
+        .filter(|(k, _)| !task.spec.env.contains_key(k) && !k.starts_with("MEANWHILE_TASK"))
+        .cloned()
+        .collect();
+    env.extend(task.spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.push(("MEANWHILE_TASK_ID".into(), task.id.to_string()));
+    env.push(("MEANWHILE_ATTEMPT".into(), attempt.to_string()));
+    if !task.spec.env.contains_key("MEANWHILE_HOME") {
+        env.retain(|(k, _)| k != "MEANWHILE_HOME");
+        env.push((
+            "MEANWHILE_HOME".into(),
+            inner.home.root().display().to_string(),
+        ));
+    }
+    env
+}
+
+/// Finds `program` on the `PATH` of the task's environment, as a shell would.
+fn resolve_program(program: &str, env: &[(String, String)], cwd: &Path) -> Result<PathBuf, String> {
+    if program.contains('/') {
+        let p = cwd.join(program);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!("{program}: no such file"))
+        };
+    }
+    let path = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("/usr/local/bin:/usr/bin:/bin");
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let candidate = Path::new(dir).join(program);
+        if let Ok(meta) = std::fs::metadata(&candidate)
+            && meta.is_file()
+            && std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0
+        {
+            return Ok(candidate);
+        }
+    }
+    Err(format!("{program}: command not found on PATH"))
+}
+
+async fn run_shell(
+    inner: &Arc<Inner>,
+    c: &Claimed,
+    stop: mpsc::UnboundedReceiver<StopMode>,
+    size: watch::Sender<u64>,
+) -> Option<Ended> {
+    let task = &c.task;
+    let id = task.id;
+    let log_path = inner.home.log(id);
+    let mut log = match open_log(&log_path) {
+        Ok(f) => f,
+        Err(e) => {
+            return Some(Ended::failed(format!(
+                "could not open the log {}: {e}",
+                log_path.display()
+            )));
+        }
+    };
+    let offset = log.metadata().map(|m| m.len()).unwrap_or(0);
+    let cwd = task
+        .spec
+        .cwd
+        .clone()
+        .unwrap_or_else(|| inner.default_cwd.clone());
+    if !cwd.is_dir() {
+        let reason = format!("the working directory {} does not exist", cwd.display());
+        log_start_failure(&mut log, &reason);
+        return Some(Ended::failed(reason));
+    }
+    let env = build_env(inner, task, c.attempt);
+    let argv: Vec<String> = match task.spec.clone().validate().map(|v| v.work().clone()) {
+        Ok(Work::Shell(cmd)) => vec!["sh".into(), "-c".into(), cmd],
+        Ok(Work::Argv(a)) => a,
+        _ => return Some(Ended::failed("the stored spec is not a shell task")),
+    };
+    let program = if argv[0] == "sh" && argv.len() == 3 && task.spec.command.is_some() {
+        PathBuf::from("/bin/sh")
+    } else {
+        match resolve_program(&argv[0], &env, &cwd) {
+            Ok(p) => p,
+            Err(reason) => {
+                log_start_failure(&mut log, &reason);
+                return Some(Ended::failed(reason));
+            }
+        }
+    };
+    let pid_path = inner.home.pid_file(id, c.attempt);
+    let status_path = inner.home.status_file(id, c.attempt);
+    let spawned = spawn::spawn(&SpawnRequest {
+        program: &program,
+        argv: &argv,
+        env: &env,
+        cwd: &cwd,
+        log: &log,
+        pid_path: &pid_path,
+        status_path: &status_path,
+    });
+    let spawned = match spawned {
+        Ok(s) => s,
+        Err(e) => {
+            let reason = format!("could not start {}: {e}", argv[0]);
+            log_start_failure(&mut log, &reason);
+            return Some(Ended::failed(reason));
+        }
+    };
+    drop(log);
+    if let Err(e) = inner.store.set_pid(id, c.attempt, spawned.pid).await {
+        tracing::warn!(task = %id, "could not record the pid: {e}");
+    }
+    let guard = match inner.watcher.watch(id, &log_path, offset, size) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            tracing::warn!(task = %id, "not watching the output: {e}");
+            None
+        }
+    };
+    let ended = supervise(inner, task, spawned, &status_path, stop).await;
+    drop(guard);
+    ended
+}
+
+/// When the attempt must end, as an instant on the monotonic clock.
+fn deadline(task: &TaskRecord) -> Option<Instant> {
+    let timeout = task.spec.timeout?;
+    let started = task.started_at.unwrap_or_else(crate::now);
+    let end_ms = started.0 + timeout.as_millis() as i64;
+    let left = (end_ms - crate::now().0).max(0) as u64;
+    Some(Instant::now() + Duration::from_millis(left))
+}
+
+/// Watches a running process attempt until it ends; stops it on request, on timeout
+/// or at shutdown. `None` when the attempt is left running for the next runtime.
+pub(crate) async fn supervise(
+    inner: &Arc<Inner>,
+    task: &TaskRecord,
+    spawned: Spawned,
+    status_path: &Path,
+    mut stop: mpsc::UnboundedReceiver<StopMode>,
+) -> Option<Ended> {
+    let grace = task.spec.grace.unwrap_or(inner.config.grace);
+    let timeout_at = deadline(task);
+    let exited = match spawn::pidfd_open(spawned.supervisor).and_then(spawn::async_fd) {
+        Ok(fd) => Some(fd),
+        Err(e) => {
+            // ESRCH: the supervisor is already gone; its status file says how it ended.
+            tracing::debug!(task = %task.id, "pidfd_open: {e}");
+            None
+        }
+    };
+    let mut shutdown = inner.shutdown.subscribe();
+    let mut forced: Option<AttemptOutcome> = None;
+    let mut kill_at: Option<Instant> = None;
+    let mut stop_open = true;
+    if let Some(fd) = &exited {
+        loop {
+            tokio::select! {
+                r = fd.readable() => {
+                    if r.is_ok() {
+                        break;
+                    }
+                }
+                mode = stop.recv(), if stop_open => match mode {
+                    Some(mode) => {
+                        forced.get_or_insert(AttemptOutcome::Cancelled);
+                        let g = if mode == StopMode::Force { Duration::ZERO } else { grace };
+                        kill_at = begin_stop(spawned.pid, g, kill_at);
+                    }
+                    None => stop_open = false,
+                },
+                _ = sleep_until(timeout_at), if forced.is_none() && timeout_at.is_some() => {
+                    forced = Some(AttemptOutcome::TimedOut);
+                    kill_at = begin_stop(spawned.pid, grace, kill_at);
+                }
+                _ = sleep_until(kill_at), if kill_at.is_some() => {
+                    spawn::signal_group(spawned.pid, libc::SIGKILL);
+                    kill_at = None;
+                }
+                _ = shutdown.changed() => {
+                    if inner.config.shutdown_mode == ShutdownMode::LeaveRunning {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+    spawn::try_reap(spawned.supervisor);
+    let status = spawn::read_status(status_path);
+    let mut ended = match status {
+        Ok(Some(st)) => {
+            let outcome = forced.unwrap_or(match (st.code, st.signal) {
+                (Some(code), _) => AttemptOutcome::Exited { code },
+                (None, Some(signal)) => AttemptOutcome::Signaled { signal },
+                (None, None) => AttemptOutcome::Lost,
+            });
+            Ended {
+                outcome,
+                exit_code: st.code,
+                signal: st.signal,
+                reason: None,
+                peak_rss_kb: Some(st.maxrss_kb),
+                cpu_ms: Some(st.cpu_ms),
+                ended_at: Timestamp(st.ended_at_ms),
+                result: None,
+            }
+        }
+        Ok(None) => Ended::new(
+            forced.unwrap_or(AttemptOutcome::Lost),
+            Some("the task's supervisor ended without recording an exit status".into()),
+        ),
+        Err(e) => Ended::new(
+            forced.unwrap_or(AttemptOutcome::Lost),
+            Some(format!("the exit status could not be read: {e}")),
+        ),
+    };
+    match forced {
+        Some(AttemptOutcome::TimedOut) => {
+            ended.reason = Some(format!(
+                "timed out after {}",
+                format_duration(task.spec.timeout.unwrap_or_default())
+            ));
+        }
+        Some(AttemptOutcome::Cancelled) if ended.reason.is_none() => {
+            ended.reason = Some("stopped on request".into());
+        }
+        _ => {}
+    }
+    Some(ended)
+}
+
+fn begin_stop(pgid: i32, grace: Duration, kill_at: Option<Instant>) -> Option<Instant> {
+    if grace.is_zero() {
+        spawn::signal_group(pgid, libc::SIGKILL);
+        return None;
+    }
+    spawn::signal_group(pgid, libc::SIGTERM);
+    // A second graceful stop does not push the deadline further out.
+    Some(kill_at.unwrap_or_else(|| Instant::now() + grace))
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn run_in_process(
+    inner: &Arc<Inner>,
+    c: &Claimed,
+    mut stop: mpsc::UnboundedReceiver<StopMode>,
+    size: watch::Sender<u64>,
+    make: impl FnOnce(TaskContext) -> TaskFuture,
+) -> Option<Ended> {
+    let task = &c.task;
+    let log_path = inner.home.log(task.id);
+    let log = match open_log(&log_path) {
+        Ok(f) => f,
+        Err(e) => {
+            return Some(Ended::failed(format!(
+                "could not open the log {}: {e}",
+                log_path.display()
+            )));
+        }
+    };
+    size.send_replace(log.metadata().map(|m| m.len()).unwrap_or(0));
+    let ctx = TaskContext {
+        id: task.id,
+        attempt: c.attempt,
+        log: Arc::new(Mutex::new(log)),
+        size: Arc::new(size),
+        runtime: Arc::downgrade(inner),
+    };
+    let mut handle = tokio::spawn(make(ctx));
+    let timeout_at = deadline(task);
+    let mut shutdown = inner.shutdown.subscribe();
+    let mut stop_open = true;
+    let ended = loop {
+        tokio::select! {
+            r = &mut handle => break match r {
+                Ok(Ok(result)) => Ended { result, ..Ended::new(AttemptOutcome::Exited { code: 0 }, None) },
+                Ok(Err(message)) => Ended::failed(message),
+                Err(e) if e.is_panic() => Ended::failed(format!("the task panicked: {}", panic_message(e.into_panic()))),
+                Err(_) => Ended::new(AttemptOutcome::Cancelled, Some("stopped on request".into())),
+            },
+            mode = stop.recv(), if stop_open => match mode {
+                Some(_) => {
+                    handle.abort();
+                    break Ended::new(AttemptOutcome::Cancelled, Some("stopped on request".into()));
+                }
+                None => stop_open = false,
+            },
+            _ = sleep_until(timeout_at), if timeout_at.is_some() => {
+                handle.abort();
+                break Ended::new(
+                    AttemptOutcome::TimedOut,
+                    Some(format!("timed out after {}", format_duration(task.spec.timeout.unwrap_or_default()))),
+                );
+            }
+            _ = shutdown.changed() => {
+                if inner.config.shutdown_mode == ShutdownMode::LeaveRunning {
+                    handle.abort();
+                    return None;
+                }
+            }
+        }
+    };
+    Some(ended)
+}
+
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".into()
+    }
+}
+
+/// Commits the end of an attempt (with the notification), then runs hooks.
+pub(crate) async fn finish(inner: &Arc<Inner>, task: &TaskRecord, attempt: u32, ended: Ended) {
+    let id = task.id;
+    let log = inner.home.log(id);
+    let (lines, bytes) = (inner.config.notice_lines, inner.config.notice_bytes);
+    let (tail, output_bytes) =
+        tokio::task::spawn_blocking(move || crate::output::last_lines(&log, lines, bytes))
+            .await
+            .unwrap_or_default();
+    let delay = task.spec.retry.delay_after(attempt, inner.sample());
+    let end = AttemptEnd {
+        id,
+        attempt,
+        outcome: ended.outcome,
+        ended_at: ended.ended_at,
+        exit_code: ended.exit_code,
+        signal: ended.signal,
+        reason: ended.reason,
+        peak_rss_kb: ended.peak_rss_kb,
+        cpu_ms: ended.cpu_ms,
+        retry_at: Timestamp(ended.ended_at.0.max(crate::now().0) + delay.as_millis() as i64),
+        tail,
+        output_bytes,
+        result: ended.result,
+    };
+    // The end must not be lost to a passing database error (a busy file, a full disk
+    // being cleaned up): retry with backoff before giving up to recovery.
+    let mut wait = Duration::from_millis(50);
+    for _ in 0..8 {
+        match inner.store.finish_attempt(end.clone()).await {
+            Ok(Some(fin)) => {
+                if fin.task.state.is_terminal() {
+                    inner.functions.lock().await.remove(&id);
+                }
+                for t in std::iter::once(&fin.task).chain(&fin.cascaded) {
+                    inner.run_hooks(t);
+                }
+                return;
+            }
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(task = %id, "recording the end of attempt {attempt} failed: {e}");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+        }
+    }
+}

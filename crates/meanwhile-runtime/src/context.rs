@@ -1,0 +1,84 @@
+//! In-process tasks: the context a closure or an executor gets, and the executor seam
+//! through which other crates (the agent) run their kinds of task.
+
+use crate::runtime::Inner;
+use meanwhile_core::{Progress, TaskId, TaskRecord};
+use std::fs::File;
+use std::future::Future;
+use std::io::Write;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use tokio::sync::watch;
+
+/// The future an in-process task runs: `Ok(Some(result))`, `Ok(None)` or an error
+/// message that becomes the attempt's failure reason.
+pub type TaskFuture = Pin<Box<dyn Future<Output = Result<Option<String>, String>> + Send>>;
+
+/// Runs tasks of one kind in-process (the agent crate registers one for `agent`).
+pub trait Executor: Send + Sync + 'static {
+    /// Starts an attempt. Dropping the returned future must stop the work (the
+    /// runtime drops it on stop and on timeout).
+    fn run(&self, task: TaskRecord, ctx: TaskContext) -> TaskFuture;
+}
+
+pub(crate) type TaskFn = Arc<dyn Fn(TaskContext) -> TaskFuture + Send + Sync>;
+
+/// What an in-process attempt can do: write output, report progress, set a result.
+#[derive(Clone)]
+pub struct TaskContext {
+    pub(crate) id: TaskId,
+    pub(crate) attempt: u32,
+    pub(crate) log: Arc<Mutex<File>>,
+    pub(crate) size: Arc<watch::Sender<u64>>,
+    pub(crate) runtime: Weak<Inner>,
+}
+
+impl TaskContext {
+    /// The task's id.
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// The attempt's number, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Appends bytes to the task's output log.
+    pub fn write(&self, bytes: &[u8]) {
+        if let Ok(mut f) = self.log.lock()
+            && f.write_all(bytes).is_ok()
+        {
+            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+            self.size.send_replace(len);
+        }
+    }
+
+    /// Appends a line to the task's output log.
+    pub fn println(&self, line: impl AsRef<str>) {
+        let mut s = line.as_ref().to_string();
+        s.push('\n');
+        self.write(s.as_bytes());
+    }
+
+    /// Reports progress: a percentage (0 to 100) when known, and what is happening.
+    pub async fn progress(&self, percent: Option<f32>, message: impl Into<String>) {
+        let Some(inner) = self.runtime.upgrade() else {
+            return;
+        };
+        let p = Progress {
+            percent: percent.map(|p| p.clamp(0.0, 100.0)),
+            message: message.into(),
+            at: crate::now(),
+        };
+        if let Err(e) = inner.store.set_progress(self.id, p).await {
+            tracing::debug!(task = %self.id, "progress not recorded: {e}");
+        }
+    }
+
+    /// The runtime running this task, to submit or wait on other tasks; `None` once it
+    /// has shut down.
+    pub fn runtime(&self) -> Option<crate::Runtime> {
+        self.runtime.upgrade().map(crate::Runtime::from_inner)
+    }
+}

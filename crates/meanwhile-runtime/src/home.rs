@@ -1,0 +1,45 @@
+//! The layout of a meanwhile home directory.
+
+use meanwhile_core::TaskId;
+use std::path::{Path, PathBuf};
+
+/// Paths inside a home: `meanwhile.db`, `tasks/<id>/output.log`, attempt files, the lock.
+#[derive(Debug, Clone)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    /// A home rooted at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Home {
+        Home { root: root.into() }
+    }
+    /// The home directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// The SQLite database.
+    pub fn database(&self) -> PathBuf {
+        self.root.join("meanwhile.db")
+    }
+    /// The lock file that keeps two runtimes off one home.
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join("runtime.lock")
+    }
+    /// A task's directory.
+    pub fn task_dir(&self, id: TaskId) -> PathBuf {
+        self.root.join("tasks").join(id.to_string())
+    }
+    /// A task's output log.
+    pub fn log(&self, id: TaskId) -> PathBuf {
+        self.task_dir(id).join("output.log")
+    }
+    /// Where an attempt's supervisor records the pids.
+    pub fn pid_file(&self, id: TaskId, attempt: u32) -> PathBuf {
+        self.task_dir(id).join(format!("attempt-{attempt}.pid"))
+    }
+    /// Where an attempt's supervisor records the exit status.
+    pub fn status_file(&self, id: TaskId, attempt: u32) -> PathBuf {
+        self.task_dir(id).join(format!("attempt-{attempt}.status"))
+    }
+}

@@ -1,0 +1,669 @@
+//! Reading a task's output log: cursors, tail, grep, head-and-tail elision, ANSI
+//! stripping. Every reader streams the file in fixed-size blocks, so memory stays
+//! bounded by the answer's size limit however large the log is.
+
+use memchr::memchr_iter;
+use regex::bytes::Regex;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::Path;
+use std::time::Duration;
+
+/// The most text one answer carries when no `max_bytes` is given; the cursor then
+/// points at the rest.
+pub const DEFAULT_PAGE_BYTES: usize = 1 << 20;
+/// Lines longer than this are cut when filtering with `grep` or `tail`.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+const BLOCK: usize = 64 * 1024;
+
+/// What to wait for before answering.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitFor {
+    /// Until the task ends.
+    Exit,
+    /// Until there is output past `since` (or the task ends).
+    Output,
+    /// Until a line past `since` matches this regex (or the task ends).
+    Match(String),
+}
+
+/// How to read a task's output. All fields are optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputQuery {
+    /// Start at this byte offset (the `cursor` of an earlier answer); 0 when absent.
+    pub since: Option<u64>,
+    /// Only the last N lines (after `grep`).
+    pub tail: Option<usize>,
+    /// Only lines matching this regex; the others are skipped in this answer, not deleted.
+    pub grep: Option<String>,
+    /// At most this many bytes of text: the head and the tail are kept, the middle is
+    /// elided with a count.
+    pub max_bytes: Option<usize>,
+    /// Remove ANSI escape sequences (colours, cursor movement).
+    pub strip_ansi: bool,
+    /// Block until this happens (or `timeout` passes) before answering.
+    pub wait: Option<WaitFor>,
+    /// How long `wait` may block; 30s when absent.
+    #[serde(with = "meanwhile_core::serde_opt_duration")]
+    pub timeout: Option<Duration>,
+}
+
+/// A piece of a task's output with where to continue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputChunk {
+    /// The task.
+    pub id: meanwhile_core::TaskId,
+    /// The text (invalid UTF-8 replaced).
+    pub text: String,
+    /// Byte offset in the log where this answer's range starts.
+    pub start: u64,
+    /// Pass as `since` to read only what comes after this answer.
+    pub cursor: u64,
+    /// Size of the whole log.
+    pub total_bytes: u64,
+    /// Bytes left out of the middle by `max_bytes`.
+    pub elided_bytes: u64,
+    /// Lines skipped by `grep`.
+    pub skipped_lines: u64,
+    /// True when the answer stopped at the page size; read again from `cursor`.
+    pub more: bool,
+    /// The task's state when the output was read.
+    pub state: meanwhile_core::TaskState,
+    /// Exit code, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The line that matched `wait: match`, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matched: Option<String>,
+    /// True when a wait ended because its timeout passed.
+    #[serde(default)]
+    pub timed_out: bool,
+}
+
+/// The text part of an answer, before the task's state is attached.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Slice {
+    pub text: Vec<u8>,
+    pub start: u64,
+    pub cursor: u64,
+    pub total: u64,
+    pub elided: u64,
+    pub skipped_lines: u64,
+    pub more: bool,
+}
+
+/// A compiled query.
+pub(crate) struct Reader<'a> {
+    pub since: u64,
+    pub tail: Option<usize>,
+    pub grep: Option<&'a Regex>,
+    pub max_bytes: Option<usize>,
+    pub strip_ansi: bool,
+}
+
+fn open(path: &Path) -> io::Result<Option<(File, u64)>> {
+    match File::open(path) {
+        Ok(f) => {
+            let len = f.metadata()?.len();
+            Ok(Some((f, len)))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn read_at(f: &mut File, at: u64, buf: &mut [u8]) -> io::Result<usize> {
+    f.seek(SeekFrom::Start(at))?;
+    let mut got = 0;
+    while got < buf.len() {
+        let n = f.read(&mut buf[got..])?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    Ok(got)
+}
+
+/// Moves `cut` back to the start of a UTF-8 character.
+fn char_boundary(bytes: &[u8], mut cut: usize) -> usize {
+    while cut > 0 && cut < bytes.len() && (bytes[cut] & 0xC0) == 0x80 {
+        cut -= 1;
+    }
+    cut
+}
+
+/// Keeps the head and tail of `text` within `max`, returning the bytes elided.
+fn elide(text: &mut Vec<u8>, max: usize) -> u64 {
+    if text.len() <= max {
+        return 0;
+    }
+    let head = char_boundary(text, max / 2);
+    let tail_start = char_boundary(text, text.len() - (max - max / 2));
+    let elided = (tail_start - head) as u64;
+    let marker = format!("\n[... {elided} bytes elided ...]\n");
+    let mut out = Vec::with_capacity(max + marker.len());
+    out.extend_from_slice(&text[..head]);
+    out.extend_from_slice(marker.as_bytes());
+    out.extend_from_slice(&text[tail_start..]);
+    *text = out;
+    elided
+}
+
+/// Removes ANSI escape sequences (CSI, OSC and two-byte escapes).
+pub(crate) fn strip_ansi(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] != 0x1b {
+            out.push(input[i]);
+            i += 1;
+            continue;
+        }
+        i += 1;
+        match input.get(i) {
+            Some(b'[') => {
+                i += 1;
+                while i < input.len() && !(0x40..=0x7e).contains(&input[i]) {
+                    i += 1;
+                }
+                i += 1;
+            }
+            Some(b']') => {
+                i += 1;
+                while i < input.len() {
+                    if input[i] == 0x07 {
+                        i += 1;
+                        break;
+                    }
+                    if input[i] == 0x1b && input.get(i + 1) == Some(&b'\\') {
+                        i += 2;
+                        break;
+                    }
+                    i += 1;
+                }
+            }
+            Some(_) => i += 1,
+            None => {}
+        }
+    }
+    out
+}
+
+/// Calls `f` with each line (without its newline, cut at [`MAX_LINE_BYTES`]) of
+/// `[from, to)` and the offset just past it; a final line without a newline counts.
+/// Stops early when `f` returns false. Returns the offset reached.
+fn for_each_line(
+    f: &mut File,
+    from: u64,
+    to: u64,
+    mut each: impl FnMut(&[u8], u64, bool) -> bool,
+) -> io::Result<u64> {
+    let mut buf = vec![0u8; BLOCK];
+    let mut line: Vec<u8> = Vec::new();
+    let mut line_len = 0usize;
+    let mut pos = from;
+    while pos < to {
+        let want = ((to - pos) as usize).min(BLOCK);
+        let n = read_at(f, pos, &mut buf[..want])?;
+        if n == 0 {
+            break;
+        }
+        let block = &buf[..n];
+        let mut start = 0;
+        for nl in memchr_iter(b'\n', block) {
+            let piece = &block[start..nl];
+            let room = MAX_LINE_BYTES.saturating_sub(line_len);
+            line.extend_from_slice(&piece[..piece.len().min(room)]);
+            let end = pos + nl as u64 + 1;
+            if !each(&line, end, true) {
+                return Ok(end);
+            }
+            line.clear();
+            line_len = 0;
+            start = nl + 1;
+        }
+        let piece = &block[start..];
+        let room = MAX_LINE_BYTES.saturating_sub(line_len);
+        line.extend_from_slice(&piece[..piece.len().min(room)]);
+        line_len += piece.len();
+        pos += n as u64;
+    }
+    if line_len > 0 {
+        each(&line, pos, false);
+    }
+    Ok(pos)
+}
+
+impl Reader<'_> {
+    /// Reads the log at `path` as the query says.
+    pub(crate) fn read(&self, path: &Path) -> io::Result<Slice> {
+        let Some((mut f, total)) = open(path)? else {
+            return Ok(Slice::default());
+        };
+        let start = self.since.min(total);
+        let mut s = match (self.grep, self.tail) {
+            (None, None) => self.plain(&mut f, start, total)?,
+            (None, Some(n)) => self.tail_lines(&mut f, start, total, n)?,
+            (Some(re), _) => self.grep_lines(&mut f, start, total, re)?,
+        };
+        s.total = total;
+        if self.strip_ansi {
+            s.text = strip_ansi(&s.text);
+        }
+        // `plain` and `grep_lines` keep head and tail within max_bytes themselves;
+        // a tail of long lines may still be over it.
+        if let (Some(max), Some(_), None) = (self.max_bytes, self.tail, self.grep) {
+            s.elided += elide(&mut s.text, max);
+        }
+        Ok(s)
+    }
+
+    fn page_limit(&self) -> usize {
+        // With max_bytes the middle is elided, so the whole range can be consumed
+        // while only its head and tail are kept.
+        DEFAULT_PAGE_BYTES
+    }
+
+    fn plain(&self, f: &mut File, start: u64, total: u64) -> io::Result<Slice> {
+        let len = total - start;
+        if let Some(max) = self.max_bytes
+            && len as usize > max
+        {
+            let half = max / 2;
+            let mut head = vec![0u8; half];
+            let got = read_at(f, start, &mut head)?;
+            head.truncate(got);
+            let mut tail = vec![0u8; max - half];
+            let tail_from = total - (max - half) as u64;
+            let got = read_at(f, tail_from, &mut tail)?;
+            tail.truncate(got);
+            let elided = tail_from - (start + head.len() as u64);
+            let mut text = head;
+            text.extend_from_slice(format!("\n[... {elided} bytes elided ...]\n").as_bytes());
+            text.extend_from_slice(&tail);
+            return Ok(Slice {
+                text,
+                start,
+                cursor: total,
+                elided,
+                ..Slice::default()
+            });
+        }
+        let page = self.page_limit();
+        let take = (len as usize).min(page);
+        let mut text = vec![0u8; take];
+        let got = read_at(f, start, &mut text)?;
+        text.truncate(got);
+        let mut more = false;
+        if (len as usize) > page {
+            // End the page on a line boundary when one is near, else on a character.
+            let cut = match text[page.saturating_sub(4096)..]
+                .iter()
+                .rposition(|&b| b == b'\n')
+            {
+                Some(p) => page.saturating_sub(4096) + p + 1,
+                None => char_boundary(&text, page),
+            };
+            text.truncate(cut);
+            more = true;
+        }
+        let cursor = start + text.len() as u64;
+        Ok(Slice {
+            text,
+            start,
+            cursor,
+            more,
+            ..Slice::default()
+        })
+    }
+
+    fn tail_lines(&self, f: &mut File, start: u64, total: u64, n: usize) -> io::Result<Slice> {
+        // Walk back from the end block by block until n line breaks are behind us.
+        let mut from = total;
+        let mut newlines = 0usize;
+        let mut buf = vec![0u8; BLOCK];
+        // A trailing newline ends the last line rather than starting an empty one.
+        let mut skip_last = true;
+        'outer: while from > start && n > 0 {
+            let size = ((from - start) as usize).min(BLOCK);
+            let at = from - size as u64;
+            let got = read_at(f, at, &mut buf[..size])?;
+            for i in (0..got).rev() {
+                if buf[i] == b'\n' {
+                    if skip_last && at + i as u64 == total - 1 {
+                        continue;
+                    }
+                    newlines += 1;
+                    if newlines == n {
+                        from = at + i as u64 + 1;
+                        break 'outer;
+                    }
+                }
+            }
+            skip_last = false;
+            from = at;
+        }
+        if n == 0 {
+            from = total;
+        }
+        let limit = self
+            .max_bytes
+            .map_or(self.page_limit(), |m| m.max(self.page_limit()));
+        let keep_from = from.max(total.saturating_sub(limit as u64));
+        let mut text = vec![0u8; (total - keep_from) as usize];
+        let got = read_at(f, keep_from, &mut text)?;
+        text.truncate(got);
+        Ok(Slice {
+            text,
+            start: from,
+            cursor: total,
+            elided: keep_from - from,
+            ..Slice::default()
+        })
+    }
+
+    fn grep_lines(&self, f: &mut File, start: u64, total: u64, re: &Regex) -> io::Result<Slice> {
+        let limit = self.max_bytes.unwrap_or(self.page_limit());
+        let keep_head = self.max_bytes.is_some() && self.tail.is_none();
+        let mut head: Vec<u8> = Vec::new();
+        let mut tail: VecDeque<Vec<u8>> = VecDeque::new();
+        let mut tail_bytes = 0usize;
+        let mut skipped = 0u64;
+        let mut elided = 0u64;
+        let mut cursor = start;
+        let mut more = false;
+        let paging = self.max_bytes.is_none() && self.tail.is_none();
+        let reached = for_each_line(f, start, total, |line, end, _complete| {
+            let plain;
+            let subject: &[u8] = if self.strip_ansi {
+                plain = strip_ansi(line);
+                &plain
+            } else {
+                line
+            };
+            if !re.is_match(subject) {
+                skipped += 1;
+                cursor = end;
+                return true;
+            }
+            let mut l = line.to_vec();
+            l.push(b'\n');
+            if paging {
+                if head.len() + l.len() > limit && !head.is_empty() {
+                    more = true;
+                    return false;
+                }
+                head.extend_from_slice(&l);
+                cursor = end;
+                return true;
+            }
+            cursor = end;
+            if keep_head && head.len() + l.len() <= limit / 2 {
+                head.extend_from_slice(&l);
+                return true;
+            }
+            tail_bytes += l.len();
+            tail.push_back(l);
+            let max_lines = self.tail.unwrap_or(usize::MAX);
+            let max_tail = if keep_head { limit - limit / 2 } else { limit };
+            while tail.len() > max_lines || (tail_bytes > max_tail && tail.len() > 1) {
+                if let Some(old) = tail.pop_front() {
+                    tail_bytes -= old.len();
+                    if tail.len() >= max_lines {
+                        continue;
+                    }
+                    elided += old.len() as u64;
+                }
+            }
+            true
+        })?;
+        if !more {
+            cursor = reached.max(cursor);
+        }
+        let mut text = head;
+        if elided > 0 && keep_head {
+            text.extend_from_slice(
+                format!("[... {elided} bytes of matching lines elided ...]\n").as_bytes(),
+            );
+        }
+        for l in tail {
+            text.extend_from_slice(&l);
+        }
+        Ok(Slice {
+            text,
+            start,
+            cursor,
+            elided,
+            skipped_lines: skipped,
+            more,
+            ..Slice::default()
+        })
+    }
+}
+
+/// Looks for the first complete line in `[from, to)` matching `re`. Returns the line
+/// and the offset scanned up to, so the next search resumes there. A trailing line
+/// without a newline is left for later unless `include_partial` (the task ended).
+pub(crate) fn find_match(
+    path: &Path,
+    from: u64,
+    re: &Regex,
+    include_partial: bool,
+) -> io::Result<(Option<String>, u64)> {
+    let Some((mut f, total)) = open(path)? else {
+        return Ok((None, from));
+    };
+    let mut found = None;
+    let mut scanned = from;
+    for_each_line(&mut f, from.min(total), total, |line, end, complete| {
+        if !complete && !include_partial {
+            // Rescanned next time, once the line is whole.
+            return false;
+        }
+        scanned = end;
+        if re.is_match(&strip_ansi(line)) {
+            found = Some(String::from_utf8_lossy(line).into_owned());
+            return false;
+        }
+        true
+    })?;
+    Ok((found, scanned))
+}
+
+/// The last `lines` lines of the log (at most `max_bytes`), ANSI stripped, for notices.
+pub(crate) fn last_lines(path: &Path, lines: usize, max_bytes: usize) -> (String, u64) {
+    let reader = Reader {
+        since: 0,
+        tail: Some(lines),
+        grep: None,
+        max_bytes: Some(max_bytes),
+        strip_ansi: true,
+    };
+    match reader.read(path) {
+        Ok(s) => (String::from_utf8_lossy(&s.text).into_owned(), s.total),
+        Err(_) => (String::new(), 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn log(content: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("output.log");
+        std::fs::File::create(&p)
+            .unwrap()
+            .write_all(content)
+            .unwrap();
+        (dir, p)
+    }
+
+    fn reader() -> Reader<'static> {
+        Reader {
+            since: 0,
+            tail: None,
+            grep: None,
+            max_bytes: None,
+            strip_ansi: false,
+        }
+    }
+
+    fn text(s: &Slice) -> String {
+        String::from_utf8_lossy(&s.text).into_owned()
+    }
+
+    #[test]
+    fn plain_reads_from_the_cursor() {
+        let (_d, p) = log(b"one\ntwo\nthree\n");
+        let s = reader().read(&p).unwrap();
+        assert_eq!(
+            (text(&s).as_str(), s.cursor, s.total),
+            ("one\ntwo\nthree\n", 14, 14)
+        );
+        let s = Reader {
+            since: 4,
+            ..reader()
+        }
+        .read(&p)
+        .unwrap();
+        assert_eq!(text(&s), "two\nthree\n");
+        let s = Reader {
+            since: 99,
+            ..reader()
+        }
+        .read(&p)
+        .unwrap();
+        assert_eq!((text(&s).as_str(), s.cursor), ("", 14));
+    }
+
+    #[test]
+    fn tail_takes_last_lines_with_or_without_trailing_newline() {
+        let (_d, p) = log(b"a\nb\nc\nd\n");
+        let s = Reader {
+            tail: Some(2),
+            ..reader()
+        }
+        .read(&p)
+        .unwrap();
+        assert_eq!(text(&s), "c\nd\n");
+        let (_d, p) = log(b"a\nb\nc\nd");
+        let s = Reader {
+            tail: Some(2),
+            ..reader()
+        }
+        .read(&p)
+        .unwrap();
+        assert_eq!(text(&s), "c\nd");
+        let s = Reader {
+            tail: Some(10),
+            ..reader()
+        }
+        .read(&p)
+        .unwrap();
+        assert_eq!(text(&s), "a\nb\nc\nd");
+    }
+
+    #[test]
+    fn grep_skips_without_deleting_and_combines_with_tail() {
+        let (_d, p) = log(b"ok 1\nerror: a\nok 2\nerror: b\nerror: c\n");
+        let re = Regex::new("^error").unwrap();
+        let s = Reader {
+            grep: Some(&re),
+            ..reader()
+        }
+        .read(&p)
+        .unwrap();
+        assert_eq!(text(&s), "error: a\nerror: b\nerror: c\n");
+        assert_eq!(s.skipped_lines, 2);
+        let s = Reader {
+            grep: Some(&re),
+            tail: Some(1),
+            ..reader()
+        }
+        .read(&p)
+        .unwrap();
+        assert_eq!(text(&s), "error: c\n");
+        let s = reader().read(&p).unwrap();
+        assert!(text(&s).contains("ok 2"), "the log is untouched");
+    }
+
+    #[test]
+    fn max_bytes_keeps_head_and_tail_with_count() {
+        let body: Vec<u8> = (0..1000).map(|i| b'a' + (i % 26) as u8).collect();
+        let (_d, p) = log(&body);
+        let s = Reader {
+            max_bytes: Some(100),
+            ..reader()
+        }
+        .read(&p)
+        .unwrap();
+        let t = text(&s);
+        assert!(t.starts_with(std::str::from_utf8(&body[..50]).unwrap()));
+        assert!(t.ends_with(std::str::from_utf8(&body[950..]).unwrap()));
+        assert!(t.contains("[... 900 bytes elided ...]"), "{t}");
+        assert_eq!((s.elided, s.cursor), (900, 1000));
+    }
+
+    #[test]
+    fn ansi_is_stripped_and_invalid_utf8_replaced() {
+        let (_d, p) = log(b"\x1b[31mred\x1b[0m \x1b]0;title\x07ok \xff\n");
+        let s = Reader {
+            strip_ansi: true,
+            ..reader()
+        }
+        .read(&p)
+        .unwrap();
+        assert_eq!(text(&s), "red ok \u{fffd}\n");
+    }
+
+    #[test]
+    fn big_logs_are_paged() {
+        let line = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n";
+        let body: Vec<u8> = line
+            .iter()
+            .copied()
+            .cycle()
+            .take(line.len() * 40_000)
+            .collect();
+        let (_d, p) = log(&body);
+        let mut since = 0;
+        let mut pages = 0;
+        let mut read = 0;
+        loop {
+            let s = Reader { since, ..reader() }.read(&p).unwrap();
+            assert!(s.text.len() <= DEFAULT_PAGE_BYTES);
+            assert_eq!(s.text.last(), Some(&b'\n'), "pages end on a line");
+            read += s.text.len();
+            since = s.cursor;
+            pages += 1;
+            if !s.more {
+                break;
+            }
+        }
+        assert_eq!((read, pages), (body.len(), 3));
+    }
+
+    #[test]
+    fn find_match_resumes_and_waits_for_complete_lines() {
+        let (_d, p) = log(b"starting\nlistening on :80");
+        let re = Regex::new("listening on").unwrap();
+        let (m, scanned) = find_match(&p, 0, &re, false).unwrap();
+        assert_eq!((m, scanned), (None, 9));
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(b"80\n")
+            .unwrap();
+        let (m, scanned) = find_match(&p, scanned, &re, false).unwrap();
+        assert_eq!(m.as_deref(), Some("listening on :8080"));
+        assert_eq!(scanned, 28);
+    }
+}

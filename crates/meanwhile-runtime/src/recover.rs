@@ -1,0 +1,98 @@
+//! Recovery at open: tasks that an earlier process left `running` on this home are
+//! adopted if still running, recorded with their true status if they ended, and
+//! recorded `lost` (then retried by policy) if their end cannot be known.
+
+use crate::attempt::{self, Ended};
+use crate::runtime::{Active, Inner};
+use crate::spawn::{self, Spawned};
+use meanwhile_core::{TaskKind, TaskRecord, Timestamp};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::sync::{mpsc, watch};
+
+pub(crate) async fn recover(inner: &Arc<Inner>) -> crate::Result<()> {
+    // Only one runtime can hold this home, so every running task in a SQLite store
+    // belongs to a process that is gone.
+    let running = inner.store.running(None, Some(Timestamp(i64::MAX))).await?;
+    for (task, attempt) in running {
+        let n = attempt.number;
+        if task.kind != TaskKind::Shell {
+            attempt::finish(
+                inner,
+                &task,
+                n,
+                Ended::lost("the process running this in-process task exited"),
+            )
+            .await;
+            continue;
+        }
+        let status_path = inner.home.status_file(task.id, n);
+        let pids = spawn::read_pids(&inner.home.pid_file(task.id, n))
+            .ok()
+            .flatten();
+        let alive = pids.filter(|p| {
+            let start = spawn::start_time(p.supervisor);
+            start.is_some() && (p.supervisor_start.is_none() || p.supervisor_start == start)
+        });
+        match (pids, alive) {
+            (Some(p), Some(_)) => adopt(inner, task, n, p.pid, p.supervisor).await,
+            (Some(p), None) => {
+                // The supervisor is gone: it wrote the status if it saw the end.
+                let spawned = Spawned {
+                    supervisor: p.supervisor,
+                    pid: p.pid,
+                };
+                let (_tx, rx) = mpsc::unbounded_channel();
+                if let Some(ended) =
+                    attempt::supervise(inner, &task, spawned, &status_path, rx).await
+                {
+                    attempt::finish(inner, &task, n, ended).await;
+                }
+            }
+            (None, _) => {
+                attempt::finish(
+                    inner,
+                    &task,
+                    n,
+                    Ended::lost(
+                        "meanwhile stopped while starting this attempt; its end was not seen",
+                    ),
+                )
+                .await;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Takes over a task whose supervisor is still running: registers it as active and
+/// waits on the supervisor through a pidfd, as if this runtime had started it.
+async fn adopt(inner: &Arc<Inner>, task: TaskRecord, attempt: u32, pid: i32, supervisor: i32) {
+    let (stop_tx, stop_rx) = mpsc::unbounded_channel();
+    let (size_tx, size_rx) = watch::channel(0u64);
+    inner.active.lock().await.insert(
+        task.id,
+        Active {
+            stop: stop_tx,
+            output: size_rx,
+        },
+    );
+    inner.in_flight.fetch_add(1, Ordering::SeqCst);
+    let inner = inner.clone();
+    tokio::spawn(async move {
+        let log_path = inner.home.log(task.id);
+        let offset = std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
+        let guard = inner
+            .watcher
+            .watch(task.id, &log_path, offset, size_tx)
+            .ok();
+        let status_path = inner.home.status_file(task.id, attempt);
+        let spawned = Spawned { supervisor, pid };
+        let ended = attempt::supervise(&inner, &task, spawned, &status_path, stop_rx).await;
+        drop(guard);
+        if let Some(ended) = ended {
+            attempt::finish(&inner, &task, attempt, ended).await;
+        }
+        attempt::end_of_attempt(&inner, task.id).await;
+    });
+}

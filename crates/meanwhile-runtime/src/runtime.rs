@@ -1,0 +1,717 @@
+//! The `Runtime` handle and its public API.
+
+use crate::context::{Executor, TaskContext, TaskFn, TaskFuture};
+use crate::output::{self, OutputChunk, OutputQuery, Reader, WaitFor};
+use crate::watch::OutputWatcher;
+use crate::{Error, Home, Result, RuntimeConfig, ShutdownMode};
+use meanwhile_core::{
+    Attempt, Event, EventKind, Notification, Progress, QueueInfo, TaskId, TaskKind, TaskRecord,
+    TaskSpec, TaskState,
+};
+use meanwhile_store::{
+    CleanRequest, ListFilter, NewTask, Page, SqliteStore, StopOutcome, Store, Submitted,
+};
+use regex::bytes::Regex;
+use std::collections::HashMap;
+use std::fs::File;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::{Notify, broadcast, mpsc, watch};
+
+/// How to stop a running task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// SIGTERM to the process group, the grace period, then SIGKILL.
+    Graceful,
+    /// SIGKILL at once.
+    Force,
+}
+
+/// Whether `wait` returns when any or when all of the tasks have ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitMode {
+    /// As soon as one has ended.
+    Any,
+    /// Once every one has ended.
+    All,
+}
+
+/// What `wait` saw.
+#[derive(Debug, Clone)]
+pub struct WaitOutcome {
+    /// The tasks, in the order asked, as they were when the wait ended.
+    pub tasks: Vec<TaskRecord>,
+    /// True when the timeout passed first.
+    pub timed_out: bool,
+}
+
+type Hook = Arc<dyn Fn(&TaskRecord) + Send + Sync>;
+
+/// An attempt running on this node.
+pub(crate) struct Active {
+    pub stop: mpsc::UnboundedSender<StopMode>,
+    pub output: watch::Receiver<u64>,
+}
+
+pub(crate) struct Inner {
+    pub store: Arc<dyn Store>,
+    pub home: Home,
+    pub config: RuntimeConfig,
+    pub node: String,
+    pub default_cwd: PathBuf,
+    pub base_env: Vec<(String, String)>,
+    pub wake: Notify,
+    pub active: tokio::sync::Mutex<HashMap<TaskId, Active>>,
+    pub functions: tokio::sync::Mutex<HashMap<TaskId, TaskFn>>,
+    pub executors: RwLock<HashMap<TaskKind, Arc<dyn Executor>>>,
+    pub on_complete: RwLock<Vec<Hook>>,
+    pub on_error: RwLock<Vec<Hook>>,
+    pub watcher: OutputWatcher,
+    pub shutdown: watch::Sender<bool>,
+    /// Attempts in flight, so shutdown can wait for them.
+    pub in_flight: AtomicUsize,
+    pub idle: Notify,
+    pub rng: Mutex<u64>,
+    /// Held while the runtime owns the home; released at the end of shutdown.
+    lock: Mutex<Option<File>>,
+}
+
+impl Inner {
+    /// A uniform sample in [0, 1) for backoff jitter.
+    pub fn sample(&self) -> f64 {
+        let mut s = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        // xorshift64*: plenty for jitter, and no dependency.
+        *s ^= *s >> 12;
+        *s ^= *s << 25;
+        *s ^= *s >> 27;
+        let v = s.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        (v >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    pub fn run_hooks(&self, task: &TaskRecord) {
+        let hooks = match task.state {
+            TaskState::Succeeded => &self.on_complete,
+            TaskState::Failed | TaskState::TimedOut | TaskState::Quarantined | TaskState::Lost => {
+                &self.on_error
+            }
+            _ => return,
+        };
+        let hooks: Vec<Hook> = hooks.read().map(|h| h.clone()).unwrap_or_default();
+        for hook in hooks {
+            // A hook that panics must not take the supervisor down with it.
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(task)));
+            if r.is_err() {
+                tracing::error!(task = %task.id, "a completion hook panicked");
+            }
+        }
+    }
+}
+
+/// An in-process meanwhile runtime. Cheap to clone; every clone is the same runtime.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+fn lock_home(home: &Home) -> Result<File> {
+    let path = home.lock_file();
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(Error::io(format!("opening {}", path.display())))?;
+    // SAFETY: flock on an fd we own.
+    let rc = unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(&f),
+            libc::LOCK_EX | libc::LOCK_NB,
+        )
+    };
+    if rc != 0 {
+        return Err(Error::Locked {
+            home: home.root().display().to_string(),
+        });
+    }
+    Ok(f)
+}
+
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        if end > 0 {
+            return String::from_utf8_lossy(&buf[..end]).into_owned();
+        }
+    }
+    "localhost".to_string()
+}
+
+impl Runtime {
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Runtime {
+        Runtime { inner }
+    }
+
+    /// Opens a runtime on `home` with default settings; it runs until
+    /// [`Runtime::shutdown`]. Must be called inside a Tokio runtime.
+    pub async fn open(home: impl Into<PathBuf>) -> Result<Runtime> {
+        Runtime::start(RuntimeConfig::new(home), std::future::pending()).await
+    }
+
+    /// Opens a runtime with `config`; it shuts down when `shutdown` completes (or
+    /// [`Runtime::shutdown`] is called). Tasks that a previous process left running
+    /// on this home are adopted, or recorded as they ended.
+    pub async fn start(
+        config: RuntimeConfig,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<Runtime> {
+        let home = Home::new(config.home.clone());
+        std::fs::create_dir_all(home.root().join("tasks"))
+            .map_err(Error::io(format!("creating {}", home.root().display())))?;
+        let lock = lock_home(&home)?;
+        let store = SqliteStore::open(&home.database())?;
+        Runtime::start_with_store(config, Arc::new(store), lock, shutdown).await
+    }
+
+    async fn start_with_store(
+        config: RuntimeConfig,
+        store: Arc<dyn Store>,
+        lock: File,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<Runtime> {
+        let home = Home::new(config.home.clone());
+        let default_cwd = match &config.default_cwd {
+            Some(c) => c.clone(),
+            None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+        };
+        let (watcher, progress_rx) =
+            OutputWatcher::start().map_err(Error::io("starting the output watcher"))?;
+        if let Some(n) = config.default_max_parallel {
+            store.set_queue("default", Some(n), None).await?;
+        }
+        let seed = crate::now().0 as u64 ^ ((std::process::id() as u64) << 32) | 1;
+        let inner = Arc::new(Inner {
+            store,
+            node: config.node.clone().unwrap_or_else(host_name),
+            default_cwd,
+            base_env: std::env::vars().collect(),
+            home,
+            config,
+            wake: Notify::new(),
+            active: tokio::sync::Mutex::new(HashMap::new()),
+            functions: tokio::sync::Mutex::new(HashMap::new()),
+            executors: RwLock::new(HashMap::new()),
+            on_complete: RwLock::new(Vec::new()),
+            on_error: RwLock::new(Vec::new()),
+            watcher,
+            shutdown: watch::channel(false).0,
+            in_flight: AtomicUsize::new(0),
+            idle: Notify::new(),
+            rng: Mutex::new(seed),
+            lock: Mutex::new(Some(lock)),
+        });
+        crate::recover::recover(&inner).await?;
+        crate::dispatch::start(&inner, progress_rx);
+        let rt = Runtime {
+            inner: inner.clone(),
+        };
+        let weak = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            shutdown.await;
+            if let Some(inner) = weak.upgrade() {
+                Runtime::from_inner(inner).shutdown().await;
+            }
+        });
+        Ok(rt)
+    }
+
+    /// Stops dispatching and, per [`ShutdownMode`], stops running tasks or leaves them
+    /// for the next runtime. Returns once no attempt of this runtime is in flight.
+    pub async fn shutdown(&self) {
+        let first = !self.inner.shutdown.send_replace(true);
+        self.inner.wake.notify_one();
+        if first && self.inner.config.shutdown_mode == ShutdownMode::StopTasks {
+            let active = self.inner.active.lock().await;
+            for a in active.values() {
+                let _ = a.stop.send(StopMode::Graceful);
+            }
+        }
+        loop {
+            let idle = self.inner.idle.notified();
+            if self.inner.in_flight.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            idle.await;
+        }
+        // The home is free for the next runtime as soon as this one is done with it.
+        if let Ok(mut lock) = self.inner.lock.lock() {
+            lock.take();
+        }
+    }
+
+    /// The home this runtime works in.
+    pub fn home(&self) -> &Home {
+        &self.inner.home
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.inner.node
+    }
+
+    /// The store behind this runtime.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.is_shutting_down() {
+            return Err(Error::ShutDown);
+        }
+        Ok(())
+    }
+
+    /// Submits a task; returns its id at once (the id of the earlier task when the
+    /// idempotency key is known).
+    pub async fn submit(&self, spec: TaskSpec) -> Result<TaskId> {
+        let mut r = self.submit_batch(vec![spec]).await?;
+        r.pop().unwrap_or(Err(Error::ShutDown))
+    }
+
+    /// Submits many tasks in one transaction; one result per spec, in order.
+    pub async fn submit_batch(&self, specs: Vec<TaskSpec>) -> Result<Vec<Result<TaskId>>> {
+        self.check_open()?;
+        let now = crate::now();
+        let mut results: Vec<Option<Result<TaskId>>> = Vec::with_capacity(specs.len());
+        let mut valid = Vec::new();
+        let mut slots = Vec::new();
+        for spec in specs {
+            match spec.validate() {
+                Ok(v) if matches!(v.work(), meanwhile_core::Work::Function) => {
+                    results.push(Some(Err(Error::Invalid {
+                        field: "command",
+                        message:
+                            "give one of command, argv and agent (closures go through submit_fn)"
+                                .into(),
+                    })));
+                }
+                Ok(v) => {
+                    slots.push(results.len());
+                    results.push(None);
+                    valid.push(NewTask { spec: v, now });
+                }
+                Err(e) => results.push(Some(Err(e.into()))),
+            }
+        }
+        if !valid.is_empty() {
+            let stored = self.inner.store.submit(valid).await?;
+            for (slot, r) in slots.into_iter().zip(stored) {
+                results[slot] = Some(r.map(Submitted::id).map_err(Error::from));
+            }
+            self.inner.wake.notify_one();
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(Error::ShutDown)))
+            .collect())
+    }
+
+    /// Runs an async closure as a background task with the full lifecycle (queue,
+    /// timeout, retries, stop, wait, notifications). `spec` gives everything but the
+    /// command; the closure is called once per attempt.
+    pub async fn submit_fn<F, Fut, E>(&self, spec: TaskSpec, f: F) -> Result<TaskId>
+    where
+        F: Fn(TaskContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        self.check_open()?;
+        let v = spec.validate()?;
+        if !matches!(v.work(), meanwhile_core::Work::Function) {
+            return Err(Error::Invalid {
+                field: "command",
+                message: "a function task's spec must not name a command, argv or agent".into(),
+            });
+        }
+        let f: TaskFn = Arc::new(move |ctx: TaskContext| -> TaskFuture {
+            let fut = f(ctx);
+            Box::pin(async move { fut.await.map(|()| None).map_err(|e| e.to_string()) })
+        });
+        // Hold the registry while submitting, so the dispatcher cannot claim the task
+        // before its closure is there.
+        let mut functions = self.inner.functions.lock().await;
+        let r = self
+            .inner
+            .store
+            .submit(vec![NewTask {
+                spec: v,
+                now: crate::now(),
+            }])
+            .await?;
+        let id = r
+            .into_iter()
+            .next()
+            .ok_or(Error::ShutDown)?
+            .map_err(Error::from)?;
+        if let Submitted::Created(id) = id {
+            functions.insert(id, f);
+        }
+        drop(functions);
+        self.inner.wake.notify_one();
+        Ok(id.id())
+    }
+
+    /// Registers the executor for a kind of in-process task (the agent registers
+    /// `agent`); the dispatcher then claims tasks of that kind.
+    pub fn register_executor(&self, kind: TaskKind, executor: Arc<dyn Executor>) {
+        if let Ok(mut e) = self.inner.executors.write() {
+            e.insert(kind, executor);
+        }
+        self.inner.wake.notify_one();
+    }
+
+    /// Calls `hook` after each task that succeeds, once its end is committed.
+    pub fn on_complete(&self, hook: impl Fn(&TaskRecord) + Send + Sync + 'static) {
+        if let Ok(mut h) = self.inner.on_complete.write() {
+            h.push(Arc::new(hook));
+        }
+    }
+
+    /// Calls `hook` after each task that fails, times out, is quarantined or lost.
+    pub fn on_error(&self, hook: impl Fn(&TaskRecord) + Send + Sync + 'static) {
+        if let Ok(mut h) = self.inner.on_error.write() {
+            h.push(Arc::new(hook));
+        }
+    }
+
+    /// One task.
+    pub async fn get(&self, id: TaskId) -> Result<TaskRecord> {
+        Ok(self.inner.store.get(id).await?)
+    }
+
+    /// A page of tasks, newest first.
+    pub async fn list(&self, filter: ListFilter) -> Result<Page> {
+        Ok(self.inner.store.list(filter).await?)
+    }
+
+    /// A task's attempts, oldest first.
+    pub async fn attempts(&self, id: TaskId) -> Result<Vec<Attempt>> {
+        Ok(self.inner.store.attempts(id).await?)
+    }
+
+    /// Stops a task: a pending one is cancelled and never starts; a running one gets
+    /// SIGTERM, the grace period and SIGKILL (or SIGKILL at once with `Force`), and
+    /// ends `cancelled`. Returns the task as it is once the stop is under way.
+    pub async fn stop(&self, id: TaskId, mode: StopMode) -> Result<TaskRecord> {
+        match self.inner.store.request_stop(id, crate::now()).await? {
+            StopOutcome::Cancelled(fin) => {
+                self.inner.functions.lock().await.remove(&id);
+                for t in std::iter::once(&fin.task).chain(&fin.cascaded) {
+                    self.inner.run_hooks(t);
+                }
+                Ok(fin.task)
+            }
+            StopOutcome::Stopping(task) => {
+                let active = self.inner.active.lock().await;
+                if let Some(a) = active.get(&id) {
+                    let _ = a.stop.send(mode);
+                }
+                Ok(task)
+            }
+        }
+    }
+
+    /// Puts a finished task back to pending with a fresh retry budget.
+    pub async fn retry(&self, id: TaskId) -> Result<TaskRecord> {
+        let t = self.inner.store.retry(id, crate::now()).await?;
+        self.inner.wake.notify_one();
+        Ok(t)
+    }
+
+    /// Removes finished tasks and their logs.
+    pub async fn remove(&self, ids: Vec<TaskId>) -> Result<Vec<TaskId>> {
+        let removed = self.inner.store.remove(ids).await?;
+        self.remove_dirs(&removed);
+        Ok(removed)
+    }
+
+    /// Removes finished tasks by age or count, with their logs.
+    pub async fn clean(&self, req: CleanRequest) -> Result<Vec<TaskId>> {
+        let removed = self.inner.store.clean(req).await?;
+        self.remove_dirs(&removed);
+        Ok(removed)
+    }
+
+    fn remove_dirs(&self, ids: &[TaskId]) {
+        for id in ids {
+            let dir = self.inner.home.task_dir(*id);
+            if let Err(e) = std::fs::remove_dir_all(&dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!("could not remove {}: {e}", dir.display());
+            }
+        }
+    }
+
+    /// All queues with their counts.
+    pub async fn queues(&self) -> Result<Vec<QueueInfo>> {
+        Ok(self.inner.store.queues().await?)
+    }
+
+    /// Creates or changes a queue: its parallelism, paused or not.
+    pub async fn set_queue(
+        &self,
+        name: &str,
+        max_parallel: Option<u32>,
+        paused: Option<bool>,
+    ) -> Result<QueueInfo> {
+        let mut probe = TaskSpec::shell("true");
+        probe.queue = Some(name.to_string());
+        probe.validate()?;
+        let q = self
+            .inner
+            .store
+            .set_queue(name, max_parallel, paused)
+            .await?;
+        self.inner.wake.notify_one();
+        Ok(q)
+    }
+
+    /// Records progress for a running task (what a task does with the
+    /// `MEANWHILE_TASK_ID` it finds in its environment).
+    pub async fn report_progress(
+        &self,
+        id: TaskId,
+        percent: Option<f32>,
+        message: impl Into<String>,
+    ) -> Result<()> {
+        if let Some(p) = percent
+            && !(0.0..=100.0).contains(&p)
+        {
+            return Err(Error::Invalid {
+                field: "percent",
+                message: format!("must be between 0 and 100, got {p}"),
+            });
+        }
+        let p = Progress {
+            percent,
+            message: message.into(),
+            at: crate::now(),
+        };
+        Ok(self.inner.store.set_progress(id, p).await?)
+    }
+
+    /// Returns the session's undelivered notifications, oldest first, and marks them
+    /// delivered: each is returned exactly once, also across restarts.
+    pub async fn drain_notifications(
+        &self,
+        session: &str,
+        limit: u32,
+    ) -> Result<Vec<Notification>> {
+        Ok(self.inner.store.drain_notifications(session, limit).await?)
+    }
+
+    /// The session's undelivered notifications, without marking them.
+    pub async fn peek_notifications(&self, session: &str, limit: u32) -> Result<Vec<Notification>> {
+        Ok(self.inner.store.peek_notifications(session, limit).await?)
+    }
+
+    /// Events as they are committed.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.store.subscribe()
+    }
+
+    /// Events after `seq` from the durable log.
+    pub async fn events_after(&self, seq: i64, limit: u32) -> Result<Vec<Event>> {
+        Ok(self.inner.store.events_after(seq, limit).await?)
+    }
+
+    /// Waits until any or all of `ids` have ended, or `timeout` passes.
+    pub async fn wait(
+        &self,
+        ids: &[TaskId],
+        mode: WaitMode,
+        timeout: Option<Duration>,
+    ) -> Result<WaitOutcome> {
+        if ids.is_empty() {
+            return Err(Error::Invalid {
+                field: "ids",
+                message: "name at least one task to wait for".into(),
+            });
+        }
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut events = self.subscribe();
+        loop {
+            let mut tasks = Vec::with_capacity(ids.len());
+            for id in ids {
+                tasks.push(self.get(*id).await?);
+            }
+            let done = match mode {
+                WaitMode::Any => tasks.iter().any(|t| t.state.is_terminal()),
+                WaitMode::All => tasks.iter().all(|t| t.state.is_terminal()),
+            };
+            if done {
+                return Ok(WaitOutcome {
+                    tasks,
+                    timed_out: false,
+                });
+            }
+            let changed = wait_for_event(&mut events, deadline, |e| {
+                e.task_id.is_some_and(|t| ids.contains(&t))
+                    && matches!(e.kind, EventKind::Finished | EventKind::Retried)
+            })
+            .await;
+            if !changed {
+                return Ok(WaitOutcome {
+                    tasks,
+                    timed_out: true,
+                });
+            }
+        }
+    }
+
+    /// Reads a task's output as `query` says; see [`OutputQuery`].
+    pub async fn read_output(&self, id: TaskId, query: OutputQuery) -> Result<OutputChunk> {
+        let grep = compile(query.grep.as_deref(), "grep")?;
+        let wait_re = match &query.wait {
+            Some(WaitFor::Match(re)) => compile(Some(re), "wait")?,
+            _ => None,
+        };
+        let path = self.inner.home.log(id);
+        let since = query.since.unwrap_or(0);
+        let mut matched = None;
+        let mut timed_out = false;
+        let mut task = self.get(id).await?;
+        if let Some(wait) = &query.wait {
+            let timeout = query.timeout.unwrap_or(Duration::from_secs(30));
+            let deadline = tokio::time::Instant::now() + timeout;
+            let mut events = self.subscribe();
+            let mut scanned = since;
+            loop {
+                let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                let ended = task.state.is_terminal();
+                let met = match wait {
+                    WaitFor::Exit => ended,
+                    WaitFor::Output => size > since || ended,
+                    WaitFor::Match(_) => {
+                        if let Some(re) = &wait_re {
+                            let p = path.clone();
+                            let re2 = re.clone();
+                            let (found, upto) = tokio::task::spawn_blocking(move || {
+                                output::find_match(&p, scanned, &re2, ended)
+                            })
+                            .await
+                            .map_err(|_| Error::ShutDown)?
+                            .map_err(Error::io("reading the output log"))?;
+                            scanned = upto;
+                            matched = found;
+                        }
+                        matched.is_some() || ended
+                    }
+                };
+                if met {
+                    break;
+                }
+                let mut output = self.output_watch(id).await;
+                let now = tokio::time::Instant::now();
+                if now >= deadline {
+                    timed_out = true;
+                    break;
+                }
+                tokio::select! {
+                    _ = wait_for_event(&mut events, Some(deadline), |e| e.task_id == Some(id)) => {}
+                    _ = async {
+                        match output.as_mut() {
+                            Some(rx) => { let _ = rx.changed().await; }
+                            None => std::future::pending::<()>().await,
+                        }
+                    } => {}
+                }
+                task = self.get(id).await?;
+            }
+        }
+        let reader_query = (since, query.tail, query.max_bytes, query.strip_ansi);
+        let slice = tokio::task::spawn_blocking(move || {
+            let (since, tail, max_bytes, strip_ansi) = reader_query;
+            Reader {
+                since,
+                tail,
+                grep: grep.as_ref(),
+                max_bytes,
+                strip_ansi,
+            }
+            .read(&path)
+        })
+        .await
+        .map_err(|_| Error::ShutDown)?
+        .map_err(Error::io("reading the output log"))?;
+        Ok(OutputChunk {
+            id,
+            text: String::from_utf8_lossy(&slice.text).into_owned(),
+            start: slice.start,
+            cursor: slice.cursor,
+            total_bytes: slice.total,
+            elided_bytes: slice.elided,
+            skipped_lines: slice.skipped_lines,
+            more: slice.more,
+            state: task.state,
+            exit_code: task.exit_code,
+            matched,
+            timed_out,
+        })
+    }
+
+    /// A watch of the log size of a task running on this node.
+    async fn output_watch(&self, id: TaskId) -> Option<watch::Receiver<u64>> {
+        self.inner
+            .active
+            .lock()
+            .await
+            .get(&id)
+            .map(|a| a.output.clone())
+    }
+}
+
+fn compile(re: Option<&str>, field: &'static str) -> Result<Option<Regex>> {
+    match re {
+        None => Ok(None),
+        Some(s) => Regex::new(s).map(Some).map_err(|e| Error::Invalid {
+            field,
+            message: format!("not a valid regex: {e}"),
+        }),
+    }
+}
+
+/// Waits for an event that satisfies `pred` (or a lagged stream, which may have hidden
+/// one); false when the deadline passed first.
+async fn wait_for_event(
+    rx: &mut broadcast::Receiver<Event>,
+    deadline: Option<tokio::time::Instant>,
+    pred: impl Fn(&Event) -> bool,
+) -> bool {
+    let next = async {
+        loop {
+            match rx.recv().await {
+                Ok(e) if pred(&e) => return true,
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(_)) => return true,
+                Err(broadcast::error::RecvError::Closed) => {
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    };
+    match deadline {
+        Some(d) => tokio::time::timeout_at(d, next).await.unwrap_or(false),
+        None => next.await,
+    }
+}

@@ -1,0 +1,565 @@
+//! The one way meanwhile starts a process: a supervisor process that outlives us.
+//!
+//! `spawn` forks a small supervisor (a copy of this process that only makes raw,
+//! async-signal-safe system calls). The supervisor starts the task with `posix_spawn`
+//! in a new session and process group, its stdin on `/dev/null` and its stdout and
+//! stderr appended to the task's log file, then waits for it and writes its exit
+//! status, peak RSS and CPU time to a status file before exiting. Because the status
+//! is written by the supervisor and the output goes straight to the file, a task keeps
+//! running and keeps its true status and its whole output if meanwhile itself is
+//! killed; a restarted runtime reads the status file or waits on the supervisor again.
+//!
+//! When the task's main process ends, the supervisor kills what is left of its process
+//! group, so no process outlives its task.
+
+use std::ffi::{CString, OsStr};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// Everything needed to start one attempt. The caller must choose cwd and env.
+pub(crate) struct SpawnRequest<'a> {
+    /// The program, already resolved to a path.
+    pub program: &'a Path,
+    /// argv, including argv[0].
+    pub argv: &'a [String],
+    /// The complete environment of the task.
+    pub env: &'a [(String, String)],
+    /// Working directory.
+    pub cwd: &'a Path,
+    /// The output log, opened for appending.
+    pub log: &'a File,
+    /// Where the supervisor records the task's pid.
+    pub pid_path: &'a Path,
+    /// Where the supervisor records the exit status.
+    pub status_path: &'a Path,
+}
+
+/// A started attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Spawned {
+    /// The supervisor process (our child).
+    pub supervisor: i32,
+    /// The task's main process, which is also its process group id.
+    pub pid: i32,
+}
+
+/// How the task's main process ended, as the supervisor recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ExitStatus {
+    /// Exit code, when it exited.
+    pub code: Option<i32>,
+    /// Signal, when one killed it.
+    pub signal: Option<i32>,
+    /// Peak RSS in KiB.
+    pub maxrss_kb: u64,
+    /// User plus system CPU time in ms.
+    pub cpu_ms: u64,
+    /// When it was reaped, ms since the epoch.
+    pub ended_at_ms: i64,
+}
+
+fn cstring(what: &str, bytes: &[u8]) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{what} contains a NUL byte"),
+        )
+    })
+}
+
+fn cpath(p: &Path) -> io::Result<CString> {
+    cstring("path", p.as_os_str().as_bytes())
+}
+
+fn check(rc: libc::c_int, what: &str) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::Error::from_raw_os_error(rc).kind(),
+            format!("{what}: {}", io::Error::from_raw_os_error(rc)),
+        ))
+    }
+}
+
+/// posix_spawn's attribute and file-action objects, freed on drop.
+struct SpawnSetup {
+    attr: libc::posix_spawnattr_t,
+    actions: libc::posix_spawn_file_actions_t,
+}
+
+impl SpawnSetup {
+    fn new(log: &File, devnull: &File, cwd: &CString) -> io::Result<Box<SpawnSetup>> {
+        // SAFETY: both objects are initialised by their init functions before any
+        // other use, and destroyed exactly once in Drop.
+        unsafe {
+            let mut s = Box::new(SpawnSetup {
+                attr: std::mem::zeroed(),
+                actions: std::mem::zeroed(),
+            });
+            check(
+                libc::posix_spawnattr_init(&mut s.attr),
+                "posix_spawnattr_init",
+            )?;
+            check(
+                libc::posix_spawn_file_actions_init(&mut s.actions),
+                "posix_spawn_file_actions_init",
+            )?;
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            // Reset every catchable signal to its default: Rust ignores SIGPIPE, and a
+            // task must not inherit that.
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::sigdelset(&mut all, libc::SIGKILL);
+            libc::sigdelset(&mut all, libc::SIGSTOP);
+            check(
+                libc::posix_spawnattr_setsigmask(&mut s.attr, &empty),
+                "posix_spawnattr_setsigmask",
+            )?;
+            check(
+                libc::posix_spawnattr_setsigdefault(&mut s.attr, &all),
+                "posix_spawnattr_setsigdefault",
+            )?;
+            let flags = libc::POSIX_SPAWN_SETSID
+                | libc::POSIX_SPAWN_SETSIGMASK as libc::c_short
+                | libc::POSIX_SPAWN_SETSIGDEF as libc::c_short;
+            check(
+                libc::posix_spawnattr_setflags(&mut s.attr, flags),
+                "posix_spawnattr_setflags",
+            )?;
+            let a = &mut s.actions;
+            check(
+                libc::posix_spawn_file_actions_adddup2(a, devnull.as_raw_fd(), 0),
+                "dup2 stdin",
+            )?;
+            check(
+                libc::posix_spawn_file_actions_adddup2(a, log.as_raw_fd(), 1),
+                "dup2 stdout",
+            )?;
+            check(
+                libc::posix_spawn_file_actions_adddup2(a, log.as_raw_fd(), 2),
+                "dup2 stderr",
+            )?;
+            check(
+                libc::posix_spawn_file_actions_addchdir_np(a, cwd.as_ptr()),
+                "chdir",
+            )?;
+            check(
+                libc::posix_spawn_file_actions_addclosefrom_np(a, 3),
+                "closefrom",
+            )?;
+            Ok(s)
+        }
+    }
+}
+
+impl Drop for SpawnSetup {
+    fn drop(&mut self) {
+        // SAFETY: initialised in `new`, destroyed once here.
+        unsafe {
+            libc::posix_spawnattr_destroy(&mut self.attr);
+            libc::posix_spawn_file_actions_destroy(&mut self.actions);
+        }
+    }
+}
+
+/// Formats `v` in decimal into `buf` without allocating; returns the bytes written.
+fn write_decimal(buf: &mut [u8], v: i64) -> usize {
+    let mut tmp = [0u8; 24];
+    let mut n = 0;
+    let neg = v < 0;
+    let mut u = v.unsigned_abs();
+    loop {
+        tmp[n] = b'0' + (u % 10) as u8;
+        n += 1;
+        u /= 10;
+        if u == 0 {
+            break;
+        }
+    }
+    let mut len = 0;
+    if neg {
+        buf[0] = b'-';
+        len = 1;
+    }
+    for i in (0..n).rev() {
+        buf[len] = tmp[i];
+        len += 1;
+    }
+    len
+}
+
+/// Writes `values` space-separated with a newline to `path` via a temporary file and a
+/// rename, using only async-signal-safe calls.
+///
+/// # Safety
+/// `path` and `tmp` must be valid NUL-terminated strings.
+unsafe fn write_record(path: &CString, tmp: &CString, values: &[i64]) {
+    let mut buf = [0u8; 256];
+    let mut len = 0;
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            buf[len] = b' ';
+            len += 1;
+        }
+        len += write_decimal(&mut buf[len..], *v);
+    }
+    buf[len] = b'\n';
+    len += 1;
+    // SAFETY: raw system calls on valid buffers; no allocation.
+    unsafe {
+        let fd = libc::open(
+            tmp.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+            0o644,
+        );
+        if fd >= 0 {
+            libc::write(fd, buf.as_ptr().cast(), len);
+            libc::close(fd);
+            libc::rename(tmp.as_ptr(), path.as_ptr());
+        }
+    }
+}
+
+/// Starts the supervisor and, through it, the task. Returns once the task has been
+/// exec'd (or failed to be, which is an error).
+pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
+    let program = cpath(req.program)?;
+    let argv: Vec<CString> = req
+        .argv
+        .iter()
+        .map(|a| cstring("an argument", a.as_bytes()))
+        .collect::<io::Result<_>>()?;
+    let mut argv_ptrs: Vec<*mut libc::c_char> = argv.iter().map(|a| a.as_ptr() as *mut _).collect();
+    argv_ptrs.push(std::ptr::null_mut());
+    let env: Vec<CString> = req
+        .env
+        .iter()
+        .map(|(k, v)| cstring("an environment variable", format!("{k}={v}").as_bytes()))
+        .collect::<io::Result<_>>()?;
+    let mut env_ptrs: Vec<*mut libc::c_char> = env.iter().map(|e| e.as_ptr() as *mut _).collect();
+    env_ptrs.push(std::ptr::null_mut());
+    let cwd = cpath(req.cwd)?;
+    let pid_path = cpath(req.pid_path)?;
+    let pid_tmp = cpath(&tmp_path(req.pid_path))?;
+    let status_path = cpath(req.status_path)?;
+    let status_tmp = cpath(&tmp_path(req.status_path))?;
+    let devnull = File::open("/dev/null")?;
+    let setup = SpawnSetup::new(req.log, &devnull, &cwd)?;
+
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 fills `fds` on success.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just created and are owned here.
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+
+    // SAFETY: after fork the child only makes async-signal-safe calls on memory
+    // prepared above, and always ends in `_exit`.
+    let supervisor = unsafe { libc::fork() };
+    if supervisor < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if supervisor == 0 {
+        // SAFETY: see above; this never returns.
+        unsafe {
+            supervise(
+                &program,
+                &argv_ptrs,
+                &env_ptrs,
+                &setup,
+                write_end.as_raw_fd(),
+                [&pid_path, &pid_tmp, &status_path, &status_tmp],
+            )
+        }
+    }
+    drop(write_end);
+    let mut report = [0u8; 8];
+    let mut got = 0;
+    while got < report.len() {
+        // SAFETY: reading into a valid buffer from an fd we own.
+        let n = unsafe {
+            libc::read(
+                read_end.as_raw_fd(),
+                report[got..].as_mut_ptr().cast(),
+                report.len() - got,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            break;
+        }
+        got += n as usize;
+    }
+    drop(setup);
+    if got < report.len() {
+        reap(supervisor);
+        return Err(io::Error::other(
+            "the task's supervisor exited before starting it",
+        ));
+    }
+    let pid = i32::from_ne_bytes(report[..4].try_into().unwrap_or_default());
+    let errno = i32::from_ne_bytes(report[4..].try_into().unwrap_or_default());
+    if errno != 0 {
+        reap(supervisor);
+        return Err(io::Error::from_raw_os_error(errno));
+    }
+    // Add the supervisor's start time, so that a restarted runtime can tell the
+    // supervisor from a later process that reuses its pid.
+    let start = start_time(supervisor).unwrap_or(0);
+    std::fs::write(req.pid_path, format!("{pid} {supervisor} {start}\n"))?;
+    Ok(Spawned { supervisor, pid })
+}
+
+fn tmp_path(p: &Path) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(OsStr::new(".tmp"));
+    PathBuf::from(s)
+}
+
+/// Waits for a child that is known to be exiting.
+fn reap(pid: i32) {
+    let mut status = 0;
+    // SAFETY: waitpid on our own child.
+    unsafe {
+        while libc::waitpid(pid, &mut status, 0) < 0
+            && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+        {}
+    }
+}
+
+/// The supervisor's whole life, in the forked child.
+///
+/// # Safety
+/// Must be called only in a freshly forked child, with valid pointers.
+unsafe fn supervise(
+    program: &CString,
+    argv: &[*mut libc::c_char],
+    env: &[*mut libc::c_char],
+    setup: &SpawnSetup,
+    report_fd: libc::c_int,
+    [pid_path, pid_tmp, status_path, status_tmp]: [&CString; 4],
+) -> ! {
+    // SAFETY: async-signal-safe calls only; the caller guarantees valid pointers.
+    unsafe {
+        // Leave the runtime's session, so terminal signals aimed at it miss us, and
+        // ignore the signals a stop sends to the task's group, in case one strays.
+        libc::setsid();
+        for sig in [
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGPIPE,
+        ] {
+            libc::signal(sig, libc::SIG_IGN);
+        }
+        // The runtime's SIGCHLD handler must not run in this copy of it.
+        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+        let mut pid: libc::pid_t = 0;
+        let rc = libc::posix_spawn(
+            &mut pid,
+            program.as_ptr(),
+            &setup.actions,
+            &setup.attr,
+            argv.as_ptr(),
+            env.as_ptr(),
+        );
+        if rc == 0 {
+            write_record(pid_path, pid_tmp, &[pid as i64, libc::getpid() as i64]);
+        }
+        let mut report = [0u8; 8];
+        report[..4].copy_from_slice(&pid.to_ne_bytes());
+        report[4..].copy_from_slice(&rc.to_ne_bytes());
+        libc::write(report_fd, report.as_ptr().cast(), report.len());
+        // Hold nothing of the runtime's: its sockets, database and log descriptors.
+        libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+        if rc != 0 {
+            libc::_exit(127);
+        }
+        let mut status: libc::c_int = 0;
+        let mut usage: libc::rusage = std::mem::zeroed();
+        loop {
+            let r = libc::wait4(pid, &mut status, 0, &mut usage);
+            if r == pid {
+                break;
+            }
+            if r < 0 && *libc::__errno_location() != libc::EINTR {
+                libc::_exit(126);
+            }
+        }
+        let mut now: libc::timespec = std::mem::zeroed();
+        libc::clock_gettime(libc::CLOCK_REALTIME, &mut now);
+        // Whatever the main process left behind in its group goes with it.
+        libc::kill(-pid, libc::SIGKILL);
+        let cpu_us = (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) as i64 * 1_000_000
+            + (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) as i64;
+        write_record(
+            status_path,
+            status_tmp,
+            &[
+                1,
+                status as i64,
+                usage.ru_maxrss as i64,
+                cpu_us / 1000,
+                now.tv_sec as i64 * 1000 + now.tv_nsec as i64 / 1_000_000,
+            ],
+        );
+        libc::_exit(0)
+    }
+}
+
+/// Reads a status file the supervisor wrote; `None` if it has not written one.
+pub(crate) fn read_status(path: &Path) -> io::Result<Option<ExitStatus>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let nums: Vec<i64> = text
+        .split_whitespace()
+        .map(|s| s.parse::<i64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| io::Error::other(format!("unreadable status file {}", path.display())))?;
+    let [1, status, maxrss, cpu_ms, ended] = nums[..] else {
+        return Err(io::Error::other(format!(
+            "unreadable status file {}",
+            path.display()
+        )));
+    };
+    let status = status as libc::c_int;
+    let (code, signal) = if libc::WIFEXITED(status) {
+        (Some(libc::WEXITSTATUS(status)), None)
+    } else if libc::WIFSIGNALED(status) {
+        (None, Some(libc::WTERMSIG(status)))
+    } else {
+        (None, None)
+    };
+    Ok(Some(ExitStatus {
+        code,
+        signal,
+        maxrss_kb: maxrss.max(0) as u64,
+        cpu_ms: cpu_ms.max(0) as u64,
+        ended_at_ms: ended,
+    }))
+}
+
+/// What the pid file of an attempt says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PidRecord {
+    /// The task's main process and process group.
+    pub pid: i32,
+    /// The supervisor.
+    pub supervisor: i32,
+    /// The supervisor's start time, when the runtime lived to record it.
+    pub supervisor_start: Option<u64>,
+}
+
+/// Reads the pid file of an attempt; `None` if there is none.
+pub(crate) fn read_pids(path: &Path) -> io::Result<Option<PidRecord>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let nums: Vec<i64> = text
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    Ok(match nums[..] {
+        [pid, sup] => Some(PidRecord {
+            pid: pid as i32,
+            supervisor: sup as i32,
+            supervisor_start: None,
+        }),
+        [pid, sup, start] => Some(PidRecord {
+            pid: pid as i32,
+            supervisor: sup as i32,
+            supervisor_start: (start > 0).then_some(start as u64),
+        }),
+        _ => None,
+    })
+}
+
+/// Sends `signal` to the task's whole process group, waking stopped members so
+/// they can act on it. A group that no longer exists is not an error.
+pub(crate) fn signal_group(pgid: i32, signal: i32) {
+    if pgid <= 1 {
+        return;
+    }
+    // SAFETY: kill with a negative pid signals the group; no memory is touched.
+    unsafe {
+        libc::kill(-pgid, signal);
+        if signal == libc::SIGTERM {
+            libc::kill(-pgid, libc::SIGCONT);
+        }
+    }
+}
+
+/// A pidfd: becomes readable when the process exits, for children and non-children
+/// alike (which is how a restarted runtime waits on supervisors it did not start).
+pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: the syscall returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a freshly returned fd that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
+/// Registers an fd we own with the Tokio reactor.
+pub(crate) fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    // SAFETY: the AsyncFd owns the fd, which therefore stays open while registered.
+    unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|e| io::Error::other(e.to_string()))
+}
+
+/// Reaps a process that has exited if it is a child of ours (this process may have
+/// started it before a restart of the runtime); a no-op for others.
+pub(crate) fn try_reap(pid: i32) {
+    let mut status = 0;
+    // SAFETY: non-blocking waitpid; ECHILD for a process that is not our child.
+    unsafe {
+        libc::waitpid(pid, &mut status, libc::WNOHANG);
+    }
+}
+
+/// The start time of a process (clock ticks since boot), to tell it from a later
+/// process that reuses its pid.
+pub(crate) fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses; fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace();
+    // A zombie has ended; only its parent has yet to notice.
+    if fields.next()? == "Z" {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_formatting_without_allocation() {
+        let mut buf = [0u8; 32];
+        for v in [0i64, 7, -7, 1234567890123, i64::MIN + 1] {
+            let n = write_decimal(&mut buf, v);
+            assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), v.to_string());
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Stopping and timeouts: whole process trees, grace periods, no orphans.
+
+use crate::support::*;
+use meanwhile_runtime::StopMode;
+use meanwhile_runtime::core::TaskState;
+use std::time::Duration;
+
+const STUBBORN: &str = r#"trap "" TERM; sleep 300 & sleep 300 & wait"#;
+
+async fn supervisor_of(env: &Env, id: meanwhile_runtime::core::TaskId) -> i32 {
+    let pid_file = env.rt.home().pid_file(id, 1);
+    let text = std::fs::read_to_string(pid_file).unwrap();
+    text.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_a_tree_that_ignores_sigterm_leaves_no_process() {
+    let env = runtime().await;
+    let id = env.rt.submit(sh(STUBBORN)).await.unwrap();
+    let pgid = pid_of(&env.rt, id).await;
+    eventually("the shell and both sleeps", || {
+        group_members(pgid).len() == 3
+    })
+    .await;
+    let supervisor = supervisor_of(&env, id).await;
+    assert!(alive(supervisor));
+    env.rt.stop(id, StopMode::Graceful).await.unwrap();
+    let t = finished(&env.rt, id).await;
+    assert_eq!(t.state, TaskState::Cancelled);
+    assert_eq!(t.signal, Some(9), "TERM was ignored, so KILL ended it");
+    assert_eq!(
+        group_members(pgid),
+        Vec::<i32>::new(),
+        "no process of the tree is left"
+    );
+    eventually("the supervisor to be gone", || !alive(supervisor)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_lets_a_task_clean_up() {
+    let env = runtime().await;
+    let id = env
+        .rt
+        .submit(sh(
+            r#"trap 'echo cleaning up; exit 0' TERM; echo ready; sleep 300 & wait"#,
+        ))
+        .await
+        .unwrap();
+    env.rt
+        .read_output(
+            id,
+            meanwhile_runtime::OutputQuery {
+                wait: Some(meanwhile_runtime::WaitFor::Match("ready".into())),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    env.rt.stop(id, StopMode::Graceful).await.unwrap();
+    let t = finished(&env.rt, id).await;
+    assert_eq!(t.state, TaskState::Cancelled);
+    assert!(output(&env.rt, id).await.contains("cleaning up"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_skips_the_grace_period() {
+    let env = runtime().await;
+    let mut spec = sh(STUBBORN);
+    spec.grace = Some(Duration::from_secs(600));
+    let id = env.rt.submit(spec).await.unwrap();
+    let pgid = pid_of(&env.rt, id).await;
+    eventually("the tree", || group_members(pgid).len() == 3).await;
+    env.rt.stop(id, StopMode::Force).await.unwrap();
+    let t = finished(&env.rt, id).await;
+    assert_eq!((t.state, t.signal), (TaskState::Cancelled, Some(9)));
+    assert!(group_members(pgid).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_stops_the_tree_and_says_timed_out() {
+    let env = runtime().await;
+    let mut spec = sh(STUBBORN);
+    spec.timeout = Some(Duration::from_millis(300));
+    spec.session = Some("t".into());
+    let t = run(&env.rt, spec).await;
+    assert_eq!(t.state, TaskState::TimedOut);
+    assert_eq!(t.reason.as_deref(), Some("timed out after 300ms"));
+    let pgid = env.rt.attempts(t.id).await.unwrap()[0].pid.unwrap();
+    assert!(group_members(pgid).is_empty());
+    let n = env.rt.drain_notifications("t", 10).await.unwrap();
+    assert!(n[0].text().contains("timed out"), "{}", n[0].text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_leftovers_die_with_the_main_process() {
+    let env = runtime().await;
+    let t = run(&env.rt, sh("sleep 300 & echo started")).await;
+    assert_eq!(t.state, TaskState::Succeeded);
+    let pgid = env.rt.attempts(t.id).await.unwrap()[0].pid.unwrap();
+    eventually("the leftover sleep to be killed", || {
+        group_members(pgid).is_empty()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_pending_task_never_starts_it() {
+    let env = runtime().await;
+    env.rt.set_queue("held", Some(1), Some(true)).await.unwrap();
+    let marker = env.dir.path().join("started");
+    let mut spec = sh(&format!("touch {}", marker.display()));
+    spec.queue = Some("held".into());
+    let id = env.rt.submit(spec).await.unwrap();
+    let t = env.rt.stop(id, StopMode::Graceful).await.unwrap();
+    assert_eq!(t.state, TaskState::Cancelled);
+    env.rt.set_queue("held", None, Some(false)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!marker.exists());
+    assert_eq!(env.rt.attempts(id).await.unwrap().len(), 0);
+    let e = env.rt.stop(id, StopMode::Graceful).await.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("a cancelled task cannot be cancelled"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_running_tasks_by_default() {
+    let env = runtime().await;
+    let id = env.rt.submit(sh(STUBBORN)).await.unwrap();
+    let pgid = pid_of(&env.rt, id).await;
+    eventually("the tree", || group_members(pgid).len() == 3).await;
+    env.rt.shutdown().await;
+    assert!(group_members(pgid).is_empty());
+    assert_eq!(env.rt.get(id).await.unwrap().state, TaskState::Cancelled);
+    assert!(
+        env.rt.submit(sh("true")).await.is_err(),
+        "no submits after shutdown"
+    );
+}

@@ -1,0 +1,105 @@
+//! Helpers: each test gets its own home directory and runtime.
+
+use meanwhile_runtime::core::{TaskId, TaskRecord, TaskSpec};
+use meanwhile_runtime::{Runtime, RuntimeConfig, WaitMode};
+use std::time::Duration;
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub rt: Runtime,
+}
+
+pub fn config(dir: &std::path::Path) -> RuntimeConfig {
+    let mut c = RuntimeConfig::new(dir.join("home"));
+    c.grace = Duration::from_millis(500);
+    c.default_cwd = Some(dir.to_path_buf());
+    c
+}
+
+pub async fn runtime() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::start(config(dir.path()), std::future::pending())
+        .await
+        .unwrap();
+    Env { dir, rt }
+}
+
+pub fn sh(cmd: &str) -> TaskSpec {
+    TaskSpec::shell(cmd)
+}
+
+/// Waits (generously: machines here are slow and busy) for one task to end.
+pub async fn finished(rt: &Runtime, id: TaskId) -> TaskRecord {
+    let w = rt
+        .wait(&[id], WaitMode::All, Some(Duration::from_secs(120)))
+        .await
+        .unwrap();
+    assert!(!w.timed_out, "task {id} did not end: {:?}", w.tasks[0]);
+    w.tasks.into_iter().next().unwrap()
+}
+
+pub async fn run(rt: &Runtime, spec: TaskSpec) -> TaskRecord {
+    let id = rt.submit(spec).await.unwrap();
+    finished(rt, id).await
+}
+
+pub async fn output(rt: &Runtime, id: TaskId) -> String {
+    rt.read_output(id, Default::default()).await.unwrap().text
+}
+
+/// Polls `f` until it is true; for conditions no event announces (a process
+/// appearing in /proc). Gives up after a minute.
+pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..1200 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("gave up waiting for {what}");
+}
+
+/// Processes whose process group is `pgid`.
+pub fn group_members(pgid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        // fields[0] is the state, fields[2] the process group.
+        if fields.len() > 2 && fields[0] != "Z" && fields[2].parse::<i32>() == Ok(pgid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let close = stat.rfind(')').unwrap_or(0);
+            !stat[close + 2..].starts_with('Z')
+        }
+        Err(_) => false,
+    }
+}
+
+/// The task's process id, once its attempt has started.
+pub async fn pid_of(rt: &Runtime, id: TaskId) -> i32 {
+    for _ in 0..2400 {
+        if let Ok(a) = rt.attempts(id).await
+            && let Some(pid) = a.last().and_then(|a| a.pid)
+        {
+            return pid;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("task {id} never started");
+}
