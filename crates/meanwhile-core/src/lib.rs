@@ -3,6 +3,7 @@
 //! random sample is passed in, so all of it is testable with plain values.
 #![warn(missing_docs)]
 
+mod api;
 mod duration;
 mod event;
 mod notification;
@@ -10,6 +11,10 @@ mod spec;
 mod state;
 mod task;
 
+pub use api::{
+    ApiError, Backend, BackendFuture, ErrorCode, ListFilter, OutputChunk, OutputQuery, Page,
+    StopMode, WaitFor, WaitMode, WaitOutcome,
+};
 pub use duration::{format_duration, parse_duration, serde_duration, serde_opt_duration};
 pub use event::{Event, EventKind};
 pub use notification::Notification;

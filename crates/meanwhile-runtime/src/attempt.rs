@@ -2,8 +2,9 @@
 
 use crate::ShutdownMode;
 use crate::context::{TaskContext, TaskFuture};
-use crate::runtime::{Inner, StopMode};
+use crate::runtime::Inner;
 use crate::spawn::{self, SpawnRequest, Spawned};
+use meanwhile_core::StopMode;
 use meanwhile_core::{
     AttemptOutcome, TaskId, TaskKind, TaskRecord, Timestamp, Work, format_duration,
 };

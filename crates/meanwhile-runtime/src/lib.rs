@@ -23,9 +23,13 @@ pub use config::{RuntimeConfig, ShutdownMode};
 pub use context::{Executor, TaskContext, TaskFuture};
 pub use home::Home;
 pub use meanwhile_core as core;
+pub use meanwhile_core::{
+    ApiError, Backend, ErrorCode, ListFilter, OutputChunk, OutputQuery, Page, StopMode, WaitFor,
+    WaitMode, WaitOutcome,
+};
 pub use meanwhile_store as store;
-pub use output::{DEFAULT_PAGE_BYTES, OutputChunk, OutputQuery, WaitFor};
-pub use runtime::{Runtime, StopMode, WaitMode, WaitOutcome};
+pub use output::DEFAULT_PAGE_BYTES;
+pub use runtime::Runtime;
 
 use meanwhile_core::{SpecError, Timestamp};
 use meanwhile_store::StoreError;

@@ -4,12 +4,10 @@
 
 use memchr::memchr_iter;
 use regex::bytes::Regex;
-use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
-use std::time::Duration;
 
 /// The most text one answer carries when no `max_bytes` is given; the cursor then
 /// points at the rest.
@@ -17,72 +15,6 @@ pub const DEFAULT_PAGE_BYTES: usize = 1 << 20;
 /// Lines longer than this are cut when filtering with `grep` or `tail`.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 const BLOCK: usize = 64 * 1024;
-
-/// What to wait for before answering.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WaitFor {
-    /// Until the task ends.
-    Exit,
-    /// Until there is output past `since` (or the task ends).
-    Output,
-    /// Until a line past `since` matches this regex (or the task ends).
-    Match(String),
-}
-
-/// How to read a task's output. All fields are optional.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OutputQuery {
-    /// Start at this byte offset (the `cursor` of an earlier answer); 0 when absent.
-    pub since: Option<u64>,
-    /// Only the last N lines (after `grep`).
-    pub tail: Option<usize>,
-    /// Only lines matching this regex; the others are skipped in this answer, not deleted.
-    pub grep: Option<String>,
-    /// At most this many bytes of text: the head and the tail are kept, the middle is
-    /// elided with a count.
-    pub max_bytes: Option<usize>,
-    /// Remove ANSI escape sequences (colours, cursor movement).
-    pub strip_ansi: bool,
-    /// Block until this happens (or `timeout` passes) before answering.
-    pub wait: Option<WaitFor>,
-    /// How long `wait` may block; 30s when absent.
-    #[serde(with = "meanwhile_core::serde_opt_duration")]
-    pub timeout: Option<Duration>,
-}
-
-/// A piece of a task's output with where to continue.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OutputChunk {
-    /// The task.
-    pub id: meanwhile_core::TaskId,
-    /// The text (invalid UTF-8 replaced).
-    pub text: String,
-    /// Byte offset in the log where this answer's range starts.
-    pub start: u64,
-    /// Pass as `since` to read only what comes after this answer.
-    pub cursor: u64,
-    /// Size of the whole log.
-    pub total_bytes: u64,
-    /// Bytes left out of the middle by `max_bytes`.
-    pub elided_bytes: u64,
-    /// Lines skipped by `grep`.
-    pub skipped_lines: u64,
-    /// True when the answer stopped at the page size; read again from `cursor`.
-    pub more: bool,
-    /// The task's state when the output was read.
-    pub state: meanwhile_core::TaskState,
-    /// Exit code, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i32>,
-    /// The line that matched `wait: match`, if one did.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub matched: Option<String>,
-    /// True when a wait ended because its timeout passed.
-    #[serde(default)]
-    pub timed_out: bool,
-}
 
 /// The text part of an answer, before the task's state is attached.
 #[derive(Debug, Default, PartialEq)]

@@ -1,15 +1,16 @@
 //! The `Runtime` handle and its public API.
 
 use crate::context::{Executor, TaskContext, TaskFn, TaskFuture};
-use crate::output::{self, OutputChunk, OutputQuery, Reader, WaitFor};
+use crate::output::{self, Reader};
 use crate::watch::OutputWatcher;
 use crate::{Error, Home, Result, RuntimeConfig, ShutdownMode};
 use meanwhile_core::{
-    Attempt, Event, EventKind, Notification, Progress, QueueInfo, TaskId, TaskKind, TaskRecord,
-    TaskSpec, TaskState,
+    ApiError, Attempt, Backend, BackendFuture, ErrorCode, Event, EventKind, Notification,
+    OutputChunk, OutputQuery, Progress, QueueInfo, StopMode, TaskId, TaskKind, TaskRecord,
+    TaskSpec, TaskState, WaitFor, WaitMode, WaitOutcome,
 };
 use meanwhile_store::{
-    CleanRequest, ListFilter, NewTask, Page, SqliteStore, StopOutcome, Store, Submitted,
+    CleanRequest, ListFilter, NewTask, Page, SqliteStore, StopOutcome, Store, StoreError, Submitted,
 };
 use regex::bytes::Regex;
 use std::collections::HashMap;
@@ -20,33 +21,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{Notify, broadcast, mpsc, watch};
-
-/// How to stop a running task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopMode {
-    /// SIGTERM to the process group, the grace period, then SIGKILL.
-    Graceful,
-    /// SIGKILL at once.
-    Force,
-}
-
-/// Whether `wait` returns when any or when all of the tasks have ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WaitMode {
-    /// As soon as one has ended.
-    Any,
-    /// Once every one has ended.
-    All,
-}
-
-/// What `wait` saw.
-#[derive(Debug, Clone)]
-pub struct WaitOutcome {
-    /// The tasks, in the order asked, as they were when the wait ended.
-    pub tasks: Vec<TaskRecord>,
-    /// True when the timeout passed first.
-    pub timed_out: bool,
-}
 
 type Hook = Arc<dyn Fn(&TaskRecord) + Send + Sync>;
 
@@ -713,5 +687,73 @@ async fn wait_for_event(
     match deadline {
         Some(d) => tokio::time::timeout_at(d, next).await.unwrap_or(false),
         None => next.await,
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        let code = match &e {
+            Error::Spec(_) | Error::Invalid { .. } | Error::Store(StoreError::Invalid { .. }) => {
+                ErrorCode::InvalidArgument
+            }
+            Error::Store(StoreError::UnknownTask(_)) => ErrorCode::NotFound,
+            Error::Store(StoreError::Illegal { .. }) => ErrorCode::Conflict,
+            Error::ShutDown | Error::Store(StoreError::Closed) => ErrorCode::Unavailable,
+            _ => ErrorCode::Internal,
+        };
+        ApiError {
+            code,
+            field: e.field().map(str::to_string),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl Backend for Runtime {
+    fn submit(&self, spec: TaskSpec) -> BackendFuture<'_, TaskId> {
+        Box::pin(async move { Ok(Runtime::submit(self, spec).await?) })
+    }
+
+    fn get(&self, id: TaskId) -> BackendFuture<'_, TaskRecord> {
+        Box::pin(async move { Ok(Runtime::get(self, id).await?) })
+    }
+
+    fn list(&self, filter: ListFilter) -> BackendFuture<'_, Page> {
+        Box::pin(async move { Ok(Runtime::list(self, filter).await?) })
+    }
+
+    fn read_output(&self, id: TaskId, query: OutputQuery) -> BackendFuture<'_, OutputChunk> {
+        Box::pin(async move { Ok(Runtime::read_output(self, id, query).await?) })
+    }
+
+    fn stop(&self, id: TaskId, mode: StopMode) -> BackendFuture<'_, TaskRecord> {
+        Box::pin(async move { Ok(Runtime::stop(self, id, mode).await?) })
+    }
+
+    fn wait(
+        &self,
+        ids: Vec<TaskId>,
+        mode: WaitMode,
+        timeout: Option<Duration>,
+    ) -> BackendFuture<'_, WaitOutcome> {
+        Box::pin(async move { Ok(Runtime::wait(self, &ids, mode, timeout).await?) })
+    }
+
+    fn drain_notifications(
+        &self,
+        session: &str,
+        limit: u32,
+    ) -> BackendFuture<'_, Vec<Notification>> {
+        let session = session.to_string();
+        Box::pin(async move { Ok(Runtime::drain_notifications(self, &session, limit).await?) })
+    }
+
+    fn peek_notifications(
+        &self,
+        session: &str,
+        limit: u32,
+    ) -> BackendFuture<'_, Vec<Notification>> {
+        let session = session.to_string();
+        Box::pin(async move { Ok(Runtime::peek_notifications(self, &session, limit).await?) })
     }
 }

@@ -8,6 +8,7 @@
 
 mod sqlite;
 
+pub use meanwhile_core::{ListFilter, Page};
 pub use sqlite::{SCHEMA_VERSION, SqliteStore};
 
 use meanwhile_core::{
@@ -102,34 +103,6 @@ impl Submitted {
             Submitted::Created(id) | Submitted::Existing(id) => id,
         }
     }
-}
-
-/// Which tasks to list. Results are newest first; page with `before`.
-#[derive(Debug, Clone, Default)]
-pub struct ListFilter {
-    /// Only tasks in one of these states (all states when empty).
-    pub states: Vec<TaskState>,
-    /// Only tasks in this queue.
-    pub queue: Option<String>,
-    /// Only tasks carrying this label.
-    pub label: Option<String>,
-    /// Only tasks notifying this session.
-    pub session: Option<String>,
-    /// Only tasks with exactly this name.
-    pub name: Option<String>,
-    /// Only tasks with an id below this one (the cursor of the previous page).
-    pub before: Option<TaskId>,
-    /// At most this many (default 100, at most 1000).
-    pub limit: Option<u32>,
-}
-
-/// One page of a listing.
-#[derive(Debug, Clone)]
-pub struct Page {
-    /// The tasks, newest first.
-    pub tasks: Vec<TaskRecord>,
-    /// Pass as `before` to get the next page; `None` on the last page.
-    pub next: Option<TaskId>,
 }
 
 /// A claim of runnable tasks for one node.

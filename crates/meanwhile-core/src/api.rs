@@ -1,0 +1,222 @@
+//! The operations every way into meanwhile offers (in-process runtime, daemon client),
+//! as one trait with its request and answer types, so that the agent and the MCP
+//! server work the same against either.
+
+use crate::{Notification, TaskId, TaskRecord, TaskSpec, TaskState};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// Which tasks to list. Results are newest first; page with `before`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListFilter {
+    /// Only tasks in one of these states (all states when empty).
+    pub states: Vec<TaskState>,
+    /// Only tasks in this queue.
+    pub queue: Option<String>,
+    /// Only tasks carrying this label.
+    pub label: Option<String>,
+    /// Only tasks notifying this session.
+    pub session: Option<String>,
+    /// Only tasks with exactly this name.
+    pub name: Option<String>,
+    /// Only tasks with an id below this one (the cursor of the previous page).
+    pub before: Option<TaskId>,
+    /// At most this many (default 100, at most 1000).
+    pub limit: Option<u32>,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page {
+    /// The tasks, newest first.
+    pub tasks: Vec<TaskRecord>,
+    /// Pass as `before` to get the next page; `None` on the last page.
+    pub next: Option<TaskId>,
+}
+
+/// What to wait for before answering.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitFor {
+    /// Until the task ends.
+    Exit,
+    /// Until there is output past `since` (or the task ends).
+    Output,
+    /// Until a line past `since` matches this regex (or the task ends).
+    Match(String),
+}
+
+/// How to read a task's output. All fields are optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputQuery {
+    /// Start at this byte offset (the `cursor` of an earlier answer); 0 when absent.
+    pub since: Option<u64>,
+    /// Only the last N lines (after `grep`).
+    pub tail: Option<usize>,
+    /// Only lines matching this regex; the others are skipped in this answer, not deleted.
+    pub grep: Option<String>,
+    /// At most this many bytes of text: the head and the tail are kept, the middle is
+    /// elided with a count.
+    pub max_bytes: Option<usize>,
+    /// Remove ANSI escape sequences (colours, cursor movement).
+    pub strip_ansi: bool,
+    /// Block until this happens (or `timeout` passes) before answering.
+    pub wait: Option<WaitFor>,
+    /// How long `wait` may block; 30s when absent.
+    #[serde(with = "crate::serde_opt_duration")]
+    pub timeout: Option<Duration>,
+}
+
+/// A piece of a task's output with where to continue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputChunk {
+    /// The task.
+    pub id: TaskId,
+    /// The text (invalid UTF-8 replaced).
+    pub text: String,
+    /// Byte offset in the log where this answer's range starts.
+    pub start: u64,
+    /// Pass as `since` to read only what comes after this answer.
+    pub cursor: u64,
+    /// Size of the whole log.
+    pub total_bytes: u64,
+    /// Bytes left out of the middle by `max_bytes`.
+    pub elided_bytes: u64,
+    /// Lines skipped by `grep`.
+    pub skipped_lines: u64,
+    /// True when the answer stopped at the page size; read again from `cursor`.
+    pub more: bool,
+    /// The task's state when the output was read.
+    pub state: TaskState,
+    /// Exit code, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The line that matched `wait: match`, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matched: Option<String>,
+    /// True when a wait ended because its timeout passed.
+    #[serde(default)]
+    pub timed_out: bool,
+}
+
+/// How to stop a running task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopMode {
+    /// SIGTERM to the process group, the grace period, then SIGKILL.
+    #[default]
+    Graceful,
+    /// SIGKILL at once.
+    Force,
+}
+
+/// Whether a wait returns when any or when all of the tasks have ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitMode {
+    /// As soon as one has ended.
+    Any,
+    /// Once every one has ended.
+    #[default]
+    All,
+}
+
+/// What a wait saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaitOutcome {
+    /// The tasks, in the order asked, as they were when the wait ended.
+    pub tasks: Vec<TaskRecord>,
+    /// True when the timeout passed first.
+    pub timed_out: bool,
+}
+
+/// The kind of an [`ApiError`], which decides its HTTP status and MCP error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// A field of the request is wrong (400).
+    InvalidArgument,
+    /// No such task (404).
+    NotFound,
+    /// The task's state does not allow it (409).
+    Conflict,
+    /// Missing or wrong credentials (401).
+    Unauthorized,
+    /// The request body is too large (413).
+    PayloadTooLarge,
+    /// meanwhile is shutting down or cannot be reached (503).
+    Unavailable,
+    /// Something failed inside meanwhile (500).
+    Internal,
+}
+
+/// An error as every interface reports it: `{"code", "message", "field"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    /// What kind of error.
+    pub code: ErrorCode,
+    /// What was wrong and what to do.
+    pub message: String,
+    /// The request field at fault, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    /// An error of `code` with `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// An invalid-argument error naming `field`.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code: ErrorCode::InvalidArgument,
+            message: message.into(),
+            field: Some(field.into()),
+        }
+    }
+}
+
+/// A boxed future returned by [`Backend`] methods, so the trait stays object-safe.
+pub type BackendFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, ApiError>> + Send + 'a>>;
+
+/// The task operations an agent or an MCP server needs, offered both by the
+/// in-process runtime and by the daemon's client.
+pub trait Backend: Send + Sync + 'static {
+    /// Submits a task; returns its id at once.
+    fn submit(&self, spec: TaskSpec) -> BackendFuture<'_, TaskId>;
+    /// One task.
+    fn get(&self, id: TaskId) -> BackendFuture<'_, TaskRecord>;
+    /// A page of tasks, newest first.
+    fn list(&self, filter: ListFilter) -> BackendFuture<'_, Page>;
+    /// Reads a task's output.
+    fn read_output(&self, id: TaskId, query: OutputQuery) -> BackendFuture<'_, OutputChunk>;
+    /// Stops a task (a pending one never starts).
+    fn stop(&self, id: TaskId, mode: StopMode) -> BackendFuture<'_, TaskRecord>;
+    /// Waits for any or all of `ids` to end, at most `timeout`.
+    fn wait(
+        &self,
+        ids: Vec<TaskId>,
+        mode: WaitMode,
+        timeout: Option<Duration>,
+    ) -> BackendFuture<'_, WaitOutcome>;
+    /// Returns and marks delivered the session's undelivered notifications.
+    fn drain_notifications(
+        &self,
+        session: &str,
+        limit: u32,
+    ) -> BackendFuture<'_, Vec<Notification>>;
+    /// The session's undelivered notifications, without marking them.
+    fn peek_notifications(&self, session: &str, limit: u32)
+    -> BackendFuture<'_, Vec<Notification>>;
+}
