@@ -10,6 +10,7 @@ use std::time::Duration;
 
 /// Which tasks to list. Results are newest first; page with `before`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct ListFilter {
     /// Only tasks in one of these states (all states when empty).
@@ -30,6 +31,7 @@ pub struct ListFilter {
 
 /// One page of a listing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Page {
     /// The tasks, newest first.
     pub tasks: Vec<TaskRecord>,
@@ -39,6 +41,7 @@ pub struct Page {
 
 /// What to wait for before answering.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum WaitFor {
     /// Until the task ends.
@@ -51,6 +54,7 @@ pub enum WaitFor {
 
 /// How to read a task's output. All fields are optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct OutputQuery {
     /// Start at this byte offset (the `cursor` of an earlier answer); 0 when absent.
@@ -68,11 +72,13 @@ pub struct OutputQuery {
     pub wait: Option<WaitFor>,
     /// How long `wait` may block; 30s when absent.
     #[serde(with = "crate::serde_opt_duration")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::DurationText>"))]
     pub timeout: Option<Duration>,
 }
 
 /// A piece of a task's output with where to continue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct OutputChunk {
     /// The task.
     pub id: TaskId,
@@ -105,6 +111,7 @@ pub struct OutputChunk {
 
 /// How to stop a running task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum StopMode {
     /// SIGTERM to the process group, the grace period, then SIGKILL.
@@ -116,6 +123,7 @@ pub enum StopMode {
 
 /// Whether a wait returns when any or when all of the tasks have ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum WaitMode {
     /// As soon as one has ended.
@@ -127,6 +135,7 @@ pub enum WaitMode {
 
 /// What a wait saw.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct WaitOutcome {
     /// The tasks, in the order asked, as they were when the wait ended.
     pub tasks: Vec<TaskRecord>,
@@ -136,6 +145,7 @@ pub struct WaitOutcome {
 
 /// The kind of an [`ApiError`], which decides its HTTP status and MCP error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// A field of the request is wrong (400).
@@ -156,6 +166,7 @@ pub enum ErrorCode {
 
 /// An error as every interface reports it: `{"code", "message", "field"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[error("{message}")]
 pub struct ApiError {
     /// What kind of error.

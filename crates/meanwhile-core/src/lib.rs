@@ -7,6 +7,8 @@ mod api;
 mod duration;
 mod event;
 mod notification;
+#[cfg(feature = "schema")]
+mod schema;
 mod spec;
 mod state;
 mod task;

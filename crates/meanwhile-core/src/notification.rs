@@ -8,6 +8,7 @@ use std::time::Duration;
 
 /// "task 7 (cargo test) failed with exit code 101 after 41s; last lines: ...".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Notification {
     /// Position in the session's stream, increasing.
     pub seq: i64,

@@ -16,6 +16,7 @@ pub const MAX_NAME_LEN: usize = 200;
 /// Exactly one of `command`, `argv` and `agent` says what to run (the library's
 /// in-process closures set none of them). Everything else is optional.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TaskSpec {
     /// A command line run with `sh -c`.
@@ -51,6 +52,7 @@ pub struct TaskSpec {
         with = "crate::serde_opt_duration",
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::DurationText>"))]
     pub timeout: Option<Duration>,
     /// Time between SIGTERM and SIGKILL when stopping; the runtime's default when absent.
     #[serde(
@@ -58,6 +60,7 @@ pub struct TaskSpec {
         with = "crate::serde_opt_duration",
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::DurationText>"))]
     pub grace: Option<Duration>,
     /// How failed attempts are retried.
     #[serde(default)]
@@ -74,6 +77,7 @@ pub struct TaskSpec {
         with = "crate::serde_opt_duration",
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::DurationText>"))]
     pub delay: Option<Duration>,
     /// Start only after all of these tasks succeeded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -85,6 +89,7 @@ pub struct TaskSpec {
 
 /// What a sub-agent task runs: a prompt with its model, tools and limits.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AgentSpec {
     /// The task for the sub-agent.
@@ -114,15 +119,18 @@ pub struct AgentSpec {
 
 /// Retry policy: attempts, and exponential backoff with jitter and a cap.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryPolicy {
     /// Attempts in all, including the first (1 = no retries).
     pub max_attempts: u32,
     /// Delay before the first retry; doubled for each one after.
     #[serde(with = "crate::serde_duration")]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::DurationText"))]
     pub backoff: Duration,
     /// The delay never exceeds this.
     #[serde(with = "crate::serde_duration")]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::DurationText"))]
     pub backoff_max: Duration,
     /// Fraction (0 to 1) by which a delay is randomly shortened or lengthened.
     pub jitter: f64,

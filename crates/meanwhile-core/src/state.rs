@@ -5,6 +5,7 @@ use std::fmt;
 
 /// Where a task is in its life. See DESIGN.md "States".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
     /// Waiting for its run-after time, its dependencies or a free slot in its queue.
@@ -96,6 +97,7 @@ impl fmt::Display for TaskState {
 
 /// How one attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum AttemptOutcome {
     /// The process exited with this code.

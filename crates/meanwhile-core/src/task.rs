@@ -8,6 +8,7 @@ use std::str::FromStr;
 
 /// A task's short integer id, assigned by the store (`7`, not a UUID).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(transparent)]
 pub struct TaskId(pub i64);
 
@@ -32,6 +33,7 @@ impl FromStr for TaskId {
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
 )]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(transparent)]
 pub struct Timestamp(pub i64);
 
@@ -44,6 +46,7 @@ impl Timestamp {
 
 /// The kind of work a task does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TaskKind {
     /// A command line or argv run as a process tree.
@@ -76,6 +79,7 @@ impl TaskKind {
 
 /// Progress a task reported.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Progress {
     /// 0 to 100, when the task said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -110,6 +114,7 @@ impl Progress {
 
 /// One execution of a task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Attempt {
     /// From 1.
     pub number: u32,
@@ -145,6 +150,7 @@ pub struct Attempt {
 
 /// Everything the store knows about a task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TaskRecord {
     /// The task's id.
     pub id: TaskId,
@@ -212,6 +218,7 @@ impl TaskRecord {
 
 /// A queue and its limits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct QueueInfo {
     /// Its name.
     pub name: String,
