@@ -6,6 +6,7 @@
 mod api;
 mod duration;
 mod event;
+pub mod http;
 mod notification;
 #[cfg(feature = "schema")]
 mod schema;

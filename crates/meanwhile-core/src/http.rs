@@ -1,0 +1,424 @@
+//! The daemon's HTTP API: the request and answer types that only the HTTP wire needs
+//! (the rest are the [`crate::Backend`] types), shared by the server and its client so
+//! that the two cannot disagree.
+
+use crate::{
+    ApiError, Attempt, ListFilter, OutputQuery, QueueInfo, StopMode, TaskId, TaskRecord,
+    TaskSpec, TaskState, WaitFor, WaitMode, parse_duration,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The answer to a submit: the new task's id (or the earlier task's, when the
+/// idempotency key was known).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct SubmitAnswer {
+    /// The task's id.
+    pub id: TaskId,
+}
+
+/// Many specs submitted in one transaction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// The specs; every one is validated before any is stored.
+    pub tasks: Vec<TaskSpec>,
+}
+
+/// One result of a batch submit, in the order of the request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct BatchItem {
+    /// The task's id, when it was stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<TaskId>,
+    /// Why it was not, otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ApiError>,
+}
+
+/// The answer to a batch submit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct BatchAnswer {
+    /// One result per spec, in order.
+    pub results: Vec<BatchItem>,
+}
+
+/// A task with its attempts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct TaskDetail {
+    /// The task.
+    #[serde(flatten)]
+    pub task: TaskRecord,
+    /// Its attempts, oldest first.
+    pub attempts: Vec<Attempt>,
+}
+
+/// Query parameters of `GET /v1/tasks`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Only tasks in these states, comma-separated (`running,pending`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Only tasks in this queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    /// Only tasks carrying this label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Only tasks notifying this session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// Only tasks with exactly this name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Only tasks with an id below this one (the `next` of the previous page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<i64>,
+    /// At most this many (default 100, at most 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+impl ListParams {
+    /// The parameters that ask for `filter`.
+    pub fn from_filter(f: &ListFilter) -> ListParams {
+        let states: Vec<&str> = f.states.iter().map(|s| s.as_str()).collect();
+        ListParams {
+            state: (!states.is_empty()).then(|| states.join(",")),
+            queue: f.queue.clone(),
+            label: f.label.clone(),
+            session: f.session.clone(),
+            name: f.name.clone(),
+            before: f.before.map(|b| b.0),
+            limit: f.limit,
+        }
+    }
+
+    /// The filter these parameters ask for.
+    pub fn into_filter(self) -> Result<ListFilter, ApiError> {
+        let mut states = Vec::new();
+        for s in self.state.iter().flat_map(|s| s.split(',')) {
+            let s = s.trim();
+            if s.is_empty() {
+                continue;
+            }
+            states.push(TaskState::parse(s).ok_or_else(|| {
+                ApiError::invalid(
+                    "state",
+                    format!(
+                        "unknown state {s:?}; use pending, running, succeeded, failed, timed_out, cancelled, quarantined or lost"
+                    ),
+                )
+            })?);
+        }
+        if let Some(l) = self.limit
+            && !(1..=1000).contains(&l)
+        {
+            return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
+        }
+        Ok(ListFilter {
+            states,
+            queue: self.queue,
+            label: self.label,
+            session: self.session,
+            name: self.name,
+            before: self.before.map(TaskId),
+            limit: self.limit,
+        })
+    }
+}
+
+/// Query parameters of `GET /v1/tasks/{id}/output`: an [`OutputQuery`] spelled for a URL.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct OutputParams {
+    /// Start at this byte offset (the `cursor` of an earlier answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
+    /// Only the last N lines (after `grep`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail: Option<usize>,
+    /// Only lines matching this regex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grep: Option<String>,
+    /// At most this many bytes: head and tail kept, the middle elided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<usize>,
+    /// Remove ANSI escape sequences.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strip_ansi: Option<bool>,
+    /// Block until `exit` (the task ends), `output` (new output past `since`) or
+    /// `match` (a line past `since` matches `match`), at most `timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<String>,
+    /// The regex to wait for; implies `wait=match`.
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// How long a wait may block (`30s`, `5m`); 30s when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+impl OutputParams {
+    /// The parameters that ask for `q`.
+    pub fn from_query(q: &OutputQuery) -> OutputParams {
+        let (wait, pattern) = match &q.wait {
+            None => (None, None),
+            Some(WaitFor::Exit) => (Some("exit".to_string()), None),
+            Some(WaitFor::Output) => (Some("output".to_string()), None),
+            Some(WaitFor::Match(re)) => (Some("match".to_string()), Some(re.clone())),
+        };
+        OutputParams {
+            since: q.since,
+            tail: q.tail,
+            grep: q.grep.clone(),
+            max_bytes: q.max_bytes,
+            strip_ansi: q.strip_ansi.then_some(true),
+            wait,
+            pattern,
+            timeout: q.timeout.map(|t| format!("{}ms", t.as_millis())),
+        }
+    }
+
+    /// The query these parameters ask for.
+    pub fn into_query(self) -> Result<OutputQuery, ApiError> {
+        let wait = match (self.wait.as_deref(), self.pattern) {
+            (None, None) => None,
+            (Some("exit"), None) => Some(WaitFor::Exit),
+            (Some("output"), None) => Some(WaitFor::Output),
+            (Some("match") | None, Some(re)) => Some(WaitFor::Match(re)),
+            (Some("match"), None) => {
+                return Err(ApiError::invalid(
+                    "match",
+                    "wait=match needs the regex to wait for in `match`",
+                ));
+            }
+            (Some("exit" | "output"), Some(_)) => {
+                return Err(ApiError::invalid(
+                    "wait",
+                    "`match` waits for a regex; leave out `wait` or set it to match",
+                ));
+            }
+            (Some(other), _) => {
+                return Err(ApiError::invalid(
+                    "wait",
+                    format!("must be exit, output or match, got {other:?}"),
+                ));
+            }
+        };
+        let timeout = match self.timeout {
+            None => None,
+            Some(t) => Some(parse_duration(&t).map_err(|e| ApiError::invalid("timeout", e))?),
+        };
+        Ok(OutputQuery {
+            since: self.since,
+            tail: self.tail,
+            grep: self.grep,
+            max_bytes: self.max_bytes,
+            strip_ansi: self.strip_ansi.unwrap_or(false),
+            wait,
+            timeout,
+        })
+    }
+}
+
+/// The body of `POST /v1/tasks/{id}/stop`; may be empty.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct StopRequest {
+    /// `graceful` (SIGTERM, grace period, SIGKILL; the default) or `force` (SIGKILL).
+    #[serde(default)]
+    pub mode: StopMode,
+}
+
+/// The body of `POST /v1/wait`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct WaitRequest {
+    /// The tasks to wait for.
+    pub ids: Vec<TaskId>,
+    /// `all` (the default) or `any`.
+    #[serde(default)]
+    pub mode: WaitMode,
+    /// Answer after this long even if they have not ended; no limit when absent.
+    #[serde(
+        default,
+        with = "crate::serde_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::schema::DurationText>")
+    )]
+    pub timeout: Option<Duration>,
+}
+
+/// The body of `POST /v1/tasks/remove`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RemoveRequest {
+    /// Finished tasks to remove with their logs.
+    pub ids: Vec<TaskId>,
+}
+
+/// The body of `POST /v1/clean`: which finished tasks to remove.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CleanBody {
+    /// Remove tasks that finished longer ago than this.
+    #[serde(
+        default,
+        with = "crate::serde_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::schema::DurationText>")
+    )]
+    pub older_than: Option<Duration>,
+    /// Keep at most this many finished tasks (the newest). With neither field, every
+    /// finished task is removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_last: Option<u64>,
+}
+
+/// Tasks that were removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Removed {
+    /// Their ids.
+    pub removed: Vec<TaskId>,
+}
+
+/// The body of `PUT /v1/queues/{name}`: creates the queue or changes it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct QueueUpdate {
+    /// How many of its tasks may run at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallel: Option<u32>,
+    /// True pauses it (nothing new starts), false resumes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<bool>,
+}
+
+/// The body of `POST /v1/tasks/{id}/progress`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ProgressReport {
+    /// 0 to 100, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<f32>,
+    /// What the task is doing.
+    #[serde(default)]
+    pub message: String,
+}
+
+/// Query parameters of the notification endpoints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LimitParams {
+    /// At most this many (default 100, at most 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// Query parameters of `GET /v1/events`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct EventParams {
+    /// Start after this event sequence number (the `Last-Event-ID` header wins when
+    /// both are given); only new events when neither is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<i64>,
+}
+
+/// The daemon's health: `GET /v1/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Status {
+    /// The daemon's version.
+    pub version: String,
+    /// The daemon's process id.
+    pub pid: u32,
+    /// Its home directory.
+    pub home: String,
+    /// This node's name.
+    pub node: String,
+    /// When it started, milliseconds since the Unix epoch.
+    pub started_at: i64,
+    /// Tasks per state, from the store's counters.
+    pub counts: BTreeMap<String, u64>,
+    /// The queues.
+    pub queues: Vec<QueueInfo>,
+}
+
+/// The body of every error answer: `{"error": {"code", "message", "field"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ApiError,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_params_round_trip() {
+        let q = OutputQuery {
+            since: Some(10),
+            tail: Some(3),
+            grep: Some("err".into()),
+            max_bytes: Some(100),
+            strip_ansi: true,
+            wait: Some(WaitFor::Match("listening on".into())),
+            timeout: Some(Duration::from_millis(1500)),
+        };
+        assert_eq!(OutputParams::from_query(&q).into_query().unwrap(), q);
+        let e = OutputParams {
+            wait: Some("soon".into()),
+            ..Default::default()
+        }
+        .into_query()
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("wait"));
+    }
+
+    #[test]
+    fn list_params_round_trip() {
+        let f = ListFilter {
+            states: vec![TaskState::Running, TaskState::TimedOut],
+            queue: Some("q".into()),
+            before: Some(TaskId(9)),
+            limit: Some(5),
+            ..Default::default()
+        };
+        assert_eq!(ListParams::from_filter(&f).into_filter().unwrap(), f);
+        let e = ListParams {
+            state: Some("runing".into()),
+            ..Default::default()
+        }
+        .into_filter()
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("state"));
+    }
+}
