@@ -10,6 +10,11 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// The daemon's Unix socket, in the home directory.
+pub const SOCKET_FILE: &str = "meanwhile.sock";
+/// The bearer token of the TCP listener, in the home directory.
+pub const TOKEN_FILE: &str = "token";
+
 /// The answer to a submit: the new task's id (or the earlier task's, when the
 /// idempotency key was known).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,471 @@
+//! The client and its calls, one per endpoint.
+
+use crate::conn::{Pool, Target};
+use crate::error::ClientError;
+use crate::events::EventStream;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::{Method, Request, StatusCode};
+use meanwhile_core::http::{
+    BatchAnswer, BatchRequest, CleanBody, ErrorBody, ListParams, OutputParams, ProgressReport,
+    QueueUpdate, RemoveRequest, Removed, SOCKET_FILE, Status, StopRequest, SubmitAnswer, TOKEN_FILE,
+    TaskDetail, WaitRequest,
+};
+use meanwhile_core::{
+    ApiError, Backend, BackendFuture, ErrorCode, ListFilter, Notification, OutputChunk,
+    OutputQuery, Page, QueueInfo, StopMode, TaskId, TaskRecord, TaskSpec, WaitMode, WaitOutcome,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A client of one daemon. Cheap to clone; clones share their connections.
+#[derive(Clone)]
+pub struct Client {
+    pool: Arc<Pool>,
+}
+
+/// An answer as it came, for callers that want the status and bytes.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    /// The HTTP status.
+    pub status: u16,
+    /// The content type, when given.
+    pub content_type: Option<String>,
+    /// The body.
+    pub body: Bytes,
+}
+
+fn percent_path(s: &str) -> String {
+    // Queue and session names are restricted to URL-safe characters by validation;
+    // anything else is escaped so that a bad name gets the daemon's error, not ours.
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'@') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn query<T: Serialize>(params: &T) -> String {
+    match serde_urlencoded::to_string(params) {
+        Ok(q) if !q.is_empty() => format!("?{q}"),
+        _ => String::new(),
+    }
+}
+
+impl Client {
+    /// A client of the daemon listening on the Unix socket at `socket`.
+    pub fn unix(socket: impl Into<PathBuf>) -> Client {
+        Client {
+            pool: Arc::new(Pool::new(Target::Unix(socket.into()))),
+        }
+    }
+
+    /// A client of the daemon whose home is `home` (its socket is in there).
+    pub fn for_home(home: &Path) -> Client {
+        Client::unix(home.join(SOCKET_FILE))
+    }
+
+    /// A client of a daemon on TCP (`127.0.0.1:7070`), with its bearer token.
+    pub fn tcp(addr: impl Into<String>, token: impl Into<String>) -> Client {
+        let addr: String = addr.into();
+        let addr = addr
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        Client {
+            pool: Arc::new(Pool::new(Target::Tcp {
+                addr,
+                token: token.into(),
+            })),
+        }
+    }
+
+    /// The client the environment asks for: `MEANWHILE_URL` (with `MEANWHILE_TOKEN`,
+    /// else the token file of the home) when set, else the socket in the home.
+    pub fn from_env(home: &Path) -> Client {
+        match std::env::var("MEANWHILE_URL").ok().filter(|u| !u.is_empty()) {
+            Some(url) => {
+                let token = std::env::var("MEANWHILE_TOKEN")
+                    .ok()
+                    .or_else(|| std::fs::read_to_string(home.join(TOKEN_FILE)).ok())
+                    .unwrap_or_default();
+                Client::tcp(url, token.trim())
+            }
+            None => Client::for_home(home),
+        }
+    }
+
+    /// Where this client connects, for messages.
+    pub fn target(&self) -> String {
+        self.pool.target.describe()
+    }
+
+    pub(crate) fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        last_event_id: Option<i64>,
+    ) -> Result<Request<Full<Bytes>>, ClientError> {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, "meanwhile");
+        if let Target::Tcp { token, .. } = &self.pool.target {
+            b = b.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if body.is_some() {
+            b = b.header(CONTENT_TYPE, "application/json");
+        }
+        if let Some(id) = last_event_id {
+            b = b.header("last-event-id", id.to_string());
+        }
+        b.body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| self.protocol(e))
+    }
+
+    pub(crate) fn protocol(&self, e: impl std::fmt::Display) -> ClientError {
+        ClientError::Protocol {
+            target: self.target(),
+            message: e.to_string(),
+        }
+    }
+
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Sends a request and reads the whole answer, whatever its status.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<RawResponse, ClientError> {
+        let req = self.request(method, path_and_query, body, None)?;
+        let mut sender = self.pool.checkout().await?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| self.protocol(e))?;
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| self.protocol(e))?
+            .to_bytes();
+        self.pool.checkin(sender);
+        Ok(RawResponse {
+            status,
+            content_type,
+            body,
+        })
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, ClientError> {
+        let r = self.raw(method, path, body).await?;
+        let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if !status.is_success() {
+            return Err(match serde_json::from_slice::<ErrorBody>(&r.body) {
+                Ok(e) => ClientError::Api(e.error),
+                Err(_) => ClientError::Api(ApiError::new(
+                    ErrorCode::Internal,
+                    format!(
+                        "the daemon answered {status}: {}",
+                        String::from_utf8_lossy(&r.body)
+                    ),
+                )),
+            });
+        }
+        let bytes: &[u8] = if r.body.is_empty() { b"null" } else { &r.body };
+        serde_json::from_slice(bytes).map_err(|e| self.protocol(format!("unexpected answer: {e}")))
+    }
+
+    fn json<T: Serialize>(&self, v: &T) -> Result<Option<Vec<u8>>, ClientError> {
+        serde_json::to_vec(v).map(Some).map_err(|e| self.protocol(e))
+    }
+
+    /// The daemon's health, version and counts.
+    pub async fn status(&self) -> Result<Status, ClientError> {
+        self.call(Method::GET, "/v1/status", None).await
+    }
+
+    /// Submits a task; its id comes back at once.
+    pub async fn submit(&self, spec: &TaskSpec) -> Result<TaskId, ClientError> {
+        let a: SubmitAnswer = self
+            .call(Method::POST, "/v1/tasks", self.json(spec)?)
+            .await?;
+        Ok(a.id)
+    }
+
+    /// Submits many tasks in one transaction; one result per spec, in order. A batch
+    /// with an invalid spec stores nothing and fails as a whole.
+    pub async fn submit_batch(
+        &self,
+        specs: Vec<TaskSpec>,
+    ) -> Result<Vec<Result<TaskId, ApiError>>, ClientError> {
+        let a: BatchAnswer = self
+            .call(
+                Method::POST,
+                "/v1/tasks/batch",
+                self.json(&BatchRequest { tasks: specs })?,
+            )
+            .await?;
+        Ok(a
+            .results
+            .into_iter()
+            .map(|r| match (r.id, r.error) {
+                (Some(id), _) => Ok(id),
+                (None, Some(e)) => Err(e),
+                (None, None) => Err(ApiError::new(ErrorCode::Internal, "no result")),
+            })
+            .collect())
+    }
+
+    /// One task with its attempts.
+    pub async fn task(&self, id: TaskId) -> Result<TaskDetail, ClientError> {
+        self.call(Method::GET, &format!("/v1/tasks/{id}"), None)
+            .await
+    }
+
+    /// One task.
+    pub async fn get(&self, id: TaskId) -> Result<TaskRecord, ClientError> {
+        Ok(self.task(id).await?.task)
+    }
+
+    /// A page of tasks, newest first.
+    pub async fn list(&self, filter: &ListFilter) -> Result<Page, ClientError> {
+        let q = query(&ListParams::from_filter(filter));
+        self.call(Method::GET, &format!("/v1/tasks{q}"), None).await
+    }
+
+    /// Reads a task's output as `q` says (including waits).
+    pub async fn output(&self, id: TaskId, q: &OutputQuery) -> Result<OutputChunk, ClientError> {
+        let q = query(&OutputParams::from_query(q));
+        self.call(Method::GET, &format!("/v1/tasks/{id}/output{q}"), None)
+            .await
+    }
+
+    /// Stops a task.
+    pub async fn stop(&self, id: TaskId, mode: StopMode) -> Result<TaskRecord, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/v1/tasks/{id}/stop"),
+            self.json(&StopRequest { mode })?,
+        )
+        .await
+    }
+
+    /// Runs a finished task again.
+    pub async fn retry(&self, id: TaskId) -> Result<TaskRecord, ClientError> {
+        self.call(Method::POST, &format!("/v1/tasks/{id}/retry"), None)
+            .await
+    }
+
+    /// Reports progress of a running task.
+    pub async fn report_progress(
+        &self,
+        id: TaskId,
+        percent: Option<f32>,
+        message: &str,
+    ) -> Result<(), ClientError> {
+        let body = ProgressReport {
+            percent,
+            message: message.to_string(),
+        };
+        self.call::<()>(
+            Method::POST,
+            &format!("/v1/tasks/{id}/progress"),
+            self.json(&body)?,
+        )
+        .await
+    }
+
+    /// Removes finished tasks and their logs.
+    pub async fn remove(&self, ids: Vec<TaskId>) -> Result<Vec<TaskId>, ClientError> {
+        let r: Removed = self
+            .call(
+                Method::POST,
+                "/v1/tasks/remove",
+                self.json(&RemoveRequest { ids })?,
+            )
+            .await?;
+        Ok(r.removed)
+    }
+
+    /// Removes finished tasks older than `older_than` or beyond the newest
+    /// `keep_last`; every finished task when both are `None`.
+    pub async fn clean(
+        &self,
+        older_than: Option<Duration>,
+        keep_last: Option<u64>,
+    ) -> Result<Vec<TaskId>, ClientError> {
+        let body = CleanBody {
+            older_than,
+            keep_last,
+        };
+        let r: Removed = self
+            .call(Method::POST, "/v1/clean", self.json(&body)?)
+            .await?;
+        Ok(r.removed)
+    }
+
+    /// Waits until any or all of `ids` end, at most `timeout`.
+    pub async fn wait(
+        &self,
+        ids: &[TaskId],
+        mode: WaitMode,
+        timeout: Option<Duration>,
+    ) -> Result<WaitOutcome, ClientError> {
+        let body = WaitRequest {
+            ids: ids.to_vec(),
+            mode,
+            timeout,
+        };
+        self.call(Method::POST, "/v1/wait", self.json(&body)?)
+            .await
+    }
+
+    /// The queues.
+    pub async fn queues(&self) -> Result<Vec<QueueInfo>, ClientError> {
+        self.call(Method::GET, "/v1/queues", None).await
+    }
+
+    /// Creates or changes a queue.
+    pub async fn set_queue(
+        &self,
+        name: &str,
+        max_parallel: Option<u32>,
+        paused: Option<bool>,
+    ) -> Result<QueueInfo, ClientError> {
+        let body = QueueUpdate {
+            max_parallel,
+            paused,
+        };
+        self.call(
+            Method::PUT,
+            &format!("/v1/queues/{}", percent_path(name)),
+            self.json(&body)?,
+        )
+        .await
+    }
+
+    /// Returns a session's undelivered notifications and marks them delivered.
+    pub async fn drain_notifications(
+        &self,
+        session: &str,
+        limit: u32,
+    ) -> Result<Vec<Notification>, ClientError> {
+        self.call(
+            Method::POST,
+            &format!(
+                "/v1/sessions/{}/notifications/drain?limit={limit}",
+                percent_path(session)
+            ),
+            None,
+        )
+        .await
+    }
+
+    /// A session's undelivered notifications, left undelivered.
+    pub async fn peek_notifications(
+        &self,
+        session: &str,
+        limit: u32,
+    ) -> Result<Vec<Notification>, ClientError> {
+        self.call(
+            Method::GET,
+            &format!(
+                "/v1/sessions/{}/notifications?limit={limit}",
+                percent_path(session)
+            ),
+            None,
+        )
+        .await
+    }
+
+    /// The event stream: events after `after` from the durable log, then live ones
+    /// (only live ones when `after` is `None`).
+    pub async fn events(&self, after: Option<i64>) -> Result<EventStream, ClientError> {
+        EventStream::open(self.clone(), after).await
+    }
+
+    /// The metrics, in the Prometheus text format.
+    pub async fn metrics(&self) -> Result<String, ClientError> {
+        let r = self.raw(Method::GET, "/metrics", None).await?;
+        Ok(String::from_utf8_lossy(&r.body).into_owned())
+    }
+
+    /// The OpenAPI document.
+    pub async fn openapi(&self) -> Result<serde_json::Value, ClientError> {
+        self.call(Method::GET, "/v1/openapi.json", None).await
+    }
+}
+
+impl Backend for Client {
+    fn submit(&self, spec: TaskSpec) -> BackendFuture<'_, TaskId> {
+        Box::pin(async move { Ok(Client::submit(self, &spec).await?) })
+    }
+
+    fn get(&self, id: TaskId) -> BackendFuture<'_, TaskRecord> {
+        Box::pin(async move { Ok(Client::get(self, id).await?) })
+    }
+
+    fn list(&self, filter: ListFilter) -> BackendFuture<'_, Page> {
+        Box::pin(async move { Ok(Client::list(self, &filter).await?) })
+    }
+
+    fn read_output(&self, id: TaskId, query: OutputQuery) -> BackendFuture<'_, OutputChunk> {
+        Box::pin(async move { Ok(Client::output(self, id, &query).await?) })
+    }
+
+    fn stop(&self, id: TaskId, mode: StopMode) -> BackendFuture<'_, TaskRecord> {
+        Box::pin(async move { Ok(Client::stop(self, id, mode).await?) })
+    }
+
+    fn wait(
+        &self,
+        ids: Vec<TaskId>,
+        mode: WaitMode,
+        timeout: Option<Duration>,
+    ) -> BackendFuture<'_, WaitOutcome> {
+        Box::pin(async move { Ok(Client::wait(self, &ids, mode, timeout).await?) })
+    }
+
+    fn drain_notifications(
+        &self,
+        session: &str,
+        limit: u32,
+    ) -> BackendFuture<'_, Vec<Notification>> {
+        let session = session.to_string();
+        Box::pin(async move { Ok(Client::drain_notifications(self, &session, limit).await?) })
+    }
+
+    fn peek_notifications(
+        &self,
+        session: &str,
+        limit: u32,
+    ) -> BackendFuture<'_, Vec<Notification>> {
+        let session = session.to_string();
+        Box::pin(async move { Ok(Client::peek_notifications(self, &session, limit).await?) })
+    }
+}
