@@ -9,8 +9,8 @@ use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, StatusCode};
 use meanwhile_core::http::{
     BatchAnswer, BatchRequest, CleanBody, ErrorBody, ListParams, OutputParams, ProgressReport,
-    QueueUpdate, RemoveRequest, Removed, SOCKET_FILE, Status, StopRequest, SubmitAnswer, TOKEN_FILE,
-    TaskDetail, WaitRequest,
+    QueueUpdate, RemoveRequest, Removed, SOCKET_FILE, Status, StopRequest, SubmitAnswer,
+    TOKEN_FILE, TaskDetail, WaitRequest,
 };
 use meanwhile_core::{
     ApiError, Backend, BackendFuture, ErrorCode, ListFilter, Notification, OutputChunk,
@@ -91,7 +91,10 @@ impl Client {
     /// The client the environment asks for: `MEANWHILE_URL` (with `MEANWHILE_TOKEN`,
     /// else the token file of the home) when set, else the socket in the home.
     pub fn from_env(home: &Path) -> Client {
-        match std::env::var("MEANWHILE_URL").ok().filter(|u| !u.is_empty()) {
+        match std::env::var("MEANWHILE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        {
             Some(url) => {
                 let token = std::env::var("MEANWHILE_TOKEN")
                     .ok()
@@ -201,7 +204,9 @@ impl Client {
     }
 
     fn json<T: Serialize>(&self, v: &T) -> Result<Option<Vec<u8>>, ClientError> {
-        serde_json::to_vec(v).map(Some).map_err(|e| self.protocol(e))
+        serde_json::to_vec(v)
+            .map(Some)
+            .map_err(|e| self.protocol(e))
     }
 
     /// The daemon's health, version and counts.
@@ -230,8 +235,7 @@ impl Client {
                 self.json(&BatchRequest { tasks: specs })?,
             )
             .await?;
-        Ok(a
-            .results
+        Ok(a.results
             .into_iter()
             .map(|r| match (r.id, r.error) {
                 (Some(id), _) => Ok(id),
@@ -341,8 +345,7 @@ impl Client {
             mode,
             timeout,
         };
-        self.call(Method::POST, "/v1/wait", self.json(&body)?)
-            .await
+        self.call(Method::POST, "/v1/wait", self.json(&body)?).await
     }
 
     /// The queues.

@@ -89,21 +89,29 @@ impl Pool {
         };
         match &self.target {
             Target::Unix(path) => {
-                let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::UnixStream::connect(path))
+                let stream =
+                    tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::UnixStream::connect(path))
+                        .await
+                        .map_err(|_| unreachable(timed_out()))?
+                        .map_err(unreachable)?;
+                let (sender, conn) = http1::handshake(TokioIo::new(stream))
                     .await
-                    .map_err(|_| unreachable(timed_out()))?
-                    .map_err(unreachable)?;
-                let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(broken)?;
+                    .map_err(broken)?;
                 tokio::spawn(conn);
                 Ok(sender)
             }
             Target::Tcp { addr, .. } => {
-                let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr.as_str()))
-                    .await
-                    .map_err(|_| unreachable(timed_out()))?
-                    .map_err(unreachable)?;
+                let stream = tokio::time::timeout(
+                    CONNECT_TIMEOUT,
+                    tokio::net::TcpStream::connect(addr.as_str()),
+                )
+                .await
+                .map_err(|_| unreachable(timed_out()))?
+                .map_err(unreachable)?;
                 let _ = stream.set_nodelay(true);
-                let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(broken)?;
+                let (sender, conn) = http1::handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(broken)?;
                 tokio::spawn(conn);
                 Ok(sender)
             }

@@ -18,7 +18,10 @@ pub struct EventStream {
 }
 
 impl EventStream {
-    pub(crate) async fn open(client: Client, after: Option<i64>) -> Result<EventStream, ClientError> {
+    pub(crate) async fn open(
+        client: Client,
+        after: Option<i64>,
+    ) -> Result<EventStream, ClientError> {
         let path = match after {
             Some(a) => format!("/v1/events?after={a}"),
             None => "/v1/events".to_string(),
@@ -32,11 +35,18 @@ impl EventStream {
             .map_err(|e| client.protocol(e))?;
         if !resp.status().is_success() {
             let status = resp.status();
-            let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-            return Err(match serde_json::from_slice::<meanwhile_core::http::ErrorBody>(&body) {
-                Ok(e) => ClientError::Api(e.error),
-                Err(_) => client.protocol(format!("the daemon answered {status}")),
-            });
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            return Err(
+                match serde_json::from_slice::<meanwhile_core::http::ErrorBody>(&body) {
+                    Ok(e) => ClientError::Api(e.error),
+                    Err(_) => client.protocol(format!("the daemon answered {status}")),
+                },
+            );
         }
         Ok(EventStream {
             client,
@@ -93,10 +103,7 @@ impl EventStream {
 /// Takes one event block (up to a blank line) off the front of `buf`.
 fn take_block(buf: &mut BytesMut) -> Option<String> {
     let text = &buf[..];
-    let end = text
-        .windows(2)
-        .position(|w| w == b"\n\n")
-        .map(|p| (p, 2))?;
+    let end = text.windows(2).position(|w| w == b"\n\n").map(|p| (p, 2))?;
     let block = String::from_utf8_lossy(&text[..end.0]).into_owned();
     buf.advance(end.0 + end.1);
     Some(block)

@@ -58,7 +58,6 @@ pub struct BatchAnswer {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TaskDetail {
     /// The task.
-    #[serde(flatten)]
     pub task: TaskRecord,
     /// Its attempts, oldest first.
     pub attempts: Vec<Attempt>,

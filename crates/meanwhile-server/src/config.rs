@@ -1,0 +1,286 @@
+//! The daemon's settings: defaults, then `$MEANWHILE_HOME/config.toml`, then
+//! environment variables, then command-line flags (each later one wins).
+//!
+//! The reference, with every default, is in this crate's README.md.
+
+use crate::error::ServerError;
+use meanwhile_core::{parse_duration, serde_opt_duration};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Everything the daemon can be told.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The home directory: database, logs, socket, token.
+    pub home: PathBuf,
+    /// Also listen on this TCP address (bearer token required). Default: none.
+    pub listen: Option<SocketAddr>,
+    /// Stop running tasks on shutdown instead of leaving them for the next daemon.
+    /// Default: false (live restore).
+    pub stop_tasks: bool,
+    /// Time between SIGTERM and SIGKILL when stopping a task. Default 5s.
+    pub grace: Duration,
+    /// Timeout given to tasks submitted without one. Default: none.
+    pub default_timeout: Option<Duration>,
+    /// Largest request body accepted, in bytes. Default 4 MiB.
+    pub max_body_bytes: usize,
+    /// This node's name in attempts; the host name when absent.
+    pub node: Option<String>,
+    /// What is removed, and how often.
+    pub retention: Retention,
+    /// Queues to create or change at start, by name.
+    pub queues: BTreeMap<String, QueueSettings>,
+}
+
+/// Retention of finished tasks and their logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Remove tasks that finished longer ago than this. Default 30 days; `off` keeps
+    /// them by age.
+    pub max_age: Option<Duration>,
+    /// Keep at most this many finished tasks (the newest). Default: no limit.
+    pub keep_last: Option<u64>,
+    /// How often to clean. Default 1h.
+    pub interval: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention {
+            max_age: Some(Duration::from_secs(30 * 86400)),
+            keep_last: None,
+            interval: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// A queue's settings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    /// How many of its tasks may run at once.
+    pub max_parallel: Option<u32>,
+    /// Start paused.
+    pub paused: Option<bool>,
+}
+
+impl Settings {
+    /// The defaults for `home`.
+    pub fn new(home: impl Into<PathBuf>) -> Settings {
+        Settings {
+            home: home.into(),
+            listen: None,
+            stop_tasks: false,
+            grace: Duration::from_secs(5),
+            default_timeout: None,
+            max_body_bytes: 4 << 20,
+            node: None,
+            retention: Retention::default(),
+            queues: BTreeMap::new(),
+        }
+    }
+
+    /// The defaults, overridden by `home/config.toml` when it exists, then by the
+    /// process's environment.
+    pub fn load(home: &Path) -> Result<Settings, ServerError> {
+        let mut s = Settings::new(home);
+        let path = home.join("config.toml");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => s.apply_file(&text, &path.display().to_string())?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ServerError::io(format!("reading {}", path.display()))(e)),
+        }
+        s.apply_env(|k| std::env::var(k).ok())?;
+        Ok(s)
+    }
+
+    /// Applies the settings of a `config.toml`.
+    pub fn apply_file(&mut self, text: &str, origin: &str) -> Result<(), ServerError> {
+        let f: FileSettings = toml::from_str(text).map_err(|e| ServerError::Config {
+            origin: origin.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let bad = |message: String| ServerError::Config {
+            origin: origin.to_string(),
+            message,
+        };
+        if let Some(l) = f.listen {
+            self.listen = Some(parse_listen(&l).map_err(bad)?);
+        }
+        if let Some(v) = f.stop_tasks {
+            self.stop_tasks = v;
+        }
+        if let Some(g) = f.grace {
+            self.grace = g;
+        }
+        if f.default_timeout.is_some() {
+            self.default_timeout = f.default_timeout.filter(|d| !d.is_zero());
+        }
+        if let Some(n) = f.max_body_bytes {
+            self.max_body_bytes = n;
+        }
+        if f.node.is_some() {
+            self.node = f.node;
+        }
+        if let Some(r) = f.retention {
+            if let Some(a) = r.max_age {
+                self.retention.max_age = parse_age(&a).map_err(bad)?;
+            }
+            if r.keep_last.is_some() {
+                self.retention.keep_last = r.keep_last;
+            }
+            if let Some(i) = r.interval {
+                self.retention.interval = i.max(Duration::from_secs(1));
+            }
+        }
+        self.queues.extend(f.queues);
+        Ok(())
+    }
+
+    /// Applies environment variables, read through `var`.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ServerError> {
+        let bad = |name: &str| {
+            let name = name.to_string();
+            move |message: String| ServerError::Config {
+                origin: name,
+                message,
+            }
+        };
+        let dur = |name: &str| -> Result<Option<Duration>, ServerError> {
+            var(name)
+                .map(|v| parse_duration(&v).map_err(bad(name)))
+                .transpose()
+        };
+        let num = |name: &str| -> Result<Option<u64>, ServerError> {
+            var(name)
+                .map(|v| {
+                    v.trim()
+                        .parse::<u64>()
+                        .map_err(|_| bad(name)(format!("expected a whole number, got {v:?}")))
+                })
+                .transpose()
+        };
+        if let Some(l) = var("MEANWHILE_LISTEN") {
+            self.listen = Some(parse_listen(&l).map_err(bad("MEANWHILE_LISTEN"))?);
+        }
+        if let Some(g) = dur("MEANWHILE_GRACE")? {
+            self.grace = g;
+        }
+        if let Some(t) = dur("MEANWHILE_DEFAULT_TIMEOUT")? {
+            self.default_timeout = Some(t).filter(|d| !d.is_zero());
+        }
+        if let Some(n) = num("MEANWHILE_MAX_BODY_BYTES")? {
+            self.max_body_bytes = n as usize;
+        }
+        if let Some(n) = num("MEANWHILE_MAX_PARALLEL")? {
+            let q = self.queues.entry("default".into()).or_default();
+            q.max_parallel = Some(n.clamp(1, u32::MAX as u64) as u32);
+        }
+        if let Some(a) = var("MEANWHILE_RETENTION_MAX_AGE") {
+            self.retention.max_age = parse_age(&a).map_err(bad("MEANWHILE_RETENTION_MAX_AGE"))?;
+        }
+        if let Some(n) = num("MEANWHILE_RETENTION_KEEP_LAST")? {
+            self.retention.keep_last = Some(n);
+        }
+        if let Some(i) = dur("MEANWHILE_RETENTION_INTERVAL")? {
+            self.retention.interval = i.max(Duration::from_millis(100));
+        }
+        if let Some(n) = var("MEANWHILE_NODE") {
+            self.node = Some(n);
+        }
+        Ok(())
+    }
+}
+
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("listen must be an address like 127.0.0.1:7070, got {s:?}"))
+}
+
+fn parse_age(s: &str) -> Result<Option<Duration>, String> {
+    match s.trim() {
+        "off" | "never" | "0" => Ok(None),
+        other => parse_duration(other).map(Some),
+    }
+}
+
+/// `config.toml` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    listen: Option<String>,
+    stop_tasks: Option<bool>,
+    #[serde(default, with = "serde_opt_duration")]
+    grace: Option<Duration>,
+    #[serde(default, with = "serde_opt_duration")]
+    default_timeout: Option<Duration>,
+    max_body_bytes: Option<usize>,
+    node: Option<String>,
+    retention: Option<FileRetention>,
+    #[serde(default)]
+    queues: BTreeMap<String, QueueSettings>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRetention {
+    max_age: Option<String>,
+    keep_last: Option<u64>,
+    #[serde(default, with = "serde_opt_duration")]
+    interval: Option<Duration>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_env() {
+        let mut s = Settings::new("/h");
+        s.apply_file(
+            r#"
+            grace = "2s"
+            default_timeout = "1h"
+            [retention]
+            max_age = "7d"
+            keep_last = 100
+            [queues.default]
+            max_parallel = 8
+            [queues.gpu]
+            max_parallel = 1
+            paused = true
+            "#,
+            "config.toml",
+        )
+        .unwrap();
+        assert_eq!(s.grace, Duration::from_secs(2));
+        assert_eq!(s.default_timeout, Some(Duration::from_secs(3600)));
+        assert_eq!(s.retention.max_age, Some(Duration::from_secs(7 * 86400)));
+        assert_eq!(s.queues["gpu"].paused, Some(true));
+        s.apply_env(|k| match k {
+            "MEANWHILE_GRACE" => Some("250ms".into()),
+            "MEANWHILE_RETENTION_MAX_AGE" => Some("off".into()),
+            "MEANWHILE_MAX_PARALLEL" => Some("3".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(s.grace, Duration::from_millis(250));
+        assert_eq!(s.retention.max_age, None);
+        assert_eq!(s.queues["default"].max_parallel, Some(3));
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let mut s = Settings::new("/h");
+        let e = s.apply_file("colour = 1", "config.toml").unwrap_err();
+        assert!(e.to_string().contains("unknown field `colour`"), "{e}");
+        let e = s
+            .apply_env(|k| (k == "MEANWHILE_GRACE").then(|| "soon".into()))
+            .unwrap_err();
+        assert!(e.to_string().starts_with("MEANWHILE_GRACE: "), "{e}");
+    }
+}

@@ -1,0 +1,157 @@
+//! The daemon's life: open the runtime on the home, listen, serve until told to stop,
+//! then stop accepting, let in-flight requests finish, and leave running tasks for
+//! the next daemon (or stop them, when asked).
+
+use crate::config::Settings;
+use crate::error::ServerError;
+use crate::state::AppState;
+use crate::{auth, retention, routes};
+use axum::extract::Request;
+use axum::middleware::Next;
+use meanwhile_core::http::{SOCKET_FILE, TOKEN_FILE};
+use meanwhile_runtime::{Runtime, RuntimeConfig, ShutdownMode};
+use std::future::{Future, IntoFuture};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How long in-flight requests may take to finish once shutdown has begun. Long
+/// waits are cut short at once, so only ordinary requests are in flight then.
+const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+
+/// The daemon's socket in `home`.
+pub fn socket_path(home: &Path) -> PathBuf {
+    home.join(SOCKET_FILE)
+}
+
+/// The file holding the TCP listener's bearer token in `home`.
+pub fn token_path(home: &Path) -> PathBuf {
+    home.join(TOKEN_FILE)
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), ServerError> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(ServerError::io(
+        format!("setting the mode of {}", path.display()),
+    ))
+}
+
+/// Runs the daemon on `settings.home` until `shutdown` completes.
+pub async fn serve(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let home = settings.home.clone();
+    std::fs::create_dir_all(&home)
+        .map_err(ServerError::io(format!("creating {}", home.display())))?;
+    // The home holds every task's output and the token: only its owner may enter.
+    set_mode(&home, 0o700)?;
+    let token = auth::load_or_create(&token_path(&home))?;
+
+    let mut cfg = RuntimeConfig::new(&home);
+    cfg.grace = settings.grace;
+    cfg.node = settings.node.clone();
+    cfg.shutdown_mode = if settings.stop_tasks {
+        ShutdownMode::StopTasks
+    } else {
+        ShutdownMode::LeaveRunning
+    };
+    let rt = Runtime::start(cfg, std::future::pending()).await?;
+    for (name, q) in &settings.queues {
+        rt.set_queue(name, q.max_parallel, q.paused)
+            .await
+            .map_err(|e| ServerError::Config {
+                origin: format!("queue {name:?}"),
+                message: e.to_string(),
+            })?;
+    }
+
+    let sock = socket_path(&home);
+    // The runtime's lock on the home is ours now, so a socket file still here was
+    // left by a daemon that died.
+    match std::fs::remove_file(&sock) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(ServerError::io(format!("removing {}", sock.display()))(e)),
+    }
+    let unix = tokio::net::UnixListener::bind(&sock).map_err(ServerError::io(format!(
+        "listening on {} (a shorter MEANWHILE_HOME helps if the path is too long)",
+        sock.display()
+    )))?;
+    set_mode(&sock, 0o600)?;
+    let tcp = match settings.listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(ServerError::io(format!("listening on {addr}")))?,
+        ),
+        None => None,
+    };
+
+    let (down_tx, down_rx) = watch::channel(false);
+    let settings = Arc::new(settings);
+    let state = AppState {
+        rt: rt.clone(),
+        settings: settings.clone(),
+        shutdown: down_rx.clone(),
+        started_at: meanwhile_runtime::now().0,
+    };
+    let retention = tokio::spawn(retention::run(rt.clone(), settings.retention));
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, finishing requests in flight");
+        let _ = down_tx.send(true);
+    });
+    let down = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|d| *d).await;
+    };
+
+    tracing::info!(
+        "meanwhile {} serving {} on {}",
+        env!("CARGO_PKG_VERSION"),
+        home.display(),
+        sock.display()
+    );
+    let unix_server = axum::serve(unix, routes::router(state.clone()))
+        .with_graceful_shutdown(down(down_rx.clone()))
+        .into_future();
+    let tcp_server = {
+        let down_rx = down_rx.clone();
+        async move {
+            let Some(listener) = tcp else {
+                return Ok(());
+            };
+            if let Ok(a) = listener.local_addr() {
+                tracing::info!("also serving on http://{a} (bearer token required)");
+            }
+            let token = Arc::new(token);
+            let app = routes::router(state).layer(axum::middleware::from_fn(
+                move |req: Request, next: Next| auth::require_token(token.clone(), req, next),
+            ));
+            axum::serve(listener, app)
+                .with_graceful_shutdown(down(down_rx))
+                .await
+        }
+    };
+    let servers = async { tokio::join!(unix_server, tcp_server) };
+    let limit = async {
+        down(down_rx.clone()).await;
+        tokio::time::sleep(DRAIN_LIMIT).await;
+    };
+    tokio::select! {
+        (a, b) = servers => {
+            for r in [a, b] {
+                if let Err(e) = r {
+                    tracing::error!("serving failed: {e}");
+                }
+            }
+        }
+        _ = limit => tracing::warn!("requests still in flight after {DRAIN_LIMIT:?}; shutting down anyway"),
+    }
+    retention.abort();
+    rt.shutdown().await;
+    let _ = std::fs::remove_file(&sock);
+    tracing::info!("stopped");
+    Ok(())
+}

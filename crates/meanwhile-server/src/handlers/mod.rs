@@ -1,0 +1,10 @@
+//! The request handlers, one file per kind of request.
+
+pub(crate) mod control;
+pub(crate) mod events;
+pub(crate) mod notifications;
+pub(crate) mod output;
+pub(crate) mod queues;
+pub(crate) mod status;
+pub(crate) mod tasks;
+pub(crate) mod wait;

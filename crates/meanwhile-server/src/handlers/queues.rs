@@ -1,0 +1,30 @@
+//! Queues: list them, create or change one (parallelism, pause, resume).
+
+use crate::error::Answer;
+use crate::extract::{Body, NamePath};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use meanwhile_core::QueueInfo;
+use meanwhile_core::http::QueueUpdate;
+
+pub(crate) async fn list(State(state): State<AppState>) -> Answer<Json<Vec<QueueInfo>>> {
+    Ok(Json(state.rt.queues().await?))
+}
+
+pub(crate) async fn set(
+    State(state): State<AppState>,
+    NamePath(name): NamePath,
+    Body(u): Body<QueueUpdate>,
+) -> Answer<Json<QueueInfo>> {
+    if u.max_parallel == Some(0) {
+        return Err(meanwhile_core::ApiError::invalid(
+            "max_parallel",
+            "must be at least 1; pause the queue to start nothing",
+        )
+        .into());
+    }
+    Ok(Json(
+        state.rt.set_queue(&name, u.max_parallel, u.paused).await?,
+    ))
+}

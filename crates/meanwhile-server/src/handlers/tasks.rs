@@ -1,0 +1,84 @@
+//! Submitting tasks (one or a batch), reading one, listing them.
+
+use crate::error::{Answer, Fail};
+use crate::extract::{Body, IdPath, Params};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use meanwhile_core::http::{
+    BatchAnswer, BatchItem, BatchRequest, ListParams, SubmitAnswer, TaskDetail,
+};
+use meanwhile_core::{ApiError, Page, TaskSpec};
+
+/// Gives a spec without a timeout the configured default one.
+fn with_defaults(state: &AppState, mut spec: TaskSpec) -> TaskSpec {
+    if spec.timeout.is_none() {
+        spec.timeout = state.settings.default_timeout;
+    }
+    spec
+}
+
+pub(crate) async fn submit(
+    State(state): State<AppState>,
+    Body(spec): Body<TaskSpec>,
+) -> Answer<(StatusCode, Json<SubmitAnswer>)> {
+    let id = state.rt.submit(with_defaults(&state, spec)).await?;
+    Ok((StatusCode::CREATED, Json(SubmitAnswer { id })))
+}
+
+pub(crate) async fn submit_batch(
+    State(state): State<AppState>,
+    Body(req): Body<BatchRequest>,
+) -> Answer<Json<BatchAnswer>> {
+    // Every spec is checked before any is stored: a batch with a bad spec stores
+    // nothing, and the error names the spec by its index.
+    for (i, spec) in req.tasks.iter().enumerate() {
+        if let Err(e) = spec.clone().validate() {
+            return Err(Fail(ApiError::invalid(
+                format!("tasks[{i}].{}", e.field),
+                format!("tasks[{i}].{}: {}", e.field, e.message),
+            )));
+        }
+    }
+    if req.tasks.is_empty() {
+        return Err(Fail(ApiError::invalid("tasks", "give at least one task")));
+    }
+    let specs = req
+        .tasks
+        .into_iter()
+        .map(|s| with_defaults(&state, s))
+        .collect();
+    let results = state.rt.submit_batch(specs).await?;
+    let results = results
+        .into_iter()
+        .map(|r| match r {
+            Ok(id) => BatchItem {
+                id: Some(id),
+                error: None,
+            },
+            Err(e) => BatchItem {
+                id: None,
+                error: Some(e.into()),
+            },
+        })
+        .collect();
+    Ok(Json(BatchAnswer { results }))
+}
+
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+) -> Answer<Json<TaskDetail>> {
+    let task = state.rt.get(id).await?;
+    let attempts = state.rt.attempts(id).await?;
+    Ok(Json(TaskDetail { task, attempts }))
+}
+
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Params(p): Params<ListParams>,
+) -> Answer<Json<Page>> {
+    let filter = p.into_filter()?;
+    Ok(Json(state.rt.list(filter).await?))
+}

@@ -1,0 +1,26 @@
+//! meanwhile's daemon: the runtime behind an HTTP/JSON API under `/v1`.
+//!
+//! It listens on `$MEANWHILE_HOME/meanwhile.sock` (mode 0600, in a 0700 home) and,
+//! only when asked, on a TCP address where every request needs the bearer token kept
+//! in `$MEANWHILE_HOME/token`. One route table ([`routes`]) builds both the router and
+//! the OpenAPI document at `/v1/openapi.json`, so the two cannot drift apart.
+#![warn(missing_docs)]
+
+mod auth;
+mod config;
+mod daemon;
+mod error;
+mod extract;
+mod handlers;
+mod metrics;
+mod metrics_runtime;
+mod openapi;
+mod retention;
+mod routes;
+mod state;
+
+pub use config::{QueueSettings, Retention, Settings};
+pub use daemon::{serve, socket_path, token_path};
+pub use error::ServerError;
+pub use openapi::openapi;
+pub use routes::{RouteInfo, route_infos};

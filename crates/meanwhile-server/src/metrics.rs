@@ -1,0 +1,101 @@
+//! `GET /metrics` in the Prometheus text format, from the store's counters (never a
+//! scan of the tasks) and the runtime's.
+
+use crate::error::Answer;
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use std::fmt::Write;
+
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+pub(crate) async fn metrics(State(state): State<AppState>) -> Answer<impl IntoResponse> {
+    let store = state.rt.store();
+    let counts = store
+        .counts()
+        .await
+        .map_err(meanwhile_runtime::Error::from)?;
+    let queues = state.rt.queues().await?;
+    let mut out = String::new();
+    header(
+        &mut out,
+        "meanwhile_tasks",
+        "gauge",
+        "Tasks by queue and state.",
+    );
+    for (queue, s, n) in &counts {
+        let _ = writeln!(
+            out,
+            "meanwhile_tasks{{queue=\"{}\",state=\"{}\"}} {n}",
+            label(queue),
+            s.as_str()
+        );
+    }
+    header(
+        &mut out,
+        "meanwhile_queue_depth",
+        "gauge",
+        "Tasks waiting in each queue.",
+    );
+    for q in &queues {
+        let _ = writeln!(
+            out,
+            "meanwhile_queue_depth{{queue=\"{}\"}} {}",
+            label(&q.name),
+            q.pending
+        );
+    }
+    header(
+        &mut out,
+        "meanwhile_queue_running",
+        "gauge",
+        "Tasks running in each queue.",
+    );
+    for q in &queues {
+        let _ = writeln!(
+            out,
+            "meanwhile_queue_running{{queue=\"{}\"}} {}",
+            label(&q.name),
+            q.running
+        );
+    }
+    header(
+        &mut out,
+        "meanwhile_queue_max_parallel",
+        "gauge",
+        "Each queue's parallelism limit.",
+    );
+    for q in &queues {
+        let _ = writeln!(
+            out,
+            "meanwhile_queue_max_parallel{{queue=\"{}\"}} {}",
+            label(&q.name),
+            q.max_parallel
+        );
+    }
+    header(
+        &mut out,
+        "meanwhile_queue_paused",
+        "gauge",
+        "1 when the queue is paused.",
+    );
+    for q in &queues {
+        let _ = writeln!(
+            out,
+            "meanwhile_queue_paused{{queue=\"{}\"}} {}",
+            label(&q.name),
+            u8::from(q.paused)
+        );
+    }
+    crate::metrics_runtime::write(&state, &mut out).await;
+    Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], out))
+}

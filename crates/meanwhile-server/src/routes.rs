@@ -1,0 +1,207 @@
+//! The route table: one entry per endpoint with its handler and the types it reads
+//! and answers. The router and the OpenAPI document are both built from it.
+
+use crate::handlers::{control, events, notifications, output, queues, status, tasks, wait};
+use crate::state::AppState;
+use axum::Router;
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::{MethodFilter, MethodRouter, on};
+use meanwhile_core::http::{
+    BatchAnswer, BatchRequest, CleanBody, EventParams, LimitParams, ListParams, OutputParams,
+    ProgressReport, QueueUpdate, RemoveRequest, Removed, Status, StopRequest, SubmitAnswer,
+    TaskDetail, WaitRequest,
+};
+use meanwhile_core::{
+    Event, Notification, OutputChunk, Page, QueueInfo, TaskRecord, TaskSpec, WaitOutcome,
+};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+
+/// Makes the schema of a type, registering what it refers to.
+pub(crate) type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+
+fn schema_of<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    g.subschema_for::<T>()
+}
+
+fn inline_schema_of<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    T::json_schema(g)
+}
+
+/// One endpoint.
+pub(crate) struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub body: Option<SchemaFn>,
+    /// Whether the body may be left out.
+    pub body_optional: bool,
+    pub query: Option<SchemaFn>,
+    pub answer: Option<SchemaFn>,
+    pub status: u16,
+    /// The answer's media type when it is not JSON.
+    pub media: &'static str,
+    pub handler: MethodRouter<AppState>,
+}
+
+fn op<H, T>(method: Method, path: &'static str, summary: &'static str, handler: H) -> Route
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone()).expect("a standard method");
+    Route {
+        method,
+        path,
+        summary,
+        body: None,
+        body_optional: false,
+        query: None,
+        answer: None,
+        status: 200,
+        media: "application/json",
+        handler: on(filter, handler),
+    }
+}
+
+impl Route {
+    fn body<T: JsonSchema>(mut self) -> Route {
+        self.body = Some(schema_of::<T>);
+        self
+    }
+    fn optional_body<T: JsonSchema>(mut self) -> Route {
+        self.body = Some(schema_of::<T>);
+        self.body_optional = true;
+        self
+    }
+    fn query<T: JsonSchema>(mut self) -> Route {
+        self.query = Some(inline_schema_of::<T>);
+        self
+    }
+    fn answer<T: JsonSchema>(mut self) -> Route {
+        self.answer = Some(schema_of::<T>);
+        self
+    }
+    fn status(mut self, status: u16) -> Route {
+        self.status = status;
+        self
+    }
+    fn media(mut self, media: &'static str) -> Route {
+        self.media = media;
+        self
+    }
+}
+
+/// Every endpoint of the daemon.
+pub(crate) fn table() -> Vec<Route> {
+    use Method as M;
+    vec![
+        op(M::GET, "/v1/status", "The daemon's health, version and task counts", status::status)
+            .answer::<Status>(),
+        op(M::POST, "/v1/tasks", "Submit a task; answers its id at once", tasks::submit)
+            .body::<TaskSpec>()
+            .answer::<SubmitAnswer>()
+            .status(201),
+        op(M::POST, "/v1/tasks/batch", "Submit many tasks in one transaction", tasks::submit_batch)
+            .body::<BatchRequest>()
+            .answer::<BatchAnswer>(),
+        op(M::GET, "/v1/tasks", "List tasks, newest first, a page at a time", tasks::list)
+            .query::<ListParams>()
+            .answer::<Page>(),
+        op(M::GET, "/v1/tasks/{id}", "One task with its attempts", tasks::get)
+            .answer::<TaskDetail>(),
+        op(M::GET, "/v1/tasks/{id}/output", "Read a task's output (cursor, tail, grep, max_bytes, wait for exit, output or a regex)", output::read)
+            .query::<OutputParams>()
+            .answer::<OutputChunk>(),
+        op(M::POST, "/v1/tasks/{id}/stop", "Stop a task (graceful or force); a pending one never starts", control::stop)
+            .optional_body::<StopRequest>()
+            .answer::<TaskRecord>(),
+        op(M::POST, "/v1/tasks/{id}/retry", "Run a finished task again", control::retry)
+            .answer::<TaskRecord>(),
+        op(M::POST, "/v1/tasks/{id}/progress", "Report a running task's progress", control::progress)
+            .body::<ProgressReport>()
+            .status(204),
+        op(M::POST, "/v1/tasks/remove", "Remove finished tasks and their logs", control::remove)
+            .body::<RemoveRequest>()
+            .answer::<Removed>(),
+        op(M::POST, "/v1/clean", "Remove finished tasks by age or count, with their logs", control::clean)
+            .optional_body::<CleanBody>()
+            .answer::<Removed>(),
+        op(M::POST, "/v1/wait", "Wait until any or all of some tasks end", wait::wait)
+            .body::<WaitRequest>()
+            .answer::<WaitOutcome>(),
+        op(M::GET, "/v1/queues", "The queues with their limits and counts", queues::list)
+            .answer::<Vec<QueueInfo>>(),
+        op(M::PUT, "/v1/queues/{name}", "Create or change a queue: max_parallel, pause, resume", queues::set)
+            .body::<QueueUpdate>()
+            .answer::<QueueInfo>(),
+        op(M::GET, "/v1/sessions/{session}/notifications", "A session's undelivered notifications, left undelivered", notifications::peek)
+            .query::<LimitParams>()
+            .answer::<Vec<Notification>>(),
+        op(M::POST, "/v1/sessions/{session}/notifications/drain", "A session's undelivered notifications, marked delivered: each is returned once", notifications::drain)
+            .query::<LimitParams>()
+            .answer::<Vec<Notification>>(),
+        op(M::GET, "/v1/events", "Every event as server-sent events; resume with Last-Event-ID", events::events)
+            .query::<EventParams>()
+            .answer::<Event>()
+            .media("text/event-stream"),
+        op(M::GET, "/v1/openapi.json", "This document", crate::openapi::serve_document),
+        op(M::GET, "/metrics", "Metrics in the Prometheus text format", crate::metrics::metrics)
+            .media("text/plain"),
+    ]
+}
+
+/// An endpoint's method and path, as the OpenAPI document names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteInfo {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// `/v1/tasks/{id}`.
+    pub path: String,
+}
+
+/// Every endpoint the daemon serves.
+pub fn route_infos() -> Vec<RouteInfo> {
+    table()
+        .into_iter()
+        .map(|r| RouteInfo {
+            method: r.method.to_string(),
+            path: r.path.to_string(),
+        })
+        .collect()
+}
+
+/// The router of every endpoint, with JSON answers for unknown paths and methods.
+pub(crate) fn router(state: AppState) -> Router {
+    let mut by_path: Vec<(&'static str, MethodRouter<AppState>)> = Vec::new();
+    for r in table() {
+        match by_path.iter_mut().find(|(p, _)| *p == r.path) {
+            Some((_, m)) => *m = std::mem::take(m).merge(r.handler),
+            None => by_path.push((r.path, r.handler)),
+        }
+    }
+    let mut router = Router::new();
+    for (path, m) in by_path {
+        router = router.route(path, m.fallback(method_not_allowed));
+    }
+    router.fallback(not_found).with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> crate::error::Fail {
+    crate::error::Fail(meanwhile_core::ApiError::new(
+        meanwhile_core::ErrorCode::NotFound,
+        format!("no endpoint {} (see /v1/openapi.json)", uri.path()),
+    ))
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> axum::response::Response {
+    let mut r = crate::error::error_response(meanwhile_core::ApiError::invalid(
+        "method",
+        format!(
+            "{} does not take {method} (see /v1/openapi.json)",
+            uri.path()
+        ),
+    ));
+    *r.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+    r
+}

@@ -1,0 +1,106 @@
+//! `meanwhile ls`: the newest tasks as a table, and a summary line of counts by state
+//! from the daemon's counters (so it stays fast with millions of tasks).
+
+use super::{Ctx, task_id};
+use crate::fmt;
+use meanwhile_core::{ListFilter, TaskId, TaskState, shorten};
+use std::process::ExitCode;
+
+/// Arguments of `ls`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only tasks in these states (comma-separated: running,pending,failed, ...).
+    #[arg(long, short = 's', value_delimiter = ',', value_parser = state)]
+    pub state: Vec<TaskState>,
+    /// Only tasks in this queue.
+    #[arg(long, short = 'q')]
+    pub queue: Option<String>,
+    /// Only tasks with this label.
+    #[arg(long, short = 'l')]
+    pub label: Option<String>,
+    /// Only tasks notifying this session.
+    #[arg(long)]
+    pub session: Option<String>,
+    /// Only tasks with exactly this name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Show at most this many (at most 1000).
+    #[arg(long, short = 'n', default_value_t = 50)]
+    pub limit: u32,
+    /// Only tasks with an id below this one (the next page).
+    #[arg(long, value_parser = task_id)]
+    pub before: Option<TaskId>,
+    /// Print the page as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn state(s: &str) -> Result<TaskState, String> {
+    TaskState::parse(s).ok_or_else(|| {
+        format!("unknown state {s:?}; use pending, running, succeeded, failed, timed_out, cancelled, quarantined or lost")
+    })
+}
+
+/// Runs `ls`.
+pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
+    let client = ctx.client()?;
+    let filter = ListFilter {
+        states: args.state,
+        queue: args.queue,
+        label: args.label,
+        session: args.session,
+        name: args.name,
+        before: args.before,
+        limit: Some(args.limit.clamp(1, 1000)),
+    };
+    let page = client.list(&filter).await?;
+    if args.json {
+        super::print_json(&page)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = fmt::now();
+    let rows: Vec<Vec<String>> = page
+        .tasks
+        .iter()
+        .map(|t| {
+            vec![
+                t.id.to_string(),
+                t.state.symbol().to_string(),
+                shorten(&t.name, 60),
+                t.queue.clone(),
+                fmt::duration(t, now),
+                t.exit_code
+                    .map(|c| c.to_string())
+                    .or(t.signal.map(|s| format!("sig {s}")))
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let mut out = String::new();
+    if !rows.is_empty() {
+        out.push_str(&fmt::table(
+            &["ID", "ST", "NAME", "QUEUE", "TIME", "EXIT"],
+            &rows,
+        ));
+    }
+    let status = client.status().await?;
+    let total: u64 = status.counts.values().sum();
+    let parts: Vec<String> = TaskState::ALL
+        .iter()
+        .filter_map(|s| {
+            let n = *status.counts.get(s.as_str())?;
+            (n > 0).then(|| format!("{n} {} {s}", s.symbol()))
+        })
+        .collect();
+    if total == 0 {
+        out.push_str("no tasks yet; start one with 'meanwhile run -- CMD'\n");
+    } else {
+        out.push_str(&format!("{total} tasks: {}", parts.join(", ")));
+        if let Some(next) = page.next {
+            out.push_str(&format!(" (older: meanwhile ls --before {next})"));
+        }
+        out.push('\n');
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,50 @@
+//! One module per command, each with its `Args` and `run`.
+
+pub mod clean;
+pub mod completions;
+pub mod logs;
+pub mod ls;
+pub mod notifications;
+pub mod queue;
+pub mod retry;
+pub mod rm;
+pub mod run;
+pub mod serve;
+pub mod show;
+pub mod status;
+pub mod stop;
+pub mod wait;
+
+use meanwhile_core::{TaskId, parse_duration};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What every command gets besides its arguments.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// The home directory.
+    pub home: PathBuf,
+}
+
+impl Ctx {
+    /// A client of the daemon, started if none answers.
+    pub fn client(&self) -> anyhow::Result<meanwhile_client::Client> {
+        crate::daemon::connect(&self.home)
+    }
+}
+
+/// Parses a duration argument (`30s`, `5m`).
+pub fn duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s)
+}
+
+/// Parses a task id argument.
+pub fn task_id(s: &str) -> Result<TaskId, String> {
+    s.parse()
+}
+
+/// Prints JSON, pretty.
+pub fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! `meanwhile run [options] -- CMD...`: submits a task and prints its id at once.
+
+use super::{Ctx, duration, task_id};
+use crate::exit;
+use anyhow::Context;
+use meanwhile_core::{RetryPolicy, TaskId, TaskSpec, WaitMode};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Arguments of `run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A short name for the task (default: the command).
+    #[arg(long, short = 'n')]
+    pub name: Option<String>,
+    /// The queue to run in.
+    #[arg(long, short = 'q')]
+    pub queue: Option<String>,
+    /// Higher runs first within its queue.
+    #[arg(long, short = 'p', default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i32,
+    /// Stop an attempt that runs longer than this (`30s`, `5m`, `2h`).
+    #[arg(long, short = 't', value_parser = duration)]
+    pub timeout: Option<Duration>,
+    /// Time between SIGTERM and SIGKILL when the task is stopped.
+    #[arg(long, value_parser = duration)]
+    pub grace: Option<Duration>,
+    /// Retry a failed attempt up to this many times.
+    #[arg(long, short = 'r', default_value_t = 0)]
+    pub retries: u32,
+    /// Delay before the first retry, doubled for each one after.
+    #[arg(long, value_parser = duration)]
+    pub backoff: Option<Duration>,
+    /// Start only after these tasks succeeded (repeat, or separate with commas).
+    #[arg(long, short = 'a', value_delimiter = ',', value_parser = task_id)]
+    pub after: Vec<TaskId>,
+    /// Do not start before this time (`2030-01-02T03:04:05Z`, or seconds since the epoch).
+    #[arg(long, value_parser = crate::fmt::parse_time)]
+    pub at: Option<meanwhile_core::Timestamp>,
+    /// Do not start before this long from now.
+    #[arg(long, value_parser = duration)]
+    pub delay: Option<Duration>,
+    /// A variable for the task: KEY=VALUE (repeat).
+    #[arg(long, short = 'e', value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Working directory (default: the current one).
+    #[arg(long, short = 'C')]
+    pub cwd: Option<PathBuf>,
+    /// A label to filter by (repeat).
+    #[arg(long, short = 'l')]
+    pub label: Vec<String>,
+    /// The session to notify when the task ends.
+    #[arg(long, short = 's', env = "MEANWHILE_SESSION")]
+    pub session: Option<String>,
+    /// Submitting the same key again returns the first task instead of a new one.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// Wait for the task to end and exit with its exit code.
+    #[arg(long, short = 'w')]
+    pub wait: bool,
+    /// Print the task's output as it comes, then exit with its exit code.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Print `{"id": N}` instead of the bare id.
+    #[arg(long)]
+    pub json: bool,
+    /// The command. One argument runs with `sh -c` (pipes, `;`, globs work); several
+    /// run as a program and its arguments, without a shell.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<String>,
+}
+
+impl Args {
+    /// The spec these arguments describe.
+    pub fn spec(&self) -> anyhow::Result<TaskSpec> {
+        let mut spec = if self.command.len() == 1 {
+            TaskSpec::shell(self.command[0].clone())
+        } else {
+            TaskSpec::argv(self.command.clone())
+        };
+        let cwd = match &self.cwd {
+            Some(c) if c.is_absolute() => c.clone(),
+            Some(c) => std::env::current_dir()?.join(c),
+            None => std::env::current_dir().context("reading the current directory")?,
+        };
+        spec.cwd = Some(cwd);
+        let mut env = BTreeMap::new();
+        for kv in &self.env {
+            let (k, v) = kv
+                .split_once('=')
+                .with_context(|| format!("--env takes KEY=VALUE, got {kv:?}"))?;
+            env.insert(k.to_string(), v.to_string());
+        }
+        spec.env = env;
+        spec.name = self.name.clone();
+        spec.labels = self.label.clone();
+        spec.queue = self.queue.clone();
+        spec.priority = self.priority;
+        spec.timeout = self.timeout;
+        spec.grace = self.grace;
+        let mut retry = RetryPolicy {
+            max_attempts: self.retries.saturating_add(1),
+            ..RetryPolicy::default()
+        };
+        if let Some(b) = self.backoff {
+            retry.backoff = b;
+            retry.backoff_max = retry.backoff_max.max(b);
+        }
+        spec.retry = retry;
+        spec.idempotency_key = self.idempotency_key.clone();
+        spec.run_after = self.at;
+        spec.delay = self.delay;
+        spec.after = self.after.clone();
+        spec.session = self.session.clone();
+        Ok(spec)
+    }
+}
+
+/// Runs `run`.
+pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
+    let spec = args.spec()?;
+    let client = ctx.client()?;
+    let id = client.submit(&spec).await?;
+    {
+        let mut out = std::io::stdout().lock();
+        if args.json {
+            writeln!(out, "{}", serde_json::json!({ "id": id }))?;
+        } else {
+            writeln!(out, "{id}")?;
+        }
+        out.flush()?;
+    }
+    if args.follow {
+        let t = super::logs::follow(&client, id, Default::default()).await?;
+        return Ok(exit::task_exit(&t));
+    }
+    if args.wait {
+        let w = client.wait(&[id], WaitMode::All, None).await?;
+        let t = &w.tasks[0];
+        return Ok(exit::task_exit(t));
+    }
+    Ok(ExitCode::SUCCESS)
+}

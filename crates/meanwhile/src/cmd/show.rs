@@ -1,0 +1,99 @@
+//! `meanwhile show ID`: one task, its spec and its attempts.
+
+use super::{Ctx, task_id};
+use crate::fmt;
+use meanwhile_core::{TaskId, format_duration};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Arguments of `show`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The task.
+    #[arg(value_parser = task_id)]
+    pub id: TaskId,
+    /// Print it as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `show`.
+pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
+    let client = ctx.client()?;
+    let d = client.task(args.id).await?;
+    if args.json {
+        super::print_json(&d)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let t = &d.task;
+    let now = fmt::now();
+    let mut lines = vec![
+        format!("task {}  {} {}", t.id, t.state.symbol(), t.state),
+        format!("name      {}", t.name),
+    ];
+    if let Some(c) = &t.spec.command {
+        lines.push(format!("command   {c}"));
+    }
+    if let Some(a) = &t.spec.argv {
+        lines.push(format!("argv      {a:?}"));
+    }
+    if let Some(cwd) = &t.spec.cwd {
+        lines.push(format!("cwd       {}", cwd.display()));
+    }
+    lines.push(format!("queue     {} (priority {})", t.queue, t.priority));
+    if !t.labels.is_empty() {
+        lines.push(format!("labels    {}", t.labels.join(", ")));
+    }
+    if let Some(s) = &t.session {
+        lines.push(format!("session   {s}"));
+    }
+    if let Some(to) = t.spec.timeout {
+        lines.push(format!("timeout   {}", format_duration(to)));
+    }
+    lines.push(format!("created   {}", fmt::ago(t.created_at, now)));
+    if let Some(r) = t.run_after {
+        lines.push(format!("runs      {}", fmt::ago(r, now)));
+    }
+    lines.push(format!("time      {}", fmt::duration(t, now)));
+    if let Some(c) = t.exit_code {
+        lines.push(format!("exit code {c}"));
+    }
+    if let Some(s) = t.signal {
+        lines.push(format!("signal    {s}"));
+    }
+    if let Some(r) = &t.reason {
+        lines.push(format!("reason    {r}"));
+    }
+    if let Some(p) = &t.progress {
+        let pct = p.percent.map(|x| format!("{x:.0}% ")).unwrap_or_default();
+        lines.push(format!("progress  {pct}{}", p.message));
+    }
+    if let Some(r) = &t.result {
+        lines.push(format!("result    {r}"));
+    }
+    for a in &d.attempts {
+        let took = a
+            .ended_at
+            .map(|e| format_duration(Duration::from_millis(a.started_at.millis_until(e))))
+            .unwrap_or_else(|| "running".into());
+        let how = match (&a.outcome, a.exit_code, a.signal) {
+            (_, Some(c), _) => format!("exit {c}"),
+            (_, None, Some(s)) => format!("signal {s}"),
+            (Some(o), _, _) => o.clone(),
+            _ => "-".into(),
+        };
+        let mut l = format!(
+            "attempt {} on {}: {how}, {took}, started {}",
+            a.number,
+            a.node,
+            fmt::ago(a.started_at, now)
+        );
+        if let Some(r) = &a.reason {
+            l.push_str(&format!(" ({r})"));
+        }
+        lines.push(l);
+    }
+    lines.push(format!("output    meanwhile logs {}", t.id));
+    println!("{}", lines.join("\n"));
+    Ok(ExitCode::SUCCESS)
+}

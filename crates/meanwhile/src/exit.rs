@@ -1,0 +1,57 @@
+//! Exit codes that scripts can use.
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success (for `wait` and `run --wait`: the task succeeded) |
+//! | N | the task exited with code N (`wait ID`, `run --wait`, `run --follow`) |
+//! | 128+S | the task was killed by signal S |
+//! | 1 | an error, or a task that failed without an exit code (cancelled, lost) |
+//! | 2 | wrong arguments |
+//! | 3 | no such task |
+//! | 4 | the task's state does not allow it (removing a running task) |
+//! | 69 | no daemon answers and none could be started |
+//! | 124 | timed out: the task hit its timeout, or `wait --timeout` passed |
+
+use meanwhile_client::ClientError;
+use meanwhile_core::{ErrorCode, TaskRecord, TaskState};
+use std::process::ExitCode;
+
+/// No such task.
+pub const NOT_FOUND: u8 = 3;
+/// The task's state does not allow it.
+pub const CONFLICT: u8 = 4;
+/// No daemon.
+pub const UNAVAILABLE: u8 = 69;
+/// Timed out.
+pub const TIMED_OUT: u8 = 124;
+
+/// The exit code of an error.
+pub fn code_of(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<ClientError>() {
+        Some(ClientError::Unreachable { .. }) => UNAVAILABLE,
+        Some(ClientError::Api(a)) => match a.code {
+            ErrorCode::NotFound => NOT_FOUND,
+            ErrorCode::Conflict => CONFLICT,
+            ErrorCode::InvalidArgument => 2,
+            ErrorCode::Unavailable => UNAVAILABLE,
+            _ => 1,
+        },
+        _ => 1,
+    }
+}
+
+/// The exit code that tells how a task ended.
+pub fn of_task(t: &TaskRecord) -> u8 {
+    match (t.state, t.exit_code, t.signal) {
+        (TaskState::Succeeded, _, _) => 0,
+        (TaskState::TimedOut, _, _) => TIMED_OUT,
+        (_, Some(c), _) => (c & 0xff) as u8,
+        (_, None, Some(s)) => (128 + s).clamp(0, 255) as u8,
+        _ => 1,
+    }
+}
+
+/// [`of_task`] as an [`ExitCode`].
+pub fn task_exit(t: &TaskRecord) -> ExitCode {
+    ExitCode::from(of_task(t))
+}

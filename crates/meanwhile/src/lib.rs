@@ -1,0 +1,96 @@
+//! The `meanwhile` command line: every command is a module of [`cmd`] with its own
+//! arguments and `run`; this file parses, picks the home, and dispatches.
+
+pub mod cmd;
+pub mod daemon;
+pub mod exit;
+pub mod fmt;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Durable background tasks: run slow work, keep every byte of its output, and hear
+/// how it ended.
+#[derive(Debug, Parser)]
+#[command(name = "meanwhile", version, propagate_version = true)]
+pub struct Cli {
+    /// The home directory (database, logs, socket); default: the platform data
+    /// directory, e.g. ~/.local/share/meanwhile.
+    #[arg(long, global = true, env = "MEANWHILE_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands. `mcp` and `agent` are added by their own crates.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a command in the background; prints its id at once.
+    Run(cmd::run::Args),
+    /// List tasks, newest first, with counts by state.
+    #[command(visible_alias = "list")]
+    Ls(cmd::ls::Args),
+    /// Show one task and its attempts.
+    Show(cmd::show::Args),
+    /// Print a task's output.
+    #[command(visible_alias = "log")]
+    Logs(cmd::logs::Args),
+    /// Wait for tasks to end; exits with the task's exit code when waiting on one.
+    Wait(cmd::wait::Args),
+    /// Stop tasks (SIGTERM, grace period, SIGKILL; or SIGKILL at once with --force).
+    #[command(visible_alias = "kill")]
+    Stop(cmd::stop::Args),
+    /// Run a finished task again.
+    Retry(cmd::retry::Args),
+    /// Remove finished tasks and their logs.
+    #[command(visible_alias = "remove")]
+    Rm(cmd::rm::Args),
+    /// Remove finished tasks by age or count (all finished ones by default).
+    Clean(cmd::clean::Args),
+    /// List, create, change, pause and resume queues.
+    Queue(cmd::queue::Args),
+    /// Print (and mark delivered) a session's completion notices.
+    Notifications(cmd::notifications::Args),
+    /// The daemon's health, version and task counts.
+    Status(cmd::status::Args),
+    /// Print a shell completion script.
+    Completions(cmd::completions::Args),
+    /// Run the daemon in the foreground (the other commands start it when needed).
+    Serve(cmd::serve::Args),
+}
+
+/// Runs the command line; the exit code on success (a task's exit code, for `wait`).
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let home = cli.home.unwrap_or_else(meanwhile_client::default_home);
+    // The daemon gets worker threads; a client command does one thing at a time and
+    // starts faster on one thread.
+    let rt = match &cli.command {
+        Command::Serve(_) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+        _ => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+    };
+    let ctx = cmd::Ctx { home };
+    rt.block_on(async move {
+        match cli.command {
+            Command::Run(a) => cmd::run::run(&ctx, a).await,
+            Command::Ls(a) => cmd::ls::run(&ctx, a).await,
+            Command::Show(a) => cmd::show::run(&ctx, a).await,
+            Command::Logs(a) => cmd::logs::run(&ctx, a).await,
+            Command::Wait(a) => cmd::wait::run(&ctx, a).await,
+            Command::Stop(a) => cmd::stop::run(&ctx, a).await,
+            Command::Retry(a) => cmd::retry::run(&ctx, a).await,
+            Command::Rm(a) => cmd::rm::run(&ctx, a).await,
+            Command::Clean(a) => cmd::clean::run(&ctx, a).await,
+            Command::Queue(a) => cmd::queue::run(&ctx, a).await,
+            Command::Notifications(a) => cmd::notifications::run(&ctx, a).await,
+            Command::Status(a) => cmd::status::run(&ctx, a).await,
+            Command::Completions(a) => cmd::completions::run(a),
+            Command::Serve(a) => cmd::serve::run(&ctx, a).await,
+        }
+    })
+}
