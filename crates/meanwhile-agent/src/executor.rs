@@ -1,0 +1,184 @@
+//! The executor of `agent` tasks: a sub-agent run as a background task, its
+//! transcript written to the task's log as it happens, its progress the turns used,
+//! its result the final answer. Dropping its future (stop, timeout) abandons the model
+//! call in flight and stops the tasks it started.
+
+use crate::budget::Budget;
+use crate::config::{AgentConfig, default_model, enabled_tools};
+use crate::event::AgentEvent;
+use crate::session::{RunStop, Session};
+use crate::tools::{StopGuard, defs};
+use meanwhile_core::{Backend, TaskKind, TaskRecord};
+use meanwhile_llm::{Provider, ProviderKind};
+use meanwhile_runtime::{Executor, Runtime, TaskContext, TaskFuture};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Runs tasks of kind `agent`. Register it with [`AgentExecutor::register`].
+///
+/// Each task's [`meanwhile_core::AgentSpec`] picks the prompt, model, tools, limits
+/// and workspace; what it leaves out comes from the executor's [`AgentConfig`]. A
+/// sub-agent notifies its own session (`agent-task-<id>`), so it hears of the tasks it
+/// starts, and by default it may not spawn sub-agents itself. When its task ends, by
+/// any way, the tasks it started and left running are stopped: no process outlives
+/// the task that started it.
+#[derive(Clone)]
+pub struct AgentExecutor {
+    config: AgentConfig,
+    provider: Option<Arc<dyn Provider>>,
+}
+
+impl AgentExecutor {
+    /// An executor that builds each task's provider from `config` (keys from the
+    /// environment when the configuration has none).
+    pub fn new(config: AgentConfig) -> AgentExecutor {
+        AgentExecutor {
+            config,
+            provider: None,
+        }
+    }
+
+    /// An executor that calls `provider` for every task that does not name another
+    /// provider kind.
+    pub fn with_provider(config: AgentConfig, provider: Arc<dyn Provider>) -> AgentExecutor {
+        AgentExecutor {
+            config,
+            provider: Some(provider),
+        }
+    }
+
+    /// Registers this executor for `agent` tasks on `runtime`.
+    pub fn register(self, runtime: &Runtime) {
+        runtime.register_executor(TaskKind::Agent, Arc::new(self));
+    }
+}
+
+impl Executor for AgentExecutor {
+    fn run(&self, task: TaskRecord, ctx: TaskContext) -> TaskFuture {
+        let this = self.clone();
+        Box::pin(async move { this.run_task(task, ctx).await })
+    }
+}
+
+impl AgentExecutor {
+    async fn run_task(self, task: TaskRecord, ctx: TaskContext) -> Result<Option<String>, String> {
+        let spec = task
+            .spec
+            .agent
+            .clone()
+            .ok_or_else(|| format!("task {} has no agent spec (prompt)", task.id))?;
+        let runtime = ctx
+            .runtime()
+            .ok_or_else(|| "the runtime is shutting down".to_string())?;
+        let backend: Arc<dyn Backend> = Arc::new(runtime);
+
+        let mut config = self.config.clone();
+        let mut provider = self.provider.clone();
+        if let Some(name) = &spec.provider {
+            let kind: ProviderKind = name
+                .parse()
+                .map_err(|e: meanwhile_llm::LlmError| format!("agent.provider: {e}"))?;
+            if kind != config.provider {
+                config.provider = kind;
+                config.base_url = None;
+                config.api_key = None;
+                config.model = spec
+                    .model
+                    .clone()
+                    .or_else(|| default_model(kind).map(str::to_string))
+                    .ok_or_else(|| format!("agent.model: {kind} needs a model name"))?;
+                provider = None;
+            }
+        }
+        if let Some(w) = spec.workspace.clone().or_else(|| task.spec.cwd.clone()) {
+            config.workspace = w;
+        }
+        config.session = format!("agent-task-{}", task.id);
+        let sub_agent_default: Vec<&'static str> = match &config.tools {
+            Some(t) => enabled_tools(Some(t), &defs::ALL_TOOLS).map_err(|e| e.to_string())?,
+            None => defs::ALL_TOOLS.to_vec(),
+        }
+        .into_iter()
+        .filter(|t| *t != defs::SPAWN_AGENT)
+        .collect();
+        config.tools = Some(match &spec.tools {
+            Some(t) => t.clone(),
+            None => sub_agent_default.iter().map(|s| s.to_string()).collect(),
+        });
+        config.budget = Budget {
+            max_turns: spec.max_turns.or(config.budget.max_turns),
+            max_tokens: spec.max_tokens.or(config.budget.max_tokens),
+            max_cost_usd: spec.max_cost_usd.or(config.budget.max_cost_usd),
+        };
+        let provider = match provider {
+            Some(p) => p,
+            None => config.build_provider().map_err(|e| e.to_string())?,
+        };
+        let model = spec
+            .model
+            .clone()
+            .filter(|m| m.as_str() != provider.model());
+        let mut session =
+            Session::new(&config, provider, backend.clone()).map_err(|e| e.to_string())?;
+        session.set_model(model);
+        let _stop_started = StopGuard::new(backend, session.started_handle());
+
+        let max_turns = config.budget.max_turns;
+        let (turns_tx, turns_rx) = watch::channel(0u32);
+        let progress = tokio::spawn(report_progress(ctx.clone(), turns_rx, max_turns));
+        let _progress = AbortOnDrop(progress);
+
+        ctx.println(format!(
+            "agent task {} in {} (session {})\nprompt:\n{}",
+            task.id,
+            session.workspace().display(),
+            session.session_name(),
+            spec.prompt
+        ));
+        let log = ctx.clone();
+        let mut on_event = move |ev: &AgentEvent| {
+            log.println(ev.transcript());
+            if let AgentEvent::ModelCall { turn, .. } = ev {
+                turns_tx.send_replace(*turn);
+            }
+        };
+        let outcome = session
+            .send(&spec.prompt, &mut on_event)
+            .await
+            .map_err(|e| {
+                ctx.println(format!("error: {e}"));
+                e.to_string()
+            })?;
+        ctx.println(format!("usage: {}", outcome.usage));
+        match outcome.stop {
+            RunStop::Answered | RunStop::Truncated => {
+                ctx.println(format!("final answer:\n{}", outcome.answer));
+                Ok(Some(outcome.answer))
+            }
+            RunStop::Budget { exceeded } => Err(format!("stopped before finishing: {exceeded}")),
+            RunStop::Cancelled => Err("cancelled".to_string()),
+        }
+    }
+}
+
+async fn report_progress(ctx: TaskContext, mut turns: watch::Receiver<u32>, max: Option<u32>) {
+    while turns.changed().await.is_ok() {
+        let turn = *turns.borrow_and_update();
+        let (percent, message) = match max {
+            Some(m) if m > 0 => (
+                Some((turn as f32 / m as f32 * 100.0).min(100.0)),
+                format!("turn {turn} of {m}"),
+            ),
+            _ => (None, format!("turn {turn}")),
+        };
+        ctx.progress(percent, message).await;
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

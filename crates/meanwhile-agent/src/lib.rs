@@ -1,0 +1,37 @@
+//! meanwhile's coding agent: an LLM loop with shell, file and background-task tools
+//! whose slow commands go to the background, with the session's completion notices
+//! injected before each model call; and the executor that runs `agent` tasks.
+//!
+//! The agent works over any [`meanwhile_core::Backend`] (the in-process runtime, or
+//! the daemon's client) and any [`meanwhile_llm::Provider`]:
+//!
+//! - [`run_prompt`]: one prompt to a final answer (`meanwhile agent -p`).
+//! - [`Session`]: a conversation, one [`Session::send`] per user message, events
+//!   streamed to a callback, cancellation through [`Session::send_until`].
+//! - [`AgentExecutor`]: runs tasks of kind `agent` on a runtime.
+//! - [`tools`]: the tool definitions and the background tools' execution, shared
+//!   with the MCP server.
+//!
+//! This crate knows no HTTP serving and no LLM wire format.
+#![warn(missing_docs)]
+
+mod budget;
+mod config;
+mod error;
+mod event;
+mod executor;
+mod notices;
+mod run;
+mod session;
+pub mod tools;
+mod workspace;
+
+pub use budget::{Budget, BudgetExceeded};
+pub use config::{AgentConfig, AgentOverrides, DEFAULT_MAX_TURNS, default_model};
+pub use error::AgentError;
+pub use event::AgentEvent;
+pub use executor::AgentExecutor;
+pub use run::run_prompt;
+pub use session::{RunOutcome, RunStop, Session};
+pub use tools::{ToolError, background_tools, call_background_tool};
+pub use workspace::{PathError, Workspace};

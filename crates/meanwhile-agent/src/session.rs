@@ -1,0 +1,448 @@
+//! The agent loop: a conversation with a model that calls tools, with the session's
+//! completion notices injected before every model call and a budget checked before
+//! every model call. [`Session`] keeps the conversation between user messages.
+
+use crate::budget::{Budget, BudgetExceeded};
+use crate::config::AgentConfig;
+use crate::error::AgentError;
+use crate::event::AgentEvent;
+use crate::notices;
+use crate::tools::{SpawnDefaults, ToolBox};
+use crate::workspace::Workspace;
+use meanwhile_core::Backend;
+use meanwhile_llm::{
+    ContentBlock, Message, Provider, Request, Role, RunUsage, StopReason, ToolDefinition,
+};
+use serde::Serialize;
+use std::future::Future;
+use std::sync::Arc;
+
+/// Notices drained per request to the backend; more are drained in further requests.
+const NOTICE_BATCH: u32 = 100;
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "stop", rename_all = "snake_case")]
+pub enum RunStop {
+    /// The model ended its turn with an answer.
+    Answered,
+    /// The model's reply hit the output token limit; the answer is cut short.
+    Truncated,
+    /// A budget was spent before the next model call.
+    Budget {
+        /// Which one.
+        exceeded: BudgetExceeded,
+    },
+    /// The caller cancelled the run.
+    Cancelled,
+}
+
+impl std::fmt::Display for RunStop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunStop::Answered => f.write_str("answered"),
+            RunStop::Truncated => {
+                f.write_str("the reply hit the output token limit and is cut short")
+            }
+            RunStop::Budget { exceeded } => write!(f, "{exceeded}"),
+            RunStop::Cancelled => f.write_str("cancelled"),
+        }
+    }
+}
+
+/// What one run (one user message and everything the model did about it) came to.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunOutcome {
+    /// The model's final answer (its last text, when the run stopped early).
+    pub answer: String,
+    /// Why the run ended.
+    pub stop: RunStop,
+    /// Tokens and cost of this run.
+    pub usage: RunUsage,
+    /// Model calls made.
+    pub turns: u32,
+}
+
+impl RunOutcome {
+    /// True when the model finished its answer.
+    pub fn is_answered(&self) -> bool {
+        self.stop == RunStop::Answered
+    }
+}
+
+/// A conversation with the agent: send it user messages, get runs back.
+///
+/// Tasks the agent starts notify [`AgentConfig::session`] and keep running between
+/// messages (and after the session is dropped); their notices reach the model before
+/// its next call in this or any later session of the same name.
+pub struct Session {
+    provider: Arc<dyn Provider>,
+    tools: ToolBox,
+    definitions: Vec<ToolDefinition>,
+    system: String,
+    model: Option<String>,
+    max_output_tokens: u32,
+    budget: Budget,
+    messages: Vec<Message>,
+    total: RunUsage,
+    run: RunUsage,
+    turns: u32,
+}
+
+impl Session {
+    /// A new conversation with `config`'s settings, calling `provider` and running
+    /// tasks on `backend`.
+    pub fn new(
+        config: &AgentConfig,
+        provider: Arc<dyn Provider>,
+        backend: Arc<dyn Backend>,
+    ) -> Result<Session, AgentError> {
+        config.validate()?;
+        let workspace =
+            Workspace::new(&config.workspace).map_err(|source| AgentError::Workspace {
+                path: config.workspace.clone(),
+                source,
+            })?;
+        let mut tools = ToolBox::new(
+            backend,
+            config.session.clone(),
+            workspace,
+            config.enabled_tools()?,
+        );
+        tools.bash_background_after = config.bash_background_after;
+        tools.output_limit = config.output_limit.max(1000);
+        tools.spawn = SpawnDefaults {
+            provider: Some(config.provider.name().to_string()),
+            model: Some(config.model.clone()),
+            queue: config.subagent_queue.clone(),
+            budget: Budget {
+                max_turns: config.budget.max_turns,
+                ..Budget::default()
+            },
+        };
+        let system = system_prompt(&tools, config.instructions.as_deref());
+        Ok(Session {
+            provider,
+            definitions: tools.definitions(),
+            tools,
+            system,
+            model: None,
+            max_output_tokens: config.max_output_tokens,
+            budget: config.budget,
+            messages: Vec::new(),
+            total: RunUsage::new(),
+            run: RunUsage::new(),
+            turns: 0,
+        })
+    }
+
+    /// Uses `model` instead of the provider's own in every request.
+    pub fn set_model(&mut self, model: Option<String>) {
+        self.model = model;
+    }
+
+    /// Replaces the limits of the following runs.
+    pub fn set_budget(&mut self, budget: Budget) {
+        self.budget = budget;
+    }
+
+    /// The session name the agent's tasks notify.
+    pub fn session_name(&self) -> &str {
+        &self.tools.session
+    }
+
+    /// The workspace, canonical.
+    pub fn workspace(&self) -> &std::path::Path {
+        self.tools.workspace.root()
+    }
+
+    /// The conversation so far.
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+
+    /// Tokens and cost of every run of this session.
+    pub fn usage(&self) -> &RunUsage {
+        &self.total
+    }
+
+    /// The system prompt sent with every call.
+    pub fn system_prompt(&self) -> &str {
+        &self.system
+    }
+
+    /// Ids of every task the agent started in this session.
+    pub fn started_tasks(&self) -> Vec<meanwhile_core::TaskId> {
+        self.tools
+            .started
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn started_handle(&self) -> Arc<std::sync::Mutex<Vec<meanwhile_core::TaskId>>> {
+        self.tools.started.clone()
+    }
+
+    /// Sends `text` and runs the agent until it answers, a budget is spent or an
+    /// error stops it. `on_event` sees everything as it happens.
+    pub async fn send(
+        &mut self,
+        text: &str,
+        on_event: &mut (dyn FnMut(&AgentEvent) + Send),
+    ) -> Result<RunOutcome, AgentError> {
+        self.send_until(text, on_event, std::future::pending())
+            .await
+    }
+
+    /// Like [`Session::send`], but the run is cancelled when `cancel` completes (a
+    /// Ctrl-C, a timeout): the model call in flight is abandoned and a command that
+    /// `bash` is waiting for is stopped; tasks already in the background keep going.
+    /// The conversation stays valid for the next message.
+    pub async fn send_until(
+        &mut self,
+        text: &str,
+        on_event: &mut (dyn FnMut(&AgentEvent) + Send),
+        cancel: impl Future<Output = ()>,
+    ) -> Result<RunOutcome, AgentError> {
+        self.repair();
+        self.run = RunUsage::new();
+        self.turns = 0;
+        self.messages.push(Message::user(text));
+        let result = {
+            let run = self.run_loop(on_event);
+            tokio::select! {
+                r = run => Some(r),
+                () = cancel => None,
+            }
+        };
+        match result {
+            Some(r) => r,
+            None => {
+                self.repair();
+                Ok(RunOutcome {
+                    answer: self.last_text(),
+                    stop: RunStop::Cancelled,
+                    usage: self.run.clone(),
+                    turns: self.turns,
+                })
+            }
+        }
+    }
+
+    /// The text of the last assistant message, if the model has said anything.
+    fn last_text(&self) -> String {
+        self.messages
+            .iter()
+            .rev()
+            .find(|m| m.role == Role::Assistant)
+            .map(|m| {
+                m.content
+                    .iter()
+                    .filter_map(|b| match b {
+                        ContentBlock::Text { text } => Some(text.as_str()),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default()
+    }
+
+    async fn run_loop(
+        &mut self,
+        on_event: &mut (dyn FnMut(&AgentEvent) + Send),
+    ) -> Result<RunOutcome, AgentError> {
+        loop {
+            if let Some(exceeded) = self.budget.exceeded(self.turns, &self.run) {
+                on_event(&AgentEvent::BudgetSpent {
+                    reason: exceeded.to_string(),
+                });
+                return Ok(RunOutcome {
+                    answer: self.last_text(),
+                    stop: RunStop::Budget { exceeded },
+                    usage: self.run.clone(),
+                    turns: self.turns,
+                });
+            }
+            self.inject_notices(on_event).await?;
+            on_event(&AgentEvent::ModelCall {
+                turn: self.turns + 1,
+                max_turns: self.budget.max_turns,
+            });
+            let request = Request {
+                model: self.model.clone(),
+                system: Some(self.system.clone()),
+                messages: self.messages.clone(),
+                tools: self.definitions.clone(),
+                max_tokens: self.max_output_tokens,
+                temperature: None,
+                cache_prompt: true,
+            };
+            let reply = self
+                .provider
+                .complete(&request)
+                .await
+                .map_err(|e| AgentError::model(&e))?;
+            self.turns += 1;
+            self.run.record(&reply);
+            self.total.record(&reply);
+            on_event(&AgentEvent::Usage {
+                call: reply.usage,
+                cost_usd: reply.cost.usd,
+                run: self.run.clone(),
+            });
+            self.messages.push(reply.to_message());
+            let text = reply.text();
+            if !text.trim().is_empty() {
+                on_event(&AgentEvent::Text { text: text.clone() });
+            }
+            let calls: Vec<(String, String, serde_json::Value)> = reply
+                .tool_uses()
+                .map(|(id, name, input)| (id.to_string(), name.to_string(), input.clone()))
+                .collect();
+            if calls.is_empty() {
+                let stop = match reply.stop_reason {
+                    StopReason::MaxTokens => RunStop::Truncated,
+                    _ => RunStop::Answered,
+                };
+                return Ok(RunOutcome {
+                    answer: text,
+                    stop,
+                    usage: self.run.clone(),
+                    turns: self.turns,
+                });
+            }
+            // The results message exists before the tools run, so that a run cancelled
+            // halfway keeps the results it has and `repair` adds the rest.
+            self.messages.push(Message::new(Role::User, Vec::new()));
+            for (id, name, input) in calls {
+                on_event(&AgentEvent::ToolCall {
+                    id: id.clone(),
+                    name: name.clone(),
+                    input: input.clone(),
+                });
+                let (output, is_error) = match self.tools.call(&name, input).await {
+                    Ok(out) => (out, false),
+                    Err(e) => (e.to_string(), true),
+                };
+                on_event(&AgentEvent::ToolResult {
+                    id: id.clone(),
+                    name,
+                    output: output.clone(),
+                    is_error,
+                });
+                let block = if is_error {
+                    ContentBlock::tool_error(id, output)
+                } else {
+                    ContentBlock::tool_result(id, output)
+                };
+                if let Some(last) = self.messages.last_mut() {
+                    last.content.push(block);
+                }
+            }
+        }
+    }
+
+    /// Puts the session's undelivered notices into the pending user turn.
+    async fn inject_notices(
+        &mut self,
+        on_event: &mut (dyn FnMut(&AgentEvent) + Send),
+    ) -> Result<(), AgentError> {
+        let mut fresh = Vec::new();
+        loop {
+            let batch = self
+                .tools
+                .backend
+                .drain_notifications(&self.tools.session, NOTICE_BATCH)
+                .await?;
+            let full = batch.len() as u32 >= NOTICE_BATCH;
+            fresh.extend(
+                batch
+                    .into_iter()
+                    .filter(|n| !self.tools.take_reported(n.task_id)),
+            );
+            if !full {
+                break;
+            }
+        }
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        for n in &fresh {
+            on_event(&AgentEvent::Notice {
+                notification: n.clone(),
+            });
+        }
+        notices::inject(&mut self.messages, notices::notices_text(&fresh));
+        Ok(())
+    }
+
+    /// Makes the conversation valid again after a cancelled run: every tool call of
+    /// the last assistant message gets a result, so no wire format sees a call
+    /// without its answer.
+    fn repair(&mut self) {
+        let Some(i) = self
+            .messages
+            .iter()
+            .rposition(|m| m.role == Role::Assistant)
+        else {
+            return;
+        };
+        let calls: Vec<String> = self.messages[i]
+            .content
+            .iter()
+            .filter_map(|b| match b {
+                ContentBlock::ToolUse { id, .. } => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        if calls.is_empty() {
+            return;
+        }
+        if self.messages.len() == i + 1 || self.messages[i + 1].role != Role::User {
+            self.messages
+                .insert(i + 1, Message::new(Role::User, Vec::new()));
+        }
+        let results = &mut self.messages[i + 1].content;
+        for id in calls {
+            let answered = results.iter().any(
+                |b| matches!(b, ContentBlock::ToolResult { tool_use_id, .. } if *tool_use_id == id),
+            );
+            if !answered {
+                results.push(ContentBlock::tool_error(
+                    id,
+                    "not run: the user cancelled the turn before this tool finished",
+                ));
+            }
+        }
+    }
+}
+
+fn system_prompt(tools: &ToolBox, instructions: Option<&str>) -> String {
+    let mut s = format!(
+        "You are a coding agent working in the directory {root}. You act through tools; the file tools \
+         only reach files under that directory.\n\n\
+         Slow work goes to the background so you can keep working: commands run with `bash` that are still \
+         going after {threshold} continue as background tasks, and `background_run` starts one at once. \
+         Background tasks keep running, their whole output is kept, and you are told how each ended in a \
+         message starting with [meanwhile] right before one of your next turns; each is reported once. So \
+         start slow things (test suites, builds, servers) in the background, work on something else, and \
+         react when their notice arrives; read their output with background_output, stop them with \
+         background_stop.\n\n\
+         Be direct. When the task is done, answer with a short summary of what you did and what you found.",
+        root = tools.workspace.root().display(),
+        threshold = meanwhile_core::format_duration(tools.bash_background_after),
+    );
+    if tools.enabled.contains(&crate::tools::defs::SPAWN_AGENT) {
+        s.push_str(
+            "\n\nFor independent pieces of work, spawn_agent starts sub-agents that run in parallel; \
+             their final answers reach you when they end.",
+        );
+    }
+    if let Some(extra) = instructions.filter(|i| !i.trim().is_empty()) {
+        s.push_str("\n\n");
+        s.push_str(extra);
+    }
+    s
+}
