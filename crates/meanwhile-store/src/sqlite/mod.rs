@@ -75,12 +75,25 @@ impl SqliteStore {
         let mut conn = open_connection(path, false)?;
         conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
         schema::migrate(&mut conn)?;
+        // Checkpoints copy the WAL back into the database and sync it; done by the
+        // committing writer they would stall every caller of that batch, so a
+        // thread of its own does them when the writer says the WAL has grown.
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
+        let checkpointer = open_connection(path, false)?;
+        let (grown_tx, grown_rx) = mpsc::sync_channel::<()>(1);
+        std::thread::Builder::new()
+            .name("meanwhile-store-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpointer, grown_rx))
+            .map_err(|source| StoreError::Io {
+                what: "starting the store's checkpoint thread".into(),
+                source,
+            })?;
         let (tx, rx) = mpsc::channel::<Job>();
         let (events, _) = broadcast::channel(4096);
         let publisher = events.clone();
         std::thread::Builder::new()
             .name("meanwhile-store-writer".into())
-            .spawn(move || writer_loop(conn, rx, publisher))
+            .spawn(move || writer_loop(conn, rx, publisher, grown_tx))
             .map_err(|source| StoreError::Io {
                 what: "starting the store's writer thread".into(),
                 source,
@@ -162,7 +175,25 @@ impl SqliteStore {
     }
 }
 
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, events: broadcast::Sender<Event>) {
+/// Commits between checkpoints (a commit of a few tasks writes a handful of pages).
+const COMMITS_PER_CHECKPOINT: u32 = 256;
+
+fn checkpoint_loop(conn: Connection, grown: mpsc::Receiver<()>) {
+    while grown.recv().is_ok() {
+        // PASSIVE never blocks the writer; what it cannot copy now it copies next time.
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!("checkpointing the database failed: {e}");
+        }
+    }
+}
+
+fn writer_loop(
+    conn: Connection,
+    rx: mpsc::Receiver<Job>,
+    events: broadcast::Sender<Event>,
+    grown: mpsc::SyncSender<()>,
+) {
+    let mut commits = 0u32;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -193,6 +224,12 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, events: broadcast::Sen
         }
         match conn.execute_batch("COMMIT") {
             Ok(()) => {
+                commits += 1;
+                if commits >= COMMITS_PER_CHECKPOINT {
+                    commits = 0;
+                    // A checkpoint already pending covers this one too.
+                    let _ = grown.try_send(());
+                }
                 for e in committed_events {
                     let _ = events.send(e);
                 }
