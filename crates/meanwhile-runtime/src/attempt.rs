@@ -102,9 +102,23 @@ pub(crate) async fn run(
 pub(crate) async fn end_of_attempt(inner: &Arc<Inner>, id: TaskId) {
     inner.active.lock().await.remove(&id);
     if inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+        compact_journal(inner);
         inner.idle.notify_waiters();
     }
     inner.wake.notify_one();
+}
+
+/// Empties the supervisors' journal once it has grown and no attempt is in flight,
+/// so no supervisor of ours can be writing to it. Everything in it is in the store.
+fn compact_journal(inner: &Inner) {
+    const COMPACT_AT: u64 = 4 << 20;
+    let mut journal = inner.journal.lock().unwrap_or_else(|e| e.into_inner());
+    if journal.len() >= COMPACT_AT
+        && inner.in_flight.load(Ordering::SeqCst) == 0
+        && let Err(e) = journal.truncate()
+    {
+        tracing::warn!("could not compact the supervisors' journal: {e}");
+    }
 }
 
 fn open_log(path: &Path) -> std::io::Result<File> {
@@ -213,16 +227,16 @@ async fn run_shell(
             }
         }
     };
-    let pid_path = inner.home.pid_file(id, c.attempt);
-    let status_path = inner.home.status_file(id, c.attempt);
-    let spawned = spawn::spawn(&SpawnRequest {
+    let journal = inner.home.journal();
+    let spawned = inner.spawner.spawn(&SpawnRequest {
         program: &program,
         argv: &argv,
         env: &env,
         cwd: &cwd,
         log: &log,
-        pid_path: &pid_path,
-        status_path: &status_path,
+        journal: &journal,
+        task: id.0,
+        attempt: c.attempt,
     });
     let spawned = match spawned {
         Ok(s) => s,
@@ -233,9 +247,17 @@ async fn run_shell(
         }
     };
     drop(log);
-    if let Err(e) = inner.store.set_pid(id, c.attempt, spawned.pid).await {
-        tracing::warn!(task = %id, "could not record the pid: {e}");
-    }
+    // Record the pid while the task runs instead of before watching it: the write
+    // joins the store's next batch and the end of the attempt is committed after it.
+    let recording = {
+        let store = inner.store.clone();
+        let attempt = c.attempt;
+        tokio::spawn(async move {
+            if let Err(e) = store.set_pid(id, attempt, spawned.pid).await {
+                tracing::warn!(task = %id, "could not record the pid: {e}");
+            }
+        })
+    };
     let guard = match inner.watcher.watch(id, &log_path, offset, size) {
         Ok(g) => Some(g),
         Err(e) => {
@@ -243,8 +265,9 @@ async fn run_shell(
             None
         }
     };
-    let ended = supervise(inner, task, spawned, &status_path, stop).await;
+    let ended = supervise(inner, task, c.attempt, spawned, stop).await;
     drop(guard);
+    let _ = recording.await;
     ended
 }
 
@@ -262,8 +285,8 @@ fn deadline(task: &TaskRecord) -> Option<Instant> {
 pub(crate) async fn supervise(
     inner: &Arc<Inner>,
     task: &TaskRecord,
+    attempt: u32,
     spawned: Spawned,
-    status_path: &Path,
     mut stop: mpsc::UnboundedReceiver<StopMode>,
 ) -> Option<Ended> {
     let grace = task.spec.grace.unwrap_or(inner.config.grace);
@@ -313,7 +336,12 @@ pub(crate) async fn supervise(
         }
     }
     spawn::try_reap(spawned.supervisor);
-    let status = spawn::read_status(status_path);
+    let status = {
+        let mut journal = inner.journal.lock().unwrap_or_else(|e| e.into_inner());
+        journal
+            .refresh()
+            .map(|()| journal.take_exit(task.id, attempt))
+    };
     let mut ended = match status {
         Ok(Some(st)) => {
             let outcome = forced.unwrap_or(match (st.code, st.signal) {
@@ -328,7 +356,7 @@ pub(crate) async fn supervise(
                 reason: None,
                 peak_rss_kb: Some(st.maxrss_kb),
                 cpu_ms: Some(st.cpu_ms),
-                ended_at: Timestamp(st.ended_at_ms),
+                ended_at: Timestamp(st.ended_at_us / 1000),
                 result: None,
             }
         }
@@ -338,7 +366,7 @@ pub(crate) async fn supervise(
         ),
         Err(e) => Ended::new(
             forced.unwrap_or(AttemptOutcome::Lost),
-            Some(format!("the exit status could not be read: {e}")),
+            Some(format!("the supervisors' journal could not be read: {e}")),
         ),
     };
     match forced {

@@ -3,7 +3,8 @@
 use meanwhile_core::TaskId;
 use std::path::{Path, PathBuf};
 
-/// Paths inside a home: `meanwhile.db`, `tasks/<id>/output.log`, attempt files, the lock.
+/// Paths inside a home: `meanwhile.db`, `tasks/<id>/output.log`, the supervisors'
+/// journal, the lock.
 #[derive(Debug, Clone)]
 pub struct Home {
     root: PathBuf,
@@ -34,12 +35,8 @@ impl Home {
     pub fn log(&self, id: TaskId) -> PathBuf {
         self.task_dir(id).join("output.log")
     }
-    /// Where an attempt's supervisor records the pids.
-    pub fn pid_file(&self, id: TaskId, attempt: u32) -> PathBuf {
-        self.task_dir(id).join(format!("attempt-{attempt}.pid"))
-    }
-    /// Where an attempt's supervisor records the exit status.
-    pub fn status_file(&self, id: TaskId, attempt: u32) -> PathBuf {
-        self.task_dir(id).join(format!("attempt-{attempt}.status"))
+    /// The supervisors' journal: the processes of each attempt and how each ended.
+    pub fn journal(&self) -> PathBuf {
+        self.root.join("supervisors.journal")
     }
 }

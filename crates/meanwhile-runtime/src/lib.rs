@@ -13,10 +13,17 @@ mod config;
 mod context;
 mod dispatch;
 mod home;
+mod journal;
 mod output;
 mod recover;
 mod runtime;
 mod spawn;
+mod spawner;
+
+/// How the supervisors of attempts recorded their ends, for tools that measure them.
+pub mod status {
+    pub use crate::journal::{ExitStatus, Journal};
+}
 mod watch;
 
 pub use config::{RuntimeConfig, ShutdownMode};

@@ -26,26 +26,24 @@ pub(crate) async fn recover(inner: &Arc<Inner>) -> crate::Result<()> {
             .await;
             continue;
         }
-        let status_path = inner.home.status_file(task.id, n);
-        let pids = spawn::read_pids(&inner.home.pid_file(task.id, n))
-            .ok()
-            .flatten();
-        let alive = pids.filter(|p| {
-            let start = spawn::start_time(p.supervisor);
-            start.is_some() && (p.supervisor_start.is_none() || p.supervisor_start == start)
-        });
-        match (pids, alive) {
+        let started = {
+            let mut journal = inner.journal.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(e) = journal.refresh() {
+                tracing::warn!("reading the supervisors' journal: {e}");
+            }
+            journal.started(task.id, n)
+        };
+        let alive = started.filter(|p| spawn::start_time(p.supervisor) == Some(p.supervisor_start));
+        match (started, alive) {
             (Some(p), Some(_)) => adopt(inner, task, n, p.pid, p.supervisor).await,
             (Some(p), None) => {
-                // The supervisor is gone: it wrote the status if it saw the end.
+                // The supervisor is gone: it journalled the end if it saw it.
                 let spawned = Spawned {
                     supervisor: p.supervisor,
                     pid: p.pid,
                 };
                 let (_tx, rx) = mpsc::unbounded_channel();
-                if let Some(ended) =
-                    attempt::supervise(inner, &task, spawned, &status_path, rx).await
-                {
+                if let Some(ended) = attempt::supervise(inner, &task, n, spawned, rx).await {
                     attempt::finish(inner, &task, n, ended).await;
                 }
             }
@@ -86,9 +84,8 @@ async fn adopt(inner: &Arc<Inner>, task: TaskRecord, attempt: u32, pid: i32, sup
             .watcher
             .watch(task.id, &log_path, offset, size_tx)
             .ok();
-        let status_path = inner.home.status_file(task.id, attempt);
         let spawned = Spawned { supervisor, pid };
-        let ended = attempt::supervise(&inner, &task, spawned, &status_path, stop_rx).await;
+        let ended = attempt::supervise(&inner, &task, attempt, spawned, stop_rx).await;
         drop(guard);
         if let Some(ended) = ended {
             attempt::finish(&inner, &task, attempt, ended).await;

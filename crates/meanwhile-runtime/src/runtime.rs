@@ -44,6 +44,8 @@ pub(crate) struct Inner {
     pub on_complete: RwLock<Vec<Hook>>,
     pub on_error: RwLock<Vec<Hook>>,
     pub watcher: OutputWatcher,
+    pub spawner: crate::spawner::Spawner,
+    pub journal: Mutex<crate::journal::Journal>,
     pub shutdown: watch::Sender<bool>,
     /// Attempts in flight, so shutdown can wait for them.
     pub in_flight: AtomicUsize,
@@ -167,11 +169,14 @@ impl Runtime {
             Some(c) => c.clone(),
             None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
         };
+        let spawner =
+            crate::spawner::Spawner::start().map_err(Error::io("starting the process spawner"))?;
         let (watcher, progress_rx) =
             OutputWatcher::start().map_err(Error::io("starting the output watcher"))?;
         if let Some(n) = config.default_max_parallel {
             store.set_queue("default", Some(n), None).await?;
         }
+        let journal = crate::journal::Journal::new(&home.journal());
         let seed = crate::now().0 as u64 ^ ((std::process::id() as u64) << 32) | 1;
         let inner = Arc::new(Inner {
             store,
@@ -187,6 +192,8 @@ impl Runtime {
             on_complete: RwLock::new(Vec::new()),
             on_error: RwLock::new(Vec::new()),
             watcher,
+            spawner,
+            journal: Mutex::new(journal),
             shutdown: watch::channel(false).0,
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
@@ -523,12 +530,13 @@ impl Runtime {
             });
         }
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        // Subscribe before reading, so no end between the read and the wait is missed.
         let mut events = self.subscribe();
+        let mut tasks = Vec::with_capacity(ids.len());
+        for id in ids {
+            tasks.push(self.get(*id).await?);
+        }
         loop {
-            let mut tasks = Vec::with_capacity(ids.len());
-            for id in ids {
-                tasks.push(self.get(*id).await?);
-            }
             let done = match mode {
                 WaitMode::Any => tasks.iter().any(|t| t.state.is_terminal()),
                 WaitMode::All => tasks.iter().all(|t| t.state.is_terminal()),
@@ -539,16 +547,39 @@ impl Runtime {
                     timed_out: false,
                 });
             }
-            let changed = wait_for_event(&mut events, deadline, |e| {
-                e.task_id.is_some_and(|t| ids.contains(&t))
-                    && matches!(e.kind, EventKind::Finished | EventKind::Retried)
-            })
-            .await;
-            if !changed {
-                return Ok(WaitOutcome {
-                    tasks,
-                    timed_out: true,
-                });
+            // Re-read only the tasks an event names (all of them if events were lost).
+            let next = async {
+                loop {
+                    match events.recv().await {
+                        Ok(e) if matches!(e.kind, EventKind::Finished | EventKind::Retried) => {
+                            if let Some(id) = e.task_id.filter(|id| ids.contains(id)) {
+                                return Some(id);
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => return None,
+                        Err(broadcast::error::RecvError::Closed) => {
+                            std::future::pending::<()>().await
+                        }
+                    }
+                }
+            };
+            let changed = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, next).await {
+                    Ok(c) => c,
+                    Err(_) => {
+                        return Ok(WaitOutcome {
+                            tasks,
+                            timed_out: true,
+                        });
+                    }
+                },
+                None => next.await,
+            };
+            for (i, id) in ids.iter().enumerate() {
+                if changed.is_none_or(|c| c == *id) {
+                    tasks[i] = self.get(*id).await?;
+                }
             }
         }
     }

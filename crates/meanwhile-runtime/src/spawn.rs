@@ -12,12 +12,12 @@
 //! When the task's main process ends, the supervisor kills what is left of its process
 //! group, so no process outlives its task.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::CString;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Everything needed to start one attempt. The caller must choose cwd and env.
 pub(crate) struct SpawnRequest<'a> {
@@ -31,10 +31,12 @@ pub(crate) struct SpawnRequest<'a> {
     pub cwd: &'a Path,
     /// The output log, opened for appending.
     pub log: &'a File,
-    /// Where the supervisor records the task's pid.
-    pub pid_path: &'a Path,
-    /// Where the supervisor records the exit status.
-    pub status_path: &'a Path,
+    /// The supervisors' journal of the home.
+    pub journal: &'a Path,
+    /// The task, for the journal's records.
+    pub task: i64,
+    /// The attempt, for the journal's records.
+    pub attempt: u32,
 }
 
 /// A started attempt.
@@ -44,21 +46,6 @@ pub(crate) struct Spawned {
     pub supervisor: i32,
     /// The task's main process, which is also its process group id.
     pub pid: i32,
-}
-
-/// How the task's main process ended, as the supervisor recorded it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ExitStatus {
-    /// Exit code, when it exited.
-    pub code: Option<i32>,
-    /// Signal, when one killed it.
-    pub signal: Option<i32>,
-    /// Peak RSS in KiB.
-    pub maxrss_kb: u64,
-    /// User plus system CPU time in ms.
-    pub cpu_ms: u64,
-    /// When it was reaped, ms since the epoch.
-    pub ended_at_ms: i64,
 }
 
 fn cstring(what: &str, bytes: &[u8]) -> io::Result<CString> {
@@ -193,19 +180,19 @@ fn write_decimal(buf: &mut [u8], v: i64) -> usize {
     len
 }
 
-/// Writes `values` space-separated with a newline to `path` via a temporary file and a
-/// rename, using only async-signal-safe calls.
+/// Appends one line, `values` space-separated after `prefix`, to the file at `path`
+/// with a single `write` to an `O_APPEND` descriptor, using only async-signal-safe
+/// calls.
 ///
 /// # Safety
-/// `path` and `tmp` must be valid NUL-terminated strings.
-unsafe fn write_record(path: &CString, tmp: &CString, values: &[i64]) {
+/// `path` must be a valid NUL-terminated string.
+unsafe fn append_line(path: &CString, prefix: &[u8], values: &[i64]) {
     let mut buf = [0u8; 256];
-    let mut len = 0;
-    for (i, v) in values.iter().enumerate() {
-        if i > 0 {
-            buf[len] = b' ';
-            len += 1;
-        }
+    let mut len = prefix.len();
+    buf[..len].copy_from_slice(prefix);
+    for v in values {
+        buf[len] = b' ';
+        len += 1;
         len += write_decimal(&mut buf[len..], *v);
     }
     buf[len] = b'\n';
@@ -213,14 +200,13 @@ unsafe fn write_record(path: &CString, tmp: &CString, values: &[i64]) {
     // SAFETY: raw system calls on valid buffers; no allocation.
     unsafe {
         let fd = libc::open(
-            tmp.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
-            0o644,
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC,
+            0o600,
         );
         if fd >= 0 {
             libc::write(fd, buf.as_ptr().cast(), len);
             libc::close(fd);
-            libc::rename(tmp.as_ptr(), path.as_ptr());
         }
     }
 }
@@ -244,10 +230,8 @@ pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
     let mut env_ptrs: Vec<*mut libc::c_char> = env.iter().map(|e| e.as_ptr() as *mut _).collect();
     env_ptrs.push(std::ptr::null_mut());
     let cwd = cpath(req.cwd)?;
-    let pid_path = cpath(req.pid_path)?;
-    let pid_tmp = cpath(&tmp_path(req.pid_path))?;
-    let status_path = cpath(req.status_path)?;
-    let status_tmp = cpath(&tmp_path(req.status_path))?;
+    let journal = cpath(req.journal)?;
+    let key = [req.task, req.attempt as i64];
     let devnull = File::open("/dev/null")?;
     let setup = SpawnSetup::new(req.log, &devnull, &cwd)?;
 
@@ -275,7 +259,8 @@ pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
                 &env_ptrs,
                 &setup,
                 write_end.as_raw_fd(),
-                [&pid_path, &pid_tmp, &status_path, &status_tmp],
+                &journal,
+                key,
             )
         }
     }
@@ -316,17 +301,18 @@ pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
         reap(supervisor);
         return Err(io::Error::from_raw_os_error(errno));
     }
-    // Add the supervisor's start time, so that a restarted runtime can tell the
-    // supervisor from a later process that reuses its pid.
-    let start = start_time(supervisor).unwrap_or(0);
-    std::fs::write(req.pid_path, format!("{pid} {supervisor} {start}\n"))?;
+    // Record the processes, with the supervisor's start time so that a restarted
+    // runtime can tell the supervisor from a later process that reuses its pid.
+    let start = start_time(supervisor).unwrap_or(0) as i64;
+    // SAFETY: a valid path; a plain append.
+    unsafe {
+        append_line(
+            &journal,
+            b"S",
+            &[key[0], key[1], pid as i64, supervisor as i64, start],
+        )
+    };
     Ok(Spawned { supervisor, pid })
-}
-
-fn tmp_path(p: &Path) -> PathBuf {
-    let mut s = p.as_os_str().to_owned();
-    s.push(OsStr::new(".tmp"));
-    PathBuf::from(s)
 }
 
 /// Waits for a child that is known to be exiting.
@@ -350,7 +336,8 @@ unsafe fn supervise(
     env: &[*mut libc::c_char],
     setup: &SpawnSetup,
     report_fd: libc::c_int,
-    [pid_path, pid_tmp, status_path, status_tmp]: [&CString; 4],
+    journal: &CString,
+    key: [i64; 2],
 ) -> ! {
     // SAFETY: async-signal-safe calls only; the caller guarantees valid pointers.
     unsafe {
@@ -368,6 +355,9 @@ unsafe fn supervise(
         }
         // The runtime's SIGCHLD handler must not run in this copy of it.
         libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+        // Orphans of the task's tree are re-parented to us, so we can reap them and
+        // know when the whole tree is gone.
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
         let mut pid: libc::pid_t = 0;
         let rc = libc::posix_spawn(
             &mut pid,
@@ -377,9 +367,6 @@ unsafe fn supervise(
             argv.as_ptr(),
             env.as_ptr(),
         );
-        if rc == 0 {
-            write_record(pid_path, pid_tmp, &[pid as i64, libc::getpid() as i64]);
-        }
         let mut report = [0u8; 8];
         report[..4].copy_from_slice(&pid.to_ne_bytes());
         report[4..].copy_from_slice(&rc.to_ne_bytes());
@@ -402,95 +389,49 @@ unsafe fn supervise(
         }
         let mut now: libc::timespec = std::mem::zeroed();
         libc::clock_gettime(libc::CLOCK_REALTIME, &mut now);
-        // Whatever the main process left behind in its group goes with it.
-        libc::kill(-pid, libc::SIGKILL);
+        // Whatever the main process left behind in its group goes with it, and the
+        // end is recorded only once the tree is gone: killed and reaped. Processes
+        // that left the group (a new session of their own) are not killed; they are
+        // waited for a moment, then left to init.
+        let pause = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 1_000_000,
+        };
+        'tree: for _ in 0..200 {
+            libc::kill(-pid, libc::SIGKILL);
+            loop {
+                let mut st: libc::c_int = 0;
+                let r = libc::waitpid(-1, &mut st, libc::WNOHANG);
+                if r > 0 {
+                    continue;
+                }
+                if r == 0 {
+                    break;
+                }
+                if *libc::__errno_location() == libc::EINTR {
+                    continue;
+                }
+                break 'tree;
+            }
+            libc::nanosleep(&pause, std::ptr::null_mut());
+        }
         let cpu_us = (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) as i64 * 1_000_000
             + (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) as i64;
-        write_record(
-            status_path,
-            status_tmp,
+        append_line(
+            journal,
+            b"E",
             &[
-                1,
+                key[0],
+                key[1],
+                2,
                 status as i64,
                 usage.ru_maxrss as i64,
                 cpu_us / 1000,
-                now.tv_sec as i64 * 1000 + now.tv_nsec as i64 / 1_000_000,
+                now.tv_sec as i64 * 1_000_000 + now.tv_nsec as i64 / 1000,
             ],
         );
         libc::_exit(0)
     }
-}
-
-/// Reads a status file the supervisor wrote; `None` if it has not written one.
-pub(crate) fn read_status(path: &Path) -> io::Result<Option<ExitStatus>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let nums: Vec<i64> = text
-        .split_whitespace()
-        .map(|s| s.parse::<i64>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| io::Error::other(format!("unreadable status file {}", path.display())))?;
-    let [1, status, maxrss, cpu_ms, ended] = nums[..] else {
-        return Err(io::Error::other(format!(
-            "unreadable status file {}",
-            path.display()
-        )));
-    };
-    let status = status as libc::c_int;
-    let (code, signal) = if libc::WIFEXITED(status) {
-        (Some(libc::WEXITSTATUS(status)), None)
-    } else if libc::WIFSIGNALED(status) {
-        (None, Some(libc::WTERMSIG(status)))
-    } else {
-        (None, None)
-    };
-    Ok(Some(ExitStatus {
-        code,
-        signal,
-        maxrss_kb: maxrss.max(0) as u64,
-        cpu_ms: cpu_ms.max(0) as u64,
-        ended_at_ms: ended,
-    }))
-}
-
-/// What the pid file of an attempt says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct PidRecord {
-    /// The task's main process and process group.
-    pub pid: i32,
-    /// The supervisor.
-    pub supervisor: i32,
-    /// The supervisor's start time, when the runtime lived to record it.
-    pub supervisor_start: Option<u64>,
-}
-
-/// Reads the pid file of an attempt; `None` if there is none.
-pub(crate) fn read_pids(path: &Path) -> io::Result<Option<PidRecord>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let nums: Vec<i64> = text
-        .split_whitespace()
-        .filter_map(|s| s.parse().ok())
-        .collect();
-    Ok(match nums[..] {
-        [pid, sup] => Some(PidRecord {
-            pid: pid as i32,
-            supervisor: sup as i32,
-            supervisor_start: None,
-        }),
-        [pid, sup, start] => Some(PidRecord {
-            pid: pid as i32,
-            supervisor: sup as i32,
-            supervisor_start: (start > 0).then_some(start as u64),
-        }),
-        _ => None,
-    })
 }
 
 /// Sends `signal` to the task's whole process group, waking stopped members so

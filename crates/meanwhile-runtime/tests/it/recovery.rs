@@ -66,11 +66,8 @@ async fn a_task_whose_end_was_not_seen_is_lost_with_why() {
     let ids = leave_running(dir.path(), &["sleep 300"]).await;
     // Kill the supervisor and the task: nobody is left to record the end.
     let home = meanwhile_runtime::Home::new(dir.path().join("home"));
-    let text = std::fs::read_to_string(home.pid_file(ids[0], 1)).unwrap();
-    let nums: Vec<i32> = text
-        .split_whitespace()
-        .map(|s| s.parse().unwrap())
-        .collect();
+    let (pid, sup) = journalled_pids(&home, ids[0], 1);
+    let nums = [pid, sup];
     unsafe {
         libc_kill(nums[1], 9);
         libc_kill(-nums[0], 9);

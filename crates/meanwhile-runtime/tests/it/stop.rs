@@ -8,9 +8,7 @@ use std::time::Duration;
 const STUBBORN: &str = r#"trap "" TERM; sleep 300 & sleep 300 & wait"#;
 
 async fn supervisor_of(env: &Env, id: meanwhile_runtime::core::TaskId) -> i32 {
-    let pid_file = env.rt.home().pid_file(id, 1);
-    let text = std::fs::read_to_string(pid_file).unwrap();
-    text.split_whitespace().nth(1).unwrap().parse().unwrap()
+    journalled_pids(env.rt.home(), id, 1).1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

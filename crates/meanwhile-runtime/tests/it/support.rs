@@ -103,3 +103,22 @@ pub async fn pid_of(rt: &Runtime, id: TaskId) -> i32 {
     }
     panic!("task {id} never started");
 }
+
+/// The (task pid, supervisor pid) the spawner journalled for an attempt.
+pub fn journalled_pids(
+    home: &meanwhile_runtime::Home,
+    id: meanwhile_runtime::core::TaskId,
+    attempt: u32,
+) -> (i32, i32) {
+    let text = std::fs::read_to_string(home.journal()).unwrap();
+    let prefix = format!("S {id} {attempt} ");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .expect("a journal line");
+    let nums: Vec<i32> = line[prefix.len()..]
+        .split_whitespace()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    (nums[0], nums[1])
+}
