@@ -1,0 +1,276 @@
+//! Benchmarks of the in-process engine against the raw machine.
+
+use crate::raw;
+use meanwhile_core::{EventKind, TaskId, TaskSpec};
+use meanwhile_runtime::{Runtime, RuntimeConfig};
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+async fn open(dir: &std::path::Path, max_parallel: u32) -> Runtime {
+    let mut cfg = RuntimeConfig::new(dir.join("home"));
+    cfg.default_max_parallel = Some(max_parallel);
+    cfg.default_cwd = Some(dir.to_path_buf());
+    Runtime::start(cfg, std::future::pending())
+        .await
+        .expect("a runtime")
+}
+
+/// Waits until every id in `ids` has a `finished` event; returns when each was seen.
+async fn all_finished(
+    events: &mut tokio::sync::broadcast::Receiver<meanwhile_core::Event>,
+    rt: &Runtime,
+    ids: &[TaskId],
+) -> Vec<(TaskId, Instant)> {
+    let mut left: HashSet<TaskId> = ids.iter().copied().collect();
+    let mut seen = Vec::with_capacity(ids.len());
+    while !left.is_empty() {
+        match events.recv().await {
+            Ok(e) if e.kind == EventKind::Finished => {
+                if let Some(id) = e.task_id
+                    && left.remove(&id)
+                {
+                    seen.push((id, Instant::now()));
+                }
+            }
+            Ok(_) => {}
+            Err(_) => {
+                // Lagged: fall back to reading the store for what is left.
+                let remaining: Vec<TaskId> = left.iter().copied().collect();
+                for id in remaining {
+                    if rt
+                        .get(id)
+                        .await
+                        .map(|t| t.state.is_terminal())
+                        .unwrap_or(false)
+                    {
+                        left.remove(&id);
+                        seen.push((id, Instant::now()));
+                    }
+                }
+            }
+        }
+    }
+    seen
+}
+
+/// 2,000 `sh -c true` tasks, max_parallel 2, first submit to last end, against raw
+/// posix_spawn with 2 in flight.
+pub async fn throughput() -> Value {
+    let n_override = std::env::var("MEANWHILE_BENCH_TASKS")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let n: usize = n_override.unwrap_or(2000);
+    let base = tokio::task::spawn_blocking(move || raw::posix_spawn_rate(n, 2))
+        .await
+        .expect("baseline");
+    let base_rate = n as f64 / base.as_secs_f64();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rt = open(dir.path(), 2).await;
+    let mut events = rt.subscribe();
+    let start = Instant::now();
+    let submitter = {
+        let rt = rt.clone();
+        tokio::spawn(async move {
+            let mut ids = Vec::with_capacity(n);
+            for _ in 0..n {
+                ids.push(rt.submit(TaskSpec::shell("true")).await.expect("submit"));
+            }
+            ids
+        })
+    };
+    let ids = submitter.await.expect("submitter");
+    all_finished(&mut events, &rt, &ids).await;
+    let took = start.elapsed();
+    let rate = n as f64 / took.as_secs_f64();
+    rt.shutdown().await;
+    json!({
+        "figure": "throughput",
+        "tasks": n,
+        "max_parallel": 2,
+        "tasks_per_s": round(rate),
+        "baseline": "raw posix_spawn of sh -c true, 2 in flight",
+        "baseline_tasks_per_s": round(base_rate),
+        "ratio": round3(rate / base_rate),
+        "goal": ">= 0.7",
+    })
+}
+
+async fn time_submits(rt: &Runtime, n: usize) -> Duration {
+    let start = Instant::now();
+    for _ in 0..n {
+        let mut spec = TaskSpec::shell("true");
+        spec.queue = Some("held".into());
+        rt.submit(spec).await.expect("submit");
+    }
+    start.elapsed()
+}
+
+/// Submitting 1,000 tasks into an empty store and into one holding 1,000,000
+/// finished tasks.
+pub async fn submit_scaling() -> Value {
+    const N: usize = 1000;
+    const BIG: u64 = 1_000_000;
+    let empty_dir = tempfile::tempdir().expect("temp dir");
+    let rt = open(empty_dir.path(), 2).await;
+    rt.set_queue("held", None, Some(true)).await.expect("queue");
+    // One warm-up round so both runs start with prepared statements and a warm cache.
+    time_submits(&rt, 50).await;
+    let empty = time_submits(&rt, N).await;
+    rt.shutdown().await;
+
+    let big_dir = tempfile::tempdir().expect("temp dir");
+    let rt = open(big_dir.path(), 2).await;
+    rt.set_queue("held", None, Some(true)).await.expect("queue");
+    let seed_start = Instant::now();
+    seed(rt.home(), BIG).await;
+    let seeded_in = seed_start.elapsed();
+    time_submits(&rt, 50).await;
+    let big = time_submits(&rt, N).await;
+    rt.shutdown().await;
+    json!({
+        "figure": "submit_scaling",
+        "tasks": N,
+        "empty_store_ms": round(empty.as_secs_f64() * 1000.0),
+        "million_task_store_ms": round(big.as_secs_f64() * 1000.0),
+        "submits_per_s_empty": round(N as f64 / empty.as_secs_f64()),
+        "ratio": round3(big.as_secs_f64() / empty.as_secs_f64()),
+        "baseline": "the same 1,000 submits into an empty store",
+        "seeding_s": round(seeded_in.as_secs_f64()),
+        "goal": "<= 1.2",
+    })
+}
+
+async fn seed(home: &meanwhile_runtime::Home, n: u64) {
+    // Seeding goes through a second connection to the same file: the runtime's store
+    // keeps its writer thread; SQLite serialises the two writers.
+    let store = meanwhile_store::SqliteStore::open(&home.database()).expect("store");
+    store
+        .seed_finished(n, meanwhile_runtime::now())
+        .await
+        .expect("seed");
+}
+
+/// One task printing 1 GiB, against `head -c 1073741824 /dev/zero > FILE`.
+pub async fn big_output() -> Value {
+    const BYTES: u64 = 1 << 30;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("baseline.out");
+    let cmd = format!("head -c {BYTES} /dev/zero > {}", file.display());
+    let start = Instant::now();
+    let status = std::process::Command::new("/bin/sh")
+        .args(["-c", &cmd])
+        .status()
+        .expect("baseline");
+    let base = start.elapsed();
+    assert!(status.success());
+    let _ = std::fs::remove_file(&file);
+
+    let rt = open(dir.path(), 2).await;
+    // Warm up: the first task pays for opening the watcher and the database pages.
+    let warm = rt
+        .submit(TaskSpec::shell("echo warm"))
+        .await
+        .expect("submit");
+    rt.wait(&[warm], meanwhile_core::WaitMode::All, None)
+        .await
+        .expect("wait");
+    let rss_before = raw::peak_rss_kb();
+    let mut events = rt.subscribe();
+    let start = Instant::now();
+    let id = rt
+        .submit(TaskSpec::shell(format!("head -c {BYTES} /dev/zero")))
+        .await
+        .expect("submit");
+    all_finished(&mut events, &rt, &[id]).await;
+    let took = start.elapsed();
+    let rss_after = raw::peak_rss_kb();
+    let t = rt.get(id).await.expect("task");
+    let log_bytes = std::fs::metadata(rt.home().log(id))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    rt.shutdown().await;
+    let mib_s = |d: Duration| BYTES as f64 / (1 << 20) as f64 / d.as_secs_f64();
+    json!({
+        "figure": "big_output",
+        "bytes": BYTES,
+        "state": t.state,
+        "log_bytes": log_bytes,
+        "mib_per_s": round(mib_s(took)),
+        "baseline": "sh -c 'head -c 1073741824 /dev/zero > FILE'",
+        "baseline_mib_per_s": round(mib_s(base)),
+        "ratio": round3(base.as_secs_f64() / took.as_secs_f64()),
+        "goal_ratio": ">= 0.95",
+        "peak_rss_growth_kib": rss_after.saturating_sub(rss_before),
+        "goal_rss_growth": "<= 4096 KiB",
+    })
+}
+
+/// From a task's exit (as its supervisor recorded it) to its notification being
+/// drainable, over 1,000 tasks.
+pub async fn notify_latency() -> Value {
+    const N: usize = 1000;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rt = open(dir.path(), 2).await;
+    let mut events = rt.subscribe();
+    let mut ids = Vec::with_capacity(N);
+    for _ in 0..N {
+        let mut spec = TaskSpec::shell("true");
+        spec.session = Some("bench".into());
+        ids.push(rt.submit(spec).await.expect("submit"));
+    }
+    let mut latencies_us = Vec::with_capacity(N);
+    let mut journal = meanwhile_runtime::status::Journal::new(&rt.home().journal());
+    let mut left: HashSet<TaskId> = ids.iter().copied().collect();
+    while !left.is_empty() {
+        let e = match events.recv().await {
+            Ok(e) => e,
+            Err(_) => continue,
+        };
+        if e.kind != EventKind::Finished {
+            continue;
+        }
+        let seen_us = now_us();
+        let Some(id) = e.task_id.filter(|id| left.remove(id)) else {
+            continue;
+        };
+        journal.refresh().expect("journal");
+        if let Some(st) = journal.exit(id, 1) {
+            latencies_us.push((seen_us - st.ended_at_us).max(0) as f64);
+        }
+    }
+    let drained = rt
+        .drain_notifications("bench", 1000)
+        .await
+        .expect("drain")
+        .len();
+    rt.shutdown().await;
+    latencies_us.sort_by(|a, b| a.total_cmp(b));
+    let pct =
+        |p: f64| latencies_us[((latencies_us.len() as f64 - 1.0) * p).round() as usize] / 1000.0;
+    json!({
+        "figure": "notify_latency",
+        "tasks": N,
+        "measured": latencies_us.len(),
+        "drained": drained,
+        "p50_ms": round3(pct(0.5)),
+        "p99_ms": round3(pct(0.99)),
+        "baseline": "the task's exit time as its supervisor recorded it",
+        "goal": "p99 <= 5 ms",
+    })
+}
+
+fn now_us() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    d.as_micros() as i64
+}
+
+fn round(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}

@@ -1,0 +1,54 @@
+//! meanwhile's benchmarks. Each prints one JSON line per figure, with the baseline it
+//! was measured against in the same run, so the ratio means something on any machine.
+//!
+//! `meanwhile-bench [NAME...]` runs the named benchmarks (all when none is named):
+//! throughput, submit_scaling, big_output, notify_latency.
+
+mod engine;
+mod raw;
+
+use serde_json::Value;
+
+fn emit(figure: Value) {
+    println!("{figure}");
+}
+
+fn main() {
+    let names: Vec<String> = std::env::args().skip(1).collect();
+    let all = [
+        "throughput",
+        "submit_scaling",
+        "big_output",
+        "notify_latency",
+    ];
+    for n in &names {
+        if !all.contains(&n.as_str()) {
+            eprintln!("unknown benchmark {n:?}; choose from {}", all.join(", "));
+            std::process::exit(2);
+        }
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let want = |n: &str| names.is_empty() || names.iter().any(|x| x == n);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    rt.block_on(async {
+        if want("throughput") {
+            emit(engine::throughput().await);
+        }
+        if want("submit_scaling") {
+            emit(engine::submit_scaling().await);
+        }
+        if want("big_output") {
+            emit(engine::big_output().await);
+        }
+        if want("notify_latency") {
+            emit(engine::notify_latency().await);
+        }
+    });
+}
