@@ -31,6 +31,7 @@ pub use config::{AgentConfig, AgentOverrides, DEFAULT_MAX_TURNS, default_model};
 pub use error::AgentError;
 pub use event::AgentEvent;
 pub use executor::AgentExecutor;
+pub use notices::notices_text;
 pub use run::run_prompt;
 pub use session::{RunOutcome, RunStop, Session};
 pub use tools::{ToolError, background_tools, call_background_tool};

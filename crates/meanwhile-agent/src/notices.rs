@@ -4,8 +4,10 @@
 use meanwhile_core::Notification;
 use meanwhile_llm::{ContentBlock, Message, Role};
 
-/// The text block the model sees for `notices`.
-pub(crate) fn notices_text(notices: &[Notification]) -> String {
+/// The text a model sees for `notices`: a `[meanwhile]` header and each notice's
+/// [`Notification::text`]. The MCP server uses it for the notices it adds to a tool
+/// result, so a model reads them the same way everywhere.
+pub fn notices_text(notices: &[Notification]) -> String {
     let mut s = String::from(
         "[meanwhile] Background tasks that ended since your last turn (each is reported once):",
     );

@@ -1,7 +1,7 @@
 //! The background task tools (run, output, stop, list, wait) over any [`Backend`]:
 //! shared by the agent and the MCP server, so both answer a model the same way.
 
-use super::{ToolError, de_task_id, defs, parse_args, seconds};
+use super::{MAX_TASK_TIMEOUT, ToolError, de_task_id, defs, parse_args, seconds};
 use meanwhile_core::{
     Backend, ListFilter, OutputChunk, OutputQuery, StopMode, TaskId, TaskKind, TaskRecord,
     TaskSpec, TaskState, Timestamp, WaitFor, WaitMode, format_duration,
@@ -162,7 +162,7 @@ impl Background<'_> {
         let mut spec = TaskSpec::shell(a.command.clone());
         spec.name = a.name.filter(|n| !n.trim().is_empty());
         spec.cwd = a.cwd.or_else(|| self.default_cwd.map(Path::to_path_buf));
-        spec.timeout = seconds(tool, "timeout_seconds", a.timeout_seconds, Duration::MAX)?
+        spec.timeout = seconds(tool, "timeout_seconds", a.timeout_seconds, MAX_TASK_TIMEOUT)?
             .filter(|d| !d.is_zero());
         spec.env = a.env;
         spec.queue = a.queue;

@@ -2,11 +2,10 @@
 //! threshold; past it the task stays in the background and the model is told so.
 
 use super::background::format_output;
-use super::{StopGuard, ToolBox, ToolError, defs, parse_args, seconds};
+use super::{MAX_TASK_TIMEOUT, StopGuard, ToolBox, ToolError, defs, parse_args, seconds};
 use meanwhile_core::{OutputQuery, TaskSpec, TaskState, WaitMode, format_duration};
 use serde::Deserialize;
 use serde_json::Value;
-use std::time::Duration;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,7 +24,7 @@ pub(crate) async fn bash(tb: &ToolBox, args: Value) -> Result<String, ToolError>
     let mut spec = TaskSpec::shell(a.command);
     spec.cwd = Some(tb.workspace.root().to_path_buf());
     spec.session = Some(tb.session.clone());
-    spec.timeout = seconds(tool, "timeout_seconds", a.timeout_seconds, Duration::MAX)?
+    spec.timeout = seconds(tool, "timeout_seconds", a.timeout_seconds, MAX_TASK_TIMEOUT)?
         .filter(|d| !d.is_zero());
     let id = tb.backend.submit(spec).await?;
     tb.track(id);

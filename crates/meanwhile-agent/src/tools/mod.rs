@@ -24,6 +24,10 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// The longest `timeout_seconds` a model may give a task: a month is "no limit" in
+/// practice, and keeps the arithmetic of deadlines far from overflowing.
+pub(crate) const MAX_TASK_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// Why a tool call failed. The message goes back to the model as a failed tool
 /// result, so it says what was wrong and what to do instead.
 #[derive(Debug, thiserror::Error)]
@@ -139,9 +143,10 @@ pub(crate) fn seconds(
 ) -> Result<Option<Duration>, ToolError> {
     match value {
         None => Ok(None),
-        Some(s) if s.is_finite() && s >= 0.0 => {
-            Ok(Some(Duration::from_secs_f64(s.min(max.as_secs_f64()))))
-        }
+        // `try_from` because a model may write 1e30, which `from_secs_f64` panics on.
+        Some(s) if s.is_finite() && s >= 0.0 => Ok(Some(
+            Duration::try_from_secs_f64(s).map_or(max, |d| d.min(max)),
+        )),
         Some(s) => Err(ToolError::args(
             tool,
             format!("{field} must be a number of seconds, 0 or more, got {s}"),
@@ -386,6 +391,15 @@ mod tests {
         assert!(e.to_string().contains("unknown field `pathh`"), "{e}");
         let e = parse_args::<A>("t", Value::String("{oops".into())).unwrap_err();
         assert!(e.to_string().contains("not a JSON object"), "{e}");
+        let huge = seconds(
+            "t",
+            "timeout_seconds",
+            Some(1e300),
+            Duration::from_secs(600),
+        );
+        assert_eq!(huge.unwrap(), Some(Duration::from_secs(600)));
+        let e = seconds("t", "timeout_seconds", Some(-1.0), Duration::MAX).unwrap_err();
+        assert!(e.to_string().contains("0 or more"), "{e}");
         let a: A = parse_args("t", serde_json::json!({"path": "x", "id": "#7"})).unwrap();
         assert_eq!(a.id, TaskId(7));
         let e = parse_args::<A>("t", serde_json::json!({"path": "x", "id": -1})).unwrap_err();

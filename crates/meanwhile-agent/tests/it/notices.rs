@@ -41,7 +41,7 @@ async fn notice_reaches_the_next_call_once(kind: ProviderKind) {
     assert_eq!(calls.len(), 4);
     let id = calls[1].task_ids()[0];
     let task = finished(&env.rt, TaskId(id)).await;
-    assert_eq!(task.state, TaskState::Succeeded);
+    assert_eq!(task.state, TaskState::Succeeded, "{task:?}");
     let notice = format!("task {id} (echo bg-finished) succeeded");
     let seen: Vec<usize> = calls.iter().map(|c| c.count(&notice)).collect();
     // Absent before the task ended, then in the request right after, and from there on
@@ -104,7 +104,7 @@ async fn a_slow_bash_moves_to_the_background_and_its_notice_arrives_in_the_next_
     );
     let slow = *calls[1].task_ids().last().unwrap();
     let task = finished(&env.rt, TaskId(slow)).await;
-    assert_eq!(task.state, TaskState::Succeeded);
+    assert_eq!(task.state, TaskState::Succeeded, "{task:?}");
     assert!(output(&env.rt, TaskId(slow)).await.contains("slow-done"));
 
     // The next message's model call hears how it ended; the quick command, whose end
