@@ -56,7 +56,7 @@ async fn dispatch_loop(inner: Arc<Inner>) {
                 limit: CLAIM_BATCH,
             })
             .await;
-        let claimed = match claimed {
+        let claim = match claimed {
             Ok(c) => c,
             Err(e) => {
                 drop(active);
@@ -65,8 +65,8 @@ async fn dispatch_loop(inner: Arc<Inner>) {
                 continue;
             }
         };
-        let full = claimed.len() as u32 == CLAIM_BATCH;
-        for c in claimed {
+        let full = claim.tasks.len() as u32 == CLAIM_BATCH;
+        for c in claim.tasks {
             let (stop_tx, stop_rx) = mpsc::unbounded_channel();
             let (size_tx, size_rx) = watch::channel(0u64);
             active.insert(
@@ -83,9 +83,9 @@ async fn dispatch_loop(inner: Arc<Inner>) {
         if full {
             continue;
         }
-        let sleep = match inner.store.next_wakeup(now).await {
-            Ok(Some(t)) => Duration::from_millis(now.millis_until(t)).min(IDLE_RECHECK),
-            _ => IDLE_RECHECK,
+        let sleep = match claim.next_wakeup {
+            Some(t) => Duration::from_millis(now.millis_until(t)).min(IDLE_RECHECK),
+            None => IDLE_RECHECK,
         };
         tokio::select! {
             _ = inner.wake.notified() => {}

@@ -129,6 +129,16 @@ pub struct Claimed {
     pub attempt: u32,
 }
 
+/// What a claim got.
+#[derive(Debug, Clone, Default)]
+pub struct Claim {
+    /// The tasks claimed, now `running`.
+    pub tasks: Vec<Claimed>,
+    /// The earliest future run-after time of a task still pending, so the claimer
+    /// knows when to look again without asking.
+    pub next_wakeup: Option<Timestamp>,
+}
+
 /// How an attempt ended, as the supervisor saw it.
 #[derive(Debug, Clone)]
 pub struct AttemptEnd {
@@ -203,7 +213,7 @@ pub trait Store: Send + Sync + 'static {
     fn attempts(&self, id: TaskId) -> StoreFuture<'_, Vec<Attempt>>;
     /// Claims runnable tasks: pending, run-after reached, dependencies succeeded, queue
     /// not paused and below its `max_parallel`; priority order within each queue.
-    fn claim(&self, req: ClaimRequest) -> StoreFuture<'_, Vec<Claimed>>;
+    fn claim(&self, req: ClaimRequest) -> StoreFuture<'_, Claim>;
     /// Records the process id of a running attempt.
     fn set_pid(&self, id: TaskId, attempt: u32, pid: i32) -> StoreFuture<'_, ()>;
     /// Extends the lease of every task `node` runs; returns how many.

@@ -11,7 +11,7 @@ mod schema;
 pub use schema::SCHEMA_VERSION;
 
 use crate::{
-    AttemptEnd, ClaimRequest, Claimed, CleanRequest, Finished, ListFilter, NewTask, Page,
+    AttemptEnd, Claim, ClaimRequest, CleanRequest, Finished, ListFilter, NewTask, Page,
     StopOutcome, Store, StoreError, StoreFuture, Submitted,
 };
 use meanwhile_core::{
@@ -283,7 +283,7 @@ impl Store for SqliteStore {
         self.read(move |conn| ops::attempts(conn, id))
     }
 
-    fn claim(&self, req: ClaimRequest) -> StoreFuture<'_, Vec<Claimed>> {
+    fn claim(&self, req: ClaimRequest) -> StoreFuture<'_, Claim> {
         self.write(move |conn, ev| ops::claim(conn, ev, &req))
     }
 

@@ -2,7 +2,7 @@
 //! transaction; every state change goes through `meanwhile_core::transition`.
 
 use crate::{
-    AttemptEnd, ClaimRequest, Claimed, CleanRequest, Finished, ListFilter, NewTask, Page,
+    AttemptEnd, Claim, ClaimRequest, Claimed, CleanRequest, Finished, ListFilter, NewTask, Page,
     StopOutcome, StoreError, Submitted,
 };
 use meanwhile_core::{
@@ -386,9 +386,12 @@ pub(crate) fn claim(
     conn: &Connection,
     events: &mut Vec<Event>,
     req: &ClaimRequest,
-) -> Result<Vec<Claimed>> {
+) -> Result<Claim> {
     if req.kinds.is_empty() || req.limit == 0 {
-        return Ok(Vec::new());
+        return Ok(Claim {
+            tasks: Vec::new(),
+            next_wakeup: next_wakeup(conn, req.now)?,
+        });
     }
     let running: HashMap<String, i64> = {
         let mut stmt = conn.prepare_cached(
@@ -473,7 +476,10 @@ pub(crate) fn claim(
             attempt,
         });
     }
-    Ok(out)
+    Ok(Claim {
+        tasks: out,
+        next_wakeup: next_wakeup(conn, req.now)?,
+    })
 }
 
 pub(crate) fn set_pid(conn: &Connection, id: TaskId, attempt: u32, pid: i32) -> Result<()> {

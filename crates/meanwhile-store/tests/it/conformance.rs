@@ -118,7 +118,7 @@ async fn claim_honours_max_parallel_priority_and_pause() {
     hi.priority = 10;
     let high = submit(&f.store, hi).await;
     let mid = submit(&f.store, TaskSpec::shell("mid")).await;
-    let claimed = f.store.claim(claim_req(10)).await.unwrap();
+    let claimed = f.store.claim(claim_req(10)).await.unwrap().tasks;
     let ids: Vec<TaskId> = claimed.iter().map(|c| c.task.id).collect();
     assert_eq!(
         ids,
@@ -126,7 +126,7 @@ async fn claim_honours_max_parallel_priority_and_pause() {
         "priority first, then submission order"
     );
     assert!(
-        f.store.claim(claim_req(10)).await.unwrap().is_empty(),
+        f.store.claim(claim_req(10)).await.unwrap().tasks.is_empty(),
         "queue full"
     );
     f.store
@@ -139,14 +139,14 @@ async fn claim_honours_max_parallel_priority_and_pause() {
         .await
         .unwrap();
     assert!(
-        f.store.claim(claim_req(10)).await.unwrap().is_empty(),
+        f.store.claim(claim_req(10)).await.unwrap().tasks.is_empty(),
         "paused"
     );
     f.store
         .set_queue("default", None, Some(false))
         .await
         .unwrap();
-    let claimed = f.store.claim(claim_req(10)).await.unwrap();
+    let claimed = f.store.claim(claim_req(10)).await.unwrap().tasks;
     assert_eq!(claimed[0].task.id, mid);
 }
 
@@ -168,7 +168,7 @@ async fn run_after_and_dependencies_gate_claims_and_failures_cascade() {
         f.store.next_wakeup(NOW).await.unwrap(),
         Some(Timestamp(NOW.0 + 5_000))
     );
-    let claimed = f.store.claim(claim_req(10)).await.unwrap();
+    let claimed = f.store.claim(claim_req(10)).await.unwrap().tasks;
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].task.id, first);
     let done = f
@@ -203,7 +203,7 @@ async fn retries_then_quarantine_and_manual_retry_gives_a_fresh_budget() {
         ..RetryPolicy::default()
     };
     let id = submit(&f.store, spec).await;
-    f.store.claim(claim_req(1)).await.unwrap();
+    f.store.claim(claim_req(1)).await.unwrap().tasks;
     let r = f
         .store
         .finish_attempt(end(id, 1, AttemptOutcome::Exited { code: 1 }))
@@ -214,7 +214,10 @@ async fn retries_then_quarantine_and_manual_retry_gives_a_fresh_budget() {
     assert_eq!(r.task.run_after, Some(Timestamp(NOW.0 + 1000)));
     let mut req = claim_req(1);
     req.now = Timestamp(NOW.0 + 1000);
-    assert_eq!(f.store.claim(req.clone()).await.unwrap()[0].attempt, 2);
+    assert_eq!(
+        f.store.claim(req.clone()).await.unwrap().tasks[0].attempt,
+        2
+    );
     let r = f
         .store
         .finish_attempt(end(id, 2, AttemptOutcome::TimedOut))
@@ -238,7 +241,10 @@ async fn retries_then_quarantine_and_manual_retry_gives_a_fresh_budget() {
     );
     let t = f.store.retry(id, NOW).await.unwrap();
     assert_eq!(t.state, TaskState::Pending);
-    assert_eq!(f.store.claim(req.clone()).await.unwrap()[0].attempt, 3);
+    assert_eq!(
+        f.store.claim(req.clone()).await.unwrap().tasks[0].attempt,
+        3
+    );
     let r = f
         .store
         .finish_attempt(end(id, 3, AttemptOutcome::Exited { code: 1 }))
@@ -257,7 +263,7 @@ async fn retries_then_quarantine_and_manual_retry_gives_a_fresh_budget() {
 async fn stopping_a_pending_task_cancels_it_and_a_running_one_is_flagged() {
     let f = open();
     let a = submit(&f.store, TaskSpec::shell("a")).await;
-    f.store.claim(claim_req(1)).await.unwrap();
+    f.store.claim(claim_req(1)).await.unwrap().tasks;
     let b = submit(&f.store, TaskSpec::shell("b")).await;
     match f.store.request_stop(b, NOW).await.unwrap() {
         StopOutcome::Cancelled(fin) => assert_eq!(fin.task.state, TaskState::Cancelled),
@@ -284,7 +290,7 @@ async fn notifications_drain_once_in_order_across_reopen() {
             s.session = Some("agent-1".into());
             submit(&store, s).await;
         }
-        let claimed = store.claim(claim_req(10)).await.unwrap();
+        let claimed = store.claim(claim_req(10)).await.unwrap().tasks;
         for c in &claimed {
             store
                 .finish_attempt(end(c.task.id, 1, AttemptOutcome::Exited { code: 0 }))
@@ -374,7 +380,7 @@ async fn events_are_durable_and_published_after_commit() {
 async fn removing_a_running_task_is_refused() {
     let f = open();
     let id = submit(&f.store, TaskSpec::shell("x")).await;
-    f.store.claim(claim_req(1)).await.unwrap();
+    f.store.claim(claim_req(1)).await.unwrap().tasks;
     let err = f.store.remove(vec![id]).await.unwrap_err().to_string();
     assert!(err.contains("stop it before removing it"), "{err}");
     f.store
