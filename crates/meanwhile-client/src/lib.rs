@@ -16,4 +16,5 @@ pub use client::{Client, RawResponse};
 pub use error::ClientError;
 pub use events::EventStream;
 pub use home::default_home;
+pub use hyper::Method;
 pub use meanwhile_core as core;

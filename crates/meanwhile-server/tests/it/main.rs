@@ -1,0 +1,9 @@
+//! The daemon over its real socket, with a real runtime and SQLite file per test.
+
+mod support;
+
+mod api;
+mod errors;
+mod events;
+mod lifecycle;
+mod openapi;
