@@ -12,6 +12,28 @@
 //! - [`tools`]: the tool definitions and the background tools' execution, shared
 //!   with the MCP server.
 //!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use meanwhile_agent::{AgentConfig, AgentExecutor, AgentOverrides, Session};
+//! use meanwhile_runtime::Runtime;
+//! use std::sync::Arc;
+//!
+//! let runtime = Runtime::open("/tmp/meanwhile-home").await?;
+//! // Flags (here none), then the environment, then `[agent]` in config.toml.
+//! let config = AgentConfig::load(&AgentOverrides::default())?;
+//! // Sub-agents (`spawn_agent`, or `agent` tasks submitted by anyone) run on it.
+//! AgentExecutor::new(config.clone()).register(&runtime);
+//! let mut session = Session::new(&config, config.build_provider()?, Arc::new(runtime))?;
+//! let outcome = session
+//!     .send("run the tests in the background and fix what fails", &mut |event| {
+//!         eprintln!("{}", event.transcript())
+//!     })
+//!     .await?;
+//! println!("{}\n({}; {})", outcome.answer, outcome.stop, outcome.usage);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! This crate knows no HTTP serving and no LLM wire format.
 #![warn(missing_docs)]
 

@@ -9,13 +9,13 @@ use crate::event::AgentEvent;
 use crate::notices;
 use crate::tools::{SpawnDefaults, ToolBox};
 use crate::workspace::Workspace;
-use meanwhile_core::Backend;
+use meanwhile_core::{Backend, Notification};
 use meanwhile_llm::{
     ContentBlock, Message, Provider, Request, Role, RunUsage, StopReason, ToolDefinition,
 };
 use serde::Serialize;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Notices drained per request to the backend; more are drained in further requests.
 const NOTICE_BATCH: u32 = 100;
@@ -87,6 +87,8 @@ pub struct Session {
     total: RunUsage,
     run: RunUsage,
     turns: u32,
+    /// Notices drained from the backend but not yet put into the conversation.
+    parked: Arc<Mutex<Vec<Notification>>>,
 }
 
 impl Session {
@@ -133,6 +135,7 @@ impl Session {
             total: RunUsage::new(),
             run: RunUsage::new(),
             turns: 0,
+            parked: Arc::default(),
         })
     }
 
@@ -345,37 +348,51 @@ impl Session {
     }
 
     /// Puts the session's undelivered notices into the pending user turn.
+    ///
+    /// The drain runs as its own task that parks what it got in `parked`: once the
+    /// backend has marked notices delivered they must reach the model, even if this
+    /// run is cancelled while the answer is on its way; the next call picks them up.
     async fn inject_notices(
         &mut self,
         on_event: &mut (dyn FnMut(&AgentEvent) + Send),
     ) -> Result<(), AgentError> {
-        let mut fresh = Vec::new();
-        loop {
-            let batch = self
-                .tools
-                .backend
-                .drain_notifications(&self.tools.session, NOTICE_BATCH)
-                .await?;
-            let full = batch.len() as u32 >= NOTICE_BATCH;
-            fresh.extend(
-                batch
-                    .into_iter()
-                    .filter(|n| !self.tools.take_reported(n.task_id)),
-            );
-            if !full {
-                break;
+        let backend = self.tools.backend.clone();
+        let session = self.tools.session.clone();
+        let parked = self.parked.clone();
+        let drain = tokio::spawn(async move {
+            loop {
+                let batch = backend.drain_notifications(&session, NOTICE_BATCH).await?;
+                let full = batch.len() as u32 >= NOTICE_BATCH;
+                parked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(batch);
+                if !full {
+                    return Ok::<(), meanwhile_core::ApiError>(());
+                }
             }
+        });
+        let drained = drain.await;
+        let fresh: Vec<Notification> =
+            std::mem::take(&mut *self.parked.lock().unwrap_or_else(|e| e.into_inner()))
+                .into_iter()
+                .filter(|n| !self.tools.take_reported(n.task_id))
+                .collect();
+        if !fresh.is_empty() {
+            for n in &fresh {
+                on_event(&AgentEvent::Notice {
+                    notification: n.clone(),
+                });
+            }
+            notices::inject(&mut self.messages, notices::notices_text(&fresh));
         }
-        if fresh.is_empty() {
-            return Ok(());
+        match drained {
+            Ok(r) => r.map_err(AgentError::from),
+            Err(e) => Err(AgentError::Backend(meanwhile_core::ApiError::new(
+                meanwhile_core::ErrorCode::Internal,
+                format!("draining notices failed: {e}"),
+            ))),
         }
-        for n in &fresh {
-            on_event(&AgentEvent::Notice {
-                notification: n.clone(),
-            });
-        }
-        notices::inject(&mut self.messages, notices::notices_text(&fresh));
-        Ok(())
     }
 
     /// Makes the conversation valid again after a cancelled run: every tool call of
