@@ -203,7 +203,7 @@ async fn retries_then_quarantine_and_manual_retry_gives_a_fresh_budget() {
         ..RetryPolicy::default()
     };
     let id = submit(&f.store, spec).await;
-    f.store.claim(claim_req(1)).await.unwrap().tasks;
+    f.store.claim(claim_req(1)).await.unwrap();
     let r = f
         .store
         .finish_attempt(end(id, 1, AttemptOutcome::Exited { code: 1 }))
@@ -263,7 +263,7 @@ async fn retries_then_quarantine_and_manual_retry_gives_a_fresh_budget() {
 async fn stopping_a_pending_task_cancels_it_and_a_running_one_is_flagged() {
     let f = open();
     let a = submit(&f.store, TaskSpec::shell("a")).await;
-    f.store.claim(claim_req(1)).await.unwrap().tasks;
+    f.store.claim(claim_req(1)).await.unwrap();
     let b = submit(&f.store, TaskSpec::shell("b")).await;
     match f.store.request_stop(b, NOW).await.unwrap() {
         StopOutcome::Cancelled(fin) => assert_eq!(fin.task.state, TaskState::Cancelled),
@@ -380,7 +380,7 @@ async fn events_are_durable_and_published_after_commit() {
 async fn removing_a_running_task_is_refused() {
     let f = open();
     let id = submit(&f.store, TaskSpec::shell("x")).await;
-    f.store.claim(claim_req(1)).await.unwrap().tasks;
+    f.store.claim(claim_req(1)).await.unwrap();
     let err = f.store.remove(vec![id]).await.unwrap_err().to_string();
     assert!(err.contains("stop it before removing it"), "{err}");
     f.store
