@@ -2,8 +2,11 @@
 //! was measured against in the same run, so the ratio means something on any machine.
 //!
 //! `meanwhile-bench [NAME...]` runs the named benchmarks (all when none is named):
-//! throughput, submit_scaling, big_output, notify_latency.
+//! throughput, submit_scaling, big_output, notify_latency (the engine, in-process), and
+//! api_throughput, cli_latency, daemon_rss, ls_latency (the daemon and the `meanwhile`
+//! binary, which must be built: `cargo build --release -p meanwhile`).
 
+mod daemon;
 mod engine;
 mod raw;
 
@@ -20,6 +23,10 @@ fn main() {
         "submit_scaling",
         "big_output",
         "notify_latency",
+        "api_throughput",
+        "cli_latency",
+        "daemon_rss",
+        "ls_latency",
     ];
     for n in &names {
         if !all.contains(&n.as_str()) {
@@ -49,6 +56,18 @@ fn main() {
         }
         if want("notify_latency") {
             emit(engine::notify_latency().await);
+        }
+        if want("api_throughput") {
+            emit(daemon::api_throughput().await);
+        }
+        if want("cli_latency") {
+            emit(daemon::cli_latency().await);
+        }
+        if want("daemon_rss") {
+            emit(daemon::daemon_rss().await);
+        }
+        if want("ls_latency") {
+            emit(daemon::ls_latency().await);
         }
     });
 }

@@ -1,0 +1,264 @@
+//! Benchmarks of the daemon and the `meanwhile` command, run as real processes.
+
+use crate::raw;
+use meanwhile_client::Client;
+use meanwhile_core::{TaskId, TaskSpec, WaitMode};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `meanwhile` binary: `MEANWHILE_BIN`, else next to this program.
+fn binary() -> PathBuf {
+    if let Ok(p) = std::env::var("MEANWHILE_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    exe.with_file_name("meanwhile")
+}
+
+struct Daemon {
+    child: Child,
+    client: Client,
+}
+
+impl Daemon {
+    async fn start(home: &Path) -> Daemon {
+        let bin = binary();
+        assert!(
+            bin.exists(),
+            "{} not found: build it with `cargo build --release -p meanwhile` or set MEANWHILE_BIN",
+            bin.display()
+        );
+        let child = Command::new(&bin)
+            .arg("serve")
+            .env("MEANWHILE_HOME", home)
+            .env("MEANWHILE_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("meanwhile serve");
+        let client = Client::for_home(home);
+        for _ in 0..600 {
+            if client.status().await.is_ok() {
+                return Daemon { child, client };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the daemon did not answer");
+    }
+
+    fn rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn stop(mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// The throughput figure again, submitting through the daemon's API.
+pub async fn api_throughput() -> Value {
+    let n: usize = std::env::var("MEANWHILE_BENCH_TASKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let base = tokio::task::spawn_blocking(move || raw::posix_spawn_rate(n, 2))
+        .await
+        .expect("baseline");
+    let base_rate = n as f64 / base.as_secs_f64();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = Daemon::start(dir.path()).await;
+    d.client
+        .set_queue("default", Some(2), None)
+        .await
+        .expect("queue");
+    let start = Instant::now();
+    let mut ids: Vec<TaskId> = Vec::with_capacity(n);
+    for _ in 0..n {
+        ids.push(
+            d.client
+                .submit(&TaskSpec::shell("true"))
+                .await
+                .expect("submit"),
+        );
+    }
+    let w = d
+        .client
+        .wait(&ids, WaitMode::All, Some(Duration::from_secs(3600)))
+        .await
+        .expect("wait");
+    let took = start.elapsed();
+    assert!(!w.timed_out);
+    d.stop();
+    let rate = n as f64 / took.as_secs_f64();
+    json!({
+        "figure": "api_throughput",
+        "tasks": n,
+        "max_parallel": 2,
+        "tasks_per_s": round(rate),
+        "baseline": "raw posix_spawn of sh -c true, 2 in flight",
+        "baseline_tasks_per_s": round(base_rate),
+        "ratio": round3(rate / base_rate),
+        "goal": ">= 0.6",
+    })
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Times `cmd` runs of a process until its first line of output (or exit).
+fn time_first_line(mut make: impl FnMut() -> Command, runs: usize) -> Vec<f64> {
+    use std::io::Read;
+    let mut out = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let start = Instant::now();
+        let mut child = make()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let mut stdout = child.stdout.take().expect("stdout");
+        let mut byte = [0u8; 1];
+        let mut line = Vec::new();
+        while stdout.read(&mut byte).unwrap_or(0) == 1 {
+            if byte[0] == b'\n' {
+                break;
+            }
+            line.push(byte[0]);
+        }
+        out.push(start.elapsed().as_secs_f64() * 1000.0);
+        let _ = child.wait();
+    }
+    out.sort_by(|a, b| a.total_cmp(b));
+    out
+}
+
+/// `meanwhile run -- true` from process start until the id is printed.
+pub async fn cli_latency() -> Value {
+    const RUNS: usize = 200;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = Daemon::start(dir.path()).await;
+    let home = dir.path().to_path_buf();
+    let bin = binary();
+    let base = time_first_line(
+        || {
+            let mut c = Command::new(&bin);
+            c.arg("--version");
+            c
+        },
+        RUNS,
+    );
+    let runs = time_first_line(
+        || {
+            let mut c = Command::new(&bin);
+            c.args(["run", "--", "true"]).env("MEANWHILE_HOME", &home);
+            c
+        },
+        RUNS,
+    );
+    d.stop();
+    json!({
+        "figure": "cli_latency",
+        "runs": RUNS,
+        "p50_ms": round3(percentile(&runs, 0.5)),
+        "p99_ms": round3(percentile(&runs, 0.99)),
+        "baseline": "meanwhile --version (process start and exit)",
+        "baseline_p50_ms": round3(percentile(&base, 0.5)),
+        "goal": "p50 <= 5 ms",
+    })
+}
+
+async fn seeded_home(n: u64) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    if n > 0 {
+        let store =
+            meanwhile_store::SqliteStore::open(&dir.path().join("meanwhile.db")).expect("store");
+        store
+            .seed_finished(n, meanwhile_runtime::now())
+            .await
+            .expect("seed");
+    }
+    dir
+}
+
+/// The daemon's RSS with 10,000 and 1,000,000 finished tasks in its store, after it
+/// has answered a listing and the status.
+pub async fn daemon_rss() -> Value {
+    let mut figures = Vec::new();
+    for n in [0u64, 10_000, 1_000_000] {
+        let dir = seeded_home(n).await;
+        let d = Daemon::start(dir.path()).await;
+        let _ = d.client.list(&Default::default()).await;
+        let _ = d.client.status().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        figures.push(d.rss_kb());
+        d.stop();
+    }
+    json!({
+        "figure": "daemon_rss",
+        "rss_kib_empty": figures[0],
+        "rss_kib_10k": figures[1],
+        "rss_kib_1m": figures[2],
+        "baseline": "the same daemon with an empty store",
+        "goal": "10k <= 25600 KiB, 1m <= 61440 KiB",
+    })
+}
+
+/// `meanwhile ls` with 1,000,000 tasks in the store.
+pub async fn ls_latency() -> Value {
+    const RUNS: usize = 30;
+    let dir = seeded_home(1_000_000).await;
+    let d = Daemon::start(dir.path()).await;
+    let home = dir.path().to_path_buf();
+    let bin = binary();
+    let time_runs = |args: &'static [&'static str]| {
+        let mut out = Vec::with_capacity(RUNS);
+        for _ in 0..RUNS {
+            let start = Instant::now();
+            let status = Command::new(&bin)
+                .args(args)
+                .env("MEANWHILE_HOME", &home)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("run");
+            assert!(status.success(), "meanwhile {args:?} failed");
+            out.push(start.elapsed().as_secs_f64() * 1000.0);
+        }
+        out.sort_by(|a, b| a.total_cmp(b));
+        out
+    };
+    let base = time_runs(&["--version"]);
+    let ls = time_runs(&["ls"]);
+    d.stop();
+    json!({
+        "figure": "ls_latency",
+        "tasks_in_store": 1_000_000,
+        "p50_ms": round3(percentile(&ls, 0.5)),
+        "p99_ms": round3(percentile(&ls, 0.99)),
+        "baseline": "meanwhile --version",
+        "baseline_p50_ms": round3(percentile(&base, 0.5)),
+        "goal": "<= 50 ms",
+    })
+}
+
+fn round(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
