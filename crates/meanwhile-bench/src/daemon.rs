@@ -30,7 +30,7 @@ impl Daemon {
             "{} not found: build it with `cargo build --release -p meanwhile` or set MEANWHILE_BIN",
             bin.display()
         );
-        let child = Command::new(&bin)
+        let mut child = Command::new(&bin)
             .arg("serve")
             .env("MEANWHILE_HOME", home)
             .env("MEANWHILE_LOG", "warn")
@@ -46,6 +46,8 @@ impl Daemon {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("the daemon did not answer");
     }
 
