@@ -2,9 +2,7 @@
 
 use crate::support::*;
 use meanwhile_client::{Client, Method};
-use meanwhile_core::{
-    ListFilter, OutputQuery, StopMode, TaskId, TaskState, WaitFor, WaitMode,
-};
+use meanwhile_core::{ListFilter, OutputQuery, StopMode, TaskId, TaskState, WaitFor, WaitMode};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,23 +83,50 @@ async fn output_with_every_reading_option() {
     assert_eq!(m.matched.as_deref(), Some("listening on 8080"));
     assert_eq!(m.state, TaskState::Running);
     let tail = c
-        .output(id, &OutputQuery { tail: Some(2), strip_ansi: true, ..Default::default() })
+        .output(
+            id,
+            &OutputQuery {
+                tail: Some(2),
+                strip_ansi: true,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(tail.text, "red\nlistening on 8080\n");
     let grep = c
-        .output(id, &OutputQuery { grep: Some("line [24]".into()), ..Default::default() })
+        .output(
+            id,
+            &OutputQuery {
+                grep: Some("line [24]".into()),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(grep.text, "line 2\nline 4\n");
     assert_eq!(grep.skipped_lines, 5);
     let since = c
-        .output(id, &OutputQuery { since: Some(tail.cursor), wait: Some(WaitFor::Output), timeout: Some(Duration::from_millis(300)), ..Default::default() })
+        .output(
+            id,
+            &OutputQuery {
+                since: Some(tail.cursor),
+                wait: Some(WaitFor::Output),
+                timeout: Some(Duration::from_millis(300)),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert!(since.timed_out && since.text.is_empty(), "{since:?}");
     let small = c
-        .output(id, &OutputQuery { max_bytes: Some(20), ..Default::default() })
+        .output(
+            id,
+            &OutputQuery {
+                max_bytes: Some(20),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert!(small.elided_bytes > 0, "{small:?}");
@@ -110,7 +135,13 @@ async fn output_with_every_reading_option() {
     let t = finished(c, id).await;
     assert_eq!(t.state, TaskState::Cancelled);
     let exit = c
-        .output(id, &OutputQuery { wait: Some(WaitFor::Exit), ..Default::default() })
+        .output(
+            id,
+            &OutputQuery {
+                wait: Some(WaitFor::Exit),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(exit.state, TaskState::Cancelled);
@@ -123,7 +154,11 @@ async fn wait_stop_retry_remove_clean() {
     let slow = c.submit(&sh("sleep 300")).await.unwrap();
     let quick = c.submit(&sh("exit 5")).await.unwrap();
     let w = c
-        .wait(&[slow, quick], WaitMode::Any, Some(Duration::from_secs(120)))
+        .wait(
+            &[slow, quick],
+            WaitMode::Any,
+            Some(Duration::from_secs(120)),
+        )
         .await
         .unwrap();
     assert!(!w.timed_out);
@@ -144,7 +179,10 @@ async fn wait_stop_retry_remove_clean() {
     assert_eq!(c.remove(vec![slow]).await.unwrap(), vec![slow]);
     assert!(c.get(slow).await.is_err());
     let keep = c.clean(None, Some(1)).await.unwrap();
-    assert!(keep.is_empty(), "one finished task left, and it is kept: {keep:?}");
+    assert!(
+        keep.is_empty(),
+        "one finished task left, and it is kept: {keep:?}"
+    );
     assert_eq!(c.clean(None, None).await.unwrap(), vec![quick]);
     assert!(!d.home.join("tasks").join(quick.to_string()).exists());
 }
@@ -154,7 +192,10 @@ async fn queues_notifications_progress_and_metrics() {
     let d = daemon_with(|s| {
         s.queues.insert(
             "gpu".into(),
-            meanwhile_server::QueueSettings { max_parallel: Some(1), paused: Some(true) },
+            meanwhile_server::QueueSettings {
+                max_parallel: Some(1),
+                paused: Some(true),
+            },
         );
     })
     .await;
@@ -166,8 +207,15 @@ async fn queues_notifications_progress_and_metrics() {
     s.queue = Some("gpu".into());
     s.session = Some("agent-1".into());
     let id = c.submit(&s).await.unwrap();
-    let w = c.wait(&[id], WaitMode::All, Some(Duration::from_millis(300))).await.unwrap();
-    assert_eq!(w.tasks[0].state, TaskState::Pending, "a paused queue starts nothing");
+    let w = c
+        .wait(&[id], WaitMode::All, Some(Duration::from_millis(300)))
+        .await
+        .unwrap();
+    assert_eq!(
+        w.tasks[0].state,
+        TaskState::Pending,
+        "a paused queue starts nothing"
+    );
     let q = c.set_queue("gpu", Some(2), Some(false)).await.unwrap();
     assert_eq!((q.max_parallel, q.paused), (2, false));
     finished(c, id).await;
@@ -176,11 +224,18 @@ async fn queues_notifications_progress_and_metrics() {
     assert!(peeked[0].text().contains("trained"));
     let drained = c.drain_notifications("agent-1", 10).await.unwrap();
     assert_eq!(drained, peeked);
-    assert!(c.drain_notifications("agent-1", 10).await.unwrap().is_empty());
+    assert!(
+        c.drain_notifications("agent-1", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     let running = c.submit(&sh("sleep 300")).await.unwrap();
     crate::support::eventually_running(c, running).await;
-    c.report_progress(running, Some(40.0), "compiling").await.unwrap();
+    c.report_progress(running, Some(40.0), "compiling")
+        .await
+        .unwrap();
     let p = c.get(running).await.unwrap().progress.unwrap();
     assert_eq!((p.percent, p.message.as_str()), (Some(40.0), "compiling"));
 
@@ -210,7 +265,9 @@ async fn tcp_needs_the_bearer_token() {
     let d = daemon_with(move |s| s.listen = Some(a.parse().unwrap())).await;
     let token = std::fs::read_to_string(meanwhile_server::token_path(&d.home)).unwrap();
     let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(meanwhile_server::token_path(&d.home)).unwrap().permissions(),
+        &std::fs::metadata(meanwhile_server::token_path(&d.home))
+            .unwrap()
+            .permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
     let without = Client::tcp(&addr, "");
@@ -220,7 +277,10 @@ async fn tcp_needs_the_bearer_token() {
         assert!(String::from_utf8_lossy(&r.body).contains("\"unauthorized\""));
     }
     let wrong = Client::tcp(&addr, "0".repeat(64));
-    assert_eq!(wrong.status().await.unwrap_err().api().unwrap().code, meanwhile_core::ErrorCode::Unauthorized);
+    assert_eq!(
+        wrong.status().await.unwrap_err().api().unwrap().code,
+        meanwhile_core::ErrorCode::Unauthorized
+    );
     let with = Client::tcp(&addr, token.trim());
     let id = with.submit(&sh("echo over tcp")).await.unwrap();
     finished(&with, id).await;
@@ -228,10 +288,13 @@ async fn tcp_needs_the_bearer_token() {
     assert_eq!(out.text, "over tcp\n");
     // The socket needs no token: its 0600 mode is the guard.
     let sock_mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(meanwhile_server::socket_path(&d.home)).unwrap().permissions(),
+        &std::fs::metadata(meanwhile_server::socket_path(&d.home))
+            .unwrap()
+            .permissions(),
     );
     assert_eq!(sock_mode & 0o777, 0o600);
-    let home_mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&d.home).unwrap().permissions());
+    let home_mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&d.home).unwrap().permissions());
     assert_eq!(home_mode & 0o777, 0o700);
 }
 

@@ -69,7 +69,10 @@ async fn last_event_id_header_is_honoured_and_checked() {
     let c = &d.client;
     let id = c.submit(&sh("true")).await.unwrap();
     finished(c, id).await;
-    let r = c.raw(meanwhile_client::Method::GET, "/v1/events?after=x", None).await.unwrap();
+    let r = c
+        .raw(meanwhile_client::Method::GET, "/v1/events?after=x", None)
+        .await
+        .unwrap();
     assert_eq!(r.status, 400);
     let mut s = c.events(Some(1)).await.unwrap();
     let e = tokio::time::timeout(Duration::from_secs(60), s.next())

@@ -38,7 +38,10 @@ async fn shutdown_cuts_long_waits_and_leaves_tasks_for_the_next_daemon() {
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
     d.shutdown().await.unwrap();
-    for e in [waiter.await.unwrap().unwrap_err(), reader.await.unwrap().unwrap_err()] {
+    for e in [
+        waiter.await.unwrap().unwrap_err(),
+        reader.await.unwrap().unwrap_err(),
+    ] {
         assert_eq!(e.api().map(|a| a.code), Some(ErrorCode::Unavailable), "{e}");
     }
     assert!(c.status().await.unwrap_err().is_unreachable());

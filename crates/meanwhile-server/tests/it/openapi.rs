@@ -13,7 +13,12 @@ async fn every_route_is_documented_and_served() {
     assert!(routes.len() >= 18, "{routes:?}");
     for r in &routes {
         let op = &doc["paths"][&r.path][r.method.to_ascii_lowercase()];
-        assert!(op.is_object(), "{} {} is not in the document", r.method, r.path);
+        assert!(
+            op.is_object(),
+            "{} {} is not in the document",
+            r.method,
+            r.path
+        );
         assert!(op["summary"].is_string());
     }
     // Every documented operation is routed: an unrouted one would answer "no endpoint".
@@ -25,7 +30,10 @@ async fn every_route_is_documented_and_served() {
             if path == "/v1/events" {
                 continue; // a stream: checked in the events tests
             }
-            let concrete = path.replace("{id}", "999").replace("{name}", "q").replace("{session}", "s");
+            let concrete = path
+                .replace("{id}", "999")
+                .replace("{name}", "q")
+                .replace("{session}", "s");
             let m: meanwhile_client::Method = method.to_ascii_uppercase().parse().unwrap();
             let r = d.client.raw(m, &concrete, None).await.unwrap();
             let body = String::from_utf8_lossy(&r.body);
@@ -40,4 +48,3 @@ async fn every_route_is_documented_and_served() {
     assert_eq!(spec["additionalProperties"], false);
     assert!(d.home.join(SOCKET_FILE).exists());
 }
-

@@ -1,0 +1,164 @@
+//! The commands, as a person or a script uses them.
+
+use crate::support::*;
+use std::os::unix::fs::PermissionsExt;
+
+#[test]
+fn on_a_fresh_machine_run_follow_just_works() {
+    let h = Home::new();
+    let o = h.run(&["run", "--follow", "--", "echo", "hi"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "1\nhi\n",
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(code(&o), 0);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&h.home), 0o700);
+    assert_eq!(mode(&h.home.join("meanwhile.sock")), 0o600);
+    assert!(h.home.join("daemon.log").exists());
+    // The daemon left the CLI's session: it outlives the command that started it.
+    assert!(h.run(&["status"]).status.success());
+}
+
+#[test]
+fn exit_codes_tell_how_the_task_ended() {
+    let mut h = Home::new();
+    h.serve(&[]);
+    let o = h.run(&["run", "--wait", "--", "sh", "-c", "exit 7"]);
+    assert_eq!(code(&o), 7);
+    let id = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    assert_eq!(code(&h.run(&["wait", &id])), 7);
+    let o = h.run(&["run", "-f", "--", "echo one; exit 0"]);
+    assert_eq!(
+        (code(&o), String::from_utf8_lossy(&o.stdout).lines().nth(1)),
+        (0, Some("one"))
+    );
+    let slow = h.ok(&["run", "--", "sleep 300"]).trim().to_string();
+    let o = h.run(&["wait", &slow, "--timeout", "200ms"]);
+    assert_eq!(code(&o), 124, "{}", stderr(&o));
+    let o = h.run(&["run", "-w", "--timeout", "300ms", "--", "sleep 300"]);
+    assert_eq!(code(&o), 124, "a task that hit its timeout");
+    h.ok(&["stop", "--force", &slow]);
+    let o = h.run(&["wait", &slow]);
+    assert_eq!(code(&o), 137, "stopped by SIGKILL: 128 + 9");
+    // Several: 0 only when all succeeded.
+    let a = h.ok(&["run", "--", "true"]).trim().to_string();
+    let b = h.ok(&["run", "--", "false"]).trim().to_string();
+    assert_eq!(code(&h.run(&["wait", &a, &b])), 1);
+    assert_eq!(code(&h.run(&["wait", &a])), 0);
+}
+
+#[test]
+fn errors_say_what_to_do() {
+    let mut h = Home::new();
+    h.serve(&[]);
+    let o = h.run(&["logs", "42"]);
+    assert_eq!(code(&o), 3);
+    assert!(
+        stderr(&o).contains("unknown task 42 (see 'meanwhile ls')"),
+        "{}",
+        stderr(&o)
+    );
+    let o = h.run(&["run", "--timeout", "fast", "--", "true"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("like 30s"), "{}", stderr(&o));
+    let o = h.run(&["show", "abc"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("positive integers"), "{}", stderr(&o));
+    let o = h.run(&["logs", "1", "--grep", "("]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    let o = h.run(&["run", "-q", "bad queue", "--", "true"]);
+    assert!(stderr(&o).contains("queue"), "{}", stderr(&o));
+    let slow = h.ok(&["run", "--", "sleep 300"]).trim().to_string();
+    let o = h.run(&["rm", &slow]);
+    assert!(
+        stderr(&o).contains("stop it before removing it"),
+        "{}",
+        stderr(&o)
+    );
+    h.ok(&["stop", "--force", &slow]);
+}
+
+#[test]
+fn ls_show_logs_and_the_rest() {
+    let mut h = Home::new();
+    h.serve(&[]);
+    let id = h
+        .ok(&[
+            "run",
+            "-n",
+            "count",
+            "-l",
+            "demo",
+            "-s",
+            "me",
+            "-e",
+            "WHO=you",
+            "--",
+            "for i in 1 2 3; do echo $WHO $i; done",
+        ])
+        .trim()
+        .to_string();
+    h.ok(&["wait", &id]);
+    let ls = h.ok(&["ls"]);
+    assert!(ls.starts_with("ID  ST  NAME"), "{ls}");
+    assert!(ls.contains("1   ✔   count  default"), "{ls}");
+    assert!(ls.contains("1 tasks: 1 ✔ succeeded"), "{ls}");
+    let page = h.json(&["ls", "--json", "--label", "demo"]);
+    assert_eq!(page["tasks"][0]["name"], "count");
+    assert_eq!(
+        h.json(&["ls", "--json", "--state", "failed"])["tasks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(h.ok(&["logs", &id]), "you 1\nyou 2\nyou 3\n");
+    assert_eq!(h.ok(&["logs", &id, "--tail", "1"]), "you 3\n");
+    assert_eq!(h.ok(&["logs", &id, "--grep", "[12]$"]), "you 1\nyou 2\n");
+    assert_eq!(h.ok(&["logs", &id, "--since", "6"]), "you 2\nyou 3\n");
+    let show = h.ok(&["show", &id]);
+    assert!(
+        show.contains("exit code 0") && show.contains("attempt 1 on"),
+        "{show}"
+    );
+    let cwd = h.json(&["show", &id, "--json"])["task"]["spec"]["cwd"].clone();
+    assert_eq!(
+        cwd.as_str(),
+        h.dir.path().to_str(),
+        "the caller's cwd by default"
+    );
+    let notes = h.ok(&["notifications", "--session", "me"]);
+    assert!(notes.contains("task 1 (count) succeeded"), "{notes}");
+    assert_eq!(
+        h.ok(&["notifications", "--session", "me"]),
+        "",
+        "each notice once"
+    );
+    assert!(h.ok(&["retry", &id]).contains("pending"));
+    h.ok(&["wait", &id]);
+    h.ok(&["queue", "set", "gpu", "--max-parallel", "2"]);
+    h.ok(&["queue", "pause", "gpu"]);
+    let qs = h.ok(&["queue"]);
+    assert!(
+        qs.contains("gpu      2    0        0        paused"),
+        "{qs}"
+    );
+    h.ok(&["queue", "resume", "gpu"]);
+    let later = h
+        .ok(&["run", "--delay", "1h", "--", "true"])
+        .trim()
+        .to_string();
+    h.ok(&["stop", &later]);
+    assert!(h.ok(&["rm", &later]).contains("removed 1"));
+    assert!(h.ok(&["clean"]).contains("removed 1"));
+    assert!(h.ok(&["ls"]).contains("no tasks yet"));
+    let status = h.ok(&["status"]);
+    assert!(
+        status.contains("daemon running") && status.contains("version"),
+        "{status}"
+    );
+    assert!(h.ok(&["completions", "bash"]).contains("meanwhile"));
+}

@@ -1,0 +1,6 @@
+//! The `meanwhile` binary against its real daemon: each test has its own home.
+
+mod support;
+
+mod commands;
+mod live_restore;

@@ -1,0 +1,107 @@
+//! Helpers: a home per test, the real binary, and the daemon as a child process.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_meanwhile");
+
+pub struct Home {
+    pub dir: tempfile::TempDir,
+    pub home: PathBuf,
+    pub daemon: Option<Child>,
+}
+
+impl Home {
+    pub fn new() -> Home {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("h");
+        Home {
+            dir,
+            home,
+            daemon: None,
+        }
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .env("MEANWHILE_HOME", &self.home)
+            .env_remove("MEANWHILE_URL")
+            .env_remove("MEANWHILE_SESSION")
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs a command that must succeed; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "meanwhile {args:?} failed ({}): {}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// Starts `meanwhile serve` as a child, with `env`, and waits until it answers.
+    pub fn serve(&mut self, env: &[(&str, &str)]) {
+        let log = std::fs::File::create(self.dir.path().join("serve.log")).unwrap();
+        let mut c = self.cmd(&["serve"]);
+        c.envs(env.iter().copied()).stderr(log);
+        self.daemon = Some(c.spawn().unwrap());
+        for _ in 0..1200 {
+            if self.run(&["status"]).status.success() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the daemon never answered");
+    }
+
+    /// The daemon's pid, from `status`.
+    pub fn daemon_pid(&self) -> Option<i32> {
+        let o = self.run(&["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+        v["pid"].as_i64().map(|p| p as i32)
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&self.ok(args)).unwrap()
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        // Stop whatever daemon serves this home, and its tasks with it: a test leaves
+        // nothing running.
+        if let Some(pid) = self.daemon_pid() {
+            let page = self.run(&["ls", "--json", "--state", "running,pending"]);
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&page.stdout) {
+                for t in v["tasks"].as_array().into_iter().flatten() {
+                    let id = t["id"].to_string();
+                    let _ = self.run(&["stop", "--force", &id]);
+                }
+            }
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        if let Some(mut c) = self.daemon.take() {
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
