@@ -277,6 +277,15 @@ impl Runtime {
         let mut slots = Vec::new();
         for spec in specs {
             match spec.validate() {
+                Ok(v)
+                    if matches!(v.work(), meanwhile_core::Work::Agent(_))
+                        && !self.has_executor(TaskKind::Agent) =>
+                {
+                    results.push(Some(Err(Error::Invalid {
+                        field: "agent",
+                        message: "this meanwhile has no LLM provider configured for agent tasks; set ANTHROPIC_API_KEY or OPENAI_API_KEY (or the [agent] section of config.toml) where it runs, then restart it".into(),
+                    })));
+                }
                 Ok(v) if matches!(v.work(), meanwhile_core::Work::Function) => {
                     results.push(Some(Err(Error::Invalid {
                         field: "command",
@@ -358,6 +367,15 @@ impl Runtime {
             e.insert(kind, executor);
         }
         self.inner.wake.notify_one();
+    }
+
+    /// True when an executor for `kind` is registered on this runtime.
+    pub fn has_executor(&self, kind: TaskKind) -> bool {
+        self.inner
+            .executors
+            .read()
+            .map(|e| e.contains_key(&kind))
+            .unwrap_or(false)
     }
 
     /// Calls `hook` after each task that succeeds, once its end is committed.

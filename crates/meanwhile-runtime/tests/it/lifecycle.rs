@@ -339,3 +339,19 @@ async fn listing_filters_and_pages() {
     assert_eq!(rest.tasks.len(), 1);
     assert!(rest.next.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_tasks_are_refused_where_no_executor_runs_them() {
+    let env = runtime().await;
+    let spec = TaskSpec {
+        agent: Some(meanwhile_runtime::core::AgentSpec {
+            prompt: "summarise the logs".into(),
+            ..Default::default()
+        }),
+        ..TaskSpec::default()
+    };
+    let e = env.rt.submit(spec).await.unwrap_err();
+    assert_eq!(e.field(), Some("agent"));
+    assert!(e.to_string().contains("no LLM provider"), "{e}");
+    assert!(env.rt.list(Default::default()).await.unwrap().tasks.is_empty());
+}
