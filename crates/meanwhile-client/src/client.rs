@@ -153,12 +153,23 @@ impl Client {
         path_and_query: &str,
         body: Option<Vec<u8>>,
     ) -> Result<RawResponse, ClientError> {
-        let req = self.request(method, path_and_query, body, None)?;
-        let mut sender = self.pool.checkout().await?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| self.protocol(e))?;
+        let (mut sender, reused) = self.pool.checkout().await?;
+        let req = self.request(method.clone(), path_and_query, body.clone(), None)?;
+        let resp = match sender.send_request(req).await {
+            Ok(r) => r,
+            // A kept-alive connection the daemon closed meanwhile (it restarted, or
+            // timed the connection out) fails before the request is read: send it
+            // again on a new connection.
+            Err(e) if reused && (e.is_canceled() || e.is_closed() || e.is_incomplete_message()) => {
+                sender = self.pool.connect().await?;
+                let req = self.request(method, path_and_query, body, None)?;
+                sender
+                    .send_request(req)
+                    .await
+                    .map_err(|e| self.protocol(e))?
+            }
+            Err(e) => return Err(self.protocol(e)),
+        };
         let status = resp.status().as_u16();
         let content_type = resp
             .headers()

@@ -47,8 +47,8 @@ impl Pool {
         }
     }
 
-    /// An idle connection that is still open, or a new one.
-    pub async fn checkout(&self) -> Result<Sender, ClientError> {
+    /// An idle connection that is still open (true), or a new one (false).
+    pub async fn checkout(&self) -> Result<(Sender, bool), ClientError> {
         loop {
             let idle = self.idle.lock().map(|mut v| v.pop()).unwrap_or(None);
             match idle {
@@ -56,10 +56,10 @@ impl Pool {
                     // A connection the daemon closed while idle fails here, before
                     // any request is sent on it.
                     if !s.is_closed() && s.ready().await.is_ok() {
-                        return Ok(s);
+                        return Ok((s, true));
                     }
                 }
-                None => return self.connect().await,
+                None => return Ok((self.connect().await?, false)),
             }
         }
     }

@@ -1,0 +1,3 @@
+//! The client against a real daemon on its own socket and home.
+
+mod backend;
