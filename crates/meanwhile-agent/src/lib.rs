@@ -56,5 +56,5 @@ pub use executor::AgentExecutor;
 pub use notices::notices_text;
 pub use run::run_prompt;
 pub use session::{RunOutcome, RunStop, Session};
-pub use tools::{ToolError, background_tools, call_background_tool};
+pub use tools::{ToolError, background_tools, call_background_tool, call_spawn_agent};
 pub use workspace::{PathError, Workspace};

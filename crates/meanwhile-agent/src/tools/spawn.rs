@@ -1,9 +1,10 @@
 //! `spawn_agent`: a sub-agent submitted as a background task of kind `agent`.
 
-use super::{ToolBox, ToolError, defs, parse_args};
-use meanwhile_core::{AgentSpec, TaskSpec};
+use super::{SpawnDefaults, ToolBox, ToolError, defs, parse_args};
+use meanwhile_core::{AgentSpec, Backend, TaskId, TaskSpec};
 use serde::Deserialize;
 use serde_json::Value;
+use std::path::Path;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +27,45 @@ struct Args {
 }
 
 pub(crate) async fn spawn_agent(tb: &ToolBox, args: Value) -> Result<String, ToolError> {
+    let (id, answer) = submit(
+        tb.backend.as_ref(),
+        &tb.session,
+        tb.workspace.root(),
+        &tb.spawn,
+        args,
+    )
+    .await?;
+    tb.track(id);
+    Ok(answer)
+}
+
+/// Runs `spawn_agent` outside an agent (the MCP server): the sub-agent works in
+/// `workspace`, with `provider` and `model` unless the arguments name a model, and its
+/// end notifies `session`.
+pub async fn call_spawn_agent(
+    backend: &dyn Backend,
+    session: &str,
+    workspace: &Path,
+    provider: Option<&str>,
+    model: Option<&str>,
+    args: Value,
+) -> Result<String, ToolError> {
+    let defaults = SpawnDefaults {
+        provider: provider.map(str::to_string),
+        model: model.map(str::to_string),
+        ..SpawnDefaults::default()
+    };
+    let (_, answer) = submit(backend, session, workspace, &defaults, args).await?;
+    Ok(answer)
+}
+
+async fn submit(
+    backend: &dyn Backend,
+    session: &str,
+    root: &Path,
+    d: &SpawnDefaults,
+    args: Value,
+) -> Result<(TaskId, String), ToolError> {
     let tool = defs::SPAWN_AGENT;
     let a: Args = parse_args(tool, args)?;
     if a.prompt.trim().is_empty() {
@@ -44,8 +84,7 @@ pub(crate) async fn spawn_agent(tb: &ToolBox, args: Value) -> Result<String, Too
             }
         }
     }
-    let d = &tb.spawn;
-    let root = tb.workspace.root().to_path_buf();
+    let root = root.to_path_buf();
     let spec = TaskSpec {
         agent: Some(AgentSpec {
             prompt: a.prompt.clone(),
@@ -60,14 +99,13 @@ pub(crate) async fn spawn_agent(tb: &ToolBox, args: Value) -> Result<String, Too
         cwd: Some(root),
         name: a.name.filter(|n| !n.trim().is_empty()),
         queue: a.queue.or_else(|| d.queue.clone()),
-        session: Some(tb.session.clone()),
+        session: Some(session.to_string()),
         ..TaskSpec::default()
     };
-    let id = tb.backend.submit(spec).await?;
-    tb.track(id);
-    Ok(format!(
+    let id = backend.submit(spec).await?;
+    Ok((id, format!(
         "Started sub-agent task {id}: {}. It works in the background; its final answer reaches you when it ends \
          (or use background_wait with ids [{id}]; background_output id {id} shows its transcript so far).",
         meanwhile_core::shorten(&a.prompt, 100)
-    ))
+    )))
 }
