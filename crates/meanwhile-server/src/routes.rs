@@ -184,7 +184,25 @@ pub(crate) fn router(state: AppState) -> Router {
     for (path, m) in by_path {
         router = router.route(path, m.fallback(method_not_allowed));
     }
-    router.fallback(not_found).with_state(state)
+    let mcp = mcp_service(&state);
+    router
+        .nest_service("/mcp", mcp)
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// The MCP endpoint (streamable HTTP) over the daemon's runtime. Requests name
+/// their session with a `meanwhile-session` header or `?session=`; those that do
+/// not share the session `mcp-http`.
+fn mcp_service(state: &AppState) -> meanwhile_mcp::HttpService {
+    let mut down = state.shutdown.clone();
+    meanwhile_mcp::http_service(
+        std::sync::Arc::new(state.rt.clone()),
+        meanwhile_mcp::McpConfig::new("mcp-http"),
+        async move {
+            let _ = down.wait_for(|d| *d).await;
+        },
+    )
 }
 
 async fn not_found(uri: axum::http::Uri) -> crate::error::Fail {

@@ -59,6 +59,9 @@ pub enum Command {
     Completions(cmd::completions::Args),
     /// Run the daemon in the foreground (the other commands start it when needed).
     Serve(cmd::serve::Args),
+    /// Serve MCP on stdin/stdout, for a coding agent's configuration (Claude Code,
+    /// Codex, Cursor, Gemini CLI, ...); starts the daemon when none answers.
+    Mcp(cmd::mcp::Args),
 }
 
 /// Runs the command line; the exit code on success (a task's exit code, for `wait`).
@@ -91,6 +94,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Status(a) => cmd::status::run(&ctx, a).await,
             Command::Completions(a) => cmd::completions::run(a),
             Command::Serve(a) => cmd::serve::run(&ctx, a).await,
+            Command::Mcp(a) => cmd::mcp::run(&ctx, a).await,
         }
     })
 }

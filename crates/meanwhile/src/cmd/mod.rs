@@ -4,6 +4,7 @@ pub mod clean;
 pub mod completions;
 pub mod logs;
 pub mod ls;
+pub mod mcp;
 pub mod notifications;
 pub mod queue;
 pub mod retry;
