@@ -22,6 +22,8 @@ pub enum EventKind {
     StopRequested,
     /// A finished task was put back to pending by hand.
     Retried,
+    /// A claim whose attempt never started was given back; the task is pending again.
+    Released,
     /// A task was removed.
     Removed,
     /// A queue was created or changed.
@@ -57,6 +59,7 @@ impl EventKind {
             EventKind::Progress => "progress",
             EventKind::StopRequested => "stop_requested",
             EventKind::Retried => "retried",
+            EventKind::Released => "released",
             EventKind::Removed => "removed",
             EventKind::Queue => "queue",
         }

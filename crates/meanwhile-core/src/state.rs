@@ -148,6 +148,9 @@ pub enum Transition {
     DependencyFailed,
     /// Run a finished task again, by hand.
     Retry,
+    /// Give back a claim whose attempt never started a process (its runtime died
+    /// before spawning it): the task waits again and the attempt does not count.
+    Release,
 }
 
 /// A transition that the current state does not allow.
@@ -203,6 +206,10 @@ pub fn transition(from: TaskState, t: Transition) -> Result<TaskState, IllegalTr
             Pending => Ok(Failed),
             _ => illegal("fail for a dependency"),
         },
+        Transition::Release => match from {
+            Running => Ok(Pending),
+            _ => illegal("be released"),
+        },
         Transition::Retry => {
             if from.is_terminal() {
                 Ok(Pending)
@@ -237,6 +244,7 @@ mod tests {
             (Pending, Transition::Claim, Running),
             (Pending, Transition::Cancel, Cancelled),
             (Pending, Transition::DependencyFailed, Failed),
+            (Running, Transition::Release, Pending),
             (Running, ended(EXIT0, 1, 1), Succeeded),
             (Running, ended(EXIT0, 3, 3), Succeeded),
             (Running, ended(EXIT1, 1, 1), Failed),
@@ -273,6 +281,7 @@ mod tests {
             Transition::Cancel,
             Transition::DependencyFailed,
             Transition::Retry,
+            Transition::Release,
             ended(EXIT0, 1, 1),
             ended(EXIT1, 1, 3),
         ];

@@ -35,6 +35,10 @@ impl Home {
     pub fn log(&self, id: TaskId) -> PathBuf {
         self.task_dir(id).join("output.log")
     }
+    /// The pid of the runtime's spawner process.
+    pub fn spawner_pid_file(&self) -> PathBuf {
+        self.root.join("spawner.pid")
+    }
     /// The supervisors' journal: the processes of each attempt and how each ended.
     pub fn journal(&self) -> PathBuf {
         self.root.join("supervisors.journal")

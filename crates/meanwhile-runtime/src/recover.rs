@@ -48,15 +48,14 @@ pub(crate) async fn recover(inner: &Arc<Inner>) -> crate::Result<()> {
                 }
             }
             (None, _) => {
-                attempt::finish(
-                    inner,
-                    &task,
-                    n,
-                    Ended::lost(
-                        "meanwhile stopped while starting this attempt; its end was not seen",
-                    ),
-                )
-                .await;
+                // The spawner journals an attempt before it takes another request,
+                // and it finishes a request even when the runtime died meanwhile (the
+                // previous spawner was waited for at start). No record means the
+                // runtime died before asking: no process was started, so the claim
+                // is given back and the attempt does not count.
+                if let Err(e) = inner.store.release(task.id, n, crate::now()).await {
+                    tracing::error!(task = %task.id, "releasing an unstarted attempt: {e}");
+                }
             }
         }
     }

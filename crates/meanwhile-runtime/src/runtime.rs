@@ -169,8 +169,8 @@ impl Runtime {
             Some(c) => c.clone(),
             None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
         };
-        let spawner =
-            crate::spawner::Spawner::start().map_err(Error::io("starting the process spawner"))?;
+        let spawner = crate::spawner::Spawner::start(&home.spawner_pid_file())
+            .map_err(Error::io("starting the process spawner"))?;
         let (watcher, progress_rx) =
             OutputWatcher::start().map_err(Error::io("starting the output watcher"))?;
         if let Some(n) = config.default_max_parallel {

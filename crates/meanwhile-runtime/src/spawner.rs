@@ -27,6 +27,36 @@ const ITEMS: usize = 5;
 /// The runtime's handle on its spawner process.
 pub(crate) struct Spawner {
     conn: Mutex<Option<OwnedFd>>,
+    pid_file: PathBuf,
+}
+
+/// A spawner exits as soon as it has answered its last request and found its
+/// runtime gone; this waits (briefly) for that, so that what it journals is there
+/// before recovery reads the journal.
+fn wait_for_previous(pid_file: &Path) {
+    let Ok(text) = std::fs::read_to_string(pid_file) else {
+        return;
+    };
+    let nums: Vec<u64> = text
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    let [pid, start] = nums[..] else {
+        return;
+    };
+    let pid = pid as i32;
+    if spawn::start_time(pid) != Some(start) {
+        return;
+    }
+    if let Ok(fd) = spawn::pidfd_open(pid) {
+        let mut p = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: polling one valid descriptor.
+        unsafe { libc::poll(&mut p, 1, 2000) };
+    }
 }
 
 fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -47,7 +77,14 @@ fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-fn start_process() -> io::Result<OwnedFd> {
+fn start_process_recorded(pid_file: &Path) -> io::Result<OwnedFd> {
+    let (fd, pid) = start_process_pid()?;
+    let start = spawn::start_time(pid).unwrap_or(0);
+    std::fs::write(pid_file, format!("{pid} {start}\n"))?;
+    Ok(fd)
+}
+
+fn start_process_pid() -> io::Result<(OwnedFd, i32)> {
     let (ours, theirs) = socketpair()?;
     // SAFETY: the child runs `serve`, which never returns and ends in `_exit`.
     let pid = unsafe { libc::fork() };
@@ -62,14 +99,18 @@ fn start_process() -> io::Result<OwnedFd> {
         unsafe { serve(fd) }
     }
     drop(theirs);
-    Ok(ours)
+    Ok((ours, pid))
 }
 
 impl Spawner {
-    /// Forks the spawner process.
-    pub(crate) fn start() -> io::Result<Spawner> {
+    /// Waits for the spawner of a previous runtime on this home to finish the request
+    /// it may be carrying out, then forks this runtime's spawner and records its pid.
+    pub(crate) fn start(pid_file: &Path) -> io::Result<Spawner> {
+        wait_for_previous(pid_file);
+        let conn = start_process_recorded(pid_file)?;
         Ok(Spawner {
-            conn: Mutex::new(Some(start_process()?)),
+            conn: Mutex::new(Some(conn)),
+            pid_file: pid_file.to_path_buf(),
         })
     }
 
@@ -77,7 +118,7 @@ impl Spawner {
     pub(crate) fn spawn(&self, req: &SpawnRequest<'_>) -> io::Result<Spawned> {
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         if conn.is_none() {
-            *conn = Some(start_process()?);
+            *conn = Some(start_process_recorded(&self.pid_file)?);
         }
         let fd = conn.as_ref().map(|c| c.as_raw_fd()).unwrap_or(-1);
         match exchange(fd, req) {

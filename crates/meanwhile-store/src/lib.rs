@@ -221,6 +221,15 @@ pub trait Store: Send + Sync + 'static {
     /// Records the end of an attempt and moves the task on; `None` when the attempt is
     /// no longer the task's current one (already finished elsewhere).
     fn finish_attempt(&self, end: AttemptEnd) -> StoreFuture<'_, Option<Finished>>;
+    /// Gives back the claim of a running task whose attempt never started a process:
+    /// the task is pending again and the attempt is forgotten. `None` when the task
+    /// is not running that attempt.
+    fn release(
+        &self,
+        id: TaskId,
+        attempt: u32,
+        now: Timestamp,
+    ) -> StoreFuture<'_, Option<TaskRecord>>;
     /// Cancels a pending task, or flags a running one for its node to stop.
     fn request_stop(&self, id: TaskId, now: Timestamp) -> StoreFuture<'_, StopOutcome>;
     /// Puts a finished task back to pending, with a fresh retry budget.

@@ -353,5 +353,12 @@ async fn agent_tasks_are_refused_where_no_executor_runs_them() {
     let e = env.rt.submit(spec).await.unwrap_err();
     assert_eq!(e.field(), Some("agent"));
     assert!(e.to_string().contains("no LLM provider"), "{e}");
-    assert!(env.rt.list(Default::default()).await.unwrap().tasks.is_empty());
+    assert!(
+        env.rt
+            .list(Default::default())
+            .await
+            .unwrap()
+            .tasks
+            .is_empty()
+    );
 }

@@ -97,3 +97,37 @@ unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_whose_process_never_started_runs_once_after_restart() {
+    use meanwhile_runtime::store::{ClaimRequest, NewTask, SqliteStore, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let home = meanwhile_runtime::Home::new(dir.path().join("home"));
+    std::fs::create_dir_all(home.root()).unwrap();
+    let id = {
+        // A runtime that claimed the task and died before asking for a process.
+        let store = SqliteStore::open(&home.database()).unwrap();
+        let spec = sh(&format!("echo ran >> {}", marker.display()))
+            .validate()
+            .unwrap();
+        let now = meanwhile_runtime::now();
+        let r = store.submit(vec![NewTask { spec, now }]).await.unwrap();
+        let id = r[0].as_ref().unwrap().id();
+        let claim = ClaimRequest {
+            node: "gone".into(),
+            now,
+            lease_until: now,
+            kinds: vec![meanwhile_runtime::core::TaskKind::Shell],
+            limit: 1,
+        };
+        assert_eq!(store.claim(claim).await.unwrap().tasks.len(), 1);
+        id
+    };
+    let rt = Runtime::start(config(dir.path()), std::future::pending())
+        .await
+        .unwrap();
+    let t = finished(&rt, id).await;
+    assert_eq!((t.state, t.attempts), (TaskState::Succeeded, 1));
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "ran\n");
+}

@@ -300,6 +300,15 @@ impl Store for SqliteStore {
         self.write(move |conn, ev| ops::finish_attempt(conn, ev, &end))
     }
 
+    fn release(
+        &self,
+        id: TaskId,
+        attempt: u32,
+        now: Timestamp,
+    ) -> StoreFuture<'_, Option<TaskRecord>> {
+        self.write(move |conn, ev| ops::release(conn, ev, id, attempt, now))
+    }
+
     fn request_stop(&self, id: TaskId, now: Timestamp) -> StoreFuture<'_, StopOutcome> {
         self.write(move |conn, ev| ops::request_stop(conn, ev, id, now))
     }

@@ -637,6 +637,39 @@ pub(crate) fn finish_attempt(
     Ok(Some(Finished { task, cascaded }))
 }
 
+pub(crate) fn release(
+    conn: &Connection,
+    events: &mut Vec<Event>,
+    id: TaskId,
+    attempt: u32,
+    now: Timestamp,
+) -> Result<Option<TaskRecord>> {
+    let task = load_task(conn, id)?;
+    if task.state != TaskState::Running || task.attempts != attempt {
+        return Ok(None);
+    }
+    let to = transition(task.state, Transition::Release)
+        .map_err(|source| StoreError::Illegal { id, source })?;
+    conn.prepare_cached(
+        "UPDATE tasks SET state = ?2, attempts = attempts - 1, started_at = NULL, node = NULL,
+            lease_until = NULL, stop_requested = 0
+         WHERE id = ?1",
+    )?
+    .execute(params![id.0, to.as_str()])?;
+    conn.prepare_cached("DELETE FROM attempts WHERE task_id = ?1 AND number = ?2")?
+        .execute(params![id.0, attempt])?;
+    count_move(conn, &task.queue, task.state, to)?;
+    emit(
+        conn,
+        events,
+        now,
+        EventKind::Released,
+        Some(id),
+        json!({"attempt": attempt}),
+    )?;
+    load_task(conn, id).map(Some)
+}
+
 pub(crate) fn request_stop(
     conn: &Connection,
     events: &mut Vec<Event>,

@@ -391,3 +391,28 @@ async fn removing_a_running_task_is_refused() {
     assert!(f.store.get(id).await.is_err());
     assert!(f.store.counts().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_claim_that_never_started_is_released_without_counting() {
+    let f = open();
+    let id = submit(&f.store, TaskSpec::shell("x")).await;
+    assert_eq!(
+        f.store.claim(claim_req(1)).await.unwrap().tasks[0].attempt,
+        1
+    );
+    assert!(
+        f.store.release(id, 2, NOW).await.unwrap().is_none(),
+        "not that attempt"
+    );
+    let t = f.store.release(id, 1, NOW).await.unwrap().unwrap();
+    assert_eq!((t.state, t.attempts), (TaskState::Pending, 0));
+    assert!(f.store.attempts(id).await.unwrap().is_empty());
+    assert_eq!(
+        f.store.claim(claim_req(1)).await.unwrap().tasks[0].attempt,
+        1
+    );
+    assert_eq!(
+        f.store.counts().await.unwrap(),
+        vec![("default".to_string(), TaskState::Running, 1)]
+    );
+}
