@@ -193,3 +193,29 @@ pub(crate) fn content(text: String, notices: Option<String>) -> Vec<ContentBlock
     }
     blocks
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tools_are_the_agents_with_spawn_agent_only_when_enabled() {
+        let plain: Vec<String> = list(false).iter().map(|t| t.name.to_string()).collect();
+        assert_eq!(plain.len(), 6);
+        assert!(!plain.iter().any(|n| n == defs::SPAWN_AGENT));
+        assert!(!exists(defs::SPAWN_AGENT, false));
+        assert!(
+            !exists(defs::BASH, true),
+            "the agent's own shell is not offered"
+        );
+        let with = list(true);
+        let spawn = with.iter().find(|t| t.name == defs::SPAWN_AGENT).unwrap();
+        let def = defs::definition(defs::SPAWN_AGENT).unwrap();
+        assert_eq!(spawn.description.as_deref(), Some(def.description.as_str()));
+        assert_eq!(
+            Value::Object((*spawn.input_schema).clone()),
+            def.input_schema
+        );
+        assert!(exists(BACKGROUND_NOTIFICATIONS, false));
+    }
+}
