@@ -228,6 +228,7 @@ async fn run_shell(
         }
     };
     let journal = inner.home.journal();
+    let spawn_started = std::time::Instant::now();
     let spawned = inner.spawner.spawn(&SpawnRequest {
         program: &program,
         argv: &argv,
@@ -239,8 +240,12 @@ async fn run_shell(
         attempt: c.attempt,
     });
     let spawned = match spawned {
-        Ok(s) => s,
+        Ok(s) => {
+            inner.metrics.spawned(spawn_started.elapsed());
+            s
+        }
         Err(e) => {
+            inner.metrics.spawn_failed();
             let reason = format!("could not start {}: {e}", argv[0]);
             log_start_failure(&mut log, &reason);
             return Some(Ended::failed(reason));
@@ -482,6 +487,7 @@ pub(crate) async fn finish(inner: &Arc<Inner>, task: &TaskRecord, attempt: u32, 
     // A few KiB from the end of a file in the page cache: cheaper read here than
     // handed to the blocking pool.
     let (tail, output_bytes) = crate::output::last_lines(&log, lines, bytes);
+    inner.metrics.attempt_ended(output_bytes);
     let delay = task.spec.retry.delay_after(attempt, inner.sample());
     let end = AttemptEnd {
         id,

@@ -14,6 +14,7 @@ mod context;
 mod dispatch;
 mod home;
 mod journal;
+mod metrics;
 mod output;
 mod recover;
 mod runtime;
@@ -35,6 +36,7 @@ pub use meanwhile_core::{
     WaitMode, WaitOutcome,
 };
 pub use meanwhile_store as store;
+pub use metrics::RuntimeMetrics;
 pub use output::DEFAULT_PAGE_BYTES;
 pub use runtime::Runtime;
 

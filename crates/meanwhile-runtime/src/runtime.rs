@@ -50,6 +50,7 @@ pub(crate) struct Inner {
     /// Attempts in flight, so shutdown can wait for them.
     pub in_flight: AtomicUsize,
     pub idle: Notify,
+    pub metrics: crate::metrics::Counters,
     pub rng: Mutex<u64>,
     /// Held while the runtime owns the home; released at the end of shutdown.
     lock: Mutex<Option<File>>,
@@ -197,6 +198,7 @@ impl Runtime {
             shutdown: watch::channel(false).0,
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
+            metrics: crate::metrics::Counters::default(),
             rng: Mutex::new(seed),
             lock: Mutex::new(Some(lock)),
         });
@@ -237,6 +239,16 @@ impl Runtime {
         if let Ok(mut lock) = self.inner.lock.lock() {
             lock.take();
         }
+    }
+
+    /// This runtime's counters since it started (spawns, spawn latency, output).
+    pub fn metrics(&self) -> crate::metrics::RuntimeMetrics {
+        self.inner.metrics.snapshot()
+    }
+
+    /// Undelivered notifications per session.
+    pub async fn notifications_pending(&self) -> Result<Vec<(String, u64)>> {
+        Ok(self.inner.store.notifications_pending().await?)
     }
 
     /// The home this runtime works in.

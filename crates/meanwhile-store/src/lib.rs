@@ -265,6 +265,8 @@ pub trait Store: Send + Sync + 'static {
     fn drain_notifications(&self, session: &str, limit: u32) -> StoreFuture<'_, Vec<Notification>>;
     /// A session's undelivered notifications, without marking them.
     fn peek_notifications(&self, session: &str, limit: u32) -> StoreFuture<'_, Vec<Notification>>;
+    /// Undelivered notifications per session.
+    fn notifications_pending(&self) -> StoreFuture<'_, Vec<(String, u64)>>;
     /// Events after `seq`, oldest first.
     fn events_after(&self, seq: i64, limit: u32) -> StoreFuture<'_, Vec<Event>>;
     /// Events as they are committed.

@@ -231,7 +231,9 @@ async fn queues_notifications_progress_and_metrics() {
             .is_empty()
     );
 
-    let running = c.submit(&sh("sleep 300")).await.unwrap();
+    let mut unread = sh("sleep 300");
+    unread.session = Some("agent-2".into());
+    let running = c.submit(&unread).await.unwrap();
     crate::support::eventually_running(c, running).await;
     c.report_progress(running, Some(40.0), "compiling")
         .await
@@ -246,6 +248,11 @@ async fn queues_notifications_progress_and_metrics() {
         "meanwhile_queue_depth{queue=\"gpu\"} 0",
         "meanwhile_queue_max_parallel{queue=\"gpu\"} 2",
         "# TYPE meanwhile_tasks gauge",
+        "meanwhile_spawns_total 2",
+        "meanwhile_spawn_seconds_count 2",
+        "meanwhile_output_bytes_total 8",
+        "meanwhile_attempts_ended_total 1",
+        "# TYPE meanwhile_notifications_pending gauge",
     ] {
         assert!(m.contains(want), "{want} missing from:\n{m}");
     }

@@ -373,6 +373,10 @@ impl Store for SqliteStore {
         self.read(move |conn| ops::peek_notifications(conn, &session, limit))
     }
 
+    fn notifications_pending(&self) -> StoreFuture<'_, Vec<(String, u64)>> {
+        self.read(ops::notifications_pending)
+    }
+
     fn events_after(&self, seq: i64, limit: u32) -> StoreFuture<'_, Vec<Event>> {
         self.read(move |conn| ops::events_after(conn, seq, limit))
     }

@@ -1027,6 +1027,21 @@ pub(crate) fn peek_notifications(
     notifications_after(conn, session, cursor, limit)
 }
 
+pub(crate) fn notifications_pending(conn: &Connection) -> Result<Vec<(String, u64)>> {
+    // One range scan of the (session, seq) index per session, from its cursor.
+    let mut stmt = conn.prepare_cached(
+        "SELECT n.session, COUNT(*) FROM notifications n
+         LEFT JOIN sessions s ON s.name = n.session
+         WHERE n.seq > COALESCE(s.cursor, 0)
+         GROUP BY n.session ORDER BY n.session",
+    )?;
+    Ok(stmt
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+        })?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
 pub(crate) fn events_after(conn: &Connection, seq: i64, limit: u32) -> Result<Vec<Event>> {
     let mut stmt = conn.prepare_cached(
         "SELECT seq, at, kind, task_id, data FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
