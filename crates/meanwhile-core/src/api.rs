@@ -72,7 +72,10 @@ pub struct OutputQuery {
     pub wait: Option<WaitFor>,
     /// How long `wait` may block; 30s when absent.
     #[serde(with = "crate::serde_opt_duration")]
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::DurationText>"))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::schema::DurationText>")
+    )]
     pub timeout: Option<Duration>,
 }
 

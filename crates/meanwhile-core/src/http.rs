@@ -3,8 +3,8 @@
 //! that the two cannot disagree.
 
 use crate::{
-    ApiError, Attempt, ListFilter, OutputQuery, QueueInfo, StopMode, TaskId, TaskRecord,
-    TaskSpec, TaskState, WaitFor, WaitMode, parse_duration,
+    ApiError, Attempt, ListFilter, OutputQuery, QueueInfo, StopMode, TaskId, TaskRecord, TaskSpec,
+    TaskState, WaitFor, WaitMode, parse_duration,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -52,7 +52,10 @@ pub struct TaskSpec {
         with = "crate::serde_opt_duration",
         skip_serializing_if = "Option::is_none"
     )]
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::DurationText>"))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::schema::DurationText>")
+    )]
     pub timeout: Option<Duration>,
     /// Time between SIGTERM and SIGKILL when stopping; the runtime's default when absent.
     #[serde(
@@ -60,7 +63,10 @@ pub struct TaskSpec {
         with = "crate::serde_opt_duration",
         skip_serializing_if = "Option::is_none"
     )]
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::DurationText>"))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::schema::DurationText>")
+    )]
     pub grace: Option<Duration>,
     /// How failed attempts are retried.
     #[serde(default)]
@@ -77,7 +83,10 @@ pub struct TaskSpec {
         with = "crate::serde_opt_duration",
         skip_serializing_if = "Option::is_none"
     )]
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::DurationText>"))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::schema::DurationText>")
+    )]
     pub delay: Option<Duration>,
     /// Start only after all of these tasks succeeded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
