@@ -37,6 +37,34 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), ServerError> {
     ))
 }
 
+/// Lets the daemon run agent tasks when an LLM provider is configured (flags of
+/// `[agent]` in config.toml, or the provider's API key in the environment).
+fn register_agent_executor(rt: &Runtime, home: &Path) {
+    let overrides = meanwhile_agent::AgentOverrides {
+        workspace: Some(home.to_path_buf()),
+        config_file: Some(home.join("config.toml")).filter(|p| p.exists()),
+        ..Default::default()
+    };
+    let config = match meanwhile_agent::AgentConfig::load(&overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::info!("agent tasks are off: {e}");
+            return;
+        }
+    };
+    match config.build_provider() {
+        Ok(provider) => {
+            tracing::info!(
+                "agent tasks run with {} ({})",
+                config.provider.name(),
+                config.model
+            );
+            meanwhile_agent::AgentExecutor::with_provider(config, provider).register(rt);
+        }
+        Err(e) => tracing::info!("agent tasks are off: {e}"),
+    }
+}
+
 /// Runs the daemon on `settings.home` until `shutdown` completes.
 pub async fn serve(
     settings: Settings,
@@ -58,6 +86,7 @@ pub async fn serve(
         ShutdownMode::LeaveRunning
     };
     let rt = Runtime::start(cfg, std::future::pending()).await?;
+    register_agent_executor(&rt, &home);
     for (name, q) in &settings.queues {
         rt.set_queue(name, q.max_parallel, q.paused)
             .await

@@ -24,7 +24,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The commands. `mcp` and `agent` are added by their own crates.
+/// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a command in the background; prints its id at once.
@@ -62,6 +62,10 @@ pub enum Command {
     /// Serve MCP on stdin/stdout, for a coding agent's configuration (Claude Code,
     /// Codex, Cursor, Gemini CLI, ...); starts the daemon when none answers.
     Mcp(cmd::mcp::Args),
+    /// The coding agent: an interactive session, or one prompt with -p. Slow
+    /// commands go to the background and their notices reach the model before its
+    /// next call.
+    Agent(cmd::agent::Args),
 }
 
 /// Runs the command line; the exit code on success (a task's exit code, for `wait`).
@@ -70,7 +74,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // The daemon gets worker threads; a client command does one thing at a time and
     // starts faster on one thread.
     let rt = match &cli.command {
-        Command::Serve(_) => tokio::runtime::Builder::new_multi_thread()
+        Command::Serve(_) | Command::Agent(_) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?,
         _ => tokio::runtime::Builder::new_current_thread()
@@ -95,6 +99,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Completions(a) => cmd::completions::run(a),
             Command::Serve(a) => cmd::serve::run(&ctx, a).await,
             Command::Mcp(a) => cmd::mcp::run(&ctx, a).await,
+            Command::Agent(a) => cmd::agent::run(&ctx, a).await,
         }
     })
 }

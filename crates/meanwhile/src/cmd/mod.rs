@@ -1,5 +1,6 @@
 //! One module per command, each with its `Args` and `run`.
 
+pub mod agent;
 pub mod clean;
 pub mod completions;
 pub mod logs;

@@ -2,5 +2,6 @@
 
 mod support;
 
+mod agent;
 mod commands;
 mod live_restore;
