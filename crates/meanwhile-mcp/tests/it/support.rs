@@ -6,19 +6,54 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The version of the official Python MCP SDK the tests speak with.
+const MCP_SDK: &str = "mcp==2.3.0";
+
 /// The Python with the `mcp` SDK: `$MEANWHILE_MCP_PYTHON` (set by `.ci/run`), else
-/// the repository's `.venv-mcp`. A missing client fails the test, loudly.
+/// the repository's `.venv-mcp`, made on first use (from PyPI) so that a plain
+/// `cargo nextest run --workspace` works on a fresh machine.
 pub fn python() -> PathBuf {
-    let path = std::env::var_os("MEANWHILE_MCP_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join(".venv-mcp/bin/python"));
-    assert!(
-        path.exists(),
-        "the MCP tests need the official Python MCP SDK, and {} does not exist: run \
-         `python3 -m venv .venv-mcp && .venv-mcp/bin/pip install mcp==2.3.0` at the repository root \
-         (as .ci/run does), or set MEANWHILE_MCP_PYTHON to a python that has it",
-        path.display()
-    );
+    if let Some(path) = std::env::var_os("MEANWHILE_MCP_PYTHON").map(PathBuf::from) {
+        assert!(
+            path.exists(),
+            "MEANWHILE_MCP_PYTHON is {}, which does not exist",
+            path.display()
+        );
+        return path;
+    }
+    let venv = workspace().join(".venv-mcp");
+    let path = venv.join("bin/python");
+    // Tests run in parallel processes: one makes the virtualenv, the others wait.
+    let lock_path = workspace().join(".venv-mcp.lock");
+    let lock = std::fs::File::create(&lock_path).expect("creating the virtualenv lock");
+    // SAFETY: flock on a file we hold open; released when it closes.
+    unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
+    let has_sdk = |p: &Path| {
+        Command::new(p)
+            .args(["-c", "import mcp"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has_sdk(&path) {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success());
+        let installed = made
+            && Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", MCP_SDK])
+                .status()
+                .is_ok_and(|s| s.success());
+        assert!(
+            installed && has_sdk(&path),
+            "the MCP tests need the official Python MCP SDK and could not install it: run \
+             `python3 -m venv .venv-mcp && .venv-mcp/bin/pip install {MCP_SDK}` at the repository \
+             root, or set MEANWHILE_MCP_PYTHON to a python that has it"
+        );
+    }
+    drop(lock);
     path
 }
 
