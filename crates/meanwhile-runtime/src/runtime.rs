@@ -625,13 +625,16 @@ impl Runtime {
         let since = query.since.unwrap_or(0);
         let mut matched = None;
         let mut timed_out = false;
+        // Subscribe before reading the state, and take the output watch before
+        // measuring the log, so that an end or a write in between still wakes us.
+        let mut events = self.subscribe();
         let mut task = self.get(id).await?;
         if let Some(wait) = &query.wait {
             let timeout = query.timeout.unwrap_or(Duration::from_secs(30));
             let deadline = tokio::time::Instant::now() + timeout;
-            let mut events = self.subscribe();
             let mut scanned = since;
             loop {
+                let mut output = self.output_watch(id).await;
                 let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
                 let ended = task.state.is_terminal();
                 let met = match wait {
@@ -656,7 +659,6 @@ impl Runtime {
                 if met {
                     break;
                 }
-                let mut output = self.output_watch(id).await;
                 let now = tokio::time::Instant::now();
                 if now >= deadline {
                     timed_out = true;

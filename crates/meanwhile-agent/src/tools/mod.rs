@@ -12,8 +12,8 @@ mod files;
 mod spawn;
 
 pub use background::call_background_tool;
-pub use spawn::call_spawn_agent;
 pub use defs::{ALL_TOOLS, BACKGROUND_TOOLS, agent_tools, background_tools, definition};
+pub use spawn::call_spawn_agent;
 
 use crate::budget::Budget;
 use crate::workspace::{PathError, Workspace};

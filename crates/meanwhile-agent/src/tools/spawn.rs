@@ -103,9 +103,12 @@ async fn submit(
         ..TaskSpec::default()
     };
     let id = backend.submit(spec).await?;
-    Ok((id, format!(
-        "Started sub-agent task {id}: {}. It works in the background; its final answer reaches you when it ends \
+    Ok((
+        id,
+        format!(
+            "Started sub-agent task {id}: {}. It works in the background; its final answer reaches you when it ends \
          (or use background_wait with ids [{id}]; background_output id {id} shows its transcript so far).",
-        meanwhile_core::shorten(&a.prompt, 100)
-    )))
+            meanwhile_core::shorten(&a.prompt, 100)
+        ),
+    ))
 }
