@@ -17,7 +17,7 @@ const MIGRATIONS: &[&str] = &[
         labels TEXT NOT NULL DEFAULT '[]',
         session TEXT,
         spec TEXT NOT NULL,
-        idempotency_key TEXT UNIQUE,
+        idempotency_key TEXT,
         created_at INTEGER NOT NULL,
         run_after INTEGER,
         started_at INTEGER,
@@ -34,6 +34,9 @@ const MIGRATIONS: &[&str] = &[
         lease_until INTEGER,
         stop_requested INTEGER NOT NULL DEFAULT 0
     );
+    -- Partial: most tasks have no key, and an index entry per NULL would slow every
+    -- insert into a large store.
+    CREATE UNIQUE INDEX tasks_idempotency ON tasks(idempotency_key) WHERE idempotency_key IS NOT NULL;
     CREATE INDEX tasks_pending ON tasks(queue, priority DESC, id) WHERE state = 'pending';
     CREATE INDEX tasks_pending_time ON tasks(run_after) WHERE state = 'pending' AND run_after IS NOT NULL;
     CREATE INDEX tasks_running ON tasks(queue, node) WHERE state = 'running';
