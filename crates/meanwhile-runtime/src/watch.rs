@@ -17,6 +17,12 @@ use tokio::sync::{mpsc, watch};
 const PROGRESS_PREFIX: &[u8] = b"::progress";
 /// Longest progress line kept; the rest of a longer line is ignored.
 const MAX_PROGRESS_LINE: usize = 512;
+/// More new output than this since the last look, and only its tail is searched.
+const SKIP_AHEAD_AT: u64 = 256 * 1024;
+/// How much of the tail is searched then.
+const SCAN_TAIL: u64 = 64 * 1024;
+/// The pause after a look that found a task writing flat out.
+const BUSY_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
 struct Watched {
     id: TaskId,
@@ -97,7 +103,7 @@ impl OutputWatcher {
             size,
         };
         // Output written between the attempt's start and this call is scanned now.
-        self.scan(&mut w);
+        let _ = self.scan(&mut w);
         if let Ok(mut map) = self.inner.by_wd.lock() {
             map.insert(wd, w);
         }
@@ -112,7 +118,7 @@ impl OutputWatcher {
     fn unwatch(&self, wd: i32) {
         let removed = self.inner.by_wd.lock().ok().and_then(|mut m| m.remove(&wd));
         if let Some(mut w) = removed {
-            self.scan(&mut w);
+            let _ = self.scan(&mut w);
             // SAFETY: removing a watch descriptor we added.
             unsafe { libc::inotify_rm_watch(self.inner.fd.as_raw_fd(), wd) };
         }
@@ -151,22 +157,42 @@ impl OutputWatcher {
                 }
                 at += header + ev.len as usize;
             }
+            let mut busy = false;
             if let Ok(mut map) = self.inner.by_wd.lock() {
                 for wd in wds {
                     if let Some(w) = map.get_mut(&wd) {
-                        self.scan(w);
+                        busy |= self.scan(w);
                     }
                 }
+            }
+            // A task writing flat out raises an event per write. Pausing a moment
+            // lets the kernel fold them into one, so following a fast writer costs
+            // a few looks a second instead of a core; readers wait at most this long.
+            if busy {
+                tokio::time::sleep(BUSY_PAUSE).await;
             }
         }
     }
 
     /// Reads what was appended since the last scan, publishing the new size and any
     /// progress lines.
-    fn scan(&self, w: &mut Watched) {
+    fn scan(&self, w: &mut Watched) -> bool {
         let mut buf = [0u8; 16 * 1024];
+        let mut busy = false;
+        // Progress is a latest-value signal: when a task has written a lot since the
+        // last look, only the tail of it is searched, so that a task printing
+        // gigabytes does not make the runtime read them all back.
+        if let Ok(meta) = w.file.metadata()
+            && meta.len() > w.offset + SKIP_AHEAD_AT
+        {
+            w.offset = meta.len() - SCAN_TAIL;
+            busy = true;
+            w.at_line_start = false;
+            w.collecting = false;
+            w.line.clear();
+        }
         if w.file.seek(SeekFrom::Start(w.offset)).is_err() {
-            return;
+            return busy;
         }
         loop {
             let n = match w.file.read(&mut buf) {
@@ -181,6 +207,7 @@ impl OutputWatcher {
             *s = w.offset;
             changed
         });
+        busy
     }
 
     fn scan_bytes(&self, w: &mut Watched, mut bytes: &[u8]) {
