@@ -84,6 +84,9 @@ pub async fn throughput() -> Value {
     let took = start.elapsed();
     let rate = n as f64 / took.as_secs_f64();
     rt.shutdown().await;
+    if std::env::var_os("MEANWHILE_BENCH_KEEP").is_some() {
+        eprintln!("kept {}", dir.keep().display());
+    }
     json!({
         "figure": "throughput",
         "tasks": n,

@@ -229,16 +229,36 @@ async fn run_shell(
     };
     let journal = inner.home.journal();
     let spawn_started = std::time::Instant::now();
-    let spawned = inner.spawner.spawn(&SpawnRequest {
-        program: &program,
-        argv: &argv,
-        env: &env,
-        cwd: &cwd,
-        log: &log,
-        journal: &journal,
-        task: id.0,
-        attempt: c.attempt,
-    });
+    // Starting a process blocks until it is exec'd: off the async threads, so the
+    // runtime goes on ending and claiming other tasks meanwhile.
+    let (spawned, log_back, argv0) = {
+        let inner = inner.clone();
+        let attempt = c.attempt;
+        let argv0 = argv[0].clone();
+        let spawned = tokio::task::spawn_blocking(move || {
+            let r = inner.spawner.spawn(&SpawnRequest {
+                program: &program,
+                argv: &argv,
+                env: &env,
+                cwd: &cwd,
+                log: &log,
+                journal: &journal,
+                task: id.0,
+                attempt,
+            });
+            (r, log)
+        })
+        .await;
+        match spawned {
+            Ok((r, log)) => (r, log, argv0),
+            Err(_) => {
+                return Some(Ended::failed(
+                    "the runtime shut down while starting the task",
+                ));
+            }
+        }
+    };
+    let mut log = log_back;
     let spawned = match spawned {
         Ok(s) => {
             inner.metrics.spawned(spawn_started.elapsed());
@@ -246,7 +266,7 @@ async fn run_shell(
         }
         Err(e) => {
             inner.metrics.spawn_failed();
-            let reason = format!("could not start {}: {e}", argv[0]);
+            let reason = format!("could not start {argv0}: {e}");
             log_start_failure(&mut log, &reason);
             return Some(Ended::failed(reason));
         }

@@ -301,18 +301,25 @@ pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
         reap(supervisor);
         return Err(io::Error::from_raw_os_error(errno));
     }
-    // Record the processes, with the supervisor's start time so that a restarted
-    // runtime can tell the supervisor from a later process that reuses its pid.
-    let start = start_time(supervisor).unwrap_or(0) as i64;
-    // SAFETY: a valid path; a plain append.
-    unsafe {
-        append_line(
-            &journal,
-            b"S",
-            &[key[0], key[1], pid as i64, supervisor as i64, start],
-        )
-    };
     Ok(Spawned { supervisor, pid })
+}
+
+/// Journals the processes of a started attempt, with the supervisor's start time so
+/// that a restarted runtime can tell the supervisor from a later process that reuses
+/// its pid. The spawner does this before it takes its next request.
+pub(crate) fn journal_started(req: &SpawnRequest<'_>, spawned: Spawned) -> io::Result<()> {
+    let journal = cpath(req.journal)?;
+    let start = start_time(spawned.supervisor).unwrap_or(0) as i64;
+    let values = [
+        req.task,
+        req.attempt as i64,
+        spawned.pid as i64,
+        spawned.supervisor as i64,
+        start,
+    ];
+    // SAFETY: a valid path; a plain append.
+    unsafe { append_line(&journal, b"S", &values) };
+    Ok(())
 }
 
 /// Waits for a child that is known to be exiting.

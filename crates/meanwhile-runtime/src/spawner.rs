@@ -297,7 +297,7 @@ fn decode(body: &[u8], n_argv: usize, n_env: usize) -> Option<Vec<Vec<u8>>> {
     (items.len() == ITEMS + n_argv + n_env).then_some(items)
 }
 
-fn handle(sock: RawFd) -> io::Result<[i32; 3]> {
+fn handle(sock: RawFd) -> io::Result<()> {
     let (header, log) = recv_header(sock)?;
     let word =
         |i: usize| u32::from_le_bytes(header[i * 4..i * 4 + 4].try_into().unwrap_or_default());
@@ -312,9 +312,9 @@ fn handle(sock: RawFd) -> io::Result<[i32; 3]> {
     }
     let mut body = vec![0u8; len];
     read_exact(sock, &mut body)?;
-    let einval = [0, 0, libc::EINVAL];
+    let einval = || send_reply(sock, [0, 0, libc::EINVAL]);
     let (Some(items), Some(log)) = (decode(&body, n_argv, n_env), log) else {
-        return Ok(einval);
+        return einval();
     };
     let path = |b: &Vec<u8>| -> PathBuf {
         <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(b.clone()).into()
@@ -325,14 +325,14 @@ fn handle(sock: RawFd) -> io::Result<[i32; 3]> {
             .and_then(|s| s.parse::<i64>().ok())
     };
     let (Some(task), Some(attempt)) = (number(&items[3]), number(&items[4])) else {
-        return Ok(einval);
+        return einval();
     };
     let strings: Option<Vec<String>> = items[ITEMS..]
         .iter()
         .map(|b| String::from_utf8(b.clone()).ok())
         .collect();
     let Some(strings) = strings else {
-        return Ok(einval);
+        return einval();
     };
     let (argv, env_pairs) = strings.split_at(n_argv);
     let env: Vec<(String, String)> = env_pairs
@@ -353,10 +353,31 @@ fn handle(sock: RawFd) -> io::Result<[i32; 3]> {
         task,
         attempt: attempt as u32,
     };
-    Ok(match spawn::spawn(&req) {
+    let reply = match spawn::spawn(&req) {
         Ok(s) => [s.pid, s.supervisor, 0],
         Err(e) => [0, 0, e.raw_os_error().unwrap_or(libc::EIO)],
-    })
+    };
+    // Answer first (the runtime is waiting), then journal, still before the next
+    // request: recovery relies on every started attempt being journalled by then.
+    // A runtime that died meanwhile makes the answer fail; the journal line must be
+    // written all the same.
+    let sent = send_reply(sock, reply);
+    if reply[2] == 0 {
+        let spawned = Spawned {
+            pid: reply[0],
+            supervisor: reply[1],
+        };
+        let _ = spawn::journal_started(&req, spawned);
+    }
+    sent
+}
+
+fn send_reply(sock: RawFd, reply: [i32; 3]) -> io::Result<()> {
+    let mut bytes = [0u8; 12];
+    for (i, v) in reply.iter().enumerate() {
+        bytes[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    write_all(sock, &bytes)
 }
 
 /// The spawner's whole life.
@@ -381,23 +402,14 @@ unsafe fn serve(sock: RawFd) -> ! {
         for _ in 0..3 {
             libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
         }
-        // Supervisors report through their status files; let the kernel reap them.
+        // Supervisors report through the journal; let the kernel reap them.
         libc::signal(libc::SIGCHLD, libc::SIG_IGN);
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
         // Stay alive for a Ctrl-C aimed at the runtime's terminal: the runtime decides.
         libc::signal(libc::SIGINT, libc::SIG_IGN);
         loop {
-            match handle(sock) {
-                Ok(reply) => {
-                    let mut bytes = [0u8; 12];
-                    for (i, v) in reply.iter().enumerate() {
-                        bytes[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes());
-                    }
-                    if write_all(sock, &bytes).is_err() {
-                        libc::_exit(0);
-                    }
-                }
-                Err(_) => libc::_exit(0),
+            if handle(sock).is_err() {
+                libc::_exit(0);
             }
         }
     }
