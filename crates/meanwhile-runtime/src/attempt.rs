@@ -262,6 +262,9 @@ async fn run_shell(
     let spawned = match spawned {
         Ok(s) => {
             inner.metrics.spawned(spawn_started.elapsed());
+            if let Some(a) = inner.active.lock().await.get(&id) {
+                a.pgid.store(s.pid, Ordering::SeqCst);
+            }
             s
         }
         Err(e) => {

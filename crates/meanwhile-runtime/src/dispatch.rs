@@ -74,6 +74,7 @@ async fn dispatch_loop(inner: Arc<Inner>) {
                 Active {
                     stop: stop_tx,
                     output: size_rx,
+                    pgid: Default::default(),
                 },
             );
             inner.in_flight.fetch_add(1, Ordering::SeqCst);

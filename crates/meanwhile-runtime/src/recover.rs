@@ -72,6 +72,7 @@ async fn adopt(inner: &Arc<Inner>, task: TaskRecord, attempt: u32, pid: i32, sup
         Active {
             stop: stop_tx,
             output: size_rx,
+            pgid: pid.into(),
         },
     );
     inner.in_flight.fetch_add(1, Ordering::SeqCst);

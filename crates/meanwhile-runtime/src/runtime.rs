@@ -28,6 +28,9 @@ type Hook = Arc<dyn Fn(&TaskRecord) + Send + Sync>;
 pub(crate) struct Active {
     pub stop: mpsc::UnboundedSender<StopMode>,
     pub output: watch::Receiver<u64>,
+    /// The process group once the attempt's process is started (0 before, and for
+    /// in-process attempts), so a stop can signal it at once.
+    pub pgid: std::sync::atomic::AtomicI32,
 }
 
 pub(crate) struct Inner {
@@ -434,6 +437,16 @@ impl Runtime {
             StopOutcome::Stopping(task) => {
                 let active = self.inner.active.lock().await;
                 if let Some(a) = active.get(&id) {
+                    // Signal now, not when the attempt's watcher next runs: a caller
+                    // that exits right after stop() must not leave the task running.
+                    let pgid = a.pgid.load(Ordering::SeqCst);
+                    if pgid > 0 {
+                        let signal = match mode {
+                            StopMode::Force => libc::SIGKILL,
+                            StopMode::Graceful => libc::SIGTERM,
+                        };
+                        crate::spawn::signal_group(pgid, signal);
+                    }
                     let _ = a.stop.send(mode);
                 }
                 Ok(task)

@@ -351,6 +351,13 @@ unsafe fn supervise(
         // Leave the runtime's session, so terminal signals aimed at it miss us, and
         // ignore the signals a stop sends to the task's group, in case one strays.
         libc::setsid();
+        libc::prctl(
+            libc::PR_SET_NAME,
+            c"mw-supervisor".as_ptr() as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
         for sig in [
             libc::SIGTERM,
             libc::SIGINT,

@@ -402,6 +402,15 @@ unsafe fn serve(sock: RawFd) -> ! {
         for _ in 0..3 {
             libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
         }
+        // Show what this process is in `ps` and `top` (its command line is still
+        // the runtime's, since it was forked, not exec'd).
+        libc::prctl(
+            libc::PR_SET_NAME,
+            c"mw-spawner".as_ptr() as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
         // Supervisors report through the journal; let the kernel reap them.
         libc::signal(libc::SIGCHLD, libc::SIG_IGN);
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);

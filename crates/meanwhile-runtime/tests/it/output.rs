@@ -99,6 +99,7 @@ async fn waiting_for_a_regex_returns_when_the_line_appears() {
         .stop(id, meanwhile_runtime::StopMode::Force)
         .await
         .unwrap();
+    finished(&env.rt, id).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -137,3 +137,40 @@ async fn shutdown_stops_running_tasks_by_default() {
         "no submits after shutdown"
     );
 }
+
+/// Regression: a stop was only carried out when the attempt's watcher next ran, so a
+/// program that stopped a task and exited at once left the task running.
+#[test]
+fn a_forced_stop_is_delivered_before_stop_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pgid, supervisor) = {
+        let tokio_rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        tokio_rt.block_on(async {
+            let rt = meanwhile_runtime::Runtime::start(config(dir.path()), std::future::pending())
+                .await
+                .unwrap();
+            let id = rt.submit(sh("sleep 300")).await.unwrap();
+            let pgid = pid_of(&rt, id).await;
+            let supervisor = journalled_pids(rt.home(), id, 1).1;
+            rt.stop(id, StopMode::Force).await.unwrap();
+            (pgid, supervisor)
+        })
+        // The Tokio runtime, and the meanwhile runtime's tasks with it, end here.
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !group_members(pgid).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        group_members(pgid).is_empty(),
+        "the task outlived its forced stop"
+    );
+    while alive(supervisor) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!alive(supervisor));
+}
