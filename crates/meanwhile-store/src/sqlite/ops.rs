@@ -94,6 +94,15 @@ fn emit(
     Ok(())
 }
 
+/// The time, for writes whose callers do not pass one (removal, queue changes).
+fn db_now(conn: &Connection) -> Result<Timestamp> {
+    Ok(Timestamp(conn.query_row(
+        "SELECT CAST(unixepoch('subsec') * 1000 AS INTEGER)",
+        [],
+        |r| r.get(0),
+    )?))
+}
+
 fn bump(conn: &Connection, queue: &str, state: TaskState, delta: i64) -> Result<()> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO counts (queue, state, n) VALUES (?1, ?2, ?3)
@@ -843,11 +852,7 @@ pub(crate) fn remove(
         out.push(id);
     }
     if !out.is_empty() {
-        let now = Timestamp(conn.query_row(
-            "SELECT CAST(unixepoch('subsec') * 1000 AS INTEGER)",
-            [],
-            |r| r.get(0),
-        )?);
+        let now = db_now(conn)?;
         let ids: Vec<i64> = out.iter().map(|t| t.0).collect();
         emit(
             conn,
@@ -944,11 +949,7 @@ pub(crate) fn set_queue(
         .into_iter()
         .find(|q| q.name == name)
         .ok_or_else(|| corrupt("queue", name))?;
-    let now = Timestamp(conn.query_row(
-        "SELECT CAST(unixepoch('subsec') * 1000 AS INTEGER)",
-        [],
-        |r| r.get(0),
-    )?);
+    let now = db_now(conn)?;
     emit(
         conn,
         events,
