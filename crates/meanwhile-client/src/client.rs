@@ -160,7 +160,7 @@ impl Client {
             // A kept-alive connection the daemon closed meanwhile (it restarted, or
             // timed the connection out) fails before the request is read: send it
             // again on a new connection.
-            Err(e) if reused && (e.is_canceled() || e.is_closed() || e.is_incomplete_message()) => {
+            Err(e) if reused && stale_connection(&e) => {
                 sender = self.pool.connect().await?;
                 let req = self.request(method, path_and_query, body, None)?;
                 sender
@@ -482,4 +482,26 @@ impl Backend for Client {
         let session = session.to_string();
         Box::pin(async move { Ok(Client::peek_notifications(self, &session, limit).await?) })
     }
+}
+
+/// Whether a request failed because its kept-alive connection had been closed by the
+/// daemon before the request got through, so that sending it again is safe.
+fn stale_connection(e: &hyper::Error) -> bool {
+    if e.is_canceled() || e.is_closed() || e.is_incomplete_message() {
+        return true;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::NotConnected
+            );
+        }
+        source = s.source();
+    }
+    false
 }

@@ -55,8 +55,10 @@ async fn the_client_is_a_backend() {
     assert_eq!(e.code, meanwhile_core::ErrorCode::NotFound);
     let _ = tx.send(());
     server.await.unwrap().unwrap();
-    // With no daemon, the error says so and how to start one.
-    let e = client.status().await.unwrap_err();
+    // With no daemon, the error says so and how to start one. A fresh client, as a
+    // new command would be: the old one's kept-alive connection may still be served
+    // (503, shutting down) by a connection task the server has not yet dropped.
+    let e = Client::for_home(&home).status().await.unwrap_err();
     assert!(matches!(e, ClientError::Unreachable { .. }));
     assert!(e.to_string().contains("meanwhile serve"), "{e}");
 }
