@@ -363,6 +363,11 @@ pub(crate) async fn supervise(
             }
         }
     }
+    // The process may have ended of a stop's signal before the loop above saw the
+    // stop request: it still counts as stopped.
+    if forced.is_none() && stop.try_recv().is_ok() {
+        forced = Some(AttemptOutcome::Cancelled);
+    }
     spawn::try_reap(spawned.supervisor);
     let status = {
         let mut journal = inner.journal.lock().unwrap_or_else(|e| e.into_inner());

@@ -437,6 +437,9 @@ impl Runtime {
             StopOutcome::Stopping(task) => {
                 let active = self.inner.active.lock().await;
                 if let Some(a) = active.get(&id) {
+                    // Tell the attempt first, so that when the signal ends the task
+                    // the attempt already knows it was stopped (cancelled, not failed).
+                    let _ = a.stop.send(mode);
                     // Signal now, not when the attempt's watcher next runs: a caller
                     // that exits right after stop() must not leave the task running.
                     let pgid = a.pgid.load(Ordering::SeqCst);
@@ -447,7 +450,6 @@ impl Runtime {
                         };
                         crate::spawn::signal_group(pgid, signal);
                     }
-                    let _ = a.stop.send(mode);
                 }
                 Ok(task)
             }

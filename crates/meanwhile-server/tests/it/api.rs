@@ -241,7 +241,15 @@ async fn queues_notifications_progress_and_metrics() {
     let p = c.get(running).await.unwrap().progress.unwrap();
     assert_eq!((p.percent, p.message.as_str()), (Some(40.0), "compiling"));
 
-    let m = c.metrics().await.unwrap();
+    // The task counts as running once claimed; its spawn is counted a moment later.
+    let mut m = c.metrics().await.unwrap();
+    for _ in 0..600 {
+        if m.contains("meanwhile_spawns_total 2") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        m = c.metrics().await.unwrap();
+    }
     for want in [
         "meanwhile_tasks{queue=\"gpu\",state=\"succeeded\"} 1",
         "meanwhile_tasks{queue=\"default\",state=\"running\"} 1",
