@@ -95,7 +95,8 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     if total == 0 {
         out.push_str("no tasks yet; start one with 'meanwhile run -- CMD'\n");
     } else {
-        out.push_str(&format!("{total} tasks: {}", parts.join(", ")));
+        let noun = if total == 1 { "task" } else { "tasks" };
+        out.push_str(&format!("{total} {noun}: {}", parts.join(", ")));
         if let Some(next) = page.next {
             out.push_str(&format!(" (older: meanwhile ls --before {next})"));
         }

@@ -105,7 +105,7 @@ fn ls_show_logs_and_the_rest() {
     let ls = h.ok(&["ls"]);
     assert!(ls.starts_with("ID  ST  NAME"), "{ls}");
     assert!(ls.contains("1   ✔   count  default"), "{ls}");
-    assert!(ls.contains("1 tasks: 1 ✔ succeeded"), "{ls}");
+    assert!(ls.contains("1 task: 1 ✔ succeeded"), "{ls}");
     let page = h.json(&["ls", "--json", "--label", "demo"]);
     assert_eq!(page["tasks"][0]["name"], "count");
     assert_eq!(
