@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use crate::config::{ProviderKind, Resolved};
 use crate::conversation::{ContentBlock, Request, Response, Role, StopReason, Usage};
 use crate::error::LlmError;
-use crate::http::{self, HttpTransport};
+use crate::http::{self, HttpTransport, Parsed};
 use crate::price::PriceTable;
 use crate::provider::{BoxFuture, Provider};
 
@@ -49,20 +49,7 @@ impl AnthropicProvider {
             .http
             .post_json(&request_body(request, model), parse_response)
             .await?;
-        let parsed = reply.parsed;
-        let model = if parsed.model.is_empty() {
-            model.to_owned()
-        } else {
-            parsed.model
-        };
-        Ok(Response {
-            cost: self.prices.cost(&model, &parsed.usage),
-            model,
-            content: parsed.content,
-            stop_reason: parsed.stop_reason,
-            usage: parsed.usage,
-            attempts: reply.attempts,
-        })
+        Ok(reply.into_response(model, &self.prices))
     }
 }
 
@@ -228,13 +215,6 @@ struct WireUsage {
     output_tokens: u64,
     cache_creation_input_tokens: Option<u64>,
     cache_read_input_tokens: Option<u64>,
-}
-
-pub(crate) struct Parsed {
-    pub model: String,
-    pub content: Vec<ContentBlock>,
-    pub stop_reason: StopReason,
-    pub usage: Usage,
 }
 
 /// Reads a Messages API reply.

@@ -10,7 +10,9 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AF
 use serde_json::Value;
 
 use crate::config::{Resolved, RetryConfig};
+use crate::conversation::{ContentBlock, Response, StopReason, Usage};
 use crate::error::LlmError;
+use crate::price::PriceTable;
 
 /// A client bound to one endpoint of one provider.
 pub(crate) struct HttpTransport {
@@ -38,6 +40,35 @@ impl fmt::Debug for HttpTransport {
 pub(crate) struct Reply<T> {
     pub parsed: T,
     pub attempts: u32,
+}
+
+/// A reply read from either wire format.
+pub(crate) struct Parsed {
+    pub model: String,
+    pub content: Vec<ContentBlock>,
+    pub stop_reason: StopReason,
+    pub usage: Usage,
+}
+
+impl Reply<Parsed> {
+    /// The provider-neutral response, priced; `requested` names the model when the
+    /// reply does not.
+    pub fn into_response(self, requested: &str, prices: &PriceTable) -> Response {
+        let parsed = self.parsed;
+        let model = if parsed.model.is_empty() {
+            requested.to_owned()
+        } else {
+            parsed.model
+        };
+        Response {
+            cost: prices.cost(&model, &parsed.usage),
+            model,
+            content: parsed.content,
+            stop_reason: parsed.stop_reason,
+            usage: parsed.usage,
+            attempts: self.attempts,
+        }
+    }
 }
 
 /// reqwest is built without a default crypto provider (see the root Cargo.toml), so

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use crate::config::{ProviderKind, Resolved};
 use crate::conversation::{ContentBlock, Request, Response, Role, StopReason, Usage};
 use crate::error::LlmError;
-use crate::http::{self, HttpTransport};
+use crate::http::{self, HttpTransport, Parsed};
 use crate::price::PriceTable;
 use crate::provider::{BoxFuture, Provider};
 
@@ -56,20 +56,7 @@ impl OpenAiProvider {
             .http
             .post_json(&body, |bytes| parse_response(provider, bytes))
             .await?;
-        let parsed = reply.parsed;
-        let model = if parsed.model.is_empty() {
-            model.to_owned()
-        } else {
-            parsed.model
-        };
-        Ok(Response {
-            cost: self.prices.cost(&model, &parsed.usage),
-            model,
-            content: parsed.content,
-            stop_reason: parsed.stop_reason,
-            usage: parsed.usage,
-            attempts: reply.attempts,
-        })
+        Ok(reply.into_response(model, &self.prices))
     }
 }
 
@@ -264,13 +251,6 @@ struct WireUsage {
 #[derive(Deserialize)]
 struct WirePromptDetails {
     cached_tokens: Option<u64>,
-}
-
-pub(crate) struct Parsed {
-    pub model: String,
-    pub content: Vec<ContentBlock>,
-    pub stop_reason: StopReason,
-    pub usage: Usage,
 }
 
 /// Reads a chat completions reply.
