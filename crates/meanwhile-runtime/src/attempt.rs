@@ -5,9 +5,7 @@ use crate::context::{TaskContext, TaskFuture};
 use crate::runtime::Inner;
 use crate::spawn::{self, SpawnRequest, Spawned};
 use meanwhile_core::StopMode;
-use meanwhile_core::{
-    AttemptOutcome, TaskId, TaskKind, TaskRecord, Timestamp, Work, format_duration,
-};
+use meanwhile_core::{AttemptOutcome, TaskId, TaskKind, TaskRecord, Timestamp, format_duration};
 use meanwhile_store::{AttemptEnd, Claimed};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -211,9 +209,10 @@ async fn run_shell(
         return Some(Ended::failed(reason));
     }
     let env = build_env(inner, task, c.attempt);
-    let argv: Vec<String> = match task.spec.clone().validate().map(|v| v.work().clone()) {
-        Ok(Work::Shell(cmd)) => vec!["sh".into(), "-c".into(), cmd],
-        Ok(Work::Argv(a)) => a,
+    // The spec was validated at submit; a shell task has exactly one of these.
+    let argv: Vec<String> = match (&task.spec.command, &task.spec.argv) {
+        (Some(cmd), None) => vec!["sh".into(), "-c".into(), cmd.clone()],
+        (None, Some(a)) if !a.is_empty() => a.clone(),
         _ => return Some(Ended::failed("the stored spec is not a shell task")),
     };
     let program = if argv[0] == "sh" && argv.len() == 3 && task.spec.command.is_some() {
@@ -538,7 +537,7 @@ pub(crate) async fn finish(inner: &Arc<Inner>, task: &TaskRecord, attempt: u32, 
     for _ in 0..8 {
         match inner.store.finish_attempt(end.clone()).await {
             Ok(Some(fin)) => {
-                if fin.task.state.is_terminal() {
+                if fin.task.state.is_terminal() && task.kind == TaskKind::Function {
                     inner.functions.lock().await.remove(&id);
                 }
                 for t in std::iter::once(&fin.task).chain(&fin.cascaded) {
