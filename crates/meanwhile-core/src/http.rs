@@ -221,7 +221,9 @@ impl OutputParams {
         };
         let timeout = match self.timeout {
             None => None,
-            Some(t) => Some(parse_duration(&t).map_err(|e| ApiError::invalid("timeout", e))?),
+            Some(t) => {
+                Some(parse_duration(&t).map_err(|e| ApiError::invalid("timeout", e.to_string()))?)
+            }
         };
         Ok(OutputQuery {
             since: self.since,

@@ -18,7 +18,10 @@ pub use api::{
     ApiError, Backend, BackendFuture, ErrorCode, ListFilter, OutputChunk, OutputQuery, Page,
     StopMode, WaitFor, WaitMode, WaitOutcome,
 };
-pub use duration::{format_duration, parse_duration, serde_duration, serde_opt_duration};
+pub use duration::{
+    DURATION_PATTERN, DurationError, MAX_DURATION_MS, duration_from_secs_f64, format_duration,
+    format_duration_exact, parse_duration, serde_duration, serde_opt_duration,
+};
 pub use event::{Event, EventKind};
 pub use notification::Notification;
 pub use spec::{

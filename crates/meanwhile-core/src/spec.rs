@@ -369,6 +369,17 @@ impl TaskSpec {
         if let Some(s) = &self.session {
             check_identifier("session", s)?;
         }
+        for (field, d) in [
+            ("timeout", self.timeout),
+            ("grace", self.grace),
+            ("delay", self.delay),
+            ("retry.backoff", Some(self.retry.backoff)),
+            ("retry.backoff_max", Some(self.retry.backoff_max)),
+        ] {
+            if let Some(d) = d {
+                check_duration(field, d)?;
+            }
+        }
         if self.timeout == Some(Duration::ZERO) {
             return Err(err(
                 "timeout",
@@ -401,6 +412,21 @@ impl TaskSpec {
         }
         Ok(ValidSpec { spec: self, work })
     }
+}
+
+/// Durations are stored exactly, in whole milliseconds, so a library caller's finer
+/// or enormous `Duration` is refused rather than silently changed.
+fn check_duration(field: &'static str, d: Duration) -> Result<(), SpecError> {
+    if !d.subsec_nanos().is_multiple_of(1_000_000) {
+        return Err(err(field, "must be a whole number of milliseconds"));
+    }
+    if d.as_millis() > u128::from(crate::MAX_DURATION_MS) {
+        return Err(err(
+            field,
+            format!("must be at most {} ms", crate::MAX_DURATION_MS),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

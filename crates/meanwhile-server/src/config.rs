@@ -45,6 +45,11 @@ pub struct Retention {
     pub keep_last: Option<u64>,
     /// How often to clean. Default 1h.
     pub interval: Duration,
+    /// Remove events older than this from the event log. Default 30 days; `off`
+    /// keeps them by age.
+    pub events_max_age: Option<Duration>,
+    /// Keep at most this many events (the newest). Default 1,000,000.
+    pub events_keep_last: Option<u64>,
 }
 
 impl Default for Retention {
@@ -53,6 +58,8 @@ impl Default for Retention {
             max_age: Some(Duration::from_secs(30 * 86400)),
             keep_last: None,
             interval: Duration::from_secs(3600),
+            events_max_age: Some(Duration::from_secs(30 * 86400)),
+            events_keep_last: Some(1_000_000),
         }
     }
 }
@@ -135,6 +142,12 @@ impl Settings {
             if let Some(i) = r.interval {
                 self.retention.interval = i.max(Duration::from_secs(1));
             }
+            if let Some(a) = r.events_max_age {
+                self.retention.events_max_age = parse_age(&a).map_err(bad)?;
+            }
+            if r.events_keep_last.is_some() {
+                self.retention.events_keep_last = r.events_keep_last;
+            }
         }
         self.queues.extend(f.queues);
         Ok(())
@@ -151,7 +164,7 @@ impl Settings {
         };
         let dur = |name: &str| -> Result<Option<Duration>, ServerError> {
             var(name)
-                .map(|v| parse_duration(&v).map_err(bad(name)))
+                .map(|v| parse_duration(&v).map_err(|e| bad(name)(e.to_string())))
                 .transpose()
         };
         let num = |name: &str| -> Result<Option<u64>, ServerError> {
@@ -185,6 +198,13 @@ impl Settings {
         if let Some(n) = num("MEANWHILE_RETENTION_KEEP_LAST")? {
             self.retention.keep_last = Some(n);
         }
+        if let Some(a) = var("MEANWHILE_RETENTION_EVENTS_MAX_AGE") {
+            self.retention.events_max_age =
+                parse_age(&a).map_err(bad("MEANWHILE_RETENTION_EVENTS_MAX_AGE"))?;
+        }
+        if let Some(n) = num("MEANWHILE_RETENTION_EVENTS_KEEP_LAST")? {
+            self.retention.events_keep_last = Some(n);
+        }
         if let Some(i) = dur("MEANWHILE_RETENTION_INTERVAL")? {
             self.retention.interval = i.max(Duration::from_millis(100));
         }
@@ -204,7 +224,7 @@ fn parse_listen(s: &str) -> Result<SocketAddr, String> {
 fn parse_age(s: &str) -> Result<Option<Duration>, String> {
     match s.trim() {
         "off" | "never" | "0" => Ok(None),
-        other => parse_duration(other).map(Some),
+        other => parse_duration(other).map(Some).map_err(|e| e.to_string()),
     }
 }
 
@@ -232,6 +252,8 @@ struct FileRetention {
     keep_last: Option<u64>,
     #[serde(default, with = "serde_opt_duration")]
     interval: Option<Duration>,
+    events_max_age: Option<String>,
+    events_keep_last: Option<u64>,
 }
 
 #[cfg(test)]
@@ -248,6 +270,8 @@ mod tests {
             [retention]
             max_age = "7d"
             keep_last = 100
+            events_max_age = "2d"
+            events_keep_last = 5000
             [queues.default]
             max_parallel = 8
             [queues.gpu]
@@ -261,6 +285,11 @@ mod tests {
         assert_eq!(s.default_timeout, Some(Duration::from_secs(3600)));
         assert_eq!(s.retention.max_age, Some(Duration::from_secs(7 * 86400)));
         assert_eq!(s.queues["gpu"].paused, Some(true));
+        assert_eq!(
+            s.retention.events_max_age,
+            Some(Duration::from_secs(2 * 86400))
+        );
+        assert_eq!(s.retention.events_keep_last, Some(5000));
         s.apply_env(|k| match k {
             "MEANWHILE_GRACE" => Some("250ms".into()),
             "MEANWHILE_RETENTION_MAX_AGE" => Some("off".into()),

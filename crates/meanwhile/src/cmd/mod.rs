@@ -37,7 +37,7 @@ impl Ctx {
 
 /// Parses a duration argument (`30s`, `5m`).
 pub fn duration(s: &str) -> Result<Duration, String> {
-    parse_duration(s)
+    parse_duration(s).map_err(|e| e.to_string())
 }
 
 /// Parses a task id argument.

@@ -4,4 +4,5 @@ mod support;
 
 mod agent;
 mod commands;
+mod specs;
 mod live_restore;
