@@ -531,10 +531,24 @@ pub(crate) async fn finish(inner: &Arc<Inner>, task: &TaskRecord, attempt: u32, 
         output_bytes,
         result: ended.result,
     };
-    // The end must not be lost to a passing database error (a busy file, a full disk
-    // being cleaned up): retry with backoff before giving up to recovery.
+    record_end(inner, task, end).await;
+}
+
+/// Failed commits of an end after which it is recorded without its output tail and
+/// result, in case those are what the store refuses.
+const FULL_END_TRIES: u32 = 4;
+/// The longest pause between two tries to record an end.
+const MAX_RECORD_WAIT: Duration = Duration::from_secs(30);
+
+/// Commits `end`, trying again until it is recorded: a task whose end is known must
+/// not stay `running`. Every failure is logged and counted. After a few, the end is
+/// recorded bare, with the failure as its reason. Only a shutdown stops the tries;
+/// the next start then settles the attempt from the supervisors' journal.
+async fn record_end(inner: &Arc<Inner>, task: &TaskRecord, mut end: AttemptEnd) {
+    let (id, attempt) = (end.id, end.attempt);
     let mut wait = Duration::from_millis(50);
-    for _ in 0..8 {
+    let mut failures = 0u32;
+    loop {
         match inner.store.finish_attempt(end.clone()).await {
             Ok(Some(fin)) => {
                 if fin.task.state.is_terminal() && task.kind == TaskKind::Function {
@@ -547,9 +561,30 @@ pub(crate) async fn finish(inner: &Arc<Inner>, task: &TaskRecord, attempt: u32, 
             }
             Ok(None) => return,
             Err(e) => {
-                tracing::error!(task = %id, "recording the end of attempt {attempt} failed: {e}");
+                failures += 1;
+                inner.metrics.commit_failed();
+                tracing::error!(
+                    task = %id,
+                    "recording the end of attempt {attempt} failed (try {failures}): {e}"
+                );
+                if failures == FULL_END_TRIES {
+                    end.tail.clear();
+                    end.result = None;
+                    let why = format!("recording this end failed at first ({e})");
+                    end.reason = Some(match end.reason.take() {
+                        Some(r) => format!("{r}; {why}"),
+                        None => why,
+                    });
+                }
+                if inner.is_shutting_down() {
+                    tracing::error!(
+                        task = %id,
+                        "shutting down with the end of attempt {attempt} unrecorded; the next start settles it from the journal"
+                    );
+                    return;
+                }
                 tokio::time::sleep(wait).await;
-                wait *= 2;
+                wait = (wait * 2).min(MAX_RECORD_WAIT);
             }
         }
     }

@@ -72,7 +72,10 @@ impl TaskContext {
             at: crate::now(),
         };
         if let Err(e) = inner.store.set_progress(self.id, p).await {
-            tracing::debug!(task = %self.id, "progress not recorded: {e}");
+            inner.write_failed(
+                format_args!("recording the progress of task {}", self.id),
+                &e,
+            );
         }
     }
 

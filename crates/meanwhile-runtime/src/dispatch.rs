@@ -107,7 +107,7 @@ async fn renew_loop(inner: Arc<Inner>) {
         let until =
             meanwhile_core::Timestamp(crate::now().0 + inner.config.lease.as_millis() as i64);
         if let Err(e) = inner.store.renew(&inner.node, until).await {
-            tracing::warn!("renewing leases failed: {e}");
+            inner.write_failed(format_args!("renewing leases"), &e);
         }
     }
 }
@@ -121,7 +121,7 @@ async fn progress_loop(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<(TaskI
             else => return,
         };
         if let Err(e) = inner.store.set_progress(id, p).await {
-            tracing::debug!(task = %id, "progress not recorded: {e}");
+            inner.write_failed(format_args!("recording the progress of task {id}"), &e);
         }
     }
 }

@@ -11,6 +11,7 @@ pub(crate) struct Counters {
     spawn_failures: AtomicU64,
     output_bytes: AtomicU64,
     attempts_ended: AtomicU64,
+    commit_failures: AtomicU64,
 }
 
 /// A snapshot of the runtime's counters.
@@ -28,6 +29,9 @@ pub struct RuntimeMetrics {
     pub output_bytes: u64,
     /// Attempts that ended on this runtime.
     pub attempts_ended: u64,
+    /// Writes to the store that failed on a path with no caller to answer (an
+    /// attempt's end, progress, lease renewal): each was logged and tried again.
+    pub commit_failures: u64,
 }
 
 impl Counters {
@@ -46,6 +50,10 @@ impl Counters {
         self.output_bytes.fetch_add(output_bytes, Ordering::Relaxed);
     }
 
+    pub(crate) fn commit_failed(&self) {
+        self.commit_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn snapshot(&self) -> RuntimeMetrics {
         RuntimeMetrics {
             spawns: self.spawns.load(Ordering::Relaxed),
@@ -53,6 +61,7 @@ impl Counters {
             spawn_failures: self.spawn_failures.load(Ordering::Relaxed),
             output_bytes: self.output_bytes.load(Ordering::Relaxed),
             attempts_ended: self.attempts_ended.load(Ordering::Relaxed),
+            commit_failures: self.commit_failures.load(Ordering::Relaxed),
         }
     }
 }

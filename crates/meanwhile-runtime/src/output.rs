@@ -86,44 +86,52 @@ fn elide(text: &mut Vec<u8>, max: usize) -> u64 {
     elided
 }
 
-/// Removes ANSI escape sequences (CSI, OSC and two-byte escapes).
+/// Removes ANSI escape sequences (CSI, OSC, DCS, APC, SOS/PM and the rest of
+/// ECMA-48) as a terminal's parser consumes them, keeping text, newlines, tabs and
+/// carriage returns; other control characters go too.
 pub(crate) fn strip_ansi(input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while i < input.len() {
-        if input[i] != 0x1b {
-            out.push(input[i]);
-            i += 1;
-            continue;
+    /// Collects what a terminal would print.
+    struct Plain(Vec<u8>);
+    impl vte::Perform for Plain {
+        fn print(&mut self, c: char) {
+            let mut buf = [0u8; 4];
+            self.0.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
         }
-        i += 1;
-        match input.get(i) {
-            Some(b'[') => {
-                i += 1;
-                while i < input.len() && !(0x40..=0x7e).contains(&input[i]) {
-                    i += 1;
-                }
-                i += 1;
+        fn execute(&mut self, byte: u8) {
+            if matches!(byte, b'\n' | b'\t' | b'\r') {
+                self.0.push(byte);
             }
-            Some(b']') => {
-                i += 1;
-                while i < input.len() {
-                    if input[i] == 0x07 {
-                        i += 1;
-                        break;
-                    }
-                    if input[i] == 0x1b && input.get(i + 1) == Some(&b'\\') {
-                        i += 2;
-                        break;
-                    }
-                    i += 1;
-                }
-            }
-            Some(_) => i += 1,
-            None => {}
         }
     }
-    out
+    let mut plain = Plain(Vec::with_capacity(input.len()));
+    let mut parser = vte::Parser::new();
+    // A C1 control, as a raw byte of 0x80 to 0x9f outside any UTF-8 character or as
+    // the characters U+0080 to U+009F (0x9b is CSI), goes to the parser in its 7-bit
+    // form: ESC and the code less 0x40.
+    for chunk in input.utf8_chunks() {
+        let valid = chunk.valid();
+        if memchr::memchr(0xc2, valid.as_bytes()).is_none() {
+            parser.advance(&mut plain, valid.as_bytes());
+        } else {
+            let mut from = 0;
+            for (i, c) in valid.char_indices() {
+                if ('\u{80}'..='\u{9f}').contains(&c) {
+                    parser.advance(&mut plain, &valid.as_bytes()[from..i]);
+                    parser.advance(&mut plain, &[0x1b, (c as u32 - 0x40) as u8]);
+                    from = i + c.len_utf8();
+                }
+            }
+            parser.advance(&mut plain, &valid.as_bytes()[from..]);
+        }
+        for &b in chunk.invalid() {
+            if (0x80..=0x9f).contains(&b) {
+                parser.advance(&mut plain, &[0x1b, b - 0x40]);
+            } else {
+                parser.advance(&mut plain, &[b]);
+            }
+        }
+    }
+    plain.0
 }
 
 /// Calls `f` with each line (without its newline, cut at [`MAX_LINE_BYTES`]) of
@@ -553,6 +561,28 @@ mod tests {
         .read(&p)
         .unwrap();
         assert_eq!(text(&s), "red ok \u{fffd}\n");
+    }
+
+    #[test]
+    fn every_kind_of_escape_is_stripped() {
+        let check = |input: &[u8], want: &str| {
+            assert_eq!(
+                String::from_utf8_lossy(&strip_ansi(input)),
+                want,
+                "stripping {input:?}"
+            );
+        };
+        check(b"a\x1bP1$r0m\x1b\\b", "ab"); // DCS ... ST
+        check(b"a\x1b_app data\x1b\\b", "ab"); // APC ... ST
+        check(b"a\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\b", "alinkb"); // OSC 8
+        check(b"a\x1b[38;5;196mred\x1b[0mb", "aredb"); // CSI with parameters
+        check(b"a\x1b(Bb", "ab"); // charset selection
+        check(b"tab\tnew\r\nline", "tab\tnew\r\nline");
+        check(b"a\x1b[1;31", "a"); // cut off at the end of a page
+        check(b"a\x9b31mb", "ab"); // 8-bit CSI
+        check(b"a\x9d0;title\x9cb", "ab"); // 8-bit OSC ... ST
+        check("a\u{9b}31mb".as_bytes(), "ab"); // CSI as a character
+        check("\u{db}ber".as_bytes(), "\u{db}ber"); // 0x9b inside a character
     }
 
     #[test]

@@ -54,7 +54,6 @@ pub(crate) struct Inner {
     pub in_flight: AtomicUsize,
     pub idle: Notify,
     pub metrics: crate::metrics::Counters,
-    pub rng: Mutex<u64>,
     /// Held while the runtime owns the home; released at the end of shutdown.
     lock: Mutex<Option<File>>,
 }
@@ -62,13 +61,18 @@ pub(crate) struct Inner {
 impl Inner {
     /// A uniform sample in [0, 1) for backoff jitter.
     pub fn sample(&self) -> f64 {
-        let mut s = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-        // xorshift64*: plenty for jitter, and no dependency.
-        *s ^= *s >> 12;
-        *s ^= *s << 25;
-        *s ^= *s >> 27;
-        let v = s.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        (v >> 11) as f64 / (1u64 << 53) as f64
+        rand::random::<f64>()
+    }
+
+    /// Logs and counts a failed write that has no caller to answer. Refusals (a task
+    /// that ended meanwhile) are expected and only logged at debug level.
+    pub fn write_failed(&self, what: std::fmt::Arguments<'_>, e: &meanwhile_store::StoreError) {
+        if e.is_database_failure() {
+            self.metrics.commit_failed();
+            tracing::error!("{what} failed: {e}");
+        } else {
+            tracing::debug!("{what} refused: {e}");
+        }
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -181,7 +185,6 @@ impl Runtime {
             store.set_queue("default", Some(n), None).await?;
         }
         let journal = crate::journal::Journal::new(&home.journal());
-        let seed = crate::now().0 as u64 ^ ((std::process::id() as u64) << 32) | 1;
         let inner = Arc::new(Inner {
             store,
             node: config.node.clone().unwrap_or_else(host_name),
@@ -202,7 +205,6 @@ impl Runtime {
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
             metrics: crate::metrics::Counters::default(),
-            rng: Mutex::new(seed),
             lock: Mutex::new(Some(lock)),
         });
         crate::recover::recover(&inner).await?;
@@ -475,6 +477,15 @@ impl Runtime {
         let removed = self.inner.store.clean(req).await?;
         self.remove_dirs(&removed);
         Ok(removed)
+    }
+
+    /// Removes old events and what removed tasks left behind, one bounded slice per
+    /// call (see [`meanwhile_store::PruneRequest`]).
+    pub async fn prune(
+        &self,
+        req: meanwhile_store::PruneRequest,
+    ) -> Result<meanwhile_store::Pruned> {
+        Ok(self.inner.store.prune(req).await?)
     }
 
     fn remove_dirs(&self, ids: &[TaskId]) {

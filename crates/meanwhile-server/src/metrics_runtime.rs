@@ -48,6 +48,12 @@ pub(crate) async fn write(state: &AppState, out: &mut String) {
         "Attempts that ended since the daemon started.",
         m.attempts_ended.to_string(),
     );
+    line(
+        "meanwhile_commit_failures_total",
+        "counter",
+        "Writes to the store that failed where no caller could be told (an attempt's end, progress, lease renewal); each was logged and tried again.",
+        m.commit_failures.to_string(),
+    );
     let _ = writeln!(
         out,
         "# HELP meanwhile_notifications_pending Notifications not yet drained, per session.\n# TYPE meanwhile_notifications_pending gauge"

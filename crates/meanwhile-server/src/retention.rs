@@ -4,7 +4,7 @@
 use crate::config::Retention;
 use meanwhile_core::{TaskId, Timestamp};
 use meanwhile_runtime::Runtime;
-use meanwhile_runtime::store::CleanRequest;
+use meanwhile_runtime::store::{CleanRequest, PruneRequest, Pruned};
 
 /// Runs `req` until nothing more matches (the store removes a bounded batch per call,
 /// so that one clean never holds the database for long).
@@ -24,28 +24,63 @@ pub(crate) async fn clean_all(
     Ok(all)
 }
 
+/// Prunes the event log and what removed tasks left behind, slice by slice.
+pub(crate) async fn prune_all(
+    rt: &Runtime,
+    r: &Retention,
+    now: Timestamp,
+) -> Result<Pruned, meanwhile_runtime::Error> {
+    let mut total = Pruned::default();
+    let mut req = PruneRequest {
+        events_before: r
+            .events_max_age
+            .map(|a| Timestamp(now.0.saturating_sub(a.as_millis() as i64))),
+        events_keep_last: r.events_keep_last,
+        from_seq: 0,
+    };
+    loop {
+        let p = rt.prune(req).await?;
+        total.events += p.events;
+        total.notifications += p.notifications;
+        total.sessions += p.sessions;
+        match p.next {
+            Some(next) => req.from_seq = next,
+            None => return Ok(total),
+        }
+    }
+}
+
 /// Cleans every `r.interval` until the runtime shuts down.
 pub(crate) async fn run(rt: Runtime, r: Retention) {
-    if r.max_age.is_none() && r.keep_last.is_none() {
-        return;
-    }
     let mut tick = tokio::time::interval(r.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let now = meanwhile_runtime::now();
-        let req = CleanRequest {
-            finished_before: r
-                .max_age
-                .map(|a| Timestamp(now.0.saturating_sub(a.as_millis() as i64))),
-            keep_last: r.keep_last,
-        };
-        match clean_all(&rt, req).await {
-            Ok(ids) if !ids.is_empty() => {
-                tracing::info!("retention removed {} finished tasks", ids.len())
+        if r.max_age.is_some() || r.keep_last.is_some() {
+            let req = CleanRequest {
+                finished_before: r
+                    .max_age
+                    .map(|a| Timestamp(now.0.saturating_sub(a.as_millis() as i64))),
+                keep_last: r.keep_last,
+            };
+            match clean_all(&rt, req).await {
+                Ok(ids) if !ids.is_empty() => {
+                    tracing::info!("retention removed {} finished tasks", ids.len())
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!("retention failed to remove finished tasks: {e}"),
             }
+        }
+        match prune_all(&rt, &r, now).await {
+            Ok(p) if p != Pruned::default() => tracing::info!(
+                "retention removed {} events, {} notifications, {} sessions",
+                p.events,
+                p.notifications,
+                p.sessions
+            ),
             Ok(_) => {}
-            Err(e) => tracing::warn!("retention failed: {e}"),
+            Err(e) => tracing::error!("retention failed to prune the event log: {e}"),
         }
     }
 }

@@ -78,6 +78,17 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// Whether the database itself failed (as opposed to a refused request): a write
+    /// that failed this way is worth logging, counting and trying again.
+    pub fn is_database_failure(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(_) | StoreError::CommitFailed(_) | StoreError::Io { .. }
+        )
+    }
+}
+
 /// A validated task to insert.
 #[derive(Debug, Clone)]
 pub struct NewTask {
@@ -197,6 +208,32 @@ pub struct CleanRequest {
     pub keep_last: Option<u64>,
 }
 
+/// Retention of the event log and of what removed tasks left behind. Each call
+/// works through a bounded slice, so that it never holds the database for long.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PruneRequest {
+    /// Remove events recorded before this time.
+    pub events_before: Option<Timestamp>,
+    /// Keep at most this many events (the newest).
+    pub events_keep_last: Option<u64>,
+    /// Where this call's sweep for the events, notifications and sessions of removed
+    /// tasks starts: 0 at first, then the `next` of the previous call.
+    pub from_seq: i64,
+}
+
+/// What one [`Store::prune`] call removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Events removed (by age, by count, or because their task is gone).
+    pub events: u64,
+    /// Notifications of removed tasks.
+    pub notifications: u64,
+    /// Sessions with no notification left, whose read cursor meant nothing anymore.
+    pub sessions: u64,
+    /// Where the next call continues the sweep; `None` when this call reached the end.
+    pub next: Option<i64>,
+}
+
 /// The durable store behind a runtime: SQLite for one machine, PostgreSQL for a fleet.
 ///
 /// Every method that changes state does it through [`meanwhile_core::transition`] in
@@ -249,6 +286,8 @@ pub trait Store: Send + Sync + 'static {
     fn remove(&self, ids: Vec<TaskId>) -> StoreFuture<'_, Vec<TaskId>>;
     /// Removes finished tasks by age or count; returns their ids.
     fn clean(&self, req: CleanRequest) -> StoreFuture<'_, Vec<TaskId>>;
+    /// Removes old events and what removed tasks left behind (see [`PruneRequest`]).
+    fn prune(&self, req: PruneRequest) -> StoreFuture<'_, Pruned>;
     /// All queues with their counts.
     fn queues(&self) -> StoreFuture<'_, Vec<QueueInfo>>;
     /// Creates or changes a queue.

@@ -7,3 +7,4 @@ mod lifecycle;
 mod output;
 mod recovery;
 mod stop;
+mod store_failures;

@@ -6,13 +6,14 @@
 //! Durability therefore costs one commit per batch, not one per write.
 
 mod ops;
+mod retention;
 mod schema;
 
 pub use schema::SCHEMA_VERSION;
 
 use crate::{
     AttemptEnd, Claim, ClaimRequest, CleanRequest, Finished, ListFilter, NewTask, Page,
-    StopOutcome, Store, StoreError, StoreFuture, Submitted,
+    PruneRequest, Pruned, StopOutcome, Store, StoreError, StoreFuture, Submitted,
 };
 use meanwhile_core::{
     Attempt, Event, Notification, Progress, QueueInfo, TaskId, TaskRecord, TaskState, Timestamp,
@@ -23,7 +24,11 @@ use std::sync::{Arc, Mutex, mpsc};
 use tokio::sync::{broadcast, oneshot};
 
 type Completer = Box<dyn FnOnce(Option<&str>) + Send>;
-type Job = Box<dyn FnOnce(&Connection, &mut Vec<Event>) -> (bool, Completer) + Send>;
+/// A queued write. It is handed the connection inside its savepoint, or the reason it
+/// cannot run (the savepoint or the transaction could not be opened); either way it
+/// says whether it changed the database, and gives back how to answer its caller once
+/// the batch's commit is known.
+type Job = Box<dyn FnOnce(Result<&Connection, &str>, &mut Vec<Event>) -> (bool, Completer) + Send>;
 
 /// Most writes folded into one transaction.
 const MAX_BATCH: usize = 512;
@@ -120,7 +125,10 @@ impl SqliteStore {
     ) -> StoreFuture<'static, T> {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |conn, events| {
-            let result = f(conn, events);
+            let result = match conn {
+                Ok(conn) => f(conn, events),
+                Err(why) => Err(StoreError::CommitFailed(why.to_string())),
+            };
             let ok = result.is_ok();
             let complete: Completer = Box::new(move |commit_error| {
                 let _ = tx.send(match commit_error {
@@ -203,26 +211,56 @@ fn writer_loop(
             }
         }
         let mut completers = Vec::with_capacity(batch.len());
-        let mut committed_events = Vec::new();
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            // Nothing runs; dropping the jobs answers each caller with `Closed`.
-            tracing::error!("could not begin a write transaction: {e}");
-            drop(batch);
+            // Nothing runs: each caller hears why, and decides whether to try again.
+            let why = format!("could not begin a write transaction: {e}");
+            tracing::error!("{why}");
+            for job in batch {
+                let (_, complete) = job(Err(&why), &mut Vec::new());
+                complete(Some(&why));
+            }
             continue;
         }
+        let mut committed_events = Vec::new();
+        // The first error that leaves the transaction in doubt (a savepoint that
+        // could not be released or rolled back): the whole batch is rolled back.
+        let mut broken: Option<String> = None;
         for job in batch {
-            let _ = conn.execute_batch("SAVEPOINT job");
-            let mut job_events = Vec::new();
-            let (ok, complete) = job(&conn, &mut job_events);
-            if ok {
-                let _ = conn.execute_batch("RELEASE job");
-                committed_events.append(&mut job_events);
-            } else {
-                let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            if let Some(why) = &broken {
+                let (_, complete) = job(Err(why), &mut Vec::new());
+                completers.push(complete);
+                continue;
             }
+            if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+                let why = format!("could not open a savepoint: {e}");
+                tracing::error!("{why}");
+                let (_, complete) = job(Err(&why), &mut Vec::new());
+                completers.push(complete);
+                broken = Some(why);
+                continue;
+            }
+            let mut job_events = Vec::new();
+            let (ok, complete) = job(Ok(&conn), &mut job_events);
             completers.push(complete);
+            let closed = if ok {
+                conn.execute_batch("RELEASE job")
+                    .map(|()| committed_events.append(&mut job_events))
+            } else {
+                conn.execute_batch("ROLLBACK TO job; RELEASE job")
+            };
+            if let Err(e) = closed {
+                let why = format!("could not close a savepoint: {e}");
+                tracing::error!("{why}");
+                broken = Some(why);
+            }
         }
-        match conn.execute_batch("COMMIT") {
+        let outcome = match broken {
+            Some(why) => Err(why),
+            None => conn
+                .execute_batch("COMMIT")
+                .map_err(|e| format!("commit failed: {e}")),
+        };
+        match outcome {
             Ok(()) => {
                 commits += 1;
                 if commits >= COMMITS_PER_CHECKPOINT {
@@ -231,17 +269,24 @@ fn writer_loop(
                     let _ = grown.try_send(());
                 }
                 for e in committed_events {
+                    // Nobody listening is not an error: the events are in the store.
                     let _ = events.send(e);
                 }
                 for complete in completers {
                     complete(None);
                 }
             }
-            Err(e) => {
-                let msg = e.to_string();
-                let _ = conn.execute_batch("ROLLBACK");
+            Err(why) => {
+                tracing::error!(
+                    "a write batch of {} was rolled back: {why}",
+                    completers.len()
+                );
+                if let Err(e) = conn.execute_batch("ROLLBACK") {
+                    // Without a transaction open there is nothing left to undo.
+                    tracing::error!("rolling back failed: {e}");
+                }
                 for complete in completers {
-                    complete(Some(&msg));
+                    complete(Some(&why));
                 }
             }
         }
@@ -343,6 +388,10 @@ impl Store for SqliteStore {
             let ids = ops::clean_candidates(conn, &req)?;
             ops::remove(conn, ev, &ids)
         })
+    }
+
+    fn prune(&self, req: PruneRequest) -> StoreFuture<'_, Pruned> {
+        self.write(move |conn, _| retention::prune(conn, &req))
     }
 
     fn queues(&self) -> StoreFuture<'_, Vec<QueueInfo>> {

@@ -4,7 +4,8 @@ use meanwhile_core::{
     AttemptOutcome, RetryPolicy, TaskId, TaskKind, TaskSpec, TaskState, Timestamp,
 };
 use meanwhile_store::{
-    AttemptEnd, ClaimRequest, ListFilter, NewTask, SqliteStore, StopOutcome, Store, Submitted,
+    AttemptEnd, ClaimRequest, ListFilter, NewTask, PruneRequest, Pruned, SqliteStore, StopOutcome,
+    Store, Submitted,
 };
 use std::time::Duration;
 
@@ -415,4 +416,91 @@ async fn a_claim_that_never_started_is_released_without_counting() {
         f.store.counts().await.unwrap(),
         vec![("default".to_string(), TaskState::Running, 1)]
     );
+}
+
+async fn prune_all(store: &dyn Store, mut req: PruneRequest) -> Pruned {
+    let mut total = Pruned::default();
+    loop {
+        let p = store.prune(req).await.unwrap();
+        total.events += p.events;
+        total.notifications += p.notifications;
+        total.sessions += p.sessions;
+        match p.next {
+            Some(n) => req.from_seq = n,
+            None => return total,
+        }
+    }
+}
+
+async fn run_to_end(store: &dyn Store, session: &str) -> TaskId {
+    let mut s = TaskSpec::shell("echo hi");
+    s.session = Some(session.into());
+    let id = submit(store, s).await;
+    let claimed = store.claim(claim_req(1)).await.unwrap().tasks;
+    assert_eq!(claimed[0].task.id, id);
+    store
+        .finish_attempt(end(id, 1, AttemptOutcome::Exited { code: 0 }))
+        .await
+        .unwrap();
+    id
+}
+
+#[tokio::test]
+async fn retention_prunes_what_removed_tasks_left_and_old_events() {
+    let f = open();
+    let s = &f.store;
+    let a = run_to_end(s, "s1").await;
+    let b = run_to_end(s, "s1").await;
+    let c = run_to_end(s, "s2").await;
+    assert_eq!(s.drain_notifications("s1", 10).await.unwrap().len(), 2);
+    assert_eq!(s.remove(vec![a, b]).await.unwrap(), vec![a, b]);
+
+    // Nothing by age or count: only what the removed tasks left goes.
+    let p = prune_all(s, PruneRequest::default()).await;
+    assert_eq!(p.notifications, 2, "{p:?}");
+    assert_eq!(
+        p.sessions, 1,
+        "the drained session s1 has nothing left: {p:?}"
+    );
+    let events = s.events_after(0, 1000).await.unwrap();
+    assert!(
+        events.iter().all(|e| e.task_id.is_none_or(|t| t == c)),
+        "events of removed tasks remain: {events:?}"
+    );
+    assert!(events.iter().any(|e| e.task_id == Some(c)));
+    // The undrained session keeps its notice; the pruned one hears new ends.
+    let pending = s.peek_notifications("s2", 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].task_id, c);
+    let d = run_to_end(s, "s1").await;
+    let heard = s.drain_notifications("s1", 10).await.unwrap();
+    assert_eq!(heard.iter().map(|n| n.task_id).collect::<Vec<_>>(), vec![d]);
+
+    // By count: only the newest event stays.
+    let newest = s.events_after(0, 1000).await.unwrap().last().unwrap().seq;
+    prune_all(
+        s,
+        PruneRequest {
+            events_keep_last: Some(1),
+            ..PruneRequest::default()
+        },
+    )
+    .await;
+    let left = s.events_after(0, 1000).await.unwrap();
+    assert_eq!(left.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![newest]);
+
+    // By age: none is newer than the far future.
+    let p = prune_all(
+        s,
+        PruneRequest {
+            events_before: Some(Timestamp(i64::MAX)),
+            ..PruneRequest::default()
+        },
+    )
+    .await;
+    assert_eq!(p.events, 1);
+    assert!(s.events_after(0, 1000).await.unwrap().is_empty());
+    // New events keep counting up from where the log was.
+    run_to_end(s, "s3").await;
+    assert!(s.events_after(0, 1000).await.unwrap()[0].seq > newest);
 }

@@ -1,0 +1,73 @@
+//! Retention of the event log, and of the events, notifications and sessions that
+//! removed tasks leave behind. Every statement touches a bounded slice of rows.
+
+use crate::{PruneRequest, Pruned, StoreError};
+use rusqlite::{Connection, params};
+
+/// Rows one statement of a prune looks at, at most.
+const SLICE: i64 = 10_000;
+
+pub(crate) fn prune(conn: &Connection, req: &PruneRequest) -> Result<Pruned, StoreError> {
+    let mut events = 0u64;
+    if let Some(before) = req.events_before {
+        // Events are appended in time order (near enough: an end recorded late keeps
+        // its true time), so the oldest are among the first rows.
+        events += conn
+            .prepare_cached(
+                "DELETE FROM events WHERE seq IN
+                    (SELECT seq FROM events ORDER BY seq LIMIT ?2) AND at < ?1",
+            )?
+            .execute(params![before.0, SLICE])? as u64;
+    }
+    if let Some(keep) = req.events_keep_last {
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        events += conn
+            .prepare_cached(
+                "DELETE FROM events WHERE seq IN
+                    (SELECT seq FROM events
+                     WHERE seq <= (SELECT COALESCE(MAX(seq), 0) FROM events) - ?1
+                     ORDER BY seq LIMIT ?2)",
+            )?
+            .execute(params![keep, SLICE])? as u64;
+    }
+    // The sweep for rows of removed tasks: one slice of sequence numbers per call,
+    // in both tables (their sequences are separate, the slice bounds each).
+    let (from, to) = (req.from_seq, req.from_seq.saturating_add(SLICE));
+    events += conn
+        .prepare_cached(
+            "DELETE FROM events WHERE seq >= ?1 AND seq < ?2 AND task_id IS NOT NULL
+                AND NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.id = events.task_id)",
+        )?
+        .execute(params![from, to])? as u64;
+    let notifications = conn
+        .prepare_cached(
+            "DELETE FROM notifications WHERE seq >= ?1 AND seq < ?2
+                AND NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.id = notifications.task_id)",
+        )?
+        .execute(params![from, to])? as u64;
+    let last: i64 = conn
+        .prepare_cached(
+            "SELECT MAX(COALESCE((SELECT MAX(seq) FROM events), 0),
+                        COALESCE((SELECT MAX(seq) FROM notifications), 0))",
+        )?
+        .query_row([], |r| r.get(0))?;
+    let done = to > last;
+    // A session's cursor only matters while it has notifications: one with none left
+    // starts again at 0, below every sequence number still to come. Done once the
+    // sweep has removed what it will.
+    let sessions = if done {
+        conn.prepare_cached(
+            "DELETE FROM sessions WHERE NOT EXISTS
+                (SELECT 1 FROM notifications n WHERE n.session = sessions.name)",
+        )?
+        .execute([])? as u64
+    } else {
+        0
+    };
+    Ok(Pruned {
+        events,
+        notifications,
+        sessions,
+        next: (!done).then_some(to),
+    })
+}
