@@ -146,21 +146,44 @@ impl Client {
         &self.pool
     }
 
-    /// Sends a request and reads the whole answer, whatever its status.
+    /// Sends a request and reads the whole answer, whatever its status. A request
+    /// that may change something is sent again (on a new connection) only when it
+    /// provably never left this process; a `GET` also when its kept-alive connection
+    /// turned out to be closed.
     pub async fn raw(
         &self,
         method: Method,
         path_and_query: &str,
         body: Option<Vec<u8>>,
     ) -> Result<RawResponse, ClientError> {
+        let repeatable = method == Method::GET;
+        self.send(method, path_and_query, body, repeatable).await
+    }
+
+    /// Sends a request; `repeatable` says whether sending it twice does no harm (a
+    /// read, or a submit that carries an idempotency key), so that it may be sent
+    /// again when its kept-alive connection was found closed after it was written.
+    async fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+        repeatable: bool,
+    ) -> Result<RawResponse, ClientError> {
         let (mut sender, reused) = self.pool.checkout().await?;
         let req = self.request(method.clone(), path_and_query, body.clone(), None)?;
-        let resp = match sender.send_request(req).await {
+        let resp = match sender.try_send_request(req).await {
             Ok(r) => r,
-            // A kept-alive connection the daemon closed meanwhile (it restarted, or
-            // timed the connection out) fails before the request is read: send it
-            // again on a new connection.
-            Err(e) if reused && stale_connection(&e) => {
+            Err(mut e) => {
+                // The request comes back only when it was never written to the
+                // connection: then nothing can have acted on it.
+                let never_sent = e.take_message().is_some();
+                let e = e.into_error();
+                if !(reused && stale_connection(&e) && (never_sent || repeatable)) {
+                    return Err(self.protocol(e));
+                }
+                // A kept-alive connection the daemon closed meanwhile (it restarted,
+                // or timed the connection out): send again on a new connection.
                 sender = self.pool.connect().await?;
                 let req = self.request(method, path_and_query, body, None)?;
                 sender
@@ -168,7 +191,6 @@ impl Client {
                     .await
                     .map_err(|e| self.protocol(e))?
             }
-            Err(e) => return Err(self.protocol(e)),
         };
         let status = resp.status().as_u16();
         let content_type = resp
@@ -196,7 +218,18 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<T, ClientError> {
-        let r = self.raw(method, path, body).await?;
+        let repeatable = method == Method::GET;
+        self.call_with(method, path, body, repeatable).await
+    }
+
+    async fn call_with<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        repeatable: bool,
+    ) -> Result<T, ClientError> {
+        let r = self.send(method, path, body, repeatable).await?;
         let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if !status.is_success() {
             return Err(match serde_json::from_slice::<ErrorBody>(&r.body) {
@@ -225,10 +258,16 @@ impl Client {
         self.call(Method::GET, "/v1/status", None).await
     }
 
-    /// Submits a task; its id comes back at once.
+    /// Submits a task; its id comes back at once. A spec without an idempotency key
+    /// gets one of the client's own, so that a submit sent twice (a connection that
+    /// broke after the request was written) creates one task.
     pub async fn submit(&self, spec: &TaskSpec) -> Result<TaskId, ClientError> {
+        let body = match spec.idempotency_key {
+            Some(_) => self.json(spec)?,
+            None => self.json(&with_key(spec.clone()))?,
+        };
         let a: SubmitAnswer = self
-            .call(Method::POST, "/v1/tasks", self.json(spec)?)
+            .call_with(Method::POST, "/v1/tasks", body, true)
             .await?;
         Ok(a.id)
     }
@@ -239,11 +278,13 @@ impl Client {
         &self,
         specs: Vec<TaskSpec>,
     ) -> Result<Vec<Result<TaskId, ApiError>>, ClientError> {
+        let tasks = specs.into_iter().map(with_key).collect();
         let a: BatchAnswer = self
-            .call(
+            .call_with(
                 Method::POST,
                 "/v1/tasks/batch",
-                self.json(&BatchRequest { tasks: specs })?,
+                self.json(&BatchRequest { tasks })?,
+                true,
             )
             .await?;
         Ok(a.results
@@ -486,6 +527,15 @@ impl Backend for Client {
 
 /// Whether a request failed because its kept-alive connection had been closed by the
 /// daemon before the request got through, so that sending it again is safe.
+/// `spec` with an idempotency key: its own, or a new random one (`client-` and 32
+/// hex digits) that makes sending it twice harmless.
+fn with_key(mut spec: TaskSpec) -> TaskSpec {
+    if spec.idempotency_key.is_none() {
+        spec.idempotency_key = Some(format!("client-{:032x}", rand::random::<u128>()));
+    }
+    spec
+}
+
 fn stale_connection(e: &hyper::Error) -> bool {
     if e.is_canceled() || e.is_closed() || e.is_incomplete_message() {
         return true;

@@ -2,7 +2,6 @@
 //! and backoff, and the reading of error bodies and malformed replies.
 
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Once;
 use std::time::{Duration, SystemTime};
 
@@ -259,13 +258,9 @@ impl fmt::Display for DisplayChain<'_> {
 }
 
 /// A random factor in [0.5, 1.0] that spreads the retries of many clients hit by
-/// the same outage. The standard library's per-instance random hasher keys are
-/// random enough for that, and spare a dependency.
+/// the same outage.
 fn jitter() -> f64 {
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    0.5 + (random % 1_000_001) as f64 / 2_000_000.0
+    0.5 + rand::random::<f64>() / 2.0
 }
 
 /// How long to wait after failed attempt number `attempt` (1-based), or `None` when

@@ -68,55 +68,23 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 /// Parses `--at`: seconds since the epoch, or an RFC 3339 time
 /// (`2030-01-02T03:04:05Z`, `2030-01-02T03:04:05+02:00`, or without seconds).
 pub fn parse_time(s: &str) -> Result<Timestamp, String> {
-    let bad = || {
-        format!("expected a time like 2030-01-02T03:04:05Z or seconds since the epoch, got {s:?}")
-    };
-    if let Ok(secs) = s.trim().parse::<i64>() {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<i64>() {
         return Ok(Timestamp(secs.saturating_mul(1000)));
     }
-    let s = s.trim();
-    let (date, rest) = s.split_once(['T', ' ']).ok_or_else(bad)?;
-    let d: Vec<i64> = date
-        .split('-')
-        .map(|p| p.parse().map_err(|_| bad()))
-        .collect::<Result<_, _>>()?;
-    if d.len() != 3 {
-        return Err(bad());
+    match s.parse::<jiff::Timestamp>() {
+        Ok(t) => Ok(Timestamp(t.as_millisecond())),
+        Err(e) => {
+            let hint = if s.parse::<jiff::civil::DateTime>().is_ok() {
+                "; give a zone (Z or +02:00)"
+            } else {
+                ""
+            };
+            Err(format!(
+                "expected a time like 2030-01-02T03:04:05Z or seconds since the epoch, got {s:?} ({e}){hint}"
+            ))
+        }
     }
-    let (time, offset_min) = if let Some(t) = rest.strip_suffix('Z') {
-        (t, 0)
-    } else if let Some(pos) = rest.rfind(['+', '-']) {
-        let (t, off) = rest.split_at(pos);
-        let sign = if off.starts_with('-') { -1 } else { 1 };
-        let (h, m) = off[1..].split_once(':').ok_or_else(bad)?;
-        let h: i64 = h.parse().map_err(|_| bad())?;
-        let m: i64 = m.parse().map_err(|_| bad())?;
-        (t, sign * (h * 60 + m))
-    } else {
-        return Err(format!("{}; give a zone (Z or +02:00)", bad()));
-    };
-    let t: Vec<f64> = time
-        .split(':')
-        .map(|p| p.parse().map_err(|_| bad()))
-        .collect::<Result<_, _>>()?;
-    if t.len() < 2 || t.len() > 3 {
-        return Err(bad());
-    }
-    let days = days_from_civil(d[0], d[1], d[2]);
-    let secs = days * 86400 + t[0] as i64 * 3600 + t[1] as i64 * 60 - offset_min * 60;
-    let ms = (t.get(2).copied().unwrap_or(0.0) * 1000.0) as i64;
-    Ok(Timestamp(secs * 1000 + ms))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
 }
 
 #[cfg(test)]
@@ -135,6 +103,12 @@ mod tests {
             Ok(Timestamp(1_709_292_600_000))
         );
         assert!(parse_time("tomorrow").is_err());
+        assert!(parse_time("2030-13-45T99:99Z").is_err());
+        assert!(parse_time("2030-02-30T00:00Z").is_err());
+        assert_eq!(
+            parse_time("2030-01-02T03:04:05.250Z"),
+            Ok(Timestamp(1_893_553_445_250))
+        );
         assert!(parse_time("2024-03-01T12:30").unwrap_err().contains("zone"));
     }
 
