@@ -367,6 +367,27 @@ mod tests {
         assert!(duration_from_secs_f64(1e300).is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_string_parses_as_the_pattern_says(s in "\\PC{0,24}|[0-9.dhms]{1,24}") {
+            let re = regex::Regex::new(DURATION_PATTERN).unwrap();
+            proptest::prop_assert_eq!(re.is_match(&s) && !s.is_empty(), parse_duration(&s).is_ok());
+        }
+
+        #[test]
+        fn every_duration_round_trips(ms in 0..=MAX_DURATION_MS / 1000) {
+            let d = Duration::from_millis(ms);
+            let text = format_duration_exact(d);
+            proptest::prop_assert_eq!(parse_duration(&text), Ok(d));
+            let json = serde_json::to_string(&Some(d).map(Wrap)).unwrap();
+            let back: Option<Wrap> = serde_json::from_str(&json).unwrap();
+            proptest::prop_assert_eq!(back.map(|w| w.0), Some(d));
+        }
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Wrap(#[serde(with = "serde_duration")] Duration);
+
     #[test]
     fn formats_for_people() {
         assert_eq!(format_duration(Duration::from_millis(850)), "850ms");

@@ -387,6 +387,86 @@ pub struct ErrorBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// JSON values of any shape, with the field names a spec has so that decoding
+    /// gets past the first key.
+    fn json() -> impl Strategy<Value = serde_json::Value> {
+        let key = prop_oneof![
+            Just("command"),
+            Just("argv"),
+            Just("cwd"),
+            Just("env"),
+            Just("timeout"),
+            Just("grace"),
+            Just("delay"),
+            Just("retry"),
+            Just("max_attempts"),
+            Just("backoff"),
+            Just("jitter"),
+            Just("after"),
+            Just("queue"),
+            Just("labels"),
+            Just("priority"),
+            Just("agent"),
+            Just("prompt"),
+            Just("session"),
+            Just("run_after"),
+            Just("x"),
+        ];
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(serde_json::Value::from),
+            "\\PC{0,16}".prop_map(serde_json::Value::from),
+            "[0-9.dhms]{0,8}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 32, 6, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map(key.clone(), inner, 0..6).prop_map(|m| {
+                    serde_json::Value::Object(
+                        m.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+                    )
+                }),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Any JSON is a spec with an answer (valid, or an error naming a field),
+        /// never a panic, and a valid spec survives JSON unchanged.
+        #[test]
+        fn any_json_decodes_to_a_spec_or_an_error(v in json()) {
+            if let Ok(spec) = serde_json::from_value::<TaskSpec>(v)
+                && spec.clone().validate().is_ok()
+            {
+                let again: TaskSpec =
+                    serde_json::from_str(&serde_json::to_string(&spec).unwrap()).unwrap();
+                prop_assert_eq!(again, spec);
+            }
+        }
+
+        /// Raw bytes as a request body: decoded or refused.
+        #[test]
+        fn any_bytes_decode_or_are_refused(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = serde_json::from_slice::<TaskSpec>(&bytes);
+            let _ = serde_json::from_slice::<BatchRequest>(&bytes);
+            let _ = serde_json::from_slice::<WaitRequest>(&bytes);
+        }
+
+        /// Any query string: parameters with an answer, never a panic.
+        #[test]
+        fn any_query_decodes_or_is_refused(q in "([a-z_]{1,10}=[a-zA-Z0-9%.,|()*+?_-]{0,12}&?){0,6}") {
+            if let Ok(p) = serde_urlencoded::from_str::<ListParams>(&q) {
+                let _ = p.into_filter();
+            }
+            if let Ok(p) = serde_urlencoded::from_str::<OutputParams>(&q) {
+                let _ = p.into_query();
+            }
+        }
+    }
 
     #[test]
     fn output_params_round_trip() {

@@ -459,6 +459,51 @@ mod tests {
         String::from_utf8_lossy(&s.text).into_owned()
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        /// Whatever bytes a task printed and whatever the query, a read answers
+        /// within its bounds and never panics.
+        #[test]
+        fn any_log_and_query_reads_within_bounds(
+            body in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::prelude::any::<u8>(),
+                    proptest::strategy::Just(b'\n'),
+                    proptest::strategy::Just(0x1b),
+                ],
+                0..4096,
+            ),
+            since in 0u64..5000,
+            tail in proptest::option::of(0usize..50),
+            grep in proptest::option::of("[a-z.]{0,3}"),
+            max_bytes in proptest::option::of(1usize..2000),
+            strip in proptest::prelude::any::<bool>(),
+        ) {
+            let (_d, p) = log(&body);
+            let re = grep.as_deref().map(|g| Regex::new(g).unwrap());
+            let s = Reader {
+                since,
+                tail,
+                grep: re.as_ref(),
+                max_bytes,
+                strip_ansi: strip,
+            }
+            .read(&p)
+            .unwrap();
+            let total = body.len() as u64;
+            proptest::prop_assert_eq!(s.total, total);
+            proptest::prop_assert!(s.cursor <= total && s.start <= s.cursor.max(since.min(total)));
+            if let (Some(max), false) = (max_bytes, strip) {
+                // Head and tail within max_bytes, plus the elision marker.
+                proptest::prop_assert!(s.text.len() <= max + 64, "{} > {max}", s.text.len());
+            }
+            if !strip && grep.is_none() && tail.is_none() && max_bytes.is_none() {
+                let from = since.min(total) as usize;
+                proptest::prop_assert_eq!(&s.text[..], &body[from..from + s.text.len()]);
+            }
+        }
+    }
+
     #[test]
     fn plain_reads_from_the_cursor() {
         let (_d, p) = log(b"one\ntwo\nthree\n");

@@ -423,3 +423,60 @@ unsafe fn serve(sock: RawFd) -> ! {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// What the runtime encodes, the spawner decodes to the same items.
+        #[test]
+        fn requests_decode_to_what_was_encoded(
+            argv in proptest::collection::vec("\\PC{0,12}", 1..6),
+            env in proptest::collection::vec(("[A-Z_]{1,8}", "\\PC{0,12}"), 0..6),
+            cwd in "/[a-z/]{0,20}",
+            task in 1i64..i64::MAX,
+            attempt in 1u32..1000,
+        ) {
+            let log = tempfile::tempfile().unwrap();
+            let req = SpawnRequest {
+                program: Path::new("/bin/sh"),
+                argv: &argv,
+                env: &env,
+                cwd: Path::new(&cwd),
+                log: &log,
+                journal: Path::new("/tmp/journal"),
+                task,
+                attempt,
+            };
+            let msg = encode(&req);
+            let word = |i: usize| u32::from_le_bytes(msg[i * 4..i * 4 + 4].try_into().unwrap());
+            prop_assert_eq!(word(0), MAGIC);
+            prop_assert_eq!(word(3) as usize, msg.len() - 16);
+            let items = decode(&msg[16..], word(1) as usize, word(2) as usize).unwrap();
+            prop_assert_eq!(&items[0][..], b"/bin/sh");
+            prop_assert_eq!(&items[1][..], cwd.as_bytes());
+            prop_assert_eq!(&items[3], &task.to_string().into_bytes());
+            prop_assert_eq!(&items[4], &attempt.to_string().into_bytes());
+            for (i, a) in argv.iter().enumerate() {
+                prop_assert_eq!(&items[ITEMS + i][..], a.as_bytes());
+            }
+            for (i, (k, v)) in env.iter().enumerate() {
+                prop_assert_eq!(&items[ITEMS + argv.len() + i], &format!("{k}={v}").into_bytes());
+            }
+        }
+
+        /// Bytes from a confused or hostile peer are refused, never a panic.
+        #[test]
+        fn any_body_decodes_or_is_refused(
+            body in proptest::collection::vec(any::<u8>(), 0..512),
+            n_argv in 0usize..8,
+            n_env in 0usize..8,
+        ) {
+            if let Some(items) = decode(&body, n_argv, n_env) {
+                prop_assert_eq!(items.len(), ITEMS + n_argv + n_env);
+            }
+        }
+    }
+}

@@ -7,3 +7,4 @@ mod errors;
 mod events;
 mod lifecycle;
 mod openapi;
+mod roundtrip;

@@ -4,5 +4,5 @@ mod support;
 
 mod agent;
 mod commands;
-mod specs;
 mod live_restore;
+mod specs;

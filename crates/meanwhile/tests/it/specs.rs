@@ -11,8 +11,19 @@ fn durations_come_back_exactly() {
     h.serve(&[]);
     let id = h
         .ok(&[
-            "run", "-t", "1h30m45s", "--grace", "2.25s", "--delay", "10.5s", "-r", "2",
-            "--backoff", "25h30m", "--", "true",
+            "run",
+            "-t",
+            "1h30m45s",
+            "--grace",
+            "2.25s",
+            "--delay",
+            "10.5s",
+            "-r",
+            "2",
+            "--backoff",
+            "25h30m",
+            "--",
+            "true",
         ])
         .trim()
         .to_string();
@@ -24,6 +35,10 @@ fn durations_come_back_exactly() {
     assert_eq!(spec["retry"]["backoff"], "1d1h30m", "{task}");
     let o = h.run(&["run", "-t", "1.5h", "--", "true"]);
     assert_eq!(code(&o), 2);
-    assert!(stderr(&o).contains("only seconds take a fraction"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("only seconds take a fraction"),
+        "{}",
+        stderr(&o)
+    );
     h.ok(&["stop", &id]);
 }
