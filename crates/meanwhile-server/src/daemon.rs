@@ -125,6 +125,7 @@ pub async fn serve(
         settings: settings.clone(),
         shutdown: down_rx.clone(),
         started_at: meanwhile_runtime::now().0,
+        waiting: Default::default(),
     };
     let retention = tokio::spawn(retention::run(rt.clone(), settings.retention));
     tokio::spawn(async move {

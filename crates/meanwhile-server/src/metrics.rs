@@ -28,6 +28,17 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Answer<impl IntoRe
     let mut out = String::new();
     header(
         &mut out,
+        "meanwhile_requests_waiting",
+        "gauge",
+        "Long requests (waits for tasks or output) being served.",
+    );
+    let _ = writeln!(
+        out,
+        "meanwhile_requests_waiting {}",
+        state.waiting.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    header(
+        &mut out,
         "meanwhile_tasks",
         "gauge",
         "Tasks by queue and state.",

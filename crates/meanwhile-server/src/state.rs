@@ -5,6 +5,7 @@ use crate::error::Fail;
 use meanwhile_runtime::Runtime;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::watch;
 
 /// The runtime, the settings, and the shutdown signal.
@@ -16,6 +17,17 @@ pub(crate) struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// When the daemon started, ms since the epoch.
     pub started_at: i64,
+    /// Long requests (waits for tasks or output) being served now.
+    pub waiting: Arc<AtomicU64>,
+}
+
+/// Counts a long request for as long as it is served, however it ends.
+struct Waiting(Arc<AtomicU64>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl AppState {
@@ -26,6 +38,8 @@ impl AppState {
         &self,
         fut: impl Future<Output = Result<T, Fail>>,
     ) -> Result<T, Fail> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let _counted = Waiting(self.waiting.clone());
         let mut rx = self.shutdown.clone();
         tokio::select! {
             r = fut => r,

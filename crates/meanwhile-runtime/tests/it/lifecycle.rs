@@ -161,8 +161,13 @@ async fn queues_limit_parallelism_pause_and_order_by_priority() {
         s.priority = prio;
         ids.push(env.rt.submit(s).await.unwrap());
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A task submitted after them to another queue has run: the dispatcher has
+    // looked at the paused queue since, and left it alone.
+    probe(&env.rt).await;
     assert!(!log.exists(), "a paused queue starts nothing");
+    for id in &ids {
+        assert_eq!(env.rt.get(*id).await.unwrap().state, TaskState::Pending);
+    }
     env.rt.set_queue("build", None, Some(false)).await.unwrap();
     env.rt
         .wait(&ids, WaitMode::All, Some(Duration::from_secs(60)))
@@ -242,8 +247,11 @@ async fn idempotency_keys_run_once_also_across_a_restart() {
         .await
         .unwrap();
     assert_eq!(rt.submit(spec).await.unwrap(), first);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A task submitted afterwards has run: had the first been queued again, it
+    // would have run too.
+    probe(&rt).await;
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "ran\n");
+    assert_eq!(rt.get(first).await.unwrap().attempts, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

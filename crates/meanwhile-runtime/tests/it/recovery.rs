@@ -51,7 +51,10 @@ async fn tasks_left_running_are_adopted_with_their_true_status_and_output() {
 async fn tasks_that_ended_while_no_runtime_ran_get_their_true_status() {
     let dir = tempfile::tempdir().unwrap();
     let ids = leave_running(dir.path(), &["sleep 0.3; echo bye; exit 7"]).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The supervisor exits once it has journalled the end.
+    let home = meanwhile_runtime::Home::new(dir.path().join("home"));
+    let (_, sup) = journalled_pids(&home, ids[0], 1);
+    eventually("the task to end with no runtime running", || !alive(sup)).await;
     let rt = Runtime::start(config(dir.path()), std::future::pending())
         .await
         .unwrap();

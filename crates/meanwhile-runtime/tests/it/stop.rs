@@ -112,7 +112,11 @@ async fn cancelling_a_pending_task_never_starts_it() {
     let t = env.rt.stop(id, StopMode::Graceful).await.unwrap();
     assert_eq!(t.state, TaskState::Cancelled);
     env.rt.set_queue("held", None, Some(false)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A task submitted afterwards to the same one-slot queue has run: the cancelled
+    // one, older, would have been claimed first.
+    let mut later = sh("true");
+    later.queue = Some("held".into());
+    run(&env.rt, later).await;
     assert!(!marker.exists());
     assert_eq!(env.rt.attempts(id).await.unwrap().len(), 0);
     let e = env.rt.stop(id, StopMode::Graceful).await.unwrap_err();

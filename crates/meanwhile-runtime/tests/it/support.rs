@@ -122,3 +122,12 @@ pub fn journalled_pids(
         .collect();
     (nums[0], nums[1])
 }
+
+/// Runs a task in a queue of its own to its end: proof that the dispatcher has made
+/// a claim since everything submitted before it.
+pub async fn probe(rt: &Runtime) {
+    let mut s = sh("true");
+    s.queue = Some("probe".into());
+    let t = run(rt, s).await;
+    assert_eq!(t.state, meanwhile_runtime::core::TaskState::Succeeded);
+}

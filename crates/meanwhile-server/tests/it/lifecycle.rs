@@ -36,7 +36,8 @@ async fn shutdown_cuts_long_waits_and_leaves_tasks_for_the_next_daemon() {
             .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Both requests are in the daemon's hands before it is told to shut down.
+    waiting_requests(&c, 2).await;
     d.shutdown().await.unwrap();
     for e in [
         waiter.await.unwrap().unwrap_err(),

@@ -113,3 +113,16 @@ pub async fn eventually_running(c: &Client, id: TaskId) {
     }
     panic!("task {id} never started");
 }
+
+/// Waits until the daemon serves `n` long requests (waits for tasks or output), as
+/// its `/metrics` says.
+pub async fn waiting_requests(c: &Client, n: u64) {
+    let want = format!("meanwhile_requests_waiting {n}\n");
+    for _ in 0..2400 {
+        if c.metrics().await.unwrap().contains(&want) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the daemon never had {n} requests waiting");
+}
