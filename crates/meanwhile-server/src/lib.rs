@@ -2,7 +2,7 @@
 //!
 //! It listens on `$MEANWHILE_HOME/meanwhile.sock` (mode 0600, in a 0700 home) and,
 //! only when asked, on a TCP address where every request needs the bearer token kept
-//! in `$MEANWHILE_HOME/token`. One route table ([`routes`]) builds both the router and
+//! in `$MEANWHILE_HOME/token`. One route table (`routes`) builds both the router and
 //! the OpenAPI document at `/v1/openapi.json`, so the two cannot drift apart.
 #![warn(missing_docs)]
 

@@ -52,7 +52,7 @@ pub struct Args {
     /// Most US dollars per prompt.
     #[arg(long)]
     pub max_cost: Option<f64>,
-    /// Configuration file (default: $MEANWHILE_HOME/config.toml, section [agent]).
+    /// Configuration file (default: $MEANWHILE_HOME/config.toml, its agent section).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Print tool calls and notices to stderr in one-shot mode too.
