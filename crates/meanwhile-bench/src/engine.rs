@@ -317,3 +317,74 @@ fn round(v: f64) -> f64 {
 fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }
+
+/// 20,000 no-op async closures, submitted in batches and run to their ends at
+/// `max_parallel` 64 and 2, against bare SQLite doing the same writes (insert, claim,
+/// finish, an event each) in transactions of 256.
+pub async fn closure_throughput() -> Value {
+    let n: usize = std::env::var("MEANWHILE_BENCH_TASKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let floor_dir = tempfile::tempdir().expect("temp dir");
+    let fd = floor_dir.path().to_path_buf();
+    let floor = tokio::task::spawn_blocking(move || raw::sqlite_queue_floor(&fd, n, 256))
+        .await
+        .expect("floor");
+    let floor_rate = n as f64 / floor.as_secs_f64();
+    let mut figures = serde_json::Map::new();
+    for parallel in [64u32, 2] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let rt = open(dir.path(), parallel).await;
+        let mut events = rt.subscribe();
+        let start = Instant::now();
+        let submitter = {
+            let rt = rt.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::with_capacity(n);
+                let mut left = n;
+                while left > 0 {
+                    let k = left.min(256);
+                    let batch: Vec<_> = (0..k)
+                        .map(|_| {
+                            (
+                                TaskSpec::default(),
+                                |_ctx: meanwhile_runtime::TaskContext| async {
+                                    Ok::<(), String>(())
+                                },
+                            )
+                        })
+                        .collect();
+                    for r in rt.submit_fn_batch(batch).await.expect("submit") {
+                        ids.push(r.expect("a valid closure task"));
+                    }
+                    left -= k;
+                }
+                ids
+            })
+        };
+        let ids = submitter.await.expect("submitter");
+        all_finished(&mut events, &rt, &ids).await;
+        let rate = n as f64 / start.elapsed().as_secs_f64();
+        figures.insert(
+            format!("max_parallel_{parallel}_tasks_per_s"),
+            json!(round(rate)),
+        );
+        figures.insert(
+            format!("max_parallel_{parallel}_ratio"),
+            json!(round3(rate / floor_rate)),
+        );
+        rt.shutdown().await;
+    }
+    let mut out = json!({
+        "figure": "closure_throughput",
+        "tasks": n,
+        "baseline": "bare SQLite, same pragmas: insert, claim, finish and an event each, 256 jobs a transaction",
+        "baseline_tasks_per_s": round(floor_rate),
+        "goal": ">= 0.3 x baseline at max_parallel 64; >= 10,000/s at max_parallel 2",
+    });
+    if let Value::Object(o) = &mut out {
+        o.extend(figures);
+    }
+    out
+}

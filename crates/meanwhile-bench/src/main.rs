@@ -2,7 +2,8 @@
 //! was measured against in the same run, so the ratio means something on any machine.
 //!
 //! `meanwhile-bench [NAME...]` runs the named benchmarks (all when none is named):
-//! throughput, submit_scaling, big_output, notify_latency (the engine, in-process), and
+//! throughput, submit_scaling, big_output, notify_latency, closure_throughput (the
+//! engine, in-process), and
 //! api_throughput, cli_latency, daemon_rss, ls_latency (the daemon and the `meanwhile`
 //! binary, which must be built: `cargo build --release -p meanwhile`).
 
@@ -23,6 +24,7 @@ fn main() {
         "submit_scaling",
         "big_output",
         "notify_latency",
+        "closure_throughput",
         "api_throughput",
         "cli_latency",
         "daemon_rss",
@@ -56,6 +58,9 @@ fn main() {
         }
         if want("notify_latency") {
             emit(engine::notify_latency().await);
+        }
+        if want("closure_throughput") {
+            emit(engine::closure_throughput().await);
         }
         if want("api_throughput") {
             emit(daemon::api_throughput().await);

@@ -61,3 +61,82 @@ pub fn peak_rss_kb() -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
+
+/// The floor under a durable queue on SQLite: `n` jobs inserted, claimed and finished
+/// with an event each, in transactions of `batch` jobs, with the store's pragmas (WAL,
+/// synchronous NORMAL) on a file in `dir`. Returns the elapsed time.
+pub fn sqlite_queue_floor(dir: &std::path::Path, n: usize, batch: usize) -> Duration {
+    use rusqlite::params;
+    let conn = rusqlite::Connection::open(dir.join("floor.db")).expect("floor database");
+    conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+        .expect("WAL");
+    conn.execute_batch(
+        "PRAGMA synchronous = NORMAL;
+         PRAGMA cache_size = -8192;
+         PRAGMA temp_store = MEMORY;
+         CREATE TABLE jobs (
+             id INTEGER PRIMARY KEY, state TEXT NOT NULL, queue TEXT NOT NULL,
+             priority INTEGER NOT NULL, spec TEXT NOT NULL, created_at INTEGER NOT NULL,
+             started_at INTEGER, finished_at INTEGER, exit_code INTEGER);
+         CREATE INDEX jobs_pending ON jobs(queue, priority DESC, id) WHERE state = 'pending';
+         CREATE TABLE events (
+             seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, kind TEXT NOT NULL,
+             task_id INTEGER, data TEXT NOT NULL);",
+    )
+    .expect("floor schema");
+    let event = |conn: &rusqlite::Connection, kind: &str, id: i64| {
+        conn.prepare_cached(
+            "INSERT INTO events (at, kind, task_id, data) VALUES (?1, ?2, ?3, '{}')",
+        )
+        .expect("prepare")
+        .execute(params![0, kind, id])
+        .expect("event");
+    };
+    let start = Instant::now();
+    let mut done = 0;
+    while done < n {
+        let k = batch.min(n - done);
+        conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
+        for _ in 0..k {
+            conn.prepare_cached(
+                "INSERT INTO jobs (state, queue, priority, spec, created_at)
+                 VALUES ('pending', 'default', 0, '{\"command\":\"true\"}', 0)",
+            )
+            .expect("prepare")
+            .execute([])
+            .expect("insert");
+            event(&conn, "submitted", conn.last_insert_rowid());
+        }
+        conn.execute_batch("COMMIT").expect("commit");
+        conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
+        let claimed: Vec<i64> = conn
+            .prepare_cached(
+                "UPDATE jobs SET state = 'running', started_at = 1 WHERE id IN
+                    (SELECT id FROM jobs WHERE state = 'pending' AND queue = 'default'
+                     ORDER BY priority DESC, id LIMIT ?1)
+                 RETURNING id",
+            )
+            .expect("prepare")
+            .query_map([k as i64], |r| r.get(0))
+            .expect("claim")
+            .collect::<Result<_, _>>()
+            .expect("claimed");
+        for id in &claimed {
+            event(&conn, "started", *id);
+        }
+        conn.execute_batch("COMMIT").expect("commit");
+        conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
+        for id in &claimed {
+            conn.prepare_cached(
+                "UPDATE jobs SET state = 'succeeded', finished_at = 2, exit_code = 0 WHERE id = ?1",
+            )
+            .expect("prepare")
+            .execute([id])
+            .expect("finish");
+            event(&conn, "finished", *id);
+        }
+        conn.execute_batch("COMMIT").expect("commit");
+        done += k;
+    }
+    start.elapsed()
+}

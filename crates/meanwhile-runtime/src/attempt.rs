@@ -62,15 +62,12 @@ pub(crate) async fn run(
     let id = c.task.id;
     let ended = match c.task.kind {
         TaskKind::Shell => run_shell(&inner, &c, stop, size).await,
-        TaskKind::Function => {
-            let f = inner.functions.lock().await.get(&id).cloned();
-            match f {
-                Some(f) => run_in_process(&inner, &c, stop, size, move |ctx| f(ctx)).await,
-                None => Some(Ended::lost(
-                    "its function was registered by a process that has exited; submit it again",
-                )),
-            }
-        }
+        TaskKind::Function => match inner.functions.get(id).await {
+            Some(f) => run_in_process(&inner, &c, stop, size, move |ctx| f(ctx)).await,
+            None => Some(Ended::lost(
+                "its function was registered by a process that has exited; submit it again",
+            )),
+        },
         kind => {
             let executor = inner
                 .executors
@@ -552,7 +549,7 @@ async fn record_end(inner: &Arc<Inner>, task: &TaskRecord, mut end: AttemptEnd) 
         match inner.store.finish_attempt(end.clone()).await {
             Ok(Some(fin)) => {
                 if fin.task.state.is_terminal() && task.kind == TaskKind::Function {
-                    inner.functions.lock().await.remove(&id);
+                    inner.functions.remove(id);
                 }
                 for t in std::iter::once(&fin.task).chain(&fin.cascaded) {
                     inner.run_hooks(t);

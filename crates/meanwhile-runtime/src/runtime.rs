@@ -42,7 +42,7 @@ pub(crate) struct Inner {
     pub base_env: Vec<(String, String)>,
     pub wake: Notify,
     pub active: tokio::sync::Mutex<HashMap<TaskId, Active>>,
-    pub functions: tokio::sync::Mutex<HashMap<TaskId, TaskFn>>,
+    pub functions: crate::functions::Functions,
     pub executors: RwLock<HashMap<TaskKind, Arc<dyn Executor>>>,
     pub on_complete: RwLock<Vec<Hook>>,
     pub on_error: RwLock<Vec<Hook>>,
@@ -194,7 +194,7 @@ impl Runtime {
             config,
             wake: Notify::new(),
             active: tokio::sync::Mutex::new(HashMap::new()),
-            functions: tokio::sync::Mutex::new(HashMap::new()),
+            functions: Default::default(),
             executors: RwLock::new(HashMap::new()),
             on_complete: RwLock::new(Vec::new()),
             on_error: RwLock::new(Vec::new()),
@@ -341,40 +341,78 @@ impl Runtime {
         Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
         E: std::fmt::Display + Send + 'static,
     {
+        let mut r = self.submit_fn_batch(vec![(spec, f)]).await?;
+        r.pop().ok_or(Error::ShutDown)?
+    }
+
+    /// Submits many function tasks in one commit; one result per item, in order (an
+    /// invalid spec fails alone, naming its field). Concurrent callers do not wait
+    /// for each other: no lock is held across the commit.
+    pub async fn submit_fn_batch<F, Fut, E>(
+        &self,
+        items: Vec<(TaskSpec, F)>,
+    ) -> Result<Vec<Result<TaskId>>>
+    where
+        F: Fn(TaskContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
         self.check_open()?;
-        let v = spec.validate()?;
-        if !matches!(v.work(), meanwhile_core::Work::Function) {
-            return Err(Error::Invalid {
-                field: "command",
-                message: "a function task's spec must not name a command, argv or agent".into(),
+        let mut results: Vec<Option<Result<TaskId>>> = Vec::with_capacity(items.len());
+        let mut valid = Vec::new();
+        let mut fns = Vec::new();
+        let now = crate::now();
+        for (spec, f) in items {
+            let v = match spec.validate() {
+                Ok(v) if matches!(v.work(), meanwhile_core::Work::Function) => v,
+                Ok(_) => {
+                    results.push(Some(Err(Error::Invalid {
+                        field: "command",
+                        message: "a function task's spec must not name a command, argv or agent"
+                            .into(),
+                    })));
+                    continue;
+                }
+                Err(e) => {
+                    results.push(Some(Err(e.into())));
+                    continue;
+                }
+            };
+            let f: TaskFn = Arc::new(move |ctx: TaskContext| -> TaskFuture {
+                let fut = f(ctx);
+                Box::pin(async move { fut.await.map(|()| None).map_err(|e| e.to_string()) })
+            });
+            results.push(None);
+            valid.push(NewTask { spec: v, now });
+            fns.push(f);
+        }
+        if valid.is_empty() {
+            return Ok(results.into_iter().flatten().collect());
+        }
+        // Until the closures are registered, an attempt that claims one of these
+        // tasks waits for them instead of calling the closure lost.
+        let submitting = self.inner.functions.submitting();
+        let stored = self.inner.store.submit(valid).await?;
+        let mut register = Vec::new();
+        let mut stored = stored.into_iter().zip(fns);
+        for slot in results.iter_mut().filter(|r| r.is_none()) {
+            let Some((r, f)) = stored.next() else {
+                *slot = Some(Err(Error::ShutDown));
+                continue;
+            };
+            *slot = Some(match r {
+                Ok(Submitted::Created(id)) => {
+                    register.push((id, f));
+                    Ok(id)
+                }
+                Ok(Submitted::Existing(id)) => Ok(id),
+                Err(e) => Err(e.into()),
             });
         }
-        let f: TaskFn = Arc::new(move |ctx: TaskContext| -> TaskFuture {
-            let fut = f(ctx);
-            Box::pin(async move { fut.await.map(|()| None).map_err(|e| e.to_string()) })
-        });
-        // Hold the registry while submitting, so the dispatcher cannot claim the task
-        // before its closure is there.
-        let mut functions = self.inner.functions.lock().await;
-        let r = self
-            .inner
-            .store
-            .submit(vec![NewTask {
-                spec: v,
-                now: crate::now(),
-            }])
-            .await?;
-        let id = r
-            .into_iter()
-            .next()
-            .ok_or(Error::ShutDown)?
-            .map_err(Error::from)?;
-        if let Submitted::Created(id) = id {
-            functions.insert(id, f);
-        }
-        drop(functions);
+        self.inner.functions.register(register);
+        drop(submitting);
         self.inner.wake.notify_one();
-        Ok(id.id())
+        Ok(results.into_iter().flatten().collect())
     }
 
     /// Registers the executor for a kind of in-process task (the agent registers
@@ -430,7 +468,7 @@ impl Runtime {
     pub async fn stop(&self, id: TaskId, mode: StopMode) -> Result<TaskRecord> {
         match self.inner.store.request_stop(id, crate::now()).await? {
             StopOutcome::Cancelled(fin) => {
-                self.inner.functions.lock().await.remove(&id);
+                self.inner.functions.remove(id);
                 for t in std::iter::once(&fin.task).chain(&fin.cascaded) {
                     self.inner.run_hooks(t);
                 }

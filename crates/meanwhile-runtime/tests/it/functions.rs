@@ -122,3 +122,80 @@ async fn pid_free_running(env: &Env, id: meanwhile_runtime::core::TaskId) {
     }
     panic!("task {id} never started");
 }
+
+/// Submitters no longer wait for each other's commits (the closure registry was
+/// locked across them): many at once, each closure runs once, none is called lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_and_batched_closure_submits_all_run_once() {
+    let env = runtime().await;
+    env.rt.set_queue("default", Some(8), None).await.unwrap();
+    let runs = Arc::new(AtomicU32::new(0));
+    let mut submitters = Vec::new();
+    for _ in 0..8 {
+        let rt = env.rt.clone();
+        let runs = runs.clone();
+        submitters.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for _ in 0..25 {
+                let runs = runs.clone();
+                ids.push(
+                    rt.submit_fn(TaskSpec::default(), move |_| {
+                        let runs = runs.clone();
+                        async move {
+                            runs.fetch_add(1, Ordering::SeqCst);
+                            Ok::<(), String>(())
+                        }
+                    })
+                    .await
+                    .unwrap(),
+                );
+            }
+            ids
+        }));
+    }
+    let mut ids = Vec::new();
+    for s in submitters {
+        ids.extend(s.await.unwrap());
+    }
+    // A batch: the invalid item fails alone, naming its field.
+    let bad = TaskSpec {
+        queue: Some("no spaces allowed".into()),
+        ..TaskSpec::default()
+    };
+    let batch: Vec<_> = [TaskSpec::default(), bad, TaskSpec::default()]
+        .into_iter()
+        .map(|s| {
+            let runs = runs.clone();
+            (s, move |_: meanwhile_runtime::TaskContext| {
+                let runs = runs.clone();
+                async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    Ok::<(), String>(())
+                }
+            })
+        })
+        .collect();
+    let r = env.rt.submit_fn_batch(batch).await.unwrap();
+    assert_eq!(r.len(), 3);
+    assert!(
+        r[1].as_ref().unwrap_err().to_string().contains("queue"),
+        "{:?}",
+        r[1]
+    );
+    ids.push(*r[0].as_ref().unwrap());
+    ids.push(*r[2].as_ref().unwrap());
+    let w = env
+        .rt
+        .wait(
+            &ids,
+            meanwhile_runtime::WaitMode::All,
+            Some(Duration::from_secs(120)),
+        )
+        .await
+        .unwrap();
+    assert!(!w.timed_out);
+    for t in &w.tasks {
+        assert_eq!(t.state, TaskState::Succeeded, "{t:?}");
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 202);
+}
