@@ -439,20 +439,12 @@ async fn run_in_process(
 ) -> Option<Ended> {
     let task = &c.task;
     let log_path = inner.home.log(task.id);
-    let log = match open_log(&log_path) {
-        Ok(f) => f,
-        Err(e) => {
-            return Some(Ended::failed(format!(
-                "could not open the log {}: {e}",
-                log_path.display()
-            )));
-        }
-    };
-    size.send_replace(log.metadata().map(|m| m.len()).unwrap_or(0));
+    // An earlier attempt's output, if any; the log itself is made on the first write.
+    size.send_replace(std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0));
     let ctx = TaskContext {
         id: task.id,
         attempt: c.attempt,
-        log: Arc::new(Mutex::new(log)),
+        log: Arc::new(Mutex::new(crate::context::LazyLog::new(log_path))),
         size: Arc::new(size),
         runtime: Arc::downgrade(inner),
     };

@@ -6,6 +6,7 @@ use meanwhile_core::{Progress, TaskId, TaskRecord};
 use std::fs::File;
 use std::future::Future;
 use std::io::Write;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::watch;
@@ -28,7 +29,7 @@ pub(crate) type TaskFn = Arc<dyn Fn(TaskContext) -> TaskFuture + Send + Sync>;
 pub struct TaskContext {
     pub(crate) id: TaskId,
     pub(crate) attempt: u32,
-    pub(crate) log: Arc<Mutex<File>>,
+    pub(crate) log: Arc<Mutex<LazyLog>>,
     pub(crate) size: Arc<watch::Sender<u64>>,
     pub(crate) runtime: Weak<Inner>,
 }
@@ -46,11 +47,17 @@ impl TaskContext {
 
     /// Appends bytes to the task's output log.
     pub fn write(&self, bytes: &[u8]) {
-        if let Ok(mut f) = self.log.lock()
-            && f.write_all(bytes).is_ok()
-        {
-            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-            self.size.send_replace(len);
+        let Ok(mut log) = self.log.lock() else {
+            return;
+        };
+        match log.append(bytes) {
+            Ok(len) => {
+                self.size.send_replace(len);
+            }
+            Err(e) => {
+                // The task goes on; its output is what is lost, and the log says so.
+                tracing::warn!(task = %self.id, "writing to {} failed: {e}", log.path.display());
+            }
         }
     }
 
@@ -83,5 +90,37 @@ impl TaskContext {
     /// has shut down.
     pub fn runtime(&self) -> Option<crate::Runtime> {
         self.runtime.upgrade().map(crate::Runtime::from_inner)
+    }
+}
+
+/// An in-process task's output log, created on its first write: a task that prints
+/// nothing costs no directory and no file.
+pub(crate) struct LazyLog {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl LazyLog {
+    pub(crate) fn new(path: PathBuf) -> LazyLog {
+        LazyLog { path, file: None }
+    }
+
+    /// Appends `bytes`; returns the log's new size.
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<u64> {
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => {
+                if let Some(dir) = self.path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)?;
+                self.file.insert(f)
+            }
+        };
+        file.write_all(bytes)?;
+        Ok(file.metadata()?.len())
     }
 }
