@@ -71,10 +71,7 @@ impl Daemon {
 
 /// The throughput figure again, submitting through the daemon's API.
 pub async fn api_throughput() -> Value {
-    let n: usize = std::env::var("MEANWHILE_BENCH_TASKS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+    let n = crate::task_count(2000);
     let base = tokio::task::spawn_blocking(move || raw::posix_spawn_rate(n, 2))
         .await
         .expect("baseline");

@@ -57,10 +57,7 @@ async fn all_finished(
 /// 2,000 `sh -c true` tasks, max_parallel 2, first submit to last end, against raw
 /// posix_spawn with 2 in flight.
 pub async fn throughput() -> Value {
-    let n_override = std::env::var("MEANWHILE_BENCH_TASKS")
-        .ok()
-        .and_then(|v| v.parse().ok());
-    let n: usize = n_override.unwrap_or(2000);
+    let n = crate::task_count(2000);
     let base = tokio::task::spawn_blocking(move || raw::posix_spawn_rate(n, 2))
         .await
         .expect("baseline");
@@ -322,10 +319,7 @@ fn round3(v: f64) -> f64 {
 /// `max_parallel` 64 and 2, against bare SQLite doing the same writes (insert, claim,
 /// finish, an event each) in transactions of 256.
 pub async fn closure_throughput() -> Value {
-    let n: usize = std::env::var("MEANWHILE_BENCH_TASKS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
+    let n = crate::task_count(20_000);
     let floor_dir = tempfile::tempdir().expect("temp dir");
     let fd = floor_dir.path().to_path_buf();
     let floor = tokio::task::spawn_blocking(move || raw::sqlite_queue_floor(&fd, n, 256))

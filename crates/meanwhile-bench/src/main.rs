@@ -13,6 +13,14 @@ mod raw;
 
 use serde_json::Value;
 
+/// How many tasks a figure uses: `default`, or `MEANWHILE_BENCH_TASKS` for a quick look.
+fn task_count(default: usize) -> usize {
+    std::env::var("MEANWHILE_BENCH_TASKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn emit(figure: Value) {
     println!("{figure}");
 }

@@ -2,27 +2,13 @@
 
 use meanwhile_client::{Client, ClientError};
 use meanwhile_core::{Backend, OutputQuery, StopMode, TaskSpec, TaskState, WaitFor, WaitMode};
-use meanwhile_server::Settings;
 use std::sync::Arc;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_is_a_backend() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("h");
-    let mut s = Settings::new(&home);
-    s.stop_tasks = true;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(meanwhile_server::serve(s, async {
-        let _ = rx.await;
-    }));
-    let client = Client::for_home(&home);
-    for _ in 0..1200 {
-        if client.status().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let d = crate::support::daemon().await;
+    let (dir, home, client) = (&d.dir, d.home.clone(), d.client.clone());
     let b: Arc<dyn Backend> = Arc::new(client.clone());
     let mut spec = TaskSpec::shell("echo ready; sleep 300");
     spec.cwd = Some(dir.path().to_path_buf());
@@ -53,8 +39,8 @@ async fn the_client_is_a_backend() {
     assert_eq!(page.tasks.len(), 1);
     let e = b.get(meanwhile_core::TaskId(99)).await.unwrap_err();
     assert_eq!(e.code, meanwhile_core::ErrorCode::NotFound);
-    let _ = tx.send(());
-    server.await.unwrap().unwrap();
+    let _ = d.stop.send(());
+    d.handle.await.unwrap().unwrap();
     // With no daemon, the error says so and how to start one. A fresh client, as a
     // new command would be: the old one's kept-alive connection may still be served
     // (503, shutting down) by a connection task the server has not yet dropped.

@@ -4,11 +4,9 @@
 use hyper::Method;
 use meanwhile_client::Client;
 use meanwhile_core::TaskSpec;
-use meanwhile_server::Settings;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
@@ -49,21 +47,8 @@ fn proxy(listen: &Path, daemon: &Path, cut: Arc<AtomicBool>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_connection_never_doubles_a_request() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("h");
-    let mut s = Settings::new(&home);
-    s.stop_tasks = true;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(meanwhile_server::serve(s, async {
-        let _ = rx.await;
-    }));
-    let direct = Client::for_home(&home);
-    for _ in 0..1200 {
-        if direct.status().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let d = crate::support::daemon().await;
+    let (dir, home, direct) = (&d.dir, &d.home, &d.client);
     let cut = Arc::new(AtomicBool::new(false));
     let proxied = dir.path().join("proxy.sock");
     proxy(&proxied, &home.join("meanwhile.sock"), cut.clone());
@@ -103,6 +88,6 @@ async fn a_broken_connection_never_doubles_a_request() {
         page.tasks
     );
 
-    let _ = tx.send(());
-    server.await.unwrap().unwrap();
+    let _ = d.stop.send(());
+    d.handle.await.unwrap().unwrap();
 }
