@@ -379,7 +379,7 @@ mod tests {
             let d = Duration::from_millis(ms);
             let text = format_duration_exact(d);
             proptest::prop_assert_eq!(parse_duration(&text), Ok(d));
-            let json = serde_json::to_string(&Some(d).map(Wrap)).unwrap();
+            let json = serde_json::to_string(&Some(Wrap(d))).unwrap();
             let back: Option<Wrap> = serde_json::from_str(&json).unwrap();
             proptest::prop_assert_eq!(back.map(|w| w.0), Some(d));
         }
