@@ -9,8 +9,8 @@ use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, StatusCode};
 use meanwhile_core::http::{
     BatchAnswer, BatchRequest, CleanBody, ErrorBody, ListParams, OutputParams, ProgressReport,
-    QueueUpdate, RemoveRequest, Removed, SOCKET_FILE, Status, StopRequest, SubmitAnswer,
-    TOKEN_FILE, TaskDetail, WaitRequest,
+    QueueUpdate, RemoveRequest, Removed, SOCKET_FILE, ShutdownRequest, ShuttingDown, Status,
+    StopRequest, SubmitAnswer, TOKEN_FILE, TaskDetail, WaitRequest,
 };
 use meanwhile_core::{
     ApiError, Backend, BackendFuture, ErrorCode, ListFilter, Notification, OutputChunk,
@@ -256,6 +256,20 @@ impl Client {
     /// The daemon's health, version and counts.
     pub async fn status(&self) -> Result<Status, ClientError> {
         self.call(Method::GET, "/v1/status", None).await
+    }
+
+    /// Asks the daemon to stop. Its running tasks keep running for the next daemon,
+    /// or, with `stop_tasks`, are stopped first. It answers at once; wait for the
+    /// exit of the process it names.
+    pub async fn shutdown(&self, stop_tasks: bool) -> Result<ShuttingDown, ClientError> {
+        // Asking twice is asking once: safe to send again.
+        self.call_with(
+            Method::POST,
+            "/v1/shutdown",
+            self.json(&ShutdownRequest { stop_tasks })?,
+            true,
+        )
+        .await
     }
 
     /// Submits a task; its id comes back at once. A spec without an idempotency key

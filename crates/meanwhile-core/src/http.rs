@@ -376,6 +376,27 @@ pub struct Status {
     pub queues: Vec<QueueInfo>,
 }
 
+/// The body of `POST /v1/shutdown`; may be empty.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownRequest {
+    /// Stop the running tasks first (they end `cancelled`). By default they keep
+    /// running, and the next daemon on the home adopts them and records their end.
+    #[serde(default)]
+    pub stop_tasks: bool,
+}
+
+/// The answer to `POST /v1/shutdown`: the daemon that is stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ShuttingDown {
+    /// The daemon's process id, to wait for its exit.
+    pub pid: u32,
+    /// Whether it stops the running tasks before it exits.
+    pub stop_tasks: bool,
+}
+
 /// The body of every error answer: `{"error": {"code", "message", "field"}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

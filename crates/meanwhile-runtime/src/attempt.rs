@@ -352,7 +352,7 @@ pub(crate) async fn supervise(
                     kill_at = None;
                 }
                 _ = shutdown.changed() => {
-                    if inner.config.shutdown_mode == ShutdownMode::LeaveRunning {
+                    if inner.shutdown_mode() == ShutdownMode::LeaveRunning {
                         return None;
                     }
                 }
@@ -475,7 +475,7 @@ async fn run_in_process(
                 );
             }
             _ = shutdown.changed() => {
-                if inner.config.shutdown_mode == ShutdownMode::LeaveRunning {
+                if inner.shutdown_mode() == ShutdownMode::LeaveRunning {
                     handle.abort();
                     return None;
                 }

@@ -50,6 +50,8 @@ pub(crate) struct Inner {
     pub spawner: crate::spawner::Spawner,
     pub journal: Mutex<crate::journal::Journal>,
     pub shutdown: watch::Sender<bool>,
+    /// The mode a shutdown was asked with, when it differs from the configured one.
+    pub shutdown_mode: std::sync::OnceLock<ShutdownMode>,
     /// Attempts in flight, so shutdown can wait for them.
     pub in_flight: AtomicUsize,
     pub idle: Notify,
@@ -140,6 +142,17 @@ fn host_name() -> String {
     "localhost".to_string()
 }
 
+impl Inner {
+    /// What shutdown does to running tasks: the mode it was asked with, else the
+    /// configured one.
+    pub fn shutdown_mode(&self) -> ShutdownMode {
+        self.shutdown_mode
+            .get()
+            .copied()
+            .unwrap_or(self.config.shutdown_mode)
+    }
+}
+
 impl Runtime {
     pub(crate) fn from_inner(inner: Arc<Inner>) -> Runtime {
         Runtime { inner }
@@ -202,6 +215,7 @@ impl Runtime {
             spawner,
             journal: Mutex::new(journal),
             shutdown: watch::channel(false).0,
+            shutdown_mode: std::sync::OnceLock::new(),
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
             metrics: crate::metrics::Counters::default(),
@@ -225,9 +239,18 @@ impl Runtime {
     /// Stops dispatching and, per [`ShutdownMode`], stops running tasks or leaves them
     /// for the next runtime. Returns once no attempt of this runtime is in flight.
     pub async fn shutdown(&self) {
+        self.shutdown_with(self.inner.config.shutdown_mode).await
+    }
+
+    /// [`Runtime::shutdown`] with `mode` instead of the configured one, for a daemon
+    /// told how to stop by its caller. The first shutdown's mode holds.
+    pub async fn shutdown_with(&self, mode: ShutdownMode) {
+        // Set before the signal goes out, so every attempt that sees the signal reads
+        // this mode.
+        let _ = self.inner.shutdown_mode.set(mode); // a later call does not change it
         let first = !self.inner.shutdown.send_replace(true);
         self.inner.wake.notify_one();
-        if first && self.inner.config.shutdown_mode == ShutdownMode::StopTasks {
+        if first && self.inner.shutdown_mode() == ShutdownMode::StopTasks {
             let active = self.inner.active.lock().await;
             for a in active.values() {
                 let _ = a.stop.send(StopMode::Graceful);

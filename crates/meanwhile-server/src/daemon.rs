@@ -119,6 +119,8 @@ pub async fn serve(
     };
 
     let (down_tx, down_rx) = watch::channel(false);
+    let (stop_tx, mut stop_rx) = watch::channel(None);
+    let stop_tx = Arc::new(stop_tx);
     let settings = Arc::new(settings);
     let state = AppState {
         rt: rt.clone(),
@@ -126,10 +128,14 @@ pub async fn serve(
         shutdown: down_rx.clone(),
         started_at: meanwhile_runtime::now().0,
         waiting: Default::default(),
+        stop: stop_tx.clone(),
     };
     let retention = tokio::spawn(retention::run(rt.clone(), settings.retention));
     tokio::spawn(async move {
-        shutdown.await;
+        tokio::select! {
+            _ = shutdown => {}
+            _ = stop_rx.wait_for(Option::is_some) => tracing::info!("asked to stop"),
+        }
         tracing::info!("shutting down: no new connections, finishing requests in flight");
         let _ = down_tx.send(true);
     });
@@ -180,7 +186,13 @@ pub async fn serve(
         _ = limit => tracing::warn!("requests still in flight after {DRAIN_LIMIT:?}; shutting down anyway"),
     }
     retention.abort();
-    rt.shutdown().await;
+    let stop_tasks = settings.stop_tasks || stop_tx.borrow().unwrap_or(false);
+    rt.shutdown_with(if stop_tasks {
+        ShutdownMode::StopTasks
+    } else {
+        ShutdownMode::LeaveRunning
+    })
+    .await;
     let _ = std::fs::remove_file(&sock);
     tracing::info!("stopped");
     Ok(())

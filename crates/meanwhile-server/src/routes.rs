@@ -1,7 +1,9 @@
 //! The route table: one entry per endpoint with its handler and the types it reads
 //! and answers. The router and the OpenAPI document are both built from it.
 
-use crate::handlers::{control, events, notifications, output, queues, status, tasks, wait};
+use crate::handlers::{
+    control, events, notifications, output, queues, shutdown, status, tasks, wait,
+};
 use crate::state::AppState;
 use axum::Router;
 use axum::handler::Handler;
@@ -9,8 +11,8 @@ use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
 use meanwhile_core::http::{
     BatchAnswer, BatchRequest, CleanBody, EventParams, LimitParams, ListParams, OutputParams,
-    ProgressReport, QueueUpdate, RemoveRequest, Removed, Status, StopRequest, SubmitAnswer,
-    TaskDetail, WaitRequest,
+    ProgressReport, QueueUpdate, RemoveRequest, Removed, ShutdownRequest, ShuttingDown, Status,
+    StopRequest, SubmitAnswer, TaskDetail, WaitRequest,
 };
 use meanwhile_core::{
     Event, Notification, OutputChunk, Page, QueueInfo, TaskRecord, TaskSpec, WaitOutcome,
@@ -98,6 +100,10 @@ pub(crate) fn table() -> Vec<Route> {
     vec![
         op(M::GET, "/v1/status", "The daemon's health, version and task counts", status::status)
             .answer::<Status>(),
+        op(M::POST, "/v1/shutdown", "Stop the daemon; its running tasks keep running for the next daemon unless stop_tasks", shutdown::shutdown)
+            .optional_body::<ShutdownRequest>()
+            .answer::<ShuttingDown>()
+            .status(202),
         op(M::POST, "/v1/tasks", "Submit a task; answers its id at once", tasks::submit)
             .body::<TaskSpec>()
             .answer::<SubmitAnswer>()

@@ -19,6 +19,8 @@ pub(crate) struct AppState {
     pub started_at: i64,
     /// Long requests (waits for tasks or output) being served now.
     pub waiting: Arc<AtomicU64>,
+    /// Set by `POST /v1/shutdown`: `Some(stop_tasks)` once the daemon was asked to stop.
+    pub stop: Arc<watch::Sender<Option<bool>>>,
 }
 
 /// Counts a long request for as long as it is served, however it ends.

@@ -142,6 +142,22 @@ async fn shutdown_stops_running_tasks_by_default() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_a_mode_overrides_the_configured_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.shutdown_mode = meanwhile_runtime::ShutdownMode::LeaveRunning;
+    let rt = meanwhile_runtime::Runtime::start(cfg, std::future::pending())
+        .await
+        .unwrap();
+    let id = rt.submit(sh("sleep 300")).await.unwrap();
+    let pgid = pid_of(&rt, id).await;
+    rt.shutdown_with(meanwhile_runtime::ShutdownMode::StopTasks)
+        .await;
+    assert!(group_members(pgid).is_empty(), "stopped, not left running");
+    assert_eq!(rt.get(id).await.unwrap().state, TaskState::Cancelled);
+}
+
 /// Regression: a stop was only carried out when the attempt's watcher next ran, so a
 /// program that stopped a task and exited at once left the task running.
 #[test]

@@ -8,3 +8,4 @@ mod events;
 mod lifecycle;
 mod openapi;
 mod roundtrip;
+mod shutdown;

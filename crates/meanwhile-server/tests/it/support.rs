@@ -70,6 +70,11 @@ impl Daemon {
         }
     }
 
+    /// Waits until the daemon has stopped of its own accord (a shutdown request).
+    pub async fn exited(&mut self) -> Result<(), ServerError> {
+        self.handle.take().unwrap().await.unwrap()
+    }
+
     /// Starts the shutdown without waiting for it.
     pub fn begin_shutdown(&mut self) -> JoinHandle<Result<(), ServerError>> {
         if let Some(tx) = self.stop.take() {
