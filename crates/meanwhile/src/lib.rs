@@ -1,6 +1,9 @@
 //! The `meanwhile` command line: every command is a module of [`cmd`] with its own
 //! arguments and `run`; this file parses, picks the home, and dispatches.
 
+#[macro_use]
+pub mod out;
+pub mod cli_error;
 pub mod cmd;
 pub mod daemon;
 pub mod exit;

@@ -4,11 +4,15 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = meanwhile::Cli::parse();
+    let cli = match meanwhile::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => meanwhile::cli_error::exit(e),
+    };
     match meanwhile::run(cli) {
         Ok(code) => code,
+        Err(e) if meanwhile::out::is_pipe_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("meanwhile: {e:#}");
+            meanwhile::out::err(format_args!("meanwhile: {e:#}\n"));
             ExitCode::from(meanwhile::exit::code_of(&e))
         }
     }

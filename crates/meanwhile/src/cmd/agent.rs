@@ -88,7 +88,7 @@ fn show(event: &AgentEvent, verbose: bool) {
         other => other.transcript(),
     };
     if verbose && !line.trim().is_empty() {
-        eprintln!("{}", line.trim_end());
+        errln!("{}", line.trim_end());
     }
 }
 
@@ -118,13 +118,13 @@ async fn one_shot(
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     if !outcome.answer.is_empty() {
-        println!("{}", outcome.answer.trim_end());
+        outln!("{}", outcome.answer.trim_end());
     }
-    eprintln!("{}", outcome.usage);
+    errln!("{}", outcome.usage);
     if outcome.is_answered() {
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!(
+        errln!(
             "meanwhile: the run stopped without an answer: {}",
             outcome.stop
         );
@@ -145,7 +145,7 @@ async fn interactive(config: &AgentConfig, backend: Arc<dyn Backend>) -> anyhow:
     if let Some(h) = &history {
         let _ = editor.load_history(h);
     }
-    println!(
+    outln!(
         "meanwhile agent: session {}, workspace {}. Ctrl-C stops the current turn, Ctrl-D quits.",
         session.session_name(),
         session.workspace().display()
@@ -171,7 +171,7 @@ async fn interactive(config: &AgentConfig, backend: Arc<dyn Backend>) -> anyhow:
             other => {
                 let t = other.transcript();
                 if !t.trim().is_empty() {
-                    eprintln!("{}", t.trim_end());
+                    errln!("{}", t.trim_end());
                 }
             }
         };
@@ -181,23 +181,23 @@ async fn interactive(config: &AgentConfig, backend: Arc<dyn Backend>) -> anyhow:
         match session.send_until(text, &mut on_event, cancel).await {
             Ok(outcome) => {
                 if !outcome.answer.is_empty() {
-                    println!("\n{}\n", outcome.answer.trim_end());
+                    outln!("\n{}\n", outcome.answer.trim_end());
                 }
                 match outcome.stop {
                     RunStop::Answered => {}
                     RunStop::Cancelled => {
-                        eprintln!("(turn cancelled; background tasks keep running)")
+                        errln!("(turn cancelled; background tasks keep running)")
                     }
-                    other => eprintln!("(stopped: {other})"),
+                    other => errln!("(stopped: {other})"),
                 }
             }
-            Err(e) => eprintln!("meanwhile: {e}"),
+            Err(e) => errln!("meanwhile: {e}"),
         }
         let _ = std::io::stdout().flush();
     }
     if let Some(h) = &history {
         let _ = editor.save_history(h);
     }
-    eprintln!("session {}: {}", session.session_name(), session.usage());
+    errln!("session {}: {}", session.session_name(), session.usage());
     Ok(ExitCode::SUCCESS)
 }

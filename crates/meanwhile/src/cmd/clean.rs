@@ -18,6 +18,6 @@ pub struct Args {
 /// Runs `clean`.
 pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     let removed = ctx.client()?.clean(args.older_than, args.keep_last).await?;
-    println!("removed {} finished task(s)", removed.len());
+    outln!("removed {} finished task(s)", removed.len());
     Ok(ExitCode::SUCCESS)
 }

@@ -13,6 +13,10 @@ pub struct Args {
 /// Runs `completions`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut cmd = crate::Cli::command();
-    clap_complete::generate(args.shell, &mut cmd, "meanwhile", &mut std::io::stdout());
+    // Generated into memory first: the generator panics on a failed write, and a
+    // closed stdout must end the command quietly (see `crate::out`).
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "meanwhile", &mut script);
+    crate::out::bytes(&script)?;
     Ok(ExitCode::SUCCESS)
 }

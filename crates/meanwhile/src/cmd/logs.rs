@@ -3,7 +3,6 @@
 use super::{Ctx, task_id};
 use meanwhile_client::Client;
 use meanwhile_core::{OutputQuery, TaskId, TaskRecord, WaitFor};
-use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -58,16 +57,14 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut q = query;
-    let mut out = std::io::stdout().lock();
     loop {
         let chunk = client.output(args.id, &q).await?;
-        out.write_all(chunk.text.as_bytes())?;
+        crate::out::bytes(chunk.text.as_bytes())?;
         if !chunk.more || q.tail.is_some() || q.max_bytes.is_some() {
             break;
         }
         q.since = Some(chunk.cursor);
     }
-    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -78,11 +75,7 @@ pub async fn follow(client: &Client, id: TaskId, query: OutputQuery) -> anyhow::
     // The first read honours --tail; later reads take everything after the cursor.
     loop {
         let chunk = client.output(id, &q).await?;
-        {
-            let mut out = std::io::stdout().lock();
-            out.write_all(chunk.text.as_bytes())?;
-            out.flush()?;
-        }
+        crate::out::bytes(chunk.text.as_bytes())?;
         q.since = Some(chunk.cursor);
         q.tail = None;
         q.max_bytes = None;

@@ -47,6 +47,6 @@ pub fn task_id(s: &str) -> Result<TaskId, String> {
 
 /// Prints JSON, pretty.
 pub fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }

@@ -39,7 +39,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         super::print_json(&notes)?;
     } else {
         for n in &notes {
-            println!("{}\n", n.text());
+            outln!("{}\n", n.text());
         }
     }
     Ok(ExitCode::SUCCESS)

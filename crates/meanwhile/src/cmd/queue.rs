@@ -72,7 +72,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         fmt::table(&["QUEUE", "MAX", "RUNNING", "PENDING", "STATE"], &rows)
     );

@@ -15,6 +15,6 @@ pub struct Args {
 /// Runs `retry`.
 pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     let t = ctx.client()?.retry(args.id).await?;
-    println!("{} {}", t.id, t.state);
+    outln!("{} {}", t.id, t.state);
     Ok(ExitCode::SUCCESS)
 }

@@ -15,6 +15,6 @@ pub struct Args {
 /// Runs `rm`.
 pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     let removed = ctx.client()?.remove(args.ids).await?;
-    println!("removed {} task(s)", removed.len());
+    outln!("removed {} task(s)", removed.len());
     Ok(ExitCode::SUCCESS)
 }

@@ -5,7 +5,6 @@ use crate::exit;
 use anyhow::Context;
 use meanwhile_core::{RetryPolicy, TaskId, TaskSpec, WaitMode};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -68,13 +67,12 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
     /// The command. One argument runs with `sh -c` (pipes, `;`, globs work); several
-    /// run as a program and its arguments, without a shell.
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "CMD"
-    )]
+    /// run as a program and its arguments, without a shell. Everything from the
+    /// program on belongs to the command (`meanwhile run ls -la`); before it, an
+    /// unknown option is an error. `--` ends meanwhile's options.
+    // Not `allow_hyphen_values`: with it, a mistyped option (`--timout 5m`) became
+    // the command's program and the task ran it.
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     pub command: Vec<String>,
 }
 
@@ -129,15 +127,13 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     let spec = args.spec()?;
     let client = ctx.client()?;
     let id = client.submit(&spec).await?;
-    {
-        let mut out = std::io::stdout().lock();
-        if args.json {
-            writeln!(out, "{}", serde_json::json!({ "id": id }))?;
-        } else {
-            writeln!(out, "{id}")?;
-        }
-        out.flush()?;
-    }
+    // Flushed at once: with --follow or --wait, the id must show before the wait.
+    let line = if args.json {
+        format!("{}\n", serde_json::json!({ "id": id }))
+    } else {
+        format!("{id}\n")
+    };
+    crate::out::bytes(line.as_bytes())?;
     if args.follow {
         let t = super::logs::follow(&client, id, Default::default()).await?;
         return Ok(exit::task_exit(&t));

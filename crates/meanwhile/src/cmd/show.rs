@@ -94,6 +94,6 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         lines.push(l);
     }
     lines.push(format!("output    meanwhile logs {}", t.id));
-    println!("{}", lines.join("\n"));
+    outln!("{}", lines.join("\n"));
     Ok(ExitCode::SUCCESS)
 }

@@ -23,11 +23,11 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
             if args.json {
                 super::print_json(&serde_json::json!({"running": false, "home": ctx.home}))?;
             } else {
-                println!(
+                outln!(
                     "no daemon is running for {} (any command but status starts one)",
                     ctx.home.display()
                 );
-                println!("meanwhile {}", env!("CARGO_PKG_VERSION"));
+                outln!("meanwhile {}", env!("CARGO_PKG_VERSION"));
             }
             return Ok(ExitCode::from(exit::UNAVAILABLE));
         }
@@ -38,22 +38,22 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let now = fmt::now();
-    println!(
+    outln!(
         "daemon running: pid {}, version {}, up {}",
         s.pid,
         s.version,
         fmt::ago(Timestamp(s.started_at), now).trim_end_matches(" ago")
     );
-    println!("client version {}", env!("CARGO_PKG_VERSION"));
-    println!("home {} (node {})", s.home, s.node);
-    println!("socket {}", client.target());
+    outln!("client version {}", env!("CARGO_PKG_VERSION"));
+    outln!("home {} (node {})", s.home, s.node);
+    outln!("socket {}", client.target());
     let parts: Vec<String> = TaskState::ALL
         .iter()
         .map(|st| format!("{} {st}", s.counts.get(st.as_str()).copied().unwrap_or(0)))
         .collect();
-    println!("tasks: {}", parts.join(", "));
+    outln!("tasks: {}", parts.join(", "));
     for q in &s.queues {
-        println!(
+        outln!(
             "queue {}: {} running, {} pending, max {}{}",
             q.name,
             q.running,

@@ -26,9 +26,9 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     for id in args.ids {
         let t = client.stop(id, mode).await?;
         if t.state.is_terminal() {
-            println!("{id} {}", t.state);
+            outln!("{id} {}", t.state);
         } else {
-            println!("{id} stopping");
+            outln!("{id} stopping");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -4,7 +4,7 @@
 use super::{Ctx, duration, task_id};
 use crate::exit;
 use meanwhile_core::{TaskId, TaskRecord, TaskState, WaitMode};
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -59,12 +59,11 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
                 .filter(|t| t.state == TaskState::Succeeded)
                 .count();
             let n = done.count();
-            eprint!(
+            crate::out::err(format_args!(
                 "\r{n}/{} done ({ok} succeeded, {} not)   ",
                 args.ids.len(),
                 n - ok
-            );
-            let _ = std::io::stderr().flush();
+            ));
         }
         if w.timed_out {
             timed_out = true;
@@ -72,7 +71,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     if progress {
-        eprintln!();
+        errln!("");
     }
     // Fill in tasks never returned by a wait (the loop ended early for --any).
     let mut all = Vec::with_capacity(tasks.len());
@@ -86,11 +85,11 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         super::print_json(&serde_json::json!({ "tasks": all, "timed_out": timed_out }))?;
     } else if all.len() > 1 {
         for t in &all {
-            println!("{} {} {} {}", t.id, t.state.symbol(), t.state, t.name);
+            outln!("{} {} {} {}", t.id, t.state.symbol(), t.state, t.name);
         }
     }
     if timed_out {
-        eprintln!("meanwhile: gave up waiting after the timeout");
+        errln!("meanwhile: gave up waiting after the timeout");
         return Ok(ExitCode::from(exit::TIMED_OUT));
     }
     if all.len() == 1 {

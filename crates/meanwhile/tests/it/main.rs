@@ -6,3 +6,4 @@ mod agent;
 mod commands;
 mod live_restore;
 mod specs;
+mod unix;
