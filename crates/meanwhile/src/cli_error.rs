@@ -77,6 +77,12 @@ mod tests {
             Some("unknown option --jsn; did you mean --json? (see 'meanwhile ls --help')"),
         );
         check(&["meanwhile", "ls", "extra"], None);
+        check(
+            &["meanwhile", "daemon", "stop", "--stop-task"],
+            Some(
+                "unknown option --stop-task; did you mean --stop-tasks? (see 'meanwhile daemon stop --help')",
+            ),
+        );
     }
 
     #[test]

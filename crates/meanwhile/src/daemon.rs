@@ -22,18 +22,62 @@ fn answers(sock: &Path) -> bool {
     std::os::unix::net::UnixStream::connect(sock).is_ok()
 }
 
+/// Whether the daemon is remote (`MEANWHILE_URL`): then it is never started here.
+pub fn is_remote() -> bool {
+    std::env::var_os("MEANWHILE_URL").is_some_and(|u| !u.is_empty())
+}
+
 /// A client of the home's daemon, starting the daemon first when none answers.
 /// With `MEANWHILE_URL` set, the daemon is remote and is never started here.
 pub fn connect(home: &Path) -> anyhow::Result<Client> {
     let client = Client::from_env(home);
-    if std::env::var_os("MEANWHILE_URL").is_some_and(|u| !u.is_empty()) {
-        return Ok(client);
-    }
-    let sock = home.join(SOCKET_FILE);
-    if !answers(&sock) {
-        start(home, &sock)?;
+    if !is_remote() {
+        start_if_needed(home)?;
     }
     Ok(client)
+}
+
+/// Starts the home's daemon unless one answers; whether it was started.
+pub fn start_if_needed(home: &Path) -> anyhow::Result<bool> {
+    let sock = home.join(SOCKET_FILE);
+    if answers(&sock) {
+        return Ok(false);
+    }
+    start(home, &sock)?;
+    Ok(true)
+}
+
+/// Blocks until process `pid` has exited (at once if it has already).
+pub fn wait_for_exit(pid: u32) -> std::io::Result<()> {
+    let pid = libc::pid_t::try_from(pid)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "pid out of range"))?;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ESRCH) => Ok(()), // already gone
+            _ => Err(e),
+        };
+    }
+    // SAFETY: pidfd_open returned a fresh descriptor that nothing else owns.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+    let mut p = libc::pollfd {
+        fd: std::os::fd::AsRawFd::as_raw_fd(&fd),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: polling one valid descriptor; a pidfd becomes readable at exit.
+        let rc = unsafe { libc::poll(&mut p, 1, -1) };
+        if rc >= 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }
 
 /// A client of the home's daemon, without starting one.

@@ -58,6 +58,8 @@ pub enum Command {
     Notifications(cmd::notifications::Args),
     /// The daemon's health, version and task counts.
     Status(cmd::status::Args),
+    /// Start, stop, restart the daemon, or install it as a systemd user service.
+    Daemon(cmd::daemon::Args),
     /// Print a shell completion script.
     Completions(cmd::completions::Args),
     /// Run the daemon in the foreground (the other commands start it when needed).
@@ -99,6 +101,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Queue(a) => cmd::queue::run(&ctx, a).await,
             Command::Notifications(a) => cmd::notifications::run(&ctx, a).await,
             Command::Status(a) => cmd::status::run(&ctx, a).await,
+            Command::Daemon(a) => cmd::daemon::run(&ctx, a).await,
             Command::Completions(a) => cmd::completions::run(a),
             Command::Serve(a) => cmd::serve::run(&ctx, a).await,
             Command::Mcp(a) => cmd::mcp::run(&ctx, a).await,

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod clean;
 pub mod completions;
+pub mod daemon;
 pub mod logs;
 pub mod ls;
 pub mod mcp;

@@ -4,6 +4,7 @@ mod support;
 
 mod agent;
 mod commands;
+mod daemon;
 mod live_restore;
 mod specs;
 mod unix;

@@ -34,6 +34,7 @@ fn every_command_exits_quietly_on_a_closed_pipe() {
         &["wait", id, id2],
         &["wait", id, "--json"],
         &["status"],
+        &["daemon", "status"],
         &["queue", "ls"],
         &["run", "--", "true"],
         &["completions", "bash"],

@@ -1,0 +1,191 @@
+//! `meanwhile daemon`: stopping the daemon leaves its tasks running for the next one
+//! (or stops them when asked), status tells scripts whether it runs, and install
+//! writes a systemd user unit.
+
+use crate::support::*;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// A FIFO in the test's directory, for a task to block on until the test writes.
+fn fifo(h: &Home, name: &str) -> PathBuf {
+    let p = h.dir.path().join(name);
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    p
+}
+
+/// Submits `read x < GATE; exit CODE` and returns its id with the gate's writing
+/// end, opened once the task has opened the reading end: the task is running then.
+fn gated_task(h: &Home, name: &str, exit: u8) -> (String, std::fs::File) {
+    let gate = fifo(h, name);
+    let script = format!("read x < {}; exit {exit}", gate.display());
+    let id = h.ok(&["run", "-n", name, "--", "sh", "-c", &script]);
+    let w = std::fs::OpenOptions::new().write(true).open(&gate).unwrap();
+    (id.trim().to_string(), w)
+}
+
+fn pid(h: &Home) -> i32 {
+    h.daemon_pid().expect("a daemon runs")
+}
+
+#[test]
+fn stop_leaves_tasks_running_for_the_next_daemon() {
+    let h = Home::new();
+    assert_eq!(code(&h.run(&["daemon", "status"])), 69, "none runs yet");
+    assert!(
+        h.ok(&["daemon", "start"])
+            .starts_with("started the daemon (pid ")
+    );
+    assert!(
+        h.ok(&["daemon", "start"])
+            .starts_with("the daemon already runs")
+    );
+    let status = h.ok(&["daemon", "status"]);
+    assert!(
+        status.contains("daemon running: pid") && status.contains("socket"),
+        "{status}"
+    );
+
+    let (id, mut gate) = gated_task(&h, "gated", 5);
+    let first = pid(&h);
+    let out = h.ok(&["daemon", "restart"]);
+    assert!(out.contains("its 1 running task keeps running"), "{out}");
+    assert_ne!(pid(&h), first, "a new daemon");
+    assert_eq!(h.json(&["status", "--json"])["counts"]["running"], 1);
+
+    let before = pid(&h);
+    let out = h.ok(&["daemon", "stop"]);
+    assert_eq!(
+        out,
+        format!(
+            "stopped the daemon (pid {before}); its 1 running task keeps running and the next daemon adopts them\n"
+        )
+    );
+    let o = h.run(&["daemon", "status"]);
+    assert_eq!(code(&o), 69, "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("no daemon is running"));
+    assert_eq!(
+        h.ok(&["daemon", "stop"]),
+        format!("no daemon runs for {}\n", h.home.display())
+    );
+
+    // The task still reads its gate (a dead reader would make this write fail), and
+    // the daemon started now adopts it and records its true end.
+    h.ok(&["daemon", "start"]);
+    gate.write_all(b"go\n").unwrap();
+    drop(gate);
+    assert_eq!(code(&h.run(&["wait", &id])), 5);
+    let t = &h.json(&["show", &id, "--json"])["task"];
+    assert_eq!(
+        (
+            t["state"].as_str(),
+            t["exit_code"].as_i64(),
+            t["attempts"].as_i64()
+        ),
+        (Some("failed"), Some(5), Some(1)),
+        "{t}"
+    );
+}
+
+#[test]
+fn stop_tasks_stops_them_first() {
+    let h = Home::new();
+    h.ok(&["daemon", "start"]);
+    let (id, mut gate) = gated_task(&h, "gated", 5);
+    let out = h.ok(&["daemon", "stop", "--stop-tasks"]);
+    assert!(out.contains("and its 1 running task"), "{out}");
+    assert_eq!(code(&h.run(&["daemon", "status"])), 69);
+    // Its reader is gone: the task was stopped, not left.
+    let e = gate.write_all(b"go\n").unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
+    let t = &h.json(&["show", &id, "--json"])["task"];
+    assert_eq!(t["state"], "cancelled", "{t}");
+}
+
+/// `daemon install` under a made-up home and config directory, with `PATH` holding
+/// only `bin` (so the machine's own systemctl is never run).
+fn install(h: &Home, config: &Path, bin: &Path, args: &[&str]) -> std::process::Output {
+    let mut c = h.cmd(&[&["daemon", "install"][..], args].concat());
+    c.env("XDG_CONFIG_HOME", config)
+        .env("HOME", h.dir.path())
+        .env("PATH", bin);
+    c.output().unwrap()
+}
+
+fn check_unit(unit: &Path, h: &Home) {
+    let text = std::fs::read_to_string(unit).unwrap();
+    assert!(
+        text.contains(&format!("ExecStart=\"{BIN}\" serve\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "Environment=\"MEANWHILE_HOME={}\"\n",
+            h.home.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("KillMode=process\n"),
+        "tasks outlive the service: {text}"
+    );
+    assert!(text.contains("WantedBy=default.target\n"), "{text}");
+}
+
+#[test]
+fn install_without_systemctl_writes_the_unit_and_says_how_to_enable_it() {
+    let h = Home::new();
+    let config = h.dir.path().join("config");
+    let empty = h.dir.path().join("empty-bin");
+    std::fs::create_dir(&empty).unwrap();
+    let o = install(&h, &config, &empty, &[]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(code(&o), 0, "{out}{}", stderr(&o));
+    let unit = config.join("systemd/user/meanwhile.service");
+    assert!(out.contains(&format!("wrote {}", unit.display())), "{out}");
+    assert!(
+        out.contains("not enabled: systemctl is not installed"),
+        "{out}"
+    );
+    assert!(
+        out.contains("systemctl --user enable --now meanwhile"),
+        "{out}"
+    );
+    check_unit(&unit, &h);
+    let again = install(&h, &config, &empty, &["--no-enable"]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("is up to date"));
+}
+
+#[test]
+fn install_runs_systemctl_for_the_user() {
+    let h = Home::new();
+    let bin = h.dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let calls = h.dir.path().join("calls");
+    // Records how it was called, as systemctl would be, and has no service running.
+    let fake = bin.join("systemctl");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {}\n[ \"$2\" = show ] && echo 0\nexit 0\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // XDG_CONFIG_HOME empty: the unit goes under $HOME/.config.
+    let o = install(&h, Path::new(""), &bin, &[]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(code(&o), 0, "{out}{}", stderr(&o));
+    check_unit(
+        &h.dir.path().join(".config/systemd/user/meanwhile.service"),
+        &h,
+    );
+    assert_eq!(
+        std::fs::read_to_string(&calls).unwrap(),
+        "--user daemon-reload\n--user show --property=MainPID --value meanwhile.service\n--user enable --now meanwhile.service\n"
+    );
+    assert!(out.contains("enable --now meanwhile.service"), "{out}");
+}
