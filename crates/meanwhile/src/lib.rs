@@ -3,6 +3,7 @@
 
 #[macro_use]
 pub mod out;
+pub mod bars;
 pub mod cli_error;
 pub mod cmd;
 pub mod daemon;
@@ -40,7 +41,8 @@ pub enum Command {
     /// Print a task's output.
     #[command(visible_alias = "log")]
     Logs(cmd::logs::Args),
-    /// Wait for tasks to end; exits with the task's exit code when waiting on one.
+    /// Wait for tasks to end, with a progress bar per task on a terminal; exits with
+    /// the task's exit code when waiting on one.
     Wait(cmd::wait::Args),
     /// Stop tasks (SIGTERM, grace period, SIGKILL; or SIGKILL at once with --force).
     #[command(visible_alias = "kill")]

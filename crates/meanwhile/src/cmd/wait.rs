@@ -1,12 +1,15 @@
-//! `meanwhile wait ID...`: waits for tasks to end, with a progress line while waiting
-//! on several; exits with the task's exit code when waiting on one.
+//! `meanwhile wait ID...`: waits for tasks to end, with a progress bar per task on a
+//! terminal; exits with the task's exit code when waiting on one.
 
 use super::{Ctx, duration, task_id};
+use crate::bars::Bars;
 use crate::exit;
+use meanwhile_client::Client;
 use meanwhile_core::{TaskId, TaskRecord, TaskState, WaitMode};
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Arguments of `wait`.
 #[derive(Debug, clap::Args)]
@@ -23,56 +26,25 @@ pub struct Args {
     /// Print the tasks as JSON when done.
     #[arg(long)]
     pub json: bool,
+    /// No progress bars and no list of how the tasks ended: only the exit code.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 /// Runs `wait`.
 pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     let client = ctx.client()?;
     let deadline = args.timeout.map(|t| Instant::now() + t);
-    let progress = args.ids.len() > 1 && !args.json && std::io::stderr().is_terminal();
-    let mut tasks: Vec<Option<TaskRecord>> = vec![None; args.ids.len()];
-    let mut timed_out = false;
-    loop {
-        let pending: Vec<TaskId> = args
-            .ids
-            .iter()
-            .zip(&tasks)
-            .filter(|(_, t)| !t.as_ref().is_some_and(|t| t.state.is_terminal()))
-            .map(|(id, _)| *id)
-            .collect();
-        let done_any = tasks.iter().flatten().any(|t| t.state.is_terminal());
-        if pending.is_empty() || (args.any && done_any) {
-            break;
-        }
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        // Any mode answers at each end, so the progress line moves as tasks finish.
-        let w = client.wait(&pending, WaitMode::Any, left).await?;
-        for t in w.tasks {
-            if let Some(i) = args.ids.iter().position(|id| *id == t.id) {
-                tasks[i] = Some(t);
-            }
-        }
-        if progress {
-            let done = tasks.iter().flatten().filter(|t| t.state.is_terminal());
-            let ok = done
-                .clone()
-                .filter(|t| t.state == TaskState::Succeeded)
-                .count();
-            let n = done.count();
-            crate::out::err(format_args!(
-                "\r{n}/{} done ({ok} succeeded, {} not)   ",
-                args.ids.len(),
-                n - ok
-            ));
-        }
-        if w.timed_out {
-            timed_out = true;
-            break;
-        }
-    }
-    if progress {
-        errln!("");
-    }
+    // Bars only for a person at a terminal: not for scripts, pipes or files.
+    let bars = !args.quiet
+        && !args.json
+        && std::io::stderr().is_terminal()
+        && std::io::stdout().is_terminal();
+    let (tasks, timed_out) = if bars {
+        with_bars(&client, &args, deadline).await?
+    } else {
+        plain(&client, &args, deadline).await?
+    };
     // Fill in tasks never returned by a wait (the loop ended early for --any).
     let mut all = Vec::with_capacity(tasks.len());
     for (id, t) in args.ids.iter().zip(tasks) {
@@ -83,7 +55,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     }
     if args.json {
         super::print_json(&serde_json::json!({ "tasks": all, "timed_out": timed_out }))?;
-    } else if all.len() > 1 {
+    } else if all.len() > 1 && !args.quiet && !bars {
         for t in &all {
             outln!("{} {} {} {}", t.id, t.state.symbol(), t.state, t.name);
         }
@@ -105,4 +77,103 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Whether waiting is over: every task ended, or one did with `--any`.
+fn done(tasks: &[Option<TaskRecord>], any: bool) -> bool {
+    let ended = |t: &Option<TaskRecord>| t.as_ref().is_some_and(|t| t.state.is_terminal());
+    if any {
+        tasks.iter().any(ended)
+    } else {
+        tasks.iter().all(ended)
+    }
+}
+
+/// Waits with the daemon's wait call; the tasks as last seen, and whether the
+/// timeout passed.
+async fn plain(
+    client: &Client,
+    args: &Args,
+    deadline: Option<Instant>,
+) -> anyhow::Result<(Vec<Option<TaskRecord>>, bool)> {
+    let mut tasks: Vec<Option<TaskRecord>> = vec![None; args.ids.len()];
+    while !done(&tasks, args.any) {
+        let pending: Vec<TaskId> = args
+            .ids
+            .iter()
+            .zip(&tasks)
+            .filter(|(_, t)| !t.as_ref().is_some_and(|t| t.state.is_terminal()))
+            .map(|(id, _)| *id)
+            .collect();
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let mode = if args.any {
+            WaitMode::Any
+        } else {
+            WaitMode::All
+        };
+        let w = client.wait(&pending, mode, left).await?;
+        for t in w.tasks {
+            if let Some(i) = args.ids.iter().position(|id| *id == t.id) {
+                tasks[i] = Some(t);
+            }
+        }
+        if w.timed_out {
+            return Ok((tasks, true));
+        }
+    }
+    Ok((tasks, false))
+}
+
+/// Waits by following the event stream, redrawing a task's bar at each of its
+/// events; the tasks as last seen, and whether the timeout passed.
+async fn with_bars(
+    client: &Client,
+    args: &Args,
+    deadline: Option<Instant>,
+) -> anyhow::Result<(Vec<Option<TaskRecord>>, bool)> {
+    // Subscribed before the tasks are read, so no change between the two is missed.
+    let mut events = client.events(None).await?;
+    let mut tasks = Vec::with_capacity(args.ids.len());
+    for id in &args.ids {
+        tasks.push(client.get(*id).await?);
+    }
+    let mut bars = Bars::new(&tasks, crate::fmt::now());
+    let mut seen: Vec<Option<TaskRecord>> = tasks.into_iter().map(Some).collect();
+    let timeout = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(timeout);
+    let mut timed_out = false;
+    while !done(&seen, args.any) {
+        let event = tokio::select! {
+            e = events.next() => e,
+            _ = &mut timeout => {
+                timed_out = true;
+                break;
+            }
+        };
+        let event = match event {
+            Some(e) => e?,
+            // The stream ended (a proxy, or the daemon restarting): resume after the
+            // last event seen.
+            None => {
+                events = events.reconnect().await?;
+                continue;
+            }
+        };
+        let Some(i) = event
+            .task_id
+            .and_then(|id| args.ids.iter().position(|x| *x == id))
+        else {
+            continue;
+        };
+        let t = client.get(args.ids[i]).await?;
+        bars.update(i, &t);
+        seen[i] = Some(t);
+    }
+    bars.finish();
+    Ok((seen, timed_out))
 }

@@ -1,9 +1,10 @@
-//! The command line as a Unix tool: quiet on a closed pipe, strict about options.
+//! The command line as a Unix tool: quiet on a closed pipe, strict about options,
+//! progress bars only on a terminal.
 
 use crate::support::*;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 /// A pipe whose reading end is already closed: every write to it fails with EPIPE.
 fn closed_pipe() -> OwnedFd {
@@ -132,4 +133,99 @@ fn the_command_keeps_its_own_options() {
         assert_eq!(spec["argv"], serde_json::json!(argv), "{args:?}");
     }
     assert_eq!(task_count(&h), 4);
+}
+
+/// A FIFO in the test's directory, for a task to block on until the test writes.
+fn fifo(h: &Home, name: &str) -> std::path::PathBuf {
+    let p = h.dir.path().join(name);
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    p
+}
+
+#[test]
+fn wait_draws_no_bars_when_not_on_a_terminal() {
+    let mut h = Home::new();
+    h.serve(&[]);
+    let a = h.ok(&["run", "--", "sh", "-c", "echo '::progress 40 compiling'"]);
+    let b = h.ok(&["run", "-n", "two", "--", "false"]);
+    let o = h.run(&["wait", a.trim(), b.trim()]);
+    assert_eq!(code(&o), 1, "one failed");
+    assert_eq!(stderr(&o), "", "no bars, nothing else on stderr");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!(
+            "{} ✔ succeeded sh -c echo '::progress 40 compiling'\n{} ✘ failed two\n",
+            a.trim(),
+            b.trim()
+        )
+    );
+    let o = h.run(&["wait", "--quiet", a.trim(), b.trim()]);
+    assert_eq!(
+        (code(&o), o.stdout.len(), stderr(&o)),
+        (1, 0, String::new())
+    );
+}
+
+/// Reads `from` into `seen` until `needle` shows; false if the stream ended first.
+fn read_until(from: &mut impl Read, seen: &mut Vec<u8>, needle: &str) -> bool {
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(seen).contains(needle) {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    true
+}
+
+/// Through a real pseudo-terminal (`script` from util-linux runs the command on one):
+/// a bar per task, showing the percent and message the task reported.
+#[test]
+fn wait_shows_a_bar_per_task_on_a_terminal() {
+    let mut h = Home::new();
+    h.serve(&[]);
+    let gate = fifo(&h, "gate");
+    let script = format!(
+        "echo '::progress 40 compiling'; read x < {}",
+        gate.display()
+    );
+    let a = h.ok(&["run", "-n", "build", "--", "sh", "-c", &script]);
+    let b = h.ok(&["run", "-n", "quick", "--", "true"]);
+    let line = format!("{BIN} wait {} {}", a.trim(), b.trim());
+    let mut child = Command::new("script")
+        .args(["-qfec", &line, "/dev/null"])
+        .env("MEANWHILE_HOME", &h.home)
+        .env_remove("MEANWHILE_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) runs a command on a pseudo-terminal");
+    let mut out = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    assert!(
+        read_until(&mut out, &mut seen, "40% compiling"),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
+    assert!(read_until(&mut out, &mut seen, "quick"));
+    assert!(read_until(&mut out, &mut seen, "succeeded"));
+    // Let the task end; its bar says so and wait exits with success.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&gate)
+        .unwrap()
+        .write_all(b"go\n")
+        .unwrap();
+    out.read_to_end(&mut seen).unwrap();
+    let status = child.wait().unwrap();
+    let text = String::from_utf8_lossy(&seen);
+    assert!(status.success(), "{status}: {text}");
+    let last = text.rsplit("40% compiling").next().unwrap();
+    assert!(
+        last.contains("build") && last.contains("✔ succeeded"),
+        "{text}"
+    );
 }
