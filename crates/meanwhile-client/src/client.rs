@@ -118,10 +118,16 @@ impl Client {
         body: Option<Vec<u8>>,
         last_event_id: Option<i64>,
     ) -> Result<Request<Full<Bytes>>, ClientError> {
+        // On TCP the daemon serves only requests naming its own address (DNS
+        // rebinding protection); the socket takes any name.
+        let host = match &self.pool.target {
+            Target::Tcp { addr, .. } => addr.as_str(),
+            Target::Unix(_) => "meanwhile",
+        };
         let mut b = Request::builder()
             .method(method)
             .uri(path)
-            .header(HOST, "meanwhile");
+            .header(HOST, host);
         if let Target::Tcp { token, .. } = &self.pool.target {
             b = b.header(AUTHORIZATION, format!("Bearer {token}"));
         }
@@ -359,7 +365,7 @@ impl Client {
         message: &str,
     ) -> Result<(), ClientError> {
         let body = ProgressReport {
-            percent,
+            percent: percent.map(f64::from),
             message: message.to_string(),
         };
         self.call::<()>(

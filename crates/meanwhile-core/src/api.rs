@@ -2,11 +2,37 @@
 //! as one trait with its request and answer types, so that the agent and the MCP
 //! server work the same against either.
 
-use crate::{Notification, TaskId, TaskRecord, TaskSpec, TaskState};
+use crate::{Notification, SpecError, TaskId, TaskRecord, TaskSpec, TaskState};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
+
+/// The most tasks one listing returns (`limit`), on every interface.
+pub const MAX_LIST_LIMIT: u32 = 1000;
+/// The tasks a listing returns when it names no `limit`.
+pub const DEFAULT_LIST_LIMIT: u32 = 100;
+/// The largest `max_bytes` of one output read, on every interface: 16 MiB.
+pub const MAX_OUTPUT_BYTES: usize = 16 << 20;
+/// The largest `tail` of one output read, in lines.
+pub const MAX_TAIL_LINES: usize = 1_000_000;
+/// The most notifications one drain or peek returns (`limit`), on every interface.
+pub const MAX_NOTIFICATIONS: u32 = 1000;
+
+fn bound_error(field: &'static str, message: String) -> SpecError {
+    SpecError { field, message }
+}
+
+/// Checks a notification `limit` against its bounds, 1 to [`MAX_NOTIFICATIONS`].
+pub fn check_notification_limit(limit: u32) -> Result<(), SpecError> {
+    if !(1..=MAX_NOTIFICATIONS).contains(&limit) {
+        return Err(bound_error(
+            "limit",
+            format!("must be between 1 and {MAX_NOTIFICATIONS} (MAX_NOTIFICATIONS), got {limit}"),
+        ));
+    }
+    Ok(())
+}
 
 /// Which tasks to list. Results are newest first; page with `before`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,7 +52,32 @@ pub struct ListFilter {
     /// Only tasks with an id below this one (the cursor of the previous page).
     pub before: Option<TaskId>,
     /// At most this many (default 100, at most 1000).
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_LIST_LIMIT)))]
     pub limit: Option<u32>,
+}
+
+impl ListFilter {
+    /// Checks the bounds of `limit` (1 to [`MAX_LIST_LIMIT`]) and `before` (a task id).
+    /// Every interface calls this before listing, so each reports the same error.
+    pub fn check(&self) -> Result<(), SpecError> {
+        if let Some(l) = self.limit
+            && !(1..=MAX_LIST_LIMIT).contains(&l)
+        {
+            return Err(bound_error(
+                "limit",
+                format!("must be between 1 and {MAX_LIST_LIMIT} (MAX_LIST_LIMIT), got {l}"),
+            ));
+        }
+        if let Some(b) = self.before
+            && b.0 < 1
+        {
+            return Err(bound_error(
+                "before",
+                format!("must be a task id (a positive integer), got {b}"),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// One page of a listing.
@@ -59,12 +110,14 @@ pub enum WaitFor {
 pub struct OutputQuery {
     /// Start at this byte offset (the `cursor` of an earlier answer); 0 when absent.
     pub since: Option<u64>,
-    /// Only the last N lines (after `grep`).
+    /// Only the last N lines (after `grep`), at most [`MAX_TAIL_LINES`].
+    #[cfg_attr(feature = "schema", schemars(range(max = MAX_TAIL_LINES)))]
     pub tail: Option<usize>,
     /// Only lines matching this regex; the others are skipped in this answer, not deleted.
     pub grep: Option<String>,
-    /// At most this many bytes of text: the head and the tail are kept, the middle is
-    /// elided with a count.
+    /// At most this many bytes of text, at most [`MAX_OUTPUT_BYTES`]: the head and the
+    /// tail are kept, the middle is elided with a count.
+    #[cfg_attr(feature = "schema", schemars(range(max = MAX_OUTPUT_BYTES)))]
     pub max_bytes: Option<usize>,
     /// Remove ANSI escape sequences (colours, cursor movement).
     pub strip_ansi: bool,
@@ -77,6 +130,33 @@ pub struct OutputQuery {
         schemars(with = "Option<crate::schema::DurationText>")
     )]
     pub timeout: Option<Duration>,
+}
+
+impl OutputQuery {
+    /// Checks the bounds of `max_bytes` ([`MAX_OUTPUT_BYTES`]) and `tail`
+    /// ([`MAX_TAIL_LINES`]). Every interface calls this before reading, so each
+    /// reports the same error.
+    pub fn check(&self) -> Result<(), SpecError> {
+        if let Some(m) = self.max_bytes
+            && m > MAX_OUTPUT_BYTES
+        {
+            return Err(bound_error(
+                "max_bytes",
+                format!(
+                    "must be at most {MAX_OUTPUT_BYTES} (MAX_OUTPUT_BYTES, 16 MiB), got {m}; page through longer output with since"
+                ),
+            ));
+        }
+        if let Some(t) = self.tail
+            && t > MAX_TAIL_LINES
+        {
+            return Err(bound_error(
+                "tail",
+                format!("must be at most {MAX_TAIL_LINES} (MAX_TAIL_LINES) lines, got {t}"),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A piece of a task's output with where to continue.
@@ -159,6 +239,8 @@ pub enum ErrorCode {
     Conflict,
     /// Missing or wrong credentials (401).
     Unauthorized,
+    /// A request from a web page of another site: a foreign `Host` or `Origin` (403).
+    Forbidden,
     /// The request body is too large (413).
     PayloadTooLarge,
     /// meanwhile is shutting down or cannot be reached (503).
@@ -179,6 +261,12 @@ pub struct ApiError {
     /// The request field at fault, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+}
+
+impl From<SpecError> for ApiError {
+    fn from(e: SpecError) -> ApiError {
+        ApiError::invalid(e.field, e.to_string())
+    }
 }
 
 impl ApiError {

@@ -3,8 +3,9 @@
 //! that the two cannot disagree.
 
 use crate::{
-    ApiError, Attempt, ListFilter, OutputQuery, QueueInfo, StopMode, TaskId, TaskRecord, TaskSpec,
-    TaskState, WaitFor, WaitMode, parse_duration,
+    ApiError, Attempt, ListFilter, MAX_LIST_LIMIT, MAX_NOTIFICATIONS, MAX_OUTPUT_BYTES,
+    MAX_TAIL_LINES, OutputQuery, QueueInfo, StopMode, TaskId, TaskRecord, TaskSpec, TaskState,
+    WaitFor, WaitMode, parse_duration,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -30,6 +31,8 @@ pub struct SubmitAnswer {
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     /// The specs; every one is validated before any is stored.
+    #[serde(deserialize_with = "crate::de::objects")]
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
     pub tasks: Vec<TaskSpec>,
 }
 
@@ -68,8 +71,10 @@ pub struct TaskDetail {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
-    /// Only tasks in these states, comma-separated (`running,pending`).
+    /// Only tasks in these states, comma-separated (`running,pending`); every state
+    /// when empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = STATES_PATTERN)))]
     pub state: Option<String>,
     /// Only tasks in this queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -85,11 +90,16 @@ pub struct ListParams {
     pub name: Option<String>,
     /// Only tasks with an id below this one (the `next` of the previous page).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = i64::MAX)))]
     pub before: Option<i64>,
     /// At most this many (default 100, at most 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_LIST_LIMIT)))]
     pub limit: Option<u32>,
 }
+
+/// What `state` of `GET /v1/tasks` accepts: states joined by commas, or nothing.
+pub const STATES_PATTERN: &str = "^((pending|running|succeeded|failed|timed_out|cancelled|quarantined|lost)(,(pending|running|succeeded|failed|timed_out|cancelled|quarantined|lost))*)?$";
 
 impl ListParams {
     /// The parameters that ask for `filter`.
@@ -109,26 +119,22 @@ impl ListParams {
     /// The filter these parameters ask for.
     pub fn into_filter(self) -> Result<ListFilter, ApiError> {
         let mut states = Vec::new();
-        for s in self.state.iter().flat_map(|s| s.split(',')) {
-            let s = s.trim();
-            if s.is_empty() {
-                continue;
-            }
+        for s in self
+            .state
+            .iter()
+            .filter(|s| !s.is_empty())
+            .flat_map(|s| s.split(','))
+        {
             states.push(TaskState::parse(s).ok_or_else(|| {
                 ApiError::invalid(
                     "state",
                     format!(
-                        "unknown state {s:?}; use pending, running, succeeded, failed, timed_out, cancelled, quarantined or lost"
+                        "unknown state {s:?}; give states separated by commas (no spaces): pending, running, succeeded, failed, timed_out, cancelled, quarantined or lost"
                     ),
                 )
             })?);
         }
-        if let Some(l) = self.limit
-            && !(1..=1000).contains(&l)
-        {
-            return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
-        }
-        Ok(ListFilter {
+        let filter = ListFilter {
             states,
             queue: self.queue,
             label: self.label,
@@ -136,7 +142,9 @@ impl ListParams {
             name: self.name,
             before: self.before.map(TaskId),
             limit: self.limit,
-        })
+        };
+        filter.check()?;
+        Ok(filter)
     }
 }
 
@@ -147,29 +155,53 @@ impl ListParams {
 pub struct OutputParams {
     /// Start at this byte offset (the `cursor` of an earlier answer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = u64::MAX)))]
     pub since: Option<u64>,
-    /// Only the last N lines (after `grep`).
+    /// Only the last N lines (after `grep`), at most 1000000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = MAX_TAIL_LINES)))]
     pub tail: Option<usize>,
     /// Only lines matching this regex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::Regex>"))]
     pub grep: Option<String>,
-    /// At most this many bytes: head and tail kept, the middle elided.
+    /// At most this many bytes (at most 16 MiB): head and tail kept, the middle elided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = MAX_OUTPUT_BYTES)))]
     pub max_bytes: Option<usize>,
     /// Remove ANSI escape sequences.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strip_ansi: Option<bool>,
     /// Block until `exit` (the task ends), `output` (new output past `since`) or
-    /// `match` (a line past `since` matches `match`), at most `timeout`.
+    /// `match` (a line past `since` matches `match`; any line when `match` is not
+    /// given), at most `timeout`. Every wait also ends when the task does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<WaitName>"))]
     pub wait: Option<String>,
-    /// The regex to wait for; implies `wait=match`.
+    /// The regex to wait for: the wait also ends at a line that matches it. Alone or
+    /// with `wait=exit`, this is `wait=match`; `wait=output` ends at any new output,
+    /// matching or not.
     #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::Regex>"))]
     pub pattern: Option<String>,
     /// How long a wait may block (`30s`, `5m`); 30s when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::schema::DurationString>")
+    )]
     pub timeout: Option<String>,
+}
+
+/// The values of `wait` in [`OutputParams`].
+#[cfg(feature = "schema")]
+#[derive(schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum WaitName {
+    Exit,
+    Output,
+    Match,
 }
 
 impl OutputParams {
@@ -195,23 +227,16 @@ impl OutputParams {
 
     /// The query these parameters ask for.
     pub fn into_query(self) -> Result<OutputQuery, ApiError> {
+        // A wait ends at the first of its end conditions, and always when the task
+        // ends; `match` adds a matching line to them. So every combination means
+        // something, as the OpenAPI document (which cannot tie parameters together)
+        // promises.
         let wait = match (self.wait.as_deref(), self.pattern) {
             (None, None) => None,
             (Some("exit"), None) => Some(WaitFor::Exit),
-            (Some("output"), None) => Some(WaitFor::Output),
-            (Some("match") | None, Some(re)) => Some(WaitFor::Match(re)),
-            (Some("match"), None) => {
-                return Err(ApiError::invalid(
-                    "match",
-                    "wait=match needs the regex to wait for in `match`",
-                ));
-            }
-            (Some("exit" | "output"), Some(_)) => {
-                return Err(ApiError::invalid(
-                    "wait",
-                    "`match` waits for a regex; leave out `wait` or set it to match",
-                ));
-            }
+            (Some("output"), _) => Some(WaitFor::Output),
+            (Some("match" | "exit") | None, Some(re)) => Some(WaitFor::Match(re)),
+            (Some("match"), None) => Some(WaitFor::Match(String::new())),
             (Some(other), _) => {
                 return Err(ApiError::invalid(
                     "wait",
@@ -225,7 +250,7 @@ impl OutputParams {
                 Some(parse_duration(&t).map_err(|e| ApiError::invalid("timeout", e.to_string()))?)
             }
         };
-        Ok(OutputQuery {
+        let query = OutputQuery {
             since: self.since,
             tail: self.tail,
             grep: self.grep,
@@ -233,7 +258,9 @@ impl OutputParams {
             strip_ansi: self.strip_ansi.unwrap_or(false),
             wait,
             timeout,
-        })
+        };
+        query.check()?;
+        Ok(query)
     }
 }
 
@@ -253,6 +280,7 @@ pub struct StopRequest {
 #[serde(deny_unknown_fields)]
 pub struct WaitRequest {
     /// The tasks to wait for.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
     pub ids: Vec<TaskId>,
     /// `all` (the default) or `any`.
     #[serde(default)]
@@ -276,6 +304,7 @@ pub struct WaitRequest {
 #[serde(deny_unknown_fields)]
 pub struct RemoveRequest {
     /// Finished tasks to remove with their logs.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
     pub ids: Vec<TaskId>,
 }
 
@@ -297,7 +326,12 @@ pub struct CleanBody {
     pub older_than: Option<Duration>,
     /// Keep at most this many finished tasks (the newest). With neither field, every
     /// finished task is removed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::de::opt_int",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = i64::MAX)))]
     pub keep_last: Option<u64>,
 }
 
@@ -315,7 +349,12 @@ pub struct Removed {
 #[serde(deny_unknown_fields)]
 pub struct QueueUpdate {
     /// How many of its tasks may run at once.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::de::opt_int",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = u32::MAX)))]
     pub max_parallel: Option<u32>,
     /// True pauses it (nothing new starts), false resumes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -329,7 +368,8 @@ pub struct QueueUpdate {
 pub struct ProgressReport {
     /// 0 to 100, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub percent: Option<f32>,
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = 100)))]
+    pub percent: Option<f64>,
     /// What the task is doing.
     #[serde(default)]
     pub message: String,
@@ -342,7 +382,17 @@ pub struct ProgressReport {
 pub struct LimitParams {
     /// At most this many (default 100, at most 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_NOTIFICATIONS)))]
     pub limit: Option<u32>,
+}
+
+impl LimitParams {
+    /// The limit asked for (100 when none), checked against its bounds.
+    pub fn limit(self) -> Result<u32, ApiError> {
+        let limit = self.limit.unwrap_or(100);
+        crate::check_notification_limit(limit)?;
+        Ok(limit)
+    }
 }
 
 /// Query parameters of `GET /v1/events`.
@@ -353,6 +403,7 @@ pub struct EventParams {
     /// Start after this event sequence number (the `Last-Event-ID` header wins when
     /// both are given); only new events when neither is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = i64::MIN, max = i64::MAX)))]
     pub after: Option<i64>,
 }
 

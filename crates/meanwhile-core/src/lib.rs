@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 mod api;
+mod de;
 mod duration;
 mod event;
 pub mod http;
@@ -15,8 +16,9 @@ mod state;
 mod task;
 
 pub use api::{
-    ApiError, Backend, BackendFuture, ErrorCode, ListFilter, OutputChunk, OutputQuery, Page,
-    StopMode, WaitFor, WaitMode, WaitOutcome,
+    ApiError, Backend, BackendFuture, DEFAULT_LIST_LIMIT, ErrorCode, ListFilter, MAX_LIST_LIMIT,
+    MAX_NOTIFICATIONS, MAX_OUTPUT_BYTES, MAX_TAIL_LINES, OutputChunk, OutputQuery, Page, StopMode,
+    WaitFor, WaitMode, WaitOutcome, check_notification_limit,
 };
 pub use duration::{
     DURATION_PATTERN, DurationError, MAX_DURATION_MS, duration_from_secs_f64, format_duration,
@@ -25,7 +27,8 @@ pub use duration::{
 pub use event::{Event, EventKind};
 pub use notification::Notification;
 pub use spec::{
-    AgentSpec, DEFAULT_QUEUE, MAX_NAME_LEN, RetryPolicy, SpecError, TaskSpec, ValidSpec, Work,
+    AgentSpec, DEFAULT_QUEUE, MAX_ATTEMPTS, MAX_IDEMPOTENCY_KEY_LEN, MAX_NAME_LEN, RetryPolicy,
+    SpecError, TaskSpec, ValidSpec, Work,
 };
 pub use state::{AttemptOutcome, IllegalTransition, TaskState, Transition, transition};
 pub use task::{Attempt, Progress, QueueInfo, TaskId, TaskKind, TaskRecord, Timestamp};

@@ -1,10 +1,29 @@
-//! JSON Schemas of the wire types that serde writes by hand (durations), for the
-//! daemon's OpenAPI document. Compiled only with the `schema` feature.
+//! JSON Schemas of the wire values whose rules serde does not show (durations,
+//! identifiers, ids, text that must not be blank), for the daemon's OpenAPI
+//! document. Each says exactly what the decoding and validation accept, no more
+//! and no less. Compiled only with the `schema` feature.
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use std::borrow::Cow;
 
-/// A duration as the wire accepts it: `"30s"`, `"5m"`, `"1h30m"`, or seconds.
+/// The grammar of a duration string (see the duration module).
+const DURATION_PATTERN: &str = r"^([0-9]{1,12}(\.[0-9]{1,3})?|([0-9]{1,9}d)?([0-9]{1,10}h)?([0-9]{1,11}m)?([0-9]{1,12}(\.[0-9]{1,3})?s)?([0-9]{1,15}ms)?)$";
+
+/// The characters `str::trim` removes (Unicode `White_Space`), as a regex class body.
+pub(crate) const WHITESPACE_CLASS: &str =
+    r"\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+
+/// Text with at least one character that is not white space (`trim` leaves something).
+fn not_blank() -> String {
+    format!("[^{WHITESPACE_CLASS}]")
+}
+
+/// Text without NUL that is not blank.
+fn command_pattern() -> String {
+    format!(r"^[^\u0000]*[^\u0000{WHITESPACE_CLASS}][^\u0000]*$")
+}
+
+/// A duration as the wire accepts it: a string in the duration grammar, or seconds.
 pub(crate) struct DurationText;
 
 impl JsonSchema for DurationText {
@@ -14,9 +33,236 @@ impl JsonSchema for DurationText {
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "description": "A duration like \"30s\", \"5m\", \"1h30m\" or \"250ms\", or a number of seconds",
-            "type": ["string", "number"],
-            "examples": ["30s", "5m", 1.5]
+            "description": "A duration: \"30s\", \"10.5s\", \"5m\", \"1h30m\", \"250ms\" (units d, h, m, s, ms, largest first, each once; only seconds take up to three decimals), or a number of seconds from 0 to 1e15, rounded to the millisecond. Served back as an exact string.",
+            "anyOf": [
+                {"type": "string", "minLength": 1, "pattern": DURATION_PATTERN},
+                {"type": "number", "minimum": 0, "maximum": 1e15}
+            ],
+            "examples": ["30s", "1h30m45s", 1.5]
         })
+    }
+}
+
+/// A duration in a query string: the duration grammar only (a number there is
+/// a string of digits, which the grammar covers).
+pub(crate) struct DurationString;
+
+impl JsonSchema for DurationString {
+    fn schema_name() -> Cow<'static, str> {
+        "DurationString".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A duration: \"30s\", \"10.5s\", \"5m\", \"1h30m\", \"250ms\" or a number of seconds",
+            "type": "string",
+            "minLength": 1,
+            "pattern": DURATION_PATTERN,
+        })
+    }
+}
+
+/// A regular expression (Rust `regex` syntax, which shares its common core with
+/// ECMA-262).
+pub(crate) struct Regex;
+
+impl JsonSchema for Regex {
+    fn schema_name() -> Cow<'static, str> {
+        "Regex".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "format": "regex",
+        })
+    }
+}
+
+/// A duration longer than zero (a timeout).
+pub(crate) struct PositiveDurationText;
+
+impl JsonSchema for PositiveDurationText {
+    fn schema_name() -> Cow<'static, str> {
+        "PositiveDuration".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A duration longer than zero (at least 1ms): \"30s\", \"5m\", \"1h30m\", or a number of seconds from 0.0005 to 1e15, rounded to the millisecond. Served back as an exact string.",
+            "anyOf": [
+                {"type": "string", "minLength": 1, "allOf": [{"pattern": DURATION_PATTERN}, {"pattern": "[1-9]"}]},
+                {"type": "number", "minimum": 0.0005, "maximum": 1e15}
+            ],
+            "examples": ["30m", 90]
+        })
+    }
+}
+
+/// A queue, label or session name.
+pub(crate) struct Identifier;
+
+impl JsonSchema for Identifier {
+    fn schema_name() -> Cow<'static, str> {
+        "Identifier".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "1 to 100 letters, digits and - _ . : / @",
+            "type": "string",
+            "pattern": "^[A-Za-z0-9_.:/@-]{1,100}$",
+            "examples": ["default", "ci-1"]
+        })
+    }
+}
+
+/// A command line: not blank, no NUL.
+pub(crate) struct CommandText;
+
+impl JsonSchema for CommandText {
+    fn schema_name() -> Cow<'static, str> {
+        "CommandText".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "Text that is not blank and has no NUL character",
+            "type": "string",
+            "pattern": command_pattern(),
+            "examples": ["cargo test"]
+        })
+    }
+}
+
+/// A program and its arguments: at least the program, no NUL anywhere.
+pub(crate) struct ArgvText;
+
+impl JsonSchema for ArgvText {
+    fn schema_name() -> Cow<'static, str> {
+        "Argv".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A program (not empty) and its arguments, none with a NUL character",
+            "type": "array",
+            "minItems": 1,
+            "items": {"type": "string", "pattern": r"^[^\u0000]*$"},
+            "prefixItems": [{"type": "string", "minLength": 1, "pattern": r"^[^\u0000]*$"}],
+            "examples": [["make", "-j4"]]
+        })
+    }
+}
+
+/// A name or prompt: not blank, at most `MAX` characters (0 for no limit).
+pub(crate) struct NonBlank<const MAX: usize>;
+
+impl<const MAX: usize> JsonSchema for NonBlank<MAX> {
+    fn schema_name() -> Cow<'static, str> {
+        format!("NonBlank{MAX}").into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let mut s = json_schema!({
+            "type": "string",
+            "pattern": not_blank(),
+        });
+        if MAX > 0 {
+            s.insert("maxLength".into(), MAX.into());
+        }
+        s
+    }
+}
+
+/// An absolute path without NUL.
+pub(crate) struct AbsolutePath;
+
+impl JsonSchema for AbsolutePath {
+    fn schema_name() -> Cow<'static, str> {
+        "AbsolutePath".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": r"^/[^\u0000]*$",
+        })
+    }
+}
+
+/// Environment variables: names without `=` or NUL, values without NUL.
+pub(crate) struct EnvMap;
+
+impl JsonSchema for EnvMap {
+    fn schema_name() -> Cow<'static, str> {
+        "Env".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "object",
+            "propertyNames": {"pattern": r"^[^=\u0000]+$"},
+            "additionalProperties": {"type": "string", "pattern": r"^[^\u0000]*$"},
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WHITESPACE_CLASS;
+
+    /// The class lists exactly the characters `char::is_whitespace` (what `trim`
+    /// removes) accepts, so the schema and the validation agree.
+    #[test]
+    fn whitespace_class_is_what_trim_removes() {
+        let mut ranges: Vec<(u32, u32)> = Vec::new();
+        let mut rest = WHITESPACE_CLASS;
+        let mut one = |rest: &mut &str| -> u32 {
+            let (c, n) = match rest.as_bytes() {
+                [b'\\', b'u', ..] => (u32::from_str_radix(&rest[2..6], 16).unwrap(), 6),
+                [b'\\', b't', ..] => (9, 2),
+                [b'\\', b'n', ..] => (10, 2),
+                [b'\\', b'f', ..] => (12, 2),
+                [b'\\', b'r', ..] => (13, 2),
+                _ => (rest.chars().next().unwrap() as u32, 1),
+            };
+            *rest = &rest[n..];
+            c
+        };
+        while !rest.is_empty() {
+            let a = one(&mut rest);
+            if let Some(r) = rest.strip_prefix('-') {
+                rest = r;
+                let b = one(&mut rest);
+                ranges.push((a, b));
+            } else {
+                ranges.push((a, a));
+            }
+        }
+        for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
+            let listed = ranges.iter().any(|(a, b)| (*a..=*b).contains(&(c as u32)));
+            assert_eq!(listed, c.is_whitespace(), "U+{:04X}", c as u32);
+        }
     }
 }

@@ -8,8 +8,12 @@ use std::time::Duration;
 
 /// The queue every task lands in unless it names another; it always exists.
 pub const DEFAULT_QUEUE: &str = "default";
-/// Longest accepted task name, in bytes.
+/// Longest accepted task name, in characters.
 pub const MAX_NAME_LEN: usize = 200;
+/// Longest accepted idempotency key, in characters.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
+/// Most attempts a retry policy may ask for.
+pub const MAX_ATTEMPTS: u32 = 1000;
 
 /// A submitted task, as written by a user (CLI, HTTP, MCP, library).
 ///
@@ -17,34 +21,68 @@ pub const MAX_NAME_LEN: usize = 200;
 /// in-process closures set none of them). Everything else is optional.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+// Exactly one of command, argv and agent over the wire (the library's closures set
+// none, and never reach it); a field that is null counts as absent.
+#[cfg_attr(
+    feature = "schema",
+    schemars(extend("oneOf" = [
+        {"required": ["command"], "properties": {"command": {"type": "string"}}},
+        {"required": ["argv"], "properties": {"argv": {"type": "array"}}},
+        {"required": ["agent"], "properties": {"agent": {"type": "object"}}}
+    ]))
+)]
 #[serde(deny_unknown_fields)]
 pub struct TaskSpec {
     /// A command line run with `sh -c`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::schema::CommandText>")
+    )]
     pub command: Option<String>,
     /// A program and its arguments, run without a shell.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::ArgvText>"))]
     pub argv: Option<Vec<String>>,
     /// A prompt for a sub-agent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::de::opt_object",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub agent: Option<AgentSpec>,
     /// Working directory (absolute). Defaults to the submitter's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::schema::AbsolutePath>")
+    )]
     pub cwd: Option<PathBuf>,
     /// Variables added to the inherited environment.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::EnvMap"))]
     pub env: BTreeMap<String, String>,
     /// A short name for people and models; defaults to the shortened command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::schema::NonBlank<MAX_NAME_LEN>>")
+    )]
     pub name: Option<String>,
     /// Free-form labels to filter by.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "schema", schemars(with = "Vec<crate::schema::Identifier>"))]
     pub labels: Vec<String>,
     /// The queue to run in; `default` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::schema::Identifier>")
+    )]
     pub queue: Option<String>,
     /// Higher runs first within a queue.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::de::int")]
+    #[cfg_attr(feature = "schema", schemars(range(min = i32::MIN, max = i32::MAX)))]
     pub priority: i32,
     /// Stop an attempt that runs longer than this.
     #[serde(
@@ -54,7 +92,7 @@ pub struct TaskSpec {
     )]
     #[cfg_attr(
         feature = "schema",
-        schemars(with = "Option<crate::schema::DurationText>")
+        schemars(with = "Option<crate::schema::PositiveDurationText>")
     )]
     pub timeout: Option<Duration>,
     /// Time between SIGTERM and SIGKILL when stopping; the runtime's default when absent.
@@ -69,10 +107,14 @@ pub struct TaskSpec {
     )]
     pub grace: Option<Duration>,
     /// How failed attempts are retried.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::de::object")]
     pub retry: RetryPolicy,
     /// Submitting the same key again returns the first task instead of a new one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(length(min = 1, max = MAX_IDEMPOTENCY_KEY_LEN))
+    )]
     pub idempotency_key: Option<String>,
     /// Do not start before this time (milliseconds since the Unix epoch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -93,6 +135,10 @@ pub struct TaskSpec {
     pub after: Vec<TaskId>,
     /// The session to notify when the task ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::schema::Identifier>")
+    )]
     pub session: Option<String>,
 }
 
@@ -102,6 +148,7 @@ pub struct TaskSpec {
 #[serde(deny_unknown_fields)]
 pub struct AgentSpec {
     /// The task for the sub-agent.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::NonBlank<0>"))]
     pub prompt: String,
     /// Model name; the configured default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -113,13 +160,24 @@ pub struct AgentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<Vec<String>>,
     /// Most model calls the sub-agent may make.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::de::opt_int",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = u32::MAX)))]
     pub max_turns: Option<u32>,
     /// Most tokens (input plus output) the sub-agent may use.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::de::opt_int",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = u64::MAX)))]
     pub max_tokens: Option<u64>,
     /// Most US dollars the sub-agent may spend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0)))]
     pub max_cost_usd: Option<f64>,
     /// Directory the sub-agent's file tools are confined to; the task's cwd when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -132,8 +190,11 @@ pub struct AgentSpec {
 #[serde(deny_unknown_fields, default)]
 pub struct RetryPolicy {
     /// Attempts in all, including the first (1 = no retries).
+    #[serde(deserialize_with = "crate::de::int")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_ATTEMPTS)))]
     pub max_attempts: u32,
-    /// Delay before the first retry; doubled for each one after.
+    /// Delay before the first retry; doubled for each one after (never longer than
+    /// `backoff_max`).
     #[serde(with = "crate::serde_duration")]
     #[cfg_attr(feature = "schema", schemars(with = "crate::schema::DurationText"))]
     pub backoff: Duration,
@@ -142,6 +203,7 @@ pub struct RetryPolicy {
     #[cfg_attr(feature = "schema", schemars(with = "crate::schema::DurationText"))]
     pub backoff_max: Duration,
     /// Fraction (0 to 1) by which a delay is randomly shortened or lengthened.
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = 1)))]
     pub jitter: f64,
 }
 
@@ -334,6 +396,11 @@ impl TaskSpec {
             }
         };
         if let Some(cwd) = &self.cwd
+            && cwd.as_os_str().as_encoded_bytes().contains(&0)
+        {
+            return Err(err("cwd", "must not contain NUL bytes"));
+        }
+        if let Some(cwd) = &self.cwd
             && !cwd.is_absolute()
         {
             return Err(err(
@@ -353,7 +420,7 @@ impl TaskSpec {
             }
         }
         if let Some(name) = &self.name
-            && (name.trim().is_empty() || name.len() > MAX_NAME_LEN)
+            && (name.trim().is_empty() || name.chars().count() > MAX_NAME_LEN)
         {
             return Err(err(
                 "name",
@@ -387,25 +454,22 @@ impl TaskSpec {
             ));
         }
         let r = &self.retry;
-        if r.max_attempts == 0 || r.max_attempts > 1000 {
+        if r.max_attempts == 0 || r.max_attempts > MAX_ATTEMPTS {
             return Err(err(
                 "retry.max_attempts",
-                "must be between 1 (no retries) and 1000",
+                format!("must be between 1 (no retries) and {MAX_ATTEMPTS}"),
             ));
         }
         if !(0.0..=1.0).contains(&r.jitter) {
             return Err(err("retry.jitter", "must be between 0 and 1"));
         }
-        if r.backoff > r.backoff_max {
-            return Err(err(
-                "retry.backoff",
-                "must not be longer than retry.backoff_max",
-            ));
-        }
         if let Some(k) = &self.idempotency_key
-            && (k.is_empty() || k.len() > 200)
+            && (k.is_empty() || k.chars().count() > MAX_IDEMPOTENCY_KEY_LEN)
         {
-            return Err(err("idempotency_key", "must be 1 to 200 characters long"));
+            return Err(err(
+                "idempotency_key",
+                format!("must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters long"),
+            ));
         }
         if self.after.iter().any(|id| id.0 <= 0) {
             return Err(err("after", "task ids are positive integers"));

@@ -8,9 +8,24 @@ use std::str::FromStr;
 
 /// A task's short integer id, assigned by the store (`7`, not a UUID).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(transparent)]
-pub struct TaskId(pub i64);
+pub struct TaskId(#[serde(deserialize_with = "crate::de::int")] pub i64);
+
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for TaskId {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TaskId".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A task's id: a positive integer",
+            "type": "integer",
+            "minimum": 1,
+            "maximum": i64::MAX,
+        })
+    }
+}
 
 impl fmt::Display for TaskId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -33,9 +48,24 @@ impl FromStr for TaskId {
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
 )]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(transparent)]
-pub struct Timestamp(pub i64);
+pub struct Timestamp(#[serde(deserialize_with = "crate::de::int")] pub i64);
+
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for Timestamp {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Timestamp".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Milliseconds since the Unix epoch, UTC",
+            "type": "integer",
+            "minimum": i64::MIN,
+            "maximum": i64::MAX,
+        })
+    }
+}
 
 impl Timestamp {
     /// Milliseconds from `self` to `later`, never negative.

@@ -28,8 +28,9 @@ pub(crate) fn to_mcp(e: &ApiError) -> ErrorData {
         ErrorCode::InvalidArgument | ErrorCode::Conflict | ErrorCode::PayloadTooLarge => {
             ErrorData::invalid_params(e.message.clone(), data)
         }
-        ErrorCode::Unauthorized | ErrorCode::Unavailable | ErrorCode::Internal => {
-            ErrorData::internal_error(e.message.clone(), data)
-        }
+        ErrorCode::Unauthorized
+        | ErrorCode::Forbidden
+        | ErrorCode::Unavailable
+        | ErrorCode::Internal => ErrorData::internal_error(e.message.clone(), data),
     }
 }

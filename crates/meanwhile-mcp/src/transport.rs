@@ -38,9 +38,9 @@ pub async fn serve_stdio(
 /// The streamable HTTP service over `backend`, its open streams closed when
 /// `shutdown` completes. Call it inside a Tokio runtime.
 ///
-/// It checks no `Host` header: the daemon serves it on its Unix socket, which no web
-/// page can reach, and on TCP only behind the bearer token, which a page that
-/// rebinds a DNS name does not have.
+/// It checks no `Host` header itself: the daemon serves it on its Unix socket, which
+/// no web page can reach, and on TCP behind its own `Host` and `Origin` check (and
+/// the bearer token), which covers `/mcp` like every other path.
 pub fn http_service(
     backend: Arc<dyn Backend>,
     config: McpConfig,

@@ -89,7 +89,10 @@ impl Error {
         match self {
             Error::Spec(e) => Some(e.field),
             Error::Invalid { field, .. } => Some(field),
-            Error::Store(StoreError::Invalid { field, .. }) => Some(field),
+            Error::Store(
+                StoreError::Invalid { field, .. } | StoreError::Conflict { field, .. },
+            ) => Some(field),
+            Error::Store(StoreError::UnknownDependency(_)) => Some("after"),
             _ => None,
         }
     }
@@ -103,6 +106,8 @@ impl Error {
                 | Error::Invalid { .. }
                 | Error::Store(
                     StoreError::Invalid { .. }
+                        | StoreError::Conflict { .. }
+                        | StoreError::UnknownDependency(_)
                         | StoreError::UnknownTask(_)
                         | StoreError::Illegal { .. }
                 )

@@ -475,8 +475,10 @@ impl Runtime {
         Ok(self.inner.store.get(id).await?)
     }
 
-    /// A page of tasks, newest first.
+    /// A page of tasks, newest first. `limit` is at most
+    /// [`MAX_LIST_LIMIT`](meanwhile_core::MAX_LIST_LIMIT).
     pub async fn list(&self, filter: ListFilter) -> Result<Page> {
+        filter.check()?;
         Ok(self.inner.store.list(filter).await?)
     }
 
@@ -615,11 +617,13 @@ impl Runtime {
         session: &str,
         limit: u32,
     ) -> Result<Vec<Notification>> {
+        meanwhile_core::check_notification_limit(limit)?;
         Ok(self.inner.store.drain_notifications(session, limit).await?)
     }
 
     /// The session's undelivered notifications, without marking them.
     pub async fn peek_notifications(&self, session: &str, limit: u32) -> Result<Vec<Notification>> {
+        meanwhile_core::check_notification_limit(limit)?;
         Ok(self.inner.store.peek_notifications(session, limit).await?)
     }
 
@@ -703,6 +707,7 @@ impl Runtime {
 
     /// Reads a task's output as `query` says; see [`OutputQuery`].
     pub async fn read_output(&self, id: TaskId, query: OutputQuery) -> Result<OutputChunk> {
+        query.check()?;
         let grep = compile(query.grep.as_deref(), "grep")?;
         let wait_re = match &query.wait {
             Some(WaitFor::Match(re)) => compile(Some(re), "wait")?,
@@ -846,8 +851,12 @@ impl From<Error> for ApiError {
             Error::Spec(_) | Error::Invalid { .. } | Error::Store(StoreError::Invalid { .. }) => {
                 ErrorCode::InvalidArgument
             }
-            Error::Store(StoreError::UnknownTask(_)) => ErrorCode::NotFound,
-            Error::Store(StoreError::Illegal { .. }) => ErrorCode::Conflict,
+            Error::Store(StoreError::UnknownTask(_) | StoreError::UnknownDependency(_)) => {
+                ErrorCode::NotFound
+            }
+            Error::Store(StoreError::Illegal { .. } | StoreError::Conflict { .. }) => {
+                ErrorCode::Conflict
+            }
             Error::ShutDown | Error::Store(StoreError::Closed) => ErrorCode::Unavailable,
             _ => ErrorCode::Internal,
         };

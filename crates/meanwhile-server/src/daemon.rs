@@ -5,7 +5,7 @@
 use crate::config::Settings;
 use crate::error::ServerError;
 use crate::state::AppState;
-use crate::{auth, retention, routes};
+use crate::{auth, origin, retention, routes};
 use axum::extract::Request;
 use axum::middleware::Next;
 use meanwhile_core::http::{SOCKET_FILE, TOKEN_FILE};
@@ -158,16 +158,25 @@ pub async fn serve(
             let Some(listener) = tcp else {
                 return Ok(());
             };
-            if let Ok(a) = listener.local_addr() {
-                tracing::info!("also serving on http://{a} (bearer token required)");
-            }
+            let local = listener.local_addr()?;
+            tracing::info!("also serving on http://{local} (bearer token required)");
             let token = Arc::new(token);
-            let app = routes::router(state).layer(axum::middleware::from_fn(
-                move |req: Request, next: Next| auth::require_token(token.clone(), req, next),
-            ));
-            axum::serve(listener, app)
-                .with_graceful_shutdown(down(down_rx))
-                .await
+            let allowed = Arc::new(origin::Allowed::new(local));
+            // The outer layer runs first: a foreign Host or Origin is refused before
+            // the token is looked at.
+            let app = routes::router(state)
+                .layer(axum::middleware::from_fn(
+                    move |req: Request, next: Next| auth::require_token(token.clone(), req, next),
+                ))
+                .layer(axum::middleware::from_fn(
+                    move |req: Request, next: Next| origin::check(allowed.clone(), req, next),
+                ));
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<origin::LocalAddr>(),
+            )
+            .with_graceful_shutdown(down(down_rx))
+            .await
         }
     };
     let servers = async { tokio::join!(unix_server, tcp_server) };

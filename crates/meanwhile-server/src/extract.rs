@@ -59,8 +59,22 @@ async fn read_body(req: Request, limit: usize) -> Result<axum::body::Bytes, Fail
         })
 }
 
-/// Parses `bytes` as JSON into `T`, naming the field at fault.
+/// Parses `bytes` as a JSON object into `T`, naming the field at fault. Every body
+/// is an object: serde would also take a JSON array for a struct.
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Fail> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') {
+        let what = if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+            "the request body must be a JSON object (see /v1/openapi.json)"
+        } else {
+            "the request body is not valid JSON; send a JSON object (see /v1/openapi.json)"
+        };
+        return Err(Fail(ApiError {
+            code: ErrorCode::InvalidArgument,
+            message: what.to_string(),
+            field: None,
+        }));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -147,9 +161,21 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Fail> {
         let s = one_segment(parts, state).await?;
-        s.parse::<TaskId>()
-            .map(IdPath)
-            .map_err(|e| Fail(ApiError::invalid("id", e)))
+        // Only digits: the document says an integer, so `#7`, `+7` and ` 7` are not ids.
+        let id = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            s.parse::<TaskId>().ok()
+        } else {
+            None
+        };
+        id.map(IdPath).ok_or_else(|| {
+            Fail(ApiError::invalid(
+                "id",
+                format!(
+                    "task ids are integers from 1 to {} like 7, got {s:?}",
+                    i64::MAX
+                ),
+            ))
+        })
     }
 }
 

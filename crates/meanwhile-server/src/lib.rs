@@ -15,6 +15,7 @@ mod handlers;
 mod metrics;
 mod metrics_runtime;
 mod openapi;
+mod origin;
 mod retention;
 mod routes;
 mod state;

@@ -3,6 +3,7 @@
 
 use crate::routes::table;
 use axum::Json;
+use schemars::SchemaGenerator;
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
@@ -15,7 +16,7 @@ pub fn openapi() -> Value {
     for r in table() {
         let mut op = Map::new();
         op.insert("summary".into(), json!(r.summary));
-        let mut params: Vec<Value> = path_params(r.path);
+        let mut params: Vec<Value> = path_params(r.path, &mut g);
         if let Some(q) = r.query {
             let schema = q(&mut g).to_value();
             let required: Vec<&str> = schema["required"]
@@ -25,6 +26,8 @@ pub fn openapi() -> Value {
             if let Some(props) = schema["properties"].as_object() {
                 for (name, s) in props {
                     let mut s = s.clone();
+                    // A query parameter is text: absent, never null.
+                    not_null(&mut s);
                     let description = s
                         .as_object_mut()
                         .and_then(|o| o.remove("description"))
@@ -53,7 +56,11 @@ pub fn openapi() -> Value {
         }
         let mut ok = json!({"description": "Success"});
         if let Some(a) = r.answer {
-            ok["content"] = json!({ r.media: {"schema": a(&mut g).to_value()} });
+            let mut schema = a(&mut g).to_value();
+            if r.media == "text/event-stream" {
+                schema = event_schema(schema);
+            }
+            ok["content"] = json!({ r.media: {"schema": schema} });
         } else if r.status != 204 {
             ok["content"] = json!({ r.media: {} });
         }
@@ -87,18 +94,54 @@ pub fn openapi() -> Value {
     })
 }
 
-fn path_params(path: &str) -> Vec<Value> {
+/// Removes `null` from the types a schema allows.
+fn not_null(s: &mut Value) {
+    if let Some(types) = s.get_mut("type").and_then(Value::as_array_mut) {
+        types.retain(|t| t != "null");
+        if types.len() == 1 {
+            s["type"] = types[0].clone();
+        }
+    }
+    if let Some(any) = s.get_mut("anyOf").and_then(Value::as_array_mut) {
+        any.retain(|t| t.get("type").and_then(Value::as_str) != Some("null"));
+        if any.len() == 1 {
+            *s = any[0].clone();
+        }
+    }
+}
+
+fn path_params(path: &str, g: &mut SchemaGenerator) -> Vec<Value> {
     path.split('/')
         .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
         .map(|name| {
-            let schema = if name == "id" {
-                json!({"type": "integer", "minimum": 1})
-            } else {
-                json!({"type": "string"})
+            let schema = match name {
+                "id" => g.subschema_for::<meanwhile_core::TaskId>().to_value(),
+                // A queue's name is checked like the `queue` of a spec.
+                "name" => json!({"type": "string", "pattern": "^[A-Za-z0-9_.:/@-]{1,100}$"}),
+                _ => json!({"type": "string", "minLength": 1}),
             };
             json!({"name": name, "in": "path", "required": true, "schema": schema})
         })
         .collect()
+}
+
+/// One server-sent event (OpenAPI 3.1 describes each event of a stream with the
+/// media type's schema): its id is the event's `seq`, its type the event's kind,
+/// and its data the event as JSON.
+fn event_schema(event: Value) -> Value {
+    json!({
+        "type": "object",
+        "required": ["id", "event", "data"],
+        "properties": {
+            "id": {"type": "string", "pattern": "^[0-9]+$"},
+            "event": {"type": "string"},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": event,
+            },
+        },
+    })
 }
 
 pub(crate) async fn serve_document() -> Json<Value> {

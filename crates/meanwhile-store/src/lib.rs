@@ -37,6 +37,18 @@ pub enum StoreError {
         #[source]
         source: IllegalTransition,
     },
+    /// A dependency (`after`) names no task.
+    #[error("after: unknown task {0} (see 'meanwhile ls')")]
+    UnknownDependency(TaskId),
+    /// The task's state does not allow a request that is not a transition (progress
+    /// of a task that is not running, removing one that has not ended).
+    #[error("{field}: {message}")]
+    Conflict {
+        /// The field.
+        field: &'static str,
+        /// What is wrong and what to do.
+        message: String,
+    },
     /// A field of the request is wrong.
     #[error("{field}: {message}")]
     Invalid {

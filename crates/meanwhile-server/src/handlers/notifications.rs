@@ -8,16 +8,14 @@ use axum::extract::State;
 use meanwhile_core::Notification;
 use meanwhile_core::http::LimitParams;
 
-fn limit(p: LimitParams) -> u32 {
-    p.limit.unwrap_or(100).clamp(1, 1000)
-}
-
 pub(crate) async fn peek(
     State(state): State<AppState>,
     NamePath(session): NamePath,
     Params(p): Params<LimitParams>,
 ) -> Answer<Json<Vec<Notification>>> {
-    Ok(Json(state.rt.peek_notifications(&session, limit(p)).await?))
+    Ok(Json(
+        state.rt.peek_notifications(&session, p.limit()?).await?,
+    ))
 }
 
 pub(crate) async fn drain(
@@ -26,6 +24,6 @@ pub(crate) async fn drain(
     Params(p): Params<LimitParams>,
 ) -> Answer<Json<Vec<Notification>>> {
     Ok(Json(
-        state.rt.drain_notifications(&session, limit(p)).await?,
+        state.rt.drain_notifications(&session, p.limit()?).await?,
     ))
 }

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use meanwhile_core::http::{
     BatchAnswer, BatchItem, BatchRequest, ListParams, SubmitAnswer, TaskDetail,
 };
-use meanwhile_core::{ApiError, Page, TaskSpec};
+use meanwhile_core::{ApiError, Page, TaskSpec, Work};
 
 /// Gives a spec without a timeout the configured default one.
 fn with_defaults(state: &AppState, mut spec: TaskSpec) -> TaskSpec {
@@ -34,11 +34,19 @@ pub(crate) async fn submit_batch(
     // Every spec is checked before any is stored: a batch with a bad spec stores
     // nothing, and the error names the spec by its index.
     for (i, spec) in req.tasks.iter().enumerate() {
-        if let Err(e) = spec.clone().validate() {
-            return Err(Fail(ApiError::invalid(
-                format!("tasks[{i}].{}", e.field),
-                format!("tasks[{i}].{}: {}", e.field, e.message),
-            )));
+        let bad = |field: &str, message: &str| {
+            Fail(ApiError::invalid(
+                format!("tasks[{i}].{field}"),
+                format!("tasks[{i}].{field}: {message}"),
+            ))
+        };
+        match spec.clone().validate() {
+            Err(e) => return Err(bad(e.field, &e.message)),
+            // Over the wire a spec names what to run; closures are for the library.
+            Ok(v) if matches!(v.work(), Work::Function) => {
+                return Err(bad("command", "give one of command, argv and agent"));
+            }
+            Ok(_) => {}
         }
     }
     if req.tasks.is_empty() {

@@ -147,10 +147,7 @@ pub(crate) fn insert_task(
     for dep in &spec.after {
         let mut stmt = conn.prepare_cached("SELECT state FROM tasks WHERE id = ?1")?;
         let state: Option<String> = stmt.query_row([dep.0], |r| r.get(0)).optional()?;
-        let state = state.ok_or_else(|| StoreError::Invalid {
-            field: "after",
-            message: format!("unknown task {dep} (see 'meanwhile ls')"),
-        })?;
+        let state = state.ok_or(StoreError::UnknownDependency(*dep))?;
         let state = TaskState::parse(&state).ok_or_else(|| corrupt("task state", &state))?;
         if state.is_terminal() && state != TaskState::Succeeded && failed_dep.is_none() {
             failed_dep = Some((*dep, state));
@@ -762,7 +759,7 @@ pub(crate) fn set_progress(
         .execute(params![id.0, body])?;
     if changed == 0 {
         let task = load_task(conn, id)?;
-        return Err(StoreError::Invalid {
+        return Err(StoreError::Conflict {
             field: "progress",
             message: format!("task {id} is {}, not running", task.state),
         });
@@ -830,7 +827,7 @@ pub(crate) fn remove(
             .ok_or(StoreError::UnknownTask(id))?;
         let state = TaskState::parse(&state).ok_or_else(|| corrupt("task state", &state))?;
         if !state.is_terminal() {
-            return Err(StoreError::Invalid {
+            return Err(StoreError::Conflict {
                 field: "id",
                 message: format!("task {id} is {state}; stop it before removing it"),
             });
