@@ -62,8 +62,19 @@ pub(crate) fn parse(uri: &str) -> Result<OutputUri, ErrorData> {
         };
         match k.as_ref() {
             "since" => q.since = Some(number("since")?),
-            "tail" => q.tail = Some(number("tail")? as usize),
-            "max_bytes" => q.max_bytes = Some((number("max_bytes")? as usize).min(READ_BYTES)),
+            "tail" => {
+                q.tail =
+                    Some(usize::try_from(number("tail")?).map_err(|_| bad("tail is too large"))?)
+            }
+            "max_bytes" => {
+                let n = number("max_bytes")?;
+                if n > READ_BYTES as u64 {
+                    return Err(bad(&format!(
+                        "max_bytes must be at most {READ_BYTES}, got {n}"
+                    )));
+                }
+                q.max_bytes = Some(n as usize);
+            }
             "grep" => q.grep = Some(v.into_owned()),
             other => return Err(bad(&format!("unknown parameter {other:?}"))),
         }

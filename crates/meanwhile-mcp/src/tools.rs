@@ -164,7 +164,7 @@ async fn notifications(
             match o.get("limit") {
                 None | Some(Value::Null) => None,
                 Some(v) => match v.as_u64() {
-                    Some(n) if n >= 1 => Some(n.min(u64::from(MAX_NOTICES)) as u32),
+                    Some(n) if (1..=u64::from(MAX_NOTICES)).contains(&n) => Some(n as u32),
                     _ => {
                         return Err(bad(format!(
                             "limit must be a whole number from 1 to {MAX_NOTICES}, got {v}"

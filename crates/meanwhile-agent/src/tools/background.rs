@@ -17,8 +17,12 @@ use std::time::Duration;
 const MAX_WAIT: Duration = Duration::from_secs(600);
 /// Output given to the model per answer unless it asks for another size.
 const DEFAULT_OUTPUT_BYTES: usize = 16_000;
-/// The most it may ask for; more would crowd out the conversation.
-const MAX_OUTPUT_BYTES: usize = 100_000;
+/// The least and the most it may ask for; more would crowd out the conversation.
+pub(crate) const MIN_OUTPUT_BYTES: usize = 256;
+/// See [`MIN_OUTPUT_BYTES`].
+pub(crate) const MAX_OUTPUT_BYTES: usize = 100_000;
+/// The most tasks `background_list` shows at once.
+pub(crate) const MAX_LIST: u32 = 200;
 
 /// Runs one of the background tools (`background_run`, `background_output`,
 /// `background_stop`, `background_list`, `background_wait`) with the model's
@@ -204,10 +208,18 @@ impl Background<'_> {
             }
         };
         let timeout = seconds(tool, "timeout_seconds", a.timeout_seconds, MAX_WAIT)?;
-        let max_bytes = a
-            .max_bytes
-            .unwrap_or(self.output_limit)
-            .clamp(256, MAX_OUTPUT_BYTES);
+        let max_bytes = match a.max_bytes {
+            Some(n) if !(MIN_OUTPUT_BYTES..=MAX_OUTPUT_BYTES).contains(&n) => {
+                return Err(ToolError::args(
+                    tool,
+                    format!(
+                        "max_bytes must be between {MIN_OUTPUT_BYTES} and {MAX_OUTPUT_BYTES}, got {n}; read long output in pieces with since"
+                    ),
+                ));
+            }
+            Some(n) => n,
+            None => self.output_limit.clamp(MIN_OUTPUT_BYTES, MAX_OUTPUT_BYTES),
+        };
         let query = OutputQuery {
             since: a.since,
             tail: a.tail,
@@ -260,7 +272,16 @@ impl Background<'_> {
                 ToolError::args(tool, format!("{s:?} is not a task state (pending, running, succeeded, failed, timed_out, cancelled, quarantined, lost)"))
             })?);
         }
-        let limit = a.limit.unwrap_or(30).clamp(1, 200);
+        let limit = match a.limit {
+            Some(n) if !(1..=MAX_LIST).contains(&n) => {
+                return Err(ToolError::args(
+                    tool,
+                    format!("limit must be between 1 and {MAX_LIST}, got {n}"),
+                ));
+            }
+            Some(n) => n,
+            None => 30,
+        };
         let filter = ListFilter {
             states,
             session: if a.all_sessions {

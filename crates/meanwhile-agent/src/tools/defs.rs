@@ -151,7 +151,7 @@ pub fn definition(name: &str) -> Option<ToolDefinition> {
                     "since": {"type": "integer", "minimum": 0, "description": "Byte cursor from an earlier answer; read only output after it."},
                     "tail": {"type": "integer", "minimum": 1, "description": "Only the last N lines."},
                     "grep": {"type": "string", "description": "Only lines matching this regex."},
-                    "max_bytes": {"type": "integer", "minimum": 256, "description": "Most bytes of text (head and tail kept); default 16000."},
+                    "max_bytes": {"type": "integer", "minimum": super::background::MIN_OUTPUT_BYTES, "maximum": super::background::MAX_OUTPUT_BYTES, "description": "Most bytes of text (head and tail kept); default 16000, at most 100000."},
                     "wait": {"type": "string", "enum": ["exit", "output", "match"], "description": "Block until the task ends, new output arrives, or a line matches `pattern`."},
                     "pattern": {"type": "string", "description": "Regex for wait = \"match\"."},
                     "timeout_seconds": {"type": "number", "minimum": 0, "description": "Longest wait, default 30, at most 600."}
@@ -177,7 +177,7 @@ pub fn definition(name: &str) -> Option<ToolDefinition> {
                 json!({
                     "states": {"type": "array", "items": {"type": "string", "enum": ["pending", "running", "succeeded", "failed", "timed_out", "cancelled", "quarantined", "lost"]}, "description": "Only tasks in these states."},
                     "all_sessions": {"type": "boolean", "description": "List tasks of every session, not just this one."},
-                    "limit": {"type": "integer", "minimum": 1, "maximum": 200, "description": "Most tasks to list (default 30)."}
+                    "limit": {"type": "integer", "minimum": 1, "maximum": super::background::MAX_LIST, "description": "Most tasks to list (default 30, at most 200)."}
                 }),
                 &[],
             ),
