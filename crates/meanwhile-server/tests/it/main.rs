@@ -3,9 +3,11 @@
 mod support;
 
 mod api;
+mod contract;
 mod errors;
 mod events;
 mod lifecycle;
 mod openapi;
 mod roundtrip;
+mod origin;
 mod shutdown;

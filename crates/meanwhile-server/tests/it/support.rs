@@ -3,7 +3,8 @@
 use meanwhile_client::Client;
 use meanwhile_core::{TaskId, TaskRecord, WaitMode};
 use meanwhile_server::{ServerError, Settings};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -130,4 +131,214 @@ pub async fn waiting_requests(c: &Client, n: u64) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("the daemon never had {n} requests waiting");
+/// The repository's root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs `install` once across the parallel test processes (under a lock file in the
+/// repository), unless `ready` says the tool is there already.
+fn install_once(lock: &str, ready: impl Fn() -> bool, install: impl FnOnce() -> bool) -> bool {
+    let lock = std::fs::File::create(workspace().join(lock)).expect("creating the install lock");
+    // SAFETY: flock on a file this function holds open; released when it closes.
+    unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
+    ready() || (install() && ready())
+}
+
+fn succeeds(cmd: &mut Command) -> bool {
+    cmd.stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The schemathesis version the contract test runs.
+pub const SCHEMATHESIS: &str = "schemathesis==4.32.5";
+
+/// The `schemathesis` command: `$MEANWHILE_SCHEMATHESIS` (set by `.ci/run`), else
+/// the repository's `.venv-schemathesis`, made on first use (from PyPI) so that a
+/// plain `cargo nextest run --workspace` works on a fresh machine.
+pub fn schemathesis() -> PathBuf {
+    if let Some(path) = std::env::var_os("MEANWHILE_SCHEMATHESIS").map(PathBuf::from) {
+        assert!(
+            path.exists(),
+            "MEANWHILE_SCHEMATHESIS is {}, which does not exist",
+            path.display()
+        );
+        return path;
+    }
+    let venv = workspace().join(".venv-schemathesis");
+    let bin = venv.join("bin/schemathesis");
+    let version = SCHEMATHESIS.split("==").nth(1).unwrap_or_default();
+    let ready = || {
+        Command::new(&bin)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(version))
+    };
+    let installed = install_once(".venv-schemathesis.lock", ready, || {
+        succeeds(Command::new("python3").args(["-m", "venv"]).arg(&venv))
+            && succeeds(Command::new(venv.join("bin/pip")).args([
+                "install",
+                "--quiet",
+                SCHEMATHESIS,
+            ]))
+    });
+    assert!(
+        installed,
+        "the contract test needs {SCHEMATHESIS} and could not install it: run `python3 -m venv \
+         .venv-schemathesis && .venv-schemathesis/bin/pip install {SCHEMATHESIS}` at the \
+         repository root, or set MEANWHILE_SCHEMATHESIS to a schemathesis command"
+    );
+    bin
+}
+
+/// The MCP conformance suite's version (0.1.13 is the last that runs on Node.js 20).
+pub const CONFORMANCE: &str = "@modelcontextprotocol/conformance@0.1.13";
+
+/// The directory of the installed MCP conformance suite: `$MEANWHILE_MCP_CONFORMANCE`
+/// (set by `.ci/run`), else `.mcp-conformance/` in the repository, installed on first
+/// use (from npm).
+pub fn conformance() -> PathBuf {
+    if let Some(path) = std::env::var_os("MEANWHILE_MCP_CONFORMANCE").map(PathBuf::from) {
+        assert!(
+            path.join("dist/index.js").exists(),
+            "MEANWHILE_MCP_CONFORMANCE is {}, which holds no dist/index.js",
+            path.display()
+        );
+        return path;
+    }
+    let prefix = workspace().join(".mcp-conformance");
+    let dir = prefix.join("node_modules/@modelcontextprotocol/conformance");
+    let version = CONFORMANCE.rsplit('@').next().unwrap_or_default();
+    let ready = || {
+        std::fs::read_to_string(dir.join("package.json"))
+            .is_ok_and(|p| p.contains(&format!("\"version\": \"{version}\"")))
+    };
+    let installed = install_once(".mcp-conformance.lock", ready, || {
+        succeeds(
+            Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--prefix"])
+                .arg(&prefix)
+                .arg(CONFORMANCE),
+        )
+    });
+    assert!(
+        installed,
+        "the MCP conformance test needs {CONFORMANCE} (and Node.js 20) and could not install \
+         it: run `npm install --prefix .mcp-conformance {CONFORMANCE}` at the repository root, \
+         or set MEANWHILE_MCP_CONFORMANCE to the package's directory"
+    );
+    dir
+}
+
+/// The `meanwhile` binary: `$MEANWHILE_BIN`, else the one built next to this test
+/// (`cargo nextest run --workspace` builds it).
+pub fn meanwhile_bin() -> PathBuf {
+    let path = std::env::var_os("MEANWHILE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let exe = std::env::current_exe().expect("the test's own path");
+            // target/<profile>/deps/it-<hash> -> target/<profile>/meanwhile
+            exe.parent()
+                .and_then(Path::parent)
+                .map(|d| d.join("meanwhile"))
+                .expect("the target directory")
+        });
+    assert!(
+        path.exists(),
+        "this test runs the real meanwhile binary, and {} does not exist: build it with \
+         `cargo build -p meanwhile` (or set MEANWHILE_BIN)",
+        path.display()
+    );
+    path
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; the daemon binds it right after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// `meanwhile serve` as its own process, on its own home and TCP port; stopped
+/// (SIGTERM) when dropped.
+pub struct Served {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub token: String,
+}
+
+impl Served {
+    /// Starts it with these extra environment variables, and waits until it answers.
+    pub fn start(env: &[(&str, &str)]) -> Served {
+        let dir = tempfile::Builder::new()
+            .prefix("mwsrv")
+            .tempdir_in("/tmp")
+            .expect("a temp dir");
+        let home = dir.path().join("home");
+        let port = free_port();
+        let child = Command::new(meanwhile_bin())
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("MEANWHILE_HOME", &home)
+            .envs(env.iter().copied())
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting meanwhile serve");
+        let mut served = Served {
+            child,
+            dir,
+            port,
+            token: String::new(),
+        };
+        // The token file is written before the listeners open, so a daemon that
+        // accepts a connection has it.
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && let Ok(t) = std::fs::read_to_string(home.join("token"))
+            {
+                served.token = t.trim().to_string();
+                return served;
+            }
+            if let Ok(Some(status)) = served.child.try_wait() {
+                panic!("the daemon exited at start: {status}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        // SAFETY: kill has no memory effects; the pid is this test's own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends one HTTP/1.1 request (`Connection: close`) on `stream` and returns the
+/// answer's status and body.
+pub fn http1(mut stream: impl std::io::Read + std::io::Write, request: &str) -> (u16, String) {
+    stream.write_all(request.as_bytes()).expect("sending");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("reading");
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
 }
