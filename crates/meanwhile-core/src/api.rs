@@ -127,7 +127,7 @@ pub struct OutputQuery {
     #[serde(with = "crate::serde_opt_duration")]
     #[cfg_attr(
         feature = "schema",
-        schemars(with = "Option<crate::schema::DurationText>")
+        schemars(with = "Option<crate::schema::WireDurationText>")
     )]
     pub timeout: Option<Duration>,
 }

@@ -84,9 +84,14 @@ impl<T: Integer> Visitor<'_> for IntVisitor<T> {
         Self::from_i128(i128::from(v))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
-        // 2^100 is beyond every target type, and within i128.
-        if v.fract() != 0.0 || !v.is_finite() || v.abs() > 2f64.powi(100) {
+        if v.fract() != 0.0 || !v.is_finite() {
             return Err(E::invalid_type(de::Unexpected::Float(v), &self));
+        }
+        // serde_json reads an integer too large for i64 and u64 as a float, rounded:
+        // -9223372036854775809 becomes -2^63. A float at or beyond 2^63 may be such a
+        // rounded integer, so it is out of range rather than silently moved.
+        if v.abs() >= 2f64.powi(63) {
+            return Err(E::custom(format!("{v} is out of range for {}", T::WHAT)));
         }
         Self::from_i128(v as i128)
     }
@@ -165,7 +170,8 @@ mod tests {
         );
         check(r#"{"inner": {"n": 7.5}}"#, Err("expected a whole number"));
         check(r#"{"inner": {"n": -1}}"#, Err("out of range"));
-        check(r#"{"inner": {"n": 1e300}}"#, Err("expected a whole number"));
+        check(r#"{"inner": {"n": 1e300}}"#, Err("out of range"));
         check(r#"{"ids": [9223372036854775808]}"#, Err("out of range"));
+        check(r#"{"ids": [-9223372036854775809]}"#, Err("out of range"));
     }
 }

@@ -293,7 +293,7 @@ pub struct WaitRequest {
     )]
     #[cfg_attr(
         feature = "schema",
-        schemars(with = "Option<crate::schema::DurationText>")
+        schemars(with = "Option<crate::schema::WireDurationText>")
     )]
     pub timeout: Option<Duration>,
 }
@@ -321,7 +321,7 @@ pub struct CleanBody {
     )]
     #[cfg_attr(
         feature = "schema",
-        schemars(with = "Option<crate::schema::DurationText>")
+        schemars(with = "Option<crate::schema::WireDurationText>")
     )]
     pub older_than: Option<Duration>,
     /// Keep at most this many finished tasks (the newest). With neither field, every

@@ -27,8 +27,8 @@ pub use duration::{
 pub use event::{Event, EventKind};
 pub use notification::Notification;
 pub use spec::{
-    AgentSpec, DEFAULT_QUEUE, MAX_ATTEMPTS, MAX_IDEMPOTENCY_KEY_LEN, MAX_NAME_LEN, RetryPolicy,
-    SpecError, TaskSpec, ValidSpec, Work,
+    AgentSpec, DEFAULT_QUEUE, MAX_ATTEMPTS, MAX_IDEMPOTENCY_KEY_LEN, MAX_NAME_LEN,
+    MAX_STORED_DURATION_MS, RetryPolicy, SpecError, TaskSpec, ValidSpec, Work,
 };
 pub use state::{AttemptOutcome, IllegalTransition, TaskState, Transition, transition};
 pub use task::{Attempt, Progress, QueueInfo, TaskId, TaskKind, TaskRecord, Timestamp};

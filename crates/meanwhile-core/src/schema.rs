@@ -7,7 +7,13 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use std::borrow::Cow;
 
 /// The grammar of a duration string (see the duration module).
-const DURATION_PATTERN: &str = r"^([0-9]{1,12}(\.[0-9]{1,3})?|([0-9]{1,9}d)?([0-9]{1,10}h)?([0-9]{1,11}m)?([0-9]{1,12}(\.[0-9]{1,3})?s)?([0-9]{1,15}ms)?)$";
+const DURATION_PATTERN: &str = crate::DURATION_PATTERN;
+/// The most seconds a duration written as a number may have.
+const MAX_SECONDS: f64 = crate::MAX_DURATION_MS as f64 / 1000.0;
+/// The most seconds a duration that a spec keeps may have, as a JSON number: the
+/// float just below a billion days (86399999999999.984375), the largest that
+/// rounds to at most `MAX_STORED_DURATION_MS` milliseconds.
+const MAX_STORED_SECONDS: f64 = f64::from_bits((86_400_000_000_000f64).to_bits() - 1);
 
 /// The characters `str::trim` removes (Unicode `White_Space`), as a regex class body.
 pub(crate) const WHITESPACE_CLASS: &str =
@@ -23,7 +29,8 @@ fn command_pattern() -> String {
     format!(r"^[^\u0000]*[^\u0000{WHITESPACE_CLASS}][^\u0000]*$")
 }
 
-/// A duration as the wire accepts it: a string in the duration grammar, or seconds.
+/// A duration a spec keeps: a string in the duration grammar, or seconds, under a
+/// billion days (so that its exact string form parses back).
 pub(crate) struct DurationText;
 
 impl JsonSchema for DurationText {
@@ -33,10 +40,31 @@ impl JsonSchema for DurationText {
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "description": "A duration: \"30s\", \"10.5s\", \"5m\", \"1h30m\", \"250ms\" (units d, h, m, s, ms, largest first, each once; only seconds take up to three decimals), or a number of seconds from 0 to 1e15, rounded to the millisecond. Served back as an exact string.",
+            "description": "A duration: \"30s\", \"10.5s\", \"5m\", \"1h30m\", \"250ms\" (units d, h, m, s, ms, largest first, each once; only seconds take up to three decimals), or a number of seconds from 0 to just under 86400000000000 (a billion days), rounded to the millisecond. Served back as an exact string.",
             "anyOf": [
                 {"type": "string", "minLength": 1, "pattern": DURATION_PATTERN},
-                {"type": "number", "minimum": 0, "maximum": 1e15}
+                {"type": "number", "minimum": 0, "maximum": MAX_STORED_SECONDS}
+            ],
+            "examples": ["30s", "1h30m45s", 1.5]
+        })
+    }
+}
+
+/// A duration of a request that is not kept (a wait, an age): a string in the
+/// duration grammar, or seconds.
+pub(crate) struct WireDurationText;
+
+impl JsonSchema for WireDurationText {
+    fn schema_name() -> Cow<'static, str> {
+        "WireDuration".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A duration: \"30s\", \"10.5s\", \"5m\", \"1h30m\", \"250ms\" (units d, h, m, s, ms, largest first, each once; only seconds take up to three decimals), or a number of seconds from 0 to about 2.3e15, rounded to the millisecond. Served back as an exact string.",
+            "anyOf": [
+                {"type": "string", "minLength": 1, "pattern": DURATION_PATTERN},
+                {"type": "number", "minimum": 0, "maximum": MAX_SECONDS}
             ],
             "examples": ["30s", "1h30m45s", 1.5]
         })
@@ -97,10 +125,10 @@ impl JsonSchema for PositiveDurationText {
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "description": "A duration longer than zero (at least 1ms): \"30s\", \"5m\", \"1h30m\", or a number of seconds from 0.0005 to 1e15, rounded to the millisecond. Served back as an exact string.",
+            "description": "A duration longer than zero (at least 1ms): \"30s\", \"5m\", \"1h30m\", or a number of seconds from 0.0005 to just under 86400000000000 (a billion days), rounded to the millisecond. Served back as an exact string.",
             "anyOf": [
                 {"type": "string", "minLength": 1, "allOf": [{"pattern": DURATION_PATTERN}, {"pattern": "[1-9]"}]},
-                {"type": "number", "minimum": 0.0005, "maximum": 1e15}
+                {"type": "number", "minimum": 0.0005, "maximum": MAX_STORED_SECONDS}
             ],
             "examples": ["30m", 90]
         })
@@ -230,7 +258,15 @@ impl JsonSchema for EnvMap {
 
 #[cfg(test)]
 mod tests {
-    use super::WHITESPACE_CLASS;
+    use super::{MAX_STORED_SECONDS, WHITESPACE_CLASS};
+
+    #[test]
+    fn the_largest_stored_number_of_seconds_is_exact() {
+        let ms = (MAX_STORED_SECONDS * 1000.0).round() as u64;
+        assert!(ms <= crate::MAX_STORED_DURATION_MS);
+        let next = f64::from_bits(MAX_STORED_SECONDS.to_bits() + 1);
+        assert!((next * 1000.0).round() as u64 > crate::MAX_STORED_DURATION_MS);
+    }
 
     /// The class lists exactly the characters `char::is_whitespace` (what `trim`
     /// removes) accepts, so the schema and the validation agree.
@@ -238,7 +274,7 @@ mod tests {
     fn whitespace_class_is_what_trim_removes() {
         let mut ranges: Vec<(u32, u32)> = Vec::new();
         let mut rest = WHITESPACE_CLASS;
-        let mut one = |rest: &mut &str| -> u32 {
+        let one = |rest: &mut &str| -> u32 {
             let (c, n) = match rest.as_bytes() {
                 [b'\\', b'u', ..] => (u32::from_str_radix(&rest[2..6], 16).unwrap(), 6),
                 [b'\\', b't', ..] => (9, 2),

@@ -8,6 +8,9 @@ use std::time::Duration;
 
 /// The queue every task lands in unless it names another; it always exists.
 pub const DEFAULT_QUEUE: &str = "default";
+/// The longest duration a spec keeps: under a billion days, the most that its
+/// exact string form (`999999999d23h59m59.999s`) can write.
+pub const MAX_STORED_DURATION_MS: u64 = 1_000_000_000 * 86_400_000 - 1;
 /// Longest accepted task name, in characters.
 pub const MAX_NAME_LEN: usize = 200;
 /// Longest accepted idempotency key, in characters.
@@ -488,6 +491,14 @@ fn check_duration(field: &'static str, d: Duration) -> Result<(), SpecError> {
         return Err(err(
             field,
             format!("must be at most {} ms", crate::MAX_DURATION_MS),
+        ));
+    }
+    // A stored duration is served back as a string that must parse to the same
+    // value; one the grammar cannot write would make the task unreadable.
+    if d.as_millis() > u128::from(MAX_STORED_DURATION_MS) {
+        return Err(err(
+            field,
+            "must be shorter than 999999999 days (999999999d23h59m59.999s at most)",
         ));
     }
     Ok(())

@@ -85,7 +85,12 @@ impl Allowed {
                     self.port, self.port
                 ));
             }
-            None => return Some("the request has no Host header".to_string()),
+            None => {
+                return Some(format!(
+                    "the request has no Host header; name this listener, as in Host: 127.0.0.1:{}",
+                    self.port
+                ));
+            }
         }
         match origin {
             Some(o) if !self.origin_ok(o, local) => Some(format!(

@@ -40,6 +40,12 @@ pub(crate) async fn clean(
     State(state): State<AppState>,
     OptBody(req): OptBody<CleanBody>,
 ) -> Answer<Json<Removed>> {
+    if req.keep_last.is_some_and(|k| k > i64::MAX as u64) {
+        return Err(Fail(ApiError::invalid(
+            "keep_last",
+            format!("must be at most {}", i64::MAX),
+        )));
+    }
     let now = meanwhile_runtime::now();
     let finished_before = match (req.older_than, req.keep_last) {
         (Some(age), _) => Some(meanwhile_core::Timestamp(

@@ -86,7 +86,7 @@ async fn bad_requests_are_clear_errors_and_change_nothing() {
             400,
             "invalid_argument",
             Some("retry.max_attempts"),
-            "invalid value",
+            "out of range",
         ),
         case(
             Method::POST,

@@ -8,6 +8,6 @@ mod errors;
 mod events;
 mod lifecycle;
 mod openapi;
-mod roundtrip;
 mod origin;
+mod roundtrip;
 mod shutdown;

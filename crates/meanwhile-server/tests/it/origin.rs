@@ -31,7 +31,15 @@ async fn foreign_host_or_origin_is_refused_on_tcp() {
     let other_port = format!("localhost:{}", port.wrapping_add(1));
     let page = format!("http://localhost:{port}");
     // (path, Host, Origin, token, status, field of the error)
-    let cases: Vec<(&str, Option<&str>, Option<&str>, bool, u16, Option<&str>)> = vec![
+    type Case<'a> = (
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        bool,
+        u16,
+        Option<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
         ("/v1/status", Some(&local), None, true, 200, None),
         ("/v1/status", Some(&localhost), None, true, 200, None),
         ("/v1/status", Some(&v6), None, true, 200, None),

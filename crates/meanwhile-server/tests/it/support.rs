@@ -131,6 +131,8 @@ pub async fn waiting_requests(c: &Client, n: u64) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("the daemon never had {n} requests waiting");
+}
+
 /// The repository's root.
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

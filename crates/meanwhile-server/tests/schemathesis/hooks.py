@@ -48,7 +48,7 @@ def is_duration(value):
     if isinstance(value, bool):
         return False
     if isinstance(value, (int, float)):
-        return 0 <= value <= 1e15
+        return 0 <= value <= (2**63 - 1) // 4 / 1000
     return isinstance(value, str) and value != "" and DURATION.fullmatch(value) is not None
 
 
