@@ -171,7 +171,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
             Fail(ApiError::invalid(
                 "id",
                 format!(
-                    "task ids are integers from 1 to {} like 7, got {s:?}",
+                    "task ids are positive integers like 7 (at most {}), got {s:?}",
                     i64::MAX
                 ),
             ))
