@@ -243,6 +243,10 @@ struct FileSettings {
     retention: Option<FileRetention>,
     #[serde(default)]
     queues: BTreeMap<String, QueueSettings>,
+    /// The agent's section, read by `meanwhile-agent`'s own loader; accepted here so
+    /// that the file's other sections stay checked for typos.
+    #[serde(default, rename = "agent")]
+    _agent: Option<toml::Table>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -300,6 +304,19 @@ mod tests {
         assert_eq!(s.grace, Duration::from_millis(250));
         assert_eq!(s.retention.max_age, None);
         assert_eq!(s.queues["default"].max_parallel, Some(3));
+    }
+
+    /// Regression: the daemon refused a config.toml with the `[agent]` section the
+    /// README documents ("unknown field `agent`") and did not start.
+    #[test]
+    fn the_agent_section_is_left_to_the_agent() {
+        let mut s = Settings::new("/h");
+        s.apply_file(
+            "grace = \"1s\"\n[agent]\nprovider = \"anthropic\"\nmodel = \"m\"\n",
+            "config.toml",
+        )
+        .unwrap();
+        assert_eq!(s.grace, Duration::from_secs(1));
     }
 
     #[test]
