@@ -137,7 +137,7 @@ pub fn duration_from_secs_f64(secs: f64) -> Result<Duration, DurationError> {
     if !ms.is_finite() || ms < 0.0 || ms > MAX_DURATION_MS as f64 {
         return Err(DurationError {
             input: secs.to_string(),
-            why: "a number of seconds must be between 0 and 1e15",
+            why: "a number of seconds must be between 0 and about 2.3e15 (MAX_DURATION_MS)",
         });
     }
     Ok(Duration::from_millis(ms as u64))
