@@ -3,10 +3,11 @@
 //! that the two cannot disagree.
 
 use crate::{
-    ApiError, Attempt, ListFilter, MAX_LIST_LIMIT, MAX_NOTIFICATIONS, MAX_OUTPUT_BYTES,
-    MAX_TAIL_LINES, OutputQuery, QueueInfo, StopMode, TaskId, TaskRecord, TaskSpec, TaskState,
-    WaitFor, WaitMode, parse_duration,
+    ApiError, Attempt, ListFilter, OutputQuery, QueueInfo, StopMode, TaskId, TaskRecord, TaskSpec,
+    TaskState, WaitFor, WaitMode, parse_duration,
 };
+#[cfg(feature = "schema")]
+use crate::{MAX_LIST_LIMIT, MAX_NOTIFICATIONS, MAX_OUTPUT_BYTES, MAX_TAIL_LINES};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -4,13 +4,13 @@ use crate::ShutdownMode;
 use crate::context::{TaskContext, TaskFuture};
 use crate::runtime::Inner;
 use crate::spawn::{self, SpawnRequest, Spawned};
-use meanwhile_core::StopMode;
+use crate::stop::{Escalation, StopRequest};
 use meanwhile_core::{AttemptOutcome, TaskId, TaskKind, TaskRecord, Timestamp, format_duration};
 use meanwhile_store::{AttemptEnd, Claimed};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -52,16 +52,17 @@ impl Ended {
     }
 }
 
-/// Runs a claimed attempt to its end and commits it.
+/// Runs a claimed attempt to its end and hands the end to the dispatcher.
 pub(crate) async fn run(
     inner: Arc<Inner>,
     c: Claimed,
-    stop: mpsc::UnboundedReceiver<StopMode>,
+    stop: mpsc::UnboundedReceiver<StopRequest>,
     size: watch::Sender<u64>,
+    pgid: Arc<AtomicI32>,
 ) {
     let id = c.task.id;
     let ended = match c.task.kind {
-        TaskKind::Shell => run_shell(&inner, &c, stop, size).await,
+        TaskKind::Shell => run_shell(&inner, &c, stop, size, &pgid).await,
         TaskKind::Function => match inner.functions.get(id).await {
             Some(f) => run_in_process(&inner, &c, stop, size, move |ctx| f(ctx)).await,
             None => Some(Ended::lost(
@@ -87,20 +88,22 @@ pub(crate) async fn run(
             }
         }
     };
-    if let Some(ended) = ended {
-        finish(&inner, &c.task, c.attempt, ended).await;
+    match ended {
+        Some(ended) => settle(&inner, &c.task, c.attempt, ended),
+        None => end_of_attempt(&inner, id),
     }
-    end_of_attempt(&inner, id).await;
 }
 
-/// Forgets an attempt that is over (or abandoned at shutdown) and wakes whoever waits.
-pub(crate) async fn end_of_attempt(inner: &Arc<Inner>, id: TaskId) {
-    inner.active.lock().await.remove(&id);
+/// Forgets an attempt that is over (its end recorded, or left running at shutdown)
+/// and wakes a shutdown waiting for the last one.
+pub(crate) fn end_of_attempt(inner: &Inner, id: TaskId) {
+    inner.registry().remove(id);
     if inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
         compact_journal(inner);
         inner.idle.notify_waiters();
+        // A dispatcher waiting out a shutdown can now return (and let go of the runtime).
+        inner.wake.notify_one();
     }
-    inner.wake.notify_one();
 }
 
 /// Empties the supervisors' journal once it has grown and no attempt is in flight,
@@ -179,11 +182,19 @@ fn resolve_program(program: &str, env: &[(String, String)], cwd: &Path) -> Resul
 async fn run_shell(
     inner: &Arc<Inner>,
     c: &Claimed,
-    stop: mpsc::UnboundedReceiver<StopMode>,
+    mut stop: mpsc::UnboundedReceiver<StopRequest>,
     size: watch::Sender<u64>,
+    pgid: &AtomicI32,
 ) -> Option<Ended> {
     let task = &c.task;
     let id = task.id;
+    // A stop that came between the claim and now: nothing was started.
+    if stop.try_recv().is_ok() {
+        return Some(Ended::new(
+            AttemptOutcome::Cancelled,
+            Some("stopped on request before it started".into()),
+        ));
+    }
     let log_path = inner.home.log(id);
     let mut log = match open_log(&log_path) {
         Ok(f) => f,
@@ -258,9 +269,7 @@ async fn run_shell(
     let spawned = match spawned {
         Ok(s) => {
             inner.metrics.spawned(spawn_started.elapsed());
-            if let Some(a) = inner.active.lock().await.get(&id) {
-                a.pgid.store(s.pid, Ordering::SeqCst);
-            }
+            pgid.store(s.pid, Ordering::SeqCst);
             s
         }
         Err(e) => {
@@ -311,7 +320,7 @@ pub(crate) async fn supervise(
     task: &TaskRecord,
     attempt: u32,
     spawned: Spawned,
-    mut stop: mpsc::UnboundedReceiver<StopMode>,
+    mut stop: mpsc::UnboundedReceiver<StopRequest>,
 ) -> Option<Ended> {
     let grace = task.spec.grace.unwrap_or(inner.config.grace);
     let timeout_at = deadline(task);
@@ -325,8 +334,9 @@ pub(crate) async fn supervise(
     };
     let mut shutdown = inner.shutdown.subscribe();
     let mut forced: Option<AttemptOutcome> = None;
-    let mut kill_at: Option<Instant> = None;
+    let mut escalation = Escalation::new(spawned.pid);
     let mut stop_open = true;
+    let mut shutdown_seen = false;
     if let Some(fd) = &exited {
         loop {
             tokio::select! {
@@ -335,25 +345,28 @@ pub(crate) async fn supervise(
                         break;
                     }
                 }
-                mode = stop.recv(), if stop_open => match mode {
-                    Some(mode) => {
+                request = stop.recv(), if stop_open => match request {
+                    Some(request) => {
                         forced.get_or_insert(AttemptOutcome::Cancelled);
-                        let g = if mode == StopMode::Force { Duration::ZERO } else { grace };
-                        kill_at = begin_stop(spawned.pid, g, kill_at);
+                        escalation.begin(Some(request), grace);
                     }
                     None => stop_open = false,
                 },
                 _ = sleep_until(timeout_at), if forced.is_none() && timeout_at.is_some() => {
                     forced = Some(AttemptOutcome::TimedOut);
-                    kill_at = begin_stop(spawned.pid, grace, kill_at);
+                    escalation.begin(None, grace);
                 }
-                _ = sleep_until(kill_at), if kill_at.is_some() => {
-                    spawn::signal_group(spawned.pid, libc::SIGKILL);
-                    kill_at = None;
-                }
-                _ = shutdown.changed() => {
+                _ = escalation.due(), if escalation.is_due() => escalation.kill(),
+                // Resolves at once for a shutdown that began before this attempt
+                // started, so none is missed.
+                _ = shutdown.wait_for(|&s| s), if !shutdown_seen => {
+                    shutdown_seen = true;
                     if inner.shutdown_mode() == ShutdownMode::LeaveRunning {
                         return None;
+                    }
+                    if forced.is_none() {
+                        forced = Some(AttemptOutcome::Cancelled);
+                        escalation.begin(None, grace);
                     }
                 }
             }
@@ -413,16 +426,6 @@ pub(crate) async fn supervise(
     Some(ended)
 }
 
-fn begin_stop(pgid: i32, grace: Duration, kill_at: Option<Instant>) -> Option<Instant> {
-    if grace.is_zero() {
-        spawn::signal_group(pgid, libc::SIGKILL);
-        return None;
-    }
-    spawn::signal_group(pgid, libc::SIGTERM);
-    // A second graceful stop does not push the deadline further out.
-    Some(kill_at.unwrap_or_else(|| Instant::now() + grace))
-}
-
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -433,7 +436,7 @@ async fn sleep_until(at: Option<Instant>) {
 async fn run_in_process(
     inner: &Arc<Inner>,
     c: &Claimed,
-    mut stop: mpsc::UnboundedReceiver<StopMode>,
+    mut stop: mpsc::UnboundedReceiver<StopRequest>,
     size: watch::Sender<u64>,
     make: impl FnOnce(TaskContext) -> TaskFuture,
 ) -> Option<Ended> {
@@ -474,11 +477,12 @@ async fn run_in_process(
                     Some(format!("timed out after {}", format_duration(task.spec.timeout.unwrap_or_default()))),
                 );
             }
-            _ = shutdown.changed() => {
+            _ = shutdown.wait_for(|&s| s) => {
+                handle.abort();
                 if inner.shutdown_mode() == ShutdownMode::LeaveRunning {
-                    handle.abort();
                     return None;
                 }
+                break Ended::new(AttemptOutcome::Cancelled, Some("stopped at shutdown".into()));
             }
         }
     };
@@ -495,8 +499,8 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-/// Commits the end of an attempt (with the notification), then runs hooks.
-pub(crate) async fn finish(inner: &Arc<Inner>, task: &TaskRecord, attempt: u32, ended: Ended) {
+/// The record of an attempt's end: its outcome, output tail and when to retry.
+fn end_record(inner: &Inner, task: &TaskRecord, attempt: u32, ended: Ended) -> AttemptEnd {
     let id = task.id;
     let log = inner.home.log(id);
     let (lines, bytes) = (inner.config.notice_lines, inner.config.notice_bytes);
@@ -505,7 +509,7 @@ pub(crate) async fn finish(inner: &Arc<Inner>, task: &TaskRecord, attempt: u32, 
     let (tail, output_bytes) = crate::output::last_lines(&log, lines, bytes);
     inner.metrics.attempt_ended(output_bytes);
     let delay = task.spec.retry.delay_after(attempt, inner.sample());
-    let end = AttemptEnd {
+    AttemptEnd {
         id,
         attempt,
         outcome: ended.outcome,
@@ -519,52 +523,39 @@ pub(crate) async fn finish(inner: &Arc<Inner>, task: &TaskRecord, attempt: u32, 
         tail,
         output_bytes,
         result: ended.result,
-    };
-    record_end(inner, task, end).await;
+    }
 }
 
-/// Failed commits of an end after which it is recorded without its output tail and
-/// result, in case those are what the store refuses.
-const FULL_END_TRIES: u32 = 4;
-/// The longest pause between two tries to record an end.
-const MAX_RECORD_WAIT: Duration = Duration::from_secs(30);
+/// Hands the end of an attempt this node ran to the dispatcher, which records it
+/// (with the notification) in its next store write, runs hooks and forgets the
+/// attempt.
+pub(crate) fn settle(inner: &Arc<Inner>, task: &TaskRecord, attempt: u32, ended: Ended) {
+    let end = end_record(inner, task, attempt, ended);
+    let id = end.id;
+    let s = crate::dispatch::Settle {
+        kind: task.kind,
+        end,
+        failures: 0,
+    };
+    if inner.settles.send(s).is_err() {
+        end_of_attempt(inner, id);
+    }
+}
 
-/// Commits `end`, trying again until it is recorded: a task whose end is known must
-/// not stay `running`. Every failure is logged and counted. After a few, the end is
-/// recorded bare, with the failure as its reason. Only a shutdown stops the tries;
-/// the next start then settles the attempt from the supervisors' journal.
-async fn record_end(inner: &Arc<Inner>, task: &TaskRecord, mut end: AttemptEnd) {
-    let (id, attempt) = (end.id, end.attempt);
-    let mut wait = Duration::from_millis(50);
+/// Commits the end of an attempt that was not in flight (found at recovery) and runs
+/// hooks, trying again until it is recorded. Only a shutdown stops the tries; the
+/// next start then settles the attempt from the supervisors' journal.
+pub(crate) async fn finish(inner: &Arc<Inner>, task: &TaskRecord, attempt: u32, ended: Ended) {
+    let mut end = end_record(inner, task, attempt, ended);
+    let id = end.id;
     let mut failures = 0u32;
     loop {
         match inner.store.finish_attempt(end.clone()).await {
-            Ok(Some(fin)) => {
-                if fin.task.state.is_terminal() && task.kind == TaskKind::Function {
-                    inner.functions.remove(id);
-                }
-                for t in std::iter::once(&fin.task).chain(&fin.cascaded) {
-                    inner.run_hooks(t);
-                }
-                return;
-            }
+            Ok(Some(fin)) => return crate::dispatch::recorded(inner, task.kind, &fin),
             Ok(None) => return,
             Err(e) => {
                 failures += 1;
-                inner.metrics.commit_failed();
-                tracing::error!(
-                    task = %id,
-                    "recording the end of attempt {attempt} failed (try {failures}): {e}"
-                );
-                if failures == FULL_END_TRIES {
-                    end.tail.clear();
-                    end.result = None;
-                    let why = format!("recording this end failed at first ({e})");
-                    end.reason = Some(match end.reason.take() {
-                        Some(r) => format!("{r}; {why}"),
-                        None => why,
-                    });
-                }
+                crate::dispatch::note_end_failure(inner, &mut end, failures, &e);
                 if inner.is_shutting_down() {
                     tracing::error!(
                         task = %id,
@@ -572,8 +563,7 @@ async fn record_end(inner: &Arc<Inner>, task: &TaskRecord, mut end: AttemptEnd) 
                     );
                     return;
                 }
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(MAX_RECORD_WAIT);
+                tokio::time::sleep(crate::dispatch::end_retry_wait(failures)).await;
             }
         }
     }

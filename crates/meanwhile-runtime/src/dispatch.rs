@@ -1,23 +1,50 @@
-//! The dispatcher: claims runnable tasks when woken (submit, exit, timer, queue
-//! change), starts their attempts, renews leases, and records progress lines.
+//! The dispatcher: the one loop that records the ends of attempts and claims new ones.
+//!
+//! Attempts hand their end to the dispatcher instead of committing it. Each turn of
+//! the loop takes every end that has arrived and, in the same store write, claims
+//! what the freed slots (and any submit or timer since) allow, then starts the
+//! claimed attempts. A finished task's slot is therefore refilled by the commit that
+//! records its end: one commit round trip per turn, however many tasks end in it,
+//! and nothing sleeps while there is work. Leases are renewed and progress lines
+//! recorded by loops of their own.
 
 use crate::attempt;
-use crate::runtime::{Active, Inner};
+use crate::runtime::Inner;
+use crate::stop::Active;
 use meanwhile_core::{Progress, TaskId, TaskKind};
-use meanwhile_store::ClaimRequest;
+use meanwhile_store::{AttemptEnd, Claim, ClaimRequest, Finished, StoreError};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-/// Most tasks claimed in one go; more are claimed on the next turn at once.
-const CLAIM_BATCH: u32 = 64;
+/// Most tasks claimed in one turn; more are claimed on the next turn at once.
+const CLAIM_BATCH: u32 = 256;
 /// With nothing scheduled, the dispatcher still looks once in a while, so a clock
 /// jump or a missed wake-up cannot strand a task.
 const IDLE_RECHECK: Duration = Duration::from_secs(30);
+/// The pause after a claim failed, before the next try.
+const CLAIM_RETRY: Duration = Duration::from_millis(500);
+/// Failed commits of an end after which it is recorded without its output tail and
+/// result, in case those are what the store refuses.
+pub(crate) const FULL_END_TRIES: u32 = 4;
+/// The longest pause between two tries to record an end.
+const MAX_RECORD_WAIT: Duration = Duration::from_secs(30);
 
-pub(crate) fn start(inner: &Arc<Inner>, progress: mpsc::UnboundedReceiver<(TaskId, Progress)>) {
-    tokio::spawn(dispatch_loop(inner.clone()));
+/// The end of an attempt this node ran, on its way to the store.
+pub(crate) struct Settle {
+    pub kind: TaskKind,
+    pub end: AttemptEnd,
+    /// Failed tries so far.
+    pub failures: u32,
+}
+
+pub(crate) fn start(
+    inner: &Arc<Inner>,
+    settles: mpsc::UnboundedReceiver<Settle>,
+    progress: mpsc::UnboundedReceiver<(TaskId, Progress)>,
+) {
+    tokio::spawn(dispatch_loop(inner.clone(), settles));
     tokio::spawn(renew_loop(inner.clone()));
     tokio::spawn(progress_loop(inner.clone(), progress));
 }
@@ -35,64 +62,183 @@ fn kinds(inner: &Inner) -> Vec<TaskKind> {
     kinds
 }
 
-async fn dispatch_loop(inner: Arc<Inner>) {
+fn claim_request(inner: &Inner) -> ClaimRequest {
+    let now = crate::now();
+    ClaimRequest {
+        node: inner.node.clone(),
+        now,
+        lease_until: meanwhile_core::Timestamp(now.0 + inner.config.lease.as_millis() as i64),
+        kinds: kinds(inner),
+        limit: CLAIM_BATCH,
+    }
+}
+
+async fn dispatch_loop(inner: Arc<Inner>, mut settles: mpsc::UnboundedReceiver<Settle>) {
     let mut shutdown = inner.shutdown.subscribe();
+    let mut pending: Vec<Settle> = Vec::new();
+    let mut claim_wanted = true;
+    let mut next_look = tokio::time::Instant::now();
     loop {
-        if inner.is_shutting_down() {
+        while let Ok(s) = settles.try_recv() {
+            pending.push(s);
+        }
+        let stopping = inner.is_shutting_down();
+        if stopping && pending.is_empty() && inner.in_flight.load(Ordering::SeqCst) == 0 {
             return;
         }
-        let now = crate::now();
-        let lease_until = meanwhile_core::Timestamp(now.0 + inner.config.lease.as_millis() as i64);
-        // Hold the table of active attempts across the claim, so that a stop request
-        // for a task being claimed finds it registered.
-        let mut active = inner.active.lock().await;
-        let claimed = inner
-            .store
-            .claim(ClaimRequest {
-                node: inner.node.clone(),
-                now,
-                lease_until,
-                kinds: kinds(&inner),
-                limit: CLAIM_BATCH,
-            })
-            .await;
-        let claim = match claimed {
-            Ok(c) => c,
-            Err(e) => {
-                drop(active);
-                tracing::error!("claiming tasks failed: {e}");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
+        // Ends free slots: a turn that records ends claims for them too.
+        let claim = (claim_wanted || !pending.is_empty()) && !stopping;
+        if claim || !pending.is_empty() {
+            claim_wanted = false;
+            let req = claim.then(|| claim_request(&inner));
+            let now = req.as_ref().map(|r| r.now);
+            match turn(&inner, std::mem::take(&mut pending), req).await {
+                Some(Ok(c)) => {
+                    claim_wanted = c.tasks.len() as u32 == CLAIM_BATCH;
+                    let wait = match (c.next_wakeup, now) {
+                        (Some(t), Some(now)) => Duration::from_millis(now.millis_until(t)),
+                        _ => IDLE_RECHECK,
+                    };
+                    next_look = tokio::time::Instant::now() + wait.min(IDLE_RECHECK);
+                    start_claimed(&inner, c);
+                }
+                Some(Err(e)) => {
+                    tracing::error!("claiming tasks failed: {e}");
+                    next_look = tokio::time::Instant::now() + CLAIM_RETRY;
+                }
+                None => {}
             }
-        };
-        let full = claim.tasks.len() as u32 == CLAIM_BATCH;
-        for c in claim.tasks {
-            let (stop_tx, stop_rx) = mpsc::unbounded_channel();
-            let (size_tx, size_rx) = watch::channel(0u64);
-            active.insert(
-                c.task.id,
-                Active {
-                    stop: stop_tx,
-                    output: size_rx,
-                    pgid: Default::default(),
-                },
-            );
-            inner.in_flight.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(attempt::run(inner.clone(), c, stop_rx, size_tx));
-        }
-        drop(active);
-        if full {
             continue;
         }
-        let sleep = match claim.next_wakeup {
-            Some(t) => Duration::from_millis(now.millis_until(t)).min(IDLE_RECHECK),
-            None => IDLE_RECHECK,
-        };
         tokio::select! {
-            _ = inner.wake.notified() => {}
-            _ = tokio::time::sleep(sleep) => {}
+            s = settles.recv() => pending.extend(s),
+            _ = inner.wake.notified() => claim_wanted = true,
+            _ = tokio::time::sleep_until(next_look) => claim_wanted = true,
             _ = shutdown.changed() => {}
         }
+    }
+}
+
+/// One turn: records `ends` and claims in one store write, then settles each end.
+/// Returns the claim's outcome, when one was asked for.
+async fn turn(
+    inner: &Arc<Inner>,
+    ends: Vec<Settle>,
+    req: Option<ClaimRequest>,
+) -> Option<Result<Claim, StoreError>> {
+    let asked = req.is_some();
+    let records = ends.iter().map(|s| s.end.clone()).collect();
+    match inner.store.settle_and_claim(records, req).await {
+        Ok(settled) => {
+            for (s, r) in ends.into_iter().zip(settled.finished) {
+                match r {
+                    Ok(fin) => ended(inner, s.kind, s.end.id, fin),
+                    Err(e) => retry_later(inner, s, &e),
+                }
+            }
+            settled.claim
+        }
+        Err(e) => {
+            let why = e.to_string();
+            for s in ends {
+                retry_later(inner, s, &StoreError::CommitFailed(why.clone()));
+            }
+            asked.then_some(Err(e))
+        }
+    }
+}
+
+/// An end is recorded: hooks run, and the attempt is forgotten.
+fn ended(inner: &Arc<Inner>, kind: TaskKind, id: TaskId, fin: Option<Finished>) {
+    if let Some(fin) = fin {
+        recorded(inner, kind, &fin);
+    }
+    attempt::end_of_attempt(inner, id);
+}
+
+/// What follows the commit of an end, on every path that records one: a finished
+/// closure is dropped from the registry, and the hooks run.
+pub(crate) fn recorded(inner: &Inner, kind: TaskKind, fin: &Finished) {
+    if fin.task.state.is_terminal() && kind == TaskKind::Function {
+        inner.functions.remove(fin.task.id);
+    }
+    for t in std::iter::once(&fin.task).chain(&fin.cascaded) {
+        inner.run_hooks(t);
+    }
+}
+
+/// Notes a failed try to record an end, as every path that records ends does.
+/// After [`FULL_END_TRIES`] the end loses its tail and result, and says why.
+pub(crate) fn note_end_failure(inner: &Inner, end: &mut AttemptEnd, failures: u32, e: &StoreError) {
+    inner.metrics.commit_failed();
+    tracing::error!(
+        task = %end.id,
+        "recording the end of attempt {} failed (try {failures}): {e}",
+        end.attempt
+    );
+    if failures == FULL_END_TRIES {
+        end.tail.clear();
+        end.result = None;
+        let why = format!("recording this end failed at first ({e})");
+        end.reason = Some(match end.reason.take() {
+            Some(r) => format!("{r}; {why}"),
+            None => why,
+        });
+    }
+}
+
+/// The pause before try `failures + 1` of recording an end.
+pub(crate) fn end_retry_wait(failures: u32) -> Duration {
+    (Duration::from_millis(50) * 2u32.saturating_pow(failures.saturating_sub(1)))
+        .min(MAX_RECORD_WAIT)
+}
+
+/// An end whose commit failed goes back to the dispatcher after a pause: a task whose
+/// end is known must not stay `running`. Only a shutdown stops the tries; the next
+/// start then settles the attempt from the supervisors' journal.
+fn retry_later(inner: &Arc<Inner>, mut s: Settle, e: &StoreError) {
+    s.failures += 1;
+    note_end_failure(inner, &mut s.end, s.failures, e);
+    if inner.is_shutting_down() {
+        tracing::error!(
+            task = %s.end.id,
+            "shutting down with the end of attempt {} unrecorded; the next start settles it from the journal",
+            s.end.attempt
+        );
+        attempt::end_of_attempt(inner, s.end.id);
+        return;
+    }
+    let wait = end_retry_wait(s.failures);
+    let inner = inner.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(wait).await;
+        if let Err(mpsc::error::SendError(s)) = inner.settles.send(s) {
+            attempt::end_of_attempt(&inner, s.end.id);
+        }
+    });
+}
+
+/// Registers the claimed attempts (handing over stops that came first) and starts them.
+fn start_claimed(inner: &Arc<Inner>, claim: Claim) {
+    if claim.tasks.is_empty() {
+        return;
+    }
+    let mut registry = inner.registry();
+    for c in claim.tasks {
+        let (stop_tx, stop_rx) = mpsc::unbounded_channel();
+        let (size_tx, size_rx) = watch::channel(0u64);
+        let pgid = Arc::default();
+        registry.register(
+            c.task.id,
+            Active {
+                attempt: c.attempt,
+                stop: stop_tx,
+                output: size_rx,
+                pgid: Arc::clone(&pgid),
+            },
+        );
+        inner.in_flight.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(attempt::run(inner.clone(), c, stop_rx, size_tx, pgid));
     }
 }
 

@@ -21,6 +21,7 @@ mod recover;
 mod runtime;
 mod spawn;
 mod spawner;
+mod stop;
 
 /// How the supervisors of attempts recorded their ends, for tools that measure them.
 pub mod status {

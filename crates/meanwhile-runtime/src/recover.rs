@@ -3,8 +3,9 @@
 //! recorded `lost` (then retried by policy) if their end cannot be known.
 
 use crate::attempt::{self, Ended};
-use crate::runtime::{Active, Inner};
+use crate::runtime::Inner;
 use crate::spawn::{self, Spawned};
+use crate::stop::Active;
 use meanwhile_core::{TaskKind, TaskRecord, Timestamp};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -67,12 +68,13 @@ pub(crate) async fn recover(inner: &Arc<Inner>) -> crate::Result<()> {
 async fn adopt(inner: &Arc<Inner>, task: TaskRecord, attempt: u32, pid: i32, supervisor: i32) {
     let (stop_tx, stop_rx) = mpsc::unbounded_channel();
     let (size_tx, size_rx) = watch::channel(0u64);
-    inner.active.lock().await.insert(
+    inner.registry().register(
         task.id,
         Active {
+            attempt,
             stop: stop_tx,
             output: size_rx,
-            pgid: pid.into(),
+            pgid: std::sync::Arc::new(pid.into()),
         },
     );
     inner.in_flight.fetch_add(1, Ordering::SeqCst);
@@ -87,9 +89,9 @@ async fn adopt(inner: &Arc<Inner>, task: TaskRecord, attempt: u32, pid: i32, sup
         let spawned = Spawned { supervisor, pid };
         let ended = attempt::supervise(&inner, &task, attempt, spawned, stop_rx).await;
         drop(guard);
-        if let Some(ended) = ended {
-            attempt::finish(&inner, &task, attempt, ended).await;
+        match ended {
+            Some(ended) => attempt::settle(&inner, &task, attempt, ended),
+            None => attempt::end_of_attempt(&inner, task.id),
         }
-        attempt::end_of_attempt(&inner, task.id).await;
     });
 }

@@ -24,15 +24,6 @@ use tokio::sync::{Notify, broadcast, mpsc, watch};
 
 type Hook = Arc<dyn Fn(&TaskRecord) + Send + Sync>;
 
-/// An attempt running on this node.
-pub(crate) struct Active {
-    pub stop: mpsc::UnboundedSender<StopMode>,
-    pub output: watch::Receiver<u64>,
-    /// The process group once the attempt's process is started (0 before, and for
-    /// in-process attempts), so a stop can signal it at once.
-    pub pgid: std::sync::atomic::AtomicI32,
-}
-
 pub(crate) struct Inner {
     pub store: Arc<dyn Store>,
     pub home: Home,
@@ -41,7 +32,10 @@ pub(crate) struct Inner {
     pub default_cwd: PathBuf,
     pub base_env: Vec<(String, String)>,
     pub wake: Notify,
-    pub active: tokio::sync::Mutex<HashMap<TaskId, Active>>,
+    /// The attempts running on this node; never held across an await.
+    pub active: Mutex<crate::stop::Registry>,
+    /// Ends of attempts on their way to the dispatcher, which records them.
+    pub settles: mpsc::UnboundedSender<crate::dispatch::Settle>,
     pub functions: crate::functions::Functions,
     pub executors: RwLock<HashMap<TaskKind, Arc<dyn Executor>>>,
     pub on_complete: RwLock<Vec<Hook>>,
@@ -61,6 +55,11 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// The registry of running attempts.
+    pub fn registry(&self) -> std::sync::MutexGuard<'_, crate::stop::Registry> {
+        self.active.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// A uniform sample in [0, 1) for backoff jitter.
     pub fn sample(&self) -> f64 {
         rand::random::<f64>()
@@ -198,6 +197,7 @@ impl Runtime {
             store.set_queue("default", Some(n), None).await?;
         }
         let journal = crate::journal::Journal::new(&home.journal());
+        let (settles, settles_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             store,
             node: config.node.clone().unwrap_or_else(host_name),
@@ -206,7 +206,8 @@ impl Runtime {
             home,
             config,
             wake: Notify::new(),
-            active: tokio::sync::Mutex::new(HashMap::new()),
+            active: Mutex::default(),
+            settles,
             functions: Default::default(),
             executors: RwLock::new(HashMap::new()),
             on_complete: RwLock::new(Vec::new()),
@@ -222,7 +223,7 @@ impl Runtime {
             lock: Mutex::new(Some(lock)),
         });
         crate::recover::recover(&inner).await?;
-        crate::dispatch::start(&inner, progress_rx);
+        crate::dispatch::start(&inner, settles_rx, progress_rx);
         let rt = Runtime {
             inner: inner.clone(),
         };
@@ -248,14 +249,9 @@ impl Runtime {
         // Set before the signal goes out, so every attempt that sees the signal reads
         // this mode.
         let _ = self.inner.shutdown_mode.set(mode); // a later call does not change it
-        let first = !self.inner.shutdown.send_replace(true);
+        // Each attempt sees the signal and, per the mode, stops its task or leaves it.
+        self.inner.shutdown.send_replace(true);
         self.inner.wake.notify_one();
-        if first && self.inner.shutdown_mode() == ShutdownMode::StopTasks {
-            let active = self.inner.active.lock().await;
-            for a in active.values() {
-                let _ = a.stop.send(StopMode::Graceful);
-            }
-        }
         loop {
             let idle = self.inner.idle.notified();
             if self.inner.in_flight.load(Ordering::SeqCst) == 0 {
@@ -500,21 +496,10 @@ impl Runtime {
                 Ok(fin.task)
             }
             StopOutcome::Stopping(task) => {
-                let active = self.inner.active.lock().await;
-                if let Some(a) = active.get(&id) {
-                    // Tell the attempt first, so that when the signal ends the task
-                    // the attempt already knows it was stopped (cancelled, not failed).
-                    let _ = a.stop.send(mode);
-                    // Signal now, not when the attempt's watcher next runs: a caller
-                    // that exits right after stop() must not leave the task running.
-                    let pgid = a.pgid.load(Ordering::SeqCst);
-                    if pgid > 0 {
-                        let signal = match mode {
-                            StopMode::Force => libc::SIGKILL,
-                            StopMode::Graceful => libc::SIGTERM,
-                        };
-                        crate::spawn::signal_group(pgid, signal);
-                    }
+                // A task running on another node is stopped by that node, which
+                // finds the flag in the store.
+                if task.node.as_deref() == Some(self.inner.node.as_str()) {
+                    self.inner.registry().stop(id, task.attempts, mode);
                 }
                 Ok(task)
             }
@@ -801,12 +786,7 @@ impl Runtime {
 
     /// A watch of the log size of a task running on this node.
     async fn output_watch(&self, id: TaskId) -> Option<watch::Receiver<u64>> {
-        self.inner
-            .active
-            .lock()
-            .await
-            .get(&id)
-            .map(|a| a.output.clone())
+        self.inner.registry().get(id).map(|a| a.output.clone())
     }
 }
 

@@ -202,6 +202,16 @@ pub struct Finished {
     pub cascaded: Vec<TaskRecord>,
 }
 
+/// What one [`Store::settle_and_claim`] did: each end's own result, in order, and the
+/// claim's.
+#[derive(Debug)]
+pub struct Settled {
+    /// One result per end: `None` when the attempt was no longer current.
+    pub finished: Vec<Result<Option<Finished>, StoreError>>,
+    /// The claim, when one was asked for.
+    pub claim: Option<Result<Claim, StoreError>>,
+}
+
 /// What a stop request did.
 #[derive(Debug, Clone)]
 pub enum StopOutcome {
@@ -270,6 +280,26 @@ pub trait Store: Send + Sync + 'static {
     /// Records the end of an attempt and moves the task on; `None` when the attempt is
     /// no longer the task's current one (already finished elsewhere).
     fn finish_attempt(&self, end: AttemptEnd) -> StoreFuture<'_, Option<Finished>>;
+    /// Records the ends of attempts, then claims: one write, so the slots the ends free
+    /// are claimed in the same commit. One end failing does not undo the others or the
+    /// claim. The default runs [`Store::finish_attempt`] and [`Store::claim`] in turn.
+    fn settle_and_claim(
+        &self,
+        ends: Vec<AttemptEnd>,
+        claim: Option<ClaimRequest>,
+    ) -> StoreFuture<'_, Settled> {
+        Box::pin(async move {
+            let mut finished = Vec::with_capacity(ends.len());
+            for end in ends {
+                finished.push(self.finish_attempt(end).await);
+            }
+            let claim = match claim {
+                Some(req) => Some(self.claim(req).await),
+                None => None,
+            };
+            Ok(Settled { finished, claim })
+        })
+    }
     /// Gives back the claim of a running task whose attempt never started a process:
     /// the task is pending again and the attempt is forgotten. `None` when the task
     /// is not running that attempt.

@@ -194,3 +194,22 @@ fn a_forced_stop_is_delivered_before_stop_returns() {
     }
     assert!(!alive(supervisor));
 }
+
+/// A stop that races the claim (committed after it, before the attempt is
+/// registered) still reaches the attempt: every task ends cancelled, none runs on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stops_racing_the_claim_are_never_lost() {
+    let env = runtime().await;
+    let mut ids = Vec::new();
+    for i in 0..60u64 {
+        let id = env.rt.submit(sh("sleep 300")).await.unwrap();
+        // Spread the stops over the window between submit, claim and registration.
+        tokio::time::sleep(Duration::from_micros(40 * i)).await;
+        env.rt.stop(id, StopMode::Graceful).await.unwrap();
+        ids.push(id);
+    }
+    for id in ids {
+        let t = finished(&env.rt, id).await;
+        assert_eq!(t.state, TaskState::Cancelled, "task {id}");
+    }
+}

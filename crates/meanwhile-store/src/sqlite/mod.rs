@@ -13,7 +13,7 @@ pub use schema::SCHEMA_VERSION;
 
 use crate::{
     AttemptEnd, Claim, ClaimRequest, CleanRequest, Finished, ListFilter, NewTask, Page,
-    PruneRequest, Pruned, StopOutcome, Store, StoreError, StoreFuture, Submitted,
+    PruneRequest, Pruned, Settled, StopOutcome, Store, StoreError, StoreFuture, Submitted,
 };
 use meanwhile_core::{
     Attempt, Event, Notification, Progress, QueueInfo, TaskId, TaskRecord, TaskState, Timestamp,
@@ -57,6 +57,9 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreErro
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
     let conn = Connection::open_with_flags(path, flags)?;
+    // Room for every statement the store prepares: an evicted one is compiled again
+    // on its next use, which costs more than running it.
+    conn.set_prepared_statement_cache_capacity(256);
     // NORMAL in WAL mode keeps every commit across a crash of the process; only a
     // power loss can take back the last commits before a checkpoint.
     conn.execute_batch(
@@ -293,6 +296,26 @@ fn writer_loop(
     }
 }
 
+/// Runs one part of a write in a savepoint of its own: a part that fails leaves no
+/// trace (nor events) and does not undo the others. The outer error means the
+/// savepoint itself failed, which puts the whole write in doubt.
+fn in_savepoint<T>(
+    conn: &Connection,
+    events: &mut Vec<Event>,
+    f: impl FnOnce(&mut Vec<Event>) -> Result<T, StoreError>,
+) -> Result<Result<T, StoreError>, StoreError> {
+    conn.execute_batch("SAVEPOINT part")?;
+    let mut part_events = Vec::new();
+    let r = f(&mut part_events);
+    if r.is_ok() {
+        conn.execute_batch("RELEASE part")?;
+        events.append(&mut part_events);
+    } else {
+        conn.execute_batch("ROLLBACK TO part; RELEASE part")?;
+    }
+    Ok(r)
+}
+
 fn owned(s: &str) -> String {
     s.to_string()
 }
@@ -300,19 +323,10 @@ fn owned(s: &str) -> String {
 impl Store for SqliteStore {
     fn submit(&self, tasks: Vec<NewTask>) -> StoreFuture<'_, Vec<Result<Submitted, StoreError>>> {
         self.write(move |conn, ev| {
-            Ok(tasks
+            tasks
                 .iter()
-                .map(|t| {
-                    conn.execute_batch("SAVEPOINT one")?;
-                    let r = ops::insert_task(conn, ev, t);
-                    if r.is_ok() {
-                        conn.execute_batch("RELEASE one")?;
-                    } else {
-                        conn.execute_batch("ROLLBACK TO one; RELEASE one")?;
-                    }
-                    r
-                })
-                .collect())
+                .map(|t| in_savepoint(conn, ev, |ev| ops::insert_task(conn, ev, t)))
+                .collect()
         })
     }
 
@@ -343,6 +357,26 @@ impl Store for SqliteStore {
 
     fn finish_attempt(&self, end: AttemptEnd) -> StoreFuture<'_, Option<Finished>> {
         self.write(move |conn, ev| ops::finish_attempt(conn, ev, &end))
+    }
+
+    fn settle_and_claim(
+        &self,
+        ends: Vec<AttemptEnd>,
+        claim: Option<ClaimRequest>,
+    ) -> StoreFuture<'_, Settled> {
+        self.write(move |conn, ev| {
+            let mut finished = Vec::with_capacity(ends.len());
+            for end in &ends {
+                finished.push(in_savepoint(conn, ev, |ev| {
+                    ops::finish_attempt(conn, ev, end)
+                })?);
+            }
+            let claim = match &claim {
+                Some(req) => Some(in_savepoint(conn, ev, |ev| ops::claim(conn, ev, req))?),
+                None => None,
+            };
+            Ok(Settled { finished, claim })
+        })
     }
 
     fn release(

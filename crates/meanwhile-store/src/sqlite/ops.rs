@@ -805,8 +805,11 @@ pub(crate) fn running(
 }
 
 pub(crate) fn next_wakeup(conn: &Connection, now: Timestamp) -> Result<Option<Timestamp>> {
+    // Named, because the planner would rather walk every pending task through
+    // `tasks_state`: a scan per claim, quadratic over a long queue.
     let mut stmt = conn.prepare_cached(
-        "SELECT MIN(run_after) FROM tasks WHERE state = 'pending' AND run_after > ?1",
+        "SELECT MIN(run_after) FROM tasks INDEXED BY tasks_pending_time
+         WHERE state = 'pending' AND run_after IS NOT NULL AND run_after > ?1",
     )?;
     Ok(stmt
         .query_row([now.0], |r| r.get::<_, Option<i64>>(0))?
