@@ -5,6 +5,7 @@ use crate::context::{TaskContext, TaskFuture};
 use crate::runtime::Inner;
 use crate::spawn::{self, SpawnRequest, Spawned};
 use crate::stop::{Escalation, StopRequest};
+use futures_util::FutureExt;
 use meanwhile_core::{AttemptOutcome, TaskId, TaskKind, TaskRecord, Timestamp, format_duration};
 use meanwhile_store::{AttemptEnd, Claimed};
 use std::fs::{File, OpenOptions};
@@ -451,34 +452,32 @@ async fn run_in_process(
         size: Arc::new(size),
         runtime: Arc::downgrade(inner),
     };
-    let mut handle = tokio::spawn(make(ctx));
+    // Polled here rather than spawned: one task and one wake-up fewer per closure,
+    // and a stop drops it at once. A panic in it is caught and ends the attempt.
+    let mut run = std::panic::AssertUnwindSafe(make(ctx)).catch_unwind();
     let timeout_at = deadline(task);
     let mut shutdown = inner.shutdown.subscribe();
     let mut stop_open = true;
     let ended = loop {
         tokio::select! {
-            r = &mut handle => break match r {
+            r = &mut run => break match r {
                 Ok(Ok(result)) => Ended { result, ..Ended::new(AttemptOutcome::Exited { code: 0 }, None) },
                 Ok(Err(message)) => Ended::failed(message),
-                Err(e) if e.is_panic() => Ended::failed(format!("the task panicked: {}", panic_message(e.into_panic()))),
-                Err(_) => Ended::new(AttemptOutcome::Cancelled, Some("stopped on request".into())),
+                Err(panic) => Ended::failed(format!("the task panicked: {}", panic_message(panic))),
             },
             mode = stop.recv(), if stop_open => match mode {
                 Some(_) => {
-                    handle.abort();
                     break Ended::new(AttemptOutcome::Cancelled, Some("stopped on request".into()));
                 }
                 None => stop_open = false,
             },
             _ = sleep_until(timeout_at), if timeout_at.is_some() => {
-                handle.abort();
                 break Ended::new(
                     AttemptOutcome::TimedOut,
                     Some(format!("timed out after {}", format_duration(task.spec.timeout.unwrap_or_default()))),
                 );
             }
             _ = shutdown.wait_for(|&s| s) => {
-                handle.abort();
                 if inner.shutdown_mode() == ShutdownMode::LeaveRunning {
                     return None;
                 }

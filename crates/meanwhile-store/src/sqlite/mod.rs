@@ -214,7 +214,7 @@ fn writer_loop(
             }
         }
         let mut completers = Vec::with_capacity(batch.len());
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = run(&conn, "BEGIN IMMEDIATE") {
             // Nothing runs: each caller hears why, and decides whether to try again.
             let why = format!("could not begin a write transaction: {e}");
             tracing::error!("{why}");
@@ -234,7 +234,7 @@ fn writer_loop(
                 completers.push(complete);
                 continue;
             }
-            if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+            if let Err(e) = run(&conn, "SAVEPOINT job") {
                 let why = format!("could not open a savepoint: {e}");
                 tracing::error!("{why}");
                 let (_, complete) = job(Err(&why), &mut Vec::new());
@@ -246,8 +246,7 @@ fn writer_loop(
             let (ok, complete) = job(Ok(&conn), &mut job_events);
             completers.push(complete);
             let closed = if ok {
-                conn.execute_batch("RELEASE job")
-                    .map(|()| committed_events.append(&mut job_events))
+                run(&conn, "RELEASE job").map(|()| committed_events.append(&mut job_events))
             } else {
                 conn.execute_batch("ROLLBACK TO job; RELEASE job")
             };
@@ -259,9 +258,7 @@ fn writer_loop(
         }
         let outcome = match broken {
             Some(why) => Err(why),
-            None => conn
-                .execute_batch("COMMIT")
-                .map_err(|e| format!("commit failed: {e}")),
+            None => run(&conn, "COMMIT").map_err(|e| format!("commit failed: {e}")),
         };
         match outcome {
             Ok(()) => {
@@ -304,16 +301,23 @@ fn in_savepoint<T>(
     events: &mut Vec<Event>,
     f: impl FnOnce(&mut Vec<Event>) -> Result<T, StoreError>,
 ) -> Result<Result<T, StoreError>, StoreError> {
-    conn.execute_batch("SAVEPOINT part")?;
+    run(conn, "SAVEPOINT part")?;
     let mut part_events = Vec::new();
     let r = f(&mut part_events);
     if r.is_ok() {
-        conn.execute_batch("RELEASE part")?;
+        run(conn, "RELEASE part")?;
         events.append(&mut part_events);
     } else {
         conn.execute_batch("ROLLBACK TO part; RELEASE part")?;
     }
     Ok(r)
+}
+
+/// Runs a statement without results through the statement cache: the writer runs
+/// the same transaction and savepoint statements for every job, and compiling them
+/// each time costs more than running them.
+fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 fn owned(s: &str) -> String {
