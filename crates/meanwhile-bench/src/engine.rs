@@ -24,34 +24,36 @@ async fn all_finished(
 ) -> Vec<(TaskId, Instant)> {
     let mut left: HashSet<TaskId> = ids.iter().copied().collect();
     let mut seen = Vec::with_capacity(ids.len());
+    // Events dropped while this receiver lagged: the store's counters then say when
+    // nothing is left to run (each figure has a runtime of its own).
+    let mut lagged = false;
     while !left.is_empty() {
-        match events.recv().await {
-            Ok(e) if e.kind == EventKind::Finished => {
+        if lagged && nothing_left(rt).await {
+            let now = Instant::now();
+            seen.extend(left.drain().map(|id| (id, now)));
+            break;
+        }
+        let next = tokio::time::timeout(Duration::from_millis(20), events.recv()).await;
+        match next {
+            Ok(Ok(e)) if e.kind == EventKind::Finished => {
                 if let Some(id) = e.task_id
                     && left.remove(&id)
                 {
                     seen.push((id, Instant::now()));
                 }
             }
-            Ok(_) => {}
-            Err(_) => {
-                // Lagged: fall back to reading the store for what is left.
-                let remaining: Vec<TaskId> = left.iter().copied().collect();
-                for id in remaining {
-                    if rt
-                        .get(id)
-                        .await
-                        .map(|t| t.state.is_terminal())
-                        .unwrap_or(false)
-                    {
-                        left.remove(&id);
-                        seen.push((id, Instant::now()));
-                    }
-                }
-            }
+            Ok(Ok(_)) | Err(_) => {}
+            Ok(Err(_)) => lagged = true,
         }
     }
     seen
+}
+
+async fn nothing_left(rt: &Runtime) -> bool {
+    rt.store()
+        .counts()
+        .await
+        .is_ok_and(|c| !c.iter().any(|(_, state, n)| *n > 0 && !state.is_terminal()))
 }
 
 /// 2,000 `sh -c true` tasks, max_parallel 2, first submit to last end, against raw
@@ -327,7 +329,11 @@ pub async fn closure_throughput() -> Value {
         .expect("floor");
     let floor_rate = n as f64 / floor.as_secs_f64();
     let mut figures = serde_json::Map::new();
-    for parallel in [64u32, 2] {
+    let parallels: Vec<u32> = match std::env::var("MEANWHILE_BENCH_PARALLEL") {
+        Ok(v) => v.split(',').filter_map(|p| p.trim().parse().ok()).collect(),
+        Err(_) => vec![64, 2],
+    };
+    for parallel in parallels {
         let dir = tempfile::tempdir().expect("temp dir");
         let rt = open(dir.path(), parallel).await;
         let mut events = rt.subscribe();

@@ -6,6 +6,9 @@
 //! engine, in-process), and
 //! api_throughput, cli_latency, daemon_rss, ls_latency (the daemon and the `meanwhile`
 //! binary, which must be built: `cargo build --release -p meanwhile`).
+//!
+//! `MEANWHILE_BENCH_TASKS=N` shrinks a figure's task count for a quick look, and
+//! `MEANWHILE_BENCH_PARALLEL=2` runs closure_throughput at those limits only.
 
 mod daemon;
 mod engine;

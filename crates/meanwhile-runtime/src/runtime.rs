@@ -642,6 +642,7 @@ impl Runtime {
         for id in ids {
             tasks.push(self.get(*id).await?);
         }
+        let wanted: std::collections::HashSet<TaskId> = ids.iter().copied().collect();
         loop {
             let done = match mode {
                 WaitMode::Any => tasks.iter().any(|t| t.state.is_terminal()),
@@ -658,7 +659,7 @@ impl Runtime {
                 loop {
                     match events.recv().await {
                         Ok(e) if matches!(e.kind, EventKind::Finished | EventKind::Retried) => {
-                            if let Some(id) = e.task_id.filter(|id| ids.contains(id)) {
+                            if let Some(id) = e.task_id.filter(|id| wanted.contains(id)) {
                                 return Some(id);
                             }
                         }

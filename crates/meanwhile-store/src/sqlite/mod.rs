@@ -60,6 +60,14 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreErro
     // Room for every statement the store prepares: an evicted one is compiled again
     // on its next use, which costs more than running it.
     conn.set_prepared_statement_cache_capacity(256);
+    // Without this, a statement whose bound value the planner compared with a
+    // partial index's condition (`run_after <= ?` against `tasks_pending`) is
+    // compiled again whenever that value changes: every claim. The store's queries
+    // name their partial indexes' conditions with literals, so plans do not change.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     // NORMAL in WAL mode keeps every commit across a crash of the process; only a
     // power loss can take back the last commits before a checkpoint.
     conn.execute_batch(
