@@ -263,14 +263,21 @@ impl Reader<'_> {
     }
 
     fn tail_lines(&self, f: &mut File, start: u64, total: u64, n: usize) -> io::Result<Slice> {
-        // Walk back from the end block by block until n line breaks are behind us.
+        let limit = self
+            .max_bytes
+            .map_or(self.page_limit(), |m| m.max(self.page_limit()));
+        // Walk back from the end block by block until n line breaks are behind us,
+        // but no further than what is kept (plus a block): lines that begin before
+        // that are cut anyway, and a gigabyte without a line break must not be read
+        // back to find where its line began.
+        let floor = start.max(total.saturating_sub((limit + BLOCK) as u64));
         let mut from = total;
         let mut newlines = 0usize;
         let mut buf = vec![0u8; BLOCK];
         // A trailing newline ends the last line rather than starting an empty one.
         let mut skip_last = true;
-        'outer: while from > start && n > 0 {
-            let size = ((from - start) as usize).min(BLOCK);
+        'outer: while from > floor && n > 0 {
+            let size = ((from - floor) as usize).min(BLOCK);
             let at = from - size as u64;
             let got = read_at(f, at, &mut buf[..size])?;
             for i in (0..got).rev() {
@@ -291,9 +298,6 @@ impl Reader<'_> {
         if n == 0 {
             from = total;
         }
-        let limit = self
-            .max_bytes
-            .map_or(self.page_limit(), |m| m.max(self.page_limit()));
         let keep_from = from.max(total.saturating_sub(limit as u64));
         let mut text = vec![0u8; (total - keep_from) as usize];
         let got = read_at(f, keep_from, &mut text)?;
@@ -526,6 +530,30 @@ mod tests {
         .read(&p)
         .unwrap();
         assert_eq!((text(&s).as_str(), s.cursor), ("", 14));
+    }
+
+    #[test]
+    fn a_tail_of_one_huge_line_reads_only_what_it_keeps() {
+        // 8 MiB without a line break, then two short lines: the tail of 3 lines
+        // keeps the last max_bytes of the huge line, and says where it looked from.
+        let mut content = vec![b'x'; 8 << 20];
+        content.extend_from_slice(b"\nlast\nend\n");
+        let (_d, p) = log(&content);
+        let s = Reader {
+            tail: Some(3),
+            max_bytes: Some(4096),
+            ..reader()
+        }
+        .read(&p)
+        .unwrap();
+        let total = content.len() as u64;
+        assert!(text(&s).ends_with("\nlast\nend\n"));
+        assert!(
+            s.start >= total - (DEFAULT_PAGE_BYTES + BLOCK) as u64,
+            "the walk back stopped near the kept range, at {}",
+            s.start
+        );
+        assert!(s.text.len() <= DEFAULT_PAGE_BYTES + 64);
     }
 
     #[test]
