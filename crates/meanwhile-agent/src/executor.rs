@@ -171,7 +171,11 @@ async fn report_progress(ctx: TaskContext, mut turns: watch::Receiver<u32>, max:
             ),
             _ => (None, format!("turn {turn}")),
         };
-        ctx.progress(percent, message).await;
+        // The percentage is within 0 to 100 by construction; a failed write is the
+        // store's to report, and progress is only a hint.
+        if let Err(e) = ctx.progress(percent, message).await {
+            tracing::debug!(task = %ctx.id(), "progress not recorded: {e}");
+        }
     }
 }
 

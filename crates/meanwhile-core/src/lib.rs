@@ -31,7 +31,9 @@ pub use spec::{
     MAX_STORED_DURATION_MS, RetryPolicy, SpecError, TaskSpec, ValidSpec, Work,
 };
 pub use state::{AttemptOutcome, IllegalTransition, TaskState, Transition, transition};
-pub use task::{Attempt, Progress, QueueInfo, TaskId, TaskKind, TaskRecord, Timestamp};
+pub use task::{
+    Attempt, MAX_PROGRESS_MESSAGE, Progress, QueueInfo, TaskId, TaskKind, TaskRecord, Timestamp,
+};
 
 /// Shortens `s` to at most `max` characters, marking the cut with an ellipsis.
 pub fn shorten(s: &str, max: usize) -> String {

@@ -121,24 +121,63 @@ pub struct Progress {
     pub at: Timestamp,
 }
 
+/// Longest progress message kept, in bytes; a longer one is cut at a character.
+pub const MAX_PROGRESS_MESSAGE: usize = 512;
+
 impl Progress {
+    /// The one rule for a reported percentage, whoever reports it (an API call, a
+    /// closure, a `::progress` line): a finite number from 0 to 100. Checked before
+    /// any narrowing to `f32`, which would round 100.000001 to 100.
+    pub fn check_percent(p: f64) -> Result<f32, crate::SpecError> {
+        if p.is_finite() && (0.0..=100.0).contains(&p) {
+            Ok(p as f32)
+        } else {
+            Err(crate::SpecError {
+                field: "percent",
+                message: format!("must be a number from 0 to 100, got {p}"),
+            })
+        }
+    }
+
+    /// Progress as a reporter gives it: the percentage checked by
+    /// [`Progress::check_percent`], the message cut to [`MAX_PROGRESS_MESSAGE`].
+    pub fn new(
+        percent: Option<f64>,
+        message: impl Into<String>,
+        at: Timestamp,
+    ) -> Result<Progress, crate::SpecError> {
+        let percent = percent.map(Progress::check_percent).transpose()?;
+        let mut message = message.into();
+        if message.len() > MAX_PROGRESS_MESSAGE {
+            let mut cut = MAX_PROGRESS_MESSAGE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        Ok(Progress {
+            percent,
+            message,
+            at,
+        })
+    }
+
     /// Parses the text after `::progress ` in a task's output: an optional percentage
-    /// (`40` or `40%`) followed by a message.
+    /// (`40` or `40%`) followed by a message. A first word that is not a percentage
+    /// by the one rule (`250`, `NaN`) is part of the message.
     pub fn parse_line(rest: &str, at: Timestamp) -> Progress {
         let rest = rest.trim();
         let (first, tail) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
-        match first.trim_end_matches('%').parse::<f32>() {
-            Ok(p) if p.is_finite() => Progress {
-                percent: Some(p.clamp(0.0, 100.0)),
-                message: tail.trim().to_string(),
-                at,
-            },
-            _ => Progress {
-                percent: None,
-                message: rest.to_string(),
-                at,
-            },
+        if let Ok(p) = first.trim_end_matches('%').parse::<f64>()
+            && let Ok(progress) = Progress::new(Some(p), tail.trim(), at)
+        {
+            return progress;
         }
+        Progress::new(None, rest, at).unwrap_or(Progress {
+            percent: None,
+            message: String::new(),
+            at,
+        })
     }
 }
 
@@ -280,8 +319,18 @@ mod tests {
         );
         let p = Progress::parse_line("warming up", at);
         assert_eq!((p.percent, p.message.as_str()), (None, "warming up"));
-        let p = Progress::parse_line("250", at);
-        assert_eq!(p.percent, Some(100.0));
+        let p = Progress::parse_line("250 done", at);
+        assert_eq!((p.percent, p.message.as_str()), (None, "250 done"));
+        let p = Progress::parse_line("NaN%", at);
+        assert_eq!(p.percent, None);
+        let long = "é".repeat(MAX_PROGRESS_MESSAGE);
+        let p = Progress::parse_line(&long, at);
+        assert!(p.message.len() <= MAX_PROGRESS_MESSAGE && long.starts_with(&p.message));
+        assert_eq!(
+            Progress::check_percent(100.000001).unwrap_err().field,
+            "percent"
+        );
+        assert_eq!(Progress::check_percent(100.0), Ok(100.0));
     }
 
     #[test]

@@ -2,12 +2,12 @@
 
 use crate::ShutdownMode;
 use crate::context::{TaskContext, TaskFuture};
-use crate::runtime::Inner;
+use crate::engine::Inner;
 use crate::spawn::{self, SpawnRequest, Spawned};
 use crate::stop::{Escalation, StopRequest};
 use futures_util::FutureExt;
 use meanwhile_core::{AttemptOutcome, TaskId, TaskKind, TaskRecord, Timestamp, format_duration};
-use meanwhile_store::{AttemptEnd, Claimed};
+use meanwhile_store::{AttemptEnd, Claimed, Finished, StoreError};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -450,7 +450,10 @@ async fn run_in_process(
         attempt: c.attempt,
         log: Arc::new(Mutex::new(crate::context::LazyLog::new(log_path))),
         size: Arc::new(size),
-        runtime: Arc::downgrade(inner),
+        engine: {
+            let engine: Arc<dyn std::any::Any + Send + Sync> = inner.clone();
+            Arc::downgrade(&engine)
+        },
     };
     // Polled here rather than spawned: one task and one wake-up fewer per closure,
     // and a stop drops it at once. A panic in it is caught and ends the attempt.
@@ -531,7 +534,7 @@ fn end_record(inner: &Inner, task: &TaskRecord, attempt: u32, ended: Ended) -> A
 pub(crate) fn settle(inner: &Arc<Inner>, task: &TaskRecord, attempt: u32, ended: Ended) {
     let end = end_record(inner, task, attempt, ended);
     let id = end.id;
-    let s = crate::dispatch::Settle {
+    let s = crate::engine::Settle {
         kind: task.kind,
         end,
         failures: 0,
@@ -550,11 +553,11 @@ pub(crate) async fn finish(inner: &Arc<Inner>, task: &TaskRecord, attempt: u32, 
     let mut failures = 0u32;
     loop {
         match inner.store.finish_attempt(end.clone()).await {
-            Ok(Some(fin)) => return crate::dispatch::recorded(inner, task.kind, &fin),
+            Ok(Some(fin)) => return recorded(inner, task.kind, &fin),
             Ok(None) => return,
             Err(e) => {
                 failures += 1;
-                crate::dispatch::note_end_failure(inner, &mut end, failures, &e);
+                note_end_failure(inner, &mut end, failures, &e);
                 if inner.is_shutting_down() {
                     tracing::error!(
                         task = %id,
@@ -562,8 +565,51 @@ pub(crate) async fn finish(inner: &Arc<Inner>, task: &TaskRecord, attempt: u32, 
                     );
                     return;
                 }
-                tokio::time::sleep(crate::dispatch::end_retry_wait(failures)).await;
+                tokio::time::sleep(end_retry_wait(failures)).await;
             }
         }
     }
+}
+
+/// Failed commits of an end after which it is recorded without its output tail and
+/// result, in case those are what the store refuses.
+pub(crate) const FULL_END_TRIES: u32 = 4;
+/// The longest pause between two tries to record an end.
+const MAX_RECORD_WAIT: Duration = Duration::from_secs(30);
+
+/// What follows the commit of an end, on every path that records one: a finished
+/// closure is dropped from the registry, and the hooks run.
+pub(crate) fn recorded(inner: &Inner, kind: TaskKind, fin: &Finished) {
+    if fin.task.state.is_terminal() && kind == TaskKind::Function {
+        inner.functions.remove(fin.task.id);
+    }
+    for t in std::iter::once(&fin.task).chain(&fin.cascaded) {
+        inner.run_hooks(t);
+    }
+}
+
+/// Notes a failed try to record an end, as every path that records ends does.
+/// After [`FULL_END_TRIES`] the end loses its tail and result, and says why.
+pub(crate) fn note_end_failure(inner: &Inner, end: &mut AttemptEnd, failures: u32, e: &StoreError) {
+    inner.metrics.commit_failed();
+    tracing::error!(
+        task = %end.id,
+        "recording the end of attempt {} failed (try {failures}): {e}",
+        end.attempt
+    );
+    if failures == FULL_END_TRIES {
+        end.tail.clear();
+        end.result = None;
+        let why = format!("recording this end failed at first ({e})");
+        end.reason = Some(match end.reason.take() {
+            Some(r) => format!("{r}; {why}"),
+            None => why,
+        });
+    }
+}
+
+/// The pause before try `failures + 1` of recording an end.
+pub(crate) fn end_retry_wait(failures: u32) -> Duration {
+    (Duration::from_millis(50) * 2u32.saturating_pow(failures.saturating_sub(1)))
+        .min(MAX_RECORD_WAIT)
 }

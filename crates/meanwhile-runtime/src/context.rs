@@ -1,8 +1,8 @@
 //! In-process tasks: the context a closure or an executor gets, and the executor seam
 //! through which other crates (the agent) run their kinds of task.
 
-use crate::runtime::Inner;
-use meanwhile_core::{Progress, TaskId, TaskRecord};
+use meanwhile_core::{TaskId, TaskRecord};
+use std::any::Any;
 use std::fs::File;
 use std::future::Future;
 use std::io::Write;
@@ -31,7 +31,9 @@ pub struct TaskContext {
     pub(crate) attempt: u32,
     pub(crate) log: Arc<Mutex<LazyLog>>,
     pub(crate) size: Arc<watch::Sender<u64>>,
-    pub(crate) runtime: Weak<Inner>,
+    /// The engine running the attempt, opaque here so that this module stands below
+    /// it; `engine.rs` and `runtime.rs` implement what needs it.
+    pub(crate) engine: Weak<dyn Any + Send + Sync>,
 }
 
 impl TaskContext {
@@ -66,30 +68,6 @@ impl TaskContext {
         let mut s = line.as_ref().to_string();
         s.push('\n');
         self.write(s.as_bytes());
-    }
-
-    /// Reports progress: a percentage (0 to 100) when known, and what is happening.
-    pub async fn progress(&self, percent: Option<f32>, message: impl Into<String>) {
-        let Some(inner) = self.runtime.upgrade() else {
-            return;
-        };
-        let p = Progress {
-            percent: percent.map(|p| p.clamp(0.0, 100.0)),
-            message: message.into(),
-            at: crate::now(),
-        };
-        if let Err(e) = inner.store.set_progress(self.id, p).await {
-            inner.write_failed(
-                format_args!("recording the progress of task {}", self.id),
-                &e,
-            );
-        }
-    }
-
-    /// The runtime running this task, to submit or wait on other tasks; `None` once it
-    /// has shut down.
-    pub fn runtime(&self) -> Option<crate::Runtime> {
-        self.runtime.upgrade().map(crate::Runtime::from_inner)
     }
 }
 

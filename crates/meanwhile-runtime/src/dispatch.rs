@@ -9,10 +9,10 @@
 //! recorded by loops of their own.
 
 use crate::attempt;
-use crate::runtime::Inner;
+use crate::engine::{Inner, Settle};
 use crate::stop::Active;
 use meanwhile_core::{Progress, TaskId, TaskKind};
-use meanwhile_store::{AttemptEnd, Claim, ClaimRequest, Finished, StoreError};
+use meanwhile_store::{Claim, ClaimRequest, Finished, StoreError};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -25,19 +25,6 @@ const CLAIM_BATCH: u32 = 256;
 const IDLE_RECHECK: Duration = Duration::from_secs(30);
 /// The pause after a claim failed, before the next try.
 const CLAIM_RETRY: Duration = Duration::from_millis(500);
-/// Failed commits of an end after which it is recorded without its output tail and
-/// result, in case those are what the store refuses.
-pub(crate) const FULL_END_TRIES: u32 = 4;
-/// The longest pause between two tries to record an end.
-const MAX_RECORD_WAIT: Duration = Duration::from_secs(30);
-
-/// The end of an attempt this node ran, on its way to the store.
-pub(crate) struct Settle {
-    pub kind: TaskKind,
-    pub end: AttemptEnd,
-    /// Failed tries so far.
-    pub failures: u32,
-}
 
 pub(crate) fn start(
     inner: &Arc<Inner>,
@@ -151,46 +138,9 @@ async fn turn(
 /// An end is recorded: hooks run, and the attempt is forgotten.
 fn ended(inner: &Arc<Inner>, kind: TaskKind, id: TaskId, fin: Option<Finished>) {
     if let Some(fin) = fin {
-        recorded(inner, kind, &fin);
+        attempt::recorded(inner, kind, &fin);
     }
     attempt::end_of_attempt(inner, id);
-}
-
-/// What follows the commit of an end, on every path that records one: a finished
-/// closure is dropped from the registry, and the hooks run.
-pub(crate) fn recorded(inner: &Inner, kind: TaskKind, fin: &Finished) {
-    if fin.task.state.is_terminal() && kind == TaskKind::Function {
-        inner.functions.remove(fin.task.id);
-    }
-    for t in std::iter::once(&fin.task).chain(&fin.cascaded) {
-        inner.run_hooks(t);
-    }
-}
-
-/// Notes a failed try to record an end, as every path that records ends does.
-/// After [`FULL_END_TRIES`] the end loses its tail and result, and says why.
-pub(crate) fn note_end_failure(inner: &Inner, end: &mut AttemptEnd, failures: u32, e: &StoreError) {
-    inner.metrics.commit_failed();
-    tracing::error!(
-        task = %end.id,
-        "recording the end of attempt {} failed (try {failures}): {e}",
-        end.attempt
-    );
-    if failures == FULL_END_TRIES {
-        end.tail.clear();
-        end.result = None;
-        let why = format!("recording this end failed at first ({e})");
-        end.reason = Some(match end.reason.take() {
-            Some(r) => format!("{r}; {why}"),
-            None => why,
-        });
-    }
-}
-
-/// The pause before try `failures + 1` of recording an end.
-pub(crate) fn end_retry_wait(failures: u32) -> Duration {
-    (Duration::from_millis(50) * 2u32.saturating_pow(failures.saturating_sub(1)))
-        .min(MAX_RECORD_WAIT)
 }
 
 /// An end whose commit failed goes back to the dispatcher after a pause: a task whose
@@ -198,7 +148,7 @@ pub(crate) fn end_retry_wait(failures: u32) -> Duration {
 /// start then settles the attempt from the supervisors' journal.
 fn retry_later(inner: &Arc<Inner>, mut s: Settle, e: &StoreError) {
     s.failures += 1;
-    note_end_failure(inner, &mut s.end, s.failures, e);
+    attempt::note_end_failure(inner, &mut s.end, s.failures, e);
     if inner.is_shutting_down() {
         tracing::error!(
             task = %s.end.id,
@@ -208,7 +158,7 @@ fn retry_later(inner: &Arc<Inner>, mut s: Settle, e: &StoreError) {
         attempt::end_of_attempt(inner, s.end.id);
         return;
     }
-    let wait = end_retry_wait(s.failures);
+    let wait = attempt::end_retry_wait(s.failures);
     let inner = inner.clone();
     tokio::spawn(async move {
         tokio::time::sleep(wait).await;
@@ -266,7 +216,7 @@ async fn progress_loop(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<(TaskI
             _ = shutdown.changed() => return,
             else => return,
         };
-        if let Err(e) = inner.store.set_progress(id, p).await {
+        if let Err(e) = inner.write_progress(id, p).await {
             inner.write_failed(format_args!("recording the progress of task {id}"), &e);
         }
     }

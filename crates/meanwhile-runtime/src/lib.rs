@@ -12,6 +12,7 @@ mod attempt;
 mod config;
 mod context;
 mod dispatch;
+mod engine;
 mod functions;
 mod home;
 mod journal;

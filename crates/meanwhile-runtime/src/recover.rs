@@ -3,7 +3,7 @@
 //! recorded `lost` (then retried by policy) if their end cannot be known.
 
 use crate::attempt::{self, Ended};
-use crate::runtime::Inner;
+use crate::engine::Inner;
 use crate::spawn::{self, Spawned};
 use crate::stop::Active;
 use meanwhile_core::{TaskKind, TaskRecord, Timestamp};

@@ -1,13 +1,14 @@
 //! The `Runtime` handle and its public API.
 
 use crate::context::{Executor, TaskContext, TaskFn, TaskFuture};
+use crate::engine::Inner;
 use crate::output::{self, Reader};
 use crate::watch::OutputWatcher;
 use crate::{Error, Home, Result, RuntimeConfig, ShutdownMode};
 use meanwhile_core::{
     ApiError, Attempt, Backend, BackendFuture, ErrorCode, Event, EventKind, Notification,
     OutputChunk, OutputQuery, Progress, QueueInfo, StopMode, TaskId, TaskKind, TaskRecord,
-    TaskSpec, TaskState, WaitFor, WaitMode, WaitOutcome,
+    TaskSpec, WaitFor, WaitMode, WaitOutcome,
 };
 use meanwhile_store::{
     CleanRequest, ListFilter, NewTask, Page, SqliteStore, StopOutcome, Store, StoreError, Submitted,
@@ -22,80 +23,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{Notify, broadcast, mpsc, watch};
 
-type Hook = Arc<dyn Fn(&TaskRecord) + Send + Sync>;
-
-pub(crate) struct Inner {
-    pub store: Arc<dyn Store>,
-    pub home: Home,
-    pub config: RuntimeConfig,
-    pub node: String,
-    pub default_cwd: PathBuf,
-    pub base_env: Vec<(String, String)>,
-    pub wake: Notify,
-    /// The attempts running on this node; never held across an await.
-    pub active: Mutex<crate::stop::Registry>,
-    /// Ends of attempts on their way to the dispatcher, which records them.
-    pub settles: mpsc::UnboundedSender<crate::dispatch::Settle>,
-    pub functions: crate::functions::Functions,
-    pub executors: RwLock<HashMap<TaskKind, Arc<dyn Executor>>>,
-    pub on_complete: RwLock<Vec<Hook>>,
-    pub on_error: RwLock<Vec<Hook>>,
-    pub watcher: OutputWatcher,
-    pub spawner: crate::spawner::Spawner,
-    pub journal: Mutex<crate::journal::Journal>,
-    pub shutdown: watch::Sender<bool>,
-    /// The mode a shutdown was asked with, when it differs from the configured one.
-    pub shutdown_mode: std::sync::OnceLock<ShutdownMode>,
-    /// Attempts in flight, so shutdown can wait for them.
-    pub in_flight: AtomicUsize,
-    pub idle: Notify,
-    pub metrics: crate::metrics::Counters,
-    /// Held while the runtime owns the home; released at the end of shutdown.
-    lock: Mutex<Option<File>>,
-}
-
-impl Inner {
-    /// The registry of running attempts.
-    pub fn registry(&self) -> std::sync::MutexGuard<'_, crate::stop::Registry> {
-        self.active.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// A uniform sample in [0, 1) for backoff jitter.
-    pub fn sample(&self) -> f64 {
-        rand::random::<f64>()
-    }
-
-    /// Logs and counts a failed write that has no caller to answer. Refusals (a task
-    /// that ended meanwhile) are expected and only logged at debug level.
-    pub fn write_failed(&self, what: std::fmt::Arguments<'_>, e: &meanwhile_store::StoreError) {
-        if e.is_database_failure() {
-            self.metrics.commit_failed();
-            tracing::error!("{what} failed: {e}");
-        } else {
-            tracing::debug!("{what} refused: {e}");
-        }
-    }
-
-    pub fn is_shutting_down(&self) -> bool {
-        *self.shutdown.borrow()
-    }
-
-    pub fn run_hooks(&self, task: &TaskRecord) {
-        let hooks = match task.state {
-            TaskState::Succeeded => &self.on_complete,
-            TaskState::Failed | TaskState::TimedOut | TaskState::Quarantined | TaskState::Lost => {
-                &self.on_error
-            }
-            _ => return,
-        };
-        let hooks: Vec<Hook> = hooks.read().map(|h| h.clone()).unwrap_or_default();
-        for hook in hooks {
-            // A hook that panics must not take the supervisor down with it.
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(task)));
-            if r.is_err() {
-                tracing::error!(task = %task.id, "a completion hook panicked");
-            }
-        }
+impl TaskContext {
+    /// The runtime running this task, to submit or wait on other tasks; `None` once it
+    /// has shut down.
+    pub fn runtime(&self) -> Option<Runtime> {
+        self.engine().map(Runtime::from_inner)
     }
 }
 
@@ -139,17 +71,6 @@ fn host_name() -> String {
         }
     }
     "localhost".to_string()
-}
-
-impl Inner {
-    /// What shutdown does to running tasks: the mode it was asked with, else the
-    /// configured one.
-    pub fn shutdown_mode(&self) -> ShutdownMode {
-        self.shutdown_mode
-            .get()
-            .copied()
-            .unwrap_or(self.config.shutdown_mode)
-    }
 }
 
 impl Runtime {
@@ -579,20 +500,8 @@ impl Runtime {
         percent: Option<f32>,
         message: impl Into<String>,
     ) -> Result<()> {
-        if let Some(p) = percent
-            && !(0.0..=100.0).contains(&p)
-        {
-            return Err(Error::Invalid {
-                field: "percent",
-                message: format!("must be between 0 and 100, got {p}"),
-            });
-        }
-        let p = Progress {
-            percent,
-            message: message.into(),
-            at: crate::now(),
-        };
-        Ok(self.inner.store.set_progress(id, p).await?)
+        let p = Progress::new(percent.map(f64::from), message, crate::now())?;
+        Ok(self.inner.write_progress(id, p).await?)
     }
 
     /// Returns the session's undelivered notifications, oldest first, and marks them

@@ -19,7 +19,10 @@ async fn a_closure_runs_writes_output_and_notifies() {
         .rt
         .submit_fn(spec, |ctx| async move {
             ctx.println("working");
-            ctx.progress(Some(50.0), "half way").await;
+            ctx.progress(Some(50.0), "half way").await.unwrap();
+            // The same rule as for every reporter.
+            let refused = ctx.progress(Some(140.0), "too far").await.unwrap_err();
+            assert_eq!(refused.field(), Some("percent"));
             Ok::<(), String>(())
         })
         .await

@@ -71,18 +71,12 @@ pub(crate) async fn progress(
     IdPath(id): IdPath,
     Body(req): Body<ProgressReport>,
 ) -> Answer<StatusCode> {
-    // Checked before it is narrowed to f32, which would round 100.000001 to 100.
-    if let Some(p) = req.percent
-        && !(0.0..=100.0).contains(&p)
-    {
-        return Err(Fail(ApiError::invalid(
-            "percent",
-            format!("must be between 0 and 100, got {p}"),
-        )));
-    }
-    state
-        .rt
-        .report_progress(id, req.percent.map(|p| p as f32), req.message)
-        .await?;
+    // The one rule, checked before the percentage is narrowed to f32.
+    let percent = req
+        .percent
+        .map(meanwhile_core::Progress::check_percent)
+        .transpose()
+        .map_err(|e| Fail(ApiError::invalid(e.field, e.message)))?;
+    state.rt.report_progress(id, percent, req.message).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -293,7 +293,7 @@ async fn bad_requests_are_clear_errors_and_change_nothing() {
             400,
             "invalid_argument",
             Some("percent"),
-            "between 0 and 100",
+            "a number from 0 to 100",
         ),
         case(
             Method::POST,
