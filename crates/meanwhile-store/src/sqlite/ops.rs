@@ -446,7 +446,7 @@ pub(crate) fn claim(
     let mut out = Vec::with_capacity(picked.len());
     for id in picked {
         let id = TaskId(id);
-        let task = load_task(conn, id)?;
+        let mut task = load_task(conn, id)?;
         let to = transition(task.state, Transition::Claim)
             .map_err(|source| StoreError::Illegal { id, source })?;
         let attempt = task.attempts + 1;
@@ -477,10 +477,17 @@ pub(crate) fn claim(
             Some(id),
             json!({"attempt": attempt, "node": req.node}),
         )?;
-        out.push(Claimed {
-            task: load_task(conn, id)?,
-            attempt,
-        });
+        // The record as the UPDATE above left it, without reading it back.
+        task.state = to;
+        task.attempts = attempt;
+        task.started_at = Some(req.now);
+        task.finished_at = None;
+        task.node = Some(req.node.clone());
+        task.run_after = None;
+        task.exit_code = None;
+        task.signal = None;
+        task.stop_requested = false;
+        out.push(Claimed { task, attempt });
     }
     Ok(Claim {
         tasks: out,
@@ -529,7 +536,7 @@ pub(crate) fn finish_attempt(
     end: &AttemptEnd,
 ) -> Result<Option<Finished>> {
     let id = end.id;
-    let task = load_task(conn, id)?;
+    let mut task = load_task(conn, id)?;
     if task.state != TaskState::Running || task.attempts != end.attempt {
         return Ok(None);
     }
@@ -593,6 +600,8 @@ pub(crate) fn finish_attempt(
             end.signal,
             retry_reason
         ])?;
+        task.run_after = Some(end.retry_at);
+        task.reason = Some(retry_reason);
     } else {
         let mut stmt = conn.prepare_cached(
             "UPDATE tasks SET state = ?2, finished_at = ?3, node = NULL, lease_until = NULL,
@@ -609,6 +618,11 @@ pub(crate) fn finish_attempt(
             reason,
             end.result
         ])?;
+        task.finished_at = Some(end.ended_at);
+        task.reason = reason;
+        if end.result.is_some() {
+            task.result = end.result.clone();
+        }
     }
     count_move(conn, &task.queue, task.state, to)?;
     emit(
@@ -626,7 +640,12 @@ pub(crate) fn finish_attempt(
             "retry_at": (to == TaskState::Pending).then_some(end.retry_at.0),
         }),
     )?;
-    let task = load_task(conn, id)?;
+    // The record as the UPDATE above left it, without reading it back.
+    task.state = to;
+    task.node = None;
+    task.exit_code = end.exit_code;
+    task.signal = end.signal;
+    task.stop_requested = false;
     let mut cascaded = Vec::new();
     if to.is_terminal() {
         finished(

@@ -151,6 +151,35 @@ async fn claim_honours_max_parallel_priority_and_pause() {
     assert_eq!(claimed[0].task.id, mid);
 }
 
+/// A claim answers with the task as it is stored, also for a retry of a task whose
+/// first attempt left an exit code, a reason and a stop flag behind.
+#[tokio::test]
+async fn a_claim_answers_with_the_stored_record() {
+    let f = open();
+    let mut spec = TaskSpec::shell("flaky");
+    spec.retry = RetryPolicy {
+        max_attempts: 2,
+        ..RetryPolicy::default()
+    };
+    let id = submit(&f.store, spec).await;
+    let first = f.store.claim(claim_req(1)).await.unwrap().tasks;
+    assert_eq!(first[0].task, f.store.get(id).await.unwrap());
+    f.store.request_stop(id, NOW).await.unwrap();
+    let mut failed = end(id, 1, AttemptOutcome::Exited { code: 3 });
+    failed.retry_at = NOW;
+    failed.reason = Some("it broke".into());
+    let fin = f.store.finish_attempt(failed).await.unwrap().unwrap();
+    assert_eq!(fin.task, f.store.get(id).await.unwrap(), "a retry's record");
+    let second = f.store.claim(claim_req(1)).await.unwrap().tasks;
+    assert_eq!(second[0].attempt, 2);
+    assert_eq!(second[0].task, f.store.get(id).await.unwrap());
+    let mut done = end(id, 2, AttemptOutcome::Exited { code: 0 });
+    done.result = Some("42".into());
+    let fin = f.store.finish_attempt(done).await.unwrap().unwrap();
+    assert_eq!(fin.task, f.store.get(id).await.unwrap(), "a final record");
+    assert_eq!(fin.task.result.as_deref(), Some("42"));
+}
+
 #[tokio::test]
 async fn run_after_and_dependencies_gate_claims_and_failures_cascade() {
     let f = open();
