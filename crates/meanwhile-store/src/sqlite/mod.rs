@@ -188,7 +188,7 @@ impl SqliteStore {
     }
 
     /// Inserts `n` finished tasks at once, for benchmarks that need a large store.
-    #[doc(hidden)]
+    #[cfg(feature = "bench")]
     pub fn seed_finished(&self, n: u64, now: Timestamp) -> StoreFuture<'static, ()> {
         self.write(move |conn, _| ops::seed_finished(conn, n, now))
     }

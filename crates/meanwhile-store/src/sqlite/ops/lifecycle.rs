@@ -1,0 +1,518 @@
+//! A task's way through its states: claims, leases, ends, releases, stops, retries,
+//! progress, and what failure cascades to dependents.
+
+use super::*;
+use crate::{AttemptEnd, Claim, ClaimRequest, Claimed, Finished, StopOutcome, StoreError};
+use meanwhile_core::{
+    Attempt, AttemptOutcome, Event, EventKind, Progress, TaskId, TaskRecord, TaskState, Timestamp,
+    Transition, transition,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::json;
+use std::collections::HashMap;
+
+/// Fails a pending task whose dependency ended without succeeding, then its own
+/// dependents, and so on.
+pub(super) fn fail_for_dependency(
+    conn: &Connection,
+    events: &mut Vec<Event>,
+    id: TaskId,
+    dep: TaskId,
+    dep_state: TaskState,
+    now: Timestamp,
+) -> Result<Vec<TaskRecord>> {
+    let task = load_task(conn, id)?;
+    let to = transition(task.state, Transition::DependencyFailed)
+        .map_err(|source| StoreError::Illegal { id, source })?;
+    let reason = format!("dependency {dep} ended {dep_state}, so this task never ran");
+    let mut stmt = conn.prepare_cached(
+        "UPDATE tasks SET state = ?2, reason = ?3, finished_at = ?4, run_after = NULL WHERE id = ?1",
+    )?;
+    stmt.execute(params![id.0, to.as_str(), reason, now.0])?;
+    count_move(conn, &task.queue, task.state, to)?;
+    let task = load_task(conn, id)?;
+    finished(conn, events, &task, now, 0, "", 0)?;
+    let mut out = vec![task];
+    out.extend(cascade(conn, events, id, to, now)?);
+    Ok(out)
+}
+
+/// Fails the pending dependents of a task that ended without succeeding.
+pub(super) fn cascade(
+    conn: &Connection,
+    events: &mut Vec<Event>,
+    id: TaskId,
+    state: TaskState,
+    now: Timestamp,
+) -> Result<Vec<TaskRecord>> {
+    if state == TaskState::Succeeded {
+        return Ok(Vec::new());
+    }
+    let dependents: Vec<i64> = {
+        let mut stmt = conn.prepare_cached(
+            "SELECT d.task_id FROM deps d JOIN tasks t ON t.id = d.task_id
+             WHERE d.dep_id = ?1 AND t.state = 'pending'",
+        )?;
+        stmt.query_map([id.0], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    let mut out = Vec::new();
+    for dependent in dependents {
+        out.extend(fail_for_dependency(
+            conn,
+            events,
+            TaskId(dependent),
+            id,
+            state,
+            now,
+        )?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn claim(
+    conn: &Connection,
+    events: &mut Vec<Event>,
+    req: &ClaimRequest,
+) -> Result<Claim> {
+    if req.kinds.is_empty() || req.limit == 0 {
+        return Ok(Claim {
+            tasks: Vec::new(),
+            next_wakeup: next_wakeup(conn, req.now)?,
+        });
+    }
+    let running: HashMap<String, i64> = {
+        let mut stmt = conn.prepare_cached(
+            "SELECT queue, COUNT(*) FROM tasks WHERE state = 'running' GROUP BY queue",
+        )?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    let queues: Vec<(String, i64)> = {
+        let mut stmt =
+            conn.prepare_cached("SELECT name, max_parallel FROM queues WHERE paused = 0")?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    let kinds: Vec<String> = req
+        .kinds
+        .iter()
+        .map(|k| format!("'{}'", k.as_str()))
+        .collect();
+    let pick_sql = format!(
+        "SELECT id FROM tasks WHERE state = 'pending' AND queue = ?1
+           AND (run_after IS NULL OR run_after <= ?2)
+           AND kind IN ({})
+           AND NOT EXISTS (SELECT 1 FROM deps d JOIN tasks t ON t.id = d.dep_id
+                           WHERE d.task_id = tasks.id AND t.state <> 'succeeded')
+         ORDER BY priority DESC, id LIMIT ?3",
+        kinds.join(", ")
+    );
+    let mut budget = req.limit as i64;
+    let mut picked = Vec::new();
+    for (queue, max) in queues {
+        let free = (max - running.get(&queue).copied().unwrap_or(0)).min(budget);
+        if free <= 0 {
+            continue;
+        }
+        let mut stmt = conn.prepare_cached(&pick_sql)?;
+        let ids: Vec<i64> = stmt
+            .query_map(params![queue, req.now.0, free], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        budget -= ids.len() as i64;
+        picked.extend(ids);
+        if budget <= 0 {
+            break;
+        }
+    }
+    let mut out = Vec::with_capacity(picked.len());
+    for id in picked {
+        let id = TaskId(id);
+        let mut task = load_task(conn, id)?;
+        let to = transition(task.state, Transition::Claim)
+            .map_err(|source| StoreError::Illegal { id, source })?;
+        let attempt = task.attempts + 1;
+        let mut stmt = conn.prepare_cached(
+            "UPDATE tasks SET state = ?2, attempts = ?3, started_at = ?4, finished_at = NULL,
+                node = ?5, lease_until = ?6, run_after = NULL, exit_code = NULL, signal = NULL,
+                stop_requested = 0
+             WHERE id = ?1",
+        )?;
+        stmt.execute(params![
+            id.0,
+            to.as_str(),
+            attempt,
+            req.now.0,
+            req.node,
+            req.lease_until.0
+        ])?;
+        let mut stmt = conn.prepare_cached(
+            "INSERT INTO attempts (task_id, number, node, started_at) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        stmt.execute(params![id.0, attempt, req.node, req.now.0])?;
+        count_move(conn, &task.queue, task.state, to)?;
+        emit(
+            conn,
+            events,
+            req.now,
+            EventKind::Started,
+            Some(id),
+            json!({"attempt": attempt, "node": req.node}),
+        )?;
+        // The record as the UPDATE above left it, without reading it back.
+        task.state = to;
+        task.attempts = attempt;
+        task.started_at = Some(req.now);
+        task.finished_at = None;
+        task.node = Some(req.node.clone());
+        task.run_after = None;
+        task.exit_code = None;
+        task.signal = None;
+        task.stop_requested = false;
+        out.push(Claimed { task, attempt });
+    }
+    Ok(Claim {
+        tasks: out,
+        next_wakeup: next_wakeup(conn, req.now)?,
+    })
+}
+
+pub(crate) fn set_pid(conn: &Connection, id: TaskId, attempt: u32, pid: i32) -> Result<()> {
+    let mut stmt =
+        conn.prepare_cached("UPDATE attempts SET pid = ?3 WHERE task_id = ?1 AND number = ?2")?;
+    stmt.execute(params![id.0, attempt, pid])?;
+    Ok(())
+}
+
+pub(crate) fn renew(conn: &Connection, node: &str, lease_until: Timestamp) -> Result<u64> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE tasks SET lease_until = ?2 WHERE state = 'running' AND node = ?1",
+    )?;
+    Ok(stmt.execute(params![node, lease_until.0])? as u64)
+}
+
+pub(super) fn outcome_name(o: AttemptOutcome) -> &'static str {
+    match o {
+        AttemptOutcome::Exited { .. } => "exited",
+        AttemptOutcome::Signaled { .. } => "signaled",
+        AttemptOutcome::Failed => "failed",
+        AttemptOutcome::TimedOut => "timed_out",
+        AttemptOutcome::Cancelled => "cancelled",
+        AttemptOutcome::Lost => "lost",
+    }
+}
+
+pub(super) fn describe_end(end: &AttemptEnd) -> String {
+    match (end.exit_code, end.signal, end.outcome) {
+        (_, _, AttemptOutcome::TimedOut) => "timed out".to_string(),
+        (_, _, AttemptOutcome::Lost) => "lost".to_string(),
+        (Some(c), _, _) => format!("exit code {c}"),
+        (None, Some(s), _) => format!("signal {s}"),
+        _ => outcome_name(end.outcome).to_string(),
+    }
+}
+
+pub(crate) fn finish_attempt(
+    conn: &Connection,
+    events: &mut Vec<Event>,
+    end: &AttemptEnd,
+) -> Result<Option<Finished>> {
+    let id = end.id;
+    let mut task = load_task(conn, id)?;
+    if task.state != TaskState::Running || task.attempts != end.attempt {
+        return Ok(None);
+    }
+    let (base, max_attempts): (i64, i64) = conn
+        .prepare_cached("SELECT attempt_base, max_attempts FROM tasks WHERE id = ?1")?
+        .query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let relative = (end.attempt as i64 - base).max(1) as u32;
+    let to = transition(
+        task.state,
+        Transition::AttemptEnded {
+            outcome: end.outcome,
+            attempt: relative,
+            max_attempts: max_attempts as u32,
+        },
+    )
+    .map_err(|source| StoreError::Illegal { id, source })?;
+    let mut stmt = conn.prepare_cached(
+        "UPDATE attempts SET ended_at = ?3, outcome = ?4, exit_code = ?5, signal = ?6,
+            reason = ?7, peak_rss_kb = ?8, cpu_ms = ?9
+         WHERE task_id = ?1 AND number = ?2",
+    )?;
+    stmt.execute(params![
+        id.0,
+        end.attempt,
+        end.ended_at.0,
+        outcome_name(end.outcome),
+        end.exit_code,
+        end.signal,
+        end.reason,
+        end.peak_rss_kb.map(|v| v as i64),
+        end.cpu_ms.map(|v| v as i64),
+    ])?;
+    let started = task.started_at.unwrap_or(end.ended_at);
+    let duration_ms = started.millis_until(end.ended_at);
+    let reason = match to {
+        TaskState::Quarantined => Some(format!(
+            "quarantined after {relative} attempts; the last ended with {}{}",
+            describe_end(end),
+            end.reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        )),
+        _ => end.reason.clone(),
+    };
+    if to == TaskState::Pending {
+        let mut stmt = conn.prepare_cached(
+            "UPDATE tasks SET state = 'pending', run_after = ?2, node = NULL, lease_until = NULL,
+                exit_code = ?3, signal = ?4, reason = ?5, stop_requested = 0
+             WHERE id = ?1",
+        )?;
+        let retry_reason = format!(
+            "attempt {} ended with {}; retrying",
+            end.attempt,
+            describe_end(end)
+        );
+        stmt.execute(params![
+            id.0,
+            end.retry_at.0,
+            end.exit_code,
+            end.signal,
+            retry_reason
+        ])?;
+        task.run_after = Some(end.retry_at);
+        task.reason = Some(retry_reason);
+    } else {
+        let mut stmt = conn.prepare_cached(
+            "UPDATE tasks SET state = ?2, finished_at = ?3, node = NULL, lease_until = NULL,
+                exit_code = ?4, signal = ?5, reason = ?6, result = COALESCE(?7, result),
+                stop_requested = 0
+             WHERE id = ?1",
+        )?;
+        stmt.execute(params![
+            id.0,
+            to.as_str(),
+            end.ended_at.0,
+            end.exit_code,
+            end.signal,
+            reason,
+            end.result
+        ])?;
+        task.finished_at = Some(end.ended_at);
+        task.reason = reason;
+        if end.result.is_some() {
+            task.result = end.result.clone();
+        }
+    }
+    count_move(conn, &task.queue, task.state, to)?;
+    emit(
+        conn,
+        events,
+        end.ended_at,
+        EventKind::AttemptEnded,
+        Some(id),
+        json!({
+            "attempt": end.attempt,
+            "outcome": outcome_name(end.outcome),
+            "exit_code": end.exit_code,
+            "signal": end.signal,
+            "state": to,
+            "retry_at": (to == TaskState::Pending).then_some(end.retry_at.0),
+        }),
+    )?;
+    // The record as the UPDATE above left it, without reading it back.
+    task.state = to;
+    task.node = None;
+    task.exit_code = end.exit_code;
+    task.signal = end.signal;
+    task.stop_requested = false;
+    let mut cascaded = Vec::new();
+    if to.is_terminal() {
+        finished(
+            conn,
+            events,
+            &task,
+            end.ended_at,
+            duration_ms,
+            &end.tail,
+            end.output_bytes,
+        )?;
+        cascaded = cascade(conn, events, id, to, end.ended_at)?;
+    }
+    Ok(Some(Finished { task, cascaded }))
+}
+
+pub(crate) fn release(
+    conn: &Connection,
+    events: &mut Vec<Event>,
+    id: TaskId,
+    attempt: u32,
+    now: Timestamp,
+) -> Result<Option<TaskRecord>> {
+    let task = load_task(conn, id)?;
+    if task.state != TaskState::Running || task.attempts != attempt {
+        return Ok(None);
+    }
+    let to = transition(task.state, Transition::Release)
+        .map_err(|source| StoreError::Illegal { id, source })?;
+    conn.prepare_cached(
+        "UPDATE tasks SET state = ?2, attempts = attempts - 1, started_at = NULL, node = NULL,
+            lease_until = NULL, stop_requested = 0
+         WHERE id = ?1",
+    )?
+    .execute(params![id.0, to.as_str()])?;
+    conn.prepare_cached("DELETE FROM attempts WHERE task_id = ?1 AND number = ?2")?
+        .execute(params![id.0, attempt])?;
+    count_move(conn, &task.queue, task.state, to)?;
+    emit(
+        conn,
+        events,
+        now,
+        EventKind::Released,
+        Some(id),
+        json!({"attempt": attempt}),
+    )?;
+    load_task(conn, id).map(Some)
+}
+
+pub(crate) fn request_stop(
+    conn: &Connection,
+    events: &mut Vec<Event>,
+    id: TaskId,
+    now: Timestamp,
+) -> Result<StopOutcome> {
+    let task = load_task(conn, id)?;
+    match task.state {
+        TaskState::Running => {
+            conn.prepare_cached("UPDATE tasks SET stop_requested = 1 WHERE id = ?1")?
+                .execute([id.0])?;
+            emit(
+                conn,
+                events,
+                now,
+                EventKind::StopRequested,
+                Some(id),
+                json!({}),
+            )?;
+            Ok(StopOutcome::Stopping(load_task(conn, id)?))
+        }
+        from => {
+            let to = transition(from, Transition::Cancel)
+                .map_err(|source| StoreError::Illegal { id, source })?;
+            conn.prepare_cached(
+                "UPDATE tasks SET state = ?2, finished_at = ?3, reason = ?4, run_after = NULL
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                id.0,
+                to.as_str(),
+                now.0,
+                "cancelled before it started"
+            ])?;
+            count_move(conn, &task.queue, from, to)?;
+            let task = load_task(conn, id)?;
+            finished(conn, events, &task, now, 0, "", 0)?;
+            let cascaded = cascade(conn, events, id, to, now)?;
+            Ok(StopOutcome::Cancelled(Finished { task, cascaded }))
+        }
+    }
+}
+
+pub(crate) fn retry(
+    conn: &Connection,
+    events: &mut Vec<Event>,
+    id: TaskId,
+    now: Timestamp,
+) -> Result<TaskRecord> {
+    let task = load_task(conn, id)?;
+    let to = transition(task.state, Transition::Retry)
+        .map_err(|source| StoreError::Illegal { id, source })?;
+    conn.prepare_cached(
+        "UPDATE tasks SET state = ?2, attempt_base = attempts, run_after = NULL,
+            finished_at = NULL, exit_code = NULL, signal = NULL, reason = NULL, result = NULL,
+            progress = NULL, stop_requested = 0
+         WHERE id = ?1",
+    )?
+    .execute(params![id.0, to.as_str()])?;
+    count_move(conn, &task.queue, task.state, to)?;
+    emit(
+        conn,
+        events,
+        now,
+        EventKind::Retried,
+        Some(id),
+        json!({"from": task.state}),
+    )?;
+    load_task(conn, id)
+}
+
+pub(crate) fn set_progress(
+    conn: &Connection,
+    events: &mut Vec<Event>,
+    id: TaskId,
+    progress: &Progress,
+) -> Result<()> {
+    let body = serde_json::to_string(progress).map_err(|e| corrupt("progress", e))?;
+    let changed = conn
+        .prepare_cached("UPDATE tasks SET progress = ?2 WHERE id = ?1 AND state = 'running'")?
+        .execute(params![id.0, body])?;
+    if changed == 0 {
+        let task = load_task(conn, id)?;
+        return Err(StoreError::Conflict {
+            field: "progress",
+            message: format!("task {id} is {}, not running", task.state),
+        });
+    }
+    emit(
+        conn,
+        events,
+        progress.at,
+        EventKind::Progress,
+        Some(id),
+        serde_json::to_value(progress).unwrap_or_default(),
+    )
+}
+
+pub(crate) fn running(
+    conn: &Connection,
+    node: Option<&str>,
+    expired_before: Option<Timestamp>,
+) -> Result<Vec<(TaskRecord, Attempt)>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {TASK_COLS} FROM tasks WHERE state = 'running'
+           AND ((?1 IS NOT NULL AND node = ?1) OR (?2 IS NOT NULL AND lease_until < ?2))
+         ORDER BY id"
+    ))?;
+    let tasks: Vec<TaskRecord> = stmt
+        .query_map(params![node, expired_before.map(|t| t.0)], task_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?
+        .into_iter()
+        .collect::<Result<_>>()?;
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {ATTEMPT_COLS} FROM attempts WHERE task_id = ?1 AND number = ?2"
+        ))?;
+        if let Some(a) = stmt
+            .query_row(params![t.id.0, t.attempts], attempt_from_row)
+            .optional()?
+        {
+            out.push((t, a));
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn next_wakeup(conn: &Connection, now: Timestamp) -> Result<Option<Timestamp>> {
+    // Named, because the planner would rather walk every pending task through
+    // `tasks_state`: a scan per claim, quadratic over a long queue.
+    let mut stmt = conn.prepare_cached(
+        "SELECT MIN(run_after) FROM tasks INDEXED BY tasks_pending_time
+         WHERE state = 'pending' AND run_after IS NOT NULL AND run_after > ?1",
+    )?;
+    Ok(stmt
+        .query_row([now.0], |r| r.get::<_, Option<i64>>(0))?
+        .map(Timestamp))
+}

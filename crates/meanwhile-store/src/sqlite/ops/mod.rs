@@ -1,0 +1,17 @@
+//! The SQL behind each store operation, one module per topic. Writers run inside the
+//! writer thread's transaction; every state change goes through
+//! `meanwhile_core::transition`.
+
+mod events;
+mod lifecycle;
+mod notifications;
+mod queues;
+mod rows;
+mod tasks;
+
+pub(crate) use events::*;
+pub(crate) use lifecycle::*;
+pub(crate) use notifications::*;
+pub(crate) use queues::*;
+pub(crate) use rows::*;
+pub(crate) use tasks::*;

@@ -1,0 +1,127 @@
+//! Sessions and their notifications: the notice an ending task leaves, and draining
+//! them exactly once.
+
+use super::*;
+use meanwhile_core::{Event, EventKind, Notification, TaskRecord, Timestamp};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::json;
+
+/// Writes the `finished` event and, when the task names a session, its notification.
+pub(super) fn finished(
+    conn: &Connection,
+    events: &mut Vec<Event>,
+    task: &TaskRecord,
+    now: Timestamp,
+    duration_ms: u64,
+    tail: &str,
+    output_bytes: u64,
+) -> Result<()> {
+    emit(
+        conn,
+        events,
+        now,
+        EventKind::Finished,
+        Some(task.id),
+        json!({
+            "state": task.state,
+            "exit_code": task.exit_code,
+            "signal": task.signal,
+            "reason": task.reason,
+        }),
+    )?;
+    if let Some(session) = &task.session {
+        let n = Notification {
+            seq: 0,
+            session: session.clone(),
+            task_id: task.id,
+            name: task.name.clone(),
+            state: task.state,
+            exit_code: task.exit_code,
+            signal: task.signal,
+            reason: task.reason.clone(),
+            duration_ms,
+            attempts: task.attempts,
+            tail: tail.to_string(),
+            output_bytes,
+            created_at: now,
+        };
+        let body = serde_json::to_string(&n).map_err(|e| corrupt("notification", e))?;
+        let mut stmt = conn.prepare_cached(
+            "INSERT INTO notifications (session, task_id, body) VALUES (?1, ?2, ?3)",
+        )?;
+        stmt.execute(params![session, task.id.0, body])?;
+    }
+    Ok(())
+}
+
+pub(super) fn notifications_after(
+    conn: &Connection,
+    session: &str,
+    cursor: i64,
+    limit: u32,
+) -> Result<Vec<Notification>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, body FROM notifications WHERE session = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![session, cursor, limit.clamp(1, 1000)], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, body) = row?;
+        let mut n: Notification =
+            serde_json::from_str(&body).map_err(|e| corrupt("notification", e))?;
+        n.seq = seq;
+        out.push(n);
+    }
+    Ok(out)
+}
+
+pub(super) fn session_cursor(conn: &Connection, session: &str) -> Result<i64> {
+    Ok(conn
+        .prepare_cached("SELECT cursor FROM sessions WHERE name = ?1")?
+        .query_row([session], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
+pub(crate) fn drain_notifications(
+    conn: &Connection,
+    session: &str,
+    limit: u32,
+) -> Result<Vec<Notification>> {
+    let cursor = session_cursor(conn, session)?;
+    let out = notifications_after(conn, session, cursor, limit)?;
+    if let Some(last) = out.last() {
+        conn.prepare_cached(
+            "INSERT INTO sessions (name, cursor) VALUES (?1, ?2)
+             ON CONFLICT (name) DO UPDATE SET cursor = excluded.cursor",
+        )?
+        .execute(params![session, last.seq])?;
+    }
+    Ok(out)
+}
+
+pub(crate) fn peek_notifications(
+    conn: &Connection,
+    session: &str,
+    limit: u32,
+) -> Result<Vec<Notification>> {
+    let cursor = session_cursor(conn, session)?;
+    notifications_after(conn, session, cursor, limit)
+}
+
+pub(crate) fn notifications_pending(conn: &Connection) -> Result<Vec<(String, u64)>> {
+    // One range scan of the (session, seq) index per session, from its cursor.
+    let mut stmt = conn.prepare_cached(
+        "SELECT n.session, COUNT(*) FROM notifications n
+         LEFT JOIN sessions s ON s.name = n.session
+         WHERE n.seq > COALESCE(s.cursor, 0)
+         GROUP BY n.session ORDER BY n.session",
+    )?;
+    Ok(stmt
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+        })?
+        .collect::<rusqlite::Result<_>>()?)
+}

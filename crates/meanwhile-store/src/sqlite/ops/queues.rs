@@ -1,0 +1,119 @@
+//! Queues: their limits and pause flags, and the per-state counters kept in step with
+//! every change.
+
+use super::*;
+use crate::StoreError;
+use meanwhile_core::{Event, EventKind, QueueInfo, TaskState};
+use rusqlite::{Connection, params};
+use std::collections::HashMap;
+
+pub(super) fn bump(conn: &Connection, queue: &str, state: TaskState, delta: i64) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO counts (queue, state, n) VALUES (?1, ?2, ?3)
+         ON CONFLICT (queue, state) DO UPDATE SET n = n + excluded.n",
+    )?;
+    stmt.execute(params![queue, state.as_str(), delta])?;
+    Ok(())
+}
+
+/// Moves the state counters of one task from `from` to `to`.
+pub(super) fn count_move(
+    conn: &Connection,
+    queue: &str,
+    from: TaskState,
+    to: TaskState,
+) -> Result<()> {
+    if from != to {
+        bump(conn, queue, from, -1)?;
+        bump(conn, queue, to, 1)?;
+    }
+    Ok(())
+}
+
+pub(super) fn ensure_queue(conn: &Connection, queue: &str) -> Result<()> {
+    // A queue first named by a task starts with the default queue's limit.
+    let mut stmt = conn.prepare_cached(
+        "INSERT OR IGNORE INTO queues (name, max_parallel, paused)
+         SELECT ?1, max_parallel, 0 FROM queues WHERE name = 'default'",
+    )?;
+    stmt.execute([queue])?;
+    Ok(())
+}
+
+pub(super) fn queue_counts(conn: &Connection) -> Result<HashMap<(String, String), i64>> {
+    let mut stmt = conn.prepare_cached("SELECT queue, state, n FROM counts WHERE n <> 0")?;
+    Ok(stmt
+        .query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+pub(crate) fn queues(conn: &Connection) -> Result<Vec<QueueInfo>> {
+    let counts = queue_counts(conn)?;
+    let get = |q: &str, s: &str| counts.get(&(q.to_string(), s.to_string())).copied();
+    let mut stmt =
+        conn.prepare_cached("SELECT name, max_parallel, paused FROM queues ORDER BY name")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (name, max_parallel, paused) = row?;
+        out.push(QueueInfo {
+            pending: get(&name, "pending").unwrap_or(0).max(0) as u64,
+            running: get(&name, "running").unwrap_or(0).max(0) as u64,
+            name,
+            max_parallel: max_parallel as u32,
+            paused: paused != 0,
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) fn set_queue(
+    conn: &Connection,
+    events: &mut Vec<Event>,
+    name: &str,
+    max_parallel: Option<u32>,
+    paused: Option<bool>,
+) -> Result<QueueInfo> {
+    if max_parallel == Some(0) {
+        return Err(StoreError::Invalid {
+            field: "max_parallel",
+            message: "must be at least 1 (pause the queue to start nothing)".into(),
+        });
+    }
+    ensure_queue(conn, name)?;
+    conn.prepare_cached(
+        "UPDATE queues SET max_parallel = COALESCE(?2, max_parallel),
+            paused = COALESCE(?3, paused) WHERE name = ?1",
+    )?
+    .execute(params![name, max_parallel, paused.map(i64::from)])?;
+    let info = queues(conn)?
+        .into_iter()
+        .find(|q| q.name == name)
+        .ok_or_else(|| corrupt("queue", name))?;
+    let now = db_now(conn)?;
+    emit(
+        conn,
+        events,
+        now,
+        EventKind::Queue,
+        None,
+        serde_json::to_value(&info).unwrap_or_default(),
+    )?;
+    Ok(info)
+}
+
+pub(crate) fn counts(conn: &Connection) -> Result<Vec<(String, TaskState, u64)>> {
+    let mut out = Vec::new();
+    for ((queue, state), n) in queue_counts(conn)? {
+        let state = TaskState::parse(&state).ok_or_else(|| corrupt("task state", &state))?;
+        out.push((queue, state, n.max(0) as u64));
+    }
+    out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    Ok(out)
+}
