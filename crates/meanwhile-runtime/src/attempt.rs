@@ -7,6 +7,7 @@ use crate::spawn::{self, SpawnRequest, Spawned};
 use meanwhile_core::StopMode;
 use meanwhile_core::{AttemptOutcome, TaskId, TaskKind, TaskRecord, Timestamp, format_duration};
 use meanwhile_store::{AttemptEnd, Claimed};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -95,22 +96,26 @@ pub(crate) async fn run(
 
 /// Forgets an attempt that is over (or abandoned at shutdown) and wakes whoever waits.
 pub(crate) async fn end_of_attempt(inner: &Arc<Inner>, id: TaskId) {
-    inner.active.lock().await.remove(&id);
+    {
+        let mut active = inner.active.lock().await;
+        active.remove(&id);
+        compact_journal(inner, &active);
+    }
     if inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-        compact_journal(inner);
         inner.idle.notify_waiters();
     }
     inner.wake.notify_one();
 }
 
-/// Empties the supervisors' journal once it has grown and no attempt is in flight,
-/// so no supervisor of ours can be writing to it. Everything in it is in the store.
-fn compact_journal(inner: &Inner) {
-    const COMPACT_AT: u64 = 4 << 20;
+/// Compacts the supervisors' journal once it has grown, even while attempts run:
+/// only the lines of attempts still in `active` (not settled in the store) are kept.
+/// `active` is held meanwhile, so no attempt starts or ends unseen. Not once
+/// shutting down: attempts left running for the next runtime leave `active` too.
+fn compact_journal(inner: &Inner, active: &HashMap<TaskId, crate::runtime::Active>) {
     let mut journal = inner.journal.lock().unwrap_or_else(|e| e.into_inner());
-    if journal.len() >= COMPACT_AT
-        && inner.in_flight.load(Ordering::SeqCst) == 0
-        && let Err(e) = journal.truncate()
+    if journal.due()
+        && !inner.is_shutting_down()
+        && let Err(e) = journal.compact(|task| active.contains_key(&task))
     {
         tracing::warn!("could not compact the supervisors' journal: {e}");
     }

@@ -21,12 +21,15 @@ mod recover;
 mod runtime;
 mod spawn;
 mod spawner;
+mod supervisor;
+mod sys;
 
 /// How the supervisors of attempts recorded their ends, for tools that measure them.
 pub mod status {
     pub use crate::journal::{ExitStatus, Journal};
 }
 mod watch;
+mod wire;
 
 pub use config::{RuntimeConfig, ShutdownMode};
 pub use context::{Executor, TaskContext, TaskFuture};
