@@ -2,9 +2,12 @@
 
 mod support;
 
+mod descendants;
 mod functions;
+mod journal;
 mod lifecycle;
 mod output;
+mod ownership;
 mod recovery;
 mod stop;
 mod store_failures;
