@@ -39,6 +39,8 @@ use std::sync::Mutex;
 /// The environment variable that makes a program started from `/proc/self/exe` the
 /// spawner; its value is the descriptor of the spawner's socket.
 const MARKER: &str = "MEANWHILE_SPAWNER_FD";
+/// The spawner's argv[0], the other mark of a spawner.
+const SPAWNER_ARG0: &str = "meanwhile-spawner";
 /// Padding in the spawner's environment: room for a supervisor's command line.
 const ROOM: &str = "MEANWHILE_SPAWNER_ROOM";
 const ROOM_BYTES: usize = 96;
@@ -63,6 +65,11 @@ extern "C" fn spawner_entry(argc: c_int, argv: *const *const c_char, envp: *cons
     let Some(fd) = (unsafe { marker_fd(envp) }) else {
         return;
     };
+    // Both marks, so that a stray variable in some environment changes nothing.
+    // SAFETY: as above; argv[0] is a valid string when argc >= 1.
+    if argc < 1 || unsafe { CStr::from_ptr(*argv) }.to_bytes() != SPAWNER_ARG0.as_bytes() {
+        return;
+    }
     // SAFETY: as above.
     unsafe { sys::remember_title_area(argc, argv, envp) };
     sys::run_and_exit(|| serve(fd))
@@ -177,7 +184,7 @@ fn launch(home: &Path, pid_file: &Path) -> io::Result<Conn> {
     // alone, without clearing close-on-exec on a descriptor other threads could
     // leak into programs they start.
     let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg0("meanwhile-spawner")
+    cmd.arg0(SPAWNER_ARG0)
         .arg(home)
         .env_clear()
         .env(MARKER, "0")

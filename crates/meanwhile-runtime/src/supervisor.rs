@@ -55,18 +55,24 @@ pub(crate) fn run(req: &Request, log: OwnedFd, report: OwnedFd) -> i32 {
     // Orphans of the task's tree are re-parented to us, so we can kill and reap
     // them and know when the whole tree is gone.
     if let Err(e) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
-        return send(&report, Reply::error(Stage::ForkTask, &e.into()));
+        return send_failure(&report, Reply::error(Stage::ForkTask, &e.into()));
     }
     let started = match start(req, &log) {
         Ok(s) => s,
-        Err(reply) => return send(&report, reply),
+        Err(reply) => return send_failure(&report, reply),
     };
-    send(&report, started.reply);
+    let pid = started.reply.pid;
+    if send(&report, started.reply).is_err() {
+        // The spawner died before it could tell the runtime, which therefore
+        // records a failed start: nobody would watch or stop this task. (A runtime
+        // that died instead leaves the spawner alive, and the task to be adopted.)
+        sweep(pid);
+        return 1;
+    }
     // Hold nothing but the standard streams (/dev/null, from the spawner).
     drop(log);
     drop(report);
     sys::close_from_3_except(&[]);
-    let pid = started.reply.pid;
     let (status, usage) = match sys::wait4(pid) {
         Ok(r) => r,
         Err(_) => return 126,
@@ -91,10 +97,14 @@ pub(crate) fn run(req: &Request, log: OwnedFd, report: OwnedFd) -> i32 {
     }
 }
 
-fn send(report: &OwnedFd, reply: Reply) -> i32 {
-    // A runtime or spawner that is gone cannot be told; the journal still is.
-    let _ = sys::write_all(report.as_raw_fd(), &reply.encode());
-    if reply.errno == 0 { 0 } else { 127 }
+fn send(report: &OwnedFd, reply: Reply) -> io::Result<()> {
+    sys::write_all(report.as_raw_fd(), &reply.encode())
+}
+
+/// Reports a failed start; the exit code of a supervisor whose task never ran.
+fn send_failure(report: &OwnedFd, reply: Reply) -> i32 {
+    let _ = send(report, reply); // a spawner that is gone cannot be told
+    127
 }
 
 struct Started {

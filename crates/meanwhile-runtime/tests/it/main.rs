@@ -9,5 +9,6 @@ mod lifecycle;
 mod output;
 mod ownership;
 mod recovery;
+mod starts;
 mod stop;
 mod store_failures;
