@@ -103,7 +103,7 @@ pub(crate) fn signal_group(pgid: i32, signal: i32) {
         return;
     }
     let (Some(pid), Some(sig)) = (
-        rustix::process::Pid::from_raw(pgid),
+        crate::sys::pid(pgid),
         rustix::process::Signal::from_named_raw(signal),
     ) else {
         return;
@@ -125,7 +125,7 @@ pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
         return Err(esrch());
     };
     let fd = rustix::process::pidfd_open(
-        rustix::process::Pid::from_raw(pid).ok_or_else(esrch)?,
+        crate::sys::pid(pid).ok_or_else(esrch)?,
         rustix::process::PidfdFlags::empty(),
     )?;
     // Checked after opening: the pidfd now holds this very process, so a match
@@ -156,4 +156,49 @@ pub(crate) fn try_reap(supervisor: i32) {
 /// process that reuses its pid.
 pub(crate) fn start_time(pid: i32) -> Option<u64> {
     crate::sys::start_time(pid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+
+    /// A process group is signalled only once registered with its leader's true
+    /// start time: a pid named with another start time is a stranger's.
+    #[test]
+    fn only_a_registered_group_with_its_true_start_time_is_signalled() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("300")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let start = start_time(pid).unwrap();
+        signal_group(pid, libc::SIGKILL);
+        assert_eq!(child.try_wait().unwrap(), None, "not registered");
+        // A pid above any pid_max: never a real process.
+        let supervisor = Proven {
+            pid: i32::MAX,
+            start: 1,
+        };
+        register(
+            supervisor,
+            Proven {
+                pid,
+                start: start + 1,
+            },
+        );
+        signal_group(pid, libc::SIGKILL);
+        assert_eq!(child.try_wait().unwrap(), None, "another start time");
+        assert!(pidfd_open(i32::MAX).is_err(), "an unproven supervisor");
+        register(supervisor, Proven { pid, start });
+        signal_group(pid, libc::SIGKILL);
+        let status = child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
+        try_reap(i32::MAX);
+        assert!(with_registry(|r| !r.groups.contains_key(&pid)));
+    }
 }

@@ -140,7 +140,7 @@ fn wait_for_previous(pid_file: &Path) {
     let [pid, start] = nums[..] else {
         return;
     };
-    let Some(p) = rustix::process::Pid::from_raw(pid as i32) else {
+    let Some(p) = crate::sys::pid(pid as i32) else {
         return;
     };
     let Ok(fd) = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) else {

@@ -26,7 +26,7 @@ use crate::sys;
 use crate::wire::{Reply, Request, Stage};
 use rustix::fs::{Mode, OFlags};
 use rustix::pipe::PipeFlags;
-use rustix::process::{Pid, Signal, WaitOptions};
+use rustix::process::{Signal, WaitOptions};
 use std::ffi::c_char;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -162,7 +162,7 @@ fn start(req: &Request, log: &OwnedFd) -> Result<Started, Reply> {
     drop(go_read);
     drop(err_write);
     let kill = |pid: i32| {
-        if let Some(p) = Pid::from_raw(pid) {
+        if let Some(p) = sys::pid(pid) {
             let _ = rustix::process::kill_process(p, Signal::KILL); // it may have exited
             let _ = sys::wait4(pid); // reaping our own child
         }
@@ -251,12 +251,12 @@ fn task_child(
 /// child of ours (orphans of the tree are re-parented to us, the subreaper), until
 /// we have no child left.
 fn sweep(pgid: i32) {
-    if let Some(p) = Pid::from_raw(pgid) {
+    if let Some(p) = sys::pid(pgid) {
         let _ = rustix::process::kill_process_group(p, Signal::KILL); // may be empty
     }
     loop {
         for child in sys::own_children() {
-            if let Some(p) = Pid::from_raw(child) {
+            if let Some(p) = sys::pid(child) {
                 let _ = rustix::process::kill_process(p, Signal::KILL); // may be exiting
             }
         }

@@ -336,3 +336,13 @@ pub(crate) fn own_children() -> Vec<i32> {
             .collect(),
     }
 }
+
+/// A pid for rustix; `None` for 0 and negative numbers (which name groups or
+/// "every process" to kill, never one process).
+pub(crate) fn pid(raw: i32) -> Option<rustix::process::Pid> {
+    if raw > 0 {
+        rustix::process::Pid::from_raw(raw)
+    } else {
+        None
+    }
+}
