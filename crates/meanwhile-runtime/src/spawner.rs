@@ -53,12 +53,15 @@ const GREETING_WAIT: rustix::event::Timespec = rustix::event::Timespec {
 };
 
 /// Runs before `main` in every program that links this crate, and turns the process
-/// into the spawner when the runtime started it as one.
+/// into the spawner when the runtime started it as one. (glibc passes argc, argv
+/// and envp to these functions; other C libraries do not, so there is none there.)
+#[cfg(target_env = "gnu")]
 #[used]
 #[unsafe(link_section = ".init_array")]
 static SPAWNER_ENTRY: extern "C" fn(c_int, *const *const c_char, *const *const c_char) =
     spawner_entry;
 
+#[cfg(target_env = "gnu")]
 extern "C" fn spawner_entry(argc: c_int, argv: *const *const c_char, envp: *const *const c_char) {
     // SAFETY: glibc calls `.init_array` functions with the process's argc, argv and
     // envp, all valid here.
@@ -230,7 +233,13 @@ impl Spawner {
     /// it may be carrying out, then starts this runtime's spawner and records its pid.
     pub(crate) fn start(pid_file: &Path) -> io::Result<Spawner> {
         // The constructor is what makes the exec'd program a spawner: keep it linked.
+        #[cfg(target_env = "gnu")]
         std::hint::black_box(&SPAWNER_ENTRY);
+        #[cfg(not(target_env = "gnu"))]
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the process spawner needs glibc, which passes argv and envp to constructors",
+        ));
         wait_for_previous(pid_file);
         let home = pid_file.parent().unwrap_or(Path::new("/")).to_path_buf();
         let conn = launch(&home, pid_file)?;
