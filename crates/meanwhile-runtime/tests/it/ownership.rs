@@ -53,3 +53,57 @@ async fn a_journalled_pid_that_is_now_another_process_is_never_signalled() {
     stranger.kill().unwrap();
     stranger.wait().unwrap();
 }
+
+/// Leaves `sleep 300` running under a runtime that shut down, optionally rewrites
+/// its journal into the older format (no task start time), reopens the home and
+/// stops the adopted task: the stop reaches it.
+async fn stop_after_adoption(old_format: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.shutdown_mode = meanwhile_runtime::ShutdownMode::LeaveRunning;
+    let rt = Runtime::start(cfg, std::future::pending()).await.unwrap();
+    let id = rt.submit(sh("sleep 300")).await.unwrap();
+    let pid = pid_of(&rt, id).await;
+    rt.shutdown().await;
+    drop(rt);
+    let home = meanwhile_runtime::Home::new(dir.path().join("home"));
+    if old_format {
+        let text = std::fs::read_to_string(home.journal()).unwrap();
+        let old: String = text
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                if f[0] == "S" {
+                    f[..6].join(" ")
+                } else {
+                    l.to_string()
+                }
+            })
+            .map(|l| l + "\n")
+            .collect();
+        assert_ne!(old, text);
+        std::fs::write(home.journal(), old).unwrap();
+    }
+    let rt = Runtime::start(config(dir.path()), std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(
+        rt.get(id).await.unwrap().state,
+        TaskState::Running,
+        "adopted"
+    );
+    rt.stop(id, StopMode::Force).await.unwrap();
+    let t = finished(&rt, id).await;
+    assert_eq!((t.state, t.signal), (TaskState::Cancelled, Some(9)));
+    assert!(!alive(pid));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_reaches_an_adopted_task() {
+    stop_after_adoption(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_reaches_a_task_adopted_from_an_older_journal() {
+    stop_after_adoption(true).await;
+}
