@@ -324,7 +324,7 @@ fn serve(fd: RawFd) -> i32 {
     // Supervisors report through the journal; let the kernel reap them. Stay alive
     // for a Ctrl-C aimed at the runtime's terminal: the runtime decides.
     sys::ignore_signals(&[libc::SIGCHLD, libc::SIGPIPE, libc::SIGINT]);
-    if sys::write_all(sock.as_raw_fd(), &wire::MAGIC.to_le_bytes()).is_err() {
+    if sys::send_all(sock.as_raw_fd(), &wire::MAGIC.to_le_bytes()).is_err() {
         return 0;
     }
     while handle(&sock).is_ok() {}
@@ -352,7 +352,7 @@ fn handle(sock: &OwnedFd) -> io::Result<()> {
         (Some(req), Some(log)) => start_supervisor(&req, log),
         _ => Reply::failed(Stage::Request, libc::EINVAL),
     };
-    sys::write_all(sock.as_raw_fd(), &reply.encode())
+    sys::send_all(sock.as_raw_fd(), &reply.encode())
 }
 
 /// Forks the attempt's supervisor and relays its report.

@@ -12,9 +12,10 @@
 //!
 //! The supervisor is a child subreaper: every orphan of the task's tree (a daemon
 //! that double-forked, a `setsid` child) becomes its child. When the task's main
-//! process ends (by itself or of a stop's signal), the supervisor kills its group,
-//! then kills and reaps its children again and again until it has none, and only
-//! then appends the `E` line. Its command line reads
+//! process ends (by itself or of a stop's signal), the supervisor kills its group
+//! (before reaping the main process, so the group id cannot have been reused), then
+//! kills and reaps its children again and again until it has none, and only then
+//! appends the `E` line. Its command line reads
 //! `meanwhile-supervise task <id> attempt <n>`, so `ps` and `pkill -f` tell it apart.
 //!
 //! It forks only from a single-threaded process (the spawner's copy), so both
@@ -26,7 +27,7 @@ use crate::sys;
 use crate::wire::{Reply, Request, Stage};
 use rustix::fs::{Mode, OFlags};
 use rustix::pipe::PipeFlags;
-use rustix::process::{Signal, WaitOptions};
+use rustix::process::{Signal, WaitIdOptions, WaitOptions};
 use std::ffi::c_char;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -66,21 +67,29 @@ pub(crate) fn run(req: &Request, log: OwnedFd, report: OwnedFd) -> i32 {
         // The spawner died before it could tell the runtime, which therefore
         // records a failed start: nobody would watch or stop this task. (A runtime
         // that died instead leaves the spawner alive, and the task to be adopted.)
-        sweep(pid);
+        kill_group(pid);
+        sweep();
         return 1;
     }
     // Hold nothing but the standard streams (/dev/null, from the spawner).
     drop(log);
     drop(report);
     sys::close_from_3_except(&[]);
+    // Wait for the main process to end without reaping it: as a zombie it keeps
+    // its pid, and so its process group id, from being reused while the group is
+    // killed. Then reap it, for its status and resource usage.
+    if wait_exit_unreaped(pid).is_err() {
+        return 126;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    kill_group(pid);
     let (status, usage) = match sys::wait4(pid) {
         Ok(r) => r,
         Err(_) => return 126,
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    sweep(pid);
+    sweep();
     let cpu_us = (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1_000_000
         + (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
     let line = format!(
@@ -98,7 +107,7 @@ pub(crate) fn run(req: &Request, log: OwnedFd, report: OwnedFd) -> i32 {
 }
 
 fn send(report: &OwnedFd, reply: Reply) -> io::Result<()> {
-    sys::write_all(report.as_raw_fd(), &reply.encode())
+    sys::write_all(report, &reply.encode())
 }
 
 /// Reports a failed start; the exit code of a supervisor whose task never ran.
@@ -154,7 +163,7 @@ fn start(req: &Request, log: &OwnedFd) -> Result<Started, Reply> {
             let mut b = [0u8; 8];
             b[..4].copy_from_slice(&e.raw_os_error().unwrap_or(libc::EIO).to_le_bytes());
             b[4..].copy_from_slice(&(stage as u32).to_le_bytes());
-            let _ = sys::write_all(err_write.as_raw_fd(), &b); // nothing else can be done
+            let _ = sys::write_all(&err_write, &b); // nothing else can be done
             127
         }),
         Ok(Some(pid)) => pid,
@@ -181,7 +190,7 @@ fn start(req: &Request, log: &OwnedFd) -> Result<Started, Reply> {
         return Err(Reply::error(Stage::Journal, &e));
     }
     // EPIPE: the child failed before waiting for the go; its error follows.
-    let _ = sys::write_all(go_write.as_raw_fd(), b"g");
+    let _ = sys::write_all(&go_write, b"g");
     drop(go_write);
     let mut b = [0u8; 8];
     match sys::read_exact(&err_read, &mut b) {
@@ -247,15 +256,36 @@ fn task_child(
     (Stage::Exec, sys::execve(&req.program, argv, env))
 }
 
-/// Kills and reaps every process left of the task's tree: its group, then every
-/// child of ours (orphans of the tree are re-parented to us, the subreaper), until
-/// we have no child left.
-fn sweep(pgid: i32) {
-    if let Some(p) = sys::pid(pgid) {
-        let _ = rustix::process::kill_process_group(p, Signal::KILL); // may be empty
+/// Waits until the child `pid` has ended, leaving it a zombie.
+fn wait_exit_unreaped(pid: i32) -> io::Result<()> {
+    let p = sys::pid(pid).ok_or(io::ErrorKind::InvalidInput)?;
+    loop {
+        match rustix::process::waitid(
+            rustix::process::WaitId::Pid(p),
+            WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+        ) {
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
+}
+
+/// Kills the task's process group, whose leader (the task's main process) has not
+/// been reaped yet, so the id is still the group's.
+fn kill_group(pgid: i32) {
+    if let Some(p) = sys::pid(pgid) {
+        let _ = rustix::process::kill_process_group(p, Signal::KILL); // may be only the zombie
+    }
+}
+
+/// Kills and reaps every process left of the task's tree: every child of ours
+/// (orphans of the tree are re-parented to us, the subreaper), again and again,
+/// until we have no child left.
+fn sweep() {
     loop {
         for child in sys::own_children() {
+            // Our children, not yet reaped: their pids are still theirs.
             if let Some(p) = sys::pid(child) {
                 let _ = rustix::process::kill_process(p, Signal::KILL); // may be exiting
             }

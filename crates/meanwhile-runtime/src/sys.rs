@@ -212,7 +212,7 @@ pub(crate) fn send_with_fd(sock: RawFd, bytes: &[u8], fd: RawFd) -> io::Result<(
     if sent < 0 {
         return Err(io::Error::last_os_error());
     }
-    write_all(sock, &bytes[sent as usize..])
+    send_all(sock, &bytes[sent as usize..])
 }
 
 /// Receives into `buf` (at least one byte), and the descriptor passed with it.
@@ -250,16 +250,13 @@ pub(crate) fn recv_with_fd(sock: RawFd, buf: &mut [u8]) -> io::Result<(usize, Op
     Ok((n as usize, fd))
 }
 
-/// Writes all of `bytes` to a socket or pipe, without SIGPIPE.
-pub(crate) fn write_all(fd: RawFd, mut bytes: &[u8]) -> io::Result<()> {
+/// Sends all of `bytes` on a socket, without SIGPIPE.
+pub(crate) fn send_all(fd: RawFd, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
         // SAFETY: writing from a valid buffer.
         let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
         if n < 0 {
             let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ENOTSOCK) {
-                return write_all_plain(fd, bytes);
-            }
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
@@ -270,9 +267,8 @@ pub(crate) fn write_all(fd: RawFd, mut bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-fn write_all_plain(fd: RawFd, mut bytes: &[u8]) -> io::Result<()> {
-    // SAFETY: the caller's descriptor stays open for this call.
-    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+/// Writes all of `bytes` to a pipe (whose writers ignore SIGPIPE).
+pub(crate) fn write_all(fd: &impl std::os::fd::AsFd, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
         match rustix::io::write(fd, bytes) {
             Ok(n) => bytes = &bytes[n..],
