@@ -28,7 +28,7 @@ use crate::wire::{self, Reply, Request, Stage};
 use rustix::fs::{Mode, OFlags};
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 use rustix::pipe::PipeFlags;
-use std::ffi::{CStr, c_char, c_int};
+use std::ffi::{c_char, c_int};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -63,46 +63,22 @@ static SPAWNER_ENTRY: extern "C" fn(c_int, *const *const c_char, *const *const c
 
 #[cfg(target_env = "gnu")]
 extern "C" fn spawner_entry(argc: c_int, argv: *const *const c_char, envp: *const *const c_char) {
-    // SAFETY: glibc calls `.init_array` functions with the process's argc, argv and
-    // envp, all valid here.
-    let Some(fd) = (unsafe { marker_fd(envp) }) else {
+    // SAFETY: glibc calls `.init_array` functions with the process's argc, argv
+    // and envp, valid for the life of the process.
+    let Some(fd) = (unsafe { sys::env_value(envp, MARKER) }) else {
         return;
     };
     // Both marks, so that a stray variable in some environment changes nothing.
-    // SAFETY: as above; argv[0] is a valid string when argc >= 1.
-    if argc < 1 || unsafe { CStr::from_ptr(*argv) }.to_bytes() != SPAWNER_ARG0.as_bytes() {
+    // SAFETY: as above.
+    if unsafe { sys::arg0(argc, argv) } != Some(SPAWNER_ARG0.as_bytes()) {
         return;
     }
+    let Some(fd) = std::str::from_utf8(fd).ok().and_then(|v| v.parse().ok()) else {
+        return;
+    };
     // SAFETY: as above.
     unsafe { sys::remember_title_area(argc, argv, envp) };
     sys::run_and_exit(|| serve(fd))
-}
-
-/// The value of `MEANWHILE_SPAWNER_FD` in `envp`.
-///
-/// # Safety
-/// `envp` must be null or a NULL-terminated array of NUL-terminated strings.
-unsafe fn marker_fd(envp: *const *const c_char) -> Option<RawFd> {
-    if envp.is_null() {
-        return None;
-    }
-    let mut i = 0;
-    loop {
-        // SAFETY: per the precondition, every entry up to the NULL is a valid string.
-        let entry = unsafe { *envp.add(i) };
-        if entry.is_null() {
-            return None;
-        }
-        // SAFETY: as above.
-        let s = unsafe { CStr::from_ptr(entry) }.to_bytes();
-        if let Some(v) = s
-            .strip_prefix(MARKER.as_bytes())
-            .and_then(|v| v.strip_prefix(b"="))
-        {
-            return std::str::from_utf8(v).ok()?.parse().ok();
-        }
-        i += 1;
-    }
 }
 
 /// The runtime's handle on its spawner process.

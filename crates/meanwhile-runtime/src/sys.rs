@@ -126,6 +126,47 @@ pub(crate) fn reset_signals() {
     }
 }
 
+/// The value of the variable `name` in `envp`.
+///
+/// # Safety
+/// `envp` must be null or a NULL-terminated array of NUL-terminated strings that
+/// live as long as the process (as the C runtime passes them to a constructor).
+pub(crate) unsafe fn env_value(envp: *const *const c_char, name: &str) -> Option<&'static [u8]> {
+    if envp.is_null() {
+        return None;
+    }
+    let mut i = 0;
+    loop {
+        // SAFETY: per the precondition, every entry up to the NULL is a valid string.
+        let entry = unsafe { *envp.add(i) };
+        if entry.is_null() {
+            return None;
+        }
+        // SAFETY: as above.
+        let s = unsafe { CStr::from_ptr(entry) }.to_bytes();
+        if let Some(v) = s
+            .strip_prefix(name.as_bytes())
+            .and_then(|v| v.strip_prefix(b"="))
+        {
+            return Some(v);
+        }
+        i += 1;
+    }
+}
+
+/// argv[0], if there is one.
+///
+/// # Safety
+/// `argv` must point to `argc` valid NUL-terminated strings that live as long as
+/// the process.
+pub(crate) unsafe fn arg0(argc: c_int, argv: *const *const c_char) -> Option<&'static [u8]> {
+    if argc < 1 || argv.is_null() {
+        return None;
+    }
+    // SAFETY: per the precondition.
+    Some(unsafe { CStr::from_ptr(*argv) }.to_bytes())
+}
+
 /// The memory holding this process's argv and environment strings, which the
 /// kernel shows as its command line; recorded at startup by [`remember_title_area`].
 static TITLE_AREA: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
