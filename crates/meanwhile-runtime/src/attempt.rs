@@ -98,23 +98,27 @@ pub(crate) async fn run(
 /// Forgets an attempt that is over (its end recorded, or left running at shutdown)
 /// and wakes a shutdown waiting for the last one.
 pub(crate) fn end_of_attempt(inner: &Inner, id: TaskId) {
-    inner.registry().remove(id);
+    {
+        let mut registry = inner.registry();
+        registry.remove(id);
+        compact_journal(inner, &registry);
+    }
     if inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-        compact_journal(inner);
         inner.idle.notify_waiters();
         // A dispatcher waiting out a shutdown can now return (and let go of the runtime).
         inner.wake.notify_one();
     }
 }
 
-/// Empties the supervisors' journal once it has grown and no attempt is in flight,
-/// so no supervisor of ours can be writing to it. Everything in it is in the store.
-fn compact_journal(inner: &Inner) {
-    const COMPACT_AT: u64 = 4 << 20;
+/// Compacts the supervisors' journal once it has grown, even while attempts run:
+/// only the lines of attempts still registered (their end not yet committed) are
+/// kept. The registry is held meanwhile, so no attempt starts or ends unseen. Not
+/// once shutting down: attempts left running for the next runtime leave it too.
+fn compact_journal(inner: &Inner, registry: &crate::stop::Registry) {
     let mut journal = inner.journal.lock().unwrap_or_else(|e| e.into_inner());
-    if journal.len() >= COMPACT_AT
-        && inner.in_flight.load(Ordering::SeqCst) == 0
-        && let Err(e) = journal.truncate()
+    if journal.due()
+        && !inner.is_shutting_down()
+        && let Err(e) = journal.compact(|task| registry.get(task).is_some())
     {
         tracing::warn!("could not compact the supervisors' journal: {e}");
     }

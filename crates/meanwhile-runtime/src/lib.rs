@@ -23,12 +23,15 @@ mod runtime;
 mod spawn;
 mod spawner;
 mod stop;
+mod supervisor;
+mod sys;
 
 /// How the supervisors of attempts recorded their ends, for tools that measure them.
 pub mod status {
     pub use crate::journal::{ExitStatus, Journal};
 }
 mod watch;
+mod wire;
 
 pub use config::{RuntimeConfig, ShutdownMode};
 pub use context::{Executor, TaskContext, TaskFuture};

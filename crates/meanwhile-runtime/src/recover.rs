@@ -1,10 +1,17 @@
 //! Recovery at open: tasks that an earlier process left `running` on this home are
 //! adopted if still running, recorded with their true status if they ended, and
 //! recorded `lost` (then retried by policy) if their end cannot be known.
+//!
+//! A supervisor is adopted only if the live process with its pid started when the
+//! journal says it did; only then is it (and its task's process group, whose start
+//! time is checked too) registered as ours, to be waited on and signalled. A pid
+//! the journal names that is now another process (reused, or after a reboot) is
+//! never waited on or signalled: the attempt is settled from the journal's `E`
+//! line, or recorded `lost`.
 
 use crate::attempt::{self, Ended};
 use crate::engine::Inner;
-use crate::spawn::{self, Spawned};
+use crate::spawn::{self, Proven, Spawned};
 use crate::stop::Active;
 use meanwhile_core::{TaskKind, TaskRecord, Timestamp};
 use std::sync::Arc;
@@ -34,11 +41,36 @@ pub(crate) async fn recover(inner: &Arc<Inner>) -> crate::Result<()> {
             }
             journal.started(task.id, n)
         };
-        let alive = started.filter(|p| spawn::start_time(p.supervisor) == Some(p.supervisor_start));
+        let supervisor = started.map(|p| Proven {
+            pid: p.supervisor,
+            start: p.supervisor_start,
+        });
+        let alive = supervisor.filter(|&s| spawn::is_same_process(s));
         match (started, alive) {
-            (Some(p), Some(_)) => adopt(inner, task, n, p.pid, p.supervisor).await,
+            (Some(p), Some(sup)) => {
+                // Journals from before task start times were recorded: the task is
+                // still the supervisor's child (it has not reaped it), so its pid is
+                // its own.
+                let task_start = if p.pid_start != 0 {
+                    p.pid_start
+                } else if crate::sys::parent_of(p.pid) == Some(p.supervisor) {
+                    spawn::start_time(p.pid).unwrap_or(0)
+                } else {
+                    0
+                };
+                spawn::register(
+                    sup,
+                    Proven {
+                        pid: p.pid,
+                        start: task_start,
+                    },
+                );
+                adopt(inner, task, n, p.pid, p.supervisor).await
+            }
             (Some(p), None) => {
-                // The supervisor is gone: it journalled the end if it saw it.
+                // The supervisor is gone (or its pid is another process's, which is
+                // therefore not registered and neither waited on nor signalled): it
+                // journalled the end if it saw it.
                 let spawned = Spawned {
                     supervisor: p.supervisor,
                     pid: p.pid,
@@ -49,11 +81,11 @@ pub(crate) async fn recover(inner: &Arc<Inner>) -> crate::Result<()> {
                 }
             }
             (None, _) => {
-                // The spawner journals an attempt before it takes another request,
-                // and it finishes a request even when the runtime died meanwhile (the
-                // previous spawner was waited for at start). No record means the
-                // runtime died before asking: no process was started, so the claim
-                // is given back and the attempt does not count.
+                // A supervisor journals an attempt before its program runs, and the
+                // spawner finishes a request even when the runtime died meanwhile
+                // (the previous spawner was waited for at start). No record means no
+                // program was started, so the claim is given back and the attempt
+                // does not count.
                 if let Err(e) = inner.store.release(task.id, n, crate::now()).await {
                     tracing::error!(task = %task.id, "releasing an unstarted attempt: {e}");
                 }

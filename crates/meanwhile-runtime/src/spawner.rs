@@ -1,38 +1,113 @@
-//! The spawner: a small process forked when the runtime starts, which forks each
-//! attempt's supervisor on the runtime's behalf.
+//! The spawner: a small single-threaded process started with the runtime, which
+//! forks each attempt's supervisor on the runtime's behalf.
 //!
-//! Forking the runtime itself for every attempt is slow once it has grown: the kernel
-//! copies its page tables and every page the runtime writes afterwards is copied on
-//! write while the supervisor lives. The spawner is forked once, while the runtime is
-//! young, is single-threaded and writes almost nothing, so forking it is cheap and
-//! leaves the runtime alone. Requests travel over a socket pair, with the log file's
-//! descriptor passed alongside; the spawner exits when the runtime's end closes.
+//! The runtime is multi-threaded, and the child of `fork` in a multi-threaded
+//! process may find locks held by threads that do not exist in it. So the runtime
+//! never forks: it starts the spawner with `std::process::Command`
+//! (`posix_spawn`) on `/proc/self/exe`, which is the running program even if its
+//! file was replaced or deleted, with `MEANWHILE_SPAWNER_FD` in the environment and
+//! one end of a socket pair as its stdin. A constructor of this crate
+//! ([`SPAWNER_ENTRY`], in `.init_array`, which glibc calls with argc, argv and envp
+//! before `main`) finds that variable, runs the spawner's loop and exits; in every
+//! other process it returns at once. The spawner is thus single-threaded from birth
+//! and forks freely, whatever program embeds the runtime and without a binary of its
+//! own.
 //!
-//! The child of `fork` in a multi-threaded program may only rely on what the C
-//! library makes safe there; glibc re-initialises its allocator in the child, which is
-//! what the spawner's (allocating) request decoding relies on. It takes no other lock:
-//! no stdio, no environment access.
+//! Forking the runtime itself for every attempt would also be slow once it has
+//! grown (page tables, copy-on-write); the spawner is small. Requests travel over
+//! the socket pair in the format of [`crate::wire`], with the log file's descriptor
+//! passed alongside; the reply comes from the supervisor once the task runs. The
+//! spawner's command line is `meanwhile-spawner <home>`, and it leaves room in its
+//! environment for each supervisor to rewrite its own. It exits when the runtime's
+//! end of the socket closes. A spawner that failed is replaced, by the same exec.
 
-use crate::spawn::{self, SpawnRequest, Spawned};
-use std::fs::File;
+use crate::spawn::{self, Proven, SpawnRequest, Spawned};
+use crate::supervisor;
+use crate::sys;
+use crate::wire::{self, Reply, Request, Stage};
+use rustix::fs::{Mode, OFlags};
+use rustix::net::{AddressFamily, SocketFlags, SocketType};
+use rustix::pipe::PipeFlags;
+use std::ffi::{c_char, c_int};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
-const MAGIC: u32 = 0x4d57_5350;
-/// Fixed items before argv and env: program, cwd, journal, task, attempt.
-const ITEMS: usize = 5;
+/// The environment variable that makes a program started from `/proc/self/exe` the
+/// spawner; its value is the descriptor of the spawner's socket.
+const MARKER: &str = "MEANWHILE_SPAWNER_FD";
+/// The spawner's argv[0], the other mark of a spawner.
+const SPAWNER_ARG0: &str = "meanwhile-spawner";
+/// Padding in the spawner's environment: room for a supervisor's command line.
+const ROOM: &str = "MEANWHILE_SPAWNER_ROOM";
+const ROOM_BYTES: usize = 96;
+/// The largest request body the spawner accepts.
+const MAX_BODY: usize = 64 << 20;
+/// How long a new spawner may take to greet the runtime.
+const GREETING_WAIT: rustix::event::Timespec = rustix::event::Timespec {
+    tv_sec: 20,
+    tv_nsec: 0,
+};
+
+/// Runs before `main` in every program that links this crate, and turns the process
+/// into the spawner when the runtime started it as one. (glibc passes argc, argv
+/// and envp to these functions; other C libraries do not, so there is none there.)
+#[cfg(target_env = "gnu")]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static SPAWNER_ENTRY: extern "C" fn(c_int, *const *const c_char, *const *const c_char) =
+    spawner_entry;
+
+#[cfg(target_env = "gnu")]
+extern "C" fn spawner_entry(argc: c_int, argv: *const *const c_char, envp: *const *const c_char) {
+    // SAFETY: glibc calls `.init_array` functions with the process's argc, argv
+    // and envp, valid for the life of the process.
+    let Some(fd) = (unsafe { sys::env_value(envp, MARKER) }) else {
+        return;
+    };
+    // Both marks, so that a stray variable in some environment changes nothing.
+    // SAFETY: as above.
+    if unsafe { sys::arg0(argc, argv) } != Some(SPAWNER_ARG0.as_bytes()) {
+        return;
+    }
+    let Some(fd) = std::str::from_utf8(fd).ok().and_then(|v| v.parse().ok()) else {
+        return;
+    };
+    // SAFETY: as above.
+    unsafe { sys::remember_title_area(argc, argv, envp) };
+    sys::run_and_exit(|| serve(fd))
+}
 
 /// The runtime's handle on its spawner process.
 pub(crate) struct Spawner {
-    conn: Mutex<Option<OwnedFd>>,
+    conn: Mutex<Option<Conn>>,
     pid_file: PathBuf,
+    home: PathBuf,
+}
+
+struct Conn {
+    sock: OwnedFd,
+    child: Option<Child>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // Closing our end (after this) makes the spawner exit; reap it off-thread so
+        // that neither a zombie nor a wait is left to the embedding program.
+        if let Some(mut child) = self.child.take() {
+            std::thread::spawn(move || {
+                let _ = child.wait(); // only to reap it
+            });
+        }
+    }
 }
 
 /// A spawner exits as soon as it has answered its last request and found its
-/// runtime gone; this waits (briefly) for that, so that what it journals is there
-/// before recovery reads the journal.
+/// runtime gone; this waits (briefly) for that, so that every supervisor it forked
+/// has journalled its start before recovery reads the journal.
 fn wait_for_previous(pid_file: &Path) {
     let Ok(text) = std::fs::read_to_string(pid_file) else {
         return;
@@ -44,438 +119,241 @@ fn wait_for_previous(pid_file: &Path) {
     let [pid, start] = nums[..] else {
         return;
     };
-    let pid = pid as i32;
-    if spawn::start_time(pid) != Some(start) {
+    let Some(p) = crate::sys::pid(pid as i32) else {
+        return;
+    };
+    let Ok(fd) = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) else {
+        return;
+    };
+    // Checked with the pidfd open, so a match proves the pidfd is that spawner.
+    if !spawn::is_same_process(Proven {
+        pid: pid as i32,
+        start,
+    }) {
         return;
     }
-    if let Ok(fd) = spawn::pidfd_open(pid) {
-        let mut p = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: polling one valid descriptor.
-        unsafe { libc::poll(&mut p, 1, 2000) };
-    }
-}
-
-fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: socketpair fills `fds` on success.
-    let rc = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
+    let mut fds = [rustix::event::PollFd::new(
+        &fd,
+        rustix::event::PollFlags::IN,
+    )];
+    let wait = rustix::event::Timespec {
+        tv_sec: 2,
+        tv_nsec: 0,
     };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fresh fds owned here.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    let _ = rustix::event::poll(&mut fds, Some(&wait)); // a timeout: go on regardless
 }
 
-fn start_process_recorded(pid_file: &Path) -> io::Result<OwnedFd> {
-    let (fd, pid) = start_process_pid()?;
-    let start = spawn::start_time(pid).unwrap_or(0);
+fn launch_error(what: &str, e: io::Error) -> io::Error {
+    io::Error::new(
+        e.kind(),
+        format!("{what} /proc/self/exe as the process spawner: {e}"),
+    )
+}
+
+/// Starts a spawner by exec'ing this program, waits for its greeting, and records
+/// its pid and start time.
+fn launch(home: &Path, pid_file: &Path) -> io::Result<Conn> {
+    let (ours, theirs) = rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    // The spawner's end becomes its stdin: posix_spawn's dup2 gives it to the child
+    // alone, without clearing close-on-exec on a descriptor other threads could
+    // leak into programs they start.
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg0(SPAWNER_ARG0)
+        .arg(home)
+        .env_clear()
+        .env(MARKER, "0")
+        .env(ROOM, " ".repeat(ROOM_BYTES))
+        .current_dir("/")
+        .stdin(Stdio::from(theirs))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().map_err(|e| launch_error("executing", e))?;
+    drop(cmd);
+    if let Err(e) = greeting(&ours) {
+        let _ = child.kill(); // our unreaped child: its pid is still its own
+        let _ = child.wait(); // reaping it
+        return Err(launch_error("no greeting from", e));
+    }
+    let pid = child.id() as i32;
+    let start = sys::start_time(pid).unwrap_or(0);
     std::fs::write(pid_file, format!("{pid} {start}\n"))?;
-    Ok(fd)
+    Ok(Conn {
+        sock: ours,
+        child: Some(child),
+    })
 }
 
-fn start_process_pid() -> io::Result<(OwnedFd, i32)> {
-    let (ours, theirs) = socketpair()?;
-    // SAFETY: the child runs `serve`, which never returns and ends in `_exit`.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
+fn greeting(sock: &OwnedFd) -> io::Result<()> {
+    let mut fds = [rustix::event::PollFd::new(
+        sock,
+        rustix::event::PollFlags::IN,
+    )];
+    if rustix::event::poll(&mut fds, Some(&GREETING_WAIT))? == 0 {
+        return Err(io::ErrorKind::TimedOut.into());
     }
-    if pid == 0 {
-        let fd = theirs.as_raw_fd();
-        std::mem::forget(theirs);
-        std::mem::forget(ours);
-        // SAFETY: we are the freshly forked child.
-        unsafe { serve(fd) }
+    let mut b = [0u8; 4];
+    sys::read_exact(sock, &mut b)?;
+    if u32::from_le_bytes(b) != wire::MAGIC {
+        return Err(io::ErrorKind::InvalidData.into());
     }
-    drop(theirs);
-    Ok((ours, pid))
+    Ok(())
 }
 
 impl Spawner {
     /// Waits for the spawner of a previous runtime on this home to finish the request
-    /// it may be carrying out, then forks this runtime's spawner and records its pid.
+    /// it may be carrying out, then starts this runtime's spawner and records its pid.
     pub(crate) fn start(pid_file: &Path) -> io::Result<Spawner> {
+        // The constructor is what makes the exec'd program a spawner: keep it linked.
+        #[cfg(target_env = "gnu")]
+        std::hint::black_box(&SPAWNER_ENTRY);
+        #[cfg(not(target_env = "gnu"))]
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the process spawner needs glibc, which passes argv and envp to constructors",
+        ));
         wait_for_previous(pid_file);
-        let conn = start_process_recorded(pid_file)?;
+        let home = pid_file.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let conn = launch(&home, pid_file)?;
         Ok(Spawner {
             conn: Mutex::new(Some(conn)),
             pid_file: pid_file.to_path_buf(),
+            home,
         })
     }
 
-    /// Starts an attempt through the spawner; the same contract as [`spawn::spawn`].
+    /// Starts an attempt through the spawner. Returns once the task's program runs,
+    /// its start journalled; an error names the step that failed, and then nothing
+    /// of the task runs.
     pub(crate) fn spawn(&self, req: &SpawnRequest<'_>) -> io::Result<Spawned> {
+        wire::check(req)?;
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        if conn.is_none() {
-            *conn = Some(start_process_recorded(&self.pid_file)?);
-        }
-        let fd = conn.as_ref().map(|c| c.as_raw_fd()).unwrap_or(-1);
-        match exchange(fd, req) {
+        let c = match &mut *conn {
+            Some(c) => c,
+            None => conn.insert(launch(&self.home, &self.pid_file)?),
+        };
+        let reply = match exchange(&c.sock, req) {
             Ok(reply) => reply,
             Err(e) => {
-                // The spawner is gone or confused: start a new one next time.
-                *conn = None;
-                Err(io::Error::other(format!("the process spawner failed: {e}")))
+                // The spawner is gone or confused: end it, start a new one next time.
+                if let Some(mut old) = conn.take()
+                    && let Some(child) = &mut old.child
+                {
+                    let _ = child.kill(); // our unreaped child; it may have exited
+                }
+                return Err(io::Error::other(format!("the process spawner failed: {e}")));
             }
-        }
+        };
+        let r = reply.into_result()?;
+        spawn::register(
+            Proven {
+                pid: r.supervisor,
+                start: r.supervisor_start,
+            },
+            Proven {
+                pid: r.pid,
+                start: r.pid_start,
+            },
+        );
+        Ok(Spawned {
+            supervisor: r.supervisor,
+            pid: r.pid,
+        })
     }
 }
 
-fn encode(req: &SpawnRequest<'_>) -> Vec<u8> {
-    let task = req.task.to_string();
-    let attempt = req.attempt.to_string();
-    let mut items: Vec<&[u8]> = vec![
-        path_bytes(req.program),
-        path_bytes(req.cwd),
-        path_bytes(req.journal),
-        task.as_bytes(),
-        attempt.as_bytes(),
-    ];
-    items.extend(req.argv.iter().map(|a| a.as_bytes()));
-    let env: Vec<String> = req.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    items.extend(env.iter().map(|e| e.as_bytes()));
-    let mut body = Vec::new();
-    for item in &items {
-        body.extend_from_slice(&(item.len() as u32).to_le_bytes());
-        body.extend_from_slice(item);
-    }
-    let mut msg = Vec::with_capacity(16 + body.len());
-    for v in [
-        MAGIC,
-        req.argv.len() as u32,
-        req.env.len() as u32,
-        body.len() as u32,
-    ] {
-        msg.extend_from_slice(&v.to_le_bytes());
-    }
-    msg.extend_from_slice(&body);
-    msg
+/// One request and its reply; an error means the channel broke.
+fn exchange(sock: &OwnedFd, req: &SpawnRequest<'_>) -> io::Result<Reply> {
+    sys::send_with_fd(sock.as_raw_fd(), &wire::encode(req), req.log.as_raw_fd())?;
+    let mut reply = [0u8; wire::REPLY];
+    sys::read_exact(sock, &mut reply)?;
+    Ok(Reply::decode(&reply))
 }
 
-fn path_bytes(p: &Path) -> &[u8] {
-    std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str())
-}
-
-/// Sends `bytes`, with `fd` passed alongside the first byte.
-fn send_with_fd(sock: RawFd, bytes: &[u8], fd: RawFd) -> io::Result<()> {
-    let mut iov = libc::iovec {
-        iov_base: bytes.as_ptr() as *mut _,
-        iov_len: bytes.len(),
+/// The spawner's whole life, in the exec'd process; returns its exit code.
+fn serve(fd: RawFd) -> i32 {
+    // SAFETY: the runtime passed the socket as this descriptor (our stdin), and
+    // nothing else in this fresh process owns it.
+    let given = unsafe { OwnedFd::from_raw_fd(fd) };
+    let Ok(sock) = rustix::io::fcntl_dupfd_cloexec(&given, 3) else {
+        return 1;
     };
-    let mut cbuf = [0u64; 4];
-    // SAFETY: msghdr and the control buffer are set up per cmsg(3); the buffer is
-    // large enough for one descriptor and suitably aligned (u64).
-    let sent = unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as _;
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
-        libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL)
-    };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
+    drop(given);
+    // /dev/null on 0, 1 and 2, so that descriptors received later are never taken
+    // for standard streams, and nothing else of what the runtime may have leaked.
+    if let Ok(null) = rustix::fs::open(c"/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+    {
+        let _ = rustix::stdio::dup2_stdin(&null); // best effort: they are not used
+        let _ = rustix::stdio::dup2_stdout(&null);
+        let _ = rustix::stdio::dup2_stderr(&null);
+        if null.as_raw_fd() <= 2 {
+            // It is one of the three (the socket's old place): keep it open.
+            std::mem::forget(null);
+        }
     }
-    write_all(sock, &bytes[sent as usize..])
+    sys::close_from_3_except(&[sock.as_raw_fd()]);
+    let _ = rustix::thread::set_name(c"mw-spawner"); // cosmetic
+    // Supervisors report through the journal; let the kernel reap them. Stay alive
+    // for a Ctrl-C aimed at the runtime's terminal: the runtime decides.
+    sys::ignore_signals(&[libc::SIGCHLD, libc::SIGPIPE, libc::SIGINT]);
+    if sys::send_all(sock.as_raw_fd(), &wire::MAGIC.to_le_bytes()).is_err() {
+        return 0;
+    }
+    while handle(&sock).is_ok() {}
+    0
 }
 
-fn write_all(fd: RawFd, mut bytes: &[u8]) -> io::Result<()> {
-    while !bytes.is_empty() {
-        // SAFETY: writing from a valid buffer.
-        let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        bytes = &bytes[n as usize..];
-    }
-    Ok(())
-}
-
-fn read_exact(fd: RawFd, buf: &mut [u8]) -> io::Result<()> {
-    let mut got = 0;
-    while got < buf.len() {
-        // SAFETY: reading into a valid buffer.
-        let n = unsafe { libc::read(fd, buf[got..].as_mut_ptr().cast(), buf.len() - got) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        got += n as usize;
-    }
-    Ok(())
-}
-
-/// One request and its reply. The outer error means the channel broke; the inner
-/// one is the spawn's own failure.
-fn exchange(sock: RawFd, req: &SpawnRequest<'_>) -> io::Result<io::Result<Spawned>> {
-    send_with_fd(sock, &encode(req), req.log.as_raw_fd())?;
-    let mut reply = [0u8; 12];
-    read_exact(sock, &mut reply)?;
-    let word =
-        |i: usize| i32::from_le_bytes(reply[i * 4..i * 4 + 4].try_into().unwrap_or_default());
-    let (pid, supervisor, errno) = (word(0), word(1), word(2));
-    if errno != 0 {
-        return Ok(Err(io::Error::from_raw_os_error(errno)));
-    }
-    Ok(Ok(Spawned { supervisor, pid }))
-}
-
-/// Receives the fixed header and the descriptor passed with it.
-fn recv_header(sock: RawFd) -> io::Result<([u8; 16], Option<OwnedFd>)> {
-    let mut header = [0u8; 16];
-    let mut iov = libc::iovec {
-        iov_base: header.as_mut_ptr().cast(),
-        iov_len: header.len(),
-    };
-    let mut cbuf = [0u64; 4];
-    // SAFETY: as in `send_with_fd`; the kernel fills the buffers.
-    let (n, fd) = unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
-        let n = libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC);
-        let mut fd = None;
-        if n > 0 {
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            if !cmsg.is_null()
-                && (*cmsg).cmsg_level == libc::SOL_SOCKET
-                && (*cmsg).cmsg_type == libc::SCM_RIGHTS
-            {
-                let raw = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>());
-                fd = Some(OwnedFd::from_raw_fd(raw));
-            }
-        }
-        (n, fd)
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
+/// Carries out one request; an error means the channel broke (or the runtime
+/// closed it) and the spawner exits.
+fn handle(sock: &OwnedFd) -> io::Result<()> {
+    let mut header = [0u8; wire::HEADER];
+    let (n, log) = sys::recv_with_fd(sock.as_raw_fd(), &mut header)?;
     if n == 0 {
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
-    read_exact(sock, &mut header[n as usize..])?;
-    Ok((header, fd))
-}
-
-fn decode(body: &[u8], n_argv: usize, n_env: usize) -> Option<Vec<Vec<u8>>> {
-    let mut items = Vec::with_capacity(ITEMS + n_argv + n_env);
-    let mut at = 0;
-    while at < body.len() {
-        let len = u32::from_le_bytes(body.get(at..at + 4)?.try_into().ok()?) as usize;
-        at += 4;
-        items.push(body.get(at..at + len)?.to_vec());
-        at += len;
-    }
-    (items.len() == ITEMS + n_argv + n_env).then_some(items)
-}
-
-fn handle(sock: RawFd) -> io::Result<()> {
-    let (header, log) = recv_header(sock)?;
-    let word =
-        |i: usize| u32::from_le_bytes(header[i * 4..i * 4 + 4].try_into().unwrap_or_default());
-    let (magic, n_argv, n_env, len) = (
-        word(0),
-        word(1) as usize,
-        word(2) as usize,
-        word(3) as usize,
-    );
-    if magic != MAGIC {
+    sys::read_exact(sock, &mut header[n..])?;
+    let Some((n_argv, n_env, len)) = wire::decode_header(&header) else {
+        return Err(io::ErrorKind::InvalidData.into());
+    };
+    if len > MAX_BODY {
         return Err(io::ErrorKind::InvalidData.into());
     }
     let mut body = vec![0u8; len];
-    read_exact(sock, &mut body)?;
-    let einval = || send_reply(sock, [0, 0, libc::EINVAL]);
-    let (Some(items), Some(log)) = (decode(&body, n_argv, n_env), log) else {
-        return einval();
+    sys::read_exact(sock, &mut body)?;
+    let reply = match (wire::decode(&body, n_argv, n_env), log) {
+        (Some(req), Some(log)) => start_supervisor(&req, log),
+        _ => Reply::failed(Stage::Request, libc::EINVAL),
     };
-    let path = |b: &Vec<u8>| -> PathBuf {
-        <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(b.clone()).into()
-    };
-    let number = |b: &Vec<u8>| {
-        std::str::from_utf8(b)
-            .ok()
-            .and_then(|s| s.parse::<i64>().ok())
-    };
-    let (Some(task), Some(attempt)) = (number(&items[3]), number(&items[4])) else {
-        return einval();
-    };
-    let strings: Option<Vec<String>> = items[ITEMS..]
-        .iter()
-        .map(|b| String::from_utf8(b.clone()).ok())
-        .collect();
-    let Some(strings) = strings else {
-        return einval();
-    };
-    let (argv, env_pairs) = strings.split_at(n_argv);
-    let env: Vec<(String, String)> = env_pairs
-        .iter()
-        .map(|e| match e.split_once('=') {
-            Some((k, v)) => (k.to_string(), v.to_string()),
-            None => (e.clone(), String::new()),
-        })
-        .collect();
-    let log = File::from(log);
-    let req = SpawnRequest {
-        program: &path(&items[0]),
-        argv,
-        env: &env,
-        cwd: &path(&items[1]),
-        log: &log,
-        journal: &path(&items[2]),
-        task,
-        attempt: attempt as u32,
-    };
-    let reply = match spawn::spawn(&req) {
-        Ok(s) => [s.pid, s.supervisor, 0],
-        Err(e) => [0, 0, e.raw_os_error().unwrap_or(libc::EIO)],
-    };
-    // Answer first (the runtime is waiting), then journal, still before the next
-    // request: recovery relies on every started attempt being journalled by then.
-    // A runtime that died meanwhile makes the answer fail; the journal line must be
-    // written all the same.
-    let sent = send_reply(sock, reply);
-    if reply[2] == 0 {
-        let spawned = Spawned {
-            pid: reply[0],
-            supervisor: reply[1],
-        };
-        let _ = spawn::journal_started(&req, spawned);
-    }
-    sent
+    sys::send_all(sock.as_raw_fd(), &reply.encode())
 }
 
-fn send_reply(sock: RawFd, reply: [i32; 3]) -> io::Result<()> {
-    let mut bytes = [0u8; 12];
-    for (i, v) in reply.iter().enumerate() {
-        bytes[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes());
-    }
-    write_all(sock, &bytes)
-}
-
-/// The spawner's whole life.
-///
-/// # Safety
-/// Must be called only in a freshly forked child; never returns.
-unsafe fn serve(sock: RawFd) -> ! {
-    // SAFETY: raw system calls; the socket is ours.
-    unsafe {
-        // Hold nothing of the runtime's but the socket, moved out of the way, and
-        // put /dev/null on 0, 1 and 2 so that descriptors received later are never
-        // mistaken for standard streams.
-        let sock = {
-            let moved = libc::fcntl(sock, libc::F_DUPFD_CLOEXEC, 64);
-            if moved < 0 {
-                libc::_exit(1);
-            }
-            moved
-        };
-        libc::syscall(libc::SYS_close_range, 0u32, (sock - 1) as u32, 0u32);
-        libc::syscall(libc::SYS_close_range, (sock + 1) as u32, u32::MAX, 0u32);
-        for _ in 0..3 {
-            libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-        }
-        // Show what this process is in `ps` and `top` (its command line is still
-        // the runtime's, since it was forked, not exec'd).
-        libc::prctl(
-            libc::PR_SET_NAME,
-            c"mw-spawner".as_ptr() as libc::c_ulong,
-            0,
-            0,
-            0,
-        );
-        // Supervisors report through the journal; let the kernel reap them.
-        libc::signal(libc::SIGCHLD, libc::SIG_IGN);
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-        // Stay alive for a Ctrl-C aimed at the runtime's terminal: the runtime decides.
-        libc::signal(libc::SIGINT, libc::SIG_IGN);
-        loop {
-            if handle(sock).is_err() {
-                libc::_exit(0);
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        /// What the runtime encodes, the spawner decodes to the same items.
-        #[test]
-        fn requests_decode_to_what_was_encoded(
-            argv in proptest::collection::vec("\\PC{0,12}", 1..6),
-            env in proptest::collection::vec(("[A-Z_]{1,8}", "\\PC{0,12}"), 0..6),
-            cwd in "/[a-z/]{0,20}",
-            task in 1i64..i64::MAX,
-            attempt in 1u32..1000,
-        ) {
-            let log = tempfile::tempfile().unwrap();
-            let req = SpawnRequest {
-                program: Path::new("/bin/sh"),
-                argv: &argv,
-                env: &env,
-                cwd: Path::new(&cwd),
-                log: &log,
-                journal: Path::new("/tmp/journal"),
-                task,
-                attempt,
-            };
-            let msg = encode(&req);
-            let word = |i: usize| u32::from_le_bytes(msg[i * 4..i * 4 + 4].try_into().unwrap());
-            prop_assert_eq!(word(0), MAGIC);
-            prop_assert_eq!(word(3) as usize, msg.len() - 16);
-            let items = decode(&msg[16..], word(1) as usize, word(2) as usize).unwrap();
-            prop_assert_eq!(&items[0][..], b"/bin/sh");
-            prop_assert_eq!(&items[1][..], cwd.as_bytes());
-            prop_assert_eq!(&items[3], &task.to_string().into_bytes());
-            prop_assert_eq!(&items[4], &attempt.to_string().into_bytes());
-            for (i, a) in argv.iter().enumerate() {
-                prop_assert_eq!(&items[ITEMS + i][..], a.as_bytes());
-            }
-            for (i, (k, v)) in env.iter().enumerate() {
-                prop_assert_eq!(&items[ITEMS + argv.len() + i], &format!("{k}={v}").into_bytes());
-            }
-        }
-
-        /// Bytes from a confused or hostile peer are refused, never a panic.
-        #[test]
-        fn any_body_decodes_or_is_refused(
-            body in proptest::collection::vec(any::<u8>(), 0..512),
-            n_argv in 0usize..8,
-            n_env in 0usize..8,
-        ) {
-            if let Some(items) = decode(&body, n_argv, n_env) {
-                prop_assert_eq!(items.len(), ITEMS + n_argv + n_env);
+/// Forks the attempt's supervisor and relays its report.
+fn start_supervisor(req: &Request, log: OwnedFd) -> Reply {
+    let (report_read, report_write) = match rustix::pipe::pipe_with(PipeFlags::CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => return Reply::error(Stage::ForkSupervisor, &e.into()),
+    };
+    // SAFETY: the spawner is single-threaded; the child ends in `run_and_exit`.
+    match unsafe { sys::fork() } {
+        Err(e) => Reply::error(Stage::ForkSupervisor, &e),
+        Ok(None) => sys::run_and_exit(move || {
+            drop(report_read);
+            // Hold nothing of the spawner's: above all not its socket, whose copy
+            // would keep the runtime from seeing the spawner end.
+            sys::close_from_3_except(&[log.as_raw_fd(), report_write.as_raw_fd()]);
+            supervisor::run(req, log, report_write)
+        }),
+        Ok(Some(_)) => {
+            drop(report_write);
+            drop(log);
+            let mut b = [0u8; wire::REPLY];
+            match sys::read_exact(&report_read, &mut b) {
+                Ok(()) => Reply::decode(&b),
+                Err(_) => Reply::failed(Stage::SupervisorDied, libc::EIO),
             }
         }
     }

@@ -2,9 +2,13 @@
 
 mod support;
 
+mod descendants;
 mod functions;
+mod journal;
 mod lifecycle;
 mod output;
+mod ownership;
 mod recovery;
+mod starts;
 mod stop;
 mod store_failures;

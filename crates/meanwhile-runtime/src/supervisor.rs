@@ -1,0 +1,300 @@
+//! An attempt's supervisor: a process forked by the spawner for each attempt, which
+//! outlives the runtime, starts the task, records its start and its end in the
+//! journal, and leaves no process of the task's tree behind.
+//!
+//! The supervisor forks the task's process itself. That child sets up a new session,
+//! its standard streams (stdin on `/dev/null`, stdout and stderr appended to the
+//! log), its working directory, default signal dispositions, and then waits for a
+//! "go" byte. Only once the `S` line (the task's pid and start time, the
+//! supervisor's pid and start time) is in the journal does the supervisor send it;
+//! if the line could not be written the child is killed before it ran anything, and
+//! the start fails. `execve` errors come back through a close-on-exec pipe.
+//!
+//! The supervisor is a child subreaper: every orphan of the task's tree (a daemon
+//! that double-forked, a `setsid` child) becomes its child. When the task's main
+//! process ends (by itself or of a stop's signal), the supervisor kills its group
+//! (before reaping the main process, so the group id cannot have been reused), then
+//! kills and reaps its children again and again until it has none, and only then
+//! appends the `E` line. Its command line reads
+//! `meanwhile-supervise task <id> attempt <n>`, so `ps` and `pkill -f` tell it apart.
+//!
+//! It forks only from a single-threaded process (the spawner's copy), so both
+//! sides may allocate; a panic ends the process and never unwinds into the
+//! spawner's copied stack.
+
+use crate::journal;
+use crate::sys;
+use crate::wire::{Reply, Request, Stage};
+use rustix::fs::{Mode, OFlags};
+use rustix::pipe::PipeFlags;
+use rustix::process::{Signal, WaitIdOptions, WaitOptions};
+use std::ffi::c_char;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+/// The supervisor's whole life; returns its exit code. `report` receives one
+/// [`Reply`] once the task's program runs or could not be started.
+pub(crate) fn run(req: &Request, log: OwnedFd, report: OwnedFd) -> i32 {
+    // Leave the spawner's session, so terminal signals aimed at the runtime miss
+    // us, and ignore the signals a stop sends to the task's group, in case one strays.
+    let _ = rustix::process::setsid(); // fails only for a group leader, which we are not
+    let title = format!(
+        "meanwhile-supervise task {} attempt {}",
+        req.task, req.attempt
+    );
+    sys::set_title(title.as_bytes());
+    let _ = rustix::thread::set_name(c"mw-supervise"); // cosmetic
+    sys::ignore_signals(&[
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+        libc::SIGPIPE,
+    ]);
+    // The spawner lets the kernel reap its children; we must wait for ours.
+    sys::default_signal(libc::SIGCHLD);
+    // Orphans of the task's tree are re-parented to us, so we can kill and reap
+    // them and know when the whole tree is gone.
+    if let Err(e) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
+        return send_failure(&report, Reply::error(Stage::ForkTask, &e.into()));
+    }
+    let started = match start(req, &log) {
+        Ok(s) => s,
+        Err(reply) => return send_failure(&report, reply),
+    };
+    let pid = started.reply.pid;
+    if send(&report, started.reply).is_err() {
+        // The spawner died before it could tell the runtime, which therefore
+        // records a failed start: nobody would watch or stop this task. (A runtime
+        // that died instead leaves the spawner alive, and the task to be adopted.)
+        kill_group(pid);
+        sweep();
+        return 1;
+    }
+    // Hold nothing but the standard streams (/dev/null, from the spawner).
+    drop(log);
+    drop(report);
+    sys::close_from_3_except(&[]);
+    // Wait for the main process to end without reaping it: as a zombie it keeps
+    // its pid, and so its process group id, from being reused while the group is
+    // killed. Then reap it, for its status and resource usage.
+    if wait_exit_unreaped(pid).is_err() {
+        return 126;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    kill_group(pid);
+    let (status, usage) = match sys::wait4(pid) {
+        Ok(r) => r,
+        Err(_) => return 126,
+    };
+    sweep();
+    let cpu_us = (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1_000_000
+        + (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
+    let line = format!(
+        "E {} {} 2 {status} {} {} {}\n",
+        req.task,
+        req.attempt,
+        usage.ru_maxrss,
+        cpu_us / 1000,
+        now.as_micros()
+    );
+    match journal::append(&req.journal, line.as_bytes()) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    }
+}
+
+fn send(report: &OwnedFd, reply: Reply) -> io::Result<()> {
+    sys::write_all(report, &reply.encode())
+}
+
+/// Reports a failed start; the exit code of a supervisor whose task never ran.
+fn send_failure(report: &OwnedFd, reply: Reply) -> i32 {
+    let _ = send(report, reply); // a spawner that is gone cannot be told
+    127
+}
+
+struct Started {
+    reply: Reply,
+}
+
+/// Forks the task's process, journals its start, lets it run. On failure, nothing
+/// of the task's program has run and no process of it is left.
+fn start(req: &Request, log: &OwnedFd) -> Result<Started, Reply> {
+    let fork_err = |e: io::Error| Reply::error(Stage::ForkTask, &e);
+    let devnull = rustix::fs::open(
+        c"/dev/null",
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| fork_err(e.into()))?;
+    let (go_read, go_write) =
+        rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(|e| fork_err(e.into()))?;
+    let (err_read, err_write) =
+        rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(|e| fork_err(e.into()))?;
+    let argv: Vec<*const c_char> = req
+        .argv
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let env: Vec<*const c_char> = req
+        .env
+        .iter()
+        .map(|e| e.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    // SAFETY: this process (a supervisor forked from the single-threaded spawner) is
+    // single-threaded; the child ends in execve or `exit_now`.
+    let pid = match unsafe { sys::fork() } {
+        Err(e) => return Err(fork_err(e)),
+        Ok(None) => sys::run_and_exit(|| {
+            let (stage, e) = task_child(
+                req,
+                log,
+                &devnull,
+                &go_read,
+                err_write.as_raw_fd(),
+                &argv,
+                &env,
+            );
+            let mut b = [0u8; 8];
+            b[..4].copy_from_slice(&e.raw_os_error().unwrap_or(libc::EIO).to_le_bytes());
+            b[4..].copy_from_slice(&(stage as u32).to_le_bytes());
+            let _ = sys::write_all(&err_write, &b); // nothing else can be done
+            127
+        }),
+        Ok(Some(pid)) => pid,
+    };
+    drop(go_read);
+    drop(err_write);
+    let kill = |pid: i32| {
+        if let Some(p) = sys::pid(pid) {
+            let _ = rustix::process::kill_process(p, Signal::KILL); // it may have exited
+            let _ = sys::wait4(pid); // reaping our own child
+        }
+    };
+    let supervisor = std::process::id() as i32;
+    let supervisor_start = sys::start_time(supervisor).unwrap_or(0);
+    // The child is blocked on the go pipe (or has exited after a failed chdir, and
+    // is then a zombie whose start time reads 0).
+    let pid_start = sys::start_time(pid).unwrap_or(0);
+    let line = format!(
+        "S {} {} {pid} {supervisor} {supervisor_start} {pid_start}\n",
+        req.task, req.attempt
+    );
+    if let Err(e) = journal::append(&req.journal, line.as_bytes()) {
+        kill(pid);
+        return Err(Reply::error(Stage::Journal, &e));
+    }
+    // EPIPE: the child failed before waiting for the go; its error follows.
+    let _ = sys::write_all(&go_write, b"g");
+    drop(go_write);
+    let mut b = [0u8; 8];
+    match sys::read_exact(&err_read, &mut b) {
+        // Closed on exec: the program runs.
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {}
+        Err(e) => {
+            kill(pid);
+            return Err(Reply::error(Stage::ForkTask, &e));
+        }
+        Ok(()) => {
+            let _ = sys::wait4(pid); // it exits right after reporting
+            let errno = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            let stage = if u32::from_le_bytes([b[4], b[5], b[6], b[7]]) == Stage::Chdir as u32 {
+                Stage::Chdir
+            } else {
+                Stage::Exec
+            };
+            return Err(Reply::failed(stage, errno));
+        }
+    }
+    Ok(Started {
+        reply: Reply {
+            pid,
+            supervisor,
+            errno: 0,
+            stage: Stage::Started,
+            supervisor_start,
+            pid_start,
+        },
+    })
+}
+
+/// The task's process until `execve`; returns only with what failed.
+fn task_child(
+    req: &Request,
+    log: &OwnedFd,
+    devnull: &OwnedFd,
+    go: &OwnedFd,
+    report: std::os::fd::RawFd,
+    argv: &[*const c_char],
+    env: &[*const c_char],
+) -> (Stage, io::Error) {
+    let setup = || -> rustix::io::Result<()> {
+        rustix::process::setsid()?;
+        rustix::stdio::dup2_stdin(devnull)?;
+        rustix::stdio::dup2_stdout(log)?;
+        rustix::stdio::dup2_stderr(log)?;
+        Ok(())
+    };
+    if let Err(e) = setup() {
+        return (Stage::ForkTask, e.into());
+    }
+    if let Err(e) = rustix::process::chdir(req.cwd.as_c_str()) {
+        return (Stage::Chdir, e.into());
+    }
+    sys::reset_signals();
+    sys::close_from_3_except(&[go.as_raw_fd(), report]);
+    let mut byte = [0u8; 1];
+    if sys::read_exact(go, &mut byte).is_err() {
+        // The supervisor could not journal the start (or died): run nothing.
+        sys::exit_now(127);
+    }
+    (Stage::Exec, sys::execve(&req.program, argv, env))
+}
+
+/// Waits until the child `pid` has ended, leaving it a zombie.
+fn wait_exit_unreaped(pid: i32) -> io::Result<()> {
+    let p = sys::pid(pid).ok_or(io::ErrorKind::InvalidInput)?;
+    loop {
+        match rustix::process::waitid(
+            rustix::process::WaitId::Pid(p),
+            WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+        ) {
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Kills the task's process group, whose leader (the task's main process) has not
+/// been reaped yet, so the id is still the group's.
+fn kill_group(pgid: i32) {
+    if let Some(p) = sys::pid(pgid) {
+        let _ = rustix::process::kill_process_group(p, Signal::KILL); // may be only the zombie
+    }
+}
+
+/// Kills and reaps every process left of the task's tree: every child of ours
+/// (orphans of the tree are re-parented to us, the subreaper), again and again,
+/// until we have no child left.
+fn sweep() {
+    loop {
+        for child in sys::own_children() {
+            // Our children, not yet reaped: their pids are still theirs.
+            if let Some(p) = sys::pid(child) {
+                let _ = rustix::process::kill_process(p, Signal::KILL); // may be exiting
+            }
+        }
+        // Blocks until one of them has ended; its own orphans are ours by then, and
+        // the next round kills them.
+        match rustix::process::wait(WaitOptions::empty()) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return, // ECHILD: the tree is gone
+        }
+    }
+}
