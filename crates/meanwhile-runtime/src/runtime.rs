@@ -45,32 +45,22 @@ fn lock_home(home: &Home) -> Result<File> {
         .write(true)
         .open(&path)
         .map_err(Error::io(format!("opening {}", path.display())))?;
-    // SAFETY: flock on an fd we own.
-    let rc = unsafe {
-        libc::flock(
-            std::os::fd::AsRawFd::as_raw_fd(&f),
-            libc::LOCK_EX | libc::LOCK_NB,
-        )
-    };
-    if rc != 0 {
-        return Err(Error::Locked {
+    match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(f),
+        Err(_) => Err(Error::Locked {
             home: home.root().display().to_string(),
-        });
+        }),
     }
-    Ok(f)
 }
 
 fn host_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc == 0 {
-        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        if end > 0 {
-            return String::from_utf8_lossy(&buf[..end]).into_owned();
-        }
+    let uname = rustix::system::uname();
+    let name = uname.nodename().to_string_lossy();
+    if name.is_empty() {
+        "localhost".to_string()
+    } else {
+        name.into_owned()
     }
-    "localhost".to_string()
 }
 
 impl Runtime {

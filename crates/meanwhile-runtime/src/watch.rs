@@ -3,12 +3,12 @@
 //! Readers and progress are woken by the kernel, not by polling the files.
 
 use meanwhile_core::{Progress, TaskId, Timestamp};
+use rustix::fs::inotify;
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::mem::MaybeUninit;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tokio::io::unix::AsyncFd;
@@ -52,13 +52,8 @@ impl OutputWatcher {
     /// Starts watching; progress lines found in any log arrive on the returned channel.
     pub(crate) fn start() -> io::Result<(OutputWatcher, mpsc::UnboundedReceiver<(TaskId, Progress)>)>
     {
-        // SAFETY: inotify_init1 returns a new fd or -1.
-        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a fresh fd that we now own.
-        let fd = crate::spawn::async_fd(unsafe { OwnedFd::from_raw_fd(fd) })?;
+        let fd = inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC)?;
+        let fd = crate::spawn::async_fd(fd)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let watcher = OutputWatcher {
             inner: Arc::new(WatcherInner {
@@ -83,15 +78,7 @@ impl OutputWatcher {
         size: watch::Sender<u64>,
     ) -> io::Result<WatchGuard> {
         let file = File::open(path)?;
-        let c = CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| io::Error::other("log path contains a NUL byte"))?;
-        // SAFETY: valid fd and NUL-terminated path.
-        let wd = unsafe {
-            libc::inotify_add_watch(self.inner.fd.as_raw_fd(), c.as_ptr(), libc::IN_MODIFY)
-        };
-        if wd < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let wd = inotify::add_watch(self.inner.fd.get_ref(), path, inotify::WatchFlags::MODIFY)?;
         size.send_replace(file.metadata()?.len());
         let mut w = Watched {
             id,
@@ -119,44 +106,43 @@ impl OutputWatcher {
         let removed = self.inner.by_wd.lock().ok().and_then(|mut m| m.remove(&wd));
         if let Some(mut w) = removed {
             let _ = self.scan(&mut w);
-            // SAFETY: removing a watch descriptor we added.
-            unsafe { libc::inotify_rm_watch(self.inner.fd.as_raw_fd(), wd) };
+            // A watch the kernel already dropped (its file removed) is no error.
+            let _ = inotify::remove_watch(self.inner.fd.get_ref(), wd);
         }
     }
 
     async fn run(&self) {
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
         loop {
             let mut guard = match self.inner.fd.readable().await {
                 Ok(g) => g,
                 Err(_) => return,
             };
-            let n = match guard.try_io(|fd| {
-                // SAFETY: reading into a valid buffer.
-                let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
+            // The watches that saw writes, from one read's worth of events; readiness
+            // stays set while more are queued.
+            let read = guard.try_io(|fd| {
+                let mut events = inotify::Reader::new(fd.get_ref(), &mut buf);
+                let mut wds = Vec::new();
+                loop {
+                    match events.next() {
+                        Ok(ev) => {
+                            if !wds.contains(&ev.wd()) {
+                                wds.push(ev.wd());
+                            }
+                            if events.is_buffer_empty() {
+                                return Ok(wds);
+                            }
+                        }
+                        Err(e) if wds.is_empty() => return Err(io::Error::from(e)),
+                        Err(_) => return Ok(wds),
+                    }
                 }
-            }) {
-                Ok(Ok(n)) => n,
+            });
+            let wds = match read {
+                Ok(Ok(wds)) => wds,
                 Ok(Err(_)) => return,
                 Err(_would_block) => continue,
             };
-            let mut wds = Vec::new();
-            let mut at = 0;
-            let header = std::mem::size_of::<libc::inotify_event>();
-            while at + header <= n {
-                // SAFETY: the kernel wrote whole events; read_unaligned copes with
-                // the byte buffer's alignment.
-                let ev: libc::inotify_event =
-                    unsafe { std::ptr::read_unaligned(buf[at..].as_ptr().cast()) };
-                if !wds.contains(&ev.wd) {
-                    wds.push(ev.wd);
-                }
-                at += header + ev.len as usize;
-            }
             let mut busy = false;
             if let Ok(mut map) = self.inner.by_wd.lock() {
                 for wd in wds {
