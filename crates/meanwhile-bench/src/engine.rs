@@ -156,12 +156,12 @@ async fn seed(home: &meanwhile_runtime::Home, n: u64) {
 /// One task printing 1 GiB, against `head -c 1073741824 /dev/zero > FILE`.
 pub async fn big_output() -> Value {
     const BYTES: u64 = 1 << 30;
-    const ROUNDS: usize = 3;
+    const ROUNDS: usize = 5;
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("baseline.out");
     let cmd = format!("head -c {BYTES} /dev/zero > {}", file.display());
     // Writing a gigabyte is at the mercy of the kernel's writeback, which differs
-    // from one run to the next: baseline and meanwhile alternate, three rounds each,
+    // from one run to the next: baseline and meanwhile alternate, five rounds each,
     // and the medians are compared.
     let baseline = || {
         settle();
@@ -220,7 +220,7 @@ pub async fn big_output() -> Value {
         "states": states,
         "log_bytes": log_bytes,
         "mib_per_s": round(mib_s(took)),
-        "baseline": "sh -c 'head -c 1073741824 /dev/zero > FILE', alternating with meanwhile's runs after a sync; medians",
+        "baseline": "sh -c 'head -c 1073741824 /dev/zero > FILE', alternating with meanwhile's runs after a sync; medians of 5",
         "baseline_mib_per_s": round(mib_s(base)),
         "ratio": round3(base.as_secs_f64() / took.as_secs_f64()),
         "goal_ratio": ">= 0.95",

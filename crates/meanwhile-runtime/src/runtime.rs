@@ -610,8 +610,12 @@ impl Runtime {
             let timeout = query.timeout.unwrap_or(Duration::from_secs(30));
             let deadline = tokio::time::Instant::now() + timeout;
             let mut scanned = since;
+            let mut _following = None;
             loop {
                 let mut output = self.output_watch(id).await;
+                // Woken by the kernel at each write while waiting, not only at the
+                // watcher's next regular look.
+                _following = self.inner.watcher.follow(id);
                 let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
                 let ended = task.state.is_terminal();
                 let met = match wait {

@@ -1,6 +1,11 @@
-//! Watches the logs of running tasks with inotify: publishes each log's size to
-//! readers waiting for new output, and picks `::progress` lines out of the new bytes.
-//! Readers and progress are woken by the kernel, not by polling the files.
+//! Follows the logs of running tasks: publishes each log's size to readers waiting
+//! for new output, and picks `::progress` lines out of what was written.
+//!
+//! Every running task's log gets a throttled look (its size, and what was written
+//! since, or only the last 64 KiB of it when a task writes flat out): progress is a
+//! latest-value signal, and a task printing a gigabyte must not be slowed by being
+//! watched. Only while a reader waits for a task's output (`wait`, follow) does its
+//! log also get an inotify watch, so that reader is woken by the kernel at once.
 
 use meanwhile_core::{Progress, TaskId, Timestamp};
 use rustix::fs::inotify;
@@ -9,10 +14,11 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::io::unix::AsyncFd;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 const PROGRESS_PREFIX: &[u8] = b"::progress";
 /// Longest progress line kept; the rest of a longer line is ignored.
@@ -21,11 +27,14 @@ const MAX_PROGRESS_LINE: usize = 512;
 const SKIP_AHEAD_AT: u64 = 256 * 1024;
 /// How much of the tail is searched then.
 const SCAN_TAIL: u64 = 64 * 1024;
-/// The pause after a look that found a task writing flat out.
-const BUSY_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+/// How often every running task's log is looked at.
+const LOOK_EVERY: Duration = Duration::from_millis(250);
+/// The pause after a followed log's look that found its task writing flat out.
+const BUSY_PAUSE: Duration = Duration::from_millis(20);
 
 struct Watched {
     id: TaskId,
+    path: PathBuf,
     file: File,
     offset: u64,
     /// Where the scanner is: at the start of a line, inside a candidate progress line
@@ -34,22 +43,34 @@ struct Watched {
     collecting: bool,
     line: Vec<u8>,
     size: watch::Sender<u64>,
+    /// Readers waiting on this log, and its inotify watch while there are any.
+    followers: usize,
+    wd: Option<i32>,
 }
 
-/// The runtime's one inotify instance and the logs it watches.
+/// The runtime's log follower: one inotify instance and the logs of running tasks.
 #[derive(Clone)]
 pub(crate) struct OutputWatcher {
     inner: Arc<WatcherInner>,
 }
 
+#[derive(Default)]
+struct Logs {
+    by_task: HashMap<TaskId, Watched>,
+    by_wd: HashMap<i32, TaskId>,
+}
+
 struct WatcherInner {
     fd: AsyncFd<OwnedFd>,
-    by_wd: Mutex<HashMap<i32, Watched>>,
+    logs: Mutex<Logs>,
+    /// Woken when a first log is watched, so an idle runtime does not tick.
+    watched: Notify,
     progress: mpsc::UnboundedSender<(TaskId, Progress)>,
 }
 
 impl OutputWatcher {
-    /// Starts watching; progress lines found in any log arrive on the returned channel.
+    /// Starts following; progress lines found in any log arrive on the returned
+    /// channel.
     pub(crate) fn start() -> io::Result<(OutputWatcher, mpsc::UnboundedReceiver<(TaskId, Progress)>)>
     {
         let fd = inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC)?;
@@ -58,18 +79,25 @@ impl OutputWatcher {
         let watcher = OutputWatcher {
             inner: Arc::new(WatcherInner {
                 fd,
-                by_wd: Mutex::new(HashMap::new()),
+                logs: Mutex::default(),
+                watched: Notify::new(),
                 progress: tx,
             }),
         };
         let w = watcher.clone();
-        tokio::spawn(async move { w.run().await });
+        tokio::spawn(async move { w.follow_events().await });
+        let w = watcher.clone();
+        tokio::spawn(async move { w.look_regularly().await });
         Ok((watcher, rx))
     }
 
-    /// Starts watching the log of a running task from `offset` (the size it had when
+    fn logs(&self) -> MutexGuard<'_, Logs> {
+        self.inner.logs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts following the log of a running task from `offset` (the size it had when
     /// the attempt started, so earlier attempts' progress lines are not replayed).
-    /// The log's size is published on `size`; watching stops when the guard drops.
+    /// The log's size is published on `size`; following stops when the guard drops.
     pub(crate) fn watch(
         &self,
         id: TaskId,
@@ -78,40 +106,108 @@ impl OutputWatcher {
         size: watch::Sender<u64>,
     ) -> io::Result<WatchGuard> {
         let file = File::open(path)?;
-        let wd = inotify::add_watch(self.inner.fd.get_ref(), path, inotify::WatchFlags::MODIFY)?;
         size.send_replace(file.metadata()?.len());
         let mut w = Watched {
             id,
+            path: path.to_path_buf(),
             file,
             offset,
             at_line_start: true,
             collecting: false,
             line: Vec::new(),
             size,
+            followers: 0,
+            wd: None,
         };
         // Output written between the attempt's start and this call is scanned now.
         let _ = self.scan(&mut w);
-        if let Ok(mut map) = self.inner.by_wd.lock() {
-            map.insert(wd, w);
-        }
+        self.logs().by_task.insert(id, w);
+        self.inner.watched.notify_one();
         Ok(WatchGuard {
             watcher: self.clone(),
-            wd,
+            id,
         })
     }
 
-    /// Scans the log once more (for output written after the last event), then
-    /// forgets it.
-    fn unwatch(&self, wd: i32) {
-        let removed = self.inner.by_wd.lock().ok().and_then(|mut m| m.remove(&wd));
-        if let Some(mut w) = removed {
-            let _ = self.scan(&mut w);
-            // A watch the kernel already dropped (its file removed) is no error.
-            let _ = inotify::remove_watch(self.inner.fd.get_ref(), wd);
+    /// While the returned guard lives, writes to the task's log wake its readers at
+    /// once (an inotify watch), not at the next regular look. `None` when the task's
+    /// log is not followed here (it is not running on this node).
+    pub(crate) fn follow(&self, id: TaskId) -> Option<FollowGuard> {
+        let mut logs = self.logs();
+        let Logs { by_task, by_wd } = &mut *logs;
+        let w = by_task.get_mut(&id)?;
+        w.followers += 1;
+        if w.wd.is_none() {
+            // Without a watch the reader still hears of new output at the next look.
+            match inotify::add_watch(
+                self.inner.fd.get_ref(),
+                &w.path,
+                inotify::WatchFlags::MODIFY,
+            ) {
+                Ok(wd) => {
+                    w.wd = Some(wd);
+                    by_wd.insert(wd, id);
+                }
+                Err(e) => tracing::debug!(task = %id, "no inotify watch on the log: {e}"),
+            }
+        }
+        Some(FollowGuard {
+            watcher: self.clone(),
+            id,
+        })
+    }
+
+    fn unfollow(&self, id: TaskId) {
+        let mut logs = self.logs();
+        let Logs { by_task, by_wd } = &mut *logs;
+        if let Some(w) = by_task.get_mut(&id) {
+            w.followers = w.followers.saturating_sub(1);
+            if w.followers == 0
+                && let Some(wd) = w.wd.take()
+            {
+                by_wd.remove(&wd);
+                // A watch the kernel already dropped (its file removed) is no error.
+                let _ = inotify::remove_watch(self.inner.fd.get_ref(), wd);
+            }
         }
     }
 
-    async fn run(&self) {
+    /// Scans the log once more (for output written after the last look), then
+    /// forgets it.
+    fn unwatch(&self, id: TaskId) {
+        let removed = {
+            let mut logs = self.logs();
+            let w = logs.by_task.remove(&id);
+            if let Some(wd) = w.as_ref().and_then(|w| w.wd) {
+                logs.by_wd.remove(&wd);
+            }
+            w
+        };
+        if let Some(mut w) = removed {
+            let _ = self.scan(&mut w);
+            if let Some(wd) = w.wd {
+                let _ = inotify::remove_watch(self.inner.fd.get_ref(), wd);
+            }
+        }
+    }
+
+    /// Looks at every followed log every [`LOOK_EVERY`] while there are any.
+    async fn look_regularly(&self) {
+        loop {
+            if self.logs().by_task.is_empty() {
+                self.inner.watched.notified().await;
+                continue;
+            }
+            tokio::time::sleep(LOOK_EVERY).await;
+            let mut logs = self.logs();
+            for w in logs.by_task.values_mut() {
+                self.scan(w);
+            }
+        }
+    }
+
+    /// Looks at followed logs as soon as the kernel reports writes to them.
+    async fn follow_events(&self) {
         let mut buf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
         loop {
             let mut guard = match self.inner.fd.readable().await {
@@ -144,9 +240,11 @@ impl OutputWatcher {
                 Err(_would_block) => continue,
             };
             let mut busy = false;
-            if let Ok(mut map) = self.inner.by_wd.lock() {
+            {
+                let mut logs = self.logs();
+                let Logs { by_task, by_wd } = &mut *logs;
                 for wd in wds {
-                    if let Some(w) = map.get_mut(&wd) {
+                    if let Some(w) = by_wd.get(&wd).and_then(|id| by_task.get_mut(id)) {
                         busy |= self.scan(w);
                     }
                 }
@@ -253,14 +351,26 @@ impl OutputWatcher {
     }
 }
 
-/// Stops watching a log when dropped, after a last scan.
+/// Stops following a log when dropped, after a last look.
 pub(crate) struct WatchGuard {
     watcher: OutputWatcher,
-    wd: i32,
+    id: TaskId,
 }
 
 impl Drop for WatchGuard {
     fn drop(&mut self) {
-        self.watcher.unwatch(self.wd);
+        self.watcher.unwatch(self.id);
+    }
+}
+
+/// Keeps a log's inotify watch while a reader waits on it.
+pub(crate) struct FollowGuard {
+    watcher: OutputWatcher,
+    id: TaskId,
+}
+
+impl Drop for FollowGuard {
+    fn drop(&mut self) {
+        self.watcher.unfollow(self.id);
     }
 }
