@@ -115,9 +115,9 @@ async fn stop(ctx: &Ctx, args: &StopArgs) -> anyhow::Result<()> {
     waiting
         .await?
         .with_context(|| format!("waiting for the daemon (pid {pid}) to exit"))?;
-    let (tasks, keep) = match running {
-        1 => ("1 running task".to_string(), "keeps"),
-        n => (format!("{n} running tasks"), "keep"),
+    let (tasks, keep, them) = match running {
+        1 => ("1 running task".to_string(), "keeps", "it"),
+        n => (format!("{n} running tasks"), "keep", "them"),
     };
     if running == 0 {
         outln!("stopped the daemon (pid {pid})");
@@ -125,7 +125,7 @@ async fn stop(ctx: &Ctx, args: &StopArgs) -> anyhow::Result<()> {
         outln!("stopped the daemon (pid {pid}) and its {tasks}");
     } else {
         outln!(
-            "stopped the daemon (pid {pid}); its {tasks} {keep} running and the next daemon adopts them"
+            "stopped the daemon (pid {pid}); its {tasks} {keep} running and the next daemon adopts {them}"
         );
     }
     Ok(())

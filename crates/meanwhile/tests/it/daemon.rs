@@ -59,7 +59,7 @@ fn stop_leaves_tasks_running_for_the_next_daemon() {
     assert_eq!(
         out,
         format!(
-            "stopped the daemon (pid {before}); its 1 running task keeps running and the next daemon adopts them\n"
+            "stopped the daemon (pid {before}); its 1 running task keeps running and the next daemon adopts it\n"
         )
     );
     let o = h.run(&["daemon", "status"]);
