@@ -108,10 +108,10 @@ async fn time_submits(rt: &Runtime, n: usize) -> Duration {
     start.elapsed()
 }
 
-/// Submitting 1,000 tasks into an empty store and into one holding 1,000,000
+/// Submitting 5,000 tasks into an empty store and into one holding 1,000,000
 /// finished tasks.
 pub async fn submit_scaling() -> Value {
-    const N: usize = 1000;
+    const N: usize = 5000;
     const BIG: u64 = 1_000_000;
     let empty_dir = tempfile::tempdir().expect("temp dir");
     let rt = open(empty_dir.path(), 2).await;
@@ -137,7 +137,7 @@ pub async fn submit_scaling() -> Value {
         "million_task_store_ms": round(big.as_secs_f64() * 1000.0),
         "submits_per_s_empty": round(N as f64 / empty.as_secs_f64()),
         "ratio": round3(big.as_secs_f64() / empty.as_secs_f64()),
-        "baseline": "the same 1,000 submits into an empty store",
+        "baseline": "the same 5,000 submits into an empty store",
         "seeding_s": round(seeded_in.as_secs_f64()),
         "goal": "<= 1.2",
     })
@@ -151,6 +151,11 @@ async fn seed(home: &meanwhile_runtime::Home, n: u64) {
         .seed_finished(n, meanwhile_runtime::now())
         .await
         .expect("seed");
+    // The seed is one huge commit in the WAL: copy it into the database now, so the
+    // timed submits are not measured against a one-off checkpoint of a million rows.
+    let conn = rusqlite::Connection::open(home.database()).expect("database");
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .expect("checkpoint");
 }
 
 /// One task printing 1 GiB, against `head -c 1073741824 /dev/zero > FILE`.
