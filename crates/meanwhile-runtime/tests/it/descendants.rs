@@ -36,16 +36,7 @@ fn pids(dir: &std::path::Path) -> Vec<i32> {
 async fn a_graceful_stop_leaves_no_descendant_however_it_escaped() {
     let env = runtime().await;
     let id = env.rt.submit(sh(&escapees("sleep 300"))).await.unwrap();
-    env.rt
-        .read_output(
-            id,
-            meanwhile_runtime::OutputQuery {
-                wait: Some(meanwhile_runtime::WaitFor::Match("ready".into())),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    output_matches(&env.rt, id, "ready").await;
     let started = pids(env.dir.path());
     assert_eq!(started.len(), ESCAPEES, "{started:?}");
     assert!(started.iter().all(|&p| alive(p)));

@@ -2,7 +2,6 @@
 
 use crate::support::*;
 use meanwhile_runtime::core::TaskState;
-use meanwhile_runtime::store::{ClaimRequest, NewTask, SqliteStore, Store};
 use meanwhile_runtime::{Runtime, StopMode};
 use std::os::unix::process::CommandExt;
 
@@ -21,23 +20,8 @@ async fn a_journalled_pid_that_is_now_another_process_is_never_signalled() {
         .spawn()
         .unwrap();
     let pid = stranger.id() as i32;
-    let id = {
-        // A runtime that started the task and died.
-        let store = SqliteStore::open(&home.database()).unwrap();
-        let spec = sh("sleep 300").validate().unwrap();
-        let now = meanwhile_runtime::now();
-        let r = store.submit(vec![NewTask { spec, now }]).await.unwrap();
-        let id = r[0].as_ref().unwrap().id();
-        let claim = ClaimRequest {
-            node: "gone".into(),
-            now,
-            lease_until: now,
-            kinds: vec![meanwhile_runtime::core::TaskKind::Shell],
-            limit: 1,
-        };
-        assert_eq!(store.claim(claim).await.unwrap().tasks.len(), 1);
-        id
-    };
+    // A runtime that started the task and died.
+    let id = claimed_by_a_dead_runtime(&home, sh("sleep 300")).await;
     // Its journal names the stranger's pid, with start times that are not its own.
     std::fs::write(home.journal(), format!("S {id} 1 {pid} {pid} 1 1\n")).unwrap();
     let rt = Runtime::start(config(dir.path()), std::future::pending())

@@ -103,30 +103,13 @@ unsafe extern "C" {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_whose_process_never_started_runs_once_after_restart() {
-    use meanwhile_runtime::store::{ClaimRequest, NewTask, SqliteStore, Store};
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("ran");
     let home = meanwhile_runtime::Home::new(dir.path().join("home"));
     std::fs::create_dir_all(home.root()).unwrap();
-    let id = {
-        // A runtime that claimed the task and died before asking for a process.
-        let store = SqliteStore::open(&home.database()).unwrap();
-        let spec = sh(&format!("echo ran >> {}", marker.display()))
-            .validate()
-            .unwrap();
-        let now = meanwhile_runtime::now();
-        let r = store.submit(vec![NewTask { spec, now }]).await.unwrap();
-        let id = r[0].as_ref().unwrap().id();
-        let claim = ClaimRequest {
-            node: "gone".into(),
-            now,
-            lease_until: now,
-            kinds: vec![meanwhile_runtime::core::TaskKind::Shell],
-            limit: 1,
-        };
-        assert_eq!(store.claim(claim).await.unwrap().tasks.len(), 1);
-        id
-    };
+    // A runtime that claimed the task and died before asking for a process.
+    let id =
+        claimed_by_a_dead_runtime(&home, sh(&format!("echo ran >> {}", marker.display()))).await;
     let rt = Runtime::start(config(dir.path()), std::future::pending())
         .await
         .unwrap();

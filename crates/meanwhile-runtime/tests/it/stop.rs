@@ -44,16 +44,7 @@ async fn graceful_stop_lets_a_task_clean_up() {
         ))
         .await
         .unwrap();
-    env.rt
-        .read_output(
-            id,
-            meanwhile_runtime::OutputQuery {
-                wait: Some(meanwhile_runtime::WaitFor::Match("ready".into())),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    output_matches(&env.rt, id, "ready").await;
     env.rt.stop(id, StopMode::Graceful).await.unwrap();
     let t = finished(&env.rt, id).await;
     assert_eq!(t.state, TaskState::Cancelled);

@@ -131,3 +131,36 @@ pub async fn probe(rt: &Runtime) {
     let t = run(rt, s).await;
     assert_eq!(t.state, meanwhile_runtime::core::TaskState::Succeeded);
 }
+
+/// Leaves `spec` claimed in the store of `home` by a runtime (node `gone`) that died
+/// before anything else happened, and returns its id.
+pub async fn claimed_by_a_dead_runtime(home: &meanwhile_runtime::Home, spec: TaskSpec) -> TaskId {
+    use meanwhile_runtime::store::{ClaimRequest, NewTask, SqliteStore, Store};
+    let store = SqliteStore::open(&home.database()).unwrap();
+    let spec = spec.validate().unwrap();
+    let now = meanwhile_runtime::now();
+    let r = store.submit(vec![NewTask { spec, now }]).await.unwrap();
+    let id = r[0].as_ref().unwrap().id();
+    let claim = ClaimRequest {
+        node: "gone".into(),
+        now,
+        lease_until: now,
+        kinds: vec![meanwhile_runtime::core::TaskKind::Shell],
+        limit: 1,
+    };
+    assert_eq!(store.claim(claim).await.unwrap().tasks.len(), 1);
+    id
+}
+
+/// Waits until the task's output matches `pattern`.
+pub async fn output_matches(rt: &Runtime, id: TaskId, pattern: &str) {
+    rt.read_output(
+        id,
+        meanwhile_runtime::OutputQuery {
+            wait: Some(meanwhile_runtime::WaitFor::Match(pattern.into())),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+}
