@@ -1,11 +1,16 @@
 //! meanwhile's engine, usable in-process: `Runtime::open(home)`.
 //!
 //! The dispatcher claims runnable tasks from the store when something wakes it (a
-//! submit, an exit, a timer); the supervisor runs each attempt as a process tree (or an
-//! in-process future), streams its output to `tasks/<id>/output.log`, enforces its
-//! timeout, stops it on request, and commits how it ended together with the session's
-//! notification. A runtime opened on a home that a dead process left behind finds the
-//! tasks it was running and records their true end.
+//! submit, an end, a timer), recording the ends of attempts and claiming the slots
+//! they free in one commit. Each attempt runs as a process tree under a supervisor
+//! process of its own (or as an in-process future); its output goes straight to
+//! `tasks/<id>/output.log`; its timeout and stops are enforced; its end is committed
+//! together with the session's notification. A runtime opened on a home that a dead
+//! process left behind finds the tasks it was running and records their true end.
+//!
+//! The runtime never forks: it runs its own executable again as the process spawner,
+//! which a constructor of this crate recognises before `main`, so a program that
+//! embeds the runtime needs no second binary.
 #![warn(missing_docs)]
 
 mod attempt;
