@@ -328,6 +328,40 @@ fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
+/// Runs `f` on each item as a part of the write: a part that fails leaves no trace and
+/// does not undo the others, as with [`in_savepoint`] for each. All parts first run
+/// under one savepoint, since SQLite copies a page into the savepoint journal the
+/// first time each savepoint changes it (a savepoint per part copied the same table
+/// and index pages once per part); only when a part fails are they run again, each in
+/// a savepoint of its own.
+fn each_part<I, T>(
+    conn: &Connection,
+    events: &mut Vec<Event>,
+    items: &[I],
+    mut f: impl FnMut(&mut Vec<Event>, &I) -> Result<T, StoreError>,
+) -> Result<Vec<Result<T, StoreError>>, StoreError> {
+    run(conn, "SAVEPOINT parts")?;
+    let mut part_events = Vec::new();
+    let mut done = Vec::with_capacity(items.len());
+    for item in items {
+        match f(&mut part_events, item) {
+            Ok(v) => done.push(Ok(v)),
+            Err(_) => break,
+        }
+    }
+    if done.len() == items.len() {
+        run(conn, "RELEASE parts")?;
+        events.append(&mut part_events);
+        return Ok(done);
+    }
+    run(conn, "ROLLBACK TO parts")?;
+    run(conn, "RELEASE parts")?;
+    items
+        .iter()
+        .map(|item| in_savepoint(conn, events, |ev| f(ev, item)))
+        .collect()
+}
+
 fn owned(s: &str) -> String {
     s.to_string()
 }
@@ -335,10 +369,7 @@ fn owned(s: &str) -> String {
 impl Store for SqliteStore {
     fn submit(&self, tasks: Vec<NewTask>) -> StoreFuture<'_, Vec<Result<Submitted, StoreError>>> {
         self.write(move |conn, ev| {
-            tasks
-                .iter()
-                .map(|t| in_savepoint(conn, ev, |ev| ops::insert_task(conn, ev, t)))
-                .collect()
+            each_part(conn, ev, &tasks, |ev, t| ops::insert_task(conn, ev, t))
         })
     }
 
@@ -377,12 +408,9 @@ impl Store for SqliteStore {
         claim: Option<ClaimRequest>,
     ) -> StoreFuture<'_, Settled> {
         self.write(move |conn, ev| {
-            let mut finished = Vec::with_capacity(ends.len());
-            for end in &ends {
-                finished.push(in_savepoint(conn, ev, |ev| {
-                    ops::finish_attempt(conn, ev, end)
-                })?);
-            }
+            let finished = each_part(conn, ev, &ends, |ev, end| {
+                ops::finish_attempt(conn, ev, end)
+            })?;
             let claim = match &claim {
                 Some(req) => Some(in_savepoint(conn, ev, |ev| ops::claim(conn, ev, req))?),
                 None => None,
