@@ -24,8 +24,12 @@ pub(super) fn count_move(
     to: TaskState,
 ) -> Result<()> {
     if from != to {
-        bump(conn, queue, from, -1)?;
-        bump(conn, queue, to, 1)?;
+        // Both counters in one statement: this runs at every claim and every end.
+        let mut stmt = conn.prepare_cached(
+            "INSERT INTO counts (queue, state, n) VALUES (?1, ?2, -1), (?1, ?3, 1)
+             ON CONFLICT (queue, state) DO UPDATE SET n = n + excluded.n",
+        )?;
+        stmt.execute(params![queue, from.as_str(), to.as_str()])?;
     }
     Ok(())
 }
