@@ -218,13 +218,10 @@ pub(crate) fn finish_attempt(
     end: &AttemptEnd,
 ) -> Result<Option<Finished>> {
     let id = end.id;
-    let mut task = load_task(conn, id)?;
+    let (mut task, base, max_attempts) = load_task_and_budget(conn, id)?;
     if task.state != TaskState::Running || task.attempts != end.attempt {
         return Ok(None);
     }
-    let (base, max_attempts): (i64, i64) = conn
-        .prepare_cached("SELECT attempt_base, max_attempts FROM tasks WHERE id = ?1")?
-        .query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let relative = (end.attempt as i64 - base).max(1) as u32;
     let to = transition(
         task.state,

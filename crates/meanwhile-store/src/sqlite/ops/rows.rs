@@ -54,6 +54,28 @@ pub(super) fn task_from_row(
     Ok(build())
 }
 
+/// A task with its retry budget (`attempt_base`, `max_attempts`), in one read: what
+/// recording an end needs.
+pub(crate) fn load_task_and_budget(
+    conn: &Connection,
+    id: TaskId,
+) -> Result<(TaskRecord, i64, i64)> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {TASK_COLS}, attempt_base, max_attempts FROM tasks WHERE id = ?1"
+    ))?;
+    let row = stmt
+        .query_row([id.0], |r| {
+            Ok((
+                task_from_row(r)?,
+                r.get::<_, i64>(21)?,
+                r.get::<_, i64>(22)?,
+            ))
+        })
+        .optional()?
+        .ok_or(StoreError::UnknownTask(id))?;
+    Ok((row.0?, row.1, row.2))
+}
+
 pub(crate) fn load_task(conn: &Connection, id: TaskId) -> Result<TaskRecord> {
     let mut stmt = conn.prepare_cached(&format!("SELECT {TASK_COLS} FROM tasks WHERE id = ?1"))?;
     stmt.query_row([id.0], task_from_row)
