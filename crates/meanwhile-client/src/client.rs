@@ -14,7 +14,8 @@ use meanwhile_core::http::{
 };
 use meanwhile_core::{
     ApiError, Backend, BackendFuture, ErrorCode, ListFilter, Notification, OutputChunk,
-    OutputQuery, Page, QueueInfo, StopMode, TaskId, TaskRecord, TaskSpec, WaitMode, WaitOutcome,
+    OutputQuery, Page, QueueInfo, ScheduleInfo, ScheduleSpec, StopMode, TaskId, TaskRecord,
+    TaskSpec, WaitMode, WaitOutcome,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -444,6 +445,47 @@ impl Client {
         .await
     }
 
+    /// Adds a schedule.
+    pub async fn add_schedule(&self, spec: &ScheduleSpec) -> Result<ScheduleInfo, ClientError> {
+        self.call(Method::POST, "/v1/schedules", self.json(spec)?)
+            .await
+    }
+
+    /// Every schedule, by name.
+    pub async fn schedules(&self) -> Result<Vec<ScheduleInfo>, ClientError> {
+        self.call(Method::GET, "/v1/schedules", None).await
+    }
+
+    /// One schedule.
+    pub async fn schedule(&self, name: &str) -> Result<ScheduleInfo, ClientError> {
+        self.call(Method::GET, &schedule_path(name, ""), None).await
+    }
+
+    /// Removes a schedule; the tasks it submitted stay.
+    pub async fn remove_schedule(&self, name: &str) -> Result<(), ClientError> {
+        self.call::<()>(Method::DELETE, &schedule_path(name, ""), None)
+            .await
+    }
+
+    /// Pauses a schedule, or resumes it.
+    pub async fn pause_schedule(
+        &self,
+        name: &str,
+        paused: bool,
+    ) -> Result<ScheduleInfo, ClientError> {
+        let action = if paused { "/pause" } else { "/resume" };
+        self.call(Method::POST, &schedule_path(name, action), None)
+            .await
+    }
+
+    /// Fires a schedule now; returns its task's id.
+    pub async fn run_schedule(&self, name: &str) -> Result<TaskId, ClientError> {
+        let a: SubmitAnswer = self
+            .call(Method::POST, &schedule_path(name, "/run"), None)
+            .await?;
+        Ok(a.id)
+    }
+
     /// Returns a session's undelivered notifications and marks them delivered.
     pub async fn drain_notifications(
         &self,
@@ -574,4 +616,8 @@ fn stale_connection(e: &hyper::Error) -> bool {
         source = s.source();
     }
     false
+}
+
+fn schedule_path(name: &str, action: &str) -> String {
+    format!("/v1/schedules/{}{action}", percent_path(name))
 }

@@ -28,6 +28,9 @@ pub enum EventKind {
     Removed,
     /// A queue was created or changed.
     Queue,
+    /// A schedule was added, removed, paused or resumed, fired a task, or missed
+    /// firing times (`action` in the data says which).
+    Schedule,
 }
 
 /// One entry of the durable event log.
@@ -62,6 +65,7 @@ impl EventKind {
             EventKind::Released => "released",
             EventKind::Removed => "removed",
             EventKind::Queue => "queue",
+            EventKind::Schedule => "schedule",
         }
     }
 

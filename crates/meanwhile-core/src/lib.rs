@@ -9,6 +9,7 @@ mod duration;
 mod event;
 pub mod http;
 mod notification;
+mod schedule;
 #[cfg(feature = "schema")]
 mod schema;
 mod spec;
@@ -26,6 +27,10 @@ pub use duration::{
 };
 pub use event::{Event, EventKind};
 pub use notification::Notification;
+pub use schedule::{
+    DEFAULT_LATE_AFTER, MAX_SCHEDULE_NAME_LEN, Missed, Plan, ScheduleInfo, ScheduleSpec,
+    ValidSchedule, check_schedule_name,
+};
 pub use spec::{
     AgentSpec, DEFAULT_QUEUE, MAX_ATTEMPTS, MAX_IDEMPOTENCY_KEY_LEN, MAX_NAME_LEN,
     MAX_STORED_DURATION_MS, RetryPolicy, SpecError, TaskSpec, ValidSpec, Work,

@@ -256,6 +256,91 @@ impl JsonSchema for EnvMap {
     }
 }
 
+/// A schedule's name.
+pub(crate) struct ScheduleName;
+
+impl JsonSchema for ScheduleName {
+    fn schema_name() -> Cow<'static, str> {
+        "ScheduleName".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "1 to 64 letters, digits and - _ .",
+            "type": "string",
+            "pattern": "^[A-Za-z0-9_.-]{1,64}$",
+            "examples": ["nightly-report"]
+        })
+    }
+}
+
+/// A cron expression: five or six fields. The pattern gives its shape; the fields
+/// must also be ones croner reads (ranges, lists, steps, names, `L`, `W`, `#`).
+pub(crate) struct CronText;
+
+impl JsonSchema for CronText {
+    fn schema_name() -> Cow<'static, str> {
+        "CronExpression".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let ws = WHITESPACE_CLASS;
+        json_schema!({
+            "description": "A cron expression: minute hour day-of-month month day-of-week, or six fields with seconds first. Each field is *, a number, a range (1-5), a list (1,15), a step (*/15), a name (MON, JAN), or L, W and # where cron allows them.",
+            "type": "string",
+            "pattern": format!("^[{ws}]*[^{ws}]+([{ws}]+[^{ws}]+){{4,5}}[{ws}]*$"),
+            "examples": ["0 9 * * MON-FRI", "*/15 * * * *"]
+        })
+    }
+}
+
+/// An IANA time zone name, as the tz database spells it.
+pub(crate) struct TimeZoneName;
+
+impl JsonSchema for TimeZoneName {
+    fn schema_name() -> Cow<'static, str> {
+        "TimeZone".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let names: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect();
+        json_schema!({
+            "description": "An IANA time zone (Europe/Berlin, America/New_York, UTC)",
+            "type": "string",
+            "enum": names,
+        })
+    }
+}
+
+/// The task of a schedule: a task spec without the fields a schedule sets itself
+/// (`idempotency_key`, `run_after`, `delay`) or cannot have (`after`), which may
+/// only be absent, null or empty.
+pub(crate) struct ScheduledTask;
+
+impl JsonSchema for ScheduledTask {
+    fn schema_name() -> Cow<'static, str> {
+        "ScheduledTaskSpec".into()
+    }
+
+    fn json_schema(g: &mut SchemaGenerator) -> Schema {
+        let mut s = crate::TaskSpec::json_schema(g);
+        if let Some(props) = s
+            .get_mut("properties")
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            let only_null = serde_json::json!({"type": "null", "description": "Set by the schedule for each firing; leave it out"});
+            for field in ["idempotency_key", "run_after", "delay"] {
+                props.insert(field.into(), only_null.clone());
+            }
+            props.insert(
+                "after".into(),
+                serde_json::json!({"type": "array", "maxItems": 0, "description": "A scheduled task cannot wait for other tasks; leave it out"}),
+            );
+        }
+        s
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{MAX_STORED_SECONDS, WHITESPACE_CLASS};

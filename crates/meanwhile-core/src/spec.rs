@@ -483,7 +483,7 @@ impl TaskSpec {
 
 /// Durations are stored exactly, in whole milliseconds, so a library caller's finer
 /// or enormous `Duration` is refused rather than silently changed.
-fn check_duration(field: &'static str, d: Duration) -> Result<(), SpecError> {
+pub(crate) fn check_duration(field: &'static str, d: Duration) -> Result<(), SpecError> {
     if !d.subsec_nanos().is_multiple_of(1_000_000) {
         return Err(err(field, "must be a whole number of milliseconds"));
     }

@@ -36,6 +36,9 @@ pub struct RuntimeConfig {
     pub notice_lines: usize,
     /// Bytes of output quoted in a notification at most. Default 2048.
     pub notice_bytes: usize,
+    /// How late a schedule's firing may come and still run as on time; a later one
+    /// was missed (the schedule's `missed` policy decides). Default 1 minute.
+    pub schedule_late_after: Duration,
 }
 
 impl RuntimeConfig {
@@ -51,6 +54,7 @@ impl RuntimeConfig {
             default_cwd: None,
             notice_lines: 10,
             notice_bytes: 2048,
+            schedule_late_after: meanwhile_core::DEFAULT_LATE_AFTER,
         }
     }
 }

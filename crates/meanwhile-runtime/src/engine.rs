@@ -34,6 +34,8 @@ pub(crate) struct Inner {
     pub default_cwd: PathBuf,
     pub base_env: Vec<(String, String)>,
     pub wake: Notify,
+    /// Wakes the scheduler when a schedule is added, resumed or removed.
+    pub schedules_changed: Notify,
     /// The attempts running on this node; never held across an await.
     pub active: Mutex<crate::stop::Registry>,
     /// Ends of attempts on their way to the dispatcher, which records them.

@@ -25,6 +25,7 @@ mod metrics;
 mod output;
 mod recover;
 mod runtime;
+mod schedules;
 mod spawn;
 mod spawner;
 mod stop;
@@ -119,6 +120,7 @@ impl Error {
                         | StoreError::Conflict { .. }
                         | StoreError::UnknownDependency(_)
                         | StoreError::UnknownTask(_)
+                        | StoreError::UnknownSchedule(_)
                         | StoreError::Illegal { .. }
                 )
         )

@@ -7,11 +7,12 @@ use crate::watch::OutputWatcher;
 use crate::{Error, Home, Result, RuntimeConfig, ShutdownMode};
 use meanwhile_core::{
     ApiError, Attempt, Backend, BackendFuture, ErrorCode, Event, EventKind, Notification,
-    OutputChunk, OutputQuery, Progress, QueueInfo, StopMode, TaskId, TaskKind, TaskRecord,
-    TaskSpec, WaitFor, WaitMode, WaitOutcome,
+    OutputChunk, OutputQuery, Progress, QueueInfo, ScheduleInfo, ScheduleSpec, StopMode, TaskId,
+    TaskKind, TaskRecord, TaskSpec, ValidSpec, WaitFor, WaitMode, WaitOutcome,
 };
 use meanwhile_store::{
-    CleanRequest, ListFilter, NewTask, Page, SqliteStore, StopOutcome, Store, StoreError, Submitted,
+    CleanRequest, ListFilter, NewTask, Page, ScheduleFiring, SqliteStore, StopOutcome, Store,
+    StoreError, Submitted,
 };
 use regex::bytes::Regex;
 use std::collections::HashMap;
@@ -117,6 +118,7 @@ impl Runtime {
             home,
             config,
             wake: Notify::new(),
+            schedules_changed: Notify::new(),
             active: Mutex::default(),
             settles,
             functions: Default::default(),
@@ -135,6 +137,7 @@ impl Runtime {
         });
         crate::recover::recover(&inner).await?;
         crate::dispatch::start(&inner, settles_rx, progress_rx);
+        crate::schedules::start(&inner);
         let rt = Runtime {
             inner: inner.clone(),
         };
@@ -208,6 +211,106 @@ impl Runtime {
         Ok(())
     }
 
+    /// A valid spec this runtime can run from a submit: not a closure, and not an
+    /// agent task without an executor for it.
+    fn runnable(&self, v: ValidSpec) -> Result<ValidSpec> {
+        match v.work() {
+            meanwhile_core::Work::Agent(_) if !self.has_executor(TaskKind::Agent) => {
+                Err(Error::Invalid {
+                    field: "agent",
+                    message: "this meanwhile has no LLM provider configured for agent tasks; set ANTHROPIC_API_KEY or OPENAI_API_KEY (or the [agent] section of config.toml) where it runs, then restart it".into(),
+                })
+            }
+            meanwhile_core::Work::Function => Err(Error::Invalid {
+                field: "command",
+                message: "give one of command, argv and agent (closures go through submit_fn)"
+                    .into(),
+            }),
+            _ => Ok(v),
+        }
+    }
+
+    /// Adds a schedule: from now on its task is submitted at each time it names (see
+    /// [`ScheduleSpec`]). The first time is the next one after now.
+    pub async fn add_schedule(&self, spec: ScheduleSpec) -> Result<ScheduleInfo> {
+        self.check_open()?;
+        let valid = spec.validate()?;
+        self.runnable(valid.spec().task.clone().validate()?)?;
+        let now = crate::now();
+        let Some(next) = valid.next_after(now, now) else {
+            return Err(Error::Invalid {
+                field: "cron",
+                message: "the expression matches no time from now on".into(),
+            });
+        };
+        let info = self
+            .inner
+            .store
+            .add_schedule(valid.spec().clone(), Some(next), now)
+            .await?;
+        self.inner.schedules_changed.notify_one();
+        Ok(info)
+    }
+
+    /// Every schedule, by name.
+    pub async fn schedules(&self) -> Result<Vec<ScheduleInfo>> {
+        Ok(self.inner.store.schedules().await?)
+    }
+
+    /// One schedule.
+    pub async fn schedule(&self, name: &str) -> Result<ScheduleInfo> {
+        Ok(self.inner.store.schedule(name).await?)
+    }
+
+    /// Removes a schedule; the tasks it submitted stay.
+    pub async fn remove_schedule(&self, name: &str) -> Result<()> {
+        self.inner.store.remove_schedule(name).await?;
+        self.inner.schedules_changed.notify_one();
+        Ok(())
+    }
+
+    /// Pauses a schedule (it fires nothing), or resumes it from the next time after
+    /// now; the times passed while paused are not missed, they are skipped.
+    pub async fn pause_schedule(&self, name: &str, paused: bool) -> Result<ScheduleInfo> {
+        let s = self.inner.store.schedule(name).await?;
+        let next = if paused {
+            None
+        } else {
+            s.spec.validate()?.next_after(crate::now(), s.created_at)
+        };
+        let info = self.inner.store.pause_schedule(name, paused, next).await?;
+        self.inner.schedules_changed.notify_one();
+        Ok(info)
+    }
+
+    /// Fires a schedule now, by hand: its task is submitted at once, and its next
+    /// time stays as it was. Returns the task's id.
+    pub async fn run_schedule(&self, name: &str) -> Result<TaskId> {
+        self.check_open()?;
+        let s = self.inner.store.schedule(name).await?;
+        let valid = s.spec.validate()?;
+        let now = crate::now();
+        let spec = self.runnable(valid.task_for(now, true).validate()?)?;
+        let fired = self
+            .inner
+            .store
+            .fire_schedule(ScheduleFiring {
+                name: name.to_string(),
+                due: None,
+                fire: Some(now),
+                task: Some(NewTask { spec, now }),
+                missed: 0,
+                late: false,
+                next: None,
+            })
+            .await?;
+        self.inner.wake.notify_one();
+        match fired.and_then(|f| f.task) {
+            Some(t) => Ok(t.id()),
+            None => Err(Error::Store(StoreError::UnknownSchedule(name.to_string()))),
+        }
+    }
+
     /// Submits a task; returns its id at once (the id of the earlier task when the
     /// idempotency key is known).
     pub async fn submit(&self, spec: TaskSpec) -> Result<TaskId> {
@@ -223,30 +326,17 @@ impl Runtime {
         let mut valid = Vec::new();
         let mut slots = Vec::new();
         for spec in specs {
-            match spec.validate() {
-                Ok(v)
-                    if matches!(v.work(), meanwhile_core::Work::Agent(_))
-                        && !self.has_executor(TaskKind::Agent) =>
-                {
-                    results.push(Some(Err(Error::Invalid {
-                        field: "agent",
-                        message: "this meanwhile has no LLM provider configured for agent tasks; set ANTHROPIC_API_KEY or OPENAI_API_KEY (or the [agent] section of config.toml) where it runs, then restart it".into(),
-                    })));
-                }
-                Ok(v) if matches!(v.work(), meanwhile_core::Work::Function) => {
-                    results.push(Some(Err(Error::Invalid {
-                        field: "command",
-                        message:
-                            "give one of command, argv and agent (closures go through submit_fn)"
-                                .into(),
-                    })));
-                }
+            match spec
+                .validate()
+                .map_err(Error::from)
+                .and_then(|v| self.runnable(v))
+            {
                 Ok(v) => {
                     slots.push(results.len());
                     results.push(None);
                     valid.push(NewTask { spec: v, now });
                 }
-                Err(e) => results.push(Some(Err(e.into()))),
+                Err(e) => results.push(Some(Err(e))),
             }
         }
         if !valid.is_empty() {
@@ -735,9 +825,11 @@ impl From<Error> for ApiError {
             Error::Spec(_) | Error::Invalid { .. } | Error::Store(StoreError::Invalid { .. }) => {
                 ErrorCode::InvalidArgument
             }
-            Error::Store(StoreError::UnknownTask(_) | StoreError::UnknownDependency(_)) => {
-                ErrorCode::NotFound
-            }
+            Error::Store(
+                StoreError::UnknownTask(_)
+                | StoreError::UnknownDependency(_)
+                | StoreError::UnknownSchedule(_),
+            ) => ErrorCode::NotFound,
             Error::Store(StoreError::Illegal { .. } | StoreError::Conflict { .. }) => {
                 ErrorCode::Conflict
             }

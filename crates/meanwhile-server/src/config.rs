@@ -33,6 +33,9 @@ pub struct Settings {
     pub retention: Retention,
     /// Queues to create or change at start, by name.
     pub queues: BTreeMap<String, QueueSettings>,
+    /// How late a schedule's firing may come and still run as on time; later ones
+    /// were missed (`[schedules] late_after`). Default 1m.
+    pub schedule_late_after: Duration,
 }
 
 /// Retention of finished tasks and their logs.
@@ -87,6 +90,7 @@ impl Settings {
             node: None,
             retention: Retention::default(),
             queues: BTreeMap::new(),
+            schedule_late_after: meanwhile_core::DEFAULT_LATE_AFTER,
         }
     }
 
@@ -150,6 +154,9 @@ impl Settings {
             }
         }
         self.queues.extend(f.queues);
+        if let Some(l) = f.schedules.and_then(|s| s.late_after) {
+            self.schedule_late_after = l;
+        }
         Ok(())
     }
 
@@ -208,6 +215,9 @@ impl Settings {
         if let Some(i) = dur("MEANWHILE_RETENTION_INTERVAL")? {
             self.retention.interval = i.max(Duration::from_millis(100));
         }
+        if let Some(l) = dur("MEANWHILE_SCHEDULE_LATE_AFTER")? {
+            self.schedule_late_after = l;
+        }
         if let Some(n) = var("MEANWHILE_NODE") {
             self.node = Some(n);
         }
@@ -243,10 +253,18 @@ struct FileSettings {
     retention: Option<FileRetention>,
     #[serde(default)]
     queues: BTreeMap<String, QueueSettings>,
+    schedules: Option<FileSchedules>,
     /// The agent's section, read by `meanwhile-agent`'s own loader; accepted here so
     /// that the file's other sections stay checked for typos.
     #[serde(default, rename = "agent")]
     _agent: Option<toml::Table>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSchedules {
+    #[serde(default, with = "serde_opt_duration")]
+    late_after: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

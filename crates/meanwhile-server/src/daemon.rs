@@ -80,6 +80,7 @@ pub async fn serve(
     let mut cfg = RuntimeConfig::new(&home);
     cfg.grace = settings.grace;
     cfg.node = settings.node.clone();
+    cfg.schedule_late_after = settings.schedule_late_after;
     cfg.shutdown_mode = if settings.stop_tasks {
         ShutdownMode::StopTasks
     } else {

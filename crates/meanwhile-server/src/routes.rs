@@ -2,7 +2,7 @@
 //! and answers. The router and the OpenAPI document are both built from it.
 
 use crate::handlers::{
-    control, events, notifications, output, queues, shutdown, status, tasks, wait,
+    control, events, notifications, output, queues, schedules, shutdown, status, tasks, wait,
 };
 use crate::state::AppState;
 use axum::Router;
@@ -15,7 +15,8 @@ use meanwhile_core::http::{
     StopRequest, SubmitAnswer, TaskDetail, WaitRequest,
 };
 use meanwhile_core::{
-    Event, Notification, OutputChunk, Page, QueueInfo, TaskRecord, TaskSpec, WaitOutcome,
+    Event, Notification, OutputChunk, Page, QueueInfo, ScheduleInfo, ScheduleSpec, TaskRecord,
+    TaskSpec, WaitOutcome,
 };
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 
@@ -141,6 +142,23 @@ pub(crate) fn table() -> Vec<Route> {
         op(M::PUT, "/v1/queues/{name}", "Create or change a queue: max_parallel, pause, resume", queues::set)
             .body::<QueueUpdate>()
             .answer::<QueueInfo>(),
+        op(M::GET, "/v1/schedules", "The schedules with their next time and latest task", schedules::list)
+            .answer::<Vec<ScheduleInfo>>(),
+        op(M::POST, "/v1/schedules", "Add a schedule: a task submitted at the times a cron expression or an interval names", schedules::add)
+            .body::<ScheduleSpec>()
+            .answer::<ScheduleInfo>()
+            .status(201),
+        op(M::GET, "/v1/schedules/{schedule}", "One schedule", schedules::get)
+            .answer::<ScheduleInfo>(),
+        op(M::DELETE, "/v1/schedules/{schedule}", "Remove a schedule; the tasks it submitted stay", schedules::remove)
+            .status(204),
+        op(M::POST, "/v1/schedules/{schedule}/pause", "Pause a schedule: it fires nothing until resumed", schedules::pause)
+            .answer::<ScheduleInfo>(),
+        op(M::POST, "/v1/schedules/{schedule}/resume", "Resume a schedule from its next time after now", schedules::resume)
+            .answer::<ScheduleInfo>(),
+        op(M::POST, "/v1/schedules/{schedule}/run", "Fire a schedule now; its next time stays", schedules::run)
+            .answer::<SubmitAnswer>()
+            .status(201),
         op(M::GET, "/v1/sessions/{session}/notifications", "A session's undelivered notifications, left undelivered", notifications::peek)
             .query::<LimitParams>()
             .answer::<Vec<Notification>>(),

@@ -12,8 +12,8 @@ pub use meanwhile_core::{ListFilter, Page};
 pub use sqlite::{SCHEMA_VERSION, SqliteStore};
 
 use meanwhile_core::{
-    Attempt, AttemptOutcome, Event, IllegalTransition, Notification, Progress, QueueInfo, TaskId,
-    TaskKind, TaskRecord, TaskState, Timestamp, ValidSpec,
+    Attempt, AttemptOutcome, Event, IllegalTransition, Notification, Progress, QueueInfo,
+    ScheduleInfo, ScheduleSpec, TaskId, TaskKind, TaskRecord, TaskState, Timestamp, ValidSpec,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -37,6 +37,9 @@ pub enum StoreError {
         #[source]
         source: IllegalTransition,
     },
+    /// No schedule has this name.
+    #[error("unknown schedule {0:?} (see 'meanwhile schedule ls')")]
+    UnknownSchedule(String),
     /// A dependency (`after`) names no task.
     #[error("after: unknown task {0} (see 'meanwhile ls')")]
     UnknownDependency(TaskId),
@@ -212,6 +215,38 @@ pub struct Settled {
     pub claim: Option<Result<Claim, StoreError>>,
 }
 
+/// A firing of a schedule to record: the schedule moves on and, when there is one,
+/// its task is submitted, in one transaction.
+#[derive(Debug, Clone)]
+pub struct ScheduleFiring {
+    /// The schedule.
+    pub name: String,
+    /// The due time the firing was planned from: the firing is recorded only while
+    /// the schedule is still due then and not paused, so a time fires once however
+    /// many runtimes look. `None` for a firing by hand, which does not move the
+    /// schedule.
+    pub due: Option<Timestamp>,
+    /// The firing time the task is for.
+    pub fire: Option<Timestamp>,
+    /// The task to submit (its idempotency key names the schedule and time).
+    pub task: Option<NewTask>,
+    /// Firing times that got no task.
+    pub missed: u64,
+    /// Whether the firing came late (the runtime was not running on time).
+    pub late: bool,
+    /// The schedule's next due time.
+    pub next: Option<Timestamp>,
+}
+
+/// What recording a firing did.
+#[derive(Debug, Clone)]
+pub struct Fired {
+    /// The schedule after it.
+    pub schedule: ScheduleInfo,
+    /// The task submitted (or the one its key already named).
+    pub task: Option<Submitted>,
+}
+
 /// What a stop request did.
 #[derive(Debug, Clone)]
 pub enum StopOutcome {
@@ -352,4 +387,28 @@ pub trait Store: Send + Sync + 'static {
     fn events_after(&self, seq: i64, limit: u32) -> StoreFuture<'_, Vec<Event>>;
     /// Events as they are committed.
     fn subscribe(&self) -> broadcast::Receiver<Event>;
+    /// Adds a schedule, due first at `next_fire`; a name in use is refused.
+    fn add_schedule(
+        &self,
+        spec: ScheduleSpec,
+        next_fire: Option<Timestamp>,
+        now: Timestamp,
+    ) -> StoreFuture<'_, ScheduleInfo>;
+    /// All schedules, by name, each with the state of its latest task.
+    fn schedules(&self) -> StoreFuture<'_, Vec<ScheduleInfo>>;
+    /// One schedule.
+    fn schedule(&self, name: &str) -> StoreFuture<'_, ScheduleInfo>;
+    /// Removes a schedule (its tasks stay).
+    fn remove_schedule(&self, name: &str) -> StoreFuture<'_, ()>;
+    /// Pauses a schedule, or resumes it due next at `next_fire`. Asking for the
+    /// state it is in changes nothing.
+    fn pause_schedule(
+        &self,
+        name: &str,
+        paused: bool,
+        next_fire: Option<Timestamp>,
+    ) -> StoreFuture<'_, ScheduleInfo>;
+    /// Records a firing (see [`ScheduleFiring`]); `None` when the schedule was no
+    /// longer due at that time (another runtime fired it, or it was paused).
+    fn fire_schedule(&self, firing: ScheduleFiring) -> StoreFuture<'_, Option<Fired>>;
 }

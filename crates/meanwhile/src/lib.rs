@@ -56,6 +56,9 @@ pub enum Command {
     Clean(cmd::clean::Args),
     /// List, create, change, pause and resume queues.
     Queue(cmd::queue::Args),
+    /// Run a task at the times a cron expression or an interval names: add, list,
+    /// remove, pause, resume, or fire a schedule now.
+    Schedule(cmd::schedule::Args),
     /// Print (and mark delivered) a session's completion notices.
     Notifications(cmd::notifications::Args),
     /// The daemon's health, version and task counts.
@@ -101,6 +104,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Rm(a) => cmd::rm::run(&ctx, a).await,
             Command::Clean(a) => cmd::clean::run(&ctx, a).await,
             Command::Queue(a) => cmd::queue::run(&ctx, a).await,
+            Command::Schedule(a) => cmd::schedule::run(&ctx, a).await,
             Command::Notifications(a) => cmd::notifications::run(&ctx, a).await,
             Command::Status(a) => cmd::status::run(&ctx, a).await,
             Command::Daemon(a) => cmd::daemon::run(&ctx, a).await,

@@ -5,6 +5,7 @@ pub(crate) mod events;
 pub(crate) mod notifications;
 pub(crate) mod output;
 pub(crate) mod queues;
+pub(crate) mod schedules;
 pub(crate) mod shutdown;
 pub(crate) mod status;
 pub(crate) mod tasks;

@@ -12,7 +12,7 @@ use meanwhile_core::http::{
 use meanwhile_core::{ApiError, Page, TaskSpec, Work};
 
 /// Gives a spec without a timeout the configured default one.
-fn with_defaults(state: &AppState, mut spec: TaskSpec) -> TaskSpec {
+pub(crate) fn with_defaults(state: &AppState, mut spec: TaskSpec) -> TaskSpec {
     if spec.timeout.is_none() {
         spec.timeout = state.settings.default_timeout;
     }

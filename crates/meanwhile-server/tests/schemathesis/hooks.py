@@ -52,6 +52,41 @@ def is_duration(value):
     return isinstance(value, str) and value != "" and DURATION.fullmatch(value) is not None
 
 
+def is_positive_duration(value):
+    if not is_duration(value):
+        return False
+    if isinstance(value, str):
+        return re.search("[1-9]", value) is not None
+    return value >= 0.0005
+
+
+CRON_FIELDS = re.compile(
+    "^[" + WHITESPACE + "]*[^" + WHITESPACE + "]+([" + WHITESPACE + "]+[^" + WHITESPACE + "]+){4,5}[" + WHITESPACE + "]*$"
+)
+SCHEDULE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+schedules_added = 0
+
+
+def tame_schedule(body):
+    """A schedule that fires rarely and runs `true`, under a name not used before
+    (a second add of a name is a conflict, which is not what the case tests)."""
+    global schedules_added
+    if not isinstance(body, dict):
+        return
+    tame_spec(body.get("task"))
+    cron = body.get("cron")
+    if isinstance(cron, str) and CRON_FIELDS.fullmatch(cron):
+        fields = len(cron.split())
+        body["cron"] = "0 0 1 1 *" if fields == 5 else "0 0 0 1 1 *"
+    if is_positive_duration(body.get("every")):
+        body["every"] = "1d"
+    name = body.get("name")
+    if isinstance(name, str) and SCHEDULE_NAME.fullmatch(name):
+        schedules_added += 1
+        suffix = f"-{schedules_added}"
+        body["name"] = name[: 64 - len(suffix)] + suffix
+
+
 @schemathesis.hook
 def before_call(context, case, kwargs):
     path = case.operation.path
@@ -62,6 +97,8 @@ def before_call(context, case, kwargs):
         if isinstance(tasks, list):
             for spec in tasks:
                 tame_spec(spec)
+    elif path == "/v1/schedules" and case.method.upper() == "POST":
+        tame_schedule(case.body)
     elif path == "/v1/wait":
         bound_wait(case.body)
     elif path == "/v1/tasks/{id}/output" and isinstance(case.query, dict):

@@ -12,11 +12,13 @@ mod schema;
 pub use schema::SCHEMA_VERSION;
 
 use crate::{
-    AttemptEnd, Claim, ClaimRequest, CleanRequest, Finished, ListFilter, NewTask, Page,
-    PruneRequest, Pruned, Settled, StopOutcome, Store, StoreError, StoreFuture, Submitted,
+    AttemptEnd, Claim, ClaimRequest, CleanRequest, Finished, Fired, ListFilter, NewTask, Page,
+    PruneRequest, Pruned, ScheduleFiring, Settled, StopOutcome, Store, StoreError, StoreFuture,
+    Submitted,
 };
 use meanwhile_core::{
-    Attempt, Event, Notification, Progress, QueueInfo, TaskId, TaskRecord, TaskState, Timestamp,
+    Attempt, Event, Notification, Progress, QueueInfo, ScheduleInfo, ScheduleSpec, TaskId,
+    TaskRecord, TaskState, Timestamp,
 };
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -506,5 +508,42 @@ impl Store for SqliteStore {
 
     fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()
+    }
+
+    fn add_schedule(
+        &self,
+        spec: ScheduleSpec,
+        next_fire: Option<Timestamp>,
+        now: Timestamp,
+    ) -> StoreFuture<'_, ScheduleInfo> {
+        self.write(move |conn, ev| ops::add_schedule(conn, ev, &spec, next_fire, now))
+    }
+
+    fn schedules(&self) -> StoreFuture<'_, Vec<ScheduleInfo>> {
+        self.read(ops::schedules)
+    }
+
+    fn schedule(&self, name: &str) -> StoreFuture<'_, ScheduleInfo> {
+        let name = owned(name);
+        self.read(move |conn| ops::schedule(conn, &name))
+    }
+
+    fn remove_schedule(&self, name: &str) -> StoreFuture<'_, ()> {
+        let name = owned(name);
+        self.write(move |conn, ev| ops::remove_schedule(conn, ev, &name))
+    }
+
+    fn pause_schedule(
+        &self,
+        name: &str,
+        paused: bool,
+        next_fire: Option<Timestamp>,
+    ) -> StoreFuture<'_, ScheduleInfo> {
+        let name = owned(name);
+        self.write(move |conn, ev| ops::pause_schedule(conn, ev, &name, paused, next_fire))
+    }
+
+    fn fire_schedule(&self, firing: ScheduleFiring) -> StoreFuture<'_, Option<Fired>> {
+        self.write(move |conn, ev| ops::fire_schedule(conn, ev, &firing))
     }
 }

@@ -102,6 +102,21 @@ const MIGRATIONS: &[&str] = &[
         cursor INTEGER NOT NULL DEFAULT 0
     );
     "#,
+    // Version 2: schedules. `spec` is the schedule as added (JSON); `next_fire` is
+    // NULL while paused, and is the compare-and-set guard of a firing.
+    r#"
+    CREATE TABLE schedules (
+        name TEXT PRIMARY KEY,
+        spec TEXT NOT NULL,
+        paused INTEGER NOT NULL DEFAULT 0,
+        next_fire INTEGER,
+        last_fire INTEGER,
+        last_task INTEGER,
+        fired INTEGER NOT NULL DEFAULT 0,
+        missed INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

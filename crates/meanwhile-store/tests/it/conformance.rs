@@ -9,18 +9,18 @@ use meanwhile_store::{
 };
 use std::time::Duration;
 
-struct Fixture {
+pub(crate) struct Fixture {
     _dir: tempfile::TempDir,
-    store: SqliteStore,
+    pub(crate) store: SqliteStore,
 }
 
-fn open() -> Fixture {
+pub(crate) fn open() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("meanwhile.db")).unwrap();
     Fixture { _dir: dir, store }
 }
 
-const NOW: Timestamp = Timestamp(1_000_000);
+pub(crate) const NOW: Timestamp = Timestamp(1_000_000);
 
 async fn submit(store: &dyn Store, spec: TaskSpec) -> TaskId {
     let r = store

@@ -1,3 +1,4 @@
 //! The store's conformance suite: every `Store` implementation must pass these.
 
 mod conformance;
+mod schedules;

@@ -12,6 +12,7 @@ pub mod queue;
 pub mod retry;
 pub mod rm;
 pub mod run;
+pub mod schedule;
 pub mod serve;
 pub mod show;
 pub mod status;

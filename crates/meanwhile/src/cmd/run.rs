@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// Arguments of `run`.
+/// The options of a task, shared by `run` and `schedule add`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub struct TaskOptions {
     /// A short name for the task (default: the command).
     #[arg(long, short = 'n')]
     pub name: Option<String>,
@@ -33,15 +33,6 @@ pub struct Args {
     /// Delay before the first retry, doubled for each one after.
     #[arg(long, value_parser = duration)]
     pub backoff: Option<Duration>,
-    /// Start only after these tasks succeeded (repeat, or separate with commas).
-    #[arg(long, short = 'a', value_delimiter = ',', value_parser = task_id)]
-    pub after: Vec<TaskId>,
-    /// Do not start before this time (`2030-01-02T03:04:05Z`, or seconds since the epoch).
-    #[arg(long, value_parser = crate::fmt::parse_time)]
-    pub at: Option<meanwhile_core::Timestamp>,
-    /// Do not start before this long from now.
-    #[arg(long, value_parser = duration)]
-    pub delay: Option<Duration>,
     /// A variable for the task: KEY=VALUE (repeat).
     #[arg(long, short = 'e', value_name = "KEY=VALUE")]
     pub env: Vec<String>,
@@ -54,36 +45,11 @@ pub struct Args {
     /// The session to notify when the task ends.
     #[arg(long, short = 's', env = "MEANWHILE_SESSION")]
     pub session: Option<String>,
-    /// Submitting the same key again returns the first task instead of a new one.
-    #[arg(long)]
-    pub idempotency_key: Option<String>,
-    /// Wait for the task to end and exit with its exit code.
-    #[arg(long, short = 'w')]
-    pub wait: bool,
-    /// Print the task's output as it comes, then exit with its exit code.
-    #[arg(long, short = 'f')]
-    pub follow: bool,
-    /// Print `{"id": N}` instead of the bare id.
-    #[arg(long)]
-    pub json: bool,
-    /// The command. One argument runs with `sh -c` (pipes, `;`, globs work); several
-    /// run as a program and its arguments, without a shell. Everything from the
-    /// program on belongs to the command (`meanwhile run ls -la`); before it, an
-    /// unknown option is an error. `--` ends meanwhile's options.
-    // Not `allow_hyphen_values`: with it, a mistyped option (`--timout 5m`) became
-    // the command's program and the task ran it.
-    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
-    pub command: Vec<String>,
 }
 
-impl Args {
-    /// The spec these arguments describe.
-    pub fn spec(&self) -> anyhow::Result<TaskSpec> {
-        let mut spec = if self.command.len() == 1 {
-            TaskSpec::shell(self.command[0].clone())
-        } else {
-            TaskSpec::argv(self.command.clone())
-        };
+impl TaskOptions {
+    /// Sets these options on `spec`.
+    pub fn apply(&self, spec: &mut TaskSpec) -> anyhow::Result<()> {
         let cwd = match &self.cwd {
             Some(c) if c.is_absolute() => c.clone(),
             Some(c) => std::env::current_dir()?.join(c),
@@ -113,11 +79,66 @@ impl Args {
             retry.backoff_max = retry.backoff_max.max(b);
         }
         spec.retry = retry;
+        spec.session = self.session.clone();
+        Ok(())
+    }
+}
+
+/// The spec of a command given on the command line: one argument runs with `sh -c`,
+/// several as a program and its arguments.
+pub fn command_spec(command: &[String]) -> TaskSpec {
+    if command.len() == 1 {
+        TaskSpec::shell(command[0].clone())
+    } else {
+        TaskSpec::argv(command.to_vec())
+    }
+}
+
+/// Arguments of `run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub task: TaskOptions,
+    /// Start only after these tasks succeeded (repeat, or separate with commas).
+    #[arg(long, short = 'a', value_delimiter = ',', value_parser = task_id)]
+    pub after: Vec<TaskId>,
+    /// Do not start before this time (`2030-01-02T03:04:05Z`, or seconds since the epoch).
+    #[arg(long, value_parser = crate::fmt::parse_time)]
+    pub at: Option<meanwhile_core::Timestamp>,
+    /// Do not start before this long from now.
+    #[arg(long, value_parser = duration)]
+    pub delay: Option<Duration>,
+    /// Submitting the same key again returns the first task instead of a new one.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// Wait for the task to end and exit with its exit code.
+    #[arg(long, short = 'w')]
+    pub wait: bool,
+    /// Print the task's output as it comes, then exit with its exit code.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Print `{"id": N}` instead of the bare id.
+    #[arg(long)]
+    pub json: bool,
+    /// The command. One argument runs with `sh -c` (pipes, `;`, globs work); several
+    /// run as a program and its arguments, without a shell. Everything from the
+    /// program on belongs to the command (`meanwhile run ls -la`); before it, an
+    /// unknown option is an error. `--` ends meanwhile's options.
+    // Not `allow_hyphen_values`: with it, a mistyped option (`--timout 5m`) became
+    // the command's program and the task ran it.
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+impl Args {
+    /// The spec these arguments describe.
+    pub fn spec(&self) -> anyhow::Result<TaskSpec> {
+        let mut spec = command_spec(&self.command);
+        self.task.apply(&mut spec)?;
         spec.idempotency_key = self.idempotency_key.clone();
         spec.run_after = self.at;
         spec.delay = self.delay;
         spec.after = self.after.clone();
-        spec.session = self.session.clone();
         Ok(spec)
     }
 }

@@ -25,12 +25,6 @@ fn submit(h: &Home, marker: &str) -> Vec<String> {
         .collect()
 }
 
-fn kill_daemon(h: &mut Home) {
-    let mut child = h.daemon.take().unwrap();
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-}
-
 /// Processes whose command line carries `marker`.
 fn with_marker(marker: &str) -> usize {
     let mut n = 0;
@@ -67,7 +61,7 @@ fn sigkilled_daemon_restarts_and_records_true_status() {
     h.serve(ENV);
     let marker = format!("mw-restore-{}", std::process::id());
     let ids = submit(&h, &marker);
-    kill_daemon(&mut h);
+    h.kill_daemon();
     h.serve(ENV);
     check_all_failed_with_3(&h, &ids);
 }
@@ -86,7 +80,7 @@ fn tasks_that_ended_while_the_daemon_was_down_get_their_true_status() {
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    kill_daemon(&mut h);
+    h.kill_daemon();
     // Wait until every task's processes are gone, then some.
     for _ in 0..2400 {
         if with_marker(&marker) == 0 {

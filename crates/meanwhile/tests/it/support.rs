@@ -66,6 +66,13 @@ impl Home {
         panic!("the daemon never answered");
     }
 
+    /// Kills the daemon started by [`Home::serve`] with SIGKILL, as a crash would.
+    pub fn kill_daemon(&mut self) {
+        let mut child = self.daemon.take().unwrap();
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+
     /// The daemon's pid, from `status`.
     pub fn daemon_pid(&self) -> Option<i32> {
         let o = self.run(&["status", "--json"]);

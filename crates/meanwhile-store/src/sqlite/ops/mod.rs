@@ -7,6 +7,7 @@ mod lifecycle;
 mod notifications;
 mod queues;
 mod rows;
+mod schedules;
 mod tasks;
 
 pub(crate) use events::*;
@@ -14,4 +15,5 @@ pub(crate) use lifecycle::*;
 pub(crate) use notifications::*;
 pub(crate) use queues::*;
 pub(crate) use rows::*;
+pub(crate) use schedules::*;
 pub(crate) use tasks::*;

@@ -1,0 +1,132 @@
+//! The scheduler: the loop that fires due schedules.
+//!
+//! It reads the schedules, and for each one that is due asks the schedule (core's
+//! `ValidSchedule::plan`) which time fires, how many were missed and when it is due
+//! next, then records that in one store write with the firing's task. The write is
+//! guarded by the due time it planned from, and the task's idempotency key names the
+//! schedule and the time, so a time fires once: after a restart, or with a second
+//! runtime on the same store. It sleeps until the earliest due time, or until a
+//! schedule changes.
+
+use crate::engine::Inner;
+use meanwhile_core::{ScheduleInfo, Timestamp};
+use meanwhile_store::{NewTask, ScheduleFiring, StoreError, Submitted};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The longest sleep, so a clock that jumped is noticed.
+const IDLE_RECHECK: Duration = Duration::from_secs(30);
+/// The pause after the store failed, before the next look.
+const RETRY: Duration = Duration::from_secs(1);
+
+pub(crate) fn start(inner: &Arc<Inner>) {
+    tokio::spawn(schedule_loop(inner.clone()));
+}
+
+async fn schedule_loop(inner: Arc<Inner>) {
+    let mut shutdown = inner.shutdown.subscribe();
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        // Registered before the look, so a change during it is not missed.
+        let changed = inner.schedules_changed.notified();
+        let wait = match look(&inner).await {
+            Ok(next) => {
+                let now = crate::now();
+                next.map(|t| Duration::from_millis(now.millis_until(t).max(1)))
+                    .map_or(IDLE_RECHECK, |d| d.min(IDLE_RECHECK))
+            }
+            Err(e) => {
+                inner.write_failed(format_args!("firing schedules"), &e);
+                RETRY
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = changed => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// Fires every due schedule; returns the earliest time one is due next.
+async fn look(inner: &Inner) -> Result<Option<Timestamp>, StoreError> {
+    let now = crate::now();
+    let mut next: Option<Timestamp> = None;
+    for s in inner.store.schedules().await? {
+        let due = match s.next_fire {
+            Some(due) if !s.paused => due,
+            _ => continue,
+        };
+        let at = if due > now {
+            Some(due)
+        } else {
+            fire(inner, &s, due, now).await?
+        };
+        if let Some(at) = at {
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
+    }
+    Ok(next)
+}
+
+/// Fires one due schedule; returns when it is due next.
+async fn fire(
+    inner: &Inner,
+    s: &ScheduleInfo,
+    due: Timestamp,
+    now: Timestamp,
+) -> Result<Option<Timestamp>, StoreError> {
+    let name = &s.spec.name;
+    let valid = match s.spec.clone().validate() {
+        Ok(v) => v,
+        Err(e) => {
+            // Only a store written by another version gets here; say so once a look.
+            tracing::error!("schedule {name} cannot fire: {e}");
+            return Ok(None);
+        }
+    };
+    let plan = valid.plan(due, s.created_at, now, inner.config.schedule_late_after);
+    let task = match plan.fire.map(|f| valid.task_for(f, false).validate()) {
+        Some(Ok(spec)) => Some(NewTask { spec, now }),
+        Some(Err(e)) => {
+            tracing::error!("schedule {name} cannot fire: {e}");
+            None
+        }
+        None => None,
+    };
+    if plan.late {
+        tracing::warn!(
+            "schedule {name}: {} firing time(s) passed while meanwhile was not running{}",
+            plan.missed + u64::from(plan.fire.is_some()),
+            if plan.fire.is_some() {
+                "; running one now (missed = once)"
+            } else {
+                ""
+            }
+        );
+    }
+    let fired = inner
+        .store
+        .fire_schedule(ScheduleFiring {
+            name: name.clone(),
+            due: Some(due),
+            fire: plan.fire,
+            task,
+            missed: plan.missed,
+            late: plan.late,
+            next: plan.next,
+        })
+        .await?;
+    match fired {
+        Some(f) => {
+            if matches!(f.task, Some(Submitted::Created(_))) {
+                inner.wake.notify_one();
+            }
+            Ok(f.schedule.next_fire)
+        }
+        // Another runtime fired it, or it was paused or removed meanwhile: look again.
+        None => Ok(Some(now)),
+    }
+}
