@@ -9,6 +9,7 @@ mod duration;
 mod event;
 pub mod http;
 mod notification;
+mod rate;
 #[cfg(feature = "schema")]
 mod schema;
 mod spec;
@@ -26,9 +27,10 @@ pub use duration::{
 };
 pub use event::{Event, EventKind};
 pub use notification::Notification;
+pub use rate::{MAX_RATE_COUNT, RATE_POSITIVE_PATTERN, RateError, RateLimit, rate_pattern};
 pub use spec::{
-    AgentSpec, DEFAULT_QUEUE, MAX_ATTEMPTS, MAX_IDEMPOTENCY_KEY_LEN, MAX_NAME_LEN,
-    MAX_STORED_DURATION_MS, RetryPolicy, SpecError, TaskSpec, ValidSpec, Work,
+    AgentSpec, DEFAULT_QUEUE, MAX_ATTEMPTS, MAX_CONCURRENCY_KEY_LEN, MAX_IDEMPOTENCY_KEY_LEN,
+    MAX_NAME_LEN, MAX_STORED_DURATION_MS, RetryPolicy, SpecError, TaskSpec, ValidSpec, Work,
 };
 pub use state::{AttemptOutcome, IllegalTransition, TaskState, Transition, transition};
 pub use task::{
