@@ -57,6 +57,10 @@ pub struct Args {
     /// Submitting the same key again returns the first task instead of a new one.
     #[arg(long)]
     pub idempotency_key: Option<String>,
+    /// A concurrency key (`customer-42`): tasks of a queue with the same key share
+    /// its per-key limit (`meanwhile queue set Q --per-key N`).
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<String>,
     /// Wait for the task to end and exit with its exit code.
     #[arg(long, short = 'w')]
     pub wait: bool,
@@ -118,6 +122,7 @@ impl Args {
         spec.delay = self.delay;
         spec.after = self.after.clone();
         spec.session = self.session.clone();
+        spec.concurrency_key = self.key.clone();
         Ok(spec)
     }
 }

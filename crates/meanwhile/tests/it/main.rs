@@ -6,5 +6,6 @@ mod agent;
 mod commands;
 mod daemon;
 mod live_restore;
+mod queues;
 mod specs;
 mod unix;
