@@ -2,6 +2,7 @@
 
 use crate::raw;
 use meanwhile_client::Client;
+use meanwhile_core::http::QueueUpdate;
 use meanwhile_core::{TaskId, TaskSpec, WaitMode};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -79,7 +80,13 @@ pub async fn api_throughput() -> Value {
     let dir = tempfile::tempdir().expect("temp dir");
     let d = Daemon::start(dir.path()).await;
     d.client
-        .set_queue("default", Some(2), None)
+        .set_queue(
+            "default",
+            QueueUpdate {
+                max_parallel: Some(2),
+                ..QueueUpdate::default()
+            },
+        )
         .await
         .expect("queue");
     let start = Instant::now();

@@ -1,6 +1,7 @@
 //! Benchmarks of the in-process engine against the raw machine.
 
 use crate::raw;
+use meanwhile_core::http::QueueUpdate;
 use meanwhile_core::{EventKind, TaskId, TaskSpec};
 use meanwhile_runtime::{Runtime, RuntimeConfig};
 use serde_json::{Value, json};
@@ -115,7 +116,15 @@ pub async fn submit_scaling() -> Value {
     const BIG: u64 = 1_000_000;
     let empty_dir = tempfile::tempdir().expect("temp dir");
     let rt = open(empty_dir.path(), 2).await;
-    rt.set_queue("held", None, Some(true)).await.expect("queue");
+    rt.set_queue(
+        "held",
+        QueueUpdate {
+            paused: Some(true),
+            ..QueueUpdate::default()
+        },
+    )
+    .await
+    .expect("queue");
     // One warm-up round so both runs start with prepared statements and a warm cache.
     time_submits(&rt, 50).await;
     let empty = time_submits(&rt, N).await;
@@ -123,7 +132,15 @@ pub async fn submit_scaling() -> Value {
 
     let big_dir = tempfile::tempdir().expect("temp dir");
     let rt = open(big_dir.path(), 2).await;
-    rt.set_queue("held", None, Some(true)).await.expect("queue");
+    rt.set_queue(
+        "held",
+        QueueUpdate {
+            paused: Some(true),
+            ..QueueUpdate::default()
+        },
+    )
+    .await
+    .expect("queue");
     let seed_start = Instant::now();
     seed(rt.home(), BIG).await;
     let seeded_in = seed_start.elapsed();

@@ -426,21 +426,17 @@ impl Client {
         self.call(Method::GET, "/v1/queues", None).await
     }
 
-    /// Creates or changes a queue.
+    /// Creates or changes a queue: the fields of `change` that are given (a limit
+    /// given as `Some(None)` is removed).
     pub async fn set_queue(
         &self,
         name: &str,
-        max_parallel: Option<u32>,
-        paused: Option<bool>,
+        change: QueueUpdate,
     ) -> Result<QueueInfo, ClientError> {
-        let body = QueueUpdate {
-            max_parallel,
-            paused,
-        };
         self.call(
             Method::PUT,
             &format!("/v1/queues/{}", percent_path(name)),
-            self.json(&body)?,
+            self.json(&change)?,
         )
         .await
     }

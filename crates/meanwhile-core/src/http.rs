@@ -3,8 +3,8 @@
 //! that the two cannot disagree.
 
 use crate::{
-    ApiError, Attempt, ListFilter, OutputQuery, QueueInfo, StopMode, TaskId, TaskRecord, TaskSpec,
-    TaskState, WaitFor, WaitMode, parse_duration,
+    ApiError, Attempt, ListFilter, OutputQuery, QueueInfo, RateLimit, StopMode, TaskId, TaskRecord,
+    TaskSpec, TaskState, WaitFor, WaitMode, parse_duration,
 };
 #[cfg(feature = "schema")]
 use crate::{MAX_LIST_LIMIT, MAX_NOTIFICATIONS, MAX_OUTPUT_BYTES, MAX_TAIL_LINES};
@@ -344,7 +344,9 @@ pub struct Removed {
     pub removed: Vec<TaskId>,
 }
 
-/// The body of `PUT /v1/queues/{name}`: creates the queue or changes it.
+/// The body of `PUT /v1/queues/{name}`: creates the queue or changes it. A field
+/// left out leaves its setting as it is; `per_key` and `rate` set to null remove
+/// their limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
@@ -360,6 +362,58 @@ pub struct QueueUpdate {
     /// True pauses it (nothing new starts), false resumes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<bool>,
+    /// At most this many tasks with the same concurrency key run at once; null
+    /// removes the limit.
+    #[serde(
+        default,
+        deserialize_with = "nullable_int",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::PerKeyUpdate"))]
+    pub per_key: Option<Option<u32>>,
+    /// At most this many task starts in any window of the given length (`"60/m"`,
+    /// `"10/30s"`); null removes the limit.
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::RateUpdate"))]
+    pub rate: Option<Option<RateLimit>>,
+}
+
+/// A field present as a value (`Some(Some(v))`) or as null (`Some(None)`); an absent
+/// one is `None` through `#[serde(default)]`.
+fn nullable<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// [`nullable`] for an integer written `7` or `7.0`.
+fn nullable_int<'de, D: serde::Deserializer<'de>, T: crate::de::Integer>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    crate::de::opt_int(d).map(Some)
+}
+
+impl QueueUpdate {
+    /// Checks the values serde cannot: the error names the field.
+    pub fn check(&self) -> Result<(), ApiError> {
+        if self.max_parallel == Some(0) {
+            return Err(ApiError::invalid(
+                "max_parallel",
+                "must be at least 1; pause the queue to start nothing",
+            ));
+        }
+        if self.per_key == Some(Some(0)) {
+            return Err(ApiError::invalid(
+                "per_key",
+                "must be at least 1 (or null for no limit per key)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The body of `POST /v1/tasks/{id}/progress`.

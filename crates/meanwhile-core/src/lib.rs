@@ -9,6 +9,7 @@ mod duration;
 mod event;
 pub mod http;
 mod notification;
+mod rate;
 mod schedule;
 #[cfg(feature = "schema")]
 mod schema;
@@ -27,13 +28,14 @@ pub use duration::{
 };
 pub use event::{Event, EventKind};
 pub use notification::Notification;
+pub use rate::{MAX_RATE_COUNT, RATE_POSITIVE_PATTERN, RateError, RateLimit, rate_pattern};
 pub use schedule::{
     DEFAULT_LATE_AFTER, MAX_SCHEDULE_NAME_LEN, Missed, Plan, ScheduleInfo, ScheduleSpec,
     ValidSchedule, check_schedule_name,
 };
 pub use spec::{
-    AgentSpec, DEFAULT_QUEUE, MAX_ATTEMPTS, MAX_IDEMPOTENCY_KEY_LEN, MAX_NAME_LEN,
-    MAX_STORED_DURATION_MS, RetryPolicy, SpecError, TaskSpec, ValidSpec, Work,
+    AgentSpec, DEFAULT_QUEUE, MAX_ATTEMPTS, MAX_CONCURRENCY_KEY_LEN, MAX_IDEMPOTENCY_KEY_LEN,
+    MAX_NAME_LEN, MAX_STORED_DURATION_MS, RetryPolicy, SpecError, TaskSpec, ValidSpec, Work,
 };
 pub use state::{AttemptOutcome, IllegalTransition, TaskState, Transition, transition};
 pub use task::{

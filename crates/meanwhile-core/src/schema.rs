@@ -153,6 +153,68 @@ impl JsonSchema for Identifier {
     }
 }
 
+/// A task's concurrency key: an identifier of up to 200 characters.
+pub(crate) struct ConcurrencyKey;
+
+impl JsonSchema for ConcurrencyKey {
+    fn schema_name() -> Cow<'static, str> {
+        "ConcurrencyKey".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "1 to 200 letters, digits and - _ . : / @; tasks of a queue with the same key share its per_key limit",
+            "type": "string",
+            "pattern": "^[A-Za-z0-9_.:/@-]{1,200}$",
+            "examples": ["customer-42"]
+        })
+    }
+}
+
+/// A queue's `per_key` in an update: a limit, or null to remove it.
+pub(crate) struct PerKeyUpdate;
+
+impl JsonSchema for PerKeyUpdate {
+    fn schema_name() -> Cow<'static, str> {
+        "PerKeyUpdate".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "At most this many tasks with the same concurrency key run at once; null removes the limit",
+            "anyOf": [
+                {"type": "integer", "minimum": 1, "maximum": u32::MAX},
+                {"type": "null"}
+            ]
+        })
+    }
+}
+
+/// A queue's `rate` in an update: a limit, or null to remove it.
+pub(crate) struct RateUpdate;
+
+impl JsonSchema for RateUpdate {
+    fn schema_name() -> Cow<'static, str> {
+        "RateUpdate".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let rate = generator.subschema_for::<crate::RateLimit>();
+        json_schema!({
+            "description": "At most N task starts in any window of the given length (\"60/m\", \"10/30s\"); null removes the limit",
+            "anyOf": [rate, {"type": "null"}]
+        })
+    }
+}
+
 /// A command line: not blank, no NUL.
 pub(crate) struct CommandText;
 

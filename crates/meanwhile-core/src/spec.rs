@@ -15,6 +15,8 @@ pub const MAX_STORED_DURATION_MS: u64 = 1_000_000_000 * 86_400_000 - 1;
 pub const MAX_NAME_LEN: usize = 200;
 /// Longest accepted idempotency key, in characters.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
+/// Longest accepted concurrency key, in characters.
+pub const MAX_CONCURRENCY_KEY_LEN: usize = 200;
 /// Most attempts a retry policy may ask for.
 pub const MAX_ATTEMPTS: u32 = 1000;
 
@@ -143,6 +145,14 @@ pub struct TaskSpec {
         schemars(with = "Option<crate::schema::Identifier>")
     )]
     pub session: Option<String>,
+    /// Tasks of a queue with the same key share the queue's `per_key` limit: at most
+    /// that many of them run at once. Without a key, only `max_parallel` applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::schema::ConcurrencyKey>")
+    )]
+    pub concurrency_key: Option<String>,
 }
 
 /// What a sub-agent task runs: a prompt with its model, tools and limits.
@@ -325,8 +335,13 @@ fn err(field: &'static str, message: impl Into<String>) -> SpecError {
 }
 
 fn check_identifier(field: &'static str, value: &str) -> Result<(), SpecError> {
-    if value.is_empty() || value.len() > 100 {
-        return Err(err(field, "must be 1 to 100 characters long"));
+    check_identifier_up_to(field, value, 100)
+}
+
+/// Letters, digits and `- _ . : / @`, 1 to `max` of them.
+fn check_identifier_up_to(field: &'static str, value: &str, max: usize) -> Result<(), SpecError> {
+    if value.is_empty() || value.len() > max {
+        return Err(err(field, format!("must be 1 to {max} characters long")));
     }
     if !value
         .chars()
@@ -439,6 +454,9 @@ impl TaskSpec {
         if let Some(s) = &self.session {
             check_identifier("session", s)?;
         }
+        if let Some(k) = &self.concurrency_key {
+            check_identifier_up_to("concurrency_key", k, MAX_CONCURRENCY_KEY_LEN)?;
+        }
         for (field, d) in [
             ("timeout", self.timeout),
             ("grace", self.grace),
@@ -532,6 +550,29 @@ mod tests {
         assert_eq!(field_of(r#"{"command": "x", "after": [0]}"#), "after");
         assert_eq!(field_of(r#"{"command": "x", "env": {"A=B": "1"}}"#), "env");
         assert_eq!(field_of(r#"{"agent": {"prompt": ""}}"#), "agent.prompt");
+        assert_eq!(
+            field_of(r#"{"command": "x", "concurrency_key": "a b"}"#),
+            "concurrency_key"
+        );
+        assert_eq!(
+            field_of(r#"{"command": "x", "concurrency_key": ""}"#),
+            "concurrency_key"
+        );
+    }
+
+    #[test]
+    fn concurrency_keys_are_identifiers_up_to_200_characters() {
+        let mut s = TaskSpec::shell("x");
+        s.concurrency_key = Some("customer-42".into());
+        assert!(s.clone().validate().is_ok());
+        s.concurrency_key = Some("k".repeat(MAX_CONCURRENCY_KEY_LEN));
+        assert!(s.clone().validate().is_ok());
+        s.concurrency_key = Some("k".repeat(MAX_CONCURRENCY_KEY_LEN + 1));
+        let e = s.validate().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "concurrency_key: must be 1 to 200 characters long"
+        );
     }
 
     #[test]

@@ -239,6 +239,9 @@ pub struct TaskRecord {
     /// The session it notifies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
+    /// Its concurrency key (the spec's), which shares its queue's `per_key` limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_key: Option<String>,
     /// The spec as submitted.
     pub spec: TaskSpec,
     /// When it was submitted.
@@ -295,6 +298,15 @@ pub struct QueueInfo {
     pub max_parallel: u32,
     /// A paused queue starts nothing new.
     pub paused: bool,
+    /// How many of its tasks with the same concurrency key may run at once; null for
+    /// no limit (tasks without a key are only bound by `max_parallel`).
+    #[serde(default, deserialize_with = "crate::de::opt_int")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = u32::MAX)))]
+    pub per_key: Option<u32>,
+    /// At most this many task starts (each attempt counts) in any stretch of time of
+    /// its window's length; null for no limit.
+    #[serde(default)]
+    pub rate: Option<crate::RateLimit>,
     /// Tasks waiting in it.
     #[serde(default)]
     pub pending: u64,

@@ -5,6 +5,7 @@ use crate::engine::Inner;
 use crate::output::{self, Reader};
 use crate::watch::OutputWatcher;
 use crate::{Error, Home, Result, RuntimeConfig, ShutdownMode};
+use meanwhile_core::http::QueueUpdate;
 use meanwhile_core::{
     ApiError, Attempt, Backend, BackendFuture, ErrorCode, Event, EventKind, Notification,
     OutputChunk, OutputQuery, Progress, QueueInfo, ScheduleInfo, ScheduleSpec, StopMode, TaskId,
@@ -106,7 +107,11 @@ impl Runtime {
         let (watcher, progress_rx) =
             OutputWatcher::start().map_err(Error::io("starting the output watcher"))?;
         if let Some(n) = config.default_max_parallel {
-            store.set_queue("default", Some(n), None).await?;
+            let change = QueueUpdate {
+                max_parallel: Some(n),
+                ..QueueUpdate::default()
+            };
+            store.set_queue("default", change).await?;
         }
         let journal = crate::journal::Journal::new(&home.journal());
         let (settles, settles_rx) = mpsc::unbounded_channel();
@@ -553,21 +558,14 @@ impl Runtime {
         Ok(self.inner.store.queues().await?)
     }
 
-    /// Creates or changes a queue: its parallelism, paused or not.
-    pub async fn set_queue(
-        &self,
-        name: &str,
-        max_parallel: Option<u32>,
-        paused: Option<bool>,
-    ) -> Result<QueueInfo> {
+    /// Creates or changes a queue: its parallelism, paused or not, its limit per
+    /// concurrency key and its rate limit (the fields of `change` that are given; a
+    /// limit given as `Some(None)` is removed).
+    pub async fn set_queue(&self, name: &str, change: QueueUpdate) -> Result<QueueInfo> {
         let mut probe = TaskSpec::shell("true");
         probe.queue = Some(name.to_string());
         probe.validate()?;
-        let q = self
-            .inner
-            .store
-            .set_queue(name, max_parallel, paused)
-            .await?;
+        let q = self.inner.store.set_queue(name, change).await?;
         self.inner.wake.notify_one();
         Ok(q)
     }

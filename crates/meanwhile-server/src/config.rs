@@ -4,8 +4,9 @@
 //! The reference, with every default, is in this crate's README.md.
 
 use crate::error::ServerError;
-use meanwhile_core::{parse_duration, serde_opt_duration};
-use serde::Deserialize;
+use meanwhile_core::http::QueueUpdate;
+use meanwhile_core::{RateLimit, parse_duration, serde_opt_duration};
+use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -67,7 +68,7 @@ impl Default for Retention {
     }
 }
 
-/// A queue's settings.
+/// A queue's settings. Each one left out keeps what the store has.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueSettings {
@@ -75,6 +76,62 @@ pub struct QueueSettings {
     pub max_parallel: Option<u32>,
     /// Start paused.
     pub paused: Option<bool>,
+    /// How many of its tasks with the same concurrency key may run at once
+    /// (`per_key = 2`); `Some(None)` (`per_key = "none"`) removes the limit.
+    #[serde(default, deserialize_with = "per_key_setting")]
+    pub per_key: Option<Option<u32>>,
+    /// At most this many task starts per window (`rate = "60/m"`); `Some(None)`
+    /// (`rate = "none"`) removes the limit.
+    #[serde(default, deserialize_with = "rate_setting")]
+    pub rate: Option<Option<RateLimit>>,
+}
+
+impl QueueSettings {
+    /// The change these settings make to their queue.
+    pub fn update(&self) -> QueueUpdate {
+        QueueUpdate {
+            max_parallel: self.max_parallel,
+            paused: self.paused,
+            per_key: self.per_key,
+            rate: self.rate,
+        }
+    }
+}
+
+/// `per_key = 2`, or `per_key = "none"`.
+fn per_key_setting<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(i64),
+        Text(String),
+    }
+    let bad = |got: String| {
+        serde::de::Error::custom(format!(
+            "per_key must be a whole number from 1 to {}, or \"none\" for no limit, got {got}",
+            u32::MAX
+        ))
+    };
+    match Raw::deserialize(d)? {
+        Raw::Number(n) => match u32::try_from(n) {
+            Ok(n) if n >= 1 => Ok(Some(Some(n))),
+            _ => Err(bad(n.to_string())),
+        },
+        Raw::Text(t) if t.trim() == "none" => Ok(Some(None)),
+        Raw::Text(t) => Err(bad(format!("{t:?}"))),
+    }
+}
+
+/// `rate = "60/m"`, or `rate = "none"`.
+fn rate_setting<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<RateLimit>>, D::Error> {
+    let text = String::deserialize(d)?;
+    match text.trim() {
+        "none" => Ok(Some(None)),
+        t => t
+            .parse::<RateLimit>()
+            .map(|r| Some(Some(r)))
+            .map_err(serde::de::Error::custom),
+    }
 }
 
 impl Settings {
@@ -335,6 +392,44 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.grace, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn queue_limits_are_set_and_removed() {
+        let mut s = Settings::new("/h");
+        s.apply_file(
+            r#"
+            [queues.llm]
+            per_key = 2
+            rate = "60/m"
+            [queues.batch]
+            per_key = "none"
+            rate = "none"
+            "#,
+            "config.toml",
+        )
+        .unwrap();
+        let llm = s.queues["llm"].update();
+        assert_eq!(llm.per_key, Some(Some(2)));
+        assert_eq!(llm.rate, Some(Some("60/m".parse().unwrap())));
+        let batch = s.queues["batch"].update();
+        assert_eq!((batch.per_key, batch.rate), (Some(None), Some(None)));
+        assert_eq!(batch.max_parallel, None, "what is not named is left alone");
+        for (text, expect) in [
+            ("[queues.q]\nrate = \"fast\"", "rate must be N/s"),
+            ("[queues.q]\nrate = \"0/m\"", "rate must be N/s"),
+            ("[queues.q]\nper_key = 0", "per_key must be a whole number"),
+            (
+                "[queues.q]\nper_key = \"many\"",
+                "per_key must be a whole number",
+            ),
+        ] {
+            let e = Settings::new("/h")
+                .apply_file(text, "config.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(expect), "{text}: {e}");
+        }
     }
 
     #[test]

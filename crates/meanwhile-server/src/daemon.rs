@@ -89,7 +89,7 @@ pub async fn serve(
     let rt = Runtime::start(cfg, std::future::pending()).await?;
     register_agent_executor(&rt, &home);
     for (name, q) in &settings.queues {
-        rt.set_queue(name, q.max_parallel, q.paused)
+        rt.set_queue(name, q.update())
             .await
             .map_err(|e| ServerError::Config {
                 origin: format!("queue {name:?}"),

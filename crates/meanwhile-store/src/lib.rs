@@ -11,6 +11,7 @@ mod sqlite;
 pub use meanwhile_core::{ListFilter, Page};
 pub use sqlite::{SCHEMA_VERSION, SqliteStore};
 
+use meanwhile_core::http::QueueUpdate;
 use meanwhile_core::{
     Attempt, AttemptOutcome, Event, IllegalTransition, Notification, Progress, QueueInfo,
     ScheduleInfo, ScheduleSpec, TaskId, TaskKind, TaskRecord, TaskState, Timestamp, ValidSpec,
@@ -160,8 +161,9 @@ pub struct Claimed {
 pub struct Claim {
     /// The tasks claimed, now `running`.
     pub tasks: Vec<Claimed>,
-    /// The earliest future run-after time of a task still pending, so the claimer
-    /// knows when to look again without asking.
+    /// When to look again without being asked: the earliest future run-after time of
+    /// a task still pending, or, when a queue's rate limit held a runnable task back,
+    /// the time its window lets the next one start, whichever comes first.
     pub next_wakeup: Option<Timestamp>,
 }
 
@@ -307,6 +309,10 @@ pub trait Store: Send + Sync + 'static {
     fn attempts(&self, id: TaskId) -> StoreFuture<'_, Vec<Attempt>>;
     /// Claims runnable tasks: pending, run-after reached, dependencies succeeded, queue
     /// not paused and below its `max_parallel`; priority order within each queue.
+    /// Where the queue has a `per_key` limit, a task whose concurrency key already has
+    /// that many running is passed over; where it has a rate limit, no more tasks are
+    /// claimed than the window that ends at `now` has room for, and each claim is
+    /// counted in it, in the same transaction.
     fn claim(&self, req: ClaimRequest) -> StoreFuture<'_, Claim>;
     /// Records the process id of a running attempt.
     fn set_pid(&self, id: TaskId, attempt: u32, pid: i32) -> StoreFuture<'_, ()>;
@@ -367,13 +373,10 @@ pub trait Store: Send + Sync + 'static {
     fn prune(&self, req: PruneRequest) -> StoreFuture<'_, Pruned>;
     /// All queues with their counts.
     fn queues(&self) -> StoreFuture<'_, Vec<QueueInfo>>;
-    /// Creates or changes a queue.
-    fn set_queue(
-        &self,
-        name: &str,
-        max_parallel: Option<u32>,
-        paused: Option<bool>,
-    ) -> StoreFuture<'_, QueueInfo>;
+    /// Creates or changes a queue: the fields of `change` that are given (a limit
+    /// given as none is removed). A new queue takes the `default` queue's
+    /// `max_parallel` and no other limit.
+    fn set_queue(&self, name: &str, change: QueueUpdate) -> StoreFuture<'_, QueueInfo>;
     /// Tasks per state (all queues), from counters kept in step with every change.
     fn counts(&self) -> StoreFuture<'_, Vec<(String, TaskState, u64)>>;
     /// Returns a session's undelivered notifications and marks them delivered, in one

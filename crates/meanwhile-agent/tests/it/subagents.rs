@@ -2,6 +2,7 @@
 
 use crate::support::*;
 use meanwhile_agent::{AgentExecutor, Session};
+use meanwhile_core::http::QueueUpdate;
 use meanwhile_core::{AgentSpec, ListFilter, TaskSpec, TaskState};
 use meanwhile_llm::ProviderKind;
 use serde_json::json;
@@ -10,7 +11,16 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sub_agents_run_in_parallel_within_max_parallel() {
     let env = runtime().await;
-    env.rt.set_queue("agents", Some(2), None).await.unwrap();
+    env.rt
+        .set_queue(
+            "agents",
+            QueueUpdate {
+                max_parallel: Some(2),
+                ..QueueUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
     let fake = FakeProvider::start(ProviderKind::Anthropic, |c: &Call| {
         let prompt = c.prompt();
         let first = c.body["messages"].as_array().unwrap().len() == 1;

@@ -2,6 +2,7 @@
 
 use crate::support::*;
 use meanwhile_runtime::StopMode;
+use meanwhile_runtime::core::http::QueueUpdate;
 use meanwhile_runtime::core::{RetryPolicy, TaskSpec, TaskState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -131,7 +132,16 @@ async fn pid_free_running(env: &Env, id: meanwhile_runtime::core::TaskId) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_and_batched_closure_submits_all_run_once() {
     let env = runtime().await;
-    env.rt.set_queue("default", Some(8), None).await.unwrap();
+    env.rt
+        .set_queue(
+            "default",
+            QueueUpdate {
+                max_parallel: Some(8),
+                ..QueueUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
     let runs = Arc::new(AtomicU32::new(0));
     let mut submitters = Vec::new();
     for _ in 0..8 {

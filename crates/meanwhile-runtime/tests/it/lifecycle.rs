@@ -1,6 +1,7 @@
 //! Submit, run, exit codes, retries, dependencies, queues, notifications.
 
 use crate::support::*;
+use meanwhile_runtime::core::http::QueueUpdate;
 use meanwhile_runtime::core::{RetryPolicy, TaskId, TaskSpec, TaskState};
 use meanwhile_runtime::{Runtime, WaitMode};
 use std::sync::Arc;
@@ -147,7 +148,14 @@ async fn dependencies_run_in_order_and_failures_propagate() {
 async fn queues_limit_parallelism_pause_and_order_by_priority() {
     let env = runtime().await;
     env.rt
-        .set_queue("build", Some(1), Some(true))
+        .set_queue(
+            "build",
+            QueueUpdate {
+                max_parallel: Some(1),
+                paused: Some(true),
+                ..QueueUpdate::default()
+            },
+        )
         .await
         .unwrap();
     let log = env.dir.path().join("log");
@@ -168,7 +176,16 @@ async fn queues_limit_parallelism_pause_and_order_by_priority() {
     for id in &ids {
         assert_eq!(env.rt.get(*id).await.unwrap().state, TaskState::Pending);
     }
-    env.rt.set_queue("build", None, Some(false)).await.unwrap();
+    env.rt
+        .set_queue(
+            "build",
+            QueueUpdate {
+                paused: Some(false),
+                ..QueueUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
     env.rt
         .wait(&ids, WaitMode::All, Some(Duration::from_secs(60)))
         .await

@@ -3,6 +3,7 @@
 use crate::support::*;
 use meanwhile_runtime::StopMode;
 use meanwhile_runtime::core::TaskState;
+use meanwhile_runtime::core::http::QueueUpdate;
 use std::time::Duration;
 
 const STUBBORN: &str = r#"trap "" TERM; sleep 300 & sleep 300 & wait"#;
@@ -95,14 +96,33 @@ async fn background_leftovers_die_with_the_main_process() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_a_pending_task_never_starts_it() {
     let env = runtime().await;
-    env.rt.set_queue("held", Some(1), Some(true)).await.unwrap();
+    env.rt
+        .set_queue(
+            "held",
+            QueueUpdate {
+                max_parallel: Some(1),
+                paused: Some(true),
+                ..QueueUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
     let marker = env.dir.path().join("started");
     let mut spec = sh(&format!("touch {}", marker.display()));
     spec.queue = Some("held".into());
     let id = env.rt.submit(spec).await.unwrap();
     let t = env.rt.stop(id, StopMode::Graceful).await.unwrap();
     assert_eq!(t.state, TaskState::Cancelled);
-    env.rt.set_queue("held", None, Some(false)).await.unwrap();
+    env.rt
+        .set_queue(
+            "held",
+            QueueUpdate {
+                paused: Some(false),
+                ..QueueUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
     // A task submitted afterwards to the same one-slot queue has run: the cancelled
     // one, older, would have been claimed first.
     let mut later = sh("true");

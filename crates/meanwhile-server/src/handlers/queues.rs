@@ -1,4 +1,5 @@
-//! Queues: list them, create or change one (parallelism, pause, resume).
+//! Queues: list them, create or change one (parallelism, pause, resume, the limit
+//! per concurrency key, the rate limit).
 
 use crate::error::Answer;
 use crate::extract::{Body, NamePath};
@@ -17,14 +18,6 @@ pub(crate) async fn set(
     NamePath(name): NamePath,
     Body(u): Body<QueueUpdate>,
 ) -> Answer<Json<QueueInfo>> {
-    if u.max_parallel == Some(0) {
-        return Err(meanwhile_core::ApiError::invalid(
-            "max_parallel",
-            "must be at least 1; pause the queue to start nothing",
-        )
-        .into());
-    }
-    Ok(Json(
-        state.rt.set_queue(&name, u.max_parallel, u.paused).await?,
-    ))
+    u.check()?;
+    Ok(Json(state.rt.set_queue(&name, u).await?))
 }

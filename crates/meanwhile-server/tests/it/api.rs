@@ -2,6 +2,7 @@
 
 use crate::support::*;
 use meanwhile_client::{Client, Method};
+use meanwhile_core::http::QueueUpdate;
 use meanwhile_core::{ListFilter, OutputQuery, StopMode, TaskId, TaskState, WaitFor, WaitMode};
 use std::time::Duration;
 
@@ -195,6 +196,7 @@ async fn queues_notifications_progress_and_metrics() {
             meanwhile_server::QueueSettings {
                 max_parallel: Some(1),
                 paused: Some(true),
+                ..Default::default()
             },
         );
     })
@@ -216,7 +218,17 @@ async fn queues_notifications_progress_and_metrics() {
         TaskState::Pending,
         "a paused queue starts nothing"
     );
-    let q = c.set_queue("gpu", Some(2), Some(false)).await.unwrap();
+    let q = c
+        .set_queue(
+            "gpu",
+            QueueUpdate {
+                max_parallel: Some(2),
+                paused: Some(false),
+                ..QueueUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!((q.max_parallel, q.paused), (2, false));
     finished(c, id).await;
     let peeked = c.peek_notifications("agent-1", 10).await.unwrap();
@@ -339,4 +351,68 @@ async fn retention_removes_old_finished_tasks_and_logs() {
     assert_eq!(left, 2);
     assert!(!d.home.join("tasks").join(ids[0].to_string()).exists());
     assert!(c.get(ids[4]).await.is_ok());
+}
+
+/// Queue limits over the wire: set, shown in every listing, left alone when not
+/// named, removed with null.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_limits_are_set_shown_and_removed_with_null() {
+    let d = daemon_with(|s| {
+        s.queues.insert(
+            "llm".into(),
+            meanwhile_server::QueueSettings {
+                per_key: Some(Some(2)),
+                rate: Some(Some("60/m".parse().unwrap())),
+                ..Default::default()
+            },
+        );
+    })
+    .await;
+    let c = &d.client;
+    let llm =
+        |qs: Vec<meanwhile_core::QueueInfo>| qs.into_iter().find(|q| q.name == "llm").unwrap();
+    let q = llm(c.queues().await.unwrap());
+    assert_eq!(q.per_key, Some(2), "from config.toml's settings");
+    assert_eq!(q.rate.map(|r| r.to_string()).as_deref(), Some("60/m"));
+    let r = c
+        .raw(
+            Method::PUT,
+            "/v1/queues/llm",
+            Some(br#"{"rate": "10/30s"}"#.to_vec()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(body["rate"], "10/30s");
+    assert_eq!(body["per_key"], 2, "not named, so kept");
+    let r = c
+        .raw(
+            Method::PUT,
+            "/v1/queues/llm",
+            Some(br#"{"per_key": null, "rate": null}"#.to_vec()),
+        )
+        .await
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        (r.status, &body["per_key"], &body["rate"]),
+        (200, &serde_json::Value::Null, &serde_json::Value::Null)
+    );
+    let status = c.status().await.unwrap();
+    let q = llm(status.queues);
+    assert_eq!((q.per_key, q.rate), (None, None));
+    let change = QueueUpdate {
+        per_key: Some(Some(1)),
+        ..QueueUpdate::default()
+    };
+    assert_eq!(c.set_queue("llm", change).await.unwrap().per_key, Some(1));
+    // A task's key is kept, served, and shown in its record.
+    let mut spec = sh("true");
+    spec.queue = Some("llm".into());
+    spec.concurrency_key = Some("customer-42".into());
+    let id = c.submit(&spec).await.unwrap();
+    let t = c.task(id).await.unwrap().task;
+    assert_eq!(t.concurrency_key.as_deref(), Some("customer-42"));
+    assert_eq!(t.spec.concurrency_key.as_deref(), Some("customer-42"));
 }

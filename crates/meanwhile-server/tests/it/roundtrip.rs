@@ -2,6 +2,7 @@
 //! the daemon's API, the store and back.
 
 use crate::support::*;
+use meanwhile_core::http::QueueUpdate;
 use meanwhile_core::{RetryPolicy, TaskSpec, Timestamp};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -38,10 +39,25 @@ fn spec() -> impl Strategy<Value = TaskSpec> {
             (1_000_000_000_000i64..4_000_000_000_000).prop_map(|t| (Some(Timestamp(t)), None)),
             millis().prop_map(|d| (None, Some(d))),
         ]),
-        proptest::option::of(ident),
+        (
+            proptest::option::of(ident),
+            proptest::option::of("[A-Za-z0-9_.:/@-]{1,200}"),
+        ),
     )
         .prop_map(
-            |(work, env, name, labels, priority, timeout, grace, retry, key, start, session)| {
+            |(
+                work,
+                env,
+                name,
+                labels,
+                priority,
+                timeout,
+                grace,
+                retry,
+                key,
+                start,
+                (session, concurrency_key),
+            )| {
                 let (backoff_max, backoff) = (retry.1 * 2, retry.1);
                 let (run_after, delay) = start.unwrap_or((None, None));
                 TaskSpec {
@@ -64,6 +80,7 @@ fn spec() -> impl Strategy<Value = TaskSpec> {
                     run_after,
                     delay,
                     session,
+                    concurrency_key,
                     ..TaskSpec::default()
                 }
             },
@@ -79,8 +96,14 @@ fn every_spec_field_round_trips_through_the_api_and_the_store() {
         .unwrap();
     let d = rt.block_on(daemon());
     // A paused queue: the tasks are stored and served, never run.
-    rt.block_on(d.client.set_queue("held", None, Some(true)))
-        .unwrap();
+    rt.block_on(d.client.set_queue(
+        "held",
+        QueueUpdate {
+            paused: Some(true),
+            ..QueueUpdate::default()
+        },
+    ))
+    .unwrap();
     let cwd = d.home.clone();
     let case = std::sync::atomic::AtomicU64::new(0);
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(96));

@@ -16,6 +16,7 @@ use crate::{
     PruneRequest, Pruned, ScheduleFiring, Settled, StopOutcome, Store, StoreError, StoreFuture,
     Submitted,
 };
+use meanwhile_core::http::QueueUpdate;
 use meanwhile_core::{
     Attempt, Event, Notification, Progress, QueueInfo, ScheduleInfo, ScheduleSpec, TaskId,
     TaskRecord, TaskState, Timestamp,
@@ -474,14 +475,9 @@ impl Store for SqliteStore {
         self.read(ops::queues)
     }
 
-    fn set_queue(
-        &self,
-        name: &str,
-        max_parallel: Option<u32>,
-        paused: Option<bool>,
-    ) -> StoreFuture<'_, QueueInfo> {
+    fn set_queue(&self, name: &str, change: QueueUpdate) -> StoreFuture<'_, QueueInfo> {
         let name = owned(name);
-        self.write(move |conn, ev| ops::set_queue(conn, ev, &name, max_parallel, paused))
+        self.write(move |conn, ev| ops::set_queue(conn, ev, &name, &change))
     }
 
     fn counts(&self) -> StoreFuture<'_, Vec<(String, TaskState, u64)>> {

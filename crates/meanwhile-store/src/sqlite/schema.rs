@@ -102,7 +102,22 @@ const MIGRATIONS: &[&str] = &[
         cursor INTEGER NOT NULL DEFAULT 0
     );
     "#,
-    // Version 2: schedules. `spec` is the schedule as added (JSON); `next_fire` is
+    // Version 2: concurrency keys and per-queue limits on them and on the rate of
+    // starts. A queue's recent starts are kept only while it has a rate limit, one row
+    // per claim time, and only for as long as they fall within the window.
+    r#"
+    ALTER TABLE tasks ADD COLUMN concurrency_key TEXT;
+    ALTER TABLE queues ADD COLUMN per_key INTEGER;
+    ALTER TABLE queues ADD COLUMN rate_count INTEGER;
+    ALTER TABLE queues ADD COLUMN rate_window_ms INTEGER;
+    CREATE TABLE queue_starts (
+        queue TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (queue, at)
+    ) WITHOUT ROWID;
+    "#,
+    // Version 3: schedules. `spec` is the schedule as added (JSON); `next_fire` is
     // NULL while paused, and is the compare-and-set guard of a firing.
     r#"
     CREATE TABLE schedules (
@@ -146,4 +161,46 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{SqliteStore, Store};
+    use meanwhile_core::{TaskId, TaskSpec};
+
+    /// A database written by a build that knew only version 1 opens, and its tasks and
+    /// queues read back without concurrency keys or limits.
+    #[tokio::test]
+    async fn a_version_1_database_opens_and_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meanwhile.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_version (version INTEGER NOT NULL);
+                 INSERT INTO schema_version (version) VALUES (1);",
+            )
+            .unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            let spec = serde_json::to_string(&TaskSpec::shell("true")).unwrap();
+            conn.execute(
+                "INSERT INTO tasks (kind, name, state, queue, spec, created_at)
+                 VALUES ('shell', 'true', 'pending', 'default', ?1, 1)",
+                [spec],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let task = store.get(TaskId(1)).await.unwrap();
+        assert_eq!(task.concurrency_key, None);
+        let queues = store.queues().await.unwrap();
+        assert_eq!((queues[0].per_key, queues[0].rate), (None, None));
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(SCHEMA_VERSION, 3);
+    }
 }

@@ -1,7 +1,10 @@
-//! `meanwhile queue`: list queues; create or change one; pause and resume.
+//! `meanwhile queue`: list queues; create or change one (parallelism, the limit per
+//! concurrency key, the rate limit); pause and resume.
 
 use super::Ctx;
 use crate::fmt;
+use meanwhile_core::RateLimit;
+use meanwhile_core::http::QueueUpdate;
 use std::process::ExitCode;
 
 /// Arguments of `queue`.
@@ -20,7 +23,7 @@ pub struct Args {
 pub enum Action {
     /// List the queues with their limits and counts.
     Ls,
-    /// Create a queue or change its parallelism.
+    /// Create a queue or change its limits; options left out keep their value.
     #[command(visible_alias = "create")]
     Set {
         /// The queue.
@@ -28,6 +31,16 @@ pub enum Action {
         /// How many of its tasks may run at once.
         #[arg(long, short = 'j')]
         max_parallel: Option<u32>,
+        /// How many of its tasks with the same key (`run --key`) may run at once;
+        /// `none` removes the limit. Tasks without a key are bound only by
+        /// --max-parallel.
+        #[arg(long, value_name = "N|none", value_parser = per_key)]
+        per_key: Option<Limit<u32>>,
+        /// At most N task starts (each attempt counts, retries too) in any stretch of
+        /// time of the given length: N/s, N/m, N/h, N/d or N/<duration> like 10/30s;
+        /// `none` removes the limit.
+        #[arg(long, value_name = "N/WINDOW|none", value_parser = rate)]
+        rate: Option<Limit<RateLimit>>,
     },
     /// Start nothing new from the queue (running tasks go on).
     Pause {
@@ -41,19 +54,68 @@ pub enum Action {
     },
 }
 
+/// A limit given on the command line: a value, or `none` to remove it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit<T>(pub Option<T>);
+
+fn per_key(s: &str) -> Result<Limit<u32>, String> {
+    if s == "none" {
+        return Ok(Limit(None));
+    }
+    match s.parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(Limit(Some(n))),
+        _ => Err(format!(
+            "per-key must be a whole number from 1 to {}, or none for no limit, got {s:?}",
+            u32::MAX
+        )),
+    }
+}
+
+fn rate(s: &str) -> Result<Limit<RateLimit>, String> {
+    if s == "none" {
+        return Ok(Limit(None));
+    }
+    s.parse()
+        .map(|r| Limit(Some(r)))
+        .map_err(|e| format!("{e}"))
+}
+
 /// Runs `queue`.
 pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     let client = ctx.client()?;
-    let changed = match args.action.unwrap_or(Action::Ls) {
+    let change = match args.action.unwrap_or(Action::Ls) {
         Action::Ls => None,
-        Action::Set { name, max_parallel } => {
-            Some(client.set_queue(&name, max_parallel, None).await?)
-        }
-        Action::Pause { name } => Some(client.set_queue(&name, None, Some(true)).await?),
-        Action::Resume { name } => Some(client.set_queue(&name, None, Some(false)).await?),
+        Action::Set {
+            name,
+            max_parallel,
+            per_key,
+            rate,
+        } => Some((
+            name,
+            QueueUpdate {
+                max_parallel,
+                per_key: per_key.map(|l| l.0),
+                rate: rate.map(|l| l.0),
+                ..QueueUpdate::default()
+            },
+        )),
+        Action::Pause { name } => Some((
+            name,
+            QueueUpdate {
+                paused: Some(true),
+                ..QueueUpdate::default()
+            },
+        )),
+        Action::Resume { name } => Some((
+            name,
+            QueueUpdate {
+                paused: Some(false),
+                ..QueueUpdate::default()
+            },
+        )),
     };
-    let queues = match changed {
-        Some(q) => vec![q],
+    let queues = match change {
+        Some((name, change)) => vec![client.set_queue(&name, change).await?],
         None => client.queues().await?,
     };
     if args.json {
@@ -66,6 +128,8 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
             vec![
                 q.name.clone(),
                 q.max_parallel.to_string(),
+                q.per_key.map_or("-".into(), |n| n.to_string()),
+                q.rate.map_or("-".into(), |r| r.to_string()),
                 q.running.to_string(),
                 q.pending.to_string(),
                 if q.paused { "paused" } else { "active" }.to_string(),
@@ -74,7 +138,37 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         .collect();
     out!(
         "{}",
-        fmt::table(&["QUEUE", "MAX", "RUNNING", "PENDING", "STATE"], &rows)
+        fmt::table(
+            &[
+                "QUEUE", "MAX", "PER KEY", "RATE", "RUNNING", "PENDING", "STATE"
+            ],
+            &rows
+        )
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_parse_or_say_what_is_wrong() {
+        assert_eq!(per_key("2"), Ok(Limit(Some(2))));
+        assert_eq!(per_key("none"), Ok(Limit(None)));
+        for bad in ["0", "-1", "two", ""] {
+            let e = per_key(bad).unwrap_err();
+            assert!(
+                e.starts_with("per-key must be a whole number"),
+                "{bad}: {e}"
+            );
+        }
+        assert_eq!(rate("60/m"), Ok(Limit(Some("60/m".parse().unwrap()))));
+        assert_eq!(rate("none"), Ok(Limit(None)));
+        let e = rate("60 per minute").unwrap_err();
+        assert!(
+            e.starts_with("rate must be N/s, N/m, N/h, N/d or N/<duration>"),
+            "{e}"
+        );
+    }
 }

@@ -45,6 +45,10 @@ pub struct TaskOptions {
     /// The session to notify when the task ends.
     #[arg(long, short = 's', env = "MEANWHILE_SESSION")]
     pub session: Option<String>,
+    /// A concurrency key (`customer-42`): tasks of a queue with the same key share
+    /// its per-key limit (`meanwhile queue set Q --per-key N`).
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<String>,
 }
 
 impl TaskOptions {
@@ -80,6 +84,7 @@ impl TaskOptions {
         }
         spec.retry = retry;
         spec.session = self.session.clone();
+        spec.concurrency_key = self.key.clone();
         Ok(())
     }
 }

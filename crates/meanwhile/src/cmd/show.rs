@@ -44,6 +44,9 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     if !t.labels.is_empty() {
         lines.push(format!("labels    {}", t.labels.join(", ")));
     }
+    if let Some(k) = &t.concurrency_key {
+        lines.push(format!("key       {k}"));
+    }
     if let Some(s) = &t.session {
         lines.push(format!("session   {s}"));
     }

@@ -54,11 +54,15 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     outln!("tasks: {}", parts.join(", "));
     for q in &s.queues {
         outln!(
-            "queue {}: {} running, {} pending, max {}{}",
+            "queue {}: {} running, {} pending, max {}{}{}{}",
             q.name,
             q.running,
             q.pending,
             q.max_parallel,
+            q.per_key
+                .map(|n| format!(", {n} per key"))
+                .unwrap_or_default(),
+            q.rate.map(|r| format!(", rate {r}")).unwrap_or_default(),
             if q.paused { ", paused" } else { "" }
         );
     }

@@ -143,7 +143,7 @@ fn ls_show_logs_and_the_rest() {
     h.ok(&["queue", "pause", "gpu"]);
     let qs = h.ok(&["queue"]);
     assert!(
-        qs.contains("gpu      2    0        0        paused"),
+        qs.contains("gpu      2    -        -     0        0        paused"),
         "{qs}"
     );
     h.ok(&["queue", "resume", "gpu"]);

@@ -6,6 +6,7 @@ mod agent;
 mod commands;
 mod daemon;
 mod live_restore;
+mod queues;
 mod schedules;
 mod specs;
 mod unix;

@@ -70,6 +70,15 @@ pub(super) fn cascade(
     Ok(out)
 }
 
+/// A queue as a claim sees it: its limits.
+struct ClaimQueue {
+    name: String,
+    max_parallel: i64,
+    per_key: Option<i64>,
+    /// Starts allowed, and the window's length in milliseconds.
+    rate: Option<(i64, i64)>,
+}
+
 pub(crate) fn claim(
     conn: &Connection,
     events: &mut Vec<Event>,
@@ -88,37 +97,83 @@ pub(crate) fn claim(
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?
     };
-    let queues: Vec<(String, i64)> = {
-        let mut stmt =
-            conn.prepare_cached("SELECT name, max_parallel FROM queues WHERE paused = 0")?;
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?
+    let queues: Vec<ClaimQueue> = {
+        let mut stmt = conn.prepare_cached(
+            "SELECT name, max_parallel, per_key, rate_count, rate_window_ms
+             FROM queues WHERE paused = 0",
+        )?;
+        stmt.query_map([], |r| {
+            let rate = match (r.get::<_, Option<i64>>(3)?, r.get::<_, Option<i64>>(4)?) {
+                (Some(count), Some(window)) => Some((count, window)),
+                _ => None,
+            };
+            Ok(ClaimQueue {
+                name: r.get(0)?,
+                max_parallel: r.get(1)?,
+                per_key: r.get(2)?,
+                rate,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?
     };
     let kinds: Vec<String> = req
         .kinds
         .iter()
         .map(|k| format!("'{}'", k.as_str()))
         .collect();
-    let pick_sql = format!(
-        "SELECT id FROM tasks WHERE state = 'pending' AND queue = ?1
+    let runnable = format!(
+        "state = 'pending' AND queue = ?1
            AND (run_after IS NULL OR run_after <= ?2)
            AND kind IN ({})
            AND NOT EXISTS (SELECT 1 FROM deps d JOIN tasks t ON t.id = d.dep_id
-                           WHERE d.task_id = tasks.id AND t.state <> 'succeeded')
-         ORDER BY priority DESC, id LIMIT ?3",
+                           WHERE d.task_id = tasks.id AND t.state <> 'succeeded')",
         kinds.join(", ")
     );
+    let pick_sql =
+        format!("SELECT id FROM tasks WHERE {runnable} ORDER BY priority DESC, id LIMIT ?3");
     let mut budget = req.limit as i64;
     let mut picked = Vec::new();
-    for (queue, max) in queues {
-        let free = (max - running.get(&queue).copied().unwrap_or(0)).min(budget);
+    let mut wakeup = next_wakeup(conn, req.now)?;
+    for queue in queues {
+        let free =
+            (queue.max_parallel - running.get(&queue.name).copied().unwrap_or(0)).min(budget);
         if free <= 0 {
             continue;
         }
-        let mut stmt = conn.prepare_cached(&pick_sql)?;
-        let ids: Vec<i64> = stmt
-            .query_map(params![queue, req.now.0, free], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
+        let (allowed, used) = match queue.rate {
+            None => (free, 0),
+            Some((count, window)) => {
+                let used = rate_used(conn, &queue.name, req.now, window)?;
+                ((count - used).clamp(0, free), used)
+            }
+        };
+        // When the rate rather than the free slots stops this claim, look for one task
+        // more: if there is one, the rate holds it back, and the claimer must hear when
+        // the window lets it start (an end frees slots, and the claim that follows it
+        // covers the other case).
+        let probe = queue.rate.is_some() && allowed < free;
+        let want = allowed + i64::from(probe);
+        let mut ids: Vec<i64> = match queue.per_key {
+            None => {
+                let mut stmt = conn.prepare_cached(&pick_sql)?;
+                stmt.query_map(params![queue.name, req.now.0, want], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?
+            }
+            Some(per_key) => pick_by_key(conn, &runnable, &queue.name, req.now, per_key, want)?,
+        };
+        let held_back = ids.len() as i64 > allowed;
+        ids.truncate(allowed as usize);
+        if let Some((count, window)) = queue.rate {
+            if !ids.is_empty() {
+                record_starts(conn, &queue.name, req.now, ids.len() as i64)?;
+            }
+            if held_back {
+                let used = used + ids.len() as i64;
+                if let Some(t) = rate_reopens(conn, &queue.name, window, used - count + 1)? {
+                    wakeup = Some(wakeup.map_or(t, |w| w.min(t)));
+                }
+            }
+        }
         budget -= ids.len() as i64;
         picked.extend(ids);
         if budget <= 0 {
@@ -173,8 +228,96 @@ pub(crate) fn claim(
     }
     Ok(Claim {
         tasks: out,
-        next_wakeup: next_wakeup(conn, req.now)?,
+        next_wakeup: wakeup,
     })
+}
+
+/// Up to `want` runnable tasks of a queue with a `per_key` limit, in priority order,
+/// passing over those whose key already has `per_key` tasks running or picked. The
+/// walk stops at the `want`-th task it takes, so it reads past only the tasks whose
+/// keys are full. (The same choice in one SQL statement, for a store with window
+/// functions: number the runnable tasks per key in priority order and keep those
+/// whose number plus the key's running count is at most `per_key`.)
+fn pick_by_key(
+    conn: &Connection,
+    runnable: &str,
+    queue: &str,
+    now: Timestamp,
+    per_key: i64,
+    want: i64,
+) -> Result<Vec<i64>> {
+    let mut keys: HashMap<String, i64> = {
+        // Through `tasks_running`: no more rows than the queue has running.
+        let mut stmt = conn.prepare_cached(
+            "SELECT concurrency_key, COUNT(*) FROM tasks
+             WHERE state = 'running' AND queue = ?1 AND concurrency_key IS NOT NULL
+             GROUP BY concurrency_key",
+        )?;
+        stmt.query_map([queue], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT id, concurrency_key FROM tasks WHERE {runnable} ORDER BY priority DESC, id"
+    ))?;
+    let mut rows = stmt.query(params![queue, now.0])?;
+    let mut ids = Vec::new();
+    while (ids.len() as i64) < want {
+        let Some(row) = rows.next()? else { break };
+        let id: i64 = row.get(0)?;
+        match row.get::<_, Option<String>>(1)? {
+            None => ids.push(id),
+            Some(key) => {
+                let n = keys.entry(key).or_insert(0);
+                if *n < per_key {
+                    *n += 1;
+                    ids.push(id);
+                }
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// Starts of a rate-limited queue within the window that ends at `now`, after
+/// forgetting those before it.
+fn rate_used(conn: &Connection, queue: &str, now: Timestamp, window_ms: i64) -> Result<i64> {
+    conn.prepare_cached("DELETE FROM queue_starts WHERE queue = ?1 AND at <= ?2")?
+        .execute(params![queue, now.0.saturating_sub(window_ms)])?;
+    Ok(conn
+        .prepare_cached("SELECT COALESCE(SUM(n), 0) FROM queue_starts WHERE queue = ?1")?
+        .query_row([queue], |r| r.get(0))?)
+}
+
+/// Counts `n` starts of a rate-limited queue at `now`.
+fn record_starts(conn: &Connection, queue: &str, now: Timestamp, n: i64) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO queue_starts (queue, at, n) VALUES (?1, ?2, ?3)
+         ON CONFLICT (queue, at) DO UPDATE SET n = n + excluded.n",
+    )?
+    .execute(params![queue, now.0, n])?;
+    Ok(())
+}
+
+/// When a rate-limited queue may start another task: once the oldest starts of its
+/// window, `excess` of them, have left it (a start at `at` counts until `at + window`).
+fn rate_reopens(
+    conn: &Connection,
+    queue: &str,
+    window_ms: i64,
+    excess: i64,
+) -> Result<Option<Timestamp>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT at, n FROM queue_starts WHERE queue = ?1 ORDER BY at")?;
+    let mut rows = stmt.query([queue])?;
+    let mut left = 0i64;
+    while let Some(row) = rows.next()? {
+        let (at, n): (i64, i64) = (row.get(0)?, row.get(1)?);
+        left += n;
+        if left >= excess {
+            return Ok(Some(Timestamp(at.saturating_add(window_ms))));
+        }
+    }
+    Ok(None)
 }
 
 pub(crate) fn set_pid(conn: &Connection, id: TaskId, attempt: u32, pid: i32) -> Result<()> {

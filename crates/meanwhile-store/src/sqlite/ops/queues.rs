@@ -3,9 +3,11 @@
 
 use super::*;
 use crate::StoreError;
-use meanwhile_core::{Event, EventKind, QueueInfo, TaskState};
+use meanwhile_core::http::QueueUpdate;
+use meanwhile_core::{Event, EventKind, QueueInfo, RateLimit, TaskState};
 use rusqlite::{Connection, params};
 use std::collections::HashMap;
+use std::time::Duration;
 
 pub(super) fn bump(conn: &Connection, queue: &str, state: TaskState, delta: i64) -> Result<()> {
     let mut stmt = conn.prepare_cached(
@@ -54,24 +56,43 @@ pub(super) fn queue_counts(conn: &Connection) -> Result<HashMap<(String, String)
 pub(crate) fn queues(conn: &Connection) -> Result<Vec<QueueInfo>> {
     let counts = queue_counts(conn)?;
     let get = |q: &str, s: &str| counts.get(&(q.to_string(), s.to_string())).copied();
-    let mut stmt =
-        conn.prepare_cached("SELECT name, max_parallel, paused FROM queues ORDER BY name")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT name, max_parallel, paused, per_key, rate_count, rate_window_ms
+         FROM queues ORDER BY name",
+    )?;
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, i64>(1)?,
             r.get::<_, i64>(2)?,
+            r.get::<_, Option<i64>>(3)?,
+            r.get::<_, Option<i64>>(4)?,
+            r.get::<_, Option<i64>>(5)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (name, max_parallel, paused) = row?;
+        let (name, max_parallel, paused, per_key, rate_count, rate_window) = row?;
+        let rate = match (rate_count, rate_window) {
+            (Some(count), Some(window)) => Some(
+                u32::try_from(count)
+                    .ok()
+                    .and_then(|c| {
+                        let w = Duration::from_millis(u64::try_from(window).ok()?);
+                        RateLimit::new(c, w).ok()
+                    })
+                    .ok_or_else(|| corrupt("queue rate", format!("{count}/{window}ms")))?,
+            ),
+            _ => None,
+        };
         out.push(QueueInfo {
             pending: get(&name, "pending").unwrap_or(0).max(0) as u64,
             running: get(&name, "running").unwrap_or(0).max(0) as u64,
             name,
             max_parallel: max_parallel as u32,
             paused: paused != 0,
+            per_key: per_key.map(|n| n.clamp(1, u32::MAX.into()) as u32),
+            rate,
         });
     }
     Ok(out)
@@ -81,21 +102,46 @@ pub(crate) fn set_queue(
     conn: &Connection,
     events: &mut Vec<Event>,
     name: &str,
-    max_parallel: Option<u32>,
-    paused: Option<bool>,
+    change: &QueueUpdate,
 ) -> Result<QueueInfo> {
-    if max_parallel == Some(0) {
+    if change.max_parallel == Some(0) {
         return Err(StoreError::Invalid {
             field: "max_parallel",
             message: "must be at least 1 (pause the queue to start nothing)".into(),
         });
     }
+    if change.per_key == Some(Some(0)) {
+        return Err(StoreError::Invalid {
+            field: "per_key",
+            message: "must be at least 1 (or none for no limit per key)".into(),
+        });
+    }
     ensure_queue(conn, name)?;
+    // A limit field left out keeps its value; one given as none clears it.
+    let rate = change.rate.flatten();
     conn.prepare_cached(
         "UPDATE queues SET max_parallel = COALESCE(?2, max_parallel),
-            paused = COALESCE(?3, paused) WHERE name = ?1",
+            paused = COALESCE(?3, paused),
+            per_key = CASE WHEN ?4 THEN ?5 ELSE per_key END,
+            rate_count = CASE WHEN ?6 THEN ?7 ELSE rate_count END,
+            rate_window_ms = CASE WHEN ?6 THEN ?8 ELSE rate_window_ms END
+         WHERE name = ?1",
     )?
-    .execute(params![name, max_parallel, paused.map(i64::from)])?;
+    .execute(params![
+        name,
+        change.max_parallel,
+        change.paused.map(i64::from),
+        change.per_key.is_some(),
+        change.per_key.flatten(),
+        change.rate.is_some(),
+        rate.map(|r| r.count()),
+        rate.map(|r| r.window_ms()),
+    ])?;
+    if change.rate == Some(None) {
+        // Starts are counted only while a limit asks for them.
+        conn.prepare_cached("DELETE FROM queue_starts WHERE queue = ?1")?
+            .execute([name])?;
+    }
     let info = queues(conn)?
         .into_iter()
         .find(|q| q.name == name)

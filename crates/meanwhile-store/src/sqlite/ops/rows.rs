@@ -24,7 +24,7 @@ pub(super) fn task_from_row(
     let progress: Option<String> = r.get(17)?;
     let id = TaskId(r.get(0)?);
     let build = || -> Result<TaskRecord> {
-        Ok(TaskRecord {
+        let mut task = TaskRecord {
             id,
             kind: TaskKind::parse(&kind).ok_or_else(|| corrupt("task kind", &kind))?,
             name: r.get(2)?,
@@ -33,6 +33,7 @@ pub(super) fn task_from_row(
             priority: r.get(5)?,
             labels: serde_json::from_str(&labels).map_err(|e| corrupt("labels", e))?,
             session: r.get(7)?,
+            concurrency_key: None,
             spec: serde_json::from_str::<TaskSpec>(&spec).map_err(|e| corrupt("spec", e))?,
             created_at: Timestamp(r.get(9)?),
             run_after: r.get::<_, Option<i64>>(10)?.map(Timestamp),
@@ -49,7 +50,10 @@ pub(super) fn task_from_row(
             result: r.get(18)?,
             node: r.get(19)?,
             stop_requested: r.get::<_, i64>(20)? != 0,
-        })
+        };
+        // The column is the spec's key, kept apart for the claim to group by.
+        task.concurrency_key = task.spec.concurrency_key.clone();
+        Ok(task)
     };
     Ok(build())
 }

@@ -39,8 +39,8 @@ pub(crate) fn insert_task(
     let labels = serde_json::to_string(&spec.labels).map_err(|e| corrupt("labels", e))?;
     let mut stmt = conn.prepare_cached(
         "INSERT INTO tasks (kind, name, state, queue, priority, labels, session, spec,
-            idempotency_key, created_at, run_after, max_attempts)
-         VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            idempotency_key, created_at, run_after, max_attempts, concurrency_key)
+         VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?;
     stmt.execute(params![
         kind.as_str(),
@@ -54,6 +54,7 @@ pub(crate) fn insert_task(
         t.now.0,
         t.spec.run_after(t.now).map(|t| t.0),
         spec.retry.max_attempts,
+        spec.concurrency_key,
     ])?;
     let id = TaskId(conn.last_insert_rowid());
     for label in &spec.labels {
