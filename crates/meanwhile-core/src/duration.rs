@@ -143,9 +143,21 @@ pub fn duration_from_secs_f64(secs: f64) -> Result<Duration, DurationError> {
     Ok(Duration::from_millis(ms as u64))
 }
 
+/// The largest duration the grammar can write: each unit with all the digits it
+/// takes (`999999999d9999999999h99999999999m999999999999.999s999999999999999ms`).
+/// Every string [`DURATION_PATTERN`] matches is at most this long, and
+/// [`format_duration_exact`] writes every duration up to it.
+pub const MAX_WRITABLE_DURATION_MS: u64 = 999_999_999 * 86_400_000
+    + 9_999_999_999 * 3_600_000
+    + 99_999_999_999 * 60_000
+    + 999_999_999_999_999
+    + 999_999_999_999_999;
+
 /// Writes a duration exactly, to the millisecond, in the form [`parse_duration`]
-/// reads: `0s`, `250ms`, `10.5s`, `1h30m45s`, `1d1h30m`. Sub-millisecond parts are
-/// dropped (specs refuse them at validation).
+/// reads: `0s`, `250ms`, `10.5s`, `1h30m45s`, `1d1h30m`. Each unit takes as much as
+/// its digits allow, so every duration up to [`MAX_WRITABLE_DURATION_MS`] is written
+/// (past a billion days the hours go on counting). Sub-millisecond parts are dropped
+/// (specs refuse them at validation).
 pub fn format_duration_exact(d: Duration) -> String {
     let mut ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     if ms == 0 {
@@ -154,22 +166,33 @@ pub fn format_duration_exact(d: Duration) -> String {
     if ms < 1000 {
         return format!("{ms}ms");
     }
+    let cap = |digits: usize| 10u64.pow(digits as u32) - 1;
     let mut out = String::new();
-    for (unit, scale, _) in &UNITS[..3] {
-        let n = ms / scale;
+    for (unit, scale, digits) in &UNITS[..3] {
+        let n = (ms / scale).min(cap(*digits));
         if n > 0 {
             out.push_str(&format!("{n}{unit}"));
-            ms %= scale;
+            ms -= n * scale;
         }
     }
-    if ms > 0 {
-        let (secs, frac) = (ms / 1000, ms % 1000);
+    let (_, _, s_digits) = UNITS[3];
+    let secs = (ms / 1000).min(cap(s_digits));
+    let frac = if secs == cap(s_digits) {
+        (ms - secs * 1000).min(999)
+    } else {
+        ms % 1000
+    };
+    if secs > 0 || frac > 0 {
         if frac == 0 {
             out.push_str(&format!("{secs}s"));
         } else {
             let frac = format!("{frac:03}");
             out.push_str(&format!("{secs}.{}s", frac.trim_end_matches('0')));
         }
+    }
+    let rest = ms - secs * 1000 - frac;
+    if rest > 0 {
+        out.push_str(&format!("{rest}ms"));
     }
     out
 }
@@ -300,7 +323,7 @@ mod tests {
             91_800_000,
             86_400_001,
             123_456_789_012,
-            MAX_DURATION_MS / 1000,
+            MAX_DURATION_MS / 100_000,
         ] {
             let d = Duration::from_millis(ms);
             let text = format_duration_exact(d);
@@ -356,6 +379,25 @@ mod tests {
         let s = "999999999d9999999999h99999999999m999999999999.999s999999999999999ms";
         let d = parse_duration(s).unwrap();
         assert!(d.as_millis() as u64 <= MAX_DURATION_MS);
+        assert_eq!(d.as_millis() as u64, MAX_WRITABLE_DURATION_MS);
+        assert_eq!(format_duration_exact(d), s);
+    }
+
+    #[test]
+    fn durations_past_a_billion_days_are_written_exactly() {
+        for ms in [
+            1_000_000_000 * 86_400_000 - 1,
+            1_000_000_000 * 86_400_000,
+            1_000_000_000 * 86_400_000 + 1,
+            MAX_WRITABLE_DURATION_MS - 1_000_000_000_000_000,
+            MAX_WRITABLE_DURATION_MS - 1_000_000,
+            MAX_WRITABLE_DURATION_MS - 1,
+            MAX_WRITABLE_DURATION_MS,
+        ] {
+            let d = Duration::from_millis(ms);
+            let text = format_duration_exact(d);
+            assert_eq!(parse_duration(&text), Ok(d), "{ms} ms as {text:?}");
+        }
     }
 
     #[test]

@@ -52,8 +52,13 @@ impl Missed {
 #[cfg_attr(
     feature = "schema",
     schemars(extend(
-        "oneOf" = [{"required": ["cron"]}, {"required": ["every"]}],
-        "dependentRequired" = {"tz": ["cron"]}
+        // A field that is null counts as absent.
+        "oneOf" = [
+            {"required": ["cron"], "properties": {"cron": {"type": "string"}}},
+            {"required": ["every"], "properties": {"every": {"type": ["string", "number"]}}}
+        ],
+        "if" = {"required": ["tz"], "properties": {"tz": {"type": "string"}}},
+        "then" = {"required": ["cron"], "properties": {"cron": {"type": "string"}}}
     ))
 )]
 #[serde(deny_unknown_fields)]

@@ -11,9 +11,9 @@ const DURATION_PATTERN: &str = crate::DURATION_PATTERN;
 /// The most seconds a duration written as a number may have.
 const MAX_SECONDS: f64 = crate::MAX_DURATION_MS as f64 / 1000.0;
 /// The most seconds a duration that a spec keeps may have, as a JSON number: the
-/// float just below a billion days (86399999999999.984375), the largest that
+/// float just below 130399999909940 (130399999909939.984375), the largest that
 /// rounds to at most `MAX_STORED_DURATION_MS` milliseconds.
-const MAX_STORED_SECONDS: f64 = f64::from_bits((86_400_000_000_000f64).to_bits() - 1);
+const MAX_STORED_SECONDS: f64 = f64::from_bits((130_399_999_909_940f64).to_bits() - 1);
 
 /// The characters `str::trim` removes (Unicode `White_Space`), as a regex class body.
 pub(crate) const WHITESPACE_CLASS: &str =
@@ -29,8 +29,8 @@ fn command_pattern() -> String {
     format!(r"^[^\u0000]*[^\u0000{WHITESPACE_CLASS}][^\u0000]*$")
 }
 
-/// A duration a spec keeps: a string in the duration grammar, or seconds, under a
-/// billion days (so that its exact string form parses back).
+/// A duration a spec keeps: a string in the duration grammar, or seconds up to the
+/// most its exact string form can write (so that it parses back).
 pub(crate) struct DurationText;
 
 impl JsonSchema for DurationText {
@@ -40,7 +40,7 @@ impl JsonSchema for DurationText {
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "description": "A duration: \"30s\", \"10.5s\", \"5m\", \"1h30m\", \"250ms\" (units d, h, m, s, ms, largest first, each once; only seconds take up to three decimals), or a number of seconds from 0 to just under 86400000000000 (a billion days), rounded to the millisecond. Served back as an exact string.",
+            "description": "A duration: \"30s\", \"10.5s\", \"5m\", \"1h30m\", \"250ms\" (units d, h, m, s, ms, largest first, each once; only seconds take up to three decimals), or a number of seconds from 0 to 130399999909939.98 (about 1.5 billion days), rounded to the millisecond. Served back as an exact string.",
             "anyOf": [
                 {"type": "string", "minLength": 1, "pattern": DURATION_PATTERN},
                 {"type": "number", "minimum": 0, "maximum": MAX_STORED_SECONDS}
@@ -125,7 +125,7 @@ impl JsonSchema for PositiveDurationText {
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "description": "A duration longer than zero (at least 1ms): \"30s\", \"5m\", \"1h30m\", or a number of seconds from 0.0005 to just under 86400000000000 (a billion days), rounded to the millisecond. Served back as an exact string.",
+            "description": "A duration longer than zero (at least 1ms): \"30s\", \"5m\", \"1h30m\", or a number of seconds from 0.0005 to 130399999909939.98 (about 1.5 billion days), rounded to the millisecond. Served back as an exact string.",
             "anyOf": [
                 {"type": "string", "minLength": 1, "allOf": [{"pattern": DURATION_PATTERN}, {"pattern": "[1-9]"}]},
                 {"type": "number", "minimum": 0.0005, "maximum": MAX_STORED_SECONDS}

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 /// The queue every task lands in unless it names another; it always exists.
 pub const DEFAULT_QUEUE: &str = "default";
-/// The longest duration a spec keeps: under a billion days, the most that its
-/// exact string form (`999999999d23h59m59.999s`) can write.
-pub const MAX_STORED_DURATION_MS: u64 = 1_000_000_000 * 86_400_000 - 1;
+/// The longest duration a spec keeps: the most that its exact string form can write
+/// (about 1.5 billion days), which is also the most that any duration string
+/// accepted anywhere can say.
+pub const MAX_STORED_DURATION_MS: u64 = crate::duration::MAX_WRITABLE_DURATION_MS;
 /// Longest accepted task name, in characters.
 pub const MAX_NAME_LEN: usize = 200;
 /// Longest accepted idempotency key, in characters.
@@ -516,7 +517,7 @@ pub(crate) fn check_duration(field: &'static str, d: Duration) -> Result<(), Spe
     if d.as_millis() > u128::from(MAX_STORED_DURATION_MS) {
         return Err(err(
             field,
-            "must be shorter than 999999999 days (999999999d23h59m59.999s at most)",
+            "must be at most 999999999d9999999999h99999999999m999999999999.999s999999999999999ms (about 1.5 billion days)",
         ));
     }
     Ok(())

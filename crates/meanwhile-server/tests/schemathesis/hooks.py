@@ -57,7 +57,8 @@ def is_positive_duration(value):
         return False
     if isinstance(value, str):
         return re.search("[1-9]", value) is not None
-    return value >= 0.0005
+    # The most a spec keeps (about 1.5 billion days).
+    return 0.0005 <= value <= 130399999909939.984375
 
 
 CRON_FIELDS = re.compile(
