@@ -57,7 +57,7 @@ pub enum Action {
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("when").required(true).args(["cron", "every"])))]
 pub struct AddArgs {
-    /// The schedule's name: 1 to 64 letters, digits and - _ .
+    /// The schedule's name: 1 to 64 of letters, digits, '.', '-' and '_'
     #[arg(id = "schedule", value_name = "NAME")]
     pub name: String,
     /// A cron expression, read in --tz: "MIN HOUR DAY MONTH WEEKDAY" ("0 9 * * MON-FRI",
