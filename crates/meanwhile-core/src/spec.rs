@@ -154,6 +154,14 @@ pub struct TaskSpec {
         schemars(with = "Option<crate::schema::ConcurrencyKey>")
     )]
     pub concurrency_key: Option<String>,
+    /// A command run with `sh -c` each time the task ends (in its working directory,
+    /// with `MEANWHILE_TASK_ID`, `MEANWHILE_TASK_STATE` and `MEANWHILE_EXIT_CODE` set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::schema::CommandText>")
+    )]
+    pub on_end: Option<String>,
 }
 
 /// What a sub-agent task runs: a prompt with its model, tools and limits.
@@ -454,6 +462,14 @@ impl TaskSpec {
         }
         if let Some(s) = &self.session {
             check_identifier("session", s)?;
+        }
+        if let Some(c) = &self.on_end {
+            if c.trim().is_empty() {
+                return Err(err("on_end", "must not be empty; leave it out for no hook"));
+            }
+            if c.contains('\0') {
+                return Err(err("on_end", "must not contain NUL bytes"));
+            }
         }
         if let Some(k) = &self.concurrency_key {
             check_identifier_up_to("concurrency_key", k, MAX_CONCURRENCY_KEY_LEN)?;

@@ -1,7 +1,38 @@
 //! How a runtime is set up.
 
+use meanwhile_core::TaskRecord;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// One task's end, as an [`EndHook`] is told it.
+#[derive(Debug, Clone)]
+pub struct TaskEnd {
+    /// Names this delivery (the seq of the task's `finished` event): the same end
+    /// delivered again has the same id, so a receiver can drop the second.
+    pub delivery: i64,
+    /// The task as it ended.
+    pub task: TaskRecord,
+}
+
+/// Told of every task's end after it is committed (a webhook, or a sink of the
+/// program that embeds the runtime). Delivered at least once: an end that was being
+/// delivered when the runtime stopped is delivered again by the next one.
+pub trait EndHook: Send + Sync + 'static {
+    /// What it is, for logs (`webhook https://hooks.example.com/x`).
+    fn name(&self) -> String;
+    /// Delivers one end. An error is tried again with backoff, a few times over some
+    /// minutes, then logged and given up.
+    fn deliver(&self, end: TaskEnd) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+}
+
+impl std::fmt::Debug for dyn EndHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
 
 /// What happens to running tasks when the runtime shuts down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -39,6 +70,14 @@ pub struct RuntimeConfig {
     /// How late a schedule's firing may come and still run as on time; a later one
     /// was missed (the schedule's `missed` policy decides). Default 1 minute.
     pub schedule_late_after: Duration,
+    /// A command run with `sh -c` at the end of every task (besides the task's own
+    /// `on_end`), with `MEANWHILE_TASK_ID`, `MEANWHILE_TASK_STATE` and
+    /// `MEANWHILE_EXIT_CODE` set. Default: none.
+    pub on_end: Option<String>,
+    /// Told of every task's end (see [`EndHook`]). Default: none.
+    pub end_hooks: Vec<Arc<dyn EndHook>>,
+    /// How long an end command may run before it is killed. Default 1 minute.
+    pub hook_timeout: Duration,
 }
 
 impl RuntimeConfig {
@@ -55,6 +94,9 @@ impl RuntimeConfig {
             notice_lines: 10,
             notice_bytes: 2048,
             schedule_late_after: meanwhile_core::DEFAULT_LATE_AFTER,
+            on_end: None,
+            end_hooks: Vec::new(),
+            hook_timeout: Duration::from_secs(60),
         }
     }
 }

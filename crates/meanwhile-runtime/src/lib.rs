@@ -20,6 +20,7 @@ mod dispatch;
 mod engine;
 mod functions;
 mod home;
+mod hooks;
 mod journal;
 mod metrics;
 mod output;
@@ -39,7 +40,7 @@ pub mod status {
 mod watch;
 mod wire;
 
-pub use config::{RuntimeConfig, ShutdownMode};
+pub use config::{EndHook, RuntimeConfig, ShutdownMode, TaskEnd};
 pub use context::{Executor, TaskContext, TaskFuture};
 pub use home::Home;
 pub use meanwhile_core as core;

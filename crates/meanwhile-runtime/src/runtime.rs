@@ -143,6 +143,7 @@ impl Runtime {
         crate::recover::recover(&inner).await?;
         crate::dispatch::start(&inner, settles_rx, progress_rx);
         crate::schedules::start(&inner);
+        crate::hooks::start(&inner);
         let rt = Runtime {
             inner: inner.clone(),
         };

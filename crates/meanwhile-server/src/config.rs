@@ -37,6 +37,33 @@ pub struct Settings {
     /// How late a schedule's firing may come and still run as on time; later ones
     /// were missed (`[schedules] late_after`). Default 1m.
     pub schedule_late_after: Duration,
+    /// What runs at the end of every task (`[hooks]`).
+    pub hooks: Hooks,
+}
+
+/// What runs at the end of every task, besides a task's own `on_end`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hooks {
+    /// A command run with `sh -c`, with `MEANWHILE_TASK_ID`, `MEANWHILE_TASK_STATE`
+    /// and `MEANWHILE_EXIT_CODE` set. Default: none.
+    pub on_end: Option<String>,
+    /// A URL the end is POSTed to as JSON, tried again with backoff. Default: none.
+    pub webhook: Option<String>,
+    /// The key of the webhook's HMAC-SHA256 signature (`X-Meanwhile-Signature`).
+    pub secret: Option<String>,
+    /// How long an end command may run. Default 1m.
+    pub timeout: Duration,
+}
+
+impl Default for Hooks {
+    fn default() -> Hooks {
+        Hooks {
+            on_end: None,
+            webhook: None,
+            secret: None,
+            timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Retention of finished tasks and their logs.
@@ -148,6 +175,7 @@ impl Settings {
             retention: Retention::default(),
             queues: BTreeMap::new(),
             schedule_late_after: meanwhile_core::DEFAULT_LATE_AFTER,
+            hooks: Hooks::default(),
         }
     }
 
@@ -214,6 +242,20 @@ impl Settings {
         if let Some(l) = f.schedules.and_then(|s| s.late_after) {
             self.schedule_late_after = l;
         }
+        if let Some(h) = f.hooks {
+            if h.on_end.is_some() {
+                self.hooks.on_end = h.on_end.filter(|c| !c.trim().is_empty());
+            }
+            if h.webhook.is_some() {
+                self.hooks.webhook = h.webhook.filter(|u| !u.trim().is_empty());
+            }
+            if h.secret.is_some() {
+                self.hooks.secret = h.secret.filter(|s| !s.is_empty());
+            }
+            if let Some(t) = h.timeout {
+                self.hooks.timeout = t.max(Duration::from_millis(1));
+            }
+        }
         Ok(())
     }
 
@@ -275,6 +317,15 @@ impl Settings {
         if let Some(l) = dur("MEANWHILE_SCHEDULE_LATE_AFTER")? {
             self.schedule_late_after = l;
         }
+        if let Some(c) = var("MEANWHILE_HOOK_ON_END") {
+            self.hooks.on_end = Some(c).filter(|c| !c.trim().is_empty());
+        }
+        if let Some(u) = var("MEANWHILE_HOOK_WEBHOOK") {
+            self.hooks.webhook = Some(u).filter(|u| !u.trim().is_empty());
+        }
+        if let Some(s) = var("MEANWHILE_HOOK_SECRET") {
+            self.hooks.secret = Some(s).filter(|s| !s.is_empty());
+        }
         if let Some(n) = var("MEANWHILE_NODE") {
             self.node = Some(n);
         }
@@ -311,10 +362,21 @@ struct FileSettings {
     #[serde(default)]
     queues: BTreeMap<String, QueueSettings>,
     schedules: Option<FileSchedules>,
+    hooks: Option<FileHooks>,
     /// The agent's section, read by `meanwhile-agent`'s own loader; accepted here so
     /// that the file's other sections stay checked for typos.
     #[serde(default, rename = "agent")]
     _agent: Option<toml::Table>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHooks {
+    on_end: Option<String>,
+    webhook: Option<String>,
+    secret: Option<String>,
+    #[serde(default, with = "serde_opt_duration")]
+    timeout: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

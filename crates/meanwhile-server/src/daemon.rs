@@ -81,6 +81,17 @@ pub async fn serve(
     cfg.grace = settings.grace;
     cfg.node = settings.node.clone();
     cfg.schedule_late_after = settings.schedule_late_after;
+    cfg.on_end = settings.hooks.on_end.clone();
+    cfg.hook_timeout = settings.hooks.timeout;
+    if let Some(url) = &settings.hooks.webhook {
+        let hook = crate::webhook::Webhook::new(url, settings.hooks.secret.clone()).map_err(
+            |message| ServerError::Config {
+                origin: "[hooks] webhook".into(),
+                message,
+            },
+        )?;
+        cfg.end_hooks.push(std::sync::Arc::new(hook));
+    }
     cfg.shutdown_mode = if settings.stop_tasks {
         ShutdownMode::StopTasks
     } else {

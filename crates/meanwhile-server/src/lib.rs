@@ -19,6 +19,7 @@ mod origin;
 mod retention;
 mod routes;
 mod state;
+pub mod webhook;
 
 pub use config::{QueueSettings, Retention, Settings};
 pub use daemon::{serve, socket_path, token_path};

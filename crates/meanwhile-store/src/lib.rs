@@ -390,6 +390,11 @@ pub trait Store: Send + Sync + 'static {
     fn events_after(&self, seq: i64, limit: u32) -> StoreFuture<'_, Vec<Event>>;
     /// Events as they are committed.
     fn subscribe(&self) -> broadcast::Receiver<Event>;
+    /// Where the reader `name` of the event log is (the seq of the last event it is
+    /// done with); the first time, the log's end, so a new reader replays nothing.
+    fn reader_cursor(&self, name: &str) -> StoreFuture<'_, i64>;
+    /// Moves the reader `name` on to `seq`.
+    fn set_reader_cursor(&self, name: &str, seq: i64) -> StoreFuture<'_, ()>;
     /// Adds a schedule, due first at `next_fire`; a name in use is refused.
     fn add_schedule(
         &self,

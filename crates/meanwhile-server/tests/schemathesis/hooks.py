@@ -32,6 +32,8 @@ def tame_spec(spec):
         spec["command"] = "true"
     if runnable_argv(spec.get("argv")):
         spec["argv"] = ["true"]
+    if runnable_command(spec.get("on_end")):
+        spec["on_end"] = "true"
 
 
 def bound_wait(body):

@@ -506,6 +506,16 @@ impl Store for SqliteStore {
         self.inner.events.subscribe()
     }
 
+    fn reader_cursor(&self, name: &str) -> StoreFuture<'_, i64> {
+        let name = owned(name);
+        self.write(move |conn, _| ops::reader_cursor(conn, &name))
+    }
+
+    fn set_reader_cursor(&self, name: &str, seq: i64) -> StoreFuture<'_, ()> {
+        let name = owned(name);
+        self.write(move |conn, _| ops::set_reader_cursor(conn, &name, seq))
+    }
+
     fn add_schedule(
         &self,
         spec: ScheduleSpec,

@@ -132,6 +132,14 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL
     );
     "#,
+    // Version 4: readers of the event log that must not miss an event across restarts
+    // (the runner of end hooks), each with the seq of the last event it is done with.
+    r#"
+    CREATE TABLE cursors (
+        name TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -201,6 +209,6 @@ mod tests {
             .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 3);
+        assert_eq!(SCHEMA_VERSION, 4);
     }
 }

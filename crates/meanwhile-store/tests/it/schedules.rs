@@ -191,3 +191,37 @@ async fn by_hand_pause_resume_remove_and_wrong_names() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_reader_cursor_starts_at_the_end_of_the_log_and_stays_where_it_is_put() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meanwhile.db");
+    let store = meanwhile_store::SqliteStore::open(&path).unwrap();
+    store
+        .add_schedule(every_minute("a"), None, NOW)
+        .await
+        .unwrap();
+    store
+        .add_schedule(every_minute("b"), None, NOW)
+        .await
+        .unwrap();
+    let end = store
+        .events_after(0, 100)
+        .await
+        .unwrap()
+        .last()
+        .unwrap()
+        .seq;
+    assert_eq!(store.reader_cursor("hooks").await.unwrap(), end);
+    store
+        .add_schedule(every_minute("c"), None, NOW)
+        .await
+        .unwrap();
+    // Once there, it does not follow the log by itself.
+    assert_eq!(store.reader_cursor("hooks").await.unwrap(), end);
+    store.set_reader_cursor("hooks", end + 1).await.unwrap();
+    drop(store);
+    let store = meanwhile_store::SqliteStore::open(&path).unwrap();
+    assert_eq!(store.reader_cursor("hooks").await.unwrap(), end + 1);
+    assert_eq!(store.reader_cursor("other").await.unwrap(), end + 1);
+}

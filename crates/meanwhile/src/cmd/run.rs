@@ -49,6 +49,10 @@ pub struct TaskOptions {
     /// its per-key limit (`meanwhile queue set Q --per-key N`).
     #[arg(long, value_name = "KEY")]
     pub key: Option<String>,
+    /// A command run with `sh -c` when the task ends, however it ends, with
+    /// `MEANWHILE_TASK_ID`, `MEANWHILE_TASK_STATE` and `MEANWHILE_EXIT_CODE` set.
+    #[arg(long, value_name = "CMD")]
+    pub on_end: Option<String>,
 }
 
 impl TaskOptions {
@@ -85,6 +89,7 @@ impl TaskOptions {
         spec.retry = retry;
         spec.session = self.session.clone();
         spec.concurrency_key = self.key.clone();
+        spec.on_end = self.on_end.clone();
         Ok(())
     }
 }

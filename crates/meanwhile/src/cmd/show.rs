@@ -44,6 +44,9 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     if !t.labels.is_empty() {
         lines.push(format!("labels    {}", t.labels.join(", ")));
     }
+    if let Some(c) = &t.spec.on_end {
+        lines.push(format!("on end    {c}"));
+    }
     if let Some(k) = &t.concurrency_key {
         lines.push(format!("key       {k}"));
     }

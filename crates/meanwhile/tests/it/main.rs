@@ -5,6 +5,7 @@ mod support;
 mod agent;
 mod commands;
 mod daemon;
+mod hooks;
 mod live_restore;
 mod queues;
 mod schedules;

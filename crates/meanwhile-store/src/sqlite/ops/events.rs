@@ -56,3 +56,27 @@ pub(crate) fn events_after(conn: &Connection, seq: i64, limit: u32) -> Result<Ve
     }
     Ok(out)
 }
+
+/// Where the reader `name` of the event log is: the seq of the last event it is done
+/// with. The first time, the log's end (a new reader does not replay history).
+pub(crate) fn reader_cursor(conn: &Connection, name: &str) -> Result<i64> {
+    conn.prepare_cached(
+        // `WHERE true`: SQLite reads `ON` after a bare `FROM events` as a join's.
+        "INSERT INTO cursors (name, seq) SELECT ?1, COALESCE(MAX(seq), 0) FROM events WHERE true
+         ON CONFLICT (name) DO NOTHING",
+    )?
+    .execute([name])?;
+    Ok(conn
+        .prepare_cached("SELECT seq FROM cursors WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))?)
+}
+
+/// Moves the reader `name` on to `seq`.
+pub(crate) fn set_reader_cursor(conn: &Connection, name: &str, seq: i64) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO cursors (name, seq) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+    )?
+    .execute(params![name, seq])?;
+    Ok(())
+}

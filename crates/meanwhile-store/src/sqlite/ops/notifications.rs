@@ -16,19 +16,17 @@ pub(super) fn finished(
     tail: &str,
     output_bytes: u64,
 ) -> Result<()> {
-    emit(
-        conn,
-        events,
-        now,
-        EventKind::Finished,
-        Some(task.id),
-        json!({
-            "state": task.state,
-            "exit_code": task.exit_code,
-            "signal": task.signal,
-            "reason": task.reason,
-        }),
-    )?;
+    let mut data = json!({
+        "state": task.state,
+        "exit_code": task.exit_code,
+        "signal": task.signal,
+        "reason": task.reason,
+    });
+    if task.spec.on_end.is_some() {
+        // Tells the hook runner which ends to read the task of.
+        data["on_end"] = json!(true);
+    }
+    emit(conn, events, now, EventKind::Finished, Some(task.id), data)?;
     if let Some(session) = &task.session {
         let n = Notification {
             seq: 0,

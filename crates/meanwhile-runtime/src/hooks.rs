@@ -1,0 +1,330 @@
+//! End hooks: what runs when a task ends, after its end is committed. A task's own
+//! `on_end` command, the runtime's `on_end` command, and every [`EndHook`] (the
+//! daemon's webhook).
+//!
+//! The runner reads the event log from a cursor kept in the store, so an end is never
+//! missed across restarts: it delivers each `finished` event's hooks, at most
+//! [`IN_FLIGHT`] ends at a time, and moves the stored cursor only past ends whose
+//! delivery is over. An end being delivered when the runtime stops is delivered again
+//! by the next one: at least once, with the event's seq as the delivery id.
+
+use crate::config::{EndHook, TaskEnd};
+use crate::engine::Inner;
+use meanwhile_core::{Event, EventKind, TaskRecord};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// The event log reader's name in the store.
+const CURSOR: &str = "end-hooks";
+/// Ends delivered at once; one slow webhook does not hold the others up.
+const IN_FLIGHT: usize = 16;
+/// Events read from the log at a time.
+const PAGE: u32 = 256;
+/// Tries of an [`EndHook`] before it is given up, with the pause before each retry
+/// doubling from [`FIRST_RETRY`] up to [`MAX_RETRY`]: about ten minutes in all.
+const TRIES: u32 = 12;
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+const MAX_RETRY: Duration = Duration::from_secs(120);
+/// How often the cursor is saved while ends pass that have no hook.
+const SAVE_EVERY: Duration = Duration::from_secs(1);
+/// The pause after the store failed.
+const RETRY_STORE: Duration = Duration::from_secs(1);
+/// The most of an end command's output kept for the log when it fails.
+const OUTPUT_KEPT: usize = 2048;
+
+pub(crate) fn start(inner: &Arc<Inner>) {
+    tokio::spawn(run(inner.clone()));
+}
+
+/// The seqs of ends being delivered, and the last seq read: the cursor may move to
+/// just before the oldest one still being delivered.
+#[derive(Default)]
+struct Progress {
+    delivering: BTreeSet<i64>,
+    read: i64,
+}
+
+impl Progress {
+    fn done_up_to(&self) -> i64 {
+        match self.delivering.first() {
+            Some(oldest) => oldest - 1,
+            None => self.read,
+        }
+    }
+}
+
+async fn run(inner: Arc<Inner>) {
+    let mut shutdown = inner.shutdown.subscribe();
+    // Subscribed before the cursor is read, so no event falls between the two.
+    let mut events = inner.store.subscribe();
+    let cursor = loop {
+        match inner.store.reader_cursor(CURSOR).await {
+            Ok(c) => break c,
+            Err(e) => {
+                inner.write_failed(format_args!("reading the end hooks' cursor"), &e);
+                tokio::select! {
+                    _ = tokio::time::sleep(RETRY_STORE) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+    };
+    let mut r = Reader {
+        inner: inner.clone(),
+        progress: Arc::new(Mutex::new(Progress {
+            delivering: BTreeSet::new(),
+            read: cursor,
+        })),
+        slots: Arc::new(Semaphore::new(IN_FLIGHT)),
+        next: cursor,
+        saved: cursor,
+        last_save: tokio::time::Instant::now(),
+    };
+    // Events come from the broadcast as they are committed; after a gap (a lagging
+    // receiver, a restart) they are read from the store from the cursor on.
+    let mut behind = true;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        if behind {
+            match inner.store.events_after(r.next, PAGE).await {
+                Ok(page) => {
+                    behind = page.len() as u32 == PAGE;
+                    for e in page {
+                        if !r.take(e, &mut shutdown).await {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    inner.write_failed(format_args!("reading events for end hooks"), &e);
+                    tokio::select! {
+                        _ = tokio::time::sleep(RETRY_STORE) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                    continue;
+                }
+            }
+            r.save(false).await;
+            continue;
+        }
+        tokio::select! {
+            got = events.recv() => match got {
+                Ok(e) if e.seq <= r.next => {}
+                Ok(e) if e.seq == r.next + 1 => {
+                    if !r.take(e, &mut shutdown).await {
+                        return;
+                    }
+                    r.save(false).await;
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => behind = true,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            // Quiet: save the last stretch, and what deliveries finished meanwhile.
+            _ = tokio::time::sleep(SAVE_EVERY) => r.save(true).await,
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// The reader's state between events.
+struct Reader {
+    inner: Arc<Inner>,
+    progress: Arc<Mutex<Progress>>,
+    slots: Arc<Semaphore>,
+    /// The last event taken.
+    next: i64,
+    /// The cursor as stored.
+    saved: i64,
+    last_save: tokio::time::Instant,
+}
+
+impl Reader {
+    /// Takes one event: starts its delivery when it has hooks. False at shutdown.
+    async fn take(&mut self, e: Event, shutdown: &mut tokio::sync::watch::Receiver<bool>) -> bool {
+        self.next = e.seq;
+        if !wants_hooks(&self.inner, &e) {
+            lock(&self.progress).read = e.seq;
+            return true;
+        }
+        let slot = tokio::select! {
+            s = self.slots.clone().acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => return false,
+            },
+            _ = shutdown.changed() => return false,
+        };
+        {
+            let mut p = lock(&self.progress);
+            p.delivering.insert(e.seq);
+            p.read = e.seq;
+        }
+        let (inner, progress) = (self.inner.clone(), self.progress.clone());
+        tokio::spawn(async move {
+            deliver(&inner, &e).await;
+            lock(&progress).delivering.remove(&e.seq);
+            drop(slot);
+        });
+        true
+    }
+
+    /// Saves the cursor: at most once a second while events pass (so a restart does
+    /// not read them all again), or now when `quiet`.
+    async fn save(&mut self, quiet: bool) {
+        let done = lock(&self.progress).done_up_to();
+        if done == self.saved || (!quiet && self.last_save.elapsed() < SAVE_EVERY) {
+            return;
+        }
+        match self.inner.store.set_reader_cursor(CURSOR, done).await {
+            Ok(()) => self.saved = done,
+            Err(e) => self
+                .inner
+                .write_failed(format_args!("saving the end hooks' cursor"), &e),
+        }
+        self.last_save = tokio::time::Instant::now();
+    }
+}
+
+fn lock(p: &Mutex<Progress>) -> std::sync::MutexGuard<'_, Progress> {
+    p.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn wants_hooks(inner: &Inner, e: &Event) -> bool {
+    e.kind == EventKind::Finished
+        && e.task_id.is_some()
+        && (inner.config.on_end.is_some()
+            || !inner.config.end_hooks.is_empty()
+            || e.data.get("on_end").and_then(|v| v.as_bool()) == Some(true))
+}
+
+/// Runs every hook of one end. The task is read as it is now: removed since, its
+/// end has nothing to tell.
+async fn deliver(inner: &Arc<Inner>, e: &Event) {
+    let Some(id) = e.task_id else { return };
+    let task = loop {
+        match inner.store.get(id).await {
+            Ok(t) => break t,
+            Err(meanwhile_store::StoreError::UnknownTask(_)) => return,
+            Err(err) => {
+                inner.write_failed(format_args!("reading task {id} for its end hooks"), &err);
+                tokio::time::sleep(RETRY_STORE).await;
+            }
+        }
+    };
+    if !task.state.is_terminal() {
+        // Retried by hand since: its next end has its own event.
+        return;
+    }
+    let mut commands = Vec::new();
+    if let Some(c) = &task.spec.on_end {
+        commands.push(c.clone());
+    }
+    if let Some(c) = &inner.config.on_end {
+        commands.push(c.clone());
+    }
+    let mut work = Vec::new();
+    for c in commands {
+        work.push(Box::pin(run_command(inner, &task, c))
+            as std::pin::Pin<
+                Box<dyn std::future::Future<Output = ()> + Send + '_>,
+            >);
+    }
+    for hook in &inner.config.end_hooks {
+        let end = TaskEnd {
+            delivery: e.seq,
+            task: task.clone(),
+        };
+        work.push(Box::pin(deliver_to(hook.clone(), end)));
+    }
+    futures_util::future::join_all(work).await;
+}
+
+/// Delivers to one [`EndHook`], trying again with backoff.
+async fn deliver_to(hook: Arc<dyn EndHook>, end: TaskEnd) {
+    let mut pause = FIRST_RETRY;
+    for attempt in 1..=TRIES {
+        match hook.deliver(end.clone()).await {
+            Ok(()) => return,
+            Err(e) if attempt == TRIES => {
+                tracing::error!(
+                    task = %end.task.id,
+                    "{} gave up on the end of task {} after {TRIES} tries: {e}",
+                    hook.name(),
+                    end.task.id
+                );
+            }
+            Err(e) => {
+                tracing::warn!(
+                    task = %end.task.id,
+                    "{} failed (try {attempt} of {TRIES}), trying again in {}: {e}",
+                    hook.name(),
+                    meanwhile_core::format_duration(pause)
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_RETRY);
+            }
+        }
+    }
+}
+
+/// Runs an end command with `sh -c` in the task's directory, with the task's
+/// variables and the three that describe its end; kills it after the timeout.
+async fn run_command(inner: &Inner, task: &TaskRecord, command: String) {
+    let mut c = tokio::process::Command::new("/bin/sh");
+    c.arg("-c")
+        .arg(&command)
+        .current_dir(task.spec.cwd.as_ref().unwrap_or(&inner.default_cwd))
+        .envs(task.spec.env.iter())
+        .env("MEANWHILE_TASK_ID", task.id.to_string())
+        .env("MEANWHILE_TASK_NAME", &task.name)
+        .env("MEANWHILE_TASK_STATE", task.state.as_str())
+        .env(
+            "MEANWHILE_EXIT_CODE",
+            task.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+        )
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let child = match c.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(task = %task.id, "end command {command:?} of task {} could not start: {e}", task.id);
+            return;
+        }
+    };
+    let timeout = inner.config.hook_timeout;
+    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(Ok(out)) if out.status.success() => {
+            tracing::debug!(task = %task.id, "end command {command:?} ran");
+        }
+        Ok(Ok(out)) => {
+            let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
+            if text.trim().is_empty() {
+                text = String::from_utf8_lossy(&out.stdout).into_owned();
+            }
+            let text = meanwhile_core::shorten(&text, OUTPUT_KEPT);
+            tracing::warn!(
+                task = %task.id,
+                "end command {command:?} of task {} failed ({}): {text}",
+                task.id,
+                out.status
+            );
+        }
+        Ok(Err(e)) => {
+            tracing::error!(task = %task.id, "end command {command:?} of task {}: {e}", task.id);
+        }
+        Err(_) => {
+            // Dropping the child killed it.
+            tracing::warn!(
+                task = %task.id,
+                "end command {command:?} of task {} was killed after {}",
+                task.id,
+                meanwhile_core::format_duration(timeout)
+            );
+        }
+    }
+}

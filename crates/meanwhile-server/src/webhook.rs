@@ -1,0 +1,119 @@
+//! Webhooks: a task's end POSTed as JSON to a URL from `config.toml`, signed with
+//! HMAC-SHA256 when a secret is set. The runtime's hook runner delivers each end at
+//! least once and tries a failed POST again with backoff.
+
+use hmac::{Hmac, Mac};
+use meanwhile_runtime::{EndHook, TaskEnd};
+use sha2::Sha256;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// How long one POST may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most of a refusing answer quoted in the log.
+const ANSWER_QUOTED: usize = 300;
+
+/// The header with the signature: `sha256=<hex HMAC-SHA256 of the body>`.
+pub const SIGNATURE_HEADER: &str = "x-meanwhile-signature";
+/// The header naming the delivery, the same when an end is delivered again.
+pub const DELIVERY_HEADER: &str = "x-meanwhile-delivery";
+
+/// POSTs each end to one URL.
+pub(crate) struct Webhook {
+    url: String,
+    secret: Option<String>,
+    client: reqwest::Client,
+}
+
+impl Webhook {
+    pub(crate) fn new(url: &str, secret: Option<String>) -> Result<Webhook, String> {
+        let parsed =
+            reqwest::Url::parse(url).map_err(|e| format!("webhook {url:?} is not a URL ({e})"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(format!(
+                "webhook {url:?} must be an http:// or https:// URL"
+            ));
+        }
+        // reqwest is built without a default crypto provider (see the root Cargo.toml).
+        let _already_installed = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("meanwhile/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("webhook client: {e}"))?;
+        Ok(Webhook {
+            url: url.to_string(),
+            secret,
+            client,
+        })
+    }
+}
+
+/// `sha256=` and the hex HMAC-SHA256 of `body` under `secret`.
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any size");
+    mac.update(body);
+    let digest = mac.finalize().into_bytes();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
+}
+
+impl EndHook for Webhook {
+    fn name(&self) -> String {
+        format!("webhook {}", self.url)
+    }
+
+    fn deliver(&self, end: TaskEnd) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
+        let body = serde_json::to_vec(&serde_json::json!({
+            "id": end.delivery,
+            "event": "task_ended",
+            "at": end.task.finished_at,
+            "task": end.task,
+        }));
+        let mut req = self
+            .client
+            .post(&self.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(DELIVERY_HEADER, end.delivery.to_string());
+        let secret = self.secret.clone();
+        Box::pin(async move {
+            let body = body.map_err(|e| format!("encoding the end: {e}"))?;
+            if let Some(secret) = secret {
+                req = req.header(SIGNATURE_HEADER, signature(&secret, &body));
+            }
+            let answer = req.body(body).send().await.map_err(|e| e.to_string())?;
+            let status = answer.status();
+            if status.is_success() {
+                return Ok(());
+            }
+            let text = answer.text().await.unwrap_or_default();
+            Err(format!(
+                "answered {status}: {}",
+                meanwhile_core::shorten(&text, ANSWER_QUOTED)
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::signature;
+
+    #[test]
+    fn signatures_are_hmac_sha256_in_hex() {
+        // RFC 4231, test case 2.
+        assert_eq!(
+            signature("Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn only_http_urls_are_webhooks() {
+        assert!(super::Webhook::new("ftp://x/y", None).is_err());
+        assert!(super::Webhook::new("not a url", None).is_err());
+        assert!(super::Webhook::new("https://hooks.example.com/x", None).is_ok());
+    }
+}
