@@ -441,6 +441,21 @@ impl Client {
         .await
     }
 
+    /// Alerts, newest first: the firing ones, or all.
+    pub async fn alerts(&self, all: bool) -> Result<Vec<meanwhile_core::Alert>, ClientError> {
+        let path = if all {
+            "/v1/alerts?all=true"
+        } else {
+            "/v1/alerts"
+        };
+        self.call(Method::GET, path, None).await
+    }
+
+    /// Whether any alert fires.
+    pub async fn health(&self) -> Result<meanwhile_core::http::Health, ClientError> {
+        self.call(Method::GET, "/v1/health", None).await
+    }
+
     /// Adds a schedule.
     pub async fn add_schedule(&self, spec: &ScheduleSpec) -> Result<ScheduleInfo, ClientError> {
         self.call(Method::POST, "/v1/schedules", self.json(spec)?)

@@ -31,6 +31,8 @@ pub enum EventKind {
     /// A schedule was added, removed, paused or resumed, fired a task, or missed
     /// firing times (`action` in the data says which).
     Schedule,
+    /// An alert fired or resolved (the alert is the data).
+    Alert,
 }
 
 /// One entry of the durable event log.
@@ -66,6 +68,7 @@ impl EventKind {
             EventKind::Removed => "removed",
             EventKind::Queue => "queue",
             EventKind::Schedule => "schedule",
+            EventKind::Alert => "alert",
         }
     }
 

@@ -380,6 +380,15 @@ pub struct QueueUpdate {
     )]
     #[cfg_attr(feature = "schema", schemars(with = "crate::schema::RateUpdate"))]
     pub rate: Option<Option<RateLimit>>,
+    /// A `failures` alert fires when this many of its tasks in a row failed; null
+    /// removes it.
+    #[serde(
+        default,
+        deserialize_with = "nullable_int",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::AlertAfterUpdate"))]
+    pub alert_after: Option<Option<u32>>,
 }
 
 /// A field present as a value (`Some(Some(v))`) or as null (`Some(None)`); an absent
@@ -410,6 +419,12 @@ impl QueueUpdate {
             return Err(ApiError::invalid(
                 "per_key",
                 "must be at least 1 (or null for no limit per key)",
+            ));
+        }
+        if self.alert_after == Some(Some(0)) {
+            return Err(ApiError::invalid(
+                "alert_after",
+                "must be at least 1 (or null for no failures alert)",
             ));
         }
         Ok(())
@@ -634,4 +649,24 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("state"));
     }
+}
+
+/// The query of `GET /v1/alerts`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AlertParams {
+    /// Resolved alerts too, not only the firing ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all: Option<bool>,
+}
+
+/// The answer of `GET /v1/health`: whether anything is firing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Health {
+    /// True when no alert fires.
+    pub ok: bool,
+    /// The firing alerts, newest first.
+    pub firing: Vec<crate::Alert>,
 }

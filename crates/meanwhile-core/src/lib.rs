@@ -3,6 +3,7 @@
 //! random sample is passed in, so all of it is testable with plain values.
 #![warn(missing_docs)]
 
+mod alert;
 mod api;
 mod de;
 mod duration;
@@ -17,6 +18,7 @@ mod spec;
 mod state;
 mod task;
 
+pub use alert::{Alert, AlertKind, AlertState, StallAction};
 pub use api::{
     ApiError, Backend, BackendFuture, DEFAULT_LIST_LIMIT, ErrorCode, ListFilter, MAX_LIST_LIMIT,
     MAX_NOTIFICATIONS, MAX_OUTPUT_BYTES, MAX_TAIL_LINES, OutputChunk, OutputQuery, Page, StopMode,

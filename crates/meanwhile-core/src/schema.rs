@@ -194,6 +194,29 @@ impl JsonSchema for PerKeyUpdate {
     }
 }
 
+/// A queue's `alert_after` in an update: a count, or null to remove it.
+pub(crate) struct AlertAfterUpdate;
+
+impl JsonSchema for AlertAfterUpdate {
+    fn schema_name() -> Cow<'static, str> {
+        "AlertAfterUpdate".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A failures alert fires when this many of the queue's tasks in a row failed; null removes it",
+            "anyOf": [
+                {"type": "integer", "minimum": 1, "maximum": u32::MAX},
+                {"type": "null"}
+            ]
+        })
+    }
+}
+
 /// A queue's `rate` in an update: a limit, or null to remove it.
 pub(crate) struct RateUpdate;
 

@@ -35,7 +35,10 @@ pub const MAX_ATTEMPTS: u32 = 1000;
         {"required": ["command"], "properties": {"command": {"type": "string"}}},
         {"required": ["argv"], "properties": {"argv": {"type": "array"}}},
         {"required": ["agent"], "properties": {"agent": {"type": "object"}}}
-    ]))
+    ],
+    // A stall action needs a stall time.
+    "if" = {"required": ["stall_action"], "properties": {"stall_action": {"type": "string"}}},
+    "then" = {"required": ["stall"], "properties": {"stall": {"type": ["string", "number"]}}}))
 )]
 #[serde(deny_unknown_fields)]
 pub struct TaskSpec {
@@ -162,6 +165,20 @@ pub struct TaskSpec {
         schemars(with = "Option<crate::schema::CommandText>")
     )]
     pub on_end: Option<String>,
+    /// A `stalled` alert fires when the task prints nothing for this long.
+    #[serde(
+        default,
+        with = "crate::serde_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::schema::PositiveDurationText>")
+    )]
+    pub stall: Option<Duration>,
+    /// What a stall does besides the alert: `stop` stops the task. Only with `stall`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall_action: Option<crate::StallAction>,
 }
 
 /// What a sub-agent task runs: a prompt with its model, tools and limits.
@@ -463,6 +480,18 @@ impl TaskSpec {
         if let Some(s) = &self.session {
             check_identifier("session", s)?;
         }
+        if self.stall == Some(Duration::ZERO) {
+            return Err(err(
+                "stall",
+                "must be longer than 0s; leave it out for none",
+            ));
+        }
+        if self.stall_action.is_some() && self.stall.is_none() {
+            return Err(err(
+                "stall_action",
+                "only with stall (how long without output is a stall)",
+            ));
+        }
         if let Some(c) = &self.on_end {
             if c.trim().is_empty() {
                 return Err(err("on_end", "must not be empty; leave it out for no hook"));
@@ -478,6 +507,7 @@ impl TaskSpec {
             ("timeout", self.timeout),
             ("grace", self.grace),
             ("delay", self.delay),
+            ("stall", self.stall),
             ("retry.backoff", Some(self.retry.backoff)),
             ("retry.backoff_max", Some(self.retry.backoff_max)),
         ] {

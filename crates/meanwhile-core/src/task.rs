@@ -307,6 +307,11 @@ pub struct QueueInfo {
     /// its window's length; null for no limit.
     #[serde(default)]
     pub rate: Option<crate::RateLimit>,
+    /// A `failures` alert fires when this many of its tasks in a row failed; null
+    /// for none.
+    #[serde(default, deserialize_with = "crate::de::opt_int")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = u32::MAX)))]
+    pub alert_after: Option<u32>,
     /// Tasks waiting in it.
     #[serde(default)]
     pub pending: u64,

@@ -28,6 +28,24 @@ pub trait EndHook: Send + Sync + 'static {
     fn deliver(&self, end: TaskEnd) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 }
 
+/// Told of every alert as it fires and as it resolves (a webhook of the daemon's
+/// `[[alerts.sinks]]`), at least once, like an [`EndHook`].
+pub trait AlertSink: Send + Sync + 'static {
+    /// What it is, for logs.
+    fn name(&self) -> String;
+    /// Delivers one alert change; an error is tried again with backoff.
+    fn deliver(
+        &self,
+        alert: meanwhile_core::Alert,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+}
+
+impl std::fmt::Debug for dyn AlertSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
 impl std::fmt::Debug for dyn EndHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.name())
@@ -78,6 +96,12 @@ pub struct RuntimeConfig {
     pub end_hooks: Vec<Arc<dyn EndHook>>,
     /// How long an end command may run before it is killed. Default 1 minute.
     pub hook_timeout: Duration,
+    /// Told of every alert change (see [`AlertSink`]). Default: none.
+    pub alert_sinks: Vec<Arc<dyn AlertSink>>,
+    /// Commands run with `sh -c` at every alert change, with `MEANWHILE_ALERT_ID`,
+    /// `MEANWHILE_ALERT_KIND`, `MEANWHILE_ALERT_STATE`, `MEANWHILE_ALERT_MESSAGE`,
+    /// `MEANWHILE_ALERT_TASK` and `MEANWHILE_ALERT_QUEUE` set. Default: none.
+    pub alert_commands: Vec<String>,
 }
 
 impl RuntimeConfig {
@@ -97,6 +121,8 @@ impl RuntimeConfig {
             on_end: None,
             end_hooks: Vec::new(),
             hook_timeout: Duration::from_secs(60),
+            alert_sinks: Vec::new(),
+            alert_commands: Vec::new(),
         }
     }
 }

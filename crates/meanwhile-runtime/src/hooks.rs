@@ -193,6 +193,9 @@ fn lock(p: &Mutex<Progress>) -> std::sync::MutexGuard<'_, Progress> {
 }
 
 fn wants_hooks(inner: &Inner, e: &Event) -> bool {
+    if e.kind == EventKind::Alert {
+        return !inner.config.alert_sinks.is_empty() || !inner.config.alert_commands.is_empty();
+    }
     e.kind == EventKind::Finished
         && e.task_id.is_some()
         && (inner.config.on_end.is_some()
@@ -203,6 +206,9 @@ fn wants_hooks(inner: &Inner, e: &Event) -> bool {
 /// Runs every hook of one end. The task is read as it is now: removed since, its
 /// end has nothing to tell.
 async fn deliver(inner: &Arc<Inner>, e: &Event) {
+    if e.kind == EventKind::Alert {
+        return deliver_alert(inner, e).await;
+    }
     let Some(id) = e.task_id else { return };
     let task = loop {
         match inner.store.get(id).await {
@@ -244,23 +250,27 @@ async fn deliver(inner: &Arc<Inner>, e: &Event) {
 
 /// Delivers to one [`EndHook`], trying again with backoff.
 async fn deliver_to(hook: Arc<dyn EndHook>, end: TaskEnd) {
+    let what = format!("the end of task {}", end.task.id);
+    with_retries(&hook.name(), &what, || hook.deliver(end.clone())).await;
+}
+
+/// Tries `send` until it succeeds, pausing twice as long after each failure, and
+/// gives up after [`TRIES`].
+async fn with_retries<F, Fut>(sink: &str, what: &str, mut send: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
     let mut pause = FIRST_RETRY;
     for attempt in 1..=TRIES {
-        match hook.deliver(end.clone()).await {
+        match send().await {
             Ok(()) => return,
             Err(e) if attempt == TRIES => {
-                tracing::error!(
-                    task = %end.task.id,
-                    "{} gave up on the end of task {} after {TRIES} tries: {e}",
-                    hook.name(),
-                    end.task.id
-                );
+                tracing::error!("{sink} gave up on {what} after {TRIES} tries: {e}");
             }
             Err(e) => {
                 tracing::warn!(
-                    task = %end.task.id,
-                    "{} failed (try {attempt} of {TRIES}), trying again in {}: {e}",
-                    hook.name(),
+                    "{sink} failed on {what} (try {attempt} of {TRIES}), trying again in {}: {e}",
                     meanwhile_core::format_duration(pause)
                 );
                 tokio::time::sleep(pause).await;
@@ -270,8 +280,61 @@ async fn deliver_to(hook: Arc<dyn EndHook>, end: TaskEnd) {
     }
 }
 
+/// Delivers an alert change to every sink and runs every alert command.
+async fn deliver_alert(inner: &Arc<Inner>, e: &Event) {
+    let alert: meanwhile_core::Alert = match serde_json::from_value(e.data.clone()) {
+        Ok(a) => a,
+        Err(err) => {
+            tracing::error!("alert event {} does not read as an alert: {err}", e.seq);
+            return;
+        }
+    };
+    let what = format!("alert {} ({})", alert.id, alert.message);
+    let mut work: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>> =
+        Vec::new();
+    for sink in &inner.config.alert_sinks {
+        let (sink, alert, what) = (sink.clone(), alert.clone(), what.clone());
+        work.push(Box::pin(async move {
+            with_retries(&sink.name(), &what, || sink.deliver(alert.clone())).await;
+        }));
+    }
+    for command in &inner.config.alert_commands {
+        let vars = [
+            ("MEANWHILE_ALERT_ID", alert.id.to_string()),
+            ("MEANWHILE_ALERT_KIND", alert.kind.as_str().to_string()),
+            (
+                "MEANWHILE_ALERT_STATE",
+                match alert.state {
+                    meanwhile_core::AlertState::Firing => "firing",
+                    meanwhile_core::AlertState::Resolved => "resolved",
+                }
+                .to_string(),
+            ),
+            ("MEANWHILE_ALERT_MESSAGE", alert.message.clone()),
+            (
+                "MEANWHILE_ALERT_TASK",
+                alert.task.map(|t| t.to_string()).unwrap_or_default(),
+            ),
+            (
+                "MEANWHILE_ALERT_QUEUE",
+                alert.queue.clone().unwrap_or_default(),
+            ),
+        ];
+        let what = what.clone();
+        work.push(Box::pin(async move {
+            let mut c = tokio::process::Command::new("/bin/sh");
+            c.arg("-c").arg(command).current_dir(&inner.default_cwd);
+            for (k, v) in &vars {
+                c.env(k, v);
+            }
+            run_to_end(inner, c, command, &what).await;
+        }));
+    }
+    futures_util::future::join_all(work).await;
+}
+
 /// Runs an end command with `sh -c` in the task's directory, with the task's
-/// variables and the three that describe its end; kills it after the timeout.
+/// variables and the three that describe its end.
 async fn run_command(inner: &Inner, task: &TaskRecord, command: String) {
     let mut c = tokio::process::Command::new("/bin/sh");
     c.arg("-c")
@@ -284,22 +347,28 @@ async fn run_command(inner: &Inner, task: &TaskRecord, command: String) {
         .env(
             "MEANWHILE_EXIT_CODE",
             task.exit_code.map(|c| c.to_string()).unwrap_or_default(),
-        )
-        .stdin(std::process::Stdio::null())
+        );
+    run_to_end(inner, c, &command, &format!("the end of task {}", task.id)).await;
+}
+
+/// Runs a hook's command (no stdin, output kept for the log), killed after the
+/// hook timeout.
+async fn run_to_end(inner: &Inner, mut c: tokio::process::Command, command: &str, what: &str) {
+    c.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
     let child = match c.spawn() {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!(task = %task.id, "end command {command:?} of task {} could not start: {e}", task.id);
+            tracing::error!("hook command {command:?} for {what} could not start: {e}");
             return;
         }
     };
     let timeout = inner.config.hook_timeout;
     match tokio::time::timeout(timeout, child.wait_with_output()).await {
         Ok(Ok(out)) if out.status.success() => {
-            tracing::debug!(task = %task.id, "end command {command:?} ran");
+            tracing::debug!("hook command {command:?} for {what} ran");
         }
         Ok(Ok(out)) => {
             let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -308,23 +377,15 @@ async fn run_command(inner: &Inner, task: &TaskRecord, command: String) {
             }
             let text = meanwhile_core::shorten(&text, OUTPUT_KEPT);
             tracing::warn!(
-                task = %task.id,
-                "end command {command:?} of task {} failed ({}): {text}",
-                task.id,
+                "hook command {command:?} for {what} failed ({}): {text}",
                 out.status
             );
         }
-        Ok(Err(e)) => {
-            tracing::error!(task = %task.id, "end command {command:?} of task {}: {e}", task.id);
-        }
-        Err(_) => {
-            // Dropping the child killed it.
-            tracing::warn!(
-                task = %task.id,
-                "end command {command:?} of task {} was killed after {}",
-                task.id,
-                meanwhile_core::format_duration(timeout)
-            );
-        }
+        Ok(Err(e)) => tracing::error!("hook command {command:?} for {what}: {e}"),
+        // Dropping the child killed it.
+        Err(_) => tracing::warn!(
+            "hook command {command:?} for {what} was killed after {}",
+            meanwhile_core::format_duration(timeout)
+        ),
     }
 }

@@ -13,6 +13,7 @@
 //! embeds the runtime needs no second binary.
 #![warn(missing_docs)]
 
+mod alerts;
 mod attempt;
 mod config;
 mod context;
@@ -40,7 +41,7 @@ pub mod status {
 mod watch;
 mod wire;
 
-pub use config::{EndHook, RuntimeConfig, ShutdownMode, TaskEnd};
+pub use config::{AlertSink, EndHook, RuntimeConfig, ShutdownMode, TaskEnd};
 pub use context::{Executor, TaskContext, TaskFuture};
 pub use home::Home;
 pub use meanwhile_core as core;

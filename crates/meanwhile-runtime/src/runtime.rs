@@ -144,6 +144,7 @@ impl Runtime {
         crate::dispatch::start(&inner, settles_rx, progress_rx);
         crate::schedules::start(&inner);
         crate::hooks::start(&inner);
+        crate::alerts::start(&inner);
         let rt = Runtime {
             inner: inner.clone(),
         };
@@ -256,6 +257,11 @@ impl Runtime {
             .await?;
         self.inner.schedules_changed.notify_one();
         Ok(info)
+    }
+
+    /// Alerts, newest first: the firing ones, or all (at most `limit`).
+    pub async fn alerts(&self, all: bool, limit: u32) -> Result<Vec<meanwhile_core::Alert>> {
+        Ok(self.inner.store.alerts(all, limit).await?)
     }
 
     /// Every schedule, by name.

@@ -39,6 +39,20 @@ pub struct Settings {
     pub schedule_late_after: Duration,
     /// What runs at the end of every task (`[hooks]`).
     pub hooks: Hooks,
+    /// Where alerts go (`[[alerts.sinks]]`).
+    pub alert_sinks: Vec<AlertSinkSettings>,
+}
+
+/// One alert sink: a webhook (optionally signed) or a command.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertSinkSettings {
+    /// A URL each alert change is POSTed to as JSON.
+    pub webhook: Option<String>,
+    /// The key of the webhook's HMAC-SHA256 signature.
+    pub secret: Option<String>,
+    /// A command run with `sh -c`, with `MEANWHILE_ALERT_*` set.
+    pub command: Option<String>,
 }
 
 /// What runs at the end of every task, besides a task's own `on_end`.
@@ -111,6 +125,10 @@ pub struct QueueSettings {
     /// (`rate = "none"`) removes the limit.
     #[serde(default, deserialize_with = "rate_setting")]
     pub rate: Option<Option<RateLimit>>,
+    /// A `failures` alert after this many failed tasks in a row (`alert_after = 3`);
+    /// `Some(None)` (`alert_after = "none"`) removes it.
+    #[serde(default, deserialize_with = "per_key_setting")]
+    pub alert_after: Option<Option<u32>>,
 }
 
 impl QueueSettings {
@@ -121,6 +139,7 @@ impl QueueSettings {
             paused: self.paused,
             per_key: self.per_key,
             rate: self.rate,
+            alert_after: self.alert_after,
         }
     }
 }
@@ -176,6 +195,7 @@ impl Settings {
             queues: BTreeMap::new(),
             schedule_late_after: meanwhile_core::DEFAULT_LATE_AFTER,
             hooks: Hooks::default(),
+            alert_sinks: Vec::new(),
         }
     }
 
@@ -241,6 +261,24 @@ impl Settings {
         self.queues.extend(f.queues);
         if let Some(l) = f.schedules.and_then(|s| s.late_after) {
             self.schedule_late_after = l;
+        }
+        if let Some(a) = f.alerts {
+            for (i, sink) in a.sinks.into_iter().enumerate() {
+                match (&sink.webhook, &sink.command) {
+                    (Some(_), None) | (None, Some(_)) => {}
+                    _ => {
+                        return Err(bad(format!(
+                            "alerts.sinks[{i}]: give either webhook or command"
+                        )));
+                    }
+                }
+                if sink.secret.is_some() && sink.webhook.is_none() {
+                    return Err(bad(format!(
+                        "alerts.sinks[{i}]: secret signs a webhook; give webhook with it"
+                    )));
+                }
+                self.alert_sinks.push(sink);
+            }
         }
         if let Some(h) = f.hooks {
             if h.on_end.is_some() {
@@ -363,10 +401,18 @@ struct FileSettings {
     queues: BTreeMap<String, QueueSettings>,
     schedules: Option<FileSchedules>,
     hooks: Option<FileHooks>,
+    alerts: Option<FileAlerts>,
     /// The agent's section, read by `meanwhile-agent`'s own loader; accepted here so
     /// that the file's other sections stay checked for typos.
     #[serde(default, rename = "agent")]
     _agent: Option<toml::Table>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAlerts {
+    #[serde(default)]
+    sinks: Vec<AlertSinkSettings>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -92,6 +92,21 @@ pub async fn serve(
         )?;
         cfg.end_hooks.push(std::sync::Arc::new(hook));
     }
+    for (i, sink) in settings.alert_sinks.iter().enumerate() {
+        if let Some(url) = &sink.webhook {
+            let hook =
+                crate::webhook::Webhook::new(url, sink.secret.clone()).map_err(|message| {
+                    ServerError::Config {
+                        origin: format!("alerts.sinks[{i}]"),
+                        message,
+                    }
+                })?;
+            cfg.alert_sinks.push(std::sync::Arc::new(hook));
+        }
+        if let Some(c) = &sink.command {
+            cfg.alert_commands.push(c.clone());
+        }
+    }
     cfg.shutdown_mode = if settings.stop_tasks {
         ShutdownMode::StopTasks
     } else {

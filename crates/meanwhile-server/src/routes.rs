@@ -2,7 +2,8 @@
 //! and answers. The router and the OpenAPI document are both built from it.
 
 use crate::handlers::{
-    control, events, notifications, output, queues, schedules, shutdown, status, tasks, wait,
+    alerts, control, events, notifications, output, queues, schedules, shutdown, status, tasks,
+    wait,
 };
 use crate::state::AppState;
 use axum::Router;
@@ -10,13 +11,13 @@ use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
 use meanwhile_core::http::{
-    BatchAnswer, BatchRequest, CleanBody, EventParams, LimitParams, ListParams, OutputParams,
-    ProgressReport, QueueUpdate, RemoveRequest, Removed, ShutdownRequest, ShuttingDown, Status,
-    StopRequest, SubmitAnswer, TaskDetail, WaitRequest,
+    AlertParams, BatchAnswer, BatchRequest, CleanBody, EventParams, Health, LimitParams,
+    ListParams, OutputParams, ProgressReport, QueueUpdate, RemoveRequest, Removed, ShutdownRequest,
+    ShuttingDown, Status, StopRequest, SubmitAnswer, TaskDetail, WaitRequest,
 };
 use meanwhile_core::{
-    Event, Notification, OutputChunk, Page, QueueInfo, ScheduleInfo, ScheduleSpec, TaskRecord,
-    TaskSpec, WaitOutcome,
+    Alert, Event, Notification, OutputChunk, Page, QueueInfo, ScheduleInfo, ScheduleSpec,
+    TaskRecord, TaskSpec, WaitOutcome,
 };
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 
@@ -142,6 +143,11 @@ pub(crate) fn table() -> Vec<Route> {
         op(M::PUT, "/v1/queues/{name}", "Create or change a queue: max_parallel, pause, resume", queues::set)
             .body::<QueueUpdate>()
             .answer::<QueueInfo>(),
+        op(M::GET, "/v1/alerts", "Alerts, newest first: the firing ones, or all with all=true", alerts::list)
+            .query::<AlertParams>()
+            .answer::<Vec<Alert>>(),
+        op(M::GET, "/v1/health", "Whether any alert fires (ok is false then), with the firing ones", alerts::health)
+            .answer::<Health>(),
         op(M::GET, "/v1/schedules", "The schedules with their next time and latest task", schedules::list)
             .answer::<Vec<ScheduleInfo>>(),
         op(M::POST, "/v1/schedules", "Add a schedule: a task submitted at the times a cron expression or an interval names", schedules::add)

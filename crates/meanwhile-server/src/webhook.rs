@@ -3,7 +3,7 @@
 //! least once and tries a failed POST again with backoff.
 
 use hmac::{Hmac, Mac};
-use meanwhile_runtime::{EndHook, TaskEnd};
+use meanwhile_runtime::{AlertSink, EndHook, TaskEnd};
 use sha2::Sha256;
 use std::future::Future;
 use std::pin::Pin;
@@ -60,26 +60,21 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
-impl EndHook for Webhook {
-    fn name(&self) -> String {
-        format!("webhook {}", self.url)
-    }
-
-    fn deliver(&self, end: TaskEnd) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
-        let body = serde_json::to_vec(&serde_json::json!({
-            "id": end.delivery,
-            "event": "task_ended",
-            "at": end.task.finished_at,
-            "task": end.task,
-        }));
+impl Webhook {
+    /// POSTs `body`, signed, naming the delivery `delivery`.
+    fn post(
+        &self,
+        delivery: String,
+        body: serde_json::Result<Vec<u8>>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
         let mut req = self
             .client
             .post(&self.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(DELIVERY_HEADER, end.delivery.to_string());
+            .header(DELIVERY_HEADER, delivery);
         let secret = self.secret.clone();
         Box::pin(async move {
-            let body = body.map_err(|e| format!("encoding the end: {e}"))?;
+            let body = body.map_err(|e| format!("encoding the body: {e}"))?;
             if let Some(secret) = secret {
                 req = req.header(SIGNATURE_HEADER, signature(&secret, &body));
             }
@@ -94,6 +89,43 @@ impl EndHook for Webhook {
                 meanwhile_core::shorten(&text, ANSWER_QUOTED)
             ))
         })
+    }
+}
+
+impl EndHook for Webhook {
+    fn name(&self) -> String {
+        format!("webhook {}", self.url)
+    }
+
+    fn deliver(&self, end: TaskEnd) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
+        let body = serde_json::to_vec(&serde_json::json!({
+            "id": end.delivery,
+            "event": "task_ended",
+            "at": end.task.finished_at,
+            "task": end.task,
+        }));
+        self.post(end.delivery.to_string(), body)
+    }
+}
+
+/// An alert sink's body is the alert: `id, kind, state, message, task, queue, at`.
+impl AlertSink for Webhook {
+    fn name(&self) -> String {
+        format!("alert webhook {}", self.url)
+    }
+
+    fn deliver(
+        &self,
+        alert: meanwhile_core::Alert,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
+        let state = match alert.state {
+            meanwhile_core::AlertState::Firing => "firing",
+            meanwhile_core::AlertState::Resolved => "resolved",
+        };
+        self.post(
+            format!("alert-{}-{state}", alert.id),
+            serde_json::to_vec(&alert),
+        )
     }
 }
 

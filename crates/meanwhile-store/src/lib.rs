@@ -13,8 +13,9 @@ pub use sqlite::{SCHEMA_VERSION, SqliteStore};
 
 use meanwhile_core::http::QueueUpdate;
 use meanwhile_core::{
-    Attempt, AttemptOutcome, Event, IllegalTransition, Notification, Progress, QueueInfo,
-    ScheduleInfo, ScheduleSpec, TaskId, TaskKind, TaskRecord, TaskState, Timestamp, ValidSpec,
+    Alert, AlertKind, Attempt, AttemptOutcome, Event, IllegalTransition, Notification, Progress,
+    QueueInfo, ScheduleInfo, ScheduleSpec, TaskId, TaskKind, TaskRecord, TaskState, Timestamp,
+    ValidSpec,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -240,6 +241,21 @@ pub struct ScheduleFiring {
     pub next: Option<Timestamp>,
 }
 
+/// An alert to fire.
+#[derive(Debug, Clone)]
+pub struct NewAlert {
+    /// What it is about.
+    pub kind: AlertKind,
+    /// Its cause (`task:7`, `queue:llm`): at most one alert of a kind fires per cause.
+    pub subject: String,
+    /// What happened, for people.
+    pub message: String,
+    /// The task it is about.
+    pub task: Option<TaskId>,
+    /// The queue it is about.
+    pub queue: Option<String>,
+}
+
 /// What recording a firing did.
 #[derive(Debug, Clone)]
 pub struct Fired {
@@ -390,6 +406,23 @@ pub trait Store: Send + Sync + 'static {
     fn events_after(&self, seq: i64, limit: u32) -> StoreFuture<'_, Vec<Event>>;
     /// Events as they are committed.
     fn subscribe(&self) -> broadcast::Receiver<Event>;
+    /// Fires an alert with an `alert` event; `None` when one of its kind fires for
+    /// that cause already.
+    fn fire_alert(&self, alert: NewAlert, now: Timestamp) -> StoreFuture<'_, Option<Alert>>;
+    /// Resolves the firing alert of `kind` for `subject`, with `message` saying why;
+    /// `None` when none fires.
+    fn resolve_alert(
+        &self,
+        kind: AlertKind,
+        subject: &str,
+        message: &str,
+        now: Timestamp,
+    ) -> StoreFuture<'_, Option<Alert>>;
+    /// Alerts, newest first: the firing ones, or all.
+    fn alerts(&self, all: bool, limit: u32) -> StoreFuture<'_, Vec<Alert>>;
+    /// The ids and states of the last `n` tasks of `queue` that ended (succeeded or
+    /// failed, not cancelled), newest first.
+    fn last_ends(&self, queue: &str, n: u32) -> StoreFuture<'_, Vec<(TaskId, TaskState)>>;
     /// Where the reader `name` of the event log is (the seq of the last event it is
     /// done with); the first time, the log's end, so a new reader replays nothing.
     fn reader_cursor(&self, name: &str) -> StoreFuture<'_, i64>;

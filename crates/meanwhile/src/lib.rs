@@ -63,6 +63,10 @@ pub enum Command {
     Notifications(cmd::notifications::Args),
     /// The daemon's health, version and task counts.
     Status(cmd::status::Args),
+    /// List alerts: stalled tasks, queues failing in a row, quarantined tasks.
+    Alerts(cmd::alerts::Args),
+    /// Exit 0 when no alert fires, 1 when one does (for cron and health checks).
+    Health(cmd::alerts::HealthArgs),
     /// Start, stop, restart the daemon, or install it as a systemd user service.
     Daemon(cmd::daemon::Args),
     /// Print a shell completion script.
@@ -107,6 +111,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Schedule(a) => cmd::schedule::run(&ctx, a).await,
             Command::Notifications(a) => cmd::notifications::run(&ctx, a).await,
             Command::Status(a) => cmd::status::run(&ctx, a).await,
+            Command::Alerts(a) => cmd::alerts::run(&ctx, a).await,
+            Command::Health(a) => cmd::alerts::health(&ctx, a).await,
             Command::Daemon(a) => cmd::daemon::run(&ctx, a).await,
             Command::Completions(a) => cmd::completions::run(a),
             Command::Serve(a) => cmd::serve::run(&ctx, a).await,

@@ -1,5 +1,6 @@
 //! The request handlers, one file per kind of request.
 
+pub(crate) mod alerts;
 pub(crate) mod control;
 pub(crate) mod events;
 pub(crate) mod notifications;

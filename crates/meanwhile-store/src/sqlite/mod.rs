@@ -12,14 +12,14 @@ mod schema;
 pub use schema::SCHEMA_VERSION;
 
 use crate::{
-    AttemptEnd, Claim, ClaimRequest, CleanRequest, Finished, Fired, ListFilter, NewTask, Page,
-    PruneRequest, Pruned, ScheduleFiring, Settled, StopOutcome, Store, StoreError, StoreFuture,
-    Submitted,
+    AttemptEnd, Claim, ClaimRequest, CleanRequest, Finished, Fired, ListFilter, NewAlert, NewTask,
+    Page, PruneRequest, Pruned, ScheduleFiring, Settled, StopOutcome, Store, StoreError,
+    StoreFuture, Submitted,
 };
 use meanwhile_core::http::QueueUpdate;
 use meanwhile_core::{
-    Attempt, Event, Notification, Progress, QueueInfo, ScheduleInfo, ScheduleSpec, TaskId,
-    TaskRecord, TaskState, Timestamp,
+    Alert, AlertKind, Attempt, Event, Notification, Progress, QueueInfo, ScheduleInfo,
+    ScheduleSpec, TaskId, TaskRecord, TaskState, Timestamp,
 };
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -504,6 +504,30 @@ impl Store for SqliteStore {
 
     fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()
+    }
+
+    fn fire_alert(&self, alert: NewAlert, now: Timestamp) -> StoreFuture<'_, Option<Alert>> {
+        self.write(move |conn, ev| ops::fire_alert(conn, ev, &alert, now))
+    }
+
+    fn resolve_alert(
+        &self,
+        kind: AlertKind,
+        subject: &str,
+        message: &str,
+        now: Timestamp,
+    ) -> StoreFuture<'_, Option<Alert>> {
+        let (subject, message) = (owned(subject), owned(message));
+        self.write(move |conn, ev| ops::resolve_alert(conn, ev, kind, &subject, &message, now))
+    }
+
+    fn alerts(&self, all: bool, limit: u32) -> StoreFuture<'_, Vec<Alert>> {
+        self.read(move |conn| ops::alerts(conn, all, limit))
+    }
+
+    fn last_ends(&self, queue: &str, n: u32) -> StoreFuture<'_, Vec<(TaskId, TaskState)>> {
+        let queue = owned(queue);
+        self.read(move |conn| ops::last_ends(conn, &queue, n))
     }
 
     fn reader_cursor(&self, name: &str) -> StoreFuture<'_, i64> {

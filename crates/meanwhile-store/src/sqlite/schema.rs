@@ -140,6 +140,23 @@ const MIGRATIONS: &[&str] = &[
         seq INTEGER NOT NULL
     );
     "#,
+    // Version 5: alerts, at most one firing per cause (`kind`, `subject`), and the
+    // queues' `alert_after` for the failures alert.
+    r#"
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        state TEXT NOT NULL,
+        message TEXT NOT NULL,
+        task_id INTEGER,
+        queue TEXT,
+        fired_at INTEGER NOT NULL,
+        resolved_at INTEGER
+    );
+    CREATE UNIQUE INDEX alerts_firing ON alerts(kind, subject) WHERE state = 'firing';
+    ALTER TABLE queues ADD COLUMN alert_after INTEGER;
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -209,6 +226,6 @@ mod tests {
             .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 4);
+        assert_eq!(SCHEMA_VERSION, 5);
     }
 }

@@ -1,6 +1,7 @@
 //! One module per command, each with its `Args` and `run`.
 
 pub mod agent;
+pub mod alerts;
 pub mod clean;
 pub mod completions;
 pub mod daemon;

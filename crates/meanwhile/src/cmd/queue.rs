@@ -41,6 +41,10 @@ pub enum Action {
         /// `none` removes the limit.
         #[arg(long, value_name = "N/WINDOW|none", value_parser = rate)]
         rate: Option<Limit<RateLimit>>,
+        /// Fire a `failures` alert when this many of its tasks in a row failed
+        /// (resolved when one succeeds); `none` removes it.
+        #[arg(long, value_name = "N|none", value_parser = alert_after)]
+        alert_after: Option<Limit<u32>>,
     },
     /// Start nothing new from the queue (running tasks go on).
     Pause {
@@ -59,13 +63,22 @@ pub enum Action {
 pub struct Limit<T>(pub Option<T>);
 
 fn per_key(s: &str) -> Result<Limit<u32>, String> {
+    count("per-key", s)
+}
+
+fn alert_after(s: &str) -> Result<Limit<u32>, String> {
+    count("alert-after", s)
+}
+
+/// A count from 1, or `none`.
+fn count(what: &str, s: &str) -> Result<Limit<u32>, String> {
     if s == "none" {
         return Ok(Limit(None));
     }
     match s.parse::<u32>() {
         Ok(n) if n >= 1 => Ok(Limit(Some(n))),
         _ => Err(format!(
-            "per-key must be a whole number from 1 to {}, or none for no limit, got {s:?}",
+            "{what} must be a whole number from 1 to {}, or none for no limit, got {s:?}",
             u32::MAX
         )),
     }
@@ -90,12 +103,14 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
             max_parallel,
             per_key,
             rate,
+            alert_after,
         } => Some((
             name,
             QueueUpdate {
                 max_parallel,
                 per_key: per_key.map(|l| l.0),
                 rate: rate.map(|l| l.0),
+                alert_after: alert_after.map(|l| l.0),
                 ..QueueUpdate::default()
             },
         )),

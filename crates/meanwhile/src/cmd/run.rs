@@ -53,6 +53,22 @@ pub struct TaskOptions {
     /// `MEANWHILE_TASK_ID`, `MEANWHILE_TASK_STATE` and `MEANWHILE_EXIT_CODE` set.
     #[arg(long, value_name = "CMD")]
     pub on_end: Option<String>,
+    /// Fire a `stalled` alert when the task prints nothing for this long (`10m`);
+    /// it resolves when the task prints again or ends.
+    #[arg(long, value_parser = duration)]
+    pub stall: Option<Duration>,
+    /// What a stall does besides the alert: `alert` (only that) or `stop` (stop the
+    /// task).
+    #[arg(long, value_name = "alert|stop", value_parser = stall_action, requires = "stall")]
+    pub stall_action: Option<meanwhile_core::StallAction>,
+}
+
+fn stall_action(s: &str) -> Result<meanwhile_core::StallAction, String> {
+    match s {
+        "alert" => Ok(meanwhile_core::StallAction::Alert),
+        "stop" => Ok(meanwhile_core::StallAction::Stop),
+        _ => Err(format!("expected alert or stop, got {s:?}")),
+    }
 }
 
 impl TaskOptions {
@@ -90,6 +106,8 @@ impl TaskOptions {
         spec.session = self.session.clone();
         spec.concurrency_key = self.key.clone();
         spec.on_end = self.on_end.clone();
+        spec.stall = self.stall;
+        spec.stall_action = self.stall_action;
         Ok(())
     }
 }

@@ -3,6 +3,7 @@
 mod support;
 
 mod agent;
+mod alerts;
 mod commands;
 mod daemon;
 mod hooks;

@@ -2,6 +2,7 @@
 //! writer thread's transaction; every state change goes through
 //! `meanwhile_core::transition`.
 
+mod alerts;
 mod events;
 mod lifecycle;
 mod notifications;
@@ -10,6 +11,7 @@ mod rows;
 mod schedules;
 mod tasks;
 
+pub(crate) use alerts::*;
 pub(crate) use events::*;
 pub(crate) use lifecycle::*;
 pub(crate) use notifications::*;

@@ -57,7 +57,7 @@ pub(crate) fn queues(conn: &Connection) -> Result<Vec<QueueInfo>> {
     let counts = queue_counts(conn)?;
     let get = |q: &str, s: &str| counts.get(&(q.to_string(), s.to_string())).copied();
     let mut stmt = conn.prepare_cached(
-        "SELECT name, max_parallel, paused, per_key, rate_count, rate_window_ms
+        "SELECT name, max_parallel, paused, per_key, rate_count, rate_window_ms, alert_after
          FROM queues ORDER BY name",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -68,11 +68,12 @@ pub(crate) fn queues(conn: &Connection) -> Result<Vec<QueueInfo>> {
             r.get::<_, Option<i64>>(3)?,
             r.get::<_, Option<i64>>(4)?,
             r.get::<_, Option<i64>>(5)?,
+            r.get::<_, Option<i64>>(6)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (name, max_parallel, paused, per_key, rate_count, rate_window) = row?;
+        let (name, max_parallel, paused, per_key, rate_count, rate_window, alert_after) = row?;
         let rate = match (rate_count, rate_window) {
             (Some(count), Some(window)) => Some(
                 u32::try_from(count)
@@ -93,6 +94,7 @@ pub(crate) fn queues(conn: &Connection) -> Result<Vec<QueueInfo>> {
             paused: paused != 0,
             per_key: per_key.map(|n| n.clamp(1, u32::MAX.into()) as u32),
             rate,
+            alert_after: alert_after.map(|n| n.clamp(1, u32::MAX.into()) as u32),
         });
     }
     Ok(out)
@@ -110,6 +112,12 @@ pub(crate) fn set_queue(
             message: "must be at least 1 (pause the queue to start nothing)".into(),
         });
     }
+    if change.alert_after == Some(Some(0)) {
+        return Err(StoreError::Invalid {
+            field: "alert_after",
+            message: "must be at least 1 (or none for no failures alert)".into(),
+        });
+    }
     if change.per_key == Some(Some(0)) {
         return Err(StoreError::Invalid {
             field: "per_key",
@@ -124,7 +132,8 @@ pub(crate) fn set_queue(
             paused = COALESCE(?3, paused),
             per_key = CASE WHEN ?4 THEN ?5 ELSE per_key END,
             rate_count = CASE WHEN ?6 THEN ?7 ELSE rate_count END,
-            rate_window_ms = CASE WHEN ?6 THEN ?8 ELSE rate_window_ms END
+            rate_window_ms = CASE WHEN ?6 THEN ?8 ELSE rate_window_ms END,
+            alert_after = CASE WHEN ?9 THEN ?10 ELSE alert_after END
          WHERE name = ?1",
     )?
     .execute(params![
@@ -136,6 +145,8 @@ pub(crate) fn set_queue(
         change.rate.is_some(),
         rate.map(|r| r.count()),
         rate.map(|r| r.window_ms()),
+        change.alert_after.is_some(),
+        change.alert_after.flatten(),
     ])?;
     if change.rate == Some(None) {
         // Starts are counted only while a limit asks for them.

@@ -1,0 +1,85 @@
+//! Alerts: conditions an operator must hear of when no one is watching. Each fires
+//! once when its cause appears and resolves once when the cause clears.
+
+use crate::task::{TaskId, Timestamp};
+use serde::{Deserialize, Serialize};
+
+/// What an alert is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// A task with a `stall` time printed nothing for that long; resolves when it
+    /// prints again or ends.
+    Stalled,
+    /// A queue's last `alert_after` tasks all failed; resolves when one succeeds.
+    Failures,
+    /// A task used up its retries; resolves when it is retried or removed.
+    Quarantined,
+}
+
+impl AlertKind {
+    /// The name used on the wire and in the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::Stalled => "stalled",
+            AlertKind::Failures => "failures",
+            AlertKind::Quarantined => "quarantined",
+        }
+    }
+
+    /// Parses a kind's name.
+    pub fn parse(s: &str) -> Option<AlertKind> {
+        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+    }
+}
+
+/// Whether an alert's cause is still there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    /// The cause is there.
+    Firing,
+    /// The cause cleared.
+    Resolved,
+}
+
+/// One alert, as listed and as sinks receive it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Alert {
+    /// Its id, increasing.
+    pub id: i64,
+    /// What it is about.
+    pub kind: AlertKind,
+    /// Firing or resolved.
+    pub state: AlertState,
+    /// What happened, for people.
+    pub message: String,
+    /// The task it is about, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<TaskId>,
+    /// The queue it is about, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    /// When it fired, or resolved (the latest of the two).
+    pub at: Timestamp,
+    /// When it fired.
+    pub fired_at: Timestamp,
+    /// When it resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<Timestamp>,
+}
+
+/// What a task does when it printed nothing for its `stall` time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum StallAction {
+    /// A `stalled` alert fires; the task goes on.
+    #[default]
+    Alert,
+    /// The alert fires and the task is stopped (SIGTERM, grace, SIGKILL).
+    Stop,
+}

@@ -1,0 +1,421 @@
+//! Alerts that need no person watching: `quarantined` (a task used up its retries),
+//! `failures` (a queue's last `alert_after` tasks all failed) and `stalled` (a task
+//! with a `stall` time printed nothing for that long; `stall_action = stop` also
+//! stops it). Each fires once when its cause appears and resolves once when the
+//! cause clears; the store keeps at most one firing alert per cause, and commits an
+//! `alert` event with each change, which the hook runner delivers to the sinks.
+//!
+//! The first two follow the event log from a cursor kept in the store (so an end
+//! recorded while this loop was behind, or at start, is not missed); stalls are
+//! looked for once a second among this node's running tasks.
+
+use crate::engine::Inner;
+use meanwhile_core::{
+    AlertKind, Event, EventKind, StallAction, StopMode, TaskId, TaskRecord, TaskState, Timestamp,
+};
+use meanwhile_store::{NewAlert, StopOutcome, StoreError};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The event log reader's name in the store.
+const CURSOR: &str = "alerts";
+/// How often running tasks are looked at for stalls.
+const STALL_LOOK: Duration = Duration::from_secs(1);
+/// Events read from the store at a time when behind.
+const PAGE: u32 = 256;
+
+pub(crate) fn start(inner: &Arc<Inner>) {
+    tokio::spawn(follow(inner.clone()));
+    tokio::spawn(stalls(inner.clone()));
+}
+
+fn subject(id: TaskId) -> String {
+    format!("task:{id}")
+}
+
+fn queue_subject(queue: &str) -> String {
+    format!("queue:{queue}")
+}
+
+/// Logs a failed alert write; the next event or look tries again.
+fn failed(inner: &Inner, what: std::fmt::Arguments<'_>, e: &StoreError) {
+    inner.write_failed(what, e);
+}
+
+/// What the follower keeps between events.
+struct Follower {
+    inner: Arc<Inner>,
+    /// Queues with a failures alert, and their `alert_after`.
+    watched: HashMap<String, u32>,
+    /// Tasks with a firing `quarantined` alert.
+    quarantined: HashSet<TaskId>,
+}
+
+async fn follow(inner: Arc<Inner>) {
+    let mut shutdown = inner.shutdown.subscribe();
+    let mut events = inner.store.subscribe();
+    let mut f = Follower {
+        inner: inner.clone(),
+        watched: HashMap::new(),
+        quarantined: HashSet::new(),
+    };
+    let mut next = loop {
+        let start = async {
+            f.load().await?;
+            inner.store.reader_cursor(CURSOR).await
+        };
+        match start.await {
+            Ok(c) => break c,
+            Err(e) => {
+                failed(&inner, format_args!("starting the alerts"), &e);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+    };
+    let mut saved = next;
+    let mut behind = true;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        if behind {
+            match inner.store.events_after(next, PAGE).await {
+                Ok(page) => {
+                    behind = page.len() as u32 == PAGE;
+                    for e in page {
+                        f.take(&e).await;
+                        next = e.seq;
+                    }
+                }
+                Err(e) => {
+                    failed(&inner, format_args!("reading events for alerts"), &e);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            continue;
+        }
+        tokio::select! {
+            got = events.recv() => match got {
+                Ok(e) if e.seq <= next => {}
+                Ok(e) if e.seq == next + 1 => {
+                    f.take(&e).await;
+                    next = e.seq;
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => behind = true,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            // Quiet for a second: save where the follower is.
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                if next != saved {
+                    match inner.store.set_reader_cursor(CURSOR, next).await {
+                        Ok(()) => saved = next,
+                        Err(e) => failed(&inner, format_args!("saving the alerts' cursor"), &e),
+                    }
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+impl Follower {
+    /// Reads the queues' settings and the firing `quarantined` alerts.
+    async fn load(&mut self) -> Result<(), StoreError> {
+        self.watched = self
+            .inner
+            .store
+            .queues()
+            .await?
+            .into_iter()
+            .filter_map(|q| Some((q.name, q.alert_after?)))
+            .collect();
+        self.quarantined = self
+            .inner
+            .store
+            .alerts(false, 10_000)
+            .await?
+            .into_iter()
+            .filter(|a| a.kind == AlertKind::Quarantined)
+            .filter_map(|a| a.task)
+            .collect();
+        Ok(())
+    }
+
+    async fn take(&mut self, e: &Event) {
+        let now = crate::now();
+        match e.kind {
+            EventKind::Queue => {
+                let name = e.data["name"].as_str().unwrap_or_default().to_string();
+                match e.data["alert_after"].as_u64() {
+                    Some(n) => {
+                        self.watched.insert(name, n as u32);
+                    }
+                    None => {
+                        if self.watched.remove(&name).is_some() {
+                            self.resolve(
+                                AlertKind::Failures,
+                                &queue_subject(&name),
+                                format!("queue {name} no longer alerts on failures"),
+                                now,
+                            )
+                            .await;
+                        }
+                    }
+                }
+            }
+            EventKind::Finished => {
+                let Some(id) = e.task_id else { return };
+                let state = e.data["state"].as_str().and_then(TaskState::parse);
+                if state != Some(TaskState::Quarantined) && self.watched.is_empty() {
+                    return;
+                }
+                let task = match self.inner.store.get(id).await {
+                    Ok(t) => t,
+                    Err(_) => return,
+                };
+                if task.state == TaskState::Quarantined {
+                    let message = format!(
+                        "task {} ({}) is quarantined after {} attempt(s){}",
+                        task.id,
+                        task.name,
+                        task.attempts,
+                        task.reason
+                            .as_deref()
+                            .map(|r| format!(": {r}"))
+                            .unwrap_or_default()
+                    );
+                    self.fire(
+                        AlertKind::Quarantined,
+                        subject(id),
+                        message,
+                        Some(&task),
+                        now,
+                    )
+                    .await;
+                    self.quarantined.insert(id);
+                }
+                self.failures(&task, now).await;
+            }
+            EventKind::Retried | EventKind::Removed => {
+                let Some(id) = e.task_id else { return };
+                if self.quarantined.remove(&id) {
+                    let how = if e.kind == EventKind::Retried {
+                        "was retried"
+                    } else {
+                        "was removed"
+                    };
+                    self.resolve(
+                        AlertKind::Quarantined,
+                        &subject(id),
+                        format!("task {id} {how}"),
+                        now,
+                    )
+                    .await;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The failures alert of the task's queue: fires when its last `alert_after`
+    /// ends all failed, resolves when one succeeded.
+    async fn failures(&mut self, task: &TaskRecord, now: Timestamp) {
+        let Some(&n) = self.watched.get(&task.queue) else {
+            return;
+        };
+        let q = &task.queue;
+        if task.state == TaskState::Succeeded {
+            self.resolve(
+                AlertKind::Failures,
+                &queue_subject(q),
+                format!("queue {q}: task {} succeeded", task.id),
+                now,
+            )
+            .await;
+            return;
+        }
+        let ends = match self.inner.store.last_ends(q, n).await {
+            Ok(e) => e,
+            Err(e) => {
+                failed(
+                    &self.inner,
+                    format_args!("reading queue {q}'s last ends"),
+                    &e,
+                );
+                return;
+            }
+        };
+        if ends.len() as u32 == n && ends.iter().all(|(_, s)| *s != TaskState::Succeeded) {
+            let ids: Vec<String> = ends.iter().rev().map(|(id, _)| id.to_string()).collect();
+            let message = format!(
+                "queue {q}: the last {n} task(s) failed ({})",
+                ids.join(", ")
+            );
+            self.fire(
+                AlertKind::Failures,
+                queue_subject(q),
+                message,
+                Some(task),
+                now,
+            )
+            .await;
+        }
+    }
+
+    async fn fire(
+        &self,
+        kind: AlertKind,
+        subject: String,
+        message: String,
+        task: Option<&TaskRecord>,
+        now: Timestamp,
+    ) {
+        fire(&self.inner, kind, subject, message, task, now).await;
+    }
+
+    async fn resolve(&self, kind: AlertKind, subject: &str, message: String, now: Timestamp) {
+        if let Err(e) = self
+            .inner
+            .store
+            .resolve_alert(kind, subject, &message, now)
+            .await
+        {
+            failed(
+                &self.inner,
+                format_args!("resolving a {} alert", kind.as_str()),
+                &e,
+            );
+        }
+    }
+}
+
+async fn fire(
+    inner: &Inner,
+    kind: AlertKind,
+    subject: String,
+    message: String,
+    task: Option<&TaskRecord>,
+    now: Timestamp,
+) {
+    let alert = NewAlert {
+        kind,
+        subject,
+        message,
+        task: task.filter(|_| kind != AlertKind::Failures).map(|t| t.id),
+        queue: task.map(|t| t.queue.clone()),
+    };
+    match inner.store.fire_alert(alert, now).await {
+        Ok(Some(a)) => tracing::warn!("alert: {}", a.message),
+        Ok(None) => {}
+        Err(e) => failed(inner, format_args!("firing a {} alert", kind.as_str()), &e),
+    }
+}
+
+/// When a running task last printed: its log's modification time, or its start.
+fn last_output(inner: &Inner, t: &TaskRecord) -> Timestamp {
+    let started = t.started_at.unwrap_or(t.created_at);
+    let written = std::fs::metadata(inner.home.log(t.id))
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| Timestamp(d.as_millis() as i64));
+    written.map_or(started, |w| w.max(started))
+}
+
+/// Looks at this node's running tasks with a `stall` time once a second.
+async fn stalls(inner: Arc<Inner>) {
+    let mut shutdown = inner.shutdown.subscribe();
+    // Tasks with a firing stalled alert, and when it fired.
+    let mut stalled: HashMap<TaskId, Timestamp> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(STALL_LOOK) => {}
+            _ = shutdown.changed() => return,
+        }
+        let running = match inner.store.running(Some(&inner.node), None).await {
+            Ok(r) => r,
+            Err(e) => {
+                failed(&inner, format_args!("looking for stalled tasks"), &e);
+                continue;
+            }
+        };
+        let now = crate::now();
+        let mut still = HashSet::new();
+        for (t, _) in &running {
+            let Some(stall) = t.spec.stall else { continue };
+            still.insert(t.id);
+            let last = last_output(&inner, t);
+            let quiet = Duration::from_millis(last.millis_until(now));
+            match stalled.get(&t.id) {
+                None if quiet >= stall => {
+                    let stop = t.spec.stall_action == Some(StallAction::Stop);
+                    let message = format!(
+                        "task {} ({}) printed nothing for {}{}",
+                        t.id,
+                        t.name,
+                        meanwhile_core::format_duration(quiet),
+                        if stop { "; stopping it" } else { "" }
+                    );
+                    fire(
+                        &inner,
+                        AlertKind::Stalled,
+                        subject(t.id),
+                        message,
+                        Some(t),
+                        now,
+                    )
+                    .await;
+                    stalled.insert(t.id, now);
+                    if stop {
+                        stop_stalled(&inner, t).await;
+                    }
+                }
+                Some(&fired) if last > fired => {
+                    resolve_stall(&inner, t.id, "printed again", now).await;
+                    stalled.remove(&t.id);
+                }
+                _ => {}
+            }
+        }
+        // Ended (or moved away): the stall is over.
+        let gone: Vec<TaskId> = stalled
+            .keys()
+            .filter(|id| !still.contains(id))
+            .copied()
+            .collect();
+        for id in gone {
+            resolve_stall(&inner, id, "ended", now).await;
+            stalled.remove(&id);
+        }
+    }
+}
+
+async fn resolve_stall(inner: &Inner, id: TaskId, how: &str, now: Timestamp) {
+    let message = format!("task {id} {how}");
+    if let Err(e) = inner
+        .store
+        .resolve_alert(AlertKind::Stalled, &subject(id), &message, now)
+        .await
+    {
+        failed(inner, format_args!("resolving a stalled alert"), &e);
+    }
+}
+
+/// Stops a stalled task as `meanwhile stop` does.
+async fn stop_stalled(inner: &Inner, t: &TaskRecord) {
+    match inner.store.request_stop(t.id, crate::now()).await {
+        Ok(StopOutcome::Stopping(task)) => {
+            if task.node.as_deref() == Some(inner.node.as_str()) {
+                inner
+                    .registry()
+                    .stop(t.id, task.attempts, StopMode::Graceful);
+            }
+        }
+        Ok(StopOutcome::Cancelled(_)) => {}
+        Err(e) => failed(inner, format_args!("stopping stalled task {}", t.id), &e),
+    }
+}

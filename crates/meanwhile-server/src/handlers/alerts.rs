@@ -1,0 +1,30 @@
+//! Alerts: the firing ones (or all), and the daemon's health, which is whether any
+//! fires.
+
+use crate::error::Answer;
+use crate::extract::Params;
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use meanwhile_core::Alert;
+use meanwhile_core::http::{AlertParams, Health};
+
+/// The most alerts one answer lists.
+const MAX_ALERTS: u32 = 1000;
+
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Params(p): Params<AlertParams>,
+) -> Answer<Json<Vec<Alert>>> {
+    Ok(Json(
+        state.rt.alerts(p.all.unwrap_or(false), MAX_ALERTS).await?,
+    ))
+}
+
+pub(crate) async fn health(State(state): State<AppState>) -> Answer<Json<Health>> {
+    let firing = state.rt.alerts(false, MAX_ALERTS).await?;
+    Ok(Json(Health {
+        ok: firing.is_empty(),
+        firing,
+    }))
+}

@@ -1,0 +1,202 @@
+//! Alerts against a real daemon: a stalled task that fires and then resolves when it
+//! prints again, one that is stopped for its stall, a queue failing in a row, a
+//! quarantined task; each told to a command sink once when it fires and once when it
+//! resolves, and `meanwhile health` exiting 1 while one fires.
+
+use crate::support::*;
+use std::time::{Duration, Instant};
+
+fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(120), "never: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The alerts sink's lines: `KIND STATE TASK QUEUE`.
+fn told(h: &Home) -> Vec<String> {
+    std::fs::read_to_string(h.dir.path().join("alerts.txt"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn alerted_daemon() -> Home {
+    let mut h = Home::new();
+    std::fs::create_dir_all(&h.home).unwrap();
+    let sink = h.dir.path().join("alerts.txt");
+    std::fs::write(
+        h.home.join("config.toml"),
+        format!(
+            "[[alerts.sinks]]\ncommand = 'echo \"$MEANWHILE_ALERT_KIND $MEANWHILE_ALERT_STATE $MEANWHILE_ALERT_TASK $MEANWHILE_ALERT_QUEUE\" >> {}'\n",
+            sink.display()
+        ),
+    )
+    .unwrap();
+    h.serve(&[]);
+    h
+}
+
+/// Waits for a task; its record (the exit code is the task's).
+fn wait(h: &Home, id: &str) -> serde_json::Value {
+    serde_json::from_slice(&h.run(&["wait", "--json", id]).stdout).unwrap()
+}
+
+fn alerts(h: &Home) -> Vec<serde_json::Value> {
+    h.json(&["alerts", "--all", "--json"])
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn a_stall_fires_once_and_resolves_once_when_the_task_prints_again() {
+    let h = alerted_daemon();
+    let id = h
+        .ok(&[
+            "run",
+            "--stall",
+            "2s",
+            "--",
+            "sh",
+            "-c",
+            "echo a; sleep 5; echo b; sleep 1.5",
+        ])
+        .trim()
+        .to_string();
+    until("a stalled alert", || {
+        alerts(&h)
+            .iter()
+            .any(|a| a["kind"] == "stalled" && a["state"] == "firing")
+    });
+    let o = h.run(&["health"]);
+    assert_eq!(code(&o), 1, "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("printed nothing for"));
+    wait(&h, &id);
+    until("the stall resolved", || {
+        alerts(&h)
+            .iter()
+            .any(|a| a["kind"] == "stalled" && a["state"] == "resolved")
+    });
+    assert_eq!(code(&h.run(&["health"])), 0);
+    let all = alerts(&h);
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0]["task"].to_string(), id);
+    assert!(
+        all[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("printed again"),
+        "{all:?}"
+    );
+    until("the sink told of both", || told(&h).len() >= 2);
+    assert_eq!(
+        told(&h),
+        vec![
+            format!("stalled firing {id} default"),
+            format!("stalled resolved {id} default")
+        ]
+    );
+}
+
+#[test]
+fn a_stall_can_stop_the_task() {
+    let h = alerted_daemon();
+    let id = h
+        .ok(&[
+            "run",
+            "--stall",
+            "1s",
+            "--stall-action",
+            "stop",
+            "--",
+            "sleep",
+            "60",
+        ])
+        .trim()
+        .to_string();
+    let w = wait(&h, &id);
+    assert_eq!(w["tasks"][0]["state"], "cancelled", "{w}");
+    until("the stall resolved", || {
+        alerts(&h).iter().any(|a| a["state"] == "resolved")
+    });
+    let all = alerts(&h);
+    assert!(
+        all[0]["message"].as_str().unwrap().contains("ended"),
+        "{all:?}"
+    );
+    let o = h.run(&["run", "--stall-action", "stop", "--", "true"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+}
+
+#[test]
+fn a_queue_failing_in_a_row_fires_and_a_success_resolves_it() {
+    let h = alerted_daemon();
+    h.ok(&["queue", "set", "llm", "--alert-after", "2"]);
+    let q = h.json(&["queue", "--json"]);
+    let llm = q
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "llm")
+        .unwrap()
+        .clone();
+    assert_eq!(llm["alert_after"], 2, "{q}");
+    for _ in 0..2 {
+        h.run(&["run", "-q", "llm", "--wait", "--", "false"]);
+    }
+    until("a failures alert", || {
+        alerts(&h)
+            .iter()
+            .any(|a| a["kind"] == "failures" && a["state"] == "firing")
+    });
+    // A third failure does not fire it again.
+    h.run(&["run", "-q", "llm", "--wait", "--", "false"]);
+    h.ok(&["run", "-q", "llm", "--wait", "--", "true"]);
+    until("it resolved", || {
+        alerts(&h)
+            .iter()
+            .any(|a| a["kind"] == "failures" && a["state"] == "resolved")
+    });
+    let all = alerts(&h);
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0]["queue"], "llm");
+    until("the sink told of both", || told(&h).len() >= 2);
+    assert_eq!(
+        told(&h),
+        vec!["failures firing  llm", "failures resolved  llm"]
+    );
+}
+
+#[test]
+fn a_quarantined_task_fires_until_it_is_retried() {
+    let h = alerted_daemon();
+    let id = h
+        .ok(&["run", "-r", "1", "--backoff", "10ms", "--", "false"])
+        .trim()
+        .to_string();
+    let w = wait(&h, &id);
+    assert_eq!(w["tasks"][0]["state"], "quarantined", "{w}");
+    until("a quarantined alert", || {
+        alerts(&h)
+            .iter()
+            .any(|a| a["kind"] == "quarantined" && a["state"] == "firing")
+    });
+    assert_eq!(code(&h.run(&["health"])), 1);
+    h.ok(&["retry", &id]);
+    until("it resolved", || {
+        alerts(&h)
+            .iter()
+            .any(|a| a["kind"] == "quarantined" && a["state"] == "resolved")
+    });
+    wait(&h, &id);
+    until("quarantined again: a new alert", || {
+        alerts(&h)
+            .iter()
+            .filter(|a| a["kind"] == "quarantined")
+            .count()
+            == 2
+    });
+}
