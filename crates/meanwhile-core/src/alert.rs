@@ -16,6 +16,9 @@ pub enum AlertKind {
     Failures,
     /// A task used up its retries; resolves when it is retried or removed.
     Quarantined,
+    /// A schedule's times passed while meanwhile was not running; resolves when it
+    /// next fires on time.
+    ScheduleMissed,
 }
 
 impl AlertKind {
@@ -25,6 +28,7 @@ impl AlertKind {
             AlertKind::Stalled => "stalled",
             AlertKind::Failures => "failures",
             AlertKind::Quarantined => "quarantined",
+            AlertKind::ScheduleMissed => "schedule_missed",
         }
     }
 

@@ -9,8 +9,8 @@
 //! schedule changes.
 
 use crate::engine::Inner;
-use meanwhile_core::{ScheduleInfo, Timestamp};
-use meanwhile_store::{NewTask, ScheduleFiring, StoreError, Submitted};
+use meanwhile_core::{AlertKind, ScheduleInfo, Timestamp};
+use meanwhile_store::{NewAlert, NewTask, ScheduleFiring, StoreError, Submitted};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -124,9 +124,52 @@ async fn fire(
             if matches!(f.task, Some(Submitted::Created(_))) {
                 inner.wake.notify_one();
             }
+            missed_alert(inner, name, &plan, now).await?;
             Ok(f.schedule.next_fire)
         }
         // Another runtime fired it, or it was paused or removed meanwhile: look again.
         None => Ok(Some(now)),
     }
+}
+
+/// The `schedule_missed` alert: fires when times were missed, resolves at the next
+/// firing on time.
+async fn missed_alert(
+    inner: &Inner,
+    name: &str,
+    plan: &meanwhile_core::Plan,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let subject = format!("schedule:{name}");
+    if plan.late {
+        let n = plan.missed + u64::from(plan.fire.is_some());
+        let message = format!(
+            "schedule {name} missed {n} firing time(s) while meanwhile was not running{}",
+            if plan.fire.is_some() {
+                "; one ran late (missed = once)"
+            } else {
+                ""
+            }
+        );
+        inner
+            .store
+            .fire_alert(
+                NewAlert {
+                    kind: AlertKind::ScheduleMissed,
+                    subject,
+                    message,
+                    task: None,
+                    queue: None,
+                },
+                now,
+            )
+            .await?;
+    } else if plan.fire.is_some() {
+        let message = format!("schedule {name} fired on time");
+        inner
+            .store
+            .resolve_alert(AlertKind::ScheduleMissed, &subject, &message, now)
+            .await?;
+    }
+    Ok(())
 }

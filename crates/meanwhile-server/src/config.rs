@@ -41,6 +41,11 @@ pub struct Settings {
     pub hooks: Hooks,
     /// Where alerts go (`[[alerts.sinks]]`).
     pub alert_sinks: Vec<AlertSinkSettings>,
+    /// The dead man's switch: a URL fetched every `heartbeat_every` while the daemon
+    /// runs, so a monitor outside notices when it stops (`[alerts] heartbeat_url`).
+    pub heartbeat_url: Option<String>,
+    /// How often the heartbeat URL is fetched. Default 1m.
+    pub heartbeat_every: Duration,
 }
 
 /// One alert sink: a webhook (optionally signed) or a command.
@@ -196,6 +201,8 @@ impl Settings {
             schedule_late_after: meanwhile_core::DEFAULT_LATE_AFTER,
             hooks: Hooks::default(),
             alert_sinks: Vec::new(),
+            heartbeat_url: None,
+            heartbeat_every: Duration::from_secs(60),
         }
     }
 
@@ -263,6 +270,15 @@ impl Settings {
             self.schedule_late_after = l;
         }
         if let Some(a) = f.alerts {
+            if a.heartbeat_url.is_some() {
+                self.heartbeat_url = a.heartbeat_url.filter(|u| !u.trim().is_empty());
+            }
+            if let Some(e) = a.heartbeat_every {
+                if e.is_zero() {
+                    return Err(bad("alerts.heartbeat_every must be longer than 0s".into()));
+                }
+                self.heartbeat_every = e;
+            }
             for (i, sink) in a.sinks.into_iter().enumerate() {
                 match (&sink.webhook, &sink.command) {
                     (Some(_), None) | (None, Some(_)) => {}
@@ -413,6 +429,9 @@ struct FileSettings {
 struct FileAlerts {
     #[serde(default)]
     sinks: Vec<AlertSinkSettings>,
+    heartbeat_url: Option<String>,
+    #[serde(default, with = "serde_opt_duration")]
+    heartbeat_every: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

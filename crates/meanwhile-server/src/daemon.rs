@@ -158,6 +158,13 @@ pub async fn serve(
         stop: stop_tx.clone(),
     };
     let retention = tokio::spawn(retention::run(rt.clone(), settings.retention));
+    if let Some(url) = &settings.heartbeat_url {
+        tokio::spawn(crate::webhook::heartbeat(
+            url.clone(),
+            settings.heartbeat_every,
+            down_rx.clone(),
+        ));
+    }
     tokio::spawn(async move {
         tokio::select! {
             _ = shutdown => {}

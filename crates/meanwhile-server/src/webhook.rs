@@ -50,6 +50,40 @@ impl Webhook {
     }
 }
 
+/// The dead man's switch: fetches `url` every `every` until `down` says the daemon
+/// stops, so that a monitor outside (healthchecks.io, Cronitor, an uptime check)
+/// notices when meanwhile is gone. A failed fetch is logged; the next one comes on
+/// time.
+pub(crate) async fn heartbeat(
+    url: String,
+    every: Duration,
+    mut down: tokio::sync::watch::Receiver<bool>,
+) {
+    let _already_installed = rustls::crypto::ring::default_provider().install_default();
+    let client = match reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT.min(every.max(Duration::from_secs(1))))
+        .user_agent(concat!("meanwhile/", env!("CARGO_PKG_VERSION")))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("heartbeat client: {e}");
+            return;
+        }
+    };
+    loop {
+        match client.get(&url).send().await {
+            Ok(r) if r.status().is_success() => tracing::debug!("heartbeat sent to {url}"),
+            Ok(r) => tracing::warn!("heartbeat to {url} answered {}", r.status()),
+            Err(e) => tracing::warn!("heartbeat to {url} failed: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = down.wait_for(|d| *d) => return,
+        }
+    }
+}
+
 /// `sha256=` and the hex HMAC-SHA256 of `body` under `secret`.
 pub fn signature(secret: &str, body: &[u8]) -> String {
     let mut mac =

@@ -200,3 +200,48 @@ fn a_quarantined_task_fires_until_it_is_retried() {
             == 2
     });
 }
+
+#[test]
+fn the_dead_mans_switch_is_fetched_while_the_daemon_runs() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/ping/abc", listener.local_addr().unwrap());
+    let pings = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = pings.clone();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = [0u8; 4096];
+            let n = conn.read(&mut buf).unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+            seen.lock()
+                .unwrap()
+                .push(head.lines().next().unwrap_or_default().to_string());
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nOK");
+        }
+    });
+    let mut h = Home::new();
+    std::fs::create_dir_all(&h.home).unwrap();
+    std::fs::write(
+        h.home.join("config.toml"),
+        format!("[alerts]\nheartbeat_url = \"{url}\"\nheartbeat_every = \"200ms\"\n"),
+    )
+    .unwrap();
+    h.serve(&[]);
+    until("three heartbeats", || pings.lock().unwrap().len() >= 3);
+    assert!(
+        pings
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|l| l == "GET /ping/abc HTTP/1.1"),
+        "{:?}",
+        pings.lock().unwrap()
+    );
+    // Stopped, the daemon sends no more.
+    h.kill_daemon();
+    let n = pings.lock().unwrap().len();
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(pings.lock().unwrap().len(), n);
+}

@@ -134,6 +134,18 @@ fn after_downtime_skip_runs_nothing_and_once_runs_one_catch_up() {
     );
     let tasks = tasks_of(&h, "once");
     assert_eq!(tasks.len(), 1, "{tasks:?}");
+    // Both missed a time: a schedule_missed alert each, resolved when they next
+    // fire on time (10 s).
+    let missed = |state: &str| {
+        h.json(&["alerts", "--all", "--json"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["kind"] == "schedule_missed" && a["state"] == state)
+            .count()
+    };
+    assert_eq!(missed("firing"), 2);
+    until("both fired on time again", || missed("resolved") == 2);
     // Its task is for the time that was missed.
     assert_eq!(
         once["last_fire"].as_i64().unwrap(),
