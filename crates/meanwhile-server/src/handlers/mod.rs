@@ -1,5 +1,6 @@
 //! The request handlers, one file per kind of request.
 
+pub(crate) mod audit;
 pub(crate) mod control;
 pub(crate) mod events;
 pub(crate) mod notifications;
@@ -9,4 +10,5 @@ pub(crate) mod schedules;
 pub(crate) mod shutdown;
 pub(crate) mod status;
 pub(crate) mod tasks;
+pub(crate) mod tokens;
 pub(crate) mod wait;

@@ -1,6 +1,7 @@
 //! One module per command, each with its `Args` and `run`.
 
 pub mod agent;
+pub mod audit;
 pub mod clean;
 pub mod completions;
 pub mod daemon;
@@ -17,6 +18,7 @@ pub mod serve;
 pub mod show;
 pub mod status;
 pub mod stop;
+pub mod token;
 pub mod wait;
 
 use meanwhile_core::{TaskId, parse_duration};
