@@ -3,6 +3,7 @@
 mod support;
 
 mod agent;
+mod audit;
 mod commands;
 mod daemon;
 mod live_restore;
