@@ -55,7 +55,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     let client = ctx.client()?;
     if let Some(Action::Verify) = args.action {
         let v = client.verify_audit().await?;
-        return Ok(report(&v, args.json)?);
+        return report(&v, args.json);
     }
     let mut filter = AuditFilter {
         since: args.since,
