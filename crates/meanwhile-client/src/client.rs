@@ -9,13 +9,16 @@ use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, StatusCode};
 use meanwhile_core::http::{
     BatchAnswer, BatchRequest, CleanBody, ErrorBody, ListParams, OutputParams, ProgressReport,
-    QueueUpdate, RemoveRequest, Removed, SOCKET_FILE, ShutdownRequest, ShuttingDown, Status,
-    StopRequest, SubmitAnswer, TOKEN_FILE, TaskDetail, WaitRequest,
+    QueueUpdate, RemoveRequest, Removed, SESSION_HEADER, SOCKET_FILE, ShutdownRequest,
+    ShuttingDown, Status, StopRequest, SubmitAnswer, TOKEN_FILE, TaskDetail, WaitRequest,
 };
 use meanwhile_core::{
     ApiError, Backend, BackendFuture, ErrorCode, ListFilter, Notification, OutputChunk,
     OutputQuery, Page, QueueInfo, ScheduleInfo, ScheduleSpec, StopMode, TaskId, TaskRecord,
     TaskSpec, WaitMode, WaitOutcome,
+};
+use meanwhile_core::{
+    AuditFilter, AuditPage, AuditParams, AuditVerdict, NewToken, NewTokenRequest, TokenInfo,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -27,6 +30,9 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct Client {
     pool: Arc<Pool>,
+    /// The session this client speaks for, sent with every request so that the
+    /// daemon's audit trail names it (the MCP server and the agent set it).
+    session: Option<String>,
 }
 
 /// An answer as it came, for callers that want the status and bytes.
@@ -66,6 +72,7 @@ impl Client {
     pub fn unix(socket: impl Into<PathBuf>) -> Client {
         Client {
             pool: Arc::new(Pool::new(Target::Unix(socket.into()))),
+            session: None,
         }
     }
 
@@ -86,6 +93,7 @@ impl Client {
                 addr,
                 token: token.into(),
             })),
+            session: None,
         }
     }
 
@@ -105,6 +113,13 @@ impl Client {
             }
             None => Client::for_home(home),
         }
+    }
+
+    /// The same client speaking for `session`: the daemon records it with the
+    /// changes this client makes (`meanwhile audit`).
+    pub fn with_session(mut self, session: impl Into<String>) -> Client {
+        self.session = Some(session.into());
+        self
     }
 
     /// Where this client connects, for messages.
@@ -134,6 +149,9 @@ impl Client {
         }
         if body.is_some() {
             b = b.header(CONTENT_TYPE, "application/json");
+        }
+        if let Some(s) = &self.session {
+            b = b.header(SESSION_HEADER, s.as_str());
         }
         if let Some(id) = last_event_id {
             b = b.header("last-event-id", id.to_string());
@@ -470,6 +488,41 @@ impl Client {
     /// One schedule.
     pub async fn schedule(&self, name: &str) -> Result<ScheduleInfo, ClientError> {
         self.call(Method::GET, &schedule_path(name, ""), None).await
+    }
+
+    /// A page of the audit trail, oldest first.
+    pub async fn audit(&self, filter: &AuditFilter) -> Result<AuditPage, ClientError> {
+        let q = query(&AuditParams::from_filter(filter));
+        self.call(Method::GET, &format!("/v1/audit{q}"), None).await
+    }
+
+    /// Verifies the audit trail's hash chain and checkpoint.
+    pub async fn verify_audit(&self) -> Result<AuditVerdict, ClientError> {
+        self.call(Method::GET, "/v1/audit/verify", None).await
+    }
+
+    /// The API tokens (names and creation times). Over the Unix socket only.
+    pub async fn tokens(&self) -> Result<Vec<TokenInfo>, ClientError> {
+        self.call(Method::GET, "/v1/tokens", None).await
+    }
+
+    /// Adds a named API token; the answer holds the token, shown this once. Over
+    /// the Unix socket only.
+    pub async fn add_token(&self, name: &str) -> Result<NewToken, ClientError> {
+        let body = self.json(&NewTokenRequest {
+            name: name.to_string(),
+        })?;
+        self.call(Method::POST, "/v1/tokens", body).await
+    }
+
+    /// Removes a named API token. Over the Unix socket only.
+    pub async fn remove_token(&self, name: &str) -> Result<(), ClientError> {
+        self.call::<()>(
+            Method::DELETE,
+            &format!("/v1/tokens/{}", percent_path(name)),
+            None,
+        )
+        .await
     }
 
     /// Removes a schedule; the tasks it submitted stay.

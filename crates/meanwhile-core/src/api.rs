@@ -321,4 +321,12 @@ pub trait Backend: Send + Sync + 'static {
     /// The session's undelivered notifications, without marking them.
     fn peek_notifications(&self, session: &str, limit: u32)
     -> BackendFuture<'_, Vec<Notification>>;
+    /// The same backend with the changes it makes recorded in the audit trail as
+    /// made by `actor` (a server serving a request for someone); `None` when this
+    /// backend names its caller some other way (a client of the daemon is named by
+    /// the daemon, from its connection).
+    fn acting_as(&self, actor: crate::Actor) -> Option<std::sync::Arc<dyn Backend>> {
+        let _ = actor; // the default backend has no use for it
+        None
+    }
 }

@@ -16,6 +16,11 @@ use std::time::Duration;
 pub const SOCKET_FILE: &str = "meanwhile.sock";
 /// The bearer token of the TCP listener, in the home directory.
 pub const TOKEN_FILE: &str = "token";
+/// The header naming the session a request speaks for (MCP, agent); the daemon
+/// records it with the request's changes in the audit trail.
+pub const SESSION_HEADER: &str = "meanwhile-session";
+/// The key that signs the audit trail's checkpoints, in the home directory.
+pub const AUDIT_KEY_FILE: &str = "audit.key";
 
 /// The answer to a submit: the new task's id (or the earlier task's, when the
 /// idempotency key was known).

@@ -5,6 +5,7 @@
 
 mod alert;
 mod api;
+mod audit;
 mod de;
 mod duration;
 mod event;
@@ -23,6 +24,11 @@ pub use api::{
     ApiError, Backend, BackendFuture, DEFAULT_LIST_LIMIT, ErrorCode, ListFilter, MAX_LIST_LIMIT,
     MAX_NOTIFICATIONS, MAX_OUTPUT_BYTES, MAX_TAIL_LINES, OutputChunk, OutputQuery, Page, StopMode,
     WaitFor, WaitMode, WaitOutcome, check_notification_limit,
+};
+pub use audit::{
+    Actor, AuditCheckpoint, AuditFilter, AuditPage, AuditParams, AuditRecord, AuditVerdict,
+    DEFAULT_TOKEN, MAX_AUDIT_LIMIT, MAX_TOKEN_NAME_LEN, NewToken, NewTokenRequest, SELF_ACTOR,
+    TOKEN_NAME_PATTERN, TokenInfo, check_token_name,
 };
 pub use duration::{
     DURATION_PATTERN, DurationError, MAX_DURATION_MS, duration_from_secs_f64, format_duration,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 /// The HTTP header naming the session of a request to the streamable HTTP endpoint
 /// (a `session` query parameter does the same, for clients that cannot set headers).
-pub const SESSION_HEADER: &str = "meanwhile-session";
+pub const SESSION_HEADER: &str = meanwhile_core::http::SESSION_HEADER;
 
 /// Longest session name accepted from a client.
 const MAX_SESSION_LEN: usize = 128;

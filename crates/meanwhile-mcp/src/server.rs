@@ -117,6 +117,20 @@ impl McpServer {
         }
     }
 
+    /// The backend to make a request's changes through: over HTTP, one that records
+    /// them in the audit trail as made by the request's actor (which the daemon
+    /// puts in the request's extensions) speaking for `session`.
+    fn backend_for(&self, ctx: &RequestContext<RoleServer>, session: &str) -> Arc<dyn Backend> {
+        ctx.extensions
+            .get::<http::request::Parts>()
+            .and_then(|p| p.extensions.get::<meanwhile_core::Actor>())
+            .and_then(|actor| {
+                let actor = actor.clone().with_session(Some(session.to_string()));
+                self.shared.backend.acting_as(actor)
+            })
+            .unwrap_or_else(|| self.shared.backend.clone())
+    }
+
     /// Whether every task of `w` exists, so that a handle is never made for a wait
     /// that could only fail.
     async fn all_exist(&self, w: &WaitTask) -> bool {
@@ -231,8 +245,9 @@ impl ServerHandler for McpServer {
             self.announce_end(&context, w, session);
             return Ok(CallToolResponse::Task(CreateTaskResult::new(seed)));
         }
+        let backend = self.backend_for(&context, &session);
         let outcome = tools::call(
-            self.backend(),
+            backend.as_ref(),
             &session,
             self.shared.config.spawn_agent.as_ref(),
             self.shared.config.cwd.as_deref(),
@@ -387,9 +402,10 @@ impl ServerHandler for McpServer {
     async fn cancel_task(
         &self,
         request: CancelTaskParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         let w = WaitTask::parse(&request.task_id)?;
-        tasks::cancel(self.backend(), &w).await
+        let session = self.session(&context)?;
+        tasks::cancel(self.backend_for(&context, &session).as_ref(), &w).await
     }
 }

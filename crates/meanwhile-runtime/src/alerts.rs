@@ -201,20 +201,31 @@ impl Follower {
                 self.failures(&task, now).await;
             }
             EventKind::Retried | EventKind::Removed => {
-                let Some(id) = e.task_id else { return };
-                if self.quarantined.remove(&id) {
-                    let how = if e.kind == EventKind::Retried {
-                        "was retried"
-                    } else {
-                        "was removed"
-                    };
-                    self.resolve(
-                        AlertKind::Quarantined,
-                        &subject(id),
-                        format!("task {id} {how}"),
-                        now,
-                    )
-                    .await;
+                // A retry names its task; a removal lists the ids it removed.
+                let ids: Vec<TaskId> = match e.task_id {
+                    Some(id) => vec![id],
+                    None => e.data["ids"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|v| v.as_i64().map(TaskId))
+                        .collect(),
+                };
+                let how = if e.kind == EventKind::Retried {
+                    "was retried"
+                } else {
+                    "was removed"
+                };
+                for id in ids {
+                    if self.quarantined.remove(&id) {
+                        self.resolve(
+                            AlertKind::Quarantined,
+                            &subject(id),
+                            format!("task {id} {how}"),
+                            now,
+                        )
+                        .await;
+                    }
                 }
             }
             _ => {}

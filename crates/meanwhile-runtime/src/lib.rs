@@ -52,7 +52,7 @@ pub use meanwhile_core::{
 pub use meanwhile_store as store;
 pub use metrics::RuntimeMetrics;
 pub use output::DEFAULT_PAGE_BYTES;
-pub use runtime::Runtime;
+pub use runtime::{Acting, Runtime};
 
 use meanwhile_core::{SpecError, Timestamp};
 use meanwhile_store::StoreError;
@@ -106,6 +106,7 @@ impl Error {
                 StoreError::Invalid { field, .. } | StoreError::Conflict { field, .. },
             ) => Some(field),
             Error::Store(StoreError::UnknownDependency(_)) => Some("after"),
+            Error::Store(StoreError::UnknownToken(_)) => Some("name"),
             _ => None,
         }
     }
@@ -123,6 +124,7 @@ impl Error {
                         | StoreError::UnknownDependency(_)
                         | StoreError::UnknownTask(_)
                         | StoreError::UnknownSchedule(_)
+                        | StoreError::UnknownToken(_)
                         | StoreError::Illegal { .. }
                 )
         )

@@ -6,11 +6,13 @@ use crate::output::{self, Reader};
 use crate::watch::OutputWatcher;
 use crate::{Error, Home, Result, RuntimeConfig, ShutdownMode};
 use meanwhile_core::http::QueueUpdate;
+use meanwhile_core::{Actor, AuditFilter, AuditPage, AuditVerdict, Timestamp, TokenInfo};
 use meanwhile_core::{
     ApiError, Attempt, Backend, BackendFuture, ErrorCode, Event, EventKind, Notification,
     OutputChunk, OutputQuery, Progress, QueueInfo, ScheduleInfo, ScheduleSpec, StopMode, TaskId,
     TaskKind, TaskRecord, TaskSpec, ValidSpec, WaitFor, WaitMode, WaitOutcome,
 };
+use meanwhile_store::{AuditKey, StoredToken};
 use meanwhile_store::{
     CleanRequest, ListFilter, NewTask, Page, ScheduleFiring, SqliteStore, StopOutcome, Store,
     StoreError, Submitted,
@@ -549,6 +551,50 @@ impl Runtime {
         Ok(self.inner.store.prune(req).await?)
     }
 
+    /// A page of the audit trail, oldest first.
+    pub async fn audit(&self, filter: AuditFilter) -> Result<AuditPage> {
+        Ok(self.inner.store.audit(filter).await?)
+    }
+
+    /// Checks the audit trail's hash chain and its checkpoint (signed with `key`).
+    pub async fn verify_audit(&self, key: AuditKey) -> Result<AuditVerdict> {
+        Ok(self.inner.store.verify_audit(key).await?)
+    }
+
+    /// Removes audit records committed before `before`, one bounded slice per
+    /// call, behind a checkpoint signed with `key`; returns how many.
+    pub async fn prune_audit(&self, before: Timestamp, key: AuditKey) -> Result<u64> {
+        Ok(self.inner.store.prune_audit(before, key).await?)
+    }
+
+    /// The named API tokens with their hashes.
+    pub async fn tokens(&self) -> Result<Vec<StoredToken>> {
+        Ok(self.inner.store.tokens().await?)
+    }
+
+    /// Adds a named API token by its hash.
+    pub async fn add_token(&self, name: &str, hash: &str) -> Result<TokenInfo> {
+        meanwhile_core::check_token_name(name).map_err(|e| Error::Invalid {
+            field: "name",
+            message: e.message,
+        })?;
+        Ok(self.inner.store.add_token(name, hash, crate::now()).await?)
+    }
+
+    /// Removes a named API token.
+    pub async fn remove_token(&self, name: &str) -> Result<()> {
+        Ok(self.inner.store.remove_token(name).await?)
+    }
+
+    /// A [`Backend`] over this runtime whose changes are recorded in the audit
+    /// trail as made by `actor` (what a server does for the client it serves).
+    pub fn acting_as(&self, actor: Actor) -> Acting {
+        Acting {
+            rt: self.clone(),
+            actor,
+        }
+    }
+
     fn remove_dirs(&self, ids: &[TaskId]) {
         for id in ids {
             let dir = self.inner.home.task_dir(*id);
@@ -833,7 +879,8 @@ impl From<Error> for ApiError {
             Error::Store(
                 StoreError::UnknownTask(_)
                 | StoreError::UnknownDependency(_)
-                | StoreError::UnknownSchedule(_),
+                | StoreError::UnknownSchedule(_)
+                | StoreError::UnknownToken(_),
             ) => ErrorCode::NotFound,
             Error::Store(StoreError::Illegal { .. } | StoreError::Conflict { .. }) => {
                 ErrorCode::Conflict
@@ -895,5 +942,77 @@ impl Backend for Runtime {
     ) -> BackendFuture<'_, Vec<Notification>> {
         let session = session.to_string();
         Box::pin(async move { Ok(Runtime::peek_notifications(self, &session, limit).await?) })
+    }
+
+    fn acting_as(&self, actor: Actor) -> Option<Arc<dyn Backend>> {
+        Some(Arc::new(Runtime::acting_as(self, actor)))
+    }
+}
+
+/// A runtime serving one actor: its [`Backend`] calls are recorded in the audit
+/// trail as that actor's (see [`Runtime::acting_as`]).
+#[derive(Clone)]
+pub struct Acting {
+    rt: Runtime,
+    actor: Actor,
+}
+
+impl Acting {
+    fn run<'a, T: Send + 'a>(
+        &'a self,
+        f: impl Future<Output = std::result::Result<T, ApiError>> + Send + 'a,
+    ) -> BackendFuture<'a, T> {
+        Box::pin(meanwhile_store::acting(self.actor.clone(), f))
+    }
+}
+
+impl Backend for Acting {
+    fn submit(&self, spec: TaskSpec) -> BackendFuture<'_, TaskId> {
+        self.run(Backend::submit(&self.rt, spec))
+    }
+
+    fn get(&self, id: TaskId) -> BackendFuture<'_, TaskRecord> {
+        Backend::get(&self.rt, id)
+    }
+
+    fn list(&self, filter: ListFilter) -> BackendFuture<'_, Page> {
+        Backend::list(&self.rt, filter)
+    }
+
+    fn read_output(&self, id: TaskId, query: OutputQuery) -> BackendFuture<'_, OutputChunk> {
+        Backend::read_output(&self.rt, id, query)
+    }
+
+    fn stop(&self, id: TaskId, mode: StopMode) -> BackendFuture<'_, TaskRecord> {
+        self.run(Backend::stop(&self.rt, id, mode))
+    }
+
+    fn wait(
+        &self,
+        ids: Vec<TaskId>,
+        mode: WaitMode,
+        timeout: Option<Duration>,
+    ) -> BackendFuture<'_, WaitOutcome> {
+        Backend::wait(&self.rt, ids, mode, timeout)
+    }
+
+    fn drain_notifications(
+        &self,
+        session: &str,
+        limit: u32,
+    ) -> BackendFuture<'_, Vec<Notification>> {
+        self.run(Backend::drain_notifications(&self.rt, session, limit))
+    }
+
+    fn peek_notifications(
+        &self,
+        session: &str,
+        limit: u32,
+    ) -> BackendFuture<'_, Vec<Notification>> {
+        Backend::peek_notifications(&self.rt, session, limit)
+    }
+
+    fn acting_as(&self, actor: Actor) -> Option<Arc<dyn Backend>> {
+        Some(Arc::new(self.rt.acting_as(actor)))
     }
 }

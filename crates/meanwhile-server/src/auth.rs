@@ -1,18 +1,26 @@
-//! The bearer token that guards the TCP listener: generated at first start, kept in
-//! a 0600 file in the home, compared in constant time.
+//! Who is asking: the bearer tokens that guard the TCP listener (the token file's,
+//! named `default`, and the named tokens kept as hashes in the store), the peer of
+//! the Unix socket as the kernel names it, and the middleware that records either as
+//! the actor of every store write a request makes.
 
 use crate::error::{ServerError, error_response};
 use axum::extract::Request;
+use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
-use meanwhile_core::{ApiError, ErrorCode};
+use axum::serve::IncomingStream;
+use meanwhile_core::{Actor, ApiError, DEFAULT_TOKEN, ErrorCode};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use tokio::net::UnixListener;
 
-/// Reads the token at `path`, creating it (mode 0600) when it does not exist.
+/// Reads the secret at `path`, creating it (32 random bytes as hex, mode 0600) when
+/// it does not exist: the token file, and the audit trail's signing key.
 pub(crate) fn load_or_create(path: &Path) -> Result<String, ServerError> {
     match std::fs::read_to_string(path) {
         Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_string()),
@@ -20,9 +28,7 @@ pub(crate) fn load_or_create(path: &Path) -> Result<String, ServerError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(ServerError::io(format!("reading {}", path.display()))(e)),
     }
-    // The default generator is a CSPRNG seeded from the operating system.
-    let bytes: [u8; 32] = rand::random();
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let token = new_secret();
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -35,28 +41,172 @@ pub(crate) fn load_or_create(path: &Path) -> Result<String, ServerError> {
     Ok(token)
 }
 
-fn same(a: &[u8], b: &[u8]) -> bool {
-    // Constant time in the length of the secret, so timing tells nothing of it.
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// 32 random bytes as hex. The default generator is a CSPRNG seeded from the
+/// operating system.
+pub(crate) fn new_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Middleware: refuses a request without `Authorization: Bearer <token>`.
-pub(crate) async fn require_token(token: Arc<String>, req: Request, next: Next) -> Response {
+/// SHA-256 of a token, hex: what the store keeps instead of the token. Tokens are
+/// 256 random bits, so a fast hash is enough: there is nothing to guess.
+pub(crate) fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The tokens the TCP listener accepts, by hash. Changed by the token endpoints
+/// right after their commit, so that an added token works and a removed one is
+/// refused from the next request on.
+pub(crate) struct Tokens {
+    default_hash: String,
+    named: RwLock<HashMap<String, String>>,
+}
+
+impl Tokens {
+    /// The token file's token (`default`) and the named tokens of the store.
+    pub(crate) fn new(default: &str, named: impl IntoIterator<Item = (String, String)>) -> Tokens {
+        Tokens {
+            default_hash: token_hash(default),
+            named: RwLock::new(named.into_iter().map(|(n, h)| (h, n)).collect()),
+        }
+    }
+
+    /// The name of the token `given`, if it is one.
+    fn name_of(&self, given: &str) -> Option<String> {
+        let hash = token_hash(given);
+        // Comparing hashes tells an attacker nothing about the secret.
+        if hash == self.default_hash {
+            return Some(DEFAULT_TOKEN.to_string());
+        }
+        self.named
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&hash)
+            .cloned()
+    }
+
+    pub(crate) fn insert(&self, name: &str, hash: &str) {
+        self.named
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(hash.to_string(), name.to_string());
+    }
+
+    pub(crate) fn remove(&self, name: &str) {
+        self.named
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, n| n != name);
+    }
+}
+
+/// The session a request speaks for: its `meanwhile-session` header, sent by the
+/// MCP server on stdio and the agent (the MCP endpoint reads its own).
+fn session_of(req: &Request) -> Option<String> {
+    req.headers()
+        .get(meanwhile_mcp::SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| meanwhile_mcp::valid_session(s))
+        .map(str::to_string)
+}
+
+/// Serves `req` with `actor` as the actor of the store writes it makes; the MCP
+/// endpoint finds it in the request's extensions.
+async fn serve_as(actor: Actor, mut req: Request, next: Next) -> Response {
+    let actor = actor.with_session(session_of(&req));
+    req.extensions_mut().insert(actor.clone());
+    meanwhile_runtime::store::acting(actor, next.run(req)).await
+}
+
+/// Middleware of the TCP listener: refuses a request without a known
+/// `Authorization: Bearer <token>`, and records the token's name as its actor.
+pub(crate) async fn require_token(tokens: Arc<Tokens>, req: Request, next: Next) -> Response {
     let given = req
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    match given {
-        Some(g) if same(g.as_bytes(), token.as_bytes()) => next.run(req).await,
-        Some(_) => error_response(ApiError::new(
+    match given.map(|g| tokens.name_of(g)) {
+        Some(Some(name)) => {
+            let actor = Actor::Token {
+                name,
+                session: None,
+            };
+            serve_as(actor, req, next).await
+        }
+        Some(None) => error_response(ApiError::new(
             ErrorCode::Unauthorized,
-            "wrong bearer token (it is in the token file of the daemon's home)",
+            "wrong bearer token (the default one is in the token file of the daemon's home; see 'meanwhile token ls' for the named ones)",
         )),
         None => error_response(ApiError::new(
             ErrorCode::Unauthorized,
             "this listener needs 'Authorization: Bearer <token>'; the token is in the token file of the daemon's home",
         )),
+    }
+}
+
+/// The peer of a Unix socket connection, as the kernel names it (`SO_PEERCRED`),
+/// read once per connection.
+#[derive(Clone, Debug)]
+pub(crate) struct Peer(Option<Actor>);
+
+impl Connected<IncomingStream<'_, UnixListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
+        Peer(stream.io().peer_cred().ok().map(|cred| {
+            let pid = cred.pid();
+            Actor::Socket {
+                uid: cred.uid(),
+                pid,
+                process: pid.and_then(process_name),
+                session: None,
+            }
+        }))
+    }
+}
+
+/// `/proc/<pid>/comm`: the process's name as `ps` shows it.
+fn process_name(pid: i32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim_end_matches('\n').to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Middleware of the Unix socket: records the peer as the actor of the request.
+pub(crate) async fn socket_peer(req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<Peer>>()
+        .and_then(|c| c.0.0.clone());
+    // A peer the kernel would not name (no credentials) still has the socket's
+    // mode as its guard; it is recorded as an unknown uid rather than refused.
+    let actor = peer.unwrap_or(Actor::Socket {
+        uid: u32::MAX,
+        pid: None,
+        process: None,
+        session: None,
+    });
+    serve_as(actor, req, next).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_known_by_hash_and_forgotten_when_removed() {
+        let t = Tokens::new("secret", [("ci".to_string(), token_hash("ci-secret"))]);
+        assert_eq!(t.name_of("secret").as_deref(), Some("default"));
+        assert_eq!(t.name_of("ci-secret").as_deref(), Some("ci"));
+        assert_eq!(t.name_of("guess"), None);
+        t.insert("bot", &token_hash("bot-secret"));
+        assert_eq!(t.name_of("bot-secret").as_deref(), Some("bot"));
+        t.remove("ci");
+        assert_eq!(t.name_of("ci-secret"), None);
+        assert_eq!(token_hash("x").len(), 64);
     }
 }

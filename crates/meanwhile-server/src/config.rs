@@ -100,6 +100,9 @@ pub struct Retention {
     pub events_max_age: Option<Duration>,
     /// Keep at most this many events (the newest). Default 1,000,000.
     pub events_keep_last: Option<u64>,
+    /// Remove audit records older than this, behind a signed checkpoint that keeps
+    /// the rest verifiable. Default 365 days; `off` keeps them all.
+    pub audit_max_age: Option<Duration>,
 }
 
 impl Default for Retention {
@@ -110,6 +113,7 @@ impl Default for Retention {
             interval: Duration::from_secs(3600),
             events_max_age: Some(Duration::from_secs(30 * 86400)),
             events_keep_last: Some(1_000_000),
+            audit_max_age: Some(Duration::from_secs(365 * 86400)),
         }
     }
 }
@@ -264,6 +268,9 @@ impl Settings {
             if r.events_keep_last.is_some() {
                 self.retention.events_keep_last = r.events_keep_last;
             }
+            if let Some(a) = r.audit_max_age {
+                self.retention.audit_max_age = parse_age(&a).map_err(bad)?;
+            }
         }
         self.queues.extend(f.queues);
         if let Some(l) = f.schedules.and_then(|s| s.late_after) {
@@ -361,6 +368,10 @@ impl Settings {
         if let Some(a) = var("MEANWHILE_RETENTION_EVENTS_MAX_AGE") {
             self.retention.events_max_age =
                 parse_age(&a).map_err(bad("MEANWHILE_RETENTION_EVENTS_MAX_AGE"))?;
+        }
+        if let Some(a) = var("MEANWHILE_RETENTION_AUDIT_MAX_AGE") {
+            self.retention.audit_max_age =
+                parse_age(&a).map_err(bad("MEANWHILE_RETENTION_AUDIT_MAX_AGE"))?;
         }
         if let Some(n) = num("MEANWHILE_RETENTION_EVENTS_KEEP_LAST")? {
             self.retention.events_keep_last = Some(n);
@@ -460,6 +471,7 @@ struct FileRetention {
     interval: Option<Duration>,
     events_max_age: Option<String>,
     events_keep_last: Option<u64>,
+    audit_max_age: Option<String>,
 }
 
 #[cfg(test)]
@@ -478,6 +490,7 @@ mod tests {
             keep_last = 100
             events_max_age = "2d"
             events_keep_last = 5000
+            audit_max_age = "90d"
             [queues.default]
             max_parallel = 8
             [queues.gpu]
@@ -496,16 +509,22 @@ mod tests {
             Some(Duration::from_secs(2 * 86400))
         );
         assert_eq!(s.retention.events_keep_last, Some(5000));
+        assert_eq!(
+            s.retention.audit_max_age,
+            Some(Duration::from_secs(90 * 86400))
+        );
         s.apply_env(|k| match k {
             "MEANWHILE_GRACE" => Some("250ms".into()),
             "MEANWHILE_RETENTION_MAX_AGE" => Some("off".into()),
             "MEANWHILE_MAX_PARALLEL" => Some("3".into()),
+            "MEANWHILE_RETENTION_AUDIT_MAX_AGE" => Some("off".into()),
             _ => None,
         })
         .unwrap();
         assert_eq!(s.grace, Duration::from_millis(250));
         assert_eq!(s.retention.max_age, None);
         assert_eq!(s.queues["default"].max_parallel, Some(3));
+        assert_eq!(s.retention.audit_max_age, None);
     }
 
     /// Regression: the daemon refused a config.toml with the `[agent]` section the

@@ -4,11 +4,14 @@
 
 use crate::config::Settings;
 use crate::error::ServerError;
+use crate::routes::Listener;
 use crate::state::AppState;
 use crate::{auth, origin, retention, routes};
 use axum::extract::Request;
 use axum::middleware::Next;
-use meanwhile_core::http::{SOCKET_FILE, TOKEN_FILE};
+use meanwhile_core::Actor;
+use meanwhile_core::http::{AUDIT_KEY_FILE, SOCKET_FILE, TOKEN_FILE};
+use meanwhile_runtime::store::AuditKey;
 use meanwhile_runtime::{Runtime, RuntimeConfig, ShutdownMode};
 use std::future::{Future, IntoFuture};
 use std::os::unix::fs::PermissionsExt;
@@ -76,6 +79,9 @@ pub async fn serve(
     // The home holds every task's output and the token: only its owner may enter.
     set_mode(&home, 0o700)?;
     let token = auth::load_or_create(&token_path(&home))?;
+    // Kept beside the token, out of the database: whoever edits the database
+    // cannot sign a checkpoint of the audit trail.
+    let audit_key = AuditKey::new(auth::load_or_create(&home.join(AUDIT_KEY_FILE))?.into_bytes());
 
     let mut cfg = RuntimeConfig::new(&home);
     cfg.grace = settings.grace;
@@ -114,14 +120,24 @@ pub async fn serve(
     };
     let rt = Runtime::start(cfg, std::future::pending()).await?;
     register_agent_executor(&rt, &home);
+    // The settings' queues are a change the configuration makes, and the audit
+    // trail says so.
+    let from_config = Actor::Config {
+        source: "config.toml".into(),
+    };
     for (name, q) in &settings.queues {
-        rt.set_queue(name, q.update())
+        meanwhile_runtime::store::acting(from_config.clone(), rt.set_queue(name, q.update()))
             .await
             .map_err(|e| ServerError::Config {
                 origin: format!("queue {name:?}"),
                 message: e.to_string(),
             })?;
     }
+    let named = rt.tokens().await?;
+    let tokens = Arc::new(auth::Tokens::new(
+        &token,
+        named.into_iter().map(|t| (t.name, t.hash)),
+    ));
 
     let sock = socket_path(&home);
     // The runtime's lock on the home is ours now, so a socket file still here was
@@ -156,8 +172,10 @@ pub async fn serve(
         started_at: meanwhile_runtime::now().0,
         waiting: Default::default(),
         stop: stop_tx.clone(),
+        tokens: tokens.clone(),
+        audit_key: audit_key.clone(),
     };
-    let retention = tokio::spawn(retention::run(rt.clone(), settings.retention));
+    let retention = tokio::spawn(retention::run(rt.clone(), settings.retention, audit_key));
     if let Some(url) = &settings.heartbeat_url {
         tokio::spawn(crate::webhook::heartbeat(
             url.clone(),
@@ -183,9 +201,15 @@ pub async fn serve(
         home.display(),
         sock.display()
     );
-    let unix_server = axum::serve(unix, routes::router(state.clone()))
-        .with_graceful_shutdown(down(down_rx.clone()))
-        .into_future();
+    // Every request on the socket is recorded as its peer's, as the kernel names it.
+    let unix_app = routes::router(state.clone(), Listener::Socket)
+        .layer(axum::middleware::from_fn(auth::socket_peer));
+    let unix_server = axum::serve(
+        unix,
+        unix_app.into_make_service_with_connect_info::<auth::Peer>(),
+    )
+    .with_graceful_shutdown(down(down_rx.clone()))
+    .into_future();
     let tcp_server = {
         let down_rx = down_rx.clone();
         async move {
@@ -194,13 +218,12 @@ pub async fn serve(
             };
             let local = listener.local_addr()?;
             tracing::info!("also serving on http://{local} (bearer token required)");
-            let token = Arc::new(token);
             let allowed = Arc::new(origin::Allowed::new(local));
             // The outer layer runs first: a foreign Host or Origin is refused before
             // the token is looked at.
-            let app = routes::router(state)
+            let app = routes::router(state, Listener::Tcp)
                 .layer(axum::middleware::from_fn(
-                    move |req: Request, next: Next| auth::require_token(token.clone(), req, next),
+                    move |req: Request, next: Next| auth::require_token(tokens.clone(), req, next),
                 ))
                 .layer(axum::middleware::from_fn(
                     move |req: Request, next: Next| origin::check(allowed.clone(), req, next),

@@ -4,7 +4,7 @@
 use crate::config::Retention;
 use meanwhile_core::{TaskId, Timestamp};
 use meanwhile_runtime::Runtime;
-use meanwhile_runtime::store::{CleanRequest, PruneRequest, Pruned};
+use meanwhile_runtime::store::{AuditKey, CleanRequest, PruneRequest, Pruned};
 
 /// Runs `req` until nothing more matches (the store removes a bounded batch per call,
 /// so that one clean never holds the database for long).
@@ -50,8 +50,25 @@ pub(crate) async fn prune_all(
     }
 }
 
+/// Prunes audit records older than `max_age` behind a checkpoint signed with `key`,
+/// slice by slice; returns how many.
+pub(crate) async fn prune_audit(
+    rt: &Runtime,
+    before: Timestamp,
+    key: &AuditKey,
+) -> Result<u64, meanwhile_runtime::Error> {
+    let mut total = 0;
+    loop {
+        let n = rt.prune_audit(before, key.clone()).await?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n;
+    }
+}
+
 /// Cleans every `r.interval` until the runtime shuts down.
-pub(crate) async fn run(rt: Runtime, r: Retention) {
+pub(crate) async fn run(rt: Runtime, r: Retention, audit_key: AuditKey) {
     let mut tick = tokio::time::interval(r.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -81,6 +98,16 @@ pub(crate) async fn run(rt: Runtime, r: Retention) {
             ),
             Ok(_) => {}
             Err(e) => tracing::error!("retention failed to prune the event log: {e}"),
+        }
+        if let Some(age) = r.audit_max_age {
+            let before = Timestamp(now.0.saturating_sub(age.as_millis() as i64));
+            match prune_audit(&rt, before, &audit_key).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    "retention removed {n} audit records, behind a signed checkpoint"
+                ),
+                Err(e) => tracing::error!("retention failed to prune the audit trail: {e}"),
+            }
         }
     }
 }

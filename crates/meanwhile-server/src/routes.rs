@@ -2,8 +2,8 @@
 //! and answers. The router and the OpenAPI document are both built from it.
 
 use crate::handlers::{
-    alerts, control, events, notifications, output, queues, schedules, shutdown, status, tasks,
-    wait,
+    alerts, audit, control, events, notifications, output, queues, schedules, shutdown, status,
+    tasks, tokens, wait,
 };
 use crate::state::AppState;
 use axum::Router;
@@ -19,6 +19,7 @@ use meanwhile_core::{
     Alert, Event, Notification, OutputChunk, Page, QueueInfo, ScheduleInfo, ScheduleSpec,
     TaskRecord, TaskSpec, WaitOutcome,
 };
+use meanwhile_core::{AuditPage, AuditParams, AuditVerdict, NewToken, NewTokenRequest, TokenInfo};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 
 /// Makes the schema of a type, registering what it refers to.
@@ -175,10 +176,56 @@ pub(crate) fn table() -> Vec<Route> {
             .query::<EventParams>()
             .answer::<Event>()
             .media("text/event-stream"),
+        op(M::GET, "/v1/audit", "The audit trail, oldest first, a page at a time: who did what and when", audit::list)
+            .query::<AuditParams>()
+            .answer::<AuditPage>(),
+        op(M::GET, "/v1/audit/verify", "Verify the audit trail's hash chain and its checkpoint; names the first record changed or removed", audit::verify)
+            .answer::<AuditVerdict>(),
         op(M::GET, "/v1/openapi.json", "This document", crate::openapi::serve_document),
         op(M::GET, "/metrics", "Metrics in the Prometheus text format", crate::metrics::metrics)
             .media("text/plain"),
     ]
+}
+
+/// The endpoints served on the Unix socket only: the named API tokens, which are
+/// the TCP listener's credentials (a token must not be able to mint another). They
+/// are not in the OpenAPI document, which describes what every listener serves.
+fn socket_only() -> Vec<Route> {
+    use Method as M;
+    vec![
+        op(
+            M::GET,
+            "/v1/tokens",
+            "The named API tokens: names and creation times, never the secrets",
+            tokens::list,
+        )
+        .answer::<Vec<TokenInfo>>(),
+        op(
+            M::POST,
+            "/v1/tokens",
+            "Add a named API token; the answer is the only time it is shown",
+            tokens::add,
+        )
+        .body::<NewTokenRequest>()
+        .answer::<NewToken>()
+        .status(201),
+        op(
+            M::DELETE,
+            "/v1/tokens/{name}",
+            "Remove a named API token; requests with it are refused at once",
+            tokens::remove,
+        )
+        .status(204),
+    ]
+}
+
+/// Which listener a router serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Listener {
+    /// The Unix socket: every endpoint.
+    Socket,
+    /// TCP: every endpoint but the socket-only ones.
+    Tcp,
 }
 
 /// An endpoint's method and path, as the OpenAPI document names them.
@@ -202,9 +249,13 @@ pub fn route_infos() -> Vec<RouteInfo> {
 }
 
 /// The router of every endpoint, with JSON answers for unknown paths and methods.
-pub(crate) fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState, listener: Listener) -> Router {
     let mut by_path: Vec<(&'static str, MethodRouter<AppState>)> = Vec::new();
-    for r in table() {
+    let extra = match listener {
+        Listener::Socket => socket_only(),
+        Listener::Tcp => Vec::new(),
+    };
+    for r in table().into_iter().chain(extra) {
         match by_path.iter_mut().find(|(p, _)| *p == r.path) {
             Some((_, m)) => *m = std::mem::take(m).merge(r.handler),
             None => by_path.push((r.path, r.handler)),

@@ -1,8 +1,10 @@
 //! What every handler can reach.
 
+use crate::auth::Tokens;
 use crate::config::Settings;
 use crate::error::Fail;
 use meanwhile_runtime::Runtime;
+use meanwhile_runtime::store::AuditKey;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +23,10 @@ pub(crate) struct AppState {
     pub waiting: Arc<AtomicU64>,
     /// Set by `POST /v1/shutdown`: `Some(stop_tasks)` once the daemon was asked to stop.
     pub stop: Arc<watch::Sender<Option<bool>>>,
+    /// The bearer tokens the TCP listener accepts.
+    pub tokens: Arc<Tokens>,
+    /// The key that signs the audit trail's checkpoints.
+    pub audit_key: AuditKey,
 }
 
 /// Counts a long request for as long as it is served, however it ends.

@@ -2,7 +2,7 @@
 //! HMAC-SHA256 when a secret is set. The runtime's hook runner delivers each end at
 //! least once and tries a failed POST again with backoff.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use meanwhile_runtime::{AlertSink, EndHook, TaskEnd};
 use sha2::Sha256;
 use std::future::Future;

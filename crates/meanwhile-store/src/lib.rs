@@ -6,8 +6,10 @@
 //! same transaction as the state change, and publishes them only after the commit.
 #![warn(missing_docs)]
 
+mod actor;
 mod sqlite;
 
+pub use actor::{acting, current_actor};
 pub use meanwhile_core::{ListFilter, Page};
 pub use sqlite::{SCHEMA_VERSION, SqliteStore};
 
@@ -17,6 +19,7 @@ use meanwhile_core::{
     QueueInfo, ScheduleInfo, ScheduleSpec, TaskId, TaskKind, TaskRecord, TaskState, Timestamp,
     ValidSpec,
 };
+use meanwhile_core::{AuditFilter, AuditPage, AuditVerdict, TokenInfo};
 use std::future::Future;
 use std::pin::Pin;
 use tokio::sync::broadcast;
@@ -42,6 +45,9 @@ pub enum StoreError {
     /// No schedule has this name.
     #[error("unknown schedule {0:?} (see 'meanwhile schedule ls')")]
     UnknownSchedule(String),
+    /// No named token has this name.
+    #[error("name: no token named {0:?} (see 'meanwhile token ls')")]
+    UnknownToken(String),
     /// A dependency (`after`) names no task.
     #[error("after: unknown task {0} (see 'meanwhile ls')")]
     UnknownDependency(TaskId),
@@ -309,6 +315,39 @@ pub struct Pruned {
     pub next: Option<i64>,
 }
 
+/// The key that signs the audit trail's checkpoints (HMAC-SHA256). It is kept out
+/// of the database, so that whoever can edit the database cannot forge a checkpoint.
+#[derive(Clone)]
+pub struct AuditKey(Vec<u8>);
+
+impl AuditKey {
+    /// A key of these bytes.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> AuditKey {
+        AuditKey(bytes.into())
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey(..)")
+    }
+}
+
+/// A named API token as stored: its SHA-256 hash (hex), never the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredToken {
+    /// Its name.
+    pub name: String,
+    /// SHA-256 of the token, hex.
+    pub hash: String,
+    /// When it was added.
+    pub created_at: Timestamp,
+}
+
 /// The durable store behind a runtime: SQLite for one machine, PostgreSQL for a fleet.
 ///
 /// Every method that changes state does it through [`meanwhile_core::transition`] in
@@ -452,4 +491,22 @@ pub trait Store: Send + Sync + 'static {
     /// Records a firing (see [`ScheduleFiring`]); `None` when the schedule was no
     /// longer due at that time (another runtime fired it, or it was paused).
     fn fire_schedule(&self, firing: ScheduleFiring) -> StoreFuture<'_, Option<Fired>>;
+    /// A page of the audit trail, oldest first. Every write that records an event
+    /// also appends, in its own transaction, an audit record per change it made,
+    /// naming the actor it was made for (see [`acting`]).
+    fn audit(&self, filter: AuditFilter) -> StoreFuture<'_, AuditPage>;
+    /// Checks the audit trail's hash chain from its checkpoint (whose signature is
+    /// checked with `key`) to its last record; names the first record that fails.
+    fn verify_audit(&self, key: AuditKey) -> StoreFuture<'_, AuditVerdict>;
+    /// Removes audit records committed before `before` from the head of the trail,
+    /// one bounded slice per call, and leaves a checkpoint signed with `key` naming
+    /// the last one removed; returns how many were removed (0 when none is left).
+    fn prune_audit(&self, before: Timestamp, key: AuditKey) -> StoreFuture<'_, u64>;
+    /// The named API tokens, by name, with their hashes.
+    fn tokens(&self) -> StoreFuture<'_, Vec<StoredToken>>;
+    /// Adds a named token by its hash; a name in use is refused. Recorded in the
+    /// audit trail.
+    fn add_token(&self, name: &str, hash: &str, now: Timestamp) -> StoreFuture<'_, TokenInfo>;
+    /// Removes a named token. Recorded in the audit trail.
+    fn remove_token(&self, name: &str) -> StoreFuture<'_, ()>;
 }

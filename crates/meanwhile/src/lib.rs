@@ -59,6 +59,13 @@ pub enum Command {
     /// Run a task at the times a cron expression or an interval names: add, list,
     /// remove, pause, resume, or fire a schedule now.
     Schedule(cmd::schedule::Args),
+    /// The audit trail: who did what and when (socket peers by uid and process,
+    /// TCP clients by token name, sessions of MCP and agents, meanwhile itself),
+    /// oldest first; `audit verify` checks its hash chain.
+    Audit(cmd::audit::Args),
+    /// The named bearer tokens of the TCP listener: add (prints it once), ls, rm.
+    /// Over the Unix socket only.
+    Token(cmd::token::Args),
     /// Print (and mark delivered) a session's completion notices.
     Notifications(cmd::notifications::Args),
     /// The daemon's health, version and task counts.
@@ -109,6 +116,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Clean(a) => cmd::clean::run(&ctx, a).await,
             Command::Queue(a) => cmd::queue::run(&ctx, a).await,
             Command::Schedule(a) => cmd::schedule::run(&ctx, a).await,
+            Command::Audit(a) => cmd::audit::run(&ctx, a).await,
+            Command::Token(a) => cmd::token::run(&ctx, a).await,
             Command::Notifications(a) => cmd::notifications::run(&ctx, a).await,
             Command::Status(a) => cmd::status::run(&ctx, a).await,
             Command::Alerts(a) => cmd::alerts::run(&ctx, a).await,

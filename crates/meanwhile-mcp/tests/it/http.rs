@@ -1,7 +1,7 @@
 //! Over streamable HTTP: `/mcp` on a daemon listening on TCP, behind its token.
 
 use crate::stdio::{check_flow, check_tasks};
-use crate::support::{Daemon, Home, scenario};
+use crate::support::{Daemon, Home, scenario, submitter};
 
 #[test]
 fn tools_output_notices_and_errors_over_http() {
@@ -12,6 +12,9 @@ fn tools_output_notices_and_errors_over_http() {
     let obs = scenario("flow.py", &cfg);
     assert_eq!(obs["protocol"], "2026-07-28");
     check_flow(&obs);
+    // The audit trail names the token and the MCP session of the tool call.
+    let id = obs["id"].as_i64().unwrap();
+    assert_eq!(submitter(&home, id), "token default session flow");
 
     // The legacy lifecycle, with resources/subscribe, on a session of its own.
     cfg["session"] = "legacy".into();

@@ -1,6 +1,6 @@
 //! Over stdio: the real `meanwhile mcp`, which starts the daemon of its home.
 
-use crate::support::{Home, scenario, text};
+use crate::support::{Home, scenario, submitter, text};
 use serde_json::Value;
 
 /// What every transport must show of the tool surface (see tests/py/flow.py).
@@ -83,6 +83,12 @@ fn tools_output_notices_and_errors_over_stdio() {
     let obs = scenario("flow.py", &cfg);
     assert_eq!(obs["protocol"], "2026-07-28");
     check_flow(&obs);
+    // The audit trail names the `meanwhile mcp` process on the socket and its session.
+    let who = submitter(&home, obs["id"].as_i64().unwrap());
+    assert!(
+        who.starts_with("uid ") && who.ends_with("(meanwhile) session flow"),
+        "{who}"
+    );
 }
 
 #[test]

@@ -158,6 +158,38 @@ fn terminate(pid: i32) {
     }
 }
 
+/// The audit trail's records of task `id` in `home`, from its daemon.
+pub fn audit_of(home: &Home, id: i64) -> Vec<Value> {
+    let out = Command::new(meanwhile_bin())
+        .args(["audit", "--json", "--task", &id.to_string()])
+        .env("MEANWHILE_HOME", home.home())
+        .env_remove("MEANWHILE_URL")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running meanwhile audit");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Value>(&out.stdout)
+        .expect("audit --json")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Who the audit trail says submitted task `id`.
+pub fn submitter(home: &Home, id: i64) -> String {
+    let records = audit_of(home, id);
+    records
+        .iter()
+        .find(|r| r["action"] == "submitted")
+        .and_then(|r| r["who"].as_str())
+        .unwrap_or_else(|| panic!("no submit of task {id} in {records:?}"))
+        .to_string()
+}
+
 /// A daemon on its own home, socket and TCP port, stopped when dropped.
 pub struct Daemon {
     child: Child,

@@ -1,6 +1,7 @@
 //! The request handlers, one file per kind of request.
 
 pub(crate) mod alerts;
+pub(crate) mod audit;
 pub(crate) mod control;
 pub(crate) mod events;
 pub(crate) mod notifications;
@@ -10,4 +11,5 @@ pub(crate) mod schedules;
 pub(crate) mod shutdown;
 pub(crate) mod status;
 pub(crate) mod tasks;
+pub(crate) mod tokens;
 pub(crate) mod wait;

@@ -5,6 +5,7 @@
 //! undo the others), commits once, publishes the events, then answers the callers.
 //! Durability therefore costs one commit per batch, not one per write.
 
+mod audit;
 mod ops;
 mod retention;
 mod schema;
@@ -16,7 +17,9 @@ use crate::{
     Page, PruneRequest, Pruned, ScheduleFiring, Settled, StopOutcome, Store, StoreError,
     StoreFuture, Submitted,
 };
+use crate::{AuditKey, StoredToken};
 use meanwhile_core::http::QueueUpdate;
+use meanwhile_core::{Actor, AuditFilter, AuditPage, AuditVerdict, TokenInfo};
 use meanwhile_core::{
     Alert, AlertKind, Attempt, Event, Notification, Progress, QueueInfo, ScheduleInfo,
     ScheduleSpec, TaskId, TaskRecord, TaskState, Timestamp,
@@ -133,14 +136,31 @@ impl SqliteStore {
     }
 
     /// Runs `f` in the writer's next batch; answers after the batch commits.
+    ///
+    /// The events `f` records are appended to the audit trail in the same savepoint,
+    /// as made by the actor of the caller (see [`crate::acting`]), read here, in the
+    /// caller's task: a change and its audit record commit together or not at all.
     fn write<T: Send + 'static>(
         &self,
+        f: impl FnOnce(&Connection, &mut Vec<Event>) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'static, T> {
+        let actor = crate::current_actor();
+        self.write_as(actor, f)
+    }
+
+    /// [`SqliteStore::write`] for `actor`.
+    fn write_as<T: Send + 'static>(
+        &self,
+        actor: Actor,
         f: impl FnOnce(&Connection, &mut Vec<Event>) -> Result<T, StoreError> + Send + 'static,
     ) -> StoreFuture<'static, T> {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |conn, events| {
             let result = match conn {
-                Ok(conn) => f(conn, events),
+                Ok(conn) => f(conn, events).and_then(|v| {
+                    audit::record_events(conn, &actor, events)?;
+                    Ok(v)
+                }),
                 Err(why) => Err(StoreError::CommitFailed(why.to_string())),
             };
             let ok = result.is_ok();
@@ -575,5 +595,44 @@ impl Store for SqliteStore {
 
     fn fire_schedule(&self, firing: ScheduleFiring) -> StoreFuture<'_, Option<Fired>> {
         self.write(move |conn, ev| ops::fire_schedule(conn, ev, &firing))
+    }
+
+    fn audit(&self, filter: AuditFilter) -> StoreFuture<'_, AuditPage> {
+        self.read(move |conn| audit::list(conn, &filter))
+    }
+
+    fn verify_audit(&self, key: AuditKey) -> StoreFuture<'_, AuditVerdict> {
+        self.read(move |conn| {
+            // One snapshot for the checkpoint, the records and the highest number,
+            // so that appends meanwhile do not look like a broken chain.
+            let tx = conn.unchecked_transaction()?;
+            let verdict = audit::verify(&tx, &key)?;
+            tx.finish()?;
+            Ok(verdict)
+        })
+    }
+
+    fn prune_audit(&self, before: Timestamp, key: AuditKey) -> StoreFuture<'_, u64> {
+        self.write(move |conn, _| audit::prune(conn, before, &key))
+    }
+
+    fn tokens(&self) -> StoreFuture<'_, Vec<StoredToken>> {
+        self.read(audit::tokens)
+    }
+
+    fn add_token(&self, name: &str, hash: &str, now: Timestamp) -> StoreFuture<'_, TokenInfo> {
+        let (name, hash) = (owned(name), owned(hash));
+        let actor = crate::current_actor();
+        self.write_as(actor.clone(), move |conn, _| {
+            audit::add_token(conn, &actor, &name, &hash, now)
+        })
+    }
+
+    fn remove_token(&self, name: &str) -> StoreFuture<'_, ()> {
+        let name = owned(name);
+        let actor = crate::current_actor();
+        self.write_as(actor.clone(), move |conn, _| {
+            audit::remove_token(conn, &actor, &name)
+        })
     }
 }

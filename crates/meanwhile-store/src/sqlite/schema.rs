@@ -157,6 +157,35 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX alerts_firing ON alerts(kind, subject) WHERE state = 'firing';
     ALTER TABLE queues ADD COLUMN alert_after INTEGER;
     "#,
+    // Version 6: the audit trail, hash-chained (each record's `hash` covers the
+    // previous record's and its own columns), the signed checkpoint retention leaves
+    // where it pruned it, and the named API tokens, kept only as SHA-256 hashes.
+    r#"
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        task_id INTEGER,
+        summary TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE INDEX audit_task ON audit(task_id, seq) WHERE task_id IS NOT NULL;
+    CREATE TABLE audit_checkpoint (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL,
+        hash TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        mac TEXT NOT NULL
+    );
+    CREATE TABLE tokens (
+        name TEXT PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -226,6 +255,6 @@ mod tests {
             .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 5);
+        assert_eq!(SCHEMA_VERSION, 6);
     }
 }

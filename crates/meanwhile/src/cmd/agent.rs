@@ -100,7 +100,8 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         unsafe { std::env::set_var("MEANWHILE_HOME", &ctx.home) };
     }
     let config = AgentConfig::load(&overrides(&args)).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let backend: Arc<dyn Backend> = Arc::new(ctx.client()?);
+    // The daemon's audit trail names the agent's session with what it changes.
+    let backend: Arc<dyn Backend> = Arc::new(ctx.client()?.with_session(&config.session));
     match args.prompt.clone() {
         Some(prompt) => one_shot(&config, backend, &prompt, args.verbose).await,
         None => interactive(&config, backend).await,

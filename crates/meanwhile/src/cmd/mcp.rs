@@ -33,7 +33,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         Some(s) => bail!("--session {s:?}: use 1 to 128 printable characters without spaces"),
         None => default_session(&cwd),
     };
-    let client = ctx.client()?;
+    let client = ctx.client()?.with_session(&session);
     let mut config = McpConfig::new(session);
     config.spawn_agent = SpawnAgent::detect(&ctx.home, &cwd);
     config.cwd = Some(cwd);

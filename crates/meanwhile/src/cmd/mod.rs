@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod alerts;
+pub mod audit;
 pub mod clean;
 pub mod completions;
 pub mod daemon;
@@ -18,6 +19,7 @@ pub mod serve;
 pub mod show;
 pub mod status;
 pub mod stop;
+pub mod token;
 pub mod wait;
 
 use meanwhile_core::{TaskId, parse_duration};

@@ -4,6 +4,7 @@ mod support;
 
 mod agent;
 mod alerts;
+mod audit;
 mod commands;
 mod daemon;
 mod hooks;

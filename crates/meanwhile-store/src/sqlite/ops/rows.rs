@@ -88,7 +88,7 @@ pub(crate) fn load_task(conn: &Connection, id: TaskId) -> Result<TaskRecord> {
 }
 
 /// The time, for writes whose callers do not pass one (removal, queue changes).
-pub(super) fn db_now(conn: &Connection) -> Result<Timestamp> {
+pub(crate) fn db_now(conn: &Connection) -> Result<Timestamp> {
     Ok(Timestamp(conn.query_row(
         "SELECT CAST(unixepoch('subsec') * 1000 AS INTEGER)",
         [],
