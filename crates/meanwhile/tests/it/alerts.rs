@@ -4,15 +4,7 @@
 //! resolves, and `meanwhile health` exiting 1 while one fires.
 
 use crate::support::*;
-use std::time::{Duration, Instant};
-
-fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < Duration::from_secs(120), "never: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use std::time::Duration;
 
 /// The alerts sink's lines: `KIND STATE TASK QUEUE`.
 fn told(h: &Home) -> Vec<String> {

@@ -4,7 +4,7 @@
 
 use crate::support::*;
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Firings later than this are missed: short, so that a test's downtime counts.
 const ENV: &[(&str, &str)] = &[("MEANWHILE_SCHEDULE_LATE_AFTER", "1s")];
@@ -23,15 +23,6 @@ fn tasks_of(h: &Home, name: &str) -> Vec<serde_json::Value> {
     let label = format!("schedule:{name}");
     let page = h.json(&["ls", "--json", "--limit", "1000", "--label", &label]);
     page["tasks"].as_array().unwrap().clone()
-}
-
-/// Polls until `done` holds; panics with `what` after a generous bound.
-fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < Duration::from_secs(120), "never: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

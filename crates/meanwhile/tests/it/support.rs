@@ -112,3 +112,13 @@ pub fn code(o: &Output) -> i32 {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// Polls until `done` holds; panics naming `what` after a generous bound (a failure
+/// bound, not a measure of speed).
+pub fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(120), "never: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
