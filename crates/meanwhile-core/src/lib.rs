@@ -31,8 +31,9 @@ pub use audit::{
     TOKEN_NAME_PATTERN, TokenInfo, check_token_name,
 };
 pub use duration::{
-    DURATION_PATTERN, DurationError, MAX_DURATION_MS, duration_from_secs_f64, format_duration,
-    format_duration_exact, parse_duration, serde_duration, serde_opt_duration,
+    DURATION_PATTERN, DurationError, MAX_DURATION_MS, MAX_WRITABLE_DURATION_MS,
+    duration_from_secs_f64, format_duration, format_duration_exact, parse_duration, serde_duration,
+    serde_opt_duration,
 };
 pub use event::{Event, EventKind};
 pub use notification::Notification;

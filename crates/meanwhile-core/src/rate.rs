@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 /// The most starts a rate limit may allow per window: nine digits, so that the
-/// grammar ([`RATE_PATTERN`]) can state the bound.
+/// grammar ([`rate_pattern`]) can state the bound.
 pub const MAX_RATE_COUNT: u32 = 999_999_999;
 
 /// The grammar of a rate limit, as an ECMA-262 / Rust regex: a count from 1 to

@@ -37,7 +37,7 @@ pub enum Action {
         #[arg(long, value_name = "N|none", value_parser = per_key)]
         per_key: Option<Limit<u32>>,
         /// At most N task starts (each attempt counts, retries too) in any stretch of
-        /// time of the given length: N/s, N/m, N/h, N/d or N/<duration> like 10/30s;
+        /// time of the given length: N/s, N/m, N/h, N/d or N/DURATION like 10/30s;
         /// `none` removes the limit.
         #[arg(long, value_name = "N/WINDOW|none", value_parser = rate)]
         rate: Option<Limit<RateLimit>>,
