@@ -70,7 +70,8 @@ pub enum Command {
     Notifications(cmd::notifications::Args),
     /// The daemon's health, version and task counts.
     Status(cmd::status::Args),
-    /// List alerts: stalled tasks, queues failing in a row, quarantined tasks.
+    /// List alerts: stalled tasks, queues failing in a row, quarantined tasks, missed
+    /// schedules.
     Alerts(cmd::alerts::Args),
     /// Exit 0 when no alert fires, 1 when one does (for cron and health checks).
     Health(cmd::alerts::HealthArgs),

@@ -100,9 +100,36 @@ fn highest_seq(conn: &Connection) -> Result<i64> {
         .unwrap_or(0))
 }
 
-/// Appends one record after the last one, in the caller's transaction.
-pub(crate) fn append(
+/// The end of the chain: the last record's seq (the highest ever given, so a
+/// removed tail leaves a gap) and hash.
+struct Head {
+    seq: i64,
+    hash: String,
+}
+
+fn head(conn: &Connection) -> Result<Head> {
+    let last: Option<String> = conn
+        .prepare_cached("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    let hash = match last {
+        Some(hash) => hash,
+        None => match checkpoint(conn)? {
+            Some((cp, _)) => cp.hash,
+            None => GENESIS.to_string(),
+        },
+    };
+    Ok(Head {
+        seq: highest_seq(conn)?,
+        hash,
+    })
+}
+
+/// Appends one record after `head`, and moves `head` on to it.
+#[allow(clippy::too_many_arguments)]
+fn append_after(
     conn: &Connection,
+    head: &mut Head,
     at: Timestamp,
     actor: &str,
     action: &str,
@@ -110,26 +137,15 @@ pub(crate) fn append(
     task_id: Option<TaskId>,
     summary: &str,
 ) -> Result<()> {
-    let last: Option<(i64, String)> = conn
-        .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let prev_hash = match last {
-        Some((_, hash)) => hash,
-        None => match checkpoint(conn)? {
-            Some((cp, _)) => cp.hash,
-            None => GENESIS.to_string(),
-        },
-    };
     let row = Row {
-        seq: highest_seq(conn)? + 1,
+        seq: head.seq + 1,
         at: at.0,
         actor,
         action,
         subject,
         task_id: task_id.map(|t| t.0),
         summary,
-        prev_hash: &prev_hash,
+        prev_hash: &head.hash,
     };
     let hash = row.hash();
     conn.prepare_cached(
@@ -147,6 +163,8 @@ pub(crate) fn append(
         row.prev_hash,
         hash
     ])?;
+    head.seq = row.seq;
+    head.hash = hash;
     Ok(())
 }
 
@@ -161,9 +179,15 @@ pub(crate) fn record_events(conn: &Connection, actor: &Actor, events: &[Event]) 
         return Ok(());
     }
     let actor = actor_text(actor)?;
+    // The chain's end is read once per write; its records follow each other.
+    let mut end: Option<Head> = None;
     for e in events {
         for (action, subject, task, summary) in describe(e) {
-            append(conn, e.at, &actor, &action, &subject, task, &summary)?;
+            let h = match &mut end {
+                Some(h) => h,
+                None => end.insert(head(conn)?),
+            };
+            append_after(conn, h, e.at, &actor, &action, &subject, task, &summary)?;
         }
     }
     Ok(())
@@ -178,8 +202,9 @@ pub(crate) fn record(
     summary: &str,
 ) -> Result<()> {
     let now = super::ops::db_now(conn)?;
-    append(
+    append_after(
         conn,
+        &mut head(conn)?,
         now,
         &actor_text(actor)?,
         action,
