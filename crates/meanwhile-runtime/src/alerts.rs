@@ -77,10 +77,20 @@ async fn follow(inner: Arc<Inner>) {
         }
     };
     let mut saved = next;
+    let mut last_save = tokio::time::Instant::now();
     let mut behind = true;
     loop {
         if *shutdown.borrow() {
             return;
+        }
+        // Saved at most once a second while events pass, and when the log goes quiet,
+        // so a restart does not take old ends again (a resolved alert would fire anew).
+        if next != saved && last_save.elapsed() >= Duration::from_secs(1) {
+            match inner.store.set_reader_cursor(CURSOR, next).await {
+                Ok(()) => saved = next,
+                Err(e) => failed(&inner, format_args!("saving the alerts' cursor"), &e),
+            }
+            last_save = tokio::time::Instant::now();
         }
         if behind {
             match inner.store.events_after(next, PAGE).await {
@@ -115,6 +125,7 @@ async fn follow(inner: Arc<Inner>) {
                         Ok(()) => saved = next,
                         Err(e) => failed(&inner, format_args!("saving the alerts' cursor"), &e),
                     }
+                    last_save = tokio::time::Instant::now();
                 }
             }
             _ = shutdown.changed() => return,
