@@ -9,6 +9,7 @@
 //! - [`Session`]: a conversation, one [`Session::send`] per user message, events
 //!   streamed to a callback, cancellation through [`Session::send_until`].
 //! - [`AgentExecutor`]: runs tasks of kind `agent` on a runtime.
+//! - [`LlmExecutor`]: runs tasks of kind `llm` (one model call) on a runtime.
 //! - [`tools`]: the tool definitions and the background tools' execution, shared
 //!   with the MCP server.
 //!
@@ -42,6 +43,7 @@ mod config;
 mod error;
 mod event;
 mod executor;
+mod llm_task;
 mod notices;
 mod run;
 mod session;
@@ -53,6 +55,7 @@ pub use config::{AgentConfig, AgentOverrides, DEFAULT_MAX_TURNS, default_model};
 pub use error::AgentError;
 pub use event::AgentEvent;
 pub use executor::AgentExecutor;
+pub use llm_task::{DEFAULT_LLM_MAX_TOKENS, LlmExecutor};
 pub use notices::notices_text;
 pub use run::run_prompt;
 pub use session::{RunOutcome, RunStop, Session};

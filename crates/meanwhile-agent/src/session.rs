@@ -281,6 +281,7 @@ impl Session {
                 max_tokens: self.max_output_tokens,
                 temperature: None,
                 cache_prompt: true,
+                output_schema: None,
             };
             let reply = self
                 .provider

@@ -43,8 +43,9 @@ pub use schedule::{
     ValidSchedule, check_schedule_name,
 };
 pub use spec::{
-    AgentSpec, DEFAULT_QUEUE, MAX_ATTEMPTS, MAX_CONCURRENCY_KEY_LEN, MAX_IDEMPOTENCY_KEY_LEN,
-    MAX_NAME_LEN, MAX_STORED_DURATION_MS, RetryPolicy, SpecError, TaskSpec, ValidSpec, Work,
+    AgentSpec, DEFAULT_QUEUE, LlmSpec, MAX_ATTEMPTS, MAX_CONCURRENCY_KEY_LEN,
+    MAX_IDEMPOTENCY_KEY_LEN, MAX_NAME_LEN, MAX_STORED_DURATION_MS, RetryPolicy, SpecError,
+    TaskSpec, ValidSpec, Work,
 };
 pub use state::{AttemptOutcome, IllegalTransition, TaskState, Transition, transition};
 pub use task::{

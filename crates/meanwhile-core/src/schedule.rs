@@ -264,8 +264,8 @@ impl ScheduleSpec {
                 "the schedule says when its tasks start; leave run_after and delay out",
             ));
         }
-        if t.command.is_none() && t.argv.is_none() && t.agent.is_none() {
-            return Err(err("task", "give the task a command, argv or agent"));
+        if t.command.is_none() && t.argv.is_none() && t.agent.is_none() && t.llm.is_none() {
+            return Err(err("task", "give the task a command, argv, agent or llm"));
         }
         self.task.clone().validate()?;
         Ok(ValidSchedule { spec: self, when })

@@ -23,18 +23,19 @@ pub const MAX_ATTEMPTS: u32 = 1000;
 
 /// A submitted task, as written by a user (CLI, HTTP, MCP, library).
 ///
-/// Exactly one of `command`, `argv` and `agent` says what to run (the library's
+/// Exactly one of `command`, `argv`, `agent` and `llm` says what to run (the library's
 /// in-process closures set none of them). Everything else is optional.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-// Exactly one of command, argv and agent over the wire (the library's closures set
+// Exactly one of command, argv, agent and llm over the wire (the library's closures set
 // none, and never reach it); a field that is null counts as absent.
 #[cfg_attr(
     feature = "schema",
     schemars(extend("oneOf" = [
         {"required": ["command"], "properties": {"command": {"type": "string"}}},
         {"required": ["argv"], "properties": {"argv": {"type": "array"}}},
-        {"required": ["agent"], "properties": {"agent": {"type": "object"}}}
+        {"required": ["agent"], "properties": {"agent": {"type": "object"}}},
+        {"required": ["llm"], "properties": {"llm": {"type": "object"}}}
     ],
     // A stall action needs a stall time.
     "if" = {"required": ["stall_action"], "properties": {"stall_action": {"type": "string"}}},
@@ -60,6 +61,14 @@ pub struct TaskSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub agent: Option<AgentSpec>,
+    /// One model call: a prompt, and optionally a JSON Schema its answer must
+    /// satisfy.
+    #[serde(
+        default,
+        deserialize_with = "crate::de::opt_object",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub llm: Option<LlmSpec>,
     /// Working directory (absolute). Defaults to the submitter's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(
@@ -223,6 +232,48 @@ pub struct AgentSpec {
     pub workspace: Option<PathBuf>,
 }
 
+/// What an `llm` task runs: one model call (not an agent loop) with a prompt, and
+/// optionally a JSON Schema that the answer must satisfy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LlmSpec {
+    /// What to ask the model.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::NonBlank<0>"))]
+    pub prompt: String,
+    /// A system prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// Model name; the configured default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Provider name; the configured default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// A JSON Schema (an object) the answer must satisfy: asked of the provider as
+    /// structured output, validated either way, and asked again once when the answer
+    /// does not satisfy it. The task's result is then the answer's JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")
+    )]
+    pub schema: Option<serde_json::Value>,
+    /// Sampling temperature, 0 to 2; 0 when absent, so that a line sent again gets
+    /// the same answer where the model allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = 2)))]
+    pub temperature: Option<f64>,
+    /// Most tokens the answer may take; 4096 when absent.
+    #[serde(
+        default,
+        deserialize_with = "crate::de::opt_int",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = u32::MAX)))]
+    pub max_tokens: Option<u32>,
+}
+
 /// Retry policy: attempts, and exponential backoff with jitter and a cap.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -279,6 +330,8 @@ pub enum Work {
     Argv(Vec<String>),
     /// A sub-agent.
     Agent(AgentSpec),
+    /// One model call.
+    Llm(LlmSpec),
     /// An in-process closure of the library API.
     Function,
 }
@@ -289,6 +342,7 @@ impl Work {
         match self {
             Work::Shell(_) | Work::Argv(_) => TaskKind::Shell,
             Work::Agent(_) => TaskKind::Agent,
+            Work::Llm(_) => TaskKind::Llm,
             Work::Function => TaskKind::Function,
         }
     }
@@ -323,6 +377,7 @@ impl ValidSpec {
             Work::Shell(c) => crate::shorten(c, 80),
             Work::Argv(a) => crate::shorten(&a.join(" "), 80),
             Work::Agent(a) => format!("agent: {}", crate::shorten(&a.prompt, 70)),
+            Work::Llm(l) => format!("llm: {}", crate::shorten(&l.prompt, 70)),
             Work::Function => "function".to_string(),
         }
     }
@@ -381,6 +436,29 @@ fn check_identifier_up_to(field: &'static str, value: &str, max: usize) -> Resul
     Ok(())
 }
 
+impl LlmSpec {
+    fn check(&self) -> Result<(), SpecError> {
+        if self.prompt.trim().is_empty() {
+            return Err(err("llm.prompt", "must not be empty"));
+        }
+        if self.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
+            return Err(err("llm.temperature", "must be a number from 0 to 2"));
+        }
+        if self.max_tokens == Some(0) {
+            return Err(err("llm.max_tokens", "must be at least 1"));
+        }
+        if let Some(schema) = &self.schema
+            && !schema.is_object()
+        {
+            return Err(err(
+                "llm.schema",
+                "must be a JSON Schema object, such as {\"type\": \"object\", \"properties\": {...}}",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl TaskSpec {
     /// A spec running `sh -c command`.
     pub fn shell(command: impl Into<String>) -> TaskSpec {
@@ -400,8 +478,8 @@ impl TaskSpec {
 
     /// Checks every field; the error names the first wrong one and says how to fix it.
     pub fn validate(self) -> Result<ValidSpec, SpecError> {
-        let work = match (&self.command, &self.argv, &self.agent) {
-            (Some(c), None, None) => {
+        let work = match (&self.command, &self.argv, &self.agent, &self.llm) {
+            (Some(c), None, None, None) => {
                 if c.trim().is_empty() {
                     return Err(err("command", "must not be empty"));
                 }
@@ -410,7 +488,7 @@ impl TaskSpec {
                 }
                 Work::Shell(c.clone())
             }
-            (None, Some(a), None) => {
+            (None, Some(a), None, None) => {
                 if a.is_empty() || a[0].is_empty() {
                     return Err(err("argv", "must name a program as its first element"));
                 }
@@ -419,7 +497,7 @@ impl TaskSpec {
                 }
                 Work::Argv(a.clone())
             }
-            (None, None, Some(a)) => {
+            (None, None, Some(a), None) => {
                 if a.prompt.trim().is_empty() {
                     return Err(err("agent.prompt", "must not be empty"));
                 }
@@ -431,11 +509,15 @@ impl TaskSpec {
                 }
                 Work::Agent(a.clone())
             }
-            (None, None, None) => Work::Function,
+            (None, None, None, Some(l)) => {
+                l.check()?;
+                Work::Llm(l.clone())
+            }
+            (None, None, None, None) => Work::Function,
             _ => {
                 return Err(err(
                     "command",
-                    "give exactly one of command, argv and agent",
+                    "give exactly one of command, argv, agent and llm",
                 ));
             }
         };
@@ -597,6 +679,19 @@ mod tests {
         assert_eq!(field_of(r#"{"command": "x", "after": [0]}"#), "after");
         assert_eq!(field_of(r#"{"command": "x", "env": {"A=B": "1"}}"#), "env");
         assert_eq!(field_of(r#"{"agent": {"prompt": ""}}"#), "agent.prompt");
+        assert_eq!(field_of(r#"{"llm": {"prompt": " "}}"#), "llm.prompt");
+        assert_eq!(
+            field_of(r#"{"llm": {"prompt": "x", "temperature": 3}}"#),
+            "llm.temperature"
+        );
+        assert_eq!(
+            field_of(r#"{"llm": {"prompt": "x", "schema": "string"}}"#),
+            "llm.schema"
+        );
+        assert_eq!(
+            field_of(r#"{"llm": {"prompt": "x"}, "command": "ls"}"#),
+            "command"
+        );
         assert_eq!(
             field_of(r#"{"command": "x", "concurrency_key": "a b"}"#),
             "concurrency_key"

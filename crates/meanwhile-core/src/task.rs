@@ -83,6 +83,8 @@ pub enum TaskKind {
     Shell,
     /// A prompt run by a sub-agent.
     Agent,
+    /// One model call.
+    Llm,
     /// An async closure of the in-process library API.
     Function,
 }
@@ -93,6 +95,7 @@ impl TaskKind {
         match self {
             TaskKind::Shell => "shell",
             TaskKind::Agent => "agent",
+            TaskKind::Llm => "llm",
             TaskKind::Function => "function",
         }
     }
@@ -101,6 +104,7 @@ impl TaskKind {
         match s {
             "shell" => Some(TaskKind::Shell),
             "agent" => Some(TaskKind::Agent),
+            "llm" => Some(TaskKind::Llm),
             "function" => Some(TaskKind::Function),
             _ => None,
         }

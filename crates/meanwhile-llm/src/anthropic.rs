@@ -11,6 +11,7 @@ use crate::error::LlmError;
 use crate::http::{self, HttpTransport, Parsed};
 use crate::price::PriceTable;
 use crate::provider::{BoxFuture, Provider};
+use crate::structured::{self, OutputSchema};
 
 const PROVIDER: &str = "anthropic";
 const API_VERSION: &str = "2023-06-01";
@@ -49,7 +50,12 @@ impl AnthropicProvider {
             .http
             .post_json(&request_body(request, model), parse_response)
             .await?;
-        Ok(reply.into_response(model, &self.prices))
+        let mut response = reply.into_response(model, &self.prices);
+        if let Some(schema) = &request.output_schema {
+            OutputSchema::new(schema)
+                .answer_as_text(&mut response.content, &mut response.stop_reason);
+        }
+        Ok(response)
     }
 }
 
@@ -158,18 +164,31 @@ pub(crate) fn request_body(request: &Request, model: &str) -> Value {
         body.insert("system".into(), system);
     }
     body.insert("messages".into(), Value::Array(messages));
-    if !request.tools.is_empty() {
-        let mut tools: Vec<Value> = request
-            .tools
-            .iter()
-            .map(|tool| {
-                json!({
-                    "name": tool.name,
-                    "description": tool.description,
-                    "input_schema": tool.input_schema,
-                })
+    let mut tools: Vec<Value> = request
+        .tools
+        .iter()
+        .map(|tool| {
+            json!({
+                "name": tool.name,
+                "description": tool.description,
+                "input_schema": tool.input_schema,
             })
-            .collect();
+        })
+        .collect();
+    // Structured output through a forced call of one more tool, whose input is the
+    // answer: every model that calls tools supports it.
+    if let Some(schema) = &request.output_schema {
+        tools.push(json!({
+            "name": structured::NAME,
+            "description": structured::DESCRIPTION,
+            "input_schema": OutputSchema::new(schema).schema,
+        }));
+        body.insert(
+            "tool_choice".into(),
+            json!({"type": "tool", "name": structured::NAME}),
+        );
+    }
+    if !tools.is_empty() {
         if request.cache_prompt {
             if let Some(last) = tools.last_mut() {
                 last["cache_control"] = ephemeral_cache();
@@ -433,6 +452,24 @@ mod tests {
             err.to_string()
                 .ends_with("at `content[0]`: missing field `id`"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn an_output_schema_is_asked_as_a_forced_tool_call() {
+        let mut request = Request::new(vec![Message::user("rate it")], 100);
+        request.cache_prompt = false;
+        request.output_schema =
+            Some(json!({"type": "object", "properties": {"x": {"type": "integer"}}}));
+        let body = request_body(&request, "m");
+        assert_eq!(body["tools"][0]["name"], "answer");
+        assert_eq!(
+            body["tools"][0]["input_schema"]["properties"]["x"]["type"],
+            "integer"
+        );
+        assert_eq!(
+            body["tool_choice"],
+            json!({"type": "tool", "name": "answer"})
         );
     }
 }

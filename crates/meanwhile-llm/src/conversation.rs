@@ -145,6 +145,13 @@ pub struct Request {
     /// so this is on by default; providers that cache automatically ignore it.
     #[serde(default = "default_true")]
     pub cache_prompt: bool,
+    /// Ask for a reply that is one JSON value matching this JSON Schema, as the
+    /// provider's structured output: a forced tool call for Anthropic,
+    /// `response_format: json_schema` for OpenAI-compatible servers. The reply's text
+    /// is then that JSON. Ask for it with no other tools: the model must answer,
+    /// not act. Providers make a good attempt, not a promise: validate the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<Value>,
 }
 
 fn default_true() -> bool {
@@ -163,6 +170,7 @@ impl Request {
             max_tokens,
             temperature: None,
             cache_prompt: true,
+            output_schema: None,
         }
     }
 }

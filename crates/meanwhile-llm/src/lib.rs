@@ -33,6 +33,7 @@ mod http;
 mod openai;
 mod price;
 mod provider;
+mod structured;
 
 use std::sync::Arc;
 

@@ -12,6 +12,7 @@ use crate::error::LlmError;
 use crate::http::{self, HttpTransport, Parsed};
 use crate::price::PriceTable;
 use crate::provider::{BoxFuture, Provider};
+use crate::structured::{self, OutputSchema};
 
 /// A provider speaking OpenAI chat completions.
 #[derive(Debug)]
@@ -56,7 +57,12 @@ impl OpenAiProvider {
             .http
             .post_json(&body, |bytes| parse_response(provider, bytes))
             .await?;
-        Ok(reply.into_response(model, &self.prices))
+        let mut response = reply.into_response(model, &self.prices);
+        if let Some(schema) = &request.output_schema {
+            OutputSchema::new(schema)
+                .answer_as_text(&mut response.content, &mut response.stop_reason);
+        }
+        Ok(response)
     }
 }
 
@@ -184,6 +190,22 @@ pub(crate) fn request_body(request: &Request, model: &str, kind: ProviderKind) -
     }
     if let Some(temperature) = request.temperature {
         body.insert("temperature".into(), json!(temperature));
+    }
+    // Not `strict`: strict mode refuses schemas with optional properties or without
+    // `additionalProperties: false`, which most hand-written schemas are; the answer
+    // is validated by the caller either way.
+    if let Some(schema) = &request.output_schema {
+        body.insert(
+            "response_format".into(),
+            json!({
+                "type": "json_schema",
+                "json_schema": {
+                    "name": structured::NAME,
+                    "schema": OutputSchema::new(schema).schema,
+                    "strict": false,
+                },
+            }),
+        );
     }
     Value::Object(body)
 }
@@ -484,5 +506,19 @@ mod tests {
         assert_eq!(err.status(), Some(503));
         assert!(err.is_retryable());
         assert!(err.to_string().contains("upstream overloaded"), "{err}");
+    }
+
+    #[test]
+    fn an_output_schema_is_asked_as_a_json_schema_response_format() {
+        let mut request = Request::new(vec![Message::user("list them")], 100);
+        request.output_schema = Some(json!({"type": "array"}));
+        let body = request_body(&request, "m", ProviderKind::OpenAi);
+        let format = &body["response_format"];
+        assert_eq!(format["type"], "json_schema");
+        assert_eq!(format["json_schema"]["name"], "answer");
+        assert_eq!(
+            format["json_schema"]["schema"]["properties"]["answer"]["type"],
+            "array"
+        );
     }
 }

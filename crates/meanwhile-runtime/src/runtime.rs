@@ -224,15 +224,20 @@ impl Runtime {
     /// agent task without an executor for it.
     fn runnable(&self, v: ValidSpec) -> Result<ValidSpec> {
         match v.work() {
-            meanwhile_core::Work::Agent(_) if !self.has_executor(TaskKind::Agent) => {
+            w @ (meanwhile_core::Work::Agent(_) | meanwhile_core::Work::Llm(_))
+                if !self.has_executor(w.kind()) =>
+            {
+                let field = w.kind().as_str();
                 Err(Error::Invalid {
-                    field: "agent",
-                    message: "this meanwhile has no LLM provider configured for agent tasks; set ANTHROPIC_API_KEY or OPENAI_API_KEY (or the [agent] section of config.toml) where it runs, then restart it".into(),
+                    field,
+                    message: format!(
+                        "this meanwhile has no LLM provider configured for {field} tasks; set ANTHROPIC_API_KEY or OPENAI_API_KEY (or the [agent] section of config.toml) where it runs, then restart it"
+                    ),
                 })
             }
             meanwhile_core::Work::Function => Err(Error::Invalid {
                 field: "command",
-                message: "give one of command, argv and agent (closures go through submit_fn)"
+                message: "give one of command, argv, agent and llm (closures go through submit_fn)"
                     .into(),
             }),
             _ => Ok(v),

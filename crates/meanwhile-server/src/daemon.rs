@@ -40,7 +40,7 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), ServerError> {
     ))
 }
 
-/// Lets the daemon run agent tasks when an LLM provider is configured (flags of
+/// Lets the daemon run agent and llm tasks when an LLM provider is configured (flags of
 /// `[agent]` in config.toml, or the provider's API key in the environment).
 fn register_agent_executor(rt: &Runtime, home: &Path) {
     let overrides = meanwhile_agent::AgentOverrides {
@@ -62,6 +62,8 @@ fn register_agent_executor(rt: &Runtime, home: &Path) {
                 config.provider.name(),
                 config.model
             );
+            meanwhile_agent::LlmExecutor::with_provider(config.clone(), provider.clone())
+                .register(rt);
             meanwhile_agent::AgentExecutor::with_provider(config, provider).register(rt);
         }
         Err(e) => tracing::info!("agent tasks are off: {e}"),

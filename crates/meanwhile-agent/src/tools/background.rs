@@ -70,6 +70,14 @@ struct RunArgs {
     env: BTreeMap<String, String>,
     #[serde(default)]
     queue: Option<String>,
+    #[serde(default)]
+    concurrency_key: Option<String>,
+    #[serde(default)]
+    on_end: Option<String>,
+    #[serde(default)]
+    stall_seconds: Option<f64>,
+    #[serde(default)]
+    stall_action: Option<meanwhile_core::StallAction>,
 }
 
 #[derive(Deserialize)]
@@ -170,6 +178,11 @@ impl Background<'_> {
             .filter(|d| !d.is_zero());
         spec.env = a.env;
         spec.queue = a.queue;
+        spec.concurrency_key = a.concurrency_key;
+        spec.on_end = a.on_end.filter(|c| !c.trim().is_empty());
+        spec.stall = seconds(tool, "stall_seconds", a.stall_seconds, MAX_TASK_TIMEOUT)?
+            .filter(|d| !d.is_zero());
+        spec.stall_action = a.stall_action;
         spec.session = self.session.map(str::to_string);
         let id = self.backend.submit(spec).await?;
         let notify = if self.session.is_some() {

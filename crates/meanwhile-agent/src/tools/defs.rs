@@ -134,7 +134,11 @@ pub fn definition(name: &str) -> Option<ToolDefinition> {
                     "cwd": {"type": "string", "description": "Working directory (default: the workspace)."},
                     "timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "description": "Stop the task if it runs longer than this."},
                     "env": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Environment variables to add."},
-                    "queue": {"type": "string", "description": "The meanwhile queue to run in (default: `default`)."}
+                    "queue": {"type": "string", "description": "The meanwhile queue to run in (default: `default`)."},
+                    "concurrency_key": {"type": "string", "description": "Tasks of a queue with the same key share its per_key limit (say, one per customer or per repository)."},
+                    "on_end": {"type": "string", "description": "A shell command run when the task ends, with MEANWHILE_TASK_ID, MEANWHILE_TASK_STATE and MEANWHILE_EXIT_CODE set."},
+                    "stall_seconds": {"type": "number", "exclusiveMinimum": 0, "description": "Raise a `stalled` alert when the task prints nothing for this long."},
+                    "stall_action": {"type": "string", "enum": ["alert", "stop"], "description": "With stall_seconds: `stop` also stops a stalled task (default: `alert` only)."}
                 }),
                 &["command"],
             ),

@@ -115,7 +115,16 @@ pub(crate) fn parse_args<T: DeserializeOwned>(tool: &str, args: Value) -> Result
         }
         other => other,
     };
-    serde_json::from_value(args).map_err(|e| ToolError::args(tool, e.to_string()))
+    // The path names the argument at fault, which serde's message alone may not.
+    serde_path_to_error::deserialize(args).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        if matches!(path.as_str(), "" | ".") || inner.contains(&format!("`{path}`")) {
+            ToolError::args(tool, inner)
+        } else {
+            ToolError::args(tool, format!("{path}: {inner}"))
+        }
+    })
 }
 
 /// A task id written as `7`, `"7"` or `"#7"`.

@@ -174,3 +174,43 @@ async fn tests_run_in_the_background_while_the_agent_edits_code() {
     }
     assert_eq!(events.notices(), [test_id]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_run_takes_a_concurrency_key_an_end_hook_and_a_stall_limit() {
+    let env = runtime().await;
+    let answer = meanwhile_agent::call_background_tool(
+        env.backend.as_ref(),
+        None,
+        "background_run",
+        json!({
+            "command": "true",
+            "concurrency_key": "customer-42",
+            "on_end": "echo ended",
+            "stall_seconds": 90,
+            "stall_action": "stop"
+        }),
+    )
+    .await
+    .unwrap();
+    let id: i64 = regex::Regex::new(r"Started task (\d+)")
+        .unwrap()
+        .captures(&answer)
+        .unwrap()[1]
+        .parse()
+        .unwrap();
+    let t = env.backend.get(TaskId(id)).await.unwrap();
+    assert_eq!(t.concurrency_key.as_deref(), Some("customer-42"));
+    assert_eq!(t.spec.on_end.as_deref(), Some("echo ended"));
+    assert_eq!(t.spec.stall, Some(std::time::Duration::from_secs(90)));
+    assert_eq!(t.spec.stall_action, Some(meanwhile_core::StallAction::Stop));
+
+    let e = meanwhile_agent::call_background_tool(
+        env.backend.as_ref(),
+        None,
+        "background_run",
+        json!({"command": "true", "stall_action": "pause"}),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("stall_action"), "{e}");
+}
