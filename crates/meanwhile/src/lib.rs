@@ -54,6 +54,10 @@ pub enum Command {
     Rm(cmd::rm::Args),
     /// Remove finished tasks by age or count (all finished ones by default).
     Clean(cmd::clean::Args),
+    /// One LLM call per line of a JSONL file (a template or your prompt, answers
+    /// checked against a JSON Schema), results gathered into a JSONL file; run it
+    /// again to resume after a crash or a kill.
+    Batch(cmd::batch::Args),
     /// List, create, change, pause and resume queues.
     Queue(cmd::queue::Args),
     /// Run a task at the times a cron expression or an interval names: add, list,
@@ -115,6 +119,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Retry(a) => cmd::retry::run(&ctx, a).await,
             Command::Rm(a) => cmd::rm::run(&ctx, a).await,
             Command::Clean(a) => cmd::clean::run(&ctx, a).await,
+            Command::Batch(a) => cmd::batch::run(&ctx, a).await,
             Command::Queue(a) => cmd::queue::run(&ctx, a).await,
             Command::Schedule(a) => cmd::schedule::run(&ctx, a).await,
             Command::Audit(a) => cmd::audit::run(&ctx, a).await,

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod alerts;
 pub mod audit;
+pub mod batch;
 pub mod clean;
 pub mod completions;
 pub mod daemon;

@@ -122,3 +122,77 @@ pub fn until(what: &str, mut done: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A provider on loopback speaking the Anthropic Messages wire format, each reply
+/// made by `respond` from the request's body; the bodies it got, in order. Each
+/// call takes at least `delay`, as a real model's would.
+pub fn fake_anthropic_with(
+    delay: Duration,
+    respond: impl Fn(&serde_json::Value) -> serde_json::Value + Send + Sync + 'static,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::{Arc, Mutex};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let respond = Arc::new(respond);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let log = log.clone();
+            let respond = respond.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        let lower = line.to_ascii_lowercase();
+                        if let Some(v) = lower.strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0u8; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let request: serde_json::Value =
+                        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                    std::thread::sleep(delay);
+                    let reply = respond(&request).to_string();
+                    log.lock().unwrap().push(request);
+                    let ok = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{reply}",
+                        reply.len()
+                    );
+                    if ok.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// The environment that points a daemon's agent and llm tasks at `url`.
+pub fn provider_env(url: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("MEANWHILE_AGENT_PROVIDER", "anthropic".into()),
+        ("MEANWHILE_AGENT_MODEL", "claude-test".into()),
+        ("ANTHROPIC_API_KEY", "test-key".into()),
+        ("ANTHROPIC_BASE_URL", url.into()),
+    ]
+}
