@@ -525,6 +525,17 @@ impl Client {
         .await
     }
 
+    /// The nodes sharing the daemon's store.
+    pub async fn nodes(&self) -> Result<Vec<meanwhile_core::NodeInfo>, ClientError> {
+        self.call(Method::GET, "/v1/nodes", None).await
+    }
+
+    /// Forgets a node that is gone for good; an alive one is refused.
+    pub async fn remove_node(&self, name: &str) -> Result<(), ClientError> {
+        let path = format!("/v1/nodes/{}", percent_path(name));
+        self.call::<()>(Method::DELETE, &path, None).await
+    }
+
     /// Removes a schedule; the tasks it submitted stay.
     pub async fn remove_schedule(&self, name: &str) -> Result<(), ClientError> {
         self.call::<()>(Method::DELETE, &schedule_path(name, ""), None)

@@ -19,6 +19,9 @@ pub enum AlertKind {
     /// A schedule's times passed while meanwhile was not running; resolves when it
     /// next fires on time.
     ScheduleMissed,
+    /// A node of the fleet has not written its heartbeat for `silent_after`; the
+    /// other nodes raise it. Resolves when it beats again or is stopped cleanly.
+    NodeSilent,
 }
 
 impl AlertKind {
@@ -29,6 +32,7 @@ impl AlertKind {
             AlertKind::Failures => "failures",
             AlertKind::Quarantined => "quarantined",
             AlertKind::ScheduleMissed => "schedule_missed",
+            AlertKind::NodeSilent => "node_silent",
         }
     }
 

@@ -10,6 +10,7 @@ mod de;
 mod duration;
 mod event;
 pub mod http;
+mod node;
 mod notification;
 mod rate;
 mod schedule;
@@ -36,6 +37,7 @@ pub use duration::{
     serde_opt_duration,
 };
 pub use event::{Event, EventKind};
+pub use node::{NodeBeat, NodeInfo, NodeRow};
 pub use notification::Notification;
 pub use rate::{MAX_RATE_COUNT, RATE_POSITIVE_PATTERN, RateError, RateLimit, rate_pattern};
 pub use schedule::{

@@ -6,7 +6,7 @@
 use crate::spec::{SpecError, TaskSpec};
 use crate::state::TaskState;
 use crate::task::{TaskId, Timestamp};
-use chrono::{DateTime, SecondsFormat, TimeZone as _};
+use chrono::{DateTime, TimeZone as _};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr as _;
 use std::time::Duration;
@@ -276,11 +276,8 @@ fn at_millis(tz: &chrono_tz::Tz, t: Timestamp) -> Option<DateTime<chrono_tz::Tz>
     tz.timestamp_millis_opt(t.0).single()
 }
 
-/// An RFC 3339 form of `t` in UTC, to the millisecond.
 fn rfc3339(t: Timestamp) -> String {
-    DateTime::from_timestamp_millis(t.0)
-        .map(|d| d.to_rfc3339_opts(SecondsFormat::Millis, true))
-        .unwrap_or_else(|| t.0.to_string())
+    t.rfc3339()
 }
 
 fn offset_at(tz: chrono_tz::Tz, t: i64) -> Option<i32> {

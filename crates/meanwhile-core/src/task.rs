@@ -72,6 +72,14 @@ impl Timestamp {
     pub fn millis_until(self, later: Timestamp) -> u64 {
         later.0.saturating_sub(self.0).max(0) as u64
     }
+
+    /// Its RFC 3339 form in UTC, to the millisecond (`2026-11-27T21:00:00.000Z`); the
+    /// bare number for a time out of the calendar's range.
+    pub fn rfc3339(self) -> String {
+        chrono::DateTime::from_timestamp_millis(self.0)
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .unwrap_or_else(|| self.0.to_string())
+    }
 }
 
 /// The kind of work a task does.

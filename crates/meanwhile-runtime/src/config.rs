@@ -102,6 +102,14 @@ pub struct RuntimeConfig {
     /// `MEANWHILE_ALERT_KIND`, `MEANWHILE_ALERT_STATE`, `MEANWHILE_ALERT_MESSAGE`,
     /// `MEANWHILE_ALERT_TASK` and `MEANWHILE_ALERT_QUEUE` set. Default: none.
     pub alert_commands: Vec<String>,
+    /// Where this node's HTTP API listens over TCP, recorded with its heartbeat so
+    /// that other nodes and people can reach it. Default: none.
+    pub node_address: Option<String>,
+    /// How often this node writes its heartbeat and looks at the others'. Default 5s.
+    pub node_heartbeat: Duration,
+    /// A node without a heartbeat for this long is silent: a `node_silent` alert
+    /// fires. Default 30s.
+    pub node_silent_after: Duration,
 }
 
 impl RuntimeConfig {
@@ -123,6 +131,9 @@ impl RuntimeConfig {
             hook_timeout: Duration::from_secs(60),
             alert_sinks: Vec::new(),
             alert_commands: Vec::new(),
+            node_address: None,
+            node_heartbeat: Duration::from_secs(5),
+            node_silent_after: Duration::from_secs(30),
         }
     }
 }

@@ -24,6 +24,7 @@ mod home;
 mod hooks;
 mod journal;
 mod metrics;
+mod nodes;
 mod output;
 mod recover;
 mod runtime;
@@ -124,6 +125,7 @@ impl Error {
                         | StoreError::UnknownDependency(_)
                         | StoreError::UnknownTask(_)
                         | StoreError::UnknownSchedule(_)
+                        | StoreError::UnknownNode(_)
                         | StoreError::UnknownToken(_)
                         | StoreError::Illegal { .. }
                 )

@@ -147,6 +147,7 @@ impl Runtime {
         crate::schedules::start(&inner);
         crate::hooks::start(&inner);
         crate::alerts::start(&inner);
+        crate::nodes::start(&inner);
         let rt = Runtime {
             inner: inner.clone(),
         };
@@ -182,6 +183,16 @@ impl Runtime {
             }
             idle.await;
         }
+        // A clean stop: the other nodes do not take this one's silence for a death.
+        if let Err(e) = self
+            .inner
+            .store
+            .node_stopped(&self.inner.node, crate::now())
+            .await
+        {
+            self.inner
+                .write_failed(format_args!("recording this node's stop"), &e);
+        }
         // The home is free for the next runtime as soon as this one is done with it.
         if let Ok(mut lock) = self.inner.lock.lock() {
             lock.take();
@@ -206,6 +217,29 @@ impl Runtime {
     /// This node's name.
     pub fn node(&self) -> &str {
         &self.inner.node
+    }
+
+    /// The nodes sharing this runtime's store, by name: their address, version,
+    /// latest heartbeat, running tasks, and whether they are alive.
+    pub async fn nodes(&self) -> Result<Vec<meanwhile_core::NodeInfo>> {
+        crate::nodes::list(&self.inner).await
+    }
+
+    /// Forgets a node that is gone for good (its `node_silent` alert resolves); a
+    /// node that is alive is refused.
+    pub async fn remove_node(&self, name: &str) -> Result<()> {
+        let nodes = self.nodes().await?;
+        match nodes.iter().find(|n| n.name == name) {
+            None => Err(Error::Store(StoreError::UnknownNode(name.to_string()))),
+            Some(n) if n.alive => Err(Error::Store(StoreError::Conflict {
+                field: "node",
+                message: format!(
+                    "node {name:?} is alive (its last heartbeat was at {}); stop it first",
+                    n.heartbeat_at.rfc3339()
+                ),
+            })),
+            Some(_) => Ok(self.inner.store.remove_node(name).await?),
+        }
     }
 
     /// The store behind this runtime.
@@ -885,6 +919,7 @@ impl From<Error> for ApiError {
                 StoreError::UnknownTask(_)
                 | StoreError::UnknownDependency(_)
                 | StoreError::UnknownSchedule(_)
+                | StoreError::UnknownNode(_)
                 | StoreError::UnknownToken(_),
             ) => ErrorCode::NotFound,
             Error::Store(StoreError::Illegal { .. } | StoreError::Conflict { .. }) => {

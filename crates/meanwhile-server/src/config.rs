@@ -46,6 +46,9 @@ pub struct Settings {
     pub heartbeat_url: Option<String>,
     /// How often the heartbeat URL is fetched. Default 1m.
     pub heartbeat_every: Duration,
+    /// A node of the fleet without a heartbeat for this long raises `node_silent`
+    /// (`[alerts] node_silent_after`). Default 30s.
+    pub node_silent_after: Duration,
 }
 
 /// One alert sink: a webhook (optionally signed) or a command.
@@ -207,6 +210,7 @@ impl Settings {
             alert_sinks: Vec::new(),
             heartbeat_url: None,
             heartbeat_every: Duration::from_secs(60),
+            node_silent_after: Duration::from_secs(30),
         }
     }
 
@@ -285,6 +289,12 @@ impl Settings {
                     return Err(bad("alerts.heartbeat_every must be longer than 0s".into()));
                 }
                 self.heartbeat_every = e;
+            }
+            if let Some(s) = a.node_silent_after {
+                if s.is_zero() {
+                    return Err(bad("alerts.node_silent_after must be longer than 0s".into()));
+                }
+                self.node_silent_after = s;
             }
             for (i, sink) in a.sinks.into_iter().enumerate() {
                 match (&sink.webhook, &sink.command) {
@@ -394,6 +404,15 @@ impl Settings {
         if let Some(n) = var("MEANWHILE_NODE") {
             self.node = Some(n);
         }
+        if let Some(s) = dur("MEANWHILE_NODE_SILENT_AFTER")? {
+            if s.is_zero() {
+                return Err(ServerError::Config {
+                    origin: "MEANWHILE_NODE_SILENT_AFTER".into(),
+                    message: "must be longer than 0s".into(),
+                });
+            }
+            self.node_silent_after = s;
+        }
         Ok(())
     }
 }
@@ -443,6 +462,8 @@ struct FileAlerts {
     heartbeat_url: Option<String>,
     #[serde(default, with = "serde_opt_duration")]
     heartbeat_every: Option<Duration>,
+    #[serde(default, with = "serde_opt_duration")]
+    node_silent_after: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

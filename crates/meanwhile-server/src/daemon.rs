@@ -87,7 +87,25 @@ pub async fn serve(
 
     let mut cfg = RuntimeConfig::new(&home);
     cfg.grace = settings.grace;
+    if let Some(n) = &settings.node
+        && (n.is_empty()
+            || n.len() > 100
+            || !n
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(ServerError::Config {
+            origin: "node".into(),
+            message: format!(
+                "{n:?} is not a node name: use 1 to 100 letters, digits and - _ . (a host name fits)"
+            ),
+        });
+    }
     cfg.node = settings.node.clone();
+    cfg.node_address = settings.listen.map(|a| a.to_string());
+    cfg.node_silent_after = settings.node_silent_after;
+    // Three heartbeats fit in the silence allowed, so one late write is no alarm.
+    cfg.node_heartbeat = (settings.node_silent_after / 3).min(Duration::from_secs(5));
     cfg.schedule_late_after = settings.schedule_late_after;
     cfg.on_end = settings.hooks.on_end.clone();
     cfg.hook_timeout = settings.hooks.timeout;

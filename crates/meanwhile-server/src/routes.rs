@@ -2,8 +2,8 @@
 //! and answers. The router and the OpenAPI document are both built from it.
 
 use crate::handlers::{
-    alerts, audit, control, events, notifications, output, queues, schedules, shutdown, status,
-    tasks, tokens, wait,
+    alerts, audit, control, events, nodes, notifications, output, queues, schedules, shutdown,
+    status, tasks, tokens, wait,
 };
 use crate::state::AppState;
 use axum::Router;
@@ -16,7 +16,7 @@ use meanwhile_core::http::{
     ShuttingDown, Status, StopRequest, SubmitAnswer, TaskDetail, WaitRequest,
 };
 use meanwhile_core::{
-    Alert, Event, Notification, OutputChunk, Page, QueueInfo, ScheduleInfo, ScheduleSpec,
+    Alert, Event, NodeInfo, Notification, OutputChunk, Page, QueueInfo, ScheduleInfo, ScheduleSpec,
     TaskRecord, TaskSpec, WaitOutcome,
 };
 use meanwhile_core::{AuditPage, AuditParams, AuditVerdict, NewToken, NewTokenRequest, TokenInfo};
@@ -149,6 +149,10 @@ pub(crate) fn table() -> Vec<Route> {
             .answer::<Vec<Alert>>(),
         op(M::GET, "/v1/health", "Whether any alert fires (ok is false then), with the firing ones", alerts::health)
             .answer::<Health>(),
+        op(M::GET, "/v1/nodes", "The nodes sharing the store: address, version, latest heartbeat, running tasks, and whether each is alive", nodes::list)
+            .answer::<Vec<NodeInfo>>(),
+        op(M::DELETE, "/v1/nodes/{node}", "Forget a node that is gone for good (its node_silent alert resolves); an alive node is refused", nodes::remove)
+            .status(204),
         op(M::GET, "/v1/schedules", "The schedules with their next time and latest task", schedules::list)
             .answer::<Vec<ScheduleInfo>>(),
         op(M::POST, "/v1/schedules", "Add a schedule: a task submitted at the times a cron expression or an interval names", schedules::add)

@@ -533,3 +533,30 @@ pub(crate) fn ended(task: &mut TaskRecord, to: TaskState, end: &AttemptEnd) {
     task.signal = end.signal;
     task.stop_requested = false;
 }
+
+/// A node's columns as stored, with the number of tasks it runs.
+pub(crate) struct NodeColumns {
+    pub name: String,
+    pub address: Option<String>,
+    pub version: String,
+    pub started_at: i64,
+    pub heartbeat_at: i64,
+    pub stopped_at: Option<i64>,
+    pub running: i64,
+}
+
+impl NodeColumns {
+    pub(crate) fn decode(self) -> meanwhile_core::NodeRow {
+        meanwhile_core::NodeRow {
+            beat: meanwhile_core::NodeBeat {
+                name: self.name,
+                address: self.address,
+                version: self.version,
+                started_at: Timestamp(self.started_at),
+                now: Timestamp(self.heartbeat_at),
+            },
+            stopped_at: self.stopped_at.map(Timestamp),
+            running: self.running.max(0) as u64,
+        }
+    }
+}

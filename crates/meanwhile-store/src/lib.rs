@@ -28,7 +28,7 @@ use meanwhile_core::{
     QueueInfo, ScheduleInfo, ScheduleSpec, TaskId, TaskKind, TaskRecord, TaskState, Timestamp,
     ValidSpec,
 };
-use meanwhile_core::{AuditFilter, AuditPage, AuditVerdict, TokenInfo};
+use meanwhile_core::{AuditFilter, AuditPage, AuditVerdict, NodeBeat, NodeRow, TokenInfo};
 use std::future::Future;
 use std::pin::Pin;
 use tokio::sync::broadcast;
@@ -54,6 +54,9 @@ pub enum StoreError {
     /// No schedule has this name.
     #[error("unknown schedule {0:?} (see 'meanwhile schedule ls')")]
     UnknownSchedule(String),
+    /// No node has this name.
+    #[error("unknown node {0:?} (see 'meanwhile nodes')")]
+    UnknownNode(String),
     /// No named token has this name.
     #[error("name: no token named {0:?} (see 'meanwhile token ls')")]
     UnknownToken(String),
@@ -532,4 +535,12 @@ pub trait Store: Send + Sync + 'static {
     fn add_token(&self, name: &str, hash: &str, now: Timestamp) -> StoreFuture<'_, TokenInfo>;
     /// Removes a named token. Recorded in the audit trail.
     fn remove_token(&self, name: &str) -> StoreFuture<'_, ()>;
+    /// Records a node's heartbeat (and that it runs again, after a clean stop).
+    fn beat(&self, beat: NodeBeat) -> StoreFuture<'_, ()>;
+    /// Records that a node shut down cleanly, so that its silence raises no alert.
+    fn node_stopped(&self, name: &str, now: Timestamp) -> StoreFuture<'_, ()>;
+    /// Every node that ever beat, by name, with the tasks it runs now.
+    fn nodes(&self) -> StoreFuture<'_, Vec<NodeRow>>;
+    /// Forgets a node.
+    fn remove_node(&self, name: &str) -> StoreFuture<'_, ()>;
 }

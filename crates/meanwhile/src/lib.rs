@@ -70,6 +70,9 @@ pub enum Command {
     /// The named bearer tokens of the TCP listener: add (prints it once), ls, rm.
     /// Over the Unix socket only.
     Token(cmd::token::Args),
+    /// The nodes sharing the daemon's store: address, version, latest heartbeat,
+    /// running tasks, and whether each is alive; `nodes rm NAME` forgets one.
+    Nodes(cmd::nodes::Args),
     /// Print (and mark delivered) a session's completion notices.
     Notifications(cmd::notifications::Args),
     /// The daemon's health, version and task counts.
@@ -124,6 +127,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Schedule(a) => cmd::schedule::run(&ctx, a).await,
             Command::Audit(a) => cmd::audit::run(&ctx, a).await,
             Command::Token(a) => cmd::token::run(&ctx, a).await,
+            Command::Nodes(a) => cmd::nodes::run(&ctx, a).await,
             Command::Notifications(a) => cmd::notifications::run(&ctx, a).await,
             Command::Status(a) => cmd::status::run(&ctx, a).await,
             Command::Alerts(a) => cmd::alerts::run(&ctx, a).await,

@@ -4,6 +4,7 @@ pub(crate) mod alerts;
 pub(crate) mod audit;
 pub(crate) mod control;
 pub(crate) mod events;
+pub(crate) mod nodes;
 pub(crate) mod notifications;
 pub(crate) mod output;
 pub(crate) mod queues;

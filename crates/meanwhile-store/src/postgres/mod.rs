@@ -26,7 +26,9 @@ use crate::{
 };
 use crate::{AuditKey, StoredToken};
 use meanwhile_core::http::QueueUpdate;
-use meanwhile_core::{Actor, AuditFilter, AuditPage, AuditVerdict, EventKind, TokenInfo};
+use meanwhile_core::{
+    Actor, AuditFilter, AuditPage, AuditVerdict, EventKind, NodeBeat, NodeRow, TokenInfo,
+};
 use meanwhile_core::{
     Alert, AlertKind, Attempt, Event, Notification, Progress, QueueInfo, ScheduleInfo,
     ScheduleSpec, TaskId, TaskRecord, TaskState, Timestamp,
@@ -742,6 +744,26 @@ impl Store for PgStore {
     fn remove_token(&self, name: &str) -> StoreFuture<'_, ()> {
         self.write(name.to_string(), |tx, name| {
             Box::pin(audit::remove_token(tx, name))
+        })
+    }
+
+    fn beat(&self, beat: NodeBeat) -> StoreFuture<'_, ()> {
+        self.write(beat, |tx, beat| Box::pin(ops::beat(tx, beat)))
+    }
+
+    fn node_stopped(&self, name: &str, now: Timestamp) -> StoreFuture<'_, ()> {
+        self.write((name.to_string(), now), |tx, (name, now)| {
+            Box::pin(ops::node_stopped(tx, name, *now))
+        })
+    }
+
+    fn nodes(&self) -> StoreFuture<'_, Vec<NodeRow>> {
+        self.read((), |c, ()| Box::pin(ops::nodes(c)))
+    }
+
+    fn remove_node(&self, name: &str) -> StoreFuture<'_, ()> {
+        self.write(name.to_string(), |tx, name| {
+            Box::pin(ops::remove_node(tx, name))
         })
     }
 }

@@ -206,6 +206,18 @@ const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE log_head ADD COLUMN audit_seq BIGINT NOT NULL DEFAULT 0;
     "#,
+    // Version 7: the nodes sharing the store, each with its latest heartbeat; a node
+    // that shut down cleanly has `stopped_at`.
+    r#"
+    CREATE TABLE nodes (
+        name TEXT PRIMARY KEY,
+        address TEXT,
+        version TEXT NOT NULL,
+        started_at BIGINT NOT NULL,
+        heartbeat_at BIGINT NOT NULL,
+        stopped_at BIGINT
+    );
+    "#,
 ];
 
 /// The schema version this build writes; the same as SQLite's.

@@ -19,7 +19,7 @@ use crate::{
 };
 use crate::{AuditKey, StoredToken};
 use meanwhile_core::http::QueueUpdate;
-use meanwhile_core::{Actor, AuditFilter, AuditPage, AuditVerdict, TokenInfo};
+use meanwhile_core::{Actor, AuditFilter, AuditPage, AuditVerdict, NodeBeat, NodeRow, TokenInfo};
 use meanwhile_core::{
     Alert, AlertKind, Attempt, Event, Notification, Progress, QueueInfo, ScheduleInfo,
     ScheduleSpec, TaskId, TaskRecord, TaskState, Timestamp,
@@ -634,5 +634,23 @@ impl Store for SqliteStore {
         self.write_as(actor.clone(), move |conn, _| {
             audit::remove_token(conn, &actor, &name)
         })
+    }
+
+    fn beat(&self, beat: NodeBeat) -> StoreFuture<'_, ()> {
+        self.write(move |conn, _| ops::beat(conn, &beat))
+    }
+
+    fn node_stopped(&self, name: &str, now: Timestamp) -> StoreFuture<'_, ()> {
+        let name = owned(name);
+        self.write(move |conn, _| ops::node_stopped(conn, &name, now))
+    }
+
+    fn nodes(&self) -> StoreFuture<'_, Vec<NodeRow>> {
+        self.read(ops::nodes)
+    }
+
+    fn remove_node(&self, name: &str) -> StoreFuture<'_, ()> {
+        let name = owned(name);
+        self.write(move |conn, _| ops::remove_node(conn, &name))
     }
 }

@@ -186,6 +186,18 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL
     );
     "#,
+    // Version 7: the nodes sharing the store, each with its latest heartbeat; a node
+    // that shut down cleanly has `stopped_at`.
+    r#"
+    CREATE TABLE nodes (
+        name TEXT PRIMARY KEY,
+        address TEXT,
+        version TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        heartbeat_at INTEGER NOT NULL,
+        stopped_at INTEGER
+    );
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -255,6 +267,6 @@ mod tests {
             .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 6);
+        assert_eq!(SCHEMA_VERSION, 7);
     }
 }

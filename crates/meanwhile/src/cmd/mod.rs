@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod logs;
 pub mod ls;
 pub mod mcp;
+pub mod nodes;
 pub mod notifications;
 pub mod queue;
 pub mod retry;

@@ -17,6 +17,10 @@ pub struct Args {
     /// On shutdown, stop running tasks instead of leaving them for the next daemon.
     #[arg(long)]
     pub stop_tasks: bool,
+    /// This node's name in leases, attempts and `meanwhile nodes` (also `node` in
+    /// config.toml, or MEANWHILE_NODE); the host name by default.
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
 }
 
 /// Runs `serve`.
@@ -36,6 +40,9 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     }
     if args.stop_tasks {
         settings.stop_tasks = true;
+    }
+    if let Some(n) = args.node {
+        settings.node = Some(n);
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;

@@ -10,6 +10,7 @@ mod commands;
 mod daemon;
 mod hooks;
 mod live_restore;
+mod nodes;
 mod queues;
 mod schedules;
 mod specs;

@@ -5,6 +5,7 @@
 mod alerts;
 mod events;
 mod lifecycle;
+mod nodes;
 mod notifications;
 mod queues;
 mod rows;
@@ -14,6 +15,7 @@ mod tasks;
 pub(crate) use alerts::*;
 pub(crate) use events::*;
 pub(crate) use lifecycle::*;
+pub(crate) use nodes::*;
 pub(crate) use notifications::*;
 pub(crate) use queues::*;
 pub(crate) use rows::*;
