@@ -36,6 +36,8 @@ pub const URL_VAR: &str = "MEANWHILE_TEST_DATABASE_URL";
 /// `MEANWHILE_TEST_DATABASE_URL` names).
 pub struct TestDb {
     config: Config,
+    /// Where the database was created from, and is dropped from.
+    admin: Config,
     name: String,
     _server: Option<Arc<Server>>,
 }
@@ -71,10 +73,11 @@ impl TestDb {
             ))
             .await
             .unwrap_or_else(|e| panic!("creating database {name}: {e:?}"));
-        let mut config = admin;
+        let mut config = admin.clone();
         config.dbname(&name);
         TestDb {
             config,
+            admin,
             name,
             _server: server,
         }
@@ -115,6 +118,38 @@ async fn connect(config: &Config) -> tokio_postgres::Client {
         let _ = connection.await;
     });
     client
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if self._server.is_some() {
+            // The server and everything in it go with the process's last database.
+            return;
+        }
+        // On a server of someone else's, the database is dropped, from a runtime of
+        // its own: the test's may be shutting down.
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let (client, connection) = admin.connect(NoTls).await.map_err(io::Error::other)?;
+                tokio::spawn(connection);
+                client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+                    .map_err(io::Error::other)
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!(
+                "meanwhile-testpg: could not drop test database {}: {e}",
+                self.name
+            );
+        }
+    }
 }
 
 /// A configuration as `key=value` pairs.
@@ -192,6 +227,9 @@ impl Server {
             // A test database need not survive a power loss.
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off", "-c", "max_connections=200"])
+            // Shared memory segments as files in the data directory, so that they go
+            // with it even when the server is killed.
+            .args(["-c", "dynamic_shared_memory_type=mmap"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(dir.join("server.log"))?);

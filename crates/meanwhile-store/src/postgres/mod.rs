@@ -249,9 +249,6 @@ struct Log {
     counts: Vec<(String, TaskState, i64)>,
     /// Audit records of changes that have no event (tokens).
     audit: Vec<Entry>,
-    /// Whether the write changes the audit trail itself (pruning): the log's lock
-    /// is then taken first.
-    lock: bool,
 }
 
 /// Where a [`Log`] stood when a part of a write began, to take back what a failed
@@ -313,9 +310,10 @@ impl Tx {
         self.log.audit.push(entry);
     }
 
-    /// Takes the log's lock now: for a write that changes the audit trail itself.
+    /// Takes the log's lock (held until the commit) and reads the last event and
+    /// audit numbers given. Every append takes it at the commit; a write that
+    /// changes the audit trail itself (pruning) takes it first.
     pub(crate) async fn lock_log(&mut self) -> Result<(i64, i64)> {
-        self.log.lock = true;
         let row = self
             .conn
             .query_one(
