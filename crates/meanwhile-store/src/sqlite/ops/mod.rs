@@ -3,6 +3,7 @@
 //! `meanwhile_core::transition`.
 
 mod alerts;
+mod budgets;
 mod events;
 mod lifecycle;
 mod notifications;
@@ -12,6 +13,7 @@ mod schedules;
 mod tasks;
 
 pub(crate) use alerts::*;
+pub(crate) use budgets::*;
 pub(crate) use events::*;
 pub(crate) use lifecycle::*;
 pub(crate) use notifications::*;
