@@ -6,7 +6,7 @@
 use crate::budget::Budget;
 use crate::config::{AgentConfig, default_model, enabled_tools};
 use crate::event::AgentEvent;
-use crate::session::{RunStop, Session};
+use crate::session::{CallGate, GateFuture, RunStop, Session};
 use crate::tools::{StopGuard, defs};
 use meanwhile_core::{Backend, TaskKind, TaskRecord};
 use meanwhile_llm::{Provider, ProviderKind};
@@ -121,6 +121,9 @@ impl AgentExecutor {
         let mut session =
             Session::new(&config, provider, backend.clone()).map_err(|e| e.to_string())?;
         session.set_model(model);
+        // A model call starts only after the queue's budget allows it, and its usage
+        // is charged to the task and the budget.
+        session.set_gate(Some(Arc::new(QueueBudget(ctx.clone()))));
         let _stop_started = StopGuard::new(backend, session.started_handle());
 
         let max_turns = config.budget.max_turns;
@@ -157,7 +160,21 @@ impl AgentExecutor {
             }
             RunStop::Budget { exceeded } => Err(format!("stopped before finishing: {exceeded}")),
             RunStop::Cancelled => Err("cancelled".to_string()),
+            RunStop::Gated { reason } => Err(reason),
         }
+    }
+}
+
+/// The gate of an agent task's model calls: its queue's budget.
+struct QueueBudget(TaskContext);
+
+impl CallGate for QueueBudget {
+    fn before_call(&self) -> GateFuture<'_, Result<(), String>> {
+        Box::pin(self.0.budget_gate())
+    }
+
+    fn after_call(&self, tokens: u64, cost_usd: f64) -> GateFuture<'_, ()> {
+        Box::pin(self.0.record_usage(tokens, cost_usd))
     }
 }
 
