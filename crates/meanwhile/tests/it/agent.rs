@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 /// Serves scripted replies in order; records each request body.
-fn fake_anthropic(replies: Vec<Value>) -> (String, Arc<Mutex<Vec<Value>>>) {
+pub(crate) fn fake_anthropic(replies: Vec<Value>) -> (String, Arc<Mutex<Vec<Value>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -58,7 +58,7 @@ fn fake_anthropic(replies: Vec<Value>) -> (String, Arc<Mutex<Vec<Value>>>) {
     (url, seen)
 }
 
-fn message(content: Value, stop: &str) -> Value {
+pub(crate) fn message(content: Value, stop: &str) -> Value {
     json!({
         "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-test",
         "content": content, "stop_reason": stop, "stop_sequence": null,

@@ -5,6 +5,7 @@ mod support;
 mod agent;
 mod alerts;
 mod audit;
+mod budgets;
 mod commands;
 mod daemon;
 mod hooks;
