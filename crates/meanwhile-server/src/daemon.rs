@@ -144,6 +144,17 @@ pub async fn serve(
             origin: format!("queue {name:?}"),
             message: e.to_string(),
         })?;
+        if let Some(budget) = &q.budget {
+            meanwhile_runtime::store::acting(
+                from_config.clone(),
+                rt.set_budget(name, budget.clone()),
+            )
+            .await
+            .map_err(|e| ServerError::Config {
+                origin: format!("queue {name:?} budget"),
+                message: e.to_string(),
+            })?;
+        }
     }
     let named = rt.tokens().await?;
     let tokens = Arc::new(auth::Tokens::new(

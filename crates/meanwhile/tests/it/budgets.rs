@@ -52,6 +52,24 @@ fn a_budget_fires_each_alarm_once_pauses_its_queue_and_stops_the_agent() {
     // Each reply costs 20 tokens and asks for another tool call: the fifth call
     // spends the 100-token budget, and no sixth call may start.
     let (url, seen) = fake_anthropic((0..10).map(|i| tool_call(i, 15, 5)).collect());
+    // The alerts go to the sinks, as every alert does.
+    let sink = home.dir.path().join("alerts.txt");
+    std::fs::create_dir_all(&home.home).unwrap();
+    std::fs::write(
+        home.home.join("config.toml"),
+        format!(
+            "[[alerts.sinks]]\ncommand = 'echo \"$MEANWHILE_ALERT_KIND $MEANWHILE_ALERT_STATE $MEANWHILE_ALERT_QUEUE\" >> {}'\n",
+            sink.display()
+        ),
+    )
+    .unwrap();
+    let sunk = |state: &str| {
+        std::fs::read_to_string(&sink)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| *l == format!("budget {state} llm"))
+            .count()
+    };
     home.serve(&[
         ("MEANWHILE_AGENT_PROVIDER", "anthropic"),
         ("MEANWHILE_AGENT_MODEL", "claude-test"),
@@ -135,6 +153,7 @@ fn a_budget_fires_each_alarm_once_pauses_its_queue_and_stops_the_agent() {
     );
     let health = home.run(&["health"]);
     assert_eq!(code(&health), 1);
+    until("the sink hears of the three alarms", || sunk("firing") == 3);
 
     // The queue is paused by its budget, and says so.
     let q = queue(&home, "llm");
@@ -187,6 +206,8 @@ fn a_budget_fires_each_alarm_once_pauses_its_queue_and_stops_the_agent() {
     assert_eq!(all.len(), 3, "each alarm fired once: {all:#?}");
     assert!(all.iter().all(|a| a["state"] == "resolved"));
     assert_eq!(code(&home.run(&["health"])), 0);
+    until("the sink hears them resolve", || sunk("resolved") == 3);
+    assert_eq!(sunk("firing"), 3, "each alarm was told once");
 
     // Each change is in the audit trail.
     let audit = home.json(&["audit", "--json"]);
@@ -282,4 +303,31 @@ fn bad_budgets_are_refused_naming_what_to_fix() {
         2,
         "give a limit",
     );
+}
+
+#[test]
+fn a_budget_in_config_toml_is_set_at_start_as_the_configs_change() {
+    let mut home = Home::new();
+    std::fs::create_dir_all(&home.home).unwrap();
+    std::fs::write(
+        home.home.join("config.toml"),
+        "[queues.llm]\nmax_parallel = 2\nbudget = { cost_usd = 2.5, window = \"month\", alarms = [90, 100] }\n",
+    )
+    .unwrap();
+    home.serve(&[]);
+    let b = &home.json(&["budget", "ls", "--json"])[0];
+    assert_eq!(b["queue"], "llm");
+    assert_eq!(b["cost_usd"], 2.5);
+    assert_eq!(b["window"], "month");
+    assert_eq!(b["alarms"], json!([90, 100]));
+    assert!(b["window_start"].as_i64().unwrap() <= b["window_end"].as_i64().unwrap());
+    let audit = home.json(&["audit", "--json"]);
+    let set = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["action"] == "budget_set")
+        .unwrap();
+    assert_eq!(set["who"], "config (config.toml)");
+    assert_eq!(set["subject"], "budget llm");
 }
