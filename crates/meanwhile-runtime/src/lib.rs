@@ -15,6 +15,7 @@
 
 mod alerts;
 mod attempt;
+mod budgets;
 mod config;
 mod context;
 mod dispatch;
@@ -125,6 +126,7 @@ impl Error {
                         | StoreError::UnknownDependency(_)
                         | StoreError::UnknownTask(_)
                         | StoreError::UnknownSchedule(_)
+                        | StoreError::UnknownBudget(_)
                         | StoreError::UnknownNode(_)
                         | StoreError::UnknownToken(_)
                         | StoreError::Illegal { .. }

@@ -4,7 +4,7 @@
 use super::*;
 use crate::StoreError;
 use meanwhile_core::http::QueueUpdate;
-use meanwhile_core::{Event, EventKind, QueueInfo, RateLimit, TaskState};
+use meanwhile_core::{Event, EventKind, PauseReason, QueueInfo, RateLimit, TaskState};
 use rusqlite::{Connection, params};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -57,7 +57,8 @@ pub(crate) fn queues(conn: &Connection) -> Result<Vec<QueueInfo>> {
     let counts = queue_counts(conn)?;
     let get = |q: &str, s: &str| counts.get(&(q.to_string(), s.to_string())).copied();
     let mut stmt = conn.prepare_cached(
-        "SELECT name, max_parallel, paused, per_key, rate_count, rate_window_ms, alert_after
+        "SELECT name, max_parallel, paused, per_key, rate_count, rate_window_ms, alert_after,
+            pause_reason
          FROM queues ORDER BY name",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -69,11 +70,22 @@ pub(crate) fn queues(conn: &Connection) -> Result<Vec<QueueInfo>> {
             r.get::<_, Option<i64>>(4)?,
             r.get::<_, Option<i64>>(5)?,
             r.get::<_, Option<i64>>(6)?,
+            r.get::<_, Option<String>>(7)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (name, max_parallel, paused, per_key, rate_count, rate_window, alert_after) = row?;
+        let (name, max_parallel, paused, per_key, rate_count, rate_window, alert_after, reason) =
+            row?;
+        let paused = paused != 0;
+        let pause_reason = match (paused, reason.as_deref()) {
+            (false, _) => None,
+            // Only a user pauses a queue without saying why.
+            (true, None) => Some(PauseReason::User),
+            (true, Some(r)) => {
+                Some(PauseReason::parse(r).ok_or_else(|| corrupt("queue pause reason", r))?)
+            }
+        };
         let rate = match (rate_count, rate_window) {
             (Some(count), Some(window)) => Some(
                 u32::try_from(count)
@@ -91,7 +103,8 @@ pub(crate) fn queues(conn: &Connection) -> Result<Vec<QueueInfo>> {
             running: get(&name, "running").unwrap_or(0).max(0) as u64,
             name,
             max_parallel: max_parallel as u32,
-            paused: paused != 0,
+            paused,
+            pause_reason,
             per_key: per_key.map(|n| n.clamp(1, u32::MAX.into()) as u32),
             rate,
             alert_after: alert_after.map(|n| n.clamp(1, u32::MAX.into()) as u32),
@@ -125,11 +138,18 @@ pub(crate) fn set_queue(
         });
     }
     ensure_queue(conn, name)?;
-    // A limit field left out keeps its value; one given as none clears it.
+    if change.paused == Some(false) {
+        // A queue whose budget is spent stays paused: its budget says when it resumes.
+        super::check_resumable(conn, events, name)?;
+    }
+    // A limit field left out keeps its value; one given as none clears it. A pause
+    // asked for is the user's, whatever paused the queue before.
     let rate = change.rate.flatten();
     conn.prepare_cached(
         "UPDATE queues SET max_parallel = COALESCE(?2, max_parallel),
             paused = COALESCE(?3, paused),
+            pause_reason = CASE WHEN ?3 IS NULL THEN pause_reason
+                WHEN ?3 THEN 'user' ELSE NULL END,
             per_key = CASE WHEN ?4 THEN ?5 ELSE per_key END,
             rate_count = CASE WHEN ?6 THEN ?7 ELSE rate_count END,
             rate_window_ms = CASE WHEN ?6 THEN ?8 ELSE rate_window_ms END,
@@ -153,6 +173,36 @@ pub(crate) fn set_queue(
         conn.prepare_cached("DELETE FROM queue_starts WHERE queue = ?1")?
             .execute([name])?;
     }
+    announce(conn, events, name)
+}
+
+/// Pauses a queue for `reason`, or resumes it (`None`), with its `queue` event.
+pub(super) fn set_pause(
+    conn: &Connection,
+    events: &mut Vec<Event>,
+    name: &str,
+    reason: Option<PauseReason>,
+) -> Result<QueueInfo> {
+    ensure_queue(conn, name)?;
+    conn.prepare_cached("UPDATE queues SET paused = ?2, pause_reason = ?3 WHERE name = ?1")?
+        .execute(params![
+            name,
+            i64::from(reason.is_some()),
+            reason.map(PauseReason::as_str)
+        ])?;
+    announce(conn, events, name)
+}
+
+/// One queue.
+pub(super) fn queue(conn: &Connection, name: &str) -> Result<QueueInfo> {
+    queues(conn)?
+        .into_iter()
+        .find(|q| q.name == name)
+        .ok_or_else(|| corrupt("queue", name))
+}
+
+/// The `queue` event of a change: the queue as it is now.
+fn announce(conn: &Connection, events: &mut Vec<Event>, name: &str) -> Result<QueueInfo> {
     let info = queues(conn)?
         .into_iter()
         .find(|q| q.name == name)

@@ -8,7 +8,7 @@ pub(super) type Result<T> = std::result::Result<T, StoreError>;
 
 pub(super) const TASK_COLS: &str = "id, kind, name, state, queue, priority, labels, session, spec, \
     created_at, run_after, started_at, finished_at, attempts, exit_code, signal, reason, \
-    progress, result, node, stop_requested";
+    progress, result, node, stop_requested, tokens, cost_usd, model_calls";
 
 pub(super) fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {detail}"))
@@ -50,6 +50,9 @@ pub(super) fn task_from_row(
             result: r.get(18)?,
             node: r.get(19)?,
             stop_requested: r.get::<_, i64>(20)? != 0,
+            tokens: r.get::<_, i64>(21)?.max(0) as u64,
+            cost_usd: r.get(22)?,
+            model_calls: r.get::<_, i64>(23)?.clamp(0, u32::MAX.into()) as u32,
         };
         // The column is the spec's key, kept apart for the claim to group by.
         task.concurrency_key = task.spec.concurrency_key.clone();
@@ -71,8 +74,8 @@ pub(crate) fn load_task_and_budget(
         .query_row([id.0], |r| {
             Ok((
                 task_from_row(r)?,
-                r.get::<_, i64>(21)?,
-                r.get::<_, i64>(22)?,
+                r.get::<_, i64>(24)?,
+                r.get::<_, i64>(25)?,
             ))
         })
         .optional()?
