@@ -35,6 +35,7 @@ mod spawner;
 mod stop;
 mod supervisor;
 mod sys;
+mod timed;
 
 /// How the supervisors of attempts recorded their ends, for tools that measure them.
 pub mod status {
