@@ -4,12 +4,12 @@
 //! call in flight and stops the tasks it started.
 
 use crate::budget::Budget;
-use crate::config::{AgentConfig, default_model, enabled_tools};
+use crate::config::{AgentConfig, enabled_tools};
 use crate::event::AgentEvent;
-use crate::session::{RunStop, Session};
+use crate::session::{CallGate, GateFuture, RunStop, Session};
 use crate::tools::{StopGuard, defs};
 use meanwhile_core::{Backend, TaskKind, TaskRecord};
-use meanwhile_llm::{Provider, ProviderKind};
+use meanwhile_llm::Provider;
 use meanwhile_runtime::{Executor, Runtime, TaskContext, TaskFuture};
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -73,23 +73,13 @@ impl AgentExecutor {
         let backend: Arc<dyn Backend> = Arc::new(runtime);
 
         let mut config = self.config.clone();
-        let mut provider = self.provider.clone();
-        if let Some(name) = &spec.provider {
-            let kind: ProviderKind = name
-                .parse()
-                .map_err(|e: meanwhile_llm::LlmError| format!("agent.provider: {e}"))?;
-            if kind != config.provider {
-                config.provider = kind;
-                config.base_url = None;
-                config.api_key = None;
-                config.model = spec
-                    .model
-                    .clone()
-                    .or_else(|| default_model(kind).map(str::to_string))
-                    .ok_or_else(|| format!("agent.model: {kind} needs a model name"))?;
-                provider = None;
-            }
-        }
+        let provider = crate::llm_task::provider_for(
+            &mut config,
+            self.provider.as_ref(),
+            spec.provider.as_deref(),
+            spec.model.as_deref(),
+            "agent",
+        )?;
         if let Some(w) = spec.workspace.clone().or_else(|| task.spec.cwd.clone()) {
             config.workspace = w;
         }
@@ -110,10 +100,6 @@ impl AgentExecutor {
             max_tokens: spec.max_tokens.or(config.budget.max_tokens),
             max_cost_usd: spec.max_cost_usd.or(config.budget.max_cost_usd),
         };
-        let provider = match provider {
-            Some(p) => p,
-            None => config.build_provider().map_err(|e| e.to_string())?,
-        };
         let model = spec
             .model
             .clone()
@@ -121,6 +107,9 @@ impl AgentExecutor {
         let mut session =
             Session::new(&config, provider, backend.clone()).map_err(|e| e.to_string())?;
         session.set_model(model);
+        // A model call starts only after the queue's budget allows it, and its usage
+        // is charged to the task and the budget.
+        session.set_gate(Some(Arc::new(QueueBudget(ctx.clone()))));
         let _stop_started = StopGuard::new(backend, session.started_handle());
 
         let max_turns = config.budget.max_turns;
@@ -157,7 +146,21 @@ impl AgentExecutor {
             }
             RunStop::Budget { exceeded } => Err(format!("stopped before finishing: {exceeded}")),
             RunStop::Cancelled => Err("cancelled".to_string()),
+            RunStop::Gated { reason } => Err(reason),
         }
+    }
+}
+
+/// The gate of an agent task's model calls: its queue's budget.
+struct QueueBudget(TaskContext);
+
+impl CallGate for QueueBudget {
+    fn before_call(&self) -> GateFuture<'_, Result<(), String>> {
+        Box::pin(self.0.budget_gate())
+    }
+
+    fn after_call(&self, tokens: u64, cost_usd: f64) -> GateFuture<'_, ()> {
+        Box::pin(self.0.record_usage(tokens, cost_usd))
     }
 }
 

@@ -58,6 +58,6 @@ pub use executor::AgentExecutor;
 pub use llm_task::{DEFAULT_LLM_MAX_TOKENS, LlmExecutor};
 pub use notices::notices_text;
 pub use run::run_prompt;
-pub use session::{RunOutcome, RunStop, Session};
+pub use session::{CallGate, GateFuture, RunOutcome, RunStop, Session};
 pub use tools::{ToolError, background_tools, call_background_tool, call_spawn_agent};
 pub use workspace::{PathError, Workspace};

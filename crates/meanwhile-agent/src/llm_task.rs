@@ -57,15 +57,14 @@ impl Executor for LlmExecutor {
 }
 
 /// The provider for a task that may name its own provider and model: the
-/// configured one, or a new one of the named kind.
+/// configured one, or a new one of the named kind (`config` then says so too).
 pub(crate) fn provider_for(
-    config: &AgentConfig,
+    config: &mut AgentConfig,
     configured: Option<&Arc<dyn Provider>>,
     provider: Option<&str>,
     model: Option<&str>,
     field: &str,
 ) -> Result<Arc<dyn Provider>, String> {
-    let mut config = config.clone();
     let mut configured = configured.cloned();
     if let Some(name) = provider {
         let kind: ProviderKind = name
@@ -132,7 +131,7 @@ impl LlmExecutor {
             None => None,
         };
         let provider = provider_for(
-            &self.config,
+            &mut self.config.clone(),
             self.provider.as_ref(),
             spec.provider.as_deref(),
             spec.model.as_deref(),
@@ -158,11 +157,15 @@ impl LlmExecutor {
         let mut call = 0;
         loop {
             call += 1;
+            // The queue's budget decides before every call, never after.
+            ctx.budget_gate().await.inspect_err(|e| ctx.println(e))?;
             let reply = provider.complete(&request).await.map_err(|e| {
                 let e = format!("the model call failed: {e}");
                 ctx.println(&e);
                 e
             })?;
+            ctx.record_usage(reply.usage.total_tokens(), reply.cost.usd)
+                .await;
             ctx.println(format!(
                 "answer ({}, {} tokens, {}):\n{}",
                 reply.model,

@@ -1,6 +1,8 @@
 //! The agent loop: a conversation with a model that calls tools, with the session's
 //! completion notices injected before every model call and a budget checked before
-//! every model call. [`Session`] keeps the conversation between user messages.
+//! every model call (the run's own, and an optional [`CallGate`], through which the
+//! executor of agent tasks asks its queue's budget). [`Session`] keeps the
+//! conversation between user messages.
 
 use crate::budget::{Budget, BudgetExceeded};
 use crate::config::AgentConfig;
@@ -15,6 +17,7 @@ use meanwhile_llm::{
 };
 use serde::Serialize;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 /// Notices drained per request to the backend; more are drained in further requests.
@@ -35,6 +38,27 @@ pub enum RunStop {
     },
     /// The caller cancelled the run.
     Cancelled,
+    /// The [`CallGate`] refused the next model call.
+    Gated {
+        /// Why, as the gate said it.
+        reason: String,
+    },
+}
+
+/// The future of a [`CallGate`] method.
+pub type GateFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Asked before each model call of a [`Session`] and told of each call's usage
+/// after it, so that something outside the session can hold its calls to a limit
+/// of its own (the executor of agent tasks: its queue's budget). The session knows
+/// nothing of what the limit is.
+pub trait CallGate: Send + Sync {
+    /// `Ok` when a model call may start now; `Err(reason)` stops the run before the
+    /// call, with [`RunStop::Gated`].
+    fn before_call(&self) -> GateFuture<'_, Result<(), String>>;
+    /// One model call's usage: its tokens (input, cached or not, plus output) and
+    /// its cost in US dollars.
+    fn after_call(&self, tokens: u64, cost_usd: f64) -> GateFuture<'_, ()>;
 }
 
 impl std::fmt::Display for RunStop {
@@ -46,6 +70,7 @@ impl std::fmt::Display for RunStop {
             }
             RunStop::Budget { exceeded } => write!(f, "{exceeded}"),
             RunStop::Cancelled => f.write_str("cancelled"),
+            RunStop::Gated { reason } => f.write_str(reason),
         }
     }
 }
@@ -89,6 +114,8 @@ pub struct Session {
     turns: u32,
     /// Notices drained from the backend but not yet put into the conversation.
     parked: Arc<Mutex<Vec<Notification>>>,
+    /// Asked before each model call, told of each call's usage; none by default.
+    gate: Option<Arc<dyn CallGate>>,
 }
 
 impl Session {
@@ -136,12 +163,19 @@ impl Session {
             run: RunUsage::new(),
             turns: 0,
             parked: Arc::default(),
+            gate: None,
         })
     }
 
     /// Uses `model` instead of the provider's own in every request.
     pub fn set_model(&mut self, model: Option<String>) {
         self.model = model;
+    }
+
+    /// Asks `gate` before every model call from now on, and tells it each call's
+    /// usage; `None` removes it.
+    pub fn set_gate(&mut self, gate: Option<Arc<dyn CallGate>>) {
+        self.gate = gate;
     }
 
     /// Replaces the limits of the following runs.
@@ -268,6 +302,19 @@ impl Session {
                     turns: self.turns,
                 });
             }
+            if let Some(gate) = &self.gate
+                && let Err(reason) = gate.before_call().await
+            {
+                on_event(&AgentEvent::BudgetSpent {
+                    reason: reason.clone(),
+                });
+                return Ok(RunOutcome {
+                    answer: self.last_text(),
+                    stop: RunStop::Gated { reason },
+                    usage: self.run.clone(),
+                    turns: self.turns,
+                });
+            }
             self.inject_notices(on_event).await?;
             on_event(&AgentEvent::ModelCall {
                 turn: self.turns + 1,
@@ -291,6 +338,10 @@ impl Session {
             self.turns += 1;
             self.run.record(&reply);
             self.total.record(&reply);
+            if let Some(gate) = &self.gate {
+                gate.after_call(reply.usage.total_tokens(), reply.cost.usd)
+                    .await;
+            }
             on_event(&AgentEvent::Usage {
                 call: reply.usage,
                 cost_usd: reply.cost.usd,

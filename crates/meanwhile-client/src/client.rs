@@ -20,6 +20,7 @@ use meanwhile_core::{
 use meanwhile_core::{
     AuditFilter, AuditPage, AuditParams, AuditVerdict, NewToken, NewTokenRequest, TokenInfo,
 };
+use meanwhile_core::{BudgetInfo, BudgetSpec};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
@@ -455,6 +456,45 @@ impl Client {
             Method::PUT,
             &format!("/v1/queues/{}", percent_path(name)),
             self.json(&change)?,
+        )
+        .await
+    }
+
+    /// Every budget, by queue.
+    pub async fn budgets(&self) -> Result<Vec<BudgetInfo>, ClientError> {
+        self.call(Method::GET, "/v1/budgets", None).await
+    }
+
+    /// The budget of one queue.
+    pub async fn budget(&self, queue: &str) -> Result<BudgetInfo, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/v1/budgets/{}", percent_path(queue)),
+            None,
+        )
+        .await
+    }
+
+    /// Sets the budget of a queue (a whole budget: limits, window and alarms).
+    pub async fn set_budget(
+        &self,
+        queue: &str,
+        spec: &BudgetSpec,
+    ) -> Result<BudgetInfo, ClientError> {
+        self.call(
+            Method::PUT,
+            &format!("/v1/budgets/{}", percent_path(queue)),
+            self.json(spec)?,
+        )
+        .await
+    }
+
+    /// Removes the budget of a queue.
+    pub async fn remove_budget(&self, queue: &str) -> Result<(), ClientError> {
+        self.call::<()>(
+            Method::DELETE,
+            &format!("/v1/budgets/{}", percent_path(queue)),
+            None,
         )
         .await
     }

@@ -19,6 +19,9 @@ pub enum AlertKind {
     /// A schedule's times passed while meanwhile was not running; resolves when it
     /// next fires on time.
     ScheduleMissed,
+    /// A queue's budget reached one of its alarms (one alert per percentage, once per
+    /// window); resolves when a new window starts or the budget is raised or removed.
+    Budget,
     /// A node of the fleet has not written its heartbeat for `silent_after`; the
     /// other nodes raise it. Resolves when it beats again or is stopped cleanly.
     NodeSilent,
@@ -32,6 +35,7 @@ impl AlertKind {
             AlertKind::Failures => "failures",
             AlertKind::Quarantined => "quarantined",
             AlertKind::ScheduleMissed => "schedule_missed",
+            AlertKind::Budget => "budget",
             AlertKind::NodeSilent => "node_silent",
         }
     }

@@ -114,10 +114,12 @@ pub struct AuditRecord {
     /// [`Actor::who`], for people.
     pub who: String,
     /// What was done: `submitted`, `started`, `attempt_ended`, `finished`,
-    /// `stop_requested`, `retried`, `released`, `removed`, `queue`, `schedule`,
-    /// `token_added`, `token_removed`.
+    /// `stop_requested`, `retried`, `released`, `removed`, `queue_set`,
+    /// `schedule_*`, `alert_firing`, `alert_resolved`, `budget_set`, `budget_removed`,
+    /// `budget_rolled`, `token_added`, `token_removed`.
     pub action: String,
-    /// What it was done to: `task 7`, `queue gpu`, `schedule nightly`, `token ci`.
+    /// What it was done to: `task 7`, `queue gpu`, `schedule nightly`, `budget llm`,
+    /// `token ci`.
     pub subject: String,
     /// The task, when the subject is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -116,6 +116,14 @@ pub(crate) fn opt_int<'de, D: Deserializer<'de>, T: Integer>(d: D) -> Result<Opt
     Ok(Option::<Int<T>>::deserialize(d)?.map(|i| i.0))
 }
 
+/// Deserializes a list of integers, each written `7` or `7.0`.
+pub(crate) fn ints<'de, D: Deserializer<'de>, T: Integer>(d: D) -> Result<Vec<T>, D::Error> {
+    Ok(Vec::<Int<T>>::deserialize(d)?
+        .into_iter()
+        .map(|i| i.0)
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

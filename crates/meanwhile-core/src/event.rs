@@ -33,6 +33,9 @@ pub enum EventKind {
     Schedule,
     /// An alert fired or resolved (the alert is the data).
     Alert,
+    /// A queue's budget was set or removed, or its window ended and its usage
+    /// counts from 0 again (`action` in the data says which, `budget` is the budget).
+    Budget,
 }
 
 /// One entry of the durable event log.
@@ -69,6 +72,7 @@ impl EventKind {
             EventKind::Queue => "queue",
             EventKind::Schedule => "schedule",
             EventKind::Alert => "alert",
+            EventKind::Budget => "budget",
         }
     }
 

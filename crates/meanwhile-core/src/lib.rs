@@ -6,6 +6,7 @@
 mod alert;
 mod api;
 mod audit;
+mod budget;
 mod de;
 mod duration;
 mod event;
@@ -31,6 +32,10 @@ pub use audit::{
     DEFAULT_TOKEN, MAX_AUDIT_LIMIT, MAX_TOKEN_NAME_LEN, NewToken, NewTokenRequest, SELF_ACTOR,
     TOKEN_NAME_PATTERN, TokenInfo, check_token_name,
 };
+pub use budget::{
+    BudgetInfo, BudgetSpec, BudgetState, BudgetWindow, DEFAULT_ALARMS, MAX_BUDGET_TOKENS, dollars,
+    rfc3339_secs,
+};
 pub use duration::{
     DURATION_PATTERN, DurationError, MAX_DURATION_MS, MAX_WRITABLE_DURATION_MS,
     duration_from_secs_f64, format_duration, format_duration_exact, parse_duration, serde_duration,
@@ -47,11 +52,12 @@ pub use schedule::{
 pub use spec::{
     AgentSpec, DEFAULT_QUEUE, LlmSpec, MAX_ATTEMPTS, MAX_CONCURRENCY_KEY_LEN,
     MAX_IDEMPOTENCY_KEY_LEN, MAX_NAME_LEN, MAX_STORED_DURATION_MS, RetryPolicy, SpecError,
-    TaskSpec, ValidSpec, Work,
+    TaskSpec, ValidSpec, Work, check_queue_name,
 };
 pub use state::{AttemptOutcome, IllegalTransition, TaskState, Transition, transition};
 pub use task::{
-    Attempt, MAX_PROGRESS_MESSAGE, Progress, QueueInfo, TaskId, TaskKind, TaskRecord, Timestamp,
+    Attempt, MAX_PROGRESS_MESSAGE, PauseReason, Progress, QueueInfo, TaskId, TaskKind, TaskRecord,
+    Timestamp,
 };
 
 /// Shortens `s` to at most `max` characters, marking the cut with an ellipsis.

@@ -341,6 +341,26 @@ impl JsonSchema for EnvMap {
     }
 }
 
+/// A budget's alarms: percentages from 1 to 100, each once, in any order.
+pub(crate) struct Alarms;
+
+impl JsonSchema for Alarms {
+    fn schema_name() -> Cow<'static, str> {
+        "BudgetAlarms".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "Percentages of the budget at which a budget alert fires, once per window each: whole numbers from 1 to 100, each once (kept in ascending order)",
+            "type": "array",
+            "items": {"type": "integer", "minimum": 1, "maximum": 100},
+            "uniqueItems": true,
+            "maxItems": 100,
+            "examples": [[50, 80, 100]]
+        })
+    }
+}
+
 /// A schedule's name.
 pub(crate) struct ScheduleName;
 

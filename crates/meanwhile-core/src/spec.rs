@@ -415,6 +415,12 @@ fn err(field: &'static str, message: impl Into<String>) -> SpecError {
     }
 }
 
+/// Checks a queue's name as the `queue` of a spec is checked: 1 to 100 letters,
+/// digits and `- _ . : / @`.
+pub fn check_queue_name(name: &str) -> Result<(), SpecError> {
+    check_identifier("queue", name)
+}
+
 fn check_identifier(field: &'static str, value: &str) -> Result<(), SpecError> {
     check_identifier_up_to(field, value, 100)
 }

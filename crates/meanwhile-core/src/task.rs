@@ -290,6 +290,67 @@ pub struct TaskRecord {
     /// A stop was requested and is being carried out.
     #[serde(default)]
     pub stop_requested: bool,
+    /// Tokens its model calls used (input, cached or not, plus output), as the
+    /// provider reported them; absent when none.
+    #[serde(
+        default,
+        deserialize_with = "crate::de::int",
+        skip_serializing_if = "is_zero"
+    )]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = i64::MAX)))]
+    pub tokens: u64,
+    /// What its model calls cost in US dollars, by the provider's price table;
+    /// absent when nothing.
+    #[serde(default, skip_serializing_if = "is_nothing")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0)))]
+    pub cost_usd: f64,
+    /// Model calls it made; absent when none.
+    #[serde(
+        default,
+        deserialize_with = "crate::de::int",
+        skip_serializing_if = "is_zero"
+    )]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = u32::MAX)))]
+    pub model_calls: u32,
+}
+
+fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
+    *n == T::default()
+}
+
+fn is_nothing(usd: &f64) -> bool {
+    *usd == 0.0
+}
+
+/// Why a queue is paused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PauseReason {
+    /// Someone paused it (`queue pause`, the API, config.toml).
+    User,
+    /// Its budget is spent; it resumes by itself when the next window starts, or
+    /// when the budget is raised or removed.
+    Budget,
+}
+
+impl PauseReason {
+    /// The name used on the wire and in the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PauseReason::User => "user",
+            PauseReason::Budget => "budget",
+        }
+    }
+
+    /// Parses a reason's name.
+    pub fn parse(s: &str) -> Option<PauseReason> {
+        match s {
+            "user" => Some(PauseReason::User),
+            "budget" => Some(PauseReason::Budget),
+            _ => None,
+        }
+    }
 }
 
 impl TaskRecord {
@@ -310,6 +371,9 @@ pub struct QueueInfo {
     pub max_parallel: u32,
     /// A paused queue starts nothing new.
     pub paused: bool,
+    /// Why it is paused: `user` or `budget`; null when it is not.
+    #[serde(default)]
+    pub pause_reason: Option<PauseReason>,
     /// How many of its tasks with the same concurrency key may run at once; null for
     /// no limit (tasks without a key are only bound by `max_parallel`).
     #[serde(default, deserialize_with = "crate::de::opt_int")]

@@ -452,6 +452,7 @@ async fn run_in_process(
     let ctx = TaskContext {
         id: task.id,
         attempt: c.attempt,
+        queue: task.queue.clone(),
         log: Arc::new(Mutex::new(crate::context::LazyLog::new(log_path))),
         size: Arc::new(size),
         engine: {

@@ -24,11 +24,15 @@ pub trait Executor: Send + Sync + 'static {
 
 pub(crate) type TaskFn = Arc<dyn Fn(TaskContext) -> TaskFuture + Send + Sync>;
 
-/// What an in-process attempt can do: write output, report progress, set a result.
+/// What an in-process attempt can do: write output, report progress, set a result,
+/// and, for tasks that call a model, pass their queue's budget gate before each call
+/// and record each call's usage after it.
 #[derive(Clone)]
 pub struct TaskContext {
     pub(crate) id: TaskId,
     pub(crate) attempt: u32,
+    /// The task's queue, whose budget its model calls are charged to.
+    pub(crate) queue: String,
     pub(crate) log: Arc<Mutex<LazyLog>>,
     pub(crate) size: Arc<watch::Sender<u64>>,
     /// The engine running the attempt, opaque here so that this module stands below
@@ -45,6 +49,11 @@ impl TaskContext {
     /// The attempt's number, from 1.
     pub fn attempt(&self) -> u32 {
         self.attempt
+    }
+
+    /// The task's queue.
+    pub fn queue(&self) -> &str {
+        &self.queue
     }
 
     /// Appends bytes to the task's output log.

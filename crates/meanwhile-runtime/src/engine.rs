@@ -6,7 +6,7 @@
 use crate::context::{Executor, TaskContext};
 use crate::watch::OutputWatcher;
 use crate::{Home, RuntimeConfig, ShutdownMode};
-use meanwhile_core::{Progress, TaskId, TaskKind, TaskRecord, TaskState};
+use meanwhile_core::{BudgetState, Progress, TaskId, TaskKind, TaskRecord, TaskState};
 use meanwhile_store::AttemptEnd;
 use meanwhile_store::{Store, StoreError};
 use std::collections::HashMap;
@@ -36,6 +36,8 @@ pub(crate) struct Inner {
     pub wake: Notify,
     /// Wakes the scheduler when a schedule is added, resumed or removed.
     pub schedules_changed: Notify,
+    /// Wakes the budget loop when a budget is set or removed.
+    pub budgets_changed: Notify,
     /// The attempts running on this node; never held across an await.
     pub active: Mutex<crate::stop::Registry>,
     /// Ends of attempts on their way to the dispatcher, which records them.
@@ -139,5 +141,65 @@ impl TaskContext {
             return Ok(());
         };
         Ok(inner.write_progress(self.id, p).await?)
+    }
+
+    /// Whether this task may start a model call now: `Err` with the reason when its
+    /// queue's budget is spent (`queue "llm" is over its budget: 1000 of 1000 tokens
+    /// used this day (from 2026-11-27T00:00:00Z); it resumes at
+    /// 2026-11-28T00:00:00Z`). Call it before every model call, and make none when
+    /// it says no: that is what keeps a spent budget from being overrun by more than
+    /// the calls already in flight. A budget that cannot be read, or a runtime that
+    /// shut down, says no too.
+    pub async fn budget_gate(&self) -> Result<(), String> {
+        let Some(inner) = self.engine() else {
+            return Err("the runtime is shutting down".into());
+        };
+        match inner.store.budget_gate(&self.queue, crate::now()).await {
+            Ok(None) => Ok(()),
+            Ok(Some(budget)) => Err(budget.over_budget_reason()),
+            Err(e) => {
+                inner.write_failed(
+                    format_args!("reading the budget of queue {}", self.queue),
+                    &e,
+                );
+                Err(format!(
+                    "the budget of queue {:?} could not be read, so no model call starts: {e}",
+                    self.queue
+                ))
+            }
+        }
+    }
+
+    /// Records one model call's usage (tokens as the provider reported them, input
+    /// plus output, and their cost in US dollars) on this task and on its queue's
+    /// budget, which fires the budget's alarms and pauses the queue once it is spent.
+    /// A failure is logged and counted, not returned: the call was made either way.
+    pub async fn record_usage(&self, tokens: u64, cost_usd: f64) {
+        let Some(inner) = self.engine() else {
+            tracing::warn!(task = %self.id, "a model call's usage came after the runtime shut down; not recorded");
+            return;
+        };
+        let cost_usd = if cost_usd.is_finite() && cost_usd >= 0.0 {
+            cost_usd
+        } else {
+            tracing::warn!(task = %self.id, "a model call reported a cost of {cost_usd} USD; counted as 0");
+            0.0
+        };
+        match inner
+            .store
+            .charge_usage(self.id, tokens, cost_usd, 1, crate::now())
+            .await
+        {
+            Ok(charged) => {
+                if let Some(b) = charged.budget
+                    && b.state == BudgetState::Exhausted
+                {
+                    tracing::info!(task = %self.id, "{}", b.over_budget_reason());
+                }
+            }
+            Err(e) => {
+                inner.write_failed(format_args!("recording the usage of task {}", self.id), &e)
+            }
+        }
     }
 }

@@ -15,6 +15,7 @@
 
 mod alerts;
 mod attempt;
+mod budgets;
 mod config;
 mod context;
 mod dispatch;
@@ -34,6 +35,7 @@ mod spawner;
 mod stop;
 mod supervisor;
 mod sys;
+mod timed;
 
 /// How the supervisors of attempts recorded their ends, for tools that measure them.
 pub mod status {
@@ -125,6 +127,7 @@ impl Error {
                         | StoreError::UnknownDependency(_)
                         | StoreError::UnknownTask(_)
                         | StoreError::UnknownSchedule(_)
+                        | StoreError::UnknownBudget(_)
                         | StoreError::UnknownNode(_)
                         | StoreError::UnknownToken(_)
                         | StoreError::Illegal { .. }

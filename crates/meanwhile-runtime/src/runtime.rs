@@ -12,6 +12,7 @@ use meanwhile_core::{
     OutputChunk, OutputQuery, Progress, QueueInfo, ScheduleInfo, ScheduleSpec, StopMode, TaskId,
     TaskKind, TaskRecord, TaskSpec, ValidSpec, WaitFor, WaitMode, WaitOutcome,
 };
+use meanwhile_core::{BudgetInfo, BudgetSpec};
 use meanwhile_store::{AuditKey, StoredToken};
 use meanwhile_store::{
     CleanRequest, ListFilter, NewTask, Page, ScheduleFiring, SqliteStore, StopOutcome, Store,
@@ -126,6 +127,7 @@ impl Runtime {
             config,
             wake: Notify::new(),
             schedules_changed: Notify::new(),
+            budgets_changed: Notify::new(),
             active: Mutex::default(),
             settles,
             functions: Default::default(),
@@ -145,6 +147,7 @@ impl Runtime {
         crate::recover::recover(&inner).await?;
         crate::dispatch::start(&inner, settles_rx, progress_rx);
         crate::schedules::start(&inner);
+        crate::budgets::start(&inner);
         crate::hooks::start(&inner);
         crate::alerts::start(&inner);
         crate::nodes::start(&inner);
@@ -298,6 +301,43 @@ impl Runtime {
             .await?;
         self.inner.schedules_changed.notify_one();
         Ok(info)
+    }
+
+    /// Sets the budget of a queue (creating the queue if needed): the tokens and
+    /// the US dollars its tasks' model calls may use per window, and the alarms that
+    /// fire `budget` alerts. With the same kind of window as before, what the current
+    /// window used still counts. A budget raised above what was used resumes a queue
+    /// it paused at once; one set below it pauses the queue.
+    pub async fn set_budget(&self, queue: &str, spec: BudgetSpec) -> Result<BudgetInfo> {
+        meanwhile_core::check_queue_name(queue)?;
+        let spec = spec.validate()?;
+        let b = self
+            .inner
+            .store
+            .set_budget(queue, spec, crate::now())
+            .await?;
+        self.inner.budgets_changed.notify_one();
+        self.inner.wake.notify_one();
+        Ok(b)
+    }
+
+    /// Every budget, by queue, with its window and what was used in it.
+    pub async fn budgets(&self) -> Result<Vec<BudgetInfo>> {
+        Ok(self.inner.store.budgets().await?)
+    }
+
+    /// The budget of one queue.
+    pub async fn budget(&self, queue: &str) -> Result<BudgetInfo> {
+        Ok(self.inner.store.budget(queue).await?)
+    }
+
+    /// Removes the budget of a queue: its alerts resolve, and a queue it paused
+    /// resumes.
+    pub async fn remove_budget(&self, queue: &str) -> Result<()> {
+        self.inner.store.remove_budget(queue, crate::now()).await?;
+        self.inner.budgets_changed.notify_one();
+        self.inner.wake.notify_one();
+        Ok(())
     }
 
     /// Alerts, newest first: the firing ones, or all (at most `limit`).
@@ -652,11 +692,11 @@ impl Runtime {
 
     /// Creates or changes a queue: its parallelism, paused or not, its limit per
     /// concurrency key and its rate limit (the fields of `change` that are given; a
-    /// limit given as `Some(None)` is removed).
+    /// limit given as `Some(None)` is removed). Resuming a queue whose budget is
+    /// spent is refused (a conflict on `paused`): raise or remove the budget, or wait
+    /// for its next window.
     pub async fn set_queue(&self, name: &str, change: QueueUpdate) -> Result<QueueInfo> {
-        let mut probe = TaskSpec::shell("true");
-        probe.queue = Some(name.to_string());
-        probe.validate()?;
+        meanwhile_core::check_queue_name(name)?;
         let q = self.inner.store.set_queue(name, change).await?;
         self.inner.wake.notify_one();
         Ok(q)
@@ -919,6 +959,7 @@ impl From<Error> for ApiError {
                 StoreError::UnknownTask(_)
                 | StoreError::UnknownDependency(_)
                 | StoreError::UnknownSchedule(_)
+                | StoreError::UnknownBudget(_)
                 | StoreError::UnknownNode(_)
                 | StoreError::UnknownToken(_),
             ) => ErrorCode::NotFound,

@@ -12,42 +12,14 @@ use crate::engine::Inner;
 use meanwhile_core::{AlertKind, ScheduleInfo, Timestamp};
 use meanwhile_store::{NewAlert, NewTask, ScheduleFiring, StoreError, Submitted};
 use std::sync::Arc;
-use std::time::Duration;
-
-/// The longest sleep, so a clock that jumped is noticed.
-const IDLE_RECHECK: Duration = Duration::from_secs(30);
-/// The pause after the store failed, before the next look.
-const RETRY: Duration = Duration::from_secs(1);
 
 pub(crate) fn start(inner: &Arc<Inner>) {
-    tokio::spawn(schedule_loop(inner.clone()));
-}
-
-async fn schedule_loop(inner: Arc<Inner>) {
-    let mut shutdown = inner.shutdown.subscribe();
-    loop {
-        if *shutdown.borrow() {
-            return;
-        }
-        // Registered before the look, so a change during it is not missed.
-        let changed = inner.schedules_changed.notified();
-        let wait = match look(&inner).await {
-            Ok(next) => {
-                let now = crate::now();
-                next.map(|t| Duration::from_millis(now.millis_until(t).max(1)))
-                    .map_or(IDLE_RECHECK, |d| d.min(IDLE_RECHECK))
-            }
-            Err(e) => {
-                inner.write_failed(format_args!("firing schedules"), &e);
-                RETRY
-            }
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = changed => {}
-            _ = shutdown.changed() => {}
-        }
-    }
+    tokio::spawn(crate::timed::run(
+        inner.clone(),
+        |i| &i.schedules_changed,
+        "firing schedules",
+        |inner| async move { look(&inner).await },
+    ));
 }
 
 /// Fires every due schedule; returns the earliest time one is due next.

@@ -122,7 +122,7 @@ impl Default for Retention {
 }
 
 /// A queue's settings. Each one left out keeps what the store has.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueSettings {
     /// How many of its tasks may run at once.
@@ -141,6 +141,10 @@ pub struct QueueSettings {
     /// `Some(None)` (`alert_after = "none"`) removes it.
     #[serde(default, deserialize_with = "per_key_setting")]
     pub alert_after: Option<Option<u32>>,
+    /// Its budget, set at each start (`budget = { tokens = 100000, window = "day" }`,
+    /// the fields of `PUT /v1/budgets/{queue}`); one left out of the file stays as
+    /// `meanwhile budget` set it.
+    pub budget: Option<meanwhile_core::BudgetSpec>,
 }
 
 impl QueueSettings {
@@ -517,6 +521,8 @@ mod tests {
             [queues.gpu]
             max_parallel = 1
             paused = true
+            [queues.llm]
+            budget = { tokens = 100000, cost_usd = 2.5, window = "month", alarms = [90, 100] }
             "#,
             "config.toml",
         )
@@ -525,6 +531,15 @@ mod tests {
         assert_eq!(s.default_timeout, Some(Duration::from_secs(3600)));
         assert_eq!(s.retention.max_age, Some(Duration::from_secs(7 * 86400)));
         assert_eq!(s.queues["gpu"].paused, Some(true));
+        assert_eq!(
+            s.queues["llm"].budget,
+            Some(meanwhile_core::BudgetSpec {
+                tokens: Some(100_000),
+                cost_usd: Some(2.5),
+                window: meanwhile_core::BudgetWindow::Month,
+                alarms: vec![90, 100],
+            })
+        );
         assert_eq!(
             s.retention.events_max_age,
             Some(Duration::from_secs(2 * 86400))

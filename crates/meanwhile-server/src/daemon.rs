@@ -146,12 +146,35 @@ pub async fn serve(
         source: "config.toml".into(),
     };
     for (name, q) in &settings.queues {
-        meanwhile_runtime::store::acting(from_config.clone(), rt.set_queue(name, q.update()))
+        let mut update = q.update();
+        let mut r =
+            meanwhile_runtime::store::acting(from_config.clone(), rt.set_queue(name, update)).await;
+        if let Err(e) = &r
+            && update.paused == Some(false)
+            && e.field() == Some("paused")
+        {
+            // `paused = false` does not resume a queue its spent budget paused: the
+            // budget says when it resumes. The rest of the settings still apply.
+            tracing::warn!("queue {name:?} stays paused: {e}");
+            update.paused = None;
+            r = meanwhile_runtime::store::acting(from_config.clone(), rt.set_queue(name, update))
+                .await;
+        }
+        r.map_err(|e| ServerError::Config {
+            origin: format!("queue {name:?}"),
+            message: e.to_string(),
+        })?;
+        if let Some(budget) = &q.budget {
+            meanwhile_runtime::store::acting(
+                from_config.clone(),
+                rt.set_budget(name, budget.clone()),
+            )
             .await
             .map_err(|e| ServerError::Config {
-                origin: format!("queue {name:?}"),
+                origin: format!("queue {name:?} budget"),
                 message: e.to_string(),
             })?;
+        }
     }
     let named = rt.tokens().await?;
     let tokens = Arc::new(auth::Tokens::new(

@@ -117,7 +117,9 @@ fn path_params(path: &str, g: &mut SchemaGenerator) -> Vec<Value> {
             let schema = match name {
                 "id" => g.subschema_for::<meanwhile_core::TaskId>().to_value(),
                 // A queue's name is checked like the `queue` of a spec.
-                "name" => json!({"type": "string", "pattern": "^[A-Za-z0-9_.:/@-]{1,100}$"}),
+                "name" | "queue" => {
+                    json!({"type": "string", "pattern": "^[A-Za-z0-9_.:/@-]{1,100}$"})
+                }
                 "schedule" => json!({"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"}),
                 _ => json!({"type": "string", "minLength": 1}),
             };

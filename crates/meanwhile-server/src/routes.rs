@@ -2,8 +2,8 @@
 //! and answers. The router and the OpenAPI document are both built from it.
 
 use crate::handlers::{
-    alerts, audit, control, events, nodes, notifications, output, queues, schedules, shutdown,
-    status, tasks, tokens, wait,
+    alerts, audit, budgets, control, events, nodes, notifications, output, queues, schedules,
+    shutdown, status, tasks, tokens, wait,
 };
 use crate::state::AppState;
 use axum::Router;
@@ -16,8 +16,8 @@ use meanwhile_core::http::{
     ShuttingDown, Status, StopRequest, SubmitAnswer, TaskDetail, WaitRequest,
 };
 use meanwhile_core::{
-    Alert, Event, NodeInfo, Notification, OutputChunk, Page, QueueInfo, ScheduleInfo, ScheduleSpec,
-    TaskRecord, TaskSpec, WaitOutcome,
+    Alert, BudgetInfo, BudgetSpec, Event, NodeInfo, Notification, OutputChunk, Page, QueueInfo,
+    ScheduleInfo, ScheduleSpec, TaskRecord, TaskSpec, WaitOutcome,
 };
 use meanwhile_core::{AuditPage, AuditParams, AuditVerdict, NewToken, NewTokenRequest, TokenInfo};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
@@ -144,6 +144,15 @@ pub(crate) fn table() -> Vec<Route> {
         op(M::PUT, "/v1/queues/{name}", "Create or change a queue: max_parallel, pause, resume", queues::set)
             .body::<QueueUpdate>()
             .answer::<QueueInfo>(),
+        op(M::GET, "/v1/budgets", "The budgets of the queues: limits, window, what was used in it, state", budgets::list)
+            .answer::<Vec<BudgetInfo>>(),
+        op(M::PUT, "/v1/budgets/{queue}", "Set a queue's budget: tokens and/or cost_usd per hour, day, month or in total, with alarms; a raised budget resumes a queue it paused", budgets::set)
+            .body::<BudgetSpec>()
+            .answer::<BudgetInfo>(),
+        op(M::GET, "/v1/budgets/{queue}", "One queue's budget", budgets::get)
+            .answer::<BudgetInfo>(),
+        op(M::DELETE, "/v1/budgets/{queue}", "Remove a queue's budget; a queue it paused resumes", budgets::remove)
+            .status(204),
         op(M::GET, "/v1/alerts", "Alerts, newest first: the firing ones, or all with all=true", alerts::list)
             .query::<AlertParams>()
             .answer::<Vec<Alert>>(),

@@ -248,7 +248,10 @@ fn describe(e: &Event) -> Vec<Entry> {
         EventKind::Queue => {
             let mut s = format!("max_parallel {}", text(&d["max_parallel"]));
             if d["paused"].as_bool() == Some(true) {
-                s.push_str(", paused");
+                s.push_str(match d["pause_reason"].as_str() {
+                    Some("budget") => ", paused by its budget",
+                    _ => ", paused",
+                });
             }
             match d["per_key"].as_u64() {
                 Some(n) => s.push_str(&format!(", per_key {n}")),
@@ -292,6 +295,41 @@ fn describe(e: &Event) -> Vec<Entry> {
                 format!("schedule_{action}"),
                 format!("schedule {name}"),
                 e.task_id,
+                summary,
+            )]
+        }
+        EventKind::Budget => {
+            let action = text(&d["action"]);
+            let queue = text(&d["queue"]);
+            let budget = serde_json::from_value::<meanwhile_core::BudgetInfo>(d["budget"].clone());
+            let summary = match (action.as_str(), budget) {
+                ("set", Ok(b)) => {
+                    let alarms: Vec<String> =
+                        b.spec.alarms.iter().map(|a| format!("{a}%")).collect();
+                    format!(
+                        "limit {} per {}, alarms {}; {} used {}",
+                        b.spec.limit_text(),
+                        b.spec.window,
+                        if alarms.is_empty() {
+                            "none".to_string()
+                        } else {
+                            alarms.join(",")
+                        },
+                        b.usage_text(),
+                        b.window_text()
+                    )
+                }
+                ("rolled", Ok(b)) => format!(
+                    "a new window started at {}; usage counts from 0",
+                    meanwhile_core::rfc3339_secs(b.window_start)
+                ),
+                ("removed", _) => "removed".to_string(),
+                (other, _) => other.to_string(),
+            };
+            vec![entry(
+                format!("budget_{action}"),
+                format!("budget {queue}"),
+                None,
                 summary,
             )]
         }

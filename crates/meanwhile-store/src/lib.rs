@@ -24,9 +24,9 @@ pub use sqlite::{SCHEMA_VERSION, SqliteStore};
 
 use meanwhile_core::http::QueueUpdate;
 use meanwhile_core::{
-    Alert, AlertKind, Attempt, AttemptOutcome, Event, IllegalTransition, Notification, Progress,
-    QueueInfo, ScheduleInfo, ScheduleSpec, TaskId, TaskKind, TaskRecord, TaskState, Timestamp,
-    ValidSpec,
+    Alert, AlertKind, Attempt, AttemptOutcome, BudgetInfo, BudgetSpec, Event, IllegalTransition,
+    Notification, Progress, QueueInfo, ScheduleInfo, ScheduleSpec, TaskId, TaskKind, TaskRecord,
+    TaskState, Timestamp, ValidSpec,
 };
 use meanwhile_core::{AuditFilter, AuditPage, AuditVerdict, NodeBeat, NodeRow, TokenInfo};
 use std::future::Future;
@@ -54,6 +54,9 @@ pub enum StoreError {
     /// No schedule has this name.
     #[error("unknown schedule {0:?} (see 'meanwhile schedule ls')")]
     UnknownSchedule(String),
+    /// No budget is set on this queue.
+    #[error("no budget is set on queue {0:?} (see 'meanwhile budget ls')")]
+    UnknownBudget(String),
     /// No node has this name.
     #[error("unknown node {0:?} (see 'meanwhile nodes')")]
     UnknownNode(String),
@@ -286,6 +289,15 @@ pub struct NewAlert {
     pub task: Option<TaskId>,
     /// The queue it is about.
     pub queue: Option<String>,
+}
+
+/// What charging a model call's usage did.
+#[derive(Debug, Clone)]
+pub struct Charged {
+    /// The queue of the task charged.
+    pub queue: String,
+    /// Its budget after the charge, when it has one.
+    pub budget: Option<BudgetInfo>,
 }
 
 /// What recording a firing did.
@@ -535,6 +547,46 @@ pub trait Store: Send + Sync + 'static {
     fn add_token(&self, name: &str, hash: &str, now: Timestamp) -> StoreFuture<'_, TokenInfo>;
     /// Removes a named token. Recorded in the audit trail.
     fn remove_token(&self, name: &str) -> StoreFuture<'_, ()>;
+    /// Sets the budget of `queue` (creating the queue if needed), with a `budget`
+    /// event. With the same kind of window as before, the usage of the current window
+    /// still counts against the new limits; otherwise it counts from `now`. The
+    /// budget's alarms and its queue's pause follow at once: a raised or changed
+    /// budget resolves the alerts of alarms it no longer reaches and resumes a queue
+    /// it paused, and one already spent pauses the queue.
+    fn set_budget(
+        &self,
+        queue: &str,
+        spec: BudgetSpec,
+        now: Timestamp,
+    ) -> StoreFuture<'_, BudgetInfo>;
+    /// Every budget, by queue.
+    fn budgets(&self) -> StoreFuture<'_, Vec<BudgetInfo>>;
+    /// The budget of `queue`.
+    fn budget(&self, queue: &str) -> StoreFuture<'_, BudgetInfo>;
+    /// Removes the budget of `queue`, with a `budget` event: its alerts resolve and
+    /// a queue it paused resumes.
+    fn remove_budget(&self, queue: &str, now: Timestamp) -> StoreFuture<'_, ()>;
+    /// Adds one or more model calls' usage to `task` and to its queue's budget, in
+    /// one write: a budget whose window ended by `now` rolls first; each alarm the
+    /// usage reaches fires a `budget` alert (once per window); a spent budget pauses
+    /// the queue with the reason `budget` (a queue a user paused stays as it is).
+    fn charge_usage(
+        &self,
+        task: TaskId,
+        tokens: u64,
+        cost_usd: f64,
+        calls: u32,
+        now: Timestamp,
+    ) -> StoreFuture<'_, Charged>;
+    /// Whether a model call of a task of `queue` may start at `now`: `None` when it
+    /// may (no budget, one not spent, or one whose window has ended), else the spent
+    /// budget that holds it back.
+    fn budget_gate(&self, queue: &str, now: Timestamp) -> StoreFuture<'_, Option<BudgetInfo>>;
+    /// Starts a new window of the budget of `queue` when its current one ended by
+    /// `now`: the usage counts from 0, the window's `budget` alerts resolve and a
+    /// queue the budget paused resumes (never one a user paused). Returns the budget
+    /// when it rolled; `None` when its window goes on or there is no budget.
+    fn roll_budget(&self, queue: &str, now: Timestamp) -> StoreFuture<'_, Option<BudgetInfo>>;
     /// Records a node's heartbeat (and that it runs again, after a clean stop).
     fn beat(&self, beat: NodeBeat) -> StoreFuture<'_, ()>;
     /// Records that a node shut down cleanly, so that its silence raises no alert.

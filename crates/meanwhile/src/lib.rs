@@ -63,6 +63,13 @@ pub enum Command {
     /// Run a task at the times a cron expression or an interval names: add, list,
     /// remove, pause, resume, or fire a schedule now.
     Schedule(cmd::schedule::Args),
+    /// Limit the tokens and US dollars a queue's model calls use per hour, day or
+    /// month (UTC) or in total, with alarms: set, list, remove.
+    ///
+    /// Usage is what the providers report, cost is from their price table. A spent
+    /// budget pauses its queue until its next window, and its tasks stop before
+    /// their next model call.
+    Budget(cmd::budget::Args),
     /// The audit trail: who did what and when (socket peers by uid and process,
     /// TCP clients by token name, sessions of MCP and agents, meanwhile itself),
     /// oldest first; `audit verify` checks its hash chain.
@@ -125,6 +132,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Batch(a) => cmd::batch::run(&ctx, a).await,
             Command::Queue(a) => cmd::queue::run(&ctx, a).await,
             Command::Schedule(a) => cmd::schedule::run(&ctx, a).await,
+            Command::Budget(a) => cmd::budget::run(&ctx, a).await,
             Command::Audit(a) => cmd::audit::run(&ctx, a).await,
             Command::Token(a) => cmd::token::run(&ctx, a).await,
             Command::Nodes(a) => cmd::nodes::run(&ctx, a).await,

@@ -213,3 +213,55 @@ async fn budgets_stop_the_run_before_the_next_model_call() {
         );
     }
 }
+
+/// The executor asks the queue's budget before each model call and charges each
+/// call's usage to it: the call that spends it is the last one, and the task fails
+/// with the gate's reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_task_stops_at_its_queues_spent_budget() {
+    let env = runtime().await;
+    std::fs::write(env.workspace().join("a.txt"), "a\n").unwrap();
+    let fake = FakeProvider::start(ProviderKind::Anthropic, |_: &Call| {
+        tool("read_file", json!({"path": "a.txt"}))
+    })
+    .await;
+    AgentExecutor::new(fake.config(&env.workspace())).register(&env.rt);
+    env.rt
+        .set_budget(
+            "llm",
+            meanwhile_core::BudgetSpec {
+                tokens: Some(300),
+                ..meanwhile_core::BudgetSpec::default()
+            },
+        )
+        .await
+        .unwrap();
+    let id = env
+        .rt
+        .submit(TaskSpec {
+            agent: Some(AgentSpec {
+                prompt: "loop for ever".into(),
+                ..AgentSpec::default()
+            }),
+            queue: Some("llm".into()),
+            cwd: Some(env.workspace()),
+            ..TaskSpec::default()
+        })
+        .await
+        .unwrap();
+    let t = finished(&env.rt, id).await;
+    assert_eq!(t.state, TaskState::Failed);
+    // 120 tokens a call: 120, 240, 360; the fourth call never starts.
+    assert_eq!(fake.count(), 3);
+    assert_eq!((t.tokens, t.model_calls), (360, 3));
+    let reason = t.reason.unwrap_or_default();
+    assert!(
+        reason.starts_with("queue \"llm\" is over its budget: 360 of 300 tokens used this day"),
+        "{reason}"
+    );
+    assert!(
+        output(&env.rt, id)
+            .await
+            .contains("stopped: queue \"llm\" is over its budget")
+    );
+}

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod budgets;
 mod descendants;
 mod functions;
 mod journal;

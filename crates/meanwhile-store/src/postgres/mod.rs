@@ -20,8 +20,8 @@ mod schema;
 
 use crate::chain::{self, Entry};
 use crate::{
-    AttemptEnd, Claim, ClaimRequest, CleanRequest, Finished, Fired, ListFilter, NewAlert, NewTask,
-    Page, PruneRequest, Pruned, ScheduleFiring, Settled, StopOutcome, Store, StoreError,
+    AttemptEnd, Charged, Claim, ClaimRequest, CleanRequest, Finished, Fired, ListFilter, NewAlert,
+    NewTask, Page, PruneRequest, Pruned, ScheduleFiring, Settled, StopOutcome, Store, StoreError,
     StoreFuture, Submitted,
 };
 use crate::{AuditKey, StoredToken};
@@ -30,8 +30,8 @@ use meanwhile_core::{
     Actor, AuditFilter, AuditPage, AuditVerdict, EventKind, NodeBeat, NodeRow, TokenInfo,
 };
 use meanwhile_core::{
-    Alert, AlertKind, Attempt, Event, Notification, Progress, QueueInfo, ScheduleInfo,
-    ScheduleSpec, TaskId, TaskRecord, TaskState, Timestamp,
+    Alert, AlertKind, Attempt, BudgetInfo, BudgetSpec, Event, Notification, Progress, QueueInfo,
+    ScheduleInfo, ScheduleSpec, TaskId, TaskRecord, TaskState, Timestamp,
 };
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -742,6 +742,61 @@ impl Store for PgStore {
     fn remove_token(&self, name: &str) -> StoreFuture<'_, ()> {
         self.write(name.to_string(), |tx, name| {
             Box::pin(audit::remove_token(tx, name))
+        })
+    }
+
+    fn set_budget(
+        &self,
+        queue: &str,
+        spec: BudgetSpec,
+        now: Timestamp,
+    ) -> StoreFuture<'_, BudgetInfo> {
+        self.write((queue.to_string(), spec, now), |tx, (queue, spec, now)| {
+            Box::pin(ops::set_budget(tx, queue, spec, *now))
+        })
+    }
+
+    fn budgets(&self) -> StoreFuture<'_, Vec<BudgetInfo>> {
+        self.read((), |c, ()| Box::pin(ops::budgets(c)))
+    }
+
+    fn budget(&self, queue: &str) -> StoreFuture<'_, BudgetInfo> {
+        self.read(queue.to_string(), |c, queue| {
+            Box::pin(ops::budget(c, queue))
+        })
+    }
+
+    fn remove_budget(&self, queue: &str, now: Timestamp) -> StoreFuture<'_, ()> {
+        self.write((queue.to_string(), now), |tx, (queue, now)| {
+            Box::pin(ops::remove_budget(tx, queue, *now))
+        })
+    }
+
+    fn charge_usage(
+        &self,
+        task: TaskId,
+        tokens: u64,
+        cost_usd: f64,
+        calls: u32,
+        now: Timestamp,
+    ) -> StoreFuture<'_, Charged> {
+        self.write(
+            (task, tokens, cost_usd, calls, now),
+            |tx, &(task, tokens, cost_usd, calls, now)| {
+                Box::pin(ops::charge_usage(tx, task, tokens, cost_usd, calls, now))
+            },
+        )
+    }
+
+    fn budget_gate(&self, queue: &str, now: Timestamp) -> StoreFuture<'_, Option<BudgetInfo>> {
+        self.read((queue.to_string(), now), |c, (queue, now)| {
+            Box::pin(ops::budget_gate(c, queue, *now))
+        })
+    }
+
+    fn roll_budget(&self, queue: &str, now: Timestamp) -> StoreFuture<'_, Option<BudgetInfo>> {
+        self.write((queue.to_string(), now), |tx, (queue, now)| {
+            Box::pin(ops::roll_budget(tx, queue, *now))
         })
     }
 

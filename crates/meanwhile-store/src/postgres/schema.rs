@@ -206,7 +206,33 @@ const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE log_head ADD COLUMN audit_seq BIGINT NOT NULL DEFAULT 0;
     "#,
-    // Version 7: the nodes sharing the store, each with its latest heartbeat; a node
+    // Version 7: budgets. Each queue has at most one; its usage counts within the
+    // current window (`window_end` NULL for a total one), `fired` is the alarms that
+    // fired in it (a JSON array). What a task used is kept on its row, and a paused
+    // queue says why (`user` or `budget`; a queue paused before this version was
+    // paused by a user).
+    r#"
+    CREATE TABLE budgets (
+        queue TEXT PRIMARY KEY,
+        tokens BIGINT,
+        cost_usd DOUBLE PRECISION,
+        window_kind TEXT NOT NULL,
+        alarms TEXT NOT NULL,
+        window_start BIGINT NOT NULL,
+        window_end BIGINT,
+        used_tokens BIGINT NOT NULL DEFAULT 0,
+        used_cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
+        model_calls BIGINT NOT NULL DEFAULT 0,
+        fired TEXT NOT NULL DEFAULT '[]',
+        created_at BIGINT NOT NULL
+    );
+    ALTER TABLE tasks ADD COLUMN tokens BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN model_calls BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE queues ADD COLUMN pause_reason TEXT;
+    UPDATE queues SET pause_reason = 'user' WHERE paused;
+    "#,
+    // Version 8: the nodes sharing the store, each with its latest heartbeat; a node
     // that shut down cleanly has `stopped_at`.
     r#"
     CREATE TABLE nodes (

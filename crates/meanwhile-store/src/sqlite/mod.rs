@@ -13,16 +13,16 @@ mod schema;
 pub use schema::SCHEMA_VERSION;
 
 use crate::{
-    AttemptEnd, Claim, ClaimRequest, CleanRequest, Finished, Fired, ListFilter, NewAlert, NewTask,
-    Page, PruneRequest, Pruned, ScheduleFiring, Settled, StopOutcome, Store, StoreError,
+    AttemptEnd, Charged, Claim, ClaimRequest, CleanRequest, Finished, Fired, ListFilter, NewAlert,
+    NewTask, Page, PruneRequest, Pruned, ScheduleFiring, Settled, StopOutcome, Store, StoreError,
     StoreFuture, Submitted,
 };
 use crate::{AuditKey, StoredToken};
 use meanwhile_core::http::QueueUpdate;
 use meanwhile_core::{Actor, AuditFilter, AuditPage, AuditVerdict, NodeBeat, NodeRow, TokenInfo};
 use meanwhile_core::{
-    Alert, AlertKind, Attempt, Event, Notification, Progress, QueueInfo, ScheduleInfo,
-    ScheduleSpec, TaskId, TaskRecord, TaskState, Timestamp,
+    Alert, AlertKind, Attempt, BudgetInfo, BudgetSpec, Event, Notification, Progress, QueueInfo,
+    ScheduleInfo, ScheduleSpec, TaskId, TaskRecord, TaskState, Timestamp,
 };
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -634,6 +634,51 @@ impl Store for SqliteStore {
         self.write_as(actor.clone(), move |conn, _| {
             audit::remove_token(conn, &actor, &name)
         })
+    }
+
+    fn set_budget(
+        &self,
+        queue: &str,
+        spec: BudgetSpec,
+        now: Timestamp,
+    ) -> StoreFuture<'_, BudgetInfo> {
+        let queue = owned(queue);
+        self.write(move |conn, ev| ops::set_budget(conn, ev, &queue, &spec, now))
+    }
+
+    fn budgets(&self) -> StoreFuture<'_, Vec<BudgetInfo>> {
+        self.read(ops::budgets)
+    }
+
+    fn budget(&self, queue: &str) -> StoreFuture<'_, BudgetInfo> {
+        let queue = owned(queue);
+        self.read(move |conn| ops::budget(conn, &queue))
+    }
+
+    fn remove_budget(&self, queue: &str, now: Timestamp) -> StoreFuture<'_, ()> {
+        let queue = owned(queue);
+        self.write(move |conn, ev| ops::remove_budget(conn, ev, &queue, now))
+    }
+
+    fn charge_usage(
+        &self,
+        task: TaskId,
+        tokens: u64,
+        cost_usd: f64,
+        calls: u32,
+        now: Timestamp,
+    ) -> StoreFuture<'_, Charged> {
+        self.write(move |conn, ev| ops::charge_usage(conn, ev, task, tokens, cost_usd, calls, now))
+    }
+
+    fn budget_gate(&self, queue: &str, now: Timestamp) -> StoreFuture<'_, Option<BudgetInfo>> {
+        let queue = owned(queue);
+        self.read(move |conn| ops::budget_gate(conn, &queue, now))
+    }
+
+    fn roll_budget(&self, queue: &str, now: Timestamp) -> StoreFuture<'_, Option<BudgetInfo>> {
+        let queue = owned(queue);
+        self.write(move |conn, ev| ops::roll_budget(conn, ev, &queue, now))
     }
 
     fn beat(&self, beat: NodeBeat) -> StoreFuture<'_, ()> {

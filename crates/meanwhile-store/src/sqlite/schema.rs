@@ -186,7 +186,33 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL
     );
     "#,
-    // Version 7: the nodes sharing the store, each with its latest heartbeat; a node
+    // Version 7: budgets. Each queue has at most one; its usage counts within the
+    // current window (`window_end` NULL for a total one), `fired` is the alarms that
+    // fired in it (a JSON array). What a task used is kept on its row, and a paused
+    // queue says why (`user` or `budget`; a queue paused before this version was
+    // paused by a user).
+    r#"
+    CREATE TABLE budgets (
+        queue TEXT PRIMARY KEY,
+        tokens INTEGER,
+        cost_usd REAL,
+        window_kind TEXT NOT NULL,
+        alarms TEXT NOT NULL,
+        window_start INTEGER NOT NULL,
+        window_end INTEGER,
+        used_tokens INTEGER NOT NULL DEFAULT 0,
+        used_cost_usd REAL NOT NULL DEFAULT 0,
+        model_calls INTEGER NOT NULL DEFAULT 0,
+        fired TEXT NOT NULL DEFAULT '[]',
+        created_at INTEGER NOT NULL
+    );
+    ALTER TABLE tasks ADD COLUMN tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN cost_usd REAL NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN model_calls INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE queues ADD COLUMN pause_reason TEXT;
+    UPDATE queues SET pause_reason = 'user' WHERE paused <> 0;
+    "#,
+    // Version 8: the nodes sharing the store, each with its latest heartbeat; a node
     // that shut down cleanly has `stopped_at`.
     r#"
     CREATE TABLE nodes (
@@ -260,13 +286,48 @@ mod tests {
         let store = SqliteStore::open(&path).unwrap();
         let task = store.get(TaskId(1)).await.unwrap();
         assert_eq!(task.concurrency_key, None);
+        assert_eq!((task.tokens, task.cost_usd, task.model_calls), (0, 0.0, 0));
         let queues = store.queues().await.unwrap();
         assert_eq!((queues[0].per_key, queues[0].rate), (None, None));
+        assert_eq!(queues[0].pause_reason, None);
+        assert!(store.budgets().await.unwrap().is_empty());
         let conn = Connection::open(&path).unwrap();
         let version: i64 = conn
             .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 7);
+        assert_eq!(SCHEMA_VERSION, 8);
+    }
+
+    /// A queue paused before budgets existed was paused by a user: after the
+    /// migration it says so, and no budget can resume it.
+    #[tokio::test]
+    async fn a_version_6_paused_queue_was_paused_by_a_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meanwhile.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+                .unwrap();
+            for (i, sql) in MIGRATIONS[..6].iter().enumerate() {
+                conn.execute_batch(sql).unwrap();
+                conn.execute(
+                    "INSERT INTO schema_version (version) VALUES (?1)",
+                    [i as i64 + 1],
+                )
+                .unwrap();
+            }
+            conn.execute_batch(
+                "INSERT INTO queues (name, max_parallel, paused) VALUES ('gpu', 1, 1)",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let queues = store.queues().await.unwrap();
+        let gpu = queues.iter().find(|q| q.name == "gpu").unwrap();
+        assert!(gpu.paused);
+        assert_eq!(gpu.pause_reason, Some(meanwhile_core::PauseReason::User));
+        let default = queues.iter().find(|q| q.name == "default").unwrap();
+        assert_eq!((default.paused, default.pause_reason), (false, None));
     }
 }

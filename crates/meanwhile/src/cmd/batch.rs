@@ -337,8 +337,8 @@ fn result_line(batch: &str, line: u64, id: Option<&Value>, t: &TaskRecord) -> Va
         o.insert("error".into(), json!(error));
     }
     o.insert("task".into(), json!(t.id));
-    o.insert("tokens".into(), json!(task_usage(t).0));
-    o.insert("cost".into(), json!(task_usage(t).1));
+    o.insert("tokens".into(), json!(t.tokens));
+    o.insert("cost".into(), json!(t.cost_usd));
     o.insert("batch".into(), json!(batch));
     Value::Object(o)
 }
@@ -417,8 +417,8 @@ impl Sink {
             TaskState::Quarantined => self.summary.quarantined += 1,
             _ => self.summary.failed += 1,
         }
-        self.summary.tokens += task_usage(t).0;
-        self.summary.cost += task_usage(t).1;
+        self.summary.tokens += t.tokens;
+        self.summary.cost += t.cost_usd;
         if self.done.insert(line) {
             let mut text = result_line(&self.batch, line, id, t).to_string();
             text.push('\n');
@@ -428,10 +428,6 @@ impl Sink {
         }
         Ok(())
     }
-}
-
-fn task_usage(_t: &TaskRecord) -> (u64, f64) {
-    (0, 0.0) // PENDING-MERGE
 }
 
 /// `12,345`.

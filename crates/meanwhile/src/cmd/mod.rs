@@ -4,6 +4,7 @@ pub mod agent;
 pub mod alerts;
 pub mod audit;
 pub mod batch;
+pub mod budget;
 pub mod clean;
 pub mod completions;
 pub mod daemon;

@@ -3,8 +3,8 @@
 
 use super::Ctx;
 use crate::fmt;
-use meanwhile_core::RateLimit;
 use meanwhile_core::http::QueueUpdate;
+use meanwhile_core::{PauseReason, RateLimit};
 use std::process::ExitCode;
 
 /// Arguments of `queue`.
@@ -21,7 +21,8 @@ pub struct Args {
 /// A queue action.
 #[derive(Debug, clap::Subcommand)]
 pub enum Action {
-    /// List the queues with their limits and counts.
+    /// List the queues with their limits and counts, and whether they are paused
+    /// and why: by a user, or by a spent budget.
     Ls,
     /// Create a queue or change its limits; options left out keep their value.
     #[command(visible_alias = "create")]
@@ -51,7 +52,9 @@ pub enum Action {
         /// The queue.
         name: String,
     },
-    /// Start tasks from the queue again.
+    /// Start tasks from the queue again. A queue whose budget is spent stays paused
+    /// (see 'meanwhile budget'): raise or remove the budget, or wait for its next
+    /// window.
     Resume {
         /// The queue.
         name: String,
@@ -147,7 +150,11 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
                 q.rate.map_or("-".into(), |r| r.to_string()),
                 q.running.to_string(),
                 q.pending.to_string(),
-                if q.paused { "paused" } else { "active" }.to_string(),
+                match (q.paused, q.pause_reason) {
+                    (false, _) => "active".to_string(),
+                    (true, Some(PauseReason::Budget)) => "paused (budget)".to_string(),
+                    (true, _) => "paused (user)".to_string(),
+                },
             ]
         })
         .collect();

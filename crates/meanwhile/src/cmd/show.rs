@@ -74,6 +74,15 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         let pct = p.percent.map(|x| format!("{x:.0}% ")).unwrap_or_default();
         lines.push(format!("progress  {pct}{}", p.message));
     }
+    if t.model_calls > 0 || t.tokens > 0 {
+        let calls = if t.model_calls == 1 { "call" } else { "calls" };
+        lines.push(format!(
+            "usage     {} model {calls}, {} tokens, {}",
+            t.model_calls,
+            t.tokens,
+            meanwhile_core::dollars(t.cost_usd)
+        ));
+    }
     if let Some(r) = &t.result {
         lines.push(format!("result    {r}"));
     }

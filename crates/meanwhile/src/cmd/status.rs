@@ -63,7 +63,11 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
                 .map(|n| format!(", {n} per key"))
                 .unwrap_or_default(),
             q.rate.map(|r| format!(", rate {r}")).unwrap_or_default(),
-            if q.paused { ", paused" } else { "" }
+            match (q.paused, q.pause_reason) {
+                (false, _) => "",
+                (true, Some(meanwhile_core::PauseReason::Budget)) => ", paused by its budget",
+                (true, _) => ", paused",
+            }
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -3,62 +3,19 @@
 
 use crate::support::Home;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 /// Serves scripted replies in order; records each request body.
-fn fake_anthropic(replies: Vec<Value>) -> (String, Arc<Mutex<Vec<Value>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    let replies = Arc::new(Mutex::new(replies.into_iter()));
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let log = log.clone();
-            let replies = replies.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut stream = stream;
-                loop {
-                    let mut length = 0usize;
-                    let mut line = String::new();
-                    loop {
-                        line.clear();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        let lower = line.to_ascii_lowercase();
-                        if let Some(v) = lower.strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0u8; length];
-                    reader.read_exact(&mut body).unwrap();
-                    log.lock()
-                        .unwrap()
-                        .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
-                    let reply = replies.lock().unwrap().next().unwrap_or_else(
-                        || json!({"type": "error", "error": {"type": "invalid_request_error", "message": "script ran out"}}),
-                    );
-                    let text = reply.to_string();
-                    let _ = write!(
-                        stream,
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{text}",
-                        text.len()
-                    );
-                }
-            });
-        }
-    });
-    (url, seen)
+pub(crate) fn fake_anthropic(replies: Vec<Value>) -> (String, Arc<Mutex<Vec<Value>>>) {
+    let replies = Mutex::new(replies.into_iter());
+    crate::support::fake_anthropic_with(std::time::Duration::ZERO, move |_| {
+        replies.lock().unwrap().next().unwrap_or_else(
+            || json!({"type": "error", "error": {"type": "invalid_request_error", "message": "script ran out"}}),
+        )
+    })
 }
 
-fn message(content: Value, stop: &str) -> Value {
+pub(crate) fn message(content: Value, stop: &str) -> Value {
     json!({
         "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-test",
         "content": content, "stop_reason": stop, "stop_sequence": null,

@@ -1,7 +1,7 @@
 //! `meanwhile batch` and `llm` tasks against a provider speaking the real Anthropic
 //! Messages wire format, served by the test on loopback.
 
-use crate::support::{Home, code, fake_anthropic_with, provider_env, stderr};
+use crate::support::{Home, code, fake_anthropic_with, provider_env, stderr, until};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -117,7 +117,14 @@ fn a_sentiment_batch_answers_every_line_once_through_structured_output() {
     assert!(by_line[&6].get("result").is_none());
     for r in by_line.values() {
         assert!(r["task"].as_i64().unwrap() > 0);
+        assert_eq!(r["cost"], 0.0, "claude-test has no price");
     }
+    // What the provider reported, per line: 120 tokens a call, two calls for the
+    // lines asked again.
+    assert_eq!(by_line[&1]["tokens"], 120);
+    assert_eq!(by_line[&5]["tokens"], 240);
+    assert_eq!(by_line[&6]["tokens"], 240);
+    assert_eq!(summary["tokens"], 120 * 7);
 
     // Structured output was asked for as a forced tool call, at temperature 0, and
     // an invalid answer was asked again once with the reason.
@@ -312,4 +319,72 @@ fn broken_input_is_refused_before_any_line_is_sent() {
     let o = home.run(&["batch", input.to_str().unwrap(), "--prompt", "   "]);
     assert!(stderr(&o).contains("its prompt is empty"), "{}", stderr(&o));
     assert!(seen.lock().unwrap().is_empty(), "nothing reached the model");
+}
+
+#[test]
+fn a_spent_budget_holds_the_rest_of_a_batch_until_it_is_raised() {
+    let mut home = Home::new();
+    let (url, seen) = fake_anthropic_with(Duration::ZERO, |req| {
+        message(
+            json!([{"type": "text", "text": format!("ok: {}", prompt_of(req))}]),
+            "end_turn",
+        )
+    });
+    start(&mut home, &url);
+    // 120 tokens a call: the third call spends the budget.
+    home.ok(&["queue", "set", "llm", "--max-parallel", "1"]);
+    home.ok(&["budget", "set", "llm", "--tokens", "360", "--window", "day"]);
+    let input = home.dir.path().join("in.jsonl");
+    let lines: Vec<String> = (1..=5)
+        .map(|i| json!(format!("line {i}")).to_string())
+        .collect();
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let out = home.dir.path().join("out.jsonl");
+    let args = [
+        "batch",
+        input.to_str().unwrap(),
+        "--prompt",
+        "{text}",
+        "--queue",
+        "llm",
+        "--attempts",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let mut batch = home.cmd(&args).spawn().unwrap();
+    until("the budget pauses the queue", || {
+        let q = home.json(&["queue", "ls", "--json"]);
+        q.as_array()
+            .unwrap()
+            .iter()
+            .any(|q| q["name"] == "llm" && q["pause_reason"] == "budget")
+    });
+    until("three lines are written", || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.lines().count() == 3)
+    });
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        3,
+        "no call after the budget was spent"
+    );
+    assert!(
+        batch.try_wait().unwrap().is_none(),
+        "the batch waits for its lines"
+    );
+    let budget = &home.json(&["budget", "ls", "--json"])[0];
+    assert_eq!(budget["used_tokens"], 360);
+    assert_eq!(budget["state"], "exhausted");
+
+    // Raised, the queue resumes and the batch ends with every line.
+    home.ok(&["budget", "set", "llm", "--tokens", "100000"]);
+    let status = batch.wait().unwrap();
+    assert!(status.success());
+    let rows = results(&out);
+    assert_eq!(rows.len(), 5);
+    assert!(
+        rows.iter()
+            .all(|r| r["state"] == "succeeded" && r["tokens"] == 120)
+    );
+    assert_eq!(seen.lock().unwrap().len(), 5);
 }

@@ -6,6 +6,7 @@ mod agent;
 mod alerts;
 mod audit;
 mod batch;
+mod budgets;
 mod commands;
 mod daemon;
 mod hooks;

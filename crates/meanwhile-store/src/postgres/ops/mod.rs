@@ -3,6 +3,7 @@
 //! state change goes through `meanwhile_core::transition`.
 
 mod alerts;
+mod budgets;
 mod events;
 mod lifecycle;
 mod nodes;
@@ -13,6 +14,7 @@ mod schedules;
 mod tasks;
 
 pub(crate) use alerts::*;
+pub(crate) use budgets::*;
 pub(crate) use events::*;
 pub(crate) use lifecycle::*;
 pub(crate) use nodes::*;

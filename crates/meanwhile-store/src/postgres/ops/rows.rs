@@ -11,7 +11,7 @@ pub(super) type Result<T> = std::result::Result<T, StoreError>;
 
 pub(super) const TASK_COLS: &str = "id, kind, name, state, queue, priority, labels, session, spec, \
     created_at, run_after, started_at, finished_at, attempts, exit_code, signal, reason, \
-    progress, result, node, stop_requested";
+    progress, result, node, stop_requested, tokens, cost_usd, model_calls";
 
 pub(super) fn task_from_row(r: &Row) -> Result<TaskRecord> {
     TaskColumns {
@@ -36,6 +36,9 @@ pub(super) fn task_from_row(r: &Row) -> Result<TaskRecord> {
         result: col(r, 18)?,
         node: col(r, 19)?,
         stop_requested: col(r, 20)?,
+        tokens: col(r, 21)?,
+        cost_usd: col(r, 22)?,
+        model_calls: col(r, 23)?,
     }
     .decode()
 }
@@ -59,7 +62,7 @@ pub(crate) async fn load_task_and_budget(tx: &Tx, id: TaskId) -> Result<(TaskRec
         )
         .await?
         .ok_or(StoreError::UnknownTask(id))?;
-    Ok((task_from_row(&row)?, col(&row, 21)?, col(&row, 22)?))
+    Ok((task_from_row(&row)?, col(&row, 24)?, col(&row, 25)?))
 }
 
 pub(crate) async fn load_task(c: &Client, id: TaskId) -> Result<TaskRecord> {

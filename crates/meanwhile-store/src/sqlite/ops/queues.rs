@@ -4,7 +4,7 @@
 use super::*;
 use crate::decode::QueueColumns;
 use meanwhile_core::http::QueueUpdate;
-use meanwhile_core::{Event, EventKind, QueueInfo, TaskState};
+use meanwhile_core::{Event, EventKind, PauseReason, QueueInfo, TaskState};
 use rusqlite::{Connection, params};
 use std::collections::HashMap;
 
@@ -55,7 +55,8 @@ pub(super) fn queue_counts(conn: &Connection) -> Result<HashMap<(String, String)
 pub(crate) fn queues(conn: &Connection) -> Result<Vec<QueueInfo>> {
     let counts = queue_counts(conn)?;
     let mut stmt = conn.prepare_cached(
-        "SELECT name, max_parallel, paused, per_key, rate_count, rate_window_ms, alert_after
+        "SELECT name, max_parallel, paused, per_key, rate_count, rate_window_ms, alert_after,
+            pause_reason
          FROM queues ORDER BY name",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -67,6 +68,7 @@ pub(crate) fn queues(conn: &Connection) -> Result<Vec<QueueInfo>> {
             rate_count: r.get(4)?,
             rate_window_ms: r.get(5)?,
             alert_after: r.get(6)?,
+            pause_reason: r.get(7)?,
         })
     })?;
     let mut out = Vec::new();
@@ -84,11 +86,18 @@ pub(crate) fn set_queue(
 ) -> Result<QueueInfo> {
     crate::decode::check_queue_update(change)?;
     ensure_queue(conn, name)?;
-    // A limit field left out keeps its value; one given as none clears it.
+    if change.paused == Some(false) {
+        // A queue whose budget is spent stays paused: its budget says when it resumes.
+        super::check_resumable(conn, events, name)?;
+    }
+    // A limit field left out keeps its value; one given as none clears it. A pause
+    // asked for is the user's, whatever paused the queue before.
     let rate = change.rate.flatten();
     conn.prepare_cached(
         "UPDATE queues SET max_parallel = COALESCE(?2, max_parallel),
             paused = COALESCE(?3, paused),
+            pause_reason = CASE WHEN ?3 IS NULL THEN pause_reason
+                WHEN ?3 THEN 'user' ELSE NULL END,
             per_key = CASE WHEN ?4 THEN ?5 ELSE per_key END,
             rate_count = CASE WHEN ?6 THEN ?7 ELSE rate_count END,
             rate_window_ms = CASE WHEN ?6 THEN ?8 ELSE rate_window_ms END,
@@ -112,6 +121,36 @@ pub(crate) fn set_queue(
         conn.prepare_cached("DELETE FROM queue_starts WHERE queue = ?1")?
             .execute([name])?;
     }
+    announce(conn, events, name)
+}
+
+/// Pauses a queue for `reason`, or resumes it (`None`), with its `queue` event.
+pub(super) fn set_pause(
+    conn: &Connection,
+    events: &mut Vec<Event>,
+    name: &str,
+    reason: Option<PauseReason>,
+) -> Result<QueueInfo> {
+    ensure_queue(conn, name)?;
+    conn.prepare_cached("UPDATE queues SET paused = ?2, pause_reason = ?3 WHERE name = ?1")?
+        .execute(params![
+            name,
+            i64::from(reason.is_some()),
+            reason.map(PauseReason::as_str)
+        ])?;
+    announce(conn, events, name)
+}
+
+/// One queue.
+pub(super) fn queue(conn: &Connection, name: &str) -> Result<QueueInfo> {
+    queues(conn)?
+        .into_iter()
+        .find(|q| q.name == name)
+        .ok_or_else(|| corrupt("queue", name))
+}
+
+/// The `queue` event of a change: the queue as it is now.
+fn announce(conn: &Connection, events: &mut Vec<Event>, name: &str) -> Result<QueueInfo> {
     let info = queues(conn)?
         .into_iter()
         .find(|q| q.name == name)

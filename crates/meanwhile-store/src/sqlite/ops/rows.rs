@@ -9,7 +9,7 @@ pub(super) type Result<T> = std::result::Result<T, StoreError>;
 
 pub(super) const TASK_COLS: &str = "id, kind, name, state, queue, priority, labels, session, spec, \
     created_at, run_after, started_at, finished_at, attempts, exit_code, signal, reason, \
-    progress, result, node, stop_requested";
+    progress, result, node, stop_requested, tokens, cost_usd, model_calls";
 
 pub(super) use crate::decode::corrupt;
 
@@ -38,6 +38,9 @@ pub(super) fn task_from_row(
         result: r.get(18)?,
         node: r.get(19)?,
         stop_requested: r.get::<_, i64>(20)? != 0,
+        tokens: r.get(21)?,
+        cost_usd: r.get(22)?,
+        model_calls: r.get(23)?,
     }
     .decode())
 }
@@ -55,8 +58,8 @@ pub(crate) fn load_task_and_budget(
         .query_row([id.0], |r| {
             Ok((
                 task_from_row(r)?,
-                r.get::<_, i64>(21)?,
-                r.get::<_, i64>(22)?,
+                r.get::<_, i64>(24)?,
+                r.get::<_, i64>(25)?,
             ))
         })
         .optional()?
