@@ -1,16 +1,25 @@
-//! The `Store` trait, meanwhile's only source of truth, and its SQLite implementation.
+//! The `Store` trait, meanwhile's only source of truth, and its two implementations:
+//! [`SqliteStore`] on one machine (the default), and `PgStore` (feature `postgres`)
+//! for a fleet of nodes sharing one PostgreSQL database. Both pass one conformance
+//! suite (`tests/it`), run against each.
 //!
 //! Claims are lease-based (claim runnable tasks for a node until a lease expiry, renew,
-//! finish) so that a shared PostgreSQL can implement the same trait for a fleet.
+//! finish), so that nodes sharing a database each hold leases on what they run.
 //! Every write commits its events (and, where a task ends, its notification) in the
 //! same transaction as the state change, and publishes them only after the commit.
 #![warn(missing_docs)]
 
 mod actor;
+mod chain;
+mod decode;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sqlite;
 
 pub use actor::{acting, current_actor};
 pub use meanwhile_core::{ListFilter, Page};
+#[cfg(feature = "postgres")]
+pub use postgres::PgStore;
 pub use sqlite::{SCHEMA_VERSION, SqliteStore};
 
 use meanwhile_core::http::QueueUpdate;
@@ -77,15 +86,19 @@ pub enum StoreError {
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    /// The PostgreSQL database failed.
+    #[cfg(feature = "postgres")]
+    #[error("database error: {}", postgres::describe_error(.0))]
+    Postgres(#[from] tokio_postgres::Error),
     /// Stored data did not decode; the store was written by something else.
     #[error("corrupt record: {0}")]
     Corrupt(String),
-    /// The database file belongs to a newer meanwhile.
+    /// The database belongs to a newer meanwhile.
     #[error(
         "the database has schema version {found}, newer than this meanwhile's {supported}; upgrade meanwhile"
     )]
     TooNew {
-        /// Version found in the file.
+        /// Version found in the database.
         found: i64,
         /// Newest version this build knows.
         supported: i64,
@@ -114,7 +127,17 @@ impl StoreError {
         matches!(
             self,
             StoreError::Database(_) | StoreError::CommitFailed(_) | StoreError::Io { .. }
-        )
+        ) || self.is_postgres()
+    }
+
+    #[cfg(feature = "postgres")]
+    fn is_postgres(&self) -> bool {
+        matches!(self, StoreError::Postgres(_))
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    fn is_postgres(&self) -> bool {
+        false
     }
 }
 

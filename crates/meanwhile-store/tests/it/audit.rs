@@ -1,30 +1,12 @@
 //! The audit trail in the store: records appended with the change they record and
 //! its actor, a chain that verifies, and every kind of tampering named: a changed
-//! field, a removed record, a removed tail, a forged checkpoint, on the real file.
+//! field, a removed record, a removed tail, a forged checkpoint, each made by SQL
+//! run on the database directly (the SQLite file, the PostgreSQL database).
 
 use crate::conformance::NOW;
 use meanwhile_core::http::QueueUpdate;
 use meanwhile_core::{Actor, AuditFilter, TaskSpec, Timestamp};
-use meanwhile_store::{AuditKey, NewTask, SqliteStore, Store, acting};
-use rusqlite::Connection;
-use std::path::PathBuf;
-
-struct Db {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-    store: SqliteStore,
-}
-
-fn open() -> Db {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("meanwhile.db");
-    let store = SqliteStore::open(&path).unwrap();
-    Db {
-        _dir: dir,
-        path,
-        store,
-    }
-}
+use meanwhile_store::{AuditKey, NewTask, Store, acting};
 
 fn key() -> AuditKey {
     AuditKey::new(*b"a key of thirty-two bytes, fixed")
@@ -39,7 +21,7 @@ fn ci() -> Actor {
 
 /// Submits a task at `at` as `actor`, stops it (it never started: cancelled), and
 /// returns its id: three records (submitted, stop's finish, ...).
-async fn submit_and_cancel(store: &SqliteStore, actor: Actor, at: Timestamp) -> i64 {
+async fn submit_and_cancel(store: &dyn Store, actor: Actor, at: Timestamp) -> i64 {
     acting(actor, async {
         let spec = TaskSpec::shell("true").validate().unwrap();
         let r = store.submit(vec![NewTask { spec, now: at }]).await.unwrap();
@@ -50,236 +32,222 @@ async fn submit_and_cancel(store: &SqliteStore, actor: Actor, at: Timestamp) -> 
     .await
 }
 
-async fn all(store: &SqliteStore) -> Vec<meanwhile_core::AuditRecord> {
+async fn all(store: &dyn Store) -> Vec<meanwhile_core::AuditRecord> {
     store.audit(AuditFilter::default()).await.unwrap().records
 }
 
-/// Runs `sql` on the database file directly, as someone editing it would.
-fn edit(path: &PathBuf, sql: &str) {
-    let conn = Connection::open(path).unwrap();
-    conn.execute_batch(sql).unwrap();
-}
-
-#[tokio::test]
-async fn changes_are_recorded_with_their_actor_and_the_chain_verifies() {
-    let db = open();
-    let id = submit_and_cancel(&db.store, ci(), NOW).await;
-    // A change made outside any request is meanwhile's own.
-    db.store
-        .set_queue(
-            "gpu",
-            QueueUpdate {
-                max_parallel: Some(2),
-                ..QueueUpdate::default()
-            },
-        )
-        .await
-        .unwrap();
-    let records = all(&db.store).await;
-    let seen: Vec<(&str, &str, &str)> = records
-        .iter()
-        .map(|r| (r.who.as_str(), r.action.as_str(), r.subject.as_str()))
-        .collect();
-    let task = format!("task {id}");
-    assert_eq!(
-        seen,
-        [
-            ("token ci", "submitted", task.as_str()),
-            ("token ci", "finished", task.as_str()),
-            ("meanwhile", "queue_set", "queue gpu"),
-        ]
-    );
-    assert!(records[1].summary.contains("cancelled"), "{:?}", records[1]);
-    assert!(
-        records[2].summary.contains("max_parallel 2"),
-        "{:?}",
-        records[2]
-    );
-    assert_eq!(records[0].prev_hash, "0".repeat(64));
-    assert_eq!(records[1].prev_hash, records[0].hash);
-    // Paging and the task filter.
-    let page = db
-        .store
-        .audit(AuditFilter {
-            limit: Some(1),
-            ..AuditFilter::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!((page.records.len(), page.next), (1, Some(records[0].seq)));
-    let by_task = db
-        .store
-        .audit(AuditFilter {
-            task: Some(meanwhile_core::TaskId(id)),
-            ..AuditFilter::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(by_task.records.len(), 2);
-
-    let v = db.store.verify_audit(key()).await.unwrap();
-    assert!(v.intact, "{v:?}");
-    assert_eq!((v.records, v.last_seq, v.first_bad_seq), (3, Some(3), None));
-}
-
-#[tokio::test]
-async fn a_changed_field_is_named() {
-    let db = open();
-    submit_and_cancel(&db.store, ci(), NOW).await;
-    submit_and_cancel(&db.store, ci(), NOW).await;
-    edit(
-        &db.path,
-        "UPDATE audit SET actor = '{\"kind\":\"meanwhile\"}' WHERE seq = 3",
-    );
-    let v = db.store.verify_audit(key()).await.unwrap();
-    assert!(!v.intact);
-    assert_eq!(v.first_bad_seq, Some(3), "{v:?}");
-    assert!(v.problem.unwrap().contains("record 3 was changed"));
-}
-
-#[tokio::test]
-async fn a_removed_record_and_a_removed_tail_are_named() {
-    let db = open();
-    submit_and_cancel(&db.store, ci(), NOW).await;
-    submit_and_cancel(&db.store, ci(), NOW).await;
-    edit(&db.path, "DELETE FROM audit WHERE seq = 2");
-    let v = db.store.verify_audit(key()).await.unwrap();
-    assert_eq!((v.intact, v.first_bad_seq), (false, Some(2)), "{v:?}");
-    assert!(v.problem.unwrap().contains("record 2 is missing"));
-
-    let db = open();
-    submit_and_cancel(&db.store, ci(), NOW).await;
-    submit_and_cancel(&db.store, ci(), NOW).await;
-    edit(&db.path, "DELETE FROM audit WHERE seq >= 3");
-    let v = db.store.verify_audit(key()).await.unwrap();
-    assert_eq!((v.intact, v.first_bad_seq), (false, Some(3)), "{v:?}");
-    assert!(v.problem.unwrap().contains("records 3 to 4 are missing"));
-}
-
-#[tokio::test]
-async fn a_record_rewritten_with_a_fresh_hash_is_named_by_the_next() {
-    let db = open();
-    submit_and_cancel(&db.store, ci(), NOW).await;
-    submit_and_cancel(&db.store, ci(), NOW).await;
-    // Whoever rewrites record 2 and recomputes its hash still cannot make record 3
-    // name the new hash without rewriting every record after it.
-    let r2 = all(&db.store).await.remove(1);
-    let forged = "x".repeat(64);
-    edit(
-        &db.path,
-        &format!("UPDATE audit SET summary = 'nothing happened', hash = '{forged}' WHERE seq = 2"),
-    );
-    assert_ne!(r2.hash, forged);
-    let v = db.store.verify_audit(key()).await.unwrap();
-    assert_eq!((v.intact, v.first_bad_seq), (false, Some(2)), "{v:?}");
-}
-
-#[tokio::test]
-async fn pruning_leaves_a_signed_checkpoint_the_rest_verifies_from() {
-    let db = open();
-    // Two old tasks (at NOW, in 1970), then changes made now.
-    submit_and_cancel(&db.store, ci(), NOW).await;
-    submit_and_cancel(&db.store, ci(), NOW).await;
-    let now = Timestamp(NOW.0 + 1);
-    let later = meanwhile_core::Timestamp(2_000_000_000_000);
-    submit_and_cancel(&db.store, ci(), later).await;
-    let before = all(&db.store).await;
-    assert_eq!(before.len(), 6);
-
-    assert_eq!(db.store.prune_audit(now, key()).await.unwrap(), 4);
-    assert_eq!(db.store.prune_audit(now, key()).await.unwrap(), 0);
-    let kept = all(&db.store).await;
-    assert_eq!(kept.iter().map(|r| r.seq).collect::<Vec<_>>(), [5, 6]);
-    let v = db.store.verify_audit(key()).await.unwrap();
-    assert!(v.intact, "{v:?}");
-    let cp = v.checkpoint.unwrap();
-    assert_eq!((cp.seq, cp.hash.as_str()), (4, before[3].hash.as_str()));
-    assert_eq!(v.records, 2);
-
-    // New records chain on; tampering with what remains is still found.
-    submit_and_cancel(&db.store, ci(), later).await;
-    assert!(db.store.verify_audit(key()).await.unwrap().intact);
-    edit(
-        &db.path,
-        "UPDATE audit SET subject = 'task 99' WHERE seq = 6",
-    );
-    let v = db.store.verify_audit(key()).await.unwrap();
-    assert_eq!((v.intact, v.first_bad_seq), (false, Some(6)), "{v:?}");
-}
-
-#[tokio::test]
-async fn a_forged_checkpoint_is_detected() {
-    let db = open();
-    submit_and_cancel(&db.store, ci(), NOW).await;
-    submit_and_cancel(&db.store, ci(), Timestamp(2_000_000_000_000)).await;
-    db.store
-        .prune_audit(Timestamp(NOW.0 + 1), key())
-        .await
-        .unwrap();
-    assert!(db.store.verify_audit(key()).await.unwrap().intact);
-
-    // Someone removes record 3 and moves the checkpoint over it: without the key
-    // the signature cannot follow.
-    let rec3 = all(&db.store).await.remove(0);
-    edit(
-        &db.path,
-        &format!(
-            "DELETE FROM audit WHERE seq = 3; UPDATE audit_checkpoint SET seq = 3, hash = '{}'",
-            rec3.hash
-        ),
-    );
-    let v = db.store.verify_audit(key()).await.unwrap();
-    assert!(!v.intact, "{v:?}");
-    assert!(v.problem.unwrap().contains("checkpoint"));
-    // And a checkpoint checked with another key does not hold either.
-    let db = open();
-    submit_and_cancel(&db.store, ci(), NOW).await;
-    db.store
-        .prune_audit(Timestamp(NOW.0 + 1), key())
-        .await
-        .unwrap();
-    let v = db
-        .store
-        .verify_audit(AuditKey::new(*b"another key"))
-        .await
-        .unwrap();
-    assert!(!v.intact);
-}
-
-#[tokio::test]
-async fn tokens_are_kept_by_hash_and_their_changes_recorded() {
-    let db = open();
-    let me = Actor::Socket {
-        uid: 1000,
-        pid: Some(1),
-        process: Some("meanwhile".into()),
-        session: None,
-    };
-    acting(me, async {
-        db.store
-            .add_token("ci", &"ab".repeat(32), NOW)
+both! {
+    async fn changes_are_recorded_with_their_actor_and_the_chain_verifies(f: Fixture) {
+        let id = submit_and_cancel(&*f.store, ci(), NOW).await;
+        // A change made outside any request is meanwhile's own.
+        f.store
+            .set_queue(
+                "gpu",
+                QueueUpdate {
+                    max_parallel: Some(2),
+                    ..QueueUpdate::default()
+                },
+            )
             .await
             .unwrap();
-        let again = db.store.add_token("ci", &"cd".repeat(32), NOW).await;
-        assert!(again.unwrap_err().to_string().contains("exists"));
-        assert_eq!(db.store.tokens().await.unwrap()[0].hash, "ab".repeat(32));
-        db.store.remove_token("ci").await.unwrap();
-        let e = db.store.remove_token("ci").await.unwrap_err();
-        assert!(e.to_string().contains("no token named \"ci\""), "{e}");
-    })
-    .await;
-    assert!(db.store.tokens().await.unwrap().is_empty());
-    let records = all(&db.store).await;
-    let seen: Vec<(&str, &str)> = records
-        .iter()
-        .map(|r| (r.who.as_str(), r.action.as_str()))
-        .collect();
-    assert_eq!(
-        seen,
-        [
-            ("uid 1000 (meanwhile)", "token_added"),
-            ("uid 1000 (meanwhile)", "token_removed")
-        ]
-    );
-    assert!(db.store.verify_audit(key()).await.unwrap().intact);
+        let records = all(&*f.store).await;
+        let seen: Vec<(&str, &str, &str)> = records
+            .iter()
+            .map(|r| (r.who.as_str(), r.action.as_str(), r.subject.as_str()))
+            .collect();
+        let task = format!("task {id}");
+        assert_eq!(
+            seen,
+            [
+                ("token ci", "submitted", task.as_str()),
+                ("token ci", "finished", task.as_str()),
+                ("meanwhile", "queue_set", "queue gpu"),
+            ]
+        );
+        assert!(records[1].summary.contains("cancelled"), "{:?}", records[1]);
+        assert!(
+            records[2].summary.contains("max_parallel 2"),
+            "{:?}",
+            records[2]
+        );
+        assert_eq!(records[0].prev_hash, "0".repeat(64));
+        assert_eq!(records[1].prev_hash, records[0].hash);
+        // Paging and the task filter.
+        let page = f
+            .store
+            .audit(AuditFilter {
+                limit: Some(1),
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!((page.records.len(), page.next), (1, Some(records[0].seq)));
+        let by_task = f
+            .store
+            .audit(AuditFilter {
+                task: Some(meanwhile_core::TaskId(id)),
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(by_task.records.len(), 2);
+
+        let v = f.store.verify_audit(key()).await.unwrap();
+        assert!(v.intact, "{v:?}");
+        assert_eq!((v.records, v.last_seq, v.first_bad_seq), (3, Some(3), None));
+    }
+}
+
+both! {
+    async fn a_changed_field_is_named(f: Fixture) {
+        submit_and_cancel(&*f.store, ci(), NOW).await;
+        submit_and_cancel(&*f.store, ci(), NOW).await;
+        f.edit("UPDATE audit SET actor = '{\"kind\":\"meanwhile\"}' WHERE seq = 3",
+        ).await;
+        let v = f.store.verify_audit(key()).await.unwrap();
+        assert!(!v.intact);
+        assert_eq!(v.first_bad_seq, Some(3), "{v:?}");
+        assert!(v.problem.unwrap().contains("record 3 was changed"));
+    }
+}
+
+both! {
+    async fn a_removed_record_and_a_removed_tail_are_named(f: Fixture) {
+        submit_and_cancel(&*f.store, ci(), NOW).await;
+        submit_and_cancel(&*f.store, ci(), NOW).await;
+        f.edit("DELETE FROM audit WHERE seq = 2").await;
+        let v = f.store.verify_audit(key()).await.unwrap();
+        assert_eq!((v.intact, v.first_bad_seq), (false, Some(2)), "{v:?}");
+        assert!(v.problem.unwrap().contains("record 2 is missing"));
+
+        let f = f.fresh().await;
+        submit_and_cancel(&*f.store, ci(), NOW).await;
+        submit_and_cancel(&*f.store, ci(), NOW).await;
+        f.edit("DELETE FROM audit WHERE seq >= 3").await;
+        let v = f.store.verify_audit(key()).await.unwrap();
+        assert_eq!((v.intact, v.first_bad_seq), (false, Some(3)), "{v:?}");
+        assert!(v.problem.unwrap().contains("records 3 to 4 are missing"));
+    }
+}
+
+both! {
+    async fn a_record_rewritten_with_a_fresh_hash_is_named_by_the_next(f: Fixture) {
+        submit_and_cancel(&*f.store, ci(), NOW).await;
+        submit_and_cancel(&*f.store, ci(), NOW).await;
+        // Whoever rewrites record 2 and recomputes its hash still cannot make record 3
+        // name the new hash without rewriting every record after it.
+        let r2 = all(&*f.store).await.remove(1);
+        let forged = "x".repeat(64);
+        f.edit(&format!("UPDATE audit SET summary = 'nothing happened', hash = '{forged}' WHERE seq = 2"),
+        ).await;
+        assert_ne!(r2.hash, forged);
+        let v = f.store.verify_audit(key()).await.unwrap();
+        assert_eq!((v.intact, v.first_bad_seq), (false, Some(2)), "{v:?}");
+    }
+}
+
+both! {
+    async fn pruning_leaves_a_signed_checkpoint_the_rest_verifies_from(f: Fixture) {
+        // Two old tasks (at NOW, in 1970), then changes made now.
+        submit_and_cancel(&*f.store, ci(), NOW).await;
+        submit_and_cancel(&*f.store, ci(), NOW).await;
+        let now = Timestamp(NOW.0 + 1);
+        let later = meanwhile_core::Timestamp(2_000_000_000_000);
+        submit_and_cancel(&*f.store, ci(), later).await;
+        let before = all(&*f.store).await;
+        assert_eq!(before.len(), 6);
+
+        assert_eq!(f.store.prune_audit(now, key()).await.unwrap(), 4);
+        assert_eq!(f.store.prune_audit(now, key()).await.unwrap(), 0);
+        let kept = all(&*f.store).await;
+        assert_eq!(kept.iter().map(|r| r.seq).collect::<Vec<_>>(), [5, 6]);
+        let v = f.store.verify_audit(key()).await.unwrap();
+        assert!(v.intact, "{v:?}");
+        let cp = v.checkpoint.unwrap();
+        assert_eq!((cp.seq, cp.hash.as_str()), (4, before[3].hash.as_str()));
+        assert_eq!(v.records, 2);
+
+        // New records chain on; tampering with what remains is still found.
+        submit_and_cancel(&*f.store, ci(), later).await;
+        assert!(f.store.verify_audit(key()).await.unwrap().intact);
+        f.edit("UPDATE audit SET subject = 'task 99' WHERE seq = 6",
+        ).await;
+        let v = f.store.verify_audit(key()).await.unwrap();
+        assert_eq!((v.intact, v.first_bad_seq), (false, Some(6)), "{v:?}");
+    }
+}
+
+both! {
+    async fn a_forged_checkpoint_is_detected(f: Fixture) {
+        submit_and_cancel(&*f.store, ci(), NOW).await;
+        submit_and_cancel(&*f.store, ci(), Timestamp(2_000_000_000_000)).await;
+        f.store
+            .prune_audit(Timestamp(NOW.0 + 1), key())
+            .await
+            .unwrap();
+        assert!(f.store.verify_audit(key()).await.unwrap().intact);
+
+        // Someone removes record 3 and moves the checkpoint over it: without the key
+        // the signature cannot follow.
+        let rec3 = all(&*f.store).await.remove(0);
+        f.edit(&format!(
+                "DELETE FROM audit WHERE seq = 3; UPDATE audit_checkpoint SET seq = 3, hash = '{}'",
+                rec3.hash
+            ),
+        ).await;
+        let v = f.store.verify_audit(key()).await.unwrap();
+        assert!(!v.intact, "{v:?}");
+        assert!(v.problem.unwrap().contains("checkpoint"));
+        // And a checkpoint checked with another key does not hold either.
+        submit_and_cancel(&*f.store, ci(), NOW).await;
+        f.store
+            .prune_audit(Timestamp(NOW.0 + 1), key())
+            .await
+            .unwrap();
+        let v = f
+            .store
+            .verify_audit(AuditKey::new(*b"another key"))
+            .await
+            .unwrap();
+        assert!(!v.intact);
+    }
+}
+
+both! {
+    async fn tokens_are_kept_by_hash_and_their_changes_recorded(f: Fixture) {
+        let f = f.fresh().await;
+        let me = Actor::Socket {
+            uid: 1000,
+            pid: Some(1),
+            process: Some("meanwhile".into()),
+            session: None,
+        };
+        acting(me, async {
+            f.store
+                .add_token("ci", &"ab".repeat(32), NOW)
+                .await
+                .unwrap();
+            let again = f.store.add_token("ci", &"cd".repeat(32), NOW).await;
+            assert!(again.unwrap_err().to_string().contains("exists"));
+            assert_eq!(f.store.tokens().await.unwrap()[0].hash, "ab".repeat(32));
+            f.store.remove_token("ci").await.unwrap();
+            let e = f.store.remove_token("ci").await.unwrap_err();
+            assert!(e.to_string().contains("no token named \"ci\""), "{e}");
+        })
+        .await;
+        assert!(f.store.tokens().await.unwrap().is_empty());
+        let records = all(&*f.store).await;
+        let seen: Vec<(&str, &str)> = records
+            .iter()
+            .map(|r| (r.who.as_str(), r.action.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("uid 1000 (meanwhile)", "token_added"),
+                ("uid 1000 (meanwhile)", "token_removed")
+            ]
+        );
+        assert!(f.store.verify_audit(key()).await.unwrap().intact);
+    }
 }

@@ -1,25 +1,15 @@
-//! Behaviour every store must show, checked against a real SQLite file.
+//! Behaviour every store must show, checked against a real SQLite file and a real
+//! PostgreSQL server.
 
 use meanwhile_core::http::QueueUpdate;
 use meanwhile_core::{
     AttemptOutcome, RetryPolicy, TaskId, TaskKind, TaskSpec, TaskState, Timestamp,
 };
 use meanwhile_store::{
-    AttemptEnd, ClaimRequest, ListFilter, NewTask, PruneRequest, Pruned, SqliteStore, StopOutcome,
-    Store, Submitted,
+    AttemptEnd, ClaimRequest, ListFilter, NewTask, PruneRequest, Pruned, StopOutcome, Store,
+    Submitted,
 };
 use std::time::Duration;
-
-pub(crate) struct Fixture {
-    _dir: tempfile::TempDir,
-    pub(crate) store: SqliteStore,
-}
-
-pub(crate) fn open() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("meanwhile.db")).unwrap();
-    Fixture { _dir: dir, store }
-}
 
 pub(crate) const NOW: Timestamp = Timestamp(1_000_000);
 
@@ -65,408 +55,409 @@ fn end(id: TaskId, attempt: u32, outcome: AttemptOutcome) -> AttemptEnd {
     }
 }
 
-#[tokio::test]
-async fn ids_are_short_integers_and_idempotency_keys_dedupe() {
-    let f = open();
-    let a = submit(&f.store, TaskSpec::shell("true")).await;
-    assert_eq!(a, TaskId(1));
-    let mut spec = TaskSpec::shell("echo once");
-    spec.idempotency_key = Some("k1".into());
-    let b = submit(&f.store, spec.clone()).await;
-    let again = f
-        .store
-        .submit(vec![NewTask {
-            spec: spec.validate().unwrap(),
-            now: NOW,
-        }])
-        .await
-        .unwrap();
-    assert_eq!(again[0].as_ref().unwrap(), &Submitted::Existing(b));
-}
-
-#[tokio::test]
-async fn unknown_dependency_names_the_field_and_keeps_the_rest_of_the_batch() {
-    let f = open();
-    let mut bad = TaskSpec::shell("true");
-    bad.after = vec![TaskId(99)];
-    let results = f
-        .store
-        .submit(vec![
-            NewTask {
-                spec: bad.validate().unwrap(),
+both! {
+    async fn ids_are_short_integers_and_idempotency_keys_dedupe(f: Fixture) {
+        let a = submit(&*f.store, TaskSpec::shell("true")).await;
+        assert_eq!(a, TaskId(1));
+        let mut spec = TaskSpec::shell("echo once");
+        spec.idempotency_key = Some("k1".into());
+        let b = submit(&*f.store, spec.clone()).await;
+        let again = f
+            .store
+            .submit(vec![NewTask {
+                spec: spec.validate().unwrap(),
                 now: NOW,
-            },
-            NewTask {
-                spec: TaskSpec::shell("true").validate().unwrap(),
-                now: NOW,
-            },
-        ])
-        .await
-        .unwrap();
-    let err = results[0].as_ref().unwrap_err().to_string();
-    assert!(err.starts_with("after: unknown task 99"), "{err}");
-    let ok = results[1].as_ref().unwrap().id();
-    assert_eq!(f.store.get(ok).await.unwrap().state, TaskState::Pending);
-    let page = f.store.list(ListFilter::default()).await.unwrap();
-    assert_eq!(page.tasks.len(), 1, "the invalid task left nothing behind");
+            }])
+            .await
+            .unwrap();
+        assert_eq!(again[0].as_ref().unwrap(), &Submitted::Existing(b));
+    }
 }
 
-#[tokio::test]
-async fn claim_honours_max_parallel_priority_and_pause() {
-    let f = open();
-    f.store
-        .set_queue(
-            "default",
-            QueueUpdate {
-                max_parallel: Some(2),
-                ..QueueUpdate::default()
-            },
-        )
-        .await
-        .unwrap();
-    let low = submit(&f.store, TaskSpec::shell("low")).await;
-    let mut hi = TaskSpec::shell("high");
-    hi.priority = 10;
-    let high = submit(&f.store, hi).await;
-    let mid = submit(&f.store, TaskSpec::shell("mid")).await;
-    let claimed = f.store.claim(claim_req(10)).await.unwrap().tasks;
-    let ids: Vec<TaskId> = claimed.iter().map(|c| c.task.id).collect();
-    assert_eq!(
-        ids,
-        vec![high, low],
-        "priority first, then submission order"
-    );
-    assert!(
-        f.store.claim(claim_req(10)).await.unwrap().tasks.is_empty(),
-        "queue full"
-    );
-    f.store
-        .finish_attempt(end(high, 1, AttemptOutcome::Exited { code: 0 }))
-        .await
-        .unwrap()
-        .unwrap();
-    f.store
-        .set_queue(
-            "default",
-            QueueUpdate {
-                paused: Some(true),
-                ..QueueUpdate::default()
-            },
-        )
-        .await
-        .unwrap();
-    assert!(
-        f.store.claim(claim_req(10)).await.unwrap().tasks.is_empty(),
-        "paused"
-    );
-    f.store
-        .set_queue(
-            "default",
-            QueueUpdate {
-                paused: Some(false),
-                ..QueueUpdate::default()
-            },
-        )
-        .await
-        .unwrap();
-    let claimed = f.store.claim(claim_req(10)).await.unwrap().tasks;
-    assert_eq!(claimed[0].task.id, mid);
+both! {
+    async fn unknown_dependency_names_the_field_and_keeps_the_rest_of_the_batch(f: Fixture) {
+        let mut bad = TaskSpec::shell("true");
+        bad.after = vec![TaskId(99)];
+        let results = f
+            .store
+            .submit(vec![
+                NewTask {
+                    spec: bad.validate().unwrap(),
+                    now: NOW,
+                },
+                NewTask {
+                    spec: TaskSpec::shell("true").validate().unwrap(),
+                    now: NOW,
+                },
+            ])
+            .await
+            .unwrap();
+        let err = results[0].as_ref().unwrap_err().to_string();
+        assert!(err.starts_with("after: unknown task 99"), "{err}");
+        let ok = results[1].as_ref().unwrap().id();
+        assert_eq!(f.store.get(ok).await.unwrap().state, TaskState::Pending);
+        let page = f.store.list(ListFilter::default()).await.unwrap();
+        assert_eq!(page.tasks.len(), 1, "the invalid task left nothing behind");
+    }
 }
 
-/// A claim answers with the task as it is stored, also for a retry of a task whose
-/// first attempt left an exit code, a reason and a stop flag behind.
-#[tokio::test]
-async fn a_claim_answers_with_the_stored_record() {
-    let f = open();
-    let mut spec = TaskSpec::shell("flaky");
-    spec.retry = RetryPolicy {
-        max_attempts: 2,
-        ..RetryPolicy::default()
-    };
-    let id = submit(&f.store, spec).await;
-    let first = f.store.claim(claim_req(1)).await.unwrap().tasks;
-    assert_eq!(first[0].task, f.store.get(id).await.unwrap());
-    f.store.request_stop(id, NOW).await.unwrap();
-    let mut failed = end(id, 1, AttemptOutcome::Exited { code: 3 });
-    failed.retry_at = NOW;
-    failed.reason = Some("it broke".into());
-    let fin = f.store.finish_attempt(failed).await.unwrap().unwrap();
-    assert_eq!(fin.task, f.store.get(id).await.unwrap(), "a retry's record");
-    let second = f.store.claim(claim_req(1)).await.unwrap().tasks;
-    assert_eq!(second[0].attempt, 2);
-    assert_eq!(second[0].task, f.store.get(id).await.unwrap());
-    let mut done = end(id, 2, AttemptOutcome::Exited { code: 0 });
-    done.result = Some("42".into());
-    let fin = f.store.finish_attempt(done).await.unwrap().unwrap();
-    assert_eq!(fin.task, f.store.get(id).await.unwrap(), "a final record");
-    assert_eq!(fin.task.result.as_deref(), Some("42"));
-}
-
-#[tokio::test]
-async fn run_after_and_dependencies_gate_claims_and_failures_cascade() {
-    let f = open();
-    let mut later = TaskSpec::shell("later");
-    later.run_after = Some(Timestamp(NOW.0 + 5_000));
-    let later = submit(&f.store, later).await;
-    let first = submit(&f.store, TaskSpec::shell("first")).await;
-    let mut dep = TaskSpec::shell("dependent");
-    dep.after = vec![first];
-    let dependent = submit(&f.store, dep).await;
-    let mut dep2 = TaskSpec::shell("second level");
-    dep2.after = vec![dependent];
-    dep2.session = Some("s".into());
-    let second = submit(&f.store, dep2).await;
-    assert_eq!(
-        f.store.next_wakeup(NOW).await.unwrap(),
-        Some(Timestamp(NOW.0 + 5_000))
-    );
-    let claimed = f.store.claim(claim_req(10)).await.unwrap().tasks;
-    assert_eq!(claimed.len(), 1);
-    assert_eq!(claimed[0].task.id, first);
-    let done = f
-        .store
-        .finish_attempt(end(first, 1, AttemptOutcome::Exited { code: 2 }))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(done.task.state, TaskState::Failed);
-    let cascaded: Vec<TaskId> = done.cascaded.iter().map(|t| t.id).collect();
-    assert_eq!(cascaded, vec![dependent, second]);
-    let d = f.store.get(dependent).await.unwrap();
-    assert_eq!(d.state, TaskState::Failed);
-    assert!(d.reason.unwrap().contains("dependency 2 ended failed"));
-    let notes = f.store.drain_notifications("s", 10).await.unwrap();
-    assert_eq!(notes.len(), 1);
-    assert!(
-        notes[0].text().contains("dependency 3 ended failed"),
-        "{}",
-        notes[0].text()
-    );
-    assert_eq!(f.store.get(later).await.unwrap().state, TaskState::Pending);
-}
-
-#[tokio::test]
-async fn retries_then_quarantine_and_manual_retry_gives_a_fresh_budget() {
-    let f = open();
-    let mut spec = TaskSpec::shell("flaky");
-    spec.retry = RetryPolicy {
-        max_attempts: 2,
-        backoff: Duration::from_millis(10),
-        ..RetryPolicy::default()
-    };
-    let id = submit(&f.store, spec).await;
-    f.store.claim(claim_req(1)).await.unwrap();
-    let r = f
-        .store
-        .finish_attempt(end(id, 1, AttemptOutcome::Exited { code: 1 }))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(r.task.state, TaskState::Pending);
-    assert_eq!(r.task.run_after, Some(Timestamp(NOW.0 + 1000)));
-    let mut req = claim_req(1);
-    req.now = Timestamp(NOW.0 + 1000);
-    assert_eq!(
-        f.store.claim(req.clone()).await.unwrap().tasks[0].attempt,
-        2
-    );
-    let r = f
-        .store
-        .finish_attempt(end(id, 2, AttemptOutcome::TimedOut))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(r.task.state, TaskState::Quarantined);
-    assert!(
-        r.task
-            .reason
+both! {
+    async fn claim_honours_max_parallel_priority_and_pause(f: Fixture) {
+        f.store
+            .set_queue(
+                "default",
+                QueueUpdate {
+                    max_parallel: Some(2),
+                    ..QueueUpdate::default()
+                },
+            )
+            .await
+            .unwrap();
+        let low = submit(&*f.store, TaskSpec::shell("low")).await;
+        let mut hi = TaskSpec::shell("high");
+        hi.priority = 10;
+        let high = submit(&*f.store, hi).await;
+        let mid = submit(&*f.store, TaskSpec::shell("mid")).await;
+        let claimed = f.store.claim(claim_req(10)).await.unwrap().tasks;
+        let ids: Vec<TaskId> = claimed.iter().map(|c| c.task.id).collect();
+        assert_eq!(
+            ids,
+            vec![high, low],
+            "priority first, then submission order"
+        );
+        assert!(
+            f.store.claim(claim_req(10)).await.unwrap().tasks.is_empty(),
+            "queue full"
+        );
+        f.store
+            .finish_attempt(end(high, 1, AttemptOutcome::Exited { code: 0 }))
+            .await
             .unwrap()
-            .contains("quarantined after 2 attempts")
-    );
-    // A stale end for an old attempt changes nothing.
-    assert!(
+            .unwrap();
+        f.store
+            .set_queue(
+                "default",
+                QueueUpdate {
+                    paused: Some(true),
+                    ..QueueUpdate::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(
+            f.store.claim(claim_req(10)).await.unwrap().tasks.is_empty(),
+            "paused"
+        );
+        f.store
+            .set_queue(
+                "default",
+                QueueUpdate {
+                    paused: Some(false),
+                    ..QueueUpdate::default()
+                },
+            )
+            .await
+            .unwrap();
+        let claimed = f.store.claim(claim_req(10)).await.unwrap().tasks;
+        assert_eq!(claimed[0].task.id, mid);
+    }
+}
+
+both! {
+    /// A claim answers with the task as it is stored, also for a retry of a task whose
+    /// first attempt left an exit code, a reason and a stop flag behind.
+    async fn a_claim_answers_with_the_stored_record(f: Fixture) {
+        let mut spec = TaskSpec::shell("flaky");
+        spec.retry = RetryPolicy {
+            max_attempts: 2,
+            ..RetryPolicy::default()
+        };
+        let id = submit(&*f.store, spec).await;
+        let first = f.store.claim(claim_req(1)).await.unwrap().tasks;
+        assert_eq!(first[0].task, f.store.get(id).await.unwrap());
+        f.store.request_stop(id, NOW).await.unwrap();
+        let mut failed = end(id, 1, AttemptOutcome::Exited { code: 3 });
+        failed.retry_at = NOW;
+        failed.reason = Some("it broke".into());
+        let fin = f.store.finish_attempt(failed).await.unwrap().unwrap();
+        assert_eq!(fin.task, f.store.get(id).await.unwrap(), "a retry's record");
+        let second = f.store.claim(claim_req(1)).await.unwrap().tasks;
+        assert_eq!(second[0].attempt, 2);
+        assert_eq!(second[0].task, f.store.get(id).await.unwrap());
+        let mut done = end(id, 2, AttemptOutcome::Exited { code: 0 });
+        done.result = Some("42".into());
+        let fin = f.store.finish_attempt(done).await.unwrap().unwrap();
+        assert_eq!(fin.task, f.store.get(id).await.unwrap(), "a final record");
+        assert_eq!(fin.task.result.as_deref(), Some("42"));
+    }
+}
+
+both! {
+    async fn run_after_and_dependencies_gate_claims_and_failures_cascade(f: Fixture) {
+        let mut later = TaskSpec::shell("later");
+        later.run_after = Some(Timestamp(NOW.0 + 5_000));
+        let later = submit(&*f.store, later).await;
+        let first = submit(&*f.store, TaskSpec::shell("first")).await;
+        let mut dep = TaskSpec::shell("dependent");
+        dep.after = vec![first];
+        let dependent = submit(&*f.store, dep).await;
+        let mut dep2 = TaskSpec::shell("second level");
+        dep2.after = vec![dependent];
+        dep2.session = Some("s".into());
+        let second = submit(&*f.store, dep2).await;
+        assert_eq!(
+            f.store.next_wakeup(NOW).await.unwrap(),
+            Some(Timestamp(NOW.0 + 5_000))
+        );
+        let claimed = f.store.claim(claim_req(10)).await.unwrap().tasks;
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].task.id, first);
+        let done = f
+            .store
+            .finish_attempt(end(first, 1, AttemptOutcome::Exited { code: 2 }))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(done.task.state, TaskState::Failed);
+        let cascaded: Vec<TaskId> = done.cascaded.iter().map(|t| t.id).collect();
+        assert_eq!(cascaded, vec![dependent, second]);
+        let d = f.store.get(dependent).await.unwrap();
+        assert_eq!(d.state, TaskState::Failed);
+        assert!(d.reason.unwrap().contains("dependency 2 ended failed"));
+        let notes = f.store.drain_notifications("s", 10).await.unwrap();
+        assert_eq!(notes.len(), 1);
+        assert!(
+            notes[0].text().contains("dependency 3 ended failed"),
+            "{}",
+            notes[0].text()
+        );
+        assert_eq!(f.store.get(later).await.unwrap().state, TaskState::Pending);
+    }
+}
+
+both! {
+    async fn retries_then_quarantine_and_manual_retry_gives_a_fresh_budget(f: Fixture) {
+        let mut spec = TaskSpec::shell("flaky");
+        spec.retry = RetryPolicy {
+            max_attempts: 2,
+            backoff: Duration::from_millis(10),
+            ..RetryPolicy::default()
+        };
+        let id = submit(&*f.store, spec).await;
+        f.store.claim(claim_req(1)).await.unwrap();
+        let r = f
+            .store
+            .finish_attempt(end(id, 1, AttemptOutcome::Exited { code: 1 }))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.task.state, TaskState::Pending);
+        assert_eq!(r.task.run_after, Some(Timestamp(NOW.0 + 1000)));
+        let mut req = claim_req(1);
+        req.now = Timestamp(NOW.0 + 1000);
+        assert_eq!(
+            f.store.claim(req.clone()).await.unwrap().tasks[0].attempt,
+            2
+        );
+        let r = f
+            .store
+            .finish_attempt(end(id, 2, AttemptOutcome::TimedOut))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.task.state, TaskState::Quarantined);
+        assert!(
+            r.task
+                .reason
+                .unwrap()
+                .contains("quarantined after 2 attempts")
+        );
+        // A stale end for an old attempt changes nothing.
+        assert!(
+            f.store
+                .finish_attempt(end(id, 1, AttemptOutcome::Exited { code: 0 }))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let t = f.store.retry(id, NOW).await.unwrap();
+        assert_eq!(t.state, TaskState::Pending);
+        assert_eq!(
+            f.store.claim(req.clone()).await.unwrap().tasks[0].attempt,
+            3
+        );
+        let r = f
+            .store
+            .finish_attempt(end(id, 3, AttemptOutcome::Exited { code: 1 }))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            r.task.state,
+            TaskState::Pending,
+            "fresh budget of 2 attempts"
+        );
+        assert_eq!(f.store.attempts(id).await.unwrap().len(), 3);
+    }
+}
+
+both! {
+    async fn stopping_a_pending_task_cancels_it_and_a_running_one_is_flagged(f: Fixture) {
+        let a = submit(&*f.store, TaskSpec::shell("a")).await;
+        f.store.claim(claim_req(1)).await.unwrap();
+        let b = submit(&*f.store, TaskSpec::shell("b")).await;
+        match f.store.request_stop(b, NOW).await.unwrap() {
+            StopOutcome::Cancelled(fin) => assert_eq!(fin.task.state, TaskState::Cancelled),
+            other => panic!("expected cancelled, got {other:?}"),
+        }
+        match f.store.request_stop(a, NOW).await.unwrap() {
+            StopOutcome::Stopping(t) => assert!(t.stop_requested),
+            other => panic!("expected stopping, got {other:?}"),
+        }
+        let err = f.store.request_stop(b, NOW).await.unwrap_err().to_string();
+        assert_eq!(err, "task 2: a cancelled task cannot be cancelled");
+        let err = f.store.get(TaskId(42)).await.unwrap_err().to_string();
+        assert_eq!(err, "unknown task 42 (see 'meanwhile ls')");
+    }
+}
+
+both! {
+    async fn notifications_drain_once_in_order_across_reopen(f: Fixture) {
+        let mut f = f;
+        {
+            let store = &*f.store;
+            for i in 0..3 {
+                let mut s = TaskSpec::shell(format!("t{i}"));
+                s.session = Some("agent-1".into());
+                submit(store, s).await;
+            }
+            let claimed = store.claim(claim_req(10)).await.unwrap().tasks;
+            for c in &claimed {
+                store
+                    .finish_attempt(end(c.task.id, 1, AttemptOutcome::Exited { code: 0 }))
+                    .await
+                    .unwrap();
+            }
+            let first = store.drain_notifications("agent-1", 2).await.unwrap();
+            let ids: Vec<i64> = first.iter().map(|n| n.task_id.0).collect();
+            assert_eq!(ids, vec![1, 2]);
+            assert_eq!(
+                store.peek_notifications("agent-1", 10).await.unwrap().len(),
+                1
+            );
+        }
+        f.reopen().await;
+        let store = &*f.store;
+        let rest = store.drain_notifications("agent-1", 10).await.unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].task_id, TaskId(3));
+        assert!(
+            store
+                .drain_notifications("agent-1", 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .drain_notifications("other", 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
+both! {
+    async fn list_filters_and_pages_newest_first(f: Fixture) {
+        for i in 0..25 {
+            let mut s = TaskSpec::shell(format!("job {i}"));
+            if i % 5 == 0 {
+                s.labels = vec!["fifth".into()];
+            }
+            submit(&*f.store, s).await;
+        }
+        let mut filter = ListFilter {
+            limit: Some(10),
+            ..ListFilter::default()
+        };
+        let mut seen = Vec::new();
+        loop {
+            let page = f.store.list(filter.clone()).await.unwrap();
+            seen.extend(page.tasks.iter().map(|t| t.id.0));
+            match page.next {
+                Some(n) => filter.before = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(seen, (1..=25).rev().collect::<Vec<_>>());
+        let labelled = f
+            .store
+            .list(ListFilter {
+                label: Some("fifth".into()),
+                ..ListFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(labelled.tasks.len(), 5);
+        let counts = f.store.counts().await.unwrap();
+        assert_eq!(
+            counts,
+            vec![("default".to_string(), TaskState::Pending, 25)]
+        );
+    }
+}
+
+both! {
+    async fn events_are_durable_and_published_after_commit(f: Fixture) {
+        let mut rx = f.store.subscribe();
+        let id = submit(&*f.store, TaskSpec::shell("x")).await;
+        let e = rx.recv().await.unwrap();
+        assert_eq!(e.task_id, Some(id));
+        let stored = f.store.events_after(0, 100).await.unwrap();
+        assert_eq!(stored, vec![e]);
+    }
+}
+
+both! {
+    async fn removing_a_running_task_is_refused(f: Fixture) {
+        let id = submit(&*f.store, TaskSpec::shell("x")).await;
+        f.store.claim(claim_req(1)).await.unwrap();
+        let err = f.store.remove(vec![id]).await.unwrap_err().to_string();
+        assert!(err.contains("stop it before removing it"), "{err}");
         f.store
             .finish_attempt(end(id, 1, AttemptOutcome::Exited { code: 0 }))
             .await
-            .unwrap()
-            .is_none()
-    );
-    let t = f.store.retry(id, NOW).await.unwrap();
-    assert_eq!(t.state, TaskState::Pending);
-    assert_eq!(
-        f.store.claim(req.clone()).await.unwrap().tasks[0].attempt,
-        3
-    );
-    let r = f
-        .store
-        .finish_attempt(end(id, 3, AttemptOutcome::Exited { code: 1 }))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        r.task.state,
-        TaskState::Pending,
-        "fresh budget of 2 attempts"
-    );
-    assert_eq!(f.store.attempts(id).await.unwrap().len(), 3);
+            .unwrap();
+        assert_eq!(f.store.remove(vec![id]).await.unwrap(), vec![id]);
+        assert!(f.store.get(id).await.is_err());
+        assert!(f.store.counts().await.unwrap().is_empty());
+    }
 }
 
-#[tokio::test]
-async fn stopping_a_pending_task_cancels_it_and_a_running_one_is_flagged() {
-    let f = open();
-    let a = submit(&f.store, TaskSpec::shell("a")).await;
-    f.store.claim(claim_req(1)).await.unwrap();
-    let b = submit(&f.store, TaskSpec::shell("b")).await;
-    match f.store.request_stop(b, NOW).await.unwrap() {
-        StopOutcome::Cancelled(fin) => assert_eq!(fin.task.state, TaskState::Cancelled),
-        other => panic!("expected cancelled, got {other:?}"),
-    }
-    match f.store.request_stop(a, NOW).await.unwrap() {
-        StopOutcome::Stopping(t) => assert!(t.stop_requested),
-        other => panic!("expected stopping, got {other:?}"),
-    }
-    let err = f.store.request_stop(b, NOW).await.unwrap_err().to_string();
-    assert_eq!(err, "task 2: a cancelled task cannot be cancelled");
-    let err = f.store.get(TaskId(42)).await.unwrap_err().to_string();
-    assert_eq!(err, "unknown task 42 (see 'meanwhile ls')");
-}
-
-#[tokio::test]
-async fn notifications_drain_once_in_order_across_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("meanwhile.db");
-    {
-        let store = SqliteStore::open(&path).unwrap();
-        for i in 0..3 {
-            let mut s = TaskSpec::shell(format!("t{i}"));
-            s.session = Some("agent-1".into());
-            submit(&store, s).await;
-        }
-        let claimed = store.claim(claim_req(10)).await.unwrap().tasks;
-        for c in &claimed {
-            store
-                .finish_attempt(end(c.task.id, 1, AttemptOutcome::Exited { code: 0 }))
-                .await
-                .unwrap();
-        }
-        let first = store.drain_notifications("agent-1", 2).await.unwrap();
-        let ids: Vec<i64> = first.iter().map(|n| n.task_id.0).collect();
-        assert_eq!(ids, vec![1, 2]);
+both! {
+    async fn a_claim_that_never_started_is_released_without_counting(f: Fixture) {
+        let id = submit(&*f.store, TaskSpec::shell("x")).await;
         assert_eq!(
-            store.peek_notifications("agent-1", 10).await.unwrap().len(),
+            f.store.claim(claim_req(1)).await.unwrap().tasks[0].attempt,
             1
         );
+        assert!(
+            f.store.release(id, 2, NOW).await.unwrap().is_none(),
+            "not that attempt"
+        );
+        let t = f.store.release(id, 1, NOW).await.unwrap().unwrap();
+        assert_eq!((t.state, t.attempts), (TaskState::Pending, 0));
+        assert!(f.store.attempts(id).await.unwrap().is_empty());
+        assert_eq!(
+            f.store.claim(claim_req(1)).await.unwrap().tasks[0].attempt,
+            1
+        );
+        assert_eq!(
+            f.store.counts().await.unwrap(),
+            vec![("default".to_string(), TaskState::Running, 1)]
+        );
     }
-    let store = SqliteStore::open(&path).unwrap();
-    let rest = store.drain_notifications("agent-1", 10).await.unwrap();
-    assert_eq!(rest.len(), 1);
-    assert_eq!(rest[0].task_id, TaskId(3));
-    assert!(
-        store
-            .drain_notifications("agent-1", 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(
-        store
-            .drain_notifications("other", 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-}
-
-#[tokio::test]
-async fn list_filters_and_pages_newest_first() {
-    let f = open();
-    for i in 0..25 {
-        let mut s = TaskSpec::shell(format!("job {i}"));
-        if i % 5 == 0 {
-            s.labels = vec!["fifth".into()];
-        }
-        submit(&f.store, s).await;
-    }
-    let mut filter = ListFilter {
-        limit: Some(10),
-        ..ListFilter::default()
-    };
-    let mut seen = Vec::new();
-    loop {
-        let page = f.store.list(filter.clone()).await.unwrap();
-        seen.extend(page.tasks.iter().map(|t| t.id.0));
-        match page.next {
-            Some(n) => filter.before = Some(n),
-            None => break,
-        }
-    }
-    assert_eq!(seen, (1..=25).rev().collect::<Vec<_>>());
-    let labelled = f
-        .store
-        .list(ListFilter {
-            label: Some("fifth".into()),
-            ..ListFilter::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(labelled.tasks.len(), 5);
-    let counts = f.store.counts().await.unwrap();
-    assert_eq!(
-        counts,
-        vec![("default".to_string(), TaskState::Pending, 25)]
-    );
-}
-
-#[tokio::test]
-async fn events_are_durable_and_published_after_commit() {
-    let f = open();
-    let mut rx = f.store.subscribe();
-    let id = submit(&f.store, TaskSpec::shell("x")).await;
-    let e = rx.recv().await.unwrap();
-    assert_eq!(e.task_id, Some(id));
-    let stored = f.store.events_after(0, 100).await.unwrap();
-    assert_eq!(stored, vec![e]);
-}
-
-#[tokio::test]
-async fn removing_a_running_task_is_refused() {
-    let f = open();
-    let id = submit(&f.store, TaskSpec::shell("x")).await;
-    f.store.claim(claim_req(1)).await.unwrap();
-    let err = f.store.remove(vec![id]).await.unwrap_err().to_string();
-    assert!(err.contains("stop it before removing it"), "{err}");
-    f.store
-        .finish_attempt(end(id, 1, AttemptOutcome::Exited { code: 0 }))
-        .await
-        .unwrap();
-    assert_eq!(f.store.remove(vec![id]).await.unwrap(), vec![id]);
-    assert!(f.store.get(id).await.is_err());
-    assert!(f.store.counts().await.unwrap().is_empty());
-}
-
-#[tokio::test]
-async fn a_claim_that_never_started_is_released_without_counting() {
-    let f = open();
-    let id = submit(&f.store, TaskSpec::shell("x")).await;
-    assert_eq!(
-        f.store.claim(claim_req(1)).await.unwrap().tasks[0].attempt,
-        1
-    );
-    assert!(
-        f.store.release(id, 2, NOW).await.unwrap().is_none(),
-        "not that attempt"
-    );
-    let t = f.store.release(id, 1, NOW).await.unwrap().unwrap();
-    assert_eq!((t.state, t.attempts), (TaskState::Pending, 0));
-    assert!(f.store.attempts(id).await.unwrap().is_empty());
-    assert_eq!(
-        f.store.claim(claim_req(1)).await.unwrap().tasks[0].attempt,
-        1
-    );
-    assert_eq!(
-        f.store.counts().await.unwrap(),
-        vec![("default".to_string(), TaskState::Running, 1)]
-    );
 }
 
 async fn prune_all(store: &dyn Store, mut req: PruneRequest) -> Pruned {
@@ -496,64 +487,64 @@ async fn run_to_end(store: &dyn Store, session: &str) -> TaskId {
     id
 }
 
-#[tokio::test]
-async fn retention_prunes_what_removed_tasks_left_and_old_events() {
-    let f = open();
-    let s = &f.store;
-    let a = run_to_end(s, "s1").await;
-    let b = run_to_end(s, "s1").await;
-    let c = run_to_end(s, "s2").await;
-    assert_eq!(s.drain_notifications("s1", 10).await.unwrap().len(), 2);
-    assert_eq!(s.remove(vec![a, b]).await.unwrap(), vec![a, b]);
+both! {
+    async fn retention_prunes_what_removed_tasks_left_and_old_events(f: Fixture) {
+        let s = &*f.store;
+        let a = run_to_end(s, "s1").await;
+        let b = run_to_end(s, "s1").await;
+        let c = run_to_end(s, "s2").await;
+        assert_eq!(s.drain_notifications("s1", 10).await.unwrap().len(), 2);
+        assert_eq!(s.remove(vec![a, b]).await.unwrap(), vec![a, b]);
 
-    // Nothing by age or count: only what the removed tasks left goes.
-    let p = prune_all(s, PruneRequest::default()).await;
-    assert_eq!(p.notifications, 2, "{p:?}");
-    assert_eq!(
-        p.sessions, 1,
-        "the drained session s1 has nothing left: {p:?}"
-    );
-    let events = s.events_after(0, 1000).await.unwrap();
-    assert!(
-        events.iter().all(|e| e.task_id.is_none_or(|t| t == c)),
-        "events of removed tasks remain: {events:?}"
-    );
-    assert!(events.iter().any(|e| e.task_id == Some(c)));
-    // The undrained session keeps its notice; the pruned one hears new ends.
-    let pending = s.peek_notifications("s2", 10).await.unwrap();
-    assert_eq!(pending.len(), 1);
-    assert_eq!(pending[0].task_id, c);
-    let d = run_to_end(s, "s1").await;
-    let heard = s.drain_notifications("s1", 10).await.unwrap();
-    assert_eq!(heard.iter().map(|n| n.task_id).collect::<Vec<_>>(), vec![d]);
+        // Nothing by age or count: only what the removed tasks left goes.
+        let p = prune_all(s, PruneRequest::default()).await;
+        assert_eq!(p.notifications, 2, "{p:?}");
+        assert_eq!(
+            p.sessions, 1,
+            "the drained session s1 has nothing left: {p:?}"
+        );
+        let events = s.events_after(0, 1000).await.unwrap();
+        assert!(
+            events.iter().all(|e| e.task_id.is_none_or(|t| t == c)),
+            "events of removed tasks remain: {events:?}"
+        );
+        assert!(events.iter().any(|e| e.task_id == Some(c)));
+        // The undrained session keeps its notice; the pruned one hears new ends.
+        let pending = s.peek_notifications("s2", 10).await.unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].task_id, c);
+        let d = run_to_end(s, "s1").await;
+        let heard = s.drain_notifications("s1", 10).await.unwrap();
+        assert_eq!(heard.iter().map(|n| n.task_id).collect::<Vec<_>>(), vec![d]);
 
-    // By count: only the newest event stays.
-    let newest = s.events_after(0, 1000).await.unwrap().last().unwrap().seq;
-    prune_all(
-        s,
-        PruneRequest {
-            events_keep_last: Some(1),
-            ..PruneRequest::default()
-        },
-    )
-    .await;
-    let left = s.events_after(0, 1000).await.unwrap();
-    assert_eq!(left.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![newest]);
+        // By count: only the newest event stays.
+        let newest = s.events_after(0, 1000).await.unwrap().last().unwrap().seq;
+        prune_all(
+            s,
+            PruneRequest {
+                events_keep_last: Some(1),
+                ..PruneRequest::default()
+            },
+        )
+        .await;
+        let left = s.events_after(0, 1000).await.unwrap();
+        assert_eq!(left.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![newest]);
 
-    // By age: none is newer than the far future.
-    let p = prune_all(
-        s,
-        PruneRequest {
-            events_before: Some(Timestamp(i64::MAX)),
-            ..PruneRequest::default()
-        },
-    )
-    .await;
-    assert_eq!(p.events, 1);
-    assert!(s.events_after(0, 1000).await.unwrap().is_empty());
-    // New events keep counting up from where the log was.
-    run_to_end(s, "s3").await;
-    assert!(s.events_after(0, 1000).await.unwrap()[0].seq > newest);
+        // By age: none is newer than the far future.
+        let p = prune_all(
+            s,
+            PruneRequest {
+                events_before: Some(Timestamp(i64::MAX)),
+                ..PruneRequest::default()
+            },
+        )
+        .await;
+        assert_eq!(p.events, 1);
+        assert!(s.events_after(0, 1000).await.unwrap().is_empty());
+        // New events keep counting up from where the log was.
+        run_to_end(s, "s3").await;
+        assert!(s.events_after(0, 1000).await.unwrap()[0].seq > newest);
+    }
 }
 
 fn keyed(command: &str, key: Option<&str>) -> TaskSpec {
@@ -583,290 +574,324 @@ fn limits(per_key: Option<Option<u32>>, rate: Option<Option<&str>>) -> QueueUpda
     }
 }
 
-#[tokio::test]
-async fn per_key_runs_one_task_per_key_and_an_end_frees_the_next() {
-    let f = open();
-    let q = f
-        .store
-        .set_queue("default", limits(Some(Some(1)), None))
-        .await
-        .unwrap();
-    assert_eq!(q.per_key, Some(1));
-    let a1 = submit(&f.store, keyed("a1", Some("customer-a"))).await;
-    let a2 = submit(&f.store, keyed("a2", Some("customer-a"))).await;
-    let b1 = submit(&f.store, keyed("b1", Some("customer-b"))).await;
-    let b2 = submit(&f.store, keyed("b2", Some("customer-b"))).await;
-    let (ids, _) = claimed_ids(&f.store, claim_req(10)).await;
-    assert_eq!(ids, vec![a1, b1], "one per key, passing over a2 for b1");
-    let record = f.store.get(a1).await.unwrap();
-    assert_eq!(record.concurrency_key.as_deref(), Some("customer-a"));
-    assert_eq!(record.spec.concurrency_key.as_deref(), Some("customer-a"));
-    assert!(
-        claimed_ids(&f.store, claim_req(10)).await.0.is_empty(),
-        "both keys are at their limit"
-    );
-    // The end and the claim of the slot it frees, in one write, as the dispatcher does.
-    let settled = f
-        .store
-        .settle_and_claim(
-            vec![end(a1, 1, AttemptOutcome::Exited { code: 0 })],
-            Some(claim_req(10)),
-        )
-        .await
-        .unwrap();
-    let ids: Vec<TaskId> = settled
-        .claim
-        .unwrap()
-        .unwrap()
-        .tasks
-        .iter()
-        .map(|c| c.task.id)
-        .collect();
-    assert_eq!(
-        ids,
-        vec![a2],
-        "a1's end lets a2 start, b2 still waits for b1"
-    );
-    f.store
-        .finish_attempt(end(b1, 1, AttemptOutcome::Exited { code: 1 }))
-        .await
-        .unwrap();
-    assert_eq!(claimed_ids(&f.store, claim_req(10)).await.0, vec![b2]);
-}
-
-#[tokio::test]
-async fn tasks_without_a_key_are_bound_only_by_max_parallel() {
-    let f = open();
-    let change = QueueUpdate {
-        max_parallel: Some(3),
-        per_key: Some(Some(1)),
-        ..QueueUpdate::default()
-    };
-    f.store.set_queue("default", change).await.unwrap();
-    let k1 = submit(&f.store, keyed("k1", Some("k"))).await;
-    let _k2 = submit(&f.store, keyed("k2", Some("k"))).await;
-    let n1 = submit(&f.store, keyed("n1", None)).await;
-    let n2 = submit(&f.store, keyed("n2", None)).await;
-    let _n3 = submit(&f.store, keyed("n3", None)).await;
-    let (ids, _) = claimed_ids(&f.store, claim_req(10)).await;
-    assert_eq!(
-        ids,
-        vec![k1, n1, n2],
-        "max_parallel 3 is the only bound on n*"
-    );
-    // The limit is per queue: the same key elsewhere is counted apart.
-    let mut other = keyed("elsewhere", Some("k"));
-    other.queue = Some("other".into());
-    let elsewhere = submit(&f.store, other).await;
-    assert_eq!(
-        claimed_ids(&f.store, claim_req(10)).await.0,
-        vec![elsewhere]
-    );
-}
-
-#[tokio::test]
-async fn a_rate_limit_allows_n_starts_in_any_window_and_says_when_the_next_may_start() {
-    let f = open();
-    let change = QueueUpdate {
-        max_parallel: Some(100),
-        ..limits(None, Some(Some("2/10s")))
-    };
-    let q = f.store.set_queue("default", change).await.unwrap();
-    assert_eq!(q.rate.map(|r| r.to_string()).as_deref(), Some("2/10s"));
-    let mut ids = Vec::new();
-    for i in 0..6 {
-        ids.push(submit(&f.store, TaskSpec::shell(format!("t{i}"))).await);
+both! {
+    async fn per_key_runs_one_task_per_key_and_an_end_frees_the_next(f: Fixture) {
+        let q = f
+            .store
+            .set_queue("default", limits(Some(Some(1)), None))
+            .await
+            .unwrap();
+        assert_eq!(q.per_key, Some(1));
+        let a1 = submit(&*f.store, keyed("a1", Some("customer-a"))).await;
+        let a2 = submit(&*f.store, keyed("a2", Some("customer-a"))).await;
+        let b1 = submit(&*f.store, keyed("b1", Some("customer-b"))).await;
+        let b2 = submit(&*f.store, keyed("b2", Some("customer-b"))).await;
+        let (ids, _) = claimed_ids(&*f.store, claim_req(10)).await;
+        assert_eq!(ids, vec![a1, b1], "one per key, passing over a2 for b1");
+        let record = f.store.get(a1).await.unwrap();
+        assert_eq!(record.concurrency_key.as_deref(), Some("customer-a"));
+        assert_eq!(record.spec.concurrency_key.as_deref(), Some("customer-a"));
+        assert!(
+            claimed_ids(&*f.store, claim_req(10)).await.0.is_empty(),
+            "both keys are at their limit"
+        );
+        // The end and the claim of the slot it frees, in one write, as the dispatcher does.
+        let settled = f
+            .store
+            .settle_and_claim(
+                vec![end(a1, 1, AttemptOutcome::Exited { code: 0 })],
+                Some(claim_req(10)),
+            )
+            .await
+            .unwrap();
+        let ids: Vec<TaskId> = settled
+            .claim
+            .unwrap()
+            .unwrap()
+            .tasks
+            .iter()
+            .map(|c| c.task.id)
+            .collect();
+        assert_eq!(
+            ids,
+            vec![a2],
+            "a1's end lets a2 start, b2 still waits for b1"
+        );
+        f.store
+            .finish_attempt(end(b1, 1, AttemptOutcome::Exited { code: 1 }))
+            .await
+            .unwrap();
+        assert_eq!(claimed_ids(&*f.store, claim_req(10)).await.0, vec![b2]);
     }
-    let t0 = NOW;
-    let at = |ms: i64| Timestamp(t0.0 + ms);
-    // One start at 0 s and one at 4 s fill the window.
-    assert_eq!(
-        claimed_ids(&f.store, claim_at(at(0), 1)).await.0,
-        vec![ids[0]]
-    );
-    let (got, wake) = claimed_ids(&f.store, claim_at(at(4_000), 10)).await;
-    assert_eq!(got, vec![ids[1]]);
-    assert_eq!(
-        wake,
-        Some(at(10_000)),
-        "the start at 0 s leaves the window at 10 s"
-    );
-    let (got, wake) = claimed_ids(&f.store, claim_at(at(9_999), 10)).await;
-    assert!(
-        got.is_empty(),
-        "the third start waits for the window: {got:?}"
-    );
-    assert_eq!(wake, Some(at(10_000)));
-    let (got, wake) = claimed_ids(&f.store, claim_at(at(10_000), 10)).await;
-    assert_eq!(
-        got,
-        vec![ids[2]],
-        "one start left the window, one may come in"
-    );
-    assert_eq!(
-        wake,
-        Some(at(14_000)),
-        "the start at 4 s is the next to leave"
-    );
-    let (got, wake) = claimed_ids(&f.store, claim_at(at(20_000), 10)).await;
-    assert_eq!(
-        got,
-        vec![ids[3], ids[4]],
-        "a whole window later, two at once"
-    );
-    assert_eq!(wake, Some(at(30_000)));
-    let (got, wake) = claimed_ids(&f.store, claim_at(at(30_000), 10)).await;
-    assert_eq!(got, vec![ids[5]]);
-    assert_eq!(wake, None, "nothing is held back, so nothing to wake for");
 }
 
-#[tokio::test]
-async fn every_attempt_counts_against_the_rate() {
-    let f = open();
-    f.store
-        .set_queue("default", limits(None, Some(Some("1/m"))))
-        .await
-        .unwrap();
-    let mut spec = TaskSpec::shell("flaky");
-    spec.retry = RetryPolicy {
-        max_attempts: 2,
-        ..RetryPolicy::default()
-    };
-    let id = submit(&f.store, spec).await;
-    assert_eq!(claimed_ids(&f.store, claim_req(1)).await.0, vec![id]);
-    let mut failed = end(id, 1, AttemptOutcome::Exited { code: 1 });
-    failed.retry_at = Timestamp(NOW.0 + 1_000);
-    f.store.finish_attempt(failed).await.unwrap().unwrap();
-    let (got, wake) = claimed_ids(&f.store, claim_at(Timestamp(NOW.0 + 1_000), 1)).await;
-    assert!(got.is_empty(), "the retry is a start too");
-    assert_eq!(wake, Some(Timestamp(NOW.0 + 60_000)));
-    let (got, _) = claimed_ids(&f.store, claim_at(Timestamp(NOW.0 + 60_000), 1)).await;
-    assert_eq!(got, vec![id]);
-    assert_eq!(f.store.get(id).await.unwrap().attempts, 2);
-}
-
-#[tokio::test]
-async fn per_key_and_rate_limits_together() {
-    let f = open();
-    f.store
-        .set_queue("default", limits(Some(Some(1)), Some(Some("2/s"))))
-        .await
-        .unwrap();
-    let a1 = submit(&f.store, keyed("a1", Some("a"))).await;
-    let _a2 = submit(&f.store, keyed("a2", Some("a"))).await;
-    let b1 = submit(&f.store, keyed("b1", Some("b"))).await;
-    let c1 = submit(&f.store, keyed("c1", Some("c"))).await;
-    let (got, wake) = claimed_ids(&f.store, claim_req(10)).await;
-    assert_eq!(got, vec![a1, b1], "two starts a second, one per key");
-    assert_eq!(
-        wake,
-        Some(Timestamp(NOW.0 + 1_000)),
-        "c1 is held back by the rate"
-    );
-    let (got, wake) = claimed_ids(&f.store, claim_at(Timestamp(NOW.0 + 1_000), 10)).await;
-    assert_eq!(got, vec![c1], "a2 still waits for a1");
-    assert_eq!(wake, None);
-}
-
-#[tokio::test]
-async fn limits_are_cleared_with_none_and_left_alone_when_not_named() {
-    let f = open();
-    f.store
-        .set_queue("llm", limits(Some(Some(2)), Some(Some("60/m"))))
-        .await
-        .unwrap();
-    let change = QueueUpdate {
-        max_parallel: Some(7),
-        ..QueueUpdate::default()
-    };
-    let q = f.store.set_queue("llm", change).await.unwrap();
-    assert_eq!(q.max_parallel, 7);
-    assert_eq!(q.per_key, Some(2), "not named, so kept");
-    assert_eq!(q.rate.map(|r| r.to_string()).as_deref(), Some("60/m"));
-    let q = f
-        .store
-        .set_queue("llm", limits(Some(None), None))
-        .await
-        .unwrap();
-    assert_eq!((q.per_key, q.rate.is_some()), (None, true));
-    let q = f
-        .store
-        .set_queue("llm", limits(None, Some(None)))
-        .await
-        .unwrap();
-    assert_eq!((q.per_key, q.rate), (None, None));
-    let listed = f.store.queues().await.unwrap();
-    let llm = listed.iter().find(|q| q.name == "llm").unwrap();
-    assert_eq!((llm.max_parallel, llm.per_key, llm.rate), (7, None, None));
-    // With both limits gone, same-key tasks run side by side and nothing is counted.
-    let mut ids = Vec::new();
-    for i in 0..3 {
-        let mut spec = keyed(&format!("t{i}"), Some("same"));
-        spec.queue = Some("llm".into());
-        ids.push(submit(&f.store, spec).await);
+both! {
+    async fn tasks_without_a_key_are_bound_only_by_max_parallel(f: Fixture) {
+        let change = QueueUpdate {
+            max_parallel: Some(3),
+            per_key: Some(Some(1)),
+            ..QueueUpdate::default()
+        };
+        f.store.set_queue("default", change).await.unwrap();
+        let k1 = submit(&*f.store, keyed("k1", Some("k"))).await;
+        let _k2 = submit(&*f.store, keyed("k2", Some("k"))).await;
+        let n1 = submit(&*f.store, keyed("n1", None)).await;
+        let n2 = submit(&*f.store, keyed("n2", None)).await;
+        let _n3 = submit(&*f.store, keyed("n3", None)).await;
+        let (ids, _) = claimed_ids(&*f.store, claim_req(10)).await;
+        assert_eq!(
+            ids,
+            vec![k1, n1, n2],
+            "max_parallel 3 is the only bound on n*"
+        );
+        // The limit is per queue: the same key elsewhere is counted apart.
+        let mut other = keyed("elsewhere", Some("k"));
+        other.queue = Some("other".into());
+        let elsewhere = submit(&*f.store, other).await;
+        assert_eq!(
+            claimed_ids(&*f.store, claim_req(10)).await.0,
+            vec![elsewhere]
+        );
     }
-    let (got, wake) = claimed_ids(&f.store, claim_req(10)).await;
-    assert_eq!((got, wake), (ids, None));
 }
 
-#[tokio::test]
-async fn bad_limits_name_the_field_and_change_nothing() {
-    let f = open();
-    f.store
-        .set_queue("q", limits(Some(Some(3)), None))
-        .await
-        .unwrap();
-    let e = f
-        .store
-        .set_queue("q", limits(Some(Some(0)), Some(Some("5/s"))))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            meanwhile_store::StoreError::Invalid {
-                field: "per_key",
-                ..
-            }
-        ),
-        "{e}"
-    );
-    assert!(
-        e.to_string().starts_with("per_key: must be at least 1"),
-        "{e}"
-    );
-    let q = f.store.queues().await.unwrap();
-    let q = q.iter().find(|q| q.name == "q").unwrap();
-    assert_eq!((q.per_key, q.rate), (Some(3), None), "nothing changed");
-    let mut spec = keyed("x", Some("not a key"));
-    let e = spec.clone().validate().unwrap_err();
-    assert_eq!(e.field, "concurrency_key");
-    spec.concurrency_key = Some("k".repeat(201));
-    assert_eq!(spec.validate().unwrap_err().field, "concurrency_key");
-    let e = "60 a minute"
-        .parse::<meanwhile_core::RateLimit>()
-        .unwrap_err();
-    assert!(
-        e.to_string()
-            .starts_with("rate must be N/s, N/m, N/h, N/d or N/<duration>"),
-        "{e}"
-    );
-}
-
-/// A queue without a rate limit records no starts (its claims stay as cheap as
-/// before), so a rate set later counts from then on.
-#[tokio::test]
-async fn a_rate_counts_the_starts_after_it_is_set() {
-    let f = open();
-    for i in 0..3 {
-        submit(&f.store, TaskSpec::shell(format!("t{i}"))).await;
+both! {
+    async fn a_rate_limit_allows_n_starts_in_any_window_and_says_when_the_next_may_start(f: Fixture) {
+        let change = QueueUpdate {
+            max_parallel: Some(100),
+            ..limits(None, Some(Some("2/10s")))
+        };
+        let q = f.store.set_queue("default", change).await.unwrap();
+        assert_eq!(q.rate.map(|r| r.to_string()).as_deref(), Some("2/10s"));
+        let mut ids = Vec::new();
+        for i in 0..6 {
+            ids.push(submit(&*f.store, TaskSpec::shell(format!("t{i}"))).await);
+        }
+        let t0 = NOW;
+        let at = |ms: i64| Timestamp(t0.0 + ms);
+        // One start at 0 s and one at 4 s fill the window.
+        assert_eq!(
+            claimed_ids(&*f.store, claim_at(at(0), 1)).await.0,
+            vec![ids[0]]
+        );
+        let (got, wake) = claimed_ids(&*f.store, claim_at(at(4_000), 10)).await;
+        assert_eq!(got, vec![ids[1]]);
+        assert_eq!(
+            wake,
+            Some(at(10_000)),
+            "the start at 0 s leaves the window at 10 s"
+        );
+        let (got, wake) = claimed_ids(&*f.store, claim_at(at(9_999), 10)).await;
+        assert!(
+            got.is_empty(),
+            "the third start waits for the window: {got:?}"
+        );
+        assert_eq!(wake, Some(at(10_000)));
+        let (got, wake) = claimed_ids(&*f.store, claim_at(at(10_000), 10)).await;
+        assert_eq!(
+            got,
+            vec![ids[2]],
+            "one start left the window, one may come in"
+        );
+        assert_eq!(
+            wake,
+            Some(at(14_000)),
+            "the start at 4 s is the next to leave"
+        );
+        let (got, wake) = claimed_ids(&*f.store, claim_at(at(20_000), 10)).await;
+        assert_eq!(
+            got,
+            vec![ids[3], ids[4]],
+            "a whole window later, two at once"
+        );
+        assert_eq!(wake, Some(at(30_000)));
+        let (got, wake) = claimed_ids(&*f.store, claim_at(at(30_000), 10)).await;
+        assert_eq!(got, vec![ids[5]]);
+        assert_eq!(wake, None, "nothing is held back, so nothing to wake for");
     }
-    assert_eq!(claimed_ids(&f.store, claim_req(1)).await.0.len(), 1);
-    f.store
-        .set_queue("default", limits(None, Some(Some("1/h"))))
-        .await
-        .unwrap();
-    let (got, wake) = claimed_ids(&f.store, claim_req(10)).await;
-    assert_eq!(got.len(), 1, "the earlier start is not counted");
-    assert_eq!(wake, Some(Timestamp(NOW.0 + 3_600_000)));
+}
+
+both! {
+    async fn every_attempt_counts_against_the_rate(f: Fixture) {
+        f.store
+            .set_queue("default", limits(None, Some(Some("1/m"))))
+            .await
+            .unwrap();
+        let mut spec = TaskSpec::shell("flaky");
+        spec.retry = RetryPolicy {
+            max_attempts: 2,
+            ..RetryPolicy::default()
+        };
+        let id = submit(&*f.store, spec).await;
+        assert_eq!(claimed_ids(&*f.store, claim_req(1)).await.0, vec![id]);
+        let mut failed = end(id, 1, AttemptOutcome::Exited { code: 1 });
+        failed.retry_at = Timestamp(NOW.0 + 1_000);
+        f.store.finish_attempt(failed).await.unwrap().unwrap();
+        let (got, wake) = claimed_ids(&*f.store, claim_at(Timestamp(NOW.0 + 1_000), 1)).await;
+        assert!(got.is_empty(), "the retry is a start too");
+        assert_eq!(wake, Some(Timestamp(NOW.0 + 60_000)));
+        let (got, _) = claimed_ids(&*f.store, claim_at(Timestamp(NOW.0 + 60_000), 1)).await;
+        assert_eq!(got, vec![id]);
+        assert_eq!(f.store.get(id).await.unwrap().attempts, 2);
+    }
+}
+
+both! {
+    async fn per_key_and_rate_limits_together(f: Fixture) {
+        f.store
+            .set_queue("default", limits(Some(Some(1)), Some(Some("2/s"))))
+            .await
+            .unwrap();
+        let a1 = submit(&*f.store, keyed("a1", Some("a"))).await;
+        let _a2 = submit(&*f.store, keyed("a2", Some("a"))).await;
+        let b1 = submit(&*f.store, keyed("b1", Some("b"))).await;
+        let c1 = submit(&*f.store, keyed("c1", Some("c"))).await;
+        let (got, wake) = claimed_ids(&*f.store, claim_req(10)).await;
+        assert_eq!(got, vec![a1, b1], "two starts a second, one per key");
+        assert_eq!(
+            wake,
+            Some(Timestamp(NOW.0 + 1_000)),
+            "c1 is held back by the rate"
+        );
+        let (got, wake) = claimed_ids(&*f.store, claim_at(Timestamp(NOW.0 + 1_000), 10)).await;
+        assert_eq!(got, vec![c1], "a2 still waits for a1");
+        assert_eq!(wake, None);
+    }
+}
+
+both! {
+    async fn limits_are_cleared_with_none_and_left_alone_when_not_named(f: Fixture) {
+        f.store
+            .set_queue("llm", limits(Some(Some(2)), Some(Some("60/m"))))
+            .await
+            .unwrap();
+        let change = QueueUpdate {
+            max_parallel: Some(7),
+            ..QueueUpdate::default()
+        };
+        let q = f.store.set_queue("llm", change).await.unwrap();
+        assert_eq!(q.max_parallel, 7);
+        assert_eq!(q.per_key, Some(2), "not named, so kept");
+        assert_eq!(q.rate.map(|r| r.to_string()).as_deref(), Some("60/m"));
+        let q = f
+            .store
+            .set_queue("llm", limits(Some(None), None))
+            .await
+            .unwrap();
+        assert_eq!((q.per_key, q.rate.is_some()), (None, true));
+        let q = f
+            .store
+            .set_queue("llm", limits(None, Some(None)))
+            .await
+            .unwrap();
+        assert_eq!((q.per_key, q.rate), (None, None));
+        let listed = f.store.queues().await.unwrap();
+        let llm = listed.iter().find(|q| q.name == "llm").unwrap();
+        assert_eq!((llm.max_parallel, llm.per_key, llm.rate), (7, None, None));
+        // With both limits gone, same-key tasks run side by side and nothing is counted.
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            let mut spec = keyed(&format!("t{i}"), Some("same"));
+            spec.queue = Some("llm".into());
+            ids.push(submit(&*f.store, spec).await);
+        }
+        let (got, wake) = claimed_ids(&*f.store, claim_req(10)).await;
+        assert_eq!((got, wake), (ids, None));
+    }
+}
+
+both! {
+    async fn bad_limits_name_the_field_and_change_nothing(f: Fixture) {
+        f.store
+            .set_queue("q", limits(Some(Some(3)), None))
+            .await
+            .unwrap();
+        let e = f
+            .store
+            .set_queue("q", limits(Some(Some(0)), Some(Some("5/s"))))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                meanwhile_store::StoreError::Invalid {
+                    field: "per_key",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(
+            e.to_string().starts_with("per_key: must be at least 1"),
+            "{e}"
+        );
+        let q = f.store.queues().await.unwrap();
+        let q = q.iter().find(|q| q.name == "q").unwrap();
+        assert_eq!((q.per_key, q.rate), (Some(3), None), "nothing changed");
+        let mut spec = keyed("x", Some("not a key"));
+        let e = spec.clone().validate().unwrap_err();
+        assert_eq!(e.field, "concurrency_key");
+        spec.concurrency_key = Some("k".repeat(201));
+        assert_eq!(spec.validate().unwrap_err().field, "concurrency_key");
+        let e = "60 a minute"
+            .parse::<meanwhile_core::RateLimit>()
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("rate must be N/s, N/m, N/h, N/d or N/<duration>"),
+            "{e}"
+        );
+    }
+}
+
+both! {
+    /// A queue without a rate limit records no starts (its claims stay as cheap as
+    /// before), so a rate set later counts from then on.
+    async fn a_rate_counts_the_starts_after_it_is_set(f: Fixture) {
+        for i in 0..3 {
+            submit(&*f.store, TaskSpec::shell(format!("t{i}"))).await;
+        }
+        assert_eq!(claimed_ids(&*f.store, claim_req(1)).await.0.len(), 1);
+        f.store
+            .set_queue("default", limits(None, Some(Some("1/h"))))
+            .await
+            .unwrap();
+        let (got, wake) = claimed_ids(&*f.store, claim_req(10)).await;
+        assert_eq!(got.len(), 1, "the earlier start is not counted");
+        assert_eq!(wake, Some(Timestamp(NOW.0 + 3_600_000)));
+    }
+}
+
+both! {
+    /// Heartbeats keep one row per node, with the tasks it runs; a clean stop is
+    /// recorded, a new beat clears it, and removing a node twice names it.
+    async fn nodes_beat_stop_and_are_removed(f: Fixture) {
+        let beat = |name: &str, now: i64| meanwhile_core::NodeBeat {
+            name: name.into(),
+            address: Some("127.0.0.1:7070".into()),
+            version: "0.1.0".into(),
+            started_at: NOW,
+            now: Timestamp(now),
+        };
+        f.store.beat(beat("n1", NOW.0)).await.unwrap();
+        f.store.beat(beat("n2", NOW.0)).await.unwrap();
+        f.store.beat(beat("n1", NOW.0 + 5)).await.unwrap();
+        submit(&*f.store, TaskSpec::shell("x")).await;
+        f.store.claim(claim_req(1)).await.unwrap();
+        let nodes = f.store.nodes().await.unwrap();
+        let seen: Vec<(&str, i64, u64)> = nodes
+            .iter()
+            .map(|n| (n.beat.name.as_str(), n.beat.now.0, n.running))
+            .collect();
+        assert_eq!(seen, [("n1", NOW.0 + 5, 1), ("n2", NOW.0, 0)]);
+        f.store.node_stopped("n2", Timestamp(NOW.0 + 9)).await.unwrap();
+        let n2 = f.store.nodes().await.unwrap().remove(1);
+        assert_eq!(n2.stopped_at, Some(Timestamp(NOW.0 + 9)));
+        f.store.beat(beat("n2", NOW.0 + 10)).await.unwrap();
+        assert_eq!(f.store.nodes().await.unwrap()[1].stopped_at, None);
+        f.store.remove_node("n2").await.unwrap();
+        let e = f.store.remove_node("n2").await.unwrap_err();
+        assert!(matches!(&e, meanwhile_store::StoreError::UnknownNode(n) if n == "n2"), "{e}");
+        assert_eq!(f.store.nodes().await.unwrap().len(), 1);
+    }
 }

@@ -1,6 +1,12 @@
-//! The store's conformance suite: every `Store` implementation must pass these.
+//! The store's conformance suite: every `Store` implementation must pass these, and
+//! each test runs against both, SQLite on a file and PostgreSQL on a real server
+//! the harness starts (`meanwhile-testpg`).
+
+#[macro_use]
+mod support;
 
 mod audit;
 mod budgets;
 mod conformance;
+mod fleet;
 mod schedules;

@@ -1,9 +1,9 @@
 //! Schedules in the store: one firing per due time however many look, by-hand
 //! firings, pausing, and what a wrong name gets.
 
-use crate::conformance::{NOW, open};
+use crate::conformance::NOW;
 use meanwhile_core::{EventKind, Missed, ScheduleSpec, TaskSpec, TaskState, Timestamp};
-use meanwhile_store::{NewTask, ScheduleFiring, Store, StoreError, Submitted};
+use meanwhile_store::{NewTask, ScheduleFiring, StoreError, Submitted};
 use std::time::Duration;
 
 fn every_minute(name: &str) -> ScheduleSpec {
@@ -33,195 +33,195 @@ fn firing(spec: &ScheduleSpec, due: Option<Timestamp>, fire: Timestamp) -> Sched
     }
 }
 
-#[tokio::test]
-async fn a_due_time_fires_once_however_many_look() {
-    let f = open();
-    let s = every_minute("tick");
-    let due = Timestamp(NOW.0 + 60_000);
-    let added = f
-        .store
-        .add_schedule(s.clone(), Some(due), NOW)
-        .await
-        .unwrap();
-    assert_eq!(added.next_fire, Some(due));
-    assert_eq!(added.fired, 0);
-    assert!(!added.paused);
+both! {
+    async fn a_due_time_fires_once_however_many_look(f: Fixture) {
+        let s = every_minute("tick");
+        let due = Timestamp(NOW.0 + 60_000);
+        let added = f
+            .store
+            .add_schedule(s.clone(), Some(due), NOW)
+            .await
+            .unwrap();
+        assert_eq!(added.next_fire, Some(due));
+        assert_eq!(added.fired, 0);
+        assert!(!added.paused);
 
-    // Two runtimes planned the same due time: the first records it, the second
-    // finds the schedule moved on.
-    let first = f
-        .store
-        .fire_schedule(firing(&s, Some(due), due))
-        .await
-        .unwrap();
-    let first = first.expect("the first look fires");
-    let Some(Submitted::Created(id)) = first.task else {
-        panic!("{:?}", first.task)
-    };
-    assert_eq!(first.schedule.next_fire, Some(Timestamp(due.0 + 60_000)));
-    assert_eq!(first.schedule.last_task, Some(id));
-    assert_eq!(first.schedule.last_state, Some(TaskState::Pending));
-    assert_eq!(first.schedule.fired, 1);
-    assert!(
-        f.store
+        // Two runtimes planned the same due time: the first records it, the second
+        // finds the schedule moved on.
+        let first = f
+            .store
             .fire_schedule(firing(&s, Some(due), due))
             .await
-            .unwrap()
-            .is_none()
-    );
+            .unwrap();
+        let first = first.expect("the first look fires");
+        let Some(Submitted::Created(id)) = first.task else {
+            panic!("{:?}", first.task)
+        };
+        assert_eq!(first.schedule.next_fire, Some(Timestamp(due.0 + 60_000)));
+        assert_eq!(first.schedule.last_task, Some(id));
+        assert_eq!(first.schedule.last_state, Some(TaskState::Pending));
+        assert_eq!(first.schedule.fired, 1);
+        assert!(
+            f.store
+                .fire_schedule(firing(&s, Some(due), due))
+                .await
+                .unwrap()
+                .is_none()
+        );
 
-    // The task carries the schedule's label and key.
-    let t = f.store.get(id).await.unwrap();
-    assert!(
-        t.labels.contains(&"schedule:tick".to_string()),
-        "{:?}",
-        t.labels
-    );
-    let page = f.store.list(Default::default()).await.unwrap();
-    assert_eq!(page.tasks.len(), 1);
+        // The task carries the schedule's label and key.
+        let t = f.store.get(id).await.unwrap();
+        assert!(
+            t.labels.contains(&"schedule:tick".to_string()),
+            "{:?}",
+            t.labels
+        );
+        let page = f.store.list(Default::default()).await.unwrap();
+        assert_eq!(page.tasks.len(), 1);
 
-    // A time whose task exists already (a key seen before) submits nothing new.
-    let next = Timestamp(due.0 + 60_000);
-    let mut again = firing(&s, Some(next), due);
-    again.next = Some(Timestamp(next.0 + 60_000));
-    let r = f.store.fire_schedule(again).await.unwrap().unwrap();
-    assert_eq!(r.task, Some(Submitted::Existing(id)));
-    assert_eq!(r.schedule.fired, 1);
+        // A time whose task exists already (a key seen before) submits nothing new.
+        let next = Timestamp(due.0 + 60_000);
+        let mut again = firing(&s, Some(next), due);
+        again.next = Some(Timestamp(next.0 + 60_000));
+        let r = f.store.fire_schedule(again).await.unwrap().unwrap();
+        assert_eq!(r.task, Some(Submitted::Existing(id)));
+        assert_eq!(r.schedule.fired, 1);
+    }
 }
 
-#[tokio::test]
-async fn by_hand_pause_resume_remove_and_wrong_names() {
-    let f = open();
-    let s = every_minute("nightly");
-    let due = Timestamp(NOW.0 + 60_000);
-    f.store
-        .add_schedule(s.clone(), Some(due), NOW)
-        .await
-        .unwrap();
-    let dup = f
-        .store
-        .add_schedule(s.clone(), Some(due), NOW)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(dup, StoreError::Conflict { field: "name", .. }),
-        "{dup}"
-    );
-
-    // By hand: a task, and the schedule's next time stays.
-    let r = f
-        .store
-        .fire_schedule(firing(&s, None, Timestamp(NOW.0 + 5)))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(matches!(r.task, Some(Submitted::Created(_))));
-    assert_eq!(r.schedule.next_fire, Some(due));
-    assert_eq!(r.schedule.fired, 1);
-
-    // Paused: no next time, and a look planned before the pause records nothing.
-    let p = f.store.pause_schedule("nightly", true, None).await.unwrap();
-    assert!(p.paused);
-    assert_eq!(p.next_fire, None);
-    assert!(
+both! {
+    async fn by_hand_pause_resume_remove_and_wrong_names(f: Fixture) {
+        let s = every_minute("nightly");
+        let due = Timestamp(NOW.0 + 60_000);
         f.store
-            .fire_schedule(firing(&s, Some(due), due))
+            .add_schedule(s.clone(), Some(due), NOW)
+            .await
+            .unwrap();
+        let dup = f
+            .store
+            .add_schedule(s.clone(), Some(due), NOW)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(dup, StoreError::Conflict { field: "name", .. }),
+            "{dup}"
+        );
+
+        // By hand: a task, and the schedule's next time stays.
+        let r = f
+            .store
+            .fire_schedule(firing(&s, None, Timestamp(NOW.0 + 5)))
             .await
             .unwrap()
-            .is_none()
-    );
-    let resumed = Timestamp(NOW.0 + 600_000);
-    let p = f
-        .store
-        .pause_schedule("nightly", false, Some(resumed))
-        .await
-        .unwrap();
-    assert!(!p.paused);
-    assert_eq!(p.next_fire, Some(resumed));
-    // Resuming a running schedule changes nothing.
-    let p = f
-        .store
-        .pause_schedule("nightly", false, Some(Timestamp(1)))
-        .await
-        .unwrap();
-    assert_eq!(p.next_fire, Some(resumed));
+            .unwrap();
+        assert!(matches!(r.task, Some(Submitted::Created(_))));
+        assert_eq!(r.schedule.next_fire, Some(due));
+        assert_eq!(r.schedule.fired, 1);
 
-    // Missed times are counted and told.
-    let mut missed = firing(&s, Some(resumed), resumed);
-    missed.task = None;
-    missed.fire = None;
-    missed.missed = 3;
-    let r = f.store.fire_schedule(missed).await.unwrap().unwrap();
-    assert_eq!(r.schedule.missed_count, 3);
-    assert_eq!(r.task, None);
-
-    let kinds: Vec<String> = f
-        .store
-        .events_after(0, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.kind == EventKind::Schedule)
-        .map(|e| e.data["action"].as_str().unwrap_or_default().to_string())
-        .collect();
-    assert_eq!(kinds, ["added", "fired", "paused", "resumed", "missed"]);
-
-    f.store.remove_schedule("nightly").await.unwrap();
-    for e in [
-        f.store.remove_schedule("nightly").await.unwrap_err(),
-        f.store.schedule("nightly").await.unwrap_err(),
-        f.store
-            .pause_schedule("nightly", true, None)
-            .await
-            .unwrap_err(),
-        f.store
-            .fire_schedule(firing(&s, None, NOW))
-            .await
-            .unwrap_err(),
-    ] {
+        // Paused: no next time, and a look planned before the pause records nothing.
+        let p = f.store.pause_schedule("nightly", true, None).await.unwrap();
+        assert!(p.paused);
+        assert_eq!(p.next_fire, None);
         assert!(
-            matches!(&e, StoreError::UnknownSchedule(n) if n == "nightly"),
-            "{e}"
+            f.store
+                .fire_schedule(firing(&s, Some(due), due))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let resumed = Timestamp(NOW.0 + 600_000);
+        let p = f
+            .store
+            .pause_schedule("nightly", false, Some(resumed))
+            .await
+            .unwrap();
+        assert!(!p.paused);
+        assert_eq!(p.next_fire, Some(resumed));
+        // Resuming a running schedule changes nothing.
+        let p = f
+            .store
+            .pause_schedule("nightly", false, Some(Timestamp(1)))
+            .await
+            .unwrap();
+        assert_eq!(p.next_fire, Some(resumed));
+
+        // Missed times are counted and told.
+        let mut missed = firing(&s, Some(resumed), resumed);
+        missed.task = None;
+        missed.fire = None;
+        missed.missed = 3;
+        let r = f.store.fire_schedule(missed).await.unwrap().unwrap();
+        assert_eq!(r.schedule.missed_count, 3);
+        assert_eq!(r.task, None);
+
+        let kinds: Vec<String> = f
+            .store
+            .events_after(0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == EventKind::Schedule)
+            .map(|e| e.data["action"].as_str().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(kinds, ["added", "fired", "paused", "resumed", "missed"]);
+
+        f.store.remove_schedule("nightly").await.unwrap();
+        for e in [
+            f.store.remove_schedule("nightly").await.unwrap_err(),
+            f.store.schedule("nightly").await.unwrap_err(),
+            f.store
+                .pause_schedule("nightly", true, None)
+                .await
+                .unwrap_err(),
+            f.store
+                .fire_schedule(firing(&s, None, NOW))
+                .await
+                .unwrap_err(),
+        ] {
+            assert!(
+                matches!(&e, StoreError::UnknownSchedule(n) if n == "nightly"),
+                "{e}"
+            );
+        }
+        assert!(f.store.schedules().await.unwrap().is_empty());
+        // Its task stays.
+        assert_eq!(
+            f.store.list(Default::default()).await.unwrap().tasks.len(),
+            1
         );
     }
-    assert!(f.store.schedules().await.unwrap().is_empty());
-    // Its task stays.
-    assert_eq!(
-        f.store.list(Default::default()).await.unwrap().tasks.len(),
-        1
-    );
 }
 
-#[tokio::test]
-async fn a_reader_cursor_starts_at_the_end_of_the_log_and_stays_where_it_is_put() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("meanwhile.db");
-    let store = meanwhile_store::SqliteStore::open(&path).unwrap();
-    store
-        .add_schedule(every_minute("a"), None, NOW)
-        .await
-        .unwrap();
-    store
-        .add_schedule(every_minute("b"), None, NOW)
-        .await
-        .unwrap();
-    let end = store
-        .events_after(0, 100)
-        .await
-        .unwrap()
-        .last()
-        .unwrap()
-        .seq;
-    assert_eq!(store.reader_cursor("hooks").await.unwrap(), end);
-    store
-        .add_schedule(every_minute("c"), None, NOW)
-        .await
-        .unwrap();
-    // Once there, it does not follow the log by itself.
-    assert_eq!(store.reader_cursor("hooks").await.unwrap(), end);
-    store.set_reader_cursor("hooks", end + 1).await.unwrap();
-    drop(store);
-    let store = meanwhile_store::SqliteStore::open(&path).unwrap();
-    assert_eq!(store.reader_cursor("hooks").await.unwrap(), end + 1);
-    assert_eq!(store.reader_cursor("other").await.unwrap(), end + 1);
+both! {
+    async fn a_reader_cursor_starts_at_the_end_of_the_log_and_stays_where_it_is_put(f: Fixture) {
+        let mut f = f;
+        let store = &*f.store;
+        store
+            .add_schedule(every_minute("a"), None, NOW)
+            .await
+            .unwrap();
+        store
+            .add_schedule(every_minute("b"), None, NOW)
+            .await
+            .unwrap();
+        let end = store
+            .events_after(0, 100)
+            .await
+            .unwrap()
+            .last()
+            .unwrap()
+            .seq;
+        assert_eq!(store.reader_cursor("hooks").await.unwrap(), end);
+        store
+            .add_schedule(every_minute("c"), None, NOW)
+            .await
+            .unwrap();
+        // Once there, it does not follow the log by itself.
+        assert_eq!(store.reader_cursor("hooks").await.unwrap(), end);
+        store.set_reader_cursor("hooks", end + 1).await.unwrap();
+        f.reopen().await;
+        let store = &*f.store;
+        assert_eq!(store.reader_cursor("hooks").await.unwrap(), end + 1);
+        assert_eq!(store.reader_cursor("other").await.unwrap(), end + 1);
+    }
 }

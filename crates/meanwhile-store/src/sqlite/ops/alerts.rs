@@ -2,35 +2,24 @@
 
 use super::*;
 use crate::NewAlert;
-use meanwhile_core::{Alert, AlertKind, AlertState, Event, EventKind, TaskId, Timestamp};
+use crate::decode::AlertColumns;
+use meanwhile_core::{Alert, AlertKind, Event, EventKind, TaskId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 const COLS: &str = "id, kind, state, message, task_id, queue, fired_at, resolved_at";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<Alert>> {
-    let kind: String = r.get(1)?;
-    let state: String = r.get(2)?;
-    let Some(kind) = AlertKind::parse(&kind) else {
-        return Ok(Err(corrupt("alert kind", kind)));
-    };
-    let state = match state.as_str() {
-        "firing" => AlertState::Firing,
-        "resolved" => AlertState::Resolved,
-        other => return Ok(Err(corrupt("alert state", other))),
-    };
-    let fired_at = Timestamp(r.get(6)?);
-    let resolved_at = r.get::<_, Option<i64>>(7)?.map(Timestamp);
-    Ok(Ok(Alert {
+    Ok(AlertColumns {
         id: r.get(0)?,
-        kind,
-        state,
+        kind: r.get(1)?,
+        state: r.get(2)?,
         message: r.get(3)?,
-        task: r.get::<_, Option<i64>>(4)?.map(TaskId),
+        task_id: r.get(4)?,
         queue: r.get(5)?,
-        at: resolved_at.unwrap_or(fired_at),
-        fired_at,
-        resolved_at,
-    }))
+        fired_at: r.get(6)?,
+        resolved_at: r.get(7)?,
+    }
+    .decode())
 }
 
 fn announce(conn: &Connection, events: &mut Vec<Event>, a: &Alert) -> Result<()> {
@@ -133,9 +122,7 @@ pub(crate) fn last_ends(
     let mut out = Vec::new();
     for row in rows {
         let (id, state) = row?;
-        let state = meanwhile_core::TaskState::parse(&state)
-            .ok_or_else(|| corrupt("task state", &state))?;
-        out.push((TaskId(id), state));
+        out.push((TaskId(id), crate::decode::state(&state)?));
     }
     Ok(out)
 }

@@ -5,51 +5,36 @@
 //!
 //! Every change brings the budget's alerts and its queue's pause in line with its
 //! usage in the same write (`enforce`), so an answered change never leaves a spent
-//! budget's queue running or a raised one's paused.
+//! budget's queue running or a raised one's paused. What a change decides is
+//! `crate::decode`'s, shared with PostgreSQL.
 
 use super::*;
-use crate::{Charged, NewAlert, StoreError};
+use crate::decode::{self, BudgetColumns};
+use crate::{Charged, StoreError};
 use meanwhile_core::{
-    AlertKind, BudgetInfo, BudgetSpec, BudgetState, BudgetWindow, Event, EventKind, PauseReason,
-    TaskId, Timestamp, check_queue_name, rfc3339_secs,
+    AlertKind, BudgetInfo, BudgetSpec, Event, EventKind, PauseReason, TaskId, Timestamp,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use serde_json::json;
 use std::collections::BTreeSet;
 
 const COLS: &str = "queue, tokens, cost_usd, window_kind, alarms, window_start, window_end, \
     used_tokens, used_cost_usd, model_calls, fired";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<BudgetInfo>> {
-    let queue: String = r.get(0)?;
-    let window: String = r.get(3)?;
-    let alarms: String = r.get(4)?;
-    let fired: String = r.get(10)?;
-    let build = || -> Result<BudgetInfo> {
-        let window =
-            BudgetWindow::parse(&window).ok_or_else(|| corrupt("budget window", &window))?;
-        let alarms: Vec<u32> =
-            serde_json::from_str(&alarms).map_err(|e| corrupt("budget alarms", e))?;
-        let fired: Vec<u32> =
-            serde_json::from_str(&fired).map_err(|e| corrupt("budget alarms fired", e))?;
-        let spec = BudgetSpec {
-            tokens: r.get::<_, Option<i64>>(1)?.map(|t| t.max(0) as u64),
-            cost_usd: r.get(2)?,
-            window,
-            alarms,
-        };
-        Ok(BudgetInfo::new(
-            queue.clone(),
-            spec,
-            Timestamp(r.get(5)?),
-            r.get::<_, Option<i64>>(6)?.map(Timestamp),
-            r.get::<_, i64>(7)?.max(0) as u64,
-            r.get(8)?,
-            r.get::<_, i64>(9)?.max(0) as u64,
-            fired,
-        ))
-    };
-    Ok(build())
+    Ok(BudgetColumns {
+        queue: r.get(0)?,
+        tokens: r.get(1)?,
+        cost_usd: r.get(2)?,
+        window: r.get(3)?,
+        alarms: r.get(4)?,
+        window_start: r.get(5)?,
+        window_end: r.get(6)?,
+        used_tokens: r.get(7)?,
+        used_cost_usd: r.get(8)?,
+        model_calls: r.get(9)?,
+        fired: r.get(10)?,
+    }
+    .decode())
 }
 
 fn unknown(queue: &str) -> StoreError {
@@ -91,16 +76,13 @@ fn event(
         now,
         EventKind::Budget,
         None,
-        json!({"action": action, "queue": queue, "budget": info}),
+        decode::budget_event(action, queue, info),
     )
-}
-
-fn text<T: serde::Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(|e| corrupt("budget", e))
 }
 
 /// Writes a budget whole: its limits, window, usage and the alarms fired.
 fn save(conn: &Connection, b: &BudgetInfo, now: Timestamp) -> Result<()> {
+    let c = BudgetColumns::encode(b)?;
     conn.prepare_cached(
         "INSERT INTO budgets (queue, tokens, cost_usd, window_kind, alarms, window_start,
              window_end, used_tokens, used_cost_usd, model_calls, fired, created_at)
@@ -113,56 +95,35 @@ fn save(conn: &Connection, b: &BudgetInfo, now: Timestamp) -> Result<()> {
              fired = excluded.fired",
     )?
     .execute(params![
-        b.queue,
-        b.spec.tokens.map(|t| t.min(i64::MAX as u64) as i64),
-        b.spec.cost_usd,
-        b.spec.window.as_str(),
-        text(&b.spec.alarms)?,
-        b.window_start.0,
-        b.window_end.map(|t| t.0),
-        b.used_tokens.min(i64::MAX as u64) as i64,
-        b.used_cost_usd,
-        b.model_calls.min(i64::MAX as u64) as i64,
-        text(&b.alarms_fired)?,
+        c.queue,
+        c.tokens,
+        c.cost_usd,
+        c.window,
+        c.alarms,
+        c.window_start,
+        c.window_end,
+        c.used_tokens,
+        c.used_cost_usd,
+        c.model_calls,
+        c.fired,
         now.0,
     ])?;
     Ok(())
 }
 
-/// `b` with the alarms its usage reaches as the ones fired (and its state from them).
-fn evaluated(b: BudgetInfo) -> BudgetInfo {
-    let reached = b.spec.reached(b.used_tokens, b.used_cost_usd);
-    BudgetInfo::new(
-        b.queue,
-        b.spec,
-        b.window_start,
-        b.window_end,
-        b.used_tokens,
-        b.used_cost_usd,
-        b.model_calls,
-        reached,
-    )
-}
-
 /// The percentages whose `budget` alert fires for `queue`.
 fn firing_alarms(conn: &Connection, queue: &str) -> Result<BTreeSet<u32>> {
-    let prefix = format!("budget:{queue}:");
     let mut stmt = conn.prepare_cached(
         "SELECT subject FROM alerts WHERE kind = 'budget' AND state = 'firing' AND queue = ?1",
     )?;
     let subjects = stmt
         .query_map([queue], |r| r.get::<_, String>(0))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(subjects
-        .iter()
-        .filter_map(|s| s.strip_prefix(&prefix)?.parse().ok())
-        .collect())
+    Ok(decode::firing_alarms(queue, &subjects))
 }
 
-/// Brings the budget's alerts and its queue's pause in line with `b`: an alert fires
-/// for each alarm fired that has none yet, and resolves (saying `why`) for each one
-/// no longer fired; a spent budget pauses its queue (unless a user already paused
-/// it), and a queue the budget paused resumes once it is not spent.
+/// Brings the budget's alerts and its queue's pause in line with `b` (see
+/// [`decode::enforce`]), resolved alerts saying `why`.
 fn enforce(
     conn: &Connection,
     events: &mut Vec<Event>,
@@ -171,37 +132,19 @@ fn enforce(
     now: Timestamp,
 ) -> Result<()> {
     let firing = firing_alarms(conn, &b.queue)?;
-    let spent = b.state == BudgetState::Exhausted;
-    let q = queue(conn, &b.queue)?;
+    let plan = decode::enforce(b, &firing, &queue(conn, &b.queue)?);
     // The queue is paused before the alert that says so is sent.
-    if spent && !q.paused {
+    if plan.pause {
         set_pause(conn, events, &b.queue, Some(PauseReason::Budget))?;
     }
-    for &p in firing.iter().filter(|p| !b.alarms_fired.contains(p)) {
-        resolve_alert(
-            conn,
-            events,
-            AlertKind::Budget,
-            &BudgetInfo::alarm_subject(&b.queue, p),
-            why,
-            now,
-        )?;
+    for p in plan.resolve {
+        let subject = BudgetInfo::alarm_subject(&b.queue, p);
+        resolve_alert(conn, events, AlertKind::Budget, &subject, why, now)?;
     }
-    for &p in b.alarms_fired.iter().filter(|p| !firing.contains(p)) {
-        fire_alert(
-            conn,
-            events,
-            &NewAlert {
-                kind: AlertKind::Budget,
-                subject: BudgetInfo::alarm_subject(&b.queue, p),
-                message: b.alarm_message(p),
-                task: None,
-                queue: Some(b.queue.clone()),
-            },
-            now,
-        )?;
+    for alert in &plan.fire {
+        fire_alert(conn, events, alert, now)?;
     }
-    if !spent && q.pause_reason == Some(PauseReason::Budget) {
+    if plan.resume {
         set_pause(conn, events, &b.queue, None)?;
     }
     Ok(())
@@ -216,19 +159,11 @@ fn roll_if_due(
     b: BudgetInfo,
     now: Timestamp,
 ) -> Result<(BudgetInfo, bool)> {
-    if !b.window_passed(now) {
+    let Some((rolled, why)) = decode::budget_rolled(&b, now) else {
         return Ok((b, false));
-    }
-    let start = b.spec.window.start_of(now, b.window_start);
-    let end = b.spec.window.end_of(start);
-    let rolled = BudgetInfo::new(b.queue, b.spec, start, end, 0, 0.0, 0, Vec::new());
+    };
     save(conn, &rolled, now)?;
     event(conn, events, "rolled", &rolled.queue, Some(&rolled), now)?;
-    let why = format!(
-        "a new budget window of queue {:?} started at {}",
-        rolled.queue,
-        rfc3339_secs(start)
-    );
     enforce(conn, events, &rolled, &why, now)?;
     Ok((rolled, true))
 }
@@ -240,44 +175,15 @@ pub(crate) fn set_budget(
     spec: &BudgetSpec,
     now: Timestamp,
 ) -> Result<BudgetInfo> {
-    let invalid = |e: meanwhile_core::SpecError| StoreError::Invalid {
-        field: e.field,
-        message: e.message,
-    };
-    check_queue_name(queue).map_err(invalid)?;
-    let spec = spec.clone().validate().map_err(invalid)?;
+    let spec = decode::check_budget(queue, spec)?;
     ensure_queue(conn, queue)?;
-    let b = match find(conn, queue)? {
-        // The same kind of window: the usage so far still counts against the new
-        // limits.
-        Some(old) if old.spec.window == spec.window => {
-            let (old, _) = roll_if_due(conn, events, old, now)?;
-            BudgetInfo::new(
-                queue.to_string(),
-                spec,
-                old.window_start,
-                old.window_end,
-                old.used_tokens,
-                old.used_cost_usd,
-                old.model_calls,
-                old.alarms_fired,
-            )
-        }
-        // A new budget, or another kind of window: the usage counts from now.
-        _ => {
-            let start = spec.window.start_of(now, now);
-            let end = spec.window.end_of(start);
-            BudgetInfo::new(queue.to_string(), spec, start, end, 0, 0.0, 0, Vec::new())
-        }
+    let same_window = match find(conn, queue)? {
+        Some(old) if old.spec.window == spec.window => Some(roll_if_due(conn, events, old, now)?.0),
+        _ => None,
     };
-    let b = evaluated(b);
+    let (b, why) = decode::budget_set(queue, spec, same_window, now);
     save(conn, &b, now)?;
     event(conn, events, "set", queue, Some(&b), now)?;
-    let why = format!(
-        "the budget of queue {queue:?} was changed: {} used {}",
-        b.usage_text(),
-        b.window_text()
-    );
     enforce(conn, events, &b, &why, now)?;
     Ok(b)
 }
@@ -295,16 +201,10 @@ pub(crate) fn remove_budget(
         return Err(unknown(queue));
     }
     event(conn, events, "removed", queue, None, now)?;
-    let why = format!("the budget of queue {queue:?} was removed");
+    let why = decode::budget_removed_reason(queue);
     for p in firing_alarms(conn, queue)? {
-        resolve_alert(
-            conn,
-            events,
-            AlertKind::Budget,
-            &BudgetInfo::alarm_subject(queue, p),
-            &why,
-            now,
-        )?;
+        let subject = BudgetInfo::alarm_subject(queue, p);
+        resolve_alert(conn, events, AlertKind::Budget, &subject, &why, now)?;
     }
     if queue_paused_by_budget(conn, queue)? {
         set_pause(conn, events, queue, None)?;
@@ -331,12 +231,7 @@ pub(crate) fn charge_usage(
     calls: u32,
     now: Timestamp,
 ) -> Result<Charged> {
-    if !(cost_usd.is_finite() && cost_usd >= 0.0) {
-        return Err(StoreError::Invalid {
-            field: "cost_usd",
-            message: format!("must be a number of US dollars from 0 up, got {cost_usd}"),
-        });
-    }
+    decode::check_cost(cost_usd)?;
     let add = tokens.min(i64::MAX as u64) as i64;
     // Counts stop at the largest integer rather than overflow into a float.
     let queue: String = conn
@@ -357,11 +252,8 @@ pub(crate) fn charge_usage(
             budget: None,
         });
     };
-    let (mut b, _) = roll_if_due(conn, events, b, now)?;
-    b.used_tokens = b.used_tokens.saturating_add(tokens).min(i64::MAX as u64);
-    b.used_cost_usd += cost_usd;
-    b.model_calls = b.model_calls.saturating_add(u64::from(calls));
-    let b = evaluated(b);
+    let (b, _) = roll_if_due(conn, events, b, now)?;
+    let b = decode::budget_charged(b, tokens, cost_usd, calls);
     save(conn, &b, now)?;
     enforce(conn, events, &b, "", now)?;
     Ok(Charged {
@@ -402,11 +294,5 @@ pub(crate) fn check_resumable(
         return Ok(());
     };
     let (b, _) = roll_if_due(conn, events, b, db_now(conn)?)?;
-    if b.state == BudgetState::Exhausted {
-        return Err(StoreError::Conflict {
-            field: "paused",
-            message: b.resume_refusal(),
-        });
-    }
-    Ok(())
+    decode::check_resumable(&b)
 }

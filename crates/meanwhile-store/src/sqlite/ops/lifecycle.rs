@@ -4,8 +4,8 @@
 use super::*;
 use crate::{AttemptEnd, Claim, ClaimRequest, Claimed, Finished, StopOutcome, StoreError};
 use meanwhile_core::{
-    Attempt, AttemptOutcome, Event, EventKind, Progress, TaskId, TaskRecord, TaskState, Timestamp,
-    Transition, transition,
+    Attempt, Event, EventKind, Progress, TaskId, TaskRecord, TaskState, Timestamp, Transition,
+    transition,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
@@ -24,7 +24,7 @@ pub(super) fn fail_for_dependency(
     let task = load_task(conn, id)?;
     let to = transition(task.state, Transition::DependencyFailed)
         .map_err(|source| StoreError::Illegal { id, source })?;
-    let reason = format!("dependency {dep} ended {dep_state}, so this task never ran");
+    let reason = crate::decode::dependency_reason(dep, dep_state);
     let mut stmt = conn.prepare_cached(
         "UPDATE tasks SET state = ?2, reason = ?3, finished_at = ?4, run_after = NULL WHERE id = ?1",
     )?;
@@ -140,18 +140,15 @@ pub(crate) fn claim(
         if free <= 0 {
             continue;
         }
-        let (allowed, used) = match queue.rate {
-            None => (free, 0),
-            Some((count, window)) => {
-                let used = rate_used(conn, &queue.name, req.now, window)?;
-                ((count - used).clamp(0, free), used)
-            }
+        let used = match queue.rate {
+            None => 0,
+            Some((_, window)) => rate_used(conn, &queue.name, req.now, window)?,
         };
         // When the rate rather than the free slots stops this claim, look for one task
         // more: if there is one, the rate holds it back, and the claimer must hear when
         // the window lets it start (an end frees slots, and the claim that follows it
         // covers the other case).
-        let probe = queue.rate.is_some() && allowed < free;
+        let (allowed, probe) = crate::decode::claim_room(free, queue.rate, used);
         let want = allowed + i64::from(probe);
         let mut ids: Vec<i64> = match queue.per_key {
             None => {
@@ -214,16 +211,7 @@ pub(crate) fn claim(
             Some(id),
             json!({"attempt": attempt, "node": req.node}),
         )?;
-        // The record as the UPDATE above left it, without reading it back.
-        task.state = to;
-        task.attempts = attempt;
-        task.started_at = Some(req.now);
-        task.finished_at = None;
-        task.node = Some(req.node.clone());
-        task.run_after = None;
-        task.exit_code = None;
-        task.signal = None;
-        task.stop_requested = false;
+        crate::decode::claimed(&mut task, to, attempt, req);
         out.push(Claimed { task, attempt });
     }
     Ok(Claim {
@@ -246,7 +234,7 @@ fn pick_by_key(
     per_key: i64,
     want: i64,
 ) -> Result<Vec<i64>> {
-    let mut keys: HashMap<String, i64> = {
+    let keys: HashMap<String, i64> = {
         // Through `tasks_running`: no more rows than the queue has running.
         let mut stmt = conn.prepare_cached(
             "SELECT concurrency_key, COUNT(*) FROM tasks
@@ -259,23 +247,13 @@ fn pick_by_key(
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT id, concurrency_key FROM tasks WHERE {runnable} ORDER BY priority DESC, id"
     ))?;
-    let mut rows = stmt.query(params![queue, now.0])?;
-    let mut ids = Vec::new();
-    while (ids.len() as i64) < want {
-        let Some(row) = rows.next()? else { break };
-        let id: i64 = row.get(0)?;
-        match row.get::<_, Option<String>>(1)? {
-            None => ids.push(id),
-            Some(key) => {
-                let n = keys.entry(key).or_insert(0);
-                if *n < per_key {
-                    *n += 1;
-                    ids.push(id);
-                }
-            }
-        }
-    }
-    Ok(ids)
+    let rows = stmt.query_map(params![queue, now.0], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    crate::decode::pick_by_key(
+        keys,
+        rows.map(|r| r.map_err(StoreError::from)),
+        per_key,
+        want,
+    )
 }
 
 /// Starts of a rate-limited queue within the window that ends at `now`, after
@@ -308,16 +286,10 @@ fn rate_reopens(
 ) -> Result<Option<Timestamp>> {
     let mut stmt =
         conn.prepare_cached("SELECT at, n FROM queue_starts WHERE queue = ?1 ORDER BY at")?;
-    let mut rows = stmt.query([queue])?;
-    let mut left = 0i64;
-    while let Some(row) = rows.next()? {
-        let (at, n): (i64, i64) = (row.get(0)?, row.get(1)?);
-        left += n;
-        if left >= excess {
-            return Ok(Some(Timestamp(at.saturating_add(window_ms))));
-        }
-    }
-    Ok(None)
+    let starts: Vec<(i64, i64)> = stmt
+        .query_map([queue], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(crate::decode::rate_reopens(starts, window_ms, excess))
 }
 
 pub(crate) fn set_pid(conn: &Connection, id: TaskId, attempt: u32, pid: i32) -> Result<()> {
@@ -332,27 +304,6 @@ pub(crate) fn renew(conn: &Connection, node: &str, lease_until: Timestamp) -> Re
         "UPDATE tasks SET lease_until = ?2 WHERE state = 'running' AND node = ?1",
     )?;
     Ok(stmt.execute(params![node, lease_until.0])? as u64)
-}
-
-pub(super) fn outcome_name(o: AttemptOutcome) -> &'static str {
-    match o {
-        AttemptOutcome::Exited { .. } => "exited",
-        AttemptOutcome::Signaled { .. } => "signaled",
-        AttemptOutcome::Failed => "failed",
-        AttemptOutcome::TimedOut => "timed_out",
-        AttemptOutcome::Cancelled => "cancelled",
-        AttemptOutcome::Lost => "lost",
-    }
-}
-
-pub(super) fn describe_end(end: &AttemptEnd) -> String {
-    match (end.exit_code, end.signal, end.outcome) {
-        (_, _, AttemptOutcome::TimedOut) => "timed out".to_string(),
-        (_, _, AttemptOutcome::Lost) => "lost".to_string(),
-        (Some(c), _, _) => format!("exit code {c}"),
-        (None, Some(s), _) => format!("signal {s}"),
-        _ => outcome_name(end.outcome).to_string(),
-    }
 }
 
 pub(crate) fn finish_attempt(
@@ -384,7 +335,7 @@ pub(crate) fn finish_attempt(
         id.0,
         end.attempt,
         end.ended_at.0,
-        outcome_name(end.outcome),
+        crate::decode::outcome_name(end.outcome),
         end.exit_code,
         end.signal,
         end.reason,
@@ -393,28 +344,14 @@ pub(crate) fn finish_attempt(
     ])?;
     let started = task.started_at.unwrap_or(end.ended_at);
     let duration_ms = started.millis_until(end.ended_at);
-    let reason = match to {
-        TaskState::Quarantined => Some(format!(
-            "quarantined after {relative} attempts; the last ended with {}{}",
-            describe_end(end),
-            end.reason
-                .as_deref()
-                .map(|r| format!(" ({r})"))
-                .unwrap_or_default()
-        )),
-        _ => end.reason.clone(),
-    };
+    let reason = crate::decode::end_reason(end, to, relative);
     if to == TaskState::Pending {
         let mut stmt = conn.prepare_cached(
             "UPDATE tasks SET state = 'pending', run_after = ?2, node = NULL, lease_until = NULL,
                 exit_code = ?3, signal = ?4, reason = ?5, stop_requested = 0
              WHERE id = ?1",
         )?;
-        let retry_reason = format!(
-            "attempt {} ended with {}; retrying",
-            end.attempt,
-            describe_end(end)
-        );
+        let retry_reason = crate::decode::retry_reason(end);
         stmt.execute(params![
             id.0,
             end.retry_at.0,
@@ -453,21 +390,9 @@ pub(crate) fn finish_attempt(
         end.ended_at,
         EventKind::AttemptEnded,
         Some(id),
-        json!({
-            "attempt": end.attempt,
-            "outcome": outcome_name(end.outcome),
-            "exit_code": end.exit_code,
-            "signal": end.signal,
-            "state": to,
-            "retry_at": (to == TaskState::Pending).then_some(end.retry_at.0),
-        }),
+        crate::decode::attempt_ended_data(end, to),
     )?;
-    // The record as the UPDATE above left it, without reading it back.
-    task.state = to;
-    task.node = None;
-    task.exit_code = end.exit_code;
-    task.signal = end.signal;
-    task.stop_requested = false;
+    crate::decode::ended(&mut task, to, end);
     let mut cascaded = Vec::new();
     if to.is_terminal() {
         finished(

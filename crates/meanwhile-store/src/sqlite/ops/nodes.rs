@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::StoreError;
+use crate::decode::NodeColumns;
 use meanwhile_core::{NodeBeat, NodeRow, Timestamp};
 use rusqlite::{Connection, params};
 
@@ -32,17 +33,16 @@ pub(crate) fn nodes(conn: &Connection) -> Result<Vec<NodeRow>> {
          FROM nodes n ORDER BY n.name",
     )?;
     let rows = stmt.query_map([], |r| {
-        Ok(NodeRow {
-            beat: NodeBeat {
-                name: r.get(0)?,
-                address: r.get(1)?,
-                version: r.get(2)?,
-                started_at: Timestamp(r.get(3)?),
-                now: Timestamp(r.get(4)?),
-            },
-            stopped_at: r.get::<_, Option<i64>>(5)?.map(Timestamp),
-            running: r.get::<_, i64>(6)?.max(0) as u64,
-        })
+        Ok(NodeColumns {
+            name: r.get(0)?,
+            address: r.get(1)?,
+            version: r.get(2)?,
+            started_at: r.get(3)?,
+            heartbeat_at: r.get(4)?,
+            stopped_at: r.get(5)?,
+            running: r.get(6)?,
+        }
+        .decode())
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

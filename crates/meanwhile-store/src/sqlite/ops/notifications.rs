@@ -4,7 +4,6 @@
 use super::*;
 use meanwhile_core::{Event, EventKind, Notification, TaskRecord, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::json;
 
 /// Writes the `finished` event and, when the task names a session, its notification.
 pub(super) fn finished(
@@ -16,34 +15,11 @@ pub(super) fn finished(
     tail: &str,
     output_bytes: u64,
 ) -> Result<()> {
-    let mut data = json!({
-        "state": task.state,
-        "exit_code": task.exit_code,
-        "signal": task.signal,
-        "reason": task.reason,
-    });
-    if task.spec.on_end.is_some() {
-        // Tells the hook runner which ends to read the task of.
-        data["on_end"] = json!(true);
-    }
+    let data = crate::decode::finished_data(task);
     emit(conn, events, now, EventKind::Finished, Some(task.id), data)?;
     if let Some(session) = &task.session {
-        let n = Notification {
-            seq: 0,
-            session: session.clone(),
-            task_id: task.id,
-            name: task.name.clone(),
-            state: task.state,
-            exit_code: task.exit_code,
-            signal: task.signal,
-            reason: task.reason.clone(),
-            duration_ms,
-            attempts: task.attempts,
-            tail: tail.to_string(),
-            output_bytes,
-            created_at: now,
-        };
-        let body = serde_json::to_string(&n).map_err(|e| corrupt("notification", e))?;
+        let body =
+            crate::decode::notification_body(task, session, now, duration_ms, tail, output_bytes)?;
         let mut stmt = conn.prepare_cached(
             "INSERT INTO notifications (session, task_id, body) VALUES (?1, ?2, ?3)",
         )?;
@@ -67,10 +43,7 @@ pub(super) fn notifications_after(
     let mut out = Vec::new();
     for row in rows {
         let (seq, body) = row?;
-        let mut n: Notification =
-            serde_json::from_str(&body).map_err(|e| corrupt("notification", e))?;
-        n.seq = seq;
-        out.push(n);
+        out.push(crate::decode::notification(seq, &body)?);
     }
     Ok(out)
 }

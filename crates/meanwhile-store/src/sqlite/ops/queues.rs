@@ -2,12 +2,11 @@
 //! every change.
 
 use super::*;
-use crate::StoreError;
+use crate::decode::QueueColumns;
 use meanwhile_core::http::QueueUpdate;
-use meanwhile_core::{Event, EventKind, PauseReason, QueueInfo, RateLimit, TaskState};
+use meanwhile_core::{Event, EventKind, PauseReason, QueueInfo, TaskState};
 use rusqlite::{Connection, params};
 use std::collections::HashMap;
-use std::time::Duration;
 
 pub(super) fn bump(conn: &Connection, queue: &str, state: TaskState, delta: i64) -> Result<()> {
     let mut stmt = conn.prepare_cached(
@@ -55,60 +54,26 @@ pub(super) fn queue_counts(conn: &Connection) -> Result<HashMap<(String, String)
 
 pub(crate) fn queues(conn: &Connection) -> Result<Vec<QueueInfo>> {
     let counts = queue_counts(conn)?;
-    let get = |q: &str, s: &str| counts.get(&(q.to_string(), s.to_string())).copied();
     let mut stmt = conn.prepare_cached(
         "SELECT name, max_parallel, paused, per_key, rate_count, rate_window_ms, alert_after,
             pause_reason
          FROM queues ORDER BY name",
     )?;
     let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, Option<i64>>(3)?,
-            r.get::<_, Option<i64>>(4)?,
-            r.get::<_, Option<i64>>(5)?,
-            r.get::<_, Option<i64>>(6)?,
-            r.get::<_, Option<String>>(7)?,
-        ))
+        Ok(QueueColumns {
+            name: r.get(0)?,
+            max_parallel: r.get(1)?,
+            paused: r.get::<_, i64>(2)? != 0,
+            per_key: r.get(3)?,
+            rate_count: r.get(4)?,
+            rate_window_ms: r.get(5)?,
+            alert_after: r.get(6)?,
+            pause_reason: r.get(7)?,
+        })
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (name, max_parallel, paused, per_key, rate_count, rate_window, alert_after, reason) =
-            row?;
-        let paused = paused != 0;
-        let pause_reason = match (paused, reason.as_deref()) {
-            (false, _) => None,
-            // Only a user pauses a queue without saying why.
-            (true, None) => Some(PauseReason::User),
-            (true, Some(r)) => {
-                Some(PauseReason::parse(r).ok_or_else(|| corrupt("queue pause reason", r))?)
-            }
-        };
-        let rate = match (rate_count, rate_window) {
-            (Some(count), Some(window)) => Some(
-                u32::try_from(count)
-                    .ok()
-                    .and_then(|c| {
-                        let w = Duration::from_millis(u64::try_from(window).ok()?);
-                        RateLimit::new(c, w).ok()
-                    })
-                    .ok_or_else(|| corrupt("queue rate", format!("{count}/{window}ms")))?,
-            ),
-            _ => None,
-        };
-        out.push(QueueInfo {
-            pending: get(&name, "pending").unwrap_or(0).max(0) as u64,
-            running: get(&name, "running").unwrap_or(0).max(0) as u64,
-            name,
-            max_parallel: max_parallel as u32,
-            paused,
-            pause_reason,
-            per_key: per_key.map(|n| n.clamp(1, u32::MAX.into()) as u32),
-            rate,
-            alert_after: alert_after.map(|n| n.clamp(1, u32::MAX.into()) as u32),
-        });
+        out.push(row?.decode(&counts)?);
     }
     Ok(out)
 }
@@ -119,24 +84,7 @@ pub(crate) fn set_queue(
     name: &str,
     change: &QueueUpdate,
 ) -> Result<QueueInfo> {
-    if change.max_parallel == Some(0) {
-        return Err(StoreError::Invalid {
-            field: "max_parallel",
-            message: "must be at least 1 (pause the queue to start nothing)".into(),
-        });
-    }
-    if change.alert_after == Some(Some(0)) {
-        return Err(StoreError::Invalid {
-            field: "alert_after",
-            message: "must be at least 1 (or none for no failures alert)".into(),
-        });
-    }
-    if change.per_key == Some(Some(0)) {
-        return Err(StoreError::Invalid {
-            field: "per_key",
-            message: "must be at least 1 (or none for no limit per key)".into(),
-        });
-    }
+    crate::decode::check_queue_update(change)?;
     ensure_queue(conn, name)?;
     if change.paused == Some(false) {
         // A queue whose budget is spent stays paused: its budget says when it resumes.
@@ -220,11 +168,5 @@ fn announce(conn: &Connection, events: &mut Vec<Event>, name: &str) -> Result<Qu
 }
 
 pub(crate) fn counts(conn: &Connection) -> Result<Vec<(String, TaskState, u64)>> {
-    let mut out = Vec::new();
-    for ((queue, state), n) in queue_counts(conn)? {
-        let state = TaskState::parse(&state).ok_or_else(|| corrupt("task state", &state))?;
-        out.push((queue, state, n.max(0) as u64));
-    }
-    out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-    Ok(out)
+    crate::decode::counts(queue_counts(conn)?)
 }

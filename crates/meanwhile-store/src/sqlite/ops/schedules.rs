@@ -2,8 +2,9 @@
 //! together with the task it submits.
 
 use super::*;
+use crate::decode::ScheduleColumns;
 use crate::{Fired, ScheduleFiring, StoreError, Submitted};
-use meanwhile_core::{Event, EventKind, ScheduleInfo, ScheduleSpec, TaskId, TaskState, Timestamp};
+use meanwhile_core::{Event, EventKind, ScheduleInfo, ScheduleSpec, TaskId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::json;
 
@@ -11,29 +12,19 @@ const COLS: &str = "s.name, s.spec, s.paused, s.next_fire, s.last_fire, s.last_t
     t.state, s.fired, s.missed, s.created_at";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<ScheduleInfo>> {
-    let name: String = r.get(0)?;
-    let spec: String = r.get(1)?;
-    let state: Option<String> = r.get(6)?;
-    let spec: ScheduleSpec = match serde_json::from_str(&spec) {
-        Ok(s) => s,
-        Err(e) => return Ok(Err(corrupt(&format!("schedule {name}"), e))),
-    };
-    let last_state = match state.as_deref().map(TaskState::parse) {
-        Some(None) => return Ok(Err(corrupt("task state", state.unwrap_or_default()))),
-        Some(s) => s,
-        None => None,
-    };
-    Ok(Ok(ScheduleInfo {
-        spec,
+    Ok(ScheduleColumns {
+        name: r.get(0)?,
+        spec: r.get(1)?,
         paused: r.get::<_, i64>(2)? != 0,
-        next_fire: r.get::<_, Option<i64>>(3)?.map(Timestamp),
-        last_fire: r.get::<_, Option<i64>>(4)?.map(Timestamp),
-        last_task: r.get::<_, Option<i64>>(5)?.map(TaskId),
-        last_state,
-        fired: r.get::<_, i64>(7)?.max(0) as u64,
-        missed_count: r.get::<_, i64>(8)?.max(0) as u64,
-        created_at: Timestamp(r.get(9)?),
-    }))
+        next_fire: r.get(3)?,
+        last_fire: r.get(4)?,
+        last_task: r.get(5)?,
+        last_state: r.get(6)?,
+        fired: r.get(7)?,
+        missed: r.get(8)?,
+        created_at: r.get(9)?,
+    }
+    .decode())
 }
 
 fn unknown(name: &str) -> StoreError {

@@ -26,7 +26,7 @@ pub(crate) fn insert_task(
         let mut stmt = conn.prepare_cached("SELECT state FROM tasks WHERE id = ?1")?;
         let state: Option<String> = stmt.query_row([dep.0], |r| r.get(0)).optional()?;
         let state = state.ok_or(StoreError::UnknownDependency(*dep))?;
-        let state = TaskState::parse(&state).ok_or_else(|| corrupt("task state", &state))?;
+        let state = crate::decode::state(&state)?;
         if state.is_terminal() && state != TaskState::Succeeded && failed_dep.is_none() {
             failed_dep = Some((*dep, state));
         }
@@ -83,7 +83,7 @@ pub(crate) fn insert_task(
 }
 
 pub(crate) fn list(conn: &Connection, f: &ListFilter) -> Result<Page> {
-    let limit = f.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = crate::decode::list_limit(f.limit);
     let mut sql = format!("SELECT {TASK_COLS} FROM tasks WHERE 1 = 1");
     let mut args: Vec<rusqlite::types::Value> = Vec::new();
     let arg = |v: rusqlite::types::Value, args: &mut Vec<_>| {
@@ -123,13 +123,7 @@ pub(crate) fn list(conn: &Connection, f: &ListFilter) -> Result<Page> {
     for r in rows {
         tasks.push(r??);
     }
-    let next = if tasks.len() > limit as usize {
-        tasks.truncate(limit as usize);
-        tasks.last().map(|t| t.id)
-    } else {
-        None
-    };
-    Ok(Page { tasks, next })
+    Ok(crate::decode::task_page(tasks, limit))
 }
 
 pub(crate) fn attempts(conn: &Connection, id: TaskId) -> Result<Vec<Attempt>> {
@@ -154,12 +148,9 @@ pub(crate) fn remove(
             .query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?
             .ok_or(StoreError::UnknownTask(id))?;
-        let state = TaskState::parse(&state).ok_or_else(|| corrupt("task state", &state))?;
+        let state = crate::decode::state(&state)?;
         if !state.is_terminal() {
-            return Err(StoreError::Conflict {
-                field: "id",
-                message: format!("task {id} is {state}; stop it before removing it"),
-            });
+            return Err(crate::decode::not_ended(id, state));
         }
         for sql in [
             "DELETE FROM tasks WHERE id = ?1",

@@ -1,0 +1,823 @@
+//! What both stores share between their SQL and the records they answer with:
+//! rows decoded into core's types, the checks a request passes before any SQL runs,
+//! and the decisions a claim or an end makes from what it read (which tasks a
+//! per-key limit lets through, when a rate opens again, the reason an end records,
+//! a notification's body). Each store reads its columns into these plain structs
+//! and writes what they decide; none of this knows a database.
+
+use crate::{AttemptEnd, NewAlert, StoreError};
+use meanwhile_core::http::QueueUpdate;
+use meanwhile_core::{
+    Alert, AlertKind, AlertState, Attempt, AttemptOutcome, AuditFilter, AuditPage, BudgetInfo,
+    BudgetSpec, BudgetState, BudgetWindow, Notification, PauseReason, QueueInfo, RateLimit,
+    ScheduleInfo, ScheduleSpec, TaskId, TaskKind, TaskRecord, TaskSpec, TaskState, Timestamp,
+    check_queue_name, rfc3339_secs,
+};
+use serde_json::{Value, json};
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+pub(crate) fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {detail}"))
+}
+
+/// A stored task state.
+pub(crate) fn state(text: &str) -> Result<TaskState> {
+    TaskState::parse(text).ok_or_else(|| corrupt("task state", text))
+}
+
+/// A task's columns as stored (the `TASK_COLS` of each store, in that order).
+pub(crate) struct TaskColumns {
+    pub id: i64,
+    pub kind: String,
+    pub name: String,
+    pub state: String,
+    pub queue: String,
+    pub priority: i64,
+    pub labels: String,
+    pub session: Option<String>,
+    pub spec: String,
+    pub created_at: i64,
+    pub run_after: Option<i64>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub attempts: i64,
+    pub exit_code: Option<i64>,
+    pub signal: Option<i64>,
+    pub reason: Option<String>,
+    pub progress: Option<String>,
+    pub result: Option<String>,
+    pub node: Option<String>,
+    pub stop_requested: bool,
+    pub tokens: i64,
+    pub cost_usd: f64,
+    pub model_calls: i64,
+}
+
+impl TaskColumns {
+    pub(crate) fn decode(self) -> Result<TaskRecord> {
+        let spec = serde_json::from_str::<TaskSpec>(&self.spec).map_err(|e| corrupt("spec", e))?;
+        Ok(TaskRecord {
+            id: TaskId(self.id),
+            kind: TaskKind::parse(&self.kind).ok_or_else(|| corrupt("task kind", &self.kind))?,
+            name: self.name,
+            state: state(&self.state)?,
+            queue: self.queue,
+            priority: self.priority as i32,
+            labels: serde_json::from_str(&self.labels).map_err(|e| corrupt("labels", e))?,
+            session: self.session,
+            // The column is the spec's key, kept apart for the claim to group by.
+            concurrency_key: spec.concurrency_key.clone(),
+            spec,
+            created_at: Timestamp(self.created_at),
+            run_after: self.run_after.map(Timestamp),
+            started_at: self.started_at.map(Timestamp),
+            finished_at: self.finished_at.map(Timestamp),
+            attempts: self.attempts as u32,
+            exit_code: self.exit_code.map(|c| c as i32),
+            signal: self.signal.map(|s| s as i32),
+            reason: self.reason,
+            progress: match self.progress {
+                Some(p) => Some(serde_json::from_str(&p).map_err(|e| corrupt("progress", e))?),
+                None => None,
+            },
+            result: self.result,
+            node: self.node,
+            stop_requested: self.stop_requested,
+            tokens: self.tokens.max(0) as u64,
+            cost_usd: self.cost_usd,
+            model_calls: self.model_calls.clamp(0, u32::MAX.into()) as u32,
+        })
+    }
+}
+
+/// An attempt's columns as stored (each store's `ATTEMPT_COLS`, in that order).
+pub(crate) struct AttemptColumns {
+    pub number: i64,
+    pub node: String,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    pub outcome: Option<String>,
+    pub exit_code: Option<i64>,
+    pub signal: Option<i64>,
+    pub reason: Option<String>,
+    pub pid: Option<i64>,
+    pub peak_rss_kb: Option<i64>,
+    pub cpu_ms: Option<i64>,
+}
+
+impl AttemptColumns {
+    pub(crate) fn decode(self) -> Attempt {
+        Attempt {
+            number: self.number as u32,
+            node: self.node,
+            started_at: Timestamp(self.started_at),
+            ended_at: self.ended_at.map(Timestamp),
+            outcome: self.outcome,
+            exit_code: self.exit_code.map(|c| c as i32),
+            signal: self.signal.map(|s| s as i32),
+            reason: self.reason,
+            pid: self.pid.map(|p| p as i32),
+            peak_rss_kb: self.peak_rss_kb.map(|v| v as u64),
+            cpu_ms: self.cpu_ms.map(|v| v as u64),
+        }
+    }
+}
+
+/// An alert's columns as stored.
+pub(crate) struct AlertColumns {
+    pub id: i64,
+    pub kind: String,
+    pub state: String,
+    pub message: String,
+    pub task_id: Option<i64>,
+    pub queue: Option<String>,
+    pub fired_at: i64,
+    pub resolved_at: Option<i64>,
+}
+
+impl AlertColumns {
+    pub(crate) fn decode(self) -> Result<Alert> {
+        let kind = AlertKind::parse(&self.kind).ok_or_else(|| corrupt("alert kind", &self.kind))?;
+        let state = match self.state.as_str() {
+            "firing" => AlertState::Firing,
+            "resolved" => AlertState::Resolved,
+            other => return Err(corrupt("alert state", other)),
+        };
+        let fired_at = Timestamp(self.fired_at);
+        let resolved_at = self.resolved_at.map(Timestamp);
+        Ok(Alert {
+            id: self.id,
+            kind,
+            state,
+            message: self.message,
+            task: self.task_id.map(TaskId),
+            queue: self.queue,
+            at: resolved_at.unwrap_or(fired_at),
+            fired_at,
+            resolved_at,
+        })
+    }
+}
+
+/// A schedule's columns as stored, with the state of its latest task.
+pub(crate) struct ScheduleColumns {
+    pub name: String,
+    pub spec: String,
+    pub paused: bool,
+    pub next_fire: Option<i64>,
+    pub last_fire: Option<i64>,
+    pub last_task: Option<i64>,
+    pub last_state: Option<String>,
+    pub fired: i64,
+    pub missed: i64,
+    pub created_at: i64,
+}
+
+impl ScheduleColumns {
+    pub(crate) fn decode(self) -> Result<ScheduleInfo> {
+        let spec: ScheduleSpec = serde_json::from_str(&self.spec)
+            .map_err(|e| corrupt(&format!("schedule {}", self.name), e))?;
+        Ok(ScheduleInfo {
+            spec,
+            paused: self.paused,
+            next_fire: self.next_fire.map(Timestamp),
+            last_fire: self.last_fire.map(Timestamp),
+            last_task: self.last_task.map(TaskId),
+            last_state: self.last_state.as_deref().map(state).transpose()?,
+            fired: self.fired.max(0) as u64,
+            missed_count: self.missed.max(0) as u64,
+            created_at: Timestamp(self.created_at),
+        })
+    }
+}
+
+/// A queue's columns as stored, with its pending and running counts.
+pub(crate) struct QueueColumns {
+    pub name: String,
+    pub max_parallel: i64,
+    pub paused: bool,
+    pub per_key: Option<i64>,
+    pub rate_count: Option<i64>,
+    pub rate_window_ms: Option<i64>,
+    pub alert_after: Option<i64>,
+    pub pause_reason: Option<String>,
+}
+
+impl QueueColumns {
+    pub(crate) fn decode(self, counts: &HashMap<(String, String), i64>) -> Result<QueueInfo> {
+        let pause_reason = match (self.paused, self.pause_reason.as_deref()) {
+            (false, _) => None,
+            // Only a user pauses a queue without saying why.
+            (true, None) => Some(PauseReason::User),
+            (true, Some(r)) => {
+                Some(PauseReason::parse(r).ok_or_else(|| corrupt("queue pause reason", r))?)
+            }
+        };
+        let rate = match (self.rate_count, self.rate_window_ms) {
+            (Some(count), Some(window)) => Some(
+                u32::try_from(count)
+                    .ok()
+                    .and_then(|c| {
+                        let w = Duration::from_millis(u64::try_from(window).ok()?);
+                        RateLimit::new(c, w).ok()
+                    })
+                    .ok_or_else(|| corrupt("queue rate", format!("{count}/{window}ms")))?,
+            ),
+            _ => None,
+        };
+        let get = |s: &str| {
+            counts
+                .get(&(self.name.clone(), s.to_string()))
+                .copied()
+                .unwrap_or(0)
+                .max(0) as u64
+        };
+        Ok(QueueInfo {
+            pending: get("pending"),
+            running: get("running"),
+            max_parallel: self.max_parallel as u32,
+            paused: self.paused,
+            pause_reason,
+            per_key: self.per_key.map(|n| n.clamp(1, u32::MAX.into()) as u32),
+            rate,
+            alert_after: self.alert_after.map(|n| n.clamp(1, u32::MAX.into()) as u32),
+            name: self.name,
+        })
+    }
+}
+
+/// The per-state counts, sorted, from the counters as stored.
+pub(crate) fn counts(
+    counts: HashMap<(String, String), i64>,
+) -> Result<Vec<(String, TaskState, u64)>> {
+    let mut out = Vec::new();
+    for ((queue, s), n) in counts {
+        out.push((queue, state(&s)?, n.max(0) as u64));
+    }
+    out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    Ok(out)
+}
+
+/// Refuses a queue change whose limits make no sense, before anything changes.
+pub(crate) fn check_queue_update(change: &QueueUpdate) -> Result<()> {
+    if change.max_parallel == Some(0) {
+        return Err(StoreError::Invalid {
+            field: "max_parallel",
+            message: "must be at least 1 (pause the queue to start nothing)".into(),
+        });
+    }
+    if change.alert_after == Some(Some(0)) {
+        return Err(StoreError::Invalid {
+            field: "alert_after",
+            message: "must be at least 1 (or none for no failures alert)".into(),
+        });
+    }
+    if change.per_key == Some(Some(0)) {
+        return Err(StoreError::Invalid {
+            field: "per_key",
+            message: "must be at least 1 (or none for no limit per key)".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The bounds of one page of a listing: at most `limit` rows (clamped), one more
+/// read to know whether a next page exists.
+pub(crate) fn task_page(mut tasks: Vec<TaskRecord>, limit: u32) -> meanwhile_core::Page {
+    let next = if tasks.len() > limit as usize {
+        tasks.truncate(limit as usize);
+        tasks.last().map(|t| t.id)
+    } else {
+        None
+    };
+    meanwhile_core::Page { tasks, next }
+}
+
+/// The most tasks one listing returns.
+pub(crate) fn list_limit(limit: Option<u32>) -> u32 {
+    limit.unwrap_or(100).clamp(1, 1000)
+}
+
+/// An audit listing's bounds, and its page once read.
+pub(crate) struct AuditQuery {
+    pub after: i64,
+    pub since: i64,
+    /// Rows to read: one more than the page holds.
+    pub fetch: i64,
+    limit: i64,
+}
+
+impl AuditQuery {
+    pub(crate) fn new(f: &AuditFilter) -> AuditQuery {
+        let limit = i64::from(
+            f.limit
+                .unwrap_or(100)
+                .clamp(1, meanwhile_core::MAX_AUDIT_LIMIT),
+        );
+        AuditQuery {
+            after: f.after.unwrap_or(0),
+            since: f.since.map_or(i64::MIN, |t| t.0),
+            fetch: limit + 1,
+            limit,
+        }
+    }
+
+    pub(crate) fn page(&self, rows: Vec<crate::chain::AuditRow>) -> Result<AuditPage> {
+        let mut records = rows
+            .into_iter()
+            .map(crate::chain::AuditRow::into_record)
+            .collect::<Result<Vec<_>>>()?;
+        let next = if records.len() as i64 > self.limit {
+            records.truncate(self.limit as usize);
+            records.last().map(|r| r.seq)
+        } else {
+            None
+        };
+        Ok(AuditPage { records, next })
+    }
+}
+
+/// How an attempt's outcome is stored.
+pub(crate) fn outcome_name(o: AttemptOutcome) -> &'static str {
+    match o {
+        AttemptOutcome::Exited { .. } => "exited",
+        AttemptOutcome::Signaled { .. } => "signaled",
+        AttemptOutcome::Failed => "failed",
+        AttemptOutcome::TimedOut => "timed_out",
+        AttemptOutcome::Cancelled => "cancelled",
+        AttemptOutcome::Lost => "lost",
+    }
+}
+
+/// An end in words: "exit code 1", "signal 9", "timed out".
+pub(crate) fn describe_end(end: &AttemptEnd) -> String {
+    match (end.exit_code, end.signal, end.outcome) {
+        (_, _, AttemptOutcome::TimedOut) => "timed out".to_string(),
+        (_, _, AttemptOutcome::Lost) => "lost".to_string(),
+        (Some(c), _, _) => format!("exit code {c}"),
+        (None, Some(s), _) => format!("signal {s}"),
+        _ => outcome_name(end.outcome).to_string(),
+    }
+}
+
+/// The reason a task keeps after an end that moved it to `to`: why it was
+/// quarantined, or what the attempt said.
+pub(crate) fn end_reason(end: &AttemptEnd, to: TaskState, relative: u32) -> Option<String> {
+    match to {
+        TaskState::Quarantined => Some(format!(
+            "quarantined after {relative} attempts; the last ended with {}{}",
+            describe_end(end),
+            end.reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        )),
+        _ => end.reason.clone(),
+    }
+}
+
+/// The reason a task waiting for its next attempt shows.
+pub(crate) fn retry_reason(end: &AttemptEnd) -> String {
+    format!(
+        "attempt {} ended with {}; retrying",
+        end.attempt,
+        describe_end(end)
+    )
+}
+
+/// The data of an `attempt_ended` event.
+pub(crate) fn attempt_ended_data(end: &AttemptEnd, to: TaskState) -> serde_json::Value {
+    json!({
+        "attempt": end.attempt,
+        "outcome": outcome_name(end.outcome),
+        "exit_code": end.exit_code,
+        "signal": end.signal,
+        "state": to,
+        "retry_at": (to == TaskState::Pending).then_some(end.retry_at.0),
+    })
+}
+
+/// The data of a `finished` event.
+pub(crate) fn finished_data(task: &TaskRecord) -> serde_json::Value {
+    let mut data = json!({
+        "state": task.state,
+        "exit_code": task.exit_code,
+        "signal": task.signal,
+        "reason": task.reason,
+    });
+    if task.spec.on_end.is_some() {
+        // Tells the hook runner which ends to read the task of.
+        data["on_end"] = json!(true);
+    }
+    data
+}
+
+/// The notification an ended task leaves its session, as stored (its `seq` is the
+/// row's).
+pub(crate) fn notification_body(
+    task: &TaskRecord,
+    session: &str,
+    now: Timestamp,
+    duration_ms: u64,
+    tail: &str,
+    output_bytes: u64,
+) -> Result<String> {
+    let n = Notification {
+        seq: 0,
+        session: session.to_string(),
+        task_id: task.id,
+        name: task.name.clone(),
+        state: task.state,
+        exit_code: task.exit_code,
+        signal: task.signal,
+        reason: task.reason.clone(),
+        duration_ms,
+        attempts: task.attempts,
+        tail: tail.to_string(),
+        output_bytes,
+        created_at: now,
+    };
+    serde_json::to_string(&n).map_err(|e| corrupt("notification", e))
+}
+
+/// A stored notification.
+pub(crate) fn notification(seq: i64, body: &str) -> Result<Notification> {
+    let mut n: Notification = serde_json::from_str(body).map_err(|e| corrupt("notification", e))?;
+    n.seq = seq;
+    Ok(n)
+}
+
+/// The reason a task that never ran because of `dep` keeps.
+pub(crate) fn dependency_reason(dep: TaskId, dep_state: TaskState) -> String {
+    format!("dependency {dep} ended {dep_state}, so this task never ran")
+}
+
+/// The refusal to remove a task that has not ended.
+pub(crate) fn not_ended(id: TaskId, state: TaskState) -> StoreError {
+    StoreError::Conflict {
+        field: "id",
+        message: format!("task {id} is {state}; stop it before removing it"),
+    }
+}
+
+/// Up to `want` of a queue's runnable tasks (`(id, key)` in priority order) under a
+/// `per_key` limit, passing over those whose key already has `per_key` tasks
+/// running (`running`) or picked. Stops reading at the `want`-th task it takes.
+pub(crate) fn pick_by_key(
+    mut running: HashMap<String, i64>,
+    runnable: impl IntoIterator<Item = Result<(i64, Option<String>)>>,
+    per_key: i64,
+    want: i64,
+) -> Result<Vec<i64>> {
+    let mut ids = Vec::new();
+    for row in runnable {
+        if ids.len() as i64 >= want {
+            break;
+        }
+        let (id, key) = row?;
+        match key {
+            None => ids.push(id),
+            Some(key) => {
+                let n = running.entry(key).or_insert(0);
+                if *n < per_key {
+                    *n += 1;
+                    ids.push(id);
+                }
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// When a rate-limited queue may start another task: once the oldest starts of its
+/// window (`(at, n)` in time order), `excess` of them, have left it (a start at `at`
+/// counts until `at + window`).
+pub(crate) fn rate_reopens(
+    starts: impl IntoIterator<Item = (i64, i64)>,
+    window_ms: i64,
+    excess: i64,
+) -> Option<Timestamp> {
+    let mut left = 0i64;
+    for (at, n) in starts {
+        left += n;
+        if left >= excess {
+            return Some(Timestamp(at.saturating_add(window_ms)));
+        }
+    }
+    None
+}
+
+/// How many tasks a queue may start in this claim: its free slots (within the
+/// claim's budget), and no more than its rate's window has room for. Also whether
+/// to look for one more, to learn if the rate holds one back.
+pub(crate) fn claim_room(free: i64, rate: Option<(i64, i64)>, used: i64) -> (i64, bool) {
+    match rate {
+        None => (free, false),
+        Some((count, _)) => {
+            let allowed = (count - used).clamp(0, free);
+            (allowed, allowed < free)
+        }
+    }
+}
+
+/// The record as a claim's update left it, without reading it back.
+pub(crate) fn claimed(
+    task: &mut TaskRecord,
+    to: TaskState,
+    attempt: u32,
+    req: &crate::ClaimRequest,
+) {
+    task.state = to;
+    task.attempts = attempt;
+    task.started_at = Some(req.now);
+    task.finished_at = None;
+    task.node = Some(req.node.clone());
+    task.run_after = None;
+    task.exit_code = None;
+    task.signal = None;
+    task.stop_requested = false;
+}
+
+/// The record as an end's update left it (beyond its time, reason and result),
+/// without reading it back.
+pub(crate) fn ended(task: &mut TaskRecord, to: TaskState, end: &AttemptEnd) {
+    task.state = to;
+    task.node = None;
+    task.exit_code = end.exit_code;
+    task.signal = end.signal;
+    task.stop_requested = false;
+}
+
+/// A node's columns as stored, with the number of tasks it runs.
+pub(crate) struct NodeColumns {
+    pub name: String,
+    pub address: Option<String>,
+    pub version: String,
+    pub started_at: i64,
+    pub heartbeat_at: i64,
+    pub stopped_at: Option<i64>,
+    pub running: i64,
+}
+
+impl NodeColumns {
+    pub(crate) fn decode(self) -> meanwhile_core::NodeRow {
+        meanwhile_core::NodeRow {
+            beat: meanwhile_core::NodeBeat {
+                name: self.name,
+                address: self.address,
+                version: self.version,
+                started_at: Timestamp(self.started_at),
+                now: Timestamp(self.heartbeat_at),
+            },
+            stopped_at: self.stopped_at.map(Timestamp),
+            running: self.running.max(0) as u64,
+        }
+    }
+}
+
+/// A budget's columns as stored (each store's budget `COLS`, in that order).
+pub(crate) struct BudgetColumns {
+    pub queue: String,
+    pub tokens: Option<i64>,
+    pub cost_usd: Option<f64>,
+    pub window: String,
+    pub alarms: String,
+    pub window_start: i64,
+    pub window_end: Option<i64>,
+    pub used_tokens: i64,
+    pub used_cost_usd: f64,
+    pub model_calls: i64,
+    pub fired: String,
+}
+
+impl BudgetColumns {
+    pub(crate) fn decode(self) -> Result<BudgetInfo> {
+        let window = BudgetWindow::parse(&self.window)
+            .ok_or_else(|| corrupt("budget window", &self.window))?;
+        let alarms: Vec<u32> =
+            serde_json::from_str(&self.alarms).map_err(|e| corrupt("budget alarms", e))?;
+        let fired: Vec<u32> =
+            serde_json::from_str(&self.fired).map_err(|e| corrupt("budget alarms fired", e))?;
+        let spec = BudgetSpec {
+            tokens: self.tokens.map(|t| t.max(0) as u64),
+            cost_usd: self.cost_usd,
+            window,
+            alarms,
+        };
+        Ok(BudgetInfo::new(
+            self.queue,
+            spec,
+            Timestamp(self.window_start),
+            self.window_end.map(Timestamp),
+            self.used_tokens.max(0) as u64,
+            self.used_cost_usd,
+            self.model_calls.max(0) as u64,
+            fired,
+        ))
+    }
+
+    /// A budget as its columns, counts kept within the integer columns.
+    pub(crate) fn encode(b: &BudgetInfo) -> Result<BudgetColumns> {
+        let text = |v: &Vec<u32>| serde_json::to_string(v).map_err(|e| corrupt("budget", e));
+        Ok(BudgetColumns {
+            queue: b.queue.clone(),
+            tokens: b.spec.tokens.map(|t| t.min(i64::MAX as u64) as i64),
+            cost_usd: b.spec.cost_usd,
+            window: b.spec.window.as_str().to_string(),
+            alarms: text(&b.spec.alarms)?,
+            window_start: b.window_start.0,
+            window_end: b.window_end.map(|t| t.0),
+            used_tokens: b.used_tokens.min(i64::MAX as u64) as i64,
+            used_cost_usd: b.used_cost_usd,
+            model_calls: b.model_calls.min(i64::MAX as u64) as i64,
+            fired: text(&b.alarms_fired)?,
+        })
+    }
+}
+
+/// The data of a `budget` event.
+pub(crate) fn budget_event(action: &str, queue: &str, info: Option<&BudgetInfo>) -> Value {
+    json!({"action": action, "queue": queue, "budget": info})
+}
+
+/// `b` with the alarms its usage reaches as the ones fired (and its state from them).
+pub(crate) fn budget_evaluated(b: BudgetInfo) -> BudgetInfo {
+    let reached = b.spec.reached(b.used_tokens, b.used_cost_usd);
+    BudgetInfo::new(
+        b.queue,
+        b.spec,
+        b.window_start,
+        b.window_end,
+        b.used_tokens,
+        b.used_cost_usd,
+        b.model_calls,
+        reached,
+    )
+}
+
+/// The budget a new window starts when the current one ended by `now`, with why its
+/// alerts resolve; `None` while the window goes on.
+pub(crate) fn budget_rolled(b: &BudgetInfo, now: Timestamp) -> Option<(BudgetInfo, String)> {
+    if !b.window_passed(now) {
+        return None;
+    }
+    let start = b.spec.window.start_of(now, b.window_start);
+    let end = b.spec.window.end_of(start);
+    let rolled = BudgetInfo::new(
+        b.queue.clone(),
+        b.spec.clone(),
+        start,
+        end,
+        0,
+        0.0,
+        0,
+        Vec::new(),
+    );
+    let why = format!(
+        "a new budget window of queue {:?} started at {}",
+        rolled.queue,
+        rfc3339_secs(start)
+    );
+    Some((rolled, why))
+}
+
+/// Checks a budget set on `queue` before anything changes; the spec as it is kept.
+pub(crate) fn check_budget(queue: &str, spec: &BudgetSpec) -> Result<BudgetSpec> {
+    let invalid = |e: meanwhile_core::SpecError| StoreError::Invalid {
+        field: e.field,
+        message: e.message,
+    };
+    check_queue_name(queue).map_err(invalid)?;
+    spec.clone().validate().map_err(invalid)
+}
+
+/// The budget `spec` sets on `queue`, given the current one when it has the same
+/// kind of window (already rolled to `now`): its usage so far still counts against
+/// the new limits; otherwise the usage counts from `now`. With why the alerts it no
+/// longer reaches resolve.
+pub(crate) fn budget_set(
+    queue: &str,
+    spec: BudgetSpec,
+    same_window: Option<BudgetInfo>,
+    now: Timestamp,
+) -> (BudgetInfo, String) {
+    let b = match same_window {
+        Some(old) => BudgetInfo::new(
+            queue.to_string(),
+            spec,
+            old.window_start,
+            old.window_end,
+            old.used_tokens,
+            old.used_cost_usd,
+            old.model_calls,
+            old.alarms_fired,
+        ),
+        None => {
+            let start = spec.window.start_of(now, now);
+            let end = spec.window.end_of(start);
+            BudgetInfo::new(queue.to_string(), spec, start, end, 0, 0.0, 0, Vec::new())
+        }
+    };
+    let b = budget_evaluated(b);
+    let why = format!(
+        "the budget of queue {queue:?} was changed: {} used {}",
+        b.usage_text(),
+        b.window_text()
+    );
+    (b, why)
+}
+
+/// Why the alerts of a removed budget resolve.
+pub(crate) fn budget_removed_reason(queue: &str) -> String {
+    format!("the budget of queue {queue:?} was removed")
+}
+
+/// Refuses a model call's cost that is not a number of dollars.
+pub(crate) fn check_cost(cost_usd: f64) -> Result<()> {
+    if !(cost_usd.is_finite() && cost_usd >= 0.0) {
+        return Err(StoreError::Invalid {
+            field: "cost_usd",
+            message: format!("must be a number of US dollars from 0 up, got {cost_usd}"),
+        });
+    }
+    Ok(())
+}
+
+/// `b` after a charge of model calls' usage (its window already rolled).
+pub(crate) fn budget_charged(
+    mut b: BudgetInfo,
+    tokens: u64,
+    cost_usd: f64,
+    calls: u32,
+) -> BudgetInfo {
+    b.used_tokens = b.used_tokens.saturating_add(tokens).min(i64::MAX as u64);
+    b.used_cost_usd += cost_usd;
+    b.model_calls = b.model_calls.saturating_add(u64::from(calls));
+    budget_evaluated(b)
+}
+
+/// The percentages of the firing `budget` alerts of `queue`, from their subjects.
+pub(crate) fn firing_alarms(queue: &str, subjects: &[String]) -> BTreeSet<u32> {
+    let prefix = format!("budget:{queue}:");
+    subjects
+        .iter()
+        .filter_map(|s| s.strip_prefix(&prefix)?.parse().ok())
+        .collect()
+}
+
+/// What bringing a budget's alerts and its queue's pause in line with its usage
+/// does, in this order: pause the queue, resolve alerts, fire alerts, resume it.
+pub(crate) struct Enforce {
+    /// The budget is spent and the queue runs: pause it with the reason `budget`.
+    pub pause: bool,
+    /// Alarms whose alert fires but which the usage no longer reaches.
+    pub resolve: Vec<u32>,
+    /// Alarms reached that have no alert yet.
+    pub fire: Vec<NewAlert>,
+    /// The budget paused the queue and is no longer spent: resume it.
+    pub resume: bool,
+}
+
+/// What the budget `b` asks of its alerts (`firing` now) and its queue `q`: an alert
+/// fires for each alarm fired that has none yet, and resolves for each one no longer
+/// fired; a spent budget pauses its queue (unless a user already paused it), and a
+/// queue the budget paused resumes once it is not spent.
+pub(crate) fn enforce(b: &BudgetInfo, firing: &BTreeSet<u32>, q: &QueueInfo) -> Enforce {
+    let spent = b.state == BudgetState::Exhausted;
+    Enforce {
+        pause: spent && !q.paused,
+        resolve: firing
+            .iter()
+            .filter(|p| !b.alarms_fired.contains(p))
+            .copied()
+            .collect(),
+        fire: b
+            .alarms_fired
+            .iter()
+            .filter(|p| !firing.contains(p))
+            .map(|&p| NewAlert {
+                kind: AlertKind::Budget,
+                subject: BudgetInfo::alarm_subject(&b.queue, p),
+                message: b.alarm_message(p),
+                task: None,
+                queue: Some(b.queue.clone()),
+            })
+            .collect(),
+        resume: !spent && q.pause_reason == Some(PauseReason::Budget),
+    }
+}
+
+/// Refuses to resume a queue whose budget (rolled to now) is spent: the budget says
+/// when it resumes.
+pub(crate) fn check_resumable(b: &BudgetInfo) -> Result<()> {
+    if b.state == BudgetState::Exhausted {
+        return Err(StoreError::Conflict {
+            field: "paused",
+            message: b.resume_refusal(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,822 @@
+//! The PostgreSQL store: every node of a fleet runs one against the same database.
+//!
+//! Each write is one transaction on a pooled connection. The rows of its change are
+//! written as it goes; what goes into the shared, ordered logs (events, the
+//! notifications sessions drain, the audit chain) and the per-state counters is
+//! buffered in [`Tx`] and written at the very end, just before the commit, under
+//! the lock of the one `log_head` row. So appends to the logs happen one
+//! transaction at a time and in commit order: an event's `seq` is the head's
+//! counter plus one (gap-free, since a rollback takes the counter back too), a
+//! follower that reads `seq` 11 can never still be missing 10, and every audit
+//! record chains onto the one committed before it. Taking that lock last, and the
+//! counter rows in sorted order just before it, means a transaction holding them
+//! waits for nothing but its commit, so they take part in no deadlock; deadlocks
+//! among task rows that remain possible (and serialization failures) are retried.
+
+mod audit;
+mod ops;
+mod retention;
+mod schema;
+
+use crate::chain::{self, Entry};
+use crate::{
+    AttemptEnd, Charged, Claim, ClaimRequest, CleanRequest, Finished, Fired, ListFilter, NewAlert,
+    NewTask, Page, PruneRequest, Pruned, ScheduleFiring, Settled, StopOutcome, Store, StoreError,
+    StoreFuture, Submitted,
+};
+use crate::{AuditKey, StoredToken};
+use meanwhile_core::http::QueueUpdate;
+use meanwhile_core::{
+    Actor, AuditFilter, AuditPage, AuditVerdict, EventKind, NodeBeat, NodeRow, TokenInfo,
+};
+use meanwhile_core::{
+    Alert, AlertKind, Attempt, BudgetInfo, BudgetSpec, Event, Notification, Progress, QueueInfo,
+    ScheduleInfo, ScheduleSpec, TaskId, TaskRecord, TaskState, Timestamp,
+};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{FromSql, ToSql};
+use tokio_postgres::{Client, Config, NoTls, Row};
+
+type Result<T> = std::result::Result<T, StoreError>;
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Connections one store opens at most; more callers wait for one to be free.
+const MAX_CONNECTIONS: usize = 16;
+/// Times a write is run again after a deadlock or a serialization failure.
+const MAX_RETRIES: u32 = 8;
+
+/// The text of a PostgreSQL error, with the server's message when there is one
+/// (the driver's own `Display` says only "db error").
+pub(crate) fn describe_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => e.to_string(),
+    }
+}
+
+/// A [`Store`] on a PostgreSQL database shared by every node of a fleet.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    idle: Mutex<Vec<Client>>,
+    slots: Arc<Semaphore>,
+    events: broadcast::Sender<Event>,
+}
+
+/// A connection taken from the pool: given back by [`Conn::release`], dropped
+/// (closed) otherwise, so a connection left in an unknown state is never reused.
+pub(crate) struct Conn {
+    client: Option<Client>,
+    inner: Arc<Inner>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for Conn {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        self.client
+            .as_ref()
+            .expect("a connection is held until released")
+    }
+}
+
+impl Conn {
+    fn release(mut self) {
+        if let (Some(client), Ok(mut idle)) = (self.client.take(), self.inner.idle.lock())
+            && !client.is_closed()
+        {
+            idle.push(client);
+        }
+    }
+}
+
+impl PgStore {
+    /// Connects to the database `url` names (a `postgres://` URL or `key=value`
+    /// pairs) and migrates it.
+    pub async fn connect(url: &str) -> Result<PgStore> {
+        let config: Config = url.parse().map_err(StoreError::Postgres)?;
+        PgStore::connect_with(config).await
+    }
+
+    /// Connects with a driver configuration and migrates the database.
+    pub async fn connect_with(config: Config) -> Result<PgStore> {
+        let (events, _) = broadcast::channel(4096);
+        let store = PgStore {
+            inner: Arc::new(Inner {
+                config,
+                idle: Mutex::new(Vec::new()),
+                slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+                events,
+            }),
+        };
+        let conn = store.conn().await?;
+        schema::migrate(&conn).await?;
+        conn.release();
+        Ok(store)
+    }
+
+    async fn conn(&self) -> Result<Conn> {
+        let slot = self
+            .inner
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let pooled = self.inner.idle.lock().ok().and_then(|mut idle| {
+            while let Some(c) = idle.pop() {
+                if !c.is_closed() {
+                    return Some(c);
+                }
+            }
+            None
+        });
+        let client = match pooled {
+            Some(c) => c,
+            None => {
+                let (client, connection) = self.inner.config.connect(NoTls).await?;
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::warn!("a PostgreSQL connection ended: {}", describe_error(&e));
+                    }
+                });
+                client
+            }
+        };
+        Ok(Conn {
+            client: Some(client),
+            inner: self.inner.clone(),
+            _slot: slot,
+        })
+    }
+
+    /// Runs `f` on a pooled connection, outside any transaction.
+    fn read<'s, D, T>(
+        &'s self,
+        data: D,
+        f: for<'t> fn(&'t Client, &'t D) -> BoxFuture<'t, Result<T>>,
+    ) -> StoreFuture<'s, T>
+    where
+        D: Send + Sync + 's,
+        T: Send + 's,
+    {
+        Box::pin(async move {
+            let conn = self.conn().await?;
+            let r = f(&conn, &data).await;
+            conn.release();
+            r
+        })
+    }
+
+    /// Runs `f` in a transaction of its own, made by the caller's actor (see
+    /// [`crate::acting`]), again from the start after a deadlock or a
+    /// serialization failure; publishes the events it recorded once it commits.
+    fn write<'s, D, T>(
+        &'s self,
+        data: D,
+        f: for<'t> fn(&'t mut Tx, &'t D) -> BoxFuture<'t, Result<T>>,
+    ) -> StoreFuture<'s, T>
+    where
+        D: Send + Sync + 's,
+        T: Send + 's,
+    {
+        let actor = crate::current_actor();
+        Box::pin(async move {
+            let mut tries = 0;
+            loop {
+                let conn = self.conn().await?;
+                conn.batch_execute("BEGIN").await?;
+                let mut tx = Tx {
+                    conn,
+                    log: Log::default(),
+                    actor: actor.clone(),
+                };
+                let result = match f(&mut tx, &data).await {
+                    Ok(v) => tx.commit().await.map(|events| (v, events)),
+                    Err(e) => {
+                        tx.rollback().await;
+                        Err(e)
+                    }
+                };
+                match result {
+                    Ok((v, events)) => {
+                        for e in events {
+                            // Nobody listening is not an error: the events are in the store.
+                            let _ = self.inner.events.send(e);
+                        }
+                        return Ok(v);
+                    }
+                    Err(e) if tries < MAX_RETRIES && retryable(&e) => {
+                        tries += 1;
+                        tracing::debug!("a write is run again after: {e}");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+    }
+}
+
+/// A deadlock or a serialization failure: the transaction was rolled back and may
+/// simply run again.
+fn retryable(e: &StoreError) -> bool {
+    let StoreError::Postgres(e) = e else {
+        return false;
+    };
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
+    )
+}
+
+/// What a write appends to the shared logs and counters, written at its commit.
+#[derive(Default)]
+struct Log {
+    /// Events, their `seq` given at the commit.
+    events: Vec<Event>,
+    /// Notifications: session, task, body.
+    notifications: Vec<(String, i64, String)>,
+    /// Changes of the per-state counters.
+    counts: Vec<(String, TaskState, i64)>,
+    /// Audit records of changes that have no event (tokens).
+    audit: Vec<Entry>,
+}
+
+/// Where a [`Log`] stood when a part of a write began, to take back what a failed
+/// part appended.
+#[derive(Clone, Copy)]
+struct Mark(usize, usize, usize, usize);
+
+/// One write's transaction.
+pub(crate) struct Tx {
+    conn: Conn,
+    log: Log,
+    actor: Actor,
+}
+
+impl Tx {
+    pub(crate) fn client(&self) -> &Client {
+        &self.conn
+    }
+
+    /// Appends an event (its `seq` is given at the commit).
+    pub(crate) fn emit(
+        &mut self,
+        at: Timestamp,
+        kind: EventKind,
+        task_id: Option<TaskId>,
+        data: serde_json::Value,
+    ) {
+        self.log.events.push(Event {
+            seq: 0,
+            at,
+            kind,
+            task_id,
+            data,
+        });
+    }
+
+    /// Leaves a notification for `session`.
+    pub(crate) fn notify(&mut self, session: &str, task: TaskId, body: String) {
+        self.log
+            .notifications
+            .push((session.to_string(), task.0, body));
+    }
+
+    /// Counts one task more (or less) in `state`.
+    pub(crate) fn bump(&mut self, queue: &str, state: TaskState, delta: i64) {
+        self.log.counts.push((queue.to_string(), state, delta));
+    }
+
+    /// Moves one task's count from `from` to `to`.
+    pub(crate) fn count_move(&mut self, queue: &str, from: TaskState, to: TaskState) {
+        if from != to {
+            self.bump(queue, from, -1);
+            self.bump(queue, to, 1);
+        }
+    }
+
+    /// Records a change that has no event in the audit trail.
+    pub(crate) fn record(&mut self, entry: Entry) {
+        self.log.audit.push(entry);
+    }
+
+    /// Takes the log's lock (held until the commit) and reads the last event and
+    /// audit numbers given. Every append takes it at the commit; a write that
+    /// changes the audit trail itself (pruning) takes it first.
+    pub(crate) async fn lock_log(&mut self) -> Result<(i64, i64)> {
+        let row = self
+            .conn
+            .query_one(
+                "SELECT events_seq, audit_seq FROM log_head WHERE id = 1 FOR UPDATE",
+                &[],
+            )
+            .await?;
+        Ok((col(&row, 0)?, col(&row, 1)?))
+    }
+
+    /// Opens a part of the write: one that fails leaves no trace (see
+    /// [`Tx::end_part`]).
+    async fn begin_part(&mut self) -> Result<Mark> {
+        self.conn.batch_execute("SAVEPOINT part").await?;
+        let l = &self.log;
+        Ok(Mark(
+            l.events.len(),
+            l.notifications.len(),
+            l.counts.len(),
+            l.audit.len(),
+        ))
+    }
+
+    /// Closes a part: kept when `r` is a success, undone otherwise. The outer error
+    /// means the savepoint itself failed, which puts the whole write in doubt.
+    async fn end_part<T>(&mut self, mark: Mark, r: Result<T>) -> Result<Result<T>> {
+        if r.is_ok() {
+            self.conn.batch_execute("RELEASE SAVEPOINT part").await?;
+        } else {
+            self.conn
+                .batch_execute("ROLLBACK TO SAVEPOINT part; RELEASE SAVEPOINT part")
+                .await?;
+            let l = &mut self.log;
+            l.events.truncate(mark.0);
+            l.notifications.truncate(mark.1);
+            l.counts.truncate(mark.2);
+            l.audit.truncate(mark.3);
+        }
+        Ok(r)
+    }
+
+    async fn rollback(self) {
+        match self.conn.batch_execute("ROLLBACK").await {
+            Ok(()) => self.conn.release(),
+            // The connection is dropped, which ends the transaction too.
+            Err(e) => tracing::warn!("rolling back failed: {}", describe_error(&e)),
+        }
+    }
+
+    /// Writes the buffered appends under the log's lock, then commits; returns
+    /// the events with their numbers.
+    async fn commit(mut self) -> Result<Vec<Event>> {
+        match self.flush().await {
+            Ok(()) => {}
+            Err(e) => {
+                self.rollback().await;
+                return Err(e);
+            }
+        }
+        let events = std::mem::take(&mut self.log.events);
+        self.conn
+            .batch_execute("COMMIT")
+            .await
+            .map_err(|e| StoreError::CommitFailed(describe_error(&e)))?;
+        self.conn.release();
+        Ok(events)
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        // Counters first, in one order for every writer, so that two writers
+        // never hold one counter each while waiting for the other's.
+        let mut counts: BTreeMap<(String, &'static str), i64> = BTreeMap::new();
+        for (queue, state, delta) in self.log.counts.drain(..) {
+            *counts.entry((queue, state.as_str())).or_default() += delta;
+        }
+        for ((queue, state), delta) in counts {
+            if delta != 0 {
+                self.conn
+                    .execute(
+                        "INSERT INTO counts (queue, state, n) VALUES ($1, $2, $3)
+                         ON CONFLICT (queue, state) DO UPDATE SET n = counts.n + excluded.n",
+                        &[&queue, &state, &delta],
+                    )
+                    .await?;
+            }
+        }
+        let mut entries = chain::entries(&self.log.events);
+        entries.append(&mut self.log.audit);
+        if self.log.events.is_empty() && entries.is_empty() && self.log.notifications.is_empty() {
+            return Ok(());
+        }
+        let (events_seq, audit_seq) = self.lock_log().await?;
+        let mut seq = events_seq;
+        for e in &mut self.log.events {
+            seq += 1;
+            e.seq = seq;
+            self.conn
+                .execute(
+                    "INSERT INTO events (seq, at, kind, task_id, data) VALUES ($1, $2, $3, $4, $5)",
+                    &[
+                        &e.seq,
+                        &e.at.0,
+                        &e.kind.as_str(),
+                        &e.task_id.map(|t| t.0),
+                        &e.data.to_string(),
+                    ],
+                )
+                .await?;
+        }
+        for (session, task, body) in &self.log.notifications {
+            self.conn
+                .execute(
+                    "INSERT INTO notifications (session, task_id, body) VALUES ($1, $2, $3)",
+                    &[session, task, body],
+                )
+                .await?;
+        }
+        let audit_seq = if entries.is_empty() {
+            audit_seq
+        } else {
+            audit::append(self.client(), &self.actor, audit_seq, entries).await?
+        };
+        self.conn
+            .execute(
+                "UPDATE log_head SET events_seq = $1, audit_seq = $2 WHERE id = 1",
+                &[&seq, &audit_seq],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// A column, or a clear error when it does not hold what the store wrote.
+pub(crate) fn col<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> Result<T> {
+    row.try_get(i).map_err(StoreError::Postgres)
+}
+
+/// Parameters as the driver takes them.
+pub(crate) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+impl Store for PgStore {
+    fn submit(&self, tasks: Vec<NewTask>) -> StoreFuture<'_, Vec<Result<Submitted>>> {
+        self.write(tasks, |tx, tasks| {
+            Box::pin(async move {
+                let mut out = Vec::with_capacity(tasks.len());
+                for t in tasks {
+                    let mark = tx.begin_part().await?;
+                    let r = ops::insert_task(tx, t).await;
+                    out.push(tx.end_part(mark, r).await?);
+                }
+                Ok(out)
+            })
+        })
+    }
+
+    fn get(&self, id: TaskId) -> StoreFuture<'_, TaskRecord> {
+        self.read(id, |c, id| Box::pin(ops::load_task(c, *id)))
+    }
+
+    fn list(&self, filter: ListFilter) -> StoreFuture<'_, Page> {
+        self.read(filter, |c, f| Box::pin(ops::list(c, f)))
+    }
+
+    fn attempts(&self, id: TaskId) -> StoreFuture<'_, Vec<Attempt>> {
+        self.read(id, |c, id| Box::pin(ops::attempts(c, *id)))
+    }
+
+    fn claim(&self, req: ClaimRequest) -> StoreFuture<'_, Claim> {
+        self.write(req, |tx, req| Box::pin(ops::claim(tx, req)))
+    }
+
+    fn set_pid(&self, id: TaskId, attempt: u32, pid: i32) -> StoreFuture<'_, ()> {
+        self.write((id, attempt, pid), |tx, &(id, attempt, pid)| {
+            Box::pin(ops::set_pid(tx, id, attempt, pid))
+        })
+    }
+
+    fn renew(&self, node: &str, lease_until: Timestamp) -> StoreFuture<'_, u64> {
+        self.write((node.to_string(), lease_until), |tx, (node, until)| {
+            Box::pin(ops::renew(tx, node, *until))
+        })
+    }
+
+    fn finish_attempt(&self, end: AttemptEnd) -> StoreFuture<'_, Option<Finished>> {
+        self.write(end, |tx, end| Box::pin(ops::finish_attempt(tx, end)))
+    }
+
+    fn settle_and_claim(
+        &self,
+        ends: Vec<AttemptEnd>,
+        claim: Option<ClaimRequest>,
+    ) -> StoreFuture<'_, Settled> {
+        self.write((ends, claim), |tx, (ends, claim)| {
+            Box::pin(async move {
+                let mut finished = Vec::with_capacity(ends.len());
+                for end in ends {
+                    let mark = tx.begin_part().await?;
+                    let r = ops::finish_attempt(tx, end).await;
+                    finished.push(tx.end_part(mark, r).await?);
+                }
+                let claim = match claim {
+                    Some(req) => {
+                        let mark = tx.begin_part().await?;
+                        let r = ops::claim(tx, req).await;
+                        Some(tx.end_part(mark, r).await?)
+                    }
+                    None => None,
+                };
+                Ok(Settled { finished, claim })
+            })
+        })
+    }
+
+    fn release(
+        &self,
+        id: TaskId,
+        attempt: u32,
+        now: Timestamp,
+    ) -> StoreFuture<'_, Option<TaskRecord>> {
+        self.write((id, attempt, now), |tx, &(id, attempt, now)| {
+            Box::pin(ops::release(tx, id, attempt, now))
+        })
+    }
+
+    fn request_stop(&self, id: TaskId, now: Timestamp) -> StoreFuture<'_, StopOutcome> {
+        self.write((id, now), |tx, &(id, now)| {
+            Box::pin(ops::request_stop(tx, id, now))
+        })
+    }
+
+    fn retry(&self, id: TaskId, now: Timestamp) -> StoreFuture<'_, TaskRecord> {
+        self.write((id, now), |tx, &(id, now)| {
+            Box::pin(ops::retry(tx, id, now))
+        })
+    }
+
+    fn set_progress(&self, id: TaskId, progress: Progress) -> StoreFuture<'_, ()> {
+        self.write((id, progress), |tx, (id, progress)| {
+            Box::pin(ops::set_progress(tx, *id, progress))
+        })
+    }
+
+    fn running(
+        &self,
+        node: Option<&str>,
+        expired_before: Option<Timestamp>,
+    ) -> StoreFuture<'_, Vec<(TaskRecord, Attempt)>> {
+        self.read(
+            (node.map(str::to_string), expired_before),
+            |c, (node, before)| Box::pin(ops::running(c, node.as_deref(), *before)),
+        )
+    }
+
+    fn next_wakeup(&self, now: Timestamp) -> StoreFuture<'_, Option<Timestamp>> {
+        self.read(now, |c, now| Box::pin(ops::next_wakeup(c, *now)))
+    }
+
+    fn remove(&self, ids: Vec<TaskId>) -> StoreFuture<'_, Vec<TaskId>> {
+        self.write(ids, |tx, ids| Box::pin(ops::remove(tx, ids)))
+    }
+
+    fn clean(&self, req: CleanRequest) -> StoreFuture<'_, Vec<TaskId>> {
+        self.write(req, |tx, req| {
+            Box::pin(async move {
+                let ids = ops::clean_candidates(tx.client(), req).await?;
+                ops::remove(tx, &ids).await
+            })
+        })
+    }
+
+    fn prune(&self, req: PruneRequest) -> StoreFuture<'_, Pruned> {
+        self.write(req, |tx, req| Box::pin(retention::prune(tx, req)))
+    }
+
+    fn queues(&self) -> StoreFuture<'_, Vec<QueueInfo>> {
+        self.read((), |c, ()| Box::pin(ops::queues(c)))
+    }
+
+    fn set_queue(&self, name: &str, change: QueueUpdate) -> StoreFuture<'_, QueueInfo> {
+        self.write((name.to_string(), change), |tx, (name, change)| {
+            Box::pin(ops::set_queue(tx, name, change))
+        })
+    }
+
+    fn counts(&self) -> StoreFuture<'_, Vec<(String, TaskState, u64)>> {
+        self.read((), |c, ()| Box::pin(ops::counts(c)))
+    }
+
+    fn drain_notifications(&self, session: &str, limit: u32) -> StoreFuture<'_, Vec<Notification>> {
+        self.write((session.to_string(), limit), |tx, (session, limit)| {
+            Box::pin(ops::drain_notifications(tx, session, *limit))
+        })
+    }
+
+    fn peek_notifications(&self, session: &str, limit: u32) -> StoreFuture<'_, Vec<Notification>> {
+        self.read((session.to_string(), limit), |c, (session, limit)| {
+            Box::pin(ops::peek_notifications(c, session, *limit))
+        })
+    }
+
+    fn notifications_pending(&self) -> StoreFuture<'_, Vec<(String, u64)>> {
+        self.read((), |c, ()| Box::pin(ops::notifications_pending(c)))
+    }
+
+    fn events_after(&self, seq: i64, limit: u32) -> StoreFuture<'_, Vec<Event>> {
+        self.read((seq, limit), |c, &(seq, limit)| {
+            Box::pin(ops::events_after(c, seq, limit))
+        })
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    fn fire_alert(&self, alert: NewAlert, now: Timestamp) -> StoreFuture<'_, Option<Alert>> {
+        self.write((alert, now), |tx, (alert, now)| {
+            Box::pin(ops::fire_alert(tx, alert, *now))
+        })
+    }
+
+    fn resolve_alert(
+        &self,
+        kind: AlertKind,
+        subject: &str,
+        message: &str,
+        now: Timestamp,
+    ) -> StoreFuture<'_, Option<Alert>> {
+        let data = (kind, subject.to_string(), message.to_string(), now);
+        self.write(data, |tx, (kind, subject, message, now)| {
+            Box::pin(ops::resolve_alert(tx, *kind, subject, message, *now))
+        })
+    }
+
+    fn alerts(&self, all: bool, limit: u32) -> StoreFuture<'_, Vec<Alert>> {
+        self.read((all, limit), |c, &(all, limit)| {
+            Box::pin(ops::alerts(c, all, limit))
+        })
+    }
+
+    fn last_ends(&self, queue: &str, n: u32) -> StoreFuture<'_, Vec<(TaskId, TaskState)>> {
+        self.read((queue.to_string(), n), |c, (queue, n)| {
+            Box::pin(ops::last_ends(c, queue, *n))
+        })
+    }
+
+    fn reader_cursor(&self, name: &str) -> StoreFuture<'_, i64> {
+        self.write(name.to_string(), |tx, name| {
+            Box::pin(ops::reader_cursor(tx, name))
+        })
+    }
+
+    fn set_reader_cursor(&self, name: &str, seq: i64) -> StoreFuture<'_, ()> {
+        self.write((name.to_string(), seq), |tx, (name, seq)| {
+            Box::pin(ops::set_reader_cursor(tx, name, *seq))
+        })
+    }
+
+    fn add_schedule(
+        &self,
+        spec: ScheduleSpec,
+        next_fire: Option<Timestamp>,
+        now: Timestamp,
+    ) -> StoreFuture<'_, ScheduleInfo> {
+        self.write((spec, next_fire, now), |tx, (spec, next, now)| {
+            Box::pin(ops::add_schedule(tx, spec, *next, *now))
+        })
+    }
+
+    fn schedules(&self) -> StoreFuture<'_, Vec<ScheduleInfo>> {
+        self.read((), |c, ()| Box::pin(ops::schedules(c)))
+    }
+
+    fn schedule(&self, name: &str) -> StoreFuture<'_, ScheduleInfo> {
+        self.read(name.to_string(), |c, name| Box::pin(ops::schedule(c, name)))
+    }
+
+    fn remove_schedule(&self, name: &str) -> StoreFuture<'_, ()> {
+        self.write(name.to_string(), |tx, name| {
+            Box::pin(ops::remove_schedule(tx, name))
+        })
+    }
+
+    fn pause_schedule(
+        &self,
+        name: &str,
+        paused: bool,
+        next_fire: Option<Timestamp>,
+    ) -> StoreFuture<'_, ScheduleInfo> {
+        self.write(
+            (name.to_string(), paused, next_fire),
+            |tx, (name, paused, next)| Box::pin(ops::pause_schedule(tx, name, *paused, *next)),
+        )
+    }
+
+    fn fire_schedule(&self, firing: ScheduleFiring) -> StoreFuture<'_, Option<Fired>> {
+        self.write(firing, |tx, f| Box::pin(ops::fire_schedule(tx, f)))
+    }
+
+    fn audit(&self, filter: AuditFilter) -> StoreFuture<'_, AuditPage> {
+        self.read(filter, |c, f| Box::pin(audit::list(c, f)))
+    }
+
+    fn verify_audit(&self, key: AuditKey) -> StoreFuture<'_, AuditVerdict> {
+        // One snapshot for the checkpoint, the records and the highest number, so
+        // that appends meanwhile do not look like a broken chain.
+        self.write(key, |tx, key| Box::pin(audit::verify(tx, key)))
+    }
+
+    fn prune_audit(&self, before: Timestamp, key: AuditKey) -> StoreFuture<'_, u64> {
+        self.write((before, key), |tx, (before, key)| {
+            Box::pin(audit::prune(tx, *before, key))
+        })
+    }
+
+    fn tokens(&self) -> StoreFuture<'_, Vec<StoredToken>> {
+        self.read((), |c, ()| Box::pin(audit::tokens(c)))
+    }
+
+    fn add_token(&self, name: &str, hash: &str, now: Timestamp) -> StoreFuture<'_, TokenInfo> {
+        self.write(
+            (name.to_string(), hash.to_string(), now),
+            |tx, (name, hash, now)| Box::pin(audit::add_token(tx, name, hash, *now)),
+        )
+    }
+
+    fn remove_token(&self, name: &str) -> StoreFuture<'_, ()> {
+        self.write(name.to_string(), |tx, name| {
+            Box::pin(audit::remove_token(tx, name))
+        })
+    }
+
+    fn set_budget(
+        &self,
+        queue: &str,
+        spec: BudgetSpec,
+        now: Timestamp,
+    ) -> StoreFuture<'_, BudgetInfo> {
+        self.write((queue.to_string(), spec, now), |tx, (queue, spec, now)| {
+            Box::pin(ops::set_budget(tx, queue, spec, *now))
+        })
+    }
+
+    fn budgets(&self) -> StoreFuture<'_, Vec<BudgetInfo>> {
+        self.read((), |c, ()| Box::pin(ops::budgets(c)))
+    }
+
+    fn budget(&self, queue: &str) -> StoreFuture<'_, BudgetInfo> {
+        self.read(queue.to_string(), |c, queue| {
+            Box::pin(ops::budget(c, queue))
+        })
+    }
+
+    fn remove_budget(&self, queue: &str, now: Timestamp) -> StoreFuture<'_, ()> {
+        self.write((queue.to_string(), now), |tx, (queue, now)| {
+            Box::pin(ops::remove_budget(tx, queue, *now))
+        })
+    }
+
+    fn charge_usage(
+        &self,
+        task: TaskId,
+        tokens: u64,
+        cost_usd: f64,
+        calls: u32,
+        now: Timestamp,
+    ) -> StoreFuture<'_, Charged> {
+        self.write(
+            (task, tokens, cost_usd, calls, now),
+            |tx, &(task, tokens, cost_usd, calls, now)| {
+                Box::pin(ops::charge_usage(tx, task, tokens, cost_usd, calls, now))
+            },
+        )
+    }
+
+    fn budget_gate(&self, queue: &str, now: Timestamp) -> StoreFuture<'_, Option<BudgetInfo>> {
+        self.read((queue.to_string(), now), |c, (queue, now)| {
+            Box::pin(ops::budget_gate(c, queue, *now))
+        })
+    }
+
+    fn roll_budget(&self, queue: &str, now: Timestamp) -> StoreFuture<'_, Option<BudgetInfo>> {
+        self.write((queue.to_string(), now), |tx, (queue, now)| {
+            Box::pin(ops::roll_budget(tx, queue, *now))
+        })
+    }
+
+    fn beat(&self, beat: NodeBeat) -> StoreFuture<'_, ()> {
+        self.write(beat, |tx, beat| Box::pin(ops::beat(tx, beat)))
+    }
+
+    fn node_stopped(&self, name: &str, now: Timestamp) -> StoreFuture<'_, ()> {
+        self.write((name.to_string(), now), |tx, (name, now)| {
+            Box::pin(ops::node_stopped(tx, name, *now))
+        })
+    }
+
+    fn nodes(&self) -> StoreFuture<'_, Vec<NodeRow>> {
+        self.read((), |c, ()| Box::pin(ops::nodes(c)))
+    }
+
+    fn remove_node(&self, name: &str) -> StoreFuture<'_, ()> {
+        self.write(name.to_string(), |tx, name| {
+            Box::pin(ops::remove_node(tx, name))
+        })
+    }
+}

@@ -1,0 +1,112 @@
+//! Alerts: firing one once per cause, resolving it once, listing them.
+
+use super::*;
+use crate::NewAlert;
+use crate::decode::AlertColumns;
+use meanwhile_core::{Alert, AlertKind, EventKind, TaskId, TaskState, Timestamp};
+use tokio_postgres::{Client, Row};
+
+const COLS: &str = "id, kind, state, message, task_id, queue, fired_at, resolved_at";
+
+fn from_row(r: &Row) -> Result<Alert> {
+    AlertColumns {
+        id: col(r, 0)?,
+        kind: col(r, 1)?,
+        state: col(r, 2)?,
+        message: col(r, 3)?,
+        task_id: col(r, 4)?,
+        queue: col(r, 5)?,
+        fired_at: col(r, 6)?,
+        resolved_at: col(r, 7)?,
+    }
+    .decode()
+}
+
+fn announce(tx: &mut Tx, a: &Alert) {
+    tx.emit(
+        a.at,
+        EventKind::Alert,
+        a.task,
+        serde_json::to_value(a).unwrap_or_default(),
+    );
+}
+
+pub(crate) async fn fire_alert(tx: &mut Tx, a: &NewAlert, now: Timestamp) -> Result<Option<Alert>> {
+    let row = tx
+        .client()
+        .query_opt(
+            &format!(
+                "INSERT INTO alerts (kind, subject, state, message, task_id, queue, fired_at)
+                 VALUES ($1, $2, 'firing', $3, $4, $5, $6)
+                 ON CONFLICT (kind, subject) WHERE state = 'firing' DO NOTHING
+                 RETURNING {COLS}"
+            ),
+            &[
+                &a.kind.as_str(),
+                &a.subject,
+                &a.message,
+                &a.task.map(|t| t.0),
+                &a.queue,
+                &now.0,
+            ],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let alert = from_row(&row)?;
+    announce(tx, &alert);
+    Ok(Some(alert))
+}
+
+pub(crate) async fn resolve_alert(
+    tx: &mut Tx,
+    kind: AlertKind,
+    subject: &str,
+    message: &str,
+    now: Timestamp,
+) -> Result<Option<Alert>> {
+    let row = tx
+        .client()
+        .query_opt(
+            &format!(
+                "UPDATE alerts SET state = 'resolved', resolved_at = $3, message = $4
+                 WHERE kind = $1 AND subject = $2 AND state = 'firing' RETURNING {COLS}"
+            ),
+            &[&kind.as_str(), &subject, &now.0, &message],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let alert = from_row(&row)?;
+    announce(tx, &alert);
+    Ok(Some(alert))
+}
+
+pub(crate) async fn alerts(c: &Client, all: bool, limit: u32) -> Result<Vec<Alert>> {
+    let sql = if all {
+        format!("SELECT {COLS} FROM alerts ORDER BY id DESC LIMIT $1")
+    } else {
+        format!("SELECT {COLS} FROM alerts WHERE state = 'firing' ORDER BY id DESC LIMIT $1")
+    };
+    let rows = c.query(&sql, &[&i64::from(limit.clamp(1, 10_000))]).await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// The states of the last `n` tasks of `queue` that ended, newest first.
+pub(crate) async fn last_ends(c: &Client, queue: &str, n: u32) -> Result<Vec<(TaskId, TaskState)>> {
+    let rows = c
+        .query(
+            "SELECT id, state FROM tasks
+             WHERE queue = $1 AND finished_at IS NOT NULL
+               AND state IN ('succeeded', 'failed', 'timed_out', 'quarantined', 'lost')
+             ORDER BY finished_at DESC, id DESC LIMIT $2",
+            &[&queue, &i64::from(n)],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                TaskId(col(r, 0)?),
+                crate::decode::state(&col::<String>(r, 1)?)?,
+            ))
+        })
+        .collect()
+}

@@ -1,0 +1,611 @@
+//! A task's way through its states: claims, leases, ends, releases, stops, retries,
+//! progress, and what failure cascades to dependents.
+//!
+//! A claim locks the rows of the queues it may claim from (`FOR UPDATE`, in name
+//! order) before it counts what runs in them: two nodes claiming in one queue take
+//! turns, and the second counts the first's claims, so `max_parallel`, `per_key` and
+//! the rate hold across a fleet. The tasks themselves are taken with
+//! `FOR UPDATE SKIP LOCKED`, passing over any a concurrent write holds.
+
+use super::*;
+use crate::decode;
+use crate::{AttemptEnd, Claim, ClaimRequest, Claimed, Finished, StopOutcome, StoreError};
+use meanwhile_core::{
+    Attempt, EventKind, Progress, TaskId, TaskRecord, TaskState, Timestamp, Transition, transition,
+};
+use serde_json::json;
+use std::collections::HashMap;
+use tokio_postgres::Client;
+
+/// Fails a pending task whose dependency ended without succeeding, then its own
+/// dependents, and so on.
+pub(super) async fn fail_for_dependency(
+    tx: &mut Tx,
+    id: TaskId,
+    dep: TaskId,
+    dep_state: TaskState,
+    now: Timestamp,
+) -> Result<Vec<TaskRecord>> {
+    // Iterative, not recursive: an async fn cannot call itself without a box.
+    let mut out = Vec::new();
+    let mut todo = vec![(id, dep, dep_state)];
+    while let Some((id, dep, dep_state)) = todo.pop() {
+        let task = lock_task(tx, id).await?;
+        let to = transition(task.state, Transition::DependencyFailed)
+            .map_err(|source| StoreError::Illegal { id, source })?;
+        let reason = decode::dependency_reason(dep, dep_state);
+        exec(
+            tx,
+            "UPDATE tasks SET state = $2, reason = $3, finished_at = $4, run_after = NULL
+             WHERE id = $1",
+            &[&id.0, &to.as_str(), &reason, &now.0],
+        )
+        .await?;
+        tx.count_move(&task.queue, task.state, to);
+        let task = load_task(tx.client(), id).await?;
+        finished(tx, &task, now, 0, "", 0);
+        out.push(task);
+        let mut next = dependents(tx, id).await?;
+        next.reverse();
+        todo.extend(next.into_iter().map(|d| (d, id, to)));
+    }
+    Ok(out)
+}
+
+/// The pending dependents of a task, in id order.
+async fn dependents(tx: &Tx, id: TaskId) -> Result<Vec<TaskId>> {
+    let rows = tx
+        .client()
+        .query(
+            "SELECT d.task_id FROM deps d JOIN tasks t ON t.id = d.task_id
+             WHERE d.dep_id = $1 AND t.state = 'pending' ORDER BY d.task_id",
+            &[&id.0],
+        )
+        .await?;
+    rows.iter().map(|r| col(r, 0).map(TaskId)).collect()
+}
+
+/// Fails the pending dependents of a task that ended without succeeding.
+pub(super) async fn cascade(
+    tx: &mut Tx,
+    id: TaskId,
+    state: TaskState,
+    now: Timestamp,
+) -> Result<Vec<TaskRecord>> {
+    if state == TaskState::Succeeded {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for dependent in dependents(tx, id).await? {
+        out.extend(fail_for_dependency(tx, dependent, id, state, now).await?);
+    }
+    Ok(out)
+}
+
+/// A queue as a claim sees it: its limits.
+struct ClaimQueue {
+    name: String,
+    max_parallel: i64,
+    per_key: Option<i64>,
+    /// Starts allowed, and the window's length in milliseconds.
+    rate: Option<(i64, i64)>,
+}
+
+pub(crate) async fn claim(tx: &mut Tx, req: &ClaimRequest) -> Result<Claim> {
+    if req.kinds.is_empty() || req.limit == 0 {
+        return Ok(Claim {
+            tasks: Vec::new(),
+            next_wakeup: next_wakeup(tx.client(), req.now).await?,
+        });
+    }
+    // First the queues' rows, so that what is counted below cannot change under
+    // this claim; another claimer waits here until this one commits.
+    let queues: Vec<ClaimQueue> = tx
+        .client()
+        .query(
+            "SELECT name, max_parallel, per_key, rate_count, rate_window_ms
+             FROM queues WHERE NOT paused ORDER BY name FOR UPDATE",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            let rate = match (col::<Option<i64>>(r, 3)?, col::<Option<i64>>(r, 4)?) {
+                (Some(count), Some(window)) => Some((count, window)),
+                _ => None,
+            };
+            Ok(ClaimQueue {
+                name: col(r, 0)?,
+                max_parallel: col(r, 1)?,
+                per_key: col(r, 2)?,
+                rate,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let running: HashMap<String, i64> = tx
+        .client()
+        .query(
+            "SELECT queue, COUNT(*) FROM tasks WHERE state = 'running' GROUP BY queue",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
+        .collect::<Result<_>>()?;
+    let kinds: Vec<String> = req.kinds.iter().map(|k| k.as_str().to_string()).collect();
+    let runnable = "state = 'pending' AND queue = $1
+           AND (run_after IS NULL OR run_after <= $2)
+           AND kind = ANY($3::TEXT[])
+           AND NOT EXISTS (SELECT 1 FROM deps d JOIN tasks t ON t.id = d.dep_id
+                           WHERE d.task_id = tasks.id AND t.state <> 'succeeded')";
+    let mut budget = i64::from(req.limit);
+    let mut picked = Vec::new();
+    let mut wakeup = next_wakeup(tx.client(), req.now).await?;
+    for queue in queues {
+        let free =
+            (queue.max_parallel - running.get(&queue.name).copied().unwrap_or(0)).min(budget);
+        if free <= 0 {
+            continue;
+        }
+        let used = match queue.rate {
+            None => 0,
+            Some((_, window)) => rate_used(tx, &queue.name, req.now, window).await?,
+        };
+        // When the rate rather than the free slots stops this claim, look for one task
+        // more: if there is one, the rate holds it back, and the claimer must hear when
+        // the window lets it start.
+        let (allowed, probe) = decode::claim_room(free, queue.rate, used);
+        let want = allowed + i64::from(probe);
+        let mut ids: Vec<i64> = match queue.per_key {
+            None => tx
+                .client()
+                .query(
+                    &format!(
+                        "SELECT id FROM tasks WHERE {runnable}
+                         ORDER BY priority DESC, id LIMIT $4 FOR UPDATE SKIP LOCKED"
+                    ),
+                    &[&queue.name, &req.now.0, &kinds, &want],
+                )
+                .await?
+                .iter()
+                .map(|r| col(r, 0))
+                .collect::<Result<_>>()?,
+            Some(per_key) => {
+                pick_by_key(tx, runnable, &queue.name, req.now, &kinds, per_key, want).await?
+            }
+        };
+        let held_back = ids.len() as i64 > allowed;
+        ids.truncate(allowed as usize);
+        if let Some((count, window)) = queue.rate {
+            if !ids.is_empty() {
+                record_starts(tx, &queue.name, req.now, ids.len() as i64).await?;
+            }
+            if held_back {
+                let used = used + ids.len() as i64;
+                if let Some(t) = rate_reopens(tx, &queue.name, window, used - count + 1).await? {
+                    wakeup = Some(wakeup.map_or(t, |w| w.min(t)));
+                }
+            }
+        }
+        budget -= ids.len() as i64;
+        picked.extend(ids);
+        if budget <= 0 {
+            break;
+        }
+    }
+    let mut out = Vec::with_capacity(picked.len());
+    for id in picked {
+        let id = TaskId(id);
+        let mut task = load_task(tx.client(), id).await?;
+        let to = transition(task.state, Transition::Claim)
+            .map_err(|source| StoreError::Illegal { id, source })?;
+        let attempt = task.attempts + 1;
+        exec(
+            tx,
+            "UPDATE tasks SET state = $2, attempts = $3, started_at = $4, finished_at = NULL,
+                node = $5, lease_until = $6, run_after = NULL, exit_code = NULL, signal = NULL,
+                stop_requested = false
+             WHERE id = $1",
+            &[
+                &id.0,
+                &to.as_str(),
+                &i64::from(attempt),
+                &req.now.0,
+                &req.node,
+                &req.lease_until.0,
+            ],
+        )
+        .await?;
+        exec(
+            tx,
+            "INSERT INTO attempts (task_id, number, node, started_at) VALUES ($1, $2, $3, $4)",
+            &[&id.0, &i64::from(attempt), &req.node, &req.now.0],
+        )
+        .await?;
+        tx.count_move(&task.queue, task.state, to);
+        tx.emit(
+            req.now,
+            EventKind::Started,
+            Some(id),
+            json!({"attempt": attempt, "node": req.node}),
+        );
+        crate::decode::claimed(&mut task, to, attempt, req);
+        out.push(Claimed { task, attempt });
+    }
+    Ok(Claim {
+        tasks: out,
+        next_wakeup: wakeup,
+    })
+}
+
+/// Up to `want` runnable tasks of a queue with a `per_key` limit, in priority order,
+/// passing over those whose key is full (see [`decode::pick_by_key`]). The rows it
+/// takes are locked (`SKIP LOCKED`, so rows another write holds are passed over).
+async fn pick_by_key(
+    tx: &Tx,
+    runnable: &str,
+    queue: &str,
+    now: Timestamp,
+    kinds: &Vec<String>,
+    per_key: i64,
+    want: i64,
+) -> Result<Vec<i64>> {
+    let keys: HashMap<String, i64> = tx
+        .client()
+        .query(
+            "SELECT concurrency_key, COUNT(*) FROM tasks
+             WHERE state = 'running' AND queue = $1 AND concurrency_key IS NOT NULL
+             GROUP BY concurrency_key",
+            &[&queue],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
+        .collect::<Result<_>>()?;
+    let rows = tx
+        .client()
+        .query(
+            &format!(
+                "SELECT id, concurrency_key FROM tasks WHERE {runnable}
+                 ORDER BY priority DESC, id FOR UPDATE SKIP LOCKED"
+            ),
+            &[&queue, &now.0, kinds],
+        )
+        .await?;
+    decode::pick_by_key(
+        keys,
+        rows.iter().map(|r| Ok((col(r, 0)?, col(r, 1)?))),
+        per_key,
+        want,
+    )
+}
+
+/// Starts of a rate-limited queue within the window that ends at `now`, after
+/// forgetting those before it.
+async fn rate_used(tx: &Tx, queue: &str, now: Timestamp, window_ms: i64) -> Result<i64> {
+    exec(
+        tx,
+        "DELETE FROM queue_starts WHERE queue = $1 AND at <= $2",
+        &[&queue, &now.0.saturating_sub(window_ms)],
+    )
+    .await?;
+    let row = tx
+        .client()
+        .query_one(
+            "SELECT COALESCE(SUM(n), 0)::BIGINT FROM queue_starts WHERE queue = $1",
+            &[&queue],
+        )
+        .await?;
+    col(&row, 0)
+}
+
+/// Counts `n` starts of a rate-limited queue at `now`.
+async fn record_starts(tx: &Tx, queue: &str, now: Timestamp, n: i64) -> Result<()> {
+    exec(
+        tx,
+        "INSERT INTO queue_starts (queue, at, n) VALUES ($1, $2, $3)
+         ON CONFLICT (queue, at) DO UPDATE SET n = queue_starts.n + excluded.n",
+        &[&queue, &now.0, &n],
+    )
+    .await?;
+    Ok(())
+}
+
+/// When a rate-limited queue may start another task (see [`decode::rate_reopens`]).
+async fn rate_reopens(
+    tx: &Tx,
+    queue: &str,
+    window_ms: i64,
+    excess: i64,
+) -> Result<Option<Timestamp>> {
+    let starts: Vec<(i64, i64)> = tx
+        .client()
+        .query(
+            "SELECT at, n FROM queue_starts WHERE queue = $1 ORDER BY at",
+            &[&queue],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
+        .collect::<Result<_>>()?;
+    Ok(decode::rate_reopens(starts, window_ms, excess))
+}
+
+pub(crate) async fn set_pid(tx: &mut Tx, id: TaskId, attempt: u32, pid: i32) -> Result<()> {
+    exec(
+        tx,
+        "UPDATE attempts SET pid = $3 WHERE task_id = $1 AND number = $2",
+        &[&id.0, &i64::from(attempt), &i64::from(pid)],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn renew(tx: &mut Tx, node: &str, lease_until: Timestamp) -> Result<u64> {
+    exec(
+        tx,
+        "UPDATE tasks SET lease_until = $2 WHERE state = 'running' AND node = $1",
+        &[&node, &lease_until.0],
+    )
+    .await
+}
+
+pub(crate) async fn finish_attempt(tx: &mut Tx, end: &AttemptEnd) -> Result<Option<Finished>> {
+    let id = end.id;
+    let (mut task, base, max_attempts) = load_task_and_budget(tx, id).await?;
+    if task.state != TaskState::Running || task.attempts != end.attempt {
+        return Ok(None);
+    }
+    let relative = (i64::from(end.attempt) - base).max(1) as u32;
+    let to = transition(
+        task.state,
+        Transition::AttemptEnded {
+            outcome: end.outcome,
+            attempt: relative,
+            max_attempts: max_attempts as u32,
+        },
+    )
+    .map_err(|source| StoreError::Illegal { id, source })?;
+    exec(
+        tx,
+        "UPDATE attempts SET ended_at = $3, outcome = $4, exit_code = $5, signal = $6,
+            reason = $7, peak_rss_kb = $8, cpu_ms = $9
+         WHERE task_id = $1 AND number = $2",
+        &[
+            &id.0,
+            &i64::from(end.attempt),
+            &end.ended_at.0,
+            &decode::outcome_name(end.outcome),
+            &end.exit_code.map(i64::from),
+            &end.signal.map(i64::from),
+            &end.reason,
+            &end.peak_rss_kb.map(|v| v as i64),
+            &end.cpu_ms.map(|v| v as i64),
+        ],
+    )
+    .await?;
+    let started = task.started_at.unwrap_or(end.ended_at);
+    let duration_ms = started.millis_until(end.ended_at);
+    let reason = decode::end_reason(end, to, relative);
+    if to == TaskState::Pending {
+        let retry_reason = decode::retry_reason(end);
+        exec(
+            tx,
+            "UPDATE tasks SET state = 'pending', run_after = $2, node = NULL, lease_until = NULL,
+                exit_code = $3, signal = $4, reason = $5, stop_requested = false
+             WHERE id = $1",
+            &[
+                &id.0,
+                &end.retry_at.0,
+                &end.exit_code.map(i64::from),
+                &end.signal.map(i64::from),
+                &retry_reason,
+            ],
+        )
+        .await?;
+        task.run_after = Some(end.retry_at);
+        task.reason = Some(retry_reason);
+    } else {
+        exec(
+            tx,
+            "UPDATE tasks SET state = $2, finished_at = $3, node = NULL, lease_until = NULL,
+                exit_code = $4, signal = $5, reason = $6, result = COALESCE($7, result),
+                stop_requested = false
+             WHERE id = $1",
+            &[
+                &id.0,
+                &to.as_str(),
+                &end.ended_at.0,
+                &end.exit_code.map(i64::from),
+                &end.signal.map(i64::from),
+                &reason,
+                &end.result,
+            ],
+        )
+        .await?;
+        task.finished_at = Some(end.ended_at);
+        task.reason = reason;
+        if end.result.is_some() {
+            task.result = end.result.clone();
+        }
+    }
+    tx.count_move(&task.queue, task.state, to);
+    tx.emit(
+        end.ended_at,
+        EventKind::AttemptEnded,
+        Some(id),
+        decode::attempt_ended_data(end, to),
+    );
+    crate::decode::ended(&mut task, to, end);
+    let mut cascaded = Vec::new();
+    if to.is_terminal() {
+        finished(
+            tx,
+            &task,
+            end.ended_at,
+            duration_ms,
+            &end.tail,
+            end.output_bytes,
+        );
+        cascaded = cascade(tx, id, to, end.ended_at).await?;
+    }
+    Ok(Some(Finished { task, cascaded }))
+}
+
+pub(crate) async fn release(
+    tx: &mut Tx,
+    id: TaskId,
+    attempt: u32,
+    now: Timestamp,
+) -> Result<Option<TaskRecord>> {
+    let task = lock_task(tx, id).await?;
+    if task.state != TaskState::Running || task.attempts != attempt {
+        return Ok(None);
+    }
+    let to = transition(task.state, Transition::Release)
+        .map_err(|source| StoreError::Illegal { id, source })?;
+    exec(
+        tx,
+        "UPDATE tasks SET state = $2, attempts = attempts - 1, started_at = NULL, node = NULL,
+            lease_until = NULL, stop_requested = false
+         WHERE id = $1",
+        &[&id.0, &to.as_str()],
+    )
+    .await?;
+    exec(
+        tx,
+        "DELETE FROM attempts WHERE task_id = $1 AND number = $2",
+        &[&id.0, &i64::from(attempt)],
+    )
+    .await?;
+    tx.count_move(&task.queue, task.state, to);
+    tx.emit(
+        now,
+        EventKind::Released,
+        Some(id),
+        json!({"attempt": attempt}),
+    );
+    load_task(tx.client(), id).await.map(Some)
+}
+
+pub(crate) async fn request_stop(tx: &mut Tx, id: TaskId, now: Timestamp) -> Result<StopOutcome> {
+    let task = lock_task(tx, id).await?;
+    match task.state {
+        TaskState::Running => {
+            exec(
+                tx,
+                "UPDATE tasks SET stop_requested = true WHERE id = $1",
+                &[&id.0],
+            )
+            .await?;
+            tx.emit(now, EventKind::StopRequested, Some(id), json!({}));
+            Ok(StopOutcome::Stopping(load_task(tx.client(), id).await?))
+        }
+        from => {
+            let to = transition(from, Transition::Cancel)
+                .map_err(|source| StoreError::Illegal { id, source })?;
+            exec(
+                tx,
+                "UPDATE tasks SET state = $2, finished_at = $3, reason = $4, run_after = NULL
+                 WHERE id = $1",
+                &[&id.0, &to.as_str(), &now.0, &"cancelled before it started"],
+            )
+            .await?;
+            tx.count_move(&task.queue, from, to);
+            let task = load_task(tx.client(), id).await?;
+            finished(tx, &task, now, 0, "", 0);
+            let cascaded = cascade(tx, id, to, now).await?;
+            Ok(StopOutcome::Cancelled(Finished { task, cascaded }))
+        }
+    }
+}
+
+pub(crate) async fn retry(tx: &mut Tx, id: TaskId, now: Timestamp) -> Result<TaskRecord> {
+    let task = lock_task(tx, id).await?;
+    let to = transition(task.state, Transition::Retry)
+        .map_err(|source| StoreError::Illegal { id, source })?;
+    exec(
+        tx,
+        "UPDATE tasks SET state = $2, attempt_base = attempts, run_after = NULL,
+            finished_at = NULL, exit_code = NULL, signal = NULL, reason = NULL, result = NULL,
+            progress = NULL, stop_requested = false
+         WHERE id = $1",
+        &[&id.0, &to.as_str()],
+    )
+    .await?;
+    tx.count_move(&task.queue, task.state, to);
+    tx.emit(
+        now,
+        EventKind::Retried,
+        Some(id),
+        json!({"from": task.state}),
+    );
+    load_task(tx.client(), id).await
+}
+
+pub(crate) async fn set_progress(tx: &mut Tx, id: TaskId, progress: &Progress) -> Result<()> {
+    let body = serde_json::to_string(progress).map_err(|e| corrupt("progress", e))?;
+    let changed = exec(
+        tx,
+        "UPDATE tasks SET progress = $2 WHERE id = $1 AND state = 'running'",
+        &[&id.0, &body],
+    )
+    .await?;
+    if changed == 0 {
+        let task = load_task(tx.client(), id).await?;
+        return Err(StoreError::Conflict {
+            field: "progress",
+            message: format!("task {id} is {}, not running", task.state),
+        });
+    }
+    tx.emit(
+        progress.at,
+        EventKind::Progress,
+        Some(id),
+        serde_json::to_value(progress).unwrap_or_default(),
+    );
+    Ok(())
+}
+
+pub(crate) async fn running(
+    c: &Client,
+    node: Option<&str>,
+    expired_before: Option<Timestamp>,
+) -> Result<Vec<(TaskRecord, Attempt)>> {
+    let rows = c
+        .query(
+            &format!(
+                "SELECT {TASK_COLS} FROM tasks WHERE state = 'running'
+                   AND (($1::TEXT IS NOT NULL AND node = $1::TEXT)
+                        OR ($2::BIGINT IS NOT NULL AND lease_until < $2::BIGINT))
+                 ORDER BY id"
+            ),
+            &[&node, &expired_before.map(|t| t.0)],
+        )
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for t in tasks_from_rows(&rows)? {
+        let row = c
+            .query_opt(
+                &format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE task_id = $1 AND number = $2"),
+                &[&t.id.0, &i64::from(t.attempts)],
+            )
+            .await?;
+        if let Some(row) = row {
+            let a = attempt_from_row(&row)?;
+            out.push((t, a));
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) async fn next_wakeup(c: &Client, now: Timestamp) -> Result<Option<Timestamp>> {
+    let row = c
+        .query_one(
+            "SELECT MIN(run_after) FROM tasks
+             WHERE state = 'pending' AND run_after IS NOT NULL AND run_after > $1",
+            &[&now.0],
+        )
+        .await?;
+    Ok(col::<Option<i64>>(&row, 0)?.map(Timestamp))
+}

@@ -1,0 +1,63 @@
+//! Nodes: each runtime's heartbeat, and the list of them with their running tasks.
+
+use super::*;
+use crate::StoreError;
+use crate::decode::NodeColumns;
+use meanwhile_core::{NodeBeat, NodeRow, Timestamp};
+use tokio_postgres::Client;
+
+pub(crate) async fn beat(tx: &mut Tx, b: &NodeBeat) -> Result<()> {
+    exec(
+        tx,
+        "INSERT INTO nodes (name, address, version, started_at, heartbeat_at, stopped_at)
+         VALUES ($1, $2, $3, $4, $5, NULL)
+         ON CONFLICT (name) DO UPDATE SET address = excluded.address,
+             version = excluded.version, started_at = excluded.started_at,
+             heartbeat_at = excluded.heartbeat_at, stopped_at = NULL",
+        &[&b.name, &b.address, &b.version, &b.started_at.0, &b.now.0],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn node_stopped(tx: &mut Tx, name: &str, now: Timestamp) -> Result<()> {
+    exec(
+        tx,
+        "UPDATE nodes SET stopped_at = $2, heartbeat_at = $2 WHERE name = $1",
+        &[&name, &now.0],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn nodes(c: &Client) -> Result<Vec<NodeRow>> {
+    let rows = c
+        .query(
+            "SELECT n.name, n.address, n.version, n.started_at, n.heartbeat_at, n.stopped_at,
+                    (SELECT COUNT(*) FROM tasks t WHERE t.state = 'running' AND t.node = n.name)
+             FROM nodes n ORDER BY n.name",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(NodeColumns {
+                name: col(r, 0)?,
+                address: col(r, 1)?,
+                version: col(r, 2)?,
+                started_at: col(r, 3)?,
+                heartbeat_at: col(r, 4)?,
+                stopped_at: col(r, 5)?,
+                running: col(r, 6)?,
+            }
+            .decode())
+        })
+        .collect()
+}
+
+pub(crate) async fn remove_node(tx: &mut Tx, name: &str) -> Result<()> {
+    if exec(tx, "DELETE FROM nodes WHERE name = $1", &[&name]).await? == 0 {
+        return Err(StoreError::UnknownNode(name.to_string()));
+    }
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! Sessions and their notifications: the notice an ending task leaves, and draining
+//! them exactly once.
+
+use super::*;
+use meanwhile_core::{EventKind, Notification, TaskRecord, Timestamp};
+use tokio_postgres::Client;
+
+/// Writes the `finished` event and, when the task names a session, its notification
+/// (both appended at the commit, in the log's order).
+pub(super) fn finished(
+    tx: &mut Tx,
+    task: &TaskRecord,
+    now: Timestamp,
+    duration_ms: u64,
+    tail: &str,
+    output_bytes: u64,
+) {
+    tx.emit(
+        now,
+        EventKind::Finished,
+        Some(task.id),
+        crate::decode::finished_data(task),
+    );
+    if let Some(session) = &task.session {
+        match crate::decode::notification_body(task, session, now, duration_ms, tail, output_bytes)
+        {
+            Ok(body) => tx.notify(session, task.id, body),
+            // A notification is plain data; serializing it does not fail.
+            Err(e) => tracing::error!("task {}: no notification: {e}", task.id),
+        }
+    }
+}
+
+async fn notifications_after(
+    c: &Client,
+    session: &str,
+    cursor: i64,
+    limit: u32,
+) -> Result<Vec<Notification>> {
+    let rows = c
+        .query(
+            "SELECT seq, body FROM notifications WHERE session = $1 AND seq > $2
+             ORDER BY seq LIMIT $3",
+            &[&session, &cursor, &i64::from(limit.clamp(1, 1000))],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| crate::decode::notification(col(r, 0)?, &col::<String>(r, 1)?))
+        .collect()
+}
+
+async fn session_cursor(c: &Client, session: &str, lock: bool) -> Result<i64> {
+    let sql = if lock {
+        "SELECT cursor FROM sessions WHERE name = $1 FOR UPDATE"
+    } else {
+        "SELECT cursor FROM sessions WHERE name = $1"
+    };
+    match c.query_opt(sql, &[&session]).await? {
+        Some(row) => col(&row, 0),
+        None => Ok(0),
+    }
+}
+
+pub(crate) async fn drain_notifications(
+    tx: &mut Tx,
+    session: &str,
+    limit: u32,
+) -> Result<Vec<Notification>> {
+    // Two drains of one session take turns on its row, so each notice is handed
+    // out once. A session drained for the first time has no row to lock: its row
+    // is made first (and kept at 0), and the second drain waits on it.
+    exec(
+        tx,
+        "INSERT INTO sessions (name, cursor) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING",
+        &[&session],
+    )
+    .await?;
+    let cursor = session_cursor(tx.client(), session, true).await?;
+    let out = notifications_after(tx.client(), session, cursor, limit).await?;
+    if let Some(last) = out.last() {
+        exec(
+            tx,
+            "UPDATE sessions SET cursor = $2 WHERE name = $1",
+            &[&session, &last.seq],
+        )
+        .await?;
+    }
+    Ok(out)
+}
+
+pub(crate) async fn peek_notifications(
+    c: &Client,
+    session: &str,
+    limit: u32,
+) -> Result<Vec<Notification>> {
+    let cursor = session_cursor(c, session, false).await?;
+    notifications_after(c, session, cursor, limit).await
+}
+
+pub(crate) async fn notifications_pending(c: &Client) -> Result<Vec<(String, u64)>> {
+    let rows = c
+        .query(
+            "SELECT n.session, COUNT(*) FROM notifications n
+             LEFT JOIN sessions s ON s.name = n.session
+             WHERE n.seq > COALESCE(s.cursor, 0)
+             GROUP BY n.session ORDER BY n.session",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| Ok((col(r, 0)?, col::<i64>(r, 1)?.max(0) as u64)))
+        .collect()
+}

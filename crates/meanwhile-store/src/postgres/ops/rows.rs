@@ -1,0 +1,126 @@
+//! Reading tasks and attempts out of rows, and what every module shares.
+
+pub(super) use super::super::{Params, Tx, col};
+use crate::StoreError;
+pub(super) use crate::decode::corrupt;
+use crate::decode::{AttemptColumns, TaskColumns};
+use meanwhile_core::{Attempt, TaskId, TaskRecord, Timestamp};
+use tokio_postgres::{Client, Row};
+
+pub(super) type Result<T> = std::result::Result<T, StoreError>;
+
+pub(super) const TASK_COLS: &str = "id, kind, name, state, queue, priority, labels, session, spec, \
+    created_at, run_after, started_at, finished_at, attempts, exit_code, signal, reason, \
+    progress, result, node, stop_requested, tokens, cost_usd, model_calls";
+
+pub(super) fn task_from_row(r: &Row) -> Result<TaskRecord> {
+    TaskColumns {
+        id: col(r, 0)?,
+        kind: col(r, 1)?,
+        name: col(r, 2)?,
+        state: col(r, 3)?,
+        queue: col(r, 4)?,
+        priority: col(r, 5)?,
+        labels: col(r, 6)?,
+        session: col(r, 7)?,
+        spec: col(r, 8)?,
+        created_at: col(r, 9)?,
+        run_after: col(r, 10)?,
+        started_at: col(r, 11)?,
+        finished_at: col(r, 12)?,
+        attempts: col(r, 13)?,
+        exit_code: col(r, 14)?,
+        signal: col(r, 15)?,
+        reason: col(r, 16)?,
+        progress: col(r, 17)?,
+        result: col(r, 18)?,
+        node: col(r, 19)?,
+        stop_requested: col(r, 20)?,
+        tokens: col(r, 21)?,
+        cost_usd: col(r, 22)?,
+        model_calls: col(r, 23)?,
+    }
+    .decode()
+}
+
+/// Tasks out of rows.
+pub(super) fn tasks_from_rows(rows: &[Row]) -> Result<Vec<TaskRecord>> {
+    rows.iter().map(task_from_row).collect()
+}
+
+/// A task with its retry budget (`attempt_base`, `max_attempts`), in one read: what
+/// recording an end needs. The row stays locked until the write commits, so two
+/// nodes recording ends of one task take turns.
+pub(crate) async fn load_task_and_budget(tx: &Tx, id: TaskId) -> Result<(TaskRecord, i64, i64)> {
+    let row = tx
+        .client()
+        .query_opt(
+            &format!(
+                "SELECT {TASK_COLS}, attempt_base, max_attempts FROM tasks WHERE id = $1 FOR UPDATE"
+            ),
+            &[&id.0],
+        )
+        .await?
+        .ok_or(StoreError::UnknownTask(id))?;
+    Ok((task_from_row(&row)?, col(&row, 24)?, col(&row, 25)?))
+}
+
+pub(crate) async fn load_task(c: &Client, id: TaskId) -> Result<TaskRecord> {
+    let row = c
+        .query_opt(
+            &format!("SELECT {TASK_COLS} FROM tasks WHERE id = $1"),
+            &[&id.0],
+        )
+        .await?
+        .ok_or(StoreError::UnknownTask(id))?;
+    task_from_row(&row)
+}
+
+/// A task, its row locked until the write commits: what a change of its state reads.
+pub(crate) async fn lock_task(tx: &Tx, id: TaskId) -> Result<TaskRecord> {
+    let row = tx
+        .client()
+        .query_opt(
+            &format!("SELECT {TASK_COLS} FROM tasks WHERE id = $1 FOR UPDATE"),
+            &[&id.0],
+        )
+        .await?
+        .ok_or(StoreError::UnknownTask(id))?;
+    task_from_row(&row)
+}
+
+/// The database's time, for writes whose callers do not pass one (removal, queue
+/// changes): one clock for every node.
+pub(crate) async fn db_now(c: &Client) -> Result<Timestamp> {
+    let row = c
+        .query_one(
+            "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT",
+            &[],
+        )
+        .await?;
+    Ok(Timestamp(col(&row, 0)?))
+}
+
+pub(super) fn attempt_from_row(r: &Row) -> Result<Attempt> {
+    Ok(AttemptColumns {
+        number: col(r, 0)?,
+        node: col(r, 1)?,
+        started_at: col(r, 2)?,
+        ended_at: col(r, 3)?,
+        outcome: col(r, 4)?,
+        exit_code: col(r, 5)?,
+        signal: col(r, 6)?,
+        reason: col(r, 7)?,
+        pid: col(r, 8)?,
+        peak_rss_kb: col(r, 9)?,
+        cpu_ms: col(r, 10)?,
+    }
+    .decode())
+}
+
+pub(super) const ATTEMPT_COLS: &str = "number, node, started_at, ended_at, outcome, exit_code, signal, reason, pid, peak_rss_kb, cpu_ms";
+
+/// Runs a statement; how many rows it changed.
+pub(super) async fn exec(tx: &Tx, sql: &str, params: Params<'_>) -> Result<u64> {
+    Ok(tx.client().execute(sql, params).await?)
+}

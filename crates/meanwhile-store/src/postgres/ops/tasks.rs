@@ -1,0 +1,221 @@
+//! Tasks as records: submitting, listing, their attempts, removal and cleaning.
+
+use super::*;
+use crate::{CleanRequest, ListFilter, NewTask, Page, StoreError, Submitted};
+use meanwhile_core::{Attempt, EventKind, TaskId, TaskState};
+use serde_json::json;
+use tokio_postgres::Client;
+use tokio_postgres::types::ToSql;
+
+pub(crate) async fn insert_task(tx: &mut Tx, t: &NewTask) -> Result<Submitted> {
+    let spec = t.spec.spec();
+    if let Some(key) = &spec.idempotency_key
+        && let Some(id) = task_with_key(tx.client(), key).await?
+    {
+        return Ok(Submitted::Existing(id));
+    }
+    let mut failed_dep = None;
+    for dep in &spec.after {
+        let row = tx
+            .client()
+            .query_opt("SELECT state FROM tasks WHERE id = $1", &[&dep.0])
+            .await?
+            .ok_or(StoreError::UnknownDependency(*dep))?;
+        let state = crate::decode::state(&col::<String>(&row, 0)?)?;
+        if state.is_terminal() && state != TaskState::Succeeded && failed_dep.is_none() {
+            failed_dep = Some((*dep, state));
+        }
+    }
+    let queue = t.spec.queue();
+    ensure_queue(tx, queue).await?;
+    let name = t.spec.display_name();
+    let kind = t.spec.work().kind();
+    let spec_json = serde_json::to_string(spec).map_err(|e| corrupt("spec", e))?;
+    let labels = serde_json::to_string(&spec.labels).map_err(|e| corrupt("labels", e))?;
+    // Two nodes submitting one key at once: the second waits for the first to
+    // commit, inserts nothing, and answers with the first's task.
+    let inserted = tx
+        .client()
+        .query_opt(
+            "INSERT INTO tasks (kind, name, state, queue, priority, labels, session, spec,
+                idempotency_key, created_at, run_after, max_attempts, concurrency_key)
+             VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+             RETURNING id",
+            &[
+                &kind.as_str(),
+                &name,
+                &queue,
+                &i64::from(spec.priority),
+                &labels,
+                &spec.session,
+                &spec_json,
+                &spec.idempotency_key,
+                &t.now.0,
+                &t.spec.run_after(t.now).map(|t| t.0),
+                &i64::from(spec.retry.max_attempts),
+                &spec.concurrency_key,
+            ],
+        )
+        .await?;
+    let id = match inserted {
+        Some(row) => TaskId(col(&row, 0)?),
+        None => {
+            let key = spec.idempotency_key.as_deref().unwrap_or_default();
+            let id = task_with_key(tx.client(), key)
+                .await?
+                .ok_or_else(|| corrupt("idempotency key", key))?;
+            return Ok(Submitted::Existing(id));
+        }
+    };
+    for label in &spec.labels {
+        exec(
+            tx,
+            "INSERT INTO task_labels (label, task_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[label, &id.0],
+        )
+        .await?;
+    }
+    for dep in &spec.after {
+        exec(
+            tx,
+            "INSERT INTO deps (task_id, dep_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&id.0, &dep.0],
+        )
+        .await?;
+    }
+    tx.bump(queue, TaskState::Pending, 1);
+    tx.emit(
+        t.now,
+        EventKind::Submitted,
+        Some(id),
+        json!({"name": name, "queue": queue, "kind": kind.as_str()}),
+    );
+    if let Some((dep, state)) = failed_dep {
+        fail_for_dependency(tx, id, dep, state, t.now).await?;
+    }
+    Ok(Submitted::Created(id))
+}
+
+async fn task_with_key(c: &Client, key: &str) -> Result<Option<TaskId>> {
+    let row = c
+        .query_opt("SELECT id FROM tasks WHERE idempotency_key = $1", &[&key])
+        .await?;
+    row.map(|r| col(&r, 0).map(TaskId)).transpose()
+}
+
+pub(crate) async fn list(c: &Client, f: &ListFilter) -> Result<Page> {
+    let limit = crate::decode::list_limit(f.limit);
+    let mut sql = format!("SELECT {TASK_COLS} FROM tasks WHERE true");
+    let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+    let mut arg = |v: Box<dyn ToSql + Sync + Send>| {
+        args.push(v);
+        format!("${}", args.len())
+    };
+    if !f.states.is_empty() {
+        let states: Vec<String> = f.states.iter().map(|s| s.as_str().to_string()).collect();
+        sql += &format!(" AND state = ANY({}::TEXT[])", arg(Box::new(states)));
+    }
+    if let Some(q) = &f.queue {
+        sql += &format!(" AND queue = {}", arg(Box::new(q.clone())));
+    }
+    if let Some(s) = &f.session {
+        sql += &format!(" AND session = {}", arg(Box::new(s.clone())));
+    }
+    if let Some(n) = &f.name {
+        sql += &format!(" AND name = {}", arg(Box::new(n.clone())));
+    }
+    if let Some(l) = &f.label {
+        sql += &format!(
+            " AND id IN (SELECT task_id FROM task_labels WHERE label = {})",
+            arg(Box::new(l.clone()))
+        );
+    }
+    if let Some(b) = f.before {
+        sql += &format!(" AND id < {}", arg(Box::new(b.0)));
+    }
+    sql += &format!(" ORDER BY id DESC LIMIT {}", limit + 1);
+    let params: Vec<&(dyn ToSql + Sync)> = args
+        .iter()
+        .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+        .collect();
+    let rows = c.query(&sql, &params).await?;
+    Ok(crate::decode::task_page(tasks_from_rows(&rows)?, limit))
+}
+
+pub(crate) async fn attempts(c: &Client, id: TaskId) -> Result<Vec<Attempt>> {
+    load_task(c, id).await?;
+    let rows = c
+        .query(
+            &format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE task_id = $1 ORDER BY number"),
+            &[&id.0],
+        )
+        .await?;
+    rows.iter().map(attempt_from_row).collect()
+}
+
+pub(crate) async fn remove(tx: &mut Tx, ids: &[TaskId]) -> Result<Vec<TaskId>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let row = tx
+            .client()
+            .query_opt(
+                "SELECT state, queue, labels FROM tasks WHERE id = $1 FOR UPDATE",
+                &[&id.0],
+            )
+            .await?
+            .ok_or(StoreError::UnknownTask(id))?;
+        let state = crate::decode::state(&col::<String>(&row, 0)?)?;
+        let queue: String = col(&row, 1)?;
+        if !state.is_terminal() {
+            return Err(crate::decode::not_ended(id, state));
+        }
+        for sql in [
+            "DELETE FROM tasks WHERE id = $1",
+            "DELETE FROM attempts WHERE task_id = $1",
+            "DELETE FROM deps WHERE task_id = $1",
+            "DELETE FROM task_labels WHERE task_id = $1",
+        ] {
+            exec(tx, sql, &[&id.0]).await?;
+        }
+        tx.bump(&queue, state, -1);
+        out.push(id);
+    }
+    if !out.is_empty() {
+        let now = db_now(tx.client()).await?;
+        let ids: Vec<i64> = out.iter().map(|t| t.0).collect();
+        tx.emit(now, EventKind::Removed, None, json!({"ids": ids}));
+    }
+    Ok(out)
+}
+
+pub(crate) async fn clean_candidates(c: &Client, req: &CleanRequest) -> Result<Vec<TaskId>> {
+    let mut ids: Vec<i64> = Vec::new();
+    if let Some(before) = req.finished_before {
+        let rows = c
+            .query(
+                "SELECT id FROM tasks WHERE finished_at IS NOT NULL AND finished_at < $1 LIMIT 10000",
+                &[&before.0],
+            )
+            .await?;
+        for r in &rows {
+            ids.push(col(r, 0)?);
+        }
+    }
+    if let Some(keep) = req.keep_last {
+        let rows = c
+            .query(
+                "SELECT id FROM tasks WHERE finished_at IS NOT NULL
+                 ORDER BY finished_at DESC LIMIT 10000 OFFSET $1",
+                &[&(keep.min(i64::MAX as u64) as i64)],
+            )
+            .await?;
+        for r in &rows {
+            ids.push(col(r, 0)?);
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    // Only terminal tasks have finished_at set, so every candidate may be removed.
+    Ok(ids.into_iter().map(TaskId).collect())
+}

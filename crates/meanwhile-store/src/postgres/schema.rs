@@ -1,0 +1,293 @@
+//! The PostgreSQL schema and its migrations: the same versions as SQLite's, with the
+//! same meaning, each applied in its own transaction and recorded in a version
+//! table. Nodes that start at once take turns through an advisory lock.
+//!
+//! Times are integer milliseconds (BIGINT) as in SQLite, so both stores answer
+//! alike. Where SQLite relies on its single writer, this schema adds what a shared
+//! database needs: `log_head`, the row whose lock orders appends to the event log
+//! and the audit chain and holds their counters (see the module above).
+
+use super::col;
+use crate::StoreError;
+use tokio_postgres::Client;
+
+/// The advisory lock key that serializes migrations ("meanwhil" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6d65_616e_7768_696c;
+
+/// Each entry moves the schema one version up. Never edit a released entry: add one.
+const MIGRATIONS: &[&str] = &[
+    // Version 1: tasks, attempts, queues, counters, events, notifications.
+    r#"
+    CREATE TABLE tasks (
+        id BIGSERIAL PRIMARY KEY,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        state TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        priority BIGINT NOT NULL DEFAULT 0,
+        labels TEXT NOT NULL DEFAULT '[]',
+        session TEXT,
+        spec TEXT NOT NULL,
+        idempotency_key TEXT,
+        created_at BIGINT NOT NULL,
+        run_after BIGINT,
+        started_at BIGINT,
+        finished_at BIGINT,
+        attempts BIGINT NOT NULL DEFAULT 0,
+        attempt_base BIGINT NOT NULL DEFAULT 0,
+        max_attempts BIGINT NOT NULL DEFAULT 1,
+        exit_code BIGINT,
+        signal BIGINT,
+        reason TEXT,
+        progress TEXT,
+        result TEXT,
+        node TEXT,
+        lease_until BIGINT,
+        stop_requested BOOLEAN NOT NULL DEFAULT false
+    );
+    CREATE UNIQUE INDEX tasks_idempotency ON tasks(idempotency_key) WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX tasks_pending ON tasks(queue, priority DESC, id) WHERE state = 'pending';
+    CREATE INDEX tasks_pending_time ON tasks(run_after) WHERE state = 'pending' AND run_after IS NOT NULL;
+    CREATE INDEX tasks_running ON tasks(queue, node) WHERE state = 'running';
+    CREATE INDEX tasks_lease ON tasks(lease_until) WHERE state = 'running';
+    CREATE INDEX tasks_state ON tasks(state, id);
+    CREATE INDEX tasks_queue ON tasks(queue, id);
+    CREATE INDEX tasks_session ON tasks(session, id) WHERE session IS NOT NULL;
+    CREATE INDEX tasks_name ON tasks(name, id);
+    CREATE INDEX tasks_finished ON tasks(finished_at) WHERE finished_at IS NOT NULL;
+    CREATE TABLE task_labels (
+        label TEXT NOT NULL,
+        task_id BIGINT NOT NULL,
+        PRIMARY KEY (label, task_id)
+    );
+    CREATE TABLE deps (
+        task_id BIGINT NOT NULL,
+        dep_id BIGINT NOT NULL,
+        PRIMARY KEY (task_id, dep_id)
+    );
+    CREATE INDEX deps_reverse ON deps(dep_id, task_id);
+    CREATE TABLE attempts (
+        task_id BIGINT NOT NULL,
+        number BIGINT NOT NULL,
+        node TEXT NOT NULL,
+        started_at BIGINT NOT NULL,
+        ended_at BIGINT,
+        outcome TEXT,
+        exit_code BIGINT,
+        signal BIGINT,
+        reason TEXT,
+        pid BIGINT,
+        peak_rss_kb BIGINT,
+        cpu_ms BIGINT,
+        PRIMARY KEY (task_id, number)
+    );
+    CREATE TABLE queues (
+        name TEXT PRIMARY KEY,
+        max_parallel BIGINT NOT NULL,
+        paused BOOLEAN NOT NULL DEFAULT false
+    );
+    INSERT INTO queues (name, max_parallel, paused) VALUES ('default', 4, false);
+    CREATE TABLE counts (
+        queue TEXT NOT NULL,
+        state TEXT NOT NULL,
+        n BIGINT NOT NULL,
+        PRIMARY KEY (queue, state)
+    );
+    CREATE TABLE events (
+        seq BIGINT PRIMARY KEY,
+        at BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        task_id BIGINT,
+        data TEXT NOT NULL
+    );
+    CREATE TABLE notifications (
+        seq BIGSERIAL PRIMARY KEY,
+        session TEXT NOT NULL,
+        task_id BIGINT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX notifications_session ON notifications(session, seq);
+    CREATE TABLE sessions (
+        name TEXT PRIMARY KEY,
+        cursor BIGINT NOT NULL DEFAULT 0
+    );
+    -- The head of the event log: the last seq given. Its row lock is held by every
+    -- transaction that appends, from its first append to its commit.
+    CREATE TABLE log_head (
+        id BIGINT PRIMARY KEY CHECK (id = 1),
+        events_seq BIGINT NOT NULL
+    );
+    INSERT INTO log_head (id, events_seq) VALUES (1, 0);
+    "#,
+    // Version 2: concurrency keys and per-queue limits on them and on the rate of
+    // starts. A queue's recent starts are kept only while it has a rate limit, one row
+    // per claim time, and only for as long as they fall within the window.
+    r#"
+    ALTER TABLE tasks ADD COLUMN concurrency_key TEXT;
+    ALTER TABLE queues ADD COLUMN per_key BIGINT;
+    ALTER TABLE queues ADD COLUMN rate_count BIGINT;
+    ALTER TABLE queues ADD COLUMN rate_window_ms BIGINT;
+    CREATE TABLE queue_starts (
+        queue TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        n BIGINT NOT NULL,
+        PRIMARY KEY (queue, at)
+    );
+    "#,
+    // Version 3: schedules. `spec` is the schedule as added (JSON); `next_fire` is
+    // NULL while paused, and is the compare-and-set guard of a firing.
+    r#"
+    CREATE TABLE schedules (
+        name TEXT PRIMARY KEY,
+        spec TEXT NOT NULL,
+        paused BOOLEAN NOT NULL DEFAULT false,
+        next_fire BIGINT,
+        last_fire BIGINT,
+        last_task BIGINT,
+        fired BIGINT NOT NULL DEFAULT 0,
+        missed BIGINT NOT NULL DEFAULT 0,
+        created_at BIGINT NOT NULL
+    );
+    "#,
+    // Version 4: readers of the event log that must not miss an event across restarts
+    // (the runner of end hooks), each with the seq of the last event it is done with.
+    r#"
+    CREATE TABLE cursors (
+        name TEXT PRIMARY KEY,
+        seq BIGINT NOT NULL
+    );
+    "#,
+    // Version 5: alerts, at most one firing per cause (`kind`, `subject`), and the
+    // queues' `alert_after` for the failures alert.
+    r#"
+    CREATE TABLE alerts (
+        id BIGSERIAL PRIMARY KEY,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        state TEXT NOT NULL,
+        message TEXT NOT NULL,
+        task_id BIGINT,
+        queue TEXT,
+        fired_at BIGINT NOT NULL,
+        resolved_at BIGINT
+    );
+    CREATE UNIQUE INDEX alerts_firing ON alerts(kind, subject) WHERE state = 'firing';
+    ALTER TABLE queues ADD COLUMN alert_after BIGINT;
+    "#,
+    // Version 6: the audit trail, hash-chained (each record's `hash` covers the
+    // previous record's and its own columns), the signed checkpoint retention leaves
+    // where it pruned it, and the named API tokens, kept only as SHA-256 hashes.
+    // `log_head.audit_seq` is the highest record number ever given (SQLite's
+    // `sqlite_sequence`), so a removed tail shows.
+    r#"
+    CREATE TABLE audit (
+        seq BIGINT PRIMARY KEY,
+        at BIGINT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        task_id BIGINT,
+        summary TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE INDEX audit_task ON audit(task_id, seq) WHERE task_id IS NOT NULL;
+    CREATE TABLE audit_checkpoint (
+        id BIGINT PRIMARY KEY CHECK (id = 1),
+        seq BIGINT NOT NULL,
+        hash TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        mac TEXT NOT NULL
+    );
+    CREATE TABLE tokens (
+        name TEXT PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE,
+        created_at BIGINT NOT NULL
+    );
+    ALTER TABLE log_head ADD COLUMN audit_seq BIGINT NOT NULL DEFAULT 0;
+    "#,
+    // Version 7: budgets. Each queue has at most one; its usage counts within the
+    // current window (`window_end` NULL for a total one), `fired` is the alarms that
+    // fired in it (a JSON array). What a task used is kept on its row, and a paused
+    // queue says why (`user` or `budget`; a queue paused before this version was
+    // paused by a user).
+    r#"
+    CREATE TABLE budgets (
+        queue TEXT PRIMARY KEY,
+        tokens BIGINT,
+        cost_usd DOUBLE PRECISION,
+        window_kind TEXT NOT NULL,
+        alarms TEXT NOT NULL,
+        window_start BIGINT NOT NULL,
+        window_end BIGINT,
+        used_tokens BIGINT NOT NULL DEFAULT 0,
+        used_cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
+        model_calls BIGINT NOT NULL DEFAULT 0,
+        fired TEXT NOT NULL DEFAULT '[]',
+        created_at BIGINT NOT NULL
+    );
+    ALTER TABLE tasks ADD COLUMN tokens BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN model_calls BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE queues ADD COLUMN pause_reason TEXT;
+    UPDATE queues SET pause_reason = 'user' WHERE paused;
+    "#,
+    // Version 8: the nodes sharing the store, each with its latest heartbeat; a node
+    // that shut down cleanly has `stopped_at`.
+    r#"
+    CREATE TABLE nodes (
+        name TEXT PRIMARY KEY,
+        address TEXT,
+        version TEXT NOT NULL,
+        started_at BIGINT NOT NULL,
+        heartbeat_at BIGINT NOT NULL,
+        stopped_at BIGINT
+    );
+    "#,
+];
+
+/// The schema version this build writes; the same as SQLite's.
+const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+const _: () = assert!(SCHEMA_VERSION == crate::SCHEMA_VERSION);
+
+/// Brings the database up to [`SCHEMA_VERSION`], one migration per transaction,
+/// holding the migration lock so that nodes starting together take turns (the
+/// second finds the work done). A database of a newer version is refused.
+pub(crate) async fn migrate(client: &Client) -> Result<(), StoreError> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let r = migrate_locked(client).await;
+    let unlocked = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await;
+    r?;
+    unlocked?;
+    Ok(())
+}
+
+async fn migrate_locked(client: &Client) -> Result<(), StoreError> {
+    client
+        .batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+        .await?;
+    let row = client
+        .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])
+        .await?;
+    let current: i64 = col(&row, 0)?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            found: current,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = i as i64 + 1;
+        client
+            .batch_execute(&format!(
+                "BEGIN; {sql}; INSERT INTO schema_version (version) VALUES ({version}); COMMIT;"
+            ))
+            .await
+            .map_err(StoreError::Postgres)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,271 @@
+//! What only several nodes on one PostgreSQL database show: claims in parallel that
+//! hold a queue's limits, one task per idempotency key however many submit it at
+//! once, migrations run by nodes starting together, events that followers read in
+//! order with no gap, and one audit chain written by many connections. Each
+//! "node" is a store of its own, with connections of its own.
+
+use crate::conformance::NOW;
+use crate::support::Fixture;
+use meanwhile_core::http::QueueUpdate;
+use meanwhile_core::{AttemptOutcome, TaskKind, TaskSpec, TaskState, Timestamp};
+use meanwhile_store::{AttemptEnd, AuditKey, ClaimRequest, NewTask, Store, StoreError};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+const NODES: usize = 6;
+
+async fn nodes(f: &Fixture) -> Vec<Arc<dyn Store>> {
+    let mut out = Vec::new();
+    for _ in 0..NODES {
+        out.push(Arc::from(f.open_another().await.unwrap()));
+    }
+    out
+}
+
+fn claim(node: usize, limit: u32) -> ClaimRequest {
+    ClaimRequest {
+        node: format!("node-{node}"),
+        now: NOW,
+        lease_until: Timestamp(NOW.0 + 60_000),
+        kinds: vec![TaskKind::Shell],
+        limit,
+    }
+}
+
+fn end(id: meanwhile_core::TaskId, attempt: u32) -> AttemptEnd {
+    AttemptEnd {
+        id,
+        attempt,
+        outcome: AttemptOutcome::Exited { code: 0 },
+        ended_at: Timestamp(NOW.0 + 1),
+        exit_code: Some(0),
+        signal: None,
+        reason: None,
+        peak_rss_kb: None,
+        cpu_ms: None,
+        retry_at: NOW,
+        tail: String::new(),
+        output_bytes: 0,
+        result: None,
+    }
+}
+
+async fn submit_many(store: &dyn Store, n: usize, key: impl Fn(usize) -> Option<String>) {
+    let tasks = (0..n)
+        .map(|i| {
+            let mut spec = TaskSpec::shell(format!("t{i}"));
+            spec.concurrency_key = key(i);
+            NewTask {
+                spec: spec.validate().unwrap(),
+                now: NOW,
+            }
+        })
+        .collect();
+    for r in store.submit(tasks).await.unwrap() {
+        r.unwrap();
+    }
+}
+
+/// Nodes claim and finish tasks in parallel until the queue is empty; after every
+/// claim, the queue's running tasks (and those of each key) are counted in the
+/// database and must stay within the limits.
+async fn drain_in_parallel(f: &Fixture, max_parallel: u32, per_key: Option<u32>, total: usize) {
+    let nodes = nodes(f).await;
+    let mut handles = Vec::new();
+    for (i, node) in nodes.into_iter().enumerate() {
+        handles.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut idle = 0;
+            // A node stops once it has found nothing to claim several times in a
+            // row with nothing of its own running.
+            while idle < 50 {
+                let claimed = node.claim(claim(i, 3)).await.unwrap().tasks;
+                let running = node.counts().await.unwrap();
+                let now_running: u64 = running
+                    .iter()
+                    .filter(|(_, s, _)| *s == TaskState::Running)
+                    .map(|(_, _, n)| n)
+                    .sum();
+                assert!(
+                    now_running <= u64::from(max_parallel),
+                    "{now_running} running with max_parallel {max_parallel}"
+                );
+                if let Some(per_key) = per_key {
+                    let mut by_key = std::collections::HashMap::<String, u32>::new();
+                    for (t, _) in node.running(None, Some(Timestamp(i64::MAX))).await.unwrap() {
+                        if let Some(k) = t.concurrency_key {
+                            *by_key.entry(k).or_default() += 1;
+                        }
+                    }
+                    assert!(
+                        by_key.values().all(|n| *n <= per_key),
+                        "a key runs more than {per_key}: {by_key:?}"
+                    );
+                }
+                if claimed.is_empty() {
+                    idle += 1;
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                idle = 0;
+                for c in claimed {
+                    seen.push(c.task.id);
+                    node.finish_attempt(end(c.task.id, c.attempt))
+                        .await
+                        .unwrap()
+                        .unwrap();
+                }
+            }
+            seen
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.unwrap());
+    }
+    let unique: HashSet<_> = all.iter().collect();
+    assert_eq!(unique.len(), all.len(), "a task was claimed twice");
+    let counts = f.store.counts().await.unwrap();
+    assert_eq!(
+        counts,
+        vec![("default".to_string(), TaskState::Succeeded, total as u64)],
+        "every task ran once"
+    );
+}
+
+fn limit(max_parallel: u32, per_key: Option<u32>) -> QueueUpdate {
+    QueueUpdate {
+        max_parallel: Some(max_parallel),
+        per_key: per_key.map(Some),
+        ..QueueUpdate::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_claims_never_exceed_max_parallel() {
+    let f = Fixture::postgres().await;
+    f.store.set_queue("default", limit(2, None)).await.unwrap();
+    submit_many(&*f.store, 60, |_| None).await;
+    drain_in_parallel(&f, 2, None, 60).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_claims_hold_the_per_key_limit() {
+    let f = Fixture::postgres().await;
+    f.store
+        .set_queue("default", limit(5, Some(1)))
+        .await
+        .unwrap();
+    submit_many(&*f.store, 40, |i| Some(format!("k{}", i % 3))).await;
+    drain_in_parallel(&f, 5, Some(1), 40).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_submits_of_one_key_create_one_task() {
+    let f = Fixture::postgres().await;
+    let nodes = nodes(&f).await;
+    let mut handles = Vec::new();
+    for node in nodes {
+        handles.push(tokio::spawn(async move {
+            let mut spec = TaskSpec::shell("once");
+            spec.idempotency_key = Some("the-key".into());
+            let r = node
+                .submit(vec![NewTask {
+                    spec: spec.validate().unwrap(),
+                    now: NOW,
+                }])
+                .await
+                .unwrap();
+            r.into_iter().next().unwrap().unwrap()
+        }));
+    }
+    let mut results = Vec::new();
+    for h in handles {
+        results.push(h.await.unwrap());
+    }
+    let ids: HashSet<_> = results.iter().map(|s| s.id()).collect();
+    assert_eq!(ids.len(), 1, "{results:?}");
+    let created = results
+        .iter()
+        .filter(|s| matches!(s, meanwhile_store::Submitted::Created(_)))
+        .count();
+    assert_eq!(created, 1, "{results:?}");
+    let page = f.store.list(Default::default()).await.unwrap();
+    assert_eq!(page.tasks.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_starting_together_migrate_once() {
+    // A database nobody has migrated yet, then many nodes opening it at once.
+    let db = meanwhile_testpg::TestDb::new().await;
+    let mut handles = Vec::new();
+    for _ in 0..NODES {
+        let url = db.url();
+        handles.push(tokio::spawn(async move {
+            meanwhile_store::PgStore::connect(&url).await.map(|_| ())
+        }));
+    }
+    for h in handles {
+        h.await.unwrap().unwrap();
+    }
+    db.execute("DO $$ BEGIN IF (SELECT COUNT(*) FROM schema_version) <> (SELECT MAX(version) FROM schema_version) THEN RAISE EXCEPTION 'a version was applied twice'; END IF; END $$").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_and_audit_stay_one_ordered_log_under_concurrent_writes() {
+    let f = Fixture::postgres().await;
+    let nodes = nodes(&f).await;
+    // A follower reads the log while the nodes write: it must see every seq, in
+    // order, with no gap, whatever moment it reads at.
+    let reader = f.open_another().await.unwrap();
+    let writers: Vec<_> = nodes
+        .into_iter()
+        .map(|node| {
+            tokio::spawn(async move {
+                for _ in 0..10 {
+                    submit_many(&*node, 2, |_| None).await;
+                }
+            })
+        })
+        .collect();
+    let mut next = 1;
+    let total = NODES as i64 * 10 * 2;
+    while next <= total {
+        for e in reader.events_after(next - 1, 1000).await.unwrap() {
+            assert_eq!(e.seq, next, "the follower skipped or reordered an event");
+            next += 1;
+        }
+        tokio::task::yield_now().await;
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let v = f.store.verify_audit(AuditKey::new(*b"key")).await.unwrap();
+    assert!(v.intact, "{v:?}");
+    assert_eq!(v.records, total as u64);
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused_naming_both_versions_sqlite() {
+    refuses_a_newer_schema(Fixture::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused_naming_both_versions_postgres() {
+    refuses_a_newer_schema(Fixture::postgres().await).await;
+}
+
+async fn refuses_a_newer_schema(f: Fixture) {
+    f.edit("INSERT INTO schema_version (version) VALUES (99)")
+        .await;
+    let Err(e) = f.open_another().await else {
+        panic!("a database of version 99 opened")
+    };
+    assert!(matches!(e, StoreError::TooNew { found: 99, .. }), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("schema version 99")
+            && text.contains(&format!("meanwhile's {}", meanwhile_store::SCHEMA_VERSION)),
+        "{text}"
+    );
+}

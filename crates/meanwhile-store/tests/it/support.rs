@@ -1,0 +1,98 @@
+//! The suite's fixtures: a store of either kind on a database of the test's own, and
+//! the macro that runs one test body against both.
+
+use meanwhile_store::{PgStore, SqliteStore, Store, StoreError};
+use meanwhile_testpg::TestDb;
+use std::path::PathBuf;
+
+/// Where a fixture's store keeps its data.
+enum Db {
+    Sqlite(tempfile::TempDir),
+    Postgres(Box<TestDb>),
+}
+
+/// A store on a fresh database, which the test may reopen or edit by hand.
+pub(crate) struct Fixture {
+    pub(crate) store: Box<dyn Store>,
+    db: Db,
+}
+
+impl Fixture {
+    pub(crate) async fn sqlite() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::Sqlite(dir);
+        let store = open(&db).await.unwrap();
+        Fixture { store, db }
+    }
+
+    pub(crate) async fn postgres() -> Fixture {
+        let db = Db::Postgres(Box::new(TestDb::new().await));
+        let store = open(&db).await.unwrap();
+        Fixture { store, db }
+    }
+
+    /// A fixture of the same kind on another fresh database.
+    pub(crate) async fn fresh(&self) -> Fixture {
+        match self.db {
+            Db::Sqlite(_) => Fixture::sqlite().await,
+            Db::Postgres(_) => Fixture::postgres().await,
+        }
+    }
+
+    /// Another store on the same database, as a second node (PostgreSQL) or a
+    /// restarted one would open it.
+    pub(crate) async fn open_another(&self) -> Result<Box<dyn Store>, StoreError> {
+        open(&self.db).await
+    }
+
+    /// Closes the store and opens the database again, as a restart does.
+    pub(crate) async fn reopen(&mut self) {
+        self.store = open(&self.db).await.unwrap();
+    }
+
+    /// Runs SQL on the database directly, as someone editing it by hand would.
+    pub(crate) async fn edit(&self, sql: &str) {
+        match &self.db {
+            Db::Sqlite(dir) => rusqlite::Connection::open(sqlite_path(dir))
+                .unwrap()
+                .execute_batch(sql)
+                .unwrap(),
+            Db::Postgres(db) => db.execute(sql).await,
+        }
+    }
+}
+
+fn sqlite_path(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("meanwhile.db")
+}
+
+async fn open(db: &Db) -> Result<Box<dyn Store>, StoreError> {
+    Ok(match db {
+        Db::Sqlite(dir) => Box::new(SqliteStore::open(&sqlite_path(dir))?),
+        Db::Postgres(db) => Box::new(PgStore::connect(&db.url()).await?),
+    })
+}
+
+/// One test body, run against each store: `name::sqlite` and `name::postgres`.
+macro_rules! both {
+    ($(#[$meta:meta])* async fn $name:ident($f:ident: Fixture) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            use $crate::support::Fixture;
+
+            async fn body($f: Fixture) $body
+
+            #[tokio::test]
+            async fn sqlite() {
+                body(Fixture::sqlite().await).await
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                body(Fixture::postgres().await).await
+            }
+        }
+    };
+}
