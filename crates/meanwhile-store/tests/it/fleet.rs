@@ -269,3 +269,79 @@ async fn refuses_a_newer_schema(f: Fixture) {
         "{text}"
     );
 }
+
+/// Nodes charging one budget at once: every charge counts (the budget row is
+/// locked for each), each alarm fires once for the whole fleet, and the queue is
+/// paused once, by the budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_charges_add_up_and_fire_each_alarm_once() {
+    use meanwhile_core::{AlertKind, BudgetSpec, PauseReason};
+    let f = Fixture::postgres().await;
+    let mut spec = TaskSpec::shell("true");
+    spec.queue = Some("llm".into());
+    let mut ids = Vec::new();
+    for r in f
+        .store
+        .submit(
+            (0..NODES)
+                .map(|_| NewTask {
+                    spec: spec.clone().validate().unwrap(),
+                    now: NOW,
+                })
+                .collect(),
+        )
+        .await
+        .unwrap()
+    {
+        ids.push(r.unwrap().id());
+    }
+    let budget = BudgetSpec {
+        tokens: Some(10_000),
+        ..BudgetSpec::default()
+    };
+    f.store.set_budget("llm", budget, NOW).await.unwrap();
+
+    // Each node charges 25 calls of 100 tokens to its own task: 15,000 in all.
+    const CALLS: usize = 25;
+    let mut handles = Vec::new();
+    for (node, id) in nodes(&f).await.into_iter().zip(ids.clone()) {
+        handles.push(tokio::spawn(async move {
+            for _ in 0..CALLS {
+                node.charge_usage(id, 100, 0.001, 1, NOW).await.unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let b = f.store.budget("llm").await.unwrap();
+    assert_eq!(b.used_tokens, (NODES * CALLS * 100) as u64);
+    assert_eq!(b.model_calls, (NODES * CALLS) as u64);
+    assert!((b.used_cost_usd - NODES as f64 * CALLS as f64 * 0.001).abs() < 1e-9);
+    for id in ids {
+        let t = f.store.get(id).await.unwrap();
+        assert_eq!(
+            (t.tokens, t.model_calls),
+            ((CALLS * 100) as u64, CALLS as u32)
+        );
+    }
+    let alerts: Vec<_> = f
+        .store
+        .alerts(true, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.kind == AlertKind::Budget)
+        .collect();
+    assert_eq!(alerts.len(), 3, "one alert per alarm: {alerts:?}");
+    let q = f
+        .store
+        .queues()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|q| q.name == "llm")
+        .unwrap();
+    assert!(q.paused);
+    assert_eq!(q.pause_reason, Some(PauseReason::Budget));
+}
