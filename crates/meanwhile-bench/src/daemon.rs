@@ -18,13 +18,18 @@ fn binary() -> PathBuf {
     exe.with_file_name("meanwhile")
 }
 
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
-    client: Client,
+    pub(crate) client: Client,
 }
 
 impl Daemon {
     async fn start(home: &Path) -> Daemon {
+        Daemon::start_with(home, &[], &[]).await
+    }
+
+    /// `meanwhile serve ARGS` on `home` with `env` added.
+    pub(crate) async fn start_with(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let bin = binary();
         assert!(
             bin.exists(),
@@ -33,6 +38,8 @@ impl Daemon {
         );
         let mut child = Command::new(&bin)
             .arg("serve")
+            .args(args)
+            .envs(env.iter().copied())
             .env("MEANWHILE_HOME", home)
             .env("MEANWHILE_LOG", "warn")
             .stdin(Stdio::null())
@@ -63,7 +70,7 @@ impl Daemon {
             .unwrap_or(0)
     }
 
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
@@ -120,7 +127,7 @@ pub async fn api_throughput() -> Value {
     })
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
@@ -261,10 +268,10 @@ pub async fn ls_latency() -> Value {
     })
 }
 
-fn round(v: f64) -> f64 {
+pub(crate) fn round(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
 }
 
-fn round3(v: f64) -> f64 {
+pub(crate) fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }

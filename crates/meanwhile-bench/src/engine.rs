@@ -339,6 +339,46 @@ fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }
 
+/// Submits `n` closure tasks that return at once, 256 per batch; tasks/s from the
+/// first submit to the last end.
+async fn closure_rate(rt: &Runtime, n: usize) -> f64 {
+    let mut events = rt.subscribe();
+    let start = Instant::now();
+    let submitter = {
+        let rt = rt.clone();
+        tokio::spawn(async move {
+            let mut ids = Vec::with_capacity(n);
+            let mut left = n;
+            while left > 0 {
+                let k = left.min(256);
+                let batch: Vec<_> = (0..k)
+                    .map(|_| {
+                        (
+                            TaskSpec::default(),
+                            |_ctx: meanwhile_runtime::TaskContext| async { Ok::<(), String>(()) },
+                        )
+                    })
+                    .collect();
+                for r in rt.submit_fn_batch(batch).await.expect("submit") {
+                    ids.push(r.expect("a valid closure task"));
+                }
+                left -= k;
+            }
+            ids
+        })
+    };
+    let ids = submitter.await.expect("submitter");
+    all_finished(&mut events, rt, &ids).await;
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn parallels() -> Vec<u32> {
+    match std::env::var("MEANWHILE_BENCH_PARALLEL") {
+        Ok(v) => v.split(',').filter_map(|p| p.trim().parse().ok()).collect(),
+        Err(_) => vec![64, 2],
+    }
+}
+
 /// 20,000 no-op async closures, submitted in batches and run to their ends at
 /// `max_parallel` 64 and 2, against bare SQLite doing the same writes (insert, claim,
 /// finish, an event each) in transactions of 256.
@@ -351,43 +391,10 @@ pub async fn closure_throughput() -> Value {
         .expect("floor");
     let floor_rate = n as f64 / floor.as_secs_f64();
     let mut figures = serde_json::Map::new();
-    let parallels: Vec<u32> = match std::env::var("MEANWHILE_BENCH_PARALLEL") {
-        Ok(v) => v.split(',').filter_map(|p| p.trim().parse().ok()).collect(),
-        Err(_) => vec![64, 2],
-    };
-    for parallel in parallels {
+    for parallel in parallels() {
         let dir = tempfile::tempdir().expect("temp dir");
         let rt = open(dir.path(), parallel).await;
-        let mut events = rt.subscribe();
-        let start = Instant::now();
-        let submitter = {
-            let rt = rt.clone();
-            tokio::spawn(async move {
-                let mut ids = Vec::with_capacity(n);
-                let mut left = n;
-                while left > 0 {
-                    let k = left.min(256);
-                    let batch: Vec<_> = (0..k)
-                        .map(|_| {
-                            (
-                                TaskSpec::default(),
-                                |_ctx: meanwhile_runtime::TaskContext| async {
-                                    Ok::<(), String>(())
-                                },
-                            )
-                        })
-                        .collect();
-                    for r in rt.submit_fn_batch(batch).await.expect("submit") {
-                        ids.push(r.expect("a valid closure task"));
-                    }
-                    left -= k;
-                }
-                ids
-            })
-        };
-        let ids = submitter.await.expect("submitter");
-        all_finished(&mut events, &rt, &ids).await;
-        let rate = n as f64 / start.elapsed().as_secs_f64();
+        let rate = closure_rate(&rt, n).await;
         figures.insert(
             format!("max_parallel_{parallel}_tasks_per_s"),
             json!(round(rate)),
@@ -407,6 +414,50 @@ pub async fn closure_throughput() -> Value {
     });
     if let Value::Object(o) = &mut out {
         o.extend(figures);
+    }
+    out
+}
+
+/// The closure_throughput work on a PostgreSQL database (a throwaway server on this
+/// machine, over its Unix socket), next to the same runtime on SQLite in this run.
+pub async fn closure_throughput_postgres() -> Value {
+    let n = crate::task_count(20_000);
+    let mut out = json!({
+        "figure": "closure_throughput_postgres",
+        "tasks": n,
+        "baseline": "the same runtime on SQLite",
+        "goal": "none set: what a shared database costs against an embedded one",
+    });
+    for parallel in parallels() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let rt = open(dir.path(), parallel).await;
+        let sqlite = closure_rate(&rt, n).await;
+        rt.shutdown().await;
+        let db = meanwhile_testpg::TestDb::new().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut cfg = RuntimeConfig::new(dir.path().join("home"));
+        cfg.default_max_parallel = Some(parallel);
+        cfg.default_cwd = Some(dir.path().to_path_buf());
+        cfg.database_url = Some(db.url());
+        let rt = Runtime::start(cfg, std::future::pending())
+            .await
+            .expect("a runtime on PostgreSQL");
+        let pg = closure_rate(&rt, n).await;
+        rt.shutdown().await;
+        if let Value::Object(o) = &mut out {
+            o.insert(
+                format!("max_parallel_{parallel}_tasks_per_s"),
+                json!(round(pg)),
+            );
+            o.insert(
+                format!("max_parallel_{parallel}_sqlite_tasks_per_s"),
+                json!(round(sqlite)),
+            );
+            o.insert(
+                format!("max_parallel_{parallel}_ratio"),
+                json!(round3(pg / sqlite)),
+            );
+        }
     }
     out
 }

@@ -5,13 +5,16 @@
 //! throughput, submit_scaling, big_output, notify_latency, closure_throughput (the
 //! engine, in-process), and
 //! api_throughput, cli_latency, daemon_rss, ls_latency (the daemon and the `meanwhile`
-//! binary, which must be built: `cargo build --release -p meanwhile`).
+//! binary, which must be built: `cargo build --release -p meanwhile`), and
+//! fleet_throughput, claim_latency, closure_throughput_postgres (nodes on a throwaway
+//! PostgreSQL server of their own; PostgreSQL must be installed).
 //!
 //! `MEANWHILE_BENCH_TASKS=N` shrinks a figure's task count for a quick look, and
 //! `MEANWHILE_BENCH_PARALLEL=2` runs closure_throughput at those limits only.
 
 mod daemon;
 mod engine;
+mod fleet;
 mod raw;
 
 use serde_json::Value;
@@ -40,6 +43,9 @@ fn main() {
         "cli_latency",
         "daemon_rss",
         "ls_latency",
+        "fleet_throughput",
+        "claim_latency",
+        "closure_throughput_postgres",
     ];
     for n in &names {
         if !all.contains(&n.as_str()) {
@@ -84,6 +90,15 @@ fn main() {
         }
         if want("ls_latency") {
             emit(daemon::ls_latency().await);
+        }
+        if want("fleet_throughput") {
+            emit(fleet::fleet_throughput().await);
+        }
+        if want("claim_latency") {
+            emit(fleet::claim_latency().await);
+        }
+        if want("closure_throughput_postgres") {
+            emit(engine::closure_throughput_postgres().await);
         }
     });
 }

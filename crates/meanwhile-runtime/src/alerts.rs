@@ -429,7 +429,7 @@ async fn resolve_stall(inner: &Inner, id: TaskId, how: &str, now: Timestamp) {
 
 /// Stops a stalled task as `meanwhile stop` does.
 async fn stop_stalled(inner: &Inner, t: &TaskRecord) {
-    match inner.store.request_stop(t.id, crate::now()).await {
+    match inner.store.request_stop(t.id, crate::now(), false).await {
         Ok(StopOutcome::Stopping(task)) => {
             if task.node.as_deref() == Some(inner.node.as_str()) {
                 inner

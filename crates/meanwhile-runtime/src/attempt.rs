@@ -339,6 +339,7 @@ pub(crate) async fn supervise(
     };
     let mut shutdown = inner.shutdown.subscribe();
     let mut forced: Option<AttemptOutcome> = None;
+    let mut lost: Option<String> = None;
     let mut escalation = Escalation::new(spawned.pid);
     let mut stop_open = true;
     let mut shutdown_seen = false;
@@ -352,8 +353,12 @@ pub(crate) async fn supervise(
                 }
                 request = stop.recv(), if stop_open => match request {
                     Some(request) => {
+                        if request.lost.is_some() {
+                            lost = request.lost.clone();
+                            forced = Some(AttemptOutcome::Lost);
+                        }
                         forced.get_or_insert(AttemptOutcome::Cancelled);
-                        escalation.begin(Some(request), grace);
+                        escalation.begin(Some(&request), grace);
                     }
                     None => stop_open = false,
                 },
@@ -426,6 +431,7 @@ pub(crate) async fn supervise(
         Some(AttemptOutcome::Cancelled) if ended.reason.is_none() => {
             ended.reason = Some("stopped on request".into());
         }
+        Some(AttemptOutcome::Lost) if lost.is_some() => ended.reason = lost,
         _ => {}
     }
     Some(ended)
@@ -473,7 +479,8 @@ async fn run_in_process(
                 Ok(Err(message)) => Ended::failed(message),
                 Err(panic) => Ended::failed(format!("the task panicked: {}", panic_message(panic))),
             },
-            mode = stop.recv(), if stop_open => match mode {
+            request = stop.recv(), if stop_open => match request {
+                Some(StopRequest { lost: Some(why), .. }) => break Ended::lost(why),
                 Some(_) => {
                     break Ended::new(AttemptOutcome::Cancelled, Some("stopped on request".into()));
                 }
@@ -507,7 +514,12 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// The record of an attempt's end: its outcome, output tail and when to retry.
-fn end_record(inner: &Inner, task: &TaskRecord, attempt: u32, ended: Ended) -> AttemptEnd {
+pub(crate) fn end_record(
+    inner: &Inner,
+    task: &TaskRecord,
+    attempt: u32,
+    ended: Ended,
+) -> AttemptEnd {
     let id = task.id;
     let log = inner.home.log(id);
     let (lines, bytes) = (inner.config.notice_lines, inner.config.notice_bytes);

@@ -52,6 +52,34 @@ impl std::fmt::Debug for dyn EndHook {
     }
 }
 
+/// Why another node's output could not be read through it.
+#[derive(Debug, Clone)]
+pub enum RemoteError {
+    /// The node answered with an error, which is the answer.
+    Refused(meanwhile_core::ApiError),
+    /// The node could not be reached, or its answer was not one.
+    Unreachable(String),
+}
+
+/// Reads output kept by another node of a fleet, through that node's API (the
+/// daemon gives one that speaks HTTP with this node's credentials).
+pub trait RemoteOutput: Send + Sync + 'static {
+    /// Reads task `id`'s output from the node whose API listens at `address`
+    /// (`host:port`), as `query` says, waits included.
+    fn read(
+        &self,
+        address: &str,
+        id: meanwhile_core::TaskId,
+        query: &meanwhile_core::OutputQuery,
+    ) -> Pin<Box<dyn Future<Output = Result<meanwhile_core::OutputChunk, RemoteError>> + Send>>;
+}
+
+impl std::fmt::Debug for dyn RemoteOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RemoteOutput")
+    }
+}
+
 /// What happens to running tasks when the runtime shuts down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ShutdownMode {
@@ -73,8 +101,13 @@ pub struct RuntimeConfig {
     /// Time between SIGTERM and SIGKILL when a task is stopped or times out, unless
     /// its spec says otherwise. Default 5s.
     pub grace: Duration,
-    /// How long a claim holds a task before it must be renewed. Default 60s.
+    /// How long a claim holds a task before it must be renewed. Default 60s. In a
+    /// fleet, a node that could not renew its leases for this long stops its tasks,
+    /// and the other nodes take them over.
     pub lease: Duration,
+    /// A PostgreSQL database shared by the nodes of a fleet (`postgres://...`), in
+    /// place of the SQLite file in the home. Default: none.
+    pub database_url: Option<String>,
     /// If set, the `default` queue's `max_parallel` is set to this at open.
     pub default_max_parallel: Option<u32>,
     /// What shutdown does to running tasks.
@@ -110,6 +143,9 @@ pub struct RuntimeConfig {
     /// A node without a heartbeat for this long is silent: a `node_silent` alert
     /// fires. Default 30s.
     pub node_silent_after: Duration,
+    /// In a fleet, how output that another node keeps is read; without it, such a
+    /// read names the node to ask. Default: none.
+    pub remote_output: Option<Arc<dyn RemoteOutput>>,
 }
 
 impl RuntimeConfig {
@@ -120,6 +156,7 @@ impl RuntimeConfig {
             node: None,
             grace: Duration::from_secs(5),
             lease: Duration::from_secs(60),
+            database_url: None,
             default_max_parallel: None,
             shutdown_mode: ShutdownMode::StopTasks,
             default_cwd: None,
@@ -134,6 +171,7 @@ impl RuntimeConfig {
             node_address: None,
             node_heartbeat: Duration::from_secs(5),
             node_silent_after: Duration::from_secs(30),
+            remote_output: None,
         }
     }
 }

@@ -57,6 +57,9 @@ fn claim_request(inner: &Inner) -> ClaimRequest {
         lease_until: meanwhile_core::Timestamp(now.0 + inner.config.lease.as_millis() as i64),
         kinds: kinds(inner),
         limit: CLAIM_BATCH,
+        share_since: inner.store.is_shared().then(|| {
+            meanwhile_core::Timestamp(now.0 - inner.config.node_silent_after.as_millis() as i64)
+        }),
     }
 }
 
@@ -192,18 +195,112 @@ fn start_claimed(inner: &Arc<Inner>, claim: Claim) {
     }
 }
 
+/// Renews this node's leases every third of a lease. An attempt the store no longer
+/// counts as this node's was taken over by another node (this one was thought gone):
+/// it is killed, and its end cannot be recorded. When renewals fail for most of a
+/// lease (the database is out of reach), every attempt is killed before the lease
+/// runs out, since another node is about to run the task again (in a fleet only).
+/// A renewal under way: when it was asked, and the tasks it renewed.
+type Renewal = tokio::task::JoinHandle<(tokio::time::Instant, Result<Vec<TaskId>, StoreError>)>;
+
 async fn renew_loop(inner: Arc<Inner>) {
     let mut shutdown = inner.shutdown.subscribe();
-    let every = inner.config.lease / 3;
+    let lease = inner.config.lease;
+    let every = lease / 3;
+    // Killing comes a sixth of a lease before the lease ends, so that the other
+    // nodes, which look only once it has, never run a task while this one does.
+    let hold = lease - lease / 6;
+    // One machine's store has no other node to take over: nothing to fence.
+    let fencing = inner.store.is_shared();
+    let mut renewed_at = tokio::time::Instant::now();
+    let mut next = renewed_at + every;
+    let mut fenced = false;
+    // A renewal that does not answer is waited for, not cancelled: a write cut off
+    // in the middle would leave its transaction to the server.
+    let mut in_flight: Option<Renewal> = None;
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+        let deadline = renewed_at + hold;
+        let wake = if fenced { next } else { next.min(deadline) };
+        let renewed = tokio::select! {
+            r = async { in_flight.as_mut().expect("polled only when some").await }, if in_flight.is_some() => Some(r),
+            _ = tokio::time::sleep_until(wake) => None,
             _ = shutdown.changed() => return,
+        };
+        if let Some(result) = renewed {
+            in_flight = None;
+            match result {
+                Ok((asked, Ok(held))) => {
+                    renewed_at = asked;
+                    fenced = false;
+                    if fencing {
+                        check_held(&inner, &held).await;
+                    }
+                }
+                Ok((_, Err(e))) => inner.write_failed(format_args!("renewing leases"), &e),
+                Err(e) => tracing::error!("renewing leases: {e}"),
+            }
         }
-        let until =
-            meanwhile_core::Timestamp(crate::now().0 + inner.config.lease.as_millis() as i64);
-        if let Err(e) = inner.store.renew(&inner.node, until).await {
-            inner.write_failed(format_args!("renewing leases"), &e);
+        let now = tokio::time::Instant::now();
+        if fencing && !fenced && now >= renewed_at + hold {
+            fenced = true;
+            lose_all(&inner, renewed_at.elapsed());
+        }
+        if in_flight.is_none() && now >= next {
+            next = now + every;
+            let until = meanwhile_core::Timestamp(crate::now().0 + lease.as_millis() as i64);
+            let inner = inner.clone();
+            in_flight = Some(tokio::spawn(async move {
+                (now, inner.store.renew(&inner.node, until).await)
+            }));
+        }
+    }
+}
+
+/// Kills every attempt of this node: its leases could not be renewed.
+fn lose_all(inner: &Inner, since: Duration) {
+    let mut registry = inner.registry();
+    let attempts = registry.attempts();
+    if attempts.is_empty() {
+        return;
+    }
+    tracing::error!(
+        "no lease renewal for {since:?}: killing {} attempts, which other nodes take over",
+        attempts.len()
+    );
+    for (id, _) in attempts {
+        registry.lose(
+            id,
+            format!(
+                "node {:?} could not renew its lease for {} (its database was out of reach), so another node runs the task",
+                inner.node,
+                meanwhile_core::format_duration(since)
+            ),
+        );
+    }
+}
+
+/// Kills the attempts running here that the store says are no longer this node's.
+async fn check_held(inner: &Arc<Inner>, held: &[TaskId]) {
+    let ours = inner.registry().attempts();
+    for (id, n) in ours {
+        if held.contains(&id) {
+            continue;
+        }
+        // Claimed after the renewal looked, or ended meanwhile: the store decides.
+        let Ok(t) = inner.store.get(id).await else {
+            continue;
+        };
+        let still = t.state == meanwhile_core::TaskState::Running
+            && t.attempts == n
+            && t.node.as_deref() == Some(inner.node.as_str());
+        if !still {
+            inner.registry().lose(
+                id,
+                format!(
+                    "node {:?} lost its lease on this attempt to another node",
+                    inner.node
+                ),
+            );
         }
     }
 }

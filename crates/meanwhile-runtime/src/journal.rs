@@ -175,6 +175,15 @@ impl Journal {
         self.ended.get(&(id, attempt)).copied()
     }
 
+    /// Every attempt whose start is recorded and whose end is not.
+    pub(crate) fn unended(&self) -> Vec<(TaskId, u32, Started)> {
+        self.started
+            .iter()
+            .filter(|(k, _)| !self.ended.contains_key(k))
+            .map(|(&(id, n), &s)| (id, n, s))
+            .collect()
+    }
+
     pub(crate) fn started(&self, id: TaskId, attempt: u32) -> Option<Started> {
         self.started.get(&(id, attempt)).copied()
     }

@@ -20,6 +20,7 @@ mod config;
 mod context;
 mod dispatch;
 mod engine;
+mod fleet;
 mod functions;
 mod home;
 mod hooks;
@@ -44,7 +45,9 @@ pub mod status {
 mod watch;
 mod wire;
 
-pub use config::{AlertSink, EndHook, RuntimeConfig, ShutdownMode, TaskEnd};
+pub use config::{
+    AlertSink, EndHook, RemoteError, RemoteOutput, RuntimeConfig, ShutdownMode, TaskEnd,
+};
 pub use context::{Executor, TaskContext, TaskFuture};
 pub use home::Home;
 pub use meanwhile_core as core;
@@ -57,7 +60,7 @@ pub use metrics::RuntimeMetrics;
 pub use output::DEFAULT_PAGE_BYTES;
 pub use runtime::{Acting, Runtime};
 
-use meanwhile_core::{SpecError, Timestamp};
+use meanwhile_core::{SpecError, TaskId, Timestamp};
 use meanwhile_store::StoreError;
 
 /// What can go wrong in the runtime.
@@ -97,6 +100,30 @@ pub enum Error {
     /// The runtime has shut down.
     #[error("the runtime has shut down")]
     ShutDown,
+    /// The fleet's database could not be opened.
+    #[error("the database {url} cannot be used: {message}")]
+    Database {
+        /// Its URL, without the password.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The node keeping a task's output refused the read, for this reason.
+    #[error("{}", .0.message)]
+    Remote(meanwhile_core::ApiError),
+    /// A task's output is kept by another node, which could not be asked for it.
+    #[error(
+        "the output of task {task} is on node {node:?}, which {why}; it can be read there once that node is back"
+    )]
+    Elsewhere {
+        /// The task.
+        task: TaskId,
+        /// The node that ran its last attempt.
+        node: String,
+        /// Why it could not be read (`is gone (last heartbeat ...)`, `does not
+        /// answer at http://...: ...`).
+        why: String,
+    },
 }
 
 impl Error {

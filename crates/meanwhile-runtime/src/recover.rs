@@ -20,8 +20,16 @@ use tokio::sync::{mpsc, watch};
 
 pub(crate) async fn recover(inner: &Arc<Inner>) -> crate::Result<()> {
     // Only one runtime can hold this home, so every running task in a SQLite store
-    // belongs to a process that is gone.
-    let running = inner.store.running(None, Some(Timestamp(i64::MAX))).await?;
+    // belongs to a process that is gone. In a fleet, only this node's are: the
+    // journal in this home knows them. Its leases are renewed first, so that no
+    // other node takes them over while they are looked at.
+    let running = if inner.store.is_shared() {
+        let until = Timestamp(crate::now().0 + inner.config.lease.as_millis() as i64);
+        inner.store.renew(&inner.node, until).await?;
+        inner.store.running(Some(&inner.node), None).await?
+    } else {
+        inner.store.running(None, Some(Timestamp(i64::MAX))).await?
+    };
     for (task, attempt) in running {
         let n = attempt.number;
         if task.kind != TaskKind::Shell {
@@ -92,7 +100,44 @@ pub(crate) async fn recover(inner: &Arc<Inner>) -> crate::Result<()> {
             }
         }
     }
+    if inner.store.is_shared() {
+        kill_orphans(inner);
+    }
     Ok(())
+}
+
+/// Kills the processes of attempts this node started that are no longer its own:
+/// while it was down, another node took them over when their lease expired, and
+/// runs the task again. Only processes whose start times match the journal's.
+fn kill_orphans(inner: &Inner) {
+    let unended = {
+        let journal = inner.journal.lock().unwrap_or_else(|e| e.into_inner());
+        journal.unended()
+    };
+    let ours: Vec<(meanwhile_core::TaskId, u32)> = inner.registry().attempts();
+    for (id, n, p) in unended {
+        if ours.contains(&(id, n)) {
+            continue;
+        }
+        let supervisor = Proven {
+            pid: p.supervisor,
+            start: p.supervisor_start,
+        };
+        let task = Proven {
+            pid: p.pid,
+            start: p.pid_start,
+        };
+        if !spawn::is_same_process(supervisor) || !spawn::is_same_process(task) {
+            continue;
+        }
+        tracing::warn!(
+            task = %id,
+            "attempt {n} was taken over by another node while this one was down; killing its processes (pid {})",
+            p.pid
+        );
+        spawn::register(supervisor, task);
+        spawn::signal_group(p.pid, libc::SIGKILL);
+    }
 }
 
 /// Takes over a task whose supervisor is still running: registers it as active and

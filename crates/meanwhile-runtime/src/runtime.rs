@@ -58,6 +58,49 @@ fn lock_home(home: &Home) -> Result<File> {
     }
 }
 
+/// A database URL as it may be shown: without its password.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "(given as key=value settings)".to_string();
+    };
+    match rest.split_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{scheme}://{name}:***@{host}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+#[cfg(feature = "postgres")]
+async fn open_database(url: &str) -> Result<Arc<dyn Store>> {
+    let bad = |message: String| Error::Database {
+        url: redact_url(url),
+        message,
+    };
+    let mut config: meanwhile_store::PgConfig = url.parse().map_err(|e| {
+        bad(format!(
+            "{e}; give a URL such as postgres://user:password@host:5432/meanwhile"
+        ))
+    })?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    match meanwhile_store::PgStore::connect_with(config).await {
+        Ok(s) => Ok(Arc::new(s)),
+        Err(e @ StoreError::TooNew { .. }) => Err(Error::Store(e)),
+        Err(e) => Err(bad(e.to_string())),
+    }
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn open_database(url: &str) -> Result<Arc<dyn Store>> {
+    Err(Error::Database {
+        url: redact_url(url),
+        message: "this build of meanwhile has no PostgreSQL support (feature `postgres`)".into(),
+    })
+}
+
 fn host_name() -> String {
     let uname = rustix::system::uname();
     let name = uname.nodename().to_string_lossy();
@@ -90,8 +133,11 @@ impl Runtime {
         std::fs::create_dir_all(home.root().join("tasks"))
             .map_err(Error::io(format!("creating {}", home.root().display())))?;
         let lock = lock_home(&home)?;
-        let store = SqliteStore::open(&home.database())?;
-        Runtime::start_with_store(config, Arc::new(store), lock, shutdown).await
+        let store: Arc<dyn Store> = match &config.database_url {
+            None => Arc::new(SqliteStore::open(&home.database())?),
+            Some(url) => open_database(url).await?,
+        };
+        Runtime::start_with_store(config, store, lock, shutdown).await
     }
 
     async fn start_with_store(
@@ -151,6 +197,7 @@ impl Runtime {
         crate::hooks::start(&inner);
         crate::alerts::start(&inner);
         crate::nodes::start(&inner);
+        crate::fleet::start(&inner);
         let rt = Runtime {
             inner: inner.clone(),
         };
@@ -200,6 +247,11 @@ impl Runtime {
         if let Ok(mut lock) = self.inner.lock.lock() {
             lock.take();
         }
+    }
+
+    /// True once shutdown has begun.
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.is_shutting_down()
     }
 
     /// This runtime's counters since it started (spawns, spawn latency, output).
@@ -581,7 +633,13 @@ impl Runtime {
     /// SIGTERM, the grace period and SIGKILL (or SIGKILL at once with `Force`), and
     /// ends `cancelled`. Returns the task as it is once the stop is under way.
     pub async fn stop(&self, id: TaskId, mode: StopMode) -> Result<TaskRecord> {
-        match self.inner.store.request_stop(id, crate::now()).await? {
+        let force = mode == StopMode::Force;
+        match self
+            .inner
+            .store
+            .request_stop(id, crate::now(), force)
+            .await?
+        {
             StopOutcome::Cancelled(fin) => {
                 self.inner.functions.remove(id);
                 for t in std::iter::once(&fin.task).chain(&fin.cascaded) {
@@ -591,7 +649,7 @@ impl Runtime {
             }
             StopOutcome::Stopping(task) => {
                 // A task running on another node is stopped by that node, which
-                // finds the flag in the store.
+                // hears of the `stop_requested` event (see `fleet`).
                 if task.node.as_deref() == Some(self.inner.node.as_str()) {
                     self.inner.registry().stop(id, task.attempts, mode);
                 }
@@ -810,8 +868,71 @@ impl Runtime {
         }
     }
 
-    /// Reads a task's output as `query` says; see [`OutputQuery`].
+    /// Reads a task's output as `query` says; see [`OutputQuery`]. In a fleet, the
+    /// output of a task whose last attempt ran on another node is read through that
+    /// node (see [`RuntimeConfig::remote_output`]).
     pub async fn read_output(&self, id: TaskId, query: OutputQuery) -> Result<OutputChunk> {
+        query.check()?;
+        compile(query.grep.as_deref(), "grep")?;
+        if let Some(node) = self.output_node(id).await? {
+            return self.read_remote(id, &node, query).await;
+        }
+        self.read_output_here(id, query).await
+    }
+
+    /// The node keeping the output of `id`, when it is another one.
+    async fn output_node(&self, id: TaskId) -> Result<Option<String>> {
+        if !self.inner.store.is_shared() {
+            return Ok(None);
+        }
+        let task = self.get(id).await?;
+        let node = match task.node {
+            Some(n) => Some(n),
+            None if task.attempts > 0 => self.attempts(id).await?.pop().map(|a| a.node),
+            None => None,
+        };
+        Ok(node.filter(|n| *n != self.inner.node))
+    }
+
+    async fn read_remote(&self, id: TaskId, node: &str, query: OutputQuery) -> Result<OutputChunk> {
+        let elsewhere = |why: String| Error::Elsewhere {
+            task: id,
+            node: node.to_string(),
+            why,
+        };
+        let nodes = self.nodes().await?;
+        let Some(info) = nodes.iter().find(|n| n.name == node) else {
+            return Err(elsewhere("is gone (it was forgotten)".into()));
+        };
+        if !info.alive {
+            return Err(elsewhere(format!(
+                "is gone (its last heartbeat was at {})",
+                info.heartbeat_at.rfc3339()
+            )));
+        }
+        let Some(address) = &info.address else {
+            return Err(elsewhere(
+                "has no API address for other nodes (start it with --listen, or set node_address)"
+                    .into(),
+            ));
+        };
+        let Some(remote) = &self.inner.config.remote_output else {
+            return Err(elsewhere(format!(
+                "is not asked from here; ask it at {address}"
+            )));
+        };
+        match remote.read(address, id, &query).await {
+            Ok(chunk) => Ok(chunk),
+            Err(crate::RemoteError::Refused(answer)) => Err(Error::Remote(answer)),
+            Err(crate::RemoteError::Unreachable(why)) => {
+                Err(elsewhere(format!("does not answer at {address}: {why}")))
+            }
+        }
+    }
+
+    /// Reads a task's output from this node's own log, never through another node
+    /// (what a node asked by another does).
+    pub async fn read_output_here(&self, id: TaskId, query: OutputQuery) -> Result<OutputChunk> {
         query.check()?;
         let grep = compile(query.grep.as_deref(), "grep")?;
         let wait_re = match &query.wait {
@@ -952,6 +1073,8 @@ async fn wait_for_event(
 impl From<Error> for ApiError {
     fn from(e: Error) -> ApiError {
         let code = match &e {
+            Error::Remote(answer) => return answer.clone(),
+            Error::Elsewhere { .. } => ErrorCode::Unavailable,
             Error::Spec(_) | Error::Invalid { .. } | Error::Store(StoreError::Invalid { .. }) => {
                 ErrorCode::InvalidArgument
             }

@@ -22,12 +22,15 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 /// A stop request, as an attempt receives it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct StopRequest {
     pub mode: StopMode,
     /// The process group was signalled already (the attempt must not signal again:
     /// some programs take a second SIGTERM as "quit without cleaning up").
     pub signalled: bool,
+    /// Set when this node lost its lease on the attempt: the attempt is `lost`,
+    /// for this reason, rather than cancelled.
+    pub lost: Option<String>,
 }
 
 /// An attempt running on this node.
@@ -69,6 +72,22 @@ impl Registry {
         self.running.get(&id)
     }
 
+    /// The attempts running here, by task.
+    pub fn attempts(&self) -> Vec<(TaskId, u32)> {
+        self.running
+            .iter()
+            .map(|(&id, a)| (id, a.attempt))
+            .collect()
+    }
+
+    /// Kills the attempt of `id` at once, because this node no longer holds its
+    /// lease: it ends `lost`, for `reason`.
+    pub fn lose(&mut self, id: TaskId, reason: String) {
+        if let Some(a) = self.running.get(&id) {
+            send(a, StopMode::Force, Some(reason));
+        }
+    }
+
     /// Stops `attempt` of task `id`, now if it is registered, else at registration.
     pub fn stop(&mut self, id: TaskId, attempt: u32, mode: StopMode) {
         match self.running.get(&id) {
@@ -94,9 +113,17 @@ fn signal_for(mode: StopMode) -> i32 {
 
 /// Tells the attempt, then signals its process group if it has one.
 fn deliver(a: &Active, mode: StopMode) {
+    send(a, mode, None)
+}
+
+fn send(a: &Active, mode: StopMode, lost: Option<String>) {
     let pgid = a.pgid.load(Ordering::SeqCst);
     let signalled = pgid > 0;
-    let _ = a.stop.send(StopRequest { mode, signalled });
+    let _ = a.stop.send(StopRequest {
+        mode,
+        signalled,
+        lost,
+    });
     if signalled {
         crate::spawn::signal_group(pgid, signal_for(mode));
     }
@@ -119,7 +146,7 @@ impl Escalation {
     /// Starts stopping (a request, or a timeout when `request` is `None`): SIGTERM
     /// unless sent already, and SIGKILL after `grace`; at once with no grace or a
     /// forced stop. A second graceful stop does not push the kill further out.
-    pub fn begin(&mut self, request: Option<StopRequest>, grace: Duration) {
+    pub fn begin(&mut self, request: Option<&StopRequest>, grace: Duration) {
         let mode = request.map_or(StopMode::Graceful, |r| r.mode);
         let signalled = request.is_some_and(|r| r.signalled);
         if mode == StopMode::Force || grace.is_zero() {
@@ -183,7 +210,8 @@ mod tests {
             rx.try_recv().ok(),
             Some(StopRequest {
                 mode: StopMode::Force,
-                signalled: false
+                signalled: false,
+                lost: None,
             })
         );
     }

@@ -17,6 +17,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 use tokio::net::UnixListener;
 
 /// Reads the secret at `path`, creating it (32 random bytes as hex, mode 0600) when
@@ -63,7 +64,17 @@ pub(crate) fn token_hash(token: &str) -> String {
 pub(crate) struct Tokens {
     default_hash: String,
     named: RwLock<HashMap<String, String>>,
+    /// In a fleet, where other nodes add tokens: the store to read again when a
+    /// token is not known here, and when that was last done.
+    shared: Option<(
+        meanwhile_runtime::Runtime,
+        tokio::sync::Mutex<Option<Instant>>,
+    )>,
 }
+
+/// The least time between two reads of the store for an unknown token, so that
+/// wrong tokens cannot make a node hammer its database.
+const REREAD_AFTER: Duration = Duration::from_millis(250);
 
 impl Tokens {
     /// The token file's token (`default`) and the named tokens of the store.
@@ -71,7 +82,37 @@ impl Tokens {
         Tokens {
             default_hash: token_hash(default),
             named: RwLock::new(named.into_iter().map(|(n, h)| (h, n)).collect()),
+            shared: None,
         }
+    }
+
+    /// Reads the store again for tokens this node does not know (a fleet's).
+    pub(crate) fn shared_with(mut self, rt: meanwhile_runtime::Runtime) -> Tokens {
+        self.shared = Some((rt, tokio::sync::Mutex::new(None)));
+        self
+    }
+
+    /// The name of the token `given`; in a fleet, after reading the store again
+    /// when it is not known (another node may have just added it).
+    async fn find(&self, given: &str) -> Option<String> {
+        if let Some(name) = self.name_of(given) {
+            return Some(name);
+        }
+        let (rt, last) = self.shared.as_ref()?;
+        let mut last = last.lock().await;
+        // Another request may have read the store while this one waited.
+        if let Some(name) = self.name_of(given) {
+            return Some(name);
+        }
+        if last.is_some_and(|at| at.elapsed() < REREAD_AFTER) {
+            return None;
+        }
+        *last = Some(Instant::now());
+        match rt.tokens().await {
+            Ok(named) => self.replace(named.into_iter().map(|t| (t.name, t.hash))),
+            Err(e) => tracing::warn!("reading the named tokens: {e}"),
+        }
+        self.name_of(given)
     }
 
     /// The name of the token `given`, if it is one.
@@ -86,6 +127,13 @@ impl Tokens {
             .unwrap_or_else(|e| e.into_inner())
             .get(&hash)
             .cloned()
+    }
+
+    /// Replaces the named tokens with the store's (in a fleet, other nodes add and
+    /// remove them).
+    pub(crate) fn replace(&self, named: impl IntoIterator<Item = (String, String)>) {
+        *self.named.write().unwrap_or_else(|e| e.into_inner()) =
+            named.into_iter().map(|(n, h)| (h, n)).collect();
     }
 
     pub(crate) fn insert(&self, name: &str, hash: &str) {
@@ -130,7 +178,11 @@ pub(crate) async fn require_token(tokens: Arc<Tokens>, req: Request, next: Next)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    match given.map(|g| tokens.name_of(g)) {
+    let found = match given {
+        Some(g) => Some(tokens.find(g).await),
+        None => None,
+    };
+    match found {
         Some(Some(name)) => {
             let actor = Actor::Token {
                 name,

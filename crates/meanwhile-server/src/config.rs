@@ -30,6 +30,16 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// This node's name in attempts; the host name when absent.
     pub node: Option<String>,
+    /// The PostgreSQL database a fleet of nodes shares (`database_url`,
+    /// `MEANWHILE_DATABASE_URL`); the SQLite file in the home when absent.
+    pub database_url: Option<String>,
+    /// Where the other nodes reach this one's API (`node_address`,
+    /// `MEANWHILE_NODE_ADDRESS`, `host:port`); the TCP listen address when absent.
+    pub node_address: Option<String>,
+    /// How long a claim holds a task without renewal (`lease`, `MEANWHILE_LEASE`):
+    /// in a fleet, how long a dead node's tasks wait before another node runs them.
+    /// Default 60s.
+    pub lease: Duration,
     /// What is removed, and how often.
     pub retention: Retention,
     /// Queues to create or change at start, by name.
@@ -207,6 +217,9 @@ impl Settings {
             default_timeout: None,
             max_body_bytes: 4 << 20,
             node: None,
+            database_url: None,
+            node_address: None,
+            lease: Duration::from_secs(60),
             retention: Retention::default(),
             queues: BTreeMap::new(),
             schedule_late_after: meanwhile_core::DEFAULT_LATE_AFTER,
@@ -259,6 +272,15 @@ impl Settings {
         }
         if f.node.is_some() {
             self.node = f.node;
+        }
+        if f.database_url.is_some() {
+            self.database_url = f.database_url.filter(|u| !u.trim().is_empty());
+        }
+        if f.node_address.is_some() {
+            self.node_address = f.node_address.filter(|u| !u.trim().is_empty());
+        }
+        if let Some(l) = f.lease {
+            self.lease = check_lease(l).map_err(bad)?;
         }
         if let Some(r) = f.retention {
             if let Some(a) = r.max_age {
@@ -408,6 +430,15 @@ impl Settings {
         if let Some(n) = var("MEANWHILE_NODE") {
             self.node = Some(n);
         }
+        if let Some(u) = var("MEANWHILE_DATABASE_URL") {
+            self.database_url = Some(u).filter(|u| !u.trim().is_empty());
+        }
+        if let Some(a) = var("MEANWHILE_NODE_ADDRESS") {
+            self.node_address = Some(a).filter(|a| !a.trim().is_empty());
+        }
+        if let Some(l) = dur("MEANWHILE_LEASE")? {
+            self.lease = check_lease(l).map_err(bad("MEANWHILE_LEASE"))?;
+        }
         if let Some(s) = dur("MEANWHILE_NODE_SILENT_AFTER")? {
             if s.is_zero() {
                 return Err(ServerError::Config {
@@ -419,6 +450,16 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+fn check_lease(l: Duration) -> Result<Duration, String> {
+    if l < Duration::from_secs(1) {
+        return Err(format!(
+            "lease must be 1s or longer (got {}): it is renewed every third of it",
+            meanwhile_core::format_duration(l)
+        ));
+    }
+    Ok(l)
 }
 
 fn parse_listen(s: &str) -> Result<SocketAddr, String> {
@@ -446,6 +487,10 @@ struct FileSettings {
     default_timeout: Option<Duration>,
     max_body_bytes: Option<usize>,
     node: Option<String>,
+    database_url: Option<String>,
+    node_address: Option<String>,
+    #[serde(default, with = "serde_opt_duration")]
+    lease: Option<Duration>,
     retention: Option<FileRetention>,
     #[serde(default)]
     queues: BTreeMap<String, QueueSettings>,

@@ -70,6 +70,23 @@ fn register_agent_executor(rt: &Runtime, home: &Path) {
     }
 }
 
+/// How often a node of a fleet reads the named tokens, which other nodes change.
+const TOKENS_REFRESH: Duration = Duration::from_secs(2);
+
+/// Keeps the tokens this node accepts in step with the fleet's store.
+async fn refresh_tokens(rt: Runtime, tokens: Arc<auth::Tokens>) {
+    loop {
+        tokio::time::sleep(TOKENS_REFRESH).await;
+        if rt.is_shut_down() {
+            return;
+        }
+        match rt.tokens().await {
+            Ok(named) => tokens.replace(named.into_iter().map(|t| (t.name, t.hash))),
+            Err(e) => tracing::warn!("reading the named tokens: {e}"),
+        }
+    }
+}
+
 /// Runs the daemon on `settings.home` until `shutdown` completes.
 pub async fn serve(
     settings: Settings,
@@ -84,6 +101,24 @@ pub async fn serve(
     // Kept beside the token, out of the database: whoever edits the database
     // cannot sign a checkpoint of the audit trail.
     let audit_key = AuditKey::new(auth::load_or_create(&home.join(AUDIT_KEY_FILE))?.into_bytes());
+
+    // Bound first, so that the address other nodes reach this one at is the one
+    // bound (a port of 0 is given a free one).
+    let tcp = match settings.listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(ServerError::io(format!("listening on {addr}")))?,
+        ),
+        None => None,
+    };
+    let bound = match &tcp {
+        Some(l) => Some(
+            l.local_addr()
+                .map_err(ServerError::io("reading the TCP listener's address"))?,
+        ),
+        None => None,
+    };
 
     let mut cfg = RuntimeConfig::new(&home);
     cfg.grace = settings.grace;
@@ -102,7 +137,38 @@ pub async fn serve(
         });
     }
     cfg.node = settings.node.clone();
-    cfg.node_address = settings.listen.map(|a| a.to_string());
+    cfg.node_address = settings
+        .node_address
+        .clone()
+        .or_else(|| bound.map(|a| a.to_string()));
+    cfg.database_url = settings.database_url.clone();
+    cfg.lease = settings.lease;
+    let remote = match &settings.database_url {
+        Some(_) => {
+            if settings.node.as_ref().is_some_and(|n| n.len() > 59) {
+                return Err(ServerError::Config {
+                    origin: "node".into(),
+                    message: "a node of a fleet has a name of 59 characters at most".into(),
+                });
+            }
+            if cfg.node_address.is_none() {
+                tracing::warn!(
+                    "this node has no TCP listener: other nodes cannot read the output of its tasks (give --listen, or node_address)"
+                );
+            } else if settings.node_address.is_none()
+                && bound.is_some_and(|a| a.ip().is_unspecified())
+            {
+                tracing::warn!(
+                    "other nodes reach this one at {} as it listens there; set node_address to a name they can reach",
+                    bound.map(|a| a.to_string()).unwrap_or_default()
+                );
+            }
+            let remote = Arc::new(crate::forward::HttpRemote::new(&home)?);
+            cfg.remote_output = Some(remote.clone());
+            Some(remote)
+        }
+        None => None,
+    };
     cfg.node_silent_after = settings.node_silent_after;
     // Three heartbeats fit in the silence allowed, so one late write is no alarm.
     cfg.node_heartbeat = (settings.node_silent_after / 3).min(Duration::from_secs(5));
@@ -139,6 +205,9 @@ pub async fn serve(
         ShutdownMode::LeaveRunning
     };
     let rt = Runtime::start(cfg, std::future::pending()).await?;
+    if let Some(remote) = &remote {
+        remote.register(&rt).await?;
+    }
     register_agent_executor(&rt, &home);
     // The settings' queues are a change the configuration makes, and the audit
     // trail says so.
@@ -177,10 +246,14 @@ pub async fn serve(
         }
     }
     let named = rt.tokens().await?;
-    let tokens = Arc::new(auth::Tokens::new(
-        &token,
-        named.into_iter().map(|t| (t.name, t.hash)),
-    ));
+    let mut tokens = auth::Tokens::new(&token, named.into_iter().map(|t| (t.name, t.hash)));
+    if rt.store().is_shared() {
+        tokens = tokens.shared_with(rt.clone());
+    }
+    let tokens = Arc::new(tokens);
+    if rt.store().is_shared() {
+        tokio::spawn(refresh_tokens(rt.clone(), tokens.clone()));
+    }
 
     let sock = socket_path(&home);
     // The runtime's lock on the home is ours now, so a socket file still here was
@@ -195,14 +268,6 @@ pub async fn serve(
         sock.display()
     )))?;
     set_mode(&sock, 0o600)?;
-    let tcp = match settings.listen {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(ServerError::io(format!("listening on {addr}")))?,
-        ),
-        None => None,
-    };
 
     let (down_tx, down_rx) = watch::channel(false);
     let (stop_tx, mut stop_rx) = watch::channel(None);
@@ -253,6 +318,7 @@ pub async fn serve(
     )
     .with_graceful_shutdown(down(down_rx.clone()))
     .into_future();
+    let node_address = settings.node_address.clone();
     let tcp_server = {
         let down_rx = down_rx.clone();
         async move {
@@ -261,7 +327,7 @@ pub async fn serve(
             };
             let local = listener.local_addr()?;
             tracing::info!("also serving on http://{local} (bearer token required)");
-            let allowed = Arc::new(origin::Allowed::new(local));
+            let allowed = Arc::new(origin::Allowed::new(local, node_address.as_deref()));
             // The outer layer runs first: a foreign Host or Origin is refused before
             // the token is looked at.
             let app = routes::router(state, Listener::Tcp)

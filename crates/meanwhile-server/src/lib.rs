@@ -11,6 +11,7 @@ mod config;
 mod daemon;
 mod error;
 mod extract;
+pub mod forward;
 mod handlers;
 mod metrics;
 mod metrics_runtime;

@@ -37,14 +37,16 @@ pub(crate) struct Allowed {
 }
 
 impl Allowed {
-    /// For a listener bound to `listen`.
-    pub(crate) fn new(listen: SocketAddr) -> Allowed {
+    /// For a listener bound to `listen`, also reached as `name` (`host:port`, the
+    /// address a node of a fleet gives the others) when there is one.
+    pub(crate) fn new(listen: SocketAddr, name: Option<&str>) -> Allowed {
         let port = listen.port();
         let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "[::1]"]
             .iter()
             .map(|h| format!("{h}:{port}"))
             .collect();
         hosts.push(listen.to_string());
+        hosts.extend(name.map(str::to_ascii_lowercase));
         Allowed { port, hosts }
     }
 
@@ -140,7 +142,7 @@ mod tests {
     use super::*;
 
     fn check(host: Option<&str>, origin: Option<&str>, ok: bool) {
-        let a = Allowed::new("127.0.0.1:7070".parse().unwrap());
+        let a = Allowed::new("127.0.0.1:7070".parse().unwrap(), None);
         let local = Some("192.168.1.5:7070".parse().unwrap());
         assert_eq!(
             a.refusal(host, origin, local).is_none(),
@@ -188,7 +190,7 @@ mod tests {
 
     #[test]
     fn the_default_port_may_be_left_out() {
-        let a = Allowed::new("127.0.0.1:80".parse().unwrap());
+        let a = Allowed::new("127.0.0.1:80".parse().unwrap(), None);
         assert!(
             a.refusal(Some("localhost"), Some("http://localhost"), None)
                 .is_none()

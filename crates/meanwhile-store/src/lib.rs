@@ -21,6 +21,9 @@ pub use meanwhile_core::{ListFilter, Page};
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;
 pub use sqlite::{SCHEMA_VERSION, SqliteStore};
+/// How to reach a PostgreSQL database (parsed from a URL or `key=value` pairs).
+#[cfg(feature = "postgres")]
+pub use tokio_postgres::Config as PgConfig;
 
 use meanwhile_core::http::QueueUpdate;
 use meanwhile_core::{
@@ -181,6 +184,11 @@ pub struct ClaimRequest {
     pub kinds: Vec<TaskKind>,
     /// At most this many tasks in all.
     pub limit: u32,
+    /// In a fleet: nodes with a heartbeat at or after this time share each queue's
+    /// `max_parallel`, and the claiming node takes at most its share (rounded up),
+    /// so that work spreads over the fleet rather than staying with the node that
+    /// frees slots. `None` (one machine): no sharing.
+    pub share_since: Option<Timestamp>,
 }
 
 /// A task claimed for an attempt.
@@ -391,6 +399,11 @@ pub struct StoredToken {
 /// Every method that changes state does it through [`meanwhile_core::transition`] in
 /// one transaction with its events, and publishes the events after the commit.
 pub trait Store: Send + Sync + 'static {
+    /// True when other nodes share this store (PostgreSQL): running tasks may be
+    /// other nodes', and events come from them too. False for one machine's SQLite.
+    fn is_shared(&self) -> bool {
+        false
+    }
     /// Inserts tasks (deduplicating by idempotency key), each with a `submitted` event.
     /// One result per task, in order; an invalid one does not stop the others.
     fn submit(&self, tasks: Vec<NewTask>) -> StoreFuture<'_, Vec<Result<Submitted, StoreError>>>;
@@ -409,8 +422,15 @@ pub trait Store: Send + Sync + 'static {
     fn claim(&self, req: ClaimRequest) -> StoreFuture<'_, Claim>;
     /// Records the process id of a running attempt.
     fn set_pid(&self, id: TaskId, attempt: u32, pid: i32) -> StoreFuture<'_, ()>;
-    /// Extends the lease of every task `node` runs; returns how many.
-    fn renew(&self, node: &str, lease_until: Timestamp) -> StoreFuture<'_, u64>;
+    /// Extends the lease of every task `node` runs; returns the tasks it holds, so
+    /// that a node can tell which of its attempts another node has taken over.
+    fn renew(&self, node: &str, lease_until: Timestamp) -> StoreFuture<'_, Vec<TaskId>>;
+    /// Takes over an attempt whose node let its lease expire: records `end` (an
+    /// attempt `lost`) if, under the row's lock, the task still runs that attempt
+    /// and its lease ended before `now`. `None` when it was renewed or ended
+    /// meanwhile. A node that lost its lease this way can no longer record the
+    /// attempt's end, since [`Store::finish_attempt`] needs it to be current.
+    fn rescue(&self, end: AttemptEnd, now: Timestamp) -> StoreFuture<'_, Option<Finished>>;
     /// Records the end of an attempt and moves the task on; `None` when the attempt is
     /// no longer the task's current one (already finished elsewhere).
     fn finish_attempt(&self, end: AttemptEnd) -> StoreFuture<'_, Option<Finished>>;
@@ -443,8 +463,10 @@ pub trait Store: Send + Sync + 'static {
         attempt: u32,
         now: Timestamp,
     ) -> StoreFuture<'_, Option<TaskRecord>>;
-    /// Cancels a pending task, or flags a running one for its node to stop.
-    fn request_stop(&self, id: TaskId, now: Timestamp) -> StoreFuture<'_, StopOutcome>;
+    /// Cancels a pending task, or flags a running one for its node to stop (the
+    /// `stop_requested` event says whether at once, `force`, or after a grace).
+    fn request_stop(&self, id: TaskId, now: Timestamp, force: bool)
+    -> StoreFuture<'_, StopOutcome>;
     /// Puts a finished task back to pending, with a fresh retry budget.
     fn retry(&self, id: TaskId, now: Timestamp) -> StoreFuture<'_, TaskRecord>;
     /// Records progress a task reported.

@@ -147,6 +147,7 @@ pub async fn claimed_by_a_dead_runtime(home: &meanwhile_runtime::Home, spec: Tas
         lease_until: now,
         kinds: vec![meanwhile_runtime::core::TaskKind::Shell],
         limit: 1,
+        share_since: None,
     };
     assert_eq!(store.claim(claim).await.unwrap().tasks.len(), 1);
     id

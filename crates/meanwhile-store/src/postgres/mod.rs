@@ -14,6 +14,7 @@
 //! among task rows that remain possible (and serialization failures) are retried.
 
 mod audit;
+mod follow;
 mod ops;
 mod retention;
 mod schema;
@@ -69,7 +70,7 @@ struct Inner {
     config: Config,
     idle: Mutex<Vec<Client>>,
     slots: Arc<Semaphore>,
-    events: broadcast::Sender<Event>,
+    follow: Arc<follow::Follow>,
 }
 
 /// A connection taken from the pool: given back by [`Conn::release`], dropped
@@ -115,12 +116,18 @@ impl PgStore {
                 config,
                 idle: Mutex::new(Vec::new()),
                 slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
-                events,
+                follow: Arc::new(follow::Follow::new(events)),
             }),
         };
         let conn = store.conn().await?;
         schema::migrate(&conn).await?;
+        let row = conn
+            .query_one("SELECT events_seq FROM log_head WHERE id = 1", &[])
+            .await?;
         conn.release();
+        // Subscribers hear of what commits from now on.
+        store.inner.follow.start_after(col(&row, 0)?);
+        tokio::spawn(follow::run(Arc::downgrade(&store.inner)));
         Ok(store)
     }
 
@@ -209,10 +216,7 @@ impl PgStore {
                 };
                 match result {
                     Ok((v, events)) => {
-                        for e in events {
-                            // Nobody listening is not an error: the events are in the store.
-                            let _ = self.inner.events.send(e);
-                        }
+                        self.inner.follow.committed(events);
                         return Ok(v);
                     }
                     Err(e) if tries < MAX_RETRIES && retryable(&e) => {
@@ -442,6 +446,12 @@ impl Tx {
                 &[&seq, &audit_seq],
             )
             .await?;
+        if !self.log.events.is_empty() {
+            // Delivered to every node's follower when, and only if, this commits.
+            self.conn
+                .batch_execute(&format!("NOTIFY {}", follow::CHANNEL))
+                .await?;
+        }
         Ok(())
     }
 }
@@ -455,6 +465,10 @@ pub(crate) fn col<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> Result<T> {
 pub(crate) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 impl Store for PgStore {
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     fn submit(&self, tasks: Vec<NewTask>) -> StoreFuture<'_, Vec<Result<Submitted>>> {
         self.write(tasks, |tx, tasks| {
             Box::pin(async move {
@@ -491,9 +505,15 @@ impl Store for PgStore {
         })
     }
 
-    fn renew(&self, node: &str, lease_until: Timestamp) -> StoreFuture<'_, u64> {
+    fn renew(&self, node: &str, lease_until: Timestamp) -> StoreFuture<'_, Vec<TaskId>> {
         self.write((node.to_string(), lease_until), |tx, (node, until)| {
             Box::pin(ops::renew(tx, node, *until))
+        })
+    }
+
+    fn rescue(&self, end: AttemptEnd, now: Timestamp) -> StoreFuture<'_, Option<Finished>> {
+        self.write((end, now), |tx, (end, now)| {
+            Box::pin(ops::rescue(tx, end, *now))
         })
     }
 
@@ -538,9 +558,14 @@ impl Store for PgStore {
         })
     }
 
-    fn request_stop(&self, id: TaskId, now: Timestamp) -> StoreFuture<'_, StopOutcome> {
-        self.write((id, now), |tx, &(id, now)| {
-            Box::pin(ops::request_stop(tx, id, now))
+    fn request_stop(
+        &self,
+        id: TaskId,
+        now: Timestamp,
+        force: bool,
+    ) -> StoreFuture<'_, StopOutcome> {
+        self.write((id, now, force), |tx, &(id, now, force)| {
+            Box::pin(ops::request_stop(tx, id, now, force))
         })
     }
 
@@ -625,7 +650,7 @@ impl Store for PgStore {
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.inner.events.subscribe()
+        self.inner.follow.subscribe()
     }
 
     fn fire_alert(&self, alert: NewAlert, now: Timestamp) -> StoreFuture<'_, Option<Alert>> {

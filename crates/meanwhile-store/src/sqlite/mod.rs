@@ -416,9 +416,13 @@ impl Store for SqliteStore {
         self.write(move |conn, _| ops::set_pid(conn, id, attempt, pid))
     }
 
-    fn renew(&self, node: &str, lease_until: Timestamp) -> StoreFuture<'_, u64> {
+    fn renew(&self, node: &str, lease_until: Timestamp) -> StoreFuture<'_, Vec<TaskId>> {
         let node = owned(node);
         self.write(move |conn, _| ops::renew(conn, &node, lease_until))
+    }
+
+    fn rescue(&self, end: AttemptEnd, now: Timestamp) -> StoreFuture<'_, Option<Finished>> {
+        self.write(move |conn, ev| ops::rescue(conn, ev, &end, now))
     }
 
     fn finish_attempt(&self, end: AttemptEnd) -> StoreFuture<'_, Option<Finished>> {
@@ -451,8 +455,13 @@ impl Store for SqliteStore {
         self.write(move |conn, ev| ops::release(conn, ev, id, attempt, now))
     }
 
-    fn request_stop(&self, id: TaskId, now: Timestamp) -> StoreFuture<'_, StopOutcome> {
-        self.write(move |conn, ev| ops::request_stop(conn, ev, id, now))
+    fn request_stop(
+        &self,
+        id: TaskId,
+        now: Timestamp,
+        force: bool,
+    ) -> StoreFuture<'_, StopOutcome> {
+        self.write(move |conn, ev| ops::request_stop(conn, ev, id, now, force))
     }
 
     fn retry(&self, id: TaskId, now: Timestamp) -> StoreFuture<'_, TaskRecord> {

@@ -26,7 +26,7 @@ async fn submit_and_cancel(store: &dyn Store, actor: Actor, at: Timestamp) -> i6
         let spec = TaskSpec::shell("true").validate().unwrap();
         let r = store.submit(vec![NewTask { spec, now: at }]).await.unwrap();
         let id = r[0].as_ref().unwrap().id();
-        store.request_stop(id, at).await.unwrap();
+        store.request_stop(id, at, false).await.unwrap();
         id.0
     })
     .await

@@ -31,6 +31,7 @@ fn claim_req(limit: u32) -> ClaimRequest {
         lease_until: Timestamp(NOW.0 + 60_000),
         kinds: vec![TaskKind::Shell],
         limit,
+        share_since: None,
     }
 }
 
@@ -175,7 +176,7 @@ both! {
         let id = submit(&*f.store, spec).await;
         let first = f.store.claim(claim_req(1)).await.unwrap().tasks;
         assert_eq!(first[0].task, f.store.get(id).await.unwrap());
-        f.store.request_stop(id, NOW).await.unwrap();
+        f.store.request_stop(id, NOW, false).await.unwrap();
         let mut failed = end(id, 1, AttemptOutcome::Exited { code: 3 });
         failed.retry_at = NOW;
         failed.reason = Some("it broke".into());
@@ -306,15 +307,15 @@ both! {
         let a = submit(&*f.store, TaskSpec::shell("a")).await;
         f.store.claim(claim_req(1)).await.unwrap();
         let b = submit(&*f.store, TaskSpec::shell("b")).await;
-        match f.store.request_stop(b, NOW).await.unwrap() {
+        match f.store.request_stop(b, NOW, false).await.unwrap() {
             StopOutcome::Cancelled(fin) => assert_eq!(fin.task.state, TaskState::Cancelled),
             other => panic!("expected cancelled, got {other:?}"),
         }
-        match f.store.request_stop(a, NOW).await.unwrap() {
+        match f.store.request_stop(a, NOW, false).await.unwrap() {
             StopOutcome::Stopping(t) => assert!(t.stop_requested),
             other => panic!("expected stopping, got {other:?}"),
         }
-        let err = f.store.request_stop(b, NOW).await.unwrap_err().to_string();
+        let err = f.store.request_stop(b, NOW, false).await.unwrap_err().to_string();
         assert_eq!(err, "task 2: a cancelled task cannot be cancelled");
         let err = f.store.get(TaskId(42)).await.unwrap_err().to_string();
         assert_eq!(err, "unknown task 42 (see 'meanwhile ls')");

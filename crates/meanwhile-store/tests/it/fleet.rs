@@ -29,6 +29,7 @@ fn claim(node: usize, limit: u32) -> ClaimRequest {
         lease_until: Timestamp(NOW.0 + 60_000),
         kinds: vec![TaskKind::Shell],
         limit,
+        share_since: None,
     }
 }
 
@@ -344,4 +345,39 @@ async fn concurrent_charges_add_up_and_fire_each_alarm_once() {
         .unwrap();
     assert!(q.paused);
     assert_eq!(q.pause_reason, Some(PauseReason::Budget));
+}
+
+#[tokio::test]
+async fn each_alive_node_takes_at_most_its_share_of_a_queue() {
+    let f = Fixture::postgres().await;
+    f.store.set_queue("default", limit(5, None)).await.unwrap();
+    submit_many(&*f.store, 12, |_| None).await;
+    let beat = |name: &str, at: i64| meanwhile_core::NodeBeat {
+        name: name.into(),
+        address: None,
+        version: "test".into(),
+        started_at: Timestamp(at),
+        now: Timestamp(at),
+    };
+    f.store.beat(beat("node-0", NOW.0)).await.unwrap();
+    f.store.beat(beat("node-1", NOW.0)).await.unwrap();
+    // A node silent since before `share_since` does not count.
+    f.store.beat(beat("node-9", NOW.0 - 60_000)).await.unwrap();
+    let shared = |node| ClaimRequest {
+        share_since: Some(Timestamp(NOW.0 - 30_000)),
+        ..claim(node, 100)
+    };
+    // Two alive nodes share 5 slots: 3 each at most (rounded up), 5 in all.
+    let first = f.store.claim(shared(0)).await.unwrap().tasks;
+    assert_eq!(first.len(), 3);
+    assert!(f.store.claim(shared(0)).await.unwrap().tasks.is_empty());
+    let second = f.store.claim(shared(1)).await.unwrap().tasks;
+    assert_eq!(second.len(), 2);
+    // Without sharing, the node would take every free slot.
+    f.store
+        .finish_attempt(end(first[0].task.id, first[0].attempt))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(f.store.claim(claim(1, 100)).await.unwrap().tasks.len(), 1);
 }

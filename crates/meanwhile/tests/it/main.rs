@@ -9,6 +9,7 @@ mod batch;
 mod budgets;
 mod commands;
 mod daemon;
+mod fleet;
 mod hooks;
 mod live_restore;
 mod nodes;

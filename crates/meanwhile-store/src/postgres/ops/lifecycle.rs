@@ -132,6 +132,34 @@ pub(crate) async fn claim(tx: &mut Tx, req: &ClaimRequest) -> Result<Claim> {
         .iter()
         .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
         .collect::<Result<_>>()?;
+    // This node's share of each queue, when the fleet shares them.
+    let share = match req.share_since {
+        None => None,
+        Some(since) => {
+            let others: i64 = col(
+                &tx.client()
+                    .query_one(
+                        "SELECT COUNT(*) FROM nodes
+                         WHERE name <> $1 AND stopped_at IS NULL AND heartbeat_at >= $2",
+                        &[&req.node, &since.0],
+                    )
+                    .await?,
+                0,
+            )?;
+            let mine: HashMap<String, i64> = tx
+                .client()
+                .query(
+                    "SELECT queue, COUNT(*) FROM tasks WHERE state = 'running' AND node = $1
+                     GROUP BY queue",
+                    &[&req.node],
+                )
+                .await?
+                .iter()
+                .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
+                .collect::<Result<_>>()?;
+            Some((others + 1, mine))
+        }
+    };
     let kinds: Vec<String> = req.kinds.iter().map(|k| k.as_str().to_string()).collect();
     let runnable = "state = 'pending' AND queue = $1
            AND (run_after IS NULL OR run_after <= $2)
@@ -142,8 +170,12 @@ pub(crate) async fn claim(tx: &mut Tx, req: &ClaimRequest) -> Result<Claim> {
     let mut picked = Vec::new();
     let mut wakeup = next_wakeup(tx.client(), req.now).await?;
     for queue in queues {
-        let free =
+        let mut free =
             (queue.max_parallel - running.get(&queue.name).copied().unwrap_or(0)).min(budget);
+        if let Some((nodes, mine)) = &share {
+            let my_share = (queue.max_parallel + nodes - 1) / nodes;
+            free = free.min(my_share - mine.get(&queue.name).copied().unwrap_or(0));
+        }
         if free <= 0 {
             continue;
         }
@@ -341,13 +373,45 @@ pub(crate) async fn set_pid(tx: &mut Tx, id: TaskId, attempt: u32, pid: i32) -> 
     Ok(())
 }
 
-pub(crate) async fn renew(tx: &mut Tx, node: &str, lease_until: Timestamp) -> Result<u64> {
-    exec(
-        tx,
-        "UPDATE tasks SET lease_until = $2 WHERE state = 'running' AND node = $1",
-        &[&node, &lease_until.0],
-    )
-    .await
+pub(crate) async fn renew(tx: &mut Tx, node: &str, lease_until: Timestamp) -> Result<Vec<TaskId>> {
+    let rows = tx
+        .client()
+        .query(
+            // A row another write holds is being changed (its attempt ending, or
+            // taken over): it is skipped rather than waited for, so a renewal never
+            // waits on, nor deadlocks with, the writes of the tasks it renews. The
+            // caller asks about what it did not get back.
+            "UPDATE tasks SET lease_until = $2 WHERE id IN (
+                SELECT id FROM tasks WHERE state = 'running' AND node = $1
+                FOR UPDATE SKIP LOCKED)
+             RETURNING id",
+            &[&node, &lease_until.0],
+        )
+        .await?;
+    rows.iter().map(|r| col(r, 0).map(TaskId)).collect()
+}
+
+/// Records the end of an attempt whose node let its lease expire, if it still has:
+/// the row is locked first, so a renewal that came meanwhile wins.
+pub(crate) async fn rescue(
+    tx: &mut Tx,
+    end: &AttemptEnd,
+    now: Timestamp,
+) -> Result<Option<Finished>> {
+    let row = tx
+        .client()
+        .query_opt(
+            // A row another write holds is being renewed or ended: not expired.
+            "SELECT lease_until FROM tasks WHERE id = $1 AND state = 'running' AND attempts = $2
+             FOR UPDATE SKIP LOCKED",
+            &[&end.id.0, &i64::from(end.attempt)],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    match col::<Option<i64>>(&row, 0)? {
+        Some(until) if until < now.0 => finish_attempt(tx, end).await,
+        _ => Ok(None),
+    }
 }
 
 pub(crate) async fn finish_attempt(tx: &mut Tx, end: &AttemptEnd) -> Result<Option<Finished>> {
@@ -488,7 +552,12 @@ pub(crate) async fn release(
     load_task(tx.client(), id).await.map(Some)
 }
 
-pub(crate) async fn request_stop(tx: &mut Tx, id: TaskId, now: Timestamp) -> Result<StopOutcome> {
+pub(crate) async fn request_stop(
+    tx: &mut Tx,
+    id: TaskId,
+    now: Timestamp,
+    force: bool,
+) -> Result<StopOutcome> {
     let task = lock_task(tx, id).await?;
     match task.state {
         TaskState::Running => {
@@ -498,7 +567,12 @@ pub(crate) async fn request_stop(tx: &mut Tx, id: TaskId, now: Timestamp) -> Res
                 &[&id.0],
             )
             .await?;
-            tx.emit(now, EventKind::StopRequested, Some(id), json!({}));
+            tx.emit(
+                now,
+                EventKind::StopRequested,
+                Some(id),
+                json!({"force": force}),
+            );
             Ok(StopOutcome::Stopping(load_task(tx.client(), id).await?))
         }
         from => {

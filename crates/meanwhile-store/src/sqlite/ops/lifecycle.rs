@@ -299,11 +299,33 @@ pub(crate) fn set_pid(conn: &Connection, id: TaskId, attempt: u32, pid: i32) -> 
     Ok(())
 }
 
-pub(crate) fn renew(conn: &Connection, node: &str, lease_until: Timestamp) -> Result<u64> {
+pub(crate) fn renew(conn: &Connection, node: &str, lease_until: Timestamp) -> Result<Vec<TaskId>> {
     let mut stmt = conn.prepare_cached(
-        "UPDATE tasks SET lease_until = ?2 WHERE state = 'running' AND node = ?1",
+        "UPDATE tasks SET lease_until = ?2 WHERE state = 'running' AND node = ?1 RETURNING id",
     )?;
-    Ok(stmt.execute(params![node, lease_until.0])? as u64)
+    let ids = stmt
+        .query_map(params![node, lease_until.0], |r| r.get(0).map(TaskId))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(ids)
+}
+
+/// Records the end of an attempt whose node let its lease expire, if it still has.
+pub(crate) fn rescue(
+    conn: &Connection,
+    events: &mut Vec<Event>,
+    end: &AttemptEnd,
+    now: Timestamp,
+) -> Result<Option<Finished>> {
+    let until: Option<Option<i64>> = conn
+        .prepare_cached(
+            "SELECT lease_until FROM tasks WHERE id = ?1 AND state = 'running' AND attempts = ?2",
+        )?
+        .query_row(params![end.id.0, end.attempt], |r| r.get(0))
+        .optional()?;
+    match until {
+        Some(Some(until)) if until < now.0 => finish_attempt(conn, events, end),
+        _ => Ok(None),
+    }
 }
 
 pub(crate) fn finish_attempt(
@@ -447,6 +469,7 @@ pub(crate) fn request_stop(
     events: &mut Vec<Event>,
     id: TaskId,
     now: Timestamp,
+    force: bool,
 ) -> Result<StopOutcome> {
     let task = load_task(conn, id)?;
     match task.state {
@@ -459,7 +482,7 @@ pub(crate) fn request_stop(
                 now,
                 EventKind::StopRequested,
                 Some(id),
-                json!({}),
+                json!({"force": force}),
             )?;
             Ok(StopOutcome::Stopping(load_task(conn, id)?))
         }

@@ -1,0 +1,136 @@
+//! What a node does for the fleet it shares a store with, besides running its own
+//! tasks: it follows every node's events (to claim what another node submitted or
+//! freed, and to stop its own tasks when a stop was asked on another node), and it
+//! takes over the attempts of nodes that stopped renewing their leases.
+//!
+//! Nothing here runs on a store that is not shared: one machine's SQLite has one
+//! runtime, whose recovery at start settles everything a previous process left.
+
+use crate::attempt::{self, Ended};
+use crate::engine::Inner;
+use meanwhile_core::{EventKind, StopMode, TaskRecord};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+
+/// The longest time between two looks for expired leases and missed stops.
+const MAX_LOOK: Duration = Duration::from_secs(5);
+
+pub(crate) fn start(inner: &Arc<Inner>) {
+    if !inner.store.is_shared() {
+        return;
+    }
+    tokio::spawn(follow(inner.clone()));
+    tokio::spawn(rescue_loop(inner.clone()));
+}
+
+/// Reacts to the fleet's events as they commit.
+async fn follow(inner: Arc<Inner>) {
+    let mut events = inner.store.subscribe();
+    let mut shutdown = inner.shutdown.subscribe();
+    loop {
+        let event = tokio::select! {
+            e = events.recv() => e,
+            _ = shutdown.changed() => return,
+        };
+        match event {
+            Ok(e) => match e.kind {
+                // Work to claim, or a slot freed: the dispatcher looks.
+                EventKind::Submitted
+                | EventKind::Retried
+                | EventKind::Released
+                | EventKind::AttemptEnded
+                | EventKind::Queue => inner.wake.notify_one(),
+                EventKind::Budget => {
+                    inner.budgets_changed.notify_one();
+                    inner.wake.notify_one();
+                }
+                EventKind::Schedule => inner.schedules_changed.notify_one(),
+                EventKind::StopRequested => {
+                    let force = e.data.get("force").and_then(|f| f.as_bool()) == Some(true);
+                    let mode = if force {
+                        StopMode::Force
+                    } else {
+                        StopMode::Graceful
+                    };
+                    if let Some(id) = e.task_id {
+                        let mut registry = inner.registry();
+                        if let Some(n) = registry.get(id).map(|a| a.attempt) {
+                            registry.stop(id, n, mode);
+                        }
+                    }
+                }
+                _ => {}
+            },
+            // Too far behind to know what was missed: look at everything.
+            Err(RecvError::Lagged(_)) => {
+                inner.wake.notify_one();
+                stop_flagged(&inner).await;
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Stops this node's tasks that carry a stop flag: the safety net for a
+/// `stop_requested` event this node did not hear.
+async fn stop_flagged(inner: &Arc<Inner>) {
+    let Ok(mine) = inner.store.running(Some(&inner.node), None).await else {
+        return;
+    };
+    let mut registry = inner.registry();
+    for (t, a) in mine {
+        if t.stop_requested && registry.get(t.id).is_some_and(|r| r.attempt == a.number) {
+            registry.stop(t.id, a.number, StopMode::Graceful);
+        }
+    }
+}
+
+/// Looks, every third of a lease (5 s at most), for attempts whose lease expired and
+/// takes them over; and for stop flags of this node's tasks.
+async fn rescue_loop(inner: Arc<Inner>) {
+    let mut shutdown = inner.shutdown.subscribe();
+    let every = (inner.config.lease / 3).clamp(Duration::from_millis(100), MAX_LOOK);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = crate::now();
+        match inner.store.running(None, Some(now)).await {
+            Ok(expired) => {
+                for (task, a) in expired {
+                    if task.node.as_deref() == Some(inner.node.as_str()) {
+                        // This node's own: its renewals decide (see the dispatcher).
+                        continue;
+                    }
+                    rescue(&inner, &task, a.number, a.node).await;
+                }
+            }
+            Err(e) => inner.write_failed(format_args!("looking for expired leases"), &e),
+        }
+        stop_flagged(&inner).await;
+    }
+}
+
+/// Records the attempt `lost` (then the retry policy applies), if its lease is still
+/// expired when the store looks under the row's lock.
+async fn rescue(inner: &Arc<Inner>, task: &TaskRecord, attempt: u32, holder: String) {
+    let ended = Ended::lost(format!(
+        "node {holder:?} stopped renewing its lease (it went silent, or lost its database); node {:?} took the task over",
+        inner.node
+    ));
+    let end = attempt::end_record(inner, task, attempt, ended);
+    match inner.store.rescue(end, crate::now()).await {
+        Ok(Some(fin)) => {
+            tracing::warn!(task = %task.id, "attempt {attempt} of node {holder:?} taken over: its lease expired");
+            attempt::recorded(inner, task.kind, &fin);
+            inner.wake.notify_one();
+        }
+        Ok(None) => {}
+        Err(e) => inner.write_failed(
+            format_args!("taking over task {} from node {holder:?}", task.id),
+            &e,
+        ),
+    }
+}

@@ -1,0 +1,486 @@
+//! A fleet: several `meanwhile serve` nodes on one real PostgreSQL database, started
+//! by the test (see `meanwhile-testpg`). Each node has a home of its own (its logs,
+//! socket and journal) and a TCP listener the others reach it at.
+
+use crate::support::{Home, stderr, until};
+use meanwhile_testpg::TestDb;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio_postgres::config::Host;
+
+/// The lease of the tests' nodes: short, so that a dead node's tasks move soon.
+const LEASE: &str = "3s";
+
+struct Fleet {
+    db: TestDb,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Fleet {
+    fn new() -> Fleet {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let db = rt.block_on(TestDb::new());
+        Fleet { db, _rt: rt }
+    }
+
+    /// Starts node `name` on `url` (the database's by default).
+    fn node_on(&self, name: &str, url: &str) -> Home {
+        let mut home = Home::new();
+        let log = std::fs::File::create(home.dir.path().join("serve.log")).unwrap();
+        let mut c = home.cmd(&["serve", "--node", name, "--listen", "127.0.0.1:0"]);
+        c.env("MEANWHILE_DATABASE_URL", url)
+            .env("MEANWHILE_LEASE", LEASE)
+            .env("MEANWHILE_NODE_SILENT_AFTER", "2s")
+            .env("RUST_LOG", "meanwhile=debug")
+            .stderr(log);
+        home.daemon = Some(c.spawn().unwrap());
+        until(&format!("node {name} answers"), || {
+            home.run(&["status"]).status.success()
+        });
+        home
+    }
+
+    /// Attempts per node, counted in the database.
+    fn attempts_by_node(&self) -> HashMap<String, i64> {
+        self._rt.block_on(async {
+            let (client, conn) = self
+                .db
+                .config()
+                .connect(tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client
+                .query("SELECT node, COUNT(*) FROM attempts GROUP BY node", &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect()
+        })
+    }
+
+    fn node(&self, name: &str) -> Home {
+        self.node_on(name, &self.db.url())
+    }
+
+    /// Where the database's server listens.
+    fn upstream(&self) -> Upstream {
+        let config = self.db.config();
+        let port = *config.get_ports().first().unwrap_or(&5432);
+        match config.get_hosts().first() {
+            Some(Host::Unix(dir)) => Upstream::Unix(dir.join(format!(".s.PGSQL.{port}"))),
+            Some(Host::Tcp(h)) => Upstream::Tcp(format!("{h}:{port}")),
+            None => panic!("the test database has no host"),
+        }
+    }
+
+    /// The database's URL through `proxy`.
+    fn url_through(&self, proxy: &Proxy) -> String {
+        let config = self.db.config();
+        let mut url = format!("host=127.0.0.1 port={}", proxy.port);
+        if let Some(u) = config.get_user() {
+            url += &format!(" user={u}");
+        }
+        if let Some(p) = config.get_password() {
+            url += &format!(" password='{}'", String::from_utf8_lossy(p));
+        }
+        url + &format!(" dbname={}", self.db.name())
+    }
+}
+
+#[derive(Clone)]
+enum Upstream {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    fn try_clone(&self) -> Stream {
+        match self {
+            Stream::Unix(s) => Stream::Unix(s.try_clone().unwrap()),
+            Stream::Tcp(s) => Stream::Tcp(s.try_clone().unwrap()),
+        }
+    }
+    fn shutdown(&self) {
+        let _ = match self {
+            Stream::Unix(s) => s.shutdown(Shutdown::Both),
+            Stream::Tcp(s) => s.shutdown(Shutdown::Both),
+        };
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.read(buf),
+            Stream::Tcp(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.write(buf),
+            Stream::Tcp(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A TCP proxy in front of the database, whose connections can be cut: what a node
+/// sees when the network between it and the database fails.
+struct Proxy {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<Stream>>>,
+}
+
+impl Proxy {
+    fn start(upstream: Upstream) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let open: Arc<Mutex<Vec<Stream>>> = Arc::default();
+        let (c, o) = (cut.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if c.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let server = match &upstream {
+                    Upstream::Unix(p) => UnixStream::connect(p).map(Stream::Unix),
+                    Upstream::Tcp(a) => TcpStream::connect(a).map(Stream::Tcp),
+                };
+                let Ok(server) = server else {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                };
+                let client = Stream::Tcp(client);
+                {
+                    let mut open = o.lock().unwrap();
+                    open.push(client.try_clone());
+                    open.push(server.try_clone());
+                }
+                pipe(client.try_clone(), server.try_clone());
+                pipe(server, client);
+            }
+        });
+        Proxy { port, cut, open }
+    }
+
+    /// Closes every connection and refuses new ones.
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for s in self.open.lock().unwrap().drain(..) {
+            s.shutdown();
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+fn pipe(mut from: Stream, mut to: Stream) {
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        from.shutdown();
+        to.shutdown();
+    });
+}
+
+/// A task as `show` gives it.
+fn show(home: &Home, id: &str) -> Value {
+    home.json(&["show", "--json", id])["task"].clone()
+}
+
+fn attempts(home: &Home, id: &str) -> Vec<Value> {
+    home.json(&["show", "--json", id])["attempts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn read(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// SIGKILL to a process and, for a task, its whole group.
+fn kill(pid: i32, group: bool) {
+    unsafe {
+        if group {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+        libc::kill(pid, libc::SIGKILL);
+    }
+}
+
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie has no more to do: it counts as dead.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s[s.rfind(')').unwrap_or(0)..].starts_with(") Z"))
+        .unwrap_or(false)
+}
+
+#[test]
+fn three_nodes_run_ten_thousand_tasks_each_once() {
+    const TASKS: usize = 10_000;
+    let fleet = Fleet::new();
+    let nodes: Vec<Home> = ["a", "b", "c"].iter().map(|n| fleet.node(n)).collect();
+    nodes[0].ok(&["queue", "set", "default", "--max-parallel", "48"]);
+    let marks = tempfile::tempdir().unwrap();
+    let ran = marks.path().join("ran");
+    // Each node takes a third of the submits, in batches, all at once.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut submits = Vec::new();
+        for (i, home) in nodes.iter().enumerate() {
+            let client = meanwhile_client::Client::for_home(&home.home);
+            let ran = ran.clone();
+            submits.push(tokio::spawn(async move {
+                let mine: Vec<usize> = (0..TASKS).filter(|t| t % 3 == i).collect();
+                for chunk in mine.chunks(500) {
+                    let specs = chunk
+                        .iter()
+                        .map(|t| {
+                            serde_json::from_value(serde_json::json!({
+                                "command": format!("echo {t} $MEANWHILE_ATTEMPT >> {}", ran.display()),
+                                "labels": ["fleet"],
+                            }))
+                            .unwrap()
+                        })
+                        .collect();
+                    for r in client.submit_batch(specs).await.unwrap() {
+                        r.unwrap();
+                    }
+                }
+            }));
+        }
+        for s in submits {
+            s.await.unwrap();
+        }
+    });
+    until("every task succeeded", || {
+        let counts = nodes[1].json(&["status", "--json"]);
+        counts["counts"]["succeeded"].as_u64() == Some(TASKS as u64)
+    });
+
+    // Each task's command ran exactly once, on the first attempt.
+    let lines = read(&ran);
+    let mut seen = vec![0u32; TASKS];
+    for line in lines.lines() {
+        let mut parts = line.split_whitespace();
+        let t: usize = parts.next().unwrap().parse().unwrap();
+        assert_eq!(parts.next(), Some("1"), "a second attempt ran: {line}");
+        seen[t] += 1;
+    }
+    let twice: Vec<usize> = (0..TASKS).filter(|&t| seen[t] > 1).collect();
+    let never: Vec<usize> = (0..TASKS).filter(|&t| seen[t] == 0).collect();
+    assert!(twice.is_empty(), "ran twice: {twice:?}");
+    assert!(never.is_empty(), "never ran: {never:?}");
+
+    // Every node took its share of the work.
+    let nodes_json = nodes[2].json(&["nodes", "--json"]);
+    for n in ["a", "b", "c"] {
+        let node = nodes_json
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == n)
+            .unwrap();
+        assert_eq!(node["alive"], true, "{node}");
+    }
+    // The fleet shared the work: each node ran a fair part of it.
+    let by_node = fleet.attempts_by_node();
+    assert_eq!(by_node.values().sum::<i64>(), TASKS as i64, "{by_node:?}");
+    for n in ["a", "b", "c"] {
+        let ran = by_node.get(n).copied().unwrap_or(0);
+        assert!(
+            ran >= TASKS as i64 / 10,
+            "node {n} ran {ran} tasks: {by_node:?}"
+        );
+    }
+}
+
+#[test]
+fn a_dead_machines_task_runs_again_on_another_node_after_its_lease() {
+    let fleet = Fleet::new();
+    let a = fleet.node("a");
+    let marks = tempfile::tempdir().unwrap();
+    let log = marks.path().join("log");
+    let cmd = format!(
+        "echo start $MEANWHILE_ATTEMPT >> {0}; sleep 4; echo done $MEANWHILE_ATTEMPT >> {0}",
+        log.display()
+    );
+    let id = a.ok(&["run", "--retries", "2", &cmd]).trim().to_string();
+    until("the task runs on a", || read(&log).contains("start 1"));
+    let b = fleet.node("b");
+
+    // The machine dies: the daemon, its spawner, the task's supervisor and the task.
+    let task_pid = attempts(&a, &id)[0]["pid"].as_i64().unwrap() as i32;
+    let supervisor = parent_of(task_pid).unwrap();
+    let spawner = parent_of(supervisor);
+    let mut a = a;
+    a.kill_daemon();
+    kill(task_pid, true);
+    kill(supervisor, false);
+    if let Some(s) = spawner.filter(|&s| s > 1) {
+        kill(s, false);
+    }
+    until("the task processes are gone", || !alive(task_pid));
+
+    // After the lease, b takes the attempt over as lost and runs the task again.
+    until("the task succeeds on b", || {
+        show(&b, &id)["state"] == "succeeded"
+    });
+    let atts = attempts(&b, &id);
+    assert_eq!(atts.len(), 2, "{atts:?}");
+    assert_eq!(atts[0]["node"], "a");
+    assert_eq!(atts[0]["outcome"], "lost", "{atts:?}");
+    let reason = atts[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("node \"a\" stopped renewing its lease") && reason.contains("\"b\""),
+        "{reason}"
+    );
+    assert_eq!(atts[1]["node"], "b");
+    assert_eq!(atts[1]["exit_code"], 0);
+    assert_eq!(read(&log), "start 1\nstart 2\ndone 2\n");
+    drop(a);
+}
+
+#[test]
+fn a_node_cut_from_its_database_stops_its_tasks_and_never_records_their_end() {
+    let fleet = Fleet::new();
+    let proxy = Proxy::start(fleet.upstream());
+    let a = fleet.node_on("a", &fleet.url_through(&proxy));
+    let marks = tempfile::tempdir().unwrap();
+    let log = marks.path().join("log");
+    let cmd = format!(
+        "echo start $MEANWHILE_ATTEMPT >> {0}; sleep 8; echo done $MEANWHILE_ATTEMPT >> {0}",
+        log.display()
+    );
+    let id = a.ok(&["run", "--retries", "1", &cmd]).trim().to_string();
+    until("the task runs on a", || read(&log).contains("start 1"));
+    let task_pid = attempts(&a, &id)[0]["pid"].as_i64().unwrap() as i32;
+    let b = fleet.node("b");
+
+    proxy.cut();
+    // a kills its task before its lease runs out, and b runs it again after.
+    until("a killed the task it can no longer hold", || {
+        !alive(task_pid)
+    });
+    until("b runs attempt 2", || read(&log).contains("start 2"));
+    let atts = attempts(&b, &id);
+    assert_eq!(atts[0]["outcome"], "lost", "{atts:?}");
+    assert!(
+        atts[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("took the task over"),
+        "{atts:?}"
+    );
+    assert_eq!(atts[1]["node"], "b");
+
+    // Back on the network, a records nothing of the attempt it lost, and claims
+    // again.
+    proxy.restore();
+    until("the task succeeds on b", || {
+        show(&b, &id)["state"] == "succeeded"
+    });
+    until("a answers through the database again", || {
+        a.run(&["ls", "--json"]).status.success()
+    });
+    let atts = attempts(&b, &id);
+    assert_eq!(atts.len(), 2, "{atts:?}");
+    assert!(
+        atts[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("took the task over"),
+        "a's own end replaced b's record: {atts:?}"
+    );
+    assert_eq!(read(&log), "start 1\nstart 2\ndone 2\n");
+    a.ok(&["run", "--wait", "true"]);
+}
+
+#[test]
+fn notices_are_drained_from_another_node_once_and_output_is_followed_through_it() {
+    let fleet = Fleet::new();
+    let mut a = fleet.node("a");
+    let id = a
+        .ok(&[
+            "run",
+            "--session",
+            "s1",
+            "for i in 1 2 3 4 5 6; do echo line $i; sleep 0.5; done",
+        ])
+        .trim()
+        .to_string();
+    until("the task runs on a", || show(&a, &id)["state"] == "running");
+    let b = fleet.node("b");
+
+    // Followed through b while a runs it, to its end.
+    let follow = b
+        .cmd(&["logs", "-f", &id])
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&follow.stdout);
+    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("line ")).collect();
+    assert_eq!(lines.len(), 6, "{out}{}", stderr(&follow));
+    assert_eq!(attempts(&b, &id)[0]["node"], "a");
+    // A wait through b hears of the end a recorded.
+    b.ok(&["wait", &id]);
+
+    // The notice is drained from b, which did not run the task, once.
+    let notes = b.json(&["notifications", "--session", "s1", "--json"]);
+    let notes = notes.as_array().unwrap();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0]["task_id"].to_string(), id);
+    let again = a.json(&["notifications", "--session", "s1", "--json"]);
+    assert!(again.as_array().unwrap().is_empty(), "{again}");
+
+    // Read through b with a grep; once a is gone, the answer names it.
+    let grep = b.ok(&["logs", &id, "--grep", "line [24]"]);
+    assert_eq!(grep.lines().count(), 2, "{grep}");
+    a.ok(&["daemon", "stop"]);
+    a.daemon.take().unwrap().wait().unwrap();
+    let o = b.run(&["logs", &id]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("node \"a\"") && err.contains("is gone"),
+        "{err}"
+    );
+}
