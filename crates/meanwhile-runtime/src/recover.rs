@@ -111,7 +111,10 @@ pub(crate) async fn recover(inner: &Arc<Inner>) -> crate::Result<()> {
 /// runs the task again. Only processes whose start times match the journal's.
 fn kill_orphans(inner: &Inner) {
     let unended = {
-        let journal = inner.journal.lock().unwrap_or_else(|e| e.into_inner());
+        let mut journal = inner.journal.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = journal.refresh() {
+            tracing::warn!("reading the supervisors' journal: {e}");
+        }
         journal.unended()
     };
     let ours: Vec<(meanwhile_core::TaskId, u32)> = inner.registry().attempts();

@@ -443,7 +443,7 @@ impl Runtime {
                 name: name.to_string(),
                 due: None,
                 fire: Some(now),
-                task: Some(NewTask { spec, now }),
+                task: Some(NewTask::new(spec, now)),
                 missed: 0,
                 late: false,
                 next: None,
@@ -479,7 +479,7 @@ impl Runtime {
                 Ok(v) => {
                     slots.push(results.len());
                     results.push(None);
-                    valid.push(NewTask { spec: v, now });
+                    valid.push(NewTask::new(v, now));
                 }
                 Err(e) => results.push(Some(Err(e))),
             }
@@ -548,7 +548,16 @@ impl Runtime {
                 Box::pin(async move { fut.await.map(|()| None).map_err(|e| e.to_string()) })
             });
             results.push(None);
-            valid.push(NewTask { spec: v, now });
+            // A closure lives in this process: in a fleet, no other node may claim it.
+            valid.push(NewTask {
+                spec: v,
+                now,
+                owner: self
+                    .inner
+                    .store
+                    .is_shared()
+                    .then(|| self.inner.node.clone()),
+            });
             fns.push(f);
         }
         if valid.is_empty() {

@@ -61,7 +61,7 @@ async fn fire(
     };
     let plan = valid.plan(due, s.created_at, now, inner.config.schedule_late_after);
     let task = match plan.fire.map(|f| valid.task_for(f, false).validate()) {
-        Some(Ok(spec)) => Some(NewTask { spec, now }),
+        Some(Ok(spec)) => Some(NewTask::new(spec, now)),
         Some(Err(e)) => {
             tracing::error!("schedule {name} cannot fire: {e}");
             None

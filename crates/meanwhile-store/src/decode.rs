@@ -821,3 +821,9 @@ pub(crate) fn check_resumable(b: &BudgetInfo) -> Result<()> {
     }
     Ok(())
 }
+
+/// `text` as an SQL string literal (quotes doubled), for the same text in both
+/// stores' SQL where a parameter would not do.
+pub(crate) fn sql_text(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}

@@ -151,6 +151,20 @@ pub struct NewTask {
     pub spec: ValidSpec,
     /// Submission time.
     pub now: Timestamp,
+    /// The only node that may claim it (a closure lives in the process that submitted
+    /// it); any node when `None`.
+    pub owner: Option<String>,
+}
+
+impl NewTask {
+    /// A task any node may run, submitted at `now`.
+    pub fn new(spec: ValidSpec, now: Timestamp) -> NewTask {
+        NewTask {
+            spec,
+            now,
+            owner: None,
+        }
+    }
 }
 
 /// The result of submitting one task.
@@ -414,7 +428,8 @@ pub trait Store: Send + Sync + 'static {
     /// The attempts of a task, oldest first.
     fn attempts(&self, id: TaskId) -> StoreFuture<'_, Vec<Attempt>>;
     /// Claims runnable tasks: pending, run-after reached, dependencies succeeded, queue
-    /// not paused and below its `max_parallel`; priority order within each queue.
+    /// not paused and below its `max_parallel`, owned by no node or by the claiming
+    /// one; priority order within each queue.
     /// Where the queue has a `per_key` limit, a task whose concurrency key already has
     /// that many running is passed over; where it has a rate limit, no more tasks are
     /// claimed than the window that ends at `now` has room for, and each claim is

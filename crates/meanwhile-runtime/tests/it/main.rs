@@ -4,6 +4,7 @@ mod support;
 
 mod budgets;
 mod descendants;
+mod fleet;
 mod functions;
 mod journal;
 mod lifecycle;

@@ -139,7 +139,7 @@ pub async fn claimed_by_a_dead_runtime(home: &meanwhile_runtime::Home, spec: Tas
     let store = SqliteStore::open(&home.database()).unwrap();
     let spec = spec.validate().unwrap();
     let now = meanwhile_runtime::now();
-    let r = store.submit(vec![NewTask { spec, now }]).await.unwrap();
+    let r = store.submit(vec![NewTask::new(spec, now)]).await.unwrap();
     let id = r[0].as_ref().unwrap().id();
     let claim = ClaimRequest {
         node: "gone".into(),

@@ -6,11 +6,12 @@
 
 use super::{Tx, col};
 use crate::chain::{self, AuditRow, Entry, Head, Verifier};
+use crate::postgres::Client;
 use crate::{AuditKey, StoreError, StoredToken};
 use meanwhile_core::{
     Actor, AuditCheckpoint, AuditFilter, AuditPage, AuditVerdict, Timestamp, TokenInfo,
 };
-use tokio_postgres::{Client, Row};
+use tokio_postgres::Row;
 
 type Result<T> = std::result::Result<T, StoreError>;
 

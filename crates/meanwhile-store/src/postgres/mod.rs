@@ -14,6 +14,7 @@
 //! among task rows that remain possible (and serialization failures) are retried.
 
 mod audit;
+mod client;
 mod follow;
 mod ops;
 mod retention;
@@ -26,6 +27,7 @@ use crate::{
     StoreFuture, Submitted,
 };
 use crate::{AuditKey, StoredToken};
+pub(crate) use client::Client;
 use meanwhile_core::http::QueueUpdate;
 use meanwhile_core::{
     Actor, AuditFilter, AuditPage, AuditVerdict, EventKind, NodeBeat, NodeRow, TokenInfo,
@@ -41,7 +43,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{FromSql, ToSql};
-use tokio_postgres::{Client, Config, NoTls, Row};
+use tokio_postgres::{Config, NoTls, Row};
 
 type Result<T> = std::result::Result<T, StoreError>;
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -156,7 +158,7 @@ impl PgStore {
                         tracing::warn!("a PostgreSQL connection ended: {}", describe_error(&e));
                     }
                 });
-                client
+                Client::new(client)
             }
         };
         Ok(Conn {

@@ -9,7 +9,7 @@
 
 use super::col;
 use crate::StoreError;
-use tokio_postgres::Client;
+use crate::postgres::Client;
 
 /// The advisory lock key that serializes migrations ("meanwhil" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6d65_616e_7768_696c;
@@ -244,6 +244,11 @@ const MIGRATIONS: &[&str] = &[
         stopped_at BIGINT
     );
     "#,
+    // Version 9: the node a task is bound to (a closure's, which lives in the process
+    // that submitted it); no other node claims it.
+    r#"
+    ALTER TABLE tasks ADD COLUMN owner TEXT;
+    "#,
 ];
 
 /// The schema version this build writes; the same as SQLite's.
@@ -290,4 +295,35 @@ async fn migrate_locked(client: &Client) -> Result<(), StoreError> {
             .map_err(StoreError::Postgres)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+
+    /// A queue paused before budgets existed was paused by a user: after the
+    /// migration it says so, as on SQLite.
+    #[tokio::test]
+    async fn a_version_6_paused_queue_was_paused_by_a_user() {
+        let db = meanwhile_testpg::TestDb::new().await;
+        db.execute("CREATE TABLE schema_version (version BIGINT NOT NULL)")
+            .await;
+        for (i, sql) in MIGRATIONS[..6].iter().enumerate() {
+            db.execute(&format!(
+                "BEGIN; {sql}; INSERT INTO schema_version (version) VALUES ({}); COMMIT;",
+                i + 1
+            ))
+            .await;
+        }
+        db.execute("INSERT INTO queues (name, max_parallel, paused) VALUES ('gpu', 1, true)")
+            .await;
+        let store = crate::PgStore::connect_with(db.config()).await.unwrap();
+        let queues = store.queues().await.unwrap();
+        let gpu = queues.iter().find(|q| q.name == "gpu").unwrap();
+        assert!(gpu.paused);
+        assert_eq!(gpu.pause_reason, Some(meanwhile_core::PauseReason::User));
+        let default = queues.iter().find(|q| q.name == "default").unwrap();
+        assert_eq!((default.paused, default.pause_reason), (false, None));
+    }
 }

@@ -224,6 +224,11 @@ const MIGRATIONS: &[&str] = &[
         stopped_at INTEGER
     );
     "#,
+    // Version 9: the node a task is bound to (a closure's, which lives in the process
+    // that submitted it); no other node claims it.
+    r#"
+    ALTER TABLE tasks ADD COLUMN owner TEXT;
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -296,7 +301,7 @@ mod tests {
             .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 8);
+        assert_eq!(SCHEMA_VERSION, 9);
     }
 
     /// A queue paused before budgets existed was paused by a user: after the

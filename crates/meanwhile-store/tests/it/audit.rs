@@ -24,7 +24,7 @@ fn ci() -> Actor {
 async fn submit_and_cancel(store: &dyn Store, actor: Actor, at: Timestamp) -> i64 {
     acting(actor, async {
         let spec = TaskSpec::shell("true").validate().unwrap();
-        let r = store.submit(vec![NewTask { spec, now: at }]).await.unwrap();
+        let r = store.submit(vec![NewTask::new(spec, at)]).await.unwrap();
         let id = r[0].as_ref().unwrap().id();
         store.request_stop(id, at, false).await.unwrap();
         id.0

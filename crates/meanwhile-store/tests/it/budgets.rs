@@ -22,10 +22,7 @@ async fn submit(store: &dyn Store, queue: &str) -> TaskId {
     let mut spec = TaskSpec::shell("true");
     spec.queue = Some(queue.into());
     store
-        .submit(vec![NewTask {
-            spec: spec.validate().unwrap(),
-            now: at(0),
-        }])
+        .submit(vec![NewTask::new(spec.validate().unwrap(), at(0))])
         .await
         .unwrap()
         .remove(0)

@@ -15,10 +15,7 @@ pub(crate) const NOW: Timestamp = Timestamp(1_000_000);
 
 async fn submit(store: &dyn Store, spec: TaskSpec) -> TaskId {
     let r = store
-        .submit(vec![NewTask {
-            spec: spec.validate().unwrap(),
-            now: NOW,
-        }])
+        .submit(vec![NewTask::new(spec.validate().unwrap(), NOW)])
         .await
         .unwrap();
     r.into_iter().next().unwrap().unwrap().id()
@@ -65,10 +62,7 @@ both! {
         let b = submit(&*f.store, spec.clone()).await;
         let again = f
             .store
-            .submit(vec![NewTask {
-                spec: spec.validate().unwrap(),
-                now: NOW,
-            }])
+            .submit(vec![NewTask::new(spec.validate().unwrap(), NOW)])
             .await
             .unwrap();
         assert_eq!(again[0].as_ref().unwrap(), &Submitted::Existing(b));
@@ -82,14 +76,8 @@ both! {
         let results = f
             .store
             .submit(vec![
-                NewTask {
-                    spec: bad.validate().unwrap(),
-                    now: NOW,
-                },
-                NewTask {
-                    spec: TaskSpec::shell("true").validate().unwrap(),
-                    now: NOW,
-                },
+                NewTask::new(bad.validate().unwrap(), NOW),
+                NewTask::new(TaskSpec::shell("true").validate().unwrap(), NOW),
             ])
             .await
             .unwrap();
@@ -894,5 +882,29 @@ both! {
         let e = f.store.remove_node("n2").await.unwrap_err();
         assert!(matches!(&e, meanwhile_store::StoreError::UnknownNode(n) if n == "n2"), "{e}");
         assert_eq!(f.store.nodes().await.unwrap().len(), 1);
+    }
+}
+
+both! {
+    async fn a_task_bound_to_a_node_is_claimed_by_that_node_only(f: Fixture) {
+        let mut bound = NewTask::new(TaskSpec::shell("mine").validate().unwrap(), NOW);
+        bound.owner = Some("n2".into());
+        let free = NewTask::new(TaskSpec::shell("anyone's").validate().unwrap(), NOW);
+        let ids: Vec<TaskId> = f
+            .store
+            .submit(vec![bound, free])
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.unwrap().id())
+            .collect();
+        let (got, _) = claimed_ids(&*f.store, claim_req(10)).await;
+        assert_eq!(got, vec![ids[1]], "n1 takes only the unbound task");
+        let other = ClaimRequest {
+            node: "n2".into(),
+            ..claim_req(10)
+        };
+        let (got, _) = claimed_ids(&*f.store, other).await;
+        assert_eq!(got, vec![ids[0]]);
     }
 }

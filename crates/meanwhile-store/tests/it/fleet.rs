@@ -56,10 +56,7 @@ async fn submit_many(store: &dyn Store, n: usize, key: impl Fn(usize) -> Option<
         .map(|i| {
             let mut spec = TaskSpec::shell(format!("t{i}"));
             spec.concurrency_key = key(i);
-            NewTask {
-                spec: spec.validate().unwrap(),
-                now: NOW,
-            }
+            NewTask::new(spec.validate().unwrap(), NOW)
         })
         .collect();
     for r in store.submit(tasks).await.unwrap() {
@@ -171,10 +168,7 @@ async fn concurrent_submits_of_one_key_create_one_task() {
             let mut spec = TaskSpec::shell("once");
             spec.idempotency_key = Some("the-key".into());
             let r = node
-                .submit(vec![NewTask {
-                    spec: spec.validate().unwrap(),
-                    now: NOW,
-                }])
+                .submit(vec![NewTask::new(spec.validate().unwrap(), NOW)])
                 .await
                 .unwrap();
             r.into_iter().next().unwrap().unwrap()
@@ -285,10 +279,7 @@ async fn concurrent_charges_add_up_and_fire_each_alarm_once() {
         .store
         .submit(
             (0..NODES)
-                .map(|_| NewTask {
-                    spec: spec.clone().validate().unwrap(),
-                    now: NOW,
-                })
+                .map(|_| NewTask::new(spec.clone().validate().unwrap(), NOW))
                 .collect(),
         )
         .await

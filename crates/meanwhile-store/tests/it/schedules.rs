@@ -23,10 +23,10 @@ fn firing(spec: &ScheduleSpec, due: Option<Timestamp>, fire: Timestamp) -> Sched
         name: spec.name.clone(),
         due,
         fire: Some(fire),
-        task: Some(NewTask {
-            spec: valid.task_for(fire, due.is_none()).validate().unwrap(),
-            now: NOW,
-        }),
+        task: Some(NewTask::new(
+            valid.task_for(fire, due.is_none()).validate().unwrap(),
+            NOW,
+        )),
         missed: 0,
         late: false,
         next: due.map(|d| Timestamp(d.0 + 60_000)),

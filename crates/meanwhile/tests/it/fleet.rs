@@ -35,8 +35,20 @@ impl Fleet {
 
     /// Starts node `name` on `url` (the database's by default).
     fn node_on(&self, name: &str, url: &str) -> Home {
-        let mut home = Home::new();
-        let log = std::fs::File::create(home.dir.path().join("serve.log")).unwrap();
+        self.serve(Home::new(), name, url)
+    }
+
+    /// Starts node `name` again on the home `home` had.
+    fn node_again(&self, home: Home, name: &str) -> Home {
+        self.serve(home, name, &self.db.url())
+    }
+
+    fn serve(&self, mut home: Home, name: &str, url: &str) -> Home {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(home.dir.path().join("serve.log"))
+            .unwrap();
         let mut c = home.cmd(&["serve", "--node", name, "--listen", "127.0.0.1:0"]);
         c.env("MEANWHILE_DATABASE_URL", url)
             .env("MEANWHILE_LEASE", LEASE)
@@ -483,4 +495,49 @@ fn notices_are_drained_from_another_node_once_and_output_is_followed_through_it(
         err.contains("node \"a\"") && err.contains("is gone"),
         "{err}"
     );
+}
+
+#[test]
+fn a_stop_asked_on_one_node_stops_the_task_on_another() {
+    let fleet = Fleet::new();
+    let a = fleet.node("a");
+    let id = a.ok(&["run", "sleep 300"]).trim().to_string();
+    until("the task runs on a", || show(&a, &id)["state"] == "running");
+    let task_pid = attempts(&a, &id)[0]["pid"].as_i64().unwrap() as i32;
+    let b = fleet.node("b");
+    b.ok(&["stop", "--force", &id]);
+    until("the task is cancelled", || {
+        show(&b, &id)["state"] == "cancelled"
+    });
+    assert!(!alive(task_pid));
+    assert_eq!(attempts(&b, &id)[0]["node"], "a");
+}
+
+#[test]
+fn a_node_back_after_being_taken_for_dead_kills_what_it_no_longer_holds() {
+    let fleet = Fleet::new();
+    let mut a = fleet.node("a");
+    let marks = tempfile::tempdir().unwrap();
+    let log = marks.path().join("log");
+    let cmd = format!(
+        "echo start $MEANWHILE_ATTEMPT >> {0}; sleep 300",
+        log.display()
+    );
+    let id = a.ok(&["run", "--retries", "1", &cmd]).trim().to_string();
+    until("the task runs on a", || read(&log).contains("start 1"));
+    let task_pid = attempts(&a, &id)[0]["pid"].as_i64().unwrap() as i32;
+    let b = fleet.node("b");
+    // Only the daemon dies: its task and supervisor go on, but its lease is not
+    // renewed, and b runs the task again.
+    a.kill_daemon();
+    until("b runs attempt 2", || read(&log).contains("start 2"));
+    assert!(alive(task_pid), "the first attempt's process runs on");
+    // Back under its name, a finds the attempt was taken over and kills it.
+    let a = fleet.node_again(a, "a");
+    until("a killed the attempt it lost", || !alive(task_pid));
+    let atts = attempts(&a, &id);
+    assert_eq!(atts[0]["outcome"], "lost");
+    assert_eq!(atts[1]["node"], "b");
+    assert_eq!(show(&b, &id)["state"], "running");
+    b.ok(&["stop", "--force", &id]);
 }

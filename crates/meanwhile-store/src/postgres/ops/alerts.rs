@@ -3,8 +3,9 @@
 use super::*;
 use crate::NewAlert;
 use crate::decode::AlertColumns;
+use crate::postgres::Client;
 use meanwhile_core::{Alert, AlertKind, EventKind, TaskId, TaskState, Timestamp};
-use tokio_postgres::{Client, Row};
+use tokio_postgres::Row;
 
 const COLS: &str = "id, kind, state, message, task_id, queue, fired_at, resolved_at";
 

@@ -5,12 +5,13 @@
 
 use super::*;
 use crate::decode::{self, BudgetColumns};
+use crate::postgres::Client;
 use crate::{Charged, StoreError};
 use meanwhile_core::{
     AlertKind, BudgetInfo, BudgetSpec, EventKind, PauseReason, TaskId, Timestamp,
 };
 use std::collections::BTreeSet;
-use tokio_postgres::{Client, Row};
+use tokio_postgres::Row;
 
 const COLS: &str = "queue, tokens, cost_usd, window_kind, alarms, window_start, window_end, \
     used_tokens, used_cost_usd, model_calls, fired";

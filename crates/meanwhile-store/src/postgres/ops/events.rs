@@ -2,8 +2,8 @@
 //! [`Tx::emit`]'s, at the commit.
 
 use super::*;
+use crate::postgres::Client;
 use meanwhile_core::{Event, EventKind, TaskId, Timestamp};
-use tokio_postgres::Client;
 
 pub(crate) async fn events_after(c: &Client, seq: i64, limit: u32) -> Result<Vec<Event>> {
     let rows = c

@@ -9,13 +9,13 @@
 
 use super::*;
 use crate::decode;
+use crate::postgres::Client;
 use crate::{AttemptEnd, Claim, ClaimRequest, Claimed, Finished, StopOutcome, StoreError};
 use meanwhile_core::{
     Attempt, EventKind, Progress, TaskId, TaskRecord, TaskState, Timestamp, Transition, transition,
 };
 use serde_json::json;
 use std::collections::HashMap;
-use tokio_postgres::Client;
 
 /// Fails a pending task whose dependency ended without succeeding, then its own
 /// dependents, and so on.
@@ -161,11 +161,19 @@ pub(crate) async fn claim(tx: &mut Tx, req: &ClaimRequest) -> Result<Claim> {
         }
     };
     let kinds: Vec<String> = req.kinds.iter().map(|k| k.as_str().to_string()).collect();
-    let runnable = "state = 'pending' AND queue = $1
+    // The node's name is written into the text (the same for every claim of this
+    // node, so the statement is prepared once) rather than given as one more
+    // parameter to each of the statements that use this condition.
+    let runnable = format!(
+        "state = 'pending' AND queue = $1
            AND (run_after IS NULL OR run_after <= $2)
            AND kind = ANY($3::TEXT[])
+           AND (owner IS NULL OR owner = {})
            AND NOT EXISTS (SELECT 1 FROM deps d JOIN tasks t ON t.id = d.dep_id
-                           WHERE d.task_id = tasks.id AND t.state <> 'succeeded')";
+                           WHERE d.task_id = tasks.id AND t.state <> 'succeeded')",
+        crate::decode::sql_text(&req.node)
+    );
+    let runnable = runnable.as_str();
     let mut budget = i64::from(req.limit);
     let mut picked = Vec::new();
     let mut wakeup = next_wakeup(tx.client(), req.now).await?;

@@ -3,8 +3,8 @@
 use super::*;
 use crate::StoreError;
 use crate::decode::NodeColumns;
+use crate::postgres::Client;
 use meanwhile_core::{NodeBeat, NodeRow, Timestamp};
-use tokio_postgres::Client;
 
 pub(crate) async fn beat(tx: &mut Tx, b: &NodeBeat) -> Result<()> {
     exec(

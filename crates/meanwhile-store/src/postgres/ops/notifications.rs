@@ -2,8 +2,8 @@
 //! them exactly once.
 
 use super::*;
+use crate::postgres::Client;
 use meanwhile_core::{EventKind, Notification, TaskRecord, Timestamp};
-use tokio_postgres::Client;
 
 /// Writes the `finished` event and, when the task names a session, its notification
 /// (both appended at the commit, in the log's order).

@@ -3,10 +3,10 @@
 
 use super::*;
 use crate::decode::QueueColumns;
+use crate::postgres::Client;
 use meanwhile_core::http::QueueUpdate;
 use meanwhile_core::{EventKind, PauseReason, QueueInfo, TaskState};
 use std::collections::HashMap;
-use tokio_postgres::Client;
 
 pub(super) async fn ensure_queue(tx: &Tx, queue: &str) -> Result<()> {
     // A queue first named by a task starts with the default queue's limit.

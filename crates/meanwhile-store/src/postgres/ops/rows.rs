@@ -4,8 +4,9 @@ pub(super) use super::super::{Params, Tx, col};
 use crate::StoreError;
 pub(super) use crate::decode::corrupt;
 use crate::decode::{AttemptColumns, TaskColumns};
+use crate::postgres::Client;
 use meanwhile_core::{Attempt, TaskId, TaskRecord, Timestamp};
-use tokio_postgres::{Client, Row};
+use tokio_postgres::Row;
 
 pub(super) type Result<T> = std::result::Result<T, StoreError>;
 

@@ -3,10 +3,11 @@
 
 use super::*;
 use crate::decode::ScheduleColumns;
+use crate::postgres::Client;
 use crate::{Fired, ScheduleFiring, StoreError, Submitted};
 use meanwhile_core::{EventKind, ScheduleInfo, ScheduleSpec, TaskId, Timestamp};
 use serde_json::json;
-use tokio_postgres::{Client, Row};
+use tokio_postgres::Row;
 
 const COLS: &str = "s.name, s.spec, s.paused, s.next_fire, s.last_fire, s.last_task, \
     t.state, s.fired, s.missed, s.created_at";

@@ -1,10 +1,10 @@
 //! Tasks as records: submitting, listing, their attempts, removal and cleaning.
 
 use super::*;
+use crate::postgres::Client;
 use crate::{CleanRequest, ListFilter, NewTask, Page, StoreError, Submitted};
 use meanwhile_core::{Attempt, EventKind, TaskId, TaskState};
 use serde_json::json;
-use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
 
 pub(crate) async fn insert_task(tx: &mut Tx, t: &NewTask) -> Result<Submitted> {
@@ -38,8 +38,8 @@ pub(crate) async fn insert_task(tx: &mut Tx, t: &NewTask) -> Result<Submitted> {
         .client()
         .query_opt(
             "INSERT INTO tasks (kind, name, state, queue, priority, labels, session, spec,
-                idempotency_key, created_at, run_after, max_attempts, concurrency_key)
-             VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                idempotency_key, created_at, run_after, max_attempts, concurrency_key, owner)
+             VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
              ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
              RETURNING id",
             &[
@@ -55,6 +55,7 @@ pub(crate) async fn insert_task(tx: &mut Tx, t: &NewTask) -> Result<Submitted> {
                 &t.spec.run_after(t.now).map(|t| t.0),
                 &i64::from(spec.retry.max_attempts),
                 &spec.concurrency_key,
+                &t.owner,
             ],
         )
         .await?;

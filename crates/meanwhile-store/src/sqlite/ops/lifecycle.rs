@@ -125,9 +125,11 @@ pub(crate) fn claim(
         "state = 'pending' AND queue = ?1
            AND (run_after IS NULL OR run_after <= ?2)
            AND kind IN ({})
+           AND (owner IS NULL OR owner = {})
            AND NOT EXISTS (SELECT 1 FROM deps d JOIN tasks t ON t.id = d.dep_id
                            WHERE d.task_id = tasks.id AND t.state <> 'succeeded')",
-        kinds.join(", ")
+        kinds.join(", "),
+        crate::decode::sql_text(&req.node)
     );
     let pick_sql =
         format!("SELECT id FROM tasks WHERE {runnable} ORDER BY priority DESC, id LIMIT ?3");

@@ -39,8 +39,8 @@ pub(crate) fn insert_task(
     let labels = serde_json::to_string(&spec.labels).map_err(|e| corrupt("labels", e))?;
     let mut stmt = conn.prepare_cached(
         "INSERT INTO tasks (kind, name, state, queue, priority, labels, session, spec,
-            idempotency_key, created_at, run_after, max_attempts, concurrency_key)
-         VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            idempotency_key, created_at, run_after, max_attempts, concurrency_key, owner)
+         VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?;
     stmt.execute(params![
         kind.as_str(),
@@ -55,6 +55,7 @@ pub(crate) fn insert_task(
         t.spec.run_after(t.now).map(|t| t.0),
         spec.retry.max_attempts,
         spec.concurrency_key,
+        t.owner,
     ])?;
     let id = TaskId(conn.last_insert_rowid());
     for label in &spec.labels {
