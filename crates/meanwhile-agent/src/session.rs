@@ -217,6 +217,39 @@ impl Session {
             .unwrap_or_default()
     }
 
+    /// The tasks the agent started in this session that have not ended yet.
+    pub async fn running_tasks(&self) -> Result<Vec<meanwhile_core::TaskId>, AgentError> {
+        let mut running = Vec::new();
+        for id in self.started_tasks() {
+            let t = self.tools.backend.get(id).await?;
+            if !t.state.is_terminal() {
+                running.push(id);
+            }
+        }
+        Ok(running)
+    }
+
+    /// Gives the model a turn for the notices that arrived since its last answer
+    /// (tasks that ended meanwhile), as another coding agent wakes when a background
+    /// task ends; `None`, with no model call, when there is none it has not seen.
+    pub async fn wake(
+        &mut self,
+        on_event: &mut (dyn FnMut(&AgentEvent) + Send),
+    ) -> Result<Option<RunOutcome>, AgentError> {
+        self.repair();
+        let before = self.messages.last().map(|m| m.content.len());
+        let count = self.messages.len();
+        self.inject_notices(on_event).await?;
+        let added =
+            self.messages.len() != count || self.messages.last().map(|m| m.content.len()) != before;
+        if !added {
+            return Ok(None);
+        }
+        self.run = RunUsage::new();
+        self.turns = 0;
+        self.run_loop(on_event).await.map(Some)
+    }
+
     pub(crate) fn started_handle(&self) -> Arc<std::sync::Mutex<Vec<meanwhile_core::TaskId>>> {
         self.tools.started.clone()
     }

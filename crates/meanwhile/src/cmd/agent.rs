@@ -58,6 +58,15 @@ pub struct Args {
     /// Print tool calls and notices to stderr in one-shot mode too.
     #[arg(long, short = 'v')]
     pub verbose: bool,
+    /// With -p: once the agent has answered, wait for the background tasks it
+    /// started and give it a turn as each ends, so that it can report them too
+    /// (the default).
+    #[arg(long, overrides_with = "no_wait_tasks")]
+    pub wait_tasks: bool,
+    /// With -p: end at the first answer, leaving the agent's background tasks running
+    /// (their notices wait for the session).
+    #[arg(long, overrides_with = "wait_tasks")]
+    pub no_wait_tasks: bool,
 }
 
 fn overrides(args: &Args) -> AgentOverrides {
@@ -103,7 +112,10 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     // The daemon's audit trail names the agent's session with what it changes.
     let backend: Arc<dyn Backend> = Arc::new(ctx.client()?.with_session(&config.session));
     match args.prompt.clone() {
-        Some(prompt) => one_shot(&config, backend, &prompt, args.verbose).await,
+        Some(prompt) => {
+            let wait = !args.no_wait_tasks;
+            one_shot(&config, backend, &prompt, args.verbose, wait).await
+        }
         None => interactive(&config, backend).await,
     }
 }
@@ -113,15 +125,46 @@ async fn one_shot(
     backend: Arc<dyn Backend>,
     prompt: &str,
     verbose: bool,
+    wait_tasks: bool,
 ) -> anyhow::Result<ExitCode> {
+    let agent_error = |e: meanwhile_agent::AgentError| anyhow::anyhow!("{e}");
     let mut on_event = |e: &AgentEvent| show(e, verbose);
-    let outcome = meanwhile_agent::run_prompt(config, backend, prompt, &mut on_event)
+    let provider = config.build_provider().map_err(agent_error)?;
+    let mut session = Session::new(config, provider, backend.clone()).map_err(agent_error)?;
+    let mut outcome = session
+        .send(prompt, &mut on_event)
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .map_err(agent_error)?;
     if !outcome.answer.is_empty() {
         outln!("{}", outcome.answer.trim_end());
     }
     errln!("{}", outcome.usage);
+    // The agent answered, but tasks it started may still run: it hears of each as
+    // it ends and gets a turn to report it.
+    while wait_tasks && outcome.is_answered() {
+        let running = session.running_tasks().await.map_err(agent_error)?;
+        if running.is_empty() {
+            break;
+        }
+        if verbose {
+            let ids: Vec<String> = running.iter().map(|i| i.to_string()).collect();
+            errln!(
+                "(waiting for the agent's background tasks: {})",
+                ids.join(", ")
+            );
+        }
+        backend
+            .wait(running, meanwhile_core::WaitMode::Any, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("waiting for the agent's tasks: {}", e.message))?;
+        if let Some(next) = session.wake(&mut on_event).await.map_err(agent_error)? {
+            outcome = next;
+            if !outcome.answer.is_empty() {
+                outln!("\n{}", outcome.answer.trim_end());
+            }
+            errln!("{}", outcome.usage);
+        }
+    }
     if outcome.is_answered() {
         Ok(ExitCode::SUCCESS)
     } else {

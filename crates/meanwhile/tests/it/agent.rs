@@ -86,3 +86,78 @@ fn without_a_key_it_says_which_variable_to_set() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("set ANTHROPIC_API_KEY"), "{err}");
 }
+
+/// The three replies of a run that starts tests in the background, answers, and is
+/// woken when they end.
+fn background_then_report() -> Vec<Value> {
+    vec![
+        message(
+            json!([{"type": "tool_use", "id": "tu_1", "name": "background_run",
+                    "input": {"command": "sleep 1; echo tests-passed"}}]),
+            "tool_use",
+        ),
+        message(
+            json!([{"type": "text", "text": "The tests run in the background; the lint is fixed."}]),
+            "end_turn",
+        ),
+        message(
+            json!([{"type": "text", "text": "The tests passed too."}]),
+            "end_turn",
+        ),
+    ]
+}
+
+fn agent_p(home: &Home, url: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "agent",
+        "-p",
+        "run the tests in the background, fix the lint meanwhile, then report both",
+        "--provider",
+        "anthropic",
+        "--model",
+        "claude-test",
+        "--api-key",
+        "test-key",
+        "--base-url",
+        url,
+    ];
+    args.extend_from_slice(extra);
+    home.cmd(&args).output().unwrap()
+}
+
+#[test]
+fn one_prompt_waits_for_the_tasks_it_started_and_reports_them() {
+    let home = Home::new();
+    let (url, seen) = fake_anthropic(background_then_report());
+    let out = agent_p(&home, &url, &[]);
+    assert!(
+        out.status.success(),
+        "agent failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "The tests run in the background; the lint is fixed.\n\nThe tests passed too.\n"
+    );
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3);
+    // The third call is the wake-up: the model hears how the task ended.
+    let woken = seen[2].to_string();
+    assert!(
+        woken.contains("succeeded") && woken.contains("tests-passed"),
+        "{woken}"
+    );
+}
+
+#[test]
+fn with_no_wait_tasks_one_prompt_ends_at_its_first_answer() {
+    let home = Home::new();
+    let (url, seen) = fake_anthropic(background_then_report());
+    let out = agent_p(&home, &url, &["--no-wait-tasks"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "The tests run in the background; the lint is fixed.\n"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}
