@@ -36,22 +36,7 @@ fn one_prompt_runs_a_tool_and_prints_the_answer() {
             "end_turn",
         ),
     ]);
-    let out = home
-        .cmd(&[
-            "agent",
-            "-p",
-            "run echo",
-            "--provider",
-            "anthropic",
-            "--model",
-            "claude-test",
-            "--api-key",
-            "test-key",
-            "--base-url",
-            &url,
-        ])
-        .output()
-        .unwrap();
+    let out = agent_p(&home, &url, "run echo", &[]);
     assert!(
         out.status.success(),
         "agent failed: {}",
@@ -87,6 +72,8 @@ fn without_a_key_it_says_which_variable_to_set() {
     assert!(err.contains("set ANTHROPIC_API_KEY"), "{err}");
 }
 
+const BOTH: &str = "run the tests in the background, fix the lint meanwhile, then report both";
+
 /// The three replies of a run that starts tests in the background, answers, and is
 /// woken when they end.
 fn background_then_report() -> Vec<Value> {
@@ -107,11 +94,12 @@ fn background_then_report() -> Vec<Value> {
     ]
 }
 
-fn agent_p(home: &Home, url: &str, extra: &[&str]) -> std::process::Output {
+/// `meanwhile agent -p PROMPT` against the scripted provider at `url`.
+fn agent_p(home: &Home, url: &str, prompt: &str, extra: &[&str]) -> std::process::Output {
     let mut args = vec![
         "agent",
         "-p",
-        "run the tests in the background, fix the lint meanwhile, then report both",
+        prompt,
         "--provider",
         "anthropic",
         "--model",
@@ -129,7 +117,7 @@ fn agent_p(home: &Home, url: &str, extra: &[&str]) -> std::process::Output {
 fn one_prompt_waits_for_the_tasks_it_started_and_reports_them() {
     let home = Home::new();
     let (url, seen) = fake_anthropic(background_then_report());
-    let out = agent_p(&home, &url, &[]);
+    let out = agent_p(&home, &url, BOTH, &[]);
     assert!(
         out.status.success(),
         "agent failed: {}",
@@ -153,7 +141,7 @@ fn one_prompt_waits_for_the_tasks_it_started_and_reports_them() {
 fn with_no_wait_tasks_one_prompt_ends_at_its_first_answer() {
     let home = Home::new();
     let (url, seen) = fake_anthropic(background_then_report());
-    let out = agent_p(&home, &url, &["--no-wait-tasks"]);
+    let out = agent_p(&home, &url, BOTH, &["--no-wait-tasks"]);
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
