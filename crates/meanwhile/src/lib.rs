@@ -94,6 +94,9 @@ pub enum Command {
     /// Print a shell completion script.
     Completions(cmd::completions::Args),
     /// Run the daemon in the foreground (the other commands start it when needed).
+    #[command(
+        after_help = "A fleet: set MEANWHILE_DATABASE_URL (or database_url in config.toml) to a PostgreSQL database that every node serves, give each node --node NAME and --listen (the other nodes read its tasks' output there), and see `meanwhile nodes`. Other settings: config.toml in the home and MEANWHILE_* variables."
+    )]
     Serve(cmd::serve::Args),
     /// Serve MCP on stdin/stdout, for a coding agent's configuration (Claude Code,
     /// Codex, Cursor, Gemini CLI, ...); starts the daemon when none answers.
