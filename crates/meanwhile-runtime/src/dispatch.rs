@@ -287,8 +287,13 @@ async fn check_held(inner: &Arc<Inner>, held: &[TaskId]) {
             continue;
         }
         // Claimed after the renewal looked, or ended meanwhile: the store decides.
-        let Ok(t) = inner.store.get(id).await else {
-            continue;
+        let t = match inner.store.get(id).await {
+            Ok(t) => t,
+            Err(e) => {
+                // Asked again after the next renewal.
+                tracing::warn!(task = %id, "checking whether this node still holds the task: {e}");
+                continue;
+            }
         };
         let still = t.state == meanwhile_core::TaskState::Running
             && t.attempts == n

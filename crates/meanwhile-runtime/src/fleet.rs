@@ -75,8 +75,13 @@ async fn follow(inner: Arc<Inner>) {
 /// Stops this node's tasks that carry a stop flag: the safety net for a
 /// `stop_requested` event this node did not hear.
 async fn stop_flagged(inner: &Arc<Inner>) {
-    let Ok(mine) = inner.store.running(Some(&inner.node), None).await else {
-        return;
+    let mine = match inner.store.running(Some(&inner.node), None).await {
+        Ok(mine) => mine,
+        Err(e) => {
+            // Looked at again on the next round; said now so a failing store shows.
+            tracing::warn!("looking for stop flags of this node's tasks: {e}");
+            return;
+        }
     };
     let mut registry = inner.registry();
     for (t, a) in mine {
