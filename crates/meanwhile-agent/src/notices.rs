@@ -53,6 +53,9 @@ mod tests {
         ];
         let n = Notification {
             seq: 1,
+            kind: meanwhile_core::NoticeKind::Ended,
+            prompt: None,
+            listening: Vec::new(),
             session: "s".into(),
             task_id: TaskId(7),
             name: "cargo test".into(),

@@ -371,6 +371,20 @@ impl Client {
         .await
     }
 
+    /// Sends input to a running task started with `--stdin` or `--tty`.
+    pub async fn send_input(
+        &self,
+        id: TaskId,
+        input: &meanwhile_core::TaskInput,
+    ) -> Result<meanwhile_core::InputSent, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/v1/tasks/{id}/input"),
+            self.json(input)?,
+        )
+        .await
+    }
+
     /// Runs a finished task again.
     pub async fn retry(&self, id: TaskId) -> Result<TaskRecord, ClientError> {
         self.call(Method::POST, &format!("/v1/tasks/{id}/retry"), None)
@@ -672,6 +686,14 @@ impl Backend for Client {
 
     fn stop(&self, id: TaskId, mode: StopMode) -> BackendFuture<'_, TaskRecord> {
         Box::pin(async move { Ok(Client::stop(self, id, mode).await?) })
+    }
+
+    fn send_input(
+        &self,
+        id: TaskId,
+        input: meanwhile_core::TaskInput,
+    ) -> BackendFuture<'_, meanwhile_core::InputSent> {
+        Box::pin(async move { Ok(Client::send_input(self, id, &input).await?) })
     }
 
     fn wait(

@@ -101,6 +101,10 @@ pub enum WaitFor {
     Output,
     /// Until a line past `since` matches this regex (or the task ends).
     Match(String),
+    /// Until the task's processes listen on a socket (or the task ends).
+    Listening,
+    /// Until the task waits for input (or ends).
+    Input,
 }
 
 /// How to read a task's output. All fields are optional.
@@ -190,6 +194,15 @@ pub struct OutputChunk {
     /// True when a wait ended because its timeout passed.
     #[serde(default)]
     pub timed_out: bool,
+    /// The sockets the task's processes listen on, when it was read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listening: Vec<crate::Listener>,
+    /// True when the task was waiting for input, when it was read.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub waiting_for_input: bool,
+    /// The line it waits at, then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
 }
 
 /// How to stop a running task.
@@ -312,6 +325,12 @@ pub trait Backend: Send + Sync + 'static {
         mode: WaitMode,
         timeout: Option<Duration>,
     ) -> BackendFuture<'_, WaitOutcome>;
+    /// Sends input to a running task started with `stdin` or `tty`.
+    fn send_input(
+        &self,
+        id: TaskId,
+        input: crate::TaskInput,
+    ) -> BackendFuture<'_, crate::InputSent>;
     /// Returns and marks delivered the session's undelivered notifications.
     fn drain_notifications(
         &self,

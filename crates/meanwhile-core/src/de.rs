@@ -62,7 +62,7 @@ macro_rules! integer {
         }
     )*};
 }
-integer!(i32 => "an integer", i64 => "an integer", u32 => "a whole number", u64 => "a whole number");
+integer!(i32 => "an integer", i64 => "an integer", u16 => "a whole number", u32 => "a whole number", u64 => "a whole number");
 
 struct IntVisitor<T>(PhantomData<T>);
 

@@ -36,6 +36,11 @@ pub enum EventKind {
     /// A queue's budget was set or removed, or its window ended and its usage
     /// counts from 0 again (`action` in the data says which, `budget` is the budget).
     Budget,
+    /// A running task began or stopped waiting for input (`waiting` and `prompt` in
+    /// the data).
+    WaitingForInput,
+    /// The sockets a running task listens on changed (`listening` in the data).
+    Listening,
 }
 
 /// One entry of the durable event log.
@@ -73,6 +78,8 @@ impl EventKind {
             EventKind::Schedule => "schedule",
             EventKind::Alert => "alert",
             EventKind::Budget => "budget",
+            EventKind::WaitingForInput => "waiting_for_input",
+            EventKind::Listening => "listening",
         }
     }
 

@@ -178,9 +178,11 @@ pub struct OutputParams {
     /// Remove ANSI escape sequences.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strip_ansi: Option<bool>,
-    /// Block until `exit` (the task ends), `output` (new output past `since`) or
+    /// Block until `exit` (the task ends), `output` (new output past `since`),
     /// `match` (a line past `since` matches `match`; any line when `match` is not
-    /// given), at most `timeout`. Every wait also ends when the task does.
+    /// given), `listening` (its processes listen on a socket: a dev server is ready)
+    /// or `input` (it waits for input), at most `timeout`. Every wait also ends when
+    /// the task does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "schema", schemars(with = "Option<WaitName>"))]
     pub wait: Option<String>,
@@ -208,6 +210,8 @@ enum WaitName {
     Exit,
     Output,
     Match,
+    Listening,
+    Input,
 }
 
 impl OutputParams {
@@ -218,6 +222,8 @@ impl OutputParams {
             Some(WaitFor::Exit) => (Some("exit".to_string()), None),
             Some(WaitFor::Output) => (Some("output".to_string()), None),
             Some(WaitFor::Match(re)) => (Some("match".to_string()), Some(re.clone())),
+            Some(WaitFor::Listening) => (Some("listening".to_string()), None),
+            Some(WaitFor::Input) => (Some("input".to_string()), None),
         };
         OutputParams {
             since: q.since,
@@ -241,12 +247,14 @@ impl OutputParams {
             (None, None) => None,
             (Some("exit"), None) => Some(WaitFor::Exit),
             (Some("output"), _) => Some(WaitFor::Output),
+            (Some("listening"), _) => Some(WaitFor::Listening),
+            (Some("input"), _) => Some(WaitFor::Input),
             (Some("match" | "exit") | None, Some(re)) => Some(WaitFor::Match(re)),
             (Some("match"), None) => Some(WaitFor::Match(String::new())),
             (Some(other), _) => {
                 return Err(ApiError::invalid(
                     "wait",
-                    format!("must be exit, output or match, got {other:?}"),
+                    format!("must be exit, output, match, listening or input, got {other:?}"),
                 ));
             }
         };

@@ -11,6 +11,7 @@ mod de;
 mod duration;
 mod event;
 pub mod http;
+mod input;
 mod node;
 mod notification;
 mod rate;
@@ -42,8 +43,12 @@ pub use duration::{
     serde_opt_duration,
 };
 pub use event::{Event, EventKind};
+pub use input::{
+    InputSent, Key, Listener, LiveState, MAX_INPUT_BYTES, MAX_INPUT_CHARS, MAX_INPUT_KEYS,
+    MAX_PROMPT_LEN, MAX_TERMINAL_SIDE, TaskInput, Terminal, prompt_line,
+};
 pub use node::{NodeBeat, NodeInfo, NodeRow};
-pub use notification::Notification;
+pub use notification::{NoticeKind, Notification};
 pub use rate::{MAX_RATE_COUNT, RATE_POSITIVE_PATTERN, RateError, RateLimit, rate_pattern};
 pub use schedule::{
     DEFAULT_LATE_AFTER, MAX_SCHEDULE_NAME_LEN, Missed, Plan, ScheduleInfo, ScheduleSpec,

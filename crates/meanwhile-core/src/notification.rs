@@ -1,4 +1,6 @@
-//! Completion notices: how a task ended, written for a model or a person to read.
+//! Notices for a session: how a task ended, and what a running task needs or offers
+//! (it waits for input, it listens on a socket), written for a model or a person to
+//! read.
 
 use crate::duration::format_duration;
 use crate::state::TaskState;
@@ -6,12 +8,30 @@ use crate::task::{TaskId, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+/// What a notice is about.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeKind {
+    /// The task ended.
+    #[default]
+    Ended,
+    /// The running task waits for input (its `prompt` is the last line it printed).
+    WaitingForInput,
+    /// The running task listens on new sockets (in `listening`).
+    Listening,
+}
+
 /// "task 7 (cargo test) failed with exit code 101 after 41s; last lines: ...".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Notification {
     /// Position in the session's stream, increasing.
     pub seq: i64,
+    /// What it is about: the task's end, or a running task that waits for input or
+    /// listens.
+    #[serde(default)]
+    pub kind: NoticeKind,
     /// The session it is for.
     pub session: String,
     /// The task that ended.
@@ -37,13 +57,39 @@ pub struct Notification {
     pub tail: String,
     /// Total bytes of output, so the reader knows how much more there is.
     pub output_bytes: u64,
-    /// When the task ended.
+    /// When the task ended (or was seen waiting or listening).
     pub created_at: Timestamp,
+    /// The line it waits at, for a `waiting_for_input` notice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// The sockets it began to listen on, for a `listening` notice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listening: Vec<crate::Listener>,
 }
 
 impl Notification {
     /// The one-line headline: `task 7 (cargo test) failed with exit code 101 after 41s`.
     pub fn headline(&self) -> String {
+        match self.kind {
+            NoticeKind::Ended => {}
+            NoticeKind::WaitingForInput => {
+                return format!(
+                    "task {} ({}) is waiting for input: {}",
+                    self.task_id,
+                    self.name,
+                    self.prompt.as_deref().unwrap_or("(no prompt shown)")
+                );
+            }
+            NoticeKind::Listening => {
+                let places: Vec<&str> = self.listening.iter().map(|l| l.reach()).collect();
+                return format!(
+                    "task {} ({}) is listening on {}",
+                    self.task_id,
+                    self.name,
+                    places.join(", ")
+                );
+            }
+        }
         let how = match self.state {
             TaskState::Succeeded => "succeeded".to_string(),
             TaskState::Failed | TaskState::Quarantined => {
@@ -76,6 +122,20 @@ impl Notification {
     /// The whole notice: headline, reason, last lines, and how to read the rest.
     pub fn text(&self) -> String {
         let mut s = self.headline();
+        match self.kind {
+            NoticeKind::Ended => {}
+            NoticeKind::WaitingForInput => {
+                s.push_str(&format!(
+                    "; it is still running. Answer with the background_input tool or `meanwhile send {} TEXT --key enter`",
+                    self.task_id
+                ));
+                return s;
+            }
+            NoticeKind::Listening => {
+                s.push_str("; it is still running");
+                return s;
+            }
+        }
         if let Some(r) = &self.reason {
             s.push_str(&format!("; {r}"));
         }
@@ -121,6 +181,9 @@ mod tests {
     fn notice(state: TaskState, exit_code: Option<i32>, signal: Option<i32>) -> Notification {
         Notification {
             seq: 1,
+            kind: NoticeKind::Ended,
+            prompt: None,
+            listening: Vec::new(),
             session: "s".into(),
             task_id: TaskId(7),
             name: "cargo test".into(),
@@ -158,6 +221,24 @@ mod tests {
         check(
             notice(TaskState::Quarantined, Some(1), None),
             "task 7 (cargo test) was quarantined after 3 attempts, the last with exit code 1 after 41s",
+        );
+    }
+
+    #[test]
+    fn running_tasks_say_what_they_need_or_offer() {
+        let mut n = notice(TaskState::Running, None, None);
+        n.kind = NoticeKind::WaitingForInput;
+        n.prompt = Some("Proceed? [y/N]".into());
+        assert_eq!(
+            n.headline(),
+            "task 7 (cargo test) is waiting for input: Proceed? [y/N]"
+        );
+        assert!(n.text().contains("meanwhile send 7 TEXT --key enter"));
+        n.kind = NoticeKind::Listening;
+        n.listening = vec![crate::Listener::tcp([127, 0, 0, 1].into(), 5173)];
+        assert_eq!(
+            n.headline(),
+            "task 7 (cargo test) is listening on http://127.0.0.1:5173"
         );
     }
 

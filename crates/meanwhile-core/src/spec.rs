@@ -37,9 +37,28 @@ pub const MAX_ATTEMPTS: u32 = 1000;
         {"required": ["agent"], "properties": {"agent": {"type": "object"}}},
         {"required": ["llm"], "properties": {"llm": {"type": "object"}}}
     ],
-    // A stall action needs a stall time.
-    "if" = {"required": ["stall_action"], "properties": {"stall_action": {"type": "string"}}},
-    "then" = {"required": ["stall"], "properties": {"stall": {"type": ["string", "number"]}}}))
+    "allOf" = [
+        // A stall action needs a stall time.
+        {
+            "if": {"required": ["stall_action"], "properties": {"stall_action": {"type": "string"}}},
+            "then": {"required": ["stall"], "properties": {"stall": {"type": ["string", "number"]}}}
+        },
+        // Only a command or argv task reads input, from a pipe or a terminal.
+        {
+            "if": {"anyOf": [
+                {"required": ["tty"], "properties": {"tty": {"type": "object"}}},
+                {"required": ["stdin"], "properties": {"stdin": {"const": true}}}
+            ]},
+            "then": {"anyOf": [
+                {"required": ["command"], "properties": {"command": {"type": "string"}}},
+                {"required": ["argv"], "properties": {"argv": {"type": "array"}}}
+            ]}
+        },
+        {"not": {
+            "required": ["stdin", "tty"],
+            "properties": {"stdin": {"const": true}, "tty": {"type": "object"}}
+        }}
+    ]))
 )]
 #[serde(deny_unknown_fields)]
 pub struct TaskSpec {
@@ -188,6 +207,18 @@ pub struct TaskSpec {
     /// What a stall does besides the alert: `stop` stops the task. Only with `stall`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stall_action: Option<crate::StallAction>,
+    /// Give the task a pipe as its stdin, written to with `send` (`POST
+    /// /v1/tasks/{id}/input`); without it (or `tty`) stdin is `/dev/null`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stdin: bool,
+    /// Run the task in a pseudo-terminal of this size: its stdin, stdout and stderr
+    /// are the terminal, and its log holds what the terminal showed.
+    #[serde(
+        default,
+        deserialize_with = "crate::de::opt_object",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tty: Option<crate::Terminal>,
 }
 
 /// What a sub-agent task runs: a prompt with its model, tools and limits.
@@ -627,6 +658,24 @@ impl TaskSpec {
                 format!("must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters long"),
             ));
         }
+        if self.stdin || self.tty.is_some() {
+            let field = if self.tty.is_some() { "tty" } else { "stdin" };
+            if !matches!(work, Work::Shell(_) | Work::Argv(_)) {
+                return Err(err(
+                    field,
+                    "only a command or argv task reads input; leave it out",
+                ));
+            }
+            if self.stdin && self.tty.is_some() {
+                return Err(err(
+                    "stdin",
+                    "give stdin (a pipe) or tty (a terminal, which is also the input), not both",
+                ));
+            }
+            if let Some(t) = &self.tty {
+                t.check("tty")?;
+            }
+        }
         if self.after.iter().any(|id| id.0 <= 0) {
             return Err(err("after", "task ids are positive integers"));
         }
@@ -683,6 +732,15 @@ mod tests {
             "retry.jitter"
         );
         assert_eq!(field_of(r#"{"command": "x", "after": [0]}"#), "after");
+        assert_eq!(
+            field_of(r#"{"command": "x", "stdin": true, "tty": {}}"#),
+            "stdin"
+        );
+        assert_eq!(
+            field_of(r#"{"command": "x", "tty": {"cols": 0, "rows": 5}}"#),
+            "tty"
+        );
+        assert_eq!(field_of(r#"{"llm": {"prompt": "x"}, "tty": {}}"#), "tty");
         assert_eq!(field_of(r#"{"command": "x", "env": {"A=B": "1"}}"#), "env");
         assert_eq!(field_of(r#"{"agent": {"prompt": ""}}"#), "agent.prompt");
         assert_eq!(field_of(r#"{"llm": {"prompt": " "}}"#), "llm.prompt");

@@ -312,6 +312,19 @@ pub struct TaskRecord {
     )]
     #[cfg_attr(feature = "schema", schemars(range(min = 0, max = u32::MAX)))]
     pub model_calls: u32,
+    /// True while it runs and its processes wait, blocked reading their terminal or
+    /// stdin with no output for a moment (a prompt it cannot go on without).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub waiting_for_input: bool,
+    /// Since when it waits for input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_since: Option<Timestamp>,
+    /// The last line it printed before waiting for input (`Proceed? [y/N]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// The TCP and Unix sockets its processes listen on, while it runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listening: Vec<crate::Listener>,
 }
 
 fn is_zero<T: Default + PartialEq>(n: &T) -> bool {

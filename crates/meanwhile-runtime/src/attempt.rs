@@ -3,7 +3,7 @@
 use crate::ShutdownMode;
 use crate::context::{TaskContext, TaskFuture};
 use crate::engine::Inner;
-use crate::spawn::{self, SpawnRequest, Spawned};
+use crate::spawn::{self, Io, SpawnRequest, Spawned};
 use crate::stop::{Escalation, StopRequest};
 use futures_util::FutureExt;
 use meanwhile_core::{AttemptOutcome, TaskId, TaskKind, TaskRecord, Timestamp, format_duration};
@@ -184,6 +184,21 @@ fn resolve_program(program: &str, env: &[(String, String)], cwd: &Path) -> Resul
     Err(format!("{program}: command not found on PATH"))
 }
 
+/// The longest path a Unix socket's address holds (`sun_path` less its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// What the task's stdin is, by its spec.
+pub(crate) fn spawn_io(task: &TaskRecord) -> Io {
+    match (&task.spec.tty, task.spec.stdin) {
+        (Some(t), _) => Io::Tty {
+            cols: t.cols,
+            rows: t.rows,
+        },
+        (None, true) => Io::Pipe,
+        (None, false) => Io::None,
+    }
+}
+
 async fn run_shell(
     inner: &Arc<Inner>,
     c: &Claimed,
@@ -240,6 +255,16 @@ async fn run_shell(
         }
     };
     let journal = inner.home.journal();
+    let io = spawn_io(task);
+    let io_socket = inner.home.io_socket(id, c.attempt);
+    if io != Io::None && io_socket.as_os_str().len() > MAX_SOCKET_PATH {
+        let reason = format!(
+            "the task's input socket {} is longer than a socket path may be ({MAX_SOCKET_PATH} bytes); use a home with a shorter path (MEANWHILE_HOME)",
+            io_socket.display()
+        );
+        log_start_failure(&mut log, &reason);
+        return Some(Ended::failed(reason));
+    }
     let spawn_started = std::time::Instant::now();
     // Starting a process blocks until it is exec'd: off the async threads, so the
     // runtime goes on ending and claiming other tasks meanwhile.
@@ -257,6 +282,8 @@ async fn run_shell(
                 journal: &journal,
                 task: id.0,
                 attempt,
+                io,
+                io_socket: &io_socket,
             });
             (r, log)
         })
@@ -329,6 +356,14 @@ pub(crate) async fn supervise(
 ) -> Option<Ended> {
     let grace = task.spec.grace.unwrap_or(inner.config.grace);
     let timeout_at = deadline(task);
+    let _live = inner.live.track(
+        task,
+        attempt,
+        spawned.supervisor,
+        spawned.pid,
+        &inner.home.log(task.id),
+        (spawn_io(task) != Io::None).then(|| inner.home.io_socket(task.id, attempt)),
+    );
     let exited = match spawn::pidfd_open(spawned.supervisor).and_then(spawn::async_fd) {
         Ok(fd) => Some(fd),
         Err(e) => {

@@ -72,6 +72,14 @@ pub trait RemoteOutput: Send + Sync + 'static {
         id: meanwhile_core::TaskId,
         query: &meanwhile_core::OutputQuery,
     ) -> Pin<Box<dyn Future<Output = Result<meanwhile_core::OutputChunk, RemoteError>> + Send>>;
+    /// Sends `input` to task `id`, running on the node whose API listens at
+    /// `address`.
+    fn input(
+        &self,
+        address: &str,
+        id: meanwhile_core::TaskId,
+        input: &meanwhile_core::TaskInput,
+    ) -> Pin<Box<dyn Future<Output = Result<meanwhile_core::InputSent, RemoteError>> + Send>>;
 }
 
 impl std::fmt::Debug for dyn RemoteOutput {

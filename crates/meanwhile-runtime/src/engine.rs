@@ -47,6 +47,8 @@ pub(crate) struct Inner {
     pub on_complete: RwLock<Vec<Hook>>,
     pub on_error: RwLock<Vec<Hook>>,
     pub watcher: OutputWatcher,
+    /// What running process tasks are seen doing (waiting for input, listening).
+    pub live: crate::live::Live,
     pub spawner: crate::spawner::Spawner,
     pub journal: Mutex<crate::journal::Journal>,
     pub shutdown: watch::Sender<bool>,

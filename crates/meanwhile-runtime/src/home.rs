@@ -35,6 +35,10 @@ impl Home {
     pub fn log(&self, id: TaskId) -> PathBuf {
         self.task_dir(id).join("output.log")
     }
+    /// The socket where the supervisor of an interactive task's attempt takes input.
+    pub fn io_socket(&self, id: TaskId, attempt: u32) -> PathBuf {
+        self.task_dir(id).join(format!("io.{attempt}.sock"))
+    }
     /// The pid of the runtime's spawner process.
     pub fn spawner_pid_file(&self) -> PathBuf {
         self.root.join("spawner.pid")

@@ -24,10 +24,14 @@ mod fleet;
 mod functions;
 mod home;
 mod hooks;
+mod input;
+mod interact;
 mod journal;
+mod live;
 mod metrics;
 mod nodes;
 mod output;
+mod procfs;
 mod recover;
 mod runtime;
 mod schedules;
@@ -113,9 +117,11 @@ pub enum Error {
     Remote(meanwhile_core::ApiError),
     /// A task's output is kept by another node, which could not be asked for it.
     #[error(
-        "the output of task {task} is on node {node:?}, which {why}; it can be read there once that node is back"
+        "{what} task {task} is on node {node:?}, which {why}; it can be reached there once that node is back"
     )]
     Elsewhere {
+        /// What was asked for: `the output of`, `the input of`.
+        what: &'static str,
         /// The task.
         task: TaskId,
         /// The node that ran its last attempt.

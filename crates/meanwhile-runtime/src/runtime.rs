@@ -12,7 +12,7 @@ use meanwhile_core::{
     OutputChunk, OutputQuery, Progress, QueueInfo, ScheduleInfo, ScheduleSpec, StopMode, TaskId,
     TaskKind, TaskRecord, TaskSpec, ValidSpec, WaitFor, WaitMode, WaitOutcome,
 };
-use meanwhile_core::{BudgetInfo, BudgetSpec};
+use meanwhile_core::{BudgetInfo, BudgetSpec, InputSent, Key, TaskInput, TaskState};
 use meanwhile_store::{AuditKey, StoredToken};
 use meanwhile_store::{
     CleanRequest, ListFilter, NewTask, Page, ScheduleFiring, SqliteStore, StopOutcome, Store,
@@ -164,8 +164,11 @@ impl Runtime {
         }
         let journal = crate::journal::Journal::new(&home.journal());
         let (settles, settles_rx) = mpsc::unbounded_channel();
+        let shutdown_tx = watch::channel(false).0;
+        let live = crate::live::Live::start(store.clone(), shutdown_tx.subscribe());
         let inner = Arc::new(Inner {
             store,
+            live,
             node: config.node.clone().unwrap_or_else(host_name),
             default_cwd,
             base_env: std::env::vars().collect(),
@@ -183,7 +186,7 @@ impl Runtime {
             watcher,
             spawner,
             journal: Mutex::new(journal),
-            shutdown: watch::channel(false).0,
+            shutdown: shutdown_tx,
             shutdown_mode: std::sync::OnceLock::new(),
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
@@ -889,6 +892,110 @@ impl Runtime {
         self.read_output_here(id, query).await
     }
 
+    /// Sends input to a running task started with `stdin` or `tty` (see
+    /// [`TaskInput`]): the text, then the keys, then the end of input; and resizes its
+    /// terminal. Keys are the bytes a terminal sends for them; on a pipe, `enter` is
+    /// a newline and `ctrl-d` ends the input, and keys that only mean something to a
+    /// terminal are refused. In a fleet, input to a task running on another node goes
+    /// through that node.
+    pub async fn send_input(&self, id: TaskId, input: TaskInput) -> Result<InputSent> {
+        input.check()?;
+        let task = self.get(id).await?;
+        let interactive = task.spec.stdin || task.spec.tty.is_some();
+        if !interactive {
+            return Err(conflict(format!(
+                "task {id} takes no input: its stdin is /dev/null; start it with --stdin (a pipe) or --tty (a terminal) to send it input"
+            )));
+        }
+        if task.state != TaskState::Running {
+            return Err(conflict(format!(
+                "task {id} is {}; only a running task takes input",
+                task.state
+            )));
+        }
+        let node = task.node.clone().unwrap_or_default();
+        if node != self.inner.node {
+            let address = self.node_address(id, &node, "the input of").await?;
+            let Some(remote) = &self.inner.config.remote_output else {
+                return Err(Error::Elsewhere {
+                    what: "the input of",
+                    task: id,
+                    node,
+                    why: format!("is not asked from here; ask it at {address}"),
+                });
+            };
+            return match remote.input(&address, id, &input).await {
+                Ok(sent) => Ok(sent),
+                Err(crate::RemoteError::Refused(answer)) => Err(Error::Remote(answer)),
+                Err(crate::RemoteError::Unreachable(why)) => Err(Error::Elsewhere {
+                    what: "the input of",
+                    task: id,
+                    node,
+                    why: format!("does not answer at {address}: {why}"),
+                }),
+            };
+        }
+        let tty = task.spec.tty.is_some();
+        let mut bytes: Vec<u8> = input.text.clone().unwrap_or_default().into_bytes();
+        let mut eof = input.eof;
+        for key in &input.keys {
+            match (tty, key) {
+                (true, k) => bytes.extend_from_slice(k.terminal_bytes()),
+                (false, Key::Enter) => bytes.push(b'\n'),
+                (false, Key::CtrlD) => eof = true,
+                (false, Key::CtrlC | Key::CtrlZ) => {
+                    return Err(Error::Invalid {
+                        field: "keys",
+                        message: format!(
+                            "{} is a key of a terminal, and task {id} reads a pipe (--stdin); stop it with `meanwhile stop {id}`, or start it with --tty",
+                            key.name()
+                        ),
+                    });
+                }
+                (false, k) => bytes.extend_from_slice(k.terminal_bytes()),
+            }
+        }
+        if input.resize.is_some() && !tty {
+            return Err(Error::Invalid {
+                field: "resize",
+                message: format!("task {id} has no terminal to resize: it reads a pipe (--stdin)"),
+            });
+        }
+        let socket = self.inner.home.io_socket(id, task.attempts);
+        let failed = |e: crate::input::InputError| match e {
+            crate::input::InputError::Gone => conflict(format!(
+                "task {id}'s input is closed: its processes have ended"
+            )),
+            crate::input::InputError::Refused(why) => conflict(format!("task {id}: {why}")),
+            crate::input::InputError::Io(e) => Error::Io {
+                what: format!("sending input to task {id}"),
+                source: e,
+            },
+        };
+        if !bytes.is_empty() {
+            crate::input::request(&socket, crate::interact::OP_WRITE, &bytes)
+                .await
+                .map_err(failed)?;
+        }
+        if let Some(size) = input.resize {
+            let mut b = size.cols.to_le_bytes().to_vec();
+            b.extend_from_slice(&size.rows.to_le_bytes());
+            crate::input::request(&socket, crate::interact::OP_RESIZE, &b)
+                .await
+                .map_err(failed)?;
+        }
+        if eof {
+            crate::input::request(&socket, crate::interact::OP_EOF, b"")
+                .await
+                .map_err(failed)?;
+        }
+        Ok(InputSent {
+            id,
+            bytes: bytes.len() as u64,
+            eof,
+        })
+    }
+
     /// The node keeping the output of `id`, when it is another one.
     async fn output_node(&self, id: TaskId) -> Result<Option<String>> {
         if !self.inner.store.is_shared() {
@@ -903,8 +1010,10 @@ impl Runtime {
         Ok(node.filter(|n| *n != self.inner.node))
     }
 
-    async fn read_remote(&self, id: TaskId, node: &str, query: OutputQuery) -> Result<OutputChunk> {
+    /// The API address of `node`, another node of the fleet that must be alive.
+    async fn node_address(&self, id: TaskId, node: &str, what: &'static str) -> Result<String> {
         let elsewhere = |why: String| Error::Elsewhere {
+            what,
             task: id,
             node: node.to_string(),
             why,
@@ -919,18 +1028,29 @@ impl Runtime {
                 info.heartbeat_at.rfc3339()
             )));
         }
-        let Some(address) = &info.address else {
-            return Err(elsewhere(
+        match &info.address {
+            Some(address) => Ok(address.clone()),
+            None => Err(elsewhere(
                 "has no API address for other nodes (start it with --listen, or set node_address)"
                     .into(),
-            ));
+            )),
+        }
+    }
+
+    async fn read_remote(&self, id: TaskId, node: &str, query: OutputQuery) -> Result<OutputChunk> {
+        let address = self.node_address(id, node, "the output of").await?;
+        let elsewhere = |why: String| Error::Elsewhere {
+            what: "the output of",
+            task: id,
+            node: node.to_string(),
+            why,
         };
         let Some(remote) = &self.inner.config.remote_output else {
             return Err(elsewhere(format!(
                 "is not asked from here; ask it at {address}"
             )));
         };
-        match remote.read(address, id, &query).await {
+        match remote.read(&address, id, &query).await {
             Ok(chunk) => Ok(chunk),
             Err(crate::RemoteError::Refused(answer)) => Err(Error::Remote(answer)),
             Err(crate::RemoteError::Unreachable(why)) => {
@@ -986,6 +1106,8 @@ impl Runtime {
                         }
                         matched.is_some() || ended
                     }
+                    WaitFor::Listening => !task.listening.is_empty() || ended,
+                    WaitFor::Input => task.waiting_for_input || ended,
                 };
                 if met {
                     break;
@@ -1035,6 +1157,9 @@ impl Runtime {
             exit_code: task.exit_code,
             matched,
             timed_out,
+            listening: task.listening,
+            waiting_for_input: task.waiting_for_input,
+            prompt: task.prompt,
         })
     }
 
@@ -1077,6 +1202,14 @@ async fn wait_for_event(
         Some(d) => tokio::time::timeout_at(d, next).await.unwrap_or(false),
         None => next.await,
     }
+}
+
+/// A request the task's state does not allow (409).
+fn conflict(message: String) -> Error {
+    Error::Store(StoreError::Conflict {
+        field: "id",
+        message,
+    })
 }
 
 impl From<Error> for ApiError {
@@ -1128,6 +1261,10 @@ impl Backend for Runtime {
 
     fn stop(&self, id: TaskId, mode: StopMode) -> BackendFuture<'_, TaskRecord> {
         Box::pin(async move { Ok(Runtime::stop(self, id, mode).await?) })
+    }
+
+    fn send_input(&self, id: TaskId, input: TaskInput) -> BackendFuture<'_, InputSent> {
+        Box::pin(async move { Ok(Runtime::send_input(self, id, input).await?) })
     }
 
     fn wait(
@@ -1198,6 +1335,10 @@ impl Backend for Acting {
 
     fn stop(&self, id: TaskId, mode: StopMode) -> BackendFuture<'_, TaskRecord> {
         self.run(Backend::stop(&self.rt, id, mode))
+    }
+
+    fn send_input(&self, id: TaskId, input: TaskInput) -> BackendFuture<'_, InputSent> {
+        self.run(Backend::send_input(&self.rt, id, input))
     }
 
     fn wait(

@@ -35,6 +35,49 @@ pub(crate) struct SpawnRequest<'a> {
     pub task: i64,
     /// The attempt, for the journal's records.
     pub attempt: u32,
+    /// What the task's stdin is.
+    pub io: Io,
+    /// Where the supervisor of an interactive task (`io` not `None`) listens for
+    /// input; unused otherwise.
+    pub io_socket: &'a Path,
+}
+
+/// A task's standard input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Io {
+    /// `/dev/null`; stdout and stderr go to the log.
+    None,
+    /// A pipe its supervisor writes what is sent; stdout and stderr go to the log.
+    Pipe,
+    /// A pseudo-terminal of this many columns and rows for all three streams; its
+    /// supervisor copies what it shows to the log.
+    Tty { cols: u16, rows: u16 },
+}
+
+impl Io {
+    /// The form the wire carries: empty, `pipe`, or `tty COLS ROWS`.
+    pub(crate) fn encode(self) -> String {
+        match self {
+            Io::None => String::new(),
+            Io::Pipe => "pipe".into(),
+            Io::Tty { cols, rows } => format!("tty {cols} {rows}"),
+        }
+    }
+
+    /// The inverse of [`Io::encode`].
+    pub(crate) fn decode(s: &str) -> Option<Io> {
+        let mut words = s.split(' ');
+        match words.next()? {
+            "" => Some(Io::None),
+            "pipe" => Some(Io::Pipe),
+            "tty" => {
+                let cols = words.next()?.parse().ok()?;
+                let rows = words.next()?.parse().ok()?;
+                Some(Io::Tty { cols, rows })
+            }
+            _ => None,
+        }
+    }
 }
 
 /// A started attempt.

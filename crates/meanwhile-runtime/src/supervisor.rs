@@ -3,9 +3,9 @@
 //! journal, and leaves no process of the task's tree behind.
 //!
 //! The supervisor forks the task's process itself. That child sets up a new session,
-//! its standard streams (stdin on `/dev/null`, stdout and stderr appended to the
-//! log), its working directory, default signal dispositions, and then waits for a
-//! "go" byte. Only once the `S` line (the task's pid and start time, the
+//! its standard streams (stdin on `/dev/null`, a pipe or a pseudo-terminal; stdout
+//! and stderr appended to the log, or the terminal), its working directory, default
+//! signal dispositions, and then waits for a "go" byte. Only once the `S` line (the task's pid and start time, the
 //! supervisor's pid and start time) is in the journal does the supervisor send it;
 //! if the line could not be written the child is killed before it ran anything, and
 //! the start fails. `execve` errors come back through a close-on-exec pipe.
@@ -15,13 +15,16 @@
 //! process ends (by itself or of a stop's signal), the supervisor kills its group
 //! (before reaping the main process, so the group id cannot have been reused), then
 //! kills and reaps its children again and again until it has none, and only then
-//! appends the `E` line. Its command line reads
+//! appends the `E` line. For an interactive task it holds the pipe or the
+//! terminal's master and serves the task's input socket meanwhile
+//! ([`crate::interact`]). Its command line reads
 //! `meanwhile-supervise task <id> attempt <n>`, so `ps` and `pkill -f` tell it apart.
 //!
 //! It forks only from a single-threaded process (the spawner's copy), so both
 //! sides may allocate; a panic ends the process and never unwinds into the
 //! spawner's copied stack.
 
+use crate::interact::{Interact, Prepared};
 use crate::journal;
 use crate::sys;
 use crate::wire::{Reply, Request, Stage};
@@ -58,12 +61,12 @@ pub(crate) fn run(req: &Request, log: OwnedFd, report: OwnedFd) -> i32 {
     if let Err(e) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
         return send_failure(&report, Reply::error(Stage::ForkTask, &e.into()));
     }
-    let started = match start(req, &log) {
+    let Started { reply, interact } = match start(req, &log) {
         Ok(s) => s,
         Err(reply) => return send_failure(&report, reply),
     };
-    let pid = started.reply.pid;
-    if send(&report, started.reply).is_err() {
+    let pid = reply.pid;
+    if send(&report, reply).is_err() {
         // The spawner died before it could tell the runtime, which therefore
         // records a failed start: nobody would watch or stop this task. (A runtime
         // that died instead leaves the spawner alive, and the task to be adopted.)
@@ -71,15 +74,24 @@ pub(crate) fn run(req: &Request, log: OwnedFd, report: OwnedFd) -> i32 {
         sweep();
         return 1;
     }
-    // Hold nothing but the standard streams (/dev/null, from the spawner).
+    // Hold nothing but the standard streams (/dev/null, from the spawner) and an
+    // interactive task's input.
     drop(log);
     drop(report);
-    sys::close_from_3_except(&[]);
+    let mut interact = interact;
+    sys::close_from_3_except(&interact.as_ref().map(Interact::fds).unwrap_or_default());
     // Wait for the main process to end without reaping it: as a zombie it keeps
     // its pid, and so its process group id, from being reused while the group is
     // killed. Then reap it, for its status and resource usage.
-    if wait_exit_unreaped(pid).is_err() {
-        return 126;
+    let exited = sys::pid(pid)
+        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
+    match (&mut interact, &exited) {
+        (Some(i), Some(exited)) => i.serve(pid, exited),
+        _ => {
+            if wait_exit_unreaped(pid).is_err() {
+                return 126;
+            }
+        }
     }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -90,6 +102,9 @@ pub(crate) fn run(req: &Request, log: OwnedFd, report: OwnedFd) -> i32 {
         Err(_) => return 126,
     };
     sweep();
+    if let Some(i) = interact {
+        i.finish();
+    }
     let cpu_us = (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1_000_000
         + (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
     let line = format!(
@@ -118,6 +133,7 @@ fn send_failure(report: &OwnedFd, reply: Reply) -> i32 {
 
 struct Started {
     reply: Reply,
+    interact: Option<Interact>,
 }
 
 /// Forks the task's process, journals its start, lets it run. On failure, nothing
@@ -130,6 +146,22 @@ fn start(req: &Request, log: &OwnedFd) -> Result<Started, Reply> {
         Mode::empty(),
     )
     .map_err(|e| fork_err(e.into()))?;
+    let prepared = Prepared::new(req.io).map_err(|e| Reply::error(Stage::Io, &e))?;
+    let streams = match &prepared {
+        Some(p) => {
+            let (stdin, out) = p.task_side();
+            Streams {
+                stdin,
+                out: out.unwrap_or(log),
+                tty: p.is_tty(),
+            }
+        }
+        None => Streams {
+            stdin: &devnull,
+            out: log,
+            tty: false,
+        },
+    };
     let (go_read, go_write) =
         rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(|e| fork_err(e.into()))?;
     let (err_read, err_write) =
@@ -151,15 +183,8 @@ fn start(req: &Request, log: &OwnedFd) -> Result<Started, Reply> {
     let pid = match unsafe { sys::fork() } {
         Err(e) => return Err(fork_err(e)),
         Ok(None) => sys::run_and_exit(|| {
-            let (stage, e) = task_child(
-                req,
-                log,
-                &devnull,
-                &go_read,
-                err_write.as_raw_fd(),
-                &argv,
-                &env,
-            );
+            let (stage, e) =
+                task_child(req, &streams, &go_read, err_write.as_raw_fd(), &argv, &env);
             let mut b = [0u8; 8];
             b[..4].copy_from_slice(&e.raw_os_error().unwrap_or(libc::EIO).to_le_bytes());
             b[4..].copy_from_slice(&(stage as u32).to_le_bytes());
@@ -175,6 +200,23 @@ fn start(req: &Request, log: &OwnedFd) -> Result<Started, Reply> {
             let _ = rustix::process::kill_process(p, Signal::KILL); // it may have exited
             let _ = sys::wait4(pid); // reaping our own child
         }
+    };
+    // The task has its side of the pipe or terminal; take ours, and listen.
+    let interact = match prepared {
+        Some(p) => {
+            let log = log.try_clone().map_err(|e| {
+                kill(pid);
+                Reply::error(Stage::Io, &e)
+            })?;
+            match Interact::new(p, log, &req.io_socket) {
+                Ok(i) => Some(i),
+                Err(e) => {
+                    kill(pid);
+                    return Err(Reply::error(Stage::Io, &e));
+                }
+            }
+        }
+        None => None,
     };
     let supervisor = std::process::id() as i32;
     let supervisor_start = sys::start_time(supervisor).unwrap_or(0);
@@ -220,14 +262,23 @@ fn start(req: &Request, log: &OwnedFd) -> Result<Started, Reply> {
             supervisor_start,
             pid_start,
         },
+        interact,
     })
+}
+
+/// The task's standard streams: stdin is `/dev/null`, a pipe or a terminal (then
+/// also `out`, and made the session's controlling terminal); `out` is the log
+/// otherwise.
+struct Streams<'a> {
+    stdin: &'a OwnedFd,
+    out: &'a OwnedFd,
+    tty: bool,
 }
 
 /// The task's process until `execve`; returns only with what failed.
 fn task_child(
     req: &Request,
-    log: &OwnedFd,
-    devnull: &OwnedFd,
+    streams: &Streams<'_>,
     go: &OwnedFd,
     report: std::os::fd::RawFd,
     argv: &[*const c_char],
@@ -235,9 +286,12 @@ fn task_child(
 ) -> (Stage, io::Error) {
     let setup = || -> rustix::io::Result<()> {
         rustix::process::setsid()?;
-        rustix::stdio::dup2_stdin(devnull)?;
-        rustix::stdio::dup2_stdout(log)?;
-        rustix::stdio::dup2_stderr(log)?;
+        if streams.tty {
+            rustix::process::ioctl_tiocsctty(streams.stdin)?;
+        }
+        rustix::stdio::dup2_stdin(streams.stdin)?;
+        rustix::stdio::dup2_stdout(streams.out)?;
+        rustix::stdio::dup2_stderr(streams.out)?;
         Ok(())
     };
     if let Err(e) = setup() {

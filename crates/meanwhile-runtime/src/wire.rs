@@ -5,14 +5,15 @@
 //! ```text
 //! request: magic, argv count, env count, body length (u32 LE each), then the body:
 //!          items, each a u32 LE length and its bytes: program, cwd, journal, task,
-//!          attempt, argv..., env... ("KEY=value")
+//!          attempt, io ("", "pipe" or "tty COLS ROWS"), io socket, argv...,
+//!          env... ("KEY=value")
 //! reply:   pid, supervisor pid, errno, stage (i32 LE each), supervisor start time,
 //!          task start time (u64 LE each)
 //! ```
 //!
 //! The log file's descriptor travels beside the request's first byte (SCM_RIGHTS).
 
-use crate::spawn::SpawnRequest;
+use crate::spawn::{Io, SpawnRequest};
 use std::ffi::CString;
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -20,8 +21,9 @@ use std::path::PathBuf;
 
 /// The first word of a request, and the spawner's greeting.
 pub(crate) const MAGIC: u32 = 0x4d57_5350;
-/// Fixed items before argv and env: program, cwd, journal, task, attempt.
-const ITEMS: usize = 5;
+/// Fixed items before argv and env: program, cwd, journal, task, attempt, io, io
+/// socket.
+const ITEMS: usize = 7;
 /// Bytes of a request's fixed header.
 pub(crate) const HEADER: usize = 16;
 /// Bytes of a reply.
@@ -35,6 +37,8 @@ pub(crate) struct Request {
     pub journal: PathBuf,
     pub task: i64,
     pub attempt: u32,
+    pub io: Io,
+    pub io_socket: PathBuf,
     pub argv: Vec<CString>,
     pub env: Vec<CString>,
 }
@@ -59,6 +63,8 @@ pub(crate) enum Stage {
     Chdir = 6,
     /// `execve` failed.
     Exec = 7,
+    /// The supervisor could not prepare the task's input (pipe, terminal, socket).
+    Io = 8,
 }
 
 impl Stage {
@@ -71,6 +77,7 @@ impl Stage {
             4 => Stage::ForkTask,
             5 => Stage::Journal,
             6 => Stage::Chdir,
+            8 => Stage::Io,
             _ => Stage::Exec,
         }
     }
@@ -85,6 +92,7 @@ impl Stage {
             Stage::Journal => "recording the start in the supervisors' journal (nothing was run)",
             Stage::Chdir => "changing to the working directory",
             Stage::Exec => "executing the program",
+            Stage::Io => "preparing the task's input (its pipe, terminal or input socket)",
         }
     }
 }
@@ -173,6 +181,7 @@ fn no_nul(what: &str, bytes: &[u8]) -> io::Result<()> {
 pub(crate) fn check(req: &SpawnRequest<'_>) -> io::Result<()> {
     no_nul("the program path", req.program.as_os_str().as_bytes())?;
     no_nul("the working directory", req.cwd.as_os_str().as_bytes())?;
+    no_nul("the input socket", req.io_socket.as_os_str().as_bytes())?;
     for a in req.argv {
         no_nul("an argument", a.as_bytes())?;
     }
@@ -187,12 +196,15 @@ pub(crate) fn check(req: &SpawnRequest<'_>) -> io::Result<()> {
 pub(crate) fn encode(req: &SpawnRequest<'_>) -> Vec<u8> {
     let task = req.task.to_string();
     let attempt = req.attempt.to_string();
+    let io = req.io.encode();
     let mut items: Vec<&[u8]> = vec![
         req.program.as_os_str().as_bytes(),
         req.cwd.as_os_str().as_bytes(),
         req.journal.as_os_str().as_bytes(),
         task.as_bytes(),
         attempt.as_bytes(),
+        io.as_bytes(),
+        req.io_socket.as_os_str().as_bytes(),
     ];
     items.extend(req.argv.iter().map(|a| a.as_bytes()));
     let env: Vec<String> = req.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -246,6 +258,8 @@ pub(crate) fn decode(body: &[u8], n_argv: usize, n_env: usize) -> Option<Request
         journal: PathBuf::from(std::ffi::OsString::from_vec(items[2].to_vec())),
         task: number(items[3])?,
         attempt: u32::try_from(number(items[4])?).ok()?,
+        io: Io::decode(std::str::from_utf8(items[5]).ok()?)?,
+        io_socket: PathBuf::from(std::ffi::OsString::from_vec(items[6].to_vec())),
         argv: strings(&items[ITEMS..ITEMS + n_argv])?,
         env: strings(&items[ITEMS + n_argv..])?,
     })
@@ -270,6 +284,11 @@ mod tests {
             cwd in "/[a-z/]{0,20}",
             task in 1i64..i64::MAX,
             attempt in 1u32..1000,
+            io in prop_oneof![
+                Just(Io::None),
+                Just(Io::Pipe),
+                (1u16..1001, 1u16..1001).prop_map(|(cols, rows)| Io::Tty { cols, rows }),
+            ],
         ) {
             let log = tempfile::tempfile().unwrap();
             let req = SpawnRequest {
@@ -281,6 +300,8 @@ mod tests {
                 journal: Path::new("/tmp/journal"),
                 task,
                 attempt,
+                io,
+                io_socket: Path::new("/tmp/io.sock"),
             };
             prop_assert!(check(&req).is_ok());
             let msg = encode(&req);
@@ -292,6 +313,8 @@ mod tests {
             prop_assert_eq!(r.cwd.as_bytes(), cwd.as_bytes());
             prop_assert_eq!(path_bytes(&r.journal), b"/tmp/journal");
             prop_assert_eq!((r.task, r.attempt), (task, attempt));
+            prop_assert_eq!(r.io, io);
+            prop_assert_eq!(path_bytes(&r.io_socket), b"/tmp/io.sock");
             for (i, a) in argv.iter().enumerate() {
                 prop_assert_eq!(r.argv[i].as_bytes(), a.as_bytes());
             }
@@ -317,7 +340,7 @@ mod tests {
         #[test]
         fn replies_round_trip(
             pid in any::<i32>(), supervisor in any::<i32>(), errno in any::<i32>(),
-            stage in 0u32..8, supervisor_start in any::<u64>(), pid_start in any::<u64>(),
+            stage in 0u32..9, supervisor_start in any::<u64>(), pid_start in any::<u64>(),
         ) {
             let r = Reply { pid, supervisor, errno, stage: Stage::from_u32(stage), supervisor_start, pid_start };
             prop_assert_eq!(Reply::decode(&r.encode()), r);
@@ -337,6 +360,8 @@ mod tests {
             journal: Path::new("/tmp/journal"),
             task: 1,
             attempt: 1,
+            io: Io::None,
+            io_socket: Path::new(""),
         };
         let e = check(&req).unwrap_err();
         assert_eq!(e.to_string(), "an argument contains a NUL byte");

@@ -1,4 +1,5 @@
-//! Output reads forwarded to the node of a fleet that keeps the output.
+//! Output reads and input forwarded to the node of a fleet that keeps the output or
+//! runs the task.
 //!
 //! Each node of a fleet keeps its own named API token, `node.NAME`: the secret in
 //! `node.token` in its home, its hash in the shared store (added or replaced at
@@ -9,7 +10,7 @@
 use crate::auth;
 use crate::error::ServerError;
 use meanwhile_core::http::{ErrorBody, OutputParams};
-use meanwhile_core::{OutputChunk, OutputQuery, TaskId};
+use meanwhile_core::{InputSent, OutputChunk, OutputQuery, TaskId, TaskInput};
 use meanwhile_runtime::{RemoteError, RemoteOutput, Runtime};
 use std::future::Future;
 use std::path::Path;
@@ -91,20 +92,43 @@ impl RemoteOutput for HttpRemote {
             .bearer_auth(&self.token)
             .header(FORWARDED_HEADER, "1")
             .timeout(wait + SLACK);
-        Box::pin(async move {
-            let unreachable = |e: reqwest::Error| RemoteError::Unreachable(e.to_string());
-            let answer = request.send().await.map_err(unreachable)?;
-            let status = answer.status();
-            let body = answer.bytes().await.map_err(unreachable)?;
-            if status.is_success() {
-                return serde_json::from_slice(&body).map_err(|e| {
-                    RemoteError::Unreachable(format!("its answer is not output ({e})"))
-                });
-            }
-            match serde_json::from_slice::<ErrorBody>(&body) {
-                Ok(b) => Err(RemoteError::Refused(b.error)),
-                Err(_) => Err(RemoteError::Unreachable(format!("it answered {status}"))),
-            }
-        })
+        Box::pin(exchange(request, "output"))
+    }
+
+    fn input(
+        &self,
+        address: &str,
+        id: TaskId,
+        input: &TaskInput,
+    ) -> Pin<Box<dyn Future<Output = Result<InputSent, RemoteError>> + Send>> {
+        let url = format!("http://{address}/v1/tasks/{}/input", id.0);
+        let request = self
+            .client
+            .post(url)
+            .bearer_auth(&self.token)
+            .header(FORWARDED_HEADER, "1")
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(serde_json::to_vec(input).unwrap_or_default())
+            .timeout(SLACK);
+        Box::pin(exchange(request, "an input receipt"))
+    }
+}
+
+/// Sends a forwarded request; its answer is a `T` (`what`), or the other node's error.
+async fn exchange<T: serde::de::DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    what: &'static str,
+) -> Result<T, RemoteError> {
+    let unreachable = |e: reqwest::Error| RemoteError::Unreachable(e.to_string());
+    let answer = request.send().await.map_err(unreachable)?;
+    let status = answer.status();
+    let body = answer.bytes().await.map_err(unreachable)?;
+    if status.is_success() {
+        return serde_json::from_slice(&body)
+            .map_err(|e| RemoteError::Unreachable(format!("its answer is not {what} ({e})")));
+    }
+    match serde_json::from_slice::<ErrorBody>(&body) {
+        Ok(b) => Err(RemoteError::Refused(b.error)),
+        Err(_) => Err(RemoteError::Unreachable(format!("it answered {status}"))),
     }
 }

@@ -20,6 +20,7 @@ use meanwhile_core::{
     ScheduleInfo, ScheduleSpec, TaskRecord, TaskSpec, WaitOutcome,
 };
 use meanwhile_core::{AuditPage, AuditParams, AuditVerdict, NewToken, NewTokenRequest, TokenInfo};
+use meanwhile_core::{InputSent, TaskInput};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 
 /// Makes the schema of a type, registering what it refers to.
@@ -125,6 +126,9 @@ pub(crate) fn table() -> Vec<Route> {
         op(M::POST, "/v1/tasks/{id}/stop", "Stop a task (graceful or force); a pending one never starts", control::stop)
             .optional_body::<StopRequest>()
             .answer::<TaskRecord>(),
+        op(M::POST, "/v1/tasks/{id}/input", "Send text, keys, the end of input or a new terminal size to a running task started with stdin or tty", control::input)
+            .body::<TaskInput>()
+            .answer::<InputSent>(),
         op(M::POST, "/v1/tasks/{id}/retry", "Run a finished task again", control::retry)
             .answer::<TaskRecord>(),
         op(M::POST, "/v1/tasks/{id}/progress", "Report a running task's progress", control::progress)

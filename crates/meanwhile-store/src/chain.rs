@@ -193,7 +193,8 @@ fn describe(e: &Event) -> Vec<Entry> {
         s
     };
     match e.kind {
-        EventKind::Progress => Vec::new(),
+        // Observations of a running task, not changes anyone made.
+        EventKind::Progress | EventKind::WaitingForInput | EventKind::Listening => Vec::new(),
         EventKind::Submitted => one(format!(
             "submitted {} task {:?} to queue {}",
             text(&d["kind"]),

@@ -9,9 +9,9 @@ use crate::{AttemptEnd, NewAlert, StoreError};
 use meanwhile_core::http::QueueUpdate;
 use meanwhile_core::{
     Alert, AlertKind, AlertState, Attempt, AttemptOutcome, AuditFilter, AuditPage, BudgetInfo,
-    BudgetSpec, BudgetState, BudgetWindow, Notification, PauseReason, QueueInfo, RateLimit,
-    ScheduleInfo, ScheduleSpec, TaskId, TaskKind, TaskRecord, TaskSpec, TaskState, Timestamp,
-    check_queue_name, rfc3339_secs,
+    BudgetSpec, BudgetState, BudgetWindow, LiveState, Notification, PauseReason, QueueInfo,
+    RateLimit, ScheduleInfo, ScheduleSpec, TaskId, TaskKind, TaskRecord, TaskSpec, TaskState,
+    Timestamp, check_queue_name, rfc3339_secs,
 };
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap};
@@ -54,11 +54,16 @@ pub(crate) struct TaskColumns {
     pub tokens: i64,
     pub cost_usd: f64,
     pub model_calls: i64,
+    pub live: Option<String>,
 }
 
 impl TaskColumns {
     pub(crate) fn decode(self) -> Result<TaskRecord> {
         let spec = serde_json::from_str::<TaskSpec>(&self.spec).map_err(|e| corrupt("spec", e))?;
+        let live: LiveState = match &self.live {
+            Some(l) => serde_json::from_str(l).map_err(|e| corrupt("live state", e))?,
+            None => LiveState::default(),
+        };
         Ok(TaskRecord {
             id: TaskId(self.id),
             kind: TaskKind::parse(&self.kind).ok_or_else(|| corrupt("task kind", &self.kind))?,
@@ -89,6 +94,10 @@ impl TaskColumns {
             tokens: self.tokens.max(0) as u64,
             cost_usd: self.cost_usd,
             model_calls: self.model_calls.clamp(0, u32::MAX.into()) as u32,
+            waiting_for_input: live.waiting_since.is_some(),
+            waiting_since: live.waiting_since,
+            prompt: live.prompt,
+            listening: live.listening,
         })
     }
 }
@@ -427,6 +436,9 @@ pub(crate) fn notification_body(
 ) -> Result<String> {
     let n = Notification {
         seq: 0,
+        kind: meanwhile_core::NoticeKind::Ended,
+        prompt: None,
+        listening: Vec::new(),
         session: session.to_string(),
         task_id: task.id,
         name: task.name.clone(),
@@ -441,6 +453,98 @@ pub(crate) fn notification_body(
         created_at: now,
     };
     serde_json::to_string(&n).map_err(|e| corrupt("notification", e))
+}
+
+/// What recording a running task's [`crate::LiveUpdate`] writes: its `live` column
+/// (`None` when nothing is seen), the events, and the bodies of its session's notices.
+pub(crate) struct LiveChanges {
+    pub column: Option<String>,
+    pub events: Vec<(meanwhile_core::EventKind, Value)>,
+    pub notices: Vec<String>,
+}
+
+/// What changed between what `task` records and `update`; `None` when the update is
+/// stale (another attempt, or the task no longer runs) or changes nothing.
+pub(crate) fn live_changes(
+    task: &TaskRecord,
+    update: &crate::LiveUpdate,
+) -> Result<Option<LiveChanges>> {
+    use meanwhile_core::{EventKind, NoticeKind};
+    if task.state != TaskState::Running || task.attempts != update.attempt {
+        return Ok(None);
+    }
+    let live = &update.live;
+    let was_waiting = task.waiting_for_input;
+    let waiting = live.waiting_since.is_some();
+    let prompt_changed = waiting && task.prompt != live.prompt;
+    let listening_changed = task.listening != live.listening;
+    if was_waiting == waiting && !prompt_changed && !listening_changed {
+        return Ok(None);
+    }
+    let column = if live.is_empty() {
+        None
+    } else {
+        Some(serde_json::to_string(live).map_err(|e| corrupt("live state", e))?)
+    };
+    let mut events = Vec::new();
+    let mut notices = Vec::new();
+    let notice = |kind: NoticeKind, prompt: Option<String>, listening, tail: &str| {
+        let Some(session) = &task.session else {
+            return Ok(None);
+        };
+        let n = Notification {
+            seq: 0,
+            kind,
+            prompt,
+            listening,
+            session: session.clone(),
+            task_id: task.id,
+            name: task.name.clone(),
+            state: task.state,
+            exit_code: None,
+            signal: None,
+            reason: None,
+            duration_ms: task.started_at.map_or(0, |s| s.millis_until(update.now)),
+            attempts: task.attempts,
+            tail: tail.to_string(),
+            output_bytes: update.output_bytes,
+            created_at: update.now,
+        };
+        serde_json::to_string(&n)
+            .map(Some)
+            .map_err(|e| corrupt("notification", e))
+    };
+    if was_waiting != waiting || prompt_changed {
+        events.push((
+            EventKind::WaitingForInput,
+            json!({"waiting": waiting, "prompt": live.prompt}),
+        ));
+        if waiting && !was_waiting {
+            notices.extend(notice(
+                NoticeKind::WaitingForInput,
+                live.prompt.clone(),
+                Vec::new(),
+                &update.tail,
+            )?);
+        }
+    }
+    if listening_changed {
+        events.push((EventKind::Listening, json!({"listening": live.listening})));
+        let new: Vec<_> = live
+            .listening
+            .iter()
+            .filter(|l| !task.listening.contains(l))
+            .cloned()
+            .collect();
+        if !new.is_empty() {
+            notices.extend(notice(NoticeKind::Listening, None, new, "")?);
+        }
+    }
+    Ok(Some(LiveChanges {
+        column,
+        events,
+        notices,
+    }))
 }
 
 /// A stored notification.

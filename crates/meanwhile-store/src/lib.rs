@@ -205,6 +205,24 @@ pub struct ClaimRequest {
     pub share_since: Option<Timestamp>,
 }
 
+/// What the node running a task saw it doing, for [`Store::set_live`].
+#[derive(Debug, Clone)]
+pub struct LiveUpdate {
+    /// The task.
+    pub id: TaskId,
+    /// The attempt seen; an observation of an attempt that is no longer the task's
+    /// running one is dropped.
+    pub attempt: u32,
+    /// Everything seen now (not a change).
+    pub live: meanwhile_core::LiveState,
+    /// The last lines of its output, for a notice that it waits for input.
+    pub tail: String,
+    /// The size of its output.
+    pub output_bytes: u64,
+    /// When it was seen.
+    pub now: Timestamp,
+}
+
 /// A task claimed for an attempt.
 #[derive(Debug, Clone)]
 pub struct Claimed {
@@ -486,6 +504,11 @@ pub trait Store: Send + Sync + 'static {
     fn retry(&self, id: TaskId, now: Timestamp) -> StoreFuture<'_, TaskRecord>;
     /// Records progress a task reported.
     fn set_progress(&self, id: TaskId, progress: Progress) -> StoreFuture<'_, ()>;
+    /// Records what a running task is seen doing. A change of its waiting for input
+    /// commits a `waiting_for_input` event, a change of its sockets a `listening`
+    /// event; its session gets a notice when it begins to wait and when it listens
+    /// on a new socket. Nothing is written when nothing changed.
+    fn set_live(&self, update: LiveUpdate) -> StoreFuture<'_, ()>;
     /// Running tasks, with their current attempt: those of `node`, or whose lease
     /// expired before `expired_before` (any node).
     fn running(

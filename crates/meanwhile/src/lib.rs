@@ -47,6 +47,9 @@ pub enum Command {
     /// Stop tasks (SIGTERM, grace period, SIGKILL; or SIGKILL at once with --force).
     #[command(visible_alias = "kill")]
     Stop(cmd::stop::Args),
+    /// Write to a running task's stdin or terminal: text, keys (enter, ctrl-c, ...),
+    /// a file, the end of input (tasks started with --stdin or --tty).
+    Send(cmd::send::Args),
     /// Run a finished task again.
     Retry(cmd::retry::Args),
     /// Remove finished tasks and their logs.
@@ -129,6 +132,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Logs(a) => cmd::logs::run(&ctx, a).await,
             Command::Wait(a) => cmd::wait::run(&ctx, a).await,
             Command::Stop(a) => cmd::stop::run(&ctx, a).await,
+            Command::Send(a) => cmd::send::run(&ctx, a).await,
             Command::Retry(a) => cmd::retry::run(&ctx, a).await,
             Command::Rm(a) => cmd::rm::run(&ctx, a).await,
             Command::Clean(a) => cmd::clean::run(&ctx, a).await,

@@ -1,4 +1,4 @@
-//! Changing tasks: stop, retry, remove, clean, progress.
+//! Changing tasks: stop, retry, remove, clean, progress, input.
 
 use crate::error::{Answer, Fail};
 use crate::extract::{Body, IdPath, OptBody};
@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use meanwhile_core::http::{CleanBody, ProgressReport, RemoveRequest, Removed, StopRequest};
-use meanwhile_core::{ApiError, TaskRecord};
+use meanwhile_core::{ApiError, InputSent, TaskInput, TaskRecord};
 use meanwhile_runtime::store::CleanRequest;
 
 pub(crate) async fn stop(
@@ -16,6 +16,14 @@ pub(crate) async fn stop(
     OptBody(req): OptBody<StopRequest>,
 ) -> Answer<Json<TaskRecord>> {
     Ok(Json(state.rt.stop(id, req.mode).await?))
+}
+
+pub(crate) async fn input(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    Body(req): Body<TaskInput>,
+) -> Answer<Json<InputSent>> {
+    Ok(Json(state.rt.send_input(id, req).await?))
 }
 
 pub(crate) async fn retry(

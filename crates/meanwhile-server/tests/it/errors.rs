@@ -167,7 +167,7 @@ async fn bad_requests_are_clear_errors_and_change_nothing() {
             400,
             "invalid_argument",
             Some("wait"),
-            "exit, output or match",
+            "exit, output, match, listening or input",
         ),
         case(
             Method::GET,

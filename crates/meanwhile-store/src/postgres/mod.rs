@@ -583,6 +583,10 @@ impl Store for PgStore {
         })
     }
 
+    fn set_live(&self, update: crate::LiveUpdate) -> StoreFuture<'_, ()> {
+        self.write(update, |tx, update| Box::pin(ops::set_live(tx, update)))
+    }
+
     fn running(
         &self,
         node: Option<&str>,

@@ -249,6 +249,11 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE tasks ADD COLUMN owner TEXT;
     "#,
+    // Version 10: what a running task is seen doing (waiting for input, the sockets
+    // it listens on), as JSON; cleared when its attempt ends.
+    r#"
+    ALTER TABLE tasks ADD COLUMN live TEXT;
+    "#,
 ];
 
 /// The schema version this build writes; the same as SQLite's.

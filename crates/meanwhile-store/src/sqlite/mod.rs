@@ -472,6 +472,10 @@ impl Store for SqliteStore {
         self.write(move |conn, ev| ops::set_progress(conn, ev, id, &progress))
     }
 
+    fn set_live(&self, update: crate::LiveUpdate) -> StoreFuture<'_, ()> {
+        self.write(move |conn, ev| ops::set_live(conn, ev, &update))
+    }
+
     fn running(
         &self,
         node: Option<&str>,

@@ -229,6 +229,11 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE tasks ADD COLUMN owner TEXT;
     "#,
+    // Version 10: what a running task is seen doing (waiting for input, the sockets
+    // it listens on), as JSON; cleared when its attempt ends.
+    r#"
+    ALTER TABLE tasks ADD COLUMN live TEXT;
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -301,7 +306,7 @@ mod tests {
             .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 9);
+        assert_eq!(SCHEMA_VERSION, 10);
     }
 
     /// A queue paused before budgets existed was paused by a user: after the

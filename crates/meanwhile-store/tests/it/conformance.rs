@@ -908,3 +908,59 @@ both! {
         assert_eq!(got, vec![ids[0]]);
     }
 }
+
+both! {
+    async fn what_a_running_task_is_seen_doing_is_recorded_once_per_change(f: Fixture) {
+        use meanwhile_core::{EventKind, Listener, LiveState, NoticeKind};
+        use meanwhile_store::LiveUpdate;
+        let mut spec = TaskSpec::shell("ask");
+        spec.session = Some("s".into());
+        let id = submit(&*f.store, spec).await;
+        f.store.claim(claim_req(1)).await.unwrap();
+        let update = |live: LiveState, attempt: u32| LiveUpdate {
+            id,
+            attempt,
+            live,
+            tail: "about to ask\nProceed? [y/N]".into(),
+            output_bytes: 40,
+            now: Timestamp(NOW.0 + 100),
+        };
+        let waiting = LiveState {
+            waiting_since: Some(Timestamp(NOW.0 + 100)),
+            prompt: Some("Proceed? [y/N]".into()),
+            listening: Vec::new(),
+        };
+        let before = f.store.events_after(0, 1000).await.unwrap().len();
+        f.store.set_live(update(waiting.clone(), 1)).await.unwrap();
+        // The same again changes nothing; another attempt's is stale.
+        f.store.set_live(update(waiting.clone(), 1)).await.unwrap();
+        f.store.set_live(update(LiveState::default(), 2)).await.unwrap();
+        let t = f.store.get(id).await.unwrap();
+        assert!(t.waiting_for_input);
+        assert_eq!(t.prompt.as_deref(), Some("Proceed? [y/N]"));
+        let listening = LiveState {
+            listening: vec![Listener::tcp([127, 0, 0, 1].into(), 5173)],
+            ..waiting.clone()
+        };
+        f.store.set_live(update(listening, 1)).await.unwrap();
+        let events = f.store.events_after(0, 1000).await.unwrap();
+        let kinds: Vec<EventKind> = events[before..].iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [EventKind::WaitingForInput, EventKind::Listening]);
+        let notes = f.store.drain_notifications("s", 10).await.unwrap();
+        assert_eq!(notes.len(), 2);
+        assert_eq!(notes[0].kind, NoticeKind::WaitingForInput);
+        assert_eq!(notes[0].tail, "about to ask\nProceed? [y/N]");
+        assert_eq!(notes[1].kind, NoticeKind::Listening);
+        assert_eq!(
+            notes[1].headline(),
+            "task 1 (ask) is listening on http://127.0.0.1:5173"
+        );
+        // The attempt's end clears it.
+        f.store
+            .finish_attempt(end(id, 1, AttemptOutcome::Exited { code: 0 }))
+            .await
+            .unwrap();
+        let t = f.store.get(id).await.unwrap();
+        assert!(!t.waiting_for_input && t.listening.is_empty() && t.prompt.is_none());
+    }
+}

@@ -41,6 +41,18 @@ fn state(s: &str) -> Result<TaskState, String> {
     })
 }
 
+/// The name, with what a running task is seen doing: waiting for input, or where
+/// it listens.
+fn name_with_live(t: &meanwhile_core::TaskRecord) -> String {
+    if t.waiting_for_input {
+        return format!("{}  [waiting for input]", shorten(&t.name, 40));
+    }
+    match t.listening.first() {
+        Some(l) => format!("{}  [{}]", shorten(&t.name, 40), l.reach()),
+        None => shorten(&t.name, 60),
+    }
+}
+
 /// Runs `ls`.
 pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     let client = ctx.client()?;
@@ -66,7 +78,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
             vec![
                 t.id.to_string(),
                 t.state.symbol().to_string(),
-                shorten(&t.name, 60),
+                name_with_live(t),
                 t.queue.clone(),
                 fmt::duration(t, now),
                 t.exit_code

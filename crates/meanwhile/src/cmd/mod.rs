@@ -18,6 +18,7 @@ pub mod retry;
 pub mod rm;
 pub mod run;
 pub mod schedule;
+pub mod send;
 pub mod serve;
 pub mod show;
 pub mod status;

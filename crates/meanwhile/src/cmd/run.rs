@@ -61,6 +61,16 @@ pub struct TaskOptions {
     /// task).
     #[arg(long, value_name = "alert|stop", value_parser = stall_action, requires = "stall")]
     pub stall_action: Option<meanwhile_core::StallAction>,
+    /// Give the task a pipe as its stdin, written with `meanwhile send ID` (without
+    /// --stdin or --tty, stdin is /dev/null).
+    #[arg(long, conflicts_with = "tty")]
+    pub stdin: bool,
+    /// Run the task in a pseudo-terminal (80x24, or COLSxROWS: `--tty 120x40`): a
+    /// REPL, a prompt, a program that colours only a terminal. Answer it with
+    /// `meanwhile send`, join it with `meanwhile attach`. Put `--` before the
+    /// command when the size is left out (`--tty -- python3`).
+    #[arg(long, value_name = "COLSxROWS", num_args = 0..=1, default_missing_value = "80x24")]
+    pub tty: Option<meanwhile_core::Terminal>,
 }
 
 fn stall_action(s: &str) -> Result<meanwhile_core::StallAction, String> {
@@ -108,6 +118,8 @@ impl TaskOptions {
         spec.on_end = self.on_end.clone();
         spec.stall = self.stall;
         spec.stall_action = self.stall_action;
+        spec.stdin = self.stdin;
+        spec.tty = self.tty;
         Ok(())
     }
 }

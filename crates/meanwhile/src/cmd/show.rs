@@ -56,6 +56,25 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     if let Some(to) = t.spec.timeout {
         lines.push(format!("timeout   {}", format_duration(to)));
     }
+    if let Some(tty) = t.spec.tty {
+        lines.push(format!("terminal  {tty} (meanwhile attach {})", t.id));
+    } else if t.spec.stdin {
+        lines.push(format!("stdin     a pipe (meanwhile send {} TEXT)", t.id));
+    }
+    if t.waiting_for_input {
+        let since = t
+            .waiting_since
+            .map(|s| format!(" since {}", fmt::ago(s, now)))
+            .unwrap_or_default();
+        lines.push(format!(
+            "waiting   for input{since}: {} (answer with meanwhile send {} TEXT --key enter)",
+            t.prompt.as_deref().unwrap_or("(no prompt shown)"),
+            t.id
+        ));
+    }
+    for l in &t.listening {
+        lines.push(format!("listening {}", l.reach()));
+    }
     lines.push(format!("created   {}", fmt::ago(t.created_at, now)));
     if let Some(r) = t.run_after {
         lines.push(format!("runs      {}", fmt::ago(r, now)));

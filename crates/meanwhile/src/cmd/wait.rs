@@ -1,11 +1,13 @@
 //! `meanwhile wait ID...`: waits for tasks to end, with a progress bar per task on a
-//! terminal; exits with the task's exit code when waiting on one.
+//! terminal; exits with the task's exit code when waiting on one. With `--until
+//! listening` or `--until input`, waits for running tasks to listen on a socket or
+//! to wait for input instead.
 
 use super::{Ctx, duration, task_id};
 use crate::bars::Bars;
 use crate::exit;
 use meanwhile_client::Client;
-use meanwhile_core::{TaskId, TaskRecord, TaskState, WaitMode};
+use meanwhile_core::{OutputQuery, TaskId, TaskRecord, TaskState, WaitFor, WaitMode};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -29,12 +31,41 @@ pub struct Args {
     /// No progress bars and no list of how the tasks ended: only the exit code.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// What to wait for: `end` (the default), `listening` (the task's processes
+    /// listen on a socket, such as a dev server ready for requests; prints where)
+    /// or `input` (it waits at a prompt; prints the prompt). Exits 1 when a task
+    /// ends first, 124 on timeout.
+    #[arg(long, value_name = "end|listening|input", default_value = "end", value_parser = until)]
+    pub until: Until,
+}
+
+/// What `wait` waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// The tasks end.
+    End,
+    /// They listen on a socket.
+    Listening,
+    /// They wait for input.
+    Input,
+}
+
+fn until(s: &str) -> Result<Until, String> {
+    match s {
+        "end" | "exit" => Ok(Until::End),
+        "listening" => Ok(Until::Listening),
+        "input" => Ok(Until::Input),
+        _ => Err(format!("expected end, listening or input, got {s:?}")),
+    }
 }
 
 /// Runs `wait`.
 pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     let client = ctx.client()?;
     let deadline = args.timeout.map(|t| Instant::now() + t);
+    if args.until != Until::End {
+        return until_seen(&client, &args, deadline).await;
+    }
     // Bars only for a person at a terminal: not for scripts, pipes or files.
     let bars = !args.quiet
         && !args.json
@@ -77,6 +108,121 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// How long one output wait asks for at most, when the wait has no timeout.
+const ONE_WAIT: Duration = Duration::from_secs(300);
+
+/// How a wait for one task to listen or to wait for input ended.
+enum Seen {
+    /// It does, as this answer shows.
+    Yes(meanwhile_core::OutputChunk),
+    /// It ended first, in this state.
+    Ended(TaskState),
+    /// The timeout passed first.
+    TimedOut,
+}
+
+/// Waits until task `id` listens or waits for input (`wait`), through the output
+/// API's `wait=listening` / `wait=input`.
+async fn wait_one(
+    client: Client,
+    id: TaskId,
+    wait: WaitFor,
+    deadline: Option<Instant>,
+) -> anyhow::Result<(TaskId, Seen)> {
+    loop {
+        let left = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()),
+            None => ONE_WAIT,
+        };
+        let query = OutputQuery {
+            tail: Some(0),
+            wait: Some(wait.clone()),
+            timeout: Some(left.min(ONE_WAIT)),
+            ..OutputQuery::default()
+        };
+        let c = client.output(id, &query).await?;
+        let met = match wait {
+            WaitFor::Listening => !c.listening.is_empty(),
+            _ => c.waiting_for_input,
+        };
+        if met {
+            return Ok((id, Seen::Yes(c)));
+        }
+        if c.state.is_terminal() {
+            return Ok((id, Seen::Ended(c.state)));
+        }
+        if c.timed_out && deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok((id, Seen::TimedOut));
+        }
+    }
+}
+
+/// Waits until every task (or one, with `--any`) listens or waits for input.
+async fn until_seen(
+    client: &Client,
+    args: &Args,
+    deadline: Option<Instant>,
+) -> anyhow::Result<ExitCode> {
+    let wait = match args.until {
+        Until::Listening => WaitFor::Listening,
+        _ => WaitFor::Input,
+    };
+    let mut waits = tokio::task::JoinSet::new();
+    for &id in &args.ids {
+        waits.spawn(wait_one(client.clone(), id, wait.clone(), deadline));
+    }
+    let (mut seen, mut ended, mut timed_out) = (0, 0, false);
+    while let Some(r) = waits.join_next().await {
+        let (id, outcome) = r??;
+        let say = !args.quiet && !args.json;
+        match outcome {
+            Seen::Yes(c) => {
+                seen += 1;
+                if say && !c.listening.is_empty() && wait == WaitFor::Listening {
+                    let places: Vec<&str> = c.listening.iter().map(|l| l.reach()).collect();
+                    outln!("{id} listening on {}", places.join(" "));
+                } else if say {
+                    let prompt = c.prompt.as_deref().unwrap_or("(no prompt shown)");
+                    outln!("{id} waiting for input: {prompt}");
+                }
+                if args.any {
+                    break;
+                }
+            }
+            Seen::Ended(state) => {
+                ended += 1;
+                if say {
+                    errln!("meanwhile: task {id} ended {state} first");
+                }
+            }
+            Seen::TimedOut => timed_out = true,
+        }
+    }
+    waits.abort_all();
+    if args.json {
+        let mut tasks = Vec::new();
+        for id in &args.ids {
+            tasks.push(client.get(*id).await?);
+        }
+        super::print_json(
+            &serde_json::json!({ "tasks": tasks, "timed_out": timed_out && seen == 0 }),
+        )?;
+    }
+    let ok = if args.any {
+        seen > 0
+    } else {
+        ended == 0 && !timed_out
+    };
+    if ok {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if timed_out {
+        errln!("meanwhile: gave up waiting after the timeout");
+        return Ok(ExitCode::from(exit::TIMED_OUT));
+    }
+    Ok(ExitCode::FAILURE)
 }
 
 /// Whether waiting is over: every task ended, or one did with `--any`.

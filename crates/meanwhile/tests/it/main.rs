@@ -11,6 +11,7 @@ mod commands;
 mod daemon;
 mod fleet;
 mod hooks;
+mod interactive;
 mod live_restore;
 mod nodes;
 mod queues;

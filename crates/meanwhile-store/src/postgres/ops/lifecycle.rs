@@ -244,7 +244,7 @@ pub(crate) async fn claim(tx: &mut Tx, req: &ClaimRequest) -> Result<Claim> {
             tx,
             "UPDATE tasks SET state = $2, attempts = $3, started_at = $4, finished_at = NULL,
                 node = $5, lease_until = $6, run_after = NULL, exit_code = NULL, signal = NULL,
-                stop_requested = false
+                stop_requested = false, live = NULL
              WHERE id = $1",
             &[
                 &id.0,
@@ -464,7 +464,7 @@ pub(crate) async fn finish_attempt(tx: &mut Tx, end: &AttemptEnd) -> Result<Opti
         exec(
             tx,
             "UPDATE tasks SET state = 'pending', run_after = $2, node = NULL, lease_until = NULL,
-                exit_code = $3, signal = $4, reason = $5, stop_requested = false
+                exit_code = $3, signal = $4, reason = $5, stop_requested = false, live = NULL
              WHERE id = $1",
             &[
                 &id.0,
@@ -482,7 +482,7 @@ pub(crate) async fn finish_attempt(tx: &mut Tx, end: &AttemptEnd) -> Result<Opti
             tx,
             "UPDATE tasks SET state = $2, finished_at = $3, node = NULL, lease_until = NULL,
                 exit_code = $4, signal = $5, reason = $6, result = COALESCE($7, result),
-                stop_requested = false
+                stop_requested = false, live = NULL
              WHERE id = $1",
             &[
                 &id.0,
@@ -539,7 +539,7 @@ pub(crate) async fn release(
     exec(
         tx,
         "UPDATE tasks SET state = $2, attempts = attempts - 1, started_at = NULL, node = NULL,
-            lease_until = NULL, stop_requested = false
+            lease_until = NULL, stop_requested = false, live = NULL
          WHERE id = $1",
         &[&id.0, &to.as_str()],
     )
@@ -610,7 +610,7 @@ pub(crate) async fn retry(tx: &mut Tx, id: TaskId, now: Timestamp) -> Result<Tas
         tx,
         "UPDATE tasks SET state = $2, attempt_base = attempts, run_after = NULL,
             finished_at = NULL, exit_code = NULL, signal = NULL, reason = NULL, result = NULL,
-            progress = NULL, stop_requested = false
+            progress = NULL, stop_requested = false, live = NULL
          WHERE id = $1",
         &[&id.0, &to.as_str()],
     )
@@ -646,6 +646,33 @@ pub(crate) async fn set_progress(tx: &mut Tx, id: TaskId, progress: &Progress) -
         Some(id),
         serde_json::to_value(progress).unwrap_or_default(),
     );
+    Ok(())
+}
+
+pub(crate) async fn set_live(tx: &mut Tx, update: &crate::LiveUpdate) -> Result<()> {
+    let task = load_task(tx.client(), update.id).await?;
+    let Some(changes) = crate::decode::live_changes(&task, update)? else {
+        return Ok(());
+    };
+    exec(
+        tx,
+        "UPDATE tasks SET live = $2 WHERE id = $1",
+        &[&update.id.0, &changes.column],
+    )
+    .await?;
+    for (kind, data) in changes.events {
+        tx.emit(update.now, kind, Some(update.id), data);
+    }
+    if let Some(session) = &task.session {
+        for body in changes.notices {
+            exec(
+                tx,
+                "INSERT INTO notifications (session, task_id, body) VALUES ($1, $2, $3)",
+                &[session, &update.id.0, &body],
+            )
+            .await?;
+        }
+    }
     Ok(())
 }
 

@@ -12,7 +12,9 @@ pub(super) type Result<T> = std::result::Result<T, StoreError>;
 
 pub(super) const TASK_COLS: &str = "id, kind, name, state, queue, priority, labels, session, spec, \
     created_at, run_after, started_at, finished_at, attempts, exit_code, signal, reason, \
-    progress, result, node, stop_requested, tokens, cost_usd, model_calls";
+    progress, result, node, stop_requested, tokens, cost_usd, model_calls, live";
+/// How many columns `TASK_COLS` names: a query's further columns start there.
+const TASK_COL_COUNT: usize = 25;
 
 pub(super) fn task_from_row(r: &Row) -> Result<TaskRecord> {
     TaskColumns {
@@ -40,6 +42,7 @@ pub(super) fn task_from_row(r: &Row) -> Result<TaskRecord> {
         tokens: col(r, 21)?,
         cost_usd: col(r, 22)?,
         model_calls: col(r, 23)?,
+        live: col(r, 24)?,
     }
     .decode()
 }
@@ -63,7 +66,11 @@ pub(crate) async fn load_task_and_budget(tx: &Tx, id: TaskId) -> Result<(TaskRec
         )
         .await?
         .ok_or(StoreError::UnknownTask(id))?;
-    Ok((task_from_row(&row)?, col(&row, 24)?, col(&row, 25)?))
+    Ok((
+        task_from_row(&row)?,
+        col(&row, TASK_COL_COUNT)?,
+        col(&row, TASK_COL_COUNT + 1)?,
+    ))
 }
 
 pub(crate) async fn load_task(c: &Client, id: TaskId) -> Result<TaskRecord> {
@@ -124,4 +131,12 @@ pub(super) const ATTEMPT_COLS: &str = "number, node, started_at, ended_at, outco
 /// Runs a statement; how many rows it changed.
 pub(super) async fn exec(tx: &Tx, sql: &str, params: Params<'_>) -> Result<u64> {
     Ok(tx.client().execute(sql, params).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_column_count_is_that_of_the_list() {
+        assert_eq!(super::TASK_COLS.split(',').count(), super::TASK_COL_COUNT);
+    }
 }

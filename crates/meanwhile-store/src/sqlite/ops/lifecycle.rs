@@ -189,7 +189,7 @@ pub(crate) fn claim(
         let mut stmt = conn.prepare_cached(
             "UPDATE tasks SET state = ?2, attempts = ?3, started_at = ?4, finished_at = NULL,
                 node = ?5, lease_until = ?6, run_after = NULL, exit_code = NULL, signal = NULL,
-                stop_requested = 0
+                stop_requested = 0, live = NULL
              WHERE id = ?1",
         )?;
         stmt.execute(params![
@@ -372,7 +372,7 @@ pub(crate) fn finish_attempt(
     if to == TaskState::Pending {
         let mut stmt = conn.prepare_cached(
             "UPDATE tasks SET state = 'pending', run_after = ?2, node = NULL, lease_until = NULL,
-                exit_code = ?3, signal = ?4, reason = ?5, stop_requested = 0
+                exit_code = ?3, signal = ?4, reason = ?5, stop_requested = 0, live = NULL
              WHERE id = ?1",
         )?;
         let retry_reason = crate::decode::retry_reason(end);
@@ -389,7 +389,7 @@ pub(crate) fn finish_attempt(
         let mut stmt = conn.prepare_cached(
             "UPDATE tasks SET state = ?2, finished_at = ?3, node = NULL, lease_until = NULL,
                 exit_code = ?4, signal = ?5, reason = ?6, result = COALESCE(?7, result),
-                stop_requested = 0
+                stop_requested = 0, live = NULL
              WHERE id = ?1",
         )?;
         stmt.execute(params![
@@ -448,7 +448,7 @@ pub(crate) fn release(
         .map_err(|source| StoreError::Illegal { id, source })?;
     conn.prepare_cached(
         "UPDATE tasks SET state = ?2, attempts = attempts - 1, started_at = NULL, node = NULL,
-            lease_until = NULL, stop_requested = 0
+            lease_until = NULL, stop_requested = 0, live = NULL
          WHERE id = ?1",
     )?
     .execute(params![id.0, to.as_str()])?;
@@ -522,7 +522,7 @@ pub(crate) fn retry(
     conn.prepare_cached(
         "UPDATE tasks SET state = ?2, attempt_base = attempts, run_after = NULL,
             finished_at = NULL, exit_code = NULL, signal = NULL, reason = NULL, result = NULL,
-            progress = NULL, stop_requested = 0
+            progress = NULL, stop_requested = 0, live = NULL
          WHERE id = ?1",
     )?
     .execute(params![id.0, to.as_str()])?;
@@ -563,6 +563,31 @@ pub(crate) fn set_progress(
         Some(id),
         serde_json::to_value(progress).unwrap_or_default(),
     )
+}
+
+pub(crate) fn set_live(
+    conn: &Connection,
+    events: &mut Vec<Event>,
+    update: &crate::LiveUpdate,
+) -> Result<()> {
+    let task = load_task(conn, update.id)?;
+    let Some(changes) = crate::decode::live_changes(&task, update)? else {
+        return Ok(());
+    };
+    conn.prepare_cached("UPDATE tasks SET live = ?2 WHERE id = ?1")?
+        .execute(params![update.id.0, changes.column])?;
+    for (kind, data) in changes.events {
+        emit(conn, events, update.now, kind, Some(update.id), data)?;
+    }
+    if let Some(session) = &task.session {
+        for body in changes.notices {
+            conn.prepare_cached(
+                "INSERT INTO notifications (session, task_id, body) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![session, update.id.0, body])?;
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn running(

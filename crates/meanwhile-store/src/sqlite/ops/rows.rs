@@ -9,7 +9,9 @@ pub(super) type Result<T> = std::result::Result<T, StoreError>;
 
 pub(super) const TASK_COLS: &str = "id, kind, name, state, queue, priority, labels, session, spec, \
     created_at, run_after, started_at, finished_at, attempts, exit_code, signal, reason, \
-    progress, result, node, stop_requested, tokens, cost_usd, model_calls";
+    progress, result, node, stop_requested, tokens, cost_usd, model_calls, live";
+/// How many columns `TASK_COLS` names: a query's further columns start there.
+const TASK_COL_COUNT: usize = 25;
 
 pub(super) use crate::decode::corrupt;
 
@@ -41,6 +43,7 @@ pub(super) fn task_from_row(
         tokens: r.get(21)?,
         cost_usd: r.get(22)?,
         model_calls: r.get(23)?,
+        live: r.get(24)?,
     }
     .decode())
 }
@@ -58,8 +61,8 @@ pub(crate) fn load_task_and_budget(
         .query_row([id.0], |r| {
             Ok((
                 task_from_row(r)?,
-                r.get::<_, i64>(24)?,
-                r.get::<_, i64>(25)?,
+                r.get::<_, i64>(TASK_COL_COUNT)?,
+                r.get::<_, i64>(TASK_COL_COUNT + 1)?,
             ))
         })
         .optional()?
@@ -101,3 +104,11 @@ pub(super) fn attempt_from_row(r: &Row<'_>) -> rusqlite::Result<Attempt> {
 }
 
 pub(super) const ATTEMPT_COLS: &str = "number, node, started_at, ended_at, outcome, exit_code, signal, reason, pid, peak_rss_kb, cpu_ms";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_column_count_is_that_of_the_list() {
+        assert_eq!(super::TASK_COLS.split(',').count(), super::TASK_COL_COUNT);
+    }
+}
