@@ -201,7 +201,7 @@ mod tests {
     #[test]
     fn the_tools_are_the_agents_with_spawn_agent_only_when_enabled() {
         let plain: Vec<String> = list(false).iter().map(|t| t.name.to_string()).collect();
-        assert_eq!(plain.len(), 6);
+        assert_eq!(plain.len(), 7);
         assert!(!plain.iter().any(|n| n == defs::SPAWN_AGENT));
         assert!(!exists(defs::SPAWN_AGENT, false));
         assert!(

@@ -1,4 +1,5 @@
-//! The background task tools (run, output, stop, list, wait) over any [`Backend`]:
+//! The background task tools (run, output, input, stop, list, wait) over any
+//! [`Backend`]:
 //! shared by the agent and the MCP server, so both answer a model the same way.
 
 use super::{MAX_TASK_TIMEOUT, ToolError, de_task_id, defs, parse_args, seconds};
@@ -78,7 +79,30 @@ struct RunArgs {
     stall_seconds: Option<f64>,
     #[serde(default)]
     stall_action: Option<meanwhile_core::StallAction>,
+    #[serde(default)]
+    tty: bool,
+    #[serde(default)]
+    stdin: bool,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InputArgs {
+    #[serde(deserialize_with = "de_task_id")]
+    id: TaskId,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    keys: Vec<meanwhile_core::Key>,
+    #[serde(default)]
+    eof: bool,
+}
+
+/// The terminal an agent's task gets: wide enough for most programs' lines.
+const AGENT_TERMINAL: meanwhile_core::Terminal = meanwhile_core::Terminal {
+    cols: 120,
+    rows: 40,
+};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -107,6 +131,8 @@ enum WaitArg {
     Exit,
     Output,
     Match,
+    Listening,
+    Input,
 }
 
 #[derive(Deserialize)]
@@ -154,6 +180,7 @@ impl Background<'_> {
         match name {
             defs::BACKGROUND_RUN => self.run(args).await.map(|(_, answer)| answer),
             defs::BACKGROUND_OUTPUT => self.output(args).await,
+            defs::BACKGROUND_INPUT => self.input(args).await,
             defs::BACKGROUND_STOP => self.stop(args).await,
             defs::BACKGROUND_LIST => self.list(args).await,
             defs::BACKGROUND_WAIT => self.wait(args).await,
@@ -183,6 +210,14 @@ impl Background<'_> {
         spec.stall = seconds(tool, "stall_seconds", a.stall_seconds, MAX_TASK_TIMEOUT)?
             .filter(|d| !d.is_zero());
         spec.stall_action = a.stall_action;
+        if a.tty && a.stdin {
+            return Err(ToolError::args(
+                tool,
+                "give tty or stdin, not both (a terminal is also the task's input)",
+            ));
+        }
+        spec.tty = a.tty.then_some(AGENT_TERMINAL);
+        spec.stdin = a.stdin;
         spec.session = self.session.map(str::to_string);
         let id = self.backend.submit(spec).await?;
         let notify = if self.session.is_some() {
@@ -206,6 +241,8 @@ impl Background<'_> {
             (None, None) => None,
             (Some(WaitArg::Exit), None) => Some(WaitFor::Exit),
             (Some(WaitArg::Output), None) => Some(WaitFor::Output),
+            (Some(WaitArg::Listening), None) => Some(WaitFor::Listening),
+            (Some(WaitArg::Input), None) => Some(WaitFor::Input),
             (Some(WaitArg::Match) | None, Some(p)) => Some(WaitFor::Match(p)),
             (Some(WaitArg::Match), None) => {
                 return Err(ToolError::args(
@@ -244,6 +281,26 @@ impl Background<'_> {
         };
         let chunk = self.backend.read_output(a.id, query).await?;
         Ok(format_output(&chunk))
+    }
+
+    async fn input(&self, args: Value) -> Result<String, ToolError> {
+        let tool = defs::BACKGROUND_INPUT;
+        let a: InputArgs = parse_args(tool, args)?;
+        let input = meanwhile_core::TaskInput {
+            text: a.text.filter(|t| !t.is_empty()),
+            keys: a.keys,
+            eof: a.eof,
+            resize: None,
+        };
+        if input.text.is_none() && input.keys.is_empty() && !input.eof {
+            return Err(ToolError::args(tool, "give text, keys or eof"));
+        }
+        let sent = self.backend.send_input(a.id, input).await?;
+        let ended = if sent.eof { " and ended its input" } else { "" };
+        Ok(format!(
+            "Sent {} bytes to task {}{ended}. Read what it printed next with background_output (id {}, wait \"output\" or \"input\").",
+            sent.bytes, sent.id, sent.id
+        ))
     }
 
     async fn stop(&self, args: Value) -> Result<String, ToolError> {
@@ -409,6 +466,16 @@ pub(crate) fn describe(t: &TaskRecord, now: Timestamp) -> String {
     {
         line.push_str(&format!("; {r}"));
     }
+    if t.state == TaskState::Running && t.waiting_for_input {
+        line.push_str(&format!(
+            "; waiting for input at: {} (answer with background_input)",
+            t.prompt.as_deref().unwrap_or("(no prompt shown)")
+        ));
+    }
+    if t.state == TaskState::Running && !t.listening.is_empty() {
+        let places: Vec<&str> = t.listening.iter().map(|l| l.reach()).collect();
+        line.push_str(&format!("; listening on {}", places.join(", ")));
+    }
     if let Some(p) = &t.progress
         && t.state == TaskState::Running
     {
@@ -436,6 +503,16 @@ pub(crate) fn format_output(c: &OutputChunk) -> String {
     }
     if let Some(m) = &c.matched {
         notes.push(format!("matched line: {}", m.trim_end()));
+    }
+    if !c.listening.is_empty() {
+        let places: Vec<&str> = c.listening.iter().map(|l| l.reach()).collect();
+        notes.push(format!("listening on {}", places.join(", ")));
+    }
+    if c.waiting_for_input {
+        notes.push(format!(
+            "waiting for input at: {} (answer with background_input)",
+            c.prompt.as_deref().unwrap_or("(no prompt shown)")
+        ));
     }
     if c.elided_bytes > 0 {
         notes.push(format!(

@@ -16,6 +16,8 @@ pub const EDIT_FILE: &str = "edit_file";
 pub const BACKGROUND_RUN: &str = "background_run";
 /// Reads a background task's output.
 pub const BACKGROUND_OUTPUT: &str = "background_output";
+/// Sends input to a background task's stdin or terminal.
+pub const BACKGROUND_INPUT: &str = "background_input";
 /// Stops a background task.
 pub const BACKGROUND_STOP: &str = "background_stop";
 /// Lists background tasks.
@@ -26,13 +28,14 @@ pub const BACKGROUND_WAIT: &str = "background_wait";
 pub const SPAWN_AGENT: &str = "spawn_agent";
 
 /// Every tool, in the order they are offered.
-pub const ALL_TOOLS: [&str; 10] = [
+pub const ALL_TOOLS: [&str; 11] = [
     BASH,
     READ_FILE,
     WRITE_FILE,
     EDIT_FILE,
     BACKGROUND_RUN,
     BACKGROUND_OUTPUT,
+    BACKGROUND_INPUT,
     BACKGROUND_STOP,
     BACKGROUND_LIST,
     BACKGROUND_WAIT,
@@ -41,9 +44,10 @@ pub const ALL_TOOLS: [&str; 10] = [
 
 /// The background task tools, which need nothing but a backend (the MCP server
 /// offers these).
-pub const BACKGROUND_TOOLS: [&str; 5] = [
+pub const BACKGROUND_TOOLS: [&str; 6] = [
     BACKGROUND_RUN,
     BACKGROUND_OUTPUT,
+    BACKGROUND_INPUT,
     BACKGROUND_STOP,
     BACKGROUND_LIST,
     BACKGROUND_WAIT,
@@ -72,8 +76,9 @@ pub fn definition(name: &str) -> Option<ToolDefinition> {
              the background as a meanwhile task, you get its task id and the output so far, and you are told \
              how it ended before a later turn. Read it with background_output, stop it with background_stop. \
              Output is merged stdout and stderr; long output is shortened to its head and tail. Do not use it \
-             for commands that wait for input. For work you already know is slow (a full test suite, a \
-             server), prefer background_run and keep working.",
+             for commands that wait for input (use background_run with tty or stdin, then background_input). \
+             For work you already know is slow (a full test suite, a server), prefer background_run and keep \
+             working.",
             object(
                 json!({
                     "command": {"type": "string", "description": "The command line, run with sh -c in the workspace directory."},
@@ -126,7 +131,10 @@ pub fn definition(name: &str) -> Option<ToolDefinition> {
              waiting. Use it for slow work (test suites, builds, servers, long scripts) and keep working on \
              something else meanwhile: when the task ends you are told how it ended (state, exit code, last \
              lines of output) before your next turn. Its whole output is kept; read it any time with \
-             background_output.",
+             background_output. For a program that asks questions or is interactive (a REPL, a prompt like \
+             `Proceed? [y/N]`, a TUI), set tty (a terminal) or stdin (a pipe) and answer it with \
+             background_input: you are told when it waits for input. For a server, you are told when it \
+             listens and where; background_output with wait \"listening\" waits until it is ready.",
             object(
                 json!({
                     "command": {"type": "string", "description": "The command line, run with sh -c."},
@@ -138,7 +146,9 @@ pub fn definition(name: &str) -> Option<ToolDefinition> {
                     "concurrency_key": {"type": "string", "description": "Tasks of a queue with the same key share its per_key limit (say, one per customer or per repository)."},
                     "on_end": {"type": "string", "description": "A shell command run when the task ends, with MEANWHILE_TASK_ID, MEANWHILE_TASK_STATE and MEANWHILE_EXIT_CODE set."},
                     "stall_seconds": {"type": "number", "exclusiveMinimum": 0, "description": "Raise a `stalled` alert when the task prints nothing for this long."},
-                    "stall_action": {"type": "string", "enum": ["alert", "stop"], "description": "With stall_seconds: `stop` also stops a stalled task (default: `alert` only)."}
+                    "stall_action": {"type": "string", "enum": ["alert", "stop"], "description": "With stall_seconds: `stop` also stops a stalled task (default: `alert` only)."},
+                    "tty": {"type": "boolean", "description": "Run it in a pseudo-terminal (120x40): for REPLs, prompts and programs that only behave interactively in a terminal. Its output is what the terminal showed. Answer it with background_input."},
+                    "stdin": {"type": "boolean", "description": "Give it a pipe as stdin, written with background_input (without tty or stdin, stdin is empty)."}
                 }),
                 &["command"],
             ),
@@ -148,7 +158,9 @@ pub fn definition(name: &str) -> Option<ToolDefinition> {
              as `since` next time to read only what is new. `tail` keeps the last lines, `grep` keeps matching \
              lines (regex), `max_bytes` keeps the head and tail of long output. `wait` blocks first, at most \
              timeout_seconds: \"exit\" until the task ends, \"output\" until there is new output, \"match\" \
-             until a new line matches `pattern` (for example wait for a server's `listening on`).",
+             until a new line matches `pattern`, \"listening\" until its processes listen on a socket (a dev \
+             server is ready; the answer says where), \"input\" until it waits for input (the answer shows the \
+             prompt).",
             object(
                 json!({
                     "id": task_id_schema("The task id."),
@@ -156,9 +168,25 @@ pub fn definition(name: &str) -> Option<ToolDefinition> {
                     "tail": {"type": "integer", "minimum": 1, "description": "Only the last N lines."},
                     "grep": {"type": "string", "description": "Only lines matching this regex."},
                     "max_bytes": {"type": "integer", "minimum": super::background::MIN_OUTPUT_BYTES, "maximum": super::background::MAX_OUTPUT_BYTES, "description": "Most bytes of text (head and tail kept); default 16000, at most 100000."},
-                    "wait": {"type": "string", "enum": ["exit", "output", "match"], "description": "Block until the task ends, new output arrives, or a line matches `pattern`."},
+                    "wait": {"type": "string", "enum": ["exit", "output", "match", "listening", "input"], "description": "Block until the task ends, new output arrives, a line matches `pattern`, it listens on a socket, or it waits for input."},
                     "pattern": {"type": "string", "description": "Regex for wait = \"match\"."},
                     "timeout_seconds": {"type": "number", "minimum": 0, "description": "Longest wait, default 30, at most 600."}
+                }),
+                &["id"],
+            ),
+        ),
+        BACKGROUND_INPUT => (
+            "Send input to a running background task started with tty or stdin: text as typed, then keys. \
+             No newline is added: to answer a prompt, send the text with keys [\"enter\"]. On a terminal, \
+             \"ctrl-c\" interrupts the program in the foreground (as a person's keypress would) and \"ctrl-d\" \
+             at the start of a line ends input; eof closes a pipe. Use it when you are told a task waits for \
+             input; read what it printed next with background_output (wait \"output\" or \"input\").",
+            object(
+                json!({
+                    "id": task_id_schema("The task id."),
+                    "text": {"type": "string", "maxLength": meanwhile_core::MAX_INPUT_CHARS, "description": "Text to type (no newline is added)."},
+                    "keys": {"type": "array", "maxItems": meanwhile_core::MAX_INPUT_KEYS, "items": {"type": "string", "enum": ["enter", "tab", "ctrl-c", "ctrl-d", "ctrl-z", "up", "down", "left", "right", "esc", "backspace"]}, "description": "Keys pressed after the text, in order."},
+                    "eof": {"type": "boolean", "description": "End the input afterwards (close the pipe, or Ctrl-D on a terminal)."}
                 }),
                 &["id"],
             ),
@@ -259,6 +287,6 @@ mod tests {
             }
         }
         assert!(definition("rm_rf").is_none());
-        assert_eq!(background_tools().len(), 5);
+        assert_eq!(background_tools().len(), 6);
     }
 }

@@ -11,6 +11,7 @@ pub fn check_flow(obs: &Value) {
         [
             "background_run",
             "background_output",
+            "background_input",
             "background_stop",
             "background_list",
             "background_wait",
@@ -143,4 +144,31 @@ pub fn check_tasks(obs: &Value) {
     assert_eq!(obs["unknown_wait"]["is_error"], true);
     // A client without the extension gets the plain tool.
     assert!(text(&obs["plain"]["text"]).contains("succeeded with exit code 0"));
+}
+
+#[test]
+fn an_interactive_task_is_answered_and_a_server_awaited_through_mcp() {
+    let home = Home::new();
+    let obs = scenario("interactive.py", &home.stdio_config());
+    let ready = text(&obs["ready"]["text"]);
+    assert!(
+        ready.contains("[waiting for input at: >>> (answer with background_input)]"),
+        "{obs}"
+    );
+    assert!(text(&obs["sent"]["text"]).starts_with("Sent 11 bytes to task "));
+    assert!(text(&obs["answer"]).contains("42"), "{obs}");
+    assert_eq!(obs["bad_key"]["is_error"], true, "{obs}");
+    assert!(text(&obs["bad_key"]["text"]).contains("f13"), "{obs}");
+    assert!(text(&obs["end"]["text"]).contains("succeeded"), "{obs}");
+    let up = text(&obs["listening"]["text"]);
+    assert!(up.contains("[listening on http://127.0.0.1:"), "{obs}");
+    assert!(
+        text(&obs["listed"]["text"]).contains("; listening on http://127.0.0.1:"),
+        "{obs}"
+    );
+    assert_eq!(obs["no_input"]["is_error"], true, "{obs}");
+    assert!(
+        text(&obs["no_input"]["text"]).contains("takes no input"),
+        "{obs}"
+    );
 }
