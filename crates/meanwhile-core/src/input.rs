@@ -192,6 +192,15 @@ pub struct TaskInput {
     /// Resizes the task's terminal (its programs get `SIGWINCH`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resize: Option<Terminal>,
+    /// The attached terminal sending this (`meanwhile attach` makes one up). One
+    /// terminal at a time writes to a task: while one's requests keep coming (at
+    /// least every 10 s), another's are refused; input without `writer` is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(length(min = 1, max = 100)))]
+    pub writer: Option<String>,
+    /// With `writer`: it detaches, and another terminal may write at once.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub detach: bool,
 }
 
 impl TaskInput {
@@ -227,6 +236,20 @@ impl TaskInput {
         }
         if let Some(r) = &self.resize {
             r.check("resize")?;
+        }
+        if let Some(w) = &self.writer
+            && (w.is_empty() || w.chars().count() > 100)
+        {
+            return Err(SpecError {
+                field: "writer",
+                message: "must be 1 to 100 characters long".into(),
+            });
+        }
+        if self.detach && self.writer.is_none() {
+            return Err(SpecError {
+                field: "detach",
+                message: "only with writer (the terminal that detaches)".into(),
+            });
         }
         Ok(())
     }

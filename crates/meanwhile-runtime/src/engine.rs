@@ -49,6 +49,8 @@ pub(crate) struct Inner {
     pub watcher: OutputWatcher,
     /// What running process tasks are seen doing (waiting for input, listening).
     pub live: crate::live::Live,
+    /// The attached terminal writing to each task, and when it last did.
+    pub writers: Mutex<HashMap<TaskId, (String, std::time::Instant)>>,
     pub spawner: crate::spawner::Spawner,
     pub journal: Mutex<crate::journal::Journal>,
     pub shutdown: watch::Sender<bool>,

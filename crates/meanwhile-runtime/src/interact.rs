@@ -45,8 +45,11 @@ const MAX_PENDING: usize = meanwhile_core::MAX_INPUT_BYTES * 2;
 const QUIET: Duration = Duration::from_millis(400);
 /// The loop's tick while nothing happens.
 const TICK: Duration = Duration::from_millis(200);
-/// How often `/proc` is looked at, at most.
+/// How often `/proc` is looked at, at first; while nothing changes the looks grow
+/// apart, up to [`LOOK_AT_MOST_EVERY`], so a task that waits for hours costs little.
 const LOOK_EVERY: Duration = Duration::from_millis(500);
+/// See [`LOOK_EVERY`].
+const LOOK_AT_MOST_EVERY: Duration = Duration::from_secs(4);
 
 /// A frame: kind, length, payload.
 pub(crate) fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
@@ -129,6 +132,8 @@ pub(crate) struct Interact {
     last_input: Instant,
     log_size: u64,
     next_look: Instant,
+    /// The pause before the next look, doubled after each look that changed nothing.
+    look_pause: Duration,
     waiting: bool,
 }
 
@@ -170,6 +175,7 @@ impl Interact {
             last_input: now,
             log_size,
             next_look: now + QUIET,
+            look_pause: LOOK_EVERY,
             waiting: false,
         })
     }
@@ -271,6 +277,7 @@ impl Interact {
 
     fn output_seen(&mut self) {
         self.last_output = Instant::now();
+        self.look_soon();
         if self.waiting {
             self.set_waiting(false);
         }
@@ -404,6 +411,7 @@ impl Interact {
 
     fn input_sent(&mut self) {
         self.last_input = Instant::now();
+        self.look_soon();
         if self.waiting {
             self.set_waiting(false);
         }
@@ -416,7 +424,8 @@ impl Interact {
         if now < self.next_look {
             return;
         }
-        self.next_look = now + LOOK_EVERY;
+        self.next_look = now + self.look_pause;
+        self.look_pause = (self.look_pause * 2).min(LOOK_AT_MOST_EVERY);
         if !self.tty
             && let Ok(st) = rustix::fs::fstat(&self.log)
             && st.st_size as u64 != self.log_size
@@ -439,6 +448,12 @@ impl Interact {
         if waiting != self.waiting {
             self.set_waiting(waiting);
         }
+    }
+
+    /// Something happened: the next looks come quickly again.
+    fn look_soon(&mut self) {
+        self.look_pause = LOOK_EVERY;
+        self.next_look = self.next_look.min(Instant::now() + QUIET);
     }
 
     fn set_waiting(&mut self, waiting: bool) {

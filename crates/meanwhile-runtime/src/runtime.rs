@@ -169,6 +169,7 @@ impl Runtime {
         let inner = Arc::new(Inner {
             store,
             live,
+            writers: Mutex::default(),
             node: config.node.clone().unwrap_or_else(host_name),
             default_cwd,
             base_env: std::env::vars().collect(),
@@ -935,6 +936,23 @@ impl Runtime {
                 }),
             };
         }
+        if let Some(writer) = &input.writer {
+            let mut writers = self.inner.writers.lock().unwrap_or_else(|e| e.into_inner());
+            writers.retain(|_, (_, at)| at.elapsed() < WRITER_LEASE);
+            match writers.get(&id) {
+                Some((other, _)) if other != writer => {
+                    return Err(conflict(format!(
+                        "task {id} has another terminal attached for writing; watch it read-only until that one detaches"
+                    )));
+                }
+                _ if input.detach => {
+                    writers.remove(&id);
+                }
+                _ => {
+                    writers.insert(id, (writer.clone(), std::time::Instant::now()));
+                }
+            }
+        }
         let tty = task.spec.tty.is_some();
         let mut bytes: Vec<u8> = input.text.clone().unwrap_or_default().into_bytes();
         let mut eof = input.eof;
@@ -1203,6 +1221,9 @@ async fn wait_for_event(
         None => next.await,
     }
 }
+
+/// How long an attached terminal holds a task's input without a request.
+const WRITER_LEASE: Duration = Duration::from_secs(10);
 
 /// A request the task's state does not allow (409).
 fn conflict(message: String) -> Error {

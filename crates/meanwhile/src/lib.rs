@@ -50,6 +50,9 @@ pub enum Command {
     /// Write to a running task's stdin or terminal: text, keys (enter, ctrl-c, ...),
     /// a file, the end of input (tasks started with --stdin or --tty).
     Send(cmd::send::Args),
+    /// Join this terminal to a task's terminal (started with --tty): type into it,
+    /// see what it shows; Ctrl-] detaches and the task goes on.
+    Attach(cmd::attach::Args),
     /// Run a finished task again.
     Retry(cmd::retry::Args),
     /// Remove finished tasks and their logs.
@@ -133,6 +136,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Wait(a) => cmd::wait::run(&ctx, a).await,
             Command::Stop(a) => cmd::stop::run(&ctx, a).await,
             Command::Send(a) => cmd::send::run(&ctx, a).await,
+            Command::Attach(a) => cmd::attach::run(&ctx, a).await,
             Command::Retry(a) => cmd::retry::run(&ctx, a).await,
             Command::Rm(a) => cmd::rm::run(&ctx, a).await,
             Command::Clean(a) => cmd::clean::run(&ctx, a).await,

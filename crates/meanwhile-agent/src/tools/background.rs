@@ -290,7 +290,7 @@ impl Background<'_> {
             text: a.text.filter(|t| !t.is_empty()),
             keys: a.keys,
             eof: a.eof,
-            resize: None,
+            ..meanwhile_core::TaskInput::default()
         };
         if input.text.is_none() && input.keys.is_empty() && !input.eof {
             return Err(ToolError::args(tool, "give text, keys or eof"));

@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod alerts;
+pub mod attach;
 pub mod audit;
 pub mod batch;
 pub mod budget;

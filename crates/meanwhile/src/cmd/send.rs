@@ -77,6 +77,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
             },
             eof: i == last && args.eof,
             resize: if i == last { args.resize } else { None },
+            ..TaskInput::default()
         };
         let sent = client.send_input(args.id, &input).await?;
         bytes += sent.bytes;

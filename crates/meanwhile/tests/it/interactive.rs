@@ -262,3 +262,113 @@ fn input_to_a_task_that_takes_none_is_refused_with_the_fix() {
     let o = h.run(&["run", "--tty", "python3"]);
     assert!(stderr(&o).contains("COLSxROWS"), "{}", stderr(&o));
 }
+
+/// Drives `meanwhile attach` in real pseudo-terminals (Python's `pty`): types into
+/// a REPL, sees the answer, detaches with Ctrl-]; a second terminal attached
+/// meanwhile only watches.
+const ATTACH_DRIVER: &str = r#"
+import json, os, pty, select, sys, time
+bin, home, tid = sys.argv[1:4]
+env = dict(os.environ, MEANWHILE_HOME=home)
+
+def attach(*extra):
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(bin, [bin, "attach", tid, *extra], env)
+    return pid, fd
+
+def read_until(fd, needle, seen=b""):
+    end = time.time() + 60
+    buf = seen
+    while time.time() < end:
+        if needle in buf:
+            return buf
+        r, _, _ = select.select([fd], [], [], 0.5)
+        if r:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+    raise SystemExit(f"never saw {needle!r}; got {buf!r}")
+
+obs = {}
+first, fd1 = attach()
+obs["banner"] = read_until(fd1, b"detach with Ctrl-]").decode(errors="replace")
+read_until(fd1, b">>> ")
+second, fd2 = attach()
+obs["second"] = read_until(fd2, b"detach with Ctrl-]").decode(errors="replace")
+os.write(fd1, b"print(6*7)\r")
+read_until(fd1, b"42")
+# The watcher sees it too.
+read_until(fd2, b"42")
+os.write(fd2, b"\x1d")
+read_until(fd2, b"it goes on")
+os.waitpid(second, 0)
+os.write(fd1, b"\x1d")
+obs["detached"] = read_until(fd1, b"it goes on").decode(errors="replace")
+_, status = os.waitpid(first, 0)
+obs["status"] = status
+print(json.dumps(obs))
+"#;
+
+#[test]
+fn attach_types_into_a_terminal_and_detaches_with_ctrl_bracket() {
+    let h = Home::new();
+    let id = h.ok(&["run", "--tty", "--", "python3", "-q"]);
+    let id = id.trim();
+    h.ok(&["wait", id, "--until", "input", "--timeout", "2m"]);
+    let script = h.dir.path().join("attach.py");
+    std::fs::write(&script, ATTACH_DRIVER).unwrap();
+    let o = std::process::Command::new("python3")
+        .arg(&script)
+        .args([BIN, h.home.to_str().unwrap(), id])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        stderr(&o)
+    );
+    let obs: serde_json::Value = serde_json::from_slice(
+        o.stdout
+            .trim_ascii_end()
+            .rsplit(|&b| b == b'\n')
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        obs["banner"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("attached to task {id} (python3 -q)"))
+    );
+    assert!(
+        obs["second"].as_str().unwrap().contains("read-only"),
+        "{obs}"
+    );
+    assert!(
+        obs["detached"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("detached from task {id}"))
+    );
+    assert_eq!(obs["status"], 0, "{obs}");
+    // The task goes on, and the attached terminal's keys reached it.
+    assert_eq!(show(&h, id)["state"], "running");
+    assert!(log(&h, id).contains("print(6*7)"));
+    h.ok(&["send", id, "--key", "ctrl-d"]);
+    assert_eq!(wait_end(&h, id)["state"], "succeeded");
+    // A task without a terminal cannot be attached to.
+    let plain = h.ok(&["run", "--", "sleep", "30"]);
+    let o = h.run(&["attach", plain.trim()]);
+    assert!(
+        stderr(&o).contains("has no terminal to attach to"),
+        "{}",
+        stderr(&o)
+    );
+}
