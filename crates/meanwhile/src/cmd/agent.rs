@@ -67,6 +67,11 @@ pub struct Args {
     /// (their notices wait for the session).
     #[arg(long, overrides_with = "wait_tasks")]
     pub no_wait_tasks: bool,
+    /// Interactive: only print the notices that arrive while you are at the prompt;
+    /// by default a notice about a task the agent started (it ended, waits for
+    /// input, or listens) also gives the agent a turn at once.
+    #[arg(long)]
+    pub no_wake: bool,
 }
 
 fn overrides(args: &Args) -> AgentOverrides {
@@ -116,7 +121,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
             let wait = !args.no_wait_tasks;
             one_shot(&config, backend, &prompt, args.verbose, wait).await
         }
-        None => interactive(&config, backend).await,
+        None => interactive(&config, backend, !args.no_wake).await,
     }
 }
 
@@ -153,10 +158,21 @@ async fn one_shot(
                 ids.join(", ")
             );
         }
-        backend
-            .wait(running, meanwhile_core::WaitMode::Any, None)
+        // An end, or a notice that one of them waits for input or listens.
+        let w = backend
+            .wait(running, meanwhile_core::WaitMode::Any, Some(NOTICES_EVERY))
             .await
             .map_err(|e| anyhow::anyhow!("waiting for the agent's tasks: {}", e.message))?;
+        if w.timed_out {
+            let started = session.started_tasks();
+            let notes = backend
+                .peek_notifications(session.session_name(), 100)
+                .await
+                .map_err(|e| anyhow::anyhow!("reading the session's notices: {}", e.message))?;
+            if !notes.iter().any(|n| started.contains(&n.task_id)) {
+                continue;
+            }
+        }
         if let Some(next) = session.wake(&mut on_event).await.map_err(agent_error)? {
             outcome = next;
             if !outcome.answer.is_empty() {
@@ -176,72 +192,210 @@ async fn one_shot(
     }
 }
 
-async fn interactive(config: &AgentConfig, backend: Arc<dyn Backend>) -> anyhow::Result<ExitCode> {
+/// How often the session's notices are looked at while the person is at the prompt.
+const NOTICES_EVERY: Duration = Duration::from_secs(1);
+
+/// What the line editor's thread hands the session: a line, or the end.
+enum Typed {
+    Line(String),
+    Interrupted,
+    End,
+}
+
+/// The line editor on a thread of its own, so that notices can be printed (above
+/// the prompt) and turns run while the person types. It reads a line each time it
+/// is asked to.
+struct Editor {
+    lines: tokio::sync::mpsc::Receiver<anyhow::Result<Typed>>,
+    ask: std::sync::mpsc::Sender<()>,
+    printer: Option<Box<dyn rustyline::ExternalPrinter + Send>>,
+}
+
+impl Editor {
+    fn start(history: Option<PathBuf>) -> anyhow::Result<Editor> {
+        let mut editor = rustyline::DefaultEditor::new().context("starting the line editor")?;
+        if let Some(h) = &history {
+            let _ = editor.load_history(h); // a first session has none
+        }
+        // Only on a terminal; elsewhere notices are printed plainly.
+        let printer = editor
+            .create_external_printer()
+            .ok()
+            .map(|p| Box::new(p) as Box<dyn rustyline::ExternalPrinter + Send>);
+        let (line_tx, lines) = tokio::sync::mpsc::channel(1);
+        let (ask, asked) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            while asked.recv().is_ok() {
+                let typed = match editor.readline("you> ") {
+                    Ok(l) => {
+                        let _ = editor.add_history_entry(l.trim());
+                        Ok(Typed::Line(l))
+                    }
+                    Err(rustyline::error::ReadlineError::Interrupted) => Ok(Typed::Interrupted),
+                    Err(rustyline::error::ReadlineError::Eof) => Ok(Typed::End),
+                    Err(e) => Err(anyhow::Error::new(e).context("reading a line")),
+                };
+                let end = !matches!(typed, Ok(Typed::Line(_) | Typed::Interrupted));
+                if line_tx.blocking_send(typed).is_err() || end {
+                    break;
+                }
+            }
+            if let Some(h) = &history {
+                let _ = editor.save_history(h); // best effort, as any shell's
+            }
+        });
+        Ok(Editor {
+            lines,
+            ask,
+            printer,
+        })
+    }
+
+    /// Shows the prompt and reads the next line (in the editor's thread).
+    fn prompt(&self) {
+        let _ = self.ask.send(()); // the thread ended only after the end of input
+    }
+
+    /// Prints `text` above the prompt while the person types.
+    fn print(&mut self, text: &str) {
+        let text = format!("{}\n", text.trim_end());
+        let printed = match &mut self.printer {
+            Some(p) => p.print(text.clone()).is_ok(),
+            None => false,
+        };
+        if !printed {
+            errln!("{}", text.trim_end());
+        }
+    }
+}
+
+async fn interactive(
+    config: &AgentConfig,
+    backend: Arc<dyn Backend>,
+    wake: bool,
+) -> anyhow::Result<ExitCode> {
     let provider = config
         .build_provider()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut session =
-        Session::new(config, provider, backend).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut editor = rustyline::DefaultEditor::new().context("starting the line editor")?;
+        Session::new(config, provider, backend.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let history = std::env::var_os("MEANWHILE_HOME")
         .map(PathBuf::from)
         .map(|h| h.join("agent_history"));
-    if let Some(h) = &history {
-        let _ = editor.load_history(h);
-    }
     outln!(
         "meanwhile agent: session {}, workspace {}. Ctrl-C stops the current turn, Ctrl-D quits.",
         session.session_name(),
         session.workspace().display()
     );
+    let _ = std::io::stdout().flush();
+    let mut editor = Editor::start(history)?;
+    let mut shown = 0i64; // the latest notice printed
+    let mut look = tokio::time::interval(NOTICES_EVERY);
+    editor.prompt();
     loop {
-        let line = tokio::task::block_in_place(|| editor.readline("you> "));
-        let line = match line {
-            Ok(l) => l,
-            Err(rustyline::error::ReadlineError::Interrupted) => continue,
-            Err(rustyline::error::ReadlineError::Eof) => break,
-            Err(e) => return Err(e).context("reading a line"),
-        };
-        let text = line.trim();
-        if text.is_empty() {
-            continue;
-        }
-        if matches!(text, "/exit" | "/quit") {
-            break;
-        }
-        let _ = editor.add_history_entry(text);
-        let mut on_event = |e: &AgentEvent| match e {
-            AgentEvent::Text { .. } | AgentEvent::Usage { .. } | AgentEvent::ModelCall { .. } => {}
-            other => {
-                let t = other.transcript();
-                if !t.trim().is_empty() {
-                    errln!("{}", t.trim_end());
-                }
-            }
-        };
-        let cancel = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        match session.send_until(text, &mut on_event, cancel).await {
-            Ok(outcome) => {
-                if !outcome.answer.is_empty() {
-                    outln!("\n{}\n", outcome.answer.trim_end());
-                }
-                match outcome.stop {
-                    RunStop::Answered => {}
-                    RunStop::Cancelled => {
-                        errln!("(turn cancelled; background tasks keep running)")
+        tokio::select! {
+            typed = editor.lines.recv() => {
+                let text = match typed {
+                    None | Some(Ok(Typed::End)) => break,
+                    Some(Err(e)) => return Err(e),
+                    Some(Ok(Typed::Interrupted)) => {
+                        editor.prompt();
+                        continue;
                     }
-                    other => errln!("(stopped: {other})"),
+                    Some(Ok(Typed::Line(l))) => l.trim().to_string(),
+                };
+                if matches!(text.as_str(), "/exit" | "/quit") {
+                    break;
+                }
+                if !text.is_empty() {
+                    turn(&mut session, &text).await?;
+                }
+                editor.prompt();
+            }
+            _ = look.tick() => {
+                // Notices that came while the person is at the prompt: printed at
+                // once (left undelivered: the model reads them before its next
+                // call), and one about a task the agent started wakes it.
+                let Ok(notes) = backend.peek_notifications(session.session_name(), 100).await else {
+                    continue; // the daemon restarting; the next look tells
+                };
+                let fresh: Vec<_> = notes.into_iter().filter(|n| n.seq > shown).collect();
+                let Some(last) = fresh.last() else { continue };
+                shown = last.seq;
+                let started = session.started_tasks();
+                let mut own = false;
+                for n in &fresh {
+                    editor.print(&format!("[meanwhile] {}", n.headline()));
+                    own |= started.contains(&n.task_id);
+                }
+                if wake && own {
+                    wake_turn(&mut session, &mut editor).await;
                 }
             }
-            Err(e) => errln!("meanwhile: {e}"),
         }
-        let _ = std::io::stdout().flush();
-    }
-    if let Some(h) = &history {
-        let _ = editor.save_history(h);
     }
     errln!("session {}: {}", session.session_name(), session.usage());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a tool call or a notice of a turn (not the model's text, printed at the
+/// end, nor usage).
+fn transcript_line(e: &AgentEvent) -> Option<String> {
+    match e {
+        AgentEvent::Text { .. } | AgentEvent::Usage { .. } | AgentEvent::ModelCall { .. } => None,
+        other => {
+            let t = other.transcript();
+            (!t.trim().is_empty()).then(|| t.trim_end().to_string())
+        }
+    }
+}
+
+/// One turn for a line the person typed; Ctrl-C cancels it.
+async fn turn(session: &mut Session, text: &str) -> anyhow::Result<()> {
+    let mut on_event = |e: &AgentEvent| {
+        if let Some(line) = transcript_line(e) {
+            errln!("{line}");
+        }
+    };
+    let cancel = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    match session.send_until(text, &mut on_event, cancel).await {
+        Ok(outcome) => {
+            if !outcome.answer.is_empty() {
+                outln!("\n{}\n", outcome.answer.trim_end());
+            }
+            match outcome.stop {
+                RunStop::Answered => {}
+                RunStop::Cancelled => errln!("(turn cancelled; background tasks keep running)"),
+                other => errln!("({other})"),
+            }
+        }
+        Err(e) => errln!("meanwhile: {e}"),
+    }
+    let _ = std::io::stdout().flush();
+    Ok(())
+}
+
+/// A turn the agent gets for notices about its own tasks while the person is at the
+/// prompt; what it does and says is printed above the prompt.
+async fn wake_turn(session: &mut Session, editor: &mut Editor) {
+    let lines = std::sync::Mutex::new(Vec::new());
+    let mut on_event = |e: &AgentEvent| {
+        if let Some(line) = transcript_line(e) {
+            lines.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+        }
+    };
+    let outcome = session.wake(&mut on_event).await;
+    for line in lines.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        editor.print(&line);
+    }
+    match outcome {
+        Ok(Some(o)) if !o.answer.is_empty() => {
+            editor.print(&format!("\n{}\n", o.answer.trim_end()));
+        }
+        Ok(Some(o)) if o.stop != RunStop::Answered => editor.print(&format!("({})", o.stop)),
+        Ok(_) => {}
+        Err(e) => editor.print(&format!("meanwhile: {e}")),
+    }
 }

@@ -149,3 +149,164 @@ fn with_no_wait_tasks_one_prompt_ends_at_its_first_answer() {
     );
     assert_eq!(seen.lock().unwrap().len(), 2);
 }
+
+/// Drives the interactive `meanwhile agent` in a real pseudo-terminal (Python's
+/// `pty`): types a prompt, then stays at the prompt while the task it started ends.
+const INTERACTIVE_DRIVER: &str = r#"
+import fcntl, json, os, pty, select, struct, sys, termios, time
+bin, home, url, *extra = sys.argv[1:]
+env = dict(os.environ, MEANWHILE_HOME=home, TERM="xterm")
+pid, fd = pty.fork()
+if pid == 0:
+    os.execve(bin, [bin, "agent", "--provider", "anthropic", "--model", "claude-test",
+                    "--api-key", "test-key", "--base-url", url, "--session", "wake", *extra], env)
+fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+buf = b""
+def read_until(needle):
+    global buf
+    end = time.time() + 90
+    while time.time() < end:
+        if needle in buf:
+            at = buf.index(needle) + len(needle)
+            seen, buf = buf[:at], buf[at:]
+            return seen.decode(errors="replace")
+        r, _, _ = select.select([fd], [], [], 0.5)
+        if r:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+    raise SystemExit(f"never saw {needle!r}; got {buf!r}")
+obs = {}
+read_until(b"you> ")
+os.write(fd, b"start the build\r")
+obs["first"] = read_until(b"The build runs in the background.")
+obs["notice"] = read_until(b"succeeded after")
+if "--no-wake" not in extra:
+    obs["woken"] = read_until(b"The build finished: built.")
+else:
+    time.sleep(2)
+os.write(fd, b"/exit\r")
+obs["end"] = read_until(b"session wake:")
+os.waitpid(pid, 0)
+print(json.dumps(obs))
+"#;
+
+fn interactive_agent(home: &Home, url: &str, extra: &[&str]) -> Value {
+    let script = home.dir.path().join("agent_driver.py");
+    std::fs::write(&script, INTERACTIVE_DRIVER).unwrap();
+    let o = std::process::Command::new("python3")
+        .arg(&script)
+        .args([crate::support::BIN, home.home.to_str().unwrap(), url])
+        .args(extra)
+        .current_dir(home.dir.path())
+        .env_remove("MEANWHILE_URL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_str(stdout.trim_end().lines().last().unwrap()).unwrap()
+}
+
+fn build_in_background() -> Vec<Value> {
+    vec![
+        message(
+            json!([{"type": "tool_use", "id": "tu_1", "name": "background_run",
+                    "input": {"command": "sleep 2; echo built", "name": "build"}}]),
+            "tool_use",
+        ),
+        message(
+            json!([{"type": "text", "text": "The build runs in the background."}]),
+            "end_turn",
+        ),
+        message(
+            json!([{"type": "text", "text": "The build finished: built."}]),
+            "end_turn",
+        ),
+    ]
+}
+
+#[test]
+fn the_interactive_agent_hears_its_task_end_at_the_prompt_and_wakes() {
+    let home = Home::new();
+    let (url, seen) = fake_anthropic(build_in_background());
+    let obs = interactive_agent(&home, &url, &[]);
+    let notice = obs["notice"].as_str().unwrap();
+    assert!(
+        notice.contains("[meanwhile] task 1 (build) succeeded after"),
+        "{obs}"
+    );
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3, "the notice gave the model a turn");
+    let third = seen[2].to_string();
+    assert!(third.contains("task 1 (build) succeeded"), "{third}");
+    assert!(
+        third.contains("built"),
+        "the notice carries the last lines: {third}"
+    );
+}
+
+#[test]
+fn without_wake_the_notice_is_only_printed() {
+    let home = Home::new();
+    let (url, seen) = fake_anthropic(build_in_background());
+    let obs = interactive_agent(&home, &url, &["--no-wake"]);
+    assert!(
+        obs["notice"]
+            .as_str()
+            .unwrap()
+            .contains("task 1 (build) succeeded")
+    );
+    assert_eq!(seen.lock().unwrap().len(), 2, "no turn without a prompt");
+}
+
+#[test]
+fn one_prompt_answers_a_question_its_task_asks_and_reports_the_end() {
+    let home = Home::new();
+    let (url, seen) = fake_anthropic(vec![
+        message(
+            json!([{"type": "tool_use", "id": "tu_1", "name": "background_run",
+                    "input": {"command": "printf 'Proceed? [y/N] '; read x; sleep 1; echo \"got $x\"", "stdin": true}}]),
+            "tool_use",
+        ),
+        message(json!([{"type": "text", "text": "Started."}]), "end_turn"),
+        message(
+            json!([{"type": "tool_use", "id": "tu_2", "name": "background_input",
+                    "input": {"id": 1, "text": "y", "keys": ["enter"]}}]),
+            "tool_use",
+        ),
+        message(
+            json!([{"type": "text", "text": "Answered yes."}]),
+            "end_turn",
+        ),
+        message(
+            json!([{"type": "text", "text": "It printed got y."}]),
+            "end_turn",
+        ),
+    ]);
+    let out = agent_p(&home, &url, "run the installer", &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout, "Started.\n\nAnswered yes.\n\nIt printed got y.\n");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 5);
+    let woken = seen[2].to_string();
+    assert!(
+        woken.contains("is waiting for input: Proceed? [y/N]"),
+        "{woken}"
+    );
+    assert!(seen[3].to_string().contains("Sent 2 bytes to task 1"));
+    assert!(seen[4].to_string().contains("succeeded"));
+    assert_eq!(home.ok(&["logs", "1"]), "Proceed? [y/N] got y\n");
+}
