@@ -198,7 +198,8 @@ pub struct TaskInput {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "schema", schemars(length(min = 1, max = 100)))]
     pub writer: Option<String>,
-    /// With `writer`: it detaches, and another terminal may write at once.
+    /// With `writer`: it detaches, and another terminal may write at once (without
+    /// `writer` it means nothing).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub detach: bool,
 }
@@ -243,12 +244,6 @@ impl TaskInput {
             return Err(SpecError {
                 field: "writer",
                 message: "must be 1 to 100 characters long".into(),
-            });
-        }
-        if self.detach && self.writer.is_none() {
-            return Err(SpecError {
-                field: "detach",
-                message: "only with writer (the terminal that detaches)".into(),
             });
         }
         Ok(())

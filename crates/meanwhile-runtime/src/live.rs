@@ -115,19 +115,28 @@ impl Live {
             let id = task.id;
             tokio::spawn(async move { live.follow(id, attempt, &socket).await })
         });
-        self.tasks().insert(
-            task.id,
-            Tracked {
-                attempt,
-                supervisor,
-                pid,
-                log: log.to_path_buf(),
-                seen: recorded.clone(),
-                recorded,
-                follower,
-            },
-        );
-        self.inner.changed.notify_one();
+        let was_idle = {
+            let mut tasks = self.tasks();
+            let was_idle = tasks.is_empty();
+            tasks.insert(
+                task.id,
+                Tracked {
+                    attempt,
+                    supervisor,
+                    pid,
+                    log: log.to_path_buf(),
+                    seen: recorded.clone(),
+                    recorded,
+                    follower,
+                },
+            );
+            was_idle
+        };
+        // An idle loop starts looking; a busy one finds the attempt at its next look,
+        // so a start costs no wake-up.
+        if was_idle {
+            self.inner.changed.notify_one();
+        }
         LiveGuard {
             live: self.clone(),
             id: task.id,

@@ -6,6 +6,7 @@ mod budgets;
 mod descendants;
 mod fleet;
 mod functions;
+mod interactive;
 mod journal;
 mod lifecycle;
 mod output;

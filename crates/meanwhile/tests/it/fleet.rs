@@ -498,6 +498,35 @@ fn notices_are_drained_from_another_node_once_and_output_is_followed_through_it(
 }
 
 #[test]
+fn input_sent_through_one_node_reaches_the_task_on_another() {
+    let fleet = Fleet::new();
+    let a = fleet.node("a");
+    let id = a
+        .ok(&[
+            "run",
+            "--stdin",
+            "--",
+            "sh",
+            "-c",
+            "printf 'name? '; read n; echo \"hello $n\"",
+        ])
+        .trim()
+        .to_string();
+    until("the task runs on a", || show(&a, &id)["state"] == "running");
+    let b = fleet.node("b");
+    // What a sees the task doing, b reads from the shared store.
+    let o = b.ok(&["wait", &id, "--until", "input", "--timeout", "2m"]);
+    assert_eq!(o, format!("{id} waiting for input: name?\n"));
+    assert_eq!(
+        b.ok(&["send", &id, "fleet", "--key", "enter"]),
+        format!("{id} sent 6 bytes\n")
+    );
+    b.ok(&["wait", &id]);
+    assert_eq!(b.ok(&["logs", &id]), "name? hello fleet\n");
+    assert_eq!(attempts(&b, &id)[0]["node"], "a");
+}
+
+#[test]
 fn a_stop_asked_on_one_node_stops_the_task_on_another() {
     let fleet = Fleet::new();
     let a = fleet.node("a");
