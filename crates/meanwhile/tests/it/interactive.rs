@@ -372,3 +372,18 @@ fn attach_types_into_a_terminal_and_detaches_with_ctrl_bracket() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_read_p_prompt_in_a_terminal_is_seen_and_answered() {
+    let h = Home::new();
+    let script = "read -p 'Proceed? [y/N] ' x; echo \"answer=$x\"";
+    let id = h.ok(&["run", "--tty", "--", "bash", "-c", script]);
+    let id = id.trim();
+    let o = h.ok(&["wait", id, "--until", "input", "--timeout", "2m"]);
+    assert_eq!(o, format!("{id} waiting for input: Proceed? [y/N]\n"));
+    h.ok(&["send", id, "y", "--key", "enter"]);
+    let t = wait_end(&h, id);
+    assert_eq!(t["state"], "succeeded", "{t}");
+    // The terminal echoed the answer after the prompt, then the script's line.
+    assert_eq!(log(&h, id), "Proceed? [y/N] y\r\nanswer=y\r\n");
+}
