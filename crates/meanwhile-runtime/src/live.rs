@@ -7,7 +7,7 @@
 //! A change is committed with [`Store::set_live`], which writes the events and the
 //! session's notices; a failed write is tried again at the next look.
 
-use crate::input::Follow;
+use crate::input::{Follow, InputError};
 use crate::output::strip_ansi;
 use crate::procfs;
 use meanwhile_core::{LiveState, TaskId, TaskRecord, prompt_line};
@@ -146,8 +146,13 @@ impl Live {
 
     /// Follows an interactive attempt's states from its supervisor.
     async fn follow(&self, id: TaskId, attempt: u32, socket: &Path) {
-        let Ok(mut states) = Follow::open(socket).await else {
-            return; // the supervisor ended: so does the attempt
+        let mut states = match Follow::open(socket).await {
+            Ok(s) => s,
+            Err(InputError::Gone) => return, // the supervisor ended: so does the attempt
+            Err(e) => {
+                tracing::warn!(task = %id, "not following whether the task waits for input: {e:?}");
+                return;
+            }
         };
         while let Some(waiting) = states.next().await {
             let log = match self.tasks().get(&id) {
@@ -191,9 +196,17 @@ impl Live {
                 next_look = tokio::time::Instant::now() + LOOK_EVERY;
                 let live = self.clone();
                 let seen = std::mem::take(&mut sockets_seen);
-                sockets_seen = tokio::task::spawn_blocking(move || live.look_for_listeners(seen))
-                    .await
-                    .unwrap_or_default();
+                sockets_seen = match tokio::task::spawn_blocking(move || {
+                    live.look_for_listeners(seen)
+                })
+                .await
+                {
+                    Ok(now) => now,
+                    Err(e) => {
+                        tracing::warn!("looking for listening sockets failed: {e}");
+                        HashSet::new()
+                    }
+                };
             }
             self.record().await;
         }
