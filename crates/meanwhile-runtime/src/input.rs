@@ -11,7 +11,7 @@ use tokio::net::UnixStream;
 
 /// How long an answer may take: the supervisor answers at once, between two looks
 /// at its task.
-const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+pub(crate) const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
 /// Why a request was not carried out.
 #[derive(Debug)]

@@ -990,6 +990,9 @@ impl Runtime {
                 source: e,
             },
         };
+        self.await_io_socket(id, task.attempts, &socket)
+            .await
+            .map_err(failed)?;
         if !bytes.is_empty() {
             crate::input::request(&socket, crate::interact::OP_WRITE, &bytes)
                 .await
@@ -1012,6 +1015,32 @@ impl Runtime {
             bytes: bytes.len() as u64,
             eof,
         })
+    }
+
+    /// Waits for the input socket of attempt `attempt` of `id` to be bound: a task
+    /// is running from its claim, a moment before its supervisor has bound the
+    /// socket. Gives up once the task has left that attempt, or after the time an
+    /// answer may take.
+    async fn await_io_socket(
+        &self,
+        id: TaskId,
+        attempt: u32,
+        socket: &std::path::Path,
+    ) -> std::result::Result<(), crate::input::InputError> {
+        let start = std::time::Instant::now();
+        let mut pause = Duration::from_millis(2);
+        while !socket.exists() {
+            let still = self
+                .get(id)
+                .await
+                .is_ok_and(|t| t.state == TaskState::Running && t.attempts == attempt);
+            if !still || start.elapsed() > crate::input::ANSWER_WITHIN {
+                return Err(crate::input::InputError::Gone);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+        Ok(())
     }
 
     /// The node keeping the output of `id`, when it is another one.
