@@ -273,8 +273,10 @@ impl Client {
         serde_json::from_slice(bytes).map_err(|e| self.protocol(format!("unexpected answer: {e}")))
     }
 
+    /// A request's body. A spec's secrets travel as their values to the daemon,
+    /// which keeps them and shows them to nobody.
     fn json<T: Serialize>(&self, v: &T) -> Result<Option<Vec<u8>>, ClientError> {
-        serde_json::to_vec(v)
+        meanwhile_core::expose_secrets(|| serde_json::to_vec(v))
             .map(Some)
             .map_err(|e| self.protocol(e))
     }

@@ -7,6 +7,7 @@ mod alert;
 mod api;
 mod audit;
 mod budget;
+mod confine;
 mod de;
 mod duration;
 mod event;
@@ -37,6 +38,9 @@ pub use budget::{
     BudgetInfo, BudgetSpec, BudgetState, BudgetWindow, DEFAULT_ALARMS, MAX_BUDGET_TOKENS, dollars,
     rfc3339_secs,
 };
+pub use confine::{
+    ByteSize, MAX_PLAIN_BYTES, SECRET_MASK, Secret, expose_secrets, mask_secrets, size_pattern,
+};
 pub use duration::{
     DURATION_PATTERN, DurationError, MAX_DURATION_MS, MAX_WRITABLE_DURATION_MS,
     duration_from_secs_f64, format_duration, format_duration_exact, parse_duration, serde_duration,
@@ -57,7 +61,7 @@ pub use schedule::{
 pub use spec::{
     AgentSpec, DEFAULT_QUEUE, LlmSpec, MAX_ATTEMPTS, MAX_CONCURRENCY_KEY_LEN,
     MAX_IDEMPOTENCY_KEY_LEN, MAX_NAME_LEN, MAX_STORED_DURATION_MS, RetryPolicy, SpecError,
-    TaskSpec, ValidSpec, Work, check_queue_name,
+    TaskDefaults, TaskSpec, ValidSpec, Work, check_queue_name,
 };
 pub use state::{AttemptOutcome, IllegalTransition, TaskState, Transition, transition};
 pub use task::{

@@ -446,6 +446,48 @@ impl JsonSchema for ScheduledTask {
     }
 }
 
+/// Secrets: variable names, as in `env`, and values that are not empty.
+pub(crate) struct SecretMap;
+
+impl JsonSchema for SecretMap {
+    fn schema_name() -> Cow<'static, str> {
+        "Secrets".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "Variables given to the task like env, whose values are never shown: every answer, event and audit record shows \"***\", and the task's output is read with each value masked",
+            "type": "object",
+            "propertyNames": {"pattern": r"^[^=\u0000]+$"},
+            "additionalProperties": {"type": "string", "minLength": 1, "pattern": r"^[^\u0000]*$"},
+        })
+    }
+}
+
+/// A size: `2G`, `512M`, or a number of bytes.
+pub(crate) struct SizeText;
+
+impl JsonSchema for SizeText {
+    fn schema_name() -> Cow<'static, str> {
+        "Size".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A size: a whole number with K, M, G or T (binary units: 512M, 2G, 64KiB), or a number of bytes. Served back in the largest unit that divides it exactly.",
+            "anyOf": [
+                {"type": "string", "pattern": crate::confine::size_pattern()},
+                {"type": "integer", "minimum": 1, "maximum": crate::confine::MAX_PLAIN_BYTES}
+            ],
+            "examples": ["2G", "512M"]
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{MAX_STORED_SECONDS, WHITESPACE_CLASS};

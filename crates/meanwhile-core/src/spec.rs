@@ -57,7 +57,65 @@ pub const MAX_ATTEMPTS: u32 = 1000;
         {"not": {
             "required": ["stdin", "tty"],
             "properties": {"stdin": {"const": true}, "tty": {"type": "object"}}
-        }}
+        }},
+        // Only a process is confined by limits and a network namespace, or given
+        // secrets (a rule each: one `anyOf` of them defeats schema-driven generators).
+        {
+            "if": {"required": ["no_network"], "properties": {"no_network": {"const": true}}},
+            "then": {"anyOf": [
+                {"required": ["command"], "properties": {"command": {"type": "string"}}},
+                {"required": ["argv"], "properties": {"argv": {"type": "array"}}}
+            ]}
+        },
+        {
+            "if": {"required": ["memory"], "properties": {"memory": {"type": ["string", "integer"]}}},
+            "then": {"anyOf": [
+                {"required": ["command"], "properties": {"command": {"type": "string"}}},
+                {"required": ["argv"], "properties": {"argv": {"type": "array"}}}
+            ]}
+        },
+        {
+            "if": {"required": ["cpu_time"], "properties": {"cpu_time": {"type": ["string", "number"]}}},
+            "then": {"anyOf": [
+                {"required": ["command"], "properties": {"command": {"type": "string"}}},
+                {"required": ["argv"], "properties": {"argv": {"type": "array"}}}
+            ]}
+        },
+        {
+            "if": {"required": ["max_procs"], "properties": {"max_procs": {"type": "integer"}}},
+            "then": {"anyOf": [
+                {"required": ["command"], "properties": {"command": {"type": "string"}}},
+                {"required": ["argv"], "properties": {"argv": {"type": "array"}}}
+            ]}
+        },
+        {
+            "if": {"required": ["max_files"], "properties": {"max_files": {"type": "integer"}}},
+            "then": {"anyOf": [
+                {"required": ["command"], "properties": {"command": {"type": "string"}}},
+                {"required": ["argv"], "properties": {"argv": {"type": "array"}}}
+            ]}
+        },
+        {
+            "if": {"required": ["secrets"], "properties": {"secrets": {"type": "object", "minProperties": 1}}},
+            "then": {"anyOf": [
+                {"required": ["command"], "properties": {"command": {"type": "string"}}},
+                {"required": ["argv"], "properties": {"argv": {"type": "array"}}}
+            ]}
+        },
+        // A sandbox confines a process, or every command of an agent.
+        {
+            "if": {"required": ["sandbox"], "properties": {"sandbox": {"const": true}}},
+            "then": {"anyOf": [
+                {"required": ["command"], "properties": {"command": {"type": "string"}}},
+                {"required": ["argv"], "properties": {"argv": {"type": "array"}}},
+                {"required": ["agent"], "properties": {"agent": {"type": "object"}}}
+            ]}
+        },
+        // More writable paths only widen a sandbox.
+        {
+            "if": {"required": ["allow_write"], "properties": {"allow_write": {"type": "array", "minItems": 1}}},
+            "then": {"required": ["sandbox"], "properties": {"sandbox": {"const": true}}}
+        }
     ]))
 )]
 #[serde(deny_unknown_fields)]
@@ -219,6 +277,67 @@ pub struct TaskSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub tty: Option<crate::Terminal>,
+    /// Confine the task: it may write only in its working directory, the
+    /// `allow_write` paths and a private temporary directory (its `TMPDIR`);
+    /// reading stays open (Landlock). For an agent task, every command it runs is
+    /// sandboxed. Left out, its queue's default applies (`[queues.NAME] sandbox`
+    /// in config.toml); `false` opts out of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<bool>,
+    /// More paths a sandboxed task may write in: absolute, existing. Only with
+    /// `sandbox`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Vec<crate::schema::AbsolutePath>")
+    )]
+    pub allow_write: Vec<PathBuf>,
+    /// Run the task without network: in a network namespace of its own, which has
+    /// only a loopback interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_network: Option<bool>,
+    /// The most memory (resident) the task's processes may use together; over it
+    /// they are killed, and the attempt ends with `memory limit SIZE exceeded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::SizeText>"))]
+    pub memory: Option<crate::ByteSize>,
+    /// The most CPU time each of the task's processes may use (`RLIMIT_CPU`, in
+    /// whole seconds, rounded up); over it the process is killed, and the attempt
+    /// ends with `cpu time limit DURATION exceeded`.
+    #[serde(
+        default,
+        with = "crate::serde_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::schema::PositiveDurationText>")
+    )]
+    pub cpu_time: Option<Duration>,
+    /// The most processes the task may have at once; over it they are killed, and
+    /// the attempt ends with `process limit N exceeded`. Its supervisor counts them
+    /// (the kernel's `RLIMIT_NPROC` counts all of a user's processes instead).
+    #[serde(
+        default,
+        deserialize_with = "crate::de::opt_int",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = u32::MAX)))]
+    pub max_procs: Option<u32>,
+    /// The most files each of the task's processes may have open (`RLIMIT_NOFILE`).
+    #[serde(
+        default,
+        deserialize_with = "crate::de::opt_int",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = u32::MAX)))]
+    pub max_files: Option<u32>,
+    /// Variables given to the task like `env`, whose values are never shown: the
+    /// API, events, notifications and the audit trail show `***`, and each value
+    /// is masked (`***`) in the task's output when it is read.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::SecretMap"))]
+    pub secrets: BTreeMap<String, crate::Secret>,
 }
 
 /// What a sub-agent task runs: a prompt with its model, tools and limits.
@@ -676,10 +795,135 @@ impl TaskSpec {
                 t.check("tty")?;
             }
         }
+        self.check_confinement(&work)?;
         if self.after.iter().any(|id| id.0 <= 0) {
             return Err(err("after", "task ids are positive integers"));
         }
         Ok(ValidSpec { spec: self, work })
+    }
+}
+
+impl TaskSpec {
+    /// The sandbox, limits and secrets: each only where it means something.
+    fn check_confinement(&self, work: &Work) -> Result<(), SpecError> {
+        let process = matches!(work, Work::Shell(_) | Work::Argv(_));
+        let only_process = [
+            ("no_network", self.no_network == Some(true)),
+            ("memory", self.memory.is_some()),
+            ("cpu_time", self.cpu_time.is_some()),
+            ("max_procs", self.max_procs.is_some()),
+            ("max_files", self.max_files.is_some()),
+            ("secrets", !self.secrets.is_empty()),
+        ];
+        if !process && let Some((field, _)) = only_process.iter().find(|(_, set)| *set) {
+            return Err(err(
+                field,
+                "only a command or argv task is a process to confine; leave it out",
+            ));
+        }
+        if self.sandbox == Some(true) && !process && !matches!(work, Work::Agent(_)) {
+            return Err(err(
+                "sandbox",
+                "only a command, argv or agent task (whose commands it confines) runs in a sandbox; leave it out",
+            ));
+        }
+        if !self.allow_write.is_empty() && self.sandbox != Some(true) {
+            return Err(err(
+                "allow_write",
+                "only widens a sandbox; give sandbox: true with it (--sandbox)",
+            ));
+        }
+        for p in &self.allow_write {
+            if !p.is_absolute() || p.as_os_str().as_encoded_bytes().contains(&0) {
+                return Err(err(
+                    "allow_write",
+                    format!(
+                        "must be absolute paths without NUL bytes, got {:?}",
+                        p.display().to_string()
+                    ),
+                ));
+            }
+        }
+        if let Some(d) = self.cpu_time {
+            check_duration("cpu_time", d)?;
+            if d.is_zero() {
+                return Err(err(
+                    "cpu_time",
+                    "must be longer than 0s; leave it out for none",
+                ));
+            }
+        }
+        if self.max_procs == Some(0) {
+            return Err(err("max_procs", "must be at least 1"));
+        }
+        if self.max_files == Some(0) {
+            return Err(err("max_files", "must be at least 1"));
+        }
+        for (k, v) in &self.secrets {
+            if k.is_empty() || k.contains('=') || k.contains('\0') {
+                return Err(err(
+                    "secrets",
+                    format!("{k:?} is not a valid variable name (no '=', no NUL, not empty)"),
+                ));
+            }
+            if v.expose().is_empty() || v.expose().contains('\0') {
+                return Err(err(
+                    "secrets",
+                    format!("{k}: a secret's value must not be empty or contain NUL bytes"),
+                ));
+            }
+            if self.env.contains_key(k) {
+                return Err(err(
+                    "secrets",
+                    format!("{k} is also in env; give it once, as a secret"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How a queue confines its tasks unless their specs say otherwise (`[queues.NAME]`
+/// in config.toml): each field fills the same field of a spec that leaves it out,
+/// where it applies to the task's kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskDefaults {
+    /// `sandbox` (command, argv and agent tasks).
+    pub sandbox: Option<bool>,
+    /// `no_network` (command and argv tasks, as the rest).
+    pub no_network: Option<bool>,
+    /// `memory`.
+    pub memory: Option<crate::ByteSize>,
+    /// `cpu_time`.
+    #[serde(default, with = "crate::serde_opt_duration")]
+    pub cpu_time: Option<Duration>,
+    /// `max_procs`.
+    pub max_procs: Option<u32>,
+    /// `max_files`.
+    pub max_files: Option<u32>,
+}
+
+impl TaskDefaults {
+    /// Fills what `spec` leaves out, as far as its kind takes it.
+    pub fn apply(&self, spec: &mut TaskSpec) {
+        let process = spec.command.is_some() || spec.argv.is_some();
+        if process || spec.agent.is_some() {
+            spec.sandbox = spec.sandbox.or(self.sandbox);
+        }
+        if !process {
+            return;
+        }
+        spec.no_network = spec.no_network.or(self.no_network);
+        spec.memory = spec.memory.or(self.memory);
+        spec.cpu_time = spec.cpu_time.or(self.cpu_time);
+        spec.max_procs = spec.max_procs.or(self.max_procs);
+        spec.max_files = spec.max_files.or(self.max_files);
+    }
+
+    /// True when it sets nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == TaskDefaults::default()
     }
 }
 

@@ -140,10 +140,20 @@ fn build_env(inner: &Inner, task: &TaskRecord, attempt: u32) -> Vec<(String, Str
     let mut env: Vec<(String, String)> = inner
         .base_env
         .iter()
-        .filter(|(k, _)| !task.spec.env.contains_key(k) && !k.starts_with("MEANWHILE_TASK"))
+        .filter(|(k, _)| {
+            !task.spec.env.contains_key(k)
+                && !task.spec.secrets.contains_key(k)
+                && !k.starts_with("MEANWHILE_TASK")
+        })
         .cloned()
         .collect();
     env.extend(task.spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.extend(
+        task.spec
+            .secrets
+            .iter()
+            .map(|(k, v)| (k.clone(), v.expose().to_string())),
+    );
     env.push(("MEANWHILE_TASK_ID".into(), task.id.to_string()));
     env.push(("MEANWHILE_ATTEMPT".into(), attempt.to_string()));
     if !task.spec.env.contains_key("MEANWHILE_HOME") {
@@ -182,6 +192,91 @@ fn resolve_program(program: &str, env: &[(String, String)], cwd: &Path) -> Resul
         }
     }
     Err(format!("{program}: command not found on PATH"))
+}
+
+/// How the task's process is confined, and its private temporary directory when
+/// it is sandboxed (made here). What this machine cannot confine as the spec asks
+/// is refused with the reason, and nothing runs.
+fn confinement(
+    inner: &Inner,
+    task: &TaskRecord,
+    attempt: u32,
+    cwd: &Path,
+) -> Result<(crate::sandbox::Confine, Option<PathBuf>), String> {
+    let spec = &task.spec;
+    let mut confine = crate::sandbox::Confine {
+        writable: None,
+        no_network: spec.no_network == Some(true),
+        memory: spec.memory.map(|m| m.0),
+        cpu_secs: spec.cpu_time.map(|d| d.as_millis().div_ceil(1000) as u64),
+        max_procs: spec.max_procs,
+        max_files: spec.max_files,
+    };
+    if let Some(n) = spec.max_files {
+        let mut l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes the struct we own.
+        let known = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) } == 0;
+        // SAFETY: plain system call.
+        let root = unsafe { libc::geteuid() } == 0;
+        if known && !root && u64::from(n) > l.rlim_max {
+            return Err(format!(
+                "max_files {n} is above this system's hard limit of {} open files",
+                l.rlim_max
+            ));
+        }
+    }
+    if spec.sandbox != Some(true) {
+        return Ok((confine, None));
+    }
+    if crate::sandbox::landlock_abi().is_none() {
+        return Err(
+            "this kernel offers no Landlock (Linux 5.13 or later, with landlock among its LSMs), so the task cannot be sandboxed; it was not run"
+                .into(),
+        );
+    }
+    for p in &spec.allow_write {
+        if !p.exists() {
+            return Err(format!(
+                "the writable path {} does not exist; create it, or leave it out of --allow-write",
+                p.display()
+            ));
+        }
+    }
+    let tmp = inner.home.task_tmp(task.id, attempt);
+    let made = std::fs::create_dir_all(&tmp).and_then(|()| {
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+    });
+    if let Err(e) = made {
+        return Err(format!(
+            "could not make the private temporary directory {}: {e}",
+            tmp.display()
+        ));
+    }
+    let mut writable = vec![cwd.to_path_buf(), tmp.clone()];
+    writable.extend(spec.allow_write.iter().cloned());
+    confine.writable = Some(writable);
+    Ok((confine, Some(tmp)))
+}
+
+/// The reason an attempt ended of one of its limits, from how it ended: its
+/// supervisor's kill over memory or processes, or the CPU time limit's signal.
+fn limit_reason(task: &TaskRecord, st: &crate::journal::ExitStatus) -> Option<String> {
+    if let Some(e) = st.exceeded {
+        return Some(e.reason());
+    }
+    let cpu = task.spec.cpu_time?;
+    let limit_ms = cpu.as_millis().div_ceil(1000) as u64 * 1000;
+    match (st.signal, st.code) {
+        (Some(libc::SIGXCPU), _) => {}
+        (Some(libc::SIGKILL), _) if st.cpu_ms + 100 >= limit_ms => {}
+        // A shell saying that its command died of SIGXCPU.
+        (None, Some(c)) if c == 128 + libc::SIGXCPU => {}
+        _ => return None,
+    }
+    Some(format!("cpu time limit {} exceeded", format_duration(cpu)))
 }
 
 /// The longest path a Unix socket's address holds (`sun_path` less its NUL).
@@ -236,7 +331,22 @@ async fn run_shell(
         log_start_failure(&mut log, &reason);
         return Some(Ended::failed(reason));
     }
-    let env = build_env(inner, task, c.attempt);
+    let mut env = build_env(inner, task, c.attempt);
+    let confine = match confinement(inner, task, c.attempt, &cwd) {
+        Ok((confine, tmp)) => {
+            if let Some(tmp) = tmp
+                && !task.spec.env.contains_key("TMPDIR")
+            {
+                env.retain(|(k, _)| k != "TMPDIR");
+                env.push(("TMPDIR".into(), tmp.display().to_string()));
+            }
+            confine
+        }
+        Err(reason) => {
+            log_start_failure(&mut log, &reason);
+            return Some(Ended::failed(reason));
+        }
+    };
     // The spec was validated at submit; a shell task has exactly one of these.
     let argv: Vec<String> = match (&task.spec.command, &task.spec.argv) {
         (Some(cmd), None) => vec!["sh".into(), "-c".into(), cmd.clone()],
@@ -284,6 +394,7 @@ async fn run_shell(
                 attempt,
                 io,
                 io_socket: &io_socket,
+                confine: &confine,
             });
             (r, log)
         })
@@ -440,7 +551,7 @@ pub(crate) async fn supervise(
                 outcome,
                 exit_code: st.code,
                 signal: st.signal,
-                reason: None,
+                reason: limit_reason(task, &st),
                 peak_rss_kb: Some(st.maxrss_kb),
                 cpu_ms: Some(st.cpu_ms),
                 ended_at: Timestamp(st.ended_at_us / 1000),
@@ -557,10 +668,18 @@ pub(crate) fn end_record(
 ) -> AttemptEnd {
     let id = task.id;
     let log = inner.home.log(id);
+    // A sandboxed attempt's private temporary directory goes with it.
+    let tmp = inner.home.task_tmp(id, attempt);
+    if tmp.exists()
+        && let Err(e) = std::fs::remove_dir_all(&tmp)
+    {
+        tracing::warn!(task = %id, "could not remove {}: {e}", tmp.display());
+    }
     let (lines, bytes) = (inner.config.notice_lines, inner.config.notice_bytes);
     // A few KiB from the end of a file in the page cache: cheaper read here than
     // handed to the blocking pool.
-    let (tail, output_bytes) = crate::output::last_lines(&log, lines, bytes);
+    let mask = crate::output::Mask::of(task);
+    let (tail, output_bytes) = crate::output::last_lines(&log, lines, bytes, &mask);
     inner.metrics.attempt_ended(output_bytes);
     let delay = task.spec.retry.delay_after(attempt, inner.sample());
     AttemptEnd {

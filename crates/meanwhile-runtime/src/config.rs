@@ -154,6 +154,9 @@ pub struct RuntimeConfig {
     /// In a fleet, how output that another node keeps is read; without it, such a
     /// read names the node to ask. Default: none.
     pub remote_output: Option<Arc<dyn RemoteOutput>>,
+    /// How each queue confines the tasks submitted here whose specs leave it out
+    /// (sandbox, network, limits), by queue name. Default: none.
+    pub queue_defaults: std::collections::BTreeMap<String, meanwhile_core::TaskDefaults>,
 }
 
 impl RuntimeConfig {
@@ -180,6 +183,7 @@ impl RuntimeConfig {
             node_heartbeat: Duration::from_secs(5),
             node_silent_after: Duration::from_secs(30),
             remote_output: None,
+            queue_defaults: Default::default(),
         }
     }
 }

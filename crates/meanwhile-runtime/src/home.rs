@@ -39,6 +39,10 @@ impl Home {
     pub fn io_socket(&self, id: TaskId, attempt: u32) -> PathBuf {
         self.task_dir(id).join(format!("io.{attempt}.sock"))
     }
+    /// A sandboxed attempt's private temporary directory (its `TMPDIR`).
+    pub fn task_tmp(&self, id: TaskId, attempt: u32) -> PathBuf {
+        self.task_dir(id).join(format!("tmp.{attempt}"))
+    }
     /// The pid of the runtime's spawner process.
     pub fn spawner_pid_file(&self) -> PathBuf {
         self.root.join("spawner.pid")

@@ -16,11 +16,13 @@
 //!
 //! ```text
 //! S <task> <attempt> <pid> <supervisor pid> <supervisor start time> [<task start time>]
-//! E <task> <attempt> 2 <wait status> <peak rss KiB> <cpu ms> <end, µs since epoch>
+//! E <task> <attempt> 2 <wait status> <peak rss KiB> <cpu ms> <end, µs since epoch> [<limit> <value>]
 //! ```
 //!
 //! Start times are in clock ticks since boot, as in `/proc/<pid>/stat`; `S` lines
-//! written before the task's start time was recorded have five numbers.
+//! written before the task's start time was recorded have five numbers. An `E` line
+//! ends with the limit its supervisor killed the task for, if it did (1: memory in
+//! bytes, 2: processes; see `Exceeded`).
 
 use meanwhile_core::TaskId;
 use rustix::fs::{FlockOperation, Mode, OFlags};
@@ -47,6 +49,8 @@ pub struct ExitStatus {
     pub cpu_ms: u64,
     /// When it was reaped, microseconds since the epoch.
     pub ended_at_us: i64,
+    /// The limit of its tree it was killed for, if its supervisor killed it.
+    pub exceeded: Option<crate::sandbox::Exceeded>,
 }
 
 /// The processes of an attempt, as the spawner recorded them.
@@ -92,6 +96,7 @@ fn decode_status(status: i64, maxrss: i64, cpu_ms: i64, ended_us: i64) -> ExitSt
         maxrss_kb: maxrss.max(0) as u64,
         cpu_ms: cpu_ms.max(0) as u64,
         ended_at_us: ended_us,
+        exceeded: None,
     }
 }
 
@@ -154,11 +159,14 @@ impl Journal {
                     },
                 );
             }
-            (Some("E"), [task, attempt, 2, status, rss, cpu, ended]) => {
-                self.ended.insert(
-                    (TaskId(*task), *attempt as u32),
-                    decode_status(*status, *rss, *cpu, *ended),
-                );
+            (Some("E"), [task, attempt, 2, status, rss, cpu, ended, rest @ ..])
+                if matches!(rest.len(), 0 | 2) =>
+            {
+                let mut st = decode_status(*status, *rss, *cpu, *ended);
+                if let [kind, value] = rest {
+                    st.exceeded = crate::sandbox::Exceeded::decode(*kind, *value);
+                }
+                self.ended.insert((TaskId(*task), *attempt as u32), st);
             }
             _ => {}
         }
@@ -333,7 +341,7 @@ mod tests {
         );
         assert_eq!(j.started(TaskId(7), 2).map(|s| s.pid_start), Some(456));
         assert_eq!(j.exit(TaskId(7), 1), None, "a partial line is not read yet");
-        f.write_all(b"1024 5 1700000000000000\nE 8 1 2 9 0 0 1\ngarbage\n")
+        f.write_all(b"1024 5 1700000000000000\nE 8 1 2 9 0 0 1 1 2147483648\ngarbage\n")
             .unwrap();
         j.refresh().unwrap();
         let e = j.take_exit(TaskId(7), 1).unwrap();
@@ -342,6 +350,12 @@ mod tests {
             (Some(3), None, 1024, 5)
         );
         assert_eq!(j.exit(TaskId(8), 1).unwrap().signal, Some(9));
+        assert_eq!(
+            j.exit(TaskId(8), 1).unwrap().exceeded,
+            Some(crate::sandbox::Exceeded::Memory(2 << 30)),
+            "killed over its memory limit"
+        );
+        assert_eq!(e.exceeded, None);
         j.compact(|_| false).unwrap();
         assert_eq!(std::fs::metadata(&p).unwrap().len(), 0);
         append(&p, b"E 9 2 2 0 1 1 1\n").unwrap();

@@ -34,6 +34,7 @@ mod output;
 mod procfs;
 mod recover;
 mod runtime;
+mod sandbox;
 mod schedules;
 mod spawn;
 mod spawner;
@@ -45,6 +46,7 @@ mod timed;
 /// How the supervisors of attempts recorded their ends, for tools that measure them.
 pub mod status {
     pub use crate::journal::{ExitStatus, Journal};
+    pub use crate::sandbox::Exceeded;
 }
 mod watch;
 mod wire;

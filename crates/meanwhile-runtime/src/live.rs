@@ -31,6 +31,8 @@ struct Tracked {
     supervisor: i32,
     pid: i32,
     log: PathBuf,
+    /// The task's secrets, masked in its prompt and notices.
+    mask: crate::output::Mask,
     seen: LiveState,
     recorded: LiveState,
     follower: Option<tokio::task::JoinHandle<()>>,
@@ -125,6 +127,7 @@ impl Live {
                     supervisor,
                     pid,
                     log: log.to_path_buf(),
+                    mask: crate::output::Mask::of(task),
                     seen: recorded.clone(),
                     recorded,
                     follower,
@@ -155,12 +158,12 @@ impl Live {
             }
         };
         while let Some(waiting) = states.next().await {
-            let log = match self.tasks().get(&id) {
-                Some(t) if t.attempt == attempt => t.log.clone(),
+            let (log, mask) = match self.tasks().get(&id) {
+                Some(t) if t.attempt == attempt => (t.log.clone(), t.mask.clone()),
                 _ => return,
             };
             let prompt = if waiting {
-                prompt_line(&log_tail(&log).0)
+                prompt_line(&mask.apply_str(&log_tail(&log).0))
             } else {
                 None
             };
@@ -250,14 +253,15 @@ impl Live {
 
     /// Commits what changed since it was last recorded.
     async fn record(&self) {
-        let changed: Vec<(TaskId, u32, LiveState, PathBuf)> = self
+        let changed: Vec<_> = self
             .tasks()
             .iter()
             .filter(|(_, t)| t.seen != t.recorded)
-            .map(|(&id, t)| (id, t.attempt, t.seen.clone(), t.log.clone()))
+            .map(|(&id, t)| (id, t.attempt, t.seen.clone(), t.log.clone(), t.mask.clone()))
             .collect();
-        for (id, attempt, live, log) in changed {
+        for (id, attempt, live, log, mask) in changed {
             let (plain, size) = log_tail(&log);
+            let plain = mask.apply_str(&plain);
             let lines: Vec<&str> = plain.lines().collect();
             let tail = lines[lines.len().saturating_sub(NOTICE_LINES)..].join("\n");
             let update = LiveUpdate {

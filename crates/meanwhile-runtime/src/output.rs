@@ -35,6 +35,90 @@ pub(crate) struct Reader<'a> {
     pub grep: Option<&'a Regex>,
     pub max_bytes: Option<usize>,
     pub strip_ansi: bool,
+    /// The task's secrets, masked in what is read and in what `grep` sees.
+    pub mask: &'a Mask,
+}
+
+/// The values of a task's secrets, each shown as `***` wherever its output is read
+/// (answers, grep, notices, prompts), as CI systems mask theirs.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Mask {
+    /// Longest first, so one inside another is masked as the longer.
+    secrets: Vec<Vec<u8>>,
+}
+
+impl Mask {
+    /// The mask of a task's secrets.
+    pub(crate) fn of(task: &meanwhile_core::TaskRecord) -> Mask {
+        let mut secrets: Vec<Vec<u8>> = task
+            .spec
+            .secrets
+            .values()
+            .map(|s| s.expose().as_bytes().to_vec())
+            .filter(|s| !s.is_empty())
+            .collect();
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Mask { secrets }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.secrets.is_empty()
+    }
+
+    /// `text` with every secret in it masked.
+    pub(crate) fn apply(&self, text: &[u8]) -> Vec<u8> {
+        self.window(&[], text, &[])
+    }
+
+    /// [`Mask::apply`] for text.
+    pub(crate) fn apply_str(&self, text: &str) -> String {
+        if self.is_empty() {
+            return text.to_string();
+        }
+        String::from_utf8_lossy(&self.apply(text.as_bytes())).into_owned()
+    }
+
+    /// `text` masked, seen between the bytes `before` and `after` it, so that a
+    /// secret cut by its edges is masked too.
+    fn window(&self, before: &[u8], text: &[u8], after: &[u8]) -> Vec<u8> {
+        if self.is_empty() {
+            return text.to_vec();
+        }
+        let mut all = Vec::with_capacity(before.len() + text.len() + after.len());
+        all.extend_from_slice(before);
+        all.extend_from_slice(text);
+        all.extend_from_slice(after);
+        let mut covered = vec![false; all.len()];
+        for s in &self.secrets {
+            for at in memchr::memmem::find_iter(&all, s) {
+                covered[at..at + s.len()].iter_mut().for_each(|c| *c = true);
+            }
+        }
+        let (from, to) = (before.len(), before.len() + text.len());
+        let mut out = Vec::with_capacity(text.len());
+        for i in from..to {
+            if !covered[i] {
+                out.push(all[i]);
+            } else if i == from || !covered[i - 1] {
+                out.extend_from_slice(meanwhile_core::SECRET_MASK.as_bytes());
+            }
+        }
+        out
+    }
+
+    /// `text`, the bytes at `start` of the log `f`, masked with the bytes around it.
+    fn in_file(&self, f: &mut File, start: u64, text: &[u8], total: u64) -> io::Result<Vec<u8>> {
+        let margin = self.secrets.first().map_or(0, |s| s.len() - 1) as u64;
+        let from = start.saturating_sub(margin);
+        let mut before = vec![0u8; (start - from) as usize];
+        let got = read_at(f, from, &mut before)?;
+        before.truncate(got);
+        let end = start + text.len() as u64;
+        let mut after = vec![0u8; (total.saturating_sub(end)).min(margin) as usize];
+        let got = read_at(f, end, &mut after)?;
+        after.truncate(got);
+        Ok(self.window(&before, text, &after))
+    }
 }
 
 fn open(path: &Path) -> io::Result<Option<(File, u64)>> {
@@ -192,8 +276,19 @@ impl Reader<'_> {
             (Some(re), _) => self.grep_lines(&mut f, start, total, re)?,
         };
         s.total = total;
+        if !self.mask.is_empty() {
+            // A page of the log as it is: a secret across its edges is masked too.
+            s.text = if self.grep.is_none() && self.tail.is_none() && s.elided == 0 {
+                self.mask.in_file(&mut f, s.start, &s.text, total)?
+            } else {
+                self.mask.apply(&s.text)
+            };
+        }
         if self.strip_ansi {
             s.text = strip_ansi(&s.text);
+            if !self.mask.is_empty() {
+                s.text = self.mask.apply(&s.text);
+            }
         }
         // `plain` and `grep_lines` keep head and tail within max_bytes themselves;
         // a tail of long lines may still be over it.
@@ -323,6 +418,14 @@ impl Reader<'_> {
         let mut more = false;
         let paging = self.max_bytes.is_none() && self.tail.is_none();
         let reached = for_each_line(f, start, total, |line, end, _complete| {
+            // grep sees what a reader may: never a secret.
+            let masked;
+            let line = if self.mask.is_empty() {
+                line
+            } else {
+                masked = self.mask.apply(line);
+                &masked
+            };
             let plain;
             let subject: &[u8] = if self.strip_ansi {
                 plain = strip_ansi(line);
@@ -398,6 +501,7 @@ pub(crate) fn find_match(
     from: u64,
     re: &Regex,
     include_partial: bool,
+    mask: &Mask,
 ) -> io::Result<(Option<String>, u64)> {
     let Some((mut f, total)) = open(path)? else {
         return Ok((None, from));
@@ -410,8 +514,9 @@ pub(crate) fn find_match(
             return false;
         }
         scanned = end;
-        if re.is_match(&strip_ansi(line)) {
-            found = Some(String::from_utf8_lossy(line).into_owned());
+        let line = mask.apply(line);
+        if re.is_match(&strip_ansi(&line)) {
+            found = Some(String::from_utf8_lossy(&line).into_owned());
             return false;
         }
         true
@@ -420,13 +525,19 @@ pub(crate) fn find_match(
 }
 
 /// The last `lines` lines of the log (at most `max_bytes`), ANSI stripped, for notices.
-pub(crate) fn last_lines(path: &Path, lines: usize, max_bytes: usize) -> (String, u64) {
+pub(crate) fn last_lines(
+    path: &Path,
+    lines: usize,
+    max_bytes: usize,
+    mask: &Mask,
+) -> (String, u64) {
     let reader = Reader {
         since: 0,
         tail: Some(lines),
         grep: None,
         max_bytes: Some(max_bytes),
         strip_ansi: true,
+        mask,
     };
     match reader.read(path) {
         Ok(s) => (String::from_utf8_lossy(&s.text).into_owned(), s.total),
@@ -449,6 +560,10 @@ mod tests {
         (dir, p)
     }
 
+    static NO_MASK: Mask = Mask {
+        secrets: Vec::new(),
+    };
+
     fn reader() -> Reader<'static> {
         Reader {
             since: 0,
@@ -456,7 +571,43 @@ mod tests {
             grep: None,
             max_bytes: None,
             strip_ansi: false,
+            mask: &NO_MASK,
         }
+    }
+
+    #[test]
+    fn secrets_are_masked_however_the_log_is_read() {
+        let (_d, p) = log(b"token=s3cr3t-value ok\nagain s3cr3t-value\nshort s3cr3t\n");
+        let mask = Mask {
+            secrets: vec![b"s3cr3t-value".to_vec(), b"s3cr3t".to_vec()],
+        };
+        let masked = Reader {
+            mask: &mask,
+            ..reader()
+        };
+        assert_eq!(
+            text(&masked.read(&p).unwrap()),
+            "token=*** ok\nagain ***\nshort ***\n"
+        );
+        // A cursor in the middle of a secret: neither side shows a piece of it.
+        for since in 6..18 {
+            let s = Reader { since, ..masked }.read(&p).unwrap();
+            assert!(!text(&s).contains("cr3"), "from {since}: {}", text(&s));
+        }
+        // grep sees the masked text: a secret cannot be guessed with it.
+        let re = Regex::new("s3cr").unwrap();
+        let s = Reader {
+            grep: Some(&re),
+            ..masked
+        }
+        .read(&p)
+        .unwrap();
+        assert_eq!((text(&s).as_str(), s.skipped_lines), ("", 3));
+        let (tail, _) = last_lines(&p, 2, 1000, &mask);
+        assert_eq!(tail, "again ***\nshort ***\n");
+        let re = Regex::new("again").unwrap();
+        let (m, _) = find_match(&p, 0, &re, true, &mask).unwrap();
+        assert_eq!(m.as_deref(), Some("again ***"));
     }
 
     fn text(s: &Slice) -> String {
@@ -491,6 +642,7 @@ mod tests {
                 grep: re.as_ref(),
                 max_bytes,
                 strip_ansi: strip,
+                mask: &NO_MASK,
             }
             .read(&p)
             .unwrap();
@@ -689,7 +841,7 @@ mod tests {
     fn find_match_resumes_and_waits_for_complete_lines() {
         let (_d, p) = log(b"starting\nlistening on :80");
         let re = Regex::new("listening on").unwrap();
-        let (m, scanned) = find_match(&p, 0, &re, false).unwrap();
+        let (m, scanned) = find_match(&p, 0, &re, false, &NO_MASK).unwrap();
         assert_eq!((m, scanned), (None, 9));
         std::fs::OpenOptions::new()
             .append(true)
@@ -697,7 +849,7 @@ mod tests {
             .unwrap()
             .write_all(b"80\n")
             .unwrap();
-        let (m, scanned) = find_match(&p, scanned, &re, false).unwrap();
+        let (m, scanned) = find_match(&p, scanned, &re, false, &NO_MASK).unwrap();
         assert_eq!(m.as_deref(), Some("listening on :8080"));
         assert_eq!(scanned, 28);
     }

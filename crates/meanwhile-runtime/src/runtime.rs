@@ -315,6 +315,18 @@ impl Runtime {
 
     /// A valid spec this runtime can run from a submit: not a closure, and not an
     /// agent task without an executor for it.
+    /// Fills what `spec` leaves out with its queue's defaults (see
+    /// [`RuntimeConfig::queue_defaults`]).
+    fn queue_defaults(&self, spec: &mut TaskSpec) {
+        let queue = spec
+            .queue
+            .as_deref()
+            .unwrap_or(meanwhile_core::DEFAULT_QUEUE);
+        if let Some(d) = self.inner.config.queue_defaults.get(queue) {
+            d.apply(spec);
+        }
+    }
+
     fn runnable(&self, v: ValidSpec) -> Result<ValidSpec> {
         match v.work() {
             w @ (meanwhile_core::Work::Agent(_) | meanwhile_core::Work::Llm(_))
@@ -339,8 +351,10 @@ impl Runtime {
 
     /// Adds a schedule: from now on its task is submitted at each time it names (see
     /// [`ScheduleSpec`]). The first time is the next one after now.
-    pub async fn add_schedule(&self, spec: ScheduleSpec) -> Result<ScheduleInfo> {
+    pub async fn add_schedule(&self, mut spec: ScheduleSpec) -> Result<ScheduleInfo> {
         self.check_open()?;
+        // Its queue's defaults are kept with the schedule, as with a task.
+        self.queue_defaults(&mut spec.task);
         let valid = spec.validate()?;
         self.runnable(valid.spec().task.clone().validate()?)?;
         let now = crate::now();
@@ -474,7 +488,8 @@ impl Runtime {
         let mut results: Vec<Option<Result<TaskId>>> = Vec::with_capacity(specs.len());
         let mut valid = Vec::new();
         let mut slots = Vec::new();
-        for spec in specs {
+        for mut spec in specs {
+            self.queue_defaults(&mut spec);
             match spec
                 .validate()
                 .map_err(Error::from)
@@ -1142,8 +1157,9 @@ impl Runtime {
                         if let Some(re) = &wait_re {
                             let p = path.clone();
                             let re2 = re.clone();
+                            let mask = output::Mask::of(&task);
                             let (found, upto) = tokio::task::spawn_blocking(move || {
-                                output::find_match(&p, scanned, &re2, ended)
+                                output::find_match(&p, scanned, &re2, ended, &mask)
                             })
                             .await
                             .map_err(|_| Error::ShutDown)?
@@ -1177,6 +1193,7 @@ impl Runtime {
             }
         }
         let reader_query = (since, query.tail, query.max_bytes, query.strip_ansi);
+        let mask = output::Mask::of(&task);
         let slice = tokio::task::spawn_blocking(move || {
             let (since, tail, max_bytes, strip_ansi) = reader_query;
             Reader {
@@ -1185,6 +1202,7 @@ impl Runtime {
                 grep: grep.as_ref(),
                 max_bytes,
                 strip_ansi,
+                mask: &mask,
             }
             .read(&path)
         })

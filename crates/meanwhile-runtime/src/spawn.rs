@@ -40,6 +40,8 @@ pub(crate) struct SpawnRequest<'a> {
     /// Where the supervisor of an interactive task (`io` not `None`) listens for
     /// input; unused otherwise.
     pub io_socket: &'a Path,
+    /// How the task's process is confined.
+    pub confine: &'a crate::sandbox::Confine,
 }
 
 /// A task's standard input.

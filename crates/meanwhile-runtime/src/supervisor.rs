@@ -5,7 +5,8 @@
 //! The supervisor forks the task's process itself. That child sets up a new session,
 //! its standard streams (stdin on `/dev/null`, a pipe or a pseudo-terminal; stdout
 //! and stderr appended to the log, or the terminal), its working directory, default
-//! signal dispositions, and then waits for a "go" byte. Only once the `S` line (the task's pid and start time, the
+//! signal dispositions, its confinement ([`crate::sandbox`]), and then waits for a
+//! "go" byte. Only once the `S` line (the task's pid and start time, the
 //! supervisor's pid and start time) is in the journal does the supervisor send it;
 //! if the line could not be written the child is killed before it ran anything, and
 //! the start fails. `execve` errors come back through a close-on-exec pipe.
@@ -80,6 +81,20 @@ pub(crate) fn run(req: &Request, log: OwnedFd, report: OwnedFd) -> i32 {
     drop(report);
     let mut interact = interact;
     sys::close_from_3_except(&interact.as_ref().map(Interact::fds).unwrap_or_default());
+    // The watch over the tree's memory and processes starts once the descriptors
+    // are settled, so none of its short-lived ones is closed under it. A task it
+    // cannot watch is not left running over its limits.
+    let watch = if req.confine.watched() {
+        match crate::sandbox::Watch::start(&req.confine, pid) {
+            Ok(w) => Some(w),
+            Err(_) => {
+                kill_group(pid);
+                None
+            }
+        }
+    } else {
+        None
+    };
     // Wait for the main process to end without reaping it: as a zombie it keeps
     // its pid, and so its process group id, from being reused while the group is
     // killed. Then reap it, for its status and resource usage.
@@ -105,16 +120,22 @@ pub(crate) fn run(req: &Request, log: OwnedFd, report: OwnedFd) -> i32 {
     if let Some(i) = interact {
         i.finish();
     }
+    let exceeded = watch.and_then(crate::sandbox::Watch::finish);
     let cpu_us = (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1_000_000
         + (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
-    let line = format!(
-        "E {} {} 2 {status} {} {} {}\n",
+    let mut line = format!(
+        "E {} {} 2 {status} {} {} {}",
         req.task,
         req.attempt,
         usage.ru_maxrss,
         cpu_us / 1000,
         now.as_micros()
     );
+    if let Some(e) = exceeded {
+        let (kind, value) = e.encode();
+        line += &format!(" {kind} {value}");
+    }
+    line.push('\n');
     match journal::append(&req.journal, line.as_bytes()) {
         Ok(()) => 0,
         Err(_) => 1,
@@ -147,6 +168,13 @@ fn start(req: &Request, log: &OwnedFd) -> Result<Started, Reply> {
     )
     .map_err(|e| fork_err(e.into()))?;
     let prepared = Prepared::new(req.io).map_err(|e| Reply::error(Stage::Io, &e))?;
+    // Opening the writable paths needs the file system the sandbox then closes.
+    let ruleset = match &req.confine.writable {
+        Some(w) => {
+            Some(crate::sandbox::Ruleset::new(w).map_err(|e| Reply::error(Stage::Confine, &e))?)
+        }
+        None => None,
+    };
     let streams = match &prepared {
         Some(p) => {
             let (stdin, out) = p.task_side();
@@ -183,8 +211,15 @@ fn start(req: &Request, log: &OwnedFd) -> Result<Started, Reply> {
     let pid = match unsafe { sys::fork() } {
         Err(e) => return Err(fork_err(e)),
         Ok(None) => sys::run_and_exit(|| {
-            let (stage, e) =
-                task_child(req, &streams, &go_read, err_write.as_raw_fd(), &argv, &env);
+            let (stage, e) = task_child(
+                req,
+                &streams,
+                ruleset.as_ref(),
+                &go_read,
+                err_write.as_raw_fd(),
+                &argv,
+                &env,
+            );
             let mut b = [0u8; 8];
             b[..4].copy_from_slice(&e.raw_os_error().unwrap_or(libc::EIO).to_le_bytes());
             b[4..].copy_from_slice(&(stage as u32).to_le_bytes());
@@ -195,6 +230,7 @@ fn start(req: &Request, log: &OwnedFd) -> Result<Started, Reply> {
     };
     drop(go_read);
     drop(err_write);
+    drop(ruleset);
     let kill = |pid: i32| {
         if let Some(p) = sys::pid(pid) {
             let _ = rustix::process::kill_process(p, Signal::KILL); // it may have exited
@@ -245,10 +281,10 @@ fn start(req: &Request, log: &OwnedFd) -> Result<Started, Reply> {
         Ok(()) => {
             let _ = sys::wait4(pid); // it exits right after reporting
             let errno = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            let stage = if u32::from_le_bytes([b[4], b[5], b[6], b[7]]) == Stage::Chdir as u32 {
-                Stage::Chdir
-            } else {
-                Stage::Exec
+            let stage = match u32::from_le_bytes([b[4], b[5], b[6], b[7]]) {
+                s if s == Stage::Chdir as u32 => Stage::Chdir,
+                s if s == Stage::Confine as u32 => Stage::Confine,
+                _ => Stage::Exec,
             };
             return Err(Reply::failed(stage, errno));
         }
@@ -279,6 +315,7 @@ struct Streams<'a> {
 fn task_child(
     req: &Request,
     streams: &Streams<'_>,
+    ruleset: Option<&crate::sandbox::Ruleset>,
     go: &OwnedFd,
     report: std::os::fd::RawFd,
     argv: &[*const c_char],
@@ -299,6 +336,10 @@ fn task_child(
     }
     if let Err(e) = rustix::process::chdir(req.cwd.as_c_str()) {
         return (Stage::Chdir, e.into());
+    }
+    // Last before the wait for the go: the limits, the network and the sandbox.
+    if let Err((_, e)) = crate::sandbox::apply(&req.confine, ruleset) {
+        return (Stage::Confine, e);
     }
     sys::reset_signals();
     sys::close_from_3_except(&[go.as_raw_fd(), report]);

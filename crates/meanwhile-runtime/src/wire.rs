@@ -5,8 +5,8 @@
 //! ```text
 //! request: magic, argv count, env count, body length (u32 LE each), then the body:
 //!          items, each a u32 LE length and its bytes: program, cwd, journal, task,
-//!          attempt, io ("", "pipe" or "tty COLS ROWS"), io socket, argv...,
-//!          env... ("KEY=value")
+//!          attempt, io ("", "pipe" or "tty COLS ROWS"), io socket, confinement
+//!          (see `Confine::encode`), argv..., env... ("KEY=value")
 //! reply:   pid, supervisor pid, errno, stage (i32 LE each), supervisor start time,
 //!          task start time (u64 LE each)
 //! ```
@@ -22,8 +22,8 @@ use std::path::PathBuf;
 /// The first word of a request, and the spawner's greeting.
 pub(crate) const MAGIC: u32 = 0x4d57_5350;
 /// Fixed items before argv and env: program, cwd, journal, task, attempt, io, io
-/// socket.
-const ITEMS: usize = 7;
+/// socket, confinement.
+const ITEMS: usize = 8;
 /// Bytes of a request's fixed header.
 pub(crate) const HEADER: usize = 16;
 /// Bytes of a reply.
@@ -39,6 +39,7 @@ pub(crate) struct Request {
     pub attempt: u32,
     pub io: Io,
     pub io_socket: PathBuf,
+    pub confine: crate::sandbox::Confine,
     pub argv: Vec<CString>,
     pub env: Vec<CString>,
 }
@@ -65,6 +66,9 @@ pub(crate) enum Stage {
     Exec = 7,
     /// The supervisor could not prepare the task's input (pipe, terminal, socket).
     Io = 8,
+    /// The task's process could not be confined (sandbox, network, limits); the
+    /// program was not run.
+    Confine = 9,
 }
 
 impl Stage {
@@ -78,6 +82,7 @@ impl Stage {
             5 => Stage::Journal,
             6 => Stage::Chdir,
             8 => Stage::Io,
+            9 => Stage::Confine,
             _ => Stage::Exec,
         }
     }
@@ -93,6 +98,9 @@ impl Stage {
             Stage::Chdir => "changing to the working directory",
             Stage::Exec => "executing the program",
             Stage::Io => "preparing the task's input (its pipe, terminal or input socket)",
+            Stage::Confine => {
+                "confining the task (its sandbox, network namespace or limits); nothing was run"
+            }
         }
     }
 }
@@ -197,6 +205,7 @@ pub(crate) fn encode(req: &SpawnRequest<'_>) -> Vec<u8> {
     let task = req.task.to_string();
     let attempt = req.attempt.to_string();
     let io = req.io.encode();
+    let confine = req.confine.encode();
     let mut items: Vec<&[u8]> = vec![
         req.program.as_os_str().as_bytes(),
         req.cwd.as_os_str().as_bytes(),
@@ -205,6 +214,7 @@ pub(crate) fn encode(req: &SpawnRequest<'_>) -> Vec<u8> {
         attempt.as_bytes(),
         io.as_bytes(),
         req.io_socket.as_os_str().as_bytes(),
+        &confine,
     ];
     items.extend(req.argv.iter().map(|a| a.as_bytes()));
     let env: Vec<String> = req.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -260,6 +270,7 @@ pub(crate) fn decode(body: &[u8], n_argv: usize, n_env: usize) -> Option<Request
         attempt: u32::try_from(number(items[4])?).ok()?,
         io: Io::decode(std::str::from_utf8(items[5]).ok()?)?,
         io_socket: PathBuf::from(std::ffi::OsString::from_vec(items[6].to_vec())),
+        confine: crate::sandbox::Confine::decode(items[7])?,
         argv: strings(&items[ITEMS..ITEMS + n_argv])?,
         env: strings(&items[ITEMS + n_argv..])?,
     })
@@ -289,8 +300,16 @@ mod tests {
                 Just(Io::Pipe),
                 (1u16..1001, 1u16..1001).prop_map(|(cols, rows)| Io::Tty { cols, rows }),
             ],
+            sandbox in any::<bool>(),
+            memory in proptest::option::of(1u64..u64::MAX),
         ) {
             let log = tempfile::tempfile().unwrap();
+            let confine = crate::sandbox::Confine {
+                writable: sandbox.then(|| vec![cwd.clone().into()]),
+                no_network: sandbox,
+                memory,
+                ..Default::default()
+            };
             let req = SpawnRequest {
                 program: Path::new("/bin/sh"),
                 argv: &argv,
@@ -302,6 +321,7 @@ mod tests {
                 attempt,
                 io,
                 io_socket: Path::new("/tmp/io.sock"),
+                confine: &confine,
             };
             prop_assert!(check(&req).is_ok());
             let msg = encode(&req);
@@ -315,6 +335,7 @@ mod tests {
             prop_assert_eq!((r.task, r.attempt), (task, attempt));
             prop_assert_eq!(r.io, io);
             prop_assert_eq!(path_bytes(&r.io_socket), b"/tmp/io.sock");
+            prop_assert_eq!(&r.confine, &confine);
             for (i, a) in argv.iter().enumerate() {
                 prop_assert_eq!(r.argv[i].as_bytes(), a.as_bytes());
             }
@@ -340,7 +361,7 @@ mod tests {
         #[test]
         fn replies_round_trip(
             pid in any::<i32>(), supervisor in any::<i32>(), errno in any::<i32>(),
-            stage in 0u32..9, supervisor_start in any::<u64>(), pid_start in any::<u64>(),
+            stage in 0u32..10, supervisor_start in any::<u64>(), pid_start in any::<u64>(),
         ) {
             let r = Reply { pid, supervisor, errno, stage: Stage::from_u32(stage), supervisor_start, pid_start };
             prop_assert_eq!(Reply::decode(&r.encode()), r);
@@ -362,6 +383,7 @@ mod tests {
             attempt: 1,
             io: Io::None,
             io_socket: Path::new(""),
+            confine: &Default::default(),
         };
         let e = check(&req).unwrap_err();
         assert_eq!(e.to_string(), "an argument contains a NUL byte");

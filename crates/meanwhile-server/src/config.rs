@@ -155,9 +155,35 @@ pub struct QueueSettings {
     /// the fields of `PUT /v1/budgets/{queue}`); one left out of the file stays as
     /// `meanwhile budget` set it.
     pub budget: Option<meanwhile_core::BudgetSpec>,
+    /// Sandbox the queue's command, argv and agent tasks whose specs leave
+    /// `sandbox` out (`sandbox = true`).
+    pub sandbox: Option<bool>,
+    /// Run its command and argv tasks without network unless their specs say.
+    pub no_network: Option<bool>,
+    /// The memory limit of its command and argv tasks that give none (`"2G"`).
+    pub memory: Option<meanwhile_core::ByteSize>,
+    /// Their CPU time limit (`"10m"`).
+    #[serde(default, with = "serde_opt_duration")]
+    pub cpu_time: Option<Duration>,
+    /// Their process limit.
+    pub max_procs: Option<u32>,
+    /// Their open files limit.
+    pub max_files: Option<u32>,
 }
 
 impl QueueSettings {
+    /// What these settings fill in the specs of the queue's tasks.
+    pub fn defaults(&self) -> meanwhile_core::TaskDefaults {
+        meanwhile_core::TaskDefaults {
+            sandbox: self.sandbox,
+            no_network: self.no_network,
+            memory: self.memory,
+            cpu_time: self.cpu_time,
+            max_procs: self.max_procs,
+            max_files: self.max_files,
+        }
+    }
+
     /// The change these settings make to their queue.
     pub fn update(&self) -> QueueUpdate {
         QueueUpdate {
@@ -300,6 +326,15 @@ impl Settings {
             }
             if let Some(a) = r.audit_max_age {
                 self.retention.audit_max_age = parse_age(&a).map_err(bad)?;
+            }
+        }
+        for (name, q) in &f.queues {
+            for (field, v) in [("max_procs", q.max_procs), ("max_files", q.max_files)] {
+                if v == Some(0) {
+                    return Err(bad(format!(
+                        "queues.{name}.{field} must be at least 1; leave it out for no limit"
+                    )));
+                }
             }
         }
         self.queues.extend(f.queues);
@@ -568,10 +603,28 @@ mod tests {
             paused = true
             [queues.llm]
             budget = { tokens = 100000, cost_usd = 2.5, window = "month", alarms = [90, 100] }
+            [queues.agent]
+            sandbox = true
+            no_network = true
+            memory = "2G"
+            cpu_time = "10m"
+            max_procs = 64
             "#,
             "config.toml",
         )
         .unwrap();
+        assert_eq!(
+            s.queues["agent"].defaults(),
+            meanwhile_core::TaskDefaults {
+                sandbox: Some(true),
+                no_network: Some(true),
+                memory: Some(meanwhile_core::ByteSize(2 << 30)),
+                cpu_time: Some(Duration::from_secs(600)),
+                max_procs: Some(64),
+                max_files: None,
+            }
+        );
+        assert!(s.queues["gpu"].defaults().is_empty());
         assert_eq!(s.grace, Duration::from_secs(2));
         assert_eq!(s.default_timeout, Some(Duration::from_secs(3600)));
         assert_eq!(s.retention.max_age, Some(Duration::from_secs(7 * 86400)));
@@ -646,6 +699,11 @@ mod tests {
             ("[queues.q]\nrate = \"fast\"", "rate must be N/s"),
             ("[queues.q]\nrate = \"0/m\"", "rate must be N/s"),
             ("[queues.q]\nper_key = 0", "per_key must be a whole number"),
+            (
+                "[queues.q]\nmax_procs = 0",
+                "queues.q.max_procs must be at least 1",
+            ),
+            ("[queues.q]\nmemory = \"lots\"", "is not a size"),
             (
                 "[queues.q]\nper_key = \"many\"",
                 "per_key must be a whole number",

@@ -143,6 +143,12 @@ pub async fn serve(
         .or_else(|| bound.map(|a| a.to_string()));
     cfg.database_url = settings.database_url.clone();
     cfg.lease = settings.lease;
+    cfg.queue_defaults = settings
+        .queues
+        .iter()
+        .map(|(name, q)| (name.clone(), q.defaults()))
+        .filter(|(_, d)| !d.is_empty())
+        .collect();
     let remote = match &settings.database_url {
         Some(_) => {
             if settings.node.as_ref().is_some_and(|n| n.len() > 59) {

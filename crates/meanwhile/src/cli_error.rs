@@ -67,9 +67,9 @@ mod tests {
             Some("unknown option --timout; did you mean --timeout? (see 'meanwhile run --help')"),
         );
         check(
-            &["meanwhile", "run", "--memory", "64M", "--", "make"],
+            &["meanwhile", "run", "--mem-limit", "64M", "--", "make"],
             Some(
-                "unknown option --memory (see 'meanwhile run --help'; a value that starts with '-' goes after '--')",
+                "unknown option --mem-limit (see 'meanwhile run --help'; a value that starts with '-' goes after '--')",
             ),
         );
         check(

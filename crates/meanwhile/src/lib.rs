@@ -32,7 +32,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a command in the background; prints its id at once.
-    Run(cmd::run::Args),
+    Run(Box<cmd::run::Args>),
     /// List tasks, newest first, with counts by state.
     #[command(visible_alias = "list")]
     Ls(cmd::ls::Args),
@@ -129,7 +129,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = cmd::Ctx { home };
     rt.block_on(async move {
         match cli.command {
-            Command::Run(a) => cmd::run::run(&ctx, a).await,
+            Command::Run(a) => cmd::run::run(&ctx, *a).await,
             Command::Ls(a) => cmd::ls::run(&ctx, a).await,
             Command::Show(a) => cmd::show::run(&ctx, a).await,
             Command::Logs(a) => cmd::logs::run(&ctx, a).await,

@@ -71,6 +71,42 @@ pub struct TaskOptions {
     /// command when the size is left out (`--tty -- python3`).
     #[arg(long, value_name = "COLSxROWS", num_args = 0..=1, default_missing_value = "80x24")]
     pub tty: Option<meanwhile_core::Terminal>,
+    /// Sandbox the task (Landlock): it may write only in its working directory,
+    /// the --allow-write paths and a private temporary directory ($TMPDIR);
+    /// reading stays open. Refused, never run unconfined, where the kernel cannot.
+    #[arg(long, overrides_with = "no_sandbox")]
+    pub sandbox: bool,
+    /// Do not sandbox the task, even where its queue's default would.
+    #[arg(long)]
+    pub no_sandbox: bool,
+    /// One more path a sandboxed task may write in (repeat).
+    #[arg(long, value_name = "PATH", requires = "sandbox")]
+    pub allow_write: Vec<PathBuf>,
+    /// Run the task without network: a network namespace of its own, loopback only.
+    #[arg(long)]
+    pub no_network: bool,
+    /// The most memory the task's processes may hold together (`512M`, `2G`); over
+    /// it they are killed and the task ends with `memory limit 2G exceeded`.
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    pub memory: Option<meanwhile_core::ByteSize>,
+    /// The most CPU time each of the task's processes may use (`30s`, `10m`).
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub cpu_time: Option<Duration>,
+    /// The most processes the task may have at once.
+    #[arg(long, value_name = "N")]
+    pub max_procs: Option<u32>,
+    /// The most files each of the task's processes may have open.
+    #[arg(long, value_name = "N")]
+    pub max_files: Option<u32>,
+    /// A secret for the task's environment (repeat): KEY=VALUE, or KEY to take the
+    /// value of your own $KEY (kept out of `ps` and shell history). Shown as
+    /// KEY=*** everywhere, and masked as *** in the task's output.
+    #[arg(long, value_name = "KEY[=VALUE]")]
+    pub secret: Vec<String>,
+}
+
+fn size(s: &str) -> Result<meanwhile_core::ByteSize, String> {
+    meanwhile_core::ByteSize::parse(s)
 }
 
 fn stall_action(s: &str) -> Result<meanwhile_core::StallAction, String> {
@@ -120,6 +156,36 @@ impl TaskOptions {
         spec.stall_action = self.stall_action;
         spec.stdin = self.stdin;
         spec.tty = self.tty;
+        spec.sandbox = match (self.sandbox, self.no_sandbox) {
+            (true, _) => Some(true),
+            (false, true) => Some(false),
+            (false, false) => None,
+        };
+        spec.allow_write = self
+            .allow_write
+            .iter()
+            .map(|p| match spec.cwd.as_ref() {
+                Some(cwd) if p.is_relative() => cwd.join(p),
+                _ => p.clone(),
+            })
+            .collect();
+        spec.no_network = self.no_network.then_some(true);
+        spec.memory = self.memory;
+        spec.cpu_time = self.cpu_time;
+        spec.max_procs = self.max_procs;
+        spec.max_files = self.max_files;
+        for s in &self.secret {
+            let (k, v) = match s.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => {
+                    let v = std::env::var(s).with_context(|| {
+                        format!("--secret {s}: ${s} is not set here; give --secret {s}=VALUE, or set ${s}")
+                    })?;
+                    (s.clone(), v)
+                }
+            };
+            spec.secrets.insert(k, meanwhile_core::Secret::new(v));
+        }
         Ok(())
     }
 }

@@ -61,6 +61,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     } else if t.spec.stdin {
         lines.push(format!("stdin     a pipe (meanwhile send {} TEXT)", t.id));
     }
+    lines.extend(confinement(&t.spec));
     if t.waiting_for_input {
         let since = t
             .waiting_since
@@ -130,4 +131,47 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     lines.push(format!("output    meanwhile logs {}", t.id));
     outln!("{}", lines.join("\n"));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The lines saying how a task is confined: its sandbox, network, limits, secrets.
+pub fn confinement(spec: &meanwhile_core::TaskSpec) -> Vec<String> {
+    let mut lines = Vec::new();
+    match spec.sandbox {
+        Some(true) => {
+            let mut places = vec!["its working directory".to_string()];
+            places.extend(spec.allow_write.iter().map(|p| p.display().to_string()));
+            places.push("$TMPDIR".into());
+            lines.push(format!("sandbox   writes only in {}", places.join(", ")));
+        }
+        Some(false) => lines.push("sandbox   off (--no-sandbox)".into()),
+        None => {}
+    }
+    if spec.no_network == Some(true) {
+        lines.push("network   none (loopback only)".into());
+    }
+    let mut limits = Vec::new();
+    if let Some(m) = spec.memory {
+        limits.push(format!("memory {m}"));
+    }
+    if let Some(c) = spec.cpu_time {
+        limits.push(format!("cpu time {}", format_duration(c)));
+    }
+    if let Some(n) = spec.max_procs {
+        limits.push(format!("{n} processes"));
+    }
+    if let Some(n) = spec.max_files {
+        limits.push(format!("{n} open files"));
+    }
+    if !limits.is_empty() {
+        lines.push(format!("limits    {}", limits.join(", ")));
+    }
+    if !spec.secrets.is_empty() {
+        let keys: Vec<String> = spec
+            .secrets
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        lines.push(format!("secrets   {}", keys.join(" ")));
+    }
+    lines
 }

@@ -15,6 +15,7 @@ mod interactive;
 mod live_restore;
 mod nodes;
 mod queues;
+mod sandbox;
 mod schedules;
 mod specs;
 mod unix;

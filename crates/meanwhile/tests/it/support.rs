@@ -105,6 +105,18 @@ impl Drop for Home {
     }
 }
 
+/// The task `id`, as `show --json` has it.
+pub fn show(h: &Home, id: &str) -> serde_json::Value {
+    h.json(&["show", id, "--json"])["task"].clone()
+}
+
+/// Waits for the task to end; the task then (`wait` exits with its exit code).
+pub fn wait_end(h: &Home, id: &str) -> serde_json::Value {
+    let o = h.run(&["wait", id, "--timeout", "2m", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["tasks"][0].clone()
+}
+
 pub fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }

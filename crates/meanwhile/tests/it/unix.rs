@@ -97,8 +97,8 @@ fn an_unknown_option_before_the_command_is_an_error_and_submits_nothing() {
             "meanwhile: unknown option --timout; did you mean --timeout? (see 'meanwhile run --help')\n",
         ),
         (
-            &["run", "--memory", "64M", "--", "make"],
-            "meanwhile: unknown option --memory (see 'meanwhile run --help'; a value that starts with '-' goes after '--')\n",
+            &["run", "--mem-limit", "64M", "--", "make"],
+            "meanwhile: unknown option --mem-limit (see 'meanwhile run --help'; a value that starts with '-' goes after '--')\n",
         ),
         (
             &["run", "-t", "5m", "--wiat", "make"],

@@ -71,7 +71,9 @@ pub(crate) async fn add_schedule(
     next_fire: Option<Timestamp>,
     now: Timestamp,
 ) -> Result<ScheduleInfo> {
-    let text = serde_json::to_string(spec).map_err(|e| corrupt("schedule", e))?;
+    // The record of a spec, which keeps its secrets.
+    let text = meanwhile_core::expose_secrets(|| serde_json::to_string(spec))
+        .map_err(|e| corrupt("schedule", e))?;
     let added = exec(
         tx,
         "INSERT INTO schedules (name, spec, next_fire, created_at) VALUES ($1, $2, $3, $4)

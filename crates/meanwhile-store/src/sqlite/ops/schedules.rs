@@ -69,7 +69,9 @@ pub(crate) fn add_schedule(
     next_fire: Option<Timestamp>,
     now: Timestamp,
 ) -> Result<ScheduleInfo> {
-    let text = serde_json::to_string(spec).map_err(|e| corrupt("schedule", e))?;
+    // The record of a spec, which keeps its secrets.
+    let text = meanwhile_core::expose_secrets(|| serde_json::to_string(spec))
+        .map_err(|e| corrupt("schedule", e))?;
     let added = conn
         .prepare_cached(
             "INSERT INTO schedules (name, spec, next_fire, created_at) VALUES (?1, ?2, ?3, ?4)

@@ -35,7 +35,9 @@ pub(crate) fn insert_task(
     ensure_queue(conn, queue)?;
     let name = t.spec.display_name();
     let kind = t.spec.work().kind();
-    let spec_json = serde_json::to_string(spec).map_err(|e| corrupt("spec", e))?;
+    // The record of a spec, which keeps its secrets.
+    let spec_json = meanwhile_core::expose_secrets(|| serde_json::to_string(spec))
+        .map_err(|e| corrupt("spec", e))?;
     let labels = serde_json::to_string(&spec.labels).map_err(|e| corrupt("labels", e))?;
     let mut stmt = conn.prepare_cached(
         "INSERT INTO tasks (kind, name, state, queue, priority, labels, session, spec,

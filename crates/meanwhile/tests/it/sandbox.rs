@@ -1,0 +1,278 @@
+//! Confined tasks through the CLI and a real daemon: the Landlock sandbox, a task
+//! without network, resource limits that end a task with their reason, and secrets
+//! that no answer shows.
+
+use crate::support::*;
+
+
+
+fn run_id(h: &Home, args: &[&str]) -> String {
+    h.ok(args).trim().to_string()
+}
+
+#[test]
+fn a_sandboxed_task_writes_only_inside_its_directory() {
+    let h = Home::new();
+    let root = h.dir.path();
+    let work = root.join("work");
+    let outside = root.join("outside");
+    let allowed = root.join("allowed");
+    for d in [&work, &outside, &allowed] {
+        std::fs::create_dir(d).unwrap();
+    }
+    std::fs::write(outside.join("keep"), "mine").unwrap();
+    std::os::unix::fs::symlink(&outside, work.join("link")).unwrap();
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let probe = format!("{home}/.meanwhile-sandbox-probe-{}", std::process::id());
+    let script = format!(
+        r#"try() {{ if ( eval "$1" ) 2>/dev/null; then echo "DID $2"; else echo "refused $2"; fi; }}
+try 'echo x > /etc/meanwhile-probe' etc
+try 'echo x > {probe}' home
+try 'echo x > link/escaped' symlink
+try 'echo x > {out}/direct' outside
+try 'rm {out}/keep' remove
+try 'mkdir {out}/dir' mkdir
+try 'mv inside-moved {out}/' rename
+try 'echo in > inside.txt' inside
+try 'mkdir sub && echo s > sub/f' subdir
+try 'echo t > "$TMPDIR/t"' tmp
+try 'echo a > {allowed}/a' allowed
+try 'cat /etc/hostname > /dev/null' read
+try 'echo n > /dev/null' devnull
+echo "tmpdir=$TMPDIR""#,
+        out = outside.display(),
+        allowed = allowed.display(),
+    );
+    std::fs::write(work.join("inside-moved"), "m").unwrap();
+    let id = run_id(
+        &h,
+        &[
+            "run",
+            "--sandbox",
+            "--allow-write",
+            allowed.to_str().unwrap(),
+            "-C",
+            work.to_str().unwrap(),
+            "--",
+            &script,
+        ],
+    );
+    let t = wait_end(&h, &id);
+    let log = h.ok(&["logs", &id]);
+    assert_eq!(t["state"], "succeeded", "{t}\n{log}");
+    for refused in [
+        "etc", "home", "symlink", "outside", "remove", "mkdir", "rename",
+    ] {
+        assert!(
+            log.contains(&format!("refused {refused}\n")),
+            "{refused} was allowed:\n{log}"
+        );
+    }
+    for done in ["inside", "subdir", "tmp", "allowed", "read", "devnull"] {
+        assert!(
+            log.contains(&format!("DID {done}\n")),
+            "{done} was refused:\n{log}"
+        );
+    }
+    assert!(!std::path::Path::new(&probe).exists());
+    assert!(!std::path::Path::new("/etc/meanwhile-probe").exists());
+    assert!(!outside.join("escaped").exists() && !outside.join("direct").exists());
+    assert_eq!(
+        std::fs::read_to_string(outside.join("keep")).unwrap(),
+        "mine"
+    );
+    assert_eq!(
+        std::fs::read_to_string(work.join("inside.txt")).unwrap(),
+        "in\n"
+    );
+    assert!(allowed.join("a").exists());
+    // The private temporary directory was the task's own, and went with it.
+    let tmp = log.lines().find_map(|l| l.strip_prefix("tmpdir=")).unwrap();
+    assert!(tmp.starts_with(h.home.to_str().unwrap()), "{tmp}");
+    assert!(!std::path::Path::new(tmp).exists(), "{tmp} is left behind");
+    let shown = h.ok(&["show", &id]);
+    assert!(
+        shown.contains(&format!(
+            "sandbox   writes only in its working directory, {}, $TMPDIR",
+            allowed.display()
+        )),
+        "{shown}"
+    );
+    assert_eq!(show(&h, &id)["spec"]["sandbox"], true);
+}
+
+#[test]
+fn what_a_sandbox_cannot_do_is_refused_and_nothing_runs() {
+    let h = Home::new();
+    let o = h.run(&["run", "--allow-write", "/tmp", "--", "true"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("--sandbox"), "{}", stderr(&o));
+    // A writable path that does not exist: the start fails, saying which.
+    let marker = h.dir.path().join("ran");
+    let id = run_id(
+        &h,
+        &[
+            "run",
+            "--sandbox",
+            "--allow-write",
+            "/nonexistent/place",
+            "--",
+            &format!("touch {}", marker.display()),
+        ],
+    );
+    let t = wait_end(&h, &id);
+    assert_eq!(t["state"], "failed", "{t}");
+    assert_eq!(
+        t["reason"],
+        "the writable path /nonexistent/place does not exist; create it, or leave it out of --allow-write"
+    );
+    assert!(!marker.exists(), "nothing ran");
+    // Limits are for processes: an llm task with one is refused, naming the field.
+    let o = h.run(&["run", "--memory", "0", "--", "true"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("must be more than 0"), "{}", stderr(&o));
+}
+
+#[test]
+fn without_network_a_server_on_the_loopback_outside_is_unreachable() {
+    let h = Home::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            drop(s);
+        }
+    });
+    let probe = format!(
+        r#"import socket
+try:
+    socket.create_connection(("127.0.0.1", {port}), timeout=5).close()
+    print("reached the server")
+except OSError as e:
+    print("unreachable:", type(e).__name__)
+# Its own loopback works.
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+c = socket.create_connection(s.getsockname(), timeout=5)
+print("own loopback ok")"#
+    );
+    let cut = run_id(&h, &["run", "--no-network", "--", "python3", "-c", &probe]);
+    let open = run_id(&h, &["run", "--", "python3", "-c", &probe]);
+    for id in [&cut, &open] {
+        let t = wait_end(&h, id);
+        assert_eq!(t["state"], "succeeded", "{t}");
+    }
+    assert_eq!(
+        h.ok(&["logs", &cut]),
+        "unreachable: ConnectionRefusedError\nown loopback ok\n"
+    );
+    assert_eq!(
+        h.ok(&["logs", &open]),
+        "reached the server\nown loopback ok\n",
+        "the same probe reaches it with the network"
+    );
+    assert!(
+        h.ok(&["show", &cut])
+            .contains("network   none (loopback only)")
+    );
+}
+
+#[test]
+fn a_task_over_a_limit_ends_with_that_limit_as_its_reason() {
+    let h = Home::new();
+    // Written bytes, so the pages are really held.
+    let hog = "b = b'x' * (300 * 1024 * 1024)\nimport time\ntime.sleep(60)";
+    let memory = run_id(&h, &["run", "--memory", "64M", "--", "python3", "-c", hog]);
+    let cpu = run_id(
+        &h,
+        &["run", "--cpu-time", "1s", "--", "while :; do :; done"],
+    );
+    let forks = run_id(
+        &h,
+        &[
+            "run",
+            "--max-procs",
+            "4",
+            "--",
+            "for i in 1 2 3 4 5 6 7 8; do sleep 60 & done; wait",
+        ],
+    );
+    let files = run_id(
+        &h,
+        &[
+            "run",
+            "--max-files",
+            "16",
+            "--",
+            "python3",
+            "-c",
+            "import os\nfs = []\ntry:\n    while True: fs.append(open(os.devnull))\nexcept OSError as e:\n    print(len(fs) < 16, e.strerror)",
+        ],
+    );
+    let t = wait_end(&h, &memory);
+    assert_eq!(t["state"], "failed", "{t}");
+    assert_eq!(t["reason"], "memory limit 64M exceeded", "{t}");
+    let t = wait_end(&h, &cpu);
+    assert_eq!(t["state"], "failed", "{t}");
+    assert_eq!(t["reason"], "cpu time limit 1s exceeded", "{t}");
+    let t = wait_end(&h, &forks);
+    assert_eq!(t["state"], "failed", "{t}");
+    assert_eq!(t["reason"], "process limit 4 exceeded", "{t}");
+    let t = wait_end(&h, &files);
+    assert_eq!(t["state"], "succeeded", "{t}");
+    assert_eq!(h.ok(&["logs", &files]), "True Too many open files\n");
+    let shown = h.ok(&["show", &memory]);
+    assert!(shown.contains("limits    memory 64M"), "{shown}");
+    assert!(
+        shown.contains("reason    memory limit 64M exceeded"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_secret_is_in_no_answer_and_masked_in_the_output() {
+    let h = Home::new();
+    let secret = "hunter2-6f1c9e";
+    let o = h
+        .cmd(&[
+            "run",
+            "--session",
+            "s1",
+            "--secret",
+            &format!("TOKEN={secret}"),
+            "--secret",
+            "FROM_ENV",
+            "--",
+            "echo \"token is $TOKEN\"; echo \"$FROM_ENV\"; printf '%s' \"$TOKEN\" | cut -c1-7; echo \"${TOKEN}${TOKEN}\"",
+        ])
+        .env("FROM_ENV", "from-the-env-9d2")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    let t = wait_end(&h, &id);
+    assert_eq!(t["state"], "succeeded", "{t}");
+    // The task had the values; every reading of its output masks them.
+    assert_eq!(h.ok(&["logs", &id]), "token is ***\n***\nhunter2\n***\n");
+    assert_eq!(h.ok(&["logs", &id, "--grep", "hunter2-"]), "");
+    assert_eq!(h.ok(&["logs", &id, "--tail", "1"]), "***\n");
+    let shown = h.ok(&["show", &id]);
+    assert!(
+        shown.contains("secrets   FROM_ENV=*** TOKEN=***"),
+        "{shown}"
+    );
+    // No answer carries the value: the task, lists, waits, notifications, audit.
+    for args in [
+        vec!["show", &id, "--json"],
+        vec!["ls", "--json"],
+        vec!["wait", &id, "--json"],
+        vec!["notifications", "--session", "s1", "--json"],
+        vec!["audit", "--json"],
+    ] {
+        let out = h.ok(&args);
+        assert!(!out.contains(secret), "{args:?} shows the secret: {out}");
+        assert!(!out.contains("from-the-env-9d2"), "{args:?}: {out}");
+    }
+    assert_eq!(show(&h, &id)["spec"]["secrets"]["TOKEN"], "***");
+    let serve_log = std::fs::read_to_string(h.home.join("daemon.log")).unwrap_or_default();
+    assert!(!serve_log.contains(secret));
+}
