@@ -14,16 +14,7 @@ fn until_logged(h: &Home, id: &str, text: &str) {
     });
 }
 
-fn show(h: &Home, id: &str) -> serde_json::Value {
-    h.json(&["show", id, "--json"])["task"].clone()
-}
 
-/// Waits for the task to end; the task then (`wait` exits with its exit code).
-fn wait_end(h: &Home, id: &str) -> serde_json::Value {
-    let o = h.run(&["wait", id, "--timeout", "2m", "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    v["tasks"][0].clone()
-}
 
 #[test]
 fn a_python_repl_under_a_terminal_answers() {
@@ -277,12 +268,17 @@ def attach(*extra):
         os.execve(bin, [bin, "attach", tid, *extra], env)
     return pid, fd
 
-def read_until(fd, needle, seen=b""):
+# What each terminal showed past the last needle found: a chunk may hold the next one.
+pending = {}
+
+def read_until(fd, needle):
     end = time.time() + 60
-    buf = seen
+    buf = pending.pop(fd, b"")
     while time.time() < end:
         if needle in buf:
-            return buf
+            cut = buf.index(needle) + len(needle)
+            pending[fd] = buf[cut:]
+            return buf[:cut]
         r, _, _ = select.select([fd], [], [], 0.5)
         if r:
             try:
