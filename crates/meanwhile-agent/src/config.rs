@@ -51,6 +51,12 @@ pub struct AgentConfig {
     pub retry: RetryConfig,
     /// Prices for the cost of each call.
     pub prices: PriceTable,
+    /// What the agent may do without asking (see [`crate::permissions`]).
+    pub permissions: crate::permissions::Permissions,
+    /// Run what the rules leave to asking without asking (`--yes`).
+    pub yes: bool,
+    /// Run every command the agent starts as a sandboxed task (`--sandbox`).
+    pub sandbox: bool,
 }
 
 impl AgentConfig {
@@ -81,6 +87,9 @@ impl AgentConfig {
             request_timeout: Duration::from_secs(600),
             retry: RetryConfig::default(),
             prices: PriceTable::builtin(),
+            permissions: crate::permissions::Permissions::default(),
+            yes: false,
+            sandbox: false,
         }
     }
 
@@ -220,6 +229,12 @@ impl AgentConfig {
         if let Some(p) = file.prices.clone() {
             c.prices.merge(p);
         }
+        let file_rules = file.permissions.clone().unwrap_or_default();
+        c.permissions =
+            crate::permissions::Permissions::new(&[&overrides.permissions, &file_rules])
+                .map_err(|e| AgentError::config(format!("agent.{e}")))?;
+        c.yes = overrides.yes;
+        c.sandbox = overrides.sandbox || file.sandbox.unwrap_or(false);
         c.validate()?;
         Ok(c)
     }
@@ -321,6 +336,12 @@ pub struct AgentOverrides {
     /// The configuration file; `$MEANWHILE_HOME/config.toml` when absent. A file
     /// named here must exist; the default one may be missing.
     pub config_file: Option<PathBuf>,
+    /// Permission rules read before the file's (`--allow`, `--ask`, `--deny`).
+    pub permissions: crate::permissions::PermissionRules,
+    /// Run what the rules leave to asking without asking.
+    pub yes: bool,
+    /// Sandbox every command the agent runs (or `sandbox = true` in the file).
+    pub sandbox: bool,
 }
 
 /// The `[agent]` section of the configuration file.
@@ -345,6 +366,8 @@ struct AgentSection {
     #[serde(default, with = "meanwhile_core::serde_opt_duration")]
     request_timeout: Option<Duration>,
     prices: Option<PriceTable>,
+    permissions: Option<crate::permissions::PermissionRules>,
+    sandbox: Option<bool>,
 }
 
 /// `$MEANWHILE_HOME/config.toml`, else the platform data directory's.
@@ -456,6 +479,70 @@ mod tests {
         assert_eq!(c.model, "flag-model");
         assert_eq!(c.provider, ProviderKind::Anthropic);
         assert_eq!(c.budget.max_turns, Some(3));
+    }
+
+    #[test]
+    fn permissions_and_the_sandbox_come_from_flags_then_the_file() {
+        use crate::permissions::Verdict;
+        let d = home_with(
+            r#"
+            [agent]
+            sandbox = true
+            [agent.permissions]
+            allow = ["bash(cargo *)", "write_file(src/*)"]
+            deny = ["bash(cargo publish*)"]
+            "#,
+        );
+        let home = d.path().display().to_string();
+        let vars = [
+            ("MEANWHILE_HOME", home.as_str()),
+            ("ANTHROPIC_API_KEY", "k"),
+        ];
+        let c = resolve_with(&AgentOverrides::default(), &vars).unwrap();
+        assert!(c.sandbox && !c.yes);
+        let bash = |cmd: &str| serde_json::json!({ "command": cmd });
+        assert_eq!(
+            c.permissions.decide("bash", &bash("cargo test")).verdict,
+            Verdict::Allow
+        );
+        assert_eq!(
+            c.permissions.decide("bash", &bash("cargo publish")).verdict,
+            Verdict::Deny
+        );
+        assert_eq!(
+            c.permissions.decide("bash", &bash("make")).verdict,
+            Verdict::Ask
+        );
+        // The command line's rules are read before the file's.
+        let o = AgentOverrides {
+            permissions: crate::permissions::PermissionRules {
+                ask: vec!["bash(cargo test*)".into()],
+                ..Default::default()
+            },
+            yes: true,
+            ..AgentOverrides::default()
+        };
+        let c = resolve_with(&o, &vars).unwrap();
+        assert_eq!(
+            c.permissions.decide("bash", &bash("cargo test")).verdict,
+            Verdict::Ask
+        );
+        assert!(c.yes);
+        let d = home_with("[agent.permissions]\nallow = [\"bash(x\"]\n");
+        let home = d.path().display().to_string();
+        let e = resolve_with(
+            &AgentOverrides::default(),
+            &[
+                ("MEANWHILE_HOME", home.as_str()),
+                ("ANTHROPIC_API_KEY", "k"),
+            ],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("agent.permissions.allow: \"bash(x\""),
+            "{e}"
+        );
     }
 
     #[test]

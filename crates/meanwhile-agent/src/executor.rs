@@ -84,6 +84,8 @@ impl AgentExecutor {
             config.workspace = w;
         }
         config.session = format!("agent-task-{}", task.id);
+        // A sandboxed agent task runs every command sandboxed.
+        config.sandbox |= task.spec.sandbox == Some(true);
         let sub_agent_default: Vec<&'static str> = match &config.tools {
             Some(t) => enabled_tools(Some(t), &defs::ALL_TOOLS).map_err(|e| e.to_string())?,
             None => defs::ALL_TOOLS.to_vec(),

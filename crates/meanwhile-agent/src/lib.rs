@@ -45,6 +45,7 @@ mod event;
 mod executor;
 mod llm_task;
 mod notices;
+pub mod permissions;
 mod run;
 mod session;
 pub mod tools;
@@ -57,7 +58,10 @@ pub use event::AgentEvent;
 pub use executor::AgentExecutor;
 pub use llm_task::{DEFAULT_LLM_MAX_TOKENS, LlmExecutor};
 pub use notices::notices_text;
+pub use permissions::{PermissionRules, Permissions, Verdict};
 pub use run::run_prompt;
 pub use session::{CallGate, GateFuture, RunOutcome, RunStop, Session};
-pub use tools::{ToolError, background_tools, call_background_tool, call_spawn_agent};
+pub use tools::{
+    Answer, Approver, Question, ToolError, background_tools, call_background_tool, call_spawn_agent,
+};
 pub use workspace::{PathError, Workspace};

@@ -148,7 +148,11 @@ impl Session {
                 max_turns: config.budget.max_turns,
                 ..Budget::default()
             },
+            sandbox: config.sandbox,
         };
+        tools.permissions = std::sync::Mutex::new(config.permissions.clone());
+        tools.yes = config.yes;
+        tools.sandbox = config.sandbox;
         let system = system_prompt(&tools, config.instructions.as_deref());
         Ok(Session {
             provider,
@@ -176,6 +180,12 @@ impl Session {
     /// usage; `None` removes it.
     pub fn set_gate(&mut self, gate: Option<Arc<dyn CallGate>>) {
         self.gate = gate;
+    }
+
+    /// Asks `approver` before each call the permission rules leave to asking; without
+    /// one (the default), asking is refusing, unless the configuration says `yes`.
+    pub fn set_approver(&mut self, approver: Option<Arc<dyn crate::tools::Approver>>) {
+        self.tools.approver = approver;
     }
 
     /// Replaces the limits of the following runs.

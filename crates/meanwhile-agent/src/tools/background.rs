@@ -43,6 +43,7 @@ pub async fn call_background_tool(
         session,
         default_cwd: None,
         output_limit: DEFAULT_OUTPUT_BYTES,
+        sandbox: false,
     };
     if name == defs::BACKGROUND_RUN {
         return bg.run(args).await.map(|(_, answer)| answer);
@@ -55,6 +56,8 @@ pub(crate) struct Background<'a> {
     pub session: Option<&'a str>,
     pub default_cwd: Option<&'a Path>,
     pub output_limit: usize,
+    /// Every command runs sandboxed, whatever the call says.
+    pub sandbox: bool,
 }
 
 #[derive(Deserialize)]
@@ -83,6 +86,20 @@ struct RunArgs {
     tty: bool,
     #[serde(default)]
     stdin: bool,
+    #[serde(default)]
+    sandbox: Option<bool>,
+    #[serde(default)]
+    allow_write: Vec<PathBuf>,
+    #[serde(default)]
+    no_network: bool,
+    #[serde(default)]
+    memory: Option<meanwhile_core::ByteSize>,
+    #[serde(default)]
+    cpu_time_seconds: Option<f64>,
+    #[serde(default)]
+    max_procs: Option<u32>,
+    #[serde(default)]
+    max_files: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -218,6 +235,26 @@ impl Background<'_> {
         }
         spec.tty = a.tty.then_some(AGENT_TERMINAL);
         spec.stdin = a.stdin;
+        if self.sandbox && a.sandbox == Some(false) {
+            return Err(ToolError::args(
+                tool,
+                "this session runs every command sandboxed; leave sandbox out",
+            ));
+        }
+        spec.sandbox = if self.sandbox { Some(true) } else { a.sandbox };
+        spec.allow_write = a.allow_write;
+        spec.no_network = a.no_network.then_some(true);
+        spec.memory = a.memory;
+        spec.cpu_time = seconds(
+            tool,
+            "cpu_time_seconds",
+            a.cpu_time_seconds,
+            MAX_TASK_TIMEOUT,
+        )?
+        .filter(|d| !d.is_zero())
+        .map(|d| Duration::from_secs(d.as_secs().max(1)));
+        spec.max_procs = a.max_procs;
+        spec.max_files = a.max_files;
         spec.session = self.session.map(str::to_string);
         let id = self.backend.submit(spec).await?;
         let notify = if self.session.is_some() {

@@ -24,6 +24,7 @@ pub(crate) async fn bash(tb: &ToolBox, args: Value) -> Result<String, ToolError>
     let mut spec = TaskSpec::shell(a.command);
     spec.cwd = Some(tb.workspace.root().to_path_buf());
     spec.session = Some(tb.session.clone());
+    spec.sandbox = tb.sandbox.then_some(true);
     spec.timeout = seconds(tool, "timeout_seconds", a.timeout_seconds, MAX_TASK_TIMEOUT)?
         .filter(|d| !d.is_zero());
     let id = tb.backend.submit(spec).await?;

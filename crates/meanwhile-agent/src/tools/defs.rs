@@ -148,7 +148,14 @@ pub fn definition(name: &str) -> Option<ToolDefinition> {
                     "stall_seconds": {"type": "number", "exclusiveMinimum": 0, "description": "Raise a `stalled` alert when the task prints nothing for this long."},
                     "stall_action": {"type": "string", "enum": ["alert", "stop"], "description": "With stall_seconds: `stop` also stops a stalled task (default: `alert` only)."},
                     "tty": {"type": "boolean", "description": "Run it in a pseudo-terminal (120x40): for REPLs, prompts and programs that only behave interactively in a terminal. Its output is what the terminal showed. Answer it with background_input."},
-                    "stdin": {"type": "boolean", "description": "Give it a pipe as stdin, written with background_input (without tty or stdin, stdin is empty)."}
+                    "stdin": {"type": "boolean", "description": "Give it a pipe as stdin, written with background_input (without tty or stdin, stdin is empty)."},
+                    "sandbox": {"type": "boolean", "description": "Let it write only in its working directory, allow_write and its own $TMPDIR (reading stays open). Use it for commands you have not checked."},
+                    "allow_write": {"type": "array", "items": {"type": "string"}, "description": "With sandbox: more absolute paths it may write in (say, a cache directory)."},
+                    "no_network": {"type": "boolean", "description": "Run it without network (its own loopback only)."},
+                    "memory": {"type": "string", "description": "Kill it when its processes hold more memory than this (\"512M\", \"2G\"); it ends with `memory limit 2G exceeded`."},
+                    "cpu_time_seconds": {"type": "number", "exclusiveMinimum": 0, "description": "Kill a process of it that uses more CPU time than this."},
+                    "max_procs": {"type": "integer", "minimum": 1, "description": "Kill it when it has more processes than this at once."},
+                    "max_files": {"type": "integer", "minimum": 1, "description": "The most files each of its processes may have open."}
                 }),
                 &["command"],
             ),

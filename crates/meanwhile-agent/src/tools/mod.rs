@@ -83,6 +83,14 @@ pub enum ToolError {
     /// meanwhile refused the request (unknown task, bad spec, ...).
     #[error("{0}")]
     Backend(#[from] ApiError),
+    /// The permission rules, or the person, refused the call.
+    #[error("{tool} was not run: {why}. Choose another way, or ask the person to allow it.")]
+    Refused {
+        /// The tool.
+        tool: String,
+        /// Which rule refused it, or who.
+        why: String,
+    },
 }
 
 impl ToolError {
@@ -264,6 +272,7 @@ pub(crate) struct SpawnDefaults {
     pub model: Option<String>,
     pub queue: Option<String>,
     pub budget: Budget,
+    pub sandbox: bool,
 }
 
 /// Everything the tools of one agent need.
@@ -281,6 +290,48 @@ pub(crate) struct ToolBox {
     /// Tasks whose end a tool result already told the model (a `bash` that finished
     /// in the foreground): their completion notice would only repeat it.
     reported: Mutex<HashSet<TaskId>>,
+    /// What may run without asking, with what the person allowed this session.
+    pub permissions: Mutex<crate::permissions::Permissions>,
+    /// Who answers when the rules ask; nobody (ask is deny) when `None`.
+    pub approver: Option<Arc<dyn Approver>>,
+    /// Asking is answered yes (`--yes`).
+    pub yes: bool,
+    /// Every command runs as a sandboxed task.
+    pub sandbox: bool,
+}
+
+/// A question to the person before a call the rules leave to asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Question {
+    /// The tool.
+    pub tool: String,
+    /// What the call would do, as shown to the person (`bash: cargo test`).
+    pub what: String,
+    /// The pattern "always" would allow for the rest of the session.
+    pub always: String,
+}
+
+/// The person's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Run this call.
+    Yes,
+    /// Do not.
+    No,
+    /// Run it, and every call the question's pattern matches this session.
+    Always,
+    /// The person cannot be asked now (they are typing): refused, for now.
+    NotNow,
+}
+
+/// Asks the person before a call that the rules leave to asking (the interactive
+/// agent's terminal).
+pub trait Approver: Send + Sync {
+    /// The person's answer to `question`.
+    fn ask<'a>(
+        &'a self,
+        question: &'a Question,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send + 'a>>;
 }
 
 impl ToolBox {
@@ -300,6 +351,71 @@ impl ToolBox {
             spawn: SpawnDefaults::default(),
             started: Arc::default(),
             reported: Mutex::default(),
+            permissions: Mutex::default(),
+            approver: None,
+            yes: false,
+            sandbox: false,
+        }
+    }
+
+    /// Lets the call run, or says why not: the rules decide, and where they ask,
+    /// the approver (or `--yes`) answers; with neither, asking is refusing.
+    async fn permit(&self, tool: &str, args: &Value) -> Result<(), ToolError> {
+        use crate::permissions::{Verdict, always_pattern, main_argument};
+        let decision = self
+            .permissions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .decide(tool, args);
+        let refused = |why: String| ToolError::Refused {
+            tool: tool.to_string(),
+            why,
+        };
+        match decision.verdict {
+            Verdict::Allow => Ok(()),
+            Verdict::Deny => Err(refused(format!(
+                "the permission rule `{}` denies it",
+                decision
+                    .rule
+                    .unwrap_or_default()
+                    .trim_start_matches("deny ")
+            ))),
+            Verdict::Ask if self.yes => Ok(()),
+            Verdict::Ask => {
+                let rule = decision
+                    .rule
+                    .map(|r| format!("the rule `{}`", r.trim_start_matches("ask ")))
+                    .unwrap_or_else(|| "by default it".into());
+                let Some(approver) = &self.approver else {
+                    return Err(refused(format!(
+                        "{rule} needs the person's approval, and nobody can answer here (run with --yes, or allow it in [agent.permissions])"
+                    )));
+                };
+                let always = always_pattern(tool, args);
+                let question = Question {
+                    tool: tool.to_string(),
+                    what: match main_argument(tool, args) {
+                        a if a.is_empty() => tool.to_string(),
+                        a => format!("{tool}: {a}"),
+                    },
+                    always: always.to_string(),
+                };
+                match approver.ask(&question).await {
+                    Answer::Yes => Ok(()),
+                    Answer::Always => {
+                        self.permissions
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .allow(always);
+                        Ok(())
+                    }
+                    Answer::No => Err(refused("the person said no".into())),
+                    Answer::NotNow => Err(refused(
+                        "it needs the person's approval, which cannot be asked while they type; say in your answer what you want to run"
+                            .into(),
+                    )),
+                }
+            }
         }
     }
 
@@ -336,6 +452,7 @@ impl ToolBox {
                 available: self.enabled.join(", "),
             });
         };
+        self.permit(name, &args).await?;
         match name {
             defs::BASH => bash::bash(self, args).await,
             defs::READ_FILE => files::read_file(self, args).await,
@@ -364,6 +481,7 @@ impl ToolBox {
             session: Some(&self.session),
             default_cwd: Some(self.workspace.root()),
             output_limit: self.output_limit,
+            sandbox: self.sandbox,
         }
     }
 }

@@ -100,6 +100,8 @@ async fn submit(
         name: a.name.filter(|n| !n.trim().is_empty()),
         queue: a.queue.or_else(|| d.queue.clone()),
         session: Some(session.to_string()),
+        // A sandboxed agent's sub-agents run their commands sandboxed too.
+        sandbox: d.sandbox.then_some(true),
         ..TaskSpec::default()
     };
     let id = backend.submit(spec).await?;

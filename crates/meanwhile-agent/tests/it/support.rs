@@ -329,6 +329,8 @@ impl FakeProvider {
         });
         c.api_key = Some("test-key".into());
         c.session = "test".into();
+        // These tests are about what tools do; the permission rules have their own.
+        c.yes = true;
         c.request_timeout = Duration::from_secs(120);
         c.retry = RetryConfig {
             max_attempts: 3,

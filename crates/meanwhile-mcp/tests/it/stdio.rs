@@ -172,3 +172,24 @@ fn an_interactive_task_is_answered_and_a_server_awaited_through_mcp() {
         "{obs}"
     );
 }
+
+#[test]
+fn background_run_confines_a_task_through_mcp() {
+    let home = Home::new();
+    let obs = scenario("confined.py", &home.stdio_config());
+    assert!(text(&obs["sandboxed"]["text"]).contains("failed"), "{obs}");
+    assert!(
+        text(&obs["sandboxed_output"]["text"]).contains("Permission denied"),
+        "{obs}"
+    );
+    assert_eq!(obs["escaped"], false, "{obs}");
+    assert!(
+        text(&obs["hog"]["text"]).contains("memory limit 64M exceeded"),
+        "{obs}"
+    );
+    assert_eq!(obs["bad_memory"]["is_error"], true, "{obs}");
+    assert!(
+        text(&obs["bad_memory"]["text"]).contains("\"lots\" is not a size"),
+        "{obs}"
+    );
+}

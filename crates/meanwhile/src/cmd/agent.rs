@@ -72,6 +72,27 @@ pub struct Args {
     /// input, or listens) also gives the agent a turn at once.
     #[arg(long)]
     pub no_wake: bool,
+    /// Run calls this pattern matches without asking (repeat): a tool, or a tool and
+    /// its main argument, `*` matching anything: `bash(cargo test*)`,
+    /// `write_file(src/*)`, `background_stop`. Read before [agent.permissions].
+    #[arg(long, value_name = "PATTERN")]
+    pub allow: Vec<String>,
+    /// Ask before calls this pattern matches (repeat).
+    #[arg(long, value_name = "PATTERN")]
+    pub ask: Vec<String>,
+    /// Refuse calls this pattern matches (repeat): `bash(rm -rf *)`. Deny rules are
+    /// read first, then ask, then allow; the first that matches decides. With no
+    /// match, tools that only read are allowed and the rest asked.
+    #[arg(long, value_name = "PATTERN")]
+    pub deny: Vec<String>,
+    /// Run what would be asked without asking. Without it, -p refuses what would be
+    /// asked (the model is told, and can choose another way).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Run every command the agent starts (bash, background_run, its sub-agents') as
+    /// a sandboxed task: it writes only in its working directory and $TMPDIR.
+    #[arg(long)]
+    pub sandbox: bool,
 }
 
 fn overrides(args: &Args) -> AgentOverrides {
@@ -91,6 +112,13 @@ fn overrides(args: &Args) -> AgentOverrides {
         max_cost_usd: args.max_cost,
         tools: None,
         config_file: args.config.clone(),
+        permissions: meanwhile_agent::PermissionRules {
+            allow: args.allow.clone(),
+            ask: args.ask.clone(),
+            deny: args.deny.clone(),
+        },
+        yes: args.yes,
+        sandbox: args.sandbox,
     }
 }
 
@@ -206,10 +234,15 @@ enum Typed {
 /// the prompt) and turns run while the person types. It reads a line each time it
 /// is asked to.
 struct Editor {
-    lines: tokio::sync::mpsc::Receiver<anyhow::Result<Typed>>,
-    ask: std::sync::mpsc::Sender<()>,
+    lines: Lines,
+    /// Read a line, at this prompt (`you> ` when `None`).
+    ask: std::sync::mpsc::Sender<Option<String>>,
     printer: Option<Box<dyn rustyline::ExternalPrinter + Send>>,
+    /// True while the person is typing at the `you> ` prompt.
+    typing: Arc<std::sync::atomic::AtomicBool>,
 }
+
+type Lines = Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<anyhow::Result<Typed>>>>;
 
 impl Editor {
     fn start(history: Option<PathBuf>) -> anyhow::Result<Editor> {
@@ -223,19 +256,23 @@ impl Editor {
             .ok()
             .map(|p| Box::new(p) as Box<dyn rustyline::ExternalPrinter + Send>);
         let (line_tx, lines) = tokio::sync::mpsc::channel(1);
-        let (ask, asked) = std::sync::mpsc::channel::<()>();
+        let (ask, asked) = std::sync::mpsc::channel::<Option<String>>();
         std::thread::spawn(move || {
-            while asked.recv().is_ok() {
-                let typed = match editor.readline("you> ") {
+            while let Ok(question) = asked.recv() {
+                let typed = match editor.readline(question.as_deref().unwrap_or("you> ")) {
                     Ok(l) => {
-                        let _ = editor.add_history_entry(l.trim());
+                        if question.is_none() {
+                            let _ = editor.add_history_entry(l.trim());
+                        }
                         Ok(Typed::Line(l))
                     }
                     Err(rustyline::error::ReadlineError::Interrupted) => Ok(Typed::Interrupted),
                     Err(rustyline::error::ReadlineError::Eof) => Ok(Typed::End),
                     Err(e) => Err(anyhow::Error::new(e).context("reading a line")),
                 };
-                let end = !matches!(typed, Ok(Typed::Line(_) | Typed::Interrupted));
+                // Ctrl-D answers a question (no); at `you> ` it ends the session.
+                let end =
+                    question.is_none() && !matches!(typed, Ok(Typed::Line(_) | Typed::Interrupted));
                 if line_tx.blocking_send(typed).is_err() || end {
                     break;
                 }
@@ -245,15 +282,32 @@ impl Editor {
             }
         });
         Ok(Editor {
-            lines,
+            lines: Arc::new(tokio::sync::Mutex::new(lines)),
             ask,
             printer,
+            typing: Arc::default(),
         })
     }
 
     /// Shows the prompt and reads the next line (in the editor's thread).
     fn prompt(&self) {
-        let _ = self.ask.send(()); // the thread ended only after the end of input
+        self.typing.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.ask.send(None); // the thread ended only after the end of input
+    }
+
+    /// The next line, or the end.
+    async fn next(lines: &Lines) -> Option<anyhow::Result<Typed>> {
+        lines.lock().await.recv().await
+    }
+
+    /// Asks the person through this editor before the calls the rules leave to
+    /// asking.
+    fn approver(&self) -> Arc<dyn meanwhile_agent::Approver> {
+        Arc::new(TerminalApprover {
+            ask: self.ask.clone(),
+            lines: self.lines.clone(),
+            typing: self.typing.clone(),
+        })
     }
 
     /// Prints `text` above the prompt while the person types.
@@ -289,12 +343,14 @@ async fn interactive(
     );
     let _ = std::io::stdout().flush();
     let mut editor = Editor::start(history)?;
+    session.set_approver(Some(editor.approver()));
     let mut shown = 0i64; // the latest notice printed
     let mut look = tokio::time::interval(NOTICES_EVERY);
     editor.prompt();
     loop {
         tokio::select! {
-            typed = editor.lines.recv() => {
+            typed = Editor::next(&editor.lines) => {
+                editor.typing.store(false, std::sync::atomic::Ordering::SeqCst);
                 let text = match typed {
                     None | Some(Ok(Typed::End)) => break,
                     Some(Err(e)) => return Err(e),
@@ -397,5 +453,51 @@ async fn wake_turn(session: &mut Session, editor: &mut Editor) {
         Ok(Some(o)) if o.stop != RunStop::Answered => editor.print(&format!("({})", o.stop)),
         Ok(_) => {}
         Err(e) => editor.print(&format!("meanwhile: {e}")),
+    }
+}
+
+/// The interactive agent's questions before a call, asked on its terminal between
+/// the person's lines: yes, no, or always for a pattern this session.
+struct TerminalApprover {
+    ask: std::sync::mpsc::Sender<Option<String>>,
+    lines: Lines,
+    typing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl meanwhile_agent::Approver for TerminalApprover {
+    fn ask<'a>(
+        &'a self,
+        q: &'a meanwhile_agent::Question,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = meanwhile_agent::Answer> + Send + 'a>>
+    {
+        use meanwhile_agent::Answer;
+        Box::pin(async move {
+            // A turn of its own while the person types at `you> `: the editor is
+            // theirs, and the question waits for another time.
+            if self.typing.load(std::sync::atomic::Ordering::SeqCst) {
+                return Answer::NotNow;
+            }
+            errln!(
+                "the agent wants to run {}\n  [y]es, [n]o, or [a]lways allow {} this session",
+                q.what,
+                q.always
+            );
+            let _ = std::io::stderr().flush();
+            loop {
+                if self.ask.send(Some("allow? [y/n/a] ".into())).is_err() {
+                    return Answer::No;
+                }
+                let typed = self.lines.lock().await.recv().await;
+                match typed {
+                    Some(Ok(Typed::Line(l))) => match l.trim().to_ascii_lowercase().as_str() {
+                        "y" | "yes" => return Answer::Yes,
+                        "a" | "always" => return Answer::Always,
+                        "n" | "no" => return Answer::No,
+                        _ => errln!("answer y, n or a"),
+                    },
+                    _ => return Answer::No,
+                }
+            }
+        })
     }
 }

@@ -94,8 +94,13 @@ fn background_then_report() -> Vec<Value> {
     ]
 }
 
-/// `meanwhile agent -p PROMPT` against the scripted provider at `url`.
+/// `meanwhile agent -p PROMPT --yes` against the scripted provider at `url`.
 fn agent_p(home: &Home, url: &str, prompt: &str, extra: &[&str]) -> std::process::Output {
+    agent_p_asking(home, url, prompt, &[&["--yes"], extra].concat())
+}
+
+/// `meanwhile agent -p PROMPT`, where asking is refusing unless `extra` says more.
+fn agent_p_asking(home: &Home, url: &str, prompt: &str, extra: &[&str]) -> std::process::Output {
     let mut args = vec![
         "agent",
         "-p",
@@ -183,6 +188,11 @@ def read_until(needle):
 obs = {}
 read_until(b"you> ")
 os.write(fd, b"start the build\r")
+# The agent asks before it runs a command; "a" allows the pattern for the session.
+obs["question"] = read_until(b"allow? [y/n/a] ")
+os.write(fd, b"maybe\r")
+obs["again"] = read_until(b"allow? [y/n/a] ")
+os.write(fd, b"a\r")
 obs["first"] = read_until(b"The build runs in the background.")
 obs["notice"] = read_until(b"succeeded after")
 if "--no-wake" not in extra:
@@ -238,6 +248,16 @@ fn the_interactive_agent_hears_its_task_end_at_the_prompt_and_wakes() {
     let home = Home::new();
     let (url, seen) = fake_anthropic(build_in_background());
     let obs = interactive_agent(&home, &url, &[]);
+    let question = obs["question"].as_str().unwrap();
+    assert!(
+        question.contains("the agent wants to run background_run: sleep 2; echo built"),
+        "{obs}"
+    );
+    assert!(
+        question.contains("[a]lways allow background_run(sleep 2; echo built) this session"),
+        "{obs}"
+    );
+    assert!(obs["again"].as_str().unwrap().contains("answer y, n or a"));
     let notice = obs["notice"].as_str().unwrap();
     assert!(
         notice.contains("[meanwhile] task 1 (build) succeeded after"),
@@ -309,4 +329,120 @@ fn one_prompt_answers_a_question_its_task_asks_and_reports_the_end() {
     assert!(seen[3].to_string().contains("Sent 2 bytes to task 1"));
     assert!(seen[4].to_string().contains("succeeded"));
     assert_eq!(home.ok(&["logs", "1"]), "Proceed? [y/N] got y\n");
+}
+
+/// A reply calling `tool` with `input`.
+fn calls(tool: &str, input: Value) -> Value {
+    message(
+        json!([{"type": "tool_use", "id": "tu_1", "name": tool, "input": input}]),
+        "tool_use",
+    )
+}
+
+#[test]
+fn one_prompt_refuses_what_would_be_asked_and_keeps_its_rules() {
+    let home = Home::new();
+    let done = message(json!([{"type": "text", "text": "done"}]), "end_turn");
+    // Without --yes, a call the defaults leave to asking is refused, and the model
+    // is told why; a rule on the command line allows what it matches.
+    let (url, seen) = fake_anthropic(vec![
+        calls("write_file", json!({"path": "notes.txt", "content": "x"})),
+        calls("bash", json!({"command": "echo allowed-ran"})),
+        calls(
+            "bash",
+            json!({"command": "echo allowed-ran; touch sneaked"}),
+        ),
+        done.clone(),
+    ]);
+    let out = agent_p_asking(&home, &url, "work", &["--allow", "bash(echo *)"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = seen.lock().unwrap();
+    let results: Vec<String> = seen[1..]
+        .iter()
+        .map(|b| b["messages"].to_string())
+        .collect();
+    assert!(
+        results[0].contains(
+            "write_file was not run: by default it needs the person's approval, and nobody can answer here"
+        ),
+        "{}",
+        results[0]
+    );
+    assert!(!home.dir.path().join("notes.txt").exists());
+    assert!(results[1].contains("allowed-ran"), "{}", results[1]);
+    assert!(
+        results[2].contains("bash was not run"),
+        "a part no rule allows is asked, so refused: {}",
+        results[2]
+    );
+    assert!(!home.dir.path().join("sneaked").exists());
+    drop(seen);
+    // A deny rule holds even with --yes.
+    let (url, seen) = fake_anthropic(vec![
+        calls("bash", json!({"command": "rm -rf build"})),
+        done,
+    ]);
+    let out = agent_p(&home, &url, "clean", &["--deny", "bash(rm -rf *)"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let second = seen.lock().unwrap()[1]["messages"].to_string();
+    assert!(
+        second.contains("the permission rule `bash(rm -rf *)` denies it"),
+        "{second}"
+    );
+    // A pattern that is not one is named before anything runs.
+    let out = agent_p_asking(&home, &url, "x", &["--allow", "bash(echo"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("permissions.allow: \"bash(echo\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn with_sandbox_every_command_of_the_agent_is_a_sandboxed_task() {
+    let home = Home::new();
+    let probe = home
+        .dir
+        .path()
+        .parent()
+        .unwrap()
+        .join(format!("meanwhile-agent-probe-{}", std::process::id()));
+    let (url, seen) = fake_anthropic(vec![
+        calls(
+            "bash",
+            json!({"command": format!("echo inside > inside.txt; echo out > {}", probe.display())}),
+        ),
+        calls(
+            "background_run",
+            json!({"command": "sleep 0", "sandbox": false}),
+        ),
+        message(json!([{"type": "text", "text": "done"}]), "end_turn"),
+    ]);
+    let out = agent_p(&home, &url, "write", &["--sandbox", "--no-wait-tasks"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = seen.lock().unwrap();
+    let first = seen[1]["messages"].to_string();
+    assert!(first.contains("Permission denied"), "{first}");
+    assert!(!probe.exists(), "the sandbox let it write outside");
+    assert!(home.dir.path().join("inside.txt").exists());
+    let second = seen[2]["messages"].to_string();
+    assert!(
+        second.contains("this session runs every command sandboxed"),
+        "{second}"
+    );
+    let t = crate::support::show(&home, "1");
+    assert_eq!(t["spec"]["sandbox"], true, "{t}");
 }

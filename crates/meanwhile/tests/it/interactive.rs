@@ -14,8 +14,6 @@ fn until_logged(h: &Home, id: &str, text: &str) {
     });
 }
 
-
-
 #[test]
 fn a_python_repl_under_a_terminal_answers() {
     let h = Home::new();

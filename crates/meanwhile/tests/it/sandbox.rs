@@ -4,8 +4,6 @@
 
 use crate::support::*;
 
-
-
 fn run_id(h: &Home, args: &[&str]) -> String {
     h.ok(args).trim().to_string()
 }
