@@ -550,6 +550,53 @@ mod tests {
         assert_eq!(id_map(&mut buf, u32::MAX), b"4294967295 4294967295 1");
     }
 
+    /// The path another user takes: a user namespace mapping only its own ids, and a
+    /// network namespace in it whose loopback is up. Becoming another user takes
+    /// root, which is what the daemon's tests run as.
+    #[test]
+    fn another_user_gets_a_network_namespace_of_its_own() {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: plain system call.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("not root: the path of another user is the one this run takes");
+            return;
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let probe = format!(
+            "id -u; ip -o link show lo; echo > /dev/tcp/127.0.0.1/{port} && echo reached || echo unreachable"
+        );
+        let mut cmd = std::process::Command::new("/bin/bash");
+        cmd.args(["-c", &probe]);
+        // SAFETY: the closure makes system calls only, and allocates nothing.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(65534) != 0
+                    || libc::setuid(65534) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                // A process that changed its ids is not dumpable, so its /proc files
+                // would stay root's; one started as the user is.
+                libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
+                enter_network_namespace()
+            });
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "65534", "it stays who it is: {text}");
+        assert!(lines[1].contains("<LOOPBACK,UP,LOWER_UP>"), "{text}");
+        assert_eq!(lines[2], "unreachable", "{text}");
+        drop(listener);
+    }
+
     #[test]
     fn reasons_say_the_limit() {
         assert_eq!(

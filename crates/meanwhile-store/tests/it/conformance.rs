@@ -964,3 +964,21 @@ both! {
         assert!(!t.waiting_for_input && t.listening.is_empty() && t.prompt.is_none());
     }
 }
+
+both! {
+    async fn a_spec_keeps_its_secrets_and_shows_none(f: Fixture) {
+        let mut spec = TaskSpec::shell("deploy");
+        spec.secrets
+            .insert("TOKEN".into(), meanwhile_core::Secret::new("hunter2-s3cr3t"));
+        let id = submit(&*f.store, spec).await;
+        let t = f.store.get(id).await.unwrap();
+        // The store gives the value back, to run the task with it...
+        assert_eq!(t.spec.secrets["TOKEN"].expose(), "hunter2-s3cr3t");
+        // ...and the record serializes without it.
+        let shown = serde_json::to_string(&t).unwrap();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("\"TOKEN\":\"***\""), "{shown}");
+        let listed = f.store.list(ListFilter::default()).await.unwrap();
+        assert_eq!(listed.tasks[0].spec.secrets["TOKEN"].expose(), "hunter2-s3cr3t");
+    }
+}
