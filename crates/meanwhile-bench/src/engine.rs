@@ -57,14 +57,9 @@ async fn nothing_left(rt: &Runtime) -> bool {
         .is_ok_and(|c| !c.iter().any(|(_, state, n)| *n > 0 && !state.is_terminal()))
 }
 
-/// 2,000 `sh -c true` tasks, max_parallel 2, first submit to last end, against raw
-/// posix_spawn with 2 in flight.
-pub async fn throughput() -> Value {
-    let n = crate::task_count(2000);
-    let base = tokio::task::spawn_blocking(move || raw::posix_spawn_rate(n, 2))
-        .await
-        .expect("baseline");
-    let base_rate = n as f64 / base.as_secs_f64();
+/// Tasks per second of `n` tasks of `spec` in a new runtime, max_parallel 2, from the
+/// first submit to the last end.
+async fn shell_rate(n: usize, spec: TaskSpec) -> f64 {
     let dir = tempfile::tempdir().expect("temp dir");
     let rt = open(dir.path(), 2).await;
     let mut events = rt.subscribe();
@@ -74,7 +69,7 @@ pub async fn throughput() -> Value {
         tokio::spawn(async move {
             let mut ids = Vec::with_capacity(n);
             for _ in 0..n {
-                ids.push(rt.submit(TaskSpec::shell("true")).await.expect("submit"));
+                ids.push(rt.submit(spec.clone()).await.expect("submit"));
             }
             ids
         })
@@ -82,11 +77,61 @@ pub async fn throughput() -> Value {
     let ids = submitter.await.expect("submitter");
     all_finished(&mut events, &rt, &ids).await;
     let took = start.elapsed();
-    let rate = n as f64 / took.as_secs_f64();
     rt.shutdown().await;
     if std::env::var_os("MEANWHILE_BENCH_KEEP").is_some() {
         eprintln!("kept {}", dir.keep().display());
     }
+    n as f64 / took.as_secs_f64()
+}
+
+/// What confining costs a start: 1,000 `sh -c true` tasks sandboxed (Landlock), each
+/// in a network namespace of its own, under a watched memory limit, and all three,
+/// against the same tasks unconfined in the same run.
+pub async fn sandbox_cost() -> Value {
+    let n = crate::task_count(1000);
+    let plain = shell_rate(n, TaskSpec::shell("true")).await;
+    let with = |f: &dyn Fn(&mut TaskSpec)| {
+        let mut spec = TaskSpec::shell("true");
+        f(&mut spec);
+        spec
+    };
+    let sandbox = shell_rate(n, with(&|s| s.sandbox = Some(true))).await;
+    let no_network = shell_rate(n, with(&|s| s.no_network = Some(true))).await;
+    let memory = shell_rate(
+        n,
+        with(&|s| s.memory = Some(meanwhile_core::ByteSize(1 << 30))),
+    )
+    .await;
+    let all = with(&|s| {
+        s.sandbox = Some(true);
+        s.no_network = Some(true);
+        s.memory = Some(meanwhile_core::ByteSize(1 << 30));
+    });
+    let confined = shell_rate(n, all).await;
+    json!({
+        "figure": "sandbox_cost",
+        "tasks": n,
+        "max_parallel": 2,
+        "sandbox_tasks_per_s": round(sandbox),
+        "no_network_tasks_per_s": round(no_network),
+        "memory_tasks_per_s": round(memory),
+        "tasks_per_s": round(confined),
+        "baseline": "the same tasks unconfined, in the same run",
+        "baseline_tasks_per_s": round(plain),
+        "ratio": round3(confined / plain),
+        "goal": "none set",
+    })
+}
+
+/// 2,000 `sh -c true` tasks, max_parallel 2, first submit to last end, against raw
+/// posix_spawn with 2 in flight.
+pub async fn throughput() -> Value {
+    let n = crate::task_count(2000);
+    let base = tokio::task::spawn_blocking(move || raw::posix_spawn_rate(n, 2))
+        .await
+        .expect("baseline");
+    let base_rate = n as f64 / base.as_secs_f64();
+    let rate = shell_rate(n, TaskSpec::shell("true")).await;
     json!({
         "figure": "throughput",
         "tasks": n,

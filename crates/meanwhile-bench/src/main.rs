@@ -35,6 +35,7 @@ fn main() {
     let names: Vec<String> = std::env::args().skip(1).collect();
     let all = [
         "throughput",
+        "sandbox_cost",
         "submit_scaling",
         "big_output",
         "notify_latency",
@@ -66,6 +67,9 @@ fn main() {
     rt.block_on(async {
         if want("throughput") {
             emit(engine::throughput().await);
+        }
+        if want("sandbox_cost") {
+            emit(engine::sandbox_cost().await);
         }
         if want("submit_scaling") {
             emit(engine::submit_scaling().await);

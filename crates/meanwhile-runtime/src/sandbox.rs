@@ -458,10 +458,12 @@ impl Watch {
         })
     }
 
-    /// Stops watching; the limit the tree went over, if it did.
+    /// Stops watching (waking the thread from its pause); the limit the tree went
+    /// over, if it did.
     pub(crate) fn finish(mut self) -> Option<Exceeded> {
         self.done.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
+            t.thread().unpark();
             let _ = t.join();
         }
         match self.exceeded.load(Ordering::SeqCst) {
@@ -506,7 +508,8 @@ fn watch(
             }
             return;
         }
-        std::thread::sleep(WATCH_EVERY);
+        // Woken early by `finish`, so an end never waits for a look.
+        std::thread::park_timeout(WATCH_EVERY);
     }
 }
 
