@@ -551,7 +551,8 @@ pub(crate) async fn supervise(
                 outcome,
                 exit_code: st.code,
                 signal: st.signal,
-                reason: limit_reason(task, &st),
+                // A stop or a timeout says why itself, below.
+                reason: forced.is_none().then(|| limit_reason(task, &st)).flatten(),
                 peak_rss_kb: Some(st.maxrss_kb),
                 cpu_ms: Some(st.cpu_ms),
                 ended_at: Timestamp(st.ended_at_us / 1000),
@@ -669,11 +670,14 @@ pub(crate) fn end_record(
     let id = task.id;
     let log = inner.home.log(id);
     // A sandboxed attempt's private temporary directory goes with it.
-    let tmp = inner.home.task_tmp(id, attempt);
-    if tmp.exists()
-        && let Err(e) = std::fs::remove_dir_all(&tmp)
-    {
-        tracing::warn!(task = %id, "could not remove {}: {e}", tmp.display());
+    if task.spec.sandbox == Some(true) {
+        let tmp = inner.home.task_tmp(id, attempt);
+        match std::fs::remove_dir_all(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(task = %id, "could not remove {}: {e}", tmp.display());
+            }
+            _ => {}
+        }
     }
     let (lines, bytes) = (inner.config.notice_lines, inner.config.notice_bytes);
     // A few KiB from the end of a file in the page cache: cheaper read here than
