@@ -11,8 +11,10 @@ use meanwhile_core::{
 use meanwhile_store::{NewTask, Store, StoreError};
 
 const HOUR: i64 = 3_600_000;
-/// 2026-11-27T00:00:00Z.
-const DAY0: i64 = 1_795_737_600_000;
+/// 2100-11-27T00:00:00Z: after the clock of the machine running the tests, which
+/// the store reads where no time is passed (resuming a queue rolls a window that
+/// ended by the database's clock).
+const DAY0: i64 = 4_130_956_800_000;
 
 fn at(hours: i64) -> Timestamp {
     Timestamp(DAY0 + hours * HOUR)
@@ -117,7 +119,7 @@ both! {
         assert!(alerts.iter().all(|a| a.queue.as_deref() == Some("llm")));
         assert!(
             alerts[2].message.ends_with(
-                "the queue is paused until 2026-11-28T00:00:00Z or until the budget is raised"
+                "the queue is paused until 2100-11-28T00:00:00Z or until the budget is raised"
             ),
             "{}",
             alerts[2].message
@@ -136,7 +138,7 @@ both! {
         let held = s.budget_gate("llm", at(23)).await.unwrap().unwrap();
         assert_eq!(
             held.over_budget_reason(),
-            "queue \"llm\" is over its budget: 1200 of 1000 tokens used this day (from 2026-11-27T00:00:00Z); it resumes at 2026-11-28T00:00:00Z"
+            "queue \"llm\" is over its budget: 1200 of 1000 tokens used this day (from 2100-11-27T00:00:00Z); it resumes at 2100-11-28T00:00:00Z"
         );
         assert!(s.budget_gate("llm", at(24)).await.unwrap().is_none());
         assert!(s.budget_gate("other", at(23)).await.unwrap().is_none());
@@ -173,7 +175,7 @@ both! {
             assert_eq!(a.state, AlertState::Resolved, "{a:?}");
             assert_eq!(
                 a.message,
-                "a new budget window of queue \"llm\" started at 2026-11-28T00:00:00Z"
+                "a new budget window of queue \"llm\" started at 2100-11-28T00:00:00Z"
             );
         }
         // A second roll of the same window does nothing.
@@ -280,7 +282,7 @@ both! {
         assert_eq!(*field, "paused");
         assert!(
             message.starts_with(
-                "queue \"llm\" is over its budget ($1.20 of $1.00 used in total (since 2026-11-27T00:00:00Z)) and stays paused; to resume it now, raise it with 'meanwhile budget set llm --cost USD' or remove it with 'meanwhile budget rm llm'"
+                "queue \"llm\" is over its budget ($1.20 of $1.00 used in total (since 2100-11-27T00:00:00Z)) and stays paused; to resume it now, raise it with 'meanwhile budget set llm --cost USD' or remove it with 'meanwhile budget rm llm'"
             ),
             "{message}"
         );
@@ -374,11 +376,11 @@ both! {
             .await
             .unwrap();
         assert_eq!(b.used_tokens, 0);
-        assert_eq!(b.window_start, Timestamp(1_793_491_200_000), "2026-11-01");
+        assert_eq!(b.window_start, Timestamp(4_128_710_400_000), "2100-11-01");
         assert_eq!(
             b.window_end,
-            Some(Timestamp(1_796_083_200_000)),
-            "2026-12-01"
+            Some(Timestamp(4_131_302_400_000)),
+            "2100-12-01"
         );
         assert!(firing(&budget_alerts(s).await).is_empty());
         assert_eq!(s.budgets().await.unwrap(), vec![b]);
@@ -481,7 +483,7 @@ both! {
         );
         assert_eq!(
             trail[0].1,
-            "limit 10 tokens per day, alarms 50%,80%,100%; 0 of 10 tokens used this day (from 2026-11-27T00:00:00Z)"
+            "limit 10 tokens per day, alarms 50%,80%,100%; 0 of 10 tokens used this day (from 2100-11-27T00:00:00Z)"
         );
         assert!(
             trail[1].1.contains("paused by its budget"),
@@ -491,7 +493,7 @@ both! {
         assert!(!trail[9].1.contains("paused"), "{}", trail[9].1);
         assert_eq!(
             trail[5].1,
-            "a new window started at 2026-11-28T00:00:00Z; usage counts from 0"
+            "a new window started at 2100-11-28T00:00:00Z; usage counts from 0"
         );
         assert!(
             s.verify_audit(meanwhile_store::AuditKey::new(b"k".to_vec()))
