@@ -10,6 +10,9 @@ use std::time::Duration;
 
 /// The most tasks one listing returns (`limit`), on every interface.
 pub const MAX_LIST_LIMIT: u32 = 1000;
+
+/// The longest `text` a listing is filtered by, in characters.
+pub const MAX_TEXT_FILTER: u32 = 200;
 /// The tasks a listing returns when it names no `limit`.
 pub const DEFAULT_LIST_LIMIT: u32 = 100;
 /// The largest `max_bytes` of one output read, on every interface: 16 MiB.
@@ -49,6 +52,9 @@ pub struct ListFilter {
     pub session: Option<String>,
     /// Only tasks with exactly this name.
     pub name: Option<String>,
+    /// Only tasks whose name contains this text, ignoring ASCII case.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
     /// Only tasks with an id below this one (the cursor of the previous page).
     pub before: Option<TaskId>,
     /// At most this many (default 100, at most 1000).
@@ -66,6 +72,17 @@ impl ListFilter {
             return Err(bound_error(
                 "limit",
                 format!("must be between 1 and {MAX_LIST_LIMIT} (MAX_LIST_LIMIT), got {l}"),
+            ));
+        }
+        if let Some(t) = &self.text
+            && t.chars().count() > MAX_TEXT_FILTER as usize
+        {
+            return Err(bound_error(
+                "text",
+                format!(
+                    "must be at most {MAX_TEXT_FILTER} characters (MAX_TEXT_FILTER), got {}",
+                    t.chars().count()
+                ),
             ));
         }
         if let Some(b) = self.before

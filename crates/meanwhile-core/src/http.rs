@@ -7,7 +7,7 @@ use crate::{
     TaskSpec, TaskState, WaitFor, WaitMode, parse_duration,
 };
 #[cfg(feature = "schema")]
-use crate::{MAX_LIST_LIMIT, MAX_NOTIFICATIONS, MAX_OUTPUT_BYTES, MAX_TAIL_LINES};
+use crate::{MAX_LIST_LIMIT, MAX_NOTIFICATIONS, MAX_OUTPUT_BYTES, MAX_TAIL_LINES, MAX_TEXT_FILTER};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -94,6 +94,10 @@ pub struct ListParams {
     /// Only tasks with exactly this name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Only tasks whose name contains this text, ignoring ASCII case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(length(max = MAX_TEXT_FILTER)))]
+    pub text: Option<String>,
     /// Only tasks with an id below this one (the `next` of the previous page).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "schema", schemars(range(min = 1, max = i64::MAX)))]
@@ -117,6 +121,7 @@ impl ListParams {
             label: f.label.clone(),
             session: f.session.clone(),
             name: f.name.clone(),
+            text: f.text.clone(),
             before: f.before.map(|b| b.0),
             limit: f.limit,
         }
@@ -146,6 +151,7 @@ impl ListParams {
             label: self.label,
             session: self.session,
             name: self.name,
+            text: self.text.filter(|t| !t.is_empty()),
             before: self.before.map(TaskId),
             limit: self.limit,
         };
@@ -521,6 +527,19 @@ pub struct ShutdownRequest {
     pub stop_tasks: bool,
 }
 
+/// The answer to `POST /v1/dashboard` (Unix socket only): where the dashboard is
+/// served, and a link that logs a browser in once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct DashboardLink {
+    /// The dashboard's address (`http://127.0.0.1:PORT/ui/`).
+    pub url: String,
+    /// Opens the dashboard logged in; it works once, within `expires_in_seconds`.
+    pub login_url: String,
+    /// Seconds the login link stays valid.
+    pub expires_in_seconds: u64,
+}
+
 /// The answer to `POST /v1/shutdown`: the daemon that is stopping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -649,6 +668,7 @@ mod tests {
         let f = ListFilter {
             states: vec![TaskState::Running, TaskState::TimedOut],
             queue: Some("q".into()),
+            text: Some("cargo".into()),
             before: Some(TaskId(9)),
             limit: Some(5),
             ..Default::default()

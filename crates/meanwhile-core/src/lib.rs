@@ -26,8 +26,8 @@ mod task;
 pub use alert::{Alert, AlertKind, AlertState, StallAction};
 pub use api::{
     ApiError, Backend, BackendFuture, DEFAULT_LIST_LIMIT, ErrorCode, ListFilter, MAX_LIST_LIMIT,
-    MAX_NOTIFICATIONS, MAX_OUTPUT_BYTES, MAX_TAIL_LINES, OutputChunk, OutputQuery, Page, StopMode,
-    WaitFor, WaitMode, WaitOutcome, check_notification_limit,
+    MAX_NOTIFICATIONS, MAX_OUTPUT_BYTES, MAX_TAIL_LINES, MAX_TEXT_FILTER, OutputChunk, OutputQuery,
+    Page, StopMode, WaitFor, WaitMode, WaitOutcome, check_notification_limit,
 };
 pub use audit::{
     Actor, AuditCheckpoint, AuditFilter, AuditPage, AuditParams, AuditRecord, AuditVerdict,

@@ -310,6 +310,20 @@ pub(crate) fn list_limit(limit: Option<u32>) -> u32 {
     limit.unwrap_or(100).clamp(1, 1000)
 }
 
+/// A `LIKE` pattern (escape character `\`) matching names that contain `text`.
+pub(crate) fn like_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
 /// An audit listing's bounds, and its page once read.
 pub(crate) struct AuditQuery {
     pub after: i64,

@@ -389,10 +389,26 @@ both! {
             .await
             .unwrap();
         assert_eq!(labelled.tasks.len(), 5);
+        // Text matches a part of the name, ignoring case; % and _ are themselves.
+        submit(&*f.store, TaskSpec::shell("echo 100%_done")).await;
+        async fn names(store: &dyn Store, text: &str) -> Vec<String> {
+            let page = store
+                .list(ListFilter {
+                    text: Some(text.to_string()),
+                    ..ListFilter::default()
+                })
+                .await
+                .unwrap();
+            page.tasks.into_iter().map(|t| t.name).collect()
+        }
+        assert_eq!(names(&*f.store, "JOB 2").await, ["job 24", "job 23", "job 22", "job 21", "job 20", "job 2"]);
+        assert_eq!(names(&*f.store, "%_d").await, ["echo 100%_done"]);
+        assert_eq!(names(&*f.store, "0_d").await, Vec::<String>::new());
+        assert_eq!(names(&*f.store, "b\\").await, Vec::<String>::new());
         let counts = f.store.counts().await.unwrap();
         assert_eq!(
             counts,
-            vec![("default".to_string(), TaskState::Pending, 25)]
+            vec![("default".to_string(), TaskState::Pending, 26)]
         );
     }
 }

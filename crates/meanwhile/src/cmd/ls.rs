@@ -24,6 +24,9 @@ pub struct Args {
     /// Only tasks with exactly this name.
     #[arg(long)]
     pub name: Option<String>,
+    /// Only tasks whose name contains this text (ignoring case).
+    #[arg(long, short = 't')]
+    pub text: Option<String>,
     /// Show at most this many (at most 1000).
     #[arg(long, short = 'n', default_value_t = 50)]
     pub limit: u32,
@@ -62,6 +65,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         label: args.label,
         session: args.session,
         name: args.name,
+        text: args.text,
         before: args.before,
         limit: Some(args.limit.clamp(1, 1000)),
     };

@@ -128,6 +128,16 @@ pub(crate) async fn list(c: &Client, f: &ListFilter) -> Result<Page> {
     if let Some(n) = &f.name {
         sql += &format!(" AND name = {}", arg(Box::new(n.clone())));
     }
+    if let Some(t) = &f.text {
+        if t.contains('\0') {
+            // PostgreSQL text holds no NUL, so no name contains one.
+            return Ok(crate::decode::task_page(Vec::new(), limit));
+        }
+        sql += &format!(
+            " AND name ILIKE {} ESCAPE '\\'",
+            arg(Box::new(crate::decode::like_pattern(t)))
+        );
+    }
     if let Some(l) = &f.label {
         sql += &format!(
             " AND id IN (SELECT task_id FROM task_labels WHERE label = {})",

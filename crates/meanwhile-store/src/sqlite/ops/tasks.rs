@@ -110,6 +110,13 @@ pub(crate) fn list(conn: &Connection, f: &ListFilter) -> Result<Page> {
     if let Some(n) = &f.name {
         sql += &format!(" AND name = {}", arg(n.clone().into(), &mut args));
     }
+    if let Some(t) = &f.text {
+        // LIKE ignores ASCII case in SQLite; the text's own % _ and \ match themselves.
+        sql += &format!(
+            " AND name LIKE {} ESCAPE '\\'",
+            arg(crate::decode::like_pattern(t).into(), &mut args)
+        );
+    }
     if let Some(l) = &f.label {
         sql += &format!(
             " AND id IN (SELECT task_id FROM task_labels WHERE label = {})",
