@@ -581,6 +581,12 @@ impl Client {
         .await
     }
 
+    /// A one-time login link to the dashboard, on a loopback port the daemon opens
+    /// for it when it has no TCP listener. Over the Unix socket only.
+    pub async fn dashboard(&self) -> Result<meanwhile_core::http::DashboardLink, ClientError> {
+        self.call(Method::POST, "/v1/dashboard", None).await
+    }
+
     /// The nodes sharing the daemon's store.
     pub async fn nodes(&self) -> Result<Vec<meanwhile_core::NodeInfo>, ClientError> {
         self.call(Method::GET, "/v1/nodes", None).await

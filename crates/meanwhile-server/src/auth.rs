@@ -3,6 +3,7 @@
 //! the Unix socket as the kernel names it, and the middleware that records either as
 //! the actor of every store write a request makes.
 
+use crate::dashboard::{self, Browser, Verdict};
 use crate::error::{ServerError, error_response};
 use axum::extract::Request;
 use axum::extract::connect_info::{ConnectInfo, Connected};
@@ -94,7 +95,7 @@ impl Tokens {
 
     /// The name of the token `given`; in a fleet, after reading the store again
     /// when it is not known (another node may have just added it).
-    async fn find(&self, given: &str) -> Option<String> {
+    pub(crate) async fn find(&self, given: &str) -> Option<String> {
         if let Some(name) = self.name_of(given) {
             return Some(name);
         }
@@ -136,6 +137,17 @@ impl Tokens {
             named.into_iter().map(|(n, h)| (h, n)).collect();
     }
 
+    /// Whether a token named `name` is known (the default one always is).
+    pub(crate) fn is_known(&self, name: &str) -> bool {
+        name == DEFAULT_TOKEN
+            || self
+                .named
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .any(|n| n == name)
+    }
+
     pub(crate) fn insert(&self, name: &str, hash: &str) {
         self.named
             .write()
@@ -170,33 +182,45 @@ async fn serve_as(actor: Actor, mut req: Request, next: Next) -> Response {
 }
 
 /// Middleware of the TCP listener: refuses a request without a known
-/// `Authorization: Bearer <token>`, and records the token's name as its actor.
-pub(crate) async fn require_token(tokens: Arc<Tokens>, req: Request, next: Next) -> Response {
+/// `Authorization: Bearer <token>` or the dashboard's session cookie (the login
+/// pages excepted), and records the token's name, or the session's actor, as its
+/// actor.
+pub(crate) async fn require_token(
+    tokens: Arc<Tokens>,
+    browser: Arc<Browser>,
+    req: Request,
+    next: Next,
+) -> Response {
     let given = req
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let found = match given {
-        Some(g) => Some(tokens.find(g).await),
-        None => None,
+    let Some(given) = given else {
+        return match dashboard::without_token(
+            &browser,
+            &tokens,
+            req.method(),
+            req.uri(),
+            req.headers(),
+        ) {
+            Verdict::Serve(actor) => serve_as(actor, req, next).await,
+            Verdict::Open => next.run(req).await,
+            Verdict::Refuse(r) => r,
+        };
     };
-    match found {
-        Some(Some(name)) => {
+    match tokens.find(given).await {
+        Some(name) => {
             let actor = Actor::Token {
                 name,
                 session: None,
             };
             serve_as(actor, req, next).await
         }
-        Some(None) => error_response(ApiError::new(
-            ErrorCode::Unauthorized,
-            "wrong bearer token (the default one is in the token file of the daemon's home; see 'meanwhile token ls' for the named ones)",
-        )),
         None => error_response(ApiError::new(
             ErrorCode::Unauthorized,
-            "this listener needs 'Authorization: Bearer <token>'; the token is in the token file of the daemon's home",
+            "wrong bearer token (the default one is in the token file of the daemon's home; see 'meanwhile token ls' for the named ones)",
         )),
     }
 }

@@ -87,6 +87,40 @@ async fn refresh_tokens(rt: Runtime, tokens: Arc<auth::Tokens>) {
     }
 }
 
+/// Serves the API, the MCP endpoint and the dashboard on a TCP listener until the
+/// daemon shuts down: the bearer token (or the dashboard's session) is required, and
+/// a foreign `Host` or `Origin` is refused before the token is looked at.
+async fn serve_tcp(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    tokens: Arc<auth::Tokens>,
+    node_address: Option<String>,
+    mut down_rx: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let local = listener.local_addr()?;
+    tracing::info!("also serving on http://{local} (bearer token required)");
+    let allowed = Arc::new(origin::Allowed::new(local, node_address.as_deref()));
+    let browser = state.browser.clone();
+    // The outer layer runs first.
+    let app = routes::router(state, Listener::Tcp)
+        .layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| {
+                auth::require_token(tokens.clone(), browser.clone(), req, next)
+            },
+        ))
+        .layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| origin::check(allowed.clone(), req, next),
+        ));
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<origin::LocalAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = down_rx.wait_for(|d| *d).await;
+    })
+    .await
+}
+
 /// Runs the daemon on `settings.home` until `shutdown` completes.
 pub async fn serve(
     settings: Settings,
@@ -288,7 +322,27 @@ pub async fn serve(
         stop: stop_tx.clone(),
         tokens: tokens.clone(),
         audit_key: audit_key.clone(),
+        browser: Arc::new(crate::dashboard::Browser::new(bound)),
     };
+    {
+        // A loopback port opened for the dashboard is served like the TCP listener.
+        let (state2, tokens, down_rx) = (state.clone(), tokens.clone(), down_rx.clone());
+        let node_address = settings.node_address.clone();
+        state.browser.set_launcher(Box::new(move |listener| {
+            let serving = serve_tcp(
+                listener,
+                state2.clone(),
+                tokens.clone(),
+                node_address.clone(),
+                down_rx.clone(),
+            );
+            tokio::spawn(async move {
+                if let Err(e) = serving.await {
+                    tracing::error!("serving the dashboard's port failed: {e}");
+                }
+            });
+        }));
+    }
     let retention = tokio::spawn(retention::run(rt.clone(), settings.retention, audit_key));
     if let Some(url) = &settings.heartbeat_url {
         tokio::spawn(crate::webhook::heartbeat(
@@ -324,31 +378,13 @@ pub async fn serve(
     )
     .with_graceful_shutdown(down(down_rx.clone()))
     .into_future();
-    let node_address = settings.node_address.clone();
     let tcp_server = {
-        let down_rx = down_rx.clone();
+        let (node_address, down_rx) = (settings.node_address.clone(), down_rx.clone());
         async move {
-            let Some(listener) = tcp else {
-                return Ok(());
-            };
-            let local = listener.local_addr()?;
-            tracing::info!("also serving on http://{local} (bearer token required)");
-            let allowed = Arc::new(origin::Allowed::new(local, node_address.as_deref()));
-            // The outer layer runs first: a foreign Host or Origin is refused before
-            // the token is looked at.
-            let app = routes::router(state, Listener::Tcp)
-                .layer(axum::middleware::from_fn(
-                    move |req: Request, next: Next| auth::require_token(tokens.clone(), req, next),
-                ))
-                .layer(axum::middleware::from_fn(
-                    move |req: Request, next: Next| origin::check(allowed.clone(), req, next),
-                ));
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<origin::LocalAddr>(),
-            )
-            .with_graceful_shutdown(down(down_rx))
-            .await
+            match tcp {
+                Some(listener) => serve_tcp(listener, state, tokens, node_address, down_rx).await,
+                None => Ok(()),
+            }
         }
     };
     let servers = async { tokio::join!(unix_server, tcp_server) };

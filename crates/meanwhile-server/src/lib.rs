@@ -9,6 +9,7 @@
 mod auth;
 mod config;
 mod daemon;
+mod dashboard;
 mod error;
 mod extract;
 pub mod forward;

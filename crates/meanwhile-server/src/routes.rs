@@ -233,6 +233,13 @@ fn socket_only() -> Vec<Route> {
             tokens::remove,
         )
         .status(204),
+        op(
+            M::POST,
+            "/v1/dashboard",
+            "A one-time login link to the dashboard, on a loopback port opened for it when the daemon has no TCP listener",
+            crate::dashboard::open,
+        )
+        .answer::<meanwhile_core::http::DashboardLink>(),
     ]
 }
 
@@ -281,6 +288,9 @@ pub(crate) fn router(state: AppState, listener: Listener) -> Router {
     let mut router = Router::new();
     for (path, m) in by_path {
         router = router.route(path, m.fallback(method_not_allowed));
+    }
+    if listener == Listener::Tcp {
+        router = router.merge(crate::dashboard::routes());
     }
     let mcp = mcp_service(&state);
     router

@@ -27,6 +27,8 @@ pub(crate) struct AppState {
     pub tokens: Arc<Tokens>,
     /// The key that signs the audit trail's checkpoints.
     pub audit_key: AuditKey,
+    /// The dashboard's browser sessions and login links.
+    pub browser: Arc<crate::dashboard::Browser>,
 }
 
 /// Counts a long request for as long as it is served, however it ends.

@@ -83,6 +83,9 @@ pub enum Command {
     /// The named bearer tokens of the TCP listener: add (prints it once), ls, rm.
     /// Over the Unix socket only.
     Token(cmd::token::Args),
+    /// Open the dashboard in a browser: a one-time login link on a loopback port.
+    /// Over the Unix socket only.
+    Dashboard(cmd::dashboard::Args),
     /// The nodes sharing the daemon's store: address, version, latest heartbeat,
     /// running tasks, and whether each is alive; `nodes rm NAME` forgets one.
     Nodes(cmd::nodes::Args),
@@ -147,6 +150,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Audit(a) => cmd::audit::run(&ctx, a).await,
             Command::Token(a) => cmd::token::run(&ctx, a).await,
             Command::Nodes(a) => cmd::nodes::run(&ctx, a).await,
+            Command::Dashboard(a) => cmd::dashboard::run(&ctx, a).await,
             Command::Notifications(a) => cmd::notifications::run(&ctx, a).await,
             Command::Status(a) => cmd::status::run(&ctx, a).await,
             Command::Alerts(a) => cmd::alerts::run(&ctx, a).await,

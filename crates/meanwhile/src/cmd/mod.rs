@@ -9,6 +9,7 @@ pub mod budget;
 pub mod clean;
 pub mod completions;
 pub mod daemon;
+pub mod dashboard;
 pub mod logs;
 pub mod ls;
 pub mod mcp;

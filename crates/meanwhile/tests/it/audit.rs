@@ -26,14 +26,6 @@ fn over_tcp(home: &Home, port: u16, token: &str, args: &[&str]) -> std::process:
     c.output().unwrap()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn sql(home: &Home, statement: &str) {
     let conn = rusqlite::Connection::open(home.home.join("meanwhile.db")).unwrap();
     conn.execute_batch(statement).unwrap();

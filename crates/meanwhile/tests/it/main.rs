@@ -9,6 +9,7 @@ mod batch;
 mod budgets;
 mod commands;
 mod daemon;
+mod dashboard;
 mod fleet;
 mod hooks;
 mod interactive;

@@ -208,3 +208,59 @@ pub fn provider_env(url: &str) -> Vec<(&'static str, String)> {
         ("ANTHROPIC_BASE_URL", url.into()),
     ]
 }
+
+/// A TCP port free at the moment.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The browser tests' driver: the `playwright-core` package in
+/// `$MEANWHILE_PLAYWRIGHT` (set by `.ci/run`), else in the repository's
+/// `.playwright/`, installed from npm on first use.
+pub fn playwright() -> PathBuf {
+    if let Some(path) = std::env::var_os("MEANWHILE_PLAYWRIGHT").map(PathBuf::from) {
+        assert!(
+            path.join("package.json").exists(),
+            "MEANWHILE_PLAYWRIGHT is {}, which holds no package.json",
+            path.display()
+        );
+        return path;
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let prefix = root.join(".playwright");
+    let dir = prefix.join("node_modules/playwright-core");
+    let lock = std::fs::File::create(root.join(".playwright.lock")).unwrap();
+    // SAFETY: flock on a file held open here; released when it closes.
+    unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
+    if !dir.join("package.json").exists() {
+        let ok = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&prefix)
+            .arg(PLAYWRIGHT)
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "npm install {PLAYWRIGHT} failed (see .ci/run)");
+    }
+    dir
+}
+
+/// The version of the browser driver.
+pub const PLAYWRIGHT: &str = "playwright-core@1.65.2";
+
+/// The browser: `$MEANWHILE_CHROMIUM`, else Debian's `/usr/bin/chromium`.
+pub fn chromium() -> PathBuf {
+    let path = std::env::var_os("MEANWHILE_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    assert!(
+        path.exists(),
+        "no browser at {}: install Debian's chromium (apt-get install chromium, as .ci/run does) or set MEANWHILE_CHROMIUM",
+        path.display()
+    );
+    path
+}
