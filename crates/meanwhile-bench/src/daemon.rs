@@ -268,6 +268,72 @@ pub async fn ls_latency() -> Value {
     })
 }
 
+/// The dashboard's first page in a real browser with 1,000,000 tasks in the store:
+/// its own request for the list, and when its rows were on screen, against the same
+/// request made directly to the API. It runs the browser tests' script
+/// (`crates/meanwhile/tests/browser/dashboard.mjs`, scene `big`).
+pub async fn dashboard_first_page() -> Value {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let playwright = std::env::var_os("MEANWHILE_PLAYWRIGHT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join(".playwright/node_modules/playwright-core"));
+    let chromium = PathBuf::from("/usr/bin/chromium");
+    let skipped = |why: String| json!({"figure": "dashboard_first_page", "skipped": why});
+    if !playwright.join("package.json").exists() {
+        return skipped(format!(
+            "no playwright-core at {} (npm install --prefix .playwright playwright-core, as .ci/run does)",
+            playwright.display()
+        ));
+    }
+    if !chromium.exists() {
+        return skipped("no /usr/bin/chromium (apt-get install chromium)".into());
+    }
+    const TASKS: u64 = 1_000_000;
+    let dir = seeded_home(TASKS).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let d = Daemon::start_with(dir.path(), &["--listen", &listen], &[]).await;
+    let token = std::fs::read_to_string(dir.path().join("token")).expect("the token file");
+    let shots = tempfile::tempdir().expect("temp dir");
+    let out = Command::new("node")
+        .arg(root.join("crates/meanwhile/tests/browser/dashboard.mjs"))
+        .env("MW_BASE", format!("http://{listen}"))
+        .env("MW_TOKEN", token.trim())
+        .env("MW_SHOTS", shots.path())
+        .env("MW_SCENE", "big")
+        .env("MW_PLAYWRIGHT", &playwright)
+        .env("MW_CHROMIUM", &chromium)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("node");
+    d.stop();
+    let line = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.contains("\"first_page\""))
+        .map(str::to_string);
+    let Some(m) = line.and_then(|l| serde_json::from_str::<Value>(&l).ok()) else {
+        return skipped(format!(
+            "the browser script failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        ));
+    };
+    let api = m["api_ms"].as_f64().unwrap_or(f64::NAN);
+    let page = m["page_list_ms"].as_f64().unwrap_or(f64::NAN);
+    json!({
+        "figure": "dashboard_first_page",
+        "tasks_in_store": TASKS,
+        "page_list_request_ms": round(page),
+        "rows_shown_after_ms": round(m["rows_shown_ms"].as_f64().unwrap_or(f64::NAN)),
+        "baseline": "GET /v1/tasks?limit=50 from a script, median of 5",
+        "baseline_ms": round(api),
+        "ratio": round(page / api),
+        "goal": "the page's list request takes the API's time (ratio <= 2)",
+    })
+}
+
 pub(crate) fn round(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
 }

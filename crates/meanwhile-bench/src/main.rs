@@ -5,7 +5,9 @@
 //! throughput, submit_scaling, big_output, notify_latency, closure_throughput (the
 //! engine, in-process), and
 //! api_throughput, cli_latency, daemon_rss, ls_latency (the daemon and the `meanwhile`
-//! binary, which must be built: `cargo build --release -p meanwhile`), and
+//! binary, which must be built: `cargo build --release -p meanwhile`),
+//! dashboard_first_page (also Node.js, `/usr/bin/chromium` and the tests'
+//! playwright-core, in `.playwright/` or `MEANWHILE_PLAYWRIGHT`), and
 //! fleet_throughput, claim_latency, closure_throughput_postgres (nodes on a throwaway
 //! PostgreSQL server of their own; PostgreSQL must be installed).
 //!
@@ -44,6 +46,7 @@ fn main() {
         "cli_latency",
         "daemon_rss",
         "ls_latency",
+        "dashboard_first_page",
         "fleet_throughput",
         "claim_latency",
         "closure_throughput_postgres",
@@ -94,6 +97,9 @@ fn main() {
         }
         if want("ls_latency") {
             emit(daemon::ls_latency().await);
+        }
+        if want("dashboard_first_page") {
+            emit(daemon::dashboard_first_page().await);
         }
         if want("fleet_throughput") {
             emit(fleet::fleet_throughput().await);

@@ -33,8 +33,8 @@ use std::time::{Duration, Instant};
 
 /// How long a one-time login link works.
 const CODE_LIFETIME: Duration = Duration::from_secs(300);
-/// How long a session lasts without a request.
-const SESSION_IDLE: Duration = Duration::from_secs(24 * 3600);
+/// How long a session lasts after its login (the cookie's `Max-Age` too).
+const SESSION_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// The most sessions kept; the oldest go first.
 const MAX_SESSIONS: usize = 10_000;
 
@@ -101,7 +101,7 @@ const LOGIN_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-act
 
 struct Session {
     actor: Actor,
-    last_used: Instant,
+    since: Instant,
 }
 
 /// The browser sessions and one-time login codes of a daemon, kept by hash.
@@ -139,11 +139,11 @@ impl Browser {
     fn new_session(&self, actor: Actor) -> String {
         let secret = crate::auth::new_secret();
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        sessions.retain(|_, s| s.last_used.elapsed() < SESSION_IDLE);
+        sessions.retain(|_, s| s.since.elapsed() < SESSION_LIFETIME);
         if sessions.len() >= MAX_SESSIONS
             && let Some(oldest) = sessions
                 .iter()
-                .min_by_key(|(_, s)| s.last_used)
+                .min_by_key(|(_, s)| s.since)
                 .map(|(k, _)| k.clone())
         {
             sessions.remove(&oldest);
@@ -152,7 +152,7 @@ impl Browser {
             hash(&secret),
             Session {
                 actor,
-                last_used: Instant::now(),
+                since: Instant::now(),
             },
         );
         secret
@@ -162,12 +162,11 @@ impl Browser {
     fn session(&self, secret: &str) -> Option<Actor> {
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         let key = hash(secret);
-        let s = sessions.get_mut(&key)?;
-        if s.last_used.elapsed() >= SESSION_IDLE {
+        let s = sessions.get(&key)?;
+        if s.since.elapsed() >= SESSION_LIFETIME {
             sessions.remove(&key);
             return None;
         }
-        s.last_used = Instant::now();
         Some(s.actor.clone())
     }
 
@@ -392,7 +391,7 @@ fn logged_in(browser: &Browser, actor: Actor, port: u16, next: &str) -> Response
     let cookie = format!(
         "{}={secret}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
         cookie_name(port),
-        SESSION_IDLE.as_secs()
+        SESSION_LIFETIME.as_secs()
     );
     let next = escape(next);
     let html = format!(

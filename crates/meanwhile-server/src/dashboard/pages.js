@@ -97,16 +97,16 @@ export function budgetsView(main) {
   return livePage(main, 'Budgets', async (redraw) => {
     const list = await get('/v1/budgets');
     const queue = h('input', {name: 'queue', placeholder: 'queue', required: true, 'aria-label': 'queue'});
-    const window = h('select', {name: 'window', 'aria-label': 'window'}, ['day', 'hour', 'month', 'total'].map((w) => h('option', {value: w}, w)));
+    const win = h('select', {name: 'window', 'aria-label': 'window'}, ['day', 'hour', 'month', 'total'].map((w) => h('option', {value: w}, w)));
     const tokens = h('input', {name: 'tokens', type: 'number', min: 0, placeholder: 'tokens', 'aria-label': 'tokens', class: 'small'});
     const cost = h('input', {name: 'cost_usd', type: 'number', min: 0, step: '0.01', placeholder: 'US dollars', 'aria-label': 'cost in US dollars', class: 'small'});
     const form = h('form', {class: 'inline', onsubmit: (e) => {
       e.preventDefault();
-      const spec = {window: window.value};
+      const spec = {window: win.value};
       if (tokens.value) spec.tokens = Number(tokens.value);
       if (cost.value) spec.cost_usd = Number(cost.value);
       act(form.querySelector('button'), async () => { await put(`/v1/budgets/${encodeURIComponent(queue.value)}`, spec); redraw(); });
-    }}, 'Set a budget: ', queue, window, tokens, cost, h('button', {type: 'submit'}, 'Set'));
+    }}, 'Set a budget: ', queue, win, tokens, cost, h('button', {type: 'submit'}, 'Set'));
     return h('div', {}, table(['queue', 'window', 'tokens', 'cost', 'calls', 'state', 'window ends', ''],
       list.map((b) => [
         b.queue, b.window,

@@ -11,7 +11,8 @@ use std::process::ExitCode;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Also listen on this TCP address (e.g. 127.0.0.1:7070); every request there
-    /// needs the bearer token from the home's token file.
+    /// needs the bearer token from the home's token file. The dashboard is served
+    /// there too (open http://ADDRESS/ and log in with the token).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
     /// On shutdown, stop running tasks instead of leaving them for the next daemon.
