@@ -137,15 +137,14 @@ impl Tokens {
             named.into_iter().map(|(n, h)| (h, n)).collect();
     }
 
-    /// Whether a token named `name` is known (the default one always is).
-    pub(crate) fn is_known(&self, name: &str) -> bool {
-        name == DEFAULT_TOKEN
+    /// Whether the token of this hash opens the listener now.
+    pub(crate) fn knows_hash(&self, hash: &str) -> bool {
+        hash == self.default_hash
             || self
                 .named
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
-                .values()
-                .any(|n| n == name)
+                .contains_key(hash)
     }
 
     pub(crate) fn insert(&self, name: &str, hash: &str) {

@@ -101,6 +101,8 @@ const LOGIN_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-act
 
 struct Session {
     actor: Actor,
+    /// The hash of the token it logged in with; none for a login link's.
+    token: Option<String>,
     since: Instant,
 }
 
@@ -136,7 +138,7 @@ impl Browser {
         let _ = self.launcher.set(f);
     }
 
-    fn new_session(&self, actor: Actor) -> String {
+    fn new_session(&self, actor: Actor, token: Option<String>) -> String {
         let secret = crate::auth::new_secret();
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         sessions.retain(|_, s| s.since.elapsed() < SESSION_LIFETIME);
@@ -152,18 +154,22 @@ impl Browser {
             hash(&secret),
             Session {
                 actor,
+                token,
                 since: Instant::now(),
             },
         );
         secret
     }
 
-    /// The actor of the session `secret`, if it is one and has not expired.
-    fn session(&self, secret: &str) -> Option<Actor> {
+    /// The actor of the session `secret`, if it is one, has not expired, and the
+    /// token it logged in with still opens the listener (`tokens` knows its hash: a
+    /// token removed, even if added again under its name, ends its sessions).
+    fn session(&self, secret: &str, tokens: &Tokens) -> Option<Actor> {
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         let key = hash(secret);
         let s = sessions.get(&key)?;
-        if s.since.elapsed() >= SESSION_LIFETIME {
+        let gone = s.token.as_ref().is_some_and(|h| !tokens.knows_hash(h));
+        if gone || s.since.elapsed() >= SESSION_LIFETIME {
             sessions.remove(&key);
             return None;
         }
@@ -175,14 +181,6 @@ impl Browser {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&hash(secret));
-    }
-
-    /// Ends the sessions logged in with the token `name` (it was removed).
-    pub(crate) fn forget_token(&self, name: &str) {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|_, s| !matches!(&s.actor, Actor::Token { name: n, .. } if n == name));
     }
 
     fn new_code(&self, actor: Actor) -> String {
@@ -267,9 +265,7 @@ pub(crate) fn without_token(
         return Verdict::Open;
     }
     let port = port_of(headers);
-    let actor = session_cookie(headers, port)
-        .and_then(|c| browser.session(&c))
-        .filter(|a| token_known(tokens, a));
+    let actor = session_cookie(headers, port).and_then(|c| browser.session(&c, tokens));
     if let Some(actor) = actor {
         let changes = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
         if changes && !headers.contains_key(axum::http::header::ORIGIN) {
@@ -386,8 +382,14 @@ fn login_form(status: StatusCode, message: &str, next: &str) -> Response {
 /// Logged in: the cookie, and the way on. The way on is a page that refreshes
 /// rather than a redirect, so that the browser sends the `SameSite=Strict` cookie
 /// even when the login link was opened from another application.
-fn logged_in(browser: &Browser, actor: Actor, port: u16, next: &str) -> Response {
-    let secret = browser.new_session(actor);
+fn logged_in(
+    browser: &Browser,
+    actor: Actor,
+    token: Option<String>,
+    port: u16,
+    next: &str,
+) -> Response {
+    let secret = browser.new_session(actor, token);
     let cookie = format!(
         "{}={secret}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
         cookie_name(port),
@@ -428,7 +430,7 @@ async fn login_page(State(state): State<AppState>, headers: HeaderMap, uri: Uri)
     let next = next_page(q.next.as_deref());
     match q.code {
         Some(code) => match state.browser.take_code(&code) {
-            Some(actor) => logged_in(&state.browser, actor, port_of(&headers), &next),
+            Some(actor) => logged_in(&state.browser, actor, None, port_of(&headers), &next),
             None => login_form(
                 StatusCode::UNAUTHORIZED,
                 "This login link was used already or has expired. Run 'meanwhile dashboard' again, or give a token.",
@@ -465,7 +467,8 @@ async fn login(State(state): State<AppState>, headers: HeaderMap, body: String) 
                 name,
                 session: None,
             };
-            logged_in(&state.browser, actor, port_of(&headers), &next)
+            let hash = crate::auth::token_hash(form.token.trim());
+            logged_in(&state.browser, actor, Some(hash), port_of(&headers), &next)
         }
         None => login_form(
             StatusCode::UNAUTHORIZED,
@@ -534,18 +537,10 @@ fn unavailable(message: String) -> Fail {
     Fail(ApiError::new(ErrorCode::Unavailable, message))
 }
 
-/// Whether the token a session logged in with still opens the listener (a session
-/// logged in with a removed token ends with it).
-fn token_known(tokens: &Tokens, actor: &Actor) -> bool {
-    match actor {
-        Actor::Token { name, .. } => tokens.is_known(name),
-        _ => true,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::token_hash;
 
     fn someone() -> Actor {
         Actor::Token {
@@ -556,18 +551,25 @@ mod tests {
 
     #[test]
     fn codes_work_once_and_sessions_end() {
+        let tokens = Tokens::new("secret", [("web".to_string(), token_hash("web-1"))]);
         let b = Browser::default();
         let code = b.new_code(someone());
         assert_eq!(b.take_code(&code), Some(someone()));
         assert_eq!(b.take_code(&code), None);
         assert_eq!(b.take_code("guess"), None);
-        let s = b.new_session(someone());
-        assert_eq!(b.session(&s), Some(someone()));
-        b.forget_token("default");
-        assert_eq!(b.session(&s), None);
-        let s = b.new_session(someone());
-        b.end_session(&s);
-        assert_eq!(b.session(&s), None);
+        let linked = b.new_session(someone(), None);
+        let by_default = b.new_session(someone(), Some(token_hash("secret")));
+        let by_web = b.new_session(someone(), Some(token_hash("web-1")));
+        for s in [&linked, &by_default, &by_web] {
+            assert_eq!(b.session(s, &tokens), Some(someone()));
+        }
+        // A token removed and added again under its name is another token.
+        tokens.remove("web");
+        tokens.insert("web", &token_hash("web-2"));
+        assert_eq!(b.session(&by_web, &tokens), None);
+        assert_eq!(b.session(&by_default, &tokens), Some(someone()));
+        b.end_session(&linked);
+        assert_eq!(b.session(&linked, &tokens), None);
     }
 
     #[test]

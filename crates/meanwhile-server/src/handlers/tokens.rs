@@ -74,6 +74,5 @@ pub(crate) async fn remove(
     }
     state.rt.remove_token(&name).await?;
     state.tokens.remove(&name);
-    state.browser.forget_token(&name);
     Ok(StatusCode::NO_CONTENT)
 }

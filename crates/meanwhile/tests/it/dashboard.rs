@@ -282,6 +282,12 @@ fn a_login_link_or_the_form_gives_a_strict_cookie_and_changes_need_this_origin()
         http(port, "GET", "/v1/queues", &[("Cookie", &web)], "").status,
         401
     );
+    // A token added again under the name is another token: the session stays ended.
+    home.ok(&["token", "add", "web"]);
+    assert_eq!(
+        http(port, "GET", "/v1/queues", &[("Cookie", &web)], "").status,
+        401
+    );
 
     // Logging out ends the session.
     let out = call("POST", "/logout", &[("Origin", &origin)], "");
