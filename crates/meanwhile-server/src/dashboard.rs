@@ -11,7 +11,7 @@
 //! A request with the cookie that changes state must carry an `Origin` (checked to
 //! be this listener by [`crate::origin`]).
 
-use crate::auth::Tokens;
+use crate::auth::{Tokens, token_hash};
 use crate::error::{Answer, Fail};
 use crate::state::AppState;
 use axum::Extension;
@@ -25,7 +25,6 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use meanwhile_core::http::DashboardLink;
 use meanwhile_core::{Actor, ApiError, ErrorCode};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Mutex, OnceLock};
@@ -117,13 +116,6 @@ pub(crate) struct Browser {
     launcher: OnceLock<Box<dyn Fn(tokio::net::TcpListener) + Send + Sync>>,
 }
 
-fn hash(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 impl Browser {
     /// A browser that the daemon's TCP listener at `address` (if any) serves.
     pub(crate) fn new(address: Option<SocketAddr>) -> Browser {
@@ -151,7 +143,7 @@ impl Browser {
             sessions.remove(&oldest);
         }
         sessions.insert(
-            hash(&secret),
+            token_hash(&secret),
             Session {
                 actor,
                 token,
@@ -166,7 +158,7 @@ impl Browser {
     /// token removed, even if added again under its name, ends its sessions).
     fn session(&self, secret: &str, tokens: &Tokens) -> Option<Actor> {
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        let key = hash(secret);
+        let key = token_hash(secret);
         let s = sessions.get(&key)?;
         let gone = s.token.as_ref().is_some_and(|h| !tokens.knows_hash(h));
         if gone || s.since.elapsed() >= SESSION_LIFETIME {
@@ -180,14 +172,14 @@ impl Browser {
         self.sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&hash(secret));
+            .remove(&token_hash(secret));
     }
 
     fn new_code(&self, actor: Actor) -> String {
         let code = crate::auth::new_secret();
         let mut codes = self.codes.lock().unwrap_or_else(|e| e.into_inner());
         codes.retain(|_, (_, at)| at.elapsed() < CODE_LIFETIME);
-        codes.insert(hash(&code), (actor, Instant::now()));
+        codes.insert(token_hash(&code), (actor, Instant::now()));
         code
     }
 
@@ -197,7 +189,7 @@ impl Browser {
             .codes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&hash(code))?;
+            .remove(&token_hash(code))?;
         (at.elapsed() < CODE_LIFETIME).then_some(actor)
     }
 }
@@ -326,7 +318,7 @@ async fn file(uri: Uri, headers: HeaderMap) -> Response {
             format!("the dashboard has no file {name:?}"),
         ));
     };
-    let etag = format!("\"{}\"", &hash(body)[..16]);
+    let etag = format!("\"{}\"", &token_hash(body)[..16]);
     let mut r = if headers
         .get(IF_NONE_MATCH)
         .is_some_and(|v| v.as_bytes() == etag.as_bytes())
@@ -467,7 +459,7 @@ async fn login(State(state): State<AppState>, headers: HeaderMap, body: String) 
                 name,
                 session: None,
             };
-            let hash = crate::auth::token_hash(form.token.trim());
+            let hash = token_hash(form.token.trim());
             logged_in(&state.browser, actor, Some(hash), port_of(&headers), &next)
         }
         None => login_form(
@@ -540,7 +532,6 @@ fn unavailable(message: String) -> Fail {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::token_hash;
 
     fn someone() -> Actor {
         Actor::Token {
