@@ -698,8 +698,35 @@ pub struct AlertParams {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Health {
-    /// True when no alert fires.
+    /// True when no alert fires and no loop of the daemon keeps failing.
     pub ok: bool,
     /// The firing alerts, newest first.
     pub firing: Vec<crate::Alert>,
+    /// The daemon's long-running loops that failed or restarted since it started,
+    /// by name; `failing` ones make `ok` false.
+    #[serde(default)]
+    pub loops: Vec<LoopHealth>,
+}
+
+/// What one of the daemon's long-running loops (the dispatcher, a follower of the
+/// event log, retention, ...) did wrong since the daemon started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct LoopHealth {
+    /// The loop, as `/metrics` names it (`meanwhile_loop_errors_total{loop}`).
+    pub name: String,
+    /// Rounds that failed (each logged), since the daemon started.
+    pub errors: u64,
+    /// Times it panicked and was started again.
+    pub restarts: u64,
+    /// True when its last rounds all failed (three or more in a row).
+    pub failing: bool,
+    /// Failed rounds since its last good one.
+    pub consecutive_failures: u32,
+    /// What went wrong last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_at: Option<crate::Timestamp>,
 }

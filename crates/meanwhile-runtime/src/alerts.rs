@@ -25,9 +25,13 @@ const STALL_LOOK: Duration = Duration::from_secs(1);
 /// Events read from the store at a time when behind.
 const PAGE: u32 = 256;
 
+/// The loops' names, for their errors and health.
+const FOLLOWER: &str = "alerts";
+const STALLS: &str = "stalls";
+
 pub(crate) fn start(inner: &Arc<Inner>) {
-    tokio::spawn(follow(inner.clone()));
-    tokio::spawn(stalls(inner.clone()));
+    inner.spawn_loop(FOLLOWER, follow);
+    inner.spawn_loop(STALLS, stalls);
 }
 
 fn subject(id: TaskId) -> String {
@@ -38,9 +42,22 @@ fn queue_subject(queue: &str) -> String {
     format!("queue:{queue}")
 }
 
-/// Logs a failed alert write; the next event or look tries again.
-fn failed(inner: &Inner, what: std::fmt::Arguments<'_>, e: &StoreError) {
-    inner.write_failed(what, e);
+/// Logs a failed alert write of loop `name`; the next event or look tries again.
+fn failed(inner: &Inner, name: &'static str, what: std::fmt::Arguments<'_>, e: &StoreError) {
+    inner.loop_failed(name, what, e);
+}
+
+/// A store call of the follower that failed, and what it was doing: the event it
+/// was taking is taken again, so the cursor never passes an event whose alert was
+/// not recorded.
+struct Failed {
+    what: String,
+    error: StoreError,
+}
+
+fn doing(what: impl Into<String>) -> impl FnOnce(StoreError) -> Failed {
+    let what = what.into();
+    move |error| Failed { what, error }
 }
 
 /// What the follower keeps between events.
@@ -68,7 +85,7 @@ async fn follow(inner: Arc<Inner>) {
         match start.await {
             Ok(c) => break c,
             Err(e) => {
-                failed(&inner, format_args!("starting the alerts"), &e);
+                failed(&inner, FOLLOWER, format_args!("starting the alerts"), &e);
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     _ = shutdown.changed() => return,
@@ -88,33 +105,63 @@ async fn follow(inner: Arc<Inner>) {
         if next != saved && last_save.elapsed() >= Duration::from_secs(1) {
             match inner.store.set_reader_cursor(CURSOR, next).await {
                 Ok(()) => saved = next,
-                Err(e) => failed(&inner, format_args!("saving the alerts' cursor"), &e),
+                Err(e) => failed(
+                    &inner,
+                    FOLLOWER,
+                    format_args!("saving the alerts' cursor"),
+                    &e,
+                ),
             }
             last_save = tokio::time::Instant::now();
         }
         if behind {
-            match inner.store.events_after(next, PAGE).await {
+            let read = inner
+                .store
+                .events_after(next, PAGE)
+                .await
+                .map_err(doing("reading events for alerts"));
+            let taken = match read {
                 Ok(page) => {
                     behind = page.len() as u32 == PAGE;
+                    let mut taken = Ok(());
                     for e in page {
-                        f.take(&e).await;
+                        taken = f.take(&e).await;
+                        if taken.is_err() {
+                            break;
+                        }
                         next = e.seq;
                     }
+                    taken
                 }
-                Err(e) => {
-                    failed(&inner, format_args!("reading events for alerts"), &e);
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                Err(e) => Err(e),
+            };
+            if let Err(e) = taken {
+                failed(&inner, FOLLOWER, format_args!("{}", e.what), &e.error);
+                // Read again from the event that failed, after a pause.
+                behind = true;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => return,
                 }
+            } else {
+                inner.loops.ok(FOLLOWER);
             }
             continue;
         }
         tokio::select! {
             got = events.recv() => match got {
                 Ok(e) if e.seq <= next => {}
-                Ok(e) if e.seq == next + 1 => {
-                    f.take(&e).await;
-                    next = e.seq;
-                }
+                Ok(e) if e.seq == next + 1 => match f.take(&e).await {
+                    Ok(()) => next = e.seq,
+                    Err(failure) => {
+                        failed(&inner, FOLLOWER, format_args!("{}", failure.what), &failure.error);
+                        behind = true;
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            _ = shutdown.changed() => return,
+                        }
+                    }
+                },
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => behind = true,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             },
@@ -123,7 +170,7 @@ async fn follow(inner: Arc<Inner>) {
                 if next != saved {
                     match inner.store.set_reader_cursor(CURSOR, next).await {
                         Ok(()) => saved = next,
-                        Err(e) => failed(&inner, format_args!("saving the alerts' cursor"), &e),
+                        Err(e) => failed(&inner, FOLLOWER, format_args!("saving the alerts' cursor"), &e),
                     }
                     last_save = tokio::time::Instant::now();
                 }
@@ -156,7 +203,10 @@ impl Follower {
         Ok(())
     }
 
-    async fn take(&mut self, e: &Event) {
+    /// Records the alerts `e` fires or resolves. An error leaves the event to be
+    /// taken again (firing and resolving are idempotent: one alert per cause).
+    async fn take(&mut self, e: &Event) -> Result<(), Failed> {
+        crate::fault::point("alerts.take").map_err(doing("taking an event for alerts"))?;
         let now = crate::now();
         match e.kind {
             EventKind::Queue => {
@@ -173,20 +223,22 @@ impl Follower {
                                 format!("queue {name} no longer alerts on failures"),
                                 now,
                             )
-                            .await;
+                            .await?;
                         }
                     }
                 }
             }
             EventKind::Finished => {
-                let Some(id) = e.task_id else { return };
+                let Some(id) = e.task_id else { return Ok(()) };
                 let state = e.data["state"].as_str().and_then(TaskState::parse);
                 if state != Some(TaskState::Quarantined) && self.watched.is_empty() {
-                    return;
+                    return Ok(());
                 }
                 let task = match self.inner.store.get(id).await {
                     Ok(t) => t,
-                    Err(_) => return,
+                    // Removed since: nothing to alert on.
+                    Err(StoreError::UnknownTask(_)) => return Ok(()),
+                    Err(e) => return Err(doing(format!("reading task {id} for alerts"))(e)),
                 };
                 if task.state == TaskState::Quarantined {
                     let message = format!(
@@ -206,10 +258,10 @@ impl Follower {
                         Some(&task),
                         now,
                     )
-                    .await;
+                    .await?;
                     self.quarantined.insert(id);
                 }
-                self.failures(&task, now).await;
+                self.failures(&task, now).await?;
             }
             EventKind::Retried | EventKind::Removed => {
                 // A retry names its task; a removal lists the ids it removed.
@@ -235,19 +287,20 @@ impl Follower {
                             format!("task {id} {how}"),
                             now,
                         )
-                        .await;
+                        .await?;
                     }
                 }
             }
             _ => {}
         }
+        Ok(())
     }
 
     /// The failures alert of the task's queue: fires when its last `alert_after`
     /// ends all failed, resolves when one succeeded.
-    async fn failures(&mut self, task: &TaskRecord, now: Timestamp) {
+    async fn failures(&mut self, task: &TaskRecord, now: Timestamp) -> Result<(), Failed> {
         let Some(&n) = self.watched.get(&task.queue) else {
-            return;
+            return Ok(());
         };
         let q = &task.queue;
         if task.state == TaskState::Succeeded {
@@ -257,20 +310,15 @@ impl Follower {
                 format!("queue {q}: task {} succeeded", task.id),
                 now,
             )
-            .await;
-            return;
+            .await?;
+            return Ok(());
         }
-        let ends = match self.inner.store.last_ends(q, n).await {
-            Ok(e) => e,
-            Err(e) => {
-                failed(
-                    &self.inner,
-                    format_args!("reading queue {q}'s last ends"),
-                    &e,
-                );
-                return;
-            }
-        };
+        let ends = self
+            .inner
+            .store
+            .last_ends(q, n)
+            .await
+            .map_err(doing(format!("reading queue {q}'s last ends")))?;
         if ends.len() as u32 == n && ends.iter().all(|(_, s)| *s != TaskState::Succeeded) {
             let ids: Vec<String> = ends.iter().rev().map(|(id, _)| id.to_string()).collect();
             let message = format!(
@@ -284,8 +332,9 @@ impl Follower {
                 Some(task),
                 now,
             )
-            .await;
+            .await?;
         }
+        Ok(())
     }
 
     async fn fire(
@@ -295,23 +344,25 @@ impl Follower {
         message: String,
         task: Option<&TaskRecord>,
         now: Timestamp,
-    ) {
-        fire(&self.inner, kind, subject, message, task, now).await;
+    ) -> Result<(), Failed> {
+        fire(&self.inner, kind, subject, message, task, now)
+            .await
+            .map_err(doing(format!("firing a {} alert", kind.as_str())))
     }
 
-    async fn resolve(&self, kind: AlertKind, subject: &str, message: String, now: Timestamp) {
-        if let Err(e) = self
-            .inner
+    async fn resolve(
+        &self,
+        kind: AlertKind,
+        subject: &str,
+        message: String,
+        now: Timestamp,
+    ) -> Result<(), Failed> {
+        self.inner
             .store
             .resolve_alert(kind, subject, &message, now)
             .await
-        {
-            failed(
-                &self.inner,
-                format_args!("resolving a {} alert", kind.as_str()),
-                &e,
-            );
-        }
+            .map(drop)
+            .map_err(doing(format!("resolving a {} alert", kind.as_str())))
     }
 }
 
@@ -322,7 +373,7 @@ async fn fire(
     message: String,
     task: Option<&TaskRecord>,
     now: Timestamp,
-) {
+) -> Result<(), StoreError> {
     let alert = NewAlert {
         kind,
         subject,
@@ -330,11 +381,10 @@ async fn fire(
         task: task.filter(|_| kind != AlertKind::Failures).map(|t| t.id),
         queue: task.map(|t| t.queue.clone()),
     };
-    match inner.store.fire_alert(alert, now).await {
-        Ok(Some(a)) => tracing::warn!("alert: {}", a.message),
-        Ok(None) => {}
-        Err(e) => failed(inner, format_args!("firing a {} alert", kind.as_str()), &e),
+    if let Some(a) = inner.store.fire_alert(alert, now).await? {
+        tracing::warn!("alert: {}", a.message);
     }
+    Ok(())
 }
 
 /// When a running task last printed: its log's modification time, or its start.
@@ -361,10 +411,16 @@ async fn stalls(inner: Arc<Inner>) {
         let running = match inner.store.running(Some(&inner.node), None).await {
             Ok(r) => r,
             Err(e) => {
-                failed(&inner, format_args!("looking for stalled tasks"), &e);
+                failed(
+                    &inner,
+                    STALLS,
+                    format_args!("looking for stalled tasks"),
+                    &e,
+                );
                 continue;
             }
         };
+        inner.loops.ok(STALLS);
         let now = crate::now();
         let mut still = HashSet::new();
         for (t, _) in &running {
@@ -382,7 +438,7 @@ async fn stalls(inner: Arc<Inner>) {
                         meanwhile_core::format_duration(quiet),
                         if stop { "; stopping it" } else { "" }
                     );
-                    fire(
+                    if let Err(e) = fire(
                         &inner,
                         AlertKind::Stalled,
                         subject(t.id),
@@ -390,7 +446,12 @@ async fn stalls(inner: Arc<Inner>) {
                         Some(t),
                         now,
                     )
-                    .await;
+                    .await
+                    {
+                        // Fired on the next look.
+                        failed(&inner, STALLS, format_args!("firing a stalled alert"), &e);
+                        continue;
+                    }
                     stalled.insert(t.id, now);
                     if stop {
                         stop_stalled(&inner, t).await;
@@ -423,7 +484,7 @@ async fn resolve_stall(inner: &Inner, id: TaskId, how: &str, now: Timestamp) {
         .resolve_alert(AlertKind::Stalled, &subject(id), &message, now)
         .await
     {
-        failed(inner, format_args!("resolving a stalled alert"), &e);
+        failed(inner, STALLS, format_args!("resolving a stalled alert"), &e);
     }
 }
 
@@ -438,6 +499,11 @@ async fn stop_stalled(inner: &Inner, t: &TaskRecord) {
             }
         }
         Ok(StopOutcome::Cancelled(_)) => {}
-        Err(e) => failed(inner, format_args!("stopping stalled task {}", t.id), &e),
+        Err(e) => failed(
+            inner,
+            STALLS,
+            format_args!("stopping stalled task {}", t.id),
+            &e,
+        ),
     }
 }

@@ -14,12 +14,14 @@ use meanwhile_store::StoreError;
 use std::sync::Arc;
 
 pub(crate) fn start(inner: &Arc<Inner>) {
-    tokio::spawn(crate::timed::run(
-        inner.clone(),
-        |i| &i.budgets_changed,
-        "starting new budget windows",
-        |inner| async move { look(&inner).await },
-    ));
+    inner.spawn_loop("budgets", |inner| {
+        crate::timed::run(
+            inner,
+            |i| &i.budgets_changed,
+            "budgets",
+            |inner| async move { look(&inner).await },
+        )
+    });
 }
 
 /// Rolls every budget whose window has ended; returns the earliest end to come.

@@ -31,9 +31,18 @@ pub(crate) fn start(
     settles: mpsc::UnboundedReceiver<Settle>,
     progress: mpsc::UnboundedReceiver<(TaskId, Progress)>,
 ) {
-    tokio::spawn(dispatch_loop(inner.clone(), settles));
-    tokio::spawn(renew_loop(inner.clone()));
-    tokio::spawn(progress_loop(inner.clone(), progress));
+    // The receivers outlive a loop that panicked, for the loop made again.
+    let settles = Arc::new(tokio::sync::Mutex::new(settles));
+    let progress = Arc::new(tokio::sync::Mutex::new(progress));
+    inner.spawn_loop("dispatcher", move |inner| {
+        let settles = settles.clone();
+        async move { dispatch_loop(inner, &mut *settles.lock().await).await }
+    });
+    inner.spawn_loop("leases", renew_loop);
+    inner.spawn_loop("progress", move |inner| {
+        let progress = progress.clone();
+        async move { progress_loop(inner, &mut *progress.lock().await).await }
+    });
 }
 
 fn kinds(inner: &Inner) -> Vec<TaskKind> {
@@ -63,7 +72,7 @@ fn claim_request(inner: &Inner) -> ClaimRequest {
     }
 }
 
-async fn dispatch_loop(inner: Arc<Inner>, mut settles: mpsc::UnboundedReceiver<Settle>) {
+async fn dispatch_loop(inner: Arc<Inner>, settles: &mut mpsc::UnboundedReceiver<Settle>) {
     let mut shutdown = inner.shutdown.subscribe();
     let mut pending: Vec<Settle> = Vec::new();
     let mut claim_wanted = true;
@@ -84,6 +93,7 @@ async fn dispatch_loop(inner: Arc<Inner>, mut settles: mpsc::UnboundedReceiver<S
             let now = req.as_ref().map(|r| r.now);
             match turn(&inner, std::mem::take(&mut pending), req).await {
                 Some(Ok(c)) => {
+                    inner.loops.ok("dispatcher");
                     claim_wanted = c.tasks.len() as u32 == CLAIM_BATCH;
                     let wait = match (c.next_wakeup, now) {
                         (Some(t), Some(now)) => Duration::from_millis(now.millis_until(t)),
@@ -93,7 +103,9 @@ async fn dispatch_loop(inner: Arc<Inner>, mut settles: mpsc::UnboundedReceiver<S
                     start_claimed(&inner, c);
                 }
                 Some(Err(e)) => {
-                    tracing::error!("claiming tasks failed: {e}");
+                    inner
+                        .loops
+                        .failed("dispatcher", format_args!("claiming tasks"), &e);
                     next_look = tokio::time::Instant::now() + CLAIM_RETRY;
                 }
                 None => {}
@@ -230,14 +242,17 @@ async fn renew_loop(inner: Arc<Inner>) {
             in_flight = None;
             match result {
                 Ok((asked, Ok(held))) => {
+                    inner.loops.ok("leases");
                     renewed_at = asked;
                     fenced = false;
                     if fencing {
                         check_held(&inner, &held).await;
                     }
                 }
-                Ok((_, Err(e))) => inner.write_failed(format_args!("renewing leases"), &e),
-                Err(e) => tracing::error!("renewing leases: {e}"),
+                Ok((_, Err(e))) => inner.loop_failed("leases", format_args!("renewing leases"), &e),
+                Err(e) => inner
+                    .loops
+                    .failed("leases", format_args!("renewing leases"), &e),
             }
         }
         let now = tokio::time::Instant::now();
@@ -310,7 +325,7 @@ async fn check_held(inner: &Arc<Inner>, held: &[TaskId]) {
     }
 }
 
-async fn progress_loop(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<(TaskId, Progress)>) {
+async fn progress_loop(inner: Arc<Inner>, rx: &mut mpsc::UnboundedReceiver<(TaskId, Progress)>) {
     let mut shutdown = inner.shutdown.subscribe();
     loop {
         let (id, p) = tokio::select! {
@@ -319,7 +334,11 @@ async fn progress_loop(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<(TaskI
             else => return,
         };
         if let Err(e) = inner.write_progress(id, p).await {
-            inner.write_failed(format_args!("recording the progress of task {id}"), &e);
+            inner.loop_failed(
+                "progress",
+                format_args!("recording the progress of task {id}"),
+                &e,
+            );
         }
     }
 }

@@ -60,6 +60,8 @@ pub(crate) struct Inner {
     pub in_flight: AtomicUsize,
     pub idle: Notify,
     pub metrics: crate::metrics::Counters,
+    /// What the supervised loops did wrong, by loop.
+    pub loops: Arc<crate::loops::Loops>,
     /// Held while the runtime owns the home; released at the end of shutdown.
     pub lock: Mutex<Option<File>>,
 }
@@ -77,6 +79,39 @@ impl Inner {
 
     /// Logs and counts a failed write that has no caller to answer. Refusals (a task
     /// that ended meanwhile) are expected and only logged at debug level.
+    /// Logs and counts a failed store call of the supervised loop `name`, like
+    /// [`Inner::write_failed`], and counts it against the loop, whose health checks
+    /// report it once it keeps failing.
+    pub fn loop_failed(
+        &self,
+        name: &'static str,
+        what: std::fmt::Arguments<'_>,
+        e: &meanwhile_store::StoreError,
+    ) {
+        if e.is_database_failure() {
+            self.metrics.commit_failed();
+            self.loops.failed(name, what, e);
+        } else {
+            tracing::debug!("{what} refused: {e}");
+        }
+    }
+
+    /// Runs the loop that `f` makes under supervision as `name` (see
+    /// [`crate::loops::supervise`]): made again after a panic, until shutdown.
+    pub fn spawn_loop<F, Fut>(self: &Arc<Self>, name: &'static str, f: F)
+    where
+        F: Fn(Arc<Inner>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let inner = self.clone();
+        crate::loops::supervise(
+            self.loops.clone(),
+            name,
+            self.shutdown.subscribe(),
+            move || f(inner.clone()),
+        );
+    }
+
     pub fn write_failed(&self, what: std::fmt::Arguments<'_>, e: &meanwhile_store::StoreError) {
         if e.is_database_failure() {
             self.metrics.commit_failed();

@@ -20,8 +20,8 @@ pub(crate) fn start(inner: &Arc<Inner>) {
     if !inner.store.is_shared() {
         return;
     }
-    tokio::spawn(follow(inner.clone()));
-    tokio::spawn(rescue_loop(inner.clone()));
+    inner.spawn_loop("fleet", follow);
+    inner.spawn_loop("rescue", rescue_loop);
 }
 
 /// Reacts to the fleet's events as they commit.
@@ -112,7 +112,7 @@ async fn rescue_loop(inner: Arc<Inner>) {
                     rescue(&inner, &task, a.number, a.node).await;
                 }
             }
-            Err(e) => inner.write_failed(format_args!("looking for expired leases"), &e),
+            Err(e) => inner.loop_failed("rescue", format_args!("looking for expired leases"), &e),
         }
         stop_flagged(&inner).await;
     }
@@ -133,7 +133,8 @@ async fn rescue(inner: &Arc<Inner>, task: &TaskRecord, attempt: u32, holder: Str
             inner.wake.notify_one();
         }
         Ok(None) => {}
-        Err(e) => inner.write_failed(
+        Err(e) => inner.loop_failed(
+            "rescue",
             format_args!("taking over task {} from node {holder:?}", task.id),
             &e,
         ),

@@ -35,7 +35,7 @@ const RETRY_STORE: Duration = Duration::from_secs(1);
 const OUTPUT_KEPT: usize = 2048;
 
 pub(crate) fn start(inner: &Arc<Inner>) {
-    tokio::spawn(run(inner.clone()));
+    inner.spawn_loop("hooks", run);
 }
 
 /// The seqs of ends being delivered, and the last seq read: the cursor may move to
@@ -63,7 +63,7 @@ async fn run(inner: Arc<Inner>) {
         match inner.store.reader_cursor(CURSOR).await {
             Ok(c) => break c,
             Err(e) => {
-                inner.write_failed(format_args!("reading the end hooks' cursor"), &e);
+                inner.loop_failed("hooks", format_args!("reading the end hooks' cursor"), &e);
                 tokio::select! {
                     _ = tokio::time::sleep(RETRY_STORE) => {}
                     _ = shutdown.changed() => return,
@@ -100,7 +100,7 @@ async fn run(inner: Arc<Inner>) {
                     }
                 }
                 Err(e) => {
-                    inner.write_failed(format_args!("reading events for end hooks"), &e);
+                    inner.loop_failed("hooks", format_args!("reading events for end hooks"), &e);
                     tokio::select! {
                         _ = tokio::time::sleep(RETRY_STORE) => {}
                         _ = shutdown.changed() => return,
@@ -180,9 +180,10 @@ impl Reader {
         }
         match self.inner.store.set_reader_cursor(CURSOR, done).await {
             Ok(()) => self.saved = done,
-            Err(e) => self
-                .inner
-                .write_failed(format_args!("saving the end hooks' cursor"), &e),
+            Err(e) => {
+                self.inner
+                    .loop_failed("hooks", format_args!("saving the end hooks' cursor"), &e)
+            }
         }
         self.last_save = tokio::time::Instant::now();
     }
@@ -215,7 +216,11 @@ async fn deliver(inner: &Arc<Inner>, e: &Event) {
             Ok(t) => break t,
             Err(meanwhile_store::StoreError::UnknownTask(_)) => return,
             Err(err) => {
-                inner.write_failed(format_args!("reading task {id} for its end hooks"), &err);
+                inner.loop_failed(
+                    "hooks",
+                    format_args!("reading task {id} for its end hooks"),
+                    &err,
+                );
                 tokio::time::sleep(RETRY_STORE).await;
             }
         }

@@ -28,6 +28,7 @@ mod input;
 mod interact;
 mod journal;
 mod live;
+mod loops;
 mod metrics;
 mod nodes;
 mod output;
@@ -56,12 +57,14 @@ pub use config::{
 };
 pub use context::{Executor, TaskContext, TaskFuture};
 pub use home::Home;
+pub use loops::{FAILING_AFTER, Loops, supervise};
 pub use meanwhile_core as core;
 pub use meanwhile_core::{
     ApiError, Backend, ErrorCode, ListFilter, OutputChunk, OutputQuery, Page, StopMode, WaitFor,
     WaitMode, WaitOutcome,
 };
 pub use meanwhile_store as store;
+pub(crate) use meanwhile_store::fault;
 pub use metrics::RuntimeMetrics;
 pub use output::DEFAULT_PAGE_BYTES;
 pub use runtime::{Acting, Runtime};

@@ -73,7 +73,11 @@ impl Drop for LiveGuard {
 
 impl Live {
     /// Starts the loop that records changes; it ends at shutdown.
-    pub(crate) fn start(store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>) -> Live {
+    pub(crate) fn start(
+        store: Arc<dyn Store>,
+        loops: Arc<crate::loops::Loops>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Live {
         let live = Live {
             inner: Arc::new(LiveInner {
                 store,
@@ -82,10 +86,14 @@ impl Live {
             }),
         };
         let l = live.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = l.run() => {}
-                _ = shutdown.wait_for(|&s| s) => {}
+        let down = shutdown.clone();
+        crate::loops::supervise(loops, "live", shutdown, move || {
+            let (l, mut down) = (l.clone(), down.clone());
+            async move {
+                tokio::select! {
+                    _ = l.run() => {}
+                    _ = down.wait_for(|&s| s) => {}
+                }
             }
         });
         live

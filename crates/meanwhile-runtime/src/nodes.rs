@@ -18,7 +18,7 @@ fn subject(node: &str) -> String {
 }
 
 pub(crate) fn start(inner: &Arc<Inner>) {
-    tokio::spawn(beat_loop(inner.clone()));
+    inner.spawn_loop("nodes", beat_loop);
 }
 
 fn beat(inner: &Inner, started_at: Timestamp) -> NodeBeat {
@@ -38,7 +38,7 @@ async fn beat_loop(inner: Arc<Inner>) {
     let mut firing: Option<HashSet<String>> = None;
     loop {
         if let Err(e) = inner.store.beat(beat(&inner, started_at)).await {
-            inner.write_failed(format_args!("writing this node's heartbeat"), &e);
+            inner.loop_failed("nodes", format_args!("writing this node's heartbeat"), &e);
         }
         look(&inner, &mut firing).await;
         tokio::select! {
@@ -66,7 +66,7 @@ async fn look(inner: &Inner, firing: &mut Option<HashSet<String>>) {
                     .collect(),
             ),
             Err(e) => {
-                inner.write_failed(format_args!("reading the firing alerts"), &e);
+                inner.loop_failed("nodes", format_args!("reading the firing alerts"), &e);
                 return;
             }
         },
@@ -74,7 +74,7 @@ async fn look(inner: &Inner, firing: &mut Option<HashSet<String>>) {
     let rows = match inner.store.nodes().await {
         Ok(r) => r,
         Err(e) => {
-            inner.write_failed(format_args!("reading the nodes"), &e);
+            inner.loop_failed("nodes", format_args!("reading the nodes"), &e);
             return;
         }
     };
@@ -112,7 +112,9 @@ async fn look(inner: &Inner, firing: &mut Option<HashSet<String>>) {
                     }
                     firing.insert(name);
                 }
-                Err(e) => inner.write_failed(format_args!("firing a node_silent alert"), &e),
+                Err(e) => {
+                    inner.loop_failed("nodes", format_args!("firing a node_silent alert"), &e)
+                }
             }
         } else if firing.contains(&name) {
             let why = if row.stopped_at.is_some() {
@@ -146,7 +148,7 @@ async fn resolve(
         Ok(_) => {
             firing.remove(name);
         }
-        Err(e) => inner.write_failed(format_args!("resolving a node_silent alert"), &e),
+        Err(e) => inner.loop_failed("nodes", format_args!("resolving a node_silent alert"), &e),
     }
 }
 

@@ -153,8 +153,10 @@ impl Runtime {
         };
         let spawner = crate::spawner::Spawner::start(&home.spawner_pid_file())
             .map_err(Error::io("starting the process spawner"))?;
-        let (watcher, progress_rx) =
-            OutputWatcher::start().map_err(Error::io("starting the output watcher"))?;
+        let loops = Arc::new(crate::loops::Loops::default());
+        let shutdown_tx = watch::channel(false).0;
+        let (watcher, progress_rx) = OutputWatcher::start(loops.clone(), shutdown_tx.subscribe())
+            .map_err(Error::io("starting the output watcher"))?;
         if let Some(n) = config.default_max_parallel {
             let change = QueueUpdate {
                 max_parallel: Some(n),
@@ -164,8 +166,7 @@ impl Runtime {
         }
         let journal = crate::journal::Journal::new(&home.journal());
         let (settles, settles_rx) = mpsc::unbounded_channel();
-        let shutdown_tx = watch::channel(false).0;
-        let live = crate::live::Live::start(store.clone(), shutdown_tx.subscribe());
+        let live = crate::live::Live::start(store.clone(), loops.clone(), shutdown_tx.subscribe());
         let inner = Arc::new(Inner {
             store,
             live,
@@ -192,6 +193,7 @@ impl Runtime {
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
             metrics: crate::metrics::Counters::default(),
+            loops,
             lock: Mutex::new(Some(lock)),
         });
         crate::recover::recover(&inner).await?;
@@ -247,6 +249,10 @@ impl Runtime {
             self.inner
                 .write_failed(format_args!("recording this node's stop"), &e);
         }
+        // A clean stop leaves the store's files as small as they go (an empty WAL).
+        if let Err(e) = self.inner.store.checkpoint().await {
+            tracing::warn!("checkpointing the store at shutdown: {e}");
+        }
         // The home is free for the next runtime as soon as this one is done with it.
         if let Ok(mut lock) = self.inner.lock.lock() {
             lock.take();
@@ -256,6 +262,45 @@ impl Runtime {
     /// True once shutdown has begun.
     pub fn is_shut_down(&self) -> bool {
         self.inner.is_shutting_down()
+    }
+
+    /// What this runtime's supervised loops did wrong since it started, by loop.
+    pub fn loop_health(&self) -> Vec<meanwhile_core::http::LoopHealth> {
+        self.inner.loops.snapshot()
+    }
+
+    /// The record of this runtime's supervised loops, for loops of the program
+    /// around it (see [`crate::supervise`]), so that health checks see them too.
+    pub fn loops(&self) -> Arc<crate::Loops> {
+        self.inner.loops.clone()
+    }
+
+    /// Runs a loop of the program around the runtime under the same supervision as
+    /// the runtime's own (see [`crate::supervise`]), until shutdown.
+    pub fn spawn_loop<F, Fut>(&self, name: &'static str, f: F)
+    where
+        F: Fn(Runtime) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let rt = self.clone();
+        crate::supervise(
+            self.inner.loops.clone(),
+            name,
+            self.inner.shutdown.subscribe(),
+            move || f(rt.clone()),
+        );
+    }
+
+    /// Completes, with the reason, once the store can no longer write (its writer
+    /// thread died). A process that embeds the runtime should then end, loudly and
+    /// with a failing status, so that its supervisor starts it again: the next
+    /// runtime adopts the running tasks.
+    pub async fn broken(&self) -> String {
+        self.inner
+            .store
+            .broken()
+            .await
+            .unwrap_or_else(|e| e.to_string())
     }
 
     /// This runtime's counters since it started (spawns, spawn latency, output).

@@ -14,12 +14,14 @@ use meanwhile_store::{NewAlert, NewTask, ScheduleFiring, StoreError, Submitted};
 use std::sync::Arc;
 
 pub(crate) fn start(inner: &Arc<Inner>) {
-    tokio::spawn(crate::timed::run(
-        inner.clone(),
-        |i| &i.schedules_changed,
-        "firing schedules",
-        |inner| async move { look(&inner).await },
-    ));
+    inner.spawn_loop("schedules", |inner| {
+        crate::timed::run(
+            inner,
+            |i| &i.schedules_changed,
+            "schedules",
+            |inner| async move { look(&inner).await },
+        )
+    });
 }
 
 /// Fires every due schedule; returns the earliest time one is due next.

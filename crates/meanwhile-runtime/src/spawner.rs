@@ -232,21 +232,38 @@ impl Spawner {
     pub(crate) fn spawn(&self, req: &SpawnRequest<'_>) -> io::Result<Spawned> {
         wire::check(req)?;
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let c = match &mut *conn {
-            Some(c) => c,
-            None => conn.insert(launch(&self.home, &self.pid_file)?),
-        };
-        let reply = match exchange(&c.sock, req) {
-            Ok(reply) => reply,
-            Err(e) => {
-                // The spawner is gone or confused: end it, start a new one next time.
-                if let Some(mut old) = conn.take()
-                    && let Some(child) = &mut old.child
-                {
-                    let _ = child.kill(); // our unreaped child; it may have exited
-                }
-                return Err(io::Error::other(format!("the process spawner failed: {e}")));
+        // A spawner that died while idle (killed, out of memory) is found when the
+        // request cannot be sent: nothing of it reached a spawner, so a new one is
+        // started and the request sent again; the task never hears of it. One that
+        // breaks after taking the request may have started the task: that start
+        // fails, as the journal would show it did not happen.
+        let mut relaunched = false;
+        let reply = loop {
+            let c = match &mut *conn {
+                Some(c) => c,
+                None => conn.insert(launch(&self.home, &self.pid_file)?),
+            };
+            let broke = match send(&c.sock, req).and_then(|()| receive(&c.sock)) {
+                Ok(reply) => break reply,
+                Err(e) => e,
+            };
+            // The spawner is gone or confused: end it, start a new one.
+            if let Some(mut old) = conn.take()
+                && let Some(child) = &mut old.child
+            {
+                let _ = child.kill(); // our unreaped child; it may have exited
             }
+            let unsent = matches!(
+                broke.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            );
+            if relaunched || !unsent {
+                return Err(io::Error::other(format!(
+                    "the process spawner failed: {broke}"
+                )));
+            }
+            tracing::warn!("the process spawner was gone ({broke}); starting a new one");
+            relaunched = true;
         };
         let r = reply.into_result()?;
         spawn::register(
@@ -266,11 +283,19 @@ impl Spawner {
     }
 }
 
-/// One request and its reply; an error means the channel broke.
-fn exchange(sock: &OwnedFd, req: &SpawnRequest<'_>) -> io::Result<Reply> {
-    sys::send_with_fd(sock.as_raw_fd(), &wire::encode(req), req.log.as_raw_fd())?;
+/// Sends one request; an error means it did not reach a spawner whole.
+fn send(sock: &OwnedFd, req: &SpawnRequest<'_>) -> io::Result<()> {
+    sys::send_with_fd(sock.as_raw_fd(), &wire::encode(req), req.log.as_raw_fd())
+}
+
+/// The reply to the request sent; an error means the channel broke after the
+/// request was sent.
+fn receive(sock: &OwnedFd) -> io::Result<Reply> {
     let mut reply = [0u8; wire::REPLY];
-    sys::read_exact(sock, &mut reply)?;
+    sys::read_exact(sock, &mut reply).map_err(|e| {
+        // Not a broken pipe: the request was sent, and may have been acted on.
+        io::Error::new(io::ErrorKind::UnexpectedEof, e.to_string())
+    })?;
     Ok(Reply::decode(&reply))
 }
 

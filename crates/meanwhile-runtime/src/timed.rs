@@ -35,12 +35,13 @@ pub(crate) async fn run<F, Fut>(
         let notified = changed(&inner).notified();
         let wait = match look(inner.clone()).await {
             Ok(next) => {
+                inner.loops.ok(what);
                 let now = crate::now();
                 next.map(|t| Duration::from_millis(now.millis_until(t).max(1)))
                     .map_or(IDLE_RECHECK, |d| d.min(IDLE_RECHECK))
             }
             Err(e) => {
-                inner.write_failed(format_args!("{what}"), &e);
+                inner.loop_failed(what, format_args!("{what}"), &e);
                 RETRY
             }
         };

@@ -68,11 +68,16 @@ struct WatcherInner {
     progress: mpsc::UnboundedSender<(TaskId, Progress)>,
 }
 
+/// The loop that reads inotify's events, by name.
+const WATCH_EVENTS: &str = "output-events";
+
 impl OutputWatcher {
     /// Starts following; progress lines found in any log arrive on the returned
     /// channel.
-    pub(crate) fn start() -> io::Result<(OutputWatcher, mpsc::UnboundedReceiver<(TaskId, Progress)>)>
-    {
+    pub(crate) fn start(
+        loops: Arc<crate::loops::Loops>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> io::Result<(OutputWatcher, mpsc::UnboundedReceiver<(TaskId, Progress)>)> {
         let fd = inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC)?;
         let fd = crate::spawn::async_fd(fd)?;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -84,10 +89,16 @@ impl OutputWatcher {
                 progress: tx,
             }),
         };
+        let (w, l) = (watcher.clone(), loops.clone());
+        crate::loops::supervise(loops.clone(), WATCH_EVENTS, shutdown.clone(), move || {
+            let (w, l) = (w.clone(), l.clone());
+            async move { w.follow_events(&l).await }
+        });
         let w = watcher.clone();
-        tokio::spawn(async move { w.follow_events().await });
-        let w = watcher.clone();
-        tokio::spawn(async move { w.look_regularly().await });
+        crate::loops::supervise(loops, "output-look", shutdown, move || {
+            let w = w.clone();
+            async move { w.look_regularly().await }
+        });
         Ok((watcher, rx))
     }
 
@@ -207,12 +218,17 @@ impl OutputWatcher {
     }
 
     /// Looks at followed logs as soon as the kernel reports writes to them.
-    async fn follow_events(&self) {
+    async fn follow_events(&self, loops: &crate::loops::Loops) {
         let mut buf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
         loop {
             let mut guard = match self.inner.fd.readable().await {
                 Ok(g) => g,
-                Err(_) => return,
+                Err(e) => {
+                    // The look every 250 ms still follows the logs meanwhile.
+                    loops.failed(WATCH_EVENTS, format_args!("waiting for inotify"), &e);
+                    tokio::time::sleep(LOOK_EVERY).await;
+                    continue;
+                }
             };
             // The watches that saw writes, from one read's worth of events; readiness
             // stays set while more are queued.
@@ -236,7 +252,11 @@ impl OutputWatcher {
             });
             let wds = match read {
                 Ok(Ok(wds)) => wds,
-                Ok(Err(_)) => return,
+                Ok(Err(e)) => {
+                    loops.failed(WATCH_EVENTS, format_args!("reading inotify events"), &e);
+                    tokio::time::sleep(LOOK_EVERY).await;
+                    continue;
+                }
                 Err(_would_block) => continue,
             };
             let mut busy = false;

@@ -26,6 +26,35 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Answer<impl IntoRe
         .map_err(meanwhile_runtime::Error::from)?;
     let queues = state.rt.queues().await?;
     let mut out = String::new();
+    let loops = state.rt.loop_health();
+    header(
+        &mut out,
+        "meanwhile_loop_errors_total",
+        "counter",
+        "Failed rounds of each long-running loop (each logged), since the daemon started.",
+    );
+    for l in &loops {
+        let _ = writeln!(
+            out,
+            "meanwhile_loop_errors_total{{loop=\"{}\"}} {}",
+            label(&l.name),
+            l.errors
+        );
+    }
+    header(
+        &mut out,
+        "meanwhile_loop_restarts_total",
+        "counter",
+        "Times each long-running loop panicked and was started again.",
+    );
+    for l in &loops {
+        let _ = writeln!(
+            out,
+            "meanwhile_loop_restarts_total{{loop=\"{}\"}} {}",
+            label(&l.name),
+            l.restarts
+        );
+    }
     header(
         &mut out,
         "meanwhile_requests_waiting",

@@ -12,6 +12,7 @@
 mod actor;
 mod chain;
 mod decode;
+pub mod fault;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod sqlite;
@@ -435,6 +436,18 @@ pub trait Store: Send + Sync + 'static {
     /// other nodes', and events come from them too. False for one machine's SQLite.
     fn is_shared(&self) -> bool {
         false
+    }
+    /// Makes the store's own files as small as they can be without losing anything
+    /// (SQLite: the WAL checkpointed into the database and truncated), as at a clean
+    /// stop; the store stays usable. Nothing to do on PostgreSQL.
+    fn checkpoint(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
+    /// Completes, with the reason, once the store can no longer write at all (SQLite:
+    /// its writer thread ended), so that the process can end loudly and be restarted
+    /// instead of refusing every write. Never completes while the store can write.
+    fn broken(&self) -> StoreFuture<'static, String> {
+        Box::pin(std::future::pending())
     }
     /// Inserts tasks (deduplicating by idempotency key), each with a `submitted` event.
     /// One result per task, in order; an invalid one does not stop the others.

@@ -23,8 +23,10 @@ pub(crate) async fn list(
 
 pub(crate) async fn health(State(state): State<AppState>) -> Answer<Json<Health>> {
     let firing = state.rt.alerts(false, MAX_ALERTS).await?;
+    let loops = state.rt.loop_health();
     Ok(Json(Health {
-        ok: firing.is_empty(),
+        ok: firing.is_empty() && !loops.iter().any(|l| l.failing),
         firing,
+        loops,
     }))
 }

@@ -26,8 +26,10 @@ use meanwhile_core::{
 };
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use tokio::sync::{broadcast, oneshot};
+use std::time::Duration;
+use tokio::sync::{broadcast, oneshot, watch};
 
 type Completer = Box<dyn FnOnce(Option<&str>) + Send>;
 /// A queued write. It is handed the connection inside its savepoint, or the reason it
@@ -52,6 +54,10 @@ struct Inner {
     writer: Mutex<mpsc::Sender<Job>>,
     readers: Mutex<Vec<Connection>>,
     events: broadcast::Sender<Event>,
+    /// Asks the checkpoint thread for a truncating checkpoint.
+    checkpoints: Mutex<mpsc::SyncSender<Checkpoint>>,
+    /// Why the writer thread ended, once it has.
+    broken: watch::Receiver<Option<String>>,
 }
 
 fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
@@ -95,17 +101,38 @@ impl SqliteStore {
             })?;
         }
         let mut conn = open_connection(path, false)?;
+        // Before the WAL: a database's first write fixes whether it can shrink.
+        incremental_vacuum_on(&conn)?;
         conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
         schema::migrate(&mut conn)?;
         // Checkpoints copy the WAL back into the database and sync it; done by the
         // committing writer they would stall every caller of that batch, so a
-        // thread of its own does them when the writer says the WAL has grown.
+        // thread of its own does them as the writer's WAL hook says it grows.
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
+        // A WAL that was reset keeps at most this much of its file.
+        conn.execute_batch(&format!("PRAGMA journal_size_limit = {WAL_TRUNCATE_AT}"))?;
+        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let page_size = page_size.max(512) as u64;
+        let wal = Arc::new(WalState {
+            frames: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+        });
+        let frames = wal.clone();
+        // Called by SQLite after each commit with the frames now in the WAL.
+        conn.wal_hook(Some(
+            move |_: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
+                frames.frames.store(pages.max(0) as u64, Ordering::Relaxed);
+                Ok(())
+            },
+        ))?;
         let checkpointer = open_connection(path, false)?;
-        let (grown_tx, grown_rx) = mpsc::sync_channel::<()>(1);
+        let (ask_tx, ask_rx) = mpsc::sync_channel::<Checkpoint>(8);
+        let (broken_tx, broken) = watch::channel(None);
+        let idle = CHECKPOINT_IDLE;
+        let wal2 = wal.clone();
         std::thread::Builder::new()
             .name("meanwhile-store-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpointer, grown_rx))
+            .spawn(move || checkpoint_loop(checkpointer, ask_rx, wal2, idle))
             .map_err(|source| StoreError::Io {
                 what: "starting the store's checkpoint thread".into(),
                 source,
@@ -113,9 +140,16 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel::<Job>();
         let (events, _) = broadcast::channel(4096);
         let publisher = events.clone();
+        let grown = ask_tx.clone();
         std::thread::Builder::new()
             .name("meanwhile-store-writer".into())
-            .spawn(move || writer_loop(conn, rx, publisher, grown_tx))
+            .spawn(move || {
+                // Whatever ends this thread (a panic included) leaves a store that
+                // can no longer write: say so, so that the process can end loudly
+                // rather than answer every write with an error for ever.
+                let _guard = WriterGuard(broken_tx);
+                writer_loop(conn, rx, publisher, grown, wal, page_size)
+            })
             .map_err(|source| StoreError::Io {
                 what: "starting the store's writer thread".into(),
                 source,
@@ -126,6 +160,8 @@ impl SqliteStore {
                 writer: Mutex::new(tx),
                 readers: Mutex::new(Vec::new()),
                 events,
+                checkpoints: Mutex::new(ask_tx),
+                broken,
             }),
         })
     }
@@ -217,14 +253,136 @@ impl SqliteStore {
     }
 }
 
-/// Commits between checkpoints (a commit of a few tasks writes a handful of pages).
-const COMMITS_PER_CHECKPOINT: u32 = 256;
+/// The WAL is checkpointed without blocking the writer each time it grows by this
+/// much (copied into the database; the file stays as large as it was).
+const WAL_CHECKPOINT_STEP: u64 = 4 << 20;
+/// A WAL holding this much is checkpointed and truncated, the writer held back for
+/// the moment it takes; a reset WAL keeps no more of its file than this either
+/// (`journal_size_limit`). A passive checkpoint alone cannot empty a WAL that is
+/// written to all the time, and a WAL is only reused from its start once it was
+/// emptied, so without this the file grows for as long as tasks are submitted.
+const WAL_TRUNCATE_AT: u64 = 16 << 20;
+/// With no commit for this long, the writer is idle and the WAL is truncated.
+const CHECKPOINT_IDLE: Duration = Duration::from_secs(2);
 
-fn checkpoint_loop(conn: Connection, grown: mpsc::Receiver<()>) {
-    while grown.recv().is_ok() {
-        // PASSIVE never blocks the writer; what it cannot copy now it copies next time.
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!("checkpointing the database failed: {e}");
+/// What the writer's WAL hook and commits tell the checkpoint thread.
+struct WalState {
+    /// Frames in the WAL after the latest commit.
+    frames: AtomicU64,
+    /// Commits since the store opened.
+    commits: AtomicU64,
+}
+
+/// A request to the checkpoint thread.
+enum Checkpoint {
+    /// The WAL grew by a step.
+    Grown,
+    /// Checkpoint everything and truncate the WAL, then answer.
+    Truncate(oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// Ends the store's writes when the writer thread ends, however it ends.
+struct WriterGuard(watch::Sender<Option<String>>);
+
+impl Drop for WriterGuard {
+    fn drop(&mut self) {
+        let why = if std::thread::panicking() {
+            "the store's writer thread panicked"
+        } else {
+            "the store's writer thread ended"
+        };
+        // At a clean close nobody is left to hear it, which is fine.
+        let _ = self.0.send(Some(why.to_string()));
+    }
+}
+
+/// Makes sure the database gives freed pages back to the file system over time
+/// (`incremental_vacuum` in the retention pass). A database made without it is
+/// rebuilt once with `VACUUM`, which is the only way SQLite turns it on later.
+fn incremental_vacuum_on(conn: &Connection) -> Result<(), StoreError> {
+    let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
+    if mode == 2 {
+        return Ok(());
+    }
+    conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")?;
+    // A new database takes it as it is; one already written needs the rebuild.
+    let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
+    if mode != 2 {
+        tracing::info!("rebuilding the database once so that it can shrink (VACUUM)");
+        conn.execute_batch("VACUUM")?;
+        // A rebuild in WAL mode went through the WAL: give that space back at once.
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    }
+    Ok(())
+}
+
+/// Runs a checkpoint in `mode`; answers (busy, frames in the WAL, frames copied).
+fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(bool, i64, i64)> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+        Ok((r.get::<_, i64>(0)? != 0, r.get(1)?, r.get(2)?))
+    })
+}
+
+/// Checkpoints and truncates the WAL, waiting (as long as the busy timeout) for the
+/// writer and the readers of older snapshots.
+fn truncate(conn: &Connection) -> Result<(), StoreError> {
+    let (busy, log, _) = checkpoint(conn, "TRUNCATE")?;
+    if busy {
+        return Err(StoreError::CommitFailed(format!(
+            "the WAL could not be truncated: {log} frames were still in use"
+        )));
+    }
+    Ok(())
+}
+
+fn checkpoint_loop(
+    conn: Connection,
+    asks: mpsc::Receiver<Checkpoint>,
+    wal: Arc<WalState>,
+    idle: Duration,
+) {
+    // The commit count at the latest truncation, and at the latest look.
+    let mut truncated_at = 0;
+    let mut seen = 0;
+    let truncate_logged = |conn: &Connection, truncated_at: &mut u64| {
+        let commits = wal.commits.load(Ordering::Relaxed);
+        match truncate(conn) {
+            Ok(()) => *truncated_at = commits,
+            Err(e) => tracing::warn!("checkpointing the database failed: {e}"),
+        }
+    };
+    loop {
+        match asks.recv_timeout(idle) {
+            Ok(Checkpoint::Grown) => {
+                // PASSIVE never blocks the writer; what it cannot copy now it copies
+                // next time, or the writer's truncation does.
+                if let Err(e) = checkpoint(&conn, "PASSIVE") {
+                    tracing::warn!("checkpointing the database failed: {e}");
+                }
+            }
+            Ok(Checkpoint::Truncate(answer)) => {
+                let commits = wal.commits.load(Ordering::Relaxed);
+                let r = truncate(&conn);
+                if r.is_ok() {
+                    truncated_at = commits;
+                }
+                // The caller may have given up waiting.
+                let _ = answer.send(r);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let commits = wal.commits.load(Ordering::Relaxed);
+                if commits != truncated_at && commits == seen {
+                    truncate_logged(&conn, &mut truncated_at);
+                }
+                seen = commits;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // The store is closing: leave an empty WAL behind.
+                if wal.commits.load(Ordering::Relaxed) != truncated_at {
+                    truncate_logged(&conn, &mut truncated_at);
+                }
+                return;
+            }
         }
     }
 }
@@ -233,9 +391,13 @@ fn writer_loop(
     conn: Connection,
     rx: mpsc::Receiver<Job>,
     events: broadcast::Sender<Event>,
-    grown: mpsc::SyncSender<()>,
+    grown: mpsc::SyncSender<Checkpoint>,
+    wal: Arc<WalState>,
+    page_size: u64,
 ) {
-    let mut commits = 0u32;
+    let step = (WAL_CHECKPOINT_STEP / page_size).max(1);
+    // The WAL's frames when the checkpoint thread was last told it grew.
+    let mut told = 0u64;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -245,7 +407,11 @@ fn writer_loop(
             }
         }
         let mut completers = Vec::with_capacity(batch.len());
-        if let Err(e) = run(&conn, "BEGIN IMMEDIATE") {
+        // A test's fault here fails this batch (or panics the thread).
+        let begun = crate::fault::point("store.writer")
+            .map_err(|e| e.to_string())
+            .and_then(|()| run(&conn, "BEGIN IMMEDIATE").map_err(|e| e.to_string()));
+        if let Err(e) = begun {
             // Nothing runs: each caller hears why, and decides whether to try again.
             let why = format!("could not begin a write transaction: {e}");
             tracing::error!("{why}");
@@ -293,11 +459,25 @@ fn writer_loop(
         };
         match outcome {
             Ok(()) => {
-                commits += 1;
-                if commits >= COMMITS_PER_CHECKPOINT {
-                    commits = 0;
-                    // A checkpoint already pending covers this one too.
-                    let _ = grown.try_send(());
+                wal.commits.fetch_add(1, Ordering::Relaxed);
+                let frames = wal.frames.load(Ordering::Relaxed);
+                if frames < told {
+                    // The WAL was reset and is being written from its start again.
+                    told = 0;
+                }
+                if frames * page_size >= WAL_TRUNCATE_AT {
+                    // Done here, between two batches: a checkpoint thread that waits
+                    // for the write lock loses it to a busy writer every time, and
+                    // the WAL would go on growing. The passive checkpoints before
+                    // copied most of it already, so this is mostly the truncation.
+                    match truncate(&conn) {
+                        Ok(()) => told = 0,
+                        Err(e) => tracing::warn!("checkpointing the database failed: {e}"),
+                    }
+                } else if frames >= told + step {
+                    told = frames;
+                    // A checkpoint already asked for covers this one too.
+                    let _ = grown.try_send(Checkpoint::Grown);
                 }
                 for e in committed_events {
                     // Nobody listening is not an error: the events are in the store.
@@ -537,6 +717,34 @@ impl Store for SqliteStore {
 
     fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()
+    }
+
+    fn checkpoint(&self) -> StoreFuture<'_, ()> {
+        let (tx, rx) = oneshot::channel();
+        let sent = self
+            .inner
+            .checkpoints
+            .lock()
+            .map_err(|_| StoreError::Closed)
+            .and_then(|c| {
+                c.send(Checkpoint::Truncate(tx))
+                    .map_err(|_| StoreError::Closed)
+            });
+        Box::pin(async move {
+            sent?;
+            rx.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn broken(&self) -> StoreFuture<'static, String> {
+        let mut broken = self.inner.broken.clone();
+        Box::pin(async move {
+            match broken.wait_for(Option::is_some).await {
+                Ok(why) => Ok(why.clone().unwrap_or_default()),
+                // The sender went with the writer thread: it ended.
+                Err(_) => Ok("the store's writer thread ended".to_string()),
+            }
+        })
     }
 
     fn fire_alert(&self, alert: NewAlert, now: Timestamp) -> StoreFuture<'_, Option<Alert>> {

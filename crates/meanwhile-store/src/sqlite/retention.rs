@@ -6,6 +6,33 @@ use rusqlite::{Connection, params};
 
 /// Rows one statement of a prune looks at, at most.
 const SLICE: i64 = 10_000;
+/// Free pages kept for the inserts to come, at least, and as a share of the file.
+const FREE_KEPT_MIN: i64 = 256;
+const FREE_KEPT_SHARE: i64 = 8;
+/// Pages given back to the file system in one prune, at most (16 MiB of 4 KiB pages).
+const FREE_GIVEN_MAX: i64 = 4096;
+
+/// Shrinks the file by the pages removed rows left free (the database runs with
+/// `auto_vacuum = INCREMENTAL`), keeping some for the rows to come: an eighth of the
+/// file, or 256 pages. A bounded number per call, so one prune never holds the
+/// writer for long; the next retention pass takes more.
+fn give_back_free_pages(conn: &Connection) -> Result<(), StoreError> {
+    let free: i64 = conn
+        .prepare_cached("PRAGMA freelist_count")?
+        .query_row([], |r| r.get(0))?;
+    let pages: i64 = conn
+        .prepare_cached("PRAGMA page_count")?
+        .query_row([], |r| r.get(0))?;
+    let keep = FREE_KEPT_MIN.max(pages / FREE_KEPT_SHARE);
+    let give = (free - keep).min(FREE_GIVEN_MAX);
+    if give > 0 {
+        // Each step of the pragma moves one page; it answers no rows.
+        let mut stmt = conn.prepare(&format!("PRAGMA incremental_vacuum({give})"))?;
+        let mut rows = stmt.query([])?;
+        while rows.next()?.is_some() {}
+    }
+    Ok(())
+}
 
 pub(crate) fn prune(conn: &Connection, req: &PruneRequest) -> Result<Pruned, StoreError> {
     let mut events = 0u64;
@@ -64,6 +91,9 @@ pub(crate) fn prune(conn: &Connection, req: &PruneRequest) -> Result<Pruned, Sto
     } else {
         0
     };
+    if done {
+        give_back_free_pages(conn)?;
+    }
     Ok(Pruned {
         events,
         notifications,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 pub(crate) const NOW: Timestamp = Timestamp(1_000_000);
 
-async fn submit(store: &dyn Store, spec: TaskSpec) -> TaskId {
+pub(crate) async fn submit(store: &dyn Store, spec: TaskSpec) -> TaskId {
     let r = store
         .submit(vec![NewTask::new(spec.validate().unwrap(), NOW)])
         .await
@@ -21,7 +21,7 @@ async fn submit(store: &dyn Store, spec: TaskSpec) -> TaskId {
     r.into_iter().next().unwrap().unwrap().id()
 }
 
-fn claim_req(limit: u32) -> ClaimRequest {
+pub(crate) fn claim_req(limit: u32) -> ClaimRequest {
     ClaimRequest {
         node: "n1".into(),
         now: NOW,
@@ -32,7 +32,7 @@ fn claim_req(limit: u32) -> ClaimRequest {
     }
 }
 
-fn end(id: TaskId, attempt: u32, outcome: AttemptOutcome) -> AttemptEnd {
+pub(crate) fn end(id: TaskId, attempt: u32, outcome: AttemptOutcome) -> AttemptEnd {
     AttemptEnd {
         id,
         attempt,

@@ -6,6 +6,7 @@
 mod support;
 
 mod audit;
+mod bounds;
 mod budgets;
 mod conformance;
 mod fleet;

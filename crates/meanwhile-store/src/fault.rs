@@ -1,0 +1,97 @@
+//! Fault points for tests: named places in long-running code where a test can make
+//! the next pass fail, to show that the work is still done, and done once.
+//!
+//! Compiled in only with the `faults` feature, which only test builds turn on; then
+//! `MEANWHILE_FAULTS` names the faults, for example `alerts.take=error*2,
+//! store.writer=panic`: each name with what happens there (`error`, `panic`, or
+//! `exit`, which ends the process with status 86) and how many passes it happens on
+//! (1 when not said). Without the feature every point is an empty function.
+
+use crate::StoreError;
+
+/// The environment variable that arms fault points.
+pub const FAULTS: &str = "MEANWHILE_FAULTS";
+
+/// Passes through the fault point `name`: an error, a panic or an exit when a test
+/// armed it and it has passes left; `Ok` otherwise, and always without the feature.
+#[inline]
+pub fn point(name: &str) -> Result<(), StoreError> {
+    #[cfg(feature = "faults")]
+    return armed::point(name);
+    #[cfg(not(feature = "faults"))]
+    {
+        let _ = name; // nothing to arm without the feature
+        Ok(())
+    }
+}
+
+#[cfg(feature = "faults")]
+mod armed {
+    use crate::StoreError;
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Action {
+        Error,
+        Panic,
+        Exit,
+    }
+
+    fn parse(spec: &str) -> HashMap<String, (Action, u32)> {
+        spec.split(',')
+            .filter_map(|item| {
+                let (name, rest) = item.trim().split_once('=')?;
+                let (action, count) = match rest.split_once('*') {
+                    Some((a, n)) => (a, n.parse().ok()?),
+                    None => (rest, 1),
+                };
+                let action = match action {
+                    "error" => Action::Error,
+                    "panic" => Action::Panic,
+                    "exit" => Action::Exit,
+                    _ => return None,
+                };
+                Some((name.to_string(), (action, count)))
+            })
+            .collect()
+    }
+
+    fn faults() -> &'static Mutex<HashMap<String, (Action, u32)>> {
+        static FAULTS: OnceLock<Mutex<HashMap<String, (Action, u32)>>> = OnceLock::new();
+        FAULTS.get_or_init(|| Mutex::new(parse(&std::env::var(super::FAULTS).unwrap_or_default())))
+    }
+
+    pub(super) fn point(name: &str) -> Result<(), StoreError> {
+        let action = {
+            let mut map = faults().lock().unwrap_or_else(|e| e.into_inner());
+            match map.get_mut(name) {
+                Some((action, left)) if *left > 0 => {
+                    *left -= 1;
+                    *action
+                }
+                _ => return Ok(()),
+            }
+        };
+        tracing::warn!("fault point {name}: {action:?}");
+        match action {
+            Action::Error => Err(StoreError::CommitFailed(format!("fault point {name}"))),
+            Action::Panic => panic!("fault point {name}"),
+            Action::Exit => std::process::exit(86),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_spec_names_each_fault_with_its_action_and_count() {
+            let f = parse("a.b=error*2, c=panic,d=exit,bad,e=sneeze");
+            assert_eq!(f["a.b"], (Action::Error, 2));
+            assert_eq!(f["c"], (Action::Panic, 1));
+            assert_eq!(f["d"], (Action::Exit, 1));
+            assert_eq!(f.len(), 3);
+        }
+    }
+}

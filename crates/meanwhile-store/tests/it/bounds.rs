@@ -1,0 +1,152 @@
+//! The SQLite store's files stay bounded however long it runs: the WAL is
+//! checkpointed and truncated as it grows and at a clean stop, and the space that
+//! retention frees goes back to the file system.
+
+use crate::conformance::{NOW, claim_req, end, submit};
+use meanwhile_core::{AttemptOutcome, TaskSpec, Timestamp};
+use meanwhile_store::{CleanRequest, PruneRequest, SqliteStore, Store};
+use std::path::{Path, PathBuf};
+
+/// The bound: the WAL never exceeds this in steady state.
+const WAL_BOUND: u64 = 64 << 20;
+
+fn wal_path(db: &Path) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push("-wal");
+    PathBuf::from(p)
+}
+
+fn size(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Runs one task through the store as a runtime would: a submit, a claim and an end,
+/// each its own commit.
+async fn one_task(store: &dyn Store, padding: &str) {
+    let id = submit(store, TaskSpec::shell(format!("echo {padding}"))).await;
+    let claim = store.claim(claim_req(1)).await.unwrap();
+    assert_eq!(claim.tasks.len(), 1, "task {id} was claimed");
+    let attempt = claim.tasks[0].attempt;
+    store
+        .finish_attempt(end(id, attempt, AttemptOutcome::Exited { code: 0 }))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_stays_bounded_under_steady_writes_and_is_empty_after_a_clean_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meanwhile.db");
+    let store = SqliteStore::open(&db).unwrap();
+    let wal = wal_path(&db);
+    let padding = "x".repeat(2000);
+    // How much the WAL grew in all, summed over the samples, and its largest size.
+    let (mut appended, mut largest, mut last, mut shrank) = (0u64, 0u64, 0u64, 0u32);
+    let mut tasks = 0;
+    // Until far more has gone through the WAL than the bound lets it hold.
+    while appended < 3 * WAL_BOUND {
+        for _ in 0..50 {
+            one_task(&store, &padding).await;
+        }
+        tasks += 50;
+        let now = size(&wal);
+        if now >= last {
+            appended += now - last;
+        } else {
+            shrank += 1;
+        }
+        largest = largest.max(now);
+        last = now;
+        assert!(
+            largest <= WAL_BOUND,
+            "the WAL reached {largest} bytes after {tasks} tasks"
+        );
+    }
+    assert!(shrank > 0, "the WAL was never truncated in {tasks} tasks");
+    store.checkpoint().await.unwrap();
+    assert_eq!(size(&wal), 0, "a clean stop leaves an empty WAL");
+    // Still usable afterwards.
+    one_task(&store, "after").await;
+}
+
+#[tokio::test]
+async fn a_home_made_without_incremental_vacuum_migrates_on_its_first_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meanwhile.db");
+    {
+        let store = SqliteStore::open(&db).unwrap();
+        submit(&store, TaskSpec::shell("echo kept")).await;
+        store.checkpoint().await.unwrap();
+    }
+    // As every home made before the store set it.
+    let raw = rusqlite::Connection::open(&db).unwrap();
+    raw.execute_batch("PRAGMA auto_vacuum = NONE; VACUUM;")
+        .unwrap();
+    let mode: i64 = raw
+        .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, 0);
+    drop(raw);
+    let store = SqliteStore::open(&db).unwrap();
+    let raw = rusqlite::Connection::open(&db).unwrap();
+    let mode: i64 = raw
+        .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, 2, "auto_vacuum is INCREMENTAL after the first start");
+    let task = store.get(meanwhile_core::TaskId(1)).await.unwrap();
+    assert_eq!(task.name, "echo kept", "the rebuild kept the tasks");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn space_freed_by_retention_goes_back_to_the_file_system() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meanwhile.db");
+    let store = SqliteStore::open(&db).unwrap();
+    let padding = "y".repeat(4000);
+    for _ in 0..1500 {
+        one_task(&store, &padding).await;
+    }
+    store.checkpoint().await.unwrap();
+    let full = size(&db);
+    let removed = store
+        .clean(CleanRequest {
+            finished_before: Some(Timestamp(NOW.0 + 10_000)),
+            keep_last: None,
+        })
+        .await
+        .unwrap();
+    assert!(!removed.is_empty());
+    // Retention runs until nothing is left to remove, then sweeps what the removed
+    // tasks left and gives back the free pages, a bounded number per pass.
+    let mut passes = 0;
+    loop {
+        let more = store
+            .clean(CleanRequest {
+                finished_before: Some(Timestamp(NOW.0 + 10_000)),
+                keep_last: None,
+            })
+            .await
+            .unwrap();
+        let mut req = PruneRequest::default();
+        while let Some(next) = store.prune(req).await.unwrap().next {
+            req.from_seq = next;
+        }
+        passes += 1;
+        store.checkpoint().await.unwrap();
+        if more.is_empty() && (size(&db) < full / 2 || passes >= 20) {
+            break;
+        }
+    }
+    let after = size(&db);
+    // The audit trail stays (its own retention prunes it): the tasks' part goes.
+    assert!(
+        after < full / 2,
+        "the file shrank from {full} to {after} bytes after the tasks were removed"
+    );
+    // The space is reused: the same work again grows the file back to about where it was.
+    for _ in 0..1500 {
+        one_task(&store, &padding).await;
+    }
+    store.checkpoint().await.unwrap();
+    assert!(size(&db) <= full + full / 4);
+}
