@@ -8,6 +8,7 @@ mod audit;
 mod batch;
 mod budgets;
 mod commands;
+mod connections;
 mod daemon;
 mod dashboard;
 mod fleet;

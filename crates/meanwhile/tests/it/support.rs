@@ -53,9 +53,15 @@ impl Home {
 
     /// Starts `meanwhile serve` as a child, with `env`, and waits until it answers.
     pub fn serve(&mut self, env: &[(&str, &str)]) {
+        self.serve_with(env, |_| {});
+    }
+
+    /// [`Home::serve`], with the daemon's command changed by `prepare` first.
+    pub fn serve_with(&mut self, env: &[(&str, &str)], prepare: impl FnOnce(&mut Command)) {
         let log = std::fs::File::create(self.dir.path().join("serve.log")).unwrap();
         let mut c = self.cmd(&["serve"]);
         c.envs(env.iter().copied()).stderr(log);
+        prepare(&mut c);
         self.daemon = Some(c.spawn().unwrap());
         for _ in 0..1200 {
             if self.run(&["status"]).status.success() {
