@@ -5,6 +5,7 @@ mod support;
 mod agent;
 mod alerts;
 mod audit;
+mod backup;
 mod batch;
 mod budgets;
 mod commands;

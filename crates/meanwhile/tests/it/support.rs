@@ -123,6 +123,13 @@ pub fn wait_end(h: &Home, id: &str) -> serde_json::Value {
     v["tasks"][0].clone()
 }
 
+/// Runs SQL on the home's database file directly, as tampering would (with no
+/// daemon running).
+pub fn sql(home: &Home, statement: &str) {
+    let conn = rusqlite::Connection::open(home.home.join("meanwhile.db")).unwrap();
+    conn.execute_batch(statement).unwrap();
+}
+
 pub fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }
