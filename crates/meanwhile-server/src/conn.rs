@@ -27,8 +27,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
-/// Refused connections being answered at once, per listener; more are closed
-/// without an answer, so that refusing never holds more than this many descriptors.
+/// Refused connections being answered at once, per listener, at most (and at most
+/// a sixteenth of its cap); more are closed without an answer, so that refusing
+/// holds few descriptors.
 const MAX_REFUSING: usize = 16;
 /// The longest wait between two accepts after an accept failed.
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
@@ -93,12 +94,10 @@ impl Connections {
 }
 
 /// The default cap on a TCP listener's connections: a quarter of the open-files
-/// limit, so that with a second TCP listener (the dashboard's port) half of the
-/// descriptors stay for the Unix socket, the store and the tasks.
+/// limit, so that with a second TCP listener (the dashboard's port) nearly half of
+/// the descriptors stay for the Unix socket, the store and the tasks.
 pub(crate) fn default_max_connections(open_files: u64) -> usize {
-    usize::try_from(open_files / 4)
-        .unwrap_or(usize::MAX)
-        .max(16)
+    usize::try_from(open_files / 4).unwrap_or(usize::MAX).max(1)
 }
 
 /// A listener the accept loop can take connections from.
@@ -281,7 +280,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     stats.refused.fetch_add(1, Ordering::Relaxed);
-    if stats.refusing.fetch_add(1, Ordering::Relaxed) >= MAX_REFUSING {
+    let at_most = (stats.max.unwrap_or(0) / 16).clamp(1, MAX_REFUSING);
+    if stats.refusing.fetch_add(1, Ordering::Relaxed) >= at_most {
         stats.refusing.fetch_sub(1, Ordering::Relaxed);
         return;
     }
@@ -588,6 +588,7 @@ mod tests {
     fn the_default_cap_leaves_three_quarters_of_the_descriptors() {
         assert_eq!(default_max_connections(1024), 256);
         assert_eq!(default_max_connections(524_288), 131_072);
-        assert_eq!(default_max_connections(20), 16);
+        assert_eq!(default_max_connections(20), 5);
+        assert_eq!(default_max_connections(0), 1);
     }
 }
