@@ -28,8 +28,20 @@ pub fn on_postgres(command: &str) -> String {
     )
 }
 
+/// Refuses to go on with `MEANWHILE_URL` set: `command` reads the home's file on
+/// this machine, which is not the remote daemon's.
+pub fn on_this_machine(command: &str) -> anyhow::Result<()> {
+    if crate::daemon::is_remote() {
+        bail!(
+            "{command} reads the database file of the home on this machine, not the daemon's at MEANWHILE_URL; run it on the daemon's machine without MEANWHILE_URL"
+        );
+    }
+    Ok(())
+}
+
 /// Runs `backup`.
 pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
+    on_this_machine("backup")?;
     let settings = meanwhile_server::Settings::load(&ctx.home)?;
     if settings.database_url.is_some() {
         errln!(

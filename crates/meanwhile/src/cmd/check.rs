@@ -16,6 +16,7 @@ pub struct Args {
 
 /// Runs `check`.
 pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
+    super::backup::on_this_machine("check")?;
     let settings = meanwhile_server::Settings::load(&ctx.home)?;
     let on_postgres = settings.database_url.is_some();
     let mut problems = Vec::new();

@@ -122,3 +122,15 @@ fn backup_on_postgresql_says_to_use_pg_dump() {
     assert!(stderr(&o).contains("pg_dump"), "{}", stderr(&o));
     assert!(!home.dir.path().join("out.db").exists());
 }
+
+#[test]
+fn backup_and_check_refuse_a_remote_daemon() {
+    let home = Home::new();
+    for args in [&["backup", "out.db"][..], &["check"]] {
+        let mut c = home.cmd(args);
+        c.env("MEANWHILE_URL", "http://127.0.0.1:1");
+        let o = c.output().unwrap();
+        assert_eq!(code(&o), 1, "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("MEANWHILE_URL"), "{}", stderr(&o));
+    }
+}
