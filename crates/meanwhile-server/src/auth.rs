@@ -6,11 +6,10 @@
 use crate::dashboard::{self, Browser, Verdict};
 use crate::error::{ServerError, error_response};
 use axum::extract::Request;
-use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::connect_info::ConnectInfo;
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::serve::IncomingStream;
 use meanwhile_core::{Actor, ApiError, DEFAULT_TOKEN, ErrorCode};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -19,7 +18,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-use tokio::net::UnixListener;
+use tokio::net::UnixStream;
 
 /// Reads the secret at `path`, creating it (32 random bytes as hex, mode 0600) when
 /// it does not exist: the token file, and the audit trail's signing key.
@@ -229,9 +228,10 @@ pub(crate) async fn require_token(
 #[derive(Clone, Debug)]
 pub(crate) struct Peer(Option<Actor>);
 
-impl Connected<IncomingStream<'_, UnixListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
-        Peer(stream.io().peer_cred().ok().map(|cred| {
+impl Peer {
+    /// The peer of `stream`.
+    pub(crate) fn of(stream: &UnixStream) -> Peer {
+        Peer(stream.peer_cred().ok().map(|cred| {
             let pid = cred.pid();
             Actor::Socket {
                 uid: cred.uid(),

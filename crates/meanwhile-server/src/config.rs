@@ -28,6 +28,16 @@ pub struct Settings {
     pub default_timeout: Option<Duration>,
     /// Largest request body accepted, in bytes. Default 4 MiB.
     pub max_body_bytes: usize,
+    /// Most connections open at once on each TCP listener (`max_connections`,
+    /// `MEANWHILE_MAX_CONNECTIONS`); more are answered 503 and closed. Default: a
+    /// quarter of the open-files limit.
+    pub max_connections: Option<usize>,
+    /// How long a request's headers may take to arrive, from their first byte
+    /// (`header_timeout`, `MEANWHILE_HEADER_TIMEOUT`). Default 10s.
+    pub header_timeout: Duration,
+    /// How long a connection with no request in flight stays open
+    /// (`idle_timeout`, `MEANWHILE_IDLE_TIMEOUT`). Default 60s.
+    pub idle_timeout: Duration,
     /// This node's name in attempts; the host name when absent.
     pub node: Option<String>,
     /// The PostgreSQL database a fleet of nodes shares (`database_url`,
@@ -242,6 +252,9 @@ impl Settings {
             grace: Duration::from_secs(5),
             default_timeout: None,
             max_body_bytes: 4 << 20,
+            max_connections: None,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
             node: None,
             database_url: None,
             node_address: None,
@@ -295,6 +308,15 @@ impl Settings {
         }
         if let Some(n) = f.max_body_bytes {
             self.max_body_bytes = n;
+        }
+        if let Some(n) = f.max_connections {
+            self.max_connections = Some(check_max_connections(n).map_err(bad)?);
+        }
+        if let Some(t) = f.header_timeout {
+            self.header_timeout = check_timeout("header_timeout", t).map_err(bad)?;
+        }
+        if let Some(t) = f.idle_timeout {
+            self.idle_timeout = check_timeout("idle_timeout", t).map_err(bad)?;
         }
         if f.node.is_some() {
             self.node = f.node;
@@ -426,6 +448,19 @@ impl Settings {
         if let Some(n) = num("MEANWHILE_MAX_BODY_BYTES")? {
             self.max_body_bytes = n as usize;
         }
+        if let Some(n) = num("MEANWHILE_MAX_CONNECTIONS")? {
+            let n = usize::try_from(n).unwrap_or(usize::MAX);
+            self.max_connections =
+                Some(check_max_connections(n).map_err(bad("MEANWHILE_MAX_CONNECTIONS"))?);
+        }
+        if let Some(t) = dur("MEANWHILE_HEADER_TIMEOUT")? {
+            self.header_timeout =
+                check_timeout("header_timeout", t).map_err(bad("MEANWHILE_HEADER_TIMEOUT"))?;
+        }
+        if let Some(t) = dur("MEANWHILE_IDLE_TIMEOUT")? {
+            self.idle_timeout =
+                check_timeout("idle_timeout", t).map_err(bad("MEANWHILE_IDLE_TIMEOUT"))?;
+        }
         if let Some(n) = num("MEANWHILE_MAX_PARALLEL")? {
             let q = self.queues.entry("default".into()).or_default();
             q.max_parallel = Some(n.clamp(1, u32::MAX as u64) as u32);
@@ -497,6 +532,23 @@ fn check_lease(l: Duration) -> Result<Duration, String> {
     Ok(l)
 }
 
+fn check_max_connections(n: usize) -> Result<usize, String> {
+    if n == 0 {
+        return Err(
+            "max_connections must be at least 1; leave it out for a quarter of the open-files limit"
+                .into(),
+        );
+    }
+    Ok(n)
+}
+
+fn check_timeout(name: &str, t: Duration) -> Result<Duration, String> {
+    if t.is_zero() {
+        return Err(format!("{name} must be longer than 0s"));
+    }
+    Ok(t)
+}
+
 fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     s.trim()
         .parse()
@@ -521,6 +573,11 @@ struct FileSettings {
     #[serde(default, with = "serde_opt_duration")]
     default_timeout: Option<Duration>,
     max_body_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    #[serde(default, with = "serde_opt_duration")]
+    header_timeout: Option<Duration>,
+    #[serde(default, with = "serde_opt_duration")]
+    idle_timeout: Option<Duration>,
     node: Option<String>,
     database_url: Option<String>,
     node_address: Option<String>,
@@ -707,6 +764,48 @@ mod tests {
             (
                 "[queues.q]\nper_key = \"many\"",
                 "per_key must be a whole number",
+            ),
+        ] {
+            let e = Settings::new("/h")
+                .apply_file(text, "config.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(expect), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn connection_bounds_are_set_and_checked() {
+        let mut s = Settings::new("/h");
+        assert_eq!(
+            (s.max_connections, s.header_timeout, s.idle_timeout),
+            (None, Duration::from_secs(10), Duration::from_secs(60))
+        );
+        s.apply_file(
+            "max_connections = 100\nheader_timeout = \"200ms\"\nidle_timeout = \"5s\"",
+            "config.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            (s.max_connections, s.header_timeout, s.idle_timeout),
+            (
+                Some(100),
+                Duration::from_millis(200),
+                Duration::from_secs(5)
+            )
+        );
+        s.apply_env(|k| (k == "MEANWHILE_MAX_CONNECTIONS").then(|| "7".into()))
+            .unwrap();
+        assert_eq!(s.max_connections, Some(7));
+        for (text, expect) in [
+            ("max_connections = 0", "max_connections must be at least 1"),
+            (
+                "header_timeout = \"0s\"",
+                "header_timeout must be longer than 0s",
+            ),
+            (
+                "idle_timeout = \"0s\"",
+                "idle_timeout must be longer than 0s",
             ),
         ] {
             let e = Settings::new("/h")

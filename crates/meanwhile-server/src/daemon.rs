@@ -3,6 +3,7 @@
 //! the next daemon (or stop them, when asked).
 
 use crate::config::Settings;
+use crate::conn::{self, Connections, Timeouts};
 use crate::error::ServerError;
 use crate::routes::Listener;
 use crate::state::AppState;
@@ -13,7 +14,7 @@ use meanwhile_core::Actor;
 use meanwhile_core::http::{AUDIT_KEY_FILE, SOCKET_FILE, TOKEN_FILE};
 use meanwhile_runtime::store::AuditKey;
 use meanwhile_runtime::{Runtime, RuntimeConfig, ShutdownMode};
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -87,18 +88,65 @@ async fn refresh_tokens(rt: Runtime, tokens: Arc<auth::Tokens>) {
     }
 }
 
+/// Raises the soft limit on open files to the hard limit, so that the cap on TCP
+/// connections derived from it is as high as this system allows; the soft limit
+/// after. Called once the runtime has started its process spawner, so tasks keep
+/// the limit the daemon was started with (programs that use `select` need 1024).
+fn raise_open_files() -> u64 {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let soft = limit.current.unwrap_or(u64::MAX);
+    let Some(hard) = limit.maximum else {
+        // No hard limit: the soft one is what the system gives.
+        return soft;
+    };
+    if soft >= hard {
+        return soft;
+    }
+    match setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(hard),
+            maximum: Some(hard),
+        },
+    ) {
+        Ok(()) => {
+            tracing::debug!("open files limit raised from {soft} to {hard}");
+            hard
+        }
+        Err(e) => {
+            tracing::warn!("could not raise the open files limit from {soft} to {hard}: {e}");
+            soft
+        }
+    }
+}
+
+/// The bounds every connection of the daemon is served with.
+fn timeouts(settings: &Settings) -> Timeouts {
+    Timeouts {
+        header: settings.header_timeout,
+        idle: settings.idle_timeout,
+    }
+}
+
 /// Serves the API, the MCP endpoint and the dashboard on a TCP listener until the
 /// daemon shuts down: the bearer token (or the dashboard's session) is required, and
-/// a foreign `Host` or `Origin` is refused before the token is looked at.
+/// a foreign `Host` or `Origin` is refused before the token is looked at. At most
+/// `max_connections` are open at once; more are answered 503.
 async fn serve_tcp(
     listener: tokio::net::TcpListener,
     state: AppState,
     tokens: Arc<auth::Tokens>,
     node_address: Option<String>,
-    mut down_rx: watch::Receiver<bool>,
+    down_rx: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let local = listener.local_addr()?;
-    tracing::info!("also serving on http://{local} (bearer token required)");
+    let max = state.max_connections;
+    tracing::info!(
+        "also serving on http://{local} (bearer token required, {max} connections at most)"
+    );
+    let stats = state.connections.add(local.to_string(), Some(max));
+    let timeouts = timeouts(&state.settings);
     let allowed = Arc::new(origin::Allowed::new(local, node_address.as_deref()));
     let browser = state.browser.clone();
     // The outer layer runs first.
@@ -111,14 +159,16 @@ async fn serve_tcp(
         .layer(axum::middleware::from_fn(
             move |req: Request, next: Next| origin::check(allowed.clone(), req, next),
         ));
-    axum::serve(
+    conn::serve(
         listener,
-        app.into_make_service_with_connect_info::<origin::LocalAddr>(),
+        app,
+        origin::LocalAddr::of,
+        timeouts,
+        stats,
+        down_rx,
     )
-    .with_graceful_shutdown(async move {
-        let _ = down_rx.wait_for(|d| *d).await;
-    })
-    .await
+    .await;
+    Ok(())
 }
 
 /// Runs the daemon on `settings.home` until `shutdown` completes.
@@ -245,6 +295,10 @@ pub async fn serve(
         ShutdownMode::LeaveRunning
     };
     let rt = Runtime::start(cfg, std::future::pending()).await?;
+    let open_files = raise_open_files();
+    let max_connections = settings
+        .max_connections
+        .unwrap_or_else(|| conn::default_max_connections(open_files));
     if let Some(remote) = &remote {
         remote.register(&rt).await?;
     }
@@ -323,6 +377,8 @@ pub async fn serve(
         tokens: tokens.clone(),
         audit_key: audit_key.clone(),
         browser: Arc::new(crate::dashboard::Browser::new(bound)),
+        connections: Arc::new(Connections::default()),
+        max_connections,
     };
     {
         // A loopback port opened for the dashboard is served like the TCP listener.
@@ -372,12 +428,16 @@ pub async fn serve(
     // Every request on the socket is recorded as its peer's, as the kernel names it.
     let unix_app = routes::router(state.clone(), Listener::Socket)
         .layer(axum::middleware::from_fn(auth::socket_peer));
-    let unix_server = axum::serve(
+    // No cap here: the socket's clients are this user's own processes, and the cap
+    // on TCP leaves them the descriptors they need.
+    let unix_server = conn::serve(
         unix,
-        unix_app.into_make_service_with_connect_info::<auth::Peer>(),
-    )
-    .with_graceful_shutdown(down(down_rx.clone()))
-    .into_future();
+        unix_app,
+        auth::Peer::of,
+        timeouts(&settings),
+        state.connections.add("socket".into(), None),
+        down_rx.clone(),
+    );
     let tcp_server = {
         let (node_address, down_rx) = (settings.node_address.clone(), down_rx.clone());
         async move {
@@ -393,11 +453,9 @@ pub async fn serve(
         tokio::time::sleep(DRAIN_LIMIT).await;
     };
     tokio::select! {
-        (a, b) = servers => {
-            for r in [a, b] {
-                if let Err(e) = r {
-                    tracing::error!("serving failed: {e}");
-                }
+        ((), r) = servers => {
+            if let Err(e) = r {
+                tracing::error!("serving failed: {e}");
             }
         }
         _ = limit => tracing::warn!("requests still in flight after {DRAIN_LIMIT:?}; shutting down anyway"),

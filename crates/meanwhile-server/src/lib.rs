@@ -8,6 +8,7 @@
 
 mod auth;
 mod config;
+mod conn;
 mod daemon;
 mod dashboard;
 mod error;

@@ -136,6 +136,49 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Answer<impl IntoRe
             u8::from(q.paused)
         );
     }
+    connections(&state, &mut out);
     crate::metrics_runtime::write(&state, &mut out).await;
     Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], out))
+}
+
+/// Each listener's open connections, its cap, its refusals and its failed accepts.
+fn connections(state: &AppState, out: &mut String) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let listeners = state.connections.all();
+    let mut family =
+        |name: &str,
+         kind: &str,
+         help: &str,
+         value: &dyn Fn(&crate::conn::ListenerStats) -> Option<u64>| {
+            header(out, name, kind, help);
+            for l in &listeners {
+                if let Some(v) = value(l) {
+                    let _ = writeln!(out, "{name}{{listener=\"{}\"}} {v}", label(&l.name));
+                }
+            }
+        };
+    family(
+        "meanwhile_connections_open",
+        "gauge",
+        "Connections open on each listener (the Unix socket, each TCP address).",
+        &|l| Some(l.open.load(Relaxed) as u64),
+    );
+    family(
+        "meanwhile_connections_max",
+        "gauge",
+        "The cap on a TCP listener's open connections (max_connections).",
+        &|l| l.max.map(|m| m as u64),
+    );
+    family(
+        "meanwhile_connections_refused_total",
+        "counter",
+        "Connections answered 503 and closed because their listener was at its cap.",
+        &|l| l.max.map(|_| l.refused.load(Relaxed)),
+    );
+    family(
+        "meanwhile_accept_errors_total",
+        "counter",
+        "Accepts that failed (out of file descriptors, most likely); each was logged and retried with backoff.",
+        &|l| Some(l.accept_errors.load(Relaxed)),
+    );
 }

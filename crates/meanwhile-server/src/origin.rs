@@ -9,23 +9,23 @@
 
 use crate::error::error_response;
 use axum::extract::Request;
-use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::connect_info::ConnectInfo;
 use axum::http::header::{HOST, ORIGIN};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::serve::IncomingStream;
 use meanwhile_core::{ApiError, ErrorCode};
 use std::net::SocketAddr;
-use tokio::net::TcpListener;
+use tokio::net::TcpStream;
 
 /// The local address a TCP client connected to (which may differ from the
 /// listener's when it listens on every interface).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct LocalAddr(Option<SocketAddr>);
 
-impl Connected<IncomingStream<'_, TcpListener>> for LocalAddr {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
-        LocalAddr(stream.io().local_addr().ok())
+impl LocalAddr {
+    /// The local address of `stream`.
+    pub(crate) fn of(stream: &TcpStream) -> LocalAddr {
+        LocalAddr(stream.local_addr().ok())
     }
 }
 

@@ -29,6 +29,10 @@ pub(crate) struct AppState {
     pub audit_key: AuditKey,
     /// The dashboard's browser sessions and login links.
     pub browser: Arc<crate::dashboard::Browser>,
+    /// Each listener's open connections and refusals.
+    pub connections: Arc<crate::conn::Connections>,
+    /// The cap on each TCP listener's open connections.
+    pub max_connections: usize,
 }
 
 /// Counts a long request for as long as it is served, however it ends.

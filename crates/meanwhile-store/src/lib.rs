@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 mod actor;
+pub mod backup;
 mod chain;
 mod decode;
 pub mod fault;

@@ -6,7 +6,7 @@
 //! | N | the task exited with code N (`wait ID`, `run --wait`, `run --follow`) |
 //! | 128+S | the task was killed by signal S |
 //! | 1 | an error, or a task that failed without an exit code (cancelled, lost) |
-//! | 2 | wrong arguments |
+//! | 2 | wrong arguments, or a command that does not apply (`backup` on PostgreSQL) |
 //! | 3 | no such task |
 //! | 4 | the task's state does not allow it (removing a running task) |
 //! | 69 | no daemon answers and none could be started |
@@ -16,6 +16,8 @@ use meanwhile_client::ClientError;
 use meanwhile_core::{ErrorCode, TaskRecord, TaskState};
 use std::process::ExitCode;
 
+/// Wrong arguments, or a command that does not apply (`backup` of a PostgreSQL store).
+pub const USAGE: u8 = 2;
 /// No such task.
 pub const NOT_FOUND: u8 = 3;
 /// The task's state does not allow it.
@@ -32,7 +34,7 @@ pub fn code_of(e: &anyhow::Error) -> u8 {
         Some(ClientError::Api(a)) => match a.code {
             ErrorCode::NotFound => NOT_FOUND,
             ErrorCode::Conflict => CONFLICT,
-            ErrorCode::InvalidArgument => 2,
+            ErrorCode::InvalidArgument => USAGE,
             ErrorCode::Unavailable => UNAVAILABLE,
             _ => 1,
         },

@@ -80,6 +80,12 @@ pub enum Command {
     /// TCP clients by token name, sessions of MCP and agents, meanwhile itself),
     /// oldest first; `audit verify` checks its hash chain.
     Audit(cmd::audit::Args),
+    /// Write a consistent copy of the SQLite database to FILE while the daemon runs
+    /// (on PostgreSQL: use pg_dump); `backup --help` says how to restore it.
+    Backup(cmd::backup::Args),
+    /// Check the database (SQLite's PRAGMA integrity_check) and the audit trail's
+    /// hash chain; exits 1 naming what is wrong.
+    Check(cmd::check::Args),
     /// The named bearer tokens of the TCP listener: add (prints it once), ls, rm.
     /// Over the Unix socket only.
     Token(cmd::token::Args),
@@ -148,6 +154,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Schedule(a) => cmd::schedule::run(&ctx, a).await,
             Command::Budget(a) => cmd::budget::run(&ctx, a).await,
             Command::Audit(a) => cmd::audit::run(&ctx, a).await,
+            Command::Backup(a) => cmd::backup::run(&ctx, a).await,
+            Command::Check(a) => cmd::check::run(&ctx, a).await,
             Command::Token(a) => cmd::token::run(&ctx, a).await,
             Command::Nodes(a) => cmd::nodes::run(&ctx, a).await,
             Command::Dashboard(a) => cmd::dashboard::run(&ctx, a).await,

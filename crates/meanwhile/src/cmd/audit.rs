@@ -99,24 +99,33 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn report(v: &AuditVerdict, json: bool) -> anyhow::Result<ExitCode> {
-    if json {
-        super::print_json(v)?;
-    } else if v.intact {
+/// The verdict in one line: `audit trail intact: ...` or `audit trail broken ...`.
+pub fn verdict_line(v: &AuditVerdict) -> String {
+    if v.intact {
         let from = match &v.checkpoint {
             Some(cp) => format!(" after the checkpoint at record {}", cp.seq),
             None => String::new(),
         };
-        outln!("audit trail intact: {} records{from}", v.records);
+        format!("audit trail intact: {} records{from}", v.records)
     } else {
         let at = v
             .first_bad_seq
             .map(|s| format!(" at record {s}"))
             .unwrap_or_default();
-        errln!(
+        format!(
             "audit trail broken{at}: {}",
             v.problem.as_deref().unwrap_or("unknown problem")
-        );
+        )
+    }
+}
+
+fn report(v: &AuditVerdict, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        super::print_json(v)?;
+    } else if v.intact {
+        outln!("{}", verdict_line(v));
+    } else {
+        errln!("{}", verdict_line(v));
     }
     Ok(if v.intact {
         ExitCode::SUCCESS

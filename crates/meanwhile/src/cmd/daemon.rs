@@ -161,10 +161,21 @@ fn quote(s: &str) -> String {
     q
 }
 
-/// The unit that runs `exe serve` for `home`.
-pub fn unit_text(exe: &Path, home: &Path) -> String {
+/// The hard limit on open files that this process may raise its own to, which the
+/// unit asks for: a unit asking for more than its service manager holds would not
+/// start, and a login's limits are those of the user's manager.
+fn hard_open_files() -> u64 {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .maximum
+        .unwrap_or(1 << 20)
+}
+
+/// The unit that runs `exe serve` for `home`, with `open_files` as its hard limit
+/// on open files.
+pub fn unit_text(exe: &Path, home: &Path, open_files: u64) -> String {
     let exe = quote(&exe.display().to_string());
     let home = quote(&format!("MEANWHILE_HOME={}", home.display()));
+    let soft = open_files.min(1024);
     format!(
         "# Written by `meanwhile daemon install`.
 [Unit]
@@ -178,6 +189,9 @@ Environment={home}
 # daemon adopts them and records their true end.
 KillMode=process
 Restart=on-failure
+# The daemon raises its soft limit to the hard one, and caps its TCP connections at a
+# quarter of it; its tasks keep the soft limit, 1024, as programs using select need.
+LimitNOFILE={soft}:{open_files}
 
 [Install]
 WantedBy=default.target
@@ -212,7 +226,7 @@ async fn install(ctx: &Ctx, args: &InstallArgs) -> anyhow::Result<ExitCode> {
     let dir = unit_dir()?;
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(UNIT);
-    let text = unit_text(&exe, &home);
+    let text = unit_text(&exe, &home, hard_open_files());
     let before = std::fs::read_to_string(&path).ok();
     std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
     match &before {
@@ -259,6 +273,14 @@ async fn install(ctx: &Ctx, args: &InstallArgs) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_unit_raises_the_hard_open_files_limit_only() {
+        let text = unit_text(Path::new("/usr/bin/meanwhile"), Path::new("/h"), 524_288);
+        assert!(text.contains("\nLimitNOFILE=1024:524288\n"), "{text}");
+        let text = unit_text(Path::new("/usr/bin/meanwhile"), Path::new("/h"), 512);
+        assert!(text.contains("\nLimitNOFILE=512:512\n"), "{text}");
+    }
 
     #[test]
     fn unit_words_are_quoted_for_systemd() {

@@ -26,11 +26,6 @@ fn over_tcp(home: &Home, port: u16, token: &str, args: &[&str]) -> std::process:
     c.output().unwrap()
 }
 
-fn sql(home: &Home, statement: &str) {
-    let conn = rusqlite::Connection::open(home.home.join("meanwhile.db")).unwrap();
-    conn.execute_batch(statement).unwrap();
-}
-
 #[test]
 fn audit_names_who_did_what_and_verify_names_the_record_edited_in_the_database() {
     let mut home = Home::new();

@@ -53,9 +53,15 @@ impl Home {
 
     /// Starts `meanwhile serve` as a child, with `env`, and waits until it answers.
     pub fn serve(&mut self, env: &[(&str, &str)]) {
+        self.serve_with(env, |_| {});
+    }
+
+    /// [`Home::serve`], with the daemon's command changed by `prepare` first.
+    pub fn serve_with(&mut self, env: &[(&str, &str)], prepare: impl FnOnce(&mut Command)) {
         let log = std::fs::File::create(self.dir.path().join("serve.log")).unwrap();
         let mut c = self.cmd(&["serve"]);
         c.envs(env.iter().copied()).stderr(log);
+        prepare(&mut c);
         self.daemon = Some(c.spawn().unwrap());
         for _ in 0..1200 {
             if self.run(&["status"]).status.success() {
@@ -115,6 +121,13 @@ pub fn wait_end(h: &Home, id: &str) -> serde_json::Value {
     let o = h.run(&["wait", id, "--timeout", "2m", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     v["tasks"][0].clone()
+}
+
+/// Runs SQL on the home's database file directly, as tampering would (with no
+/// daemon running).
+pub fn sql(home: &Home, statement: &str) {
+    let conn = rusqlite::Connection::open(home.home.join("meanwhile.db")).unwrap();
+    conn.execute_batch(statement).unwrap();
 }
 
 pub fn code(o: &Output) -> i32 {
