@@ -266,8 +266,24 @@ impl Permissions {
             if parts.is_empty() {
                 decisions.push(self.decide_one(tool, ""));
             }
+            // A rule without wildcards that is the whole line, as written (the
+            // person's "always" to a command of several parts), allows what no rule
+            // decided: the same text is read the same way again.
+            let exact = self.rules.iter().find(|(v, p)| {
+                *v == Verdict::Allow
+                    && glob(&p.tool, tool)
+                    && p.arg
+                        .as_deref()
+                        .is_some_and(|a| !a.contains(['*', '?']) && a.trim() == line.trim())
+            });
             for part in &parts {
-                decisions.push(self.judge(tool, part, place, args));
+                let d = self.judge(tool, part, place, args);
+                decisions.push(match exact {
+                    Some((_, p)) if d.verdict == Verdict::Ask && d.rule.is_none() => {
+                        Decision::by(Verdict::Allow, Some(format!("allow {p}")))
+                    }
+                    _ => d,
+                });
             }
         };
         judge(&main_argument(tool, args), "");
@@ -639,6 +655,17 @@ mod tests {
             ("echo `rm F`", "deny `rm F`"),
             ("echo \"$(echo `rm F`)\"", "deny `rm F`"),
             ("$X", "ask"),
+            ("echo $[ $(touch F) ]", "ask"),
+            ("echo ${X:-$(touch F)}", "ask"),
+            ("echo \"${X:-`touch F`}\"", "ask"),
+            ("echo x > /dev/tcp/127.0.0.1/9", "ask outside the workspace"),
+            ("exec 3<>/dev/tcp/127.0.0.1/9", "ask"),
+            ("ec\\\nho x", "allow"),
+            ("! touch F", "ask `touch F`"),
+            ("case x in x) touch F;; esac", "ask `touch F`"),
+            ("echo x | xargs rm", "ask `xargs rm`"),
+            ("function f { echo; }", "ask"),
+            ("PATH=. echo x", "ask `PATH=. echo x`"),
             ("echo $((1 + 2))", "ask"),
             // Quotes are removed before matching: a quoted name is still the command.
             ("'rm' F", "deny bash(rm *)"),
@@ -805,6 +832,28 @@ mod tests {
             perms.decide("bash", &json!({"command": "make"})).verdict,
             Verdict::Ask
         );
+        // "Always" to a command of several parts allows that command as written,
+        // and nothing else; a deny rule still holds.
+        let mut perms = Permissions::new(&[&rules(&[], &[], &["bash(rm *)"])]).unwrap();
+        for command in [
+            "make && make install",
+            "cat <<EOF > notes\nhi\nEOF",
+            "make # all",
+        ] {
+            let args = json!({ "command": command });
+            assert_eq!(perms.decide("bash", &args).verdict, Verdict::Ask);
+            perms.allow(always_pattern("bash", &args));
+            assert_eq!(
+                perms.decide("bash", &args).verdict,
+                Verdict::Allow,
+                "{command}"
+            );
+        }
+        let other = json!({"command": "make && make install && touch F"});
+        assert_eq!(perms.decide("bash", &other).verdict, Verdict::Ask);
+        let args = json!({"command": "make && rm x"});
+        perms.allow(always_pattern("bash", &args));
+        assert_eq!(perms.decide("bash", &args).verdict, Verdict::Deny);
     }
 
     #[test]
