@@ -261,7 +261,7 @@ impl Permissions {
             return self.decide_one(tool, &main_argument(tool, args));
         }
         let mut decisions = Vec::new();
-        let mut judge = |line: &str, place: &str| {
+        let mut judge = |line: &str, field: Option<&str>| {
             let parts = shell::read(line);
             if parts.is_empty() {
                 decisions.push(self.decide_one(tool, ""));
@@ -277,7 +277,7 @@ impl Permissions {
                         .is_some_and(|a| !a.contains(['*', '?']) && a.trim() == line.trim())
             });
             for part in &parts {
-                let d = self.judge(tool, part, place, args);
+                let d = self.judge(tool, part, field, args);
                 decisions.push(match exact {
                     Some((_, p)) if d.verdict == Verdict::Ask && d.rule.is_none() => {
                         Decision::by(Verdict::Allow, Some(format!("allow {p}")))
@@ -286,12 +286,12 @@ impl Permissions {
                 });
             }
         };
-        judge(&main_argument(tool, args), "");
+        judge(&main_argument(tool, args), None);
         if tool == defs::BACKGROUND_RUN {
             if let Some(hook) = args.get("on_end").and_then(Value::as_str)
                 && !hook.trim().is_empty()
             {
-                judge(hook, " in on_end");
+                judge(hook, Some("on_end"));
             }
             for name in args
                 .get("env")
@@ -302,8 +302,7 @@ impl Permissions {
             {
                 let part =
                     shell::Part::Unreadable(format!("{name}, which changes what the command runs"));
-                let mut d = self.judge(tool, &part, "", args);
-                d.subject = Some("its env".into());
+                let d = self.judge(tool, &part, Some("env"), args);
                 decisions.push(d);
             }
         }
@@ -331,8 +330,10 @@ impl Permissions {
         )
     }
 
-    /// One part of a command of `tool`; `place` says where it was (` in on_end`).
-    fn judge(&self, tool: &str, part: &shell::Part, place: &str, args: &Value) -> Decision {
+    /// One part of a command of `tool`; `field` names where it was when that is not
+    /// the command (`on_end`).
+    fn judge(&self, tool: &str, part: &shell::Part, field: Option<&str>, args: &Value) -> Decision {
+        let place = field.map(|f| format!(" in {f}")).unwrap_or_default();
         let mut d = match part {
             shell::Part::Command(c) => {
                 let mut d = self.decide_command(tool, c);
@@ -360,8 +361,10 @@ impl Permissions {
             }
             shell::Part::Unreadable(why) => self.decide_unreadable(tool, "", why.clone()),
         };
-        if d.subject.is_none() && !place.is_empty() {
-            d.subject = Some(place.trim_start().to_string());
+        if let Some(f) = field
+            && d.subject.is_none()
+        {
+            d.subject = Some(format!("its {f}"));
         }
         d
     }
@@ -740,6 +743,10 @@ mod tests {
         check(json!({"on_end": "id > /tmp/outside/pwn"}), "ask in on_end");
         check(json!({"on_end": "rm -rf ."}), "deny `rm -rf .` in on_end");
         check(json!({"on_end": "echo x > F"}), "ask writing `F` in on_end");
+        check(
+            json!({"on_end": "echo x # done"}),
+            "ask its on_end holds a comment",
+        );
         check(json!({"env": {"RUST_LOG": "debug"}}), "allow");
         check(json!({"env": {"PATH": "./bin"}}), "ask its env holds PATH");
         check(

@@ -530,6 +530,26 @@ mod tests {
     }
 
     #[test]
+    fn a_question_shows_every_field_that_runs_something() {
+        let args = serde_json::json!({
+            "command": "echo hi", "on_end": "id", "cwd": "sub", "env": {"PATH": "./bin"}, "name": "x"
+        });
+        assert_eq!(
+            describe_call(defs::BACKGROUND_RUN, &args),
+            r#"background_run: echo hi (on_end: id) (cwd: sub) (env: {"PATH":"./bin"})"#
+        );
+        let args = serde_json::json!({"command": "echo hi", "env": {}});
+        assert_eq!(
+            describe_call(defs::BACKGROUND_RUN, &args),
+            "background_run: echo hi"
+        );
+        assert_eq!(
+            describe_call(defs::BACKGROUND_LIST, &Value::Null),
+            "background_list"
+        );
+    }
+
+    #[test]
     fn bad_arguments_say_what_is_wrong() {
         #[derive(Debug, Deserialize)]
         #[serde(deny_unknown_fields)]
