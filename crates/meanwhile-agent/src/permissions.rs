@@ -638,6 +638,8 @@ mod tests {
             ("cat <<EOF\nhi\nEOF", "ask here-document"),
             ("echo <<EOF\nhi\nEOF", "ask here-document"),
             ("echo x <<< y", "ask here-string"),
+            // brush-parser's tokenizer never returned on this one.
+            ("ok F $( $X << <( xok$(", "ask here-document"),
             ("f() { echo x; }; f", "ask function definition"),
             ("echo() { touch F; }; echo hi", "ask function definition"),
             ("f() { rm F; }", "deny `rm F`"),

@@ -121,6 +121,14 @@ impl Reader {
             ));
             return;
         }
+        if line.contains("<<") {
+            // Never parsed: they are asked whatever they hold, and brush-parser's
+            // tokenizer does not return on some of them (`$(<< <(c$(`).
+            self.unreadable(
+                "a here-document or here-string (`<<`), whose text the shell may expand",
+            );
+            return;
+        }
         let program =
             Parser::new(std::io::BufReader::new(line.as_bytes()), &self.opts).parse_program();
         match program {
@@ -332,12 +340,11 @@ impl Reader {
                     self.word(w, depth);
                 }
             },
-            ast::IoRedirect::HereDocument(..) => {
-                self.unreadable("a here-document, whose text the shell may expand")
-            }
-            ast::IoRedirect::HereString(..) => {
-                self.unreadable("a here-string `<<<`, which only bash reads")
-            }
+            // Lines with `<<` are not parsed (see `line`); these are read for
+            // completeness.
+            ast::IoRedirect::HereDocument(..) | ast::IoRedirect::HereString(..) => self.unreadable(
+                "a here-document or here-string (`<<`), whose text the shell may expand",
+            ),
             ast::IoRedirect::OutputAndError(w, _) => self.write(w, depth),
         }
     }

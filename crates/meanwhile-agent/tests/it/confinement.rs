@@ -103,3 +103,128 @@ async fn every_escape_of_a_sandboxed_agent_fails_with_its_reason() {
         "still here\n"
     );
 }
+
+/// Lines made of shell fragments, judged under `allow = ["bash(ok*)"]`, and every
+/// line the rules allow run by the real `/bin/sh` (and bash, which is `/bin/sh`
+/// elsewhere) with only `ok` and `bad` on the PATH: an allowed line must never run
+/// `bad` nor write a file. This checks the reading against the shells themselves.
+#[test]
+fn what_the_rules_allow_runs_nothing_else_in_the_real_shells() {
+    const FRAGMENTS: &[&str] = &[
+        "ok",
+        "ok",
+        "ok",
+        "bad",
+        "x",
+        "'",
+        "\"",
+        "#",
+        ";",
+        "&",
+        "&>",
+        ">",
+        ">>",
+        ">|",
+        "|",
+        "\n",
+        "$'",
+        "\\",
+        "$(",
+        ")",
+        "`",
+        "{",
+        "}",
+        "(",
+        "<",
+        "<<",
+        "F",
+        "/dev/null",
+        "&&",
+        "||",
+        "2>&1",
+        "$X",
+        "<(",
+        "!",
+        "=",
+        ",",
+        "\\\n",
+        "'\\''",
+        "$\"",
+        "#'",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    let work = dir.path().join("work");
+    let mark = dir.path().join("bad-ran");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    for (name, body) in [("ok", "exit 0\n"), ("bad", "touch \"$MARK\"\n")] {
+        let p = bin.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}")).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let shells: Vec<&str> = ["/bin/sh", "/bin/bash"]
+        .into_iter()
+        .filter(|s| std::path::Path::new(s).exists())
+        .collect();
+    let rules = Permissions::new(&[&PermissionRules {
+        allow: vec!["bash(ok*)".into()],
+        ..PermissionRules::default()
+    }])
+    .unwrap();
+    // A fixed xorshift: the same lines on every run, so a failure can be replayed.
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let (mut allowed, mut failures) = (0, Vec::new());
+    for _ in 0..4000 {
+        let len = 2 + next() % 7;
+        let mut line = String::from("ok");
+        for _ in 0..len {
+            if next() % 2 == 0 {
+                line.push(' ');
+            }
+            line.push_str(FRAGMENTS[(next() % FRAGMENTS.len() as u64) as usize]);
+        }
+        let d = rules.decide("bash", &json!({ "command": line }));
+        if d.verdict != meanwhile_agent::Verdict::Allow {
+            continue;
+        }
+        allowed += 1;
+        for shell in &shells {
+            let status = std::process::Command::new("/usr/bin/timeout")
+                .args(["10", shell, "-c", &line])
+                .env_clear()
+                .env("PATH", &bin)
+                .env("MARK", &mark)
+                .current_dir(&work)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            let written: Vec<_> = std::fs::read_dir(&work)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            if mark.exists() || !written.is_empty() {
+                failures.push(format!(
+                    "{shell} -c {line:?} (allowed by {:?}, exit {status}): ran bad: {}, wrote {written:?}",
+                    d.rule,
+                    mark.exists()
+                ));
+                std::fs::remove_file(&mark).ok();
+                for f in written {
+                    std::fs::remove_file(work.join(f)).ok();
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Enough lines were allowed for the check to mean something.
+    assert!(allowed > 200, "only {allowed} lines were allowed");
+}
