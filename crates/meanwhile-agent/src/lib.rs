@@ -48,6 +48,7 @@ mod notices;
 pub mod permissions;
 mod run;
 mod session;
+mod shell;
 pub mod tools;
 mod workspace;
 

@@ -5,12 +5,17 @@
 //! Rules are read deny first, then ask, then allow, the command line's before the
 //! file's; the first that matches decides. A call no rule matches gets the default:
 //! the tools that only read (`read_file`, `background_output`, `background_list`,
-//! `background_wait`) are allowed, every other one is asked. A `bash` or
-//! `background_run` command is judged part by part (split at `;`, `&&`, `||`, `|`,
-//! `&` and newlines outside quotes): one denied part denies it, and it is allowed
-//! only when every part is; a command with `$(...)` or backquotes is never allowed by
-//! a pattern, only asked or denied.
+//! `background_wait`) are allowed, every other one is asked.
+//!
+//! A `bash` or `background_run` command, and a `background_run`'s `on_end`, is judged
+//! part by part as the shell reads it ([`crate::shell`]): each simple command (quotes
+//! removed, nested ones in `$(...)` and subshells too) by the tool's rules, each file
+//! a redirection writes by the `write_file` rules, and what the reading cannot judge
+//! (comments, `$'...'`, here-documents, ...) is asked unless a rule allows any command
+//! at all. One denied part denies the call; it is allowed only when every part is. A
+//! command with an expansion (`$X`, `$(...)`) is allowed only by a rule that names it.
 
+use crate::shell;
 use crate::tools::defs;
 use serde::Deserialize;
 use serde_json::Value;
@@ -94,6 +99,14 @@ impl Pattern {
     fn matches(&self, tool: &str, arg: &str) -> bool {
         glob(&self.tool, tool) && self.arg.as_deref().is_none_or(|p| glob(p, arg))
     }
+
+    /// Whether it matches every argument (`bash`, `bash(*)`): a rule written for any
+    /// command at all, unreadable ones included.
+    fn matches_anything(&self) -> bool {
+        self.arg
+            .as_deref()
+            .is_none_or(|a| a.chars().all(|c| c == '*'))
+    }
 }
 
 impl fmt::Display for Pattern {
@@ -137,6 +150,72 @@ pub struct Decision {
     pub verdict: Verdict,
     /// The rule that decided, or `None` for the default.
     pub rule: Option<String>,
+    /// The part of a command that decided (`` `rm F` ``, `` writing `out.txt` ``,
+    /// `` `id` in on_end ``), when the call is a command.
+    pub subject: Option<String>,
+    /// Why no rule could allow it (a construct the reading cannot judge), if so.
+    pub reason: Option<String>,
+}
+
+impl Decision {
+    fn by(verdict: Verdict, rule: Option<String>) -> Decision {
+        Decision {
+            verdict,
+            rule,
+            subject: None,
+            reason: None,
+        }
+    }
+
+    /// Why the call is denied, as told to the model: `` the permission rule
+    /// `bash(rm *)` denies it (`rm F`) ``.
+    pub fn denial(&self) -> String {
+        format!(
+            "the permission rule `{}` denies it{}",
+            self.rule
+                .as_deref()
+                .unwrap_or_default()
+                .trim_start_matches("deny "),
+            self.subject
+                .as_deref()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default()
+        )
+    }
+
+    /// What makes the call need asking, as the subject of "needs the person's
+    /// approval": `the rule `X``, `by default it`, `no rule allows `touch F`, so it`.
+    pub fn asker(&self) -> String {
+        match (&self.reason, &self.rule, &self.subject) {
+            (Some(r), _, Some(s)) => format!("{s} holds {r}, so it"),
+            (Some(r), _, None) => format!("it holds {r}, so it"),
+            (None, Some(rule), _) => format!("the rule `{}`", rule.trim_start_matches("ask ")),
+            (None, None, Some(s)) => format!("no rule allows {s}, so it"),
+            (None, None, None) => "by default it".to_string(),
+        }
+    }
+}
+
+/// Variables of a task's `env` that change which program a command runs, or make the
+/// shell read more than the command: a rule about the command says nothing of them.
+const RISKY_ENV: [&str; 9] = [
+    "PATH",
+    "BASH_ENV",
+    "ENV",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "IFS",
+    "PS4",
+    "PROMPT_COMMAND",
+    "CDPATH",
+];
+
+fn risky_env(name: &str) -> bool {
+    RISKY_ENV.contains(&name)
+        || name.starts_with("LD_")
+        || name.starts_with("DYLD_")
+        // Exported bash functions replace commands by name.
+        || name.starts_with("BASH_FUNC_")
 }
 
 /// The rules in force: the command line's and the file's, and what the person
@@ -175,56 +254,192 @@ impl Permissions {
     }
 
     /// What the rules say of calling `tool` with `args` (its main argument is found
-    /// by [`main_argument`]).
+    /// by [`main_argument`]). A command (`bash`, `background_run`, and its `on_end`)
+    /// is judged part by part as the shell reads it.
     pub fn decide(&self, tool: &str, args: &Value) -> Decision {
-        let arg = main_argument(tool, args);
-        let (parts, substitution) = if matches!(tool, defs::BASH | defs::BACKGROUND_RUN) {
-            split_command(&arg)
-        } else {
-            (vec![arg], false)
+        if !matches!(tool, defs::BASH | defs::BACKGROUND_RUN) {
+            return self.decide_one(tool, &main_argument(tool, args));
+        }
+        let mut decisions = Vec::new();
+        let mut judge = |line: &str, field: Option<&str>| {
+            let parts = shell::read(line);
+            if parts.is_empty() {
+                decisions.push(self.decide_one(tool, ""));
+            }
+            // A rule without wildcards that is the whole line, as written (the
+            // person's "always" to a command of several parts), allows what no rule
+            // decided: the same text is read the same way again.
+            let exact = self.rules.iter().find(|(v, p)| {
+                *v == Verdict::Allow
+                    && glob(&p.tool, tool)
+                    && p.arg
+                        .as_deref()
+                        .is_some_and(|a| !a.contains(['*', '?']) && a.trim() == line.trim())
+            });
+            for part in &parts {
+                let d = self.judge(tool, part, field, args);
+                decisions.push(match exact {
+                    Some((_, p)) if d.verdict == Verdict::Ask && d.rule.is_none() => {
+                        Decision::by(Verdict::Allow, Some(format!("allow {p}")))
+                    }
+                    _ => d,
+                });
+            }
         };
-        let mut asked: Option<Decision> = None;
-        let mut allowed_by = Vec::new();
-        for part in &parts {
-            let d = self.decide_one(tool, part);
-            match d.verdict {
-                Verdict::Deny => return d,
-                Verdict::Ask => {
-                    asked.get_or_insert(d);
-                }
-                Verdict::Allow => allowed_by.extend(d.rule),
+        judge(&main_argument(tool, args), None);
+        if tool == defs::BACKGROUND_RUN {
+            if let Some(hook) = args.get("on_end").and_then(Value::as_str)
+                && !hook.trim().is_empty()
+            {
+                judge(hook, Some("on_end"));
+            }
+            for name in args
+                .get("env")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flat_map(|env| env.keys())
+                .filter(|name| risky_env(name))
+            {
+                let part =
+                    shell::Part::Unreadable(format!("{name}, which changes what the command runs"));
+                let d = self.judge(tool, &part, Some("env"), args);
+                decisions.push(d);
             }
         }
-        if let Some(d) = asked {
-            return d;
+        if let Some(d) = decisions.iter().find(|d| d.verdict == Verdict::Deny) {
+            return d.clone();
         }
-        if substitution && !allowed_by.is_empty() {
-            return Decision {
-                verdict: Verdict::Ask,
-                rule: Some(
-                    "a command substitution ($(...) or `...`) is never allowed by a pattern".into(),
-                ),
-            };
+        // An ask with a reason says more than one without.
+        let asked = decisions.iter().filter(|d| d.verdict == Verdict::Ask);
+        if let Some(d) = asked
+            .clone()
+            .find(|d| d.reason.is_some())
+            .or(asked.clone().next())
+        {
+            return d.clone();
+        }
+        let mut rules: Vec<String> = Vec::new();
+        for r in decisions.into_iter().filter_map(|d| d.rule) {
+            if !rules.contains(&r) {
+                rules.push(r);
+            }
+        }
+        Decision::by(
+            Verdict::Allow,
+            (!rules.is_empty()).then(|| rules.join(", ")),
+        )
+    }
+
+    /// One part of a command of `tool`; `field` names where it was when that is not
+    /// the command (`on_end`).
+    fn judge(&self, tool: &str, part: &shell::Part, field: Option<&str>, args: &Value) -> Decision {
+        let place = field.map(|f| format!(" in {f}")).unwrap_or_default();
+        let mut d = match part {
+            shell::Part::Command(c) => {
+                let mut d = self.decide_command(tool, c);
+                d.subject = Some(format!("`{}`{place}", c.text));
+                d
+            }
+            shell::Part::Write { path, outside } => {
+                // A relative path is the task's working directory's.
+                let cwd = args
+                    .get("cwd")
+                    .and_then(Value::as_str)
+                    .map(|c| c.trim().trim_start_matches("./").trim_end_matches('/'))
+                    .filter(|c| !c.is_empty() && *c != ".");
+                let (path, outside) = match cwd {
+                    Some(c) if !outside => (format!("{c}/{path}"), c.starts_with('/')),
+                    _ => (path.clone(), *outside),
+                };
+                let mut d = if outside {
+                    self.decide_outside_write(&path)
+                } else {
+                    self.decide_one(defs::WRITE_FILE, &path)
+                };
+                d.subject = Some(format!("writing `{path}`{place}"));
+                d
+            }
+            shell::Part::Unreadable(why) => self.decide_unreadable(tool, "", why.clone()),
+        };
+        if let Some(f) = field
+            && d.subject.is_none()
+        {
+            d.subject = Some(format!("its {f}"));
+        }
+        d
+    }
+
+    /// A command: an allow rule allows one with expansions (`$X`, `$(...)`) only if it
+    /// names each of them, or matches any command at all.
+    fn decide_command(&self, tool: &str, c: &shell::Command) -> Decision {
+        let mut passed_over = None;
+        for (verdict, p) in &self.rules {
+            if !p.matches(tool, &c.text) {
+                continue;
+            }
+            if *verdict == Verdict::Allow
+                && !p.matches_anything()
+                && let Some(e) = c
+                    .expansions
+                    .iter()
+                    .find(|e| !p.arg.as_deref().unwrap_or_default().contains(e.as_str()))
+            {
+                passed_over.get_or_insert_with(|| {
+                    format!("`{e}`, known only when it runs, which the rule `{p}` does not name")
+                });
+                continue;
+            }
+            return Decision::by(*verdict, Some(format!("{} {p}", verdict.word())));
         }
         Decision {
-            verdict: Verdict::Allow,
-            rule: (!allowed_by.is_empty()).then(|| allowed_by.join(", ")),
+            reason: passed_over,
+            ..Decision::by(default_verdict(tool), None)
+        }
+    }
+
+    /// What the reading could not judge: only a rule that matches anything of `tool`
+    /// decides it (`bash`, `bash(*)`, `*`), or a deny rule that matches `arg`;
+    /// otherwise it is asked, for `why`.
+    fn decide_unreadable(&self, tool: &str, arg: &str, why: String) -> Decision {
+        for (verdict, p) in &self.rules {
+            if p.matches(tool, arg) && (p.matches_anything() || *verdict == Verdict::Deny) {
+                return Decision::by(*verdict, Some(format!("{} {p}", verdict.word())));
+            }
+        }
+        Decision {
+            reason: Some(why),
+            ..Decision::by(Verdict::Ask, None)
+        }
+    }
+
+    /// A write that may leave the workspace: `write_file(*)` is written for the
+    /// workspace's files (the file tools cannot leave it), so only a rule with no
+    /// argument or an absolute one (`write_file(/tmp/*)`) allows it.
+    fn decide_outside_write(&self, path: &str) -> Decision {
+        for (verdict, p) in &self.rules {
+            let absolute = p
+                .arg
+                .as_deref()
+                .is_none_or(|a| a.starts_with('/') || a.starts_with('~'));
+            if p.matches(defs::WRITE_FILE, path) && (absolute || *verdict != Verdict::Allow) {
+                return Decision::by(*verdict, Some(format!("{} {p}", verdict.word())));
+            }
+        }
+        Decision {
+            reason: Some(format!(
+                "a redirection that writes `{path}`, which may be outside the workspace"
+            )),
+            ..Decision::by(Verdict::Ask, None)
         }
     }
 
     fn decide_one(&self, tool: &str, arg: &str) -> Decision {
         for (verdict, p) in &self.rules {
             if p.matches(tool, arg) {
-                return Decision {
-                    verdict: *verdict,
-                    rule: Some(format!("{} {p}", verdict.word())),
-                };
+                return Decision::by(*verdict, Some(format!("{} {p}", verdict.word())));
             }
         }
-        Decision {
-            verdict: default_verdict(tool),
-            rule: None,
-        }
+        Decision::by(default_verdict(tool), None)
     }
 }
 
@@ -261,82 +476,20 @@ pub fn main_argument(tool: &str, args: &Value) -> String {
     }
 }
 
-/// A command's simple commands (split at `;`, `&&`, `||`, `|`, `&` and newlines
-/// outside quotes), each trimmed, and whether it substitutes a command anywhere.
-pub fn split_command(command: &str) -> (Vec<String>, bool) {
-    let mut parts = Vec::new();
-    let mut cur = String::new();
-    let (mut single, mut double, mut escaped) = (false, false, false);
-    let mut substitution = false;
-    let mut chars = command.chars().peekable();
-    while let Some(c) = chars.next() {
-        if escaped {
-            cur.push(c);
-            escaped = false;
-            continue;
-        }
-        match c {
-            '\\' if !single => {
-                escaped = true;
-                cur.push(c);
-            }
-            '\'' if !double => {
-                single = !single;
-                cur.push(c);
-            }
-            '"' if !single => {
-                double = !double;
-                cur.push(c);
-            }
-            '`' if !single => {
-                substitution = true;
-                cur.push(c);
-            }
-            '$' if !single && chars.peek() == Some(&'(') => {
-                substitution = true;
-                cur.push(c);
-            }
-            // A redirection (`2>&1`, `&>file`), not a separator.
-            '&' if cur.ends_with(['>', '<']) || chars.peek() == Some(&'>') => cur.push(c),
-            ';' | '&' | '|' | '\n' if !single && !double => {
-                // `&&`, `||` and `|&` are one separator.
-                if matches!(chars.peek(), Some('&' | '|')) {
-                    chars.next();
-                }
-                parts.push(std::mem::take(&mut cur));
-            }
-            _ => cur.push(c),
-        }
-    }
-    parts.push(cur);
-    let parts: Vec<String> = parts
-        .into_iter()
-        .map(|p| p.trim().to_string())
-        .filter(|p| !p.is_empty())
-        .collect();
-    (
-        if parts.is_empty() {
-            vec![String::new()]
-        } else {
-            parts
-        },
-        substitution,
-    )
-}
-
 /// The pattern the person's "always" allows for a call: the command's first word
 /// (`bash(cargo *)`), the file's directory (`write_file(src/*)`), or the tool.
 pub fn always_pattern(tool: &str, args: &Value) -> Pattern {
     let arg = main_argument(tool, args);
     let arg = match tool {
-        defs::BASH | defs::BACKGROUND_RUN => {
-            let (parts, _) = split_command(&arg);
-            let first = parts.first().and_then(|p| p.split_whitespace().next());
-            match (parts.len(), first) {
-                (1, Some(w)) => Some(format!("{w} *")),
-                _ => Some(arg),
+        defs::BASH | defs::BACKGROUND_RUN => match shell::read(&arg).as_slice() {
+            [shell::Part::Command(c)] if c.expansions.is_empty() => {
+                match c.text.split_whitespace().next() {
+                    Some(w) => Some(format!("{w} *")),
+                    None => Some(arg),
+                }
             }
-        }
+            _ => Some(arg),
+        },
         defs::READ_FILE | defs::WRITE_FILE | defs::EDIT_FILE => Some(match arg.rfind('/') {
             Some(i) => format!("{}/*", &arg[..i]),
             None => "*".to_string(),
@@ -411,7 +564,10 @@ mod tests {
             // Separators inside quotes do not split.
             ("bash", bash("cargo test -- 'a;b'"), Allow),
             ("bash", bash("cargo test 2>&1"), Allow),
-            ("bash", bash("cargo test &> log; ls"), Allow),
+            ("bash", bash("cargo test &> /dev/null; ls"), Allow),
+            // A redirection to a file is a write that the write_file rules judge.
+            ("bash", bash("cargo test &> log; ls"), Ask),
+            ("bash", bash("cargo test > src/log"), Allow),
             // A command substitution is never allowed by a pattern.
             ("bash", bash("cargo test $(cat flags)"), Ask),
             ("bash", bash("ls `pwd`"), Ask),
@@ -423,6 +579,225 @@ mod tests {
         }
         let d = p.decide("bash", &bash("git push"));
         assert_eq!(d.rule.as_deref(), Some("deny bash(git push*)"));
+    }
+
+    /// Judges `command` (a `bash` call) under the rules of issue 24 (`echo *` and a
+    /// few ordinary tools allowed, `rm *` denied, writes allowed under `out/`) and
+    /// checks the verdict, and for an ask or a deny, that `why` is in what the model
+    /// is told.
+    fn check(command: &str, expect: &str) -> Option<String> {
+        let p = Permissions::new(&[&rules(
+            &[
+                "bash(echo *)",
+                "bash(cargo test*)",
+                "bash(tail *)",
+                "bash(ls*)",
+                "bash(cd *)",
+                "write_file(out/*)",
+            ],
+            &[],
+            &["bash(rm *)", "write_file(out/keep)"],
+        )])
+        .unwrap();
+        judged(&p, "bash", &json!({ "command": command }), expect)
+    }
+
+    #[track_caller]
+    fn check_with(p: &Permissions, tool: &str, args: &Value, expect: &str) {
+        if let Some(failure) = judged(p, tool, args, expect) {
+            panic!("{failure}");
+        }
+    }
+
+    /// What is wrong with the decision on `args`, if anything.
+    fn judged(p: &Permissions, tool: &str, args: &Value, expect: &str) -> Option<String> {
+        let d = p.decide(tool, args);
+        let (verdict, why) = expect.split_once(' ').unwrap_or((expect, ""));
+        let told = match d.verdict {
+            Verdict::Allow => String::new(),
+            Verdict::Deny => d.denial(),
+            Verdict::Ask => d.asker(),
+        };
+        (d.verdict.word() != verdict || !told.contains(why))
+            .then(|| format!("{args}: want {expect:?}, got {:?}: {told:?}", d.verdict))
+    }
+
+    #[test]
+    fn commands_are_judged_as_the_shell_reads_them() {
+        let failures: Vec<String> = [
+            // The escapes of issue 24: each ran `touch` (or `rm`) unasked.
+            ("echo x #'\ntouch F\n#'", "ask a comment"),
+            ("echo x #'\nrm F\n#'", "deny `rm F`"),
+            ("echo x &>/dev/null touch F", "ask `touch F`"),
+            ("echo x &>/dev/null rm F", "deny bash(rm *)"),
+            ("echo x > F", "ask writing `F`"),
+            ("echo $'\\'' ; touch F #'", "ask the quoting `$'\\''`"),
+            ("echo <(touch F)", "ask process substitution"),
+            ("echo <(rm F)", "deny `rm F`"),
+            // What the reading cannot judge with certainty is asked.
+            ("cat <<EOF\nhi\nEOF", "ask here-document"),
+            ("echo <<EOF\nhi\nEOF", "ask here-document"),
+            ("echo x <<< y", "ask here-string"),
+            // brush-parser's tokenizer never returned on this one.
+            ("ok F $( $X << <( xok$(", "ask here-document"),
+            ("f() { echo x; }; f", "ask function definition"),
+            ("echo() { touch F; }; echo hi", "ask function definition"),
+            ("f() { rm F; }", "deny `rm F`"),
+            ("echo {touch,F}", "ask brace expansion"),
+            ("[[ -f x ]] && echo y", "ask `[["),
+            ("(( x = 1 )); echo y", "ask `(("),
+            ("time echo x", "ask `time`"),
+            ("a=(1 2); echo x", "ask"),
+            ("echo $\"x\"", "ask the quoting"),
+            ("echo x # a note", "ask a comment"),
+            ("echo \"unclosed", "ask does not parse"),
+            // Expansions: allowed only by a rule that names them.
+            ("echo $HOME", "ask `$HOME`, known only when it runs"),
+            ("echo \"$(id)\"", "ask `$(id)`, known only when it runs"),
+            ("echo $(ls)", "ask `$(ls)`"),
+            ("echo `ls`", "ask known only when it runs"),
+            ("echo $(rm F)", "deny `rm F`"),
+            ("echo `rm F`", "deny `rm F`"),
+            ("echo \"$(echo `rm F`)\"", "deny `rm F`"),
+            ("$X", "ask"),
+            ("echo $[ $(touch F) ]", "ask"),
+            ("echo ${X:-$(touch F)}", "ask"),
+            ("echo \"${X:-`touch F`}\"", "ask"),
+            ("echo x > /dev/tcp/127.0.0.1/9", "ask outside the workspace"),
+            ("exec 3<>/dev/tcp/127.0.0.1/9", "ask"),
+            ("ec\\\nho x", "allow"),
+            ("! touch F", "ask `touch F`"),
+            ("case x in x) touch F;; esac", "ask `touch F`"),
+            ("echo x | xargs rm", "ask `xargs rm`"),
+            ("function f { echo; }", "ask"),
+            ("PATH=. echo x", "ask `PATH=. echo x`"),
+            ("echo $((1 + 2))", "ask"),
+            // Quotes are removed before matching: a quoted name is still the command.
+            ("'rm' F", "deny bash(rm *)"),
+            ("r\\m F", "deny bash(rm *)"),
+            ("\"r\"m F", "deny bash(rm *)"),
+            ("echo x; 'touch' F", "ask `touch F`"),
+            ("'echo x' F", "ask `'echo x' F`"),
+            // Writes: a path the rules cover, the null device, or asked.
+            ("echo x > out/a", "allow"),
+            ("echo x >> out/a 2>&1", "allow"),
+            ("echo x > out/keep", "deny write_file(out/keep)"),
+            ("echo x >| F", "ask writing `F`"),
+            ("echo x <> F", "ask writing `F`"),
+            ("echo x >&F", "ask writing `F`"),
+            ("echo x &>>F", "ask writing `F`"),
+            ("echo x > /tmp/outside", "ask outside the workspace"),
+            ("echo x > ../F", "ask outside the workspace"),
+            ("echo x > ~/F", "ask outside the workspace"),
+            ("echo x > $F", "ask a path known only when it runs"),
+            ("cd /etc && echo x > out/a", "ask outside the workspace"),
+            ("> F", "ask writing `F`"),
+            ("echo x 2>/dev/stderr >/dev/fd/2", "allow"),
+            // Nested commands are judged each on its own.
+            ("(echo a; touch F)", "ask `touch F`"),
+            ("{ echo a; rm F; }", "deny `rm F`"),
+            ("if ls; then touch F; fi", "ask `touch F`"),
+            ("for f in a b; do rm $f; done", "deny"),
+            ("while ls; do echo y; done | tail -1", "allow"),
+            ("echo a & touch F", "ask `touch F`"),
+            ("echo a | sh", "ask `sh`"),
+            ("X=1 echo a", "ask `X=1 echo a`"),
+            // The ordinary commands that must stay allowed.
+            ("echo hi", "allow"),
+            ("echo \"a; b\"", "allow"),
+            ("echo 'a && b' \"c | d\"", "allow"),
+            ("cargo test 2>&1 | tail -5", "allow"),
+            ("ls && echo ok", "allow"),
+            ("echo x > /dev/null", "allow"),
+            ("echo a#b", "allow"),
+            ("ls -la\necho done", "allow"),
+            ("cargo test \\\n  --all", "allow"),
+            ("echo '$HOME' \"\\$x\"", "allow"),
+            ("echo 'fn main$'", "allow"),
+            ("cd sub && ls", "allow"),
+        ]
+        .into_iter()
+        .filter_map(|(command, expect)| check(command, expect))
+        .collect();
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn on_end_and_env_are_judged_with_the_command() {
+        let p = Permissions::new(&[&rules(
+            &["background_run(echo *)"],
+            &[],
+            &["background_run(rm *)"],
+        )])
+        .unwrap();
+        let run = |extra: Value| {
+            let mut args = json!({ "command": "echo hi" });
+            args.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            args
+        };
+        let check =
+            |extra: Value, expect: &str| check_with(&p, "background_run", &run(extra), expect);
+        check(json!({}), "allow");
+        check(json!({"on_end": "echo done"}), "allow");
+        // The issue's hook: `id` was run outside the sandbox with no rule looking.
+        check(json!({"on_end": "id > /tmp/outside/pwn"}), "ask in on_end");
+        check(json!({"on_end": "rm -rf ."}), "deny `rm -rf .` in on_end");
+        check(json!({"on_end": "echo x > F"}), "ask writing `F` in on_end");
+        check(
+            json!({"on_end": "echo x # done"}),
+            "ask its on_end holds a comment",
+        );
+        check(json!({"env": {"RUST_LOG": "debug"}}), "allow");
+        check(json!({"env": {"PATH": "./bin"}}), "ask its env holds PATH");
+        check(
+            json!({"env": {"BASH_FUNC_echo%%": "() { id; }"}}),
+            "ask BASH_FUNC_echo%%",
+        );
+        check(json!({"env": {"LD_PRELOAD": "x.so"}}), "ask LD_PRELOAD");
+        // A redirection is relative to the task's working directory.
+        let p = Permissions::new(&[&rules(
+            &["background_run(echo *)", "write_file(logs/*)"],
+            &[],
+            &[],
+        )])
+        .unwrap();
+        let args = json!({"command": "echo x > a", "cwd": "./logs"});
+        check_with(&p, "background_run", &args, "allow");
+        let args = json!({"command": "echo x > a"});
+        check_with(&p, "background_run", &args, "ask writing `a`");
+    }
+
+    #[test]
+    fn a_rule_for_any_command_allows_what_cannot_be_read() {
+        for allow in ["*", "bash", "bash(*)"] {
+            let p =
+                Permissions::new(&[&rules(&[allow, "write_file"], &[], &["bash(rm *)"])]).unwrap();
+            let bash = |c: &str| json!({ "command": c });
+            check_with(&p, "bash", &bash("cat <<EOF > notes\nhi\nEOF"), "allow");
+            check_with(&p, "bash", &bash("echo $HOME # home"), "allow");
+            check_with(&p, "bash", &bash("cat <<EOF\n$(rm x)\nEOF"), "allow");
+            check_with(&p, "bash", &bash("f() { rm x; }"), "deny");
+        }
+        // `write_file(*)` is written for the workspace's files; a path outside needs
+        // a rule of its own.
+        let p = Permissions::new(&[&rules(&["bash(echo *)", "write_file(*)"], &[], &[])]).unwrap();
+        let bash = |c: &str| json!({ "command": c });
+        check_with(&p, "bash", &bash("echo x > any/where"), "allow");
+        check_with(
+            &p,
+            "bash",
+            &bash("echo x > /etc/x"),
+            "ask outside the workspace",
+        );
+        let p =
+            Permissions::new(&[&rules(&["bash(echo *)", "write_file(/tmp/*)"], &[], &[])]).unwrap();
+        check_with(&p, "bash", &bash("echo x > /tmp/x"), "allow");
+        // A rule that names an expansion allows it.
+        let p = Permissions::new(&[&rules(&["bash(echo $HOME)"], &[], &[])]).unwrap();
+        check_with(&p, "bash", &bash("echo $HOME"), "allow");
+        check_with(&p, "bash", &bash("echo $HOMEX"), "ask");
     }
 
     #[test]
@@ -466,6 +841,28 @@ mod tests {
             perms.decide("bash", &json!({"command": "make"})).verdict,
             Verdict::Ask
         );
+        // "Always" to a command of several parts allows that command as written,
+        // and nothing else; a deny rule still holds.
+        let mut perms = Permissions::new(&[&rules(&[], &[], &["bash(rm *)"])]).unwrap();
+        for command in [
+            "make && make install",
+            "cat <<EOF > notes\nhi\nEOF",
+            "make # all",
+        ] {
+            let args = json!({ "command": command });
+            assert_eq!(perms.decide("bash", &args).verdict, Verdict::Ask);
+            perms.allow(always_pattern("bash", &args));
+            assert_eq!(
+                perms.decide("bash", &args).verdict,
+                Verdict::Allow,
+                "{command}"
+            );
+        }
+        let other = json!({"command": "make && make install && touch F"});
+        assert_eq!(perms.decide("bash", &other).verdict, Verdict::Ask);
+        let args = json!({"command": "make && rm x"});
+        perms.allow(always_pattern("bash", &args));
+        assert_eq!(perms.decide("bash", &args).verdict, Verdict::Deny);
     }
 
     #[test]

@@ -51,6 +51,41 @@ pub async fn call_background_tool(
     bg.call(name, args).await
 }
 
+/// Refuses, in a session that sandboxes every command, the `background_run` fields
+/// that would reach outside the sandbox: `sandbox: false`, more places to write
+/// (`allow_write`), and an `on_end` hook (hooks run as the daemon's user, unconfined).
+/// Each refusal says what to do instead.
+pub(crate) fn refuse_unconfined(args: &Value) -> Result<(), ToolError> {
+    let tool = defs::BACKGROUND_RUN;
+    if args.get("sandbox") == Some(&Value::Bool(false)) {
+        return Err(ToolError::args(
+            tool,
+            "this session runs every command sandboxed; leave sandbox out",
+        ));
+    }
+    if args
+        .get("on_end")
+        .and_then(Value::as_str)
+        .is_some_and(|c| !c.trim().is_empty())
+    {
+        return Err(ToolError::args(
+            tool,
+            "this session runs every command sandboxed, and an on_end hook runs outside the sandbox; leave on_end out (you are told how the task ended, or use background_wait)",
+        ));
+    }
+    if args
+        .get("allow_write")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
+    {
+        return Err(ToolError::args(
+            tool,
+            "this session runs every command sandboxed, writing only in the workspace and $TMPDIR; leave allow_write out",
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) struct Background<'a> {
     pub backend: &'a dyn Backend,
     pub session: Option<&'a str>,
@@ -235,12 +270,6 @@ impl Background<'_> {
         }
         spec.tty = a.tty.then_some(AGENT_TERMINAL);
         spec.stdin = a.stdin;
-        if self.sandbox && a.sandbox == Some(false) {
-            return Err(ToolError::args(
-                tool,
-                "this session runs every command sandboxed; leave sandbox out",
-            ));
-        }
         spec.sandbox = if self.sandbox { Some(true) } else { a.sandbox };
         spec.allow_write = a.allow_write;
         spec.no_network = a.no_network.then_some(true);

@@ -300,6 +300,30 @@ pub(crate) struct ToolBox {
     pub sandbox: bool,
 }
 
+/// What a call would do, as shown to the person: the main argument, and for
+/// `background_run` every other field that runs something or decides where
+/// (`on_end`, `cwd`, `env`), so that a yes is given to all of it.
+fn describe_call(tool: &str, args: &Value) -> String {
+    let mut what = match crate::permissions::main_argument(tool, args) {
+        a if a.is_empty() => tool.to_string(),
+        a => format!("{tool}: {a}"),
+    };
+    if tool == defs::BACKGROUND_RUN {
+        for field in ["on_end", "cwd", "env"] {
+            match args.get(field) {
+                Some(Value::String(v)) if !v.trim().is_empty() => {
+                    what.push_str(&format!(" ({field}: {v})"))
+                }
+                Some(v @ Value::Object(o)) if !o.is_empty() => {
+                    what.push_str(&format!(" ({field}: {v})"))
+                }
+                _ => {}
+            }
+        }
+    }
+    what
+}
+
 /// A question to the person before a call the rules leave to asking.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Question {
@@ -361,7 +385,7 @@ impl ToolBox {
     /// Lets the call run, or says why not: the rules decide, and where they ask,
     /// the approver (or `--yes`) answers; with neither, asking is refusing.
     async fn permit(&self, tool: &str, args: &Value) -> Result<(), ToolError> {
-        use crate::permissions::{Verdict, always_pattern, main_argument};
+        use crate::permissions::{Verdict, always_pattern};
         let decision = self
             .permissions
             .lock()
@@ -373,19 +397,10 @@ impl ToolBox {
         };
         match decision.verdict {
             Verdict::Allow => Ok(()),
-            Verdict::Deny => Err(refused(format!(
-                "the permission rule `{}` denies it",
-                decision
-                    .rule
-                    .unwrap_or_default()
-                    .trim_start_matches("deny ")
-            ))),
+            Verdict::Deny => Err(refused(decision.denial())),
             Verdict::Ask if self.yes => Ok(()),
             Verdict::Ask => {
-                let rule = decision
-                    .rule
-                    .map(|r| format!("the rule `{}`", r.trim_start_matches("ask ")))
-                    .unwrap_or_else(|| "by default it".into());
+                let rule = decision.asker();
                 let Some(approver) = &self.approver else {
                     return Err(refused(format!(
                         "{rule} needs the person's approval, and nobody can answer here (run with --yes, or allow it in [agent.permissions])"
@@ -394,10 +409,7 @@ impl ToolBox {
                 let always = always_pattern(tool, args);
                 let question = Question {
                     tool: tool.to_string(),
-                    what: match main_argument(tool, args) {
-                        a if a.is_empty() => tool.to_string(),
-                        a => format!("{tool}: {a}"),
-                    },
+                    what: describe_call(tool, args),
                     always: always.to_string(),
                 };
                 match approver.ask(&question).await {
@@ -452,6 +464,20 @@ impl ToolBox {
                 available: self.enabled.join(", "),
             });
         };
+        // Fields a sandboxed session refuses, and a working directory outside the
+        // workspace, are refused before anyone is asked about the call.
+        let cwd = if name == defs::BACKGROUND_RUN {
+            if self.sandbox {
+                background::refuse_unconfined(&args)?;
+            }
+            // Relative working directories are the workspace's, and must stay in it.
+            match args.get("cwd").and_then(Value::as_str) {
+                Some(cwd) => Some(self.workspace.resolve(cwd)?),
+                None => None,
+            }
+        } else {
+            None
+        };
         self.permit(name, &args).await?;
         match name {
             defs::BASH => bash::bash(self, args).await,
@@ -461,9 +487,7 @@ impl ToolBox {
             defs::SPAWN_AGENT => spawn::spawn_agent(self, args).await,
             defs::BACKGROUND_RUN => {
                 let mut args = args;
-                // Relative working directories are the workspace's, and must stay in it.
-                if let Some(cwd) = args.get("cwd").and_then(Value::as_str) {
-                    let dir = self.workspace.resolve(cwd)?;
+                if let Some(dir) = cwd {
                     args["cwd"] = Value::String(dir.display().to_string());
                 }
                 let bg = self.background();
@@ -503,6 +527,26 @@ mod tests {
         let wide = "é".repeat(500);
         let b = bound(&wide, 101, "x");
         assert!(b.starts_with('é') && b.ends_with('é'));
+    }
+
+    #[test]
+    fn a_question_shows_every_field_that_runs_something() {
+        let args = serde_json::json!({
+            "command": "echo hi", "on_end": "id", "cwd": "sub", "env": {"PATH": "./bin"}, "name": "x"
+        });
+        assert_eq!(
+            describe_call(defs::BACKGROUND_RUN, &args),
+            r#"background_run: echo hi (on_end: id) (cwd: sub) (env: {"PATH":"./bin"})"#
+        );
+        let args = serde_json::json!({"command": "echo hi", "env": {}});
+        assert_eq!(
+            describe_call(defs::BACKGROUND_RUN, &args),
+            "background_run: echo hi"
+        );
+        assert_eq!(
+            describe_call(defs::BACKGROUND_LIST, &Value::Null),
+            "background_list"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! SQLite) and a scripted provider speaking the real wire formats over HTTP.
 
 mod background;
+mod confinement;
 mod failures;
 mod notices;
 mod subagents;

@@ -425,6 +425,11 @@ fn with_sandbox_every_command_of_the_agent_is_a_sandboxed_task() {
             "background_run",
             json!({"command": "sleep 0", "sandbox": false}),
         ),
+        // A hook would run unconfined, as the daemon's user (issue 24).
+        calls(
+            "background_run",
+            json!({"command": "sleep 0", "on_end": "touch hooked"}),
+        ),
         message(json!([{"type": "text", "text": "done"}]), "end_turn"),
     ]);
     let out = agent_p(&home, &url, "write", &["--sandbox", "--no-wait-tasks"]);
@@ -443,6 +448,15 @@ fn with_sandbox_every_command_of_the_agent_is_a_sandboxed_task() {
         second.contains("this session runs every command sandboxed"),
         "{second}"
     );
+    let third = seen[3]["messages"].to_string();
+    assert!(third.contains("leave on_end out"), "{third}");
     let t = crate::support::show(&home, "1");
     assert_eq!(t["spec"]["sandbox"], true, "{t}");
+    assert_eq!(
+        home.json(&["ls", "--json"])["tasks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
