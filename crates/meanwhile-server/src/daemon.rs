@@ -82,8 +82,13 @@ async fn refresh_tokens(rt: Runtime, tokens: Arc<auth::Tokens>) {
             return;
         }
         match rt.tokens().await {
-            Ok(named) => tokens.replace(named.into_iter().map(|t| (t.name, t.hash))),
-            Err(e) => tracing::warn!("reading the named tokens: {e}"),
+            Ok(named) => {
+                tokens.replace(named.into_iter().map(|t| (t.name, t.hash)));
+                rt.loops().ok("tokens");
+            }
+            Err(e) => rt
+                .loops()
+                .failed("tokens", format_args!("reading the named tokens"), &e),
         }
     }
 }
@@ -346,7 +351,8 @@ pub async fn serve(
     }
     let tokens = Arc::new(tokens);
     if rt.store().is_shared() {
-        tokio::spawn(refresh_tokens(rt.clone(), tokens.clone()));
+        let tokens = tokens.clone();
+        rt.spawn_loop("tokens", move |rt| refresh_tokens(rt, tokens.clone()));
     }
 
     let sock = socket_path(&home);
@@ -399,13 +405,17 @@ pub async fn serve(
             });
         }));
     }
-    let retention = tokio::spawn(retention::run(rt.clone(), settings.retention, audit_key));
+    {
+        let r = settings.retention;
+        rt.spawn_loop("retention", move |rt| {
+            retention::run(rt, r, audit_key.clone())
+        });
+    }
     if let Some(url) = &settings.heartbeat_url {
-        tokio::spawn(crate::webhook::heartbeat(
-            url.clone(),
-            settings.heartbeat_every,
-            down_rx.clone(),
-        ));
+        let (url, every, down_rx) = (url.clone(), settings.heartbeat_every, down_rx.clone());
+        rt.spawn_loop("heartbeat", move |_| {
+            crate::webhook::heartbeat(url.clone(), every, down_rx.clone())
+        });
     }
     tokio::spawn(async move {
         tokio::select! {
@@ -459,8 +469,14 @@ pub async fn serve(
             }
         }
         _ = limit => tracing::warn!("requests still in flight after {DRAIN_LIMIT:?}; shutting down anyway"),
+        // Nothing can be recorded any more: end at once and loudly, so that the
+        // service manager starts a new daemon, which adopts the running tasks (their
+        // supervisors keep them going meanwhile).
+        why = rt.broken() => {
+            tracing::error!("the store can no longer write ({why}); exiting so that a new daemon takes over");
+            return Err(ServerError::StoreBroken(why));
+        }
     }
-    retention.abort();
     let stop_tasks = settings.stop_tasks || stop_tx.borrow().unwrap_or(false);
     rt.shutdown_with(if stop_tasks {
         ShutdownMode::StopTasks

@@ -20,6 +20,10 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    /// The store can no longer write (its writer thread died): the daemon ends so
+    /// that a new one takes over.
+    #[error("the store can no longer write: {0}; a new daemon adopts the running tasks")]
+    StoreBroken(String),
     /// A setting is wrong.
     #[error("{origin}: {message}")]
     Config {

@@ -67,12 +67,19 @@ pub(crate) async fn prune_audit(
     }
 }
 
+/// The loop's name, for its errors and health.
+const RETENTION: &str = "retention";
+
 /// Cleans every `r.interval` until the runtime shuts down.
 pub(crate) async fn run(rt: Runtime, r: Retention, audit_key: AuditKey) {
     let mut tick = tokio::time::interval(r.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let loops = rt.loops();
     loop {
         tick.tick().await;
+        if rt.is_shut_down() {
+            return;
+        }
         let now = meanwhile_runtime::now();
         if r.max_age.is_some() || r.keep_last.is_some() {
             let req = CleanRequest {
@@ -86,7 +93,7 @@ pub(crate) async fn run(rt: Runtime, r: Retention, audit_key: AuditKey) {
                     tracing::info!("retention removed {} finished tasks", ids.len())
                 }
                 Ok(_) => {}
-                Err(e) => tracing::error!("retention failed to remove finished tasks: {e}"),
+                Err(e) => loops.failed(RETENTION, format_args!("removing finished tasks"), &e),
             }
         }
         match prune_all(&rt, &r, now).await {
@@ -97,7 +104,7 @@ pub(crate) async fn run(rt: Runtime, r: Retention, audit_key: AuditKey) {
                 p.sessions
             ),
             Ok(_) => {}
-            Err(e) => tracing::error!("retention failed to prune the event log: {e}"),
+            Err(e) => loops.failed(RETENTION, format_args!("pruning the event log"), &e),
         }
         if let Some(age) = r.audit_max_age {
             let before = Timestamp(now.0.saturating_sub(age.as_millis() as i64));
@@ -106,7 +113,7 @@ pub(crate) async fn run(rt: Runtime, r: Retention, audit_key: AuditKey) {
                 Ok(n) => tracing::info!(
                     "retention removed {n} audit records, behind a signed checkpoint"
                 ),
-                Err(e) => tracing::error!("retention failed to prune the audit trail: {e}"),
+                Err(e) => loops.failed(RETENTION, format_args!("pruning the audit trail"), &e),
             }
         }
     }

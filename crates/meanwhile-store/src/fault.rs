@@ -4,8 +4,9 @@
 //! Compiled in only with the `faults` feature, which only test builds turn on; then
 //! `MEANWHILE_FAULTS` names the faults, for example `alerts.take=error*2,
 //! store.writer=panic`: each name with what happens there (`error`, `panic`, or
-//! `exit`, which ends the process with status 86) and how many passes it happens on
-//! (1 when not said). Without the feature every point is an empty function.
+//! `exit`, which ends the process with status 86), how many passes it happens on
+//! (`*N`, 1 when not said) and how many passes go by untouched first (`@N`, 0 when
+//! not said): `store.writer=panic@40`. Without the feature every point is empty.
 
 use crate::StoreError;
 
@@ -38,10 +39,17 @@ mod armed {
         Exit,
     }
 
-    fn parse(spec: &str) -> HashMap<String, (Action, u32)> {
+    /// Each fault: its action, the passes it happens on, the passes left alone first.
+    type Faults = HashMap<String, (Action, u32, u32)>;
+
+    fn parse(spec: &str) -> Faults {
         spec.split(',')
             .filter_map(|item| {
                 let (name, rest) = item.trim().split_once('=')?;
+                let (rest, skip) = match rest.split_once('@') {
+                    Some((r, n)) => (r, n.parse().ok()?),
+                    None => (rest, 0),
+                };
                 let (action, count) = match rest.split_once('*') {
                     Some((a, n)) => (a, n.parse().ok()?),
                     None => (rest, 1),
@@ -52,13 +60,13 @@ mod armed {
                     "exit" => Action::Exit,
                     _ => return None,
                 };
-                Some((name.to_string(), (action, count)))
+                Some((name.to_string(), (action, count, skip)))
             })
             .collect()
     }
 
-    fn faults() -> &'static Mutex<HashMap<String, (Action, u32)>> {
-        static FAULTS: OnceLock<Mutex<HashMap<String, (Action, u32)>>> = OnceLock::new();
+    fn faults() -> &'static Mutex<Faults> {
+        static FAULTS: OnceLock<Mutex<Faults>> = OnceLock::new();
         FAULTS.get_or_init(|| Mutex::new(parse(&std::env::var(super::FAULTS).unwrap_or_default())))
     }
 
@@ -66,7 +74,11 @@ mod armed {
         let action = {
             let mut map = faults().lock().unwrap_or_else(|e| e.into_inner());
             match map.get_mut(name) {
-                Some((action, left)) if *left > 0 => {
+                Some((_, _, skip)) if *skip > 0 => {
+                    *skip -= 1;
+                    return Ok(());
+                }
+                Some((action, left, _)) if *left > 0 => {
                     *left -= 1;
                     *action
                 }
@@ -87,10 +99,10 @@ mod armed {
 
         #[test]
         fn a_spec_names_each_fault_with_its_action_and_count() {
-            let f = parse("a.b=error*2, c=panic,d=exit,bad,e=sneeze");
-            assert_eq!(f["a.b"], (Action::Error, 2));
-            assert_eq!(f["c"], (Action::Panic, 1));
-            assert_eq!(f["d"], (Action::Exit, 1));
+            let f = parse("a.b=error*2, c=panic@40,d=exit,bad,e=sneeze");
+            assert_eq!(f["a.b"], (Action::Error, 2, 0));
+            assert_eq!(f["c"], (Action::Panic, 1, 40));
+            assert_eq!(f["d"], (Action::Exit, 1, 0));
             assert_eq!(f.len(), 3);
         }
     }
