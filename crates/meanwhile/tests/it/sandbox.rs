@@ -274,3 +274,124 @@ fn a_secret_is_in_no_answer_and_masked_in_the_output() {
     let serve_log = std::fs::read_to_string(h.home.join("daemon.log")).unwrap_or_default();
     assert!(!serve_log.contains(secret));
 }
+
+/// The probe a confined task runs on meanwhile's home: each file of it read,
+/// a file planted, the cover unmounted, the home seen through its supervisor's
+/// root, the socket and the listing.
+fn home_probe(other: &str) -> String {
+    format!(
+        r#"for f in meanwhile.db meanwhile.db-wal token audit.key tasks/{other}/output.log; do
+  if cat "$MEANWHILE_HOME/$f" > /dev/null 2>&1; then echo "READ $f"; else echo "hidden $f"; fi
+done
+if (echo x > "$MEANWHILE_HOME/planted") 2>/dev/null; then echo "WROTE home"; else echo "refused home"; fi
+if (umount "$MEANWHILE_HOME") 2>/dev/null; then echo "UNMOUNTED"; else echo "kept covered"; fi
+if cat /proc/$PPID/root/"$MEANWHILE_HOME"/token > /dev/null 2>&1; then echo "READ through proc"; else echo "hidden through proc"; fi
+test -S "$MEANWHILE_HOME/meanwhile.sock" && echo "socket kept"
+ls -A "$MEANWHILE_HOME" | tr '\n' ' '; echo"#
+    )
+}
+
+/// Issue 24: a task confined with `--sandbox` or `--no-network` read the database
+/// (and the secrets in it), the bearer token, the audit key and other tasks' logs
+/// from `$MEANWHILE_HOME`, because reading stays open in a sandbox. The home is
+/// covered now: the task sees the daemon's socket and its own temporary directory,
+/// nothing else, and cannot uncover it.
+#[test]
+fn a_confined_task_sees_nothing_of_the_home_but_the_socket() {
+    let h = Home::new();
+    let other = run_id(&h, &["run", "--", "echo other-output-5d1"]);
+    wait_end(&h, &other);
+    for f in ["meanwhile.db", "token", "audit.key"] {
+        assert!(h.home.join(f).exists(), "{f} is there to be hidden");
+    }
+    let probe = home_probe(&other);
+    // What is left: the socket, and the directory of a sandbox's own TMPDIR.
+    for (flag, left) in [
+        ("--sandbox", "meanwhile.sock tasks \n"),
+        ("--no-network", "meanwhile.sock \n"),
+    ] {
+        let id = run_id(&h, &["run", flag, "--", &probe]);
+        let t = wait_end(&h, &id);
+        let log = h.ok(&["logs", &id]);
+        assert_eq!(t["state"], "succeeded", "{flag}: {t}\n{log}");
+        for f in ["meanwhile.db", "meanwhile.db-wal", "token", "audit.key"] {
+            assert!(log.contains(&format!("hidden {f}\n")), "{flag}: {log}");
+        }
+        assert!(
+            log.contains(&format!("hidden tasks/{other}/output.log\n")),
+            "{log}"
+        );
+        for line in [
+            "refused home",
+            "kept covered",
+            "hidden through proc",
+            "socket kept",
+        ] {
+            assert!(log.contains(&format!("{line}\n")), "{flag}: {log}");
+        }
+        assert!(log.ends_with(left), "{flag}: {log}");
+        assert!(!h.home.join("planted").exists());
+    }
+    // Its own temporary directory, inside the home, is put back for it.
+    let id = run_id(
+        &h,
+        &[
+            "run",
+            "--sandbox",
+            "--",
+            "echo t > \"$TMPDIR/t\" && cat \"$TMPDIR/t\"",
+        ],
+    );
+    let t = wait_end(&h, &id);
+    assert_eq!(t["state"], "succeeded", "{t}");
+    assert_eq!(h.ok(&["logs", &id]), "t\n");
+    // A confined task whose directory is in the home is refused, saying why.
+    let inside = h.home.join("tasks").display().to_string();
+    let id = run_id(&h, &["run", "--no-network", "-C", &inside, "--", "true"]);
+    let t = wait_end(&h, &id);
+    assert_eq!(t["state"], "failed", "{t}");
+    let reason = t["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("which a confined task cannot see"),
+        "{reason}"
+    );
+}
+
+/// Issue 24: the `on_end` command of a confined task ran unconfined, as the daemon.
+/// It runs as confined as its task now: the same home hidden, the same writes.
+#[test]
+fn a_confined_tasks_on_end_is_as_confined_as_the_task() {
+    let h = Home::new();
+    let work = h.dir.path().join("work");
+    let outside = h.dir.path().join("outside");
+    std::fs::create_dir(&work).unwrap();
+    std::fs::create_dir(&outside).unwrap();
+    let hook = format!(
+        r#"{{ if cat "$MEANWHILE_HOME/token" > /dev/null 2>&1; then echo "READ token"; else echo "hidden token"; fi
+if (echo x > {out}/escaped) 2>/dev/null; then echo "WROTE outside"; else echo "refused outside"; fi
+}} > hook.tmp; mv hook.tmp hook.txt"#,
+        out = outside.display()
+    );
+    let id = run_id(
+        &h,
+        &[
+            "run",
+            "--sandbox",
+            "--no-network",
+            "-C",
+            work.to_str().unwrap(),
+            "--on-end",
+            &hook,
+            "--",
+            "true",
+        ],
+    );
+    wait_end(&h, &id);
+    let done = work.join("hook.txt");
+    until("the on_end command ran", || done.exists());
+    assert_eq!(
+        std::fs::read_to_string(&done).unwrap(),
+        "hidden token\nrefused outside\n"
+    );
+    assert!(!outside.join("escaped").exists());
+}
