@@ -370,8 +370,9 @@ pub async fn serve(
         sock.display()
     );
     // Every request on the socket is recorded as its peer's, as the kernel names it.
-    let unix_app = routes::router(state.clone(), Listener::Socket)
-        .layer(axum::middleware::from_fn(auth::socket_peer));
+    let unix_app = routes::router(state.clone(), Listener::Socket).layer(
+        axum::middleware::from_fn_with_state(state.rt.clone(), auth::socket_peer),
+    );
     let unix_server = axum::serve(
         unix,
         unix_app.into_make_service_with_connect_info::<auth::Peer>(),

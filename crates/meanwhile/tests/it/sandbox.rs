@@ -395,3 +395,108 @@ if (echo x > {out}/escaped) 2>/dev/null; then echo "WROTE outside"; else echo "r
     );
     assert!(!outside.join("escaped").exists());
 }
+
+/// The tasks started from inside task `parent`, as `ls --json` has them.
+fn children(h: &Home, parent: &str) -> Vec<serde_json::Value> {
+    let all = h.json(&["ls", "--json"]);
+    all["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| show(h, &t["id"].to_string()))
+        .filter(|t| t["spec"]["started_by"].as_i64() == parent.parse().ok())
+        .collect()
+}
+
+/// Issue 24: a task confined with `--sandbox --no-network` posted a task to the
+/// daemon's socket, and that task ran unconfined. The daemon knows a request from
+/// inside a task now: what a confined task submits is confined at least as
+/// tightly, or refused; it reaches no other task; the audit trail names it.
+#[test]
+fn a_confined_task_starts_only_confined_children_and_reaches_no_other_task() {
+    let h = Home::new();
+    let work = h.dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let escaped = h.dir.path().join("escaped");
+    let child_wrote = h.dir.path().join("child-wrote");
+    let other = run_id(&h, &["run", "--", "sleep 60"]);
+    let script = format!(
+        r#"curl -s --unix-socket "$MEANWHILE_HOME/meanwhile.sock" -H "content-type: application/json" -d '{{"command":"touch {escaped}"}}' http://x/v1/tasks; echo
+{bin} run -- 'echo child; touch {child_wrote}' || echo "child refused"
+{bin} stop {other} 2>&1 || true
+{bin} ls 2>&1 || true"#,
+        escaped = escaped.display(),
+        child_wrote = child_wrote.display(),
+        bin = BIN,
+    );
+    let parent = run_id(
+        &h,
+        &[
+            "run",
+            "--sandbox",
+            "--no-network",
+            "--memory",
+            "512M",
+            "-C",
+            work.to_str().unwrap(),
+            "--",
+            &script,
+        ],
+    );
+    let t = wait_end(&h, &parent);
+    let log = h.ok(&["logs", &parent]);
+    assert_eq!(t["state"], "succeeded", "{t}\n{log}");
+    // The escape of the issue: refused, with the reason in the task's output.
+    assert!(
+        log.starts_with("{\"error\":{\"code\":\"confined\""),
+        "{log}"
+    );
+    assert!(
+        log.contains("the working directory") && log.contains("is outside what the sandbox"),
+        "{log}"
+    );
+    // The other task is neither stopped nor listed from inside.
+    assert_eq!(log.matches("refused: task").count(), 3, "{log}");
+    assert_eq!(show(&h, &other)["state"], "running");
+    // Its child ran, as confined as itself.
+    let kids = children(&h, &parent);
+    assert_eq!(kids.len(), 1, "{kids:?}");
+    let child = &kids[0];
+    let child_id = child["id"].to_string();
+    let ended = wait_end(&h, &child_id);
+    assert_eq!(
+        ended["state"], "failed",
+        "touch outside its sandbox: {ended}"
+    );
+    assert_eq!(h.ok(&["logs", &child_id]).lines().next(), Some("child"));
+    assert_eq!(child["spec"]["sandbox"], true);
+    assert_eq!(child["spec"]["no_network"], true);
+    assert_eq!(child["spec"]["memory"], "512M");
+    assert!(!escaped.exists() && !child_wrote.exists());
+    assert!(
+        h.ok(&["show", &child_id])
+            .contains(&format!("started   by task {parent}"))
+    );
+    let audit = h.ok(&["audit"]);
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains(&format!("task {parent} (uid "))
+                && l.contains("submitted")
+                && l.contains(&format!("task {child_id}"))),
+        "{audit}"
+    );
+
+    // An unconfined task's child is not confined, and still only its own are its
+    // to stop.
+    let script = format!("{BIN} run -- true; {BIN} stop {other} 2>&1 || true");
+    let free = run_id(&h, &["run", "--", &script]);
+    wait_end(&h, &free);
+    let log = h.ok(&["logs", &free]);
+    assert!(log.contains("only the tasks it started"), "{log}");
+    assert_eq!(show(&h, &other)["state"], "running");
+    let kids = children(&h, &free);
+    assert_eq!(kids.len(), 1, "{kids:?}");
+    assert!(kids[0]["spec"]["sandbox"].is_null(), "{:?}", kids[0]);
+    assert!(kids[0]["spec"]["no_network"].is_null(), "{:?}", kids[0]);
+}
