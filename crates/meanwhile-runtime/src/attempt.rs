@@ -136,7 +136,13 @@ fn log_start_failure(log: &mut File, reason: &str) {
     let _ = writeln!(log, "meanwhile: {reason}");
 }
 
-fn build_env(inner: &Inner, task: &TaskRecord, attempt: u32) -> Vec<(String, String)> {
+/// The task's environment; fails, naming it, on a secret that does not open with
+/// this home's key (sealed under another home's, or changed since).
+fn build_env(
+    inner: &Inner,
+    task: &TaskRecord,
+    attempt: u32,
+) -> Result<Vec<(String, String)>, String> {
     let mut env: Vec<(String, String)> = inner
         .base_env
         .iter()
@@ -148,12 +154,14 @@ fn build_env(inner: &Inner, task: &TaskRecord, attempt: u32) -> Vec<(String, Str
         .cloned()
         .collect();
     env.extend(task.spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    env.extend(
-        task.spec
-            .secrets
-            .iter()
-            .map(|(k, v)| (k.clone(), v.expose().to_string())),
-    );
+    for (k, v) in &task.spec.secrets {
+        let Some(value) = inner.secrets.open(v.expose()) else {
+            return Err(format!(
+                "its secret {k} does not open with this home's secrets.key (sealed under another key, or changed); submit it again, or give this node the key it was sealed with"
+            ));
+        };
+        env.push((k.clone(), value));
+    }
     env.push(("MEANWHILE_TASK_ID".into(), task.id.to_string()));
     env.push(("MEANWHILE_ATTEMPT".into(), attempt.to_string()));
     if !task.spec.env.contains_key("MEANWHILE_HOME") {
@@ -163,7 +171,7 @@ fn build_env(inner: &Inner, task: &TaskRecord, attempt: u32) -> Vec<(String, Str
             inner.home.root().display().to_string(),
         ));
     }
-    env
+    Ok(env)
 }
 
 /// Finds `program` on the `PATH` of the task's environment, as a shell would.
@@ -365,7 +373,13 @@ async fn run_shell(
         log_start_failure(&mut log, &reason);
         return Some(Ended::failed(reason));
     }
-    let mut env = build_env(inner, task, c.attempt);
+    let mut env = match build_env(inner, task, c.attempt) {
+        Ok(env) => env,
+        Err(reason) => {
+            log_start_failure(&mut log, &reason);
+            return Some(Ended::failed(reason));
+        }
+    };
     let confine = match confinement(inner, task, inner.home.task_tmp(id, c.attempt), &cwd) {
         Ok((confine, tmp)) => {
             if let Some(tmp) = tmp
@@ -716,7 +730,7 @@ pub(crate) fn end_record(
     let (lines, bytes) = (inner.config.notice_lines, inner.config.notice_bytes);
     // A few KiB from the end of a file in the page cache: cheaper read here than
     // handed to the blocking pool.
-    let mask = crate::output::Mask::of(task);
+    let mask = crate::output::Mask::of(task, &inner.secrets);
     let (tail, output_bytes) = crate::output::last_lines(&log, lines, bytes, &mask);
     inner.metrics.attempt_ended(output_bytes);
     let delay = task.spec.retry.delay_after(attempt, inner.sample());

@@ -47,6 +47,10 @@ impl Home {
     pub fn hook_tmp(&self, id: TaskId) -> PathBuf {
         self.task_dir(id).join("tmp.on_end")
     }
+    /// The key that seals the tasks' secrets in the store.
+    pub fn secrets_key(&self) -> PathBuf {
+        self.root.join("secrets.key")
+    }
     /// The pid of the runtime's spawner process.
     pub fn spawner_pid_file(&self) -> PathBuf {
         self.root.join("spawner.pid")

@@ -36,6 +36,7 @@ mod recover;
 mod runtime;
 mod sandbox;
 mod schedules;
+mod sealed;
 mod spawn;
 mod spawner;
 mod stop;

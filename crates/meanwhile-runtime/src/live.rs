@@ -40,6 +40,7 @@ struct Tracked {
 
 struct LiveInner {
     store: Arc<dyn Store>,
+    secrets: crate::sealed::SecretsKey,
     tasks: Mutex<HashMap<TaskId, Tracked>>,
     changed: Notify,
 }
@@ -73,10 +74,15 @@ impl Drop for LiveGuard {
 
 impl Live {
     /// Starts the loop that records changes; it ends at shutdown.
-    pub(crate) fn start(store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>) -> Live {
+    pub(crate) fn start(
+        store: Arc<dyn Store>,
+        mut shutdown: watch::Receiver<bool>,
+        secrets: crate::sealed::SecretsKey,
+    ) -> Live {
         let live = Live {
             inner: Arc::new(LiveInner {
                 store,
+                secrets,
                 tasks: Mutex::default(),
                 changed: Notify::new(),
             }),
@@ -127,7 +133,7 @@ impl Live {
                     supervisor,
                     pid,
                     log: log.to_path_buf(),
-                    mask: crate::output::Mask::of(task),
+                    mask: crate::output::Mask::of(task, &self.inner.secrets),
                     seen: recorded.clone(),
                     recorded,
                     follower,

@@ -165,7 +165,11 @@ impl Runtime {
         let journal = crate::journal::Journal::new(&home.journal());
         let (settles, settles_rx) = mpsc::unbounded_channel();
         let shutdown_tx = watch::channel(false).0;
-        let live = crate::live::Live::start(store.clone(), shutdown_tx.subscribe());
+        let secrets = crate::sealed::SecretsKey::load_or_create(&home.secrets_key()).map_err(
+            Error::io(format!("reading {}", home.secrets_key().display())),
+        )?;
+        let live =
+            crate::live::Live::start(store.clone(), shutdown_tx.subscribe(), secrets.clone());
         let inner = Arc::new(Inner {
             store,
             live,
@@ -174,6 +178,7 @@ impl Runtime {
             default_cwd,
             base_env: std::env::vars().collect(),
             home,
+            secrets,
             config,
             wake: Notify::new(),
             schedules_changed: Notify::new(),
@@ -355,6 +360,7 @@ impl Runtime {
         self.check_open()?;
         // Its queue's defaults are kept with the schedule, as with a task.
         self.queue_defaults(&mut spec.task);
+        self.inner.secrets.seal_all(&mut spec.task.secrets);
         let valid = spec.validate()?;
         self.runnable(valid.spec().task.clone().validate()?)?;
         let now = crate::now();
@@ -497,6 +503,7 @@ impl Runtime {
         let mut slots = Vec::new();
         for mut spec in specs {
             self.queue_defaults(&mut spec);
+            self.inner.secrets.seal_all(&mut spec.secrets);
             spec.started_by = caller;
             if let Some(parent) = &parent
                 && let Err(why) = spec.confine_within(&parent.spec, &self.inner.default_cwd)
@@ -563,7 +570,8 @@ impl Runtime {
         let mut valid = Vec::new();
         let mut fns = Vec::new();
         let now = crate::now();
-        for (spec, f) in items {
+        for (mut spec, f) in items {
+            self.inner.secrets.seal_all(&mut spec.secrets);
             let v = match spec.validate() {
                 Ok(v) if matches!(v.work(), meanwhile_core::Work::Function) => v,
                 Ok(_) => {
@@ -1221,7 +1229,7 @@ impl Runtime {
                         if let Some(re) = &wait_re {
                             let p = path.clone();
                             let re2 = re.clone();
-                            let mask = output::Mask::of(&task);
+                            let mask = output::Mask::of(&task, &self.inner.secrets);
                             let (found, upto) = tokio::task::spawn_blocking(move || {
                                 output::find_match(&p, scanned, &re2, ended, &mask)
                             })
@@ -1257,7 +1265,7 @@ impl Runtime {
             }
         }
         let reader_query = (since, query.tail, query.max_bytes, query.strip_ansi);
-        let mask = output::Mask::of(&task);
+        let mask = output::Mask::of(&task, &self.inner.secrets);
         let slice = tokio::task::spawn_blocking(move || {
             let (since, tail, max_bytes, strip_ansi) = reader_query;
             Reader {

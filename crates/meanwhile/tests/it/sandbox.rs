@@ -500,3 +500,50 @@ fn a_confined_task_starts_only_confined_children_and_reaches_no_other_task() {
     assert!(kids[0]["spec"]["sandbox"].is_null(), "{:?}", kids[0]);
     assert!(kids[0]["spec"]["no_network"].is_null(), "{:?}", kids[0]);
 }
+
+/// Issue 24: a `--secret` value was stored in clear in the database, so any copy
+/// of it (a backup, a dump, a confined task reading the file) gave it away. It is
+/// sealed with the home's `secrets.key` now, and the task still gets it.
+#[test]
+fn a_secret_is_not_in_the_database_in_clear() {
+    let h = Home::new();
+    let secret = "s3cr3t-a41f0c";
+    let id = run_id(
+        &h,
+        &[
+            "run",
+            "--secret",
+            &format!("TOKEN={secret}"),
+            "--",
+            // The command names only part of it, so that it is not in the spec in clear.
+            r#"case "$TOKEN" in s3cr3t-*) echo "got ${#TOKEN} bytes";; esac"#,
+        ],
+    );
+    let t = wait_end(&h, &id);
+    assert_eq!(t["state"], "succeeded", "{t}");
+    assert_eq!(h.ok(&["logs", &id]), "got 13 bytes\n");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&h.home).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("meanwhile.db")
+        {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{} holds the secret in clear",
+                path.display()
+            );
+            files += 1;
+        }
+    }
+    assert!(files >= 2, "the database and its WAL were read");
+    let key = std::fs::metadata(h.home.join("secrets.key")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&key.permissions()) & 0o777,
+        0o600
+    );
+}
