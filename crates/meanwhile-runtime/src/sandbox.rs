@@ -878,6 +878,76 @@ mod tests {
         drop(listener);
     }
 
+    /// The path another user takes to hide the home: a user namespace mapping
+    /// only its own ids, a mount namespace in it with the home covered and the
+    /// kept path put back, and a Landlock domain, in which the cover stays on.
+    #[test]
+    fn another_user_sees_nothing_of_a_hidden_home_but_what_it_keeps() {
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
+        // SAFETY: plain system call.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("not root: the path of another user is the one this run takes");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let keep = home.join("tasks/7/tmp.1");
+        std::fs::create_dir_all(&keep).unwrap();
+        std::fs::write(home.join("meanwhile.db"), "s3cr3t").unwrap();
+        for d in [
+            dir.path(),
+            &home,
+            &home.join("tasks"),
+            &home.join("tasks/7"),
+        ] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::set_permissions(&keep, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::set_permissions(
+            home.join("meanwhile.db"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let confine = Confine {
+            hide: Some(Hide {
+                home: home.clone(),
+                keep: vec![keep.clone(), home.join("meanwhile.sock")],
+            }),
+            ..Confine::default()
+        };
+        let prepared = Prepared::new(&confine).unwrap();
+        let probe = format!(
+            "id -u; cat {h}/meanwhile.db || echo hidden; echo t > {k}/t && cat {k}/t; umount {h} 2>/dev/null || echo covered; ls -A {h}",
+            h = home.display(),
+            k = keep.display()
+        );
+        let mut cmd = std::process::Command::new("/bin/sh");
+        cmd.args(["-c", &probe]).current_dir("/");
+        // SAFETY: the closure makes system calls only, and allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(65534) != 0
+                    || libc::setuid(65534) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
+                prepared.apply().map_err(|(_, e)| e)
+            });
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(text, "65534\nhidden\nt\ncovered\ntasks\n");
+        assert_eq!(std::fs::read_to_string(keep.join("t")).unwrap(), "t\n");
+    }
+
     #[test]
     fn reasons_say_the_limit() {
         assert_eq!(
