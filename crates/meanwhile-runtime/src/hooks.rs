@@ -341,7 +341,14 @@ async fn run_own_command(inner: &Inner, task: &TaskRecord, command: String) {
         .unwrap_or_else(|| inner.default_cwd.clone());
     let tmp = inner.home.hook_tmp(task.id);
     match crate::attempt::confinement(inner, task, tmp, &cwd) {
-        Ok((confine, tmp)) => {
+        Ok((mut confine, tmp)) => {
+            // The daemon cannot tell an end command from any other peer of its
+            // socket (it is no task's process), so a confined one is not given the
+            // socket: through it, it could start tasks unconfined.
+            if let Some(h) = &mut confine.hide {
+                h.keep
+                    .retain(|p| !p.ends_with(meanwhile_core::http::SOCKET_FILE));
+            }
             run_command(inner, task, command, Some((&confine, tmp.as_deref()))).await;
             if let Some(tmp) = tmp
                 && let Err(e) = std::fs::remove_dir_all(&tmp)

@@ -358,7 +358,8 @@ fn a_confined_task_sees_nothing_of_the_home_but_the_socket() {
 }
 
 /// Issue 24: the `on_end` command of a confined task ran unconfined, as the daemon.
-/// It runs as confined as its task now: the same home hidden, the same writes.
+/// It runs as confined as its task now: the same home hidden, the same writes, and
+/// not even the socket, since the daemon could not tell it from an outside peer.
 #[test]
 fn a_confined_tasks_on_end_is_as_confined_as_the_task() {
     let h = Home::new();
@@ -369,6 +370,7 @@ fn a_confined_tasks_on_end_is_as_confined_as_the_task() {
     let hook = format!(
         r#"{{ if cat "$MEANWHILE_HOME/token" > /dev/null 2>&1; then echo "READ token"; else echo "hidden token"; fi
 if (echo x > {out}/escaped) 2>/dev/null; then echo "WROTE outside"; else echo "refused outside"; fi
+if test -S "$MEANWHILE_HOME/meanwhile.sock"; then echo "SOCKET"; else echo "no socket"; fi
 }} > hook.tmp; mv hook.tmp hook.txt"#,
         out = outside.display()
     );
@@ -391,7 +393,7 @@ if (echo x > {out}/escaped) 2>/dev/null; then echo "WROTE outside"; else echo "r
     until("the on_end command ran", || done.exists());
     assert_eq!(
         std::fs::read_to_string(&done).unwrap(),
-        "hidden token\nrefused outside\n"
+        "hidden token\nrefused outside\nno socket\n"
     );
     assert!(!outside.join("escaped").exists());
 }
