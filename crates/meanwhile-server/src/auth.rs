@@ -275,11 +275,14 @@ pub(crate) async fn socket_peer(
         session: None,
         task: None,
     });
+    // A pid of 0 is a peer in a pid namespace this daemon cannot see (a container's
+    // client on a socket mounted into it), outside every task's tree.
     if let Actor::Socket {
         pid: Some(pid),
         task,
         ..
     } = &mut actor
+        && *pid > 0
     {
         // A process that connected and exited may have left the connection to a
         // child, which could be inside a task while the walk can no longer tell.
