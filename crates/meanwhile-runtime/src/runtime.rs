@@ -361,6 +361,9 @@ impl Runtime {
         // Its queue's defaults are kept with the schedule, as with a task.
         self.queue_defaults(&mut spec.task);
         self.inner.secrets.seal_all(&mut spec.task.secrets);
+        // A schedule's tasks are started by meanwhile, not by a task: no task may
+        // be handed control of them through a spec that names it.
+        spec.task.started_by = None;
         let valid = spec.validate()?;
         self.runnable(valid.spec().task.clone().validate()?)?;
         let now = crate::now();
