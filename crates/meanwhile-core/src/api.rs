@@ -271,6 +271,9 @@ pub enum ErrorCode {
     Unauthorized,
     /// A request from a web page of another site: a foreign `Host` or `Origin` (403).
     Forbidden,
+    /// A request from inside a confined task that its confinement does not allow
+    /// (403).
+    Confined,
     /// The request body is too large (413).
     PayloadTooLarge,
     /// meanwhile is shutting down or cannot be reached (503).

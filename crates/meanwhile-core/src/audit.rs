@@ -43,6 +43,9 @@ pub enum Actor {
         /// The session it spoke for (MCP, agent), when known.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         session: Option<String>,
+        /// The running task whose process tree the peer belongs to, when it does.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<TaskId>,
     },
     /// A client of the TCP listener, by the name of the bearer token it used.
     Token {
@@ -59,12 +62,17 @@ impl Actor {
     pub fn with_session(self, session: Option<String>) -> Actor {
         match self {
             Actor::Socket {
-                uid, pid, process, ..
+                uid,
+                pid,
+                process,
+                task,
+                ..
             } => Actor::Socket {
                 uid,
                 pid,
                 process,
                 session,
+                task,
             },
             Actor::Token { name, .. } => Actor::Token { name, session },
             other => other,
@@ -72,7 +80,7 @@ impl Actor {
     }
 
     /// The actor in a few words: `meanwhile`, `uid 1000 (meanwhile)`,
-    /// `token ci session s1`, `config (config.toml)`.
+    /// `task 7 (uid 1000)`, `token ci session s1`, `config (config.toml)`.
     pub fn who(&self) -> String {
         let (mut s, session) = match self {
             Actor::Meanwhile => (SELF_ACTOR.to_string(), None),
@@ -81,11 +89,13 @@ impl Actor {
                 uid,
                 process,
                 session,
+                task,
                 ..
             } => (
-                match process {
-                    Some(p) => format!("uid {uid} ({p})"),
-                    None => format!("uid {uid}"),
+                match (task, process) {
+                    (Some(t), _) => format!("task {t} (uid {uid})"),
+                    (None, Some(p)) => format!("uid {uid} ({p})"),
+                    (None, None) => format!("uid {uid}"),
                 },
                 session.as_deref(),
             ),
@@ -333,8 +343,19 @@ mod tests {
                     pid: Some(7),
                     process: Some("meanwhile".into()),
                     session: None,
+                    task: None,
                 },
                 "uid 1000 (meanwhile)",
+            ),
+            (
+                Actor::Socket {
+                    uid: 1000,
+                    pid: Some(8),
+                    process: Some("curl".into()),
+                    session: None,
+                    task: Some(TaskId(7)),
+                },
+                "task 7 (uid 1000)",
             ),
             (
                 Actor::Token {

@@ -338,6 +338,11 @@ pub struct TaskSpec {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[cfg_attr(feature = "schema", schemars(with = "crate::schema::SecretMap"))]
     pub secrets: BTreeMap<String, crate::Secret>,
+    /// The task from inside which this one was submitted (through the daemon's
+    /// socket), set by the daemon, which replaces what a client sends. A task may
+    /// stop, retry, remove and send input to the tasks it started only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<TaskId>,
 }
 
 /// What a sub-agent task runs: a prompt with its model, tools and limits.
@@ -630,6 +635,68 @@ impl TaskSpec {
             argv: Some(argv.into_iter().map(Into::into).collect()),
             ..TaskSpec::default()
         }
+    }
+
+    /// Confines this spec, submitted from inside the task whose spec is `parent`, at
+    /// least as tightly as the parent (`default_cwd` is the working directory of a
+    /// spec that names none): its sandbox kept (writable paths, the
+    /// working directory included, only within the parent's), its network cut if
+    /// the parent's is, each limit no looser. What cannot be honoured is refused
+    /// with the reason: a task run in-process (agent, llm), which no sandbox holds,
+    /// from a confined parent.
+    pub fn confine_within(
+        &mut self,
+        parent: &TaskSpec,
+        default_cwd: &std::path::Path,
+    ) -> Result<(), String> {
+        let confined = parent.sandbox == Some(true) || parent.no_network == Some(true);
+        if confined && self.command.is_none() && self.argv.is_none() {
+            return Err(
+                "a confined task may start only command and argv tasks: an agent or llm task runs inside the daemon, where its confinement cannot hold"
+                    .into(),
+            );
+        }
+        if parent.sandbox == Some(true) {
+            let mut writable = vec![
+                parent
+                    .cwd
+                    .clone()
+                    .unwrap_or_else(|| default_cwd.to_path_buf()),
+            ];
+            writable.extend(parent.allow_write.iter().cloned());
+            let within = |p: &std::path::Path| writable.iter().any(|w| p.starts_with(w));
+            let cwd = self
+                .cwd
+                .clone()
+                .unwrap_or_else(|| default_cwd.to_path_buf());
+            if !within(&cwd) {
+                return Err(format!(
+                    "the working directory {} is outside what the sandbox of the task that submits it may write; give one inside it (--cwd)",
+                    cwd.display()
+                ));
+            }
+            if let Some(p) = self.allow_write.iter().find(|p| !within(p)) {
+                return Err(format!(
+                    "the writable path {} is outside what the sandbox of the task that submits it may write; leave it out of --allow-write",
+                    p.display()
+                ));
+            }
+            self.cwd = Some(cwd);
+            self.sandbox = Some(true);
+        }
+        if parent.no_network == Some(true) {
+            self.no_network = Some(true);
+        }
+        fn tighter<T: Ord + Copy>(mine: &mut Option<T>, parent: Option<T>) {
+            if let Some(p) = parent {
+                *mine = Some(mine.map_or(p, |m| m.min(p)));
+            }
+        }
+        tighter(&mut self.memory, parent.memory);
+        tighter(&mut self.cpu_time, parent.cpu_time);
+        tighter(&mut self.max_procs, parent.max_procs);
+        tighter(&mut self.max_files, parent.max_files);
+        Ok(())
     }
 
     /// Checks every field; the error names the first wrong one and says how to fix it.
@@ -953,6 +1020,73 @@ pub(crate) fn check_duration(field: &'static str, d: Duration) -> Result<(), Spe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 24: a task submitted from inside a confined task ran unconfined.
+    #[test]
+    fn a_child_is_confined_at_least_as_tightly_as_its_parent() {
+        let parent = TaskSpec {
+            sandbox: Some(true),
+            no_network: Some(true),
+            cwd: Some("/work".into()),
+            allow_write: vec!["/data".into()],
+            memory: Some(crate::ByteSize(1 << 30)),
+            cpu_time: Some(Duration::from_secs(10)),
+            ..TaskSpec::shell("parent")
+        };
+        let mut child = TaskSpec {
+            cwd: Some("/work/sub".into()),
+            allow_write: vec!["/data/out".into()],
+            memory: Some(crate::ByteSize(2 << 30)),
+            max_files: Some(64),
+            ..TaskSpec::shell("child")
+        };
+        let root = std::path::Path::new("/");
+        child.confine_within(&parent, root).unwrap();
+        assert_eq!(child.sandbox, Some(true));
+        assert_eq!(child.no_network, Some(true));
+        assert_eq!(
+            child.memory,
+            Some(crate::ByteSize(1 << 30)),
+            "the tighter one"
+        );
+        assert_eq!(child.cpu_time, Some(Duration::from_secs(10)));
+        assert_eq!(child.max_files, Some(64));
+        // Nothing it may write beyond what the parent may, and nothing in-process.
+        let check = |mut child: TaskSpec, expect: &str| {
+            let e = child.confine_within(&parent, root).unwrap_err();
+            assert!(e.contains(expect), "{e}");
+        };
+        check(
+            TaskSpec::shell("no cwd"),
+            "the working directory / is outside",
+        );
+        check(
+            TaskSpec {
+                cwd: Some("/work".into()),
+                allow_write: vec!["/etc".into()],
+                ..TaskSpec::shell("widen")
+            },
+            "the writable path /etc is outside",
+        );
+        check(
+            TaskSpec {
+                cwd: Some("/work".into()),
+                ..TaskSpec::default()
+            },
+            "only command and argv tasks",
+        );
+        // An unconfined parent passes on its limits only.
+        let mut child = TaskSpec::shell("free");
+        let limits = TaskSpec {
+            max_procs: Some(8),
+            ..TaskSpec::shell("limited")
+        };
+        child.confine_within(&limits, root).unwrap();
+        assert_eq!(
+            (child.sandbox, child.no_network, child.max_procs),
+            (None, None, Some(8))
+        );
+    }
 
     fn field_of(json: &str) -> &'static str {
         let spec: TaskSpec = serde_json::from_str(json).expect("parses");

@@ -30,6 +30,7 @@ pub(crate) fn to_mcp(e: &ApiError) -> ErrorData {
         }
         ErrorCode::Unauthorized
         | ErrorCode::Forbidden
+        | ErrorCode::Confined
         | ErrorCode::Unavailable
         | ErrorCode::Internal => ErrorData::internal_error(e.message.clone(), data),
     }

@@ -136,7 +136,13 @@ fn log_start_failure(log: &mut File, reason: &str) {
     let _ = writeln!(log, "meanwhile: {reason}");
 }
 
-fn build_env(inner: &Inner, task: &TaskRecord, attempt: u32) -> Vec<(String, String)> {
+/// The task's environment; fails, naming it, on a secret that does not open with
+/// this home's key (sealed under another home's, or changed since).
+fn build_env(
+    inner: &Inner,
+    task: &TaskRecord,
+    attempt: u32,
+) -> Result<Vec<(String, String)>, String> {
     let mut env: Vec<(String, String)> = inner
         .base_env
         .iter()
@@ -148,12 +154,14 @@ fn build_env(inner: &Inner, task: &TaskRecord, attempt: u32) -> Vec<(String, Str
         .cloned()
         .collect();
     env.extend(task.spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    env.extend(
-        task.spec
-            .secrets
-            .iter()
-            .map(|(k, v)| (k.clone(), v.expose().to_string())),
-    );
+    for (k, v) in &task.spec.secrets {
+        let Some(value) = inner.secrets.open(v.expose()) else {
+            return Err(format!(
+                "its secret {k} does not open with this home's secrets.key (sealed under another key, or changed); submit it again, or give this node the key it was sealed with"
+            ));
+        };
+        env.push((k.clone(), value));
+    }
     env.push(("MEANWHILE_TASK_ID".into(), task.id.to_string()));
     env.push(("MEANWHILE_ATTEMPT".into(), attempt.to_string()));
     if !task.spec.env.contains_key("MEANWHILE_HOME") {
@@ -163,7 +171,7 @@ fn build_env(inner: &Inner, task: &TaskRecord, attempt: u32) -> Vec<(String, Str
             inner.home.root().display().to_string(),
         ));
     }
-    env
+    Ok(env)
 }
 
 /// Finds `program` on the `PATH` of the task's environment, as a shell would.
@@ -194,13 +202,13 @@ fn resolve_program(program: &str, env: &[(String, String)], cwd: &Path) -> Resul
     Err(format!("{program}: command not found on PATH"))
 }
 
-/// How the task's process is confined, and its private temporary directory when
-/// it is sandboxed (made here). What this machine cannot confine as the spec asks
-/// is refused with the reason, and nothing runs.
-fn confinement(
+/// How the task's process (or its `on_end` command) is confined, and its private
+/// temporary directory `tmp` when it is sandboxed (made here). What this machine
+/// cannot confine as the spec asks is refused with the reason, and nothing runs.
+pub(crate) fn confinement(
     inner: &Inner,
     task: &TaskRecord,
-    attempt: u32,
+    tmp: PathBuf,
     cwd: &Path,
 ) -> Result<(crate::sandbox::Confine, Option<PathBuf>), String> {
     let spec = &task.spec;
@@ -211,6 +219,7 @@ fn confinement(
         cpu_secs: spec.cpu_time.map(|d| d.as_millis().div_ceil(1000) as u64),
         max_procs: spec.max_procs,
         max_files: spec.max_files,
+        hide: None,
     };
     if let Some(n) = spec.max_files {
         let mut l = libc::rlimit {
@@ -228,14 +237,38 @@ fn confinement(
             ));
         }
     }
-    if spec.sandbox != Some(true) {
+    let sandboxed = spec.sandbox == Some(true);
+    if !sandboxed && !confine.no_network {
         return Ok((confine, None));
     }
+    // Both hide the home, which takes a Landlock domain (see `sandbox`).
     if crate::sandbox::landlock_abi().is_none() {
         return Err(
-            "this kernel offers no Landlock (Linux 5.13 or later, with landlock among its LSMs), so the task cannot be sandboxed; it was not run"
+            "this kernel offers no Landlock (Linux 5.13 or later, with landlock among its LSMs), so the task cannot be confined (sandbox, no network); it was not run"
                 .into(),
         );
+    }
+    let home = std::fs::canonicalize(inner.home.root())
+        .unwrap_or_else(|_| inner.home.root().to_path_buf());
+    let inside_home = |p: &Path| {
+        std::fs::canonicalize(p)
+            .unwrap_or_else(|_| p.to_path_buf())
+            .starts_with(&home)
+    };
+    if inside_home(cwd) {
+        return Err(format!(
+            "the working directory {} is inside meanwhile's home {}, which a confined task cannot see; give it another directory (--cwd)",
+            cwd.display(),
+            home.display()
+        ));
+    }
+    let mut hide = crate::sandbox::Hide {
+        home: home.clone(),
+        keep: vec![home.join(meanwhile_core::http::SOCKET_FILE)],
+    };
+    if !sandboxed {
+        confine.hide = Some(hide);
+        return Ok((confine, None));
     }
     for p in &spec.allow_write {
         if !p.exists() {
@@ -244,8 +277,14 @@ fn confinement(
                 p.display()
             ));
         }
+        if inside_home(p) {
+            return Err(format!(
+                "the writable path {} is inside meanwhile's home {}, which a confined task cannot see; leave it out of --allow-write",
+                p.display(),
+                home.display()
+            ));
+        }
     }
-    let tmp = inner.home.task_tmp(task.id, attempt);
     let made = std::fs::create_dir_all(&tmp).and_then(|()| {
         std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o700))
     });
@@ -258,6 +297,9 @@ fn confinement(
     let mut writable = vec![cwd.to_path_buf(), tmp.clone()];
     writable.extend(spec.allow_write.iter().cloned());
     confine.writable = Some(writable);
+    hide.keep
+        .push(home.join(tmp.strip_prefix(inner.home.root()).unwrap_or(&tmp)));
+    confine.hide = Some(hide);
     Ok((confine, Some(tmp)))
 }
 
@@ -331,8 +373,14 @@ async fn run_shell(
         log_start_failure(&mut log, &reason);
         return Some(Ended::failed(reason));
     }
-    let mut env = build_env(inner, task, c.attempt);
-    let confine = match confinement(inner, task, c.attempt, &cwd) {
+    let mut env = match build_env(inner, task, c.attempt) {
+        Ok(env) => env,
+        Err(reason) => {
+            log_start_failure(&mut log, &reason);
+            return Some(Ended::failed(reason));
+        }
+    };
+    let confine = match confinement(inner, task, inner.home.task_tmp(id, c.attempt), &cwd) {
         Ok((confine, tmp)) => {
             if let Some(tmp) = tmp
                 && !task.spec.env.contains_key("TMPDIR")
@@ -682,7 +730,7 @@ pub(crate) fn end_record(
     let (lines, bytes) = (inner.config.notice_lines, inner.config.notice_bytes);
     // A few KiB from the end of a file in the page cache: cheaper read here than
     // handed to the blocking pool.
-    let mask = crate::output::Mask::of(task);
+    let mask = crate::output::Mask::of(task, &inner.secrets);
     let (tail, output_bytes) = crate::output::last_lines(&log, lines, bytes, &mask);
     inner.metrics.attempt_ended(output_bytes);
     let delay = task.spec.retry.delay_after(attempt, inner.sample());

@@ -29,6 +29,8 @@ pub(crate) type Hook = Arc<dyn Fn(&TaskRecord) + Send + Sync>;
 pub(crate) struct Inner {
     pub store: Arc<dyn Store>,
     pub home: Home,
+    /// Seals the secrets of the specs stored, and opens them for a task.
+    pub secrets: crate::sealed::SecretsKey,
     pub config: RuntimeConfig,
     pub node: String,
     pub default_cwd: PathBuf,

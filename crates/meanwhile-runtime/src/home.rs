@@ -43,6 +43,14 @@ impl Home {
     pub fn task_tmp(&self, id: TaskId, attempt: u32) -> PathBuf {
         self.task_dir(id).join(format!("tmp.{attempt}"))
     }
+    /// The private temporary directory of a sandboxed task's `on_end` command.
+    pub fn hook_tmp(&self, id: TaskId) -> PathBuf {
+        self.task_dir(id).join("tmp.on_end")
+    }
+    /// The key that seals the tasks' secrets in the store.
+    pub fn secrets_key(&self) -> PathBuf {
+        self.root.join("secrets.key")
+    }
     /// The pid of the runtime's spawner process.
     pub fn spawner_pid_file(&self) -> PathBuf {
         self.root.join("spawner.pid")

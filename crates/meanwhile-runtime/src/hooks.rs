@@ -229,19 +229,15 @@ async fn deliver(inner: &Arc<Inner>, e: &Event) {
         // Retried by hand since: its next end has its own event.
         return;
     }
-    let mut commands = Vec::new();
-    if let Some(c) = &task.spec.on_end {
-        commands.push(c.clone());
-    }
-    if let Some(c) = &inner.config.on_end {
-        commands.push(c.clone());
-    }
     let mut work = Vec::new();
-    for c in commands {
-        work.push(Box::pin(run_command(inner, &task, c))
+    if let Some(c) = &task.spec.on_end {
+        work.push(Box::pin(run_own_command(inner, &task, c.clone()))
             as std::pin::Pin<
                 Box<dyn std::future::Future<Output = ()> + Send + '_>,
             >);
+    }
+    if let Some(c) = &inner.config.on_end {
+        work.push(Box::pin(run_command(inner, &task, c.clone(), None)));
     }
     for hook in &inner.config.end_hooks {
         let end = TaskEnd {
@@ -332,15 +328,56 @@ async fn deliver_alert(inner: &Arc<Inner>, e: &Event) {
             for (k, v) in &vars {
                 c.env(k, v);
             }
-            run_to_end(inner, c, command, &what).await;
+            run_to_end(inner, c, command, &what, None).await;
         }));
     }
     futures_util::future::join_all(work).await;
 }
 
+/// Runs a task's own `on_end` command as confined as the task itself (sandbox,
+/// network, the home hidden, limits), whoever submitted it: the command is the
+/// task's, and so is what it may reach. A confinement this machine cannot give
+/// means the command does not run.
+async fn run_own_command(inner: &Inner, task: &TaskRecord, command: String) {
+    let cwd = task
+        .spec
+        .cwd
+        .clone()
+        .unwrap_or_else(|| inner.default_cwd.clone());
+    let tmp = inner.home.hook_tmp(task.id);
+    match crate::attempt::confinement(inner, task, tmp, &cwd) {
+        Ok((mut confine, tmp)) => {
+            // The daemon cannot tell an end command from any other peer of its
+            // socket (it is no task's process), so a confined one is not given the
+            // socket: through it, it could start tasks unconfined.
+            if let Some(h) = &mut confine.hide {
+                h.keep
+                    .retain(|p| !p.ends_with(meanwhile_core::http::SOCKET_FILE));
+            }
+            run_command(inner, task, command, Some((&confine, tmp.as_deref()))).await;
+            if let Some(tmp) = tmp
+                && let Err(e) = std::fs::remove_dir_all(&tmp)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!("could not remove {}: {e}", tmp.display());
+            }
+        }
+        Err(reason) => tracing::error!(
+            "the on_end command {command:?} of task {} was not run: {reason}",
+            task.id
+        ),
+    }
+}
+
 /// Runs an end command with `sh -c` in the task's directory, with the task's
-/// variables and the three that describe its end.
-async fn run_command(inner: &Inner, task: &TaskRecord, command: String) {
+/// variables and the three that describe its end; confined as `confine` says
+/// (with its temporary directory), or not at all.
+async fn run_command(
+    inner: &Inner,
+    task: &TaskRecord,
+    command: String,
+    confine: Option<(&crate::sandbox::Confine, Option<&std::path::Path>)>,
+) {
     let mut c = tokio::process::Command::new("/bin/sh");
     c.arg("-c")
         .arg(&command)
@@ -353,16 +390,46 @@ async fn run_command(inner: &Inner, task: &TaskRecord, command: String) {
             "MEANWHILE_EXIT_CODE",
             task.exit_code.map(|c| c.to_string()).unwrap_or_default(),
         );
-    run_to_end(inner, c, &command, &format!("the end of task {}", task.id)).await;
+    if let Some((_, Some(tmp))) = confine
+        && !task.spec.env.contains_key("TMPDIR")
+    {
+        c.env("TMPDIR", tmp);
+    }
+    let what = format!("the end of task {}", task.id);
+    run_to_end(inner, c, &command, &what, confine.map(|(c, _)| c)).await;
 }
 
 /// Runs a hook's command (no stdin, output kept for the log), killed after the
-/// hook timeout.
-async fn run_to_end(inner: &Inner, mut c: tokio::process::Command, command: &str, what: &str) {
+/// hook timeout; confined as `confine` says, in a process group of its own.
+async fn run_to_end(
+    inner: &Inner,
+    mut c: tokio::process::Command,
+    command: &str,
+    what: &str,
+    confine: Option<&crate::sandbox::Confine>,
+) {
     c.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
+    if let Some(confine) = confine {
+        let prepared = match crate::sandbox::Prepared::new(confine) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(
+                    "hook command {command:?} for {what} was not run: it could not be confined: {e}"
+                );
+                return;
+            }
+        };
+        c.process_group(0);
+        // SAFETY: `apply` makes system calls only and allocates nothing, as the
+        // child of this multi-threaded process requires; what it uses was made
+        // before the fork.
+        unsafe {
+            c.pre_exec(move || prepared.apply().map_err(|(_, e)| e));
+        }
+    }
     let child = match c.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -370,8 +437,32 @@ async fn run_to_end(inner: &Inner, mut c: tokio::process::Command, command: &str
             return;
         }
     };
+    // Memory and process limits are watched from here, over the command's tree.
+    let watch = match (confine, child.id()) {
+        (Some(confine), Some(pid)) if confine.watched() => {
+            match crate::sandbox::Watch::over(confine, pid as i32, pid as i32) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::error!(
+                        "hook command {command:?} for {what} is not watched over its limits, so it was killed: {e}"
+                    );
+                    // Dropping the child kills it.
+                    return;
+                }
+            }
+        }
+        _ => None,
+    };
     let timeout = inner.config.hook_timeout;
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+    let ended = tokio::time::timeout(timeout, child.wait_with_output()).await;
+    if let Some(over) = watch.and_then(crate::sandbox::Watch::finish) {
+        tracing::warn!(
+            "hook command {command:?} for {what} was killed: {}",
+            over.reason()
+        );
+        return;
+    }
+    match ended {
         Ok(Ok(out)) if out.status.success() => {
             tracing::debug!("hook command {command:?} for {what} ran");
         }

@@ -37,6 +37,7 @@ mod recover;
 mod runtime;
 mod sandbox;
 mod schedules;
+mod sealed;
 mod spawn;
 mod spawner;
 mod stop;
@@ -117,6 +118,9 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A request from inside a task that its confinement does not allow.
+    #[error("{0}")]
+    Confined(String),
     /// The node keeping a task's output refused the read, for this reason.
     #[error("{}", .0.message)]
     Remote(meanwhile_core::ApiError),
@@ -159,6 +163,7 @@ impl Error {
             self,
             Error::Spec(_)
                 | Error::Invalid { .. }
+                | Error::Confined(_)
                 | Error::Store(
                     StoreError::Invalid { .. }
                         | StoreError::Conflict { .. }

@@ -40,6 +40,7 @@ struct Tracked {
 
 struct LiveInner {
     store: Arc<dyn Store>,
+    secrets: crate::sealed::SecretsKey,
     tasks: Mutex<HashMap<TaskId, Tracked>>,
     changed: Notify,
 }
@@ -77,10 +78,12 @@ impl Live {
         store: Arc<dyn Store>,
         loops: Arc<crate::loops::Loops>,
         shutdown: watch::Receiver<bool>,
+        secrets: crate::sealed::SecretsKey,
     ) -> Live {
         let live = Live {
             inner: Arc::new(LiveInner {
                 store,
+                secrets,
                 tasks: Mutex::default(),
                 changed: Notify::new(),
             }),
@@ -135,7 +138,7 @@ impl Live {
                     supervisor,
                     pid,
                     log: log.to_path_buf(),
-                    mask: crate::output::Mask::of(task),
+                    mask: crate::output::Mask::of(task, &self.inner.secrets),
                     seen: recorded.clone(),
                     recorded,
                     follower,

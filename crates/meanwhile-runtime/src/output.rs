@@ -49,12 +49,13 @@ pub(crate) struct Mask {
 
 impl Mask {
     /// The mask of a task's secrets.
-    pub(crate) fn of(task: &meanwhile_core::TaskRecord) -> Mask {
+    pub(crate) fn of(task: &meanwhile_core::TaskRecord, key: &crate::sealed::SecretsKey) -> Mask {
         let mut secrets: Vec<Vec<u8>> = task
             .spec
             .secrets
             .values()
-            .map(|s| s.expose().as_bytes().to_vec())
+            // A value that does not open was never given to the task either.
+            .map(|s| key.open(s.expose()).unwrap_or_default().into_bytes())
             .filter(|s| !s.is_empty())
             .collect();
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));

@@ -34,6 +34,12 @@ pub(crate) fn parse_stat(pid: i32, text: &str) -> Option<ProcStat> {
     })
 }
 
+/// The parent of a live process (`/proc/<pid>/stat`); `None` once it is gone.
+pub(crate) fn parent_of(pid: i32) -> Option<i32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(parse_stat(pid, &text)?.ppid)
+}
+
 /// Every process of the machine (of this pid namespace).
 pub(crate) fn all_processes() -> Vec<ProcStat> {
     let Ok(dir) = std::fs::read_dir("/proc") else {

@@ -166,7 +166,15 @@ impl Runtime {
         }
         let journal = crate::journal::Journal::new(&home.journal());
         let (settles, settles_rx) = mpsc::unbounded_channel();
-        let live = crate::live::Live::start(store.clone(), loops.clone(), shutdown_tx.subscribe());
+        let secrets = crate::sealed::SecretsKey::load_or_create(&home.secrets_key()).map_err(
+            Error::io(format!("reading {}", home.secrets_key().display())),
+        )?;
+        let live = crate::live::Live::start(
+            store.clone(),
+            loops.clone(),
+            shutdown_tx.subscribe(),
+            secrets.clone(),
+        );
         let inner = Arc::new(Inner {
             store,
             live,
@@ -175,6 +183,7 @@ impl Runtime {
             default_cwd,
             base_env: std::env::vars().collect(),
             home,
+            secrets,
             config,
             wake: Notify::new(),
             schedules_changed: Notify::new(),
@@ -400,6 +409,10 @@ impl Runtime {
         self.check_open()?;
         // Its queue's defaults are kept with the schedule, as with a task.
         self.queue_defaults(&mut spec.task);
+        self.inner.secrets.seal_all(&mut spec.task.secrets);
+        // A schedule's tasks are started by meanwhile, not by a task: no task may
+        // be handed control of them through a spec that names it.
+        spec.task.started_by = None;
         let valid = spec.validate()?;
         self.runnable(valid.spec().task.clone().validate()?)?;
         let now = crate::now();
@@ -526,15 +539,33 @@ impl Runtime {
         r.pop().unwrap_or(Err(Error::ShutDown))
     }
 
-    /// Submits many tasks in one transaction; one result per spec, in order.
+    /// Submits many tasks in one transaction; one result per spec, in order. A
+    /// submit from inside a running task (see [`Runtime::task_of_process`]) is
+    /// recorded as started by it and confined at least as tightly as it is.
     pub async fn submit_batch(&self, specs: Vec<TaskSpec>) -> Result<Vec<Result<TaskId>>> {
         self.check_open()?;
         let now = crate::now();
+        let caller = calling_task();
+        let parent = match caller {
+            Some(p) => Some(self.inner.store.get(p).await?),
+            None => None,
+        };
         let mut results: Vec<Option<Result<TaskId>>> = Vec::with_capacity(specs.len());
         let mut valid = Vec::new();
         let mut slots = Vec::new();
         for mut spec in specs {
             self.queue_defaults(&mut spec);
+            self.inner.secrets.seal_all(&mut spec.secrets);
+            spec.started_by = caller;
+            if let Some(parent) = &parent
+                && let Err(why) = spec.confine_within(&parent.spec, &self.inner.default_cwd)
+            {
+                results.push(Some(Err(Error::Confined(format!(
+                    "refused: task {} is confined, and {why}",
+                    parent.id
+                )))));
+                continue;
+            }
             match spec
                 .validate()
                 .map_err(Error::from)
@@ -591,7 +622,8 @@ impl Runtime {
         let mut valid = Vec::new();
         let mut fns = Vec::new();
         let now = crate::now();
-        for (spec, f) in items {
+        for (mut spec, f) in items {
+            self.inner.secrets.seal_all(&mut spec.secrets);
             let v = match spec.validate() {
                 Ok(v) if matches!(v.work(), meanwhile_core::Work::Function) => v,
                 Ok(_) => {
@@ -706,6 +738,7 @@ impl Runtime {
     /// SIGTERM, the grace period and SIGKILL (or SIGKILL at once with `Force`), and
     /// ends `cancelled`. Returns the task as it is once the stop is under way.
     pub async fn stop(&self, id: TaskId, mode: StopMode) -> Result<TaskRecord> {
+        self.check_started_by_caller(id, "stop").await?;
         let force = mode == StopMode::Force;
         match self
             .inner
@@ -733,6 +766,7 @@ impl Runtime {
 
     /// Puts a finished task back to pending with a fresh retry budget.
     pub async fn retry(&self, id: TaskId) -> Result<TaskRecord> {
+        self.check_started_by_caller(id, "retry").await?;
         let t = self.inner.store.retry(id, crate::now()).await?;
         self.inner.wake.notify_one();
         Ok(t)
@@ -740,6 +774,9 @@ impl Runtime {
 
     /// Removes finished tasks and their logs.
     pub async fn remove(&self, ids: Vec<TaskId>) -> Result<Vec<TaskId>> {
+        for &id in &ids {
+            self.check_started_by_caller(id, "remove").await?;
+        }
         let removed = self.inner.store.remove(ids).await?;
         self.remove_dirs(&removed);
         Ok(removed)
@@ -794,6 +831,47 @@ impl Runtime {
     /// Removes a named API token.
     pub async fn remove_token(&self, name: &str) -> Result<()> {
         Ok(self.inner.store.remove_token(name).await?)
+    }
+
+    /// The running task whose process tree `pid` belongs to, if any: the walk up
+    /// its parents meets the task's main process, or its supervisor (the
+    /// subreaper that orphans of the tree are handed to). What a daemon asks of
+    /// the peer of its socket, so that a request from inside a task acts with
+    /// that task's confinement.
+    pub fn task_of_process(&self, pid: i32) -> Option<TaskId> {
+        let mut roots = HashMap::new();
+        for (id, pgid) in self.inner.registry().process_groups() {
+            roots.insert(pgid, id);
+            if let Some(supervisor) = crate::procfs::parent_of(pgid) {
+                roots.insert(supervisor, id);
+            }
+        }
+        let mut at = pid;
+        // A chain of parents ends at pid 1; the bound only guards against a loop
+        // seen through pids reused while walking.
+        for _ in 0..4096 {
+            if let Some(&id) = roots.get(&at) {
+                return Some(id);
+            }
+            match crate::procfs::parent_of(at) {
+                Some(p) if p > 1 => at = p,
+                _ => return None,
+            }
+        }
+        None
+    }
+
+    /// Refuses a change to task `id` asked from inside a task that did not start it.
+    async fn check_started_by_caller(&self, id: TaskId, what: &str) -> Result<()> {
+        let Some(caller) = calling_task() else {
+            return Ok(());
+        };
+        if self.inner.store.get(id).await?.spec.started_by == Some(caller) {
+            return Ok(());
+        }
+        Err(Error::Confined(format!(
+            "refused: from inside task {caller}, only the tasks it started may be asked to {what}, and task {id} is not one of them"
+        )))
     }
 
     /// A [`Backend`] over this runtime whose changes are recorded in the audit
@@ -960,6 +1038,7 @@ impl Runtime {
     /// terminal are refused. In a fleet, input to a task running on another node goes
     /// through that node.
     pub async fn send_input(&self, id: TaskId, input: TaskInput) -> Result<InputSent> {
+        self.check_started_by_caller(id, "send input to").await?;
         input.check()?;
         let task = self.get(id).await?;
         let interactive = task.spec.stdin || task.spec.tty.is_some();
@@ -1202,7 +1281,7 @@ impl Runtime {
                         if let Some(re) = &wait_re {
                             let p = path.clone();
                             let re2 = re.clone();
-                            let mask = output::Mask::of(&task);
+                            let mask = output::Mask::of(&task, &self.inner.secrets);
                             let (found, upto) = tokio::task::spawn_blocking(move || {
                                 output::find_match(&p, scanned, &re2, ended, &mask)
                             })
@@ -1238,7 +1317,7 @@ impl Runtime {
             }
         }
         let reader_query = (since, query.tail, query.max_bytes, query.strip_ansi);
-        let mask = output::Mask::of(&task);
+        let mask = output::Mask::of(&task, &self.inner.secrets);
         let slice = tokio::task::spawn_blocking(move || {
             let (since, tail, max_bytes, strip_ansi) = reader_query;
             Reader {
@@ -1317,6 +1396,15 @@ async fn wait_for_event(
 /// How long an attached terminal holds a task's input without a request.
 const WRITER_LEASE: Duration = Duration::from_secs(10);
 
+/// The task from inside which the request being served was made, as the server
+/// named its actor.
+fn calling_task() -> Option<TaskId> {
+    match meanwhile_store::current_actor() {
+        Actor::Socket { task, .. } => task,
+        _ => None,
+    }
+}
+
 /// A request the task's state does not allow (409).
 fn conflict(message: String) -> Error {
     Error::Store(StoreError::Conflict {
@@ -1330,6 +1418,7 @@ impl From<Error> for ApiError {
         let code = match &e {
             Error::Remote(answer) => return answer.clone(),
             Error::Elsewhere { .. } => ErrorCode::Unavailable,
+            Error::Confined(_) => ErrorCode::Confined,
             Error::Spec(_) | Error::Invalid { .. } | Error::Store(StoreError::Invalid { .. }) => {
                 ErrorCode::InvalidArgument
             }

@@ -1,14 +1,21 @@
 //! Confining a task's process: what it may write (Landlock), whether it has a
-//! network (a namespace of its own), its resource limits, and the supervisor's
-//! watch over the memory and the processes of its whole tree.
+//! network (a namespace of its own), whether it sees meanwhile's home (a mount
+//! namespace of its own, the home covered), its resource limits, and the
+//! supervisor's watch over the memory and the processes of its whole tree.
 //!
 //! The runtime decides the confinement ([`Confine`]) and checks what it can before
 //! starting anything (the kernel's Landlock, the paths, the limits); the spawner
 //! carries it to the attempt's supervisor, which prepares the Landlock ruleset
-//! (opening the paths), and the task's child applies it all just before `execve`:
-//! rlimits, then the network namespace, then `no_new_privs` and the ruleset. A
-//! confinement that cannot be applied fails the start: the task never runs
-//! unconfined.
+//! (opening the paths) and the cover of the home, and the task's child applies it
+//! all just before `execve`: rlimits, then the namespaces (network, mount), the
+//! home covered, then `no_new_privs` and the ruleset. A confinement that cannot be
+//! applied fails the start: the task never runs unconfined.
+//!
+//! A task whose home is hidden always gets a Landlock domain, even one that may
+//! write anywhere: a process in a domain can neither change the mounts (so it
+//! cannot unmount the cover, root included) nor look into processes outside its
+//! domain (`/proc/<pid>/root`, `/fd`, `/environ` of the daemon or another task,
+//! which would show the home again).
 
 use std::ffi::CString;
 use std::io;
@@ -35,6 +42,20 @@ pub(crate) struct Confine {
     pub max_procs: Option<u32>,
     /// Open files per process (`RLIMIT_NOFILE`).
     pub max_files: Option<u32>,
+    /// Meanwhile's home, hidden from the task, and what it still reaches there.
+    pub hide: Option<Hide>,
+}
+
+/// Meanwhile's home covered for a task (an empty read-only file system mounted on
+/// it, in a mount namespace of the task's own), with a few paths inside it put
+/// back: the task's temporary directory and the daemon's socket.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Hide {
+    /// The home directory.
+    pub home: PathBuf,
+    /// Paths beneath the home the task still reaches; one that does not exist when
+    /// the task starts (a daemon's socket, for a runtime without a daemon) is left out.
+    pub keep: Vec<PathBuf>,
 }
 
 impl Confine {
@@ -60,6 +81,12 @@ impl Confine {
         }
         if self.no_network {
             put("no_network", b"1");
+        }
+        if let Some(h) = &self.hide {
+            put("hide", h.home.as_os_str().as_bytes());
+            for p in &h.keep {
+                put("keep", p.as_os_str().as_bytes());
+            }
         }
         for (k, v) in [
             ("memory", self.memory),
@@ -90,6 +117,15 @@ impl Confine {
                     .get_or_insert_with(Vec::new)
                     .push(PathBuf::from(std::ffi::OsStr::from_bytes(v))),
                 b"no_network" => c.no_network = true,
+                b"hide" => {
+                    c.hide.get_or_insert_with(Hide::default).home =
+                        PathBuf::from(std::ffi::OsStr::from_bytes(v));
+                }
+                b"keep" => c
+                    .hide
+                    .as_mut()?
+                    .keep
+                    .push(PathBuf::from(std::ffi::OsStr::from_bytes(v))),
                 b"memory" => c.memory = Some(num()?),
                 b"cpu" => c.cpu_secs = Some(num()?),
                 b"procs" => c.max_procs = Some(u32::try_from(num()?).ok()?),
@@ -193,6 +229,26 @@ impl Ruleset {
     pub(crate) fn new(writable: &[PathBuf]) -> io::Result<Ruleset> {
         let abi = landlock_abi().ok_or_else(|| io::Error::from_raw_os_error(libc::ENOSYS))?;
         let handled = write_rights(abi);
+        let ruleset = Ruleset::create(handled)?;
+        for path in writable {
+            ruleset.allow(path, handled, abi, true)?;
+        }
+        for dev in DEVICES {
+            ruleset.allow(Path::new(dev), handled, abi, false)?;
+        }
+        Ok(ruleset)
+    }
+
+    /// A ruleset that restricts no write (it handles only making block devices,
+    /// which needs a privilege besides): what it gives is the domain itself, in which
+    /// a process cannot change the mounts nor look into processes outside it. For
+    /// a task whose home is hidden but whose writes are not confined.
+    pub(crate) fn domain_only() -> io::Result<Ruleset> {
+        landlock_abi().ok_or_else(|| io::Error::from_raw_os_error(libc::ENOSYS))?;
+        Ruleset::create(FS_MAKE_BLOCK)
+    }
+
+    fn create(handled: u64) -> io::Result<Ruleset> {
         let attr = RulesetAttr {
             handled_access_fs: handled,
         };
@@ -209,14 +265,7 @@ impl Ruleset {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: the syscall returned a new descriptor we own.
-        let ruleset = Ruleset(unsafe { OwnedFd::from_raw_fd(fd as i32) });
-        for path in writable {
-            ruleset.allow(path, handled, abi, true)?;
-        }
-        for dev in DEVICES {
-            ruleset.allow(Path::new(dev), handled, abi, false)?;
-        }
-        Ok(ruleset)
+        Ok(Ruleset(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
     }
 
     fn allow(&self, path: &Path, handled: u64, abi: u32, required: bool) -> io::Result<()> {
@@ -256,11 +305,51 @@ impl Ruleset {
     }
 }
 
+/// A confinement made ready before the fork: its Landlock ruleset (the writable
+/// paths opened) and the cover of the home, so that the child applies it without
+/// allocating.
+pub(crate) struct Prepared {
+    confine: Confine,
+    ruleset: Option<Ruleset>,
+    cover: Option<Cover>,
+}
+
+impl Prepared {
+    pub(crate) fn new(c: &Confine) -> io::Result<Prepared> {
+        // A task whose home is hidden gets a Landlock domain even when its writes
+        // are free (see the top of this module).
+        let ruleset = match (&c.writable, &c.hide) {
+            (Some(w), _) => Some(Ruleset::new(w)?),
+            (None, Some(_)) => Some(Ruleset::domain_only()?),
+            (None, None) => None,
+        };
+        let cover = c.hide.as_ref().map(Cover::new).transpose()?;
+        Ok(Prepared {
+            confine: c.clone(),
+            ruleset,
+            cover,
+        })
+    }
+
+    /// True when the home is covered.
+    pub(crate) fn hides_home(&self) -> bool {
+        self.cover.is_some()
+    }
+
+    /// Applies it to the calling process, just before `execve`; returns what
+    /// failed. Allocates nothing, so it may run in the child of a multi-threaded
+    /// process.
+    pub(crate) fn apply(&self) -> Result<(), (&'static str, io::Error)> {
+        apply(&self.confine, self.ruleset.as_ref(), self.cover.as_ref())
+    }
+}
+
 /// Applies a confinement to the calling process (the task's child, just before
 /// `execve`); returns what failed. Nothing here allocates.
-pub(crate) fn apply(
+fn apply(
     c: &Confine,
     ruleset: Option<&Ruleset>,
+    cover: Option<&Cover>,
 ) -> Result<(), (&'static str, io::Error)> {
     let limit = |what: &'static str, resource, value: u64, hard: u64| {
         let l = libc::rlimit {
@@ -285,8 +374,18 @@ pub(crate) fn apply(
             n.into(),
         )?;
     }
+    let mut namespaces = 0;
     if c.no_network {
-        enter_network_namespace().map_err(|e| ("entering a network namespace of its own", e))?;
+        namespaces |= libc::CLONE_NEWNET;
+    }
+    if cover.is_some() {
+        namespaces |= libc::CLONE_NEWNS;
+    }
+    if namespaces != 0 {
+        enter_namespaces(namespaces).map_err(|e| ("entering namespaces of its own", e))?;
+    }
+    if let Some(cover) = cover {
+        cover.apply().map_err(|e| ("hiding meanwhile's home", e))?;
     }
     if let Some(r) = ruleset {
         // SAFETY: plain prctl and Landlock calls on a descriptor we hold.
@@ -302,29 +401,187 @@ pub(crate) fn apply(
     Ok(())
 }
 
-/// Moves the calling process into a network namespace of its own, whose loopback
-/// interface is up. Root makes one directly; another user makes a user namespace
-/// for it, mapping only its own ids, so it stays who it is.
-pub(crate) fn enter_network_namespace() -> io::Result<()> {
-    let check = |r: libc::c_int| {
-        if r < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
-    };
+/// Moves the calling process into new namespaces (`CLONE_NEWNET`, `CLONE_NEWNS`);
+/// a new network namespace gets its loopback interface up. Root makes them
+/// directly; another user makes a user namespace for them, mapping only its own
+/// ids, so it stays who it is (and, not being root in it, keeps no capability once
+/// it runs its program). Allocates nothing.
+pub(crate) fn enter_namespaces(flags: libc::c_int) -> io::Result<()> {
     // SAFETY: plain system calls.
     let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
     if uid == 0 {
-        check(unsafe { libc::unshare(libc::CLONE_NEWNET) })?;
+        check(unsafe { libc::unshare(flags) })?;
     } else {
-        check(unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) })?;
+        check(unsafe { libc::unshare(libc::CLONE_NEWUSER | flags) })?;
         let mut buf = [0u8; 64];
         write_file(c"/proc/self/setgroups", b"deny")?;
         write_file(c"/proc/self/uid_map", id_map(&mut buf, uid))?;
         write_file(c"/proc/self/gid_map", id_map(&mut buf, gid))?;
     }
-    loopback_up()
+    if flags & libc::CLONE_NEWNET != 0 {
+        loopback_up()?;
+    }
+    Ok(())
+}
+
+fn check(r: libc::c_int) -> io::Result<()> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// The most paths a [`Cover`] puts back (the temporary directory and the socket
+/// need two).
+const MAX_KEPT: usize = 4;
+
+// The mount API (linux/mount.h).
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+
+/// A [`Hide`] made ready by the supervisor before it forks: every path a C string,
+/// so that the task's child covers the home without allocating.
+pub(crate) struct Cover {
+    home: CString,
+    kept: Vec<Kept>,
+}
+
+/// A path put back on the cover.
+struct Kept {
+    path: CString,
+    /// The directories between the home and the path, outermost first, made on
+    /// the cover so that the path has a place.
+    dirs: Vec<CString>,
+    is_dir: bool,
+}
+
+fn c_path(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+impl Cover {
+    /// The cover of `hide`; a kept path that does not exist now is left out.
+    pub(crate) fn new(hide: &Hide) -> io::Result<Cover> {
+        let mut kept = Vec::new();
+        for p in &hide.keep {
+            let Ok(meta) = std::fs::symlink_metadata(p) else {
+                continue;
+            };
+            let rel = p
+                .strip_prefix(&hide.home)
+                .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+            let mut dirs = Vec::new();
+            let mut at = hide.home.clone();
+            let parts: Vec<_> = rel.components().collect();
+            for part in &parts[..parts.len().saturating_sub(1)] {
+                at.push(part);
+                dirs.push(c_path(&at)?);
+            }
+            kept.push(Kept {
+                path: c_path(p)?,
+                dirs,
+                is_dir: meta.is_dir(),
+            });
+        }
+        if kept.len() > MAX_KEPT {
+            return Err(io::Error::from_raw_os_error(libc::E2BIG));
+        }
+        Ok(Cover {
+            home: c_path(&hide.home)?,
+            kept,
+        })
+    }
+
+    /// In the task's child, once in a mount namespace of its own: mounts an empty
+    /// file system on the home, puts the kept paths back on it, and makes it
+    /// read-only. Nothing of this reaches the mounts outside (they are made
+    /// private first). Allocates nothing.
+    fn apply(&self) -> io::Result<()> {
+        let null = std::ptr::null::<libc::c_char>();
+        // SAFETY: NUL-terminated strings or null pointers, as mount(2) takes them.
+        check(unsafe {
+            libc::mount(
+                null,
+                c"/".as_ptr(),
+                null,
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            )
+        })?;
+        // Detached copies of the kept paths, taken while they can still be reached.
+        let mut trees: [Option<OwnedFd>; MAX_KEPT] = Default::default();
+        for (k, tree) in self.kept.iter().zip(trees.iter_mut()) {
+            // SAFETY: a NUL-terminated path; the descriptor is owned below.
+            let fd = unsafe {
+                libc::syscall(
+                    libc::SYS_open_tree,
+                    libc::AT_FDCWD,
+                    k.path.as_ptr(),
+                    OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | AT_RECURSIVE,
+                )
+            };
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: open_tree returned a new descriptor.
+            *tree = Some(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+        }
+        let hidden = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        // SAFETY: as above.
+        check(unsafe {
+            libc::mount(
+                c"meanwhile-hidden".as_ptr(),
+                self.home.as_ptr(),
+                c"tmpfs".as_ptr(),
+                hidden,
+                c"mode=0755,size=64k".as_ptr().cast(),
+            )
+        })?;
+        for (k, tree) in self.kept.iter().zip(trees.iter()) {
+            let Some(tree) = tree else { continue };
+            for d in &k.dirs {
+                // SAFETY: a NUL-terminated path.
+                let r = unsafe { libc::mkdir(d.as_ptr(), 0o755) };
+                if r < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST) {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            // SAFETY: a NUL-terminated path.
+            check(unsafe {
+                if k.is_dir {
+                    libc::mkdir(k.path.as_ptr(), 0o700)
+                } else {
+                    libc::mknod(k.path.as_ptr(), libc::S_IFREG | 0o600, 0)
+                }
+            })?;
+            // SAFETY: a detached tree we own, and a NUL-terminated target.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_move_mount,
+                    tree.as_raw_fd(),
+                    c"".as_ptr(),
+                    libc::AT_FDCWD,
+                    k.path.as_ptr(),
+                    MOVE_MOUNT_F_EMPTY_PATH,
+                )
+            };
+            if r < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        // SAFETY: as above; a remount of the cover alone, read-only from now on.
+        check(unsafe {
+            libc::mount(
+                null,
+                self.home.as_ptr(),
+                null,
+                libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | hidden,
+                std::ptr::null(),
+            )
+        })
+    }
 }
 
 /// `"ID ID 1"`, written into `buf`.
@@ -440,7 +697,15 @@ pub(crate) struct Watch {
 }
 
 impl Watch {
+    /// A supervisor's watch over its own descendants, the task's process group
+    /// led by `task_pid`.
     pub(crate) fn start(c: &Confine, task_pid: i32) -> io::Result<Watch> {
+        Watch::over(c, std::process::id() as i32, task_pid)
+    }
+
+    /// A watch over the tree of `root`: itself (unless it is this process) and its
+    /// descendants; over a limit, `group` is killed with them.
+    pub(crate) fn over(c: &Confine, root: i32, group: i32) -> io::Result<Watch> {
         let done = Arc::new(AtomicBool::new(false));
         let exceeded = Arc::new(AtomicU8::new(0));
         let limits = (c.memory, c.max_procs);
@@ -448,7 +713,7 @@ impl Watch {
             let (done, exceeded) = (done.clone(), exceeded.clone());
             std::thread::Builder::new()
                 .name("mw-limits".into())
-                .spawn(move || watch(task_pid, limits, &done, &exceeded))?
+                .spawn(move || watch(root, group, limits, &done, &exceeded))?
         };
         Ok(Watch {
             done,
@@ -475,6 +740,7 @@ impl Watch {
 }
 
 fn watch(
+    root: i32,
     task_pid: i32,
     limits: (Option<u64>, Option<u32>),
     done: &AtomicBool,
@@ -485,7 +751,10 @@ fn watch(
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
     while !done.load(Ordering::SeqCst) {
         let all = crate::procfs::all_processes();
-        let tree = crate::procfs::descendants(&all, me);
+        let mut tree = crate::procfs::descendants(&all, root);
+        if root != me {
+            tree.push(root);
+        }
         let over = if limits.1.is_some_and(|n| tree.len() > n as usize) {
             2
         } else if let Some(max) = limits.0 {
@@ -534,8 +803,17 @@ mod tests {
             cpu_secs: Some(10),
             max_procs: Some(64),
             max_files: Some(256),
+            hide: Some(Hide {
+                home: "/h me".into(),
+                keep: vec!["/h me/meanwhile.sock".into(), "/h me/tasks/7/tmp.1".into()],
+            }),
         };
         assert_eq!(Confine::decode(&c.encode()), Some(c));
+        assert_eq!(
+            Confine::decode(b"keep=/h/x\0"),
+            None,
+            "a kept path needs its home"
+        );
         assert_eq!(Confine::decode(b""), Some(Confine::default()));
         let sandbox_only = Confine {
             writable: Some(vec![]),
@@ -583,7 +861,7 @@ mod tests {
                 // A process that changed its ids is not dumpable, so its /proc files
                 // would stay root's; one started as the user is.
                 libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
-                enter_network_namespace()
+                enter_namespaces(libc::CLONE_NEWNET)
             });
         }
         let out = cmd.output().unwrap();
@@ -598,6 +876,76 @@ mod tests {
         assert!(lines[1].contains("<LOOPBACK,UP,LOWER_UP>"), "{text}");
         assert_eq!(lines[2], "unreachable", "{text}");
         drop(listener);
+    }
+
+    /// The path another user takes to hide the home: a user namespace mapping
+    /// only its own ids, a mount namespace in it with the home covered and the
+    /// kept path put back, and a Landlock domain, in which the cover stays on.
+    #[test]
+    fn another_user_sees_nothing_of_a_hidden_home_but_what_it_keeps() {
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
+        // SAFETY: plain system call.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("not root: the path of another user is the one this run takes");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let keep = home.join("tasks/7/tmp.1");
+        std::fs::create_dir_all(&keep).unwrap();
+        std::fs::write(home.join("meanwhile.db"), "s3cr3t").unwrap();
+        for d in [
+            dir.path(),
+            &home,
+            &home.join("tasks"),
+            &home.join("tasks/7"),
+        ] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::set_permissions(&keep, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::set_permissions(
+            home.join("meanwhile.db"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let confine = Confine {
+            hide: Some(Hide {
+                home: home.clone(),
+                keep: vec![keep.clone(), home.join("meanwhile.sock")],
+            }),
+            ..Confine::default()
+        };
+        let prepared = Prepared::new(&confine).unwrap();
+        let probe = format!(
+            "id -u; cat {h}/meanwhile.db || echo hidden; echo t > {k}/t && cat {k}/t; umount {h} 2>/dev/null || echo covered; ls -A {h}",
+            h = home.display(),
+            k = keep.display()
+        );
+        let mut cmd = std::process::Command::new("/bin/sh");
+        cmd.args(["-c", &probe]).current_dir("/");
+        // SAFETY: the closure makes system calls only, and allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(65534) != 0
+                    || libc::setuid(65534) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
+                prepared.apply().map_err(|(_, e)| e)
+            });
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(text, "65534\nhidden\nt\ncovered\ntasks\n");
+        assert_eq!(std::fs::read_to_string(keep.join("t")).unwrap(), "t\n");
     }
 
     #[test]

@@ -72,6 +72,16 @@ impl Registry {
         self.running.get(&id)
     }
 
+    /// The process group (the main process) of each attempt whose process has
+    /// started here, by task.
+    pub fn process_groups(&self) -> Vec<(TaskId, i32)> {
+        self.running
+            .iter()
+            .map(|(&id, a)| (id, a.pgid.load(Ordering::SeqCst)))
+            .filter(|&(_, pgid)| pgid > 0)
+            .collect()
+    }
+
     /// The attempts running here, by task.
     pub fn attempts(&self) -> Vec<(TaskId, u32)> {
         self.running

@@ -169,12 +169,8 @@ fn start(req: &Request, log: &OwnedFd) -> Result<Started, Reply> {
     .map_err(|e| fork_err(e.into()))?;
     let prepared = Prepared::new(req.io).map_err(|e| Reply::error(Stage::Io, &e))?;
     // Opening the writable paths needs the file system the sandbox then closes.
-    let ruleset = match &req.confine.writable {
-        Some(w) => {
-            Some(crate::sandbox::Ruleset::new(w).map_err(|e| Reply::error(Stage::Confine, &e))?)
-        }
-        None => None,
-    };
+    let confine = crate::sandbox::Prepared::new(&req.confine)
+        .map_err(|e| Reply::error(Stage::Confine, &e))?;
     let streams = match &prepared {
         Some(p) => {
             let (stdin, out) = p.task_side();
@@ -214,7 +210,7 @@ fn start(req: &Request, log: &OwnedFd) -> Result<Started, Reply> {
             let (stage, e) = task_child(
                 req,
                 &streams,
-                ruleset.as_ref(),
+                &confine,
                 &go_read,
                 err_write.as_raw_fd(),
                 &argv,
@@ -230,7 +226,7 @@ fn start(req: &Request, log: &OwnedFd) -> Result<Started, Reply> {
     };
     drop(go_read);
     drop(err_write);
-    drop(ruleset);
+    drop(confine);
     let kill = |pid: i32| {
         if let Some(p) = sys::pid(pid) {
             let _ = rustix::process::kill_process(p, Signal::KILL); // it may have exited
@@ -315,7 +311,7 @@ struct Streams<'a> {
 fn task_child(
     req: &Request,
     streams: &Streams<'_>,
-    ruleset: Option<&crate::sandbox::Ruleset>,
+    confine: &crate::sandbox::Prepared,
     go: &OwnedFd,
     report: std::os::fd::RawFd,
     argv: &[*const c_char],
@@ -337,9 +333,17 @@ fn task_child(
     if let Err(e) = rustix::process::chdir(req.cwd.as_c_str()) {
         return (Stage::Chdir, e.into());
     }
-    // Last before the wait for the go: the limits, the network and the sandbox.
-    if let Err((_, e)) = crate::sandbox::apply(&req.confine, ruleset) {
+    // Last before the wait for the go: the limits, the namespaces and the sandbox.
+    if let Err((_, e)) = confine.apply() {
         return (Stage::Confine, e);
+    }
+    // Again, in the mount namespace that now hides the home: the directory held
+    // since the first `chdir` is the one beneath the cover, from which `..` would
+    // walk into the home.
+    if confine.hides_home()
+        && let Err(e) = rustix::process::chdir(req.cwd.as_c_str())
+    {
+        return (Stage::Chdir, e.into());
     }
     sys::reset_signals();
     sys::close_from_3_except(&[go.as_raw_fd(), report]);

@@ -99,7 +99,7 @@ impl Stage {
             Stage::Exec => "executing the program",
             Stage::Io => "preparing the task's input (its pipe, terminal or input socket)",
             Stage::Confine => {
-                "confining the task (its sandbox, network namespace or limits); nothing was run"
+                "confining the task (its sandbox, network namespace, the hiding of meanwhile's home or limits); nothing was run"
             }
         }
     }

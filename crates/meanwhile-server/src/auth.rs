@@ -5,8 +5,8 @@
 
 use crate::dashboard::{self, Browser, Verdict};
 use crate::error::{ServerError, error_response};
-use axum::extract::Request;
 use axum::extract::connect_info::ConnectInfo;
+use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -238,6 +238,7 @@ impl Peer {
                 pid,
                 process: pid.and_then(process_name),
                 session: None,
+                task: None,
             }
         }))
     }
@@ -251,21 +252,102 @@ fn process_name(pid: i32) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// Middleware of the Unix socket: records the peer as the actor of the request.
-pub(crate) async fn socket_peer(req: Request, next: Next) -> Response {
+/// Middleware of the Unix socket: records the peer as the actor of the request,
+/// with the running task whose process tree it belongs to, if any. The runtime
+/// then lets that task change only the tasks it started, and confines what it
+/// submits as tightly as itself; a confined task is answered only what
+/// [`confined_may`] allows.
+pub(crate) async fn socket_peer(
+    State(rt): State<meanwhile_runtime::Runtime>,
+    req: Request,
+    next: Next,
+) -> Response {
     let peer = req
         .extensions()
         .get::<ConnectInfo<Peer>>()
         .and_then(|c| c.0.0.clone());
     // A peer the kernel would not name (no credentials) still has the socket's
     // mode as its guard; it is recorded as an unknown uid rather than refused.
-    let actor = peer.unwrap_or(Actor::Socket {
+    let mut actor = peer.unwrap_or(Actor::Socket {
         uid: u32::MAX,
         pid: None,
         process: None,
         session: None,
+        task: None,
     });
+    // A pid of 0 is a peer in a pid namespace this daemon cannot see (a container's
+    // client on a socket mounted into it), outside every task's tree.
+    if let Actor::Socket {
+        pid: Some(pid),
+        task,
+        ..
+    } = &mut actor
+        && *pid > 0
+    {
+        // A process that connected and exited may have left the connection to a
+        // child, which could be inside a task while the walk can no longer tell.
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            return error_response(ApiError::new(
+                ErrorCode::Confined,
+                format!(
+                    "the process that connected (pid {pid}) has exited, so who asks cannot be told; connect from the process that asks"
+                ),
+            ));
+        }
+        *task = rt.task_of_process(*pid);
+        if let Some(t) = *task
+            && let Err(e) = confined_may(&rt, t, req.method(), req.uri().path()).await
+        {
+            return error_response(e);
+        }
+    }
     serve_as(actor, req, next).await
+}
+
+/// Whether a request from inside task `t` may be served. An unconfined task may
+/// ask anything (the runtime still limits its changes to the tasks it started);
+/// a confined one (sandbox, no network) reaches nothing of meanwhile but the
+/// daemon's status, submitting tasks (confined by the runtime), the tasks it
+/// started and itself, waits, and sessions' notifications (which `meanwhile mcp`
+/// reads).
+async fn confined_may(
+    rt: &meanwhile_runtime::Runtime,
+    t: meanwhile_core::TaskId,
+    method: &axum::http::Method,
+    path: &str,
+) -> Result<(), ApiError> {
+    use axum::http::Method;
+    let caller = rt.get(t).await.map_err(ApiError::from)?;
+    if caller.spec.sandbox != Some(true) && caller.spec.no_network != Some(true) {
+        return Ok(());
+    }
+    let refuse = || {
+        ApiError::new(
+            ErrorCode::Confined,
+            format!(
+                "refused: task {t} is confined (sandbox or no network), and from inside it meanwhile answers only about itself and the tasks it starts; {method} {path} is not one of those"
+            ),
+        )
+    };
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method, parts.as_slice()) {
+        (&Method::GET, ["v1", "status"])
+        | (&Method::POST, ["v1", "tasks" | "wait"])
+        | (&Method::POST, ["v1", "tasks", "batch" | "remove"])
+        | (&Method::GET, ["v1", "sessions", _, "notifications"])
+        | (&Method::POST, ["v1", "sessions", _, "notifications", "drain"]) => Ok(()),
+        (_, ["v1", "tasks", id, ..]) => {
+            let id: meanwhile_core::TaskId = id.parse().map_err(|_| refuse())?;
+            if id == t {
+                return Ok(());
+            }
+            match rt.get(id).await {
+                Ok(task) if task.spec.started_by == Some(t) => Ok(()),
+                _ => Err(refuse()),
+            }
+        }
+        _ => Err(refuse()),
+    }
 }
 
 #[cfg(test)]

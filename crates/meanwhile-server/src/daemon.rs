@@ -436,8 +436,9 @@ pub async fn serve(
         sock.display()
     );
     // Every request on the socket is recorded as its peer's, as the kernel names it.
-    let unix_app = routes::router(state.clone(), Listener::Socket)
-        .layer(axum::middleware::from_fn(auth::socket_peer));
+    let unix_app = routes::router(state.clone(), Listener::Socket).layer(
+        axum::middleware::from_fn_with_state(state.rt.clone(), auth::socket_peer),
+    );
     // No cap here: the socket's clients are this user's own processes, and the cap
     // on TCP leaves them the descriptors they need.
     let unix_server = conn::serve(

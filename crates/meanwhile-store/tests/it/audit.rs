@@ -221,6 +221,7 @@ both! {
             pid: Some(1),
             process: Some("meanwhile".into()),
             session: None,
+            task: None,
         };
         acting(me, async {
             f.store

@@ -149,6 +149,9 @@ pub fn confinement(spec: &meanwhile_core::TaskSpec) -> Vec<String> {
     if spec.no_network == Some(true) {
         lines.push("network   none (loopback only)".into());
     }
+    if let Some(parent) = spec.started_by {
+        lines.push(format!("started   by task {parent}, from inside it"));
+    }
     let mut limits = Vec::new();
     if let Some(m) = spec.memory {
         limits.push(format!("memory {m}"));

@@ -274,3 +274,278 @@ fn a_secret_is_in_no_answer_and_masked_in_the_output() {
     let serve_log = std::fs::read_to_string(h.home.join("daemon.log")).unwrap_or_default();
     assert!(!serve_log.contains(secret));
 }
+
+/// The probe a confined task runs on meanwhile's home: each file of it read,
+/// a file planted, the cover unmounted, the home seen through its supervisor's
+/// root, the socket and the listing.
+fn home_probe(other: &str) -> String {
+    format!(
+        r#"for f in meanwhile.db meanwhile.db-wal token audit.key tasks/{other}/output.log; do
+  if cat "$MEANWHILE_HOME/$f" > /dev/null 2>&1; then echo "READ $f"; else echo "hidden $f"; fi
+done
+if (echo x > "$MEANWHILE_HOME/planted") 2>/dev/null; then echo "WROTE home"; else echo "refused home"; fi
+if (umount "$MEANWHILE_HOME") 2>/dev/null; then echo "UNMOUNTED"; else echo "kept covered"; fi
+if cat /proc/$PPID/root/"$MEANWHILE_HOME"/token > /dev/null 2>&1; then echo "READ through proc"; else echo "hidden through proc"; fi
+test -S "$MEANWHILE_HOME/meanwhile.sock" && echo "socket kept"
+ls -A "$MEANWHILE_HOME" | tr '\n' ' '; echo"#
+    )
+}
+
+/// Issue 24: a task confined with `--sandbox` or `--no-network` read the database
+/// (and the secrets in it), the bearer token, the audit key and other tasks' logs
+/// from `$MEANWHILE_HOME`, because reading stays open in a sandbox. The home is
+/// covered now: the task sees the daemon's socket and its own temporary directory,
+/// nothing else, and cannot uncover it.
+#[test]
+fn a_confined_task_sees_nothing_of_the_home_but_the_socket() {
+    let h = Home::new();
+    let other = run_id(&h, &["run", "--", "echo other-output-5d1"]);
+    wait_end(&h, &other);
+    for f in ["meanwhile.db", "token", "audit.key"] {
+        assert!(h.home.join(f).exists(), "{f} is there to be hidden");
+    }
+    let probe = home_probe(&other);
+    // What is left: the socket, and the directory of a sandbox's own TMPDIR.
+    for (flag, left) in [
+        ("--sandbox", "meanwhile.sock tasks \n"),
+        ("--no-network", "meanwhile.sock \n"),
+    ] {
+        let id = run_id(&h, &["run", flag, "--", &probe]);
+        let t = wait_end(&h, &id);
+        let log = h.ok(&["logs", &id]);
+        assert_eq!(t["state"], "succeeded", "{flag}: {t}\n{log}");
+        for f in ["meanwhile.db", "meanwhile.db-wal", "token", "audit.key"] {
+            assert!(log.contains(&format!("hidden {f}\n")), "{flag}: {log}");
+        }
+        assert!(
+            log.contains(&format!("hidden tasks/{other}/output.log\n")),
+            "{log}"
+        );
+        for line in [
+            "refused home",
+            "kept covered",
+            "hidden through proc",
+            "socket kept",
+        ] {
+            assert!(log.contains(&format!("{line}\n")), "{flag}: {log}");
+        }
+        assert!(log.ends_with(left), "{flag}: {log}");
+        assert!(!h.home.join("planted").exists());
+    }
+    // Its own temporary directory, inside the home, is put back for it.
+    let id = run_id(
+        &h,
+        &[
+            "run",
+            "--sandbox",
+            "--",
+            "echo t > \"$TMPDIR/t\" && cat \"$TMPDIR/t\"",
+        ],
+    );
+    let t = wait_end(&h, &id);
+    assert_eq!(t["state"], "succeeded", "{t}");
+    assert_eq!(h.ok(&["logs", &id]), "t\n");
+    // A confined task whose directory is in the home is refused, saying why.
+    let inside = h.home.join("tasks").display().to_string();
+    let id = run_id(&h, &["run", "--no-network", "-C", &inside, "--", "true"]);
+    let t = wait_end(&h, &id);
+    assert_eq!(t["state"], "failed", "{t}");
+    let reason = t["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("which a confined task cannot see"),
+        "{reason}"
+    );
+}
+
+/// Issue 24: the `on_end` command of a confined task ran unconfined, as the daemon.
+/// It runs as confined as its task now: the same home hidden, the same writes, and
+/// not even the socket, since the daemon could not tell it from an outside peer.
+#[test]
+fn a_confined_tasks_on_end_is_as_confined_as_the_task() {
+    let h = Home::new();
+    let work = h.dir.path().join("work");
+    let outside = h.dir.path().join("outside");
+    std::fs::create_dir(&work).unwrap();
+    std::fs::create_dir(&outside).unwrap();
+    let hook = format!(
+        r#"{{ if cat "$MEANWHILE_HOME/token" > /dev/null 2>&1; then echo "READ token"; else echo "hidden token"; fi
+if (echo x > {out}/escaped) 2>/dev/null; then echo "WROTE outside"; else echo "refused outside"; fi
+if test -S "$MEANWHILE_HOME/meanwhile.sock"; then echo "SOCKET"; else echo "no socket"; fi
+}} > hook.tmp; mv hook.tmp hook.txt"#,
+        out = outside.display()
+    );
+    let id = run_id(
+        &h,
+        &[
+            "run",
+            "--sandbox",
+            "--no-network",
+            "-C",
+            work.to_str().unwrap(),
+            "--on-end",
+            &hook,
+            "--",
+            "true",
+        ],
+    );
+    wait_end(&h, &id);
+    let done = work.join("hook.txt");
+    until("the on_end command ran", || done.exists());
+    assert_eq!(
+        std::fs::read_to_string(&done).unwrap(),
+        "hidden token\nrefused outside\nno socket\n"
+    );
+    assert!(!outside.join("escaped").exists());
+}
+
+/// The tasks started from inside task `parent`, as `ls --json` has them.
+fn children(h: &Home, parent: &str) -> Vec<serde_json::Value> {
+    let all = h.json(&["ls", "--json"]);
+    all["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| show(h, &t["id"].to_string()))
+        .filter(|t| t["spec"]["started_by"].as_i64() == parent.parse().ok())
+        .collect()
+}
+
+/// Issue 24: a task confined with `--sandbox --no-network` posted a task to the
+/// daemon's socket, and that task ran unconfined. The daemon knows a request from
+/// inside a task now: what a confined task submits is confined at least as
+/// tightly, or refused; it reaches no other task; the audit trail names it.
+#[test]
+fn a_confined_task_starts_only_confined_children_and_reaches_no_other_task() {
+    let h = Home::new();
+    let work = h.dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let escaped = h.dir.path().join("escaped");
+    let child_wrote = h.dir.path().join("child-wrote");
+    let other = run_id(&h, &["run", "--", "sleep 60"]);
+    let script = format!(
+        r#"curl -s --unix-socket "$MEANWHILE_HOME/meanwhile.sock" -H "content-type: application/json" -d '{{"command":"touch {escaped}"}}' http://x/v1/tasks; echo
+{bin} run -- 'echo child; touch {child_wrote}' || echo "child refused"
+{bin} stop {other} 2>&1 || true
+{bin} ls 2>&1 || true"#,
+        escaped = escaped.display(),
+        child_wrote = child_wrote.display(),
+        bin = BIN,
+    );
+    let parent = run_id(
+        &h,
+        &[
+            "run",
+            "--sandbox",
+            "--no-network",
+            "--memory",
+            "512M",
+            "-C",
+            work.to_str().unwrap(),
+            "--",
+            &script,
+        ],
+    );
+    let t = wait_end(&h, &parent);
+    let log = h.ok(&["logs", &parent]);
+    assert_eq!(t["state"], "succeeded", "{t}\n{log}");
+    // The escape of the issue: refused, with the reason in the task's output.
+    assert!(
+        log.starts_with("{\"error\":{\"code\":\"confined\""),
+        "{log}"
+    );
+    assert!(
+        log.contains("the working directory") && log.contains("is outside what the sandbox"),
+        "{log}"
+    );
+    // The other task is neither stopped nor listed from inside.
+    assert_eq!(log.matches("refused: task").count(), 3, "{log}");
+    assert_eq!(show(&h, &other)["state"], "running");
+    // Its child ran, as confined as itself.
+    let kids = children(&h, &parent);
+    assert_eq!(kids.len(), 1, "{kids:?}");
+    let child = &kids[0];
+    let child_id = child["id"].to_string();
+    let ended = wait_end(&h, &child_id);
+    assert_eq!(
+        ended["state"], "failed",
+        "touch outside its sandbox: {ended}"
+    );
+    assert_eq!(h.ok(&["logs", &child_id]).lines().next(), Some("child"));
+    assert_eq!(child["spec"]["sandbox"], true);
+    assert_eq!(child["spec"]["no_network"], true);
+    assert_eq!(child["spec"]["memory"], "512M");
+    assert!(!escaped.exists() && !child_wrote.exists());
+    assert!(
+        h.ok(&["show", &child_id])
+            .contains(&format!("started   by task {parent}"))
+    );
+    let audit = h.ok(&["audit"]);
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains(&format!("task {parent} (uid "))
+                && l.contains("submitted")
+                && l.contains(&format!("task {child_id}"))),
+        "{audit}"
+    );
+
+    // An unconfined task's child is not confined, and still only its own are its
+    // to stop.
+    let script = format!("{BIN} run -- true; {BIN} stop {other} 2>&1 || true");
+    let free = run_id(&h, &["run", "--", &script]);
+    wait_end(&h, &free);
+    let log = h.ok(&["logs", &free]);
+    assert!(log.contains("only the tasks it started"), "{log}");
+    assert_eq!(show(&h, &other)["state"], "running");
+    let kids = children(&h, &free);
+    assert_eq!(kids.len(), 1, "{kids:?}");
+    assert!(kids[0]["spec"]["sandbox"].is_null(), "{:?}", kids[0]);
+    assert!(kids[0]["spec"]["no_network"].is_null(), "{:?}", kids[0]);
+}
+
+/// Issue 24: a `--secret` value was stored in clear in the database, so any copy
+/// of it (a backup, a dump, a confined task reading the file) gave it away. It is
+/// sealed with the home's `secrets.key` now, and the task still gets it.
+#[test]
+fn a_secret_is_not_in_the_database_in_clear() {
+    let h = Home::new();
+    let secret = "s3cr3t-a41f0c";
+    let id = run_id(
+        &h,
+        &[
+            "run",
+            "--secret",
+            &format!("TOKEN={secret}"),
+            "--",
+            // The command names only part of it, so that it is not in the spec in clear.
+            r#"case "$TOKEN" in s3cr3t-*) echo "got ${#TOKEN} bytes";; esac"#,
+        ],
+    );
+    let t = wait_end(&h, &id);
+    assert_eq!(t["state"], "succeeded", "{t}");
+    assert_eq!(h.ok(&["logs", &id]), "got 13 bytes\n");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&h.home).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("meanwhile.db")
+        {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{} holds the secret in clear",
+                path.display()
+            );
+            files += 1;
+        }
+    }
+    assert!(files >= 2, "the database and its WAL were read");
+    let key = std::fs::metadata(h.home.join("secrets.key")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&key.permissions()) & 0o777,
+        0o600
+    );
+}
