@@ -16,6 +16,7 @@ mod fleet;
 mod hooks;
 mod interactive;
 mod live_restore;
+mod long_run;
 mod nodes;
 mod queues;
 mod sandbox;

@@ -1,0 +1,166 @@
+//! The daemon left alone: a loop that fails does its work once it can, the death of
+//! the store's writer ends the daemon loudly for the next one to take over, and a
+//! killed process spawner is replaced without failing a task.
+
+use crate::support::*;
+
+/// The pids of processes whose command line starts with `prefix`.
+fn pids_of(prefix: &str) -> Vec<i32> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.starts_with(prefix) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_killed_spawner_is_replaced_and_no_task_fails_because_of_it() {
+    let mut h = Home::new();
+    h.serve(&[]);
+    assert_eq!(code(&h.run(&["run", "--wait", "--", "true"])), 0);
+    let spawner = format!("meanwhile-spawner {}", h.home.display());
+    let pids = pids_of(&spawner);
+    assert_eq!(pids.len(), 1, "one spawner for the home: {pids:?}");
+    // As an operator, or the kernel's out-of-memory killer, would.
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pids[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    until("the spawner gone", || {
+        !std::path::Path::new(&format!("/proc/{}/cmdline", pids[0])).exists()
+            || std::fs::read(format!("/proc/{}/cmdline", pids[0])).is_ok_and(|c| c.is_empty())
+    });
+    let o = h.run(&["run", "--wait", "--", "echo", "after the spawner died"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let id = h.ok(&["ls", "--json"]);
+    let tasks: serde_json::Value = serde_json::from_str(&id).unwrap();
+    let failed: Vec<_> = tasks["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["state"] != "succeeded")
+        .collect();
+    assert!(failed.is_empty(), "every task succeeded: {failed:?}");
+    let new = pids_of(&spawner);
+    assert_eq!(new.len(), 1, "a new spawner: {new:?}");
+    assert_ne!(new[0], pids[0]);
+    h.kill_daemon();
+}
+
+#[test]
+fn a_dead_store_writer_ends_the_daemon_and_the_next_one_adopts_its_tasks() {
+    let mut h = Home::new();
+    // The writer panics once startup and the first task's writes are behind it.
+    h.serve(&[("MEANWHILE_FAULTS", "store.writer=panic@40")]);
+    let gate = h.dir.path().join("go");
+    let long = h
+        .ok(&[
+            "run",
+            "--",
+            &format!(
+                "while [ ! -e {} ]; do sleep 0.05; done; echo done",
+                gate.display()
+            ),
+        ])
+        .trim()
+        .to_string();
+    until("the long task running", || {
+        show(&h, &long)["state"] == "running"
+    });
+    let mut daemon = h.daemon.take().unwrap();
+    let mut status = None;
+    for _ in 0..200 {
+        if let Some(s) = daemon.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        // Each submit is a write batch or more; one of them meets the fault.
+        let _ = h.run(&["run", "--", "true"]);
+    }
+    let status = match status {
+        Some(s) => s,
+        None => daemon.wait().unwrap(),
+    };
+    assert!(!status.success(), "the daemon exited non-zero: {status}");
+    let log = std::fs::read_to_string(h.dir.path().join("serve.log")).unwrap();
+    assert!(
+        log.contains("the store can no longer write"),
+        "the daemon said why: {log}"
+    );
+    // The task kept running under its supervisor; a new daemon adopts it and
+    // records its true end.
+    h.serve(&[]);
+    std::fs::write(&gate, "").unwrap();
+    let t = wait_end(&h, &long);
+    assert_eq!(t["state"], "succeeded", "{t}");
+    assert!(h.ok(&["logs", &long]).contains("done"));
+    h.kill_daemon();
+}
+
+#[test]
+fn the_alerts_follower_fails_and_still_fires_the_quarantine_alert_once() {
+    let mut h = Home::new();
+    h.serve(&[("MEANWHILE_FAULTS", "alerts.take=error*3")]);
+    let id = h
+        .ok(&["run", "-r", "1", "--backoff", "10ms", "--", "false"])
+        .trim()
+        .to_string();
+    assert_eq!(wait_end(&h, &id)["state"], "quarantined");
+    until("the quarantined alert", || {
+        h.json(&["alerts", "--all", "--json"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| {
+                a["kind"] == "quarantined"
+                    && a["task"].as_i64().map(|t| t.to_string()) == Some(id.clone())
+            })
+    });
+    let quarantined = h
+        .json(&["alerts", "--all", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "quarantined")
+        .count();
+    assert_eq!(quarantined, 1, "fired once");
+    // The failures were counted for the loop, and /metrics says so.
+    // A quarantined alert fires, so health exits 1: read its answer all the same.
+    let health: serde_json::Value =
+        serde_json::from_slice(&h.run(&["health", "--json"]).stdout).unwrap();
+    let alerts_loop = health["loops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "alerts")
+        .cloned()
+        .unwrap_or_default();
+    assert!(alerts_loop["errors"].as_u64().unwrap_or(0) >= 3, "{health}");
+    assert_eq!(alerts_loop["failing"], false, "it recovered: {health}");
+    h.kill_daemon();
+}
+
+#[test]
+fn a_clean_stop_leaves_an_empty_wal() {
+    let mut h = Home::new();
+    h.serve(&[]);
+    for _ in 0..20 {
+        h.ok(&["run", "--wait", "--", "true"]);
+    }
+    let mut daemon = h.daemon.take().unwrap();
+    h.ok(&["daemon", "stop"]);
+    daemon.wait().unwrap();
+    let wal = h.home.join("meanwhile.db-wal");
+    let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(size, 0, "the WAL after a clean stop");
+}
