@@ -11,6 +11,9 @@
 //! fleet_throughput, claim_latency, closure_throughput_postgres (nodes on a throwaway
 //! PostgreSQL server of their own; PostgreSQL must be installed).
 //!
+//! soak (also the daemon: a real mix of N tasks through its API, sampled every 10 s;
+//! `MEANWHILE_SOAK_TASKS=N`, 200,000 by default; not run unless named).
+//!
 //! `MEANWHILE_BENCH_TASKS=N` shrinks a figure's task count for a quick look, and
 //! `MEANWHILE_BENCH_PARALLEL=2` runs closure_throughput at those limits only.
 
@@ -18,6 +21,7 @@ mod daemon;
 mod engine;
 mod fleet;
 mod raw;
+mod soak;
 
 use serde_json::Value;
 
@@ -50,6 +54,7 @@ fn main() {
         "fleet_throughput",
         "claim_latency",
         "closure_throughput_postgres",
+        "soak",
     ];
     for n in &names {
         if !all.contains(&n.as_str()) {
@@ -109,6 +114,10 @@ fn main() {
         }
         if want("closure_throughput_postgres") {
             emit(engine::closure_throughput_postgres().await);
+        }
+        // Minutes long: only when named.
+        if names.iter().any(|x| x == "soak") {
+            emit(soak::soak().await);
         }
     });
 }
