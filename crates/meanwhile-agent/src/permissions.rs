@@ -8,7 +8,7 @@
 //! `background_wait`) are allowed, every other one is asked.
 //!
 //! A `bash` or `background_run` command, and a `background_run`'s `on_end`, is judged
-//! part by part as the shell reads it ([`crate::shell`]): each simple command (quotes
+//! part by part as the shell reads it (`shell.rs`): each simple command (quotes
 //! removed, nested ones in `$(...)` and subshells too) by the tool's rules, each file
 //! a redirection writes by the `write_file` rules, and what the reading cannot judge
 //! (comments, `$'...'`, here-documents, ...) is asked unless a rule allows any command

@@ -581,7 +581,6 @@ pub(crate) async fn supervise(
     if forced.is_none() && stop.try_recv().is_ok() {
         forced = Some(AttemptOutcome::Cancelled);
     }
-    spawn::try_reap(spawned.supervisor);
     let status = {
         let mut journal = inner.journal.lock().unwrap_or_else(|e| e.into_inner());
         journal
@@ -607,15 +606,25 @@ pub(crate) async fn supervise(
                 result: None,
             }
         }
-        Ok(None) => Ended::new(
-            forced.unwrap_or(AttemptOutcome::Lost),
-            Some("the task's supervisor ended without recording an exit status".into()),
-        ),
+        Ok(None) => {
+            // The supervisor died (killed, out of memory) before the task's end:
+            // nothing watches the task's processes any more, and a retry must not
+            // run beside them. Its group goes (the pid is checked against its start
+            // time, so no other process is hit).
+            spawn::signal_group(spawned.pid, libc::SIGKILL);
+            Ended::new(
+                forced.unwrap_or(AttemptOutcome::Lost),
+                Some("the task's supervisor ended without recording an exit status; its processes were killed".into()),
+            )
+        }
         Err(e) => Ended::new(
             forced.unwrap_or(AttemptOutcome::Lost),
             Some(format!("the supervisors' journal could not be read: {e}")),
         ),
     };
+    // Forgotten only now: the group of a task whose supervisor died is killed above
+    // while it is still known to be ours.
+    spawn::try_reap(spawned.supervisor);
     match forced {
         Some(AttemptOutcome::TimedOut) => {
             ended.reason = Some(format!(

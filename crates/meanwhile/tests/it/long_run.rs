@@ -164,3 +164,46 @@ fn a_clean_stop_leaves_an_empty_wal() {
     let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
     assert_eq!(size, 0, "the WAL after a clean stop");
 }
+
+#[test]
+fn a_killed_supervisor_leaves_its_task_lost_and_no_process_beside_a_retry() {
+    let mut h = Home::new();
+    h.serve(&[]);
+    let id = h
+        .ok(&["run", "-r", "1", "--backoff", "10ms", "--", "sleep 317"])
+        .trim()
+        .to_string();
+    let supervisor = format!("meanwhile-supervise task {id} attempt 1");
+    until("the first attempt's supervisor", || {
+        pids_of(&supervisor).len() == 1
+    });
+    until("the task's sleep", || pids_of("sleep 317").len() == 1);
+    let first_sleep = pids_of("sleep 317")[0];
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pids_of(&supervisor)[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // The retry starts; the first attempt's process is gone, never beside it.
+    until("the second attempt", || {
+        h.json(&["show", "--json", &id])["task"]["attempts"].as_u64() == Some(2)
+    });
+    until("the first attempt's sleep gone", || {
+        !pids_of("sleep 317").contains(&first_sleep)
+    });
+    let detail = h.json(&["show", "--json", &id]);
+    let first = &detail["attempts"][0];
+    assert_eq!(first["outcome"], "lost", "{detail}");
+    assert!(
+        first["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("supervisor ended without recording an exit status")),
+        "the first attempt says why it was lost: {detail}"
+    );
+    assert!(
+        pids_of("sleep 317").len() <= 1,
+        "one attempt's process at a time"
+    );
+    h.ok(&["stop", "--force", &id]);
+    h.kill_daemon();
+}
