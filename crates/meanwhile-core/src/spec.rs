@@ -866,6 +866,10 @@ impl TaskSpec {
         if self.after.iter().any(|id| id.0 <= 0) {
             return Err(err("after", "task ids are positive integers"));
         }
+        // The daemon sets it, but a value no task can have is refused as any other.
+        if self.started_by.is_some_and(|id| id.0 <= 0) {
+            return Err(err("started_by", "a task id is a positive integer"));
+        }
         Ok(ValidSpec { spec: self, work })
     }
 }
@@ -1110,6 +1114,10 @@ mod tests {
             "retry.jitter"
         );
         assert_eq!(field_of(r#"{"command": "x", "after": [0]}"#), "after");
+        assert_eq!(
+            field_of(r#"{"command": "x", "started_by": -1}"#),
+            "started_by"
+        );
         assert_eq!(
             field_of(r#"{"command": "x", "stdin": true, "tty": {}}"#),
             "stdin"
