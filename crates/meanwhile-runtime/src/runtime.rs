@@ -412,7 +412,10 @@ impl Runtime {
         self.inner.secrets.seal_all(&mut spec.task.secrets);
         // A schedule's tasks are started by meanwhile, not by a task: no task may
         // be handed control of them through a spec that names it.
-        spec.task.started_by = None;
+        // (A value no task can have is left for validation to refuse, by name.)
+        if spec.task.started_by.is_none_or(|id| id.0 > 0) {
+            spec.task.started_by = None;
+        }
         let valid = spec.validate()?;
         self.runnable(valid.spec().task.clone().validate()?)?;
         let now = crate::now();
@@ -556,7 +559,10 @@ impl Runtime {
         for mut spec in specs {
             self.queue_defaults(&mut spec);
             self.inner.secrets.seal_all(&mut spec.secrets);
-            spec.started_by = caller;
+            // A value no task can have is left for validation to refuse, by name.
+            if spec.started_by.is_none_or(|id| id.0 > 0) {
+                spec.started_by = caller;
+            }
             if let Some(parent) = &parent
                 && let Err(why) = spec.confine_within(&parent.spec, &self.inner.default_cwd)
             {

@@ -77,7 +77,10 @@ impl SecretsKey {
         secrets: &mut std::collections::BTreeMap<String, meanwhile_core::Secret>,
     ) {
         for v in secrets.values_mut() {
-            if !v.expose().starts_with(PREFIX) {
+            // A value validation refuses (empty, or with a NUL byte) is left as it is,
+            // so that it is refused by name rather than sealed into a valid look.
+            let refused = v.expose().is_empty() || v.expose().contains('\0');
+            if !refused && !v.expose().starts_with(PREFIX) {
                 *v = meanwhile_core::Secret::new(self.seal(v.expose()));
             }
         }
