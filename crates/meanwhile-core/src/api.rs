@@ -196,6 +196,10 @@ pub struct OutputChunk {
     pub total_bytes: u64,
     /// Bytes left out of the middle by `max_bytes`.
     pub elided_bytes: u64,
+    /// Bytes the log itself dropped from its middle, over the task's `max_output`;
+    /// a read from inside them answers a line saying so, then what follows.
+    #[serde(default)]
+    pub dropped_bytes: u64,
     /// Lines skipped by `grep`.
     pub skipped_lines: u64,
     /// True when the answer stopped at the page size; read again from `cursor`.

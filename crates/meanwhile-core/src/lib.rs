@@ -60,8 +60,8 @@ pub use schedule::{
 };
 pub use spec::{
     AgentSpec, DEFAULT_QUEUE, LlmSpec, MAX_ATTEMPTS, MAX_CONCURRENCY_KEY_LEN,
-    MAX_IDEMPOTENCY_KEY_LEN, MAX_NAME_LEN, MAX_STORED_DURATION_MS, RetryPolicy, SpecError,
-    TaskDefaults, TaskSpec, ValidSpec, Work, check_queue_name,
+    MAX_IDEMPOTENCY_KEY_LEN, MAX_NAME_LEN, MAX_STORED_DURATION_MS, MIN_MAX_OUTPUT, RetryPolicy,
+    SpecError, TaskDefaults, TaskSpec, ValidSpec, Work, check_queue_name,
 };
 pub use state::{AttemptOutcome, IllegalTransition, TaskState, Transition, transition};
 pub use task::{

@@ -332,6 +332,13 @@ pub struct TaskSpec {
     )]
     #[cfg_attr(feature = "schema", schemars(range(min = 1, max = u32::MAX)))]
     pub max_files: Option<u32>,
+    /// The most output the task's log keeps. Beyond it the log keeps its first MiB
+    /// and its newest part, and a read of the middle answers one line saying how
+    /// many bytes were dropped; the task keeps running. Left out, its queue's
+    /// default applies, then `[tasks] max_output` (1G).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::SizeText>"))]
+    pub max_output: Option<crate::ByteSize>,
     /// Variables given to the task like `env`, whose values are never shown: the
     /// API, events, notifications and the audit trail show `***`, and each value
     /// is masked (`***`) in the task's output when it is read.
@@ -696,6 +703,7 @@ impl TaskSpec {
         tighter(&mut self.cpu_time, parent.cpu_time);
         tighter(&mut self.max_procs, parent.max_procs);
         tighter(&mut self.max_files, parent.max_files);
+        tighter(&mut self.max_output, parent.max_output);
         Ok(())
     }
 
@@ -884,6 +892,7 @@ impl TaskSpec {
             ("cpu_time", self.cpu_time.is_some()),
             ("max_procs", self.max_procs.is_some()),
             ("max_files", self.max_files.is_some()),
+            ("max_output", self.max_output.is_some()),
             ("secrets", !self.secrets.is_empty()),
         ];
         if !process && let Some((field, _)) = only_process.iter().find(|(_, set)| *set) {
@@ -930,6 +939,16 @@ impl TaskSpec {
         if self.max_files == Some(0) {
             return Err(err("max_files", "must be at least 1"));
         }
+        if let Some(m) = self.max_output
+            && m.0 < MIN_MAX_OUTPUT
+        {
+            return Err(err(
+                "max_output",
+                format!(
+                    "must be at least 64K, got {m}: the log keeps its head and its newest part within it"
+                ),
+            ));
+        }
         for (k, v) in &self.secrets {
             if k.is_empty() || k.contains('=') || k.contains('\0') {
                 return Err(err(
@@ -954,6 +973,9 @@ impl TaskSpec {
     }
 }
 
+/// The smallest `max_output`: a log keeps at most half of it as its head.
+pub const MIN_MAX_OUTPUT: u64 = 64 << 10;
+
 /// How a queue confines its tasks unless their specs say otherwise (`[queues.NAME]`
 /// in config.toml): each field fills the same field of a spec that leaves it out,
 /// where it applies to the task's kind.
@@ -973,6 +995,8 @@ pub struct TaskDefaults {
     pub max_procs: Option<u32>,
     /// `max_files`.
     pub max_files: Option<u32>,
+    /// `max_output`.
+    pub max_output: Option<crate::ByteSize>,
 }
 
 impl TaskDefaults {
@@ -990,6 +1014,7 @@ impl TaskDefaults {
         spec.cpu_time = spec.cpu_time.or(self.cpu_time);
         spec.max_procs = spec.max_procs.or(self.max_procs);
         spec.max_files = spec.max_files.or(self.max_files);
+        spec.max_output = spec.max_output.or(self.max_output);
     }
 
     /// True when it sets nothing.

@@ -482,7 +482,10 @@ async fn run_shell(
             }
         })
     };
-    let guard = match inner.watcher.watch(id, &log_path, offset, size) {
+    let guard = match inner
+        .watcher
+        .watch(id, &log_path, offset, max_output(inner, task), size)
+    {
         Ok(g) => Some(g),
         Err(e) => {
             tracing::warn!(task = %id, "not watching the output: {e}");
@@ -493,6 +496,15 @@ async fn run_shell(
     drop(guard);
     let _ = recording.await;
     ended
+}
+
+/// The most output the task's log keeps: its spec's (after its queue's defaults),
+/// else the runtime's default.
+pub(crate) fn max_output(inner: &Inner, task: &TaskRecord) -> Option<u64> {
+    task.spec
+        .max_output
+        .or(inner.config.max_output)
+        .map(|m| m.0)
 }
 
 /// When the attempt must end, as an instant on the monotonic clock.

@@ -157,7 +157,13 @@ pub struct RuntimeConfig {
     /// How each queue confines the tasks submitted here whose specs leave it out
     /// (sandbox, network, limits), by queue name. Default: none.
     pub queue_defaults: std::collections::BTreeMap<String, meanwhile_core::TaskDefaults>,
+    /// The most output a command or argv task's log keeps when neither its spec nor
+    /// its queue sets `max_output`; `None` for no bound. Default 1 GiB.
+    pub max_output: Option<meanwhile_core::ByteSize>,
 }
+
+/// The default `max_output`: 1 GiB of log per task.
+pub const DEFAULT_MAX_OUTPUT: u64 = 1 << 30;
 
 impl RuntimeConfig {
     /// The defaults, for a home at `home`.
@@ -184,6 +190,7 @@ impl RuntimeConfig {
             node_silent_after: Duration::from_secs(30),
             remote_output: None,
             queue_defaults: Default::default(),
+            max_output: Some(meanwhile_core::ByteSize(DEFAULT_MAX_OUTPUT)),
         }
     }
 }

@@ -54,7 +54,8 @@ mod watch;
 mod wire;
 
 pub use config::{
-    AlertSink, EndHook, RemoteError, RemoteOutput, RuntimeConfig, ShutdownMode, TaskEnd,
+    AlertSink, DEFAULT_MAX_OUTPUT, EndHook, RemoteError, RemoteOutput, RuntimeConfig, ShutdownMode,
+    TaskEnd,
 };
 pub use context::{Executor, TaskContext, TaskFuture};
 pub use home::Home;

@@ -26,9 +26,12 @@ pub(crate) struct Slice {
     pub elided: u64,
     pub skipped_lines: u64,
     pub more: bool,
+    /// Bytes the log dropped from its middle, over its task's `max_output`.
+    pub dropped: u64,
 }
 
 /// A compiled query.
+#[derive(Clone, Copy)]
 pub(crate) struct Reader<'a> {
     pub since: u64,
     pub tail: Option<usize>,
@@ -122,11 +125,109 @@ impl Mask {
     }
 }
 
-fn open(path: &Path) -> io::Result<Option<(File, u64)>> {
+/// The middle a log dropped over its task's `max_output` (`watch.rs` punches it out
+/// of the file, which keeps its size, so every offset keeps its meaning): the bytes
+/// in `[from, to)` are gone, and a read of them answers [`Dropped::marker`] instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Dropped {
+    pub from: u64,
+    pub to: u64,
+}
+
+impl Dropped {
+    /// Finds the dropped middle of `f`, a log of `total` bytes: its one hole.
+    pub(crate) fn of(f: &File, total: u64) -> io::Result<Option<Dropped>> {
+        use rustix::fs::{SeekFrom as At, seek};
+        // A file system that knows no holes answers its end: nothing dropped. (An
+        // empty file has no offset 0 to look from.)
+        let from = match seek(f, At::Hole(0)) {
+            Ok(from) => from,
+            Err(rustix::io::Errno::NXIO) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if from >= total {
+            return Ok(None);
+        }
+        let to = match seek(f, At::Data(from)) {
+            Ok(to) => to.min(total),
+            // A hole up to the end: the newest part is not written yet.
+            Err(rustix::io::Errno::NXIO) => total,
+            Err(e) => return Err(e.into()),
+        };
+        Ok((to > from).then_some(Dropped { from, to }))
+    }
+
+    pub(crate) fn bytes(&self) -> u64 {
+        self.to - self.from
+    }
+
+    /// The line a read shows in place of the dropped bytes; `after_line` says whether
+    /// the kept head ends with a newline.
+    pub(crate) fn marker(&self, after_line: bool) -> Vec<u8> {
+        format!(
+            "{}[meanwhile: {} bytes of output dropped: over max_output]\n",
+            if after_line { "" } else { "\n" },
+            self.bytes()
+        )
+        .into_bytes()
+    }
+
+    /// The marker, looking at the byte before the dropped middle.
+    fn marker_in(&self, f: &mut File) -> io::Result<Vec<u8>> {
+        let mut last = [b'\n'];
+        if self.from > 0 {
+            read_at(f, self.from - 1, &mut last)?;
+        }
+        Ok(self.marker(last[0] == b'\n'))
+    }
+}
+
+/// The head a log bounded by `max_output` keeps (or half the bound, if smaller).
+const HEAD_KEPT: u64 = 1 << 20;
+
+/// Drops the middle of the log `f` if it grew past `max` bytes kept: the file keeps
+/// its head and its newest part, and the bytes between become a hole (punched, so
+/// the file keeps its size, every offset its meaning, every reader's cursor its
+/// place). `dropped_to` is where the middle dropped before ends (0 for none).
+/// Answers where the dropped middle ends now, when it grew. Dropped in steps of an
+/// eighth of `max`, so a task writing steadily costs one punch per step.
+pub(crate) fn drop_middle(f: &File, dropped_to: u64, max: u64) -> io::Result<Option<u64>> {
+    let meta = f.metadata()?;
+    let len = meta.len();
+    let block = std::os::unix::fs::MetadataExt::blksize(&meta).max(512);
+    let head = ((max / 2).min(HEAD_KEPT) / block * block).max(block);
+    let kept = len - dropped_to.saturating_sub(head);
+    let step = (max / 8).clamp(64 << 10, 64 << 20);
+    if kept <= max + step {
+        return Ok(None);
+    }
+    let to = len.saturating_sub(max - head) / block * block;
+    let from = dropped_to.max(head);
+    if to <= from {
+        return Ok(None);
+    }
+    rustix::fs::fallocate(
+        f,
+        rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+        from,
+        to - from,
+    )?;
+    Ok(Some(to))
+}
+
+/// An open log: the file, its size and its dropped middle.
+struct Log {
+    f: File,
+    total: u64,
+    dropped: Option<Dropped>,
+}
+
+fn open(path: &Path) -> io::Result<Option<Log>> {
     match File::open(path) {
         Ok(f) => {
-            let len = f.metadata()?.len();
-            Ok(Some((f, len)))
+            let total = f.metadata()?.len();
+            let dropped = Dropped::of(&f, total)?;
+            Ok(Some(Log { f, total, dropped }))
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
@@ -226,7 +327,34 @@ fn for_each_line(
     f: &mut File,
     from: u64,
     to: u64,
+    dropped: Option<Dropped>,
     mut each: impl FnMut(&[u8], u64, bool) -> bool,
+) -> io::Result<u64> {
+    let Some(d) = dropped.filter(|d| d.to > from && d.from < to) else {
+        return lines_in(f, from, to, true, &mut each);
+    };
+    // The lines before the dropped middle (the last one ends there), then after it.
+    if from < d.from {
+        let mut all = true;
+        let reached = lines_in(f, from, d.from, false, &mut |l, end, c| {
+            all = each(l, end, c);
+            all
+        })?;
+        if !all {
+            return Ok(reached);
+        }
+    }
+    lines_in(f, from.max(d.to), to, true, &mut each)
+}
+
+/// [`for_each_line`] over a range without a dropped middle; a last line without a
+/// newline is complete unless `open_end` (more may come).
+fn lines_in(
+    f: &mut File,
+    from: u64,
+    to: u64,
+    open_end: bool,
+    each: &mut impl FnMut(&[u8], u64, bool) -> bool,
 ) -> io::Result<u64> {
     let mut buf = vec![0u8; BLOCK];
     let mut line: Vec<u8> = Vec::new();
@@ -259,7 +387,7 @@ fn for_each_line(
         pos += n as u64;
     }
     if line_len > 0 {
-        each(&line, pos, false);
+        each(&line, pos, !open_end);
     }
     Ok(pos)
 }
@@ -267,19 +395,27 @@ fn for_each_line(
 impl Reader<'_> {
     /// Reads the log at `path` as the query says.
     pub(crate) fn read(&self, path: &Path) -> io::Result<Slice> {
-        let Some((mut f, total)) = open(path)? else {
+        let Some(Log {
+            mut f,
+            total,
+            dropped,
+        }) = open(path)?
+        else {
             return Ok(Slice::default());
         };
         let start = self.since.min(total);
         let mut s = match (self.grep, self.tail) {
-            (None, None) => self.plain(&mut f, start, total)?,
-            (None, Some(n)) => self.tail_lines(&mut f, start, total, n)?,
-            (Some(re), _) => self.grep_lines(&mut f, start, total, re)?,
+            (None, None) => self.plain(&mut f, start, total, dropped)?,
+            (None, Some(n)) => self.tail_lines(&mut f, start, total, n, dropped)?,
+            (Some(re), _) => self.grep_lines(&mut f, start, total, re, dropped)?,
         };
         s.total = total;
+        s.dropped = dropped.map_or(0, |d| d.bytes());
         if !self.mask.is_empty() {
             // A page of the log as it is: a secret across its edges is masked too.
-            s.text = if self.grep.is_none() && self.tail.is_none() && s.elided == 0 {
+            // (A page across a dropped middle is not the file's bytes in a row.)
+            let whole = dropped.is_none_or(|d| d.to <= s.start || d.from >= s.cursor);
+            s.text = if self.grep.is_none() && self.tail.is_none() && s.elided == 0 && whole {
                 self.mask.in_file(&mut f, s.start, &s.text, total)?
             } else {
                 self.mask.apply(&s.text)
@@ -305,17 +441,28 @@ impl Reader<'_> {
         DEFAULT_PAGE_BYTES
     }
 
-    fn plain(&self, f: &mut File, start: u64, total: u64) -> io::Result<Slice> {
+    fn plain(
+        &self,
+        f: &mut File,
+        start: u64,
+        total: u64,
+        dropped: Option<Dropped>,
+    ) -> io::Result<Slice> {
         let len = total - start;
+        // What lies ahead of `start`: the dropped middle, if it is not behind.
+        let dropped = dropped.filter(|d| d.to > start);
         if let Some(max) = self.max_bytes
             && len as usize > max
         {
             let half = max / 2;
-            let mut head = vec![0u8; half];
+            // The head stops where the dropped middle begins; the tail never
+            // reaches back into it (it is elided with the rest of the middle).
+            let head_end = dropped.map_or(total, |d| d.from.max(start));
+            let mut head = vec![0u8; half.min((head_end - start) as usize)];
             let got = read_at(f, start, &mut head)?;
             head.truncate(got);
-            let mut tail = vec![0u8; max - half];
-            let tail_from = total - (max - half) as u64;
+            let tail_from = (total - (max - half) as u64).max(dropped.map_or(0, |d| d.to));
+            let mut tail = vec![0u8; (total - tail_from) as usize];
             let got = read_at(f, tail_from, &mut tail)?;
             tail.truncate(got);
             let elided = tail_from - (start + head.len() as u64);
@@ -329,6 +476,9 @@ impl Reader<'_> {
                 elided,
                 ..Slice::default()
             });
+        }
+        if let Some(d) = dropped {
+            return self.plain_across(f, start, total, d);
         }
         let page = self.page_limit();
         let take = (len as usize).min(page);
@@ -358,7 +508,56 @@ impl Reader<'_> {
         })
     }
 
-    fn tail_lines(&self, f: &mut File, start: u64, total: u64, n: usize) -> io::Result<Slice> {
+    /// A page of `[start, total)` across the dropped middle `d`: what is kept before
+    /// it, its marker (a read from inside it starts there), what follows it.
+    fn plain_across(&self, f: &mut File, start: u64, total: u64, d: Dropped) -> io::Result<Slice> {
+        let before = if start < d.from {
+            self.plain(f, start, d.from, None)?
+        } else {
+            Slice::default()
+        };
+        if before.more {
+            return Ok(Slice { start, ..before });
+        }
+        let mut text = before.text;
+        // A read from inside the dropped middle starts a line with the marker.
+        let marker = if start < d.from {
+            d.marker_in(f)?
+        } else {
+            d.marker(true)
+        };
+        text.extend_from_slice(&marker);
+        let after = Reader {
+            max_bytes: None,
+            ..*self
+        }
+        .plain(f, d.to, total, None)?;
+        // One page, whichever side it ends on.
+        let room = self.page_limit().saturating_sub(text.len());
+        let (after_text, cursor, more) = if after.text.len() > room {
+            let cut = char_boundary(&after.text, room);
+            (&after.text[..cut], d.to + cut as u64, true)
+        } else {
+            (&after.text[..], after.cursor, after.more)
+        };
+        text.extend_from_slice(after_text);
+        Ok(Slice {
+            text,
+            start,
+            cursor,
+            more,
+            ..Slice::default()
+        })
+    }
+
+    fn tail_lines(
+        &self,
+        f: &mut File,
+        start: u64,
+        total: u64,
+        n: usize,
+        dropped: Option<Dropped>,
+    ) -> io::Result<Slice> {
         let limit = self
             .max_bytes
             .map_or(self.page_limit(), |m| m.max(self.page_limit()));
@@ -366,7 +565,11 @@ impl Reader<'_> {
         // but no further than what is kept (plus a block): lines that begin before
         // that are cut anyway, and a gigabyte without a line break must not be read
         // back to find where its line began.
-        let floor = start.max(total.saturating_sub((limit + BLOCK) as u64));
+        // Nor into a dropped middle: lines are kept after it only.
+        let dropped = dropped.filter(|d| d.to > start && d.to <= total);
+        let floor = start
+            .max(total.saturating_sub((limit + BLOCK) as u64))
+            .max(dropped.map_or(0, |d| d.to));
         let mut from = total;
         let mut newlines = 0usize;
         let mut buf = vec![0u8; BLOCK];
@@ -398,6 +601,15 @@ impl Reader<'_> {
         let mut text = vec![0u8; (total - keep_from) as usize];
         let got = read_at(f, keep_from, &mut text)?;
         text.truncate(got);
+        if let Some(d) = dropped
+            && from == d.to
+            && newlines < n
+        {
+            // Fewer lines than asked are kept: say where the rest went.
+            let mut marked = d.marker(true);
+            marked.append(&mut text);
+            text = marked;
+        }
         Ok(Slice {
             text,
             start: from,
@@ -407,7 +619,14 @@ impl Reader<'_> {
         })
     }
 
-    fn grep_lines(&self, f: &mut File, start: u64, total: u64, re: &Regex) -> io::Result<Slice> {
+    fn grep_lines(
+        &self,
+        f: &mut File,
+        start: u64,
+        total: u64,
+        re: &Regex,
+        dropped: Option<Dropped>,
+    ) -> io::Result<Slice> {
         let limit = self.max_bytes.unwrap_or(self.page_limit());
         let keep_head = self.max_bytes.is_some() && self.tail.is_none();
         let mut head: Vec<u8> = Vec::new();
@@ -418,7 +637,7 @@ impl Reader<'_> {
         let mut cursor = start;
         let mut more = false;
         let paging = self.max_bytes.is_none() && self.tail.is_none();
-        let reached = for_each_line(f, start, total, |line, end, _complete| {
+        let reached = for_each_line(f, start, total, dropped, |line, end, _complete| {
             // grep sees what a reader may: never a secret.
             let masked;
             let line = if self.mask.is_empty() {
@@ -504,24 +723,35 @@ pub(crate) fn find_match(
     include_partial: bool,
     mask: &Mask,
 ) -> io::Result<(Option<String>, u64)> {
-    let Some((mut f, total)) = open(path)? else {
+    let Some(Log {
+        mut f,
+        total,
+        dropped,
+    }) = open(path)?
+    else {
         return Ok((None, from));
     };
     let mut found = None;
     let mut scanned = from;
-    for_each_line(&mut f, from.min(total), total, |line, end, complete| {
-        if !complete && !include_partial {
-            // Rescanned next time, once the line is whole.
-            return false;
-        }
-        scanned = end;
-        let line = mask.apply(line);
-        if re.is_match(&strip_ansi(&line)) {
-            found = Some(String::from_utf8_lossy(&line).into_owned());
-            return false;
-        }
-        true
-    })?;
+    for_each_line(
+        &mut f,
+        from.min(total),
+        total,
+        dropped,
+        |line, end, complete| {
+            if !complete && !include_partial {
+                // Rescanned next time, once the line is whole.
+                return false;
+            }
+            scanned = end;
+            let line = mask.apply(line);
+            if re.is_match(&strip_ansi(&line)) {
+                found = Some(String::from_utf8_lossy(&line).into_owned());
+                return false;
+            }
+            true
+        },
+    )?;
     Ok((found, scanned))
 }
 
@@ -564,6 +794,128 @@ mod tests {
     static NO_MASK: Mask = Mask {
         secrets: Vec::new(),
     };
+
+    /// A log of numbered 13-byte lines, `n` of them, appended to `p`.
+    fn numbered(p: &Path, lines: std::ops::Range<u32>) {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(p)
+            .unwrap();
+        let mut text = Vec::new();
+        for i in lines {
+            writeln!(text, "line {i:07}").unwrap();
+        }
+        f.write_all(&text).unwrap();
+    }
+
+    #[test]
+    fn a_log_over_max_output_keeps_head_and_newest_and_says_what_it_dropped() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log");
+        numbered(&p, 0..250_000); // 3.25 MB
+        let max = 512 << 10;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&p)
+            .unwrap();
+        let to = drop_middle(&f, 0, max).unwrap().expect("over the bound");
+        let meta = f.metadata().unwrap();
+        assert_eq!(meta.len(), 250_000 * 13, "the size and every offset stay");
+        assert!(
+            meta.blocks() * 512 <= max + 2 * meta.blksize(),
+            "{} bytes on disk",
+            meta.blocks() * 512
+        );
+        let d = Dropped::of(&f, meta.len()).unwrap().unwrap();
+        assert_eq!((d.from, d.to), (256 << 10, to));
+        assert_eq!(
+            drop_middle(&f, to, max).unwrap(),
+            None,
+            "nothing new to drop"
+        );
+
+        // Page after page from the start: the head, the marker once, the newest part.
+        let head = std::fs::read(&p).unwrap();
+        let marker = format!(
+            "\n[meanwhile: {} bytes of output dropped: over max_output]\n",
+            d.bytes()
+        );
+        let mut want = head[..d.from as usize].to_vec();
+        want.extend_from_slice(marker.as_bytes());
+        want.extend_from_slice(&head[d.to as usize..]);
+        let mut got = Vec::new();
+        let mut since = 0;
+        loop {
+            let s = Reader { since, ..reader() }.read(&p).unwrap();
+            assert_eq!(s.dropped, d.bytes());
+            got.extend_from_slice(&s.text);
+            since = s.cursor;
+            if !s.more {
+                break;
+            }
+        }
+        assert_eq!(since, meta.len());
+        assert_eq!(got, want);
+
+        // A cursor inside the dropped middle answers from the marker.
+        let s = Reader {
+            since: d.from + 100,
+            ..reader()
+        }
+        .read(&p)
+        .unwrap();
+        assert!(s.text.starts_with(b"[meanwhile: "), "{:?}", &s.text[..60]);
+        assert!(s.text.ends_with(b"line 0249999\n"));
+        assert_eq!(s.cursor, meta.len());
+
+        // A tail within what is kept, and a tail longer than it.
+        let s = Reader {
+            tail: Some(2),
+            ..reader()
+        }
+        .read(&p)
+        .unwrap();
+        assert_eq!(s.text, b"line 0249998\nline 0249999\n");
+        let s = Reader {
+            tail: Some(1_000_000),
+            ..reader()
+        }
+        .read(&p)
+        .unwrap();
+        assert!(s.text.starts_with(b"[meanwhile: "));
+        assert_eq!(
+            s.text.len() as u64,
+            marker.len() as u64 - 1 + meta.len() - d.to
+        );
+
+        // grep sees the head and the newest part, never the zeros in between.
+        let re = Regex::new("^line 0(00000[0-2]|24999[89])$").unwrap();
+        let s = Reader {
+            grep: Some(&re),
+            ..reader()
+        }
+        .read(&p)
+        .unwrap();
+        assert_eq!(
+            s.text,
+            b"line 0000000\nline 0000001\nline 0000002\nline 0249998\nline 0249999\n"
+        );
+        let (found, _) =
+            find_match(&p, 0, &Regex::new("line 0100000").unwrap(), true, &NO_MASK).unwrap();
+        assert_eq!(found, None, "a dropped line is not found");
+
+        // More output drops more, and the hole stays one.
+        numbered(&p, 250_000..400_000);
+        let to2 = drop_middle(&f, to, max).unwrap().expect("over again");
+        assert!(to2 > to);
+        let d2 = Dropped::of(&f, f.metadata().unwrap().len())
+            .unwrap()
+            .unwrap();
+        assert_eq!((d2.from, d2.to), (256 << 10, to2));
+    }
 
     fn reader() -> Reader<'static> {
         Reader {

@@ -164,7 +164,13 @@ async fn adopt(inner: &Arc<Inner>, task: TaskRecord, attempt: u32, pid: i32, sup
         let offset = std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
         let guard = inner
             .watcher
-            .watch(task.id, &log_path, offset, size_tx)
+            .watch(
+                task.id,
+                &log_path,
+                offset,
+                attempt::max_output(&inner, &task),
+                size_tx,
+            )
             .ok();
         let spawned = Spawned { supervisor, pid };
         let ended = attempt::supervise(&inner, &task, attempt, spawned, stop_rx).await;

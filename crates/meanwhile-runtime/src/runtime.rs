@@ -1346,6 +1346,7 @@ impl Runtime {
             cursor: slice.cursor,
             total_bytes: slice.total,
             elided_bytes: slice.elided,
+            dropped_bytes: slice.dropped,
             skipped_lines: slice.skipped_lines,
             more: slice.more,
             state: task.state,

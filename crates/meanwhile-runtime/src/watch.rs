@@ -46,6 +46,10 @@ struct Watched {
     /// Readers waiting on this log, and its inotify watch while there are any.
     followers: usize,
     wd: Option<i32>,
+    /// The most the log keeps (its task's `max_output`), and where its dropped
+    /// middle ends (0 while nothing was dropped).
+    max_output: Option<u64>,
+    dropped_to: u64,
 }
 
 /// The runtime's log follower: one inotify instance and the logs of running tasks.
@@ -114,10 +118,21 @@ impl OutputWatcher {
         id: TaskId,
         path: &Path,
         offset: u64,
+        max_output: Option<u64>,
         size: watch::Sender<u64>,
     ) -> io::Result<WatchGuard> {
-        let file = File::open(path)?;
-        size.send_replace(file.metadata()?.len());
+        // Written to only to drop the middle of a log over `max_output`.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(max_output.is_some())
+            .open(path)?;
+        let len = file.metadata()?.len();
+        size.send_replace(len);
+        // A log that dropped its middle before (an adopted attempt, an earlier one).
+        let dropped_to = match max_output {
+            Some(_) => crate::output::Dropped::of(&file, len)?.map_or(0, |d| d.to),
+            None => 0,
+        };
         let mut w = Watched {
             id,
             path: path.to_path_buf(),
@@ -129,6 +144,8 @@ impl OutputWatcher {
             size,
             followers: 0,
             wd: None,
+            max_output,
+            dropped_to,
         };
         // Output written between the attempt's start and this call is scanned now.
         let _ = self.scan(&mut w);
@@ -283,6 +300,7 @@ impl OutputWatcher {
     fn scan(&self, w: &mut Watched) -> bool {
         let mut buf = [0u8; 16 * 1024];
         let mut busy = false;
+        self.bound(w);
         // Progress is a latest-value signal: when a task has written a lot since the
         // last look, only the tail of it is searched, so that a task printing
         // gigabytes does not make the runtime read them all back.
@@ -312,6 +330,36 @@ impl OutputWatcher {
             changed
         });
         busy
+    }
+
+    /// Drops the middle of a log grown past its `max_output`: the file keeps its
+    /// head and its newest part, and the bytes between become a hole (punched, so
+    /// every offset, and every reader's cursor, keeps its meaning). Looked at with
+    /// each scan, so a log outgrows its bound by at most what a task writes between
+    /// two looks.
+    fn bound(&self, w: &mut Watched) {
+        let Some(max) = w.max_output else { return };
+        match crate::output::drop_middle(&w.file, w.dropped_to, max) {
+            Ok(None) => {}
+            Ok(Some(to)) => {
+                w.dropped_to = to;
+                if w.offset < to {
+                    // Nothing to scan in what is gone.
+                    w.offset = to;
+                    w.at_line_start = false;
+                    w.collecting = false;
+                    w.line.clear();
+                }
+            }
+            Err(e) => {
+                // Said once: the log grows as it did before `max_output` existed.
+                tracing::warn!(
+                    task = %w.id,
+                    "the log outgrew max_output but could not drop its middle ({e}); it is not bounded"
+                );
+                w.max_output = None;
+            }
+        }
     }
 
     fn scan_bytes(&self, w: &mut Watched, mut bytes: &[u8]) {

@@ -26,6 +26,9 @@ pub struct Settings {
     pub grace: Duration,
     /// Timeout given to tasks submitted without one. Default: none.
     pub default_timeout: Option<Duration>,
+    /// The most output a task's log keeps when neither its spec nor its queue
+    /// says (`[tasks] max_output`, `"none"` for no bound). Default 1G.
+    pub max_output: Option<meanwhile_core::ByteSize>,
     /// Largest request body accepted, in bytes. Default 4 MiB.
     pub max_body_bytes: usize,
     /// Most connections open at once on each TCP listener (`max_connections`,
@@ -179,6 +182,8 @@ pub struct QueueSettings {
     pub max_procs: Option<u32>,
     /// Their open files limit.
     pub max_files: Option<u32>,
+    /// The most output their logs keep (`"100M"`).
+    pub max_output: Option<meanwhile_core::ByteSize>,
 }
 
 impl QueueSettings {
@@ -191,6 +196,7 @@ impl QueueSettings {
             cpu_time: self.cpu_time,
             max_procs: self.max_procs,
             max_files: self.max_files,
+            max_output: self.max_output,
         }
     }
 
@@ -251,6 +257,9 @@ impl Settings {
             stop_tasks: false,
             grace: Duration::from_secs(5),
             default_timeout: None,
+            max_output: Some(meanwhile_core::ByteSize(
+                meanwhile_runtime::DEFAULT_MAX_OUTPUT,
+            )),
             max_body_bytes: 4 << 20,
             max_connections: None,
             header_timeout: Duration::from_secs(10),
@@ -305,6 +314,11 @@ impl Settings {
         }
         if f.default_timeout.is_some() {
             self.default_timeout = f.default_timeout.filter(|d| !d.is_zero());
+        }
+        if let Some(t) = f.tasks
+            && let Some(m) = t.max_output
+        {
+            self.max_output = parse_max_output(&m).map_err(bad)?;
         }
         if let Some(n) = f.max_body_bytes {
             self.max_body_bytes = n;
@@ -555,6 +569,20 @@ fn parse_listen(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("listen must be an address like 127.0.0.1:7070, got {s:?}"))
 }
 
+/// `[tasks] max_output`: a size of at least 64K, or `"none"`.
+fn parse_max_output(s: &str) -> Result<Option<meanwhile_core::ByteSize>, String> {
+    if s.trim() == "none" {
+        return Ok(None);
+    }
+    let size = meanwhile_core::ByteSize::parse(s).map_err(|e| format!("max_output: {e}"))?;
+    if size.0 < meanwhile_core::MIN_MAX_OUTPUT {
+        return Err(format!(
+            "max_output must be at least 64K, or \"none\" for no bound, got {s:?}"
+        ));
+    }
+    Ok(Some(size))
+}
+
 fn parse_age(s: &str) -> Result<Option<Duration>, String> {
     match s.trim() {
         "off" | "never" | "0" => Ok(None),
@@ -584,6 +612,7 @@ struct FileSettings {
     #[serde(default, with = "serde_opt_duration")]
     lease: Option<Duration>,
     retention: Option<FileRetention>,
+    tasks: Option<FileTasks>,
     #[serde(default)]
     queues: BTreeMap<String, QueueSettings>,
     schedules: Option<FileSchedules>,
@@ -593,6 +622,12 @@ struct FileSettings {
     /// that the file's other sections stay checked for typos.
     #[serde(default, rename = "agent")]
     _agent: Option<toml::Table>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTasks {
+    max_output: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -679,6 +714,7 @@ mod tests {
                 cpu_time: Some(Duration::from_secs(600)),
                 max_procs: Some(64),
                 max_files: None,
+                max_output: None,
             }
         );
         assert!(s.queues["gpu"].defaults().is_empty());

@@ -232,6 +232,7 @@ pub async fn serve(
         .or_else(|| bound.map(|a| a.to_string()));
     cfg.database_url = settings.database_url.clone();
     cfg.lease = settings.lease;
+    cfg.max_output = settings.max_output;
     cfg.queue_defaults = settings
         .queues
         .iter()

@@ -398,6 +398,12 @@ fn writer_loop(
     let step = (WAL_CHECKPOINT_STEP / page_size).max(1);
     // The WAL's frames when the checkpoint thread was last told it grew.
     let mut told = 0u64;
+    // The WAL's frames at which the writer truncates next: pushed a step further
+    // after a truncation that found the WAL in use, so that it is not tried again
+    // after every commit, and its warning is said once for each streak.
+    let truncate_at = (WAL_TRUNCATE_AT / page_size).max(1);
+    let mut next_truncate = truncate_at;
+    let mut failing = false;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -465,14 +471,33 @@ fn writer_loop(
                     // The WAL was reset and is being written from its start again.
                     told = 0;
                 }
-                if frames * page_size >= WAL_TRUNCATE_AT {
+                if frames < truncate_at {
+                    // Truncated, by this thread or the checkpoint thread.
+                    next_truncate = truncate_at;
+                }
+                if frames >= next_truncate {
                     // Done here, between two batches: a checkpoint thread that waits
                     // for the write lock loses it to a busy writer every time, and
                     // the WAL would go on growing. The passive checkpoints before
                     // copied most of it already, so this is mostly the truncation.
                     match truncate(&conn) {
-                        Ok(()) => told = 0,
-                        Err(e) => tracing::warn!("checkpointing the database failed: {e}"),
+                        Ok(()) => {
+                            told = 0;
+                            next_truncate = truncate_at;
+                            if std::mem::take(&mut failing) {
+                                tracing::info!("the WAL was truncated again");
+                            }
+                        }
+                        Err(e) => {
+                            // A checkpoint running on the other connection, or a
+                            // reader of an old snapshot: try again a step later.
+                            next_truncate = frames + step;
+                            if !std::mem::replace(&mut failing, true) {
+                                tracing::warn!(
+                                    "checkpointing the database failed, trying again as the WAL grows: {e}"
+                                );
+                            }
+                        }
                     }
                 } else if frames >= told + step {
                     told = frames;

@@ -98,6 +98,11 @@ pub struct TaskOptions {
     /// The most files each of the task's processes may have open.
     #[arg(long, value_name = "N")]
     pub max_files: Option<u32>,
+    /// The most output the task's log keeps (`100M`; default the queue's, then
+    /// `[tasks] max_output`, 1G). Beyond it the log keeps its first MiB and its
+    /// newest part, and says how many bytes it dropped; the task keeps running.
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    pub max_output: Option<meanwhile_core::ByteSize>,
     /// A secret for the task's environment (repeat): KEY=VALUE, or KEY to take the
     /// value of your own $KEY (kept out of `ps` and shell history). Shown as
     /// KEY=*** everywhere, and masked as *** in the task's output.
@@ -174,6 +179,7 @@ impl TaskOptions {
         spec.cpu_time = self.cpu_time;
         spec.max_procs = self.max_procs;
         spec.max_files = self.max_files;
+        spec.max_output = self.max_output;
         for s in &self.secret {
             let (k, v) = match s.split_once('=') {
                 Some((k, v)) => (k.to_string(), v.to_string()),

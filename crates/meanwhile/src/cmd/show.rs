@@ -128,7 +128,28 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         }
         lines.push(l);
     }
-    lines.push(format!("output    meanwhile logs {}", t.id));
+    // The log's size, and what it dropped over max_output (a log on a node that
+    // does not answer is only named).
+    let size = client
+        .output(
+            t.id,
+            &meanwhile_core::OutputQuery {
+                tail: Some(0),
+                ..Default::default()
+            },
+        )
+        .await
+        .ok()
+        .filter(|o| o.total_bytes > 0)
+        .map(|o| {
+            let dropped = match o.dropped_bytes {
+                0 => String::new(),
+                n => format!(", {} dropped over max_output", fmt::bytes(n)),
+            };
+            format!("{}{dropped}, ", fmt::bytes(o.total_bytes))
+        })
+        .unwrap_or_default();
+    lines.push(format!("output    {size}meanwhile logs {}", t.id));
     outln!("{}", lines.join("\n"));
     Ok(ExitCode::SUCCESS)
 }
@@ -164,6 +185,9 @@ pub fn confinement(spec: &meanwhile_core::TaskSpec) -> Vec<String> {
     }
     if let Some(n) = spec.max_files {
         limits.push(format!("{n} open files"));
+    }
+    if let Some(m) = spec.max_output {
+        limits.push(format!("output {m}"));
     }
     if !limits.is_empty() {
         lines.push(format!("limits    {}", limits.join(", ")));

@@ -207,3 +207,49 @@ fn a_killed_supervisor_leaves_its_task_lost_and_no_process_beside_a_retry() {
     h.ok(&["stop", "--force", &id]);
     h.kill_daemon();
 }
+
+#[test]
+fn a_chatty_task_keeps_its_head_and_newest_output_within_max_output() {
+    use std::os::unix::fs::MetadataExt;
+    let mut h = Home::new();
+    h.serve(&[]);
+    // About 15 MB of numbered lines against a bound of 256 KiB.
+    let id = h
+        .ok(&["run", "--max-output", "256K", "--", "seq", "1", "2000000"])
+        .trim()
+        .to_string();
+    let t = wait_end(&h, &id);
+    assert_eq!(t["state"], "succeeded", "{t}");
+    assert_eq!(t["spec"]["max_output"], "256K");
+    let log = h.home.join("tasks").join(&id).join("output.log");
+    let meta = std::fs::metadata(&log).unwrap();
+    let on_disk = meta.blocks() * 512;
+    assert!(
+        on_disk <= (256 << 10) + (64 << 10) + 2 * meta.blksize(),
+        "{on_disk} bytes on disk for a log bounded by 256K"
+    );
+    // The head, one marker line, the newest lines.
+    let text = h.ok(&["logs", &id]);
+    assert!(text.starts_with("1\n2\n3\n"), "{}", &text[..40]);
+    assert!(text.ends_with("1999999\n2000000\n"));
+    let markers: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("[meanwhile: "))
+        .collect();
+    assert_eq!(markers.len(), 1, "one marker");
+    assert!(
+        markers[0].ends_with(" bytes of output dropped: over max_output]"),
+        "{}",
+        markers[0]
+    );
+    assert!(text.len() < 300 << 10, "{} bytes read back", text.len());
+    // The API and `show` report what was dropped.
+    let chunk = h.json(&["logs", &id, "--tail", "1", "--json"]);
+    let dropped = chunk["dropped_bytes"].as_u64().unwrap();
+    assert!(dropped > 14_000_000, "{chunk}");
+    assert_eq!(chunk["total_bytes"].as_u64().unwrap(), meta.len());
+    let shown = h.ok(&["show", &id]);
+    assert!(shown.contains("dropped over max_output"), "{shown}");
+    assert!(shown.contains("output 256K"), "{shown}");
+    h.kill_daemon();
+}
