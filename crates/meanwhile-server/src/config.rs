@@ -676,6 +676,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn max_output_is_a_size_or_none() {
+        let mut s = Settings::new("/h");
+        assert_eq!(s.max_output, Some(meanwhile_core::ByteSize(1 << 30)));
+        s.apply_file(
+            "[tasks]\nmax_output = \"100M\"\n[queues.chatty]\nmax_output = \"1M\"",
+            "c",
+        )
+        .unwrap();
+        assert_eq!(s.max_output, Some(meanwhile_core::ByteSize(100 << 20)));
+        assert_eq!(
+            s.queues["chatty"].defaults().max_output,
+            Some(meanwhile_core::ByteSize(1 << 20))
+        );
+        s.apply_file("[tasks]\nmax_output = \"none\"", "c").unwrap();
+        assert_eq!(s.max_output, None);
+        let e = s
+            .apply_file("[tasks]\nmax_output = \"1K\"", "c")
+            .unwrap_err();
+        assert!(e.to_string().contains("at least 64K"), "{e}");
+    }
+
+    #[test]
     fn file_then_env() {
         let mut s = Settings::new("/h");
         s.apply_file(
