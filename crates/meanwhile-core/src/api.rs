@@ -282,6 +282,9 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// meanwhile is shutting down or cannot be reached (503).
     Unavailable,
+    /// The disk holding meanwhile's home is full: nothing of the request was kept
+    /// (507). Free space and ask again; no restart is needed.
+    DiskFull,
     /// Something failed inside meanwhile (500).
     Internal,
 }

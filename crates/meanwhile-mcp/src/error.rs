@@ -32,6 +32,7 @@ pub(crate) fn to_mcp(e: &ApiError) -> ErrorData {
         | ErrorCode::Forbidden
         | ErrorCode::Confined
         | ErrorCode::Unavailable
+        | ErrorCode::DiskFull
         | ErrorCode::Internal => ErrorData::internal_error(e.message.clone(), data),
     }
 }

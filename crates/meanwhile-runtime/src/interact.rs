@@ -21,7 +21,6 @@
 //! ```
 
 use crate::procfs;
-use crate::sys;
 use rustix::event::{PollFd, PollFlags};
 use rustix::fs::OFlags;
 use std::io::{self, Read, Write};
@@ -131,10 +130,27 @@ pub(crate) struct Interact {
     last_output: Instant,
     last_input: Instant,
     log_size: u64,
+    /// Terminal output the log could not take (a full disk), and why; said in the
+    /// log, in one line, as soon as it takes output again.
+    lost: u64,
+    lost_why: String,
     next_look: Instant,
     /// The pause before the next look, doubled after each look that changed nothing.
     look_pause: Duration,
     waiting: bool,
+}
+
+/// Writes what it can of `bytes`: how much, and the error that stopped it.
+fn write_counted(fd: &OwnedFd, bytes: &[u8]) -> (usize, Option<rustix::io::Errno>) {
+    let mut written = 0;
+    while written < bytes.len() {
+        match rustix::io::write(fd, &bytes[written..]) {
+            Ok(n) => written += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return (written, Some(e)),
+        }
+    }
+    (written, None)
 }
 
 impl Interact {
@@ -174,6 +190,8 @@ impl Interact {
             last_output: now,
             last_input: now,
             log_size,
+            lost: 0,
+            lost_why: String::new(),
             next_look: now + QUIET,
             look_pause: LOOK_EVERY,
             waiting: false,
@@ -259,9 +277,7 @@ impl Interact {
                     return;
                 }
                 Ok(n) => {
-                    // A full disk loses terminal output, as it would a task's own write.
-                    let _ = sys::write_all(&self.log, &buf[..n]);
-                    self.log_size += n as u64;
+                    self.append_to_log(&buf[..n]);
                     self.output_seen();
                 }
                 Err(rustix::io::Errno::INTR) => {}
@@ -465,9 +481,41 @@ impl Interact {
 
     /// After the task's processes are gone: the rest of what the terminal showed,
     /// and the socket removed.
+    /// Appends terminal output to the log. What a full disk refuses is counted, not
+    /// retried (the terminal must be drained, or the task would block on it), and
+    /// said in one line before the next output the log takes.
+    fn append_to_log(&mut self, bytes: &[u8]) {
+        if self.lost > 0 {
+            let line = format!(
+                "\n[meanwhile: {} bytes of output lost: {}]\n",
+                self.lost, self.lost_why
+            );
+            let (written, failed) = write_counted(&self.log, line.as_bytes());
+            self.log_size += written as u64;
+            if failed.is_some() {
+                self.lost += bytes.len() as u64;
+                return;
+            }
+            self.lost = 0;
+        }
+        let (written, failed) = write_counted(&self.log, bytes);
+        self.log_size += written as u64;
+        if let Some(e) = failed {
+            self.lost += (bytes.len() - written) as u64;
+            self.lost_why = match e {
+                rustix::io::Errno::NOSPC => "no space left on device".into(),
+                e => io::Error::from(e).to_string(),
+            };
+        }
+    }
+
     pub(crate) fn finish(mut self) {
         if self.tty {
             self.copy_output();
+            if self.lost > 0 {
+                // Space may have come back since the last output.
+                self.append_to_log(b"");
+            }
         }
         let _ = std::fs::remove_file(&self.socket); // it may have been removed with the task
     }

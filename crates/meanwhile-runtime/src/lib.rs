@@ -122,6 +122,17 @@ pub enum Error {
     /// A request from inside a task that its confinement does not allow.
     #[error("{0}")]
     Confined(String),
+    /// The disk holding the home is full: nothing of the request was kept.
+    #[error(
+        "the disk holding {} is full: {source}; free space there and try again (nothing of this request was kept)",
+        home.display()
+    )]
+    DiskFull {
+        /// The home.
+        home: std::path::PathBuf,
+        /// The store's error.
+        source: StoreError,
+    },
     /// The node keeping a task's output refused the read, for this reason.
     #[error("{}", .0.message)]
     Remote(meanwhile_core::ApiError),

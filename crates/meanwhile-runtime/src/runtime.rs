@@ -586,7 +586,12 @@ impl Runtime {
             }
         }
         if !valid.is_empty() {
-            let stored = self.inner.store.submit(valid).await?;
+            let stored = self
+                .inner
+                .store
+                .submit(valid)
+                .await
+                .map_err(|e| self.disk_full(e))?;
             for (slot, r) in slots.into_iter().zip(stored) {
                 results[slot] = Some(r.map(Submitted::id).map_err(Error::from));
             }
@@ -1412,6 +1417,20 @@ fn calling_task() -> Option<TaskId> {
     }
 }
 
+impl Runtime {
+    /// A store error, naming the home when the disk holding it is full.
+    fn disk_full(&self, e: StoreError) -> Error {
+        if e.is_disk_full() {
+            Error::DiskFull {
+                home: self.inner.home.root().to_path_buf(),
+                source: e,
+            }
+        } else {
+            Error::Store(e)
+        }
+    }
+}
+
 /// A request the task's state does not allow (409).
 fn conflict(message: String) -> Error {
     Error::Store(StoreError::Conflict {
@@ -1441,6 +1460,8 @@ impl From<Error> for ApiError {
                 ErrorCode::Conflict
             }
             Error::ShutDown | Error::Store(StoreError::Closed) => ErrorCode::Unavailable,
+            Error::DiskFull { .. } => ErrorCode::DiskFull,
+            Error::Store(e) if e.is_disk_full() => ErrorCode::DiskFull,
             _ => ErrorCode::Internal,
         };
         ApiError {

@@ -126,6 +126,34 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the write failed because the disk holding the database is full
+    /// (SQLite's `SQLITE_FULL`, `ENOSPC`, PostgreSQL's `disk_full`).
+    pub fn is_disk_full(&self) -> bool {
+        const FULL: &str = "database or disk is full";
+        match self {
+            StoreError::Database(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.code == rusqlite::ErrorCode::DiskFull
+            }
+            // The writer hands a failed commit on as its text.
+            StoreError::CommitFailed(why) => {
+                why.contains(FULL) || why.contains("No space left on device")
+            }
+            StoreError::Io { source, .. } => source.kind() == std::io::ErrorKind::StorageFull,
+            _ => self.is_postgres_disk_full(),
+        }
+    }
+
+    #[cfg(feature = "postgres")]
+    fn is_postgres_disk_full(&self) -> bool {
+        matches!(self, StoreError::Postgres(e)
+            if e.code() == Some(&tokio_postgres::error::SqlState::DISK_FULL))
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    fn is_postgres_disk_full(&self) -> bool {
+        false
+    }
+
     /// Whether the database itself failed (as opposed to a refused request): a write
     /// that failed this way is worth logging, counting and trying again.
     pub fn is_database_failure(&self) -> bool {

@@ -10,6 +10,7 @@
 //! | 3 | no such task |
 //! | 4 | the task's state does not allow it (removing a running task) |
 //! | 69 | no daemon answers and none could be started |
+//! | 75 | the disk holding the home is full: free space and try again |
 //! | 124 | timed out: the task hit its timeout, or `wait --timeout` passed |
 
 use meanwhile_client::ClientError;
@@ -24,6 +25,8 @@ pub const NOT_FOUND: u8 = 3;
 pub const CONFLICT: u8 = 4;
 /// No daemon.
 pub const UNAVAILABLE: u8 = 69;
+/// The disk holding the home is full (`EX_TEMPFAIL`: try again later).
+pub const DISK_FULL: u8 = 75;
 /// Timed out.
 pub const TIMED_OUT: u8 = 124;
 
@@ -36,6 +39,7 @@ pub fn code_of(e: &anyhow::Error) -> u8 {
             ErrorCode::Conflict => CONFLICT,
             ErrorCode::InvalidArgument => USAGE,
             ErrorCode::Unavailable => UNAVAILABLE,
+            ErrorCode::DiskFull => DISK_FULL,
             _ => 1,
         },
         _ => 1,

@@ -461,7 +461,7 @@ fn writer_loop(
         }
         let outcome = match broken {
             Some(why) => Err(why),
-            None => run(&conn, "COMMIT").map_err(|e| format!("commit failed: {e}")),
+            None => run(&conn, "COMMIT").map_err(|e| e.to_string()),
         };
         match outcome {
             Ok(()) => {

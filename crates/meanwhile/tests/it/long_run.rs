@@ -253,3 +253,152 @@ fn a_chatty_task_keeps_its_head_and_newest_output_within_max_output() {
     assert!(shown.contains("output 256K"), "{shown}");
     h.kill_daemon();
 }
+
+/// Mounts a tmpfs of `size` at `at` for a test; false (and why, on stderr) where this
+/// process may not mount (not root).
+fn mount_tmpfs(at: &std::path::Path, size: &str) -> bool {
+    std::fs::create_dir_all(at).unwrap();
+    // SAFETY: plain system call.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: mounting a tmpfs to fill needs root (CI runs as root)");
+        return false;
+    }
+    let o = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(at)
+        .output()
+        .unwrap();
+    if !o.status.success() {
+        eprintln!(
+            "skipped: mount -t tmpfs failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        return false;
+    }
+    true
+}
+
+/// Writes zeros to `path` until the file system holding it is full.
+fn fill(path: &std::path::Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let zeros = vec![0u8; 64 << 10];
+    loop {
+        match f.write(&zeros) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+            Err(e) => panic!("filling: {e}"),
+        }
+    }
+    // A smaller write may still fit in the last block.
+    while f.write(&[0u8; 512]).is_ok_and(|n| n > 0) {}
+}
+
+/// The status line of a raw HTTP request on the daemon's socket.
+fn http_status(h: &Home, body: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(h.home.join("meanwhile.sock")).unwrap();
+    write!(
+        s,
+        "POST /v1/tasks HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let status = answer.lines().next().unwrap_or_default().to_string();
+    (status, answer)
+}
+
+#[test]
+fn a_full_disk_refuses_submits_clearly_keeps_tasks_running_and_recovers_without_restart() {
+    let mut h = Home::new();
+    if !mount_tmpfs(&h.home, "12m") {
+        return;
+    }
+    h.serve(&[]);
+    let flags = h.dir.path();
+    let script = format!(
+        "while [ ! -e {go} ]; do sleep 0.02; done; \
+         head -c 1048576 /dev/zero | tr '\\0' x; echo; touch {printed}; \
+         while [ ! -e {go2} ]; do sleep 0.02; done; echo after the disk was freed",
+        go = flags.join("go").display(),
+        printed = flags.join("printed").display(),
+        go2 = flags.join("go2").display(),
+    );
+    // A task in a terminal: its supervisor copies its output into the log.
+    let id = h
+        .ok(&["run", "--tty", "--", "sh", "-c", &script])
+        .trim()
+        .to_string();
+    until("the task running", || show(&h, &id)["state"] == "running");
+
+    fill(&h.home.join("filler"));
+    // Submits are refused with the reason once the store cannot grow; what was
+    // answered before is kept.
+    let mut accepted = Vec::new();
+    let mut refused = None;
+    for _ in 0..3000 {
+        let o = h.run(&["run", "--after", &id, "--", "true"]);
+        if code(&o) == 0 {
+            accepted.push(String::from_utf8(o.stdout).unwrap().trim().to_string());
+        } else {
+            refused = Some(o);
+            break;
+        }
+    }
+    let o = refused.expect("a submit refused on a full disk");
+    assert_eq!(code(&o), 75, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("the disk holding {} is full", h.home.display())),
+        "{}",
+        stderr(&o)
+    );
+    let (status, answer) = http_status(&h, r#"{"command":"true"}"#);
+    assert!(status.contains(" 507 "), "{answer}");
+    assert!(answer.contains(r#""code":"disk_full""#), "{answer}");
+
+    // The running task goes on; what its terminal showed meanwhile is counted.
+    std::fs::write(flags.join("go"), "").unwrap();
+    until("the task printed on the full disk", || {
+        flags.join("printed").exists()
+    });
+    assert_eq!(code(&h.run(&["status"])), 0, "the daemon still answers");
+
+    // Space comes back: everything works again, with no restart.
+    std::fs::remove_file(h.home.join("filler")).unwrap();
+    std::fs::write(flags.join("go2"), "").unwrap();
+    let t = wait_end(&h, &id);
+    assert_eq!(t["state"], "succeeded", "{t}");
+    let log = h.ok(&["logs", &id]);
+    let lost: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("[meanwhile: ") && l.contains("bytes of output lost"))
+        .collect();
+    assert_eq!(lost.len(), 1, "one line says what was lost: {lost:?}");
+    assert!(
+        lost[0].ends_with(" bytes of output lost: no space left on device]"),
+        "{}",
+        lost[0]
+    );
+    assert!(
+        log.trim_end().ends_with("after the disk was freed"),
+        "{}",
+        &log[log.len().saturating_sub(200)..]
+    );
+    for a in &accepted {
+        let t = wait_end(&h, a);
+        assert_eq!(
+            t["state"], "succeeded",
+            "an answered submit is kept and runs: {t}"
+        );
+    }
+    let o = h.run(&["run", "--wait", "--", "echo", "ok"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    h.kill_daemon();
+    let _ = std::process::Command::new("umount")
+        .args(["-l"])
+        .arg(&h.home)
+        .status();
+}
