@@ -169,6 +169,16 @@ impl Runtime {
         let secrets = crate::sealed::SecretsKey::load_or_create(&home.secrets_key()).map_err(
             Error::io(format!("reading {}", home.secrets_key().display())),
         )?;
+        // Values an earlier version stored in clear are sealed now, once.
+        let key = secrets.clone();
+        let sealed = store
+            .seal_clear_secrets(Arc::new(move |v: &str| key.seal_clear(v)))
+            .await?;
+        if sealed > 0 {
+            tracing::info!(
+                "sealed the secrets of {sealed} specs stored in clear by an earlier version"
+            );
+        }
         let live = crate::live::Live::start(
             store.clone(),
             loops.clone(),

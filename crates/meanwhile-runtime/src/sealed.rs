@@ -77,13 +77,18 @@ impl SecretsKey {
         secrets: &mut std::collections::BTreeMap<String, meanwhile_core::Secret>,
     ) {
         for v in secrets.values_mut() {
-            // A value validation refuses (empty, or with a NUL byte) is left as it is,
-            // so that it is refused by name rather than sealed into a valid look.
-            let refused = v.expose().is_empty() || v.expose().contains('\0');
-            if !refused && !v.expose().starts_with(PREFIX) {
-                *v = meanwhile_core::Secret::new(self.seal(v.expose()));
+            if let Some(sealed) = self.seal_clear(v.expose()) {
+                *v = meanwhile_core::Secret::new(sealed);
             }
         }
+    }
+
+    /// `value` sealed, or `None` when it is sealed already or is a value validation
+    /// refuses (empty, or with a NUL byte), left as it is so that it is refused by
+    /// name rather than sealed into a valid look.
+    pub(crate) fn seal_clear(&self, value: &str) -> Option<String> {
+        let refused = value.is_empty() || value.contains('\0');
+        (!refused && !value.starts_with(PREFIX)).then(|| self.seal(value))
     }
 
     /// The value of a stored secret: opened when sealed, as it is otherwise.

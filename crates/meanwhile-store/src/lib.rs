@@ -16,6 +16,7 @@ mod decode;
 pub mod fault;
 #[cfg(feature = "postgres")]
 mod postgres;
+pub mod secrets;
 mod sqlite;
 
 pub use actor::{acting, current_actor};
@@ -478,6 +479,12 @@ pub trait Store: Send + Sync + 'static {
     fn broken(&self) -> StoreFuture<'static, String> {
         Box::pin(std::future::pending())
     }
+    /// Seals the secrets an earlier version stored in clear: each `secrets` value of
+    /// every stored spec (tasks and schedules) goes through `seal`, which answers the
+    /// sealed value, or `None` for one already sealed. Done once per database, which
+    /// remembers it; the clear values' old bytes are overwritten where the store can
+    /// (SQLite: `secure_delete` for the rewrite). Answers how many specs changed.
+    fn seal_clear_secrets(&self, seal: secrets::Seal) -> StoreFuture<'_, u64>;
     /// Inserts tasks (deduplicating by idempotency key), each with a `submitted` event.
     /// One result per task, in order; an invalid one does not stop the others.
     fn submit(&self, tasks: Vec<NewTask>) -> StoreFuture<'_, Vec<Result<Submitted, StoreError>>>;

@@ -471,6 +471,12 @@ impl Store for PgStore {
         true
     }
 
+    fn seal_clear_secrets(&self, seal: crate::secrets::Seal) -> StoreFuture<'_, u64> {
+        self.write(seal, |tx, seal| {
+            Box::pin(async move { ops::seal_clear_secrets(tx, seal).await })
+        })
+    }
+
     fn submit(&self, tasks: Vec<NewTask>) -> StoreFuture<'_, Vec<Result<Submitted>>> {
         self.write(tasks, |tx, tasks| {
             Box::pin(async move {

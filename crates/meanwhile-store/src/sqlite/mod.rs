@@ -595,6 +595,10 @@ fn owned(s: &str) -> String {
 }
 
 impl Store for SqliteStore {
+    fn seal_clear_secrets(&self, seal: crate::secrets::Seal) -> StoreFuture<'_, u64> {
+        self.write(move |conn, _| ops::seal_clear_secrets(conn, &seal))
+    }
+
     fn submit(&self, tasks: Vec<NewTask>) -> StoreFuture<'_, Vec<Result<Submitted, StoreError>>> {
         self.write(move |conn, ev| {
             each_part(conn, ev, &tasks, |ev, t| ops::insert_task(conn, ev, t))

@@ -225,3 +225,31 @@ both! {
         assert_eq!(store.reader_cursor("other").await.unwrap(), end + 1);
     }
 }
+
+both! {
+    /// Secrets an earlier version stored in clear, in a task's spec and in a
+    /// schedule's, are sealed once; sealed values and other fields are kept.
+    async fn secrets_stored_in_clear_are_sealed_once(f: Fixture) {
+        use std::sync::Arc;
+        let mut spec = TaskSpec::shell("true");
+        spec.secrets.insert("A".into(), meanwhile_core::Secret::new("clear-a"));
+        spec.secrets.insert("B".into(), meanwhile_core::Secret::new("S:sealed-b"));
+        let id = crate::conformance::submit(&*f.store, spec).await;
+        let plain = crate::conformance::submit(&*f.store, TaskSpec::shell("echo none")).await;
+        let mut s = every_minute("with-secret");
+        s.task.secrets.insert("C".into(), meanwhile_core::Secret::new("clear-c"));
+        f.store.add_schedule(s, None, NOW).await.unwrap();
+        let seal: meanwhile_store::secrets::Seal =
+            Arc::new(|v: &str| (!v.starts_with("S:")).then(|| format!("S:{v}")));
+        assert_eq!(f.store.seal_clear_secrets(seal.clone()).await.unwrap(), 2);
+        let t = f.store.get(id).await.unwrap();
+        assert_eq!(t.spec.secrets["A"].expose(), "S:clear-a");
+        assert_eq!(t.spec.secrets["B"].expose(), "S:sealed-b");
+        assert_eq!(t.spec.command.as_deref(), Some("true"));
+        assert!(f.store.get(plain).await.unwrap().spec.secrets.is_empty());
+        let s = f.store.schedule("with-secret").await.unwrap();
+        assert_eq!(s.spec.task.secrets["C"].expose(), "S:clear-c");
+        // Once per database, even with a value put back in clear by hand.
+        assert_eq!(f.store.seal_clear_secrets(seal).await.unwrap(), 0);
+    }
+}

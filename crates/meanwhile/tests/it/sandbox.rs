@@ -549,3 +549,59 @@ fn a_secret_is_not_in_the_database_in_clear() {
         0o600
     );
 }
+
+/// The files of the home's database that hold `needle`.
+fn db_files_holding(h: &Home, needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&h.home).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("meanwhile.db") {
+            let bytes = std::fs::read(&path).unwrap();
+            if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                found.push(name);
+            }
+        }
+    }
+    found
+}
+
+/// A home whose secrets an earlier version stored in clear: they are sealed at the
+/// next start, once, and the task holding one still gets it.
+#[test]
+fn secrets_stored_in_clear_are_sealed_at_the_next_start() {
+    let h = Home::new();
+    let secret = "s3cr3t-b52e1d";
+    let id = run_id(
+        &h,
+        &[
+            "run",
+            "--at",
+            "2099-01-01T00:00:00Z",
+            "--secret",
+            "TOKEN=placeholder",
+            "--",
+            r#"case "$TOKEN" in s3cr3t-*) echo "got ${#TOKEN} bytes";; esac"#,
+        ],
+    );
+    h.ok(&["daemon", "stop"]);
+    // As an earlier version left it: the value in clear, never sealed.
+    sql(
+        &h,
+        &format!(
+            "UPDATE tasks SET spec = json_set(spec, '$.secrets.TOKEN', '{secret}'), run_after = NULL
+               WHERE id = {id};
+             DELETE FROM cursors WHERE name = 'secrets-sealed';"
+        ),
+    );
+    assert!(
+        !db_files_holding(&h, secret).is_empty(),
+        "the value is in clear"
+    );
+    let t = wait_end(&h, &id);
+    assert_eq!(t["state"], "succeeded", "{t}");
+    assert_eq!(h.ok(&["logs", &id]), "got 13 bytes\n");
+    assert_eq!(t["spec"]["secrets"]["TOKEN"], "***");
+    h.ok(&["daemon", "stop"]);
+    assert_eq!(db_files_holding(&h, secret), Vec::<String>::new());
+}

@@ -232,3 +232,64 @@ pub(crate) async fn clean_candidates(c: &Client, req: &CleanRequest) -> Result<V
     // Only terminal tasks have finished_at set, so every candidate may be removed.
     Ok(ids.into_iter().map(TaskId).collect())
 }
+
+/// See [`crate::Store::seal_clear_secrets`]. (The old row versions stay until
+/// PostgreSQL vacuums them.)
+pub(crate) async fn seal_clear_secrets(tx: &mut Tx, seal: &crate::secrets::Seal) -> Result<u64> {
+    use crate::secrets::{IN_SCHEDULE, IN_TASK, SEALED_MARK, reseal};
+    // One node seals; the others wait here, then find it done.
+    exec(tx, "LOCK TABLE cursors IN EXCLUSIVE MODE", &[]).await?;
+    let done = tx
+        .client()
+        .query_opt("SELECT seq FROM cursors WHERE name = $1", &[&SEALED_MARK])
+        .await?;
+    if done.is_some() {
+        return Ok(0);
+    }
+    let mut changed = 0;
+    let rows = tx
+        .client()
+        .query(
+            r#"SELECT id, spec FROM tasks WHERE spec LIKE '%"secrets"%'"#,
+            &[],
+        )
+        .await?;
+    for row in rows {
+        let (id, spec): (i64, String) = (col(&row, 0)?, col(&row, 1)?);
+        if let Some(sealed) = reseal(&spec, IN_TASK, seal)? {
+            exec(
+                tx,
+                "UPDATE tasks SET spec = $1 WHERE id = $2",
+                &[&sealed, &id],
+            )
+            .await?;
+            changed += 1;
+        }
+    }
+    let rows = tx
+        .client()
+        .query(
+            r#"SELECT name, spec FROM schedules WHERE spec LIKE '%"secrets"%'"#,
+            &[],
+        )
+        .await?;
+    for row in rows {
+        let (name, spec): (String, String) = (col(&row, 0)?, col(&row, 1)?);
+        if let Some(sealed) = reseal(&spec, IN_SCHEDULE, seal)? {
+            exec(
+                tx,
+                "UPDATE schedules SET spec = $1 WHERE name = $2",
+                &[&sealed, &name],
+            )
+            .await?;
+            changed += 1;
+        }
+    }
+    exec(
+        tx,
+        "INSERT INTO cursors (name, seq) VALUES ($1, 1)",
+        &[&SEALED_MARK],
+    )
+    .await?;
+    Ok(changed)
+}

@@ -234,3 +234,52 @@ pub(crate) fn seed_finished(conn: &Connection, n: u64, now: Timestamp) -> Result
     bump(conn, "default", TaskState::Succeeded, n as i64)?;
     Ok(())
 }
+
+/// See [`crate::Store::seal_clear_secrets`].
+pub(crate) fn seal_clear_secrets(conn: &Connection, seal: &crate::secrets::Seal) -> Result<u64> {
+    use crate::secrets::{IN_SCHEDULE, IN_TASK, SEALED_MARK, reseal};
+    let done: Option<i64> = conn
+        .prepare_cached("SELECT seq FROM cursors WHERE name = ?1")?
+        .query_row([SEALED_MARK], |r| r.get(0))
+        .optional()?;
+    if done.is_some() {
+        return Ok(0);
+    }
+    // The rows rewritten here held values in clear: their old bytes are zeroed.
+    conn.execute_batch("PRAGMA secure_delete = ON")?;
+    let mut changed = 0;
+    let rewrite = |select: &str, update: &str, path: &[&str]| -> Result<u64> {
+        let rows: Vec<(rusqlite::types::Value, String)> = conn
+            .prepare(select)?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut n = 0;
+        for (key, spec) in rows {
+            if let Some(sealed) = reseal(&spec, path, seal)? {
+                conn.execute(update, params![sealed, key])?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    };
+    let result = rewrite(
+        r#"SELECT id, spec FROM tasks WHERE spec LIKE '%"secrets"%'"#,
+        "UPDATE tasks SET spec = ?1 WHERE id = ?2",
+        IN_TASK,
+    )
+    .and_then(|n| {
+        changed += n;
+        rewrite(
+            r#"SELECT name, spec FROM schedules WHERE spec LIKE '%"secrets"%'"#,
+            "UPDATE schedules SET spec = ?1 WHERE name = ?2",
+            IN_SCHEDULE,
+        )
+    });
+    conn.execute_batch("PRAGMA secure_delete = OFF")?;
+    changed += result?;
+    conn.execute(
+        "INSERT INTO cursors (name, seq) VALUES (?1, 1)",
+        [SEALED_MARK],
+    )?;
+    Ok(changed)
+}
