@@ -236,7 +236,7 @@ pub(crate) async fn clean_candidates(c: &Client, req: &CleanRequest) -> Result<V
 /// See [`crate::Store::seal_clear_secrets`]. (The old row versions stay until
 /// PostgreSQL vacuums them.)
 pub(crate) async fn seal_clear_secrets(tx: &mut Tx, seal: &crate::secrets::Seal) -> Result<u64> {
-    use crate::secrets::{IN_SCHEDULE, IN_TASK, SEALED_MARK, reseal};
+    use crate::secrets::{IN_SCHEDULE, IN_TASK, SEALED_MARK};
     // One node seals; the others wait here, then find it done.
     exec(tx, "LOCK TABLE cursors IN EXCLUSIVE MODE", &[]).await?;
     let done = tx
@@ -246,50 +246,47 @@ pub(crate) async fn seal_clear_secrets(tx: &mut Tx, seal: &crate::secrets::Seal)
     if done.is_some() {
         return Ok(0);
     }
-    let mut changed = 0;
-    let rows = tx
-        .client()
-        .query(
-            r#"SELECT id, spec FROM tasks WHERE spec LIKE '%"secrets"%'"#,
-            &[],
-        )
-        .await?;
-    for row in rows {
-        let (id, spec): (i64, String) = (col(&row, 0)?, col(&row, 1)?);
-        if let Some(sealed) = reseal(&spec, IN_TASK, seal)? {
-            exec(
-                tx,
-                "UPDATE tasks SET spec = $1 WHERE id = $2",
-                &[&sealed, &id],
-            )
-            .await?;
-            changed += 1;
-        }
-    }
-    let rows = tx
-        .client()
-        .query(
+    let changed = reseal_rows(
+        tx,
+        r#"SELECT id::text, spec FROM tasks WHERE spec LIKE '%"secrets"%'"#,
+        "UPDATE tasks SET spec = $1 WHERE id = $2::text::bigint",
+        IN_TASK,
+        seal,
+    )
+    .await?
+        + reseal_rows(
+            tx,
             r#"SELECT name, spec FROM schedules WHERE spec LIKE '%"secrets"%'"#,
-            &[],
+            "UPDATE schedules SET spec = $1 WHERE name = $2",
+            IN_SCHEDULE,
+            seal,
         )
         .await?;
-    for row in rows {
-        let (name, spec): (String, String) = (col(&row, 0)?, col(&row, 1)?);
-        if let Some(sealed) = reseal(&spec, IN_SCHEDULE, seal)? {
-            exec(
-                tx,
-                "UPDATE schedules SET spec = $1 WHERE name = $2",
-                &[&sealed, &name],
-            )
-            .await?;
-            changed += 1;
-        }
-    }
     exec(
         tx,
         "INSERT INTO cursors (name, seq) VALUES ($1, 1)",
         &[&SEALED_MARK],
     )
     .await?;
+    Ok(changed)
+}
+
+/// Rewrites the specs (`select` answers key and spec) whose secrets `seal` changes.
+async fn reseal_rows(
+    tx: &mut Tx,
+    select: &str,
+    update: &str,
+    path: &[&str],
+    seal: &crate::secrets::Seal,
+) -> Result<u64> {
+    let rows = tx.client().query(select, &[]).await?;
+    let mut changed = 0;
+    for row in rows {
+        let (key, spec): (String, String) = (col(&row, 0)?, col(&row, 1)?);
+        if let Some(sealed) = crate::secrets::reseal(&spec, path, seal)? {
+            exec(tx, update, &[&sealed, &key]).await?;
+            changed += 1;
+        }
+    }
     Ok(changed)
 }
