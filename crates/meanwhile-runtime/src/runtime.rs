@@ -1325,11 +1325,16 @@ impl Runtime {
                     timed_out = true;
                     break;
                 }
+                // A task already running whose attempt is not registered yet (its
+                // start event came before this wait subscribed) sends nothing more
+                // until it ends: look again in a moment instead.
+                let unregistered = output.is_none() && task.state == TaskState::Running;
                 tokio::select! {
                     _ = wait_for_event(&mut events, Some(deadline), |e| e.task_id == Some(id)) => {}
                     _ = async {
                         match output.as_mut() {
                             Some(rx) => { let _ = rx.changed().await; }
+                            None if unregistered => tokio::time::sleep(REGISTER_PAUSE).await,
                             None => std::future::pending::<()>().await,
                         }
                     } => {}
@@ -1379,6 +1384,10 @@ impl Runtime {
         self.inner.registry().get(id).map(|a| a.output.clone())
     }
 }
+
+/// How long a wait on a running task's output pauses before it looks for the
+/// task's attempt again, when the attempt was not registered yet.
+const REGISTER_PAUSE: Duration = Duration::from_millis(20);
 
 fn compile(re: Option<&str>, field: &'static str) -> Result<Option<Regex>> {
     match re {
