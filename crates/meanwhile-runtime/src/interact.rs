@@ -20,6 +20,7 @@
 //!   B  (stream) the task does not (any more)
 //! ```
 
+use crate::logwrite::{LogWriter, Pumped};
 use crate::procfs;
 use rustix::event::{PollFd, PollFlags};
 use rustix::fs::OFlags;
@@ -118,8 +119,12 @@ pub(crate) struct Interact {
     tty: bool,
     /// What `/proc/<pid>/fd/N` reads for the task's side (`/dev/pts/3`, `pipe:[9]`).
     target: String,
-    /// Where output is copied (terminal), or looked at for growth (pipe).
-    log: OwnedFd,
+    /// Where output is copied: what the terminal shows, or what comes out of the
+    /// task's output pipe.
+    log: LogWriter,
+    /// The task's output pipe (a task with a pipe for its input; a terminal carries
+    /// both ways); `None` once every writer closed it.
+    output: Option<OwnedFd>,
     listener: UnixListener,
     socket: PathBuf,
     followers: Vec<UnixStream>,
@@ -129,34 +134,21 @@ pub(crate) struct Interact {
     master_done: bool,
     last_output: Instant,
     last_input: Instant,
-    log_size: u64,
-    /// Terminal output the log could not take (a full disk), and why; said in the
-    /// log, in one line, as soon as it takes output again.
-    lost: u64,
-    lost_why: String,
     next_look: Instant,
     /// The pause before the next look, doubled after each look that changed nothing.
     look_pause: Duration,
     waiting: bool,
 }
 
-/// Writes what it can of `bytes`: how much, and the error that stopped it.
-fn write_counted(fd: &OwnedFd, bytes: &[u8]) -> (usize, Option<rustix::io::Errno>) {
-    let mut written = 0;
-    while written < bytes.len() {
-        match rustix::io::write(fd, &bytes[written..]) {
-            Ok(n) => written += n,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return (written, Some(e)),
-        }
-    }
-    (written, None)
-}
-
 impl Interact {
     /// Takes the supervisor's side of `prepared` (the task's side is dropped: the
     /// task has its own copy), and listens at `socket`.
-    pub(crate) fn new(prepared: Prepared, log: OwnedFd, socket: &Path) -> io::Result<Interact> {
+    pub(crate) fn new(
+        prepared: Prepared,
+        log: OwnedFd,
+        output: Option<OwnedFd>,
+        socket: &Path,
+    ) -> io::Result<Interact> {
         let (input, tty, target) = match prepared {
             Prepared::Pipe { read, write } => {
                 let st = rustix::fs::fstat(&read)?;
@@ -174,13 +166,13 @@ impl Interact {
         let listener = UnixListener::bind(socket)?;
         std::fs::set_permissions(socket, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         listener.set_nonblocking(true)?;
-        let log_size = rustix::fs::fstat(&log).map(|s| s.st_size as u64)?;
         let now = Instant::now();
         Ok(Interact {
             input: Some(input),
             tty,
             target,
-            log,
+            log: LogWriter::new(log),
+            output,
             listener,
             socket: socket.to_path_buf(),
             followers: Vec::new(),
@@ -189,9 +181,6 @@ impl Interact {
             master_done: false,
             last_output: now,
             last_input: now,
-            log_size,
-            lost: 0,
-            lost_why: String::new(),
             next_look: now + QUIET,
             look_pause: LOOK_EVERY,
             waiting: false,
@@ -200,8 +189,9 @@ impl Interact {
 
     /// The descriptors to keep open across the supervisor's close-from-3.
     pub(crate) fn fds(&self) -> Vec<RawFd> {
-        let mut v = vec![self.log.as_raw_fd(), self.listener.as_raw_fd()];
+        let mut v = vec![self.log.log().as_raw_fd(), self.listener.as_raw_fd()];
         v.extend(self.input.as_ref().map(|f| f.as_raw_fd()));
+        v.extend(self.output.as_ref().map(|f| f.as_raw_fd()));
         v
     }
 
@@ -235,6 +225,10 @@ impl Interact {
                     fds.push(PollFd::new(input, flags));
                     fds.len() - 1
                 });
+            let output_at = self.output.as_ref().map(|output| {
+                fds.push(PollFd::new(output, PollFlags::IN));
+                fds.len() - 1
+            });
             let timeout = rustix::event::Timespec {
                 tv_sec: 0,
                 tv_nsec: TICK.as_nanos() as i64,
@@ -246,7 +240,11 @@ impl Interact {
             let done = !fds[0].revents().is_empty();
             let accept = !fds[1].revents().is_empty();
             let input_events = input_at.map_or(PollFlags::empty(), |i| fds[i].revents());
+            let output_ready = output_at.is_some_and(|i| !fds[i].revents().is_empty());
             drop(fds);
+            if output_ready {
+                self.pump_output();
+            }
             if self.tty && !input_events.is_empty() {
                 self.copy_output();
             }
@@ -277,7 +275,7 @@ impl Interact {
                     return;
                 }
                 Ok(n) => {
-                    self.append_to_log(&buf[..n]);
+                    self.log.append(&buf[..n]);
                     self.output_seen();
                 }
                 Err(rustix::io::Errno::INTR) => {}
@@ -442,13 +440,6 @@ impl Interact {
         }
         self.next_look = now + self.look_pause;
         self.look_pause = (self.look_pause * 2).min(LOOK_AT_MOST_EVERY);
-        if !self.tty
-            && let Ok(st) = rustix::fs::fstat(&self.log)
-            && st.st_size as u64 != self.log_size
-        {
-            self.log_size = st.st_size as u64;
-            self.output_seen();
-        }
         if now.duration_since(self.last_output) < QUIET
             || now.duration_since(self.last_input) < QUIET
             || !self.pending.is_empty()
@@ -481,42 +472,26 @@ impl Interact {
 
     /// After the task's processes are gone: the rest of what the terminal showed,
     /// and the socket removed.
-    /// Appends terminal output to the log. What a full disk refuses is counted, not
-    /// retried (the terminal must be drained, or the task would block on it), and
-    /// said in one line before the next output the log takes.
-    fn append_to_log(&mut self, bytes: &[u8]) {
-        if self.lost > 0 {
-            let line = format!(
-                "\n[meanwhile: {} bytes of output lost: {}]\n",
-                self.lost, self.lost_why
-            );
-            let (written, failed) = write_counted(&self.log, line.as_bytes());
-            self.log_size += written as u64;
-            if failed.is_some() {
-                self.lost += bytes.len() as u64;
-                return;
-            }
-            self.lost = 0;
+    /// Moves what the task's output pipe holds into the log.
+    fn pump_output(&mut self) {
+        let Some(output) = &self.output else { return };
+        let before = self.log.appended();
+        if self.log.pump(output) == Pumped::Closed {
+            self.output = None;
         }
-        let (written, failed) = write_counted(&self.log, bytes);
-        self.log_size += written as u64;
-        if let Some(e) = failed {
-            self.lost += (bytes.len() - written) as u64;
-            self.lost_why = match e {
-                rustix::io::Errno::NOSPC => "no space left on device".into(),
-                e => io::Error::from(e).to_string(),
-            };
+        if self.log.appended() != before {
+            self.output_seen();
         }
     }
 
+    /// Copies the last of the task's output (its tree is gone: nothing more is
+    /// written) and says what was lost.
     pub(crate) fn finish(mut self) {
         if self.tty {
             self.copy_output();
-            if self.lost > 0 {
-                // Space may have come back since the last output.
-                self.append_to_log(b"");
-            }
         }
+        self.pump_output();
+        self.log.finish();
         let _ = std::fs::remove_file(&self.socket); // it may have been removed with the task
     }
 }

@@ -28,6 +28,7 @@ mod input;
 mod interact;
 mod journal;
 mod live;
+mod logwrite;
 mod loops;
 mod metrics;
 mod nodes;

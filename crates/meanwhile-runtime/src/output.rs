@@ -126,8 +126,9 @@ impl Mask {
 }
 
 /// The middle a log dropped over its task's `max_output` (`watch.rs` punches it out
-/// of the file, which keeps its size, so every offset keeps its meaning): the bytes
-/// in `[from, to)` are gone, and a read of them answers [`Dropped::marker`] instead.
+/// of the file, which keeps its size, so every offset keeps its meaning, and records
+/// it beside the log): the bytes in `[from, to)` are gone, and a read of them
+/// answers [`Dropped::marker`] instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Dropped {
     pub from: u64,
@@ -135,26 +136,28 @@ pub(crate) struct Dropped {
 }
 
 impl Dropped {
-    /// Finds the dropped middle of `f`, a log of `total` bytes: its one hole.
-    pub(crate) fn of(f: &File, total: u64) -> io::Result<Option<Dropped>> {
-        use rustix::fs::{SeekFrom as At, seek};
-        // A file system that knows no holes answers its end: nothing dropped. (An
-        // empty file has no offset 0 to look from.)
-        let from = match seek(f, At::Hole(0)) {
-            Ok(from) => from,
-            Err(rustix::io::Errno::NXIO) => return Ok(None),
-            Err(e) => return Err(e.into()),
+    /// Where the log at `log` records its dropped middle: `output.dropped` beside
+    /// it, `FROM TO`, written (then renamed into place) by [`drop_middle`].
+    pub(crate) fn record_path(log: &Path) -> std::path::PathBuf {
+        log.with_extension("dropped")
+    }
+
+    /// The dropped middle of the log at `log`, of `total` bytes, as recorded.
+    pub(crate) fn of(log: &Path, total: u64) -> io::Result<Option<Dropped>> {
+        let text = match std::fs::read_to_string(Dropped::record_path(log)) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
         };
-        if from >= total {
-            return Ok(None);
+        let mut parts = text.split_whitespace().map(str::parse::<u64>);
+        match (parts.next(), parts.next()) {
+            (Some(Ok(from)), Some(Ok(to))) if from < to && to <= total => {
+                Ok(Some(Dropped { from, to }))
+            }
+            // A record that does not fit the log (it was removed and made again):
+            // nothing is known to be dropped.
+            _ => Ok(None),
         }
-        let to = match seek(f, At::Data(from)) {
-            Ok(to) => to.min(total),
-            // A hole up to the end: the newest part is not written yet.
-            Err(rustix::io::Errno::NXIO) => total,
-            Err(e) => return Err(e.into()),
-        };
-        Ok((to > from).then_some(Dropped { from, to }))
     }
 
     pub(crate) fn bytes(&self) -> u64 {
@@ -191,7 +194,12 @@ const HEAD_KEPT: u64 = 1 << 20;
 /// place). `dropped_to` is where the middle dropped before ends (0 for none).
 /// Answers where the dropped middle ends now, when it grew. Dropped in steps of an
 /// eighth of `max`, so a task writing steadily costs one punch per step.
-pub(crate) fn drop_middle(f: &File, dropped_to: u64, max: u64) -> io::Result<Option<u64>> {
+pub(crate) fn drop_middle(
+    f: &File,
+    log: &Path,
+    dropped_to: u64,
+    max: u64,
+) -> io::Result<Option<u64>> {
     let meta = f.metadata()?;
     let len = meta.len();
     let block = std::os::unix::fs::MetadataExt::blksize(&meta).max(512);
@@ -212,6 +220,12 @@ pub(crate) fn drop_middle(f: &File, dropped_to: u64, max: u64) -> io::Result<Opt
         from,
         to - from,
     )?;
+    // Readers learn of it from the record, never from the file's holes (which a
+    // file system may report late, or not at all).
+    let record = Dropped::record_path(log);
+    let tmp = record.with_extension("dropped.tmp");
+    std::fs::write(&tmp, format!("{head} {to}\n"))?;
+    std::fs::rename(&tmp, &record)?;
     Ok(Some(to))
 }
 
@@ -226,7 +240,7 @@ fn open(path: &Path) -> io::Result<Option<Log>> {
     match File::open(path) {
         Ok(f) => {
             let total = f.metadata()?.len();
-            let dropped = Dropped::of(&f, total)?;
+            let dropped = Dropped::of(path, total)?;
             Ok(Some(Log { f, total, dropped }))
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -821,7 +835,9 @@ mod tests {
             .write(true)
             .open(&p)
             .unwrap();
-        let to = drop_middle(&f, 0, max).unwrap().expect("over the bound");
+        let to = drop_middle(&f, &p, 0, max)
+            .unwrap()
+            .expect("over the bound");
         let meta = f.metadata().unwrap();
         assert_eq!(meta.len(), 250_000 * 13, "the size and every offset stay");
         assert!(
@@ -829,10 +845,10 @@ mod tests {
             "{} bytes on disk",
             meta.blocks() * 512
         );
-        let d = Dropped::of(&f, meta.len()).unwrap().unwrap();
+        let d = Dropped::of(&p, meta.len()).unwrap().unwrap();
         assert_eq!((d.from, d.to), (256 << 10, to));
         assert_eq!(
-            drop_middle(&f, to, max).unwrap(),
+            drop_middle(&f, &p, to, max).unwrap(),
             None,
             "nothing new to drop"
         );
@@ -909,9 +925,9 @@ mod tests {
 
         // More output drops more, and the hole stays one.
         numbered(&p, 250_000..400_000);
-        let to2 = drop_middle(&f, to, max).unwrap().expect("over again");
+        let to2 = drop_middle(&f, &p, to, max).unwrap().expect("over again");
         assert!(to2 > to);
-        let d2 = Dropped::of(&f, f.metadata().unwrap().len())
+        let d2 = Dropped::of(&p, f.metadata().unwrap().len())
             .unwrap()
             .unwrap();
         assert_eq!((d2.from, d2.to), (256 << 10, to2));

@@ -4,7 +4,8 @@
 //!
 //! The supervisor forks the task's process itself. That child sets up a new session,
 //! its standard streams (stdin on `/dev/null`, a pipe or a pseudo-terminal; stdout
-//! and stderr appended to the log, or the terminal), its working directory, default
+//! and stderr into a pipe the supervisor empties into the log (`logwrite`), or the
+//! terminal), its working directory, default
 //! signal dispositions, its confinement ([`crate::sandbox`]), and then waits for a
 //! "go" byte. Only once the `S` line (the task's pid and start time, the
 //! supervisor's pid and start time) is in the journal does the supervisor send it;
@@ -27,6 +28,7 @@
 
 use crate::interact::{Interact, Prepared};
 use crate::journal;
+use crate::logwrite::{LogWriter, Pumped};
 use crate::sys;
 use crate::wire::{Reply, Request, Stage};
 use rustix::fs::{Mode, OFlags};
@@ -62,7 +64,11 @@ pub(crate) fn run(req: &Request, log: OwnedFd, report: OwnedFd) -> i32 {
     if let Err(e) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
         return send_failure(&report, Reply::error(Stage::ForkTask, &e.into()));
     }
-    let Started { reply, interact } = match start(req, &log) {
+    let Started {
+        reply,
+        interact,
+        output,
+    } = match start(req, &log) {
         Ok(s) => s,
         Err(reply) => return send_failure(&report, reply),
     };
@@ -80,7 +86,14 @@ pub(crate) fn run(req: &Request, log: OwnedFd, report: OwnedFd) -> i32 {
     drop(log);
     drop(report);
     let mut interact = interact;
-    sys::close_from_3_except(&interact.as_ref().map(Interact::fds).unwrap_or_default());
+    let mut output = output;
+    let mut keep = interact.as_ref().map(Interact::fds).unwrap_or_default();
+    keep.extend(
+        output
+            .iter()
+            .flat_map(|(pipe, log)| [pipe.as_raw_fd(), log.log().as_raw_fd()]),
+    );
+    sys::close_from_3_except(&keep);
     // The watch over the tree's memory and processes starts once the descriptors
     // are settled, so none of its short-lived ones is closed under it. A task it
     // cannot watch is not left running over its limits.
@@ -100,8 +113,13 @@ pub(crate) fn run(req: &Request, log: OwnedFd, report: OwnedFd) -> i32 {
     // killed. Then reap it, for its status and resource usage.
     let exited = sys::pid(pid)
         .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
-    match (&mut interact, &exited) {
-        (Some(i), Some(exited)) => i.serve(pid, exited),
+    match (&mut interact, &exited, &mut output) {
+        (Some(i), Some(exited), _) => i.serve(pid, exited),
+        (None, _, Some((pipe, log))) => {
+            if copy_until_exit(pid, exited.as_ref(), pipe, log).is_err() {
+                return 126;
+            }
+        }
         _ => {
             if wait_exit_unreaped(pid).is_err() {
                 return 126;
@@ -117,8 +135,13 @@ pub(crate) fn run(req: &Request, log: OwnedFd, report: OwnedFd) -> i32 {
         Err(_) => return 126,
     };
     sweep();
+    // The tree is gone: what it wrote is all in the pipe now.
     if let Some(i) = interact {
         i.finish();
+    }
+    if let Some((pipe, mut log)) = output {
+        log.pump(&pipe);
+        log.finish();
     }
     let exceeded = watch.and_then(crate::sandbox::Watch::finish);
     let cpu_us = (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1_000_000
@@ -155,6 +178,9 @@ fn send_failure(report: &OwnedFd, reply: Reply) -> i32 {
 struct Started {
     reply: Reply,
     interact: Option<Interact>,
+    /// The task's output, for a task with neither input nor terminal: the read end
+    /// of its output pipe, and the log it goes to.
+    output: Option<(OwnedFd, LogWriter)>,
 }
 
 /// Forks the task's process, journals its start, lets it run. On failure, nothing
@@ -171,18 +197,25 @@ fn start(req: &Request, log: &OwnedFd) -> Result<Started, Reply> {
     // Opening the writable paths needs the file system the sandbox then closes.
     let confine = crate::sandbox::Prepared::new(&req.confine)
         .map_err(|e| Reply::error(Stage::Confine, &e))?;
+    // A task without a terminal writes into a pipe that this supervisor empties
+    // into the log (`logwrite`), so that a log that cannot take output (a full disk)
+    // never blocks or fails the task.
+    let out_pipe = match prepared.as_ref().is_some_and(Prepared::is_tty) {
+        true => None,
+        false => Some(crate::logwrite::output_pipe().map_err(|e| Reply::error(Stage::Io, &e))?),
+    };
     let streams = match &prepared {
         Some(p) => {
             let (stdin, out) = p.task_side();
             Streams {
                 stdin,
-                out: out.unwrap_or(log),
+                out: out.or(out_pipe.as_ref().map(|(_, w)| w)).unwrap_or(log),
                 tty: p.is_tty(),
             }
         }
         None => Streams {
             stdin: &devnull,
-            out: log,
+            out: out_pipe.as_ref().map_or(log, |(_, w)| w),
             tty: false,
         },
     };
@@ -227,28 +260,28 @@ fn start(req: &Request, log: &OwnedFd) -> Result<Started, Reply> {
     drop(go_read);
     drop(err_write);
     drop(confine);
+    // The task holds the write end: the pipe closes once its tree is gone.
+    let out_read = out_pipe.map(|(read, _write)| read);
     let kill = |pid: i32| {
         if let Some(p) = sys::pid(pid) {
             let _ = rustix::process::kill_process(p, Signal::KILL); // it may have exited
             let _ = sys::wait4(pid); // reaping our own child
         }
     };
+    let log = log.try_clone().map_err(|e| {
+        kill(pid);
+        Reply::error(Stage::Io, &e)
+    })?;
     // The task has its side of the pipe or terminal; take ours, and listen.
-    let interact = match prepared {
-        Some(p) => {
-            let log = log.try_clone().map_err(|e| {
+    let (interact, output) = match prepared {
+        Some(p) => match Interact::new(p, log, out_read, &req.io_socket) {
+            Ok(i) => (Some(i), None),
+            Err(e) => {
                 kill(pid);
-                Reply::error(Stage::Io, &e)
-            })?;
-            match Interact::new(p, log, &req.io_socket) {
-                Ok(i) => Some(i),
-                Err(e) => {
-                    kill(pid);
-                    return Err(Reply::error(Stage::Io, &e));
-                }
+                return Err(Reply::error(Stage::Io, &e));
             }
-        }
-        None => None,
+        },
+        None => (None, out_read.map(|r| (r, LogWriter::new(log)))),
     };
     let supervisor = std::process::id() as i32;
     let supervisor_start = sys::start_time(supervisor).unwrap_or(0);
@@ -295,6 +328,7 @@ fn start(req: &Request, log: &OwnedFd) -> Result<Started, Reply> {
             pid_start,
         },
         interact,
+        output,
     })
 }
 
@@ -353,6 +387,67 @@ fn task_child(
         sys::exit_now(127);
     }
     (Stage::Exec, sys::execve(&req.program, argv, env))
+}
+
+/// Empties the task's output `pipe` into `log` until the child `pid` has ended,
+/// leaving it a zombie. Woken by the pipe and by `exited` (its pidfd); without a
+/// pidfd, it looks at the child between reads.
+fn copy_until_exit(
+    pid: i32,
+    exited: Option<&OwnedFd>,
+    pipe: &OwnedFd,
+    log: &mut LogWriter,
+) -> io::Result<()> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let mut open = true;
+    loop {
+        let mut fds = Vec::with_capacity(2);
+        if open {
+            fds.push(PollFd::new(pipe, PollFlags::IN));
+        }
+        if let Some(e) = exited {
+            fds.push(PollFd::new(e, PollFlags::IN));
+        }
+        // With a pidfd, the pipe or the exit wakes the loop; without one, a look at
+        // the child each 100 ms.
+        let tick = Timespec {
+            tv_sec: 0,
+            tv_nsec: 100_000_000,
+        };
+        let timeout = exited.is_none().then_some(&tick);
+        match rustix::event::poll(&mut fds, timeout) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let pipe_ready = open && !fds[0].revents().is_empty();
+        let ended = match exited {
+            Some(_) => !fds[fds.len() - 1].revents().is_empty(),
+            None => has_exited(pid)?,
+        };
+        drop(fds);
+        if pipe_ready && log.pump(pipe) == Pumped::Closed {
+            open = false;
+        }
+        if ended {
+            return Ok(());
+        }
+        if !open && exited.is_none() {
+            return wait_exit_unreaped(pid);
+        }
+    }
+}
+
+/// Whether the child `pid` has ended (left a zombie), without waiting.
+fn has_exited(pid: i32) -> io::Result<bool> {
+    let p = sys::pid(pid).ok_or(io::ErrorKind::InvalidInput)?;
+    match rustix::process::waitid(
+        rustix::process::WaitId::Pid(p),
+        WaitIdOptions::EXITED | WaitIdOptions::NOWAIT | WaitIdOptions::NOHANG,
+    ) {
+        Ok(status) => Ok(status.is_some()),
+        Err(rustix::io::Errno::INTR) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Waits until the child `pid` has ended, leaving it a zombie.

@@ -130,7 +130,7 @@ impl OutputWatcher {
         size.send_replace(len);
         // A log that dropped its middle before (an adopted attempt, an earlier one).
         let dropped_to = match max_output {
-            Some(_) => crate::output::Dropped::of(&file, len)?.map_or(0, |d| d.to),
+            Some(_) => crate::output::Dropped::of(path, len)?.map_or(0, |d| d.to),
             None => 0,
         };
         let mut w = Watched {
@@ -339,7 +339,7 @@ impl OutputWatcher {
     /// two looks.
     fn bound(&self, w: &mut Watched) {
         let Some(max) = w.max_output else { return };
-        match crate::output::drop_middle(&w.file, w.dropped_to, max) {
+        match crate::output::drop_middle(&w.file, &w.path, w.dropped_to, max) {
             Ok(None) => {}
             Ok(Some(to)) => {
                 w.dropped_to = to;

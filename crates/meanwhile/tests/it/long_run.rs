@@ -313,6 +313,17 @@ fn http_status(h: &Home, body: &str) -> (String, String) {
 
 #[test]
 fn a_full_disk_refuses_submits_clearly_keeps_tasks_running_and_recovers_without_restart() {
+    full_disk_survived(&["--tty"]);
+}
+
+/// The same with a task that has no terminal: it writes into a pipe its supervisor
+/// empties into the log, so its own writes never fail on the full disk.
+#[test]
+fn a_task_without_a_terminal_keeps_running_on_a_full_disk() {
+    full_disk_survived(&[]);
+}
+
+fn full_disk_survived(how: &[&str]) {
     let mut h = Home::new();
     if !mount_tmpfs(&h.home, "12m") {
         return;
@@ -327,11 +338,11 @@ fn a_full_disk_refuses_submits_clearly_keeps_tasks_running_and_recovers_without_
         printed = flags.join("printed").display(),
         go2 = flags.join("go2").display(),
     );
-    // A task in a terminal: its supervisor copies its output into the log.
-    let id = h
-        .ok(&["run", "--tty", "--", "sh", "-c", &script])
-        .trim()
-        .to_string();
+    // Its supervisor copies its output into the log, from a terminal or a pipe.
+    let mut args = vec!["run"];
+    args.extend_from_slice(how);
+    args.extend_from_slice(&["--", "sh", "-c", &script]);
+    let id = h.ok(&args).trim().to_string();
     until("the task running", || show(&h, &id)["state"] == "running");
 
     fill(&h.home.join("filler"));
