@@ -32,6 +32,7 @@ pub mod wait;
 
 use meanwhile_core::{TaskId, parse_duration};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 /// What every command gets besides its arguments.
@@ -56,6 +57,46 @@ pub fn duration(s: &str) -> Result<Duration, String> {
 /// Parses a task id argument.
 pub fn task_id(s: &str) -> Result<TaskId, String> {
     s.parse()
+}
+
+/// Does `each` to every task of `ids`, even after one fails: prints the line it
+/// returns, or the error, naming the task, on stderr. Exits with the worst code of
+/// them (the highest: 0 when all went well). A closed stdout or a daemon that does
+/// not answer ends it at once, since the rest would fail the same way.
+pub async fn for_each_task<F, Fut>(ids: &[TaskId], mut each: F) -> anyhow::Result<ExitCode>
+where
+    F: FnMut(TaskId) -> Fut,
+    Fut: Future<Output = anyhow::Result<String>>,
+{
+    let mut worst = 0u8;
+    for &id in ids {
+        match each(id).await {
+            Ok(line) => outln!("{line}"),
+            Err(e) if crate::out::is_pipe_closed(&e) => return Err(e),
+            Err(e) => {
+                let code = crate::exit::code_of(&e);
+                if code == crate::exit::UNAVAILABLE {
+                    return Err(e);
+                }
+                let text = format!("{e:#}");
+                // Most refusals name the task already (`task 5 has succeeded; ...`).
+                if names_task(&text, id) {
+                    errln!("meanwhile: {text}");
+                } else {
+                    errln!("meanwhile: task {id}: {text}");
+                }
+                worst = worst.max(code);
+            }
+        }
+    }
+    Ok(ExitCode::from(worst))
+}
+
+/// Whether `text` speaks of task `id` (`task 5`, and not `task 51`).
+fn names_task(text: &str, id: TaskId) -> bool {
+    let name = format!("task {id}");
+    text.match_indices(&name)
+        .any(|(at, _)| !text[at + name.len()..].starts_with(|c: char| c.is_ascii_digit()))
 }
 
 /// Prints JSON, pretty.

@@ -1,4 +1,4 @@
-//! `meanwhile retry ID`: runs a finished task again.
+//! `meanwhile retry ID...`: runs finished tasks again.
 
 use super::{Ctx, task_id};
 use meanwhile_core::TaskId;
@@ -7,14 +7,19 @@ use std::process::ExitCode;
 /// Arguments of `retry`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The task.
-    #[arg(value_parser = task_id)]
-    pub id: TaskId,
+    /// The tasks (finished ones). Each is tried, and the exit code is the worst of
+    /// theirs.
+    #[arg(required = true, value_parser = task_id)]
+    pub ids: Vec<TaskId>,
 }
 
 /// Runs `retry`.
 pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
-    let t = ctx.client()?.retry(args.id).await?;
-    outln!("{} {}", t.id, t.state);
-    Ok(ExitCode::SUCCESS)
+    let client = ctx.client()?;
+    let client = &client;
+    super::for_each_task(&args.ids, |id| async move {
+        let t = client.retry(id).await?;
+        Ok(format!("{} {}", t.id, t.state))
+    })
+    .await
 }

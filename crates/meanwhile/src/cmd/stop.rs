@@ -7,7 +7,7 @@ use std::process::ExitCode;
 /// Arguments of `stop`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The tasks.
+    /// The tasks; each is tried, and the exit code is the worst of theirs.
     #[arg(required = true, value_parser = task_id)]
     pub ids: Vec<TaskId>,
     /// SIGKILL at once instead of SIGTERM, the grace period, then SIGKILL.
@@ -23,13 +23,14 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     } else {
         StopMode::Graceful
     };
-    for id in args.ids {
+    let client = &client;
+    super::for_each_task(&args.ids, |id| async move {
         let t = client.stop(id, mode).await?;
-        if t.state.is_terminal() {
-            outln!("{id} {}", t.state);
+        Ok(if t.state.is_terminal() {
+            format!("{id} {}", t.state)
         } else {
-            outln!("{id} stopping");
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+            format!("{id} stopping")
+        })
+    })
+    .await
 }
