@@ -2,7 +2,7 @@
 
 use super::{Ctx, task_id};
 use crate::fmt;
-use meanwhile_core::{TaskId, format_duration};
+use meanwhile_core::{TaskId, format_duration, format_duration_exact};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -54,7 +54,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         lines.push(format!("session   {s}"));
     }
     if let Some(to) = t.spec.timeout {
-        lines.push(format!("timeout   {}", format_duration(to)));
+        lines.push(format!("timeout   {}", format_duration_exact(to)));
     }
     if let Some(tty) = t.spec.tty {
         lines.push(format!("terminal  {tty} (meanwhile attach {})", t.id));
@@ -157,7 +157,7 @@ pub fn confinement(spec: &meanwhile_core::TaskSpec) -> Vec<String> {
         limits.push(format!("memory {m}"));
     }
     if let Some(c) = spec.cpu_time {
-        limits.push(format!("cpu time {}", format_duration(c)));
+        limits.push(format!("cpu time {}", format_duration_exact(c)));
     }
     if let Some(n) = spec.max_procs {
         limits.push(format!("{n} processes"));
