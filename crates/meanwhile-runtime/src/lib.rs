@@ -118,6 +118,24 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// The idempotency key names a task submitted with another spec.
+    #[error(
+        "idempotency key {key:?} belongs to task {existing}, submitted with another spec; resend that spec to get task {existing}, or use a new key"
+    )]
+    IdempotencyConflict {
+        /// The key.
+        key: String,
+        /// The task it names.
+        existing: TaskId,
+    },
+    /// An agent or llm task, and no LLM provider to run it.
+    #[error(
+        "this meanwhile has no LLM provider configured for {kind} tasks; set ANTHROPIC_API_KEY or OPENAI_API_KEY (or the [agent] section of config.toml) where it runs, then restart it"
+    )]
+    NoProvider {
+        /// `agent` or `llm`.
+        kind: &'static str,
+    },
     /// A request from inside a task that its confinement does not allow.
     #[error("{0}")]
     Confined(String),
@@ -152,6 +170,8 @@ impl Error {
             ) => Some(field),
             Error::Store(StoreError::UnknownDependency(_)) => Some("after"),
             Error::Store(StoreError::UnknownToken(_)) => Some("name"),
+            Error::IdempotencyConflict { .. } => Some("idempotency_key"),
+            Error::NoProvider { kind } => Some(kind),
             _ => None,
         }
     }
@@ -164,6 +184,8 @@ impl Error {
             Error::Spec(_)
                 | Error::Invalid { .. }
                 | Error::Confined(_)
+                | Error::IdempotencyConflict { .. }
+                | Error::NoProvider { .. }
                 | Error::Store(
                     StoreError::Invalid { .. }
                         | StoreError::Conflict { .. }

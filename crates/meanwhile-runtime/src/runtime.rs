@@ -386,12 +386,8 @@ impl Runtime {
             w @ (meanwhile_core::Work::Agent(_) | meanwhile_core::Work::Llm(_))
                 if !self.has_executor(w.kind()) =>
             {
-                let field = w.kind().as_str();
-                Err(Error::Invalid {
-                    field,
-                    message: format!(
-                        "this meanwhile has no LLM provider configured for {field} tasks; set ANTHROPIC_API_KEY or OPENAI_API_KEY (or the [agent] section of config.toml) where it runs, then restart it"
-                    ),
+                Err(Error::NoProvider {
+                    kind: w.kind().as_str(),
                 })
             }
             meanwhile_core::Work::Function => Err(Error::Invalid {
@@ -400,6 +396,30 @@ impl Runtime {
                     .into(),
             }),
             _ => Ok(v),
+        }
+    }
+
+    /// The task `existing` that an idempotency key named, when `sent` is the spec it
+    /// was submitted with (a resend); a conflict naming it otherwise. Secrets are
+    /// compared by value: each is sealed afresh, so their stored forms differ.
+    async fn same_spec_or_conflict(&self, existing: TaskId, sent: &TaskSpec) -> Result<TaskId> {
+        let task = self.inner.store.get(existing).await?;
+        let opened = |spec: &TaskSpec| {
+            let mut spec = spec.clone();
+            for v in spec.secrets.values_mut() {
+                if let Some(value) = self.inner.secrets.open(v.expose()) {
+                    *v = meanwhile_core::Secret::new(value);
+                }
+            }
+            spec
+        };
+        if opened(&task.spec) == opened(sent) {
+            Ok(existing)
+        } else {
+            Err(Error::IdempotencyConflict {
+                key: sent.idempotency_key.clone().unwrap_or_default(),
+                existing,
+            })
         }
     }
 
@@ -556,6 +576,7 @@ impl Runtime {
         let mut results: Vec<Option<Result<TaskId>>> = Vec::with_capacity(specs.len());
         let mut valid = Vec::new();
         let mut slots = Vec::new();
+        let mut keyed: Vec<Option<TaskSpec>> = Vec::new();
         for mut spec in specs {
             self.queue_defaults(&mut spec);
             self.inner.secrets.seal_all(&mut spec.secrets);
@@ -580,6 +601,8 @@ impl Runtime {
                 Ok(v) => {
                     slots.push(results.len());
                     results.push(None);
+                    // Kept to tell a resend from another spec under the same key.
+                    keyed.push(v.spec().idempotency_key.is_some().then(|| v.spec().clone()));
                     valid.push(NewTask::new(v, now));
                 }
                 Err(e) => results.push(Some(Err(e))),
@@ -587,8 +610,13 @@ impl Runtime {
         }
         if !valid.is_empty() {
             let stored = self.inner.store.submit(valid).await?;
-            for (slot, r) in slots.into_iter().zip(stored) {
-                results[slot] = Some(r.map(Submitted::id).map_err(Error::from));
+            for ((slot, r), sent) in slots.into_iter().zip(stored).zip(keyed) {
+                results[slot] = Some(match (r, sent) {
+                    (Ok(Submitted::Existing(id)), Some(sent)) => {
+                        self.same_spec_or_conflict(id, &sent).await
+                    }
+                    (r, _) => r.map(Submitted::id).map_err(Error::from),
+                });
             }
             self.inner.wake.notify_one();
         }
@@ -1055,8 +1083,8 @@ impl Runtime {
         }
         if task.state != TaskState::Running {
             return Err(conflict(format!(
-                "task {id} is {}; only a running task takes input",
-                task.state
+                "task {id} {}; only a running task takes input",
+                task.state.in_words()
             )));
         }
         let node = task.node.clone().unwrap_or_default();
@@ -1106,16 +1134,24 @@ impl Runtime {
                 (true, k) => bytes.extend_from_slice(k.terminal_bytes()),
                 (false, Key::Enter) => bytes.push(b'\n'),
                 (false, Key::CtrlD) => eof = true,
-                (false, Key::CtrlC | Key::CtrlZ) => {
+                (false, Key::Tab) => bytes.push(b'\t'),
+                // The others are escape sequences or control bytes that only a
+                // terminal's line discipline or a full-screen program reads: written
+                // into a pipe they would reach the program as garbage input.
+                (false, k) => {
+                    let instead = if matches!(k, Key::CtrlC | Key::CtrlZ) {
+                        format!("stop it with `meanwhile stop {id}`, or start it with --tty")
+                    } else {
+                        "on a pipe only enter, tab and ctrl-d mean something; start it with --tty for the others".to_string()
+                    };
                     return Err(Error::Invalid {
                         field: "keys",
                         message: format!(
-                            "{} is a key of a terminal, and task {id} reads a pipe (--stdin); stop it with `meanwhile stop {id}`, or start it with --tty",
-                            key.name()
+                            "{} is a key of a terminal, and task {id} reads a pipe (--stdin); {instead}",
+                            k.name()
                         ),
                     });
                 }
-                (false, k) => bytes.extend_from_slice(k.terminal_bytes()),
             }
         }
         if input.resize.is_some() && !tty {
@@ -1425,6 +1461,8 @@ impl From<Error> for ApiError {
             Error::Remote(answer) => return answer.clone(),
             Error::Elsewhere { .. } => ErrorCode::Unavailable,
             Error::Confined(_) => ErrorCode::Confined,
+            Error::IdempotencyConflict { .. } => ErrorCode::IdempotencyConflict,
+            Error::NoProvider { .. } => ErrorCode::NoProvider,
             Error::Spec(_) | Error::Invalid { .. } | Error::Store(StoreError::Invalid { .. }) => {
                 ErrorCode::InvalidArgument
             }
@@ -1442,10 +1480,16 @@ impl From<Error> for ApiError {
             Error::ShutDown | Error::Store(StoreError::Closed) => ErrorCode::Unavailable,
             _ => ErrorCode::Internal,
         };
+        // A conflict's message is a whole sentence about the task or the name; the
+        // field it concerns travels apart, not as a prefix (`id: task 17 ...`).
+        let message = match &e {
+            Error::Store(StoreError::Conflict { message, .. }) => message.clone(),
+            _ => e.to_string(),
+        };
         ApiError {
             code,
             field: e.field().map(str::to_string),
-            message: e.to_string(),
+            message,
         }
     }
 }

@@ -1,0 +1,172 @@
+//! The edges a new user trips over (issue 28): several ids at once, durations shown
+//! as given, keys a pipe cannot take, and exit codes and words that follow the
+//! README's table.
+
+use crate::support::*;
+
+fn id_of(out: String) -> String {
+    out.trim().to_string()
+}
+
+#[test]
+fn stop_rm_and_retry_try_every_id_and_exit_with_the_worst_code() {
+    let mut h = Home::new();
+    h.serve(&[]);
+    let done = id_of(h.ok(&["run", "--", "true"]));
+    wait_end(&h, &done);
+    let slow = id_of(h.ok(&["run", "--", "sleep 300"]));
+    // Issue 28.1: the ended task first used to leave the running one running.
+    let o = h.run(&["stop", &done, &slow]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("{slow} stopping\n")
+    );
+    assert!(
+        stderr(&o).contains(&format!(
+            "task {done}: a succeeded task cannot be cancelled"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(wait_end(&h, &slow)["state"], "cancelled");
+
+    let running = id_of(h.ok(&["run", "--", "sleep 300"]));
+    let o = h.run(&["rm", &running, &done, "999"]);
+    assert_eq!(code(&o), 4, "the worst of 4 and 3: {}", stderr(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("{done} removed\n")
+    );
+    let e = stderr(&o);
+    assert!(
+        e.contains(&format!(
+            "meanwhile: task {running} is running; stop it before removing it\n"
+        )),
+        "rm names the task it refused, and why, in words: {e}"
+    );
+    assert!(e.contains("unknown task 999"), "{e}");
+    assert!(!e.contains("task 999: unknown task 999"), "{e}");
+
+    let o = h.run(&["retry", "999", &slow]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).starts_with(&format!("{slow} ")),
+        "the second id was still retried"
+    );
+    h.ok(&["stop", "--force", &running, &slow]);
+}
+
+#[test]
+fn durations_are_shown_exactly_as_they_parse() {
+    let mut h = Home::new();
+    h.serve(&[]);
+    for (given, shown) in [
+        ("25h30m", "1d1h30m"),
+        ("1h30m45s", "1h30m45s"),
+        ("10.5s", "10.5s"),
+        ("250ms", "250ms"),
+    ] {
+        let id = id_of(h.ok(&["run", "-t", given, "--cpu-time", given, "--", "true"]));
+        let text = h.ok(&["show", &id]);
+        assert!(
+            text.contains(&format!("timeout   {shown}\n")),
+            "{given}: {text}"
+        );
+        assert!(
+            text.contains(&format!("cpu time {shown}")),
+            "{given}: {text}"
+        );
+        // What is shown parses back to what was given.
+        let again = id_of(h.ok(&["run", "-t", shown, "--", "true"]));
+        assert_eq!(
+            show(&h, &again)["spec"]["timeout"],
+            show(&h, &id)["spec"]["timeout"]
+        );
+    }
+    let out = h.ok(&["schedule", "add", "poll", "--every", "15m", "--", "true"]);
+    assert!(out.contains("every 15m, "), "{out}");
+    let list = h.ok(&["schedule"]);
+    assert!(list.contains("every 15m "), "{list}");
+}
+
+#[test]
+fn a_pipe_takes_only_the_keys_it_can_mean() {
+    let mut h = Home::new();
+    h.serve(&[]);
+    let id = id_of(h.ok(&["run", "--stdin", "--", "cat"]));
+    for key in ["up", "esc", "backspace", "ctrl-c"] {
+        let o = h.run(&["send", &id, "x", "--key", key]);
+        assert_eq!(code(&o), 2, "{key}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(&format!("{key} is a key of a terminal")),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let o = h.run(&["send", &id, "--resize", "80x24"]);
+    assert_eq!(code(&o), 2, "usage, not a conflict: {}", stderr(&o));
+    h.ok(&["send", &id, "a", "--key", "tab", "--key", "enter", "--eof"]);
+    assert_eq!(wait_end(&h, &id)["state"], "succeeded");
+    // Nothing of the refused sends reached the task.
+    assert_eq!(h.ok(&["logs", &id]), "a\t\n");
+}
+
+#[test]
+fn exit_codes_and_messages_follow_the_table() {
+    let mut h = Home::new();
+    h.serve(&[]);
+    let tty = id_of(h.ok(&["run", "--tty", "--", "true"]));
+    wait_end(&h, &tty);
+    let o = h.run(&["attach", &tty]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("task {tty} has succeeded")),
+        "{}",
+        stderr(&o)
+    );
+
+    let piped = id_of(h.ok(&["run", "--stdin", "--", "true"]));
+    wait_end(&h, &piped);
+    let o = h.run(&["send", &piped, "hi"]);
+    assert_eq!(code(&o), 4);
+    assert_eq!(
+        stderr(&o),
+        format!("meanwhile: task {piped} has succeeded; only a running task takes input\n")
+    );
+
+    let o = h.run(&["batch", "no-such-input.jsonl", "--prompt", "{text}"]);
+    assert_eq!(code(&o), 66, "{}", stderr(&o));
+    assert!(stderr(&o).contains("no-such-input.jsonl"), "{}", stderr(&o));
+
+    for command in [&["nosuchprog"][..], &["nosuchprog", "--flag"]] {
+        let mut args = vec!["run", "--wait", "--"];
+        args.extend(command);
+        let o = h.run(&args);
+        assert_eq!(code(&o), 127, "{command:?}: {}", stderr(&o));
+        let id = id_of(String::from_utf8_lossy(&o.stdout).into_owned());
+        let t = show(&h, &id);
+        assert_eq!(t["exit_code"], 127, "{t}");
+        assert_eq!(t["reason"], "command not found: nosuchprog", "{t}");
+        assert_eq!(
+            h.ok(&["logs", &id]),
+            "meanwhile: command not found: nosuchprog\n"
+        );
+    }
+    // A shell builtin alone is still the shell's to run.
+    assert_eq!(code(&h.run(&["run", "--wait", "--", "exit"])), 0);
+
+    let first = id_of(h.ok(&["run", "--idempotency-key", "k1", "--", "true"]));
+    let again = id_of(h.ok(&["run", "--idempotency-key", "k1", "--", "true"]));
+    assert_eq!(
+        first, again,
+        "a resend of the same spec answers the same task"
+    );
+    let o = h.run(&["run", "--idempotency-key", "k1", "--", "false"]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("idempotency key \"k1\" belongs to task {first}")),
+        "{}",
+        stderr(&o)
+    );
+}
