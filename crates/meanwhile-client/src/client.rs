@@ -476,6 +476,16 @@ impl Client {
         .await
     }
 
+    /// Removes a queue that has no pending or running task and no budget.
+    pub async fn remove_queue(&self, name: &str) -> Result<(), ClientError> {
+        self.call::<()>(
+            Method::DELETE,
+            &format!("/v1/queues/{}", percent_path(name)),
+            None,
+        )
+        .await
+    }
+
     /// Every budget, by queue.
     pub async fn budgets(&self) -> Result<Vec<BudgetInfo>, ClientError> {
         self.call(Method::GET, "/v1/budgets", None).await

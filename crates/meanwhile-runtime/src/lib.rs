@@ -169,7 +169,9 @@ impl Error {
                 StoreError::Invalid { field, .. } | StoreError::Conflict { field, .. },
             ) => Some(field),
             Error::Store(StoreError::UnknownDependency(_)) => Some("after"),
-            Error::Store(StoreError::UnknownToken(_)) => Some("name"),
+            Error::Store(StoreError::UnknownToken(_) | StoreError::UnknownQueue { .. }) => {
+                Some("name")
+            }
             Error::IdempotencyConflict { .. } => Some("idempotency_key"),
             Error::NoProvider { kind } => Some(kind),
             _ => None,
@@ -193,6 +195,7 @@ impl Error {
                         | StoreError::UnknownTask(_)
                         | StoreError::UnknownSchedule(_)
                         | StoreError::UnknownBudget(_)
+                        | StoreError::UnknownQueue { .. }
                         | StoreError::UnknownNode(_)
                         | StoreError::UnknownToken(_)
                         | StoreError::Illegal { .. }

@@ -928,6 +928,15 @@ impl Runtime {
         }
     }
 
+    /// Removes a queue that has no pending or running task and no budget (see
+    /// [`meanwhile_store::Store::remove_queue`]).
+    pub async fn remove_queue(&self, name: &str) -> Result<()> {
+        self.check_open()?;
+        meanwhile_core::check_queue_name(name)?;
+        self.inner.store.remove_queue(name).await?;
+        Ok(())
+    }
+
     /// All queues with their counts.
     pub async fn queues(&self) -> Result<Vec<QueueInfo>> {
         Ok(self.inner.store.queues().await?)
@@ -1471,6 +1480,7 @@ impl From<Error> for ApiError {
                 | StoreError::UnknownDependency(_)
                 | StoreError::UnknownSchedule(_)
                 | StoreError::UnknownBudget(_)
+                | StoreError::UnknownQueue { .. }
                 | StoreError::UnknownNode(_)
                 | StoreError::UnknownToken(_),
             ) => ErrorCode::NotFound,

@@ -160,6 +160,9 @@ pub(crate) fn table() -> Vec<Route> {
         op(M::PUT, "/v1/queues/{name}", "Create or change a queue: max_parallel, pause, resume", queues::set)
             .body::<QueueUpdate>()
             .answer::<QueueInfo>(),
+        op(M::DELETE, "/v1/queues/{name}", "Remove a queue; refused while it has pending or running tasks or a budget, and for default. Its finished tasks stay", queues::remove)
+            .status(204)
+            .refuses(409, "`conflict`: the queue has pending or running tasks, or a budget, or is `default`"),
         op(M::GET, "/v1/budgets", "The budgets of the queues: limits, window, what was used in it, state", budgets::list)
             .answer::<Vec<BudgetInfo>>(),
         op(M::PUT, "/v1/budgets/{queue}", "Set a queue's budget: tokens and/or cost_usd per hour, day, month or in total, with alarms; a raised budget resumes a queue it paused", budgets::set)

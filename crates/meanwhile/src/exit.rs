@@ -7,8 +7,8 @@
 //! | 128+S | the task was killed by signal S |
 //! | 1 | an error, or a task that failed without an exit code (cancelled, lost) |
 //! | 2 | wrong arguments, or a command that does not apply (`backup` on PostgreSQL) |
-//! | 3 | no such task |
-//! | 4 | the task's state does not allow it (removing a running task) |
+//! | 3 | no such task (or queue) |
+//! | 4 | the state does not allow it (removing a running task, attaching to an ended one, an idempotency key reused with another spec, an agent task without a provider) |
 //! | 66 | an input file is missing or unreadable (`batch`) |
 //! | 69 | no daemon answers and none could be started |
 //! | 124 | timed out: the task hit its timeout, or `wait --timeout` passed |

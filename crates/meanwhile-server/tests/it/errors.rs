@@ -448,20 +448,25 @@ async fn bad_requests_are_clear_errors_and_change_nothing() {
     finished(&d.client, id).await;
 }
 
+/// The status and JSON body (null when none) of a request.
+async fn request(
+    client: &meanwhile_client::Client,
+    method: Method,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let r = client
+        .raw(method, path, body.map(|b| b.as_bytes().to_vec()))
+        .await
+        .unwrap();
+    let v = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+    (r.status, v)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotency_key_reused_with_another_spec_is_a_conflict_naming_the_task() {
     let d = daemon().await;
-    let submit = |body: &'static str| {
-        let client = d.client.clone();
-        async move {
-            let r = client
-                .raw(Method::POST, "/v1/tasks", Some(body.as_bytes().to_vec()))
-                .await
-                .unwrap();
-            let v: Value = serde_json::from_slice(&r.body).unwrap();
-            (r.status, v)
-        }
-    };
+    let submit = |body| request(&d.client, Method::POST, "/v1/tasks", Some(body));
     let (status, first) = submit(r#"{"command": "true", "idempotency_key": "k1"}"#).await;
     assert_eq!(status, 201, "{first}");
     let id = first["id"].as_i64().unwrap();
@@ -483,4 +488,48 @@ async fn an_idempotency_key_reused_with_another_spec_is_a_conflict_naming_the_ta
     );
     let page = d.client.list(&ListFilter::default()).await.unwrap();
     assert_eq!(page.tasks.len(), 1, "{:?}", page.tasks);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_is_removed_only_when_idle() {
+    let d = daemon().await;
+    let delete = |path| request(&d.client, Method::DELETE, path, None);
+    let (status, body) = delete("/v1/queues/nosuch").await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (404, &"not_found".into()),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the queues are default"),
+        "{body}"
+    );
+    let mut spec = sh("sleep 300");
+    spec.queue = Some("gpu".into());
+    let id = d.client.submit(&spec).await.unwrap();
+    let (status, body) = delete("/v1/queues/gpu").await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (409, &"conflict".into()),
+        "{body}"
+    );
+    assert_eq!(body["error"]["field"], "name", "{body}");
+    d.client
+        .stop(id, meanwhile_core::StopMode::Force)
+        .await
+        .unwrap();
+    finished(&d.client, id).await;
+    let (status, _) = delete("/v1/queues/gpu").await;
+    assert_eq!(status, 204);
+    let queues = d.client.queues().await.unwrap();
+    assert!(queues.iter().all(|q| q.name != "gpu"), "{queues:?}");
+    let (status, body) = delete("/v1/queues/a%20b").await;
+    assert_eq!(
+        (status, &body["error"]["field"]),
+        (400, &"queue".into()),
+        "{body}"
+    );
 }

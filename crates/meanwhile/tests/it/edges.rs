@@ -170,3 +170,69 @@ fn exit_codes_and_messages_follow_the_table() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_typo_makes_no_queue_and_a_new_queue_is_announced() {
+    let mut h = Home::new();
+    h.serve(&[]);
+    h.ok(&["queue", "set", "gpu", "-j", "1"]);
+    for action in ["pause", "resume", "rm"] {
+        let o = h.run(&["queue", action, "nosuch"]);
+        assert_eq!(code(&o), 3, "{action}: {}", stderr(&o));
+        assert_eq!(
+            stderr(&o),
+            "meanwhile: unknown queue \"nosuch\"; the queues are default, gpu (create one with 'meanwhile queue set nosuch')\n",
+            "{action}"
+        );
+    }
+    assert!(!h.ok(&["queue"]).contains("nosuch"));
+
+    let o = h.run(&["run", "-q", "gpuu", "--", "true"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        "meanwhile: new queue \"gpuu\" (max_parallel 4, from default); queues: default, gpu\n"
+    );
+    let o = h.run(&["run", "-q", "gpuu", "--", "true"]);
+    assert_eq!(stderr(&o), "", "a queue that exists is not announced");
+    let o = h.run(&["run", "-q", "gpu", "--", "true"]);
+    assert_eq!(stderr(&o), "");
+}
+
+#[test]
+fn queue_rm_removes_an_idle_queue_and_refuses_a_busy_one() {
+    let mut h = Home::new();
+    h.serve(&[]);
+    h.ok(&["queue", "set", "gpu"]);
+    h.ok(&["queue", "pause", "gpu"]);
+    let held = id_of(h.ok(&["run", "-q", "gpu", "--", "true"]));
+    let o = h.run(&["queue", "rm", "gpu"]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("queue \"gpu\" has 1 pending and 0 running tasks"),
+        "{}",
+        stderr(&o)
+    );
+    let o = h.run(&["queue", "rm", "default"]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    h.ok(&["stop", &held]);
+    assert_eq!(h.ok(&["queue", "rm", "gpu"]), "removed queue gpu\n");
+    let names: Vec<String> = h
+        .json(&["queue", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["default"]);
+    let audit = h.ok(&["audit"]);
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("queue_removed") && l.contains("queue gpu")),
+        "{audit}"
+    );
+    // Its finished task stays, and a retry runs it in the queue made again.
+    h.ok(&["retry", &held]);
+    assert_eq!(wait_end(&h, &held)["state"], "succeeded");
+}
