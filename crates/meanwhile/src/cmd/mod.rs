@@ -59,19 +59,31 @@ pub fn task_id(s: &str) -> Result<TaskId, String> {
     s.parse()
 }
 
-/// Does `each` to every task of `ids`, even after one fails: prints the line it
-/// returns, or the error, naming the task, on stderr. Exits with the worst code of
-/// them (the highest: 0 when all went well). A closed stdout or a daemon that does
-/// not answer ends it at once, since the rest would fail the same way.
-pub async fn for_each_task<F, Fut>(ids: &[TaskId], mut each: F) -> anyhow::Result<ExitCode>
+/// Does `each` to every task of `ids`, even after one fails: prints the line `line`
+/// makes of what it returns (unless `json`: the caller prints them all), or the
+/// error, naming the task, on stderr. Returns what each that worked returned, and the
+/// worst exit code of them (the highest: 0 when all went well). A closed stdout or a
+/// daemon that does not answer ends it at once, since the rest would fail the same way.
+pub async fn for_each_task<T, F, Fut>(
+    ids: &[TaskId],
+    json: bool,
+    line: impl Fn(&T) -> String,
+    mut each: F,
+) -> anyhow::Result<(Vec<T>, ExitCode)>
 where
     F: FnMut(TaskId) -> Fut,
-    Fut: Future<Output = anyhow::Result<String>>,
+    Fut: Future<Output = anyhow::Result<T>>,
 {
     let mut worst = 0u8;
+    let mut done = Vec::new();
     for &id in ids {
         match each(id).await {
-            Ok(line) => outln!("{line}"),
+            Ok(v) => {
+                if !json {
+                    outln!("{}", line(&v));
+                }
+                done.push(v);
+            }
             Err(e) if crate::out::is_pipe_closed(&e) => return Err(e),
             Err(e) => {
                 let code = crate::exit::code_of(&e);
@@ -89,7 +101,7 @@ where
             }
         }
     }
-    Ok(ExitCode::from(worst))
+    Ok((done, ExitCode::from(worst)))
 }
 
 /// Whether `text` speaks of task `id` (`task 5`, and not `task 51`).

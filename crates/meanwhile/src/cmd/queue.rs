@@ -111,7 +111,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         Action::Rm { name } => {
             client.remove_queue(&name).await?;
             if args.json {
-                super::print_json(&client.queues().await?)?;
+                super::print_json(&serde_json::json!({ "removed": name }))?;
             } else {
                 outln!("removed queue {name}");
             }

@@ -11,15 +11,24 @@ pub struct Args {
     /// theirs.
     #[arg(required = true, value_parser = task_id)]
     pub ids: Vec<TaskId>,
+    /// Print the tasks as JSON, as they are once requeued.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Runs `retry`.
 pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     let client = ctx.client()?;
     let client = &client;
-    super::for_each_task(&args.ids, |id| async move {
-        let t = client.retry(id).await?;
-        Ok(format!("{} {}", t.id, t.state))
-    })
-    .await
+    let (tasks, code) = super::for_each_task(
+        &args.ids,
+        args.json,
+        |t: &meanwhile_core::TaskRecord| format!("{} {}", t.id, t.state),
+        |id| async move { Ok(client.retry(id).await?) },
+    )
+    .await?;
+    if args.json {
+        super::print_json(&tasks)?;
+    }
+    Ok(code)
 }

@@ -11,6 +11,9 @@ pub struct Args {
     /// exit code is the worst of theirs.
     #[arg(required = true, value_parser = task_id)]
     pub ids: Vec<TaskId>,
+    /// Print `{"removed": [IDS]}`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Runs `rm`.
@@ -19,9 +22,18 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     let client = &client;
     // One request per task, so that one refusal says which task and why, and the
     // others are still removed.
-    super::for_each_task(&args.ids, |id| async move {
-        client.remove(vec![id]).await?;
-        Ok(format!("{id} removed"))
-    })
-    .await
+    let (removed, code) = super::for_each_task(
+        &args.ids,
+        args.json,
+        |id: &TaskId| format!("{id} removed"),
+        |id| async move {
+            client.remove(vec![id]).await?;
+            Ok(id)
+        },
+    )
+    .await?;
+    if args.json {
+        super::print_json(&serde_json::json!({ "removed": removed }))?;
+    }
+    Ok(code)
 }

@@ -13,6 +13,9 @@ pub struct Args {
     /// SIGKILL at once instead of SIGTERM, the grace period, then SIGKILL.
     #[arg(long)]
     pub force: bool,
+    /// Print the tasks as JSON, as they are once the stop is under way.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Runs `stop`.
@@ -24,13 +27,21 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         StopMode::Graceful
     };
     let client = &client;
-    super::for_each_task(&args.ids, |id| async move {
-        let t = client.stop(id, mode).await?;
-        Ok(if t.state.is_terminal() {
-            format!("{id} {}", t.state)
-        } else {
-            format!("{id} stopping")
-        })
-    })
-    .await
+    let (tasks, code) = super::for_each_task(
+        &args.ids,
+        args.json,
+        |t: &meanwhile_core::TaskRecord| {
+            if t.state.is_terminal() {
+                format!("{} {}", t.id, t.state)
+            } else {
+                format!("{} stopping", t.id)
+            }
+        },
+        |id| async move { Ok(client.stop(id, mode).await?) },
+    )
+    .await?;
+    if args.json {
+        super::print_json(&tasks)?;
+    }
+    Ok(code)
 }

@@ -236,3 +236,43 @@ fn queue_rm_removes_an_idle_queue_and_refuses_a_busy_one() {
     h.ok(&["retry", &held]);
     assert_eq!(wait_end(&h, &held)["state"], "succeeded");
 }
+
+#[test]
+fn commands_that_change_something_print_json_when_asked() {
+    let mut h = Home::new();
+    h.serve(&[]);
+    let done = id_of(h.ok(&["run", "--", "true"]));
+    wait_end(&h, &done);
+    let slow = id_of(h.ok(&["run", "--", "sleep 300"]));
+    let o = h.run(&["stop", &done, &slow, "--json"]);
+    assert_eq!(code(&o), 4);
+    let stopped: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(stopped.as_array().unwrap().len(), 1, "{stopped}");
+    assert_eq!(stopped[0]["id"].to_string(), slow);
+    assert_eq!(wait_end(&h, &slow)["state"], "cancelled");
+    let retried = h.json(&["retry", &done, "--json"]);
+    assert_eq!(retried[0]["id"].to_string(), done);
+    assert_eq!(wait_end(&h, &done)["state"], "succeeded");
+    let removed = h.json(&["rm", &done, "--json"]);
+    assert_eq!(removed["removed"][0].to_string(), done);
+    assert_eq!(h.json(&["clean", "--json"])["removed"][0].to_string(), slow);
+
+    let piped = id_of(h.ok(&["run", "--stdin", "--", "cat"]));
+    let sent = h.json(&["send", &piped, "hi", "--eof", "--json"]);
+    assert_eq!(
+        (sent["bytes"].as_u64(), sent["eof"].as_bool()),
+        (Some(2), Some(true))
+    );
+
+    h.ok(&["queue", "set", "gpu"]);
+    assert_eq!(h.json(&["queue", "rm", "gpu", "--json"])["removed"], "gpu");
+    h.ok(&[
+        "budget", "set", "default", "--tokens", "1000", "--window", "day",
+    ]);
+    assert_eq!(
+        h.json(&["budget", "rm", "default", "--json"])["removed"],
+        "default"
+    );
+    h.ok(&["token", "add", "ci"]);
+    assert_eq!(h.json(&["token", "rm", "ci", "--json"])["removed"], "ci");
+}
