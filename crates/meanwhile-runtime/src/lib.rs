@@ -90,6 +90,15 @@ pub enum Error {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// A request that does not apply to the task it names (a terminal's key to a
+    /// pipe): a sentence about that task, with the field it concerns apart.
+    #[error("{message}")]
+    NotApplicable {
+        /// The field.
+        field: &'static str,
+        /// What is wrong, naming the task, and what to do.
+        message: String,
+    },
     /// Another runtime holds the home.
     #[error(
         "another meanwhile runtime is using {home}; stop it, or set MEANWHILE_HOME to another directory"
@@ -164,7 +173,7 @@ impl Error {
     pub fn field(&self) -> Option<&'static str> {
         match self {
             Error::Spec(e) => Some(e.field),
-            Error::Invalid { field, .. } => Some(field),
+            Error::Invalid { field, .. } | Error::NotApplicable { field, .. } => Some(field),
             Error::Store(
                 StoreError::Invalid { field, .. } | StoreError::Conflict { field, .. },
             ) => Some(field),
@@ -185,6 +194,7 @@ impl Error {
             self,
             Error::Spec(_)
                 | Error::Invalid { .. }
+                | Error::NotApplicable { .. }
                 | Error::Confined(_)
                 | Error::IdempotencyConflict { .. }
                 | Error::NoProvider { .. }

@@ -1153,7 +1153,7 @@ impl Runtime {
                     } else {
                         "on a pipe only enter, tab and ctrl-d mean something; start it with --tty for the others".to_string()
                     };
-                    return Err(Error::Invalid {
+                    return Err(Error::NotApplicable {
                         field: "keys",
                         message: format!(
                             "{} is a key of a terminal, and task {id} reads a pipe (--stdin); {instead}",
@@ -1164,7 +1164,7 @@ impl Runtime {
             }
         }
         if input.resize.is_some() && !tty {
-            return Err(Error::Invalid {
+            return Err(Error::NotApplicable {
                 field: "resize",
                 message: format!("task {id} has no terminal to resize: it reads a pipe (--stdin)"),
             });
@@ -1472,9 +1472,10 @@ impl From<Error> for ApiError {
             Error::Confined(_) => ErrorCode::Confined,
             Error::IdempotencyConflict { .. } => ErrorCode::IdempotencyConflict,
             Error::NoProvider { .. } => ErrorCode::NoProvider,
-            Error::Spec(_) | Error::Invalid { .. } | Error::Store(StoreError::Invalid { .. }) => {
-                ErrorCode::InvalidArgument
-            }
+            Error::Spec(_)
+            | Error::Invalid { .. }
+            | Error::NotApplicable { .. }
+            | Error::Store(StoreError::Invalid { .. }) => ErrorCode::InvalidArgument,
             Error::Store(
                 StoreError::UnknownTask(_)
                 | StoreError::UnknownDependency(_)
