@@ -238,6 +238,31 @@ fn lone_program(command: &str) -> Option<&str> {
     (plain && !SHELL_WORDS.contains(&word)).then_some(word)
 }
 
+/// `command not found: NAME` when the program of a shell task's `spec` is on no
+/// directory of the `PATH` it would get (this process's, or its own `env`'s) now:
+/// what the task will end with, said when it is submitted.
+pub(crate) fn missing_program(
+    base_env: &[(String, String)],
+    default_cwd: &Path,
+    spec: &meanwhile_core::TaskSpec,
+) -> Option<String> {
+    let program = match (&spec.command, &spec.argv) {
+        (Some(command), None) => lone_program(command)?,
+        (None, Some(argv)) => argv.first()?.as_str(),
+        _ => return None,
+    };
+    if program.contains('/') {
+        return None; // a path: the task's own cwd decides, as it may be made meanwhile
+    }
+    let mut env: Vec<(String, String)> = base_env.to_vec();
+    env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let cwd = spec.cwd.as_deref().unwrap_or(default_cwd);
+    match resolve_program(program, &env, cwd) {
+        Err(NotFound::Command) => Some(format!("command not found: {program}")),
+        _ => None,
+    }
+}
+
 /// A program that is on no directory of `PATH` ends as a shell's would, with 127,
 /// and says so in the task's output and reason.
 fn command_not_found(log: &mut File, program: &str) -> Ended {

@@ -555,6 +555,12 @@ impl Runtime {
         }
     }
 
+    /// What a shell task submitted now would trip over at its start, said at once:
+    /// `command not found: NAME` when its program is on no directory of its `PATH`.
+    pub fn start_warning(&self, spec: &TaskSpec) -> Option<String> {
+        crate::attempt::missing_program(&self.inner.base_env, &self.inner.default_cwd, spec)
+    }
+
     /// Submits a task; returns its id at once (the id of the earlier task when the
     /// idempotency key is known).
     pub async fn submit(&self, spec: TaskSpec) -> Result<TaskId> {

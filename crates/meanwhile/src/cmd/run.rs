@@ -258,7 +258,8 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         Some(q) if q != "default" => Some(client.queues().await?),
         _ => None,
     };
-    let id = client.submit(&spec).await?;
+    let answer = client.submit_answer(&spec).await?;
+    let id = answer.id;
     if let (Some(queues), Some(name)) = (before, spec.queue.as_deref())
         && !queues.iter().any(|q| q.name == name)
     {
@@ -281,6 +282,10 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         format!("{id}\n")
     };
     crate::out::bytes(line.as_bytes())?;
+    // With --follow, the task's output says it.
+    if let Some(w) = answer.warning.filter(|_| !args.follow) {
+        errln!("meanwhile: {w} (task {id} will end with 127)");
+    }
     if args.follow {
         let t = super::logs::follow(&client, id, Default::default()).await?;
         return Ok(exit::task_exit(&t));

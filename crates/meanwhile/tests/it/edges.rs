@@ -145,6 +145,10 @@ fn exit_codes_and_messages_follow_the_table() {
         let o = h.run(&args);
         assert_eq!(code(&o), 127, "{command:?}: {}", stderr(&o));
         let id = id_of(String::from_utf8_lossy(&o.stdout).into_owned());
+        assert_eq!(
+            stderr(&o),
+            format!("meanwhile: command not found: nosuchprog (task {id} will end with 127)\n")
+        );
         let t = show(&h, &id);
         assert_eq!(t["exit_code"], 127, "{t}");
         assert_eq!(t["reason"], "command not found: nosuchprog", "{t}");
@@ -153,8 +157,11 @@ fn exit_codes_and_messages_follow_the_table() {
             "meanwhile: command not found: nosuchprog\n"
         );
     }
-    // A shell builtin alone is still the shell's to run.
-    assert_eq!(code(&h.run(&["run", "--wait", "--", "exit"])), 0);
+    // A shell builtin alone is still the shell's to run, and a program on PATH is
+    // not announced.
+    let o = h.run(&["run", "--wait", "--", "exit"]);
+    assert_eq!((code(&o), stderr(&o)), (0, String::new()));
+    assert_eq!(stderr(&h.run(&["run", "--", "true"])), "");
 
     let first = id_of(h.ok(&["run", "--idempotency-key", "k1", "--", "true"]));
     let again = id_of(h.ok(&["run", "--idempotency-key", "k1", "--", "true"]));
