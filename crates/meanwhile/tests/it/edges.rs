@@ -84,6 +84,33 @@ fn durations_are_shown_exactly_as_they_parse() {
             show(&h, &id)["spec"]["timeout"]
         );
     }
+    let id = id_of(h.ok(&[
+        "run",
+        "--grace",
+        "1.5s",
+        "--stall",
+        "90m",
+        "--stall-action",
+        "stop",
+        "--retries",
+        "2",
+        "--backoff",
+        "1m30s",
+        "--delay",
+        "25h30m",
+        "--",
+        "true",
+    ]));
+    let text = h.ok(&["show", &id]);
+    for line in [
+        "grace     1.5s\n",
+        "stall     1h30m without output: an alert, and a stop\n",
+        "retries   2 (3 attempts at most), backoff 1m30s doubling up to 5m\n",
+        "delay     1d1h30m\n",
+    ] {
+        assert!(text.contains(line), "{line:?} in {text}");
+    }
+    h.ok(&["stop", &id]);
     let out = h.ok(&["schedule", "add", "poll", "--every", "15m", "--", "true"]);
     assert!(out.contains("every 15m, "), "{out}");
     let list = h.ok(&["schedule"]);
