@@ -246,6 +246,11 @@ pub(crate) fn missing_program(
     default_cwd: &Path,
     spec: &meanwhile_core::TaskSpec,
 ) -> Option<String> {
+    // A task that waits (for other tasks, or a time) may find its program installed
+    // by then: only one that starts at once is told now.
+    if !spec.after.is_empty() || spec.delay.is_some() || spec.run_after.is_some() {
+        return None;
+    }
     let program = match (&spec.command, &spec.argv) {
         (Some(command), None) => lone_program(command)?,
         (None, Some(argv)) => argv.first()?.as_str(),

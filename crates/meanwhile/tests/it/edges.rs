@@ -189,6 +189,12 @@ fn exit_codes_and_messages_follow_the_table() {
     let o = h.run(&["run", "--wait", "--", "exit"]);
     assert_eq!((code(&o), stderr(&o)), (0, String::new()));
     assert_eq!(stderr(&h.run(&["run", "--", "true"])), "");
+    let later = h.run(&["run", "--delay", "1h", "--", "nosuchprog"]);
+    assert_eq!(stderr(&later), "", "its program may be there by then");
+    h.ok(&[
+        "stop",
+        &id_of(String::from_utf8_lossy(&later.stdout).into_owned()),
+    ]);
 
     let first = id_of(h.ok(&["run", "--idempotency-key", "k1", "--", "true"]));
     let again = id_of(h.ok(&["run", "--idempotency-key", "k1", "--", "true"]));
