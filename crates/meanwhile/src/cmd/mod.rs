@@ -116,3 +116,25 @@ pub fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_names_its_task_or_gets_the_name_in_front() {
+        for (text, id, expect) in [
+            (
+                "task 5 has succeeded; only a running task takes input",
+                5,
+                true,
+            ),
+            ("unknown task 5 (see 'meanwhile ls')", 5, true),
+            ("task 51 is running", 5, false),
+            ("task 5: a succeeded task cannot be cancelled", 5, true),
+            ("no meanwhile daemon answers", 5, false),
+        ] {
+            assert_eq!(names_task(text, TaskId(id)), expect, "{text:?}");
+        }
+    }
+}
