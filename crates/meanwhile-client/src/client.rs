@@ -304,14 +304,17 @@ impl Client {
     /// gets one of the client's own, so that a submit sent twice (a connection that
     /// broke after the request was written) creates one task.
     pub async fn submit(&self, spec: &TaskSpec) -> Result<TaskId, ClientError> {
+        Ok(self.submit_answer(spec).await?.id)
+    }
+
+    /// [`Client::submit`], with the whole answer: the id, and what the task will
+    /// trip over at its start (`command not found: NAME`).
+    pub async fn submit_answer(&self, spec: &TaskSpec) -> Result<SubmitAnswer, ClientError> {
         let body = match spec.idempotency_key {
             Some(_) => self.json(spec)?,
             None => self.json(&with_key(spec.clone()))?,
         };
-        let a: SubmitAnswer = self
-            .call_with(Method::POST, "/v1/tasks", body, true)
-            .await?;
-        Ok(a.id)
+        self.call_with(Method::POST, "/v1/tasks", body, true).await
     }
 
     /// Submits many tasks in one transaction; one result per spec, in order. A batch
@@ -472,6 +475,16 @@ impl Client {
             Method::PUT,
             &format!("/v1/queues/{}", percent_path(name)),
             self.json(&change)?,
+        )
+        .await
+    }
+
+    /// Removes a queue that has no pending or running task and no budget.
+    pub async fn remove_queue(&self, name: &str) -> Result<(), ClientError> {
+        self.call::<()>(
+            Method::DELETE,
+            &format!("/v1/queues/{}", percent_path(name)),
+            None,
         )
         .await
     }

@@ -271,6 +271,11 @@ pub enum ErrorCode {
     NotFound,
     /// The task's state does not allow it (409).
     Conflict,
+    /// The idempotency key names a task submitted with another spec (409); the
+    /// message names that task. A resend of the same spec answers that task instead.
+    IdempotencyConflict,
+    /// A valid agent or llm task, on a daemon with no LLM provider configured (409).
+    NoProvider,
     /// Missing or wrong credentials (401).
     Unauthorized,
     /// A request from a web page of another site: a foreign `Host` or `Origin` (403).

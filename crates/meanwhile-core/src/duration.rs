@@ -134,7 +134,9 @@ fn seconds_to_ms(number: &str, max_digits: usize) -> Option<u64> {
 /// refusing negative, non-finite and too large values.
 pub fn duration_from_secs_f64(secs: f64) -> Result<Duration, DurationError> {
     let ms = (secs * 1000.0).round();
-    if !ms.is_finite() || ms < 0.0 || ms > MAX_DURATION_MS as f64 {
+    // The sign is judged on the number given: `-1e-323` rounds to `-0.0`, which
+    // compares equal to 0 and would pass as "no time at all".
+    if !secs.is_finite() || secs < 0.0 || ms > MAX_DURATION_MS as f64 {
         return Err(DurationError {
             input: secs.to_string(),
             why: "a number of seconds must be between 0 and about 2.3e15 (MAX_DURATION_MS)",
@@ -405,6 +407,10 @@ mod tests {
         assert_eq!(duration_from_secs_f64(1.5), Ok(Duration::from_millis(1500)));
         assert_eq!(duration_from_secs_f64(0.0004), Ok(Duration::ZERO));
         assert!(duration_from_secs_f64(-1.0).is_err());
+        // Issue 28.15: a negative number too small to round away from zero.
+        assert!(duration_from_secs_f64(-1e-323).is_err());
+        assert!(duration_from_secs_f64(-0.0001).is_err());
+        assert!(duration_from_secs_f64(f64::INFINITY).is_err());
         assert!(duration_from_secs_f64(f64::NAN).is_err());
         assert!(duration_from_secs_f64(1e300).is_err());
     }

@@ -29,6 +29,11 @@ pub const AUDIT_KEY_FILE: &str = "audit.key";
 pub struct SubmitAnswer {
     /// The task's id.
     pub id: TaskId,
+    /// What the task will trip over at its start, as things are now: `command not
+    /// found: NAME` when its program is on no directory of its `PATH` (it will end
+    /// with 127).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// Many specs submitted in one transaction.

@@ -61,7 +61,7 @@ pub use schedule::{
 pub use spec::{
     AgentSpec, DEFAULT_QUEUE, LlmSpec, MAX_ATTEMPTS, MAX_CONCURRENCY_KEY_LEN,
     MAX_IDEMPOTENCY_KEY_LEN, MAX_NAME_LEN, MAX_STORED_DURATION_MS, MIN_MAX_OUTPUT, RetryPolicy,
-    SpecError, TaskDefaults, TaskSpec, ValidSpec, Work, check_queue_name,
+    SpecError, TaskDefaults, TaskSpec, ValidSpec, Work, check_queue_name, unknown_queue,
 };
 pub use state::{AttemptOutcome, IllegalTransition, TaskState, Transition, transition};
 pub use task::{

@@ -501,7 +501,7 @@ impl ValidSchedule {
                 self.spec.cron.as_deref().unwrap_or_default(),
                 tz.name()
             ),
-            When::Every(d) => format!("every {}", crate::format_duration(*d)),
+            When::Every(d) => format!("every {}", crate::format_duration_exact(*d)),
         }
     }
 }

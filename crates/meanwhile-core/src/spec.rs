@@ -577,6 +577,15 @@ fn err(field: &'static str, message: impl Into<String>) -> SpecError {
     }
 }
 
+/// What is said of a queue `name` that is not one of `known`: the queues there are,
+/// and how to make one.
+pub fn unknown_queue(name: &str, known: &[String]) -> String {
+    format!(
+        "unknown queue {name:?}; the queues are {} (create one with 'meanwhile queue set {name}')",
+        known.join(", ")
+    )
+}
+
 /// Checks a queue's name as the `queue` of a spec is checked: 1 to 100 letters,
 /// digits and `- _ . : / @`.
 pub fn check_queue_name(name: &str) -> Result<(), SpecError> {

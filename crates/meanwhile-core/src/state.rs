@@ -74,6 +74,21 @@ impl TaskState {
         })
     }
 
+    /// The state as a sentence says it after a task's name: `task 17 has succeeded`,
+    /// `task 9 is running`, `task 4 was cancelled`.
+    pub fn in_words(self) -> &'static str {
+        match self {
+            TaskState::Pending => "is pending",
+            TaskState::Running => "is running",
+            TaskState::Succeeded => "has succeeded",
+            TaskState::Failed => "has failed",
+            TaskState::TimedOut => "has timed out",
+            TaskState::Cancelled => "was cancelled",
+            TaskState::Quarantined => "was quarantined",
+            TaskState::Lost => "was lost",
+        }
+    }
+
     /// A one-character symbol for tables.
     pub fn symbol(self) -> char {
         match self {

@@ -25,9 +25,11 @@ pub(crate) fn to_mcp(e: &ApiError) -> ErrorData {
         .map(|f| serde_json::json!({ "field": f, "code": e.code }));
     match e.code {
         ErrorCode::NotFound => ErrorData::resource_not_found(e.message.clone(), data),
-        ErrorCode::InvalidArgument | ErrorCode::Conflict | ErrorCode::PayloadTooLarge => {
-            ErrorData::invalid_params(e.message.clone(), data)
-        }
+        ErrorCode::InvalidArgument
+        | ErrorCode::Conflict
+        | ErrorCode::IdempotencyConflict
+        | ErrorCode::NoProvider
+        | ErrorCode::PayloadTooLarge => ErrorData::invalid_params(e.message.clone(), data),
         ErrorCode::Unauthorized
         | ErrorCode::Forbidden
         | ErrorCode::Confined

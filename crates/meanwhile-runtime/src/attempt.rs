@@ -6,7 +6,9 @@ use crate::engine::Inner;
 use crate::spawn::{self, Io, SpawnRequest, Spawned};
 use crate::stop::{Escalation, StopRequest};
 use futures_util::FutureExt;
-use meanwhile_core::{AttemptOutcome, TaskId, TaskKind, TaskRecord, Timestamp, format_duration};
+use meanwhile_core::{
+    AttemptOutcome, TaskId, TaskKind, TaskRecord, Timestamp, format_duration_exact,
+};
 use meanwhile_store::{AttemptEnd, Claimed, Finished, StoreError};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -174,14 +176,26 @@ fn build_env(
     Ok(env)
 }
 
+/// Why a program was not found.
+enum NotFound {
+    /// A path (with a `/`) that names no file.
+    File,
+    /// A name that is on no directory of `PATH`.
+    Command,
+}
+
 /// Finds `program` on the `PATH` of the task's environment, as a shell would.
-fn resolve_program(program: &str, env: &[(String, String)], cwd: &Path) -> Result<PathBuf, String> {
+fn resolve_program(
+    program: &str,
+    env: &[(String, String)],
+    cwd: &Path,
+) -> Result<PathBuf, NotFound> {
     if program.contains('/') {
         let p = cwd.join(program);
         return if p.is_file() {
             Ok(p)
         } else {
-            Err(format!("{program}: no such file"))
+            Err(NotFound::File)
         };
     }
     let path = env
@@ -199,7 +213,70 @@ fn resolve_program(program: &str, env: &[(String, String)], cwd: &Path) -> Resul
             return Ok(candidate);
         }
     }
-    Err(format!("{program}: command not found on PATH"))
+    Err(NotFound::Command)
+}
+
+/// The words `sh` runs itself, without looking on `PATH`: its builtins and keywords.
+const SHELL_WORDS: &[&str] = &[
+    ".", ":", "alias", "bg", "break", "case", "cd", "command", "continue", "do", "done", "echo",
+    "elif", "else", "esac", "eval", "exec", "exit", "export", "false", "fc", "fg", "fi", "for",
+    "getopts", "hash", "if", "jobs", "kill", "local", "printf", "pwd", "read", "readonly",
+    "return", "set", "shift", "test", "then", "times", "trap", "true", "type", "ulimit", "umask",
+    "unalias", "unset", "until", "wait", "while",
+];
+
+/// The program of a shell command that is one plain word (`nosuchprog`, `make`),
+/// which the shell would look for on `PATH`; `None` for anything with shell syntax,
+/// a path, or a word the shell runs itself.
+fn lone_program(command: &str) -> Option<&str> {
+    let word = command.trim();
+    let plain = !word.is_empty()
+        && !word.starts_with('-')
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'+'));
+    (plain && !SHELL_WORDS.contains(&word)).then_some(word)
+}
+
+/// `command not found: NAME` when the program of a shell task's `spec` is on no
+/// directory of the `PATH` it would get (this process's, or its own `env`'s) now:
+/// what the task will end with, said when it is submitted.
+pub(crate) fn missing_program(
+    base_env: &[(String, String)],
+    default_cwd: &Path,
+    spec: &meanwhile_core::TaskSpec,
+) -> Option<String> {
+    // A task that waits (for other tasks, or a time) may find its program installed
+    // by then: only one that starts at once is told now.
+    if !spec.after.is_empty() || spec.delay.is_some() || spec.run_after.is_some() {
+        return None;
+    }
+    let program = match (&spec.command, &spec.argv) {
+        (Some(command), None) => lone_program(command)?,
+        (None, Some(argv)) => argv.first()?.as_str(),
+        _ => return None,
+    };
+    if program.contains('/') {
+        return None; // a path: the task's own cwd decides, as it may be made meanwhile
+    }
+    let mut env: Vec<(String, String)> = base_env.to_vec();
+    env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let cwd = spec.cwd.as_deref().unwrap_or(default_cwd);
+    match resolve_program(program, &env, cwd) {
+        Err(NotFound::Command) => Some(format!("command not found: {program}")),
+        _ => None,
+    }
+}
+
+/// A program that is on no directory of `PATH` ends as a shell's would, with 127,
+/// and says so in the task's output and reason.
+fn command_not_found(log: &mut File, program: &str) -> Ended {
+    let reason = format!("command not found: {program}");
+    log_start_failure(log, &reason);
+    Ended {
+        exit_code: Some(127),
+        ..Ended::new(AttemptOutcome::Exited { code: 127 }, Some(reason))
+    }
 }
 
 /// How the task's process (or its `on_end` command) is confined, and its private
@@ -318,7 +395,10 @@ fn limit_reason(task: &TaskRecord, st: &crate::journal::ExitStatus) -> Option<St
         (None, Some(c)) if c == 128 + libc::SIGXCPU => {}
         _ => return None,
     }
-    Some(format!("cpu time limit {} exceeded", format_duration(cpu)))
+    Some(format!(
+        "cpu time limit {} exceeded",
+        format_duration_exact(cpu)
+    ))
 }
 
 /// The longest path a Unix socket's address holds (`sun_path` less its NUL).
@@ -402,11 +482,21 @@ async fn run_shell(
         _ => return Some(Ended::failed("the stored spec is not a shell task")),
     };
     let program = if argv[0] == "sh" && argv.len() == 3 && task.spec.command.is_some() {
+        // A lone word that names no program would make the shell say `sh: 1: x: not
+        // found`; saying it the way an argv task does is plainer, and ends the same
+        // way, with 127.
+        if let Some(word) = lone_program(&argv[2])
+            && let Err(NotFound::Command) = resolve_program(word, &env, &cwd)
+        {
+            return Some(command_not_found(&mut log, word));
+        }
         PathBuf::from("/bin/sh")
     } else {
         match resolve_program(&argv[0], &env, &cwd) {
             Ok(p) => p,
-            Err(reason) => {
+            Err(NotFound::Command) => return Some(command_not_found(&mut log, &argv[0])),
+            Err(NotFound::File) => {
+                let reason = format!("{}: no such file", argv[0]);
                 log_start_failure(&mut log, &reason);
                 return Some(Ended::failed(reason));
             }
@@ -641,7 +731,7 @@ pub(crate) async fn supervise(
         Some(AttemptOutcome::TimedOut) => {
             ended.reason = Some(format!(
                 "timed out after {}",
-                format_duration(task.spec.timeout.unwrap_or_default())
+                format_duration_exact(task.spec.timeout.unwrap_or_default())
             ));
         }
         Some(AttemptOutcome::Cancelled) if ended.reason.is_none() => {
@@ -705,7 +795,7 @@ async fn run_in_process(
             _ = sleep_until(timeout_at), if timeout_at.is_some() => {
                 break Ended::new(
                     AttemptOutcome::TimedOut,
-                    Some(format!("timed out after {}", format_duration(task.spec.timeout.unwrap_or_default()))),
+                    Some(format!("timed out after {}", format_duration_exact(task.spec.timeout.unwrap_or_default()))),
                 );
             }
             _ = shutdown.wait_for(|&s| s) => {

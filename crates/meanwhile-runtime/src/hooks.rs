@@ -481,7 +481,7 @@ async fn run_to_end(
         // Dropping the child killed it.
         Err(_) => tracing::warn!(
             "hook command {command:?} for {what} was killed after {}",
-            meanwhile_core::format_duration(timeout)
+            meanwhile_core::format_duration_exact(timeout)
         ),
     }
 }

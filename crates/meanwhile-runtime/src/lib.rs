@@ -92,6 +92,15 @@ pub enum Error {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// A request that does not apply to the task it names (a terminal's key to a
+    /// pipe): a sentence about that task, with the field it concerns apart.
+    #[error("{message}")]
+    NotApplicable {
+        /// The field.
+        field: &'static str,
+        /// What is wrong, naming the task, and what to do.
+        message: String,
+    },
     /// Another runtime holds the home.
     #[error(
         "another meanwhile runtime is using {home}; stop it, or set MEANWHILE_HOME to another directory"
@@ -119,6 +128,24 @@ pub enum Error {
         url: String,
         /// What went wrong.
         message: String,
+    },
+    /// The idempotency key names a task submitted with another spec.
+    #[error(
+        "idempotency key {key:?} belongs to task {existing}, submitted with another spec; resend that spec to get task {existing}, or use a new key"
+    )]
+    IdempotencyConflict {
+        /// The key.
+        key: String,
+        /// The task it names.
+        existing: TaskId,
+    },
+    /// An agent or llm task, and no LLM provider to run it.
+    #[error(
+        "this meanwhile has no LLM provider configured for {kind} tasks; set ANTHROPIC_API_KEY or OPENAI_API_KEY (or the [agent] section of config.toml) where it runs, then restart it"
+    )]
+    NoProvider {
+        /// `agent` or `llm`.
+        kind: &'static str,
     },
     /// A request from inside a task that its confinement does not allow.
     #[error("{0}")]
@@ -159,12 +186,16 @@ impl Error {
     pub fn field(&self) -> Option<&'static str> {
         match self {
             Error::Spec(e) => Some(e.field),
-            Error::Invalid { field, .. } => Some(field),
+            Error::Invalid { field, .. } | Error::NotApplicable { field, .. } => Some(field),
             Error::Store(
                 StoreError::Invalid { field, .. } | StoreError::Conflict { field, .. },
             ) => Some(field),
             Error::Store(StoreError::UnknownDependency(_)) => Some("after"),
-            Error::Store(StoreError::UnknownToken(_)) => Some("name"),
+            Error::Store(StoreError::UnknownToken(_) | StoreError::UnknownQueue { .. }) => {
+                Some("name")
+            }
+            Error::IdempotencyConflict { .. } => Some("idempotency_key"),
+            Error::NoProvider { kind } => Some(kind),
             _ => None,
         }
     }
@@ -176,7 +207,10 @@ impl Error {
             self,
             Error::Spec(_)
                 | Error::Invalid { .. }
+                | Error::NotApplicable { .. }
                 | Error::Confined(_)
+                | Error::IdempotencyConflict { .. }
+                | Error::NoProvider { .. }
                 | Error::Store(
                     StoreError::Invalid { .. }
                         | StoreError::Conflict { .. }
@@ -184,6 +218,7 @@ impl Error {
                         | StoreError::UnknownTask(_)
                         | StoreError::UnknownSchedule(_)
                         | StoreError::UnknownBudget(_)
+                        | StoreError::UnknownQueue { .. }
                         | StoreError::UnknownNode(_)
                         | StoreError::UnknownToken(_)
                         | StoreError::Illegal { .. }

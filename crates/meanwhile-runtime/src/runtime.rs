@@ -396,12 +396,8 @@ impl Runtime {
             w @ (meanwhile_core::Work::Agent(_) | meanwhile_core::Work::Llm(_))
                 if !self.has_executor(w.kind()) =>
             {
-                let field = w.kind().as_str();
-                Err(Error::Invalid {
-                    field,
-                    message: format!(
-                        "this meanwhile has no LLM provider configured for {field} tasks; set ANTHROPIC_API_KEY or OPENAI_API_KEY (or the [agent] section of config.toml) where it runs, then restart it"
-                    ),
+                Err(Error::NoProvider {
+                    kind: w.kind().as_str(),
                 })
             }
             meanwhile_core::Work::Function => Err(Error::Invalid {
@@ -410,6 +406,30 @@ impl Runtime {
                     .into(),
             }),
             _ => Ok(v),
+        }
+    }
+
+    /// The task `existing` that an idempotency key named, when `sent` is the spec it
+    /// was submitted with (a resend); a conflict naming it otherwise. Secrets are
+    /// compared by value: each is sealed afresh, so their stored forms differ.
+    async fn same_spec_or_conflict(&self, existing: TaskId, sent: &TaskSpec) -> Result<TaskId> {
+        let task = self.inner.store.get(existing).await?;
+        let opened = |spec: &TaskSpec| {
+            let mut spec = spec.clone();
+            for v in spec.secrets.values_mut() {
+                if let Some(value) = self.inner.secrets.open(v.expose()) {
+                    *v = meanwhile_core::Secret::new(value);
+                }
+            }
+            spec
+        };
+        if opened(&task.spec) == opened(sent) {
+            Ok(existing)
+        } else {
+            Err(Error::IdempotencyConflict {
+                key: sent.idempotency_key.clone().unwrap_or_default(),
+                existing,
+            })
         }
     }
 
@@ -545,6 +565,12 @@ impl Runtime {
         }
     }
 
+    /// What a shell task submitted now would trip over at its start, said at once:
+    /// `command not found: NAME` when its program is on no directory of its `PATH`.
+    pub fn start_warning(&self, spec: &TaskSpec) -> Option<String> {
+        crate::attempt::missing_program(&self.inner.base_env, &self.inner.default_cwd, spec)
+    }
+
     /// Submits a task; returns its id at once (the id of the earlier task when the
     /// idempotency key is known).
     pub async fn submit(&self, spec: TaskSpec) -> Result<TaskId> {
@@ -566,6 +592,7 @@ impl Runtime {
         let mut results: Vec<Option<Result<TaskId>>> = Vec::with_capacity(specs.len());
         let mut valid = Vec::new();
         let mut slots = Vec::new();
+        let mut keyed: Vec<Option<TaskSpec>> = Vec::new();
         for mut spec in specs {
             self.queue_defaults(&mut spec);
             self.inner.secrets.seal_all(&mut spec.secrets);
@@ -590,6 +617,8 @@ impl Runtime {
                 Ok(v) => {
                     slots.push(results.len());
                     results.push(None);
+                    // Kept to tell a resend from another spec under the same key.
+                    keyed.push(v.spec().idempotency_key.is_some().then(|| v.spec().clone()));
                     valid.push(NewTask::new(v, now));
                 }
                 Err(e) => results.push(Some(Err(e))),
@@ -602,8 +631,13 @@ impl Runtime {
                 .submit(valid)
                 .await
                 .map_err(|e| self.disk_full(e))?;
-            for (slot, r) in slots.into_iter().zip(stored) {
-                results[slot] = Some(r.map(Submitted::id).map_err(Error::from));
+            for ((slot, r), sent) in slots.into_iter().zip(stored).zip(keyed) {
+                results[slot] = Some(match (r, sent) {
+                    (Ok(Submitted::Existing(id)), Some(sent)) => {
+                        self.same_spec_or_conflict(id, &sent).await
+                    }
+                    (r, _) => r.map(Submitted::id).map_err(Error::from),
+                });
             }
             self.inner.wake.notify_one();
         }
@@ -915,6 +949,15 @@ impl Runtime {
         }
     }
 
+    /// Removes a queue that has no pending or running task and no budget (see
+    /// [`meanwhile_store::Store::remove_queue`]).
+    pub async fn remove_queue(&self, name: &str) -> Result<()> {
+        self.check_open()?;
+        meanwhile_core::check_queue_name(name)?;
+        self.inner.store.remove_queue(name).await?;
+        Ok(())
+    }
+
     /// All queues with their counts.
     pub async fn queues(&self) -> Result<Vec<QueueInfo>> {
         Ok(self.inner.store.queues().await?)
@@ -1070,8 +1113,8 @@ impl Runtime {
         }
         if task.state != TaskState::Running {
             return Err(conflict(format!(
-                "task {id} is {}; only a running task takes input",
-                task.state
+                "task {id} {}; only a running task takes input",
+                task.state.in_words()
             )));
         }
         let node = task.node.clone().unwrap_or_default();
@@ -1121,20 +1164,28 @@ impl Runtime {
                 (true, k) => bytes.extend_from_slice(k.terminal_bytes()),
                 (false, Key::Enter) => bytes.push(b'\n'),
                 (false, Key::CtrlD) => eof = true,
-                (false, Key::CtrlC | Key::CtrlZ) => {
-                    return Err(Error::Invalid {
+                (false, Key::Tab) => bytes.push(b'\t'),
+                // The others are escape sequences or control bytes that only a
+                // terminal's line discipline or a full-screen program reads: written
+                // into a pipe they would reach the program as garbage input.
+                (false, k) => {
+                    let instead = if matches!(k, Key::CtrlC | Key::CtrlZ) {
+                        format!("stop it with `meanwhile stop {id}`, or start it with --tty")
+                    } else {
+                        "on a pipe only enter, tab and ctrl-d mean something; start it with --tty for the others".to_string()
+                    };
+                    return Err(Error::NotApplicable {
                         field: "keys",
                         message: format!(
-                            "{} is a key of a terminal, and task {id} reads a pipe (--stdin); stop it with `meanwhile stop {id}`, or start it with --tty",
-                            key.name()
+                            "{} is a key of a terminal, and task {id} reads a pipe (--stdin); {instead}",
+                            k.name()
                         ),
                     });
                 }
-                (false, k) => bytes.extend_from_slice(k.terminal_bytes()),
             }
         }
         if input.resize.is_some() && !tty {
-            return Err(Error::Invalid {
+            return Err(Error::NotApplicable {
                 field: "resize",
                 message: format!("task {id} has no terminal to resize: it reads a pipe (--stdin)"),
             });
@@ -1464,14 +1515,18 @@ impl From<Error> for ApiError {
             Error::Remote(answer) => return answer.clone(),
             Error::Elsewhere { .. } => ErrorCode::Unavailable,
             Error::Confined(_) => ErrorCode::Confined,
-            Error::Spec(_) | Error::Invalid { .. } | Error::Store(StoreError::Invalid { .. }) => {
-                ErrorCode::InvalidArgument
-            }
+            Error::IdempotencyConflict { .. } => ErrorCode::IdempotencyConflict,
+            Error::NoProvider { .. } => ErrorCode::NoProvider,
+            Error::Spec(_)
+            | Error::Invalid { .. }
+            | Error::NotApplicable { .. }
+            | Error::Store(StoreError::Invalid { .. }) => ErrorCode::InvalidArgument,
             Error::Store(
                 StoreError::UnknownTask(_)
                 | StoreError::UnknownDependency(_)
                 | StoreError::UnknownSchedule(_)
                 | StoreError::UnknownBudget(_)
+                | StoreError::UnknownQueue { .. }
                 | StoreError::UnknownNode(_)
                 | StoreError::UnknownToken(_),
             ) => ErrorCode::NotFound,
@@ -1483,10 +1538,16 @@ impl From<Error> for ApiError {
             Error::Store(e) if e.is_disk_full() => ErrorCode::DiskFull,
             _ => ErrorCode::Internal,
         };
+        // A conflict's message is a whole sentence about the task or the name; the
+        // field it concerns travels apart, not as a prefix (`id: task 17 ...`).
+        let message = match &e {
+            Error::Store(StoreError::Conflict { message, .. }) => message.clone(),
+            _ => e.to_string(),
+        };
         ApiError {
             code,
             field: e.field().map(str::to_string),
-            message: e.to_string(),
+            message,
         }
     }
 }

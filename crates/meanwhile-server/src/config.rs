@@ -540,7 +540,7 @@ fn check_lease(l: Duration) -> Result<Duration, String> {
     if l < Duration::from_secs(1) {
         return Err(format!(
             "lease must be 1s or longer (got {}): it is renewed every third of it",
-            meanwhile_core::format_duration(l)
+            meanwhile_core::format_duration_exact(l)
         ));
     }
     Ok(l)

@@ -129,6 +129,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Fail> {
         let query = parts.uri.query().unwrap_or("");
+        if let Some(part) = not_utf8(query) {
+            return Err(Fail(ApiError::invalid(
+                "query",
+                format!(
+                    "the query part {part:?} is not UTF-8 once decoded; percent-encode the UTF-8 bytes of the text"
+                ),
+            )));
+        }
         let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(query));
         serde_path_to_error::deserialize(de)
             .map(Params)
@@ -143,6 +151,19 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
                 })
             })
     }
+}
+
+/// The first name or value of `query` whose percent-decoded bytes are not UTF-8
+/// (`%FF`), which `form_urlencoded` would turn into U+FFFD without a word.
+fn not_utf8(query: &str) -> Option<&str> {
+    query
+        .split('&')
+        .flat_map(|pair| pair.splitn(2, '='))
+        .find(|part| {
+            percent_encoding::percent_decode_str(part)
+                .decode_utf8()
+                .is_err()
+        })
 }
 
 fn form_urlencoded_parse(q: &str) -> form_urlencoded::Parse<'_> {

@@ -68,10 +68,13 @@ pub fn openapi() -> Value {
             "description": "An error: {\"error\": {\"code\", \"message\", \"field\"}}",
             "content": {"application/json": {"schema": g.subschema_for::<meanwhile_core::http::ErrorBody>().to_value()}},
         });
-        op.insert(
-            "responses".into(),
-            json!({ r.status.to_string(): ok, "default": error }),
-        );
+        let mut responses = json!({ r.status.to_string(): ok, "default": error.clone() });
+        for (status, meaning) in &r.refusals {
+            let mut answer = error.clone();
+            answer["description"] = json!(meaning);
+            responses[status.to_string()] = answer;
+        }
+        op.insert("responses".into(), responses);
         let entry = paths
             .entry(r.path.to_string())
             .or_insert_with(|| Value::Object(Map::new()));

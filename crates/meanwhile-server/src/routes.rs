@@ -47,6 +47,9 @@ pub(crate) struct Route {
     pub status: u16,
     /// The answer's media type when it is not JSON.
     pub media: &'static str,
+    /// Error answers worth a line of their own in the document (every error is
+    /// also covered by `default`): status and what it means.
+    pub refusals: Vec<(u16, &'static str)>,
     pub handler: MethodRouter<AppState>,
 }
 
@@ -66,6 +69,7 @@ where
         answer: None,
         status: 200,
         media: "application/json",
+        refusals: Vec::new(),
         handler: on(filter, handler),
     }
 }
@@ -96,7 +100,14 @@ impl Route {
         self.media = media;
         self
     }
+    fn refuses(mut self, status: u16, meaning: &'static str) -> Route {
+        self.refusals.push((status, meaning));
+        self
+    }
 }
+
+/// The 409 answers of a submit.
+const SUBMIT_CONFLICTS: &str = "`idempotency_conflict`: the idempotency key names a task submitted with another spec (the message names that task; a resend of the same spec answers it with 201). `no_provider`: an agent or llm task, and this daemon has no LLM provider configured";
 
 /// Every endpoint of the daemon.
 pub(crate) fn table() -> Vec<Route> {
@@ -111,7 +122,8 @@ pub(crate) fn table() -> Vec<Route> {
         op(M::POST, "/v1/tasks", "Submit a task; answers its id at once", tasks::submit)
             .body::<TaskSpec>()
             .answer::<SubmitAnswer>()
-            .status(201),
+            .status(201)
+            .refuses(409, SUBMIT_CONFLICTS),
         op(M::POST, "/v1/tasks/batch", "Submit many tasks in one transaction", tasks::submit_batch)
             .body::<BatchRequest>()
             .answer::<BatchAnswer>(),
@@ -148,6 +160,9 @@ pub(crate) fn table() -> Vec<Route> {
         op(M::PUT, "/v1/queues/{name}", "Create or change a queue: max_parallel, pause, resume", queues::set)
             .body::<QueueUpdate>()
             .answer::<QueueInfo>(),
+        op(M::DELETE, "/v1/queues/{name}", "Remove a queue; refused while it has pending or running tasks or a budget, and for default. Its finished tasks stay", queues::remove)
+            .status(204)
+            .refuses(409, "`conflict`: the queue has pending or running tasks, or a budget, or is `default`"),
         op(M::GET, "/v1/budgets", "The budgets of the queues: limits, window, what was used in it, state", budgets::list)
             .answer::<Vec<BudgetInfo>>(),
         op(M::PUT, "/v1/budgets/{queue}", "Set a queue's budget: tokens and/or cost_usd per hour, day, month or in total, with alarms; a raised budget resumes a queue it paused", budgets::set)
@@ -171,7 +186,8 @@ pub(crate) fn table() -> Vec<Route> {
         op(M::POST, "/v1/schedules", "Add a schedule: a task submitted at the times a cron expression or an interval names", schedules::add)
             .body::<ScheduleSpec>()
             .answer::<ScheduleInfo>()
-            .status(201),
+            .status(201)
+            .refuses(409, "`conflict`: a schedule of that name exists. `no_provider`: an agent or llm task, and this daemon has no LLM provider configured"),
         op(M::GET, "/v1/schedules/{schedule}", "One schedule", schedules::get)
             .answer::<ScheduleInfo>(),
         op(M::DELETE, "/v1/schedules/{schedule}", "Remove a schedule; the tasks it submitted stay", schedules::remove)

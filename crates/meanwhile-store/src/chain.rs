@@ -246,6 +246,12 @@ fn describe(e: &Event) -> Vec<Entry> {
                 )
             })
             .collect(),
+        EventKind::Queue if d["removed"].as_bool() == Some(true) => vec![entry(
+            "queue_removed".into(),
+            format!("queue {}", text(&d["name"])),
+            None,
+            "removed".into(),
+        )],
         EventKind::Queue => {
             let mut s = format!("max_parallel {}", text(&d["max_parallel"]));
             if d["paused"].as_bool() == Some(true) {

@@ -573,6 +573,31 @@ pub(crate) fn dependency_reason(dep: TaskId, dep_state: TaskState) -> String {
     format!("dependency {dep} ended {dep_state}, so this task never ran")
 }
 
+/// The refusal to remove the queue `name` with `pending` and `running` tasks, or a
+/// budget; `None` when it may go.
+pub(crate) fn queue_removal_refusal(
+    name: &str,
+    pending: i64,
+    running: i64,
+    budget: bool,
+) -> Option<StoreError> {
+    let message = if name == "default" {
+        "the default queue cannot be removed: tasks that name no queue go there".to_string()
+    } else if pending > 0 || running > 0 {
+        format!(
+            "queue {name:?} has {pending} pending and {running} running tasks; stop them or let them end ('meanwhile ls --queue {name}'), then remove it"
+        )
+    } else if budget {
+        format!("queue {name:?} has a budget; remove it first ('meanwhile budget rm {name}')")
+    } else {
+        return None;
+    };
+    Some(StoreError::Conflict {
+        field: "name",
+        message,
+    })
+}
+
 /// The refusal to remove a task that has not ended.
 pub(crate) fn not_ended(id: TaskId, state: TaskState) -> StoreError {
     StoreError::Conflict {

@@ -63,6 +63,14 @@ pub enum StoreError {
     /// No budget is set on this queue.
     #[error("no budget is set on queue {0:?} (see 'meanwhile budget ls')")]
     UnknownBudget(String),
+    /// No queue has this name.
+    #[error("{}", meanwhile_core::unknown_queue(name, known))]
+    UnknownQueue {
+        /// The name asked for.
+        name: String,
+        /// The queues there are.
+        known: Vec<String>,
+    },
     /// No node has this name.
     #[error("unknown node {0:?} (see 'meanwhile nodes')")]
     UnknownNode(String),
@@ -579,6 +587,10 @@ pub trait Store: Send + Sync + 'static {
     /// given as none is removed). A new queue takes the `default` queue's
     /// `max_parallel` and no other limit.
     fn set_queue(&self, name: &str, change: QueueUpdate) -> StoreFuture<'_, QueueInfo>;
+    /// Removes a queue, refused while it has pending or running tasks or a budget,
+    /// and for `default`. Its finished tasks stay, and go back to a queue of that
+    /// name (made again) when retried.
+    fn remove_queue(&self, name: &str) -> StoreFuture<'_, ()>;
     /// Tasks per state (all queues), from counters kept in step with every change.
     fn counts(&self) -> StoreFuture<'_, Vec<(String, TaskState, u64)>>;
     /// Returns a session's undelivered notifications and marks them delivered, in one

@@ -64,7 +64,7 @@ pub enum Command {
     /// checked against a JSON Schema), results gathered into a JSONL file; run it
     /// again to resume after a crash or a kill.
     Batch(cmd::batch::Args),
-    /// List, create, change, pause and resume queues.
+    /// List, create, change, pause, resume and remove queues.
     Queue(cmd::queue::Args),
     /// Run a task at the times a cron expression or an interval names: add, list,
     /// remove, pause, resume, or fire a schedule now.

@@ -1,11 +1,12 @@
 //! Queues: list them, create or change one (parallelism, pause, resume, the limit
-//! per concurrency key, the rate limit).
+//! per concurrency key, the rate limit), remove one.
 
 use crate::error::Answer;
 use crate::extract::{Body, NamePath};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use meanwhile_core::QueueInfo;
 use meanwhile_core::http::QueueUpdate;
 
@@ -20,4 +21,12 @@ pub(crate) async fn set(
 ) -> Answer<Json<QueueInfo>> {
     u.check()?;
     Ok(Json(state.rt.set_queue(&name, u).await?))
+}
+
+pub(crate) async fn remove(
+    State(state): State<AppState>,
+    NamePath(name): NamePath,
+) -> Answer<StatusCode> {
+    state.rt.remove_queue(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

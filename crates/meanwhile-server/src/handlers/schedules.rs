@@ -61,5 +61,8 @@ pub(crate) async fn run(
     path: NamePath,
 ) -> Answer<(StatusCode, Json<SubmitAnswer>)> {
     let id = state.rt.run_schedule(&name(path)?).await?;
-    Ok((StatusCode::CREATED, Json(SubmitAnswer { id })))
+    Ok((
+        StatusCode::CREATED,
+        Json(SubmitAnswer { id, warning: None }),
+    ))
 }

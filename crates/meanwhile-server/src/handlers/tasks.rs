@@ -23,8 +23,10 @@ pub(crate) async fn submit(
     State(state): State<AppState>,
     Body(spec): Body<TaskSpec>,
 ) -> Answer<(StatusCode, Json<SubmitAnswer>)> {
-    let id = state.rt.submit(with_defaults(&state, spec)).await?;
-    Ok((StatusCode::CREATED, Json(SubmitAnswer { id })))
+    let spec = with_defaults(&state, spec);
+    let warning = state.rt.start_warning(&spec);
+    let id = state.rt.submit(spec).await?;
+    Ok((StatusCode::CREATED, Json(SubmitAnswer { id, warning })))
 }
 
 pub(crate) async fn submit_batch(

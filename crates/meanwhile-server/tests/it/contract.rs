@@ -14,15 +14,28 @@ const SEED: &str = "1";
 
 #[test]
 fn schemathesis_finds_no_contract_failure() {
-    let st = schemathesis();
     // Agent specs are accepted only with an LLM provider: one that answers nothing
     // (its port is closed), so agent tasks are stored and then fail.
-    let daemon = Served::start(&[
+    schemathesis_on(&[
         ("MEANWHILE_AGENT_PROVIDER", "openai-compatible"),
         ("MEANWHILE_AGENT_MODEL", "none"),
         ("OPENAI_API_KEY", "unused"),
         ("OPENAI_BASE_URL", "http://127.0.0.1:1/v1"),
     ]);
+}
+
+/// Issue 28.17: without a provider, a valid agent or llm spec was a 400, which
+/// schemathesis rightly called a valid request rejected; it is the declared 409
+/// `no_provider`.
+#[test]
+fn schemathesis_finds_no_contract_failure_without_a_provider() {
+    schemathesis_on(&[]);
+}
+
+/// Runs every phase of schemathesis on a daemon started with `env`.
+fn schemathesis_on(env: &[(&str, &str)]) {
+    let st = schemathesis();
+    let daemon = Served::start(env);
     let hooks = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/schemathesis");
     let out = Command::new(st)
         .arg("run")
@@ -59,7 +72,7 @@ fn schemathesis_finds_no_contract_failure() {
         out.status
     );
     // It ran every operation (a run that tested nothing also exits 0).
-    assert!(stdout.contains("Tested: 36"), "{stdout}");
+    assert!(stdout.contains("Tested: 37"), "{stdout}");
 }
 
 /// The server scenarios of the conformance suite that need no fixture. The others

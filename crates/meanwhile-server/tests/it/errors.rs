@@ -349,6 +349,64 @@ async fn bad_requests_are_clear_errors_and_change_nothing() {
             None,
             "no endpoint /v1/nothing",
         ),
+        // Issue 28.15: a negative number of seconds as small as -1e-323 rounded to
+        // -0.0, passed as zero, and the clean removed every finished task.
+        case(
+            Method::POST,
+            "/v1/clean",
+            r#"{"older_than": -1e-323}"#,
+            400,
+            "invalid_argument",
+            Some("older_than"),
+            "must be between 0",
+        ),
+        case(
+            Method::POST,
+            "/v1/tasks",
+            r#"{"command": "true", "timeout": -0.0001}"#,
+            400,
+            "invalid_argument",
+            Some("timeout"),
+            "must be between 0",
+        ),
+        case(
+            Method::POST,
+            "/v1/wait",
+            r#"{"ids": [1], "timeout": -1e-300}"#,
+            400,
+            "invalid_argument",
+            Some("timeout"),
+            "must be between 0",
+        ),
+        // Issue 28.16: bytes that are not UTF-8 were read as U+FFFD.
+        case(
+            Method::GET,
+            "/v1/tasks?name=%FF",
+            "",
+            400,
+            "invalid_argument",
+            Some("query"),
+            "not UTF-8",
+        ),
+        // Issue 28.17: a valid request that this daemon's state refuses.
+        case(
+            Method::POST,
+            "/v1/tasks",
+            r#"{"llm": {"prompt": "Say hi"}}"#,
+            409,
+            "no_provider",
+            Some("llm"),
+            "no LLM provider configured for llm tasks",
+        ),
+        case(
+            Method::POST,
+            "/v1/tasks",
+            r#"{"agent": {"prompt": "Fix the build"}}"#,
+            409,
+            "no_provider",
+            Some("agent"),
+            "no LLM provider configured for agent tasks",
+        ),
         case(
             Method::DELETE,
             "/v1/tasks",
@@ -388,4 +446,90 @@ async fn bad_requests_are_clear_errors_and_change_nothing() {
     // And the daemon still works.
     let id = d.client.submit(&sh("true")).await.unwrap();
     finished(&d.client, id).await;
+}
+
+/// The status and JSON body (null when none) of a request.
+async fn request(
+    client: &meanwhile_client::Client,
+    method: Method,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let r = client
+        .raw(method, path, body.map(|b| b.as_bytes().to_vec()))
+        .await
+        .unwrap();
+    let v = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+    (r.status, v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_reused_with_another_spec_is_a_conflict_naming_the_task() {
+    let d = daemon().await;
+    let submit = |body| request(&d.client, Method::POST, "/v1/tasks", Some(body));
+    let (status, first) = submit(r#"{"command": "true", "idempotency_key": "k1"}"#).await;
+    assert_eq!(status, 201, "{first}");
+    let id = first["id"].as_i64().unwrap();
+    // A resend of the same spec answers the same task.
+    let (status, again) = submit(r#"{"command": "true", "idempotency_key": "k1"}"#).await;
+    assert_eq!((status, again["id"].as_i64()), (201, Some(id)), "{again}");
+    // Issue 28.9: another spec under the key was answered with the old task.
+    let (status, body) = submit(r#"{"command": "false", "idempotency_key": "k1"}"#).await;
+    assert_eq!(status, 409, "{body}");
+    let e = &body["error"];
+    assert_eq!(e["code"], "idempotency_conflict", "{body}");
+    assert_eq!(e["field"], "idempotency_key", "{body}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("belongs to task {id}")),
+        "{body}"
+    );
+    let page = d.client.list(&ListFilter::default()).await.unwrap();
+    assert_eq!(page.tasks.len(), 1, "{:?}", page.tasks);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_is_removed_only_when_idle() {
+    let d = daemon().await;
+    let delete = |path| request(&d.client, Method::DELETE, path, None);
+    let (status, body) = delete("/v1/queues/nosuch").await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (404, &"not_found".into()),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the queues are default"),
+        "{body}"
+    );
+    let mut spec = sh("sleep 300");
+    spec.queue = Some("gpu".into());
+    let id = d.client.submit(&spec).await.unwrap();
+    let (status, body) = delete("/v1/queues/gpu").await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (409, &"conflict".into()),
+        "{body}"
+    );
+    assert_eq!(body["error"]["field"], "name", "{body}");
+    d.client
+        .stop(id, meanwhile_core::StopMode::Force)
+        .await
+        .unwrap();
+    finished(&d.client, id).await;
+    let (status, _) = delete("/v1/queues/gpu").await;
+    assert_eq!(status, 204);
+    let queues = d.client.queues().await.unwrap();
+    assert!(queues.iter().all(|q| q.name != "gpu"), "{queues:?}");
+    let (status, body) = delete("/v1/queues/a%20b").await;
+    assert_eq!(
+        (status, &body["error"]["field"]),
+        (400, &"queue".into()),
+        "{body}"
+    );
 }

@@ -49,5 +49,17 @@ async fn every_route_is_documented_and_served() {
     let spec = &doc["components"]["schemas"]["TaskSpec"];
     assert!(spec["properties"]["command"].is_object(), "{spec}");
     assert_eq!(spec["additionalProperties"], false);
+    // The refusals of a valid submit are declared, for schemathesis and for clients.
+    let conflict = &doc["paths"]["/v1/tasks"]["post"]["responses"]["409"];
+    let meaning = conflict["description"].as_str().unwrap_or_default();
+    assert!(
+        meaning.contains("idempotency_conflict") && meaning.contains("no_provider"),
+        "{conflict}"
+    );
+    let codes = doc["components"]["schemas"]["ErrorCode"].to_string();
+    assert!(
+        codes.contains("idempotency_conflict") && codes.contains("no_provider"),
+        "{codes}"
+    );
     assert!(d.home.join(SOCKET_FILE).exists());
 }

@@ -635,6 +635,12 @@ impl Store for PgStore {
         })
     }
 
+    fn remove_queue(&self, name: &str) -> StoreFuture<'_, ()> {
+        self.write(name.to_string(), |tx, name| {
+            Box::pin(ops::remove_queue(tx, name))
+        })
+    }
+
     fn counts(&self) -> StoreFuture<'_, Vec<(String, TaskState, u64)>> {
         self.read((), |c, ()| Box::pin(ops::counts(c)))
     }

@@ -722,6 +722,11 @@ impl Store for SqliteStore {
         self.write(move |conn, ev| ops::set_queue(conn, ev, &name, &change))
     }
 
+    fn remove_queue(&self, name: &str) -> StoreFuture<'_, ()> {
+        let name = owned(name);
+        self.write(move |conn, ev| ops::remove_queue(conn, ev, &name))
+    }
+
     fn counts(&self) -> StoreFuture<'_, Vec<(String, TaskState, u64)>> {
         self.read(ops::counts)
     }

@@ -998,3 +998,30 @@ both! {
         assert_eq!(listed.tasks[0].spec.secrets["TOKEN"].expose(), "hunter2-s3cr3t");
     }
 }
+
+both! {
+    async fn a_queue_is_removed_only_when_nothing_waits_or_runs_in_it(f: Fixture) {
+        let s = &*f.store;
+        let mut spec = TaskSpec::shell("true");
+        spec.queue = Some("gpu".into());
+        let id = submit(s, spec).await;
+        let busy = s.remove_queue("gpu").await.unwrap_err();
+        assert!(busy.to_string().contains("has 1 pending and 0 running"), "{busy}");
+        let e = s.remove_queue("default").await.unwrap_err();
+        assert!(e.to_string().contains("cannot be removed"), "{e}");
+        s.request_stop(id, NOW, false).await.unwrap();
+        s.remove_queue("gpu").await.unwrap();
+        let names: Vec<String> = s.queues().await.unwrap().into_iter().map(|q| q.name).collect();
+        assert_eq!(names, ["default"]);
+        let e = s.remove_queue("gpu").await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown queue \"gpu\"; the queues are default (create one with 'meanwhile queue set gpu')"
+        );
+        // A retried task of the removed queue makes it again, and can run there.
+        s.retry(id, NOW).await.unwrap();
+        let q = s.queues().await.unwrap();
+        assert!(q.iter().any(|q| q.name == "gpu" && q.pending == 1), "{q:?}");
+        assert_eq!(s.claim(claim_req(10)).await.unwrap().tasks.len(), 1);
+    }
+}

@@ -7,6 +7,7 @@
 //! terminal writes at a time; another one watches read-only until it detaches.
 
 use super::{Ctx, task_id};
+use crate::exit::{CONFLICT, refuse};
 use meanwhile_client::{Client, ClientError};
 use meanwhile_core::{ErrorCode, OutputQuery, TaskId, TaskInput, Terminal, WaitFor};
 use std::io::IsTerminal;
@@ -42,20 +43,26 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     let id = args.id;
     let task = client.get(id).await?;
     if task.spec.tty.is_none() {
-        anyhow::bail!(
-            "task {id} has no terminal to attach to: it was started without --tty (follow its output with `meanwhile logs -f {id}`{})",
-            if task.spec.stdin {
-                format!(", send it input with `meanwhile send {id}`")
-            } else {
-                String::new()
-            }
-        );
+        return Err(refuse(
+            CONFLICT,
+            format!(
+                "task {id} has no terminal to attach to: it was started without --tty (follow its output with `meanwhile logs -f {id}`{})",
+                if task.spec.stdin {
+                    format!(", send it input with `meanwhile send {id}`")
+                } else {
+                    String::new()
+                }
+            ),
+        ));
     }
     if task.state.is_terminal() {
-        anyhow::bail!(
-            "task {id} has ended ({}); read its output with `meanwhile logs {id}`",
-            task.state
-        );
+        return Err(refuse(
+            CONFLICT,
+            format!(
+                "task {id} {}; read its output with `meanwhile logs {id}`",
+                task.state.in_words()
+            ),
+        ));
     }
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {

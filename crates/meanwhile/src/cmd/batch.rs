@@ -195,14 +195,22 @@ fn fill(template: &str, text: &str, fields: &Map<String, Value>) -> Result<Strin
 /// Reads and checks every line before anything is submitted, so that a broken line
 /// costs no model call.
 fn read_batch(args: &Args) -> anyhow::Result<Batch> {
-    let content =
-        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let content = std::fs::read(&args.file).map_err(|e| {
+        crate::exit::refuse(
+            crate::exit::NO_INPUT,
+            format!("reading {}: {e}", args.file.display()),
+        )
+    })?;
     let text = std::str::from_utf8(&content)
         .map_err(|e| anyhow!("{} is not UTF-8 text: {e}", args.file.display()))?;
     let schema = match (&args.schema, args.template) {
         (Some(path), _) => {
-            let raw = std::fs::read_to_string(path)
-                .with_context(|| format!("reading --schema {}", path.display()))?;
+            let raw = std::fs::read_to_string(path).map_err(|e| {
+                crate::exit::refuse(
+                    crate::exit::NO_INPUT,
+                    format!("reading --schema {}: {e}", path.display()),
+                )
+            })?;
             let schema: Value = serde_json::from_str(&raw)
                 .map_err(|e| anyhow!("--schema {}: not JSON: {e}", path.display()))?;
             jsonschema::validator_for(&schema).map_err(|e| {

@@ -173,7 +173,9 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         Action::Ls => client.budgets().await?,
         Action::Rm { queue } => {
             client.remove_budget(&queue).await?;
-            if !args.json {
+            if args.json {
+                super::print_json(&serde_json::json!({ "removed": queue }))?;
+            } else {
                 outln!("removed the budget of queue {queue}");
             }
             return Ok(ExitCode::SUCCESS);

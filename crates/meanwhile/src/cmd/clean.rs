@@ -13,11 +13,18 @@ pub struct Args {
     /// Keep the newest N finished tasks.
     #[arg(long)]
     pub keep_last: Option<u64>,
+    /// Print `{"removed": [IDS]}`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Runs `clean`.
 pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     let removed = ctx.client()?.clean(args.older_than, args.keep_last).await?;
-    outln!("removed {} finished task(s)", removed.len());
+    if args.json {
+        super::print_json(&serde_json::json!({ "removed": removed }))?;
+    } else {
+        outln!("removed {} finished task(s)", removed.len());
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,5 @@
 //! `meanwhile queue`: list queues; create or change one (parallelism, the limit per
-//! concurrency key, the rate limit); pause and resume.
+//! concurrency key, the rate limit); pause, resume and remove one.
 
 use super::Ctx;
 use crate::fmt;
@@ -47,12 +47,19 @@ pub enum Action {
         #[arg(long, value_name = "N|none", value_parser = alert_after)]
         alert_after: Option<Limit<u32>>,
     },
-    /// Start nothing new from the queue (running tasks go on).
+    /// Remove a queue; refused while it has pending or running tasks or a budget.
+    /// Its finished tasks stay (a retry makes the queue again).
+    #[command(visible_alias = "remove")]
+    Rm {
+        /// The queue.
+        name: String,
+    },
+    /// Start nothing new from the existing queue (running tasks go on).
     Pause {
         /// The queue.
         name: String,
     },
-    /// Start tasks from the queue again. A queue whose budget is spent stays paused
+    /// Start tasks from the existing queue again. A queue whose budget is spent stays paused
     /// (see 'meanwhile budget'): raise or remove the budget, or wait for its next
     /// window.
     Resume {
@@ -101,6 +108,15 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     let client = ctx.client()?;
     let change = match args.action.unwrap_or(Action::Ls) {
         Action::Ls => None,
+        Action::Rm { name } => {
+            client.remove_queue(&name).await?;
+            if args.json {
+                super::print_json(&serde_json::json!({ "removed": name }))?;
+            } else {
+                outln!("removed queue {name}");
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
         Action::Set {
             name,
             max_parallel,
@@ -133,7 +149,21 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         )),
     };
     let queues = match change {
-        Some((name, change)) => vec![client.set_queue(&name, change).await?],
+        Some((name, change)) => {
+            // The API's PUT makes a queue it does not know; from here only `set`
+            // does, so that a mistyped name in a pause is not a new paused queue.
+            if change.paused.is_some() {
+                let known: Vec<String> =
+                    client.queues().await?.into_iter().map(|q| q.name).collect();
+                if !known.contains(&name) {
+                    return Err(crate::exit::refuse(
+                        crate::exit::NOT_FOUND,
+                        meanwhile_core::unknown_queue(&name, &known),
+                    ));
+                }
+            }
+            vec![client.set_queue(&name, change).await?]
+        }
         None => client.queues().await?,
     };
     if args.json {

@@ -15,7 +15,8 @@ pub struct TaskOptions {
     /// A short name for the task (default: the command).
     #[arg(long, short = 'n')]
     pub name: Option<String>,
-    /// The queue to run in.
+    /// The queue to run in; one that does not exist is made (with the default
+    /// queue's max_parallel), and stderr says so.
     #[arg(long, short = 'q')]
     pub queue: Option<String>,
     /// Higher runs first within its queue.
@@ -259,7 +260,27 @@ impl Args {
 pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     let spec = args.spec()?;
     let client = ctx.client()?;
-    let id = client.submit(&spec).await?;
+    let before = match spec.queue.as_deref() {
+        Some(q) if q != "default" => Some(client.queues().await?),
+        _ => None,
+    };
+    let answer = client.submit_answer(&spec).await?;
+    let id = answer.id;
+    if let (Some(queues), Some(name)) = (before, spec.queue.as_deref())
+        && !queues.iter().any(|q| q.name == name)
+    {
+        // A typo makes a queue as readily as a new name does: say so, with the ones
+        // there were.
+        let names: Vec<&str> = queues.iter().map(|q| q.name.as_str()).collect();
+        let max = queues
+            .iter()
+            .find(|q| q.name == "default")
+            .map_or_else(|| "-".to_string(), |q| q.max_parallel.to_string());
+        errln!(
+            "meanwhile: new queue {name:?} (max_parallel {max}, from default); queues: {}",
+            names.join(", ")
+        );
+    }
     // Flushed at once: with --follow or --wait, the id must show before the wait.
     let line = if args.json {
         format!("{}\n", serde_json::json!({ "id": id }))
@@ -267,6 +288,10 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         format!("{id}\n")
     };
     crate::out::bytes(line.as_bytes())?;
+    // With --follow, the task's output says it.
+    if let Some(w) = answer.warning.filter(|_| !args.follow) {
+        errln!("meanwhile: {w} (task {id} will end with 127)");
+    }
     if args.follow {
         let t = super::logs::follow(&client, id, Default::default()).await?;
         return Ok(exit::task_exit(&t));

@@ -33,6 +33,9 @@ pub struct Args {
     /// Resize the task's terminal (COLSxROWS).
     #[arg(long, value_name = "COLSxROWS")]
     pub resize: Option<Terminal>,
+    /// Print `{"id", "bytes", "eof"}`: what reached the task.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Runs `send`.
@@ -83,7 +86,13 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         bytes += sent.bytes;
         ended |= sent.eof;
     }
-    if ended {
+    if args.json {
+        super::print_json(&meanwhile_core::InputSent {
+            id: args.id,
+            bytes,
+            eof: ended,
+        })?;
+    } else if ended {
         outln!("{} sent {bytes} bytes, input ended", args.id);
     } else {
         outln!("{} sent {bytes} bytes", args.id);

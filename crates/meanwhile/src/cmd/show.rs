@@ -2,7 +2,7 @@
 
 use super::{Ctx, task_id};
 use crate::fmt;
-use meanwhile_core::{TaskId, format_duration};
+use meanwhile_core::{TaskId, format_duration, format_duration_exact};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -53,8 +53,35 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     if let Some(s) = &t.session {
         lines.push(format!("session   {s}"));
     }
+    // Durations the user gave, written exactly as they parse back.
     if let Some(to) = t.spec.timeout {
-        lines.push(format!("timeout   {}", format_duration(to)));
+        lines.push(format!("timeout   {}", format_duration_exact(to)));
+    }
+    if let Some(g) = t.spec.grace {
+        lines.push(format!("grace     {}", format_duration_exact(g)));
+    }
+    if let Some(s) = t.spec.stall {
+        let then = match t.spec.stall_action {
+            Some(meanwhile_core::StallAction::Stop) => "an alert, and a stop",
+            _ => "an alert",
+        };
+        lines.push(format!(
+            "stall     {} without output: {then}",
+            format_duration_exact(s)
+        ));
+    }
+    let r = &t.spec.retry;
+    if r.max_attempts > 1 {
+        lines.push(format!(
+            "retries   {} ({} attempts at most), backoff {} doubling up to {}",
+            r.max_attempts - 1,
+            r.max_attempts,
+            format_duration_exact(r.backoff),
+            format_duration_exact(r.backoff_max)
+        ));
+    }
+    if let Some(d) = t.spec.delay {
+        lines.push(format!("delay     {}", format_duration_exact(d)));
     }
     if let Some(tty) = t.spec.tty {
         lines.push(format!("terminal  {tty} (meanwhile attach {})", t.id));
@@ -178,7 +205,7 @@ pub fn confinement(spec: &meanwhile_core::TaskSpec) -> Vec<String> {
         limits.push(format!("memory {m}"));
     }
     if let Some(c) = spec.cpu_time {
-        limits.push(format!("cpu time {}", format_duration(c)));
+        limits.push(format!("cpu time {}", format_duration_exact(c)));
     }
     if let Some(n) = spec.max_procs {
         limits.push(format!("{n} processes"));

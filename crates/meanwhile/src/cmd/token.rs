@@ -77,7 +77,9 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         }
         Action::Rm { name } => {
             client.remove_token(&name).await?;
-            if !args.json {
+            if args.json {
+                super::print_json(&serde_json::json!({ "removed": name }))?;
+            } else {
                 outln!("token {name} removed");
             }
         }

@@ -152,7 +152,7 @@ fn ls_show_logs_and_the_rest() {
         .trim()
         .to_string();
     h.ok(&["stop", &later]);
-    assert!(h.ok(&["rm", &later]).contains("removed 1"));
+    assert_eq!(h.ok(&["rm", &later]), format!("{later} removed\n"));
     assert!(h.ok(&["clean"]).contains("removed 1"));
     assert!(h.ok(&["ls"]).contains("no tasks yet"));
     let status = h.ok(&["status"]);

@@ -12,6 +12,7 @@ mod commands;
 mod connections;
 mod daemon;
 mod dashboard;
+mod edges;
 mod fleet;
 mod hooks;
 mod interactive;

@@ -606,6 +606,8 @@ pub(crate) async fn retry(tx: &mut Tx, id: TaskId, now: Timestamp) -> Result<Tas
     let task = lock_task(tx, id).await?;
     let to = transition(task.state, Transition::Retry)
         .map_err(|source| StoreError::Illegal { id, source })?;
+    // Its queue may have been removed since it ended.
+    ensure_queue(tx, &task.queue).await?;
     exec(
         tx,
         "UPDATE tasks SET state = $2, attempt_base = attempts, run_after = NULL,

@@ -2,6 +2,7 @@
 //! commit, see [`Tx::bump`]).
 
 use super::*;
+use crate::StoreError;
 use crate::decode::QueueColumns;
 use crate::postgres::Client;
 use meanwhile_core::http::QueueUpdate;
@@ -97,6 +98,52 @@ pub(crate) async fn set_queue(tx: &mut Tx, name: &str, change: &QueueUpdate) -> 
         exec(tx, "DELETE FROM queue_starts WHERE queue = $1", &[&name]).await?;
     }
     announce(tx, name).await
+}
+
+/// The error for a queue `name` that does not exist, naming those that do.
+async fn unknown_queue(c: &Client, name: &str) -> Result<StoreError> {
+    Ok(StoreError::UnknownQueue {
+        name: name.to_string(),
+        known: queues(c).await?.into_iter().map(|q| q.name).collect(),
+    })
+}
+
+pub(crate) async fn remove_queue(tx: &mut Tx, name: &str) -> Result<()> {
+    // The row stays locked to the commit: a task submitted to the queue meanwhile
+    // waits, then makes the queue again.
+    if tx
+        .client()
+        .query_opt("SELECT 1 FROM queues WHERE name = $1 FOR UPDATE", &[&name])
+        .await?
+        .is_none()
+    {
+        return Err(unknown_queue(tx.client(), name).await?);
+    }
+    let row = tx
+        .client()
+        .query_one(
+            "SELECT COALESCE(SUM(CASE WHEN state = 'pending' THEN n END), 0)::BIGINT,
+                COALESCE(SUM(CASE WHEN state = 'running' THEN n END), 0)::BIGINT,
+                EXISTS (SELECT 1 FROM budgets WHERE queue = $1)
+             FROM counts WHERE queue = $1",
+            &[&name],
+        )
+        .await?;
+    let (pending, running, budget): (i64, i64, bool) =
+        (col(&row, 0)?, col(&row, 1)?, col(&row, 2)?);
+    if let Some(refusal) = crate::decode::queue_removal_refusal(name, pending, running, budget) {
+        return Err(refusal);
+    }
+    exec(tx, "DELETE FROM queues WHERE name = $1", &[&name]).await?;
+    exec(tx, "DELETE FROM queue_starts WHERE queue = $1", &[&name]).await?;
+    let now = db_now(tx.client()).await?;
+    tx.emit(
+        now,
+        EventKind::Queue,
+        None,
+        serde_json::json!({"name": name, "removed": true}),
+    );
+    Ok(())
 }
 
 /// Pauses a queue for `reason`, or resumes it (`None`), with its `queue` event.

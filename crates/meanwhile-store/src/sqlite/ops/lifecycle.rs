@@ -519,6 +519,8 @@ pub(crate) fn retry(
     let task = load_task(conn, id)?;
     let to = transition(task.state, Transition::Retry)
         .map_err(|source| StoreError::Illegal { id, source })?;
+    // Its queue may have been removed since it ended.
+    ensure_queue(conn, &task.queue)?;
     conn.prepare_cached(
         "UPDATE tasks SET state = ?2, attempt_base = attempts, run_after = NULL,
             finished_at = NULL, exit_code = NULL, signal = NULL, reason = NULL, result = NULL,

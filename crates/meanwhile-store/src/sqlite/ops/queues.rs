@@ -2,6 +2,7 @@
 //! every change.
 
 use super::*;
+use crate::StoreError;
 use crate::decode::QueueColumns;
 use meanwhile_core::http::QueueUpdate;
 use meanwhile_core::{Event, EventKind, PauseReason, QueueInfo, TaskState};
@@ -124,6 +125,54 @@ pub(crate) fn set_queue(
     announce(conn, events, name)
 }
 
+fn queue_exists(conn: &Connection, name: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM queues WHERE name = ?1")?
+        .exists([name])?)
+}
+
+/// The error for a queue `name` that does not exist, naming those that do.
+fn unknown_queue(conn: &Connection, name: &str) -> Result<StoreError> {
+    Ok(StoreError::UnknownQueue {
+        name: name.to_string(),
+        known: queues(conn)?.into_iter().map(|q| q.name).collect(),
+    })
+}
+
+pub(crate) fn remove_queue(conn: &Connection, events: &mut Vec<Event>, name: &str) -> Result<()> {
+    if !queue_exists(conn, name)? {
+        return Err(unknown_queue(conn, name)?);
+    }
+    let (pending, running): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(CASE WHEN state = 'pending' THEN n END), 0),
+                COALESCE(SUM(CASE WHEN state = 'running' THEN n END), 0)
+             FROM counts WHERE queue = ?1",
+        )?
+        .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let budget = conn
+        .prepare_cached("SELECT 1 FROM budgets WHERE queue = ?1")?
+        .exists([name])?;
+    if let Some(refusal) = crate::decode::queue_removal_refusal(name, pending, running, budget) {
+        return Err(refusal);
+    }
+    conn.prepare_cached("DELETE FROM queues WHERE name = ?1")?
+        .execute([name])?;
+    conn.prepare_cached("DELETE FROM queue_starts WHERE queue = ?1")?
+        .execute([name])?;
+    queue_event(
+        conn,
+        events,
+        serde_json::json!({"name": name, "removed": true}),
+    )
+}
+
+/// A `queue` event with `data`: the queue as it is now, or its removal.
+fn queue_event(conn: &Connection, events: &mut Vec<Event>, data: serde_json::Value) -> Result<()> {
+    let now = db_now(conn)?;
+    emit(conn, events, now, EventKind::Queue, None, data)
+}
+
 /// Pauses a queue for `reason`, or resumes it (`None`), with its `queue` event.
 pub(super) fn set_pause(
     conn: &Connection,
@@ -155,13 +204,9 @@ fn announce(conn: &Connection, events: &mut Vec<Event>, name: &str) -> Result<Qu
         .into_iter()
         .find(|q| q.name == name)
         .ok_or_else(|| corrupt("queue", name))?;
-    let now = db_now(conn)?;
-    emit(
+    queue_event(
         conn,
         events,
-        now,
-        EventKind::Queue,
-        None,
         serde_json::to_value(&info).unwrap_or_default(),
     )?;
     Ok(info)
