@@ -95,7 +95,7 @@ impl Template {
 
 /// Arguments of `batch`.
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["template", "prompt"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["template", "prompt", "prompt_file"])))]
 pub struct Args {
     /// The input: one JSON value per line, an object (its fields fill the prompt) or
     /// a string (the text). Blank lines are skipped but counted.
@@ -105,9 +105,14 @@ pub struct Args {
     #[arg(long, value_enum)]
     pub template: Option<Template>,
     /// Your own prompt: `{text}` is the line's text (see --field), `{NAME}` the
-    /// line's field NAME, `{{` and `}}` are braces.
+    /// line's field NAME, `{{` and `}}` are braces; `\n` is a new line, `\t` a tab
+    /// and `\\` a backslash.
     #[arg(long, value_name = "TEMPLATE")]
     pub prompt: Option<String>,
+    /// Your own prompt, read from a file as it is (no escapes), with the same
+    /// `{text}`, `{NAME}` and braces as --prompt.
+    #[arg(long, value_name = "FILE")]
+    pub prompt_file: Option<PathBuf>,
     /// The field of each line that `{text}` stands for.
     #[arg(long, default_value = "text", value_name = "FIELD")]
     pub field: String,
@@ -192,6 +197,30 @@ fn fill(template: &str, text: &str, fields: &Map<String, Value>) -> Result<Strin
     Ok(out)
 }
 
+/// `--prompt` as a shell user means it: `\n` a new line, `\t` a tab, `\\` a
+/// backslash; any other backslash stays as it is.
+fn unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('\\') => out.push('\\'),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
 /// Reads and checks every line before anything is submitted, so that a broken line
 /// costs no model call.
 fn read_batch(args: &Args) -> anyhow::Result<Batch> {
@@ -221,10 +250,16 @@ fn read_batch(args: &Args) -> anyhow::Result<Batch> {
         (None, Some(t)) => Some(t.schema()),
         (None, None) => None,
     };
-    let template = match (&args.prompt, args.template) {
-        (Some(p), _) => p.clone(),
-        (None, Some(t)) => t.prompt().to_string(),
-        (None, None) => bail!("give --template or --prompt"),
+    let template = match (&args.prompt, &args.prompt_file, args.template) {
+        (Some(p), _, _) => unescape(p),
+        (None, Some(path), _) => std::fs::read_to_string(path).map_err(|e| {
+            crate::exit::refuse(
+                crate::exit::NO_INPUT,
+                format!("reading --prompt-file {}: {e}", path.display()),
+            )
+        })?,
+        (None, None, Some(t)) => t.prompt().to_string(),
+        (None, None, None) => bail!("give --template, --prompt or --prompt-file"),
     };
     let spec = LlmSpec {
         prompt: String::new(),
@@ -662,6 +697,16 @@ fn show(bar: &ProgressBar, s: &Summary) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prompt_reads_new_lines_tabs_and_backslashes() {
+        assert_eq!(
+            unescape(r"Review: {text}\nSentiment?"),
+            "Review: {text}\nSentiment?"
+        );
+        assert_eq!(unescape(r"a\tb\\n"), "a\tb\\n");
+        assert_eq!(unescape(r"C:\dir\"), r"C:\dir\");
+    }
 
     #[test]
     fn placeholders_fill_from_the_line_and_braces_escape() {

@@ -388,3 +388,46 @@ fn a_spent_budget_holds_the_rest_of_a_batch_until_it_is_raised() {
     );
     assert_eq!(seen.lock().unwrap().len(), 5);
 }
+
+#[test]
+fn a_prompt_with_escapes_or_from_a_file_reaches_the_model_with_its_new_lines() {
+    let mut home = Home::new();
+    let (url, seen) = fake_anthropic_with(Duration::ZERO, |_| {
+        message(json!([{"type": "text", "text": "fine"}]), "end_turn")
+    });
+    start(&mut home, &url);
+    let input = home.dir.path().join("in.jsonl");
+    std::fs::write(&input, r#"{"text": "I love it"}"#).unwrap();
+    let o = home.run(&[
+        "batch",
+        input.to_str().unwrap(),
+        "--prompt",
+        r"Review: {text}\nSentiment?\tOne word.",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let file = home.dir.path().join("prompt.txt");
+    std::fs::write(&file, "From a file: {text}\nas it is: \\n\n").unwrap();
+    let o = home.run(&[
+        "batch",
+        input.to_str().unwrap(),
+        "--prompt-file",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let prompts: Vec<String> = seen.lock().unwrap().iter().map(prompt_of).collect();
+    assert_eq!(
+        prompts,
+        [
+            "Review: I love it\nSentiment?\tOne word.",
+            "From a file: I love it\nas it is: \\n\n"
+        ]
+    );
+    let o = home.run(&[
+        "batch",
+        input.to_str().unwrap(),
+        "--prompt-file",
+        "/nonexistent/prompt.txt",
+    ]);
+    assert_eq!(code(&o), 66, "{}", stderr(&o));
+    assert!(stderr(&o).contains("--prompt-file /nonexistent/prompt.txt"));
+}
