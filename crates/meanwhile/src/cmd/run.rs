@@ -233,20 +233,62 @@ pub struct Args {
     /// Print `{"id": N}` instead of the bare id.
     #[arg(long)]
     pub json: bool,
+    /// Run a sub-agent with this prompt instead of a command (the daemon's
+    /// configured provider and model; its commands confined by --sandbox).
+    #[arg(long, value_name = "PROMPT", conflicts_with_all = ["command", "llm"])]
+    pub agent: Option<String>,
+    /// Make one model call with this prompt instead of running a command; its answer
+    /// is the task's result.
+    #[arg(long, value_name = "PROMPT", conflicts_with = "command")]
+    pub llm: Option<String>,
+    /// With --llm: a JSON Schema file the answer must satisfy (structured output);
+    /// the result is then the parsed answer.
+    #[arg(long, value_name = "FILE.json", requires = "llm")]
+    pub schema: Option<PathBuf>,
     /// The command. One argument runs with `sh -c` (pipes, `;`, globs work); several
     /// run as a program and its arguments, without a shell. Everything from the
     /// program on belongs to the command (`meanwhile run ls -la`); before it, an
     /// unknown option is an error. `--` ends meanwhile's options.
     // Not `allow_hyphen_values`: with it, a mistyped option (`--timout 5m`) became
     // the command's program and the task ran it.
-    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
+    #[arg(
+        required_unless_present_any = ["agent", "llm"],
+        trailing_var_arg = true,
+        value_name = "CMD"
+    )]
     pub command: Vec<String>,
 }
 
 impl Args {
     /// The spec these arguments describe.
     pub fn spec(&self) -> anyhow::Result<TaskSpec> {
-        let mut spec = command_spec(&self.command);
+        let usage = |m: &str| exit::refuse(exit::USAGE, m.to_string());
+        if self.schema.is_some() && self.llm.is_none() {
+            return Err(usage("--schema goes with --llm PROMPT"));
+        }
+        if (self.agent.is_some() || self.llm.is_some()) && !self.command.is_empty() {
+            return Err(usage(
+                "give a command, --agent PROMPT or --llm PROMPT, not more than one",
+            ));
+        }
+        let mut spec = match (&self.agent, &self.llm) {
+            (Some(prompt), _) => TaskSpec {
+                agent: Some(meanwhile_core::AgentSpec {
+                    prompt: prompt.clone(),
+                    ..Default::default()
+                }),
+                ..TaskSpec::default()
+            },
+            (None, Some(prompt)) => TaskSpec {
+                llm: Some(meanwhile_core::LlmSpec {
+                    prompt: prompt.clone(),
+                    schema: self.schema.as_deref().map(read_schema).transpose()?,
+                    ..Default::default()
+                }),
+                ..TaskSpec::default()
+            },
+            (None, None) => command_spec(&self.command),
+        };
         self.task.apply(&mut spec)?;
         spec.idempotency_key = self.idempotency_key.clone();
         spec.run_after = self.at;
@@ -254,6 +296,18 @@ impl Args {
         spec.after = self.after.clone();
         Ok(spec)
     }
+}
+
+/// A JSON Schema file for `--schema`; a missing file exits 66, as `batch`'s does.
+fn read_schema(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        exit::refuse(
+            exit::NO_INPUT,
+            format!("reading --schema {}: {e}", path.display()),
+        )
+    })?;
+    serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("--schema {}: not JSON: {e}", path.display()))
 }
 
 /// Runs `run`.

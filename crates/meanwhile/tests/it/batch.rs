@@ -431,3 +431,62 @@ fn a_prompt_with_escapes_or_from_a_file_reaches_the_model_with_its_new_lines() {
     assert_eq!(code(&o), 66, "{}", stderr(&o));
     assert!(stderr(&o).contains("--prompt-file /nonexistent/prompt.txt"));
 }
+
+#[test]
+fn run_submits_llm_and_agent_tasks_from_the_command_line() {
+    let mut home = Home::new();
+    let (url, seen) = fake_anthropic_with(Duration::ZERO, |req| {
+        if req["tools"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t["name"] == "answer"))
+        {
+            answer(json!({"positive": true}))
+        } else {
+            message(
+                json!([{"type": "text", "text": "hello from the agent"}]),
+                "end_turn",
+            )
+        }
+    });
+    start(&mut home, &url);
+    let schema = home.dir.path().join("s.json");
+    std::fs::write(
+        &schema,
+        r#"{"type": "object", "properties": {"positive": {"type": "boolean"}}, "required": ["positive"]}"#,
+    )
+    .unwrap();
+    let o = home.run(&[
+        "run",
+        "--wait",
+        "--json",
+        "--llm",
+        "Is this positive? I love it.",
+        "--schema",
+        schema.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let id = serde_json::from_slice::<Value>(&o.stdout).unwrap()["id"].to_string();
+    let t: Value = serde_json::from_str(&home.ok(&["show", &id, "--json"])).unwrap();
+    let result: Value = serde_json::from_str(t["task"]["result"].as_str().unwrap()).unwrap();
+    assert_eq!(result, json!({"positive": true}), "{t}");
+    assert_eq!(
+        t["task"]["spec"]["llm"]["prompt"],
+        "Is this positive? I love it."
+    );
+
+    let o = home.run(&["run", "--wait", "--agent", "Say hello."]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let id = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    let t: Value = serde_json::from_str(&home.ok(&["show", &id, "--json"])).unwrap();
+    assert_eq!(t["task"]["spec"]["agent"]["prompt"], "Say hello.", "{t}");
+    assert_eq!(t["task"]["state"], "succeeded", "{t}");
+    assert_eq!(seen.lock().unwrap().len(), 2);
+
+    // A schema without --llm, or a command with --agent, is a usage error.
+    let o = home.run(&["run", "--schema", schema.to_str().unwrap(), "--", "true"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    let o = home.run(&["run", "--agent", "x", "--", "true"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    let o = home.run(&["run", "--llm", "x", "--schema", "/nonexistent.json"]);
+    assert_eq!(code(&o), 66, "{}", stderr(&o));
+}
