@@ -125,6 +125,10 @@ pub enum Command {
 /// Runs the command line; the exit code on success (a task's exit code, for `wait`).
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let home = cli.home.unwrap_or_else(meanwhile_client::default_home);
+    // Made absolute once, here: a relative home would name another directory for a
+    // daemon started elsewhere, or after a `cd`, and in every task's environment.
+    let home = std::path::absolute(&home)
+        .map_err(|e| anyhow::anyhow!("the home {}: {e}", home.display()))?;
     // The daemon gets worker threads; a client command does one thing at a time and
     // starts faster on one thread.
     let rt = match &cli.command {

@@ -33,8 +33,12 @@ pub enum Action {
     Status(super::status::Args),
     /// Write a systemd user unit (~/.config/systemd/user/meanwhile.service) that
     /// runs `meanwhile serve` for this home, and enable and start it, so the daemon
-    /// starts at login. Stopping the service leaves the tasks running.
+    /// starts at login. Stopping the service leaves the tasks running. Exits 1 when
+    /// the service could not be enabled (the unit stays written).
     Install(InstallArgs),
+    /// Disable and stop the service `install` set up (its tasks keep running, for
+    /// the next daemon to adopt), and remove the unit file it wrote.
+    Uninstall,
 }
 
 /// Arguments of `daemon stop` and `daemon restart`.
@@ -76,6 +80,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         }
         Action::Status(a) => super::status::run(ctx, a).await,
         Action::Install(a) => install(ctx, &a).await,
+        Action::Uninstall => uninstall(),
     }
 }
 
@@ -240,9 +245,9 @@ async fn install(ctx: &Ctx, args: &InstallArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if let Err(why) = systemctl(&["daemon-reload"]) {
-        outln!("not enabled: {why}");
-        outln!("where systemd runs for your user, enable it with: {by_hand}");
-        return Ok(ExitCode::SUCCESS);
+        bail!(
+            "not enabled: {why}; the unit is written: where systemd runs for your user, enable it with: {by_hand} (or pass --no-enable to only write it)"
+        );
     }
     outln!("ran systemctl --user daemon-reload");
     // A daemon this CLI started on demand holds the home: the service could not take
@@ -266,6 +271,27 @@ async fn install(ctx: &Ctx, args: &InstallArgs) -> anyhow::Result<ExitCode> {
     if main_pid != 0 && before.is_some_and(|b| b != text) {
         systemctl(&["restart", UNIT]).map_err(anyhow::Error::msg)?;
         outln!("ran systemctl --user restart {UNIT}: its tasks keep running");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `daemon uninstall`: what `install` did, undone.
+fn uninstall() -> anyhow::Result<ExitCode> {
+    let path = unit_dir()?.join(UNIT);
+    if !path.exists() {
+        outln!("nothing to remove: {} does not exist", path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Disabled first, so that systemd forgets the unit it still knows; the service's
+    // daemon stops and its tasks keep running (KillMode=process).
+    match systemctl(&["disable", "--now", UNIT]) {
+        Ok(_) => outln!("ran systemctl --user disable --now {UNIT}"),
+        Err(why) => outln!("not disabled: {why}"),
+    }
+    std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    outln!("removed {}", path.display());
+    if systemctl(&["daemon-reload"]).is_ok() {
+        outln!("ran systemctl --user daemon-reload");
     }
     Ok(ExitCode::SUCCESS)
 }

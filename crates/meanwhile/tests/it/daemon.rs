@@ -141,20 +141,30 @@ fn install_without_systemctl_writes_the_unit_and_says_how_to_enable_it() {
     std::fs::create_dir(&empty).unwrap();
     let o = install(&h, &config, &empty, &[]);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(code(&o), 0, "{out}{}", stderr(&o));
+    // Not enabled is a failure, said with what to do; the unit is written.
+    assert_eq!(code(&o), 1, "{out}{}", stderr(&o));
     let unit = config.join("systemd/user/meanwhile.service");
     assert!(out.contains(&format!("wrote {}", unit.display())), "{out}");
+    let err = stderr(&o);
     assert!(
-        out.contains("not enabled: systemctl is not installed"),
-        "{out}"
+        err.contains("not enabled: systemctl is not installed"),
+        "{err}"
     );
     assert!(
-        out.contains("systemctl --user enable --now meanwhile"),
-        "{out}"
+        err.contains("systemctl --user enable --now meanwhile"),
+        "{err}"
     );
     check_unit(&unit, &h);
     let again = install(&h, &config, &empty, &["--no-enable"]);
+    assert_eq!(code(&again), 0, "{}", stderr(&again));
     assert!(String::from_utf8_lossy(&again.stdout).contains("is up to date"));
+    // Uninstall removes what install wrote.
+    let mut c = h.cmd(&["daemon", "uninstall"]);
+    c.env("XDG_CONFIG_HOME", &config).env("PATH", &empty);
+    let o = c.output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(!unit.exists(), "the unit file is removed");
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("removed {}", unit.display())));
 }
 
 #[test]
@@ -188,4 +198,52 @@ fn install_runs_systemctl_for_the_user() {
         "--user daemon-reload\n--user show --property=MainPID --value meanwhile.service\n--user enable --now meanwhile.service\n"
     );
     assert!(out.contains("enable --now meanwhile.service"), "{out}");
+    let mut c = h.cmd(&["daemon", "uninstall"]);
+    c.env("XDG_CONFIG_HOME", "")
+        .env("HOME", h.dir.path())
+        .env("PATH", &bin);
+    let o = c.output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        !h.dir
+            .path()
+            .join(".config/systemd/user/meanwhile.service")
+            .exists()
+    );
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    assert!(
+        calls.ends_with(
+            "--user disable --now meanwhile.service
+--user daemon-reload
+"
+        ),
+        "{calls}"
+    );
+}
+
+#[test]
+fn a_relative_home_is_made_absolute_once() {
+    let h = Home::new();
+    let mut c = h.cmd(&[
+        "run",
+        "--wait",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$MEANWHILE_HOME\"",
+    ]);
+    c.env("MEANWHILE_HOME", "rel/home");
+    let o = c.output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let home = h.dir.path().join("rel/home");
+    // From another directory, the same home is found by its absolute path.
+    let o = h.run(&["--home", home.to_str().unwrap(), "logs", "1"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        home.display().to_string()
+    );
+    let mut c = h.cmd(&["daemon", "stop"]);
+    c.env("MEANWHILE_HOME", home.to_str().unwrap());
+    assert_eq!(code(&c.output().unwrap()), 0);
 }
