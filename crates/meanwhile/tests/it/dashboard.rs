@@ -176,6 +176,11 @@ fn a_login_link_or_the_form_gives_a_strict_cookie_and_changes_need_this_origin()
     let port: u16 = port.parse().unwrap();
     let path = format!("/{path}");
     assert_eq!(link["url"], format!("http://127.0.0.1:{port}/ui/"));
+    // Asked again, the daemon gives a new link on the same port, not another port.
+    let second: Value =
+        serde_json::from_str(&home.ok(&["dashboard", "--no-open", "--json"])).unwrap();
+    assert_eq!(second["url"], link["url"]);
+    assert_ne!(second["login_url"], link["login_url"]);
 
     let first = http(port, "GET", &path, &[], "");
     assert_eq!(first.status, 200, "{}", first.body);
