@@ -53,8 +53,12 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if args.follow {
-        follow(&client, args.id, query).await?;
-        return Ok(ExitCode::SUCCESS);
+        return super::interruptible(&[args.id], async {
+            let t = follow(&client, args.id, query).await?;
+            super::say_why(&t);
+            Ok(ExitCode::SUCCESS)
+        })
+        .await;
     }
     let mut q = query;
     loop {

@@ -49,6 +49,40 @@ impl Ctx {
     }
 }
 
+/// Runs `work`, which follows or waits on the tasks `ids`, until it ends or Ctrl-C.
+/// At Ctrl-C it says that the tasks keep running and how to stop them, and the
+/// command exits 130, as an interrupted command does.
+pub async fn interruptible(
+    ids: &[TaskId],
+    work: impl std::future::Future<Output = anyhow::Result<std::process::ExitCode>>,
+) -> anyhow::Result<std::process::ExitCode> {
+    tokio::select! {
+        r = work => r,
+        _ = tokio::signal::ctrl_c() => {
+            let list: Vec<String> = ids.iter().map(ToString::to_string).collect();
+            match list.as_slice() {
+                [id] => errln!("\nmeanwhile: task {id} keeps running; meanwhile stop {id} stops it"),
+                _ => errln!(
+                    "\nmeanwhile: tasks {} keep running; meanwhile stop {} stops them",
+                    list.join(", "),
+                    list.join(" ")
+                ),
+            }
+            Ok(std::process::ExitCode::from(130))
+        }
+    }
+}
+
+/// Says on stderr why a followed or waited task ended as it did, when its exit code
+/// alone does not (124: its timeout; 137: killed, as over its memory limit).
+pub fn say_why(t: &meanwhile_core::TaskRecord) {
+    if matches!(crate::exit::of_task(t), 124 | 137)
+        && let Some(r) = &t.reason
+    {
+        errln!("meanwhile: task {} {}: {r}", t.id, t.state);
+    }
+}
+
 /// Parses a duration argument (`30s`, `5m`).
 pub fn duration(s: &str) -> Result<Duration, String> {
     parse_duration(s).map_err(|e| e.to_string())

@@ -5,6 +5,7 @@ use crate::exit;
 use anyhow::Context;
 use meanwhile_core::{RetryPolicy, TaskId, TaskSpec, WaitMode};
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -70,7 +71,13 @@ pub struct TaskOptions {
     /// REPL, a prompt, a program that colours only a terminal. Answer it with
     /// `meanwhile send`, join it with `meanwhile attach`. Put `--` before the
     /// command when the size is left out (`--tty -- python3`).
-    #[arg(long, value_name = "COLSxROWS", num_args = 0..=1, default_missing_value = "80x24")]
+    #[arg(
+        long,
+        value_name = "COLSxROWS",
+        num_args = 0..=1,
+        default_missing_value = "80x24",
+        value_parser = tty_size
+    )]
     pub tty: Option<meanwhile_core::Terminal>,
     /// Sandbox the task (Landlock): it may write only in its working directory,
     /// the --allow-write paths and a private temporary directory ($TMPDIR);
@@ -298,6 +305,15 @@ impl Args {
     }
 }
 
+/// `--tty`'s size; a word that is no size was most likely the command.
+fn tty_size(s: &str) -> Result<meanwhile_core::Terminal, String> {
+    s.parse::<meanwhile_core::Terminal>().map_err(|e| {
+        format!(
+            "{e}; to run {s:?} in a terminal of the default size, put -- before the command: meanwhile run --tty -- {s}"
+        )
+    })
+}
+
 /// A JSON Schema file for `--schema`; a missing file exits 66, as `batch`'s does.
 fn read_schema(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -347,13 +363,26 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         errln!("meanwhile: {w} (task {id} will end with 127)");
     }
     if args.follow {
-        let t = super::logs::follow(&client, id, Default::default()).await?;
-        return Ok(exit::task_exit(&t));
+        if spec.tty.is_some() && std::io::stdin().is_terminal() {
+            errln!(
+                "meanwhile: following task {id}'s terminal; what you type here does not reach it (meanwhile attach {id} does)"
+            );
+        }
+        return super::interruptible(&[id], async {
+            let t = super::logs::follow(&client, id, Default::default()).await?;
+            super::say_why(&t);
+            Ok(exit::task_exit(&t))
+        })
+        .await;
     }
     if args.wait {
-        let w = client.wait(&[id], WaitMode::All, None).await?;
-        let t = &w.tasks[0];
-        return Ok(exit::task_exit(t));
+        return super::interruptible(&[id], async {
+            let w = client.wait(&[id], WaitMode::All, None).await?;
+            let t = &w.tasks[0];
+            super::say_why(t);
+            Ok(exit::task_exit(t))
+        })
+        .await;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -61,6 +61,11 @@ fn until(s: &str) -> Result<Until, String> {
 
 /// Runs `wait`.
 pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
+    let ids = args.ids.clone();
+    super::interruptible(&ids, wait(ctx, args)).await
+}
+
+async fn wait(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     let client = ctx.client()?;
     let deadline = args.timeout.map(|t| Instant::now() + t);
     if args.until != Until::End {
@@ -96,6 +101,9 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(exit::TIMED_OUT));
     }
     if all.len() == 1 {
+        if !args.json {
+            super::say_why(&all[0]);
+        }
         return Ok(exit::task_exit(&all[0]));
     }
     if args.any {

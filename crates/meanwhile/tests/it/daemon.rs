@@ -247,3 +247,74 @@ fn a_relative_home_is_made_absolute_once() {
     c.env("MEANWHILE_HOME", home.to_str().unwrap());
     assert_eq!(code(&c.output().unwrap()), 0);
 }
+
+/// Whether process `pid` catches SIGINT (its handler is installed).
+fn catches_sigint(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (libc::SIGINT - 1)) != 0)
+}
+
+#[test]
+fn ctrl_c_while_waiting_says_the_task_keeps_running_and_how_to_stop_it() {
+    let h = Home::new();
+    let id = h.ok(&["run", "--", "sleep", "300"]).trim().to_string();
+    for args in [vec!["wait", &id], vec!["logs", "-f", &id]] {
+        let child = h
+            .cmd(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        until("the CLI catches Ctrl-C", || catches_sigint(child.id()));
+        // SAFETY: plain system call on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(code(&o), 130, "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(&format!(
+                "task {id} keeps running; meanwhile stop {id} stops it"
+            )),
+            "{}",
+            stderr(&o)
+        );
+    }
+    assert_eq!(show(&h, &id)["state"], "running");
+    h.ok(&["stop", &id]);
+}
+
+#[test]
+fn a_wait_that_ends_over_a_limit_says_why_on_stderr() {
+    let h = Home::new();
+    let o = h.run(&[
+        "run",
+        "--wait",
+        "--memory",
+        "64M",
+        "--",
+        "python3",
+        "-c",
+        "b = bytearray(512 << 20); import time; time.sleep(60)",
+    ]);
+    assert_eq!(code(&o), 137, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("memory limit 64M exceeded"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_word_after_tty_that_is_no_size_suggests_the_double_dash() {
+    let h = Home::new();
+    let o = h.run(&["run", "--tty", "python3"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("meanwhile run --tty -- python3"),
+        "{}",
+        stderr(&o)
+    );
+}
