@@ -37,11 +37,62 @@ pub fn now() -> Timestamp {
 /// A plain text table: columns padded to their widest cell; the last column is not
 /// padded. Widths count characters, so symbols line up.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    table_fit(header, rows, None)
+}
+
+/// How wide `s` shows in a terminal: CJK and emoji take two columns.
+pub fn width(s: &str) -> usize {
+    unicode_width::UnicodeWidthStr::width(s)
+}
+
+/// `s` cut to show at most `max` columns, ending with `…` when cut.
+pub fn cut_to_width(s: &str, max: usize) -> String {
+    if width(s) <= max {
+        return s.to_string();
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for c in s.chars() {
+        let w = unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
+        if used + w + 1 > max {
+            break;
+        }
+        out.push(c);
+        used += w;
+    }
+    out.push('…');
+    out
+}
+
+/// [`table`], fitted to `fit`: `(columns, cell)`, the terminal's width and the
+/// column to cut (with `…`) so that every line fits, when one is known.
+pub fn table_fit(header: &[&str], rows: &[Vec<String>], fit: Option<(usize, usize)>) -> String {
     let n = header.len();
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| width(h)).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate().take(n) {
-            widths[i] = widths[i].max(c.chars().count());
+            widths[i] = widths[i].max(width(c));
+        }
+    }
+    let mut rows = rows.to_vec();
+    if let Some((columns, cut)) = fit
+        && cut < n
+    {
+        // Two spaces between columns; the cut column keeps at least its header.
+        let others: usize = widths
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != cut)
+            .map(|(_, w)| w + 2)
+            .sum();
+        let room = columns.saturating_sub(others + 2).max(width(header[cut]));
+        if widths[cut] > room {
+            widths[cut] = room;
+            for r in &mut rows {
+                if let Some(c) = r.get_mut(cut) {
+                    *c = cut_to_width(c, room);
+                }
+            }
         }
     }
     let mut out = String::new();
@@ -50,7 +101,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         for (i, c) in cells.iter().enumerate() {
             if i + 1 < n {
                 l.push_str(c);
-                l.push_str(&" ".repeat(widths[i] - c.chars().count() + 2));
+                l.push_str(&" ".repeat(widths[i].saturating_sub(width(c)) + 2));
             } else {
                 l.push_str(c);
             }
@@ -59,7 +110,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         out.push('\n');
     };
     line(header.to_vec());
-    for r in rows {
+    for r in &rows {
         line(r.iter().map(String::as_str).collect());
     }
     out
@@ -108,6 +159,32 @@ pub fn bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wide_characters_line_up_and_a_table_fits_its_terminal() {
+        let rows = vec![
+            vec!["1".into(), "部署する".into(), "q".into()],
+            vec!["2".into(), "deploy 🚀".into(), "q".into()],
+        ];
+        let t = table(&["ID", "NAME", "QUEUE"], &rows);
+        let at: Vec<usize> = t
+            .lines()
+            .map(|l| width(&l[..l.rfind('q').or(l.find("QUEUE")).unwrap()]))
+            .collect();
+        assert!(at.windows(2).all(|w| w[0] == w[1]), "{t}");
+        let t = table_fit(
+            &["ID", "NAME", "QUEUE"],
+            &[vec![
+                "1".into(),
+                "a very long name indeed".into(),
+                "q".into(),
+            ]],
+            Some((20, 1)),
+        );
+        assert!(t.lines().all(|l| width(l) <= 20), "{t}");
+        assert!(t.contains("…"), "{t}");
+        assert_eq!(cut_to_width("部署する", 5), "部署…");
+    }
 
     #[test]
     fn times_parse() {

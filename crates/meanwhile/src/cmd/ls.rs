@@ -56,9 +56,25 @@ fn name_with_live(t: &meanwhile_core::TaskRecord) -> String {
     }
 }
 
+/// The width of the terminal standard output is, when it is one.
+fn terminal_columns() -> Option<usize> {
+    let out = std::io::stdout();
+    if !std::io::IsTerminal::is_terminal(&out) {
+        return None;
+    }
+    let size = rustix::termios::tcgetwinsize(&out).ok()?;
+    (size.ws_col > 0).then_some(usize::from(size.ws_col))
+}
+
 /// Runs `ls`.
 pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     let client = ctx.client()?;
+    let filtered = !args.state.is_empty()
+        || args.queue.is_some()
+        || args.label.is_some()
+        || args.session.is_some()
+        || args.name.is_some()
+        || args.text.is_some();
     let filter = ListFilter {
         states: args.state,
         queue: args.queue,
@@ -94,10 +110,41 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         .collect();
     let mut out = String::new();
     if !rows.is_empty() {
-        out.push_str(&fmt::table(
+        // On a terminal, names are cut (`…`) so that each row fits on one line.
+        let fit = terminal_columns().map(|c| (c, 2));
+        out.push_str(&fmt::table_fit(
             &["ID", "ST", "NAME", "QUEUE", "TIME", "EXIT"],
             &rows,
+            fit,
         ));
+    }
+    if filtered {
+        // The daemon's counters count every task: count what matched instead.
+        if page.tasks.is_empty() {
+            out.push_str("no tasks match\n");
+        } else {
+            let shown = page.tasks.len();
+            let parts: Vec<String> = TaskState::ALL
+                .iter()
+                .filter_map(|s| {
+                    let n = page.tasks.iter().filter(|t| t.state == *s).count();
+                    (n > 0).then(|| format!("{n} {} {s}", s.symbol()))
+                })
+                .collect();
+            let noun = if shown == 1 { "task" } else { "tasks" };
+            match page.next {
+                Some(next) => out.push_str(&format!(
+                    "the newest {shown} {noun} that match: {} (older: meanwhile ls --before {next} with the same filters)\n",
+                    parts.join(", ")
+                )),
+                None => out.push_str(&format!(
+                    "{shown} {noun} match: {}\n",
+                    parts.join(", ")
+                )),
+            }
+        }
+        out!("{out}");
+        return Ok(ExitCode::SUCCESS);
     }
     let status = client.status().await?;
     let total: u64 = status.counts.values().sum();

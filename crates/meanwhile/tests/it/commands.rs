@@ -162,3 +162,37 @@ fn ls_show_logs_and_the_rest() {
     );
     assert!(h.ok(&["completions", "bash"]).contains("meanwhile"));
 }
+
+#[test]
+fn ls_lines_up_wide_names_and_counts_what_its_filters_match() {
+    let h = Home::new();
+    for name in ["部署する", "deploy 🚀", "plain"] {
+        h.ok(&["run", "--wait", "-n", name, "--", "true"]);
+    }
+    assert_eq!(
+        code(&h.run(&["run", "--wait", "-n", "broken", "--", "false"])),
+        1
+    );
+    let table = h.ok(&["ls"]);
+    // The QUEUE column starts at the same display column on every row.
+    let starts: Vec<usize> = table
+        .lines()
+        .filter(|l| l.contains("default") || l.contains("QUEUE"))
+        .map(|l| {
+            let at = l.find("default").or(l.find("QUEUE")).unwrap();
+            unicode_width::UnicodeWidthStr::width(&l[..at])
+        })
+        .collect();
+    assert_eq!(starts.len(), 5, "{table}");
+    assert!(starts.windows(2).all(|w| w[0] == w[1]), "{table}");
+    assert!(
+        table.ends_with("4 tasks: 3 ✔ succeeded, 1 ✘ failed\n"),
+        "{table}"
+    );
+    let ok = h.ok(&["ls", "--state", "succeeded"]);
+    assert!(ok.ends_with("3 tasks match: 3 ✔ succeeded\n"), "{ok}");
+    assert_eq!(
+        h.ok(&["ls", "--text", "nothing like it"]),
+        "no tasks match\n"
+    );
+}
