@@ -244,38 +244,57 @@ async fn deliver(inner: &Arc<Inner>, e: &Event) {
             delivery: e.seq,
             task: task.clone(),
         };
-        work.push(Box::pin(deliver_to(hook.clone(), end)));
+        work.push(Box::pin(deliver_to(&inner.loops, hook.clone(), end)));
     }
     futures_util::future::join_all(work).await;
 }
 
+/// The loop names under which failed deliveries are counted (`/metrics`,
+/// `meanwhile health`).
+const END_SINKS: &str = "end-sinks";
+const ALERT_SINKS: &str = "alert-sinks";
+
 /// Delivers to one [`EndHook`], trying again with backoff.
-async fn deliver_to(hook: Arc<dyn EndHook>, end: TaskEnd) {
+async fn deliver_to(loops: &crate::loops::Loops, hook: Arc<dyn EndHook>, end: TaskEnd) {
     let what = format!("the end of task {}", end.task.id);
-    with_retries(&hook.name(), &what, || hook.deliver(end.clone())).await;
+    with_retries(loops, END_SINKS, &hook.name(), &what, || {
+        hook.deliver(end.clone())
+    })
+    .await;
 }
 
 /// Tries `send` until it succeeds, pausing twice as long after each failure, and
-/// gives up after [`TRIES`].
-async fn with_retries<F, Fut>(sink: &str, what: &str, mut send: F)
-where
+/// gives up after [`TRIES`]. Each failed try is counted under the loop `counted`,
+/// and a delivery that succeeds ends its failing streak.
+async fn with_retries<F, Fut>(
+    loops: &crate::loops::Loops,
+    counted: &'static str,
+    sink: &str,
+    what: &str,
+    mut send: F,
+) where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
     let mut pause = FIRST_RETRY;
     for attempt in 1..=TRIES {
         match send().await {
-            Ok(()) => return,
-            Err(e) if attempt == TRIES => {
-                tracing::error!("{sink} gave up on {what} after {TRIES} tries: {e}");
+            Ok(()) => {
+                loops.ok(counted);
+                return;
             }
             Err(e) => {
-                tracing::warn!(
-                    "{sink} failed on {what} (try {attempt} of {TRIES}), trying again in {}: {e}",
-                    meanwhile_core::format_duration(pause)
+                loops.failed(
+                    counted,
+                    format_args!("{sink} delivering {what} (try {attempt} of {TRIES})"),
+                    &e,
                 );
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(MAX_RETRY);
+                if attempt == TRIES {
+                    tracing::error!("{sink} gave up on {what} after {TRIES} tries: {e}");
+                } else {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_RETRY);
+                }
             }
         }
     }
@@ -296,7 +315,10 @@ async fn deliver_alert(inner: &Arc<Inner>, e: &Event) {
     for sink in &inner.config.alert_sinks {
         let (sink, alert, what) = (sink.clone(), alert.clone(), what.clone());
         work.push(Box::pin(async move {
-            with_retries(&sink.name(), &what, || sink.deliver(alert.clone())).await;
+            with_retries(&inner.loops, ALERT_SINKS, &sink.name(), &what, || {
+                sink.deliver(alert.clone())
+            })
+            .await;
         }));
     }
     for command in &inner.config.alert_commands {
@@ -483,5 +505,43 @@ async fn run_to_end(
             "hook command {command:?} for {what} was killed after {}",
             meanwhile_core::format_duration_exact(timeout)
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A sink that fails its first tries is counted as a failing loop, then not, once
+    /// a delivery goes through; the pauses run on the test's own clock.
+    #[tokio::test(start_paused = true)]
+    async fn failed_deliveries_are_counted_and_a_success_ends_the_streak() {
+        let loops = crate::loops::Loops::default();
+        let tries = AtomicU32::new(0);
+        with_retries(&loops, ALERT_SINKS, "sink", "alert 1", || {
+            let n = tries.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n < 3 {
+                    Err(format!("answered 500 ({n})"))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .await;
+        assert_eq!(tries.load(Ordering::SeqCst), 4);
+        let health = loops.snapshot();
+        let sinks = health.iter().find(|l| l.name == ALERT_SINKS).unwrap();
+        assert_eq!(sinks.errors, 3);
+        assert!(!sinks.failing, "delivered at last: {sinks:?}");
+        assert!(
+            sinks
+                .last_error
+                .as_deref()
+                .unwrap()
+                .contains("answered 500 (2)"),
+            "{sinks:?}"
+        );
     }
 }
