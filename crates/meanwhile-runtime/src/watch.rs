@@ -300,11 +300,15 @@ impl OutputWatcher {
     fn scan(&self, w: &mut Watched) -> bool {
         let mut buf = [0u8; 16 * 1024];
         let mut busy = false;
-        self.bound(w);
+        // One look at the file serves the bound and the skip ahead.
+        let meta = w.file.metadata();
+        if let Ok(meta) = &meta {
+            self.bound(w, meta);
+        }
         // Progress is a latest-value signal: when a task has written a lot since the
         // last look, only the tail of it is searched, so that a task printing
         // gigabytes does not make the runtime read them all back.
-        if let Ok(meta) = w.file.metadata()
+        if let Ok(meta) = meta
             && meta.len() > w.offset + SKIP_AHEAD_AT
         {
             w.offset = meta.len() - SCAN_TAIL;
@@ -337,9 +341,9 @@ impl OutputWatcher {
     /// every offset, and every reader's cursor, keeps its meaning). Looked at with
     /// each scan, so a log outgrows its bound by at most what a task writes between
     /// two looks.
-    fn bound(&self, w: &mut Watched) {
+    fn bound(&self, w: &mut Watched, meta: &std::fs::Metadata) {
         let Some(max) = w.max_output else { return };
-        match crate::output::drop_middle(&w.file, &w.path, w.dropped_to, max) {
+        match crate::output::drop_middle(&w.file, meta, &w.path, w.dropped_to, max) {
             Ok(None) => {}
             Ok(Some(to)) => {
                 w.dropped_to = to;

@@ -74,7 +74,8 @@ pub fn table_fit(header: &[&str], rows: &[Vec<String>], fit: Option<(usize, usiz
             widths[i] = widths[i].max(width(c));
         }
     }
-    let mut rows = rows.to_vec();
+    // The column cut to fit, and the width it gets: cells are cut as they are laid out.
+    let mut cut_to = None;
     if let Some((columns, cut)) = fit
         && cut < n
     {
@@ -88,17 +89,21 @@ pub fn table_fit(header: &[&str], rows: &[Vec<String>], fit: Option<(usize, usiz
         let room = columns.saturating_sub(others + 2).max(width(header[cut]));
         if widths[cut] > room {
             widths[cut] = room;
-            for r in &mut rows {
-                if let Some(c) = r.get_mut(cut) {
-                    *c = cut_to_width(c, room);
-                }
-            }
+            cut_to = Some((cut, room));
         }
     }
     let mut out = String::new();
     let mut line = |cells: Vec<&str>| {
         let mut l = String::new();
         for (i, c) in cells.iter().enumerate() {
+            let cell;
+            let c = match cut_to {
+                Some((at, room)) if at == i => {
+                    cell = cut_to_width(c, room);
+                    cell.as_str()
+                }
+                _ => *c,
+            };
             if i + 1 < n {
                 l.push_str(c);
                 l.push_str(&" ".repeat(widths[i].saturating_sub(width(c)) + 2));
@@ -110,7 +115,7 @@ pub fn table_fit(header: &[&str], rows: &[Vec<String>], fit: Option<(usize, usiz
         out.push('\n');
     };
     line(header.to_vec());
-    for r in &rows {
+    for r in rows {
         line(r.iter().map(String::as_str).collect());
     }
     out
