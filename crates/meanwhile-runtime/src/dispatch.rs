@@ -130,7 +130,14 @@ async fn turn(
 ) -> Option<Result<Claim, StoreError>> {
     let asked = req.is_some();
     let records = ends.iter().map(|s| s.end.clone()).collect();
-    match inner.store.settle_and_claim(records, req).await {
+    // Until the write answers, the ends are held where a panic hands them back.
+    let mut held = Held(ends, inner.clone());
+    let written = match crate::fault::point("dispatcher.turn") {
+        Ok(()) => inner.store.settle_and_claim(records, req).await,
+        Err(e) => Err(e),
+    };
+    let ends = std::mem::take(&mut held.0);
+    match written {
         Ok(settled) => {
             for (s, r) in ends.into_iter().zip(settled.finished) {
                 match r {
@@ -146,6 +153,20 @@ async fn turn(
                 retry_later(inner, s, &StoreError::CommitFailed(why.clone()));
             }
             asked.then_some(Err(e))
+        }
+    }
+}
+
+/// Ends on their way to the store. Dropped while they are still here, the turn
+/// panicked: they go back to the dispatcher, for the loop made again to record.
+struct Held(Vec<Settle>, Arc<Inner>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        for s in self.0.drain(..) {
+            if let Err(mpsc::error::SendError(s)) = self.1.settles.send(s) {
+                attempt::end_of_attempt(&self.1, s.end.id);
+            }
         }
     }
 }

@@ -102,8 +102,13 @@ async fn rescue_loop(inner: Arc<Inner>) {
             _ = shutdown.changed() => return,
         }
         let now = crate::now();
-        match inner.store.running(None, Some(now)).await {
+        let expired = match crate::fault::point("rescue.look") {
+            Ok(()) => inner.store.running(None, Some(now)).await,
+            Err(e) => Err(e),
+        };
+        match expired {
             Ok(expired) => {
+                inner.loops.ok("rescue");
                 for (task, a) in expired {
                     if task.node.as_deref() == Some(inner.node.as_str()) {
                         // This node's own: its renewals decide (see the dispatcher).

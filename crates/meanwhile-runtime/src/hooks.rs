@@ -90,12 +90,22 @@ async fn run(inner: Arc<Inner>) {
             return;
         }
         if behind {
-            match inner.store.events_after(r.next, PAGE).await {
+            let page = match crate::fault::point("hooks.read") {
+                Ok(()) => inner.store.events_after(r.next, PAGE).await,
+                Err(e) => Err(e),
+            };
+            match page {
                 Ok(page) => {
+                    inner.loops.ok("hooks");
                     behind = page.len() as u32 == PAGE;
                     for e in page {
-                        if !r.take(e, &mut shutdown).await {
-                            return;
+                        match r.take(e, &mut shutdown).await {
+                            Took::Taken => {}
+                            Took::Again => {
+                                behind = true;
+                                break;
+                            }
+                            Took::Shutdown => return,
                         }
                     }
                 }
@@ -115,8 +125,10 @@ async fn run(inner: Arc<Inner>) {
             got = events.recv() => match got {
                 Ok(e) if e.seq <= r.next => {}
                 Ok(e) if e.seq == r.next + 1 => {
-                    if !r.take(e, &mut shutdown).await {
-                        return;
+                    match r.take(e, &mut shutdown).await {
+                        Took::Taken => {}
+                        Took::Again => behind = true,
+                        Took::Shutdown => return,
                     }
                     r.save(false).await;
                 }
@@ -142,20 +154,42 @@ struct Reader {
     last_save: tokio::time::Instant,
 }
 
+/// What became of an event the reader was given.
+enum Took {
+    /// Its delivery started, or it has nothing to deliver.
+    Taken,
+    /// Not taken: read it again from the store after a pause.
+    Again,
+    Shutdown,
+}
+
 impl Reader {
-    /// Takes one event: starts its delivery when it has hooks. False at shutdown.
-    async fn take(&mut self, e: Event, shutdown: &mut tokio::sync::watch::Receiver<bool>) -> bool {
-        self.next = e.seq;
+    /// Takes one event: starts its delivery when it has hooks.
+    async fn take(&mut self, e: Event, shutdown: &mut tokio::sync::watch::Receiver<bool>) -> Took {
         if !wants_hooks(&self.inner, &e) {
+            self.next = e.seq;
             lock(&self.progress).read = e.seq;
-            return true;
+            return Took::Taken;
         }
+        if let Err(err) = crate::fault::point("hooks.take") {
+            let seq = e.seq;
+            self.inner.loop_failed(
+                "hooks",
+                format_args!("taking event {seq} for end hooks"),
+                &err,
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(RETRY_STORE) => return Took::Again,
+                _ = shutdown.changed() => return Took::Shutdown,
+            }
+        }
+        self.next = e.seq;
         let slot = tokio::select! {
             s = self.slots.clone().acquire_owned() => match s {
                 Ok(s) => s,
-                Err(_) => return false,
+                Err(_) => return Took::Shutdown,
             },
-            _ = shutdown.changed() => return false,
+            _ = shutdown.changed() => return Took::Shutdown,
         };
         {
             let mut p = lock(&self.progress);
@@ -168,7 +202,7 @@ impl Reader {
             lock(&progress).delivering.remove(&e.seq);
             drop(slot);
         });
-        true
+        Took::Taken
     }
 
     /// Saves the cursor: at most once a second while events pass (so a restart does

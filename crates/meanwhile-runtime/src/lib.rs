@@ -67,7 +67,9 @@ pub use meanwhile_core::{
     WaitMode, WaitOutcome,
 };
 pub use meanwhile_store as store;
-pub(crate) use meanwhile_store::fault;
+/// Fault points for tests (empty without the store's `faults` feature), for the loops
+/// of the program around the runtime too.
+pub use meanwhile_store::fault;
 pub use metrics::RuntimeMetrics;
 pub use output::DEFAULT_PAGE_BYTES;
 pub use runtime::{Acting, Runtime};

@@ -37,8 +37,13 @@ async fn beat_loop(inner: Arc<Inner>) {
     // Nodes with a firing node_silent alert, so that a node on time costs no write.
     let mut firing: Option<HashSet<String>> = None;
     loop {
-        if let Err(e) = inner.store.beat(beat(&inner, started_at)).await {
-            inner.loop_failed("nodes", format_args!("writing this node's heartbeat"), &e);
+        let beat = match crate::fault::point("nodes.beat") {
+            Ok(()) => inner.store.beat(beat(&inner, started_at)).await,
+            Err(e) => Err(e),
+        };
+        match beat {
+            Ok(()) => inner.loops.ok("nodes"),
+            Err(e) => inner.loop_failed("nodes", format_args!("writing this node's heartbeat"), &e),
         }
         look(&inner, &mut firing).await;
         tokio::select! {

@@ -285,7 +285,9 @@ impl Runtime {
 
     /// What this runtime's supervised loops did wrong since it started, by loop.
     pub fn loop_health(&self) -> Vec<meanwhile_core::http::LoopHealth> {
-        self.inner.loops.snapshot()
+        let mut all = self.inner.loops.snapshot();
+        all.extend(self.inner.store.background());
+        all
     }
 
     /// The record of this runtime's supervised loops, for loops of the program

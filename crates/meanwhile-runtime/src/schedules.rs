@@ -26,6 +26,7 @@ pub(crate) fn start(inner: &Arc<Inner>) {
 
 /// Fires every due schedule; returns the earliest time one is due next.
 async fn look(inner: &Inner) -> Result<Option<Timestamp>, StoreError> {
+    crate::fault::point("schedules.look")?;
     let now = crate::now();
     let mut next: Option<Timestamp> = None;
     for s in inner.store.schedules().await? {
@@ -93,6 +94,8 @@ async fn fire(
             next: plan.next,
         })
         .await?;
+    // A failure after the firing is written must not fire the time again.
+    crate::fault::point("schedules.fired")?;
     match fired {
         Some(f) => {
             if matches!(f.task, Some(Submitted::Created(_))) {

@@ -81,6 +81,12 @@ pub(crate) async fn run(rt: Runtime, r: Retention, audit_key: AuditKey) {
             return;
         }
         let now = meanwhile_runtime::now();
+        if let Err(e) = meanwhile_runtime::fault::point("retention.pass") {
+            // Nothing was removed: the next pass removes what this one would have.
+            loops.failed(RETENTION, format_args!("a retention pass"), &e);
+            continue;
+        }
+        let mut failed = false;
         if r.max_age.is_some() || r.keep_last.is_some() {
             let req = CleanRequest {
                 finished_before: r
@@ -93,7 +99,10 @@ pub(crate) async fn run(rt: Runtime, r: Retention, audit_key: AuditKey) {
                     tracing::info!("retention removed {} finished tasks", ids.len())
                 }
                 Ok(_) => {}
-                Err(e) => loops.failed(RETENTION, format_args!("removing finished tasks"), &e),
+                Err(e) => {
+                    failed = true;
+                    loops.failed(RETENTION, format_args!("removing finished tasks"), &e)
+                }
             }
         }
         match prune_all(&rt, &r, now).await {
@@ -104,7 +113,10 @@ pub(crate) async fn run(rt: Runtime, r: Retention, audit_key: AuditKey) {
                 p.sessions
             ),
             Ok(_) => {}
-            Err(e) => loops.failed(RETENTION, format_args!("pruning the event log"), &e),
+            Err(e) => {
+                failed = true;
+                loops.failed(RETENTION, format_args!("pruning the event log"), &e)
+            }
         }
         if let Some(age) = r.audit_max_age {
             let before = Timestamp(now.0.saturating_sub(age.as_millis() as i64));
@@ -113,8 +125,14 @@ pub(crate) async fn run(rt: Runtime, r: Retention, audit_key: AuditKey) {
                 Ok(n) => tracing::info!(
                     "retention removed {n} audit records, behind a signed checkpoint"
                 ),
-                Err(e) => loops.failed(RETENTION, format_args!("pruning the audit trail"), &e),
+                Err(e) => {
+                    failed = true;
+                    loops.failed(RETENTION, format_args!("pruning the audit trail"), &e)
+                }
             }
+        }
+        if !failed {
+            loops.ok(RETENTION);
         }
     }
 }

@@ -6,12 +6,20 @@
 //! store.writer=panic`: each name with what happens there (`error`, `panic`, or
 //! `exit`, which ends the process with status 86), how many passes it happens on
 //! (`*N`, 1 when not said) and how many passes go by untouched first (`@N`, 0 when
-//! not said): `store.writer=panic@40`. Without the feature every point is empty.
+//! not said): `store.writer=panic@40`.
+//!
+//! A test that must arm a fault at one moment of a running process, say just before
+//! a task it holds is let go, names a file in `MEANWHILE_FAULTS_FILE` and writes the
+//! same spec there: the next pass through any point takes it in and removes the file.
+//! Without the feature every point is empty.
 
 use crate::StoreError;
 
 /// The environment variable that arms fault points.
 pub const FAULTS: &str = "MEANWHILE_FAULTS";
+/// The environment variable that names a file whose spec arms more faults when it
+/// appears.
+pub const FAULTS_FILE: &str = "MEANWHILE_FAULTS_FILE";
 
 /// Passes through the fault point `name`: an error, a panic or an exit when a test
 /// armed it and it has passes left; `Ok` otherwise, and always without the feature.
@@ -70,9 +78,23 @@ mod armed {
         FAULTS.get_or_init(|| Mutex::new(parse(&std::env::var(super::FAULTS).unwrap_or_default())))
     }
 
+    /// The file that arms more faults, when the environment names one.
+    fn arming_file() -> Option<&'static std::path::Path> {
+        static FILE: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
+        FILE.get_or_init(|| std::env::var_os(super::FAULTS_FILE).map(Into::into))
+            .as_deref()
+    }
+
     pub(super) fn point(name: &str) -> Result<(), StoreError> {
         let action = {
             let mut map = faults().lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(file) = arming_file()
+                && let Ok(spec) = std::fs::read_to_string(file)
+            {
+                // Taken in once: removed under the lock, so two threads cannot both.
+                let _ = std::fs::remove_file(file);
+                map.extend(parse(&spec));
+            }
             match map.get_mut(name) {
                 Some((_, _, skip)) if *skip > 0 => {
                     *skip -= 1;

@@ -487,6 +487,11 @@ pub trait Store: Send + Sync + 'static {
     fn broken(&self) -> StoreFuture<'static, String> {
         Box::pin(std::future::pending())
     }
+    /// What the store's own background threads (SQLite: the checkpointer) did wrong
+    /// since it opened, for health checks and `/metrics`, beside the runtime's loops.
+    fn background(&self) -> Vec<meanwhile_core::http::LoopHealth> {
+        Vec::new()
+    }
     /// Seals the secrets an earlier version stored in clear: each `secrets` value of
     /// every stored spec (tasks and schedules) goes through `seal`, which answers the
     /// sealed value, or `None` for one already sealed. Done once per database, which

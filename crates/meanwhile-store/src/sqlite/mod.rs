@@ -10,6 +10,7 @@ mod ops;
 mod retention;
 mod schema;
 
+use meanwhile_core::http::LoopHealth;
 pub use schema::SCHEMA_VERSION;
 
 use crate::{
@@ -58,6 +59,8 @@ struct Inner {
     checkpoints: Mutex<mpsc::SyncSender<Checkpoint>>,
     /// Why the writer thread ended, once it has.
     broken: watch::Receiver<Option<String>>,
+    /// The WAL's state, and its checkpointer's health.
+    wal: Arc<WalState>,
 }
 
 fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
@@ -113,10 +116,7 @@ impl SqliteStore {
         conn.execute_batch(&format!("PRAGMA journal_size_limit = {WAL_TRUNCATE_AT}"))?;
         let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
         let page_size = page_size.max(512) as u64;
-        let wal = Arc::new(WalState {
-            frames: AtomicU64::new(0),
-            commits: AtomicU64::new(0),
-        });
+        let wal = Arc::new(WalState::new());
         let frames = wal.clone();
         // Called by SQLite after each commit with the frames now in the WAL.
         conn.wal_hook(Some(
@@ -130,9 +130,10 @@ impl SqliteStore {
         let (broken_tx, broken) = watch::channel(None);
         let idle = CHECKPOINT_IDLE;
         let wal2 = wal.clone();
+        let wal_health = wal.clone();
         std::thread::Builder::new()
             .name("meanwhile-store-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpointer, ask_rx, wal2, idle))
+            .spawn(move || checkpoints(checkpointer, ask_rx, wal2, idle))
             .map_err(|source| StoreError::Io {
                 what: "starting the store's checkpoint thread".into(),
                 source,
@@ -162,6 +163,7 @@ impl SqliteStore {
                 events,
                 checkpoints: Mutex::new(ask_tx),
                 broken,
+                wal: wal_health,
             }),
         })
     }
@@ -271,6 +273,66 @@ struct WalState {
     frames: AtomicU64,
     /// Commits since the store opened.
     commits: AtomicU64,
+    /// What the checkpoint thread did wrong, for health checks.
+    health: Mutex<LoopHealth>,
+    /// Held by whoever checkpoints: SQLite answers a second checkpointer busy at
+    /// once, without waiting, so the writer's truncation would lose to a passive
+    /// checkpoint in progress every time it met one, and the WAL would grow.
+    checkpointing: Mutex<()>,
+}
+
+/// The name under which the checkpoint thread's failures are reported.
+const CHECKPOINTER: &str = "checkpointer";
+
+impl WalState {
+    fn new() -> WalState {
+        WalState {
+            frames: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            checkpointing: Mutex::new(()),
+            health: Mutex::new(LoopHealth {
+                name: CHECKPOINTER.into(),
+                errors: 0,
+                restarts: 0,
+                failing: false,
+                consecutive_failures: 0,
+                last_error: None,
+                last_error_at: None,
+            }),
+        }
+    }
+
+    /// Records how a checkpoint went: a failure is logged and counted, a success
+    /// ends a streak of them.
+    fn checkpointed(&self, r: Result<(), String>, restarted: bool) {
+        let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        match r {
+            Ok(()) => h.consecutive_failures = 0,
+            Err(e) => {
+                tracing::warn!(target: "meanwhile::loops", "loop {CHECKPOINTER}: {e}");
+                if restarted {
+                    h.restarts += 1;
+                } else {
+                    h.errors += 1;
+                }
+                h.consecutive_failures = h.consecutive_failures.saturating_add(1);
+                h.last_error = Some(e);
+                h.last_error_at = Some(now());
+            }
+        }
+        h.failing = h.consecutive_failures >= FAILING_AFTER;
+    }
+}
+
+/// Consecutive failed checkpoints after which the checkpointer counts as failing
+/// (as a runtime loop does).
+const FAILING_AFTER: u32 = 3;
+
+fn now() -> meanwhile_core::Timestamp {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    meanwhile_core::Timestamp(d.as_millis() as i64)
 }
 
 /// A request to the checkpoint thread.
@@ -325,7 +387,8 @@ fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(bool, i64, i64
 
 /// Checkpoints and truncates the WAL, waiting (as long as the busy timeout) for the
 /// writer and the readers of older snapshots.
-fn truncate(conn: &Connection) -> Result<(), StoreError> {
+fn truncate(conn: &Connection, wal: &WalState) -> Result<(), StoreError> {
+    let _alone = wal.checkpointing.lock().unwrap_or_else(|e| e.into_inner());
     let (busy, log, _) = checkpoint(conn, "TRUNCATE")?;
     if busy {
         return Err(StoreError::CommitFailed(format!(
@@ -335,10 +398,39 @@ fn truncate(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn checkpoint_loop(
+/// The checkpoint thread: runs [`checkpoint_loop`] until the store closes, again
+/// after a pause when it panicked (counted as a restart).
+fn checkpoints(
     conn: Connection,
     asks: mpsc::Receiver<Checkpoint>,
     wal: Arc<WalState>,
+    idle: Duration,
+) {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            checkpoint_loop(&conn, &asks, &wal, idle)
+        }));
+        match round {
+            Ok(()) => return,
+            Err(panic) => {
+                let text = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into());
+                wal.checkpointed(Err(format!("panicked: {text}")), true);
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+fn checkpoint_loop(
+    conn: &Connection,
+    asks: &mpsc::Receiver<Checkpoint>,
+    wal: &WalState,
     idle: Duration,
 ) {
     // The commit count at the latest truncation, and at the latest look.
@@ -346,23 +438,33 @@ fn checkpoint_loop(
     let mut seen = 0;
     let truncate_logged = |conn: &Connection, truncated_at: &mut u64| {
         let commits = wal.commits.load(Ordering::Relaxed);
-        match truncate(conn) {
-            Ok(()) => *truncated_at = commits,
-            Err(e) => tracing::warn!("checkpointing the database failed: {e}"),
+        let r = crate::fault::point("store.checkpoint").and_then(|()| truncate(conn, wal));
+        if r.is_ok() {
+            *truncated_at = commits;
         }
+        wal.checkpointed(
+            r.map_err(|e| format!("checkpointing the database failed: {e}")),
+            false,
+        );
     };
     loop {
         match asks.recv_timeout(idle) {
             Ok(Checkpoint::Grown) => {
                 // PASSIVE never blocks the writer; what it cannot copy now it copies
                 // next time, or the writer's truncation does.
-                if let Err(e) = checkpoint(&conn, "PASSIVE") {
-                    tracing::warn!("checkpointing the database failed: {e}");
-                }
+                let r = crate::fault::point("store.checkpoint").and_then(|()| {
+                    let _alone = wal.checkpointing.lock().unwrap_or_else(|e| e.into_inner());
+                    checkpoint(conn, "PASSIVE").map_err(StoreError::from)
+                });
+                wal.checkpointed(
+                    r.map(|_| ())
+                        .map_err(|e| format!("checkpointing the database failed: {e}")),
+                    false,
+                );
             }
             Ok(Checkpoint::Truncate(answer)) => {
                 let commits = wal.commits.load(Ordering::Relaxed);
-                let r = truncate(&conn);
+                let r = truncate(conn, wal);
                 if r.is_ok() {
                     truncated_at = commits;
                 }
@@ -372,14 +474,14 @@ fn checkpoint_loop(
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 let commits = wal.commits.load(Ordering::Relaxed);
                 if commits != truncated_at && commits == seen {
-                    truncate_logged(&conn, &mut truncated_at);
+                    truncate_logged(conn, &mut truncated_at);
                 }
                 seen = commits;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 // The store is closing: leave an empty WAL behind.
                 if wal.commits.load(Ordering::Relaxed) != truncated_at {
-                    truncate_logged(&conn, &mut truncated_at);
+                    truncate_logged(conn, &mut truncated_at);
                 }
                 return;
             }
@@ -480,7 +582,7 @@ fn writer_loop(
                     // for the write lock loses it to a busy writer every time, and
                     // the WAL would go on growing. The passive checkpoints before
                     // copied most of it already, so this is mostly the truncation.
-                    match truncate(&conn) {
+                    match truncate(&conn, &wal) {
                         Ok(()) => {
                             told = 0;
                             next_truncate = truncate_at;
@@ -768,6 +870,20 @@ impl Store for SqliteStore {
             sent?;
             rx.await.map_err(|_| StoreError::Closed)?
         })
+    }
+
+    fn background(&self) -> Vec<LoopHealth> {
+        let h = self
+            .inner
+            .wal
+            .health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // Reported once it has something to report, as a runtime loop is.
+        if h.errors + h.restarts == 0 {
+            return Vec::new();
+        }
+        vec![h.clone()]
     }
 
     fn broken(&self) -> StoreFuture<'static, String> {

@@ -413,3 +413,208 @@ fn full_disk_survived(how: &[&str]) {
         .arg(&h.home)
         .status();
 }
+
+/// Serves `h` with a file that arms fault points when written (see [`arm`]).
+fn serve_armable(h: &mut Home, env: &[(&str, &str)]) -> std::path::PathBuf {
+    let file = h.dir.path().join("faults");
+    let mut all = vec![("MEANWHILE_FAULTS_FILE", file.to_str().unwrap())];
+    all.extend_from_slice(env);
+    h.serve(&all);
+    file
+}
+
+/// Arms `spec` in the running daemon: its next pass through any fault point takes it in.
+fn arm(file: &std::path::Path, spec: &str) {
+    let tmp = file.with_extension("tmp");
+    std::fs::write(&tmp, spec).unwrap();
+    std::fs::rename(&tmp, file).unwrap();
+}
+
+/// The body of a GET of `path` on the daemon's socket.
+fn http_get(h: &Home, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(h.home.join("meanwhile.sock")).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+/// The health record of loop `name` (empty when it never failed).
+fn loop_health(h: &Home, name: &str) -> serde_json::Value {
+    let health: serde_json::Value =
+        serde_json::from_slice(&h.run(&["health", "--json"]).stdout).unwrap();
+    health["loops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == name)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A task held until `gate` exists, whose end appends its id to `ends`.
+fn held_task(h: &Home, gate: &std::path::Path, ends: &std::path::Path) -> String {
+    h.ok(&[
+        "run",
+        "--on-end",
+        &format!("echo $MEANWHILE_TASK_ID >> {}", ends.display()),
+        "--",
+        &format!("while [ ! -e {} ]; do sleep 0.02; done", gate.display()),
+    ])
+    .trim()
+    .to_string()
+}
+
+/// How many lines of `file` are `line`.
+fn lines_equal(file: &std::path::Path, line: &str) -> usize {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| *l == line)
+        .count()
+}
+
+/// A task's end met a failing dispatcher turn (an error, or a panic that restarts
+/// the loop): the end is recorded once, and its end command runs once.
+fn dispatcher_fails_once(fault: &str) {
+    let mut h = Home::new();
+    let faults = serve_armable(&mut h, &[]);
+    let (gate, ends) = (h.dir.path().join("go"), h.dir.path().join("ends"));
+    let id = held_task(&h, &gate, &ends);
+    until("the task running", || show(&h, &id)["state"] == "running");
+    arm(&faults, &format!("dispatcher.turn={fault}"));
+    std::fs::write(&gate, "").unwrap();
+    let t = wait_end(&h, &id);
+    assert_eq!(t["state"], "succeeded", "{t}");
+    assert_eq!(t["attempts"], 1, "{t}");
+    until("the end command", || lines_equal(&ends, &id) == 1);
+    let d = loop_health(&h, "dispatcher");
+    let failed = d["errors"].as_u64().unwrap_or(0) + d["restarts"].as_u64().unwrap_or(0);
+    assert_eq!(failed, 1, "the turn failed once: {d}");
+    // One more task through the same dispatcher: it still claims and records.
+    assert_eq!(code(&h.run(&["run", "--wait", "--", "true"])), 0);
+    assert_eq!(lines_equal(&ends, &id), 1, "the end command ran once");
+    h.kill_daemon();
+}
+
+#[test]
+fn a_failed_dispatcher_turn_records_the_end_once() {
+    dispatcher_fails_once("error");
+}
+
+#[test]
+fn a_panicked_dispatcher_is_made_again_and_records_the_end_once() {
+    dispatcher_fails_once("panic");
+}
+
+/// The end hooks' reader fails as an end arrives: the end command still runs, once,
+/// and later ends are not held up.
+fn hooks_fail_once(fault: &str) {
+    let mut h = Home::new();
+    let faults = serve_armable(&mut h, &[]);
+    let (gate, ends) = (h.dir.path().join("go"), h.dir.path().join("ends"));
+    let id = held_task(&h, &gate, &ends);
+    until("the task running", || show(&h, &id)["state"] == "running");
+    arm(&faults, fault);
+    std::fs::write(&gate, "").unwrap();
+    assert_eq!(wait_end(&h, &id)["state"], "succeeded");
+    until("the end command", || lines_equal(&ends, &id) == 1);
+    // A later end is delivered too; by then a second delivery of the first would
+    // have come, as the reader reads from its cursor in order.
+    let next = held_task(&h, &gate, &ends);
+    assert_eq!(wait_end(&h, &next)["state"], "succeeded");
+    until("the next end command", || lines_equal(&ends, &next) == 1);
+    assert_eq!(lines_equal(&ends, &id), 1, "the end command ran once");
+    let l = loop_health(&h, "hooks");
+    let failed = l["errors"].as_u64().unwrap_or(0) + l["restarts"].as_u64().unwrap_or(0);
+    assert!(failed >= 1, "counted: {l}");
+    assert_eq!(l["failing"], false, "{l}");
+    h.kill_daemon();
+}
+
+#[test]
+fn the_end_hooks_reader_fails_taking_an_end_and_runs_its_command_once() {
+    hooks_fail_once("hooks.take=error");
+}
+
+#[test]
+fn the_end_hooks_reader_panics_taking_an_end_and_runs_its_command_once() {
+    hooks_fail_once("hooks.take=panic");
+}
+
+#[test]
+fn the_end_hooks_reader_fails_reading_the_log_and_runs_the_command_once() {
+    // An error on each read from the store until then: the reader reads again.
+    hooks_fail_once("hooks.read=error*2,hooks.take=error");
+}
+
+#[test]
+fn a_scheduler_that_fails_after_a_firing_never_fires_that_time_again() {
+    let mut h = Home::new();
+    let faults = serve_armable(&mut h, &[]);
+    let fires = h.dir.path().join("fires");
+    let line = format!("echo $MEANWHILE_SCHEDULED_AT >> {}", fires.display());
+    // Each failure comes after the firing was written: an error, then a panic.
+    arm(&faults, "schedules.fired=error,schedules.look=error@2");
+    h.ok(&["schedule", "add", "tick", "--every", "1s", "--", &line]);
+    let count = || {
+        std::fs::read_to_string(&fires)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    until("two firings", || count() >= 2);
+    arm(&faults, "schedules.fired=panic");
+    let now = count();
+    until("two more firings", || count() >= now + 2);
+    h.ok(&["schedule", "pause", "tick"]);
+    let ids: Vec<String> = h.json(&["ls", "--json", "--label", "schedule:tick"])["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].to_string())
+        .collect();
+    let mut args = vec!["wait", "--timeout", "5m"];
+    args.extend(ids.iter().map(String::as_str));
+    h.ok(&args);
+    let text = std::fs::read_to_string(&fires).unwrap();
+    let mut times: Vec<&str> = text.lines().collect();
+    let all = times.len();
+    times.sort();
+    times.dedup();
+    assert_eq!(times.len(), all, "no time fired twice: {text}");
+    let s = loop_health(&h, "schedules");
+    assert_eq!(s["errors"], 2, "{s}");
+    assert_eq!(s["restarts"], 1, "{s}");
+    h.kill_daemon();
+}
+
+#[test]
+fn a_failing_checkpointer_is_counted_and_empties_the_wal_once_it_can() {
+    let mut h = Home::new();
+    h.serve(&[("MEANWHILE_FAULTS", "store.checkpoint=error*3")]);
+    for _ in 0..5 {
+        h.ok(&["run", "--wait", "--", "true"]);
+    }
+    let wal = h.home.join("meanwhile.db-wal");
+    // Three idle looks fail (failing for a while), the fourth empties the WAL.
+    until("the checkpointer's failures counted", || {
+        loop_health(&h, "checkpointer")["errors"] == 3
+    });
+    until("the WAL emptied", || {
+        std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) == 0
+    });
+    let c = loop_health(&h, "checkpointer");
+    assert_eq!(c["failing"], false, "it recovered: {c}");
+    let metrics = http_get(&h, "/metrics");
+    assert!(
+        metrics.contains("meanwhile_loop_errors_total{loop=\"checkpointer\"} 3"),
+        "{metrics}"
+    );
+    h.kill_daemon();
+}
