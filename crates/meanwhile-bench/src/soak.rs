@@ -72,10 +72,11 @@ pub async fn soak() -> Value {
         .unwrap_or(200_000);
     let dir = tempfile::tempdir().expect("temp dir");
     let home = dir.path().to_path_buf();
-    // Retention with a short max age, running often, as weeks of it would.
+    // Retention with a short max age, running often, as weeks of it would; the audit
+    // trail's too, or its records (kept a year by default) would be all it measured.
     std::fs::write(
         home.join("config.toml"),
-        "[retention]\nmax_age = \"30s\"\ninterval = \"5s\"\nevents_max_age = \"60s\"\n",
+        "[retention]\nmax_age = \"30s\"\ninterval = \"5s\"\nevents_max_age = \"60s\"\naudit_max_age = \"60s\"\n",
     )
     .expect("config.toml");
     let d = Daemon::start_with(&home, &[], &[]).await;

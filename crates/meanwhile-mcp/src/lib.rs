@@ -19,6 +19,7 @@
 
 mod config;
 mod error;
+pub mod jsonrpc;
 mod notices;
 mod resources;
 mod server;

@@ -116,6 +116,20 @@ pub(crate) async fn list(backend: &dyn Backend, session: &str) -> Result<Vec<Res
 }
 
 /// Reads the output `uri` names.
+/// A resource-not-found error carries the URI asked for in its `data`, as the MCP
+/// specification's example does.
+pub(crate) fn naming_uri(mut e: ErrorData, uri: &str) -> ErrorData {
+    if e.code == rmcp::model::ErrorCode::RESOURCE_NOT_FOUND {
+        let mut data = match e.data.take() {
+            Some(serde_json::Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        };
+        data.insert("uri".into(), uri.into());
+        e.data = Some(data.into());
+    }
+    e
+}
+
 pub(crate) async fn read(
     backend: &dyn Backend,
     uri: &str,
@@ -124,7 +138,7 @@ pub(crate) async fn read(
     let chunk = backend
         .read_output(id, query)
         .await
-        .map_err(|e| to_mcp(&e))?;
+        .map_err(|e| naming_uri(to_mcp(&e), uri))?;
     // Output changes as the task runs: a client must not serve it from a cache.
     Ok(ReadResourceResult::new(vec![ResourceContents::text(chunk.text, uri)]).with_ttl_ms(0))
 }

@@ -310,7 +310,7 @@ impl ServerHandler for McpServer {
         self.backend()
             .get(parsed.id)
             .await
-            .map_err(|e| crate::error::to_mcp(&e))?;
+            .map_err(|e| resources::naming_uri(crate::error::to_mcp(&e), &uri))?;
         let backend = self.shared.backend.clone();
         let peer = context.peer.clone();
         let watched = uri.clone();

@@ -8,7 +8,7 @@ use crate::handlers::{
 use crate::state::AppState;
 use axum::Router;
 use axum::handler::Handler;
-use axum::http::Method;
+use axum::http::{Method, StatusCode};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use meanwhile_core::http::{
     AlertParams, BatchAnswer, BatchRequest, CleanBody, EventParams, Health, LimitParams,
@@ -308,7 +308,9 @@ pub(crate) fn router(state: AppState, listener: Listener) -> Router {
     if listener == Listener::Tcp {
         router = router.merge(crate::dashboard::routes());
     }
-    let mcp = mcp_service(&state);
+    let mcp = Router::new()
+        .fallback_service(mcp_service(&state))
+        .layer(axum::middleware::from_fn(jsonrpc_gate));
     router
         .nest_service("/mcp", mcp)
         .fallback(not_found)
@@ -327,6 +329,51 @@ fn mcp_service(state: &AppState) -> meanwhile_mcp::HttpService {
             let _ = down.wait_for(|d| *d).await;
         },
     )
+}
+
+/// The most a posted MCP message may hold, as the MCP service allows.
+const MCP_BODY_LIMIT: usize = 4 << 20;
+
+/// Answers a malformed JSON-RPC message posted to `/mcp` with HTTP 400 and the
+/// JSON-RPC error for it (see `meanwhile_mcp::jsonrpc`); passes the rest on. A body
+/// that is not declared JSON is left to the MCP service, which answers 415.
+async fn jsonrpc_gate(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let json = req
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if req.method() != Method::POST || !json {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, MCP_BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => {
+            let e = serde_json::json!({
+                "jsonrpc": "2.0",
+                "id": null,
+                "error": {
+                    "code": meanwhile_mcp::jsonrpc::INVALID_REQUEST,
+                    "message": format!("Invalid Request: the body is over {} MiB, or was cut off", MCP_BODY_LIMIT >> 20),
+                },
+            });
+            return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(e)).into_response();
+        }
+    };
+    if let Err(e) = meanwhile_mcp::jsonrpc::check_message(&bytes) {
+        return (StatusCode::BAD_REQUEST, axum::Json(e)).into_response();
+    }
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
 }
 
 async fn not_found(uri: axum::http::Uri) -> crate::error::Fail {

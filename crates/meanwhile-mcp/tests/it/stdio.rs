@@ -72,6 +72,23 @@ pub fn check_flow(obs: &Value) {
     );
     assert!(text(&bad["unknown_tool2"]).starts_with("unknown tool \"bash\""));
     assert!(text(&bad["unknown_resource"]).contains("unknown task 999999"));
+    // Resource not found, naming the URI asked for, as the specification shows
+    // (-32002 up to revision 2025-11-25, invalid params after).
+    let e = &bad["unknown_resource_error"];
+    assert!(e["code"] == -32002 || e["code"] == -32602, "{e}");
+    assert_eq!(e["data"]["uri"], "meanwhile://tasks/999999/output", "{e}");
+    // Only what is served is declared: no prompts.
+    let caps: Vec<&str> = obs["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(text)
+        .collect();
+    assert!(!caps.contains(&"prompts"), "{caps:?}");
+    assert!(
+        caps.contains(&"tools") && caps.contains(&"resources"),
+        "{caps:?}"
+    );
     assert!(text(&bad["foreign_resource"]).contains("meanwhile://tasks/7/output"));
     assert_eq!(obs["still_serving"]["is_error"], false);
 }

@@ -34,6 +34,8 @@ async def main() -> None:
 
     async with connect(cfg, session=cfg["session"], message_handler=on_message) as c:
         obs["protocol"] = c.protocol_version
+        caps = c.server_capabilities.model_dump(exclude_none=True) if c.server_capabilities else {}
+        obs["capabilities"] = sorted(caps)
         tools = (await c.list_tools()).tools
         obs["tools"] = [t.name for t in tools]
         obs["required"] = {t.name: t.input_schema.get("required", []) for t in tools}
@@ -165,6 +167,7 @@ async def main() -> None:
                 bad[name] = "no error"
             except MCPError as e:
                 bad[name] = str(e)
+                bad[name + "_error"] = {"code": e.code, "data": e.data}
         obs["bad"] = bad
         obs["still_serving"] = (await call(c, "background_list", {"all_sessions": True})).json()
     report(obs)
