@@ -108,6 +108,9 @@ pub enum Command {
     Daemon(cmd::daemon::Args),
     /// Print a shell completion script.
     Completions(cmd::completions::Args),
+    /// Print the manual page of meanwhile or of a command (`meanwhile man run | man -l -`),
+    /// or write every page into a directory (--out-dir).
+    Man(cmd::man::Args),
     /// Run the daemon in the foreground (the other commands start it when needed).
     #[command(
         after_help = "A fleet: set MEANWHILE_DATABASE_URL (or database_url in config.toml) to a PostgreSQL database that every node serves, give each node --node NAME and --listen (the other nodes read its tasks' output there), and see `meanwhile nodes`. Other settings: config.toml in the home and MEANWHILE_* variables."
@@ -169,6 +172,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Health(a) => cmd::alerts::health(&ctx, a).await,
             Command::Daemon(a) => cmd::daemon::run(&ctx, a).await,
             Command::Completions(a) => cmd::completions::run(a),
+            Command::Man(a) => cmd::man::run(a),
             Command::Serve(a) => cmd::serve::run(&ctx, a).await,
             Command::Mcp(a) => cmd::mcp::run(&ctx, a).await,
             Command::Agent(a) => cmd::agent::run(&ctx, a).await,

@@ -6,11 +6,14 @@ use rusqlite::{Connection, params};
 
 /// Rows one statement of a prune looks at, at most.
 const SLICE: i64 = 10_000;
+/// Rows one prune deletes by age or count, at most: each call is one write the
+/// writer runs between others, and a short one keeps their latency flat.
+const DELETE_SLICE: i64 = 2_000;
 /// Free pages kept for the inserts to come, at least, and as a share of the file.
 const FREE_KEPT_MIN: i64 = 256;
 const FREE_KEPT_SHARE: i64 = 8;
-/// Pages given back to the file system in one prune, at most (16 MiB of 4 KiB pages).
-const FREE_GIVEN_MAX: i64 = 4096;
+/// Pages given back to the file system in one prune, at most (4 MiB of 4 KiB pages).
+const FREE_GIVEN_MAX: i64 = 1024;
 
 /// Shrinks the file by the pages removed rows left free (the database runs with
 /// `auto_vacuum = INCREMENTAL`), keeping some for the rows to come: an eighth of the
@@ -44,7 +47,7 @@ pub(crate) fn prune(conn: &Connection, req: &PruneRequest) -> Result<Pruned, Sto
                 "DELETE FROM events WHERE seq IN
                     (SELECT seq FROM events ORDER BY seq LIMIT ?2) AND at < ?1",
             )?
-            .execute(params![before.0, SLICE])? as u64;
+            .execute(params![before.0, DELETE_SLICE])? as u64;
     }
     if let Some(keep) = req.events_keep_last {
         let keep = i64::try_from(keep).unwrap_or(i64::MAX);
@@ -55,7 +58,7 @@ pub(crate) fn prune(conn: &Connection, req: &PruneRequest) -> Result<Pruned, Sto
                      WHERE seq <= (SELECT COALESCE(MAX(seq), 0) FROM events) - ?1
                      ORDER BY seq LIMIT ?2)",
             )?
-            .execute(params![keep, SLICE])? as u64;
+            .execute(params![keep, DELETE_SLICE])? as u64;
     }
     // The sweep for rows of removed tasks: one slice of sequence numbers per call,
     // in both tables (their sequences are separate, the slice bounds each).

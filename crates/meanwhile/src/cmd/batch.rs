@@ -5,7 +5,11 @@
 //! file's content with the prompt, schema, model and provider) and the line's
 //! number, so the same command run again after a crash or a kill submits nothing
 //! twice: lines whose tasks already ended are only written, and the results file,
-//! read back first, gets each line exactly once.
+//! read back first, gets each line exactly once (`--retry-failed` appends a new
+//! result for each line it runs again).
+//!
+//! While the batch's queue is paused by its budget, the batch says so at once: when
+//! the queue resumes by itself and how to raise the budget.
 
 use super::Ctx;
 use anyhow::{Context as _, anyhow, bail};
@@ -138,6 +142,11 @@ pub struct Args {
     /// Attempts per line, the first included, with backoff between them.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub attempts: u32,
+    /// Run again the lines whose tasks failed or were quarantined (by an earlier run
+    /// of the same batch): their tasks are retried, and each new result is appended to
+    /// --out, where the last line for a line number is its result.
+    #[arg(long)]
+    pub retry_failed: bool,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -522,10 +531,11 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         }
         None => Box::new(std::io::stdout()),
     };
+    let mut done = done;
     let mut sink = Sink {
         out,
         batch: batch.hash.clone(),
-        done,
+        done: HashSet::new(),
         summary: Summary {
             lines: batch.lines.len() as u64,
             batch: batch.hash.clone(),
@@ -540,8 +550,29 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     let ids = submit(&client, &args, &batch, &label).await?;
     let mut waiting: HashMap<TaskId, usize> =
         ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    if args.retry_failed {
+        let again = retry_failed(&client, &label, &waiting).await?;
+        for i in &again {
+            done.remove(&batch.lines[*i].number);
+        }
+        if again.is_empty() {
+            errln!("no line of this batch failed; nothing to run again");
+        } else {
+            errln!(
+                "running {} failed line(s) again",
+                thousands(again.len() as u64)
+            );
+        }
+    }
+    sink.done = done;
 
     let bar = progress_bar(batch.lines.len() as u64, args.json);
+    let queue = args
+        .queue
+        .clone()
+        .unwrap_or_else(|| meanwhile_core::DEFAULT_QUEUE.to_string());
+    let mut paused = None;
+    paused_by_budget(&client, &queue, &bar, &mut paused).await;
     // Tasks that ended before now (an earlier run's), found by their label.
     let mut filter = ListFilter {
         label: Some(label),
@@ -575,6 +606,10 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
                 continue;
             }
         };
+        if matches!(ev.kind, EventKind::Budget | EventKind::Queue) {
+            paused_by_budget(&client, &queue, &bar, &mut paused).await;
+            continue;
+        }
         if ev.kind != EventKind::Finished {
             continue;
         }
@@ -620,6 +655,108 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Retries the batch's tasks that failed or were quarantined; the index of the line
+/// of each, by `waiting` (the task of each line).
+async fn retry_failed(
+    client: &Client,
+    label: &str,
+    waiting: &HashMap<TaskId, usize>,
+) -> anyhow::Result<Vec<usize>> {
+    let mut filter = ListFilter {
+        label: Some(label.to_string()),
+        states: TaskState::ALL
+            .into_iter()
+            .filter(|s| s.is_terminal() && *s != TaskState::Succeeded)
+            .collect(),
+        limit: Some(meanwhile_core::MAX_LIST_LIMIT),
+        ..ListFilter::default()
+    };
+    let mut failed = Vec::new();
+    loop {
+        let page = client.list(&filter).await?;
+        failed.extend(page.tasks.iter().map(|t| t.id));
+        match page.next {
+            Some(b) => filter.before = Some(b),
+            None => break,
+        }
+    }
+    let mut again = Vec::new();
+    for id in failed {
+        let Some(i) = waiting.get(&id) else { continue };
+        client
+            .retry(id)
+            .await
+            .with_context(|| format!("running task {id} again"))?;
+        again.push(*i);
+    }
+    Ok(again)
+}
+
+/// Says at once when the batch's queue is paused by its budget (when it resumes by
+/// itself, and how to raise the budget), and when it resumes; `paused` holds what
+/// was said last, so each change is said once.
+async fn paused_by_budget(
+    client: &Client,
+    queue: &str,
+    bar: &ProgressBar,
+    paused: &mut Option<String>,
+) {
+    let Ok(queues) = client.queues().await else {
+        return;
+    };
+    let by_budget = queues.iter().any(|q| {
+        q.name == queue && q.paused && q.pause_reason == Some(meanwhile_core::PauseReason::Budget)
+    });
+    let now = match (by_budget, paused.is_some()) {
+        (true, false) => match client.budget(queue).await {
+            Ok(b) => {
+                let spent = match (b.spec.tokens, b.spec.cost_usd) {
+                    (Some(t), _) if b.used_tokens >= t => {
+                        format!("{} of {} tokens", thousands(b.used_tokens), thousands(t))
+                    }
+                    (_, Some(c)) => format!("{} of {}", fmt_cost(b.used_cost_usd), fmt_cost(c)),
+                    _ => format!("{:.0}%", b.used_percent),
+                };
+                let resumes = match b.window_end {
+                    Some(end) => format!(
+                        "it resumes by itself at {} when the next window starts",
+                        meanwhile_core::rfc3339_secs(end)
+                    ),
+                    None => "its window never ends (total)".to_string(),
+                };
+                Some(format!(
+                    "queue {queue:?} is paused: its budget is spent ({spent} this window); {resumes}, or raise it: meanwhile budget set {queue} --tokens N / --cost USD"
+                ))
+            }
+            Err(_) => Some(format!(
+                "queue {queue:?} is paused: its budget is spent; see meanwhile budget ls"
+            )),
+        },
+        (false, true) => {
+            *paused = None;
+            let text = format!("queue {queue:?} resumed; the batch goes on");
+            say(bar, &text);
+            bar.set_prefix("");
+            return;
+        }
+        _ => return,
+    };
+    if let Some(text) = now {
+        say(bar, &text);
+        bar.set_prefix("paused by budget ");
+        *paused = Some(text);
+    }
+}
+
+/// A line on stderr that leaves the progress bar in place below it.
+fn say(bar: &ProgressBar, text: &str) {
+    if bar.is_hidden() {
+        errln!("{text}");
+    } else {
+        bar.println(text);
+    }
 }
 
 /// Submits every line (in chunks); the task of each, in the order of the lines.
@@ -672,7 +809,7 @@ fn progress_bar(len: u64, json: bool) -> ProgressBar {
     }
     let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} lines {elapsed_precise} {msg}")
+        ProgressStyle::with_template("{prefix}{bar:30} {pos}/{len} lines {elapsed_precise} {msg}")
             .expect("a valid template")
             .progress_chars("█▉▊▋▌▍▎▏ "),
     );

@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod dashboard;
 pub mod logs;
 pub mod ls;
+pub mod man;
 pub mod mcp;
 pub mod nodes;
 pub mod notifications;

@@ -352,7 +352,12 @@ fn a_spent_budget_holds_the_rest_of_a_batch_until_it_is_raised() {
         "--out",
         out.to_str().unwrap(),
     ];
-    let mut batch = home.cmd(&args).spawn().unwrap();
+    let said = home.dir.path().join("batch.err");
+    let mut batch = home
+        .cmd(&args)
+        .stderr(std::fs::File::create(&said).unwrap())
+        .spawn()
+        .unwrap();
     until("the budget pauses the queue", || {
         let q = home.json(&["queue", "ls", "--json"]);
         q.as_array()
@@ -372,6 +377,21 @@ fn a_spent_budget_holds_the_rest_of_a_batch_until_it_is_raised() {
         batch.try_wait().unwrap().is_none(),
         "the batch waits for its lines"
     );
+    // It said so at once: what was spent, when the queue resumes, how to raise it.
+    until("the batch says the queue is paused", || {
+        std::fs::read_to_string(&said)
+            .unwrap()
+            .contains("is paused")
+    });
+    let text = std::fs::read_to_string(&said).unwrap();
+    assert!(
+        text.contains("queue \"llm\" is paused: its budget is spent (360 of 360 tokens this window); it resumes by itself at "),
+        "{text}"
+    );
+    assert!(
+        text.contains("meanwhile budget set llm --tokens N"),
+        "{text}"
+    );
     let budget = &home.json(&["budget", "ls", "--json"])[0];
     assert_eq!(budget["used_tokens"], 360);
     assert_eq!(budget["state"], "exhausted");
@@ -380,6 +400,9 @@ fn a_spent_budget_holds_the_rest_of_a_batch_until_it_is_raised() {
     home.ok(&["budget", "set", "llm", "--tokens", "100000"]);
     let status = batch.wait().unwrap();
     assert!(status.success());
+    let text = std::fs::read_to_string(&said).unwrap();
+    assert_eq!(text.matches("is paused").count(), 1, "said once: {text}");
+    assert!(text.contains("queue \"llm\" resumed"), "{text}");
     let rows = results(&out);
     assert_eq!(rows.len(), 5);
     assert!(
@@ -489,4 +512,80 @@ fn run_submits_llm_and_agent_tasks_from_the_command_line() {
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     let o = home.run(&["run", "--llm", "x", "--schema", "/nonexistent.json"]);
     assert_eq!(code(&o), 66, "{}", stderr(&o));
+}
+
+#[test]
+fn retry_failed_runs_the_failed_lines_again_and_appends_their_new_results() {
+    let mut home = Home::new();
+    // The model fails "line 2" the first time it is asked, and answers after.
+    let asked = std::sync::Mutex::new(HashMap::<String, u32>::new());
+    let (url, seen) = fake_anthropic_with(Duration::ZERO, move |req| {
+        let prompt = prompt_of(req);
+        let mut asked = asked.lock().unwrap();
+        let n = asked.entry(prompt.clone()).or_default();
+        *n += 1;
+        if prompt == "line 2" && *n == 1 {
+            return json!({"type": "error", "error": {"type": "overloaded_error", "message": "busy"}});
+        }
+        message(
+            json!([{"type": "text", "text": format!("ok: {prompt}")}]),
+            "end_turn",
+        )
+    });
+    start(&mut home, &url);
+    let input = home.dir.path().join("in.jsonl");
+    let lines: Vec<String> = (1..=3)
+        .map(|i| json!(format!("line {i}")).to_string())
+        .collect();
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let out = home.dir.path().join("out.jsonl");
+    let mut args = vec![
+        "batch",
+        input.to_str().unwrap(),
+        "--prompt",
+        "{text}",
+        "--attempts",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let o = home.run(&args);
+    assert_eq!(code(&o), 1, "a line failed: {}", stderr(&o));
+    let rows = results(&out);
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows.iter().filter(|r| r["state"] == "failed").count(), 1);
+
+    // The same batch again changes nothing; with --retry-failed, line 2 runs again.
+    assert_eq!(code(&home.run(&args)), 1);
+    assert_eq!(results(&out).len(), 3, "nothing written twice");
+    args.push("--retry-failed");
+    let o = home.run(&args);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("running 1 failed line(s) again"),
+        "{}",
+        stderr(&o)
+    );
+    let rows = results(&out);
+    assert_eq!(rows.len(), 4, "the new result appended");
+    let last = rows.last().unwrap();
+    assert_eq!(
+        (last["line"].as_u64(), last["state"].as_str()),
+        (Some(2), Some("succeeded"))
+    );
+    assert_eq!(last["result"], "ok: line 2");
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        4,
+        "only the failed line was asked again"
+    );
+    // Nothing failed now: a second retry runs nothing.
+    let o = home.run(&args);
+    assert_eq!(code(&o), 0);
+    assert!(
+        stderr(&o).contains("nothing to run again"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(results(&out).len(), 4);
 }

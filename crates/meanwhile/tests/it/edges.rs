@@ -316,3 +316,35 @@ fn commands_that_change_something_print_json_when_asked() {
     h.ok(&["token", "add", "ci"]);
     assert_eq!(h.json(&["token", "rm", "ci", "--json"])["removed"], "ci");
 }
+
+#[test]
+fn man_prints_a_page_per_command_and_writes_them_all() {
+    let h = Home::new();
+    let page = h.ok(&["man", "queue", "set"]);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH meanwhile-queue-set"),
+        "{page}"
+    );
+    assert!(page.contains(".TH meanwhile-queue-set 1"), "{page}");
+    assert!(page.contains("max\\-parallel"), "the options: {page}");
+    assert!(h.ok(&["man"]).contains(".TH meanwhile 1"));
+    let o = h.run(&["man", "nosuch"]);
+    assert_ne!(code(&o), 0);
+    assert!(
+        stderr(&o).contains("no command \"nosuch\" in meanwhile; its commands: run,"),
+        "{}",
+        stderr(&o)
+    );
+    let dir = h.dir.path().join("man");
+    let o = h.run(&["man", "--out-dir", dir.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    for page in [
+        "meanwhile.1",
+        "meanwhile-run.1",
+        "meanwhile-queue-set.1",
+        "meanwhile-daemon-install.1",
+    ] {
+        let text = std::fs::read_to_string(dir.join(page)).unwrap_or_default();
+        assert!(text.contains(".TH "), "{page} written");
+    }
+}

@@ -197,7 +197,7 @@ pub(crate) fn clean_candidates(conn: &Connection, req: &CleanRequest) -> Result<
     let mut ids: Vec<i64> = Vec::new();
     if let Some(before) = req.finished_before {
         let mut stmt = conn.prepare_cached(
-            "SELECT id FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ?1 LIMIT 10000",
+            "SELECT id FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ?1 LIMIT 1000",
         )?;
         ids.extend(
             stmt.query_map([before.0], |r| r.get::<_, i64>(0))?
@@ -207,7 +207,7 @@ pub(crate) fn clean_candidates(conn: &Connection, req: &CleanRequest) -> Result<
     if let Some(keep) = req.keep_last {
         let mut stmt = conn.prepare_cached(
             "SELECT id FROM tasks WHERE finished_at IS NOT NULL
-             ORDER BY finished_at DESC LIMIT 10000 OFFSET ?1",
+             ORDER BY finished_at DESC LIMIT 1000 OFFSET ?1",
         )?;
         ids.extend(
             stmt.query_map([keep as i64], |r| r.get::<_, i64>(0))?
