@@ -17,7 +17,16 @@
 //! ```text
 //! S <task> <attempt> <pid> <supervisor pid> <supervisor start time> [<task start time>]
 //! E <task> <attempt> 2 <wait status> <peak rss KiB> <cpu ms> <end, µs since epoch> [<limit> <value>]
+//! A <task> <attempt>
+//! X <task> <attempt>
 //! ```
+//!
+//! An `A` line settles a start whose spawner died before it answered: the runtime
+//! writes it once the dead spawner is reaped, and the journal's order decides. An
+//! `S` line before it is a start that happened (the runtime follows it); a
+//! supervisor whose `S` line comes after it runs nothing (it finds the line once it
+//! sees that its spawner is gone) and voids its `S` line with an `X` line, and the
+//! runtime sends the start again.
 //!
 //! Start times are in clock ticks since boot, as in `/proc/<pid>/stat`; `S` lines
 //! written before the task's start time was recorded have five numbers. An `E` line
@@ -159,6 +168,10 @@ impl Journal {
                     },
                 );
             }
+            (Some("X"), [task, attempt]) => {
+                // A start its supervisor voided: nothing of it ran.
+                self.started.remove(&(TaskId(*task), *attempt as u32));
+            }
             (Some("E"), [task, attempt, 2, status, rss, cpu, ended, rest @ ..])
                 if matches!(rest.len(), 0 | 2) =>
             {
@@ -267,6 +280,94 @@ fn is_at_path(f: &impl AsFd, path: &Path) -> io::Result<bool> {
     }
 }
 
+/// What a journal line says of one attempt's start.
+enum Record {
+    Start(Started),
+    GivenUp,
+    Voided,
+}
+
+/// What a journal line says of the start of attempt `attempt` of `task`; `None`
+/// for a line about anything else.
+fn about(line: &[u8], task: i64, attempt: u32) -> Option<Record> {
+    let text = std::str::from_utf8(line).ok()?;
+    let mut parts = text.split_ascii_whitespace();
+    let kind = parts.next()?;
+    let nums: Vec<i64> = parts.filter_map(|p| p.parse().ok()).collect();
+    match (kind, nums.as_slice()) {
+        ("S", [t, a, pid, sup, start, rest @ ..]) if *t == task && *a == i64::from(attempt) => {
+            Some(Record::Start(Started {
+                pid: *pid as i32,
+                supervisor: *sup as i32,
+                supervisor_start: *start as u64,
+                pid_start: rest.first().map_or(0, |&s| s as u64),
+            }))
+        }
+        ("A", [t, a]) if *t == task && *a == i64::from(attempt) => Some(Record::GivenUp),
+        ("X", [t, a]) if *t == task && *a == i64::from(attempt) => Some(Record::Voided),
+        _ => None,
+    }
+}
+
+/// The lines of the journal at `path`, whole ones only.
+fn lines(path: &Path) -> io::Result<Vec<u8>> {
+    let mut data = match std::fs::read(path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    let complete = data.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    data.truncate(complete);
+    Ok(data)
+}
+
+/// Gives up a start whose spawner died before it answered (reaped by now, so that
+/// no supervisor of it can still be told otherwise): appends its `A` line, and
+/// answers the start recorded before it, if the supervisor got that far; the task
+/// then runs, and is followed. `None`: nothing of it ran, or will.
+pub(crate) fn abandon(path: &Path, task: i64, attempt: u32) -> io::Result<Option<Started>> {
+    append(path, format!("A {task} {attempt}\n").as_bytes())?;
+    // The record before the last `A` of the attempt: that is the one just written.
+    let mut before: Option<Started> = None;
+    let mut decided = None;
+    for line in lines(path)?.split(|&b| b == b'\n') {
+        match about(line, task, attempt) {
+            Some(Record::Start(s)) => before = Some(s),
+            Some(Record::Voided) => before = None,
+            Some(Record::GivenUp) => decided = Some(before.take()),
+            None => {}
+        }
+    }
+    Ok(decided.flatten())
+}
+
+/// For a supervisor that wrote its `S` line and then found its spawner gone: true
+/// when the runtime gave the start up first (an `A` line of the attempt comes
+/// before the supervisor's `S` line, the last one), so that it must run nothing
+/// (and write [`void`]). An unreadable journal counts as given up: running nothing
+/// is the safe side.
+pub(crate) fn given_up(path: &Path, task: i64, attempt: u32) -> bool {
+    let Ok(data) = lines(path) else { return true };
+    let mut abandoned = false;
+    let mut last = None;
+    for line in data.split(|&b| b == b'\n') {
+        match about(line, task, attempt) {
+            Some(Record::GivenUp) => abandoned = true,
+            Some(Record::Start(_)) => {
+                last = Some(abandoned);
+                abandoned = false;
+            }
+            Some(Record::Voided) | None => {}
+        }
+    }
+    last.unwrap_or(true)
+}
+
+/// Voids the `S` line of a start its supervisor gave up (see [`given_up`]).
+pub(crate) fn void(path: &Path, task: i64, attempt: u32) -> io::Result<()> {
+    append(path, format!("X {task} {attempt}\n").as_bytes())
+}
+
 /// Appends one whole line (ending in a newline) to the journal at `path`, under the
 /// writers' lock, to the file that is at the path once the lock is held. A write
 /// that was not complete is undone and is an error: a torn line would join the
@@ -315,6 +416,35 @@ pub(crate) fn append(path: &Path, line: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_order_of_a_start_and_its_giving_up_decides_whether_it_ran() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j");
+        // The supervisor journalled first: the start stands, for both sides.
+        std::fs::write(&p, "S 5 1 100 99 7 8\nS 6 1 200 199 7 8\n").unwrap();
+        let s = abandon(&p, 5, 1).unwrap().expect("it ran");
+        assert_eq!((s.pid, s.supervisor), (100, 99));
+        assert!(!given_up(&p, 5, 1));
+        // Given up first: the supervisor that journals after runs nothing, and the
+        // start sent again stands on its own.
+        assert_eq!(abandon(&p, 7, 1).unwrap(), None);
+        append(&p, b"S 7 1 300 299 7 8\n").unwrap();
+        assert!(given_up(&p, 7, 1));
+        void(&p, 7, 1).unwrap();
+        let mut j = Journal::new(&p);
+        j.refresh().unwrap();
+        assert_eq!(
+            j.started(TaskId(7), 1),
+            None,
+            "the given-up start is no start"
+        );
+        assert!(j.started(TaskId(5), 1).is_some() && j.started(TaskId(6), 1).is_some());
+        append(&p, b"S 7 1 400 399 7 8\n").unwrap();
+        assert!(!given_up(&p, 7, 1), "the start sent again");
+        j.refresh().unwrap();
+        assert_eq!(j.started(TaskId(7), 1).map(|s| s.pid), Some(400));
+    }
 
     #[test]
     fn follows_appends_and_partial_lines() {

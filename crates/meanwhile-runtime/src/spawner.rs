@@ -21,6 +21,7 @@
 //! environment for each supervisor to rewrite its own. It exits when the runtime's
 //! end of the socket closes. A spawner that failed is replaced, by the same exec.
 
+use crate::journal;
 use crate::spawn::{self, Proven, SpawnRequest, Spawned};
 use crate::supervisor;
 use crate::sys;
@@ -168,6 +169,7 @@ fn launch(home: &Path, pid_file: &Path) -> io::Result<Conn> {
         .env_clear()
         .env(MARKER, "0")
         .env(ROOM, " ".repeat(ROOM_BYTES))
+        .envs(crate::fault::environment())
         .current_dir("/")
         .stdin(Stdio::from(theirs))
         .stdout(Stdio::null())
@@ -232,11 +234,12 @@ impl Spawner {
     pub(crate) fn spawn(&self, req: &SpawnRequest<'_>) -> io::Result<Spawned> {
         wire::check(req)?;
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        // A spawner that died while idle (killed, out of memory) is found when the
-        // request cannot be sent: nothing of it reached a spawner, so a new one is
-        // started and the request sent again; the task never hears of it. One that
-        // breaks after taking the request may have started the task: that start
-        // fails, as the journal would show it did not happen.
+        // A spawner that died (killed, out of memory) is found when the request
+        // cannot be sent or is not answered. Once it is reaped, no supervisor of it
+        // can start anything the journal does not show: the start is given up in the
+        // journal (`journal::abandon`), and either the supervisor got as far as its
+        // `S` line first, and the task runs and is followed, or nothing of it ran,
+        // or will, and the request goes to a new spawner. The task never hears of it.
         let mut relaunched = false;
         let reply = loop {
             let c = match &mut *conn {
@@ -248,19 +251,40 @@ impl Spawner {
                 Err(e) => e,
             };
             // The spawner is gone or confused: end it, start a new one.
-            if let Some(mut old) = conn.take()
-                && let Some(child) = &mut old.child
-            {
-                let _ = child.kill(); // our unreaped child; it may have exited
-            }
-            let unsent = matches!(
-                broke.kind(),
-                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
-            );
-            if relaunched || !unsent {
+            let reaped = match conn.take().and_then(|mut old| old.child.take()) {
+                Some(mut child) => {
+                    let _ = child.kill(); // our unreaped child; it may have exited
+                    child.wait().is_ok()
+                }
+                None => false,
+            };
+            if relaunched || !reaped {
                 return Err(io::Error::other(format!(
                     "the process spawner failed: {broke}"
                 )));
+            }
+            match journal::abandon(req.journal, req.task, req.attempt) {
+                Ok(Some(s)) => {
+                    tracing::warn!(
+                        "the process spawner died ({broke}) after task {} attempt {} started; following it",
+                        req.task,
+                        req.attempt
+                    );
+                    break Reply {
+                        pid: s.pid,
+                        supervisor: s.supervisor,
+                        errno: 0,
+                        stage: Stage::Started,
+                        supervisor_start: s.supervisor_start,
+                        pid_start: s.pid_start,
+                    };
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(io::Error::other(format!(
+                        "the process spawner failed ({broke}), and the journal could not settle the start: {e}"
+                    )));
+                }
             }
             tracing::warn!("the process spawner was gone ({broke}); starting a new one");
             relaunched = true;
@@ -349,10 +373,15 @@ fn handle(sock: &OwnedFd) -> io::Result<()> {
     }
     let mut body = vec![0u8; len];
     sys::read_exact(sock, &mut body)?;
+    // A test's fault here ends the spawner with the request taken and nothing
+    // started (`spawner.taken`), or with the task started and no answer sent
+    // (`spawner.started`), as a kill at either moment would.
+    let _ = crate::fault::point("spawner.taken");
     let reply = match (wire::decode(&body, n_argv, n_env), log) {
         (Some(req), Some(log)) => start_supervisor(&req, log),
         _ => Reply::failed(Stage::Request, libc::EINVAL),
     };
+    let _ = crate::fault::point("spawner.started");
     sys::send_all(sock.as_raw_fd(), &reply.encode())
 }
 

@@ -41,6 +41,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 /// The supervisor's whole life; returns its exit code. `report` receives one
 /// [`Reply`] once the task's program runs or could not be started.
 pub(crate) fn run(req: &Request, log: OwnedFd, report: OwnedFd) -> i32 {
+    // Forked by the spawner: a parent other than it later means the spawner died.
+    let spawner = rustix::process::getppid();
     // Leave the spawner's session, so terminal signals aimed at the runtime miss
     // us, and ignore the signals a stop sends to the task's group, in case one strays.
     let _ = rustix::process::setsid(); // fails only for a group leader, which we are not
@@ -68,19 +70,15 @@ pub(crate) fn run(req: &Request, log: OwnedFd, report: OwnedFd) -> i32 {
         reply,
         interact,
         output,
-    } = match start(req, &log) {
+    } = match start(req, &log, spawner) {
         Ok(s) => s,
         Err(reply) => return send_failure(&report, reply),
     };
+    // A spawner that died before it could tell the runtime is reaped by it, which
+    // then finds this start in the journal (the `S` line came before its `A` line,
+    // see `journal::abandon`) and follows the task as it follows an adopted one.
     let pid = reply.pid;
-    if send(&report, reply).is_err() {
-        // The spawner died before it could tell the runtime, which therefore
-        // records a failed start: nobody would watch or stop this task. (A runtime
-        // that died instead leaves the spawner alive, and the task to be adopted.)
-        kill_group(pid);
-        sweep();
-        return 1;
-    }
+    let _ = send(&report, reply);
     // Hold nothing but the standard streams (/dev/null, from the spawner) and an
     // interactive task's input.
     drop(log);
@@ -185,7 +183,11 @@ struct Started {
 
 /// Forks the task's process, journals its start, lets it run. On failure, nothing
 /// of the task's program has run and no process of it is left.
-fn start(req: &Request, log: &OwnedFd) -> Result<Started, Reply> {
+fn start(
+    req: &Request,
+    log: &OwnedFd,
+    spawner: Option<rustix::process::Pid>,
+) -> Result<Started, Reply> {
     let fork_err = |e: io::Error| Reply::error(Stage::ForkTask, &e);
     let devnull = rustix::fs::open(
         c"/dev/null",
@@ -295,6 +297,19 @@ fn start(req: &Request, log: &OwnedFd) -> Result<Started, Reply> {
     if let Err(e) = journal::append(&req.journal, line.as_bytes()) {
         kill(pid);
         return Err(Reply::error(Stage::Journal, &e));
+    }
+    // The spawner died (it is no longer our parent): the runtime may have given this
+    // start up before the line above, and then sends it again; the journal's order
+    // says which, and a start given up runs nothing.
+    if rustix::process::getppid() != spawner
+        && journal::given_up(&req.journal, req.task, req.attempt)
+    {
+        kill(pid);
+        let _ = journal::void(&req.journal, req.task, req.attempt); // nothing ran either way
+        return Err(Reply::error(
+            Stage::Journal,
+            &io::Error::other("the runtime gave this start up when its spawner died"),
+        ));
     }
     // EPIPE: the child failed before waiting for the go; its error follows.
     let _ = sys::write_all(&go_write, b"g");

@@ -10,8 +10,9 @@
 //!
 //! A test that must arm a fault at one moment of a running process, say just before
 //! a task it holds is let go, names a file in `MEANWHILE_FAULTS_FILE` and writes the
-//! same spec there: the next pass through any point takes it in and removes the file.
-//! Without the feature every point is empty.
+//! same spec there: each fault in it is taken in by the next pass through that point,
+//! in whichever process passes it first (the daemon, or its process spawner), and
+//! leaves the file. Without the feature every point is empty.
 
 use crate::StoreError;
 
@@ -31,6 +32,20 @@ pub fn point(name: &str) -> Result<(), StoreError> {
     {
         let _ = name; // nothing to arm without the feature
         Ok(())
+    }
+}
+
+/// The variables that arm fault points, for a helper process started with a clean
+/// environment (the process spawner) to pass through the same points; none without
+/// the feature.
+pub fn environment() -> Vec<(&'static str, std::ffi::OsString)> {
+    if cfg!(feature = "faults") {
+        [FAULTS, FAULTS_FILE]
+            .into_iter()
+            .filter_map(|k| std::env::var_os(k).map(|v| (k, v)))
+            .collect()
+    } else {
+        Vec::new()
     }
 }
 
@@ -85,15 +100,41 @@ mod armed {
             .as_deref()
     }
 
+    /// Takes the fault `name` out of the arming file, if it is there. The file is
+    /// renamed away first, so that of two processes only one holds it; what is not
+    /// taken goes back.
+    fn take_armed(file: &std::path::Path, name: &str) -> Option<(Action, u32, u32)> {
+        // Looked at first, so that a process never moves the file for a fault that
+        // is not its own.
+        if !parse(&std::fs::read_to_string(file).ok()?).contains_key(name) {
+            return None;
+        }
+        let mine = file.with_extension(format!("taking.{}", std::process::id()));
+        std::fs::rename(file, &mine).ok()?;
+        let spec = std::fs::read_to_string(&mine).unwrap_or_default();
+        let mut all = parse(&spec);
+        let taken = all.remove(name);
+        let rest: Vec<String> = spec
+            .split(',')
+            .filter(|item| item.split_once('=').is_some_and(|(n, _)| n.trim() != name))
+            .map(str::to_string)
+            .collect();
+        if rest.is_empty() {
+            let _ = std::fs::remove_file(&mine);
+        } else {
+            let _ = std::fs::write(&mine, rest.join(","));
+            let _ = std::fs::rename(&mine, file);
+        }
+        taken
+    }
+
     pub(super) fn point(name: &str) -> Result<(), StoreError> {
         let action = {
             let mut map = faults().lock().unwrap_or_else(|e| e.into_inner());
             if let Some(file) = arming_file()
-                && let Ok(spec) = std::fs::read_to_string(file)
+                && let Some(fault) = take_armed(file, name)
             {
-                // Taken in once: removed under the lock, so two threads cannot both.
-                let _ = std::fs::remove_file(file);
-                map.extend(parse(&spec));
+                map.insert(name.to_string(), fault);
             }
             match map.get_mut(name) {
                 Some((_, _, skip)) if *skip > 0 => {

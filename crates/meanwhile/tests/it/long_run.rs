@@ -618,3 +618,51 @@ fn a_failing_checkpointer_is_counted_and_empties_the_wal_once_it_can() {
     );
     h.kill_daemon();
 }
+
+/// The spawner dies at `fault` while it holds a start: the task still runs, once,
+/// and its end is recorded; the next task goes to a new spawner.
+fn spawner_dies_holding_a_start(fault: &str) {
+    let mut h = Home::new();
+    let faults = serve_armable(&mut h, &[]);
+    assert_eq!(code(&h.run(&["run", "--wait", "--", "true"])), 0);
+    let spawner = format!("meanwhile-spawner {}", h.home.display());
+    let before = pids_of(&spawner);
+    assert_eq!(before.len(), 1, "{before:?}");
+    let runs = h.dir.path().join("runs");
+    arm(&faults, &format!("{fault}=exit"));
+    let o = h.run(&[
+        "run",
+        "--wait",
+        "--",
+        &format!("echo ran >> {}; echo out", runs.display()),
+    ]);
+    assert_eq!(code(&o), 0, "the task succeeded: {}", stderr(&o));
+    let id = h.ok(&["ls", "--json"]);
+    let tasks: serde_json::Value = serde_json::from_str(&id).unwrap();
+    let t = &tasks["tasks"][0];
+    assert_eq!(t["state"], "succeeded", "{t}");
+    assert_eq!(t["attempts"], 1, "no retry: {t}");
+    assert_eq!(
+        std::fs::read_to_string(&runs).unwrap(),
+        "ran\n",
+        "the task ran once"
+    );
+    let tid = t["id"].to_string();
+    assert!(h.ok(&["logs", &tid]).contains("out"), "its output is kept");
+    // The next start goes to a new spawner.
+    assert_eq!(code(&h.run(&["run", "--wait", "--", "true"])), 0);
+    let after = pids_of(&spawner);
+    assert_eq!(after.len(), 1, "a new spawner: {after:?}");
+    assert_ne!(after, before);
+    h.kill_daemon();
+}
+
+#[test]
+fn a_spawner_that_dies_holding_a_request_is_replaced_and_the_task_runs_once() {
+    spawner_dies_holding_a_start("spawner.taken");
+}
+
+#[test]
+fn a_spawner_that_dies_after_starting_a_task_leaves_it_followed_and_run_once() {
+    spawner_dies_holding_a_start("spawner.started");
+}
