@@ -666,3 +666,23 @@ fn a_spawner_that_dies_holding_a_request_is_replaced_and_the_task_runs_once() {
 fn a_spawner_that_dies_after_starting_a_task_leaves_it_followed_and_run_once() {
     spawner_dies_holding_a_start("spawner.started");
 }
+
+#[test]
+fn failed_retention_passes_are_counted_and_retention_goes_on() {
+    let mut h = Home::new();
+    h.serve(&[
+        ("MEANWHILE_RETENTION_KEEP_LAST", "1"),
+        ("MEANWHILE_RETENTION_INTERVAL", "100ms"),
+        ("MEANWHILE_FAULTS", "retention.pass=error*3"),
+    ]);
+    for _ in 0..3 {
+        assert_eq!(code(&h.run(&["run", "--wait", "--", "true"])), 0);
+    }
+    until("retention keeps the last task only", || {
+        h.json(&["ls", "--json"])["tasks"].as_array().unwrap().len() == 1
+    });
+    let r = loop_health(&h, "retention");
+    assert_eq!(r["errors"], 3, "each failed pass counted: {r}");
+    assert_eq!(r["failing"], false, "a pass succeeded since: {r}");
+    h.kill_daemon();
+}
