@@ -310,6 +310,11 @@ pub(crate) fn list_limit(limit: Option<u32>) -> u32 {
     limit.unwrap_or(100).clamp(1, 1000)
 }
 
+/// `text` with its case folded (Unicode lower case), as the text filter compares.
+pub(crate) fn fold_case(text: &str) -> String {
+    text.to_lowercase()
+}
+
 /// A `LIKE` pattern (escape character `\`) matching names that contain `text`.
 pub(crate) fn like_pattern(text: &str) -> String {
     let mut p = String::with_capacity(text.len() + 2);

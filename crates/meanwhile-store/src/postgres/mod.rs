@@ -102,6 +102,14 @@ impl Conn {
     }
 }
 
+/// True when the server has ICU's root collation, with which the text filter folds
+/// Unicode case; learnt at the first connect (a fleet runs one server build).
+static ICU: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+pub(crate) fn icu() -> bool {
+    ICU.get().copied().unwrap_or(false)
+}
+
 impl PgStore {
     /// Connects to the database `url` names (a `postgres://` URL or `key=value`
     /// pairs) and migrates it.
@@ -123,6 +131,13 @@ impl PgStore {
         };
         let conn = store.conn().await?;
         schema::migrate(&conn).await?;
+        let icu = conn
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_collation WHERE collname = 'und-x-icu')",
+                &[],
+            )
+            .await?;
+        let _ = ICU.set(col(&icu, 0)?);
         let row = conn
             .query_one("SELECT events_seq FROM log_head WHERE id = 1", &[])
             .await?;

@@ -72,6 +72,18 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreErro
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
     let conn = Connection::open_with_flags(path, flags)?;
+    // The text filter's case folding (see `ops::tasks::list`).
+    conn.create_scalar_function(
+        "mw_fold",
+        1,
+        rusqlite::functions::FunctionFlags::SQLITE_UTF8
+            | rusqlite::functions::FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            Ok(ctx
+                .get::<Option<String>>(0)?
+                .map(|s| crate::decode::fold_case(&s)))
+        },
+    )?;
     // Room for every statement the store prepares: an evicted one is compiled again
     // on its next use, which costs more than running it.
     conn.set_prepared_statement_cache_capacity(256);

@@ -405,10 +405,16 @@ both! {
         assert_eq!(names(&*f.store, "%_d").await, ["echo 100%_done"]);
         assert_eq!(names(&*f.store, "0_d").await, Vec::<String>::new());
         assert_eq!(names(&*f.store, "b\\").await, Vec::<String>::new());
+        // Unicode case is folded too, on both sides.
+        let mut spec = TaskSpec::shell("true");
+        spec.name = Some("déployer l'Été".into());
+        submit(&*f.store, spec).await;
+        assert_eq!(names(&*f.store, "DÉPLOYER").await, ["déployer l'Été"]);
+        assert_eq!(names(&*f.store, "l'été").await, ["déployer l'Été"]);
         let counts = f.store.counts().await.unwrap();
         assert_eq!(
             counts,
-            vec![("default".to_string(), TaskState::Pending, 26)]
+            vec![("default".to_string(), TaskState::Pending, 27)]
         );
     }
 }

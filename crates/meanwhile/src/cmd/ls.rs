@@ -36,6 +36,10 @@ pub struct Args {
     /// Print the page as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Keep the list on screen and redraw it whenever a task changes, as the
+    /// daemon's event stream tells (no polling); Ctrl-C ends it.
+    #[arg(long, short = 'w', conflicts_with_all = ["json", "before"])]
+    pub watch: bool,
 }
 
 fn state(s: &str) -> Result<TaskState, String> {
@@ -85,11 +89,82 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         before: args.before,
         limit: Some(args.limit.clamp(1, 1000)),
     };
-    let page = client.list(&filter).await?;
     if args.json {
-        super::print_json(&page)?;
+        super::print_json(&client.list(&filter).await?)?;
         return Ok(ExitCode::SUCCESS);
     }
+    if args.watch {
+        return watch(&client, &filter, filtered).await;
+    }
+    out!("{}", render(&client, &filter, filtered).await?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Events that arrive this close together are drawn once.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// `ls --watch`: the list drawn again after each burst of task events, until Ctrl-C.
+/// On a terminal each frame replaces the last; elsewhere frames follow each other,
+/// a blank line between.
+async fn watch(
+    client: &meanwhile_client::Client,
+    filter: &ListFilter,
+    filtered: bool,
+) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    let terminal = std::io::stdout().is_terminal();
+    // Subscribed before the first frame, so no change falls between the two.
+    let mut events = client.events(None).await?;
+    let work = async {
+        loop {
+            let text = render(client, filter, filtered).await?;
+            if terminal {
+                out!(
+                    "\x1b[H\x1b[2J{}(redrawn as tasks change; Ctrl-C ends it)\n",
+                    text
+                );
+            } else {
+                out!("{text}\n");
+            }
+            // Wait for a change, then let a burst of them settle.
+            loop {
+                match events.next().await {
+                    Some(Ok(e)) if e.task_id.is_some() => break,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(anyhow::Error::from(e)),
+                    None => events = events.reconnect().await?,
+                }
+            }
+            let settle = tokio::time::sleep(SETTLE);
+            tokio::pin!(settle);
+            loop {
+                tokio::select! {
+                    _ = &mut settle => break,
+                    e = events.next() => match e {
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => return Err(anyhow::Error::from(e)),
+                        None => {
+                            events = events.reconnect().await?;
+                            break;
+                        }
+                    },
+                }
+            }
+        }
+    };
+    tokio::select! {
+        r = work => r,
+        _ = tokio::signal::ctrl_c() => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// The list as `ls` prints it: the table, then the counts line.
+async fn render(
+    client: &meanwhile_client::Client,
+    filter: &ListFilter,
+    filtered: bool,
+) -> anyhow::Result<String> {
+    let page = client.list(filter).await?;
     let now = fmt::now();
     let rows: Vec<Vec<String>> = page
         .tasks
@@ -143,8 +218,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
                 )),
             }
         }
-        out!("{out}");
-        return Ok(ExitCode::SUCCESS);
+        return Ok(out);
     }
     let status = client.status().await?;
     let total: u64 = status.counts.values().sum();
@@ -165,6 +239,5 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         }
         out.push('\n');
     }
-    out!("{out}");
-    Ok(ExitCode::SUCCESS)
+    Ok(out)
 }

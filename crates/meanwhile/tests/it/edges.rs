@@ -348,3 +348,32 @@ fn man_prints_a_page_per_command_and_writes_them_all() {
         assert!(text.contains(".TH "), "{page} written");
     }
 }
+
+#[test]
+fn ls_watch_redraws_as_tasks_change_and_text_folds_unicode_case() {
+    let mut h = Home::new();
+    h.serve(&[]);
+    let shown = h.dir.path().join("watch.out");
+    let mut watcher = h
+        .cmd(&["ls", "--watch"])
+        .stdout(std::fs::File::create(&shown).unwrap())
+        .spawn()
+        .unwrap();
+    until("the first frame", || {
+        std::fs::read_to_string(&shown)
+            .unwrap()
+            .contains("no tasks yet")
+    });
+    h.ok(&["run", "--wait", "-n", "déployer l'Été", "--", "true"]);
+    until("a frame with the new task, ended", || {
+        let text = std::fs::read_to_string(&shown).unwrap();
+        text.contains("déployer l'Été") && text.contains("1 task: 1 ✔ succeeded")
+    });
+    watcher.kill().unwrap();
+    watcher.wait().unwrap();
+    let o = h.ok(&["ls", "--text", "DÉPLOYER"]);
+    assert!(o.contains("déployer l'Été"), "{o}");
+    assert!(o.contains("1 task match"), "{o}");
+    let o = h.run(&["ls", "--watch", "--json"]);
+    assert_eq!(code(&o), 2, "--watch draws a table");
+}

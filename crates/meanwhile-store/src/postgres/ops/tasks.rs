@@ -133,10 +133,19 @@ pub(crate) async fn list(c: &Client, f: &ListFilter) -> Result<Page> {
             // PostgreSQL text holds no NUL, so no name contains one.
             return Ok(crate::decode::task_page(Vec::new(), limit));
         }
-        sql += &format!(
-            " AND name ILIKE {} ESCAPE '\\'",
-            arg(Box::new(crate::decode::like_pattern(t)))
-        );
+        // Case folded by ICU where the server has it (`DÉPLOYER` finds
+        // `déployer`); ILIKE, which folds what the database's locale folds, where not.
+        if super::super::icu() {
+            sql += &format!(
+                " AND strpos(lower(name COLLATE \"und-x-icu\"), {}) > 0",
+                arg(Box::new(crate::decode::fold_case(t)))
+            );
+        } else {
+            sql += &format!(
+                " AND name ILIKE {} ESCAPE '\\'",
+                arg(Box::new(crate::decode::like_pattern(t)))
+            );
+        }
     }
     if let Some(l) = &f.label {
         sql += &format!(

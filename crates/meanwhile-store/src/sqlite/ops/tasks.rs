@@ -111,10 +111,11 @@ pub(crate) fn list(conn: &Connection, f: &ListFilter) -> Result<Page> {
         sql += &format!(" AND name = {}", arg(n.clone().into(), &mut args));
     }
     if let Some(t) = &f.text {
-        // LIKE ignores ASCII case in SQLite; the text's own % _ and \ match themselves.
+        // Unicode case folded on both sides (`mw_fold`, registered on every
+        // connection): `DÉPLOYER` finds `déployer`.
         sql += &format!(
-            " AND name LIKE {} ESCAPE '\\'",
-            arg(crate::decode::like_pattern(t).into(), &mut args)
+            " AND instr(mw_fold(name), {}) > 0",
+            arg(crate::decode::fold_case(t).into(), &mut args)
         );
     }
     if let Some(l) = &f.label {
