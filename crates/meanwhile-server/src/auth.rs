@@ -46,16 +46,13 @@ pub(crate) fn load_or_create(path: &Path) -> Result<String, ServerError> {
 /// operating system.
 pub(crate) fn new_secret() -> String {
     let bytes: [u8; 32] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// SHA-256 of a token, hex: what the store keeps instead of the token. Tokens are
 /// 256 random bits, so a fast hash is enough: there is nothing to guess.
 pub(crate) fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// The tokens the TCP listener accepts, by hash. Changed by the token endpoints

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// One record as stored, columns in the order every store selects them
@@ -382,7 +382,7 @@ pub(crate) fn token_exists(name: &str) -> StoreError {
 }
 
 fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    subtle::ConstantTimeEq::ct_eq(a, b).into()
 }
 
 /// The walk that verifies a trail: fed the checkpoint, then every record in order,

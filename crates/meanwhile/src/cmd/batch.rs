@@ -357,12 +357,7 @@ fn read_batch(args: &Args) -> anyhow::Result<Batch> {
     h.update(args.field.as_bytes());
     h.update([0]);
     h.update(serde_json::to_vec(&spec)?);
-    let hash: String = h
-        .finalize()
-        .iter()
-        .take(12)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash = hex::encode(&h.finalize()[..12]);
     Ok(Batch { hash, lines, spec })
 }
 

@@ -298,6 +298,10 @@ fn commands_that_change_something_print_json_when_asked() {
     assert_eq!(h.json(&["clean", "--json"])["removed"][0].to_string(), slow);
 
     let piped = id_of(h.ok(&["run", "--stdin", "--", "cat"]));
+    // Input goes to a running task: under load it may not have started yet.
+    until("the piped task running", || {
+        show(&h, &piped)["state"] == "running"
+    });
     let sent = h.json(&["send", &piped, "hi", "--eof", "--json"]);
     assert_eq!(
         (sent["bytes"].as_u64(), sent["eof"].as_bool()),
