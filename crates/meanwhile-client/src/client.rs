@@ -538,6 +538,17 @@ impl Client {
         self.call(Method::GET, path, None).await
     }
 
+    /// Acknowledges firing alert `id` for `hold`, or until it resolves.
+    pub async fn ack_alert(
+        &self,
+        id: i64,
+        hold: Option<std::time::Duration>,
+    ) -> Result<meanwhile_core::Alert, ClientError> {
+        let body = meanwhile_core::http::AckRequest { for_: hold };
+        let path = format!("/v1/alerts/{id}/ack");
+        self.call(Method::POST, &path, self.json(&body)?).await
+    }
+
     /// Whether any alert fires.
     pub async fn health(&self) -> Result<meanwhile_core::http::Health, ClientError> {
         self.call(Method::GET, "/v1/health", None).await

@@ -82,6 +82,74 @@ pub struct Alert {
     /// When it resolved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_at: Option<Timestamp>,
+    /// A person's acknowledgement, while it holds: the sinks hear no reminder of
+    /// the alert until it resolves or the acknowledgement runs out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked: Option<AlertAck>,
+    /// How many times the sinks were told it fires: 1 when it fired, one more per
+    /// reminder (`[alerts] repeat_every`).
+    #[serde(default = "one")]
+    pub notices: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Alert {
+    /// Whether a person acknowledged it and the acknowledgement still holds at `now`.
+    pub fn acked_at(&self, now: Timestamp) -> bool {
+        self.state == AlertState::Firing
+            && self
+                .acked
+                .as_ref()
+                .is_some_and(|a| a.until.is_none_or(|u| u > now))
+    }
+}
+
+/// An acknowledgement of a firing alert (`meanwhile alerts ack ID [--for 1h]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct AlertAck {
+    /// When it was acknowledged.
+    pub at: Timestamp,
+    /// When the acknowledgement runs out; none: when the alert resolves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Timestamp>,
+    /// Who acknowledged it, as the audit trail names them.
+    pub by: String,
+}
+
+/// What changed in an alert, as its `alert` event's `change` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum AlertChange {
+    /// It fired; the sinks are told.
+    Fired,
+    /// Its cause cleared; the sinks are told.
+    Resolved,
+    /// A person acknowledged it; the sinks are not told.
+    Acked,
+    /// It still fires and no acknowledgement holds: a reminder to the sinks.
+    Repeated,
+}
+
+impl AlertChange {
+    /// The name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertChange::Fired => "fired",
+            AlertChange::Resolved => "resolved",
+            AlertChange::Acked => "acked",
+            AlertChange::Repeated => "repeated",
+        }
+    }
+
+    /// Whether the sinks hear of this change.
+    pub fn told(self) -> bool {
+        self != AlertChange::Acked
+    }
 }
 
 /// What a task does when it printed nothing for its `stall` time.

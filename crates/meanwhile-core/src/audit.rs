@@ -125,8 +125,8 @@ pub struct AuditRecord {
     pub who: String,
     /// What was done: `submitted`, `started`, `attempt_ended`, `finished`,
     /// `stop_requested`, `retried`, `released`, `removed`, `queue_set`,
-    /// `schedule_*`, `alert_firing`, `alert_resolved`, `budget_set`, `budget_removed`,
-    /// `budget_rolled`, `token_added`, `token_removed`.
+    /// `schedule_*`, `alert_firing`, `alert_acked`, `alert_resolved`, `budget_set`,
+    /// `budget_removed`, `budget_rolled`, `token_added`, `token_removed`.
     pub action: String,
     /// What it was done to: `task 7`, `queue gpu`, `schedule nightly`, `budget llm`,
     /// `token ci`.
@@ -153,17 +153,20 @@ pub struct AuditPage {
     pub next: Option<i64>,
 }
 
-/// Which audit records to list, oldest first.
+/// Which audit records to list, oldest first (or newest first).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditFilter {
     /// Only records committed at or after this time.
     pub since: Option<Timestamp>,
     /// Only records about this task.
     pub task: Option<TaskId>,
-    /// Only records after this sequence number (the `next` of the previous page).
+    /// Where the page starts (the `next` of the previous page): only records after
+    /// this sequence number, or before it when `newest_first`.
     pub after: Option<i64>,
     /// At most this many (default 100).
     pub limit: Option<u32>,
+    /// The newest record first, paging back in time.
+    pub newest_first: bool,
 }
 
 /// Query parameters of `GET /v1/audit`.
@@ -179,7 +182,8 @@ pub struct AuditParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "schema", schemars(range(min = 1, max = i64::MAX)))]
     pub task: Option<i64>,
-    /// Only records after this sequence number: the `next` of the previous page.
+    /// Where the page starts, the `next` of the previous page: only records after
+    /// this sequence number (before it with `order=newest`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "schema", schemars(range(min = 0, max = i64::MAX)))]
     pub cursor: Option<i64>,
@@ -187,6 +191,20 @@ pub struct AuditParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_AUDIT_LIMIT)))]
     pub limit: Option<u32>,
+    /// `oldest` first (the default) or `newest` first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<AuditOrder>,
+}
+
+/// Which end of the audit trail a listing starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum AuditOrder {
+    /// The oldest record first, paging forward.
+    Oldest,
+    /// The newest record first, paging back.
+    Newest,
 }
 
 impl AuditParams {
@@ -221,6 +239,7 @@ impl AuditParams {
             task: self.task.map(TaskId),
             after: self.cursor,
             limit: self.limit,
+            newest_first: self.order == Some(AuditOrder::Newest),
         })
     }
 
@@ -231,6 +250,7 @@ impl AuditParams {
             task: f.task.map(|t| t.0),
             cursor: f.after,
             limit: f.limit,
+            order: f.newest_first.then_some(AuditOrder::Newest),
         }
     }
 }
@@ -422,6 +442,7 @@ mod tests {
             task: Some(TaskId(3)),
             after: Some(9),
             limit: Some(10),
+            newest_first: true,
         };
         assert_eq!(AuditParams::from_filter(&f).into_filter().unwrap(), f);
     }

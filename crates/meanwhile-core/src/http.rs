@@ -699,13 +699,34 @@ pub struct AlertParams {
     pub all: Option<bool>,
 }
 
+/// The body of `POST /v1/alerts/{id}/ack`: how long the acknowledgement holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AckRequest {
+    /// Silence the alert's reminders this long (`"1h"`, or seconds); without it,
+    /// until the alert resolves.
+    #[serde(
+        default,
+        rename = "for",
+        with = "crate::serde_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::schema::PositiveDurationText>")
+    )]
+    pub for_: Option<Duration>,
+}
+
 /// The answer of `GET /v1/health`: whether anything is firing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Health {
-    /// True when no alert fires and no loop of the daemon keeps failing.
+    /// True when no alert fires unacknowledged and no loop of the daemon keeps
+    /// failing.
     pub ok: bool,
-    /// The firing alerts, newest first.
+    /// The firing alerts, newest first, acknowledged ones included.
     pub firing: Vec<crate::Alert>,
     /// The daemon's long-running loops that failed or restarted since it started,
     /// by name; `failing` ones make `ok` false.

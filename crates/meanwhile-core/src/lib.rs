@@ -23,16 +23,16 @@ mod spec;
 mod state;
 mod task;
 
-pub use alert::{Alert, AlertKind, AlertState, StallAction};
+pub use alert::{Alert, AlertAck, AlertChange, AlertKind, AlertState, StallAction};
 pub use api::{
     ApiError, Backend, BackendFuture, DEFAULT_LIST_LIMIT, ErrorCode, ListFilter, MAX_LIST_LIMIT,
     MAX_NOTIFICATIONS, MAX_OUTPUT_BYTES, MAX_TAIL_LINES, MAX_TEXT_FILTER, OutputChunk, OutputQuery,
     Page, StopMode, WaitFor, WaitMode, WaitOutcome, check_notification_limit,
 };
 pub use audit::{
-    Actor, AuditCheckpoint, AuditFilter, AuditPage, AuditParams, AuditRecord, AuditVerdict,
-    DEFAULT_TOKEN, MAX_AUDIT_LIMIT, MAX_TOKEN_NAME_LEN, NewToken, NewTokenRequest, SELF_ACTOR,
-    TOKEN_NAME_PATTERN, TokenInfo, check_token_name,
+    Actor, AuditCheckpoint, AuditFilter, AuditOrder, AuditPage, AuditParams, AuditRecord,
+    AuditVerdict, DEFAULT_TOKEN, MAX_AUDIT_LIMIT, MAX_TOKEN_NAME_LEN, NewToken, NewTokenRequest,
+    SELF_ACTOR, TOKEN_NAME_PATTERN, TokenInfo, check_token_name,
 };
 pub use budget::{
     BudgetInfo, BudgetSpec, BudgetState, BudgetWindow, DEFAULT_ALARMS, MAX_BUDGET_TOKENS, dollars,

@@ -73,6 +73,14 @@ impl Timestamp {
         later.0.saturating_sub(self.0).max(0) as u64
     }
 
+    /// `d` later, at most the end of time.
+    pub fn plus(self, d: std::time::Duration) -> Timestamp {
+        Timestamp(
+            self.0
+                .saturating_add(d.as_millis().min(i64::MAX as u128) as i64),
+        )
+    }
+
     /// Its RFC 3339 form in UTC, to the millisecond (`2026-11-27T21:00:00.000Z`); the
     /// bare number for a time out of the calendar's range.
     pub fn rfc3339(self) -> String {

@@ -5,6 +5,10 @@
 //! cause clears; the store keeps at most one firing alert per cause, and commits an
 //! `alert` event with each change, which the hook runner delivers to the sinks.
 //!
+//! A firing alert no one acknowledged is told to the sinks again every
+//! `alert_repeat`; an acknowledgement (`meanwhile alerts ack`) silences that until
+//! it runs out or the alert resolves.
+//!
 //! The first two follow the event log from a cursor kept in the store (so an end
 //! recorded while this loop was behind, or at start, is not missed); stalls are
 //! looked for once a second among this node's running tasks.
@@ -28,10 +32,41 @@ const PAGE: u32 = 256;
 /// The loops' names, for their errors and health.
 const FOLLOWER: &str = "alerts";
 const STALLS: &str = "stalls";
+const REMINDERS: &str = "reminders";
+/// How often firing alerts are looked at for reminders and acknowledgements that
+/// ran out.
+const REMIND_LOOK: Duration = Duration::from_secs(5);
 
 pub(crate) fn start(inner: &Arc<Inner>) {
     inner.spawn_loop(FOLLOWER, follow);
     inner.spawn_loop(STALLS, stalls);
+    inner.spawn_loop(REMINDERS, reminders);
+}
+
+/// Reminds the sinks of alerts that still fire: every `alert_repeat` while no one
+/// acknowledged them, and at once when an acknowledgement runs out. The store picks
+/// each due alert once (its update is conditional), so in a fleet one node reminds.
+async fn reminders(inner: Arc<Inner>) {
+    let mut shutdown = inner.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(REMIND_LOOK) => {}
+            _ = shutdown.changed() => return,
+        }
+        match inner
+            .store
+            .repeat_alerts(inner.config.alert_repeat, crate::now())
+            .await
+        {
+            Ok(reminded) => {
+                inner.loops.ok(REMINDERS);
+                for a in reminded {
+                    tracing::warn!("alert {} still fires: {}", a.id, a.message);
+                }
+            }
+            Err(e) => failed(&inner, REMINDERS, format_args!("reminding of alerts"), &e),
+        }
+    }
 }
 
 fn subject(id: TaskId) -> String {

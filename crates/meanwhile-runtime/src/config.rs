@@ -141,8 +141,13 @@ pub struct RuntimeConfig {
     pub alert_sinks: Vec<Arc<dyn AlertSink>>,
     /// Commands run with `sh -c` at every alert change, with `MEANWHILE_ALERT_ID`,
     /// `MEANWHILE_ALERT_KIND`, `MEANWHILE_ALERT_STATE`, `MEANWHILE_ALERT_MESSAGE`,
-    /// `MEANWHILE_ALERT_TASK` and `MEANWHILE_ALERT_QUEUE` set. Default: none.
+    /// `MEANWHILE_ALERT_NOTICES` (2 and up for a reminder), `MEANWHILE_ALERT_TASK`
+    /// and `MEANWHILE_ALERT_QUEUE` set. Default: none.
     pub alert_commands: Vec<String>,
+    /// How often the sinks are reminded of an alert that still fires and that no
+    /// one acknowledged; none: never. An acknowledgement that runs out while the
+    /// alert fires reminds them at once. Default 4h.
+    pub alert_repeat: Option<Duration>,
     /// Where this node's HTTP API listens over TCP, recorded with its heartbeat so
     /// that other nodes and people can reach it. Default: none.
     pub node_address: Option<String>,
@@ -185,6 +190,7 @@ impl RuntimeConfig {
             hook_timeout: Duration::from_secs(60),
             alert_sinks: Vec::new(),
             alert_commands: Vec::new(),
+            alert_repeat: Some(Duration::from_secs(4 * 3600)),
             node_address: None,
             node_heartbeat: Duration::from_secs(5),
             node_silent_after: Duration::from_secs(30),

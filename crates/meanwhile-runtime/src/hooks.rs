@@ -229,7 +229,10 @@ fn lock(p: &Mutex<Progress>) -> std::sync::MutexGuard<'_, Progress> {
 
 fn wants_hooks(inner: &Inner, e: &Event) -> bool {
     if e.kind == EventKind::Alert {
-        return !inner.config.alert_sinks.is_empty() || !inner.config.alert_commands.is_empty();
+        // An acknowledgement is a person's answer to the sinks, not news for them.
+        let told = e.data["change"].as_str() != Some(meanwhile_core::AlertChange::Acked.as_str());
+        return told
+            && (!inner.config.alert_sinks.is_empty() || !inner.config.alert_commands.is_empty());
     }
     e.kind == EventKind::Finished
         && e.task_id.is_some()
@@ -368,6 +371,7 @@ async fn deliver_alert(inner: &Arc<Inner>, e: &Event) {
                 .to_string(),
             ),
             ("MEANWHILE_ALERT_MESSAGE", alert.message.clone()),
+            ("MEANWHILE_ALERT_NOTICES", alert.notices.to_string()),
             (
                 "MEANWHILE_ALERT_TASK",
                 alert.task.map(|t| t.to_string()).unwrap_or_default(),

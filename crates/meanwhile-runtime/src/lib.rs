@@ -193,6 +193,7 @@ impl Error {
                 StoreError::Invalid { field, .. } | StoreError::Conflict { field, .. },
             ) => Some(field),
             Error::Store(StoreError::UnknownDependency(_)) => Some("after"),
+            Error::Store(StoreError::UnknownAlert(_)) => Some("id"),
             Error::Store(StoreError::UnknownToken(_) | StoreError::UnknownQueue { .. }) => {
                 Some("name")
             }
@@ -223,6 +224,7 @@ impl Error {
                         | StoreError::UnknownQueue { .. }
                         | StoreError::UnknownNode(_)
                         | StoreError::UnknownToken(_)
+                        | StoreError::UnknownAlert(_)
                         | StoreError::Illegal { .. }
                 )
         )

@@ -508,6 +508,26 @@ impl Runtime {
         Ok(self.inner.store.alerts(all, limit).await?)
     }
 
+    /// Acknowledges firing alert `id` for `hold` (until it resolves without one):
+    /// the sinks hear no reminder of it meanwhile, and health does not count it. The
+    /// audit trail records who did it.
+    pub async fn ack_alert(
+        &self,
+        id: i64,
+        hold: Option<Duration>,
+    ) -> Result<meanwhile_core::Alert> {
+        if hold.is_some_and(|d| d.is_zero()) {
+            return Err(Error::Invalid {
+                field: "for",
+                message: "must be longer than 0s (leave it out to hold until the alert resolves)"
+                    .into(),
+            });
+        }
+        let now = crate::now();
+        let until = hold.map(|d| now.plus(d));
+        Ok(self.inner.store.ack_alert(id, until, now).await?)
+    }
+
     /// Every schedule, by name.
     pub async fn schedules(&self) -> Result<Vec<ScheduleInfo>> {
         Ok(self.inner.store.schedules().await?)
@@ -1530,7 +1550,8 @@ impl From<Error> for ApiError {
                 | StoreError::UnknownBudget(_)
                 | StoreError::UnknownQueue { .. }
                 | StoreError::UnknownNode(_)
-                | StoreError::UnknownToken(_),
+                | StoreError::UnknownToken(_)
+                | StoreError::UnknownAlert(_),
             ) => ErrorCode::NotFound,
             Error::Store(StoreError::Illegal { .. } | StoreError::Conflict { .. }) => {
                 ErrorCode::Conflict

@@ -72,6 +72,9 @@ pub struct Settings {
     /// A node of the fleet without a heartbeat for this long raises `node_silent`
     /// (`[alerts] node_silent_after`). Default 30s.
     pub node_silent_after: Duration,
+    /// How often the sinks are reminded of an alert that still fires and that no
+    /// one acknowledged (`[alerts] repeat_every`, `"none"` for never). Default 4h.
+    pub alert_repeat: Option<Duration>,
 }
 
 /// One alert sink: a webhook (optionally signed) or a command.
@@ -276,6 +279,7 @@ impl Settings {
             heartbeat_url: None,
             heartbeat_every: Duration::from_secs(60),
             node_silent_after: Duration::from_secs(30),
+            alert_repeat: Some(Duration::from_secs(4 * 3600)),
         }
     }
 
@@ -392,6 +396,15 @@ impl Settings {
                     return Err(bad("alerts.node_silent_after must be longer than 0s".into()));
                 }
                 self.node_silent_after = s;
+            }
+            if let Some(r) = a.repeat_every {
+                if r.is_some_and(|r| r.is_zero()) {
+                    return Err(bad(
+                        "alerts.repeat_every must be longer than 0s, or \"none\" for no reminders"
+                            .into(),
+                    ));
+                }
+                self.alert_repeat = r;
             }
             for (i, sink) in a.sinks.into_iter().enumerate() {
                 match (&sink.webhook, &sink.command) {
@@ -640,6 +653,19 @@ struct FileAlerts {
     heartbeat_every: Option<Duration>,
     #[serde(default, with = "serde_opt_duration")]
     node_silent_after: Option<Duration>,
+    #[serde(default, deserialize_with = "repeat_setting")]
+    repeat_every: Option<Option<Duration>>,
+}
+
+/// `repeat_every = "4h"`, or `repeat_every = "none"`.
+fn repeat_setting<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Duration>>, D::Error> {
+    let text = String::deserialize(d)?;
+    match text.trim() {
+        "none" => Ok(Some(None)),
+        t => meanwhile_core::parse_duration(t)
+            .map(|r| Some(Some(r)))
+            .map_err(serde::de::Error::custom),
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

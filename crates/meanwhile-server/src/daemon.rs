@@ -266,6 +266,7 @@ pub async fn serve(
         None => None,
     };
     cfg.node_silent_after = settings.node_silent_after;
+    cfg.alert_repeat = settings.alert_repeat;
     // Three heartbeats fit in the silence allowed, so one late write is no alarm.
     cfg.node_heartbeat = (settings.node_silent_after / 3).min(Duration::from_secs(5));
     cfg.schedule_late_after = settings.schedule_late_after;

@@ -22,6 +22,9 @@ pub(crate) struct Params<T>(pub T);
 /// The `{id}` of the path, a task id.
 pub(crate) struct IdPath(pub TaskId);
 
+/// An alert's id as the one segment of the path (`{alert}`).
+pub(crate) struct AlertPath(pub i64);
+
 /// The one text segment of the path (`{name}`, `{session}`).
 pub(crate) struct NamePath(pub String);
 
@@ -177,17 +180,38 @@ async fn one_segment<S: Send + Sync>(parts: &mut Parts, state: &S) -> Result<Str
         .map_err(|e| Fail(ApiError::invalid("path", e.body_text())))
 }
 
+/// `s` as a positive integer of digits only: the document says an integer, so
+/// `#7`, `+7` and ` 7` are not ids.
+fn digits(s: &str) -> Option<i64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse::<i64>().ok().filter(|&n| n > 0)
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AlertPath {
+    type Rejection = Fail;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Fail> {
+        let s = one_segment(parts, state).await?;
+        digits(&s).map(AlertPath).ok_or_else(|| {
+            Fail(ApiError::invalid(
+                "alert",
+                format!(
+                    "alert ids are positive integers like 3 (at most {}), got {s:?}; see 'meanwhile alerts'",
+                    i64::MAX
+                ),
+            ))
+        })
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for IdPath {
     type Rejection = Fail;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Fail> {
         let s = one_segment(parts, state).await?;
-        // Only digits: the document says an integer, so `#7`, `+7` and ` 7` are not ids.
-        let id = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-            s.parse::<TaskId>().ok()
-        } else {
-            None
-        };
+        let id = digits(&s).and_then(|_| s.parse::<TaskId>().ok());
         id.map(IdPath).ok_or_else(|| {
             Fail(ApiError::invalid(
                 "id",

@@ -119,6 +119,7 @@ fn path_params(path: &str, g: &mut SchemaGenerator) -> Vec<Value> {
         .map(|name| {
             let schema = match name {
                 "id" => g.subschema_for::<meanwhile_core::TaskId>().to_value(),
+                "alert" => json!({"type": "integer", "format": "int64", "minimum": 1}),
                 // A queue's name is checked like the `queue` of a spec.
                 "name" | "queue" => {
                     json!({"type": "string", "pattern": "^[A-Za-z0-9_.:/@-]{1,100}$"})

@@ -11,9 +11,9 @@ use axum::handler::Handler;
 use axum::http::{Method, StatusCode};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use meanwhile_core::http::{
-    AlertParams, BatchAnswer, BatchRequest, CleanBody, EventParams, Health, LimitParams,
-    ListParams, OutputParams, ProgressReport, QueueUpdate, RemoveRequest, Removed, ShutdownRequest,
-    ShuttingDown, Status, StopRequest, SubmitAnswer, TaskDetail, WaitRequest,
+    AckRequest, AlertParams, BatchAnswer, BatchRequest, CleanBody, EventParams, Health,
+    LimitParams, ListParams, OutputParams, ProgressReport, QueueUpdate, RemoveRequest, Removed,
+    ShutdownRequest, ShuttingDown, Status, StopRequest, SubmitAnswer, TaskDetail, WaitRequest,
 };
 use meanwhile_core::{
     Alert, BudgetInfo, BudgetSpec, Event, NodeInfo, Notification, OutputChunk, Page, QueueInfo,
@@ -175,7 +175,11 @@ pub(crate) fn table() -> Vec<Route> {
         op(M::GET, "/v1/alerts", "Alerts, newest first: the firing ones, or all with all=true", alerts::list)
             .query::<AlertParams>()
             .answer::<Vec<Alert>>(),
-        op(M::GET, "/v1/health", "Whether any alert fires (ok is false then), with the firing ones", alerts::health)
+        op(M::POST, "/v1/alerts/{alert}/ack", "Acknowledge a firing alert, for a while (for) or until it resolves: no reminders reach the sinks meanwhile, health does not count it, and the audit trail records who did it", alerts::ack)
+            .optional_body::<AckRequest>()
+            .answer::<Alert>()
+            .refuses(409, "`conflict`: the alert resolved"),
+        op(M::GET, "/v1/health", "Whether any alert fires that no one acknowledged (ok is false then), with the firing ones", alerts::health)
             .answer::<Health>(),
         op(M::GET, "/v1/nodes", "The nodes sharing the store: address, version, latest heartbeat, running tasks, and whether each is alive", nodes::list)
             .answer::<Vec<NodeInfo>>(),

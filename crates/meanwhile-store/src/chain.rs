@@ -341,12 +341,28 @@ fn describe(e: &Event) -> Vec<Entry> {
             )]
         }
         EventKind::Alert => {
-            let state = text(&d["state"]);
+            let what = format!("{}: {}", text(&d["kind"]), text(&d["message"]));
+            let (action, summary) = match d["change"].as_str() {
+                // A reminder changes nothing a person did or must answer for.
+                Some("repeated") => return Vec::new(),
+                Some("acked") => (
+                    "alert_acked".to_string(),
+                    format!(
+                        "{what}; acknowledged {}",
+                        match d["acked"]["until"].as_i64() {
+                            Some(u) =>
+                                format!("until {}", meanwhile_core::rfc3339_secs(Timestamp(u))),
+                            None => "until it resolves".to_string(),
+                        }
+                    ),
+                ),
+                _ => (format!("alert_{}", text(&d["state"])), what),
+            };
             vec![entry(
-                format!("alert_{state}"),
+                action,
                 format!("alert {}", text(&d["id"])),
                 e.task_id,
-                format!("{}: {}", text(&d["kind"]), text(&d["message"])),
+                summary,
             )]
         }
     }

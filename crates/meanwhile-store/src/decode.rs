@@ -8,10 +8,10 @@
 use crate::{AttemptEnd, NewAlert, StoreError};
 use meanwhile_core::http::QueueUpdate;
 use meanwhile_core::{
-    Alert, AlertKind, AlertState, Attempt, AttemptOutcome, AuditFilter, AuditPage, BudgetInfo,
-    BudgetSpec, BudgetState, BudgetWindow, LiveState, Notification, PauseReason, QueueInfo,
-    RateLimit, ScheduleInfo, ScheduleSpec, TaskId, TaskKind, TaskRecord, TaskSpec, TaskState,
-    Timestamp, check_queue_name, rfc3339_secs,
+    Alert, AlertAck, AlertKind, AlertState, Attempt, AttemptOutcome, AuditFilter, AuditPage,
+    BudgetInfo, BudgetSpec, BudgetState, BudgetWindow, LiveState, Notification, PauseReason,
+    QueueInfo, RateLimit, ScheduleInfo, ScheduleSpec, TaskId, TaskKind, TaskRecord, TaskSpec,
+    TaskState, Timestamp, check_queue_name, rfc3339_secs,
 };
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap};
@@ -145,6 +145,10 @@ pub(crate) struct AlertColumns {
     pub queue: Option<String>,
     pub fired_at: i64,
     pub resolved_at: Option<i64>,
+    pub acked_at: Option<i64>,
+    pub acked_until: Option<i64>,
+    pub acked_by: Option<String>,
+    pub notices: i64,
 }
 
 impl AlertColumns {
@@ -167,6 +171,12 @@ impl AlertColumns {
             at: resolved_at.unwrap_or(fired_at),
             fired_at,
             resolved_at,
+            acked: self.acked_at.map(|at| AlertAck {
+                at: Timestamp(at),
+                until: self.acked_until.map(Timestamp),
+                by: self.acked_by.unwrap_or_default(),
+            }),
+            notices: self.notices.clamp(1, u32::MAX.into()) as u32,
         })
     }
 }
@@ -332,7 +342,11 @@ pub(crate) fn like_pattern(text: &str) -> String {
 /// An audit listing's bounds, and its page once read.
 pub(crate) struct AuditQuery {
     pub after: i64,
+    /// Only records before this sequence number.
+    pub before: i64,
     pub since: i64,
+    /// `ASC` or `DESC`.
+    pub order: &'static str,
     /// Rows to read: one more than the page holds.
     pub fetch: i64,
     limit: i64,
@@ -345,8 +359,15 @@ impl AuditQuery {
                 .unwrap_or(100)
                 .clamp(1, meanwhile_core::MAX_AUDIT_LIMIT),
         );
+        let (after, before, order) = if f.newest_first {
+            (0, f.after.unwrap_or(i64::MAX), "DESC")
+        } else {
+            (f.after.unwrap_or(0), i64::MAX, "ASC")
+        };
         AuditQuery {
-            after: f.after.unwrap_or(0),
+            after,
+            before,
+            order,
             since: f.since.map_or(i64::MIN, |t| t.0),
             fetch: limit + 1,
             limit,

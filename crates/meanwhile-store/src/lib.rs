@@ -77,6 +77,9 @@ pub enum StoreError {
     /// No named token has this name.
     #[error("name: no token named {0:?} (see 'meanwhile token ls')")]
     UnknownToken(String),
+    /// No alert has this id.
+    #[error("unknown alert {0} (see 'meanwhile alerts --all')")]
+    UnknownAlert(i64),
     /// A dependency (`after`) names no task.
     #[error("after: unknown task {0} (see 'meanwhile ls')")]
     UnknownDependency(TaskId),
@@ -370,6 +373,30 @@ pub struct NewAlert {
     pub queue: Option<String>,
 }
 
+/// An `alert` event's data: the alert as it is now, and what changed.
+pub(crate) fn alert_event(a: &Alert, change: meanwhile_core::AlertChange) -> serde_json::Value {
+    let mut data = serde_json::to_value(a).unwrap_or_default();
+    if let Some(o) = data.as_object_mut() {
+        o.insert("change".into(), change.as_str().into());
+    }
+    data
+}
+
+/// Why alert `id` cannot be acknowledged: there is none, or it resolved.
+pub(crate) fn not_ackable(id: i64, found: Option<Alert>) -> StoreError {
+    match found {
+        None => StoreError::UnknownAlert(id),
+        Some(a) => StoreError::Conflict {
+            field: "id",
+            message: format!(
+                "alert {id} resolved at {}; only a firing alert can be acknowledged \
+                 (see 'meanwhile alerts')",
+                meanwhile_core::rfc3339_secs(a.at)
+            ),
+        },
+    }
+}
+
 /// What charging a model call's usage did.
 #[derive(Debug, Clone)]
 pub struct Charged {
@@ -621,6 +648,25 @@ pub trait Store: Send + Sync + 'static {
         message: &str,
         now: Timestamp,
     ) -> StoreFuture<'_, Option<Alert>>;
+    /// Acknowledges firing alert `id` for the actor of the write (see [`acting`]),
+    /// until `until` or until it resolves, with an `alert` event the sinks do not
+    /// hear. [`StoreError::UnknownAlert`] when there is none, a conflict on `id` when
+    /// it resolved.
+    fn ack_alert(
+        &self,
+        id: i64,
+        until: Option<Timestamp>,
+        now: Timestamp,
+    ) -> StoreFuture<'_, Alert>;
+    /// Reminds the sinks of firing alerts, each with an `alert` event: those whose
+    /// acknowledgement ran out by `now` (the acknowledgement is cleared), and, when
+    /// `every` is given, those unacknowledged whose sinks were last told `every` ago
+    /// or more. Returns them, oldest first.
+    fn repeat_alerts(
+        &self,
+        every: Option<std::time::Duration>,
+        now: Timestamp,
+    ) -> StoreFuture<'_, Vec<Alert>>;
     /// Alerts, newest first: the firing ones, or all.
     fn alerts(&self, all: bool, limit: u32) -> StoreFuture<'_, Vec<Alert>>;
     /// The ids and states of the last `n` tasks of `queue` that ended (succeeded or

@@ -97,26 +97,30 @@ fn audit_row(r: &Row) -> Result<AuditRow> {
     })
 }
 
-/// A page of records, oldest first.
+/// A page of records, oldest first or newest first.
 pub(crate) async fn list(c: &Client, f: &AuditFilter) -> Result<AuditPage> {
     let q = crate::decode::AuditQuery::new(f);
     let rows = match f.task {
         Some(task) => {
             c.query(
                 &format!(
-                    "SELECT {COLS} FROM audit WHERE task_id = $1 AND seq > $2 AND at >= $3
-                     ORDER BY seq LIMIT $4"
+                    "SELECT {COLS} FROM audit
+                     WHERE task_id = $1 AND seq > $2 AND seq < $5 AND at >= $3
+                     ORDER BY seq {} LIMIT $4",
+                    q.order
                 ),
-                &[&task.0, &q.after, &q.since, &q.fetch],
+                &[&task.0, &q.after, &q.since, &q.fetch, &q.before],
             )
             .await?
         }
         None => {
             c.query(
                 &format!(
-                    "SELECT {COLS} FROM audit WHERE seq > $1 AND at >= $2 ORDER BY seq LIMIT $3"
+                    "SELECT {COLS} FROM audit WHERE seq > $1 AND seq < $4 AND at >= $2
+                     ORDER BY seq {} LIMIT $3",
+                    q.order
                 ),
-                &[&q.after, &q.since, &q.fetch],
+                &[&q.after, &q.since, &q.fetch, &q.before],
             )
             .await?
         }

@@ -705,6 +705,28 @@ impl Store for PgStore {
         })
     }
 
+    fn ack_alert(
+        &self,
+        id: i64,
+        until: Option<Timestamp>,
+        now: Timestamp,
+    ) -> StoreFuture<'_, Alert> {
+        let by = crate::current_actor().who();
+        self.write((id, until, by, now), |tx, (id, until, by, now)| {
+            Box::pin(ops::ack_alert(tx, *id, *until, by, *now))
+        })
+    }
+
+    fn repeat_alerts(
+        &self,
+        every: Option<std::time::Duration>,
+        now: Timestamp,
+    ) -> StoreFuture<'_, Vec<Alert>> {
+        self.write((every, now), |tx, (every, now)| {
+            Box::pin(ops::repeat_alerts(tx, *every, *now))
+        })
+    }
+
     fn alerts(&self, all: bool, limit: u32) -> StoreFuture<'_, Vec<Alert>> {
         self.read((all, limit), |c, &(all, limit)| {
             Box::pin(ops::alerts(c, all, limit))

@@ -254,6 +254,16 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE tasks ADD COLUMN live TEXT;
     "#,
+    // Version 11: a person's acknowledgement of a firing alert (until when, by
+    // whom), and when the sinks were last told it fires, for reminders.
+    r#"
+    ALTER TABLE alerts ADD COLUMN acked_at BIGINT;
+    ALTER TABLE alerts ADD COLUMN acked_until BIGINT;
+    ALTER TABLE alerts ADD COLUMN acked_by TEXT;
+    ALTER TABLE alerts ADD COLUMN notified_at BIGINT;
+    ALTER TABLE alerts ADD COLUMN notices BIGINT NOT NULL DEFAULT 1;
+    UPDATE alerts SET notified_at = fired_at;
+    "#,
 ];
 
 /// The schema version this build writes; the same as SQLite's.

@@ -103,22 +103,29 @@ fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
 
 const COLS: &str = "seq, at, actor, action, subject, task_id, summary, prev_hash, hash";
 
-/// A page of records, oldest first.
+/// A page of records, oldest first or newest first.
 pub(crate) fn list(conn: &Connection, f: &AuditFilter) -> Result<AuditPage> {
     let q = crate::decode::AuditQuery::new(f);
     let rows: Vec<AuditRow> = match f.task {
         Some(task) => conn
             .prepare_cached(&format!(
-                "SELECT {COLS} FROM audit WHERE task_id = ?1 AND seq > ?2 AND at >= ?3
-                 ORDER BY seq LIMIT ?4"
+                "SELECT {COLS} FROM audit
+                 WHERE task_id = ?1 AND seq > ?2 AND seq < ?5 AND at >= ?3
+                 ORDER BY seq {} LIMIT ?4",
+                q.order
             ))?
-            .query_map(params![task.0, q.after, q.since, q.fetch], audit_row)?
+            .query_map(
+                params![task.0, q.after, q.since, q.fetch, q.before],
+                audit_row,
+            )?
             .collect::<rusqlite::Result<_>>()?,
         None => conn
             .prepare_cached(&format!(
-                "SELECT {COLS} FROM audit WHERE seq > ?1 AND at >= ?2 ORDER BY seq LIMIT ?3"
+                "SELECT {COLS} FROM audit WHERE seq > ?1 AND seq < ?4 AND at >= ?2
+                 ORDER BY seq {} LIMIT ?3",
+                q.order
             ))?
-            .query_map(params![q.after, q.since, q.fetch], audit_row)?
+            .query_map(params![q.after, q.since, q.fetch, q.before], audit_row)?
             .collect::<rusqlite::Result<_>>()?,
     };
     q.page(rows)

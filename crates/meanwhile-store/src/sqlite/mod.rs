@@ -924,6 +924,24 @@ impl Store for SqliteStore {
         self.write(move |conn, ev| ops::resolve_alert(conn, ev, kind, &subject, &message, now))
     }
 
+    fn ack_alert(
+        &self,
+        id: i64,
+        until: Option<Timestamp>,
+        now: Timestamp,
+    ) -> StoreFuture<'_, Alert> {
+        let by = crate::current_actor().who();
+        self.write(move |conn, ev| ops::ack_alert(conn, ev, id, until, &by, now))
+    }
+
+    fn repeat_alerts(
+        &self,
+        every: Option<Duration>,
+        now: Timestamp,
+    ) -> StoreFuture<'_, Vec<Alert>> {
+        self.write(move |conn, ev| ops::repeat_alerts(conn, ev, every, now))
+    }
+
     fn alerts(&self, all: bool, limit: u32) -> StoreFuture<'_, Vec<Alert>> {
         self.read(move |conn| ops::alerts(conn, all, limit))
     }

@@ -234,6 +234,16 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE tasks ADD COLUMN live TEXT;
     "#,
+    // Version 11: a person's acknowledgement of a firing alert (until when, by
+    // whom), and when the sinks were last told it fires, for reminders.
+    r#"
+    ALTER TABLE alerts ADD COLUMN acked_at INTEGER;
+    ALTER TABLE alerts ADD COLUMN acked_until INTEGER;
+    ALTER TABLE alerts ADD COLUMN acked_by TEXT;
+    ALTER TABLE alerts ADD COLUMN notified_at INTEGER;
+    ALTER TABLE alerts ADD COLUMN notices INTEGER NOT NULL DEFAULT 1;
+    UPDATE alerts SET notified_at = fired_at;
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -306,7 +316,7 @@ mod tests {
             .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 10);
+        assert_eq!(SCHEMA_VERSION, 11);
     }
 
     /// A queue paused before budgets existed was paused by a user: after the

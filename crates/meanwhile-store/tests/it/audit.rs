@@ -91,6 +91,24 @@ both! {
             .await
             .unwrap();
         assert_eq!(by_task.records.len(), 2);
+        // Newest first, paging back in time, with the task filter or without.
+        let newest = |after, task| AuditFilter {
+            limit: Some(2),
+            after,
+            task,
+            newest_first: true,
+            ..AuditFilter::default()
+        };
+        let first = f.store.audit(newest(None, None)).await.unwrap();
+        let seqs: Vec<i64> = first.records.iter().map(|r| r.seq).collect();
+        assert_eq!((seqs, first.next), (vec![3, 2], Some(2)));
+        let rest = f.store.audit(newest(first.next, None)).await.unwrap();
+        let seqs: Vec<i64> = rest.records.iter().map(|r| r.seq).collect();
+        assert_eq!((seqs, rest.next), (vec![1], None));
+        let task = Some(meanwhile_core::TaskId(id));
+        let mine = f.store.audit(newest(Some(2), task)).await.unwrap();
+        let seqs: Vec<i64> = mine.records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, by_task.records[..1].iter().map(|r| r.seq).collect::<Vec<_>>());
 
         let v = f.store.verify_audit(key()).await.unwrap();
         assert!(v.intact, "{v:?}");

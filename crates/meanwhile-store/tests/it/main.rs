@@ -5,6 +5,7 @@
 #[macro_use]
 mod support;
 
+mod alerts;
 mod audit;
 mod bounds;
 mod budgets;

@@ -1,7 +1,8 @@
 //! Alerts against a real daemon: a stalled task that fires and then resolves when it
 //! prints again, one that is stopped for its stall, a queue failing in a row, a
 //! quarantined task; each told to a command sink once when it fires and once when it
-//! resolves, and `meanwhile health` exiting 1 while one fires.
+//! resolves, and `meanwhile health` exiting 1 while one fires that no one
+//! acknowledged (`alerts ack`).
 
 use crate::support::*;
 use std::time::Duration;
@@ -236,4 +237,103 @@ fn the_dead_mans_switch_is_fetched_while_the_daemon_runs() {
     let n = pings.lock().unwrap().len();
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(pings.lock().unwrap().len(), n);
+}
+
+#[test]
+fn an_acknowledged_alert_is_kept_from_the_sinks_and_health_and_recorded_in_the_audit() {
+    let h = alerted_daemon();
+    let id = h
+        .ok(&["run", "-r", "1", "--backoff", "10ms", "--", "false"])
+        .trim()
+        .to_string();
+    wait(&h, &id);
+    until("a quarantined alert", || {
+        alerts(&h)
+            .iter()
+            .any(|a| a["kind"] == "quarantined" && a["state"] == "firing")
+    });
+    let alert = alerts(&h)[0]["id"].as_i64().unwrap().to_string();
+    assert_eq!(code(&h.run(&["health"])), 1);
+
+    let said = h.ok(&["alerts", "ack", &alert, "--for", "1h"]);
+    assert!(
+        said.starts_with(&format!("alert {alert} acknowledged until ")),
+        "{said}"
+    );
+    let listed = h.ok(&["alerts"]);
+    assert!(listed.contains("acked"), "{listed}");
+    assert!(listed.contains("[acknowledged by uid "), "{listed}");
+    let o = h.run(&["health"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(code(&o), 0, "{out}");
+    assert!(
+        out.starts_with("ok: 1 alert(s) firing, all acknowledged"),
+        "{out}"
+    );
+    let health = h.json(&["health", "--json"]);
+    assert_eq!(health["ok"], true, "{health}");
+    assert!(health["firing"][0]["acked"]["until"].is_i64(), "{health}");
+
+    // Acknowledged again, until it resolves; then it resolves by a retry.
+    h.ok(&["alerts", "ack", &alert]);
+    h.ok(&["retry", &id]);
+    until("it resolved", || {
+        alerts(&h).iter().any(|a| {
+            a["id"].as_i64().map(|n| n.to_string()).as_deref() == Some(alert.as_str())
+                && a["state"] == "resolved"
+        })
+    });
+    // The sink heard the firing and the resolution, and neither acknowledgement.
+    until("the sink told of both", || told(&h).len() >= 2);
+    assert_eq!(
+        told(&h),
+        vec![
+            format!("quarantined firing {id} default"),
+            format!("quarantined resolved {id} default")
+        ]
+    );
+
+    // A resolved alert, or one that is not there, is refused with the reason.
+    let o = h.run(&["alerts", "ack", &alert]);
+    assert_eq!(code(&o), 4, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("only a firing alert can be acknowledged"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = h.run(&["alerts", "ack", "9999"]);
+    assert_eq!(code(&o), 3, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown alert 9999"));
+    let o = h.run(&["alerts", "ack", &alert, "--for", "0s"]);
+    assert_eq!(code(&o), 2, "{}", String::from_utf8_lossy(&o.stderr));
+
+    // The audit trail names who acknowledged it, and for how long.
+    let trail = h.json(&["audit", "--json"]);
+    let acks: Vec<&serde_json::Value> = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "alert_acked")
+        .collect();
+    assert_eq!(acks.len(), 2, "{trail:#}");
+    assert!(
+        acks.iter()
+            .all(|r| r["who"].as_str().unwrap().starts_with("uid "))
+    );
+    let summaries: Vec<&str> = acks
+        .iter()
+        .map(|r| r["summary"].as_str().unwrap())
+        .collect();
+    assert!(
+        summaries
+            .iter()
+            .any(|s| s.contains("acknowledged until 20")),
+        "{summaries:?}"
+    );
+    assert!(
+        summaries
+            .iter()
+            .any(|s| s.ends_with("acknowledged until it resolves")),
+        "{summaries:?}"
+    );
 }

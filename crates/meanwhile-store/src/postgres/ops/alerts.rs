@@ -4,10 +4,11 @@ use super::*;
 use crate::NewAlert;
 use crate::decode::AlertColumns;
 use crate::postgres::Client;
-use meanwhile_core::{Alert, AlertKind, EventKind, TaskId, TaskState, Timestamp};
+use meanwhile_core::{Alert, AlertChange, AlertKind, EventKind, TaskId, TaskState, Timestamp};
 use tokio_postgres::Row;
 
-const COLS: &str = "id, kind, state, message, task_id, queue, fired_at, resolved_at";
+const COLS: &str = "id, kind, state, message, task_id, queue, fired_at, resolved_at, \
+                    acked_at, acked_until, acked_by, notices";
 
 fn from_row(r: &Row) -> Result<Alert> {
     AlertColumns {
@@ -19,17 +20,16 @@ fn from_row(r: &Row) -> Result<Alert> {
         queue: col(r, 5)?,
         fired_at: col(r, 6)?,
         resolved_at: col(r, 7)?,
+        acked_at: col(r, 8)?,
+        acked_until: col(r, 9)?,
+        acked_by: col(r, 10)?,
+        notices: col(r, 11)?,
     }
     .decode()
 }
 
-fn announce(tx: &mut Tx, a: &Alert) {
-    tx.emit(
-        a.at,
-        EventKind::Alert,
-        a.task,
-        serde_json::to_value(a).unwrap_or_default(),
-    );
+fn announce(tx: &mut Tx, a: &Alert, change: AlertChange, now: Timestamp) {
+    tx.emit(now, EventKind::Alert, a.task, crate::alert_event(a, change));
 }
 
 pub(crate) async fn fire_alert(tx: &mut Tx, a: &NewAlert, now: Timestamp) -> Result<Option<Alert>> {
@@ -37,8 +37,9 @@ pub(crate) async fn fire_alert(tx: &mut Tx, a: &NewAlert, now: Timestamp) -> Res
         .client()
         .query_opt(
             &format!(
-                "INSERT INTO alerts (kind, subject, state, message, task_id, queue, fired_at)
-                 VALUES ($1, $2, 'firing', $3, $4, $5, $6)
+                "INSERT INTO alerts (kind, subject, state, message, task_id, queue, fired_at,
+                                     notified_at)
+                 VALUES ($1, $2, 'firing', $3, $4, $5, $6, $6)
                  ON CONFLICT (kind, subject) WHERE state = 'firing' DO NOTHING
                  RETURNING {COLS}"
             ),
@@ -54,7 +55,7 @@ pub(crate) async fn fire_alert(tx: &mut Tx, a: &NewAlert, now: Timestamp) -> Res
         .await?;
     let Some(row) = row else { return Ok(None) };
     let alert = from_row(&row)?;
-    announce(tx, &alert);
+    announce(tx, &alert, AlertChange::Fired, now);
     Ok(Some(alert))
 }
 
@@ -77,8 +78,68 @@ pub(crate) async fn resolve_alert(
         .await?;
     let Some(row) = row else { return Ok(None) };
     let alert = from_row(&row)?;
-    announce(tx, &alert);
+    announce(tx, &alert, AlertChange::Resolved, now);
     Ok(Some(alert))
+}
+
+pub(crate) async fn ack_alert(
+    tx: &mut Tx,
+    id: i64,
+    until: Option<Timestamp>,
+    by: &str,
+    now: Timestamp,
+) -> Result<Alert> {
+    let row = tx
+        .client()
+        .query_opt(
+            &format!(
+                "UPDATE alerts SET acked_at = $2, acked_until = $3, acked_by = $4
+                 WHERE id = $1 AND state = 'firing' RETURNING {COLS}"
+            ),
+            &[&id, &now.0, &until.map(|u| u.0), &by],
+        )
+        .await?;
+    let Some(row) = row else {
+        let found = tx
+            .client()
+            .query_opt(&format!("SELECT {COLS} FROM alerts WHERE id = $1"), &[&id])
+            .await?
+            .map(|r| from_row(&r))
+            .transpose()?;
+        return Err(crate::not_ackable(id, found));
+    };
+    let alert = from_row(&row)?;
+    announce(tx, &alert, AlertChange::Acked, now);
+    Ok(alert)
+}
+
+pub(crate) async fn repeat_alerts(
+    tx: &mut Tx,
+    every: Option<std::time::Duration>,
+    now: Timestamp,
+) -> Result<Vec<Alert>> {
+    let every = every.map(|d| d.as_millis().min(i64::MAX as u128) as i64);
+    let rows = tx
+        .client()
+        .query(
+            &format!(
+                "UPDATE alerts SET notified_at = $1, notices = notices + 1,
+                                   acked_at = NULL, acked_until = NULL, acked_by = NULL
+                 WHERE state = 'firing'
+                   AND ((acked_until IS NOT NULL AND acked_until <= $1)
+                     OR (acked_at IS NULL AND $2::BIGINT IS NOT NULL
+                         AND COALESCE(notified_at, fired_at) + $2::BIGINT <= $1))
+                 RETURNING {COLS}"
+            ),
+            &[&now.0, &every],
+        )
+        .await?;
+    let mut out = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+    out.sort_by_key(|a| a.id);
+    for alert in &out {
+        announce(tx, alert, AlertChange::Repeated, now);
+    }
+    Ok(out)
 }
 
 pub(crate) async fn alerts(c: &Client, all: bool, limit: u32) -> Result<Vec<Alert>> {

@@ -3,10 +3,11 @@
 use super::*;
 use crate::NewAlert;
 use crate::decode::AlertColumns;
-use meanwhile_core::{Alert, AlertKind, Event, EventKind, TaskId, Timestamp};
+use meanwhile_core::{Alert, AlertChange, AlertKind, Event, EventKind, TaskId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-const COLS: &str = "id, kind, state, message, task_id, queue, fired_at, resolved_at";
+const COLS: &str = "id, kind, state, message, task_id, queue, fired_at, resolved_at, \
+                    acked_at, acked_until, acked_by, notices";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<Alert>> {
     Ok(AlertColumns {
@@ -18,19 +19,34 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<Alert>> {
         queue: r.get(5)?,
         fired_at: r.get(6)?,
         resolved_at: r.get(7)?,
+        acked_at: r.get(8)?,
+        acked_until: r.get(9)?,
+        acked_by: r.get(10)?,
+        notices: r.get(11)?,
     }
     .decode())
 }
 
-fn announce(conn: &Connection, events: &mut Vec<Event>, a: &Alert) -> Result<()> {
+fn announce(
+    conn: &Connection,
+    events: &mut Vec<Event>,
+    a: &Alert,
+    change: AlertChange,
+    now: Timestamp,
+) -> Result<()> {
     emit(
         conn,
         events,
-        a.at,
+        now,
         EventKind::Alert,
         a.task,
-        serde_json::to_value(a).unwrap_or_default(),
+        crate::alert_event(a, change),
     )
+}
+
+fn by_id(conn: &Connection, id: i64) -> Result<Alert> {
+    conn.prepare_cached(&format!("SELECT {COLS} FROM alerts WHERE id = ?1"))?
+        .query_row([id], from_row)?
 }
 
 pub(crate) fn fire_alert(
@@ -41,8 +57,9 @@ pub(crate) fn fire_alert(
 ) -> Result<Option<Alert>> {
     let added = conn
         .prepare_cached(
-            "INSERT INTO alerts (kind, subject, state, message, task_id, queue, fired_at)
-             VALUES (?1, ?2, 'firing', ?3, ?4, ?5, ?6)
+            "INSERT INTO alerts (kind, subject, state, message, task_id, queue, fired_at,
+                                 notified_at)
+             VALUES (?1, ?2, 'firing', ?3, ?4, ?5, ?6, ?6)
              ON CONFLICT (kind, subject) WHERE state = 'firing' DO NOTHING",
         )?
         .execute(params![
@@ -56,11 +73,8 @@ pub(crate) fn fire_alert(
     if added == 0 {
         return Ok(None);
     }
-    let id = conn.last_insert_rowid();
-    let alert = conn
-        .prepare_cached(&format!("SELECT {COLS} FROM alerts WHERE id = ?1"))?
-        .query_row([id], from_row)??;
-    announce(conn, events, &alert)?;
+    let alert = by_id(conn, conn.last_insert_rowid())?;
+    announce(conn, events, &alert, AlertChange::Fired, now)?;
     Ok(Some(alert))
 }
 
@@ -82,11 +96,65 @@ pub(crate) fn resolve_alert(
         })
         .optional()?;
     let Some(id) = id else { return Ok(None) };
-    let alert = conn
-        .prepare_cached(&format!("SELECT {COLS} FROM alerts WHERE id = ?1"))?
-        .query_row([id], from_row)??;
-    announce(conn, events, &alert)?;
+    let alert = by_id(conn, id)?;
+    announce(conn, events, &alert, AlertChange::Resolved, now)?;
     Ok(Some(alert))
+}
+
+pub(crate) fn ack_alert(
+    conn: &Connection,
+    events: &mut Vec<Event>,
+    id: i64,
+    until: Option<Timestamp>,
+    by: &str,
+    now: Timestamp,
+) -> Result<Alert> {
+    let acked = conn
+        .prepare_cached(
+            "UPDATE alerts SET acked_at = ?2, acked_until = ?3, acked_by = ?4
+             WHERE id = ?1 AND state = 'firing'",
+        )?
+        .execute(params![id, now.0, until.map(|u| u.0), by])?;
+    if acked == 0 {
+        let found = conn
+            .prepare_cached(&format!("SELECT {COLS} FROM alerts WHERE id = ?1"))?
+            .query_row([id], from_row)
+            .optional()?
+            .transpose()?;
+        return Err(crate::not_ackable(id, found));
+    }
+    let alert = by_id(conn, id)?;
+    announce(conn, events, &alert, AlertChange::Acked, now)?;
+    Ok(alert)
+}
+
+pub(crate) fn repeat_alerts(
+    conn: &Connection,
+    events: &mut Vec<Event>,
+    every: Option<std::time::Duration>,
+    now: Timestamp,
+) -> Result<Vec<Alert>> {
+    let every = every.map(|d| d.as_millis().min(i64::MAX as u128) as i64);
+    let mut ids: Vec<i64> = conn
+        .prepare_cached(
+            "UPDATE alerts SET notified_at = ?1, notices = notices + 1,
+                               acked_at = NULL, acked_until = NULL, acked_by = NULL
+             WHERE state = 'firing'
+               AND ((acked_until IS NOT NULL AND acked_until <= ?1)
+                 OR (acked_at IS NULL AND ?2 IS NOT NULL
+                     AND COALESCE(notified_at, fired_at) + ?2 <= ?1))
+             RETURNING id",
+        )?
+        .query_map(params![now.0, every], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    ids.sort_unstable();
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let alert = by_id(conn, id)?;
+        announce(conn, events, &alert, AlertChange::Repeated, now)?;
+        out.push(alert);
+    }
+    Ok(out)
 }
 
 pub(crate) fn alerts(conn: &Connection, all: bool, limit: u32) -> Result<Vec<Alert>> {
