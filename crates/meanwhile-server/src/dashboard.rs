@@ -89,12 +89,17 @@ const FILES: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("dashboard/charts.js"),
     ),
+    (
+        "events.js",
+        "text/javascript; charset=utf-8",
+        include_str!("dashboard/events.js"),
+    ),
 ];
 
 const LOGIN_HTML: &str = include_str!("dashboard/login.html");
 
 /// What the page may load and run: only its own files, and only this listener.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+const CSP: &str = "default-src 'none'; script-src 'self'; worker-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 /// The login page's own: its style is inline.
 const LOGIN_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 

@@ -6,6 +6,7 @@ pub mod out;
 pub mod bars;
 pub mod cli_error;
 pub mod cmd;
+pub mod complete;
 pub mod daemon;
 pub mod exit;
 pub mod fmt;
@@ -99,14 +100,16 @@ pub enum Command {
     Notifications(cmd::notifications::Args),
     /// The daemon's health, version and task counts.
     Status(cmd::status::Args),
-    /// List alerts: stalled tasks, queues failing in a row, quarantined tasks, missed
-    /// schedules.
+    /// List alerts (stalled tasks, queues failing in a row, quarantined tasks, missed
+    /// schedules, spent budgets, silent nodes); `alerts ack ID` acknowledges one.
     Alerts(cmd::alerts::Args),
-    /// Exit 0 when no alert fires, 1 when one does (for cron and health checks).
+    /// Exit 0 when no alert fires that no one acknowledged, 1 when one does (for
+    /// cron and health checks).
     Health(cmd::alerts::HealthArgs),
     /// Start, stop, restart the daemon, or install it as a systemd user service.
     Daemon(cmd::daemon::Args),
-    /// Print a shell completion script.
+    /// Print a shell completion script; it completes task ids and queue, schedule,
+    /// budget and alert names from the running daemon.
     Completions(cmd::completions::Args),
     /// Print the manual page of meanwhile or of a command (`meanwhile man run | man -l -`),
     /// or write every page into a directory (--out-dir).

@@ -1,9 +1,14 @@
 //! The `meanwhile` binary: parses arguments and hands them to the library's `run`.
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // A shell asking for completions (`COMPLETE=bash meanwhile -- ARGS`) is answered
+    // here, and the process ends.
+    clap_complete::CompleteEnv::with_factory(meanwhile::Cli::command)
+        .var(meanwhile::cmd::completions::VAR)
+        .complete();
     let cli = match meanwhile::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => meanwhile::cli_error::exit(e),

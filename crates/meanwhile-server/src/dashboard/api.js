@@ -47,29 +47,79 @@ export const KINDS = [
   'waiting_for_input', 'listening',
 ];
 
-const listeners = new Set();
-let source = null;
+/** The event a view gets when events may have passed unseen: read everything anew. */
+export const RESYNC = {kind: 'resync'};
 
-/** Calls fn(event) for every event from now on; returns the way to stop. */
+const listeners = new Set();
+let stream = null;
+
+/** Calls fn(event) for every event from now on (and `RESYNC` after a gap); returns
+ * the way to stop. */
 export function onEvent(fn) {
   listeners.add(fn);
-  if (!source) connect();
+  if (!stream) stream = typeof SharedWorker === 'function' ? shared() : own();
   return () => listeners.delete(fn);
 }
 
-function connect() {
-  // EventSource resumes with Last-Event-ID by itself after a lost connection.
-  source = new EventSource('/v1/events');
+function deliver(e) {
+  for (const fn of [...listeners]) fn(e);
+}
+
+function showLive(on) {
   const live = document.getElementById('live');
-  source.onopen = () => { if (live) { live.className = 'live on'; live.title = 'live: following events'; } };
-  source.onerror = () => { if (live) { live.className = 'live off'; live.title = 'reconnecting to the event stream'; } };
-  for (const kind of KINDS) {
-    source.addEventListener(kind, (m) => {
-      let e;
-      try { e = JSON.parse(m.data); } catch { return; }
-      for (const fn of [...listeners]) fn(e);
-    });
+  if (!live) return;
+  live.className = on ? 'live on' : 'live off';
+  live.title = on ? 'live: following events' : document.hidden ? 'paused while hidden' : 'reconnecting to the event stream';
+}
+
+function parsed(data) {
+  try { return JSON.parse(data); } catch { return null; }
+}
+
+/** The stream every tab shares, through the shared worker that holds it. */
+function shared() {
+  const worker = new SharedWorker('/ui/static/events.js', {name: 'meanwhile-events'});
+  const port = worker.port;
+  port.onmessage = (m) => {
+    const msg = m.data || {};
+    if (msg.type === 'event') { const e = parsed(msg.data); if (e) deliver(e); }
+    else if (msg.type === 'resync') deliver(RESYNC);
+    else if (msg.type === 'live') showLive(msg.live);
+  };
+  port.start();
+  const say = () => port.postMessage({type: document.hidden ? 'hidden' : 'visible'});
+  document.addEventListener('visibilitychange', say);
+  window.addEventListener('pagehide', () => port.postMessage({type: 'bye'}));
+  window.addEventListener('pageshow', say);
+  say();
+  return port;
+}
+
+/** A stream of this tab's own where shared workers are not there, closed while the
+ * tab is hidden. */
+function own() {
+  let source = null;
+  let gap = false;
+  function open() {
+    if (source) return;
+    source = new EventSource('/v1/events');
+    source.onopen = () => { showLive(true); if (gap) deliver(RESYNC); gap = false; };
+    source.onerror = () => showLive(false);
+    for (const kind of KINDS) {
+      source.addEventListener(kind, (m) => { const e = parsed(m.data); if (e) deliver(e); });
+    }
   }
+  function close() {
+    if (!source) return;
+    source.close();
+    source = null;
+    gap = true;
+    showLive(false);
+  }
+  document.addEventListener('visibilitychange', () => (document.hidden ? close() : open()));
+  window.addEventListener('pagehide', close);
+  if (!document.hidden) open(); else gap = true;
+  return {close};
 }
 
 /** Calls fn at most once per `ms`, with the latest call's wish. */

@@ -1,7 +1,7 @@
 // Charts drawn as SVG from the API's own answers: tasks started and ended per
 // minute, durations by queue, and cost per day. No charting service, no library.
 
-import {get, onEvent, debounce} from './api.js';
+import {get, onEvent, debounce, RESYNC} from './api.js';
 import {h, replace, duration, errorLine} from './dom.js';
 
 const NS = 'http://www.w3.org/2000/svg';
@@ -16,27 +16,46 @@ const key = (cls, name) => h('span', {}, h('i', {class: `swatch ${cls}`}), name)
 
 const W = 720, H = 220, PAD = {l: 48, r: 12, t: 12, b: 28};
 
+/** About how wide `text` is at the axis font (11px): wide enough never to cut it. */
+function textWidth(text) {
+  return [...String(text)].reduce((w, c) => w + (/[\u1100-\u115f\u2e80-\ua4cf\uac00-\ud7a3\uf900-\ufaff\uff00-\uff60\u{1f300}-\u{1faff}]/u.test(c) ? 11 : 7), 0);
+}
+
+/** `text`, shortened with … to at most `width`; the whole name is in its tooltip. */
+function fit(text, width) {
+  if (textWidth(text) <= width) return text;
+  let out = '';
+  for (const c of text) {
+    if (textWidth(`${out}${c}…`) > width) break;
+    out += c;
+  }
+  return `${out}…`;
+}
+
 /** Bars of one or more series over shared labels; series: [{name, cls, values}]. */
 export function barChart(labels, series, {title, fmt = (v) => String(v), every = 1} = {}) {
   const max = Math.max(1, ...series.flatMap((x) => x.values));
-  const iw = W - PAD.l - PAD.r, ih = H - PAD.t - PAD.b;
+  const ticks = [0, 1, 2, 3, 4].map((i) => fmt(Math.round(((max * i) / 4) * 100) / 100));
+  // The axis is as wide as its widest figure, so none is cut.
+  const pl = Math.max(PAD.l, Math.max(...ticks.map(textWidth)) + 12);
+  const iw = W - pl - PAD.r, ih = H - PAD.t - PAD.b;
   const slot = iw / Math.max(1, labels.length);
   const bw = Math.max(1, (slot * 0.8) / series.length);
   const svg = s('svg', {viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', 'aria-label': title});
   for (let i = 0; i <= 4; i++) {
-    const v = (max * i) / 4, y = PAD.t + ih - (ih * i) / 4;
-    svg.append(s('line', {x1: PAD.l, x2: W - PAD.r, y1: y, y2: y, class: 'grid'}),
-      s('text', {x: PAD.l - 6, y: y + 4, class: 'axis', 'text-anchor': 'end'}, fmt(Math.round(v * 100) / 100)));
+    const y = PAD.t + ih - (ih * i) / 4;
+    svg.append(s('line', {x1: pl, x2: W - PAD.r, y1: y, y2: y, class: 'grid'}),
+      s('text', {x: pl - 6, y: y + 4, class: 'axis', 'text-anchor': 'end'}, ticks[i]));
   }
   labels.forEach((label, i) => {
     series.forEach((x, j) => {
       const v = x.values[i] || 0;
       const bh = (ih * v) / max;
-      const rect = s('rect', {x: PAD.l + i * slot + slot * 0.1 + j * bw, y: PAD.t + ih - bh, width: bw, height: bh, class: x.cls});
+      const rect = s('rect', {x: pl + i * slot + slot * 0.1 + j * bw, y: PAD.t + ih - bh, width: bw, height: bh, class: x.cls});
       rect.append(s('title', {}, `${label}: ${x.name} ${fmt(v)}`));
       svg.append(rect);
     });
-    if (i % every === 0) svg.append(s('text', {x: PAD.l + i * slot + slot / 2, y: H - 8, class: 'axis', 'text-anchor': 'middle'}, label));
+    if (i % every === 0) svg.append(s('text', {x: pl + i * slot + slot / 2, y: H - 8, class: 'axis', 'text-anchor': 'middle'}, label));
   });
   const legend = h('p', {class: 'legend'}, series.map((x) => key(x.cls, x.name)));
   return h('figure', {}, h('figcaption', {}, title), svg, legend);
@@ -52,18 +71,24 @@ function durationChart(byQueue) {
     return {q, n: d.length, p50: at(0.5), p90: at(0.9), max: d[d.length - 1]};
   });
   const max = Math.max(1, ...stats.map((x) => x.max));
-  const rh = 26, hh = PAD.t + rows.length * rh + 8, iw = W - 160 - PAD.r;
+  // Room for the longest queue name on the left and the figures after the longest
+  // bar on the right, so no label is cut.
+  const labels = stats.map((x) => `${x.q} (${x.n})`);
+  const notes = stats.map((x) => `median ${duration(x.p50)} · p90 ${duration(x.p90)}`);
+  const left = Math.min(W / 2, Math.max(60, ...labels.map(textWidth)) + 12);
+  const right = Math.max(...notes.map(textWidth)) + 12;
+  const rh = 26, hh = PAD.t + rows.length * rh + 8, iw = Math.max(40, W - left - PAD.r - right);
   const svg = s('svg', {viewBox: `0 0 ${W} ${hh}`, class: 'chart', role: 'img', 'aria-label': 'Durations by queue'});
   stats.forEach((x, i) => {
     const y = PAD.t + i * rh;
     const len = (v) => Math.max(1, (iw * v) / max);
-    svg.append(s('text', {x: 150, y: y + 15, class: 'axis', 'text-anchor': 'end'}, `${x.q} (${x.n})`),
-      s('rect', {x: 160, y: y + 4, width: len(x.max), height: 14, class: 'range'}),
-      s('rect', {x: 160, y: y + 4, width: len(x.p90), height: 14, class: 'p90'}),
-      s('rect', {x: 160, y: y + 4, width: len(x.p50), height: 14, class: 'p50'}));
+    svg.append(s('text', {x: left - 10, y: y + 15, class: 'axis', 'text-anchor': 'end'}, fit(labels[i], left - 12), s('title', {}, labels[i])),
+      s('rect', {x: left, y: y + 4, width: len(x.max), height: 14, class: 'range'}),
+      s('rect', {x: left, y: y + 4, width: len(x.p90), height: 14, class: 'p90'}),
+      s('rect', {x: left, y: y + 4, width: len(x.p50), height: 14, class: 'p50'}));
     const t = s('title', {}, `${x.q}: median ${duration(x.p50)}, p90 ${duration(x.p90)}, max ${duration(x.max)}`);
     svg.lastChild.append(t);
-    svg.append(s('text', {x: 166 + len(x.max), y: y + 15, class: 'axis'}, `median ${duration(x.p50)} · p90 ${duration(x.p90)}`));
+    svg.append(s('text', {x: left + 6 + len(x.max), y: y + 15, class: 'axis'}, notes[i]));
   });
   return h('figure', {}, h('figcaption', {}, 'Durations by queue'), svg,
     h('p', {class: 'legend'}, key('p50', 'median'), key('p90', '90th percentile'), key('range', 'longest')));
@@ -126,7 +151,7 @@ export function chartsView(main) {
   }
   draw();
   const later = debounce(draw, 3000);
-  const stop = onEvent((e) => { if (e.kind === 'started' || e.kind === 'finished' || e.kind === 'budget') later(); });
+  const stop = onEvent((e) => { if (e === RESYNC || e.kind === 'started' || e.kind === 'finished' || e.kind === 'budget') later(); });
   const tick = setInterval(draw, 60000);
   return () => { alive = false; stop(); clearInterval(tick); };
 }

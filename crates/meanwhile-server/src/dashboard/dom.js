@@ -69,6 +69,24 @@ export function time(ms) {
   return d.toDateString() === today.toDateString() ? t : `${d.toLocaleDateString()} ${t}`;
 }
 
+/** A time with its date, always (`6 Dec 2026, 23:10:04`). */
+export function dateTime(ms) {
+  if (!ms) return '';
+  return new Date(ms).toLocaleString([], {year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit'});
+}
+
+/** A time with its date and zone: in `tz` (an IANA name) when given, else the
+ * browser's own (`7 Dec 2026, 09:00 CET`). */
+export function zoned(ms, tz) {
+  if (!ms) return '';
+  const opts = {year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', timeZoneName: 'short'};
+  try {
+    return new Date(ms).toLocaleString([], tz ? {...opts, timeZone: tz} : opts);
+  } catch {
+    return new Date(ms).toLocaleString([], opts);
+  }
+}
+
 export function bytes(n) {
   if (n < 1024) return `${n} B`;
   const units = ['KiB', 'MiB', 'GiB', 'TiB'];

@@ -2,8 +2,8 @@
 // trail and the nodes, each with the actions its API offers, read again when an
 // event says something it shows changed.
 
-import {get, post, put, del, query, onEvent, debounce} from './api.js';
-import {h, replace, time, duration, errorLine, act, stateBadge} from './dom.js';
+import {get, post, put, del, query, onEvent, debounce, RESYNC} from './api.js';
+import {h, replace, time, dateTime, zoned, duration, errorLine, act, stateBadge} from './dom.js';
 
 /** A table from rows of cells. */
 function table(headers, rows, empty) {
@@ -32,7 +32,7 @@ function livePage(main, title, load, kinds, everyTask = false) {
   }
   draw();
   const later = debounce(draw, everyTask ? 1000 : 300);
-  const stop = onEvent((e) => { if (kinds.includes(e.kind) || (everyTask && e.task_id)) later(); });
+  const stop = onEvent((e) => { if (e === RESYNC || kinds.includes(e.kind) || (everyTask && e.task_id)) later(); });
   return () => { alive = false; stop(); };
 }
 
@@ -67,8 +67,8 @@ export function schedulesView(main) {
         return [
           h('span', {title: s.task.command || (s.task.argv || []).join(' ') || s.task.prompt || ''}, s.name),
           s.cron ? `cron ${s.cron}${s.tz ? ` (${s.tz})` : ''}` : `every ${s.every}`,
-          s.paused ? h('span', {class: 'badge paused'}, 'paused') : time(s.next_fire),
-          time(s.last_fire),
+          s.paused ? h('span', {class: 'badge paused'}, 'paused') : h('span', {class: 'when'}, zoned(s.next_fire, s.tz)),
+          h('span', {class: 'when'}, zoned(s.last_fire, s.tz)),
           s.last_task ? h('span', {}, taskLink(s.last_task), ' ', s.last_state ? stateBadge(s.last_state) : '') : '',
           s.fired, s.missed_count,
           h('span', {class: 'inline'},
@@ -120,15 +120,31 @@ export function budgetsView(main) {
   }, ['budget', 'queue', 'finished']);
 }
 
+/** Whether a person's acknowledgement of alert `a` holds now. */
+const acked = (a) => a.state === 'firing' && a.acked && (!a.acked.until || a.acked.until > Date.now());
+
+/** The acknowledgement of a firing alert: who and until when, or the way to give one. */
+function ackCell(a, redraw) {
+  if (a.state !== 'firing') return '';
+  const hold = h('select', {name: `ack-for-${a.id}`, 'aria-label': `acknowledge alert ${a.id} for`},
+    [['1h', 'for 1 hour'], ['4h', 'for 4 hours'], ['1d', 'for 1 day'], ['', 'until it resolves']].map(([v, t]) => h('option', {value: v}, t)));
+  const give = h('span', {class: 'inline'}, hold, button('Acknowledge', async () => {
+    await post(`/v1/alerts/${a.id}/ack`, hold.value ? {for: hold.value} : {});
+    redraw();
+  }, '', 'No reminders reach the sinks, and health does not count it, for this long'));
+  if (!acked(a)) return give;
+  return h('span', {}, `by ${a.acked.by}`, a.acked.until ? ` until ${dateTime(a.acked.until)}` : ' until it resolves', give);
+}
+
 export function alertsView(main, params, go) {
   const all = params.get('all') === 'true';
-  return livePage(main, 'Alerts', async () => {
+  return livePage(main, 'Alerts', async (redraw) => {
     const list = await get(`/v1/alerts${query({all: all || undefined})}`);
     const toggle = h('p', {}, all ? h('a', {href: '/ui/alerts', 'data-link': ''}, 'Only the firing ones')
       : h('a', {href: '/ui/alerts?all=true', 'data-link': ''}, 'Firing and resolved'));
-    return h('div', {}, toggle, table(['state', 'kind', 'message', 'queue', 'task', 'fired', 'resolved'],
-      list.map((a) => [h('span', {class: `badge alert-${a.state}`}, a.state), a.kind, a.message, a.queue || '',
-        taskLink(a.task), time(a.fired_at), time(a.resolved_at)]), all ? 'No alerts.' : 'No alert fires.'));
+    return h('div', {}, toggle, table(['state', 'kind', 'message', 'queue', 'task', 'fired', 'resolved', 'acknowledged'],
+      list.map((a) => [h('span', {class: `badge alert-${acked(a) ? 'acked' : a.state}`, 'data-alert': a.id}, acked(a) ? 'acked' : a.state), a.kind, a.message, a.queue || '',
+        taskLink(a.task), dateTime(a.fired_at), dateTime(a.resolved_at), ackCell(a, redraw)]), all ? 'No alerts.' : 'No alert fires.'));
   }, ['alert']);
 }
 
@@ -162,7 +178,7 @@ export function auditView(main, params, go) {
   const cursor = params.get('cursor') || '';
   const task = params.get('task') || '';
   return livePage(main, 'Audit trail', async () => {
-    const page = await get(`/v1/audit${query({cursor, task, limit: 100})}`);
+    const page = await get(`/v1/audit${query({cursor, task, limit: 100, order: 'newest'})}`);
     const verdict = h('span');
     const filter = h('form', {class: 'inline', onsubmit: (e) => {
       e.preventDefault();
@@ -174,10 +190,12 @@ export function auditView(main, params, go) {
       replace(verdict, v.intact ? h('span', {class: 'badge ok'}, `intact up to record ${v.last_seq ?? 0}`)
         : h('span', {class: 'badge alert-firing'}, `changed at record ${v.first_bad_seq ?? '?'}`));
     }), verdict);
-    const more = page.next ? h('nav', {class: 'pager'}, h('a', {href: `/ui/audit${query({task, cursor: page.next})}`, 'data-link': ''}, 'Later »')) : '';
-    return h('div', {}, filter, table(['#', 'when', 'who', 'action', 'subject', 'summary'],
-      page.records.map((r) => [r.seq, time(r.at), r.who, r.action, r.task_id ? taskLink(r.task_id) : r.subject, r.summary]),
-      'No records.'), more);
+    const pager = [];
+    if (cursor) pager.push(h('a', {href: `/ui/audit${query({task})}`, 'data-link': ''}, '« Newest'));
+    if (page.next) pager.push(h('a', {href: `/ui/audit${query({task, cursor: page.next})}`, 'data-link': '', rel: 'next'}, 'Older »'));
+    return h('div', {}, filter, h('p', {class: 'note'}, 'Newest first.'), table(['#', 'when', 'who', 'action', 'subject', 'summary'],
+      page.records.map((r) => [r.seq, h('span', {class: 'when'}, dateTime(r.at)), r.who, r.action, r.task_id ? taskLink(r.task_id) : r.subject, r.summary]),
+      'No records.'), pager.length ? h('nav', {class: 'pager'}, pager) : '');
   }, []);
 }
 

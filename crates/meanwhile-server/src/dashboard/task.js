@@ -1,7 +1,7 @@
 // A task's page: what it is, its attempts, its log (read by cursor, followed as it
 // grows, with grep and tail, colours rendered), and the actions on it.
 
-import {get, post, query, onEvent, debounce} from './api.js';
+import {get, post, query, onEvent, debounce, RESYNC} from './api.js';
 import {h, replace, stateBadge, taskDuration, time, duration, bytes, progressBar, errorLine, act} from './dom.js';
 import {LogView} from './ansi.js';
 
@@ -166,10 +166,17 @@ function logPanel(id, taskState) {
     grep, h('label', {}, 'tail ', tail), h('button', {type: 'submit'}, 'Show'),
     h('label', {}, follow, ' follow'), info);
   follow.addEventListener('change', () => { if (follow.checked) start(current()); else { run++; if (controller) controller.abort(); } });
+  // A hidden tab holds no connection waiting for output: it reads again when shown.
+  let paused = false;
+  const visibility = () => {
+    if (document.hidden && follow.checked && !ENDED.includes(state)) { paused = true; run++; if (controller) controller.abort(); }
+    else if (!document.hidden && paused) { paused = false; start(current()); }
+  };
+  document.addEventListener('visibilitychange', visibility);
   start(current());
   return {
     el: h('section', {}, h('h2', {}, 'Output'), toolbar, lines),
-    close() { run++; if (controller) controller.abort(); },
+    close() { run++; if (controller) controller.abort(); document.removeEventListener('visibilitychange', visibility); },
     restartIfEnded(newState) {
       // A retried task prints again: follow the new attempt.
       if (ENDED.includes(state) && !ENDED.includes(newState) && follow.checked) { state = newState; start(current()); }
@@ -213,6 +220,6 @@ export async function taskView(main, id, go) {
   render(detail);
   replace(main, head, body, log.el, more);
   const later = debounce(refresh, 200);
-  const stop = onEvent((e) => { if (e.task_id === id) later(); });
+  const stop = onEvent((e) => { if (e === RESYNC || e.task_id === id) later(); });
   return () => { stop(); log.close(); };
 }

@@ -1,7 +1,7 @@
 // The task table: filters kept in the URL, keyset pages (`before`), and rows kept
 // up to date from the event stream without reloading.
 
-import {get, query, onEvent, debounce} from './api.js';
+import {get, query, onEvent, debounce, RESYNC} from './api.js';
 import {h, replace, stateBadge, taskDuration, time, progressBar, errorLine} from './dom.js';
 
 const STATE_NAMES = ['pending', 'running', 'succeeded', 'failed', 'timed_out', 'cancelled', 'quarantined', 'lost'];
@@ -120,6 +120,7 @@ export async function tasksView(main, params, go) {
     counts();
   }, 250);
   const stop = onEvent((e) => {
+    if (e === RESYNC) { reload = true; flush(); return; }
     if (!e.task_id) return;
     if ((e.kind === 'submitted' || e.kind === 'retried') && !before) reload = true;
     else if (e.kind === 'removed') reload = true;

@@ -30,7 +30,7 @@ const RECENT_LINES: usize = 40;
 )]
 pub struct Args {
     /// The task.
-    #[arg(value_parser = task_id)]
+    #[arg(value_parser = task_id, add = crate::complete::tasks())]
     pub id: TaskId,
     /// Watch only: send no input and leave the task's terminal size alone.
     #[arg(long)]

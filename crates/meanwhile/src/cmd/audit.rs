@@ -18,7 +18,7 @@ pub struct Args {
     #[arg(long, value_name = "TIME", value_parser = since)]
     pub since: Option<Timestamp>,
     /// Only records about this task.
-    #[arg(long, value_name = "ID", value_parser = super::task_id)]
+    #[arg(long, value_name = "ID", value_parser = super::task_id, add = crate::complete::tasks())]
     pub task: Option<TaskId>,
     /// Print as JSON.
     #[arg(long, global = true)]
@@ -62,6 +62,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         task: args.task,
         after: None,
         limit: Some(MAX_AUDIT_LIMIT),
+        newest_first: false,
     };
     let mut records = Vec::new();
     loop {

@@ -42,6 +42,7 @@ pub enum Action {
     #[command(visible_alias = "remove")]
     Rm {
         /// The queue.
+        #[arg(add = crate::complete::budgets())]
         queue: String,
     },
 }
@@ -50,6 +51,7 @@ pub enum Action {
 #[derive(Debug, clap::Args)]
 pub struct SetArgs {
     /// The queue (created if it does not exist).
+    #[arg(add = crate::complete::queues())]
     pub queue: String,
     /// Most tokens per window (input, cached or not, plus output, as the provider
     /// reports them); `none` removes the token limit.

@@ -10,7 +10,7 @@ use std::time::Duration;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The task.
-    #[arg(value_parser = task_id)]
+    #[arg(value_parser = task_id, add = crate::complete::tasks())]
     pub id: TaskId,
     /// Keep printing output as it comes until the task ends.
     #[arg(long, short = 'f')]

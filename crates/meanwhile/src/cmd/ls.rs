@@ -13,7 +13,7 @@ pub struct Args {
     #[arg(long, short = 's', value_delimiter = ',', value_parser = state)]
     pub state: Vec<TaskState>,
     /// Only tasks in this queue.
-    #[arg(long, short = 'q')]
+    #[arg(long, short = 'q', add = crate::complete::queues())]
     pub queue: Option<String>,
     /// Only tasks with this label.
     #[arg(long, short = 'l')]

@@ -28,6 +28,7 @@ pub enum Action {
     #[command(visible_alias = "create")]
     Set {
         /// The queue.
+        #[arg(add = crate::complete::queues())]
         name: String,
         /// How many of its tasks may run at once.
         #[arg(long, short = 'j')]
@@ -52,11 +53,13 @@ pub enum Action {
     #[command(visible_alias = "remove")]
     Rm {
         /// The queue.
+        #[arg(add = crate::complete::queues())]
         name: String,
     },
     /// Start nothing new from the existing queue (running tasks go on).
     Pause {
         /// The queue.
+        #[arg(add = crate::complete::queues())]
         name: String,
     },
     /// Start tasks from the existing queue again. A queue whose budget is spent stays paused
@@ -64,6 +67,7 @@ pub enum Action {
     /// window.
     Resume {
         /// The queue.
+        #[arg(add = crate::complete::queues())]
         name: String,
     },
 }

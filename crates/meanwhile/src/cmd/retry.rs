@@ -9,7 +9,7 @@ use std::process::ExitCode;
 pub struct Args {
     /// The tasks (finished ones). Each is tried, and the exit code is the worst of
     /// theirs.
-    #[arg(required = true, value_parser = task_id)]
+    #[arg(required = true, value_parser = task_id, add = crate::complete::tasks())]
     pub ids: Vec<TaskId>,
     /// Print the tasks as JSON, as they are once requeued.
     #[arg(long)]

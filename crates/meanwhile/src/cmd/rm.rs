@@ -9,7 +9,7 @@ use std::process::ExitCode;
 pub struct Args {
     /// The tasks (finished ones; stop a running task first). Each is tried, and the
     /// exit code is the worst of theirs.
-    #[arg(required = true, value_parser = task_id)]
+    #[arg(required = true, value_parser = task_id, add = crate::complete::tasks())]
     pub ids: Vec<TaskId>,
     /// Print `{"removed": [IDS]}`.
     #[arg(long)]

@@ -18,7 +18,7 @@ pub struct TaskOptions {
     pub name: Option<String>,
     /// The queue to run in; one that does not exist is made (with the default
     /// queue's max_parallel), and stderr says so.
-    #[arg(long, short = 'q')]
+    #[arg(long, short = 'q', add = crate::complete::queues())]
     pub queue: Option<String>,
     /// Higher runs first within its queue.
     #[arg(long, short = 'p', default_value_t = 0, allow_negative_numbers = true)]
@@ -220,7 +220,7 @@ pub struct Args {
     #[command(flatten)]
     pub task: TaskOptions,
     /// Start only after these tasks succeeded (repeat, or separate with commas).
-    #[arg(long, short = 'a', value_delimiter = ',', value_parser = task_id)]
+    #[arg(long, short = 'a', value_delimiter = ',', value_parser = task_id, add = crate::complete::tasks())]
     pub after: Vec<TaskId>,
     /// Do not start before this time (`2030-01-02T03:04:05Z`, or seconds since the epoch).
     #[arg(long, value_parser = crate::fmt::parse_time)]

@@ -33,22 +33,26 @@ pub enum Action {
     #[command(visible_alias = "remove")]
     Rm {
         /// The schedule.
+        #[arg(add = crate::complete::schedules())]
         name: String,
     },
     /// Stop a schedule from firing until it is resumed.
     Pause {
         /// The schedule.
+        #[arg(add = crate::complete::schedules())]
         name: String,
     },
     /// Let a paused schedule fire again, from its next time after now (the times
     /// passed while paused do not run).
     Resume {
         /// The schedule.
+        #[arg(add = crate::complete::schedules())]
         name: String,
     },
     /// Fire a schedule now and print its task's id; its next time stays.
     Run {
         /// The schedule.
+        #[arg(add = crate::complete::schedules())]
         name: String,
     },
 }

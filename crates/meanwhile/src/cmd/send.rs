@@ -15,7 +15,7 @@ use std::process::ExitCode;
 )]
 pub struct Args {
     /// The task.
-    #[arg(value_parser = task_id)]
+    #[arg(value_parser = task_id, add = crate::complete::tasks())]
     pub id: TaskId,
     /// Text written as it is; no newline is added (press `--key enter`).
     pub text: Option<String>,

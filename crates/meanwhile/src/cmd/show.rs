@@ -10,7 +10,7 @@ use std::time::Duration;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The task.
-    #[arg(value_parser = task_id)]
+    #[arg(value_parser = task_id, add = crate::complete::tasks())]
     pub id: TaskId,
     /// Print it as JSON.
     #[arg(long)]

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The tasks; each is tried, and the exit code is the worst of theirs.
-    #[arg(required = true, value_parser = task_id)]
+    #[arg(required = true, value_parser = task_id, add = crate::complete::tasks())]
     pub ids: Vec<TaskId>,
     /// SIGKILL at once instead of SIGTERM, the grace period, then SIGKILL.
     #[arg(long)]

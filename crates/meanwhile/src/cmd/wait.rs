@@ -17,7 +17,7 @@ use tokio::time::Instant;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The tasks.
-    #[arg(required = true, value_parser = task_id)]
+    #[arg(required = true, value_parser = task_id, add = crate::complete::tasks())]
     pub ids: Vec<TaskId>,
     /// Return as soon as one of them has ended.
     #[arg(long)]

@@ -2,7 +2,7 @@
 // Rust test that runs this script (crates/meanwhile/tests/it/dashboard.rs).
 //
 // Environment: MW_BASE (http://127.0.0.1:PORT), MW_TOKEN (the daemon's token),
-// MW_SHOTS (where screenshots go), MW_SCENE (walk | big), MW_PLAYWRIGHT (the
+// MW_SHOTS (where screenshots go), MW_SCENE (walk | big | tabs), MW_PLAYWRIGHT (the
 // playwright-core package directory), MW_CHROMIUM (the browser).
 // Prints one JSON line per figure and "ok" at the end; any failure throws.
 
@@ -262,6 +262,100 @@ async function big() {
   await browser.close();
 }
 
+/** Waits until `check` (run in the page) holds. */
+const until = (page, check, arg) => page.waitForFunction(check, arg, {timeout: TIMEOUT});
+
+/** Eight tabs share one event stream; alerts acknowledged; the audit newest first
+ * with dates; schedule times with their zone; chart labels whole; a phone's width. */
+async function tabs() {
+  const {browser, context, page, errors} = await launch();
+  await login(page);
+  await page.waitForSelector('table.tasks');
+
+  // Eight tabs, and six full page loads in one of them: every tab still draws and
+  // hears events, which a stream per tab (six connections per host) could not do.
+  for (let i = 0; i < 6; i++) {
+    await page.goto(`${BASE}/ui/queues`);
+    await page.waitForSelector('td >> text=default');
+  }
+  await page.goto(`${BASE}/ui/`);
+  await page.waitForSelector('table.tasks');
+  const pages = [page];
+  for (let i = 1; i < 8; i++) {
+    const p = await context.newPage();
+    p.setDefaultTimeout(TIMEOUT);
+    p.on('pageerror', (e) => errors.push(String(e)));
+    await p.goto(`${BASE}/ui/`);
+    await p.waitForSelector('table.tasks');
+    pages.push(p);
+  }
+  const {id} = await api('POST', '/v1/tasks', {command: 'true', name: 'seen in every tab'});
+  for (const p of pages) await p.waitForSelector(`tr[data-id="${id}"] .state-succeeded`);
+  for (const p of pages) {
+    assert.equal(await p.evaluate(() => typeof SharedWorker), 'function');
+    assert.match(await p.locator('#live').getAttribute('class'), /live on/, 'each tab is live');
+  }
+  for (const p of pages.slice(1)) await p.close();
+
+  // An alert acknowledged from its page, for an hour.
+  await api('POST', '/v1/tasks', {command: 'exit 1', name: 'gives up', retry: {max_attempts: 2, backoff: '10ms'}});
+  let alert;
+  while (!(alert = (await api('GET', '/v1/alerts')).find((a) => a.kind === 'quarantined'))) await new Promise((r) => setTimeout(r, 100));
+  await page.click('nav a:text-is("Alerts")');
+  await page.waitForSelector(`[data-alert="${alert.id}"]:text-is("firing")`);
+  await page.selectOption(`select[name=ack-for-${alert.id}]`, '1h');
+  await page.click('button:text-is("Acknowledge")');
+  await page.waitForSelector(`[data-alert="${alert.id}"]:text-is("acked")`);
+  const after = (await api('GET', '/v1/alerts')).find((a) => a.id === alert.id);
+  assert.ok(after.acked && after.acked.until > Date.now() + 3500e3, `acknowledged for an hour: ${JSON.stringify(after)}`);
+  assert.equal((await api('GET', '/v1/health')).ok, true, 'health does not count it');
+
+  // The audit trail: newest first, each with its date.
+  await page.click('nav a:text-is("Audit")');
+  await page.waitForSelector('td >> text=alert_acked');
+  const seqs = (await page.locator('main table tbody tr td:first-child').allTextContents()).map(Number);
+  assert.ok(seqs.length > 2 && seqs.every((x, i) => i === 0 || x < seqs[i - 1]), `newest first: ${seqs}`);
+  const year = String(new Date().getFullYear());
+  assert.ok((await page.locator('main table tbody tr td:nth-child(2)').allTextContents()).every((t) => t.includes(year)), 'each record has its date');
+
+  // A schedule's times carry their zone.
+  await api('POST', '/v1/schedules', {name: 'paris', cron: '0 9 * * *', tz: 'Europe/Paris', task: {command: 'true'}});
+  await page.click('nav a:text-is("Schedules")');
+  await page.waitForSelector('td >> text=paris');
+  const next = await page.locator('tr:has-text("paris") span.when').first().textContent();
+  assert.match(next, /(CET|CEST|GMT[+-]\d|UTC[+-]\d)/, `the zone is shown: ${next}`);
+
+  // Charts: no label is cut, with a long queue name and costly figures.
+  await api('POST', '/v1/tasks', {command: 'true', name: 'long', queue: 'a-queue-with-a-rather-long-name-indeed'});
+  await page.click('nav a:text-is("Charts")');
+  await until(page, () => [...document.querySelectorAll('svg.chart text')].some((t) => t.textContent.includes('a-queue-with')));
+  const cut = await page.evaluate(() => [...document.querySelectorAll('svg.chart')].flatMap((svg) => {
+    const [, , w, hh] = svg.getAttribute('viewBox').split(' ').map(Number);
+    return [...svg.querySelectorAll('text')].filter((t) => {
+      const b = t.getBBox();
+      return b.x < -0.5 || b.y < -0.5 || b.x + b.width > w + 0.5 || b.y + b.height > hh + 0.5;
+    }).map((t) => t.textContent);
+  }));
+  assert.deepEqual(cut, [], 'no chart label runs out of its chart');
+  await page.screenshot({path: path.join(SHOTS, 'charts-labels.png'), fullPage: true});
+
+  // A phone's width: no page is wider than the window.
+  await page.setViewportSize({width: 390, height: 844});
+  for (const [name, sel] of [['Tasks', 'table.tasks'], ['Queues', 'td'], ['Schedules', 'td'], ['Budgets', 'form'], ['Alerts', 'td'], ['Notifications', 'form'], ['Audit', 'td'], ['Nodes', 'td'], ['Charts', 'svg.chart']]) {
+    await page.click(`nav a:text-is("${name}")`);
+    await page.waitForSelector(`main ${sel}`);
+    const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(wide <= 390, `${name} is ${wide}px wide in a 390px window`);
+  }
+  await page.goto(`${BASE}/ui/tasks/${id}`);
+  await page.waitForSelector('h1 .state-succeeded');
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth) <= 390, 'a task page fits');
+  await page.screenshot({path: path.join(SHOTS, 'phone.png'), fullPage: false});
+
+  assert.deepEqual(errors, [], 'the pages logged no error');
+  await browser.close();
+}
+
 const scene = process.env.MW_SCENE || 'walk';
-await (scene === 'big' ? big() : walk());
+await (scene === 'big' ? big() : scene === 'tabs' ? tabs() : walk());
 console.log('ok');

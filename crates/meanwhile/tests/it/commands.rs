@@ -196,3 +196,71 @@ fn ls_lines_up_wide_names_and_counts_what_its_filters_match() {
         "no tasks match\n"
     );
 }
+
+/// What bash offers after `meanwhile WORDS...` and a Tab, through the script of
+/// `meanwhile completions bash`, sourced in a real bash.
+fn tab(h: &Home, words: &[&str]) -> Vec<String> {
+    let script = h.ok(&["completions", "bash"]);
+    let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    let current = words.last().copied().unwrap_or("");
+    let previous = words.len().checked_sub(2).map_or("meanwhile", |i| words[i]);
+    let line = format!(
+        "{script}\nCOMP_WORDS=(meanwhile {}); COMP_CWORD={}; COMP_TYPE=9\n\
+         _clap_complete_meanwhile meanwhile '{current}' '{previous}'\n\
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"\n",
+        quoted.join(" "),
+        words.len()
+    );
+    let o = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(line)
+        .env("MEANWHILE_HOME", &h.home)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| l.trim_end().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+#[test]
+fn tab_completes_task_ids_and_names_from_the_daemon_and_never_starts_one() {
+    let h = Home::new();
+    // No daemon: a Tab completes the options only, and starts none.
+    let offered = tab(&h, &["stop", ""]);
+    assert!(offered.contains(&"--force".to_string()), "{offered:?}");
+    assert!(
+        !h.home.join("meanwhile.sock").exists(),
+        "a Tab started a daemon"
+    );
+
+    let long = h
+        .ok(&["run", "-n", "build all", "--", "sleep", "60"])
+        .trim()
+        .to_string();
+    let done = h
+        .ok(&["run", "--wait", "-q", "gpu", "--", "true"])
+        .trim()
+        .to_string();
+    h.ok(&["schedule", "add", "nightly", "--every", "1d", "--", "true"]);
+    h.ok(&["schedule", "add", "weekly", "--every", "7d", "--", "true"]);
+    h.ok(&["budget", "set", "gpu", "--tokens", "1000"]);
+
+    let ids = tab(&h, &["stop", ""]);
+    assert!(ids.contains(&long) && ids.contains(&done), "{ids:?}");
+    // Newest first, before the options.
+    assert_eq!(ids[..2], [done.clone(), long.clone()], "{ids:?}");
+    assert!(tab(&h, &["logs", ""]).contains(&long));
+    assert!(tab(&h, &["run", "--after", ""]).contains(&long));
+    let queues = tab(&h, &["queue", "pause", ""]);
+    assert!(
+        queues.contains(&"default".into()) && queues.contains(&"gpu".into()),
+        "{queues:?}"
+    );
+    assert!(tab(&h, &["run", "-q", "g"]).contains(&"gpu".into()));
+    assert_eq!(tab(&h, &["schedule", "run", "n"]), ["nightly"]);
+    assert_eq!(tab(&h, &["budget", "rm", ""])[0], "gpu");
+    h.ok(&["stop", &long]);
+}

@@ -326,6 +326,13 @@ fn browser(home: &Home, port: u16, scene: &str) -> String {
 }
 
 #[test]
+fn the_dashboard_in_eight_tabs_and_on_a_phone() {
+    let mut home = Home::new();
+    let port = serve_on_tcp(&mut home);
+    browser(&home, port, "tabs");
+}
+
+#[test]
 fn the_dashboard_in_a_real_browser() {
     let mut home = Home::new();
     let port = serve_on_tcp(&mut home);
