@@ -380,7 +380,7 @@ fn bin_dir() -> io::Result<PathBuf> {
         .find(|d| d.join("postgres").exists() && d.join("initdb").exists())
         .ok_or_else(|| {
             io::Error::other(
-                "no PostgreSQL found: install it (apt-get install postgresql) or set MEANWHILE_PG_BIN",
+                "no PostgreSQL found: run scripts/test, which installs Debian's postgresql, or set MEANWHILE_PG_BIN",
             )
         })
 }

@@ -54,18 +54,21 @@ pub async fn output(rt: &Runtime, id: TaskId) -> String {
     rt.read_output(id, Default::default()).await.unwrap().text
 }
 
-/// Polls `f` until it is true; gives up after three minutes.
+/// Polls `f` until it is true. No deadline of its own: nextest's slow-timeout ends a
+/// test that hangs, and this says on stderr every 30 s what it still waits for.
 pub async fn eventually<F: std::future::Future<Output = bool>>(
     what: &str,
     mut f: impl FnMut() -> F,
 ) {
-    for _ in 0..3600 {
-        if f().await {
-            return;
+    let start = std::time::Instant::now();
+    let mut said = Duration::ZERO;
+    while !f().await {
+        if start.elapsed() >= said + Duration::from_secs(30) {
+            said = start.elapsed();
+            eprintln!("still waiting after {}s for: {what}", said.as_secs());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("gave up waiting for {what}");
 }
 
 /// A request as the fake provider received it.

@@ -21,39 +21,17 @@ pub fn python() -> PathBuf {
         );
         return path;
     }
-    let venv = workspace().join(".venv-mcp");
-    let path = venv.join("bin/python");
-    // Tests run in parallel processes: one makes the virtualenv, the others wait.
-    let lock_path = workspace().join(".venv-mcp.lock");
-    let lock = std::fs::File::create(&lock_path).expect("creating the virtualenv lock");
-    // SAFETY: flock on a file we hold open; released when it closes.
-    unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
-    let has_sdk = |p: &Path| {
-        Command::new(p)
-            .args(["-c", "import mcp"])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !has_sdk(&path) {
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .is_ok_and(|s| s.success());
-        let installed = made
-            && Command::new(venv.join("bin/pip"))
-                .args(["install", "--quiet", MCP_SDK])
-                .status()
-                .is_ok_and(|s| s.success());
-        assert!(
-            installed && has_sdk(&path),
-            "the MCP tests need the official Python MCP SDK and could not install it: run \
-             `python3 -m venv .venv-mcp && .venv-mcp/bin/pip install {MCP_SDK}` at the repository \
-             root, or set MEANWHILE_MCP_PYTHON to a python that has it"
-        );
-    }
-    drop(lock);
+    let path = workspace().join(".venv-mcp/bin/python");
+    let has_sdk = Command::new(&path)
+        .args(["-c", "import mcp"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        has_sdk,
+        "the MCP tests need the official Python MCP SDK ({MCP_SDK}) in .venv-mcp: run \
+         scripts/test, which installs it, or set MEANWHILE_MCP_PYTHON to a python that has it"
+    );
     path
 }
 

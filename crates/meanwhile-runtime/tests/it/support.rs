@@ -48,15 +48,18 @@ pub async fn output(rt: &Runtime, id: TaskId) -> String {
 }
 
 /// Polls `f` until it is true; for conditions no event announces (a process
-/// appearing in /proc). Gives up after a minute.
+/// appearing in /proc). No deadline of its own: nextest's slow-timeout ends a test
+/// that hangs, and this says on stderr every 30 s what it still waits for.
 pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..1200 {
-        if f() {
-            return;
+    let start = std::time::Instant::now();
+    let mut said = Duration::ZERO;
+    while !f() {
+        if start.elapsed() >= said + Duration::from_secs(30) {
+            said = start.elapsed();
+            eprintln!("still waiting after {}s for: {what}", said.as_secs());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("gave up waiting for {what}");
 }
 
 /// Processes whose process group is `pgid`.

@@ -140,25 +140,11 @@ pub fn workspace() -> PathBuf {
 
 /// Runs `install` once across the parallel test processes (under a lock file in the
 /// repository), unless `ready` says the tool is there already.
-fn install_once(lock: &str, ready: impl Fn() -> bool, install: impl FnOnce() -> bool) -> bool {
-    let lock = std::fs::File::create(workspace().join(lock)).expect("creating the install lock");
-    // SAFETY: flock on a file this function holds open; released when it closes.
-    unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
-    ready() || (install() && ready())
-}
-
-fn succeeds(cmd: &mut Command) -> bool {
-    cmd.stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// The schemathesis version the contract test runs.
 pub const SCHEMATHESIS: &str = "schemathesis==4.32.5";
 
-/// The `schemathesis` command: `$MEANWHILE_SCHEMATHESIS` (set by `.ci/run`), else
-/// the repository's `.venv-schemathesis`, made on first use (from PyPI) so that a
-/// plain `cargo nextest run --workspace` works on a fresh machine.
+/// The `schemathesis` command: `$MEANWHILE_SCHEMATHESIS` (set by `scripts/test`),
+/// else the repository's `.venv-schemathesis`, which `scripts/test` makes.
 pub fn schemathesis() -> PathBuf {
     if let Some(path) = std::env::var_os("MEANWHILE_SCHEMATHESIS").map(PathBuf::from) {
         assert!(
@@ -168,28 +154,16 @@ pub fn schemathesis() -> PathBuf {
         );
         return path;
     }
-    let venv = workspace().join(".venv-schemathesis");
-    let bin = venv.join("bin/schemathesis");
+    let bin = workspace().join(".venv-schemathesis/bin/schemathesis");
     let version = SCHEMATHESIS.split("==").nth(1).unwrap_or_default();
-    let ready = || {
-        Command::new(&bin)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(version))
-    };
-    let installed = install_once(".venv-schemathesis.lock", ready, || {
-        succeeds(Command::new("python3").args(["-m", "venv"]).arg(&venv))
-            && succeeds(Command::new(venv.join("bin/pip")).args([
-                "install",
-                "--quiet",
-                SCHEMATHESIS,
-            ]))
-    });
+    let ready = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(version));
     assert!(
-        installed,
-        "the contract test needs {SCHEMATHESIS} and could not install it: run `python3 -m venv \
-         .venv-schemathesis && .venv-schemathesis/bin/pip install {SCHEMATHESIS}` at the \
-         repository root, or set MEANWHILE_SCHEMATHESIS to a schemathesis command"
+        ready,
+        "the contract test needs {SCHEMATHESIS} in .venv-schemathesis: run scripts/test, which \
+         installs it, or set MEANWHILE_SCHEMATHESIS to a schemathesis command"
     );
     bin
 }
@@ -198,8 +172,8 @@ pub fn schemathesis() -> PathBuf {
 pub const CONFORMANCE: &str = "@modelcontextprotocol/conformance@0.1.13";
 
 /// The directory of the installed MCP conformance suite: `$MEANWHILE_MCP_CONFORMANCE`
-/// (set by `.ci/run`), else `.mcp-conformance/` in the repository, installed on first
-/// use (from npm).
+/// (set by `scripts/test`), else `.mcp-conformance/` in the repository, which
+/// `scripts/test` fills.
 pub fn conformance() -> PathBuf {
     if let Some(path) = std::env::var_os("MEANWHILE_MCP_CONFORMANCE").map(PathBuf::from) {
         assert!(
@@ -209,26 +183,15 @@ pub fn conformance() -> PathBuf {
         );
         return path;
     }
-    let prefix = workspace().join(".mcp-conformance");
-    let dir = prefix.join("node_modules/@modelcontextprotocol/conformance");
+    let dir = workspace().join(".mcp-conformance/node_modules/@modelcontextprotocol/conformance");
     let version = CONFORMANCE.rsplit('@').next().unwrap_or_default();
-    let ready = || {
-        std::fs::read_to_string(dir.join("package.json"))
-            .is_ok_and(|p| p.contains(&format!("\"version\": \"{version}\"")))
-    };
-    let installed = install_once(".mcp-conformance.lock", ready, || {
-        succeeds(
-            Command::new("npm")
-                .args(["install", "--no-audit", "--no-fund", "--prefix"])
-                .arg(&prefix)
-                .arg(CONFORMANCE),
-        )
-    });
+    let ready = std::fs::read_to_string(dir.join("package.json"))
+        .is_ok_and(|p| p.contains(&format!("\"version\": \"{version}\"")));
     assert!(
-        installed,
-        "the MCP conformance test needs {CONFORMANCE} (and Node.js 20) and could not install \
-         it: run `npm install --prefix .mcp-conformance {CONFORMANCE}` at the repository root, \
-         or set MEANWHILE_MCP_CONFORMANCE to the package's directory"
+        ready,
+        "the MCP conformance test needs {CONFORMANCE} (and Node.js 20) in .mcp-conformance: run \
+         scripts/test, which installs it, or set MEANWHILE_MCP_CONFORMANCE to the package's \
+         directory"
     );
     dir
 }

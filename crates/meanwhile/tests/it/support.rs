@@ -140,10 +140,17 @@ pub fn stderr(o: &Output) -> String {
 
 /// Polls until `done` holds; panics naming `what` after a generous bound (a failure
 /// bound, not a measure of speed).
+/// Polls `done` until it holds. No deadline of its own: nextest's slow-timeout
+/// (`.config/nextest.toml`) ends a test that hangs, and this says on stderr every
+/// 30 s what it still waits for.
 pub fn until(what: &str, mut done: impl FnMut() -> bool) {
     let start = std::time::Instant::now();
+    let mut said = Duration::ZERO;
     while !done() {
-        assert!(start.elapsed() < Duration::from_secs(120), "never: {what}");
+        if start.elapsed() >= said + Duration::from_secs(30) {
+            said = start.elapsed();
+            eprintln!("still waiting after {}s for: {what}", said.as_secs());
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -232,8 +239,8 @@ pub fn free_port() -> u16 {
 }
 
 /// The browser tests' driver: the `playwright-core` package in
-/// `$MEANWHILE_PLAYWRIGHT` (set by `.ci/run`), else in the repository's
-/// `.playwright/`, installed from npm on first use.
+/// `$MEANWHILE_PLAYWRIGHT` (set by `scripts/test`), else in the repository's
+/// `.playwright/`, which `scripts/test` fills.
 pub fn playwright() -> PathBuf {
     if let Some(path) = std::env::var_os("MEANWHILE_PLAYWRIGHT").map(PathBuf::from) {
         assert!(
@@ -244,21 +251,12 @@ pub fn playwright() -> PathBuf {
         return path;
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let prefix = root.join(".playwright");
-    let dir = prefix.join("node_modules/playwright-core");
-    let lock = std::fs::File::create(root.join(".playwright.lock")).unwrap();
-    // SAFETY: flock on a file held open here; released when it closes.
-    unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
-    if !dir.join("package.json").exists() {
-        let ok = Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&prefix)
-            .arg(PLAYWRIGHT)
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "npm install {PLAYWRIGHT} failed (see .ci/run)");
-    }
+    let dir = root.join(".playwright/node_modules/playwright-core");
+    assert!(
+        dir.join("package.json").exists(),
+        "the browser tests need {PLAYWRIGHT} in .playwright: run scripts/test, which installs \
+         it, or set MEANWHILE_PLAYWRIGHT to the package's directory"
+    );
     dir
 }
 
@@ -272,7 +270,7 @@ pub fn chromium() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
     assert!(
         path.exists(),
-        "no browser at {}: install Debian's chromium (apt-get install chromium, as .ci/run does) or set MEANWHILE_CHROMIUM",
+        "no browser at {}: run scripts/test, which installs Debian's chromium, or set MEANWHILE_CHROMIUM",
         path.display()
     );
     path
