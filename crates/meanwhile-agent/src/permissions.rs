@@ -60,11 +60,21 @@ pub struct PermissionRules {
 
 /// One pattern: a tool name (`*` matches any run of characters) and, optionally, a
 /// pattern of its main argument.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Pattern {
     tool: String,
     arg: Option<String>,
+    tool_glob: Glob,
+    arg_glob: Option<Glob>,
 }
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Pattern) -> bool {
+        (&self.tool, &self.arg) == (&other.tool, &other.arg)
+    }
+}
+
+impl Eq for Pattern {}
 
 impl Pattern {
     /// Parses `tool` or `tool(argument pattern)`.
@@ -90,14 +100,24 @@ impl Pattern {
                 "{text:?}: begin with a tool name (bash, read_file, write_file, edit_file, background_run, background_stop, ...), optionally followed by (argument pattern)"
             ));
         }
-        Ok(Pattern {
-            tool: tool.to_string(),
+        Glob::build(tool)?;
+        if let Some(a) = &arg {
+            Glob::build(a)?;
+        }
+        Ok(Pattern::new(tool.to_string(), arg))
+    }
+
+    fn new(tool: String, arg: Option<String>) -> Pattern {
+        Pattern {
+            tool_glob: Glob::new(&tool),
+            arg_glob: arg.as_deref().map(Glob::new),
+            tool,
             arg,
-        })
+        }
     }
 
     fn matches(&self, tool: &str, arg: &str) -> bool {
-        glob(&self.tool, tool) && self.arg.as_deref().is_none_or(|p| glob(p, arg))
+        self.tool_glob.matches(tool) && self.arg_glob.as_ref().is_none_or(|g| g.matches(arg))
     }
 
     /// Whether it matches every argument (`bash`, `bash(*)`): a rule written for any
@@ -118,29 +138,52 @@ impl fmt::Display for Pattern {
     }
 }
 
-/// `*` matches any run of characters (slashes and spaces too), `?` one; the rest
-/// matches itself.
-fn glob(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
+/// A pattern of a whole text, matched by globset: `*` matches any run of characters
+/// (slashes, spaces and newlines too), `?` one; the rest matches itself (`[`, `{`
+/// and `\\` included: a command is not a path).
+/// One that did not build matches nothing.
+#[derive(Debug, Clone)]
+struct Glob(Option<globset::GlobMatcher>);
+
+impl Glob {
+    fn new(pattern: &str) -> Glob {
+        Glob(Glob::build(pattern).ok())
     }
-    p[pi..].iter().all(|&c| c == '*')
+
+    fn build(pattern: &str) -> Result<globset::GlobMatcher, String> {
+        // Each literal run escaped, and a run of stars one star (under
+        // `literal_separator(false)` they match the same).
+        let mut text = String::new();
+        let mut literal = String::new();
+        for c in pattern.chars() {
+            if c == '*' || c == '?' {
+                text.push_str(&globset::escape(&literal));
+                literal.clear();
+                if !(c == '*' && text.ends_with('*')) {
+                    text.push(c);
+                }
+            } else {
+                literal.push(c);
+            }
+        }
+        text.push_str(&globset::escape(&literal));
+        let glob = globset::GlobBuilder::new(&text)
+            .literal_separator(false)
+            .backslash_escape(false)
+            .build()
+            .map_err(|e| format!("{pattern:?}: {e}"))?;
+        Ok(glob.compile_matcher())
+    }
+
+    fn matches(&self, text: &str) -> bool {
+        self.0.as_ref().is_some_and(|m| m.is_match(text))
+    }
+}
+
+/// Whether `pattern` matches the whole of `text`.
+#[cfg(test)]
+fn glob(pattern: &str, text: &str) -> bool {
+    Glob::new(pattern).matches(text)
 }
 
 /// What was decided about a call, and why.
@@ -271,7 +314,7 @@ impl Permissions {
             // decided: the same text is read the same way again.
             let exact = self.rules.iter().find(|(v, p)| {
                 *v == Verdict::Allow
-                    && glob(&p.tool, tool)
+                    && p.tool_glob.matches(tool)
                     && p.arg
                         .as_deref()
                         .is_some_and(|a| !a.contains(['*', '?']) && a.trim() == line.trim())
@@ -496,10 +539,7 @@ pub fn always_pattern(tool: &str, args: &Value) -> Pattern {
         }),
         _ => None,
     };
-    Pattern {
-        tool: tool.to_string(),
-        arg,
-    }
+    Pattern::new(tool.to_string(), arg)
 }
 
 #[cfg(test)]
@@ -875,5 +915,12 @@ mod tests {
         assert!(glob("a?c", "abc"));
         assert!(!glob("a?c", "ac"));
         assert!(glob("*", ""));
+        // Only `*` and `?` are special: a command is not a path.
+        assert!(glob("echo {a,b}*", "echo {a,b} c"));
+        assert!(!glob("echo {a,b}", "echo a"));
+        assert!(glob("[ -f x ]*", "[ -f x ] && ls"));
+        assert!(glob("grep a\\.b*", "grep a\\.b f"));
+        assert!(glob("echo*done", "echo one\ntwo done"));
+        assert!(glob("a**b", "a/x/yb"));
     }
 }

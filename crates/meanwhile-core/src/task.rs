@@ -88,6 +88,46 @@ impl Timestamp {
             .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
             .unwrap_or_else(|| self.0.to_string())
     }
+
+    /// Its RFC 3339 form in UTC to the millisecond, a time outside the years RFC 3339
+    /// can write (0000 to 9999) given as the nearest end of them: always valid.
+    pub fn rfc3339_clamped(self) -> String {
+        /// 0000-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z.
+        const FIRST: i64 = -62_167_219_200_000;
+        const LAST: i64 = 253_402_300_799_999;
+        Timestamp(self.0.clamp(FIRST, LAST)).rfc3339()
+    }
+
+    /// A time given as RFC 3339 (`2030-01-02T03:04:05Z`, `...+02:00`, fractions of
+    /// a second allowed, seconds left out allowed: `2030-01-02T03:04Z`); the error
+    /// says what is wrong, and when the zone is missing.
+    pub fn parse_rfc3339(s: &str) -> Result<Timestamp, String> {
+        let t = s.trim();
+        let err = match chrono::DateTime::parse_from_rfc3339(t) {
+            Ok(d) => return Ok(Timestamp(d.timestamp_millis())),
+            Err(e) => e,
+        };
+        // Minutes without seconds, the zone as an offset or Z.
+        let offset = match t.strip_suffix(['Z', 'z']) {
+            Some(local) => format!("{local}+00:00"),
+            None => t.to_string(),
+        };
+        if let Ok(d) = chrono::DateTime::parse_from_str(&offset, "%Y-%m-%dT%H:%M%:z") {
+            return Ok(Timestamp(d.timestamp_millis()));
+        }
+        let zoneless = [
+            "%Y-%m-%dT%H:%M:%S%.f",
+            "%Y-%m-%dT%H:%M",
+            "%Y-%m-%d %H:%M:%S%.f",
+        ]
+        .iter()
+        .any(|f| chrono::NaiveDateTime::parse_from_str(t, f).is_ok());
+        Err(if zoneless {
+            format!("{err}; give a zone (Z or +02:00)")
+        } else {
+            err.to_string()
+        })
+    }
 }
 
 /// The kind of work a task does.
@@ -420,6 +460,28 @@ pub struct QueueInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_written_and_read_as_rfc3339() {
+        let t = Timestamp::parse_rfc3339("2030-01-02T03:04:05.250+02:00").unwrap();
+        assert_eq!(t.rfc3339(), "2030-01-02T01:04:05.250Z");
+        assert_eq!(Timestamp::parse_rfc3339("2030-01-02T01:04:05.25Z"), Ok(t));
+        let minutes = Timestamp::parse_rfc3339("2030-01-02T03:04+02:00").unwrap();
+        assert_eq!(minutes.rfc3339(), "2030-01-02T01:04:00.000Z");
+        assert_eq!(Timestamp::parse_rfc3339("2030-01-02T01:04Z"), Ok(minutes));
+        assert!(Timestamp::parse_rfc3339("2030-02-30T00:00Z").is_err());
+        let e = Timestamp::parse_rfc3339("2030-01-02T03:04").unwrap_err();
+        assert!(e.ends_with("give a zone (Z or +02:00)"), "{e}");
+        let e = Timestamp::parse_rfc3339("2030-01-02T03:04:05").unwrap_err();
+        assert!(e.ends_with("give a zone (Z or +02:00)"), "{e}");
+        let e = Timestamp::parse_rfc3339("yesterday").unwrap_err();
+        assert!(!e.contains("zone"), "{e}");
+        assert_eq!(
+            Timestamp(i64::MAX).rfc3339_clamped(),
+            "9999-12-31T23:59:59.999Z"
+        );
+        assert_eq!(Timestamp(0).rfc3339_clamped(), "1970-01-01T00:00:00.000Z");
+    }
 
     #[test]
     fn progress_lines_parse() {

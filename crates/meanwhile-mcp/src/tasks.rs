@@ -224,12 +224,7 @@ fn now_ms() -> i64 {
 
 /// Milliseconds since the epoch as RFC 3339 in UTC (`2026-05-01T12:00:00.250Z`).
 pub(crate) fn rfc3339(ms: i64) -> String {
-    match jiff::Timestamp::from_millisecond(ms) {
-        Ok(t) => format!("{t:.3}"),
-        // Beyond jiff's range (about ±9999 years): the nearest end of it.
-        Err(_) if ms < 0 => format!("{:.3}", jiff::Timestamp::MIN),
-        Err(_) => format!("{:.3}", jiff::Timestamp::MAX),
-    }
+    meanwhile_core::Timestamp(ms).rfc3339_clamped()
 }
 
 #[cfg(test)]
@@ -278,5 +273,7 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(951_782_400_250), "2000-02-29T00:00:00.250Z");
         assert_eq!(rfc3339(1_777_636_800_000), "2026-05-01T12:00:00.000Z");
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(i64::MIN), "0000-01-01T00:00:00.000Z");
     }
 }

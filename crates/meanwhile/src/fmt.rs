@@ -128,19 +128,11 @@ pub fn parse_time(s: &str) -> Result<Timestamp, String> {
     if let Ok(secs) = s.parse::<i64>() {
         return Ok(Timestamp(secs.saturating_mul(1000)));
     }
-    match s.parse::<jiff::Timestamp>() {
-        Ok(t) => Ok(Timestamp(t.as_millisecond())),
-        Err(e) => {
-            let hint = if s.parse::<jiff::civil::DateTime>().is_ok() {
-                "; give a zone (Z or +02:00)"
-            } else {
-                ""
-            };
-            Err(format!(
-                "expected a time like 2030-01-02T03:04:05Z or seconds since the epoch, got {s:?} ({e}){hint}"
-            ))
-        }
-    }
+    Timestamp::parse_rfc3339(s).map_err(|e| {
+        format!(
+            "expected a time like 2030-01-02T03:04:05Z or seconds since the epoch, got {s:?} ({e})"
+        )
+    })
 }
 
 /// A number of bytes for people: `812 B`, `3.4 KiB`, `1.2 GiB`.

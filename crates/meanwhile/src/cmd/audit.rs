@@ -45,9 +45,7 @@ fn since(s: &str) -> Result<Timestamp, String> {
 
 /// A time for people: RFC 3339 in UTC, to the second.
 fn time(t: Timestamp) -> String {
-    jiff::Timestamp::from_millisecond(t.0)
-        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_else(|_| t.0.to_string())
+    meanwhile_core::rfc3339_secs(t)
 }
 
 /// Runs `audit`.
