@@ -2,7 +2,7 @@
 
 use crate::client::Client;
 use crate::error::ClientError;
-use bytes::{Buf, BytesMut};
+use futures_util::{Stream, StreamExt};
 use http_body_util::BodyExt;
 use hyper::Method;
 use hyper::body::Incoming;
@@ -12,8 +12,7 @@ use meanwhile_core::Event;
 /// [`EventStream::reconnect`] resumes without gaps or repeats.
 pub struct EventStream {
     client: Client,
-    body: Incoming,
-    buf: BytesMut,
+    events: sse_stream::SseStream<Incoming>,
     last_id: Option<i64>,
 }
 
@@ -50,8 +49,7 @@ impl EventStream {
         }
         Ok(EventStream {
             client,
-            body: resp.into_body(),
-            buf: BytesMut::new(),
+            events: sse_stream::SseStream::new(resp.into_body()),
             last_id: after,
         })
     }
@@ -68,43 +66,87 @@ impl EventStream {
 
     /// The next event; `None` when the daemon ended the stream.
     pub async fn next(&mut self) -> Option<Result<Event, ClientError>> {
-        loop {
-            if let Some(block) = take_block(&mut self.buf) {
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(d) = line.strip_prefix("data:") {
-                        data.push_str(d.strip_prefix(' ').unwrap_or(d));
-                    }
-                }
-                if data.is_empty() {
-                    continue; // a keep-alive comment
-                }
-                return Some(match serde_json::from_str::<Event>(&data) {
-                    Ok(e) => {
-                        self.last_id = Some(e.seq);
-                        Ok(e)
-                    }
-                    Err(e) => Err(self.client.protocol(format!("a bad event: {e}"))),
-                });
+        let got = next_event(&mut self.events).await?;
+        Some(match got {
+            Ok(e) => {
+                self.last_id = Some(e.seq);
+                Ok(e)
             }
-            match self.body.frame().await {
-                None => return None,
-                Some(Err(e)) => return Some(Err(self.client.protocol(e))),
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.buf.extend_from_slice(&data);
-                    }
+            Err(why) => Err(self.client.protocol(why)),
+        })
+    }
+}
+
+/// The next event of an SSE stream (`\n`, `\r\n` or `\r` line ends, a `data:` field
+/// over several lines, comments), skipping keep-alives; `None` at its end.
+async fn next_event<S>(events: &mut S) -> Option<Result<Event, String>>
+where
+    S: Stream<Item = Result<sse_stream::Sse, sse_stream::Error>> + Unpin,
+{
+    loop {
+        match events.next().await? {
+            Err(e) => return Some(Err(format!("the event stream broke: {e}"))),
+            Ok(sse) => match sse.data {
+                // A keep-alive comment, or a field without data.
+                None => continue,
+                Some(data) if data.is_empty() => continue,
+                Some(data) => {
+                    return Some(
+                        serde_json::from_str::<Event>(&data)
+                            .map_err(|e| format!("a bad event: {e}")),
+                    );
                 }
-            }
+            },
         }
     }
 }
 
-/// Takes one event block (up to a blank line) off the front of `buf`.
-fn take_block(buf: &mut BytesMut) -> Option<String> {
-    let text = &buf[..];
-    let end = text.windows(2).position(|w| w == b"\n\n").map(|p| (p, 2))?;
-    let block = String::from_utf8_lossy(&text[..end.0]).into_owned();
-    buf.advance(end.0 + end.1);
-    Some(block)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The events `chunks` make, as a server may cut its bytes.
+    async fn parse(chunks: &[&str]) -> Vec<Result<Event, String>> {
+        let owned: Vec<Result<bytes::Bytes, std::io::Error>> = chunks
+            .iter()
+            .map(|c| Ok(bytes::Bytes::from(c.to_string())))
+            .collect();
+        let mut events =
+            sse_stream::SseStream::from_bytes_stream(futures_util::stream::iter(owned));
+        let mut out = Vec::new();
+        while let Some(e) = next_event(&mut events).await {
+            out.push(e);
+        }
+        out
+    }
+
+    fn event(seq: i64) -> String {
+        format!(r#"{{"seq":{seq},"at":1,"kind":"submitted","task_id":{seq},"data":{{}}}}"#)
+    }
+
+    #[tokio::test]
+    async fn events_are_read_whatever_the_line_ends_and_however_the_bytes_are_cut() {
+        let (a, b, c) = (event(1), event(2), event(3));
+        // CRLF, a comment, data over two lines (joined with a newline, which JSON
+        // allows as whitespace), and a chunk cut inside a line end.
+        // Between two members, so the joining newline is whitespace to JSON.
+        let split = b.find(",\"at\"").unwrap() + 1;
+        let chunks = [
+            format!(": keep-alive\r\n\r\nid: 1\r\nevent: submitted\r\ndata: {a}\r\n\r"),
+            format!("\nid: 2\ndata: {}\ndata: {}\n\n", &b[..split], &b[split..]),
+            format!("id: 3\rdata: {c}\r\r"),
+        ];
+        let chunks: Vec<&str> = chunks.iter().map(String::as_str).collect();
+        let seqs: Vec<i64> = parse(&chunks)
+            .await
+            .into_iter()
+            .map(|e| e.unwrap().seq)
+            .collect();
+        assert_eq!(seqs, [1, 2, 3]);
+        let bad = parse(&["data: {not json\n\n"]).await;
+        assert!(
+            bad[0].as_ref().unwrap_err().starts_with("a bad event"),
+            "{bad:?}"
+        );
+    }
 }
