@@ -299,8 +299,7 @@ pub async fn big_output() -> Value {
 /// Flushes dirty pages, so each timed write starts with the same writeback state
 /// instead of paying for the previous run's gigabyte.
 fn settle() {
-    // SAFETY: sync takes no arguments and cannot fail.
-    unsafe { libc::sync() };
+    rustix::fs::sync();
 }
 
 /// From a task's exit (as its supervisor recorded it) to its notification being

@@ -282,8 +282,9 @@ impl Drop for Server {
     fn drop(&mut self) {
         if let Ok(mut child) = self.child.lock() {
             // SIGQUIT: immediate shutdown, nothing of the data is worth keeping.
-            // SAFETY: kill only sends a signal to our own child, which we still wait on.
-            unsafe { libc::kill(child.id() as i32, libc::SIGQUIT) };
+            if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::QUIT);
+            }
             // Waiting reaps it; an error means it is gone already.
             let _ = child.wait();
         }
@@ -333,8 +334,7 @@ struct Owner(Option<(u32, u32)>);
 
 impl Owner {
     fn get() -> Owner {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
+        if !rustix::process::geteuid().is_root() {
             return Owner(None);
         }
         // `nobody` and `nogroup` on Debian; the numbers are the same everywhere.

@@ -130,9 +130,8 @@ impl Drop for Home {
 }
 
 fn terminate(pid: i32) {
-    // SAFETY: kill has no memory effects; the pid is one of this test's daemons.
-    unsafe {
-        libc::kill(pid, libc::SIGTERM);
+    if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
     }
 }
 

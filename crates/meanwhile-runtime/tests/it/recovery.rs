@@ -71,10 +71,9 @@ async fn a_task_whose_end_was_not_seen_is_lost_with_why() {
     let home = meanwhile_runtime::Home::new(dir.path().join("home"));
     let (pid, sup) = journalled_pids(&home, ids[0], 1);
     let nums = [pid, sup];
-    unsafe {
-        libc_kill(nums[1], 9);
-        libc_kill(-nums[0], 9);
-    }
+    use rustix::process::{Pid, Signal, kill_process, kill_process_group};
+    let _ = kill_process(Pid::from_raw(nums[1]).unwrap(), Signal::KILL);
+    let _ = kill_process_group(Pid::from_raw(nums[0]).unwrap(), Signal::KILL);
     eventually("the supervisor to die", || !alive(nums[1])).await;
     let rt = Runtime::start(config(dir.path()), std::future::pending())
         .await
@@ -94,11 +93,6 @@ async fn two_runtimes_cannot_share_a_home() {
     let second = Runtime::start(config(env.dir.path()), std::future::pending()).await;
     let e = second.err().expect("refused").to_string();
     assert!(e.contains("another meanwhile runtime is using"), "{e}");
-}
-
-unsafe extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -56,8 +56,8 @@ async fn a_spawner_that_died_is_replaced_by_a_new_exec() {
     let env = runtime().await;
     let home = env.rt.home();
     let first = spawner_pid(home);
-    // SAFETY: kill has no memory precondition; `first` is our child, unreaped.
-    unsafe { libc::kill(first, libc::SIGKILL) };
+    let pid = rustix::process::Pid::from_raw(first).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
     eventually("the spawner to die", || !alive(first)).await;
     // The first start after that finds the channel broken and fails; the next one
     // starts a new spawner.

@@ -42,7 +42,7 @@ fn audit_names_who_did_what_and_verify_names_the_record_edited_in_the_database()
     home.kill_daemon();
 
     let all = records(&home, &[]);
-    let uid = unsafe { libc::getuid() };
+    let uid = rustix::process::getuid().as_raw();
     let me = format!("uid {uid} (meanwhile)");
     let task = |id: &str| format!("task {id}");
     let submitted = find(&all, "submitted", &task(&ran));

@@ -85,16 +85,15 @@ fn closed_by_server(s: &mut impl Read) -> bool {
 #[test]
 fn idle_tcp_connections_past_the_open_files_limit_leave_the_socket_answering() {
     // This test's own 1,100 connections need room.
-    let mut own = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit read and write structs owned here.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut own);
-        own.rlim_cur = own.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &own);
-    }
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let own = getrlimit(Resource::Nofile);
+    let _ = setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: own.maximum,
+            maximum: own.maximum,
+        },
+    );
     let mut home = Home::new();
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
@@ -103,14 +102,11 @@ fn idle_tcp_connections_past_the_open_files_limit_leave_the_socket_answering() {
         // which is async-signal-safe.
         unsafe {
             c.pre_exec(|| {
-                let l = libc::rlimit {
-                    rlim_cur: 1024,
-                    rlim_max: 1024,
+                let l = Rlimit {
+                    current: Some(1024),
+                    maximum: Some(1024),
                 };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
+                setrlimit(Resource::Nofile, l).map_err(std::io::Error::from)
             });
         }
     });

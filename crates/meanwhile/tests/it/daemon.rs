@@ -4,16 +4,7 @@
 
 use crate::support::*;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-
-/// A FIFO in the test's directory, for a task to block on until the test writes.
-fn fifo(h: &Home, name: &str) -> PathBuf {
-    let p = h.dir.path().join(name);
-    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
-    // SAFETY: a valid C string.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-    p
-}
+use std::path::Path;
 
 /// Submits `read x < GATE; exit CODE` and returns its id with the gate's writing
 /// end, opened once the task has opened the reading end: the task is running then.
@@ -270,8 +261,7 @@ fn ctrl_c_while_waiting_says_the_task_keeps_running_and_how_to_stop_it() {
             .spawn()
             .unwrap();
         until("the CLI catches Ctrl-C", || catches_sigint(child.id()));
-        // SAFETY: plain system call on our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        signal(child.id() as i32, rustix::process::Signal::INT);
         let o = child.wait_with_output().unwrap();
         assert_eq!(code(&o), 130, "{args:?}: {}", stderr(&o));
         assert!(

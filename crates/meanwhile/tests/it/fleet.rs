@@ -2,7 +2,7 @@
 //! by the test (see `meanwhile-testpg`). Each node has a home of its own (its logs,
 //! socket and journal) and a TCP listener the others reach it at.
 
-use crate::support::{Home, stderr, until};
+use crate::support::{Home, signal, stderr, until};
 use meanwhile_testpg::TestDb;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -240,12 +240,10 @@ fn read(path: &std::path::Path) -> String {
 
 /// SIGKILL to a process and, for a task, its whole group.
 fn kill(pid: i32, group: bool) {
-    unsafe {
-        if group {
-            libc::kill(-pid, libc::SIGKILL);
-        }
-        libc::kill(pid, libc::SIGKILL);
+    if group && let Some(p) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process_group(p, rustix::process::Signal::KILL);
     }
+    signal(pid, rustix::process::Signal::KILL);
 }
 
 fn parent_of(pid: i32) -> Option<i32> {

@@ -103,7 +103,7 @@ impl Drop for Home {
                     let _ = self.run(&["stop", "--force", &id]);
                 }
             }
-            unsafe { libc::kill(pid, libc::SIGTERM) };
+            signal(pid, rustix::process::Signal::TERM);
         }
         if let Some(mut c) = self.daemon.take() {
             let _ = c.wait();
@@ -274,4 +274,25 @@ pub fn chromium() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// Sends `sig` to process `pid`; one that is gone is no error.
+pub fn signal(pid: i32, sig: rustix::process::Signal) {
+    if let Some(p) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(p, sig);
+    }
+}
+
+/// A FIFO in the test's directory, for a task to block on until the test writes.
+pub fn fifo(h: &Home, name: &str) -> PathBuf {
+    let p = h.dir.path().join(name);
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &p,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    p
 }

@@ -135,15 +135,6 @@ fn the_command_keeps_its_own_options() {
     assert_eq!(task_count(&h), 4);
 }
 
-/// A FIFO in the test's directory, for a task to block on until the test writes.
-fn fifo(h: &Home, name: &str) -> std::path::PathBuf {
-    let p = h.dir.path().join(name);
-    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
-    // SAFETY: a valid C string.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-    p
-}
-
 #[test]
 fn wait_draws_no_bars_when_not_on_a_terminal() {
     let mut h = Home::new();
