@@ -73,7 +73,10 @@ impl AgentConfig {
             base_url: None,
             api_key: None,
             workspace: workspace.into(),
-            session: format!("agent-{}", meanwhile_runtime::now().0),
+            session: format!(
+                "agent-{}",
+                meanwhile_core::Timestamp::from(std::time::SystemTime::now()).0
+            ),
             bash_background_after: Duration::from_secs(30),
             budget: Budget {
                 max_turns: Some(DEFAULT_MAX_TURNS),

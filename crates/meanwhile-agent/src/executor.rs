@@ -8,13 +8,13 @@ use crate::config::{AgentConfig, enabled_tools};
 use crate::event::AgentEvent;
 use crate::session::{CallGate, GateFuture, RunStop, Session};
 use crate::tools::{StopGuard, defs};
-use meanwhile_core::{Backend, TaskKind, TaskRecord};
+use meanwhile_core::{Backend, Executor, TaskContext, TaskFuture, TaskRecord};
 use meanwhile_llm::Provider;
-use meanwhile_runtime::{Executor, Runtime, TaskContext, TaskFuture};
 use std::sync::Arc;
 use tokio::sync::watch;
 
-/// Runs tasks of kind `agent`. Register it with [`AgentExecutor::register`].
+/// Runs tasks of kind `agent`: register it with the engine for
+/// [`meanwhile_core::TaskKind::Agent`].
 ///
 /// Each task's [`meanwhile_core::AgentSpec`] picks the prompt, model, tools, limits
 /// and workspace; what it leaves out comes from the executor's [`AgentConfig`]. A
@@ -46,11 +46,6 @@ impl AgentExecutor {
             provider: Some(provider),
         }
     }
-
-    /// Registers this executor for `agent` tasks on `runtime`.
-    pub fn register(self, runtime: &Runtime) {
-        runtime.register_executor(TaskKind::Agent, Arc::new(self));
-    }
 }
 
 impl Executor for AgentExecutor {
@@ -67,10 +62,9 @@ impl AgentExecutor {
             .agent
             .clone()
             .ok_or_else(|| format!("task {} has no agent spec (prompt)", task.id))?;
-        let runtime = ctx
-            .runtime()
+        let backend: Arc<dyn Backend> = ctx
+            .backend()
             .ok_or_else(|| "the runtime is shutting down".to_string())?;
-        let backend: Arc<dyn Backend> = Arc::new(runtime);
 
         let mut config = self.config.clone();
         let provider = crate::llm_task::provider_for(

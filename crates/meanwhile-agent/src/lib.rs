@@ -8,14 +8,16 @@
 //! - [`run_prompt`]: one prompt to a final answer (`meanwhile agent -p`).
 //! - [`Session`]: a conversation, one [`Session::send`] per user message, events
 //!   streamed to a callback, cancellation through [`Session::send_until`].
-//! - [`AgentExecutor`]: runs tasks of kind `agent` on a runtime.
-//! - [`LlmExecutor`]: runs tasks of kind `llm` (one model call) on a runtime.
+//! - [`AgentExecutor`]: runs tasks of kind `agent`, through the engine's
+//!   [`meanwhile_core::Executor`] contract; this crate needs no engine.
+//! - [`LlmExecutor`]: runs tasks of kind `llm` (one model call), the same way.
 //! - [`tools`]: the tool definitions and the background tools' execution, shared
 //!   with the MCP server.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use meanwhile_agent::{AgentConfig, AgentExecutor, AgentOverrides, Session};
+//! use meanwhile_core::TaskKind;
 //! use meanwhile_runtime::Runtime;
 //! use std::sync::Arc;
 //!
@@ -23,7 +25,8 @@
 //! // Flags (here none), then the environment, then `[agent]` in config.toml.
 //! let config = AgentConfig::load(&AgentOverrides::default())?;
 //! // Sub-agents (`spawn_agent`, or `agent` tasks submitted by anyone) run on it.
-//! AgentExecutor::new(config.clone()).register(&runtime);
+//! let executor = AgentExecutor::new(config.clone());
+//! runtime.register_executor(TaskKind::Agent, Arc::new(executor));
 //! let mut session = Session::new(&config, config.build_provider()?, Arc::new(runtime))?;
 //! let outcome = session
 //!     .send("run the tests in the background and fix what fails", &mut |event| {

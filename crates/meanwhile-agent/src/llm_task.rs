@@ -5,9 +5,8 @@
 //! answer and the usage go to the task's log.
 
 use crate::config::{AgentConfig, default_model};
-use meanwhile_core::{LlmSpec, TaskKind, TaskRecord};
+use meanwhile_core::{Executor, LlmSpec, TaskContext, TaskFuture, TaskRecord};
 use meanwhile_llm::{Message, Provider, ProviderKind, Request, Response, StopReason};
-use meanwhile_runtime::{Executor, Runtime, TaskContext, TaskFuture};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -17,7 +16,8 @@ pub const DEFAULT_LLM_MAX_TOKENS: u32 = 4096;
 /// satisfy the schema.
 const CALLS_PER_ATTEMPT: u32 = 2;
 
-/// Runs tasks of kind `llm`. Register it with [`LlmExecutor::register`].
+/// Runs tasks of kind `llm`: register it with the engine for
+/// [`meanwhile_core::TaskKind::Llm`].
 #[derive(Clone)]
 pub struct LlmExecutor {
     config: AgentConfig,
@@ -41,11 +41,6 @@ impl LlmExecutor {
             config,
             provider: Some(provider),
         }
-    }
-
-    /// Registers this executor for `llm` tasks on `runtime`.
-    pub fn register(self, runtime: &Runtime) {
-        runtime.register_executor(TaskKind::Llm, Arc::new(self));
     }
 }
 

@@ -315,6 +315,11 @@ impl From<SpecError> for ApiError {
 }
 
 impl ApiError {
+    /// The request field at fault, when there is one.
+    pub fn field(&self) -> Option<&str> {
+        self.field.as_deref()
+    }
+
     /// An error of `code` with `message`.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError {

@@ -11,6 +11,7 @@ mod confine;
 mod de;
 mod duration;
 mod event;
+mod exec;
 pub mod http;
 mod input;
 mod node;
@@ -47,6 +48,7 @@ pub use duration::{
     serde_opt_duration,
 };
 pub use event::{Event, EventKind};
+pub use exec::{Executor, HostFuture, TaskContext, TaskFuture, TaskHost};
 pub use input::{
     InputSent, Key, Listener, LiveState, MAX_INPUT_BYTES, MAX_INPUT_CHARS, MAX_INPUT_KEYS,
     MAX_PROMPT_LEN, MAX_TERMINAL_SIDE, TaskInput, Terminal, prompt_line,

@@ -67,6 +67,14 @@ impl schemars::JsonSchema for Timestamp {
     }
 }
 
+impl From<std::time::SystemTime> for Timestamp {
+    /// The instant `t` in milliseconds; an instant before the epoch is the epoch.
+    fn from(t: std::time::SystemTime) -> Timestamp {
+        let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Timestamp(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
+}
+
 impl Timestamp {
     /// Milliseconds from `self` to `later`, never negative.
     pub fn millis_until(self, later: Timestamp) -> u64 {

@@ -216,10 +216,7 @@ fn base(w: &WaitTask, tasks: &[TaskRecord], status: TaskStatus) -> Task {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    meanwhile_core::Timestamp::from(std::time::SystemTime::now()).0
 }
 
 /// Milliseconds since the epoch as RFC 3339 in UTC (`2026-05-01T12:00:00.250Z`).

@@ -1,7 +1,7 @@
 //! One attempt of a task on this node: start it, watch it, stop it, record its end.
 
 use crate::ShutdownMode;
-use crate::context::{TaskContext, TaskFuture};
+use crate::context::AttemptHost;
 use crate::engine::Inner;
 use crate::spawn::{self, Io, SpawnRequest, Spawned};
 use crate::stop::{Escalation, StopRequest};
@@ -9,12 +9,13 @@ use futures_util::FutureExt;
 use meanwhile_core::{
     AttemptOutcome, TaskId, TaskKind, TaskRecord, Timestamp, format_duration_exact,
 };
+use meanwhile_core::{TaskContext, TaskFuture};
 use meanwhile_store::{AttemptEnd, Claimed, Finished, StoreError};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -761,17 +762,14 @@ async fn run_in_process(
     let log_path = inner.home.log(task.id);
     // An earlier attempt's output, if any; the log itself is made on the first write.
     size.send_replace(std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0));
-    let ctx = TaskContext {
-        id: task.id,
-        attempt: c.attempt,
-        queue: task.queue.clone(),
-        log: Arc::new(Mutex::new(crate::context::LazyLog::new(log_path))),
-        size: Arc::new(size),
-        engine: {
-            let engine: Arc<dyn std::any::Any + Send + Sync> = inner.clone();
-            Arc::downgrade(&engine)
-        },
-    };
+    let ctx = AttemptHost::context(
+        inner,
+        task.id,
+        c.attempt,
+        task.queue.clone(),
+        log_path,
+        size,
+    );
     // Polled here rather than spawned: one task and one wake-up fewer per closure,
     // and a stop drops it at once. A panic in it is caught and ends the attempt.
     let mut run = std::panic::AssertUnwindSafe(make(ctx)).catch_unwind();

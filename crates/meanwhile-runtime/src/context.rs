@@ -1,63 +1,54 @@
-//! In-process tasks: the context a closure or an executor gets, and the executor seam
-//! through which other crates (the agent) run their kinds of task.
+//! In-process attempts: the host through which an attempt's
+//! [`meanwhile_core::TaskContext`] reaches the engine (its output log, progress, the
+//! queue's budget gate, usage, and the engine's task operations). It stands above
+//! the engine's state and below the attempts that make it.
 
-use meanwhile_core::{TaskId, TaskRecord};
-use std::any::Any;
+use crate::engine::Inner;
+use meanwhile_core::{
+    ApiError, Backend, BudgetState, HostFuture, Progress, TaskContext, TaskHost, TaskId,
+};
 use std::fs::File;
-use std::future::Future;
 use std::io::Write;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::watch;
 
-/// The future an in-process task runs: `Ok(Some(result))`, `Ok(None)` or an error
-/// message that becomes the attempt's failure reason.
-pub type TaskFuture = Pin<Box<dyn Future<Output = Result<Option<String>, String>> + Send>>;
-
-/// Runs tasks of one kind in-process (the agent crate registers one for `agent`).
-pub trait Executor: Send + Sync + 'static {
-    /// Starts an attempt. Dropping the returned future must stop the work (the
-    /// runtime drops it on stop and on timeout).
-    fn run(&self, task: TaskRecord, ctx: TaskContext) -> TaskFuture;
-}
-
-pub(crate) type TaskFn = Arc<dyn Fn(TaskContext) -> TaskFuture + Send + Sync>;
-
-/// What an in-process attempt can do: write output, report progress, set a result,
-/// and, for tasks that call a model, pass their queue's budget gate before each call
-/// and record each call's usage after it.
-#[derive(Clone)]
-pub struct TaskContext {
-    pub(crate) id: TaskId,
-    pub(crate) attempt: u32,
+/// The engine's side of one in-process attempt. It holds the engine weakly: an
+/// attempt that outlives its runtime writes its output still, and is told no for
+/// the rest.
+pub(crate) struct AttemptHost {
+    id: TaskId,
     /// The task's queue, whose budget its model calls are charged to.
-    pub(crate) queue: String,
-    pub(crate) log: Arc<Mutex<LazyLog>>,
-    pub(crate) size: Arc<watch::Sender<u64>>,
-    /// The engine running the attempt, opaque here so that this module stands below
-    /// it; `engine.rs` and `runtime.rs` implement what needs it.
-    pub(crate) engine: Weak<dyn Any + Send + Sync>,
+    queue: String,
+    log: Mutex<LazyLog>,
+    size: watch::Sender<u64>,
+    engine: Weak<Inner>,
 }
 
-impl TaskContext {
-    /// The task's id.
-    pub fn id(&self) -> TaskId {
-        self.id
+impl AttemptHost {
+    /// The context of attempt `attempt` of `task` in `queue`, whose output goes to
+    /// `log` and whose log size to `size`.
+    pub(crate) fn context(
+        inner: &Arc<Inner>,
+        id: TaskId,
+        attempt: u32,
+        queue: String,
+        log: PathBuf,
+        size: watch::Sender<u64>,
+    ) -> TaskContext {
+        let host = AttemptHost {
+            id,
+            queue: queue.clone(),
+            log: Mutex::new(LazyLog::new(log)),
+            size,
+            engine: Arc::downgrade(inner),
+        };
+        TaskContext::new(id, attempt, queue, Arc::new(host))
     }
+}
 
-    /// The attempt's number, from 1.
-    pub fn attempt(&self) -> u32 {
-        self.attempt
-    }
-
-    /// The task's queue.
-    pub fn queue(&self) -> &str {
-        &self.queue
-    }
-
-    /// Appends bytes to the task's output log.
-    pub fn write(&self, bytes: &[u8]) {
+impl TaskHost for AttemptHost {
+    fn write(&self, bytes: &[u8]) {
         let Ok(mut log) = self.log.lock() else {
             return;
         };
@@ -72,23 +63,92 @@ impl TaskContext {
         }
     }
 
-    /// Appends a line to the task's output log.
-    pub fn println(&self, line: impl AsRef<str>) {
-        let mut s = line.as_ref().to_string();
-        s.push('\n');
-        self.write(s.as_bytes());
+    fn progress(
+        &self,
+        percent: Option<f64>,
+        message: String,
+    ) -> HostFuture<'_, Result<(), ApiError>> {
+        Box::pin(async move {
+            // The same rule as for every other reporter.
+            let p = Progress::new(percent, message, crate::now())?;
+            let Some(inner) = self.engine.upgrade() else {
+                return Ok(());
+            };
+            inner
+                .write_progress(self.id, p)
+                .await
+                .map_err(|e| ApiError::from(crate::Error::from(e)))
+        })
+    }
+
+    fn budget_gate(&self) -> HostFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let Some(inner) = self.engine.upgrade() else {
+                return Err("the runtime is shutting down".into());
+            };
+            match inner.store.budget_gate(&self.queue, crate::now()).await {
+                Ok(None) => Ok(()),
+                Ok(Some(budget)) => Err(budget.over_budget_reason()),
+                Err(e) => {
+                    inner.write_failed(
+                        format_args!("reading the budget of queue {}", self.queue),
+                        &e,
+                    );
+                    Err(format!(
+                        "the budget of queue {:?} could not be read, so no model call starts: {e}",
+                        self.queue
+                    ))
+                }
+            }
+        })
+    }
+
+    fn record_usage(&self, tokens: u64, cost_usd: f64) -> HostFuture<'_, ()> {
+        Box::pin(async move {
+            let Some(inner) = self.engine.upgrade() else {
+                tracing::warn!(task = %self.id, "a model call's usage came after the runtime shut down; not recorded");
+                return;
+            };
+            let cost_usd = if cost_usd.is_finite() && cost_usd >= 0.0 {
+                cost_usd
+            } else {
+                tracing::warn!(task = %self.id, "a model call reported a cost of {cost_usd} USD; counted as 0");
+                0.0
+            };
+            match inner
+                .store
+                .charge_usage(self.id, tokens, cost_usd, 1, crate::now())
+                .await
+            {
+                Ok(charged) => {
+                    if let Some(b) = charged.budget
+                        && b.state == BudgetState::Exhausted
+                    {
+                        tracing::info!(task = %self.id, "{}", b.over_budget_reason());
+                    }
+                }
+                Err(e) => {
+                    inner.write_failed(format_args!("recording the usage of task {}", self.id), &e)
+                }
+            }
+        })
+    }
+
+    fn backend(&self) -> Option<Arc<dyn Backend>> {
+        let inner = self.engine.upgrade()?;
+        Some((inner.handle)(inner))
     }
 }
 
 /// An in-process task's output log, created on its first write: a task that prints
 /// nothing costs no directory and no file.
-pub(crate) struct LazyLog {
+struct LazyLog {
     path: PathBuf,
     file: Option<File>,
 }
 
 impl LazyLog {
-    pub(crate) fn new(path: PathBuf) -> LazyLog {
+    fn new(path: PathBuf) -> LazyLog {
         LazyLog { path, file: None }
     }
 

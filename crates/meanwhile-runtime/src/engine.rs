@@ -3,10 +3,9 @@
 //! executors, the spawner, the journal, and the shutdown signal. It imports no module
 //! above it; the public API (`runtime.rs`) is a handle on it.
 
-use crate::context::{Executor, TaskContext};
 use crate::watch::OutputWatcher;
 use crate::{Home, RuntimeConfig, ShutdownMode};
-use meanwhile_core::{BudgetState, Progress, TaskId, TaskKind, TaskRecord, TaskState};
+use meanwhile_core::{Backend, Executor, Progress, TaskId, TaskKind, TaskRecord, TaskState};
 use meanwhile_store::AttemptEnd;
 use meanwhile_store::{Store, StoreError};
 use std::collections::HashMap;
@@ -66,6 +65,9 @@ pub(crate) struct Inner {
     pub loops: Arc<crate::loops::Loops>,
     /// Held while the runtime owns the home; released at the end of shutdown.
     pub lock: Mutex<Option<File>>,
+    /// Makes the public handle on this engine, for the in-process tasks that submit
+    /// or wait on others; given by the public API, which stands above this module.
+    pub handle: fn(Arc<Inner>) -> Arc<dyn Backend>,
 }
 
 impl Inner {
@@ -160,87 +162,5 @@ impl Inner {
             .get()
             .copied()
             .unwrap_or(self.config.shutdown_mode)
-    }
-}
-
-impl TaskContext {
-    /// The engine running this attempt, while it runs.
-    pub(crate) fn engine(&self) -> Option<Arc<Inner>> {
-        self.engine.upgrade()?.downcast::<Inner>().ok()
-    }
-
-    /// Reports progress: a percentage (0 to 100) when known, and what is happening.
-    /// A percentage out of that range is refused, as from any other reporter; a
-    /// runtime that has shut down ignores the report.
-    pub async fn progress(
-        &self,
-        percent: Option<f32>,
-        message: impl Into<String>,
-    ) -> crate::Result<()> {
-        let p = Progress::new(percent.map(f64::from), message, crate::now())?;
-        let Some(inner) = self.engine() else {
-            return Ok(());
-        };
-        Ok(inner.write_progress(self.id, p).await?)
-    }
-
-    /// Whether this task may start a model call now: `Err` with the reason when its
-    /// queue's budget is spent (`queue "llm" is over its budget: 1000 of 1000 tokens
-    /// used this day (from 2026-11-27T00:00:00Z); it resumes at
-    /// 2026-11-28T00:00:00Z`). Call it before every model call, and make none when
-    /// it says no: that is what keeps a spent budget from being overrun by more than
-    /// the calls already in flight. A budget that cannot be read, or a runtime that
-    /// shut down, says no too.
-    pub async fn budget_gate(&self) -> Result<(), String> {
-        let Some(inner) = self.engine() else {
-            return Err("the runtime is shutting down".into());
-        };
-        match inner.store.budget_gate(&self.queue, crate::now()).await {
-            Ok(None) => Ok(()),
-            Ok(Some(budget)) => Err(budget.over_budget_reason()),
-            Err(e) => {
-                inner.write_failed(
-                    format_args!("reading the budget of queue {}", self.queue),
-                    &e,
-                );
-                Err(format!(
-                    "the budget of queue {:?} could not be read, so no model call starts: {e}",
-                    self.queue
-                ))
-            }
-        }
-    }
-
-    /// Records one model call's usage (tokens as the provider reported them, input
-    /// plus output, and their cost in US dollars) on this task and on its queue's
-    /// budget, which fires the budget's alarms and pauses the queue once it is spent.
-    /// A failure is logged and counted, not returned: the call was made either way.
-    pub async fn record_usage(&self, tokens: u64, cost_usd: f64) {
-        let Some(inner) = self.engine() else {
-            tracing::warn!(task = %self.id, "a model call's usage came after the runtime shut down; not recorded");
-            return;
-        };
-        let cost_usd = if cost_usd.is_finite() && cost_usd >= 0.0 {
-            cost_usd
-        } else {
-            tracing::warn!(task = %self.id, "a model call reported a cost of {cost_usd} USD; counted as 0");
-            0.0
-        };
-        match inner
-            .store
-            .charge_usage(self.id, tokens, cost_usd, 1, crate::now())
-            .await
-        {
-            Ok(charged) => {
-                if let Some(b) = charged.budget
-                    && b.state == BudgetState::Exhausted
-                {
-                    tracing::info!(task = %self.id, "{}", b.over_budget_reason());
-                }
-            }
-            Err(e) => {
-                inner.write_failed(format_args!("recording the usage of task {}", self.id), &e)
-            }
-        }
     }
 }

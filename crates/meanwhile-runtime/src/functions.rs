@@ -3,11 +3,13 @@
 //! do not queue behind each other; an attempt that finds no closure yet waits for
 //! the submits in flight before it concludes that the closure is gone.
 
-use crate::context::TaskFn;
-use meanwhile_core::TaskId;
+use meanwhile_core::{TaskContext, TaskFuture, TaskId};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
+
+/// A function task's closure, called once per attempt.
+pub(crate) type TaskFn = Arc<dyn Fn(TaskContext) -> TaskFuture + Send + Sync>;
 
 /// The registry.
 #[derive(Default)]

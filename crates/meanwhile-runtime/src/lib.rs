@@ -58,13 +58,12 @@ pub use config::{
     AlertSink, DEFAULT_MAX_OUTPUT, EndHook, RemoteError, RemoteOutput, RuntimeConfig, ShutdownMode,
     TaskEnd,
 };
-pub use context::{Executor, TaskContext, TaskFuture};
 pub use home::Home;
 pub use loops::{FAILING_AFTER, Loops, supervise};
 pub use meanwhile_core as core;
 pub use meanwhile_core::{
-    ApiError, Backend, ErrorCode, ListFilter, OutputChunk, OutputQuery, Page, StopMode, WaitFor,
-    WaitMode, WaitOutcome,
+    ApiError, Backend, ErrorCode, Executor, ListFilter, OutputChunk, OutputQuery, Page, StopMode,
+    TaskContext, TaskFuture, WaitFor, WaitMode, WaitOutcome,
 };
 pub use meanwhile_store as store;
 /// Fault points for tests (empty without the store's `faults` feature), for the loops
@@ -241,8 +240,5 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The current time.
 pub fn now() -> Timestamp {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp(d.as_millis() as i64)
+    Timestamp::from(std::time::SystemTime::now())
 }

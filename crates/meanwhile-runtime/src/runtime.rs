@@ -1,16 +1,17 @@
 //! The `Runtime` handle and its public API.
 
-use crate::context::{Executor, TaskContext, TaskFn, TaskFuture};
 use crate::engine::Inner;
+use crate::functions::TaskFn;
 use crate::output::{self, Reader};
 use crate::watch::OutputWatcher;
 use crate::{Error, Home, Result, RuntimeConfig, ShutdownMode};
 use meanwhile_core::http::QueueUpdate;
 use meanwhile_core::{Actor, AuditFilter, AuditPage, AuditVerdict, Timestamp, TokenInfo};
 use meanwhile_core::{
-    ApiError, Attempt, Backend, BackendFuture, ErrorCode, Event, EventKind, Notification,
-    OutputChunk, OutputQuery, Progress, QueueInfo, ScheduleInfo, ScheduleSpec, StopMode, TaskId,
-    TaskKind, TaskRecord, TaskSpec, ValidSpec, WaitFor, WaitMode, WaitOutcome,
+    ApiError, Attempt, Backend, BackendFuture, ErrorCode, Event, EventKind, Executor, Notification,
+    OutputChunk, OutputQuery, Progress, QueueInfo, ScheduleInfo, ScheduleSpec, StopMode,
+    TaskContext, TaskFuture, TaskId, TaskKind, TaskRecord, TaskSpec, ValidSpec, WaitFor, WaitMode,
+    WaitOutcome,
 };
 use meanwhile_core::{BudgetInfo, BudgetSpec, InputSent, Key, TaskInput, TaskState};
 use meanwhile_store::{AuditKey, StoredToken};
@@ -27,14 +28,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{Notify, broadcast, mpsc, watch};
-
-impl TaskContext {
-    /// The runtime running this task, to submit or wait on other tasks; `None` once it
-    /// has shut down.
-    pub fn runtime(&self) -> Option<Runtime> {
-        self.engine().map(Runtime::from_inner)
-    }
-}
 
 /// An in-process meanwhile runtime. Cheap to clone; every clone is the same runtime.
 #[derive(Clone)]
@@ -214,6 +207,7 @@ impl Runtime {
             metrics: crate::metrics::Counters::default(),
             loops,
             lock: Mutex::new(Some(lock)),
+            handle: |inner| Arc::new(Runtime::from_inner(inner)),
         });
         crate::recover::recover(&inner).await?;
         crate::dispatch::start(&inner, settles_rx, progress_rx);

@@ -10,8 +10,8 @@ use crate::state::AppState;
 use crate::{auth, origin, retention, routes};
 use axum::extract::Request;
 use axum::middleware::Next;
-use meanwhile_core::Actor;
 use meanwhile_core::http::{AUDIT_KEY_FILE, SOCKET_FILE, TOKEN_FILE};
+use meanwhile_core::{Actor, TaskKind};
 use meanwhile_runtime::store::AuditKey;
 use meanwhile_runtime::{Runtime, RuntimeConfig, ShutdownMode};
 use std::future::Future;
@@ -63,9 +63,10 @@ fn register_agent_executor(rt: &Runtime, home: &Path) {
                 config.provider.name(),
                 config.model
             );
-            meanwhile_agent::LlmExecutor::with_provider(config.clone(), provider.clone())
-                .register(rt);
-            meanwhile_agent::AgentExecutor::with_provider(config, provider).register(rt);
+            let llm = meanwhile_agent::LlmExecutor::with_provider(config.clone(), provider.clone());
+            let agent = meanwhile_agent::AgentExecutor::with_provider(config, provider);
+            rt.register_executor(TaskKind::Llm, Arc::new(llm));
+            rt.register_executor(TaskKind::Agent, Arc::new(agent));
         }
         Err(e) => tracing::info!("agent tasks are off: {e}"),
     }

@@ -28,10 +28,7 @@ pub fn ago(at: Timestamp, now: Timestamp) -> String {
 
 /// The current time.
 pub fn now() -> Timestamp {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp(d.as_millis() as i64)
+    Timestamp::from(std::time::SystemTime::now())
 }
 
 /// A plain text table: columns padded to their widest cell; the last column is not

@@ -496,7 +496,7 @@ impl Background<'_> {
 }
 
 pub(crate) fn now() -> Timestamp {
-    meanwhile_runtime::now()
+    Timestamp::from(std::time::SystemTime::now())
 }
 
 /// One line about a task: `task 7 (cargo test): failed with exit code 101 after 41s`.

@@ -3,9 +3,10 @@
 
 use crate::support::*;
 use meanwhile_agent::{AgentError, AgentExecutor, BudgetExceeded, RunStop, Session, run_prompt};
-use meanwhile_core::{AgentSpec, TaskSpec, TaskState};
+use meanwhile_core::{AgentSpec, TaskKind, TaskSpec, TaskState};
 use meanwhile_llm::ProviderKind;
 use serde_json::json;
+use std::sync::Arc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limit_is_retried_and_the_run_goes_on() {
@@ -85,7 +86,10 @@ async fn a_malformed_reply_gives_a_clear_error() {
         )
     })
     .await;
-    AgentExecutor::new(fake.config(&env.workspace())).register(&env.rt);
+    env.rt.register_executor(
+        TaskKind::Agent,
+        Arc::new(AgentExecutor::new(fake.config(&env.workspace()))),
+    );
     let id = env
         .rt
         .submit(TaskSpec {
@@ -225,7 +229,10 @@ async fn an_agent_task_stops_at_its_queues_spent_budget() {
         tool("read_file", json!({"path": "a.txt"}))
     })
     .await;
-    AgentExecutor::new(fake.config(&env.workspace())).register(&env.rt);
+    env.rt.register_executor(
+        TaskKind::Agent,
+        Arc::new(AgentExecutor::new(fake.config(&env.workspace()))),
+    );
     env.rt
         .set_budget(
             "llm",

@@ -3,9 +3,10 @@
 use crate::support::*;
 use meanwhile_agent::{AgentExecutor, Session};
 use meanwhile_core::http::QueueUpdate;
-use meanwhile_core::{AgentSpec, ListFilter, TaskSpec, TaskState};
+use meanwhile_core::{AgentSpec, ListFilter, TaskKind, TaskSpec, TaskState};
 use meanwhile_llm::ProviderKind;
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,7 +54,10 @@ async fn sub_agents_run_in_parallel_within_max_parallel() {
     })
     .await;
     let config = fake.config(&env.workspace());
-    AgentExecutor::new(config.clone()).register(&env.rt);
+    env.rt.register_executor(
+        TaskKind::Agent,
+        Arc::new(AgentExecutor::new(config.clone())),
+    );
     let mut parent = Session::new(
         &config,
         config.build_provider().unwrap(),
@@ -136,7 +140,8 @@ async fn stopping_an_agent_task_stops_its_model_call_and_its_processes() {
     .await;
     let mut config = fake.config(&env.workspace());
     config.bash_background_after = Duration::from_secs(600);
-    AgentExecutor::new(config).register(&env.rt);
+    env.rt
+        .register_executor(TaskKind::Agent, Arc::new(AgentExecutor::new(config)));
 
     for prompt in ["hang in the model", "hang in bash"] {
         let spec = TaskSpec {

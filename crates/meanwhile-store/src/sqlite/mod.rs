@@ -341,10 +341,7 @@ impl WalState {
 const FAILING_AFTER: u32 = 3;
 
 fn now() -> meanwhile_core::Timestamp {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    meanwhile_core::Timestamp(d.as_millis() as i64)
+    meanwhile_core::Timestamp::from(std::time::SystemTime::now())
 }
 
 /// A request to the checkpoint thread.
