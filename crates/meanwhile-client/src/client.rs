@@ -2,7 +2,6 @@
 
 use crate::conn::{Pool, Target};
 use crate::error::ClientError;
-use crate::events::EventStream;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
@@ -679,12 +678,6 @@ impl Client {
             None,
         )
         .await
-    }
-
-    /// The event stream: events after `after` from the durable log, then live ones
-    /// (only live ones when `after` is `None`).
-    pub async fn events(&self, after: Option<i64>) -> Result<EventStream, ClientError> {
-        EventStream::open(self.clone(), after).await
     }
 
     /// The metrics, in the Prometheus text format.

@@ -16,11 +16,16 @@ pub struct EventStream {
     last_id: Option<i64>,
 }
 
+impl Client {
+    /// The event stream: events after `after` from the durable log, then live ones
+    /// (only live ones when `after` is `None`).
+    pub async fn events(&self, after: Option<i64>) -> Result<EventStream, ClientError> {
+        EventStream::open(self.clone(), after).await
+    }
+}
+
 impl EventStream {
-    pub(crate) async fn open(
-        client: Client,
-        after: Option<i64>,
-    ) -> Result<EventStream, ClientError> {
+    async fn open(client: Client, after: Option<i64>) -> Result<EventStream, ClientError> {
         let path = match after {
             Some(a) => format!("/v1/events?after={a}"),
             None => "/v1/events".to_string(),

@@ -1,7 +1,7 @@
 //! Alerts: conditions an operator must hear of when no one is watching. Each fires
 //! once when its cause appears and resolves once when the cause clears.
 
-use crate::task::{TaskId, Timestamp};
+use crate::ident::{TaskId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// What an alert is about.

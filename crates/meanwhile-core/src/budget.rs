@@ -4,8 +4,8 @@
 //! and decides which alarms a usage reaches and whether it is spent; the store keeps
 //! the usage, and the runtime asks it before each model call.
 
+use crate::ident::Timestamp;
 use crate::spec::SpecError;
-use crate::task::Timestamp;
 use chrono::{DateTime, Datelike as _, NaiveDate, SecondsFormat};
 use serde::{Deserialize, Serialize};
 

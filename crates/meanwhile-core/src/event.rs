@@ -1,6 +1,6 @@
 //! Events: every state change, in the order the store committed them.
 
-use crate::task::{TaskId, Timestamp};
+use crate::ident::{TaskId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// What happened.

@@ -2,8 +2,8 @@
 //! task's stdin or terminal, and what a running task is seen doing (waiting for input,
 //! listening on sockets).
 
+use crate::ident::{TaskId, Timestamp};
 use crate::spec::SpecError;
-use crate::task::{TaskId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// Most columns or rows a terminal may have.

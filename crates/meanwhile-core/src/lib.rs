@@ -13,6 +13,7 @@ mod duration;
 mod event;
 mod exec;
 pub mod http;
+mod ident;
 mod input;
 mod node;
 mod notification;
@@ -49,6 +50,7 @@ pub use duration::{
 };
 pub use event::{Event, EventKind};
 pub use exec::{Executor, HostFuture, TaskContext, TaskFuture, TaskHost};
+pub use ident::{TaskId, TaskKind, Timestamp};
 pub use input::{
     InputSent, Key, Listener, LiveState, MAX_INPUT_BYTES, MAX_INPUT_CHARS, MAX_INPUT_KEYS,
     MAX_PROMPT_LEN, MAX_TERMINAL_SIDE, TaskInput, Terminal, prompt_line,
@@ -66,10 +68,7 @@ pub use spec::{
     SpecError, TaskDefaults, TaskSpec, ValidSpec, Work, check_queue_name, unknown_queue,
 };
 pub use state::{AttemptOutcome, IllegalTransition, TaskState, Transition, transition};
-pub use task::{
-    Attempt, MAX_PROGRESS_MESSAGE, PauseReason, Progress, QueueInfo, TaskId, TaskKind, TaskRecord,
-    Timestamp,
-};
+pub use task::{Attempt, MAX_PROGRESS_MESSAGE, PauseReason, Progress, QueueInfo, TaskRecord};
 
 /// Shortens `s` to at most `max` characters, marking the cut with an ellipsis.
 pub fn shorten(s: &str, max: usize) -> String {

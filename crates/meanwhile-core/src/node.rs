@@ -1,7 +1,7 @@
 //! Nodes: the runtimes that share one store. Each writes a heartbeat; a node whose
 //! heartbeat is late is silent, and the others raise a `node_silent` alert.
 
-use crate::task::Timestamp;
+use crate::ident::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// One node, as `GET /v1/nodes` and `meanwhile nodes` show it.

@@ -3,8 +3,8 @@
 //! read.
 
 use crate::duration::format_duration;
+use crate::ident::{TaskId, Timestamp};
 use crate::state::TaskState;
-use crate::task::{TaskId, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 

@@ -3,9 +3,9 @@
 //! how many were missed and when the next one is; the runtime only reads the clock
 //! and commits what it says.
 
+use crate::ident::{TaskId, Timestamp};
 use crate::spec::{SpecError, TaskSpec};
 use crate::state::TaskState;
-use crate::task::{TaskId, Timestamp};
 use chrono::{DateTime, TimeZone as _};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr as _;

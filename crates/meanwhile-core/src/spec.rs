@@ -1,6 +1,6 @@
 //! What a user asks for when submitting a task, and its validation.
 
-use crate::task::{TaskId, TaskKind, Timestamp};
+use crate::ident::{TaskId, TaskKind, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::price::Cost;
+use crate::usage::{Cost, RunUsage, Usage};
 
 /// Who wrote a message. System prompts are not messages: see [`Request::system`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -190,48 +190,10 @@ pub enum StopReason {
     Other(String),
 }
 
-/// Tokens counted for one call, or summed over many.
-///
-/// `input_tokens` counts only input that was neither written to nor read from the
-/// prompt cache, as Anthropic reports it. OpenAI counts cached tokens inside its
-/// prompt tokens; the OpenAI adapter subtracts them so that the four fields never
-/// overlap and each is priced once.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Usage {
-    /// Input tokens billed at the plain input price.
-    pub input_tokens: u64,
-    /// Output tokens.
-    pub output_tokens: u64,
-    /// Input tokens written to the prompt cache.
-    pub cache_creation_input_tokens: u64,
-    /// Input tokens read from the prompt cache.
-    pub cache_read_input_tokens: u64,
-}
-
-impl Usage {
-    /// All input tokens, cached or not.
-    pub fn total_input_tokens(&self) -> u64 {
-        self.input_tokens
-            .saturating_add(self.cache_creation_input_tokens)
-            .saturating_add(self.cache_read_input_tokens)
-    }
-
-    /// All tokens, input and output.
-    pub fn total_tokens(&self) -> u64 {
-        self.total_input_tokens().saturating_add(self.output_tokens)
-    }
-}
-
-impl std::ops::AddAssign for Usage {
-    fn add_assign(&mut self, other: Usage) {
-        self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
-        self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
-        self.cache_creation_input_tokens = self
-            .cache_creation_input_tokens
-            .saturating_add(other.cache_creation_input_tokens);
-        self.cache_read_input_tokens = self
-            .cache_read_input_tokens
-            .saturating_add(other.cache_read_input_tokens);
+impl RunUsage {
+    /// Adds one call's reply.
+    pub fn record(&mut self, response: &Response) {
+        self.add(&response.usage, &response.cost);
     }
 }
 

@@ -9,9 +9,10 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AF
 use serde_json::Value;
 
 use crate::config::{Resolved, RetryConfig};
-use crate::conversation::{ContentBlock, Response, StopReason, Usage};
+use crate::conversation::{ContentBlock, Response, StopReason};
 use crate::error::LlmError;
 use crate::price::PriceTable;
+use crate::usage::Usage;
 
 /// A client bound to one endpoint of one provider.
 pub(crate) struct HttpTransport {

@@ -34,16 +34,18 @@ mod openai;
 mod price;
 mod provider;
 mod structured;
+mod usage;
 
 use std::sync::Arc;
 
 pub use config::{ProviderConfig, ProviderKind, RetryConfig};
 pub use conversation::{
-    ContentBlock, Message, Request, Response, Role, StopReason, ToolDefinition, Usage,
+    ContentBlock, Message, Request, Response, Role, StopReason, ToolDefinition,
 };
 pub use error::LlmError;
-pub use price::{Cost, ModelPrice, PriceTable, RunUsage};
+pub use price::{ModelPrice, PriceTable};
 pub use provider::{BoxFuture, Provider};
+pub use usage::{Cost, RunUsage, Usage};
 
 /// Builds the provider `config` describes, reading unset values from the process
 /// environment (`ANTHROPIC_API_KEY`, `OPENAI_BASE_URL`, ...).

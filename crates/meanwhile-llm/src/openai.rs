@@ -7,12 +7,13 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::config::{ProviderKind, Resolved};
-use crate::conversation::{ContentBlock, Request, Response, Role, StopReason, Usage};
+use crate::conversation::{ContentBlock, Request, Response, Role, StopReason};
 use crate::error::LlmError;
 use crate::http::{self, HttpTransport, Parsed};
 use crate::price::PriceTable;
 use crate::provider::{BoxFuture, Provider};
 use crate::structured::{self, OutputSchema};
+use crate::usage::Usage;
 
 /// A provider speaking OpenAI chat completions.
 #[derive(Debug)]

@@ -1,17 +1,16 @@
-//! Prices per model, the cost of one call, and the running total of a run.
+//! Prices per model, and what one call costs by them.
 //!
 //! Prices are USD per million tokens. A few current models are built in; a user's
 //! TOML configuration can add models or replace built-in prices. A model without a
 //! price costs 0 and the [`Cost`] says it was not priced, so a budget never silently
 //! believes an unknown model is free.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::conversation::{Response, Usage};
 use crate::error::LlmError;
+use crate::usage::{Cost, Usage};
 
 /// USD per million tokens of each kind, for one model.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -210,102 +209,10 @@ impl PriceTable {
     }
 }
 
-/// The cost of one call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Cost {
-    /// The model that was billed.
-    pub model: String,
-    /// USD; 0 when the model has no price.
-    pub usd: f64,
-    /// The price table key used, or `None` when the model has no price.
-    pub priced_as: Option<String>,
-}
-
-impl Cost {
-    /// Whether a price was found for the model.
-    pub fn is_priced(&self) -> bool {
-        self.priced_as.is_some()
-    }
-}
-
-impl fmt::Display for Cost {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.priced_as {
-            Some(_) => write!(f, "${:.4}", self.usd),
-            None => write!(
-                f,
-                "$0 (no price known for model {}; add it to the price table)",
-                self.model
-            ),
-        }
-    }
-}
-
-/// Token usage and cost summed over the calls of a run.
-///
-/// It is a plain value: an agent running calls concurrently keeps it behind a mutex.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RunUsage {
-    /// Number of calls recorded.
-    pub calls: u64,
-    /// Tokens summed over all calls.
-    pub usage: Usage,
-    /// USD summed over the priced calls.
-    pub cost_usd: f64,
-    /// Models called that had no price: `cost_usd` leaves them out.
-    pub unpriced_models: BTreeSet<String>,
-}
-
-impl RunUsage {
-    /// An empty total.
-    pub fn new() -> Self {
-        RunUsage::default()
-    }
-
-    /// Adds one call's reply.
-    pub fn record(&mut self, response: &Response) {
-        self.add(&response.usage, &response.cost);
-    }
-
-    /// Adds one call given its usage and cost.
-    pub fn add(&mut self, usage: &Usage, cost: &Cost) {
-        self.calls += 1;
-        self.usage += *usage;
-        self.cost_usd += cost.usd;
-        if !cost.is_priced() {
-            self.unpriced_models.insert(cost.model.clone());
-        }
-    }
-
-    /// Whether every recorded call was priced, so `cost_usd` is the whole bill.
-    pub fn is_fully_priced(&self) -> bool {
-        self.unpriced_models.is_empty()
-    }
-}
-
-impl fmt::Display for RunUsage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} calls, {} input + {} output tokens ({} cache write, {} cache read), ${:.4}",
-            self.calls,
-            self.usage.input_tokens,
-            self.usage.output_tokens,
-            self.usage.cache_creation_input_tokens,
-            self.usage.cache_read_input_tokens,
-            self.cost_usd
-        )?;
-        if !self.is_fully_priced() {
-            let models: Vec<&str> = self.unpriced_models.iter().map(String::as_str).collect();
-            write!(f, " (not counted, no price known: {})", models.join(", "))?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::usage::RunUsage;
 
     fn check_lookup(model: &str, expect: Option<&str>) {
         let table = PriceTable::builtin();

@@ -7,10 +7,10 @@ use crate::conn::{self, Connections, Timeouts};
 use crate::error::ServerError;
 use crate::routes::Listener;
 use crate::state::AppState;
-use crate::{auth, origin, retention, routes};
+use crate::{auth, keys, origin, retention, routes};
 use axum::extract::Request;
 use axum::middleware::Next;
-use meanwhile_core::http::{AUDIT_KEY_FILE, SOCKET_FILE, TOKEN_FILE};
+use meanwhile_core::http::{AUDIT_KEY_FILE, SOCKET_FILE};
 use meanwhile_core::{Actor, TaskKind};
 use meanwhile_runtime::store::AuditKey;
 use meanwhile_runtime::{Runtime, RuntimeConfig, ShutdownMode};
@@ -28,11 +28,6 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 /// The daemon's socket in `home`.
 pub fn socket_path(home: &Path) -> PathBuf {
     home.join(SOCKET_FILE)
-}
-
-/// The file holding the TCP listener's bearer token in `home`.
-pub fn token_path(home: &Path) -> PathBuf {
-    home.join(TOKEN_FILE)
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), ServerError> {
@@ -76,7 +71,7 @@ fn register_agent_executor(rt: &Runtime, home: &Path) {
 const TOKENS_REFRESH: Duration = Duration::from_secs(2);
 
 /// Keeps the tokens this node accepts in step with the fleet's store.
-async fn refresh_tokens(rt: Runtime, tokens: Arc<auth::Tokens>) {
+async fn refresh_tokens(rt: Runtime, tokens: Arc<keys::Tokens>) {
     loop {
         tokio::time::sleep(TOKENS_REFRESH).await;
         if rt.is_shut_down() {
@@ -142,7 +137,7 @@ fn timeouts(settings: &Settings) -> Timeouts {
 async fn serve_tcp(
     listener: tokio::net::TcpListener,
     state: AppState,
-    tokens: Arc<auth::Tokens>,
+    tokens: Arc<keys::Tokens>,
     node_address: Option<String>,
     down_rx: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
@@ -187,10 +182,10 @@ pub async fn serve(
         .map_err(ServerError::io(format!("creating {}", home.display())))?;
     // The home holds every task's output and the token: only its owner may enter.
     set_mode(&home, 0o700)?;
-    let token = auth::load_or_create(&token_path(&home))?;
+    let token = keys::load_or_create(&keys::token_path(&home))?;
     // Kept beside the token, out of the database: whoever edits the database
     // cannot sign a checkpoint of the audit trail.
-    let audit_key = AuditKey::new(auth::load_or_create(&home.join(AUDIT_KEY_FILE))?.into_bytes());
+    let audit_key = AuditKey::new(keys::load_or_create(&home.join(AUDIT_KEY_FILE))?.into_bytes());
 
     // Bound first, so that the address other nodes reach this one at is the one
     // bound (a port of 0 is given a free one).
@@ -348,7 +343,7 @@ pub async fn serve(
         }
     }
     let named = rt.tokens().await?;
-    let mut tokens = auth::Tokens::new(&token, named.into_iter().map(|t| (t.name, t.hash)));
+    let mut tokens = keys::Tokens::new(&token, named.into_iter().map(|t| (t.name, t.hash)));
     if rt.store().is_shared() {
         tokens = tokens.shared_with(rt.clone());
     }
@@ -385,7 +380,7 @@ pub async fn serve(
         stop: stop_tx.clone(),
         tokens: tokens.clone(),
         audit_key: audit_key.clone(),
-        browser: Arc::new(crate::dashboard::Browser::new(bound)),
+        browser: Arc::new(crate::browser::Browser::new(bound)),
         connections: Arc::new(Connections::default()),
         max_connections,
     };

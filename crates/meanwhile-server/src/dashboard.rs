@@ -3,39 +3,29 @@
 //! through the public API (`/v1/...`) and its event stream, so whatever it shows is
 //! scriptable too.
 //!
-//! A browser cannot send a bearer token on its own, so it logs in once and is given
-//! a session cookie (`HttpOnly`, `SameSite=Strict`): either with a token typed into
-//! the login form, or with a one-time link that `meanwhile dashboard` asks for on
-//! the Unix socket (which also opens a loopback port when the daemon has no TCP
-//! listener). Sessions live in the daemon's memory: a restarted daemon asks again.
-//! A request with the cookie that changes state must carry an `Origin` (checked to
-//! be this listener by [`crate::origin`]).
+//! Here are its files, its login pages and the handlers behind them; the sessions,
+//! one-time codes and the cookie are `browser.rs`'s. A request with the cookie that
+//! changes state must carry an `Origin` (checked to be this listener by
+//! [`crate::origin`]).
 
-use crate::auth::{Tokens, token_hash};
+use crate::browser::{
+    Browser, CODE_LIFETIME, SESSION_LIFETIME, cookie_name, port_of, session_cookie,
+};
 use crate::error::{Answer, Fail};
+use crate::keys::token_hash;
 use crate::state::AppState;
 use axum::Extension;
 use axum::extract::State;
 use axum::http::header::{
-    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, COOKIE, ETAG, IF_NONE_MATCH, LOCATION,
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH, LOCATION,
     REFERRER_POLICY, SET_COOKIE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use meanwhile_core::http::DashboardLink;
 use meanwhile_core::{Actor, ApiError, ErrorCode};
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
-
-/// How long a one-time login link works.
-const CODE_LIFETIME: Duration = Duration::from_secs(300);
-/// How long a session lasts after its login (the cookie's `Max-Age` too).
-const SESSION_LIFETIME: Duration = Duration::from_secs(24 * 3600);
-/// The most sessions kept; the oldest go first.
-const MAX_SESSIONS: usize = 10_000;
 
 /// The page's files, as the browser reads them.
 const FILES: &[(&str, &str, &str)] = &[
@@ -102,197 +92,6 @@ const LOGIN_HTML: &str = include_str!("dashboard/login.html");
 const CSP: &str = "default-src 'none'; script-src 'self'; worker-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 /// The login page's own: its style is inline.
 const LOGIN_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
-
-struct Session {
-    actor: Actor,
-    /// The hash of the token it logged in with; none for a login link's.
-    token: Option<String>,
-    since: Instant,
-}
-
-/// The browser sessions and one-time login codes of a daemon, kept by hash.
-#[derive(Default)]
-pub(crate) struct Browser {
-    sessions: Mutex<HashMap<String, Session>>,
-    codes: Mutex<HashMap<String, (Actor, Instant)>>,
-    /// The address the dashboard is served at, once a listener serves it.
-    address: tokio::sync::Mutex<Option<SocketAddr>>,
-    /// Serves the TCP router on a listener: set by the daemon once its state exists.
-    launcher: OnceLock<Box<dyn Fn(tokio::net::TcpListener) + Send + Sync>>,
-}
-
-impl Browser {
-    /// A browser that the daemon's TCP listener at `address` (if any) serves.
-    pub(crate) fn new(address: Option<SocketAddr>) -> Browser {
-        Browser {
-            address: tokio::sync::Mutex::new(address),
-            ..Browser::default()
-        }
-    }
-
-    /// How a listener opened for the dashboard is served.
-    pub(crate) fn set_launcher(&self, f: Box<dyn Fn(tokio::net::TcpListener) + Send + Sync>) {
-        let _ = self.launcher.set(f);
-    }
-
-    fn new_session(&self, actor: Actor, token: Option<String>) -> String {
-        let secret = crate::auth::new_secret();
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        sessions.retain(|_, s| s.since.elapsed() < SESSION_LIFETIME);
-        if sessions.len() >= MAX_SESSIONS
-            && let Some(oldest) = sessions
-                .iter()
-                .min_by_key(|(_, s)| s.since)
-                .map(|(k, _)| k.clone())
-        {
-            sessions.remove(&oldest);
-        }
-        sessions.insert(
-            token_hash(&secret),
-            Session {
-                actor,
-                token,
-                since: Instant::now(),
-            },
-        );
-        secret
-    }
-
-    /// The actor of the session `secret`, if it is one, has not expired, and the
-    /// token it logged in with still opens the listener (`tokens` knows its hash: a
-    /// token removed, even if added again under its name, ends its sessions).
-    fn session(&self, secret: &str, tokens: &Tokens) -> Option<Actor> {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        let key = token_hash(secret);
-        let s = sessions.get(&key)?;
-        let gone = s.token.as_ref().is_some_and(|h| !tokens.knows_hash(h));
-        if gone || s.since.elapsed() >= SESSION_LIFETIME {
-            sessions.remove(&key);
-            return None;
-        }
-        Some(s.actor.clone())
-    }
-
-    fn end_session(&self, secret: &str) {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&token_hash(secret));
-    }
-
-    fn new_code(&self, actor: Actor) -> String {
-        let code = crate::auth::new_secret();
-        let mut codes = self.codes.lock().unwrap_or_else(|e| e.into_inner());
-        codes.retain(|_, (_, at)| at.elapsed() < CODE_LIFETIME);
-        codes.insert(token_hash(&code), (actor, Instant::now()));
-        code
-    }
-
-    /// The actor a login code was made for; the code works only once.
-    fn take_code(&self, code: &str) -> Option<Actor> {
-        let (actor, at) = self
-            .codes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&token_hash(code))?;
-        (at.elapsed() < CODE_LIFETIME).then_some(actor)
-    }
-}
-
-/// The name of the session cookie of the listener on `port`: cookies are kept per
-/// host, not per port, so two daemons on one machine need two names.
-fn cookie_name(port: u16) -> String {
-    format!("meanwhile_{port}")
-}
-
-/// The session cookie of a request, if it carries one.
-fn session_cookie(headers: &HeaderMap, port: u16) -> Option<String> {
-    let name = cookie_name(port);
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
-}
-
-/// The port a request reached, from its `Host` (checked by [`crate::origin`] first).
-fn port_of(headers: &HeaderMap) -> u16 {
-    headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.rsplit_once(':'))
-        .and_then(|(_, p)| p.parse().ok())
-        .unwrap_or(80)
-}
-
-/// What the guard of the TCP listener decides about a request with no bearer token.
-pub(crate) enum Verdict {
-    /// Served as this actor.
-    Serve(Actor),
-    /// The login pages: served to anyone.
-    Open,
-    /// Refused with this answer.
-    Refuse(Response),
-}
-
-/// The login pages, open to requests without a token.
-fn is_open(path: &str) -> bool {
-    path == "/login"
-}
-
-/// Pages a person opens: sent to the login form rather than refused with JSON.
-fn is_page(method: &Method, path: &str) -> bool {
-    method == Method::GET && (path == "/" || path == "/ui" || path.starts_with("/ui/"))
-}
-
-/// Decides about a request that carries no bearer token: its session cookie, the
-/// login pages, or a refusal (a redirect to the login form for a page).
-pub(crate) fn without_token(
-    browser: &Browser,
-    tokens: &Tokens,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-) -> Verdict {
-    let path = uri.path();
-    if is_open(path) {
-        return Verdict::Open;
-    }
-    let port = port_of(headers);
-    let actor = session_cookie(headers, port).and_then(|c| browser.session(&c, tokens));
-    if let Some(actor) = actor {
-        let changes = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
-        if changes && !headers.contains_key(axum::http::header::ORIGIN) {
-            return Verdict::Refuse(crate::error::error_response(ApiError {
-                code: ErrorCode::Forbidden,
-                message: "a request with the dashboard's cookie that changes something must carry Origin (browsers send it; other clients use 'Authorization: Bearer <token>')".into(),
-                field: Some("Origin".into()),
-            }));
-        }
-        return Verdict::Serve(actor);
-    }
-    if is_page(method, path) {
-        let next = uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .filter(|p| p.starts_with("/ui"))
-            .unwrap_or("/ui/");
-        let to = format!(
-            "/login?next={}",
-            form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
-        );
-        return Verdict::Refuse(
-            (StatusCode::SEE_OTHER, [(LOCATION, to)], "log in first").into_response(),
-        );
-    }
-    Verdict::Refuse(crate::error::error_response(ApiError::new(
-        ErrorCode::Unauthorized,
-        "this listener needs 'Authorization: Bearer <token>' or the dashboard's login (the token is in the token file of the daemon's home)",
-    )))
-}
 
 /// The routes of the dashboard on the TCP listener.
 pub(crate) fn routes() -> Router<AppState> {
@@ -537,6 +336,8 @@ fn unavailable(message: String) -> Fail {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::Tokens;
+    use axum::http::header::COOKIE;
 
     fn someone() -> Actor {
         Actor::Token {

@@ -7,8 +7,8 @@
 //! `GET /v1/tasks/{id}/output` over that node's TCP listener, marked as forwarded so
 //! that the node asked reads its own log and never forwards again.
 
-use crate::auth;
 use crate::error::ServerError;
+use crate::keys;
 use meanwhile_core::http::{ErrorBody, OutputParams};
 use meanwhile_core::{InputSent, OutputChunk, OutputQuery, TaskId, TaskInput};
 use meanwhile_runtime::{RemoteError, RemoteOutput, Runtime};
@@ -40,7 +40,7 @@ pub(crate) struct HttpRemote {
 impl HttpRemote {
     /// Loads (or creates) this node's token from `home`.
     pub(crate) fn new(home: &Path) -> Result<HttpRemote, ServerError> {
-        let token = auth::load_or_create(&home.join(NODE_TOKEN_FILE))?;
+        let token = keys::load_or_create(&home.join(NODE_TOKEN_FILE))?;
         // reqwest is built without a default crypto provider (see the root Cargo.toml).
         let _already_installed = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
@@ -57,7 +57,7 @@ impl HttpRemote {
     /// Makes the store know this node's token, replacing one of an earlier start.
     pub(crate) async fn register(&self, rt: &Runtime) -> Result<(), ServerError> {
         let name = token_name(rt.node());
-        let hash = auth::token_hash(&self.token);
+        let hash = keys::token_hash(&self.token);
         let tokens = rt.tokens().await.map_err(ServerError::Runtime)?;
         match tokens.iter().find(|t| t.name == name) {
             Some(t) if t.hash == hash => return Ok(()),

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 mod auth;
+mod browser;
 mod config;
 mod conn;
 mod daemon;
@@ -15,17 +16,20 @@ mod error;
 mod extract;
 pub mod forward;
 mod handlers;
+mod keys;
 mod metrics;
 mod metrics_runtime;
 mod openapi;
 mod origin;
 mod retention;
+mod route;
 mod routes;
 mod state;
 pub mod webhook;
 
 pub use config::{QueueSettings, Retention, Settings};
-pub use daemon::{serve, socket_path, token_path};
+pub use daemon::{serve, socket_path};
 pub use error::ServerError;
-pub use openapi::openapi;
+pub use keys::token_path;
+pub use routes::openapi;
 pub use routes::{RouteInfo, route_infos};

@@ -1,19 +1,18 @@
 //! The OpenAPI 3.1 document, built from the route table and the JSON Schemas of the
 //! handlers' own request and answer types.
 
-use crate::routes::table;
-use axum::Json;
+use crate::route::Route;
 use schemars::SchemaGenerator;
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
-/// The OpenAPI document of every endpoint.
-pub fn openapi() -> Value {
+/// The OpenAPI document of `routes`.
+pub(crate) fn document(routes: &[Route]) -> Value {
     let mut settings = SchemaSettings::draft2020_12();
     settings.definitions_path = "/components/schemas".into();
     let mut g = settings.into_generator();
     let mut paths: Map<String, Value> = Map::new();
-    for r in table() {
+    for r in routes {
         let mut op = Map::new();
         op.insert("summary".into(), json!(r.summary));
         let mut params: Vec<Value> = path_params(r.path, &mut g);
@@ -149,8 +148,4 @@ fn event_schema(event: Value) -> Value {
             },
         },
     })
-}
-
-pub(crate) async fn serve_document() -> Json<Value> {
-    Json(openapi())
 }

@@ -5,11 +5,11 @@ use crate::handlers::{
     alerts, audit, budgets, control, events, nodes, notifications, output, queues, schedules,
     shutdown, status, tasks, tokens, wait,
 };
+use crate::route::{Route, op};
 use crate::state::AppState;
 use axum::Router;
-use axum::handler::Handler;
 use axum::http::{Method, StatusCode};
-use axum::routing::{MethodFilter, MethodRouter, on};
+use axum::routing::MethodRouter;
 use meanwhile_core::http::{
     AckRequest, AlertParams, BatchAnswer, BatchRequest, CleanBody, EventParams, Health,
     LimitParams, ListParams, OutputParams, ProgressReport, QueueUpdate, RemoveRequest, Removed,
@@ -21,89 +21,14 @@ use meanwhile_core::{
 };
 use meanwhile_core::{AuditPage, AuditParams, AuditVerdict, NewToken, NewTokenRequest, TokenInfo};
 use meanwhile_core::{InputSent, TaskInput};
-use schemars::{JsonSchema, Schema, SchemaGenerator};
 
-/// Makes the schema of a type, registering what it refers to.
-pub(crate) type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
-
-fn schema_of<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
-    g.subschema_for::<T>()
+/// The OpenAPI document of every endpoint.
+pub fn openapi() -> serde_json::Value {
+    crate::openapi::document(&table())
 }
 
-fn inline_schema_of<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
-    T::json_schema(g)
-}
-
-/// One endpoint.
-pub(crate) struct Route {
-    pub method: Method,
-    pub path: &'static str,
-    pub summary: &'static str,
-    pub body: Option<SchemaFn>,
-    /// Whether the body may be left out.
-    pub body_optional: bool,
-    pub query: Option<SchemaFn>,
-    pub answer: Option<SchemaFn>,
-    pub status: u16,
-    /// The answer's media type when it is not JSON.
-    pub media: &'static str,
-    /// Error answers worth a line of their own in the document (every error is
-    /// also covered by `default`): status and what it means.
-    pub refusals: Vec<(u16, &'static str)>,
-    pub handler: MethodRouter<AppState>,
-}
-
-fn op<H, T>(method: Method, path: &'static str, summary: &'static str, handler: H) -> Route
-where
-    H: Handler<T, AppState>,
-    T: 'static,
-{
-    let filter = MethodFilter::try_from(method.clone()).expect("a standard method");
-    Route {
-        method,
-        path,
-        summary,
-        body: None,
-        body_optional: false,
-        query: None,
-        answer: None,
-        status: 200,
-        media: "application/json",
-        refusals: Vec::new(),
-        handler: on(filter, handler),
-    }
-}
-
-impl Route {
-    fn body<T: JsonSchema>(mut self) -> Route {
-        self.body = Some(schema_of::<T>);
-        self
-    }
-    fn optional_body<T: JsonSchema>(mut self) -> Route {
-        self.body = Some(schema_of::<T>);
-        self.body_optional = true;
-        self
-    }
-    fn query<T: JsonSchema>(mut self) -> Route {
-        self.query = Some(inline_schema_of::<T>);
-        self
-    }
-    fn answer<T: JsonSchema>(mut self) -> Route {
-        self.answer = Some(schema_of::<T>);
-        self
-    }
-    fn status(mut self, status: u16) -> Route {
-        self.status = status;
-        self
-    }
-    fn media(mut self, media: &'static str) -> Route {
-        self.media = media;
-        self
-    }
-    fn refuses(mut self, status: u16, meaning: &'static str) -> Route {
-        self.refusals.push((status, meaning));
-        self
-    }
+async fn serve_document() -> axum::Json<serde_json::Value> {
+    axum::Json(openapi())
 }
 
 /// The 409 answers of a submit.
@@ -218,7 +143,7 @@ pub(crate) fn table() -> Vec<Route> {
             .answer::<AuditPage>(),
         op(M::GET, "/v1/audit/verify", "Verify the audit trail's hash chain and its checkpoint; names the first record changed or removed", audit::verify)
             .answer::<AuditVerdict>(),
-        op(M::GET, "/v1/openapi.json", "This document", crate::openapi::serve_document),
+        op(M::GET, "/v1/openapi.json", "This document", serve_document),
         op(M::GET, "/metrics", "Metrics in the Prometheus text format", crate::metrics::metrics)
             .media("text/plain"),
     ]

@@ -1,8 +1,8 @@
 //! What every handler can reach.
 
-use crate::auth::Tokens;
 use crate::config::Settings;
 use crate::error::Fail;
+use crate::keys::Tokens;
 use meanwhile_runtime::Runtime;
 use meanwhile_runtime::store::AuditKey;
 use std::future::Future;
@@ -28,7 +28,7 @@ pub(crate) struct AppState {
     /// The key that signs the audit trail's checkpoints.
     pub audit_key: AuditKey,
     /// The dashboard's browser sessions and login links.
-    pub browser: Arc<crate::dashboard::Browser>,
+    pub browser: Arc<crate::browser::Browser>,
     /// Each listener's open connections and refusals.
     pub connections: Arc<crate::conn::Connections>,
     /// The cap on each TCP listener's open connections.

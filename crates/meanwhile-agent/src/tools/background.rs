@@ -2,7 +2,8 @@
 //! [`Backend`]:
 //! shared by the agent and the MCP server, so both answer a model the same way.
 
-use super::{MAX_TASK_TIMEOUT, ToolError, de_task_id, defs, parse_args, seconds};
+use super::defs::{self, MAX_LIST, MAX_OUTPUT_BYTES, MIN_OUTPUT_BYTES};
+use super::{MAX_TASK_TIMEOUT, ToolError, de_task_id, parse_args, seconds};
 use meanwhile_core::{
     Backend, ListFilter, OutputChunk, OutputQuery, StopMode, TaskId, TaskKind, TaskRecord,
     TaskSpec, TaskState, Timestamp, WaitFor, WaitMode, format_duration,
@@ -18,12 +19,6 @@ use std::time::Duration;
 const MAX_WAIT: Duration = Duration::from_secs(600);
 /// Output given to the model per answer unless it asks for another size.
 const DEFAULT_OUTPUT_BYTES: usize = 16_000;
-/// The least and the most it may ask for; more would crowd out the conversation.
-pub(crate) const MIN_OUTPUT_BYTES: usize = 256;
-/// See [`MIN_OUTPUT_BYTES`].
-pub(crate) const MAX_OUTPUT_BYTES: usize = 100_000;
-/// The most tasks `background_list` shows at once.
-pub(crate) const MAX_LIST: u32 = 200;
 
 /// Runs one of the background tools (`background_run`, `background_output`,
 /// `background_stop`, `background_list`, `background_wait`) with the model's

@@ -27,6 +27,14 @@ pub const BACKGROUND_WAIT: &str = "background_wait";
 /// Starts a sub-agent as a background task.
 pub const SPAWN_AGENT: &str = "spawn_agent";
 
+/// The least output `background_output` may ask for, and the most; more would crowd
+/// out the conversation.
+pub(crate) const MIN_OUTPUT_BYTES: usize = 256;
+/// See [`MIN_OUTPUT_BYTES`].
+pub(crate) const MAX_OUTPUT_BYTES: usize = 100_000;
+/// The most tasks `background_list` shows at once.
+pub(crate) const MAX_LIST: u32 = 200;
+
 /// Every tool, in the order they are offered.
 pub const ALL_TOOLS: [&str; 11] = [
     BASH,
@@ -174,7 +182,7 @@ pub fn definition(name: &str) -> Option<ToolDefinition> {
                     "since": {"type": "integer", "minimum": 0, "description": "Byte cursor from an earlier answer; read only output after it."},
                     "tail": {"type": "integer", "minimum": 1, "description": "Only the last N lines."},
                     "grep": {"type": "string", "description": "Only lines matching this regex."},
-                    "max_bytes": {"type": "integer", "minimum": super::background::MIN_OUTPUT_BYTES, "maximum": super::background::MAX_OUTPUT_BYTES, "description": "Most bytes of text (head and tail kept); default 16000, at most 100000."},
+                    "max_bytes": {"type": "integer", "minimum": MIN_OUTPUT_BYTES, "maximum": MAX_OUTPUT_BYTES, "description": "Most bytes of text (head and tail kept); default 16000, at most 100000."},
                     "wait": {"type": "string", "enum": ["exit", "output", "match", "listening", "input"], "description": "Block until the task ends, new output arrives, a line matches `pattern`, it listens on a socket, or it waits for input."},
                     "pattern": {"type": "string", "description": "Regex for wait = \"match\"."},
                     "timeout_seconds": {"type": "number", "minimum": 0, "description": "Longest wait, default 30, at most 600."}
@@ -216,7 +224,7 @@ pub fn definition(name: &str) -> Option<ToolDefinition> {
                 json!({
                     "states": {"type": "array", "items": {"type": "string", "enum": ["pending", "running", "succeeded", "failed", "timed_out", "cancelled", "quarantined", "lost"]}, "description": "Only tasks in these states."},
                     "all_sessions": {"type": "boolean", "description": "List tasks of every session, not just this one."},
-                    "limit": {"type": "integer", "minimum": 1, "maximum": super::background::MAX_LIST, "description": "Most tasks to list (default 30, at most 200)."}
+                    "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIST, "description": "Most tasks to list (default 30, at most 200)."}
                 }),
                 &[],
             ),

@@ -1,9 +1,9 @@
 //! Named API tokens: list, add, remove. Served only on the Unix socket: they manage
 //! the credentials of the TCP listener, so a token must not be able to mint another.
 
-use crate::auth::{new_secret, token_hash};
 use crate::error::{Answer, Fail};
 use crate::extract::{Body, NamePath};
+use crate::keys::{new_secret, token_hash};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
@@ -22,7 +22,7 @@ fn default_refused(what: &str) -> Fail {
 }
 
 pub(crate) async fn list(State(state): State<AppState>) -> Answer<Json<Vec<TokenInfo>>> {
-    let file = crate::daemon::token_path(&state.settings.home);
+    let file = crate::keys::token_path(&state.settings.home);
     let created_at = std::fs::metadata(&file)
         .and_then(|m| m.modified())
         .ok()
