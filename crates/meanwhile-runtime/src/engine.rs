@@ -1,7 +1,7 @@
 //! The engine's state, shared by the dispatcher, the attempts, recovery and the
 //! public API: the store, the registry of running attempts, the closures and
 //! executors, the spawner, the journal, and the shutdown signal. It imports no module
-//! above it; the public API (`runtime.rs`) is a handle on it.
+//! above it; the public API (`runtime/`) is a handle on it.
 
 use crate::watch::OutputWatcher;
 use crate::{Home, RuntimeConfig, ShutdownMode};
