@@ -39,8 +39,8 @@ use meanwhile_core::{
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
+use std::sync::Arc;
+use tokio::sync::broadcast;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{Config, NoTls, Row};
@@ -70,23 +70,53 @@ pub struct PgStore {
 
 struct Inner {
     config: Config,
-    idle: Mutex<Vec<Client>>,
-    slots: Arc<Semaphore>,
+    pool: Pool,
     follow: Arc<follow::Follow>,
 }
 
-/// A connection taken from the pool: given back by [`Conn::release`], dropped
-/// (closed) otherwise, so a connection left in an unknown state is never reused.
-pub(crate) struct Conn {
-    client: Option<Client>,
-    inner: Arc<Inner>,
-    _slot: OwnedSemaphorePermit,
+/// Makes the pool's connections: the store's own [`Client`]s, each with its cache of
+/// prepared statements. A connection the server closed is not handed out again.
+struct Connector(Config);
+
+type Pool = deadpool::managed::Pool<Connector>;
+
+impl deadpool::managed::Manager for Connector {
+    type Type = Client;
+    type Error = tokio_postgres::Error;
+
+    async fn create(&self) -> std::result::Result<Client, tokio_postgres::Error> {
+        let (client, connection) = self.0.connect(NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!("a PostgreSQL connection ended: {}", describe_error(&e));
+            }
+        });
+        Ok(Client::new(client))
+    }
+
+    async fn recycle(
+        &self,
+        client: &mut Client,
+        _: &deadpool::managed::Metrics,
+    ) -> deadpool::managed::RecycleResult<tokio_postgres::Error> {
+        if client.is_closed() {
+            return Err(deadpool::managed::RecycleError::message(
+                "the connection is closed",
+            ));
+        }
+        Ok(())
+    }
 }
+
+/// A connection taken from the pool: given back by [`Conn::release`], closed when
+/// dropped otherwise, so a connection left in an unknown state (a transaction cut
+/// off midway) is never reused.
+pub(crate) struct Conn(Option<deadpool::managed::Object<Connector>>);
 
 impl std::ops::Deref for Conn {
     type Target = Client;
     fn deref(&self) -> &Client {
-        self.client
+        self.0
             .as_ref()
             .expect("a connection is held until released")
     }
@@ -94,10 +124,16 @@ impl std::ops::Deref for Conn {
 
 impl Conn {
     fn release(mut self) {
-        if let (Some(client), Ok(mut idle)) = (self.client.take(), self.inner.idle.lock())
-            && !client.is_closed()
-        {
-            idle.push(client);
+        // Dropped as the pool's object, it goes back to the pool.
+        drop(self.0.take());
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(object) = self.0.take() {
+            // Taken out of the pool, the client is dropped and its connection closed.
+            drop(deadpool::managed::Object::take(object));
         }
     }
 }
@@ -123,9 +159,14 @@ impl PgStore {
         let (events, _) = broadcast::channel(4096);
         let store = PgStore {
             inner: Arc::new(Inner {
+                pool: Pool::builder(Connector(config.clone()))
+                    .max_size(MAX_CONNECTIONS)
+                    .build()
+                    .map_err(|e| StoreError::Invalid {
+                        field: "database_url",
+                        message: format!("the connection pool: {e}"),
+                    })?,
                 config,
-                idle: Mutex::new(Vec::new()),
-                slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
                 follow: Arc::new(follow::Follow::new(events)),
             }),
         };
@@ -149,38 +190,11 @@ impl PgStore {
     }
 
     async fn conn(&self) -> Result<Conn> {
-        let slot = self
-            .inner
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        let pooled = self.inner.idle.lock().ok().and_then(|mut idle| {
-            while let Some(c) = idle.pop() {
-                if !c.is_closed() {
-                    return Some(c);
-                }
-            }
-            None
-        });
-        let client = match pooled {
-            Some(c) => c,
-            None => {
-                let (client, connection) = self.inner.config.connect(NoTls).await?;
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::warn!("a PostgreSQL connection ended: {}", describe_error(&e));
-                    }
-                });
-                Client::new(client)
-            }
-        };
-        Ok(Conn {
-            client: Some(client),
-            inner: self.inner.clone(),
-            _slot: slot,
-        })
+        match self.inner.pool.get().await {
+            Ok(object) => Ok(Conn(Some(object))),
+            Err(deadpool::managed::PoolError::Backend(e)) => Err(StoreError::Postgres(e)),
+            Err(_) => Err(StoreError::Closed),
+        }
     }
 
     /// Runs `f` on a pooled connection, outside any transaction.

@@ -8,7 +8,7 @@ use crate::conformance::NOW;
 use crate::support::Fixture;
 use meanwhile_core::http::QueueUpdate;
 use meanwhile_core::{AttemptOutcome, TaskKind, TaskSpec, TaskState, Timestamp};
-use meanwhile_store::{AttemptEnd, AuditKey, ClaimRequest, NewTask, Store, StoreError};
+use meanwhile_store::{AttemptEnd, AuditKey, ClaimRequest, ListFilter, NewTask, Store, StoreError};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -137,6 +137,31 @@ fn limit(max_parallel: u32, per_key: Option<u32>) -> QueueUpdate {
         per_key: per_key.map(Some),
         ..QueueUpdate::default()
     }
+}
+
+/// However many callers a store has at once, it opens at most 16 connections, and
+/// one more that listens for events: the callers beyond wait for a free one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_store_opens_at_most_sixteen_connections_however_many_call_it() {
+    let f = Fixture::postgres().await;
+    let before = f.pg_connections().await;
+    let store: Arc<dyn Store> = Arc::from(f.open_another().await.unwrap());
+    submit_many(&*store, 10, |_| None).await;
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..300 {
+        let store = store.clone();
+        calls.spawn(async move {
+            store
+                .list(ListFilter::default())
+                .await
+                .map(|p| p.tasks.len())
+        });
+    }
+    while let Some(listed) = calls.join_next().await {
+        assert_eq!(listed.unwrap().unwrap(), 10);
+    }
+    let opened = f.pg_connections().await - before;
+    assert!((2..=17).contains(&opened), "{opened} connections");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

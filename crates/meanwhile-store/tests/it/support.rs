@@ -50,6 +50,18 @@ impl Fixture {
         self.store = open(&self.db).await.unwrap();
     }
 
+    /// The connections to the fixture's PostgreSQL database, besides the one asking.
+    pub(crate) async fn pg_connections(&self) -> i64 {
+        let Db::Postgres(db) = &self.db else {
+            panic!("pg_connections asks a PostgreSQL fixture");
+        };
+        let (client, connection) = db.config().connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let sql = "SELECT count(*) FROM pg_stat_activity \
+                   WHERE datname = current_database() AND pid <> pg_backend_pid()";
+        client.query_one(sql, &[]).await.unwrap().get(0)
+    }
+
     /// Runs SQL on the database directly, as someone editing it by hand would.
     pub(crate) async fn edit(&self, sql: &str) {
         match &self.db {
