@@ -1,14 +1,15 @@
 //! The raw system calls of the process layer that `rustix` does not offer: `fork`,
 //! `execve`, `wait4` with its resource usage, closing descriptor ranges, resetting
 //! signal dispositions, passing a descriptor over a socket, and rewriting this
-//! process's command line. Everything else goes through `rustix`.
+//! process's command line, and the namespaces' `unshare` and bringing a network
+//! interface up. Everything else goes through `rustix`.
 //!
 //! Every `unsafe` block of the process layer lives here, each with the precondition
 //! it relies on.
 
 use std::ffi::{CStr, c_char, c_int};
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 /// Forks this process. `Ok(None)` in the child, `Ok(Some(pid))` in the parent.
@@ -372,6 +373,43 @@ pub(crate) fn own_children() -> Vec<i32> {
             .filter(|&pid| parent_of(pid) == Some(me as i32))
             .collect(),
     }
+}
+
+/// Moves the calling process into new namespaces; `CLONE_FILES` is refused.
+pub(crate) fn unshare(flags: rustix::thread::UnshareFlags) -> io::Result<()> {
+    if flags.contains(rustix::thread::UnshareFlags::FILES) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: without CLONE_FILES the descriptor table stays shared, so no thread is
+    // left holding descriptors of a table it no longer has; new namespaces change
+    // no memory of this process.
+    unsafe { rustix::thread::unshare_unsafe(flags) }?;
+    Ok(())
+}
+
+/// Brings the network interface `name` up, through the socket `sock` (one for the
+/// interface ioctls, such as a datagram socket).
+pub(crate) fn set_interface_up(sock: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+    if name.len() >= libc::IFNAMSIZ || name.contains(&0) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: an all-zero ifreq is valid (integers and arrays of them), and its name
+    // is NUL-terminated; the ioctls read and write only the ifreq we own, and
+    // SIOCGIFFLAGS fills the flags that are then read.
+    unsafe {
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (to, &from) in req.ifr_name.iter_mut().zip(name) {
+            *to = from as c_char;
+        }
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// A pid for rustix; `None` for 0 and negative numbers (which name groups or
