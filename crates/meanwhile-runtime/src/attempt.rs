@@ -622,7 +622,7 @@ pub(crate) async fn supervise(
         &inner.home.log(task.id),
         (spawn_io(task) != Io::None).then(|| inner.home.io_socket(task.id, attempt)),
     );
-    let exited = match spawn::pidfd_open(spawned.supervisor).and_then(spawn::async_fd) {
+    let exited = match spawn::pidfd_open(spawned.supervisor).and_then(crate::sys::async_fd) {
         Ok(fd) => Some(fd),
         Err(e) => {
             // ESRCH: the supervisor is already gone; its status file says how it ended.
