@@ -39,6 +39,7 @@
 //! ```
 //!
 //! This crate knows no HTTP serving and no LLM wire format.
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod budget;

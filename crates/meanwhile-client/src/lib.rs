@@ -4,6 +4,7 @@
 //! [`Client`] offers every endpoint as an async method and implements
 //! [`meanwhile_core::Backend`], so the agent and the MCP server work the same against
 //! the daemon as against an in-process runtime.
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod client;

@@ -1,6 +1,7 @@
 //! meanwhile's vocabulary: task ids, specs, states, transitions, retry arithmetic,
 //! notifications and events. This crate does no I/O: every clock reading and every
 //! random sample is passed in, so all of it is testable with plain values.
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod alert;

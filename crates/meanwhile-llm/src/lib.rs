@@ -23,6 +23,7 @@
 //!
 //! This crate knows nothing of tasks; it is the only one that knows LLM wire formats.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod anthropic;

@@ -15,6 +15,7 @@
 //!
 //! Transports: [`serve_stdio`] (for `meanwhile mcp`) and [`http_service`] (the
 //! streamable HTTP endpoint the daemon nests at `/mcp`).
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod config;

@@ -300,18 +300,15 @@ pub(crate) fn confinement(
         hide: None,
     };
     if let Some(n) = spec.max_files {
-        let mut l = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit writes the struct we own.
-        let known = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) } == 0;
-        // SAFETY: plain system call.
-        let root = unsafe { libc::geteuid() } == 0;
-        if known && !root && u64::from(n) > l.rlim_max {
+        // No hard limit (`None`) is infinity.
+        let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum;
+        let root = rustix::process::geteuid().is_root();
+        if let Some(hard) = hard
+            && !root
+            && u64::from(n) > hard
+        {
             return Err(format!(
-                "max_files {n} is above this system's hard limit of {} open files",
-                l.rlim_max
+                "max_files {n} is above this system's hard limit of {hard} open files"
             ));
         }
     }
@@ -320,7 +317,7 @@ pub(crate) fn confinement(
         return Ok((confine, None));
     }
     // Both hide the home, which takes a Landlock domain (see `sandbox`).
-    if crate::sandbox::landlock_abi().is_none() {
+    if !crate::sandbox::landlock_available() {
         return Err(
             "this kernel offers no Landlock (Linux 5.13 or later, with landlock among its LSMs), so the task cannot be confined (sandbox, no network); it was not run"
                 .into(),
@@ -626,7 +623,7 @@ pub(crate) async fn supervise(
         &inner.home.log(task.id),
         (spawn_io(task) != Io::None).then(|| inner.home.io_socket(task.id, attempt)),
     );
-    let exited = match spawn::pidfd_open(spawned.supervisor).and_then(spawn::async_fd) {
+    let exited = match spawn::pidfd_open(spawned.supervisor).and_then(crate::sys::async_fd) {
         Ok(fd) => Some(fd),
         Err(e) => {
             // ESRCH: the supervisor is already gone; its status file says how it ended.

@@ -17,9 +17,16 @@
 //! domain (`/proc/<pid>/root`, `/fd`, `/environ` of the daemon or another task,
 //! which would show the home again).
 
+use landlock::{
+    ABI, AccessFs, BitFlags, PathBeneath, RulesetAttr, RulesetCreated, RulesetCreatedAttr,
+};
+use rustix::fs::{CWD, FileType, Mode, OFlags};
+use rustix::net::{AddressFamily, SocketFlags, SocketType};
+use rustix::process::{Resource, Rlimit};
+use rustix::thread::UnshareFlags;
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -137,75 +144,17 @@ impl Confine {
     }
 }
 
-// Landlock's ABI (linux/landlock.h).
-const CREATE_RULESET_VERSION: u32 = 1;
-const RULE_PATH_BENEATH: u32 = 1;
-const FS_WRITE_FILE: u64 = 1 << 1;
-const FS_REMOVE_DIR: u64 = 1 << 4;
-const FS_REMOVE_FILE: u64 = 1 << 5;
-const FS_MAKE_CHAR: u64 = 1 << 6;
-const FS_MAKE_DIR: u64 = 1 << 7;
-const FS_MAKE_REG: u64 = 1 << 8;
-const FS_MAKE_SOCK: u64 = 1 << 9;
-const FS_MAKE_FIFO: u64 = 1 << 10;
-const FS_MAKE_BLOCK: u64 = 1 << 11;
-const FS_MAKE_SYM: u64 = 1 << 12;
-/// ABI 2.
-const FS_REFER: u64 = 1 << 13;
-/// ABI 3.
-const FS_TRUNCATE: u64 = 1 << 14;
-
-#[repr(C)]
-struct RulesetAttr {
-    handled_access_fs: u64,
-}
-
-#[repr(C, packed)]
-struct PathBeneathAttr {
-    allowed_access: u64,
-    parent_fd: i32,
-}
-
-/// The Landlock ABI the running kernel offers; `None` without Landlock (an old
-/// kernel, or one that does not enable it).
-pub(crate) fn landlock_abi() -> Option<u32> {
-    // SAFETY: the version query takes no attribute.
-    let v = unsafe {
-        libc::syscall(
-            libc::SYS_landlock_create_ruleset,
-            std::ptr::null::<RulesetAttr>(),
-            0usize,
-            CREATE_RULESET_VERSION,
-        )
-    };
-    u32::try_from(v).ok().filter(|&v| v >= 1)
-}
-
-/// Every right to change the file system that the ABI knows: what a sandbox
-/// handles, and grants only beneath its writable paths.
-fn write_rights(abi: u32) -> u64 {
-    let mut rights = FS_WRITE_FILE
-        | FS_REMOVE_DIR
-        | FS_REMOVE_FILE
-        | FS_MAKE_CHAR
-        | FS_MAKE_DIR
-        | FS_MAKE_REG
-        | FS_MAKE_SOCK
-        | FS_MAKE_FIFO
-        | FS_MAKE_BLOCK
-        | FS_MAKE_SYM;
-    if abi >= 2 {
-        rights |= FS_REFER;
-    }
-    if abi >= 3 {
-        rights |= FS_TRUNCATE;
-    }
-    rights
+/// Every right to change the file system that Landlock's ABI 3 knows: what a
+/// sandbox handles, and grants only beneath its writable paths. On a kernel with an
+/// older ABI the crate leaves out what it does not know (truncating before ABI 3,
+/// linking and renaming across directories before ABI 2), as a best effort.
+fn write_rights() -> BitFlags<AccessFs> {
+    AccessFs::from_write(ABI::V3)
 }
 
 /// The rights a rule on a file (not a directory) may grant.
-fn file_rights(abi: u32) -> u64 {
-    FS_WRITE_FILE | if abi >= 3 { FS_TRUNCATE } else { 0 }
+fn file_rights() -> BitFlags<AccessFs> {
+    AccessFs::WriteFile | AccessFs::Truncate
 }
 
 /// Devices every program may write, whatever its sandbox: the null and zero
@@ -219,22 +168,59 @@ const DEVICES: [&str; 6] = [
     "/dev/pts",
 ];
 
+/// A ruleset handling `handled`, as far as the kernel knows those rights; fails
+/// with `ENOSYS` when the kernel has no Landlock (Linux 5.13 or later, with
+/// landlock among its LSMs).
+fn created(handled: BitFlags<AccessFs>) -> io::Result<RulesetCreated> {
+    let ruleset = landlock::Ruleset::default()
+        .handle_access(handled)
+        .and_then(|r| r.create())
+        .map_err(os_error)?;
+    // Without Landlock the crate makes a ruleset that enforces nothing, and has no
+    // descriptor.
+    let fd: Option<OwnedFd> = ruleset.try_clone()?.into();
+    if fd.is_none() {
+        return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+    }
+    Ok(ruleset)
+}
+
+/// True when the running kernel offers Landlock.
+pub(crate) fn landlock_available() -> bool {
+    created(AccessFs::MakeBlock.into()).is_ok()
+}
+
+/// The system's error beneath a Landlock error (what the task's start reports);
+/// the error itself for one that has none.
+fn os_error(e: landlock::RulesetError) -> io::Error {
+    let mut at: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(err) = at {
+        if let Some(code) = err
+            .downcast_ref::<io::Error>()
+            .and_then(io::Error::raw_os_error)
+        {
+            return io::Error::from_raw_os_error(code);
+        }
+        at = err.source();
+    }
+    io::Error::other(e)
+}
+
 /// A Landlock ruleset that lets its process write only beneath some paths,
 /// prepared by the supervisor and applied by the task's child.
-pub(crate) struct Ruleset(OwnedFd);
+pub(crate) struct Ruleset(RulesetCreated);
 
 impl Ruleset {
     /// A ruleset for writing beneath `writable` (and the devices); fails when the
     /// kernel has no Landlock or a path cannot be opened.
     pub(crate) fn new(writable: &[PathBuf]) -> io::Result<Ruleset> {
-        let abi = landlock_abi().ok_or_else(|| io::Error::from_raw_os_error(libc::ENOSYS))?;
-        let handled = write_rights(abi);
-        let ruleset = Ruleset::create(handled)?;
+        let handled = write_rights();
+        let mut ruleset = Ruleset(created(handled)?);
         for path in writable {
-            ruleset.allow(path, handled, abi, true)?;
+            ruleset.allow(path, handled, true)?;
         }
         for dev in DEVICES {
-            ruleset.allow(Path::new(dev), handled, abi, false)?;
+            ruleset.allow(Path::new(dev), handled, false)?;
         }
         Ok(ruleset)
     }
@@ -244,64 +230,41 @@ impl Ruleset {
     /// a process cannot change the mounts nor look into processes outside it. For
     /// a task whose home is hidden but whose writes are not confined.
     pub(crate) fn domain_only() -> io::Result<Ruleset> {
-        landlock_abi().ok_or_else(|| io::Error::from_raw_os_error(libc::ENOSYS))?;
-        Ruleset::create(FS_MAKE_BLOCK)
+        Ok(Ruleset(created(AccessFs::MakeBlock.into())?))
     }
 
-    fn create(handled: u64) -> io::Result<Ruleset> {
-        let attr = RulesetAttr {
-            handled_access_fs: handled,
+    fn allow(
+        &mut self,
+        path: &Path,
+        handled: BitFlags<AccessFs>,
+        required: bool,
+    ) -> io::Result<()> {
+        let fd = match rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(e) if required => return Err(e.into()),
+            Err(_) => return Ok(()),
         };
-        // SAFETY: a valid attribute of the size given.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_landlock_create_ruleset,
-                &attr as *const RulesetAttr,
-                std::mem::size_of::<RulesetAttr>(),
-                0u32,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: the syscall returned a new descriptor we own.
-        Ok(Ruleset(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
-    }
-
-    fn allow(&self, path: &Path, handled: u64, abi: u32, required: bool) -> io::Result<()> {
-        let c = CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-        // SAFETY: a NUL-terminated path; the descriptor is owned below.
-        let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
-        if fd < 0 {
-            let e = io::Error::last_os_error();
-            return if required { Err(e) } else { Ok(()) };
-        }
-        // SAFETY: open returned a new descriptor.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let is_dir = std::fs::metadata(path).is_ok_and(|m| m.is_dir());
-        let rule = PathBeneathAttr {
-            allowed_access: if is_dir { handled } else { file_rights(abi) },
-            parent_fd: fd.as_raw_fd(),
-        };
-        // SAFETY: a valid rule for a ruleset descriptor we own.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_landlock_add_rule,
-                self.0.as_raw_fd(),
-                RULE_PATH_BENEATH,
-                &rule as *const PathBeneathAttr,
-                0u32,
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let rights = if is_dir { handled } else { file_rights() };
+        (&mut self.0)
+            .add_rule(PathBeneath::new(fd, rights))
+            .map_err(os_error)?;
         Ok(())
     }
 
-    pub(crate) fn fd(&self) -> i32 {
-        self.0.as_raw_fd()
+    /// Restricts the calling process to the ruleset (`no_new_privs` must be set
+    /// already). Allocates nothing.
+    fn restrict_self(&self) -> io::Result<()> {
+        let status = self
+            .0
+            .try_clone()?
+            .no_new_privs(false)
+            .restrict_self()
+            .map_err(os_error)?;
+        if status.ruleset == landlock::RulesetStatus::NotEnforced {
+            return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+        }
+        Ok(())
     }
 }
 
@@ -352,51 +315,41 @@ fn apply(
     cover: Option<&Cover>,
 ) -> Result<(), (&'static str, io::Error)> {
     let limit = |what: &'static str, resource, value: u64, hard: u64| {
-        let l = libc::rlimit {
-            rlim_cur: value,
-            rlim_max: hard,
+        let l = Rlimit {
+            current: Some(value),
+            maximum: Some(hard),
         };
-        // SAFETY: a valid rlimit.
-        if unsafe { libc::setrlimit(resource, &l) } != 0 {
-            return Err((what, io::Error::last_os_error()));
-        }
-        Ok(())
+        rustix::process::setrlimit(resource, l).map_err(|e| (what, e.into()))
     };
     if let Some(s) = c.cpu_secs {
         // SIGXCPU at the limit, SIGKILL a second later for one that ignores it.
-        limit("setting the CPU time limit", libc::RLIMIT_CPU, s, s + 1)?;
+        limit("setting the CPU time limit", Resource::Cpu, s, s + 1)?;
     }
     if let Some(n) = c.max_files {
         limit(
             "setting the open files limit",
-            libc::RLIMIT_NOFILE,
+            Resource::Nofile,
             n.into(),
             n.into(),
         )?;
     }
-    let mut namespaces = 0;
+    let mut namespaces = UnshareFlags::empty();
     if c.no_network {
-        namespaces |= libc::CLONE_NEWNET;
+        namespaces |= UnshareFlags::NEWNET;
     }
     if cover.is_some() {
-        namespaces |= libc::CLONE_NEWNS;
+        namespaces |= UnshareFlags::NEWNS;
     }
-    if namespaces != 0 {
+    if !namespaces.is_empty() {
         enter_namespaces(namespaces).map_err(|e| ("entering namespaces of its own", e))?;
     }
     if let Some(cover) = cover {
         cover.apply().map_err(|e| ("hiding meanwhile's home", e))?;
     }
     if let Some(r) = ruleset {
-        // SAFETY: plain prctl and Landlock calls on a descriptor we hold.
-        unsafe {
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-                return Err(("setting no_new_privs", io::Error::last_os_error()));
-            }
-            if libc::syscall(libc::SYS_landlock_restrict_self, r.fd(), 0u32) != 0 {
-                return Err(("applying the Landlock sandbox", io::Error::last_os_error()));
-            }
-        }
+        rustix::thread::set_no_new_privs(true).map_err(|e| ("setting no_new_privs", e.into()))?;
+        r.restrict_self()
+            .map_err(|e| ("applying the Landlock sandbox", e))?;
     }
     Ok(())
 }
@@ -406,40 +359,26 @@ fn apply(
 /// directly; another user makes a user namespace for them, mapping only its own
 /// ids, so it stays who it is (and, not being root in it, keeps no capability once
 /// it runs its program). Allocates nothing.
-pub(crate) fn enter_namespaces(flags: libc::c_int) -> io::Result<()> {
-    // SAFETY: plain system calls.
-    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-    if uid == 0 {
-        check(unsafe { libc::unshare(flags) })?;
+pub(crate) fn enter_namespaces(flags: UnshareFlags) -> io::Result<()> {
+    let (uid, gid) = (rustix::process::geteuid(), rustix::process::getegid());
+    if uid.is_root() {
+        crate::sys::unshare(flags)?;
     } else {
-        check(unsafe { libc::unshare(libc::CLONE_NEWUSER | flags) })?;
+        crate::sys::unshare(UnshareFlags::NEWUSER | flags)?;
         let mut buf = [0u8; 64];
         write_file(c"/proc/self/setgroups", b"deny")?;
-        write_file(c"/proc/self/uid_map", id_map(&mut buf, uid))?;
-        write_file(c"/proc/self/gid_map", id_map(&mut buf, gid))?;
+        write_file(c"/proc/self/uid_map", id_map(&mut buf, uid.as_raw()))?;
+        write_file(c"/proc/self/gid_map", id_map(&mut buf, gid.as_raw()))?;
     }
-    if flags & libc::CLONE_NEWNET != 0 {
+    if flags.contains(UnshareFlags::NEWNET) {
         loopback_up()?;
     }
     Ok(())
 }
 
-fn check(r: libc::c_int) -> io::Result<()> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
 /// The most paths a [`Cover`] puts back (the temporary directory and the socket
 /// need two).
 const MAX_KEPT: usize = 4;
-
-// The mount API (linux/mount.h).
-const OPEN_TREE_CLONE: libc::c_uint = 1;
-const AT_RECURSIVE: libc::c_uint = 0x8000;
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
 
 /// A [`Hide`] made ready by the supervisor before it forks: every path a C string,
 /// so that the task's child covers the home without allocating.
@@ -499,88 +438,64 @@ impl Cover {
     /// read-only. Nothing of this reaches the mounts outside (they are made
     /// private first). Allocates nothing.
     fn apply(&self) -> io::Result<()> {
-        let null = std::ptr::null::<libc::c_char>();
-        // SAFETY: NUL-terminated strings or null pointers, as mount(2) takes them.
-        check(unsafe {
-            libc::mount(
-                null,
-                c"/".as_ptr(),
-                null,
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            )
-        })?;
+        use rustix::mount::{MountFlags, MountPropagationFlags, MoveMountFlags, OpenTreeFlags};
+        rustix::mount::mount_change(
+            c"/",
+            MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+        )?;
         // Detached copies of the kept paths, taken while they can still be reached.
         let mut trees: [Option<OwnedFd>; MAX_KEPT] = Default::default();
         for (k, tree) in self.kept.iter().zip(trees.iter_mut()) {
-            // SAFETY: a NUL-terminated path; the descriptor is owned below.
-            let fd = unsafe {
-                libc::syscall(
-                    libc::SYS_open_tree,
-                    libc::AT_FDCWD,
-                    k.path.as_ptr(),
-                    OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | AT_RECURSIVE,
-                )
-            };
-            if fd < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: open_tree returned a new descriptor.
-            *tree = Some(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+            *tree = Some(rustix::mount::open_tree(
+                CWD,
+                k.path.as_c_str(),
+                OpenTreeFlags::OPEN_TREE_CLONE
+                    | OpenTreeFlags::OPEN_TREE_CLOEXEC
+                    | OpenTreeFlags::AT_RECURSIVE,
+            )?);
         }
-        let hidden = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-        // SAFETY: as above.
-        check(unsafe {
-            libc::mount(
-                c"meanwhile-hidden".as_ptr(),
-                self.home.as_ptr(),
-                c"tmpfs".as_ptr(),
-                hidden,
-                c"mode=0755,size=64k".as_ptr().cast(),
-            )
-        })?;
+        let hidden = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+        rustix::mount::mount(
+            c"meanwhile-hidden",
+            self.home.as_c_str(),
+            c"tmpfs",
+            hidden,
+            c"mode=0755,size=64k",
+        )?;
         for (k, tree) in self.kept.iter().zip(trees.iter()) {
             let Some(tree) = tree else { continue };
             for d in &k.dirs {
-                // SAFETY: a NUL-terminated path.
-                let r = unsafe { libc::mkdir(d.as_ptr(), 0o755) };
-                if r < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST) {
-                    return Err(io::Error::last_os_error());
+                match rustix::fs::mkdir(d.as_c_str(), Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                    Err(e) => return Err(e.into()),
                 }
             }
-            // SAFETY: a NUL-terminated path.
-            check(unsafe {
-                if k.is_dir {
-                    libc::mkdir(k.path.as_ptr(), 0o700)
-                } else {
-                    libc::mknod(k.path.as_ptr(), libc::S_IFREG | 0o600, 0)
-                }
-            })?;
-            // SAFETY: a detached tree we own, and a NUL-terminated target.
-            let r = unsafe {
-                libc::syscall(
-                    libc::SYS_move_mount,
-                    tree.as_raw_fd(),
-                    c"".as_ptr(),
-                    libc::AT_FDCWD,
-                    k.path.as_ptr(),
-                    MOVE_MOUNT_F_EMPTY_PATH,
-                )
-            };
-            if r < 0 {
-                return Err(io::Error::last_os_error());
+            if k.is_dir {
+                rustix::fs::mkdir(k.path.as_c_str(), Mode::from_raw_mode(0o700))?;
+            } else {
+                rustix::fs::mknodat(
+                    CWD,
+                    k.path.as_c_str(),
+                    FileType::RegularFile,
+                    Mode::from_raw_mode(0o600),
+                    0,
+                )?;
             }
+            rustix::mount::move_mount(
+                tree,
+                c"",
+                CWD,
+                k.path.as_c_str(),
+                MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+            )?;
         }
-        // SAFETY: as above; a remount of the cover alone, read-only from now on.
-        check(unsafe {
-            libc::mount(
-                null,
-                self.home.as_ptr(),
-                null,
-                libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | hidden,
-                std::ptr::null(),
-            )
-        })
+        // A remount of the cover alone, read-only from now on.
+        rustix::mount::mount_remount(
+            self.home.as_c_str(),
+            MountFlags::BIND | MountFlags::RDONLY | hidden,
+            c"",
+        )?;
+        Ok(())
     }
 }
 
@@ -611,39 +526,18 @@ fn id_map(buf: &mut [u8; 64], id: u32) -> &[u8] {
 }
 
 fn write_file(path: &std::ffi::CStr, bytes: &[u8]) -> io::Result<()> {
-    // SAFETY: a NUL-terminated path; the descriptor is owned below.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: open returned a new descriptor.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let fd = rustix::fs::open(path, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?;
     crate::sys::write_all(&fd, bytes)
 }
 
 fn loopback_up() -> io::Result<()> {
-    // SAFETY: a socket for the interface ioctls, owned below.
-    let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if s < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: socket returned a new descriptor.
-    let s = unsafe { OwnedFd::from_raw_fd(s) };
-    // SAFETY: an all-zero ifreq is valid; its name is "lo".
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    req.ifr_name[0] = b'l' as libc::c_char;
-    req.ifr_name[1] = b'o' as libc::c_char;
-    // SAFETY: the ioctls read and write the ifreq we own.
-    unsafe {
-        if libc::ioctl(s.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        if libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
+    let s = rustix::net::socket_with(
+        AddressFamily::INET,
+        SocketType::DGRAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    crate::sys::set_interface_up(s.as_fd(), b"lo")
 }
 
 /// Which limit of its tree a supervisor killed a task for.
@@ -747,8 +641,7 @@ fn watch(
     exceeded: &AtomicU8,
 ) {
     let me = std::process::id() as i32;
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+    let page = rustix::param::page_size() as u64;
     while !done.load(Ordering::SeqCst) {
         let all = crate::procfs::all_processes();
         let mut tree = crate::procfs::descendants(&all, root);
@@ -831,14 +724,37 @@ mod tests {
         assert_eq!(id_map(&mut buf, u32::MAX), b"4294967295 4294967295 1");
     }
 
+    /// Runs `cmd` as another user (65534), confined by `prepared` as a task's
+    /// child is. Becoming another user takes root.
+    fn output_as_another_user(
+        mut cmd: std::process::Command,
+        prepared: Prepared,
+    ) -> std::process::Output {
+        use std::os::unix::process::CommandExt;
+        // The supplementary groups are dropped, then the gid and the uid set, before
+        // the closure runs.
+        cmd.uid(65534).gid(65534);
+        // SAFETY: the closure makes system calls only, and allocates nothing: what
+        // `apply` uses was prepared before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                // A process that changed its ids is not dumpable, so its /proc files
+                // would stay root's; one started as the user is.
+                rustix::process::set_dumpable_behavior(
+                    rustix::process::DumpableBehavior::Dumpable,
+                )?;
+                prepared.apply().map_err(|(_, e)| e)
+            });
+        }
+        cmd.output().unwrap()
+    }
+
     /// The path another user takes: a user namespace mapping only its own ids, and a
     /// network namespace in it whose loopback is up. Becoming another user takes
     /// root, which is what the daemon's tests run as.
     #[test]
     fn another_user_gets_a_network_namespace_of_its_own() {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: plain system call.
-        if unsafe { libc::geteuid() } != 0 {
+        if !rustix::process::geteuid().is_root() {
             eprintln!("not root: the path of another user is the one this run takes");
             return;
         }
@@ -849,22 +765,12 @@ mod tests {
         );
         let mut cmd = std::process::Command::new("/bin/bash");
         cmd.args(["-c", &probe]);
-        // SAFETY: the closure makes system calls only, and allocates nothing.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setgroups(0, std::ptr::null()) != 0
-                    || libc::setgid(65534) != 0
-                    || libc::setuid(65534) != 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
-                // A process that changed its ids is not dumpable, so its /proc files
-                // would stay root's; one started as the user is.
-                libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
-                enter_namespaces(libc::CLONE_NEWNET)
-            });
-        }
-        let out = cmd.output().unwrap();
+        // A network namespace and nothing else: `enter_namespaces` alone.
+        let network = Confine {
+            no_network: true,
+            ..Confine::default()
+        };
+        let out = output_as_another_user(cmd, Prepared::new(&network).unwrap());
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
@@ -884,9 +790,7 @@ mod tests {
     #[test]
     fn another_user_sees_nothing_of_a_hidden_home_but_what_it_keeps() {
         use std::os::unix::fs::PermissionsExt;
-        use std::os::unix::process::CommandExt;
-        // SAFETY: plain system call.
-        if unsafe { libc::geteuid() } != 0 {
+        if !rustix::process::geteuid().is_root() {
             eprintln!("not root: the path of another user is the one this run takes");
             return;
         }
@@ -924,20 +828,7 @@ mod tests {
         );
         let mut cmd = std::process::Command::new("/bin/sh");
         cmd.args(["-c", &probe]).current_dir("/");
-        // SAFETY: the closure makes system calls only, and allocates nothing.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setgroups(0, std::ptr::null()) != 0
-                    || libc::setgid(65534) != 0
-                    || libc::setuid(65534) != 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
-                libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
-                prepared.apply().map_err(|(_, e)| e)
-            });
-        }
-        let out = cmd.output().unwrap();
+        let out = output_as_another_user(cmd, prepared);
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),

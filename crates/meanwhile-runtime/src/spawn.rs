@@ -181,12 +181,6 @@ pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Registers an fd we own with the Tokio reactor.
-pub(crate) fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
-    // SAFETY: the AsyncFd owns the fd, which therefore stays open while registered.
-    unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|e| io::Error::other(e.to_string()))
-}
-
 /// Forgets a supervisor that has exited, and its task's group. (Supervisors are
 /// the spawner's children, reaped by it; nothing is left to wait for here.)
 pub(crate) fn try_reap(supervisor: i32) {

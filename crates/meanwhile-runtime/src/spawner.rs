@@ -31,14 +31,14 @@ use rustix::net::{AddressFamily, SocketFlags, SocketType};
 use rustix::pipe::PipeFlags;
 use std::ffi::{c_char, c_int};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
 /// The environment variable that makes a program started from `/proc/self/exe` the
-/// spawner; its value is the descriptor of the spawner's socket.
+/// spawner; its value is `0`, the descriptor of the spawner's socket (its stdin).
 const MARKER: &str = "MEANWHILE_SPAWNER_FD";
 /// The spawner's argv[0], the other mark of a spawner.
 const SPAWNER_ARG0: &str = "meanwhile-spawner";
@@ -66,20 +66,13 @@ static SPAWNER_ENTRY: extern "C" fn(c_int, *const *const c_char, *const *const c
 extern "C" fn spawner_entry(argc: c_int, argv: *const *const c_char, envp: *const *const c_char) {
     // SAFETY: glibc calls `.init_array` functions with the process's argc, argv
     // and envp, valid for the life of the process.
-    let Some(fd) = (unsafe { sys::env_value(envp, MARKER) }) else {
-        return;
-    };
+    let startup = unsafe { sys::startup(argc, argv, envp, MARKER) };
     // Both marks, so that a stray variable in some environment changes nothing.
-    // SAFETY: as above.
-    if unsafe { sys::arg0(argc, argv) } != Some(SPAWNER_ARG0.as_bytes()) {
+    if startup.value != Some(b"0") || startup.arg0 != Some(SPAWNER_ARG0.as_bytes()) {
         return;
     }
-    let Some(fd) = std::str::from_utf8(fd).ok().and_then(|v| v.parse().ok()) else {
-        return;
-    };
-    // SAFETY: as above.
-    unsafe { sys::remember_title_area(argc, argv, envp) };
-    sys::run_and_exit(|| serve(fd))
+    startup.keep_title_area();
+    sys::run_and_exit(serve)
 }
 
 /// The runtime's handle on its spawner process.
@@ -309,7 +302,7 @@ impl Spawner {
 
 /// Sends one request; an error means it did not reach a spawner whole.
 fn send(sock: &OwnedFd, req: &SpawnRequest<'_>) -> io::Result<()> {
-    sys::send_with_fd(sock.as_raw_fd(), &wire::encode(req), req.log.as_raw_fd())
+    sys::send_with_fd(sock, &wire::encode(req), req.log.as_fd())
 }
 
 /// The reply to the request sent; an error means the channel broke after the
@@ -324,32 +317,34 @@ fn receive(sock: &OwnedFd) -> io::Result<Reply> {
 }
 
 /// The spawner's whole life, in the exec'd process; returns its exit code.
-fn serve(fd: RawFd) -> i32 {
-    // SAFETY: the runtime passed the socket as this descriptor (our stdin), and
-    // nothing else in this fresh process owns it.
-    let given = unsafe { OwnedFd::from_raw_fd(fd) };
-    let Ok(sock) = rustix::io::fcntl_dupfd_cloexec(&given, 3) else {
+fn serve() -> i32 {
+    // The runtime passed the socket as our stdin.
+    let Ok(sock) = rustix::io::fcntl_dupfd_cloexec(std::io::stdin(), 3) else {
         return 1;
     };
-    drop(given);
     // /dev/null on 0, 1 and 2, so that descriptors received later are never taken
-    // for standard streams, and nothing else of what the runtime may have leaked.
-    if let Ok(null) = rustix::fs::open(c"/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
-    {
-        let _ = rustix::stdio::dup2_stdin(&null); // best effort: they are not used
-        let _ = rustix::stdio::dup2_stdout(&null);
-        let _ = rustix::stdio::dup2_stderr(&null);
-        if null.as_raw_fd() <= 2 {
-            // It is one of the three (the socket's old place): keep it open.
-            std::mem::forget(null);
-        }
+    // for standard streams, and nothing else of what the runtime may have leaked:
+    // above all not the socket's copy on 0, which supervisors would inherit, and
+    // which would keep the runtime from seeing the spawner end.
+    let Ok(null) = rustix::fs::open(c"/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+    else {
+        return 1;
+    };
+    if rustix::stdio::dup2_stdin(&null).is_err() {
+        return 1;
+    }
+    let _ = rustix::stdio::dup2_stdout(&null); // best effort: they are not used
+    let _ = rustix::stdio::dup2_stderr(&null);
+    if null.as_raw_fd() <= 2 {
+        // It is one of the three: keep it open.
+        std::mem::forget(null);
     }
     sys::close_from_3_except(&[sock.as_raw_fd()]);
     let _ = rustix::thread::set_name(c"mw-spawner"); // cosmetic
     // Supervisors report through the journal; let the kernel reap them. Stay alive
     // for a Ctrl-C aimed at the runtime's terminal: the runtime decides.
     sys::ignore_signals(&[libc::SIGCHLD, libc::SIGPIPE, libc::SIGINT]);
-    if sys::send_all(sock.as_raw_fd(), &wire::MAGIC.to_le_bytes()).is_err() {
+    if sys::send_all(&sock, &wire::MAGIC.to_le_bytes()).is_err() {
         return 0;
     }
     while handle(&sock).is_ok() {}
@@ -360,7 +355,7 @@ fn serve(fd: RawFd) -> i32 {
 /// closed it) and the spawner exits.
 fn handle(sock: &OwnedFd) -> io::Result<()> {
     let mut header = [0u8; wire::HEADER];
-    let (n, log) = sys::recv_with_fd(sock.as_raw_fd(), &mut header)?;
+    let (n, log) = sys::recv_with_fd(sock, &mut header)?;
     if n == 0 {
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
@@ -382,7 +377,7 @@ fn handle(sock: &OwnedFd) -> io::Result<()> {
         _ => Reply::failed(Stage::Request, libc::EINVAL),
     };
     let _ = crate::fault::point("spawner.started");
-    sys::send_all(sock.as_raw_fd(), &reply.encode())
+    sys::send_all(sock, &reply.encode())
 }
 
 /// Forks the attempt's supervisor and relays its report.

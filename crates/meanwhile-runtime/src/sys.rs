@@ -1,14 +1,19 @@
-//! The raw system calls of the process layer that `rustix` does not offer: `fork`,
-//! `execve`, `wait4` with its resource usage, closing descriptor ranges, resetting
-//! signal dispositions, passing a descriptor over a socket, and rewriting this
-//! process's command line. Everything else goes through `rustix`.
+//! The process layer's system calls, through `rustix` where it offers them, and the
+//! raw ones it does not: `fork`, `execve`, `_exit`, `wait4` with its resource usage,
+//! closing descriptor ranges, signal dispositions and the signal mask, `unshare`,
+//! bringing a network interface up, reading the arguments and environment the C
+//! runtime hands a constructor, rewriting this process's command line, and
+//! registering a descriptor with Tokio's reactor.
 //!
-//! Every `unsafe` block of the process layer lives here, each with the precondition
-//! it relies on.
+//! The runtime's `unsafe` blocks live here (besides the spawner's constructor and
+//! the calls to [`fork`], whose precondition only their callers can know), each
+//! with the precondition it relies on.
 
 use std::ffi::{CStr, c_char, c_int};
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::io::{IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 /// Forks this process. `Ok(None)` in the child, `Ok(Some(pid))` in the parent.
@@ -56,11 +61,13 @@ pub(crate) fn execve(program: &CStr, argv: &[*const c_char], env: &[*const c_cha
 /// Waits for the child `pid` to end; its wait status and resource usage.
 pub(crate) fn wait4(pid: i32) -> io::Result<(c_int, libc::rusage)> {
     let mut status: c_int = 0;
-    // SAFETY: rusage is plain old data; zeroed is a valid value.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     loop {
-        // SAFETY: valid pointers to locals.
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        // SAFETY: rusage is plain old data, for which all zeroes is a valid value;
+        // wait4 writes only through the pointers to these locals.
+        let (r, usage) = unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            (libc::wait4(pid, &mut status, 0, &mut usage), usage)
+        };
         if r == pid {
             return Ok((status, usage));
         }
@@ -96,18 +103,33 @@ fn close_range(first: u32, last: u32) {
     unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
 }
 
+/// What a signal does, of the dispositions that run no code of ours.
+#[derive(Clone, Copy)]
+enum Disposition {
+    Ignore,
+    Default,
+}
+
+fn set_disposition(sig: c_int, disposition: Disposition) {
+    let handler = match disposition {
+        Disposition::Ignore => libc::SIG_IGN,
+        Disposition::Default => libc::SIG_DFL,
+    };
+    // SAFETY: SIG_IGN and SIG_DFL install no handler, so no code of ours runs in a
+    // signal's context; for a signal that cannot be caught the call just fails.
+    unsafe { libc::signal(sig, handler) };
+}
+
 /// Sets `signals` to be ignored.
 pub(crate) fn ignore_signals(signals: &[c_int]) {
     for &sig in signals {
-        // SAFETY: SIG_IGN is a valid disposition for these catchable signals.
-        unsafe { libc::signal(sig, libc::SIG_IGN) };
+        set_disposition(sig, Disposition::Ignore);
     }
 }
 
 /// Restores the default disposition of `sig`.
 pub(crate) fn default_signal(sig: c_int) {
-    // SAFETY: SIG_DFL is valid for every catchable signal.
-    unsafe { libc::signal(sig, libc::SIG_DFL) };
+    set_disposition(sig, Disposition::Default);
 }
 
 /// Every signal back to its default disposition and none blocked, as a freshly
@@ -126,87 +148,92 @@ pub(crate) fn reset_signals() {
     }
 }
 
-/// The value of the variable `name` in `envp`.
-///
-/// # Safety
-/// `envp` must be null or a NULL-terminated array of NUL-terminated strings that
-/// live as long as the process (as the C runtime passes them to a constructor).
-pub(crate) unsafe fn env_value(envp: *const *const c_char, name: &str) -> Option<&'static [u8]> {
-    if envp.is_null() {
-        return None;
-    }
-    let mut i = 0;
-    loop {
-        // SAFETY: per the precondition, every entry up to the NULL is a valid string.
-        let entry = unsafe { *envp.add(i) };
-        if entry.is_null() {
-            return None;
-        }
-        // SAFETY: as above.
-        let s = unsafe { CStr::from_ptr(entry) }.to_bytes();
-        if let Some(v) = s
-            .strip_prefix(name.as_bytes())
-            .and_then(|v| v.strip_prefix(b"="))
-        {
-            return Some(v);
-        }
-        i += 1;
-    }
+/// What the C runtime hands a constructor in `.init_array`, read once: argv[0],
+/// one variable of the environment, and where the argv and environment strings
+/// lie, as the kernel shows them for this process's command line.
+pub(crate) struct Startup {
+    /// argv[0], if there is one.
+    pub arg0: Option<&'static [u8]>,
+    /// The value of the variable asked for, if it is set.
+    pub value: Option<&'static [u8]>,
+    /// The start and length of the argv and environment strings, as far as they
+    /// are one contiguous block (as the kernel lays them out at exec).
+    title_area: (*mut u8, usize),
 }
 
-/// argv[0], if there is one.
+/// Reads argv[0], the variable `name` and the area of the argv and environment
+/// strings.
 ///
 /// # Safety
-/// `argv` must point to `argc` valid NUL-terminated strings that live as long as
-/// the process.
-pub(crate) unsafe fn arg0(argc: c_int, argv: *const *const c_char) -> Option<&'static [u8]> {
-    if argc < 1 || argv.is_null() {
-        return None;
-    }
-    // SAFETY: per the precondition.
-    Some(unsafe { CStr::from_ptr(*argv) }.to_bytes())
-}
-
-/// The memory holding this process's argv and environment strings, which the
-/// kernel shows as its command line; recorded at startup by [`remember_title_area`].
-static TITLE_AREA: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
-static TITLE_LEN: AtomicUsize = AtomicUsize::new(0);
-
-/// Records where argv and the environment strings lie, if they are one contiguous
-/// block (as the kernel lays them out at exec), for [`set_title`].
-///
-/// # Safety
-/// `argv` must point to `argc` valid NUL-terminated strings and `envp` to a
-/// NULL-terminated array of them, as the C runtime passes them to a constructor.
-pub(crate) unsafe fn remember_title_area(
+/// `argv` must be null or point to `argc` valid NUL-terminated strings, and `envp`
+/// must be null or a NULL-terminated array of them, all living as long as the
+/// process: as glibc passes them to an `.init_array` function.
+pub(crate) unsafe fn startup(
     argc: c_int,
     argv: *const *const c_char,
     envp: *const *const c_char,
-) {
-    if argc < 1 || argv.is_null() {
-        return;
-    }
-    // SAFETY: per the precondition, every pointer read here is valid.
+    name: &str,
+) -> Startup {
+    // SAFETY: per the precondition, every pointer read here (the first `argc`
+    // entries of argv, the entries of envp up to its NULL, and the strings they
+    // point to) is valid for the life of the process.
     unsafe {
-        let start = *argv as *mut u8;
-        let mut end = start;
-        let mut strings: Vec<*const c_char> = (0..argc as usize).map(|i| *argv.add(i)).collect();
-        let mut i = 0;
-        while !envp.is_null() && !(*envp.add(i)).is_null() {
-            strings.push(*envp.add(i));
-            i += 1;
+        let argv: &[*const c_char] = if argc < 1 || argv.is_null() {
+            &[]
+        } else {
+            std::slice::from_raw_parts(argv, argc as usize)
+        };
+        let mut envc = 0;
+        while !envp.is_null() && !(*envp.add(envc)).is_null() {
+            envc += 1;
         }
-        for s in strings {
-            if s as *mut u8 != end && s as *mut u8 != start {
-                // Not contiguous: some string was moved; write only what is known.
-                break;
+        let envp: &[*const c_char] = if envp.is_null() {
+            &[]
+        } else {
+            std::slice::from_raw_parts(envp, envc)
+        };
+        let text = |p: *const c_char| -> &'static [u8] { CStr::from_ptr(p).to_bytes() };
+        let value = envp.iter().find_map(|&e| {
+            text(e)
+                .strip_prefix(name.as_bytes())
+                .and_then(|v| v.strip_prefix(b"="))
+        });
+        let mut title_area = (std::ptr::null_mut(), 0);
+        if let Some(&first) = argv.first() {
+            let start = first as *mut u8;
+            let mut end = start;
+            for &p in argv.iter().chain(envp) {
+                if p as *mut u8 != end && p as *mut u8 != start {
+                    // Not contiguous: some string was moved; write only what is known.
+                    break;
+                }
+                end = (p as *mut u8).add(text(p).len() + 1);
             }
-            end = (s as *mut u8).add(CStr::from_ptr(s).to_bytes_with_nul().len());
+            title_area = (start, end.offset_from(start) as usize);
         }
-        TITLE_LEN.store(end.offset_from(start) as usize, Ordering::Relaxed);
+        Startup {
+            arg0: argv.first().map(|&p| text(p)),
+            value,
+            title_area,
+        }
+    }
+}
+
+impl Startup {
+    /// Records the area of the argv and environment strings for [`set_title`],
+    /// in a process that no longer reads them.
+    pub(crate) fn keep_title_area(&self) {
+        let (start, len) = self.title_area;
+        TITLE_LEN.store(len, Ordering::Relaxed);
         TITLE_AREA.store(start, Ordering::Relaxed);
     }
 }
+
+/// The memory holding this process's argv and environment strings, which the
+/// kernel shows as its command line; recorded at startup by
+/// [`Startup::keep_title_area`].
+static TITLE_AREA: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
+static TITLE_LEN: AtomicUsize = AtomicUsize::new(0);
 
 /// Rewrites this process's command line (what `ps` and `/proc/<pid>/cmdline`
 /// show) in place, over the argv and environment strings, which this process no
@@ -229,81 +256,51 @@ pub(crate) fn set_title(title: &[u8]) {
 }
 
 /// Sends `bytes`, with `fd` passed alongside the first byte.
-pub(crate) fn send_with_fd(sock: RawFd, bytes: &[u8], fd: RawFd) -> io::Result<()> {
-    let mut iov = libc::iovec {
-        iov_base: bytes.as_ptr() as *mut _,
-        iov_len: bytes.len(),
-    };
-    let mut cbuf = [0u64; 4];
-    // SAFETY: msghdr and the control buffer are set up per cmsg(3); the buffer is
-    // large enough for one descriptor and suitably aligned (u64).
-    let sent = unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as _;
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
-        libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL)
-    };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
+pub(crate) fn send_with_fd(sock: impl AsFd, bytes: &[u8], fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
+    let fds = [fd];
+    if !control.push(rustix::net::SendAncillaryMessage::ScmRights(&fds)) {
+        return Err(io::Error::from_raw_os_error(libc::ENOBUFS));
     }
-    send_all(sock, &bytes[sent as usize..])
+    let sent = rustix::net::sendmsg(
+        &sock,
+        &[IoSlice::new(bytes)],
+        &mut control,
+        rustix::net::SendFlags::NOSIGNAL,
+    )?;
+    send_all(sock, &bytes[sent..])
 }
 
 /// Receives into `buf` (at least one byte), and the descriptor passed with it.
-pub(crate) fn recv_with_fd(sock: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    let mut cbuf = [0u64; 4];
-    // SAFETY: as in `send_with_fd`; the kernel fills the buffers, and a descriptor it
-    // passes is new and ours.
-    let (n, fd) = unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
-        let n = libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC);
-        let mut fd = None;
-        if n > 0 {
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            if !cmsg.is_null()
-                && (*cmsg).cmsg_level == libc::SOL_SOCKET
-                && (*cmsg).cmsg_type == libc::SCM_RIGHTS
-            {
-                let raw = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>());
-                fd = Some(OwnedFd::from_raw_fd(raw));
-            }
-        }
-        (n, fd)
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok((n as usize, fd))
+pub(crate) fn recv_with_fd(
+    sock: impl AsFd,
+    buf: &mut [u8],
+) -> io::Result<(usize, Option<OwnedFd>)> {
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
+    let msg = rustix::net::recvmsg(
+        sock,
+        &mut [IoSliceMut::new(buf)],
+        &mut control,
+        rustix::net::RecvFlags::CMSG_CLOEXEC,
+    )?;
+    // Any other descriptor passed (a peer's mistake) is closed with the iterator.
+    let fd = control.drain().find_map(|m| match m {
+        rustix::net::RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+        _ => None,
+    });
+    Ok((msg.bytes, fd))
 }
 
 /// Sends all of `bytes` on a socket, without SIGPIPE.
-pub(crate) fn send_all(fd: RawFd, mut bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn send_all(sock: impl AsFd, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
-        // SAFETY: writing from a valid buffer.
-        let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
+        match rustix::net::send(&sock, bytes, rustix::net::SendFlags::NOSIGNAL) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
-        bytes = &bytes[n as usize..];
     }
     Ok(())
 }
@@ -372,6 +369,50 @@ pub(crate) fn own_children() -> Vec<i32> {
             .filter(|&pid| parent_of(pid) == Some(me as i32))
             .collect(),
     }
+}
+
+/// Moves the calling process into new namespaces; `CLONE_FILES` is refused.
+pub(crate) fn unshare(flags: rustix::thread::UnshareFlags) -> io::Result<()> {
+    if flags.contains(rustix::thread::UnshareFlags::FILES) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: without CLONE_FILES the descriptor table stays shared, so no thread is
+    // left holding descriptors of a table it no longer has; new namespaces change
+    // no memory of this process.
+    unsafe { rustix::thread::unshare_unsafe(flags) }?;
+    Ok(())
+}
+
+/// Brings the network interface `name` up, through the socket `sock` (one for the
+/// interface ioctls, such as a datagram socket).
+pub(crate) fn set_interface_up(sock: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+    if name.len() >= libc::IFNAMSIZ || name.contains(&0) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: an all-zero ifreq is valid (integers and arrays of them), and its name
+    // is NUL-terminated; the ioctls read and write only the ifreq we own, and
+    // SIOCGIFFLAGS fills the flags that are then read.
+    unsafe {
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (to, &from) in req.ifr_name.iter_mut().zip(name) {
+            *to = from as c_char;
+        }
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Registers a descriptor we own with the Tokio reactor.
+pub(crate) fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    // SAFETY: the AsyncFd owns the descriptor, which therefore stays open, and the
+    // same, while it is registered.
+    unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|e| io::Error::other(e.to_string()))
 }
 
 /// A pid for rustix; `None` for 0 and negative numbers (which name groups or

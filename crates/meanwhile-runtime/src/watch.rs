@@ -83,7 +83,7 @@ impl OutputWatcher {
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> io::Result<(OutputWatcher, mpsc::UnboundedReceiver<(TaskId, Progress)>)> {
         let fd = inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC)?;
-        let fd = crate::spawn::async_fd(fd)?;
+        let fd = crate::sys::async_fd(fd)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let watcher = OutputWatcher {
             inner: Arc::new(WatcherInner {

@@ -4,6 +4,7 @@
 //! only when asked, on a TCP address where every request needs the bearer token kept
 //! in `$MEANWHILE_HOME/token`. One route table (`routes`) builds both the router and
 //! the OpenAPI document at `/v1/openapi.json`, so the two cannot drift apart.
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod auth;

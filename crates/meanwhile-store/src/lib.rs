@@ -7,6 +7,7 @@
 //! finish), so that nodes sharing a database each hold leases on what they run.
 //! Every write commits its events (and, where a task ends, its notification) in the
 //! same transaction as the state change, and publishes them only after the commit.
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod actor;

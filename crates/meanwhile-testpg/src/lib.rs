@@ -235,12 +235,13 @@ impl Server {
             .stderr(fs::File::create(dir.join("server.log"))?);
         owner.apply(&mut cmd);
         // SAFETY: prctl with PR_SET_PDEATHSIG only sets a flag of the calling
-        // process; it is async-signal-safe, so it may run between fork and exec.
+        // process; it is async-signal-safe and allocates nothing, so it may run
+        // between fork and exec.
         unsafe {
             cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
+                rustix::process::set_parent_process_death_signal(Some(
+                    rustix::process::Signal::QUIT,
+                ))?;
                 Ok(())
             });
         }

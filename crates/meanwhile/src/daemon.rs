@@ -98,13 +98,13 @@ fn start(home: &Path, sock: &Path) -> anyhow::Result<()> {
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    // SAFETY: setsid is async-signal-safe; the daemon leaves our session so that
-    // closing this terminal (SIGHUP) does not take it and its tasks down.
+    // The daemon leaves our session so that closing this terminal (SIGHUP) does not
+    // take it and its tasks down.
+    // SAFETY: the closure calls setsid only, which is async-signal-safe and
+    // allocates nothing, so it may run between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            rustix::process::setsid()?;
             Ok(())
         });
     }

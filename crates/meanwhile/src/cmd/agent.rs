@@ -136,12 +136,14 @@ fn show(event: &AgentEvent, verbose: bool) {
 
 /// Runs `agent`.
 pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
-    // The configuration file lives in the home unless named.
-    if std::env::var_os("MEANWHILE_HOME").is_none() {
-        // SAFETY: set before any thread of ours reads the environment.
-        unsafe { std::env::set_var("MEANWHILE_HOME", &ctx.home) };
-    }
-    let config = AgentConfig::load(&overrides(&args)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The configuration file lives in the home unless named: without
+    // MEANWHILE_HOME, the home this command uses stands for it.
+    let env = |name: &str| match std::env::var(name).ok() {
+        None if name == "MEANWHILE_HOME" => ctx.home.to_str().map(str::to_owned),
+        value => value,
+    };
+    let config =
+        AgentConfig::resolve(&overrides(&args), &env).map_err(|e| anyhow::anyhow!("{e}"))?;
     // The daemon's audit trail names the agent's session with what it changes.
     let backend: Arc<dyn Backend> = Arc::new(ctx.client()?.with_session(&config.session));
     match args.prompt.clone() {
