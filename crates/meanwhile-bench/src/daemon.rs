@@ -81,10 +81,7 @@ impl Daemon {
 /// The throughput figure again, submitting through the daemon's API.
 pub async fn api_throughput() -> Value {
     let n = crate::task_count(2000);
-    let base = tokio::task::spawn_blocking(move || raw::posix_spawn_rate(n, 2))
-        .await
-        .expect("baseline");
-    let base_rate = n as f64 / base.as_secs_f64();
+    let base_rate = raw::spawn_floor(n).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let d = Daemon::start(dir.path()).await;
     d.client

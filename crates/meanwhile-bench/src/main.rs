@@ -2,7 +2,8 @@
 //! was measured against in the same run, so the ratio means something on any machine.
 //!
 //! `meanwhile-bench [NAME...]` runs the named benchmarks (all when none is named):
-//! throughput, submit_scaling, big_output, notify_latency, closure_throughput (the
+//! throughput, seed_manager_throughput (the seed-style Python manager beside it, run
+//! with the system `python3`), submit_scaling, big_output, notify_latency, closure_throughput (the
 //! engine, in-process), and
 //! api_throughput, cli_latency, daemon_rss, ls_latency (the daemon and the `meanwhile`
 //! binary, which must be built: `cargo build --release -p meanwhile`),
@@ -41,6 +42,7 @@ fn main() {
     let names: Vec<String> = std::env::args().skip(1).collect();
     let all = [
         "throughput",
+        "seed_manager_throughput",
         "sandbox_cost",
         "submit_scaling",
         "big_output",
@@ -75,6 +77,9 @@ fn main() {
     rt.block_on(async {
         if want("throughput") {
             emit(engine::throughput().await);
+        }
+        if want("seed_manager_throughput") {
+            emit(engine::seed_manager_throughput().await);
         }
         if want("sandbox_cost") {
             emit(engine::sandbox_cost().await);

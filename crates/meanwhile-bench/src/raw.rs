@@ -49,6 +49,42 @@ pub fn posix_spawn_rate(n: usize, parallel: usize) -> Duration {
     start.elapsed()
 }
 
+/// The floor of the shell-task figures: `sh -c true` through raw `posix_spawn`, 2 in
+/// flight, `n` times; in tasks per second.
+pub async fn spawn_floor(n: usize) -> f64 {
+    let took = tokio::task::spawn_blocking(move || posix_spawn_rate(n, 2))
+        .await
+        .expect("the posix_spawn baseline");
+    n as f64 / took.as_secs_f64()
+}
+
+/// The seed-style manager's program, run by [`seed_manager`].
+const SEED_MANAGER: &str = include_str!("../data/seed_manager.py");
+
+/// Runs the seed-style manager with the system `python3` on `n` tasks of `true`,
+/// `parallel` in flight; returns the time it measured from its first submit to its
+/// last notification (the interpreter's start left out).
+pub fn seed_manager(n: usize, parallel: usize) -> Duration {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(SEED_MANAGER)
+        .arg(n.to_string())
+        .arg(parallel.to_string())
+        .output()
+        .unwrap_or_else(|e| panic!("running python3 (the seed manager needs it): {e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the seed manager failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("the seed manager printed {text:?}, not its seconds"));
+    Duration::from_secs_f64(secs)
+}
+
 /// Peak resident set size of this process so far, in KiB.
 pub fn peak_rss_kb() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
