@@ -610,6 +610,17 @@ impl Client {
         self.call(Method::POST, "/v1/dashboard", None).await
     }
 
+    /// Moves the clock of a daemon started with `MEANWHILE_TEST_CLOCK` forward by
+    /// `by`, and waits until its timed loops looked at the new time. Over the Unix
+    /// socket only; another daemon refuses (`conflict`).
+    pub async fn advance_clock(
+        &self,
+        by: std::time::Duration,
+    ) -> Result<meanwhile_core::http::ClockMoved, ClientError> {
+        let body = self.json(&meanwhile_core::http::ClockAdvance { advance: by })?;
+        self.call(Method::POST, "/v1/clock", body).await
+    }
+
     /// The nodes sharing the daemon's store.
     pub async fn nodes(&self) -> Result<Vec<meanwhile_core::NodeInfo>, ClientError> {
         self.call(Method::GET, "/v1/nodes", None).await

@@ -719,6 +719,32 @@ pub struct AckRequest {
     pub for_: Option<Duration>,
 }
 
+/// The body of `POST /v1/clock`, served on the Unix socket of a daemon started
+/// with `MEANWHILE_TEST_CLOCK`: how far to move its clock forward.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ClockAdvance {
+    /// How far (`"1h"`, or seconds); `0s` moves nothing but still waits for a look.
+    #[serde(with = "crate::serde_duration")]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::DurationText"))]
+    pub advance: Duration,
+}
+
+/// The answer of `POST /v1/clock`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ClockMoved {
+    /// The daemon's time after the move.
+    pub now: crate::Timestamp,
+    /// How far the daemon's clock is ahead of the system's, in milliseconds.
+    pub ahead_ms: u64,
+    /// Whether every timed loop (schedules, budget windows, alert reminders,
+    /// stalls, node and dead man's heartbeats) looked at the new time before the
+    /// answer; false when one did not within 30 s (see `meanwhile health`).
+    pub settled: bool,
+}
+
 /// The answer of `GET /v1/health`: whether anything is firing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

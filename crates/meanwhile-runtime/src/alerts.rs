@@ -48,16 +48,15 @@ pub(crate) fn start(inner: &Arc<Inner>) {
 /// each due alert once (its update is conditional), so in a fleet one node reminds.
 async fn reminders(inner: Arc<Inner>) {
     let mut shutdown = inner.shutdown.subscribe();
+    let mut clock = inner.config.clock.looker(REMINDERS);
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(REMIND_LOOK) => {}
-            _ = shutdown.changed() => return,
-        }
-        match inner
+        let now = clock.now();
+        let reminded = inner
             .store
-            .repeat_alerts(inner.config.alert_repeat, crate::now())
-            .await
-        {
+            .repeat_alerts(inner.config.alert_repeat, now)
+            .await;
+        clock.looked();
+        match reminded {
             Ok(reminded) => {
                 inner.loops.ok(REMINDERS);
                 for a in reminded {
@@ -65,6 +64,10 @@ async fn reminders(inner: Arc<Inner>) {
                 }
             }
             Err(e) => failed(&inner, REMINDERS, format_args!("reminding of alerts"), &e),
+        }
+        tokio::select! {
+            _ = clock.sleep(REMIND_LOOK) => {}
+            _ = shutdown.changed() => return,
         }
     }
 }
@@ -242,7 +245,7 @@ impl Follower {
     /// taken again (firing and resolving are idempotent: one alert per cause).
     async fn take(&mut self, e: &Event) -> Result<(), Failed> {
         crate::fault::point("alerts.take").map_err(doing("taking an event for alerts"))?;
-        let now = crate::now();
+        let now = self.inner.now();
         match e.kind {
             EventKind::Queue => {
                 let name = e.data["name"].as_str().unwrap_or_default().to_string();
@@ -422,15 +425,35 @@ async fn fire(
     Ok(())
 }
 
-/// When a running task last printed: its log's modification time, or its start.
-fn last_output(inner: &Inner, t: &TaskRecord) -> Timestamp {
+/// When a running task last printed, on the runtime's clock, given its log's size
+/// and when that was first seen (`seen`, kept between looks): at the look that saw
+/// the log grow; at first sight, the log's modification time, or the task's start.
+/// Measured by looks rather than by the file's time alone, so a clock moved forward
+/// (a test's) counts as quiet time.
+fn last_output(
+    inner: &Inner,
+    t: &TaskRecord,
+    now: Timestamp,
+    seen: &mut HashMap<TaskId, (u64, Timestamp)>,
+) -> Timestamp {
     let started = t.started_at.unwrap_or(t.created_at);
-    let written = std::fs::metadata(inner.home.log(t.id))
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| Timestamp(d.as_millis() as i64));
-    written.map_or(started, |w| w.max(started))
+    let meta = std::fs::metadata(inner.home.log(t.id)).ok();
+    let size = meta.as_ref().map_or(0, |m| m.len());
+    match seen.get(&t.id) {
+        Some(&(known, at)) if known == size => at,
+        Some(_) => {
+            seen.insert(t.id, (size, now));
+            now
+        }
+        None => {
+            let written = meta
+                .and_then(|m| m.modified().ok())
+                .map(|m| inner.config.clock.shift(Timestamp::from(m)));
+            let at = written.map_or(started, |w| w.max(started));
+            seen.insert(t.id, (size, at));
+            at
+        }
+    }
 }
 
 /// Looks at this node's running tasks with a `stall` time once a second.
@@ -438,11 +461,16 @@ async fn stalls(inner: Arc<Inner>) {
     let mut shutdown = inner.shutdown.subscribe();
     // Tasks with a firing stalled alert, and when it fired.
     let mut stalled: HashMap<TaskId, Timestamp> = HashMap::new();
+    // Each watched task's log size, and when it was first seen at that size.
+    let mut printed: HashMap<TaskId, (u64, Timestamp)> = HashMap::new();
+    let mut clock = inner.config.clock.looker(STALLS);
     loop {
+        clock.looked();
         tokio::select! {
-            _ = tokio::time::sleep(STALL_LOOK) => {}
+            _ = clock.sleep(STALL_LOOK) => {}
             _ = shutdown.changed() => return,
         }
+        let now = clock.now();
         let running = match inner.store.running(Some(&inner.node), None).await {
             Ok(r) => r,
             Err(e) => {
@@ -456,12 +484,11 @@ async fn stalls(inner: Arc<Inner>) {
             }
         };
         inner.loops.ok(STALLS);
-        let now = crate::now();
         let mut still = HashSet::new();
         for (t, _) in &running {
             let Some(stall) = t.spec.stall else { continue };
             still.insert(t.id);
-            let last = last_output(&inner, t);
+            let last = last_output(&inner, t, now, &mut printed);
             let quiet = Duration::from_millis(last.millis_until(now));
             match stalled.get(&t.id) {
                 None if quiet >= stall => {
@@ -499,6 +526,7 @@ async fn stalls(inner: Arc<Inner>) {
                 _ => {}
             }
         }
+        printed.retain(|id, _| still.contains(id));
         // Ended (or moved away): the stall is over.
         let gone: Vec<TaskId> = stalled
             .keys()
@@ -525,7 +553,7 @@ async fn resolve_stall(inner: &Inner, id: TaskId, how: &str, now: Timestamp) {
 
 /// Stops a stalled task as `meanwhile stop` does.
 async fn stop_stalled(inner: &Inner, t: &TaskRecord) {
-    match inner.store.request_stop(t.id, crate::now(), false).await {
+    match inner.store.request_stop(t.id, inner.now(), false).await {
         Ok(StopOutcome::Stopping(task)) => {
             if task.node.as_deref() == Some(inner.node.as_str()) {
                 inner

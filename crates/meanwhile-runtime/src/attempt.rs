@@ -29,6 +29,7 @@ pub(crate) struct Ended {
     pub reason: Option<String>,
     pub peak_rss_kb: Option<u64>,
     pub cpu_ms: Option<u64>,
+    /// On the system's clock (the supervisor's); on the runtime's once recorded.
     pub ended_at: Timestamp,
     pub result: Option<String>,
 }
@@ -596,11 +597,12 @@ pub(crate) fn max_output(inner: &Inner, task: &TaskRecord) -> Option<u64> {
 }
 
 /// When the attempt must end, as an instant on the monotonic clock.
-fn deadline(task: &TaskRecord) -> Option<Instant> {
+fn deadline(inner: &Inner, task: &TaskRecord) -> Option<Instant> {
     let timeout = task.spec.timeout?;
-    let started = task.started_at.unwrap_or_else(crate::now);
+    let now = inner.now();
+    let started = task.started_at.unwrap_or(now);
     let end_ms = started.0 + timeout.as_millis() as i64;
-    let left = (end_ms - crate::now().0).max(0) as u64;
+    let left = (end_ms - now.0).max(0) as u64;
     Some(Instant::now() + Duration::from_millis(left))
 }
 
@@ -614,7 +616,7 @@ pub(crate) async fn supervise(
     mut stop: mpsc::UnboundedReceiver<StopRequest>,
 ) -> Option<Ended> {
     let grace = task.spec.grace.unwrap_or(inner.config.grace);
-    let timeout_at = deadline(task);
+    let timeout_at = deadline(inner, task);
     let _live = inner.live.track(
         task,
         attempt,
@@ -770,7 +772,7 @@ async fn run_in_process(
     // Polled here rather than spawned: one task and one wake-up fewer per closure,
     // and a stop drops it at once. A panic in it is caught and ends the attempt.
     let mut run = std::panic::AssertUnwindSafe(make(ctx)).catch_unwind();
-    let timeout_at = deadline(task);
+    let timeout_at = deadline(inner, task);
     let mut shutdown = inner.shutdown.subscribe();
     let mut stop_open = true;
     let ended = loop {
@@ -840,17 +842,18 @@ pub(crate) fn end_record(
     let (tail, output_bytes) = crate::output::last_lines(&log, lines, bytes, &mask);
     inner.metrics.attempt_ended(output_bytes);
     let delay = task.spec.retry.delay_after(attempt, inner.sample());
+    let ended_at = inner.config.clock.shift(ended.ended_at);
     AttemptEnd {
         id,
         attempt,
         outcome: ended.outcome,
-        ended_at: ended.ended_at,
+        ended_at,
         exit_code: ended.exit_code,
         signal: ended.signal,
         reason: ended.reason,
         peak_rss_kb: ended.peak_rss_kb,
         cpu_ms: ended.cpu_ms,
-        retry_at: Timestamp(ended.ended_at.0.max(crate::now().0) + delay.as_millis() as i64),
+        retry_at: Timestamp(ended_at.0.max(inner.now().0) + delay.as_millis() as i64),
         tail,
         output_bytes,
         result: ended.result,

@@ -27,7 +27,7 @@ pub(crate) fn start(inner: &Arc<Inner>) {
 /// Rolls every budget whose window has ended; returns the earliest end to come.
 async fn look(inner: &Inner) -> Result<Option<Timestamp>, StoreError> {
     crate::fault::point("budgets.look")?;
-    let now = crate::now();
+    let now = inner.now();
     let mut next: Option<Timestamp> = None;
     for b in inner.store.budgets().await? {
         let Some(end) = b.window_end else { continue };

@@ -165,6 +165,9 @@ pub struct RuntimeConfig {
     /// The most output a command or argv task's log keeps when neither its spec nor
     /// its queue sets `max_output`; `None` for no bound. Default 1 GiB.
     pub max_output: Option<meanwhile_core::ByteSize>,
+    /// The clock the runtime records and decides by. Default: the system's; tests
+    /// give one from [`crate::Clock::ahead`] and move it forward.
+    pub clock: Arc<crate::Clock>,
 }
 
 /// The default `max_output`: 1 GiB of log per task.
@@ -197,6 +200,7 @@ impl RuntimeConfig {
             remote_output: None,
             queue_defaults: Default::default(),
             max_output: Some(meanwhile_core::ByteSize(DEFAULT_MAX_OUTPUT)),
+            clock: crate::Clock::system(),
         }
     }
 }

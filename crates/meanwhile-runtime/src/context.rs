@@ -69,11 +69,12 @@ impl TaskHost for AttemptHost {
         message: String,
     ) -> HostFuture<'_, Result<(), ApiError>> {
         Box::pin(async move {
-            // The same rule as for every other reporter.
-            let p = Progress::new(percent, message, crate::now())?;
             let Some(inner) = self.engine.upgrade() else {
+                // The same rule as for every other reporter, even when not recorded.
+                Progress::new(percent, message, crate::now())?;
                 return Ok(());
             };
+            let p = Progress::new(percent, message, inner.now())?;
             inner
                 .write_progress(self.id, p)
                 .await
@@ -86,7 +87,7 @@ impl TaskHost for AttemptHost {
             let Some(inner) = self.engine.upgrade() else {
                 return Err("the runtime is shutting down".into());
             };
-            match inner.store.budget_gate(&self.queue, crate::now()).await {
+            match inner.store.budget_gate(&self.queue, inner.now()).await {
                 Ok(None) => Ok(()),
                 Ok(Some(budget)) => Err(budget.over_budget_reason()),
                 Err(e) => {
@@ -117,7 +118,7 @@ impl TaskHost for AttemptHost {
             };
             match inner
                 .store
-                .charge_usage(self.id, tokens, cost_usd, 1, crate::now())
+                .charge_usage(self.id, tokens, cost_usd, 1, inner.now())
                 .await
             {
                 Ok(charged) => {

@@ -59,7 +59,7 @@ fn kinds(inner: &Inner) -> Vec<TaskKind> {
 }
 
 fn claim_request(inner: &Inner) -> ClaimRequest {
-    let now = crate::now();
+    let now = inner.now();
     ClaimRequest {
         node: inner.node.clone(),
         now,
@@ -283,7 +283,7 @@ async fn renew_loop(inner: Arc<Inner>) {
         }
         if in_flight.is_none() && now >= next {
             next = now + every;
-            let until = meanwhile_core::Timestamp(crate::now().0 + lease.as_millis() as i64);
+            let until = meanwhile_core::Timestamp(inner.now().0 + lease.as_millis() as i64);
             let inner = inner.clone();
             in_flight = Some(tokio::spawn(async move {
                 (now, inner.store.renew(&inner.node, until).await)

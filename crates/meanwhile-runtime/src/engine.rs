@@ -76,6 +76,11 @@ impl Inner {
         self.active.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The time now, on the runtime's clock.
+    pub fn now(&self) -> meanwhile_core::Timestamp {
+        self.config.clock.now()
+    }
+
     /// A uniform sample in [0, 1) for backoff jitter.
     pub fn sample(&self) -> f64 {
         rand::random::<f64>()

@@ -101,7 +101,7 @@ async fn rescue_loop(inner: Arc<Inner>) {
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.changed() => return,
         }
-        let now = crate::now();
+        let now = inner.now();
         let expired = match crate::fault::point("rescue.look") {
             Ok(()) => inner.store.running(None, Some(now)).await,
             Err(e) => Err(e),
@@ -131,7 +131,7 @@ async fn rescue(inner: &Arc<Inner>, task: &TaskRecord, attempt: u32, holder: Str
         inner.node
     ));
     let end = attempt::end_record(inner, task, attempt, ended);
-    match inner.store.rescue(end, crate::now()).await {
+    match inner.store.rescue(end, inner.now()).await {
         Ok(Some(fin)) => {
             tracing::warn!(task = %task.id, "attempt {attempt} of node {holder:?} taken over: its lease expired");
             attempt::recorded(inner, task.kind, &fin);

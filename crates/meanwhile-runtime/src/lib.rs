@@ -16,6 +16,7 @@
 mod alerts;
 mod attempt;
 mod budgets;
+mod clock;
 mod config;
 mod context;
 mod dispatch;
@@ -54,6 +55,7 @@ pub mod status {
 mod watch;
 mod wire;
 
+pub use clock::{Clock, Looker};
 pub use config::{
     AlertSink, DEFAULT_MAX_OUTPUT, EndHook, RemoteError, RemoteOutput, RuntimeConfig, ShutdownMode,
     TaskEnd,
@@ -238,7 +240,7 @@ impl Error {
 /// A result with the runtime's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The current time.
+/// The system's time now. A runtime reads its own [`Clock`], which tests may move.
 pub fn now() -> Timestamp {
     Timestamp::from(std::time::SystemTime::now())
 }

@@ -41,6 +41,7 @@ struct Tracked {
 struct LiveInner {
     store: Arc<dyn Store>,
     secrets: crate::sealed::SecretsKey,
+    clock: Arc<crate::Clock>,
     tasks: Mutex<HashMap<TaskId, Tracked>>,
     changed: Notify,
 }
@@ -79,11 +80,13 @@ impl Live {
         loops: Arc<crate::loops::Loops>,
         shutdown: watch::Receiver<bool>,
         secrets: crate::sealed::SecretsKey,
+        clock: Arc<crate::Clock>,
     ) -> Live {
         let live = Live {
             inner: Arc::new(LiveInner {
                 store,
                 secrets,
+                clock,
                 tasks: Mutex::default(),
                 changed: Notify::new(),
             }),
@@ -184,7 +187,7 @@ impl Live {
             };
             t.seen.waiting_since = match (waiting, t.seen.waiting_since) {
                 (true, Some(since)) => Some(since),
-                (true, None) => Some(crate::now()),
+                (true, None) => Some(self.inner.clock.now()),
                 (false, _) => None,
             };
             t.seen.prompt = prompt;
@@ -281,7 +284,7 @@ impl Live {
                 live: live.clone(),
                 tail,
                 output_bytes: size,
-                now: crate::now(),
+                now: self.inner.clock.now(),
             };
             match self.inner.store.set_live(update).await {
                 Ok(()) => {

@@ -27,16 +27,18 @@ fn beat(inner: &Inner, started_at: Timestamp) -> NodeBeat {
         address: inner.config.node_address.clone(),
         version: VERSION.to_string(),
         started_at,
-        now: crate::now(),
+        now: inner.now(),
     }
 }
 
 async fn beat_loop(inner: Arc<Inner>) {
     let mut shutdown = inner.shutdown.subscribe();
-    let started_at = crate::now();
+    let started_at = inner.now();
     // Nodes with a firing node_silent alert, so that a node on time costs no write.
     let mut firing: Option<HashSet<String>> = None;
+    let mut clock = inner.config.clock.looker("nodes");
     loop {
+        let _ = clock.now();
         let beat = match crate::fault::point("nodes.beat") {
             Ok(()) => inner.store.beat(beat(&inner, started_at)).await,
             Err(e) => Err(e),
@@ -46,8 +48,9 @@ async fn beat_loop(inner: Arc<Inner>) {
             Err(e) => inner.loop_failed("nodes", format_args!("writing this node's heartbeat"), &e),
         }
         look(&inner, &mut firing).await;
+        clock.looked();
         tokio::select! {
-            _ = tokio::time::sleep(inner.config.node_heartbeat) => {}
+            _ = clock.sleep(inner.config.node_heartbeat) => {}
             _ = shutdown.changed() => return,
         }
     }
@@ -83,7 +86,7 @@ async fn look(inner: &Inner, firing: &mut Option<HashSet<String>>) {
             return;
         }
     };
-    let now = crate::now();
+    let now = inner.now();
     let after = inner.config.node_silent_after.as_millis() as u64;
     let mut seen = HashSet::new();
     for row in rows {
@@ -159,7 +162,7 @@ async fn resolve(
 
 /// The nodes as listed at `now`.
 pub(crate) async fn list(inner: &Inner) -> crate::Result<Vec<NodeInfo>> {
-    let now = crate::now();
+    let now = inner.now();
     let after = inner.config.node_silent_after.as_millis() as u64;
     Ok(inner
         .store

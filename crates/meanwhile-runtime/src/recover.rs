@@ -24,7 +24,7 @@ pub(crate) async fn recover(inner: &Arc<Inner>) -> crate::Result<()> {
     // journal in this home knows them. Its leases are renewed first, so that no
     // other node takes them over while they are looked at.
     let running = if inner.store.is_shared() {
-        let until = Timestamp(crate::now().0 + inner.config.lease.as_millis() as i64);
+        let until = Timestamp(inner.now().0 + inner.config.lease.as_millis() as i64);
         inner.store.renew(&inner.node, until).await?;
         inner.store.running(Some(&inner.node), None).await?
     } else {
@@ -94,7 +94,7 @@ pub(crate) async fn recover(inner: &Arc<Inner>) -> crate::Result<()> {
                 // (the previous spawner was waited for at start). No record means no
                 // program was started, so the claim is given back and the attempt
                 // does not count.
-                if let Err(e) = inner.store.release(task.id, n, crate::now()).await {
+                if let Err(e) = inner.store.release(task.id, n, inner.now()).await {
                     tracing::error!(task = %task.id, "releasing an unstarted attempt: {e}");
                 }
             }

@@ -27,7 +27,7 @@ pub(crate) fn start(inner: &Arc<Inner>) {
 /// Fires every due schedule; returns the earliest time one is due next.
 async fn look(inner: &Inner) -> Result<Option<Timestamp>, StoreError> {
     crate::fault::point("schedules.look")?;
-    let now = crate::now();
+    let now = inner.now();
     let mut next: Option<Timestamp> = None;
     for s in inner.store.schedules().await? {
         let due = match s.next_fire {

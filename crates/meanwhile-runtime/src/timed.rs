@@ -1,5 +1,5 @@
 //! The loop shared by the scheduler and the budget windows: look, then sleep until
-//! the earliest time the look named, a change, or shutdown.
+//! the earliest time the look named, a change, the clock moving, or shutdown.
 
 use crate::engine::Inner;
 use meanwhile_core::Timestamp;
@@ -27,16 +27,19 @@ pub(crate) async fn run<F, Fut>(
     Fut: Future<Output = Result<Option<Timestamp>, StoreError>>,
 {
     let mut shutdown = inner.shutdown.subscribe();
+    let mut clock = inner.config.clock.looker(what);
     loop {
         if *shutdown.borrow() {
             return;
         }
         // Registered before the look, so a change during it is not missed.
         let notified = changed(&inner).notified();
+        // The look reads the clock itself; it counts as after every move until here.
+        let _ = clock.now();
         let wait = match look(inner.clone()).await {
             Ok(next) => {
                 inner.loops.ok(what);
-                let now = crate::now();
+                let now = inner.now();
                 next.map(|t| Duration::from_millis(now.millis_until(t).max(1)))
                     .map_or(IDLE_RECHECK, |d| d.min(IDLE_RECHECK))
             }
@@ -45,8 +48,9 @@ pub(crate) async fn run<F, Fut>(
                 RETRY
             }
         };
+        clock.looked();
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
+            _ = clock.sleep(wait) => {}
             _ = notified => {}
             _ = shutdown.changed() => {}
         }

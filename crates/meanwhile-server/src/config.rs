@@ -69,6 +69,10 @@ pub struct Settings {
     pub heartbeat_url: Option<String>,
     /// How often the heartbeat URL is fetched. Default 1m.
     pub heartbeat_every: Duration,
+    /// For tests (`MEANWHILE_TEST_CLOCK`, not in config.toml): the daemon's clock
+    /// runs this far ahead of the system's, and `meanwhile daemon clock --advance`
+    /// moves it further. Default: none, the system's clock.
+    pub test_clock: Option<Duration>,
     /// A node of the fleet without a heartbeat for this long raises `node_silent`
     /// (`[alerts] node_silent_after`). Default 30s.
     pub node_silent_after: Duration,
@@ -278,6 +282,7 @@ impl Settings {
             alert_sinks: Vec::new(),
             heartbeat_url: None,
             heartbeat_every: Duration::from_secs(60),
+            test_clock: None,
             node_silent_after: Duration::from_secs(30),
             alert_repeat: Some(Duration::from_secs(4 * 3600)),
         }
@@ -514,6 +519,9 @@ impl Settings {
         }
         if let Some(l) = dur("MEANWHILE_SCHEDULE_LATE_AFTER")? {
             self.schedule_late_after = l;
+        }
+        if let Some(c) = dur("MEANWHILE_TEST_CLOCK")? {
+            self.test_clock = Some(c);
         }
         if let Some(c) = var("MEANWHILE_HOOK_ON_END") {
             self.hooks.on_end = Some(c).filter(|c| !c.trim().is_empty());

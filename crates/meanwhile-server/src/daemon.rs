@@ -266,6 +266,13 @@ pub async fn serve(
     // Three heartbeats fit in the silence allowed, so one late write is no alarm.
     cfg.node_heartbeat = (settings.node_silent_after / 3).min(Duration::from_secs(5));
     cfg.schedule_late_after = settings.schedule_late_after;
+    if let Some(ahead) = settings.test_clock {
+        tracing::warn!(
+            "MEANWHILE_TEST_CLOCK is set: this daemon's clock runs {} ahead of the system's, and `meanwhile daemon clock --advance` moves it; a test's setting, not for real work",
+            meanwhile_core::format_duration(ahead)
+        );
+        cfg.clock = meanwhile_runtime::Clock::ahead(ahead);
+    }
     cfg.on_end = settings.hooks.on_end.clone();
     cfg.hook_timeout = settings.hooks.timeout;
     if let Some(url) = &settings.hooks.webhook {
@@ -411,8 +418,8 @@ pub async fn serve(
     }
     if let Some(url) = &settings.heartbeat_url {
         let (url, every, down_rx) = (url.clone(), settings.heartbeat_every, down_rx.clone());
-        rt.spawn_loop("heartbeat", move |_| {
-            crate::webhook::heartbeat(url.clone(), every, down_rx.clone())
+        rt.spawn_loop("heartbeat", move |rt| {
+            crate::webhook::heartbeat(url.clone(), every, rt.clock().clone(), down_rx.clone())
         });
     }
     tokio::spawn(async move {

@@ -80,7 +80,7 @@ pub(crate) async fn run(rt: Runtime, r: Retention, audit_key: AuditKey) {
         if rt.is_shut_down() {
             return;
         }
-        let now = meanwhile_runtime::now();
+        let now = rt.now();
         if let Err(e) = meanwhile_runtime::fault::point("retention.pass") {
             // Nothing was removed: the next pass removes what this one would have.
             loops.failed(RETENTION, format_args!("a retention pass"), &e);

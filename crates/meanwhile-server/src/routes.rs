@@ -2,8 +2,8 @@
 //! and answers. The router and the OpenAPI document are both built from it.
 
 use crate::handlers::{
-    alerts, audit, budgets, control, events, nodes, notifications, output, queues, schedules,
-    shutdown, status, tasks, tokens, wait,
+    alerts, audit, budgets, clock, control, events, nodes, notifications, output, queues,
+    schedules, shutdown, status, tasks, tokens, wait,
 };
 use crate::route::{Route, op};
 use crate::state::AppState;
@@ -11,9 +11,10 @@ use axum::Router;
 use axum::http::{Method, StatusCode};
 use axum::routing::MethodRouter;
 use meanwhile_core::http::{
-    AckRequest, AlertParams, BatchAnswer, BatchRequest, CleanBody, EventParams, Health,
-    LimitParams, ListParams, OutputParams, ProgressReport, QueueUpdate, RemoveRequest, Removed,
-    ShutdownRequest, ShuttingDown, Status, StopRequest, SubmitAnswer, TaskDetail, WaitRequest,
+    AckRequest, AlertParams, BatchAnswer, BatchRequest, CleanBody, ClockAdvance, ClockMoved,
+    EventParams, Health, LimitParams, ListParams, OutputParams, ProgressReport, QueueUpdate,
+    RemoveRequest, Removed, ShutdownRequest, ShuttingDown, Status, StopRequest, SubmitAnswer,
+    TaskDetail, WaitRequest,
 };
 use meanwhile_core::{
     Alert, BudgetInfo, BudgetSpec, Event, NodeInfo, Notification, OutputChunk, Page, QueueInfo,
@@ -150,8 +151,9 @@ pub(crate) fn table() -> Vec<Route> {
 }
 
 /// The endpoints served on the Unix socket only: the named API tokens, which are
-/// the TCP listener's credentials (a token must not be able to mint another). They
-/// are not in the OpenAPI document, which describes what every listener serves.
+/// the TCP listener's credentials (a token must not be able to mint another), the
+/// dashboard's login links, and a test clock's moves. They are not in the OpenAPI
+/// document, which describes what every listener serves.
 fn socket_only() -> Vec<Route> {
     use Method as M;
     vec![
@@ -185,6 +187,15 @@ fn socket_only() -> Vec<Route> {
             crate::dashboard::open,
         )
         .answer::<meanwhile_core::http::DashboardLink>(),
+        op(
+            M::POST,
+            "/v1/clock",
+            "Move the clock of a daemon started with MEANWHILE_TEST_CLOCK forward, and wait until its timed loops looked at the new time",
+            clock::advance,
+        )
+        .body::<ClockAdvance>()
+        .answer::<ClockMoved>()
+        .refuses(409, "`conflict`: the daemon keeps the system's time"),
     ]
 }
 

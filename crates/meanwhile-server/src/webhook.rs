@@ -3,6 +3,7 @@
 //! least once and tries a failed POST again with backoff.
 
 use hmac::{Hmac, KeyInit, Mac};
+use meanwhile_core::Timestamp;
 use meanwhile_runtime::{AlertSink, EndHook, TaskEnd};
 use sha2::Sha256;
 use std::future::Future;
@@ -53,10 +54,11 @@ impl Webhook {
 /// The dead man's switch: fetches `url` every `every` until `down` says the daemon
 /// stops, so that a monitor outside (healthchecks.io, Cronitor, an uptime check)
 /// notices when meanwhile is gone. A failed fetch is logged; the next one comes on
-/// time.
+/// time, by `clock`.
 pub(crate) async fn heartbeat(
     url: String,
     every: Duration,
+    clock: std::sync::Arc<meanwhile_runtime::Clock>,
     mut down: tokio::sync::watch::Receiver<bool>,
 ) {
     let _already_installed = rustls::crypto::ring::default_provider().install_default();
@@ -71,14 +73,26 @@ pub(crate) async fn heartbeat(
             return;
         }
     };
+    let mut looker = clock.looker("heartbeat");
+    let every_ms = i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
+    let mut next = looker.now();
     loop {
-        match client.get(&url).send().await {
-            Ok(r) if r.status().is_success() => tracing::debug!("heartbeat sent to {url}"),
-            Ok(r) => tracing::warn!("heartbeat to {url} answered {}", r.status()),
-            Err(e) => tracing::warn!("heartbeat to {url} failed: {e}"),
+        let now = looker.now();
+        if now >= next {
+            match client.get(&url).send().await {
+                Ok(r) if r.status().is_success() => tracing::debug!("heartbeat sent to {url}"),
+                Ok(r) => tracing::warn!("heartbeat to {url} answered {}", r.status()),
+                Err(e) => tracing::warn!("heartbeat to {url} failed: {e}"),
+            }
         }
+        // A clock set back does not delay the next one by more than `every`.
+        next = Timestamp(next.0.min(now.0.saturating_add(every_ms)));
+        if now >= next {
+            next = Timestamp(now.0.saturating_add(every_ms));
+        }
+        looker.looked();
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+            _ = looker.sleep_until(next) => {}
             _ = down.wait_for(|d| *d) => return,
         }
     }

@@ -19,7 +19,7 @@ impl Runtime {
         }
         let valid = spec.validate()?;
         self.runnable(valid.spec().task.clone().validate()?)?;
-        let now = crate::now();
+        let now = self.inner.now();
         let Some(next) = valid.next_after(now, now) else {
             return Err(Error::Invalid {
                 field: "cron",
@@ -46,7 +46,7 @@ impl Runtime {
         let b = self
             .inner
             .store
-            .set_budget(queue, spec, crate::now())
+            .set_budget(queue, spec, self.inner.now())
             .await?;
         self.inner.budgets_changed.notify_one();
         self.inner.wake.notify_one();
@@ -66,7 +66,10 @@ impl Runtime {
     /// Removes the budget of a queue: its alerts resolve, and a queue it paused
     /// resumes.
     pub async fn remove_budget(&self, queue: &str) -> Result<()> {
-        self.inner.store.remove_budget(queue, crate::now()).await?;
+        self.inner
+            .store
+            .remove_budget(queue, self.inner.now())
+            .await?;
         self.inner.budgets_changed.notify_one();
         self.inner.wake.notify_one();
         Ok(())
@@ -92,7 +95,7 @@ impl Runtime {
                     .into(),
             });
         }
-        let now = crate::now();
+        let now = self.inner.now();
         let until = hold.map(|d| now.plus(d));
         Ok(self.inner.store.ack_alert(id, until, now).await?)
     }
@@ -121,7 +124,9 @@ impl Runtime {
         let next = if paused {
             None
         } else {
-            s.spec.validate()?.next_after(crate::now(), s.created_at)
+            s.spec
+                .validate()?
+                .next_after(self.inner.now(), s.created_at)
         };
         let info = self.inner.store.pause_schedule(name, paused, next).await?;
         self.inner.schedules_changed.notify_one();
@@ -134,7 +139,7 @@ impl Runtime {
         self.check_open()?;
         let s = self.inner.store.schedule(name).await?;
         let valid = s.spec.validate()?;
-        let now = crate::now();
+        let now = self.inner.now();
         let spec = self.runnable(valid.task_for(now, true).validate()?)?;
         let fired = self
             .inner
@@ -192,7 +197,11 @@ impl Runtime {
             field: "name",
             message: e.message,
         })?;
-        Ok(self.inner.store.add_token(name, hash, crate::now()).await?)
+        Ok(self
+            .inner
+            .store
+            .add_token(name, hash, self.inner.now())
+            .await?)
     }
 
     /// Removes a named API token.

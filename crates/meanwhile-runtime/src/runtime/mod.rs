@@ -186,6 +186,7 @@ impl Runtime {
             loops.clone(),
             shutdown_tx.subscribe(),
             secrets.clone(),
+            config.clock.clone(),
         );
         let inner = Arc::new(Inner {
             store,
@@ -265,7 +266,7 @@ impl Runtime {
         if let Err(e) = self
             .inner
             .store
-            .node_stopped(&self.inner.node, crate::now())
+            .node_stopped(&self.inner.node, self.inner.now())
             .await
         {
             self.inner
@@ -335,6 +336,16 @@ impl Runtime {
     /// Undelivered notifications per session.
     pub async fn notifications_pending(&self) -> Result<Vec<(String, u64)>> {
         Ok(self.inner.store.notifications_pending().await?)
+    }
+
+    /// The clock this runtime records and decides by (see [`crate::Clock`]).
+    pub fn clock(&self) -> &Arc<crate::Clock> {
+        &self.inner.config.clock
+    }
+
+    /// The time now, on this runtime's clock.
+    pub fn now(&self) -> Timestamp {
+        self.inner.now()
     }
 
     /// The home this runtime works in.

@@ -23,7 +23,7 @@ impl Runtime {
     /// recorded as started by it and confined at least as tightly as it is.
     pub async fn submit_batch(&self, specs: Vec<TaskSpec>) -> Result<Vec<Result<TaskId>>> {
         self.check_open()?;
-        let now = crate::now();
+        let now = self.inner.now();
         let caller = calling_task();
         let parent = match caller {
             Some(p) => Some(self.inner.store.get(p).await?),
@@ -116,7 +116,7 @@ impl Runtime {
         let mut results: Vec<Option<Result<TaskId>>> = Vec::with_capacity(items.len());
         let mut valid = Vec::new();
         let mut fns = Vec::new();
-        let now = crate::now();
+        let now = self.inner.now();
         for (mut spec, f) in items {
             self.inner.secrets.seal_all(&mut spec.secrets);
             let v = match spec.validate() {
@@ -238,7 +238,7 @@ impl Runtime {
         match self
             .inner
             .store
-            .request_stop(id, crate::now(), force)
+            .request_stop(id, self.inner.now(), force)
             .await?
         {
             StopOutcome::Cancelled(fin) => {
@@ -262,7 +262,7 @@ impl Runtime {
     /// Puts a finished task back to pending with a fresh retry budget.
     pub async fn retry(&self, id: TaskId) -> Result<TaskRecord> {
         self.check_started_by_caller(id, "retry").await?;
-        let t = self.inner.store.retry(id, crate::now()).await?;
+        let t = self.inner.store.retry(id, self.inner.now()).await?;
         self.inner.wake.notify_one();
         Ok(t)
     }
@@ -344,7 +344,7 @@ impl Runtime {
         percent: Option<f32>,
         message: impl Into<String>,
     ) -> Result<()> {
-        let p = Progress::new(percent.map(f64::from), message, crate::now())?;
+        let p = Progress::new(percent.map(f64::from), message, self.inner.now())?;
         Ok(self.inner.write_progress(id, p).await?)
     }
 

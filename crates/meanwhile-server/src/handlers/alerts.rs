@@ -32,7 +32,7 @@ pub(crate) async fn ack(
 pub(crate) async fn health(State(state): State<AppState>) -> Answer<Json<Health>> {
     let firing = state.rt.alerts(false, MAX_ALERTS).await?;
     let loops = state.rt.loop_health();
-    let now = meanwhile_runtime::now();
+    let now = state.rt.now();
     Ok(Json(Health {
         ok: firing.iter().all(|a| a.acked_at(now)) && !loops.iter().any(|l| l.failing),
         firing,

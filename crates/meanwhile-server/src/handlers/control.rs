@@ -54,7 +54,7 @@ pub(crate) async fn clean(
             format!("must be at most {}", i64::MAX),
         )));
     }
-    let now = meanwhile_runtime::now();
+    let now = state.rt.now();
     let finished_before = match (req.older_than, req.keep_last) {
         (Some(age), _) => Some(meanwhile_core::Timestamp(
             now.0.saturating_sub(age.as_millis() as i64),

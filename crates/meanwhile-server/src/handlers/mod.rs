@@ -3,6 +3,7 @@
 pub(crate) mod alerts;
 pub(crate) mod audit;
 pub(crate) mod budgets;
+pub(crate) mod clock;
 pub(crate) mod control;
 pub(crate) mod events;
 pub(crate) mod nodes;

@@ -39,6 +39,22 @@ pub enum Action {
     /// Disable and stop the service `install` set up (its tasks keep running, for
     /// the next daemon to adopt), and remove the unit file it wrote.
     Uninstall,
+    /// For tests: move the clock of a daemon started with MEANWHILE_TEST_CLOCK=<ahead>
+    /// forward, and return once its schedules, budget windows, alert reminders,
+    /// stall checks and heartbeats have looked at the new time. Prints the daemon's
+    /// new time. Other daemons keep the system's time and refuse.
+    Clock(ClockArgs),
+}
+
+/// Arguments of `daemon clock`.
+#[derive(Debug, clap::Args)]
+pub struct ClockArgs {
+    /// How far to move the clock (`90s`, `1h`); `0s` only waits for the loops to look.
+    #[arg(long, value_name = "DURATION", value_parser = super::duration)]
+    pub advance: std::time::Duration,
+    /// Print the answer as JSON: now (ms since the epoch), ahead_ms, settled.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `daemon stop` and `daemon restart`.
@@ -81,7 +97,30 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         Action::Status(a) => super::status::run(ctx, a).await,
         Action::Install(a) => install(ctx, &a).await,
         Action::Uninstall => uninstall(),
+        Action::Clock(a) => clock(ctx, &a).await,
     }
+}
+
+async fn clock(ctx: &Ctx, args: &ClockArgs) -> anyhow::Result<ExitCode> {
+    let moved = crate::daemon::client(&ctx.home)
+        .advance_clock(args.advance)
+        .await?;
+    let ahead = std::time::Duration::from_millis(moved.ahead_ms);
+    if args.json {
+        super::print_json(&moved)?;
+    } else {
+        outln!(
+            "the daemon's clock reads {} ({} ahead of the system's)",
+            moved.now.rfc3339(),
+            meanwhile_core::format_duration(ahead)
+        );
+    }
+    if !moved.settled {
+        bail!(
+            "the daemon's timed loops did not all look at the new time within 30s; see `meanwhile health`"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn start(ctx: &Ctx) -> anyhow::Result<ExitCode> {

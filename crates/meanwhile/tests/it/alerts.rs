@@ -5,7 +5,6 @@
 //! acknowledged (`alerts ack`).
 
 use crate::support::*;
-use std::time::Duration;
 
 /// The alerts sink's lines: `KIND STATE TASK QUEUE`.
 fn told(h: &Home) -> Vec<String> {
@@ -28,8 +27,19 @@ fn alerted_daemon() -> Home {
         ),
     )
     .unwrap();
-    h.serve(&[]);
+    // On a test clock, so that a stall is an hour of the daemon's time, not a wait.
+    h.serve(&[("MEANWHILE_TEST_CLOCK", "0s")]);
     h
+}
+
+/// Lets a task blocked reading `gate` go on.
+fn open_gate(gate: &std::path::Path) {
+    std::fs::write(gate, "go\n").unwrap();
+}
+
+/// The output the daemon has of task `id`.
+fn output(h: &Home, id: &str) -> String {
+    h.ok(&["logs", id])
 }
 
 /// Waits for a task; its record (the exit code is the task's).
@@ -47,32 +57,45 @@ fn alerts(h: &Home) -> Vec<serde_json::Value> {
 #[test]
 fn a_stall_fires_once_and_resolves_once_when_the_task_prints_again() {
     let h = alerted_daemon();
+    let (go, end) = (fifo(&h, "go"), fifo(&h, "end"));
+    let script = format!(
+        "echo a; read l < {}; echo b; read l < {}",
+        go.display(),
+        end.display()
+    );
     let id = h
-        .ok(&[
-            "run",
-            "--stall",
-            "2s",
-            "--",
-            "sh",
-            "-c",
-            "echo a; sleep 5; echo b; sleep 1.5",
-        ])
+        .ok(&["run", "--stall", "1h", "--", "sh", "-c", &script])
         .trim()
         .to_string();
-    until("a stalled alert", || {
-        alerts(&h)
-            .iter()
-            .any(|a| a["kind"] == "stalled" && a["state"] == "firing")
-    });
+    until("the task printed", || output(&h, &id).contains('a'));
+    // Seen by a look before the clock moves, as a daemon on the system's clock sees
+    // a task each second.
+    until("the task runs", || show(&h, &id)["state"] == "running");
+    h.advance("0s");
+    // Quiet for less than its stall time: no alert.
+    h.advance("59m");
+    assert!(alerts(&h).is_empty(), "{:?}", alerts(&h));
+    h.advance("2m");
+    let firing = alerts(&h);
+    assert_eq!(firing.len(), 1, "{firing:?}");
+    assert_eq!(
+        (&firing[0]["kind"], &firing[0]["state"]),
+        (&"stalled".into(), &"firing".into())
+    );
     let o = h.run(&["health"]);
     assert_eq!(code(&o), 1, "{}", String::from_utf8_lossy(&o.stdout));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("printed nothing for"));
-    wait(&h, &id);
-    until("the stall resolved", || {
+    assert!(String::from_utf8_lossy(&o.stdout).contains("printed nothing for 1h"));
+    // It prints again while it runs: the stall resolves at the next look.
+    open_gate(&go);
+    until("the task printed again", || output(&h, &id).contains('b'));
+    h.advance("0s");
+    assert!(
         alerts(&h)
             .iter()
             .any(|a| a["kind"] == "stalled" && a["state"] == "resolved")
-    });
+    );
+    open_gate(&end);
+    wait(&h, &id);
     assert_eq!(code(&h.run(&["health"])), 0);
     let all = alerts(&h);
     assert_eq!(all.len(), 1, "{all:?}");
@@ -101,15 +124,18 @@ fn a_stall_can_stop_the_task() {
         .ok(&[
             "run",
             "--stall",
-            "1s",
+            "1h",
             "--stall-action",
             "stop",
             "--",
             "sleep",
-            "60",
+            "600",
         ])
         .trim()
         .to_string();
+    until("the task runs", || show(&h, &id)["state"] == "running");
+    h.advance("0s");
+    h.advance("1h");
     let w = wait(&h, &id);
     assert_eq!(w["tasks"][0]["state"], "cancelled", "{w}");
     until("the stall resolved", || {
@@ -218,11 +244,18 @@ fn the_dead_mans_switch_is_fetched_while_the_daemon_runs() {
     std::fs::create_dir_all(&h.home).unwrap();
     std::fs::write(
         h.home.join("config.toml"),
-        format!("[alerts]\nheartbeat_url = \"{url}\"\nheartbeat_every = \"200ms\"\n"),
+        format!("[alerts]\nheartbeat_url = \"{url}\"\nheartbeat_every = \"1h\"\n"),
     )
     .unwrap();
-    h.serve(&[]);
-    until("three heartbeats", || pings.lock().unwrap().len() >= 3);
+    h.serve(&[("MEANWHILE_TEST_CLOCK", "0s")]);
+    // One at start, then one each hour of the daemon's clock, and no more.
+    until("the first heartbeat", || !pings.lock().unwrap().is_empty());
+    h.advance("59m");
+    assert_eq!(pings.lock().unwrap().len(), 1);
+    for n in 2..=4 {
+        h.advance("1h");
+        assert_eq!(pings.lock().unwrap().len(), n);
+    }
     assert!(
         pings
             .lock()
@@ -232,11 +265,9 @@ fn the_dead_mans_switch_is_fetched_while_the_daemon_runs() {
         "{:?}",
         pings.lock().unwrap()
     );
-    // Stopped, the daemon sends no more.
-    h.kill_daemon();
-    let n = pings.lock().unwrap().len();
-    std::thread::sleep(Duration::from_millis(800));
-    assert_eq!(pings.lock().unwrap().len(), n);
+    // Stopping sends none on the way down.
+    h.ok(&["daemon", "stop"]);
+    assert_eq!(pings.lock().unwrap().len(), 4);
 }
 
 #[test]

@@ -1,13 +1,11 @@
 //! Schedules through the CLI against a real daemon: tasks at each time, none twice
 //! across a crash of the daemon, the `missed` policies after downtime, pausing,
-//! firing by hand, and the errors a user gets.
+//! firing by hand, and the errors a user gets. The daemon runs on a test clock
+//! (`MEANWHILE_TEST_CLOCK`) that each test moves: hourly schedules fire when the
+//! test says, and downtime is hours long without a wait.
 
 use crate::support::*;
 use std::collections::BTreeSet;
-use std::time::Duration;
-
-/// Firings later than this are missed: short, so that a test's downtime counts.
-const ENV: &[(&str, &str)] = &[("MEANWHILE_SCHEDULE_LATE_AFTER", "1s")];
 
 fn schedule(h: &Home, name: &str) -> serde_json::Value {
     let all = h.json(&["schedule", "ls", "--json"]);
@@ -25,31 +23,56 @@ fn tasks_of(h: &Home, name: &str) -> Vec<serde_json::Value> {
     page["tasks"].as_array().unwrap().clone()
 }
 
+/// Moves the daemon's clock to schedule `name`'s next time, so that it fires then,
+/// on time; how far the clock is then ahead of the system's, in ms.
+fn advance_to_next(h: &Home, name: &str) -> i64 {
+    let now = h.advance("0s")["now"].as_i64().unwrap();
+    let next = schedule(h, name)["next_fire"].as_i64().unwrap();
+    let moved = h.advance(&format!("{}ms", (next - now).max(0)));
+    moved["ahead_ms"].as_i64().unwrap()
+}
+
+/// The daemon's environment with its clock `ahead_ms` ahead of the system's.
+fn clock_ahead(ahead_ms: i64) -> String {
+    format!("{ahead_ms}ms")
+}
+
 #[test]
 fn a_schedule_fires_each_time_once_across_a_crash() {
     let mut h = Home::new();
-    h.serve(ENV);
+    h.serve(&[("MEANWHILE_TEST_CLOCK", "0s")]);
     let fires = h.dir.path().join("fires.txt");
     let line = format!(
         "echo \"$MEANWHILE_SCHEDULE $MEANWHILE_SCHEDULED_AT\" >> {}",
         fires.display()
     );
-    let out = h.ok(&["schedule", "add", "tick", "--every", "1s", "--", &line]);
+    let out = h.ok(&["schedule", "add", "tick", "--every", "1h", "--", &line]);
     assert!(
-        out.starts_with("added schedule tick: every 1s, first at "),
+        out.starts_with("added schedule tick: every 1h, first at "),
         "{out}"
     );
-    until("three firings", || tasks_of(&h, "tick").len() >= 3);
+    // Not due yet: nothing fires until its time.
+    h.advance("0s");
+    assert!(tasks_of(&h, "tick").is_empty());
+    let mut ahead = 0;
+    for n in 1..=3 {
+        ahead = advance_to_next(&h, "tick");
+        assert_eq!(tasks_of(&h, "tick").len(), n);
+    }
 
-    // The daemon dies and comes back: the times it was down are not run twice, and
-    // the schedule goes on.
+    // The daemon dies and comes back two and a half hours later: the times it was
+    // down were missed (the default policy, skip, runs none of them), and the
+    // schedule goes on.
     h.kill_daemon();
-    std::thread::sleep(Duration::from_secs(2));
-    h.serve(ENV);
+    let later = clock_ahead(ahead + 150 * 60_000);
+    h.serve(&[("MEANWHILE_TEST_CLOCK", &later)]);
+    h.advance("0s");
     let before = tasks_of(&h, "tick").len();
-    until("three more firings", || {
-        tasks_of(&h, "tick").len() >= before + 3
-    });
+    assert_eq!(before, 3);
+    for n in 1..=3 {
+        advance_to_next(&h, "tick");
+        assert_eq!(tasks_of(&h, "tick").len(), before + n);
+    }
     h.ok(&["schedule", "pause", "tick"]);
     let tasks = tasks_of(&h, "tick");
     let ids: Vec<String> = tasks.iter().map(|t| t["id"].to_string()).collect();
@@ -64,13 +87,13 @@ fn a_schedule_fires_each_time_once_across_a_crash() {
     assert!(lines.iter().all(|l| l.starts_with("tick 20")), "{text}");
     let s = schedule(&h, "tick");
     assert_eq!(s["fired"], tasks.len(), "{s}");
-    assert!(s["missed_count"].as_u64().unwrap() >= 1, "{s}");
+    assert_eq!(s["missed_count"], 2, "{s}");
 
-    // Paused, it fires nothing.
+    // Paused, it fires nothing, however long.
     let s = schedule(&h, "tick");
     assert_eq!(s["paused"], true, "{s}");
     assert!(s.get("next_fire").is_none(), "{s}");
-    std::thread::sleep(Duration::from_millis(2500));
+    h.advance("5h");
     assert_eq!(tasks_of(&h, "tick").len(), tasks.len());
 
     // By hand: a task at once, and the schedule stays paused.
@@ -80,36 +103,29 @@ fn a_schedule_fires_each_time_once_across_a_crash() {
     assert_eq!(schedule(&h, "tick")["paused"], true);
     assert_eq!(tasks_of(&h, "tick").len(), tasks.len() + 1);
 
-    // Resumed, it fires again; removed, its tasks stay.
+    // Resumed, it fires again at its next time; removed, its tasks stay.
     h.ok(&["schedule", "resume", "tick"]);
-    until("a firing after resume", || {
-        tasks_of(&h, "tick").len() > tasks.len() + 1
-    });
+    advance_to_next(&h, "tick");
+    assert_eq!(tasks_of(&h, "tick").len(), tasks.len() + 2);
     assert_eq!(h.ok(&["schedule", "rm", "tick"]), "removed schedule tick\n");
     assert_eq!(h.json(&["schedule", "--json"]), serde_json::json!([]));
-    assert!(tasks_of(&h, "tick").len() > tasks.len() + 1);
+    assert_eq!(tasks_of(&h, "tick").len(), tasks.len() + 2);
 }
 
 #[test]
 fn after_downtime_skip_runs_nothing_and_once_runs_one_catch_up() {
     let mut h = Home::new();
-    h.serve(ENV);
+    h.serve(&[("MEANWHILE_TEST_CLOCK", "0s")]);
     for policy in ["skip", "once"] {
         h.ok(&[
-            "schedule", "add", policy, "--every", "5s", "--missed", policy, "--", "true",
+            "schedule", "add", policy, "--every", "1h", "--missed", policy, "--", "true",
         ]);
     }
-    // Down from before the first time (5 s) to 2 s after it: that time is 2 s late,
-    // later than the daemon's 1 s, and the next (10 s) has not come.
+    // Down from before the first time (1 h) to 2 min after it: that time is later
+    // than the minute a firing may be late, and the next (2 h) has not come.
     h.kill_daemon();
-    std::thread::sleep(Duration::from_secs(7));
-    h.serve(ENV);
-    until("both schedules looked at", || {
-        ["skip", "once"].iter().all(|p| {
-            let s = schedule(&h, p);
-            s["fired"].as_u64().unwrap() + s["missed_count"].as_u64().unwrap() >= 1
-        })
-    });
+    h.serve(&[("MEANWHILE_TEST_CLOCK", "62m")]);
+    h.advance("0s");
     let skip = schedule(&h, "skip");
     assert_eq!(
         (skip["fired"].as_u64(), skip["missed_count"].as_u64()),
@@ -125,8 +141,13 @@ fn after_downtime_skip_runs_nothing_and_once_runs_one_catch_up() {
     );
     let tasks = tasks_of(&h, "once");
     assert_eq!(tasks.len(), 1, "{tasks:?}");
+    // Its catch-up task is for the time that was missed.
+    assert_eq!(
+        once["last_fire"].as_i64().unwrap(),
+        once["created_at"].as_i64().unwrap() + 3_600_000
+    );
     // Both missed a time: a schedule_missed alert each, resolved when they next
-    // fire on time (10 s).
+    // fire on time (2 h).
     let missed = |state: &str| {
         h.json(&["alerts", "--all", "--json"])
             .as_array()
@@ -136,12 +157,32 @@ fn after_downtime_skip_runs_nothing_and_once_runs_one_catch_up() {
             .count()
     };
     assert_eq!(missed("firing"), 2);
-    until("both fired on time again", || missed("resolved") == 2);
-    // Its task is for the time that was missed.
+    // `once` was added last: its next time is the later one, by milliseconds.
+    advance_to_next(&h, "once");
+    assert_eq!(missed("resolved"), 2);
+    assert_eq!(missed("firing"), 0);
+    let once = schedule(&h, "once");
+    assert_eq!(once["fired"], 2, "{once}");
     assert_eq!(
         once["last_fire"].as_i64().unwrap(),
-        once["created_at"].as_i64().unwrap() + 5000
+        once["created_at"].as_i64().unwrap() + 2 * 3_600_000
     );
+}
+
+#[test]
+fn only_a_daemon_on_a_test_clock_lets_its_clock_be_moved() {
+    let mut h = Home::new();
+    h.serve(&[]);
+    let o = h.run(&["daemon", "clock", "--advance", "1h"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("this daemon keeps the system's time"),
+        "{}",
+        stderr(&o)
+    );
+    let o = h.run(&["daemon", "clock", "--advance", "soon"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--advance"), "{}", stderr(&o));
 }
 
 #[test]

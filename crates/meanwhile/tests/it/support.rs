@@ -89,6 +89,15 @@ impl Home {
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         serde_json::from_str(&self.ok(args)).unwrap()
     }
+
+    /// Moves the clock of the daemon (started with `MEANWHILE_TEST_CLOCK`) forward
+    /// by `by`, once its timed loops have looked at the new time; its answer
+    /// (`now`, `ahead_ms`, `settled`).
+    pub fn advance(&self, by: &str) -> serde_json::Value {
+        let moved = self.json(&["daemon", "clock", "--advance", by, "--json"]);
+        assert_eq!(moved["settled"], true, "{moved}");
+        moved
+    }
 }
 
 impl Drop for Home {
