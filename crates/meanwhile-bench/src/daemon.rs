@@ -70,6 +70,18 @@ impl Daemon {
             .unwrap_or(0)
     }
 
+    /// Sets the `default` queue's `max_parallel`.
+    pub(crate) async fn max_parallel(&self, n: u32) {
+        let change = QueueUpdate {
+            max_parallel: Some(n),
+            ..QueueUpdate::default()
+        };
+        self.client
+            .set_queue("default", change)
+            .await
+            .expect("queue");
+    }
+
     pub(crate) fn stop(mut self) {
         if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
@@ -84,16 +96,7 @@ pub async fn api_throughput() -> Value {
     let base_rate = raw::spawn_floor(n).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let d = Daemon::start(dir.path()).await;
-    d.client
-        .set_queue(
-            "default",
-            QueueUpdate {
-                max_parallel: Some(2),
-                ..QueueUpdate::default()
-            },
-        )
-        .await
-        .expect("queue");
+    d.max_parallel(2).await;
     let start = Instant::now();
     let mut ids: Vec<TaskId> = Vec::with_capacity(n);
     for _ in 0..n {

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-async fn open(dir: &std::path::Path, max_parallel: u32) -> Runtime {
+pub(crate) async fn open(dir: &std::path::Path, max_parallel: u32) -> Runtime {
     let mut cfg = RuntimeConfig::new(dir.join("home"));
     cfg.default_max_parallel = Some(max_parallel);
     cfg.default_cwd = Some(dir.to_path_buf());
@@ -62,8 +62,19 @@ async fn nothing_left(rt: &Runtime) -> bool {
 async fn shell_rate(n: usize, spec: TaskSpec) -> f64 {
     let dir = tempfile::tempdir().expect("temp dir");
     let rt = open(dir.path(), 2).await;
-    let mut events = rt.subscribe();
     let start = Instant::now();
+    run_shells(&rt, n, spec).await;
+    let took = start.elapsed();
+    rt.shutdown().await;
+    if std::env::var_os("MEANWHILE_BENCH_KEEP").is_some() {
+        eprintln!("kept {}", dir.keep().display());
+    }
+    n as f64 / took.as_secs_f64()
+}
+
+/// Submits `n` tasks of `spec` one after another and waits until all have ended.
+pub(crate) async fn run_shells(rt: &Runtime, n: usize, spec: TaskSpec) {
+    let mut events = rt.subscribe();
     let submitter = {
         let rt = rt.clone();
         tokio::spawn(async move {
@@ -75,13 +86,7 @@ async fn shell_rate(n: usize, spec: TaskSpec) -> f64 {
         })
     };
     let ids = submitter.await.expect("submitter");
-    all_finished(&mut events, &rt, &ids).await;
-    let took = start.elapsed();
-    rt.shutdown().await;
-    if std::env::var_os("MEANWHILE_BENCH_KEEP").is_some() {
-        eprintln!("kept {}", dir.keep().display());
-    }
-    n as f64 / took.as_secs_f64()
+    all_finished(&mut events, rt, &ids).await;
 }
 
 /// What confining costs a start: 1,000 `sh -c true` tasks sandboxed (Landlock), each
@@ -408,8 +413,14 @@ fn round3(v: f64) -> f64 {
 /// Submits `n` closure tasks that return at once, 256 per batch; tasks/s from the
 /// first submit to the last end.
 async fn closure_rate(rt: &Runtime, n: usize) -> f64 {
-    let mut events = rt.subscribe();
     let start = Instant::now();
+    run_closures(rt, n).await;
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Submits `n` no-op closures in batches of 256 and waits until all have ended.
+pub(crate) async fn run_closures(rt: &Runtime, n: usize) {
+    let mut events = rt.subscribe();
     let submitter = {
         let rt = rt.clone();
         tokio::spawn(async move {
@@ -435,7 +446,6 @@ async fn closure_rate(rt: &Runtime, n: usize) -> f64 {
     };
     let ids = submitter.await.expect("submitter");
     all_finished(&mut events, rt, &ids).await;
-    n as f64 / start.elapsed().as_secs_f64()
 }
 
 fn parallels() -> Vec<u32> {

@@ -10,7 +10,9 @@
 //! dashboard_first_page (also Node.js, `/usr/bin/chromium` and the tests'
 //! playwright-core, in `.playwright/` or `MEANWHILE_PLAYWRIGHT`), and
 //! fleet_throughput, claim_latency, closure_throughput_postgres (nodes on a throwaway
-//! PostgreSQL server of their own; PostgreSQL must be installed).
+//! PostgreSQL server of their own; PostgreSQL must be installed), and write_cost
+//! (statements, WAL pages and WAL bytes per task: a closure, a shell task through the
+//! runtime, and through the daemon).
 //!
 //! soak (also the daemon: a real mix of N tasks through its API, sampled every 10 s;
 //! `MEANWHILE_SOAK_TASKS=N`, 200,000 by default; not run unless named).
@@ -18,6 +20,7 @@
 //! `MEANWHILE_BENCH_TASKS=N` shrinks a figure's task count for a quick look, and
 //! `MEANWHILE_BENCH_PARALLEL=2` runs closure_throughput at those limits only.
 
+mod cost;
 mod daemon;
 mod engine;
 mod fleet;
@@ -56,6 +59,7 @@ fn main() {
         "fleet_throughput",
         "claim_latency",
         "closure_throughput_postgres",
+        "write_cost",
         "soak",
     ];
     for n in &names {
@@ -119,6 +123,9 @@ fn main() {
         }
         if want("closure_throughput_postgres") {
             emit(engine::closure_throughput_postgres().await);
+        }
+        if want("write_cost") {
+            emit(cost::write_cost().await);
         }
         // Minutes long: only when named.
         if names.iter().any(|x| x == "soak") {

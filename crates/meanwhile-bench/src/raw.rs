@@ -98,12 +98,27 @@ pub fn peak_rss_kb() -> u64 {
 
 /// The floor under a durable queue on SQLite: `n` jobs inserted, claimed and finished
 /// with an event each, in transactions of `batch` jobs, with the store's pragmas (WAL,
-/// synchronous NORMAL) on a file in `dir`. Returns the elapsed time.
+/// synchronous NORMAL) on a file in `dir` (`floor.db`). Returns the elapsed time.
 pub fn sqlite_queue_floor(dir: &std::path::Path, n: usize, batch: usize) -> Duration {
+    sqlite_queue_floor_with(dir, n, batch, true).0
+}
+
+/// [`sqlite_queue_floor`], with the WAL never checkpointed when `checkpoints` is
+/// false; then also the WAL bytes the jobs wrote (its growth from their start).
+pub fn sqlite_queue_floor_with(
+    dir: &std::path::Path,
+    n: usize,
+    batch: usize,
+    checkpoints: bool,
+) -> (Duration, u64) {
     use rusqlite::params;
     let conn = rusqlite::Connection::open(dir.join("floor.db")).expect("floor database");
     conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
         .expect("WAL");
+    if !checkpoints {
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0")
+            .expect("no checkpoints");
+    }
     conn.execute_batch(
         "PRAGMA synchronous = NORMAL;
          PRAGMA cache_size = -8192;
@@ -126,6 +141,9 @@ pub fn sqlite_queue_floor(dir: &std::path::Path, n: usize, batch: usize) -> Dura
         .execute(params![0, kind, id])
         .expect("event");
     };
+    let wal = dir.join("floor.db-wal");
+    let wal_size = || std::fs::metadata(&wal).map_or(0, |m| m.len());
+    let wal_at_start = wal_size();
     let start = Instant::now();
     let mut done = 0;
     while done < n {
@@ -172,5 +190,5 @@ pub fn sqlite_queue_floor(dir: &std::path::Path, n: usize, batch: usize) -> Dura
         conn.execute_batch("COMMIT").expect("commit");
         done += k;
     }
-    start.elapsed()
+    (start.elapsed(), wal_size().saturating_sub(wal_at_start))
 }

@@ -4,7 +4,6 @@
 //! at the end against the start.
 
 use crate::daemon::{Daemon, percentile, round, round3};
-use meanwhile_core::http::QueueUpdate;
 use meanwhile_core::{TaskId, TaskSpec, WaitMode};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -81,16 +80,7 @@ pub async fn soak() -> Value {
     .expect("config.toml");
     let d = Daemon::start_with(&home, &[], &[]).await;
     let pid = d.client.status().await.expect("status").pid;
-    d.client
-        .set_queue(
-            "default",
-            QueueUpdate {
-                max_parallel: Some(4),
-                ..QueueUpdate::default()
-            },
-        )
-        .await
-        .expect("queue");
+    d.max_parallel(4).await;
     // An event follower, as a dashboard or an agent's stream would be.
     let followed = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));

@@ -66,6 +66,15 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Answer<impl IntoRe
         "meanwhile_requests_waiting {}",
         state.waiting.load(std::sync::atomic::Ordering::Relaxed)
     );
+    if let Some(n) = meanwhile_runtime::store::statements_written() {
+        header(
+            &mut out,
+            "meanwhile_store_statements_total",
+            "counter",
+            "Statements the SQLite store's writer ran (with MEANWHILE_COUNT_STATEMENTS set).",
+        );
+        let _ = writeln!(out, "meanwhile_store_statements_total {n}");
+    }
     header(
         &mut out,
         "meanwhile_tasks",

@@ -24,7 +24,7 @@ pub use actor::{acting, current_actor};
 pub use meanwhile_core::{ListFilter, Page};
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;
-pub use sqlite::{SCHEMA_VERSION, SqliteStore};
+pub use sqlite::{SCHEMA_VERSION, SqliteStore, count_statements, statements_written};
 /// How to reach a PostgreSQL database (parsed from a URL or `key=value` pairs).
 #[cfg(feature = "postgres")]
 pub use tokio_postgres::Config as PgConfig;

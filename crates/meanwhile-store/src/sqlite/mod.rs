@@ -27,7 +27,7 @@ use meanwhile_core::{
 };
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 use tokio::sync::{broadcast, oneshot, watch};
@@ -137,6 +137,14 @@ impl SqliteStore {
                 Ok(())
             },
         ))?;
+        if counting_statements() {
+            conn.trace_v2(
+                rusqlite::trace::TraceEventCodes::SQLITE_TRACE_STMT,
+                Some(|_: rusqlite::trace::TraceEvent<'_>| {
+                    STATEMENTS.fetch_add(1, Ordering::Relaxed);
+                }),
+            )?;
+        }
         let checkpointer = open_connection(path, false)?;
         let (ask_tx, ask_rx) = mpsc::sync_channel::<Checkpoint>(8);
         let (broken_tx, broken) = watch::channel(None);
@@ -265,6 +273,31 @@ impl SqliteStore {
     pub fn seed_finished(&self, n: u64, now: Timestamp) -> StoreFuture<'static, ()> {
         self.write(move |conn, _| ops::seed_finished(conn, n, now))
     }
+}
+
+/// Statements the writers of this process's SQLite stores ran (each trigger's body
+/// counted as one more), while counted.
+static STATEMENTS: AtomicU64 = AtomicU64::new(0);
+
+/// Set by [`count_statements`].
+static COUNT_STATEMENTS: AtomicBool = AtomicBool::new(false);
+
+/// Whether the stores opened from now on count their writers' statements (see
+/// [`statements_written`]); so does `MEANWHILE_COUNT_STATEMENTS` set in the
+/// environment. Off by default: counting costs a call per statement.
+pub fn count_statements(on: bool) {
+    COUNT_STATEMENTS.store(on, Ordering::Relaxed);
+}
+
+fn counting_statements() -> bool {
+    COUNT_STATEMENTS.load(Ordering::Relaxed)
+        || std::env::var_os("MEANWHILE_COUNT_STATEMENTS").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Statements the writers of this process's SQLite stores that count them ran (each
+/// trigger's body one more), when counting is on; `None` otherwise.
+pub fn statements_written() -> Option<u64> {
+    counting_statements().then(|| STATEMENTS.load(Ordering::Relaxed))
 }
 
 /// The WAL is checkpointed without blocking the writer each time it grows by this

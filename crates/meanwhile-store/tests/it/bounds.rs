@@ -150,3 +150,32 @@ async fn space_freed_by_retention_goes_back_to_the_file_system() {
     store.checkpoint().await.unwrap();
     assert!(size(&db) <= full + full / 4);
 }
+
+#[tokio::test]
+async fn a_store_counts_its_writers_statements_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    // Off by default: nothing is counted, and nothing is said.
+    assert_eq!(meanwhile_store::statements_written(), None);
+    let quiet = SqliteStore::open(&dir.path().join("quiet.db")).unwrap();
+    one_task(&quiet, "a").await;
+    meanwhile_store::count_statements(true);
+    assert_eq!(meanwhile_store::statements_written(), Some(0));
+    // A store opened before counting was asked for runs no counter.
+    one_task(&quiet, "b").await;
+    assert_eq!(meanwhile_store::statements_written(), Some(0));
+    let counted = SqliteStore::open(&dir.path().join("counted.db")).unwrap();
+    let opened = meanwhile_store::statements_written().unwrap();
+    one_task(&counted, "c").await;
+    let one = meanwhile_store::statements_written().unwrap() - opened;
+    // A submit, a claim and an end: each a transaction of several statements.
+    assert!(one >= 6, "{one} statements for a task");
+    one_task(&counted, "d").await;
+    let second = meanwhile_store::statements_written().unwrap() - opened - one;
+    // The same work again: as many, or one fewer (a first write sets up a row).
+    assert!(
+        second <= one && second + 1 >= one,
+        "{one} statements, then {second}"
+    );
+    meanwhile_store::count_statements(false);
+    assert_eq!(meanwhile_store::statements_written(), None);
+}

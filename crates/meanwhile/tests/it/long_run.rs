@@ -685,3 +685,25 @@ fn failed_retention_passes_are_counted_and_retention_goes_on() {
     assert_eq!(r["failing"], false, "a pass succeeded since: {r}");
     h.kill_daemon();
 }
+
+/// `meanwhile_store_statements_total` in the metrics, or none.
+fn statements_total(h: &Home) -> Option<u64> {
+    http_get(h, "/metrics")
+        .lines()
+        .find_map(|l| l.strip_prefix("meanwhile_store_statements_total "))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+#[test]
+fn the_store_counts_its_statements_in_the_metrics_only_when_asked() {
+    let mut h = Home::new();
+    h.serve(&[]);
+    h.ok(&["run", "--wait", "--", "true"]);
+    assert_eq!(statements_total(&h), None);
+    h.kill_daemon();
+    h.serve(&[("MEANWHILE_COUNT_STATEMENTS", "1")]);
+    let before = statements_total(&h).unwrap();
+    h.ok(&["run", "--wait", "--", "true"]);
+    let after = statements_total(&h).unwrap();
+    assert!(after >= before + 6, "{before} then {after}");
+}
