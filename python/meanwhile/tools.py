@@ -328,7 +328,8 @@ def _check_fields(tool: str, args: dict[str, Any]) -> None:
         }.get(kind, True)
         if not ok:
             raise ToolError(tool, f"{k} must be {'an' if kind in ('integer', 'array', 'object') else 'a'} {kind}, got {json.dumps(v)}", k)
-        if kind == "integer" and "minimum" in props[k] and v < props[k]["minimum"]:
+        # Fields with a range get their own message, which names both ends.
+        if kind == "integer" and "minimum" in props[k] and "maximum" not in props[k] and v < props[k]["minimum"]:
             raise ToolError(tool, f"{k} must be at least {props[k]['minimum']}, got {v}", k)
         if "enum" in props[k] and v not in props[k]["enum"]:
             raise ToolError(tool, f"{k} must be one of {', '.join(props[k]['enum'])}, got {json.dumps(v)}", k)
