@@ -56,7 +56,11 @@ def add_notices(messages: list[dict], text: str) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("prompt", help="what the agent should do")
-    p.add_argument("--session", default=f"agent-{uuid.uuid4().hex[:8]}", help="the meanwhile session its tasks notify")
+    p.add_argument(
+        "--session",
+        default=f"agent-{uuid.uuid4().hex[:8]}",
+        help="the meanwhile session its tasks notify",
+    )
     p.add_argument("--max-turns", type=int, default=50, help="most model calls (default 50)")
     args = p.parse_args()
 
@@ -86,7 +90,9 @@ def main() -> int:
             return 0
         results = []
         for call in calls:
-            text = tools.dispatch(call["name"], call.get("input"), session=args.session, client=client)
+            text = tools.dispatch(
+                call["name"], call.get("input"), session=args.session, client=client
+            )
             result = {"type": "tool_result", "tool_use_id": call["id"], "content": text}
             if text.startswith("error: "):
                 result["is_error"] = True

@@ -18,7 +18,8 @@ import subprocess
 import sys
 import urllib.parse
 from pathlib import Path
-from typing import Any, AsyncIterator, Generator, Iterator, Sequence
+from typing import Any
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 
 import httpx
 
@@ -111,7 +112,7 @@ def _duration(value: Any, field: str) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise error(
             "invalid_argument",
-            f"{field} must be a duration like \"30s\", a number of seconds or a timedelta, "
+            f'{field} must be a duration like "30s", a number of seconds or a timedelta, '
             f"got {value!r}",
             field,
         )
@@ -122,7 +123,9 @@ def _ids(ids: int | Sequence[int], field: str = "ids") -> list[int]:
     items = [ids] if isinstance(ids, int) else list(ids)
     for i in items:
         if isinstance(i, bool) or not isinstance(i, int):
-            raise error("invalid_argument", f"{field} must be task ids (integers), got {i!r}", field)
+            raise error(
+                "invalid_argument", f"{field} must be task ids (integers), got {i!r}", field
+            )
     return items
 
 
@@ -135,7 +138,11 @@ def _spec_of(
 ) -> dict[str, Any]:
     """The TaskSpec a `run` call asks for."""
     if spec is not None and not isinstance(spec, dict):
-        raise error("invalid_argument", f"spec must be a dict (a TaskSpec), got {type(spec).__name__}", "spec")
+        raise error(
+            "invalid_argument",
+            f"spec must be a dict (a TaskSpec), got {type(spec).__name__}",
+            "spec",
+        )
     out: dict[str, Any] = dict(spec or {})
     if command is not None:
         if isinstance(command, str):
@@ -157,7 +164,11 @@ def _spec_of(
         elif isinstance(value, dict):
             out[key] = value
         else:
-            raise error("invalid_argument", f"{key} must be a prompt (a string) or a dict, got {value!r}", key)
+            raise error(
+                "invalid_argument",
+                f"{key} must be a prompt (a string) or a dict, got {value!r}",
+                key,
+            )
     for key, value in fields.items():
         if value is None:
             continue
@@ -184,7 +195,9 @@ class _Request:
 
     __slots__ = ("method", "path", "params", "body")
 
-    def __init__(self, method: str, path: str, params: dict[str, Any] | None = None, body: Any = _UNSET):
+    def __init__(
+        self, method: str, path: str, params: dict[str, Any] | None = None, body: Any = _UNSET
+    ):
         self.method = method
         self.path = path
         self.params = {k: v for k, v in (params or {}).items() if v is not None}
@@ -271,7 +284,9 @@ class _Base:
         try:
             return response.json()
         except ValueError as e:
-            raise error("internal", f"the daemon's answer is not JSON: {e}", None, response.status_code) from e
+            raise error(
+                "internal", f"the daemon's answer is not JSON: {e}", None, response.status_code
+            ) from e
 
     def _build(self, req: _Request) -> dict[str, Any]:
         kw: dict[str, Any] = {"params": req.params}
@@ -320,9 +335,17 @@ class _Base:
         """
         session = session if session is not None else self.session
         all_fields = dict(
-            session=session, name=name, queue=queue, cwd=os.fspath(cwd) if cwd is not None else None,
-            env=env, timeout=timeout, labels=list(labels) if labels is not None else None,
-            priority=priority, after=after, delay=delay, idempotency_key=idempotency_key,
+            session=session,
+            name=name,
+            queue=queue,
+            cwd=os.fspath(cwd) if cwd is not None else None,
+            env=env,
+            timeout=timeout,
+            labels=list(labels) if labels is not None else None,
+            priority=priority,
+            after=after,
+            delay=delay,
+            idempotency_key=idempotency_key,
         )
         all_fields.update(fields)
         body = _spec_of(command, spec, agent, llm, all_fields)
@@ -337,7 +360,9 @@ class _Base:
     def get(self, id: int) -> Any:
         """One task's record."""
         (i,) = _ids(id, "id")
-        return self._drive(self._one(_Request("GET", f"/v1/tasks/{i}"), lambda d: Task.from_dict(d["task"])))
+        return self._drive(
+            self._one(_Request("GET", f"/v1/tasks/{i}"), lambda d: Task.from_dict(d["task"]))
+        )
 
     def attempts(self, id: int) -> Any:
         """A task's attempts, oldest first (`Attempt`)."""
@@ -345,7 +370,10 @@ class _Base:
 
         (i,) = _ids(id, "id")
         return self._drive(
-            self._one(_Request("GET", f"/v1/tasks/{i}"), lambda d: [Attempt.from_dict(a) for a in d["attempts"]])
+            self._one(
+                _Request("GET", f"/v1/tasks/{i}"),
+                lambda d: [Attempt.from_dict(a) for a in d["attempts"]],
+            )
         )
 
     def list(
@@ -364,8 +392,16 @@ class _Base:
         `before` of the next page). `state` takes one state or several."""
         if state is not None and not isinstance(state, str):
             state = ",".join(state)
-        params = dict(state=state, queue=queue, session=session, label=label, name=name,
-                      text=text, limit=limit, before=before)
+        params = dict(
+            state=state,
+            queue=queue,
+            session=session,
+            label=label,
+            name=name,
+            text=text,
+            limit=limit,
+            before=before,
+        )
         return self._drive(
             self._one(
                 _Request("GET", "/v1/tasks", params),
@@ -401,10 +437,19 @@ class _Base:
         t = _duration(timeout, "timeout")
         if isinstance(t, (int, float)):
             t = f"{round(t * 1000)}ms"
-        params = dict(since=since, tail=tail, grep=grep, max_bytes=max_bytes,
-                      strip_ansi=None if strip_ansi is None else str(bool(strip_ansi)).lower(),
-                      wait=wait, match=match, timeout=t)
-        return self._drive(self._one(_Request("GET", f"/v1/tasks/{i}/output", params), OutputChunk.from_dict))
+        params = dict(
+            since=since,
+            tail=tail,
+            grep=grep,
+            max_bytes=max_bytes,
+            strip_ansi=None if strip_ansi is None else str(bool(strip_ansi)).lower(),
+            wait=wait,
+            match=match,
+            timeout=t,
+        )
+        return self._drive(
+            self._one(_Request("GET", f"/v1/tasks/{i}/output", params), OutputChunk.from_dict)
+        )
 
     def wait(self, ids: int | Sequence[int], *, mode: str = "all", timeout: Any = None) -> Any:
         """Wait until all (or, with `mode="any"`, one) of the tasks end, at most
@@ -420,7 +465,9 @@ class _Base:
         SIGKILL at once). Answers its record."""
         (i,) = _ids(id, "id")
         body = {"mode": "force" if force else "graceful"}
-        return self._drive(self._one(_Request("POST", f"/v1/tasks/{i}/stop", body=body), Task.from_dict))
+        return self._drive(
+            self._one(_Request("POST", f"/v1/tasks/{i}/stop", body=body), Task.from_dict)
+        )
 
     def retry(self, id: int) -> Any:
         """Run a finished task again. Answers its record."""
@@ -446,19 +493,27 @@ class _Base:
             body["keys"] = list(keys)
         if resize is not None:
             body["resize"] = resize
-        return self._drive(self._one(_Request("POST", f"/v1/tasks/{i}/input", body=body), InputSent.from_dict))
+        return self._drive(
+            self._one(_Request("POST", f"/v1/tasks/{i}/input", body=body), InputSent.from_dict)
+        )
 
     def remove(self, ids: int | Sequence[int]) -> Any:
         """Remove finished tasks and their logs; answers the ids removed."""
         body = {"ids": _ids(ids)}
-        return self._drive(self._one(_Request("POST", "/v1/tasks/remove", body=body), lambda d: d.get("removed", [])))
+        return self._drive(
+            self._one(
+                _Request("POST", "/v1/tasks/remove", body=body), lambda d: d.get("removed", [])
+            )
+        )
 
     def drain_notifications(self, session: str, *, limit: int | None = None) -> Any:
         """A session's undelivered notices (`Notification`, `.text`), marked
         delivered: each is returned once."""
         return self._drive(
             self._one(
-                _Request("POST", f"/v1/sessions/{_quote(session)}/notifications/drain", {"limit": limit}),
+                _Request(
+                    "POST", f"/v1/sessions/{_quote(session)}/notifications/drain", {"limit": limit}
+                ),
                 lambda d: [Notification.from_dict(n) for n in d],
             )
         )
@@ -476,7 +531,9 @@ class _Base:
 
     def queues(self) -> Any:
         """The queues with their limits and counts (`Queue`)."""
-        return self._drive(self._one(_Request("GET", "/v1/queues"), lambda d: [Queue.from_dict(q) for q in d]))
+        return self._drive(
+            self._one(_Request("GET", "/v1/queues"), lambda d: [Queue.from_dict(q) for q in d])
+        )
 
     def set_queue(
         self,
@@ -498,7 +555,9 @@ class _Base:
         for k, v in (("per_key", per_key), ("rate", rate), ("alert_after", alert_after)):
             if v is not _UNSET:
                 body[k] = v
-        return self._drive(self._one(_Request("PUT", f"/v1/queues/{_quote(name)}", body=body), Queue.from_dict))
+        return self._drive(
+            self._one(_Request("PUT", f"/v1/queues/{_quote(name)}", body=body), Queue.from_dict)
+        )
 
     def pause_queue(self, name: str) -> Any:
         """Pause a queue: it starts nothing new."""
@@ -516,11 +575,15 @@ class _Base:
 
     def budgets(self) -> Any:
         """The queues' budgets (`Budget`)."""
-        return self._drive(self._one(_Request("GET", "/v1/budgets"), lambda d: [Budget.from_dict(b) for b in d]))
+        return self._drive(
+            self._one(_Request("GET", "/v1/budgets"), lambda d: [Budget.from_dict(b) for b in d])
+        )
 
     def budget(self, queue: str) -> Any:
         """One queue's budget."""
-        return self._drive(self._one(_Request("GET", f"/v1/budgets/{_quote(queue)}"), Budget.from_dict))
+        return self._drive(
+            self._one(_Request("GET", f"/v1/budgets/{_quote(queue)}"), Budget.from_dict)
+        )
 
     def set_budget(
         self,
@@ -542,7 +605,9 @@ class _Base:
             body["window"] = window
         if alarms is not None:
             body["alarms"] = list(alarms)
-        return self._drive(self._one(_Request("PUT", f"/v1/budgets/{_quote(queue)}", body=body), Budget.from_dict))
+        return self._drive(
+            self._one(_Request("PUT", f"/v1/budgets/{_quote(queue)}", body=body), Budget.from_dict)
+        )
 
     def remove_budget(self, queue: str) -> Any:
         """Remove a queue's budget; a queue it paused resumes."""
@@ -552,11 +617,17 @@ class _Base:
 
     def schedules(self) -> Any:
         """The schedules with their next time and latest task (`Schedule`)."""
-        return self._drive(self._one(_Request("GET", "/v1/schedules"), lambda d: [Schedule.from_dict(s) for s in d]))
+        return self._drive(
+            self._one(
+                _Request("GET", "/v1/schedules"), lambda d: [Schedule.from_dict(s) for s in d]
+            )
+        )
 
     def schedule(self, name: str) -> Any:
         """One schedule."""
-        return self._drive(self._one(_Request("GET", f"/v1/schedules/{_quote(name)}"), Schedule.from_dict))
+        return self._drive(
+            self._one(_Request("GET", f"/v1/schedules/{_quote(name)}"), Schedule.from_dict)
+        )
 
     def add_schedule(
         self,
@@ -584,15 +655,21 @@ class _Base:
             body["tz"] = tz
         if missed is not None:
             body["missed"] = missed
-        return self._drive(self._one(_Request("POST", "/v1/schedules", body=body), Schedule.from_dict))
+        return self._drive(
+            self._one(_Request("POST", "/v1/schedules", body=body), Schedule.from_dict)
+        )
 
     def pause_schedule(self, name: str) -> Any:
         """Pause a schedule: it fires nothing until resumed."""
-        return self._drive(self._one(_Request("POST", f"/v1/schedules/{_quote(name)}/pause"), Schedule.from_dict))
+        return self._drive(
+            self._one(_Request("POST", f"/v1/schedules/{_quote(name)}/pause"), Schedule.from_dict)
+        )
 
     def resume_schedule(self, name: str) -> Any:
         """Resume a schedule from its next time after now."""
-        return self._drive(self._one(_Request("POST", f"/v1/schedules/{_quote(name)}/resume"), Schedule.from_dict))
+        return self._drive(
+            self._one(_Request("POST", f"/v1/schedules/{_quote(name)}/resume"), Schedule.from_dict)
+        )
 
     def run_schedule(self, name: str) -> Any:
         """Fire a schedule now (its next time stays); answers the task's record."""
@@ -659,7 +736,7 @@ class Client(_Base):
         """Close the connections."""
         self._http.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -667,8 +744,12 @@ class Client(_Base):
 
     def _start_daemon(self) -> None:
         done = subprocess.run(
-            self._start_command(), env=self._start_env(), stdin=subprocess.DEVNULL,
-            capture_output=True, text=True, check=False,
+            self._start_command(),
+            env=self._start_env(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if done.returncode != 0:
             raise error(
@@ -740,7 +821,9 @@ class AsyncClient(_Base):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        transport = httpx.AsyncHTTPTransport(uds=str(self._socket)) if self._socket is not None else None
+        transport = (
+            httpx.AsyncHTTPTransport(uds=str(self._socket)) if self._socket is not None else None
+        )
         self._http = httpx.AsyncClient(
             base_url=self._base_url, headers=self._headers, timeout=_TIMEOUT, transport=transport
         )
@@ -749,7 +832,7 @@ class AsyncClient(_Base):
         """Close the connections."""
         await self._http.aclose()
 
-    async def __aenter__(self) -> "AsyncClient":
+    async def __aenter__(self) -> AsyncClient:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -757,8 +840,11 @@ class AsyncClient(_Base):
 
     async def _start_daemon(self) -> None:
         proc = await asyncio.create_subprocess_exec(
-            *self._start_command(), env=self._start_env(), stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            *self._start_command(),
+            env=self._start_env(),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         out, err = await proc.communicate()
         if proc.returncode != 0:

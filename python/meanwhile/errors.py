@@ -100,4 +100,6 @@ def from_response(status: int, body: bytes) -> MeanwhileError:
             status,
         )
     text = body.decode("utf-8", "replace").strip()[:500]
-    return error("internal", f"the daemon answered HTTP {status}: {text or '(no body)'}", None, status)
+    return error(
+        "internal", f"the daemon answered HTTP {status}: {text or '(no body)'}", None, status
+    )

@@ -51,12 +51,38 @@ _MAX_WAIT_SECONDS = 600.0
 _MAX_TASK_SECONDS = 30 * 24 * 3600.0
 _MAX_INPUT_CHARS = 65_536
 _MAX_INPUT_KEYS = 256
-_STATES = ["pending", "running", "succeeded", "failed", "timed_out", "cancelled", "quarantined", "lost"]
-_KEYS = ["enter", "tab", "ctrl-c", "ctrl-d", "ctrl-z", "up", "down", "left", "right", "esc", "backspace"]
+_STATES = [
+    "pending",
+    "running",
+    "succeeded",
+    "failed",
+    "timed_out",
+    "cancelled",
+    "quarantined",
+    "lost",
+]
+_KEYS = [
+    "enter",
+    "tab",
+    "ctrl-c",
+    "ctrl-d",
+    "ctrl-z",
+    "up",
+    "down",
+    "left",
+    "right",
+    "esc",
+    "backspace",
+]
 
 
 def _object(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }
 
 
 def _task_id(what: str) -> dict[str, Any]:
@@ -74,29 +100,91 @@ _DEFINITIONS: list[dict[str, Any]] = [
             "background_output. For a program that asks questions or is interactive (a REPL, a prompt like "
             "`Proceed? [y/N]`, a TUI), set tty (a terminal) or stdin (a pipe) and answer it with "
             "background_input: you are told when it waits for input. For a server, you are told when it "
-            "listens and where; background_output with wait \"listening\" waits until it is ready."
+            'listens and where; background_output with wait "listening" waits until it is ready.'
         ),
         "input_schema": _object(
             {
                 "command": {"type": "string", "description": "The command line, run with sh -c."},
-                "name": {"type": "string", "description": "A short name to recognise the task by (default: the command)."},
-                "cwd": {"type": "string", "description": "Working directory (default: the workspace)."},
-                "timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "description": "Stop the task if it runs longer than this."},
-                "env": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Environment variables to add."},
-                "queue": {"type": "string", "description": "The meanwhile queue to run in (default: `default`)."},
-                "concurrency_key": {"type": "string", "description": "Tasks of a queue with the same key share its per_key limit (say, one per customer or per repository)."},
-                "on_end": {"type": "string", "description": "A shell command run when the task ends, with MEANWHILE_TASK_ID, MEANWHILE_TASK_STATE and MEANWHILE_EXIT_CODE set."},
-                "stall_seconds": {"type": "number", "exclusiveMinimum": 0, "description": "Raise a `stalled` alert when the task prints nothing for this long."},
-                "stall_action": {"type": "string", "enum": ["alert", "stop"], "description": "With stall_seconds: `stop` also stops a stalled task (default: `alert` only)."},
-                "tty": {"type": "boolean", "description": "Run it in a pseudo-terminal (120x40): for REPLs, prompts and programs that only behave interactively in a terminal. Its output is what the terminal showed. Answer it with background_input."},
-                "stdin": {"type": "boolean", "description": "Give it a pipe as stdin, written with background_input (without tty or stdin, stdin is empty)."},
-                "sandbox": {"type": "boolean", "description": "Let it write only in its working directory, allow_write and its own $TMPDIR (reading stays open). Use it for commands you have not checked."},
-                "allow_write": {"type": "array", "items": {"type": "string"}, "description": "With sandbox: more absolute paths it may write in (say, a cache directory)."},
-                "no_network": {"type": "boolean", "description": "Run it without network (its own loopback only)."},
-                "memory": {"type": "string", "description": "Kill it when its processes hold more memory than this (\"512M\", \"2G\"); it ends with `memory limit 2G exceeded`."},
-                "cpu_time_seconds": {"type": "number", "exclusiveMinimum": 0, "description": "Kill a process of it that uses more CPU time than this."},
-                "max_procs": {"type": "integer", "minimum": 1, "description": "Kill it when it has more processes than this at once."},
-                "max_files": {"type": "integer", "minimum": 1, "description": "The most files each of its processes may have open."},
+                "name": {
+                    "type": "string",
+                    "description": "A short name to recognise the task by (default: the command).",
+                },
+                "cwd": {
+                    "type": "string",
+                    "description": "Working directory (default: the workspace).",
+                },
+                "timeout_seconds": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "description": "Stop the task if it runs longer than this.",
+                },
+                "env": {
+                    "type": "object",
+                    "additionalProperties": {"type": "string"},
+                    "description": "Environment variables to add.",
+                },
+                "queue": {
+                    "type": "string",
+                    "description": "The meanwhile queue to run in (default: `default`).",
+                },
+                "concurrency_key": {
+                    "type": "string",
+                    "description": "Tasks of a queue with the same key share its per_key limit (say, one per customer or per repository).",
+                },
+                "on_end": {
+                    "type": "string",
+                    "description": "A shell command run when the task ends, with MEANWHILE_TASK_ID, MEANWHILE_TASK_STATE and MEANWHILE_EXIT_CODE set.",
+                },
+                "stall_seconds": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "description": "Raise a `stalled` alert when the task prints nothing for this long.",
+                },
+                "stall_action": {
+                    "type": "string",
+                    "enum": ["alert", "stop"],
+                    "description": "With stall_seconds: `stop` also stops a stalled task (default: `alert` only).",
+                },
+                "tty": {
+                    "type": "boolean",
+                    "description": "Run it in a pseudo-terminal (120x40): for REPLs, prompts and programs that only behave interactively in a terminal. Its output is what the terminal showed. Answer it with background_input.",
+                },
+                "stdin": {
+                    "type": "boolean",
+                    "description": "Give it a pipe as stdin, written with background_input (without tty or stdin, stdin is empty).",
+                },
+                "sandbox": {
+                    "type": "boolean",
+                    "description": "Let it write only in its working directory, allow_write and its own $TMPDIR (reading stays open). Use it for commands you have not checked.",
+                },
+                "allow_write": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "With sandbox: more absolute paths it may write in (say, a cache directory).",
+                },
+                "no_network": {
+                    "type": "boolean",
+                    "description": "Run it without network (its own loopback only).",
+                },
+                "memory": {
+                    "type": "string",
+                    "description": 'Kill it when its processes hold more memory than this ("512M", "2G"); it ends with `memory limit 2G exceeded`.',
+                },
+                "cpu_time_seconds": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "description": "Kill a process of it that uses more CPU time than this.",
+                },
+                "max_procs": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": "Kill it when it has more processes than this at once.",
+                },
+                "max_files": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": "The most files each of its processes may have open.",
+                },
             },
             ["command"],
         ),
@@ -107,21 +195,38 @@ _DEFINITIONS: list[dict[str, Any]] = [
             "Read a background task's output (stdout and stderr merged). Every answer gives a cursor: pass it "
             "as `since` next time to read only what is new. `tail` keeps the last lines, `grep` keeps matching "
             "lines (regex), `max_bytes` keeps the head and tail of long output. `wait` blocks first, at most "
-            "timeout_seconds: \"exit\" until the task ends, \"output\" until there is new output, \"match\" "
-            "until a new line matches `pattern`, \"listening\" until its processes listen on a socket (a dev "
-            "server is ready; the answer says where), \"input\" until it waits for input (the answer shows the "
+            'timeout_seconds: "exit" until the task ends, "output" until there is new output, "match" '
+            'until a new line matches `pattern`, "listening" until its processes listen on a socket (a dev '
+            'server is ready; the answer says where), "input" until it waits for input (the answer shows the '
             "prompt)."
         ),
         "input_schema": _object(
             {
                 "id": _task_id("The task id."),
-                "since": {"type": "integer", "minimum": 0, "description": "Byte cursor from an earlier answer; read only output after it."},
+                "since": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "Byte cursor from an earlier answer; read only output after it.",
+                },
                 "tail": {"type": "integer", "minimum": 1, "description": "Only the last N lines."},
                 "grep": {"type": "string", "description": "Only lines matching this regex."},
-                "max_bytes": {"type": "integer", "minimum": _MIN_OUTPUT_BYTES, "maximum": _MAX_OUTPUT_BYTES, "description": "Most bytes of text (head and tail kept); default 16000, at most 100000."},
-                "wait": {"type": "string", "enum": ["exit", "output", "match", "listening", "input"], "description": "Block until the task ends, new output arrives, a line matches `pattern`, it listens on a socket, or it waits for input."},
-                "pattern": {"type": "string", "description": "Regex for wait = \"match\"."},
-                "timeout_seconds": {"type": "number", "minimum": 0, "description": "Longest wait, default 30, at most 600."},
+                "max_bytes": {
+                    "type": "integer",
+                    "minimum": _MIN_OUTPUT_BYTES,
+                    "maximum": _MAX_OUTPUT_BYTES,
+                    "description": "Most bytes of text (head and tail kept); default 16000, at most 100000.",
+                },
+                "wait": {
+                    "type": "string",
+                    "enum": ["exit", "output", "match", "listening", "input"],
+                    "description": "Block until the task ends, new output arrives, a line matches `pattern`, it listens on a socket, or it waits for input.",
+                },
+                "pattern": {"type": "string", "description": 'Regex for wait = "match".'},
+                "timeout_seconds": {
+                    "type": "number",
+                    "minimum": 0,
+                    "description": "Longest wait, default 30, at most 600.",
+                },
             },
             ["id"],
         ),
@@ -130,17 +235,29 @@ _DEFINITIONS: list[dict[str, Any]] = [
         "name": BACKGROUND_INPUT,
         "description": (
             "Send input to a running background task started with tty or stdin: text as typed, then keys. "
-            "No newline is added: to answer a prompt, send the text with keys [\"enter\"]. On a terminal, "
-            "\"ctrl-c\" interrupts the program in the foreground (as a person's keypress would) and \"ctrl-d\" "
+            'No newline is added: to answer a prompt, send the text with keys ["enter"]. On a terminal, '
+            '"ctrl-c" interrupts the program in the foreground (as a person\'s keypress would) and "ctrl-d" '
             "at the start of a line ends input; eof closes a pipe. Use it when you are told a task waits for "
-            "input; read what it printed next with background_output (wait \"output\" or \"input\")."
+            'input; read what it printed next with background_output (wait "output" or "input").'
         ),
         "input_schema": _object(
             {
                 "id": _task_id("The task id."),
-                "text": {"type": "string", "maxLength": _MAX_INPUT_CHARS, "description": "Text to type (no newline is added)."},
-                "keys": {"type": "array", "maxItems": _MAX_INPUT_KEYS, "items": {"type": "string", "enum": _KEYS}, "description": "Keys pressed after the text, in order."},
-                "eof": {"type": "boolean", "description": "End the input afterwards (close the pipe, or Ctrl-D on a terminal)."},
+                "text": {
+                    "type": "string",
+                    "maxLength": _MAX_INPUT_CHARS,
+                    "description": "Text to type (no newline is added).",
+                },
+                "keys": {
+                    "type": "array",
+                    "maxItems": _MAX_INPUT_KEYS,
+                    "items": {"type": "string", "enum": _KEYS},
+                    "description": "Keys pressed after the text, in order.",
+                },
+                "eof": {
+                    "type": "boolean",
+                    "description": "End the input afterwards (close the pipe, or Ctrl-D on a terminal).",
+                },
             },
             ["id"],
         ),
@@ -154,7 +271,10 @@ _DEFINITIONS: list[dict[str, Any]] = [
         "input_schema": _object(
             {
                 "id": _task_id("The task id."),
-                "force": {"type": "boolean", "description": "Kill at once instead of asking it to stop (default false)."},
+                "force": {
+                    "type": "boolean",
+                    "description": "Kill at once instead of asking it to stop (default false).",
+                },
             },
             ["id"],
         ),
@@ -167,9 +287,21 @@ _DEFINITIONS: list[dict[str, Any]] = [
         ),
         "input_schema": _object(
             {
-                "states": {"type": "array", "items": {"type": "string", "enum": _STATES}, "description": "Only tasks in these states."},
-                "all_sessions": {"type": "boolean", "description": "List tasks of every session, not just this one."},
-                "limit": {"type": "integer", "minimum": 1, "maximum": _MAX_LIST, "description": "Most tasks to list (default 30, at most 200)."},
+                "states": {
+                    "type": "array",
+                    "items": {"type": "string", "enum": _STATES},
+                    "description": "Only tasks in these states.",
+                },
+                "all_sessions": {
+                    "type": "boolean",
+                    "description": "List tasks of every session, not just this one.",
+                },
+                "limit": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": _MAX_LIST,
+                    "description": "Most tasks to list (default 30, at most 200).",
+                },
             },
             [],
         ),
@@ -177,16 +309,29 @@ _DEFINITIONS: list[dict[str, Any]] = [
     {
         "name": BACKGROUND_WAIT,
         "description": (
-            "Wait until background tasks end: all of them (mode \"all\", the default) or the first one (mode "
-            "\"any\"), at most timeout_seconds. Returns each task's state, exit code and, for sub-agents, "
+            'Wait until background tasks end: all of them (mode "all", the default) or the first one (mode '
+            '"any"), at most timeout_seconds. Returns each task\'s state, exit code and, for sub-agents, '
             "their final answer. Waiting is rarely needed: you are told when tasks end anyway, so prefer "
             "doing other work; wait when you have nothing else to do."
         ),
         "input_schema": _object(
             {
-                "ids": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1, "description": "The task ids."},
-                "mode": {"type": "string", "enum": ["all", "any"], "description": "Wait for all (default) or any."},
-                "timeout_seconds": {"type": "number", "minimum": 0, "description": "Longest wait, default 60, at most 600."},
+                "ids": {
+                    "type": "array",
+                    "items": {"type": "integer", "minimum": 1},
+                    "minItems": 1,
+                    "description": "The task ids.",
+                },
+                "mode": {
+                    "type": "string",
+                    "enum": ["all", "any"],
+                    "description": "Wait for all (default) or any.",
+                },
+                "timeout_seconds": {
+                    "type": "number",
+                    "minimum": 0,
+                    "description": "Longest wait, default 60, at most 600.",
+                },
             },
             ["ids"],
         ),
@@ -268,11 +413,15 @@ def call(
         try:
             input = json.loads(input) if input.strip() else {}
         except ValueError as e:
-            raise ToolError(str(name), f"the arguments are not valid JSON ({e}); send a JSON object") from e
+            raise ToolError(
+                str(name), f"the arguments are not valid JSON ({e}); send a JSON object"
+            ) from e
     if input is None:
         input = {}
     if not isinstance(input, dict):
-        raise ToolError(str(name), f"the arguments must be a JSON object, got {type(input).__name__}")
+        raise ToolError(
+            str(name), f"the arguments must be a JSON object, got {type(input).__name__}"
+        )
     handler = _HANDLERS.get(name) if isinstance(name, str) else None
     if handler is None:
         raise MeanwhileError(
@@ -327,12 +476,23 @@ def _check_fields(tool: str, args: dict[str, Any]) -> None:
             "object": isinstance(v, dict),
         }.get(kind, True)
         if not ok:
-            raise ToolError(tool, f"{k} must be {'an' if kind in ('integer', 'array', 'object') else 'a'} {kind}, got {json.dumps(v)}", k)
+            raise ToolError(
+                tool,
+                f"{k} must be {'an' if kind in ('integer', 'array', 'object') else 'a'} {kind}, got {json.dumps(v)}",
+                k,
+            )
         # Fields with a range get their own message, which names both ends.
-        if kind == "integer" and "minimum" in props[k] and "maximum" not in props[k] and v < props[k]["minimum"]:
+        if (
+            kind == "integer"
+            and "minimum" in props[k]
+            and "maximum" not in props[k]
+            and v < props[k]["minimum"]
+        ):
             raise ToolError(tool, f"{k} must be at least {props[k]['minimum']}, got {v}", k)
         if "enum" in props[k] and v not in props[k]["enum"]:
-            raise ToolError(tool, f"{k} must be one of {', '.join(props[k]['enum'])}, got {json.dumps(v)}", k)
+            raise ToolError(
+                tool, f"{k} must be one of {', '.join(props[k]['enum'])}, got {json.dumps(v)}", k
+            )
 
 
 def _seconds(tool: str, field: str, value: Any, most: float) -> float | None:
@@ -354,16 +514,33 @@ def _run(c: Client, session: str | None, a: dict[str, Any]) -> str:
     if not command.strip():
         raise ToolError(tool, "command must not be empty", "command")
     if a.get("tty") and a.get("stdin"):
-        raise ToolError(tool, "give tty or stdin, not both (a terminal is also the task's input)", "tty")
+        raise ToolError(
+            tool, "give tty or stdin, not both (a terminal is also the task's input)", "tty"
+        )
     spec: dict[str, Any] = {"command": command}
     if (a.get("name") or "").strip():
         spec["name"] = a["name"]
-    for k in ("cwd", "env", "queue", "concurrency_key", "stall_action", "allow_write", "max_procs", "max_files", "memory", "sandbox"):
+    for k in (
+        "cwd",
+        "env",
+        "queue",
+        "concurrency_key",
+        "stall_action",
+        "allow_write",
+        "max_procs",
+        "max_files",
+        "memory",
+        "sandbox",
+    ):
         if a.get(k) is not None:
             spec[k] = a[k]
     if (a.get("on_end") or "").strip():
         spec["on_end"] = a["on_end"]
-    for src, dst in (("timeout_seconds", "timeout"), ("stall_seconds", "stall"), ("cpu_time_seconds", "cpu_time")):
+    for src, dst in (
+        ("timeout_seconds", "timeout"),
+        ("stall_seconds", "stall"),
+        ("cpu_time_seconds", "cpu_time"),
+    ):
         secs = _seconds(tool, src, a.get(src), _MAX_TASK_SECONDS)
         if secs:
             spec[dst] = max(secs, 1.0) if dst == "cpu_time" else secs
@@ -480,14 +657,18 @@ def _wait(c: Client, session: str | None, a: dict[str, Any]) -> str:
         raise ToolError(tool, "ids must name at least one task", "ids")
     for i in ids:
         if isinstance(i, bool) or not isinstance(i, int) or i < 1:
-            raise ToolError(tool, f"ids must be task ids (integers from 1), got {json.dumps(i)}", "ids")
+            raise ToolError(
+                tool, f"ids must be task ids (integers from 1), got {json.dumps(i)}", "ids"
+            )
     timeout = _seconds(tool, "timeout_seconds", a.get("timeout_seconds"), _MAX_WAIT_SECONDS)
     timeout = 60.0 if timeout is None else timeout
     w = c.wait(ids, mode=a.get("mode") or "all", timeout=timeout)
     out = []
     if w.timed_out:
         running = ", ".join(str(t.id) for t in w.tasks if not t.ended)
-        out.append(f"Stopped waiting after {_format_seconds(timeout)}; not finished yet: {running}.")
+        out.append(
+            f"Stopped waiting after {_format_seconds(timeout)}; not finished yet: {running}."
+        )
     per_result = _DEFAULT_OUTPUT_BYTES // max(len(w.tasks), 1)
     for t in w.tasks:
         out.append(describe(t))
@@ -495,7 +676,10 @@ def _wait(c: Client, session: str | None, a: dict[str, Any]) -> str:
             result = t.result
             most = max(per_result, 500)
             if len(result) > most:
-                result = result[:most] + f"\n[... cut; read the whole transcript with background_output id {t.id}]"
+                result = (
+                    result[:most]
+                    + f"\n[... cut; read the whole transcript with background_output id {t.id}]"
+                )
             out.append(f"final answer of task {t.id}:\n{result}")
     return "\n".join(out)
 
@@ -550,7 +734,9 @@ def describe(t: Task, now_ms: int | None = None) -> str:
     if t.state == "running" and t.waiting_for_input:
         line += f"; waiting for input at: {t.prompt or '(no prompt shown)'} (answer with background_input)"
     if t.state == "running" and t.listening:
-        line += "; listening on " + ", ".join(str(x.get("url") or x.get("address")) for x in t.listening)
+        line += "; listening on " + ", ".join(
+            str(x.get("url") or x.get("address")) for x in t.listening
+        )
     if t.state == "running" and t.progress:
         pc = t.progress.get("percent")
         msg = t.progress.get("message", "")
@@ -570,11 +756,17 @@ def format_output(c: OutputChunk) -> str:
     if c.matched is not None:
         notes.append(f"matched line: {c.matched.rstrip()}")
     if c.listening:
-        notes.append("listening on " + ", ".join(str(x.get("url") or x.get("address")) for x in c.listening))
+        notes.append(
+            "listening on " + ", ".join(str(x.get("url") or x.get("address")) for x in c.listening)
+        )
     if c.waiting_for_input:
-        notes.append(f"waiting for input at: {c.prompt or '(no prompt shown)'} (answer with background_input)")
+        notes.append(
+            f"waiting for input at: {c.prompt or '(no prompt shown)'} (answer with background_input)"
+        )
     if c.elided_bytes > 0:
-        notes.append(f"{c.elided_bytes} bytes in the middle left out (use since, tail or grep to read them)")
+        notes.append(
+            f"{c.elided_bytes} bytes in the middle left out (use since, tail or grep to read them)"
+        )
     if c.skipped_lines > 0:
         notes.append(f"{c.skipped_lines} lines not matching grep skipped")
     if c.more:

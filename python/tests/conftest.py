@@ -10,7 +10,8 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
+from collections.abc import Callable
 
 import pytest
 
@@ -76,14 +77,20 @@ def serve_tcp(bin_path: str, home: Path) -> tuple[subprocess.Popen, str]:
     addr = f"127.0.0.1:{port}"
     env = dict(os.environ, MEANWHILE_HOME=str(home))
     env.pop("MEANWHILE_URL", None)
-    log = open(home / "serve.log", "wb")
-    proc = subprocess.Popen(
-        [bin_path, "serve", "--listen", addr], env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
-    )
+    with open(home / "serve.log", "wb") as log:
+        proc = subprocess.Popen(
+            [bin_path, "serve", "--listen", addr],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
 
     def answers() -> bool:
         if proc.poll() is not None:
-            raise AssertionError(f"meanwhile serve exited with {proc.returncode}: {(home / 'serve.log').read_text()}")
+            raise AssertionError(
+                f"meanwhile serve exited with {proc.returncode}: {(home / 'serve.log').read_text()}"
+            )
         try:
             socket.create_connection(("127.0.0.1", port)).close()
         except OSError:

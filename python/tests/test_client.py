@@ -25,7 +25,9 @@ def test_the_readme_example_runs_waits_reads_and_drains(home: Path) -> None:
     assert [n.task_id for n in notices] == [t.id]
     n = notices[0]
     assert (n.state, n.exit_code) == ("failed", 3)
-    assert n.text.startswith(f"task {t.id} (echo hello from meanwhile; exit 3) failed with exit code 3 after ")
+    assert n.text.startswith(
+        f"task {t.id} (echo hello from meanwhile; exit 3) failed with exit code 3 after "
+    )
     assert "hello from meanwhile" in n.text
     assert c.drain_notifications("s1") == [], "each notice is drained once"
     done = c.get(t.id)
@@ -57,7 +59,9 @@ def test_without_starting_or_a_binary_no_daemon_is_an_unavailable_error(
 def test_argv_specs_and_task_fields_reach_the_daemon(home: Path, tmp_path: Path) -> None:
     c = Client()
     a = c.run(["printf", "%s|", "two words", "$HOME"], name="argv", labels=["py"], cwd=tmp_path)
-    s = c.run(spec={"command": "pwd; echo $GREETING", "name": "from-spec", "env": {"GREETING": "hi"}})
+    s = c.run(
+        spec={"command": "pwd; echo $GREETING", "name": "from-spec", "env": {"GREETING": "hi"}}
+    )
     w = c.wait([a.id, s.id])
     assert not w.timed_out and [t.state for t in w.tasks] == ["succeeded", "succeeded"]
     assert c.output(a.id).text == "two words|$HOME|"
@@ -187,7 +191,9 @@ def test_queues_budgets_and_schedules(home: Path) -> None:
         c.schedule("nightly")
 
 
-def test_tcp_with_a_bearer_token(home: Path, bin_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tcp_with_a_bearer_token(
+    home: Path, bin_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     proc, addr = serve_tcp(bin_path, home)
     try:
         token = (home / "token").read_text().strip()
@@ -254,7 +260,9 @@ def test_the_async_client(home: Path) -> None:
         ({}, "/tmp/meanwhile"),
     ],
 )
-def test_the_default_home_is_the_commands(env: dict, expect: str, monkeypatch: pytest.MonkeyPatch, bin_path: str) -> None:
+def test_the_default_home_is_the_commands(
+    env: dict, expect: str, monkeypatch: pytest.MonkeyPatch, bin_path: str
+) -> None:
     for k in ("MEANWHILE_HOME", "XDG_DATA_HOME", "HOME"):
         monkeypatch.delenv(k, raising=False)
     for k, v in env.items():
@@ -263,5 +271,7 @@ def test_the_default_home_is_the_commands(env: dict, expect: str, monkeypatch: p
     if env.get("MEANWHILE_HOME") == "":
         return  # the command refuses an empty --home given by the variable
     # The command agrees: `meanwhile daemon status` names the home it looks at.
-    done = subprocess.run([bin_path, "daemon", "status"], env=dict(os.environ), capture_output=True, text=True)
+    done = subprocess.run(
+        [bin_path, "daemon", "status"], env=dict(os.environ), capture_output=True, text=True
+    )
     assert expect in done.stdout + done.stderr

@@ -11,7 +11,8 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from meanwhile import tools
 
@@ -53,18 +54,29 @@ class Provider:
                 provider.requests.append(body)
                 if self.path != "/v1/messages":
                     provider.problems.append(f"POST {self.path}, not /v1/messages")
-                if self.headers.get("x-api-key") != KEY or not self.headers.get("anthropic-version"):
+                if self.headers.get("x-api-key") != KEY or not self.headers.get(
+                    "anthropic-version"
+                ):
                     provider.problems.append(f"headers: {dict(self.headers)}")
                 if not provider.turns:
                     provider.problems.append("a model call after the script ended")
-                    answer: dict[str, Any] = {"type": "error", "error": {"type": "invalid_request_error", "message": "script ended"}}
+                    answer: dict[str, Any] = {
+                        "type": "error",
+                        "error": {"type": "invalid_request_error", "message": "script ended"},
+                    }
                     status = 400
                 else:
                     try:
                         answer, status = provider.turns.pop(0)(body), 200
                     except AssertionError as e:
                         provider.problems.append(f"turn {len(provider.requests)}: {e}")
-                        answer, status = {"type": "error", "error": {"type": "invalid_request_error", "message": str(e)}}, 400
+                        answer, status = (
+                            {
+                                "type": "error",
+                                "error": {"type": "invalid_request_error", "message": str(e)},
+                            },
+                            400,
+                        )
                 data = json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
@@ -96,8 +108,19 @@ def test_the_agent_loop_dispatches_tools_and_hears_notices(home: Path) -> None:
 
     def first(body: dict) -> dict:
         assert [t["name"] for t in body["tools"]] == list(tools.NAMES), body["tools"]
-        assert body["messages"] == [{"role": "user", "content": "check the build"}], body["messages"]
-        return message([tool_use("call_1", "background_run", {"command": "echo from-the-task; exit 4", "name": "build"})], "tool_use")
+        assert body["messages"] == [{"role": "user", "content": "check the build"}], body[
+            "messages"
+        ]
+        return message(
+            [
+                tool_use(
+                    "call_1",
+                    "background_run",
+                    {"command": "echo from-the-task; exit 4", "name": "build"},
+                )
+            ],
+            "tool_use",
+        )
 
     def second(body: dict) -> dict:
         blocks = last_user_blocks(body)
@@ -120,7 +143,10 @@ def test_the_agent_loop_dispatches_tools_and_hears_notices(home: Path) -> None:
         blocks = last_user_blocks(body)
         assert [b["type"] for b in blocks][:2] == ["tool_result", "tool_result"], blocks
         wait, bad = blocks[:2]
-        assert wait["tool_use_id"] == "call_2" and f"task {task['id']} (build): failed with exit code 4" in wait["content"]
+        assert (
+            wait["tool_use_id"] == "call_2"
+            and f"task {task['id']} (build): failed with exit code 4" in wait["content"]
+        )
         assert bad["tool_use_id"] == "call_3" and bad.get("is_error") is True
         assert "id must be an integer" in bad["content"], bad
         # The task's end was told once, before this call or the one before it.
@@ -133,7 +159,10 @@ def test_the_agent_loop_dispatches_tools_and_hears_notices(home: Path) -> None:
         ]
         assert len(notices) == 1, notices
         assert notices[0].startswith("[meanwhile] Background tasks that ended"), notices
-        assert f"task {task['id']} (build) failed with exit code 4" in notices[0] and "from-the-task" in notices[0]
+        assert (
+            f"task {task['id']} (build) failed with exit code 4" in notices[0]
+            and "from-the-task" in notices[0]
+        )
         return message([{"type": "text", "text": "The build failed with exit code 4."}], "end_turn")
 
     provider = Provider([first, second, third])
@@ -146,7 +175,9 @@ def test_the_agent_loop_dispatches_tools_and_hears_notices(home: Path) -> None:
         )
         done = subprocess.run(
             [sys.executable, str(EXAMPLE), "check the build", "--session", "example"],
-            env=env, capture_output=True, text=True,
+            env=env,
+            capture_output=True,
+            text=True,
         )
     finally:
         provider.close()
@@ -159,5 +190,7 @@ def test_the_agent_loop_dispatches_tools_and_hears_notices(home: Path) -> None:
 def test_the_agent_loop_says_when_the_key_is_missing(home: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
     env["PYTHONPATH"] = str(ROOT / "python")
-    done = subprocess.run([sys.executable, str(EXAMPLE), "hi"], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLE), "hi"], env=env, capture_output=True, text=True
+    )
     assert done.returncode == 1 and "set ANTHROPIC_API_KEY" in done.stderr
