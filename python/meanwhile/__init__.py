@@ -4,6 +4,8 @@
 `meanwhile.tools` offers its background tools to any agent loop.
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from .client import AsyncClient, Client, default_home, find_binary
 from .errors import (
     Conflict,
@@ -27,6 +29,12 @@ from .types import (
     Task,
     WaitResult,
 )
+
+try:
+    #: The installed package's version, which is the meanwhile binary's.
+    __version__ = version("meanwhile")
+except PackageNotFoundError:  # imported from a source tree, not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "AsyncClient",

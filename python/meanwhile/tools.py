@@ -543,7 +543,7 @@ def _run(c: Client, session: str | None, a: dict[str, Any]) -> str:
     ):
         secs = _seconds(tool, src, a.get(src), _MAX_TASK_SECONDS)
         if secs:
-            spec[dst] = max(secs, 1.0) if dst == "cpu_time" else secs
+            spec[dst] = float(max(int(secs), 1)) if dst == "cpu_time" else secs
     if a.get("tty"):
         spec["tty"] = {"cols": 120, "rows": 40}
     if a.get("stdin"):
