@@ -61,7 +61,9 @@ def main() -> int:
         default=f"agent-{uuid.uuid4().hex[:8]}",
         help="the meanwhile session its tasks notify",
     )
-    p.add_argument("--max-turns", type=int, default=50, help="most model calls (default 50)")
+    p.add_argument(
+        "--max-turns", type=int, default=50, help="most model calls (default 50)"
+    )
     args = p.parse_args()
 
     key = os.environ.get("ANTHROPIC_API_KEY")
@@ -86,7 +88,9 @@ def main() -> int:
         messages.append({"role": "assistant", "content": content})
         calls = [b for b in content if b.get("type") == "tool_use"]
         if not calls:
-            print("".join(b.get("text", "") for b in content if b.get("type") == "text"))
+            print(
+                "".join(b.get("text", "") for b in content if b.get("type") == "text")
+            )
             return 0
         results = []
         for call in calls:
