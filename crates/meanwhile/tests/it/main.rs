@@ -19,6 +19,7 @@ mod interactive;
 mod live_restore;
 mod long_run;
 mod nodes;
+mod python;
 mod queues;
 mod sandbox;
 mod schedules;
