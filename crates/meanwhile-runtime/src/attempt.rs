@@ -32,6 +32,8 @@ pub(crate) struct Ended {
     /// On the system's clock (the supervisor's); on the runtime's once recorded.
     pub ended_at: Timestamp,
     pub result: Option<String>,
+    /// The main process's pid, recorded with the end.
+    pub pid: Option<i32>,
 }
 
 impl Ended {
@@ -45,6 +47,7 @@ impl Ended {
             cpu_ms: None,
             ended_at: crate::now(),
             result: None,
+            pid: None,
         }
     }
 
@@ -560,13 +563,16 @@ async fn run_shell(
         }
     };
     drop(log);
-    // Record the pid while the task runs instead of before watching it: the write
-    // joins the store's next batch and the end of the attempt is committed after it.
+    // The pid is for people (`meanwhile show`; recovery reads the journal's): it is
+    // written with the end, and on its own only once the task has run a while, so
+    // that a short task costs no commit for it.
+    let pid = spawned.pid;
     let recording = {
         let store = inner.store.clone();
         let attempt = c.attempt;
         tokio::spawn(async move {
-            if let Err(e) = store.set_pid(id, attempt, spawned.pid).await {
+            tokio::time::sleep(PID_RECORDED_AFTER).await;
+            if let Err(e) = store.set_pid(id, attempt, pid).await {
                 tracing::warn!(task = %id, "could not record the pid: {e}");
             }
         })
@@ -583,9 +589,14 @@ async fn run_shell(
     };
     let ended = supervise(inner, task, c.attempt, spawned, stop).await;
     drop(guard);
-    let _ = recording.await;
+    // Not written yet: the end writes it (`supervise` puts it in the end). Written
+    // or being written: the end writes the same value, so the order does not matter.
+    recording.abort();
     ended
 }
+
+/// How long a task runs before its pid is written on its own.
+const PID_RECORDED_AFTER: Duration = Duration::from_secs(1);
 
 /// The most output the task's log keeps: its spec's (after its queue's defaults),
 /// else the runtime's default.
@@ -706,6 +717,7 @@ pub(crate) async fn supervise(
                 cpu_ms: Some(st.cpu_ms),
                 ended_at: Timestamp(st.ended_at_us / 1000),
                 result: None,
+                pid: Some(spawned.pid),
             }
         }
         Ok(None) => {
@@ -853,6 +865,7 @@ pub(crate) fn end_record(
         reason: ended.reason,
         peak_rss_kb: ended.peak_rss_kb,
         cpu_ms: ended.cpu_ms,
+        pid: ended.pid,
         retry_at: Timestamp(ended_at.0.max(inner.now().0) + delay.as_millis() as i64),
         tail,
         output_bytes,

@@ -307,6 +307,10 @@ pub struct AttemptEnd {
     pub peak_rss_kb: Option<u64>,
     /// CPU time, ms.
     pub cpu_ms: Option<u64>,
+    /// The main process's pid, recorded with the end when it was not recorded while
+    /// the attempt ran (a short task's pid costs no write of its own); `None`
+    /// leaves the attempt's pid as it is.
+    pub pid: Option<i32>,
     /// When to start the next attempt if the policy retries.
     pub retry_at: Timestamp,
     /// The last lines of output, for the notification.

@@ -94,11 +94,14 @@ pub fn alive(pid: i32) -> bool {
     }
 }
 
-/// The task's process id, once its attempt has started.
+/// The task's process id, once its attempt has started: from the spawner's journal,
+/// which has it before the task runs (the store has it only once the task has run a
+/// while, or ended).
 pub async fn pid_of(rt: &Runtime, id: TaskId) -> i32 {
     for _ in 0..2400 {
         if let Ok(a) = rt.attempts(id).await
-            && let Some(pid) = a.last().and_then(|a| a.pid)
+            && let Some(last) = a.last()
+            && let Some((pid, _)) = journalled(rt.home(), id, last.number)
         {
             return pid;
         }
@@ -107,23 +110,29 @@ pub async fn pid_of(rt: &Runtime, id: TaskId) -> i32 {
     panic!("task {id} never started");
 }
 
+/// The (task pid, supervisor pid) the spawner journalled for an attempt, once it has.
+fn journalled(
+    home: &meanwhile_runtime::Home,
+    id: meanwhile_runtime::core::TaskId,
+    attempt: u32,
+) -> Option<(i32, i32)> {
+    let text = std::fs::read_to_string(home.journal()).ok()?;
+    let prefix = format!("S {id} {attempt} ");
+    let line = text.lines().find(|l| l.starts_with(&prefix))?;
+    let nums: Vec<i32> = line[prefix.len()..]
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    Some((*nums.first()?, *nums.get(1)?))
+}
+
 /// The (task pid, supervisor pid) the spawner journalled for an attempt.
 pub fn journalled_pids(
     home: &meanwhile_runtime::Home,
     id: meanwhile_runtime::core::TaskId,
     attempt: u32,
 ) -> (i32, i32) {
-    let text = std::fs::read_to_string(home.journal()).unwrap();
-    let prefix = format!("S {id} {attempt} ");
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(&prefix))
-        .expect("a journal line");
-    let nums: Vec<i32> = line[prefix.len()..]
-        .split_whitespace()
-        .map(|s| s.parse().unwrap())
-        .collect();
-    (nums[0], nums[1])
+    journalled(home, id, attempt).expect("a journal line")
 }
 
 /// Runs a task in a queue of its own to its end: proof that the dispatcher has made

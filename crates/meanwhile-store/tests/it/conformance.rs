@@ -46,6 +46,7 @@ pub(crate) fn end(id: TaskId, attempt: u32, outcome: AttemptOutcome) -> AttemptE
         reason: None,
         peak_rss_kb: None,
         cpu_ms: None,
+        pid: None,
         retry_at: Timestamp(NOW.0 + 1000),
         tail: "last line\n".into(),
         output_bytes: 10,
@@ -1029,5 +1030,23 @@ both! {
         let q = s.queues().await.unwrap();
         assert!(q.iter().any(|q| q.name == "gpu" && q.pending == 1), "{q:?}");
         assert_eq!(s.claim(claim_req(10)).await.unwrap().tasks.len(), 1);
+    }
+}
+
+both! {
+    async fn an_end_records_a_pid_not_recorded_while_the_attempt_ran_and_keeps_one_that_was(f: Fixture) {
+        let short = submit(&*f.store, TaskSpec::shell("short")).await;
+        let long = submit(&*f.store, TaskSpec::shell("long")).await;
+        let claim = f.store.claim(claim_req(2)).await.unwrap();
+        assert_eq!(claim.tasks.len(), 2);
+        // The long one's pid was written while it ran; the short one's was not.
+        f.store.set_pid(long, 1, 4242).await.unwrap();
+        for (id, pid) in [(short, Some(777)), (long, None)] {
+            let mut e = end(id, 1, AttemptOutcome::Exited { code: 0 });
+            e.pid = pid;
+            f.store.finish_attempt(e).await.unwrap();
+        }
+        assert_eq!(f.store.attempts(short).await.unwrap()[0].pid, Some(777));
+        assert_eq!(f.store.attempts(long).await.unwrap()[0].pid, Some(4242));
     }
 }

@@ -44,6 +44,7 @@ fn end(id: meanwhile_core::TaskId, attempt: u32) -> AttemptEnd {
         reason: None,
         peak_rss_kb: None,
         cpu_ms: None,
+        pid: None,
         retry_at: NOW,
         tail: String::new(),
         output_bytes: 0,

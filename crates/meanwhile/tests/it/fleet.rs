@@ -247,6 +247,31 @@ fn read(path: &std::path::Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
+/// The marks a task wrote, without the pid on its `start` lines.
+fn marks_in(path: &std::path::Path) -> String {
+    read(path)
+        .lines()
+        .map(|l| match l.strip_prefix("start ") {
+            Some(rest) => format!("start {}\n", rest.split(' ').next().unwrap_or("")),
+            None => format!("{l}\n"),
+        })
+        .collect()
+}
+
+/// The pid a task wrote into its log as `start ATTEMPT PID` (its own `$$`: the
+/// task's main process), once it has.
+fn started_pid(log: &std::path::Path, attempt: u32) -> i32 {
+    let prefix = format!("start {attempt} ");
+    let mut pid = None;
+    until("the task says its pid", || {
+        pid = read(log)
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix).and_then(|p| p.trim().parse().ok()));
+        pid.is_some()
+    });
+    pid.unwrap()
+}
+
 /// SIGKILL to a process and, for a task, its whole group.
 fn kill(pid: i32, group: bool) {
     if group && let Some(p) = rustix::process::Pid::from_raw(pid) {
@@ -361,15 +386,14 @@ fn a_dead_machines_task_runs_again_on_another_node_after_its_lease() {
     let marks = tempfile::tempdir().unwrap();
     let log = marks.path().join("log");
     let cmd = format!(
-        "echo start $MEANWHILE_ATTEMPT >> {0}; sleep 4; echo done $MEANWHILE_ATTEMPT >> {0}",
+        "echo start $MEANWHILE_ATTEMPT $$ >> {0}; sleep 4; echo done $MEANWHILE_ATTEMPT >> {0}",
         log.display()
     );
     let id = a.ok(&["run", "--retries", "2", &cmd]).trim().to_string();
-    until("the task runs on a", || read(&log).contains("start 1"));
+    let task_pid = started_pid(&log, 1);
     let b = fleet.node("b");
 
     // The machine dies: the daemon, its spawner, the task's supervisor and the task.
-    let task_pid = attempts(&a, &id)[0]["pid"].as_i64().unwrap() as i32;
     let supervisor = parent_of(task_pid).unwrap();
     let spawner = parent_of(supervisor);
     let mut a = a;
@@ -396,7 +420,7 @@ fn a_dead_machines_task_runs_again_on_another_node_after_its_lease() {
     );
     assert_eq!(atts[1]["node"], "b");
     assert_eq!(atts[1]["exit_code"], 0);
-    assert_eq!(read(&log), "start 1\nstart 2\ndone 2\n");
+    assert_eq!(marks_in(&log), "start 1\nstart 2\ndone 2\n");
     drop(a);
 }
 
@@ -408,12 +432,11 @@ fn a_node_cut_from_its_database_stops_its_tasks_and_never_records_their_end() {
     let marks = tempfile::tempdir().unwrap();
     let log = marks.path().join("log");
     let cmd = format!(
-        "echo start $MEANWHILE_ATTEMPT >> {0}; sleep 8; echo done $MEANWHILE_ATTEMPT >> {0}",
+        "echo start $MEANWHILE_ATTEMPT $$ >> {0}; sleep 8; echo done $MEANWHILE_ATTEMPT >> {0}",
         log.display()
     );
     let id = a.ok(&["run", "--retries", "1", &cmd]).trim().to_string();
-    until("the task runs on a", || read(&log).contains("start 1"));
-    let task_pid = attempts(&a, &id)[0]["pid"].as_i64().unwrap() as i32;
+    let task_pid = started_pid(&log, 1);
     let b = fleet.node("b");
 
     proxy.cut();
@@ -451,7 +474,7 @@ fn a_node_cut_from_its_database_stops_its_tasks_and_never_records_their_end() {
             .contains("took the task over"),
         "a's own end replaced b's record: {atts:?}"
     );
-    assert_eq!(read(&log), "start 1\nstart 2\ndone 2\n");
+    assert_eq!(marks_in(&log), "start 1\nstart 2\ndone 2\n");
     a.ok(&["run", "--wait", "true"]);
 }
 
@@ -539,9 +562,11 @@ fn input_sent_through_one_node_reaches_the_task_on_another() {
 fn a_stop_asked_on_one_node_stops_the_task_on_another() {
     let fleet = Fleet::new();
     let a = fleet.node("a");
-    let id = a.ok(&["run", "sleep 300"]).trim().to_string();
-    until("the task runs on a", || show(&a, &id)["state"] == "running");
-    let task_pid = attempts(&a, &id)[0]["pid"].as_i64().unwrap() as i32;
+    let marks = tempfile::tempdir().unwrap();
+    let log = marks.path().join("log");
+    let cmd = format!("echo start 1 $$ >> {}; sleep 300", log.display());
+    let id = a.ok(&["run", &cmd]).trim().to_string();
+    let task_pid = started_pid(&log, 1);
     let b = fleet.node("b");
     b.ok(&["stop", "--force", &id]);
     until("the task is cancelled", || {
@@ -558,12 +583,11 @@ fn a_node_back_after_being_taken_for_dead_kills_what_it_no_longer_holds() {
     let marks = tempfile::tempdir().unwrap();
     let log = marks.path().join("log");
     let cmd = format!(
-        "echo start $MEANWHILE_ATTEMPT >> {0}; sleep 300",
+        "echo start $MEANWHILE_ATTEMPT $$ >> {0}; sleep 300",
         log.display()
     );
     let id = a.ok(&["run", "--retries", "1", &cmd]).trim().to_string();
-    until("the task runs on a", || read(&log).contains("start 1"));
-    let task_pid = attempts(&a, &id)[0]["pid"].as_i64().unwrap() as i32;
+    let task_pid = started_pid(&log, 1);
     let b = fleet.node("b");
     // Only the daemon dies: its task and supervisor go on, but its lease is not
     // renewed, and b runs the task again.

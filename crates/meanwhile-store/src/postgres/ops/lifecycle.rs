@@ -441,7 +441,7 @@ pub(crate) async fn finish_attempt(tx: &mut Tx, end: &AttemptEnd) -> Result<Opti
     exec(
         tx,
         "UPDATE attempts SET ended_at = $3, outcome = $4, exit_code = $5, signal = $6,
-            reason = $7, peak_rss_kb = $8, cpu_ms = $9
+            reason = $7, peak_rss_kb = $8, cpu_ms = $9, pid = COALESCE($10, pid)
          WHERE task_id = $1 AND number = $2",
         &[
             &id.0,
@@ -453,6 +453,7 @@ pub(crate) async fn finish_attempt(tx: &mut Tx, end: &AttemptEnd) -> Result<Opti
             &end.reason,
             &end.peak_rss_kb.map(|v| v as i64),
             &end.cpu_ms.map(|v| v as i64),
+            &end.pid.map(i64::from),
         ],
     )
     .await?;

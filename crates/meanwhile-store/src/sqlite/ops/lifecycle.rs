@@ -352,7 +352,7 @@ pub(crate) fn finish_attempt(
     .map_err(|source| StoreError::Illegal { id, source })?;
     let mut stmt = conn.prepare_cached(
         "UPDATE attempts SET ended_at = ?3, outcome = ?4, exit_code = ?5, signal = ?6,
-            reason = ?7, peak_rss_kb = ?8, cpu_ms = ?9
+            reason = ?7, peak_rss_kb = ?8, cpu_ms = ?9, pid = COALESCE(?10, pid)
          WHERE task_id = ?1 AND number = ?2",
     )?;
     stmt.execute(params![
@@ -365,6 +365,7 @@ pub(crate) fn finish_attempt(
         end.reason,
         end.peak_rss_kb.map(|v| v as i64),
         end.cpu_ms.map(|v| v as i64),
+        end.pid,
     ])?;
     let started = task.started_at.unwrap_or(end.ended_at);
     let duration_ms = started.millis_until(end.ended_at);
