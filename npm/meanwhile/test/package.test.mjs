@@ -1,0 +1,82 @@
+// The npm packages as a user gets them: `scripts/dist --npm-only` packs both around
+// the binary under test, a fresh project installs the two tarballs (no registry),
+// and the installed `meanwhile` command and the README's snippet work from there.
+
+import assert from "node:assert/strict";
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { test } from "node:test";
+
+import { bin, stopDaemon } from "./support.mjs";
+
+/** The repository: $MEANWHILE_REPO (the Rust test runs a copy of this file), else
+ * the one this file is in. */
+const repo = process.env.MEANWHILE_REPO ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+
+test("the packed packages install offline and run the README snippet", (t) => {
+  const work = mkdtempSync("/tmp/mwjs-pack");
+  const home = path.join(work, "h");
+  t.after(() => {
+    stopDaemon(home);
+    rmSync(work, { recursive: true, force: true });
+  });
+  const out = path.join(work, "dist");
+  mkdirSync(out);
+  execFileSync(path.join(repo, "scripts/dist"), ["--bin", bin(), "--npm-only", "--out", out], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const tarballs = readdirSync(out)
+    .filter((f) => f.endsWith(".tgz"))
+    .sort();
+  const version = JSON.parse(
+    execFileSync("cargo", ["metadata", "--no-deps", "--format-version", "1"], { cwd: repo, encoding: "utf8" }),
+  ).packages.find((p) => p.name === "meanwhile").version;
+  assert.deepEqual(tarballs, [`meanwhile-${version}.tgz`, `meanwhile-linux-x64-${version}.tgz`]);
+
+  const project = path.join(work, "p");
+  mkdirSync(project);
+  writeFileSync(
+    path.join(project, "package.json"),
+    JSON.stringify({ name: "p", version: "1.0.0", private: true, type: "module", scripts: { test: "echo hello from npm test" } }),
+  );
+  // A user's environment: no MEANWHILE_BIN, so the installed packages must find their binary.
+  const env = { ...process.env, MEANWHILE_HOME: home };
+  for (const k of ["MEANWHILE_BIN", "MEANWHILE_URL", "MEANWHILE_TOKEN", "npm_config_registry"]) delete env[k];
+  env.npm_config_cache = path.join(work, "npm-cache");
+  execFileSync(
+    "npm",
+    ["install", "--offline", "--no-audit", "--no-fund", "--loglevel=error", ...tarballs.map((f) => path.join(out, f))],
+    { cwd: project, env, stdio: ["ignore", "pipe", "inherit"] },
+  );
+  const installed = path.join(project, "node_modules/@meanwhile/linux-x64/bin/meanwhile");
+  const pkg = JSON.parse(readFileSync(path.join(project, "node_modules/meanwhile/package.json"), "utf8"));
+  assert.equal(pkg.version, version);
+  assert.equal(pkg.optionalDependencies["@meanwhile/linux-x64"], version);
+
+  const v = spawnSync("npx", ["meanwhile", "--version"], { cwd: project, env, encoding: "utf8" });
+  assert.equal(v.status, 0, v.stderr);
+  assert.equal(v.stdout.trim(), `meanwhile ${version}`);
+  // Arguments, stdio and the exit code pass through the launcher.
+  const run = spawnSync("npx", ["meanwhile", "run", "--follow", "--", "sh", "-c", "echo through; exit 7"], {
+    cwd: project,
+    env,
+    encoding: "utf8",
+  });
+  assert.equal(run.status, 7, run.stderr);
+  assert.ok(run.stdout.includes("through"), run.stdout);
+  stopDaemon(home);
+
+  // The README's snippet, as written, in the project: its client starts the daemon
+  // from the installed binary.
+  writeFileSync(
+    path.join(project, "snippet.mjs"),
+    `import { Client } from "meanwhile"; const c = new Client(); const t = await c.run("npm test", { session: "s1" }); await c.wait([t.id]); console.log(JSON.stringify({ text: (await c.output(t.id)).text, pid: (await c.status()).pid }));\n`,
+  );
+  const snippet = spawnSync("node", ["snippet.mjs"], { cwd: project, env, encoding: "utf8" });
+  assert.equal(snippet.status, 0, snippet.stderr);
+  const got = JSON.parse(snippet.stdout);
+  assert.ok(got.text.includes("hello from npm test"), got.text);
+  assert.equal(realpathSync(`/proc/${got.pid}/exe`), realpathSync(installed), "the daemon is the installed binary");
+});
