@@ -108,6 +108,29 @@ test("argv, specs and task fields reach the daemon", async (t) => {
   assert.equal(attempts[0].exit_code, 0);
 });
 
+test("agent and llm prompts reach the daemon, which has no provider here", async (t) => {
+  freshHome(t);
+  const saved = {};
+  for (const k of ["ANTHROPIC_API_KEY", "OPENAI_API_KEY"]) {
+    saved[k] = process.env[k];
+    delete process.env[k];
+  }
+  t.after(() => {
+    for (const [k, v] of Object.entries(saved)) if (v !== undefined) process.env[k] = v;
+  });
+  const c = new Client();
+  for (const form of [{ agent: "find why the build is slow" }, { llm: { prompt: "yes or no?", system: "be brief" } }]) {
+    const e = await refusal(c.run(form));
+    assert.equal(e.code, "no_provider", e.message);
+    assert.equal(e.status, 409);
+    assert.ok(e.message.includes("ANTHROPIC_API_KEY"), e.message);
+  }
+  const e = await refusal(c.run({ llm: 42 }));
+  assert.equal(e.field, "llm");
+  assert.equal(e.status, null);
+  assert.deepEqual((await c.list()).tasks, [], "nothing was submitted");
+});
+
 test("output reads with a cursor, tail and grep, and waits", async (t) => {
   freshHome(t);
   const c = new Client();

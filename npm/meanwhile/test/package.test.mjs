@@ -68,6 +68,26 @@ test("the packed packages install offline and run the README snippet", (t) => {
   assert.ok(run.stdout.includes("through"), run.stdout);
   stopDaemon(home);
 
+  // `npx -y meanwhile mcp`: the MCP server on the launcher's stdin and stdout.
+  const init = {
+    jsonrpc: "2.0",
+    id: 1,
+    method: "initialize",
+    params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "npm-test", version: "1" } },
+  };
+  const mcp = spawnSync("npx", ["-y", "meanwhile", "mcp"], {
+    cwd: project,
+    env,
+    input: JSON.stringify(init) + "\n",
+    encoding: "utf8",
+  });
+  assert.equal(mcp.status, 0, mcp.stderr);
+  const answer = JSON.parse(mcp.stdout.split("\n")[0]);
+  assert.equal(answer.id, 1);
+  assert.equal(answer.result.serverInfo.name, "meanwhile");
+  assert.equal(answer.result.serverInfo.version, version);
+  stopDaemon(home);
+
   // The README's snippet, as written, in the project: its client starts the daemon
   // from the installed binary.
   writeFileSync(
@@ -79,4 +99,12 @@ test("the packed packages install offline and run the README snippet", (t) => {
   const got = JSON.parse(snippet.stdout);
   assert.ok(got.text.includes("hello from npm test"), got.text);
   assert.equal(realpathSync(`/proc/${got.pid}/exe`), realpathSync(installed), "the daemon is the installed binary");
+  stopDaemon(home);
+
+  // Without the platform package (optional dependencies left out), the launcher
+  // says which package is missing and how to get it.
+  rmSync(path.join(project, "node_modules/@meanwhile"), { recursive: true });
+  const missing = spawnSync("npx", ["meanwhile", "--version"], { cwd: project, env, encoding: "utf8" });
+  assert.equal(missing.status, 1);
+  assert.ok(missing.stderr.includes("@meanwhile/linux-x64") && missing.stderr.includes("MEANWHILE_BIN"), missing.stderr);
 });
