@@ -45,10 +45,15 @@ function binary() {
 }
 
 const child = spawn(binary(), process.argv.slice(2), { stdio: "inherit" });
-// A signal meant for this launcher (an MCP client ending its server) reaches the
-// binary; Ctrl-C in a terminal reaches both, and the binary decides what it means.
-for (const signal of ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"]) {
+// A signal meant for this launcher (an MCP client ending its server) is passed on to
+// the binary, and the launcher ends when the binary does. Ctrl-C and Ctrl-\ in a
+// terminal already reach the binary (the whole foreground group gets them): the
+// launcher only outlives them, so the binary gets each once and decides what it means.
+for (const signal of ["SIGTERM", "SIGHUP"]) {
   process.on(signal, () => child.kill(signal));
+}
+for (const signal of ["SIGINT", "SIGQUIT"]) {
+  process.on(signal, () => {});
 }
 child.on("error", (e) => fail(`could not run ${child.spawnfile}: ${e.message}`));
 child.on("exit", (code, signal) => {

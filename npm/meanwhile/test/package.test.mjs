@@ -3,7 +3,7 @@
 // and the installed `meanwhile` command and the README's snippet work from there.
 
 import assert from "node:assert/strict";
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -15,7 +15,7 @@ import { bin, stopDaemon } from "./support.mjs";
  * the one this file is in. */
 const repo = process.env.MEANWHILE_REPO ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 
-test("the packed packages install offline and run the README snippet", (t) => {
+test("the packed packages install offline and run the README snippet", async (t) => {
   const work = mkdtempSync("/tmp/mwjs-pack");
   const home = path.join(work, "h");
   t.after(() => {
@@ -86,6 +86,28 @@ test("the packed packages install offline and run the README snippet", (t) => {
   assert.equal(answer.id, 1);
   assert.equal(answer.result.serverInfo.name, "meanwhile");
   assert.equal(answer.result.serverInfo.version, version);
+
+  // An MCP client ends its server by closing its stdin: the binary ends, and the
+  // launcher with its exit code.
+  const launcher = spawn("node", [path.join(project, "node_modules/meanwhile/bin/meanwhile.js"), "mcp"], {
+    cwd: project,
+    env,
+    stdio: ["pipe", "pipe", "inherit"],
+  });
+  const ended = new Promise((resolve) => launcher.on("exit", (code, signal) => resolve({ code, signal })));
+  launcher.stdin.write(JSON.stringify(init) + "\n");
+  await new Promise((resolve) => {
+    let said = "";
+    launcher.stdout.on("data", (d) => {
+      said += d;
+      if (said.includes("\n")) resolve();
+    });
+  });
+  const [server] = readFileSync(`/proc/${launcher.pid}/task/${launcher.pid}/children`, "utf8").trim().split(/\s+/).map(Number);
+  assert.equal(realpathSync(`/proc/${server}/exe`), realpathSync(installed), "the launcher runs the installed binary");
+  launcher.stdin.end();
+  assert.deepEqual(await ended, { code: 0, signal: null });
+  assert.throws(() => process.kill(server, 0), { code: "ESRCH" }, "the binary ended with its launcher");
   stopDaemon(home);
 
   // The README's snippet, as written, in the project: its client starts the daemon
