@@ -15,6 +15,24 @@ import { bin, stopDaemon } from "./support.mjs";
  * the one this file is in. */
 const repo = process.env.MEANWHILE_REPO ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 
+/** The pids whose parent is `pid`, from /proc. */
+function childrenOf(pid) {
+  const found = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue; // ended meanwhile
+    }
+    // pid (comm) state ppid ...: comm may hold spaces and parentheses.
+    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    if (ppid === pid) found.push(Number(entry));
+  }
+  return found;
+}
+
 test("the packed packages install offline and run the README snippet", async (t) => {
   const work = mkdtempSync("/tmp/mwjs-pack");
   const home = path.join(work, "h");
@@ -103,7 +121,7 @@ test("the packed packages install offline and run the README snippet", async (t)
       if (said.includes("\n")) resolve();
     });
   });
-  const [server] = readFileSync(`/proc/${launcher.pid}/task/${launcher.pid}/children`, "utf8").trim().split(/\s+/).map(Number);
+  const [server] = childrenOf(launcher.pid);
   assert.equal(realpathSync(`/proc/${server}/exe`), realpathSync(installed), "the launcher runs the installed binary");
   launcher.stdin.end();
   assert.deepEqual(await ended, { code: 0, signal: null });
