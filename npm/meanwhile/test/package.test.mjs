@@ -134,6 +134,33 @@ test("the packed packages install offline and run the README snippet", async (t)
     path.join(project, "snippet.mjs"),
     `import { Client } from "meanwhile"; const c = new Client(); const t = await c.run("npm test", { session: "s1" }); await c.wait([t.id]); console.log(JSON.stringify({ text: (await c.output(t.id)).text, pid: (await c.status()).pid }));\n`,
   );
+  // The same in TypeScript type-checks against the shipped declarations.
+  writeFileSync(
+    path.join(project, "snippet.ts"),
+    `import { Client, MeanwhileError, type Task } from "meanwhile";
+const c = new Client();
+const t: Task = await c.run("npm test", { session: "s1" });
+await c.wait([t.id]);
+const text: string = (await c.output(t.id)).text;
+for (const n of await c.drainNotifications("s1")) console.log(n.text, n.exit_code);
+await c.run({ agent: "hi", queue: "q", timeout: "1m", retry: { max_attempts: 2 } });
+for await (const e of c.events({ after: 0 })) if (e.kind === "finished") break;
+try { await c.get(1); } catch (e) { if (e instanceof MeanwhileError) console.log(e.code, e.field, e.status); }
+console.log(text);
+`,
+  );
+  const ts = process.env.MEANWHILE_NPM_TS ?? path.join(repo, ".npm-ts");
+  const types = spawnSync(
+    "node",
+    [
+      path.join(ts, "node_modules/typescript/bin/tsc"),
+      ...["--noEmit", "--strict", "--module", "nodenext", "--moduleResolution", "nodenext", "--target", "es2022"],
+      ...["--typeRoots", path.join(ts, "node_modules/@types"), "--types", "node", "snippet.ts"],
+    ],
+    { cwd: project, env, encoding: "utf8" },
+  );
+  assert.equal(types.status, 0, types.stdout + types.stderr);
+
   const snippet = spawnSync("node", ["snippet.mjs"], { cwd: project, env, encoding: "utf8" });
   assert.equal(snippet.status, 0, snippet.stderr);
   const got = JSON.parse(snippet.stdout);
