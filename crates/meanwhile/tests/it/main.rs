@@ -18,6 +18,7 @@ mod hooks;
 mod interactive;
 mod live_restore;
 mod long_run;
+mod node;
 mod nodes;
 mod python;
 mod queues;
