@@ -21,10 +21,14 @@ pub async fn serve_stdio(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), McpServeError> {
     let server = McpServer::new(backend, config);
-    let running = server
-        .serve(rmcp::transport::io::stdio_pipes())
-        .await
-        .map_err(|e| McpServeError::Handshake(Box::new(e)))?;
+    tokio::pin!(shutdown);
+    // A stop before the handshake ends leaves at once: there is nothing to finish.
+    let running = tokio::select! {
+        r = server.serve(rmcp::transport::io::stdio_pipes()) => {
+            r.map_err(|e| McpServeError::Handshake(Box::new(e)))?
+        }
+        () = &mut shutdown => return Ok(()),
+    };
     let stop = running.cancellation_token();
     tokio::select! {
         r = running.waiting() => {

@@ -38,9 +38,17 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     config.spawn_agent = SpawnAgent::detect(&ctx.home, &cwd);
     config.cwd = Some(cwd);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopping = asked.clone();
     let shutdown = async move {
         term.recv().await;
+        stopping.store(true, std::sync::atomic::Ordering::SeqCst);
     };
     meanwhile_mcp::serve_stdio(Arc::new(client), config, shutdown).await?;
+    if asked.load(std::sync::atomic::Ordering::SeqCst) {
+        // Stopped while the client holds stdin open: leave now, since the runtime
+        // would otherwise wait for its read of stdin to end.
+        std::process::exit(0);
+    }
     Ok(ExitCode::SUCCESS)
 }

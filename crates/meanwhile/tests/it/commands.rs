@@ -264,3 +264,62 @@ fn tab_completes_task_ids_and_names_from_the_daemon_and_never_starts_one() {
     assert_eq!(tab(&h, &["budget", "rm", ""])[0], "gpu");
     h.ok(&["stop", &long]);
 }
+
+/// Whether process `pid` catches SIGTERM (its `SigCgt` mask in /proc).
+fn catches_sigterm(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .is_some_and(|m| m & (1 << (15 - 1)) != 0)
+}
+
+/// `meanwhile mcp` with stdin held open, as an MCP client keeps it: silent (no
+/// `initialize` yet), or after the handshake and an answered request.
+fn mcp_held_open(h: &Home, handshake: bool) -> std::process::Child {
+    use std::io::{BufRead, Write};
+    let mut child = h
+        .cmd(&["mcp"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    if handshake {
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        for message in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+        ] {
+            writeln!(stdin, "{message}").unwrap();
+            if message.contains("\"id\"") {
+                line.clear();
+                out.read_line(&mut line).unwrap();
+                assert!(line.contains("\"result\""), "{line}");
+            }
+        }
+    }
+    let pid = child.id();
+    until("the server catches SIGTERM", || catches_sigterm(pid));
+    // Held open for the child's whole life, as a client holds it.
+    std::mem::forget(stdin);
+    child
+}
+
+#[test]
+fn mcp_ends_on_sigterm_while_its_client_holds_stdin_open() {
+    let h = Home::new();
+    for handshake in [false, true] {
+        let mut child = mcp_held_open(&h, handshake);
+        signal(child.id() as i32, rustix::process::Signal::TERM);
+        let status = child.wait().unwrap();
+        assert!(
+            status.success(),
+            "{status} (after a handshake: {handshake})"
+        );
+    }
+}
