@@ -39,10 +39,11 @@ pub enum Action {
     /// Disable and stop the service `install` set up (its tasks keep running, for
     /// the next daemon to adopt), and remove the unit file it wrote.
     Uninstall,
-    /// For tests: move the clock of a daemon started with MEANWHILE_TEST_CLOCK=<ahead>
-    /// forward, and return once its schedules, budget windows, alert reminders,
-    /// stall checks and heartbeats have looked at the new time. Prints the daemon's
-    /// new time. Other daemons keep the system's time and refuse.
+    /// For tests: move forward the clock of a daemon started with MEANWHILE_TEST_CLOCK
+    /// (how far ahead of the system's it starts), and return once its schedules,
+    /// budget windows, alert reminders, stall checks and heartbeats have looked at the
+    /// new time. Prints the daemon's new time. Other daemons keep the system's time
+    /// and refuse.
     Clock(ClockArgs),
 }
 
