@@ -163,8 +163,18 @@ impl Interact {
         let flags = rustix::fs::fcntl_getfl(&input)?;
         rustix::fs::fcntl_setfl(&input, flags | OFlags::NONBLOCK)?;
         let _ = std::fs::remove_file(socket); // a stale socket of an earlier start
-        let listener = UnixListener::bind(socket)?;
-        std::fs::set_permissions(socket, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        // Bound and made private under another name, then renamed into place: a
+        // client finds the socket only once it listens (a connect between `bind` and
+        // `listen` is refused, which reads as a supervisor that has ended), and only
+        // with mode 0600.
+        let staging = socket.with_extension("new");
+        let _ = std::fs::remove_file(&staging);
+        let listener = UnixListener::bind(&staging)?;
+        std::fs::set_permissions(
+            &staging,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )?;
+        std::fs::rename(&staging, socket)?;
         listener.set_nonblocking(true)?;
         let now = Instant::now();
         Ok(Interact {
