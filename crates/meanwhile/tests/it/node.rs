@@ -2,18 +2,12 @@
 //! with the repository's `.npm-ts` (made by `scripts/test`), its `node --test` suite,
 //! one test per file so that they run in parallel.
 
+use crate::support::{run_suite, workspace};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// What `.npm-ts` holds, as `scripts/test` installs it.
 const NPM_TS_TOOLS: &str = "typescript@5.9.3 @types/node@20.19.43";
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("the workspace directory")
-}
 
 /// The directory with TypeScript and Node's types: `$MEANWHILE_NPM_TS` (set by
 /// `scripts/test`), else the repository's `.npm-ts`.
@@ -30,21 +24,6 @@ fn npm_ts() -> PathBuf {
         dir.display()
     );
     dir
-}
-
-/// Runs a command to its end; fails with what it printed.
-fn run(what: &str, cmd: &mut Command) {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("running {what}: {e} (Node.js 20 or later must be on PATH)"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Copies the package's `package.json` and tests into `dir` and compiles its sources
@@ -64,8 +43,8 @@ fn package_in(dir: &Path) {
         .expect("copying a test file");
     }
     let ts = npm_ts();
-    run(
-        "tsc -p npm/meanwhile",
+    run_suite(
+        "tsc -p npm/meanwhile (Node.js 20 or later must be on PATH)",
         Command::new("node")
             .arg(ts.join("node_modules/typescript/bin/tsc"))
             .arg("-p")
@@ -73,8 +52,7 @@ fn package_in(dir: &Path) {
             .arg("--outDir")
             .arg(dir.join("dist"))
             .arg("--typeRoots")
-            .arg(ts.join("node_modules/@types"))
-            .current_dir(&root),
+            .arg(ts.join("node_modules/@types")),
     );
 }
 
@@ -87,19 +65,13 @@ fn node_test(file: &str) {
         .tempdir_in("/tmp")
         .expect("a temporary directory");
     package_in(dir.path());
-    run(
+    run_suite(
         &format!("node --test npm/meanwhile/test/{file}"),
         Command::new("node")
             .arg("--test")
             .arg(dir.path().join("test").join(file))
-            .current_dir(&root)
-            .env("MEANWHILE_BIN", env!("CARGO_BIN_EXE_meanwhile"))
             .env("MEANWHILE_NPM_TS", npm_ts())
-            .env("MEANWHILE_REPO", &root)
-            .env_remove("MEANWHILE_HOME")
-            .env_remove("MEANWHILE_URL")
-            .env_remove("MEANWHILE_TOKEN")
-            .env_remove("MEANWHILE_SESSION"),
+            .env("MEANWHILE_REPO", &root),
     );
 }
 

@@ -2,15 +2,12 @@
 //! the repository's `.venv-py` (made by `scripts/test`), one test per file so that
 //! they run in parallel.
 
+use crate::support::{run_suite, workspace};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 /// What `.venv-py` holds, as `scripts/test` installs it.
 const PY_TOOLS: &str = "httpx==0.28.1 pytest==8.4.2";
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// The Python with httpx and pytest: `$MEANWHILE_PY_PYTHON` (set by `scripts/test`),
 /// else the repository's `.venv-py`.
@@ -40,26 +37,13 @@ fn python() -> PathBuf {
 /// Runs `python/tests/<file>` with pytest; fails with pytest's output.
 fn pytest(file: &str) {
     let root = workspace();
-    let out = Command::new(python())
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
-        .arg(root.join("python/tests").join(file))
-        .current_dir(&root)
-        .env("MEANWHILE_BIN", env!("CARGO_BIN_EXE_meanwhile"))
-        .env("PYTHONPATH", root.join("python"))
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env_remove("MEANWHILE_HOME")
-        .env_remove("MEANWHILE_URL")
-        .env_remove("MEANWHILE_TOKEN")
-        .env_remove("MEANWHILE_SESSION")
-        .stdin(Stdio::null())
-        .output()
-        .expect("running pytest");
-    assert!(
-        out.status.success(),
-        "pytest python/tests/{file} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    run_suite(
+        &format!("pytest python/tests/{file}"),
+        Command::new(python())
+            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+            .arg(root.join("python/tests").join(file))
+            .env("PYTHONPATH", root.join("python"))
+            .env("PYTHONDONTWRITEBYTECODE", "1"),
     );
 }
 

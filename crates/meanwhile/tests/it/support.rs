@@ -259,8 +259,7 @@ pub fn playwright() -> PathBuf {
         );
         return path;
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = root.join(".playwright/node_modules/playwright-core");
+    let dir = workspace().join(".playwright/node_modules/playwright-core");
     assert!(
         dir.join("package.json").exists(),
         "the browser tests need {PLAYWRIGHT} in .playwright: run scripts/test, which installs \
@@ -304,4 +303,35 @@ pub fn fifo(h: &Home, name: &str) -> PathBuf {
     )
     .unwrap();
     p
+}
+
+/// The repository's root.
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the workspace directory")
+}
+
+/// Runs a tool's test suite (or a step before it) against the binary under test, in
+/// the repository's root and with no `MEANWHILE_*` setting of the caller's; fails
+/// with what it printed.
+pub fn run_suite(what: &str, cmd: &mut Command) {
+    let out = cmd
+        .current_dir(workspace())
+        .env("MEANWHILE_BIN", BIN)
+        .env_remove("MEANWHILE_HOME")
+        .env_remove("MEANWHILE_URL")
+        .env_remove("MEANWHILE_TOKEN")
+        .env_remove("MEANWHILE_SESSION")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
