@@ -55,11 +55,6 @@ impl Clock {
         Arc::new(Clock::new(millis(offset), true))
     }
 
-    /// Whether this is a test clock, which [`Clock::advance`] moves.
-    pub fn is_adjustable(&self) -> bool {
-        self.adjustable
-    }
-
     /// How far ahead of the system's clock this one is.
     pub fn offset(&self) -> Duration {
         Duration::from_millis(self.offset_ms.load(Ordering::Relaxed).max(0) as u64)
