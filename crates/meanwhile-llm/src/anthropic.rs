@@ -136,10 +136,10 @@ pub(crate) fn request_body(request: &Request, model: &str) -> Value {
             blocks.sort_by_key(|block| block["type"] != "tool_result");
         }
     }
-    if request.cache_prompt {
-        if let Some(last) = turns.last_mut().and_then(|(_, blocks)| blocks.last_mut()) {
-            last["cache_control"] = ephemeral_cache();
-        }
+    if request.cache_prompt
+        && let Some(last) = turns.last_mut().and_then(|(_, blocks)| blocks.last_mut())
+    {
+        last["cache_control"] = ephemeral_cache();
     }
 
     let messages: Vec<Value> = turns
@@ -190,10 +190,10 @@ pub(crate) fn request_body(request: &Request, model: &str) -> Value {
         );
     }
     if !tools.is_empty() {
-        if request.cache_prompt {
-            if let Some(last) = tools.last_mut() {
-                last["cache_control"] = ephemeral_cache();
-            }
+        if request.cache_prompt
+            && let Some(last) = tools.last_mut()
+        {
+            last["cache_control"] = ephemeral_cache();
         }
         body.insert("tools".into(), Value::Array(tools));
     }
