@@ -73,8 +73,8 @@ def default_home() -> Path:
 
 
 def find_binary(explicit: str | os.PathLike[str] | None = None) -> str:
-    """The `meanwhile` binary: `explicit`, else `$MEANWHILE_BIN`, else the one on
-    PATH (the wheel installs it next to Python's scripts)."""
+    """The `meanwhile` binary: `explicit`, else `$MEANWHILE_BIN`, else the one the
+    wheel installed next to this Python, else the one on PATH."""
     for candidate in (explicit, os.environ.get("MEANWHILE_BIN") or None):
         if candidate is not None:
             path = os.fspath(candidate)
@@ -85,10 +85,10 @@ def find_binary(explicit: str | os.PathLike[str] | None = None) -> str:
                     "set MEANWHILE_BIN to the meanwhile program, or `pip install meanwhile`",
                 )
             return path
-    found = shutil.which("meanwhile")
+    # The wheel's own binary, next to this Python, matches this package's version;
+    # another on PATH may not.
     scripts = Path(sys.executable).parent / "meanwhile"
-    if found is None and os.access(scripts, os.X_OK):
-        found = str(scripts)
+    found = str(scripts) if os.access(scripts, os.X_OK) else shutil.which("meanwhile")
     if found is None:
         raise error(
             "unavailable",

@@ -1,10 +1,11 @@
 // The npm packages as a user gets them: `scripts/dist --npm-only` packs both around
 // the binary under test, a fresh project installs the two tarballs (no registry),
-// and the installed `meanwhile` command and the README's snippet work from there.
+// and the installed `meanwhile` command, the README's snippet and the client's suite
+// work from there.
 
 import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { test } from "node:test";
@@ -167,6 +168,34 @@ console.log(text);
   assert.ok(got.text.includes("hello from npm test"), got.text);
   assert.equal(realpathSync(`/proc/${got.pid}/exe`), realpathSync(installed), "the daemon is the installed binary");
   stopDaemon(home);
+
+  // The client's whole suite, from the project: `import "meanwhile"` is the installed
+  // package, and its daemons start from the installed binary.
+  const tests = path.join(project, "test");
+  mkdirSync(tests);
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  for (const f of ["client.test.mjs", "support.mjs"]) copyFileSync(path.join(here, f), path.join(tests, f));
+  // A run of its own, not a child of this one's (NODE_TEST_CONTEXT), reporting in TAP.
+  const suiteEnv = { ...env, MEANWHILE_BIN: installed };
+  delete suiteEnv.NODE_TEST_CONTEXT;
+  const suite = spawnSync("node", ["--test", "--test-reporter=tap", path.join(tests, "client.test.mjs")], {
+    cwd: project,
+    env: suiteEnv,
+    encoding: "utf8",
+  });
+  assert.equal(suite.status, 0, suite.stdout + suite.stderr);
+  assert.match(suite.stdout, /^# fail 0$/m);
+  assert.doesNotMatch(suite.stdout, /^# pass 0$/m);
+  const resolved = spawnSync("node", ["--input-type=module", "-e", 'console.log(import.meta.resolve("meanwhile"))'], {
+    cwd: tests,
+    env,
+    encoding: "utf8",
+  });
+  assert.equal(
+    fileURLToPath(resolved.stdout.trim()),
+    path.join(project, "node_modules/meanwhile/dist/index.js"),
+    "the suite imported the installed package",
+  );
 
   // Without the platform package (optional dependencies left out), the launcher
   // says which package is missing and how to get it.

@@ -317,13 +317,26 @@ pub fn workspace() -> PathBuf {
 /// the repository's root and with no `MEANWHILE_*` setting of the caller's; fails
 /// with what it printed.
 pub fn run_suite(what: &str, cmd: &mut Command) {
+    run_tool(what, cmd.env("MEANWHILE_BIN", BIN));
+}
+
+/// Runs a tool in the repository's root with no `MEANWHILE_HOME`, `_URL`, `_TOKEN` or
+/// `_SESSION` of the test process's environment (those `cmd` sets are kept;
+/// `MEANWHILE_BIN` is the caller's to set or remove); fails with what it printed, and
+/// answers its standard output.
+pub fn run_tool(what: &str, cmd: &mut Command) -> String {
+    for key in [
+        "MEANWHILE_HOME",
+        "MEANWHILE_URL",
+        "MEANWHILE_TOKEN",
+        "MEANWHILE_SESSION",
+    ] {
+        if !cmd.get_envs().any(|(k, _)| k == key) {
+            cmd.env_remove(key);
+        }
+    }
     let out = cmd
         .current_dir(workspace())
-        .env("MEANWHILE_BIN", BIN)
-        .env_remove("MEANWHILE_HOME")
-        .env_remove("MEANWHILE_URL")
-        .env_remove("MEANWHILE_TOKEN")
-        .env_remove("MEANWHILE_SESSION")
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("running {what}: {e}"));
@@ -334,4 +347,5 @@ pub fn run_suite(what: &str, cmd: &mut Command) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
