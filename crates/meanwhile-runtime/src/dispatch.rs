@@ -59,13 +59,18 @@ fn kinds(inner: &Inner) -> Vec<TaskKind> {
 }
 
 fn claim_request(inner: &Inner) -> ClaimRequest {
+    claim_up_to(inner, CLAIM_BATCH)
+}
+
+/// A claim of at most `limit` tasks for this node, now.
+fn claim_up_to(inner: &Inner, limit: u32) -> ClaimRequest {
     let now = inner.now();
     ClaimRequest {
         node: inner.node.clone(),
         now,
         lease_until: meanwhile_core::Timestamp(now.0 + inner.config.lease.as_millis() as i64),
         kinds: kinds(inner),
-        limit: CLAIM_BATCH,
+        limit,
         share_since: inner.store.is_shared().then(|| {
             meanwhile_core::Timestamp(now.0 - inner.config.node_silent_after.as_millis() as i64)
         }),
@@ -117,6 +122,37 @@ async fn dispatch_loop(inner: Arc<Inner>, settles: &mut mpsc::UnboundedReceiver<
             _ = inner.wake.notified() => claim_wanted = true,
             _ = tokio::time::sleep_until(next_look) => claim_wanted = true,
             _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// The claim a submit of `n` tasks makes in its own commit, so that a task
+/// submitted to a free slot starts without a second commit: at most `n` tasks (the
+/// dispatcher claims the rest); none while the runtime stops.
+pub(crate) fn claim_with_submit(inner: &Inner, n: usize) -> Option<ClaimRequest> {
+    (!inner.is_shutting_down()).then(|| claim_up_to(inner, (n as u32).clamp(1, CLAIM_BATCH)))
+}
+
+/// Starts what a submit claimed. The dispatcher looks again when the claim may have
+/// left runnable tasks behind (it took all it asked for), failed, or found a later
+/// run-after time; otherwise there is nothing for it to do.
+pub(crate) fn claimed_with_submit(
+    inner: &Arc<Inner>,
+    asked: u32,
+    claim: Result<Claim, StoreError>,
+) {
+    match claim {
+        Ok(c) => {
+            let again = c.tasks.len() as u32 >= asked || c.next_wakeup.is_some();
+            start_claimed(inner, c);
+            if again {
+                inner.wake.notify_one();
+            }
+        }
+        Err(e) => {
+            // Not the submit's failure: the dispatcher claims in its next turn.
+            tracing::debug!("claiming with a submit: {e}");
+            inner.wake.notify_one();
         }
     }
 }

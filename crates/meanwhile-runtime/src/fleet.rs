@@ -56,7 +56,8 @@ async fn follow(inner: Arc<Inner>) {
                     if let Some(id) = e.task_id {
                         let mut registry = inner.registry();
                         if let Some(n) = registry.get(id).map(|a| a.attempt) {
-                            registry.stop(id, n, mode);
+                            // Asked on another node: nobody here waits for it.
+                            let _ = registry.stop(id, n, mode);
                         }
                     }
                 }

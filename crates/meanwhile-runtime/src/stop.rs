@@ -9,16 +9,18 @@
 //! the task running. The attempt's own loop then arms the kill after the grace period.
 //!
 //! A task is claimed in a store commit and registered right after it, by the
-//! dispatcher. A stop whose store write commits in between finds the task `running`
-//! but not registered yet: it is kept as an early stop for that attempt and handed
-//! over at registration, so no lock is held across a commit.
+//! dispatcher or by the submit that claimed it. A stop whose store write commits in
+//! between finds the task `running` but not registered yet: it is kept as an early
+//! stop for that attempt and handed over at registration, so no lock is held across
+//! a commit. A stop that finds the process not started yet cannot signal it; its
+//! caller waits until the attempt has taken the request in (see [`Taken`]).
 
 use meanwhile_core::{StopMode, TaskId};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 /// A stop request, as an attempt receives it.
@@ -31,7 +33,43 @@ pub(crate) struct StopRequest {
     /// Set when this node lost its lease on the attempt: the attempt is `lost`,
     /// for this reason, rather than cancelled.
     pub lost: Option<String>,
+    /// Dropped once the attempt has taken the request in (or ended without it).
+    pub taken: Taken,
 }
+
+/// Held by a stop request that could not signal a process (none was started yet):
+/// its caller waits until every copy is dropped, that is until the attempt took the
+/// request in, and carried it out, or ended. So a caller that exits right after a
+/// stop returns does not leave behind a process that was being started.
+#[derive(Clone, Default)]
+pub(crate) struct Taken(Option<Arc<oneshot::Sender<()>>>);
+
+impl Taken {
+    /// A handle for a request, and what resolves once it is dropped.
+    fn watched() -> (Taken, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        (Taken(Some(Arc::new(tx))), rx)
+    }
+}
+
+impl std::fmt::Debug for Taken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Taken(watched)"
+        } else {
+            "Taken"
+        })
+    }
+}
+
+/// Two requests are the same whoever waits for them.
+impl PartialEq for Taken {
+    fn eq(&self, _: &Taken) -> bool {
+        true
+    }
+}
+
+impl Eq for Taken {}
 
 /// An attempt running on this node.
 pub(crate) struct Active {
@@ -59,7 +97,8 @@ impl Registry {
     /// Registers a claimed attempt; a stop that arrived first is delivered now.
     pub fn register(&mut self, id: TaskId, active: Active) {
         if let Some((mode, _)) = self.early.remove(&(id, active.attempt)) {
-            deliver(&active, mode);
+            // Its caller has returned already: nobody waits for it to be taken in.
+            let _ = deliver(&active, mode);
         }
         self.running.insert(id, active);
     }
@@ -94,12 +133,20 @@ impl Registry {
     /// lease: it ends `lost`, for `reason`.
     pub fn lose(&mut self, id: TaskId, reason: String) {
         if let Some(a) = self.running.get(&id) {
-            send(a, StopMode::Force, Some(reason));
+            let _ = send(a, StopMode::Force, Some(reason));
         }
     }
 
     /// Stops `attempt` of task `id`, now if it is registered, else at registration.
-    pub fn stop(&mut self, id: TaskId, attempt: u32, mode: StopMode) {
+    /// When its process could not be signalled (not started yet), answers what
+    /// resolves once the attempt has taken the stop in: wait for it, outside the
+    /// registry's lock, before saying the stop was delivered.
+    pub fn stop(
+        &mut self,
+        id: TaskId,
+        attempt: u32,
+        mode: StopMode,
+    ) -> Option<oneshot::Receiver<()>> {
         match self.running.get(&id) {
             Some(a) if a.attempt == attempt => deliver(a, mode),
             // Not registered yet, or its previous attempt still is (its end and this
@@ -109,6 +156,7 @@ impl Registry {
                 self.early
                     .retain(|_, (_, at)| now.duration_since(*at) < EARLY_STOP_TTL);
                 self.early.insert((id, attempt), (mode, now));
+                None
             }
         }
     }
@@ -121,22 +169,32 @@ fn signal_for(mode: StopMode) -> i32 {
     }
 }
 
-/// Tells the attempt, then signals its process group if it has one.
-fn deliver(a: &Active, mode: StopMode) {
+/// Tells the attempt, then signals its process group if it has one; otherwise
+/// answers what resolves once the attempt has taken the request in.
+fn deliver(a: &Active, mode: StopMode) -> Option<oneshot::Receiver<()>> {
     send(a, mode, None)
 }
 
-fn send(a: &Active, mode: StopMode, lost: Option<String>) {
+fn send(a: &Active, mode: StopMode, lost: Option<String>) -> Option<oneshot::Receiver<()>> {
     let pgid = a.pgid.load(Ordering::SeqCst);
     let signalled = pgid > 0;
-    let _ = a.stop.send(StopRequest {
+    let (taken, waiting) = if signalled {
+        (Taken::default(), None)
+    } else {
+        let (taken, rx) = Taken::watched();
+        (taken, Some(rx))
+    };
+    let sent = a.stop.send(StopRequest {
         mode,
         signalled,
         lost,
+        taken,
     });
     if signalled {
         crate::spawn::signal_group(pgid, signal_for(mode));
     }
+    // Not sent: the attempt has ended, and there is nothing to wait for.
+    waiting.filter(|_| sent.is_ok())
 }
 
 /// An attempt's way from its first stop signal to SIGKILL.
@@ -222,6 +280,7 @@ mod tests {
                 mode: StopMode::Force,
                 signalled: false,
                 lost: None,
+                taken: Taken::default(),
             })
         );
     }
@@ -247,5 +306,33 @@ mod tests {
         let (a, mut rx3) = active(3);
         r.register(TaskId(1), a);
         assert!(rx3.try_recv().is_err());
+    }
+
+    /// A stop that finds the attempt's process not started yet cannot signal it:
+    /// its caller is answered what resolves once the attempt has taken the request
+    /// in, and not before. One that could signal has nothing to wait for.
+    #[test]
+    fn a_stop_before_the_process_starts_is_waited_for_until_taken_in() {
+        let mut r = Registry::default();
+        let (a, mut rx) = active(1);
+        let pgid = a.pgid.clone();
+        r.register(TaskId(1), a);
+        let mut taken = r
+            .stop(TaskId(1), 1, StopMode::Force)
+            .expect("something to wait for");
+        assert!(taken.try_recv().is_err(), "not taken in yet");
+        let request = rx.try_recv().unwrap();
+        assert!(!request.signalled);
+        assert!(taken.try_recv().is_err(), "held by the attempt");
+        drop(request);
+        assert_eq!(taken.try_recv(), Err(oneshot::error::TryRecvError::Closed));
+
+        pgid.store(i32::MAX, Ordering::SeqCst); // no such group: the signal goes nowhere
+        assert!(r.stop(TaskId(1), 1, StopMode::Graceful).is_none());
+        assert!(rx.try_recv().unwrap().signalled);
+        // An attempt that ended (its receiver gone) has nothing to wait for either.
+        pgid.store(0, Ordering::SeqCst);
+        drop(rx);
+        assert!(r.stop(TaskId(1), 1, StopMode::Force).is_none());
     }
 }

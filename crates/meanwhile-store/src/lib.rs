@@ -340,6 +340,15 @@ pub struct Settled {
     pub claim: Option<Result<Claim, StoreError>>,
 }
 
+/// What [`Store::submit_and_claim`] did: the submits, then the claim.
+#[derive(Debug)]
+pub struct SubmittedAndClaimed {
+    /// One result per task submitted, in order.
+    pub submitted: Vec<Result<Submitted, StoreError>>,
+    /// The claim, when one was asked for.
+    pub claim: Option<Result<Claim, StoreError>>,
+}
+
 /// A firing of a schedule to record: the schedule moves on and, when there is one,
 /// its task is submitted, in one transaction.
 #[derive(Debug, Clone)]
@@ -533,6 +542,24 @@ pub trait Store: Send + Sync + 'static {
     /// Inserts tasks (deduplicating by idempotency key), each with a `submitted` event.
     /// One result per task, in order; an invalid one does not stop the others.
     fn submit(&self, tasks: Vec<NewTask>) -> StoreFuture<'_, Vec<Result<Submitted, StoreError>>>;
+    /// Inserts tasks as [`Store::submit`] does, then claims as [`Store::claim`] does:
+    /// one write, so that a task submitted to a free slot is claimed in the commit
+    /// that records it. A failed claim does not undo the submits. The default runs
+    /// the two in turn.
+    fn submit_and_claim(
+        &self,
+        tasks: Vec<NewTask>,
+        claim: Option<ClaimRequest>,
+    ) -> StoreFuture<'_, SubmittedAndClaimed> {
+        Box::pin(async move {
+            let submitted = self.submit(tasks).await?;
+            let claim = match claim {
+                Some(req) => Some(self.claim(req).await),
+                None => None,
+            };
+            Ok(SubmittedAndClaimed { submitted, claim })
+        })
+    }
     /// One task.
     fn get(&self, id: TaskId) -> StoreFuture<'_, TaskRecord>;
     /// A page of tasks, newest first.

@@ -65,13 +65,19 @@ impl Runtime {
             }
         }
         if !valid.is_empty() {
+            let req = crate::dispatch::claim_with_submit(&self.inner, valid.len());
+            let asked = req.as_ref().map_or(0, |r| r.limit);
             let stored = self
                 .inner
                 .store
-                .submit(valid)
+                .submit_and_claim(valid, req)
                 .await
                 .map_err(|e| self.disk_full(e))?;
-            for ((slot, r), sent) in slots.into_iter().zip(stored).zip(keyed) {
+            match stored.claim {
+                Some(claim) => crate::dispatch::claimed_with_submit(&self.inner, asked, claim),
+                None => self.inner.wake.notify_one(),
+            }
+            for ((slot, r), sent) in slots.into_iter().zip(stored.submitted).zip(keyed) {
                 results[slot] = Some(match (r, sent) {
                     (Ok(Submitted::Existing(id)), Some(sent)) => {
                         self.same_spec_or_conflict(id, &sent).await
@@ -79,7 +85,6 @@ impl Runtime {
                     (r, _) => r.map(Submitted::id).map_err(Error::from),
                 });
             }
-            self.inner.wake.notify_one();
         }
         Ok(results
             .into_iter()
@@ -252,7 +257,12 @@ impl Runtime {
                 // A task running on another node is stopped by that node, which
                 // hears of the `stop_requested` event (see `fleet`).
                 if task.node.as_deref() == Some(self.inner.node.as_str()) {
-                    self.inner.registry().stop(id, task.attempts, mode);
+                    let taken = self.inner.registry().stop(id, task.attempts, mode);
+                    // Its process was being started: the attempt signals it once it
+                    // has, and the stop is delivered when it has taken it in.
+                    if let Some(taken) = taken {
+                        let _ = taken.await;
+                    }
                 }
                 Ok(task)
             }

@@ -387,3 +387,50 @@ async fn agent_tasks_are_refused_where_no_executor_runs_them() {
             .is_empty()
     );
 }
+
+/// A submit that finds a free slot claims its task in the commit that records it, so
+/// the task is no longer pending when the submit returns. One that finds the queue
+/// full leaves its task pending, for the dispatcher to start once a slot frees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submit_to_a_free_slot_claims_its_task_in_the_same_commit() {
+    let env = runtime().await;
+    env.rt
+        .set_queue(
+            "one",
+            QueueUpdate {
+                max_parallel: Some(1),
+                ..QueueUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    let gate = env.dir.path().join("gate");
+    let mut first = sh(&format!(
+        "while [ ! -e {} ]; do sleep 0.01; done",
+        gate.display()
+    ));
+    first.queue = Some("one".into());
+    let first = env.rt.submit(first).await.unwrap();
+    let t = env.rt.get(first).await.unwrap();
+    assert_eq!(
+        t.state,
+        TaskState::Running,
+        "claimed with its submit: {t:?}"
+    );
+    assert_eq!(t.attempts, 1);
+
+    let mut second = sh("echo second");
+    second.queue = Some("one".into());
+    let second = env.rt.submit(second).await.unwrap();
+    assert_eq!(
+        env.rt.get(second).await.unwrap().state,
+        TaskState::Pending,
+        "the queue's one slot is taken"
+    );
+    std::fs::write(&gate, "").unwrap();
+    assert_eq!(finished(&env.rt, first).await.state, TaskState::Succeeded);
+    let t = finished(&env.rt, second).await;
+    assert_eq!(t.state, TaskState::Succeeded);
+    assert_eq!(output(&env.rt, t.id).await, "second\n");
+    assert_eq!(env.rt.attempts(first).await.unwrap().len(), 1);
+}

@@ -24,7 +24,7 @@ use crate::chain::{self, Entry};
 use crate::{
     AttemptEnd, Charged, Claim, ClaimRequest, CleanRequest, Finished, Fired, ListFilter, NewAlert,
     NewTask, Page, PruneRequest, Pruned, ScheduleFiring, Settled, StopOutcome, Store, StoreError,
-    StoreFuture, Submitted,
+    StoreFuture, Submitted, SubmittedAndClaimed,
 };
 use crate::{AuditKey, StoredToken};
 pub(crate) use client::Client;
@@ -284,6 +284,9 @@ struct Log {
     counts: Vec<(String, TaskState, i64)>,
     /// Audit records of changes that have no event (tokens).
     audit: Vec<Entry>,
+    /// Where the events of what meanwhile does by itself begin, when the write
+    /// does something of its own after its caller's change (a claim with a submit).
+    own_from: Option<usize>,
 }
 
 /// Where a [`Log`] stood when a part of a write began, to take back what a failed
@@ -338,6 +341,12 @@ impl Tx {
             self.bump(queue, from, -1);
             self.bump(queue, to, 1);
         }
+    }
+
+    /// The events appended from here on record what meanwhile does by itself in
+    /// this write, not what its caller asked: they are audited as meanwhile's.
+    pub(crate) fn own_doing_from_here(&mut self) {
+        self.log.own_from = Some(self.log.events.len());
     }
 
     /// Records a change that has no event in the audit trail.
@@ -435,8 +444,13 @@ impl Tx {
                     .await?;
             }
         }
-        let mut entries = chain::entries(&self.log.events);
+        let own_from = self
+            .log
+            .own_from
+            .map_or(self.log.events.len(), |i| i.min(self.log.events.len()));
+        let mut entries = chain::entries(&self.log.events[..own_from]);
         entries.append(&mut self.log.audit);
+        let own = chain::entries(&self.log.events[own_from..]);
         if self.log.events.is_empty() && entries.is_empty() && self.log.notifications.is_empty() {
             return Ok(());
         }
@@ -470,6 +484,11 @@ impl Tx {
             audit_seq
         } else {
             audit::append(self.client(), &self.actor, audit_seq, entries).await?
+        };
+        let audit_seq = if own.is_empty() {
+            audit_seq
+        } else {
+            audit::append(self.client(), &Actor::Meanwhile, audit_seq, own).await?
         };
         self.conn
             .execute(
@@ -556,6 +575,34 @@ impl Store for PgStore {
 
     fn finish_attempt(&self, end: AttemptEnd) -> StoreFuture<'_, Option<Finished>> {
         self.write(end, |tx, end| Box::pin(ops::finish_attempt(tx, end)))
+    }
+
+    fn submit_and_claim(
+        &self,
+        tasks: Vec<NewTask>,
+        claim: Option<ClaimRequest>,
+    ) -> StoreFuture<'_, SubmittedAndClaimed> {
+        self.write((tasks, claim), |tx, (tasks, claim)| {
+            Box::pin(async move {
+                let mut submitted = Vec::with_capacity(tasks.len());
+                for t in tasks {
+                    let mark = tx.begin_part().await?;
+                    let r = ops::insert_task(tx, t).await;
+                    submitted.push(tx.end_part(mark, r).await?);
+                }
+                let claim = match claim {
+                    Some(req) => {
+                        // The claim is meanwhile's doing, whoever submitted.
+                        tx.own_doing_from_here();
+                        let mark = tx.begin_part().await?;
+                        let r = ops::claim(tx, req).await;
+                        Some(tx.end_part(mark, r).await?)
+                    }
+                    None => None,
+                };
+                Ok(SubmittedAndClaimed { submitted, claim })
+            })
+        })
     }
 
     fn settle_and_claim(

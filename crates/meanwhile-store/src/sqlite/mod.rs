@@ -16,7 +16,7 @@ pub use schema::SCHEMA_VERSION;
 use crate::{
     AttemptEnd, Charged, Claim, ClaimRequest, CleanRequest, Finished, Fired, ListFilter, NewAlert,
     NewTask, Page, PruneRequest, Pruned, ScheduleFiring, Settled, StopOutcome, Store, StoreError,
-    StoreFuture, Submitted,
+    StoreFuture, Submitted, SubmittedAndClaimed,
 };
 use crate::{AuditKey, StoredToken};
 use meanwhile_core::http::QueueUpdate;
@@ -212,13 +212,31 @@ impl SqliteStore {
         actor: Actor,
         f: impl FnOnce(&Connection, &mut Vec<Event>) -> Result<T, StoreError> + Send + 'static,
     ) -> StoreFuture<'static, T> {
+        self.write_mixed(actor, move |conn, events, _| f(conn, events))
+    }
+
+    /// [`SqliteStore::write_as`], where `f` records the events of what it does for
+    /// `actor` in the first list and those of what meanwhile does by itself in the
+    /// same write in the second: each is audited as made by its own.
+    fn write_mixed<T: Send + 'static>(
+        &self,
+        actor: Actor,
+        f: impl FnOnce(&Connection, &mut Vec<Event>, &mut Vec<Event>) -> Result<T, StoreError>
+        + Send
+        + 'static,
+    ) -> StoreFuture<'static, T> {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |conn, events| {
             let result = match conn {
-                Ok(conn) => f(conn, events).and_then(|v| {
-                    audit::record_events(conn, &actor, events)?;
-                    Ok(v)
-                }),
+                Ok(conn) => {
+                    let mut own = Vec::new();
+                    f(conn, events, &mut own).and_then(|v| {
+                        audit::record_events(conn, &actor, events)?;
+                        audit::record_events(conn, &Actor::Meanwhile, &own)?;
+                        events.append(&mut own);
+                        Ok(v)
+                    })
+                }
                 Err(why) => Err(StoreError::CommitFailed(why.to_string())),
             };
             let ok = result.is_ok();
@@ -746,6 +764,22 @@ impl Store for SqliteStore {
     fn submit(&self, tasks: Vec<NewTask>) -> StoreFuture<'_, Vec<Result<Submitted, StoreError>>> {
         self.write(move |conn, ev| {
             each_part(conn, ev, &tasks, |ev, t| ops::insert_task(conn, ev, t))
+        })
+    }
+
+    fn submit_and_claim(
+        &self,
+        tasks: Vec<NewTask>,
+        claim: Option<ClaimRequest>,
+    ) -> StoreFuture<'_, SubmittedAndClaimed> {
+        // The claim is meanwhile's doing, whoever submitted.
+        self.write_mixed(crate::current_actor(), move |conn, ev, own| {
+            let submitted = each_part(conn, ev, &tasks, |ev, t| ops::insert_task(conn, ev, t))?;
+            let claim = match &claim {
+                Some(req) => Some(in_savepoint(conn, own, |ev| ops::claim(conn, ev, req))?),
+                None => None,
+            };
+            Ok(SubmittedAndClaimed { submitted, claim })
         })
     }
 

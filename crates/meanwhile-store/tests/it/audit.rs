@@ -270,3 +270,38 @@ both! {
         assert!(f.store.verify_audit(key()).await.unwrap().intact);
     }
 }
+
+both! {
+    async fn a_claim_made_with_a_submit_is_meanwhiles_own_doing(f: Fixture) {
+        let spec = TaskSpec::shell("true").validate().unwrap();
+        // The actor is read where the write is asked for, inside the scope.
+        let done = acting(ci(), async {
+            f.store
+                .submit_and_claim(
+                    vec![NewTask::new(spec, NOW)],
+                    Some(crate::conformance::claim_req(1)),
+                )
+                .await
+        })
+        .await
+        .unwrap();
+        let id = done.submitted[0].as_ref().unwrap().id();
+        assert_eq!(done.claim.unwrap().unwrap().tasks.len(), 1);
+        let seen: Vec<(String, String, String)> = all(&*f.store)
+            .await
+            .into_iter()
+            .map(|r| (r.who, r.action, r.subject))
+            .collect();
+        let task = format!("task {id}");
+        assert_eq!(
+            seen,
+            vec![
+                ("token ci".to_string(), "submitted".to_string(), task.clone()),
+                ("meanwhile".to_string(), "started".to_string(), task),
+            ]
+        );
+        let v = f.store.verify_audit(key()).await.unwrap();
+        assert!(v.intact, "{v:?}");
+        assert_eq!(v.records, 2);
+    }
+}

@@ -1050,3 +1050,62 @@ both! {
         assert_eq!(f.store.attempts(long).await.unwrap()[0].pid, Some(4242));
     }
 }
+
+both! {
+    async fn a_submit_claims_in_its_own_write(f: Fixture) {
+        let change = QueueUpdate {
+            max_parallel: Some(1),
+            ..QueueUpdate::default()
+        };
+        f.store.set_queue("default", change).await.unwrap();
+        let new = |cmd: &str| NewTask::new(TaskSpec::shell(cmd).validate().unwrap(), NOW);
+        let done = f
+            .store
+            .submit_and_claim(vec![new("a"), new("b")], Some(claim_req(2)))
+            .await
+            .unwrap();
+        let ids: Vec<TaskId> = done
+            .submitted
+            .into_iter()
+            .map(|r| r.unwrap().id())
+            .collect();
+        let claim = done.claim.unwrap().unwrap();
+        let claimed: Vec<TaskId> = claim.tasks.iter().map(|c| c.task.id).collect();
+        assert_eq!(claimed, vec![ids[0]], "the queue's one slot, oldest first");
+        assert_eq!(claim.tasks[0].attempt, 1);
+        assert_eq!(f.store.get(ids[0]).await.unwrap().state, TaskState::Running);
+        assert_eq!(f.store.get(ids[1]).await.unwrap().state, TaskState::Pending);
+
+        // Without a claim it is a plain submit.
+        let done = f
+            .store
+            .submit_and_claim(vec![new("c")], None)
+            .await
+            .unwrap();
+        assert!(done.claim.is_none());
+        let c = done.submitted[0].as_ref().unwrap().id();
+        assert_eq!(f.store.get(c).await.unwrap().state, TaskState::Pending);
+
+        // A claim of kinds the task is not leaves it pending, and the others too.
+        let mut other = claim_req(5);
+        other.kinds = vec![TaskKind::Agent];
+        let done = f
+            .store
+            .submit_and_claim(vec![new("d")], Some(other))
+            .await
+            .unwrap();
+        assert!(done.claim.unwrap().unwrap().tasks.is_empty());
+        let d = done.submitted[0].as_ref().unwrap().id();
+        assert_eq!(f.store.get(d).await.unwrap().state, TaskState::Pending);
+        let counts: Vec<TaskId> = f
+            .store
+            .list(ListFilter::default())
+            .await
+            .unwrap()
+            .tasks
+            .iter()
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(counts.len(), 4);
+    }
+}
