@@ -11,4 +11,5 @@ mod bounds;
 mod budgets;
 mod conformance;
 mod fleet;
+mod migration;
 mod schedules;
