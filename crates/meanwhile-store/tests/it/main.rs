@@ -12,4 +12,5 @@ mod budgets;
 mod conformance;
 mod fleet;
 mod migration;
+mod plans;
 mod schedules;
