@@ -15,6 +15,9 @@ pub mod backup;
 mod chain;
 mod decode;
 pub mod fault;
+#[cfg(feature = "plans")]
+#[doc(hidden)]
+pub mod plans;
 #[cfg(feature = "postgres")]
 mod postgres;
 pub mod secrets;

@@ -97,29 +97,38 @@ fn audit_row(r: &Row) -> Result<AuditRow> {
     })
 }
 
+/// A page of records in `order` (`ASC` or `DESC`): those of task `$1` after `$2`,
+/// before `$5` and since `$3`, `$4` of them; without a task the same, one number
+/// down.
+pub(crate) fn page_sql(of_task: bool, order: &str) -> String {
+    if of_task {
+        format!(
+            "SELECT {COLS} FROM audit
+             WHERE task_id = $1 AND seq > $2 AND seq < $5 AND at >= $3
+             ORDER BY seq {order} LIMIT $4"
+        )
+    } else {
+        format!(
+            "SELECT {COLS} FROM audit WHERE seq > $1 AND seq < $4 AND at >= $2
+             ORDER BY seq {order} LIMIT $3"
+        )
+    }
+}
+
 /// A page of records, oldest first or newest first.
 pub(crate) async fn list(c: &Client, f: &AuditFilter) -> Result<AuditPage> {
     let q = crate::decode::AuditQuery::new(f);
     let rows = match f.task {
         Some(task) => {
             c.query(
-                &format!(
-                    "SELECT {COLS} FROM audit
-                     WHERE task_id = $1 AND seq > $2 AND seq < $5 AND at >= $3
-                     ORDER BY seq {} LIMIT $4",
-                    q.order
-                ),
+                &page_sql(true, q.order),
                 &[&task.0, &q.after, &q.since, &q.fetch, &q.before],
             )
             .await?
         }
         None => {
             c.query(
-                &format!(
-                    "SELECT {COLS} FROM audit WHERE seq > $1 AND seq < $4 AND at >= $2
-                     ORDER BY seq {} LIMIT $3",
-                    q.order
-                ),
+                &page_sql(false, q.order),
                 &[&q.after, &q.since, &q.fetch, &q.before],
             )
             .await?
@@ -197,14 +206,12 @@ pub(crate) async fn prune(tx: &mut Tx, before: Timestamp, key: &AuditKey) -> Res
     Ok(n)
 }
 
+/// Every named token, by name.
+pub(crate) const TOKENS: &str = "SELECT name, hash, created_at FROM tokens ORDER BY name";
+
 /// Every named token with its hash.
 pub(crate) async fn tokens(c: &Client) -> Result<Vec<StoredToken>> {
-    let rows = c
-        .query(
-            "SELECT name, hash, created_at FROM tokens ORDER BY name",
-            &[],
-        )
-        .await?;
+    let rows = c.query(TOKENS, &[]).await?;
     rows.iter()
         .map(|r| {
             Ok(StoredToken {

@@ -82,6 +82,16 @@ impl Client {
         }
     }
 
+    /// Runs statements without parameters, unprepared, and answers what they
+    /// answered, as text.
+    #[cfg(feature = "plans")]
+    pub(crate) async fn simple_query(
+        &self,
+        sql: &str,
+    ) -> Result<Vec<tokio_postgres::SimpleQueryMessage>, Error> {
+        self.inner.simple_query(sql).await
+    }
+
     /// Runs statements without parameters, unprepared (`BEGIN`, `COMMIT`, DDL).
     pub(crate) async fn batch_execute(&self, sql: &str) -> Result<(), Error> {
         self.inner.batch_execute(sql).await

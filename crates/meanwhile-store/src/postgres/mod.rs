@@ -17,6 +17,8 @@ mod audit;
 mod client;
 mod follow;
 mod ops;
+#[cfg(feature = "plans")]
+mod plans;
 mod retention;
 mod schema;
 
@@ -187,6 +189,29 @@ impl PgStore {
         store.inner.follow.start_after(col(&row, 0)?);
         tokio::spawn(follow::run(Arc::downgrade(&store.inner)));
         Ok(store)
+    }
+
+    /// The store's list, filter and claim queries with sample parameters, for the
+    /// test of the indexes they use (feature `plans`).
+    #[cfg(feature = "plans")]
+    #[doc(hidden)]
+    pub fn planned_queries(&self) -> Vec<crate::plans::PlannedQuery> {
+        plans::queries(icu())
+    }
+
+    /// PostgreSQL's generic plan of `sql` with `params` and sequential scans off, as
+    /// `EXPLAIN (FORMAT JSON)` gives it.
+    #[cfg(feature = "plans")]
+    #[doc(hidden)]
+    pub async fn explain(
+        &self,
+        sql: &str,
+        params: &[crate::plans::Param],
+    ) -> Result<serde_json::Value> {
+        let conn = self.conn().await?;
+        let plan = plans::explain(&conn, sql, params).await?;
+        conn.release();
+        Ok(plan)
     }
 
     async fn conn(&self) -> Result<Conn> {

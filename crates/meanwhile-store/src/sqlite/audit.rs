@@ -103,28 +103,37 @@ fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
 
 const COLS: &str = "seq, at, actor, action, subject, task_id, summary, prev_hash, hash";
 
+/// A page of records in `order` (`ASC` or `DESC`): those of task `?1` after `?2`,
+/// before `?5` and since `?3`, `?4` of them; without a task the same, one number
+/// down.
+pub(crate) fn page_sql(of_task: bool, order: &str) -> String {
+    if of_task {
+        format!(
+            "SELECT {COLS} FROM audit
+             WHERE task_id = ?1 AND seq > ?2 AND seq < ?5 AND at >= ?3
+             ORDER BY seq {order} LIMIT ?4"
+        )
+    } else {
+        format!(
+            "SELECT {COLS} FROM audit WHERE seq > ?1 AND seq < ?4 AND at >= ?2
+             ORDER BY seq {order} LIMIT ?3"
+        )
+    }
+}
+
 /// A page of records, oldest first or newest first.
 pub(crate) fn list(conn: &Connection, f: &AuditFilter) -> Result<AuditPage> {
     let q = crate::decode::AuditQuery::new(f);
     let rows: Vec<AuditRow> = match f.task {
         Some(task) => conn
-            .prepare_cached(&format!(
-                "SELECT {COLS} FROM audit
-                 WHERE task_id = ?1 AND seq > ?2 AND seq < ?5 AND at >= ?3
-                 ORDER BY seq {} LIMIT ?4",
-                q.order
-            ))?
+            .prepare_cached(&page_sql(true, q.order))?
             .query_map(
                 params![task.0, q.after, q.since, q.fetch, q.before],
                 audit_row,
             )?
             .collect::<rusqlite::Result<_>>()?,
         None => conn
-            .prepare_cached(&format!(
-                "SELECT {COLS} FROM audit WHERE seq > ?1 AND seq < ?4 AND at >= ?2
-                 ORDER BY seq {} LIMIT ?3",
-                q.order
-            ))?
+            .prepare_cached(&page_sql(false, q.order))?
             .query_map(params![q.after, q.since, q.fetch, q.before], audit_row)?
             .collect::<rusqlite::Result<_>>()?,
     };
@@ -180,10 +189,12 @@ pub(crate) fn prune(conn: &Connection, before: Timestamp, key: &AuditKey) -> Res
     Ok(n)
 }
 
+/// Every named token, by name.
+pub(crate) const TOKENS: &str = "SELECT name, hash, created_at FROM tokens ORDER BY name";
+
 /// Every named token with its hash.
 pub(crate) fn tokens(conn: &Connection) -> Result<Vec<StoredToken>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT name, hash, created_at FROM tokens ORDER BY name")?;
+    let mut stmt = conn.prepare_cached(TOKENS)?;
     let rows = stmt.query_map([], |r| {
         Ok(StoredToken {
             name: r.get(0)?,

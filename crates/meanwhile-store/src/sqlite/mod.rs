@@ -7,6 +7,8 @@
 
 mod audit;
 mod ops;
+#[cfg(feature = "plans")]
+mod plans;
 mod retention;
 mod schema;
 
@@ -284,6 +286,27 @@ impl SqliteStore {
             .await
             .map_err(|_| StoreError::Closed)?
         })
+    }
+
+    /// The store's list, filter and claim queries with sample parameters, for the
+    /// test of the indexes they use (feature `plans`).
+    #[cfg(feature = "plans")]
+    #[doc(hidden)]
+    pub fn planned_queries(&self) -> Vec<crate::plans::PlannedQuery> {
+        plans::queries()
+    }
+
+    /// SQLite's plan of `sql` with `params` on a connection of this store, the detail
+    /// of each step (`SEARCH tasks USING INDEX tasks_pending (queue=?)`).
+    #[cfg(feature = "plans")]
+    #[doc(hidden)]
+    pub fn explain(
+        &self,
+        sql: &str,
+        params: &[crate::plans::Param],
+    ) -> StoreFuture<'static, Vec<String>> {
+        let (sql, params) = (sql.to_string(), params.to_vec());
+        self.read(move |conn| plans::explain(conn, &sql, &params))
     }
 
     /// Inserts `n` finished tasks at once, for benchmarks that need a large store.

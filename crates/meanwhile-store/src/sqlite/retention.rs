@@ -37,43 +37,49 @@ fn give_back_free_pages(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Removes the events before `?1` among the first `?2`.
+pub(crate) const EVENTS_BY_AGE: &str = "DELETE FROM events WHERE seq IN
+    (SELECT seq FROM events ORDER BY seq LIMIT ?2) AND at < ?1";
+/// Removes the first `?2` events of all but the last `?1`.
+pub(crate) const EVENTS_BY_COUNT: &str = "DELETE FROM events WHERE seq IN
+    (SELECT seq FROM events
+     WHERE seq <= (SELECT COALESCE(MAX(seq), 0) FROM events) - ?1
+     ORDER BY seq LIMIT ?2)";
+/// Removes the events of removed tasks from `?1` to before `?2`.
+pub(crate) const EVENTS_OF_REMOVED: &str =
+    "DELETE FROM events WHERE seq >= ?1 AND seq < ?2 AND task_id IS NOT NULL
+        AND NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.id = events.task_id)";
+/// Removes the notifications of removed tasks from `?1` to before `?2`.
+pub(crate) const NOTIFICATIONS_OF_REMOVED: &str =
+    "DELETE FROM notifications WHERE seq >= ?1 AND seq < ?2
+        AND NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.id = notifications.task_id)";
+/// Removes the sessions that have no notification left.
+pub(crate) const SESSIONS_WITHOUT_NOTICES: &str = "DELETE FROM sessions WHERE NOT EXISTS
+    (SELECT 1 FROM notifications n WHERE n.session = sessions.name)";
+
 pub(crate) fn prune(conn: &Connection, req: &PruneRequest) -> Result<Pruned, StoreError> {
     let mut events = 0u64;
     if let Some(before) = req.events_before {
         // Events are appended in time order (near enough: an end recorded late keeps
         // its true time), so the oldest are among the first rows.
         events += conn
-            .prepare_cached(
-                "DELETE FROM events WHERE seq IN
-                    (SELECT seq FROM events ORDER BY seq LIMIT ?2) AND at < ?1",
-            )?
+            .prepare_cached(EVENTS_BY_AGE)?
             .execute(params![before.0, DELETE_SLICE])? as u64;
     }
     if let Some(keep) = req.events_keep_last {
         let keep = i64::try_from(keep).unwrap_or(i64::MAX);
         events += conn
-            .prepare_cached(
-                "DELETE FROM events WHERE seq IN
-                    (SELECT seq FROM events
-                     WHERE seq <= (SELECT COALESCE(MAX(seq), 0) FROM events) - ?1
-                     ORDER BY seq LIMIT ?2)",
-            )?
+            .prepare_cached(EVENTS_BY_COUNT)?
             .execute(params![keep, DELETE_SLICE])? as u64;
     }
     // The sweep for rows of removed tasks: one slice of sequence numbers per call,
     // in both tables (their sequences are separate, the slice bounds each).
     let (from, to) = (req.from_seq, req.from_seq.saturating_add(SLICE));
     events += conn
-        .prepare_cached(
-            "DELETE FROM events WHERE seq >= ?1 AND seq < ?2 AND task_id IS NOT NULL
-                AND NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.id = events.task_id)",
-        )?
+        .prepare_cached(EVENTS_OF_REMOVED)?
         .execute(params![from, to])? as u64;
     let notifications = conn
-        .prepare_cached(
-            "DELETE FROM notifications WHERE seq >= ?1 AND seq < ?2
-                AND NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.id = notifications.task_id)",
-        )?
+        .prepare_cached(NOTIFICATIONS_OF_REMOVED)?
         .execute(params![from, to])? as u64;
     let last: i64 = conn
         .prepare_cached(
@@ -86,11 +92,7 @@ pub(crate) fn prune(conn: &Connection, req: &PruneRequest) -> Result<Pruned, Sto
     // starts again at 0, below every sequence number still to come. Done once the
     // sweep has removed what it will.
     let sessions = if done {
-        conn.prepare_cached(
-            "DELETE FROM sessions WHERE NOT EXISTS
-                (SELECT 1 FROM notifications n WHERE n.session = sessions.name)",
-        )?
-        .execute([])? as u64
+        conn.prepare_cached(SESSIONS_WITHOUT_NOTICES)?.execute([])? as u64
     } else {
         0
     };

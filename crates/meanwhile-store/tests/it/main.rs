@@ -11,4 +11,6 @@ mod bounds;
 mod budgets;
 mod conformance;
 mod fleet;
+mod migration;
+mod plans;
 mod schedules;

@@ -59,6 +59,14 @@ pub(crate) async fn fire_alert(tx: &mut Tx, a: &NewAlert, now: Timestamp) -> Res
     Ok(Some(alert))
 }
 
+/// Resolves the firing alert of kind `$1` for subject `$2`.
+pub(crate) fn resolve_sql() -> String {
+    format!(
+        "UPDATE alerts SET state = 'resolved', resolved_at = $3, message = $4
+         WHERE kind = $1 AND subject = $2 AND state = 'firing' RETURNING {COLS}"
+    )
+}
+
 pub(crate) async fn resolve_alert(
     tx: &mut Tx,
     kind: AlertKind,
@@ -69,10 +77,7 @@ pub(crate) async fn resolve_alert(
     let row = tx
         .client()
         .query_opt(
-            &format!(
-                "UPDATE alerts SET state = 'resolved', resolved_at = $3, message = $4
-                 WHERE kind = $1 AND subject = $2 AND state = 'firing' RETURNING {COLS}"
-            ),
+            &resolve_sql(),
             &[&kind.as_str(), &subject, &now.0, &message],
         )
         .await?;
@@ -113,27 +118,26 @@ pub(crate) async fn ack_alert(
     Ok(alert)
 }
 
+/// The firing alerts to remind the sinks of at `$1`, `$2` after they were last told.
+pub(crate) fn repeat_sql() -> String {
+    format!(
+        "UPDATE alerts SET notified_at = $1, notices = notices + 1,
+                           acked_at = NULL, acked_until = NULL, acked_by = NULL
+         WHERE state = 'firing'
+           AND ((acked_until IS NOT NULL AND acked_until <= $1)
+             OR (acked_at IS NULL AND $2::BIGINT IS NOT NULL
+                 AND COALESCE(notified_at, fired_at) + $2::BIGINT <= $1))
+         RETURNING {COLS}"
+    )
+}
+
 pub(crate) async fn repeat_alerts(
     tx: &mut Tx,
     every: Option<std::time::Duration>,
     now: Timestamp,
 ) -> Result<Vec<Alert>> {
     let every = every.map(|d| d.as_millis().min(i64::MAX as u128) as i64);
-    let rows = tx
-        .client()
-        .query(
-            &format!(
-                "UPDATE alerts SET notified_at = $1, notices = notices + 1,
-                                   acked_at = NULL, acked_until = NULL, acked_by = NULL
-                 WHERE state = 'firing'
-                   AND ((acked_until IS NOT NULL AND acked_until <= $1)
-                     OR (acked_at IS NULL AND $2::BIGINT IS NOT NULL
-                         AND COALESCE(notified_at, fired_at) + $2::BIGINT <= $1))
-                 RETURNING {COLS}"
-            ),
-            &[&now.0, &every],
-        )
-        .await?;
+    let rows = tx.client().query(&repeat_sql(), &[&now.0, &every]).await?;
     let mut out = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
     out.sort_by_key(|a| a.id);
     for alert in &out {
@@ -142,27 +146,30 @@ pub(crate) async fn repeat_alerts(
     Ok(out)
 }
 
-pub(crate) async fn alerts(c: &Client, all: bool, limit: u32) -> Result<Vec<Alert>> {
-    let sql = if all {
+/// The newest `$1` alerts: all of them, or the firing ones.
+pub(crate) fn alerts_sql(all: bool) -> String {
+    if all {
         format!("SELECT {COLS} FROM alerts ORDER BY id DESC LIMIT $1")
     } else {
         format!("SELECT {COLS} FROM alerts WHERE state = 'firing' ORDER BY id DESC LIMIT $1")
-    };
+    }
+}
+
+pub(crate) async fn alerts(c: &Client, all: bool, limit: u32) -> Result<Vec<Alert>> {
+    let sql = alerts_sql(all);
     let rows = c.query(&sql, &[&i64::from(limit.clamp(1, 10_000))]).await?;
     rows.iter().map(from_row).collect()
 }
 
+/// The last `$2` tasks of queue `$1` that ended, but for the cancelled.
+pub(crate) const LAST_ENDS: &str = "SELECT id, state FROM tasks
+     WHERE queue = $1 AND finished_at IS NOT NULL
+       AND state IN ('succeeded', 'failed', 'timed_out', 'quarantined', 'lost')
+     ORDER BY finished_at DESC, id DESC LIMIT $2";
+
 /// The states of the last `n` tasks of `queue` that ended, newest first.
 pub(crate) async fn last_ends(c: &Client, queue: &str, n: u32) -> Result<Vec<(TaskId, TaskState)>> {
-    let rows = c
-        .query(
-            "SELECT id, state FROM tasks
-             WHERE queue = $1 AND finished_at IS NOT NULL
-               AND state IN ('succeeded', 'failed', 'timed_out', 'quarantined', 'lost')
-             ORDER BY finished_at DESC, id DESC LIMIT $2",
-            &[&queue, &i64::from(n)],
-        )
-        .await?;
+    let rows = c.query(LAST_ENDS, &[&queue, &i64::from(n)]).await?;
     rows.iter()
         .map(|r| {
             Ok((

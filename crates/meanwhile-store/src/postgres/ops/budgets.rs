@@ -65,10 +65,13 @@ pub(crate) async fn budget(c: &Client, queue: &str) -> Result<BudgetInfo> {
     find(c, queue).await?.ok_or_else(|| unknown(queue))
 }
 
+/// Every budget, by queue.
+pub(crate) fn budgets_sql() -> String {
+    format!("SELECT {COLS} FROM budgets ORDER BY queue")
+}
+
 pub(crate) async fn budgets(c: &Client) -> Result<Vec<BudgetInfo>> {
-    let rows = c
-        .query(&format!("SELECT {COLS} FROM budgets ORDER BY queue"), &[])
-        .await?;
+    let rows = c.query(&budgets_sql(), &[]).await?;
     rows.iter().map(from_row).collect()
 }
 
@@ -114,15 +117,13 @@ async fn save(tx: &Tx, b: &BudgetInfo, now: Timestamp) -> Result<()> {
     Ok(())
 }
 
+/// The subjects of the firing `budget` alerts of queue `$1`.
+pub(crate) const FIRING_ALARMS: &str = "SELECT subject FROM alerts
+     WHERE kind = 'budget' AND state = 'firing' AND queue = $1";
+
 /// The percentages whose `budget` alert fires for `queue`.
 async fn firing_alarms(c: &Client, queue: &str) -> Result<BTreeSet<u32>> {
-    let rows = c
-        .query(
-            "SELECT subject FROM alerts
-             WHERE kind = 'budget' AND state = 'firing' AND queue = $1",
-            &[&queue],
-        )
-        .await?;
+    let rows = c.query(FIRING_ALARMS, &[&queue]).await?;
     let subjects = rows
         .iter()
         .map(|r| col::<String>(r, 0))

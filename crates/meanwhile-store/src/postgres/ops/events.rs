@@ -5,12 +5,13 @@ use super::*;
 use crate::postgres::Client;
 use meanwhile_core::{Event, EventKind, TaskId, Timestamp};
 
+/// The first `$2` events after `$1`.
+pub(crate) const EVENTS_AFTER: &str =
+    "SELECT seq, at, kind, task_id, data FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
+
 pub(crate) async fn events_after(c: &Client, seq: i64, limit: u32) -> Result<Vec<Event>> {
     let rows = c
-        .query(
-            "SELECT seq, at, kind, task_id, data FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
-            &[&seq, &i64::from(limit.clamp(1, 10_000))],
-        )
+        .query(EVENTS_AFTER, &[&seq, &i64::from(limit.clamp(1, 10_000))])
         .await?;
     rows.iter()
         .map(|r| {

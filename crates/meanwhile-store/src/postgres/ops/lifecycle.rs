@@ -52,16 +52,14 @@ pub(super) async fn fail_for_dependency(
     Ok(out)
 }
 
+/// The pending dependents of task `$1`, in id order.
+pub(crate) const PENDING_DEPENDENTS: &str =
+    "SELECT d.task_id FROM deps d JOIN tasks t ON t.id = d.task_id
+     WHERE d.dep_id = $1 AND t.state = 'pending' ORDER BY d.task_id";
+
 /// The pending dependents of a task, in id order.
 async fn dependents(tx: &Tx, id: TaskId) -> Result<Vec<TaskId>> {
-    let rows = tx
-        .client()
-        .query(
-            "SELECT d.task_id FROM deps d JOIN tasks t ON t.id = d.task_id
-             WHERE d.dep_id = $1 AND t.state = 'pending' ORDER BY d.task_id",
-            &[&id.0],
-        )
-        .await?;
+    let rows = tx.client().query(PENDING_DEPENDENTS, &[&id.0]).await?;
     rows.iter().map(|r| col(r, 0).map(TaskId)).collect()
 }
 
@@ -91,6 +89,45 @@ struct ClaimQueue {
     rate: Option<(i64, i64)>,
 }
 
+/// The queues a claim may take from, with their limits, locked in name order.
+pub(crate) const UNPAUSED_QUEUES: &str =
+    "SELECT name, max_parallel, per_key, rate_count, rate_window_ms
+     FROM queues WHERE NOT paused ORDER BY name FOR UPDATE";
+/// What runs in each queue.
+pub(crate) const RUNNING_PER_QUEUE: &str =
+    "SELECT queue, COUNT(*) FROM tasks WHERE state = 'running' GROUP BY queue";
+/// The other nodes that share the queues: not `$1`, beating since `$2`.
+pub(crate) const SHARING_NODES: &str = "SELECT COUNT(*) FROM nodes
+     WHERE name <> $1 AND stopped_at IS NULL AND heartbeat_at >= $2";
+/// What node `$1` runs in each queue.
+pub(crate) const RUNNING_OF_NODE_PER_QUEUE: &str =
+    "SELECT queue, COUNT(*) FROM tasks WHERE state = 'running' AND node = $1
+     GROUP BY queue";
+
+/// The condition a task of queue `$1` meets to be claimed at `$2` by `node`, with the
+/// kinds it runs in `$3`. The node's name is written into the text (the same for
+/// every claim of this node, so the statement is prepared once) rather than given
+/// as one more parameter to each of the statements that use this condition.
+pub(crate) fn runnable(node: &str) -> String {
+    format!(
+        "state = 'pending' AND queue = $1
+           AND (run_after IS NULL OR run_after <= $2)
+           AND kind = ANY($3::TEXT[])
+           AND (owner IS NULL OR owner = {})
+           AND NOT EXISTS (SELECT 1 FROM deps d JOIN tasks t ON t.id = d.dep_id
+                           WHERE d.task_id = tasks.id AND t.state <> 'succeeded')",
+        crate::decode::sql_text(node)
+    )
+}
+
+/// The first `$4` runnable tasks of a queue in priority order, locked.
+pub(crate) fn pick_sql(runnable: &str) -> String {
+    format!(
+        "SELECT id FROM tasks WHERE {runnable}
+         ORDER BY priority DESC, id LIMIT $4 FOR UPDATE SKIP LOCKED"
+    )
+}
+
 pub(crate) async fn claim(tx: &mut Tx, req: &ClaimRequest) -> Result<Claim> {
     if req.kinds.is_empty() || req.limit == 0 {
         return Ok(Claim {
@@ -102,11 +139,7 @@ pub(crate) async fn claim(tx: &mut Tx, req: &ClaimRequest) -> Result<Claim> {
     // this claim; another claimer waits here until this one commits.
     let queues: Vec<ClaimQueue> = tx
         .client()
-        .query(
-            "SELECT name, max_parallel, per_key, rate_count, rate_window_ms
-             FROM queues WHERE NOT paused ORDER BY name FOR UPDATE",
-            &[],
-        )
+        .query(UNPAUSED_QUEUES, &[])
         .await?
         .iter()
         .map(|r| {
@@ -124,10 +157,7 @@ pub(crate) async fn claim(tx: &mut Tx, req: &ClaimRequest) -> Result<Claim> {
         .collect::<Result<_>>()?;
     let running: HashMap<String, i64> = tx
         .client()
-        .query(
-            "SELECT queue, COUNT(*) FROM tasks WHERE state = 'running' GROUP BY queue",
-            &[],
-        )
+        .query(RUNNING_PER_QUEUE, &[])
         .await?
         .iter()
         .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
@@ -138,21 +168,13 @@ pub(crate) async fn claim(tx: &mut Tx, req: &ClaimRequest) -> Result<Claim> {
         Some(since) => {
             let others: i64 = col(
                 &tx.client()
-                    .query_one(
-                        "SELECT COUNT(*) FROM nodes
-                         WHERE name <> $1 AND stopped_at IS NULL AND heartbeat_at >= $2",
-                        &[&req.node, &since.0],
-                    )
+                    .query_one(SHARING_NODES, &[&req.node, &since.0])
                     .await?,
                 0,
             )?;
             let mine: HashMap<String, i64> = tx
                 .client()
-                .query(
-                    "SELECT queue, COUNT(*) FROM tasks WHERE state = 'running' AND node = $1
-                     GROUP BY queue",
-                    &[&req.node],
-                )
+                .query(RUNNING_OF_NODE_PER_QUEUE, &[&req.node])
                 .await?
                 .iter()
                 .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
@@ -161,18 +183,7 @@ pub(crate) async fn claim(tx: &mut Tx, req: &ClaimRequest) -> Result<Claim> {
         }
     };
     let kinds: Vec<String> = req.kinds.iter().map(|k| k.as_str().to_string()).collect();
-    // The node's name is written into the text (the same for every claim of this
-    // node, so the statement is prepared once) rather than given as one more
-    // parameter to each of the statements that use this condition.
-    let runnable = format!(
-        "state = 'pending' AND queue = $1
-           AND (run_after IS NULL OR run_after <= $2)
-           AND kind = ANY($3::TEXT[])
-           AND (owner IS NULL OR owner = {})
-           AND NOT EXISTS (SELECT 1 FROM deps d JOIN tasks t ON t.id = d.dep_id
-                           WHERE d.task_id = tasks.id AND t.state <> 'succeeded')",
-        crate::decode::sql_text(&req.node)
-    );
+    let runnable = runnable(&req.node);
     let runnable = runnable.as_str();
     let mut budget = i64::from(req.limit);
     let mut picked = Vec::new();
@@ -200,10 +211,7 @@ pub(crate) async fn claim(tx: &mut Tx, req: &ClaimRequest) -> Result<Claim> {
             None => tx
                 .client()
                 .query(
-                    &format!(
-                        "SELECT id FROM tasks WHERE {runnable}
-                         ORDER BY priority DESC, id LIMIT $4 FOR UPDATE SKIP LOCKED"
-                    ),
+                    &pick_sql(runnable),
                     &[&queue.name, &req.now.0, &kinds, &want],
                 )
                 .await?
@@ -278,6 +286,19 @@ pub(crate) async fn claim(tx: &mut Tx, req: &ClaimRequest) -> Result<Claim> {
     })
 }
 
+/// What runs in queue `$1` per concurrency key.
+pub(crate) const RUNNING_PER_KEY: &str = "SELECT concurrency_key, COUNT(*) FROM tasks
+     WHERE state = 'running' AND queue = $1 AND concurrency_key IS NOT NULL
+     GROUP BY concurrency_key";
+
+/// The runnable tasks of a queue with their keys in priority order, locked.
+pub(crate) fn pick_by_key_sql(runnable: &str) -> String {
+    format!(
+        "SELECT id, concurrency_key FROM tasks WHERE {runnable}
+         ORDER BY priority DESC, id FOR UPDATE SKIP LOCKED"
+    )
+}
+
 /// Up to `want` runnable tasks of a queue with a `per_key` limit, in priority order,
 /// passing over those whose key is full (see [`decode::pick_by_key`]). The rows it
 /// takes are locked (`SKIP LOCKED`, so rows another write holds are passed over).
@@ -292,25 +313,14 @@ async fn pick_by_key(
 ) -> Result<Vec<i64>> {
     let keys: HashMap<String, i64> = tx
         .client()
-        .query(
-            "SELECT concurrency_key, COUNT(*) FROM tasks
-             WHERE state = 'running' AND queue = $1 AND concurrency_key IS NOT NULL
-             GROUP BY concurrency_key",
-            &[&queue],
-        )
+        .query(RUNNING_PER_KEY, &[&queue])
         .await?
         .iter()
         .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
         .collect::<Result<_>>()?;
     let rows = tx
         .client()
-        .query(
-            &format!(
-                "SELECT id, concurrency_key FROM tasks WHERE {runnable}
-                 ORDER BY priority DESC, id FOR UPDATE SKIP LOCKED"
-            ),
-            &[&queue, &now.0, kinds],
-        )
+        .query(&pick_by_key_sql(runnable), &[&queue, &now.0, kinds])
         .await?;
     decode::pick_by_key(
         keys,
@@ -320,22 +330,24 @@ async fn pick_by_key(
     )
 }
 
+/// Forgets the starts of queue `$1` at or before `$2`.
+pub(crate) const FORGET_STARTS: &str = "DELETE FROM queue_starts WHERE queue = $1 AND at <= $2";
+/// The starts a queue counts.
+pub(crate) const STARTS_COUNTED: &str =
+    "SELECT COALESCE(SUM(n), 0)::BIGINT FROM queue_starts WHERE queue = $1";
+/// The starts a queue counts, oldest first.
+pub(crate) const STARTS: &str = "SELECT at, n FROM queue_starts WHERE queue = $1 ORDER BY at";
+
 /// Starts of a rate-limited queue within the window that ends at `now`, after
 /// forgetting those before it.
 async fn rate_used(tx: &Tx, queue: &str, now: Timestamp, window_ms: i64) -> Result<i64> {
     exec(
         tx,
-        "DELETE FROM queue_starts WHERE queue = $1 AND at <= $2",
+        FORGET_STARTS,
         &[&queue, &now.0.saturating_sub(window_ms)],
     )
     .await?;
-    let row = tx
-        .client()
-        .query_one(
-            "SELECT COALESCE(SUM(n), 0)::BIGINT FROM queue_starts WHERE queue = $1",
-            &[&queue],
-        )
-        .await?;
+    let row = tx.client().query_one(STARTS_COUNTED, &[&queue]).await?;
     col(&row, 0)
 }
 
@@ -360,10 +372,7 @@ async fn rate_reopens(
 ) -> Result<Option<Timestamp>> {
     let starts: Vec<(i64, i64)> = tx
         .client()
-        .query(
-            "SELECT at, n FROM queue_starts WHERE queue = $1 ORDER BY at",
-            &[&queue],
-        )
+        .query(STARTS, &[&queue])
         .await?
         .iter()
         .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
@@ -381,21 +390,17 @@ pub(crate) async fn set_pid(tx: &mut Tx, id: TaskId, attempt: u32, pid: i32) -> 
     Ok(())
 }
 
+/// Extends the lease of what node `$1` runs. A row another write holds is being
+/// changed (its attempt ending, or taken over): it is skipped rather than waited
+/// for, so a renewal never waits on, nor deadlocks with, the writes of the tasks it
+/// renews. The caller asks about what it did not get back.
+pub(crate) const RENEW: &str = "UPDATE tasks SET lease_until = $2 WHERE id IN (
+        SELECT id FROM tasks WHERE state = 'running' AND node = $1
+        FOR UPDATE SKIP LOCKED)
+     RETURNING id";
+
 pub(crate) async fn renew(tx: &mut Tx, node: &str, lease_until: Timestamp) -> Result<Vec<TaskId>> {
-    let rows = tx
-        .client()
-        .query(
-            // A row another write holds is being changed (its attempt ending, or
-            // taken over): it is skipped rather than waited for, so a renewal never
-            // waits on, nor deadlocks with, the writes of the tasks it renews. The
-            // caller asks about what it did not get back.
-            "UPDATE tasks SET lease_until = $2 WHERE id IN (
-                SELECT id FROM tasks WHERE state = 'running' AND node = $1
-                FOR UPDATE SKIP LOCKED)
-             RETURNING id",
-            &[&node, &lease_until.0],
-        )
-        .await?;
+    let rows = tx.client().query(RENEW, &[&node, &lease_until.0]).await?;
     rows.iter().map(|r| col(r, 0).map(TaskId)).collect()
 }
 
@@ -679,21 +684,23 @@ pub(crate) async fn set_live(tx: &mut Tx, update: &crate::LiveUpdate) -> Result<
     Ok(())
 }
 
+/// The running tasks of node `$1`, or whose lease ended before `$2`.
+pub(crate) fn running_sql() -> String {
+    format!(
+        "SELECT {TASK_COLS} FROM tasks WHERE state = 'running'
+           AND (($1::TEXT IS NOT NULL AND node = $1::TEXT)
+                OR ($2::BIGINT IS NOT NULL AND lease_until < $2::BIGINT))
+         ORDER BY id"
+    )
+}
+
 pub(crate) async fn running(
     c: &Client,
     node: Option<&str>,
     expired_before: Option<Timestamp>,
 ) -> Result<Vec<(TaskRecord, Attempt)>> {
     let rows = c
-        .query(
-            &format!(
-                "SELECT {TASK_COLS} FROM tasks WHERE state = 'running'
-                   AND (($1::TEXT IS NOT NULL AND node = $1::TEXT)
-                        OR ($2::BIGINT IS NOT NULL AND lease_until < $2::BIGINT))
-                 ORDER BY id"
-            ),
-            &[&node, &expired_before.map(|t| t.0)],
-        )
+        .query(&running_sql(), &[&node, &expired_before.map(|t| t.0)])
         .await?;
     let mut out = Vec::with_capacity(rows.len());
     for t in tasks_from_rows(&rows)? {
@@ -711,13 +718,11 @@ pub(crate) async fn running(
     Ok(out)
 }
 
+/// The earliest run-after time after `$1` of a pending task.
+pub(crate) const NEXT_WAKEUP: &str = "SELECT MIN(run_after) FROM tasks
+     WHERE state = 'pending' AND run_after IS NOT NULL AND run_after > $1";
+
 pub(crate) async fn next_wakeup(c: &Client, now: Timestamp) -> Result<Option<Timestamp>> {
-    let row = c
-        .query_one(
-            "SELECT MIN(run_after) FROM tasks
-             WHERE state = 'pending' AND run_after IS NOT NULL AND run_after > $1",
-            &[&now.0],
-        )
-        .await?;
+    let row = c.query_one(NEXT_WAKEUP, &[&now.0]).await?;
     Ok(col::<Option<i64>>(&row, 0)?.map(Timestamp))
 }

@@ -30,15 +30,14 @@ pub(crate) async fn node_stopped(tx: &mut Tx, name: &str, now: Timestamp) -> Res
     Ok(())
 }
 
+/// Every node, with what it runs.
+pub(crate) const NODES: &str =
+    "SELECT n.name, n.address, n.version, n.started_at, n.heartbeat_at, n.stopped_at,
+        (SELECT COUNT(*) FROM tasks t WHERE t.state = 'running' AND t.node = n.name)
+     FROM nodes n ORDER BY n.name";
+
 pub(crate) async fn nodes(c: &Client) -> Result<Vec<NodeRow>> {
-    let rows = c
-        .query(
-            "SELECT n.name, n.address, n.version, n.started_at, n.heartbeat_at, n.stopped_at,
-                    (SELECT COUNT(*) FROM tasks t WHERE t.state = 'running' AND t.node = n.name)
-             FROM nodes n ORDER BY n.name",
-            &[],
-        )
-        .await?;
+    let rows = c.query(NODES, &[]).await?;
     rows.iter()
         .map(|r| {
             Ok(NodeColumns {

@@ -31,6 +31,11 @@ pub(super) fn finished(
     }
 }
 
+/// The first `$3` notifications of session `$1` after its cursor `$2`.
+pub(crate) const NOTIFICATIONS_AFTER: &str =
+    "SELECT seq, body FROM notifications WHERE session = $1 AND seq > $2
+     ORDER BY seq LIMIT $3";
+
 async fn notifications_after(
     c: &Client,
     session: &str,
@@ -39,8 +44,7 @@ async fn notifications_after(
 ) -> Result<Vec<Notification>> {
     let rows = c
         .query(
-            "SELECT seq, body FROM notifications WHERE session = $1 AND seq > $2
-             ORDER BY seq LIMIT $3",
+            NOTIFICATIONS_AFTER,
             &[&session, &cursor, &i64::from(limit.clamp(1, 1000))],
         )
         .await?;
@@ -97,16 +101,14 @@ pub(crate) async fn peek_notifications(
     notifications_after(c, session, cursor, limit).await
 }
 
+/// Undelivered notifications per session.
+pub(crate) const NOTIFICATIONS_PENDING: &str = "SELECT n.session, COUNT(*) FROM notifications n
+     LEFT JOIN sessions s ON s.name = n.session
+     WHERE n.seq > COALESCE(s.cursor, 0)
+     GROUP BY n.session ORDER BY n.session";
+
 pub(crate) async fn notifications_pending(c: &Client) -> Result<Vec<(String, u64)>> {
-    let rows = c
-        .query(
-            "SELECT n.session, COUNT(*) FROM notifications n
-             LEFT JOIN sessions s ON s.name = n.session
-             WHERE n.seq > COALESCE(s.cursor, 0)
-             GROUP BY n.session ORDER BY n.session",
-            &[],
-        )
-        .await?;
+    let rows = c.query(NOTIFICATIONS_PENDING, &[]).await?;
     rows.iter()
         .map(|r| Ok((col(r, 0)?, col::<i64>(r, 1)?.max(0) as u64)))
         .collect()

@@ -22,25 +22,25 @@ pub(super) async fn ensure_queue(tx: &Tx, queue: &str) -> Result<()> {
     Ok(())
 }
 
+/// The counters that are not 0.
+pub(crate) const COUNTS: &str = "SELECT queue, state, n FROM counts WHERE n <> 0";
+
 async fn queue_counts(c: &Client) -> Result<HashMap<(String, String), i64>> {
-    let rows = c
-        .query("SELECT queue, state, n FROM counts WHERE n <> 0", &[])
-        .await?;
+    let rows = c.query(COUNTS, &[]).await?;
     rows.iter()
         .map(|r| Ok(((col(r, 0)?, col(r, 1)?), col(r, 2)?)))
         .collect()
 }
 
+/// Every queue with its limits, by name.
+pub(crate) const QUEUES: &str =
+    "SELECT name, max_parallel, paused, per_key, rate_count, rate_window_ms, alert_after,
+         pause_reason
+     FROM queues ORDER BY name";
+
 pub(crate) async fn queues(c: &Client) -> Result<Vec<QueueInfo>> {
     let counts = queue_counts(c).await?;
-    let rows = c
-        .query(
-            "SELECT name, max_parallel, paused, per_key, rate_count, rate_window_ms, alert_after,
-                 pause_reason
-             FROM queues ORDER BY name",
-            &[],
-        )
-        .await?;
+    let rows = c.query(QUEUES, &[]).await?;
     rows.iter()
         .map(|r| {
             QueueColumns {

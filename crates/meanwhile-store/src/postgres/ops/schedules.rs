@@ -32,16 +32,16 @@ fn unknown(name: &str) -> StoreError {
     StoreError::UnknownSchedule(name.to_string())
 }
 
+/// Every schedule with the state of its latest task, by name.
+pub(crate) fn schedules_sql() -> String {
+    format!(
+        "SELECT {COLS} FROM schedules s LEFT JOIN tasks t ON t.id = s.last_task
+         ORDER BY s.name"
+    )
+}
+
 pub(crate) async fn schedules(c: &Client) -> Result<Vec<ScheduleInfo>> {
-    let rows = c
-        .query(
-            &format!(
-                "SELECT {COLS} FROM schedules s LEFT JOIN tasks t ON t.id = s.last_task
-                 ORDER BY s.name"
-            ),
-            &[],
-        )
-        .await?;
+    let rows = c.query(&schedules_sql(), &[]).await?;
     rows.iter().map(from_row).collect()
 }
 

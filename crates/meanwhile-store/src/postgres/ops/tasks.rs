@@ -100,69 +100,94 @@ pub(crate) async fn insert_task(tx: &mut Tx, t: &NewTask) -> Result<Submitted> {
     Ok(Submitted::Created(id))
 }
 
+/// The task an idempotency key names.
+pub(crate) const TASK_WITH_KEY: &str = "SELECT id FROM tasks WHERE idempotency_key = $1";
+
 async fn task_with_key(c: &Client, key: &str) -> Result<Option<TaskId>> {
-    let row = c
-        .query_opt("SELECT id FROM tasks WHERE idempotency_key = $1", &[&key])
-        .await?;
+    let row = c.query_opt(TASK_WITH_KEY, &[&key]).await?;
     row.map(|r| col(&r, 0).map(TaskId)).transpose()
 }
 
 pub(crate) async fn list(c: &Client, f: &ListFilter) -> Result<Page> {
     let limit = crate::decode::list_limit(f.limit);
+    let Some((sql, args)) = list_sql(f, super::super::icu()) else {
+        return Ok(crate::decode::task_page(Vec::new(), limit));
+    };
+    let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(ListArg::to_sql).collect();
+    let rows = c.query(&sql, &params).await?;
+    Ok(crate::decode::task_page(tasks_from_rows(&rows)?, limit))
+}
+
+/// The listing `f` asks for and its parameters, the text filter through ICU's case
+/// folding when the server has it; `None` when nothing can match.
+pub(crate) fn list_sql(f: &ListFilter, icu: bool) -> Option<(String, Vec<ListArg>)> {
+    let limit = crate::decode::list_limit(f.limit);
     let mut sql = format!("SELECT {TASK_COLS} FROM tasks WHERE true");
-    let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
-    let mut arg = |v: Box<dyn ToSql + Sync + Send>| {
+    let mut args: Vec<ListArg> = Vec::new();
+    let mut arg = |v: ListArg| {
         args.push(v);
         format!("${}", args.len())
     };
     if !f.states.is_empty() {
         let states: Vec<String> = f.states.iter().map(|s| s.as_str().to_string()).collect();
-        sql += &format!(" AND state = ANY({}::TEXT[])", arg(Box::new(states)));
+        sql += &format!(" AND state = ANY({}::TEXT[])", arg(ListArg::Texts(states)));
     }
     if let Some(q) = &f.queue {
-        sql += &format!(" AND queue = {}", arg(Box::new(q.clone())));
+        sql += &format!(" AND queue = {}", arg(ListArg::Text(q.clone())));
     }
     if let Some(s) = &f.session {
-        sql += &format!(" AND session = {}", arg(Box::new(s.clone())));
+        sql += &format!(" AND session = {}", arg(ListArg::Text(s.clone())));
     }
     if let Some(n) = &f.name {
-        sql += &format!(" AND name = {}", arg(Box::new(n.clone())));
+        sql += &format!(" AND name = {}", arg(ListArg::Text(n.clone())));
     }
     if let Some(t) = &f.text {
         if t.contains('\0') {
             // PostgreSQL text holds no NUL, so no name contains one.
-            return Ok(crate::decode::task_page(Vec::new(), limit));
+            return None;
         }
         // Case folded by ICU where the server has it (`DÉPLOYER` finds
         // `déployer`); ILIKE, which folds what the database's locale folds, where not.
-        if super::super::icu() {
+        if icu {
             sql += &format!(
                 " AND strpos(lower(name COLLATE \"und-x-icu\"), {}) > 0",
-                arg(Box::new(crate::decode::fold_case(t)))
+                arg(ListArg::Text(crate::decode::fold_case(t)))
             );
         } else {
             sql += &format!(
                 " AND name ILIKE {} ESCAPE '\\'",
-                arg(Box::new(crate::decode::like_pattern(t)))
+                arg(ListArg::Text(crate::decode::like_pattern(t)))
             );
         }
     }
     if let Some(l) = &f.label {
         sql += &format!(
             " AND id IN (SELECT task_id FROM task_labels WHERE label = {})",
-            arg(Box::new(l.clone()))
+            arg(ListArg::Text(l.clone()))
         );
     }
     if let Some(b) = f.before {
-        sql += &format!(" AND id < {}", arg(Box::new(b.0)));
+        sql += &format!(" AND id < {}", arg(ListArg::Int(b.0)));
     }
     sql += &format!(" ORDER BY id DESC LIMIT {}", limit + 1);
-    let params: Vec<&(dyn ToSql + Sync)> = args
-        .iter()
-        .map(|a| a.as_ref() as &(dyn ToSql + Sync))
-        .collect();
-    let rows = c.query(&sql, &params).await?;
-    Ok(crate::decode::task_page(tasks_from_rows(&rows)?, limit))
+    Some((sql, args))
+}
+
+/// A parameter of a listing.
+pub(crate) enum ListArg {
+    Texts(Vec<String>),
+    Text(String),
+    Int(i64),
+}
+
+impl ListArg {
+    fn to_sql(&self) -> &(dyn ToSql + Sync) {
+        match self {
+            ListArg::Texts(v) => v,
+            ListArg::Text(s) => s,
+            ListArg::Int(n) => n,
+        }
+    }
 }
 
 pub(crate) async fn attempts(c: &Client, id: TaskId) -> Result<Vec<Attempt>> {
@@ -175,6 +200,9 @@ pub(crate) async fn attempts(c: &Client, id: TaskId) -> Result<Vec<Attempt>> {
         .await?;
     rows.iter().map(attempt_from_row).collect()
 }
+
+/// A removed task's labels.
+pub(crate) const REMOVE_LABELS: &str = "DELETE FROM task_labels WHERE task_id = $1";
 
 pub(crate) async fn remove(tx: &mut Tx, ids: &[TaskId]) -> Result<Vec<TaskId>> {
     let mut out = Vec::with_capacity(ids.len());
@@ -196,7 +224,7 @@ pub(crate) async fn remove(tx: &mut Tx, ids: &[TaskId]) -> Result<Vec<TaskId>> {
             "DELETE FROM tasks WHERE id = $1",
             "DELETE FROM attempts WHERE task_id = $1",
             "DELETE FROM deps WHERE task_id = $1",
-            "DELETE FROM task_labels WHERE task_id = $1",
+            REMOVE_LABELS,
         ] {
             exec(tx, sql, &[&id.0]).await?;
         }
@@ -211,26 +239,23 @@ pub(crate) async fn remove(tx: &mut Tx, ids: &[TaskId]) -> Result<Vec<TaskId>> {
     Ok(out)
 }
 
+/// Finished tasks, by age and by count.
+pub(crate) const FINISHED_BEFORE: &str =
+    "SELECT id FROM tasks WHERE finished_at IS NOT NULL AND finished_at < $1 LIMIT 10000";
+pub(crate) const FINISHED_BEYOND: &str = "SELECT id FROM tasks WHERE finished_at IS NOT NULL
+     ORDER BY finished_at DESC LIMIT 10000 OFFSET $1";
+
 pub(crate) async fn clean_candidates(c: &Client, req: &CleanRequest) -> Result<Vec<TaskId>> {
     let mut ids: Vec<i64> = Vec::new();
     if let Some(before) = req.finished_before {
-        let rows = c
-            .query(
-                "SELECT id FROM tasks WHERE finished_at IS NOT NULL AND finished_at < $1 LIMIT 10000",
-                &[&before.0],
-            )
-            .await?;
+        let rows = c.query(FINISHED_BEFORE, &[&before.0]).await?;
         for r in &rows {
             ids.push(col(r, 0)?);
         }
     }
     if let Some(keep) = req.keep_last {
         let rows = c
-            .query(
-                "SELECT id FROM tasks WHERE finished_at IS NOT NULL
-                 ORDER BY finished_at DESC LIMIT 10000 OFFSET $1",
-                &[&(keep.min(i64::MAX as u64) as i64)],
-            )
+            .query(FINISHED_BEYOND, &[&(keep.min(i64::MAX as u64) as i64)])
             .await?;
         for r in &rows {
             ids.push(col(r, 0)?);

@@ -78,6 +78,11 @@ pub(crate) fn fire_alert(
     Ok(Some(alert))
 }
 
+/// Resolves the firing alert of kind `?1` for subject `?2`.
+pub(crate) const RESOLVE: &str =
+    "UPDATE alerts SET state = 'resolved', resolved_at = ?3, message = ?4
+     WHERE kind = ?1 AND subject = ?2 AND state = 'firing' RETURNING id";
+
 pub(crate) fn resolve_alert(
     conn: &Connection,
     events: &mut Vec<Event>,
@@ -87,10 +92,7 @@ pub(crate) fn resolve_alert(
     now: Timestamp,
 ) -> Result<Option<Alert>> {
     let id: Option<i64> = conn
-        .prepare_cached(
-            "UPDATE alerts SET state = 'resolved', resolved_at = ?3, message = ?4
-             WHERE kind = ?1 AND subject = ?2 AND state = 'firing' RETURNING id",
-        )?
+        .prepare_cached(RESOLVE)?
         .query_row(params![kind.as_str(), subject, now.0, message], |r| {
             r.get(0)
         })
@@ -128,6 +130,15 @@ pub(crate) fn ack_alert(
     Ok(alert)
 }
 
+/// The firing alerts to remind the sinks of at `?1`, `?2` after they were last told.
+pub(crate) const REPEAT: &str = "UPDATE alerts SET notified_at = ?1, notices = notices + 1,
+                       acked_at = NULL, acked_until = NULL, acked_by = NULL
+     WHERE state = 'firing'
+       AND ((acked_until IS NOT NULL AND acked_until <= ?1)
+         OR (acked_at IS NULL AND ?2 IS NOT NULL
+             AND COALESCE(notified_at, fired_at) + ?2 <= ?1))
+     RETURNING id";
+
 pub(crate) fn repeat_alerts(
     conn: &Connection,
     events: &mut Vec<Event>,
@@ -136,15 +147,7 @@ pub(crate) fn repeat_alerts(
 ) -> Result<Vec<Alert>> {
     let every = every.map(|d| d.as_millis().min(i64::MAX as u128) as i64);
     let mut ids: Vec<i64> = conn
-        .prepare_cached(
-            "UPDATE alerts SET notified_at = ?1, notices = notices + 1,
-                               acked_at = NULL, acked_until = NULL, acked_by = NULL
-             WHERE state = 'firing'
-               AND ((acked_until IS NOT NULL AND acked_until <= ?1)
-                 OR (acked_at IS NULL AND ?2 IS NOT NULL
-                     AND COALESCE(notified_at, fired_at) + ?2 <= ?1))
-             RETURNING id",
-        )?
+        .prepare_cached(REPEAT)?
         .query_map(params![now.0, every], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     ids.sort_unstable();
@@ -157,13 +160,17 @@ pub(crate) fn repeat_alerts(
     Ok(out)
 }
 
-pub(crate) fn alerts(conn: &Connection, all: bool, limit: u32) -> Result<Vec<Alert>> {
-    let sql = if all {
+/// The newest `?1` alerts: all of them, or the firing ones.
+pub(crate) fn alerts_sql(all: bool) -> String {
+    if all {
         format!("SELECT {COLS} FROM alerts ORDER BY id DESC LIMIT ?1")
     } else {
         format!("SELECT {COLS} FROM alerts WHERE state = 'firing' ORDER BY id DESC LIMIT ?1")
-    };
-    let mut stmt = conn.prepare_cached(&sql)?;
+    }
+}
+
+pub(crate) fn alerts(conn: &Connection, all: bool, limit: u32) -> Result<Vec<Alert>> {
+    let mut stmt = conn.prepare_cached(&alerts_sql(all))?;
     let rows = stmt.query_map([limit.clamp(1, 10_000)], from_row)?;
     let mut out = Vec::new();
     for r in rows {
@@ -172,18 +179,19 @@ pub(crate) fn alerts(conn: &Connection, all: bool, limit: u32) -> Result<Vec<Ale
     Ok(out)
 }
 
+/// The last `?2` tasks of queue `?1` that ended, but for the cancelled.
+pub(crate) const LAST_ENDS: &str = "SELECT id, state FROM tasks
+     WHERE queue = ?1 AND finished_at IS NOT NULL
+       AND state IN ('succeeded', 'failed', 'timed_out', 'quarantined', 'lost')
+     ORDER BY finished_at DESC, id DESC LIMIT ?2";
+
 /// The states of the last `n` tasks of `queue` that ended, newest first.
 pub(crate) fn last_ends(
     conn: &Connection,
     queue: &str,
     n: u32,
 ) -> Result<Vec<(TaskId, meanwhile_core::TaskState)>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, state FROM tasks
-         WHERE queue = ?1 AND finished_at IS NOT NULL
-           AND state IN ('succeeded', 'failed', 'timed_out', 'quarantined', 'lost')
-         ORDER BY finished_at DESC, id DESC LIMIT ?2",
-    )?;
+    let mut stmt = conn.prepare_cached(LAST_ENDS)?;
     let rows = stmt.query_map(params![queue, n], |r| {
         Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
     })?;

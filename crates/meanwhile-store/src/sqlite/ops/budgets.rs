@@ -52,8 +52,13 @@ pub(crate) fn budget(conn: &Connection, queue: &str) -> Result<BudgetInfo> {
     find(conn, queue)?.ok_or_else(|| unknown(queue))
 }
 
+/// Every budget, by queue.
+pub(crate) fn budgets_sql() -> String {
+    format!("SELECT {COLS} FROM budgets ORDER BY queue")
+}
+
 pub(crate) fn budgets(conn: &Connection) -> Result<Vec<BudgetInfo>> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {COLS} FROM budgets ORDER BY queue"))?;
+    let mut stmt = conn.prepare_cached(&budgets_sql())?;
     let rows = stmt.query_map([], from_row)?;
     let mut out = Vec::new();
     for r in rows {
@@ -111,11 +116,13 @@ fn save(conn: &Connection, b: &BudgetInfo, now: Timestamp) -> Result<()> {
     Ok(())
 }
 
+/// The subjects of the firing `budget` alerts of queue `?1`.
+pub(crate) const FIRING_ALARMS: &str =
+    "SELECT subject FROM alerts WHERE kind = 'budget' AND state = 'firing' AND queue = ?1";
+
 /// The percentages whose `budget` alert fires for `queue`.
 fn firing_alarms(conn: &Connection, queue: &str) -> Result<BTreeSet<u32>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT subject FROM alerts WHERE kind = 'budget' AND state = 'firing' AND queue = ?1",
-    )?;
+    let mut stmt = conn.prepare_cached(FIRING_ALARMS)?;
     let subjects = stmt
         .query_map([queue], |r| r.get::<_, String>(0))?
         .collect::<rusqlite::Result<Vec<_>>>()?;

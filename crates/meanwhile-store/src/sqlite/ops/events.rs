@@ -30,10 +30,12 @@ pub(super) fn emit(
     Ok(())
 }
 
+/// The first `?2` events after `?1`.
+pub(crate) const EVENTS_AFTER: &str =
+    "SELECT seq, at, kind, task_id, data FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2";
+
 pub(crate) fn events_after(conn: &Connection, seq: i64, limit: u32) -> Result<Vec<Event>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT seq, at, kind, task_id, data FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-    )?;
+    let mut stmt = conn.prepare_cached(EVENTS_AFTER)?;
     let rows = stmt.query_map(params![seq, limit.clamp(1, 10_000)], |r| {
         Ok((
             r.get::<_, i64>(0)?,

@@ -37,6 +37,11 @@ pub(super) fn fail_for_dependency(
     Ok(out)
 }
 
+/// The pending dependents of a task.
+pub(crate) const PENDING_DEPENDENTS: &str =
+    "SELECT d.task_id FROM deps d JOIN tasks t ON t.id = d.task_id
+     WHERE d.dep_id = ?1 AND t.state = 'pending'";
+
 /// Fails the pending dependents of a task that ended without succeeding.
 pub(super) fn cascade(
     conn: &Connection,
@@ -49,10 +54,7 @@ pub(super) fn cascade(
         return Ok(Vec::new());
     }
     let dependents: Vec<i64> = {
-        let mut stmt = conn.prepare_cached(
-            "SELECT d.task_id FROM deps d JOIN tasks t ON t.id = d.task_id
-             WHERE d.dep_id = ?1 AND t.state = 'pending'",
-        )?;
+        let mut stmt = conn.prepare_cached(PENDING_DEPENDENTS)?;
         stmt.query_map([id.0], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?
     };
@@ -79,6 +81,36 @@ struct ClaimQueue {
     rate: Option<(i64, i64)>,
 }
 
+/// What runs in each queue.
+pub(crate) const RUNNING_PER_QUEUE: &str =
+    "SELECT queue, COUNT(*) FROM tasks WHERE state = 'running' GROUP BY queue";
+
+/// The queues a claim may take from, with their limits.
+pub(crate) const UNPAUSED_QUEUES: &str =
+    "SELECT name, max_parallel, per_key, rate_count, rate_window_ms
+     FROM queues WHERE paused = 0";
+
+/// The condition a task of queue `?1` meets to be claimed at `?2` by `node`, which
+/// runs `kinds`.
+pub(crate) fn runnable(kinds: &[meanwhile_core::TaskKind], node: &str) -> String {
+    let kinds: Vec<String> = kinds.iter().map(|k| format!("'{}'", k.as_str())).collect();
+    format!(
+        "state = 'pending' AND queue = ?1
+           AND (run_after IS NULL OR run_after <= ?2)
+           AND kind IN ({})
+           AND (owner IS NULL OR owner = {})
+           AND NOT EXISTS (SELECT 1 FROM deps d JOIN tasks t ON t.id = d.dep_id
+                           WHERE d.task_id = tasks.id AND t.state <> 'succeeded')",
+        kinds.join(", "),
+        crate::decode::sql_text(node)
+    )
+}
+
+/// The first `?3` runnable tasks of a queue, in priority order.
+pub(crate) fn pick_sql(runnable: &str) -> String {
+    format!("SELECT id FROM tasks WHERE {runnable} ORDER BY priority DESC, id LIMIT ?3")
+}
+
 pub(crate) fn claim(
     conn: &Connection,
     events: &mut Vec<Event>,
@@ -91,17 +123,12 @@ pub(crate) fn claim(
         });
     }
     let running: HashMap<String, i64> = {
-        let mut stmt = conn.prepare_cached(
-            "SELECT queue, COUNT(*) FROM tasks WHERE state = 'running' GROUP BY queue",
-        )?;
+        let mut stmt = conn.prepare_cached(RUNNING_PER_QUEUE)?;
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?
     };
     let queues: Vec<ClaimQueue> = {
-        let mut stmt = conn.prepare_cached(
-            "SELECT name, max_parallel, per_key, rate_count, rate_window_ms
-             FROM queues WHERE paused = 0",
-        )?;
+        let mut stmt = conn.prepare_cached(UNPAUSED_QUEUES)?;
         stmt.query_map([], |r| {
             let rate = match (r.get::<_, Option<i64>>(3)?, r.get::<_, Option<i64>>(4)?) {
                 (Some(count), Some(window)) => Some((count, window)),
@@ -116,23 +143,8 @@ pub(crate) fn claim(
         })?
         .collect::<rusqlite::Result<_>>()?
     };
-    let kinds: Vec<String> = req
-        .kinds
-        .iter()
-        .map(|k| format!("'{}'", k.as_str()))
-        .collect();
-    let runnable = format!(
-        "state = 'pending' AND queue = ?1
-           AND (run_after IS NULL OR run_after <= ?2)
-           AND kind IN ({})
-           AND (owner IS NULL OR owner = {})
-           AND NOT EXISTS (SELECT 1 FROM deps d JOIN tasks t ON t.id = d.dep_id
-                           WHERE d.task_id = tasks.id AND t.state <> 'succeeded')",
-        kinds.join(", "),
-        crate::decode::sql_text(&req.node)
-    );
-    let pick_sql =
-        format!("SELECT id FROM tasks WHERE {runnable} ORDER BY priority DESC, id LIMIT ?3");
+    let runnable = runnable(&req.kinds, &req.node);
+    let pick_sql = pick_sql(&runnable);
     let mut budget = req.limit as i64;
     let mut picked = Vec::new();
     let mut wakeup = next_wakeup(conn, req.now)?;
@@ -222,6 +234,16 @@ pub(crate) fn claim(
     })
 }
 
+/// What runs in queue `?1` per concurrency key.
+pub(crate) const RUNNING_PER_KEY: &str = "SELECT concurrency_key, COUNT(*) FROM tasks
+     WHERE state = 'running' AND queue = ?1 AND concurrency_key IS NOT NULL
+     GROUP BY concurrency_key";
+
+/// The runnable tasks of a queue with their keys, in priority order.
+pub(crate) fn pick_by_key_sql(runnable: &str) -> String {
+    format!("SELECT id, concurrency_key FROM tasks WHERE {runnable} ORDER BY priority DESC, id")
+}
+
 /// Up to `want` runnable tasks of a queue with a `per_key` limit, in priority order,
 /// passing over those whose key already has `per_key` tasks running or picked. The
 /// walk stops at the `want`-th task it takes, so it reads past only the tasks whose
@@ -238,17 +260,11 @@ fn pick_by_key(
 ) -> Result<Vec<i64>> {
     let keys: HashMap<String, i64> = {
         // Through `tasks_running`: no more rows than the queue has running.
-        let mut stmt = conn.prepare_cached(
-            "SELECT concurrency_key, COUNT(*) FROM tasks
-             WHERE state = 'running' AND queue = ?1 AND concurrency_key IS NOT NULL
-             GROUP BY concurrency_key",
-        )?;
+        let mut stmt = conn.prepare_cached(RUNNING_PER_KEY)?;
         stmt.query_map([queue], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?
     };
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT id, concurrency_key FROM tasks WHERE {runnable} ORDER BY priority DESC, id"
-    ))?;
+    let mut stmt = conn.prepare_cached(&pick_by_key_sql(runnable))?;
     let rows = stmt.query_map(params![queue, now.0], |r| Ok((r.get(0)?, r.get(1)?)))?;
     crate::decode::pick_by_key(
         keys,
@@ -258,13 +274,21 @@ fn pick_by_key(
     )
 }
 
+/// Forgets the starts of queue `?1` at or before `?2`.
+pub(crate) const FORGET_STARTS: &str = "DELETE FROM queue_starts WHERE queue = ?1 AND at <= ?2";
+/// The starts a queue counts.
+pub(crate) const STARTS_COUNTED: &str =
+    "SELECT COALESCE(SUM(n), 0) FROM queue_starts WHERE queue = ?1";
+/// The starts a queue counts, oldest first.
+pub(crate) const STARTS: &str = "SELECT at, n FROM queue_starts WHERE queue = ?1 ORDER BY at";
+
 /// Starts of a rate-limited queue within the window that ends at `now`, after
 /// forgetting those before it.
 fn rate_used(conn: &Connection, queue: &str, now: Timestamp, window_ms: i64) -> Result<i64> {
-    conn.prepare_cached("DELETE FROM queue_starts WHERE queue = ?1 AND at <= ?2")?
+    conn.prepare_cached(FORGET_STARTS)?
         .execute(params![queue, now.0.saturating_sub(window_ms)])?;
     Ok(conn
-        .prepare_cached("SELECT COALESCE(SUM(n), 0) FROM queue_starts WHERE queue = ?1")?
+        .prepare_cached(STARTS_COUNTED)?
         .query_row([queue], |r| r.get(0))?)
 }
 
@@ -286,8 +310,7 @@ fn rate_reopens(
     window_ms: i64,
     excess: i64,
 ) -> Result<Option<Timestamp>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT at, n FROM queue_starts WHERE queue = ?1 ORDER BY at")?;
+    let mut stmt = conn.prepare_cached(STARTS)?;
     let starts: Vec<(i64, i64)> = stmt
         .query_map([queue], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
@@ -301,10 +324,12 @@ pub(crate) fn set_pid(conn: &Connection, id: TaskId, attempt: u32, pid: i32) -> 
     Ok(())
 }
 
+/// Extends the lease of what node `?1` runs.
+pub(crate) const RENEW: &str =
+    "UPDATE tasks SET lease_until = ?2 WHERE state = 'running' AND node = ?1 RETURNING id";
+
 pub(crate) fn renew(conn: &Connection, node: &str, lease_until: Timestamp) -> Result<Vec<TaskId>> {
-    let mut stmt = conn.prepare_cached(
-        "UPDATE tasks SET lease_until = ?2 WHERE state = 'running' AND node = ?1 RETURNING id",
-    )?;
+    let mut stmt = conn.prepare_cached(RENEW)?;
     let ids = stmt
         .query_map(params![node, lease_until.0], |r| r.get(0).map(TaskId))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -593,16 +618,21 @@ pub(crate) fn set_live(
     Ok(())
 }
 
+/// The running tasks of node `?1`, or whose lease ended before `?2`.
+pub(crate) fn running_sql() -> String {
+    format!(
+        "SELECT {TASK_COLS} FROM tasks WHERE state = 'running'
+           AND ((?1 IS NOT NULL AND node = ?1) OR (?2 IS NOT NULL AND lease_until < ?2))
+         ORDER BY id"
+    )
+}
+
 pub(crate) fn running(
     conn: &Connection,
     node: Option<&str>,
     expired_before: Option<Timestamp>,
 ) -> Result<Vec<(TaskRecord, Attempt)>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {TASK_COLS} FROM tasks WHERE state = 'running'
-           AND ((?1 IS NOT NULL AND node = ?1) OR (?2 IS NOT NULL AND lease_until < ?2))
-         ORDER BY id"
-    ))?;
+    let mut stmt = conn.prepare_cached(&running_sql())?;
     let tasks: Vec<TaskRecord> = stmt
         .query_map(params![node, expired_before.map(|t| t.0)], task_from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?
@@ -623,13 +653,15 @@ pub(crate) fn running(
     Ok(out)
 }
 
+/// The earliest run-after time after `?1` of a pending task. The index is named,
+/// because the planner would rather walk every pending task through `tasks_state`:
+/// a scan per claim, quadratic over a long queue.
+pub(crate) const NEXT_WAKEUP: &str =
+    "SELECT MIN(run_after) FROM tasks INDEXED BY tasks_pending_time
+     WHERE state = 'pending' AND run_after IS NOT NULL AND run_after > ?1";
+
 pub(crate) fn next_wakeup(conn: &Connection, now: Timestamp) -> Result<Option<Timestamp>> {
-    // Named, because the planner would rather walk every pending task through
-    // `tasks_state`: a scan per claim, quadratic over a long queue.
-    let mut stmt = conn.prepare_cached(
-        "SELECT MIN(run_after) FROM tasks INDEXED BY tasks_pending_time
-         WHERE state = 'pending' AND run_after IS NOT NULL AND run_after > ?1",
-    )?;
+    let mut stmt = conn.prepare_cached(NEXT_WAKEUP)?;
     Ok(stmt
         .query_row([now.0], |r| r.get::<_, Option<i64>>(0))?
         .map(Timestamp))

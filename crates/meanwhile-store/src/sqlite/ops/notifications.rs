@@ -28,15 +28,17 @@ pub(super) fn finished(
     Ok(())
 }
 
+/// The first `?3` notifications of session `?1` after its cursor `?2`.
+pub(crate) const NOTIFICATIONS_AFTER: &str =
+    "SELECT seq, body FROM notifications WHERE session = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
+
 pub(super) fn notifications_after(
     conn: &Connection,
     session: &str,
     cursor: i64,
     limit: u32,
 ) -> Result<Vec<Notification>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT seq, body FROM notifications WHERE session = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-    )?;
+    let mut stmt = conn.prepare_cached(NOTIFICATIONS_AFTER)?;
     let rows = stmt.query_map(params![session, cursor, limit.clamp(1, 1000)], |r| {
         Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
     })?;
@@ -82,14 +84,15 @@ pub(crate) fn peek_notifications(
     notifications_after(conn, session, cursor, limit)
 }
 
+/// Undelivered notifications per session.
+pub(crate) const NOTIFICATIONS_PENDING: &str = "SELECT n.session, COUNT(*) FROM notifications n
+     LEFT JOIN sessions s ON s.name = n.session
+     WHERE n.seq > COALESCE(s.cursor, 0)
+     GROUP BY n.session ORDER BY n.session";
+
 pub(crate) fn notifications_pending(conn: &Connection) -> Result<Vec<(String, u64)>> {
     // One range scan of the (session, seq) index per session, from its cursor.
-    let mut stmt = conn.prepare_cached(
-        "SELECT n.session, COUNT(*) FROM notifications n
-         LEFT JOIN sessions s ON s.name = n.session
-         WHERE n.seq > COALESCE(s.cursor, 0)
-         GROUP BY n.session ORDER BY n.session",
-    )?;
+    let mut stmt = conn.prepare_cached(NOTIFICATIONS_PENDING)?;
     Ok(stmt
         .query_map([], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))

@@ -46,20 +46,25 @@ pub(super) fn ensure_queue(conn: &Connection, queue: &str) -> Result<()> {
     Ok(())
 }
 
+/// The counters that are not 0.
+pub(crate) const COUNTS: &str = "SELECT queue, state, n FROM counts WHERE n <> 0";
+
 pub(super) fn queue_counts(conn: &Connection) -> Result<HashMap<(String, String), i64>> {
-    let mut stmt = conn.prepare_cached("SELECT queue, state, n FROM counts WHERE n <> 0")?;
+    let mut stmt = conn.prepare_cached(COUNTS)?;
     Ok(stmt
         .query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?)
 }
 
+/// Every queue with its limits, by name.
+pub(crate) const QUEUES: &str =
+    "SELECT name, max_parallel, paused, per_key, rate_count, rate_window_ms, alert_after,
+        pause_reason
+     FROM queues ORDER BY name";
+
 pub(crate) fn queues(conn: &Connection) -> Result<Vec<QueueInfo>> {
     let counts = queue_counts(conn)?;
-    let mut stmt = conn.prepare_cached(
-        "SELECT name, max_parallel, paused, per_key, rate_count, rate_window_ms, alert_after,
-            pause_reason
-         FROM queues ORDER BY name",
-    )?;
+    let mut stmt = conn.prepare_cached(QUEUES)?;
     let rows = stmt.query_map([], |r| {
         Ok(QueueColumns {
             name: r.get(0)?,

@@ -31,10 +31,15 @@ fn unknown(name: &str) -> StoreError {
     StoreError::UnknownSchedule(name.to_string())
 }
 
-pub(crate) fn schedules(conn: &Connection) -> Result<Vec<ScheduleInfo>> {
-    let mut stmt = conn.prepare_cached(&format!(
+/// Every schedule with the state of its latest task, by name.
+pub(crate) fn schedules_sql() -> String {
+    format!(
         "SELECT {COLS} FROM schedules s LEFT JOIN tasks t ON t.id = s.last_task ORDER BY s.name"
-    ))?;
+    )
+}
+
+pub(crate) fn schedules(conn: &Connection) -> Result<Vec<ScheduleInfo>> {
+    let mut stmt = conn.prepare_cached(&schedules_sql())?;
     let rows = stmt.query_map([], from_row)?;
     let mut out = Vec::new();
     for r in rows {

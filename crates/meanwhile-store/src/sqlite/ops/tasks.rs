@@ -9,6 +9,9 @@ use meanwhile_core::{TaskSpec, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
 
+/// The task an idempotency key names.
+pub(crate) const TASK_WITH_KEY: &str = "SELECT id FROM tasks WHERE idempotency_key = ?1";
+
 pub(crate) fn insert_task(
     conn: &Connection,
     events: &mut Vec<Event>,
@@ -16,7 +19,7 @@ pub(crate) fn insert_task(
 ) -> Result<Submitted> {
     let spec = t.spec.spec();
     if let Some(key) = &spec.idempotency_key {
-        let mut stmt = conn.prepare_cached("SELECT id FROM tasks WHERE idempotency_key = ?1")?;
+        let mut stmt = conn.prepare_cached(TASK_WITH_KEY)?;
         if let Some(id) = stmt.query_row([key], |r| r.get::<_, i64>(0)).optional()? {
             return Ok(Submitted::Existing(TaskId(id)));
         }
@@ -87,6 +90,19 @@ pub(crate) fn insert_task(
 
 pub(crate) fn list(conn: &Connection, f: &ListFilter) -> Result<Page> {
     let limit = crate::decode::list_limit(f.limit);
+    let (sql, args) = list_sql(f);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), task_from_row)?;
+    let mut tasks = Vec::new();
+    for r in rows {
+        tasks.push(r??);
+    }
+    Ok(crate::decode::task_page(tasks, limit))
+}
+
+/// The listing `f` asks for, and its parameters.
+pub(crate) fn list_sql(f: &ListFilter) -> (String, Vec<rusqlite::types::Value>) {
+    let limit = crate::decode::list_limit(f.limit);
     let mut sql = format!("SELECT {TASK_COLS} FROM tasks WHERE 1 = 1");
     let mut args: Vec<rusqlite::types::Value> = Vec::new();
     let arg = |v: rusqlite::types::Value, args: &mut Vec<_>| {
@@ -128,13 +144,7 @@ pub(crate) fn list(conn: &Connection, f: &ListFilter) -> Result<Page> {
         sql += &format!(" AND id < {}", arg(b.0.into(), &mut args));
     }
     sql += &format!(" ORDER BY id DESC LIMIT {}", limit + 1);
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args), task_from_row)?;
-    let mut tasks = Vec::new();
-    for r in rows {
-        tasks.push(r??);
-    }
-    Ok(crate::decode::task_page(tasks, limit))
+    (sql, args)
 }
 
 pub(crate) fn attempts(conn: &Connection, id: TaskId) -> Result<Vec<Attempt>> {
@@ -146,6 +156,9 @@ pub(crate) fn attempts(conn: &Connection, id: TaskId) -> Result<Vec<Attempt>> {
         .query_map([id.0], attempt_from_row)?
         .collect::<rusqlite::Result<_>>()?)
 }
+
+/// A removed task's label.
+pub(crate) const REMOVE_LABEL: &str = "DELETE FROM task_labels WHERE label = ?1 AND task_id = ?2";
 
 pub(crate) fn remove(
     conn: &Connection,
@@ -173,7 +186,7 @@ pub(crate) fn remove(
         let labels: Vec<String> =
             serde_json::from_str(&labels).map_err(|e| corrupt("labels", e))?;
         for label in labels {
-            conn.prepare_cached("DELETE FROM task_labels WHERE label = ?1 AND task_id = ?2")?
+            conn.prepare_cached(REMOVE_LABEL)?
                 .execute(params![label, id.0])?;
         }
         bump(conn, &queue, state, -1)?;
@@ -194,22 +207,23 @@ pub(crate) fn remove(
     Ok(out)
 }
 
+/// Finished tasks, by age and by count.
+pub(crate) const FINISHED_BEFORE: &str =
+    "SELECT id FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ?1 LIMIT 1000";
+pub(crate) const FINISHED_BEYOND: &str = "SELECT id FROM tasks WHERE finished_at IS NOT NULL
+     ORDER BY finished_at DESC LIMIT 1000 OFFSET ?1";
+
 pub(crate) fn clean_candidates(conn: &Connection, req: &CleanRequest) -> Result<Vec<TaskId>> {
     let mut ids: Vec<i64> = Vec::new();
     if let Some(before) = req.finished_before {
-        let mut stmt = conn.prepare_cached(
-            "SELECT id FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ?1 LIMIT 1000",
-        )?;
+        let mut stmt = conn.prepare_cached(FINISHED_BEFORE)?;
         ids.extend(
             stmt.query_map([before.0], |r| r.get::<_, i64>(0))?
                 .collect::<rusqlite::Result<Vec<_>>>()?,
         );
     }
     if let Some(keep) = req.keep_last {
-        let mut stmt = conn.prepare_cached(
-            "SELECT id FROM tasks WHERE finished_at IS NOT NULL
-             ORDER BY finished_at DESC LIMIT 1000 OFFSET ?1",
-        )?;
+        let mut stmt = conn.prepare_cached(FINISHED_BEYOND)?;
         ids.extend(
             stmt.query_map([keep as i64], |r| r.get::<_, i64>(0))?
                 .collect::<rusqlite::Result<Vec<_>>>()?,
