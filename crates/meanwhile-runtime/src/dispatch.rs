@@ -127,15 +127,17 @@ async fn dispatch_loop(inner: Arc<Inner>, settles: &mut mpsc::UnboundedReceiver<
 }
 
 /// The claim a submit of `n` tasks makes in its own commit, so that a task
-/// submitted to a free slot starts without a second commit: at most `n` tasks (the
-/// dispatcher claims the rest); none while the runtime stops.
+/// submitted to a free slot starts without a second commit: at most `n + 1` tasks,
+/// one more than it submits, so that a claim that takes fewer shows that nothing
+/// else is runnable (the dispatcher claims the rest); none while the runtime stops.
 pub(crate) fn claim_with_submit(inner: &Inner, n: usize) -> Option<ClaimRequest> {
-    (!inner.is_shutting_down()).then(|| claim_up_to(inner, (n as u32).clamp(1, CLAIM_BATCH)))
+    (!inner.is_shutting_down()).then(|| claim_up_to(inner, (n as u32 + 1).min(CLAIM_BATCH)))
 }
 
-/// Starts what a submit claimed. The dispatcher looks again when the claim may have
-/// left runnable tasks behind (it took all it asked for), failed, or found a later
-/// run-after time; otherwise there is nothing for it to do.
+/// Starts what a submit claimed. The dispatcher looks again only when the claim may
+/// have left runnable tasks behind (it took all it asked for), failed, or found a
+/// later run-after time; otherwise there is nothing for it to do, and a submit
+/// costs no turn of it.
 pub(crate) fn claimed_with_submit(
     inner: &Arc<Inner>,
     asked: u32,

@@ -264,6 +264,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE alerts ADD COLUMN notices BIGINT NOT NULL DEFAULT 1;
     UPDATE alerts SET notified_at = fired_at;
     "#,
+    // Version 12: `tasks_lease` held the same rows as `tasks_running` (the running
+    // tasks), and no query searches by `lease_until`: each claim and end wrote a
+    // page of both.
+    r#"
+    DROP INDEX IF EXISTS tasks_lease;
+    "#,
 ];
 
 /// The schema version this build writes; the same as SQLite's.

@@ -244,6 +244,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE alerts ADD COLUMN notices INTEGER NOT NULL DEFAULT 1;
     UPDATE alerts SET notified_at = fired_at;
     "#,
+    // Version 12: no query reads `tasks_running` (the running tasks of a queue, of a
+    // key, of a node are found through `tasks_state` and `tasks_queue`), and each
+    // claim and end wrote a page of it.
+    r#"
+    DROP INDEX IF EXISTS tasks_running;
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -316,7 +322,7 @@ mod tests {
             .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 11);
+        assert_eq!(SCHEMA_VERSION, 12);
     }
 
     /// A queue paused before budgets existed was paused by a user: after the

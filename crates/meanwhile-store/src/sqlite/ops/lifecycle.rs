@@ -236,6 +236,7 @@ pub(crate) fn claim(
 
 /// What runs in queue `?1` per concurrency key.
 pub(crate) const RUNNING_PER_KEY: &str = "SELECT concurrency_key, COUNT(*) FROM tasks
+     INDEXED BY tasks_state
      WHERE state = 'running' AND queue = ?1 AND concurrency_key IS NOT NULL
      GROUP BY concurrency_key";
 
@@ -259,7 +260,8 @@ fn pick_by_key(
     want: i64,
 ) -> Result<Vec<i64>> {
     let keys: HashMap<String, i64> = {
-        // Through `tasks_running`: no more rows than the queue has running.
+        // Through `tasks_state`: no more rows than are running (the queue's whole
+        // history would come through `tasks_queue`, which SQLite would choose).
         let mut stmt = conn.prepare_cached(RUNNING_PER_KEY)?;
         stmt.query_map([queue], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?
