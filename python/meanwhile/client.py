@@ -304,6 +304,10 @@ class _Base:
         """The daemon's health, version and task counts (a dict)."""
         return self._drive(self._one(_Request("GET", "/v1/status")))
 
+    def openapi(self) -> Any:
+        """The daemon's OpenAPI document (a dict): every endpoint and schema."""
+        return self._drive(self._one(_Request("GET", "/v1/openapi.json")))
+
     def run(
         self,
         command: str | Sequence[str] | None = None,

@@ -423,6 +423,11 @@ export class Client {
     return this.call({ method: "GET", path: "/v1/status" });
   }
 
+  /** The daemon's OpenAPI document: every endpoint and schema. */
+  async openapi(): Promise<Record<string, unknown>> {
+    return this.call({ method: "GET", path: "/v1/openapi.json" });
+  }
+
   /**
    * Submits a task and answers its record at once (with `.id`).
    *

@@ -84,3 +84,8 @@ fn the_client_against_a_real_daemon() {
 fn the_packed_packages_installed_from_their_tarballs() {
     node_test("package.test.mjs");
 }
+
+#[test]
+fn the_declared_records_against_the_openapi_document() {
+    node_test("types.test.mjs");
+}

@@ -68,6 +68,11 @@ fn the_agent_loop_example() {
     pytest("test_example.py");
 }
 
+#[test]
+fn the_records_against_the_openapi_document() {
+    pytest("test_types.py");
+}
+
 /// The directory of wheels a fresh virtualenv installs from without an index:
 /// `$MEANWHILE_PY_WHEELHOUSE` (set by `scripts/test`), else `.wheelhouse-py`.
 fn wheelhouse() -> PathBuf {
