@@ -157,7 +157,36 @@ fn text(v: &Value) -> String {
 /// What a write's events record: one entry per task an event names; progress
 /// reports record nothing (a latest-value signal, not a change anyone made).
 pub(crate) fn entries(events: &[Event]) -> Vec<Entry> {
-    events.iter().flat_map(describe).collect()
+    let mut out = Vec::with_capacity(events.len());
+    let mut i = 0;
+    while i < events.len() {
+        // An attempt's end that ends its task, and the task's end: one record
+        // ("finished", the attempt's outcome and the task's), not two.
+        if let [ended, finished, ..] = &events[i..]
+            && ended.kind == EventKind::AttemptEnded
+            && finished.kind == EventKind::Finished
+            && ended.task_id.is_some()
+            && ended.task_id == finished.task_id
+            && ended.data["retry_at"].is_null()
+            && let Some(end) = describe(finished).into_iter().next()
+        {
+            // `attempt 1 exited; ended succeeded, exit code 0`.
+            let attempt = format!(
+                "attempt {} {}",
+                text(&ended.data["attempt"]),
+                text(&ended.data["outcome"])
+            );
+            out.push(Entry {
+                summary: format!("{attempt}; {}", end.summary),
+                ..end
+            });
+            i += 2;
+            continue;
+        }
+        out.extend(describe(&events[i]));
+        i += 1;
+    }
+    out
 }
 
 /// What an event records, one entry per task it names.

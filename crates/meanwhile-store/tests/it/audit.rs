@@ -305,3 +305,45 @@ both! {
         assert_eq!(v.records, 2);
     }
 }
+
+both! {
+    /// An attempt's end that ends its task is one record with the task's end; one
+    /// that schedules a retry is a record of its own, and so is the task's end.
+    async fn an_end_is_one_record_unless_a_retry_follows(f: Fixture) {
+        use crate::conformance::{claim_req, end};
+        use meanwhile_core::{AttemptOutcome, RetryPolicy};
+        let mut spec = TaskSpec::shell("flaky");
+        spec.retry = RetryPolicy {
+            max_attempts: 2,
+            ..RetryPolicy::default()
+        };
+        let new = NewTask::new(spec.validate().unwrap(), NOW);
+        let id = f.store.submit(vec![new]).await.unwrap()[0].as_ref().unwrap().id();
+        f.store.claim(claim_req(1)).await.unwrap();
+        let mut failed = end(id, 1, AttemptOutcome::Exited { code: 3 });
+        failed.retry_at = NOW;
+        f.store.finish_attempt(failed).await.unwrap().unwrap();
+        f.store.claim(claim_req(1)).await.unwrap();
+        let ok = end(id, 2, AttemptOutcome::Exited { code: 0 });
+        f.store.finish_attempt(ok).await.unwrap().unwrap();
+        let seen: Vec<(String, String)> = all(&*f.store)
+            .await
+            .into_iter()
+            .map(|r| (r.action, r.summary))
+            .collect();
+        let expected = [
+            ("submitted", "submitted shell task \"flaky\" to queue default".to_string()),
+            ("started", "attempt 1 started on n1".to_string()),
+            (
+                "attempt_ended",
+                format!("attempt 1 exited, exit code 3; task now pending, retry scheduled at {}", NOW.0),
+            ),
+            ("started", "attempt 2 started on n1".to_string()),
+            ("finished", "attempt 2 exited; ended succeeded, exit code 0".to_string()),
+        ];
+        let expected: Vec<(String, String)> =
+            expected.into_iter().map(|(a, s)| (a.to_string(), s)).collect();
+        assert_eq!(seen, expected);
+        assert!(f.store.verify_audit(key()).await.unwrap().intact);
+    }
+}
