@@ -1,14 +1,16 @@
-//! The audit trail in PostgreSQL: inserting hash-chained records at a write's
-//! commit (chained under the log's lock, so the chain stays one chain whatever the
-//! number of nodes), listing them, verifying the chain, pruning it behind a signed
-//! checkpoint, and the named API tokens. The chain itself is `crate::chain`'s, shared with
+//! The audit trail in PostgreSQL: appending hash-chained records at a write's
+//! commit (under the log's lock, so the chain stays one chain whatever the number of
+//! nodes), listing them, verifying the chain, pruning it behind a signed checkpoint,
+//! and the named API tokens. The chain itself is `crate::chain`'s, shared with
 //! SQLite: the hashes of a trail are the same in either store.
 
 use super::{Tx, col};
-use crate::chain::{self, AuditRow, Verifier};
+use crate::chain::{self, AuditRow, Entry, Head, Verifier};
 use crate::postgres::Client;
 use crate::{AuditKey, StoreError, StoredToken};
-use meanwhile_core::{AuditCheckpoint, AuditFilter, AuditPage, AuditVerdict, Timestamp, TokenInfo};
+use meanwhile_core::{
+    Actor, AuditCheckpoint, AuditFilter, AuditPage, AuditVerdict, Timestamp, TokenInfo,
+};
 use tokio_postgres::Row;
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -38,38 +40,47 @@ async fn checkpoint(c: &Client) -> Result<Option<(AuditCheckpoint, String)>> {
     .transpose()
 }
 
-/// Inserts chained records, any number of them in one statement.
-pub(super) const INSERT: &str = "INSERT INTO audit
-     (seq, at, actor, action, subject, task_id, summary, prev_hash, hash)
-     SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
-                          $6::bigint[], $7::text[], $8::text[], $9::text[])";
-
-/// Inserts chained records in one statement, in their order.
-pub(super) async fn insert(c: &Client, rows: &[AuditRow]) -> Result<u64> {
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    let column = |f: fn(&AuditRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
-    let seq: Vec<i64> = rows.iter().map(|r| r.seq).collect();
-    let at: Vec<i64> = rows.iter().map(|r| r.at).collect();
-    let task: Vec<Option<i64>> = rows.iter().map(|r| r.task_id).collect();
-    let n = c
-        .execute(
-            INSERT,
+/// Appends the entries after record `highest` (the log's lock is held), as made by
+/// `actor`; returns the new highest number.
+pub(super) async fn append(
+    c: &Client,
+    actor: &Actor,
+    highest: i64,
+    entries: Vec<Entry>,
+) -> Result<i64> {
+    let actor = chain::actor_text(actor)?;
+    let last: Option<String> = match c
+        .query_opt("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1", &[])
+        .await?
+    {
+        Some(r) => Some(col(&r, 0)?),
+        None => None,
+    };
+    let cp = match last {
+        Some(_) => None,
+        None => checkpoint(c).await?.map(|(cp, _)| cp.hash),
+    };
+    let mut head = Head::new(highest, last, cp);
+    for entry in entries {
+        let row = head.append(entry, &actor);
+        c.execute(
+            "INSERT INTO audit (seq, at, actor, action, subject, task_id, summary, prev_hash, hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             &[
-                &seq,
-                &at,
-                &column(|r| &r.actor),
-                &column(|r| &r.action),
-                &column(|r| &r.subject),
-                &task,
-                &column(|r| &r.summary),
-                &column(|r| &r.prev_hash),
-                &column(|r| &r.hash),
+                &row.seq,
+                &row.at,
+                &row.actor,
+                &row.action,
+                &row.subject,
+                &row.task_id,
+                &row.summary,
+                &row.prev_hash,
+                &row.hash,
             ],
         )
         .await?;
-    Ok(n)
+    }
+    Ok(head.seq)
 }
 
 fn audit_row(r: &Row) -> Result<AuditRow> {

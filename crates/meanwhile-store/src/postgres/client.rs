@@ -50,17 +50,6 @@ impl Client {
         Ok(Some(s))
     }
 
-    /// Prepares each of `sqls` that is not yet, one after the other. Statements
-    /// sent together are pipelined in the order their futures are first polled,
-    /// but only once prepared: a statement still being prepared would be sent after
-    /// the ones polled after it. So a pipeline prepares its statements first.
-    pub(crate) async fn prepare_all(&self, sqls: &[&str]) -> Result<(), Error> {
-        for sql in sqls {
-            self.statement(sql).await?;
-        }
-        Ok(())
-    }
-
     pub(crate) async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, Error> {
         match self.statement(sql).await? {
             Some(s) => self.inner.query(&s, params).await,

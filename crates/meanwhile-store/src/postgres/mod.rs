@@ -434,52 +434,41 @@ impl Tx {
 
     /// Writes the buffered appends under the log's lock, then commits; returns
     /// the events with their numbers.
-    ///
-    /// The log's lock is what orders every node's appends, so it is held for as
-    /// few round trips as can be: the counters and the lock (with what the audit
-    /// chain goes on from) are asked for in one pipeline, and once the numbers and
-    /// hashes are made here, every append, the head's update, the notification of
-    /// followers and the `COMMIT` go in another. A failed statement aborts the
-    /// transaction, and PostgreSQL takes the `COMMIT` that follows it in the
-    /// pipeline as a rollback, so nothing of a failed write is kept.
     async fn commit(mut self) -> Result<Vec<Event>> {
-        match self.write_logs_and_commit().await {
-            Ok(()) => {
-                self.conn.release();
-                Ok(std::mem::take(&mut self.log.events))
-            }
+        match self.flush().await {
+            Ok(()) => {}
             Err(e) => {
-                // Already rolled back when the pipeline's COMMIT ran; harmless then.
                 self.rollback().await;
-                Err(e)
+                return Err(e);
             }
         }
+        let events = std::mem::take(&mut self.log.events);
+        self.conn
+            .batch_execute("COMMIT")
+            .await
+            .map_err(|e| StoreError::CommitFailed(describe_error(&e)))?;
+        self.conn.release();
+        Ok(events)
     }
 
-    async fn write_logs_and_commit(&mut self) -> Result<()> {
-        const COUNT: &str = "INSERT INTO counts (queue, state, n)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[])
-             ON CONFLICT (queue, state) DO UPDATE SET n = counts.n + excluded.n";
-        const LOCK: &str = "SELECT events_seq, audit_seq FROM log_head WHERE id = 1 FOR UPDATE";
-        // A statement of its own, after the lock's: it reads with a snapshot taken
-        // once the lock is held, so it sees the record the last holder committed.
-        const TRAIL_END: &str = "SELECT (SELECT hash FROM audit ORDER BY seq DESC LIMIT 1),
-                    (SELECT hash FROM audit_checkpoint WHERE id = 1)";
-        const EVENTS: &str = "INSERT INTO events (seq, at, kind, task_id, data)
-             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::text[])";
-        const NOTES: &str = "INSERT INTO notifications (session, task_id, body)
-             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[])";
-        const HEAD: &str = "UPDATE log_head SET events_seq = $1, audit_seq = $2 WHERE id = 1";
+    async fn flush(&mut self) -> Result<()> {
         // Counters first, in one order for every writer, so that two writers
         // never hold one counter each while waiting for the other's.
         let mut counts: BTreeMap<(String, &'static str), i64> = BTreeMap::new();
         for (queue, state, delta) in self.log.counts.drain(..) {
             *counts.entry((queue, state.as_str())).or_default() += delta;
         }
-        counts.retain(|_, delta| *delta != 0);
-        let queues: Vec<&str> = counts.keys().map(|(q, _)| q.as_str()).collect();
-        let states: Vec<&str> = counts.keys().map(|&(_, s)| s).collect();
-        let deltas: Vec<i64> = counts.values().copied().collect();
+        for ((queue, state), delta) in counts {
+            if delta != 0 {
+                self.conn
+                    .execute(
+                        "INSERT INTO counts (queue, state, n) VALUES ($1, $2, $3)
+                         ON CONFLICT (queue, state) DO UPDATE SET n = counts.n + excluded.n",
+                        &[&queue, &state, &delta],
+                    )
+                    .await?;
+            }
+        }
         let own_from = self
             .log
             .own_from
@@ -487,95 +476,58 @@ impl Tx {
         let mut entries = chain::entries(&self.log.events[..own_from]);
         entries.append(&mut self.log.audit);
         let own = chain::entries(&self.log.events[own_from..]);
-        let c: &Client = &self.conn;
-        c.prepare_all(&[COUNT, LOCK, TRAIL_END, EVENTS, NOTES, HEAD, audit::INSERT])
-            .await?;
-        let count = async {
-            if deltas.is_empty() {
-                return Ok(0);
-            }
-            // In the rows' (sorted) order, as the counter rows are locked.
-            c.execute(COUNT, &[&queues, &states, &deltas]).await
-        };
-        let logs = !(self.log.events.is_empty()
-            && entries.is_empty()
-            && own.is_empty()
-            && self.log.notifications.is_empty());
-        if !logs {
-            let (counted, committed) = tokio::join!(count, c.batch_execute("COMMIT"));
-            counted?;
-            return committed.map_err(|e| StoreError::CommitFailed(describe_error(&e)));
+        if self.log.events.is_empty() && entries.is_empty() && self.log.notifications.is_empty() {
+            return Ok(());
         }
-        let (counted, head, end) =
-            tokio::join!(count, c.query_one(LOCK, &[]), c.query_one(TRAIL_END, &[]));
-        counted?;
-        let (head, end) = (head?, end?);
-        let mut seq: i64 = col(&head, 0)?;
-        let mut trail = chain::Head::new(col(&head, 1)?, col(&end, 0)?, col(&end, 1)?);
-
+        let (events_seq, audit_seq) = self.lock_log().await?;
+        let mut seq = events_seq;
         for e in &mut self.log.events {
             seq += 1;
             e.seq = seq;
+            self.conn
+                .execute(
+                    "INSERT INTO events (seq, at, kind, task_id, data) VALUES ($1, $2, $3, $4, $5)",
+                    &[
+                        &e.seq,
+                        &e.at.0,
+                        &e.kind.as_str(),
+                        &e.task_id.map(|t| t.0),
+                        &e.data.to_string(),
+                    ],
+                )
+                .await?;
         }
-        let events = &self.log.events;
-        let e_seq: Vec<i64> = events.iter().map(|e| e.seq).collect();
-        let e_at: Vec<i64> = events.iter().map(|e| e.at.0).collect();
-        let e_kind: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
-        let e_task: Vec<Option<i64>> = events.iter().map(|e| e.task_id.map(|t| t.0)).collect();
-        let e_data: Vec<String> = events.iter().map(|e| e.data.to_string()).collect();
-        let notes = &self.log.notifications;
-        let n_session: Vec<&str> = notes.iter().map(|(s, _, _)| s.as_str()).collect();
-        let n_task: Vec<i64> = notes.iter().map(|&(_, t, _)| t).collect();
-        let n_body: Vec<&str> = notes.iter().map(|(_, _, b)| b.as_str()).collect();
-        let caller = chain::actor_text(&self.actor)?;
-        let meanwhile = chain::actor_text(&Actor::Meanwhile)?;
-        let mut rows: Vec<chain::AuditRow> = Vec::with_capacity(entries.len() + own.len());
-        for entry in entries {
-            rows.push(trail.append(entry, &caller));
+        for (session, task, body) in &self.log.notifications {
+            self.conn
+                .execute(
+                    "INSERT INTO notifications (session, task_id, body) VALUES ($1, $2, $3)",
+                    &[session, task, body],
+                )
+                .await?;
         }
-        for entry in own {
-            rows.push(trail.append(entry, &meanwhile));
+        let audit_seq = if entries.is_empty() {
+            audit_seq
+        } else {
+            audit::append(self.client(), &self.actor, audit_seq, entries).await?
+        };
+        let audit_seq = if own.is_empty() {
+            audit_seq
+        } else {
+            audit::append(self.client(), &Actor::Meanwhile, audit_seq, own).await?
+        };
+        self.conn
+            .execute(
+                "UPDATE log_head SET events_seq = $1, audit_seq = $2 WHERE id = 1",
+                &[&seq, &audit_seq],
+            )
+            .await?;
+        if !self.log.events.is_empty() {
+            // Delivered to every node's follower when, and only if, this commits.
+            self.conn
+                .batch_execute(&format!("NOTIFY {}", follow::CHANNEL))
+                .await?;
         }
-        let audit_seq = trail.seq;
-
-        let events_written = async {
-            if e_seq.is_empty() {
-                return Ok(0);
-            }
-            c.execute(EVENTS, &[&e_seq, &e_at, &e_kind, &e_task, &e_data])
-                .await
-        };
-        let notes_written = async {
-            if n_task.is_empty() {
-                return Ok(0);
-            }
-            c.execute(NOTES, &[&n_session, &n_task, &n_body]).await
-        };
-        let audit_written = audit::insert(c, &rows);
-        let head_params: [&(dyn ToSql + Sync); 2] = [&seq, &audit_seq];
-        let head_moved = c.execute(HEAD, &head_params);
-        // Delivered to every node's follower when, and only if, this commits.
-        let notify = format!("NOTIFY {}", follow::CHANNEL);
-        let notified = async {
-            if e_seq.is_empty() {
-                return Ok(());
-            }
-            c.batch_execute(&notify).await
-        };
-        let (events_written, notes_written, audit_written, head_moved, notified, committed) = tokio::join!(
-            events_written,
-            notes_written,
-            audit_written,
-            head_moved,
-            notified,
-            c.batch_execute("COMMIT"),
-        );
-        events_written?;
-        notes_written?;
-        audit_written?;
-        head_moved?;
-        notified?;
-        committed.map_err(|e| StoreError::CommitFailed(describe_error(&e)))
+        Ok(())
     }
 }
 
