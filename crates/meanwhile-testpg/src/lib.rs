@@ -9,7 +9,10 @@
 //! on a Unix socket in its own directory. The child is asked to die with the thread
 //! that started it (`PR_SET_PDEATHSIG`; that thread lives as long as the process),
 //! and is stopped, with its directory removed, when the last [`TestDb`] of the
-//! process is dropped.
+//! process is dropped. A process killed first (at its timeout) cannot remove it, so
+//! each process holds its directory's lock while it lives, and every server start
+//! removes the directories nobody holds: what a killed test leaves in memory lasts
+//! until the next test that starts a server.
 //!
 //! PostgreSQL refuses to run as root, and CI runs as root: then the server runs as
 //! `nobody`. When `MEANWHILE_TEST_DATABASE_URL` is set, no server is started: each
@@ -182,6 +185,55 @@ const PORT: u16 = 5432;
 struct Server {
     child: Mutex<Child>,
     dir: PathBuf,
+    /// The server directory, open and locked (`flock`) for as long as the process
+    /// lives: a directory nobody holds belongs to a test process that died without
+    /// removing it (killed at its timeout), and the next server start removes it.
+    _held: fs::File,
+}
+
+/// The prefix of each server's directory under [`scratch`].
+const SERVER_PREFIX: &str = "meanwhile-pg-";
+
+/// Opens the directory `dir` and takes its lock, without waiting: `None` when
+/// another process holds it.
+fn hold(dir: &Path) -> io::Result<Option<fs::File>> {
+    let file = fs::File::open(dir)?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(file)),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Removes the server directories under `base` that no live process holds: those of
+/// test processes that were killed before they could remove their own, which would
+/// otherwise stay in memory (`/dev/shm`) until a reboot. A directory is locked before
+/// anything is put in it, so an empty one may be one being made, and is left alone.
+/// Returns how many were removed.
+fn sweep_stale(base: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(base) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let ours = entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(SERVER_PREFIX);
+        if !ours || !path.is_dir() {
+            continue;
+        }
+        let Ok(Some(_held)) = hold(&path) else {
+            continue;
+        };
+        let empty = fs::read_dir(&path).map_or(true, |mut d| d.next().is_none());
+        // Another user's, or removed meanwhile: either way not this process's to mind.
+        if !empty && fs::remove_dir_all(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 impl Server {
@@ -210,10 +262,15 @@ impl Server {
         let bin = bin_dir()?;
         let owner = Owner::get();
         let template = template(&bin, owner)?;
+        sweep_stale(&scratch());
         let dir = tempfile::Builder::new()
-            .prefix("meanwhile-pg-")
+            .prefix(SERVER_PREFIX)
             .tempdir_in(scratch())?
             .keep();
+        // Held before anything is put in it (see `sweep_stale`); waiting, since a
+        // sweep in another process may be looking at it, empty, for a moment.
+        let held = fs::File::open(&dir)?;
+        rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive)?;
         owner.chown(&dir)?;
         let data = dir.join("data");
         copy_dir(&template, &data, owner)?;
@@ -249,6 +306,7 @@ impl Server {
         let server = Server {
             child: Mutex::new(child),
             dir,
+            _held: held,
         };
         server.wait_ready()?;
         Ok(server)
@@ -468,4 +526,39 @@ fn copy_dir(from: &Path, to: &Path, owner: Owner) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only directories nobody holds, with something in them, are swept.
+    #[test]
+    fn stale_server_directories_are_swept_and_held_ones_kept() {
+        let base = tempfile::tempdir().unwrap();
+        let made = |name: &str, with_file: bool| {
+            let dir = base.path().join(name);
+            fs::create_dir(&dir).unwrap();
+            if with_file {
+                fs::create_dir(dir.join("data")).unwrap();
+                fs::write(dir.join("data/PG_VERSION"), "15\n").unwrap();
+            }
+            dir
+        };
+        let stale = made("meanwhile-pg-stale", true);
+        let live = made("meanwhile-pg-live", true);
+        let being_made = made("meanwhile-pg-new", false);
+        let other = made("something-else", true);
+        let held = hold(&live).unwrap().expect("nobody holds it yet");
+        // A lock is per open file: another open of it, as another process's, is refused.
+        assert!(hold(&live).unwrap().is_none());
+        assert_eq!(sweep_stale(base.path()), 1);
+        assert!(!stale.exists());
+        assert!(live.join("data/PG_VERSION").exists());
+        assert!(being_made.exists());
+        assert!(other.exists());
+        drop(held);
+        assert_eq!(sweep_stale(base.path()), 1, "let go, it is stale");
+        assert!(!live.exists());
+    }
 }
