@@ -152,8 +152,11 @@ pub(crate) fn claimed_with_submit(
             }
         }
         Err(e) => {
-            // Not the submit's failure: the dispatcher claims in its next turn.
-            tracing::debug!("claiming with a submit: {e}");
+            // Not the submit's failure: counted as the dispatcher's, which claims
+            // again in its next turn.
+            inner
+                .loops
+                .failed("dispatcher", format_args!("claiming with a submit"), &e);
             inner.wake.notify_one();
         }
     }

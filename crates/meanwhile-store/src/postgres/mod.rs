@@ -393,6 +393,29 @@ impl Tx {
         Ok((col(&row, 0)?, col(&row, 1)?))
     }
 
+    /// Inserts tasks, each in a part of its own (an invalid one does not stop the
+    /// others).
+    async fn insert_parts(&mut self, tasks: &[NewTask]) -> Result<Vec<Result<Submitted>>> {
+        let mut out = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            let mark = self.begin_part().await?;
+            let r = ops::insert_task(self, t).await;
+            out.push(self.end_part(mark, r).await?);
+        }
+        Ok(out)
+    }
+
+    /// Claims, when asked, in a part of its own (a failed claim keeps what came
+    /// before it in the write).
+    async fn claim_part(&mut self, req: Option<&ClaimRequest>) -> Result<Option<Result<Claim>>> {
+        let Some(req) = req else {
+            return Ok(None);
+        };
+        let mark = self.begin_part().await?;
+        let r = ops::claim(self, req).await;
+        Ok(Some(self.end_part(mark, r).await?))
+    }
+
     /// Opens a part of the write: one that fails leaves no trace (see
     /// [`Tx::end_part`]).
     async fn begin_part(&mut self) -> Result<Mark> {
@@ -551,17 +574,7 @@ impl Store for PgStore {
     }
 
     fn submit(&self, tasks: Vec<NewTask>) -> StoreFuture<'_, Vec<Result<Submitted>>> {
-        self.write(tasks, |tx, tasks| {
-            Box::pin(async move {
-                let mut out = Vec::with_capacity(tasks.len());
-                for t in tasks {
-                    let mark = tx.begin_part().await?;
-                    let r = ops::insert_task(tx, t).await;
-                    out.push(tx.end_part(mark, r).await?);
-                }
-                Ok(out)
-            })
-        })
+        self.write(tasks, |tx, tasks| Box::pin(tx.insert_parts(tasks)))
     }
 
     fn get(&self, id: TaskId) -> StoreFuture<'_, TaskRecord> {
@@ -609,22 +622,10 @@ impl Store for PgStore {
     ) -> StoreFuture<'_, SubmittedAndClaimed> {
         self.write((tasks, claim), |tx, (tasks, claim)| {
             Box::pin(async move {
-                let mut submitted = Vec::with_capacity(tasks.len());
-                for t in tasks {
-                    let mark = tx.begin_part().await?;
-                    let r = ops::insert_task(tx, t).await;
-                    submitted.push(tx.end_part(mark, r).await?);
-                }
-                let claim = match claim {
-                    Some(req) => {
-                        // The claim is meanwhile's doing, whoever submitted.
-                        tx.own_doing_from_here();
-                        let mark = tx.begin_part().await?;
-                        let r = ops::claim(tx, req).await;
-                        Some(tx.end_part(mark, r).await?)
-                    }
-                    None => None,
-                };
+                let submitted = tx.insert_parts(tasks).await?;
+                // The claim is meanwhile's doing, whoever submitted.
+                tx.own_doing_from_here();
+                let claim = tx.claim_part(claim.as_ref()).await?;
                 Ok(SubmittedAndClaimed { submitted, claim })
             })
         })
@@ -643,14 +644,7 @@ impl Store for PgStore {
                     let r = ops::finish_attempt(tx, end).await;
                     finished.push(tx.end_part(mark, r).await?);
                 }
-                let claim = match claim {
-                    Some(req) => {
-                        let mark = tx.begin_part().await?;
-                        let r = ops::claim(tx, req).await;
-                        Some(tx.end_part(mark, r).await?)
-                    }
-                    None => None,
-                };
+                let claim = tx.claim_part(claim.as_ref()).await?;
                 Ok(Settled { finished, claim })
             })
         })
