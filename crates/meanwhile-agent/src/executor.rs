@@ -6,7 +6,7 @@
 use crate::budget::Budget;
 use crate::config::{AgentConfig, enabled_tools};
 use crate::event::AgentEvent;
-use crate::session::{CallGate, GateFuture, RunStop, Session};
+use crate::session::{CallGate, GateFuture, RunStop, Session, StepLog};
 use crate::tools::{StopGuard, defs};
 use meanwhile_core::{Backend, Executor, TaskContext, TaskFuture, TaskRecord};
 use meanwhile_llm::Provider;
@@ -52,6 +52,13 @@ impl Executor for AgentExecutor {
     fn run(&self, task: TaskRecord, ctx: TaskContext) -> TaskFuture {
         let this = self.clone();
         Box::pin(async move { this.run_task(task, ctx).await })
+    }
+
+    /// Each step is recorded in the task's step record as it completes, so an
+    /// attempt whose daemon died goes on from its last step: no recorded model call
+    /// is made again, and no tool call that ended runs again.
+    fn resumable(&self) -> bool {
+        true
     }
 }
 
@@ -106,20 +113,41 @@ impl AgentExecutor {
         // A model call starts only after the queue's budget allows it, and its usage
         // is charged to the task and the budget.
         session.set_gate(Some(Arc::new(QueueBudget(ctx.clone()))));
+        session.set_step_log(Some(Arc::new(TaskSteps(ctx.clone()))));
+        let recorded = ctx.steps().await.map_err(|e| {
+            let e = format!("reading the task's recorded steps: {e}");
+            ctx.println(format!("error: {e}"));
+            e
+        })?;
+        let restored = session.restore(&recorded).map_err(|e| {
+            ctx.println(format!("error: {e}"));
+            e.to_string()
+        })?;
         let _stop_started = StopGuard::new(backend, session.started_handle());
 
         let max_turns = config.budget.max_turns;
         let (turns_tx, turns_rx) = watch::channel(0u32);
+        if restored > 0 {
+            turns_tx.send_replace(session.turns());
+        }
         let progress = tokio::spawn(report_progress(ctx.clone(), turns_rx, max_turns));
         let _progress = AbortOnDrop(progress);
 
-        ctx.println(format!(
-            "agent task {} in {} (session {})\nprompt:\n{}",
-            task.id,
-            session.workspace().display(),
-            session.session_name(),
-            spec.prompt
-        ));
+        if restored == 0 {
+            ctx.println(format!(
+                "agent task {} in {} (session {})\nprompt:\n{}",
+                task.id,
+                session.workspace().display(),
+                session.session_name(),
+                spec.prompt
+            ));
+        } else {
+            ctx.println(format!(
+                "resumed attempt {} after its daemon stopped: {restored} steps recorded, {} model calls made",
+                ctx.attempt(),
+                session.turns()
+            ));
+        }
         let log = ctx.clone();
         let mut on_event = move |ev: &AgentEvent| {
             log.println(ev.transcript());
@@ -127,13 +155,15 @@ impl AgentExecutor {
                 turns_tx.send_replace(*turn);
             }
         };
-        let outcome = session
-            .send(&spec.prompt, &mut on_event)
-            .await
-            .map_err(|e| {
-                ctx.println(format!("error: {e}"));
-                e.to_string()
-            })?;
+        let run = if restored == 0 {
+            session.send(&spec.prompt, &mut on_event).await
+        } else {
+            session.resume(&mut on_event).await
+        };
+        let outcome = run.map_err(|e| {
+            ctx.println(format!("error: {e}"));
+            e.to_string()
+        })?;
         ctx.println(format!("usage: {}", outcome.usage));
         match outcome.stop {
             RunStop::Answered | RunStop::Truncated => {
@@ -144,6 +174,31 @@ impl AgentExecutor {
             RunStop::Cancelled => Err("cancelled".to_string()),
             RunStop::Gated { reason } => Err(reason),
         }
+    }
+}
+
+/// An agent task's steps, recorded in its step record in the store; a model call's
+/// usage is charged with its step.
+struct TaskSteps(TaskContext);
+
+impl StepLog for TaskSteps {
+    fn record(
+        &self,
+        kind: &'static str,
+        data: serde_json::Value,
+        usage: Option<(u64, f64)>,
+    ) -> GateFuture<'_, Result<(), meanwhile_core::ApiError>> {
+        Box::pin(async move {
+            match usage {
+                Some((tokens, cost)) => {
+                    self.0
+                        .record_step_with_usage(kind, data, tokens, cost)
+                        .await
+                }
+                None => self.0.record_step(kind, data).await,
+            }
+            .map(|_| ())
+        })
     }
 }
 

@@ -65,7 +65,7 @@ pub use llm_task::{DEFAULT_LLM_MAX_TOKENS, LlmExecutor};
 pub use notices::notices_text;
 pub use permissions::{PermissionRules, Permissions, Verdict};
 pub use run::run_prompt;
-pub use session::{CallGate, GateFuture, RunOutcome, RunStop, Session};
+pub use session::{CallGate, GateFuture, RunOutcome, RunStop, Session, StepLog};
 pub use tools::{
     Answer, Approver, Question, ToolError, background_tools, call_background_tool, call_spawn_agent,
 };

@@ -61,6 +61,32 @@ pub trait CallGate: Send + Sync {
     fn after_call(&self, tokens: u64, cost_usd: f64) -> GateFuture<'_, ()>;
 }
 
+/// Where a [`Session`] records each step as it completes (the executor of agent
+/// tasks: the task's step record in the store), so that a session whose process died
+/// goes on from its last step ([`Session::restore`], [`Session::resume`]) instead of
+/// starting over. The steps, by kind:
+///
+/// - `user`: `{"text"}`, a user message;
+/// - `notices`: `{"text"}`, the notices put before a model call;
+/// - `model`: the model's response (`meanwhile_llm::Response`), its usage charged
+///   with it: a session with a step log charges usage only there, never through its
+///   [`CallGate`];
+/// - `tool_start`: `{"id", "name", "key"}`, a tool call about to run, with the
+///   idempotency key of the task it may start;
+/// - `tool_result`: `{"id", "name", "output", "is_error", "started", "reported"}`, its
+///   result, with the tasks started and the ends reported so far.
+pub trait StepLog: Send + Sync {
+    /// Records one step durably; `usage` (tokens, cost in US dollars) with a model
+    /// response. An error stops the run: a step that cannot be recorded must not be
+    /// acted on.
+    fn record(
+        &self,
+        kind: &'static str,
+        data: serde_json::Value,
+        usage: Option<(u64, f64)>,
+    ) -> GateFuture<'_, Result<(), meanwhile_core::ApiError>>;
+}
+
 impl std::fmt::Display for RunStop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -116,6 +142,11 @@ pub struct Session {
     parked: Arc<Mutex<Vec<Notification>>>,
     /// Asked before each model call, told of each call's usage; none by default.
     gate: Option<Arc<dyn CallGate>>,
+    /// Where each step is recorded; none by default.
+    steps: Option<Arc<dyn StepLog>>,
+    /// How the last recorded response ended its run, when it was an answer (for
+    /// [`Session::resume`]).
+    answered_stop: Option<RunStop>,
 }
 
 impl Session {
@@ -168,6 +199,8 @@ impl Session {
             turns: 0,
             parked: Arc::default(),
             gate: None,
+            steps: None,
+            answered_stop: None,
         })
     }
 
@@ -180,6 +213,11 @@ impl Session {
     /// usage; `None` removes it.
     pub fn set_gate(&mut self, gate: Option<Arc<dyn CallGate>>) {
         self.gate = gate;
+    }
+
+    /// Records each step in `log` from now on (see [`StepLog`]).
+    pub fn set_step_log(&mut self, log: Option<Arc<dyn StepLog>>) {
+        self.steps = log;
     }
 
     /// Asks `approver` before each call the permission rules leave to asking; without
@@ -201,6 +239,11 @@ impl Session {
     /// The workspace, canonical.
     pub fn workspace(&self) -> &std::path::Path {
         self.tools.workspace.root()
+    }
+
+    /// Model calls made in the run in progress (or the last one).
+    pub fn turns(&self) -> u32 {
+        self.turns
     }
 
     /// The conversation so far.
@@ -286,6 +329,8 @@ impl Session {
         cancel: impl Future<Output = ()>,
     ) -> Result<RunOutcome, AgentError> {
         self.repair();
+        self.record("user", serde_json::json!({ "text": text }), None)
+            .await?;
         self.run = RunUsage::new();
         self.turns = 0;
         self.messages.push(Message::user(text));
@@ -378,13 +423,23 @@ impl Session {
                 .complete(&request)
                 .await
                 .map_err(|e| AgentError::model(&e))?;
+            // Recorded before anything is made of it: a session resumed later has
+            // this call without making it again, and its usage charged once.
+            let usage = (reply.usage.total_tokens(), reply.cost.usd);
+            if self.steps.is_some() {
+                let data = serde_json::to_value(&reply).map_err(|e| {
+                    AgentError::Backend(meanwhile_core::ApiError::new(
+                        meanwhile_core::ErrorCode::Internal,
+                        format!("the model's response does not serialize: {e}"),
+                    ))
+                })?;
+                self.record("model", data, Some(usage)).await?;
+            } else if let Some(gate) = &self.gate {
+                gate.after_call(usage.0, usage.1).await;
+            }
             self.turns += 1;
             self.run.record(&reply);
             self.total.record(&reply);
-            if let Some(gate) = &self.gate {
-                gate.after_call(reply.usage.total_tokens(), reply.cost.usd)
-                    .await;
-            }
             on_event(&AgentEvent::Usage {
                 call: reply.usage,
                 cost_usd: reply.cost.usd,
@@ -414,32 +469,217 @@ impl Session {
             // The results message exists before the tools run, so that a run cancelled
             // halfway keeps the results it has and `repair` adds the rest.
             self.messages.push(Message::new(Role::User, Vec::new()));
-            for (id, name, input) in calls {
-                on_event(&AgentEvent::ToolCall {
-                    id: id.clone(),
-                    name: name.clone(),
-                    input: input.clone(),
-                });
-                let (output, is_error) = match self.tools.call(&name, input).await {
-                    Ok(out) => (out, false),
-                    Err(e) => (e.to_string(), true),
-                };
-                on_event(&AgentEvent::ToolResult {
-                    id: id.clone(),
-                    name,
-                    output: output.clone(),
-                    is_error,
-                });
-                let block = if is_error {
-                    ContentBlock::tool_error(id, output)
-                } else {
-                    ContentBlock::tool_result(id, output)
-                };
-                if let Some(last) = self.messages.last_mut() {
-                    last.content.push(block);
-                }
+            self.run_tools(calls, &[], on_event).await?;
+        }
+    }
+
+    /// Runs the model's tool calls in order, each result added to the pending user
+    /// turn; with a step log, each call's start and result are recorded, and a task
+    /// it starts gets an idempotency key made of the session and the call's id. The
+    /// calls in `again` may have run before (a resumed session).
+    async fn run_tools(
+        &mut self,
+        calls: Vec<(String, String, serde_json::Value)>,
+        again: &[String],
+        on_event: &mut (dyn FnMut(&AgentEvent) + Send),
+    ) -> Result<(), AgentError> {
+        for (id, name, input) in calls {
+            on_event(&AgentEvent::ToolCall {
+                id: id.clone(),
+                name: name.clone(),
+                input: input.clone(),
+            });
+            let key = self
+                .steps
+                .is_some()
+                .then(|| call_key(&self.tools.session, &id));
+            if let Some(key) = &key {
+                self.record(
+                    "tool_start",
+                    serde_json::json!({ "id": id, "name": name, "key": key }),
+                    None,
+                )
+                .await?;
+            }
+            let (output, is_error) = match self
+                .tools
+                .call(&name, input, key, again.contains(&id))
+                .await
+            {
+                Ok(out) => (out, false),
+                Err(e) => (e.to_string(), true),
+            };
+            if self.steps.is_some() {
+                let (started, reported) = self.tools.task_marks();
+                self.record(
+                    "tool_result",
+                    serde_json::json!({
+                        "id": id, "name": name, "output": output, "is_error": is_error,
+                        "started": started, "reported": reported,
+                    }),
+                    None,
+                )
+                .await?;
+            }
+            on_event(&AgentEvent::ToolResult {
+                id: id.clone(),
+                name,
+                output: output.clone(),
+                is_error,
+            });
+            let block = if is_error {
+                ContentBlock::tool_error(id, output)
+            } else {
+                ContentBlock::tool_result(id, output)
+            };
+            if let Some(last) = self.messages.last_mut() {
+                last.content.push(block);
             }
         }
+        Ok(())
+    }
+
+    /// Records a step when the session has a step log.
+    async fn record(
+        &self,
+        kind: &'static str,
+        data: serde_json::Value,
+        usage: Option<(u64, f64)>,
+    ) -> Result<(), AgentError> {
+        match &self.steps {
+            Some(log) => log
+                .record(kind, data, usage)
+                .await
+                .map_err(AgentError::Backend),
+            None => Ok(()),
+        }
+    }
+
+    /// Rebuilds the conversation from the steps a session recorded (see
+    /// [`StepLog`]): the messages, the turns and usage of the run in progress and of
+    /// the session, the tasks it started and the ends already reported. No model call
+    /// and no tool runs; nothing is charged again. Continue with [`Session::resume`].
+    /// Returns the number of steps taken back.
+    pub fn restore(&mut self, steps: &[meanwhile_core::Step]) -> Result<usize, AgentError> {
+        let bad = |n: u32, kind: &str, e: &dyn std::fmt::Display| {
+            AgentError::Backend(meanwhile_core::ApiError::new(
+                meanwhile_core::ErrorCode::Internal,
+                format!("step {n} ({kind}) of the record does not read: {e}"),
+            ))
+        };
+        for step in steps {
+            let text = || {
+                step.data
+                    .get("text")
+                    .and_then(|t| t.as_str())
+                    .map(str::to_string)
+                    .ok_or_else(|| bad(step.n, &step.kind, &"no text"))
+            };
+            match step.kind.as_str() {
+                "user" => {
+                    self.repair();
+                    self.run = RunUsage::new();
+                    self.turns = 0;
+                    self.messages.push(Message::user(text()?));
+                }
+                "notices" => notices::inject(&mut self.messages, text()?),
+                "model" => {
+                    let reply: meanwhile_llm::Response = serde_json::from_value(step.data.clone())
+                        .map_err(|e| bad(step.n, &step.kind, &e))?;
+                    self.turns += 1;
+                    self.run.record(&reply);
+                    self.total.record(&reply);
+                    self.messages.push(reply.to_message());
+                    self.answered_stop = None;
+                    if reply.tool_uses().next().is_some() {
+                        self.messages.push(Message::new(Role::User, Vec::new()));
+                    } else {
+                        self.answered_stop = Some(match reply.stop_reason {
+                            StopReason::MaxTokens => RunStop::Truncated,
+                            _ => RunStop::Answered,
+                        });
+                    }
+                }
+                "tool_start" => {}
+                "tool_result" => {
+                    let r: RecordedResult = serde_json::from_value(step.data.clone())
+                        .map_err(|e| bad(step.n, &step.kind, &e))?;
+                    self.tools.restore_tasks(&r.started, &r.reported);
+                    let block = if r.is_error {
+                        ContentBlock::tool_error(r.id, r.output)
+                    } else {
+                        ContentBlock::tool_result(r.id, r.output)
+                    };
+                    if let Some(last) = self.messages.last_mut() {
+                        last.content.push(block);
+                    }
+                }
+                other => return Err(bad(step.n, other, &"not a step kind of the agent")),
+            }
+        }
+        Ok(steps.len())
+    }
+
+    /// Goes on with a conversation rebuilt by [`Session::restore`]: the tool calls
+    /// of the last response that have no result run (again, for one that may have
+    /// run: a task it started is found by its idempotency key, an edit already made
+    /// is not made twice), then the run continues. A run whose last response was
+    /// the answer ends with it, without a model call.
+    pub async fn resume(
+        &mut self,
+        on_event: &mut (dyn FnMut(&AgentEvent) + Send),
+    ) -> Result<RunOutcome, AgentError> {
+        let last = self
+            .messages
+            .iter()
+            .rposition(|m| m.role == Role::Assistant);
+        if let Some(i) = last {
+            let calls: Vec<(String, String, serde_json::Value)> = self.messages[i]
+                .content
+                .iter()
+                .filter_map(|b| match b {
+                    ContentBlock::ToolUse { id, name, input } => {
+                        Some((id.clone(), name.clone(), input.clone()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            if calls.is_empty() && i + 1 == self.messages.len() {
+                return Ok(RunOutcome {
+                    answer: self.last_text(),
+                    stop: self.answered_stop.clone().unwrap_or(RunStop::Answered),
+                    usage: self.run.clone(),
+                    turns: self.turns,
+                });
+            }
+            let answered: Vec<String> = self
+                .messages
+                .get(i + 1)
+                .map(|m| {
+                    m.content
+                        .iter()
+                        .filter_map(|b| match b {
+                            ContentBlock::ToolResult { tool_use_id, .. } => {
+                                Some(tool_use_id.clone())
+                            }
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let pending: Vec<_> = calls
+                .into_iter()
+                .filter(|(id, _, _)| !answered.contains(id))
+                .collect();
+            if !pending.is_empty() {
+                if self.messages.len() == i + 1 {
+                    self.messages.push(Message::new(Role::User, Vec::new()));
+                }
+                let again: Vec<String> = pending.iter().map(|(id, _, _)| id.clone()).collect();
+                self.run_tools(pending, &again, on_event).await?;
+            }
+        }
+        self.run_loop(on_event).await
     }
 
     /// Puts the session's undelivered notices into the pending user turn.
@@ -474,12 +714,25 @@ impl Session {
                 .filter(|n| !self.tools.take_reported(n.task_id))
                 .collect();
         if !fresh.is_empty() {
+            let text = notices::notices_text(&fresh);
+            // Drained notices are gone from the store: the record keeps them for a
+            // resumed session. Parked again if it fails, for the next call.
+            if let Err(e) = self
+                .record("notices", serde_json::json!({ "text": text }), None)
+                .await
+            {
+                self.parked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(fresh);
+                return Err(e);
+            }
             for n in &fresh {
                 on_event(&AgentEvent::Notice {
                     notification: n.clone(),
                 });
             }
-            notices::inject(&mut self.messages, notices::notices_text(&fresh));
+            notices::inject(&mut self.messages, text);
         }
         match drained {
             Ok(r) => r.map_err(AgentError::from),
@@ -529,6 +782,27 @@ impl Session {
             }
         }
     }
+}
+
+/// A tool call's result as a `tool_result` step records it.
+#[derive(serde::Deserialize)]
+struct RecordedResult {
+    id: String,
+    output: String,
+    is_error: bool,
+    #[serde(default)]
+    started: Vec<meanwhile_core::TaskId>,
+    #[serde(default)]
+    reported: Vec<meanwhile_core::TaskId>,
+}
+
+/// The idempotency key of the task a tool call may start: the session's name and the
+/// call's id, which the provider made unique; cut to the longest key accepted.
+fn call_key(session: &str, call: &str) -> String {
+    format!("{session}/{call}")
+        .chars()
+        .take(meanwhile_core::MAX_IDEMPOTENCY_KEY_LEN)
+        .collect()
 }
 
 fn system_prompt(tools: &ToolBox, instructions: Option<&str>) -> String {

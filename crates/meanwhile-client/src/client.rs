@@ -352,6 +352,13 @@ impl Client {
         Ok(self.task(id).await?.task)
     }
 
+    /// The steps an agent task recorded, every attempt's, oldest first
+    /// (`GET /v1/tasks/{id}/transcript`).
+    pub async fn transcript(&self, id: TaskId) -> Result<meanwhile_core::Transcript, ClientError> {
+        self.call(Method::GET, &format!("/v1/tasks/{}/transcript", id.0), None)
+            .await
+    }
+
     /// A page of tasks, newest first.
     pub async fn list(&self, filter: &ListFilter) -> Result<Page, ClientError> {
         let q = query(&ListParams::from_filter(filter));

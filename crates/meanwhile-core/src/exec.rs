@@ -5,7 +5,7 @@
 //! other tasks) goes through the [`TaskHost`] the engine implements, so that an
 //! executor needs this crate only, not the engine.
 
-use crate::{ApiError, Backend, TaskId, TaskRecord};
+use crate::{ApiError, Backend, Step, TaskId, TaskRecord};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,6 +23,25 @@ pub trait Executor: Send + Sync + 'static {
     /// Starts an attempt. Dropping the returned future must stop the work (the
     /// engine drops it on stop and on timeout).
     fn run(&self, task: TaskRecord, ctx: TaskContext) -> TaskFuture;
+
+    /// True when an attempt this executor left running (its process died: a crash,
+    /// a restart) can go on where it stopped: the engine then runs it again as the
+    /// same attempt, and the executor continues from the steps it recorded
+    /// ([`TaskContext::steps`]). False (the default): such an attempt ends `lost`,
+    /// and the task's retry policy decides.
+    fn resumable(&self) -> bool {
+        false
+    }
+}
+
+impl std::fmt::Debug for dyn Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.resumable() {
+            "a resumable executor"
+        } else {
+            "an executor"
+        })
+    }
 }
 
 /// What the engine does for one in-process attempt. The engine implements it; a task
@@ -46,6 +65,18 @@ pub trait TaskHost: Send + Sync + 'static {
 
     /// The engine's task operations, while the engine runs.
     fn backend(&self) -> Option<Arc<dyn Backend>>;
+
+    /// The steps this attempt recorded so far, oldest first.
+    fn steps(&self) -> HostFuture<'_, Result<Vec<Step>, ApiError>>;
+
+    /// Records the attempt's next step, and charges a model call's usage (tokens,
+    /// cost in US dollars) with it when given, in one write; answers its number.
+    fn record_step(
+        &self,
+        kind: String,
+        data: serde_json::Value,
+        usage: Option<(u64, f64)>,
+    ) -> HostFuture<'_, Result<u32, ApiError>>;
 }
 
 /// What an in-process attempt can do: write output, report progress, set a result,
@@ -134,5 +165,40 @@ impl TaskContext {
     /// has shut down.
     pub fn backend(&self) -> Option<Arc<dyn Backend>> {
         self.host.backend()
+    }
+
+    /// The steps this attempt recorded before ([`TaskContext::record_step`]), oldest
+    /// first: empty on a fresh attempt; what it had done when it resumes after its
+    /// process died (see [`Executor::resumable`]).
+    pub async fn steps(&self) -> Result<Vec<Step>, ApiError> {
+        self.host.steps().await
+    }
+
+    /// Records a step of this attempt in the store, durably, once it completed; answers
+    /// its number. Refused (`conflict`) once the attempt is no longer the task's
+    /// running one (it was stopped, or another node took it over), and (`invalid`,
+    /// field `data`) past [`crate::MAX_STEP_BYTES`].
+    pub async fn record_step(
+        &self,
+        kind: impl Into<String>,
+        data: serde_json::Value,
+    ) -> Result<u32, ApiError> {
+        self.host.record_step(kind.into(), data, None).await
+    }
+
+    /// [`TaskContext::record_step`] for a model call's response, whose usage (as for
+    /// [`TaskContext::record_usage`]) is charged in the same write: an attempt that
+    /// resumes has every recorded call charged once, and no call charged that is
+    /// not recorded.
+    pub async fn record_step_with_usage(
+        &self,
+        kind: impl Into<String>,
+        data: serde_json::Value,
+        tokens: u64,
+        cost_usd: f64,
+    ) -> Result<u32, ApiError> {
+        self.host
+            .record_step(kind.into(), data, Some((tokens, cost_usd)))
+            .await
     }
 }

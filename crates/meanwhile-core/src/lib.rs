@@ -24,6 +24,7 @@ mod schedule;
 mod schema;
 mod spec;
 mod state;
+mod step;
 mod task;
 
 pub use alert::{Alert, AlertAck, AlertChange, AlertKind, AlertState, StallAction};
@@ -69,6 +70,7 @@ pub use spec::{
     SpecError, TaskDefaults, TaskSpec, ValidSpec, Work, check_queue_name, unknown_queue,
 };
 pub use state::{AttemptOutcome, IllegalTransition, TaskState, Transition, transition};
+pub use step::{MAX_STEP_BYTES, Step, Transcript};
 pub use task::{Attempt, MAX_PROGRESS_MESSAGE, PauseReason, Progress, QueueInfo, TaskRecord};
 
 /// Shortens `s` to at most `max` characters, marking the cut with an ellipsis.

@@ -96,6 +96,13 @@ pub const MAX_ATTEMPTS: u32 = 1000;
             ]}
         },
         {
+            "if": {"required": ["max_output"], "properties": {"max_output": {"type": ["string", "integer"]}}},
+            "then": {"anyOf": [
+                {"required": ["command"], "properties": {"command": {"type": "string"}}},
+                {"required": ["argv"], "properties": {"argv": {"type": "array"}}}
+            ]}
+        },
+        {
             "if": {"required": ["secrets"], "properties": {"secrets": {"type": "object", "minProperties": 1}}},
             "then": {"anyOf": [
                 {"required": ["command"], "properties": {"command": {"type": "string"}}},

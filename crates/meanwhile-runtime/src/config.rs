@@ -168,6 +168,12 @@ pub struct RuntimeConfig {
     /// The clock the runtime records and decides by. Default: the system's; tests
     /// give one from [`crate::Clock::ahead`] and move it forward.
     pub clock: Arc<crate::Clock>,
+    /// Executors of in-process task kinds, in place before the runtime looks at what
+    /// an earlier process left running: an attempt of a kind whose executor is
+    /// [`meanwhile_core::Executor::resumable`] then resumes where it stopped rather
+    /// than ending `lost`. [`crate::Runtime::register_executor`] adds more later.
+    /// Default: none.
+    pub executors: Vec<(meanwhile_core::TaskKind, Arc<dyn meanwhile_core::Executor>)>,
 }
 
 /// The default `max_output`: 1 GiB of log per task.
@@ -201,6 +207,7 @@ impl RuntimeConfig {
             queue_defaults: Default::default(),
             max_output: Some(meanwhile_core::ByteSize(DEFAULT_MAX_OUTPUT)),
             clock: crate::Clock::system(),
+            executors: Vec::new(),
         }
     }
 }

@@ -5,8 +5,9 @@
 
 use crate::engine::Inner;
 use meanwhile_core::{
-    ApiError, Backend, BudgetState, HostFuture, Progress, TaskContext, TaskHost, TaskId,
+    ApiError, Backend, BudgetState, HostFuture, Progress, Step, TaskContext, TaskHost, TaskId,
 };
+use meanwhile_store::NewStep;
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
@@ -18,6 +19,7 @@ use tokio::sync::watch;
 /// the rest.
 pub(crate) struct AttemptHost {
     id: TaskId,
+    attempt: u32,
     /// The task's queue, whose budget its model calls are charged to.
     queue: String,
     log: Mutex<LazyLog>,
@@ -38,12 +40,26 @@ impl AttemptHost {
     ) -> TaskContext {
         let host = AttemptHost {
             id,
+            attempt,
             queue: queue.clone(),
             log: Mutex::new(LazyLog::new(log)),
             size,
             engine: Arc::downgrade(inner),
         };
         TaskContext::new(id, attempt, queue, Arc::new(host))
+    }
+}
+
+impl AttemptHost {
+    /// A model call's cost as the store takes it: one that is not a finite number of
+    /// at least 0 is counted as 0, and logged.
+    fn checked_cost(&self, cost_usd: f64) -> f64 {
+        if cost_usd.is_finite() && cost_usd >= 0.0 {
+            cost_usd
+        } else {
+            tracing::warn!(task = %self.id, "a model call reported a cost of {cost_usd} USD; counted as 0");
+            0.0
+        }
     }
 }
 
@@ -110,12 +126,7 @@ impl TaskHost for AttemptHost {
                 tracing::warn!(task = %self.id, "a model call's usage came after the runtime shut down; not recorded");
                 return;
             };
-            let cost_usd = if cost_usd.is_finite() && cost_usd >= 0.0 {
-                cost_usd
-            } else {
-                tracing::warn!(task = %self.id, "a model call reported a cost of {cost_usd} USD; counted as 0");
-                0.0
-            };
+            let cost_usd = self.checked_cost(cost_usd);
             match inner
                 .store
                 .charge_usage(self.id, tokens, cost_usd, 1, inner.now())
@@ -139,6 +150,50 @@ impl TaskHost for AttemptHost {
         let inner = self.engine.upgrade()?;
         Some((inner.handle)(inner))
     }
+
+    fn steps(&self) -> HostFuture<'_, Result<Vec<Step>, ApiError>> {
+        Box::pin(async move {
+            let inner = self.engine.upgrade().ok_or_else(shut_down)?;
+            inner
+                .store
+                .steps(self.id, Some(self.attempt))
+                .await
+                .map_err(|e| ApiError::from(crate::Error::from(e)))
+        })
+    }
+
+    fn record_step(
+        &self,
+        kind: String,
+        data: serde_json::Value,
+        usage: Option<(u64, f64)>,
+    ) -> HostFuture<'_, Result<u32, ApiError>> {
+        Box::pin(async move {
+            let inner = self.engine.upgrade().ok_or_else(shut_down)?;
+            let usage = usage.map(|(tokens, cost)| (tokens, self.checked_cost(cost)));
+            let step = NewStep {
+                id: self.id,
+                attempt: self.attempt,
+                kind,
+                data: data.to_string(),
+                usage,
+                now: inner.now(),
+            };
+            inner
+                .store
+                .record_step(step)
+                .await
+                .map_err(|e| ApiError::from(crate::Error::from(e)))
+        })
+    }
+}
+
+/// What an attempt that outlived its runtime is told when it asks the store.
+fn shut_down() -> ApiError {
+    ApiError::new(
+        meanwhile_core::ErrorCode::Unavailable,
+        "the runtime has shut down; the attempt resumes in the next one",
+    )
 }
 
 /// An in-process task's output log, created on its first write: a task that prints

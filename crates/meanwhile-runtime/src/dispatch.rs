@@ -246,7 +246,7 @@ fn retry_later(inner: &Arc<Inner>, mut s: Settle, e: &StoreError) {
 }
 
 /// Registers the claimed attempts (handing over stops that came first) and starts them.
-fn start_claimed(inner: &Arc<Inner>, claim: Claim) {
+pub(crate) fn start_claimed(inner: &Arc<Inner>, claim: Claim) {
     if claim.tasks.is_empty() {
         return;
     }

@@ -1,6 +1,8 @@
 //! Recovery at open: tasks that an earlier process left `running` on this home are
 //! adopted if still running, recorded with their true status if they ended, and
-//! recorded `lost` (then retried by policy) if their end cannot be known.
+//! recorded `lost` (then retried by policy) if their end cannot be known. An
+//! in-process attempt whose executor can resume (the agent's) is run again as the
+//! same attempt, and continues from the steps it recorded.
 //!
 //! A supervisor is adopted only if the live process with its pid started when the
 //! journal says it did; only then is it (and its task's process group, whose start
@@ -33,6 +35,17 @@ pub(crate) async fn recover(inner: &Arc<Inner>) -> crate::Result<()> {
     for (task, attempt) in running {
         let n = attempt.number;
         if task.kind != TaskKind::Shell {
+            if resumable(inner, task.kind) {
+                tracing::info!(task = %task.id, "resuming attempt {n} from its recorded steps");
+                crate::dispatch::start_claimed(
+                    inner,
+                    meanwhile_store::Claim {
+                        tasks: vec![meanwhile_store::Claimed { task, attempt: n }],
+                        next_wakeup: None,
+                    },
+                );
+                continue;
+            }
             attempt::finish(
                 inner,
                 &task,
@@ -104,6 +117,16 @@ pub(crate) async fn recover(inner: &Arc<Inner>) -> crate::Result<()> {
         kill_orphans(inner);
     }
     Ok(())
+}
+
+/// True when the executor of `kind` continues an attempt its process left (see
+/// [`meanwhile_core::Executor::resumable`]).
+fn resumable(inner: &Inner, kind: TaskKind) -> bool {
+    inner
+        .executors
+        .read()
+        .map(|e| e.get(&kind).is_some_and(|x| x.resumable()))
+        .unwrap_or(false)
 }
 
 /// Kills the processes of attempts this node started that are no longer its own:

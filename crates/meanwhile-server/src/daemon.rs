@@ -37,8 +37,10 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), ServerError> {
 }
 
 /// Lets the daemon run agent and llm tasks when an LLM provider is configured (flags of
-/// `[agent]` in config.toml, or the provider's API key in the environment).
-fn register_agent_executor(rt: &Runtime, home: &Path) {
+/// `[agent]` in config.toml, or the provider's API key in the environment). They are
+/// in place before the runtime starts, so that an agent task the last daemon left
+/// running resumes from its recorded steps.
+fn agent_executors(cfg: &mut RuntimeConfig, home: &Path) {
     let overrides = meanwhile_agent::AgentOverrides {
         workspace: Some(home.to_path_buf()),
         config_file: Some(home.join("config.toml")).filter(|p| p.exists()),
@@ -60,8 +62,8 @@ fn register_agent_executor(rt: &Runtime, home: &Path) {
             );
             let llm = meanwhile_agent::LlmExecutor::with_provider(config.clone(), provider.clone());
             let agent = meanwhile_agent::AgentExecutor::with_provider(config, provider);
-            rt.register_executor(TaskKind::Llm, Arc::new(llm));
-            rt.register_executor(TaskKind::Agent, Arc::new(agent));
+            cfg.executors.push((TaskKind::Llm, Arc::new(llm)));
+            cfg.executors.push((TaskKind::Agent, Arc::new(agent)));
         }
         Err(e) => tracing::info!("agent tasks are off: {e}"),
     }
@@ -304,6 +306,7 @@ pub async fn serve(
     } else {
         ShutdownMode::LeaveRunning
     };
+    agent_executors(&mut cfg, &home);
     let rt = Runtime::start(cfg, std::future::pending()).await?;
     let open_files = raise_open_files();
     let max_connections = settings
@@ -312,7 +315,6 @@ pub async fn serve(
     if let Some(remote) = &remote {
         remote.register(&rt).await?;
     }
-    register_agent_executor(&rt, &home);
     // The settings' queues are a change the configuration makes, and the audit
     // trail says so.
     let from_config = Actor::Config {

@@ -20,7 +20,9 @@ use meanwhile_core::{
     Alert, BudgetInfo, BudgetSpec, Event, NodeInfo, Notification, OutputChunk, Page, QueueInfo,
     ScheduleInfo, ScheduleSpec, TaskRecord, TaskSpec, WaitOutcome,
 };
-use meanwhile_core::{AuditPage, AuditParams, AuditVerdict, NewToken, NewTokenRequest, TokenInfo};
+use meanwhile_core::{
+    AuditPage, AuditParams, AuditVerdict, NewToken, NewTokenRequest, TokenInfo, Transcript,
+};
 use meanwhile_core::{InputSent, TaskInput};
 
 /// The OpenAPI document of every endpoint.
@@ -58,6 +60,8 @@ pub(crate) fn table() -> Vec<Route> {
             .answer::<Page>(),
         op(M::GET, "/v1/tasks/{id}", "One task with its attempts", tasks::get)
             .answer::<TaskDetail>(),
+        op(M::GET, "/v1/tasks/{id}/transcript", "The steps an agent task recorded (model responses with their usage, tool calls and results, notices), every attempt's, oldest first; what a restarted daemon resumes it from", tasks::transcript)
+            .answer::<Transcript>(),
         op(M::GET, "/v1/tasks/{id}/output", "Read a task's output (cursor, tail, grep, max_bytes, wait for exit, output or a regex)", output::read)
             .query::<OutputParams>()
             .answer::<OutputChunk>(),

@@ -10,7 +10,7 @@ use meanwhile_core::http::QueueUpdate;
 use meanwhile_core::{
     Alert, AlertAck, AlertKind, AlertState, Attempt, AttemptOutcome, AuditFilter, AuditPage,
     BudgetInfo, BudgetSpec, BudgetState, BudgetWindow, LiveState, Notification, PauseReason,
-    QueueInfo, RateLimit, ScheduleInfo, ScheduleSpec, TaskId, TaskKind, TaskRecord, TaskSpec,
+    QueueInfo, RateLimit, ScheduleInfo, ScheduleSpec, Step, TaskId, TaskKind, TaskRecord, TaskSpec,
     TaskState, Timestamp, check_queue_name, rfc3339_secs,
 };
 use serde_json::{Value, json};
@@ -995,4 +995,65 @@ pub(crate) fn check_resumable(b: &BudgetInfo) -> Result<()> {
 /// stores' SQL where a parameter would not do.
 pub(crate) fn sql_text(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
+}
+
+/// The rules of a step to record: a kind that is a short name, data within
+/// [`meanwhile_core::MAX_STEP_BYTES`].
+pub(crate) fn check_step(kind: &str, data: &str) -> Result<()> {
+    let named = !kind.is_empty()
+        && kind.len() <= 64
+        && kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !named {
+        return Err(StoreError::Invalid {
+            field: "kind",
+            message: format!(
+                "{kind:?} is not a step kind: use 1 to 64 lowercase letters, digits or _"
+            ),
+        });
+    }
+    if data.len() > meanwhile_core::MAX_STEP_BYTES {
+        return Err(StoreError::Invalid {
+            field: "data",
+            message: format!(
+                "a step of {} bytes is over the limit of {} bytes; record less (a tool's \
+                 output is in the task's log and its own task)",
+                data.len(),
+                meanwhile_core::MAX_STEP_BYTES
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// A step is recorded only by the task's running attempt: one that was stopped, or
+/// that another node took over, records nothing more.
+pub(crate) fn check_step_attempt(
+    id: TaskId,
+    attempt: u32,
+    state: &str,
+    current: u32,
+) -> Result<()> {
+    let state = self::state(state)?;
+    if state != TaskState::Running || current != attempt {
+        return Err(StoreError::Conflict {
+            field: "attempt",
+            message: format!(
+                "task {id} is {state} at attempt {current}: attempt {attempt} records no more steps"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// A step as the store keeps it.
+pub(crate) fn step(attempt: u32, n: u32, at: i64, kind: String, data: &str) -> Result<Step> {
+    Ok(Step {
+        attempt,
+        n,
+        at: Timestamp(at),
+        kind,
+        data: serde_json::from_str(data).map_err(|e| corrupt("step data", e))?,
+    })
 }

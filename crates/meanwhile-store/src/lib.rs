@@ -450,6 +450,24 @@ pub struct CleanRequest {
     pub keep_last: Option<u64>,
 }
 
+/// A step for [`Store::record_step`].
+#[derive(Debug, Clone)]
+pub struct NewStep {
+    /// The task.
+    pub id: TaskId,
+    /// Its running attempt, which alone records steps.
+    pub attempt: u32,
+    /// What the step is (`model`, `tool_start`, ...): lowercase letters, digits, `_`.
+    pub kind: String,
+    /// The step, as JSON text.
+    pub data: String,
+    /// A model call's usage (tokens, cost in US dollars) to charge to the task and
+    /// its queue's budget in the same write, as [`Store::charge_usage`] does.
+    pub usage: Option<(u64, f64)>,
+    /// When.
+    pub now: Timestamp,
+}
+
 /// Retention of the event log and of what removed tasks left behind. Each call
 /// works through a bounded slice, so that it never holds the database for long.
 #[derive(Debug, Clone, Copy, Default)]
@@ -569,6 +587,13 @@ pub trait Store: Send + Sync + 'static {
     fn list(&self, filter: ListFilter) -> StoreFuture<'_, Page>;
     /// The attempts of a task, oldest first.
     fn attempts(&self, id: TaskId) -> StoreFuture<'_, Vec<Attempt>>;
+    /// Records the next step of a task's running attempt, and charges its usage in
+    /// the same write when it has some; answers the step's number. Refused
+    /// (`Conflict`, field `attempt`) when the attempt is not the task's running one.
+    fn record_step(&self, step: NewStep) -> StoreFuture<'_, u32>;
+    /// A task's steps, oldest first: of attempt `attempt`, or of every attempt.
+    fn steps(&self, id: TaskId, attempt: Option<u32>)
+    -> StoreFuture<'_, Vec<meanwhile_core::Step>>;
     /// Claims runnable tasks: pending, run-after reached, dependencies succeeded, queue
     /// not paused and below its `max_parallel`, owned by no node or by the claiming
     /// one; priority order within each queue.

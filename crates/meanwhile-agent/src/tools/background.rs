@@ -39,6 +39,7 @@ pub async fn call_background_tool(
         default_cwd: None,
         output_limit: DEFAULT_OUTPUT_BYTES,
         sandbox: false,
+        key: None,
     };
     if name == defs::BACKGROUND_RUN {
         return bg.run(args).await.map(|(_, answer)| answer);
@@ -88,6 +89,8 @@ pub(crate) struct Background<'a> {
     pub output_limit: usize,
     /// Every command runs sandboxed, whatever the call says.
     pub sandbox: bool,
+    /// The idempotency key of the task `background_run` starts, if any.
+    pub key: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -280,6 +283,7 @@ impl Background<'_> {
         spec.max_procs = a.max_procs;
         spec.max_files = a.max_files;
         spec.session = self.session.map(str::to_string);
+        spec.idempotency_key = self.key.clone();
         let id = self.backend.submit(spec).await?;
         let notify = if self.session.is_some() {
             " You will be told how it ended (state, exit code, last lines) before a later turn, so there is no need to poll it."

@@ -15,7 +15,11 @@ struct Args {
     timeout_seconds: Option<f64>,
 }
 
-pub(crate) async fn bash(tb: &ToolBox, args: Value) -> Result<String, ToolError> {
+pub(crate) async fn bash(
+    tb: &ToolBox,
+    args: Value,
+    key: Option<String>,
+) -> Result<String, ToolError> {
     let tool = defs::BASH;
     let a: Args = parse_args(tool, args)?;
     if a.command.trim().is_empty() {
@@ -27,6 +31,7 @@ pub(crate) async fn bash(tb: &ToolBox, args: Value) -> Result<String, ToolError>
     spec.sandbox = tb.sandbox.then_some(true);
     spec.timeout = seconds(tool, "timeout_seconds", a.timeout_seconds, MAX_TASK_TIMEOUT)?
         .filter(|d| !d.is_zero());
+    spec.idempotency_key = key;
     let id = tb.backend.submit(spec).await?;
     tb.track(id);
     // Until the command is either done or handed to the background, it belongs to

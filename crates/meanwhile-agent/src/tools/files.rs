@@ -152,7 +152,10 @@ pub(crate) async fn write_file(tb: &ToolBox, args: Value) -> Result<String, Tool
     ))
 }
 
-pub(crate) async fn edit_file(tb: &ToolBox, args: Value) -> Result<String, ToolError> {
+/// Replaces one occurrence of the old text. `again` marks a call made a second time
+/// (a resumed session): when the old text is gone and the new text is there, the
+/// edit was made before, and is not made twice.
+pub(crate) async fn edit_file(tb: &ToolBox, args: Value, again: bool) -> Result<String, ToolError> {
     let tool = defs::EDIT_FILE;
     let a: EditArgs = parse_args(tool, args)?;
     if a.old_text.is_empty() {
@@ -170,6 +173,11 @@ pub(crate) async fn edit_file(tb: &ToolBox, args: Value) -> Result<String, ToolE
     })?;
     let count = text.matches(a.old_text.as_str()).count();
     match count {
+        0 if again && !a.new_text.is_empty() && text.contains(a.new_text.as_str()) => {
+            return Ok(format!(
+                "Edited {shown}: the replacement was already in place (made before the session resumed)."
+            ));
+        }
         0 => return Err(ToolError::EditNoMatch { path: shown }),
         1 => {}
         count => return Err(ToolError::EditAmbiguous { path: shown, count }),

@@ -437,8 +437,33 @@ impl ToolBox {
     }
 
     fn track(&self, id: TaskId) {
-        if let Ok(mut s) = self.started.lock() {
+        if let Ok(mut s) = self.started.lock()
+            && !s.contains(&id)
+        {
             s.push(id);
+        }
+    }
+
+    /// The tasks started and the ends reported so far, for a step record: a
+    /// resumed session knows them again through [`ToolBox::restore_tasks`].
+    pub(crate) fn task_marks(&self) -> (Vec<TaskId>, Vec<TaskId>) {
+        let started = self.started.lock().map(|s| s.clone()).unwrap_or_default();
+        let reported = self
+            .reported
+            .lock()
+            .map(|r| r.iter().copied().collect())
+            .unwrap_or_default();
+        (started, reported)
+    }
+
+    /// Takes back what a step recorded of the tasks a call started and the ends it
+    /// reported.
+    pub(crate) fn restore_tasks(&self, started: &[TaskId], reported: &[TaskId]) {
+        for &id in started {
+            self.track(id);
+        }
+        for &id in reported {
+            self.mark_reported(id);
         }
     }
 
@@ -456,8 +481,19 @@ impl ToolBox {
             .unwrap_or(false)
     }
 
-    /// Runs the tool `name` with the model's `args`.
-    pub(crate) async fn call(&self, name: &str, args: Value) -> Result<String, ToolError> {
+    /// Runs the tool `name` with the model's `args`; a task it starts is submitted
+    /// with the idempotency key `key` when given, so that running the same call again
+    /// (a session resumed after its process died) finds that task rather than
+    /// starting another. `again` marks a call that may have run before (its start
+    /// was recorded, its result was not): an edit whose effect is already there is
+    /// then not made twice.
+    pub(crate) async fn call(
+        &self,
+        name: &str,
+        args: Value,
+        key: Option<String>,
+        again: bool,
+    ) -> Result<String, ToolError> {
         let Some(name) = self.enabled.iter().copied().find(|n| *n == name) else {
             return Err(ToolError::UnknownTool {
                 name: name.to_string(),
@@ -480,17 +516,18 @@ impl ToolBox {
         };
         self.permit(name, &args).await?;
         match name {
-            defs::BASH => bash::bash(self, args).await,
+            defs::BASH => bash::bash(self, args, key).await,
             defs::READ_FILE => files::read_file(self, args).await,
             defs::WRITE_FILE => files::write_file(self, args).await,
-            defs::EDIT_FILE => files::edit_file(self, args).await,
-            defs::SPAWN_AGENT => spawn::spawn_agent(self, args).await,
+            defs::EDIT_FILE => files::edit_file(self, args, again).await,
+            defs::SPAWN_AGENT => spawn::spawn_agent(self, args, key).await,
             defs::BACKGROUND_RUN => {
                 let mut args = args;
                 if let Some(dir) = cwd {
                     args["cwd"] = Value::String(dir.display().to_string());
                 }
-                let bg = self.background();
+                let mut bg = self.background();
+                bg.key = key;
                 let (id, answer) = bg.run(args).await?;
                 self.track(id);
                 Ok(answer)
@@ -506,6 +543,7 @@ impl ToolBox {
             default_cwd: Some(self.workspace.root()),
             output_limit: self.output_limit,
             sandbox: self.sandbox,
+            key: None,
         }
     }
 }

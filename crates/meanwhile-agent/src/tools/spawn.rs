@@ -26,13 +26,18 @@ struct Args {
     queue: Option<String>,
 }
 
-pub(crate) async fn spawn_agent(tb: &ToolBox, args: Value) -> Result<String, ToolError> {
+pub(crate) async fn spawn_agent(
+    tb: &ToolBox,
+    args: Value,
+    key: Option<String>,
+) -> Result<String, ToolError> {
     let (id, answer) = submit(
         tb.backend.as_ref(),
         &tb.session,
         tb.workspace.root(),
         &tb.spawn,
         args,
+        key,
     )
     .await?;
     tb.track(id);
@@ -55,7 +60,7 @@ pub async fn call_spawn_agent(
         model: model.map(str::to_string),
         ..SpawnDefaults::default()
     };
-    let (_, answer) = submit(backend, session, workspace, &defaults, args).await?;
+    let (_, answer) = submit(backend, session, workspace, &defaults, args, None).await?;
     Ok(answer)
 }
 
@@ -65,6 +70,7 @@ async fn submit(
     root: &Path,
     d: &SpawnDefaults,
     args: Value,
+    key: Option<String>,
 ) -> Result<(TaskId, String), ToolError> {
     let tool = defs::SPAWN_AGENT;
     let a: Args = parse_args(tool, args)?;
@@ -102,6 +108,7 @@ async fn submit(
         session: Some(session.to_string()),
         // A sandboxed agent's sub-agents run their commands sandboxed too.
         sandbox: d.sandbox.then_some(true),
+        idempotency_key: key,
         ..TaskSpec::default()
     };
     let id = backend.submit(spec).await?;

@@ -188,6 +188,8 @@ impl Runtime {
             secrets.clone(),
             config.clock.clone(),
         );
+        // In place before recovery, which resumes the attempts they can resume.
+        let executors: HashMap<_, _> = config.executors.iter().cloned().collect();
         let inner = Arc::new(Inner {
             store,
             live,
@@ -204,7 +206,7 @@ impl Runtime {
             active: Mutex::default(),
             settles,
             functions: Default::default(),
-            executors: RwLock::new(HashMap::new()),
+            executors: RwLock::new(executors),
             on_complete: RwLock::new(Vec::new()),
             on_error: RwLock::new(Vec::new()),
             watcher,

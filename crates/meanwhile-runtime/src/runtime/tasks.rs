@@ -234,6 +234,14 @@ impl Runtime {
         Ok(self.inner.store.attempts(id).await?)
     }
 
+    /// The steps a task recorded (an agent task's model responses and tool calls),
+    /// of every attempt, oldest first; empty for a task that records none.
+    pub async fn transcript(&self, id: TaskId) -> Result<meanwhile_core::Transcript> {
+        self.inner.store.get(id).await?;
+        let steps = self.inner.store.steps(id, None).await?;
+        Ok(meanwhile_core::Transcript { task_id: id, steps })
+    }
+
     /// Stops a task: a pending one is cancelled and never starts; a running one gets
     /// SIGTERM, the grace period and SIGKILL (or SIGKILL at once with `Force`), and
     /// ends `cancelled`. Returns the task as it is once the stop is under way.

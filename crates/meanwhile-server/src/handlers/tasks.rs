@@ -85,6 +85,13 @@ pub(crate) async fn get(
     Ok(Json(TaskDetail { task, attempts }))
 }
 
+pub(crate) async fn transcript(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+) -> Answer<Json<meanwhile_core::Transcript>> {
+    Ok(Json(state.rt.transcript(id).await?))
+}
+
 pub(crate) async fn list(
     State(state): State<AppState>,
     Params(p): Params<ListParams>,

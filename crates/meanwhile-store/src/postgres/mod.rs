@@ -593,6 +593,24 @@ impl Store for PgStore {
         self.write(req, |tx, req| Box::pin(ops::claim(tx, req)))
     }
 
+    fn record_step(&self, step: crate::NewStep) -> StoreFuture<'_, u32> {
+        self.write(step, |tx, s| {
+            Box::pin(ops::record_step(
+                tx, s.id, s.attempt, &s.kind, &s.data, s.usage, s.now,
+            ))
+        })
+    }
+
+    fn steps(
+        &self,
+        id: TaskId,
+        attempt: Option<u32>,
+    ) -> StoreFuture<'_, Vec<meanwhile_core::Step>> {
+        self.read((id, attempt), |c, &(id, attempt)| {
+            Box::pin(ops::steps(c, id, attempt))
+        })
+    }
+
     fn set_pid(&self, id: TaskId, attempt: u32, pid: i32) -> StoreFuture<'_, ()> {
         self.write((id, attempt, pid), |tx, &(id, attempt, pid)| {
             Box::pin(ops::set_pid(tx, id, attempt, pid))

@@ -270,6 +270,18 @@ const MIGRATIONS: &[&str] = &[
     r#"
     DROP INDEX IF EXISTS tasks_lease;
     "#,
+    // Version 13: the steps of attempts that can resume, as in SQLite.
+    r#"
+    CREATE TABLE steps (
+        task_id BIGINT NOT NULL,
+        attempt BIGINT NOT NULL,
+        n BIGINT NOT NULL,
+        at BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (task_id, attempt, n)
+    );
+    "#,
 ];
 
 /// The schema version this build writes; the same as SQLite's.

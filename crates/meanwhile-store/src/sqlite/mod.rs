@@ -822,6 +822,20 @@ impl Store for SqliteStore {
         self.write(move |conn, ev| ops::claim(conn, ev, &req))
     }
 
+    fn record_step(&self, s: crate::NewStep) -> StoreFuture<'_, u32> {
+        self.write(move |conn, ev| {
+            ops::record_step(conn, ev, s.id, s.attempt, &s.kind, &s.data, s.usage, s.now)
+        })
+    }
+
+    fn steps(
+        &self,
+        id: TaskId,
+        attempt: Option<u32>,
+    ) -> StoreFuture<'_, Vec<meanwhile_core::Step>> {
+        self.read(move |conn| ops::steps(conn, id, attempt))
+    }
+
     fn set_pid(&self, id: TaskId, attempt: u32, pid: i32) -> StoreFuture<'_, ()> {
         self.write(move |conn, _| ops::set_pid(conn, id, attempt, pid))
     }

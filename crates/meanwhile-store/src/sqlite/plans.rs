@@ -83,6 +83,7 @@ pub(crate) fn queries() -> Vec<PlannedQuery> {
         q("claim: starts", ops::STARTS.into(), vec![t("build")]),
         q("next wakeup", ops::NEXT_WAKEUP.into(), vec![i(NOW.0)]),
         q("renew", ops::RENEW.into(), vec![t(NODE), i(NOW.0)]),
+        q("steps of an attempt", ops::STEPS.into(), vec![i(7), i(1)]),
         q(
             "running of a node",
             ops::running_sql(),

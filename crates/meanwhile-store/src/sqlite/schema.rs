@@ -250,6 +250,20 @@ const MIGRATIONS: &[&str] = &[
     r#"
     DROP INDEX IF EXISTS tasks_running;
     "#,
+    // Version 13: the steps of attempts that can resume (an agent's model responses
+    // and tool calls), so that the next daemon continues an attempt where it stopped.
+    // A rowid table: a step can be large.
+    r#"
+    CREATE TABLE steps (
+        task_id INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        n INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX steps_key ON steps(task_id, attempt, n);
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -322,7 +336,7 @@ mod tests {
             .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 12);
+        assert_eq!(SCHEMA_VERSION, 13);
     }
 
     /// A queue paused before budgets existed was paused by a user: after the

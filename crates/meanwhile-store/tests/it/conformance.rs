@@ -1109,3 +1109,81 @@ both! {
         assert_eq!(counts.len(), 4);
     }
 }
+
+fn step(
+    id: TaskId,
+    attempt: u32,
+    kind: &str,
+    usage: Option<(u64, f64)>,
+) -> meanwhile_store::NewStep {
+    meanwhile_store::NewStep {
+        id,
+        attempt,
+        kind: kind.into(),
+        data: format!(r#"{{"kind":"{kind}"}}"#),
+        usage,
+        now: NOW,
+    }
+}
+
+both! {
+    async fn steps_are_recorded_by_the_running_attempt_only_and_charged_once(f: Fixture) {
+        let mut spec = TaskSpec::shell("agent-ish");
+        spec.retry = RetryPolicy {
+            max_attempts: 2,
+            ..RetryPolicy::default()
+        };
+        let id = submit(&*f.store, spec).await;
+        // Not running yet: refused, naming the field.
+        let e = f.store.record_step(step(id, 1, "user", None)).await.unwrap_err();
+        assert!(e.to_string().starts_with("attempt: task 1 is pending"), "{e}");
+        let c = f.store.claim(claim_req(1)).await.unwrap().tasks;
+        assert_eq!(c[0].attempt, 1);
+        assert_eq!(f.store.record_step(step(id, 1, "user", None)).await.unwrap(), 1);
+        assert_eq!(
+            f.store.record_step(step(id, 1, "model", Some((15, 0.5)))).await.unwrap(),
+            2
+        );
+        // The usage came with its step, once.
+        let t = f.store.get(id).await.unwrap();
+        assert_eq!((t.model_calls, t.tokens, t.cost_usd), (1, 15, 0.5));
+        // Another attempt's number, a bad kind, too much data: refused, nothing kept.
+        let e = f.store.record_step(step(id, 2, "user", None)).await.unwrap_err();
+        assert!(e.to_string().contains("attempt 2 records no more steps"), "{e}");
+        let e = f.store.record_step(step(id, 1, "Tool Start", None)).await.unwrap_err();
+        assert!(e.to_string().starts_with("kind: "), "{e}");
+        let mut big = step(id, 1, "model", Some((1, 0.0)));
+        big.data = format!("\"{}\"", "x".repeat(meanwhile_core::MAX_STEP_BYTES));
+        let e = f.store.record_step(big).await.unwrap_err();
+        assert!(e.to_string().starts_with("data: a step of"), "{e}");
+        assert_eq!(f.store.get(id).await.unwrap().model_calls, 1);
+        let steps = f.store.steps(id, Some(1)).await.unwrap();
+        let kinds: Vec<(u32, u32, &str)> =
+            steps.iter().map(|s| (s.attempt, s.n, s.kind.as_str())).collect();
+        assert_eq!(kinds, [(1, 1, "user"), (1, 2, "model")]);
+        assert_eq!(steps[1].data["kind"], "model");
+
+        // A retry's attempt starts a record of its own; the first one's stays.
+        f.store
+            .finish_attempt(end(id, 1, AttemptOutcome::Exited { code: 1 }))
+            .await
+            .unwrap();
+        let e = f.store.record_step(step(id, 1, "user", None)).await.unwrap_err();
+        assert!(e.to_string().contains("attempt 1 records no more steps"), "{e}");
+        let mut later = claim_req(1);
+        later.now = Timestamp(NOW.0 + 2000);
+        later.lease_until = Timestamp(later.now.0 + 60_000);
+        assert_eq!(f.store.claim(later).await.unwrap().tasks[0].attempt, 2);
+        assert!(f.store.steps(id, Some(2)).await.unwrap().is_empty());
+        assert_eq!(f.store.record_step(step(id, 2, "user", None)).await.unwrap(), 1);
+        assert_eq!(f.store.steps(id, None).await.unwrap().len(), 3);
+
+        // Removing the task removes its steps.
+        f.store
+            .finish_attempt(end(id, 2, AttemptOutcome::Exited { code: 0 }))
+            .await
+            .unwrap();
+        f.store.remove(vec![id]).await.unwrap();
+        assert!(f.store.steps(id, None).await.unwrap().is_empty());
+    }
+}

@@ -65,6 +65,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("claim: starts", "", "sort"),
     ("next wakeup", "tasks_pending_time", "tasks_pending_time"),
     ("renew", "tasks_state", "tasks_running (all)"),
+    ("steps of an attempt", "steps_key", "sort"),
     ("running of a node", "tasks_state", "tasks_state"),
     ("running, lease expired", "tasks_state", "tasks_state"),
     ("last ends of a queue", "sort, tasks_queue", "sort, tasks_queue"),

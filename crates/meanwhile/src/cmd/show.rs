@@ -130,6 +130,13 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
             meanwhile_core::dollars(t.cost_usd)
         ));
     }
+    if t.kind == meanwhile_core::TaskKind::Agent {
+        let transcript = client.transcript(t.id).await?;
+        lines.push(format!(
+            "steps     {}",
+            agent_steps(t.attempts, &transcript.steps)
+        ));
+    }
     if let Some(r) = &t.result {
         lines.push(format!("result    {r}"));
     }
@@ -228,4 +235,56 @@ pub fn confinement(spec: &meanwhile_core::TaskSpec) -> Vec<String> {
         lines.push(format!("secrets   {}", keys.join(" ")));
     }
     lines
+}
+
+/// An agent task's recorded steps in one line: how many in its latest attempt, its
+/// turns, and the step it is on.
+fn agent_steps(attempt: u32, steps: &[meanwhile_core::Step]) -> String {
+    let current: Vec<_> = steps.iter().filter(|s| s.attempt == attempt).collect();
+    let Some(last) = current.last() else {
+        return "none recorded yet".into();
+    };
+    let turns = current.iter().filter(|s| s.kind == "model").count();
+    let name = |s: &meanwhile_core::Step| {
+        s.data
+            .get("name")
+            .and_then(|n| n.as_str())
+            .unwrap_or("?")
+            .to_string()
+    };
+    let on = match last.kind.as_str() {
+        "user" | "notices" => "waiting for the model".to_string(),
+        "model" => {
+            let calls: Vec<String> = last
+                .data
+                .get("content")
+                .and_then(|c| c.as_array())
+                .into_iter()
+                .flatten()
+                .filter(|b| b.get("type").and_then(|t| t.as_str()) == Some("tool_use"))
+                .filter_map(|b| b.get("name").and_then(|n| n.as_str()).map(str::to_string))
+                .collect();
+            if calls.is_empty() {
+                "answered".to_string()
+            } else {
+                format!("the model called {}", calls.join(", "))
+            }
+        }
+        "tool_start" => format!("running {}", name(last)),
+        "tool_result" => format!("{} returned", name(last)),
+        other => other.to_string(),
+    };
+    let plural = |n: usize, one: &str| {
+        if n == 1 {
+            format!("{n} {one}")
+        } else {
+            format!("{n} {one}s")
+        }
+    };
+    format!(
+        "{} in attempt {attempt}, {}; step {}: {on}",
+        plural(current.len(), "step"),
+        plural(turns, "turn"),
+        last.n
+    )
 }

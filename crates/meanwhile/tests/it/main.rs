@@ -3,6 +3,7 @@
 mod support;
 
 mod agent;
+mod agent_resume;
 mod alerts;
 mod audit;
 mod backup;

@@ -11,6 +11,7 @@ mod notifications;
 mod queues;
 mod rows;
 mod schedules;
+mod steps;
 mod tasks;
 
 pub(crate) use alerts::*;
@@ -22,4 +23,5 @@ pub(crate) use notifications::*;
 pub(crate) use queues::*;
 pub(crate) use rows::*;
 pub(crate) use schedules::*;
+pub(crate) use steps::*;
 pub(crate) use tasks::*;

@@ -224,6 +224,7 @@ pub(crate) async fn remove(tx: &mut Tx, ids: &[TaskId]) -> Result<Vec<TaskId>> {
             "DELETE FROM tasks WHERE id = $1",
             "DELETE FROM attempts WHERE task_id = $1",
             "DELETE FROM deps WHERE task_id = $1",
+            "DELETE FROM steps WHERE task_id = $1",
             REMOVE_LABELS,
         ] {
             exec(tx, sql, &[&id.0]).await?;

@@ -180,6 +180,7 @@ pub(crate) fn remove(
             "DELETE FROM tasks WHERE id = ?1",
             "DELETE FROM attempts WHERE task_id = ?1",
             "DELETE FROM deps WHERE task_id = ?1",
+            "DELETE FROM steps WHERE task_id = ?1",
         ] {
             conn.prepare_cached(sql)?.execute([id.0])?;
         }

@@ -1,0 +1,221 @@
+//! Agent tasks that survive their daemon: SIGKILL at each kind of step boundary, and
+//! the task goes on from its recorded steps, against a provider speaking the real
+//! Anthropic wire format with scripted replies.
+
+use crate::agent::message;
+use crate::support::{Home, fifo, provider_env, until};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The lines of a marker file (none when it does not exist yet).
+fn lines(path: &std::path::Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+/// The kinds of the steps recorded for task `id`, read from the store's file.
+fn step_kinds(home: &Home, id: &str) -> Vec<String> {
+    let conn = rusqlite::Connection::open_with_flags(
+        home.home.join("meanwhile.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut stmt = conn
+        .prepare("SELECT kind FROM steps WHERE task_id = ?1 ORDER BY attempt, n")
+        .unwrap();
+    stmt.query_map([id.parse::<i64>().unwrap()], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// The turn a request asks for: the model's answers already in it, plus one.
+fn turn_of(request: &Value) -> usize {
+    request["messages"]
+        .as_array()
+        .map(|m| m.iter().filter(|m| m["role"] == "assistant").count())
+        .unwrap_or(0)
+        + 1
+}
+
+/// The id of the task the last `background_run` result names.
+fn started_task(request: &Value) -> String {
+    let text = request["messages"].to_string();
+    let at = text.rfind("Started task ").expect("a started task") + "Started task ".len();
+    text[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect()
+}
+
+fn tool(id: &str, name: &str, input: Value) -> Value {
+    message(
+        json!([{"type": "tool_use", "id": id, "name": name, "input": input}]),
+        "tool_use",
+    )
+}
+
+fn serve(home: &mut Home, url: &str) {
+    let env = provider_env(url);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    home.serve(&env);
+}
+
+#[test]
+fn an_agent_task_resumes_from_its_steps_after_each_kind_of_sigkill() {
+    let mut home = Home::new();
+    let dir = home.dir.path().to_path_buf();
+    let (fg_marker, bg_marker, last_marker) =
+        (dir.join("fg.txt"), dir.join("bg.txt"), dir.join("last.txt"));
+    let fg_fifo = fifo(&home, "fg.fifo");
+    let bg_fifo = fifo(&home, "bg.fifo");
+    assert_eq!(fg_fifo.parent(), Some(dir.as_path()));
+    // Turn 4's request is held until the test lets it go: the daemon dies while that
+    // model call is in flight.
+    let hold = Arc::new(AtomicBool::new(true));
+    let held = hold.clone();
+    let asked = Arc::new(AtomicBool::new(false));
+    let asking = asked.clone();
+    // Paths relative to the workspace (the task's working directory), which the
+    // agent's permission rules let it write without asking.
+    let fg = "echo fg >> fg.txt; read x < fg.fifo".to_string();
+    let bg = "echo bg >> bg.txt; read x < bg.fifo".to_string();
+    let last = "echo last >> last.txt".to_string();
+    let (url, seen) = crate::support::fake_anthropic_with(std::time::Duration::ZERO, move |req| {
+        match turn_of(req) {
+            1 => tool("tu_1", "bash", json!({"command": fg})),
+            2 => tool("tu_2", "background_run", json!({"command": bg})),
+            3 => tool(
+                "tu_3",
+                "background_output",
+                json!({"id": started_task(req).parse::<u64>().unwrap(), "wait": "exit"}),
+            ),
+            4 => {
+                asking.store(true, Ordering::SeqCst);
+                while held.load(Ordering::SeqCst) {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                tool("tu_4", "bash", json!({"command": last}))
+            }
+            5 => message(
+                json!([{"type": "text", "text": "All four done."}]),
+                "end_turn",
+            ),
+            _ => {
+                json!({"type": "error", "error": {"type": "invalid_request_error", "message": "script ran out"}})
+            }
+        }
+    });
+    // Nobody can be asked in the daemon: its rules allow the agent's commands.
+    std::fs::create_dir_all(&home.home).unwrap();
+    std::fs::write(
+        home.home.join("config.toml"),
+        "[agent.permissions]\nallow = [\"*\"]\n",
+    )
+    .unwrap();
+    serve(&mut home, &url);
+    let id = home
+        .ok(&["run", "--agent", "Run the four commands."])
+        .trim()
+        .to_string();
+
+    // 1. During a foreground tool call: the command runs, the agent waits for it.
+    until("the foreground command to start", || lines(&fg_marker) == 1);
+    assert_eq!(step_kinds(&home, &id), ["user", "model", "tool_start"]);
+    home.kill_daemon();
+    serve(&mut home, &url);
+    // The command kept running under its supervisor; the resumed agent follows it
+    // (found by its idempotency key) rather than running it again.
+    std::fs::write(&fg_fifo, "go\n").unwrap();
+
+    // 2. While the agent waits for a background task.
+    until("the agent to wait for its background task", || {
+        let kinds = step_kinds(&home, &id);
+        lines(&bg_marker) == 1
+            && kinds.iter().filter(|k| *k == "model").count() == 3
+            && kinds.last().map(String::as_str) == Some("tool_start")
+    });
+    home.kill_daemon();
+    serve(&mut home, &url);
+    std::fs::write(&bg_fifo, "go\n").unwrap();
+
+    // 3. While a model call is in flight (after the last response was recorded).
+    until("the fourth model call", || asked.load(Ordering::SeqCst));
+    home.kill_daemon();
+    hold.store(false, Ordering::SeqCst);
+    serve(&mut home, &url);
+
+    let mut task = Value::Null;
+    until("the agent task to end", || {
+        task = home.json(&["show", &id, "--json"])["task"].clone();
+        task["state"] != "running" && task["state"] != "pending"
+    });
+    assert_eq!(task["state"], "succeeded", "{task}");
+    assert_eq!(task["result"], "All four done.", "{task}");
+    assert_eq!(task["attempts"], 1, "resuming is not a new attempt: {task}");
+    // Each command ran once.
+    assert_eq!(
+        (lines(&fg_marker), lines(&bg_marker), lines(&last_marker)),
+        (1, 1, 1)
+    );
+    // Each turn's request reached the provider once, but the one in flight at the
+    // third kill, which was made again once.
+    let seen = seen.lock().unwrap();
+    let per_turn: Vec<usize> = (1..=5)
+        .map(|t| seen.iter().filter(|r| turn_of(r) == t).count())
+        .collect();
+    assert_eq!(per_turn, [1, 1, 1, 2, 1], "requests per turn");
+    // Usage counted once per recorded response (the lost call never answered).
+    assert_eq!(task["model_calls"], 5, "{task}");
+    assert_eq!(task["tokens"], 5 * 15, "{task}");
+
+    // The record over HTTP: every step, in order, the model's responses with their
+    // usage, each tool call's start with its key and its result.
+    let transcript = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(
+            meanwhile_client::Client::for_home(&home.home)
+                .transcript(meanwhile_core::TaskId(id.parse().unwrap())),
+        )
+        .unwrap();
+    let steps = &transcript.steps;
+    assert!(steps.iter().all(|s| s.attempt == 1));
+    assert!(steps.iter().enumerate().all(|(i, s)| s.n as usize == i + 1));
+    let models: Vec<_> = steps.iter().filter(|s| s.kind == "model").collect();
+    assert_eq!(models.len(), 5);
+    assert_eq!(models[0].data["usage"]["output_tokens"], 5);
+    let keys: Vec<&str> = steps
+        .iter()
+        .filter(|s| s.kind == "tool_start")
+        .filter_map(|s| s.data["key"].as_str())
+        .collect();
+    // tu_1 and tu_3 were in flight at a kill: started twice, with the same key.
+    let task_key = format!("agent-task-{id}/tu_1");
+    assert_eq!(
+        keys.iter().filter(|k| **k == task_key).count(),
+        2,
+        "{keys:?}"
+    );
+    assert_eq!(
+        steps.iter().filter(|s| s.kind == "tool_result").count(),
+        4,
+        "one result per call"
+    );
+    // The record is visible in `show`'s summary, and the log tells of each resume.
+    let text = home.ok(&["show", &id]);
+    assert!(
+        text.contains("steps     ") && text.contains("5 turns") && text.contains("answered"),
+        "{text}"
+    );
+    let logs = home.ok(&["logs", &id]);
+    assert_eq!(
+        logs.matches("resumed attempt 1 after its daemon stopped")
+            .count(),
+        3,
+        "{logs}"
+    );
+}
