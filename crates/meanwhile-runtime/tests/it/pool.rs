@@ -44,6 +44,15 @@ fn fds(pid: i32) -> BTreeSet<(i32, String)> {
         .collect()
 }
 
+/// Lets `n` tasks of the default queue run at once.
+async fn slots(rt: &Runtime, n: u32) {
+    let update = QueueUpdate {
+        max_parallel: Some(n),
+        ..QueueUpdate::default()
+    };
+    rt.set_queue("default", update).await.unwrap();
+}
+
 fn read(path: String) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
@@ -128,16 +137,7 @@ async fn a_supervisor_returns_to_the_pool_clean_and_runs_the_next_task() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pool_grows_no_larger_than_the_attempts_that_run_at_once() {
     let env = runtime().await;
-    env.rt
-        .set_queue(
-            "default",
-            QueueUpdate {
-                max_parallel: Some(2),
-                ..QueueUpdate::default()
-            },
-        )
-        .await
-        .unwrap();
+    slots(&env.rt, 2).await;
     let mut ids = Vec::new();
     for _ in 0..30 {
         ids.push(env.rt.submit(sh("true")).await.unwrap());
@@ -167,15 +167,7 @@ async fn idle_supervisors_are_let_go() {
     let clock = Clock::ahead(Duration::ZERO);
     c.clock = clock.clone();
     let rt = Runtime::start(c, std::future::pending()).await.unwrap();
-    rt.set_queue(
-        "default",
-        QueueUpdate {
-            max_parallel: Some(3),
-            ..QueueUpdate::default()
-        },
-    )
-    .await
-    .unwrap();
+    slots(&rt, 3).await;
     // Three at once: each waits until all three have started.
     let gate = format!(
         "touch {d}/started.$$; while [ $(ls {d} | grep -c '^started') -lt 3 ]; do sleep 0.01; done",
@@ -219,16 +211,7 @@ async fn idle_supervisors_are_let_go() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn supervisors_killed_at_random_leave_each_task_ended_once_and_honestly() {
     let env = runtime().await;
-    env.rt
-        .set_queue(
-            "default",
-            QueueUpdate {
-                max_parallel: Some(3),
-                ..QueueUpdate::default()
-            },
-        )
-        .await
-        .unwrap();
+    slots(&env.rt, 3).await;
     let runs = env.dir.path().join("runs");
     const TASKS: usize = 60;
     let mut ids: Vec<TaskId> = Vec::new();
