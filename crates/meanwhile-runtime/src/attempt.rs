@@ -549,10 +549,10 @@ async fn run_shell(
         }
     };
     let mut log = log_back;
-    let spawned = match spawned {
+    let (spawned, ended) = match spawned {
         Ok(s) => {
             inner.metrics.spawned(spawn_started.elapsed());
-            pgid.store(s.pid, Ordering::SeqCst);
+            pgid.store(s.0.pid, Ordering::SeqCst);
             s
         }
         Err(e) => {
@@ -587,7 +587,7 @@ async fn run_shell(
             None
         }
     };
-    let ended = supervise(inner, task, c.attempt, spawned, stop).await;
+    let ended = supervise(inner, task, c.attempt, spawned, Some(ended), stop).await;
     drop(guard);
     // Not written yet: the end writes it (`supervise` puts it in the end). Written
     // or being written: the end writes the same value, so the order does not matter.
@@ -619,11 +619,16 @@ fn deadline(inner: &Inner, task: &TaskRecord) -> Option<Instant> {
 
 /// Watches a running process attempt until it ends; stops it on request, on timeout
 /// or at shutdown. `None` when the attempt is left running for the next runtime.
+/// Its end is heard through `ended`, the read end of the attempt's end pipe, for an
+/// attempt this runtime started (its supervisor goes on to other attempts), else
+/// through a pidfd on its supervisor, which exits after an attempt it was given by a
+/// runtime that is gone.
 pub(crate) async fn supervise(
     inner: &Arc<Inner>,
     task: &TaskRecord,
     attempt: u32,
     spawned: Spawned,
+    ended: Option<std::os::fd::OwnedFd>,
     mut stop: mpsc::UnboundedReceiver<StopRequest>,
 ) -> Option<Ended> {
     let grace = task.spec.grace.unwrap_or(inner.config.grace);
@@ -636,11 +641,15 @@ pub(crate) async fn supervise(
         &inner.home.log(task.id),
         (spawn_io(task) != Io::None).then(|| inner.home.io_socket(task.id, attempt)),
     );
-    let exited = match spawn::pidfd_open(spawned.supervisor).and_then(crate::sys::async_fd) {
+    let watched = match ended {
+        Some(fd) => Ok(fd),
+        None => spawn::pidfd_open(spawned.supervisor),
+    };
+    let exited = match watched.and_then(crate::sys::async_fd) {
         Ok(fd) => Some(fd),
         Err(e) => {
-            // ESRCH: the supervisor is already gone; its status file says how it ended.
-            tracing::debug!(task = %task.id, "pidfd_open: {e}");
+            // ESRCH: the supervisor is already gone; the journal says how it ended.
+            tracing::debug!(task = %task.id, "watching the attempt's end: {e}");
             None
         }
     };
@@ -738,7 +747,7 @@ pub(crate) async fn supervise(
     };
     // Forgotten only now: the group of a task whose supervisor died is killed above
     // while it is still known to be ours.
-    spawn::try_reap(spawned.supervisor);
+    spawn::try_reap(spawned.supervisor, spawned.pid);
     match forced {
         Some(AttemptOutcome::TimedOut) => {
             ended.reason = Some(format!(

@@ -25,7 +25,7 @@ use crate::procfs;
 use rustix::event::{PollFd, PollFlags};
 use rustix::fs::OFlags;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -195,14 +195,6 @@ impl Interact {
             look_pause: LOOK_EVERY,
             waiting: false,
         })
-    }
-
-    /// The descriptors to keep open across the supervisor's close-from-3.
-    pub(crate) fn fds(&self) -> Vec<RawFd> {
-        let mut v = vec![self.log.log().as_raw_fd(), self.listener.as_raw_fd()];
-        v.extend(self.input.as_ref().map(|f| f.as_raw_fd()));
-        v.extend(self.output.as_ref().map(|f| f.as_raw_fd()));
-        v
     }
 
     /// Serves until the task's main process (`pid`, its session) has ended; the

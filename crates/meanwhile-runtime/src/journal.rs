@@ -341,6 +341,22 @@ pub(crate) fn abandon(path: &Path, task: i64, attempt: u32) -> io::Result<Option
     Ok(decided.flatten())
 }
 
+/// The start of an attempt whose supervisor died before it answered (so nothing more
+/// of it can reach the journal): its `S` line, if it got that far, and then its
+/// task's program may have run; `None`: nothing of it ran, and the start may be sent
+/// again.
+pub(crate) fn start_of(path: &Path, task: i64, attempt: u32) -> io::Result<Option<Started>> {
+    let mut start = None;
+    for line in lines(path)?.split(|&b| b == b'\n') {
+        match about(line, task, attempt) {
+            Some(Record::Start(s)) => start = Some(s),
+            Some(Record::Voided) => start = None,
+            Some(Record::GivenUp) | None => {}
+        }
+    }
+    Ok(start)
+}
+
 /// For a supervisor that wrote its `S` line and then found its spawner gone: true
 /// when the runtime gave the start up first (an `A` line of the attempt comes
 /// before the supervisor's `S` line, the last one), so that it must run nothing
@@ -444,6 +460,8 @@ mod tests {
         assert!(!given_up(&p, 7, 1), "the start sent again");
         j.refresh().unwrap();
         assert_eq!(j.started(TaskId(7), 1).map(|s| s.pid), Some(400));
+        assert_eq!(start_of(&p, 7, 1).unwrap().map(|s| s.pid), Some(400));
+        assert_eq!(start_of(&p, 7, 2).unwrap(), None, "no line of that attempt");
     }
 
     #[test]

@@ -34,6 +34,7 @@ mod loops;
 mod metrics;
 mod nodes;
 mod output;
+mod pool;
 mod procfs;
 mod recover;
 mod runtime;

@@ -47,10 +47,6 @@ impl LogWriter {
         self.appended
     }
 
-    pub(crate) fn log(&self) -> &OwnedFd {
-        &self.log
-    }
-
     /// Appends `bytes`. What the log refuses is counted, not retried (the pipe or
     /// terminal must be drained, or the task would block on it), and said in one
     /// line before the next output the log takes.

@@ -97,7 +97,7 @@ pub(crate) async fn recover(inner: &Arc<Inner>) -> crate::Result<()> {
                     pid: p.pid,
                 };
                 let (_tx, rx) = mpsc::unbounded_channel();
-                if let Some(ended) = attempt::supervise(inner, &task, n, spawned, rx).await {
+                if let Some(ended) = attempt::supervise(inner, &task, n, spawned, None, rx).await {
                     attempt::finish(inner, &task, n, ended).await;
                 }
             }
@@ -196,7 +196,7 @@ async fn adopt(inner: &Arc<Inner>, task: TaskRecord, attempt: u32, pid: i32, sup
             )
             .ok();
         let spawned = Spawned { supervisor, pid };
-        let ended = attempt::supervise(&inner, &task, attempt, spawned, stop_rx).await;
+        let ended = attempt::supervise(&inner, &task, attempt, spawned, None, stop_rx).await;
         drop(guard);
         match ended {
             Some(ended) => attempt::settle(&inner, &task, attempt, ended),

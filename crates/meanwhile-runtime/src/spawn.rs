@@ -2,7 +2,7 @@
 //! attempt holds, what a started attempt is, and the only ways to wait on or signal
 //! an attempt's processes.
 //!
-//! Attempts are started by the spawner ([`crate::spawner`]), whose per-attempt
+//! Attempts are started by the spawner ([`crate::spawner`]), whose pooled
 //! supervisors ([`crate::supervisor`]) outlive the runtime. The runtime only ever
 //! acts on processes it can prove are its own: a supervisor or task process is
 //! registered here with its start time when it is started or adopted, and
@@ -181,13 +181,19 @@ pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Forgets a supervisor that has exited, and its task's group. (Supervisors are
-/// the spawner's children, reaped by it; nothing is left to wait for here.)
-pub(crate) fn try_reap(supervisor: i32) {
+/// Forgets an attempt that has ended: its supervisor, as the supervisor of that
+/// task process, and the task's group. A pooled supervisor may already run its
+/// next attempt, registered since: that one is kept. (Supervisors are the
+/// spawner's children, reaped by it; nothing is left to wait for here.)
+pub(crate) fn try_reap(supervisor: i32, task: i32) {
     with_registry(|r| {
-        if let Some((_, task)) = r.supervisors.remove(&supervisor) {
-            r.groups.remove(&task.pid);
+        if r.supervisors
+            .get(&supervisor)
+            .is_some_and(|(_, t)| t.pid == task)
+        {
+            r.supervisors.remove(&supervisor);
         }
+        r.groups.remove(&task);
     });
 }
 
@@ -237,7 +243,19 @@ mod tests {
             std::os::unix::process::ExitStatusExt::signal(&status),
             Some(9)
         );
-        try_reap(i32::MAX);
+        // The supervisor's next attempt, registered before the last one is forgotten.
+        let next = Proven {
+            pid: i32::MAX - 1,
+            start: 1,
+        };
+        register(supervisor, next);
+        try_reap(i32::MAX, pid);
         assert!(with_registry(|r| !r.groups.contains_key(&pid)));
+        assert!(
+            with_registry(|r| r.supervisors.get(&i32::MAX).map(|(_, t)| t.pid)) == Some(next.pid),
+            "the supervisor's next attempt is kept"
+        );
+        try_reap(i32::MAX, next.pid);
+        assert!(with_registry(|r| !r.supervisors.contains_key(&i32::MAX)));
     }
 }

@@ -1,5 +1,5 @@
 //! The spawner: a small single-threaded process started with the runtime, which
-//! forks each attempt's supervisor on the runtime's behalf.
+//! keeps a pool of attempt supervisors and hands each start to one of them.
 //!
 //! The runtime is multi-threaded, and the child of `fork` in a multi-threaded
 //! process may find locks held by threads that do not exist in it. So the runtime
@@ -13,19 +13,25 @@
 //! and forks freely, whatever program embeds the runtime and without a binary of its
 //! own.
 //!
-//! Forking the runtime itself for every attempt would also be slow once it has
-//! grown (page tables, copy-on-write); the spawner is small. Requests travel over
-//! the socket pair in the format of [`crate::wire`], with the log file's descriptor
-//! passed alongside; the reply comes from the supervisor once the task runs. The
-//! spawner's command line is `meanwhile-spawner <home>`, and it leaves room in its
-//! environment for each supervisor to rewrite its own. It exits when the runtime's
-//! end of the socket closes. A spawner that failed is replaced, by the same exec.
+//! Requests travel over the socket pair in the format of [`crate::wire`], with the
+//! log file's descriptor and the write end of the attempt's end pipe passed
+//! alongside. The spawner passes each start, as it came, to an idle supervisor of
+//! its pool ([`crate::supervisor`]), forking a new one when none is idle, so the
+//! pool grows to the most attempts that ran at once; the supervisor's reply comes
+//! back once the task runs. A supervisor says when it is idle again; one whose
+//! socket closes (it died) leaves the pool and is never used again. The runtime
+//! trims the pool once in a while ([`Spawner::trim`]): the idle supervisors that no
+//! attempt used since the last trim are let go. The spawner's command line is
+//! `meanwhile-spawner <home>`, and it leaves room in its environment for each
+//! supervisor to rewrite its own. It exits when the runtime's end of the socket
+//! closes, and so do its idle supervisors then (busy ones once their attempt is
+//! recorded). A spawner that failed is replaced, by the same exec.
 
 use crate::journal;
 use crate::spawn::{self, Proven, SpawnRequest, Spawned};
 use crate::supervisor;
 use crate::sys;
-use crate::wire::{self, Reply, Request, Stage};
+use crate::wire::{self, Reply, Stage};
 use rustix::fs::{Mode, OFlags};
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 use rustix::pipe::PipeFlags;
@@ -45,8 +51,6 @@ const SPAWNER_ARG0: &str = "meanwhile-spawner";
 /// Padding in the spawner's environment: room for a supervisor's command line.
 const ROOM: &str = "MEANWHILE_SPAWNER_ROOM";
 const ROOM_BYTES: usize = 96;
-/// The largest request body the spawner accepts.
-const MAX_BODY: usize = 64 << 20;
 /// How long a new spawner may take to greet the runtime.
 const GREETING_WAIT: rustix::event::Timespec = rustix::event::Timespec {
     tv_sec: 20,
@@ -80,6 +84,8 @@ pub(crate) struct Spawner {
     conn: Mutex<Option<Conn>>,
     pid_file: PathBuf,
     home: PathBuf,
+    /// Set by [`Spawner::close`]: no spawner is started again.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 struct Conn {
@@ -218,14 +224,54 @@ impl Spawner {
             conn: Mutex::new(Some(conn)),
             pid_file: pid_file.to_path_buf(),
             home,
+            closed: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Ends the spawner, and with it the pool: idle supervisors exit at once, busy
+    /// ones once their attempt is recorded. For a runtime that has shut down; a
+    /// start after this is refused.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        conn.take();
+    }
+
+    /// Lets go of the pool's idle supervisors that no attempt used since the last
+    /// trim; returns (let go, kept). Nothing to do without a spawner.
+    pub(crate) fn trim(&self) -> io::Result<(u32, u32)> {
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(c) = &mut *conn else {
+            return Ok((0, 0));
+        };
+        let answer = sys::send_all(&c.sock, &wire::encode_trim()).and_then(|()| {
+            let mut b = [0u8; wire::TRIMMED];
+            sys::read_exact(&c.sock, &mut b).map(|()| wire::decode_trimmed(&b))
+        });
+        if answer.is_err() {
+            // A broken spawner: the next start replaces it (and settles what it
+            // held through the journal).
+            if let Some(mut child) = conn.take().and_then(|mut old| old.child.take()) {
+                let _ = child.kill(); // our unreaped child; it may have exited
+                let _ = child.wait(); // reaping it
+            }
+        }
+        answer
     }
 
     /// Starts an attempt through the spawner. Returns once the task's program runs,
     /// its start journalled; an error names the step that failed, and then nothing
     /// of the task runs.
-    pub(crate) fn spawn(&self, req: &SpawnRequest<'_>) -> io::Result<Spawned> {
+    ///
+    /// With the attempt comes the read end of its end pipe, which becomes readable
+    /// (at its end of file) once the supervisor has journalled the attempt's end, or
+    /// died.
+    pub(crate) fn spawn(&self, req: &SpawnRequest<'_>) -> io::Result<(Spawned, OwnedFd)> {
         wire::check(req)?;
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(io::Error::other("the runtime has shut down"));
+        }
+        let (ended, end) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?;
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         // A spawner that died (killed, out of memory) is found when the request
         // cannot be sent or is not answered. Once it is reaped, no supervisor of it
@@ -234,12 +280,32 @@ impl Spawner {
         // `S` line first, and the task runs and is followed, or nothing of it ran,
         // or will, and the request goes to a new spawner. The task never hears of it.
         let mut relaunched = false;
+        let mut handovers = 0;
         let reply = loop {
             let c = match &mut *conn {
                 Some(c) => c,
                 None => conn.insert(launch(&self.home, &self.pid_file)?),
             };
-            let broke = match send(&c.sock, req).and_then(|()| receive(&c.sock)) {
+            let broke = match send(&c.sock, req, &end).and_then(|()| receive(&c.sock)) {
+                Ok(reply) if reply.stage == Stage::SupervisorDied => {
+                    // The supervisor died holding the request: nothing more of it
+                    // reaches the journal, which says whether it started the task.
+                    match journal::start_of(req.journal, req.task, req.attempt) {
+                        Ok(Some(s)) => {
+                            tracing::warn!(
+                                "the supervisor of task {} attempt {} died after starting it",
+                                req.task,
+                                req.attempt
+                            );
+                            break Reply::started(s);
+                        }
+                        Ok(None) if handovers < HANDOVERS => {
+                            handovers += 1;
+                            continue;
+                        }
+                        _ => break reply,
+                    }
+                }
                 Ok(reply) => break reply,
                 Err(e) => e,
             };
@@ -263,14 +329,7 @@ impl Spawner {
                         req.task,
                         req.attempt
                     );
-                    break Reply {
-                        pid: s.pid,
-                        supervisor: s.supervisor,
-                        errno: 0,
-                        stage: Stage::Started,
-                        supervisor_start: s.supervisor_start,
-                        pid_start: s.pid_start,
-                    };
+                    break Reply::started(s);
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -293,16 +352,22 @@ impl Spawner {
                 start: r.pid_start,
             },
         );
-        Ok(Spawned {
-            supervisor: r.supervisor,
-            pid: r.pid,
-        })
+        // The supervisor holds the end pipe's write end now (or died): ours goes,
+        // so that its end is the only one left.
+        drop(end);
+        Ok((
+            Spawned {
+                supervisor: r.supervisor,
+                pid: r.pid,
+            },
+            ended,
+        ))
     }
 }
 
 /// Sends one request; an error means it did not reach a spawner whole.
-fn send(sock: &OwnedFd, req: &SpawnRequest<'_>) -> io::Result<()> {
-    sys::send_with_fd(sock, &wire::encode(req), req.log.as_fd())
+fn send(sock: &OwnedFd, req: &SpawnRequest<'_>, end: &OwnedFd) -> io::Result<()> {
+    sys::send_with_fds(sock, &wire::encode(req), &[req.log.as_fd(), end.as_fd()])
 }
 
 /// The reply to the request sent; an error means the channel broke after the
@@ -347,63 +412,203 @@ fn serve() -> i32 {
     if sys::send_all(&sock, &wire::MAGIC.to_le_bytes()).is_err() {
         return 0;
     }
-    while handle(&sock).is_ok() {}
-    0
+    let mut pool = Pool::default();
+    loop {
+        use rustix::event::{PollFd, PollFlags};
+        let mut fds = Vec::with_capacity(1 + pool.members.len());
+        fds.push(PollFd::new(&sock, PollFlags::IN));
+        fds.extend(
+            pool.members
+                .iter()
+                .map(|m| PollFd::new(&m.sock, PollFlags::IN)),
+        );
+        match rustix::event::poll(&mut fds, None) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return 1,
+        }
+        let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+        drop(fds);
+        // The supervisors first, so that one that has just become idle takes the
+        // request that arrived with its word.
+        pool.hear(|i| ready[i + 1]);
+        if ready[0] && handle(&sock, &mut pool).is_err() {
+            // The runtime is gone: so is the pool, whose supervisors see their
+            // sockets close (when busy, once their attempt is recorded) and exit.
+            return 0;
+        }
+    }
+}
+
+/// The spawner's supervisors, each one attempt at a time.
+#[derive(Default)]
+struct Pool {
+    members: Vec<Member>,
+}
+
+struct Member {
+    /// The spawner's end of the supervisor's socket.
+    sock: OwnedFd,
+    /// Waiting for an attempt.
+    idle: bool,
+    /// Given an attempt since the last trim.
+    used: bool,
+}
+
+/// How many times a start is passed to another supervisor when the one chosen turns
+/// out dead before it took the request.
+const HANDOVERS: usize = 4;
+
+impl Pool {
+    /// Reads what the supervisors for which `readable(i)` holds have said: each is
+    /// idle again, or it is gone (its socket closed: it died or exited), and then it
+    /// leaves the pool, never to be used again.
+    fn hear(&mut self, readable: impl Fn(usize) -> bool) {
+        // From the end: `swap_remove` moves a member already looked at.
+        for i in (0..self.members.len()).rev() {
+            if readable(i) && !self.members[i].hear() {
+                self.members.swap_remove(i);
+            }
+        }
+    }
+
+    /// An idle supervisor's index, forking a new one when none is idle.
+    fn take(&mut self) -> io::Result<usize> {
+        if !self.members.iter().any(|m| m.idle) {
+            // One may have finished since the last poll.
+            self.hear(|_| true);
+        }
+        let i = match self.members.iter().position(|m| m.idle) {
+            Some(i) => i,
+            None => {
+                self.members.push(fork_supervisor()?);
+                self.members.len() - 1
+            }
+        };
+        let m = &mut self.members[i];
+        m.idle = false;
+        m.used = true;
+        Ok(i)
+    }
+
+    /// Lets the idle supervisors go that no attempt used since the last trim; the
+    /// numbers let go and kept.
+    fn trim(&mut self) -> (u32, u32) {
+        let before = self.members.len();
+        // Dropping a socket ends its supervisor, which waits on it when idle.
+        self.members.retain(|m| !m.idle || m.used);
+        for m in &mut self.members {
+            m.used = false;
+        }
+        let kept = self.members.len();
+        ((before - kept) as u32, kept as u32)
+    }
+}
+
+impl Member {
+    /// Reads what the supervisor said, without waiting; false once it is gone.
+    fn hear(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        match rustix::net::recv(&self.sock, &mut b, rustix::net::RecvFlags::DONTWAIT) {
+            Ok((1, _)) if b[0] == wire::READY => {
+                self.idle = true;
+                true
+            }
+            Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => true,
+            // The end of its socket, an error, or a word out of turn: gone (or, for
+            // the last, confused), and never used again.
+            _ => false,
+        }
+    }
+}
+
+/// Forks a new supervisor for the pool.
+fn fork_supervisor() -> io::Result<Member> {
+    let (ours, theirs) = rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    // SAFETY: the spawner is single-threaded; the child ends in `run_and_exit`.
+    match unsafe { sys::fork() }? {
+        None => sys::run_and_exit(move || {
+            drop(ours);
+            // Hold nothing of the spawner's: above all not its socket, whose copy
+            // would keep the runtime from seeing the spawner end, nor another
+            // supervisor's, nor a request's descriptors.
+            sys::close_from_3_except(&[theirs.as_raw_fd()]);
+            supervisor::serve(theirs)
+        }),
+        Some(_) => Ok(Member {
+            sock: ours,
+            idle: true,
+            used: false,
+        }),
+    }
 }
 
 /// Carries out one request; an error means the channel broke (or the runtime
 /// closed it) and the spawner exits.
-fn handle(sock: &OwnedFd) -> io::Result<()> {
-    let mut header = [0u8; wire::HEADER];
-    let (n, log) = sys::recv_with_fd(sock, &mut header)?;
+fn handle(sock: &OwnedFd, pool: &mut Pool) -> io::Result<()> {
+    let mut msg = vec![0u8; wire::HEADER];
+    let (n, fds) = sys::recv_with_fds(sock, &mut msg)?;
     if n == 0 {
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
-    sys::read_exact(sock, &mut header[n..])?;
-    let Some((n_argv, n_env, len)) = wire::decode_header(&header) else {
-        return Err(io::ErrorKind::InvalidData.into());
+    sys::read_exact(sock, &mut msg[n..])?;
+    let header: [u8; wire::HEADER] = msg[..wire::HEADER]
+        .try_into()
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+    let len = match wire::decode_header(&header) {
+        Some(wire::Header::Start { len, .. }) => len,
+        Some(wire::Header::Trim) => {
+            let (gone, kept) = pool.trim();
+            return sys::send_all(sock, &wire::encode_trimmed(gone, kept));
+        }
+        None => return Err(io::ErrorKind::InvalidData.into()),
     };
-    if len > MAX_BODY {
+    if len > supervisor::MAX_BODY {
         return Err(io::ErrorKind::InvalidData.into());
     }
-    let mut body = vec![0u8; len];
-    sys::read_exact(sock, &mut body)?;
+    msg.resize(wire::HEADER + len, 0);
+    sys::read_exact(sock, &mut msg[wire::HEADER..])?;
     // A test's fault here ends the spawner with the request taken and nothing
     // started (`spawner.taken`), or with the task started and no answer sent
     // (`spawner.started`), as a kill at either moment would.
     let _ = crate::fault::point("spawner.taken");
-    let reply = match (wire::decode(&body, n_argv, n_env), log) {
-        (Some(req), Some(log)) => start_supervisor(&req, log),
+    let reply = match &fds[..] {
+        [log, end] => hand_over(pool, &msg, log, end),
         _ => Reply::failed(Stage::Request, libc::EINVAL),
     };
+    // The request's descriptors are the supervisor's now; ours close here.
+    drop(fds);
     let _ = crate::fault::point("spawner.started");
     sys::send_all(sock, &reply.encode())
 }
 
-/// Forks the attempt's supervisor and relays its report.
-fn start_supervisor(req: &Request, log: OwnedFd) -> Reply {
-    let (report_read, report_write) = match rustix::pipe::pipe_with(PipeFlags::CLOEXEC) {
-        Ok(p) => p,
-        Err(e) => return Reply::error(Stage::ForkSupervisor, &e.into()),
-    };
-    // SAFETY: the spawner is single-threaded; the child ends in `run_and_exit`.
-    match unsafe { sys::fork() } {
-        Err(e) => Reply::error(Stage::ForkSupervisor, &e),
-        Ok(None) => sys::run_and_exit(move || {
-            drop(report_read);
-            // Hold nothing of the spawner's: above all not its socket, whose copy
-            // would keep the runtime from seeing the spawner end.
-            sys::close_from_3_except(&[log.as_raw_fd(), report_write.as_raw_fd()]);
-            supervisor::run(req, log, report_write)
-        }),
-        Ok(Some(_)) => {
-            drop(report_write);
-            drop(log);
-            let mut b = [0u8; wire::REPLY];
-            match sys::read_exact(&report_read, &mut b) {
-                Ok(()) => Reply::decode(&b),
-                Err(_) => Reply::failed(Stage::SupervisorDied, libc::EIO),
-            }
+/// Passes a start request, as it came, to an idle supervisor, and relays its reply.
+fn hand_over(pool: &mut Pool, msg: &[u8], log: &OwnedFd, end: &OwnedFd) -> Reply {
+    for _ in 0..HANDOVERS {
+        let i = match pool.take() {
+            Ok(i) => i,
+            Err(e) => return Reply::error(Stage::ForkSupervisor, &e),
+        };
+        let m = &pool.members[i];
+        if sys::send_with_fds(&m.sock, msg, &[log.as_fd(), end.as_fd()]).is_err() {
+            // It died idle: nothing of the request reached it. Another one.
+            pool.members.swap_remove(i);
+            continue;
         }
+        let mut b = [0u8; wire::REPLY];
+        return match sys::read_exact(&m.sock, &mut b) {
+            Ok(()) => Reply::decode(&b),
+            Err(_) => {
+                // It died holding the request: the runtime reads in the journal
+                // whether it started anything.
+                pool.members.swap_remove(i);
+                Reply::failed(Stage::SupervisorDied, libc::EIO)
+            }
+        };
     }
+    Reply::failed(Stage::SupervisorDied, libc::EIO)
 }

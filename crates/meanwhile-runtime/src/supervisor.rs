@@ -1,6 +1,7 @@
-//! An attempt's supervisor: a process forked by the spawner for each attempt, which
-//! outlives the runtime, starts the task, records its start and its end in the
-//! journal, and leaves no process of the task's tree behind.
+//! An attempt's supervisor: a process forked by the spawner, kept in its pool and
+//! given one attempt at a time, which outlives the runtime, starts the task, records
+//! its start and its end in the journal, and leaves no process of the task's tree
+//! behind.
 //!
 //! The supervisor forks the task's process itself. That child sets up a new session,
 //! its standard streams (stdin on `/dev/null`, a pipe or a pseudo-terminal; stdout
@@ -10,27 +11,41 @@
 //! "go" byte. Only once the `S` line (the task's pid and start time, the
 //! supervisor's pid and start time) is in the journal does the supervisor send it;
 //! if the line could not be written the child is killed before it ran anything, and
-//! the start fails. `execve` errors come back through a close-on-exec pipe.
+//! the start fails. `execve` errors come back through a close-on-exec pipe. (The go
+//! byte is why the task's process is forked rather than started with `posix_spawn`
+//! or `vfork`: its pid must be in the journal before its program runs.)
 //!
 //! The supervisor is a child subreaper: every orphan of the task's tree (a daemon
 //! that double-forked, a `setsid` child) becomes its child. When the task's main
 //! process ends (by itself or of a stop's signal), the supervisor kills its group
 //! (before reaping the main process, so the group id cannot have been reused), then
 //! kills and reaps its children again and again until it has none, and only then
-//! appends the `E` line. For an interactive task it holds the pipe or the
+//! appends the `E` line and closes the attempt's end pipe, which is how the runtime
+//! hears of the end. For an interactive task it holds the pipe or the
 //! terminal's master and serves the task's input socket meanwhile
-//! ([`crate::interact`]). Its command line reads
-//! `meanwhile-supervise task <id> attempt <n>`, so `ps` and `pkill -f` tell it apart.
+//! ([`crate::interact`]). While it runs an attempt its command line reads
+//! `meanwhile-supervise task <id> attempt <n>`, so `ps` and `pkill -f` tell it apart;
+//! while idle, `meanwhile-supervise idle`.
 //!
-//! It forks only from a single-threaded process (the spawner's copy), so both
-//! sides may allocate; a panic ends the process and never unwinds into the
-//! spawner's copied stack.
+//! Between attempts it keeps nothing of the last one: its descriptors are closed
+//! but for its socket to the spawner and the standard streams on `/dev/null`, its
+//! children are all reaped (the sweep), the watch over the tree's limits has ended
+//! (so it is single-threaded again), and its title is the idle one; it never changes
+//! its own environment, directory, limits, namespaces or signal dispositions (the
+//! task's process does, after the fork). Only then does it tell the spawner it is
+//! ready. A supervisor that finds its spawner gone (its parent changed, or its
+//! socket closed) exits instead: when idle at once, when busy once its attempt is
+//! recorded, so no pool outlives the runtime that owns it.
+//!
+//! It forks only while single-threaded (its watch thread is joined before an
+//! attempt ends), so both sides may allocate; a panic ends the process and never
+//! unwinds into the spawner's copied stack.
 
 use crate::interact::{Interact, Prepared};
 use crate::journal;
 use crate::logwrite::{LogWriter, Pumped};
 use crate::sys;
-use crate::wire::{Reply, Request, Stage};
+use crate::wire::{self, Reply, Request, Stage};
 use rustix::fs::{Mode, OFlags};
 use rustix::pipe::PipeFlags;
 use rustix::process::{Signal, WaitIdOptions, WaitOptions};
@@ -38,19 +53,29 @@ use std::ffi::c_char;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-/// The supervisor's whole life; returns its exit code. `report` receives one
-/// [`Reply`] once the task's program runs or could not be started.
-pub(crate) fn run(req: &Request, log: OwnedFd, report: OwnedFd) -> i32 {
+/// A pooled supervisor's title while it waits for an attempt.
+pub(crate) const IDLE_TITLE: &str = "meanwhile-supervise idle";
+/// The largest request body a supervisor accepts (the spawner's bound too).
+pub(crate) const MAX_BODY: usize = 64 << 20;
+
+/// What a supervisor does once an attempt is over.
+enum Next {
+    /// Back to the pool: the attempt ended as it should, recorded or refused.
+    Pool,
+    /// Exit with this code: something went wrong that a fresh process should not
+    /// inherit (the end could not be waited for or recorded).
+    Exit(i32),
+}
+
+/// A pooled supervisor's whole life, from the spawner's fork; returns its exit
+/// code. `conn` is its socket to the spawner, on which attempts arrive, replies
+/// go back, and [`wire::READY`] says it is idle again.
+pub(crate) fn serve(conn: OwnedFd) -> i32 {
     // Forked by the spawner: a parent other than it later means the spawner died.
     let spawner = rustix::process::getppid();
     // Leave the spawner's session, so terminal signals aimed at the runtime miss
     // us, and ignore the signals a stop sends to the task's group, in case one strays.
     let _ = rustix::process::setsid(); // fails only for a group leader, which we are not
-    let title = format!(
-        "meanwhile-supervise task {} attempt {}",
-        req.task, req.attempt
-    );
-    sys::set_title(title.as_bytes());
     let _ = rustix::thread::set_name(c"mw-supervise"); // cosmetic
     sys::ignore_signals(&[
         libc::SIGTERM,
@@ -63,38 +88,110 @@ pub(crate) fn run(req: &Request, log: OwnedFd, report: OwnedFd) -> i32 {
     sys::default_signal(libc::SIGCHLD);
     // Orphans of the task's tree are re-parented to us, so we can kill and reap
     // them and know when the whole tree is gone.
-    if let Err(e) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
-        return send_failure(&report, Reply::error(Stage::ForkTask, &e.into()));
+    if rustix::process::set_child_subreaper(Some(rustix::process::getpid())).is_err() {
+        return 1;
     }
+    loop {
+        sys::set_title(IDLE_TITLE.as_bytes());
+        // An end of the socket: the spawner let us go (a trim) or died.
+        let Ok(Some((req, log, end))) = receive(&conn) else {
+            return 0;
+        };
+        let next = match req {
+            Ok(req) => run(&req, log, end, &conn, spawner),
+            Err(reply) => {
+                let _ = send(&conn, reply); // a spawner that is gone finds out itself
+                ready(&conn);
+                Next::Pool
+            }
+        };
+        // Everything the attempt held is closed by now; this closes what a failure
+        // path may have leaked, so that nothing passes to the next attempt.
+        sys::close_from_3_except(&[conn.as_raw_fd()]);
+        if let Next::Exit(code) = next {
+            return code;
+        }
+        if rustix::process::getppid() != spawner {
+            return 0; // no pool is left to return to
+        }
+    }
+}
+
+/// Tells the spawner this supervisor takes the next attempt. Said before the last
+/// attempt's end pipe closes, so that the spawner knows it is free before the runtime
+/// can send the start that the end makes room for; the next request waits in the
+/// socket until this supervisor has let go of everything of the last one.
+fn ready(conn: &OwnedFd) {
+    // A spawner that is gone: found by the parent's check and the next read.
+    let _ = sys::send_all(conn, &[wire::READY]);
+}
+
+/// A request as it came: the request, or the refusal to answer it with; the log
+/// and the end pipe's write end. `None` at the end of the socket.
+type Received = (Result<Request, Reply>, OwnedFd, OwnedFd);
+
+fn receive(conn: &OwnedFd) -> io::Result<Option<Received>> {
+    let mut header = [0u8; wire::HEADER];
+    let (n, fds) = sys::recv_with_fds(conn, &mut header)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    sys::read_exact(conn, &mut header[n..])?;
+    let Some(wire::Header::Start { n_argv, n_env, len }) = wire::decode_header(&header) else {
+        return Err(io::ErrorKind::InvalidData.into());
+    };
+    if len > MAX_BODY {
+        return Err(io::ErrorKind::InvalidData.into());
+    }
+    let mut body = vec![0u8; len];
+    sys::read_exact(conn, &mut body)?;
+    let mut fds = fds.into_iter();
+    let (Some(log), Some(end)) = (fds.next(), fds.next()) else {
+        return Err(io::ErrorKind::InvalidData.into());
+    };
+    let req = wire::decode(&body, n_argv, n_env).ok_or(Reply::failed(Stage::Request, libc::EINVAL));
+    Ok(Some((req, log, end)))
+}
+
+/// One attempt, from its start to its `E` line. `report` receives one [`Reply`]
+/// once the task's program runs or could not be started; `end` is closed once the
+/// end is in the journal.
+fn run(
+    req: &Request,
+    log: OwnedFd,
+    end: OwnedFd,
+    report: &OwnedFd,
+    spawner: Option<rustix::process::Pid>,
+) -> Next {
+    let title = format!(
+        "meanwhile-supervise task {} attempt {}",
+        req.task, req.attempt
+    );
+    sys::set_title(title.as_bytes());
     let Started {
         reply,
         interact,
         output,
     } = match start(req, &log, spawner) {
         Ok(s) => s,
-        Err(reply) => return send_failure(&report, reply),
+        Err(reply) => {
+            let _ = send(report, reply); // a spawner that is gone finds out itself
+            ready(report);
+            return Next::Pool;
+        }
     };
     // A spawner that died before it could tell the runtime is reaped by it, which
     // then finds this start in the journal (the `S` line came before its `A` line,
     // see `journal::abandon`) and follows the task as it follows an adopted one.
     let pid = reply.pid;
-    let _ = send(&report, reply);
-    // Hold nothing but the standard streams (/dev/null, from the spawner) and an
-    // interactive task's input.
+    let _ = send(report, reply);
+    // Hold nothing of the request's but the end pipe: the task's output goes
+    // through its pipe or terminal.
     drop(log);
-    drop(report);
     let mut interact = interact;
     let mut output = output;
-    let mut keep = interact.as_ref().map(Interact::fds).unwrap_or_default();
-    keep.extend(
-        output
-            .iter()
-            .flat_map(|(pipe, log)| [pipe.as_raw_fd(), log.log().as_raw_fd()]),
-    );
-    sys::close_from_3_except(&keep);
-    // The watch over the tree's memory and processes starts once the descriptors
-    // are settled, so none of its short-lived ones is closed under it. A task it
-    // cannot watch is not left running over its limits.
+    // The watch over the tree's memory and processes. A task it cannot watch is
+    // not left running over its limits.
     let watch = if req.confine.watched() {
         match crate::sandbox::Watch::start(&req.confine, pid) {
             Ok(w) => Some(w),
@@ -115,12 +212,12 @@ pub(crate) fn run(req: &Request, log: OwnedFd, report: OwnedFd) -> i32 {
         (Some(i), Some(exited), _) => i.serve(pid, exited),
         (None, _, Some((pipe, log))) => {
             if copy_until_exit(pid, exited.as_ref(), pipe, log).is_err() {
-                return 126;
+                return Next::Exit(126);
             }
         }
         _ => {
             if wait_exit_unreaped(pid).is_err() {
-                return 126;
+                return Next::Exit(126);
             }
         }
     }
@@ -130,7 +227,7 @@ pub(crate) fn run(req: &Request, log: OwnedFd, report: OwnedFd) -> i32 {
     kill_group(pid);
     let (status, usage) = match sys::wait4(pid) {
         Ok(r) => r,
-        Err(_) => return 126,
+        Err(_) => return Next::Exit(126),
     };
     sweep();
     // The tree is gone: what it wrote is all in the pipe now.
@@ -141,6 +238,7 @@ pub(crate) fn run(req: &Request, log: OwnedFd, report: OwnedFd) -> i32 {
         log.pump(&pipe);
         log.finish();
     }
+    // Joins the watch's thread: single-threaded again before the next fork.
     let exceeded = watch.and_then(crate::sandbox::Watch::finish);
     let cpu_us = (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1_000_000
         + (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
@@ -157,20 +255,20 @@ pub(crate) fn run(req: &Request, log: OwnedFd, report: OwnedFd) -> i32 {
         line += &format!(" {kind} {value}");
     }
     line.push('\n');
-    match journal::append(&req.journal, line.as_bytes()) {
-        Ok(()) => 0,
-        Err(_) => 1,
+    let recorded = journal::append(&req.journal, line.as_bytes());
+    if recorded.is_ok() && rustix::process::getppid() == spawner {
+        ready(report);
+    }
+    // The runtime hears of the end now, and reads it from the journal.
+    drop(end);
+    match recorded {
+        Ok(()) => Next::Pool,
+        Err(_) => Next::Exit(1),
     }
 }
 
 fn send(report: &OwnedFd, reply: Reply) -> io::Result<()> {
-    sys::write_all(report, &reply.encode())
-}
-
-/// Reports a failed start; the exit code of a supervisor whose task never ran.
-fn send_failure(report: &OwnedFd, reply: Reply) -> i32 {
-    let _ = send(report, reply); // a spawner that is gone cannot be told
-    127
+    sys::send_all(report, &reply.encode())
 }
 
 struct Started {

@@ -255,12 +255,21 @@ pub(crate) fn set_title(title: &[u8]) {
     }
 }
 
-/// Sends `bytes`, with `fd` passed alongside the first byte.
-pub(crate) fn send_with_fd(sock: impl AsFd, bytes: &[u8], fd: BorrowedFd<'_>) -> io::Result<()> {
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+/// The most descriptors one message carries: a request's log and its end pipe.
+pub(crate) const MAX_FDS: usize = 2;
+
+/// Sends `bytes`, with `fds` (at most [`MAX_FDS`]) passed alongside the first byte.
+pub(crate) fn send_with_fds(
+    sock: impl AsFd,
+    bytes: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
-    let fds = [fd];
-    if !control.push(rustix::net::SendAncillaryMessage::ScmRights(&fds)) {
+    if !control.push(rustix::net::SendAncillaryMessage::ScmRights(fds)) {
         return Err(io::Error::from_raw_os_error(libc::ENOBUFS));
     }
     let sent = rustix::net::sendmsg(
@@ -272,25 +281,31 @@ pub(crate) fn send_with_fd(sock: impl AsFd, bytes: &[u8], fd: BorrowedFd<'_>) ->
     send_all(sock, &bytes[sent..])
 }
 
-/// Receives into `buf` (at least one byte), and the descriptor passed with it.
-pub(crate) fn recv_with_fd(
-    sock: impl AsFd,
-    buf: &mut [u8],
-) -> io::Result<(usize, Option<OwnedFd>)> {
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+/// Receives into `buf` (at least one byte), and the descriptors passed with it (at
+/// most [`MAX_FDS`], in the order they were sent).
+pub(crate) fn recv_with_fds(sock: impl AsFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
-    let msg = rustix::net::recvmsg(
-        sock,
-        &mut [IoSliceMut::new(buf)],
-        &mut control,
-        rustix::net::RecvFlags::CMSG_CLOEXEC,
-    )?;
+    let msg = loop {
+        match rustix::net::recvmsg(
+            &sock,
+            &mut [IoSliceMut::new(buf)],
+            &mut control,
+            rustix::net::RecvFlags::CMSG_CLOEXEC,
+        ) {
+            Err(rustix::io::Errno::INTR) => {}
+            r => break r?,
+        }
+    };
     // Any other descriptor passed (a peer's mistake) is closed with the iterator.
-    let fd = control.drain().find_map(|m| match m {
-        rustix::net::RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
-        _ => None,
-    });
-    Ok((msg.bytes, fd))
+    let fds = control
+        .drain()
+        .flat_map(|m| match m {
+            rustix::net::RecvAncillaryMessage::ScmRights(fds) => fds.collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    Ok((msg.bytes, fds))
 }
 
 /// Sends all of `bytes` on a socket, without SIGPIPE.

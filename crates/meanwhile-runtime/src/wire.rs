@@ -9,9 +9,15 @@
 //!          (see `Confine::encode`), argv..., env... ("KEY=value")
 //! reply:   pid, supervisor pid, errno, stage (i32 LE each), supervisor start time,
 //!          task start time (u64 LE each)
+//! trim:    the trim magic and three zero words; answered with two u32 LE: the idle
+//!          supervisors let go, and the supervisors kept
+//! ready:   one byte, `r`, from a pooled supervisor to the spawner once it is idle
 //! ```
 //!
-//! The log file's descriptor travels beside the request's first byte (SCM_RIGHTS).
+//! Two descriptors travel beside a start request's first byte (SCM_RIGHTS): the log
+//! file, and the write end of the attempt's end pipe, which the supervisor holds
+//! until the attempt's `E` line is in the journal (or it dies). The spawner passes
+//! the request on to a pooled supervisor as it came, descriptors included.
 
 use crate::spawn::{Io, SpawnRequest};
 use std::ffi::CString;
@@ -28,6 +34,25 @@ const ITEMS: usize = 8;
 pub(crate) const HEADER: usize = 16;
 /// Bytes of a reply.
 pub(crate) const REPLY: usize = 32;
+/// The first word of a trim request.
+pub(crate) const TRIM: u32 = 0x4d57_5452;
+/// Bytes of the answer to a trim.
+pub(crate) const TRIMMED: usize = 8;
+/// What a pooled supervisor sends the spawner once it is idle again.
+pub(crate) const READY: u8 = b'r';
+
+/// What a request's header announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Header {
+    /// A start: the argv count, the env count and the body's length.
+    Start {
+        n_argv: usize,
+        n_env: usize,
+        len: usize,
+    },
+    /// Let the idle supervisors that were not used since the last trim go.
+    Trim,
+}
 
 /// A decoded request, ready for `execve`.
 #[derive(Debug)]
@@ -126,6 +151,18 @@ impl Reply {
             stage,
             supervisor_start: 0,
             pid_start: 0,
+        }
+    }
+
+    /// A start that the journal shows happened.
+    pub(crate) fn started(s: crate::journal::Started) -> Reply {
+        Reply {
+            pid: s.pid,
+            supervisor: s.supervisor,
+            errno: 0,
+            stage: Stage::Started,
+            supervisor_start: s.supervisor_start,
+            pid_start: s.pid_start,
         }
     }
 
@@ -237,10 +274,41 @@ pub(crate) fn encode(req: &SpawnRequest<'_>) -> Vec<u8> {
     msg
 }
 
-/// The header's counts: (argv count, env count, body length), if the magic matches.
-pub(crate) fn decode_header(h: &[u8; HEADER]) -> Option<(usize, usize, usize)> {
+/// What the header announces, if its magic is one of ours.
+pub(crate) fn decode_header(h: &[u8; HEADER]) -> Option<Header> {
     let word = |i: usize| u32::from_le_bytes([h[i * 4], h[i * 4 + 1], h[i * 4 + 2], h[i * 4 + 3]]);
-    (word(0) == MAGIC).then(|| (word(1) as usize, word(2) as usize, word(3) as usize))
+    match word(0) {
+        MAGIC => Some(Header::Start {
+            n_argv: word(1) as usize,
+            n_env: word(2) as usize,
+            len: word(3) as usize,
+        }),
+        TRIM => Some(Header::Trim),
+        _ => None,
+    }
+}
+
+/// A trim request's bytes.
+pub(crate) fn encode_trim() -> [u8; HEADER] {
+    let mut h = [0u8; HEADER];
+    h[..4].copy_from_slice(&TRIM.to_le_bytes());
+    h
+}
+
+/// The answer to a trim: (supervisors let go, supervisors kept).
+pub(crate) fn encode_trimmed(gone: u32, kept: u32) -> [u8; TRIMMED] {
+    let mut b = [0u8; TRIMMED];
+    b[..4].copy_from_slice(&gone.to_le_bytes());
+    b[4..].copy_from_slice(&kept.to_le_bytes());
+    b
+}
+
+/// The inverse of [`encode_trimmed`].
+pub(crate) fn decode_trimmed(b: &[u8; TRIMMED]) -> (u32, u32) {
+    (
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+    )
 }
 
 fn split_items(body: &[u8], n_argv: usize, n_env: usize) -> Option<Vec<&[u8]>> {
@@ -326,7 +394,9 @@ mod tests {
             prop_assert!(check(&req).is_ok());
             let msg = encode(&req);
             let header: [u8; HEADER] = msg[..HEADER].try_into().unwrap();
-            let (n_argv, n_env, len) = decode_header(&header).unwrap();
+            let Some(Header::Start { n_argv, n_env, len }) = decode_header(&header) else {
+                panic!("not a start's header");
+            };
             prop_assert_eq!(len, msg.len() - HEADER);
             let r = decode(&msg[HEADER..], n_argv, n_env).unwrap();
             prop_assert_eq!(r.program.as_bytes(), b"/bin/sh");
@@ -366,6 +436,13 @@ mod tests {
             let r = Reply { pid, supervisor, errno, stage: Stage::from_u32(stage), supervisor_start, pid_start };
             prop_assert_eq!(Reply::decode(&r.encode()), r);
         }
+    }
+
+    #[test]
+    fn a_trim_and_its_answer_read_back() {
+        assert_eq!(decode_header(&encode_trim()), Some(Header::Trim));
+        assert_eq!(decode_trimmed(&encode_trimmed(3, 7)), (3, 7));
+        assert_eq!(decode_header(&[0u8; HEADER]), None, "no magic of ours");
     }
 
     #[test]

@@ -229,6 +229,7 @@ impl Runtime {
         crate::alerts::start(&inner);
         crate::nodes::start(&inner);
         crate::fleet::start(&inner);
+        crate::pool::start(&inner);
         let rt = Runtime {
             inner: inner.clone(),
         };
@@ -264,6 +265,9 @@ impl Runtime {
             }
             idle.await;
         }
+        // No attempt starts any more: the spawner and its pool go (a supervisor
+        // still running a task left for the next runtime exits once it is recorded).
+        self.inner.spawner.close();
         // A clean stop: the other nodes do not take this one's silence for a death.
         if let Err(e) = self
             .inner

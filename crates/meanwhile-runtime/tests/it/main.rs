@@ -11,6 +11,7 @@ mod journal;
 mod lifecycle;
 mod output;
 mod ownership;
+mod pool;
 mod recovery;
 mod starts;
 mod stop;
