@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The `meanwhile` binary: `MEANWHILE_BIN`, else next to this program.
-fn binary() -> PathBuf {
+pub(crate) fn binary() -> PathBuf {
     if let Ok(p) = std::env::var("MEANWHILE_BIN") {
         return PathBuf::from(p);
     }

@@ -12,7 +12,9 @@
 //! fleet_throughput, claim_latency, closure_throughput_postgres (nodes on a throwaway
 //! PostgreSQL server of their own; PostgreSQL must be installed), and write_cost
 //! (statements, WAL pages and WAL bytes per task: a closure, a shell task through the
-//! runtime, and through the daemon).
+//! runtime, and through the daemon), and agent_resume (the daemon killed 20 times
+//! under an agent task whose model call a provider on loopback holds: from each
+//! restart to the resumed task's next call, beside the daemon's own start).
 //!
 //! soak (also the daemon: a real mix of N tasks through its API, sampled every 10 s;
 //! `MEANWHILE_SOAK_TASKS=N`, 200,000 by default; not run unless named).
@@ -20,6 +22,7 @@
 //! `MEANWHILE_BENCH_TASKS=N` shrinks a figure's task count for a quick look, and
 //! `MEANWHILE_BENCH_PARALLEL=2` runs closure_throughput at those limits only.
 
+mod agent;
 mod cost;
 mod daemon;
 mod engine;
@@ -60,6 +63,7 @@ fn main() {
         "claim_latency",
         "closure_throughput_postgres",
         "write_cost",
+        "agent_resume",
         "soak",
     ];
     for n in &names {
@@ -126,6 +130,9 @@ fn main() {
         }
         if want("write_cost") {
             emit(cost::write_cost().await);
+        }
+        if want("agent_resume") {
+            emit(agent::agent_resume().await);
         }
         // Minutes long: only when named.
         if names.iter().any(|x| x == "soak") {
