@@ -5,5 +5,6 @@ mod background;
 mod confinement;
 mod failures;
 mod notices;
+mod resume;
 mod subagents;
 mod support;
