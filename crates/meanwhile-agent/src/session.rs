@@ -74,7 +74,8 @@ pub trait CallGate: Send + Sync {
 /// - `tool_start`: `{"id", "name", "key"}`, a tool call about to run, with the
 ///   idempotency key of the task it may start;
 /// - `tool_result`: `{"id", "name", "output", "is_error", "started", "reported"}`, its
-///   result, with the tasks started and the ends reported so far.
+///   result, with the tasks the call started and the ends reported but not yet
+///   heard as notices.
 pub trait StepLog: Send + Sync {
     /// Records one step durably; `usage` (tokens, cost in US dollars) with a model
     /// response. An error stops the run: a step that cannot be recorded must not be
@@ -493,6 +494,7 @@ impl Session {
                 .steps
                 .is_some()
                 .then(|| call_key(&self.tools.session, &id));
+            let started_before = self.tools.task_marks().0.len();
             if let Some(key) = &key {
                 self.record(
                     "tool_start",
@@ -510,7 +512,10 @@ impl Session {
                 Err(e) => (e.to_string(), true),
             };
             if self.steps.is_some() {
-                let (started, reported) = self.tools.task_marks();
+                // Only the tasks this call started: a long session's steps do not
+                // each repeat every task it ever started.
+                let (mut started, reported) = self.tools.task_marks();
+                started.drain(..started_before.min(started.len()));
                 self.record(
                     "tool_result",
                     serde_json::json!({

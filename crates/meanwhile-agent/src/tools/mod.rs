@@ -444,8 +444,9 @@ impl ToolBox {
         }
     }
 
-    /// The tasks started and the ends reported so far, for a step record: a
-    /// resumed session knows them again through [`ToolBox::restore_tasks`].
+    /// The tasks started so far, in order, and the ends reported but not yet heard
+    /// as notices, for a step record: a resumed session knows them again through
+    /// [`ToolBox::restore_tasks`].
     pub(crate) fn task_marks(&self) -> (Vec<TaskId>, Vec<TaskId>) {
         let started = self.started.lock().map(|s| s.clone()).unwrap_or_default();
         let reported = self
