@@ -262,6 +262,34 @@ impl Session {
         &self.system
     }
 
+    /// True when a conversation rebuilt by [`Session::restore`] stopped in the middle
+    /// of a run (a tool call or model call was under way, or its result not yet
+    /// answered): [`Session::resume`] goes on with it.
+    pub fn unfinished(&self) -> bool {
+        !self.messages.is_empty() && self.answered_stop.is_none()
+    }
+
+    /// The last thing the person said in the conversation.
+    pub fn last_user_text(&self) -> Option<String> {
+        self.messages.iter().rev().find_map(|m| {
+            (m.role == Role::User)
+                .then(|| {
+                    m.content.iter().find_map(|b| match b {
+                        ContentBlock::Text { text } if !text.starts_with("[meanwhile]") => {
+                            Some(text.clone())
+                        }
+                        _ => None,
+                    })
+                })
+                .flatten()
+        })
+    }
+
+    /// The text of the model's last message.
+    pub fn last_answer(&self) -> String {
+        self.last_text()
+    }
+
     /// Ids of every task the agent started in this session.
     pub fn started_tasks(&self) -> Vec<meanwhile_core::TaskId> {
         self.tools
@@ -346,6 +374,10 @@ impl Session {
             Some(r) => r,
             None => {
                 self.repair();
+                // A session resumed later takes the run as ended here, and does not
+                // run the calls the person cancelled.
+                self.record("cancelled", serde_json::json!({}), None)
+                    .await?;
                 Ok(RunOutcome {
                     answer: self.last_text(),
                     stop: RunStop::Cancelled,
@@ -585,9 +617,17 @@ impl Session {
                     self.repair();
                     self.run = RunUsage::new();
                     self.turns = 0;
+                    self.answered_stop = None;
                     self.messages.push(Message::user(text()?));
                 }
-                "notices" => notices::inject(&mut self.messages, text()?),
+                "notices" => {
+                    self.answered_stop = None;
+                    notices::inject(&mut self.messages, text()?);
+                }
+                "cancelled" => {
+                    self.repair();
+                    self.answered_stop = Some(RunStop::Cancelled);
+                }
                 "model" => {
                     let reply: meanwhile_llm::Response = serde_json::from_value(step.data.clone())
                         .map_err(|e| bad(step.n, &step.kind, &e))?;
@@ -634,6 +674,14 @@ impl Session {
         &mut self,
         on_event: &mut (dyn FnMut(&AgentEvent) + Send),
     ) -> Result<RunOutcome, AgentError> {
+        if let Some(stop) = self.answered_stop.clone() {
+            return Ok(RunOutcome {
+                answer: self.last_text(),
+                stop,
+                usage: self.run.clone(),
+                turns: self.turns,
+            });
+        }
         let last = self
             .messages
             .iter()
@@ -649,14 +697,6 @@ impl Session {
                     _ => None,
                 })
                 .collect();
-            if calls.is_empty() && i + 1 == self.messages.len() {
-                return Ok(RunOutcome {
-                    answer: self.last_text(),
-                    stop: self.answered_stop.clone().unwrap_or(RunStop::Answered),
-                    usage: self.run.clone(),
-                    turns: self.turns,
-                });
-            }
             let answered: Vec<String> = self
                 .messages
                 .get(i + 1)

@@ -681,6 +681,62 @@ impl Client {
         .await
     }
 
+    /// Agent sessions that keep their conversation, the last active first.
+    pub async fn agent_sessions(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<meanwhile_core::AgentSession>, ClientError> {
+        self.call(Method::GET, &format!("/v1/sessions?limit={limit}"), None)
+            .await
+    }
+
+    /// One agent session that keeps its conversation.
+    pub async fn agent_session(
+        &self,
+        name: &str,
+    ) -> Result<meanwhile_core::AgentSession, ClientError> {
+        let path = format!("/v1/sessions/{}", percent_path(name));
+        self.call(Method::GET, &path, None).await
+    }
+
+    /// Opens agent session `name` for a new holder (see
+    /// [`meanwhile_core::OpenSession`]); the answer carries the holder to record with.
+    pub async fn open_agent_session(
+        &self,
+        name: &str,
+        open: &meanwhile_core::OpenSession,
+    ) -> Result<meanwhile_core::AgentSession, ClientError> {
+        let path = format!("/v1/sessions/{}/open", percent_path(name));
+        self.call(Method::POST, &path, self.json(open)?).await
+    }
+
+    /// Records an agent session's next step; answers its number.
+    pub async fn record_session_step(
+        &self,
+        name: &str,
+        step: &meanwhile_core::NewSessionStep,
+    ) -> Result<u32, ClientError> {
+        let path = format!("/v1/sessions/{}/steps", percent_path(name));
+        let r: meanwhile_core::StepRecorded =
+            self.call(Method::POST, &path, self.json(step)?).await?;
+        Ok(r.n)
+    }
+
+    /// An agent session's steps, oldest first.
+    pub async fn agent_session_steps(
+        &self,
+        name: &str,
+    ) -> Result<Vec<meanwhile_core::Step>, ClientError> {
+        let path = format!("/v1/sessions/{}/steps", percent_path(name));
+        self.call(Method::GET, &path, None).await
+    }
+
+    /// Forgets an agent session's conversation; its notices stay.
+    pub async fn forget_agent_session(&self, name: &str) -> Result<(), ClientError> {
+        let path = format!("/v1/sessions/{}", percent_path(name));
+        self.call::<()>(Method::DELETE, &path, None).await
+    }
+
     /// A session's undelivered notifications, left undelivered.
     pub async fn peek_notifications(
         &self,

@@ -67,10 +67,14 @@ pub use schedule::{
 pub use spec::{
     AgentSpec, DEFAULT_QUEUE, LlmSpec, MAX_ATTEMPTS, MAX_CONCURRENCY_KEY_LEN,
     MAX_IDEMPOTENCY_KEY_LEN, MAX_NAME_LEN, MAX_STORED_DURATION_MS, MIN_MAX_OUTPUT, RetryPolicy,
-    SpecError, TaskDefaults, TaskSpec, ValidSpec, Work, check_queue_name, unknown_queue,
+    SpecError, TaskDefaults, TaskSpec, ValidSpec, Work, check_queue_name, check_session_name,
+    unknown_queue,
 };
 pub use state::{AttemptOutcome, IllegalTransition, TaskState, Transition, transition};
-pub use step::{MAX_STEP_BYTES, Step, Transcript};
+pub use step::{
+    AgentSession, MAX_SESSION_STEPS, MAX_STEP_BYTES, NewSessionStep, OpenSession, Step,
+    StepRecorded, Transcript,
+};
 pub use task::{Attempt, MAX_PROGRESS_MESSAGE, PauseReason, Progress, QueueInfo, TaskRecord};
 
 /// Shortens `s` to at most `max` characters, marking the cut with an ellipsis.

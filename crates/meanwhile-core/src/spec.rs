@@ -599,6 +599,12 @@ pub fn check_queue_name(name: &str) -> Result<(), SpecError> {
     check_identifier("queue", name)
 }
 
+/// Checks a session name as a task's `session` is checked; `field` names it in the
+/// error.
+pub fn check_session_name(field: &'static str, value: &str) -> Result<(), SpecError> {
+    check_identifier(field, value)
+}
+
 fn check_identifier(field: &'static str, value: &str) -> Result<(), SpecError> {
     check_identifier_up_to(field, value, 100)
 }

@@ -39,3 +39,71 @@ pub struct Transcript {
     /// Every recorded step of every attempt, by attempt then number.
     pub steps: Vec<Step>,
 }
+
+/// The most steps one agent session's conversation may hold; past it the session is
+/// refused more and a new one must begin. Far above what a context window holds.
+pub const MAX_SESSION_STEPS: u32 = 100_000;
+
+/// An agent session whose conversation the store keeps (`meanwhile agent --session
+/// NAME`), as `GET /v1/sessions` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct AgentSession {
+    /// The session's name, which its tasks' notices also go to.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Identifier"))]
+    pub name: String,
+    /// The directory its file tools were confined to.
+    pub workspace: String,
+    /// The first thing said in it, cut to 100 characters; empty before that.
+    pub title: String,
+    /// Steps recorded.
+    pub steps: u32,
+    /// When its conversation began.
+    pub created_at: Timestamp,
+    /// When its last step was recorded (or it was opened).
+    pub updated_at: Timestamp,
+    /// Who holds it: the one that opened it last, and alone records its steps.
+    pub holder: String,
+}
+
+/// The body of `POST /v1/sessions/{session}/open`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct OpenSession {
+    /// Begin a new conversation, replacing one the name had (true); or continue the
+    /// one it has, beginning one if it has none (false).
+    #[serde(default)]
+    pub fresh: bool,
+    /// The workspace the agent works in.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
+    pub workspace: String,
+}
+
+/// The body of `POST /v1/sessions/{session}/steps`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewSessionStep {
+    /// The holder the open answered: a session opened again elsewhere since is
+    /// refused to this one.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
+    pub holder: String,
+    /// The steps the recorder knows of: the step is recorded as number `after + 1`,
+    /// and refused when the session has another number of steps.
+    #[serde(deserialize_with = "crate::de::int")]
+    pub after: u32,
+    /// What the step is: 1 to 64 lowercase letters, digits and `_`.
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = "^[a-z0-9_]{1,64}$")))]
+    pub kind: String,
+    /// The step itself.
+    pub data: serde_json::Value,
+}
+
+/// The number a recorded step got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct StepRecorded {
+    /// Its number, from 1.
+    pub n: u32,
+}

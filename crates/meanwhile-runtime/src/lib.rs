@@ -74,6 +74,7 @@ pub use meanwhile_store as store;
 pub use meanwhile_store::fault;
 pub use metrics::RuntimeMetrics;
 pub use output::DEFAULT_PAGE_BYTES;
+pub use runtime::sessions::MAX_SESSIONS_LISTED;
 pub use runtime::{Acting, Runtime};
 
 use meanwhile_core::{SpecError, TaskId, Timestamp};
@@ -222,6 +223,7 @@ impl Error {
                         | StoreError::UnknownDependency(_)
                         | StoreError::UnknownTask(_)
                         | StoreError::UnknownSchedule(_)
+                        | StoreError::UnknownSession(_)
                         | StoreError::UnknownBudget(_)
                         | StoreError::UnknownQueue { .. }
                         | StoreError::UnknownNode(_)

@@ -136,6 +136,9 @@ pub struct Retention {
     /// Remove audit records older than this, behind a signed checkpoint that keeps
     /// the rest verifiable. Default 365 days; `off` keeps them all.
     pub audit_max_age: Option<Duration>,
+    /// Forget the conversations of agent sessions idle longer than this. Default 30
+    /// days; `off` keeps them.
+    pub sessions_max_age: Option<Duration>,
 }
 
 impl Default for Retention {
@@ -147,6 +150,7 @@ impl Default for Retention {
             events_max_age: Some(Duration::from_secs(30 * 86400)),
             events_keep_last: Some(1_000_000),
             audit_max_age: Some(Duration::from_secs(365 * 86400)),
+            sessions_max_age: Some(Duration::from_secs(30 * 86400)),
         }
     }
 }
@@ -372,6 +376,9 @@ impl Settings {
             if let Some(a) = r.audit_max_age {
                 self.retention.audit_max_age = parse_age(&a).map_err(bad)?;
             }
+            if let Some(a) = r.sessions_max_age {
+                self.retention.sessions_max_age = parse_age(&a).map_err(bad)?;
+            }
         }
         for (name, q) in &f.queues {
             for (field, v) in [("max_procs", q.max_procs), ("max_files", q.max_files)] {
@@ -506,6 +513,10 @@ impl Settings {
         if let Some(a) = var("MEANWHILE_RETENTION_EVENTS_MAX_AGE") {
             self.retention.events_max_age =
                 parse_age(&a).map_err(bad("MEANWHILE_RETENTION_EVENTS_MAX_AGE"))?;
+        }
+        if let Some(a) = var("MEANWHILE_RETENTION_SESSIONS_MAX_AGE") {
+            self.retention.sessions_max_age =
+                parse_age(&a).map_err(bad("MEANWHILE_RETENTION_SESSIONS_MAX_AGE"))?;
         }
         if let Some(a) = var("MEANWHILE_RETENTION_AUDIT_MAX_AGE") {
             self.retention.audit_max_age =
@@ -703,6 +714,7 @@ struct FileRetention {
     events_max_age: Option<String>,
     events_keep_last: Option<u64>,
     audit_max_age: Option<String>,
+    sessions_max_age: Option<String>,
 }
 
 #[cfg(test)]

@@ -119,8 +119,9 @@ fn path_params(path: &str, g: &mut SchemaGenerator) -> Vec<Value> {
             let schema = match name {
                 "id" => g.subschema_for::<meanwhile_core::TaskId>().to_value(),
                 "alert" => json!({"type": "integer", "format": "int64", "minimum": 1}),
-                // A queue's name is checked like the `queue` of a spec.
-                "name" | "queue" => {
+                // A queue's name is checked like the `queue` of a spec, a session's
+                // like its `session`.
+                "name" | "queue" | "session" => {
                     json!({"type": "string", "pattern": "^[A-Za-z0-9_.:/@-]{1,100}$"})
                 }
                 "schedule" => json!({"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"}),

@@ -37,12 +37,16 @@ pub(crate) async fn prune_all(
             .map(|a| Timestamp(now.0.saturating_sub(a.as_millis() as i64))),
         events_keep_last: r.events_keep_last,
         from_seq: 0,
+        agent_sessions_before: r
+            .sessions_max_age
+            .map(|a| Timestamp(now.0.saturating_sub(a.as_millis() as i64))),
     };
     loop {
         let p = rt.prune(req).await?;
         total.events += p.events;
         total.notifications += p.notifications;
         total.sessions += p.sessions;
+        total.agent_sessions += p.agent_sessions;
         match p.next {
             Some(next) => req.from_seq = next,
             None => return Ok(total),
@@ -107,10 +111,11 @@ pub(crate) async fn run(rt: Runtime, r: Retention, audit_key: AuditKey) {
         }
         match prune_all(&rt, &r, now).await {
             Ok(p) if p != Pruned::default() => tracing::info!(
-                "retention removed {} events, {} notifications, {} sessions",
+                "retention removed {} events, {} notifications, {} sessions' cursors, {} idle agent sessions",
                 p.events,
                 p.notifications,
-                p.sessions
+                p.sessions,
+                p.agent_sessions
             ),
             Ok(_) => {}
             Err(e) => {

@@ -3,7 +3,7 @@
 
 use crate::handlers::{
     alerts, audit, budgets, clock, control, events, nodes, notifications, output, queues,
-    schedules, shutdown, status, tasks, tokens, wait,
+    schedules, sessions, shutdown, status, tasks, tokens, wait,
 };
 use crate::route::{Route, op};
 use crate::state::AppState;
@@ -16,6 +16,7 @@ use meanwhile_core::http::{
     RemoveRequest, Removed, ShutdownRequest, ShuttingDown, Status, StopRequest, SubmitAnswer,
     TaskDetail, WaitRequest,
 };
+use meanwhile_core::{AgentSession, NewSessionStep, OpenSession, Step, StepRecorded};
 use meanwhile_core::{
     Alert, BudgetInfo, BudgetSpec, Event, NodeInfo, Notification, OutputChunk, Page, QueueInfo,
     ScheduleInfo, ScheduleSpec, TaskRecord, TaskSpec, WaitOutcome,
@@ -133,6 +134,23 @@ pub(crate) fn table() -> Vec<Route> {
         op(M::POST, "/v1/schedules/{schedule}/run", "Fire a schedule now; its next time stays", schedules::run)
             .answer::<SubmitAnswer>()
             .status(201),
+        op(M::GET, "/v1/sessions", "Agent sessions that keep their conversation (`meanwhile agent --session NAME`), the last active first", sessions::list)
+            .query::<LimitParams>()
+            .answer::<Vec<AgentSession>>(),
+        op(M::POST, "/v1/sessions/{session}/open", "Open an agent session for a new holder, who alone records its steps from then on: `fresh` begins a new conversation (replacing the one it had), else the one it has is continued", sessions::open)
+            .body::<OpenSession>()
+            .answer::<AgentSession>(),
+        op(M::GET, "/v1/sessions/{session}/steps", "An agent session's recorded steps, oldest first: what `--resume` rebuilds its conversation from", sessions::steps)
+            .answer::<Vec<Step>>(),
+        op(M::POST, "/v1/sessions/{session}/steps", "Record an agent session's next step, as number `after + 1`", sessions::record)
+            .body::<NewSessionStep>()
+            .answer::<StepRecorded>()
+            .status(201)
+            .refuses(409, "`conflict`: the session was opened again by another holder (field `holder`), or has another number of steps than `after` (field `after`)"),
+        op(M::GET, "/v1/sessions/{session}", "One agent session that keeps its conversation", sessions::get)
+            .answer::<AgentSession>(),
+        op(M::DELETE, "/v1/sessions/{session}", "Forget an agent session's conversation; its notices stay", sessions::forget)
+            .status(204),
         op(M::GET, "/v1/sessions/{session}/notifications", "A session's undelivered notifications, left undelivered", notifications::peek)
             .query::<LimitParams>()
             .answer::<Vec<Notification>>(),

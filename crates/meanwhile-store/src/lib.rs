@@ -13,6 +13,7 @@
 mod actor;
 pub mod backup;
 mod chain;
+mod conversation;
 mod decode;
 pub mod fault;
 #[cfg(feature = "plans")]
@@ -64,6 +65,9 @@ pub enum StoreError {
     /// No schedule has this name.
     #[error("unknown schedule {0:?} (see 'meanwhile schedule ls')")]
     UnknownSchedule(String),
+    /// No agent session of this name keeps a conversation.
+    #[error("no agent session {0:?} keeps a conversation (see 'meanwhile agent --sessions')")]
+    UnknownSession(String),
     /// No budget is set on this queue.
     #[error("no budget is set on queue {0:?} (see 'meanwhile budget ls')")]
     UnknownBudget(String),
@@ -468,6 +472,38 @@ pub struct NewStep {
     pub now: Timestamp,
 }
 
+/// An agent session to open, for [`Store::open_agent_session`].
+#[derive(Debug, Clone)]
+pub struct OpenAgentSession {
+    /// Its name.
+    pub name: String,
+    /// Replace the conversation it has with a new one.
+    pub fresh: bool,
+    /// The agent's workspace, recorded when a conversation begins.
+    pub workspace: String,
+    /// Who opens it.
+    pub holder: String,
+    /// When.
+    pub now: Timestamp,
+}
+
+/// A step of an agent session, for [`Store::record_session_step`].
+#[derive(Debug, Clone)]
+pub struct NewAgentSessionStep {
+    /// The session.
+    pub name: String,
+    /// The holder its open answered.
+    pub holder: String,
+    /// The steps the recorder knows of; the step becomes number `after + 1`.
+    pub after: u32,
+    /// What the step is: lowercase letters, digits, `_`.
+    pub kind: String,
+    /// The step, as JSON text.
+    pub data: String,
+    /// When.
+    pub now: Timestamp,
+}
+
 /// Retention of the event log and of what removed tasks left behind. Each call
 /// works through a bounded slice, so that it never holds the database for long.
 #[derive(Debug, Clone, Copy, Default)]
@@ -479,6 +515,9 @@ pub struct PruneRequest {
     /// Where this call's sweep for the events, notifications and sessions of removed
     /// tasks starts: 0 at first, then the `next` of the previous call.
     pub from_seq: i64,
+    /// Remove the conversations of agent sessions idle since before this time
+    /// (a bounded number per call).
+    pub agent_sessions_before: Option<Timestamp>,
 }
 
 /// What one [`Store::prune`] call removed.
@@ -490,6 +529,8 @@ pub struct Pruned {
     pub notifications: u64,
     /// Sessions with no notification left, whose read cursor meant nothing anymore.
     pub sessions: u64,
+    /// Agent sessions' conversations removed as idle.
+    pub agent_sessions: u64,
     /// Where the next call continues the sweep; `None` when this call reached the end.
     pub next: Option<i64>,
 }
@@ -594,6 +635,26 @@ pub trait Store: Send + Sync + 'static {
     /// A task's steps, oldest first: of attempt `attempt`, or of every attempt.
     fn steps(&self, id: TaskId, attempt: Option<u32>)
     -> StoreFuture<'_, Vec<meanwhile_core::Step>>;
+    /// Opens agent session `open.name` for `open.holder`, who alone records its
+    /// steps from now on: a fresh one replaces the conversation the name had; else
+    /// the one it has is continued (begun when it has none).
+    fn open_agent_session(
+        &self,
+        open: OpenAgentSession,
+    ) -> StoreFuture<'_, meanwhile_core::AgentSession>;
+    /// Records the next step of an agent session; answers its number. Refused
+    /// (`Conflict`) when the session is held by another holder (field `holder`) or
+    /// has another number of steps than `after` (field `after`).
+    fn record_session_step(&self, step: NewAgentSessionStep) -> StoreFuture<'_, u32>;
+    /// An agent session's steps, oldest first (their `attempt` is 0).
+    fn agent_session_steps(&self, name: &str) -> StoreFuture<'_, Vec<meanwhile_core::Step>>;
+    /// One agent session.
+    fn agent_session(&self, name: &str) -> StoreFuture<'_, meanwhile_core::AgentSession>;
+    /// Agent sessions, the last active first; at most `limit`.
+    fn agent_sessions(&self, limit: u32) -> StoreFuture<'_, Vec<meanwhile_core::AgentSession>>;
+    /// Removes an agent session's conversation (its notices stay); false when it had
+    /// none.
+    fn forget_agent_session(&self, name: &str) -> StoreFuture<'_, bool>;
     /// Claims runnable tasks: pending, run-after reached, dependencies succeeded, queue
     /// not paused and below its `max_parallel`, owned by no node or by the claiming
     /// one; priority order within each queue.

@@ -5,6 +5,7 @@
 mod admin;
 mod backend;
 mod io;
+pub(crate) mod sessions;
 mod tasks;
 
 pub use backend::Acting;
@@ -494,6 +495,7 @@ impl From<Error> for ApiError {
                 StoreError::UnknownTask(_)
                 | StoreError::UnknownDependency(_)
                 | StoreError::UnknownSchedule(_)
+                | StoreError::UnknownSession(_)
                 | StoreError::UnknownBudget(_)
                 | StoreError::UnknownQueue { .. }
                 | StoreError::UnknownNode(_)

@@ -11,6 +11,7 @@ pub(crate) mod notifications;
 pub(crate) mod output;
 pub(crate) mod queues;
 pub(crate) mod schedules;
+pub(crate) mod sessions;
 pub(crate) mod shutdown;
 pub(crate) mod status;
 pub(crate) mod tasks;

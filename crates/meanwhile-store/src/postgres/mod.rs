@@ -611,6 +611,39 @@ impl Store for PgStore {
         })
     }
 
+    fn open_agent_session(
+        &self,
+        open: crate::OpenAgentSession,
+    ) -> StoreFuture<'_, meanwhile_core::AgentSession> {
+        self.write(open, |tx, open| Box::pin(ops::open_agent_session(tx, open)))
+    }
+
+    fn record_session_step(&self, step: crate::NewAgentSessionStep) -> StoreFuture<'_, u32> {
+        self.write(step, |tx, s| Box::pin(ops::record_session_step(tx, s)))
+    }
+
+    fn agent_session_steps(&self, name: &str) -> StoreFuture<'_, Vec<meanwhile_core::Step>> {
+        self.read(name.to_string(), |c, name| {
+            Box::pin(ops::agent_session_steps(c, name))
+        })
+    }
+
+    fn agent_session(&self, name: &str) -> StoreFuture<'_, meanwhile_core::AgentSession> {
+        self.read(name.to_string(), |c, name| {
+            Box::pin(ops::agent_session(c, name))
+        })
+    }
+
+    fn agent_sessions(&self, limit: u32) -> StoreFuture<'_, Vec<meanwhile_core::AgentSession>> {
+        self.read(limit, |c, &limit| Box::pin(ops::agent_sessions(c, limit)))
+    }
+
+    fn forget_agent_session(&self, name: &str) -> StoreFuture<'_, bool> {
+        self.write(name.to_string(), |tx, name| {
+            Box::pin(ops::forget_agent_session(tx, name))
+        })
+    }
+
     fn set_pid(&self, id: TaskId, attempt: u32, pid: i32) -> StoreFuture<'_, ()> {
         self.write((id, attempt, pid), |tx, &(id, attempt, pid)| {
             Box::pin(ops::set_pid(tx, id, attempt, pid))

@@ -28,6 +28,10 @@ pub(crate) const SESSIONS_WITHOUT_NOTICES: &str = "DELETE FROM sessions WHERE NO
     (SELECT 1 FROM notifications n WHERE n.session = sessions.name)";
 
 pub(crate) async fn prune(tx: &mut Tx, req: &PruneRequest) -> Result<Pruned, StoreError> {
+    let agent_sessions = match req.agent_sessions_before {
+        Some(before) => super::ops::forget_idle_agent_sessions(tx, before).await?,
+        None => 0,
+    };
     let c = tx.client();
     let mut events = 0u64;
     if let Some(before) = req.events_before {
@@ -65,6 +69,7 @@ pub(crate) async fn prune(tx: &mut Tx, req: &PruneRequest) -> Result<Pruned, Sto
         events,
         notifications,
         sessions,
+        agent_sessions,
         next: (!done).then_some(to),
     })
 }

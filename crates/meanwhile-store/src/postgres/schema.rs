@@ -282,6 +282,27 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (task_id, attempt, n)
     );
     "#,
+    // Version 14: agent sessions that keep their conversation, as in SQLite.
+    r#"
+    CREATE TABLE agent_sessions (
+        name TEXT PRIMARY KEY,
+        workspace TEXT NOT NULL,
+        title TEXT NOT NULL DEFAULT '',
+        steps BIGINT NOT NULL DEFAULT 0,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        holder TEXT NOT NULL
+    );
+    CREATE INDEX agent_sessions_updated ON agent_sessions(updated_at);
+    CREATE TABLE agent_session_steps (
+        session TEXT NOT NULL,
+        n BIGINT NOT NULL,
+        at BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (session, n)
+    );
+    "#,
 ];
 
 /// The schema version this build writes; the same as SQLite's.

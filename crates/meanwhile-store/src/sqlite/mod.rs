@@ -836,6 +836,36 @@ impl Store for SqliteStore {
         self.read(move |conn| ops::steps(conn, id, attempt))
     }
 
+    fn open_agent_session(
+        &self,
+        open: crate::OpenAgentSession,
+    ) -> StoreFuture<'_, meanwhile_core::AgentSession> {
+        self.write(move |conn, _| ops::open_agent_session(conn, &open))
+    }
+
+    fn record_session_step(&self, step: crate::NewAgentSessionStep) -> StoreFuture<'_, u32> {
+        self.write(move |conn, _| ops::record_session_step(conn, &step))
+    }
+
+    fn agent_session_steps(&self, name: &str) -> StoreFuture<'_, Vec<meanwhile_core::Step>> {
+        let name = owned(name);
+        self.read(move |conn| ops::agent_session_steps(conn, &name))
+    }
+
+    fn agent_session(&self, name: &str) -> StoreFuture<'_, meanwhile_core::AgentSession> {
+        let name = owned(name);
+        self.read(move |conn| ops::agent_session(conn, &name))
+    }
+
+    fn agent_sessions(&self, limit: u32) -> StoreFuture<'_, Vec<meanwhile_core::AgentSession>> {
+        self.read(move |conn| ops::agent_sessions(conn, limit))
+    }
+
+    fn forget_agent_session(&self, name: &str) -> StoreFuture<'_, bool> {
+        let name = owned(name);
+        self.write(move |conn, _| ops::forget_agent_session(conn, &name))
+    }
+
     fn set_pid(&self, id: TaskId, attempt: u32, pid: i32) -> StoreFuture<'_, ()> {
         self.write(move |conn, _| ops::set_pid(conn, id, attempt, pid))
     }

@@ -85,6 +85,17 @@ pub(crate) fn queries() -> Vec<PlannedQuery> {
         q("renew", ops::RENEW.into(), vec![t(NODE), i(NOW.0)]),
         q("steps of an attempt", ops::STEPS.into(), vec![i(7), i(1)]),
         q(
+            "steps of a session",
+            ops::SESSION_STEPS.into(),
+            vec![t("shop")],
+        ),
+        q("agent sessions", ops::AGENT_SESSIONS.into(), vec![i(100)]),
+        q(
+            "idle agent sessions",
+            ops::IDLE_AGENT_SESSIONS.into(),
+            vec![i(NOW.0), i(50)],
+        ),
+        q(
             "running of a node",
             ops::running_sql(),
             vec![t(NODE), Param::Null],

@@ -59,6 +59,10 @@ pub(crate) const SESSIONS_WITHOUT_NOTICES: &str = "DELETE FROM sessions WHERE NO
 
 pub(crate) fn prune(conn: &Connection, req: &PruneRequest) -> Result<Pruned, StoreError> {
     let mut events = 0u64;
+    let agent_sessions = match req.agent_sessions_before {
+        Some(before) => super::ops::forget_idle_agent_sessions(conn, before)?,
+        None => 0,
+    };
     if let Some(before) = req.events_before {
         // Events are appended in time order (near enough: an end recorded late keeps
         // its true time), so the oldest are among the first rows.
@@ -103,6 +107,7 @@ pub(crate) fn prune(conn: &Connection, req: &PruneRequest) -> Result<Pruned, Sto
         events,
         notifications,
         sessions,
+        agent_sessions,
         next: (!done).then_some(to),
     })
 }

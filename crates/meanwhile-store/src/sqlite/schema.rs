@@ -264,6 +264,29 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE UNIQUE INDEX steps_key ON steps(task_id, attempt, n);
     "#,
+    // Version 14: agent sessions that keep their conversation (`meanwhile agent
+    // --session NAME`), step by step, so that `--resume` continues one after a closed
+    // terminal or a reboot. Retention removes those idle past the tasks' age.
+    r#"
+    CREATE TABLE agent_sessions (
+        name TEXT PRIMARY KEY,
+        workspace TEXT NOT NULL,
+        title TEXT NOT NULL DEFAULT '',
+        steps INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        holder TEXT NOT NULL
+    );
+    CREATE INDEX agent_sessions_updated ON agent_sessions(updated_at);
+    CREATE TABLE agent_session_steps (
+        session TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX agent_session_steps_key ON agent_session_steps(session, n);
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -336,7 +359,7 @@ mod tests {
             .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 13);
+        assert_eq!(SCHEMA_VERSION, 14);
     }
 
     /// A queue paused before budgets existed was paused by a user: after the

@@ -1187,3 +1187,93 @@ both! {
         assert!(f.store.steps(id, None).await.unwrap().is_empty());
     }
 }
+
+fn open_session(
+    name: &str,
+    fresh: bool,
+    holder: &str,
+    at: i64,
+) -> meanwhile_store::OpenAgentSession {
+    meanwhile_store::OpenAgentSession {
+        name: name.into(),
+        fresh,
+        workspace: "/work/shop".into(),
+        holder: holder.into(),
+        now: Timestamp(at),
+    }
+}
+
+fn session_step(
+    name: &str,
+    holder: &str,
+    after: u32,
+    kind: &str,
+    text: &str,
+) -> meanwhile_store::NewAgentSessionStep {
+    meanwhile_store::NewAgentSessionStep {
+        name: name.into(),
+        holder: holder.into(),
+        after,
+        kind: kind.into(),
+        data: serde_json::json!({ "text": text }).to_string(),
+        now: Timestamp(NOW.0 + 10),
+    }
+}
+
+both! {
+    async fn an_agent_session_has_one_holder_and_steps_without_gaps(f: Fixture) {
+        let s = &*f.store;
+        let e = s.record_session_step(session_step("shop", "a", 0, "user", "hi")).await.unwrap_err();
+        assert!(matches!(e, meanwhile_store::StoreError::UnknownSession(ref n) if n == "shop"), "{e}");
+        let opened = s.open_agent_session(open_session("shop", true, "a", NOW.0)).await.unwrap();
+        assert_eq!((opened.steps, opened.holder.as_str(), opened.title.as_str()), (0, "a", ""));
+        assert_eq!(s.record_session_step(session_step("shop", "a", 0, "user", "fix the build\nplease")).await.unwrap(), 1);
+        assert_eq!(s.record_session_step(session_step("shop", "a", 1, "model", "ok")).await.unwrap(), 2);
+        // A count that is not the session's, another holder, a bad kind: refused.
+        let e = s.record_session_step(session_step("shop", "a", 1, "model", "again")).await.unwrap_err();
+        assert!(e.to_string().starts_with("after: agent session \"shop\" has 2 steps, not 1"), "{e}");
+        let e = s.record_session_step(session_step("shop", "b", 2, "model", "x")).await.unwrap_err();
+        assert!(e.to_string().starts_with("holder: "), "{e}");
+        let e = s.record_session_step(session_step("shop", "a", 2, "Model", "x")).await.unwrap_err();
+        assert!(e.to_string().starts_with("kind: "), "{e}");
+        // Opened again to continue it: the new holder goes on, the old one is refused.
+        let again = s.open_agent_session(open_session("shop", false, "b", NOW.0 + 20)).await.unwrap();
+        assert_eq!((again.steps, again.title.as_str()), (2, "fix the build"));
+        assert_eq!(again.created_at, Timestamp(NOW.0));
+        let e = s.record_session_step(session_step("shop", "a", 2, "model", "x")).await.unwrap_err();
+        assert!(e.to_string().contains("was opened again elsewhere"), "{e}");
+        assert_eq!(s.record_session_step(session_step("shop", "b", 2, "tool_start", "x")).await.unwrap(), 3);
+        let steps = s.agent_session_steps("shop").await.unwrap();
+        let kinds: Vec<(u32, u32, &str)> =
+            steps.iter().map(|s| (s.attempt, s.n, s.kind.as_str())).collect();
+        assert_eq!(kinds, [(0, 1, "user"), (0, 2, "model"), (0, 3, "tool_start")]);
+        assert_eq!(steps[0].data["text"], "fix the build\nplease");
+        // A second session; the list has the last active first.
+        s.open_agent_session(open_session("lab", false, "c", NOW.0 + 30)).await.unwrap();
+        let names: Vec<String> = s.agent_sessions(10).await.unwrap().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["lab", "shop"]);
+        assert_eq!(s.agent_session("shop").await.unwrap().steps, 3);
+        // A fresh open replaces the conversation.
+        let fresh = s.open_agent_session(open_session("shop", true, "d", NOW.0 + 40)).await.unwrap();
+        assert_eq!((fresh.steps, fresh.title.as_str(), fresh.created_at), (0, "", Timestamp(NOW.0 + 40)));
+        assert!(s.agent_session_steps("shop").await.unwrap().is_empty());
+        let mut first = session_step("shop", "d", 0, "user", "new");
+        first.now = Timestamp(NOW.0 + 50);
+        assert_eq!(s.record_session_step(first).await.unwrap(), 1);
+        // Retention forgets the idle ones; forgetting by hand says whether it had one.
+        let p = s
+            .prune(PruneRequest {
+                agent_sessions_before: Some(Timestamp(NOW.0 + 35)),
+                ..PruneRequest::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(p.agent_sessions, 1);
+        let names: Vec<String> = s.agent_sessions(10).await.unwrap().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["shop"]);
+        assert!(s.forget_agent_session("shop").await.unwrap());
+        assert!(!s.forget_agent_session("shop").await.unwrap());
+        assert!(matches!(s.agent_session_steps("shop").await, Err(meanwhile_store::StoreError::UnknownSession(_))));
+        assert!(matches!(s.agent_session("shop").await, Err(meanwhile_store::StoreError::UnknownSession(_))));
+    }
+}

@@ -66,6 +66,10 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("next wakeup", "tasks_pending_time", "tasks_pending_time"),
     ("renew", "tasks_state", "tasks_running (all)"),
     ("steps of an attempt", "steps_key", "sort"),
+    // PostgreSQL: through the primary key, sorted after (a session's steps).
+    ("steps of a session", "agent_session_steps_key", "sort"),
+    ("agent sessions", "agent_sessions_updated (all)", "agent_sessions_updated (all)"),
+    ("idle agent sessions", "agent_sessions_updated", "agent_sessions_updated"),
     ("running of a node", "tasks_state", "tasks_state"),
     ("running, lease expired", "tasks_state", "tasks_state"),
     ("last ends of a queue", "sort, tasks_queue", "sort, tasks_queue"),

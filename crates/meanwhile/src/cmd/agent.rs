@@ -1,10 +1,11 @@
 //! `meanwhile agent`: the coding agent, interactive or one-shot (`-p PROMPT`). Its
-//! tasks run on the daemon, so they outlive the session; a later session with the
-//! same `--session` name receives their notices.
+//! tasks run on the daemon, so they outlive the session; its conversation is kept in
+//! the daemon's store step by step, so that `--session NAME --resume` continues it,
+//! and hears the notices of the tasks it started meanwhile.
 
-use super::{Ctx, duration};
+use super::{Ctx, agent_record, duration};
 use anyhow::Context;
-use meanwhile_agent::{AgentConfig, AgentEvent, AgentOverrides, RunStop, Session};
+use meanwhile_agent::{AgentConfig, AgentEvent, AgentOverrides, RunOutcome, RunStop, Session};
 use meanwhile_core::Backend;
 use std::io::Write;
 use std::path::PathBuf;
@@ -33,10 +34,26 @@ pub struct Args {
     /// API key (default: the provider's *_API_KEY variable).
     #[arg(long)]
     pub api_key: Option<String>,
-    /// Session name: background tasks notify it, and a later run with the same name
-    /// receives the notices of tasks that ended in between.
+    /// Session name: background tasks notify it, and its conversation is kept under
+    /// it. Without --resume a new conversation begins, and replaces the one the name
+    /// had at the first message.
     #[arg(long, short = 's', env = "MEANWHILE_AGENT_SESSION")]
     pub session: Option<String>,
+    /// Continue the --session's conversation where it stopped (after a closed
+    /// terminal, a killed process, a reboot): a turn that did not finish goes on,
+    /// and the notices of the tasks it started meanwhile reach it. In the session's
+    /// workspace unless --workspace says.
+    #[arg(long, requires = "session")]
+    pub resume: bool,
+    /// List the sessions that keep a conversation, the last active first, and exit.
+    #[arg(long, conflicts_with_all = ["prompt", "resume", "forget"])]
+    pub sessions: bool,
+    /// Forget this session's conversation and exit (the notices of its tasks stay).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["prompt", "resume"])]
+    pub forget: Option<String>,
+    /// With --sessions: print JSON.
+    #[arg(long, requires = "sessions")]
+    pub json: bool,
     /// Directory the file tools are confined to (default: the current one).
     #[arg(long, short = 'w')]
     pub workspace: Option<PathBuf>,
@@ -136,36 +153,154 @@ fn show(event: &AgentEvent, verbose: bool) {
 
 /// Runs `agent`.
 pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
+    if args.sessions {
+        agent_record::list(&ctx.client()?, args.json).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(name) = &args.forget {
+        ctx.client()?
+            .forget_agent_session(name)
+            .await
+            .map_err(|e| anyhow::anyhow!("forgetting session {name}: {e}"))?;
+        errln!("session {name}: its conversation is forgotten");
+        return Ok(ExitCode::SUCCESS);
+    }
     // The configuration file lives in the home unless named: without
     // MEANWHILE_HOME, the home this command uses stands for it.
     let env = |name: &str| match std::env::var(name).ok() {
         None if name == "MEANWHILE_HOME" => ctx.home.to_str().map(str::to_owned),
         value => value,
     };
-    let config =
-        AgentConfig::resolve(&overrides(&args), &env).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let client = ctx.client()?;
+    let mut overrides = overrides(&args);
+    // The session's own record, when it has one: what --resume continues, or what a
+    // new conversation under the same name replaces.
+    let earlier = match &args.session {
+        Some(name) => match client.agent_session(name).await {
+            Ok(info) => Some(info),
+            Err(e)
+                if e.api()
+                    .is_some_and(|a| a.code == meanwhile_core::ErrorCode::NotFound) =>
+            {
+                None
+            }
+            Err(e) => anyhow::bail!("looking up session {name}: {e}"),
+        },
+        None => None,
+    };
+    if args.resume {
+        let Some(info) = &earlier else {
+            anyhow::bail!(
+                "--resume: session {} keeps no conversation to continue (see `meanwhile agent --sessions`); leave out --resume to begin one",
+                args.session.as_deref().unwrap_or_default()
+            );
+        };
+        if args.workspace.is_none() {
+            overrides.workspace = Some(PathBuf::from(&info.workspace));
+        }
+    }
+    let config = AgentConfig::resolve(&overrides, &env).map_err(|e| anyhow::anyhow!("{e}"))?;
     // The daemon's audit trail names the agent's session with what it changes.
-    let backend: Arc<dyn Backend> = Arc::new(ctx.client()?.with_session(&config.session));
+    let client = client.with_session(&config.session);
+    let backend: Arc<dyn Backend> = Arc::new(client.clone());
+    let provider = config
+        .build_provider()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut session =
+        Session::new(&config, provider, backend.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let workspace = session.workspace().display().to_string();
+    let resumed = match earlier.as_ref().filter(|_| args.resume) {
+        Some(info) => {
+            let (record, opened, steps) = agent_record::Record::resume(client, info).await?;
+            session
+                .restore(&steps)
+                .map_err(|e| anyhow::anyhow!("session {}: {e}", info.name))?;
+            session.set_step_log(Some(Arc::new(record)));
+            Some(opened)
+        }
+        None => {
+            if let Some(info) = earlier.as_ref().filter(|i| i.steps > 0) {
+                let name = &info.name;
+                let ago = crate::fmt::ago(info.updated_at, crate::fmt::now());
+                if args.prompt.is_some() {
+                    errln!(
+                        "(session {name}: a new conversation replaces its earlier one of {} steps, active {ago})",
+                        info.steps
+                    );
+                } else {
+                    errln!(
+                        "session {name} keeps a conversation of {} steps (active {ago}); your first message begins a new one in its place. To continue it instead, quit (Ctrl-D) and run `meanwhile agent --session {name} --resume`.",
+                        info.steps
+                    );
+                }
+            }
+            let record = agent_record::Record::fresh(client, &config.session, &workspace);
+            session.set_step_log(Some(Arc::new(record)));
+            None
+        }
+    };
     match args.prompt.clone() {
         Some(prompt) => {
             let wait = !args.no_wait_tasks;
-            one_shot(&config, backend, &prompt, args.verbose, wait).await
+            one_shot(session, backend, &prompt, args.verbose, wait, resumed).await
         }
-        None => interactive(&config, backend, !args.no_wake).await,
+        None => interactive(session, backend, !args.no_wake, resumed).await,
     }
 }
 
+/// Goes on with a resumed conversation's turn that did not finish, printing what
+/// it does; answers the outcome, or `None` when the last turn had ended.
+async fn finish_resumed(
+    session: &mut Session,
+    on_event: &mut (dyn FnMut(&AgentEvent) + Send),
+) -> anyhow::Result<Option<RunOutcome>> {
+    if !session.unfinished() {
+        return Ok(None);
+    }
+    errln!("(going on with the turn that did not finish)");
+    let outcome = session
+        .resume(on_event)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Some(outcome))
+}
+
+/// Says which conversation goes on, with its last exchange.
+fn recap(session: &Session, opened: &meanwhile_core::AgentSession) -> anyhow::Result<()> {
+    errln!(
+        "session {} resumed: {} steps, begun {}",
+        opened.name,
+        opened.steps,
+        crate::fmt::ago(opened.created_at, crate::fmt::now())
+    );
+    if let Some(said) = session.last_user_text() {
+        errln!("you> {}", said.trim_end());
+    }
+    if !session.unfinished() {
+        let answer = session.last_answer();
+        if !answer.trim().is_empty() {
+            outln!("\n{}\n", answer.trim_end());
+        }
+    }
+    Ok(())
+}
+
 async fn one_shot(
-    config: &AgentConfig,
+    mut session: Session,
     backend: Arc<dyn Backend>,
     prompt: &str,
     verbose: bool,
     wait_tasks: bool,
+    resumed: Option<meanwhile_core::AgentSession>,
 ) -> anyhow::Result<ExitCode> {
     let agent_error = |e: meanwhile_agent::AgentError| anyhow::anyhow!("{e}");
     let mut on_event = |e: &AgentEvent| show(e, verbose);
-    let provider = config.build_provider().map_err(agent_error)?;
-    let mut session = Session::new(config, provider, backend.clone()).map_err(agent_error)?;
+    if resumed.is_some()
+        && let Some(earlier) = finish_resumed(&mut session, &mut on_event).await?
+        && !earlier.answer.is_empty()
+    {
+        outln!("{}\n", earlier.answer.trim_end());
+    }
     let mut outcome = session
         .send(prompt, &mut on_event)
         .await
@@ -326,15 +461,11 @@ impl Editor {
 }
 
 async fn interactive(
-    config: &AgentConfig,
+    mut session: Session,
     backend: Arc<dyn Backend>,
     wake: bool,
+    resumed: Option<meanwhile_core::AgentSession>,
 ) -> anyhow::Result<ExitCode> {
-    let provider = config
-        .build_provider()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut session =
-        Session::new(config, provider, backend.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let history = std::env::var_os("MEANWHILE_HOME")
         .map(PathBuf::from)
         .map(|h| h.join("agent_history"));
@@ -344,6 +475,21 @@ async fn interactive(
         session.workspace().display()
     );
     let _ = std::io::stdout().flush();
+    if let Some(opened) = &resumed {
+        recap(&session, opened)?;
+        let mut on_event = |e: &AgentEvent| {
+            if let Some(line) = transcript_line(e) {
+                errln!("{line}");
+            }
+        };
+        match finish_resumed(&mut session, &mut on_event).await {
+            Ok(Some(o)) if !o.answer.is_empty() => outln!("\n{}\n", o.answer.trim_end()),
+            Ok(Some(o)) if o.stop != RunStop::Answered => errln!("({})", o.stop),
+            Ok(_) => {}
+            Err(e) => errln!("meanwhile: {e}"),
+        }
+        let _ = std::io::stdout().flush();
+    }
     let mut editor = Editor::start(history)?;
     session.set_approver(Some(editor.approver()));
     let mut shown = 0i64; // the latest notice printed

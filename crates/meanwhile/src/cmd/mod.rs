@@ -1,6 +1,7 @@
 //! One module per command, each with its `Args` and `run`.
 
 pub mod agent;
+pub mod agent_record;
 pub mod alerts;
 pub mod attach;
 pub mod audit;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The lines of a marker file (none when it does not exist yet).
-fn lines(path: &std::path::Path) -> usize {
+pub(crate) fn lines(path: &std::path::Path) -> usize {
     std::fs::read_to_string(path)
         .map(|s| s.lines().count())
         .unwrap_or(0)
@@ -32,7 +32,7 @@ fn step_kinds(home: &Home, id: &str) -> Vec<String> {
 }
 
 /// The turn a request asks for: the model's answers already in it, plus one.
-fn turn_of(request: &Value) -> usize {
+pub(crate) fn turn_of(request: &Value) -> usize {
     request["messages"]
         .as_array()
         .map(|m| m.iter().filter(|m| m["role"] == "assistant").count())
@@ -50,7 +50,7 @@ fn started_task(request: &Value) -> String {
         .collect()
 }
 
-fn tool(id: &str, name: &str, input: Value) -> Value {
+pub(crate) fn tool(id: &str, name: &str, input: Value) -> Value {
     message(
         json!([{"type": "tool_use", "id": id, "name": name, "input": input}]),
         "tool_use",

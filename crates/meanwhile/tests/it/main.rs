@@ -4,6 +4,7 @@ mod support;
 
 mod agent;
 mod agent_resume;
+mod agent_sessions;
 mod alerts;
 mod audit;
 mod backup;

@@ -62,3 +62,174 @@ pub(crate) async fn steps(c: &Client, id: TaskId, attempt: Option<u32>) -> Resul
         })
         .collect()
 }
+
+/// The columns of an agent session.
+const SESSION_COLUMNS: &str = "name, workspace, title, steps, created_at, updated_at, holder";
+
+fn session_row(r: &tokio_postgres::Row) -> Result<meanwhile_core::AgentSession> {
+    Ok(crate::conversation::session(
+        col(r, 0)?,
+        col(r, 1)?,
+        col(r, 2)?,
+        col(r, 3)?,
+        col(r, 4)?,
+        col(r, 5)?,
+        col(r, 6)?,
+    ))
+}
+
+/// Opens an agent session for a holder (see `Store::open_agent_session`).
+pub(crate) async fn open_agent_session(
+    tx: &mut Tx,
+    open: &crate::OpenAgentSession,
+) -> Result<meanwhile_core::AgentSession> {
+    let c = tx.client();
+    if !open.fresh {
+        let held = c
+            .query_opt(
+                &format!(
+                    "UPDATE agent_sessions SET holder = $2, updated_at = $3 WHERE name = $1
+                     RETURNING {SESSION_COLUMNS}"
+                ),
+                &[&open.name, &open.holder, &open.now.0],
+            )
+            .await?;
+        if let Some(row) = held {
+            return session_row(&row);
+        }
+    }
+    c.execute(
+        "DELETE FROM agent_session_steps WHERE session = $1",
+        &[&open.name],
+    )
+    .await?;
+    let row = c
+        .query_one(
+            &format!(
+                "INSERT INTO agent_sessions ({SESSION_COLUMNS}) VALUES ($1, $2, '', 0, $3, $3, $4)
+                 ON CONFLICT (name) DO UPDATE SET workspace = $2, title = '', steps = 0,
+                   created_at = $3, updated_at = $3, holder = $4
+                 RETURNING {SESSION_COLUMNS}"
+            ),
+            &[&open.name, &open.workspace, &open.now.0, &open.holder],
+        )
+        .await?;
+    session_row(&row)
+}
+
+/// Records the next step of an agent session (its row locked, so that an open
+/// elsewhere waits for it), as in SQLite.
+pub(crate) async fn record_session_step(
+    tx: &mut Tx,
+    s: &crate::NewAgentSessionStep,
+) -> Result<u32> {
+    crate::decode::check_step(&s.kind, &s.data)?;
+    let c = tx.client();
+    let row = c
+        .query_opt(
+            "SELECT holder, steps FROM agent_sessions WHERE name = $1 FOR UPDATE",
+            &[&s.name],
+        )
+        .await?
+        .ok_or_else(|| StoreError::UnknownSession(s.name.clone()))?;
+    let held_by: String = col(&row, 0)?;
+    let steps: i64 = col(&row, 1)?;
+    crate::conversation::check_next(&s.name, &held_by, steps as u32, &s.holder, s.after)?;
+    let n = i64::from(s.after) + 1;
+    c.execute(
+        "INSERT INTO agent_session_steps (session, n, at, kind, data) VALUES ($1, $2, $3, $4, $5)",
+        &[&s.name, &n, &s.now.0, &s.kind, &s.data],
+    )
+    .await?;
+    let title = crate::conversation::title(&s.kind, &s.data);
+    c.execute(
+        "UPDATE agent_sessions SET steps = $2, updated_at = $3,
+           title = CASE WHEN title = '' AND $4::TEXT IS NOT NULL THEN $4 ELSE title END
+         WHERE name = $1",
+        &[&s.name, &n, &s.now.0, &title],
+    )
+    .await?;
+    Ok(n as u32)
+}
+
+/// The steps of agent session `$1`.
+pub(crate) const SESSION_STEPS: &str =
+    "SELECT n, at, kind, data FROM agent_session_steps WHERE session = $1 ORDER BY n";
+
+/// An agent session's steps, oldest first.
+pub(crate) async fn agent_session_steps(c: &Client, name: &str) -> Result<Vec<Step>> {
+    let known = c
+        .query_opt("SELECT 1 FROM agent_sessions WHERE name = $1", &[&name])
+        .await?;
+    if known.is_none() {
+        return Err(StoreError::UnknownSession(name.to_string()));
+    }
+    let rows = c.query(SESSION_STEPS, &[&name]).await?;
+    rows.iter()
+        .map(|r| {
+            let data: String = col(r, 3)?;
+            crate::conversation::step(col(r, 0)?, col(r, 1)?, col(r, 2)?, &data)
+        })
+        .collect()
+}
+
+/// One agent session.
+pub(crate) async fn agent_session(c: &Client, name: &str) -> Result<meanwhile_core::AgentSession> {
+    let row = c
+        .query_opt(
+            &format!("SELECT {SESSION_COLUMNS} FROM agent_sessions WHERE name = $1"),
+            &[&name],
+        )
+        .await?
+        .ok_or_else(|| StoreError::UnknownSession(name.to_string()))?;
+    session_row(&row)
+}
+
+/// Agent sessions, the last active first: `$1` at most.
+pub(crate) const AGENT_SESSIONS: &str = "SELECT name, workspace, title, steps, created_at,
+  updated_at, holder FROM agent_sessions ORDER BY updated_at DESC LIMIT $1";
+
+/// Agent sessions, the last active first.
+pub(crate) async fn agent_sessions(
+    c: &Client,
+    limit: u32,
+) -> Result<Vec<meanwhile_core::AgentSession>> {
+    let rows = c.query(AGENT_SESSIONS, &[&i64::from(limit)]).await?;
+    rows.iter().map(session_row).collect()
+}
+
+/// Removes an agent session's conversation.
+pub(crate) async fn forget_agent_session(tx: &mut Tx, name: &str) -> Result<bool> {
+    let c = tx.client();
+    c.execute(
+        "DELETE FROM agent_session_steps WHERE session = $1",
+        &[&name],
+    )
+    .await?;
+    Ok(
+        c.execute("DELETE FROM agent_sessions WHERE name = $1", &[&name])
+            .await?
+            > 0,
+    )
+}
+
+/// Agent sessions idle since before `$1`, `$2` at most.
+pub(crate) const IDLE_AGENT_SESSIONS: &str =
+    "SELECT name FROM agent_sessions WHERE updated_at < $1 ORDER BY updated_at LIMIT $2";
+
+/// Removes the conversations of a slice of agent sessions idle since before
+/// `before`; answers how many.
+pub(crate) async fn forget_idle_agent_sessions(tx: &mut Tx, before: Timestamp) -> Result<u64> {
+    let rows = tx
+        .client()
+        .query(
+            IDLE_AGENT_SESSIONS,
+            &[&before.0, &crate::conversation::IDLE_SLICE],
+        )
+        .await?;
+    let names: Vec<String> = rows.iter().map(|r| col(r, 0)).collect::<Result<_>>()?;
+    for name in &names {
+        forget_agent_session(tx, name).await?;
+    }
+    Ok(names.len() as u64)
+}

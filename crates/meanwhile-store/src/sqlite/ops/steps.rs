@@ -63,3 +63,158 @@ pub(crate) fn steps(conn: &Connection, id: TaskId, attempt: Option<u32>) -> Resu
     })
     .collect()
 }
+
+/// The columns of an agent session.
+const SESSION_COLUMNS: &str = "name, workspace, title, steps, created_at, updated_at, holder";
+
+fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<meanwhile_core::AgentSession> {
+    Ok(crate::conversation::session(
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
+}
+
+/// Opens an agent session for a holder (see `Store::open_agent_session`).
+pub(crate) fn open_agent_session(
+    conn: &Connection,
+    open: &crate::OpenAgentSession,
+) -> Result<meanwhile_core::AgentSession> {
+    let held = if open.fresh {
+        None
+    } else {
+        conn.prepare_cached(&format!(
+            "UPDATE agent_sessions SET holder = ?2, updated_at = ?3 WHERE name = ?1
+             RETURNING {SESSION_COLUMNS}"
+        ))?
+        .query_row(params![open.name, open.holder, open.now.0], session_row)
+        .optional()?
+    };
+    if let Some(s) = held {
+        return Ok(s);
+    }
+    conn.prepare_cached("DELETE FROM agent_session_steps WHERE session = ?1")?
+        .execute([&open.name])?;
+    Ok(conn
+        .prepare_cached(&format!(
+            "INSERT OR REPLACE INTO agent_sessions ({SESSION_COLUMNS})
+             VALUES (?1, ?2, '', 0, ?3, ?3, ?4)
+             RETURNING {SESSION_COLUMNS}"
+        ))?
+        .query_row(
+            params![open.name, open.workspace, open.now.0, open.holder],
+            session_row,
+        )?)
+}
+
+/// Records the next step of an agent session (see `Store::record_session_step`).
+pub(crate) fn record_session_step(
+    conn: &Connection,
+    s: &crate::NewAgentSessionStep,
+) -> Result<u32> {
+    crate::decode::check_step(&s.kind, &s.data)?;
+    let held: Option<(String, u32)> = conn
+        .prepare_cached("SELECT holder, steps FROM agent_sessions WHERE name = ?1")?
+        .query_row([&s.name], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (held_by, steps) = held.ok_or_else(|| StoreError::UnknownSession(s.name.clone()))?;
+    crate::conversation::check_next(&s.name, &held_by, steps, &s.holder, s.after)?;
+    let n = s.after + 1;
+    conn.prepare_cached(
+        "INSERT INTO agent_session_steps (session, n, at, kind, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![s.name, n, s.now.0, s.kind, s.data])?;
+    let title = crate::conversation::title(&s.kind, &s.data);
+    conn.prepare_cached(
+        "UPDATE agent_sessions SET steps = ?2, updated_at = ?3,
+           title = CASE WHEN title = '' AND ?4 IS NOT NULL THEN ?4 ELSE title END
+         WHERE name = ?1",
+    )?
+    .execute(params![s.name, n, s.now.0, title])?;
+    Ok(n)
+}
+
+/// The steps of agent session `?1`.
+pub(crate) const SESSION_STEPS: &str =
+    "SELECT n, at, kind, data FROM agent_session_steps WHERE session = ?1 ORDER BY n";
+
+/// An agent session's steps, oldest first.
+pub(crate) fn agent_session_steps(conn: &Connection, name: &str) -> Result<Vec<Step>> {
+    let known = conn
+        .prepare_cached("SELECT 1 FROM agent_sessions WHERE name = ?1")?
+        .exists([name])?;
+    if !known {
+        return Err(StoreError::UnknownSession(name.to_string()));
+    }
+    let mut stmt = conn.prepare_cached(SESSION_STEPS)?;
+    let rows = stmt.query_map([name], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+        ))
+    })?;
+    rows.map(|r| {
+        let (n, at, kind, data) = r?;
+        crate::conversation::step(n, at, kind, &data)
+    })
+    .collect()
+}
+
+/// One agent session.
+pub(crate) fn agent_session(conn: &Connection, name: &str) -> Result<meanwhile_core::AgentSession> {
+    conn.prepare_cached(&format!(
+        "SELECT {SESSION_COLUMNS} FROM agent_sessions WHERE name = ?1"
+    ))?
+    .query_row([name], session_row)
+    .optional()?
+    .ok_or_else(|| StoreError::UnknownSession(name.to_string()))
+}
+
+/// Agent sessions, the last active first: `?1` at most.
+pub(crate) const AGENT_SESSIONS: &str = "SELECT name, workspace, title, steps, created_at,
+  updated_at, holder FROM agent_sessions ORDER BY updated_at DESC LIMIT ?1";
+
+/// Agent sessions, the last active first.
+pub(crate) fn agent_sessions(
+    conn: &Connection,
+    limit: u32,
+) -> Result<Vec<meanwhile_core::AgentSession>> {
+    let mut stmt = conn.prepare_cached(AGENT_SESSIONS)?;
+    let rows = stmt.query_map([limit], session_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Removes an agent session's conversation.
+pub(crate) fn forget_agent_session(conn: &Connection, name: &str) -> Result<bool> {
+    conn.prepare_cached("DELETE FROM agent_session_steps WHERE session = ?1")?
+        .execute([name])?;
+    Ok(conn
+        .prepare_cached("DELETE FROM agent_sessions WHERE name = ?1")?
+        .execute([name])?
+        > 0)
+}
+
+/// Agent sessions idle since before `?1`, `?2` at most.
+pub(crate) const IDLE_AGENT_SESSIONS: &str =
+    "SELECT name FROM agent_sessions WHERE updated_at < ?1 ORDER BY updated_at LIMIT ?2";
+
+/// Removes the conversations of a slice of agent sessions idle since before
+/// `before`; answers how many.
+pub(crate) fn forget_idle_agent_sessions(conn: &Connection, before: Timestamp) -> Result<u64> {
+    let names: Vec<String> = conn
+        .prepare_cached(IDLE_AGENT_SESSIONS)?
+        .query_map(params![before.0, crate::conversation::IDLE_SLICE], |r| {
+            r.get(0)
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    for name in &names {
+        forget_agent_session(conn, name)?;
+    }
+    Ok(names.len() as u64)
+}
