@@ -449,6 +449,16 @@ pub(crate) fn attempt_ended_data(end: &AttemptEnd, to: TaskState) -> serde_json:
     })
 }
 
+/// The data of the `started` event of an attempt taken over: the node it runs on
+/// now, and the one it was taken over from.
+pub(crate) fn taken_over_data(to: &crate::TakeOver, from: Option<&str>) -> serde_json::Value {
+    json!({
+        "attempt": to.attempt,
+        "node": to.node,
+        "taken_over_from": from,
+    })
+}
+
 /// The data of a `finished` event.
 pub(crate) fn finished_data(task: &TaskRecord) -> serde_json::Value {
     let mut data = json!({

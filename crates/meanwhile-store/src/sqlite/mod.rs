@@ -18,7 +18,7 @@ pub use schema::SCHEMA_VERSION;
 use crate::{
     AttemptEnd, Charged, Claim, ClaimRequest, CleanRequest, Finished, Fired, ListFilter, NewAlert,
     NewTask, Page, PruneRequest, Pruned, ScheduleFiring, Settled, StopOutcome, Store, StoreError,
-    StoreFuture, Submitted, SubmittedAndClaimed,
+    StoreFuture, Submitted, SubmittedAndClaimed, TakeOver,
 };
 use crate::{AuditKey, StoredToken};
 use meanwhile_core::http::QueueUpdate;
@@ -847,6 +847,10 @@ impl Store for SqliteStore {
 
     fn rescue(&self, end: AttemptEnd, now: Timestamp) -> StoreFuture<'_, Option<Finished>> {
         self.write(move |conn, ev| ops::rescue(conn, ev, &end, now))
+    }
+
+    fn take_over(&self, to: TakeOver) -> StoreFuture<'_, Option<TaskRecord>> {
+        self.write(move |conn, ev| ops::take_over(conn, ev, &to))
     }
 
     fn finish_attempt(&self, end: AttemptEnd) -> StoreFuture<'_, Option<Finished>> {
