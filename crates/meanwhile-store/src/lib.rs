@@ -322,6 +322,12 @@ pub struct AttemptEnd {
     pub output_bytes: u64,
     /// The final answer (agent) or returned value (function), if any.
     pub result: Option<String>,
+    /// The node that ran it, on a shared store: the end is recorded only while that
+    /// node holds the task, since another node may have taken the attempt over as
+    /// the same attempt ([`Store::take_over`]). `None` records it whichever node
+    /// holds the task; [`Store::rescue`], whose caller ends another node's attempt,
+    /// checks the lease instead.
+    pub node: Option<String>,
 }
 
 /// An attempt that another node takes over as it is ([`Store::take_over`]): the
@@ -482,6 +488,10 @@ pub struct NewStep {
     pub usage: Option<(u64, f64)>,
     /// When.
     pub now: Timestamp,
+    /// The node recording it, on a shared store: refused unless that node holds
+    /// the task, since another node may have taken the attempt over
+    /// ([`Store::take_over`]). `None` records it whichever node holds the task.
+    pub node: Option<String>,
 }
 
 /// Retention of the event log and of what removed tasks left behind. Each call

@@ -594,11 +594,7 @@ impl Store for PgStore {
     }
 
     fn record_step(&self, step: crate::NewStep) -> StoreFuture<'_, u32> {
-        self.write(step, |tx, s| {
-            Box::pin(ops::record_step(
-                tx, s.id, s.attempt, &s.kind, &s.data, s.usage, s.now,
-            ))
-        })
+        self.write(step, |tx, s| Box::pin(ops::record_step(tx, s)))
     }
 
     fn steps(

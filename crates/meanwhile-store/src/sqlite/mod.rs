@@ -823,9 +823,7 @@ impl Store for SqliteStore {
     }
 
     fn record_step(&self, s: crate::NewStep) -> StoreFuture<'_, u32> {
-        self.write(move |conn, ev| {
-            ops::record_step(conn, ev, s.id, s.attempt, &s.kind, &s.data, s.usage, s.now)
-        })
+        self.write(move |conn, ev| ops::record_step(conn, ev, &s))
     }
 
     fn steps(

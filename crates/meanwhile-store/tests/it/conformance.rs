@@ -51,6 +51,7 @@ pub(crate) fn end(id: TaskId, attempt: u32, outcome: AttemptOutcome) -> AttemptE
         tail: "last line\n".into(),
         output_bytes: 10,
         result: None,
+        node: None,
     }
 }
 
@@ -1123,6 +1124,7 @@ fn step(
         data: format!(r#"{{"kind":"{kind}"}}"#),
         usage,
         now: NOW,
+        node: None,
     }
 }
 
@@ -1246,14 +1248,28 @@ both! {
         assert_eq!(f.store.renew("n2", Timestamp(lease_end + 90_000)).await.unwrap(), [id]);
         assert!(f.store.take_over(to(1, "n3", lease_end + 2)).await.unwrap().is_none());
 
-        // The attempt goes on where it was: its steps, and its end.
-        assert_eq!(f.store.record_step(step(id, 1, "model", None)).await.unwrap(), 2);
-        let fin = f
-            .store
-            .finish_attempt(end(id, 1, AttemptOutcome::Exited { code: 0 }))
-            .await
-            .unwrap()
-            .unwrap();
+        // n1, back, can neither add a step to the attempt nor end it: n2 runs it.
+        let from = |node: &str| Some(node.to_string());
+        let mut late = step(id, 1, "model", Some((15, 0.5)));
+        late.node = from("n1");
+        let e = f.store.record_step(late).await.unwrap_err();
+        assert!(
+            e.to_string().contains("node \"n2\" took attempt 1 of task 1 over"),
+            "{e}"
+        );
+        let mut lost = end(id, 1, AttemptOutcome::Lost);
+        lost.node = from("n1");
+        assert!(f.store.finish_attempt(lost).await.unwrap().is_none());
+        let t = f.store.get(id).await.unwrap();
+        assert_eq!((t.state, t.model_calls), (TaskState::Running, 0));
+
+        // The attempt goes on where it was on n2: its steps, and its end.
+        let mut next = step(id, 1, "model", None);
+        next.node = from("n2");
+        assert_eq!(f.store.record_step(next).await.unwrap(), 2);
+        let mut done = end(id, 1, AttemptOutcome::Exited { code: 0 });
+        done.node = from("n2");
+        let fin = f.store.finish_attempt(done).await.unwrap().unwrap();
         assert_eq!((fin.task.state, fin.task.attempts), (TaskState::Succeeded, 1));
         // Ended: nothing to take over.
         assert!(f.store.take_over(to(1, "n3", lease_end + 200_000)).await.unwrap().is_none());

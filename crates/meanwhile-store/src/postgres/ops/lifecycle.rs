@@ -424,7 +424,8 @@ pub(crate) async fn rescue(
         .await?;
     let Some(row) = row else { return Ok(None) };
     match col::<Option<i64>>(&row, 0)? {
-        Some(until) if until < now.0 => finish_attempt(tx, end).await,
+        // Another node's attempt: the expired lease, not the node, is the check.
+        Some(until) if until < now.0 => end_attempt(tx, end, None).await,
         _ => Ok(None),
     }
 }
@@ -470,10 +471,26 @@ pub(crate) async fn take_over(tx: &mut Tx, to: &TakeOver) -> Result<Option<TaskR
     load_task(tx.client(), to.id).await.map(Some)
 }
 
+/// Records the end of an attempt, if it is still the task's running one and held by
+/// the node that ran it (see [`AttemptEnd::node`]).
 pub(crate) async fn finish_attempt(tx: &mut Tx, end: &AttemptEnd) -> Result<Option<Finished>> {
+    end_attempt(tx, end, end.node.as_deref()).await
+}
+
+/// Records the end of an attempt, if it is still the task's running one and, when
+/// `holder` names a node, that node holds it.
+async fn end_attempt(
+    tx: &mut Tx,
+    end: &AttemptEnd,
+    holder: Option<&str>,
+) -> Result<Option<Finished>> {
     let id = end.id;
     let (mut task, base, max_attempts) = load_task_and_budget(tx, id).await?;
     if task.state != TaskState::Running || task.attempts != end.attempt {
+        return Ok(None);
+    }
+    if holder.is_some() && task.node.as_deref() != holder {
+        // Taken over as the same attempt by another node, which records its end.
         return Ok(None);
     }
     let relative = (i64::from(end.attempt) - base).max(1) as u32;

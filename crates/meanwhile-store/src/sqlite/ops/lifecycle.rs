@@ -354,7 +354,8 @@ pub(crate) fn rescue(
         .query_row(params![end.id.0, end.attempt], |r| r.get(0))
         .optional()?;
     match until {
-        Some(Some(until)) if until < now.0 => finish_attempt(conn, events, end),
+        // Another node's attempt: the expired lease, not the node, is the check.
+        Some(Some(until)) if until < now.0 => end_attempt(conn, events, end, None),
         _ => Ok(None),
     }
 }
@@ -393,14 +394,31 @@ pub(crate) fn take_over(
     load_task(conn, to.id).map(Some)
 }
 
+/// Records the end of an attempt, if it is still the task's running one and held by
+/// the node that ran it (see [`AttemptEnd::node`]).
 pub(crate) fn finish_attempt(
     conn: &Connection,
     events: &mut Vec<Event>,
     end: &AttemptEnd,
 ) -> Result<Option<Finished>> {
+    end_attempt(conn, events, end, end.node.as_deref())
+}
+
+/// Records the end of an attempt, if it is still the task's running one and, when
+/// `holder` names a node, that node holds it.
+fn end_attempt(
+    conn: &Connection,
+    events: &mut Vec<Event>,
+    end: &AttemptEnd,
+    holder: Option<&str>,
+) -> Result<Option<Finished>> {
     let id = end.id;
     let (mut task, base, max_attempts) = load_task_and_budget(conn, id)?;
     if task.state != TaskState::Running || task.attempts != end.attempt {
+        return Ok(None);
+    }
+    if holder.is_some() && task.node.as_deref() != holder {
+        // Taken over as the same attempt by another node, which records its end.
         return Ok(None);
     }
     let relative = (end.attempt as i64 - base).max(1) as u32;
