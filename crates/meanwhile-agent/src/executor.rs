@@ -142,8 +142,11 @@ impl AgentExecutor {
                 spec.prompt
             ));
         } else {
+            // The same words whether this node's daemon came back or another node
+            // took the attempt over; the node says which it runs on now.
+            let node = task.node.as_deref().unwrap_or("?");
             ctx.println(format!(
-                "resumed attempt {} after its daemon stopped: {restored} steps recorded, {} model calls made",
+                "resumed attempt {} on node {node:?} from its recorded steps ({restored} steps, {} model calls made): the daemon that ran it stopped or lost its lease",
                 ctx.attempt(),
                 session.turns()
             ));

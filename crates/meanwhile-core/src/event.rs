@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 pub enum EventKind {
     /// A task was submitted.
     Submitted,
-    /// An attempt started.
+    /// An attempt started, or, with `taken_over_from` in the data, another node took
+    /// a running attempt over as the same attempt, to resume it (its node had let
+    /// its lease expire).
     Started,
     /// An attempt ended and the task moved on (its new state is in the data).
     AttemptEnded,

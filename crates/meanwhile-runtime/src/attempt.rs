@@ -879,6 +879,8 @@ pub(crate) fn end_record(
         tail,
         output_bytes,
         result: ended.result,
+        // In a fleet, another node may have taken the attempt over.
+        node: inner.store.is_shared().then(|| inner.node.clone()),
     }
 }
 

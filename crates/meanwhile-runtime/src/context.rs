@@ -178,6 +178,8 @@ impl TaskHost for AttemptHost {
                 data: data.to_string(),
                 usage,
                 now: inner.now(),
+                // In a fleet, another node may have taken the attempt over.
+                node: inner.store.is_shared().then(|| inner.node.clone()),
             };
             inner
                 .store

@@ -136,6 +136,17 @@ impl Inner {
         self.store.set_progress(id, p).await
     }
 
+    /// True when the executor of `kind` registered here continues an attempt from
+    /// what it recorded (see [`meanwhile_core::Executor::resumable`]): such an
+    /// attempt left by a process that is gone, this node's (recovery) or another
+    /// node's (a takeover), runs on as the same attempt.
+    pub fn resumable(&self, kind: TaskKind) -> bool {
+        self.executors
+            .read()
+            .map(|e| e.get(&kind).is_some_and(|x| x.resumable()))
+            .unwrap_or(false)
+    }
+
     pub fn is_shutting_down(&self) -> bool {
         *self.shutdown.borrow()
     }

@@ -1,14 +1,17 @@
 //! What a node does for the fleet it shares a store with, besides running its own
 //! tasks: it follows every node's events (to claim what another node submitted or
 //! freed, and to stop its own tasks when a stop was asked on another node), and it
-//! takes over the attempts of nodes that stopped renewing their leases.
+//! takes over the attempts of nodes that stopped renewing their leases: as the same
+//! attempt, resumed here, when their executor resumes (an agent's), else by
+//! recording them `lost`.
 //!
 //! Nothing here runs on a store that is not shared: one machine's SQLite has one
 //! runtime, whose recovery at start settles everything a previous process left.
 
 use crate::attempt::{self, Ended};
 use crate::engine::Inner;
-use meanwhile_core::{EventKind, StopMode, TaskRecord};
+use meanwhile_core::{EventKind, StopMode, TaskId, TaskRecord, TaskState, Timestamp};
+use meanwhile_store::{Claim, Claimed, TakeOver};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
@@ -124,9 +127,14 @@ async fn rescue_loop(inner: Arc<Inner>) {
     }
 }
 
-/// Records the attempt `lost` (then the retry policy applies), if its lease is still
-/// expired when the store looks under the row's lock.
+/// Takes over an attempt whose lease expired, if it still is when the store looks
+/// under the row's lock: as the same attempt, resumed here from what it recorded,
+/// when this node's executor of its kind resumes (an agent's, as at recovery);
+/// else it is recorded `lost` (then the retry policy applies).
 async fn rescue(inner: &Arc<Inner>, task: &TaskRecord, attempt: u32, holder: String) {
+    if inner.resumable(task.kind) {
+        return take_over(inner, task.id, attempt, &holder).await;
+    }
     let ended = Ended::lost(format!(
         "node {holder:?} stopped renewing its lease (it went silent, or lost its database); node {:?} took the task over",
         inner.node
@@ -145,4 +153,60 @@ async fn rescue(inner: &Arc<Inner>, task: &TaskRecord, attempt: u32, holder: Str
             &e,
         ),
     }
+}
+
+/// Moves an attempt whose lease expired to this node as the same attempt, and starts
+/// it here as recovery does (`dispatch::start_claimed`, no new claim): it keeps its
+/// start time, so its timeout counts from when it first started, and this node's
+/// renewals hold it from now on.
+async fn take_over(inner: &Arc<Inner>, id: TaskId, attempt: u32, holder: &str) {
+    let now = inner.now();
+    let to = TakeOver {
+        id,
+        attempt,
+        node: inner.node.clone(),
+        now,
+        lease_until: Timestamp(now.0 + inner.config.lease.as_millis() as i64),
+    };
+    let task = match inner.store.take_over(to).await {
+        Ok(Some(task)) => task,
+        Ok(None) => return,
+        Err(e) => {
+            inner.loop_failed(
+                "rescue",
+                format_args!("taking over attempt {attempt} of task {id} from node {holder:?}"),
+                &e,
+            );
+            // The write may have committed though its answer was lost; then the task
+            // is this node's, and nobody else runs it. Otherwise the next look tries
+            // again.
+            match inner.store.get(id).await {
+                Ok(t) if is_mine(inner, &t, attempt) => t,
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!(task = %id, "looking whether the takeover of attempt {attempt} was recorded: {e}");
+                    return;
+                }
+            }
+        }
+    };
+    tracing::warn!(
+        task = %id,
+        "attempt {attempt} of node {holder:?} taken over as the same attempt: its lease expired; resuming it here from its recorded steps"
+    );
+    crate::dispatch::start_claimed(
+        inner,
+        Claim {
+            tasks: vec![Claimed { task, attempt }],
+            next_wakeup: None,
+        },
+    );
+}
+
+/// True when `task` runs `attempt` on this node and no attempt of it runs here yet.
+fn is_mine(inner: &Inner, task: &TaskRecord, attempt: u32) -> bool {
+    task.state == TaskState::Running
+        && task.attempts == attempt
+        && task.node.as_deref() == Some(inner.node.as_str())
+        && inner.registry().get(task.id).is_none()
 }

@@ -35,7 +35,7 @@ pub(crate) async fn recover(inner: &Arc<Inner>) -> crate::Result<()> {
     for (task, attempt) in running {
         let n = attempt.number;
         if task.kind != TaskKind::Shell {
-            if resumable(inner, task.kind) {
+            if inner.resumable(task.kind) {
                 tracing::info!(task = %task.id, "resuming attempt {n} from its recorded steps");
                 crate::dispatch::start_claimed(
                     inner,
@@ -117,16 +117,6 @@ pub(crate) async fn recover(inner: &Arc<Inner>) -> crate::Result<()> {
         kill_orphans(inner);
     }
     Ok(())
-}
-
-/// True when the executor of `kind` continues an attempt its process left (see
-/// [`meanwhile_core::Executor::resumable`]).
-fn resumable(inner: &Inner, kind: TaskKind) -> bool {
-    inner
-        .executors
-        .read()
-        .map(|e| e.get(&kind).is_some_and(|x| x.resumable()))
-        .unwrap_or(false)
 }
 
 /// Kills the processes of attempts this node started that are no longer its own:

@@ -230,11 +230,18 @@ fn describe(e: &Event) -> Vec<Entry> {
             text(&d["name"]),
             text(&d["queue"])
         )),
-        EventKind::Started => one(format!(
-            "attempt {} started on {}",
-            text(&d["attempt"]),
-            text(&d["node"])
-        )),
+        EventKind::Started => match d["taken_over_from"].as_str() {
+            Some(from) => one(format!(
+                "attempt {} taken over by {} from {from}",
+                text(&d["attempt"]),
+                text(&d["node"])
+            )),
+            None => one(format!(
+                "attempt {} started on {}",
+                text(&d["attempt"]),
+                text(&d["node"])
+            )),
+        },
         EventKind::AttemptEnded => {
             let mut s = format!(
                 "attempt {} {}{}; task now {}",

@@ -449,6 +449,16 @@ pub(crate) fn attempt_ended_data(end: &AttemptEnd, to: TaskState) -> serde_json:
     })
 }
 
+/// The data of the `started` event of an attempt taken over: the node it runs on
+/// now, and the one it was taken over from.
+pub(crate) fn taken_over_data(to: &crate::TakeOver, from: Option<&str>) -> serde_json::Value {
+    json!({
+        "attempt": to.attempt,
+        "node": to.node,
+        "taken_over_from": from,
+    })
+}
+
 /// The data of a `finished` event.
 pub(crate) fn finished_data(task: &TaskRecord) -> serde_json::Value {
     let mut data = json!({
@@ -1030,17 +1040,29 @@ pub(crate) fn check_step(kind: &str, data: &str) -> Result<()> {
 /// A step is recorded only by the task's running attempt: one that was stopped, or
 /// that another node took over, records nothing more.
 pub(crate) fn check_step_attempt(
-    id: TaskId,
-    attempt: u32,
+    s: &crate::NewStep,
     state: &str,
     current: u32,
+    holder: Option<&str>,
 ) -> Result<()> {
+    let (id, attempt) = (s.id, s.attempt);
     let state = self::state(state)?;
     if state != TaskState::Running || current != attempt {
         return Err(StoreError::Conflict {
             field: "attempt",
             message: format!(
                 "task {id} is {state} at attempt {current}: attempt {attempt} records no more steps"
+            ),
+        });
+    }
+    if let Some(node) = s.node.as_deref()
+        && holder != Some(node)
+    {
+        return Err(StoreError::Conflict {
+            field: "attempt",
+            message: format!(
+                "node {} took attempt {attempt} of task {id} over: node {node:?} records no more steps of it",
+                holder.map_or_else(|| "?".to_string(), |h| format!("{h:?}"))
             ),
         });
     }

@@ -326,6 +326,28 @@ pub struct AttemptEnd {
     pub output_bytes: u64,
     /// The final answer (agent) or returned value (function), if any.
     pub result: Option<String>,
+    /// The node that ran it, on a shared store: the end is recorded only while that
+    /// node holds the task, since another node may have taken the attempt over as
+    /// the same attempt ([`Store::take_over`]). `None` records it whichever node
+    /// holds the task; [`Store::rescue`], whose caller ends another node's attempt,
+    /// checks the lease instead.
+    pub node: Option<String>,
+}
+
+/// An attempt that another node takes over as it is ([`Store::take_over`]): the
+/// same attempt, to be resumed there, not ended.
+#[derive(Debug, Clone)]
+pub struct TakeOver {
+    /// The task.
+    pub id: TaskId,
+    /// The attempt its node let go of.
+    pub attempt: u32,
+    /// The node that takes it over.
+    pub node: String,
+    /// The time now: the attempt's lease must have ended before it.
+    pub now: Timestamp,
+    /// The lease the taking node holds it on.
+    pub lease_until: Timestamp,
 }
 
 /// What finishing an attempt did.
@@ -470,6 +492,10 @@ pub struct NewStep {
     pub usage: Option<(u64, f64)>,
     /// When.
     pub now: Timestamp,
+    /// The node recording it, on a shared store: refused unless that node holds
+    /// the task, since another node may have taken the attempt over
+    /// ([`Store::take_over`]). `None` records it whichever node holds the task.
+    pub node: Option<String>,
 }
 
 /// An agent session to open, for [`Store::open_agent_session`].
@@ -674,6 +700,16 @@ pub trait Store: Send + Sync + 'static {
     /// meanwhile. A node that lost its lease this way can no longer record the
     /// attempt's end, since [`Store::finish_attempt`] needs it to be current.
     fn rescue(&self, end: AttemptEnd, now: Timestamp) -> StoreFuture<'_, Option<Finished>>;
+    /// Moves an attempt whose node let its lease expire to another node as the same
+    /// attempt (for an executor that resumes it, see
+    /// [`meanwhile_core::Executor::resumable`]): if, under the row's lock, the task
+    /// still runs that attempt and its lease ended before `now`, the task and the
+    /// attempt are recorded on `node` with its lease, and a `started` event says
+    /// which node it was taken over from (`taken_over_from`). The attempt keeps its
+    /// start time. `None` when it was renewed or ended meanwhile. As with
+    /// [`Store::rescue`], the node that let it go can no longer renew it nor record
+    /// its end.
+    fn take_over(&self, to: TakeOver) -> StoreFuture<'_, Option<TaskRecord>>;
     /// Records the end of an attempt and moves the task on; `None` when the attempt is
     /// no longer the task's current one (already finished elsewhere).
     fn finish_attempt(&self, end: AttemptEnd) -> StoreFuture<'_, Option<Finished>>;

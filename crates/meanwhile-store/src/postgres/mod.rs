@@ -26,7 +26,7 @@ use crate::chain::{self, Entry};
 use crate::{
     AttemptEnd, Charged, Claim, ClaimRequest, CleanRequest, Finished, Fired, ListFilter, NewAlert,
     NewTask, Page, PruneRequest, Pruned, ScheduleFiring, Settled, StopOutcome, Store, StoreError,
-    StoreFuture, Submitted, SubmittedAndClaimed,
+    StoreFuture, Submitted, SubmittedAndClaimed, TakeOver,
 };
 use crate::{AuditKey, StoredToken};
 pub(crate) use client::Client;
@@ -594,11 +594,7 @@ impl Store for PgStore {
     }
 
     fn record_step(&self, step: crate::NewStep) -> StoreFuture<'_, u32> {
-        self.write(step, |tx, s| {
-            Box::pin(ops::record_step(
-                tx, s.id, s.attempt, &s.kind, &s.data, s.usage, s.now,
-            ))
-        })
+        self.write(step, |tx, s| Box::pin(ops::record_step(tx, s)))
     }
 
     fn steps(
@@ -660,6 +656,10 @@ impl Store for PgStore {
         self.write((end, now), |tx, (end, now)| {
             Box::pin(ops::rescue(tx, end, *now))
         })
+    }
+
+    fn take_over(&self, to: TakeOver) -> StoreFuture<'_, Option<TaskRecord>> {
+        self.write(to, |tx, to| Box::pin(ops::take_over(tx, to)))
     }
 
     fn finish_attempt(&self, end: AttemptEnd) -> StoreFuture<'_, Option<Finished>> {

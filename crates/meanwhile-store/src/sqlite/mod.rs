@@ -18,7 +18,7 @@ pub use schema::SCHEMA_VERSION;
 use crate::{
     AttemptEnd, Charged, Claim, ClaimRequest, CleanRequest, Finished, Fired, ListFilter, NewAlert,
     NewTask, Page, PruneRequest, Pruned, ScheduleFiring, Settled, StopOutcome, Store, StoreError,
-    StoreFuture, Submitted, SubmittedAndClaimed,
+    StoreFuture, Submitted, SubmittedAndClaimed, TakeOver,
 };
 use crate::{AuditKey, StoredToken};
 use meanwhile_core::http::QueueUpdate;
@@ -823,9 +823,7 @@ impl Store for SqliteStore {
     }
 
     fn record_step(&self, s: crate::NewStep) -> StoreFuture<'_, u32> {
-        self.write(move |conn, ev| {
-            ops::record_step(conn, ev, s.id, s.attempt, &s.kind, &s.data, s.usage, s.now)
-        })
+        self.write(move |conn, ev| ops::record_step(conn, ev, &s))
     }
 
     fn steps(
@@ -877,6 +875,10 @@ impl Store for SqliteStore {
 
     fn rescue(&self, end: AttemptEnd, now: Timestamp) -> StoreFuture<'_, Option<Finished>> {
         self.write(move |conn, ev| ops::rescue(conn, ev, &end, now))
+    }
+
+    fn take_over(&self, to: TakeOver) -> StoreFuture<'_, Option<TaskRecord>> {
+        self.write(move |conn, ev| ops::take_over(conn, ev, &to))
     }
 
     fn finish_attempt(&self, end: AttemptEnd) -> StoreFuture<'_, Option<Finished>> {

@@ -51,6 +51,7 @@ pub(crate) fn end(id: TaskId, attempt: u32, outcome: AttemptOutcome) -> AttemptE
         tail: "last line\n".into(),
         output_bytes: 10,
         result: None,
+        node: None,
     }
 }
 
@@ -1123,6 +1124,7 @@ fn step(
         data: format!(r#"{{"kind":"{kind}"}}"#),
         usage,
         now: NOW,
+        node: None,
     }
 }
 
@@ -1275,5 +1277,91 @@ both! {
         assert!(!s.forget_agent_session("shop").await.unwrap());
         assert!(matches!(s.agent_session_steps("shop").await, Err(meanwhile_store::StoreError::UnknownSession(_))));
         assert!(matches!(s.agent_session("shop").await, Err(meanwhile_store::StoreError::UnknownSession(_))));
+    }
+}
+
+both! {
+    async fn an_expired_attempt_is_taken_over_as_the_same_attempt_only_while_expired(f: Fixture) {
+        let id = submit(&*f.store, TaskSpec::shell("agent-ish")).await;
+        let lease_end = NOW.0 + 60_000;
+        let c = f.store.claim(claim_req(1)).await.unwrap().tasks;
+        assert_eq!((c[0].attempt, c[0].task.node.as_deref()), (1, Some("n1")));
+        assert_eq!(f.store.record_step(step(id, 1, "user", None)).await.unwrap(), 1);
+        let to = |attempt: u32, node: &str, now: i64| meanwhile_store::TakeOver {
+            id,
+            attempt,
+            node: node.into(),
+            now: Timestamp(now),
+            lease_until: Timestamp(now + 60_000),
+        };
+
+        // Not before the lease ended, nor for another attempt.
+        assert!(f.store.take_over(to(1, "n2", lease_end)).await.unwrap().is_none());
+        assert!(f.store.take_over(to(2, "n2", lease_end + 1)).await.unwrap().is_none());
+        let t = f.store.get(id).await.unwrap();
+        assert_eq!(t.node.as_deref(), Some("n1"));
+
+        // Once it has: the same attempt, on n2, with n2's lease and its first start.
+        let seq = f.store.events_after(0, 1000).await.unwrap().last().unwrap().seq;
+        let t = f
+            .store
+            .take_over(to(1, "n2", lease_end + 1))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (t.state, t.attempts, t.node.as_deref(), t.started_at),
+            (TaskState::Running, 1, Some("n2"), Some(NOW))
+        );
+        let atts = f.store.attempts(id).await.unwrap();
+        assert_eq!(atts.len(), 1);
+        assert_eq!((atts[0].node.as_str(), atts[0].started_at), ("n2", NOW));
+        let events = f.store.events_after(seq, 1000).await.unwrap();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].kind, meanwhile_core::EventKind::Started);
+        assert_eq!(
+            events[0].data,
+            serde_json::json!({"attempt": 1, "node": "n2", "taken_over_from": "n1"})
+        );
+        let audit = f.store.audit(meanwhile_core::AuditFilter::default()).await.unwrap();
+        assert!(
+            audit.records.iter().any(|r| r.summary == "attempt 1 taken over by n2 from n1"),
+            "{:?}",
+            audit.records
+        );
+
+        // n2 holds it now, on a lease of its own: nobody takes it before that ends,
+        // n2's renewals extend it, n1's do not.
+        let n2_lease_end = lease_end + 1 + 60_000;
+        assert!(f.store.take_over(to(1, "n3", n2_lease_end)).await.unwrap().is_none());
+        assert!(f.store.renew("n1", Timestamp(lease_end + 2)).await.unwrap().is_empty());
+        assert_eq!(f.store.renew("n2", Timestamp(lease_end + 90_000)).await.unwrap(), [id]);
+        assert!(f.store.take_over(to(1, "n3", lease_end + 2)).await.unwrap().is_none());
+
+        // n1, back, can neither add a step to the attempt nor end it: n2 runs it.
+        let from = |node: &str| Some(node.to_string());
+        let mut late = step(id, 1, "model", Some((15, 0.5)));
+        late.node = from("n1");
+        let e = f.store.record_step(late).await.unwrap_err();
+        assert!(
+            e.to_string().contains("node \"n2\" took attempt 1 of task 1 over"),
+            "{e}"
+        );
+        let mut lost = end(id, 1, AttemptOutcome::Lost);
+        lost.node = from("n1");
+        assert!(f.store.finish_attempt(lost).await.unwrap().is_none());
+        let t = f.store.get(id).await.unwrap();
+        assert_eq!((t.state, t.model_calls), (TaskState::Running, 0));
+
+        // The attempt goes on where it was on n2: its steps, and its end.
+        let mut next = step(id, 1, "model", None);
+        next.node = from("n2");
+        assert_eq!(f.store.record_step(next).await.unwrap(), 2);
+        let mut done = end(id, 1, AttemptOutcome::Exited { code: 0 });
+        done.node = from("n2");
+        let fin = f.store.finish_attempt(done).await.unwrap().unwrap();
+        assert_eq!((fin.task.state, fin.task.attempts), (TaskState::Succeeded, 1));
+        // Ended: nothing to take over.
+        assert!(f.store.take_over(to(1, "n3", lease_end + 200_000)).await.unwrap().is_none());
     }
 }

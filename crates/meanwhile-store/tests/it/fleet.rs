@@ -49,6 +49,7 @@ fn end(id: meanwhile_core::TaskId, attempt: u32) -> AttemptEnd {
         tail: String::new(),
         output_bytes: 0,
         result: None,
+        node: None,
     }
 }
 

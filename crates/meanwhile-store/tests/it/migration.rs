@@ -103,6 +103,7 @@ fn end(id: TaskId, attempt: u32, outcome: AttemptOutcome, ended_at: Timestamp) -
         tail: format!("the last line of task {id}\n"),
         output_bytes: 1_234,
         result: None,
+        node: None,
     }
 }
 

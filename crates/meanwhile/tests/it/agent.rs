@@ -1,7 +1,7 @@
 //! `meanwhile agent -p` against a provider speaking the real Anthropic Messages wire
 //! format with scripted replies, served by this test on loopback.
 
-use crate::support::Home;
+use crate::support::{Home, message};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 
@@ -12,14 +12,6 @@ pub(crate) fn fake_anthropic(replies: Vec<Value>) -> (String, Arc<Mutex<Vec<Valu
         replies.lock().unwrap().next().unwrap_or_else(
             || json!({"type": "error", "error": {"type": "invalid_request_error", "message": "script ran out"}}),
         )
-    })
-}
-
-pub(crate) fn message(content: Value, stop: &str) -> Value {
-    json!({
-        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-test",
-        "content": content, "stop_reason": stop, "stop_sequence": null,
-        "usage": {"input_tokens": 10, "output_tokens": 5}
     })
 }
 

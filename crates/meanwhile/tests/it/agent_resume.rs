@@ -2,18 +2,12 @@
 //! the task goes on from its recorded steps, against a provider speaking the real
 //! Anthropic wire format with scripted replies.
 
-use crate::agent::message;
-use crate::support::{Home, fifo, provider_env, until};
+use crate::support::{
+    Home, allow_every_command, fifo, lines, message, provider_env, tool, turn_of, until,
+};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-/// The lines of a marker file (none when it does not exist yet).
-pub(crate) fn lines(path: &std::path::Path) -> usize {
-    std::fs::read_to_string(path)
-        .map(|s| s.lines().count())
-        .unwrap_or(0)
-}
 
 /// The kinds of the steps recorded for task `id`, read from the store's file.
 fn step_kinds(home: &Home, id: &str) -> Vec<String> {
@@ -31,15 +25,6 @@ fn step_kinds(home: &Home, id: &str) -> Vec<String> {
         .unwrap()
 }
 
-/// The turn a request asks for: the model's answers already in it, plus one.
-pub(crate) fn turn_of(request: &Value) -> usize {
-    request["messages"]
-        .as_array()
-        .map(|m| m.iter().filter(|m| m["role"] == "assistant").count())
-        .unwrap_or(0)
-        + 1
-}
-
 /// The id of the task the last `background_run` result names.
 fn started_task(request: &Value) -> String {
     let text = request["messages"].to_string();
@@ -48,13 +33,6 @@ fn started_task(request: &Value) -> String {
         .chars()
         .take_while(char::is_ascii_digit)
         .collect()
-}
-
-pub(crate) fn tool(id: &str, name: &str, input: Value) -> Value {
-    message(
-        json!([{"type": "tool_use", "id": id, "name": name, "input": input}]),
-        "tool_use",
-    )
 }
 
 fn serve(home: &mut Home, url: &str) {
@@ -108,13 +86,7 @@ fn an_agent_task_resumes_from_its_steps_after_each_kind_of_sigkill() {
             }
         }
     });
-    // Nobody can be asked in the daemon: its rules allow the agent's commands.
-    std::fs::create_dir_all(&home.home).unwrap();
-    std::fs::write(
-        home.home.join("config.toml"),
-        "[agent.permissions]\nallow = [\"*\"]\n",
-    )
-    .unwrap();
+    allow_every_command(&home);
     serve(&mut home, &url);
     let id = home
         .ok(&["run", "--agent", "Run the four commands."])
@@ -213,8 +185,7 @@ fn an_agent_task_resumes_from_its_steps_after_each_kind_of_sigkill() {
     );
     let logs = home.ok(&["logs", &id]);
     assert_eq!(
-        logs.matches("resumed attempt 1 after its daemon stopped")
-            .count(),
+        logs.matches("resumed attempt 1 on node ").count(),
         3,
         "{logs}"
     );

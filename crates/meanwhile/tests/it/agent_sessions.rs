@@ -3,9 +3,7 @@
 //! new terminal (real pseudo-terminals, through Python's `pty`), against a provider
 //! speaking the real Anthropic wire format with scripted replies.
 
-use crate::agent::message;
-use crate::agent_resume::{lines, tool, turn_of};
-use crate::support::{Home, fifo, until};
+use crate::support::{Home, fifo, lines, message, tool, turn_of, until};
 use serde_json::{Value, json};
 
 /// Drives `meanwhile agent` in a pseudo-terminal. `first`: types a prompt and

@@ -4,8 +4,8 @@
 //! budget resumes the queue. (Windows rolling over are tested in the store, with
 //! explicit clock readings.)
 
-use crate::agent::{fake_anthropic, message};
-use crate::support::{Home, code, stderr, until};
+use crate::agent::fake_anthropic;
+use crate::support::{Home, code, message, stderr, until};
 use serde_json::{Value, json};
 
 /// A reply that asks for a tool and reports `input + output` tokens.

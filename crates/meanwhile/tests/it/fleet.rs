@@ -2,7 +2,9 @@
 //! by the test (see `meanwhile-testpg`). Each node has a home of its own (its logs,
 //! socket and journal) and a TCP listener the others reach it at.
 
-use crate::support::{Home, signal, stderr, until};
+use crate::support::{
+    Home, allow_every_command, lines, message, provider_env, signal, stderr, tool, turn_of, until,
+};
 use meanwhile_testpg::TestDb;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -44,15 +46,25 @@ impl Fleet {
 
     /// Starts node `name` on `url` (the database's by default).
     fn node_on(&self, name: &str, url: &str) -> Home {
-        self.serve(Home::new(), name, url)
+        self.serve(Home::new(), name, url, &[])
     }
 
     /// Starts node `name` again on the home `home` had.
     fn node_again(&self, home: Home, name: &str) -> Home {
-        self.serve(home, name, &self.db.url())
+        self.serve(home, name, &self.db.url(), &[])
     }
 
-    fn serve(&self, mut home: Home, name: &str, url: &str) -> Home {
+    /// Starts node `name` able to run agent tasks, against the provider at
+    /// `provider`, its agents allowed every command.
+    fn agent_node(&self, name: &str, provider: &str) -> Home {
+        let home = Home::new();
+        allow_every_command(&home);
+        let env = provider_env(provider);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.serve(home, name, &self.db.url(), &env)
+    }
+
+    fn serve(&self, mut home: Home, name: &str, url: &str, env: &[(&str, &str)]) -> Home {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -63,6 +75,7 @@ impl Fleet {
             .env("MEANWHILE_LEASE", self.lease)
             .env("MEANWHILE_NODE_SILENT_AFTER", "2s")
             .env("RUST_LOG", "meanwhile=debug")
+            .envs(env.iter().copied())
             .stderr(log);
         home.daemon = Some(c.spawn().unwrap());
         until(&format!("node {name} answers"), || {
@@ -602,4 +615,106 @@ fn a_node_back_after_being_taken_for_dead_kills_what_it_no_longer_holds() {
     assert_eq!(atts[1]["node"], "b");
     assert_eq!(show(&b, &id)["state"], "running");
     b.ok(&["stop", "--force", &id]);
+}
+
+#[test]
+fn an_agent_task_moves_to_another_node_as_the_same_attempt() {
+    let fleet = Fleet::new();
+    let marks = tempfile::tempdir().unwrap();
+    let (first, second) = (marks.path().join("first"), marks.path().join("second"));
+    let first_cmd = format!("echo first >> {}", first.display());
+    let second_cmd = format!("echo second >> {}", second.display());
+    // Turn 2's request is held until the test lets it go: the node running the agent
+    // dies while that model call is in flight, after turn 1's command ran.
+    let hold = Arc::new(AtomicBool::new(true));
+    let held = hold.clone();
+    let asked = Arc::new(AtomicBool::new(false));
+    let asking = asked.clone();
+    let (url, seen) = crate::support::fake_anthropic_with(std::time::Duration::ZERO, move |req| {
+        match turn_of(req) {
+            1 => tool("tu_1", "bash", serde_json::json!({"command": first_cmd})),
+            2 => {
+                asking.store(true, Ordering::SeqCst);
+                while held.load(Ordering::SeqCst) {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                tool("tu_2", "bash", serde_json::json!({"command": second_cmd}))
+            }
+            3 => message(
+                serde_json::json!([{"type": "text", "text": "Both written."}]),
+                "end_turn",
+            ),
+            _ => {
+                serde_json::json!({"type": "error", "error": {"type": "invalid_request_error", "message": "script ran out"}})
+            }
+        }
+    });
+    let mut a = fleet.agent_node("a", &url);
+    a.ok(&["queue", "set", "default", "--max-parallel", "8"]);
+    let id = a
+        .ok(&["run", "--agent", "Write both lines."])
+        .trim()
+        .to_string();
+    until("the agent task runs on a", || show(&a, &id)["node"] == "a");
+    let b = fleet.agent_node("b", &url);
+
+    until("the second model call", || asked.load(Ordering::SeqCst));
+    assert_eq!(lines(&first), 1);
+    a.kill_daemon();
+    hold.store(false, Ordering::SeqCst);
+
+    // After a's lease, b takes the attempt over and it goes on from its steps.
+    let mut task = Value::Null;
+    until("the agent task ends on b", || {
+        task = show(&b, &id);
+        task["state"] != "running" && task["state"] != "pending"
+    });
+    assert_eq!(task["state"], "succeeded", "{task}");
+    assert_eq!(task["result"], "Both written.", "{task}");
+    assert_eq!(task["attempts"], 1, "taken over, not retried: {task}");
+    let atts = attempts(&b, &id);
+    assert_eq!(atts.len(), 1, "{atts:?}");
+    assert_eq!(atts[0]["node"], "b", "{atts:?}");
+    assert_eq!(atts[0]["outcome"], "exited", "{atts:?}");
+    // Each command ran once.
+    assert_eq!((lines(&first), lines(&second)), (1, 1));
+    // Each turn's request reached the provider once, but the one in flight when a
+    // died, which b made again once. (The provider counts a request once it has
+    // answered, and it answers a's only after the test let it go.)
+    let per_turn = || -> Vec<usize> {
+        let seen = seen.lock().unwrap();
+        (1..=3)
+            .map(|t| seen.iter().filter(|r| turn_of(r) == t).count())
+            .collect()
+    };
+    until("the provider answered a's held call", || per_turn()[1] >= 2);
+    assert_eq!(per_turn(), [1, 2, 1], "requests per turn");
+    // Usage counted once per recorded response (the lost call never answered).
+    assert_eq!(task["model_calls"], 3, "{task}");
+    assert_eq!(task["tokens"], 3 * 15, "{task}");
+
+    // One record across both nodes: every step of attempt 1, numbered without a gap.
+    let transcript = fleet
+        ._rt
+        .block_on(
+            meanwhile_client::Client::for_home(&b.home)
+                .transcript(meanwhile_core::TaskId(id.parse().unwrap())),
+        )
+        .unwrap();
+    let steps = &transcript.steps;
+    assert!(steps.iter().all(|s| s.attempt == 1), "{steps:?}");
+    assert!(
+        steps.iter().enumerate().all(|(i, s)| s.n as usize == i + 1),
+        "{steps:?}"
+    );
+    assert_eq!(steps.iter().filter(|s| s.kind == "model").count(), 3);
+    assert_eq!(steps.iter().filter(|s| s.kind == "tool_result").count(), 2);
+    // The log, read from b, says where it resumed; b said why in its own.
+    let logs = b.ok(&["logs", &id]);
+    assert!(logs.contains("resumed attempt 1 on node \"b\""), "{logs}");
+    let said = read(&b.dir.path().join("serve.log"));
+    assert!(
+        said.contains("attempt 1 of node \"a\" taken over as the same attempt"),
+        "{said}"
+    );
 }

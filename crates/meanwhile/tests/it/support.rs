@@ -238,6 +238,52 @@ pub fn provider_env(url: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// A scripted reply of the Anthropic Messages API: `content` blocks, the stop reason,
+/// and 15 tokens of usage.
+pub fn message(content: serde_json::Value, stop: &str) -> serde_json::Value {
+    serde_json::json!({
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-test",
+        "content": content, "stop_reason": stop, "stop_sequence": null,
+        "usage": {"input_tokens": 10, "output_tokens": 5}
+    })
+}
+
+/// A scripted reply that calls tool `name` with `input`, as call `id`.
+pub fn tool(id: &str, name: &str, input: serde_json::Value) -> serde_json::Value {
+    message(
+        serde_json::json!([{"type": "tool_use", "id": id, "name": name, "input": input}]),
+        "tool_use",
+    )
+}
+
+/// The turn a request to the model asks for: the model's answers already in it,
+/// plus one.
+pub fn turn_of(request: &serde_json::Value) -> usize {
+    request["messages"]
+        .as_array()
+        .map(|m| m.iter().filter(|m| m["role"] == "assistant").count())
+        .unwrap_or(0)
+        + 1
+}
+
+/// The lines of a marker file (none when it does not exist yet).
+pub fn lines(path: &std::path::Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+/// Lets the agents of `home`'s daemon run every command: nobody can be asked in a
+/// daemon.
+pub fn allow_every_command(home: &Home) {
+    std::fs::create_dir_all(&home.home).unwrap();
+    std::fs::write(
+        home.home.join("config.toml"),
+        "[agent.permissions]\nallow = [\"*\"]\n",
+    )
+    .unwrap();
+}
+
 /// A TCP port free at the moment.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -10,7 +10,9 @@
 use super::*;
 use crate::decode;
 use crate::postgres::Client;
-use crate::{AttemptEnd, Claim, ClaimRequest, Claimed, Finished, StopOutcome, StoreError};
+use crate::{
+    AttemptEnd, Claim, ClaimRequest, Claimed, Finished, StopOutcome, StoreError, TakeOver,
+};
 use meanwhile_core::{
     Attempt, EventKind, Progress, TaskId, TaskRecord, TaskState, Timestamp, Transition, transition,
 };
@@ -422,15 +424,73 @@ pub(crate) async fn rescue(
         .await?;
     let Some(row) = row else { return Ok(None) };
     match col::<Option<i64>>(&row, 0)? {
-        Some(until) if until < now.0 => finish_attempt(tx, end).await,
+        // Another node's attempt: the expired lease, not the node, is the check.
+        Some(until) if until < now.0 => end_attempt(tx, end, None).await,
         _ => Ok(None),
     }
 }
 
+/// Moves an attempt whose node let its lease expire to another node as the same
+/// attempt, if it still has: the row is locked first, as for [`rescue`], so a
+/// renewal or an end that came meanwhile wins.
+pub(crate) async fn take_over(tx: &mut Tx, to: &TakeOver) -> Result<Option<TaskRecord>> {
+    let row = tx
+        .client()
+        .query_opt(
+            // A row another write holds is being renewed or ended: not expired.
+            "SELECT node, lease_until FROM tasks WHERE id = $1 AND state = 'running'
+               AND attempts = $2
+             FOR UPDATE SKIP LOCKED",
+            &[&to.id.0, &i64::from(to.attempt)],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let from: Option<String> = col(&row, 0)?;
+    match col::<Option<i64>>(&row, 1)? {
+        Some(until) if until < to.now.0 => {}
+        _ => return Ok(None),
+    }
+    exec(
+        tx,
+        "UPDATE tasks SET node = $2, lease_until = $3 WHERE id = $1",
+        &[&to.id.0, &to.node, &to.lease_until.0],
+    )
+    .await?;
+    exec(
+        tx,
+        "UPDATE attempts SET node = $3 WHERE task_id = $1 AND number = $2",
+        &[&to.id.0, &i64::from(to.attempt), &to.node],
+    )
+    .await?;
+    tx.emit(
+        to.now,
+        EventKind::Started,
+        Some(to.id),
+        decode::taken_over_data(to, from.as_deref()),
+    );
+    load_task(tx.client(), to.id).await.map(Some)
+}
+
+/// Records the end of an attempt, if it is still the task's running one and held by
+/// the node that ran it (see [`AttemptEnd::node`]).
 pub(crate) async fn finish_attempt(tx: &mut Tx, end: &AttemptEnd) -> Result<Option<Finished>> {
+    end_attempt(tx, end, end.node.as_deref()).await
+}
+
+/// Records the end of an attempt, if it is still the task's running one and, when
+/// `holder` names a node, that node holds it.
+async fn end_attempt(
+    tx: &mut Tx,
+    end: &AttemptEnd,
+    holder: Option<&str>,
+) -> Result<Option<Finished>> {
     let id = end.id;
     let (mut task, base, max_attempts) = load_task_and_budget(tx, id).await?;
     if task.state != TaskState::Running || task.attempts != end.attempt {
+        return Ok(None);
+    }
+    if holder.is_some() && task.node.as_deref() != holder {
+        // Taken over as the same attempt by another node, which records its end.
         return Ok(None);
     }
     let relative = (i64::from(end.attempt) - base).max(1) as u32;

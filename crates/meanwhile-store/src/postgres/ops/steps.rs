@@ -1,34 +1,28 @@
 //! The step record of attempts that can resume, as in SQLite.
 
 use super::*;
-use crate::StoreError;
 use crate::postgres::Client;
-use meanwhile_core::{Step, TaskId, Timestamp};
+use crate::{NewStep, StoreError};
+use meanwhile_core::{Step, TaskId};
 
 /// Appends a step to the task's running attempt (its row locked, so that no stop or
-/// takeover ends the attempt meanwhile), charging `usage` in the same write.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn record_step(
-    tx: &mut Tx,
-    id: TaskId,
-    attempt: u32,
-    kind: &str,
-    data: &str,
-    usage: Option<(u64, f64)>,
-    now: Timestamp,
-) -> Result<u32> {
-    crate::decode::check_step(kind, data)?;
+/// takeover ends or moves the attempt meanwhile), which must be held by the step's
+/// node when it names one, charging its usage in the same write.
+pub(crate) async fn record_step(tx: &mut Tx, s: &NewStep) -> Result<u32> {
+    let id = s.id;
+    crate::decode::check_step(&s.kind, &s.data)?;
     let row = tx
         .client()
         .query_opt(
-            "SELECT state, attempts FROM tasks WHERE id = $1 FOR UPDATE",
+            "SELECT state, attempts, node FROM tasks WHERE id = $1 FOR UPDATE",
             &[&id.0],
         )
         .await?
         .ok_or(StoreError::UnknownTask(id))?;
     let state: String = col(&row, 0)?;
     let current: i64 = col(&row, 1)?;
-    crate::decode::check_step_attempt(id, attempt, &state, current as u32)?;
+    let holder: Option<String> = col(&row, 2)?;
+    crate::decode::check_step_attempt(s, &state, current as u32, holder.as_deref())?;
     let row = tx
         .client()
         .query_one(
@@ -36,12 +30,12 @@ pub(crate) async fn record_step(
              SELECT $1, $2, COALESCE(MAX(n), 0) + 1, $3, $4, $5
                FROM steps WHERE task_id = $1 AND attempt = $2
              RETURNING n",
-            &[&id.0, &i64::from(attempt), &now.0, &kind, &data],
+            &[&id.0, &i64::from(s.attempt), &s.now.0, &s.kind, &s.data],
         )
         .await?;
     let n: i64 = col(&row, 0)?;
-    if let Some((tokens, cost_usd)) = usage {
-        charge_usage(tx, id, tokens, cost_usd, 1, now).await?;
+    if let Some((tokens, cost_usd)) = s.usage {
+        charge_usage(tx, id, tokens, cost_usd, 1, s.now).await?;
     }
     Ok(n as u32)
 }
@@ -219,7 +213,10 @@ pub(crate) const IDLE_AGENT_SESSIONS: &str =
 
 /// Removes the conversations of a slice of agent sessions idle since before
 /// `before`; answers how many.
-pub(crate) async fn forget_idle_agent_sessions(tx: &mut Tx, before: Timestamp) -> Result<u64> {
+pub(crate) async fn forget_idle_agent_sessions(
+    tx: &mut Tx,
+    before: meanwhile_core::Timestamp,
+) -> Result<u64> {
     let rows = tx
         .client()
         .query(

@@ -1,31 +1,22 @@
 //! The step record of attempts that can resume (see `meanwhile_core::Step`).
 
 use super::*;
-use crate::StoreError;
-use meanwhile_core::{Event, Step, TaskId, Timestamp};
+use crate::{NewStep, StoreError};
+use meanwhile_core::{Event, Step, TaskId};
 use rusqlite::{Connection, OptionalExtension, params};
 
-/// Appends a step to attempt `attempt` of task `id`, which must be the task's running
-/// attempt, and charges `usage` (tokens, cost) in the same write when given: a
+/// Appends a step to the task's running attempt, which must be held by the step's
+/// node when it names one, and charges its usage in the same write when given: a
 /// resumed attempt then neither charges a recorded call again nor misses one.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn record_step(
-    conn: &Connection,
-    events: &mut Vec<Event>,
-    id: TaskId,
-    attempt: u32,
-    kind: &str,
-    data: &str,
-    usage: Option<(u64, f64)>,
-    now: Timestamp,
-) -> Result<u32> {
-    crate::decode::check_step(kind, data)?;
-    let running: Option<(String, u32)> = conn
-        .prepare_cached("SELECT state, attempts FROM tasks WHERE id = ?1")?
-        .query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?)))
+pub(crate) fn record_step(conn: &Connection, events: &mut Vec<Event>, s: &NewStep) -> Result<u32> {
+    let id = s.id;
+    crate::decode::check_step(&s.kind, &s.data)?;
+    let running: Option<(String, u32, Option<String>)> = conn
+        .prepare_cached("SELECT state, attempts, node FROM tasks WHERE id = ?1")?
+        .query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
-    let (state, current) = running.ok_or(StoreError::UnknownTask(id))?;
-    crate::decode::check_step_attempt(id, attempt, &state, current)?;
+    let (state, current, holder) = running.ok_or(StoreError::UnknownTask(id))?;
+    crate::decode::check_step_attempt(s, &state, current, holder.as_deref())?;
     let n: u32 = conn
         .prepare_cached(
             "INSERT INTO steps (task_id, attempt, n, at, kind, data)
@@ -33,9 +24,11 @@ pub(crate) fn record_step(
                FROM steps WHERE task_id = ?1 AND attempt = ?2
              RETURNING n",
         )?
-        .query_row(params![id.0, attempt, now.0, kind, data], |r| r.get(0))?;
-    if let Some((tokens, cost_usd)) = usage {
-        charge_usage(conn, events, id, tokens, cost_usd, 1, now)?;
+        .query_row(params![id.0, s.attempt, s.now.0, s.kind, s.data], |r| {
+            r.get(0)
+        })?;
+    if let Some((tokens, cost_usd)) = s.usage {
+        charge_usage(conn, events, id, tokens, cost_usd, 1, s.now)?;
     }
     Ok(n)
 }
@@ -206,7 +199,10 @@ pub(crate) const IDLE_AGENT_SESSIONS: &str =
 
 /// Removes the conversations of a slice of agent sessions idle since before
 /// `before`; answers how many.
-pub(crate) fn forget_idle_agent_sessions(conn: &Connection, before: Timestamp) -> Result<u64> {
+pub(crate) fn forget_idle_agent_sessions(
+    conn: &Connection,
+    before: meanwhile_core::Timestamp,
+) -> Result<u64> {
     let names: Vec<String> = conn
         .prepare_cached(IDLE_AGENT_SESSIONS)?
         .query_map(params![before.0, crate::conversation::IDLE_SLICE], |r| {
