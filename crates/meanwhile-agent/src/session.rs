@@ -18,7 +18,7 @@ use meanwhile_llm::{
 use serde::Serialize;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Notices drained per request to the backend; more are drained in further requests.
 const NOTICE_BATCH: u32 = 100;
@@ -139,8 +139,9 @@ pub struct Session {
     total: RunUsage,
     run: RunUsage,
     turns: u32,
-    /// Notices drained from the backend but not yet put into the conversation.
-    parked: Arc<Mutex<Vec<Notification>>>,
+    /// The sequence number of the last notice put into the conversation (or passed
+    /// over as already reported); later ones are new.
+    heard: i64,
     /// Asked before each model call, told of each call's usage; none by default.
     gate: Option<Arc<dyn CallGate>>,
     /// Where each step is recorded; none by default.
@@ -198,7 +199,7 @@ impl Session {
             total: RunUsage::new(),
             run: RunUsage::new(),
             turns: 0,
-            parked: Arc::default(),
+            heard: 0,
             gate: None,
             steps: None,
             answered_stop: None,
@@ -622,6 +623,9 @@ impl Session {
                 }
                 "notices" => {
                     self.answered_stop = None;
+                    if let Some(seq) = step.data.get("last_seq").and_then(|s| s.as_i64()) {
+                        self.heard = self.heard.max(seq);
+                    }
                     notices::inject(&mut self.messages, text()?);
                 }
                 "cancelled" => {
@@ -729,62 +733,54 @@ impl Session {
 
     /// Puts the session's undelivered notices into the pending user turn.
     ///
-    /// The drain runs as its own task that parks what it got in `parked`: once the
-    /// backend has marked notices delivered they must reach the model, even if this
-    /// run is cancelled while the answer is on its way; the next call picks them up.
+    /// They are read first and marked delivered only once they are in the
+    /// conversation, and in the step record when there is one (with the sequence
+    /// number of the last one read): a crash or a cancelled run in between leaves
+    /// them undelivered, never lost, and `heard` skips those already put in, so none
+    /// reaches the model twice.
     async fn inject_notices(
         &mut self,
         on_event: &mut (dyn FnMut(&AgentEvent) + Send),
     ) -> Result<(), AgentError> {
         let backend = self.tools.backend.clone();
         let session = self.tools.session.clone();
-        let parked = self.parked.clone();
-        let drain = tokio::spawn(async move {
-            loop {
-                let batch = backend.drain_notifications(&session, NOTICE_BATCH).await?;
-                let full = batch.len() as u32 >= NOTICE_BATCH;
-                parked
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .extend(batch);
-                if !full {
-                    return Ok::<(), meanwhile_core::ApiError>(());
-                }
-            }
-        });
-        let drained = drain.await;
-        let fresh: Vec<Notification> =
-            std::mem::take(&mut *self.parked.lock().unwrap_or_else(|e| e.into_inner()))
-                .into_iter()
-                .filter(|n| !self.tools.take_reported(n.task_id))
+        loop {
+            let batch = backend.peek_notifications(&session, NOTICE_BATCH).await?;
+            let Some(last) = batch.last().map(|n| n.seq) else {
+                return Ok(());
+            };
+            let fresh: Vec<Notification> = batch
+                .iter()
+                .filter(|n| n.seq > self.heard && !self.tools.take_reported(n.task_id))
+                .cloned()
                 .collect();
-        if !fresh.is_empty() {
-            let text = notices::notices_text(&fresh);
-            // Drained notices are gone from the store: the record keeps them for a
-            // resumed session. Parked again if it fails, for the next call.
-            if let Err(e) = self
-                .record("notices", serde_json::json!({ "text": text }), None)
+            if !fresh.is_empty() {
+                let text = notices::notices_text(&fresh);
+                self.record(
+                    "notices",
+                    serde_json::json!({ "text": text, "last_seq": last }),
+                    None,
+                )
+                .await?;
+                for n in &fresh {
+                    on_event(&AgentEvent::Notice {
+                        notification: n.clone(),
+                    });
+                }
+                notices::inject(&mut self.messages, text);
+            }
+            self.heard = self.heard.max(last);
+            // The oldest undelivered are those just read (one session, one reader).
+            // Left undelivered when this fails: the next look drains them, and
+            // `heard` keeps them out of the conversation.
+            if backend
+                .drain_notifications(&session, batch.len() as u32)
                 .await
+                .is_err()
+                || (batch.len() as u32) < NOTICE_BATCH
             {
-                self.parked
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .extend(fresh);
-                return Err(e);
+                return Ok(());
             }
-            for n in &fresh {
-                on_event(&AgentEvent::Notice {
-                    notification: n.clone(),
-                });
-            }
-            notices::inject(&mut self.messages, text);
-        }
-        match drained {
-            Ok(r) => r.map_err(AgentError::from),
-            Err(e) => Err(AgentError::Backend(meanwhile_core::ApiError::new(
-                meanwhile_core::ErrorCode::Internal,
-                format!("draining notices failed: {e}"),
-            ))),
         }
     }
 

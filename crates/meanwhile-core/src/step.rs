@@ -92,6 +92,7 @@ pub struct NewSessionStep {
     /// The steps the recorder knows of: the step is recorded as number `after + 1`,
     /// and refused when the session has another number of steps.
     #[serde(deserialize_with = "crate::de::int")]
+    #[cfg_attr(feature = "schema", schemars(range(max = MAX_SESSION_STEPS)))]
     pub after: u32,
     /// What the step is: 1 to 64 lowercase letters, digits and `_`.
     #[cfg_attr(feature = "schema", schemars(regex(pattern = "^[a-z0-9_]{1,64}$")))]

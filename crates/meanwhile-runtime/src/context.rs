@@ -181,11 +181,16 @@ impl TaskHost for AttemptHost {
                 // In a fleet, another node may have taken the attempt over.
                 node: inner.store.is_shared().then(|| inner.node.clone()),
             };
-            inner
+            let n = inner
                 .store
                 .record_step(step)
                 .await
-                .map_err(|e| ApiError::from(crate::Error::from(e)))
+                .map_err(|e| ApiError::from(crate::Error::from(e)))?;
+            // Where a test makes the daemon die with the step committed and not
+            // yet acted on.
+            crate::fault::point("steps.recorded")
+                .map_err(|e| ApiError::from(crate::Error::from(e)))?;
+            Ok(n)
         })
     }
 }

@@ -190,3 +190,100 @@ fn an_agent_task_resumes_from_its_steps_after_each_kind_of_sigkill() {
         "{logs}"
     );
 }
+
+/// The daemon dies right after a model response is committed, before its tool call
+/// starts (a fault point ends the process there): the next daemon runs the call
+/// without asking the model again. It dies too, right after recording the notice of a
+/// background task that ended while no daemon ran; the notice still reaches the model
+/// exactly once.
+#[test]
+fn an_agent_task_resumes_from_a_model_response_its_daemon_died_after() {
+    let mut home = Home::new();
+    let dir = home.dir.path().to_path_buf();
+    let (bg_marker, fg_marker) = (dir.join("bg.txt"), dir.join("fg.txt"));
+    let bg_fifo = fifo(&home, "bg.fifo");
+    let (url, seen) = crate::support::fake_anthropic_with(std::time::Duration::ZERO, |req| {
+        match turn_of(req) {
+            1 => tool(
+                "tu_1",
+                "background_run",
+                json!({"command": "read x < bg.fifo; echo bg >> bg.txt", "name": "early"}),
+            ),
+            2 => tool("tu_2", "bash", json!({"command": "echo fg >> fg.txt"})),
+            3 => message(json!([{"type": "text", "text": "Done."}]), "end_turn"),
+            _ => {
+                json!({"type": "error", "error": {"type": "invalid_request_error", "message": "script ran out"}})
+            }
+        }
+    });
+    allow_every_command(&home);
+    // Steps: user, model, tool_start, tool_result, model: the daemon ends as the
+    // second model response commits.
+    let mut env = provider_env(&url);
+    env.push(("MEANWHILE_FAULTS", "steps.recorded=exit@4".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    home.serve(&env);
+    let id = home
+        .ok(&["run", "--agent", "Start one, then run one."])
+        .trim()
+        .to_string();
+    let status = home.daemon.take().unwrap().wait().unwrap();
+    assert_eq!(status.code(), Some(86), "the fault point ended the daemon");
+    assert_eq!(
+        step_kinds(&home, &id),
+        ["user", "model", "tool_start", "tool_result", "model"]
+    );
+    assert_eq!(
+        lines(&fg_marker),
+        0,
+        "the call after the response has not run"
+    );
+    // The background task ends while no daemon runs; its supervisor keeps its end.
+    std::fs::write(&bg_fifo, "go\n").unwrap();
+    until("the background command to end", || lines(&bg_marker) == 1);
+    // The next daemon dies too, as the notice of that end is recorded (the third
+    // step it records), before it is marked delivered.
+    let mut env = provider_env(&url);
+    env.push(("MEANWHILE_FAULTS", "steps.recorded=exit@2".into()));
+    // It resumes the task before it listens, so it may never answer: it is only
+    // waited for.
+    let status = home
+        .cmd(&["serve"])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(86), "the fault point ended the daemon");
+    assert_eq!(
+        step_kinds(&home, &id)[5..],
+        ["tool_start", "tool_result", "notices"]
+    );
+    serve(&mut home, &url);
+    until("the task to end", || {
+        home.json(&["show", &id, "--json"])["task"]["state"] != "running"
+    });
+    let t = home.json(&["show", &id, "--json"])["task"].clone();
+    assert_eq!(t["state"], "succeeded", "{t}");
+    assert_eq!(t["attempts"], 1);
+    assert_eq!(t["result"], "Done.");
+    assert_eq!((lines(&bg_marker), lines(&fg_marker)), (1, 1));
+    let seen = seen.lock().unwrap().clone();
+    let turns: Vec<usize> = seen.iter().map(turn_of).collect();
+    assert_eq!(turns, [1, 2, 3], "no recorded response was asked for again");
+    let heard: usize = seen
+        .iter()
+        .map(|r| r.to_string().matches("(early) succeeded").count())
+        .sum();
+    assert_eq!(heard, 1, "the background task's end reached the model once");
+    assert_eq!(t["model_calls"], 3);
+    assert_eq!(
+        home.json(&[
+            "notifications",
+            "--session",
+            &format!("agent-task-{id}"),
+            "--json"
+        ]),
+        json!([]),
+        "and it was marked delivered"
+    );
+}
