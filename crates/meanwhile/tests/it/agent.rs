@@ -198,23 +198,7 @@ print(json.dumps(obs))
 "#;
 
 fn interactive_agent(home: &Home, url: &str, extra: &[&str]) -> Value {
-    let script = home.dir.path().join("agent_driver.py");
-    std::fs::write(&script, INTERACTIVE_DRIVER).unwrap();
-    let o = std::process::Command::new("python3")
-        .arg(&script)
-        .args([crate::support::BIN, home.home.to_str().unwrap(), url])
-        .args(extra)
-        .current_dir(home.dir.path())
-        .env_remove("MEANWHILE_URL")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_str(stdout.trim_end().lines().last().unwrap()).unwrap()
+    crate::support::drive_terminal(home, INTERACTIVE_DRIVER, &[&[url], extra].concat())
 }
 
 fn build_in_background() -> Vec<Value> {

@@ -68,23 +68,7 @@ print(json.dumps(obs))
 "#;
 
 fn drive(home: &Home, url: &str, phase: &str) -> Value {
-    let script = home.dir.path().join("session_driver.py");
-    std::fs::write(&script, DRIVER).unwrap();
-    let o = std::process::Command::new("python3")
-        .arg(&script)
-        .args([crate::support::BIN, home.home.to_str().unwrap(), url, phase])
-        .current_dir(home.dir.path())
-        .env_remove("MEANWHILE_URL")
-        .env_remove("MEANWHILE_AGENT_SESSION")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_str(stdout.trim_end().lines().last().unwrap()).unwrap()
+    crate::support::drive_terminal(home, DRIVER, &[url, phase])
 }
 
 /// The text of a request's first user message.

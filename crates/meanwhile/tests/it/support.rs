@@ -395,3 +395,27 @@ pub fn run_tool(what: &str, cmd: &mut Command) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Runs `script`, a Python program that drives `meanwhile` in a pseudo-terminal, with
+/// the binary, the home and `args`, in the test's directory; answers the JSON its
+/// last line prints.
+pub fn drive_terminal(home: &Home, script: &str, args: &[&str]) -> serde_json::Value {
+    let path = home.dir.path().join("terminal_driver.py");
+    std::fs::write(&path, script).unwrap();
+    let o = Command::new("python3")
+        .arg(&path)
+        .args([BIN, home.home.to_str().unwrap()])
+        .args(args)
+        .current_dir(home.dir.path())
+        .env_remove("MEANWHILE_URL")
+        .env_remove("MEANWHILE_AGENT_SESSION")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_str(stdout.trim_end().lines().last().unwrap()).unwrap()
+}
