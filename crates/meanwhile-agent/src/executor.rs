@@ -114,6 +114,7 @@ impl AgentExecutor {
         // is charged to the task and the budget.
         session.set_gate(Some(Arc::new(QueueBudget(ctx.clone()))));
         session.set_step_log(Some(Arc::new(TaskSteps(ctx.clone()))));
+        session.set_attempt(ctx.clone());
         let recorded = ctx.steps().await.map_err(|e| {
             let e = format!("reading the task's recorded steps: {e}");
             ctx.println(format!("error: {e}"));
@@ -123,7 +124,8 @@ impl AgentExecutor {
             ctx.println(format!("error: {e}"));
             e.to_string()
         })?;
-        let _stop_started = StopGuard::new(backend, session.started_handle());
+        let _stop_started =
+            StopGuard::new(backend, session.started_handle()).of_attempt(Some(ctx.clone()));
 
         let max_turns = config.budget.max_turns;
         let (turns_tx, turns_rx) = watch::channel(0u32);

@@ -217,6 +217,12 @@ impl Session {
         self.gate = gate;
     }
 
+    /// Runs as attempt `ctx` of an agent task: when another node takes the attempt
+    /// over, what this session started is left running for it.
+    pub fn set_attempt(&mut self, ctx: meanwhile_core::TaskContext) {
+        self.tools.attempt = Some(ctx);
+    }
+
     /// Records each step in `log` from now on (see [`StepLog`]).
     pub fn set_step_log(&mut self, log: Option<Arc<dyn StepLog>>) {
         self.steps = log;

@@ -66,6 +66,13 @@ pub trait TaskHost: Send + Sync + 'static {
     /// The engine's task operations, while the engine runs.
     fn backend(&self) -> Option<Arc<dyn Backend>>;
 
+    /// True once this attempt was taken from this process: its node lost the lease
+    /// and another node goes on with the same attempt. What the attempt would undo
+    /// on its way out (stop the tasks it started) is then no longer its to do.
+    fn handed_over(&self) -> bool {
+        false
+    }
+
     /// The steps this attempt recorded so far, oldest first.
     fn steps(&self) -> HostFuture<'_, Result<Vec<Step>, ApiError>>;
 
@@ -165,6 +172,13 @@ impl TaskContext {
     /// has shut down.
     pub fn backend(&self) -> Option<Arc<dyn Backend>> {
         self.host.backend()
+    }
+
+    /// True once another node took this attempt over (see
+    /// [`TaskHost::handed_over`]): a task dropped for that leaves what it started to
+    /// the node that goes on with it.
+    pub fn handed_over(&self) -> bool {
+        self.host.handed_over()
     }
 
     /// The steps this attempt recorded before ([`TaskContext::record_step`]), oldest

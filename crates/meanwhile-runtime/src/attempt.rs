@@ -782,6 +782,7 @@ async fn run_in_process(
     let log_path = inner.home.log(task.id);
     // An earlier attempt's output, if any; the log itself is made on the first write.
     size.send_replace(std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0));
+    let handed_over = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let ctx = AttemptHost::context(
         inner,
         task.id,
@@ -789,6 +790,7 @@ async fn run_in_process(
         task.queue.clone(),
         log_path,
         size,
+        handed_over.clone(),
     );
     // Polled here rather than spawned: one task and one wake-up fewer per closure,
     // and a stop drops it at once. A panic in it is caught and ends the attempt.
@@ -804,7 +806,11 @@ async fn run_in_process(
                 Err(panic) => Ended::failed(format!("the task panicked: {}", panic_message(panic))),
             },
             request = stop.recv(), if stop_open => match request {
-                Some(StopRequest { lost: Some(why), .. }) => break Ended::lost(why),
+                Some(StopRequest { lost: Some(why), .. }) => {
+                    // Told before the task is dropped: another node goes on with it.
+                    handed_over.store(true, std::sync::atomic::Ordering::SeqCst);
+                    break Ended::lost(why);
+                }
                 Some(_) => {
                     break Ended::new(AttemptOutcome::Cancelled, Some("stopped on request".into()));
                 }

@@ -11,6 +11,7 @@ use meanwhile_store::NewStep;
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::watch;
 
@@ -25,6 +26,8 @@ pub(crate) struct AttemptHost {
     log: Mutex<LazyLog>,
     size: watch::Sender<u64>,
     engine: Weak<Inner>,
+    /// Set when the node lost its lease on the attempt (see `TaskHost::handed_over`).
+    handed_over: Arc<AtomicBool>,
 }
 
 impl AttemptHost {
@@ -37,6 +40,7 @@ impl AttemptHost {
         queue: String,
         log: PathBuf,
         size: watch::Sender<u64>,
+        handed_over: Arc<AtomicBool>,
     ) -> TaskContext {
         let host = AttemptHost {
             id,
@@ -45,6 +49,7 @@ impl AttemptHost {
             log: Mutex::new(LazyLog::new(log)),
             size,
             engine: Arc::downgrade(inner),
+            handed_over,
         };
         TaskContext::new(id, attempt, queue, Arc::new(host))
     }
@@ -149,6 +154,10 @@ impl TaskHost for AttemptHost {
     fn backend(&self) -> Option<Arc<dyn Backend>> {
         let inner = self.engine.upgrade()?;
         Some((inner.handle)(inner))
+    }
+
+    fn handed_over(&self) -> bool {
+        self.handed_over.load(Ordering::SeqCst)
     }
 
     fn steps(&self) -> HostFuture<'_, Result<Vec<Step>, ApiError>> {

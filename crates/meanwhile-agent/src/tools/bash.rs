@@ -36,7 +36,7 @@ pub(crate) async fn bash(
     tb.track(id);
     // Until the command is either done or handed to the background, it belongs to
     // this call: a turn cancelled meanwhile takes it down too.
-    let guard = StopGuard::one(tb.backend.clone(), id);
+    let guard = StopGuard::one(tb.backend.clone(), id).of_attempt(tb.attempt.clone());
     let waited = tb
         .backend
         .wait(vec![id], WaitMode::All, Some(tb.bash_background_after))

@@ -213,6 +213,9 @@ pub(crate) struct StopGuard {
     backend: Arc<dyn Backend>,
     ids: Arc<Mutex<Vec<TaskId>>>,
     armed: bool,
+    /// The attempt the run belongs to: one another node took over is dropped here
+    /// without stopping what the other node goes on following.
+    attempt: Option<meanwhile_core::TaskContext>,
 }
 
 impl StopGuard {
@@ -221,7 +224,14 @@ impl StopGuard {
             backend,
             ids,
             armed: true,
+            attempt: None,
         }
+    }
+
+    /// The guard of a run that belongs to `attempt` (when it does).
+    pub(crate) fn of_attempt(mut self, attempt: Option<meanwhile_core::TaskContext>) -> StopGuard {
+        self.attempt = attempt;
+        self
     }
 
     pub(crate) fn one(backend: Arc<dyn Backend>, id: TaskId) -> StopGuard {
@@ -235,7 +245,7 @@ impl StopGuard {
 
 impl Drop for StopGuard {
     fn drop(&mut self) {
-        if !self.armed {
+        if !self.armed || self.attempt.as_ref().is_some_and(|a| a.handed_over()) {
             return;
         }
         let ids = std::mem::take(&mut *self.ids.lock().unwrap_or_else(|e| e.into_inner()));
@@ -298,6 +308,9 @@ pub(crate) struct ToolBox {
     pub yes: bool,
     /// Every command runs as a sandboxed task.
     pub sandbox: bool,
+    /// The attempt of the agent task this runs in, when it does (see
+    /// [`StopGuard`]).
+    pub attempt: Option<meanwhile_core::TaskContext>,
 }
 
 /// What a call would do, as shown to the person: the main argument, and for
@@ -379,6 +392,7 @@ impl ToolBox {
             approver: None,
             yes: false,
             sandbox: false,
+            attempt: None,
         }
     }
 
