@@ -121,8 +121,8 @@ impl Default for Hooks {
 /// Retention of finished tasks and their logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
-    /// Remove tasks that finished longer ago than this. Default 30 days; `off` keeps
-    /// them by age.
+    /// Remove tasks that finished longer ago than this, and alerts resolved that long
+    /// ago. Default 30 days; `off` keeps them by age.
     pub max_age: Option<Duration>,
     /// Keep at most this many finished tasks (the newest). Default: no limit.
     pub keep_last: Option<u64>,

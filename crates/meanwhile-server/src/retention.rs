@@ -40,6 +40,10 @@ pub(crate) async fn prune_all(
         agent_sessions_before: r
             .sessions_max_age
             .map(|a| Timestamp(now.0.saturating_sub(a.as_millis() as i64))),
+        // A resolved alert goes with the finished tasks of its time.
+        alerts_resolved_before: r
+            .max_age
+            .map(|a| Timestamp(now.0.saturating_sub(a.as_millis() as i64))),
     };
     loop {
         let p = rt.prune(req).await?;
@@ -47,6 +51,7 @@ pub(crate) async fn prune_all(
         total.notifications += p.notifications;
         total.sessions += p.sessions;
         total.agent_sessions += p.agent_sessions;
+        total.alerts += p.alerts;
         match p.next {
             Some(next) => req.from_seq = next,
             None => return Ok(total),
@@ -111,11 +116,12 @@ pub(crate) async fn run(rt: Runtime, r: Retention, audit_key: AuditKey) {
         }
         match prune_all(&rt, &r, now).await {
             Ok(p) if p != Pruned::default() => tracing::info!(
-                "retention removed {} events, {} notifications, {} sessions' cursors, {} idle agent sessions",
+                "retention removed {} events, {} notifications, {} sessions' cursors, {} idle agent sessions, {} resolved alerts",
                 p.events,
                 p.notifications,
                 p.sessions,
-                p.agent_sessions
+                p.agent_sessions,
+                p.alerts
             ),
             Ok(_) => {}
             Err(e) => {

@@ -544,6 +544,9 @@ pub struct PruneRequest {
     /// Remove the conversations of agent sessions idle since before this time
     /// (a bounded number per call).
     pub agent_sessions_before: Option<Timestamp>,
+    /// Remove alerts resolved before this time (a bounded number per call); firing
+    /// ones stay.
+    pub alerts_resolved_before: Option<Timestamp>,
 }
 
 /// What one [`Store::prune`] call removed.
@@ -557,6 +560,8 @@ pub struct Pruned {
     pub sessions: u64,
     /// Agent sessions' conversations removed as idle.
     pub agent_sessions: u64,
+    /// Resolved alerts removed.
+    pub alerts: u64,
     /// Where the next call continues the sweep; `None` when this call reached the end.
     pub next: Option<i64>,
 }

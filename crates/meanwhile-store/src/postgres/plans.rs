@@ -182,6 +182,11 @@ pub(crate) fn queries(icu: bool) -> Vec<PlannedQuery> {
             retention::SESSIONS_WITHOUT_NOTICES.into(),
             vec![],
         ),
+        q(
+            "prune: resolved alerts",
+            retention::RESOLVED_ALERTS.into(),
+            vec![i(NOW.0), i(2_000)],
+        ),
     ]);
     for (name, task, newest_first) in [
         ("audit", None, false),

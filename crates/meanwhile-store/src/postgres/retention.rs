@@ -23,6 +23,9 @@ pub(crate) const EVENTS_OF_REMOVED: &str =
 pub(crate) const NOTIFICATIONS_OF_REMOVED: &str =
     "DELETE FROM notifications WHERE seq >= $1 AND seq < $2
         AND NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.id = notifications.task_id)";
+/// Removes the first `$2` alerts resolved before `$1`.
+pub(crate) const RESOLVED_ALERTS: &str = "DELETE FROM alerts WHERE id IN
+    (SELECT id FROM alerts WHERE state = 'resolved' AND resolved_at < $1 ORDER BY id LIMIT $2)";
 /// Removes the sessions that have no notification left.
 pub(crate) const SESSIONS_WITHOUT_NOTICES: &str = "DELETE FROM sessions WHERE NOT EXISTS
     (SELECT 1 FROM notifications n WHERE n.session = sessions.name)";
@@ -34,6 +37,10 @@ pub(crate) async fn prune(tx: &mut Tx, req: &PruneRequest) -> Result<Pruned, Sto
     };
     let c = tx.client();
     let mut events = 0u64;
+    let alerts = match req.alerts_resolved_before {
+        Some(before) => c.execute(RESOLVED_ALERTS, &[&before.0, &SLICE]).await?,
+        None => 0,
+    };
     if let Some(before) = req.events_before {
         // Events are appended in time order (near enough: an end recorded late keeps
         // its true time), so the oldest are among the first rows.
@@ -70,6 +77,7 @@ pub(crate) async fn prune(tx: &mut Tx, req: &PruneRequest) -> Result<Pruned, Sto
         notifications,
         sessions,
         agent_sessions,
+        alerts,
         next: (!done).then_some(to),
     })
 }

@@ -173,6 +173,11 @@ pub(crate) fn queries() -> Vec<PlannedQuery> {
             retention::SESSIONS_WITHOUT_NOTICES.into(),
             vec![],
         ),
+        q(
+            "prune: resolved alerts",
+            retention::RESOLVED_ALERTS.into(),
+            vec![i(NOW.0), i(2_000)],
+        ),
     ]);
     for (name, task, newest_first) in audit_pages() {
         let a = AuditQuery::new(&AuditFilter {

@@ -53,6 +53,9 @@ pub(crate) const EVENTS_OF_REMOVED: &str =
 pub(crate) const NOTIFICATIONS_OF_REMOVED: &str =
     "DELETE FROM notifications WHERE seq >= ?1 AND seq < ?2
         AND NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.id = notifications.task_id)";
+/// Removes the first `?2` alerts resolved before `?1`.
+pub(crate) const RESOLVED_ALERTS: &str = "DELETE FROM alerts WHERE id IN
+    (SELECT id FROM alerts WHERE state = 'resolved' AND resolved_at < ?1 ORDER BY id LIMIT ?2)";
 /// Removes the sessions that have no notification left.
 pub(crate) const SESSIONS_WITHOUT_NOTICES: &str = "DELETE FROM sessions WHERE NOT EXISTS
     (SELECT 1 FROM notifications n WHERE n.session = sessions.name)";
@@ -61,6 +64,12 @@ pub(crate) fn prune(conn: &Connection, req: &PruneRequest) -> Result<Pruned, Sto
     let mut events = 0u64;
     let agent_sessions = match req.agent_sessions_before {
         Some(before) => super::ops::forget_idle_agent_sessions(conn, before)?,
+        None => 0,
+    };
+    let alerts = match req.alerts_resolved_before {
+        Some(before) => conn
+            .prepare_cached(RESOLVED_ALERTS)?
+            .execute(params![before.0, DELETE_SLICE])? as u64,
         None => 0,
     };
     if let Some(before) = req.events_before {
@@ -108,6 +117,7 @@ pub(crate) fn prune(conn: &Connection, req: &PruneRequest) -> Result<Pruned, Sto
         notifications,
         sessions,
         agent_sessions,
+        alerts,
         next: (!done).then_some(to),
     })
 }

@@ -148,3 +148,37 @@ both! {
         assert_eq!(actions, ["alert_firing", "alert_acked", "alert_resolved"]);
     }
 }
+
+both! {
+    async fn retention_removes_alerts_resolved_long_ago_and_keeps_the_firing(f: Fixture) {
+        let s = &*f.store;
+        let old = fire(s, "queue:old", NOW).await;
+        let recent = fire(s, "queue:recent", NOW).await;
+        let firing = fire(s, "queue:firing", NOW).await;
+        s.resolve_alert(AlertKind::Failures, "queue:old", "it passed", at(1000)).await.unwrap().unwrap();
+        s.resolve_alert(AlertKind::Failures, "queue:recent", "it passed", at(5000)).await.unwrap().unwrap();
+        let p = s
+            .prune(meanwhile_store::PruneRequest {
+                alerts_resolved_before: Some(at(3000)),
+                ..meanwhile_store::PruneRequest::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(p.alerts, 1);
+        let mut left: Vec<i64> = s.alerts(true, 100).await.unwrap().iter().map(|a| a.id).collect();
+        left.sort();
+        assert_eq!(left, [recent, firing]);
+        assert!(!left.contains(&old));
+        // Firing, however old: kept.
+        let p = s
+            .prune(meanwhile_store::PruneRequest {
+                alerts_resolved_before: Some(at(i64::MAX / 2)),
+                ..meanwhile_store::PruneRequest::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(p.alerts, 1);
+        let left: Vec<i64> = s.alerts(true, 100).await.unwrap().iter().map(|a| a.id).collect();
+        assert_eq!(left, [firing]);
+    }
+}

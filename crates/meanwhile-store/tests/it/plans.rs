@@ -94,6 +94,8 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("prune: events of removed", "", ""),
     ("prune: notices of removed", "", ""),
     ("prune: sessions", "notifications_session, scan sessions", "notifications_session (all), scan sessions"),
+    // Oldest first, up to a slice: alerts are few beside tasks, as the listing says.
+    ("prune: resolved alerts", "scan alerts", "scan alerts"),
     ("audit", "", "sort"),
     ("audit, newest first", "", "sort"),
     ("audit of a task", "audit_task", "audit_task"),
