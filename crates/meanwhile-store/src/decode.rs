@@ -1,20 +1,19 @@
 //! What both stores share between their SQL and the records they answer with:
 //! rows decoded into core's types, the checks a request passes before any SQL runs,
-//! and the decisions a claim or an end makes from what it read (which tasks a
-//! per-key limit lets through, when a rate opens again, the reason an end records,
-//! a notification's body). Each store reads its columns into these plain structs
-//! and writes what they decide; none of this knows a database.
+//! and the data of the events a write appends. Each store reads its columns into
+//! these plain structs; what a write decides from them is `policy`'s. None of this
+//! knows a database.
 
-use crate::{AttemptEnd, NewAlert, StoreError};
+use crate::{AttemptEnd, StoreError};
 use meanwhile_core::http::QueueUpdate;
 use meanwhile_core::{
     Alert, AlertAck, AlertKind, AlertState, Attempt, AttemptOutcome, AuditFilter, AuditPage,
-    BudgetInfo, BudgetSpec, BudgetState, BudgetWindow, LiveState, Notification, PauseReason,
-    QueueInfo, RateLimit, ScheduleInfo, ScheduleSpec, Step, TaskId, TaskKind, TaskRecord, TaskSpec,
-    TaskState, Timestamp, check_queue_name, rfc3339_secs,
+    BudgetInfo, BudgetSpec, BudgetWindow, LiveState, Notification, PauseReason, QueueInfo,
+    RateLimit, ScheduleInfo, ScheduleSpec, Step, TaskId, TaskKind, TaskRecord, TaskSpec, TaskState,
+    Timestamp,
 };
-use serde_json::{Value, json};
-use std::collections::{BTreeSet, HashMap};
+use serde_json::json;
+use std::collections::HashMap;
 use std::time::Duration;
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -401,42 +400,6 @@ pub(crate) fn outcome_name(o: AttemptOutcome) -> &'static str {
     }
 }
 
-/// An end in words: "exit code 1", "signal 9", "timed out".
-pub(crate) fn describe_end(end: &AttemptEnd) -> String {
-    match (end.exit_code, end.signal, end.outcome) {
-        (_, _, AttemptOutcome::TimedOut) => "timed out".to_string(),
-        (_, _, AttemptOutcome::Lost) => "lost".to_string(),
-        (Some(c), _, _) => format!("exit code {c}"),
-        (None, Some(s), _) => format!("signal {s}"),
-        _ => outcome_name(end.outcome).to_string(),
-    }
-}
-
-/// The reason a task keeps after an end that moved it to `to`: why it was
-/// quarantined, or what the attempt said.
-pub(crate) fn end_reason(end: &AttemptEnd, to: TaskState, relative: u32) -> Option<String> {
-    match to {
-        TaskState::Quarantined => Some(format!(
-            "quarantined after {relative} attempts; the last ended with {}{}",
-            describe_end(end),
-            end.reason
-                .as_deref()
-                .map(|r| format!(" ({r})"))
-                .unwrap_or_default()
-        )),
-        _ => end.reason.clone(),
-    }
-}
-
-/// The reason a task waiting for its next attempt shows.
-pub(crate) fn retry_reason(end: &AttemptEnd) -> String {
-    format!(
-        "attempt {} ended with {}; retrying",
-        end.attempt,
-        describe_end(end)
-    )
-}
-
 /// The data of an `attempt_ended` event.
 pub(crate) fn attempt_ended_data(end: &AttemptEnd, to: TaskState) -> serde_json::Value {
     json!({
@@ -474,139 +437,11 @@ pub(crate) fn finished_data(task: &TaskRecord) -> serde_json::Value {
     data
 }
 
-/// The notification an ended task leaves its session, as stored (its `seq` is the
-/// row's).
-pub(crate) fn notification_body(
-    task: &TaskRecord,
-    session: &str,
-    now: Timestamp,
-    duration_ms: u64,
-    tail: &str,
-    output_bytes: u64,
-) -> Result<String> {
-    let n = Notification {
-        seq: 0,
-        kind: meanwhile_core::NoticeKind::Ended,
-        prompt: None,
-        listening: Vec::new(),
-        session: session.to_string(),
-        task_id: task.id,
-        name: task.name.clone(),
-        state: task.state,
-        exit_code: task.exit_code,
-        signal: task.signal,
-        reason: task.reason.clone(),
-        duration_ms,
-        attempts: task.attempts,
-        tail: tail.to_string(),
-        output_bytes,
-        created_at: now,
-    };
-    serde_json::to_string(&n).map_err(|e| corrupt("notification", e))
-}
-
-/// What recording a running task's [`crate::LiveUpdate`] writes: its `live` column
-/// (`None` when nothing is seen), the events, and the bodies of its session's notices.
-pub(crate) struct LiveChanges {
-    pub column: Option<String>,
-    pub events: Vec<(meanwhile_core::EventKind, Value)>,
-    pub notices: Vec<String>,
-}
-
-/// What changed between what `task` records and `update`; `None` when the update is
-/// stale (another attempt, or the task no longer runs) or changes nothing.
-pub(crate) fn live_changes(
-    task: &TaskRecord,
-    update: &crate::LiveUpdate,
-) -> Result<Option<LiveChanges>> {
-    use meanwhile_core::{EventKind, NoticeKind};
-    if task.state != TaskState::Running || task.attempts != update.attempt {
-        return Ok(None);
-    }
-    let live = &update.live;
-    let was_waiting = task.waiting_for_input;
-    let waiting = live.waiting_since.is_some();
-    let prompt_changed = waiting && task.prompt != live.prompt;
-    let listening_changed = task.listening != live.listening;
-    if was_waiting == waiting && !prompt_changed && !listening_changed {
-        return Ok(None);
-    }
-    let column = if live.is_empty() {
-        None
-    } else {
-        Some(serde_json::to_string(live).map_err(|e| corrupt("live state", e))?)
-    };
-    let mut events = Vec::new();
-    let mut notices = Vec::new();
-    let notice = |kind: NoticeKind, prompt: Option<String>, listening, tail: &str| {
-        let Some(session) = &task.session else {
-            return Ok(None);
-        };
-        let n = Notification {
-            seq: 0,
-            kind,
-            prompt,
-            listening,
-            session: session.clone(),
-            task_id: task.id,
-            name: task.name.clone(),
-            state: task.state,
-            exit_code: None,
-            signal: None,
-            reason: None,
-            duration_ms: task.started_at.map_or(0, |s| s.millis_until(update.now)),
-            attempts: task.attempts,
-            tail: tail.to_string(),
-            output_bytes: update.output_bytes,
-            created_at: update.now,
-        };
-        serde_json::to_string(&n)
-            .map(Some)
-            .map_err(|e| corrupt("notification", e))
-    };
-    if was_waiting != waiting || prompt_changed {
-        events.push((
-            EventKind::WaitingForInput,
-            json!({"waiting": waiting, "prompt": live.prompt}),
-        ));
-        if waiting && !was_waiting {
-            notices.extend(notice(
-                NoticeKind::WaitingForInput,
-                live.prompt.clone(),
-                Vec::new(),
-                &update.tail,
-            )?);
-        }
-    }
-    if listening_changed {
-        events.push((EventKind::Listening, json!({"listening": live.listening})));
-        let new: Vec<_> = live
-            .listening
-            .iter()
-            .filter(|l| !task.listening.contains(l))
-            .cloned()
-            .collect();
-        if !new.is_empty() {
-            notices.extend(notice(NoticeKind::Listening, None, new, "")?);
-        }
-    }
-    Ok(Some(LiveChanges {
-        column,
-        events,
-        notices,
-    }))
-}
-
 /// A stored notification.
 pub(crate) fn notification(seq: i64, body: &str) -> Result<Notification> {
     let mut n: Notification = serde_json::from_str(body).map_err(|e| corrupt("notification", e))?;
     n.seq = seq;
     Ok(n)
-}
-
-/// The reason a task that never ran because of `dep` keeps.
-pub(crate) fn dependency_reason(dep: TaskId, dep_state: TaskState) -> String {
-    format!("dependency {dep} ended {dep_state}, so this task never ran")
 }
 
 /// The refusal to remove the queue `name` with `pending` and `running` tasks, or a
@@ -640,94 +475,6 @@ pub(crate) fn not_ended(id: TaskId, state: TaskState) -> StoreError {
         field: "id",
         message: format!("task {id} is {state}; stop it before removing it"),
     }
-}
-
-/// Up to `want` of a queue's runnable tasks (`(id, key)` in priority order) under a
-/// `per_key` limit, passing over those whose key already has `per_key` tasks
-/// running (`running`) or picked. Stops reading at the `want`-th task it takes.
-pub(crate) fn pick_by_key(
-    mut running: HashMap<String, i64>,
-    runnable: impl IntoIterator<Item = Result<(i64, Option<String>)>>,
-    per_key: i64,
-    want: i64,
-) -> Result<Vec<i64>> {
-    let mut ids = Vec::new();
-    for row in runnable {
-        if ids.len() as i64 >= want {
-            break;
-        }
-        let (id, key) = row?;
-        match key {
-            None => ids.push(id),
-            Some(key) => {
-                let n = running.entry(key).or_insert(0);
-                if *n < per_key {
-                    *n += 1;
-                    ids.push(id);
-                }
-            }
-        }
-    }
-    Ok(ids)
-}
-
-/// When a rate-limited queue may start another task: once the oldest starts of its
-/// window (`(at, n)` in time order), `excess` of them, have left it (a start at `at`
-/// counts until `at + window`).
-pub(crate) fn rate_reopens(
-    starts: impl IntoIterator<Item = (i64, i64)>,
-    window_ms: i64,
-    excess: i64,
-) -> Option<Timestamp> {
-    let mut left = 0i64;
-    for (at, n) in starts {
-        left += n;
-        if left >= excess {
-            return Some(Timestamp(at.saturating_add(window_ms)));
-        }
-    }
-    None
-}
-
-/// How many tasks a queue may start in this claim: its free slots (within the
-/// claim's budget), and no more than its rate's window has room for. Also whether
-/// to look for one more, to learn if the rate holds one back.
-pub(crate) fn claim_room(free: i64, rate: Option<(i64, i64)>, used: i64) -> (i64, bool) {
-    match rate {
-        None => (free, false),
-        Some((count, _)) => {
-            let allowed = (count - used).clamp(0, free);
-            (allowed, allowed < free)
-        }
-    }
-}
-
-/// The record as a claim's update left it, without reading it back.
-pub(crate) fn claimed(
-    task: &mut TaskRecord,
-    to: TaskState,
-    attempt: u32,
-    req: &crate::ClaimRequest,
-) {
-    task.state = to;
-    task.attempts = attempt;
-    task.started_at = Some(req.now);
-    task.finished_at = None;
-    task.node = Some(req.node.clone());
-    task.run_after = None;
-    task.exit_code = None;
-    task.signal = None;
-    task.stop_requested = false;
-}
-
-/// The record as an end's update left it (beyond its time, reason and result),
-/// without reading it back.
-pub(crate) fn ended(task: &mut TaskRecord, to: TaskState, end: &AttemptEnd) {
-    task.state = to;
-    task.node = None;
-    task.exit_code = end.exit_code;
-    task.signal = end.signal;
-    task.stop_requested = false;
 }
 
 /// A node's columns as stored, with the number of tasks it runs.
@@ -815,190 +562,6 @@ impl BudgetColumns {
             fired: text(&b.alarms_fired)?,
         })
     }
-}
-
-/// The data of a `budget` event.
-pub(crate) fn budget_event(action: &str, queue: &str, info: Option<&BudgetInfo>) -> Value {
-    json!({"action": action, "queue": queue, "budget": info})
-}
-
-/// `b` with the alarms its usage reaches as the ones fired (and its state from them).
-pub(crate) fn budget_evaluated(b: BudgetInfo) -> BudgetInfo {
-    let reached = b.spec.reached(b.used_tokens, b.used_cost_usd);
-    BudgetInfo::new(
-        b.queue,
-        b.spec,
-        b.window_start,
-        b.window_end,
-        b.used_tokens,
-        b.used_cost_usd,
-        b.model_calls,
-        reached,
-    )
-}
-
-/// The budget a new window starts when the current one ended by `now`, with why its
-/// alerts resolve; `None` while the window goes on.
-pub(crate) fn budget_rolled(b: &BudgetInfo, now: Timestamp) -> Option<(BudgetInfo, String)> {
-    if !b.window_passed(now) {
-        return None;
-    }
-    let start = b.spec.window.start_of(now, b.window_start);
-    let end = b.spec.window.end_of(start);
-    let rolled = BudgetInfo::new(
-        b.queue.clone(),
-        b.spec.clone(),
-        start,
-        end,
-        0,
-        0.0,
-        0,
-        Vec::new(),
-    );
-    let why = format!(
-        "a new budget window of queue {:?} started at {}",
-        rolled.queue,
-        rfc3339_secs(start)
-    );
-    Some((rolled, why))
-}
-
-/// Checks a budget set on `queue` before anything changes; the spec as it is kept.
-pub(crate) fn check_budget(queue: &str, spec: &BudgetSpec) -> Result<BudgetSpec> {
-    let invalid = |e: meanwhile_core::SpecError| StoreError::Invalid {
-        field: e.field,
-        message: e.message,
-    };
-    check_queue_name(queue).map_err(invalid)?;
-    spec.clone().validate().map_err(invalid)
-}
-
-/// The budget `spec` sets on `queue`, given the current one when it has the same
-/// kind of window (already rolled to `now`): its usage so far still counts against
-/// the new limits; otherwise the usage counts from `now`. With why the alerts it no
-/// longer reaches resolve.
-pub(crate) fn budget_set(
-    queue: &str,
-    spec: BudgetSpec,
-    same_window: Option<BudgetInfo>,
-    now: Timestamp,
-) -> (BudgetInfo, String) {
-    let b = match same_window {
-        Some(old) => BudgetInfo::new(
-            queue.to_string(),
-            spec,
-            old.window_start,
-            old.window_end,
-            old.used_tokens,
-            old.used_cost_usd,
-            old.model_calls,
-            old.alarms_fired,
-        ),
-        None => {
-            let start = spec.window.start_of(now, now);
-            let end = spec.window.end_of(start);
-            BudgetInfo::new(queue.to_string(), spec, start, end, 0, 0.0, 0, Vec::new())
-        }
-    };
-    let b = budget_evaluated(b);
-    let why = format!(
-        "the budget of queue {queue:?} was changed: {} used {}",
-        b.usage_text(),
-        b.window_text()
-    );
-    (b, why)
-}
-
-/// Why the alerts of a removed budget resolve.
-pub(crate) fn budget_removed_reason(queue: &str) -> String {
-    format!("the budget of queue {queue:?} was removed")
-}
-
-/// Refuses a model call's cost that is not a number of dollars.
-pub(crate) fn check_cost(cost_usd: f64) -> Result<()> {
-    if !(cost_usd.is_finite() && cost_usd >= 0.0) {
-        return Err(StoreError::Invalid {
-            field: "cost_usd",
-            message: format!("must be a number of US dollars from 0 up, got {cost_usd}"),
-        });
-    }
-    Ok(())
-}
-
-/// `b` after a charge of model calls' usage (its window already rolled).
-pub(crate) fn budget_charged(
-    mut b: BudgetInfo,
-    tokens: u64,
-    cost_usd: f64,
-    calls: u32,
-) -> BudgetInfo {
-    b.used_tokens = b.used_tokens.saturating_add(tokens).min(i64::MAX as u64);
-    b.used_cost_usd += cost_usd;
-    b.model_calls = b.model_calls.saturating_add(u64::from(calls));
-    budget_evaluated(b)
-}
-
-/// The percentages of the firing `budget` alerts of `queue`, from their subjects.
-pub(crate) fn firing_alarms(queue: &str, subjects: &[String]) -> BTreeSet<u32> {
-    let prefix = format!("budget:{queue}:");
-    subjects
-        .iter()
-        .filter_map(|s| s.strip_prefix(&prefix)?.parse().ok())
-        .collect()
-}
-
-/// What bringing a budget's alerts and its queue's pause in line with its usage
-/// does, in this order: pause the queue, resolve alerts, fire alerts, resume it.
-pub(crate) struct Enforce {
-    /// The budget is spent and the queue runs: pause it with the reason `budget`.
-    pub pause: bool,
-    /// Alarms whose alert fires but which the usage no longer reaches.
-    pub resolve: Vec<u32>,
-    /// Alarms reached that have no alert yet.
-    pub fire: Vec<NewAlert>,
-    /// The budget paused the queue and is no longer spent: resume it.
-    pub resume: bool,
-}
-
-/// What the budget `b` asks of its alerts (`firing` now) and its queue `q`: an alert
-/// fires for each alarm fired that has none yet, and resolves for each one no longer
-/// fired; a spent budget pauses its queue (unless a user already paused it), and a
-/// queue the budget paused resumes once it is not spent.
-pub(crate) fn enforce(b: &BudgetInfo, firing: &BTreeSet<u32>, q: &QueueInfo) -> Enforce {
-    let spent = b.state == BudgetState::Exhausted;
-    Enforce {
-        pause: spent && !q.paused,
-        resolve: firing
-            .iter()
-            .filter(|p| !b.alarms_fired.contains(p))
-            .copied()
-            .collect(),
-        fire: b
-            .alarms_fired
-            .iter()
-            .filter(|p| !firing.contains(p))
-            .map(|&p| NewAlert {
-                kind: AlertKind::Budget,
-                subject: BudgetInfo::alarm_subject(&b.queue, p),
-                message: b.alarm_message(p),
-                task: None,
-                queue: Some(b.queue.clone()),
-            })
-            .collect(),
-        resume: !spent && q.pause_reason == Some(PauseReason::Budget),
-    }
-}
-
-/// Refuses to resume a queue whose budget (rolled to now) is spent: the budget says
-/// when it resumes.
-pub(crate) fn check_resumable(b: &BudgetInfo) -> Result<()> {
-    if b.state == BudgetState::Exhausted {
-        return Err(StoreError::Conflict {
-            field: "paused",
-            message: b.resume_refusal(),
-        });
-    }
-    Ok(())
 }
 
 /// `text` as an SQL string literal (quotes doubled), for the same text in both

@@ -19,6 +19,7 @@ pub mod fault;
 #[cfg(feature = "plans")]
 #[doc(hidden)]
 pub mod plans;
+mod policy;
 #[cfg(feature = "postgres")]
 mod postgres;
 pub mod secrets;

@@ -4,7 +4,8 @@
 //! change made by one node is seen whole by the next.
 
 use super::*;
-use crate::decode::{self, BudgetColumns};
+use crate::decode::BudgetColumns;
+use crate::policy;
 use crate::postgres::Client;
 use crate::{Charged, StoreError};
 use meanwhile_core::{
@@ -80,7 +81,7 @@ fn event(tx: &mut Tx, action: &str, queue: &str, info: Option<&BudgetInfo>, now:
         now,
         EventKind::Budget,
         None,
-        decode::budget_event(action, queue, info),
+        policy::budget_event(action, queue, info),
     );
 }
 
@@ -128,15 +129,15 @@ async fn firing_alarms(c: &Client, queue: &str) -> Result<BTreeSet<u32>> {
         .iter()
         .map(|r| col::<String>(r, 0))
         .collect::<Result<Vec<_>>>()?;
-    Ok(decode::firing_alarms(queue, &subjects))
+    Ok(policy::firing_alarms(queue, &subjects))
 }
 
 /// Brings the budget's alerts and its queue's pause in line with `b` (see
-/// [`decode::enforce`]), resolved alerts saying `why`.
+/// [`policy::enforce`]), resolved alerts saying `why`.
 async fn enforce(tx: &mut Tx, b: &BudgetInfo, why: &str, now: Timestamp) -> Result<()> {
     let firing = firing_alarms(tx.client(), &b.queue).await?;
     let q = queue(tx.client(), &b.queue).await?;
-    let plan = decode::enforce(b, &firing, &q);
+    let plan = policy::enforce(b, &firing, &q);
     // The queue is paused before the alert that says so is sent.
     if plan.pause {
         set_pause(tx, &b.queue, Some(PauseReason::Budget)).await?;
@@ -158,7 +159,7 @@ async fn enforce(tx: &mut Tx, b: &BudgetInfo, why: &str, now: Timestamp) -> Resu
 /// the window's alerts resolve and a queue the budget paused resumes. Returns the
 /// budget, and whether it rolled.
 async fn roll_if_due(tx: &mut Tx, b: BudgetInfo, now: Timestamp) -> Result<(BudgetInfo, bool)> {
-    let Some((rolled, why)) = decode::budget_rolled(&b, now) else {
+    let Some((rolled, why)) = policy::budget_rolled(&b, now) else {
         return Ok((b, false));
     };
     save(tx, &rolled, now).await?;
@@ -173,13 +174,13 @@ pub(crate) async fn set_budget(
     spec: &BudgetSpec,
     now: Timestamp,
 ) -> Result<BudgetInfo> {
-    let spec = decode::check_budget(queue, spec)?;
+    let spec = policy::check_budget(queue, spec)?;
     ensure_queue(tx, queue).await?;
     let same_window = match lock(tx, queue).await? {
         Some(old) if old.spec.window == spec.window => Some(roll_if_due(tx, old, now).await?.0),
         _ => None,
     };
-    let (b, why) = decode::budget_set(queue, spec, same_window, now);
+    let (b, why) = policy::budget_set(queue, spec, same_window, now);
     save(tx, &b, now).await?;
     event(tx, "set", queue, Some(&b), now);
     enforce(tx, &b, &why, now).await?;
@@ -191,7 +192,7 @@ pub(crate) async fn remove_budget(tx: &mut Tx, queue: &str, now: Timestamp) -> R
         return Err(unknown(queue));
     }
     event(tx, "removed", queue, None, now);
-    let why = decode::budget_removed_reason(queue);
+    let why = policy::budget_removed_reason(queue);
     for p in firing_alarms(tx.client(), queue).await? {
         let subject = BudgetInfo::alarm_subject(queue, p);
         resolve_alert(tx, AlertKind::Budget, &subject, &why, now).await?;
@@ -218,7 +219,7 @@ pub(crate) async fn charge_usage(
     calls: u32,
     now: Timestamp,
 ) -> Result<Charged> {
-    decode::check_cost(cost_usd)?;
+    policy::check_cost(cost_usd)?;
     let add = tokens.min(i64::MAX as u64) as i64;
     // Counts stop at the largest integer rather than overflow.
     let row = tx
@@ -243,7 +244,7 @@ pub(crate) async fn charge_usage(
         });
     };
     let (b, _) = roll_if_due(tx, b, now).await?;
-    let b = decode::budget_charged(b, tokens, cost_usd, calls);
+    let b = policy::budget_charged(b, tokens, cost_usd, calls);
     save(tx, &b, now).await?;
     enforce(tx, &b, "", now).await?;
     Ok(Charged {
@@ -280,5 +281,5 @@ pub(crate) async fn check_resumable(tx: &mut Tx, queue: &str) -> Result<()> {
     };
     let now = db_now(tx.client()).await?;
     let (b, _) = roll_if_due(tx, b, now).await?;
-    decode::check_resumable(&b)
+    policy::check_resumable(&b)
 }

@@ -8,11 +8,11 @@
 //! `FOR UPDATE SKIP LOCKED`, passing over any a concurrent write holds.
 
 use super::*;
-use crate::decode;
 use crate::postgres::Client;
 use crate::{
     AttemptEnd, Claim, ClaimRequest, Claimed, Finished, StopOutcome, StoreError, TakeOver,
 };
+use crate::{decode, policy};
 use meanwhile_core::{
     Attempt, EventKind, Progress, TaskId, TaskRecord, TaskState, Timestamp, Transition, transition,
 };
@@ -35,7 +35,7 @@ pub(super) async fn fail_for_dependency(
         let task = lock_task(tx, id).await?;
         let to = transition(task.state, Transition::DependencyFailed)
             .map_err(|source| StoreError::Illegal { id, source })?;
-        let reason = decode::dependency_reason(dep, dep_state);
+        let reason = policy::dependency_reason(dep, dep_state);
         exec(
             tx,
             "UPDATE tasks SET state = $2, reason = $3, finished_at = $4, run_after = NULL
@@ -207,7 +207,7 @@ pub(crate) async fn claim(tx: &mut Tx, req: &ClaimRequest) -> Result<Claim> {
         // When the rate rather than the free slots stops this claim, look for one task
         // more: if there is one, the rate holds it back, and the claimer must hear when
         // the window lets it start.
-        let (allowed, probe) = decode::claim_room(free, queue.rate, used);
+        let (allowed, probe) = policy::claim_room(free, queue.rate, used);
         let want = allowed + i64::from(probe);
         let mut ids: Vec<i64> = match queue.per_key {
             None => tx
@@ -279,7 +279,7 @@ pub(crate) async fn claim(tx: &mut Tx, req: &ClaimRequest) -> Result<Claim> {
             Some(id),
             json!({"attempt": attempt, "node": req.node}),
         );
-        crate::decode::claimed(&mut task, to, attempt, req);
+        crate::policy::claimed(&mut task, to, attempt, req);
         out.push(Claimed { task, attempt });
     }
     Ok(Claim {
@@ -302,7 +302,7 @@ pub(crate) fn pick_by_key_sql(runnable: &str) -> String {
 }
 
 /// Up to `want` runnable tasks of a queue with a `per_key` limit, in priority order,
-/// passing over those whose key is full (see [`decode::pick_by_key`]). The rows it
+/// passing over those whose key is full (see [`policy::pick_by_key`]). The rows it
 /// takes are locked (`SKIP LOCKED`, so rows another write holds are passed over).
 async fn pick_by_key(
     tx: &Tx,
@@ -324,7 +324,7 @@ async fn pick_by_key(
         .client()
         .query(&pick_by_key_sql(runnable), &[&queue, &now.0, kinds])
         .await?;
-    decode::pick_by_key(
+    policy::pick_by_key(
         keys,
         rows.iter().map(|r| Ok((col(r, 0)?, col(r, 1)?))),
         per_key,
@@ -365,7 +365,7 @@ async fn record_starts(tx: &Tx, queue: &str, now: Timestamp, n: i64) -> Result<(
     Ok(())
 }
 
-/// When a rate-limited queue may start another task (see [`decode::rate_reopens`]).
+/// When a rate-limited queue may start another task (see [`policy::rate_reopens`]).
 async fn rate_reopens(
     tx: &Tx,
     queue: &str,
@@ -379,7 +379,7 @@ async fn rate_reopens(
         .iter()
         .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
         .collect::<Result<_>>()?;
-    Ok(decode::rate_reopens(starts, window_ms, excess))
+    Ok(policy::rate_reopens(starts, window_ms, excess))
 }
 
 pub(crate) async fn set_pid(tx: &mut Tx, id: TaskId, attempt: u32, pid: i32) -> Result<()> {
@@ -524,9 +524,9 @@ async fn end_attempt(
     .await?;
     let started = task.started_at.unwrap_or(end.ended_at);
     let duration_ms = started.millis_until(end.ended_at);
-    let reason = decode::end_reason(end, to, relative);
+    let reason = policy::end_reason(end, to, relative);
     if to == TaskState::Pending {
-        let retry_reason = decode::retry_reason(end);
+        let retry_reason = policy::retry_reason(end);
         exec(
             tx,
             "UPDATE tasks SET state = 'pending', run_after = $2, node = NULL, lease_until = NULL,
@@ -574,7 +574,7 @@ async fn end_attempt(
         Some(id),
         decode::attempt_ended_data(end, to),
     );
-    crate::decode::ended(&mut task, to, end);
+    crate::policy::ended(&mut task, to, end);
     let mut cascaded = Vec::new();
     if to.is_terminal() {
         finished(
@@ -719,7 +719,7 @@ pub(crate) async fn set_progress(tx: &mut Tx, id: TaskId, progress: &Progress) -
 
 pub(crate) async fn set_live(tx: &mut Tx, update: &crate::LiveUpdate) -> Result<()> {
     let task = load_task(tx.client(), update.id).await?;
-    let Some(changes) = crate::decode::live_changes(&task, update)? else {
+    let Some(changes) = crate::policy::live_changes(&task, update)? else {
         return Ok(());
     };
     exec(

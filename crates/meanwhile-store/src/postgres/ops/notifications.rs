@@ -22,7 +22,7 @@ pub(super) fn finished(
         crate::decode::finished_data(task),
     );
     if let Some(session) = &task.session {
-        match crate::decode::notification_body(task, session, now, duration_ms, tail, output_bytes)
+        match crate::policy::notification_body(task, session, now, duration_ms, tail, output_bytes)
         {
             Ok(body) => tx.notify(session, task.id, body),
             // A notification is plain data; serializing it does not fail.

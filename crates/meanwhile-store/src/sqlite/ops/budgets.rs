@@ -9,7 +9,8 @@
 //! `crate::decode`'s, shared with PostgreSQL.
 
 use super::*;
-use crate::decode::{self, BudgetColumns};
+use crate::decode::BudgetColumns;
+use crate::policy;
 use crate::{Charged, StoreError};
 use meanwhile_core::{
     AlertKind, BudgetInfo, BudgetSpec, Event, EventKind, PauseReason, TaskId, Timestamp,
@@ -81,7 +82,7 @@ fn event(
         now,
         EventKind::Budget,
         None,
-        decode::budget_event(action, queue, info),
+        policy::budget_event(action, queue, info),
     )
 }
 
@@ -126,11 +127,11 @@ fn firing_alarms(conn: &Connection, queue: &str) -> Result<BTreeSet<u32>> {
     let subjects = stmt
         .query_map([queue], |r| r.get::<_, String>(0))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(decode::firing_alarms(queue, &subjects))
+    Ok(policy::firing_alarms(queue, &subjects))
 }
 
 /// Brings the budget's alerts and its queue's pause in line with `b` (see
-/// [`decode::enforce`]), resolved alerts saying `why`.
+/// [`policy::enforce`]), resolved alerts saying `why`.
 fn enforce(
     conn: &Connection,
     events: &mut Vec<Event>,
@@ -139,7 +140,7 @@ fn enforce(
     now: Timestamp,
 ) -> Result<()> {
     let firing = firing_alarms(conn, &b.queue)?;
-    let plan = decode::enforce(b, &firing, &queue(conn, &b.queue)?);
+    let plan = policy::enforce(b, &firing, &queue(conn, &b.queue)?);
     // The queue is paused before the alert that says so is sent.
     if plan.pause {
         set_pause(conn, events, &b.queue, Some(PauseReason::Budget))?;
@@ -166,7 +167,7 @@ fn roll_if_due(
     b: BudgetInfo,
     now: Timestamp,
 ) -> Result<(BudgetInfo, bool)> {
-    let Some((rolled, why)) = decode::budget_rolled(&b, now) else {
+    let Some((rolled, why)) = policy::budget_rolled(&b, now) else {
         return Ok((b, false));
     };
     save(conn, &rolled, now)?;
@@ -182,13 +183,13 @@ pub(crate) fn set_budget(
     spec: &BudgetSpec,
     now: Timestamp,
 ) -> Result<BudgetInfo> {
-    let spec = decode::check_budget(queue, spec)?;
+    let spec = policy::check_budget(queue, spec)?;
     ensure_queue(conn, queue)?;
     let same_window = match find(conn, queue)? {
         Some(old) if old.spec.window == spec.window => Some(roll_if_due(conn, events, old, now)?.0),
         _ => None,
     };
-    let (b, why) = decode::budget_set(queue, spec, same_window, now);
+    let (b, why) = policy::budget_set(queue, spec, same_window, now);
     save(conn, &b, now)?;
     event(conn, events, "set", queue, Some(&b), now)?;
     enforce(conn, events, &b, &why, now)?;
@@ -208,7 +209,7 @@ pub(crate) fn remove_budget(
         return Err(unknown(queue));
     }
     event(conn, events, "removed", queue, None, now)?;
-    let why = decode::budget_removed_reason(queue);
+    let why = policy::budget_removed_reason(queue);
     for p in firing_alarms(conn, queue)? {
         let subject = BudgetInfo::alarm_subject(queue, p);
         resolve_alert(conn, events, AlertKind::Budget, &subject, &why, now)?;
@@ -238,7 +239,7 @@ pub(crate) fn charge_usage(
     calls: u32,
     now: Timestamp,
 ) -> Result<Charged> {
-    decode::check_cost(cost_usd)?;
+    policy::check_cost(cost_usd)?;
     let add = tokens.min(i64::MAX as u64) as i64;
     // Counts stop at the largest integer rather than overflow into a float.
     let queue: String = conn
@@ -260,7 +261,7 @@ pub(crate) fn charge_usage(
         });
     };
     let (b, _) = roll_if_due(conn, events, b, now)?;
-    let b = decode::budget_charged(b, tokens, cost_usd, calls);
+    let b = policy::budget_charged(b, tokens, cost_usd, calls);
     save(conn, &b, now)?;
     enforce(conn, events, &b, "", now)?;
     Ok(Charged {
@@ -301,5 +302,5 @@ pub(crate) fn check_resumable(
         return Ok(());
     };
     let (b, _) = roll_if_due(conn, events, b, db_now(conn)?)?;
-    decode::check_resumable(&b)
+    policy::check_resumable(&b)
 }

@@ -26,7 +26,7 @@ pub(super) fn fail_for_dependency(
     let task = load_task(conn, id)?;
     let to = transition(task.state, Transition::DependencyFailed)
         .map_err(|source| StoreError::Illegal { id, source })?;
-    let reason = crate::decode::dependency_reason(dep, dep_state);
+    let reason = crate::policy::dependency_reason(dep, dep_state);
     let mut stmt = conn.prepare_cached(
         "UPDATE tasks SET state = ?2, reason = ?3, finished_at = ?4, run_after = NULL WHERE id = ?1",
     )?;
@@ -164,7 +164,7 @@ pub(crate) fn claim(
         // more: if there is one, the rate holds it back, and the claimer must hear when
         // the window lets it start (an end frees slots, and the claim that follows it
         // covers the other case).
-        let (allowed, probe) = crate::decode::claim_room(free, queue.rate, used);
+        let (allowed, probe) = crate::policy::claim_room(free, queue.rate, used);
         let want = allowed + i64::from(probe);
         let mut ids: Vec<i64> = match queue.per_key {
             None => {
@@ -227,7 +227,7 @@ pub(crate) fn claim(
             Some(id),
             json!({"attempt": attempt, "node": req.node}),
         )?;
-        crate::decode::claimed(&mut task, to, attempt, req);
+        crate::policy::claimed(&mut task, to, attempt, req);
         out.push(Claimed { task, attempt });
     }
     Ok(Claim {
@@ -270,7 +270,7 @@ fn pick_by_key(
     };
     let mut stmt = conn.prepare_cached(&pick_by_key_sql(runnable))?;
     let rows = stmt.query_map(params![queue, now.0], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    crate::decode::pick_by_key(
+    crate::policy::pick_by_key(
         keys,
         rows.map(|r| r.map_err(StoreError::from)),
         per_key,
@@ -318,7 +318,7 @@ fn rate_reopens(
     let starts: Vec<(i64, i64)> = stmt
         .query_map([queue], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    Ok(crate::decode::rate_reopens(starts, window_ms, excess))
+    Ok(crate::policy::rate_reopens(starts, window_ms, excess))
 }
 
 pub(crate) fn set_pid(conn: &Connection, id: TaskId, attempt: u32, pid: i32) -> Result<()> {
@@ -450,14 +450,14 @@ fn end_attempt(
     ])?;
     let started = task.started_at.unwrap_or(end.ended_at);
     let duration_ms = started.millis_until(end.ended_at);
-    let reason = crate::decode::end_reason(end, to, relative);
+    let reason = crate::policy::end_reason(end, to, relative);
     if to == TaskState::Pending {
         let mut stmt = conn.prepare_cached(
             "UPDATE tasks SET state = 'pending', run_after = ?2, node = NULL, lease_until = NULL,
                 exit_code = ?3, signal = ?4, reason = ?5, stop_requested = 0, live = NULL
              WHERE id = ?1",
         )?;
-        let retry_reason = crate::decode::retry_reason(end);
+        let retry_reason = crate::policy::retry_reason(end);
         stmt.execute(params![
             id.0,
             end.retry_at.0,
@@ -498,7 +498,7 @@ fn end_attempt(
         Some(id),
         crate::decode::attempt_ended_data(end, to),
     )?;
-    crate::decode::ended(&mut task, to, end);
+    crate::policy::ended(&mut task, to, end);
     let mut cascaded = Vec::new();
     if to.is_terminal() {
         finished(
@@ -655,7 +655,7 @@ pub(crate) fn set_live(
     update: &crate::LiveUpdate,
 ) -> Result<()> {
     let task = load_task(conn, update.id)?;
-    let Some(changes) = crate::decode::live_changes(&task, update)? else {
+    let Some(changes) = crate::policy::live_changes(&task, update)? else {
         return Ok(());
     };
     conn.prepare_cached("UPDATE tasks SET live = ?2 WHERE id = ?1")?

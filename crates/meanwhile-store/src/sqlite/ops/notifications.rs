@@ -19,7 +19,7 @@ pub(super) fn finished(
     emit(conn, events, now, EventKind::Finished, Some(task.id), data)?;
     if let Some(session) = &task.session {
         let body =
-            crate::decode::notification_body(task, session, now, duration_ms, tail, output_bytes)?;
+            crate::policy::notification_body(task, session, now, duration_ms, tail, output_bytes)?;
         let mut stmt = conn.prepare_cached(
             "INSERT INTO notifications (session, task_id, body) VALUES (?1, ?2, ?3)",
         )?;
