@@ -1,4 +1,4 @@
-//! Completion notices into the conversation: drained from the session right before a
+//! Completion notices into the conversation: read from the session right before a
 //! model call and put where every wire format accepts them.
 
 use meanwhile_core::Notification;

@@ -292,11 +292,6 @@ impl Session {
         })
     }
 
-    /// The text of the model's last message.
-    pub fn last_answer(&self) -> String {
-        self.last_text()
-    }
-
     /// Ids of every task the agent started in this session.
     pub fn started_tasks(&self) -> Vec<meanwhile_core::TaskId> {
         self.tools
@@ -386,7 +381,7 @@ impl Session {
                 self.record("cancelled", serde_json::json!({}), None)
                     .await?;
                 Ok(RunOutcome {
-                    answer: self.last_text(),
+                    answer: self.last_answer(),
                     stop: RunStop::Cancelled,
                     usage: self.run.clone(),
                     turns: self.turns,
@@ -395,8 +390,8 @@ impl Session {
         }
     }
 
-    /// The text of the last assistant message, if the model has said anything.
-    fn last_text(&self) -> String {
+    /// The text of the model's last message, if it has said anything.
+    pub fn last_answer(&self) -> String {
         self.messages
             .iter()
             .rev()
@@ -424,7 +419,7 @@ impl Session {
                     reason: exceeded.to_string(),
                 });
                 return Ok(RunOutcome {
-                    answer: self.last_text(),
+                    answer: self.last_answer(),
                     stop: RunStop::Budget { exceeded },
                     usage: self.run.clone(),
                     turns: self.turns,
@@ -437,7 +432,7 @@ impl Session {
                     reason: reason.clone(),
                 });
                 return Ok(RunOutcome {
-                    answer: self.last_text(),
+                    answer: self.last_answer(),
                     stop: RunStop::Gated { reason },
                     usage: self.run.clone(),
                     turns: self.turns,
@@ -686,7 +681,7 @@ impl Session {
     ) -> Result<RunOutcome, AgentError> {
         if let Some(stop) = self.answered_stop.clone() {
             return Ok(RunOutcome {
-                answer: self.last_text(),
+                answer: self.last_answer(),
                 stop,
                 usage: self.run.clone(),
                 turns: self.turns,
@@ -779,12 +774,14 @@ impl Session {
             // The oldest undelivered are those just read (one session, one reader).
             // Left undelivered when this fails: the next look drains them, and
             // `heard` keeps them out of the conversation.
-            if backend
+            if let Err(e) = backend
                 .drain_notifications(&session, batch.len() as u32)
                 .await
-                .is_err()
-                || (batch.len() as u32) < NOTICE_BATCH
             {
+                tracing::warn!(session = %session, "notices put before the model stay undelivered until the next call: {e}");
+                return Ok(());
+            }
+            if (batch.len() as u32) < NOTICE_BATCH {
                 return Ok(());
             }
         }

@@ -6,8 +6,8 @@ use super::*;
 use meanwhile_core::{AgentSession, NewSessionStep, OpenSession, Step, check_session_name};
 use meanwhile_store::{NewAgentSessionStep, OpenAgentSession};
 
-/// The most sessions one listing answers.
-pub const MAX_SESSIONS_LISTED: u32 = 1000;
+/// The most sessions one listing answers: the bound of every `limit` of the API.
+pub const MAX_SESSIONS_LISTED: u32 = meanwhile_core::MAX_NOTIFICATIONS;
 
 impl Runtime {
     /// Opens agent session `name` for a new holder, who alone records its steps

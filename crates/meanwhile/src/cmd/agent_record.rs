@@ -74,16 +74,16 @@ impl StepLog for Record {
         // not drop it halfway, so the count of steps stays true for the next one.
         let write = tokio::spawn(async move {
             let mut held = inner.held.lock().await;
-            if held.is_none() {
-                let open = OpenSession {
-                    fresh: true,
-                    workspace: inner.workspace.clone(),
-                };
-                let opened = inner.client.open_agent_session(&inner.name, &open).await?;
-                *held = Some((opened.holder, 0));
-            }
-            let Some((holder, after)) = held.as_mut() else {
-                unreachable!("opened above");
+            let (holder, after) = match held.take() {
+                Some(h) => held.insert(h),
+                None => {
+                    let open = OpenSession {
+                        fresh: true,
+                        workspace: inner.workspace.clone(),
+                    };
+                    let opened = inner.client.open_agent_session(&inner.name, &open).await?;
+                    held.insert((opened.holder, 0))
+                }
             };
             let step = NewSessionStep {
                 holder: holder.clone(),
