@@ -1,16 +1,14 @@
-//! The audit trail in PostgreSQL: appending hash-chained records at a write's
-//! commit (under the log's lock, so the chain stays one chain whatever the number of
-//! nodes), listing them, verifying the chain, pruning it behind a signed checkpoint,
+//! The audit trail in PostgreSQL: chaining records (done by the sequencer, one
+//! stamp at a time, so the chain stays one chain whatever the number of nodes),
+//! listing them, verifying the chain, pruning it behind a signed checkpoint,
 //! and the named API tokens. The chain itself is `crate::chain`'s, shared with
 //! SQLite: the hashes of a trail are the same in either store.
 
 use super::{Tx, col};
-use crate::chain::{self, AuditRow, Entry, Head, Verifier};
+use crate::chain::{self, AuditRow, Verifier};
 use crate::postgres::Client;
 use crate::{AuditKey, StoreError, StoredToken};
-use meanwhile_core::{
-    Actor, AuditCheckpoint, AuditFilter, AuditPage, AuditVerdict, Timestamp, TokenInfo,
-};
+use meanwhile_core::{AuditCheckpoint, AuditFilter, AuditPage, AuditVerdict, Timestamp, TokenInfo};
 use tokio_postgres::Row;
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -40,47 +38,53 @@ async fn checkpoint(c: &Client) -> Result<Option<(AuditCheckpoint, String)>> {
     .transpose()
 }
 
-/// Appends the entries after record `highest` (the log's lock is held), as made by
-/// `actor`; returns the new highest number.
-pub(super) async fn append(
-    c: &Client,
-    actor: &Actor,
-    highest: i64,
-    entries: Vec<Entry>,
-) -> Result<i64> {
-    let actor = chain::actor_text(actor)?;
-    let last: Option<String> = match c
-        .query_opt("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1", &[])
-        .await?
-    {
-        Some(r) => Some(col(&r, 0)?),
-        None => None,
-    };
-    let cp = match last {
-        Some(_) => None,
-        None => checkpoint(c).await?.map(|(cp, _)| cp.hash),
-    };
-    let mut head = Head::new(highest, last, cp);
-    for entry in entries {
-        let row = head.append(entry, &actor);
-        c.execute(
-            "INSERT INTO audit (seq, at, actor, action, subject, task_id, summary, prev_hash, hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            &[
-                &row.seq,
-                &row.at,
-                &row.actor,
-                &row.action,
-                &row.subject,
-                &row.task_id,
-                &row.summary,
-                &row.prev_hash,
-                &row.hash,
-            ],
-        )
-        .await?;
+/// Inserts chained records, in one statement (parameters from [`Columns`]).
+pub(super) const INSERT: &str =
+    "INSERT INTO audit (seq, at, actor, action, subject, task_id, summary, prev_hash, hash)
+     SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[],
+                          $6::BIGINT[], $7::TEXT[], $8::TEXT[], $9::TEXT[])";
+
+/// Chained records, column by column, as [`INSERT`] takes them.
+pub(super) struct Columns<'a> {
+    seq: Vec<i64>,
+    at: Vec<i64>,
+    actor: Vec<&'a str>,
+    action: Vec<&'a str>,
+    subject: Vec<&'a str>,
+    task: Vec<Option<i64>>,
+    summary: Vec<&'a str>,
+    prev: Vec<&'a str>,
+    hash: Vec<&'a str>,
+}
+
+impl<'a> Columns<'a> {
+    pub(super) fn of(rows: &'a [AuditRow]) -> Columns<'a> {
+        Columns {
+            seq: rows.iter().map(|r| r.seq).collect(),
+            at: rows.iter().map(|r| r.at).collect(),
+            actor: rows.iter().map(|r| r.actor.as_str()).collect(),
+            action: rows.iter().map(|r| r.action.as_str()).collect(),
+            subject: rows.iter().map(|r| r.subject.as_str()).collect(),
+            task: rows.iter().map(|r| r.task_id).collect(),
+            summary: rows.iter().map(|r| r.summary.as_str()).collect(),
+            prev: rows.iter().map(|r| r.prev_hash.as_str()).collect(),
+            hash: rows.iter().map(|r| r.hash.as_str()).collect(),
+        }
     }
-    Ok(head.seq)
+
+    pub(super) fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 9] {
+        [
+            &self.seq,
+            &self.at,
+            &self.actor,
+            &self.action,
+            &self.subject,
+            &self.task,
+            &self.summary,
+            &self.prev,
+            &self.hash,
+        ]
+    }
 }
 
 fn audit_row(r: &Row) -> Result<AuditRow> {
@@ -171,8 +175,8 @@ pub(crate) async fn verify(tx: &mut Tx, key: &AuditKey) -> Result<AuditVerdict> 
 /// Removes the records committed before `before` from the head of the trail (one
 /// bounded slice per call), and signs a checkpoint naming the last removed record.
 pub(crate) async fn prune(tx: &mut Tx, before: Timestamp, key: &AuditKey) -> Result<u64> {
-    // Appends read the trail's end under this lock too.
-    tx.lock_log().await?;
+    // Stamps read the trail's end under this lock too.
+    super::sequencer::lock(tx.client()).await?;
     let c = tx.client();
     let rows = c
         .query(

@@ -50,6 +50,21 @@ impl Client {
         Ok(Some(s))
     }
 
+    /// The prepared statement of `sql`, cached when there is room. Statements
+    /// prepared beforehand can be pipelined: sent one after another, in the order
+    /// their futures are first polled, without waiting for the answers between.
+    pub(crate) async fn prepared(&self, sql: &str) -> Result<Statement, Error> {
+        match self.statement(sql).await? {
+            Some(s) => Ok(s),
+            None => self.inner.prepare(sql).await,
+        }
+    }
+
+    /// The driver's client, to run [`Client::prepared`] statements pipelined.
+    pub(crate) fn driver(&self) -> &tokio_postgres::Client {
+        &self.inner
+    }
+
     pub(crate) async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, Error> {
         match self.statement(sql).await? {
             Some(s) => self.inner.query(&s, params).await,

@@ -1,15 +1,17 @@
 //! The event log followed as one ordered stream on every node.
 //!
-//! Every write that appends events also sends `NOTIFY meanwhile_events`, which
-//! PostgreSQL delivers to every listening connection when (and only if) the write
-//! commits. Each store keeps one connection listening; a notification, a write of
-//! its own that it could not publish in order, or a slow safety poll (for a
-//! notification lost with a connection) makes it read the log from the last `seq`
-//! it published. Subscribers therefore see every node's events, each once, in `seq`
-//! order. The log is gap-free in commit order (see the module above), so reading
-//! after `seq` N never skips one that commits later.
+//! Every stamp that numbers events (see `sequencer.rs`) also sends
+//! `NOTIFY meanwhile_events`, which PostgreSQL delivers to every listening
+//! connection when (and only if) the stamp commits. Each store keeps one connection
+//! listening; a notification, a stamp of its own that it could not publish in
+//! order, or a slow safety poll (for a notification lost with a connection) makes
+//! it read the log from the last `seq` it published. Subscribers therefore see
+//! every node's events, each once, in `seq` order. Stamps number events gap-free
+//! and never below a number given before, so reading after `seq` N never skips one
+//! numbered later. The safety poll stamps first, so what a node that died between
+//! its commit and its stamp left in the inboxes is numbered too.
 //!
-//! A write of this node whose events follow on directly from the last published
+//! A stamp of this node whose events follow on directly from the last published
 //! ones is published at once, without the round trip; the others wait for the
 //! follower's read.
 
@@ -62,7 +64,12 @@ impl Follow {
         self.last.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Publishes events this node committed when they follow on from the last ones
+    /// Wakes the follower to read the log.
+    pub(crate) fn kick(&self) {
+        self.kick.notify_one();
+    }
+
+    /// Publishes events this node numbered when they follow on from the last ones
     /// published; otherwise leaves them to the follower, which reads them in order.
     pub(crate) fn committed(&self, events: Vec<Event>) {
         let (Some(first), Some(end)) = (events.first(), events.last()) else {
@@ -170,14 +177,25 @@ pub(crate) async fn run(store: Weak<Inner>) {
     }
 }
 
-/// Reads and publishes everything after the last published event; false once the
-/// store is gone.
+/// Numbers what waits in the inboxes, then reads and publishes everything after
+/// the last published event; false once the store is gone.
 async fn catch_up(store: &Weak<Inner>, follow: &Follow) -> bool {
+    let mut first = true;
     loop {
         let Some(inner) = store.upgrade() else {
             return false;
         };
         let store = PgStore { inner };
+        if first {
+            first = false;
+            match store.conn().await {
+                Ok(conn) => {
+                    store.stamp(&conn).await;
+                    conn.release();
+                }
+                Err(e) => tracing::warn!("stamping the logs: {e}"),
+            }
+        }
         let from = *follow.last();
         match super::Store::events_after(&store, from, BATCH).await {
             Ok(events) => {

@@ -3,15 +3,15 @@
 //! Each write is one transaction on a pooled connection. The rows of its change are
 //! written as it goes; what goes into the shared, ordered logs (events, the
 //! notifications sessions drain, the audit chain) and the per-state counters is
-//! buffered in [`Tx`] and written at the very end, just before the commit, under
-//! the lock of the one `log_head` row. So appends to the logs happen one
-//! transaction at a time and in commit order: an event's `seq` is the head's
-//! counter plus one (gap-free, since a rollback takes the counter back too), a
+//! buffered in [`Tx`] and written at the very end, just before the commit. The
+//! counters go to a shard of the connection's own. The log entries go into inboxes
+//! under the write's place in line, which the [`sequencer`] moves into the logs
+//! after the commit, numbered in that order: an event's `seq` is gap-free, a
 //! follower that reads `seq` 11 can never still be missing 10, and every audit
-//! record chains onto the one committed before it. Taking that lock last, and the
-//! counter rows in sorted order just before it, means a transaction holding them
-//! waits for nothing but its commit, so they take part in no deadlock; deadlocks
-//! among task rows that remain possible (and serialization failures) are retried.
+//! record chains onto the one before it. No lock is shared by all writes: they
+//! commit side by side, and only the numbering, one batch at a time, takes turns.
+//! Deadlocks among task rows that remain possible (and serialization failures) are
+//! retried.
 
 mod audit;
 mod client;
@@ -21,6 +21,7 @@ mod ops;
 mod plans;
 mod retention;
 mod schema;
+mod sequencer;
 
 use crate::chain::{self, Entry};
 use crate::{
@@ -74,6 +75,7 @@ struct Inner {
     config: Config,
     pool: Pool,
     follow: Arc<follow::Follow>,
+    stamper: sequencer::Stamper,
 }
 
 /// Makes the pool's connections: the store's own [`Client`]s, each with its cache of
@@ -170,6 +172,7 @@ impl PgStore {
                     })?,
                 config,
                 follow: Arc::new(follow::Follow::new(events)),
+                stamper: sequencer::Stamper::default(),
             }),
         };
         let conn = store.conn().await?;
@@ -264,15 +267,18 @@ impl PgStore {
                     actor: actor.clone(),
                 };
                 let result = match f(&mut tx, &data).await {
-                    Ok(v) => tx.commit().await.map(|events| (v, events)),
+                    Ok(v) => tx.commit().await.map(|done| (v, done)),
                     Err(e) => {
                         tx.rollback().await;
                         Err(e)
                     }
                 };
                 match result {
-                    Ok((v, events)) => {
-                        self.inner.follow.committed(events);
+                    Ok((v, (conn, appended))) => {
+                        if appended {
+                            self.stamp(&conn).await;
+                        }
+                        conn.release();
                         return Ok(v);
                     }
                     Err(e) if tries < MAX_RETRIES && retryable(&e) => {
@@ -283,6 +289,25 @@ impl PgStore {
                 }
             }
         })
+    }
+}
+
+impl PgStore {
+    /// Moves what committed writes left in the inboxes into the logs, and publishes
+    /// the events; returns once a stamp begun after this call has ended. The write
+    /// before it has committed whatever happens here: a failure is said and left to
+    /// the next stamp (the follower's poll makes one).
+    async fn stamp(&self, c: &Client) {
+        let follow = &self.inner.follow;
+        if let Err(e) = self
+            .inner
+            .stamper
+            .after_commit(c, |events| follow.committed(events))
+            .await
+        {
+            tracing::warn!("numbering the logs' new entries failed: {e}");
+            follow.kick();
+        }
     }
 }
 
@@ -301,7 +326,7 @@ fn retryable(e: &StoreError) -> bool {
 /// What a write appends to the shared logs and counters, written at its commit.
 #[derive(Default)]
 struct Log {
-    /// Events, their `seq` given at the commit.
+    /// Events, their `seq` given by the sequencer after the commit.
     events: Vec<Event>,
     /// Notifications: session, task, body.
     notifications: Vec<(String, i64, String)>,
@@ -331,7 +356,7 @@ impl Tx {
         &self.conn
     }
 
-    /// Appends an event (its `seq` is given at the commit).
+    /// Appends an event (its `seq` is given by the sequencer after the commit).
     pub(crate) fn emit(
         &mut self,
         at: Timestamp,
@@ -377,20 +402,6 @@ impl Tx {
     /// Records a change that has no event in the audit trail.
     pub(crate) fn record(&mut self, entry: Entry) {
         self.log.audit.push(entry);
-    }
-
-    /// Takes the log's lock (held until the commit) and reads the last event and
-    /// audit numbers given. Every append takes it at the commit; a write that
-    /// changes the audit trail itself (pruning) takes it first.
-    pub(crate) async fn lock_log(&mut self) -> Result<(i64, i64)> {
-        let row = self
-            .conn
-            .query_one(
-                "SELECT events_seq, audit_seq FROM log_head WHERE id = 1 FOR UPDATE",
-                &[],
-            )
-            .await?;
-        Ok((col(&row, 0)?, col(&row, 1)?))
     }
 
     /// Inserts tasks, each in a part of its own (an invalid one does not stop the
@@ -455,102 +466,81 @@ impl Tx {
         }
     }
 
-    /// Writes the buffered appends under the log's lock, then commits; returns
-    /// the events with their numbers.
-    async fn commit(mut self) -> Result<Vec<Event>> {
-        match self.flush().await {
-            Ok(()) => {}
+    /// Writes the counters and puts the buffered appends in line, then commits;
+    /// gives the connection back, with whether anything waits in the inboxes.
+    async fn commit(mut self) -> Result<(Conn, bool)> {
+        let appended = match self.flush().await {
+            Ok(appended) => appended,
             Err(e) => {
                 self.rollback().await;
                 return Err(e);
             }
-        }
-        let events = std::mem::take(&mut self.log.events);
+        };
         self.conn
             .batch_execute("COMMIT")
             .await
             .map_err(|e| StoreError::CommitFailed(describe_error(&e)))?;
-        self.conn.release();
-        Ok(events)
+        Ok((self.conn, appended))
     }
 
-    async fn flush(&mut self) -> Result<()> {
-        // Counters first, in one order for every writer, so that two writers
-        // never hold one counter each while waiting for the other's.
+    async fn flush(&mut self) -> Result<bool> {
+        // Counters in one order for every writer, so that two writers never hold
+        // one counter each while waiting for the other's; each connection counts
+        // in a shard of its own, so writers seldom share a counter row at all.
         let mut counts: BTreeMap<(String, &'static str), i64> = BTreeMap::new();
         for (queue, state, delta) in self.log.counts.drain(..) {
             *counts.entry((queue, state.as_str())).or_default() += delta;
         }
-        for ((queue, state), delta) in counts {
-            if delta != 0 {
-                self.conn
-                    .execute(
-                        "INSERT INTO counts (queue, state, n) VALUES ($1, $2, $3)
-                         ON CONFLICT (queue, state) DO UPDATE SET n = counts.n + excluded.n",
-                        &[&queue, &state, &delta],
-                    )
-                    .await?;
+        counts.retain(|_, delta| *delta != 0);
+        let (keys, deltas): (Vec<_>, Vec<i64>) = counts.into_iter().unzip();
+        let (queues, states): (Vec<String>, Vec<&str>) = keys.into_iter().unzip();
+        let count = async {
+            if deltas.is_empty() {
+                return Ok(0);
             }
-        }
-        let own_from = self
-            .log
+            self.conn
+                .execute(
+                    "INSERT INTO counts (queue, state, shard, n)
+                     SELECT queue, state, pg_backend_pid() % 16, n
+                     FROM unnest($1::TEXT[], $2::TEXT[], $3::BIGINT[])
+                     WITH ORDINALITY AS u(queue, state, n, i) ORDER BY i
+                     ON CONFLICT (queue, state, shard) DO UPDATE SET n = counts.n + excluded.n",
+                    &[&queues, &states, &deltas],
+                )
+                .await
+                .map_err(StoreError::from)
+        };
+        let log = std::mem::take(&mut self.log);
+        let own_from = log
             .own_from
-            .map_or(self.log.events.len(), |i| i.min(self.log.events.len()));
-        let mut entries = chain::entries(&self.log.events[..own_from]);
-        entries.append(&mut self.log.audit);
-        let own = chain::entries(&self.log.events[own_from..]);
-        if self.log.events.is_empty() && entries.is_empty() && self.log.notifications.is_empty() {
-            return Ok(());
+            .map_or(log.events.len(), |i| i.min(log.events.len()));
+        let mut entries = chain::entries(&log.events[..own_from]);
+        entries.extend(log.audit);
+        let own = chain::entries(&log.events[own_from..]);
+        let mut audit = Vec::with_capacity(entries.len() + own.len());
+        if !entries.is_empty() {
+            let actor = chain::actor_text(&self.actor)?;
+            audit.extend(entries.into_iter().map(|e| (e, actor.clone())));
         }
-        let (events_seq, audit_seq) = self.lock_log().await?;
-        let mut seq = events_seq;
-        for e in &mut self.log.events {
-            seq += 1;
-            e.seq = seq;
-            self.conn
-                .execute(
-                    "INSERT INTO events (seq, at, kind, task_id, data) VALUES ($1, $2, $3, $4, $5)",
-                    &[
-                        &e.seq,
-                        &e.at.0,
-                        &e.kind.as_str(),
-                        &e.task_id.map(|t| t.0),
-                        &e.data.to_string(),
-                    ],
-                )
-                .await?;
+        if !own.is_empty() {
+            let actor = chain::actor_text(&Actor::Meanwhile)?;
+            audit.extend(own.into_iter().map(|e| (e, actor.clone())));
         }
-        for (session, task, body) in &self.log.notifications {
-            self.conn
-                .execute(
-                    "INSERT INTO notifications (session, task_id, body) VALUES ($1, $2, $3)",
-                    &[session, task, body],
-                )
-                .await?;
-        }
-        let audit_seq = if entries.is_empty() {
-            audit_seq
-        } else {
-            audit::append(self.client(), &self.actor, audit_seq, entries).await?
+        let appends = sequencer::Appends {
+            events: log.events,
+            notices: log.notifications,
+            audit,
         };
-        let audit_seq = if own.is_empty() {
-            audit_seq
-        } else {
-            audit::append(self.client(), &Actor::Meanwhile, audit_seq, own).await?
+        let enqueue = async {
+            if appends.is_empty() {
+                return Ok(());
+            }
+            sequencer::enqueue(&self.conn, &appends).await
         };
-        self.conn
-            .execute(
-                "UPDATE log_head SET events_seq = $1, audit_seq = $2 WHERE id = 1",
-                &[&seq, &audit_seq],
-            )
-            .await?;
-        if !self.log.events.is_empty() {
-            // Delivered to every node's follower when, and only if, this commits.
-            self.conn
-                .batch_execute(&format!("NOTIFY {}", follow::CHANNEL))
-                .await?;
-        }
-        Ok(())
+        // Both in one round trip: the driver sends the second before the first's
+        // answer comes.
+        tokio::try_join!(count, enqueue)?;
+        Ok(!appends.is_empty())
     }
 }
 

@@ -4,8 +4,9 @@
 //!
 //! Times are integer milliseconds (BIGINT) as in SQLite, so both stores answer
 //! alike. Where SQLite relies on its single writer, this schema adds what a shared
-//! database needs: `log_head`, the row whose lock orders appends to the event log
-//! and the audit chain and holds their counters (see the module above).
+//! database needs: the inboxes writes append to and `log_order`, their place in
+//! line; `log_head`, the counters of the event log and the audit chain, which the
+//! sequencer moves on; and counters split into shards (see `sequencer.rs`).
 
 use super::col;
 use crate::StoreError;
@@ -302,6 +303,43 @@ const MIGRATIONS: &[&str] = &[
         data TEXT NOT NULL,
         PRIMARY KEY (session, n)
     );
+    "#,
+    // Version 15: writes no longer take `log_head`'s lock. What a write appends to
+    // the ordered logs goes into an inbox, under the place in line (`ord`) it took
+    // from `log_order` just before its commit; the sequencer moves committed rows
+    // into `events`, `notifications` and `audit` in that order (see
+    // `sequencer.rs`). The per-state counters are split into shards, one chosen per
+    // connection, so two writes counting the same state no longer wait on one row.
+    r#"
+    CREATE SEQUENCE log_order;
+    CREATE TABLE events_inbox (
+        id BIGSERIAL PRIMARY KEY,
+        ord BIGINT NOT NULL,
+        at BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        task_id BIGINT,
+        data TEXT NOT NULL
+    );
+    CREATE TABLE notices_inbox (
+        id BIGSERIAL PRIMARY KEY,
+        ord BIGINT NOT NULL,
+        session TEXT NOT NULL,
+        task_id BIGINT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE TABLE audit_inbox (
+        id BIGSERIAL PRIMARY KEY,
+        ord BIGINT NOT NULL,
+        at BIGINT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        task_id BIGINT,
+        summary TEXT NOT NULL
+    );
+    ALTER TABLE counts ADD COLUMN shard INT NOT NULL DEFAULT 0;
+    ALTER TABLE counts DROP CONSTRAINT counts_pkey;
+    ALTER TABLE counts ADD PRIMARY KEY (queue, state, shard);
     "#,
 ];
 

@@ -287,6 +287,9 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE UNIQUE INDEX agent_session_steps_key ON agent_session_steps(session, n);
     "#,
+    // Version 15: nothing here. In PostgreSQL it gives the shared logs their inboxes
+    // and the counters their shards; one writer already orders SQLite's logs.
+    "",
 ];
 
 /// The schema version this build writes.
@@ -359,7 +362,7 @@ mod tests {
             .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 14);
+        assert_eq!(SCHEMA_VERSION, 15);
     }
 
     /// A queue paused before budgets existed was paused by a user: after the

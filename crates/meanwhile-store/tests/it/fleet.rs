@@ -7,7 +7,7 @@
 use crate::conformance::NOW;
 use crate::support::Fixture;
 use meanwhile_core::http::QueueUpdate;
-use meanwhile_core::{AttemptOutcome, TaskKind, TaskSpec, TaskState, Timestamp};
+use meanwhile_core::{AttemptOutcome, EventKind, TaskKind, TaskSpec, TaskState, Timestamp};
 use meanwhile_store::{AttemptEnd, AuditKey, ClaimRequest, ListFilter, NewTask, Store, StoreError};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -267,6 +267,78 @@ async fn events_and_audit_stay_one_ordered_log_under_concurrent_writes() {
     let v = f.store.verify_audit(AuditKey::new(*b"key")).await.unwrap();
     assert!(v.intact, "{v:?}");
     assert_eq!(v.records, total as u64);
+}
+
+/// A write that has taken its place in the logs' line but not yet committed holds
+/// back the numbering of every write after it, whichever node made it, and its
+/// events come first; one that rolls back from there leaves no gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_in_line_holds_back_later_ones_and_keeps_its_place() {
+    // The sequencing lock's key ("mw-order").
+    const LOCK: i64 = 0x6d77_2d6f_7264_6572;
+    let f = Fixture::postgres().await;
+    let early = f.pg_client().await;
+    let watcher = f.pg_client().await;
+    for commit in [true, false] {
+        let node: Arc<dyn Store> = Arc::from(f.open_another().await.unwrap());
+        let before = f.store.events_after(0, 10_000).await.unwrap();
+        let before = before.last().map_or(0, |e| e.seq);
+        early.batch_execute("BEGIN").await.unwrap();
+        early
+            .query_one(
+                "SELECT pg_advisory_xact_lock_shared($1)::TEXT, nextval('log_order')",
+                &[&LOCK],
+            )
+            .await
+            .unwrap();
+        early
+            .batch_execute(
+                "INSERT INTO events_inbox (ord, at, kind, task_id, data)
+                 VALUES (currval('log_order'), 1, 'queue', NULL, '{\"name\":\"early\"}')",
+            )
+            .await
+            .unwrap();
+        let later = tokio::spawn(async move { submit_many(&*node, 1, |_| None).await });
+        // The later write has committed and waits to be numbered (or, were it not
+        // held back, is done).
+        while !later.is_finished()
+            && watcher
+                .query_one(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+                == 0
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert!(
+            f.store.events_after(before, 100).await.unwrap().is_empty(),
+            "a later write was numbered while an earlier one in line was open"
+        );
+        early
+            .batch_execute(if commit { "COMMIT" } else { "ROLLBACK" })
+            .await
+            .unwrap();
+        later.await.unwrap();
+        let events = f.store.events_after(before, 100).await.unwrap();
+        let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+        let expected: Vec<i64> = (before + 1..=before + events.len() as i64).collect();
+        assert_eq!(seqs, expected, "the log has a gap");
+        let first = &events[0];
+        if commit {
+            assert_eq!(first.data["name"], "early", "{events:?}");
+            assert!(events[1..].iter().any(|e| e.kind == EventKind::Submitted));
+        } else {
+            assert!(
+                events.iter().all(|e| e.data["name"] != "early"),
+                "{events:?}"
+            );
+            assert!(events.iter().any(|e| e.kind == EventKind::Submitted));
+        }
+    }
 }
 
 #[tokio::test]

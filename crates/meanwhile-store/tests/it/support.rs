@@ -50,13 +50,19 @@ impl Fixture {
         self.store = open(&self.db).await.unwrap();
     }
 
-    /// The connections to the fixture's PostgreSQL database, besides the one asking.
-    pub(crate) async fn pg_connections(&self) -> i64 {
+    /// A connection of the test's own to the fixture's PostgreSQL database.
+    pub(crate) async fn pg_client(&self) -> tokio_postgres::Client {
         let Db::Postgres(db) = &self.db else {
-            panic!("pg_connections asks a PostgreSQL fixture");
+            panic!("pg_client asks a PostgreSQL fixture");
         };
         let (client, connection) = db.config().connect(tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(connection);
+        client
+    }
+
+    /// The connections to the fixture's PostgreSQL database, besides the one asking.
+    pub(crate) async fn pg_connections(&self) -> i64 {
+        let client = self.pg_client().await;
         let sql = "SELECT count(*) FROM pg_stat_activity \
                    WHERE datname = current_database() AND pid <> pg_backend_pid()";
         client.query_one(sql, &[]).await.unwrap().get(0)

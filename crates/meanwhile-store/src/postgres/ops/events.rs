@@ -4,6 +4,7 @@
 use super::*;
 use crate::postgres::Client;
 use meanwhile_core::{Event, EventKind, TaskId, Timestamp};
+use tokio_postgres::Row;
 
 /// The first `$2` events after `$1`.
 pub(crate) const EVENTS_AFTER: &str =
@@ -13,19 +14,20 @@ pub(crate) async fn events_after(c: &Client, seq: i64, limit: u32) -> Result<Vec
     let rows = c
         .query(EVENTS_AFTER, &[&seq, &i64::from(limit.clamp(1, 10_000))])
         .await?;
-    rows.iter()
-        .map(|r| {
-            let kind: String = col(r, 2)?;
-            let data: String = col(r, 4)?;
-            Ok(Event {
-                seq: col(r, 0)?,
-                at: Timestamp(col(r, 1)?),
-                kind: EventKind::parse(&kind).ok_or_else(|| corrupt("event kind", &kind))?,
-                task_id: col::<Option<i64>>(r, 3)?.map(TaskId),
-                data: serde_json::from_str(&data).map_err(|e| corrupt("event data", e))?,
-            })
-        })
-        .collect()
+    rows.iter().map(event_row).collect()
+}
+
+/// An event from a row of `seq, at, kind, task_id, data`.
+pub(crate) fn event_row(r: &Row) -> Result<Event> {
+    let kind: String = col(r, 2)?;
+    let data: String = col(r, 4)?;
+    Ok(Event {
+        seq: col(r, 0)?,
+        at: Timestamp(col(r, 1)?),
+        kind: EventKind::parse(&kind).ok_or_else(|| corrupt("event kind", &kind))?,
+        task_id: col::<Option<i64>>(r, 3)?.map(TaskId),
+        data: serde_json::from_str(&data).map_err(|e| corrupt("event data", e))?,
+    })
 }
 
 /// Where the reader `name` of the event log is: the seq of the last event it is done

@@ -22,8 +22,9 @@ pub(super) async fn ensure_queue(tx: &Tx, queue: &str) -> Result<()> {
     Ok(())
 }
 
-/// The counters that are not 0.
-pub(crate) const COUNTS: &str = "SELECT queue, state, n FROM counts WHERE n <> 0";
+/// The counters that are not 0, their shards summed.
+pub(crate) const COUNTS: &str = "SELECT queue, state, SUM(n)::BIGINT FROM counts
+     GROUP BY queue, state HAVING SUM(n) <> 0";
 
 async fn queue_counts(c: &Client) -> Result<HashMap<(String, String), i64>> {
     let rows = c.query(COUNTS, &[]).await?;
