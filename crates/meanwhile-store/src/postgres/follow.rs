@@ -151,11 +151,15 @@ pub(crate) async fn run(store: Weak<Inner>) {
             }
         };
         let listening = listener.is_some();
-        // Read once at (re)connection: what committed while nobody listened.
+        // Read once at (re)connection: what committed while nobody listened. Stamp
+        // then and on the safety poll, not on every notification (each of which a
+        // stamp sent).
+        let mut stamp = true;
         loop {
-            if !catch_up(&store, &follow).await {
+            if !catch_up(&store, &follow, stamp).await {
                 return;
             }
+            stamp = false;
             let wait = if listening { SAFETY_POLL } else { RECONNECT };
             tokio::select! {
                 m = wake.recv(), if listening => {
@@ -167,6 +171,7 @@ pub(crate) async fn run(store: Weak<Inner>) {
                 }
                 _ = follow.kick.notified() => {}
                 _ = tokio::time::sleep(wait) => {
+                    stamp = true;
                     if !listening {
                         break;
                     }
@@ -177,10 +182,10 @@ pub(crate) async fn run(store: Weak<Inner>) {
     }
 }
 
-/// Numbers what waits in the inboxes, then reads and publishes everything after
-/// the last published event; false once the store is gone.
-async fn catch_up(store: &Weak<Inner>, follow: &Follow) -> bool {
-    let mut first = true;
+/// Numbers what waits in the inboxes when `stamp` says so, then reads and publishes
+/// everything after the last published event; false once the store is gone.
+async fn catch_up(store: &Weak<Inner>, follow: &Follow, stamp: bool) -> bool {
+    let mut first = stamp;
     loop {
         let Some(inner) = store.upgrade() else {
             return false;
