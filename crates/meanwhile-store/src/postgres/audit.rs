@@ -38,55 +38,6 @@ async fn checkpoint(c: &Client) -> Result<Option<(AuditCheckpoint, String)>> {
     .transpose()
 }
 
-/// Inserts chained records, in one statement (parameters from [`Columns`]).
-pub(super) const INSERT: &str =
-    "INSERT INTO audit (seq, at, actor, action, subject, task_id, summary, prev_hash, hash)
-     SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[],
-                          $6::BIGINT[], $7::TEXT[], $8::TEXT[], $9::TEXT[])";
-
-/// Chained records, column by column, as [`INSERT`] takes them.
-pub(super) struct Columns<'a> {
-    seq: Vec<i64>,
-    at: Vec<i64>,
-    actor: Vec<&'a str>,
-    action: Vec<&'a str>,
-    subject: Vec<&'a str>,
-    task: Vec<Option<i64>>,
-    summary: Vec<&'a str>,
-    prev: Vec<&'a str>,
-    hash: Vec<&'a str>,
-}
-
-impl<'a> Columns<'a> {
-    pub(super) fn of(rows: &'a [AuditRow]) -> Columns<'a> {
-        Columns {
-            seq: rows.iter().map(|r| r.seq).collect(),
-            at: rows.iter().map(|r| r.at).collect(),
-            actor: rows.iter().map(|r| r.actor.as_str()).collect(),
-            action: rows.iter().map(|r| r.action.as_str()).collect(),
-            subject: rows.iter().map(|r| r.subject.as_str()).collect(),
-            task: rows.iter().map(|r| r.task_id).collect(),
-            summary: rows.iter().map(|r| r.summary.as_str()).collect(),
-            prev: rows.iter().map(|r| r.prev_hash.as_str()).collect(),
-            hash: rows.iter().map(|r| r.hash.as_str()).collect(),
-        }
-    }
-
-    pub(super) fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 9] {
-        [
-            &self.seq,
-            &self.at,
-            &self.actor,
-            &self.action,
-            &self.subject,
-            &self.task,
-            &self.summary,
-            &self.prev,
-            &self.hash,
-        ]
-    }
-}
-
 fn audit_row(r: &Row) -> Result<AuditRow> {
     Ok(AuditRow {
         seq: col(r, 0)?,

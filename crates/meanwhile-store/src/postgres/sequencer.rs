@@ -214,10 +214,10 @@ async fn stamp_in(c: &Client) -> Result<Vec<Event>> {
         };
         chained.push(chain.append(entry, &col::<String>(r, 2)?));
     }
-    let insert = c.prepared(super::audit::INSERT).await?;
+    let insert = c.prepared(AUDIT_INSERT).await?;
     let moved = c.prepared(AUDIT_MOVED).await?;
     let audit_head = c.prepared(AUDIT_HEAD).await?;
-    let rows = super::audit::Columns::of(&chained);
+    let rows = Columns::of(&chained);
     let (rows, ids, seq) = (rows.params(), [&ids as _], [&chain.seq as _]);
     tokio::try_join!(
         d.execute(&insert, &rows),
@@ -226,6 +226,55 @@ async fn stamp_in(c: &Client) -> Result<Vec<Event>> {
         d.batch_execute(&notify),
     )?;
     Ok(events)
+}
+
+/// Inserts chained records, in one statement (parameters from [`Columns`]).
+const AUDIT_INSERT: &str =
+    "INSERT INTO audit (seq, at, actor, action, subject, task_id, summary, prev_hash, hash)
+     SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[],
+                          $6::BIGINT[], $7::TEXT[], $8::TEXT[], $9::TEXT[])";
+
+/// Chained records, column by column, as [`AUDIT_INSERT`] takes them.
+struct Columns<'a> {
+    seq: Vec<i64>,
+    at: Vec<i64>,
+    actor: Vec<&'a str>,
+    action: Vec<&'a str>,
+    subject: Vec<&'a str>,
+    task: Vec<Option<i64>>,
+    summary: Vec<&'a str>,
+    prev: Vec<&'a str>,
+    hash: Vec<&'a str>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(rows: &'a [AuditRow]) -> Columns<'a> {
+        Columns {
+            seq: rows.iter().map(|r| r.seq).collect(),
+            at: rows.iter().map(|r| r.at).collect(),
+            actor: rows.iter().map(|r| r.actor.as_str()).collect(),
+            action: rows.iter().map(|r| r.action.as_str()).collect(),
+            subject: rows.iter().map(|r| r.subject.as_str()).collect(),
+            task: rows.iter().map(|r| r.task_id).collect(),
+            summary: rows.iter().map(|r| r.summary.as_str()).collect(),
+            prev: rows.iter().map(|r| r.prev_hash.as_str()).collect(),
+            hash: rows.iter().map(|r| r.hash.as_str()).collect(),
+        }
+    }
+
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 9] {
+        [
+            &self.seq,
+            &self.at,
+            &self.actor,
+            &self.action,
+            &self.subject,
+            &self.task,
+            &self.summary,
+            &self.prev,
+            &self.hash,
+        ]
+    }
 }
 
 /// Runs stamps for the writes of one store, one at a time, and lets the writes that
