@@ -1,5 +1,5 @@
 //! The event log: reading it back, and the cursors of its readers. Appending is
-//! [`Tx::emit`]'s, at the commit.
+//! [`Tx::emit`]'s, numbered by the sequencer after the commit.
 
 use super::*;
 use crate::postgres::Client;

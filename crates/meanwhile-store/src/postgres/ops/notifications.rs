@@ -6,7 +6,7 @@ use crate::postgres::Client;
 use meanwhile_core::{EventKind, Notification, TaskRecord, Timestamp};
 
 /// Writes the `finished` event and, when the task names a session, its notification
-/// (both appended at the commit, in the log's order).
+/// (both put in line at the commit and numbered, in that order, by the sequencer).
 pub(super) fn finished(
     tx: &mut Tx,
     task: &TaskRecord,
