@@ -195,8 +195,9 @@ async fn catch_up(store: &Weak<Inner>, follow: &Follow, stamp: bool) -> bool {
             first = false;
             match store.conn().await {
                 Ok(conn) => {
-                    store.stamp(&conn).await;
-                    conn.release();
+                    if store.stamp(&conn).await {
+                        conn.release();
+                    }
                 }
                 Err(e) => tracing::warn!("stamping the logs: {e}"),
             }

@@ -275,10 +275,9 @@ impl PgStore {
                 };
                 match result {
                     Ok((v, (conn, appended))) => {
-                        if appended {
-                            self.stamp(&conn).await;
+                        if !appended || self.stamp(&conn).await {
+                            conn.release();
                         }
-                        conn.release();
                         return Ok(v);
                     }
                     Err(e) if tries < MAX_RETRIES && retryable(&e) => {
@@ -290,23 +289,26 @@ impl PgStore {
             }
         })
     }
-}
 
-impl PgStore {
     /// Moves what committed writes left in the inboxes into the logs, and publishes
     /// the events; returns once a stamp begun after this call has ended. The write
     /// before it has committed whatever happens here: a failure is said and left to
-    /// the next stamp (the follower's poll makes one).
-    async fn stamp(&self, c: &Client) {
+    /// the next stamp (the follower's poll makes one). False after a failure: the
+    /// connection may be left in a transaction, and is closed rather than reused.
+    async fn stamp(&self, c: &Client) -> bool {
         let follow = &self.inner.follow;
-        if let Err(e) = self
+        match self
             .inner
             .stamper
             .after_commit(c, |events| follow.committed(events))
             .await
         {
-            tracing::warn!("numbering the logs' new entries failed: {e}");
-            follow.kick();
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!("numbering the logs' new entries failed: {e}");
+                follow.kick();
+                false
+            }
         }
     }
 }

@@ -267,6 +267,13 @@ async fn events_and_audit_stay_one_ordered_log_under_concurrent_writes() {
     let v = f.store.verify_audit(AuditKey::new(*b"key")).await.unwrap();
     assert!(v.intact, "{v:?}");
     assert_eq!(v.records, total as u64);
+    // Each write answered once its entries were numbered: nothing stays in line.
+    let db = f.pg_client().await;
+    for inbox in ["events_inbox", "notices_inbox", "audit_inbox"] {
+        let sql = format!("SELECT count(*) FROM {inbox}");
+        let left: i64 = db.query_one(&sql, &[]).await.unwrap().get(0);
+        assert_eq!(left, 0, "{inbox} keeps rows the writes left");
+    }
 }
 
 /// A write that has taken its place in the logs' line but not yet committed holds
