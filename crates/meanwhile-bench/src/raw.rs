@@ -97,8 +97,8 @@ pub fn peak_rss_kb() -> u64 {
 }
 
 /// The floor under a durable queue on SQLite: `n` jobs inserted, claimed and finished
-/// with an event each, in transactions of `batch` jobs, with the store's pragmas (WAL,
-/// synchronous NORMAL) on a file in `dir` (`floor.db`). Returns the elapsed time.
+/// with an event each, in transactions of `batch` jobs, with the store's pragmas (its
+/// page size, WAL, synchronous NORMAL) on a file in `dir` (`floor.db`). Returns the elapsed time.
 pub fn sqlite_queue_floor(dir: &std::path::Path, n: usize, batch: usize) -> Duration {
     sqlite_queue_floor_with(dir, n, batch, true).0
 }
@@ -113,6 +113,11 @@ pub fn sqlite_queue_floor_with(
 ) -> (Duration, u64) {
     use rusqlite::params;
     let conn = rusqlite::Connection::open(dir.join("floor.db")).expect("floor database");
+    conn.execute_batch(&format!(
+        "PRAGMA page_size = {}",
+        meanwhile_store::PAGE_SIZE
+    ))
+    .expect("page size");
     conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
         .expect("WAL");
     if !checkpoints {

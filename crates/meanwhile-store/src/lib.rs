@@ -16,6 +16,7 @@ mod chain;
 mod conversation;
 mod decode;
 pub mod fault;
+mod health;
 #[cfg(feature = "plans")]
 #[doc(hidden)]
 pub mod plans;
@@ -29,7 +30,7 @@ pub use actor::{acting, current_actor};
 pub use meanwhile_core::{ListFilter, Page};
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;
-pub use sqlite::{SCHEMA_VERSION, SqliteStore, count_statements, statements_written};
+pub use sqlite::{PAGE_SIZE, SCHEMA_VERSION, SqliteStore, count_statements, statements_written};
 /// How to reach a PostgreSQL database (parsed from a URL or `key=value` pairs).
 #[cfg(feature = "postgres")]
 pub use tokio_postgres::Config as PgConfig;
@@ -622,8 +623,9 @@ pub trait Store: Send + Sync + 'static {
     fn broken(&self) -> StoreFuture<'static, String> {
         Box::pin(std::future::pending())
     }
-    /// What the store's own background threads (SQLite: the checkpointer) did wrong
-    /// since it opened, for health checks and `/metrics`, beside the runtime's loops.
+    /// What the store's own background work (SQLite: the checkpointer; PostgreSQL:
+    /// the stamps, as `sequencer`, and the `event_follower`) did wrong since it
+    /// opened, for health checks and `/metrics`, beside the runtime's loops.
     fn background(&self) -> Vec<meanwhile_core::http::LoopHealth> {
         Vec::new()
     }

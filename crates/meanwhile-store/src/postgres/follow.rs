@@ -39,6 +39,9 @@ pub(crate) struct Follow {
     /// Wakes the follower to read the log.
     kick: Notify,
     events: broadcast::Sender<Event>,
+    /// Its failures to listen or to read the log, reported as the loop
+    /// `event_follower`.
+    pub(crate) health: crate::health::LoopMeter,
 }
 
 impl Follow {
@@ -47,6 +50,7 @@ impl Follow {
             last: Mutex::new(0),
             kick: Notify::new(),
             events,
+            health: crate::health::LoopMeter::new("event_follower"),
         }
     }
 
@@ -113,7 +117,9 @@ pub(crate) async fn run(store: Weak<Inner>) {
         let (wake_tx, mut wake) = mpsc::unbounded_channel::<()>();
         let listener = match config.connect(NoTls).await {
             Ok((client, mut connection)) => {
+                let health = follow.clone();
                 tokio::spawn(async move {
+                    let health = &health.health;
                     loop {
                         let m = std::future::poll_fn(|cx| connection.poll_message(cx)).await;
                         match m {
@@ -124,9 +130,12 @@ pub(crate) async fn run(store: Weak<Inner>) {
                             }
                             Some(Ok(_)) => {}
                             Some(Err(e)) => {
-                                tracing::warn!(
-                                    "the connection listening for events failed: {}",
-                                    describe_error(&e)
+                                health.record(
+                                    Err(format!(
+                                        "the connection listening for events failed: {}",
+                                        describe_error(&e)
+                                    )),
+                                    false,
                                 );
                                 return;
                             }
@@ -137,15 +146,21 @@ pub(crate) async fn run(store: Weak<Inner>) {
                 match client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
                     Ok(()) => Some(client),
                     Err(e) => {
-                        tracing::warn!("listening for events: {}", describe_error(&e));
+                        follow.health.record(
+                            Err(format!("listening for events: {}", describe_error(&e))),
+                            false,
+                        );
                         None
                     }
                 }
             }
             Err(e) => {
-                tracing::warn!(
-                    "opening the connection that listens for events: {}",
-                    describe_error(&e)
+                follow.health.record(
+                    Err(format!(
+                        "opening the connection that listens for events: {}",
+                        describe_error(&e)
+                    )),
+                    false,
                 );
                 None
             }
@@ -199,12 +214,15 @@ async fn catch_up(store: &Weak<Inner>, follow: &Follow, stamp: bool) -> bool {
                         conn.release();
                     }
                 }
-                Err(e) => tracing::warn!("stamping the logs: {e}"),
+                Err(e) => follow
+                    .health
+                    .record(Err(format!("a connection to stamp the logs: {e}")), false),
             }
         }
         let from = *follow.last();
         match super::Store::events_after(&store, from, BATCH).await {
             Ok(events) => {
+                follow.health.record(Ok(()), false);
                 let full = events.len() as u32 == BATCH;
                 follow.publish(events);
                 if !full {
@@ -212,7 +230,9 @@ async fn catch_up(store: &Weak<Inner>, follow: &Follow, stamp: bool) -> bool {
                 }
             }
             Err(e) => {
-                tracing::warn!("reading the event log: {e}");
+                follow
+                    .health
+                    .record(Err(format!("reading the event log: {e}")), false);
                 return true;
             }
         }

@@ -292,8 +292,8 @@ impl PgStore {
 
     /// Moves what committed writes left in the inboxes into the logs, and publishes
     /// the events; returns once a stamp begun after this call has ended. The write
-    /// before it has committed whatever happens here: a failure is said and left to
-    /// the next stamp (the follower's poll makes one). False after a failure: the
+    /// before it has committed whatever happens here: a failure is logged and counted
+    /// (`Store::background`) and left to the next stamp (the follower's poll makes one). False after a failure: the
     /// connection may be left in a transaction, and is closed rather than reused.
     async fn stamp(&self, c: &Client) -> bool {
         let follow = &self.inner.follow;
@@ -304,8 +304,8 @@ impl PgStore {
             .await
         {
             Ok(()) => true,
-            Err(e) => {
-                tracing::warn!("numbering the logs' new entries failed: {e}");
+            // Logged and counted by the stamper (the loop `sequencer`).
+            Err(_) => {
                 follow.kick();
                 false
             }
@@ -557,6 +557,13 @@ pub(crate) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 impl Store for PgStore {
     fn is_shared(&self) -> bool {
         true
+    }
+
+    fn background(&self) -> Vec<meanwhile_core::http::LoopHealth> {
+        [&self.inner.stamper.health, &self.inner.follow.health]
+            .into_iter()
+            .filter_map(|meter| meter.report())
+            .collect()
     }
 
     fn seal_clear_secrets(&self, seal: crate::secrets::Seal) -> StoreFuture<'_, u64> {

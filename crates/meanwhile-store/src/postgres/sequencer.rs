@@ -279,12 +279,23 @@ impl<'a> Columns<'a> {
 
 /// Runs stamps for the writes of one store, one at a time, and lets the writes that
 /// ended while one ran share the next.
-#[derive(Default)]
 pub(crate) struct Stamper {
     /// Stamps begun so far; the one begun `n`th has number `n`.
     begun: AtomicU64,
     /// The number of the last stamp that ended (whether it moved anything).
     ended: Mutex<u64>,
+    /// The stamps that failed, reported as the loop `sequencer`.
+    pub(crate) health: crate::health::LoopMeter,
+}
+
+impl Default for Stamper {
+    fn default() -> Stamper {
+        Stamper {
+            begun: AtomicU64::new(0),
+            ended: Mutex::new(0),
+            health: crate::health::LoopMeter::new("sequencer"),
+        }
+    }
 }
 
 impl Stamper {
@@ -302,7 +313,15 @@ impl Stamper {
             return Ok(());
         }
         let n = self.begun.fetch_add(1, Ordering::SeqCst) + 1;
-        let events = stamp(c).await?;
+        let stamped = stamp(c).await;
+        self.health.record(
+            stamped
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| format!("numbering the logs' new entries: {e}")),
+            false,
+        );
+        let events = stamped?;
         // Published before the next stamp can run, so in order.
         publish(events);
         *ended = n;

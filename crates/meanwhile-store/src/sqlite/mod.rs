@@ -118,8 +118,9 @@ impl SqliteStore {
             })?;
         }
         let mut conn = open_connection(path, false)?;
-        // Before the WAL: a database's first write fixes whether it can shrink.
-        incremental_vacuum_on(&conn)?;
+        // Before the WAL: a database's first write fixes its page size and whether
+        // it can shrink.
+        page_layout(&conn)?;
         conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
         schema::migrate(&mut conn)?;
         // Checkpoints copy the WAL back into the database and sync it; done by the
@@ -360,7 +361,7 @@ struct WalState {
     /// Commits since the store opened.
     commits: AtomicU64,
     /// What the checkpoint thread did wrong, for health checks.
-    health: Mutex<LoopHealth>,
+    health: crate::health::LoopMeter,
     /// Held by whoever checkpoints: SQLite answers a second checkpointer busy at
     /// once, without waiting, so the writer's truncation would lose to a passive
     /// checkpoint in progress every time it met one, and the WAL would grow.
@@ -376,46 +377,15 @@ impl WalState {
             frames: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             checkpointing: Mutex::new(()),
-            health: Mutex::new(LoopHealth {
-                name: CHECKPOINTER.into(),
-                errors: 0,
-                restarts: 0,
-                failing: false,
-                consecutive_failures: 0,
-                last_error: None,
-                last_error_at: None,
-            }),
+            health: crate::health::LoopMeter::new(CHECKPOINTER),
         }
     }
 
     /// Records how a checkpoint went: a failure is logged and counted, a success
     /// ends a streak of them.
     fn checkpointed(&self, r: Result<(), String>, restarted: bool) {
-        let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
-        match r {
-            Ok(()) => h.consecutive_failures = 0,
-            Err(e) => {
-                tracing::warn!(target: "meanwhile::loops", "loop {CHECKPOINTER}: {e}");
-                if restarted {
-                    h.restarts += 1;
-                } else {
-                    h.errors += 1;
-                }
-                h.consecutive_failures = h.consecutive_failures.saturating_add(1);
-                h.last_error = Some(e);
-                h.last_error_at = Some(now());
-            }
-        }
-        h.failing = h.consecutive_failures >= FAILING_AFTER;
+        self.health.record(r, restarted);
     }
-}
-
-/// Consecutive failed checkpoints after which the checkpointer counts as failing
-/// (as a runtime loop does).
-const FAILING_AFTER: u32 = 3;
-
-fn now() -> meanwhile_core::Timestamp {
-    meanwhile_core::Timestamp::from(std::time::SystemTime::now())
 }
 
 /// A request to the checkpoint thread.
@@ -441,23 +411,66 @@ impl Drop for WriterGuard {
     }
 }
 
-/// Makes sure the database gives freed pages back to the file system over time
-/// (`incremental_vacuum` in the retention pass). A database made without it is
-/// rebuilt once with `VACUUM`, which is the only way SQLite turns it on later.
-fn incremental_vacuum_on(conn: &Connection) -> Result<(), StoreError> {
-    let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
-    if mode == 2 {
+/// The page size of the store's database. Every commit writes each page it changed
+/// to the WAL whole, and a task's commit changes a page of about a dozen tables and
+/// indexes, mostly to add one small row: SQLite's default of 4 KiB wrote about three
+/// times the WAL of 1 KiB pages for the same rows (`write_cost`).
+pub const PAGE_SIZE: i64 = 1024;
+
+/// Gives the database [`PAGE_SIZE`] and makes it give freed pages back to the file
+/// system over time (`incremental_vacuum` in the retention pass). A new database
+/// takes both as it is made. One made without them is rebuilt once with `VACUUM`,
+/// the only way SQLite changes either later; its page size only out of WAL mode,
+/// which takes no other connection holding the file. A rebuild that cannot be done
+/// (another process has the file open, or the disk has no room for the copy) is
+/// logged, and the database is used as it is: it works the same, only with more
+/// WAL per commit or without shrinking.
+fn page_layout(conn: &Connection) -> Result<(), StoreError> {
+    let pragma = |name: &str| conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0));
+    if pragma("page_size")? == PAGE_SIZE && pragma("auto_vacuum")? == 2 {
         return Ok(());
     }
-    conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")?;
-    // A new database takes it as it is; one already written needs the rebuild.
-    let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
-    if mode != 2 {
-        tracing::info!("rebuilding the database once so that it can shrink (VACUUM)");
-        conn.execute_batch("VACUUM")?;
-        // A rebuild in WAL mode went through the WAL: give that space back at once.
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    conn.execute_batch(&format!(
+        "PRAGMA page_size = {PAGE_SIZE}; PRAGMA auto_vacuum = INCREMENTAL;"
+    ))?;
+    // A new database takes them as they are; one already written needs the rebuild.
+    if pragma("page_size")? == PAGE_SIZE && pragma("auto_vacuum")? == 2 {
+        return Ok(());
     }
+    let rebuild = || -> rusqlite::Result<()> {
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        if mode.eq_ignore_ascii_case("wal") {
+            // Copies the WAL back first; it fails while anyone else has the file.
+            let left: String = conn.query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))?;
+            if left.eq_ignore_ascii_case("wal") {
+                tracing::warn!(
+                    "another process has the database open, so its pages keep their size of {} bytes",
+                    pragma("page_size")?
+                );
+                if pragma("auto_vacuum")? == 2 {
+                    return Ok(());
+                }
+            }
+        }
+        conn.execute_batch(&format!("PRAGMA page_size = {PAGE_SIZE}"))?;
+        tracing::info!(
+            "rebuilding the database once with pages of {PAGE_SIZE} bytes that it can give back (VACUUM)"
+        );
+        conn.execute_batch("VACUUM")
+    };
+    if let Err(e) = rebuild() {
+        tracing::warn!(
+            "the database could not be rebuilt ({e}); it is used as it is, with pages of {} bytes{}",
+            pragma("page_size")?,
+            if pragma("auto_vacuum")? == 2 {
+                ""
+            } else {
+                " and without giving freed pages back"
+            }
+        );
+    }
+    // A rebuild in WAL mode went through the WAL: give that space back at once.
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     Ok(())
 }
 
@@ -1018,17 +1031,7 @@ impl Store for SqliteStore {
     }
 
     fn background(&self) -> Vec<LoopHealth> {
-        let h = self
-            .inner
-            .wal
-            .health
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        // Reported once it has something to report, as a runtime loop is.
-        if h.errors + h.restarts == 0 {
-            return Vec::new();
-        }
-        vec![h.clone()]
+        self.inner.wal.health.report().into_iter().collect()
     }
 
     fn broken(&self) -> StoreFuture<'static, String> {

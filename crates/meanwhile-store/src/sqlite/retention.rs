@@ -9,25 +9,28 @@ const SLICE: i64 = 10_000;
 /// Rows one prune deletes by age or count, at most: each call is one write the
 /// writer runs between others, and a short one keeps their latency flat.
 const DELETE_SLICE: i64 = 2_000;
-/// Free pages kept for the inserts to come, at least, and as a share of the file.
-const FREE_KEPT_MIN: i64 = 256;
+/// Free space kept for the inserts to come, at least (in bytes), and as a share of
+/// the file.
+const FREE_KEPT_MIN: i64 = 1 << 20;
 const FREE_KEPT_SHARE: i64 = 8;
-/// Pages given back to the file system in one prune, at most (4 MiB of 4 KiB pages).
-const FREE_GIVEN_MAX: i64 = 1024;
+/// Bytes given back to the file system in one prune, at most.
+const FREE_GIVEN_MAX: i64 = 4 << 20;
 
 /// Shrinks the file by the pages removed rows left free (the database runs with
 /// `auto_vacuum = INCREMENTAL`), keeping some for the rows to come: an eighth of the
-/// file, or 256 pages. A bounded number per call, so one prune never holds the
+/// file, or 1 MiB. A bounded number per call (4 MiB), so one prune never holds the
 /// writer for long; the next retention pass takes more.
 fn give_back_free_pages(conn: &Connection) -> Result<(), StoreError> {
-    let free: i64 = conn
-        .prepare_cached("PRAGMA freelist_count")?
-        .query_row([], |r| r.get(0))?;
-    let pages: i64 = conn
-        .prepare_cached("PRAGMA page_count")?
-        .query_row([], |r| r.get(0))?;
-    let keep = FREE_KEPT_MIN.max(pages / FREE_KEPT_SHARE);
-    let give = (free - keep).min(FREE_GIVEN_MAX);
+    let pragma = |name: &str| -> Result<i64, StoreError> {
+        Ok(conn
+            .prepare_cached(&format!("PRAGMA {name}"))?
+            .query_row([], |r| r.get(0))?)
+    };
+    let free = pragma("freelist_count")?;
+    let pages = pragma("page_count")?;
+    let page_size = pragma("page_size")?.max(512);
+    let keep = (FREE_KEPT_MIN / page_size).max(pages / FREE_KEPT_SHARE);
+    let give = (free - keep).min(FREE_GIVEN_MAX / page_size);
     if give > 0 {
         // Each step of the pragma moves one page; it answers no rows.
         let mut stmt = conn.prepare(&format!("PRAGMA incremental_vacuum({give})"))?;

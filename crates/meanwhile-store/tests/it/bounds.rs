@@ -97,6 +97,91 @@ async fn a_home_made_without_incremental_vacuum_migrates_on_its_first_start() {
     assert_eq!(task.name, "echo kept", "the rebuild kept the tasks");
 }
 
+fn pragma(db: &std::path::Path, name: &str) -> i64 {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+/// A connection to the database at `db` once no other has it open (a dropped store's
+/// threads let go of it soon after), shown by taking it out of WAL mode.
+async fn alone_with(db: &std::path::Path) -> rusqlite::Connection {
+    let raw = rusqlite::Connection::open(db).unwrap();
+    for _ in 0..1000 {
+        if let Ok(mode) = raw.query_row("PRAGMA journal_mode = DELETE", [], |r| {
+            r.get::<_, String>(0)
+        }) && mode == "delete"
+        {
+            return raw;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the database at {} stayed open elsewhere", db.display());
+}
+
+/// Makes the store's database at `db` hold one task, then gives it SQLite's default
+/// page of 4 KiB, as every home made before the store chose its page size.
+async fn a_home_with_4_kib_pages(db: &std::path::Path) {
+    {
+        let store = SqliteStore::open(db).unwrap();
+        submit(&store, TaskSpec::shell("echo kept")).await;
+        store.checkpoint().await.unwrap();
+    }
+    let raw = alone_with(db).await;
+    raw.execute_batch("PRAGMA page_size = 4096; VACUUM; PRAGMA journal_mode = WAL;")
+        .unwrap();
+    drop(raw);
+    assert_eq!(pragma(db, "page_size"), 4096);
+}
+
+#[tokio::test]
+async fn a_home_with_4_kib_pages_is_rebuilt_with_the_store_s_page_size_on_its_first_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meanwhile.db");
+    a_home_with_4_kib_pages(&db).await;
+    let store = SqliteStore::open(&db).unwrap();
+    assert_eq!(pragma(&db, "page_size"), meanwhile_store::PAGE_SIZE);
+    assert_eq!(pragma(&db, "auto_vacuum"), 2);
+    let mode: String = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal", "back in WAL mode after the rebuild");
+    let task = store.get(meanwhile_core::TaskId(1)).await.unwrap();
+    assert_eq!(task.name, "echo kept", "the rebuild kept the tasks");
+    one_task(&store, "after").await;
+}
+
+#[tokio::test]
+async fn a_home_another_process_holds_open_starts_with_the_pages_it_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meanwhile.db");
+    a_home_with_4_kib_pages(&db).await;
+    // Another process in the middle of a read: the file cannot leave WAL mode.
+    let other = rusqlite::Connection::open(&db).unwrap();
+    other.execute_batch("BEGIN").unwrap();
+    let _: i64 = other
+        .query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))
+        .unwrap();
+    let store = SqliteStore::open(&db).unwrap();
+    assert_eq!(pragma(&db, "page_size"), 4096, "kept while held open");
+    let task = store.get(meanwhile_core::TaskId(1)).await.unwrap();
+    assert_eq!(task.name, "echo kept");
+    one_task(&store, "after").await;
+    other.execute_batch("COMMIT").unwrap();
+    drop(other);
+    drop(store);
+    drop(alone_with(&db).await);
+    // The next start, with the file to itself, rebuilds it.
+    let store = SqliteStore::open(&db).unwrap();
+    assert_eq!(pragma(&db, "page_size"), meanwhile_store::PAGE_SIZE);
+    assert_eq!(
+        store.get(meanwhile_core::TaskId(1)).await.unwrap().name,
+        "echo kept"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn space_freed_by_retention_goes_back_to_the_file_system() {
     let dir = tempfile::tempdir().unwrap();

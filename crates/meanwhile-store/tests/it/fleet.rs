@@ -348,6 +348,72 @@ async fn a_write_in_line_holds_back_later_ones_and_keeps_its_place() {
     }
 }
 
+/// A stamp that fails leaves the write committed and its entries waiting in the
+/// inboxes; the failure is counted as the loop `sequencer`, and the next stamp
+/// numbers what waited, in order, and ends the streak.
+#[tokio::test]
+async fn a_failed_stamp_is_counted_and_the_next_one_numbers_what_waited() {
+    let f = Fixture::postgres().await;
+    let admin = f.pg_client().await;
+    assert!(
+        f.store.background().is_empty(),
+        "nothing to report at first"
+    );
+    let before = f.store.events_after(0, 10_000).await.unwrap();
+    let before = before.last().map_or(0, |e| e.seq);
+    admin
+        .batch_execute(
+            "CREATE FUNCTION refuse() RETURNS trigger AS $$
+                 BEGIN RAISE EXCEPTION 'no new events for now'; END $$ LANGUAGE plpgsql;
+             CREATE TRIGGER refuse BEFORE INSERT ON events
+                 FOR EACH ROW EXECUTE FUNCTION refuse();",
+        )
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        submit_many(&*f.store, 1, |_| None).await;
+    }
+    let waiting: i64 = admin
+        .query_one("SELECT count(*) FROM events_inbox", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        waiting >= 3,
+        "the writes' events wait in the inbox: {waiting}"
+    );
+    let health = f.store.background();
+    let sequencer = health.iter().find(|h| h.name == "sequencer").unwrap();
+    assert!(sequencer.errors >= 3, "{sequencer:?}");
+    assert!(sequencer.failing, "{sequencer:?}");
+    assert!(
+        sequencer
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("no new events for now"),
+        "{sequencer:?}"
+    );
+    admin
+        .batch_execute("DROP TRIGGER refuse ON events")
+        .await
+        .unwrap();
+    submit_many(&*f.store, 1, |_| None).await;
+    let health = f.store.background();
+    let sequencer = health.iter().find(|h| h.name == "sequencer").unwrap();
+    assert_eq!(sequencer.consecutive_failures, 0, "{sequencer:?}");
+    assert!(!sequencer.failing);
+    let events = f.store.events_after(before, 100).await.unwrap();
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    let expected: Vec<i64> = (before + 1..=before + events.len() as i64).collect();
+    assert_eq!(seqs, expected, "the log has a gap");
+    let submitted = events
+        .iter()
+        .filter(|e| e.kind == EventKind::Submitted)
+        .count();
+    assert_eq!(submitted, 4, "{events:?}");
+}
+
 #[tokio::test]
 async fn a_newer_schema_is_refused_naming_both_versions_sqlite() {
     refuses_a_newer_schema(Fixture::sqlite().await).await;
