@@ -41,7 +41,8 @@ type Result<T> = std::result::Result<T, StoreError>;
 /// The advisory lock key of sequencing ("mw-order" in ASCII).
 pub(crate) const LOCK: i64 = 0x6d77_2d6f_7264_6572;
 
-/// Rows one stamp moves from each inbox at most; the rest wait for the next.
+/// Rows one stamp's transaction moves from each inbox at most; a stamp that found
+/// more runs another, until the inboxes held less than this.
 const BATCH: i64 = 10_000;
 
 /// A write's appends, as they go into the inboxes.
@@ -149,23 +150,36 @@ const CHECKPOINT_HASH: &str = "SELECT hash FROM audit_checkpoint WHERE id = 1";
 const AUDIT_MOVED: &str = "DELETE FROM audit_inbox WHERE id = ANY($1)";
 const AUDIT_HEAD: &str = "UPDATE log_head SET audit_seq = $1 WHERE id = 1";
 
-/// Moves what the inboxes hold into the logs, in one transaction of its own on
-/// `c`; returns the events it numbered, in order.
+/// Moves what the inboxes hold into the logs, [`BATCH`] rows of each at most per
+/// transaction of its own on `c`, until a transaction finds fewer (a backlog, left
+/// by a node that died between its commits and its stamps, is moved whole, so the
+/// writes waiting on this stamp are in the logs when it returns); returns the events
+/// it numbered, in order.
 async fn stamp(c: &Client) -> Result<Vec<Event>> {
-    match stamp_in(c).await {
-        Ok(events) => Ok(events),
-        Err(e) => {
-            if let Err(r) = c.batch_execute("ROLLBACK").await {
-                tracing::warn!("rolling a stamp back failed: {}", describe_error(&r));
+    let mut numbered = Vec::new();
+    loop {
+        match stamp_in(c).await {
+            Ok((events, more)) => {
+                numbered.extend(events);
+                if !more {
+                    return Ok(numbered);
+                }
             }
-            Err(e)
+            Err(e) => {
+                if let Err(r) = c.batch_execute("ROLLBACK").await {
+                    tracing::warn!("rolling a stamp back failed: {}", describe_error(&r));
+                }
+                // What earlier transactions numbered is read by the follower.
+                return Err(e);
+            }
         }
     }
 }
 
-/// A stamp in two round trips: the statements are prepared first (once per
-/// connection), then sent pipelined, in order.
-async fn stamp_in(c: &Client) -> Result<Vec<Event>> {
+/// A stamp's transaction in two round trips: the statements are prepared first (once
+/// per connection), then sent pipelined, in order. Answers the events it numbered,
+/// and whether an inbox may hold more (it moved a whole batch of one).
+async fn stamp_in(c: &Client) -> Result<(Vec<Event>, bool)> {
     let lock = c.prepared(LOCK_SQL).await?;
     let head = c.prepared(HEAD).await?;
     let move_events = c.prepared(MOVE_EVENTS).await?;
@@ -174,7 +188,7 @@ async fn stamp_in(c: &Client) -> Result<Vec<Event>> {
     let last_hash = c.prepared(LAST_HASH).await?;
     let checkpoint_hash = c.prepared(CHECKPOINT_HASH).await?;
     let d = c.driver();
-    let (_, _, head, events, _, waiting, last_hash, checkpoint_hash) = tokio::try_join!(
+    let (_, _, head, events, notices, waiting, last_hash, checkpoint_hash) = tokio::try_join!(
         d.batch_execute("BEGIN"),
         d.query(&lock, &[&LOCK]),
         d.query_one(&head, &[]),
@@ -184,6 +198,8 @@ async fn stamp_in(c: &Client) -> Result<Vec<Event>> {
         d.query_opt(&last_hash, &[]),
         d.query_opt(&checkpoint_hash, &[]),
     )?;
+    let full = |n: usize| n as i64 >= BATCH;
+    let more = full(events.len()) || full(notices as usize) || full(waiting.len());
     let events = events
         .iter()
         .map(super::ops::event_row)
@@ -196,7 +212,7 @@ async fn stamp_in(c: &Client) -> Result<Vec<Event>> {
     };
     if waiting.is_empty() {
         d.batch_execute(&notify).await?;
-        return Ok(events);
+        return Ok((events, more));
     }
     let last = last_hash.map(|r| col::<String>(&r, 0)).transpose()?;
     let cp = checkpoint_hash.map(|r| col::<String>(&r, 0)).transpose()?;
@@ -225,7 +241,7 @@ async fn stamp_in(c: &Client) -> Result<Vec<Event>> {
         d.execute(&audit_head, &seq),
         d.batch_execute(&notify),
     )?;
-    Ok(events)
+    Ok((events, more))
 }
 
 /// Inserts chained records, in one statement (parameters from [`Columns`]).

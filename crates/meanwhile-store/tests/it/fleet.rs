@@ -348,6 +348,66 @@ async fn a_write_in_line_holds_back_later_ones_and_keeps_its_place() {
     }
 }
 
+/// A backlog larger than one stamp's batch per inbox (left, say, by a node that died
+/// between its commits and its stamps) is numbered whole before a write that waits
+/// on a stamp returns, so that write's events are in the log when it answers.
+#[tokio::test]
+async fn a_backlog_larger_than_a_batch_is_numbered_before_the_write_returns() {
+    const LOCK: i64 = 0x6d77_2d6f_7264_6572;
+    // Three batches and some: more than the follower's own stamps (one at its start,
+    // one on each 2 s poll) could move beside the write's one batch.
+    const BACKLOG: i64 = 30_050;
+    let f = Fixture::postgres().await;
+    let before = f.store.events_after(0, 10_000).await.unwrap();
+    let before = before.last().map_or(0, |e| e.seq);
+    let dead = f.pg_client().await;
+    dead.batch_execute("BEGIN").await.unwrap();
+    dead.query_one(
+        "SELECT pg_advisory_xact_lock_shared($1)::TEXT, nextval('log_order')",
+        &[&LOCK],
+    )
+    .await
+    .unwrap();
+    dead.execute(
+        "INSERT INTO events_inbox (ord, at, kind, task_id, data)
+         SELECT currval('log_order'), 1, 'queue', NULL, '{\"name\":\"backlog\"}'
+         FROM generate_series(1::BIGINT, $1)",
+        &[&BACKLOG],
+    )
+    .await
+    .unwrap();
+    dead.batch_execute("COMMIT").await.unwrap();
+    submit_many(&*f.store, 1, |_| None).await;
+    let waiting: i64 = dead
+        .query_one("SELECT count(*) FROM events_inbox", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(waiting, 0, "the whole backlog was numbered");
+    let mut events = Vec::new();
+    let mut from = before;
+    loop {
+        let page = f.store.events_after(from, 5_000).await.unwrap();
+        let Some(last) = page.last() else { break };
+        from = last.seq;
+        events.extend(page);
+    }
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    let expected: Vec<i64> = (before + 1..=before + events.len() as i64).collect();
+    assert!(seqs == expected, "the log has a gap");
+    let backlog = events
+        .iter()
+        .take_while(|e| e.data["name"] == "backlog")
+        .count();
+    assert_eq!(backlog as i64, BACKLOG, "the backlog first, in its place");
+    assert!(
+        events[backlog..]
+            .iter()
+            .any(|e| e.kind == EventKind::Submitted),
+        "the write's own event follows"
+    );
+}
+
 /// A stamp that fails leaves the write committed and its entries waiting in the
 /// inboxes; the failure is counted as the loop `sequencer`, and the next stamp
 /// numbers what waited, in order, and ends the streak.
