@@ -1223,6 +1223,46 @@ fn session_step(
 }
 
 both! {
+    /// A session holds at most MAX_SESSION_STEPS steps: the last one is taken, the
+    /// next refused with what to do, and nothing of the session is lost.
+    async fn an_agent_session_holds_at_most_max_session_steps(f: Fixture) {
+        use meanwhile_core::MAX_SESSION_STEPS;
+        let s = &*f.store;
+        s.open_agent_session(open_session("long", true, "a", NOW.0)).await.unwrap();
+        assert_eq!(s.record_session_step(session_step("long", "a", 0, "user", "hi")).await.unwrap(), 1);
+        // As if all but one of its steps had been recorded.
+        f.edit(&format!(
+            "UPDATE agent_sessions SET steps = {} WHERE name = 'long'",
+            MAX_SESSION_STEPS - 1
+        ))
+        .await;
+        let last = s
+            .record_session_step(session_step("long", "a", MAX_SESSION_STEPS - 1, "model", "ok"))
+            .await
+            .unwrap();
+        assert_eq!(last, MAX_SESSION_STEPS);
+        let e = s
+            .record_session_step(session_step("long", "a", MAX_SESSION_STEPS, "user", "more"))
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with(&format!(
+                "session: agent session \"long\" holds the most steps a session may, {MAX_SESSION_STEPS}: begin a new conversation"
+            )),
+            "{e}"
+        );
+        assert_eq!(s.agent_session("long").await.unwrap().steps, MAX_SESSION_STEPS);
+        let steps = s.agent_session_steps("long").await.unwrap();
+        let numbers: Vec<u32> = steps.iter().map(|s| s.n).collect();
+        assert_eq!(numbers, [1, MAX_SESSION_STEPS]);
+        // A new conversation under the same name begins again from nothing.
+        let fresh = s.open_agent_session(open_session("long", true, "b", NOW.0 + 1)).await.unwrap();
+        assert_eq!(fresh.steps, 0);
+        assert_eq!(s.record_session_step(session_step("long", "b", 0, "user", "again")).await.unwrap(), 1);
+    }
+}
+
+both! {
     async fn an_agent_session_has_one_holder_and_steps_without_gaps(f: Fixture) {
         let s = &*f.store;
         let e = s.record_session_step(session_step("shop", "a", 0, "user", "hi")).await.unwrap_err();
