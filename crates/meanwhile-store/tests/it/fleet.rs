@@ -348,6 +348,14 @@ async fn a_write_in_line_holds_back_later_ones_and_keeps_its_place() {
     }
 }
 
+/// The events that wait in the inbox to be numbered.
+async fn events_waiting(c: &tokio_postgres::Client) -> i64 {
+    c.query_one("SELECT count(*) FROM events_inbox", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 /// A backlog larger than one stamp's batch per inbox (left, say, by a node that died
 /// between its commits and its stamps) is numbered whole before a write that waits
 /// on a stamp returns, so that write's events are in the log when it answers.
@@ -378,11 +386,7 @@ async fn a_backlog_larger_than_a_batch_is_numbered_before_the_write_returns() {
     .unwrap();
     dead.batch_execute("COMMIT").await.unwrap();
     submit_many(&*f.store, 1, |_| None).await;
-    let waiting: i64 = dead
-        .query_one("SELECT count(*) FROM events_inbox", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let waiting = events_waiting(&dead).await;
     assert_eq!(waiting, 0, "the whole backlog was numbered");
     let mut events = Vec::new();
     let mut from = before;
@@ -433,11 +437,7 @@ async fn a_failed_stamp_is_counted_and_the_next_one_numbers_what_waited() {
     for _ in 0..3 {
         submit_many(&*f.store, 1, |_| None).await;
     }
-    let waiting: i64 = admin
-        .query_one("SELECT count(*) FROM events_inbox", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let waiting = events_waiting(&admin).await;
     assert!(
         waiting >= 3,
         "the writes' events wait in the inbox: {waiting}"
