@@ -22,38 +22,12 @@ pub(crate) fn queries() -> Vec<PlannedQuery> {
         })
         .collect();
     let runnable = ops::runnable(KINDS, NODE);
-    let window = NOW.0 - 60_000;
+    out.extend(crate::plans::shared_queries!());
     out.extend([
-        q(
-            "submit: task of a key",
-            ops::TASK_WITH_KEY.into(),
-            vec![t("k")],
-        ),
-        q(
-            "end: pending dependents",
-            ops::PENDING_DEPENDENTS.into(),
-            vec![i(7)],
-        ),
         q(
             "remove: labels",
             ops::REMOVE_LABEL.into(),
             vec![t("ci"), i(7)],
-        ),
-        q("clean: by age", ops::FINISHED_BEFORE.into(), vec![i(NOW.0)]),
-        q(
-            "clean: by count",
-            ops::FINISHED_BEYOND.into(),
-            vec![i(1_000)],
-        ),
-        q(
-            "claim: unpaused queues",
-            ops::UNPAUSED_QUEUES.into(),
-            vec![],
-        ),
-        q(
-            "claim: running per queue",
-            ops::RUNNING_PER_QUEUE.into(),
-            vec![],
         ),
         q(
             "claim: pick",
@@ -61,62 +35,10 @@ pub(crate) fn queries() -> Vec<PlannedQuery> {
             vec![t("default"), i(NOW.0), i(8)],
         ),
         q(
-            "claim: running per key",
-            ops::RUNNING_PER_KEY.into(),
-            vec![t("build")],
-        ),
-        q(
             "claim: pick by key",
             ops::pick_by_key_sql(&runnable),
             vec![t("build"), i(NOW.0)],
         ),
-        q(
-            "claim: forget starts",
-            ops::FORGET_STARTS.into(),
-            vec![t("build"), i(window)],
-        ),
-        q(
-            "claim: starts counted",
-            ops::STARTS_COUNTED.into(),
-            vec![t("build")],
-        ),
-        q("claim: starts", ops::STARTS.into(), vec![t("build")]),
-        q("next wakeup", ops::NEXT_WAKEUP.into(), vec![i(NOW.0)]),
-        q("renew", ops::RENEW.into(), vec![t(NODE), i(NOW.0)]),
-        q("steps of an attempt", ops::STEPS.into(), vec![i(7), i(1)]),
-        q(
-            "steps of a session",
-            ops::SESSION_STEPS.into(),
-            vec![t("shop")],
-        ),
-        q("agent sessions", ops::AGENT_SESSIONS.into(), vec![i(100)]),
-        q(
-            "idle agent sessions",
-            ops::IDLE_AGENT_SESSIONS.into(),
-            vec![i(NOW.0), i(50)],
-        ),
-        q(
-            "running of a node",
-            ops::running_sql(),
-            vec![t(NODE), Param::Null],
-        ),
-        q(
-            "running, lease expired",
-            ops::running_sql(),
-            vec![Param::Null, i(NOW.0)],
-        ),
-        q(
-            "last ends of a queue",
-            ops::LAST_ENDS.into(),
-            vec![t("default"), i(3)],
-        ),
-        q("nodes", ops::NODES.into(), vec![]),
-        q("queues", ops::QUEUES.into(), vec![]),
-        q("counts", ops::COUNTS.into(), vec![]),
-        q("budgets", ops::budgets_sql(), vec![]),
-        q("schedules", ops::schedules_sql(), vec![]),
-        q("alerts", ops::alerts_sql(true), vec![i(100)]),
-        q("alerts: firing", ops::alerts_sql(false), vec![i(100)]),
         q(
             "alerts: resolve",
             ops::RESOLVE.into(),
@@ -128,27 +50,6 @@ pub(crate) fn queries() -> Vec<PlannedQuery> {
             vec![i(NOW.0), i(3_600_000)],
         ),
         q(
-            "alerts: budget alarms",
-            ops::FIRING_ALARMS.into(),
-            vec![t("llm")],
-        ),
-        q(
-            "events after",
-            ops::EVENTS_AFTER.into(),
-            vec![i(100), i(1_000)],
-        ),
-        q(
-            "notifications after",
-            ops::NOTIFICATIONS_AFTER.into(),
-            vec![t("s1"), i(100), i(100)],
-        ),
-        q(
-            "notifications pending",
-            ops::NOTIFICATIONS_PENDING.into(),
-            vec![],
-        ),
-        q("tokens", audit::TOKENS.into(), vec![]),
-        q(
             "prune: events by age",
             retention::EVENTS_BY_AGE.into(),
             vec![i(NOW.0), i(2_000)],
@@ -157,26 +58,6 @@ pub(crate) fn queries() -> Vec<PlannedQuery> {
             "prune: events by count",
             retention::EVENTS_BY_COUNT.into(),
             vec![i(100_000), i(2_000)],
-        ),
-        q(
-            "prune: events of removed",
-            retention::EVENTS_OF_REMOVED.into(),
-            vec![i(0), i(10_000)],
-        ),
-        q(
-            "prune: notices of removed",
-            retention::NOTIFICATIONS_OF_REMOVED.into(),
-            vec![i(0), i(10_000)],
-        ),
-        q(
-            "prune: sessions",
-            retention::SESSIONS_WITHOUT_NOTICES.into(),
-            vec![],
-        ),
-        q(
-            "prune: resolved alerts",
-            retention::RESOLVED_ALERTS.into(),
-            vec![i(NOW.0), i(2_000)],
         ),
     ]);
     for (name, task, newest_first) in audit_pages() {
