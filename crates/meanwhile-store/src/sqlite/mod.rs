@@ -456,7 +456,12 @@ fn page_layout(conn: &Connection) -> Result<(), StoreError> {
         tracing::info!(
             "rebuilding the database once with pages of {PAGE_SIZE} bytes that it can give back (VACUUM)"
         );
-        conn.execute_batch("VACUUM")
+        // The copy VACUUM builds goes to a temporary file, not to memory (the
+        // connection's temp_store), so a large home does not take its size in RAM.
+        conn.execute_batch("PRAGMA temp_store = FILE")?;
+        let vacuumed = conn.execute_batch("VACUUM");
+        conn.execute_batch("PRAGMA temp_store = MEMORY")?;
+        vacuumed
     };
     if let Err(e) = rebuild() {
         tracing::warn!(
