@@ -325,6 +325,7 @@ pub(crate) fn fold_case(text: &str) -> String {
 }
 
 /// A `LIKE` pattern (escape character `\`) matching names that contain `text`.
+#[cfg(feature = "postgres")]
 pub(crate) fn like_pattern(text: &str) -> String {
     let mut p = String::with_capacity(text.len() + 2);
     p.push('%');

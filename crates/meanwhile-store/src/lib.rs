@@ -24,6 +24,7 @@ mod policy;
 #[cfg(feature = "postgres")]
 mod postgres;
 pub mod secrets;
+mod sql;
 mod sqlite;
 
 pub use actor::{acting, current_actor};

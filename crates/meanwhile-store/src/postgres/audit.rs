@@ -16,7 +16,7 @@ type Result<T> = std::result::Result<T, StoreError>;
 /// Records one prune looks at, at most.
 const SLICE: i64 = 10_000;
 
-const COLS: &str = "seq, at, actor, action, subject, task_id, summary, prev_hash, hash";
+const COLS: &str = crate::sql::audit::COLS.postgres;
 
 async fn checkpoint(c: &Client) -> Result<Option<(AuditCheckpoint, String)>> {
     let row = c
@@ -162,7 +162,7 @@ pub(crate) async fn prune(tx: &mut Tx, before: Timestamp, key: &AuditKey) -> Res
 }
 
 /// Every named token, by name.
-pub(crate) const TOKENS: &str = "SELECT name, hash, created_at FROM tokens ORDER BY name";
+pub(crate) const TOKENS: &str = crate::sql::audit::TOKENS.postgres;
 
 /// Every named token with its hash.
 pub(crate) async fn tokens(c: &Client) -> Result<Vec<StoredToken>> {

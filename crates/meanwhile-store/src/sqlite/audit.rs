@@ -101,7 +101,7 @@ fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
     })
 }
 
-const COLS: &str = "seq, at, actor, action, subject, task_id, summary, prev_hash, hash";
+const COLS: &str = crate::sql::audit::COLS.sqlite;
 
 /// A page of records in `order` (`ASC` or `DESC`): those of task `?1` after `?2`,
 /// before `?5` and since `?3`, `?4` of them; without a task the same, one number
@@ -190,7 +190,7 @@ pub(crate) fn prune(conn: &Connection, before: Timestamp, key: &AuditKey) -> Res
 }
 
 /// Every named token, by name.
-pub(crate) const TOKENS: &str = "SELECT name, hash, created_at FROM tokens ORDER BY name";
+pub(crate) const TOKENS: &str = crate::sql::audit::TOKENS.sqlite;
 
 /// Every named token with its hash.
 pub(crate) fn tokens(conn: &Connection) -> Result<Vec<StoredToken>> {

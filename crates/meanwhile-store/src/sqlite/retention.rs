@@ -41,27 +41,19 @@ fn give_back_free_pages(conn: &Connection) -> Result<(), StoreError> {
 }
 
 /// Removes the events before `?1` among the first `?2`.
-pub(crate) const EVENTS_BY_AGE: &str = "DELETE FROM events WHERE seq IN
-    (SELECT seq FROM events ORDER BY seq LIMIT ?2) AND at < ?1";
+pub(crate) const EVENTS_BY_AGE: &str = crate::sql::retention::EVENTS_BY_AGE.sqlite;
 /// Removes the first `?2` events of all but the last `?1`.
-pub(crate) const EVENTS_BY_COUNT: &str = "DELETE FROM events WHERE seq IN
-    (SELECT seq FROM events
-     WHERE seq <= (SELECT COALESCE(MAX(seq), 0) FROM events) - ?1
-     ORDER BY seq LIMIT ?2)";
+pub(crate) const EVENTS_BY_COUNT: &str = crate::sql::retention::EVENTS_BY_COUNT.sqlite;
 /// Removes the events of removed tasks from `?1` to before `?2`.
-pub(crate) const EVENTS_OF_REMOVED: &str =
-    "DELETE FROM events WHERE seq >= ?1 AND seq < ?2 AND task_id IS NOT NULL
-        AND NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.id = events.task_id)";
+pub(crate) const EVENTS_OF_REMOVED: &str = crate::sql::retention::EVENTS_OF_REMOVED.sqlite;
 /// Removes the notifications of removed tasks from `?1` to before `?2`.
 pub(crate) const NOTIFICATIONS_OF_REMOVED: &str =
-    "DELETE FROM notifications WHERE seq >= ?1 AND seq < ?2
-        AND NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.id = notifications.task_id)";
+    crate::sql::retention::NOTIFICATIONS_OF_REMOVED.sqlite;
 /// Removes the first `?2` alerts resolved before `?1`.
-pub(crate) const RESOLVED_ALERTS: &str = "DELETE FROM alerts WHERE id IN
-    (SELECT id FROM alerts WHERE state = 'resolved' AND resolved_at < ?1 ORDER BY id LIMIT ?2)";
+pub(crate) const RESOLVED_ALERTS: &str = crate::sql::retention::RESOLVED_ALERTS.sqlite;
 /// Removes the sessions that have no notification left.
-pub(crate) const SESSIONS_WITHOUT_NOTICES: &str = "DELETE FROM sessions WHERE NOT EXISTS
-    (SELECT 1 FROM notifications n WHERE n.session = sessions.name)";
+pub(crate) const SESSIONS_WITHOUT_NOTICES: &str =
+    crate::sql::retention::SESSIONS_WITHOUT_NOTICES.sqlite;
 
 pub(crate) fn prune(conn: &Connection, req: &PruneRequest) -> Result<Pruned, StoreError> {
     let mut events = 0u64;

@@ -7,8 +7,7 @@ use crate::postgres::Client;
 use meanwhile_core::{Alert, AlertChange, AlertKind, EventKind, TaskId, TaskState, Timestamp};
 use tokio_postgres::Row;
 
-const COLS: &str = "id, kind, state, message, task_id, queue, fired_at, resolved_at, \
-                    acked_at, acked_until, acked_by, notices";
+const COLS: &str = crate::sql::ops::alerts::COLS.postgres;
 
 fn from_row(r: &Row) -> Result<Alert> {
     AlertColumns {
@@ -162,10 +161,7 @@ pub(crate) async fn alerts(c: &Client, all: bool, limit: u32) -> Result<Vec<Aler
 }
 
 /// The last `$2` tasks of queue `$1` that ended, but for the cancelled.
-pub(crate) const LAST_ENDS: &str = "SELECT id, state FROM tasks
-     WHERE queue = $1 AND finished_at IS NOT NULL
-       AND state IN ('succeeded', 'failed', 'timed_out', 'quarantined', 'lost')
-     ORDER BY finished_at DESC, id DESC LIMIT $2";
+pub(crate) const LAST_ENDS: &str = crate::sql::ops::alerts::LAST_ENDS.postgres;
 
 /// The states of the last `n` tasks of `queue` that ended, newest first.
 pub(crate) async fn last_ends(c: &Client, queue: &str, n: u32) -> Result<Vec<(TaskId, TaskState)>> {

@@ -14,8 +14,7 @@ use meanwhile_core::{
 use std::collections::BTreeSet;
 use tokio_postgres::Row;
 
-const COLS: &str = "queue, tokens, cost_usd, window_kind, alarms, window_start, window_end, \
-    used_tokens, used_cost_usd, model_calls, fired";
+const COLS: &str = crate::sql::ops::budgets::COLS.postgres;
 
 fn from_row(r: &Row) -> Result<BudgetInfo> {
     BudgetColumns {
@@ -119,8 +118,7 @@ async fn save(tx: &Tx, b: &BudgetInfo, now: Timestamp) -> Result<()> {
 }
 
 /// The subjects of the firing `budget` alerts of queue `$1`.
-pub(crate) const FIRING_ALARMS: &str = "SELECT subject FROM alerts
-     WHERE kind = 'budget' AND state = 'firing' AND queue = $1";
+pub(crate) const FIRING_ALARMS: &str = crate::sql::ops::budgets::FIRING_ALARMS.postgres;
 
 /// The percentages whose `budget` alert fires for `queue`.
 async fn firing_alarms(c: &Client, queue: &str) -> Result<BTreeSet<u32>> {

@@ -31,10 +31,7 @@ pub(crate) async fn node_stopped(tx: &mut Tx, name: &str, now: Timestamp) -> Res
 }
 
 /// Every node, with what it runs.
-pub(crate) const NODES: &str =
-    "SELECT n.name, n.address, n.version, n.started_at, n.heartbeat_at, n.stopped_at,
-        (SELECT COUNT(*) FROM tasks t WHERE t.state = 'running' AND t.node = n.name)
-     FROM nodes n ORDER BY n.name";
+pub(crate) const NODES: &str = crate::sql::ops::nodes::NODES.postgres;
 
 pub(crate) async fn nodes(c: &Client) -> Result<Vec<NodeRow>> {
     let rows = c.query(NODES, &[]).await?;

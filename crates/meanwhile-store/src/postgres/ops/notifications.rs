@@ -33,8 +33,7 @@ pub(super) fn finished(
 
 /// The first `$3` notifications of session `$1` after its cursor `$2`.
 pub(crate) const NOTIFICATIONS_AFTER: &str =
-    "SELECT seq, body FROM notifications WHERE session = $1 AND seq > $2
-     ORDER BY seq LIMIT $3";
+    crate::sql::ops::notifications::NOTIFICATIONS_AFTER.postgres;
 
 async fn notifications_after(
     c: &Client,
@@ -102,10 +101,8 @@ pub(crate) async fn peek_notifications(
 }
 
 /// Undelivered notifications per session.
-pub(crate) const NOTIFICATIONS_PENDING: &str = "SELECT n.session, COUNT(*) FROM notifications n
-     LEFT JOIN sessions s ON s.name = n.session
-     WHERE n.seq > COALESCE(s.cursor, 0)
-     GROUP BY n.session ORDER BY n.session";
+pub(crate) const NOTIFICATIONS_PENDING: &str =
+    crate::sql::ops::notifications::NOTIFICATIONS_PENDING.postgres;
 
 pub(crate) async fn notifications_pending(c: &Client) -> Result<Vec<(String, u64)>> {
     let rows = c.query(NOTIFICATIONS_PENDING, &[]).await?;

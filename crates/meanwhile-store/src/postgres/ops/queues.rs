@@ -34,10 +34,7 @@ async fn queue_counts(c: &Client) -> Result<HashMap<(String, String), i64>> {
 }
 
 /// Every queue with its limits, by name.
-pub(crate) const QUEUES: &str =
-    "SELECT name, max_parallel, paused, per_key, rate_count, rate_window_ms, alert_after,
-         pause_reason
-     FROM queues ORDER BY name";
+pub(crate) const QUEUES: &str = crate::sql::ops::queues::QUEUES.postgres;
 
 pub(crate) async fn queues(c: &Client) -> Result<Vec<QueueInfo>> {
     let counts = queue_counts(c).await?;

@@ -9,8 +9,7 @@ use meanwhile_core::{EventKind, ScheduleInfo, ScheduleSpec, TaskId, Timestamp};
 use serde_json::json;
 use tokio_postgres::Row;
 
-const COLS: &str = "s.name, s.spec, s.paused, s.next_fire, s.last_fire, s.last_task, \
-    t.state, s.fired, s.missed, s.created_at";
+const COLS: &str = crate::sql::ops::schedules::COLS.postgres;
 
 fn from_row(r: &Row) -> Result<ScheduleInfo> {
     ScheduleColumns {

@@ -58,7 +58,7 @@ pub(crate) async fn steps(c: &Client, id: TaskId, attempt: Option<u32>) -> Resul
 }
 
 /// The columns of an agent session.
-const SESSION_COLUMNS: &str = "name, workspace, title, steps, created_at, updated_at, holder";
+const SESSION_COLUMNS: &str = crate::sql::ops::steps::SESSION_COLUMNS.postgres;
 
 fn session_row(r: &tokio_postgres::Row) -> Result<meanwhile_core::AgentSession> {
     Ok(crate::conversation::session(
@@ -147,8 +147,7 @@ pub(crate) async fn record_session_step(
 }
 
 /// The steps of agent session `$1`.
-pub(crate) const SESSION_STEPS: &str =
-    "SELECT n, at, kind, data FROM agent_session_steps WHERE session = $1 ORDER BY n";
+pub(crate) const SESSION_STEPS: &str = crate::sql::ops::steps::SESSION_STEPS.postgres;
 
 /// An agent session's steps, oldest first.
 pub(crate) async fn agent_session_steps(c: &Client, name: &str) -> Result<Vec<Step>> {
@@ -180,8 +179,7 @@ pub(crate) async fn agent_session(c: &Client, name: &str) -> Result<meanwhile_co
 }
 
 /// Agent sessions, the last active first: `$1` at most.
-pub(crate) const AGENT_SESSIONS: &str = "SELECT name, workspace, title, steps, created_at,
-  updated_at, holder FROM agent_sessions ORDER BY updated_at DESC LIMIT $1";
+pub(crate) const AGENT_SESSIONS: &str = crate::sql::ops::steps::AGENT_SESSIONS.postgres;
 
 /// Agent sessions, the last active first.
 pub(crate) async fn agent_sessions(
@@ -208,8 +206,7 @@ pub(crate) async fn forget_agent_session(tx: &mut Tx, name: &str) -> Result<bool
 }
 
 /// Agent sessions idle since before `$1`, `$2` at most.
-pub(crate) const IDLE_AGENT_SESSIONS: &str =
-    "SELECT name FROM agent_sessions WHERE updated_at < $1 ORDER BY updated_at LIMIT $2";
+pub(crate) const IDLE_AGENT_SESSIONS: &str = crate::sql::ops::steps::IDLE_AGENT_SESSIONS.postgres;
 
 /// Removes the conversations of a slice of agent sessions idle since before
 /// `before`; answers how many.

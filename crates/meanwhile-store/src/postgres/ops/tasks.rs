@@ -101,7 +101,7 @@ pub(crate) async fn insert_task(tx: &mut Tx, t: &NewTask) -> Result<Submitted> {
 }
 
 /// The task an idempotency key names.
-pub(crate) const TASK_WITH_KEY: &str = "SELECT id FROM tasks WHERE idempotency_key = $1";
+pub(crate) const TASK_WITH_KEY: &str = crate::sql::ops::tasks::TASK_WITH_KEY.postgres;
 
 async fn task_with_key(c: &Client, key: &str) -> Result<Option<TaskId>> {
     let row = c.query_opt(TASK_WITH_KEY, &[&key]).await?;

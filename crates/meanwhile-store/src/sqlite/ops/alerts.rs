@@ -6,8 +6,7 @@ use crate::decode::AlertColumns;
 use meanwhile_core::{Alert, AlertChange, AlertKind, Event, EventKind, TaskId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-const COLS: &str = "id, kind, state, message, task_id, queue, fired_at, resolved_at, \
-                    acked_at, acked_until, acked_by, notices";
+const COLS: &str = crate::sql::ops::alerts::COLS.sqlite;
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<Alert>> {
     Ok(AlertColumns {
@@ -180,10 +179,7 @@ pub(crate) fn alerts(conn: &Connection, all: bool, limit: u32) -> Result<Vec<Ale
 }
 
 /// The last `?2` tasks of queue `?1` that ended, but for the cancelled.
-pub(crate) const LAST_ENDS: &str = "SELECT id, state FROM tasks
-     WHERE queue = ?1 AND finished_at IS NOT NULL
-       AND state IN ('succeeded', 'failed', 'timed_out', 'quarantined', 'lost')
-     ORDER BY finished_at DESC, id DESC LIMIT ?2";
+pub(crate) const LAST_ENDS: &str = crate::sql::ops::alerts::LAST_ENDS.sqlite;
 
 /// The states of the last `n` tasks of `queue` that ended, newest first.
 pub(crate) fn last_ends(

@@ -18,8 +18,7 @@ use meanwhile_core::{
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::collections::BTreeSet;
 
-const COLS: &str = "queue, tokens, cost_usd, window_kind, alarms, window_start, window_end, \
-    used_tokens, used_cost_usd, model_calls, fired";
+const COLS: &str = crate::sql::ops::budgets::COLS.sqlite;
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<BudgetInfo>> {
     Ok(BudgetColumns {
@@ -118,8 +117,7 @@ fn save(conn: &Connection, b: &BudgetInfo, now: Timestamp) -> Result<()> {
 }
 
 /// The subjects of the firing `budget` alerts of queue `?1`.
-pub(crate) const FIRING_ALARMS: &str =
-    "SELECT subject FROM alerts WHERE kind = 'budget' AND state = 'firing' AND queue = ?1";
+pub(crate) const FIRING_ALARMS: &str = crate::sql::ops::budgets::FIRING_ALARMS.sqlite;
 
 /// The percentages whose `budget` alert fires for `queue`.
 fn firing_alarms(conn: &Connection, queue: &str) -> Result<BTreeSet<u32>> {

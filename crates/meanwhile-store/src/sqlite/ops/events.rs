@@ -31,8 +31,7 @@ pub(super) fn emit(
 }
 
 /// The first `?2` events after `?1`.
-pub(crate) const EVENTS_AFTER: &str =
-    "SELECT seq, at, kind, task_id, data FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2";
+pub(crate) const EVENTS_AFTER: &str = crate::sql::ops::events::EVENTS_AFTER.sqlite;
 
 pub(crate) fn events_after(conn: &Connection, seq: i64, limit: u32) -> Result<Vec<Event>> {
     let mut stmt = conn.prepare_cached(EVENTS_AFTER)?;

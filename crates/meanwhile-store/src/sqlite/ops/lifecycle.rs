@@ -84,8 +84,7 @@ struct ClaimQueue {
 }
 
 /// What runs in each queue.
-pub(crate) const RUNNING_PER_QUEUE: &str =
-    "SELECT queue, COUNT(*) FROM tasks WHERE state = 'running' GROUP BY queue";
+pub(crate) const RUNNING_PER_QUEUE: &str = crate::sql::ops::lifecycle::RUNNING_PER_QUEUE.sqlite;
 
 /// The queues a claim may take from, with their limits.
 pub(crate) const UNPAUSED_QUEUES: &str =
@@ -279,12 +278,12 @@ fn pick_by_key(
 }
 
 /// Forgets the starts of queue `?1` at or before `?2`.
-pub(crate) const FORGET_STARTS: &str = "DELETE FROM queue_starts WHERE queue = ?1 AND at <= ?2";
+pub(crate) const FORGET_STARTS: &str = crate::sql::ops::lifecycle::FORGET_STARTS.sqlite;
 /// The starts a queue counts.
 pub(crate) const STARTS_COUNTED: &str =
     "SELECT COALESCE(SUM(n), 0) FROM queue_starts WHERE queue = ?1";
 /// The starts a queue counts, oldest first.
-pub(crate) const STARTS: &str = "SELECT at, n FROM queue_starts WHERE queue = ?1 ORDER BY at";
+pub(crate) const STARTS: &str = crate::sql::ops::lifecycle::STARTS.sqlite;
 
 /// Starts of a rate-limited queue within the window that ends at `now`, after
 /// forgetting those before it.

@@ -27,10 +27,7 @@ pub(crate) fn node_stopped(conn: &Connection, name: &str, now: Timestamp) -> Res
 }
 
 /// Every node, with what it runs.
-pub(crate) const NODES: &str =
-    "SELECT n.name, n.address, n.version, n.started_at, n.heartbeat_at, n.stopped_at,
-        (SELECT COUNT(*) FROM tasks t WHERE t.state = 'running' AND t.node = n.name)
-     FROM nodes n ORDER BY n.name";
+pub(crate) const NODES: &str = crate::sql::ops::nodes::NODES.sqlite;
 
 pub(crate) fn nodes(conn: &Connection) -> Result<Vec<NodeRow>> {
     let mut stmt = conn.prepare_cached(NODES)?;

@@ -30,7 +30,7 @@ pub(super) fn finished(
 
 /// The first `?3` notifications of session `?1` after its cursor `?2`.
 pub(crate) const NOTIFICATIONS_AFTER: &str =
-    "SELECT seq, body FROM notifications WHERE session = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
+    crate::sql::ops::notifications::NOTIFICATIONS_AFTER.sqlite;
 
 pub(super) fn notifications_after(
     conn: &Connection,
@@ -85,10 +85,8 @@ pub(crate) fn peek_notifications(
 }
 
 /// Undelivered notifications per session.
-pub(crate) const NOTIFICATIONS_PENDING: &str = "SELECT n.session, COUNT(*) FROM notifications n
-     LEFT JOIN sessions s ON s.name = n.session
-     WHERE n.seq > COALESCE(s.cursor, 0)
-     GROUP BY n.session ORDER BY n.session";
+pub(crate) const NOTIFICATIONS_PENDING: &str =
+    crate::sql::ops::notifications::NOTIFICATIONS_PENDING.sqlite;
 
 pub(crate) fn notifications_pending(conn: &Connection) -> Result<Vec<(String, u64)>> {
     // One range scan of the (session, seq) index per session, from its cursor.

@@ -57,10 +57,7 @@ pub(super) fn queue_counts(conn: &Connection) -> Result<HashMap<(String, String)
 }
 
 /// Every queue with its limits, by name.
-pub(crate) const QUEUES: &str =
-    "SELECT name, max_parallel, paused, per_key, rate_count, rate_window_ms, alert_after,
-        pause_reason
-     FROM queues ORDER BY name";
+pub(crate) const QUEUES: &str = crate::sql::ops::queues::QUEUES.sqlite;
 
 pub(crate) fn queues(conn: &Connection) -> Result<Vec<QueueInfo>> {
     let counts = queue_counts(conn)?;

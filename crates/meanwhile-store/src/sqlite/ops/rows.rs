@@ -7,9 +7,7 @@ use rusqlite::{Connection, OptionalExtension, Row};
 
 pub(super) type Result<T> = std::result::Result<T, StoreError>;
 
-pub(super) const TASK_COLS: &str = "id, kind, name, state, queue, priority, labels, session, spec, \
-    created_at, run_after, started_at, finished_at, attempts, exit_code, signal, reason, \
-    progress, result, node, stop_requested, tokens, cost_usd, model_calls, live";
+pub(super) const TASK_COLS: &str = crate::sql::ops::rows::TASK_COLS.sqlite;
 /// How many columns `TASK_COLS` names: a query's further columns start there.
 const TASK_COL_COUNT: usize = 25;
 
@@ -103,7 +101,7 @@ pub(super) fn attempt_from_row(r: &Row<'_>) -> rusqlite::Result<Attempt> {
     .decode())
 }
 
-pub(super) const ATTEMPT_COLS: &str = "number, node, started_at, ended_at, outcome, exit_code, signal, reason, pid, peak_rss_kb, cpu_ms";
+pub(super) const ATTEMPT_COLS: &str = crate::sql::ops::rows::ATTEMPT_COLS.sqlite;
 
 #[cfg(test)]
 mod tests {

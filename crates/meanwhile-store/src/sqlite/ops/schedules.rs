@@ -8,8 +8,7 @@ use meanwhile_core::{Event, EventKind, ScheduleInfo, ScheduleSpec, TaskId, Times
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::json;
 
-const COLS: &str = "s.name, s.spec, s.paused, s.next_fire, s.last_fire, s.last_task, \
-    t.state, s.fired, s.missed, s.created_at";
+const COLS: &str = crate::sql::ops::schedules::COLS.sqlite;
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<ScheduleInfo>> {
     Ok(ScheduleColumns {

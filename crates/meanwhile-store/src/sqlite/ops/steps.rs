@@ -58,7 +58,7 @@ pub(crate) fn steps(conn: &Connection, id: TaskId, attempt: Option<u32>) -> Resu
 }
 
 /// The columns of an agent session.
-const SESSION_COLUMNS: &str = "name, workspace, title, steps, created_at, updated_at, holder";
+const SESSION_COLUMNS: &str = crate::sql::ops::steps::SESSION_COLUMNS.sqlite;
 
 fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<meanwhile_core::AgentSession> {
     Ok(crate::conversation::session(
@@ -132,8 +132,7 @@ pub(crate) fn record_session_step(
 }
 
 /// The steps of agent session `?1`.
-pub(crate) const SESSION_STEPS: &str =
-    "SELECT n, at, kind, data FROM agent_session_steps WHERE session = ?1 ORDER BY n";
+pub(crate) const SESSION_STEPS: &str = crate::sql::ops::steps::SESSION_STEPS.sqlite;
 
 /// An agent session's steps, oldest first.
 pub(crate) fn agent_session_steps(conn: &Connection, name: &str) -> Result<Vec<Step>> {
@@ -170,8 +169,7 @@ pub(crate) fn agent_session(conn: &Connection, name: &str) -> Result<meanwhile_c
 }
 
 /// Agent sessions, the last active first: `?1` at most.
-pub(crate) const AGENT_SESSIONS: &str = "SELECT name, workspace, title, steps, created_at,
-  updated_at, holder FROM agent_sessions ORDER BY updated_at DESC LIMIT ?1";
+pub(crate) const AGENT_SESSIONS: &str = crate::sql::ops::steps::AGENT_SESSIONS.sqlite;
 
 /// Agent sessions, the last active first.
 pub(crate) fn agent_sessions(
@@ -194,8 +192,7 @@ pub(crate) fn forget_agent_session(conn: &Connection, name: &str) -> Result<bool
 }
 
 /// Agent sessions idle since before `?1`, `?2` at most.
-pub(crate) const IDLE_AGENT_SESSIONS: &str =
-    "SELECT name FROM agent_sessions WHERE updated_at < ?1 ORDER BY updated_at LIMIT ?2";
+pub(crate) const IDLE_AGENT_SESSIONS: &str = crate::sql::ops::steps::IDLE_AGENT_SESSIONS.sqlite;
 
 /// Removes the conversations of a slice of agent sessions idle since before
 /// `before`; answers how many.

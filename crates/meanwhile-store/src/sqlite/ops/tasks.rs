@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
 
 /// The task an idempotency key names.
-pub(crate) const TASK_WITH_KEY: &str = "SELECT id FROM tasks WHERE idempotency_key = ?1";
+pub(crate) const TASK_WITH_KEY: &str = crate::sql::ops::tasks::TASK_WITH_KEY.sqlite;
 
 pub(crate) fn insert_task(
     conn: &Connection,

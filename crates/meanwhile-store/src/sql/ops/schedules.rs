@@ -1,0 +1,6 @@
+//! The schedules topic: the statements both stores run alike (see `crate::sql`).
+
+crate::sql::sql! {
+    COLS = "s.name, s.spec, s.paused, s.next_fire, s.last_fire, s.last_task, \
+    t.state, s.fired, s.missed, s.created_at";
+}
