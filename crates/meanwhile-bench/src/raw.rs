@@ -98,7 +98,8 @@ pub fn peak_rss_kb() -> u64 {
 
 /// The floor under a durable queue on SQLite: `n` jobs inserted, claimed and finished
 /// with an event each, in transactions of `batch` jobs, with the store's pragmas (its
-/// page size, WAL, synchronous NORMAL) on a file in `dir` (`floor.db`). Returns the elapsed time.
+/// page size, WAL, synchronous NORMAL) on a file in `dir` (`floor.db`). Returns the
+/// elapsed time.
 pub fn sqlite_queue_floor(dir: &std::path::Path, n: usize, batch: usize) -> Duration {
     sqlite_queue_floor_with(dir, n, batch, true).0
 }

@@ -161,7 +161,6 @@ pub(crate) async fn prune(tx: &mut Tx, before: Timestamp, key: &AuditKey) -> Res
     Ok(n)
 }
 
-/// Every named token, by name.
 pub(crate) const TOKENS: &str = crate::sql::audit::TOKENS.postgres;
 
 /// Every named token with its hash.

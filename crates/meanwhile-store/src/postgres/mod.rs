@@ -293,8 +293,9 @@ impl PgStore {
     /// Moves what committed writes left in the inboxes into the logs, and publishes
     /// the events; returns once a stamp begun after this call has ended. The write
     /// before it has committed whatever happens here: a failure is logged and counted
-    /// (`Store::background`) and left to the next stamp (the follower's poll makes one). False after a failure: the
-    /// connection may be left in a transaction, and is closed rather than reused.
+    /// (`Store::background`) and left to the next stamp (the follower's poll makes
+    /// one). False after a failure: the connection may be left in a transaction, and
+    /// is closed rather than reused.
     async fn stamp(&self, c: &Client) -> bool {
         let follow = &self.inner.follow;
         match self

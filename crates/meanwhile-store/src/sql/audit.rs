@@ -1,6 +1,7 @@
 //! The audit trail and tokens: the statements both stores run alike (see `crate::sql`).
 
 crate::sql::sql! {
+    /// The columns of an audit record.
     COLS = "seq, at, actor, action, subject, task_id, summary, prev_hash, hash";
 }
 

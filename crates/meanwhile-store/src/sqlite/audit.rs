@@ -189,7 +189,6 @@ pub(crate) fn prune(conn: &Connection, before: Timestamp, key: &AuditKey) -> Res
     Ok(n)
 }
 
-/// Every named token, by name.
 pub(crate) const TOKENS: &str = crate::sql::audit::TOKENS.sqlite;
 
 /// Every named token with its hash.

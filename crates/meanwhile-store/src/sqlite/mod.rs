@@ -380,12 +380,6 @@ impl WalState {
             health: crate::health::LoopMeter::new(CHECKPOINTER),
         }
     }
-
-    /// Records how a checkpoint went: a failure is logged and counted, a success
-    /// ends a streak of them.
-    fn checkpointed(&self, r: Result<(), String>, restarted: bool) {
-        self.health.record(r, restarted);
-    }
 }
 
 /// A request to the checkpoint thread.
@@ -520,7 +514,7 @@ fn checkpoints(
                     .map(|s| s.to_string())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "a panic".into());
-                wal.checkpointed(Err(format!("panicked: {text}")), true);
+                wal.health.record(Err(format!("panicked: {text}")), true);
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_secs(30));
             }
@@ -543,7 +537,7 @@ fn checkpoint_loop(
         if r.is_ok() {
             *truncated_at = commits;
         }
-        wal.checkpointed(
+        wal.health.record(
             r.map_err(|e| format!("checkpointing the database failed: {e}")),
             false,
         );
@@ -557,7 +551,7 @@ fn checkpoint_loop(
                     let _alone = wal.checkpointing.lock().unwrap_or_else(|e| e.into_inner());
                     checkpoint(conn, "PASSIVE").map_err(StoreError::from)
                 });
-                wal.checkpointed(
+                wal.health.record(
                     r.map(|_| ())
                         .map_err(|e| format!("checkpointing the database failed: {e}")),
                     false,

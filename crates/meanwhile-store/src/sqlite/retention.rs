@@ -40,18 +40,12 @@ fn give_back_free_pages(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Removes the events before `?1` among the first `?2`.
 pub(crate) const EVENTS_BY_AGE: &str = crate::sql::retention::EVENTS_BY_AGE.sqlite;
-/// Removes the first `?2` events of all but the last `?1`.
 pub(crate) const EVENTS_BY_COUNT: &str = crate::sql::retention::EVENTS_BY_COUNT.sqlite;
-/// Removes the events of removed tasks from `?1` to before `?2`.
 pub(crate) const EVENTS_OF_REMOVED: &str = crate::sql::retention::EVENTS_OF_REMOVED.sqlite;
-/// Removes the notifications of removed tasks from `?1` to before `?2`.
 pub(crate) const NOTIFICATIONS_OF_REMOVED: &str =
     crate::sql::retention::NOTIFICATIONS_OF_REMOVED.sqlite;
-/// Removes the first `?2` alerts resolved before `?1`.
 pub(crate) const RESOLVED_ALERTS: &str = crate::sql::retention::RESOLVED_ALERTS.sqlite;
-/// Removes the sessions that have no notification left.
 pub(crate) const SESSIONS_WITHOUT_NOTICES: &str =
     crate::sql::retention::SESSIONS_WITHOUT_NOTICES.sqlite;
 

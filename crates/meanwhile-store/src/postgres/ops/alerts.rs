@@ -160,7 +160,6 @@ pub(crate) async fn alerts(c: &Client, all: bool, limit: u32) -> Result<Vec<Aler
     rows.iter().map(from_row).collect()
 }
 
-/// The last `$2` tasks of queue `$1` that ended, but for the cancelled.
 pub(crate) const LAST_ENDS: &str = crate::sql::ops::alerts::LAST_ENDS.postgres;
 
 /// The states of the last `n` tasks of `queue` that ended, newest first.

@@ -117,7 +117,6 @@ async fn save(tx: &Tx, b: &BudgetInfo, now: Timestamp) -> Result<()> {
     Ok(())
 }
 
-/// The subjects of the firing `budget` alerts of queue `$1`.
 pub(crate) const FIRING_ALARMS: &str = crate::sql::ops::budgets::FIRING_ALARMS.postgres;
 
 /// The percentages whose `budget` alert fires for `queue`.

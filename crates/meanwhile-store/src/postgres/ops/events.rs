@@ -6,7 +6,6 @@ use crate::postgres::Client;
 use meanwhile_core::{Event, EventKind, TaskId, Timestamp};
 use tokio_postgres::Row;
 
-/// The first `$2` events after `$1`.
 pub(crate) const EVENTS_AFTER: &str = crate::sql::ops::events::EVENTS_AFTER.postgres;
 
 pub(crate) async fn events_after(c: &Client, seq: i64, limit: u32) -> Result<Vec<Event>> {

@@ -95,7 +95,6 @@ struct ClaimQueue {
 pub(crate) const UNPAUSED_QUEUES: &str =
     "SELECT name, max_parallel, per_key, rate_count, rate_window_ms
      FROM queues WHERE NOT paused ORDER BY name FOR UPDATE";
-/// What runs in each queue.
 pub(crate) const RUNNING_PER_QUEUE: &str = crate::sql::ops::lifecycle::RUNNING_PER_QUEUE.postgres;
 /// The other nodes that share the queues: not `$1`, beating since `$2`.
 pub(crate) const SHARING_NODES: &str = "SELECT COUNT(*) FROM nodes
@@ -331,12 +330,10 @@ async fn pick_by_key(
     )
 }
 
-/// Forgets the starts of queue `$1` at or before `$2`.
 pub(crate) const FORGET_STARTS: &str = crate::sql::ops::lifecycle::FORGET_STARTS.postgres;
 /// The starts a queue counts.
 pub(crate) const STARTS_COUNTED: &str =
     "SELECT COALESCE(SUM(n), 0)::BIGINT FROM queue_starts WHERE queue = $1";
-/// The starts a queue counts, oldest first.
 pub(crate) const STARTS: &str = crate::sql::ops::lifecycle::STARTS.postgres;
 
 /// Starts of a rate-limited queue within the window that ends at `now`, after

@@ -30,7 +30,6 @@ pub(crate) async fn node_stopped(tx: &mut Tx, name: &str, now: Timestamp) -> Res
     Ok(())
 }
 
-/// Every node, with what it runs.
 pub(crate) const NODES: &str = crate::sql::ops::nodes::NODES.postgres;
 
 pub(crate) async fn nodes(c: &Client) -> Result<Vec<NodeRow>> {

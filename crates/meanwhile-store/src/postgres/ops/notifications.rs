@@ -31,7 +31,6 @@ pub(super) fn finished(
     }
 }
 
-/// The first `$3` notifications of session `$1` after its cursor `$2`.
 pub(crate) const NOTIFICATIONS_AFTER: &str =
     crate::sql::ops::notifications::NOTIFICATIONS_AFTER.postgres;
 
@@ -100,7 +99,6 @@ pub(crate) async fn peek_notifications(
     notifications_after(c, session, cursor, limit).await
 }
 
-/// Undelivered notifications per session.
 pub(crate) const NOTIFICATIONS_PENDING: &str =
     crate::sql::ops::notifications::NOTIFICATIONS_PENDING.postgres;
 

@@ -33,7 +33,6 @@ async fn queue_counts(c: &Client) -> Result<HashMap<(String, String), i64>> {
         .collect()
 }
 
-/// Every queue with its limits, by name.
 pub(crate) const QUEUES: &str = crate::sql::ops::queues::QUEUES.postgres;
 
 pub(crate) async fn queues(c: &Client) -> Result<Vec<QueueInfo>> {

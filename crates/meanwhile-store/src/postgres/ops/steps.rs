@@ -57,7 +57,6 @@ pub(crate) async fn steps(c: &Client, id: TaskId, attempt: Option<u32>) -> Resul
         .collect()
 }
 
-/// The columns of an agent session.
 const SESSION_COLUMNS: &str = crate::sql::ops::steps::SESSION_COLUMNS.postgres;
 
 fn session_row(r: &tokio_postgres::Row) -> Result<meanwhile_core::AgentSession> {
@@ -146,7 +145,6 @@ pub(crate) async fn record_session_step(
     Ok(n as u32)
 }
 
-/// The steps of agent session `$1`.
 pub(crate) const SESSION_STEPS: &str = crate::sql::ops::steps::SESSION_STEPS.postgres;
 
 /// An agent session's steps, oldest first.
@@ -178,7 +176,6 @@ pub(crate) async fn agent_session(c: &Client, name: &str) -> Result<meanwhile_co
     session_row(&row)
 }
 
-/// Agent sessions, the last active first: `$1` at most.
 pub(crate) const AGENT_SESSIONS: &str = crate::sql::ops::steps::AGENT_SESSIONS.postgres;
 
 /// Agent sessions, the last active first.
@@ -205,7 +202,6 @@ pub(crate) async fn forget_agent_session(tx: &mut Tx, name: &str) -> Result<bool
     )
 }
 
-/// Agent sessions idle since before `$1`, `$2` at most.
 pub(crate) const IDLE_AGENT_SESSIONS: &str = crate::sql::ops::steps::IDLE_AGENT_SESSIONS.postgres;
 
 /// Removes the conversations of a slice of agent sessions idle since before

@@ -100,7 +100,6 @@ pub(crate) async fn insert_task(tx: &mut Tx, t: &NewTask) -> Result<Submitted> {
     Ok(Submitted::Created(id))
 }
 
-/// The task an idempotency key names.
 pub(crate) const TASK_WITH_KEY: &str = crate::sql::ops::tasks::TASK_WITH_KEY.postgres;
 
 async fn task_with_key(c: &Client, key: &str) -> Result<Option<TaskId>> {

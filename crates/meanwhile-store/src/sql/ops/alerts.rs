@@ -1,6 +1,7 @@
 //! The alerts topic: the statements both stores run alike (see `crate::sql`).
 
 crate::sql::sql! {
+    /// The columns of an alert.
     COLS = "id, kind, state, message, task_id, queue, fired_at, resolved_at, \
                     acked_at, acked_until, acked_by, notices";
 }

@@ -1,6 +1,7 @@
 //! The budgets topic: the statements both stores run alike (see `crate::sql`).
 
 crate::sql::sql! {
+    /// The columns of a budget.
     COLS = "queue, tokens, cost_usd, window_kind, alarms, window_start, window_end, \
     used_tokens, used_cost_usd, model_calls, fired";
 }

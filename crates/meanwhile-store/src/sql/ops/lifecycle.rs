@@ -2,7 +2,8 @@
 
 crate::sql::sql! {
     /// What runs in each queue.
-    RUNNING_PER_QUEUE = "SELECT queue, COUNT(*) FROM tasks WHERE state = 'running' GROUP BY queue";
+    RUNNING_PER_QUEUE = "SELECT queue, COUNT(*) FROM tasks
+        WHERE state = 'running' GROUP BY queue";
 }
 
 crate::sql::sql! {

@@ -178,7 +178,6 @@ pub(crate) fn alerts(conn: &Connection, all: bool, limit: u32) -> Result<Vec<Ale
     Ok(out)
 }
 
-/// The last `?2` tasks of queue `?1` that ended, but for the cancelled.
 pub(crate) const LAST_ENDS: &str = crate::sql::ops::alerts::LAST_ENDS.sqlite;
 
 /// The states of the last `n` tasks of `queue` that ended, newest first.

@@ -116,7 +116,6 @@ fn save(conn: &Connection, b: &BudgetInfo, now: Timestamp) -> Result<()> {
     Ok(())
 }
 
-/// The subjects of the firing `budget` alerts of queue `?1`.
 pub(crate) const FIRING_ALARMS: &str = crate::sql::ops::budgets::FIRING_ALARMS.sqlite;
 
 /// The percentages whose `budget` alert fires for `queue`.

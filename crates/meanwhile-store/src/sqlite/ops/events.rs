@@ -30,7 +30,6 @@ pub(super) fn emit(
     Ok(())
 }
 
-/// The first `?2` events after `?1`.
 pub(crate) const EVENTS_AFTER: &str = crate::sql::ops::events::EVENTS_AFTER.sqlite;
 
 pub(crate) fn events_after(conn: &Connection, seq: i64, limit: u32) -> Result<Vec<Event>> {

@@ -83,7 +83,6 @@ struct ClaimQueue {
     rate: Option<(i64, i64)>,
 }
 
-/// What runs in each queue.
 pub(crate) const RUNNING_PER_QUEUE: &str = crate::sql::ops::lifecycle::RUNNING_PER_QUEUE.sqlite;
 
 /// The queues a claim may take from, with their limits.
@@ -277,12 +276,10 @@ fn pick_by_key(
     )
 }
 
-/// Forgets the starts of queue `?1` at or before `?2`.
 pub(crate) const FORGET_STARTS: &str = crate::sql::ops::lifecycle::FORGET_STARTS.sqlite;
 /// The starts a queue counts.
 pub(crate) const STARTS_COUNTED: &str =
     "SELECT COALESCE(SUM(n), 0) FROM queue_starts WHERE queue = ?1";
-/// The starts a queue counts, oldest first.
 pub(crate) const STARTS: &str = crate::sql::ops::lifecycle::STARTS.sqlite;
 
 /// Starts of a rate-limited queue within the window that ends at `now`, after

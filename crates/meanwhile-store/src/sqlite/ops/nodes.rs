@@ -26,7 +26,6 @@ pub(crate) fn node_stopped(conn: &Connection, name: &str, now: Timestamp) -> Res
     Ok(())
 }
 
-/// Every node, with what it runs.
 pub(crate) const NODES: &str = crate::sql::ops::nodes::NODES.sqlite;
 
 pub(crate) fn nodes(conn: &Connection) -> Result<Vec<NodeRow>> {

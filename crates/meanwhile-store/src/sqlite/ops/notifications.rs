@@ -28,7 +28,6 @@ pub(super) fn finished(
     Ok(())
 }
 
-/// The first `?3` notifications of session `?1` after its cursor `?2`.
 pub(crate) const NOTIFICATIONS_AFTER: &str =
     crate::sql::ops::notifications::NOTIFICATIONS_AFTER.sqlite;
 
@@ -84,7 +83,6 @@ pub(crate) fn peek_notifications(
     notifications_after(conn, session, cursor, limit)
 }
 
-/// Undelivered notifications per session.
 pub(crate) const NOTIFICATIONS_PENDING: &str =
     crate::sql::ops::notifications::NOTIFICATIONS_PENDING.sqlite;
 

@@ -56,7 +56,6 @@ pub(super) fn queue_counts(conn: &Connection) -> Result<HashMap<(String, String)
         .collect::<rusqlite::Result<_>>()?)
 }
 
-/// Every queue with its limits, by name.
 pub(crate) const QUEUES: &str = crate::sql::ops::queues::QUEUES.sqlite;
 
 pub(crate) fn queues(conn: &Connection) -> Result<Vec<QueueInfo>> {

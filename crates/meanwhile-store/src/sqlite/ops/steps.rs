@@ -57,7 +57,6 @@ pub(crate) fn steps(conn: &Connection, id: TaskId, attempt: Option<u32>) -> Resu
     .collect()
 }
 
-/// The columns of an agent session.
 const SESSION_COLUMNS: &str = crate::sql::ops::steps::SESSION_COLUMNS.sqlite;
 
 fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<meanwhile_core::AgentSession> {
@@ -131,7 +130,6 @@ pub(crate) fn record_session_step(
     Ok(n)
 }
 
-/// The steps of agent session `?1`.
 pub(crate) const SESSION_STEPS: &str = crate::sql::ops::steps::SESSION_STEPS.sqlite;
 
 /// An agent session's steps, oldest first.
@@ -168,7 +166,6 @@ pub(crate) fn agent_session(conn: &Connection, name: &str) -> Result<meanwhile_c
     .ok_or_else(|| StoreError::UnknownSession(name.to_string()))
 }
 
-/// Agent sessions, the last active first: `?1` at most.
 pub(crate) const AGENT_SESSIONS: &str = crate::sql::ops::steps::AGENT_SESSIONS.sqlite;
 
 /// Agent sessions, the last active first.
@@ -191,7 +188,6 @@ pub(crate) fn forget_agent_session(conn: &Connection, name: &str) -> Result<bool
         > 0)
 }
 
-/// Agent sessions idle since before `?1`, `?2` at most.
 pub(crate) const IDLE_AGENT_SESSIONS: &str = crate::sql::ops::steps::IDLE_AGENT_SESSIONS.sqlite;
 
 /// Removes the conversations of a slice of agent sessions idle since before

@@ -9,7 +9,6 @@ use meanwhile_core::{TaskSpec, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
 
-/// The task an idempotency key names.
 pub(crate) const TASK_WITH_KEY: &str = crate::sql::ops::tasks::TASK_WITH_KEY.sqlite;
 
 pub(crate) fn insert_task(
