@@ -4,6 +4,7 @@ use crate::ShutdownMode;
 use crate::context::AttemptHost;
 use crate::engine::Inner;
 use crate::spawn::{self, Io, SpawnRequest, Spawned};
+use crate::spawner;
 use crate::stop::{Escalation, StopRequest};
 use futures_util::FutureExt;
 use meanwhile_core::{
@@ -13,10 +14,12 @@ use meanwhile_core::{TaskContext, TaskFuture};
 use meanwhile_store::{AttemptEnd, Claimed, Finished, StoreError};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
+use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -139,7 +142,7 @@ fn open_log(path: &Path) -> std::io::Result<File> {
 }
 
 /// Notes in the log why an attempt could not start, so readers of the output see it.
-fn log_start_failure(log: &mut File, reason: &str) {
+fn log_start_failure(mut log: &File, reason: &str) {
     let _ = writeln!(log, "meanwhile: {reason}");
 }
 
@@ -452,13 +455,13 @@ async fn run_shell(
         .unwrap_or_else(|| inner.default_cwd.clone());
     if !cwd.is_dir() {
         let reason = format!("the working directory {} does not exist", cwd.display());
-        log_start_failure(&mut log, &reason);
+        log_start_failure(&log, &reason);
         return Some(Ended::failed(reason));
     }
     let mut env = match build_env(inner, task, c.attempt) {
         Ok(env) => env,
         Err(reason) => {
-            log_start_failure(&mut log, &reason);
+            log_start_failure(&log, &reason);
             return Some(Ended::failed(reason));
         }
     };
@@ -473,7 +476,7 @@ async fn run_shell(
             confine
         }
         Err(reason) => {
-            log_start_failure(&mut log, &reason);
+            log_start_failure(&log, &reason);
             return Some(Ended::failed(reason));
         }
     };
@@ -499,7 +502,7 @@ async fn run_shell(
             Err(NotFound::Command) => return Some(command_not_found(&mut log, &argv[0])),
             Err(NotFound::File) => {
                 let reason = format!("{}: no such file", argv[0]);
-                log_start_failure(&mut log, &reason);
+                log_start_failure(&log, &reason);
                 return Some(Ended::failed(reason));
             }
         }
@@ -512,44 +515,24 @@ async fn run_shell(
             "the task's input socket {} is longer than a socket path may be ({MAX_SOCKET_PATH} bytes); use a home with a shorter path (MEANWHILE_HOME)",
             io_socket.display()
         );
-        log_start_failure(&mut log, &reason);
+        log_start_failure(&log, &reason);
         return Some(Ended::failed(reason));
     }
     let spawn_started = std::time::Instant::now();
-    // Starting a process blocks until it is exec'd: off the async threads, so the
-    // runtime goes on ending and claiming other tasks meanwhile.
-    let (spawned, log_back, argv0) = {
-        let inner = inner.clone();
-        let attempt = c.attempt;
-        let argv0 = argv[0].clone();
-        let spawned = tokio::task::spawn_blocking(move || {
-            let r = inner.spawner.spawn(&SpawnRequest {
-                program: &program,
-                argv: &argv,
-                env: &env,
-                cwd: &cwd,
-                log: &log,
-                journal: &journal,
-                task: id.0,
-                attempt,
-                io,
-                io_socket: &io_socket,
-                confine: &confine,
-            });
-            (r, log)
-        })
-        .await;
-        match spawned {
-            Ok((r, log)) => (r, log, argv0),
-            Err(_) => {
-                return Some(Ended::failed(
-                    "the runtime shut down while starting the task",
-                ));
-            }
-        }
-    };
-    let mut log = log_back;
-    let (spawned, ended) = match spawned {
+    let start = Arc::new(Start {
+        program,
+        argv,
+        env,
+        cwd,
+        log,
+        journal,
+        io,
+        io_socket,
+        confine,
+        task: id.0,
+        attempt: c.attempt,
+    });
+    let (spawned, ended) = match begin(inner, &start).await {
         Ok(s) => {
             inner.metrics.spawned(spawn_started.elapsed());
             pgid.store(s.0.pid, Ordering::SeqCst);
@@ -557,12 +540,13 @@ async fn run_shell(
         }
         Err(e) => {
             inner.metrics.spawn_failed();
-            let reason = format!("could not start {argv0}: {e}");
-            log_start_failure(&mut log, &reason);
+            let reason = format!("could not start {}: {e}", start.argv[0]);
+            log_start_failure(&start.log, &reason);
             return Some(Ended::failed(reason));
         }
     };
-    drop(log);
+    // Our copy of the log closes: the supervisor holds its own.
+    drop(start);
     // The pid is for people (`meanwhile show`; recovery reads the journal's): it is
     // written with the end, and on its own only once the task has run a while, so
     // that a short task costs no commit for it.
@@ -595,6 +579,77 @@ async fn run_shell(
     ended
 }
 
+/// What starting an attempt's process takes, owned, so that it can be sent again.
+struct Start {
+    program: PathBuf,
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    cwd: PathBuf,
+    log: File,
+    journal: PathBuf,
+    io: Io,
+    io_socket: PathBuf,
+    confine: crate::sandbox::Confine,
+    task: i64,
+    attempt: u32,
+}
+
+impl Start {
+    fn request(&self) -> SpawnRequest<'_> {
+        SpawnRequest {
+            program: &self.program,
+            argv: &self.argv,
+            env: &self.env,
+            cwd: &self.cwd,
+            log: &self.log,
+            journal: &self.journal,
+            task: self.task,
+            attempt: self.attempt,
+            io: self.io,
+            io_socket: &self.io_socket,
+            confine: &self.confine,
+        }
+    }
+}
+
+/// Starts the attempt through the spawner: its processes and the end pipe to
+/// watch, once its program runs. A start that every process holding it dropped
+/// before the program ran (a spawner or a supervisor that died) is sent again, a
+/// few times.
+async fn begin(
+    inner: &Arc<Inner>,
+    start: &Arc<Start>,
+) -> std::io::Result<(Spawned, AsyncFd<OwnedFd>)> {
+    let mut sent_again = 0;
+    loop {
+        // Sent here when that cannot wait; else (a new spawner to start, another
+        // sender, a large request) off the async threads, so the runtime goes on
+        // ending and claiming other tasks meanwhile.
+        let ended = match inner.spawner.spawn_now(&start.request()) {
+            Some(sent) => sent?,
+            None => {
+                let inner = inner.clone();
+                let start = start.clone();
+                tokio::task::spawn_blocking(move || inner.spawner.spawn(&start.request()))
+                    .await
+                    .map_err(|_| {
+                        std::io::Error::other("the runtime shut down while starting the task")
+                    })??
+            }
+        };
+        let fd = crate::sys::async_fd(ended)?;
+        match spawner::answer(&fd, &start.journal, start.task, start.attempt).await? {
+            Some(s) => return Ok((s, fd)),
+            None if sent_again < spawner::HANDOVERS => sent_again += 1,
+            None => {
+                return Err(std::io::Error::other(
+                    "every supervisor it was sent to exited before starting it",
+                ));
+            }
+        }
+    }
+}
+
 /// How long a task runs before its pid is written on its own.
 const PID_RECORDED_AFTER: Duration = Duration::from_secs(1);
 
@@ -619,16 +674,16 @@ fn deadline(inner: &Inner, task: &TaskRecord) -> Option<Instant> {
 
 /// Watches a running process attempt until it ends; stops it on request, on timeout
 /// or at shutdown. `None` when the attempt is left running for the next runtime.
-/// Its end is heard through `ended`, the read end of the attempt's end pipe, for an
-/// attempt this runtime started (its supervisor goes on to other attempts), else
-/// through a pidfd on its supervisor, which exits after an attempt it was given by a
-/// runtime that is gone.
+/// Its end is heard through `ended`, the read end of the attempt's end pipe (its
+/// start's answer read), for an attempt this runtime started (its supervisor goes on
+/// to other attempts), else through a pidfd on its supervisor, which exits after an
+/// attempt it was given by a runtime that is gone.
 pub(crate) async fn supervise(
     inner: &Arc<Inner>,
     task: &TaskRecord,
     attempt: u32,
     spawned: Spawned,
-    ended: Option<std::os::fd::OwnedFd>,
+    ended: Option<AsyncFd<OwnedFd>>,
     mut stop: mpsc::UnboundedReceiver<StopRequest>,
 ) -> Option<Ended> {
     let grace = task.spec.grace.unwrap_or(inner.config.grace);
@@ -641,17 +696,17 @@ pub(crate) async fn supervise(
         &inner.home.log(task.id),
         (spawn_io(task) != Io::None).then(|| inner.home.io_socket(task.id, attempt)),
     );
-    let watched = match ended {
-        Some(fd) => Ok(fd),
-        None => spawn::pidfd_open(spawned.supervisor),
-    };
-    let exited = match watched.and_then(crate::sys::async_fd) {
-        Ok(fd) => Some(fd),
-        Err(e) => {
-            // ESRCH: the supervisor is already gone; the journal says how it ended.
-            tracing::debug!(task = %task.id, "watching the attempt's end: {e}");
-            None
-        }
+    let pipe = ended.is_some();
+    let exited = match ended {
+        Some(fd) => Some(fd),
+        None => match spawn::pidfd_open(spawned.supervisor).and_then(crate::sys::async_fd) {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                // ESRCH: the supervisor is already gone; the journal says how it ended.
+                tracing::debug!(task = %task.id, "watching the attempt's end: {e}");
+                None
+            }
+        },
     };
     let mut shutdown = inner.shutdown.subscribe();
     let mut forced: Option<AttemptOutcome> = None;
@@ -662,7 +717,7 @@ pub(crate) async fn supervise(
     if let Some(fd) = &exited {
         loop {
             tokio::select! {
-                r = fd.readable() => {
+                r = over(fd, pipe) => {
                     if r.is_ok() {
                         break;
                     }
@@ -762,6 +817,26 @@ pub(crate) async fn supervise(
         _ => {}
     }
     Some(ended)
+}
+
+/// Resolves once the attempt is over: its end pipe at its end of file (`pipe`), or
+/// its supervisor's pidfd readable (it exited).
+async fn over(fd: &AsyncFd<OwnedFd>, pipe: bool) -> std::io::Result<()> {
+    loop {
+        let mut ready = fd.readable().await?;
+        if !pipe {
+            return Ok(());
+        }
+        // Nothing follows the start's answer but the end of file.
+        let mut b = [0u8; 64];
+        match ready.try_io(|f| Ok(rustix::io::read(f.get_ref(), &mut b)?)) {
+            Ok(Ok(0)) => return Ok(()),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_would_block) => {}
+        }
+    }
 }
 
 async fn sleep_until(at: Option<Instant>) {

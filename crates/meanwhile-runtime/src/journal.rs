@@ -321,10 +321,11 @@ fn lines(path: &Path) -> io::Result<Vec<u8>> {
     Ok(data)
 }
 
-/// Gives up a start whose spawner died before it answered (reaped by now, so that
-/// no supervisor of it can still be told otherwise): appends its `A` line, and
-/// answers the start recorded before it, if the supervisor got that far; the task
-/// then runs, and is followed. `None`: nothing of it ran, or will.
+/// Gives up a start that a runtime before this one sent and that is not journalled,
+/// before its claim is given back: appends its `A` line, and answers the start
+/// recorded before it, if its supervisor got that far; the task then runs, and is
+/// followed. `None`: nothing of it ran, or will (a supervisor that journals it
+/// later finds its spawner gone and this line first, see [`given_up`]).
 pub(crate) fn abandon(path: &Path, task: i64, attempt: u32) -> io::Result<Option<Started>> {
     append(path, format!("A {task} {attempt}\n").as_bytes())?;
     // The record before the last `A` of the attempt: that is the one just written.
@@ -341,10 +342,10 @@ pub(crate) fn abandon(path: &Path, task: i64, attempt: u32) -> io::Result<Option
     Ok(decided.flatten())
 }
 
-/// The start of an attempt whose supervisor died before it answered (so nothing more
-/// of it can reach the journal): its `S` line, if it got that far, and then its
-/// task's program may have run; `None`: nothing of it ran, and the start may be sent
-/// again.
+/// The start of an attempt as the journal has it: its `S` line, if its supervisor got
+/// that far, and then its task's program may have run. For a start whose every
+/// holder is gone before it answered (so nothing more of it can reach the
+/// journal), `None` means nothing of it ran, and it may be sent again.
 pub(crate) fn start_of(path: &Path, task: i64, attempt: u32) -> io::Result<Option<Started>> {
     let mut start = None;
     for line in lines(path)?.split(|&b| b == b'\n') {

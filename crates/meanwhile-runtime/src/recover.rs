@@ -62,6 +62,19 @@ pub(crate) async fn recover(inner: &Arc<Inner>) -> crate::Result<()> {
             }
             journal.started(task.id, n)
         };
+        // No record yet: the start is given up in the journal (an `A` line) before
+        // its claim is, so that a supervisor still holding it (its spawner gone)
+        // runs nothing; one that journalled it first is followed.
+        let started = match started {
+            Some(s) => Some(s),
+            None => match crate::journal::abandon(&inner.home.journal(), task.id.0, n) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(task = %task.id, "giving up an unstarted attempt in the journal: {e}");
+                    continue;
+                }
+            },
+        };
         let supervisor = started.map(|p| Proven {
             pid: p.supervisor,
             start: p.supervisor_start,
@@ -102,10 +115,11 @@ pub(crate) async fn recover(inner: &Arc<Inner>) -> crate::Result<()> {
                 }
             }
             (None, _) => {
-                // A supervisor journals an attempt before its program runs, and the
-                // spawner finishes a request even when the runtime died meanwhile
-                // (the previous spawner was waited for at start). No record means no
-                // program was started, so the claim is given back and the attempt
+                // A supervisor journals an attempt before its program runs, a
+                // spawner whose runtime died waits for the starts it handed over to
+                // be journalled (and the previous spawner was waited for at start),
+                // and the start is given up above. No record means no program was
+                // started, or will be, so the claim is given back and the attempt
                 // does not count.
                 if let Err(e) = inner.store.release(task.id, n, inner.now()).await {
                     tracing::error!(task = %task.id, "releasing an unstarted attempt: {e}");

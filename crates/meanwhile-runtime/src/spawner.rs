@@ -17,15 +17,18 @@
 //! log file's descriptor and the write end of the attempt's end pipe passed
 //! alongside. The spawner passes each start, as it came, to an idle supervisor of
 //! its pool ([`crate::supervisor`]), forking a new one when none is idle, so the
-//! pool grows to the most attempts that ran at once; the supervisor's reply comes
-//! back once the task runs. A supervisor says when it is idle again; one whose
+//! pool grows to the most attempts that ran at once, and goes on to the next
+//! request: the supervisor answers the runtime itself, in the attempt's end pipe,
+//! once the task runs, so the spawner is neither waited for nor woken on the way.
+//! A supervisor says when it is idle again; one whose
 //! socket closes (it died) leaves the pool and is never used again. The runtime
 //! trims the pool once in a while ([`Spawner::trim`]): the idle supervisors that no
 //! attempt used since the last trim are let go. The spawner's command line is
 //! `meanwhile-spawner <home>`, and it leaves room in its environment for each
 //! supervisor to rewrite its own. It exits when the runtime's end of the socket
-//! closes, and so do its idle supervisors then (busy ones once their attempt is
-//! recorded). A spawner that failed is replaced, by the same exec.
+//! closes, once every start it handed over is in the journal, and so do its idle
+//! supervisors then (busy ones once their attempt is recorded). A spawner that
+//! failed is replaced, by the same exec.
 
 use crate::journal;
 use crate::spawn::{self, Proven, SpawnRequest, Spawned};
@@ -105,9 +108,9 @@ impl Drop for Conn {
     }
 }
 
-/// A spawner exits as soon as it has answered its last request and found its
-/// runtime gone; this waits (briefly) for that, so that every supervisor it forked
-/// has journalled its start before recovery reads the journal.
+/// A spawner whose runtime is gone exits once every start it handed over is in the
+/// journal; this waits (briefly) for that, so that recovery reads those starts
+/// there. (One still unjournalled after that, recovery gives up in the journal.)
 fn wait_for_previous(pid_file: &Path) {
     let Ok(text) = std::fs::read_to_string(pid_file) else {
         return;
@@ -259,57 +262,38 @@ impl Spawner {
         answer
     }
 
-    /// Starts an attempt through the spawner. Returns once the task's program runs,
-    /// its start journalled; an error names the step that failed, and then nothing
-    /// of the task runs.
+    /// Sends an attempt's start to the spawner, and returns as soon as it is sent,
+    /// with the read end of the attempt's end pipe; an error means nothing of the
+    /// task runs.
     ///
-    /// With the attempt comes the read end of its end pipe, which becomes readable
-    /// (at its end of file) once the supervisor has journalled the attempt's end, or
-    /// died.
-    pub(crate) fn spawn(&self, req: &SpawnRequest<'_>) -> io::Result<(Spawned, OwnedFd)> {
+    /// Whoever carries the start out answers in that pipe: the supervisor, with a
+    /// [`Reply`] once the task's program runs (or could not be started), or the
+    /// spawner, when it could not hand the start over. The pipe then reaches its end
+    /// of file once the supervisor has journalled the attempt's end. An end of file
+    /// before any reply means every process that held the start is gone (the
+    /// spawner or the supervisor died): the journal then says whether the program
+    /// was started, and nothing can start it any more ([`answer`]).
+    pub(crate) fn spawn(&self, req: &SpawnRequest<'_>) -> io::Result<OwnedFd> {
         wire::check(req)?;
         if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(io::Error::other("the runtime has shut down"));
         }
-        let (ended, end) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?;
+        let msg = wire::encode(req);
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        // A spawner that died (killed, out of memory) is found when the request
-        // cannot be sent or is not answered. Once it is reaped, no supervisor of it
-        // can start anything the journal does not show: the start is given up in the
-        // journal (`journal::abandon`), and either the supervisor got as far as its
-        // `S` line first, and the task runs and is followed, or nothing of it ran,
-        // or will, and the request goes to a new spawner. The task never hears of it.
         let mut relaunched = false;
-        let mut handovers = 0;
-        let reply = loop {
+        loop {
+            // A pipe per try: one that went to a spawner that failed is left to it.
+            let pipe = end_pipe()?;
             let c = match &mut *conn {
                 Some(c) => c,
                 None => conn.insert(launch(&self.home, &self.pid_file)?),
             };
-            let broke = match send(&c.sock, req, &end).and_then(|()| receive(&c.sock)) {
-                Ok(reply) if reply.stage == Stage::SupervisorDied => {
-                    // The supervisor died holding the request: nothing more of it
-                    // reaches the journal, which says whether it started the task.
-                    match journal::start_of(req.journal, req.task, req.attempt) {
-                        Ok(Some(s)) => {
-                            tracing::warn!(
-                                "the supervisor of task {} attempt {} died after starting it",
-                                req.task,
-                                req.attempt
-                            );
-                            break Reply::started(s);
-                        }
-                        Ok(None) if handovers < HANDOVERS => {
-                            handovers += 1;
-                            continue;
-                        }
-                        _ => break reply,
-                    }
-                }
-                Ok(reply) => break reply,
+            let broke = match send(c, &msg, req.log, pipe) {
+                Ok(ended) => return Ok(ended),
                 Err(e) => e,
             };
-            // The spawner is gone or confused: end it, start a new one.
+            // The spawner is gone (a request that reached it in part is one it
+            // cannot decode, and never acts on): end it, start a new one.
             let reaped = match conn.take().and_then(|mut old| old.child.take()) {
                 Some(mut child) => {
                     let _ = child.kill(); // our unreaped child; it may have exited
@@ -322,63 +306,116 @@ impl Spawner {
                     "the process spawner failed: {broke}"
                 )));
             }
-            match journal::abandon(req.journal, req.task, req.attempt) {
-                Ok(Some(s)) => {
-                    tracing::warn!(
-                        "the process spawner died ({broke}) after task {} attempt {} started; following it",
-                        req.task,
-                        req.attempt
-                    );
-                    break Reply::started(s);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    return Err(io::Error::other(format!(
-                        "the process spawner failed ({broke}), and the journal could not settle the start: {e}"
-                    )));
-                }
-            }
             tracing::warn!("the process spawner was gone ({broke}); starting a new one");
             relaunched = true;
+        }
+    }
+
+    /// [`Spawner::spawn`] where it must not wait, as on an async thread: `None` when
+    /// it might, because another sender holds the spawner, the spawner's socket has
+    /// no room for the request yet, or the spawner is gone and a new one must be
+    /// started, and then the caller calls `spawn` where waiting is allowed.
+    pub(crate) fn spawn_now(&self, req: &SpawnRequest<'_>) -> Option<io::Result<OwnedFd>> {
+        if let Err(e) = wire::check(req) {
+            return Some(Err(e));
+        }
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return None;
+        }
+        let msg = wire::encode(req);
+        let conn = match self.conn.try_lock() {
+            Ok(c) => c,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
         };
-        let r = reply.into_result()?;
-        spawn::register(
-            Proven {
-                pid: r.supervisor,
-                start: r.supervisor_start,
-            },
-            Proven {
-                pid: r.pid,
-                start: r.pid_start,
-            },
-        );
-        // The supervisor holds the end pipe's write end now (or died): ours goes,
-        // so that its end is the only one left.
-        drop(end);
-        Ok((
-            Spawned {
-                supervisor: r.supervisor,
-                pid: r.pid,
-            },
-            ended,
-        ))
+        let c = conn
+            .as_ref()
+            .filter(|c| sys::has_room(&c.sock, msg.len()))?;
+        let pipe = match end_pipe() {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e)),
+        };
+        // A failed send: `spawn` finds the spawner gone again, and replaces it.
+        send(c, &msg, req.log, pipe).ok().map(Ok)
     }
 }
 
-/// Sends one request; an error means it did not reach a spawner whole.
-fn send(sock: &OwnedFd, req: &SpawnRequest<'_>, end: &OwnedFd) -> io::Result<()> {
-    sys::send_with_fds(sock, &wire::encode(req), &[req.log.as_fd(), end.as_fd()])
+/// An attempt's end pipe: (read end, non-blocking, for the runtime; write end, for
+/// the request).
+fn end_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (ended, end) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?;
+    rustix::fs::fcntl_setfl(&ended, OFlags::NONBLOCK)?;
+    Ok((ended, end))
 }
 
-/// The reply to the request sent; an error means the channel broke after the
-/// request was sent.
-fn receive(sock: &OwnedFd) -> io::Result<Reply> {
-    let mut reply = [0u8; wire::REPLY];
-    sys::read_exact(sock, &mut reply).map_err(|e| {
-        // Not a broken pipe: the request was sent, and may have been acted on.
-        io::Error::new(io::ErrorKind::UnexpectedEof, e.to_string())
-    })?;
-    Ok(Reply::decode(&reply))
+/// Sends one request (`msg`) with its log and its end pipe's write end, which ours
+/// then closes (the request's is the only one left); the pipe's read end. An error
+/// means the request did not reach the spawner whole.
+fn send(
+    c: &Conn,
+    msg: &[u8],
+    log: &std::fs::File,
+    pipe: (OwnedFd, OwnedFd),
+) -> io::Result<OwnedFd> {
+    let (ended, end) = pipe;
+    sys::send_with_fds(&c.sock, msg, &[log.as_fd(), end.as_fd()])?;
+    // A test's fault here ends the runtime with the start on its way and its
+    // answer unread (`spawner.sent`).
+    let _ = crate::fault::point("spawner.sent");
+    Ok(ended)
+}
+
+/// How a start sent with [`Spawner::spawn`] went, read from its end pipe (`ended`,
+/// non-blocking). `Ok(None)`: nothing of it ran, and nothing can run it any more:
+/// every process that held it is gone before it started the program, and the start
+/// may be sent again. A start whose supervisor died after journalling it is
+/// answered from the journal, and followed (its end is then `lost`).
+pub(crate) async fn answer(
+    ended: &tokio::io::unix::AsyncFd<OwnedFd>,
+    journal: &Path,
+    task: i64,
+    attempt: u32,
+) -> io::Result<Option<Spawned>> {
+    let mut b = [0u8; wire::REPLY];
+    let mut got = 0;
+    while got < wire::REPLY {
+        let mut ready = ended.readable().await?;
+        match ready.try_io(|fd| Ok(rustix::io::read(fd.get_ref(), &mut b[got..])?)) {
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => got += n,
+            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_would_block) => {}
+        }
+    }
+    let reply = if got == wire::REPLY {
+        Reply::decode(&b)
+    } else {
+        match journal::start_of(journal, task, attempt)? {
+            Some(s) => {
+                tracing::warn!(
+                    "the supervisor of task {task} attempt {attempt} died after starting it"
+                );
+                Reply::started(s)
+            }
+            None => return Ok(None),
+        }
+    };
+    let r = reply.into_result()?;
+    spawn::register(
+        Proven {
+            pid: r.supervisor,
+            start: r.supervisor_start,
+        },
+        Proven {
+            pid: r.pid,
+            start: r.pid_start,
+        },
+    );
+    Ok(Some(Spawned {
+        supervisor: r.supervisor,
+        pid: r.pid,
+    }))
 }
 
 /// The spawner's whole life, in the exec'd process; returns its exit code.
@@ -434,6 +471,9 @@ fn serve() -> i32 {
         if ready[0] && handle(&sock, &mut pool).is_err() {
             // The runtime is gone: so is the pool, whose supervisors see their
             // sockets close (when busy, once their attempt is recorded) and exit.
+            // Not before every start handed over is in the journal, though: the
+            // next runtime waits for this exit, then reads there what was started.
+            pool.settle_starts(START_SETTLES);
             return 0;
         }
     }
@@ -452,11 +492,18 @@ struct Member {
     idle: bool,
     /// Given an attempt since the last trim.
     used: bool,
+    /// The attempt handed to it, and the journal its start goes to, until it is
+    /// idle again.
+    attempt: Option<(i64, u32, PathBuf)>,
 }
+
+/// The longest a spawner whose runtime is gone waits for the starts it handed
+/// over to reach the journal (the next runtime waits 2 s for it to exit).
+const START_SETTLES: std::time::Duration = std::time::Duration::from_millis(1500);
 
 /// How many times a start is passed to another supervisor when the one chosen turns
 /// out dead before it took the request.
-const HANDOVERS: usize = 4;
+pub(crate) const HANDOVERS: usize = 4;
 
 impl Pool {
     /// Reads what the supervisors for which `readable(i)` holds have said: each is
@@ -490,6 +537,40 @@ impl Pool {
         Ok(i)
     }
 
+    /// Waits, at most `wait`, until every start handed over is settled: its
+    /// supervisor journalled it, is idle again (it failed, or is over) or is gone.
+    fn settle_starts(&mut self, wait: std::time::Duration) {
+        let until = std::time::Instant::now() + wait;
+        loop {
+            self.hear(|_| true);
+            let mut unsettled = Vec::new();
+            for m in &mut self.members {
+                // Not journalled yet. (A journal that cannot be read is not waited
+                // for: waiting would not mend it.)
+                if let Some((task, attempt, journal)) = &m.attempt
+                    && let Ok(None) = journal::start_of(journal, *task, *attempt)
+                {
+                    unsettled.push(m.sock.as_fd());
+                }
+            }
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if unsettled.is_empty() || left.is_zero() {
+                return;
+            }
+            // Woken by a supervisor's word (idle, or its socket's end), else a look
+            // at the journal every 10 ms.
+            let tick = rustix::event::Timespec {
+                tv_sec: 0,
+                tv_nsec: left.min(std::time::Duration::from_millis(10)).as_nanos() as i64,
+            };
+            let mut fds: Vec<_> = unsettled
+                .iter()
+                .map(|fd| rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN))
+                .collect();
+            let _ = rustix::event::poll(&mut fds, Some(&tick)); // looked at again either way
+        }
+    }
+
     /// Lets the idle supervisors go that no attempt used since the last trim; the
     /// numbers let go and kept.
     fn trim(&mut self) -> (u32, u32) {
@@ -511,6 +592,7 @@ impl Member {
         match rustix::net::recv(&self.sock, &mut b, rustix::net::RecvFlags::DONTWAIT) {
             Ok((1, _)) if b[0] == wire::READY => {
                 self.idle = true;
+                self.attempt = None;
                 true
             }
             Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => true,
@@ -543,6 +625,7 @@ fn fork_supervisor() -> io::Result<Member> {
             sock: ours,
             idle: true,
             used: false,
+            attempt: None,
         }),
     }
 }
@@ -559,8 +642,8 @@ fn handle(sock: &OwnedFd, pool: &mut Pool) -> io::Result<()> {
     let header: [u8; wire::HEADER] = msg[..wire::HEADER]
         .try_into()
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
-    let len = match wire::decode_header(&header) {
-        Some(wire::Header::Start { len, .. }) => len,
+    let (n_argv, n_env, len) = match wire::decode_header(&header) {
+        Some(wire::Header::Start { n_argv, n_env, len }) => (n_argv, n_env, len),
         Some(wire::Header::Trim) => {
             let (gone, kept) = pool.trim();
             return sys::send_all(sock, &wire::encode_trimmed(gone, kept));
@@ -573,42 +656,52 @@ fn handle(sock: &OwnedFd, pool: &mut Pool) -> io::Result<()> {
     msg.resize(wire::HEADER + len, 0);
     sys::read_exact(sock, &mut msg[wire::HEADER..])?;
     // A test's fault here ends the spawner with the request taken and nothing
-    // started (`spawner.taken`), or with the task started and no answer sent
+    // started (`spawner.taken`), or with the request handed to a supervisor
     // (`spawner.started`), as a kill at either moment would.
     let _ = crate::fault::point("spawner.taken");
-    let reply = match &fds[..] {
-        [log, end] => hand_over(pool, &msg, log, end),
-        _ => Reply::failed(Stage::Request, libc::EINVAL),
+    let refused = match (
+        &fds[..],
+        wire::attempt_of(&msg[wire::HEADER..], n_argv, n_env),
+    ) {
+        ([log, end], Some(attempt)) => hand_over(pool, &msg, log, end, attempt).err(),
+        ([_, end], None) => Some((Reply::failed(Stage::Request, libc::EINVAL), end)),
+        _ => None,
     };
-    // The request's descriptors are the supervisor's now; ours close here.
+    if let Some((reply, end)) = refused {
+        // Into the attempt's end pipe, which the runtime reads; a fresh pipe has
+        // room for it.
+        let _ = sys::write_all(end, &reply.encode()); // a runtime that is gone finds out itself
+    }
+    // The request's descriptors are the supervisor's now; ours close here. A
+    // request that came without its two has no pipe to answer in: its runtime
+    // hears the pipe's end (its own copy is closed), and sends it again.
     drop(fds);
     let _ = crate::fault::point("spawner.started");
-    sys::send_all(sock, &reply.encode())
+    Ok(())
 }
 
-/// Passes a start request, as it came, to an idle supervisor, and relays its reply.
-fn hand_over(pool: &mut Pool, msg: &[u8], log: &OwnedFd, end: &OwnedFd) -> Reply {
+/// Passes a start request, as it came, to an idle supervisor, which answers the
+/// runtime itself; or the answer to give when none can take it.
+fn hand_over<'a>(
+    pool: &mut Pool,
+    msg: &[u8],
+    log: &OwnedFd,
+    end: &'a OwnedFd,
+    attempt: (i64, u32, PathBuf),
+) -> Result<(), (Reply, &'a OwnedFd)> {
     for _ in 0..HANDOVERS {
         let i = match pool.take() {
             Ok(i) => i,
-            Err(e) => return Reply::error(Stage::ForkSupervisor, &e),
+            Err(e) => return Err((Reply::error(Stage::ForkSupervisor, &e), end)),
         };
-        let m = &pool.members[i];
+        let m = &mut pool.members[i];
         if sys::send_with_fds(&m.sock, msg, &[log.as_fd(), end.as_fd()]).is_err() {
             // It died idle: nothing of the request reached it. Another one.
             pool.members.swap_remove(i);
             continue;
         }
-        let mut b = [0u8; wire::REPLY];
-        return match sys::read_exact(&m.sock, &mut b) {
-            Ok(()) => Reply::decode(&b),
-            Err(_) => {
-                // It died holding the request: the runtime reads in the journal
-                // whether it started anything.
-                pool.members.swap_remove(i);
-                Reply::failed(Stage::SupervisorDied, libc::EIO)
-            }
-        };
+        m.attempt = Some(attempt);
+        return Ok(());
     }
-    Reply::failed(Stage::SupervisorDied, libc::EIO)
+    Err((Reply::failed(Stage::SupervisorDied, libc::EIO), end))
 }

@@ -68,8 +68,9 @@ enum Next {
 }
 
 /// A pooled supervisor's whole life, from the spawner's fork; returns its exit
-/// code. `conn` is its socket to the spawner, on which attempts arrive, replies
-/// go back, and [`wire::READY`] says it is idle again.
+/// code. `conn` is its socket to the spawner, on which attempts arrive and
+/// [`wire::READY`] says it is idle again; each attempt's answer goes to the
+/// runtime in the attempt's end pipe.
 pub(crate) fn serve(conn: OwnedFd) -> i32 {
     // Forked by the spawner: a parent other than it later means the spawner died.
     let spawner = rustix::process::getppid();
@@ -100,7 +101,7 @@ pub(crate) fn serve(conn: OwnedFd) -> i32 {
         let next = match req {
             Ok(req) => run(&req, log, end, &conn, spawner),
             Err(reply) => {
-                let _ = send(&conn, reply); // a spawner that is gone finds out itself
+                answer(&end, reply);
                 ready(&conn);
                 Next::Pool
             }
@@ -153,16 +154,20 @@ fn receive(conn: &OwnedFd) -> io::Result<Option<Received>> {
     Ok(Some((req, log, end)))
 }
 
-/// One attempt, from its start to its `E` line. `report` receives one [`Reply`]
-/// once the task's program runs or could not be started; `end` is closed once the
-/// end is in the journal.
+/// One attempt, from its start to its `E` line. `end`, the attempt's end pipe,
+/// receives one [`Reply`] once the task's program runs or could not be started,
+/// and is closed once the end is in the journal; `conn` hears when this supervisor
+/// is idle again.
 fn run(
     req: &Request,
     log: OwnedFd,
     end: OwnedFd,
-    report: &OwnedFd,
+    conn: &OwnedFd,
     spawner: Option<rustix::process::Pid>,
 ) -> Next {
+    // A test's fault here ends the supervisor holding a start it has not journalled,
+    // as a kill would (`supervisor.taken`).
+    let _ = crate::fault::point("supervisor.taken");
     let title = format!(
         "meanwhile-supervise task {} attempt {}",
         req.task, req.attempt
@@ -175,16 +180,13 @@ fn run(
     } = match start(req, &log, spawner) {
         Ok(s) => s,
         Err(reply) => {
-            let _ = send(report, reply); // a spawner that is gone finds out itself
-            ready(report);
+            answer(&end, reply);
+            ready(conn);
             return Next::Pool;
         }
     };
-    // A spawner that died before it could tell the runtime is reaped by it, which
-    // then finds this start in the journal (the `S` line came before its `A` line,
-    // see `journal::abandon`) and follows the task as it follows an adopted one.
     let pid = reply.pid;
-    let _ = send(report, reply);
+    answer(&end, reply);
     // Hold nothing of the request's but the end pipe: the task's output goes
     // through its pipe or terminal.
     drop(log);
@@ -257,7 +259,7 @@ fn run(
     line.push('\n');
     let recorded = journal::append(&req.journal, line.as_bytes());
     if recorded.is_ok() && rustix::process::getppid() == spawner {
-        ready(report);
+        ready(conn);
     }
     // The runtime hears of the end now, and reads it from the journal.
     drop(end);
@@ -267,8 +269,11 @@ fn run(
     }
 }
 
-fn send(report: &OwnedFd, reply: Reply) -> io::Result<()> {
-    sys::send_all(report, &reply.encode())
+/// Answers the runtime in the attempt's end pipe, which has room for it (nothing
+/// else is written there).
+fn answer(end: &OwnedFd, reply: Reply) {
+    // EPIPE: the runtime is gone; the next one reads the start in the journal.
+    let _ = sys::write_all(end, &reply.encode());
 }
 
 struct Started {
@@ -396,9 +401,10 @@ fn start(
         kill(pid);
         return Err(Reply::error(Stage::Journal, &e));
     }
-    // The spawner died (it is no longer our parent): the runtime may have given this
-    // start up before the line above, and then sends it again; the journal's order
-    // says which, and a start given up runs nothing.
+    // The spawner is gone (it is no longer our parent), and the runtime that sent
+    // this start may be too: the next one gives up, in the journal, each start it
+    // finds unjournalled before it gives back its claim. The journal's order says
+    // which came first, and a start given up runs nothing.
     if rustix::process::getppid() != spawner
         && journal::given_up(&req.journal, req.task, req.attempt)
     {

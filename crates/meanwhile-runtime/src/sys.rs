@@ -308,6 +308,21 @@ pub(crate) fn recv_with_fds(sock: impl AsFd, buf: &mut [u8]) -> io::Result<(usiz
     Ok((msg.bytes, fds))
 }
 
+/// Whether a send of `len` bytes on the stream socket `sock` finds room at once:
+/// what its peer has not read yet (`SIOCOUTQ`, counted as the kernel charges it)
+/// and twice `len` (the same charge for what is sent) fit in its send buffer.
+pub(crate) fn has_room(sock: impl AsFd, len: usize) -> bool {
+    let sock = sock.as_fd();
+    let Ok(buffer) = rustix::net::sockopt::socket_send_buffer_size(sock) else {
+        return false;
+    };
+    let mut unsent: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int through the pointer, which points
+    // to one; the descriptor is borrowed, so open.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::TIOCOUTQ, &mut unsent) };
+    r == 0 && (unsent.max(0) as usize).saturating_add(len.saturating_mul(2)) < buffer
+}
+
 /// Sends all of `bytes` on a socket, without SIGPIPE.
 pub(crate) fn send_all(sock: impl AsFd, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {

@@ -324,6 +324,18 @@ fn split_items(body: &[u8], n_argv: usize, n_env: usize) -> Option<Vec<&[u8]>> {
     (items.len() == ITEMS + n_argv + n_env).then_some(items)
 }
 
+/// Which attempt the request in `body` starts, and the journal its start goes to:
+/// what the spawner keeps of a start it handed over, without decoding the rest.
+pub(crate) fn attempt_of(body: &[u8], n_argv: usize, n_env: usize) -> Option<(i64, u32, PathBuf)> {
+    let items = split_items(body, n_argv, n_env)?;
+    let number = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<i64>().ok();
+    Some((
+        number(items[3])?,
+        u32::try_from(number(items[4])?).ok()?,
+        PathBuf::from(std::ffi::OsString::from_vec(items[2].to_vec())),
+    ))
+}
+
 /// The request in `body`, or `None` for bytes that are not one.
 pub(crate) fn decode(body: &[u8], n_argv: usize, n_env: usize) -> Option<Request> {
     let items = split_items(body, n_argv, n_env)?;
@@ -399,6 +411,10 @@ mod tests {
             };
             prop_assert_eq!(len, msg.len() - HEADER);
             let r = decode(&msg[HEADER..], n_argv, n_env).unwrap();
+            prop_assert_eq!(
+                attempt_of(&msg[HEADER..], n_argv, n_env),
+                Some((task, attempt, "/tmp/journal".into()))
+            );
             prop_assert_eq!(r.program.as_bytes(), b"/bin/sh");
             prop_assert_eq!(r.cwd.as_bytes(), cwd.as_bytes());
             prop_assert_eq!(path_bytes(&r.journal), b"/tmp/journal");

@@ -618,8 +618,9 @@ fn a_failing_checkpointer_is_counted_and_empties_the_wal_once_it_can() {
     h.kill_daemon();
 }
 
-/// The spawner dies at `fault` while it holds a start: the task still runs, once,
-/// and its end is recorded; the next task goes to a new spawner.
+/// The spawner (or, for `supervisor.taken`, the supervisor) dies at `fault` while it
+/// holds a start: the task still runs, once, and its end is recorded; after a
+/// spawner died, the next task goes to a new spawner.
 fn spawner_dies_holding_a_start(fault: &str) {
     let mut h = Home::new();
     let faults = serve_armable(&mut h, &[]);
@@ -648,11 +649,14 @@ fn spawner_dies_holding_a_start(fault: &str) {
     );
     let tid = t["id"].to_string();
     assert!(h.ok(&["logs", &tid]).contains("out"), "its output is kept");
-    // The next start goes to a new spawner.
     assert_eq!(code(&h.run(&["run", "--wait", "--", "true"])), 0);
     let after = pids_of(&spawner);
-    assert_eq!(after.len(), 1, "a new spawner: {after:?}");
-    assert_ne!(after, before);
+    assert_eq!(after.len(), 1, "one spawner: {after:?}");
+    if fault.starts_with("spawner.") {
+        assert_ne!(after, before, "the next start went to a new spawner");
+    } else {
+        assert_eq!(after, before, "the spawner lives on");
+    }
     h.kill_daemon();
 }
 
@@ -662,8 +666,46 @@ fn a_spawner_that_dies_holding_a_request_is_replaced_and_the_task_runs_once() {
 }
 
 #[test]
-fn a_spawner_that_dies_after_starting_a_task_leaves_it_followed_and_run_once() {
+fn a_spawner_that_dies_after_handing_a_start_over_leaves_it_run_once() {
     spawner_dies_holding_a_start("spawner.started");
+}
+
+#[test]
+fn a_supervisor_that_dies_holding_an_unjournalled_start_leaves_it_sent_again_and_run_once() {
+    spawner_dies_holding_a_start("supervisor.taken");
+}
+
+#[test]
+fn a_daemon_that_dies_with_a_start_on_its_way_leaves_the_task_run_once() {
+    let mut h = Home::new();
+    let faults = serve_armable(&mut h, &[]);
+    assert_eq!(code(&h.run(&["run", "--wait", "--", "true"])), 0);
+    let runs = h.dir.path().join("runs");
+    // The daemon exits right after it sent the start, before any answer.
+    arm(&faults, "spawner.sent=exit");
+    let _ = h.run(&["run", "--", &format!("echo ran >> {}", runs.display())]);
+    let status = h.daemon.take().unwrap().wait().unwrap();
+    assert_eq!(status.code(), Some(86), "the fault ended the daemon");
+    // The next daemon finds the start in the journal, and records its end.
+    h.serve(&[]);
+    until("the task's end recorded", || {
+        h.json(&["ls", "--json"])["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["state"] == "succeeded")
+    });
+    let tasks = h.json(&["ls", "--json"]);
+    assert_eq!(tasks["tasks"].as_array().unwrap().len(), 2, "{tasks}");
+    for t in tasks["tasks"].as_array().unwrap() {
+        assert_eq!(t["attempts"], 1, "no retry: {t}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(&runs).unwrap(),
+        "ran\n",
+        "the task ran once"
+    );
+    h.kill_daemon();
 }
 
 #[test]
