@@ -58,6 +58,14 @@ pub(crate) const IDLE_TITLE: &str = "meanwhile-supervise idle";
 /// The largest request body a supervisor accepts (the spawner's bound too).
 pub(crate) const MAX_BODY: usize = 64 << 20;
 
+/// A supervisor's own marks, read once: its spawner (its parent when forked), its
+/// pid and its start time.
+struct Me {
+    spawner: Option<rustix::process::Pid>,
+    pid: i32,
+    start: u64,
+}
+
 /// What a supervisor does once an attempt is over.
 enum Next {
     /// Back to the pool: the attempt ended as it should, recorded or refused.
@@ -74,6 +82,12 @@ enum Next {
 pub(crate) fn serve(conn: OwnedFd) -> i32 {
     // Forked by the spawner: a parent other than it later means the spawner died.
     let spawner = rustix::process::getppid();
+    let pid = std::process::id() as i32;
+    let me = Me {
+        spawner,
+        pid,
+        start: sys::start_time(pid).unwrap_or(0),
+    };
     // Leave the spawner's session, so terminal signals aimed at the runtime miss
     // us, and ignore the signals a stop sends to the task's group, in case one strays.
     let _ = rustix::process::setsid(); // fails only for a group leader, which we are not
@@ -99,7 +113,7 @@ pub(crate) fn serve(conn: OwnedFd) -> i32 {
             return 0;
         };
         let next = match req {
-            Ok(req) => run(&req, log, end, &conn, spawner),
+            Ok(req) => run(&req, log, end, &conn, &me),
             Err(reply) => {
                 answer(&end, reply);
                 ready(&conn);
@@ -158,13 +172,7 @@ fn receive(conn: &OwnedFd) -> io::Result<Option<Received>> {
 /// receives one [`Reply`] once the task's program runs or could not be started,
 /// and is closed once the end is in the journal; `conn` hears when this supervisor
 /// is idle again.
-fn run(
-    req: &Request,
-    log: OwnedFd,
-    end: OwnedFd,
-    conn: &OwnedFd,
-    spawner: Option<rustix::process::Pid>,
-) -> Next {
+fn run(req: &Request, log: OwnedFd, end: OwnedFd, conn: &OwnedFd, me: &Me) -> Next {
     // A test's fault here ends the supervisor holding a start it has not journalled,
     // as a kill would (`supervisor.taken`).
     let _ = crate::fault::point("supervisor.taken");
@@ -177,7 +185,7 @@ fn run(
         reply,
         interact,
         output,
-    } = match start(req, &log, spawner) {
+    } = match start(req, &log, me) {
         Ok(s) => s,
         Err(reply) => {
             answer(&end, reply);
@@ -258,7 +266,7 @@ fn run(
     }
     line.push('\n');
     let recorded = journal::append(&req.journal, line.as_bytes());
-    if recorded.is_ok() && rustix::process::getppid() == spawner {
+    if recorded.is_ok() && rustix::process::getppid() == me.spawner {
         ready(conn);
     }
     // The runtime hears of the end now, and reads it from the journal.
@@ -286,11 +294,7 @@ struct Started {
 
 /// Forks the task's process, journals its start, lets it run. On failure, nothing
 /// of the task's program has run and no process of it is left.
-fn start(
-    req: &Request,
-    log: &OwnedFd,
-    spawner: Option<rustix::process::Pid>,
-) -> Result<Started, Reply> {
+fn start(req: &Request, log: &OwnedFd, me: &Me) -> Result<Started, Reply> {
     let fork_err = |e: io::Error| Reply::error(Stage::ForkTask, &e);
     let devnull = rustix::fs::open(
         c"/dev/null",
@@ -388,8 +392,7 @@ fn start(
         },
         None => (None, out_read.map(|r| (r, LogWriter::new(log)))),
     };
-    let supervisor = std::process::id() as i32;
-    let supervisor_start = sys::start_time(supervisor).unwrap_or(0);
+    let (supervisor, supervisor_start) = (me.pid, me.start);
     // The child is blocked on the go pipe (or has exited after a failed chdir, and
     // is then a zombie whose start time reads 0).
     let pid_start = sys::start_time(pid).unwrap_or(0);
@@ -405,7 +408,7 @@ fn start(
     // this start may be too: the next one gives up, in the journal, each start it
     // finds unjournalled before it gives back its claim. The journal's order says
     // which came first, and a start given up runs nothing.
-    if rustix::process::getppid() != spawner
+    if rustix::process::getppid() != me.spawner
         && journal::given_up(&req.journal, req.task, req.attempt)
     {
         kill(pid);
