@@ -622,22 +622,28 @@ async fn begin(
 ) -> std::io::Result<(Spawned, AsyncFd<OwnedFd>)> {
     let mut sent_again = 0;
     loop {
+        // Watched before the start is sent, so that a start sent is always heard.
+        let (ended, end) = spawner::end_pipe()?;
+        let fd = crate::sys::async_fd(ended)?;
         // Sent here when that cannot wait; else (a new spawner to start, another
-        // sender, a large request) off the async threads, so the runtime goes on
-        // ending and claiming other tasks meanwhile.
-        let ended = match inner.spawner.spawn_now(&start.request()) {
-            Some(sent) => sent?,
+        // sender, a full socket) off the async threads, so the runtime goes on
+        // ending and claiming other tasks meanwhile. Our write end closes once
+        // sent: the request's is then the only one.
+        match inner.spawner.spawn_now(&start.request(), &end) {
+            Some(sent) => {
+                drop(end);
+                sent?
+            }
             None => {
                 let inner = inner.clone();
                 let start = start.clone();
-                tokio::task::spawn_blocking(move || inner.spawner.spawn(&start.request()))
+                tokio::task::spawn_blocking(move || inner.spawner.spawn(&start.request(), &end))
                     .await
                     .map_err(|_| {
                         std::io::Error::other("the runtime shut down while starting the task")
                     })??
             }
-        };
-        let fd = crate::sys::async_fd(ended)?;
+        }
         match spawner::answer(&fd, &start.journal, start.task, start.attempt).await? {
             Some(s) => return Ok((s, fd)),
             None if sent_again < spawner::HANDOVERS => sent_again += 1,

@@ -262,9 +262,9 @@ impl Spawner {
         answer
     }
 
-    /// Sends an attempt's start to the spawner, and returns as soon as it is sent,
-    /// with the read end of the attempt's end pipe; an error means nothing of the
-    /// task runs.
+    /// Sends an attempt's start to the spawner with `end`, the write end of the
+    /// attempt's end pipe ([`end_pipe`]), and returns as soon as it is sent; an
+    /// error means nothing of the task runs. The caller closes its `end` then.
     ///
     /// Whoever carries the start out answers in that pipe: the supervisor, with a
     /// [`Reply`] once the task's program runs (or could not be started), or the
@@ -273,7 +273,7 @@ impl Spawner {
     /// before any reply means every process that held the start is gone (the
     /// spawner or the supervisor died): the journal then says whether the program
     /// was started, and nothing can start it any more ([`answer`]).
-    pub(crate) fn spawn(&self, req: &SpawnRequest<'_>) -> io::Result<OwnedFd> {
+    pub(crate) fn spawn(&self, req: &SpawnRequest<'_>, end: &OwnedFd) -> io::Result<()> {
         wire::check(req)?;
         if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(io::Error::other("the runtime has shut down"));
@@ -282,18 +282,17 @@ impl Spawner {
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         let mut relaunched = false;
         loop {
-            // A pipe per try: one that went to a spawner that failed is left to it.
-            let pipe = end_pipe()?;
             let c = match &mut *conn {
                 Some(c) => c,
                 None => conn.insert(launch(&self.home, &self.pid_file)?),
             };
-            let broke = match send(c, &msg, req.log, pipe) {
-                Ok(ended) => return Ok(ended),
+            let broke = match send(c, &msg, req.log, end) {
+                Ok(()) => return Ok(()),
                 Err(e) => e,
             };
             // The spawner is gone (a request that reached it in part is one it
-            // cannot decode, and never acts on): end it, start a new one.
+            // cannot decode, and never acts on): end it, start a new one. Once it
+            // is reaped and its socket closed, no copy of `end` is left with it.
             let reaped = match conn.take().and_then(|mut old| old.child.take()) {
                 Some(mut child) => {
                     let _ = child.kill(); // our unreaped child; it may have exited
@@ -315,7 +314,11 @@ impl Spawner {
     /// it might, because another sender holds the spawner, the spawner's socket has
     /// no room for the request yet, or the spawner is gone and a new one must be
     /// started, and then the caller calls `spawn` where waiting is allowed.
-    pub(crate) fn spawn_now(&self, req: &SpawnRequest<'_>) -> Option<io::Result<OwnedFd>> {
+    pub(crate) fn spawn_now(
+        &self,
+        req: &SpawnRequest<'_>,
+        end: &OwnedFd,
+    ) -> Option<io::Result<()>> {
         if let Err(e) = wire::check(req) {
             return Some(Err(e));
         }
@@ -331,38 +334,27 @@ impl Spawner {
         let c = conn
             .as_ref()
             .filter(|c| sys::has_room(&c.sock, msg.len()))?;
-        let pipe = match end_pipe() {
-            Ok(p) => p,
-            Err(e) => return Some(Err(e)),
-        };
         // A failed send: `spawn` finds the spawner gone again, and replaces it.
-        send(c, &msg, req.log, pipe).ok().map(Ok)
+        send(c, &msg, req.log, end).ok().map(Ok)
     }
 }
 
 /// An attempt's end pipe: (read end, non-blocking, for the runtime; write end, for
 /// the request).
-fn end_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn end_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let (ended, end) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?;
     rustix::fs::fcntl_setfl(&ended, OFlags::NONBLOCK)?;
     Ok((ended, end))
 }
 
-/// Sends one request (`msg`) with its log and its end pipe's write end, which ours
-/// then closes (the request's is the only one left); the pipe's read end. An error
+/// Sends one request (`msg`) with its log and its end pipe's write end. An error
 /// means the request did not reach the spawner whole.
-fn send(
-    c: &Conn,
-    msg: &[u8],
-    log: &std::fs::File,
-    pipe: (OwnedFd, OwnedFd),
-) -> io::Result<OwnedFd> {
-    let (ended, end) = pipe;
+fn send(c: &Conn, msg: &[u8], log: &std::fs::File, end: &OwnedFd) -> io::Result<()> {
     sys::send_with_fds(&c.sock, msg, &[log.as_fd(), end.as_fd()])?;
     // A test's fault here ends the runtime with the start on its way and its
     // answer unread (`spawner.sent`).
     let _ = crate::fault::point("spawner.sent");
-    Ok(ended)
+    Ok(())
 }
 
 /// How a start sent with [`Spawner::spawn`] went, read from its end pipe (`ended`,
@@ -704,4 +696,64 @@ fn hand_over<'a>(
         return Ok(());
     }
     Err((Reply::failed(Stage::SupervisorDied, libc::EIO), end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A start's end pipe, its write end given to `holder`, and what `answer` reads
+    /// in it once `holder` is done, with the journal at `journal`.
+    async fn answered(journal: &Path, holder: impl FnOnce(OwnedFd)) -> io::Result<Option<Spawned>> {
+        let (ended, end) = end_pipe().unwrap();
+        let ended = sys::async_fd(ended).unwrap();
+        holder(end);
+        answer(&ended, journal, 9, 1).await
+    }
+
+    #[tokio::test]
+    async fn a_start_is_answered_in_its_end_pipe_or_else_by_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("journal");
+        // The supervisor's answer.
+        let started = Reply {
+            pid: 400,
+            supervisor: 399,
+            errno: 0,
+            stage: Stage::Started,
+            supervisor_start: 7,
+            pid_start: 8,
+        };
+        let s = answered(&journal, |end| {
+            sys::write_all(&end, &started.encode()).unwrap();
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            s,
+            Some(Spawned {
+                supervisor: 399,
+                pid: 400
+            })
+        );
+        // A refusal names the step that failed.
+        let e = answered(&journal, |end| {
+            sys::write_all(&end, &Reply::failed(Stage::Exec, libc::ENOENT).encode()).unwrap();
+        })
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("executing the program"), "{e}");
+        // Every holder gone without a word, nothing journalled: nothing ran.
+        assert_eq!(answered(&journal, drop).await.unwrap(), None);
+        // ... and with its `S` line there, it ran and is followed.
+        journal::append(&journal, b"S 9 1 500 499 7 8\n").unwrap();
+        let s = answered(&journal, drop).await.unwrap();
+        assert_eq!(
+            s,
+            Some(Spawned {
+                supervisor: 499,
+                pid: 500
+            })
+        );
+    }
 }
