@@ -115,8 +115,13 @@ pub(crate) fn end_of_attempt(inner: &Inner, id: TaskId) {
     }
     if inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
         inner.idle.notify_waiters();
-        // A dispatcher waiting out a shutdown can now return (and let go of the runtime).
-        inner.wake.notify_one();
+        // A dispatcher waiting out a shutdown can now return (and let go of the
+        // runtime). Only then: otherwise the wake would cost a claim of its own
+        // after every task that ran alone, which the end's own turn has made.
+        // (A shutdown that begins after this look wakes the dispatcher itself.)
+        if inner.is_shutting_down() {
+            inner.wake.notify_one();
+        }
     }
 }
 
