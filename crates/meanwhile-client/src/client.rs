@@ -24,7 +24,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A client of one daemon. Cheap to clone; clones share their connections.
 #[derive(Clone)]
@@ -823,17 +823,26 @@ impl Backend for Client {
     }
 }
 
-/// Whether a request failed because its kept-alive connection had been closed by the
-/// daemon before the request got through, so that sending it again is safe.
-/// `spec` with an idempotency key: its own, or a new random one (`client-` and 32
-/// hex digits) that makes sending it twice harmless.
+/// `spec` with an idempotency key: its own, or a new one that makes sending it twice
+/// harmless: `client-`, the time in milliseconds as 12 hex digits, then 20 random ones.
+/// The time first makes each new key sort after the ones before it, so the store adds
+/// it at the end of its key index (one page written) instead of at a random place
+/// that splits a page in the middle of the index.
 fn with_key(mut spec: TaskSpec) -> TaskSpec {
     if spec.idempotency_key.is_none() {
-        spec.idempotency_key = Some(format!("client-{:032x}", rand::random::<u128>()));
+        spec.idempotency_key = Some(new_key(SystemTime::now(), rand::random::<u128>()));
     }
     spec
 }
 
+fn new_key(now: SystemTime, random: u128) -> String {
+    let millis = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let random = random & ((1 << 80) - 1);
+    format!("client-{:012x}{random:020x}", millis & 0xffff_ffff_ffff)
+}
+
+/// Whether a request failed because its kept-alive connection had been closed by the
+/// daemon before the request got through, so that sending it again is safe.
 fn stale_connection(e: &hyper::Error) -> bool {
     if e.is_canceled() || e.is_closed() || e.is_incomplete_message() {
         return true;
@@ -856,4 +865,21 @@ fn stale_connection(e: &hyper::Error) -> bool {
 
 fn schedule_path(name: &str, action: &str) -> String {
     format!("/v1/schedules/{}{action}", percent_path(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_key_sorts_after_the_keys_made_before_it() {
+        let at = |ms: u64| UNIX_EPOCH + Duration::from_millis(ms);
+        let early = new_key(at(1_796_689_986_737), u128::MAX);
+        let later = new_key(at(1_796_689_986_738), 0);
+        assert!(early < later, "{early} then {later}");
+        assert_eq!(early.len(), "client-".len() + 32, "{early}");
+        assert_eq!(later, "client-01a2531184b200000000000000000000");
+        // Two keys made in the same millisecond differ in their random part.
+        assert_ne!(new_key(at(5), 1), new_key(at(5), 2));
+    }
 }
