@@ -4,7 +4,7 @@
 //! (a look at `/proc` once a second, which walks the tasks' processes only when the
 //! machine's set of listening sockets changed).
 //!
-//! A change is committed with [`Store::set_live`], which writes the events and the
+//! A change is committed with [`LifecycleStore::set_live`], which writes the events and the
 //! session's notices; a failed write is tried again at the next look.
 
 use crate::input::{Follow, InputError};

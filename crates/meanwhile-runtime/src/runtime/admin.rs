@@ -210,7 +210,7 @@ impl Runtime {
     }
 
     /// Removes a queue that has no pending or running task and no budget (see
-    /// [`meanwhile_store::Store::remove_queue`]).
+    /// [`meanwhile_store::QueueStore::remove_queue`]).
     pub async fn remove_queue(&self, name: &str) -> Result<()> {
         self.check_open()?;
         meanwhile_core::check_queue_name(name)?;

@@ -122,7 +122,7 @@ async fn an_attempt_whose_task_another_node_holds_is_told_it_was_handed_over() {
         .await
         .unwrap();
     until_running(id).await;
-    // Another node took the task over, as `Store::take_over` leaves it.
+    // Another node took the task over, as `LifecycleStore::take_over` leaves it.
     db.execute(&format!(
         "UPDATE tasks SET node = 'b' WHERE id = {}; UPDATE attempts SET node = 'b' WHERE task_id = {}",
         id.0, id.0

@@ -2,6 +2,7 @@
 
 use meanwhile_runtime::core::{TaskId, TaskRecord, TaskSpec};
 use meanwhile_runtime::{Runtime, RuntimeConfig, WaitMode};
+use meanwhile_store::prelude::*;
 use std::time::Duration;
 
 pub struct Env {
@@ -147,7 +148,7 @@ pub async fn probe(rt: &Runtime) {
 /// Leaves `spec` claimed in the store of `home` by a runtime (node `gone`) that died
 /// before anything else happened, and returns its id.
 pub async fn claimed_by_a_dead_runtime(home: &meanwhile_runtime::Home, spec: TaskSpec) -> TaskId {
-    use meanwhile_runtime::store::{ClaimRequest, NewTask, SqliteStore, Store};
+    use meanwhile_runtime::store::{ClaimRequest, NewTask, SqliteStore};
     let store = SqliteStore::open(&home.database()).unwrap();
     let spec = spec.validate().unwrap();
     let now = meanwhile_runtime::now();

@@ -220,7 +220,7 @@ async fn catch_up(store: &Weak<Inner>, follow: &Follow, stamp: bool) -> bool {
             }
         }
         let from = *follow.last();
-        match super::Store::events_after(&store, from, BATCH).await {
+        match crate::EventStore::events_after(&store, from, BATCH).await {
             Ok(events) => {
                 follow.health.record(Ok(()), false);
                 let full = events.len() as u32 == BATCH;

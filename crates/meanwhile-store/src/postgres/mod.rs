@@ -25,6 +25,10 @@ mod sequencer;
 
 use crate::chain::{self, Entry};
 use crate::{
+    AlertStore, AuditStore, BudgetStore, EventStore, LifecycleStore, NodeStore, QueueStore,
+    ScheduleStore, SessionStore, TaskStore, TokenStore,
+};
+use crate::{
     AttemptEnd, Charged, Claim, ClaimRequest, CleanRequest, Finished, Fired, ListFilter, NewAlert,
     NewTask, Page, PruneRequest, Pruned, ScheduleFiring, Settled, StopOutcome, Store, StoreError,
     StoreFuture, Submitted, SubmittedAndClaimed, TakeOver,
@@ -573,6 +577,12 @@ impl Store for PgStore {
         })
     }
 
+    fn prune(&self, req: PruneRequest) -> StoreFuture<'_, Pruned> {
+        self.write(req, |tx, req| Box::pin(retention::prune(tx, req)))
+    }
+}
+
+impl TaskStore for PgStore {
     fn submit(&self, tasks: Vec<NewTask>) -> StoreFuture<'_, Vec<Result<Submitted>>> {
         self.write(tasks, |tx, tasks| Box::pin(tx.insert_parts(tasks)))
     }
@@ -585,6 +595,25 @@ impl Store for PgStore {
         self.read(filter, |c, f| Box::pin(ops::list(c, f)))
     }
 
+    fn remove(&self, ids: Vec<TaskId>) -> StoreFuture<'_, Vec<TaskId>> {
+        self.write(ids, |tx, ids| Box::pin(ops::remove(tx, ids)))
+    }
+
+    fn clean(&self, req: CleanRequest) -> StoreFuture<'_, Vec<TaskId>> {
+        self.write(req, |tx, req| {
+            Box::pin(async move {
+                let ids = ops::clean_candidates(tx.client(), req).await?;
+                ops::remove(tx, &ids).await
+            })
+        })
+    }
+
+    fn counts(&self) -> StoreFuture<'_, Vec<(String, TaskState, u64)>> {
+        self.read((), |c, ()| Box::pin(ops::counts(c)))
+    }
+}
+
+impl LifecycleStore for PgStore {
     fn attempts(&self, id: TaskId) -> StoreFuture<'_, Vec<Attempt>> {
         self.read(id, |c, id| Box::pin(ops::attempts(c, *id)))
     }
@@ -604,39 +633,6 @@ impl Store for PgStore {
     ) -> StoreFuture<'_, Vec<meanwhile_core::Step>> {
         self.read((id, attempt), |c, &(id, attempt)| {
             Box::pin(ops::steps(c, id, attempt))
-        })
-    }
-
-    fn open_agent_session(
-        &self,
-        open: crate::OpenAgentSession,
-    ) -> StoreFuture<'_, meanwhile_core::AgentSession> {
-        self.write(open, |tx, open| Box::pin(ops::open_agent_session(tx, open)))
-    }
-
-    fn record_session_step(&self, step: crate::NewAgentSessionStep) -> StoreFuture<'_, u32> {
-        self.write(step, |tx, s| Box::pin(ops::record_session_step(tx, s)))
-    }
-
-    fn agent_session_steps(&self, name: &str) -> StoreFuture<'_, Vec<meanwhile_core::Step>> {
-        self.read(name.to_string(), |c, name| {
-            Box::pin(ops::agent_session_steps(c, name))
-        })
-    }
-
-    fn agent_session(&self, name: &str) -> StoreFuture<'_, meanwhile_core::AgentSession> {
-        self.read(name.to_string(), |c, name| {
-            Box::pin(ops::agent_session(c, name))
-        })
-    }
-
-    fn agent_sessions(&self, limit: u32) -> StoreFuture<'_, Vec<meanwhile_core::AgentSession>> {
-        self.read(limit, |c, &limit| Box::pin(ops::agent_sessions(c, limit)))
-    }
-
-    fn forget_agent_session(&self, name: &str) -> StoreFuture<'_, bool> {
-        self.write(name.to_string(), |tx, name| {
-            Box::pin(ops::forget_agent_session(tx, name))
         })
     }
 
@@ -754,23 +750,14 @@ impl Store for PgStore {
         self.read(now, |c, now| Box::pin(ops::next_wakeup(c, *now)))
     }
 
-    fn remove(&self, ids: Vec<TaskId>) -> StoreFuture<'_, Vec<TaskId>> {
-        self.write(ids, |tx, ids| Box::pin(ops::remove(tx, ids)))
-    }
-
-    fn clean(&self, req: CleanRequest) -> StoreFuture<'_, Vec<TaskId>> {
-        self.write(req, |tx, req| {
-            Box::pin(async move {
-                let ids = ops::clean_candidates(tx.client(), req).await?;
-                ops::remove(tx, &ids).await
-            })
+    fn last_ends(&self, queue: &str, n: u32) -> StoreFuture<'_, Vec<(TaskId, TaskState)>> {
+        self.read((queue.to_string(), n), |c, (queue, n)| {
+            Box::pin(ops::last_ends(c, queue, *n))
         })
     }
+}
 
-    fn prune(&self, req: PruneRequest) -> StoreFuture<'_, Pruned> {
-        self.write(req, |tx, req| Box::pin(retention::prune(tx, req)))
-    }
-
+impl QueueStore for PgStore {
     fn queues(&self) -> StoreFuture<'_, Vec<QueueInfo>> {
         self.read((), |c, ()| Box::pin(ops::queues(c)))
     }
@@ -786,9 +773,40 @@ impl Store for PgStore {
             Box::pin(ops::remove_queue(tx, name))
         })
     }
+}
 
-    fn counts(&self) -> StoreFuture<'_, Vec<(String, TaskState, u64)>> {
-        self.read((), |c, ()| Box::pin(ops::counts(c)))
+impl SessionStore for PgStore {
+    fn open_agent_session(
+        &self,
+        open: crate::OpenAgentSession,
+    ) -> StoreFuture<'_, meanwhile_core::AgentSession> {
+        self.write(open, |tx, open| Box::pin(ops::open_agent_session(tx, open)))
+    }
+
+    fn record_session_step(&self, step: crate::NewAgentSessionStep) -> StoreFuture<'_, u32> {
+        self.write(step, |tx, s| Box::pin(ops::record_session_step(tx, s)))
+    }
+
+    fn agent_session_steps(&self, name: &str) -> StoreFuture<'_, Vec<meanwhile_core::Step>> {
+        self.read(name.to_string(), |c, name| {
+            Box::pin(ops::agent_session_steps(c, name))
+        })
+    }
+
+    fn agent_session(&self, name: &str) -> StoreFuture<'_, meanwhile_core::AgentSession> {
+        self.read(name.to_string(), |c, name| {
+            Box::pin(ops::agent_session(c, name))
+        })
+    }
+
+    fn agent_sessions(&self, limit: u32) -> StoreFuture<'_, Vec<meanwhile_core::AgentSession>> {
+        self.read(limit, |c, &limit| Box::pin(ops::agent_sessions(c, limit)))
+    }
+
+    fn forget_agent_session(&self, name: &str) -> StoreFuture<'_, bool> {
+        self.write(name.to_string(), |tx, name| {
+            Box::pin(ops::forget_agent_session(tx, name))
+        })
     }
 
     fn drain_notifications(&self, session: &str, limit: u32) -> StoreFuture<'_, Vec<Notification>> {
@@ -806,7 +824,9 @@ impl Store for PgStore {
     fn notifications_pending(&self) -> StoreFuture<'_, Vec<(String, u64)>> {
         self.read((), |c, ()| Box::pin(ops::notifications_pending(c)))
     }
+}
 
+impl EventStore for PgStore {
     fn events_after(&self, seq: i64, limit: u32) -> StoreFuture<'_, Vec<Event>> {
         self.read((seq, limit), |c, &(seq, limit)| {
             Box::pin(ops::events_after(c, seq, limit))
@@ -817,6 +837,20 @@ impl Store for PgStore {
         self.inner.follow.subscribe()
     }
 
+    fn reader_cursor(&self, name: &str) -> StoreFuture<'_, i64> {
+        self.write(name.to_string(), |tx, name| {
+            Box::pin(ops::reader_cursor(tx, name))
+        })
+    }
+
+    fn set_reader_cursor(&self, name: &str, seq: i64) -> StoreFuture<'_, ()> {
+        self.write((name.to_string(), seq), |tx, (name, seq)| {
+            Box::pin(ops::set_reader_cursor(tx, name, *seq))
+        })
+    }
+}
+
+impl AlertStore for PgStore {
     fn fire_alert(&self, alert: NewAlert, now: Timestamp) -> StoreFuture<'_, Option<Alert>> {
         self.write((alert, now), |tx, (alert, now)| {
             Box::pin(ops::fire_alert(tx, alert, *now))
@@ -863,25 +897,9 @@ impl Store for PgStore {
             Box::pin(ops::alerts(c, all, limit))
         })
     }
+}
 
-    fn last_ends(&self, queue: &str, n: u32) -> StoreFuture<'_, Vec<(TaskId, TaskState)>> {
-        self.read((queue.to_string(), n), |c, (queue, n)| {
-            Box::pin(ops::last_ends(c, queue, *n))
-        })
-    }
-
-    fn reader_cursor(&self, name: &str) -> StoreFuture<'_, i64> {
-        self.write(name.to_string(), |tx, name| {
-            Box::pin(ops::reader_cursor(tx, name))
-        })
-    }
-
-    fn set_reader_cursor(&self, name: &str, seq: i64) -> StoreFuture<'_, ()> {
-        self.write((name.to_string(), seq), |tx, (name, seq)| {
-            Box::pin(ops::set_reader_cursor(tx, name, *seq))
-        })
-    }
-
+impl ScheduleStore for PgStore {
     fn add_schedule(
         &self,
         spec: ScheduleSpec,
@@ -922,40 +940,9 @@ impl Store for PgStore {
     fn fire_schedule(&self, firing: ScheduleFiring) -> StoreFuture<'_, Option<Fired>> {
         self.write(firing, |tx, f| Box::pin(ops::fire_schedule(tx, f)))
     }
+}
 
-    fn audit(&self, filter: AuditFilter) -> StoreFuture<'_, AuditPage> {
-        self.read(filter, |c, f| Box::pin(audit::list(c, f)))
-    }
-
-    fn verify_audit(&self, key: AuditKey) -> StoreFuture<'_, AuditVerdict> {
-        // One snapshot for the checkpoint, the records and the highest number, so
-        // that appends meanwhile do not look like a broken chain.
-        self.write(key, |tx, key| Box::pin(audit::verify(tx, key)))
-    }
-
-    fn prune_audit(&self, before: Timestamp, key: AuditKey) -> StoreFuture<'_, u64> {
-        self.write((before, key), |tx, (before, key)| {
-            Box::pin(audit::prune(tx, *before, key))
-        })
-    }
-
-    fn tokens(&self) -> StoreFuture<'_, Vec<StoredToken>> {
-        self.read((), |c, ()| Box::pin(audit::tokens(c)))
-    }
-
-    fn add_token(&self, name: &str, hash: &str, now: Timestamp) -> StoreFuture<'_, TokenInfo> {
-        self.write(
-            (name.to_string(), hash.to_string(), now),
-            |tx, (name, hash, now)| Box::pin(audit::add_token(tx, name, hash, *now)),
-        )
-    }
-
-    fn remove_token(&self, name: &str) -> StoreFuture<'_, ()> {
-        self.write(name.to_string(), |tx, name| {
-            Box::pin(audit::remove_token(tx, name))
-        })
-    }
-
+impl BudgetStore for PgStore {
     fn set_budget(
         &self,
         queue: &str,
@@ -1010,7 +997,46 @@ impl Store for PgStore {
             Box::pin(ops::roll_budget(tx, queue, *now))
         })
     }
+}
 
+impl AuditStore for PgStore {
+    fn audit(&self, filter: AuditFilter) -> StoreFuture<'_, AuditPage> {
+        self.read(filter, |c, f| Box::pin(audit::list(c, f)))
+    }
+
+    fn verify_audit(&self, key: AuditKey) -> StoreFuture<'_, AuditVerdict> {
+        // One snapshot for the checkpoint, the records and the highest number, so
+        // that appends meanwhile do not look like a broken chain.
+        self.write(key, |tx, key| Box::pin(audit::verify(tx, key)))
+    }
+
+    fn prune_audit(&self, before: Timestamp, key: AuditKey) -> StoreFuture<'_, u64> {
+        self.write((before, key), |tx, (before, key)| {
+            Box::pin(audit::prune(tx, *before, key))
+        })
+    }
+}
+
+impl TokenStore for PgStore {
+    fn tokens(&self) -> StoreFuture<'_, Vec<StoredToken>> {
+        self.read((), |c, ()| Box::pin(audit::tokens(c)))
+    }
+
+    fn add_token(&self, name: &str, hash: &str, now: Timestamp) -> StoreFuture<'_, TokenInfo> {
+        self.write(
+            (name.to_string(), hash.to_string(), now),
+            |tx, (name, hash, now)| Box::pin(audit::add_token(tx, name, hash, *now)),
+        )
+    }
+
+    fn remove_token(&self, name: &str) -> StoreFuture<'_, ()> {
+        self.write(name.to_string(), |tx, name| {
+            Box::pin(audit::remove_token(tx, name))
+        })
+    }
+}
+
+impl NodeStore for PgStore {
     fn beat(&self, beat: NodeBeat) -> StoreFuture<'_, ()> {
         self.write(beat, |tx, beat| Box::pin(ops::beat(tx, beat)))
     }

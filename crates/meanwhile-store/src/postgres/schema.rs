@@ -392,7 +392,7 @@ async fn migrate_locked(client: &Client) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Store;
+    use crate::prelude::*;
 
     /// A queue paused before budgets existed was paused by a user: after the
     /// migration it says so, as on SQLite.

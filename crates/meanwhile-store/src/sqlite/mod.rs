@@ -16,6 +16,10 @@ use meanwhile_core::http::LoopHealth;
 pub use schema::SCHEMA_VERSION;
 
 use crate::{
+    AlertStore, AuditStore, BudgetStore, EventStore, LifecycleStore, NodeStore, QueueStore,
+    ScheduleStore, SessionStore, TaskStore, TokenStore,
+};
+use crate::{
     AttemptEnd, Charged, Claim, ClaimRequest, CleanRequest, Finished, Fired, ListFilter, NewAlert,
     NewTask, Page, PruneRequest, Pruned, ScheduleFiring, Settled, StopOutcome, Store, StoreError,
     StoreFuture, Submitted, SubmittedAndClaimed, TakeOver,
@@ -797,12 +801,75 @@ impl Store for SqliteStore {
         self.write(move |conn, _| ops::seal_clear_secrets(conn, &seal))
     }
 
+    fn prune(&self, req: PruneRequest) -> StoreFuture<'_, Pruned> {
+        self.write(move |conn, _| retention::prune(conn, &req))
+    }
+
+    fn checkpoint(&self) -> StoreFuture<'_, ()> {
+        let (tx, rx) = oneshot::channel();
+        let sent = self
+            .inner
+            .checkpoints
+            .lock()
+            .map_err(|_| StoreError::Closed)
+            .and_then(|c| {
+                c.send(Checkpoint::Truncate(tx))
+                    .map_err(|_| StoreError::Closed)
+            });
+        Box::pin(async move {
+            sent?;
+            rx.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn background(&self) -> Vec<LoopHealth> {
+        self.inner.wal.health.report().into_iter().collect()
+    }
+
+    fn broken(&self) -> StoreFuture<'static, String> {
+        let mut broken = self.inner.broken.clone();
+        Box::pin(async move {
+            match broken.wait_for(Option::is_some).await {
+                Ok(why) => Ok(why.clone().unwrap_or_default()),
+                // The sender went with the writer thread: it ended.
+                Err(_) => Ok("the store's writer thread ended".to_string()),
+            }
+        })
+    }
+}
+
+impl TaskStore for SqliteStore {
     fn submit(&self, tasks: Vec<NewTask>) -> StoreFuture<'_, Vec<Result<Submitted, StoreError>>> {
         self.write(move |conn, ev| {
             each_part(conn, ev, &tasks, |ev, t| ops::insert_task(conn, ev, t))
         })
     }
 
+    fn get(&self, id: TaskId) -> StoreFuture<'_, TaskRecord> {
+        self.read(move |conn| ops::load_task(conn, id))
+    }
+
+    fn list(&self, filter: ListFilter) -> StoreFuture<'_, Page> {
+        self.read(move |conn| ops::list(conn, &filter))
+    }
+
+    fn remove(&self, ids: Vec<TaskId>) -> StoreFuture<'_, Vec<TaskId>> {
+        self.write(move |conn, ev| ops::remove(conn, ev, &ids))
+    }
+
+    fn clean(&self, req: CleanRequest) -> StoreFuture<'_, Vec<TaskId>> {
+        self.write(move |conn, ev| {
+            let ids = ops::clean_candidates(conn, &req)?;
+            ops::remove(conn, ev, &ids)
+        })
+    }
+
+    fn counts(&self) -> StoreFuture<'_, Vec<(String, TaskState, u64)>> {
+        self.read(ops::counts)
+    }
+}
+
+impl LifecycleStore for SqliteStore {
     fn submit_and_claim(
         &self,
         tasks: Vec<NewTask>,
@@ -817,14 +884,6 @@ impl Store for SqliteStore {
             };
             Ok(SubmittedAndClaimed { submitted, claim })
         })
-    }
-
-    fn get(&self, id: TaskId) -> StoreFuture<'_, TaskRecord> {
-        self.read(move |conn| ops::load_task(conn, id))
-    }
-
-    fn list(&self, filter: ListFilter) -> StoreFuture<'_, Page> {
-        self.read(move |conn| ops::list(conn, &filter))
     }
 
     fn attempts(&self, id: TaskId) -> StoreFuture<'_, Vec<Attempt>> {
@@ -845,36 +904,6 @@ impl Store for SqliteStore {
         attempt: Option<u32>,
     ) -> StoreFuture<'_, Vec<meanwhile_core::Step>> {
         self.read(move |conn| ops::steps(conn, id, attempt))
-    }
-
-    fn open_agent_session(
-        &self,
-        open: crate::OpenAgentSession,
-    ) -> StoreFuture<'_, meanwhile_core::AgentSession> {
-        self.write(move |conn, _| ops::open_agent_session(conn, &open))
-    }
-
-    fn record_session_step(&self, step: crate::NewAgentSessionStep) -> StoreFuture<'_, u32> {
-        self.write(move |conn, _| ops::record_session_step(conn, &step))
-    }
-
-    fn agent_session_steps(&self, name: &str) -> StoreFuture<'_, Vec<meanwhile_core::Step>> {
-        let name = owned(name);
-        self.read(move |conn| ops::agent_session_steps(conn, &name))
-    }
-
-    fn agent_session(&self, name: &str) -> StoreFuture<'_, meanwhile_core::AgentSession> {
-        let name = owned(name);
-        self.read(move |conn| ops::agent_session(conn, &name))
-    }
-
-    fn agent_sessions(&self, limit: u32) -> StoreFuture<'_, Vec<meanwhile_core::AgentSession>> {
-        self.read(move |conn| ops::agent_sessions(conn, limit))
-    }
-
-    fn forget_agent_session(&self, name: &str) -> StoreFuture<'_, bool> {
-        let name = owned(name);
-        self.write(move |conn, _| ops::forget_agent_session(conn, &name))
     }
 
     fn set_pid(&self, id: TaskId, attempt: u32, pid: i32) -> StoreFuture<'_, ()> {
@@ -958,21 +987,13 @@ impl Store for SqliteStore {
         self.read(move |conn| ops::next_wakeup(conn, now))
     }
 
-    fn remove(&self, ids: Vec<TaskId>) -> StoreFuture<'_, Vec<TaskId>> {
-        self.write(move |conn, ev| ops::remove(conn, ev, &ids))
+    fn last_ends(&self, queue: &str, n: u32) -> StoreFuture<'_, Vec<(TaskId, TaskState)>> {
+        let queue = owned(queue);
+        self.read(move |conn| ops::last_ends(conn, &queue, n))
     }
+}
 
-    fn clean(&self, req: CleanRequest) -> StoreFuture<'_, Vec<TaskId>> {
-        self.write(move |conn, ev| {
-            let ids = ops::clean_candidates(conn, &req)?;
-            ops::remove(conn, ev, &ids)
-        })
-    }
-
-    fn prune(&self, req: PruneRequest) -> StoreFuture<'_, Pruned> {
-        self.write(move |conn, _| retention::prune(conn, &req))
-    }
-
+impl QueueStore for SqliteStore {
     fn queues(&self) -> StoreFuture<'_, Vec<QueueInfo>> {
         self.read(ops::queues)
     }
@@ -986,9 +1007,37 @@ impl Store for SqliteStore {
         let name = owned(name);
         self.write(move |conn, ev| ops::remove_queue(conn, ev, &name))
     }
+}
 
-    fn counts(&self) -> StoreFuture<'_, Vec<(String, TaskState, u64)>> {
-        self.read(ops::counts)
+impl SessionStore for SqliteStore {
+    fn open_agent_session(
+        &self,
+        open: crate::OpenAgentSession,
+    ) -> StoreFuture<'_, meanwhile_core::AgentSession> {
+        self.write(move |conn, _| ops::open_agent_session(conn, &open))
+    }
+
+    fn record_session_step(&self, step: crate::NewAgentSessionStep) -> StoreFuture<'_, u32> {
+        self.write(move |conn, _| ops::record_session_step(conn, &step))
+    }
+
+    fn agent_session_steps(&self, name: &str) -> StoreFuture<'_, Vec<meanwhile_core::Step>> {
+        let name = owned(name);
+        self.read(move |conn| ops::agent_session_steps(conn, &name))
+    }
+
+    fn agent_session(&self, name: &str) -> StoreFuture<'_, meanwhile_core::AgentSession> {
+        let name = owned(name);
+        self.read(move |conn| ops::agent_session(conn, &name))
+    }
+
+    fn agent_sessions(&self, limit: u32) -> StoreFuture<'_, Vec<meanwhile_core::AgentSession>> {
+        self.read(move |conn| ops::agent_sessions(conn, limit))
+    }
+
+    fn forget_agent_session(&self, name: &str) -> StoreFuture<'_, bool> {
+        let name = owned(name);
+        self.write(move |conn, _| ops::forget_agent_session(conn, &name))
     }
 
     fn drain_notifications(&self, session: &str, limit: u32) -> StoreFuture<'_, Vec<Notification>> {
@@ -1004,7 +1053,9 @@ impl Store for SqliteStore {
     fn notifications_pending(&self) -> StoreFuture<'_, Vec<(String, u64)>> {
         self.read(ops::notifications_pending)
     }
+}
 
+impl EventStore for SqliteStore {
     fn events_after(&self, seq: i64, limit: u32) -> StoreFuture<'_, Vec<Event>> {
         self.read(move |conn| ops::events_after(conn, seq, limit))
     }
@@ -1013,38 +1064,18 @@ impl Store for SqliteStore {
         self.inner.events.subscribe()
     }
 
-    fn checkpoint(&self) -> StoreFuture<'_, ()> {
-        let (tx, rx) = oneshot::channel();
-        let sent = self
-            .inner
-            .checkpoints
-            .lock()
-            .map_err(|_| StoreError::Closed)
-            .and_then(|c| {
-                c.send(Checkpoint::Truncate(tx))
-                    .map_err(|_| StoreError::Closed)
-            });
-        Box::pin(async move {
-            sent?;
-            rx.await.map_err(|_| StoreError::Closed)?
-        })
+    fn reader_cursor(&self, name: &str) -> StoreFuture<'_, i64> {
+        let name = owned(name);
+        self.write(move |conn, _| ops::reader_cursor(conn, &name))
     }
 
-    fn background(&self) -> Vec<LoopHealth> {
-        self.inner.wal.health.report().into_iter().collect()
+    fn set_reader_cursor(&self, name: &str, seq: i64) -> StoreFuture<'_, ()> {
+        let name = owned(name);
+        self.write(move |conn, _| ops::set_reader_cursor(conn, &name, seq))
     }
+}
 
-    fn broken(&self) -> StoreFuture<'static, String> {
-        let mut broken = self.inner.broken.clone();
-        Box::pin(async move {
-            match broken.wait_for(Option::is_some).await {
-                Ok(why) => Ok(why.clone().unwrap_or_default()),
-                // The sender went with the writer thread: it ended.
-                Err(_) => Ok("the store's writer thread ended".to_string()),
-            }
-        })
-    }
-
+impl AlertStore for SqliteStore {
     fn fire_alert(&self, alert: NewAlert, now: Timestamp) -> StoreFuture<'_, Option<Alert>> {
         self.write(move |conn, ev| ops::fire_alert(conn, ev, &alert, now))
     }
@@ -1081,22 +1112,9 @@ impl Store for SqliteStore {
     fn alerts(&self, all: bool, limit: u32) -> StoreFuture<'_, Vec<Alert>> {
         self.read(move |conn| ops::alerts(conn, all, limit))
     }
+}
 
-    fn last_ends(&self, queue: &str, n: u32) -> StoreFuture<'_, Vec<(TaskId, TaskState)>> {
-        let queue = owned(queue);
-        self.read(move |conn| ops::last_ends(conn, &queue, n))
-    }
-
-    fn reader_cursor(&self, name: &str) -> StoreFuture<'_, i64> {
-        let name = owned(name);
-        self.write(move |conn, _| ops::reader_cursor(conn, &name))
-    }
-
-    fn set_reader_cursor(&self, name: &str, seq: i64) -> StoreFuture<'_, ()> {
-        let name = owned(name);
-        self.write(move |conn, _| ops::set_reader_cursor(conn, &name, seq))
-    }
-
+impl ScheduleStore for SqliteStore {
     fn add_schedule(
         &self,
         spec: ScheduleSpec,
@@ -1133,46 +1151,9 @@ impl Store for SqliteStore {
     fn fire_schedule(&self, firing: ScheduleFiring) -> StoreFuture<'_, Option<Fired>> {
         self.write(move |conn, ev| ops::fire_schedule(conn, ev, &firing))
     }
+}
 
-    fn audit(&self, filter: AuditFilter) -> StoreFuture<'_, AuditPage> {
-        self.read(move |conn| audit::list(conn, &filter))
-    }
-
-    fn verify_audit(&self, key: AuditKey) -> StoreFuture<'_, AuditVerdict> {
-        self.read(move |conn| {
-            // One snapshot for the checkpoint, the records and the highest number,
-            // so that appends meanwhile do not look like a broken chain.
-            let tx = conn.unchecked_transaction()?;
-            let verdict = audit::verify(&tx, &key)?;
-            tx.finish()?;
-            Ok(verdict)
-        })
-    }
-
-    fn prune_audit(&self, before: Timestamp, key: AuditKey) -> StoreFuture<'_, u64> {
-        self.write(move |conn, _| audit::prune(conn, before, &key))
-    }
-
-    fn tokens(&self) -> StoreFuture<'_, Vec<StoredToken>> {
-        self.read(audit::tokens)
-    }
-
-    fn add_token(&self, name: &str, hash: &str, now: Timestamp) -> StoreFuture<'_, TokenInfo> {
-        let (name, hash) = (owned(name), owned(hash));
-        let actor = crate::current_actor();
-        self.write_as(actor.clone(), move |conn, _| {
-            audit::add_token(conn, &actor, &name, &hash, now)
-        })
-    }
-
-    fn remove_token(&self, name: &str) -> StoreFuture<'_, ()> {
-        let name = owned(name);
-        let actor = crate::current_actor();
-        self.write_as(actor.clone(), move |conn, _| {
-            audit::remove_token(conn, &actor, &name)
-        })
-    }
-
+impl BudgetStore for SqliteStore {
     fn set_budget(
         &self,
         queue: &str,
@@ -1217,7 +1198,52 @@ impl Store for SqliteStore {
         let queue = owned(queue);
         self.write(move |conn, ev| ops::roll_budget(conn, ev, &queue, now))
     }
+}
 
+impl AuditStore for SqliteStore {
+    fn audit(&self, filter: AuditFilter) -> StoreFuture<'_, AuditPage> {
+        self.read(move |conn| audit::list(conn, &filter))
+    }
+
+    fn verify_audit(&self, key: AuditKey) -> StoreFuture<'_, AuditVerdict> {
+        self.read(move |conn| {
+            // One snapshot for the checkpoint, the records and the highest number,
+            // so that appends meanwhile do not look like a broken chain.
+            let tx = conn.unchecked_transaction()?;
+            let verdict = audit::verify(&tx, &key)?;
+            tx.finish()?;
+            Ok(verdict)
+        })
+    }
+
+    fn prune_audit(&self, before: Timestamp, key: AuditKey) -> StoreFuture<'_, u64> {
+        self.write(move |conn, _| audit::prune(conn, before, &key))
+    }
+}
+
+impl TokenStore for SqliteStore {
+    fn tokens(&self) -> StoreFuture<'_, Vec<StoredToken>> {
+        self.read(audit::tokens)
+    }
+
+    fn add_token(&self, name: &str, hash: &str, now: Timestamp) -> StoreFuture<'_, TokenInfo> {
+        let (name, hash) = (owned(name), owned(hash));
+        let actor = crate::current_actor();
+        self.write_as(actor.clone(), move |conn, _| {
+            audit::add_token(conn, &actor, &name, &hash, now)
+        })
+    }
+
+    fn remove_token(&self, name: &str) -> StoreFuture<'_, ()> {
+        let name = owned(name);
+        let actor = crate::current_actor();
+        self.write_as(actor.clone(), move |conn, _| {
+            audit::remove_token(conn, &actor, &name)
+        })
+    }
+}
+
+impl NodeStore for SqliteStore {
     fn beat(&self, beat: NodeBeat) -> StoreFuture<'_, ()> {
         self.write(move |conn, _| ops::beat(conn, &beat))
     }

@@ -324,7 +324,8 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{SqliteStore, Store};
+    use crate::SqliteStore;
+    use crate::prelude::*;
     use meanwhile_core::{TaskId, TaskSpec};
 
     /// A database written by a build that knew only version 1 opens, and its tasks and

@@ -2,7 +2,7 @@
 //! each store records, the events the sinks hear (and do not), and the audit trail,
 //! with time given by the test.
 
-use crate::conformance::NOW;
+use crate::support::NOW;
 use meanwhile_core::{Actor, AlertKind, AlertState, AuditFilter, EventKind, Timestamp};
 use meanwhile_store::{NewAlert, Store, StoreError, acting};
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! field, a removed record, a removed tail, a forged checkpoint, each made by SQL
 //! run on the database directly (the SQLite file, the PostgreSQL database).
 
-use crate::conformance::NOW;
+use crate::support::NOW;
 use meanwhile_core::http::QueueUpdate;
 use meanwhile_core::{Actor, AuditFilter, TaskSpec, Timestamp};
 use meanwhile_store::{AuditKey, NewTask, Store, acting};
@@ -279,7 +279,7 @@ both! {
             f.store
                 .submit_and_claim(
                     vec![NewTask::new(spec, NOW)],
-                    Some(crate::conformance::claim_req(1)),
+                    Some(crate::support::claim_req(1)),
                 )
                 .await
         })
@@ -310,7 +310,7 @@ both! {
     /// An attempt's end that ends its task is one record with the task's end; one
     /// that schedules a retry is a record of its own, and so is the task's end.
     async fn an_end_is_one_record_unless_a_retry_follows(f: Fixture) {
-        use crate::conformance::{claim_req, end};
+        use crate::support::{claim_req, end};
         use meanwhile_core::{AttemptOutcome, RetryPolicy};
         let mut spec = TaskSpec::shell("flaky");
         spec.retry = RetryPolicy {

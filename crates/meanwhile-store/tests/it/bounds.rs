@@ -2,8 +2,9 @@
 //! checkpointed and truncated as it grows and at a clean stop, and the space that
 //! retention frees goes back to the file system.
 
-use crate::conformance::{NOW, claim_req, end, submit};
+use crate::support::{NOW, claim_req, end, submit};
 use meanwhile_core::{AttemptOutcome, TaskSpec, Timestamp};
+use meanwhile_store::prelude::*;
 use meanwhile_store::{CleanRequest, PruneRequest, SqliteStore, Store};
 use std::path::{Path, PathBuf};
 

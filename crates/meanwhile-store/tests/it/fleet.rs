@@ -4,8 +4,8 @@
 //! order with no gap, and one audit chain written by many connections. Each
 //! "node" is a store of its own, with connections of its own.
 
-use crate::conformance::NOW;
 use crate::support::Fixture;
+use crate::support::NOW;
 use meanwhile_core::http::QueueUpdate;
 use meanwhile_core::{AttemptOutcome, EventKind, TaskKind, TaskSpec, TaskState, Timestamp};
 use meanwhile_store::{AttemptEnd, AuditKey, ClaimRequest, ListFilter, NewTask, Store, StoreError};

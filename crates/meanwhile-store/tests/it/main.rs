@@ -1,6 +1,8 @@
-//! The store's conformance suite: every `Store` implementation must pass these, and
-//! each test runs against both, SQLite on a file and PostgreSQL on a real server
-//! the harness starts (`meanwhile-testpg`).
+//! The store's conformance suites, one per topic trait (`tasks`, `lifecycle`, `queues`,
+//! `sessions`, `events`, `alerts`, `schedules`, `budgets`, `audit` with the tokens,
+//! `nodes`), and its bounds, fleet, migration and plan tests: every `Store`
+//! implementation must pass them, and each test runs against both, SQLite on a file
+//! and PostgreSQL on a real server the harness starts (`meanwhile-testpg`).
 
 #[macro_use]
 mod support;
@@ -9,8 +11,13 @@ mod alerts;
 mod audit;
 mod bounds;
 mod budgets;
-mod conformance;
+mod events;
 mod fleet;
+mod lifecycle;
 mod migration;
+mod nodes;
 mod plans;
+mod queues;
 mod schedules;
+mod sessions;
+mod tasks;

@@ -1,7 +1,7 @@
 //! Schedules in the store: one firing per due time however many look, by-hand
 //! firings, pausing, and what a wrong name gets.
 
-use crate::conformance::NOW;
+use crate::support::NOW;
 use meanwhile_core::{EventKind, Missed, ScheduleSpec, TaskSpec, TaskState, Timestamp};
 use meanwhile_store::{NewTask, ScheduleFiring, StoreError, Submitted};
 use std::time::Duration;
@@ -234,8 +234,8 @@ both! {
         let mut spec = TaskSpec::shell("true");
         spec.secrets.insert("A".into(), meanwhile_core::Secret::new("clear-a"));
         spec.secrets.insert("B".into(), meanwhile_core::Secret::new("S:sealed-b"));
-        let id = crate::conformance::submit(&*f.store, spec).await;
-        let plain = crate::conformance::submit(&*f.store, TaskSpec::shell("echo none")).await;
+        let id = crate::support::submit(&*f.store, spec).await;
+        let plain = crate::support::submit(&*f.store, TaskSpec::shell("echo none")).await;
         let mut s = every_minute("with-secret");
         s.task.secrets.insert("C".into(), meanwhile_core::Secret::new("clear-c"));
         f.store.add_schedule(s, None, NOW).await.unwrap();

@@ -1,7 +1,8 @@
 //! The suite's fixtures: a store of either kind on a database of the test's own, and
 //! the macro that runs one test body against both.
 
-use meanwhile_store::{PgStore, SqliteStore, Store, StoreError};
+use meanwhile_core::{AttemptOutcome, TaskId, TaskKind, TaskSpec, Timestamp};
+use meanwhile_store::{AttemptEnd, ClaimRequest, NewTask, PgStore, SqliteStore, Store, StoreError};
 use meanwhile_testpg::TestDb;
 use std::path::PathBuf;
 
@@ -113,4 +114,56 @@ macro_rules! both {
             }
         }
     };
+}
+
+pub(crate) const NOW: Timestamp = Timestamp(1_000_000);
+
+pub(crate) async fn submit(store: &dyn Store, spec: TaskSpec) -> TaskId {
+    let r = store
+        .submit(vec![NewTask::new(spec.validate().unwrap(), NOW)])
+        .await
+        .unwrap();
+    r.into_iter().next().unwrap().unwrap().id()
+}
+
+pub(crate) fn claim_req(limit: u32) -> ClaimRequest {
+    ClaimRequest {
+        node: "n1".into(),
+        now: NOW,
+        lease_until: Timestamp(NOW.0 + 60_000),
+        kinds: vec![TaskKind::Shell],
+        limit,
+        share_since: None,
+    }
+}
+
+pub(crate) fn end(id: TaskId, attempt: u32, outcome: AttemptOutcome) -> AttemptEnd {
+    AttemptEnd {
+        id,
+        attempt,
+        outcome,
+        ended_at: Timestamp(NOW.0 + 500),
+        exit_code: match outcome {
+            AttemptOutcome::Exited { code } => Some(code),
+            _ => None,
+        },
+        signal: None,
+        reason: None,
+        peak_rss_kb: None,
+        cpu_ms: None,
+        pid: None,
+        retry_at: Timestamp(NOW.0 + 1000),
+        tail: "last line\n".into(),
+        output_bytes: 10,
+        result: None,
+        node: None,
+    }
+}
+
+pub(crate) async fn claimed_ids(
+    store: &dyn Store,
+    req: ClaimRequest,
+) -> (Vec<TaskId>, Option<Timestamp>) {
+    let c = store.claim(req).await.unwrap();
+    (c.tasks.iter().map(|c| c.task.id).collect(), c.next_wakeup)
 }

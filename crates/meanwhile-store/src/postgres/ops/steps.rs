@@ -71,7 +71,7 @@ fn session_row(r: &tokio_postgres::Row) -> Result<meanwhile_core::AgentSession> 
     ))
 }
 
-/// Opens an agent session for a holder (see `Store::open_agent_session`).
+/// Opens an agent session for a holder (see `SessionStore::open_agent_session`).
 pub(crate) async fn open_agent_session(
     tx: &mut Tx,
     open: &crate::OpenAgentSession,

@@ -71,7 +71,7 @@ fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<meanwhile_core::AgentS
     ))
 }
 
-/// Opens an agent session for a holder (see `Store::open_agent_session`).
+/// Opens an agent session for a holder (see `SessionStore::open_agent_session`).
 pub(crate) fn open_agent_session(
     conn: &Connection,
     open: &crate::OpenAgentSession,
@@ -103,7 +103,7 @@ pub(crate) fn open_agent_session(
         )?)
 }
 
-/// Records the next step of an agent session (see `Store::record_session_step`).
+/// Records the next step of an agent session (see `SessionStore::record_session_step`).
 pub(crate) fn record_session_step(
     conn: &Connection,
     s: &crate::NewAgentSessionStep,
