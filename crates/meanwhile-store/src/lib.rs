@@ -17,6 +17,7 @@ mod chain;
 mod conversation;
 mod decode;
 pub mod fault;
+mod flow;
 mod health;
 #[cfg(feature = "plans")]
 #[doc(hidden)]

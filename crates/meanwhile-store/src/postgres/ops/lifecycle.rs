@@ -8,16 +8,17 @@
 //! `FOR UPDATE SKIP LOCKED`, passing over any a concurrent write holds.
 
 use super::*;
+use crate::flow::{self, ClaimQueue, Val};
 use crate::postgres::Client;
-use crate::{
-    AttemptEnd, Claim, ClaimRequest, Claimed, Finished, StopOutcome, StoreError, TakeOver,
-};
+use crate::sql::Sql;
+use crate::{AttemptEnd, Claim, ClaimRequest, Finished, StopOutcome, StoreError, TakeOver};
 use crate::{decode, policy};
 use meanwhile_core::{
     Attempt, EventKind, Progress, TaskId, TaskRecord, TaskState, Timestamp, Transition, transition,
 };
 use serde_json::json;
 use std::collections::HashMap;
+use tokio_postgres::types::ToSql;
 
 /// Fails a pending task whose dependency ended without succeeding, then its own
 /// dependents, and so on.
@@ -82,15 +83,6 @@ pub(super) async fn cascade(
     Ok(out)
 }
 
-/// A queue as a claim sees it: its limits.
-struct ClaimQueue {
-    name: String,
-    max_parallel: i64,
-    per_key: Option<i64>,
-    /// Starts allowed, and the window's length in milliseconds.
-    rate: Option<(i64, i64)>,
-}
-
 /// The queues a claim may take from, with their limits, locked in name order.
 pub(crate) const UNPAUSED_QUEUES: &str =
     "SELECT name, max_parallel, per_key, rate_count, rate_window_ms
@@ -129,161 +121,150 @@ pub(crate) fn pick_sql(runnable: &str) -> String {
 }
 
 pub(crate) async fn claim(tx: &mut Tx, req: &ClaimRequest) -> Result<Claim> {
-    if req.kinds.is_empty() || req.limit == 0 {
-        return Ok(Claim {
-            tasks: Vec::new(),
-            next_wakeup: next_wakeup(tx.client(), req.now).await?,
-        });
-    }
-    // First the queues' rows, so that what is counted below cannot change under
-    // this claim; another claimer waits here until this one commits.
-    let queues: Vec<ClaimQueue> = tx
-        .client()
-        .query(UNPAUSED_QUEUES, &[])
-        .await?
-        .iter()
-        .map(|r| {
-            let rate = match (col::<Option<i64>>(r, 3)?, col::<Option<i64>>(r, 4)?) {
-                (Some(count), Some(window)) => Some((count, window)),
-                _ => None,
-            };
-            Ok(ClaimQueue {
-                name: col(r, 0)?,
-                max_parallel: col(r, 1)?,
-                per_key: col(r, 2)?,
-                rate,
-            })
-        })
-        .collect::<Result<_>>()?;
-    let running: HashMap<String, i64> = tx
-        .client()
-        .query(RUNNING_PER_QUEUE, &[])
-        .await?
-        .iter()
-        .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
-        .collect::<Result<_>>()?;
-    // This node's share of each queue, when the fleet shares them.
-    let share = match req.share_since {
-        None => None,
-        Some(since) => {
-            let others: i64 = col(
-                &tx.client()
-                    .query_one(SHARING_NODES, &[&req.node, &since.0])
-                    .await?,
-                0,
-            )?;
-            let mine: HashMap<String, i64> = tx
-                .client()
-                .query(RUNNING_OF_NODE_PER_QUEUE, &[&req.node])
-                .await?
-                .iter()
-                .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
-                .collect::<Result<_>>()?;
-            Some((others + 1, mine))
-        }
-    };
-    let kinds: Vec<String> = req.kinds.iter().map(|k| k.as_str().to_string()).collect();
-    let runnable = runnable(&req.node);
-    let runnable = runnable.as_str();
-    let mut budget = i64::from(req.limit);
-    let mut picked = Vec::new();
-    let mut wakeup = next_wakeup(tx.client(), req.now).await?;
-    for queue in queues {
-        let mut free =
-            (queue.max_parallel - running.get(&queue.name).copied().unwrap_or(0)).min(budget);
-        if let Some((nodes, mine)) = &share {
-            let my_share = (queue.max_parallel + nodes - 1) / nodes;
-            free = free.min(my_share - mine.get(&queue.name).copied().unwrap_or(0));
-        }
-        if free <= 0 {
-            continue;
-        }
-        let used = match queue.rate {
-            None => 0,
-            Some((_, window)) => rate_used(tx, &queue.name, req.now, window).await?,
-        };
-        // When the rate rather than the free slots stops this claim, look for one task
-        // more: if there is one, the rate holds it back, and the claimer must hear when
-        // the window lets it start.
-        let (allowed, probe) = policy::claim_room(free, queue.rate, used);
-        let want = allowed + i64::from(probe);
-        let mut ids: Vec<i64> = match queue.per_key {
-            None => tx
-                .client()
-                .query(
-                    &pick_sql(runnable),
-                    &[&queue.name, &req.now.0, &kinds, &want],
-                )
-                .await?
-                .iter()
-                .map(|r| col(r, 0))
-                .collect::<Result<_>>()?,
-            Some(per_key) => {
-                pick_by_key(tx, runnable, &queue.name, req.now, &kinds, per_key, want).await?
-            }
-        };
-        let held_back = ids.len() as i64 > allowed;
-        ids.truncate(allowed as usize);
-        if let Some((count, window)) = queue.rate {
-            if !ids.is_empty() {
-                record_starts(tx, &queue.name, req.now, ids.len() as i64).await?;
-            }
-            if held_back {
-                let used = used + ids.len() as i64;
-                if let Some(t) = rate_reopens(tx, &queue.name, window, used - count + 1).await? {
-                    wakeup = Some(wakeup.map_or(t, |w| w.min(t)));
+    flow::claim(tx, req).await
+}
+
+impl flow::Db for Tx {
+    async fn exec(&mut self, sql: &Sql, params: &[Val<'_>]) -> Result<u64> {
+        let values: Vec<Box<dyn ToSql + Sync + Send + '_>> = params
+            .iter()
+            .map(|v| -> Box<dyn ToSql + Sync + Send + '_> {
+                match *v {
+                    Val::Int(i) => Box::new(i),
+                    Val::Text(t) => Box::new(t),
                 }
+            })
+            .collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| &**v as _).collect();
+        exec(self, sql.postgres, &refs).await
+    }
+
+    async fn load_task(&mut self, id: TaskId) -> Result<TaskRecord> {
+        load_task(self.client(), id).await
+    }
+
+    async fn load_task_and_budget(&mut self, id: TaskId) -> Result<(TaskRecord, i64, i64)> {
+        load_task_and_budget(self, id).await
+    }
+
+    async fn count_move(&mut self, queue: &str, from: TaskState, to: TaskState) -> Result<()> {
+        Tx::count_move(self, queue, from, to);
+        Ok(())
+    }
+
+    async fn emit(
+        &mut self,
+        at: Timestamp,
+        kind: EventKind,
+        task: Option<TaskId>,
+        data: serde_json::Value,
+    ) -> Result<()> {
+        Tx::emit(self, at, kind, task, data);
+        Ok(())
+    }
+
+    async fn finished(
+        &mut self,
+        task: &TaskRecord,
+        now: Timestamp,
+        duration_ms: u64,
+        tail: &str,
+        output_bytes: u64,
+    ) -> Result<()> {
+        finished(self, task, now, duration_ms, tail, output_bytes);
+        Ok(())
+    }
+
+    async fn cascade(
+        &mut self,
+        id: TaskId,
+        state: TaskState,
+        now: Timestamp,
+    ) -> Result<Vec<TaskRecord>> {
+        cascade(self, id, state, now).await
+    }
+
+    async fn next_wakeup(&mut self, now: Timestamp) -> Result<Option<Timestamp>> {
+        next_wakeup(self.client(), now).await
+    }
+}
+
+impl flow::Claims for Tx {
+    async fn unpaused_queues(&mut self) -> Result<Vec<ClaimQueue>> {
+        let rows = self.client().query(UNPAUSED_QUEUES, &[]).await?;
+        rows.iter()
+            .map(|r| {
+                let rate = match (col::<Option<i64>>(r, 3)?, col::<Option<i64>>(r, 4)?) {
+                    (Some(count), Some(window)) => Some((count, window)),
+                    _ => None,
+                };
+                Ok(ClaimQueue {
+                    name: col(r, 0)?,
+                    max_parallel: col(r, 1)?,
+                    per_key: col(r, 2)?,
+                    rate,
+                })
+            })
+            .collect()
+    }
+
+    async fn running_per_queue(&mut self) -> Result<HashMap<String, i64>> {
+        let rows = self.client().query(RUNNING_PER_QUEUE, &[]).await?;
+        rows.iter().map(|r| Ok((col(r, 0)?, col(r, 1)?))).collect()
+    }
+
+    async fn share(&mut self, req: &ClaimRequest) -> Result<Option<(i64, HashMap<String, i64>)>> {
+        let Some(since) = req.share_since else {
+            return Ok(None);
+        };
+        let c = self.client();
+        let others: i64 = col(
+            &c.query_one(SHARING_NODES, &[&req.node, &since.0]).await?,
+            0,
+        )?;
+        let mine = c.query(RUNNING_OF_NODE_PER_QUEUE, &[&req.node]).await?;
+        let mine = mine.iter().map(|r| Ok((col(r, 0)?, col(r, 1)?)));
+        Ok(Some((others + 1, mine.collect::<Result<_>>()?)))
+    }
+
+    async fn rate_used(&mut self, queue: &str, now: Timestamp, window_ms: i64) -> Result<i64> {
+        rate_used(self, queue, now, window_ms).await
+    }
+
+    async fn pick(
+        &mut self,
+        queue: &ClaimQueue,
+        req: &ClaimRequest,
+        want: i64,
+    ) -> Result<Vec<i64>> {
+        let kinds: Vec<String> = req.kinds.iter().map(|k| k.as_str().to_string()).collect();
+        let runnable = runnable(&req.node);
+        let (name, now) = (queue.name.as_str(), req.now);
+        match queue.per_key {
+            None => {
+                let sql = pick_sql(&runnable);
+                let rows = self
+                    .client()
+                    .query(&sql, &[&name, &now.0, &kinds, &want])
+                    .await?;
+                rows.iter().map(|r| col(r, 0)).collect()
             }
-        }
-        budget -= ids.len() as i64;
-        picked.extend(ids);
-        if budget <= 0 {
-            break;
+            Some(per_key) => pick_by_key(self, &runnable, name, now, &kinds, per_key, want).await,
         }
     }
-    let mut out = Vec::with_capacity(picked.len());
-    for id in picked {
-        let id = TaskId(id);
-        let mut task = load_task(tx.client(), id).await?;
-        let to = transition(task.state, Transition::Claim)
-            .map_err(|source| StoreError::Illegal { id, source })?;
-        let attempt = task.attempts + 1;
-        exec(
-            tx,
-            "UPDATE tasks SET state = $2, attempts = $3, started_at = $4, finished_at = NULL,
-                node = $5, lease_until = $6, run_after = NULL, exit_code = NULL, signal = NULL,
-                stop_requested = false, live = NULL
-             WHERE id = $1",
-            &[
-                &id.0,
-                &to.as_str(),
-                &i64::from(attempt),
-                &req.now.0,
-                &req.node,
-                &req.lease_until.0,
-            ],
-        )
-        .await?;
-        exec(
-            tx,
-            "INSERT INTO attempts (task_id, number, node, started_at) VALUES ($1, $2, $3, $4)",
-            &[&id.0, &i64::from(attempt), &req.node, &req.now.0],
-        )
-        .await?;
-        tx.count_move(&task.queue, task.state, to);
-        tx.emit(
-            req.now,
-            EventKind::Started,
-            Some(id),
-            json!({"attempt": attempt, "node": req.node}),
-        );
-        crate::policy::claimed(&mut task, to, attempt, req);
-        out.push(Claimed { task, attempt });
+
+    async fn record_starts(&mut self, queue: &str, now: Timestamp, n: i64) -> Result<()> {
+        record_starts(self, queue, now, n).await
     }
-    Ok(Claim {
-        tasks: out,
-        next_wakeup: wakeup,
-    })
+
+    async fn rate_reopens(
+        &mut self,
+        queue: &str,
+        window_ms: i64,
+        excess: i64,
+    ) -> Result<Option<Timestamp>> {
+        rate_reopens(self, queue, window_ms, excess).await
+    }
 }
 
 /// What runs in queue `$1` per concurrency key.
@@ -473,117 +454,13 @@ pub(crate) async fn finish_attempt(tx: &mut Tx, end: &AttemptEnd) -> Result<Opti
     end_attempt(tx, end, end.node.as_deref()).await
 }
 
-/// Records the end of an attempt, if it is still the task's running one and, when
-/// `holder` names a node, that node holds it.
+/// Records the end of an attempt (see [`flow::end_attempt`]).
 async fn end_attempt(
     tx: &mut Tx,
     end: &AttemptEnd,
     holder: Option<&str>,
 ) -> Result<Option<Finished>> {
-    let id = end.id;
-    let (mut task, base, max_attempts) = load_task_and_budget(tx, id).await?;
-    if task.state != TaskState::Running || task.attempts != end.attempt {
-        return Ok(None);
-    }
-    if holder.is_some() && task.node.as_deref() != holder {
-        // Taken over as the same attempt by another node, which records its end.
-        return Ok(None);
-    }
-    let relative = (i64::from(end.attempt) - base).max(1) as u32;
-    let to = transition(
-        task.state,
-        Transition::AttemptEnded {
-            outcome: end.outcome,
-            attempt: relative,
-            max_attempts: max_attempts as u32,
-        },
-    )
-    .map_err(|source| StoreError::Illegal { id, source })?;
-    exec(
-        tx,
-        "UPDATE attempts SET ended_at = $3, outcome = $4, exit_code = $5, signal = $6,
-            reason = $7, peak_rss_kb = $8, cpu_ms = $9, pid = COALESCE($10, pid)
-         WHERE task_id = $1 AND number = $2",
-        &[
-            &id.0,
-            &i64::from(end.attempt),
-            &end.ended_at.0,
-            &decode::outcome_name(end.outcome),
-            &end.exit_code.map(i64::from),
-            &end.signal.map(i64::from),
-            &end.reason,
-            &end.peak_rss_kb.map(|v| v as i64),
-            &end.cpu_ms.map(|v| v as i64),
-            &end.pid.map(i64::from),
-        ],
-    )
-    .await?;
-    let started = task.started_at.unwrap_or(end.ended_at);
-    let duration_ms = started.millis_until(end.ended_at);
-    let reason = policy::end_reason(end, to, relative);
-    if to == TaskState::Pending {
-        let retry_reason = policy::retry_reason(end);
-        exec(
-            tx,
-            "UPDATE tasks SET state = 'pending', run_after = $2, node = NULL, lease_until = NULL,
-                exit_code = $3, signal = $4, reason = $5, stop_requested = false, live = NULL
-             WHERE id = $1",
-            &[
-                &id.0,
-                &end.retry_at.0,
-                &end.exit_code.map(i64::from),
-                &end.signal.map(i64::from),
-                &retry_reason,
-            ],
-        )
-        .await?;
-        task.run_after = Some(end.retry_at);
-        task.reason = Some(retry_reason);
-    } else {
-        exec(
-            tx,
-            "UPDATE tasks SET state = $2, finished_at = $3, node = NULL, lease_until = NULL,
-                exit_code = $4, signal = $5, reason = $6, result = COALESCE($7, result),
-                stop_requested = false, live = NULL
-             WHERE id = $1",
-            &[
-                &id.0,
-                &to.as_str(),
-                &end.ended_at.0,
-                &end.exit_code.map(i64::from),
-                &end.signal.map(i64::from),
-                &reason,
-                &end.result,
-            ],
-        )
-        .await?;
-        task.finished_at = Some(end.ended_at);
-        task.reason = reason;
-        if end.result.is_some() {
-            task.result = end.result.clone();
-        }
-    }
-    tx.count_move(&task.queue, task.state, to);
-    tx.emit(
-        end.ended_at,
-        EventKind::AttemptEnded,
-        Some(id),
-        decode::attempt_ended_data(end, to),
-    );
-    crate::policy::ended(&mut task, to, end);
-    let mut cascaded = Vec::new();
-    if to.is_terminal() {
-        finished(
-            tx,
-            &task,
-            end.ended_at,
-            duration_ms,
-            &end.tail,
-            end.output_bytes,
-        );
-        cascaded = cascade(tx, id, to, end.ended_at).await?;
-    }
-    Ok(Some(Finished { task, cascaded }))
+    flow::end_attempt(tx, end, holder).await
 }
 
 pub(crate) async fn release(

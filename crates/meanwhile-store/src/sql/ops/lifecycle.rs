@@ -15,3 +15,39 @@ crate::sql::sql! {
     /// The starts a queue counts, oldest first.
     STARTS = "SELECT at, n FROM queue_starts WHERE queue = $1 ORDER BY at";
 }
+
+crate::sql::sql! {
+    /// Claims task `$1`: state `$2`, attempt `$3` started at `$4` on node `$5`, whose
+    /// lease runs until `$6`.
+    CLAIM_TASK = "UPDATE tasks SET state = $2, attempts = $3, started_at = $4, finished_at = NULL,
+            node = $5, lease_until = $6, run_after = NULL, exit_code = NULL, signal = NULL,
+            stop_requested = false, live = NULL
+         WHERE id = $1";
+}
+
+crate::sql::sql! {
+    /// Attempt `$2` of task `$1`, begun on node `$3` at `$4`.
+    NEW_ATTEMPT = "INSERT INTO attempts (task_id, number, node, started_at) VALUES ($1, $2, $3, $4)";
+}
+
+crate::sql::sql! {
+    /// How attempt `$2` of task `$1` ended; a pid recorded while it ran is kept.
+    END_ATTEMPT = "UPDATE attempts SET ended_at = $3, outcome = $4, exit_code = $5, signal = $6,
+            reason = $7, peak_rss_kb = $8, cpu_ms = $9, pid = COALESCE($10, pid)
+         WHERE task_id = $1 AND number = $2";
+}
+
+crate::sql::sql! {
+    /// Task `$1` waits for its next attempt, due at `$2`.
+    RETRY_LATER = "UPDATE tasks SET state = 'pending', run_after = $2, node = NULL, lease_until = NULL,
+            exit_code = $3, signal = $4, reason = $5, stop_requested = false, live = NULL
+         WHERE id = $1";
+}
+
+crate::sql::sql! {
+    /// Task `$1` ended in state `$2` at `$3`; a result it gave is kept.
+    END_TASK = "UPDATE tasks SET state = $2, finished_at = $3, node = NULL, lease_until = NULL,
+            exit_code = $4, signal = $5, reason = $6, result = COALESCE($7, result),
+            stop_requested = false, live = NULL
+         WHERE id = $1";
+}

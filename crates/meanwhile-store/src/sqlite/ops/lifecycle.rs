@@ -2,9 +2,9 @@
 //! progress, and what failure cascades to dependents.
 
 use super::*;
-use crate::{
-    AttemptEnd, Claim, ClaimRequest, Claimed, Finished, StopOutcome, StoreError, TakeOver,
-};
+use crate::flow::{self, ClaimQueue, Val};
+use crate::sql::Sql;
+use crate::{AttemptEnd, Claim, ClaimRequest, Finished, StopOutcome, StoreError, TakeOver};
 use meanwhile_core::{
     Attempt, Event, EventKind, Progress, TaskId, TaskRecord, TaskState, Timestamp, Transition,
     transition,
@@ -74,15 +74,6 @@ pub(super) fn cascade(
     Ok(out)
 }
 
-/// A queue as a claim sees it: its limits.
-struct ClaimQueue {
-    name: String,
-    max_parallel: i64,
-    per_key: Option<i64>,
-    /// Starts allowed, and the window's length in milliseconds.
-    rate: Option<(i64, i64)>,
-}
-
 pub(crate) const RUNNING_PER_QUEUE: &str = crate::sql::ops::lifecycle::RUNNING_PER_QUEUE.sqlite;
 
 /// The queues a claim may take from, with their limits.
@@ -116,20 +107,81 @@ pub(crate) fn claim(
     events: &mut Vec<Event>,
     req: &ClaimRequest,
 ) -> Result<Claim> {
-    if req.kinds.is_empty() || req.limit == 0 {
-        return Ok(Claim {
-            tasks: Vec::new(),
-            next_wakeup: next_wakeup(conn, req.now)?,
-        });
+    flow::ready(flow::claim(&mut Lite { conn, events }, req))
+}
+
+/// What the shared flows (`crate::flow`) write with on SQLite: the writer thread's
+/// connection, in its transaction, and the events of its batch.
+pub(crate) struct Lite<'a> {
+    pub conn: &'a Connection,
+    pub events: &'a mut Vec<Event>,
+}
+
+impl flow::Db for Lite<'_> {
+    async fn exec(&mut self, sql: &Sql, params: &[Val<'_>]) -> Result<u64> {
+        let mut stmt = self.conn.prepare_cached(sql.sqlite)?;
+        Ok(stmt.execute(rusqlite::params_from_iter(params))? as u64)
     }
-    let running: HashMap<String, i64> = {
-        let mut stmt = conn.prepare_cached(RUNNING_PER_QUEUE)?;
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?
-    };
-    let queues: Vec<ClaimQueue> = {
-        let mut stmt = conn.prepare_cached(UNPAUSED_QUEUES)?;
-        stmt.query_map([], |r| {
+
+    async fn load_task(&mut self, id: TaskId) -> Result<TaskRecord> {
+        load_task(self.conn, id)
+    }
+
+    async fn load_task_and_budget(&mut self, id: TaskId) -> Result<(TaskRecord, i64, i64)> {
+        load_task_and_budget(self.conn, id)
+    }
+
+    async fn count_move(&mut self, queue: &str, from: TaskState, to: TaskState) -> Result<()> {
+        count_move(self.conn, queue, from, to)
+    }
+
+    async fn emit(
+        &mut self,
+        at: Timestamp,
+        kind: EventKind,
+        task: Option<TaskId>,
+        data: serde_json::Value,
+    ) -> Result<()> {
+        emit(self.conn, self.events, at, kind, task, data)
+    }
+
+    async fn finished(
+        &mut self,
+        task: &TaskRecord,
+        now: Timestamp,
+        duration_ms: u64,
+        tail: &str,
+        output_bytes: u64,
+    ) -> Result<()> {
+        finished(
+            self.conn,
+            self.events,
+            task,
+            now,
+            duration_ms,
+            tail,
+            output_bytes,
+        )
+    }
+
+    async fn cascade(
+        &mut self,
+        id: TaskId,
+        state: TaskState,
+        now: Timestamp,
+    ) -> Result<Vec<TaskRecord>> {
+        cascade(self.conn, self.events, id, state, now)
+    }
+
+    async fn next_wakeup(&mut self, now: Timestamp) -> Result<Option<Timestamp>> {
+        next_wakeup(self.conn, now)
+    }
+}
+
+impl flow::Claims for Lite<'_> {
+    async fn unpaused_queues(&mut self) -> Result<Vec<ClaimQueue>> {
+        let mut stmt = self.conn.prepare_cached(UNPAUSED_QUEUES)?;
+        let rows = stmt.query_map([], |r| {
             let rate = match (r.get::<_, Option<i64>>(3)?, r.get::<_, Option<i64>>(4)?) {
                 (Some(count), Some(window)) => Some((count, window)),
                 _ => None,
@@ -140,98 +192,55 @@ pub(crate) fn claim(
                 per_key: r.get(2)?,
                 rate,
             })
-        })?
-        .collect::<rusqlite::Result<_>>()?
-    };
-    let runnable = runnable(&req.kinds, &req.node);
-    let pick_sql = pick_sql(&runnable);
-    let mut budget = req.limit as i64;
-    let mut picked = Vec::new();
-    let mut wakeup = next_wakeup(conn, req.now)?;
-    for queue in queues {
-        let free =
-            (queue.max_parallel - running.get(&queue.name).copied().unwrap_or(0)).min(budget);
-        if free <= 0 {
-            continue;
-        }
-        let used = match queue.rate {
-            None => 0,
-            Some((_, window)) => rate_used(conn, &queue.name, req.now, window)?,
-        };
-        // When the rate rather than the free slots stops this claim, look for one task
-        // more: if there is one, the rate holds it back, and the claimer must hear when
-        // the window lets it start (an end frees slots, and the claim that follows it
-        // covers the other case).
-        let (allowed, probe) = crate::policy::claim_room(free, queue.rate, used);
-        let want = allowed + i64::from(probe);
-        let mut ids: Vec<i64> = match queue.per_key {
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    async fn running_per_queue(&mut self) -> Result<HashMap<String, i64>> {
+        let mut stmt = self.conn.prepare_cached(RUNNING_PER_QUEUE)?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// One machine's queues are its own.
+    async fn share(&mut self, _: &ClaimRequest) -> Result<Option<(i64, HashMap<String, i64>)>> {
+        Ok(None)
+    }
+
+    async fn rate_used(&mut self, queue: &str, now: Timestamp, window_ms: i64) -> Result<i64> {
+        rate_used(self.conn, queue, now, window_ms)
+    }
+
+    async fn pick(
+        &mut self,
+        queue: &ClaimQueue,
+        req: &ClaimRequest,
+        want: i64,
+    ) -> Result<Vec<i64>> {
+        let runnable = runnable(&req.kinds, &req.node);
+        let (name, now) = (queue.name.as_str(), req.now);
+        match queue.per_key {
             None => {
-                let mut stmt = conn.prepare_cached(&pick_sql)?;
-                stmt.query_map(params![queue.name, req.now.0, want], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?
+                let mut stmt = self.conn.prepare_cached(&pick_sql(&runnable))?;
+                let rows = stmt.query_map(params![name, now.0, want], |r| r.get(0))?;
+                Ok(rows.collect::<rusqlite::Result<_>>()?)
             }
-            Some(per_key) => pick_by_key(conn, &runnable, &queue.name, req.now, per_key, want)?,
-        };
-        let held_back = ids.len() as i64 > allowed;
-        ids.truncate(allowed as usize);
-        if let Some((count, window)) = queue.rate {
-            if !ids.is_empty() {
-                record_starts(conn, &queue.name, req.now, ids.len() as i64)?;
-            }
-            if held_back {
-                let used = used + ids.len() as i64;
-                if let Some(t) = rate_reopens(conn, &queue.name, window, used - count + 1)? {
-                    wakeup = Some(wakeup.map_or(t, |w| w.min(t)));
-                }
-            }
-        }
-        budget -= ids.len() as i64;
-        picked.extend(ids);
-        if budget <= 0 {
-            break;
+            Some(per_key) => pick_by_key(self.conn, &runnable, name, now, per_key, want),
         }
     }
-    let mut out = Vec::with_capacity(picked.len());
-    for id in picked {
-        let id = TaskId(id);
-        let mut task = load_task(conn, id)?;
-        let to = transition(task.state, Transition::Claim)
-            .map_err(|source| StoreError::Illegal { id, source })?;
-        let attempt = task.attempts + 1;
-        let mut stmt = conn.prepare_cached(
-            "UPDATE tasks SET state = ?2, attempts = ?3, started_at = ?4, finished_at = NULL,
-                node = ?5, lease_until = ?6, run_after = NULL, exit_code = NULL, signal = NULL,
-                stop_requested = 0, live = NULL
-             WHERE id = ?1",
-        )?;
-        stmt.execute(params![
-            id.0,
-            to.as_str(),
-            attempt,
-            req.now.0,
-            req.node,
-            req.lease_until.0
-        ])?;
-        let mut stmt = conn.prepare_cached(
-            "INSERT INTO attempts (task_id, number, node, started_at) VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        stmt.execute(params![id.0, attempt, req.node, req.now.0])?;
-        count_move(conn, &task.queue, task.state, to)?;
-        emit(
-            conn,
-            events,
-            req.now,
-            EventKind::Started,
-            Some(id),
-            json!({"attempt": attempt, "node": req.node}),
-        )?;
-        crate::policy::claimed(&mut task, to, attempt, req);
-        out.push(Claimed { task, attempt });
+
+    async fn record_starts(&mut self, queue: &str, now: Timestamp, n: i64) -> Result<()> {
+        record_starts(self.conn, queue, now, n)
     }
-    Ok(Claim {
-        tasks: out,
-        next_wakeup: wakeup,
-    })
+
+    async fn rate_reopens(
+        &mut self,
+        queue: &str,
+        window_ms: i64,
+        excess: i64,
+    ) -> Result<Option<Timestamp>> {
+        rate_reopens(self.conn, queue, window_ms, excess)
+    }
 }
 
 /// What runs in queue `?1` per concurrency key.
@@ -400,115 +409,14 @@ pub(crate) fn finish_attempt(
     end_attempt(conn, events, end, end.node.as_deref())
 }
 
-/// Records the end of an attempt, if it is still the task's running one and, when
-/// `holder` names a node, that node holds it.
+/// Records the end of an attempt (see [`flow::end_attempt`]).
 fn end_attempt(
     conn: &Connection,
     events: &mut Vec<Event>,
     end: &AttemptEnd,
     holder: Option<&str>,
 ) -> Result<Option<Finished>> {
-    let id = end.id;
-    let (mut task, base, max_attempts) = load_task_and_budget(conn, id)?;
-    if task.state != TaskState::Running || task.attempts != end.attempt {
-        return Ok(None);
-    }
-    if holder.is_some() && task.node.as_deref() != holder {
-        // Taken over as the same attempt by another node, which records its end.
-        return Ok(None);
-    }
-    let relative = (end.attempt as i64 - base).max(1) as u32;
-    let to = transition(
-        task.state,
-        Transition::AttemptEnded {
-            outcome: end.outcome,
-            attempt: relative,
-            max_attempts: max_attempts as u32,
-        },
-    )
-    .map_err(|source| StoreError::Illegal { id, source })?;
-    let mut stmt = conn.prepare_cached(
-        "UPDATE attempts SET ended_at = ?3, outcome = ?4, exit_code = ?5, signal = ?6,
-            reason = ?7, peak_rss_kb = ?8, cpu_ms = ?9, pid = COALESCE(?10, pid)
-         WHERE task_id = ?1 AND number = ?2",
-    )?;
-    stmt.execute(params![
-        id.0,
-        end.attempt,
-        end.ended_at.0,
-        crate::decode::outcome_name(end.outcome),
-        end.exit_code,
-        end.signal,
-        end.reason,
-        end.peak_rss_kb.map(|v| v as i64),
-        end.cpu_ms.map(|v| v as i64),
-        end.pid,
-    ])?;
-    let started = task.started_at.unwrap_or(end.ended_at);
-    let duration_ms = started.millis_until(end.ended_at);
-    let reason = crate::policy::end_reason(end, to, relative);
-    if to == TaskState::Pending {
-        let mut stmt = conn.prepare_cached(
-            "UPDATE tasks SET state = 'pending', run_after = ?2, node = NULL, lease_until = NULL,
-                exit_code = ?3, signal = ?4, reason = ?5, stop_requested = 0, live = NULL
-             WHERE id = ?1",
-        )?;
-        let retry_reason = crate::policy::retry_reason(end);
-        stmt.execute(params![
-            id.0,
-            end.retry_at.0,
-            end.exit_code,
-            end.signal,
-            retry_reason
-        ])?;
-        task.run_after = Some(end.retry_at);
-        task.reason = Some(retry_reason);
-    } else {
-        let mut stmt = conn.prepare_cached(
-            "UPDATE tasks SET state = ?2, finished_at = ?3, node = NULL, lease_until = NULL,
-                exit_code = ?4, signal = ?5, reason = ?6, result = COALESCE(?7, result),
-                stop_requested = 0, live = NULL
-             WHERE id = ?1",
-        )?;
-        stmt.execute(params![
-            id.0,
-            to.as_str(),
-            end.ended_at.0,
-            end.exit_code,
-            end.signal,
-            reason,
-            end.result
-        ])?;
-        task.finished_at = Some(end.ended_at);
-        task.reason = reason;
-        if end.result.is_some() {
-            task.result = end.result.clone();
-        }
-    }
-    count_move(conn, &task.queue, task.state, to)?;
-    emit(
-        conn,
-        events,
-        end.ended_at,
-        EventKind::AttemptEnded,
-        Some(id),
-        crate::decode::attempt_ended_data(end, to),
-    )?;
-    crate::policy::ended(&mut task, to, end);
-    let mut cascaded = Vec::new();
-    if to.is_terminal() {
-        finished(
-            conn,
-            events,
-            &task,
-            end.ended_at,
-            duration_ms,
-            &end.tail,
-            end.output_bytes,
-        )?;
-        cascaded = cascade(conn, events, id, to, end.ended_at)?;
-    }
-    Ok(Some(Finished { task, cascaded }))
+    flow::ready(flow::end_attempt(&mut Lite { conn, events }, end, holder))
 }
 
 pub(crate) fn release(
