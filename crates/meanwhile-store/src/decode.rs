@@ -4,6 +4,7 @@
 //! these plain structs; what a write decides from them is `policy`'s. None of this
 //! knows a database.
 
+use crate::cells::Cells;
 use crate::{AttemptEnd, StoreError};
 use meanwhile_core::http::QueueUpdate;
 use meanwhile_core::{
@@ -54,6 +55,39 @@ pub(crate) struct TaskColumns {
     pub cost_usd: f64,
     pub model_calls: i64,
     pub live: Option<String>,
+}
+
+impl TaskColumns {
+    /// The columns of a row that selects them in this order.
+    pub(crate) fn read(r: &impl Cells) -> Result<Self> {
+        Ok(TaskColumns {
+            id: r.cell(0)?,
+            kind: r.cell(1)?,
+            name: r.cell(2)?,
+            state: r.cell(3)?,
+            queue: r.cell(4)?,
+            priority: r.cell(5)?,
+            labels: r.cell(6)?,
+            session: r.cell(7)?,
+            spec: r.cell(8)?,
+            created_at: r.cell(9)?,
+            run_after: r.cell(10)?,
+            started_at: r.cell(11)?,
+            finished_at: r.cell(12)?,
+            attempts: r.cell(13)?,
+            exit_code: r.cell(14)?,
+            signal: r.cell(15)?,
+            reason: r.cell(16)?,
+            progress: r.cell(17)?,
+            result: r.cell(18)?,
+            node: r.cell(19)?,
+            stop_requested: r.cell(20)?,
+            tokens: r.cell(21)?,
+            cost_usd: r.cell(22)?,
+            model_calls: r.cell(23)?,
+            live: r.cell(24)?,
+        })
+    }
 }
 
 impl TaskColumns {
@@ -117,6 +151,25 @@ pub(crate) struct AttemptColumns {
 }
 
 impl AttemptColumns {
+    /// The columns of a row that selects them in this order.
+    pub(crate) fn read(r: &impl Cells) -> Result<Self> {
+        Ok(AttemptColumns {
+            number: r.cell(0)?,
+            node: r.cell(1)?,
+            started_at: r.cell(2)?,
+            ended_at: r.cell(3)?,
+            outcome: r.cell(4)?,
+            exit_code: r.cell(5)?,
+            signal: r.cell(6)?,
+            reason: r.cell(7)?,
+            pid: r.cell(8)?,
+            peak_rss_kb: r.cell(9)?,
+            cpu_ms: r.cell(10)?,
+        })
+    }
+}
+
+impl AttemptColumns {
     pub(crate) fn decode(self) -> Attempt {
         Attempt {
             number: self.number as u32,
@@ -148,6 +201,26 @@ pub(crate) struct AlertColumns {
     pub acked_until: Option<i64>,
     pub acked_by: Option<String>,
     pub notices: i64,
+}
+
+impl AlertColumns {
+    /// The columns of a row that selects them in this order.
+    pub(crate) fn read(r: &impl Cells) -> Result<Self> {
+        Ok(AlertColumns {
+            id: r.cell(0)?,
+            kind: r.cell(1)?,
+            state: r.cell(2)?,
+            message: r.cell(3)?,
+            task_id: r.cell(4)?,
+            queue: r.cell(5)?,
+            fired_at: r.cell(6)?,
+            resolved_at: r.cell(7)?,
+            acked_at: r.cell(8)?,
+            acked_until: r.cell(9)?,
+            acked_by: r.cell(10)?,
+            notices: r.cell(11)?,
+        })
+    }
 }
 
 impl AlertColumns {
@@ -195,6 +268,24 @@ pub(crate) struct ScheduleColumns {
 }
 
 impl ScheduleColumns {
+    /// The columns of a row that selects them in this order.
+    pub(crate) fn read(r: &impl Cells) -> Result<Self> {
+        Ok(ScheduleColumns {
+            name: r.cell(0)?,
+            spec: r.cell(1)?,
+            paused: r.cell(2)?,
+            next_fire: r.cell(3)?,
+            last_fire: r.cell(4)?,
+            last_task: r.cell(5)?,
+            last_state: r.cell(6)?,
+            fired: r.cell(7)?,
+            missed: r.cell(8)?,
+            created_at: r.cell(9)?,
+        })
+    }
+}
+
+impl ScheduleColumns {
     pub(crate) fn decode(self) -> Result<ScheduleInfo> {
         let spec: ScheduleSpec = serde_json::from_str(&self.spec)
             .map_err(|e| corrupt(&format!("schedule {}", self.name), e))?;
@@ -222,6 +313,22 @@ pub(crate) struct QueueColumns {
     pub rate_window_ms: Option<i64>,
     pub alert_after: Option<i64>,
     pub pause_reason: Option<String>,
+}
+
+impl QueueColumns {
+    /// The columns of a row that selects them in this order.
+    pub(crate) fn read(r: &impl Cells) -> Result<Self> {
+        Ok(QueueColumns {
+            name: r.cell(0)?,
+            max_parallel: r.cell(1)?,
+            paused: r.cell(2)?,
+            per_key: r.cell(3)?,
+            rate_count: r.cell(4)?,
+            rate_window_ms: r.cell(5)?,
+            alert_after: r.cell(6)?,
+            pause_reason: r.cell(7)?,
+        })
+    }
 }
 
 impl QueueColumns {
@@ -490,6 +597,21 @@ pub(crate) struct NodeColumns {
 }
 
 impl NodeColumns {
+    /// The columns of a row that selects them in this order.
+    pub(crate) fn read(r: &impl Cells) -> Result<Self> {
+        Ok(NodeColumns {
+            name: r.cell(0)?,
+            address: r.cell(1)?,
+            version: r.cell(2)?,
+            started_at: r.cell(3)?,
+            heartbeat_at: r.cell(4)?,
+            stopped_at: r.cell(5)?,
+            running: r.cell(6)?,
+        })
+    }
+}
+
+impl NodeColumns {
     pub(crate) fn decode(self) -> meanwhile_core::NodeRow {
         meanwhile_core::NodeRow {
             beat: meanwhile_core::NodeBeat {
@@ -518,6 +640,25 @@ pub(crate) struct BudgetColumns {
     pub used_cost_usd: f64,
     pub model_calls: i64,
     pub fired: String,
+}
+
+impl BudgetColumns {
+    /// The columns of a row that selects them in this order.
+    pub(crate) fn read(r: &impl Cells) -> Result<Self> {
+        Ok(BudgetColumns {
+            queue: r.cell(0)?,
+            tokens: r.cell(1)?,
+            cost_usd: r.cell(2)?,
+            window: r.cell(3)?,
+            alarms: r.cell(4)?,
+            window_start: r.cell(5)?,
+            window_end: r.cell(6)?,
+            used_tokens: r.cell(7)?,
+            used_cost_usd: r.cell(8)?,
+            model_calls: r.cell(9)?,
+            fired: r.cell(10)?,
+        })
+    }
 }
 
 impl BudgetColumns {

@@ -13,6 +13,7 @@
 
 mod actor;
 pub mod backup;
+mod cells;
 mod chain;
 mod conversation;
 mod decode;

@@ -10,21 +10,7 @@ use tokio_postgres::Row;
 const COLS: &str = crate::sql::ops::alerts::COLS.postgres;
 
 fn from_row(r: &Row) -> Result<Alert> {
-    AlertColumns {
-        id: col(r, 0)?,
-        kind: col(r, 1)?,
-        state: col(r, 2)?,
-        message: col(r, 3)?,
-        task_id: col(r, 4)?,
-        queue: col(r, 5)?,
-        fired_at: col(r, 6)?,
-        resolved_at: col(r, 7)?,
-        acked_at: col(r, 8)?,
-        acked_until: col(r, 9)?,
-        acked_by: col(r, 10)?,
-        notices: col(r, 11)?,
-    }
-    .decode()
+    AlertColumns::read(r)?.decode()
 }
 
 fn announce(tx: &mut Tx, a: &Alert, change: AlertChange, now: Timestamp) {

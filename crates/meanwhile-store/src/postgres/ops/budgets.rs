@@ -17,20 +17,7 @@ use tokio_postgres::Row;
 const COLS: &str = crate::sql::ops::budgets::COLS.postgres;
 
 fn from_row(r: &Row) -> Result<BudgetInfo> {
-    BudgetColumns {
-        queue: col(r, 0)?,
-        tokens: col(r, 1)?,
-        cost_usd: col(r, 2)?,
-        window: col(r, 3)?,
-        alarms: col(r, 4)?,
-        window_start: col(r, 5)?,
-        window_end: col(r, 6)?,
-        used_tokens: col(r, 7)?,
-        used_cost_usd: col(r, 8)?,
-        model_calls: col(r, 9)?,
-        fired: col(r, 10)?,
-    }
-    .decode()
+    BudgetColumns::read(r)?.decode()
 }
 
 fn unknown(queue: &str) -> StoreError {

@@ -35,18 +35,7 @@ pub(crate) const NODES: &str = crate::sql::ops::nodes::NODES.postgres;
 pub(crate) async fn nodes(c: &Client) -> Result<Vec<NodeRow>> {
     let rows = c.query(NODES, &[]).await?;
     rows.iter()
-        .map(|r| {
-            Ok(NodeColumns {
-                name: col(r, 0)?,
-                address: col(r, 1)?,
-                version: col(r, 2)?,
-                started_at: col(r, 3)?,
-                heartbeat_at: col(r, 4)?,
-                stopped_at: col(r, 5)?,
-                running: col(r, 6)?,
-            }
-            .decode())
-        })
+        .map(|r| Ok(NodeColumns::read(r)?.decode()))
         .collect()
 }
 

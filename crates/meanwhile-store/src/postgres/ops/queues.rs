@@ -39,19 +39,7 @@ pub(crate) async fn queues(c: &Client) -> Result<Vec<QueueInfo>> {
     let counts = queue_counts(c).await?;
     let rows = c.query(QUEUES, &[]).await?;
     rows.iter()
-        .map(|r| {
-            QueueColumns {
-                name: col(r, 0)?,
-                max_parallel: col(r, 1)?,
-                paused: col(r, 2)?,
-                per_key: col(r, 3)?,
-                rate_count: col(r, 4)?,
-                rate_window_ms: col(r, 5)?,
-                alert_after: col(r, 6)?,
-                pause_reason: col(r, 7)?,
-            }
-            .decode(&counts)
-        })
+        .map(|r| QueueColumns::read(r)?.decode(&counts))
         .collect()
 }
 

@@ -15,34 +15,7 @@ pub(super) const TASK_COLS: &str = crate::sql::ops::rows::TASK_COLS.postgres;
 const TASK_COL_COUNT: usize = 25;
 
 pub(super) fn task_from_row(r: &Row) -> Result<TaskRecord> {
-    TaskColumns {
-        id: col(r, 0)?,
-        kind: col(r, 1)?,
-        name: col(r, 2)?,
-        state: col(r, 3)?,
-        queue: col(r, 4)?,
-        priority: col(r, 5)?,
-        labels: col(r, 6)?,
-        session: col(r, 7)?,
-        spec: col(r, 8)?,
-        created_at: col(r, 9)?,
-        run_after: col(r, 10)?,
-        started_at: col(r, 11)?,
-        finished_at: col(r, 12)?,
-        attempts: col(r, 13)?,
-        exit_code: col(r, 14)?,
-        signal: col(r, 15)?,
-        reason: col(r, 16)?,
-        progress: col(r, 17)?,
-        result: col(r, 18)?,
-        node: col(r, 19)?,
-        stop_requested: col(r, 20)?,
-        tokens: col(r, 21)?,
-        cost_usd: col(r, 22)?,
-        model_calls: col(r, 23)?,
-        live: col(r, 24)?,
-    }
-    .decode()
+    TaskColumns::read(r)?.decode()
 }
 
 /// Tasks out of rows.
@@ -108,20 +81,7 @@ pub(crate) async fn db_now(c: &Client) -> Result<Timestamp> {
 }
 
 pub(super) fn attempt_from_row(r: &Row) -> Result<Attempt> {
-    Ok(AttemptColumns {
-        number: col(r, 0)?,
-        node: col(r, 1)?,
-        started_at: col(r, 2)?,
-        ended_at: col(r, 3)?,
-        outcome: col(r, 4)?,
-        exit_code: col(r, 5)?,
-        signal: col(r, 6)?,
-        reason: col(r, 7)?,
-        pid: col(r, 8)?,
-        peak_rss_kb: col(r, 9)?,
-        cpu_ms: col(r, 10)?,
-    }
-    .decode())
+    Ok(AttemptColumns::read(r)?.decode())
 }
 
 pub(super) const ATTEMPT_COLS: &str = crate::sql::ops::rows::ATTEMPT_COLS.postgres;

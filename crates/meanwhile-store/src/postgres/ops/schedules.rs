@@ -12,19 +12,7 @@ use tokio_postgres::Row;
 const COLS: &str = crate::sql::ops::schedules::COLS.postgres;
 
 fn from_row(r: &Row) -> Result<ScheduleInfo> {
-    ScheduleColumns {
-        name: col(r, 0)?,
-        spec: col(r, 1)?,
-        paused: col(r, 2)?,
-        next_fire: col(r, 3)?,
-        last_fire: col(r, 4)?,
-        last_task: col(r, 5)?,
-        last_state: col(r, 6)?,
-        fired: col(r, 7)?,
-        missed: col(r, 8)?,
-        created_at: col(r, 9)?,
-    }
-    .decode()
+    ScheduleColumns::read(r)?.decode()
 }
 
 fn unknown(name: &str) -> StoreError {

@@ -9,21 +9,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 const COLS: &str = crate::sql::ops::alerts::COLS.sqlite;
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<Alert>> {
-    Ok(AlertColumns {
-        id: r.get(0)?,
-        kind: r.get(1)?,
-        state: r.get(2)?,
-        message: r.get(3)?,
-        task_id: r.get(4)?,
-        queue: r.get(5)?,
-        fired_at: r.get(6)?,
-        resolved_at: r.get(7)?,
-        acked_at: r.get(8)?,
-        acked_until: r.get(9)?,
-        acked_by: r.get(10)?,
-        notices: r.get(11)?,
-    }
-    .decode())
+    Ok(AlertColumns::read(r).and_then(AlertColumns::decode))
 }
 
 fn announce(

@@ -21,20 +21,7 @@ use std::collections::BTreeSet;
 const COLS: &str = crate::sql::ops::budgets::COLS.sqlite;
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<BudgetInfo>> {
-    Ok(BudgetColumns {
-        queue: r.get(0)?,
-        tokens: r.get(1)?,
-        cost_usd: r.get(2)?,
-        window: r.get(3)?,
-        alarms: r.get(4)?,
-        window_start: r.get(5)?,
-        window_end: r.get(6)?,
-        used_tokens: r.get(7)?,
-        used_cost_usd: r.get(8)?,
-        model_calls: r.get(9)?,
-        fired: r.get(10)?,
-    }
-    .decode())
+    Ok(BudgetColumns::read(r).and_then(BudgetColumns::decode))
 }
 
 fn unknown(queue: &str) -> StoreError {

@@ -607,7 +607,7 @@ pub(crate) fn running(
             .query_row(params![t.id.0, t.attempts], attempt_from_row)
             .optional()?
         {
-            out.push((t, a));
+            out.push((t, a?));
         }
     }
     Ok(out)

@@ -30,19 +30,8 @@ pub(crate) const NODES: &str = crate::sql::ops::nodes::NODES.sqlite;
 
 pub(crate) fn nodes(conn: &Connection) -> Result<Vec<NodeRow>> {
     let mut stmt = conn.prepare_cached(NODES)?;
-    let rows = stmt.query_map([], |r| {
-        Ok(NodeColumns {
-            name: r.get(0)?,
-            address: r.get(1)?,
-            version: r.get(2)?,
-            started_at: r.get(3)?,
-            heartbeat_at: r.get(4)?,
-            stopped_at: r.get(5)?,
-            running: r.get(6)?,
-        }
-        .decode())
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let rows = stmt.query_map([], |r| Ok(NodeColumns::read(r).map(NodeColumns::decode)))?;
+    rows.map(|r| r?).collect()
 }
 
 pub(crate) fn remove_node(conn: &Connection, name: &str) -> Result<()> {

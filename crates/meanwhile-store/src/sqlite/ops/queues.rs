@@ -61,21 +61,10 @@ pub(crate) const QUEUES: &str = crate::sql::ops::queues::QUEUES.sqlite;
 pub(crate) fn queues(conn: &Connection) -> Result<Vec<QueueInfo>> {
     let counts = queue_counts(conn)?;
     let mut stmt = conn.prepare_cached(QUEUES)?;
-    let rows = stmt.query_map([], |r| {
-        Ok(QueueColumns {
-            name: r.get(0)?,
-            max_parallel: r.get(1)?,
-            paused: r.get::<_, i64>(2)? != 0,
-            per_key: r.get(3)?,
-            rate_count: r.get(4)?,
-            rate_window_ms: r.get(5)?,
-            alert_after: r.get(6)?,
-            pause_reason: r.get(7)?,
-        })
-    })?;
+    let rows = stmt.query_map([], |r| Ok(QueueColumns::read(r)))?;
     let mut out = Vec::new();
     for row in rows {
-        out.push(row?.decode(&counts)?);
+        out.push(row??.decode(&counts)?);
     }
     Ok(out)
 }

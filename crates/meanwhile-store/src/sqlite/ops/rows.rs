@@ -16,34 +16,7 @@ pub(super) use crate::decode::corrupt;
 pub(super) fn task_from_row(
     r: &Row<'_>,
 ) -> rusqlite::Result<std::result::Result<TaskRecord, StoreError>> {
-    Ok(TaskColumns {
-        id: r.get(0)?,
-        kind: r.get(1)?,
-        name: r.get(2)?,
-        state: r.get(3)?,
-        queue: r.get(4)?,
-        priority: r.get(5)?,
-        labels: r.get(6)?,
-        session: r.get(7)?,
-        spec: r.get(8)?,
-        created_at: r.get(9)?,
-        run_after: r.get(10)?,
-        started_at: r.get(11)?,
-        finished_at: r.get(12)?,
-        attempts: r.get(13)?,
-        exit_code: r.get(14)?,
-        signal: r.get(15)?,
-        reason: r.get(16)?,
-        progress: r.get(17)?,
-        result: r.get(18)?,
-        node: r.get(19)?,
-        stop_requested: r.get::<_, i64>(20)? != 0,
-        tokens: r.get(21)?,
-        cost_usd: r.get(22)?,
-        model_calls: r.get(23)?,
-        live: r.get(24)?,
-    }
-    .decode())
+    Ok(TaskColumns::read(r).and_then(TaskColumns::decode))
 }
 
 /// A task with its retry budget (`attempt_base`, `max_attempts`), in one read: what
@@ -84,21 +57,8 @@ pub(crate) fn db_now(conn: &Connection) -> Result<Timestamp> {
     )?))
 }
 
-pub(super) fn attempt_from_row(r: &Row<'_>) -> rusqlite::Result<Attempt> {
-    Ok(AttemptColumns {
-        number: r.get(0)?,
-        node: r.get(1)?,
-        started_at: r.get(2)?,
-        ended_at: r.get(3)?,
-        outcome: r.get(4)?,
-        exit_code: r.get(5)?,
-        signal: r.get(6)?,
-        reason: r.get(7)?,
-        pid: r.get(8)?,
-        peak_rss_kb: r.get(9)?,
-        cpu_ms: r.get(10)?,
-    }
-    .decode())
+pub(super) fn attempt_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Attempt>> {
+    Ok(AttemptColumns::read(r).map(AttemptColumns::decode))
 }
 
 pub(super) const ATTEMPT_COLS: &str = crate::sql::ops::rows::ATTEMPT_COLS.sqlite;

@@ -11,19 +11,7 @@ use serde_json::json;
 const COLS: &str = crate::sql::ops::schedules::COLS.sqlite;
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<ScheduleInfo>> {
-    Ok(ScheduleColumns {
-        name: r.get(0)?,
-        spec: r.get(1)?,
-        paused: r.get::<_, i64>(2)? != 0,
-        next_fire: r.get(3)?,
-        last_fire: r.get(4)?,
-        last_task: r.get(5)?,
-        last_state: r.get(6)?,
-        fired: r.get(7)?,
-        missed: r.get(8)?,
-        created_at: r.get(9)?,
-    }
-    .decode())
+    Ok(ScheduleColumns::read(r).and_then(ScheduleColumns::decode))
 }
 
 fn unknown(name: &str) -> StoreError {

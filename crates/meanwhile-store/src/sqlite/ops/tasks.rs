@@ -151,9 +151,8 @@ pub(crate) fn attempts(conn: &Connection, id: TaskId) -> Result<Vec<Attempt>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {ATTEMPT_COLS} FROM attempts WHERE task_id = ?1 ORDER BY number"
     ))?;
-    Ok(stmt
-        .query_map([id.0], attempt_from_row)?
-        .collect::<rusqlite::Result<_>>()?)
+    let rows = stmt.query_map([id.0], attempt_from_row)?;
+    rows.map(|r| r?).collect()
 }
 
 /// A removed task's label.
