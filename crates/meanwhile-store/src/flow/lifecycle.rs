@@ -1,9 +1,13 @@
 //! A claim and an attempt's end, the two writes every task makes.
 
 use super::{Db, Result, Val};
-use crate::sql::ops::lifecycle::{CLAIM_TASK, END_ATTEMPT, END_TASK, NEW_ATTEMPT, RETRY_LATER};
-use crate::{AttemptEnd, Claim, ClaimRequest, Claimed, Finished, StoreError, policy};
-use meanwhile_core::{EventKind, TaskId, TaskState, Timestamp, Transition, transition};
+use crate::sql::ops::lifecycle::*;
+use crate::{
+    AttemptEnd, Claim, ClaimRequest, Claimed, Finished, StopOutcome, StoreError, TakeOver, policy,
+};
+use meanwhile_core::{
+    EventKind, Progress, TaskId, TaskRecord, TaskState, Timestamp, Transition, transition,
+};
 use serde_json::json;
 use std::collections::HashMap;
 
@@ -228,4 +232,131 @@ pub(crate) async fn end_attempt(
         cascaded = db.cascade(id, to, end.ended_at).await?;
     }
     Ok(Some(Finished { task, cascaded }))
+}
+
+/// Records the process id of a running attempt.
+pub(crate) async fn set_pid(db: &mut impl Db, id: TaskId, attempt: u32, pid: i32) -> Result<()> {
+    db.exec(&SET_PID, &[id.0.into(), attempt.into(), pid.into()])
+        .await?;
+    Ok(())
+}
+
+/// Records the end of an attempt whose node let its lease expire, if it still has
+/// (the row is locked first, so a renewal that came meanwhile wins).
+pub(crate) async fn rescue(
+    db: &mut impl Db,
+    end: &AttemptEnd,
+    now: Timestamp,
+) -> Result<Option<Finished>> {
+    match db.running_hold(end.id, end.attempt).await? {
+        // Another node's attempt: the expired lease, not the node, is the check.
+        Some((_, Some(until))) if until < now.0 => end_attempt(db, end, None).await,
+        _ => Ok(None),
+    }
+}
+
+/// Moves an attempt whose node let its lease expire to another node as the same
+/// attempt, if it still has (the row is locked first, as for [`rescue`]).
+pub(crate) async fn take_over(db: &mut impl Db, to: &TakeOver) -> Result<Option<TaskRecord>> {
+    let from = match db.running_hold(to.id, to.attempt).await? {
+        Some((from, Some(until))) if until < to.now.0 => from,
+        _ => return Ok(None),
+    };
+    let (id, node) = (to.id.0, to.node.as_str());
+    let task = [id.into(), node.into(), to.lease_until.0.into()];
+    db.exec(&HAND_OVER_TASK, &task).await?;
+    db.exec(
+        &HAND_OVER_ATTEMPT,
+        &[id.into(), to.attempt.into(), node.into()],
+    )
+    .await?;
+    let data = crate::decode::taken_over_data(to, from.as_deref());
+    db.emit(to.now, EventKind::Started, Some(to.id), data)
+        .await?;
+    db.load_task(to.id).await.map(Some)
+}
+
+/// Gives back the claim of a running task whose attempt never started a process.
+pub(crate) async fn release(
+    db: &mut impl Db,
+    id: TaskId,
+    attempt: u32,
+    now: Timestamp,
+) -> Result<Option<TaskRecord>> {
+    let task = db.lock_task(id).await?;
+    if task.state != TaskState::Running || task.attempts != attempt {
+        return Ok(None);
+    }
+    let to = transition(task.state, Transition::Release)
+        .map_err(|source| StoreError::Illegal { id, source })?;
+    db.exec(&RELEASE_TASK, &[id.0.into(), to.as_str().into()])
+        .await?;
+    db.exec(&FORGET_ATTEMPT, &[id.0.into(), attempt.into()])
+        .await?;
+    db.count_move(&task.queue, task.state, to).await?;
+    let data = json!({"attempt": attempt});
+    db.emit(now, EventKind::Released, Some(id), data).await?;
+    db.load_task(id).await.map(Some)
+}
+
+/// Cancels a pending task, or flags a running one for its node to stop.
+pub(crate) async fn request_stop(
+    db: &mut impl Db,
+    id: TaskId,
+    now: Timestamp,
+    force: bool,
+) -> Result<StopOutcome> {
+    let task = db.lock_task(id).await?;
+    if task.state == TaskState::Running {
+        db.exec(&FLAG_STOP, &[id.0.into()]).await?;
+        let data = json!({"force": force});
+        db.emit(now, EventKind::StopRequested, Some(id), data)
+            .await?;
+        return Ok(StopOutcome::Stopping(db.load_task(id).await?));
+    }
+    let from = task.state;
+    let to = transition(from, Transition::Cancel)
+        .map_err(|source| StoreError::Illegal { id, source })?;
+    let why = "cancelled before it started";
+    let cancelled = [id.0.into(), to.as_str().into(), now.0.into(), why.into()];
+    db.exec(&END_UNRUN, &cancelled).await?;
+    db.count_move(&task.queue, from, to).await?;
+    let task = db.load_task(id).await?;
+    db.finished(&task, now, 0, "", 0).await?;
+    let cascaded = db.cascade(id, to, now).await?;
+    Ok(StopOutcome::Cancelled(Finished { task, cascaded }))
+}
+
+/// Puts a finished task back to pending, with a fresh retry budget.
+pub(crate) async fn retry(db: &mut impl Db, id: TaskId, now: Timestamp) -> Result<TaskRecord> {
+    let task = db.lock_task(id).await?;
+    let to = transition(task.state, Transition::Retry)
+        .map_err(|source| StoreError::Illegal { id, source })?;
+    // Its queue may have been removed since it ended.
+    db.ensure_queue(&task.queue).await?;
+    db.exec(&RETRY_TASK, &[id.0.into(), to.as_str().into()])
+        .await?;
+    db.count_move(&task.queue, task.state, to).await?;
+    let data = json!({"from": task.state});
+    db.emit(now, EventKind::Retried, Some(id), data).await?;
+    db.load_task(id).await
+}
+
+/// Records progress a running task reported.
+pub(crate) async fn set_progress(db: &mut impl Db, id: TaskId, progress: &Progress) -> Result<()> {
+    let body =
+        serde_json::to_string(progress).map_err(|e| crate::decode::corrupt("progress", e))?;
+    let changed = db
+        .exec(&SET_PROGRESS, &[id.0.into(), body.as_str().into()])
+        .await?;
+    if changed == 0 {
+        let task = db.load_task(id).await?;
+        return Err(StoreError::Conflict {
+            field: "progress",
+            message: format!("task {id} is {}, not running", task.state),
+        });
+    }
+    let data = serde_json::to_value(progress).unwrap_or_default();
+    db.emit(progress.at, EventKind::Progress, Some(id), data)
+        .await
 }

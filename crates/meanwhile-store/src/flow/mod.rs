@@ -42,6 +42,12 @@ impl From<u32> for Val<'_> {
     }
 }
 
+impl From<i32> for Val<'_> {
+    fn from(v: i32) -> Self {
+        Val::Int(Some(i64::from(v)))
+    }
+}
+
 impl From<Option<i32>> for Val<'_> {
     fn from(v: Option<i32>) -> Self {
         Val::Int(v.map(i64::from))
@@ -90,6 +96,19 @@ pub(crate) trait Db {
     async fn exec(&mut self, sql: &Sql, params: &[Val<'_>]) -> Result<u64>;
     /// A task, as this write sees it (PostgreSQL: the row is locked by the caller).
     async fn load_task(&mut self, id: TaskId) -> Result<TaskRecord>;
+    /// A task, its row locked until the write commits: what a change of its state
+    /// reads.
+    async fn lock_task(&mut self, id: TaskId) -> Result<TaskRecord>;
+    /// The node and lease of task `id` while it runs attempt `attempt`, its row
+    /// locked; `None` when it runs another, or none, or (PostgreSQL) another write
+    /// holds the row, which is then being renewed or ended.
+    async fn running_hold(
+        &mut self,
+        id: TaskId,
+        attempt: u32,
+    ) -> Result<Option<(Option<String>, Option<i64>)>>;
+    /// Makes queue `name` again if it was removed.
+    async fn ensure_queue(&mut self, name: &str) -> Result<()>;
     /// A task, its row locked, with its attempt base and its retry policy's
     /// `max_attempts`: what an end reads.
     async fn load_task_and_budget(&mut self, id: TaskId) -> Result<(TaskRecord, i64, i64)>;

@@ -24,6 +24,7 @@ mod schema;
 mod sequencer;
 
 use crate::chain::{self, Entry};
+use crate::flow;
 use crate::{
     AlertStore, AuditStore, BudgetStore, EventStore, LifecycleStore, NodeStore, QueueStore,
     ScheduleStore, SessionStore, TaskStore, TokenStore,
@@ -638,7 +639,7 @@ impl LifecycleStore for PgStore {
 
     fn set_pid(&self, id: TaskId, attempt: u32, pid: i32) -> StoreFuture<'_, ()> {
         self.write((id, attempt, pid), |tx, &(id, attempt, pid)| {
-            Box::pin(ops::set_pid(tx, id, attempt, pid))
+            Box::pin(flow::set_pid(tx, id, attempt, pid))
         })
     }
 
@@ -650,12 +651,12 @@ impl LifecycleStore for PgStore {
 
     fn rescue(&self, end: AttemptEnd, now: Timestamp) -> StoreFuture<'_, Option<Finished>> {
         self.write((end, now), |tx, (end, now)| {
-            Box::pin(ops::rescue(tx, end, *now))
+            Box::pin(flow::rescue(tx, end, *now))
         })
     }
 
     fn take_over(&self, to: TakeOver) -> StoreFuture<'_, Option<TaskRecord>> {
-        self.write(to, |tx, to| Box::pin(ops::take_over(tx, to)))
+        self.write(to, |tx, to| Box::pin(flow::take_over(tx, to)))
     }
 
     fn finish_attempt(&self, end: AttemptEnd) -> StoreFuture<'_, Option<Finished>> {
@@ -704,7 +705,7 @@ impl LifecycleStore for PgStore {
         now: Timestamp,
     ) -> StoreFuture<'_, Option<TaskRecord>> {
         self.write((id, attempt, now), |tx, &(id, attempt, now)| {
-            Box::pin(ops::release(tx, id, attempt, now))
+            Box::pin(flow::release(tx, id, attempt, now))
         })
     }
 
@@ -715,19 +716,19 @@ impl LifecycleStore for PgStore {
         force: bool,
     ) -> StoreFuture<'_, StopOutcome> {
         self.write((id, now, force), |tx, &(id, now, force)| {
-            Box::pin(ops::request_stop(tx, id, now, force))
+            Box::pin(flow::request_stop(tx, id, now, force))
         })
     }
 
     fn retry(&self, id: TaskId, now: Timestamp) -> StoreFuture<'_, TaskRecord> {
         self.write((id, now), |tx, &(id, now)| {
-            Box::pin(ops::retry(tx, id, now))
+            Box::pin(flow::retry(tx, id, now))
         })
     }
 
     fn set_progress(&self, id: TaskId, progress: Progress) -> StoreFuture<'_, ()> {
         self.write((id, progress), |tx, (id, progress)| {
-            Box::pin(ops::set_progress(tx, *id, progress))
+            Box::pin(flow::set_progress(tx, *id, progress))
         })
     }
 

@@ -15,6 +15,7 @@ mod schema;
 use meanwhile_core::http::LoopHealth;
 pub use schema::SCHEMA_VERSION;
 
+use crate::flow;
 use crate::{
     AlertStore, AuditStore, BudgetStore, EventStore, LifecycleStore, NodeStore, QueueStore,
     ScheduleStore, SessionStore, TaskStore, TokenStore,
@@ -907,7 +908,9 @@ impl LifecycleStore for SqliteStore {
     }
 
     fn set_pid(&self, id: TaskId, attempt: u32, pid: i32) -> StoreFuture<'_, ()> {
-        self.write(move |conn, _| ops::set_pid(conn, id, attempt, pid))
+        self.write(move |conn, ev| {
+            flow::ready(flow::set_pid(&mut ops::lite(conn, ev), id, attempt, pid))
+        })
     }
 
     fn renew(&self, node: &str, lease_until: Timestamp) -> StoreFuture<'_, Vec<TaskId>> {
@@ -916,11 +919,11 @@ impl LifecycleStore for SqliteStore {
     }
 
     fn rescue(&self, end: AttemptEnd, now: Timestamp) -> StoreFuture<'_, Option<Finished>> {
-        self.write(move |conn, ev| ops::rescue(conn, ev, &end, now))
+        self.write(move |conn, ev| flow::ready(flow::rescue(&mut ops::lite(conn, ev), &end, now)))
     }
 
     fn take_over(&self, to: TakeOver) -> StoreFuture<'_, Option<TaskRecord>> {
-        self.write(move |conn, ev| ops::take_over(conn, ev, &to))
+        self.write(move |conn, ev| flow::ready(flow::take_over(&mut ops::lite(conn, ev), &to)))
     }
 
     fn finish_attempt(&self, end: AttemptEnd) -> StoreFuture<'_, Option<Finished>> {
@@ -950,7 +953,9 @@ impl LifecycleStore for SqliteStore {
         attempt: u32,
         now: Timestamp,
     ) -> StoreFuture<'_, Option<TaskRecord>> {
-        self.write(move |conn, ev| ops::release(conn, ev, id, attempt, now))
+        self.write(move |conn, ev| {
+            flow::ready(flow::release(&mut ops::lite(conn, ev), id, attempt, now))
+        })
     }
 
     fn request_stop(
@@ -959,15 +964,19 @@ impl LifecycleStore for SqliteStore {
         now: Timestamp,
         force: bool,
     ) -> StoreFuture<'_, StopOutcome> {
-        self.write(move |conn, ev| ops::request_stop(conn, ev, id, now, force))
+        self.write(move |conn, ev| {
+            flow::ready(flow::request_stop(&mut ops::lite(conn, ev), id, now, force))
+        })
     }
 
     fn retry(&self, id: TaskId, now: Timestamp) -> StoreFuture<'_, TaskRecord> {
-        self.write(move |conn, ev| ops::retry(conn, ev, id, now))
+        self.write(move |conn, ev| flow::ready(flow::retry(&mut ops::lite(conn, ev), id, now)))
     }
 
     fn set_progress(&self, id: TaskId, progress: Progress) -> StoreFuture<'_, ()> {
-        self.write(move |conn, ev| ops::set_progress(conn, ev, id, &progress))
+        self.write(move |conn, ev| {
+            flow::ready(flow::set_progress(&mut ops::lite(conn, ev), id, &progress))
+        })
     }
 
     fn set_live(&self, update: crate::LiveUpdate) -> StoreFuture<'_, ()> {

@@ -9,14 +9,13 @@
 
 use super::*;
 use crate::flow::{self, ClaimQueue, Val};
+use crate::policy;
 use crate::postgres::Client;
 use crate::sql::Sql;
-use crate::{AttemptEnd, Claim, ClaimRequest, Finished, StopOutcome, StoreError, TakeOver};
-use crate::{decode, policy};
+use crate::{AttemptEnd, Claim, ClaimRequest, Finished, StoreError};
 use meanwhile_core::{
-    Attempt, EventKind, Progress, TaskId, TaskRecord, TaskState, Timestamp, Transition, transition,
+    Attempt, EventKind, TaskId, TaskRecord, TaskState, Timestamp, Transition, transition,
 };
-use serde_json::json;
 use std::collections::HashMap;
 use tokio_postgres::types::ToSql;
 
@@ -141,6 +140,31 @@ impl flow::Db for Tx {
 
     async fn load_task(&mut self, id: TaskId) -> Result<TaskRecord> {
         load_task(self.client(), id).await
+    }
+
+    async fn lock_task(&mut self, id: TaskId) -> Result<TaskRecord> {
+        lock_task(self, id).await
+    }
+
+    async fn running_hold(
+        &mut self,
+        id: TaskId,
+        attempt: u32,
+    ) -> Result<Option<(Option<String>, Option<i64>)>> {
+        let row = self
+            .client()
+            .query_opt(
+                "SELECT node, lease_until FROM tasks WHERE id = $1 AND state = 'running'
+                   AND attempts = $2
+                 FOR UPDATE SKIP LOCKED",
+                &[&id.0, &i64::from(attempt)],
+            )
+            .await?;
+        row.map(|r| Ok((col(&r, 0)?, col(&r, 1)?))).transpose()
+    }
+
+    async fn ensure_queue(&mut self, name: &str) -> Result<()> {
+        ensure_queue(self, name).await
     }
 
     async fn load_task_and_budget(&mut self, id: TaskId) -> Result<(TaskRecord, i64, i64)> {
@@ -359,16 +383,6 @@ async fn rate_reopens(
     Ok(policy::rate_reopens(starts, window_ms, excess))
 }
 
-pub(crate) async fn set_pid(tx: &mut Tx, id: TaskId, attempt: u32, pid: i32) -> Result<()> {
-    exec(
-        tx,
-        "UPDATE attempts SET pid = $3 WHERE task_id = $1 AND number = $2",
-        &[&id.0, &i64::from(attempt), &i64::from(pid)],
-    )
-    .await?;
-    Ok(())
-}
-
 /// Extends the lease of what node `$1` runs. A row another write holds is being
 /// changed (its attempt ending, or taken over): it is skipped rather than waited
 /// for, so a renewal never waits on, nor deadlocks with, the writes of the tasks it
@@ -383,211 +397,10 @@ pub(crate) async fn renew(tx: &mut Tx, node: &str, lease_until: Timestamp) -> Re
     rows.iter().map(|r| col(r, 0).map(TaskId)).collect()
 }
 
-/// Records the end of an attempt whose node let its lease expire, if it still has:
-/// the row is locked first, so a renewal that came meanwhile wins.
-pub(crate) async fn rescue(
-    tx: &mut Tx,
-    end: &AttemptEnd,
-    now: Timestamp,
-) -> Result<Option<Finished>> {
-    let row = tx
-        .client()
-        .query_opt(
-            // A row another write holds is being renewed or ended: not expired.
-            "SELECT lease_until FROM tasks WHERE id = $1 AND state = 'running' AND attempts = $2
-             FOR UPDATE SKIP LOCKED",
-            &[&end.id.0, &i64::from(end.attempt)],
-        )
-        .await?;
-    let Some(row) = row else { return Ok(None) };
-    match col::<Option<i64>>(&row, 0)? {
-        // Another node's attempt: the expired lease, not the node, is the check.
-        Some(until) if until < now.0 => end_attempt(tx, end, None).await,
-        _ => Ok(None),
-    }
-}
-
-/// Moves an attempt whose node let its lease expire to another node as the same
-/// attempt, if it still has: the row is locked first, as for [`rescue`], so a
-/// renewal or an end that came meanwhile wins.
-pub(crate) async fn take_over(tx: &mut Tx, to: &TakeOver) -> Result<Option<TaskRecord>> {
-    let row = tx
-        .client()
-        .query_opt(
-            // A row another write holds is being renewed or ended: not expired.
-            "SELECT node, lease_until FROM tasks WHERE id = $1 AND state = 'running'
-               AND attempts = $2
-             FOR UPDATE SKIP LOCKED",
-            &[&to.id.0, &i64::from(to.attempt)],
-        )
-        .await?;
-    let Some(row) = row else { return Ok(None) };
-    let from: Option<String> = col(&row, 0)?;
-    match col::<Option<i64>>(&row, 1)? {
-        Some(until) if until < to.now.0 => {}
-        _ => return Ok(None),
-    }
-    exec(
-        tx,
-        "UPDATE tasks SET node = $2, lease_until = $3 WHERE id = $1",
-        &[&to.id.0, &to.node, &to.lease_until.0],
-    )
-    .await?;
-    exec(
-        tx,
-        "UPDATE attempts SET node = $3 WHERE task_id = $1 AND number = $2",
-        &[&to.id.0, &i64::from(to.attempt), &to.node],
-    )
-    .await?;
-    tx.emit(
-        to.now,
-        EventKind::Started,
-        Some(to.id),
-        decode::taken_over_data(to, from.as_deref()),
-    );
-    load_task(tx.client(), to.id).await.map(Some)
-}
-
 /// Records the end of an attempt, if it is still the task's running one and held by
 /// the node that ran it (see [`AttemptEnd::node`]).
 pub(crate) async fn finish_attempt(tx: &mut Tx, end: &AttemptEnd) -> Result<Option<Finished>> {
-    end_attempt(tx, end, end.node.as_deref()).await
-}
-
-/// Records the end of an attempt (see [`flow::end_attempt`]).
-async fn end_attempt(
-    tx: &mut Tx,
-    end: &AttemptEnd,
-    holder: Option<&str>,
-) -> Result<Option<Finished>> {
-    flow::end_attempt(tx, end, holder).await
-}
-
-pub(crate) async fn release(
-    tx: &mut Tx,
-    id: TaskId,
-    attempt: u32,
-    now: Timestamp,
-) -> Result<Option<TaskRecord>> {
-    let task = lock_task(tx, id).await?;
-    if task.state != TaskState::Running || task.attempts != attempt {
-        return Ok(None);
-    }
-    let to = transition(task.state, Transition::Release)
-        .map_err(|source| StoreError::Illegal { id, source })?;
-    exec(
-        tx,
-        "UPDATE tasks SET state = $2, attempts = attempts - 1, started_at = NULL, node = NULL,
-            lease_until = NULL, stop_requested = false, live = NULL
-         WHERE id = $1",
-        &[&id.0, &to.as_str()],
-    )
-    .await?;
-    exec(
-        tx,
-        "DELETE FROM attempts WHERE task_id = $1 AND number = $2",
-        &[&id.0, &i64::from(attempt)],
-    )
-    .await?;
-    tx.count_move(&task.queue, task.state, to);
-    tx.emit(
-        now,
-        EventKind::Released,
-        Some(id),
-        json!({"attempt": attempt}),
-    );
-    load_task(tx.client(), id).await.map(Some)
-}
-
-pub(crate) async fn request_stop(
-    tx: &mut Tx,
-    id: TaskId,
-    now: Timestamp,
-    force: bool,
-) -> Result<StopOutcome> {
-    let task = lock_task(tx, id).await?;
-    match task.state {
-        TaskState::Running => {
-            exec(
-                tx,
-                "UPDATE tasks SET stop_requested = true WHERE id = $1",
-                &[&id.0],
-            )
-            .await?;
-            tx.emit(
-                now,
-                EventKind::StopRequested,
-                Some(id),
-                json!({"force": force}),
-            );
-            Ok(StopOutcome::Stopping(load_task(tx.client(), id).await?))
-        }
-        from => {
-            let to = transition(from, Transition::Cancel)
-                .map_err(|source| StoreError::Illegal { id, source })?;
-            exec(
-                tx,
-                "UPDATE tasks SET state = $2, finished_at = $3, reason = $4, run_after = NULL
-                 WHERE id = $1",
-                &[&id.0, &to.as_str(), &now.0, &"cancelled before it started"],
-            )
-            .await?;
-            tx.count_move(&task.queue, from, to);
-            let task = load_task(tx.client(), id).await?;
-            finished(tx, &task, now, 0, "", 0);
-            let cascaded = cascade(tx, id, to, now).await?;
-            Ok(StopOutcome::Cancelled(Finished { task, cascaded }))
-        }
-    }
-}
-
-pub(crate) async fn retry(tx: &mut Tx, id: TaskId, now: Timestamp) -> Result<TaskRecord> {
-    let task = lock_task(tx, id).await?;
-    let to = transition(task.state, Transition::Retry)
-        .map_err(|source| StoreError::Illegal { id, source })?;
-    // Its queue may have been removed since it ended.
-    ensure_queue(tx, &task.queue).await?;
-    exec(
-        tx,
-        "UPDATE tasks SET state = $2, attempt_base = attempts, run_after = NULL,
-            finished_at = NULL, exit_code = NULL, signal = NULL, reason = NULL, result = NULL,
-            progress = NULL, stop_requested = false, live = NULL
-         WHERE id = $1",
-        &[&id.0, &to.as_str()],
-    )
-    .await?;
-    tx.count_move(&task.queue, task.state, to);
-    tx.emit(
-        now,
-        EventKind::Retried,
-        Some(id),
-        json!({"from": task.state}),
-    );
-    load_task(tx.client(), id).await
-}
-
-pub(crate) async fn set_progress(tx: &mut Tx, id: TaskId, progress: &Progress) -> Result<()> {
-    let body = serde_json::to_string(progress).map_err(|e| corrupt("progress", e))?;
-    let changed = exec(
-        tx,
-        "UPDATE tasks SET progress = $2 WHERE id = $1 AND state = 'running'",
-        &[&id.0, &body],
-    )
-    .await?;
-    if changed == 0 {
-        let task = load_task(tx.client(), id).await?;
-        return Err(StoreError::Conflict {
-            field: "progress",
-            message: format!("task {id} is {}, not running", task.state),
-        });
-    }
-    tx.emit(
-        progress.at,
-        EventKind::Progress,
-        Some(id),
-        serde_json::to_value(progress).unwrap_or_default(),
-    );
-    Ok(())
+    flow::end_attempt(tx, end, end.node.as_deref()).await
 }
 
 pub(crate) async fn set_live(tx: &mut Tx, update: &crate::LiveUpdate) -> Result<()> {

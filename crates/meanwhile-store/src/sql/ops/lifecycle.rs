@@ -51,3 +51,54 @@ crate::sql::sql! {
             stop_requested = false, live = NULL
          WHERE id = $1";
 }
+
+crate::sql::sql! {
+    /// The process id of attempt `$2` of task `$1`.
+    SET_PID = "UPDATE attempts SET pid = $3 WHERE task_id = $1 AND number = $2";
+}
+
+crate::sql::sql! {
+    /// Gives back the claim of task `$1`, now in state `$2`: its attempt is forgotten.
+    RELEASE_TASK = "UPDATE tasks SET state = $2, attempts = attempts - 1, started_at = NULL,
+            node = NULL, lease_until = NULL, stop_requested = false, live = NULL
+         WHERE id = $1";
+}
+
+crate::sql::sql! {
+    /// Forgets attempt `$2` of task `$1`.
+    FORGET_ATTEMPT = "DELETE FROM attempts WHERE task_id = $1 AND number = $2";
+}
+
+crate::sql::sql! {
+    /// Flags running task `$1` for its node to stop.
+    FLAG_STOP = "UPDATE tasks SET stop_requested = true WHERE id = $1";
+}
+
+crate::sql::sql! {
+    /// Task `$1` ends in state `$2` at `$3` without having run, for reason `$4`.
+    END_UNRUN = "UPDATE tasks SET state = $2, finished_at = $3, reason = $4, run_after = NULL
+         WHERE id = $1";
+}
+
+crate::sql::sql! {
+    /// Task `$1` is in state `$2` again, with a fresh retry budget.
+    RETRY_TASK = "UPDATE tasks SET state = $2, attempt_base = attempts, run_after = NULL,
+            finished_at = NULL, exit_code = NULL, signal = NULL, reason = NULL, result = NULL,
+            progress = NULL, stop_requested = false, live = NULL
+         WHERE id = $1";
+}
+
+crate::sql::sql! {
+    /// The progress `$2` of task `$1`, while it runs.
+    SET_PROGRESS = "UPDATE tasks SET progress = $2 WHERE id = $1 AND state = 'running'";
+}
+
+crate::sql::sql! {
+    /// Task `$1` runs on node `$2` from now on, its lease until `$3`.
+    HAND_OVER_TASK = "UPDATE tasks SET node = $2, lease_until = $3 WHERE id = $1";
+}
+
+crate::sql::sql! {
+    /// Attempt `$2` of task `$1` runs on node `$3` from now on.
+    HAND_OVER_ATTEMPT = "UPDATE attempts SET node = $3 WHERE task_id = $1 AND number = $2";
+}

@@ -4,13 +4,11 @@
 use super::*;
 use crate::flow::{self, ClaimQueue, Val};
 use crate::sql::Sql;
-use crate::{AttemptEnd, Claim, ClaimRequest, Finished, StopOutcome, StoreError, TakeOver};
+use crate::{AttemptEnd, Claim, ClaimRequest, Finished, StoreError};
 use meanwhile_core::{
-    Attempt, Event, EventKind, Progress, TaskId, TaskRecord, TaskState, Timestamp, Transition,
-    transition,
+    Attempt, Event, EventKind, TaskId, TaskRecord, TaskState, Timestamp, Transition, transition,
 };
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::json;
 use std::collections::HashMap;
 
 /// Fails a pending task whose dependency ended without succeeding, then its own
@@ -117,6 +115,11 @@ pub(crate) struct Lite<'a> {
     pub events: &'a mut Vec<Event>,
 }
 
+/// The shared flows' view of the writer thread's transaction.
+pub(crate) fn lite<'a>(conn: &'a Connection, events: &'a mut Vec<Event>) -> Lite<'a> {
+    Lite { conn, events }
+}
+
 impl flow::Db for Lite<'_> {
     async fn exec(&mut self, sql: &Sql, params: &[Val<'_>]) -> Result<u64> {
         let mut stmt = self.conn.prepare_cached(sql.sqlite)?;
@@ -125,6 +128,28 @@ impl flow::Db for Lite<'_> {
 
     async fn load_task(&mut self, id: TaskId) -> Result<TaskRecord> {
         load_task(self.conn, id)
+    }
+
+    /// One writer at a time: reading is locking.
+    async fn lock_task(&mut self, id: TaskId) -> Result<TaskRecord> {
+        load_task(self.conn, id)
+    }
+
+    async fn running_hold(
+        &mut self,
+        id: TaskId,
+        attempt: u32,
+    ) -> Result<Option<(Option<String>, Option<i64>)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT node, lease_until FROM tasks WHERE id = ?1 AND state = 'running'
+               AND attempts = ?2",
+        )?;
+        let hold = stmt.query_row(params![id.0, attempt], |r| Ok((r.get(0)?, r.get(1)?)));
+        Ok(hold.optional()?)
+    }
+
+    async fn ensure_queue(&mut self, name: &str) -> Result<()> {
+        ensure_queue(self.conn, name)
     }
 
     async fn load_task_and_budget(&mut self, id: TaskId) -> Result<(TaskRecord, i64, i64)> {
@@ -326,13 +351,6 @@ fn rate_reopens(
     Ok(crate::policy::rate_reopens(starts, window_ms, excess))
 }
 
-pub(crate) fn set_pid(conn: &Connection, id: TaskId, attempt: u32, pid: i32) -> Result<()> {
-    let mut stmt =
-        conn.prepare_cached("UPDATE attempts SET pid = ?3 WHERE task_id = ?1 AND number = ?2")?;
-    stmt.execute(params![id.0, attempt, pid])?;
-    Ok(())
-}
-
 /// Extends the lease of what node `?1` runs.
 pub(crate) const RENEW: &str =
     "UPDATE tasks SET lease_until = ?2 WHERE state = 'running' AND node = ?1 RETURNING id";
@@ -345,60 +363,6 @@ pub(crate) fn renew(conn: &Connection, node: &str, lease_until: Timestamp) -> Re
     Ok(ids)
 }
 
-/// Records the end of an attempt whose node let its lease expire, if it still has.
-pub(crate) fn rescue(
-    conn: &Connection,
-    events: &mut Vec<Event>,
-    end: &AttemptEnd,
-    now: Timestamp,
-) -> Result<Option<Finished>> {
-    let until: Option<Option<i64>> = conn
-        .prepare_cached(
-            "SELECT lease_until FROM tasks WHERE id = ?1 AND state = 'running' AND attempts = ?2",
-        )?
-        .query_row(params![end.id.0, end.attempt], |r| r.get(0))
-        .optional()?;
-    match until {
-        // Another node's attempt: the expired lease, not the node, is the check.
-        Some(Some(until)) if until < now.0 => end_attempt(conn, events, end, None),
-        _ => Ok(None),
-    }
-}
-
-/// Moves an attempt whose node let its lease expire to another node as the same
-/// attempt, if it still has. One machine's store is never shared, so nothing calls
-/// this but a test; it keeps the contract all the same.
-pub(crate) fn take_over(
-    conn: &Connection,
-    events: &mut Vec<Event>,
-    to: &TakeOver,
-) -> Result<Option<TaskRecord>> {
-    let row: Option<(Option<String>, Option<i64>)> = conn
-        .prepare_cached(
-            "SELECT node, lease_until FROM tasks WHERE id = ?1 AND state = 'running'
-               AND attempts = ?2",
-        )?
-        .query_row(params![to.id.0, to.attempt], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let from = match row {
-        Some((from, Some(until))) if until < to.now.0 => from,
-        _ => return Ok(None),
-    };
-    conn.prepare_cached("UPDATE tasks SET node = ?2, lease_until = ?3 WHERE id = ?1")?
-        .execute(params![to.id.0, to.node, to.lease_until.0])?;
-    conn.prepare_cached("UPDATE attempts SET node = ?3 WHERE task_id = ?1 AND number = ?2")?
-        .execute(params![to.id.0, to.attempt, to.node])?;
-    emit(
-        conn,
-        events,
-        to.now,
-        EventKind::Started,
-        Some(to.id),
-        crate::decode::taken_over_data(to, from.as_deref()),
-    )?;
-    load_task(conn, to.id).map(Some)
-}
-
 /// Records the end of an attempt, if it is still the task's running one and held by
 /// the node that ran it (see [`AttemptEnd::node`]).
 pub(crate) fn finish_attempt(
@@ -406,151 +370,8 @@ pub(crate) fn finish_attempt(
     events: &mut Vec<Event>,
     end: &AttemptEnd,
 ) -> Result<Option<Finished>> {
-    end_attempt(conn, events, end, end.node.as_deref())
-}
-
-/// Records the end of an attempt (see [`flow::end_attempt`]).
-fn end_attempt(
-    conn: &Connection,
-    events: &mut Vec<Event>,
-    end: &AttemptEnd,
-    holder: Option<&str>,
-) -> Result<Option<Finished>> {
+    let holder = end.node.as_deref();
     flow::ready(flow::end_attempt(&mut Lite { conn, events }, end, holder))
-}
-
-pub(crate) fn release(
-    conn: &Connection,
-    events: &mut Vec<Event>,
-    id: TaskId,
-    attempt: u32,
-    now: Timestamp,
-) -> Result<Option<TaskRecord>> {
-    let task = load_task(conn, id)?;
-    if task.state != TaskState::Running || task.attempts != attempt {
-        return Ok(None);
-    }
-    let to = transition(task.state, Transition::Release)
-        .map_err(|source| StoreError::Illegal { id, source })?;
-    conn.prepare_cached(
-        "UPDATE tasks SET state = ?2, attempts = attempts - 1, started_at = NULL, node = NULL,
-            lease_until = NULL, stop_requested = 0, live = NULL
-         WHERE id = ?1",
-    )?
-    .execute(params![id.0, to.as_str()])?;
-    conn.prepare_cached("DELETE FROM attempts WHERE task_id = ?1 AND number = ?2")?
-        .execute(params![id.0, attempt])?;
-    count_move(conn, &task.queue, task.state, to)?;
-    emit(
-        conn,
-        events,
-        now,
-        EventKind::Released,
-        Some(id),
-        json!({"attempt": attempt}),
-    )?;
-    load_task(conn, id).map(Some)
-}
-
-pub(crate) fn request_stop(
-    conn: &Connection,
-    events: &mut Vec<Event>,
-    id: TaskId,
-    now: Timestamp,
-    force: bool,
-) -> Result<StopOutcome> {
-    let task = load_task(conn, id)?;
-    match task.state {
-        TaskState::Running => {
-            conn.prepare_cached("UPDATE tasks SET stop_requested = 1 WHERE id = ?1")?
-                .execute([id.0])?;
-            emit(
-                conn,
-                events,
-                now,
-                EventKind::StopRequested,
-                Some(id),
-                json!({"force": force}),
-            )?;
-            Ok(StopOutcome::Stopping(load_task(conn, id)?))
-        }
-        from => {
-            let to = transition(from, Transition::Cancel)
-                .map_err(|source| StoreError::Illegal { id, source })?;
-            conn.prepare_cached(
-                "UPDATE tasks SET state = ?2, finished_at = ?3, reason = ?4, run_after = NULL
-                 WHERE id = ?1",
-            )?
-            .execute(params![
-                id.0,
-                to.as_str(),
-                now.0,
-                "cancelled before it started"
-            ])?;
-            count_move(conn, &task.queue, from, to)?;
-            let task = load_task(conn, id)?;
-            finished(conn, events, &task, now, 0, "", 0)?;
-            let cascaded = cascade(conn, events, id, to, now)?;
-            Ok(StopOutcome::Cancelled(Finished { task, cascaded }))
-        }
-    }
-}
-
-pub(crate) fn retry(
-    conn: &Connection,
-    events: &mut Vec<Event>,
-    id: TaskId,
-    now: Timestamp,
-) -> Result<TaskRecord> {
-    let task = load_task(conn, id)?;
-    let to = transition(task.state, Transition::Retry)
-        .map_err(|source| StoreError::Illegal { id, source })?;
-    // Its queue may have been removed since it ended.
-    ensure_queue(conn, &task.queue)?;
-    conn.prepare_cached(
-        "UPDATE tasks SET state = ?2, attempt_base = attempts, run_after = NULL,
-            finished_at = NULL, exit_code = NULL, signal = NULL, reason = NULL, result = NULL,
-            progress = NULL, stop_requested = 0, live = NULL
-         WHERE id = ?1",
-    )?
-    .execute(params![id.0, to.as_str()])?;
-    count_move(conn, &task.queue, task.state, to)?;
-    emit(
-        conn,
-        events,
-        now,
-        EventKind::Retried,
-        Some(id),
-        json!({"from": task.state}),
-    )?;
-    load_task(conn, id)
-}
-
-pub(crate) fn set_progress(
-    conn: &Connection,
-    events: &mut Vec<Event>,
-    id: TaskId,
-    progress: &Progress,
-) -> Result<()> {
-    let body = serde_json::to_string(progress).map_err(|e| corrupt("progress", e))?;
-    let changed = conn
-        .prepare_cached("UPDATE tasks SET progress = ?2 WHERE id = ?1 AND state = 'running'")?
-        .execute(params![id.0, body])?;
-    if changed == 0 {
-        let task = load_task(conn, id)?;
-        return Err(StoreError::Conflict {
-            field: "progress",
-            message: format!("task {id} is {}, not running", task.state),
-        });
-    }
-    emit(
-        conn,
-        events,
-        progress.at,
-        EventKind::Progress,
-        Some(id),
-        serde_json::to_value(progress).unwrap_or_default(),
-    )
 }
 
 pub(crate) fn set_live(
