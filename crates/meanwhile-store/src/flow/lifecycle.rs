@@ -1,6 +1,7 @@
 //! A claim and an attempt's end, the two writes every task makes.
 
 use super::{Db, Result, Val};
+use crate::cells::Cells;
 use crate::sql::ops::lifecycle::*;
 use crate::{
     AttemptEnd, Claim, ClaimRequest, Claimed, Finished, StopOutcome, StoreError, TakeOver, policy,
@@ -227,9 +228,8 @@ pub(crate) async fn end_attempt(
     let mut cascaded = Vec::new();
     if to.is_terminal() {
         let (tail, bytes) = (&end.tail, end.output_bytes);
-        db.finished(&task, end.ended_at, duration_ms, tail, bytes)
-            .await?;
-        cascaded = db.cascade(id, to, end.ended_at).await?;
+        finished(db, &task, end.ended_at, duration_ms, tail, bytes).await?;
+        cascaded = cascade(db, id, to, end.ended_at).await?;
     }
     Ok(Some(Finished { task, cascaded }))
 }
@@ -322,8 +322,8 @@ pub(crate) async fn request_stop(
     db.exec(&END_UNRUN, &cancelled).await?;
     db.count_move(&task.queue, from, to).await?;
     let task = db.load_task(id).await?;
-    db.finished(&task, now, 0, "", 0).await?;
-    let cascaded = db.cascade(id, to, now).await?;
+    finished(db, &task, now, 0, "", 0).await?;
+    let cascaded = cascade(db, id, to, now).await?;
     Ok(StopOutcome::Cancelled(Finished { task, cascaded }))
 }
 
@@ -359,4 +359,103 @@ pub(crate) async fn set_progress(db: &mut impl Db, id: TaskId, progress: &Progre
     let data = serde_json::to_value(progress).unwrap_or_default();
     db.emit(progress.at, EventKind::Progress, Some(id), data)
         .await
+}
+
+/// The `finished` event of a task that ended and, when it names a session, the
+/// session's notice.
+pub(crate) async fn finished(
+    db: &mut impl Db,
+    task: &TaskRecord,
+    now: Timestamp,
+    duration_ms: u64,
+    tail: &str,
+    output_bytes: u64,
+) -> Result<()> {
+    let data = crate::decode::finished_data(task);
+    db.emit(now, EventKind::Finished, Some(task.id), data)
+        .await?;
+    if let Some(session) = &task.session {
+        let body = policy::notification_body(task, session, now, duration_ms, tail, output_bytes)?;
+        db.notify(session, task.id, body).await?;
+    }
+    Ok(())
+}
+
+/// The pending dependents of a task, in id order.
+async fn dependents(db: &mut impl Db, id: TaskId) -> Result<Vec<TaskId>> {
+    db.query(&PENDING_DEPENDENTS, &[id.0.into()], |r| {
+        Ok(TaskId(r.cell(0)?))
+    })
+    .await
+}
+
+/// Fails the pending dependents of a task that ended in `state`, if that is not a
+/// success, and theirs in turn.
+pub(crate) async fn cascade(
+    db: &mut impl Db,
+    id: TaskId,
+    state: TaskState,
+    now: Timestamp,
+) -> Result<Vec<TaskRecord>> {
+    let mut out = Vec::new();
+    if state != TaskState::Succeeded {
+        for dependent in dependents(db, id).await? {
+            out.extend(fail_for_dependency(db, dependent, id, state, now).await?);
+        }
+    }
+    Ok(out)
+}
+
+/// Fails a pending task whose dependency `dep` ended in `dep_state` without
+/// succeeding, then its own dependents, and so on, depth first.
+pub(crate) async fn fail_for_dependency(
+    db: &mut impl Db,
+    id: TaskId,
+    dep: TaskId,
+    dep_state: TaskState,
+    now: Timestamp,
+) -> Result<Vec<TaskRecord>> {
+    // Iterative, not recursive: an async fn cannot call itself without a box.
+    let mut out = Vec::new();
+    let mut todo = vec![(id, dep, dep_state)];
+    while let Some((id, dep, dep_state)) = todo.pop() {
+        let task = db.lock_task(id).await?;
+        let to = transition(task.state, Transition::DependencyFailed)
+            .map_err(|source| StoreError::Illegal { id, source })?;
+        let reason = policy::dependency_reason(dep, dep_state);
+        let failed = [
+            id.0.into(),
+            to.as_str().into(),
+            reason.as_str().into(),
+            now.0.into(),
+        ];
+        db.exec(&FAIL_FOR_DEPENDENCY, &failed).await?;
+        db.count_move(&task.queue, task.state, to).await?;
+        let task = db.load_task(id).await?;
+        finished(db, &task, now, 0, "", 0).await?;
+        out.push(task);
+        let next = dependents(db, id).await?;
+        todo.extend(next.into_iter().rev().map(|d| (d, id, to)));
+    }
+    Ok(out)
+}
+
+/// Records what a running task is seen doing (see `LifecycleStore::set_live`).
+pub(crate) async fn set_live(db: &mut impl Db, update: &crate::LiveUpdate) -> Result<()> {
+    let id = update.id;
+    let task = db.load_task(id).await?;
+    let Some(changes) = policy::live_changes(&task, update)? else {
+        return Ok(());
+    };
+    db.exec(&SET_LIVE, &[id.0.into(), (&changes.column).into()])
+        .await?;
+    for (kind, data) in changes.events {
+        db.emit(update.now, kind, Some(id), data).await?;
+    }
+    if let Some(session) = &task.session {
+        for body in changes.notices {
+            db.notify(session, id, body).await?;
+        }
+    }
+    Ok(())
 }

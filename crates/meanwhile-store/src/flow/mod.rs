@@ -14,6 +14,7 @@ mod lifecycle;
 pub(crate) use lifecycle::*;
 
 use crate::StoreError;
+use crate::cells::Cells;
 use crate::sql::Sql;
 use meanwhile_core::{EventKind, TaskId, TaskRecord, TaskState, Timestamp};
 use std::future::Future;
@@ -92,6 +93,16 @@ impl rusqlite::ToSql for Val<'_> {
 
 /// What a flow writes with: one write's transaction in either store.
 pub(crate) trait Db {
+    /// A row of a query's answer.
+    type Row<'r>: Cells;
+    /// Runs a query; answers its rows, each read by `read`.
+    #[allow(clippy::type_complexity)]
+    async fn query<T>(
+        &mut self,
+        sql: &Sql,
+        params: &[Val<'_>],
+        read: for<'r> fn(&Self::Row<'r>) -> Result<T>,
+    ) -> Result<Vec<T>>;
     /// Runs one statement; answers how many rows it changed.
     async fn exec(&mut self, sql: &Sql, params: &[Val<'_>]) -> Result<u64>;
     /// A task, as this write sees it (PostgreSQL: the row is locked by the caller).
@@ -122,24 +133,9 @@ pub(crate) trait Db {
         task: Option<TaskId>,
         data: serde_json::Value,
     ) -> Result<()>;
-    /// The `finished` event of a task that ended and, when it names a session, the
-    /// session's notice.
-    async fn finished(
-        &mut self,
-        task: &TaskRecord,
-        now: Timestamp,
-        duration_ms: u64,
-        tail: &str,
-        output_bytes: u64,
-    ) -> Result<()>;
-    /// Fails the pending dependents of a task that ended in `state`, if that is not
-    /// a success, and theirs in turn.
-    async fn cascade(
-        &mut self,
-        id: TaskId,
-        state: TaskState,
-        now: Timestamp,
-    ) -> Result<Vec<TaskRecord>>;
+    /// Leaves `body` for `session`, a notice about `task` (PostgreSQL: numbered
+    /// with the write's events after the commit).
+    async fn notify(&mut self, session: &str, task: TaskId, body: String) -> Result<()>;
     /// The earliest future run-after time of a pending task.
     async fn next_wakeup(&mut self, now: Timestamp) -> Result<Option<Timestamp>>;
 }

@@ -733,7 +733,7 @@ impl LifecycleStore for PgStore {
     }
 
     fn set_live(&self, update: crate::LiveUpdate) -> StoreFuture<'_, ()> {
-        self.write(update, |tx, update| Box::pin(ops::set_live(tx, update)))
+        self.write(update, |tx, update| Box::pin(flow::set_live(tx, update)))
     }
 
     fn running(

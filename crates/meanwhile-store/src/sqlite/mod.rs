@@ -980,7 +980,7 @@ impl LifecycleStore for SqliteStore {
     }
 
     fn set_live(&self, update: crate::LiveUpdate) -> StoreFuture<'_, ()> {
-        self.write(move |conn, ev| ops::set_live(conn, ev, &update))
+        self.write(move |conn, ev| flow::ready(flow::set_live(&mut ops::lite(conn, ev), &update)))
     }
 
     fn running(

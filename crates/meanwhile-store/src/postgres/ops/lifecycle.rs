@@ -12,75 +12,14 @@ use crate::flow::{self, ClaimQueue, Val};
 use crate::policy;
 use crate::postgres::Client;
 use crate::sql::Sql;
-use crate::{AttemptEnd, Claim, ClaimRequest, Finished, StoreError};
-use meanwhile_core::{
-    Attempt, EventKind, TaskId, TaskRecord, TaskState, Timestamp, Transition, transition,
-};
+use crate::{AttemptEnd, Claim, ClaimRequest, Finished};
+use meanwhile_core::{Attempt, EventKind, TaskId, TaskRecord, TaskState, Timestamp};
 use std::collections::HashMap;
 use tokio_postgres::types::ToSql;
 
-/// Fails a pending task whose dependency ended without succeeding, then its own
-/// dependents, and so on.
-pub(super) async fn fail_for_dependency(
-    tx: &mut Tx,
-    id: TaskId,
-    dep: TaskId,
-    dep_state: TaskState,
-    now: Timestamp,
-) -> Result<Vec<TaskRecord>> {
-    // Iterative, not recursive: an async fn cannot call itself without a box.
-    let mut out = Vec::new();
-    let mut todo = vec![(id, dep, dep_state)];
-    while let Some((id, dep, dep_state)) = todo.pop() {
-        let task = lock_task(tx, id).await?;
-        let to = transition(task.state, Transition::DependencyFailed)
-            .map_err(|source| StoreError::Illegal { id, source })?;
-        let reason = policy::dependency_reason(dep, dep_state);
-        exec(
-            tx,
-            "UPDATE tasks SET state = $2, reason = $3, finished_at = $4, run_after = NULL
-             WHERE id = $1",
-            &[&id.0, &to.as_str(), &reason, &now.0],
-        )
-        .await?;
-        tx.count_move(&task.queue, task.state, to);
-        let task = load_task(tx.client(), id).await?;
-        finished(tx, &task, now, 0, "", 0);
-        out.push(task);
-        let mut next = dependents(tx, id).await?;
-        next.reverse();
-        todo.extend(next.into_iter().map(|d| (d, id, to)));
-    }
-    Ok(out)
-}
-
-/// The pending dependents of task `$1`, in id order.
-pub(crate) const PENDING_DEPENDENTS: &str =
-    "SELECT d.task_id FROM deps d JOIN tasks t ON t.id = d.task_id
-     WHERE d.dep_id = $1 AND t.state = 'pending' ORDER BY d.task_id";
-
-/// The pending dependents of a task, in id order.
-async fn dependents(tx: &Tx, id: TaskId) -> Result<Vec<TaskId>> {
-    let rows = tx.client().query(PENDING_DEPENDENTS, &[&id.0]).await?;
-    rows.iter().map(|r| col(r, 0).map(TaskId)).collect()
-}
-
-/// Fails the pending dependents of a task that ended without succeeding.
-pub(super) async fn cascade(
-    tx: &mut Tx,
-    id: TaskId,
-    state: TaskState,
-    now: Timestamp,
-) -> Result<Vec<TaskRecord>> {
-    if state == TaskState::Succeeded {
-        return Ok(Vec::new());
-    }
-    let mut out = Vec::new();
-    for dependent in dependents(tx, id).await? {
-        out.extend(fail_for_dependency(tx, dependent, id, state, now).await?);
-    }
-    Ok(out)
-}
+/// The pending dependents of a task (for the plans checked by `plans`).
+#[cfg(feature = "plans")]
+pub(crate) const PENDING_DEPENDENTS: &str = crate::sql::ops::lifecycle::PENDING_DEPENDENTS.postgres;
 
 /// The queues a claim may take from, with their limits, locked in name order.
 pub(crate) const UNPAUSED_QUEUES: &str =
@@ -123,19 +62,43 @@ pub(crate) async fn claim(tx: &mut Tx, req: &ClaimRequest) -> Result<Claim> {
     flow::claim(tx, req).await
 }
 
+/// Parameters as PostgreSQL's driver takes them.
+fn pg_values<'a>(params: &[Val<'a>]) -> Vec<Box<dyn ToSql + Sync + Send + 'a>> {
+    params
+        .iter()
+        .map(|v| -> Box<dyn ToSql + Sync + Send + 'a> {
+            match *v {
+                Val::Int(i) => Box::new(i),
+                Val::Text(t) => Box::new(t),
+            }
+        })
+        .collect()
+}
+
 impl flow::Db for Tx {
+    type Row<'r> = tokio_postgres::Row;
+
+    async fn query<T>(
+        &mut self,
+        sql: &Sql,
+        params: &[Val<'_>],
+        read: fn(&tokio_postgres::Row) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let values = pg_values(params);
+        let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| &**v as _).collect();
+        let rows = self.client().query(sql.postgres, &refs).await?;
+        rows.iter().map(read).collect()
+    }
+
     async fn exec(&mut self, sql: &Sql, params: &[Val<'_>]) -> Result<u64> {
-        let values: Vec<Box<dyn ToSql + Sync + Send + '_>> = params
-            .iter()
-            .map(|v| -> Box<dyn ToSql + Sync + Send + '_> {
-                match *v {
-                    Val::Int(i) => Box::new(i),
-                    Val::Text(t) => Box::new(t),
-                }
-            })
-            .collect();
+        let values = pg_values(params);
         let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| &**v as _).collect();
         exec(self, sql.postgres, &refs).await
+    }
+
+    async fn notify(&mut self, session: &str, task: TaskId, body: String) -> Result<()> {
+        Tx::notify(self, session, task, body);
+        Ok(())
     }
 
     async fn load_task(&mut self, id: TaskId) -> Result<TaskRecord> {
@@ -185,27 +148,6 @@ impl flow::Db for Tx {
     ) -> Result<()> {
         Tx::emit(self, at, kind, task, data);
         Ok(())
-    }
-
-    async fn finished(
-        &mut self,
-        task: &TaskRecord,
-        now: Timestamp,
-        duration_ms: u64,
-        tail: &str,
-        output_bytes: u64,
-    ) -> Result<()> {
-        finished(self, task, now, duration_ms, tail, output_bytes);
-        Ok(())
-    }
-
-    async fn cascade(
-        &mut self,
-        id: TaskId,
-        state: TaskState,
-        now: Timestamp,
-    ) -> Result<Vec<TaskRecord>> {
-        cascade(self, id, state, now).await
     }
 
     async fn next_wakeup(&mut self, now: Timestamp) -> Result<Option<Timestamp>> {
@@ -401,33 +343,6 @@ pub(crate) async fn renew(tx: &mut Tx, node: &str, lease_until: Timestamp) -> Re
 /// the node that ran it (see [`AttemptEnd::node`]).
 pub(crate) async fn finish_attempt(tx: &mut Tx, end: &AttemptEnd) -> Result<Option<Finished>> {
     flow::end_attempt(tx, end, end.node.as_deref()).await
-}
-
-pub(crate) async fn set_live(tx: &mut Tx, update: &crate::LiveUpdate) -> Result<()> {
-    let task = load_task(tx.client(), update.id).await?;
-    let Some(changes) = crate::policy::live_changes(&task, update)? else {
-        return Ok(());
-    };
-    exec(
-        tx,
-        "UPDATE tasks SET live = $2 WHERE id = $1",
-        &[&update.id.0, &changes.column],
-    )
-    .await?;
-    for (kind, data) in changes.events {
-        tx.emit(update.now, kind, Some(update.id), data);
-    }
-    if let Some(session) = &task.session {
-        for body in changes.notices {
-            exec(
-                tx,
-                "INSERT INTO notifications (session, task_id, body) VALUES ($1, $2, $3)",
-                &[session, &update.id.0, &body],
-            )
-            .await?;
-        }
-    }
-    Ok(())
 }
 
 /// The running tasks of node `$1`, or whose lease ended before `$2`.

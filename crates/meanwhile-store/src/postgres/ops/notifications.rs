@@ -3,33 +3,7 @@
 
 use super::*;
 use crate::postgres::Client;
-use meanwhile_core::{EventKind, Notification, TaskRecord, Timestamp};
-
-/// Writes the `finished` event and, when the task names a session, its notification
-/// (both put in line at the commit and numbered, in that order, by the sequencer).
-pub(super) fn finished(
-    tx: &mut Tx,
-    task: &TaskRecord,
-    now: Timestamp,
-    duration_ms: u64,
-    tail: &str,
-    output_bytes: u64,
-) {
-    tx.emit(
-        now,
-        EventKind::Finished,
-        Some(task.id),
-        crate::decode::finished_data(task),
-    );
-    if let Some(session) = &task.session {
-        match crate::policy::notification_body(task, session, now, duration_ms, tail, output_bytes)
-        {
-            Ok(body) => tx.notify(session, task.id, body),
-            // A notification is plain data; serializing it does not fail.
-            Err(e) => tracing::error!("task {}: no notification: {e}", task.id),
-        }
-    }
-}
+use meanwhile_core::Notification;
 
 pub(crate) const NOTIFICATIONS_AFTER: &str =
     crate::sql::ops::notifications::NOTIFICATIONS_AFTER.postgres;

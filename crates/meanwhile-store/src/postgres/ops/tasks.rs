@@ -95,7 +95,7 @@ pub(crate) async fn insert_task(tx: &mut Tx, t: &NewTask) -> Result<Submitted> {
         json!({"name": name, "queue": queue, "kind": kind.as_str()}),
     );
     if let Some((dep, state)) = failed_dep {
-        fail_for_dependency(tx, id, dep, state, t.now).await?;
+        crate::flow::fail_for_dependency(tx, id, dep, state, t.now).await?;
     }
     Ok(Submitted::Created(id))
 }

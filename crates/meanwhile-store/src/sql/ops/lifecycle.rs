@@ -102,3 +102,21 @@ crate::sql::sql! {
     /// Attempt `$2` of task `$1` runs on node `$3` from now on.
     HAND_OVER_ATTEMPT = "UPDATE attempts SET node = $3 WHERE task_id = $1 AND number = $2";
 }
+
+crate::sql::sql! {
+    /// The pending dependents of task `$1`, in id order.
+    PENDING_DEPENDENTS = "SELECT d.task_id FROM deps d JOIN tasks t ON t.id = d.task_id
+         WHERE d.dep_id = $1 AND t.state = 'pending' ORDER BY d.task_id";
+}
+
+crate::sql::sql! {
+    /// Task `$1` fails in state `$2` for reason `$3` at `$4`, a dependency having failed.
+    FAIL_FOR_DEPENDENCY = "UPDATE tasks SET state = $2, reason = $3, finished_at = $4,
+            run_after = NULL
+         WHERE id = $1";
+}
+
+crate::sql::sql! {
+    /// What task `$1` is seen doing.
+    SET_LIVE = "UPDATE tasks SET live = $2 WHERE id = $1";
+}

@@ -5,72 +5,13 @@ use super::*;
 use crate::flow::{self, ClaimQueue, Val};
 use crate::sql::Sql;
 use crate::{AttemptEnd, Claim, ClaimRequest, Finished, StoreError};
-use meanwhile_core::{
-    Attempt, Event, EventKind, TaskId, TaskRecord, TaskState, Timestamp, Transition, transition,
-};
+use meanwhile_core::{Attempt, Event, EventKind, TaskId, TaskRecord, TaskState, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 
-/// Fails a pending task whose dependency ended without succeeding, then its own
-/// dependents, and so on.
-pub(super) fn fail_for_dependency(
-    conn: &Connection,
-    events: &mut Vec<Event>,
-    id: TaskId,
-    dep: TaskId,
-    dep_state: TaskState,
-    now: Timestamp,
-) -> Result<Vec<TaskRecord>> {
-    let task = load_task(conn, id)?;
-    let to = transition(task.state, Transition::DependencyFailed)
-        .map_err(|source| StoreError::Illegal { id, source })?;
-    let reason = crate::policy::dependency_reason(dep, dep_state);
-    let mut stmt = conn.prepare_cached(
-        "UPDATE tasks SET state = ?2, reason = ?3, finished_at = ?4, run_after = NULL WHERE id = ?1",
-    )?;
-    stmt.execute(params![id.0, to.as_str(), reason, now.0])?;
-    count_move(conn, &task.queue, task.state, to)?;
-    let task = load_task(conn, id)?;
-    finished(conn, events, &task, now, 0, "", 0)?;
-    let mut out = vec![task];
-    out.extend(cascade(conn, events, id, to, now)?);
-    Ok(out)
-}
-
-/// The pending dependents of a task.
-pub(crate) const PENDING_DEPENDENTS: &str =
-    "SELECT d.task_id FROM deps d JOIN tasks t ON t.id = d.task_id
-     WHERE d.dep_id = ?1 AND t.state = 'pending'";
-
-/// Fails the pending dependents of a task that ended without succeeding.
-pub(super) fn cascade(
-    conn: &Connection,
-    events: &mut Vec<Event>,
-    id: TaskId,
-    state: TaskState,
-    now: Timestamp,
-) -> Result<Vec<TaskRecord>> {
-    if state == TaskState::Succeeded {
-        return Ok(Vec::new());
-    }
-    let dependents: Vec<i64> = {
-        let mut stmt = conn.prepare_cached(PENDING_DEPENDENTS)?;
-        stmt.query_map([id.0], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?
-    };
-    let mut out = Vec::new();
-    for dependent in dependents {
-        out.extend(fail_for_dependency(
-            conn,
-            events,
-            TaskId(dependent),
-            id,
-            state,
-            now,
-        )?);
-    }
-    Ok(out)
-}
+/// The pending dependents of a task (for the plans checked by `plans`).
+#[cfg(feature = "plans")]
+pub(crate) const PENDING_DEPENDENTS: &str = crate::sql::ops::lifecycle::PENDING_DEPENDENTS.sqlite;
 
 pub(crate) const RUNNING_PER_QUEUE: &str = crate::sql::ops::lifecycle::RUNNING_PER_QUEUE.sqlite;
 
@@ -121,6 +62,30 @@ pub(crate) fn lite<'a>(conn: &'a Connection, events: &'a mut Vec<Event>) -> Lite
 }
 
 impl flow::Db for Lite<'_> {
+    type Row<'r> = rusqlite::Row<'r>;
+
+    async fn query<T>(
+        &mut self,
+        sql: &Sql,
+        params: &[Val<'_>],
+        read: for<'r> fn(&rusqlite::Row<'r>) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut stmt = self.conn.prepare_cached(sql.sqlite)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(read(r)?);
+        }
+        Ok(out)
+    }
+
+    async fn notify(&mut self, session: &str, task: TaskId, body: String) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO notifications (session, task_id, body) VALUES (?1, ?2, ?3)",
+        )?;
+        stmt.execute(params![session, task.0, body])?;
+        Ok(())
+    }
     async fn exec(&mut self, sql: &Sql, params: &[Val<'_>]) -> Result<u64> {
         let mut stmt = self.conn.prepare_cached(sql.sqlite)?;
         Ok(stmt.execute(rusqlite::params_from_iter(params))? as u64)
@@ -168,34 +133,6 @@ impl flow::Db for Lite<'_> {
         data: serde_json::Value,
     ) -> Result<()> {
         emit(self.conn, self.events, at, kind, task, data)
-    }
-
-    async fn finished(
-        &mut self,
-        task: &TaskRecord,
-        now: Timestamp,
-        duration_ms: u64,
-        tail: &str,
-        output_bytes: u64,
-    ) -> Result<()> {
-        finished(
-            self.conn,
-            self.events,
-            task,
-            now,
-            duration_ms,
-            tail,
-            output_bytes,
-        )
-    }
-
-    async fn cascade(
-        &mut self,
-        id: TaskId,
-        state: TaskState,
-        now: Timestamp,
-    ) -> Result<Vec<TaskRecord>> {
-        cascade(self.conn, self.events, id, state, now)
     }
 
     async fn next_wakeup(&mut self, now: Timestamp) -> Result<Option<Timestamp>> {
@@ -372,31 +309,6 @@ pub(crate) fn finish_attempt(
 ) -> Result<Option<Finished>> {
     let holder = end.node.as_deref();
     flow::ready(flow::end_attempt(&mut Lite { conn, events }, end, holder))
-}
-
-pub(crate) fn set_live(
-    conn: &Connection,
-    events: &mut Vec<Event>,
-    update: &crate::LiveUpdate,
-) -> Result<()> {
-    let task = load_task(conn, update.id)?;
-    let Some(changes) = crate::policy::live_changes(&task, update)? else {
-        return Ok(());
-    };
-    conn.prepare_cached("UPDATE tasks SET live = ?2 WHERE id = ?1")?
-        .execute(params![update.id.0, changes.column])?;
-    for (kind, data) in changes.events {
-        emit(conn, events, update.now, kind, Some(update.id), data)?;
-    }
-    if let Some(session) = &task.session {
-        for body in changes.notices {
-            conn.prepare_cached(
-                "INSERT INTO notifications (session, task_id, body) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![session, update.id.0, body])?;
-        }
-    }
-    Ok(())
 }
 
 /// The running tasks of node `?1`, or whose lease ended before `?2`.

@@ -2,31 +2,8 @@
 //! them exactly once.
 
 use super::*;
-use meanwhile_core::{Event, EventKind, Notification, TaskRecord, Timestamp};
+use meanwhile_core::Notification;
 use rusqlite::{Connection, OptionalExtension, params};
-
-/// Writes the `finished` event and, when the task names a session, its notification.
-pub(super) fn finished(
-    conn: &Connection,
-    events: &mut Vec<Event>,
-    task: &TaskRecord,
-    now: Timestamp,
-    duration_ms: u64,
-    tail: &str,
-    output_bytes: u64,
-) -> Result<()> {
-    let data = crate::decode::finished_data(task);
-    emit(conn, events, now, EventKind::Finished, Some(task.id), data)?;
-    if let Some(session) = &task.session {
-        let body =
-            crate::policy::notification_body(task, session, now, duration_ms, tail, output_bytes)?;
-        let mut stmt = conn.prepare_cached(
-            "INSERT INTO notifications (session, task_id, body) VALUES (?1, ?2, ?3)",
-        )?;
-        stmt.execute(params![session, task.id.0, body])?;
-    }
-    Ok(())
-}
 
 pub(crate) const NOTIFICATIONS_AFTER: &str =
     crate::sql::ops::notifications::NOTIFICATIONS_AFTER.sqlite;

@@ -82,7 +82,8 @@ pub(crate) fn insert_task(
         json!({"name": name, "queue": queue, "kind": kind.as_str()}),
     )?;
     if let Some((dep, state)) = failed_dep {
-        fail_for_dependency(conn, events, id, dep, state, t.now)?;
+        let db = &mut lite(conn, events);
+        crate::flow::ready(crate::flow::fail_for_dependency(db, id, dep, state, t.now))?;
     }
     Ok(Submitted::Created(id))
 }
