@@ -41,8 +41,9 @@ async def main() -> None:
         tid = int(m.group(1))
         waited = texts(await c.call_tool("background_wait", {"ids": [tid], "timeout_seconds": 120}))
         assert "succeeded" in waited[0], waited
-        # The notice: riding along with the wait's answer, or drained here, once.
-        seen = [t for t in waited[1:] if re.search(rf"^- task {tid} \(", t, re.M)]
+        # The notice, once: riding along with the run's answer (a task this quick can
+        # end before that answer is made) or the wait's, or drained here.
+        seen = [t for t in run[1:] + waited[1:] if re.search(rf"^- task {tid} \(", t, re.M)]
         drained = texts(await c.call_tool("background_notifications", {}))
         seen += [t for t in drained if re.search(rf"^- task {tid} \(", t, re.M)]
         assert len(seen) == 1, (waited, drained)
