@@ -9,8 +9,10 @@
 //! What a write decides from what it read stays in `policy`; what is SQL of one
 //! dialect only stays in that store's `ops`.
 
+mod alerts;
 mod lifecycle;
 
+pub(crate) use alerts::*;
 pub(crate) use lifecycle::*;
 
 use crate::StoreError;
@@ -46,6 +48,12 @@ impl From<u32> for Val<'_> {
 impl From<i32> for Val<'_> {
     fn from(v: i32) -> Self {
         Val::Int(Some(i64::from(v)))
+    }
+}
+
+impl From<Option<i64>> for Val<'_> {
+    fn from(v: Option<i64>) -> Self {
+        Val::Int(v)
     }
 }
 

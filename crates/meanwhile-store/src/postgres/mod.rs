@@ -854,7 +854,7 @@ impl EventStore for PgStore {
 impl AlertStore for PgStore {
     fn fire_alert(&self, alert: NewAlert, now: Timestamp) -> StoreFuture<'_, Option<Alert>> {
         self.write((alert, now), |tx, (alert, now)| {
-            Box::pin(ops::fire_alert(tx, alert, *now))
+            Box::pin(flow::fire_alert(tx, alert, *now))
         })
     }
 
@@ -867,7 +867,7 @@ impl AlertStore for PgStore {
     ) -> StoreFuture<'_, Option<Alert>> {
         let data = (kind, subject.to_string(), message.to_string(), now);
         self.write(data, |tx, (kind, subject, message, now)| {
-            Box::pin(ops::resolve_alert(tx, *kind, subject, message, *now))
+            Box::pin(flow::resolve_alert(tx, *kind, subject, message, *now))
         })
     }
 
@@ -879,7 +879,7 @@ impl AlertStore for PgStore {
     ) -> StoreFuture<'_, Alert> {
         let by = crate::current_actor().who();
         self.write((id, until, by, now), |tx, (id, until, by, now)| {
-            Box::pin(ops::ack_alert(tx, *id, *until, by, *now))
+            Box::pin(flow::ack_alert(tx, *id, *until, by, *now))
         })
     }
 
@@ -889,7 +889,7 @@ impl AlertStore for PgStore {
         now: Timestamp,
     ) -> StoreFuture<'_, Vec<Alert>> {
         self.write((every, now), |tx, (every, now)| {
-            Box::pin(ops::repeat_alerts(tx, *every, *now))
+            Box::pin(flow::repeat_alerts(tx, *every, *now))
         })
     }
 

@@ -51,12 +51,12 @@ pub(crate) fn queries(icu: bool) -> Vec<PlannedQuery> {
         ),
         q(
             "alerts: resolve",
-            ops::resolve_sql(),
+            crate::sql::ops::alerts::RESOLVE.postgres.into(),
             vec![t("stalled"), t("task:7"), i(NOW.0), t("ok")],
         ),
         q(
             "alerts: remind",
-            ops::repeat_sql(),
+            crate::sql::ops::alerts::REPEAT.postgres.into(),
             vec![i(NOW.0), i(3_600_000)],
         ),
         q(

@@ -36,9 +36,10 @@ pub(crate) const fn sqlite_form<const N: usize>(text: &str) -> [u8; N] {
     out
 }
 
-/// Defines `$name` as a [`Sql`] from PostgreSQL's text.
+/// Defines `$name` as a [`Sql`] from PostgreSQL's text: a literal, or a `concat!` of
+/// literals and macros that stand for literals (a column list written once).
 macro_rules! sql {
-    ($(#[$meta:meta])* $name:ident = $text:literal;) => {
+    ($(#[$meta:meta])* $name:ident = $text:expr;) => {
         $(#[$meta])*
         pub(crate) const $name: $crate::sql::Sql = {
             const SQLITE: [u8; $text.len()] = $crate::sql::sqlite_form($text);

@@ -1086,7 +1086,9 @@ impl EventStore for SqliteStore {
 
 impl AlertStore for SqliteStore {
     fn fire_alert(&self, alert: NewAlert, now: Timestamp) -> StoreFuture<'_, Option<Alert>> {
-        self.write(move |conn, ev| ops::fire_alert(conn, ev, &alert, now))
+        self.write(move |conn, ev| {
+            flow::ready(flow::fire_alert(&mut ops::lite(conn, ev), &alert, now))
+        })
     }
 
     fn resolve_alert(
@@ -1097,7 +1099,10 @@ impl AlertStore for SqliteStore {
         now: Timestamp,
     ) -> StoreFuture<'_, Option<Alert>> {
         let (subject, message) = (owned(subject), owned(message));
-        self.write(move |conn, ev| ops::resolve_alert(conn, ev, kind, &subject, &message, now))
+        self.write(move |conn, ev| {
+            let db = &mut ops::lite(conn, ev);
+            flow::ready(flow::resolve_alert(db, kind, &subject, &message, now))
+        })
     }
 
     fn ack_alert(
@@ -1107,7 +1112,15 @@ impl AlertStore for SqliteStore {
         now: Timestamp,
     ) -> StoreFuture<'_, Alert> {
         let by = crate::current_actor().who();
-        self.write(move |conn, ev| ops::ack_alert(conn, ev, id, until, &by, now))
+        self.write(move |conn, ev| {
+            flow::ready(flow::ack_alert(
+                &mut ops::lite(conn, ev),
+                id,
+                until,
+                &by,
+                now,
+            ))
+        })
     }
 
     fn repeat_alerts(
@@ -1115,7 +1128,9 @@ impl AlertStore for SqliteStore {
         every: Option<Duration>,
         now: Timestamp,
     ) -> StoreFuture<'_, Vec<Alert>> {
-        self.write(move |conn, ev| ops::repeat_alerts(conn, ev, every, now))
+        self.write(move |conn, ev| {
+            flow::ready(flow::repeat_alerts(&mut ops::lite(conn, ev), every, now))
+        })
     }
 
     fn alerts(&self, all: bool, limit: u32) -> StoreFuture<'_, Vec<Alert>> {

@@ -128,10 +128,10 @@ async fn enforce(tx: &mut Tx, b: &BudgetInfo, why: &str, now: Timestamp) -> Resu
     }
     for p in plan.resolve {
         let subject = BudgetInfo::alarm_subject(&b.queue, p);
-        resolve_alert(tx, AlertKind::Budget, &subject, why, now).await?;
+        crate::flow::resolve_alert(tx, AlertKind::Budget, &subject, why, now).await?;
     }
     for alert in &plan.fire {
-        fire_alert(tx, alert, now).await?;
+        crate::flow::fire_alert(tx, alert, now).await?;
     }
     if plan.resume {
         set_pause(tx, &b.queue, None).await?;
@@ -179,7 +179,7 @@ pub(crate) async fn remove_budget(tx: &mut Tx, queue: &str, now: Timestamp) -> R
     let why = policy::budget_removed_reason(queue);
     for p in firing_alarms(tx.client(), queue).await? {
         let subject = BudgetInfo::alarm_subject(queue, p);
-        resolve_alert(tx, AlertKind::Budget, &subject, &why, now).await?;
+        crate::flow::resolve_alert(tx, AlertKind::Budget, &subject, &why, now).await?;
     }
     let paused_by_budget = tx
         .client()

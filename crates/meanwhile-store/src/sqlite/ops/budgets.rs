@@ -10,6 +10,7 @@
 
 use super::*;
 use crate::decode::BudgetColumns;
+use crate::flow;
 use crate::policy;
 use crate::{Charged, StoreError};
 use meanwhile_core::{
@@ -131,10 +132,17 @@ fn enforce(
     }
     for p in plan.resolve {
         let subject = BudgetInfo::alarm_subject(&b.queue, p);
-        resolve_alert(conn, events, AlertKind::Budget, &subject, why, now)?;
+        let db = &mut lite(conn, events);
+        flow::ready(flow::resolve_alert(
+            db,
+            AlertKind::Budget,
+            &subject,
+            why,
+            now,
+        ))?;
     }
     for alert in &plan.fire {
-        fire_alert(conn, events, alert, now)?;
+        flow::ready(flow::fire_alert(&mut lite(conn, events), alert, now))?;
     }
     if plan.resume {
         set_pause(conn, events, &b.queue, None)?;
@@ -196,7 +204,14 @@ pub(crate) fn remove_budget(
     let why = policy::budget_removed_reason(queue);
     for p in firing_alarms(conn, queue)? {
         let subject = BudgetInfo::alarm_subject(queue, p);
-        resolve_alert(conn, events, AlertKind::Budget, &subject, &why, now)?;
+        let db = &mut lite(conn, events);
+        flow::ready(flow::resolve_alert(
+            db,
+            AlertKind::Budget,
+            &subject,
+            &why,
+            now,
+        ))?;
     }
     if queue_paused_by_budget(conn, queue)? {
         set_pause(conn, events, queue, None)?;
