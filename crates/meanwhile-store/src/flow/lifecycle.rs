@@ -21,6 +21,22 @@ pub(crate) struct ClaimQueue {
     pub rate: Option<(i64, i64)>,
 }
 
+impl ClaimQueue {
+    /// A row of `name, max_parallel, per_key, rate_count, rate_window_ms`.
+    pub(crate) fn read(r: &impl Cells) -> Result<ClaimQueue> {
+        let rate = match (r.cell::<Option<i64>>(3)?, r.cell::<Option<i64>>(4)?) {
+            (Some(count), Some(window)) => Some((count, window)),
+            _ => None,
+        };
+        Ok(ClaimQueue {
+            name: r.cell(0)?,
+            max_parallel: r.cell(1)?,
+            per_key: r.cell(2)?,
+            rate,
+        })
+    }
+}
+
 /// What a claim reads and counts that each store does its own way.
 pub(crate) trait Claims: Db {
     /// The queues a claim may take from, with their limits (PostgreSQL: locked, in

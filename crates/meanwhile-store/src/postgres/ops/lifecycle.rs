@@ -158,20 +158,7 @@ impl flow::Db for Tx {
 impl flow::Claims for Tx {
     async fn unpaused_queues(&mut self) -> Result<Vec<ClaimQueue>> {
         let rows = self.client().query(UNPAUSED_QUEUES, &[]).await?;
-        rows.iter()
-            .map(|r| {
-                let rate = match (col::<Option<i64>>(r, 3)?, col::<Option<i64>>(r, 4)?) {
-                    (Some(count), Some(window)) => Some((count, window)),
-                    _ => None,
-                };
-                Ok(ClaimQueue {
-                    name: col(r, 0)?,
-                    max_parallel: col(r, 1)?,
-                    per_key: col(r, 2)?,
-                    rate,
-                })
-            })
-            .collect()
+        rows.iter().map(ClaimQueue::read).collect()
     }
 
     async fn running_per_queue(&mut self) -> Result<HashMap<String, i64>> {

@@ -143,19 +143,8 @@ impl flow::Db for Lite<'_> {
 impl flow::Claims for Lite<'_> {
     async fn unpaused_queues(&mut self) -> Result<Vec<ClaimQueue>> {
         let mut stmt = self.conn.prepare_cached(UNPAUSED_QUEUES)?;
-        let rows = stmt.query_map([], |r| {
-            let rate = match (r.get::<_, Option<i64>>(3)?, r.get::<_, Option<i64>>(4)?) {
-                (Some(count), Some(window)) => Some((count, window)),
-                _ => None,
-            };
-            Ok(ClaimQueue {
-                name: r.get(0)?,
-                max_parallel: r.get(1)?,
-                per_key: r.get(2)?,
-                rate,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let rows = stmt.query_map([], |r| Ok(ClaimQueue::read(r)))?;
+        rows.map(|r| r?).collect()
     }
 
     async fn running_per_queue(&mut self) -> Result<HashMap<String, i64>> {
